@@ -1,0 +1,39 @@
+// Output files are written to a temporary beside the target and renamed at the end: a failed run leaves
+// nothing behind and a half-written file never replaces a good one.
+#pragma once
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+namespace nq {
+
+class AtomicFile {
+ public:
+  explicit AtomicFile(std::string path);  // opens "<dir>/.<name>.tmp-<pid>-<n>"; throws kIo
+  ~AtomicFile();                           // removes the temporary unless committed
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+
+  void write(const void* data, size_t size);  // throws kIo (disk full, ...)
+  void write(const std::string& s) { write(s.data(), s.size()); }
+  uint64_t bytes_written() const { return written_; }
+  void commit();                              // flush, close, rename over the target; throws kIo
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  std::string temp_path_;
+  std::FILE* file_ = nullptr;
+  uint64_t written_ = 0;
+  bool committed_ = false;
+};
+
+// Refuses (kInvalidArgument) an output path that names one of the inputs (same file after resolving links).
+void check_output_not_input(const std::string& output, const std::vector<std::string>& inputs);
+
+// Whole-file helpers for small files.
+void write_file_atomic(const std::string& path, const std::string& contents);
+std::string read_file(const std::string& path);  // throws kIo naming the path
+
+}  // namespace nq

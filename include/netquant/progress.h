@@ -1,0 +1,29 @@
+// A one-line progress bar on stderr, shown only when stderr is a terminal (quiet in pipes, logs and CI).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace nq {
+
+bool stderr_is_terminal();
+// Global switch (e.g. --quiet): when false no Progress draws anything.
+void set_progress_enabled(bool enabled);
+
+class Progress {
+ public:
+  Progress(std::string label, int64_t total);
+  ~Progress();  // finishes the line if anything was drawn
+  void update(int64_t done, const std::string& status = std::string());
+  void finish();
+
+ private:
+  std::string label_;
+  int64_t total_;
+  bool enabled_;
+  bool drawn_ = false;
+  std::chrono::steady_clock::time_point start_, last_draw_;
+};
+
+}  // namespace nq

@@ -1,0 +1,149 @@
+// Importance-weighted scalar quantization: one API over every method (k-means, Hessian-weighted k-means,
+// exact DP, uniform, iterative ECSQ, fixed binary/ternary/pow2/int codebooks, weighted entropy).
+// Math: ALGORITHMS.md of the design notes, and the README's "Methods" section.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "netquant/backend.h"
+#include "netquant/tensor.h"
+
+namespace nq {
+
+enum class Method { kKmeans, kHwKmeans, kExact, kUniform, kEcsq, kBinary, kTernary, kPow2, kInt, kWentropy };
+
+// One row per method; the CLI, the docs and the tests iterate over this table.
+struct MethodTraits {
+  Method method;
+  const char* name;         // CLI spelling: "kmeans", "hw-kmeans", "exact", "uniform", "ecsq", "binary", ...
+  const char* summary;
+  bool uses_importance;     // false: importance is ignored (kmeans, wentropy)
+  bool has_lambda;          // ecsq
+  bool takes_k;             // the number of levels is a parameter (--k / --bits)
+  bool supports_target;     // --target-bits / --target-ratio (ecsq: λ search; uniform: Δ search)
+};
+const std::vector<MethodTraits>& method_table();
+const MethodTraits& method_traits(Method method);
+Method parse_method(const std::string& name);  // throws kInvalidArgument listing the valid names
+
+enum class Init { kLinear, kKmeansPP, kQuantile };
+Init parse_init(const std::string& name);
+const char* init_name(Init init);
+
+struct QuantizeParams {
+  Method method = Method::kHwKmeans;
+  int k = 16;                // levels (ecsq: k_max initial centers); ignored by binary/ternary
+  double lambda = 0.0;       // ecsq multiplier on the entropy (bits/weight) in J = D + λH
+  double step = 0.0;         // uniform: cell width Δ; 0 = chosen so that k cells cover the range
+  double target_bits = 0.0;  // > 0: ecsq/uniform search λ or Δ so the entropy lands on this (bits/weight)
+  double target_ratio = 0.0; // > 0: same, for the entropy-coded compression ratio (32 / bits)
+  Init init = Init::kLinear;
+  int max_iter = 100;        // Lloyd / ECSQ / wentropy sweeps
+  double tol = 1e-7;         // stop when the objective decreases by less than tol (relative)
+  uint64_t seed = 1234;      // kmeans++ and any other randomness
+  bool int_symmetric = true; // int: symmetric grid around 0 (else asymmetric min/max grid)
+  int int_bits = 4;          // int: grid bits
+  int pow2_levels = 8;       // pow2: exponents per sign ({±a·2^-e}, e = 0..pow2_levels-1) plus nothing else
+  int64_t exact_histogram_bins = 0;  // exact: 0 = auto (exact below 2^22 distinct values, else 2^20 bins)
+  Backend backend = Backend::kAuto;
+};
+
+struct IterationStats {
+  int iteration;
+  double objective;   // J = D + λH (D for λ = 0)
+  double distortion;  // importance-weighted D = (1/N) Σ h (ŵ − w)²
+  double entropy;     // bits per weight
+  int clusters;       // non-empty clusters
+};
+
+struct QuantizeResult {
+  std::vector<float> codebook;   // sorted ascending, non-empty clusters only
+  std::vector<int32_t> indices;  // one per value, into codebook
+  double hw_distortion = 0;      // (1/N) Σ h (ŵ − w)²
+  double mse = 0;                // (1/N) Σ (ŵ − w)²
+  double entropy_bits = 0;       // −Σ p log2 p over used clusters
+  double lambda = 0;             // the λ used (after a target search)
+  double step = 0;               // uniform: the Δ used
+  int iterations = 0;
+  bool converged = false;
+  double seconds = 0;
+  Backend backend = Backend::kCpu;
+  std::vector<IterationStats> history;
+};
+
+// Quantizes n values with optional importances (nullptr = all ones). Deterministic for a given seed/backend.
+QuantizeResult quantize(const float* values, const float* importance, size_t n, const QuantizeParams& params);
+
+// ---- whole models ---------------------------------------------------------------------------------------
+enum class ScopeKind { kGlobal, kTensor, kRow, kGroup };
+struct Scope {
+  ScopeKind kind = ScopeKind::kGlobal;
+  int64_t group = 0;  // kGroup: weights per group
+};
+Scope parse_scope(const std::string& text);  // "global" | "tensor" | "row" | "group:G"
+std::string scope_to_string(const Scope& scope);
+
+enum class ImportanceTransform { kNone, kSqrt, kNormalize };
+ImportanceTransform parse_importance_transform(const std::string& name);
+
+struct ModelQuantizeParams {
+  QuantizeParams quant;
+  Scope scope;
+  double prune = 0.0;  // fraction of weights with the smallest h·w² (|w| without importance) set to exactly 0
+  ImportanceTransform importance_transform = ImportanceTransform::kNone;
+  bool skip_1d = false;  // leave 1-D tensors (biases) in float
+};
+
+// Statistics of a tensor or of the whole model (the report's keys).
+struct QuantStats {
+  int64_t params = 0;
+  int64_t pruned = 0;
+  int clusters = 0;                 // distinct levels used (max over problems for row/group scopes)
+  double hw_distortion = 0;         // (1/N) Σ h (ŵ − w)²
+  double mse = 0;
+  double entropy_bits_per_weight = 0;
+  double fixed_bits_per_weight = 0; // ⌈log2 k⌉ (+ codebook share)
+  double ratio_fixed = 0;           // ALGORITHMS §6 fixed-length formula
+  double ratio_entropy = 0;         // same with the entropy in place of the code length
+  double huffman_bits_per_weight = 0;  // filled by the coder (coding.h); 0 until then
+  double ratio_huffman = 0;
+  double ratio_file = 0;
+  double lambda = 0;
+  int iterations = 0;
+  bool converged = true;
+  double seconds = 0;
+};
+
+constexpr int32_t kPrunedIndex = -1;  // index of a pruned weight (its value is exactly 0)
+
+struct QuantizedTensor {
+  std::string name;
+  DType dtype = DType::kF32;     // the input's dtype (restored on dequantization)
+  std::vector<int64_t> shape;
+  bool quantized = true;         // false: kept in float (e.g. skip_1d); `original` holds the values
+  Tensor original;
+  int64_t problem_size = 0;      // weights sharing one codebook: numel (global/tensor), row length, G
+  int64_t first_codebook = 0;    // this tensor's first codebook in QuantizedModel::codebooks
+  int64_t num_problems = 0;      // codebooks this tensor uses (global: 1 shared, tensor: 1, row: rows, group: ⌈n/G⌉)
+  std::vector<int32_t> indices;  // per weight, into codebooks[first_codebook + i / problem_size]; kPrunedIndex
+  QuantStats stats;
+};
+
+struct QuantizedModel {
+  Method method = Method::kHwKmeans;
+  Scope scope;
+  std::vector<std::vector<float>> codebooks;  // global scope: exactly one, shared by every tensor
+  std::vector<QuantizedTensor> tensors;
+  QuantStats total;
+  Backend backend = Backend::kCpu;
+
+  // The dequantized weights, same names/shapes/dtypes as the input (pruned weights exactly 0).
+  TensorSet dequantize() const;
+};
+
+// `importance` may be null (all ones). Names and shapes must match the model's (kShapeMismatch otherwise).
+QuantizedModel quantize_model(const TensorSet& model, const TensorSet* importance, const ModelQuantizeParams& params);
+
+}  // namespace nq

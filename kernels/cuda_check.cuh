@@ -1,0 +1,28 @@
+// Every CUDA runtime call and kernel launch is checked: failures become nq::Error naming the call and place.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <sstream>
+
+#include "netquant/error.h"
+
+namespace nq::cuda {
+
+[[noreturn]] inline void throw_cuda_error(cudaError_t err, const char* what, const char* file, int line) {
+  std::ostringstream os;
+  os << "CUDA error in " << what << " at " << file << ":" << line << ": " << cudaGetErrorName(err) << " ("
+     << cudaGetErrorString(err) << ")";
+  throw Error(err == cudaErrorMemoryAllocation ? ErrorCode::kOutOfMemory : ErrorCode::kInternal, os.str());
+}
+
+}  // namespace nq::cuda
+
+#define NQ_CUDA_CHECK(call)                                                               \
+  do {                                                                                    \
+    cudaError_t nq_cuda_err_ = (call);                                                    \
+    if (nq_cuda_err_ != cudaSuccess) ::nq::cuda::throw_cuda_error(nq_cuda_err_, #call, __FILE__, __LINE__); \
+  } while (0)
+
+// After a <<<...>>> launch: catches bad configurations at once (asynchronous faults surface at the next sync).
+#define NQ_CUDA_CHECK_LAUNCH(name) NQ_CUDA_CHECK(cudaGetLastError())

@@ -1,0 +1,63 @@
+// Backend selection: `auto` takes CUDA when a device answers, else the CPU, silently.
+#include "netquant/backend.h"
+
+#include <omp.h>
+
+#include "core/cuda_device.h"
+#include "netquant/error.h"
+
+namespace nq {
+
+Backend parse_backend(const std::string& name) {
+  if (name == "auto") return Backend::kAuto;
+  if (name == "cpu") return Backend::kCpu;
+  if (name == "cuda") return Backend::kCuda;
+  NQ_FAIL(ErrorCode::kInvalidArgument, "unknown backend '" << name << "' (expected auto, cpu or cuda)");
+}
+
+const char* backend_name(Backend backend) {
+  switch (backend) {
+    case Backend::kAuto: return "auto";
+    case Backend::kCpu: return "cpu";
+    case Backend::kCuda: return "cuda";
+  }
+  return "?";
+}
+
+bool cuda_available() {
+  try {
+    return cuda::device_count() > 0;
+  } catch (...) {
+    return false;
+  }
+}
+
+std::string cuda_device_description() {
+  try {
+    return cuda::device_count() > 0 ? cuda::device_description(0) : std::string();
+  } catch (...) {
+    return std::string();
+  }
+}
+
+Backend resolve_backend(Backend requested) {
+  switch (requested) {
+    case Backend::kCpu: return Backend::kCpu;
+    case Backend::kAuto: return cuda_available() ? Backend::kCuda : Backend::kCpu;
+    case Backend::kCuda:
+      NQ_CHECK(NQ_HAVE_CUDA, ErrorCode::kUnavailable,
+               "--backend cuda: this netquant was built without CUDA (rebuild with -DNQ_CUDA=ON)");
+      NQ_CHECK(cuda_available(), ErrorCode::kUnavailable, "--backend cuda: no CUDA device is available");
+      return Backend::kCuda;
+  }
+  return Backend::kCpu;
+}
+
+void set_num_threads(int threads) {
+  NQ_CHECK(threads >= 0, ErrorCode::kInvalidArgument, "--threads must be >= 0, got " << threads);
+  omp_set_num_threads(threads == 0 ? omp_get_num_procs() : threads);
+}
+
+int num_threads() { return omp_get_max_threads(); }
+
+}  // namespace nq

@@ -1,0 +1,11 @@
+// CPU-only build: the CUDA entry points report "no device" or throw kUnavailable.
+#include "core/cuda_device.h"
+#include "netquant/error.h"
+
+#if !NQ_HAVE_CUDA
+namespace nq::cuda {
+int device_count() noexcept { return 0; }
+std::string device_description(int) { return std::string(); }
+double self_test(int) { NQ_FAIL(ErrorCode::kUnavailable, "this netquant was built without CUDA"); }
+}  // namespace nq::cuda
+#endif

@@ -1,0 +1,53 @@
+// Progress bar drawing, throttled to ~10 redraws per second.
+#include "netquant/progress.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+
+namespace nq {
+
+namespace {
+std::atomic<bool> g_enabled{true};
+}
+
+bool stderr_is_terminal() { return ::isatty(STDERR_FILENO) == 1; }
+void set_progress_enabled(bool enabled) { g_enabled = enabled; }
+
+Progress::Progress(std::string label, int64_t total)
+    : label_(std::move(label)), total_(std::max<int64_t>(total, 1)), enabled_(g_enabled && stderr_is_terminal()) {
+  start_ = last_draw_ = std::chrono::steady_clock::now();
+}
+
+Progress::~Progress() { finish(); }
+
+void Progress::update(int64_t done, const std::string& status) {
+  if (!enabled_) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (drawn_ && done < total_ && now - last_draw_ < std::chrono::milliseconds(100)) return;
+  last_draw_ = now;
+  drawn_ = true;
+  const double frac = std::clamp(static_cast<double>(done) / static_cast<double>(total_), 0.0, 1.0);
+  constexpr int kWidth = 30;
+  const int filled = static_cast<int>(frac * kWidth);
+  char bar[kWidth + 1];
+  for (int i = 0; i < kWidth; ++i) bar[i] = i < filled ? '#' : '.';
+  bar[kWidth] = 0;
+  const double secs = std::chrono::duration<double>(now - start_).count();
+  std::fprintf(stderr, "\r\033[K%s [%s] %3d%% %.1fs %s", label_.c_str(), bar, static_cast<int>(frac * 100), secs,
+               status.c_str());
+  std::fflush(stderr);
+}
+
+void Progress::finish() {
+  if (enabled_ && drawn_) {
+    std::fprintf(stderr, "\r\033[K");
+    std::fflush(stderr);
+  }
+  drawn_ = false;
+  enabled_ = false;
+}
+
+}  // namespace nq

@@ -1,0 +1,73 @@
+// Shared CLI helpers.
+#include "cli_common.h"
+#include "command_registry.h"
+
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+
+#include "netquant/atomic_file.h"
+#include "netquant/backend.h"
+#include "netquant/progress.h"
+
+namespace nq::cli {
+
+
+void add_common_options(CLI::App& sub, CommonOptions& opts, bool with_backend) {
+  if (with_backend)
+    sub.add_option("--backend", opts.backend, "compute backend: auto (CUDA when a GPU answers), cpu, cuda")
+        ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
+        ->capture_default_str();
+  sub.add_option("--threads", opts.threads, "CPU threads (0 = all cores)")->capture_default_str();
+  sub.add_flag("-q,--quiet", opts.quiet, "no progress bar");
+}
+
+void apply_common_options(const CommonOptions& opts) {
+  set_num_threads(opts.threads);
+  if (opts.quiet) set_progress_enabled(false);
+}
+
+std::string Table::to_string() const {
+  std::vector<size_t> width(header_.size(), 0);
+  auto measure = [&](const std::vector<std::string>& r) {
+    for (size_t i = 0; i < r.size() && i < width.size(); ++i) width[i] = std::max(width[i], r[i].size());
+  };
+  measure(header_);
+  for (const auto& r : rows_) measure(r);
+  std::ostringstream os;
+  auto emit = [&](const std::vector<std::string>& r) {
+    for (size_t i = 0; i < width.size(); ++i) {
+      const std::string cell = i < r.size() ? r[i] : std::string();
+      const std::string pad(width[i] - cell.size(), ' ');
+      if (i) os << "  ";
+      os << (i == 0 ? cell + pad : pad + cell);
+    }
+    os << "\n";
+  };
+  emit(header_);
+  size_t total = 0;
+  for (size_t w : width) total += w + 2;
+  os << std::string(total > 2 ? total - 2 : 0, '-') << "\n";
+  for (const auto& r : rows_) emit(r);
+  return os.str();
+}
+
+std::string format_double(double v, int precision) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*g", precision, v);
+  return buf;
+}
+
+void write_json(const std::string& path, const nlohmann::json& j) {
+  const std::string text = j.dump(2) + "\n";
+  if (path == "-") {
+    std::cout << text;
+    return;
+  }
+  write_file_atomic(path, text);
+}
+
+}  // namespace nq::cli

@@ -1,0 +1,37 @@
+// `netquant info`: version, build options and the devices this process can use.
+#include <iostream>
+
+#include "cli_common.h"
+#include "command_registry.h"
+#include "core/cuda_device.h"
+#include "netquant/backend.h"
+#include "netquant/error.h"
+
+namespace nq::cli {
+namespace {
+
+void setup_info(CLI::App& sub) {
+  auto opts = std::make_shared<CommonOptions>();
+  auto self_test = std::make_shared<bool>(false);
+  add_common_options(sub, *opts, false);
+  sub.add_flag("--cuda-self-test", *self_test, "launch one trivial kernel on the GPU and check its result");
+  sub.callback([opts, self_test] {
+    apply_common_options(*opts);
+    std::cout << "netquant " << NQ_VERSION << "\n";
+    std::cout << "cuda build:   " << (NQ_HAVE_CUDA ? "yes" : "no") << "\n";
+    const std::string dev = cuda_device_description();
+    std::cout << "cuda device:  " << (dev.empty() ? "none" : dev) << "\n";
+    std::cout << "cpu threads:  " << num_threads() << "\n";
+    std::cout << "auto backend: " << backend_name(resolve_backend(Backend::kAuto)) << "\n";
+    if (*self_test) {
+      resolve_backend(Backend::kCuda);  // exit 3 without a device
+      const double err = cuda::self_test(1 << 20);
+      std::cout << "cuda self-test: max error " << err << (err == 0 ? " (ok)" : " (FAILED)") << "\n";
+      NQ_CHECK(err == 0, ErrorCode::kInternal, "CUDA self-test produced wrong results");
+    }
+  });
+}
+
+}  // namespace
+NQ_REGISTER_COMMAND(info, "info", "show version, build options and available devices", 100, setup_info);
+}  // namespace nq::cli

@@ -1,0 +1,57 @@
+// `netquant` CLI entry: builds the subcommands from the registry, runs one, maps errors to exit statuses.
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <iostream>
+#include <new>
+
+#include "command_registry.h"
+#include "netquant/backend.h"
+#include "netquant/error.h"
+
+namespace nq::cli {
+std::vector<CommandInfo>& command_registry() {
+  static std::vector<CommandInfo> registry;
+  return registry;
+}
+}  // namespace nq::cli
+
+int main(int argc, char** argv) {
+  CLI::App app{"netquant " NQ_VERSION
+               " - compress neural-network weights by importance-weighted scalar quantization and Huffman coding"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("netquant ") + NQ_VERSION + (NQ_HAVE_CUDA ? " (CUDA)" : " (CPU only)"));
+  app.footer("Run `netquant COMMAND --help` for a command's options.");
+
+  auto& registry = nq::cli::command_registry();
+  std::stable_sort(registry.begin(), registry.end(),
+                   [](const auto& a, const auto& b) { return a.order < b.order; });
+  try {
+    for (auto& cmd : registry) {
+      CLI::App* sub = app.add_subcommand(cmd.name, cmd.summary);
+      cmd.setup(*sub);
+    }
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // Usage errors exit 2 (like bad input), with CLI11's message on stderr.
+    std::cerr << "error: " << e.what() << "\n";
+    if (e.get_exit_code() != 0) std::cerr << "Run with --help for usage.\n";
+    return e.get_exit_code() == 0 ? 0 : 2;
+  } catch (const nq::Error& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return nq::exit_status_for(e.code());
+  } catch (const std::bad_alloc&) {
+    std::cerr << "error: out of memory\n";
+    return 3;
+  } catch (const std::exception& e) {
+    std::cerr << "error: internal error (please report): " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

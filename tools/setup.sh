@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the Debian packages netquant builds, tests and demos with. Idempotent; quiet when all is present.
+# Usage: tools/setup.sh [--bench]   (--bench adds the peer libraries for bench/: scikit-learn, FAISS)
+set -euo pipefail
+
+packages=(cmake g++ make pkg-config libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev
+          libopenblas-dev zlib1g-dev dataset-fashion-mnist python3-numpy python3-matplotlib python3-pytest
+          libopenmpi-dev openmpi-bin clang libclang-rt-14-dev pybind11-dev)
+if [[ "${1:-}" == "--bench" ]]; then
+  packages+=(python3-sklearn python3-faiss)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+echo "netquant setup: installing ${missing[*]}" >&2
+sudo_cmd=()
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null || { echo "error: need root (or sudo) to install: ${missing[*]}" >&2; exit 2; }
+  sudo_cmd=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -qq
+# Packages that a distribution lacks (e.g. python3-faiss) are skipped with a note instead of failing the setup.
+installable=()
+for p in "${missing[@]}"; do
+  if apt-cache show "$p" >/dev/null 2>&1; then installable+=("$p"); else echo "netquant setup: $p is not available here, skipped" >&2; fi
+done
+[[ ${#installable[@]} -gt 0 ]] && "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${installable[@]}" >/dev/null
+echo "netquant setup: done" >&2
