@@ -1,0 +1,76 @@
+// Rate–distortion sweeps: quantize one model at many rate points (λ, k or bits), optionally evaluating each
+// point with a task metric, and pick the best point meeting a target. Points are independent, so a sweep is a
+// list of point specs that a single process or MPI ranks evaluate in any order (results are stored by index).
+#pragma once
+
+#include <functional>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "netquant/quantize.h"
+#include "netquant/tensor.h"
+
+namespace nq {
+
+// One rate point: the full quantizer configuration and the knob that distinguishes it in tables.
+struct SweepPointSpec {
+  ModelQuantizeParams params;
+  std::string knob_name;  // "lambda", "k", "bits", "step"
+  double knob = 0;
+};
+
+// Task metric of a quantized model (e.g. test accuracy of a built-in network); NaN when not evaluated.
+struct TaskMetrics {
+  double accuracy = std::numeric_limits<double>::quiet_NaN();
+  double loss = std::numeric_limits<double>::quiet_NaN();
+  double accuracy_finetuned = std::numeric_limits<double>::quiet_NaN();
+  double loss_finetuned = std::numeric_limits<double>::quiet_NaN();
+};
+
+struct SweepPoint {
+  size_t index = 0;          // position in the spec list
+  std::string method;
+  std::string scope;
+  std::string knob_name;
+  double knob = 0;
+  QuantStats stats;          // with the coding statistics (huffman bits, ratio_huffman, ratio_file)
+  TaskMetrics metrics;
+  bool duplicate_of_previous = false;  // collapsed to the same solution as the previous point of its method
+};
+
+// Called with the dequantized weights and the model; returns task metrics (may fine-tune internally).
+using SweepEvaluator = std::function<TaskMetrics(const QuantizedModel& quantized, const TensorSet& dequantized)>;
+
+// λ values log-spaced from lo to hi (n ≥ 1 points; n == 1 gives lo). Throws on lo ≤ 0 or hi < lo.
+std::vector<double> log_space(double lo, double hi, int n);
+// Parses "LO:HI:N" (log-spaced) or a comma list "a,b,c".
+std::vector<double> parse_lambda_list(const std::string& text);
+std::vector<int> parse_int_list(const std::string& text);  // "2,4,8" or "2:8" (inclusive range)
+
+// A λ range that spans the interesting part of the RD curve for ECSQ on this model: from a λ that barely
+// changes hw-kmeans (rate ≈ log2 k_max) to one that collapses to ~1 cluster. Derived from the importance-
+// weighted variance D0 of the weights: distortion scale D0, rate scale log2(k_max) bits.
+std::pair<double, double> auto_lambda_range(const TensorSet& model, const TensorSet* importance,
+                                            const ModelQuantizeParams& base);
+
+// Evaluates one point (quantize, code-accounting, optional task evaluation).
+SweepPoint run_sweep_point(const TensorSet& model, const TensorSet* importance, const SweepPointSpec& spec,
+                           size_t index, const SweepEvaluator& evaluate);
+
+// Runs every point in order on this process (with a progress bar), then marks collapsed duplicates.
+std::vector<SweepPoint> run_sweep(const TensorSet& model, const TensorSet* importance,
+                                  const std::vector<SweepPointSpec>& specs, const SweepEvaluator& evaluate);
+
+// Marks points whose (clusters, entropy, distortion) equal the previous point of the same method.
+void mark_duplicates(std::vector<SweepPoint>& points);
+
+// Best point meeting a target: the lowest-distortion (or highest-accuracy when evaluated) point with
+// entropy-coded bits/weight ≤ target_bits (if > 0) and ratio_huffman ≥ target_ratio (if > 0). -1 if none.
+int best_point_for_target(const std::vector<SweepPoint>& points, double target_bits, double target_ratio);
+
+// CSV (one header line, one row per point) and JSON renderings; the column set is fixed (README documents it).
+std::string sweep_to_csv(const std::vector<SweepPoint>& points);
+std::string sweep_csv_header();
+
+}  // namespace nq

@@ -1,0 +1,203 @@
+// Rate–distortion sweep driver: point lists, automatic λ range, duplicate collapsing, target selection, CSV.
+#include "netquant/sweep.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+
+#include "netquant/coding.h"
+#include "netquant/error.h"
+#include "netquant/progress.h"
+
+namespace nq {
+
+std::vector<double> log_space(double lo, double hi, int n) {
+  NQ_CHECK(n >= 1, ErrorCode::kInvalidArgument, "sweep: need at least one point, got " << n);
+  NQ_CHECK(lo > 0 && std::isfinite(lo) && std::isfinite(hi) && hi >= lo, ErrorCode::kInvalidArgument,
+           "sweep: λ range must satisfy 0 < LO <= HI, got " << lo << ":" << hi);
+  std::vector<double> out(static_cast<size_t>(n));
+  if (n == 1) {
+    out[0] = lo;
+    return out;
+  }
+  const double a = std::log(lo), b = std::log(hi);
+  for (int i = 0; i < n; ++i) out[static_cast<size_t>(i)] = std::exp(a + (b - a) * i / (n - 1));
+  out.back() = hi;
+  return out;
+}
+
+namespace {
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> parts;
+  std::string cur;
+  std::istringstream is(s);
+  while (std::getline(is, cur, sep)) parts.push_back(cur);
+  return parts;
+}
+
+double parse_double(const std::string& s, const std::string& what) {
+  try {
+    size_t used = 0;
+    const double v = std::stod(s, &used);
+    NQ_CHECK(used == s.size() && std::isfinite(v), ErrorCode::kInvalidArgument, what << ": bad number '" << s << "'");
+    return v;
+  } catch (const std::logic_error&) {
+    NQ_FAIL(ErrorCode::kInvalidArgument, what << ": bad number '" << s << "'");
+  }
+}
+
+int parse_int(const std::string& s, const std::string& what) {
+  const double v = parse_double(s, what);
+  NQ_CHECK(v == std::floor(v) && std::fabs(v) < 1e9, ErrorCode::kInvalidArgument,
+           what << ": '" << s << "' is not an integer");
+  return static_cast<int>(v);
+}
+}  // namespace
+
+std::vector<double> parse_lambda_list(const std::string& text) {
+  const auto colon = split(text, ':');
+  if (colon.size() == 3) {
+    return log_space(parse_double(colon[0], "--lambdas"), parse_double(colon[1], "--lambdas"),
+                     parse_int(colon[2], "--lambdas"));
+  }
+  NQ_CHECK(colon.size() == 1, ErrorCode::kInvalidArgument,
+           "--lambdas: expected LO:HI:N or a comma-separated list, got '" << text << "'");
+  std::vector<double> out;
+  for (const auto& p : split(text, ',')) {
+    const double v = parse_double(p, "--lambdas");
+    NQ_CHECK(v >= 0, ErrorCode::kInvalidArgument, "--lambdas: λ must be >= 0, got " << v);
+    out.push_back(v);
+  }
+  NQ_CHECK(!out.empty(), ErrorCode::kInvalidArgument, "--lambdas: empty list");
+  return out;
+}
+
+std::vector<int> parse_int_list(const std::string& text) {
+  std::vector<int> out;
+  const auto colon = split(text, ':');
+  if (colon.size() == 2) {
+    const int lo = parse_int(colon[0], "list"), hi = parse_int(colon[1], "list");
+    NQ_CHECK(lo <= hi && hi - lo < 100000, ErrorCode::kInvalidArgument, "bad range '" << text << "'");
+    for (int v = lo; v <= hi; ++v) out.push_back(v);
+    return out;
+  }
+  for (const auto& p : split(text, ',')) out.push_back(parse_int(p, "list"));
+  NQ_CHECK(!out.empty(), ErrorCode::kInvalidArgument, "empty list '" << text << "'");
+  return out;
+}
+
+std::pair<double, double> auto_lambda_range(const TensorSet& model, const TensorSet* importance,
+                                            const ModelQuantizeParams& base) {
+  // D0: importance-weighted variance around the weighted mean = the distortion of a single cluster. In
+  // J = D + λH, a rate of one bit is worth λ, so λ ≈ D0 collapses everything to ~1 cluster, while at
+  // λ ≈ D0·4^-b / 1e3 the rate term is negligible at b = log2(k) bits: the curve lives between.
+  double sh = 0, shw = 0, shw2 = 0;
+  for (const auto& t : model) {
+    if (!dtype_is_float(t.dtype())) continue;
+    if (base.skip_1d && t.ndim() <= 1) continue;
+    const auto w = t.to_f64();
+    std::vector<double> h;
+    if (importance && importance->contains(t.name())) h = importance->at(t.name()).to_f64();
+    for (size_t i = 0; i < w.size(); ++i) {
+      double hi = h.empty() ? 1.0 : h[i];
+      if (!std::isfinite(hi) || hi < 0) hi = 0;
+      if (base.importance_transform == ImportanceTransform::kSqrt) hi = std::sqrt(hi);
+      sh += hi;
+      shw += hi * w[i];
+      shw2 += hi * w[i] * w[i];
+    }
+  }
+  NQ_CHECK(sh > 0, ErrorCode::kInvalidArgument, "sweep: the model has no weights with positive importance");
+  const double d0 = std::max(shw2 / sh - (shw / sh) * (shw / sh), 1e-30);
+  const double bits = std::log2(std::max(2, base.quant.k));
+  return {d0 * std::pow(4.0, -bits) * 1e-2, d0};
+}
+
+SweepPoint run_sweep_point(const TensorSet& model, const TensorSet* importance, const SweepPointSpec& spec,
+                           size_t index, const SweepEvaluator& evaluate) {
+  SweepPoint p;
+  p.index = index;
+  p.method = method_traits(spec.params.quant.method).name;
+  p.scope = scope_to_string(spec.params.scope);
+  p.knob_name = spec.knob_name;
+  p.knob = spec.knob;
+  QuantizedModel q = quantize_model(model, importance, spec.params);
+  account_coding(q);
+  p.stats = q.total;
+  if (evaluate) p.metrics = evaluate(q, q.dequantize());
+  return p;
+}
+
+std::vector<SweepPoint> run_sweep(const TensorSet& model, const TensorSet* importance,
+                                  const std::vector<SweepPointSpec>& specs, const SweepEvaluator& evaluate) {
+  std::vector<SweepPoint> points;
+  points.reserve(specs.size());
+  Progress progress("sweep", static_cast<int64_t>(specs.size()));
+  for (size_t i = 0; i < specs.size(); ++i) {
+    progress.update(static_cast<int64_t>(i), specs[i].knob_name + "=" + std::to_string(specs[i].knob));
+    points.push_back(run_sweep_point(model, importance, specs[i], i, evaluate));
+  }
+  progress.finish();
+  mark_duplicates(points);
+  return points;
+}
+
+void mark_duplicates(std::vector<SweepPoint>& points) {
+  for (size_t i = 1; i < points.size(); ++i) {
+    const auto& a = points[i - 1];
+    auto& b = points[i];
+    b.duplicate_of_previous = a.method == b.method && a.scope == b.scope && a.stats.clusters == b.stats.clusters &&
+                              a.stats.entropy_bits_per_weight == b.stats.entropy_bits_per_weight &&
+                              a.stats.hw_distortion == b.stats.hw_distortion;
+  }
+}
+
+int best_point_for_target(const std::vector<SweepPoint>& points, double target_bits, double target_ratio) {
+  int best = -1;
+  for (size_t i = 0; i < points.size(); ++i) {
+    const auto& p = points[i];
+    if (target_bits > 0 && p.stats.huffman_bits_per_weight > target_bits) continue;
+    if (target_ratio > 0 && p.stats.ratio_huffman < target_ratio) continue;
+    if (best < 0) {
+      best = static_cast<int>(i);
+      continue;
+    }
+    const auto& b = points[static_cast<size_t>(best)];
+    const bool evaluated = !std::isnan(p.metrics.accuracy) && !std::isnan(b.metrics.accuracy);
+    const bool better = evaluated ? p.metrics.accuracy > b.metrics.accuracy
+                                  : p.stats.hw_distortion < b.stats.hw_distortion;
+    if (better) best = static_cast<int>(i);
+  }
+  return best;
+}
+
+std::string sweep_csv_header() {
+  return "index,method,scope,knob_name,knob,lambda,params,pruned,clusters,hw_distortion,mse,"
+         "entropy_bits_per_weight,huffman_bits_per_weight,fixed_bits_per_weight,ratio_fixed,ratio_entropy,"
+         "ratio_huffman,ratio_file,accuracy,loss,accuracy_finetuned,loss_finetuned,seconds,duplicate";
+}
+
+std::string sweep_to_csv(const std::vector<SweepPoint>& points) {
+  std::ostringstream os;
+  os << sweep_csv_header() << "\n";
+  char buf[64];
+  auto num = [&](double v) -> std::string {
+    if (std::isnan(v)) return "";
+    std::snprintf(buf, sizeof buf, "%.9g", v);
+    return buf;
+  };
+  for (const auto& p : points) {
+    const auto& s = p.stats;
+    os << p.index << "," << p.method << "," << p.scope << "," << p.knob_name << "," << num(p.knob) << ","
+       << num(s.lambda) << "," << s.params << "," << s.pruned << "," << s.clusters << "," << num(s.hw_distortion)
+       << "," << num(s.mse) << "," << num(s.entropy_bits_per_weight) << "," << num(s.huffman_bits_per_weight) << ","
+       << num(s.fixed_bits_per_weight) << "," << num(s.ratio_fixed) << "," << num(s.ratio_entropy) << ","
+       << num(s.ratio_huffman) << "," << num(s.ratio_file) << "," << num(p.metrics.accuracy) << ","
+       << num(p.metrics.loss) << "," << num(p.metrics.accuracy_finetuned) << "," << num(p.metrics.loss_finetuned)
+       << "," << num(s.seconds) << "," << (p.duplicate_of_previous ? 1 : 0) << "\n";
+  }
+  return os.str();
+}
+
+}  // namespace nq
