@@ -1,0 +1,106 @@
+// Helpers for the I/O tests: temporary directories, raw file bytes, gzip, Python/numpy oracles, error checks.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <zlib.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <random>
+#include <string>
+
+#include "netquant/error.h"
+
+namespace nq::test {
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/nq_io_test_XXXXXX";
+    const char* p = ::mkdtemp(tmpl);
+    if (p == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = p;
+  }
+  ~TempDir() { std::system(("rm -rf '" + path_ + "'").c_str()); }
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+inline void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (!out) throw std::runtime_error("cannot write " + path);
+}
+
+inline std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// gzip with zlib's own deflate (the same container `gzip` writes).
+inline std::string gzip_compress(const std::string& raw, int level = 6) {
+  z_stream zs{};
+  if (deflateInit2(&zs, level, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    throw std::runtime_error("deflateInit2");
+  std::string out(deflateBound(&zs, raw.size()) + 64, '\0');
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(raw.data()));
+  zs.avail_in = static_cast<uInt>(raw.size());
+  zs.next_out = reinterpret_cast<Bytef*>(&out[0]);
+  zs.avail_out = static_cast<uInt>(out.size());
+  if (deflate(&zs, Z_FINISH) != Z_STREAM_END) throw std::runtime_error("deflate");
+  out.resize(zs.total_out);
+  deflateEnd(&zs);
+  return out;
+}
+
+// Runs `fn`, expecting nq::Error with `code` and a message containing every one of `needles`.
+inline void expect_error(const std::function<void()>& fn, ErrorCode code, std::initializer_list<std::string> needles) {
+  try {
+    fn();
+    ADD_FAILURE() << "expected nq::Error " << error_code_name(code) << ", nothing thrown";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), code) << "message: " << e.what();
+    for (const auto& n : needles)
+      EXPECT_NE(std::string(e.what()).find(n), std::string::npos)
+          << "message lacks '" << n << "': " << e.what();
+  }
+}
+
+inline std::string python_path() { return NQ_TEST_PYTHON; }
+
+// True when the test Python imports numpy (the interop oracle); tests GTEST_SKIP otherwise.
+inline bool python_has_numpy() {
+  static const int ok = [] {
+    if (python_path().empty()) return 0;
+    const std::string cmd = "'" + python_path() + "' -c 'import numpy' >/dev/null 2>&1";
+    return std::system(cmd.c_str()) == 0 ? 1 : 0;
+  }();
+  return ok == 1;
+}
+
+// Runs a Python script file with the test interpreter; returns its exit status and captures stdout+stderr.
+inline int run_python(const std::string& script_path, std::string* output) {
+  const std::string cmd = "'" + python_path() + "' '" + script_path + "' 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return -1;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) output->append(buf, n);
+  const int status = ::pclose(p);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+#define NQ_REQUIRE_NUMPY()                                                                          \
+  do {                                                                                              \
+    if (!::nq::test::python_has_numpy())                                                            \
+      GTEST_SKIP() << "interop oracle unavailable: '" << ::nq::test::python_path()                  \
+                   << "' cannot import numpy (apt-get install python3-numpy)";                      \
+  } while (0)
+
+}  // namespace nq::test
