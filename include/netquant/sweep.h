@@ -62,6 +62,13 @@ SweepPoint run_sweep_point(const TensorSet& model, const TensorSet* importance, 
 std::vector<SweepPoint> run_sweep(const TensorSet& model, const TensorSet* importance,
                                   const std::vector<SweepPointSpec>& specs, const SweepEvaluator& evaluate);
 
+// Same result as run_sweep, spread over the MPI ranks of process_group() with dynamic scheduling (points differ
+// in cost): rank 0 hands out point indices from a dispatcher thread and also computes; results are gathered on
+// rank 0 in index order. Returns the points on rank 0 and an empty vector on other ranks. A failing point on
+// any rank aborts the whole job with a message naming the rank. Single process: run_sweep.
+std::vector<SweepPoint> run_sweep_distributed(const TensorSet& model, const TensorSet* importance,
+                                              const std::vector<SweepPointSpec>& specs, const SweepEvaluator& evaluate);
+
 // Marks points whose (clusters, entropy, distortion) equal the previous point of the same method.
 void mark_duplicates(std::vector<SweepPoint>& points);
 
