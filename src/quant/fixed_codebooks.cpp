@@ -1,0 +1,129 @@
+// Binary {±a} and ternary {−a, 0, +a} C steps (closed forms, ALGORITHMS §8) and the input checks and level
+// compaction shared by every fixed-codebook quantizer.
+#include "quant/fixed_codebooks.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "netquant/error.h"
+
+namespace nq::quant {
+namespace detail {
+
+bool validate_inputs(const float* w, const float* h, size_t n, const char* what) {
+  NQ_CHECK(n > 0, ErrorCode::kInvalidArgument, what << ": no values to quantize (n == 0)");
+  NQ_CHECK(w != nullptr, ErrorCode::kInvalidArgument, what << ": values pointer is null");
+  for (size_t i = 0; i < n; ++i) {
+    NQ_CHECK(std::isfinite(w[i]), ErrorCode::kInvalidArgument,
+             what << ": value " << i << " is not finite (" << w[i] << ")");
+  }
+  if (h == nullptr) return false;
+  bool any_positive = false;
+  for (size_t i = 0; i < n; ++i) {
+    NQ_CHECK(std::isfinite(h[i]) && h[i] >= 0.0f, ErrorCode::kInvalidArgument,
+             what << ": importance " << i << " must be finite and >= 0, got " << h[i]);
+    any_positive = any_positive || h[i] > 0.0f;
+  }
+  // All-zero importance says nothing about which weights matter: fall back to the unweighted fit rather
+  // than dividing by Σh = 0.
+  return any_positive;
+}
+
+double weighted_sq_error(const float* w, const float* h, size_t n, const std::vector<float>& codebook,
+                         const std::vector<int32_t>& indices) {
+  double sum = 0.0;
+  for (size_t i = 0; i < n; ++i) {
+    const double d = static_cast<double>(codebook[static_cast<size_t>(indices[i])]) - w[i];
+    sum += (h ? static_cast<double>(h[i]) : 1.0) * d * d;
+  }
+  return sum;
+}
+
+std::vector<int64_t> compact_levels(const std::vector<int64_t>& level_of, std::vector<int32_t>& indices) {
+  std::vector<int64_t> used(level_of);
+  std::sort(used.begin(), used.end());
+  used.erase(std::unique(used.begin(), used.end()), used.end());
+  indices.resize(level_of.size());
+  for (size_t i = 0; i < level_of.size(); ++i) {
+    indices[i] = static_cast<int32_t>(std::lower_bound(used.begin(), used.end(), level_of[i]) - used.begin());
+  }
+  return used;
+}
+
+}  // namespace detail
+
+namespace {
+// The all-zero reconstruction: a == 0 makes every fixed shape collapse to the single level 0.
+FixedCodebookResult all_zero(size_t n, double scale) {
+  FixedCodebookResult r;
+  r.codebook = {0.0f};
+  r.indices.assign(n, 0);
+  r.scale = scale;
+  return r;
+}
+}  // namespace
+
+FixedCodebookResult quantize_binary(const float* w, const float* h, size_t n, bool scaled) {
+  const bool use_h = detail::validate_inputs(w, h, n, "binary");
+  double a = 1.0;
+  if (scaled) {
+    // For the fixed sign pattern q_i = sgn(w_i), Σ h (a·sgn(w) − w)² is a parabola in a with minimum at the
+    // h-weighted mean magnitude [LC §C step, weighted per ALGORITHMS §8].
+    double num = 0.0, den = 0.0;
+    for (size_t i = 0; i < n; ++i) {
+      const double hi = use_h ? h[i] : 1.0;
+      num += hi * std::fabs(static_cast<double>(w[i]));
+      den += hi;
+    }
+    a = num / den;
+    if (!(static_cast<float>(a) > 0.0f)) return all_zero(n, 0.0);
+  }
+  FixedCodebookResult r;
+  r.scale = a;
+  r.codebook = {-static_cast<float>(a), static_cast<float>(a)};
+  r.indices.resize(n);
+  for (size_t i = 0; i < n; ++i) r.indices[i] = w[i] >= 0.0f ? 1 : 0;  // w == 0 -> +a (documented)
+  return r;
+}
+
+FixedCodebookResult quantize_ternary(const float* w, const float* h, size_t n) {
+  const bool use_h = detail::validate_inputs(w, h, n, "ternary");
+  // For a fixed set T of non-zero codes the best a is the h-weighted mean of |w| over T and the objective
+  // drops by (Σ_T h|w|)² / Σ_T h. For any a the nearest-level set is {|w| > a/2}, a top set of the sorted
+  // magnitudes, so the global optimum is the best top-j set: scan j over |w| sorted descending [LC §8].
+  std::vector<size_t> order(n);
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::sort(order.begin(), order.end(), [w](size_t x, size_t y) {
+    const float ax = std::fabs(w[x]), ay = std::fabs(w[y]);
+    return ax != ay ? ax > ay : x < y;  // index tie-break keeps the result deterministic
+  });
+  double sum_hs = 0.0, sum_h = 0.0, best_score = 0.0, best_a = 0.0;
+  for (size_t j = 0; j < n; ++j) {
+    const size_t i = order[j];
+    const double hi = use_h ? h[i] : 1.0;
+    sum_hs += hi * std::fabs(static_cast<double>(w[i]));
+    sum_h += hi;
+    if (sum_h <= 0.0) continue;  // top entries with zero importance: score undefined, a free
+    const double score = sum_hs * sum_hs / sum_h;  // unweighted: (Σ s)²/j, the (Σ s)/√j criterion squared
+    if (score > best_score) {                        // strict: the smallest j* wins ties
+      best_score = score;
+      best_a = sum_hs / sum_h;
+    }
+  }
+  const float a = static_cast<float>(best_a);
+  if (!(a > 0.0f)) return all_zero(n, 0.0);
+  FixedCodebookResult r;
+  r.scale = best_a;
+  r.codebook = {-a, 0.0f, a};  // all three kept even if one is unused (the shape is the method)
+  r.indices.resize(n);
+  const double half = 0.5 * static_cast<double>(a);
+  for (size_t i = 0; i < n; ++i) {
+    // Nearest level of {−a, 0, a}; |w| == a/2 is a tie and goes to 0 (the sparser code).
+    const double m = std::fabs(static_cast<double>(w[i]));
+    r.indices[i] = m > half ? (w[i] > 0.0f ? 2 : 0) : 1;
+  }
+  return r;
+}
+
+}  // namespace nq::quant
