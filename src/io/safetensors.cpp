@@ -1,0 +1,310 @@
+// safetensors: reader enforcing the reference implementation's validation rules (header size, JSON object,
+// dtypes, shapes, contiguous offsets covering the whole buffer, no duplicates), and a writer matching its layout.
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <set>
+#include <nlohmann/json.hpp>
+
+#include "io/byte_order.h"
+#include "io/mapped_file.h"
+#include "netquant/atomic_file.h"
+#include "netquant/error.h"
+#include "netquant/io.h"
+
+namespace nq {
+
+namespace {
+
+// std::map-backed: ordered_json's linear lookups would make a hostile 100 MB header quadratic. File order
+// comes from the offsets; JSON key order (recorded while parsing) only breaks ties between empty tensors.
+using Json = nlohmann::json;
+
+constexpr uint64_t kMaxHeaderSize = 100'000'000;  // the reference's MAX_HEADER_SIZE
+constexpr int kMaxJsonDepth = 64;                  // a valid header nests 3 deep; deeper is hostile
+// dtypes the format defines that netquant cannot hold: a valid file, but kUnsupported rather than kBadFile.
+const char* const kForeignDtypes[] = {"F8_E4M3", "F8_E5M2", "F8_E8M0", "F4", "F6_E2M3", "F6_E3M2",
+                                      "U16",     "U32",     "U64",     "C64"};
+
+struct Header {
+  std::vector<SafetensorsEntry> entries;  // sorted by offset (file order)
+  std::map<std::string, std::string> metadata;
+};
+
+// Deepest nesting of [ and { outside strings; stops counting once past the limit.
+int json_depth(const char* s, size_t n) {
+  int depth = 0, max_depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < n; ++i) {
+    const char c = s[i];
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      max_depth = std::max(max_depth, ++depth);
+      if (max_depth > kMaxJsonDepth) break;
+    } else if (c == '}' || c == ']') {
+      --depth;
+    }
+  }
+  return max_depth;
+}
+
+const char* json_type(const Json& j) { return j.type_name(); }
+
+// A JSON value that must be a non-negative integer fitting int64 (shape dims, offsets).
+bool as_u63(const Json& j, uint64_t* out) {
+  if (!j.is_number_unsigned()) {
+    if (j.is_number_integer() && j.get<int64_t>() >= 0) {
+      *out = static_cast<uint64_t>(j.get<int64_t>());
+      return true;
+    }
+    return false;
+  }
+  *out = j.get<uint64_t>();
+  return *out <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+}
+
+Header parse_header(const uint8_t* bytes, uint64_t n, uint64_t file_size, const std::string& src) {
+  const char* text = reinterpret_cast<const char*>(bytes);
+  NQ_CHECK(io::is_valid_utf8(text, n), ErrorCode::kBadFile, src << ": safetensors header is not valid UTF-8");
+  NQ_CHECK(json_depth(text, n) <= kMaxJsonDepth, ErrorCode::kBadFile,
+           src << ": safetensors header nests JSON deeper than " << kMaxJsonDepth << " levels");
+
+  // nlohmann keeps the last of duplicate keys silently; the reference rejects them, so watch every object.
+  std::vector<std::set<std::string>> open_objects;
+  std::string duplicate;
+  std::vector<std::string> key_order;
+  auto on_event = [&](int /*depth*/, nlohmann::json::parse_event_t ev, Json& parsed) {
+    using E = nlohmann::json::parse_event_t;
+    if (ev == E::object_start) {
+      open_objects.emplace_back();
+    } else if (ev == E::object_end) {
+      if (!open_objects.empty()) open_objects.pop_back();
+    } else if (ev == E::key && !open_objects.empty()) {
+      const std::string& key = parsed.get_ref<const std::string&>();
+      if (!open_objects.back().insert(key).second && duplicate.empty()) duplicate = key;
+      if (open_objects.size() == 1) key_order.push_back(key);
+    }
+    return true;
+  };
+  Json root = Json::parse(text, text + n, on_event, /*allow_exceptions=*/false);
+  if (root.is_discarded()) {
+    std::string why;
+    try {  // parse again only to get nlohmann's description of where it failed
+      Json probe = Json::parse(text, text + n);
+      (void)probe;
+    } catch (const nlohmann::json::exception& e) {
+      why = e.what();
+    }
+    NQ_FAIL(ErrorCode::kBadFile, src << ": safetensors header is not valid JSON: " << why);
+  }
+  NQ_CHECK(duplicate.empty(), ErrorCode::kBadFile,
+           src << ": safetensors header has duplicate key '" << duplicate << "'");
+  NQ_CHECK(root.is_object(), ErrorCode::kBadFile,
+           src << ": safetensors header must be a JSON object, got " << json_type(root));
+
+  const uint64_t data_start = 8 + n;
+  const uint64_t data_size = file_size - data_start;
+  Header h;
+  for (const std::string& name : key_order) {
+    const Json& info = root.at(name);
+    if (name == "__metadata__") {
+      if (info.is_null()) continue;
+      NQ_CHECK(info.is_object(), ErrorCode::kBadFile,
+               src << ": __metadata__ must be an object of strings, got " << json_type(info));
+      for (const auto& [k, v] : info.items()) {
+        NQ_CHECK(v.is_string(), ErrorCode::kBadFile,
+                 src << ": __metadata__ value of '" << k << "' must be a string, got " << json_type(v));
+        h.metadata[k] = v.get<std::string>();
+      }
+      continue;
+    }
+    const std::string where = src + ": tensor '" + name + "'";
+    NQ_CHECK(info.is_object(), ErrorCode::kBadFile, where << ": entry must be a JSON object, got " << json_type(info));
+    const auto dt = info.find("dtype");
+    NQ_CHECK(dt != info.end() && dt->is_string(), ErrorCode::kBadFile, where << ": missing or non-string 'dtype'");
+    const std::string dname = dt->get<std::string>();
+    const auto dtype = dtype_from_name(dname);
+    if (!dtype) {
+      const bool foreign = std::any_of(std::begin(kForeignDtypes), std::end(kForeignDtypes),
+                                       [&](const char* f) { return dname == f; });
+      NQ_CHECK(!foreign, ErrorCode::kUnsupported,
+               where << ": dtype " << dname
+                     << " is not supported (netquant reads F32 F16 BF16 F64 I8 U8 I16 I32 I64 BOOL)");
+      NQ_FAIL(ErrorCode::kBadFile, where << ": unknown dtype '" << dname << "'");
+    }
+    const auto sh = info.find("shape");
+    NQ_CHECK(sh != info.end() && sh->is_array(), ErrorCode::kBadFile, where << ": missing or non-array 'shape'");
+    SafetensorsEntry e{name, *dtype, {}, 0, 0};
+    uint64_t numel = 1;
+    for (const auto& d : *sh) {
+      uint64_t dim;
+      NQ_CHECK(as_u63(d, &dim), ErrorCode::kBadFile,
+               where << ": shape entries must be non-negative integers, got " << d.dump());
+      e.shape.push_back(static_cast<int64_t>(dim));
+      NQ_CHECK(io::checked_mul(numel, dim, &numel), ErrorCode::kBadFile,
+               where << ": shape " << shape_to_string(e.shape) << " overflows");
+    }
+    const auto off = info.find("data_offsets");
+    uint64_t begin = 0, end = 0;
+    NQ_CHECK(off != info.end() && off->is_array() && off->size() == 2 && as_u63((*off)[0], &begin) &&
+                 as_u63((*off)[1], &end),
+             ErrorCode::kBadFile, where << ": 'data_offsets' must be [begin, end] of non-negative integers");
+    NQ_CHECK(begin <= end, ErrorCode::kBadFile,
+             where << ": data_offsets [" << begin << ", " << end << "] end before they begin");
+    uint64_t nbytes = 0;
+    NQ_CHECK(io::checked_mul(numel, dtype_size(*dtype), &nbytes) &&
+                 numel <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()),
+             ErrorCode::kBadFile, where << ": shape " << shape_to_string(e.shape) << " overflows");
+    NQ_CHECK(nbytes == end - begin, ErrorCode::kBadFile,
+             where << ": shape " << shape_to_string(e.shape) << " of " << dname << " needs " << nbytes
+                   << " bytes but data_offsets [" << begin << ", " << end << "] hold " << (end - begin));
+    NQ_CHECK(end <= data_size, ErrorCode::kBadFile,
+             where << ": data_offsets [" << begin << ", " << end << "] run past the end of the file ("
+                   << data_size << " data bytes after the header)");
+    e.begin = data_start + begin;
+    e.end = data_start + end;
+    h.entries.push_back(std::move(e));
+  }
+
+  // Tensors must tile the data buffer exactly: sorted, no gaps, no overlaps, nothing after the last.
+  std::stable_sort(h.entries.begin(), h.entries.end(), [](const SafetensorsEntry& a, const SafetensorsEntry& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+  });
+  uint64_t expected = data_start;
+  const SafetensorsEntry* prev = nullptr;
+  for (const auto& e : h.entries) {
+    if (e.begin != expected) {
+      if (prev == nullptr)
+        NQ_FAIL(ErrorCode::kBadFile, src << ": tensor '" << e.name << "' is first in the file but starts at data offset "
+                                         << (e.begin - data_start) << ", not 0");
+      NQ_FAIL(ErrorCode::kBadFile,
+              src << ": tensor '" << e.name << "' starts at data offset " << (e.begin - data_start)
+                  << " but the previous tensor '" << prev->name << "' ends at " << (expected - data_start)
+                  << (e.begin < expected ? " (overlapping tensors)" : " (gap between tensors)"));
+    }
+    expected = e.end;
+    prev = &e;
+  }
+  NQ_CHECK(expected == file_size, ErrorCode::kBadFile,
+           src << ": tensor data ends at data offset " << (expected - data_start) << " but the file holds "
+               << data_size << " data bytes (" << (file_size - expected) << " unaccounted trailing bytes)");
+  return h;
+}
+
+// Checks the 8-byte length prefix against the limit and the file size; returns the header length.
+uint64_t check_prefix(const uint8_t* first8, uint64_t file_size, const std::string& src) {
+  NQ_CHECK(file_size >= 8, ErrorCode::kBadFile,
+           src << ": file is " << file_size << " bytes, too short for the 8-byte safetensors header length");
+  const uint64_t n = io::load_le64(first8);
+  NQ_CHECK(n <= kMaxHeaderSize, ErrorCode::kBadFile,
+           src << ": safetensors header length " << n << " exceeds the limit of " << kMaxHeaderSize << " bytes");
+  NQ_CHECK(n <= file_size - 8, ErrorCode::kBadFile,
+           src << ": safetensors header length " << n << " runs past the end of the file (" << file_size << " bytes)");
+  return n;
+}
+
+void check_writable_name(const std::string& s, const char* what) {
+  NQ_CHECK(io::is_valid_utf8(s.data(), s.size()), ErrorCode::kInvalidArgument,
+           "safetensors " << what << " '" << s << "' is not valid UTF-8");
+}
+
+// The JSON header in insertion order, padded with spaces so the data starts 8-byte aligned (as the reference
+// writer does). Assembled entry by entry: nlohmann's ordered_json would be quadratic in the tensor count.
+std::string build_header(const TensorSet& tensors) {
+  NQ_ASSERT_MSG(io::host_is_little_endian(), "safetensors writer needs a little-endian host");
+  std::string text = "{";
+  if (!tensors.metadata().empty()) {
+    Json meta = Json::object();
+    for (const auto& [k, v] : tensors.metadata()) {
+      check_writable_name(k, "metadata key");
+      check_writable_name(v, "metadata value");
+      meta[k] = v;
+    }
+    text += "\"__metadata__\":" + meta.dump();
+  }
+  uint64_t offset = 0;
+  for (const Tensor& t : tensors) {
+    check_writable_name(t.name(), "tensor name");
+    NQ_CHECK(t.name() != "__metadata__", ErrorCode::kInvalidArgument,
+             "a tensor cannot be named '__metadata__' in safetensors");
+    const uint64_t end = offset + t.nbytes();
+    const Json entry = {{"dtype", dtype_name(t.dtype())}, {"shape", t.shape()}, {"data_offsets", {offset, end}}};
+    if (text.size() > 1) text += ",";
+    text += Json(t.name()).dump() + ":" + entry.dump();
+    offset = end;
+  }
+  text += "}";
+  text.append((8 - text.size() % 8) % 8, ' ');
+  return text;
+}
+
+}  // namespace
+
+TensorSet parse_safetensors(const uint8_t* data, size_t size, const std::string& source,
+                            std::shared_ptr<const void> keepalive) {
+  const uint64_t n = check_prefix(data, size, source);
+  Header h = parse_header(data + 8, n, size, source);
+  TensorSet out;
+  for (auto& e : h.entries) {
+    const uint8_t* p = data + e.begin;
+    const size_t align = dtype_size(e.dtype);
+    if (reinterpret_cast<uintptr_t>(p) % align == 0) {
+      out.add(Tensor::view(e.name, e.dtype, e.shape, p, keepalive));
+    } else {
+      // Writers other than the reference may leave data unaligned; typed access needs an aligned copy.
+      Tensor t(e.name, e.dtype, e.shape);
+      if (t.nbytes()) std::memcpy(t.mutable_data(), p, t.nbytes());
+      out.add(std::move(t));
+    }
+  }
+  out.metadata() = std::move(h.metadata);
+  return out;
+}
+
+TensorSet read_safetensors(const std::string& path) {
+  auto map = io::MappedFile::open(path);
+  return parse_safetensors(map->data(), map->size(), path, map);
+}
+
+std::vector<SafetensorsEntry> read_safetensors_index(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  NQ_CHECK(in.good(), ErrorCode::kIo, path << ": cannot open");
+  const auto end_pos = in.tellg();
+  NQ_CHECK(end_pos >= 0, ErrorCode::kIo, path << ": cannot determine the file size");
+  const uint64_t file_size = static_cast<uint64_t>(end_pos);
+  uint8_t prefix[8] = {};
+  in.seekg(0);
+  if (file_size >= 8) in.read(reinterpret_cast<char*>(prefix), 8);
+  const uint64_t n = check_prefix(prefix, file_size, path);
+  std::string header(n, '\0');
+  in.read(&header[0], static_cast<std::streamsize>(n));
+  NQ_CHECK(in.good() || n == 0, ErrorCode::kIo, path << ": cannot read the safetensors header");
+  return parse_header(reinterpret_cast<const uint8_t*>(header.data()), n, file_size, path).entries;
+}
+
+std::string serialize_safetensors(const TensorSet& tensors) {
+  const std::string header = build_header(tensors);
+  std::string out(8, '\0');
+  io::store_le64(reinterpret_cast<uint8_t*>(&out[0]), header.size());
+  out += header;
+  for (const Tensor& t : tensors) out.append(static_cast<const char*>(t.data()), t.nbytes());
+  return out;
+}
+
+void write_safetensors(const std::string& path, const TensorSet& tensors) {
+  const std::string header = build_header(tensors);
+  uint8_t prefix[8];
+  io::store_le64(prefix, header.size());
+  AtomicFile f(path);
+  f.write(prefix, 8);
+  f.write(header);
+  for (const Tensor& t : tensors) f.write(t.data(), t.nbytes());
+  f.commit();
+}
+
+}  // namespace nq
