@@ -2,9 +2,12 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <zlib.h>
 
+#include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
@@ -13,6 +16,7 @@
 #include <string>
 
 #include "netquant/error.h"
+#include "netquant/tensor.h"
 
 namespace nq::test {
 
@@ -84,16 +88,64 @@ inline bool python_has_numpy() {
   return ok == 1;
 }
 
-// Runs a Python script file with the test interpreter; returns its exit status and captures stdout+stderr.
+// Runs a Python script file with the test interpreter; returns its exit status and captures stdout (stderr is
+// appended only on failure, so warnings never corrupt the JSON a script prints).
 inline int run_python(const std::string& script_path, std::string* output) {
-  const std::string cmd = "'" + python_path() + "' '" + script_path + "' 2>&1";
+  const std::string err_path = script_path + ".stderr";
+  const std::string cmd = "'" + python_path() + "' '" + script_path + "' 2>'" + err_path + "'";
   FILE* p = ::popen(cmd.c_str(), "r");
   if (!p) return -1;
   char buf[4096];
   size_t n;
   while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) output->append(buf, n);
   const int status = ::pclose(p);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  const int rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  if (rc != 0) *output += read_bytes(err_path);
+  return rc;
+}
+
+// Python side of the value comparison: floats as JSON numbers ('nan'/'inf'/'-inf' strings when not finite),
+// integer and bool dtypes as exact integers. Paste into scripts that print tensors for expect_values().
+inline const char* kPyValues = R"PY(
+import math
+import numpy as np
+def values(a, dt):
+    a = np.ravel(a)
+    if dt == 'BF16':  # bf16 is the top half of a float32
+        a = (a.astype(np.uint32) << 16).view(np.float32)
+    if a.dtype.kind in 'iub':
+        return a.astype(np.int64).ravel().tolist()
+    return [x if math.isfinite(x) else repr(x) for x in a.astype(np.float64).ravel().tolist()]
+)PY";
+
+// Compares a tensor's values with the list kPyValues' values() printed: exactly, element by element.
+inline void expect_values(const Tensor& t, const nlohmann::json& vals) {
+  ASSERT_EQ(static_cast<int64_t>(vals.size()), t.numel()) << t.name();
+  if (!dtype_is_float(t.dtype())) {
+    std::vector<int64_t> mine(static_cast<size_t>(t.numel()));
+    const auto* p = static_cast<const uint8_t*>(t.data());
+    for (size_t i = 0; i < mine.size(); ++i) {
+      switch (t.dtype()) {
+        case DType::kI8: mine[i] = static_cast<int8_t>(p[i]); break;
+        case DType::kU8: case DType::kBool: mine[i] = p[i]; break;
+        case DType::kI16: { int16_t v; std::memcpy(&v, p + 2 * i, 2); mine[i] = v; break; }
+        case DType::kI32: { int32_t v; std::memcpy(&v, p + 4 * i, 4); mine[i] = v; break; }
+        default: std::memcpy(&mine[i], p + 8 * i, 8); break;
+      }
+    }
+    for (size_t i = 0; i < mine.size(); ++i) ASSERT_EQ(vals[i].get<int64_t>(), mine[i]) << t.name() << "[" << i << "]";
+    return;
+  }
+  const auto want = t.to_f64();
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (vals[i].is_string()) {
+      const std::string s = vals[i].get<std::string>();
+      const std::string mine = std::isnan(want[i]) ? "nan" : want[i] > 0 ? "inf" : "-inf";
+      ASSERT_TRUE(!std::isfinite(want[i]) && s == mine) << t.name() << "[" << i << "]: " << s << " vs " << want[i];
+    } else {
+      ASSERT_EQ(vals[i].get<double>(), want[i]) << t.name() << "[" << i << "]";
+    }
+  }
 }
 
 #define NQ_REQUIRE_NUMPY()                                                                          \
