@@ -4,7 +4,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
+#include <limits>
 #include <numeric>
+#include <queue>
 
 #include "netquant/error.h"
 
@@ -49,6 +52,62 @@ std::vector<int64_t> compact_levels(const std::vector<int64_t>& level_of, std::v
     indices[i] = static_cast<int32_t>(std::lower_bound(used.begin(), used.end(), level_of[i]) - used.begin());
   }
   return used;
+}
+
+std::vector<double> sweep_scales(const float* w, const float* h, size_t n, const std::vector<double>& mags,
+                                 size_t keep) {
+  NQ_ASSERT(!mags.empty() && keep > 0);
+  struct Break {
+    double a;
+    size_t i;
+    size_t level;  // index into mags the value holds just below `a`
+    bool operator>(const Break& o) const { return a != o.a ? a > o.a : i > o.i; }
+  };
+  std::priority_queue<Break, std::vector<Break>, std::greater<Break>> heap;
+  // As a -> 0+ every |w|/a is huge, so every non-zero value sits on the largest magnitude; w == 0 sits on
+  // the smallest for every a. Zero-importance values never change f.
+  double A = 0, B = 0, C = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const double hi = h ? static_cast<double>(h[i]) : 1.0;
+    if (!(hi > 0.0)) continue;
+    const double m = std::fabs(static_cast<double>(w[i]));
+    C += hi * m * m;
+    if (m == 0.0 || mags.size() == 1) {
+      const double q = m == 0.0 ? mags.back() : mags[0];
+      A += hi * m * q;
+      B += hi * q * q;
+      continue;
+    }
+    A += hi * m * mags[0];
+    B += hi * mags[0] * mags[0];
+    heap.push({2.0 * m / (mags[0] + mags[1]), i, 0});
+  }
+  std::vector<std::pair<double, double>> best;  // (f, a), at most `keep`, ascending f
+  auto consider = [&](double lo, double hi) {
+    if (!(B > 0.0)) return;
+    const double a = std::min(std::max(A / B, lo), hi);
+    if (!(a > 0.0) || !std::isfinite(a)) return;
+    const double f = C - 2.0 * a * A + a * a * B;
+    if (best.size() == keep && !(f < best.back().first)) return;
+    best.insert(std::upper_bound(best.begin(), best.end(), std::make_pair(f, a)), {f, a});
+    if (best.size() > keep) best.pop_back();
+  };
+  double lo = 0.0;
+  while (!heap.empty()) {
+    const Break b = heap.top();
+    heap.pop();
+    consider(lo, b.a);  // the piece (lo, b.a] has constant levels
+    const double hi = h ? static_cast<double>(h[b.i]) : 1.0, m = std::fabs(static_cast<double>(w[b.i]));
+    const double q0 = mags[b.level], q1 = mags[b.level + 1];
+    A += hi * m * (q1 - q0);
+    B += hi * (q1 * q1 - q0 * q0);
+    if (b.level + 2 < mags.size()) heap.push({2.0 * m / (q1 + mags[b.level + 2]), b.i, b.level + 1});
+    lo = b.a;
+  }
+  consider(lo, std::numeric_limits<double>::infinity());
+  std::vector<double> out;
+  for (const auto& fa : best) out.push_back(fa.second);
+  return out;
 }
 
 }  // namespace detail

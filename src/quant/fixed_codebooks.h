@@ -67,6 +67,16 @@ double weighted_sq_error(const float* w, const float* h, size_t n, const std::ve
 // Compacts integer level ids (any range; ids must order like their values) to the used ids only: returns
 // them sorted ascending and writes each value's position among them into `indices`.
 std::vector<int64_t> compact_levels(const std::vector<int64_t>& level_of, std::vector<int32_t>& indices);
+// Exact global search of a scale a > 0 for a symmetric magnitude ladder: every value w is reconstructed as
+// sgn(w)·a·m with m the element of `mags` (strictly descending, >= 0) nearest to |w|/a (ties to the larger).
+// f(a) = Σ h (a·m(a) − |w|)² is continuous and piecewise quadratic, with a piece boundary each time one
+// |w|/a crosses a midpoint of `mags`; sweeping the n·(|mags|−1) boundaries in increasing a with running
+// sums Σh|w|m and Σh m² minimises every piece in O(1). Returns up to `keep` scales, best first (the running
+// sums drift, so callers re-evaluate them exactly). O(n·|mags|·log n) time, O(n) memory.
+std::vector<double> sweep_scales(const float* w, const float* h, size_t n, const std::vector<double>& mags,
+                                 size_t keep);
+// Work bound (n·|mags|) above which callers fall back to a heuristic scan instead of sweep_scales.
+constexpr double kSweepScalesLimit = 8.0 * 1024 * 1024;
 }  // namespace detail
 
 }  // namespace nq::quant

@@ -172,6 +172,36 @@ void emit(const GridState& st, FixedCodebookResult& r) {
   }
 }
 
+// Heuristic candidates for large n·qmax, where the objective is smooth enough for a scan: log-spaced scales.
+// Above s_hi = max|w| / (qmax − ½) the top level is never used; below s_lo every weight that matters clips,
+// where f only falls towards the binary-like fit at s·qmax ≈ mean|w|. The bracket is a heuristic (no closed
+// form bounds the optimum); the best few local minima are refined by golden section.
+std::vector<double> scan_scales(const float* w, const float* h, size_t n, int64_t qmax, double max_abs,
+                                double mean_abs) {
+  const SymmetricCost f(w, h, n, qmax);
+  const double s_hi = max_abs / (static_cast<double>(qmax) - 0.5);
+  const double s_lo = std::min(s_hi, std::max(mean_abs, 1e-30 * max_abs) / static_cast<double>(qmax)) / 16.0;
+  const int grid = 384;
+  std::vector<double> ss(grid + 1), fs(grid + 1);
+  for (int g = 0; g <= grid; ++g) {
+    ss[g] = s_lo * std::pow(s_hi / s_lo, static_cast<double>(g) / grid);
+    fs[g] = f(ss[g]);
+  }
+  std::vector<int> minima;
+  for (int g = 0; g <= grid; ++g) {
+    if ((g == 0 || fs[g] <= fs[g - 1]) && (g == grid || fs[g] <= fs[g + 1])) minima.push_back(g);
+  }
+  std::sort(minima.begin(), minima.end(), [&](int a, int b) { return fs[a] < fs[b]; });
+  if (minima.size() > 4) minima.resize(4);
+  std::vector<double> out;
+  for (int g : minima) {
+    double s = ss[g];
+    golden_section(f, ss[std::max(g - 1, 0)], ss[std::min(g + 1, grid)], s, fs[g]);
+    out.push_back(s);
+  }
+  return out;
+}
+
 FixedCodebookResult symmetric(const float* w, const float* h, size_t n, int bits, int max_iter) {
   const int64_t qmax = (int64_t{1} << (bits - 1)) - 1;
   double max_abs = 0.0, sum_h = 0.0, sum_ha = 0.0;
@@ -187,32 +217,22 @@ FixedCodebookResult symmetric(const float* w, const float* h, size_t n, int bits
     r.indices.assign(n, 0);
     return r;
   }
-  const SymmetricCost f(w, h, n, qmax);
-  // Scan log-spaced scales. Above s_hi = max|w| / (qmax − ½) the top level is never used; below s_lo every
-  // weight that matters clips, where f only falls towards the binary-like fit at s·qmax ≈ mean|w|. The
-  // bracket is a heuristic (no closed form bounds the optimum); the tests scan a wider one by brute force.
-  const double s_hi = max_abs / (static_cast<double>(qmax) - 0.5);
-  const double mean_abs = sum_h > 0.0 ? sum_ha / sum_h : max_abs;
-  const double s_lo = std::min(s_hi, std::max(mean_abs, 1e-30 * max_abs) / static_cast<double>(qmax)) / 16.0;
-  const int grid = 384;
-  std::vector<double> ss(grid + 1), fs(grid + 1);
-  for (int g = 0; g <= grid; ++g) {
-    ss[g] = s_lo * std::pow(s_hi / s_lo, static_cast<double>(g) / grid);
-    fs[g] = f(ss[g]);
+  // Candidate scales: the exact global sweep over the piecewise-quadratic f(s) when affordable, else a
+  // log-spaced scan with golden-section refinement of its best local minima. Each candidate is then polished
+  // by alternating refits, which land on the exact minimum of its piece.
+  std::vector<double> candidates;
+  if (static_cast<double>(n) * static_cast<double>(qmax + 1) <= detail::kSweepScalesLimit) {
+    std::vector<double> mags;
+    for (int64_t q = qmax; q >= 0; --q) mags.push_back(static_cast<double>(q));
+    candidates = detail::sweep_scales(w, h, n, mags, 8);
+  } else {
+    candidates = scan_scales(w, h, n, qmax, max_abs, sum_h > 0.0 ? sum_ha / sum_h : max_abs);
   }
-  // Refine the few best local minima of the scan (the objective is multi-modal), then polish by refits.
-  std::vector<int> minima;
-  for (int g = 0; g <= grid; ++g) {
-    if ((g == 0 || fs[g] <= fs[g - 1]) && (g == grid || fs[g] <= fs[g + 1])) minima.push_back(g);
-  }
-  std::sort(minima.begin(), minima.end(), [&](int a, int b) { return fs[a] < fs[b]; });
-  if (minima.size() > 4) minima.resize(4);
+  candidates.push_back(max_abs / static_cast<double>(qmax));  // the plain max-abs grid, always a fallback
   GridState best;
+  double best_start = candidates.back();
   bool have = false;
-  for (int g : minima) {
-    double s = ss[g];
-    const double lo = ss[std::max(g - 1, 0)], hi = ss[std::min(g + 1, grid)];
-    golden_section(f, lo, hi, s, fs[g]);
+  for (double s : candidates) {
     GridState st;
     st.s = s;
     assign(w, h, n, -qmax, qmax, st);
@@ -220,12 +240,13 @@ FixedCodebookResult symmetric(const float* w, const float* h, size_t n, int bits
     alternate(w, h, n, -qmax, qmax, false, max_iter, st, scratch);
     if (!have || st.objective < best.objective) {
       best = std::move(st);
+      best_start = s;
       have = true;
     }
   }
-  // Re-run the winner's polish for the reported history (cheap relative to the scan).
+  // Re-run the winner's polish so the history shows its start and refits (cheap next to the search).
   GridState st;
-  st.s = best.s;
+  st.s = best_start;
   assign(w, h, n, -qmax, qmax, st);
   alternate(w, h, n, -qmax, qmax, false, max_iter, st, r);
   emit(st, r);
