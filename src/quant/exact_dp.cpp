@@ -1,0 +1,175 @@
+// Globally optimal weighted 1-D k-means by dynamic programming over the sorted distinct values (Wu 1991;
+// Grønlund et al. 2017, arXiv 1701.07204; Ckmeans.1d.dp) in O(N) memory: each DP layer is computed by
+// divide and conquer over the monotone split points (plus Ckmeans' cross-layer lower bound), only two rows are
+// kept, and the split points are recovered Hirschberg-style (forward rows meet backward rows at the middle
+// cluster, then recurse on both halves), which costs about twice one forward pass.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "netquant/error.h"
+#include "quant/quant_formulas.h"
+#include "quant/quant_ops.h"
+#include "quant/quantizers.h"
+
+namespace nq::quant {
+namespace {
+
+// Items (distinct values or histogram bins) as fp64 prefix sums of h, h·x, h·x² (x = w − shift).
+struct Items {
+  std::vector<double> p0, p1, p2;
+  std::vector<double> value;   // representative (first) value of each item, ascending
+  size_t size() const { return value.size(); }
+  double cost(size_t a, size_t b) const {  // scatter of items [a, b)
+    return interval_scatter(p0[b] - p0[a], p1[b] - p1[a], p2[b] - p2[a]);
+  }
+};
+
+// Forward DP over items [a, b): row[i] = min cost of covering [a, a+i) with m clusters (i >= m).
+// `mirror` solves the reversed problem: row[i] covers the last i items [b−i, b).
+void forward_rows(const Items& it, size_t a, size_t b, int m, bool mirror, std::vector<double>& row) {
+  const size_t len = b - a;
+  auto cost = [&](size_t j, size_t i) {  // cost of relative interval [j, i)
+    return mirror ? it.cost(b - i, b - j) : it.cost(a + j, a + i);
+  };
+  const double inf = std::numeric_limits<double>::infinity();
+  std::vector<double> prev(len + 1, inf), cur(len + 1, inf);
+  std::vector<int32_t> prev_opt(len + 1, 0), cur_opt(len + 1, 0);  // int32: 8 bytes/item less
+  for (size_t i = 1; i <= len; ++i) prev[i] = cost(0, i);
+  prev[0] = inf;
+  struct Frame { int64_t lo, hi, olo, ohi; };
+  std::vector<Frame> stack;
+  for (int t = 2; t <= m; ++t) {
+    std::fill(cur.begin(), cur.end(), inf);
+    // cur[i] = min_{j in [t−1, i−1]} prev[j] + cost(j, i); opt(i) is non-decreasing in i (Monge), and
+    // opt_t(i) >= opt_{t−1}(i) (Ckmeans' cross-layer bound).
+    stack.clear();
+    stack.push_back({t, static_cast<int64_t>(len), t - 1, static_cast<int64_t>(len) - 1});
+    while (!stack.empty()) {
+      const Frame f = stack.back();
+      stack.pop_back();
+      if (f.lo > f.hi) continue;
+      const int64_t mid = (f.lo + f.hi) / 2;
+      int64_t jlo = std::max<int64_t>(f.olo, t > 2 ? prev_opt[mid] : int64_t{t - 1});
+      const int64_t jhi = std::min(f.ohi, mid - 1);
+      if (jlo > jhi) jlo = std::max<int64_t>(f.olo, t - 1);
+      double best = inf;
+      int64_t arg = jlo;
+      for (int64_t j = jlo; j <= jhi; ++j) {
+        const double v = prev[j] + cost(static_cast<size_t>(j), static_cast<size_t>(mid));
+        if (v < best) { best = v; arg = j; }
+      }
+      cur[mid] = best;
+      cur_opt[mid] = static_cast<int32_t>(arg);
+      stack.push_back({f.lo, mid - 1, f.olo, arg});
+      stack.push_back({mid + 1, f.hi, arg, f.ohi});
+    }
+    prev.swap(cur);
+    prev_opt.swap(cur_opt);
+  }
+  row.swap(prev);
+}
+
+// Appends the starts of the m clusters covering items [a, b) (len >= m) to `starts`, in order.
+void solve(const Items& it, size_t a, size_t b, int m, std::vector<size_t>& starts) {
+  const size_t len = b - a;
+  if (m <= 1) { starts.push_back(a); return; }
+  if (static_cast<size_t>(m) >= len) {
+    for (size_t i = a; i < b; ++i) starts.push_back(i);
+    return;
+  }
+  const int ml = m / 2, mr = m - ml;
+  std::vector<double> fwd, bwd;
+#pragma omp parallel sections if (len > 100000)
+  {
+#pragma omp section
+    forward_rows(it, a, b, ml, false, fwd);
+#pragma omp section
+    forward_rows(it, a, b, mr, true, bwd);
+  }
+  // Split x: [a, a+x) gets ml clusters, [a+x, b) gets mr; bwd[len − x] covers the last len − x items.
+  size_t best_x = static_cast<size_t>(ml);
+  double best = std::numeric_limits<double>::infinity();
+  for (size_t x = static_cast<size_t>(ml); x + static_cast<size_t>(mr) <= len; ++x) {
+    const double v = fwd[x] + bwd[len - x];
+    if (v < best) { best = v; best_x = x; }
+  }
+  fwd.clear(); fwd.shrink_to_fit();
+  bwd.clear(); bwd.shrink_to_fit();
+  solve(it, a, a + best_x, ml, starts);
+  solve(it, a + best_x, b, mr, starts);
+}
+
+}  // namespace
+
+RawResult exact_dp(const Problem& p, const SortedData& s, const QuantizeParams& q) {
+  RawResult out;
+  const size_t n = s.size();
+  const auto& w = s.w();
+  const auto& h = s.h();
+  const double shift = s.shift();
+  // Items: distinct values, or (huge inputs) bins of consecutive distinct values with about equal counts.
+  const size_t distinct = s.distinct();
+  int64_t bins = q.exact_histogram_bins;
+  if (bins == 0) bins = distinct > (size_t{1} << 22) ? (int64_t{1} << 20) : 0;
+  const size_t per_bin = (bins > 0 && distinct > static_cast<size_t>(bins))
+                             ? (n + static_cast<size_t>(bins) - 1) / static_cast<size_t>(bins)
+                             : 0;  // 0: one item per distinct value (exact)
+  Items it;
+  it.p0.push_back(0); it.p1.push_back(0); it.p2.push_back(0);
+  std::vector<size_t> item_start;  // sorted position where each item begins
+  double a0 = 0, a1 = 0, a2 = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const bool new_value = i == 0 || w[i] != w[i - 1];
+    const bool new_item = i == 0 || (new_value && (per_bin == 0 || i - item_start.back() >= per_bin));
+    if (new_item) {
+      if (i) { it.p0.push_back(a0); it.p1.push_back(a1); it.p2.push_back(a2); }
+      item_start.push_back(i);
+      it.value.push_back(w[i]);
+    }
+    const double hv = h[i], x = static_cast<double>(w[i]) - shift;
+    a0 += hv; a1 += hv * x; a2 += hv * x * x;
+  }
+  it.p0.push_back(a0); it.p1.push_back(a1); it.p2.push_back(a2);
+  item_start.push_back(n);
+
+  const int m = static_cast<int>(std::min<size_t>(static_cast<size_t>(q.k), it.size()));
+  std::vector<size_t> starts;
+  solve(it, 0, it.size(), m, starts);
+  NQ_ASSERT(static_cast<int>(starts.size()) == m);
+  starts.push_back(it.size());
+  // Centres: weighted mean of each cluster (plain mean of its members when all are weightless).
+  out.centers.resize(static_cast<size_t>(m));
+  std::vector<double> first_value(static_cast<size_t>(m));
+  double total = 0;
+  for (int j = 0; j < m; ++j) {
+    const size_t ia = starts[j], ib = starts[j + 1];
+    const double s0 = it.p0[ib] - it.p0[ia], s1 = it.p1[ib] - it.p1[ia], s2 = it.p2[ib] - it.p2[ia];
+    total += interval_scatter(s0, s1, s2);
+    if (s0 > 0) {
+      out.centers[j] = shift + s1 / s0;
+    } else {
+      double sum = 0;
+      for (size_t i = item_start[ia]; i < item_start[ib]; ++i) sum += w[i];
+      out.centers[j] = sum / static_cast<double>(item_start[ib] - item_start[ia]);
+    }
+    first_value[j] = it.value[ia];
+  }
+  // Label = the cluster whose first value is the last one <= w (clusters are intervals of the sorted values).
+  out.labels.resize(p.n);
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < static_cast<int64_t>(p.n); ++i) {
+    const double v = p.w[i];
+    const auto pos = std::upper_bound(first_value.begin(), first_value.end(), v) - first_value.begin();
+    out.labels[static_cast<size_t>(i)] = static_cast<int32_t>(std::max<int64_t>(0, pos - 1));
+  }
+  out.iterations = 1;
+  out.converged = true;
+  std::vector<int64_t> counts(static_cast<size_t>(m));
+  for (int j = 0; j < m; ++j) counts[j] = static_cast<int64_t>(item_start[starts[j + 1]] - item_start[starts[j]]);
+  const double d = total / static_cast<double>(n);
+  out.history.push_back({1, d, d, histogram_entropy(counts.data(), m), m});
+  return out;
+}
+
+}  // namespace nq::quant

@@ -1,0 +1,82 @@
+// Internal: the quantizers' cost and tie-breaking formulas, written once for the host and the device.
+// Every backend must evaluate costs with exactly these expressions (IEEE fp64, no contraction into FMAs) so
+// that CPU and CUDA agree bit for bit except where the design allows (DESIGN "Determinism contract").
+#pragma once
+
+#include <cstdint>
+#include <limits>
+
+#if defined(__CUDACC__)
+#define NQ_HD __host__ __device__
+#else
+#define NQ_HD
+#endif
+
+namespace nq::quant {
+
+// fp64 multiply/add that never fuse: nvcc contracts a*b+c into an FMA by default, the host compiler
+// (ISO mode, no -ffp-contract=fast) does not; the explicit intrinsics keep both backends on the same bits.
+NQ_HD inline double fmul(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+NQ_HD inline double fadd(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+
+NQ_HD inline double infinity() { return std::numeric_limits<double>::infinity(); }
+
+// The ECSQ assignment cost of value w (importance h) in cluster j: h (w − c_j)² + λ l_j, l_j = −log2 p_j
+// ([C] §5.4). A dead cluster has l_j = +inf and is never chosen (also at λ = 0, where 0·inf would be NaN).
+NQ_HD inline double assign_cost(float w, double h, double c, double code_len, double lambda) {
+  if (!(code_len < infinity())) return infinity();
+  const double d = fadd(static_cast<double>(w), -c);
+  return fadd(fmul(h, fmul(d, d)), fmul(lambda, code_len));
+}
+
+// Lower bound of assign_cost over clusters at least as far from w as c: rounding is monotone, so
+// assign_cost(w, h, c', l', λ) >= this whenever |w − c'| >= |w − c| and l' >= lmin. Lets the CPU op stop a
+// local search around the nearest centre exactly (same answer as the brute-force argmin).
+NQ_HD inline double assign_cost_bound(float w, double h, double c, double lmin, double lambda) {
+  const double d = fadd(static_cast<double>(w), -c);
+  return fadd(fmul(h, fmul(d, d)), fmul(lambda, lmin));
+}
+
+// Tie-breaking: (cost, index) compared lexicographically, so equal costs go to the lowest index.
+NQ_HD inline bool better(double cost, int32_t j, double best_cost, int32_t best_j) {
+  return cost < best_cost || (cost == best_cost && j < best_j);
+}
+
+// λ = 0 nearest-centre rule between neighbouring sorted centres c_lo < c_hi: true when w goes to c_hi, i.e. it
+// is strictly closer (ties go to the lower index, as in `better`). Monotone in w, so on sorted values the
+// boundary is found by binary search (the sorted path of ALGORITHMS §3).
+NQ_HD inline bool closer_to_upper(float w, double c_lo, double c_hi) {
+  const double a = fadd(static_cast<double>(w), -c_lo);
+  const double b = fadd(static_cast<double>(w), -c_hi);
+  return fmul(b, b) < fmul(a, a);
+}
+
+// Weighted within-cluster scatter of an interval from its sums S0 = Σh, S1 = Σh·x, S2 = Σh·x² (x = w − shift):
+// Σh (x − S1/S0)² = S2 − S1²/S0, clamped at 0 against rounding; 0 for a weightless interval.
+NQ_HD inline double interval_scatter(double s0, double s1, double s2) {
+  if (!(s0 > 0)) return 0.0;
+  const double v = s2 - s1 * s1 / s0;
+  return v > 0 ? v : 0.0;
+}
+
+// Uniform quantizer cell of w for step Δ with 0 a cell centre: cells [(m − ½)Δ, (m + ½)Δ) ([C] §5.3).
+NQ_HD inline int64_t uniform_cell(float w, double step) {
+  const double t = static_cast<double>(w) / step + 0.5;
+  double f = static_cast<double>(static_cast<int64_t>(t));
+  if (f > t) f -= 1.0;  // floor for negatives
+  return static_cast<int64_t>(f);
+}
+
+}  // namespace nq::quant

@@ -1,0 +1,94 @@
+// Internal: the quantizers' data-parallel ops ("drivers once, ops twice"): one contract, a cpu:: and a cuda::
+// implementation with identical signatures, and the single dispatch point (nq::quant::ops_*) the drivers call.
+//
+// Contract for every op (both backends):
+// - Pointers are host pointers; n may be 0; inputs are finite (the drivers validate before calling).
+// - `h == nullptr` means every importance is 1.
+// - Results are bitwise deterministic for a given backend and input, independent of the thread/block count:
+//   sums are formed per fixed block of `accum_block_size(n)` consecutive elements, each block in element order,
+//   then the block partials are added in block order. (CPU vs CUDA may differ in the last bits of the fp64
+//   sums; labels agree except at exact cost ties, which both resolve to the lowest index.)
+// - Costs and ties are evaluated with quant_formulas.h (assign_cost / better / closer_to_upper) only.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "netquant/backend.h"
+
+namespace nq::quant {
+
+// Elements per accumulation block: a function of n alone (so results do not depend on the thread count), at
+// least 2^14 and at most 4096 blocks in all.
+inline size_t accum_block_size(size_t n) {
+  size_t b = size_t{1} << 14;
+  while (n / b > 4096) b <<= 1;
+  return b;
+}
+
+// Per-cluster sums of one assignment pass.
+struct AssignAccum {
+  std::vector<double> sum_h;     // Σ h over members (k entries)
+  std::vector<double> sum_hw;    // Σ h·w
+  std::vector<double> sum_w;     // Σ w (centres of weightless clusters fall back to the plain mean)
+  std::vector<int64_t> count;    // members
+  double distortion = 0;         // Σ h (w − c_label)²
+  double sq_error = 0;           // Σ (w − c_label)²
+  double cost = 0;               // Σ assign_cost(label) = distortion + λ Σ l_label
+  void reset(int k) {
+    sum_h.assign(static_cast<size_t>(k), 0.0);
+    sum_hw.assign(static_cast<size_t>(k), 0.0);
+    sum_w.assign(static_cast<size_t>(k), 0.0);
+    count.assign(static_cast<size_t>(k), 0);
+    distortion = sq_error = cost = 0;
+  }
+};
+
+}  // namespace nq::quant
+
+// Both namespaces declare the same ops. The cuda:: versions copy in/out of device memory themselves; in a
+// build without CUDA they throw ErrorCode::kUnavailable (src/quant/cuda_stubs.cpp).
+#define NQ_QUANT_OPS_DECLARE                                                                                   \
+  /* (a) Fused assign + accumulate (ECSQ and k-means, ALGORITHMS §3, §5).                                      \
+     centers[k]: strictly ascending. code_len[k]: l_j = −log2 p_j ≥ 0, or +inf for a dead cluster (never       \
+     chosen); at least one finite. For each i: label_i = argmin_j assign_cost(w_i, h_i, c_j, l_j, λ), ties to \
+     the lowest j (exactly the brute-force fp64 argmin). Accumulates into `out` (reset to k entries by the op): \
+     sums per label and the scalars. labels may be nullptr (not written). */                                  \
+  void assign_accumulate(const float* w, const float* h, size_t n, const double* centers,                     \
+                         const double* code_len, int k, double lambda, int32_t* labels,                       \
+                         ::nq::quant::AssignAccum& out);                                                       \
+  /* (b1) Stable sort of (w, h) pairs by w ascending (−0 before +0). h == nullptr: h_sorted filled with 1.     \
+     w_sorted/h_sorted have n entries and must not alias the inputs. */                                        \
+  void sort_pairs(const float* w, const float* h, size_t n, float* w_sorted, float* h_sorted);                \
+  /* (b2) Prefix sums at block granularity over sorted data, x = w − shift, all fp64:                          \
+     ph[b] = Σ_{i < b·block} h_i, phx[b] = Σ h_i x_i, phx2[b] = Σ h_i x_i², b = 0..nb, nb = ceil(n / block),   \
+     the last entry covering all n. Each block is summed in element order, the blocks added in order, so       \
+     block = 1 gives the plain sequential prefix sums. hs == nullptr means h ≡ 1. */                          \
+  void prefix_sums(const float* ws, const float* hs, size_t n, double shift, size_t block, double* ph,        \
+                   double* phx, double* phx2);                                                                 \
+  /* (c) counts[j] = #{i : labels_i == j}, j < k; negative labels (kPrunedIndex) are skipped; a label ≥ k is   \
+     an internal error. */                                                                                     \
+  void label_histogram(const int32_t* labels, size_t n, int k, int64_t* counts);
+
+namespace nq::cpu {
+NQ_QUANT_OPS_DECLARE
+}  // namespace nq::cpu
+namespace nq::cuda {
+NQ_QUANT_OPS_DECLARE
+}  // namespace nq::cuda
+
+namespace nq::quant {
+
+// The one dispatch point: `backend` must be resolved (kCpu or kCuda), see resolve_backend().
+void ops_assign_accumulate(Backend backend, const float* w, const float* h, size_t n, const double* centers,
+                           const double* code_len, int k, double lambda, int32_t* labels, AssignAccum& out);
+void ops_sort_pairs(Backend backend, const float* w, const float* h, size_t n, float* w_sorted, float* h_sorted);
+void ops_prefix_sums(Backend backend, const float* ws, const float* hs, size_t n, double shift, size_t block,
+                     double* ph, double* phx, double* phx2);
+void ops_label_histogram(Backend backend, const int32_t* labels, size_t n, int k, int64_t* counts);
+
+// Entropy in bits of a histogram: −Σ p log2 p over non-empty bins (p = count / total).
+double histogram_entropy(const int64_t* counts, int k);
+
+}  // namespace nq::quant

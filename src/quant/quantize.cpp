@@ -1,0 +1,112 @@
+// nq::quantize: validates one 1-D problem, resolves the backend, and dispatches to the method's driver.
+#include "netquant/quantize.h"
+
+#include <chrono>
+#include <cmath>
+
+#include "netquant/error.h"
+#include "quant/fixed_codebooks.h"
+#include "quant/quantizers.h"
+
+namespace nq {
+
+namespace {
+
+QuantizeResult from_fixed(const quant::Problem& p, quant::FixedCodebookResult f) {
+  quant::RawResult raw;
+  raw.centers.assign(f.codebook.begin(), f.codebook.end());
+  raw.labels = std::move(f.indices);
+  raw.iterations = f.iterations;
+  raw.converged = f.converged;
+  for (size_t i = 0; i < f.objective_history.size(); ++i)
+    raw.history.push_back({static_cast<int>(i) + 1, f.objective_history[i], 0, 0, static_cast<int>(f.codebook.size())});
+  return quant::finalize(p, std::move(raw));
+}
+
+}  // namespace
+
+QuantizeResult quantize(const float* values, const float* importance, size_t n, const QuantizeParams& params) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const MethodTraits& traits = method_traits(params.method);
+  NQ_CHECK(!traits.takes_k || params.method == Method::kPow2 || params.method == Method::kInt || params.k >= 1,
+           ErrorCode::kInvalidArgument, traits.name << ": k must be >= 1, got " << params.k);
+  NQ_CHECK(params.max_iter >= 1, ErrorCode::kInvalidArgument, "max_iter must be >= 1, got " << params.max_iter);
+  NQ_CHECK(params.lambda >= 0 && std::isfinite(params.lambda), ErrorCode::kInvalidArgument,
+           "lambda must be finite and >= 0, got " << params.lambda);
+  NQ_CHECK(params.target_bits >= 0 && params.target_ratio >= 0, ErrorCode::kInvalidArgument,
+           "target bits/ratio must be >= 0");
+  NQ_CHECK(!(params.target_bits > 0 || params.target_ratio > 0) || traits.supports_target,
+           ErrorCode::kInvalidArgument, traits.name << " does not support a target rate (use ecsq or uniform)");
+  NQ_CHECK(params.step >= 0 && std::isfinite(params.step), ErrorCode::kInvalidArgument,
+           "uniform step must be finite and >= 0, got " << params.step);
+  NQ_CHECK(params.exact_histogram_bins >= 0, ErrorCode::kInvalidArgument, "exact_histogram_bins must be >= 0");
+  NQ_CHECK(n == 0 || values != nullptr, ErrorCode::kInvalidArgument, "quantize: values is null");
+  for (size_t i = 0; i < n; ++i)
+    NQ_CHECK(std::isfinite(values[i]), ErrorCode::kInvalidArgument,
+             "value " << i << " is not finite (" << values[i] << ")");
+  // Importance: ignored by methods that do not use it; all-zero importance falls back to unweighted
+  // (every assignment would cost nothing, so the unweighted quantizer is the natural tie-break).
+  bool any_positive = false;
+  if (importance && traits.uses_importance) {
+    for (size_t i = 0; i < n; ++i) {
+      NQ_CHECK(std::isfinite(importance[i]) && importance[i] >= 0, ErrorCode::kInvalidArgument,
+               "importance " << i << " is " << importance[i] << " (must be finite and >= 0)");
+      any_positive = any_positive || importance[i] > 0;
+    }
+  }
+  quant::Problem p;
+  p.w = values;
+  p.h = any_positive ? importance : nullptr;
+  p.n = n;
+  p.backend = resolve_backend(params.backend);
+
+  QuantizeResult r;
+  if (n == 0) {
+    r.backend = p.backend;
+    return r;
+  }
+  switch (params.method) {
+    case Method::kKmeans:
+    case Method::kHwKmeans:
+    case Method::kExact: {
+      const quant::SortedData s(p);
+      if (static_cast<size_t>(params.k) >= s.distinct()) {  // exact representation: one level per value
+        quant::RawResult raw;
+        raw.centers = quant::distinct_values(s);
+        raw.labels = quant::nearest_labels(p, raw.centers);
+        raw.iterations = 0;
+        r = quant::finalize(p, std::move(raw));
+      } else if (params.method == Method::kExact) {
+        r = quant::finalize(p, quant::exact_dp(p, s, params));
+      } else {
+        r = quant::finalize(p, quant::lloyd_sorted(p, s, params));
+      }
+      break;
+    }
+    case Method::kUniform: r = quant::finalize(p, quant::uniform_driver(p, params)); break;
+    case Method::kEcsq: {
+      const quant::SortedData s(p);
+      r = quant::finalize(p, quant::ecsq_driver(p, s, params));
+      break;
+    }
+    case Method::kBinary: r = from_fixed(p, quant::quantize_binary(p.w, p.h, n)); break;
+    case Method::kTernary: r = from_fixed(p, quant::quantize_ternary(p.w, p.h, n)); break;
+    case Method::kPow2:
+      r = from_fixed(p, quant::quantize_pow2(p.w, p.h, n, params.pow2_levels, params.max_iter));
+      break;
+    case Method::kInt:
+      r = from_fixed(p, quant::quantize_int(p.w, p.h, n, params.int_bits, params.int_symmetric, params.max_iter));
+      break;
+    case Method::kWentropy: {
+      // Park et al.'s importance is w² by construction; `importance` is ignored.
+      quant::Problem pw = p;
+      pw.h = nullptr;
+      r = from_fixed(pw, quant::quantize_wentropy(p.w, n, params.k, params.max_iter));
+      break;
+    }
+  }
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+}  // namespace nq

@@ -1,0 +1,304 @@
+// nq::quantize_model: validation, importance transforms, model-wide pruning, splitting a model into problems by
+// scope (global / tensor / row / group), running them (in parallel, deterministically) and the statistics.
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <numeric>
+
+#include "netquant/error.h"
+#include "netquant/progress.h"
+#include "netquant/quantize.h"
+#include "quant/quant_ops.h"
+
+namespace nq {
+
+namespace {
+
+struct Prepared {
+  size_t tensor;                 // index in QuantizedModel::tensors
+  std::vector<float> w, h;       // h empty: no importance
+};
+
+// One problem: a list of (tensor, flat range) pieces; pruned weights are skipped.
+struct Piece { size_t prep; int64_t begin, end; };
+struct ProblemSpec { std::vector<Piece> pieces; };
+
+double ceil_log2(int k) { return k <= 1 ? 0.0 : std::ceil(std::log2(static_cast<double>(k))); }
+
+}  // namespace
+
+QuantizedModel quantize_model(const TensorSet& model, const TensorSet* importance, const ModelQuantizeParams& params) {
+  const auto t0 = std::chrono::steady_clock::now();
+  NQ_CHECK(params.prune >= 0 && params.prune < 1, ErrorCode::kInvalidArgument,
+           "--prune must be in [0, 1), got " << params.prune);
+  NQ_CHECK(params.scope.kind != ScopeKind::kGroup || params.scope.group > 0, ErrorCode::kInvalidArgument,
+           "group scope needs a positive group size");
+  QuantizedModel out;
+  out.method = params.quant.method;
+  out.scope = params.scope;
+  out.backend = resolve_backend(params.quant.backend);
+  QuantizeParams qp = params.quant;
+  qp.backend = out.backend;
+  const bool weighted = importance != nullptr && method_traits(qp.method).uses_importance;
+
+  // ---- validate and convert ----
+  std::vector<Prepared> prep;
+  for (const Tensor& t : model) {
+    QuantizedTensor qt;
+    qt.name = t.name();
+    qt.dtype = t.dtype();
+    qt.shape = t.shape();
+    qt.stats.params = t.numel();
+    const bool keep = !dtype_is_float(t.dtype()) || t.numel() == 0 || (params.skip_1d && t.ndim() == 1);
+    if (keep) {
+      qt.quantized = false;
+      qt.original = t;
+      out.tensors.push_back(std::move(qt));
+      continue;
+    }
+    Prepared p;
+    p.tensor = out.tensors.size();
+    p.w = t.to_f32();
+    for (size_t i = 0; i < p.w.size(); ++i)
+      NQ_CHECK(std::isfinite(p.w[i]), ErrorCode::kInvalidArgument,
+               "tensor '" << t.name() << "': weight " << i << " is not finite (" << p.w[i] << ")");
+    if (importance) {
+      const Tensor* it = importance->find(t.name());
+      NQ_CHECK(it != nullptr, ErrorCode::kShapeMismatch,
+               "importance has no tensor '" << t.name() << "' (every quantized tensor needs one)");
+      NQ_CHECK(it->shape() == t.shape(), ErrorCode::kShapeMismatch,
+               "importance of tensor '" << t.name() << "' has shape " << shape_to_string(it->shape())
+                                        << ", the weight has " << shape_to_string(t.shape()));
+      NQ_CHECK(dtype_is_float(it->dtype()), ErrorCode::kInvalidArgument,
+               "importance of tensor '" << t.name() << "' has non-float dtype " << dtype_name(it->dtype()));
+      p.h = it->to_f32();
+      double sum = 0;
+      for (size_t i = 0; i < p.h.size(); ++i) {
+        NQ_CHECK(std::isfinite(p.h[i]) && p.h[i] >= 0, ErrorCode::kInvalidArgument,
+                 "importance of tensor '" << t.name() << "': value " << i << " is " << p.h[i]
+                                          << " (must be finite and >= 0)");
+        if (params.importance_transform == ImportanceTransform::kSqrt) p.h[i] = std::sqrt(p.h[i]);
+        sum += p.h[i];
+      }
+      if (params.importance_transform == ImportanceTransform::kNormalize && sum > 0) {
+        const float scale = static_cast<float>(static_cast<double>(p.h.size()) / sum);  // mean 1 per tensor
+        for (float& v : p.h) v *= scale;
+      }
+    }
+    qt.indices.assign(p.w.size(), 0);
+    out.tensors.push_back(std::move(qt));
+    prep.push_back(std::move(p));
+  }
+
+  // ---- pruning: the fraction `prune` of all quantized weights with the smallest h·w² (w² unweighted) ----
+  int64_t total_n = 0;
+  for (const auto& p : prep) total_n += static_cast<int64_t>(p.w.size());
+  const int64_t to_prune = static_cast<int64_t>(std::floor(params.prune * static_cast<double>(total_n)));
+  if (to_prune > 0) {
+    auto score = [&](const Prepared& p, size_t i) {
+      const double w = p.w[i];
+      return (weighted && !p.h.empty() ? static_cast<double>(p.h[i]) : 1.0) * w * w;
+    };
+    std::vector<double> all;
+    all.reserve(static_cast<size_t>(total_n));
+    for (const auto& p : prep)
+      for (size_t i = 0; i < p.w.size(); ++i) all.push_back(score(p, i));
+    std::nth_element(all.begin(), all.begin() + (to_prune - 1), all.end());
+    const double thr = all[static_cast<size_t>(to_prune - 1)];
+    int64_t below = 0;
+    for (const double v : all) below += v < thr;
+    all.clear();
+    all.shrink_to_fit();
+    int64_t ties_left = to_prune - below;  // scores equal to the threshold are pruned in flat order
+    for (const auto& p : prep) {
+      auto& idx = out.tensors[p.tensor].indices;
+      for (size_t i = 0; i < p.w.size(); ++i) {
+        const double s = score(p, i);
+        if (s < thr || (s == thr && ties_left > 0)) {
+          if (s == thr) --ties_left;
+          idx[i] = kPrunedIndex;
+        }
+      }
+    }
+  }
+
+  // ---- problems by scope ----
+  std::vector<ProblemSpec> problems;
+  for (size_t pi = 0; pi < prep.size(); ++pi) {
+    QuantizedTensor& qt = out.tensors[prep[pi].tensor];
+    const int64_t n = static_cast<int64_t>(prep[pi].w.size());
+    int64_t size = n;
+    if (params.scope.kind == ScopeKind::kRow) size = qt.shape.empty() || qt.shape[0] == 0 ? n : n / qt.shape[0];
+    if (params.scope.kind == ScopeKind::kGroup) size = std::min<int64_t>(params.scope.group, n);
+    size = std::max<int64_t>(size, 1);
+    qt.problem_size = params.scope.kind == ScopeKind::kGlobal ? n : size;
+    if (params.scope.kind == ScopeKind::kGlobal) {
+      if (problems.empty()) problems.emplace_back();
+      problems[0].pieces.push_back({pi, 0, n});
+      qt.first_codebook = 0;
+      qt.num_problems = 1;
+      continue;
+    }
+    qt.first_codebook = static_cast<int64_t>(problems.size());
+    qt.num_problems = (n + size - 1) / size;
+    for (int64_t b = 0; b < n; b += size) problems.push_back({{{pi, b, std::min(n, b + size)}}});
+  }
+
+  // ---- run: problems are independent; each result lands in its own slot (deterministic) ----
+  std::vector<QuantizeResult> results(problems.size());
+  Progress progress("quantize", static_cast<int64_t>(problems.size()));
+  int64_t done = 0;
+  auto run_one = [&](size_t j) {
+    std::vector<float> w, h;
+    for (const Piece& pc : problems[j].pieces) {
+      const Prepared& p = prep[pc.prep];
+      const auto& idx = out.tensors[p.tensor].indices;
+      for (int64_t i = pc.begin; i < pc.end; ++i) {
+        if (idx[i] == kPrunedIndex) continue;
+        w.push_back(p.w[i]);
+        if (weighted) h.push_back(p.h[i]);
+      }
+    }
+    results[j] = quantize(w.data(), weighted ? h.data() : nullptr, w.size(), qp);
+  };
+  if (problems.size() == 1) {
+    run_one(0);  // one big problem: the ops parallelise inside
+  } else {
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t j = 0; j < static_cast<int64_t>(problems.size()); ++j) {
+      run_one(static_cast<size_t>(j));
+#pragma omp critical(nq_quantize_progress)
+      progress.update(++done);
+    }
+  }
+  progress.finish();
+
+  // ---- scatter indices, codebooks and statistics ----
+  for (size_t j = 0; j < problems.size(); ++j) {
+    const QuantizeResult& r = results[j];
+    out.codebooks.push_back(r.codebook);
+    size_t pos = 0;
+    for (const Piece& pc : problems[j].pieces) {
+      auto& idx = out.tensors[prep[pc.prep].tensor].indices;
+      for (int64_t i = pc.begin; i < pc.end; ++i)
+        if (idx[i] != kPrunedIndex) idx[i] = r.indices[pos++];
+    }
+  }
+  QuantStats& tot = out.total;
+  double tot_d = 0, tot_m = 0, tot_entropy_bits = 0, tot_fixed_bits = 0, tot_codebook_bits = 0;
+  for (const auto& p : prep) {
+    QuantizedTensor& qt = out.tensors[p.tensor];
+    QuantStats& st = qt.stats;
+    double d = 0, m = 0;
+    int64_t pruned = 0;
+    for (size_t i = 0; i < p.w.size(); ++i) {
+      const int32_t idx = qt.indices[i];
+      const float q = idx == kPrunedIndex ? 0.0f
+                                          : out.codebooks[qt.first_codebook + static_cast<int64_t>(i) / qt.problem_size][idx];
+      pruned += idx == kPrunedIndex;
+      const double e = static_cast<double>(q) - p.w[i];
+      m += e * e;
+      d += (weighted ? static_cast<double>(p.h[i]) : 1.0) * e * e;
+    }
+    const double n = static_cast<double>(p.w.size());
+    st.pruned = pruned;
+    st.hw_distortion = d / n;
+    st.mse = m / n;
+    tot_d += d;
+    tot_m += m;
+    // Index bits: per problem (n_kept · H or n_kept · ⌈log2 k⌉); codebooks 32 bits per level (global scope:
+    // this tensor's share of the shared codebook).
+    double ebits = 0, fbits = 0, cbits = 0;
+    int clusters = 0;
+    for (int64_t pr = 0; pr < qt.num_problems; ++pr) {
+      const int64_t cb = qt.first_codebook + pr;
+      const int k = static_cast<int>(out.codebooks[cb].size());
+      std::vector<int64_t> counts(static_cast<size_t>(std::max(k, 1)), 0);
+      const int64_t b = params.scope.kind == ScopeKind::kGlobal ? 0 : pr * qt.problem_size;
+      const int64_t e = params.scope.kind == ScopeKind::kGlobal ? static_cast<int64_t>(n)
+                                                                : std::min<int64_t>(static_cast<int64_t>(n), b + qt.problem_size);
+      if (k > 0) cpu::label_histogram(qt.indices.data() + b, static_cast<size_t>(e - b), k, counts.data());
+      int64_t kept = 0;
+      int used = 0;
+      for (int j = 0; j < k; ++j) { kept += counts[j]; used += counts[j] > 0; }
+      clusters = std::max(clusters, used);
+      ebits += static_cast<double>(kept) * quant::histogram_entropy(counts.data(), k);
+      fbits += static_cast<double>(kept) * ceil_log2(k);
+      cbits += params.scope.kind == ScopeKind::kGlobal ? 32.0 * k * n / static_cast<double>(total_n) : 32.0 * k;
+    }
+    st.clusters = clusters;
+    st.entropy_bits_per_weight = ebits / n;
+    st.fixed_bits_per_weight = (fbits + cbits) / n;
+    st.ratio_fixed = 32.0 * n / (fbits + cbits);
+    st.ratio_entropy = 32.0 * n / (ebits + cbits);
+    tot_entropy_bits += ebits;
+    tot_fixed_bits += fbits;
+    tot_codebook_bits += cbits;
+    tot.pruned += pruned;
+  }
+  // Per-problem iteration counts, λ and timing.
+  for (size_t j = 0; j < problems.size(); ++j) {
+    const QuantizeResult& r = results[j];
+    for (const Piece& pc : problems[j].pieces) {
+      QuantStats& st = out.tensors[prep[pc.prep].tensor].stats;
+      st.iterations = std::max(st.iterations, r.iterations);
+      st.converged = st.converged && r.converged;
+      st.lambda = std::max(st.lambda, r.lambda);
+      st.seconds += r.seconds;
+    }
+    tot.iterations = std::max(tot.iterations, r.iterations);
+    tot.converged = tot.converged && r.converged;
+    tot.lambda = std::max(tot.lambda, r.lambda);
+  }
+  tot.params = 0;
+  for (const auto& qt : out.tensors) tot.params += qt.stats.params;
+  const double N = static_cast<double>(total_n);
+  if (total_n > 0) {
+    tot.hw_distortion = tot_d / N;
+    tot.mse = tot_m / N;
+    if (params.scope.kind == ScopeKind::kGlobal) {
+      // One shared codebook: the entropy of the whole index stream, not the sum of per-tensor entropies.
+      const auto& r = results[0];
+      tot.clusters = static_cast<int>(r.codebook.size());
+      tot_entropy_bits = r.entropy_bits * static_cast<double>(r.indices.size());
+    } else {
+      for (const auto& qt : out.tensors) tot.clusters = std::max(tot.clusters, qt.stats.clusters);
+    }
+    tot.entropy_bits_per_weight = tot_entropy_bits / N;
+    tot.fixed_bits_per_weight = (tot_fixed_bits + tot_codebook_bits) / N;
+    tot.ratio_fixed = 32.0 * N / (tot_fixed_bits + tot_codebook_bits);
+    tot.ratio_entropy = 32.0 * N / (tot_entropy_bits + tot_codebook_bits);
+  }
+  tot.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return out;
+}
+
+TensorSet QuantizedModel::dequantize() const {
+  TensorSet set;
+  for (const QuantizedTensor& qt : tensors) {
+    if (!qt.quantized) {
+      Tensor t = qt.original;
+      t.set_name(qt.name);
+      set.add(std::move(t));
+      continue;
+    }
+    const int64_t n = shape_numel(qt.shape);
+    std::vector<float> v(static_cast<size_t>(n));
+    NQ_ASSERT(static_cast<int64_t>(qt.indices.size()) == n);
+    for (int64_t i = 0; i < n; ++i) {
+      const int32_t idx = qt.indices[i];
+      if (idx == kPrunedIndex) { v[i] = 0.0f; continue; }
+      const int64_t cb = qt.first_codebook + (qt.problem_size > 0 ? i / qt.problem_size : 0);
+      NQ_ASSERT(cb < static_cast<int64_t>(codebooks.size()) && idx >= 0 &&
+                idx < static_cast<int32_t>(codebooks[cb].size()));
+      v[i] = codebooks[cb][idx];
+    }
+    Tensor t = Tensor::from_f32(qt.name, qt.shape, v);
+    set.add(qt.dtype == DType::kF32 ? std::move(t) : t.converted(qt.dtype));
+  }
+  return set;
+}
+
+}  // namespace nq

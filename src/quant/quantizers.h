@@ -1,0 +1,79 @@
+// Internal: the host drivers behind nq::quantize (one per method family) and the shared pieces they use: the
+// sorted view of a problem, initial centres and the final compaction into a QuantizeResult.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "netquant/quantize.h"
+
+namespace nq::quant {
+
+// One 1-D problem: n values, importances (nullptr = all ones), on a resolved backend.
+struct Problem {
+  const float* w = nullptr;
+  const float* h = nullptr;
+  size_t n = 0;
+  Backend backend = Backend::kCpu;
+};
+
+// The values sorted once with their importances, and fp64 prefix sums of h, h·x, h·x² (x = w − shift) at block
+// granularity: sums over any prefix [0, p) cost one table look-up plus < kBlock elements (ALGORITHMS §3).
+class SortedData {
+ public:
+  static constexpr size_t kBlock = 64;
+  explicit SortedData(const Problem& p);
+  size_t size() const { return ws_.size(); }
+  const std::vector<float>& w() const { return ws_; }
+  const std::vector<float>& h() const { return hs_; }
+  double shift() const { return shift_; }
+  size_t distinct() const { return distinct_; }
+  struct Sums { double s0 = 0, s1 = 0, s2 = 0; };
+  Sums prefix(size_t p) const;                  // sums over sorted positions [0, p)
+  Sums range(size_t a, size_t b) const;          // over [a, b)
+  // First sorted position whose value goes to c_hi rather than c_lo (λ = 0 nearest rule, ties low).
+  size_t boundary(double c_lo, double c_hi) const;
+
+ private:
+  std::vector<float> ws_, hs_;
+  std::vector<double> p0_, p1_, p2_;
+  double shift_ = 0;
+  size_t distinct_ = 0;
+};
+
+// k_max initial centres, strictly ascending (duplicates removed, so possibly fewer than k).
+std::vector<double> init_centers(const SortedData& s, int k, Init init, uint64_t seed);
+// The distinct sorted values (used when k ≥ distinct: exact representation).
+std::vector<double> distinct_values(const SortedData& s);
+
+// What a driver hands back: a centre per label (any order, unused entries allowed) and one label per value.
+struct RawResult {
+  std::vector<double> centers;
+  std::vector<int32_t> labels;
+  int iterations = 0;
+  bool converged = true;
+  double lambda = 0;
+  double step = 0;
+  std::vector<IterationStats> history;
+};
+
+// Rounds centres to float, drops unused ones, sorts and merges equal levels, relabels, and measures D, MSE and
+// entropy against the float codebook (deterministic blocked sums).
+QuantizeResult finalize(const Problem& p, RawResult raw);
+
+// Labels of every value for ascending centres by the λ = 0 nearest rule (ties to the lower centre).
+std::vector<int32_t> nearest_labels(const Problem& p, const std::vector<double>& centers);
+
+// ---- drivers ----
+RawResult lloyd_sorted(const Problem& p, const SortedData& s, const QuantizeParams& q);    // kmeans, hw-kmeans
+RawResult exact_dp(const Problem& p, const SortedData& s, const QuantizeParams& q);        // exact
+RawResult uniform_quantize(const Problem& p, double step, int max_cells);                  // one Δ
+RawResult uniform_driver(const Problem& p, const QuantizeParams& q);                       // Δ or target
+RawResult ecsq_run(const Problem& p, const std::vector<double>& init, double lambda, const QuantizeParams& q);
+RawResult ecsq_driver(const Problem& p, const SortedData& s, const QuantizeParams& q);     // λ or target
+
+// Target rate in bits/weight from target_bits / target_ratio (0 when none).
+double target_rate_bits(const QuantizeParams& q);
+
+}  // namespace nq::quant

@@ -1,0 +1,206 @@
+// The sorted view of a 1-D problem (ALGORITHMS §3), initial centres, and the final compaction of a result.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+
+#include "netquant/error.h"
+#include "quant/quant_formulas.h"
+#include "quant/quant_ops.h"
+#include "quant/quantizers.h"
+
+namespace nq::quant {
+
+SortedData::SortedData(const Problem& p) : ws_(p.n), hs_(p.n) {
+  ops_sort_pairs(p.backend, p.w, p.h, p.n, ws_.data(), hs_.data());
+  // Shift by the median so the h·x² sums do not cancel catastrophically for off-centre data.
+  shift_ = p.n ? static_cast<double>(ws_[p.n / 2]) : 0.0;
+  const size_t nb = (p.n + kBlock - 1) / kBlock;
+  p0_.resize(nb + 1); p1_.resize(nb + 1); p2_.resize(nb + 1);
+  ops_prefix_sums(p.backend, ws_.data(), hs_.data(), p.n, shift_, kBlock, p0_.data(), p1_.data(), p2_.data());
+  for (size_t i = 0; i < p.n; ++i) distinct_ += (i == 0 || ws_[i] != ws_[i - 1]);
+}
+
+SortedData::Sums SortedData::prefix(size_t p) const {
+  const size_t b = p / kBlock;
+  Sums s{p0_[b], p1_[b], p2_[b]};
+  for (size_t i = b * kBlock; i < p; ++i) {
+    const double hv = hs_[i], x = static_cast<double>(ws_[i]) - shift_;
+    s.s0 += hv; s.s1 += hv * x; s.s2 += hv * x * x;
+  }
+  return s;
+}
+
+SortedData::Sums SortedData::range(size_t a, size_t b) const {
+  const Sums x = prefix(a), y = prefix(b);
+  return {y.s0 - x.s0, y.s1 - x.s1, y.s2 - x.s2};
+}
+
+size_t SortedData::boundary(double c_lo, double c_hi) const {
+  return static_cast<size_t>(std::partition_point(ws_.begin(), ws_.end(),
+                                                  [&](float v) { return !closer_to_upper(v, c_lo, c_hi); }) -
+                             ws_.begin());
+}
+
+std::vector<double> distinct_values(const SortedData& s) {
+  std::vector<double> v;
+  v.reserve(s.distinct());
+  for (size_t i = 0; i < s.size(); ++i)
+    if (i == 0 || s.w()[i] != s.w()[i - 1]) v.push_back(s.w()[i]);
+  return v;
+}
+
+namespace {
+
+// Uniform double in [0, 1) from the top 53 bits: the same on every standard library.
+double uniform01(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
+
+std::vector<double> kmeanspp(const SortedData& s, int k, uint64_t seed) {
+  // Weighted D² sampling (Arthur & Vassilvitskii 2007) with weights h: P(i) ∝ h_i · min_j (w_i − c_j)².
+  const size_t n = s.size();
+  const auto& w = s.w();
+  const auto& h = s.h();
+  std::mt19937_64 rng(seed);
+  std::vector<double> d2(n), centers;
+  auto sample = [&](const std::vector<double>& weight) -> size_t {
+    double total = 0;
+    for (size_t i = 0; i < n; ++i) total += weight[i];
+    if (!(total > 0)) return n;
+    const double r = uniform01(rng) * total;
+    double run = 0;
+    for (size_t i = 0; i < n; ++i) {
+      run += weight[i];
+      if (run > r && weight[i] > 0) return i;
+    }
+    for (size_t i = n; i-- > 0;)
+      if (weight[i] > 0) return i;
+    return n;
+  };
+  std::vector<double> hw(h.begin(), h.end());
+  size_t first = sample(hw);
+  if (first == n) first = n / 2;
+  centers.push_back(w[first]);
+  for (size_t i = 0; i < n; ++i) {
+    const double d = static_cast<double>(w[i]) - centers[0];
+    d2[i] = d * d;
+  }
+  std::vector<double> weight(n);
+  while (static_cast<int>(centers.size()) < k) {
+    for (size_t i = 0; i < n; ++i) weight[i] = h[i] * d2[i];
+    const size_t pick = sample(weight);
+    if (pick == n) break;  // every value already is a centre
+    const double c = w[pick];
+    centers.push_back(c);
+    for (size_t i = 0; i < n; ++i) {
+      const double d = static_cast<double>(w[i]) - c;
+      d2[i] = std::min(d2[i], d * d);
+    }
+  }
+  return centers;
+}
+
+}  // namespace
+
+std::vector<double> init_centers(const SortedData& s, int k, Init init, uint64_t seed) {
+  NQ_ASSERT(k >= 1 && s.size() > 0);
+  const auto& w = s.w();
+  const size_t n = s.size();
+  std::vector<double> c;
+  switch (init) {
+    case Init::kLinear: {  // evenly spaced from min to max ([DC]: best for k-means)
+      const double lo = w.front(), hi = w.back();
+      if (k == 1) c.push_back(0.5 * (lo + hi));
+      for (int j = 0; k > 1 && j < k; ++j) c.push_back(lo + (hi - lo) * j / (k - 1));
+      break;
+    }
+    case Init::kQuantile: {  // weighted quantiles at (j + ½)/k of the importance mass
+      const double total = s.prefix(n).s0;
+      size_t pos = 0;
+      for (int j = 0; j < k; ++j) {
+        const double target = total * (j + 0.5) / k;
+        // smallest pos with prefix(pos + 1) > target (galloping over blocks would be faster; k is small)
+        size_t lo = pos, hi = n - 1;
+        while (lo < hi) {
+          const size_t mid = (lo + hi) / 2;
+          if (s.prefix(mid + 1).s0 > target) hi = mid; else lo = mid + 1;
+        }
+        pos = lo;
+        c.push_back(w[pos]);
+      }
+      break;
+    }
+    case Init::kKmeansPP: c = kmeanspp(s, k, seed); break;
+  }
+  std::sort(c.begin(), c.end());
+  c.erase(std::unique(c.begin(), c.end()), c.end());
+  return c;
+}
+
+std::vector<int32_t> nearest_labels(const Problem& p, const std::vector<double>& centers) {
+  std::vector<int32_t> labels(p.n);
+  const std::vector<double> zero(centers.size(), 0.0);
+  AssignAccum acc;
+  ops_assign_accumulate(p.backend, p.w, nullptr, p.n, centers.data(), zero.data(), static_cast<int>(centers.size()),
+                        0.0, labels.data(), acc);
+  return labels;
+}
+
+QuantizeResult finalize(const Problem& p, RawResult raw) {
+  QuantizeResult r;
+  r.iterations = raw.iterations;
+  r.converged = raw.converged;
+  r.lambda = raw.lambda;
+  r.step = raw.step;
+  r.history = std::move(raw.history);
+  r.backend = p.backend;
+  const size_t n = p.n;
+  const int k = static_cast<int>(raw.centers.size());
+  if (n == 0) return r;
+  std::vector<int64_t> counts(static_cast<size_t>(k));
+  cpu::label_histogram(raw.labels.data(), n, k, counts.data());
+  // Used levels, rounded to float, sorted; equal floats merge into one level.
+  std::vector<int32_t> order;
+  for (int j = 0; j < k; ++j)
+    if (counts[j] > 0) order.push_back(j);
+  std::vector<float> level(static_cast<size_t>(k));
+  for (int j : order) level[j] = static_cast<float>(raw.centers[j]);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return level[a] < level[b]; });
+  std::vector<int32_t> remap(static_cast<size_t>(k), -1);
+  for (int j : order) {
+    if (r.codebook.empty() || r.codebook.back() != level[j]) r.codebook.push_back(level[j]);
+    remap[j] = static_cast<int32_t>(r.codebook.size() - 1);
+  }
+  r.indices.resize(n);
+  const size_t block = accum_block_size(n), nb = (n + block - 1) / block;
+  std::vector<double> pd(nb), pm(nb);
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < static_cast<int64_t>(nb); ++b) {
+    double d = 0, m = 0;
+    const size_t i0 = static_cast<size_t>(b) * block, i1 = std::min(n, i0 + block);
+    for (size_t i = i0; i < i1; ++i) {
+      const int32_t j = remap[raw.labels[i]];
+      r.indices[i] = j;
+      const double e = static_cast<double>(r.codebook[j]) - static_cast<double>(p.w[i]);
+      m += e * e;
+      d += (p.h ? static_cast<double>(p.h[i]) : 1.0) * e * e;
+    }
+    pd[b] = d;
+    pm[b] = m;
+  }
+  double d = 0, m = 0;
+  for (size_t b = 0; b < nb; ++b) { d += pd[b]; m += pm[b]; }
+  r.hw_distortion = d / static_cast<double>(n);
+  r.mse = m / static_cast<double>(n);
+  std::vector<int64_t> used(r.codebook.size());
+  cpu::label_histogram(r.indices.data(), n, static_cast<int>(used.size()), used.data());
+  r.entropy_bits = histogram_entropy(used.data(), static_cast<int>(used.size()));
+  return r;
+}
+
+double target_rate_bits(const QuantizeParams& q) {
+  if (q.target_bits > 0) return q.target_bits;
+  if (q.target_ratio > 0) return 32.0 / q.target_ratio;
+  return 0.0;
+}
+
+}  // namespace nq::quant

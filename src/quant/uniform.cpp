@@ -1,0 +1,87 @@
+// Uniform quantization with weighted-mean levels [Choi et al. §5.3]: cells of width Δ with 0 a cell centre,
+// each cell reconstructed by the importance-weighted mean of its members; Δ given, derived from k, or bisected
+// (log scale) so the entropy lands on a target rate.
+#include <algorithm>
+#include <cmath>
+
+#include "netquant/error.h"
+#include "quant/quant_formulas.h"
+#include "quant/quant_ops.h"
+#include "quant/quantizers.h"
+
+namespace nq::quant {
+
+RawResult uniform_quantize(const Problem& p, double step, int max_cells) {
+  NQ_CHECK(step > 0 && std::isfinite(step), ErrorCode::kInvalidArgument,
+           "uniform: the step must be positive and finite, got " << step);
+  RawResult out;
+  out.step = step;
+  const size_t n = p.n;
+  // max_cells > 0: cells m in [−M, M], M = ⌊(max_cells − 1)/2⌋ (0 stays a centre, so even counts use one less).
+  const int64_t M = max_cells > 0 ? (max_cells - 1) / 2 : -1;
+  auto cell = [&](float v) {
+    const int64_t m = uniform_cell(v, step);
+    return M >= 0 ? std::clamp(m, -M, M) : m;
+  };
+  float lo = p.w[0], hi = p.w[0];
+  for (size_t i = 1; i < n; ++i) { lo = std::min(lo, p.w[i]); hi = std::max(hi, p.w[i]); }
+  const int64_t mlo = cell(lo), mhi = cell(hi);
+  NQ_CHECK(mhi - mlo < (int64_t{1} << 26), ErrorCode::kInvalidArgument,
+           "uniform: step " << step << " gives " << (mhi - mlo + 1) << " cells over [" << lo << ", " << hi
+                            << "] (at most 2^26)");
+  const size_t cells = static_cast<size_t>(mhi - mlo + 1);
+  std::vector<double> sh(cells, 0.0), shw(cells, 0.0), sw(cells, 0.0);
+  std::vector<int64_t> cnt(cells, 0);
+  out.labels.resize(n);
+  for (size_t i = 0; i < n; ++i) {  // one sequential pass: deterministic and memory-bound anyway
+    const int32_t j = static_cast<int32_t>(cell(p.w[i]) - mlo);
+    out.labels[i] = j;
+    const double hv = p.h ? p.h[i] : 1.0;
+    sh[j] += hv; shw[j] += hv * p.w[i]; sw[j] += p.w[i]; cnt[j] += 1;
+  }
+  out.centers.resize(cells);
+  int used = 0;
+  for (size_t j = 0; j < cells; ++j) {
+    if (cnt[j] == 0) { out.centers[j] = static_cast<double>(mlo + static_cast<int64_t>(j)) * step; continue; }
+    ++used;
+    out.centers[j] = sh[j] > 0 ? shw[j] / sh[j] : sw[j] / static_cast<double>(cnt[j]);
+  }
+  double d = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const double e = p.w[i] - out.centers[out.labels[i]];
+    d += (p.h ? p.h[i] : 1.0) * e * e;
+  }
+  d /= static_cast<double>(n);
+  out.history.push_back({1, d, d, histogram_entropy(cnt.data(), static_cast<int>(cells)), used});
+  out.iterations = 1;
+  return out;
+}
+
+RawResult uniform_driver(const Problem& p, const QuantizeParams& q) {
+  double amax = 0;
+  for (size_t i = 0; i < p.n; ++i) amax = std::max(amax, std::fabs(static_cast<double>(p.w[i])));
+  if (amax == 0) amax = 1;  // all zeros: any step gives the single cell 0
+  const double rate = target_rate_bits(q);
+  if (rate <= 0) {
+    if (q.step > 0) return uniform_quantize(p, q.step, 0);
+    // Cover max|w| with the k cells [−M, M]: the outermost cell's edge at max|w|.
+    const int64_t M = (std::max(1, q.k) - 1) / 2;
+    return uniform_quantize(p, amax / (static_cast<double>(M) + 0.5), q.k);
+  }
+  // Entropy falls (stepwise) as Δ grows: bisect log Δ between a fine grid and one cell.
+  double lo = std::log(amax / 1048576.0), hi = std::log(4.0 * amax);
+  RawResult best;
+  double best_err = infinity();
+  for (int it = 0; it < 60; ++it) {
+    const double mid = 0.5 * (lo + hi);
+    RawResult r = uniform_quantize(p, std::exp(mid), 0);
+    const double hbits = r.history.back().entropy;
+    const double err = std::fabs(hbits - rate);
+    if (err < best_err) { best_err = err; best = std::move(r); }
+    if (best_err <= 0.005 * rate) break;
+    if (hbits > rate) lo = mid; else hi = mid;
+  }
+  return best;
+}
+
+}  // namespace nq::quant
