@@ -1,7 +1,11 @@
 // Entropy coding of quantized models and the `.nq` compressed file (format: README "The .nq file").
 #pragma once
 
+#include <cstdint>
+#include <limits>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "netquant/quantize.h"
 #include "netquant/tensor.h"
@@ -10,12 +14,85 @@ namespace nq {
 
 // Fills huffman_bits_per_weight, ratio_huffman and ratio_file of every tensor's stats and of model.total by
 // coding the model exactly as write_nq_file would (no file is written).
+//  - huffman_bits_per_weight: bits of the coded index stream plus the coded positions, per weight;
+//  - ratio_huffman: the paper's formula N·32 / (Σ_j (n_j+1)·b_j + k·32 [+ position bits]) (ALGORITHMS §6),
+//    per codebook; a tensor's ratio counts the codebook(s) and code table it uses in full, the total counts
+//    a shared (global) codebook or table once; tensors left in float count their stored bits;
+//  - ratio_file: float32 bytes of the weights (4·N) over the bytes the file spends on them (tensor: its
+//    directory record and payload; total: the whole file).
 void account_coding(QuantizedModel& model);
 
 // Writes `model` as a .nq file (atomic: temporary + rename). Also fills the coding statistics.
 void write_nq_file(const std::string& path, QuantizedModel& model);
 
-// Reads a .nq file back into a QuantizedModel (indices, codebooks, tensors left in float).
+// Reads a .nq file back into a QuantizedModel (indices, codebooks, tensors left in float). Codebooks come
+// back in file order (global scope: exactly one; otherwise each tensor's, tensor by tensor) with
+// first_codebook renumbered accordingly; coding statistics are filled, quantizer statistics are not stored.
 QuantizedModel read_nq_file(const std::string& path);
+
+// ---- lower level: memory, inspection, streaming ---------------------------------------------------------
+
+// Caps for hostile input: a file may legitimately decode to far more weights than it has bytes (pruned runs
+// cost as little as 1 bit per 65535 weights), so callers that must bound memory (fuzzers, services) set
+// max_elements, the total of decoded weights allowed; exceeding it is a kBadFile error.
+struct NqLimits {
+  uint64_t max_elements = std::numeric_limits<uint64_t>::max();
+};
+
+// The exact bytes write_nq_file writes (and fills the coding statistics).
+std::vector<uint8_t> serialize_nq(QuantizedModel& model);
+// Parses an in-memory .nq file; `source` names it in errors.
+QuantizedModel parse_nq(const uint8_t* data, size_t size, const std::string& source, const NqLimits& limits = {});
+
+struct NqTensorInfo {
+  std::string name;
+  DType dtype = DType::kF32;
+  std::vector<int64_t> shape;
+  bool quantized = true;
+  int64_t params = 0;
+  int64_t pruned = 0;
+  int64_t problem_size = 0;
+  int64_t num_problems = 0;
+  int max_k = 0;                 // largest codebook this tensor uses
+  bool shared_table = false;     // global scope: indices coded with the file's shared table
+  uint64_t payload_offset = 0;
+  uint64_t payload_bytes = 0;
+  uint64_t index_bits = 0;       // coded index stream
+  uint64_t table_bits = 0;       // stored code-length table(s) of this tensor (index + gap code)
+  uint64_t codebook_bits = 0;    // 32 per codebook entry stored in this tensor's payload
+  uint64_t position_bits = 0;    // coded gap stream
+  int gap_width = 0;             // 0 = no pruned weights
+  double bits_per_weight = 0;    // payload bits / params
+  double ratio_file = 0;         // 4·params / payload bytes
+  bool crc_ok = false;
+};
+
+struct NqFileInfo {
+  std::string path;
+  int version = 0;
+  uint16_t flags = 0;
+  Method method = Method::kHwKmeans;
+  Scope scope;
+  bool shared_table = false;
+  int global_k = 0;              // global scope: the shared codebook's size
+  uint64_t file_size = 0;
+  uint64_t header_bytes = 0;     // header, global section and directory (payloads start here)
+  bool header_crc_ok = false;
+  bool file_crc_ok = false;
+  int64_t params = 0;
+  double bits_per_weight = 0;    // file bits / params
+  double ratio_file = 0;         // 4·params / file bytes
+  std::vector<NqTensorInfo> tensors;
+};
+// Structure and checksums of a .nq file without decoding the weights. Malformed structure is a kBadFile
+// error; checksum mismatches are reported in the result (header_crc_ok, file_crc_ok, crc_ok).
+NqFileInfo describe_nq_file(const std::string& path);
+
+// Streams a .nq file into a safetensors file, one tensor in memory at a time: the safetensors header is
+// computed from the .nq directory first, then each payload is read, verified (CRC), decoded, dequantized and
+// appended. Values equal QuantizedModel::dequantize(): codebook value (pruned: +0) as float32, converted to
+// the original dtype (or `dtype`) with round-to-nearest-even. Atomic output; refuses to overwrite the input.
+void decompress_nq_file(const std::string& nq_path, const std::string& out_path,
+                        std::optional<DType> dtype = std::nullopt);
 
 }  // namespace nq

@@ -1,0 +1,155 @@
+// Canonical, length-limited Huffman codes: optimal lengths by package-merge, table-driven decoding,
+// and the compact code-length table stored in .nq files.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "coding/bit_io.h"
+
+namespace nq::coding {
+
+// Lengths are limited to 15 bits (a 2^15-entry worst case keeps the decoder's tables small); an alphabet
+// with more than 2^15 used symbols cannot fit in 15 bits and gets the smallest limit that fits, 16.
+constexpr int kDefaultCodeLimit = 15;
+constexpr int kMaxCodeLength = 16;          // the format never carries longer codes
+constexpr uint32_t kMaxAlphabet = 1u << 16; // symbols 0 .. 65535
+constexpr int kPrimaryBits = 11;            // decoder's first-level table (codes up to 11 bits: one look-up)
+
+// Optimal code lengths for `counts` under `limit` (package-merge, Larmore & Hirschberg 1990).
+// Unused symbols (count 0) get length 0. One used symbol gets length 1 (the only incomplete code: its
+// single codeword is '0'). limit = 0 means kDefaultCodeLimit, raised to 16 when more than 2^15 symbols are used.
+std::vector<uint8_t> huffman_code_lengths(const std::vector<uint64_t>& counts, int limit = 0);
+
+// Σ count·length: the bits a stream coded with `lengths` will take.
+uint64_t huffman_stream_bits(const std::vector<uint64_t>& counts, const std::vector<uint8_t>& lengths);
+
+// Checks that `lengths` form a usable prefix code: every length <= 16, Kraft sum exactly 1, except the
+// one-symbol code (a single length-1 entry) and the empty code (all zero). Returns "" or the problem.
+std::string check_code_lengths(const std::vector<uint8_t>& lengths);
+
+// Canonical codewords: shorter codes first, ties by symbol value (DEFLATE's rule).
+std::vector<uint32_t> canonical_codes(const std::vector<uint8_t>& lengths);
+
+class HuffmanEncoder {
+ public:
+  explicit HuffmanEncoder(const std::vector<uint8_t>& lengths);
+  // Appends the codes of n symbols. Every symbol must have a non-zero length (an internal invariant: the
+  // writer builds the code from these very symbols).
+  template <class Sym>
+  void encode(const Sym* symbols, size_t n, BitWriter& out) const;
+  uint32_t alphabet_size() const { return static_cast<uint32_t>(table_.size()); }
+
+ private:
+  std::vector<uint32_t> table_;  // (length << 16) | code
+};
+
+class HuffmanDecoder {
+ public:
+  // Validates the lengths first (check_code_lengths); a bad table is a kBadFile error naming `what`.
+  HuffmanDecoder(const std::vector<uint8_t>& lengths, const std::string& what);
+  // Decodes n symbols into out. Throws kBadFile naming `what` when the stream is truncated (needs more
+  // bits than the reader's limit) or holds a codeword the code does not have.
+  template <class Sym>
+  void decode(BitReader& in, Sym* out, size_t n) const;
+  // One symbol (slow path for short streams such as gap codes).
+  uint32_t decode_one(BitReader& in) const;
+  bool empty() const { return max_len_ == 0; }
+
+ private:
+  uint32_t decode_long(uint64_t window) const;
+  [[noreturn]] void fail_invalid() const;
+
+  std::string what_;
+  int max_len_ = 0;
+  int primary_bits_ = 0;
+  std::vector<uint32_t> primary_;    // (symbol << 16) | length, 0x20 set = longer code, 0 = invalid
+  uint32_t first_code_[kMaxCodeLength + 2] = {};  // canonical first code of each length
+  uint32_t limit_[kMaxCodeLength + 2] = {};       // left-justified (16-bit) end of each length's range
+  uint32_t offset_[kMaxCodeLength + 2] = {};      // index of each length's first symbol in sorted_
+  std::vector<uint32_t> sorted_;                  // symbols in canonical order
+};
+
+// The code-length table as stored: 3 bits W-1 (W = bits of the largest length, 1..5), then one entry per
+// symbol: the length in W bits; a zero length is followed by an order-0 Exp-Golomb count r-1 of a run of
+// r zero lengths (including itself). Byte-aligned at the end. The alphabet size is written by the caller.
+void write_code_lengths(const std::vector<uint8_t>& lengths, BitWriter& out);
+uint64_t code_lengths_bits(const std::vector<uint8_t>& lengths);  // bits write_code_lengths adds (unpadded)
+// Reads `alphabet` lengths; kBadFile naming `what` on overrun or a run past the alphabet.
+std::vector<uint8_t> read_code_lengths(BitReader& in, uint32_t alphabet, const std::string& what);
+
+// ---- implementation of the hot loops ----------------------------------------------------------------------
+
+template <class Sym>
+void HuffmanEncoder::encode(const Sym* symbols, size_t n, BitWriter& out) const {
+  // Two codes (<= 32 bits) fit between flushes of the 64-bit accumulator, which holds < 32 bits after one.
+  uint64_t acc = out.acc_;
+  int nbits = out.nbits_;
+  const uint32_t* table = table_.data();
+  const size_t alphabet = table_.size();
+  size_t i = 0;
+  auto emit = [&](uint32_t e) {
+    const int len = static_cast<int>(e >> 16);
+    acc = (acc << len) | (e & 0xffffu);
+    nbits += len;
+  };
+  auto check = [&](size_t s) {
+    NQ_ASSERT_MSG(static_cast<size_t>(s) < alphabet && table[s] != 0, "symbol " << s << " has no code");
+  };
+  for (; i + 2 <= n; i += 2) {
+    const size_t s0 = static_cast<size_t>(symbols[i]);
+    const size_t s1 = static_cast<size_t>(symbols[i + 1]);
+    if (__builtin_expect(s0 >= alphabet || s1 >= alphabet, 0)) check(s0 >= alphabet ? s0 : s1);
+    const uint32_t e0 = table[s0];
+    const uint32_t e1 = table[s1];
+    if (__builtin_expect(e0 == 0 || e1 == 0, 0)) check(e0 == 0 ? s0 : s1);
+    emit(e0);
+    emit(e1);
+    if (nbits >= 32) {
+      out.acc_ = acc;
+      out.nbits_ = nbits;
+      out.flush32();
+      nbits = out.nbits_;
+    }
+  }
+  out.acc_ = acc;
+  out.nbits_ = nbits;
+  for (; i < n; ++i) {
+    const size_t s = static_cast<size_t>(symbols[i]);
+    check(s);
+    const uint32_t e = table[s];
+    out.put(e & 0xffffu, static_cast<int>(e >> 16));
+  }
+}
+
+template <class Sym>
+void HuffmanDecoder::decode(BitReader& in, Sym* out, size_t n) const {
+  if (n == 0) return;
+  NQ_CHECK(max_len_ > 0, ErrorCode::kBadFile, what_ << ": " << n << " symbols to decode with an empty code");
+  // A stream of n symbols needs at least n bits: refuse early (the caller allocated n anyway, but this also
+  // bounds the zero-padding loop below on hostile counts).
+  NQ_CHECK(n <= in.bit_limit(), ErrorCode::kBadFile,
+           what_ << ": truncated stream (" << n << " symbols in " << in.bit_limit() << " bits)");
+  const uint32_t* primary = primary_.data();
+  const int shift = 64 - primary_bits_;
+  size_t i = 0;
+  // Each refill leaves >= 56 bits: three codes of <= 16 bits.
+  for (; i + 3 <= n; i += 3) {
+    in.refill();
+    for (int k = 0; k < 3; ++k) {
+      const uint64_t window = in.peek64();
+      uint32_t e = primary[window >> shift];
+      if (__builtin_expect((e & 0x20u) != 0, 0)) e = decode_long(window);
+      if (__builtin_expect(e == 0, 0)) fail_invalid();
+      out[i + k] = static_cast<Sym>(e >> 16);
+      in.consume(static_cast<int>(e & 0x1fu));
+    }
+  }
+  for (; i < n; ++i) out[i] = static_cast<Sym>(decode_one(in));
+  NQ_CHECK(!in.overrun(), ErrorCode::kBadFile,
+           what_ << ": truncated stream (needs more than its " << in.bit_limit() << " bits)");
+}
+
+}  // namespace nq::coding

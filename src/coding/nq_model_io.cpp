@@ -1,0 +1,196 @@
+// Whole-model reading (file or memory), inspection, dequantization and streaming decompression to safetensors.
+#include <cstring>
+
+#include <nlohmann/json.hpp>
+
+#include "coding/nq_format.h"
+#include "netquant/atomic_file.h"
+#include "netquant/error.h"
+
+namespace nq::coding {
+
+uint32_t read_nq_trailer(const NqSource& src, const NqDirectory& dir) {
+  uint8_t tail[kNqTrailerSize];
+  src.read(src.size() - kNqTrailerSize, kNqTrailerSize, tail);
+  NQ_CHECK(std::memcmp(tail + 4, kNqEndMagic, 4) == 0, ErrorCode::kBadFile,
+           dir.source << ": bad end marker (truncated or corrupt file)");
+  return static_cast<uint32_t>(tail[0]) | (static_cast<uint32_t>(tail[1]) << 8) |
+         (static_cast<uint32_t>(tail[2]) << 16) | (static_cast<uint32_t>(tail[3]) << 24);
+}
+
+Tensor dequantize_tensor(const QuantizedTensor& t, const std::vector<std::vector<float>>& codebooks, DType dtype) {
+  if (!t.quantized) {
+    if (t.original.dtype() == dtype || !dtype_is_float(t.original.dtype())) {
+      Tensor copy = t.original;
+      copy.set_name(t.name);
+      return copy;
+    }
+    Tensor out = t.original.converted(dtype);
+    out.set_name(t.name);
+    return out;
+  }
+  const size_t n = t.indices.size();
+  std::vector<float> values(n, 0.0f);
+  if (n > 0) {
+    const size_t ps = static_cast<size_t>(t.problem_size);
+    for (size_t i = 0; i < n; ++i) {
+      const int32_t idx = t.indices[i];
+      if (idx == kPrunedIndex) continue;
+      values[i] = codebooks[static_cast<size_t>(t.first_codebook) + i / ps][static_cast<size_t>(idx)];
+    }
+  }
+  Tensor f = Tensor::from_f32(t.name, t.shape, values);
+  return dtype == DType::kF32 ? f : f.converted(dtype);
+}
+
+namespace {
+
+QuantizedModel read_model(const NqSource& src, const NqLimits& limits) {
+  const NqDirectory dir = read_nq_directory(src);
+  const uint32_t stored_crc = read_nq_trailer(src, dir);
+  QuantizedModel model;
+  model.method = dir.method;
+  model.scope = dir.scope;
+  if (dir.scope.kind == ScopeKind::kGlobal) model.codebooks.push_back(dir.global_codebook);
+  uint32_t crc = dir.prefix_crc;
+  uint64_t budget = limits.max_elements;
+  for (const auto& rec : dir.records) {
+    const auto payload = read_nq_payload(src, dir, rec);
+    crc = crc32_update(crc, payload.data(), payload.size());
+    model.tensors.push_back(decode_nq_payload(dir, rec, payload, model.codebooks, nullptr, true, &budget));
+  }
+  NQ_CHECK(crc == stored_crc, ErrorCode::kBadFile, dir.source << ": file checksum mismatch (corrupt file)");
+  for (auto& t : model.tensors) {
+    t.stats.params = shape_numel(t.shape);
+    int64_t pruned = 0;
+    for (int32_t idx : t.indices) pruned += idx == kPrunedIndex;
+    t.stats.pruned = pruned;
+    model.total.params += t.stats.params;
+    model.total.pruned += pruned;
+  }
+  fill_coding_stats(model, encode_nq(model));
+  return model;
+}
+
+
+
+}  // namespace
+
+}  // namespace nq::coding
+
+namespace nq {
+
+QuantizedModel parse_nq(const uint8_t* data, size_t size, const std::string& source, const NqLimits& limits) {
+  const auto src = coding::memory_nq_source(data, size, source);
+  return coding::read_model(*src, limits);
+}
+
+QuantizedModel read_nq_file(const std::string& path) {
+  const auto src = coding::open_nq_file_source(path);
+  return coding::read_model(*src, NqLimits{});
+}
+
+NqFileInfo describe_nq_file(const std::string& path) {
+  using namespace coding;
+  const auto src = open_nq_file_source(path);
+  const NqDirectory dir = read_nq_directory(*src, true);
+  NqFileInfo info;
+  info.path = path;
+  info.version = dir.version;
+  info.flags = dir.flags;
+  info.method = dir.method;
+  info.scope = dir.scope;
+  info.shared_table = dir.shared_table;
+  info.global_k = static_cast<int>(dir.global_codebook.size());
+  info.file_size = dir.file_size;
+  info.header_bytes = dir.dir_end;
+  info.header_crc_ok = dir.header_crc == dir.header_crc_computed;
+  const uint32_t stored_crc = read_nq_trailer(*src, dir);
+  uint32_t crc = dir.prefix_crc;
+  std::vector<std::vector<float>> codebooks;
+  for (const auto& rec : dir.records) {
+    NqTensorInfo ti;
+    ti.name = rec.name;
+    ti.dtype = rec.dtype;
+    ti.shape = rec.shape;
+    ti.quantized = rec.quantized;
+    ti.params = static_cast<int64_t>(rec.numel);
+    ti.pruned = static_cast<int64_t>(rec.pruned);
+    ti.problem_size = static_cast<int64_t>(rec.problem_size);
+    ti.num_problems = static_cast<int64_t>(rec.num_problems);
+    ti.payload_offset = rec.payload_offset;
+    ti.payload_bytes = rec.payload_length;
+    ti.shared_table = rec.quantized && dir.shared_table;
+    const auto payload = read_nq_payload(*src, dir, rec, &ti.crc_ok);
+    crc = crc32_update(crc, payload.data(), payload.size());
+    PayloadLayout lay;
+    try {
+      decode_nq_payload(dir, rec, payload, codebooks, &lay, false, nullptr);
+    } catch (const Error&) {
+      if (ti.crc_ok) throw;  // a payload with a good checksum and a bad structure is a broken writer or a forgery
+    }
+    ti.max_k = rec.quantized ? lay.max_k : 0;
+    ti.index_bits = lay.index_bits;
+    ti.table_bits = lay.table_bits;
+    ti.codebook_bits = lay.codebook_bits;
+    ti.position_bits = lay.position_bits;
+    ti.gap_width = lay.gap_width;
+    ti.bits_per_weight = rec.numel ? 8.0 * static_cast<double>(rec.payload_length) / static_cast<double>(rec.numel) : 0;
+    ti.ratio_file = rec.payload_length ? 4.0 * static_cast<double>(rec.numel) / static_cast<double>(rec.payload_length) : 0;
+    info.params += ti.params;
+    info.tensors.push_back(std::move(ti));
+  }
+  info.file_crc_ok = crc == stored_crc;
+  info.bits_per_weight = info.params ? 8.0 * static_cast<double>(info.file_size) / static_cast<double>(info.params) : 0;
+  info.ratio_file = 4.0 * static_cast<double>(info.params) / static_cast<double>(info.file_size);
+  return info;
+}
+
+void decompress_nq_file(const std::string& nq_path, const std::string& out_path, std::optional<DType> dtype) {
+  using namespace coding;
+  check_output_not_input(out_path, {nq_path});
+  if (dtype) NQ_CHECK(dtype_is_float(*dtype), ErrorCode::kInvalidArgument, "--dtype must be a float dtype");
+  const auto src = open_nq_file_source(nq_path);
+  const NqDirectory dir = read_nq_directory(*src);
+  const uint32_t stored_crc = read_nq_trailer(*src, dir);
+
+  // The safetensors header first, from the directory alone (output dtype and shape of every tensor).
+  auto out_dtype = [&](const NqRecord& rec) {
+    if (!dtype || !dtype_is_float(rec.dtype)) return rec.dtype;
+    return *dtype;
+  };
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  uint64_t offset = 0;
+  for (const auto& rec : dir.records) {
+    const DType d = out_dtype(rec);
+    const uint64_t bytes = rec.numel * dtype_size(d);
+    header[rec.name] = {{"dtype", dtype_name(d)}, {"shape", rec.shape}, {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+  }
+  std::string text = header.dump();
+  while (text.size() % 8) text.push_back(' ');
+  uint8_t len[8];
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(static_cast<uint64_t>(text.size()) >> (8 * i));
+
+  AtomicFile out(out_path);
+  out.write(len, 8);
+  out.write(text);
+  uint32_t crc = dir.prefix_crc;
+  for (const auto& rec : dir.records) {
+    std::vector<std::vector<float>> codebooks;
+    if (dir.scope.kind == ScopeKind::kGlobal) codebooks.push_back(dir.global_codebook);
+    QuantizedTensor t;
+    {
+      const auto payload = read_nq_payload(*src, dir, rec);
+      crc = crc32_update(crc, payload.data(), payload.size());
+      t = decode_nq_payload(dir, rec, payload, codebooks, nullptr, true, nullptr);
+    }
+    const Tensor values = dequantize_tensor(t, codebooks, out_dtype(rec));
+    NQ_ASSERT(values.nbytes() == rec.numel * dtype_size(out_dtype(rec)));
+    out.write(values.data(), values.nbytes());
+  }
+  NQ_CHECK(crc == stored_crc, ErrorCode::kBadFile, nq_path << ": file checksum mismatch (corrupt file)");
+  out.commit();
+}
+
+}  // namespace nq

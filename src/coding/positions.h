@@ -1,0 +1,63 @@
+// Positions of the kept (unpruned) weights as Huffman-coded gaps with a filler symbol (Deep Compression).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "coding/bit_io.h"
+#include "coding/huffman.h"
+
+namespace nq::coding {
+
+// Gap symbols for a field of `width` bits: values 0 .. 2^width - 2 mean "skip that many pruned weights, then
+// one kept weight"; the filler 2^width - 1 means "skip 2^width - 1 pruned weights, no kept weight". The
+// run of pruned weights after the last kept one is coded too, ended by an ordinary symbol that lands
+// exactly one past the end: so every position is accounted for by the stream (a reader can bound a
+// tensor's size by its bits before allocating).
+constexpr int kMinGapWidth = 1;
+constexpr int kMaxGapWidth = 16;
+
+struct GapPlan {
+  int width = 0;
+  std::vector<uint8_t> lengths;  // 2^width code lengths
+  uint64_t stream_bits = 0;      // coded gap symbols
+  uint64_t table_bits = 0;       // code_lengths_bits(lengths)
+};
+
+// Tries widths 1..16 and keeps the one with the fewest bits in total (stream + stored table + the width
+// byte); ties go to the smaller width. `pruned` marks each weight (true = pruned).
+GapPlan plan_gaps(const int32_t* indices, size_t n, int32_t pruned_index);
+// Codes the gaps of `indices` with the plan.
+void encode_gaps(const int32_t* indices, size_t n, int32_t pruned_index, const GapPlan& plan, BitWriter& out);
+
+// Decodes the gap stream of a tensor with `numel` weights of which `kept` are kept, calling on_kept(position)
+// for each kept weight in increasing order. kBadFile naming `what` on any inconsistency.
+template <class OnKept>
+void decode_gaps(BitReader& in, const HuffmanDecoder& code, int width, uint64_t numel, uint64_t kept,
+                 const std::string& what, OnKept&& on_kept) {
+  const uint64_t filler = (uint64_t{1} << width) - 1;
+  uint64_t pos = 0, found = 0;
+  for (;;) {
+    const uint64_t s = code.decode_one(in);
+    NQ_CHECK(!in.overrun(), ErrorCode::kBadFile, what << ": truncated position stream");
+    if (s == filler) {
+      pos += filler;
+      NQ_CHECK(pos <= numel, ErrorCode::kBadFile, what << ": position stream runs past " << numel << " weights");
+      continue;
+    }
+    pos += s;
+    if (found == kept) {
+      NQ_CHECK(pos == numel, ErrorCode::kBadFile,
+               what << ": position stream ends at " << pos << ", not at the tensor's " << numel << " weights");
+      return;
+    }
+    NQ_CHECK(pos < numel, ErrorCode::kBadFile, what << ": position stream runs past " << numel << " weights");
+    on_kept(pos);
+    ++found;
+    ++pos;
+  }
+}
+
+}  // namespace nq::coding
