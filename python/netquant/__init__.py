@@ -1,0 +1,387 @@
+"""netquant: compress neural-network weights by importance-weighted scalar quantization + Huffman coding.
+
+A Python face on the same C++ engine as the ``netquant`` command line: the same inputs, parameters and seed
+give bitwise the same results. Arrays go in without copies (float32/float16 C-contiguous NumPy arrays, or
+anything with ``__dlpack__``/``__array__`` such as CPU PyTorch tensors) and come out as NumPy arrays that own
+the engine's buffers. The GIL is released while the engine quantizes, codes, reads or writes.
+
+Main entry points:
+
+- :func:`quantize` one array -> :class:`Result` (codebook, indices, dequantized values, statistics)
+- :func:`quantize_model` a dict of arrays (a state_dict) -> :class:`ModelResult`
+- :func:`sweep` a rate-distortion sweep -> rows like ``netquant sweep``'s CSV
+- :func:`compress` / :func:`decompress`, :func:`save` / :func:`load` the ``.nq`` file
+- :func:`load_safetensors` / :func:`save_safetensors`
+
+Errors from the engine are :class:`NetquantError` (see :mod:`netquant._errors` for the classes by code).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any, Mapping, Sequence, Union
+
+import numpy as np
+
+from . import _core
+from ._convert import as_array, as_tensor_dict, as_weights
+from ._errors import NetquantError, NetquantIOError, NetquantRuntimeError, NetquantValueError
+
+__version__: str = _core.version()
+
+__all__ = [
+    "NetquantError", "NetquantValueError", "NetquantIOError", "NetquantRuntimeError",
+    "Result", "ModelResult", "TensorResult",
+    "quantize", "quantize_model", "sweep", "compress", "decompress", "save", "load",
+    "load_safetensors", "save_safetensors", "safetensors_metadata",
+    "methods", "cuda_available", "set_num_threads", "num_threads", "__version__",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+ArrayLike = Any  # numpy.ndarray, or anything with __dlpack__ / __array__ (e.g. a CPU torch.Tensor)
+
+# Extra engine knobs accepted as keyword arguments by every quantizing function (defaults: the engine's).
+_EXTRA_OPTIONS = ("step", "tol", "int_symmetric", "int_bits", "pow2_levels", "exact_histogram_bins",
+                  "importance_transform", "skip_1d")
+
+
+def _params(method: str, k: int | None, bits: int | None, lam: float, target_bits: float | None,
+            target_ratio: float | None, scope: str, prune: float, init: str, max_iter: int, backend: str,
+            seed: int, options: Mapping[str, Any]) -> _core.Params:
+    p = _core.Params()
+    p.method = str(method)
+    if bits is not None and k is not None:
+        raise ValueError("give either k or bits, not both")
+    if bits is not None:
+        if method == "int":
+            p.int_bits = int(bits)
+        else:
+            if not 1 <= int(bits) <= 16:
+                raise ValueError(f"bits must be in 1..16, got {bits}")
+            p.k = 1 << int(bits)
+    elif k is not None:
+        p.k = int(k)
+    p.lam = float(lam)
+    p.target_bits = float(target_bits) if target_bits is not None else 0.0
+    p.target_ratio = float(target_ratio) if target_ratio is not None else 0.0
+    p.scope = str(scope)
+    p.prune = float(prune)
+    p.init = str(init)
+    p.max_iter = int(max_iter)
+    p.backend = str(backend)
+    p.seed = int(seed)
+    for key, value in options.items():
+        if key not in _EXTRA_OPTIONS:
+            raise TypeError(f"unexpected keyword argument '{key}' (engine options: {', '.join(_EXTRA_OPTIONS)})")
+        setattr(p, key, value)
+    p.validate()
+    return p
+
+
+def _importance_dict(importance: Mapping[str, ArrayLike] | None) -> dict[str, np.ndarray] | None:
+    return None if importance is None else as_tensor_dict(importance, "importance")
+
+
+class Result:
+    """The quantization of one array.
+
+    Attributes:
+        dequantized: the quantized values, same shape as the input (float32; float16 for float16 input).
+        indices: int32 array of the input's shape: each value's level in its codebook; -1 where pruned (value 0).
+            ``None`` when the engine left the tensor in float (``skip_1d`` on a 1-D array).
+        codebooks: one sorted float32 array of levels per codebook (1 for scope global/tensor; one per row or group).
+        problem_size: values sharing one codebook (value ``i`` of the flattened array uses
+            ``codebooks[i // problem_size]``).
+        stats: the report's statistics: params, pruned, clusters, hw_distortion, mse, entropy_bits_per_weight,
+            fixed_bits_per_weight, ratio_fixed, ratio_entropy, huffman_bits_per_weight, ratio_huffman,
+            ratio_file, lambda, iterations, converged, seconds.
+        method, scope, backend: what ran (backend resolved from "auto").
+    """
+
+    __slots__ = ("dequantized", "indices", "codebooks", "problem_size", "stats", "method", "scope", "backend")
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.dequantized: np.ndarray = raw["dequantized"]
+        self.indices: np.ndarray | None = raw["indices"]
+        self.codebooks: list[np.ndarray] = list(raw["codebooks"])
+        self.problem_size: int = int(raw["problem_size"])
+        self.stats: dict[str, Any] = dict(raw["stats"])
+        self.method: str = raw["method"]
+        self.scope: str = raw["scope"]
+        self.backend: str = raw["backend"]
+
+    @property
+    def codebook(self) -> np.ndarray:
+        """The single codebook (scope global or tensor). Scopes row/group have several: use ``codebooks``."""
+        if len(self.codebooks) != 1:
+            raise ValueError(f"scope '{self.scope}' produced {len(self.codebooks)} codebooks; use .codebooks")
+        return self.codebooks[0]
+
+    def __repr__(self) -> str:
+        s = self.stats
+        return (f"<netquant.Result {self.method} scope={self.scope} shape={tuple(self.dequantized.shape)} "
+                f"clusters={s['clusters']} entropy={s['entropy_bits_per_weight']:.4g} bits/w "
+                f"ratio_huffman={s['ratio_huffman']:.4g}>")
+
+
+class TensorResult:
+    """One tensor of a :class:`ModelResult`: indices (or None if kept in float), its codebooks' position in
+    ``ModelResult.codebooks`` (``first_codebook``, ``num_problems``), ``problem_size`` and ``stats``."""
+
+    __slots__ = ("quantized", "indices", "first_codebook", "num_problems", "problem_size", "stats")
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.quantized: bool = bool(raw["quantized"])
+        self.indices: np.ndarray | None = raw["indices"]
+        self.first_codebook: int = int(raw["first_codebook"])
+        self.num_problems: int = int(raw["num_problems"])
+        self.problem_size: int = int(raw["problem_size"])
+        self.stats: dict[str, Any] = dict(raw["stats"])
+
+    def __repr__(self) -> str:
+        return f"<netquant.TensorResult quantized={self.quantized} stats={self.stats}>"
+
+
+class ModelResult:
+    """The quantization of a whole model: ``dequantized`` (name -> array, same names, shapes and dtypes as the
+    input), ``tensors`` (name -> :class:`TensorResult`), ``codebooks`` (global scope: exactly one, shared),
+    ``stats`` (totals over the model), ``method``, ``scope``, ``backend``."""
+
+    __slots__ = ("dequantized", "tensors", "codebooks", "stats", "method", "scope", "backend")
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.dequantized: dict[str, np.ndarray] = dict(raw["dequantized"])
+        self.tensors: dict[str, TensorResult] = {n: TensorResult(t) for n, t in raw["tensors"].items()}
+        self.codebooks: list[np.ndarray] = list(raw["codebooks"])
+        self.stats: dict[str, Any] = dict(raw["stats"])
+        self.method: str = raw["method"]
+        self.scope: str = raw["scope"]
+        self.backend: str = raw["backend"]
+
+    def __repr__(self) -> str:
+        return f"<netquant.ModelResult {self.method} scope={self.scope} tensors={len(self.tensors)} stats={self.stats}>"
+
+
+def quantize(w: ArrayLike, importance: ArrayLike | None = None, method: str = "ecsq", k: int | None = None,
+             bits: int | None = None, lam: float = 0.0, target_bits: float | None = None,
+             target_ratio: float | None = None, scope: str = "global", prune: float = 0.0, init: str = "linear",
+             max_iter: int = 100, backend: str = "auto", seed: int = 1234, **options: Any) -> Result:
+    """Quantizes one array (any shape) with an optional per-value importance of the same shape.
+
+    Args:
+        w: float32 or float16 C-contiguous array (read in place), float64 (converted to a float32 copy), or an
+            object with ``__dlpack__``/``__array__`` (a CPU torch tensor; ``requires_grad`` ones are detached).
+        importance: h >= 0 per value (Hessian diagonal, Fisher, Adam's v with ``importance_transform="sqrt"``);
+            None = all ones. Its shape must equal ``w``'s (:class:`NetquantValueError`, code shape_mismatch).
+        method: "ecsq", "hw-kmeans", "kmeans", "exact", "uniform", "binary", "ternary", "pow2", "int",
+            "wentropy" (see :func:`methods`).
+        k: levels (ecsq: initial centers k_max). Default: the engine's (16).
+        bits: instead of k: k = 2**bits (method "int": the grid's bits).
+        lam: ECSQ's Lagrange multiplier on the entropy in J = D + lam*H.
+        target_bits, target_ratio: ecsq/uniform search lam (or the step) to hit this entropy (bits/weight) or
+            entropy-coded compression ratio.
+        scope: "global" | "tensor" (one codebook), "row" (one per row of a 2-D+ array), "group:G" (G values each).
+        prune: fraction of values with the smallest h*w^2 set to exactly 0 first.
+        init: "linear" | "kmeans++" | "quantile".
+        max_iter: Lloyd/ECSQ iterations.
+        backend: "auto" | "cpu" | "cuda".
+        seed: for any randomness (kmeans++): same inputs and seed give bitwise-identical results.
+        **options: engine knobs: step, tol, int_symmetric, int_bits, pow2_levels, exact_histogram_bins,
+            importance_transform ("none" | "sqrt" | "normalize"), skip_1d.
+
+    Returns:
+        :class:`Result`. Runs through the same path as ``netquant quantize`` (a one-tensor model), so its
+        ``dequantized`` is bitwise what the CLI writes for the same input, parameters and seed.
+    """
+    values = as_weights(w, "w")
+    imp = None if importance is None else as_weights(importance, "importance")
+    p = _params(method, k, bits, lam, target_bits, target_ratio, scope, prune, init, max_iter, backend, seed,
+                options)
+    return Result(_core.quantize_array(values, imp, p, "w", True))
+
+
+def quantize_model(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] | None = None,
+                   method: str = "ecsq", k: int | None = None, bits: int | None = None, lam: float = 0.0,
+                   target_bits: float | None = None, target_ratio: float | None = None, scope: str = "global",
+                   prune: float = 0.0, init: str = "linear", max_iter: int = 100, backend: str = "auto",
+                   seed: int = 1234, **options: Any) -> ModelResult:
+    """Quantizes every tensor of a model (a dict name -> array, e.g. a PyTorch ``state_dict``) together.
+
+    Parameters as in :func:`quantize`; ``importance`` is a dict with the same names and shapes. Tensors of any
+    float dtype are read in place (float64 included) and come back dequantized in their own dtype.
+    """
+    model = as_tensor_dict(tensors, "tensors")
+    p = _params(method, k, bits, lam, target_bits, target_ratio, scope, prune, init, max_iter, backend, seed,
+                options)
+    return ModelResult(_core.quantize_tensors(model, _importance_dict(importance), p, True))
+
+
+def save(path: PathLike, tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] | None = None,
+         **params: Any) -> dict[str, Any]:
+    """Quantizes ``tensors`` (parameters as in :func:`quantize_model`) and writes the ``.nq`` file at ``path``
+    (atomically: a temporary file renamed at the end). Returns the model's statistics, coding included."""
+    model = as_tensor_dict(tensors, "tensors")
+    p = _quant_params(params)
+    return dict(_core.write_nq(os.fspath(path), model, _importance_dict(importance), p))
+
+
+def compress(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] | None = None,
+             **params: Any) -> bytes:
+    """Like :func:`save`, but returns the ``.nq`` file's bytes (written through a temporary file)."""
+    with tempfile.TemporaryDirectory(prefix="netquant-") as tmp:
+        path = os.path.join(tmp, "model.nq")
+        save(path, tensors, importance, **params)
+        with open(path, "rb") as f:
+            return f.read()
+
+
+def load(path: PathLike) -> dict[str, np.ndarray]:
+    """Reads a ``.nq`` file and returns the dequantized tensors (name -> array, their original shapes and
+    dtypes; bfloat16 comes back as float32, which NumPy lacks)."""
+    return dict(_core.read_nq(os.fspath(path)))
+
+
+def decompress(data: bytes) -> dict[str, np.ndarray]:
+    """:func:`load` for the bytes of a ``.nq`` file (e.g. from :func:`compress`)."""
+    with tempfile.TemporaryDirectory(prefix="netquant-") as tmp:
+        path = os.path.join(tmp, "model.nq")
+        with open(path, "wb") as f:
+            f.write(data)
+        return load(path)
+
+
+def _quant_params(params: Mapping[str, Any]) -> _core.Params:
+    known = dict(method="ecsq", k=None, bits=None, lam=0.0, target_bits=None, target_ratio=None, scope="global",
+                 prune=0.0, init="linear", max_iter=100, backend="auto", seed=1234)
+    options = {}
+    for key, value in params.items():
+        if key in known:
+            known[key] = value
+        else:
+            options[key] = value
+    return _params(options=options, **known)
+
+
+def _int_list(value: str | int | Sequence[int]) -> list[int]:
+    if isinstance(value, str):
+        return list(_core.parse_int_list(value))
+    if isinstance(value, int):
+        return [value]
+    return [int(v) for v in value]
+
+
+def sweep(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] | None = None,
+          method: str | Sequence[str] = "ecsq", lambdas: str | Sequence[float] | None = None,
+          ks: str | Sequence[int] | None = None, bits: str | Sequence[int] | None = None, k: int = 32,
+          scope: str = "global", prune: float = 0.0, init: str = "linear", max_iter: int = 100,
+          backend: str = "auto", seed: int = 1234, csv_path: PathLike | None = None,
+          **options: Any) -> list[dict[str, Any]]:
+    """A rate-distortion sweep, point for point what ``netquant sweep`` computes (``nq::run_sweep``).
+
+    Args:
+        method: one method or several (a list or a comma-separated string); one curve each.
+        lambdas: ECSQ's λ values: a list, or "LO:HI:N" (log-spaced); default: the engine's automatic range
+            (16 points), as the CLI.
+        ks: k per point for the k-methods (a list or "2,4,8" / "2:16"); overrides ``bits``.
+        bits: k = 2**b per point (method int: grid bits); default "1:8" (int: "2:8").
+        k: ECSQ's initial centers (the CLI's --k-max).
+        csv_path: also write the CSV the CLI writes with ``-o`` (byte-identical).
+        Other parameters and ``**options`` as in :func:`quantize`.
+
+    Returns:
+        One dict per point with the CSV's columns: index, method, scope, knob_name, knob, lambda, params, pruned,
+        clusters, hw_distortion, mse, entropy_bits_per_weight, huffman_bits_per_weight, fixed_bits_per_weight,
+        ratio_fixed, ratio_entropy, ratio_huffman, ratio_file, accuracy, loss, accuracy_finetuned,
+        loss_finetuned (None: not evaluated), duplicate (the same solution as the previous point).
+    """
+    model = as_tensor_dict(tensors, "tensors")
+    imp = _importance_dict(importance)
+    names = [m for m in (method.split(",") if isinstance(method, str) else list(method)) if m]
+    if not names:
+        raise ValueError("method: empty list")
+    traits = {t["name"]: t for t in _core.method_table()}
+    points: list[tuple[_core.Params, str, float]] = []
+    for name in names:
+        base = _params(name, k, None, 0.0, None, None, scope, prune, init, max_iter, backend, seed, options)
+        t = traits.get(name)
+        if t is None:
+            raise ValueError(f"method '{name}': use the engine's name, one of {', '.join(traits)}")
+        if t["has_lambda"]:
+            if lambdas is None:
+                lo, hi = _core.auto_lambda_range(model, imp, base)
+                values = list(_core.log_space(lo, hi, 16))
+            elif isinstance(lambdas, str):
+                values = list(_core.parse_lambda_list(lambdas))
+            else:
+                values = [float(v) for v in lambdas]
+            for lam in values:
+                p = _params(name, k, None, lam, None, None, scope, prune, init, max_iter, backend, seed, options)
+                points.append((p, "lambda", float(lam)))
+        elif name == "int":
+            for b in _int_list("2:8" if bits is None else bits):
+                p = _params(name, k, None, 0.0, None, None, scope, prune, init, max_iter, backend, seed, options)
+                p.int_bits = b
+                points.append((p, "bits", float(b)))
+        elif t["takes_k"]:
+            if ks is not None:
+                k_values = _int_list(ks)
+            else:
+                k_values = []
+                for b in _int_list("1:8" if bits is None else bits):
+                    if not 1 <= b <= 16:
+                        raise ValueError(f"bits: {b} is outside 1..16")
+                    k_values.append(1 << b)
+            for kv in k_values:
+                if kv < 1:
+                    raise ValueError(f"k: {kv} must be >= 1")
+                p = _params(name, kv, None, 0.0, None, None, scope, prune, init, max_iter, backend, seed, options)
+                points.append((p, "k", float(kv)))
+        else:
+            points.append((base, "fixed", 0.0))
+    rows, csv = _core.run_sweep(model, imp, points)
+    if csv_path is not None:
+        with open(os.fspath(csv_path), "w", encoding="utf-8", newline="") as f:
+            f.write(csv)
+    return list(rows)
+
+
+def load_safetensors(path: PathLike, mmap: bool = False) -> dict[str, np.ndarray]:
+    """Reads a safetensors file: name -> array in its stored dtype (BF16 -> float32, which NumPy lacks).
+
+    ``mmap=True`` returns read-only arrays that view the memory-mapped file (no copy; they keep the map alive);
+    the default returns writable arrays.
+    """
+    return dict(_core.read_safetensors(os.fspath(path), not mmap))
+
+
+def safetensors_metadata(path: PathLike) -> dict[str, str]:
+    """The ``__metadata__`` string map of a safetensors file."""
+    return dict(_core.read_safetensors_metadata(os.fspath(path)))
+
+
+def save_safetensors(path: PathLike, tensors: Mapping[str, ArrayLike], metadata: Mapping[str, str] | None = None) -> None:
+    """Writes tensors in their own dtypes (float32/16/64, int8/16/32/64, uint8, bool) as a safetensors file,
+    atomically. Arrays must be C-contiguous; torch tensors are accepted as in :func:`quantize`."""
+    arrays = as_tensor_dict(tensors, "tensors")
+    _core.write_safetensors(os.fspath(path), arrays, dict(metadata or {}))
+
+
+def methods() -> list[dict[str, Any]]:
+    """The engine's method table: name, summary, uses_importance, has_lambda, takes_k, supports_target."""
+    return list(_core.method_table())
+
+
+def cuda_available() -> bool:
+    """True when this build has CUDA and a device answers (backend="auto" then uses it)."""
+    return bool(_core.cuda_available())
+
+
+def set_num_threads(threads: int) -> None:
+    """CPU threads for the engine's parallel loops (0 = all hardware threads)."""
+    _core.set_num_threads(int(threads))
+
+
+def num_threads() -> int:
+    """CPU threads the engine uses."""
+    return int(_core.num_threads())

@@ -1,0 +1,39 @@
+"""Shared fixtures for the netquant Python tests (run by tools/test.sh with PYTHONPATH=<build>/python)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import netquant
+
+
+@pytest.fixture
+def rng(request: pytest.FixtureRequest) -> np.random.Generator:
+    # Seeded, but different per test (never zeros, never the same data everywhere).
+    return np.random.default_rng(abs(hash(request.node.name)) % (2**32))
+
+
+def weights(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Heavy-ish tailed weights like a trained layer's (Laplace-like), float32."""
+    return (rng.laplace(0.0, 0.05, size=shape)).astype(np.float32)
+
+
+def importance(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    return rng.gamma(0.5, 2.0, size=shape).astype(np.float32) + np.float32(1e-3)
+
+
+@pytest.fixture(scope="session")
+def cli() -> str:
+    """The `netquant` binary: $NETQUANT_CLI (tools/test.sh sets it), else <build>/netquant beside <build>/python."""
+    path = os.environ.get("NETQUANT_CLI")
+    if not path:
+        guess = Path(netquant.__file__).resolve().parents[2] / "netquant"
+        path = str(guess) if guess.is_file() else (shutil.which("netquant") or "")
+    if not path or not os.access(path, os.X_OK):
+        pytest.fail("netquant CLI not found: set NETQUANT_CLI to the built binary (tools/test.sh does)")
+    return path

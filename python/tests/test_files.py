@@ -1,0 +1,86 @@
+"""Files: .nq round trips (save/load, compress/decompress) reproduce quantize_model's dequantized weights;
+safetensors round trips keep dtypes, shapes, values and metadata; bad files raise NetquantError."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import netquant
+from conftest import importance, weights
+
+
+def small_model(rng):
+    return {"conv.weight": weights(rng, (8, 3, 3, 3)), "conv.bias": weights(rng, (8,)),
+            "fc.weight": weights(rng, (10, 72)), "fc.bias": weights(rng, (10,))}
+
+
+@pytest.mark.parametrize("params", [dict(method="hw-kmeans", k=16), dict(method="ecsq", k=32, lam=1e-5),
+                                    dict(method="uniform", k=9, prune=0.3), dict(method="kmeans", bits=2,
+                                                                                scope="row")])
+def test_nq_round_trip(rng, tmp_path, params):
+    model = small_model(rng)
+    imp = {n: importance(rng, a.shape) for n, a in model.items()}
+    expected = netquant.quantize_model(model, imp, backend="cpu", **params)
+    stats = netquant.save(tmp_path / "m.nq", model, imp, backend="cpu", **params)
+    assert stats["ratio_file"] > 1.0 and stats["params"] == expected.stats["params"]
+    back = netquant.load(tmp_path / "m.nq")
+    assert list(back) == list(model)
+    for name in model:
+        assert back[name].dtype == model[name].dtype and back[name].shape == model[name].shape
+        assert np.array_equal(back[name], expected.dequantized[name]), name
+    blob = netquant.compress(model, imp, backend="cpu", **params)
+    assert blob == (tmp_path / "m.nq").read_bytes(), "compress() == the bytes save() writes"
+    again = netquant.decompress(blob)
+    assert all(np.array_equal(again[n], back[n]) for n in model)
+    assert len(blob) < sum(a.nbytes for a in model.values())
+
+
+def test_nq_float16_model(rng, tmp_path):
+    model = {"w": weights(rng, (64, 8)).astype(np.float16)}
+    netquant.save(tmp_path / "h.nq", model, method="hw-kmeans", k=4, backend="cpu")
+    back = netquant.load(tmp_path / "h.nq")
+    assert back["w"].dtype == np.float16 and back["w"].shape == (64, 8)
+    assert len(np.unique(back["w"])) <= 4
+
+
+def test_bad_nq_files(tmp_path):
+    with pytest.raises(netquant.NetquantIOError) as e:
+        netquant.load(tmp_path / "missing.nq")
+    assert e.value.code == "io" and isinstance(e.value, OSError)
+    bad = tmp_path / "bad.nq"
+    bad.write_bytes(b"NQ" + bytes(range(40)))
+    with pytest.raises(netquant.NetquantValueError) as e:
+        netquant.load(bad)
+    assert e.value.code == "bad_file"
+    with pytest.raises(netquant.NetquantValueError):
+        netquant.decompress(b"")
+
+
+def test_safetensors_round_trip(rng, tmp_path):
+    tensors = {"f32": weights(rng, (3, 4)), "f16": weights(rng, (5,)).astype(np.float16),
+               "f64": rng.standard_normal((2, 2, 2)), "i64": np.arange(7, dtype=np.int64),
+               "i8": np.array([-3, 4], dtype=np.int8), "u8": np.array([250], dtype=np.uint8),
+               "flag": np.array([True, False]), "scalar": np.array(1.5, dtype=np.float32),
+               "empty": np.zeros((0, 3), dtype=np.float32)}
+    path = tmp_path / "t.safetensors"
+    netquant.save_safetensors(path, tensors, metadata={"format": "pt", "note": "netquant"})
+    back = netquant.load_safetensors(path)
+    assert list(back) == sorted(tensors) or set(back) == set(tensors)
+    for n, a in tensors.items():
+        assert back[n].dtype == a.dtype and back[n].shape == a.shape, n
+        assert np.array_equal(back[n], a), n
+        assert back[n].flags.writeable
+    assert netquant.safetensors_metadata(path) == {"format": "pt", "note": "netquant"}
+    mapped = netquant.load_safetensors(path, mmap=True)
+    assert np.array_equal(mapped["f32"], tensors["f32"]) and not mapped["f32"].flags.writeable
+    with pytest.raises(ValueError):
+        mapped["f32"][0, 0] = 1.0
+
+
+def test_bad_safetensors(tmp_path):
+    p = tmp_path / "bad.safetensors"
+    p.write_bytes(b"\xff" * 8 + b"{}")
+    with pytest.raises(netquant.NetquantValueError) as e:
+        netquant.load_safetensors(p)
+    assert e.value.code == "bad_file"

@@ -1,0 +1,154 @@
+"""netquant.quantize / quantize_model: results are consistent with an independent float64 oracle, every scope
+works, and same inputs + seed give bitwise-identical results."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import netquant
+from conftest import importance, weights
+
+REPORT_KEYS = {"params", "clusters", "hw_distortion", "mse", "entropy_bits_per_weight", "fixed_bits_per_weight",
+               "ratio_fixed", "ratio_entropy", "lambda", "seconds", "huffman_bits_per_weight", "ratio_huffman",
+               "ratio_file"}
+
+
+def oracle_stats(w: np.ndarray, h: np.ndarray | None, deq: np.ndarray, idx: np.ndarray) -> dict[str, float]:
+    w64, d64 = w.astype(np.float64).ravel(), deq.astype(np.float64).ravel()
+    h64 = np.ones_like(w64) if h is None else h.astype(np.float64).ravel()
+    _, counts = np.unique(idx.ravel(), return_counts=True)
+    p = counts / counts.sum()
+    return {"hw_distortion": float(np.mean(h64 * (d64 - w64) ** 2)), "mse": float(np.mean((d64 - w64) ** 2)),
+            "entropy_bits_per_weight": float(-(p * np.log2(p)).sum()), "clusters": int(len(counts))}
+
+
+@pytest.mark.parametrize("method,kwargs", [("ecsq", {"k": 16, "lam": 1e-4}), ("hw-kmeans", {"k": 8}),
+                                           ("kmeans", {"bits": 3}), ("uniform", {"k": 12}), ("exact", {"k": 5})])
+@pytest.mark.parametrize("shape", [(257,), (31, 17), (3, 5, 7)])
+def test_result_matches_oracle(rng, method, kwargs, shape):
+    w, h = weights(rng, shape), importance(rng, shape)
+    r = netquant.quantize(w, h, method=method, backend="cpu", **kwargs)
+    assert r.dequantized.shape == w.shape and r.dequantized.dtype == np.float32
+    assert r.indices is not None and r.indices.shape == w.shape and r.indices.dtype == np.int32
+    cb = r.codebook
+    assert cb.dtype == np.float32 and np.all(np.diff(cb) > 0), "codebook sorted ascending, no duplicates"
+    assert np.array_equal(r.dequantized, cb[r.indices]), "dequantized == codebook[indices]"
+    assert REPORT_KEYS <= set(r.stats)
+    assert r.stats["params"] == w.size
+    o = oracle_stats(w, h, r.dequantized, r.indices)
+    assert r.stats["clusters"] == o["clusters"] <= (kwargs.get("k") or 2 ** kwargs.get("bits", 4))
+    assert r.stats["hw_distortion"] == pytest.approx(o["hw_distortion"], rel=1e-5, abs=1e-12)
+    assert r.stats["mse"] == pytest.approx(o["mse"], rel=1e-5, abs=1e-12)
+    assert r.stats["entropy_bits_per_weight"] == pytest.approx(o["entropy_bits_per_weight"], rel=1e-6, abs=1e-9)
+    assert r.stats["ratio_huffman"] > 1.0 and r.stats["huffman_bits_per_weight"] > 0
+
+
+def test_hw_kmeans_is_locally_optimal(rng):
+    # Oracle: at a Lloyd fixed point every center is the importance-weighted mean of its members, and every
+    # value sits at its nearest center.
+    w, h = weights(rng, (2000,)), importance(rng, (2000,))
+    r = netquant.quantize(w, h, method="hw-kmeans", k=6, max_iter=1000, tol=0.0, backend="cpu")
+    cb = r.codebook.astype(np.float64)
+    for j in range(len(cb)):
+        m = r.indices == j
+        assert cb[j] == pytest.approx(np.sum(h[m] * w[m], dtype=np.float64) / np.sum(h[m], dtype=np.float64),
+                                      rel=1e-5)
+    nearest = np.argmin(np.abs(w.astype(np.float64)[:, None] - cb[None, :]), axis=1)
+    assert np.mean(nearest == r.indices) > 0.999
+
+
+def test_deterministic_bitwise(rng):
+    w, h = weights(rng, (64, 33)), importance(rng, (64, 33))
+    a = netquant.quantize(w, h, method="hw-kmeans", k=16, init="kmeans++", seed=7, backend="cpu")
+    b = netquant.quantize(w, h, method="hw-kmeans", k=16, init="kmeans++", seed=7, backend="cpu")
+    assert np.array_equal(a.dequantized.view(np.uint32), b.dequantized.view(np.uint32))
+    assert np.array_equal(a.indices, b.indices)
+
+
+def test_more_lambda_fewer_bits(rng):
+    w, h = weights(rng, (4096,)), importance(rng, (4096,))
+    lo = netquant.quantize(w, h, method="ecsq", k=32, lam=1e-7, backend="cpu")
+    hi = netquant.quantize(w, h, method="ecsq", k=32, lam=1e-3, backend="cpu")
+    assert hi.stats["entropy_bits_per_weight"] < lo.stats["entropy_bits_per_weight"]
+    assert hi.stats["hw_distortion"] >= lo.stats["hw_distortion"]
+
+
+@pytest.mark.parametrize("scope,problems", [("row", 9), ("group:40", 6), ("tensor", 1)])
+def test_scopes(rng, scope, problems):
+    w = weights(rng, (9, 25))
+    r = netquant.quantize(w, method="hw-kmeans", k=4, scope=scope, backend="cpu")
+    assert len(r.codebooks) == problems
+    flat_idx, flat_deq = r.indices.ravel(), r.dequantized.ravel()
+    for i in range(w.size):
+        assert flat_deq[i] == r.codebooks[i // r.problem_size][flat_idx[i]]
+    if problems > 1:
+        with pytest.raises(ValueError, match="codebooks"):
+            _ = r.codebook
+
+
+def test_prune_sets_exact_zeros(rng):
+    w = weights(rng, (1000,))
+    r = netquant.quantize(w, method="hw-kmeans", k=8, prune=0.5, backend="cpu")
+    pruned = r.indices == -1
+    assert r.stats["pruned"] == pruned.sum() >= 450
+    assert np.all(r.dequantized[pruned] == 0)
+    # The smallest |w| (no importance) are the pruned ones.
+    assert np.abs(w[pruned]).max() <= np.abs(w[~pruned]).min()
+
+
+def test_float16_and_float64_inputs(rng):
+    w32 = weights(rng, (300,))
+    r16 = netquant.quantize(w32.astype(np.float16), method="hw-kmeans", k=4, backend="cpu")
+    assert r16.dequantized.shape == (300,)
+    assert r16.dequantized.dtype in (np.float16, np.float32)
+    r64 = netquant.quantize(w32.astype(np.float64), method="hw-kmeans", k=4, backend="cpu")
+    r32 = netquant.quantize(w32, method="hw-kmeans", k=4, backend="cpu")
+    assert r64.dequantized.dtype == np.float32  # float64 is converted to a float32 copy first
+    assert np.array_equal(r64.dequantized, r32.dequantized)
+
+
+def test_outputs_own_engine_buffers(rng):
+    r = netquant.quantize(weights(rng, (50,)), method="kmeans", k=4, backend="cpu")
+    for a in (r.dequantized, r.indices, r.codebook):
+        assert a.flags.writeable and a.flags.c_contiguous
+        assert not a.flags.owndata and a.base is not None  # a capsule owning the C++ buffer: no copy made
+
+
+def test_quantize_model_global_codebook(rng):
+    model = {"fc1.weight": weights(rng, (30, 20)), "fc1.bias": weights(rng, (30,)),
+             "fc2.weight": weights(rng, (10, 30))}
+    imp = {n: importance(rng, a.shape) for n, a in model.items()}
+    r = netquant.quantize_model(model, imp, method="hw-kmeans", k=8, backend="cpu")
+    assert len(r.codebooks) == 1 and list(r.dequantized) == list(model)
+    for name, a in model.items():
+        t = r.tensors[name]
+        assert r.dequantized[name].shape == a.shape
+        assert np.array_equal(r.dequantized[name], r.codebooks[0][t.indices])
+    assert r.stats["params"] == sum(a.size for a in model.values())
+
+
+def test_target_bits(rng):
+    w, h = weights(rng, (5000,)), importance(rng, (5000,))
+    r = netquant.quantize(w, h, method="ecsq", k=32, target_bits=2.0, backend="cpu")
+    assert r.stats["entropy_bits_per_weight"] == pytest.approx(2.0, abs=0.25)
+
+
+def test_methods_table():
+    names = {m["name"] for m in netquant.methods()}
+    assert {"kmeans", "hw-kmeans", "exact", "uniform", "ecsq", "binary", "ternary", "pow2", "int",
+            "wentropy"} <= names
+
+
+def test_sweep_rows(rng):
+    model = {"a": weights(rng, (40, 30)), "b": weights(rng, (100,))}
+    rows = netquant.sweep(model, method="ecsq,hw-kmeans", lambdas=[1e-6, 1e-4, 1e-3], ks=[2, 4], k=16,
+                          backend="cpu")
+    assert [r["method"] for r in rows] == ["ecsq"] * 3 + ["hw-kmeans"] * 2
+    assert [r["knob_name"] for r in rows] == ["lambda"] * 3 + ["k"] * 2
+    assert [r["index"] for r in rows] == list(range(5))
+    assert rows[3]["clusters"] <= 2 and rows[4]["clusters"] <= 4
+    assert rows[0]["accuracy"] is None
+    assert rows[0]["entropy_bits_per_weight"] >= rows[2]["entropy_bits_per_weight"]
+    auto = netquant.sweep(model, method="ecsq", k=8, backend="cpu")
+    assert len(auto) == 16
