@@ -1,0 +1,215 @@
+// The built-in networks (LeNet-300-100, Caffe LeNet-5, JSON-described sequential nets), PyTorch-default
+// initialization, and named weights in and out (safetensors/.npy through io.h).
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "netquant/error.h"
+#include "netquant/io.h"
+#include "netquant/nn.h"
+#include "nn/model_internal.h"
+
+namespace nq {
+namespace {
+
+using nn::LayerKind;
+using nn::LayerSpec;
+using nn::NetSpec;
+
+LayerSpec linear(const std::string& name, int64_t out) { return {LayerKind::kLinear, name, out, 0, 1, 0}; }
+LayerSpec conv(const std::string& name, int64_t out, int64_t k) { return {LayerKind::kConv2d, name, out, k, 1, 0}; }
+LayerSpec relu() { return {LayerKind::kReLU, "", 0, 0, 1, 0}; }
+LayerSpec maxpool(int64_t k) { return {LayerKind::kMaxPool2d, "", 0, k, k, 0}; }
+LayerSpec flatten() { return {LayerKind::kFlatten, "", 0, 0, 1, 0}; }
+
+NetSpec builtin_spec(const std::string& name) {
+  NetSpec s;
+  s.name = name;
+  if (name == "lenet300") {  // LeNet-300-100 (LeCun et al. 1998; Han et al. 2016): 266,610 parameters
+    s.layers = {flatten(), linear("fc1", 300), relu(), linear("fc2", 100), relu(), linear("fc3", 10)};
+  } else if (name == "lenet5") {  // Caffe's LeNet-5 (no activation after the convolutions): 431,080 parameters
+    s.layers = {conv("conv1", 20, 5), maxpool(2), conv("conv2", 50, 5), maxpool(2), flatten(),
+                linear("fc1", 500),   relu(),     linear("fc2", 10)};
+  } else {
+    NQ_FAIL(ErrorCode::kInvalidArgument, "unknown model '" << name << "' (built-in: lenet300, lenet5)");
+  }
+  return s;
+}
+
+uint64_t splitmix64(uint64_t& state) {
+  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// PyTorch's defaults for Linear and Conv2d: kaiming_uniform_(a=sqrt(5)) on weights is U(-1/sqrt(fan_in), ..),
+// and the bias uses the same bound. Each tensor draws from its own stream (seed, tensor index): portable.
+TensorSet init_params(const NetSpec& spec, uint64_t seed) {
+  std::vector<float> flat(static_cast<size_t>(nn::param_count(spec)));
+  const auto layout = nn::param_layout(spec);
+  for (size_t t = 0; t < layout.size(); ++t) {
+    uint64_t state = seed * 0x100000001B3ull + t * 0x9E3779B97F4A7C15ull + 1;
+    const double bound = 1.0 / std::sqrt(static_cast<double>(layout[t].fan_in));
+    for (int64_t i = 0; i < layout[t].numel; ++i) {
+      const double u = static_cast<double>(splitmix64(state) >> 11) * 0x1.0p-53;  // [0, 1)
+      flat[static_cast<size_t>(layout[t].offset + i)] = static_cast<float>((2 * u - 1) * bound);
+    }
+  }
+  return nn::unflatten_params(spec, flat);
+}
+
+const char* kind_name(LayerKind k) {
+  switch (k) {
+    case LayerKind::kLinear: return "linear";
+    case LayerKind::kConv2d: return "conv2d";
+    case LayerKind::kReLU: return "relu";
+    case LayerKind::kMaxPool2d: return "maxpool2d";
+    case LayerKind::kFlatten: return "flatten";
+  }
+  return "?";
+}
+
+}  // namespace
+
+std::vector<std::string> builtin_model_names() { return {"lenet300", "lenet5"}; }
+
+const std::string& Model::name() const { return spec().name; }
+const nn::NetSpec& Model::spec() const {
+  NQ_CHECK(spec_ != nullptr, ErrorCode::kInvalidArgument, "empty Model: build it with build_model()");
+  return *spec_;
+}
+int64_t Model::num_parameters() const { return weights_.total_numel(); }
+int64_t Model::num_classes() const { return spec().num_classes; }
+std::vector<int64_t> Model::input_shape() const { return {spec().in_c, spec().in_h, spec().in_w}; }
+
+std::string Model::describe() const {
+  std::ostringstream os;
+  const NetSpec& s = spec();
+  os << s.name << ": input [" << s.in_c << ", " << s.in_h << ", " << s.in_w << "], " << s.num_classes
+     << " classes, " << num_parameters() << " parameters\n";
+  for (const LayerSpec& l : s.layers) {
+    os << "  " << kind_name(l.kind);
+    if (!l.name.empty()) os << " " << l.name;
+    if (l.out) os << " out=" << l.out;
+    if (l.kernel) os << " kernel=" << l.kernel << " stride=" << l.stride;
+    if (l.padding) os << " padding=" << l.padding;
+    os << "\n";
+  }
+  return os.str();
+}
+
+void Model::set_weights(const TensorSet& weights) {
+  weights_ = nn::unflatten_params(spec(), nn::flatten_params<float>(spec(), weights, "weights"));
+}
+
+Model build_model(const std::string& name, uint64_t seed) {
+  Model m;
+  m.spec_ = std::make_shared<NetSpec>(builtin_spec(name));
+  m.weights_ = init_params(*m.spec_, seed);
+  return m;
+}
+
+Model build_model_from_json(const std::string& json_text, uint64_t seed) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(json_text);
+  } catch (const std::exception& e) {
+    NQ_FAIL(ErrorCode::kInvalidArgument, "model JSON does not parse: " << e.what());
+  }
+  auto spec = std::make_shared<NetSpec>();
+  try {
+    spec->name = j.value("name", std::string("custom"));
+    const auto in = j.at("input").get<std::vector<int64_t>>();
+    NQ_CHECK(in.size() == 3, ErrorCode::kInvalidArgument, "model JSON: \"input\" must be [channels, height, width]");
+    spec->in_c = in[0], spec->in_h = in[1], spec->in_w = in[2];
+    spec->num_classes = j.at("classes").get<int64_t>();
+    for (const auto& l : j.at("layers")) {
+      const std::string type = l.at("type").get<std::string>();
+      LayerSpec ls;
+      if (type == "linear") ls = linear(l.at("name").get<std::string>(), l.at("out").get<int64_t>());
+      else if (type == "conv2d") {
+        ls = conv(l.at("name").get<std::string>(), l.at("out").get<int64_t>(), l.at("kernel").get<int64_t>());
+        ls.stride = l.value("stride", int64_t{1});
+        ls.padding = l.value("padding", int64_t{0});
+      } else if (type == "relu") ls = relu();
+      else if (type == "maxpool2d") {
+        ls = maxpool(l.at("kernel").get<int64_t>());
+        ls.stride = l.value("stride", ls.kernel);
+      } else if (type == "flatten") ls = flatten();
+      else NQ_FAIL(ErrorCode::kInvalidArgument, "model JSON: unknown layer type '" << type << "'");
+      spec->layers.push_back(ls);
+    }
+  } catch (const nlohmann::json::exception& e) {
+    NQ_FAIL(ErrorCode::kInvalidArgument, "model JSON: " << e.what());
+  }
+  NQ_CHECK(spec->num_classes >= 2, ErrorCode::kInvalidArgument, "model JSON: need at least 2 classes");
+  Model m;
+  m.spec_ = spec;
+  m.weights_ = init_params(*spec, seed);
+  return m;
+}
+
+void load_weights(Model& model, const std::string& path) {
+  const TensorSet t = read_tensors(path);
+  try {
+    model.set_weights(t);
+  } catch (const Error& e) {
+    throw Error(e.code(), "weights file " + path + ": " + e.what());
+  }
+}
+
+void save_weights(const Model& model, const std::string& path) {
+  TensorSet out = model.weights();
+  out.metadata()["netquant.model"] = model.name();
+  write_tensors(path, out);
+}
+
+namespace nn {
+
+template <class T>
+std::vector<T> flatten_params(const NetSpec& spec, const TensorSet& weights, const std::string& source) {
+  const auto layout = param_layout(spec);
+  std::vector<T> flat(static_cast<size_t>(param_count(spec)));
+  for (const ParamInfo& p : layout) {
+    const Tensor* t = weights.find(p.name);
+    NQ_CHECK(t != nullptr, ErrorCode::kShapeMismatch,
+             source << " has no tensor '" << p.name << "' (model " << spec.name << " needs it)");
+    NQ_CHECK(t->shape() == p.shape, ErrorCode::kShapeMismatch,
+             source << ": tensor '" << p.name << "' has shape " << shape_to_string(t->shape()) << ", model "
+                    << spec.name << " needs " << shape_to_string(p.shape));
+    NQ_CHECK(dtype_is_float(t->dtype()), ErrorCode::kShapeMismatch,
+             source << ": tensor '" << p.name << "' has non-float dtype " << dtype_name(t->dtype()));
+    const std::vector<double> v = t->to_f64();
+    for (int64_t i = 0; i < p.numel; ++i) flat[static_cast<size_t>(p.offset + i)] = static_cast<T>(v[size_t(i)]);
+  }
+  for (const Tensor& t : weights) {
+    bool known = false;
+    for (const ParamInfo& p : layout) known = known || p.name == t.name();
+    NQ_CHECK(known, ErrorCode::kShapeMismatch,
+             source << " has tensor '" << t.name() << "' that model " << spec.name << " does not have");
+  }
+  return flat;
+}
+
+template <class T>
+TensorSet unflatten_params(const NetSpec& spec, const std::vector<T>& flat) {
+  const auto layout = param_layout(spec);
+  NQ_ASSERT(static_cast<int64_t>(flat.size()) == param_count(spec));
+  TensorSet out;
+  for (const ParamInfo& p : layout) {
+    Tensor t(p.name, DType::kF32, p.shape);
+    float* d = t.mutable_data_as<float>();
+    for (int64_t i = 0; i < p.numel; ++i) d[i] = static_cast<float>(flat[static_cast<size_t>(p.offset + i)]);
+    out.add(std::move(t));
+  }
+  return out;
+}
+
+template std::vector<float> flatten_params<float>(const NetSpec&, const TensorSet&, const std::string&);
+template std::vector<double> flatten_params<double>(const NetSpec&, const TensorSet&, const std::string&);
+template TensorSet unflatten_params<float>(const NetSpec&, const std::vector<float>&);
+template TensorSet unflatten_params<double>(const NetSpec&, const std::vector<double>&);
+
+}  // namespace nn
+}  // namespace nq

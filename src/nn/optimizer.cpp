@@ -1,0 +1,52 @@
+// CPU optimizer steps (elementwise): SGD with momentum and weight decay, and Adam; PyTorch's update rules.
+#include <cmath>
+
+#include "nn/nn_ops.h"
+
+namespace nq::nn::cpu {
+namespace {
+
+template <class T>
+void sgd_impl(T* w, const T* g, T* v, int64_t count, double lr, double momentum, double wd) {
+  for (int64_t i = 0; i < count; ++i) {
+    const double gi = static_cast<double>(g[i]) + wd * static_cast<double>(w[i]);
+    double step = gi;
+    if (momentum != 0) {
+      const double vi = momentum * static_cast<double>(v[i]) + gi;
+      v[i] = static_cast<T>(vi);
+      step = vi;
+    }
+    w[i] = static_cast<T>(static_cast<double>(w[i]) - lr * step);
+  }
+}
+
+template <class T>
+void adam_impl(T* w, const T* g, T* m, T* v, int64_t count, double lr, double b1, double b2, double eps, double wd,
+               int64_t t) {
+  const double c1 = 1.0 - std::pow(b1, static_cast<double>(t));
+  const double c2 = 1.0 - std::pow(b2, static_cast<double>(t));
+  for (int64_t i = 0; i < count; ++i) {
+    const double gi = static_cast<double>(g[i]) + wd * static_cast<double>(w[i]);
+    const double mi = b1 * static_cast<double>(m[i]) + (1 - b1) * gi;
+    const double vi = b2 * static_cast<double>(v[i]) + (1 - b2) * gi * gi;
+    m[i] = static_cast<T>(mi);
+    v[i] = static_cast<T>(vi);
+    w[i] = static_cast<T>(static_cast<double>(w[i]) - lr * (mi / c1) / (std::sqrt(vi / c2) + eps));
+  }
+}
+
+}  // namespace
+
+#define NQ_NN_DEFINE_OPTIMIZERS(T)                                                                             \
+  void sgd_step(T* w, const T* g, T* v, int64_t count, double lr, double momentum, double weight_decay) {     \
+    sgd_impl(w, g, v, count, lr, momentum, weight_decay);                                                    \
+  }                                                                                                          \
+  void adam_step(T* w, const T* g, T* m, T* v, int64_t count, double lr, double beta1, double beta2,         \
+                 double eps, double weight_decay, int64_t t) {                                               \
+    adam_impl(w, g, m, v, count, lr, beta1, beta2, eps, weight_decay, t);                                    \
+  }
+
+NQ_NN_DEFINE_OPTIMIZERS(float)
+NQ_NN_DEFINE_OPTIMIZERS(double)
+
+}  // namespace nq::nn::cpu

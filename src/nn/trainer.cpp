@@ -1,0 +1,254 @@
+// Host drivers (written once for every backend): evaluation, mini-batch training with SGD/Adam, and the mean-loss
+// gradient used by fine-tuning. Determinism: seeded shuffles and fixed-order reductions (see nn.h).
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+#include "netquant/error.h"
+#include "netquant/nn.h"
+#include "netquant/progress.h"
+#include "nn/model_internal.h"
+
+namespace nq {
+namespace nn {
+
+void check_dataset(const NetSpec& spec, const Dataset& data, const std::string& what) {
+  NQ_CHECK(data.size() > 0, ErrorCode::kInvalidArgument, what << " is empty");
+  const auto& s = data.images.shape();
+  NQ_CHECK(data.images.dtype() == DType::kF32 && s.size() == 4 && s[0] == data.size() && s[1] == spec.in_c &&
+               s[2] == spec.in_h && s[3] == spec.in_w,
+           ErrorCode::kShapeMismatch,
+           what << ": images are " << dtype_name(data.images.dtype()) << " " << shape_to_string(s) << ", model "
+                << spec.name << " needs F32 [" << data.size() << ", " << spec.in_c << ", " << spec.in_h << ", "
+                << spec.in_w << "]");
+  NQ_CHECK(data.num_classes <= spec.num_classes, ErrorCode::kShapeMismatch,
+           what << " has " << data.num_classes << " classes, model " << spec.name << " has " << spec.num_classes);
+}
+
+template <class T>
+void gather_batch(const NetSpec& spec, const Dataset& data, const int64_t* idx, int64_t count, std::vector<T>& x,
+                  std::vector<int32_t>& y) {
+  const int64_t size = spec.in_c * spec.in_h * spec.in_w;
+  const float* images = data.images.data_as<float>();
+  x.resize(static_cast<size_t>(count * size));
+  y.resize(static_cast<size_t>(count));
+  for (int64_t i = 0; i < count; ++i) {
+    const int64_t j = idx[i];
+    NQ_ASSERT(j >= 0 && j < data.size());
+    const int32_t label = data.labels[static_cast<size_t>(j)];
+    NQ_CHECK(label >= 0 && label < spec.num_classes, ErrorCode::kBadFile,
+             "label " << label << " of image " << j << " is outside [0, " << spec.num_classes << ")");
+    y[static_cast<size_t>(i)] = label;
+    for (int64_t k = 0; k < size; ++k) x[static_cast<size_t>(i * size + k)] = static_cast<T>(images[j * size + k]);
+  }
+}
+
+template void gather_batch<float>(const NetSpec&, const Dataset&, const int64_t*, int64_t, std::vector<float>&,
+                                  std::vector<int32_t>&);
+template void gather_batch<double>(const NetSpec&, const Dataset&, const int64_t*, int64_t, std::vector<double>&,
+                                   std::vector<int32_t>&);
+
+namespace {
+
+// Uploads a batch (images idx[0..count)) to the network's backend.
+struct BatchLoader {
+  explicit BatchLoader(Backend b) : x(b), y(b) {}
+  void load(const NetSpec& spec, const Dataset& data, const int64_t* idx, int64_t count) {
+    gather_batch(spec, data, idx, count, hx, hy);
+    x.upload(hx.data(), static_cast<int64_t>(hx.size()));
+    y.upload(hy.data(), count);
+  }
+  std::vector<float> hx;
+  std::vector<int32_t> hy;
+  Buffer<float> x;
+  Buffer<int32_t> y;
+};
+
+// Sum of per-sample loss and correct flags of the current batch, in sample order.
+void batch_sums(const Network<float>& net, double& loss, double& correct) {
+  const int64_t n = net.batch();
+  std::vector<float> l(static_cast<size_t>(n)), c(static_cast<size_t>(n));
+  NQ_NN_OP(net.backend(), buffer_download, l.data(), net.sample_loss(), n);
+  NQ_NN_OP(net.backend(), buffer_download, c.data(), net.sample_correct(), n);
+  for (int64_t i = 0; i < n; ++i) loss += l[size_t(i)], correct += c[size_t(i)];
+}
+
+EvalResult evaluate_net(Network<float>& net, const Dataset& data, int64_t limit, int64_t batch) {
+  NQ_CHECK(batch > 0, ErrorCode::kInvalidArgument, "evaluation batch must be positive, got " << batch);
+  const int64_t n = limit > 0 ? std::min(limit, data.size()) : data.size();
+  std::vector<int64_t> idx(static_cast<size_t>(n));
+  std::iota(idx.begin(), idx.end(), int64_t{0});
+  BatchLoader loader(net.backend());
+  double loss = 0, correct = 0;
+  for (int64_t b = 0; b < n; b += batch) {
+    const int64_t count = std::min(batch, n - b);
+    loader.load(net.spec(), data, idx.data() + b, count);
+    net.forward(loader.x.data(), loader.y.data(), count);
+    batch_sums(net, loss, correct);
+  }
+  return {loss / double(n), correct / double(n), n};
+}
+
+Backend prepare_backend(Backend requested) {
+  const Backend b = resolve_nn_backend(requested);
+  if (b == Backend::kCpu) cpu::sync_blas_threads();
+  return b;
+}
+
+uint64_t next_random(uint64_t& state) {  // splitmix64: portable, unlike std::shuffle's distributions
+  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+}  // namespace
+}  // namespace nn
+
+OptimizerKind parse_optimizer(const std::string& name) {
+  if (name == "sgd") return OptimizerKind::kSgd;
+  if (name == "adam") return OptimizerKind::kAdam;
+  NQ_FAIL(ErrorCode::kInvalidArgument, "unknown optimizer '" << name << "' (expected sgd or adam)");
+}
+
+EvalResult evaluate(const Model& model, const Dataset& data, const EvalParams& params) {
+  nn::check_dataset(model.spec(), data, "evaluation data");
+  nn::Network<float> net(model.spec(), nn::prepare_backend(params.backend));
+  net.set_weights(nn::flatten_params<float>(model.spec(), model.weights(), "model " + model.name()));
+  return nn::evaluate_net(net, data, params.limit, params.batch);
+}
+
+Tensor forward_logits(const Model& model, const Dataset& data, int64_t n, Backend backend) {
+  nn::check_dataset(model.spec(), data, "data");
+  n = n > 0 ? std::min(n, data.size()) : data.size();
+  nn::Network<float> net(model.spec(), nn::prepare_backend(backend));
+  net.set_weights(nn::flatten_params<float>(model.spec(), model.weights(), "model " + model.name()));
+  const int64_t c = model.num_classes();
+  Tensor out("logits", DType::kF32, {n, c});
+  float* dst = out.mutable_data_as<float>();
+  std::vector<int64_t> idx(static_cast<size_t>(n));
+  std::iota(idx.begin(), idx.end(), int64_t{0});
+  nn::BatchLoader loader(net.backend());
+  constexpr int64_t kChunk = 500;
+  for (int64_t b = 0; b < n; b += kChunk) {
+    const int64_t count = std::min(kChunk, n - b);
+    loader.load(net.spec(), data, idx.data() + b, count);
+    net.forward(loader.x.data(), loader.y.data(), count);
+    NQ_NN_OP(net.backend(), buffer_download, dst + b * c, net.logits(), count * c);
+  }
+  return out;
+}
+
+TrainResult train(Model& model, const Dataset& train_data, const Dataset* test_data, const TrainParams& p) {
+  const nn::NetSpec& spec = model.spec();
+  nn::check_dataset(spec, train_data, "training data");
+  if (test_data) nn::check_dataset(spec, *test_data, "test data");
+  NQ_CHECK(p.epochs >= 0, ErrorCode::kInvalidArgument, "epochs must be >= 0, got " << p.epochs);
+  NQ_CHECK(p.batch > 0, ErrorCode::kInvalidArgument, "batch must be positive, got " << p.batch);
+  NQ_CHECK(p.lr >= 0 && std::isfinite(p.lr), ErrorCode::kInvalidArgument, "lr must be >= 0, got " << p.lr);
+  const bool adam = p.optimizer == OptimizerKind::kAdam;
+  const double lr = p.lr > 0 ? p.lr : (adam ? 1e-3 : 1e-2);
+
+  const Backend backend = nn::prepare_backend(p.backend);
+  nn::Network<float> net(spec, backend);
+  net.set_weights(nn::flatten_params<float>(spec, model.weights(), "model " + model.name()));
+  const int64_t np = net.num_params();
+  nn::Buffer<float> grad(backend), m1(backend), m2(backend), dz(backend);
+  grad.resize(np);
+  m1.resize(np);  // SGD momentum, or Adam's first moment
+  if (adam) m2.resize(np);
+
+  const int64_t n = p.train_subset > 0 ? std::min(p.train_subset, train_data.size()) : train_data.size();
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  std::iota(order.begin(), order.end(), int64_t{0});
+  uint64_t rng = p.seed ^ 0x6E65747175616E74ull;  // "netquant"
+  nn::BatchLoader loader(backend);
+  TrainResult result;
+  int64_t step = 0;
+  const auto t_start = std::chrono::steady_clock::now();
+  for (int epoch = 1; epoch <= p.epochs; ++epoch) {
+    for (int64_t i = n - 1; i > 0; --i)  // Fisher-Yates with a portable generator
+      std::swap(order[size_t(i)], order[size_t(nn::next_random(rng) % uint64_t(i + 1))]);
+    Progress bar("epoch " + std::to_string(epoch) + "/" + std::to_string(p.epochs), n);
+    if (!p.progress) bar.finish();
+    const auto t0 = std::chrono::steady_clock::now();
+    double loss = 0, correct = 0;
+    for (int64_t b = 0; b < n; b += p.batch) {
+      const int64_t count = std::min(p.batch, n - b);
+      loader.load(spec, train_data, order.data() + b, count);
+      net.forward(loader.x.data(), loader.y.data(), count);
+      dz.ensure(count * spec.num_classes);
+      NQ_NN_OP(backend, softmax_ce_backward, net.probs(), loader.y.data(), dz.data(), 1.0f / float(count), count,
+               spec.num_classes);
+      net.backward(nn::BackwardMode::kGradient, dz.data(), grad.data());
+      ++step;
+      if (adam)
+        NQ_NN_OP(backend, adam_step, net.weights().data(), grad.data(), m1.data(), m2.data(), np, lr, p.beta1,
+                 p.beta2, p.eps, p.weight_decay, step);
+      else
+        NQ_NN_OP(backend, sgd_step, net.weights().data(), grad.data(), m1.data(), np, lr, p.momentum,
+                 p.weight_decay);
+      nn::batch_sums(net, loss, correct);
+      char status[64];
+      std::snprintf(status, sizeof status, "loss %.4f acc %.2f%%", loss / double(b + count),
+                    100.0 * correct / double(b + count));
+      bar.update(b + count, status);
+    }
+    bar.finish();
+    EpochStats st;
+    st.epoch = epoch;
+    st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    st.train_loss = loss / double(n);
+    st.train_accuracy = correct / double(n);
+    st.images_per_second = st.seconds > 0 ? double(n) / st.seconds : 0;
+    st.test_loss = st.test_accuracy = std::numeric_limits<double>::quiet_NaN();
+    if (test_data) {
+      const EvalResult e = nn::evaluate_net(net, *test_data, p.test_subset, 500);
+      st.test_loss = e.loss;
+      st.test_accuracy = e.accuracy;
+    }
+    result.epochs.push_back(st);
+    if (p.on_epoch) p.on_epoch(st);
+  }
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  model.set_weights(nn::unflatten_params(spec, net.get_weights()));
+  if (adam) {
+    result.adam_v = nn::unflatten_params(spec, m2.download());
+    result.adam_v.metadata()["netquant.importance"] = "adam_v";
+    result.adam_v.metadata()["netquant.model"] = model.name();
+  }
+  return result;
+}
+
+TensorSet compute_gradients(const Model& model, const TensorSet& weights, const Dataset& data, int64_t chunk,
+                            Backend backend) {
+  const nn::NetSpec& spec = model.spec();
+  nn::check_dataset(spec, data, "gradient data");
+  NQ_CHECK(chunk > 0, ErrorCode::kInvalidArgument, "gradient chunk must be positive, got " << chunk);
+  const Backend b = nn::prepare_backend(backend);
+  nn::Network<float> net(spec, b);
+  net.set_weights(nn::flatten_params<float>(spec, weights, "weights"));
+  const int64_t n = data.size(), np = net.num_params();
+  std::vector<int64_t> idx(static_cast<size_t>(n));
+  std::iota(idx.begin(), idx.end(), int64_t{0});
+  nn::BatchLoader loader(b);
+  nn::Buffer<float> dz(b), grad(b);
+  grad.resize(np);
+  std::vector<double> sum(static_cast<size_t>(np), 0.0);
+  for (int64_t s = 0; s < n; s += chunk) {
+    const int64_t count = std::min(chunk, n - s);
+    loader.load(spec, data, idx.data() + s, count);
+    net.forward(loader.x.data(), loader.y.data(), count);
+    dz.ensure(count * spec.num_classes);
+    // Scale 1/n (not 1/count): the chunks' gradients then add up to the mean over all of `data`.
+    NQ_NN_OP(b, softmax_ce_backward, net.probs(), loader.y.data(), dz.data(), float(1.0 / double(n)), count,
+             spec.num_classes);
+    net.backward(nn::BackwardMode::kGradient, dz.data(), grad.data());
+    const std::vector<float> g = grad.download();
+    for (int64_t i = 0; i < np; ++i) sum[size_t(i)] += g[size_t(i)];
+  }
+  return nn::unflatten_params(spec, sum);
+}
+
+}  // namespace nq

@@ -1,0 +1,187 @@
+// Built-in models: parameter counts and names, init, weights round trip and errors, determinism of training,
+// and a short Fashion-MNIST run that must clearly beat chance (skipped without the dataset).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "netquant/error.h"
+#include "netquant/io.h"
+#include "netquant/nn.h"
+
+namespace nq {
+namespace {
+
+std::string temp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() / ("nq_nn_test_" + std::to_string(::getpid()) + "_" + name)).string();
+}
+
+bool equal_sets(const TensorSet& a, const TensorSet& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (a[i].name() != b[i].name() || a[i].shape() != b[i].shape() || a[i].to_f32() != b[i].to_f32()) return false;
+  return true;
+}
+
+// Synthetic separable data: class k brightens a k-dependent block of the image, plus noise.
+Dataset synthetic(int64_t n, uint64_t seed) {
+  Dataset d;
+  d.images = Tensor("images", DType::kF32, {n, 1, 28, 28});
+  d.labels.resize(size_t(n));
+  float* x = d.images.mutable_data_as<float>();
+  uint64_t s = seed;
+  auto rnd = [&] {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    return double(s >> 11) * 0x1.0p-53;
+  };
+  for (int64_t i = 0; i < n; ++i) {
+    const int k = int(rnd() * 10);
+    d.labels[size_t(i)] = k;
+    for (int p = 0; p < 784; ++p) x[i * 784 + p] = float(0.3 * rnd() + ((p / 28) / 3 == k ? 0.7 : 0.0));
+  }
+  return d;
+}
+
+TEST(Models, ParameterCountsNamesAndShapes) {
+  const Model a = build_model("lenet300");
+  EXPECT_EQ(a.num_parameters(), 266610);
+  EXPECT_EQ(a.weights()[0].name(), "fc1.weight");
+  EXPECT_EQ(a.weights()[0].shape(), (std::vector<int64_t>{300, 784}));
+  EXPECT_EQ(a.weights()[5].name(), "fc3.bias");
+  const Model b = build_model("lenet5");
+  EXPECT_EQ(b.num_parameters(), 431080);
+  EXPECT_EQ(b.weights().at("conv2.weight").shape(), (std::vector<int64_t>{50, 20, 5, 5}));
+  EXPECT_EQ(b.weights().at("fc1.weight").shape(), (std::vector<int64_t>{500, 800}));
+  EXPECT_THROW(build_model("resnet"), Error);
+}
+
+TEST(Models, InitIsSeededAndWithinPyTorchBounds) {
+  const Model a = build_model("lenet5", 3), b = build_model("lenet5", 3), c = build_model("lenet5", 4);
+  EXPECT_TRUE(equal_sets(a.weights(), b.weights()));
+  EXPECT_FALSE(equal_sets(a.weights(), c.weights()));
+  const auto w = a.weights().at("conv2.weight").to_f32();  // fan_in 500
+  double max_abs = 0, mean = 0;
+  for (float v : w) max_abs = std::max(max_abs, double(std::abs(v))), mean += v / double(w.size());
+  EXPECT_LE(max_abs, 1 / std::sqrt(500.0));
+  EXPECT_GT(max_abs, 0.95 / std::sqrt(500.0));
+  EXPECT_LT(std::abs(mean), 0.002);
+}
+
+TEST(Models, SaveLoadRoundTripAndErrors) {
+  Model a = build_model("lenet300", 9);
+  const std::string path = temp_path("w.safetensors");
+  save_weights(a, path);
+  Model b = build_model("lenet300", 10);
+  load_weights(b, path);
+  EXPECT_TRUE(equal_sets(a.weights(), b.weights()));
+  // Missing tensor, wrong shape, extra tensor: clear errors naming the tensor.
+  TensorSet t = a.weights();
+  TensorSet missing;
+  for (const Tensor& x : t)
+    if (x.name() != "fc2.bias") missing.add(x);
+  try {
+    b.set_weights(missing);
+    FAIL() << "missing tensor accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kShapeMismatch);
+    EXPECT_NE(std::string(e.what()).find("fc2.bias"), std::string::npos) << e.what();
+  }
+  Model l5 = build_model("lenet5");
+  EXPECT_THROW(l5.set_weights(a.weights()), Error);
+  TensorSet extra = a.weights();
+  extra.add(Tensor("fc4.weight", DType::kF32, {2, 2}));
+  EXPECT_THROW(b.set_weights(extra), Error);
+  // Float64 weights are accepted (converted).
+  TensorSet f64;
+  for (const Tensor& x : a.weights()) f64.add(x.converted(DType::kF64));
+  b.set_weights(f64);
+  EXPECT_TRUE(equal_sets(a.weights(), b.weights()));
+  std::remove(path.c_str());
+}
+
+TEST(Models, TrainingIsDeterministicAndLearns) {
+  const Dataset data = synthetic(300, 5);
+  for (OptimizerKind opt : {OptimizerKind::kSgd, OptimizerKind::kAdam}) {
+    TrainParams p;
+    p.optimizer = opt;
+    p.epochs = 2;
+    p.batch = 32;  // 300 = 9 full batches + a partial one
+    p.seed = 42;
+    p.backend = Backend::kCpu;
+    p.progress = false;
+    p.weight_decay = 1e-4;
+    Model a = build_model("lenet300", 1), b = build_model("lenet300", 1);
+    const TrainResult ra = train(a, data, &data, p);
+    const TrainResult rb = train(b, data, &data, p);
+    EXPECT_TRUE(equal_sets(a.weights(), b.weights())) << "same seed must give identical weights";
+    ASSERT_EQ(ra.epochs.size(), 2u);
+    EXPECT_GT(ra.epochs.back().test_accuracy, 0.5);  // chance is 0.1
+    EXPECT_EQ(ra.epochs.back().test_accuracy, rb.epochs.back().test_accuracy);
+    EXPECT_EQ(opt == OptimizerKind::kAdam, !ra.adam_v.empty());
+    p.seed = 43;
+    Model c = build_model("lenet300", 1);
+    train(c, data, nullptr, p);
+    EXPECT_FALSE(equal_sets(a.weights(), c.weights())) << "another shuffle seed must change the weights";
+  }
+}
+
+TEST(Models, Lenet5TrainsOnSyntheticData) {
+  const Dataset data = synthetic(200, 8);
+  Model m = build_model("lenet5", 2);
+  TrainParams p;
+  p.epochs = 3;
+  p.batch = 20;
+  p.lr = 0.02;
+  p.backend = Backend::kCpu;
+  p.progress = false;
+  const TrainResult r = train(m, data, &data, p);
+  EXPECT_GT(r.epochs.back().test_accuracy, 0.8);
+  EXPECT_LT(r.epochs.back().train_loss, r.epochs.front().train_loss);
+}
+
+TEST(Models, FashionMnistShortRunBeatsChance) {
+  const std::string dir = default_data_dir();
+  if (!std::filesystem::exists(dir + "/train-images-idx3-ubyte.gz") &&
+      !std::filesystem::exists(dir + "/train-images-idx3-ubyte"))
+    GTEST_SKIP() << "Fashion-MNIST not found in " << dir << " (apt-get install dataset-fashion-mnist)";
+  const Dataset train_set = load_mnist(dir, true);
+  const Dataset test_set = load_mnist(dir, false);
+  Model m = build_model("lenet300", 1);
+  TrainParams p;
+  p.epochs = 2;
+  p.batch = 32;
+  p.train_subset = 2000;
+  p.test_subset = 1000;
+  p.backend = Backend::kCpu;
+  p.progress = false;
+  const TrainResult r = train(m, train_set, &test_set, p);
+  std::printf("[ measure  ] lenet300, 2000 Fashion-MNIST images, 2 epochs: test accuracy %.2f%% (1000 images)\n",
+              100 * r.epochs.back().test_accuracy);
+  EXPECT_GT(r.epochs.back().test_accuracy, 0.60);
+  EvalParams ep;
+  ep.limit = 1000;
+  ep.backend = Backend::kCpu;
+  const EvalResult e = evaluate(m, test_set, ep);
+  EXPECT_DOUBLE_EQ(e.accuracy, r.epochs.back().test_accuracy);
+  EXPECT_EQ(e.samples, 1000);
+}
+
+TEST(Models, CudaBackendWithoutCudaIsUnavailable) {
+  if (cuda_available()) GTEST_SKIP() << "a CUDA device is present";
+  const Model m = build_model("lenet300");
+  const Dataset d = synthetic(4, 1);
+  EvalParams ep;
+  ep.backend = Backend::kCuda;
+  try {
+    evaluate(m, d, ep);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUnavailable);
+  }
+}
+
+}  // namespace
+}  // namespace nq
