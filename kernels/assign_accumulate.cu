@@ -1,0 +1,439 @@
+// CUDA fused assign + accumulate (ECSQ / Hessian-weighted k-means, ALGORITHMS §3, §5): one pass over (w, h)
+// that labels every weight and produces the per-cluster Σh, Σh·w, Σw, counts and the objective.
+//
+// Assignment: nearest centre by binary search on the sorted centres (quant_formulas.h closer_to_upper), then an
+// exact bounded local search for the rate term. Bound: a centre j at least as far from w as the nearest n can
+// win only if h·((w−c_j)² − (w−c_n)²) ≤ λ·(l_n − l_j) ≤ λ·(l_n − l_min), so every candidate satisfies
+// h(w−c_j)² + λ·l_min ≤ cost_n; the scan outwards stops at the first centre whose rounding-monotone lower bound
+// (assign_cost_bound) exceeds the best cost so far (ties continue downwards, since the lowest index wins).
+// When h·(c_{k−1} − c_0)² ≤ λ·(l_n − l_min) that window is the whole codebook and a uniform full scan is used.
+// Both are the brute-force fp64 argmin, so labels equal the CPU op's (same formulas, no FMA contraction).
+//
+// Accumulation (determinism, no float atomics): one CTA per accumulation block of accum_block_size(n) elements
+// (a function of n alone). Each warp owns a shared-memory copy of the k accumulators; inside a warp, lanes that
+// picked the same cluster are grouped with __match_any_sync and the group's leader adds the members' values in
+// lane order. At the end the warps' copies are added in warp order into the CTA's partial row (fp64), and a
+// second kernel adds the partial rows in block order. The reduction tree depends on (n, k) only, so results are
+// bitwise identical run to run and across launch-independent device properties.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "assign_accumulate.cuh"
+#include "cuda_check.cuh"
+#include "device_buffer.cuh"
+#include "netquant/error.h"
+#include "quant/quant_formulas.h"
+#include "quant/quant_ops.h"
+
+namespace nq::cuda {
+namespace {
+
+namespace qf = ::nq::quant;
+
+constexpr int kMaxWarps = 8;                  // 256 threads per CTA
+constexpr size_t kSmemBudget = 96 * 1024;     // ≤ the opt-in limit of every sm_80+ part; a function of k only
+
+struct AssignParams {
+  const float* w;
+  const float* h;          // nullable: h ≡ 1
+  int32_t* labels;         // nullable
+  size_t n;
+  size_t block;            // elements per CTA (accum_block_size(n))
+  const double* centers;   // device, k entries
+  const double* code_len;  // device, k entries
+  int k;
+  double lambda;
+  double lmin;
+  int rate_best;           // lowest index with the smallest code length (the answer when h = 0)
+  double span2;            // (c_{k−1} − c_0)²: full-scan test
+  double* psum;            // [nblocks][3][k]: Σh, Σhw, Σw per CTA
+  long long* pcount;       // [nblocks][k]
+  double* pscal;           // [nblocks][3]: distortion, squared error, cost
+  bool vec;                // w, h, labels 16-byte aligned: float4 / int4 accesses
+  bool table_in_smem;      // centres and code lengths staged in shared memory
+  bool acc_in_smem;        // per-warp accumulators in shared memory (else: one warp, accumulating in its row)
+};
+
+// Exactly the CPU op's argmin (src/quant/quant_ops_cpu.cpp), with the full-scan shortcut described above.
+__device__ __forceinline__ int32_t argmin_cluster(float w, double h, const double* c, const double* l, int k,
+                                                  double lambda, double lmin, int32_t rate_best, double span2,
+                                                  double* best_cost_out) {
+  if (h == 0.0) {  // the distortion term vanishes: the most probable live cluster, as the CPU op decides
+    *best_cost_out = qf::assign_cost(w, h, c[rate_best], l[rate_best], lambda);
+    return rate_best;
+  }
+  int lo = 0, hi = k - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi) >> 1;
+    if (qf::closer_to_upper(w, c[mid], c[mid + 1])) lo = mid + 1; else hi = mid;
+  }
+  int32_t best = lo;
+  double best_cost = qf::assign_cost(w, h, c[lo], l[lo], lambda);
+  if (lambda > 0.0 && !(qf::fmul(h, span2) > qf::fmul(lambda, qf::fadd(l[lo], -lmin)))) {
+    for (int j = 0; j < k; ++j) {  // l[lo] = inf (dead nearest) lands here too
+      const double cost = qf::assign_cost(w, h, c[j], l[j], lambda);
+      if (qf::better(cost, j, best_cost, best)) { best_cost = cost; best = j; }
+    }
+    *best_cost_out = best_cost;
+    return best;
+  }
+  for (int j = lo - 1; j >= 0; --j) {
+    if (qf::assign_cost_bound(w, h, c[j], lmin, lambda) > best_cost) break;
+    const double cost = qf::assign_cost(w, h, c[j], l[j], lambda);
+    if (qf::better(cost, j, best_cost, best)) { best_cost = cost; best = j; }
+  }
+  for (int j = lo + 1; j < k; ++j) {
+    if (qf::assign_cost_bound(w, h, c[j], lmin, lambda) >= best_cost) break;
+    const double cost = qf::assign_cost(w, h, c[j], l[j], lambda);
+    if (qf::better(cost, j, best_cost, best)) { best_cost = cost; best = j; }
+  }
+  *best_cost_out = best_cost;
+  return best;
+}
+
+// All 32 lanes call this together; lab < 0 means "no element". Lanes with the same label are summed by their
+// leader in lane order and added once to the warp's accumulators: deterministic, and no two lanes of a warp
+// touch the same accumulator at once (other warps have their own copies).
+__device__ __forceinline__ void warp_accumulate(int lab, double hv, double hw, double wv, double* stage, int lane,
+                                                double* acc_h, double* acc_hw, double* acc_w, long long* acc_n) {
+  stage[3 * lane + 0] = hv;
+  stage[3 * lane + 1] = hw;
+  stage[3 * lane + 2] = wv;
+  __syncwarp();
+  const unsigned peers = __match_any_sync(0xffffffffu, lab);
+  if (lab >= 0 && lane == __ffs(peers) - 1) {
+    double a = 0.0, b = 0.0, s = 0.0;
+    for (unsigned m = peers; m; m &= m - 1) {
+      const int src = __ffs(m) - 1;
+      a += stage[3 * src + 0];
+      b += stage[3 * src + 1];
+      s += stage[3 * src + 2];
+    }
+    acc_h[lab] += a;
+    acc_hw[lab] += b;
+    acc_w[lab] += s;
+    acc_n[lab] += __popc(peers);
+  }
+  __syncwarp();
+}
+
+__device__ __forceinline__ double warp_sum(double v) {
+  for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);
+  return v;
+}
+
+__global__ void __launch_bounds__(kMaxWarps * 32) assign_accumulate_kernel(AssignParams p) {
+  extern __shared__ double smem[];
+  const int warps = static_cast<int>(blockDim.x) >> 5;
+  const int warp = static_cast<int>(threadIdx.x) >> 5;
+  const int lane = static_cast<int>(threadIdx.x) & 31;
+  const int k = p.k;
+  const size_t b = blockIdx.x;
+
+  double* cursor = smem;
+  const double* c = p.centers;
+  const double* l = p.code_len;
+  if (p.table_in_smem) {
+    for (int j = threadIdx.x; j < k; j += blockDim.x) {
+      cursor[j] = p.centers[j];
+      cursor[k + j] = p.code_len[j];
+    }
+    c = cursor;
+    l = cursor + k;
+    cursor += 2 * k;
+  }
+  double* stage = cursor + warp * 96;  // 32 lanes × (h, hw, w)
+  cursor += warps * 96;
+  double* wscal = cursor;              // per-warp scalar partials
+  cursor += warps * 3;
+  double *acc_h, *acc_hw, *acc_w;
+  long long* acc_n;
+  if (p.acc_in_smem) {
+    acc_h = cursor + static_cast<size_t>(warp) * 3 * k;
+    acc_hw = acc_h + k;
+    acc_w = acc_hw + k;
+    acc_n = reinterpret_cast<long long*>(cursor + static_cast<size_t>(warps) * 3 * k) + static_cast<size_t>(warp) * k;
+    for (int j = threadIdx.x; j < warps * 4 * k; j += blockDim.x) cursor[j] = 0.0;  // 0.0 and 0LL share bits
+  } else {  // one warp: accumulate straight into this CTA's partial row
+    acc_h = p.psum + b * 3 * k;
+    acc_hw = acc_h + k;
+    acc_w = acc_hw + k;
+    acc_n = p.pcount + b * k;
+    for (int j = threadIdx.x; j < k; j += blockDim.x) {
+      acc_h[j] = acc_hw[j] = acc_w[j] = 0.0;
+      acc_n[j] = 0;
+    }
+  }
+  __syncthreads();
+
+  const size_t i0 = b * p.block;
+  const size_t i1 = i0 + p.block < p.n ? i0 + p.block : p.n;
+  const size_t nquads = (i1 - i0 + 3) / 4;
+  double dist = 0.0, sq = 0.0, tot = 0.0;
+  // Warp-uniform trip count: every lane runs the same iterations, so the warp collectives see all 32 lanes.
+  for (size_t q0 = static_cast<size_t>(warp) * 32; q0 < nquads; q0 += static_cast<size_t>(warps) * 32) {
+    const size_t q = q0 + lane;
+    const size_t e0 = i0 + 4 * q;
+    float wv[4] = {0.f, 0.f, 0.f, 0.f}, hv[4] = {1.f, 1.f, 1.f, 1.f};
+    const bool full = q < nquads && e0 + 4 <= i1;
+    if (full && p.vec) {
+      const float4 a = __ldcs(reinterpret_cast<const float4*>(p.w + e0));
+      wv[0] = a.x, wv[1] = a.y, wv[2] = a.z, wv[3] = a.w;
+      if (p.h) {
+        const float4 g = __ldcs(reinterpret_cast<const float4*>(p.h + e0));
+        hv[0] = g.x, hv[1] = g.y, hv[2] = g.z, hv[3] = g.w;
+      }
+    } else if (q < nquads) {
+      for (int e = 0; e < 4; ++e)
+        if (e0 + e < i1) {
+          wv[e] = p.w[e0 + e];
+          if (p.h) hv[e] = p.h[e0 + e];
+        }
+    }
+    int32_t lab[4];
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const bool valid = q < nquads && e0 + e < i1;
+      double hd = 0.0, hw = 0.0, wd = 0.0;
+      lab[e] = -1;
+      if (valid) {
+        const double h = static_cast<double>(hv[e]);
+        double cost;
+        const int32_t j = argmin_cluster(wv[e], h, c, l, k, p.lambda, p.lmin, p.rate_best, p.span2, &cost);
+        const double d = static_cast<double>(wv[e]) - c[j];
+        dist += h * (d * d);
+        sq += d * d;
+        tot += cost;
+        lab[e] = j;
+        hd = h;
+        hw = h * wv[e];
+        wd = wv[e];
+      }
+      warp_accumulate(lab[e], hd, hw, wd, stage, lane, acc_h, acc_hw, acc_w, acc_n);
+    }
+    if (p.labels) {
+      if (full && p.vec) {
+        __stcs(reinterpret_cast<int4*>(p.labels + e0), make_int4(lab[0], lab[1], lab[2], lab[3]));
+      } else if (q < nquads) {
+        for (int e = 0; e < 4; ++e)
+          if (e0 + e < i1) p.labels[e0 + e] = lab[e];
+      }
+    }
+  }
+
+  // Scalars: fixed shuffle tree per warp, then warps in order.
+  dist = warp_sum(dist);
+  sq = warp_sum(sq);
+  tot = warp_sum(tot);
+  if (lane == 0) {
+    wscal[3 * warp + 0] = dist;
+    wscal[3 * warp + 1] = sq;
+    wscal[3 * warp + 2] = tot;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0;
+    for (int v = 0; v < warps; ++v) {
+      s0 += wscal[3 * v + 0];
+      s1 += wscal[3 * v + 1];
+      s2 += wscal[3 * v + 2];
+    }
+    p.pscal[3 * b + 0] = s0;
+    p.pscal[3 * b + 1] = s1;
+    p.pscal[3 * b + 2] = s2;
+  }
+  if (p.acc_in_smem) {  // warps' copies in warp order → the CTA's partial row
+    const double* base = cursor;
+    const long long* nbase = reinterpret_cast<const long long*>(cursor + static_cast<size_t>(warps) * 3 * k);
+    for (int j = threadIdx.x; j < k; j += blockDim.x) {
+      double sh = 0.0, shw = 0.0, sw = 0.0;
+      long long cnt = 0;
+      for (int v = 0; v < warps; ++v) {
+        const double* a = base + static_cast<size_t>(v) * 3 * k;
+        sh += a[j];
+        shw += a[k + j];
+        sw += a[2 * k + j];
+        cnt += nbase[static_cast<size_t>(v) * k + j];
+      }
+      p.psum[(b * 3 + 0) * k + j] = sh;
+      p.psum[(b * 3 + 1) * k + j] = shw;
+      p.psum[(b * 3 + 2) * k + j] = sw;
+      p.pcount[b * k + j] = cnt;
+    }
+  }
+}
+
+// One thread per output value, adding the CTAs' partials in block order.
+__global__ void merge_partials_kernel(const double* __restrict__ psum, const long long* __restrict__ pcount,
+                                      const double* __restrict__ pscal, size_t nblocks, int k,
+                                      double* __restrict__ out_sum, long long* __restrict__ out_count,
+                                      double* __restrict__ out_scal) {
+  const int idx = blockIdx.x * blockDim.x + threadIdx.x;
+  const int nsum = 3 * k;
+  if (idx < nsum) {
+    const int f = idx / k, j = idx % k;
+    double s = 0.0;
+    for (size_t b = 0; b < nblocks; ++b) s += psum[(b * 3 + f) * k + j];
+    out_sum[idx] = s;
+  } else if (idx < nsum + k) {
+    const int j = idx - nsum;
+    long long s = 0;
+    for (size_t b = 0; b < nblocks; ++b) s += pcount[b * k + j];
+    out_count[j] = s;
+  } else if (idx < nsum + k + 3) {
+    const int f = idx - nsum - k;
+    double s = 0.0;
+    for (size_t b = 0; b < nblocks; ++b) s += pscal[3 * b + f];
+    out_scal[f] = s;
+  }
+}
+
+// Launch shape as a function of k only (so the summation tree never depends on the device).
+struct Shape {
+  int warps;
+  bool table_in_smem;
+  bool acc_in_smem;
+  size_t smem_bytes;
+};
+
+Shape choose_shape(int k) {
+  const size_t kd = static_cast<size_t>(k);
+  for (int table = 1; table >= 0; --table)
+    for (int warps = kMaxWarps; warps >= 1; warps >>= 1) {
+      const size_t bytes = sizeof(double) * (table * 2 * kd + warps * (96 + 3 + 4 * kd));
+      if (bytes <= kSmemBudget) return {warps, table == 1, true, bytes};
+    }
+  return {1, false, false, sizeof(double) * (96 + 3)};
+}
+
+// Device workspace reused across calls on this thread (grow-only), so a Lloyd loop does not pay cudaMalloc.
+struct Workspace {
+  int device = -1;
+  DeviceBuffer<unsigned char> bytes;
+  unsigned char* get(size_t need) {
+    int dev = 0;
+    NQ_CUDA_CHECK(cudaGetDevice(&dev));
+    if (dev != device || bytes.size() < need) {
+      bytes.allocate(std::max(need, bytes.size() + bytes.size() / 2));
+      device = dev;
+    }
+    return bytes.get();
+  }
+};
+thread_local Workspace t_workspace;
+
+size_t align_up(size_t x) { return (x + 255) & ~size_t{255}; }
+
+void launch_assign_accumulate(const AssignParams& base, size_t nblocks, const Shape& shape, cudaStream_t stream,
+                              double* out_sum, long long* out_count, double* out_scal) {
+  if (shape.smem_bytes > 48 * 1024)
+    NQ_CUDA_CHECK(cudaFuncSetAttribute(assign_accumulate_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       static_cast<int>(shape.smem_bytes)));
+  assign_accumulate_kernel<<<static_cast<unsigned>(nblocks), shape.warps * 32, shape.smem_bytes, stream>>>(base);
+  NQ_CUDA_CHECK_LAUNCH("assign_accumulate_kernel");
+  const int outputs = 4 * base.k + 3;
+  merge_partials_kernel<<<(outputs + 127) / 128, 128, 0, stream>>>(base.psum, base.pcount, base.pscal, nblocks,
+                                                                  base.k, out_sum, out_count, out_scal);
+  NQ_CUDA_CHECK_LAUNCH("merge_partials_kernel");
+}
+
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+}  // namespace
+
+void assign_accumulate_device(const float* d_w, const float* d_h, size_t n, const double* centers,
+                              const double* code_len, int k, double lambda, int32_t* d_labels,
+                              quant::AssignAccum& out, cudaStream_t stream) {
+  NQ_CHECK(k >= 1, ErrorCode::kInvalidArgument, "assign_accumulate: k = " << k << " must be at least 1");
+  NQ_CHECK(centers && code_len, ErrorCode::kInvalidArgument, "assign_accumulate: null codebook");
+  out.reset(k);
+  double lmin = quant::infinity();
+  int32_t rate_best = -1;
+  for (int j = 0; j < k; ++j)
+    if (code_len[j] < lmin) { lmin = code_len[j]; rate_best = j; }
+  NQ_ASSERT_MSG(rate_best >= 0, "assign_accumulate: every cluster is dead");
+  for (int j = 0; j + 1 < k; ++j) NQ_ASSERT(centers[j] < centers[j + 1]);
+  if (n == 0) return;
+  NQ_CHECK(d_w != nullptr, ErrorCode::kInvalidArgument, "assign_accumulate: null weights");
+
+  const size_t block = quant::accum_block_size(n);
+  const size_t nblocks = (n + block - 1) / block;
+  const size_t kd = static_cast<size_t>(k);
+  const Shape shape = choose_shape(k);
+
+  // Workspace: table (2k) | partial sums (3k per CTA) | partial counts (k per CTA) | scalars | merged outputs.
+  const size_t off_table = 0;
+  const size_t off_psum = align_up(off_table + 2 * kd * sizeof(double));
+  const size_t off_pcount = align_up(off_psum + nblocks * 3 * kd * sizeof(double));
+  const size_t off_pscal = align_up(off_pcount + nblocks * kd * sizeof(long long));
+  const size_t off_out = align_up(off_pscal + nblocks * 3 * sizeof(double));
+  const size_t off_outn = align_up(off_out + (3 * kd + 3) * sizeof(double));
+  const size_t total = align_up(off_outn + kd * sizeof(long long));
+  unsigned char* ws = t_workspace.get(total);
+
+  std::vector<double> table(2 * kd);
+  std::copy(centers, centers + k, table.begin());
+  std::copy(code_len, code_len + k, table.begin() + k);
+  NQ_CUDA_CHECK(cudaMemcpyAsync(ws + off_table, table.data(), table.size() * sizeof(double),
+                                cudaMemcpyHostToDevice, stream));
+
+  AssignParams p{};
+  p.w = d_w;
+  p.h = d_h;
+  p.labels = d_labels;
+  p.n = n;
+  p.block = block;
+  p.centers = reinterpret_cast<const double*>(ws + off_table);
+  p.code_len = p.centers + k;
+  p.k = k;
+  p.lambda = lambda;
+  p.lmin = lmin;
+  p.rate_best = rate_best;
+  const double span = centers[k - 1] - centers[0];
+  p.span2 = span * span;
+  p.psum = reinterpret_cast<double*>(ws + off_psum);
+  p.pcount = reinterpret_cast<long long*>(ws + off_pcount);
+  p.pscal = reinterpret_cast<double*>(ws + off_pscal);
+  p.vec = aligned16(d_w) && (!d_h || aligned16(d_h)) && (!d_labels || aligned16(d_labels));
+  p.table_in_smem = shape.table_in_smem;
+  p.acc_in_smem = shape.acc_in_smem;
+
+  double* d_out = reinterpret_cast<double*>(ws + off_out);
+  long long* d_outn = reinterpret_cast<long long*>(ws + off_outn);
+  launch_assign_accumulate(p, nblocks, shape, stream, d_out, d_outn, d_out + 3 * kd);
+
+  std::vector<double> sums(3 * kd + 3);
+  std::vector<long long> counts(kd);
+  NQ_CUDA_CHECK(cudaMemcpyAsync(sums.data(), d_out, sums.size() * sizeof(double), cudaMemcpyDeviceToHost, stream));
+  NQ_CUDA_CHECK(cudaMemcpyAsync(counts.data(), d_outn, kd * sizeof(long long), cudaMemcpyDeviceToHost, stream));
+  NQ_CUDA_CHECK(cudaStreamSynchronize(stream));
+  for (size_t j = 0; j < kd; ++j) {
+    out.sum_h[j] = sums[j];
+    out.sum_hw[j] = sums[kd + j];
+    out.sum_w[j] = sums[2 * kd + j];
+    out.count[j] = counts[j];
+  }
+  out.distortion = sums[3 * kd + 0];
+  out.sq_error = sums[3 * kd + 1];
+  out.cost = sums[3 * kd + 2];
+}
+
+void assign_accumulate(const float* w, const float* h, size_t n, const double* centers, const double* code_len,
+                       int k, double lambda, int32_t* labels, quant::AssignAccum& out) {
+  if (n == 0) {  // validation only; no device memory needed
+    assign_accumulate_device(nullptr, nullptr, 0, centers, code_len, k, lambda, nullptr, out);
+    return;
+  }
+  NQ_CHECK(w != nullptr, ErrorCode::kInvalidArgument, "assign_accumulate: null weights");
+  DeviceBuffer<float> dw, dh;
+  DeviceBuffer<int32_t> dl(labels ? n : 0);
+  dw.upload(w, n);
+  if (h) dh.upload(h, n);
+  assign_accumulate_device(dw.get(), h ? dh.get() : nullptr, n, centers, code_len, k, lambda,
+                           labels ? dl.get() : nullptr, out);
+  if (labels) dl.download(labels, n);
+}
+
+}  // namespace nq::cuda

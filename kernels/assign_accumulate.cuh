@@ -1,0 +1,22 @@
+// Device-resident entry of the fused assign + accumulate op (quant_ops.h (a)): for callers that keep w/h on the
+// GPU across Lloyd/ECSQ iterations (the benchmark, a future resident driver). The host-pointer op of
+// quant_ops.h copies in and calls this.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "quant/quant_ops.h"
+
+namespace nq::cuda {
+
+// d_w, d_h (nullable: h ≡ 1), d_labels (nullable: not written) are device pointers of n entries; centers and
+// code_len are host arrays of k entries with the quant_ops.h contract. Results land in `out` (host) when the
+// call returns. Bitwise reproducible for a given (n, k, inputs) on any GPU of the same architecture.
+void assign_accumulate_device(const float* d_w, const float* d_h, size_t n, const double* centers,
+                              const double* code_len, int k, double lambda, int32_t* d_labels,
+                              ::nq::quant::AssignAccum& out, cudaStream_t stream = 0);
+
+}  // namespace nq::cuda

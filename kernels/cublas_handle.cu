@@ -1,0 +1,45 @@
+// One cuBLAS handle per (host thread, device), created on first use and destroyed when the thread exits.
+#include <map>
+#include <sstream>
+
+#include "cublas_handle.cuh"
+
+namespace nq::cuda {
+
+void throw_cublas_error(cublasStatus_t status, const char* what, const char* file, int line) {
+  std::ostringstream os;
+  os << "cuBLAS error in " << what << " at " << file << ":" << line << ": " << cublasGetStatusName(status) << " ("
+     << cublasGetStatusString(status) << ")";
+  throw Error(status == CUBLAS_STATUS_ALLOC_FAILED ? ErrorCode::kOutOfMemory : ErrorCode::kInternal, os.str());
+}
+
+namespace {
+struct ThreadHandles {
+  std::map<int, cublasHandle_t> by_device;
+  ~ThreadHandles() {
+    // Thread-local destructors run before the runtime's own teardown; errors are ignored (nothing to report to).
+    for (auto& [device, handle] : by_device) {
+      if (cudaSetDevice(device) == cudaSuccess) cublasDestroy(handle);
+    }
+  }
+};
+thread_local ThreadHandles t_handles;
+}  // namespace
+
+cublasHandle_t cublas_handle() {
+  int device = 0;
+  NQ_CUDA_CHECK(cudaGetDevice(&device));
+  auto it = t_handles.by_device.find(device);
+  if (it != t_handles.by_device.end()) return it->second;
+  cublasHandle_t handle = nullptr;
+  NQ_CUBLAS_CHECK(cublasCreate(&handle));
+  const cublasStatus_t st = cublasSetMathMode(handle, CUBLAS_PEDANTIC_MATH);
+  if (st != CUBLAS_STATUS_SUCCESS) {
+    cublasDestroy(handle);
+    throw_cublas_error(st, "cublasSetMathMode", __FILE__, __LINE__);
+  }
+  t_handles.by_device.emplace(device, handle);
+  return handle;
+}
+
+}  // namespace nq::cuda
