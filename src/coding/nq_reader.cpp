@@ -204,9 +204,8 @@ NqDirectory read_nq_directory(const NqSource& src, bool tolerate_crc) {
       NQ_CHECK(rec.pruned <= rec.numel, ErrorCode::kBadFile,
                what << ": " << rec.pruned << " pruned of " << rec.numel << " weights");
       if (rec.numel > 0) {
-        NQ_CHECK(rec.problem_size > 0 && rec.num_problems > 0 && rec.problem_size <= rec.numel &&
-                     (rec.num_problems - 1) <= (rec.numel - 1) / rec.problem_size &&
-                     rec.num_problems >= (rec.numel + rec.problem_size - 1) / rec.problem_size,
+        // Exactly ceil(numel / problem_size) problems (a group may be larger than the tensor).
+        NQ_CHECK(rec.problem_size > 0 && rec.num_problems == (rec.numel - 1) / rec.problem_size + 1,
                  ErrorCode::kBadFile,
                  what << ": " << rec.num_problems << " codebook problems of " << rec.problem_size << " do not cover "
                       << rec.numel << " weights");

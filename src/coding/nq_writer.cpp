@@ -26,6 +26,9 @@ void check_model(const QuantizedModel& model) {
   for (const auto& cb : model.codebooks)
     NQ_CHECK(cb.size() <= kMaxAlphabet, ErrorCode::kInvalidArgument,
              kApi << ": a codebook of " << cb.size() << " levels (at most " << kMaxAlphabet << ")");
+  for (const auto& t : model.tensors)
+    NQ_CHECK(!global || !t.quantized || model.codebooks.size() == 1, ErrorCode::kInvalidArgument,
+             kApi << ": global scope without its shared codebook");
   for (const auto& t : model.tensors) {
     NQ_CHECK(t.name.size() <= kNqMaxNameBytes, ErrorCode::kInvalidArgument, kApi << ": tensor name too long");
     NQ_CHECK(t.shape.size() <= kNqMaxNdim, ErrorCode::kInvalidArgument,
@@ -41,6 +44,10 @@ void check_model(const QuantizedModel& model) {
              kApi << ": quantized tensor '" << t.name << "' has non-float dtype " << dtype_name(t.dtype));
     NQ_CHECK(static_cast<int64_t>(t.indices.size()) == numel, ErrorCode::kInvalidArgument,
              kApi << ": tensor '" << t.name << "' has " << t.indices.size() << " indices for " << numel << " weights");
+    NQ_CHECK(t.num_problems >= 0 && t.first_codebook >= 0 &&
+                 (global || static_cast<uint64_t>(t.first_codebook) + static_cast<uint64_t>(t.num_problems) <=
+                                model.codebooks.size()),
+             ErrorCode::kInvalidArgument, kApi << ": tensor '" << t.name << "' refers to missing codebooks");
     if (numel == 0) continue;
     NQ_CHECK(t.problem_size > 0 && t.num_problems > 0 && t.first_codebook >= 0, ErrorCode::kInvalidArgument,
              kApi << ": tensor '" << t.name << "' has no codebook layout");

@@ -1,0 +1,272 @@
+// The .nq file: round trips over random models (all scopes, pruning, float-kept tensors, f16/bf16), gap coding,
+// accounting against hand-computed formulas, streaming decompression, hostile-input rejection.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+
+#include "coding/nq_format.h"
+#include "coding/positions.h"
+#include "coding_test_util.h"
+#include "netquant/atomic_file.h"
+#include "netquant/io.h"
+
+using namespace nq;
+using namespace nq::coding;
+using nq::testing::ModelSpec;
+
+namespace {
+
+std::string temp_path(const std::string& name) {
+  return ::testing::TempDir() + "/nq_coding_" + std::to_string(::getpid()) + "_" + name;
+}
+
+void expect_bad_file(const std::vector<uint8_t>& bytes, const std::string& why) {
+  try {
+    parse_nq(bytes.data(), bytes.size(), "mem.nq");
+    ADD_FAILURE() << "accepted: " << why;
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kBadFile) << why << ": " << e.what();
+  }
+}
+
+}  // namespace
+
+TEST(Gaps, RoundTripWithPrunedZerosAndLongRuns) {
+  std::mt19937_64 rng(21);
+  for (double p : {0.0, 0.05, 0.5, 0.9, 0.999, 1.0}) {
+    for (size_t n : {1u, 2u, 7u, 100u, 4097u, 200000u}) {
+      std::vector<int32_t> idx(n);
+      for (auto& v : idx) v = std::uniform_real_distribution<double>(0, 1)(rng) < p ? kPrunedIndex : 3;
+      if (n > 10 && p > 0.1 && p < 1.0) std::fill(idx.begin() + 2, idx.begin() + static_cast<long>(n / 2), kPrunedIndex);
+      uint64_t kept = 0;
+      for (int32_t v : idx) kept += v != kPrunedIndex;
+      const GapPlan plan = plan_gaps(idx.data(), n, kPrunedIndex);
+      // The chosen width is the cheapest of all 16.
+      BitWriter w;
+      encode_gaps(idx.data(), n, kPrunedIndex, plan, w);
+      EXPECT_EQ(w.bit_count(), plan.stream_bits);
+      const uint64_t bits = w.bit_count();
+      const auto bytes = w.finish();
+      HuffmanDecoder dec(plan.lengths, "gaps");
+      BitReader r(bytes.data(), bytes.size(), bits);
+      std::vector<int32_t> out(n, kPrunedIndex);
+      decode_gaps(r, dec, plan.width, n, kept, "gaps", [&](uint64_t pos) { out[pos] = 3; });
+      EXPECT_EQ(r.consumed_bits(), bits);
+      EXPECT_EQ(out, idx) << "p=" << p << " n=" << n;
+    }
+  }
+}
+
+TEST(Gaps, ChosenWidthMinimizesTotal) {
+  std::mt19937_64 rng(22);
+  std::vector<int32_t> idx(50000);
+  for (auto& v : idx) v = rng() % 10 == 0 ? 1 : kPrunedIndex;
+  const GapPlan best = plan_gaps(idx.data(), idx.size(), kPrunedIndex);
+  // Brute force: encode with every width and compare the totals.
+  for (int w = kMinGapWidth; w <= kMaxGapWidth; ++w) {
+    const uint64_t filler = (uint64_t{1} << w) - 1;
+    std::vector<uint64_t> counts(size_t{1} << w, 0);
+    uint64_t run = 0;
+    auto flush = [&] {
+      counts[filler] += run / filler;
+      counts[run % filler] += 1;
+      run = 0;
+    };
+    for (int32_t v : idx) {
+      if (v == kPrunedIndex)
+        ++run;
+      else
+        flush();
+    }
+    flush();
+    const auto lengths = huffman_code_lengths(counts);
+    const uint64_t total = huffman_stream_bits(counts, lengths) + code_lengths_bits(lengths) + 8;
+    EXPECT_LE(best.stream_bits + best.table_bits + 8, total) << "width " << w;
+  }
+}
+
+TEST(NqFile, RoundTripAllScopesPruningRawAndDtypes) {
+  int seed = 100;
+  for (ScopeKind scope : {ScopeKind::kGlobal, ScopeKind::kTensor, ScopeKind::kRow, ScopeKind::kGroup}) {
+    for (double prune : {0.0, 0.3, 0.97}) {
+      for (bool raw : {false, true}) {
+        for (DType dt : {DType::kF32, DType::kF16, DType::kBF16}) {
+          for (int k : {1, 2, 16, 300}) {
+            ModelSpec spec;
+            spec.scope = scope;
+            spec.group = 50;
+            spec.prune = prune;
+            spec.with_raw = raw;
+            spec.k = k;
+            spec.dtype = dt;
+            auto m = nq::testing::random_model(spec, static_cast<uint64_t>(++seed));
+            const auto bytes = serialize_nq(m);
+            SCOPED_TRACE(scope_to_string(m.scope) + " prune " + std::to_string(prune) + " k " + std::to_string(k));
+            const auto back = parse_nq(bytes.data(), bytes.size(), "mem.nq");
+            nq::testing::expect_same_model(m, back);
+            // Canonical: re-encoding what was read gives the same bytes.
+            auto again = back;
+            EXPECT_EQ(serialize_nq(again), bytes);
+            EXPECT_GT(m.total.ratio_file, 0);
+            double params = 0;
+            for (const auto& t : m.tensors) params += static_cast<double>(shape_numel(t.shape));
+            EXPECT_DOUBLE_EQ(m.total.ratio_file, 32.0 * params / (8.0 * static_cast<double>(bytes.size())));
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(NqFile, AccountingMatchesThePaperFormula) {
+  // One tensor, tensor scope, k = 3 with counts 6/2/2 -> Huffman lengths 1/2/2: 14 bits of stream.
+  QuantizedModel m;
+  m.scope.kind = ScopeKind::kTensor;
+  m.codebooks = {{-1.0f, 0.0f, 1.0f}};
+  QuantizedTensor t;
+  t.name = "w";
+  t.shape = {10};
+  t.problem_size = 10;
+  t.num_problems = 1;
+  t.indices = {1, 1, 0, 1, 2, 1, 1, 0, 2, 1};
+  m.tensors.push_back(t);
+  account_coding(m);
+  const double n = 10, paper_bits = 14 + (1 + 2 + 2) + 3 * 32;
+  EXPECT_DOUBLE_EQ(m.tensors[0].stats.huffman_bits_per_weight, 1.4);
+  EXPECT_DOUBLE_EQ(m.tensors[0].stats.ratio_huffman, n * 32 / paper_bits);
+  EXPECT_DOUBLE_EQ(m.total.ratio_huffman, n * 32 / paper_bits);
+  const auto bytes = serialize_nq(m);
+  EXPECT_DOUBLE_EQ(m.total.ratio_file, n * 32 / (8.0 * bytes.size()));
+  // Pruned: the gap stream and gap table enter the formula.
+  m.tensors[0].indices[3] = kPrunedIndex;
+  m.tensors[0].indices[4] = kPrunedIndex;
+  account_coding(m);
+  EXPECT_GT(m.tensors[0].stats.huffman_bits_per_weight, 0);
+  EXPECT_LT(m.tensors[0].stats.ratio_huffman, n * 32 / paper_bits);
+}
+
+TEST(NqFile, GlobalScopeSharedTableChosenWhenSmaller) {
+  // Many small tensors with the same distribution: one shared table wins.
+  ModelSpec spec;
+  spec.k = 256;
+  auto m = nq::testing::random_model(spec, 7);
+  for (int i = 0; i < 20; ++i) {
+    auto t = m.tensors[0];
+    t.name = "copy" + std::to_string(i);
+    m.tensors.push_back(t);
+  }
+  const auto bytes = serialize_nq(m);
+  EXPECT_EQ(bytes[10] & kNqFlagSharedTable, kNqFlagSharedTable);
+  nq::testing::expect_same_model(m, parse_nq(bytes.data(), bytes.size(), "mem.nq"));
+  // One big tensor: its own table is as good; no shared table.
+  ModelSpec one;
+  one.k = 4;
+  auto single = nq::testing::random_model(one, 8);
+  single.tensors.resize(1);
+  const auto b1 = serialize_nq(single);
+  EXPECT_EQ(b1[10] & kNqFlagSharedTable, 0);
+}
+
+TEST(NqFile, FileRoundTripDescribeAndStreamingDecompress) {
+  for (DType dt : {DType::kF32, DType::kF16, DType::kBF16, DType::kF64}) {
+    ModelSpec spec;
+    spec.scope = ScopeKind::kRow;
+    spec.prune = 0.4;
+    spec.with_raw = true;
+    spec.dtype = dt;
+    auto m = nq::testing::random_model(spec, 31);
+    const std::string nq_path = temp_path("model.nq");
+    const std::string st_path = temp_path("model.safetensors");
+    write_nq_file(nq_path, m);
+    nq::testing::expect_same_model(m, read_nq_file(nq_path));
+    const NqFileInfo info = describe_nq_file(nq_path);
+    EXPECT_EQ(info.version, 1);
+    EXPECT_TRUE(info.header_crc_ok && info.file_crc_ok);
+    ASSERT_EQ(info.tensors.size(), m.tensors.size());
+    for (const auto& ti : info.tensors) EXPECT_TRUE(ti.crc_ok);
+
+    decompress_nq_file(nq_path, st_path);
+    const TensorSet out = read_safetensors(st_path);
+    ASSERT_EQ(out.size(), m.tensors.size());
+    for (size_t i = 0; i < m.tensors.size(); ++i) {
+      const auto& t = m.tensors[i];
+      const Tensor& o = out[i];
+      EXPECT_EQ(o.name(), t.name);
+      EXPECT_EQ(o.shape(), t.shape);
+      if (!t.quantized) {
+        EXPECT_EQ(0, std::memcmp(o.data(), t.original.data(), t.original.nbytes()));
+        continue;
+      }
+      ASSERT_EQ(o.dtype(), dt);
+      // Expected values computed independently: codebook float, converted once to the dtype.
+      std::vector<float> f(t.indices.size());
+      for (size_t j = 0; j < f.size(); ++j) f[j] = nq::testing::dequantized_value(m, t, j);
+      const Tensor expect = Tensor::from_f32(t.name, t.shape, f).converted(dt);
+      EXPECT_EQ(0, std::memcmp(o.data(), expect.data(), expect.nbytes())) << t.name;
+    }
+    // --dtype f32 override, and refusal to overwrite the input.
+    decompress_nq_file(nq_path, st_path, DType::kF32);
+    EXPECT_EQ(read_safetensors(st_path)[0].dtype(), DType::kF32);
+    EXPECT_THROW(decompress_nq_file(nq_path, nq_path), Error);
+    std::remove(nq_path.c_str());
+    std::remove(st_path.c_str());
+  }
+}
+
+TEST(NqFile, CorruptionIsRejectedEverywhere) {
+  ModelSpec spec;
+  spec.scope = ScopeKind::kGroup;
+  spec.group = 64;
+  spec.prune = 0.3;
+  spec.with_raw = true;
+  auto m = nq::testing::random_model(spec, 41);
+  const auto good = serialize_nq(m);
+  // Every truncation.
+  for (size_t cut = 0; cut < good.size(); cut += (cut < 200 ? 1 : 7)) {
+    std::vector<uint8_t> part(good.begin(), good.begin() + static_cast<long>(cut));
+    expect_bad_file(part, "truncated at " + std::to_string(cut));
+  }
+  // Every single-byte flip is caught (CRCs, structure).
+  std::mt19937_64 rng(42);
+  for (size_t i = 0; i < good.size(); i += 1 + rng() % 5) {
+    auto bad = good;
+    bad[i] ^= static_cast<uint8_t>(1u << (rng() % 8));
+    expect_bad_file(bad, "flip at " + std::to_string(i));
+  }
+  auto padded = good;
+  padded.push_back(0);
+  expect_bad_file(padded, "trailing byte");
+}
+
+TEST(NqFile, LimitsBoundDecodedElements) {
+  ModelSpec spec;
+  auto m = nq::testing::random_model(spec, 51);
+  const auto bytes = serialize_nq(m);
+  NqLimits limits;
+  limits.max_elements = 100;
+  EXPECT_THROW(parse_nq(bytes.data(), bytes.size(), "mem.nq", limits), Error);
+  uint64_t total = 0;
+  for (const auto& t : m.tensors) total += static_cast<uint64_t>(shape_numel(t.shape));
+  limits.max_elements = total;
+  EXPECT_NO_THROW(parse_nq(bytes.data(), bytes.size(), "mem.nq", limits));
+}
+
+TEST(NqFile, RejectsInconsistentModels) {
+  QuantizedModel m;
+  m.scope.kind = ScopeKind::kTensor;
+  m.codebooks = {{0.5f}};
+  QuantizedTensor t;
+  t.name = "w";
+  t.shape = {3};
+  t.problem_size = 3;
+  t.num_problems = 1;
+  t.indices = {0, 1, 0};  // 1 is outside the codebook
+  m.tensors.push_back(t);
+  try {
+    serialize_nq(m);
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+  }
+}
