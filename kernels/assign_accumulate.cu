@@ -345,7 +345,7 @@ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) ==
 
 void assign_accumulate_device(const float* d_w, const float* d_h, size_t n, const double* centers,
                               const double* code_len, int k, double lambda, int32_t* d_labels,
-                              quant::AssignAccum& out, cudaStream_t stream) {
+                              quant::AssignAccum& out, CUstream_st* stream) {
   NQ_CHECK(k >= 1, ErrorCode::kInvalidArgument, "assign_accumulate: k = " << k << " must be at least 1");
   NQ_CHECK(centers && code_len, ErrorCode::kInvalidArgument, "assign_accumulate: null codebook");
   out.reset(k);

@@ -3,12 +3,13 @@
 // quant_ops.h copies in and calls this.
 #pragma once
 
-#include <cuda_runtime.h>
-
 #include <cstddef>
 #include <cstdint>
 
 #include "quant/quant_ops.h"
+
+// cudaStream_t without <cuda_runtime.h>, so plain C++ (tests) can include this header.
+struct CUstream_st;
 
 namespace nq::cuda {
 
@@ -17,6 +18,6 @@ namespace nq::cuda {
 // call returns. Bitwise reproducible for a given (n, k, inputs) on any GPU of the same architecture.
 void assign_accumulate_device(const float* d_w, const float* d_h, size_t n, const double* centers,
                               const double* code_len, int k, double lambda, int32_t* d_labels,
-                              ::nq::quant::AssignAccum& out, cudaStream_t stream = 0);
+                              ::nq::quant::AssignAccum& out, CUstream_st* stream = nullptr);
 
 }  // namespace nq::cuda

@@ -192,7 +192,7 @@ __global__ void __launch_bounds__(kThreads) segmented_kmeans_kernel(SegParams p)
 }
 
 template <int kItems>
-void launch_segmented(const SegParams& p, cudaStream_t stream) {
+void launch_segmented(const SegParams& p, CUstream_st* stream) {
   const size_t smem = SegLayout<kItems>::bytes(p.len, p.k);
   int dev = 0, optin = 0, sms = 0;
   NQ_CUDA_CHECK(cudaGetDevice(&dev));
@@ -212,7 +212,7 @@ void launch_segmented(const SegParams& p, cudaStream_t stream) {
 
 void segmented_kmeans_device(const float* d_w, const float* d_h, int64_t rows, int64_t row_len, int k,
                              int iterations, double* d_centers, int32_t* d_labels, double* d_distortion,
-                             cudaStream_t stream) {
+                             CUstream_st* stream) {
   NQ_CHECK(rows >= 0 && row_len >= 1, ErrorCode::kInvalidArgument,
            "segmented k-means: bad shape " << rows << " x " << row_len);
   NQ_CHECK(k >= 1 && iterations >= 0, ErrorCode::kInvalidArgument,

@@ -3,9 +3,10 @@
 // driver's row/group scopes can call it directly (CUDA builds only, see kernels/segmented_kmeans.cu).
 #pragma once
 
-#include <cuda_runtime.h>
-
 #include <cstdint>
+
+// cudaStream_t without <cuda_runtime.h>, so plain C++ (tests) can include this header.
+struct CUstream_st;
 
 namespace nq::cuda {
 
@@ -26,6 +27,6 @@ void segmented_kmeans(const float* w, const float* h, int64_t rows, int64_t row_
 // Device pointers (w, h, centers, labels, distortion all on the device); asynchronous on `stream`.
 void segmented_kmeans_device(const float* d_w, const float* d_h, int64_t rows, int64_t row_len, int k,
                              int iterations, double* d_centers, int32_t* d_labels, double* d_distortion,
-                             cudaStream_t stream = 0);
+                             CUstream_st* stream = nullptr);
 
 }  // namespace nq::cuda

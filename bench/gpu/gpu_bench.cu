@@ -1,0 +1,255 @@
+// GPU benchmark (CUDA events): measures the device's copy bandwidth in the same run and reports every quantizer
+// kernel's effective bandwidth as a fraction of it (PERFORMANCE.md "GPU"). One dense line per measurement:
+//   name  size  median_ms  GB/s  %copy  (extra)
+// Workloads: fused assign+accumulate at N = 1e8 and 1e9 (when memory allows), k = 16, 32, 256, λ = 0 and > 0;
+// per-row k-means (rows of 4096, k = 16, 50 iterations, 1e9 weights or what fits); a 64-point λ sweep at N = 1e8
+// run to convergence with warm starts; LeNet-5 batch 1024 Hessian pass vs gradient pass.
+// Usage: nq_gpu_bench [--quick]   (--quick: N = 1e7, fewer repetitions — for a smoke test)
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "assign_accumulate.cuh"
+#include "cuda_check.cuh"
+#include "device_buffer.cuh"
+#include "netquant/backend.h"
+#include "netquant/nn.h"
+#include "nn/network.h"
+#include "nn/nn_ops.h"
+#include "quant/quant_formulas.h"
+#include "segmented_kmeans.cuh"
+
+namespace {
+
+using nq::cuda::DeviceBuffer;
+
+// Median of `reps` timings (ms) of fn after `warm` warm-up runs, each timed with CUDA events on stream 0.
+double time_ms(const std::function<void()>& fn, int reps, int warm = 2) {
+  for (int i = 0; i < warm; ++i) fn();
+  cudaEvent_t a, b;
+  NQ_CUDA_CHECK(cudaEventCreate(&a));
+  NQ_CUDA_CHECK(cudaEventCreate(&b));
+  std::vector<float> t;
+  for (int i = 0; i < reps; ++i) {
+    NQ_CUDA_CHECK(cudaEventRecord(a));
+    fn();
+    NQ_CUDA_CHECK(cudaEventRecord(b));
+    NQ_CUDA_CHECK(cudaEventSynchronize(b));
+    float ms = 0;
+    NQ_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+    t.push_back(ms);
+  }
+  NQ_CUDA_CHECK(cudaEventDestroy(a));
+  NQ_CUDA_CHECK(cudaEventDestroy(b));
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+double g_copy_gbs = 0;  // device-to-device copy bandwidth, GB/s (bytes read + written)
+
+void report(const std::string& name, double n, double ms, double bytes, const std::string& extra = "") {
+  const double gbs = bytes > 0 ? bytes / (ms * 1e-3) / 1e9 : 0;
+  std::printf("%-34s %12.4g %10.3f ms %9.1f GB/s %6.1f%% copy  %s\n", name.c_str(), n, ms, gbs,
+              g_copy_gbs > 0 ? 100.0 * gbs / g_copy_gbs : 0.0, extra.c_str());
+  std::fflush(stdout);
+}
+
+// Heavy-tailed weights and gamma importances, generated on the host in slices and uploaded (never zeros).
+void fill_data(float* d_w, float* d_h, size_t n, uint64_t seed) {
+  const size_t slice = size_t{1} << 24;
+  std::vector<float> w(std::min(n, slice)), h(std::min(n, slice));
+  std::mt19937_64 rng(seed);
+  std::student_t_distribution<float> t(3.0f);
+  std::gamma_distribution<float> g(0.7f, 1.0f);
+  for (size_t i = 0; i < std::min(n, slice); ++i) {
+    w[i] = 0.05f * t(rng);
+    h[i] = g(rng) + 1e-6f;
+  }
+  for (size_t off = 0; off < n; off += slice) {  // repeat the slice (rotated) to fill large N quickly
+    const size_t c = std::min(slice, n - off);
+    const size_t rot = (off / slice * 7919) % w.size();
+    std::rotate(w.begin(), w.begin() + rot, w.end());
+    NQ_CUDA_CHECK(cudaMemcpy(d_w + off, w.data(), c * sizeof(float), cudaMemcpyHostToDevice));
+    NQ_CUDA_CHECK(cudaMemcpy(d_h + off, h.data(), c * sizeof(float), cudaMemcpyHostToDevice));
+  }
+}
+
+struct Codebook {
+  std::vector<double> c, l;
+};
+Codebook uniform_codebook(int k, double lo, double hi) {
+  Codebook cb;
+  for (int j = 0; j < k; ++j) {
+    cb.c.push_back(lo + (hi - lo) * (j + 0.5) / k);
+    cb.l.push_back(std::log2(static_cast<double>(k)) + 0.5 * std::fabs(j - k / 2.0) / k);  // non-uniform rates
+  }
+  return cb;
+}
+
+void bench_copy(size_t bytes) {
+  DeviceBuffer<unsigned char> a(bytes), b(bytes);
+  NQ_CUDA_CHECK(cudaMemset(a.get(), 1, bytes));
+  const double ms = time_ms([&] { NQ_CUDA_CHECK(cudaMemcpyAsync(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice)); }, 20);
+  g_copy_gbs = 2.0 * bytes / (ms * 1e-3) / 1e9;
+  report("d2d copy (read+write)", static_cast<double>(bytes), ms, 2.0 * bytes);
+}
+
+void bench_fused(size_t n, int reps) {
+  DeviceBuffer<float> w(n), h(n);
+  DeviceBuffer<int32_t> labels(n);
+  fill_data(w.get(), h.get(), n, 42);
+  for (int k : {16, 32, 256})
+    for (double lambda : {0.0, 1e-5}) {
+      const Codebook cb = uniform_codebook(k, -0.15, 0.15);
+      nq::quant::AssignAccum acc;
+      const double ms = time_ms([&] {
+        nq::cuda::assign_accumulate_device(w.get(), h.get(), n, cb.c.data(), cb.l.data(), k, lambda, nullptr, acc);
+      }, reps);
+      char name[96];
+      std::snprintf(name, sizeof name, "fused k=%d lambda=%g", k, lambda);
+      report(name, static_cast<double>(n), ms, 8.0 * n);
+      if (k == 32) {
+        const double ms2 = time_ms([&] {
+          nq::cuda::assign_accumulate_device(w.get(), h.get(), n, cb.c.data(), cb.l.data(), k, lambda,
+                                             labels.get(), acc);
+        }, reps);
+        std::snprintf(name, sizeof name, "fused+labels k=%d lambda=%g", k, lambda);
+        report(name, static_cast<double>(n), ms2, 12.0 * n);
+      }
+    }
+}
+
+void bench_rows(size_t total, int reps) {
+  const int64_t len = 4096, k = 16;
+  const int64_t rows = static_cast<int64_t>(total / len);
+  const size_t n = static_cast<size_t>(rows * len);
+  DeviceBuffer<float> w(n), h(n);
+  DeviceBuffer<int32_t> labels(n);
+  DeviceBuffer<double> centers(static_cast<size_t>(rows * k)), dist(static_cast<size_t>(rows));
+  fill_data(w.get(), h.get(), n, 7);
+  std::vector<double> init(static_cast<size_t>(rows * k));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < k; ++j) init[r * k + j] = -0.15 + 0.3 * (j + 0.5) / k;
+  const double ms = time_ms([&] {
+    NQ_CUDA_CHECK(cudaMemcpyAsync(centers.get(), init.data(), init.size() * sizeof(double), cudaMemcpyHostToDevice));
+    nq::cuda::segmented_kmeans_device(w.get(), h.get(), rows, len, static_cast<int>(k), 50, centers.get(),
+                                      labels.get(), dist.get());
+  }, reps, 1);
+  char extra[96];
+  std::snprintf(extra, sizeof extra, "rows=%lld x 4096, k=16, 50 it (target <=150 ms per 1e9)", static_cast<long long>(rows));
+  report("per-row kmeans", static_cast<double>(n), ms, 12.0 * n, extra);
+}
+
+// 64-point λ sweep, ECSQ to convergence (ALGORITHMS §5), each λ warm-started from the previous one.
+void bench_sweep(size_t n) {
+  const int k = 32;
+  DeviceBuffer<float> w(n), h(n);
+  fill_data(w.get(), h.get(), n, 9);
+  Codebook cb = uniform_codebook(k, -0.15, 0.15);
+  for (double& l : cb.l) l = std::log2(static_cast<double>(k));
+  int passes = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int p = 0; p < 64; ++p) {
+    const double lambda = 1e-7 * std::pow(10.0, 4.0 * p / 63.0);
+    double prev = nq::quant::infinity();
+    for (int it = 0; it < 50; ++it) {
+      nq::quant::AssignAccum acc;
+      nq::cuda::assign_accumulate_device(w.get(), h.get(), n, cb.c.data(), cb.l.data(), k, lambda, nullptr, acc);
+      ++passes;
+      std::vector<std::pair<double, double>> cl;
+      for (int j = 0; j < k; ++j) {
+        if (acc.count[j] == 0) {
+          cl.push_back({cb.c[j], nq::quant::infinity()});
+          continue;
+        }
+        const double c = acc.sum_h[j] > 0 ? acc.sum_hw[j] / acc.sum_h[j] : acc.sum_w[j] / acc.count[j];
+        cl.push_back({c, -std::log2(static_cast<double>(acc.count[j]) / static_cast<double>(n))});
+      }
+      std::sort(cl.begin(), cl.end());
+      for (int j = 0; j < k; ++j) {
+        cb.c[j] = cl[j].first;
+        if (j && !(cb.c[j] > cb.c[j - 1])) cb.c[j] = std::nextafter(cb.c[j - 1], 1e300);
+        cb.l[j] = cl[j].second;
+      }
+      if (prev - acc.cost <= 1e-5 * std::fabs(acc.cost)) break;
+      prev = acc.cost;
+    }
+  }
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  char extra[96];
+  std::snprintf(extra, sizeof extra, "64 lambdas, %d passes, %.3f ms/pass (target <=1 s)", passes, ms / passes);
+  report("lambda sweep k=32", static_cast<double>(n), ms, 8.0 * n * passes, extra);
+}
+
+void bench_hessian(int reps) {
+  using nq::nn::Network;
+  const int64_t batch = 1024;
+  const nq::Model model = nq::build_model("lenet5", 1);
+  Network<float> net(model.spec(), nq::Backend::kCuda);
+  std::mt19937_64 rng(3);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  std::vector<float> wts(static_cast<size_t>(net.num_params()));
+  for (auto& v : wts) v = 0.05f * nd(rng);
+  net.set_weights(wts);
+  std::vector<float> x(static_cast<size_t>(batch * net.input_size()));
+  for (auto& v : x) v = nd(rng);
+  std::vector<int32_t> y(static_cast<size_t>(batch));
+  for (auto& v : y) v = static_cast<int32_t>(rng() % 10);
+  nq::nn::Buffer<float> dx(nq::Backend::kCuda), seed(nq::Backend::kCuda), out(nq::Backend::kCuda);
+  nq::nn::Buffer<int32_t> dy(nq::Backend::kCuda);
+  dx.upload(x.data(), static_cast<int64_t>(x.size()));
+  dy.upload(y.data(), batch);
+  seed.resize(batch * 10);
+  out.resize(net.num_params());
+  const double g = time_ms([&] {
+    net.forward(dx.data(), dy.data(), batch);
+    nq::nn::cuda::softmax_ce_backward(net.probs(), dy.data(), seed.data(), 1.0f / batch, batch, 10);
+    net.backward(nq::nn::BackwardMode::kGradient, seed.data(), out.data());
+  }, reps);
+  const double hs = time_ms([&] {
+    net.forward(dx.data(), dy.data(), batch);
+    nq::nn::cuda::softmax_ce_hessian(net.probs(), seed.data(), 1.0f / batch, batch, 10);
+    net.backward(nq::nn::BackwardMode::kHessian, seed.data(), out.data());
+  }, reps);
+  report("lenet5 b1024 gradient pass", batch, g, 0);
+  char extra[64];
+  std::snprintf(extra, sizeof extra, "hessian/gradient = %.2f (target <=2)", hs / g);
+  report("lenet5 b1024 hessian pass", batch, hs, 0, extra);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  try {
+    if (!nq::cuda_available()) {
+      std::fprintf(stderr, "nq_gpu_bench: no CUDA device\n");
+      return 3;
+    }
+    std::printf("device: %s\n", nq::cuda_device_description().c_str());
+    size_t free_b = 0, total_b = 0;
+    NQ_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    const int reps = quick ? 5 : 21;
+    bench_copy(size_t{1} << 31);  // 2 GiB, far beyond L2
+    bench_fused(quick ? size_t{10000000} : size_t{100000000}, reps);
+    // N = 1e9 needs w, h, labels (12 GB) + workspace.
+    if (!quick && free_b > size_t{14} * 1000 * 1000 * 1000) bench_fused(size_t{1000000000}, 7);
+    const size_t row_total = quick ? size_t{1} << 24
+                                   : std::min<size_t>(1000000000, free_b / 20 * 1);  // 12 B/weight + slack
+    bench_rows(row_total, quick ? 3 : 5);
+    bench_sweep(quick ? size_t{10000000} : size_t{100000000});
+    bench_hessian(reps);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "nq_gpu_bench: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

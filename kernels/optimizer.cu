@@ -1,0 +1,75 @@
+// CUDA optimizer steps (nn_ops.h): SGD with momentum and weight decay, and Adam; PyTorch's update rules, fp64
+// arithmetic per element exactly as the CPU op.
+#include <cmath>
+
+#include "nn/nn_ops.h"
+#include "nn_common.cuh"
+
+namespace nq::nn::cuda {
+namespace {
+
+using ::nq::cuda::kNnThreads;
+using ::nq::cuda::nn_grid;
+
+template <class T>
+__global__ void sgd_kernel(T* __restrict__ w, const T* __restrict__ g, T* __restrict__ v, int64_t count, double lr,
+                           double momentum, double wd) {
+  NQ_GRID_STRIDE(i, count) {
+    const double gi = static_cast<double>(g[i]) + wd * static_cast<double>(w[i]);
+    double step = gi;
+    if (momentum != 0) {
+      const double vi = momentum * static_cast<double>(v[i]) + gi;
+      v[i] = static_cast<T>(vi);
+      step = vi;
+    }
+    w[i] = static_cast<T>(static_cast<double>(w[i]) - lr * step);
+  }
+}
+
+template <class T>
+__global__ void adam_kernel(T* __restrict__ w, const T* __restrict__ g, T* __restrict__ m, T* __restrict__ v,
+                            int64_t count, double lr, double b1, double b2, double eps, double wd, double c1,
+                            double c2) {
+  NQ_GRID_STRIDE(i, count) {
+    const double gi = static_cast<double>(g[i]) + wd * static_cast<double>(w[i]);
+    const double mi = b1 * static_cast<double>(m[i]) + (1 - b1) * gi;
+    const double vi = b2 * static_cast<double>(v[i]) + (1 - b2) * gi * gi;
+    m[i] = static_cast<T>(mi);
+    v[i] = static_cast<T>(vi);
+    w[i] = static_cast<T>(static_cast<double>(w[i]) - lr * (mi / c1) / (sqrt(vi / c2) + eps));
+  }
+}
+
+template <class T>
+void sgd_impl(T* w, const T* g, T* v, int64_t count, double lr, double momentum, double wd) {
+  if (count <= 0) return;
+  sgd_kernel<T><<<nn_grid(count), kNnThreads>>>(w, g, v, count, lr, momentum, wd);
+  NQ_CUDA_CHECK_LAUNCH("sgd_kernel");
+}
+
+template <class T>
+void adam_impl(T* w, const T* g, T* m, T* v, int64_t count, double lr, double b1, double b2, double eps, double wd,
+               int64_t t) {
+  NQ_CHECK(t >= 1, ErrorCode::kInvalidArgument, "adam: step " << t << " must be at least 1");
+  if (count <= 0) return;
+  const double c1 = 1.0 - std::pow(b1, static_cast<double>(t));
+  const double c2 = 1.0 - std::pow(b2, static_cast<double>(t));
+  adam_kernel<T><<<nn_grid(count), kNnThreads>>>(w, g, m, v, count, lr, b1, b2, eps, wd, c1, c2);
+  NQ_CUDA_CHECK_LAUNCH("adam_kernel");
+}
+
+}  // namespace
+
+#define NQ_NN_CUDA_OPTIMIZERS(T)                                                                               \
+  void sgd_step(T* w, const T* g, T* v, int64_t count, double lr, double momentum, double weight_decay) {     \
+    sgd_impl<T>(w, g, v, count, lr, momentum, weight_decay);                                                 \
+  }                                                                                                          \
+  void adam_step(T* w, const T* g, T* m, T* v, int64_t count, double lr, double beta1, double beta2,         \
+                 double eps, double weight_decay, int64_t t) {                                               \
+    adam_impl<T>(w, g, m, v, count, lr, beta1, beta2, eps, weight_decay, t);                                 \
+  }
+
+NQ_NN_CUDA_OPTIMIZERS(float)
+NQ_NN_CUDA_OPTIMIZERS(double)
+
+}  // namespace nq::nn::cuda

@@ -1,0 +1,293 @@
+// Backend parity of the nn layer ops (nn_ops.h): every op on the CUDA backend against the CPU backend, compared
+// by normalized MSE (ggml test-backend-ops style) for float and double, with sentinels after every device output
+// and a bitwise run-to-run check. Skips itself without a device (GTEST_SKIP).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "netquant/backend.h"
+#include "nn/nn_ops.h"
+
+namespace nq::nn {
+namespace {
+
+#define NQ_REQUIRE_CUDA() \
+  if (!::nq::cuda_available()) GTEST_SKIP() << "no CUDA device"
+
+template <class T>
+constexpr double kMaxNmse = sizeof(T) == 4 ? 1e-9 : 1e-20;
+constexpr int kGuard = 64;
+template <class T>
+constexpr T kSentinel = T(-12345.25);
+
+// A device array with kGuard sentinel elements after the payload, freed on scope exit.
+template <class T>
+class DevArray {
+ public:
+  explicit DevArray(const std::vector<T>& host) : n_(static_cast<int64_t>(host.size())) {
+    p_ = cuda::buffer_alloc(n_ + kGuard, T(0));
+    cuda::buffer_fill(p_, n_ + kGuard, kSentinel<T>);
+    if (n_) cuda::buffer_upload(p_, host.data(), n_);
+  }
+  explicit DevArray(int64_t n) : DevArray(std::vector<T>(static_cast<size_t>(n), T(0))) {}
+  DevArray(const DevArray&) = delete;
+  DevArray& operator=(const DevArray&) = delete;
+  ~DevArray() { cuda::buffer_free(p_); }
+  T* get() { return p_; }
+  std::vector<T> download() const {  // payload only; asserts the guard is intact
+    std::vector<T> all(static_cast<size_t>(n_ + kGuard));
+    cuda::buffer_download(all.data(), p_, n_ + kGuard);
+    for (int64_t i = n_; i < n_ + kGuard; ++i) EXPECT_EQ(all[i], kSentinel<T>) << "out-of-bounds write at +" << i - n_;
+    all.resize(static_cast<size_t>(n_));
+    return all;
+  }
+
+ private:
+  int64_t n_;
+  T* p_ = nullptr;
+};
+
+template <class T>
+std::vector<T> randn(int64_t n, uint64_t seed, double scale = 1.0) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> d(0.0, scale);
+  std::vector<T> v(static_cast<size_t>(n));
+  for (auto& x : v) x = static_cast<T>(d(rng));
+  return v;
+}
+template <class T>
+std::vector<T> randu(int64_t n, uint64_t seed, double lo, double hi) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> d(lo, hi);
+  std::vector<T> v(static_cast<size_t>(n));
+  for (auto& x : v) x = static_cast<T>(d(rng));
+  return v;
+}
+
+template <class T>
+void expect_close(const std::vector<T>& cpu, const std::vector<T>& gpu, const char* what) {
+  ASSERT_EQ(cpu.size(), gpu.size()) << what;
+  double num = 0, den = 0;
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    ASSERT_TRUE(std::isfinite(static_cast<double>(gpu[i]))) << what << " [" << i << "]";
+    const double d = static_cast<double>(cpu[i]) - static_cast<double>(gpu[i]);
+    num += d * d;
+    den += static_cast<double>(cpu[i]) * static_cast<double>(cpu[i]);
+  }
+  EXPECT_LE(num / std::max(den, 1e-300), kMaxNmse<T>) << what << " (normalized MSE)";
+}
+
+template <class T>
+class CudaNnParity : public ::testing::Test {};
+using Types = ::testing::Types<float, double>;
+TYPED_TEST_SUITE(CudaNnParity, Types);
+
+TYPED_TEST(CudaNnParity, Linear) {
+  using T = TypeParam;
+  NQ_REQUIRE_CUDA();
+  struct Case { int64_t n, in, out; };
+  for (const Case& c : {Case{1, 1, 1}, Case{3, 31, 33}, Case{257, 100, 10}, Case{64, 784, 300}}) {
+    SCOPED_TRACE(testing::Message() << c.n << "x" << c.in << "->" << c.out);
+    const auto x = randn<T>(c.n * c.in, 1), w = randn<T>(c.out * c.in, 2, 0.1), b = randn<T>(c.out, 3);
+    const auto gy = randn<T>(c.n * c.out, 4), hy = randu<T>(c.n * c.out, 5, 0.0, 1.0);
+    DevArray<T> dx(x), dw(w), db(b), dgy(gy), dhy(hy);
+    // forward
+    std::vector<T> y(c.n * c.out);
+    cpu::linear_forward(x.data(), w.data(), b.data(), y.data(), c.n, c.in, c.out);
+    DevArray<T> dy(c.n * c.out);
+    cuda::linear_forward(dx.get(), dw.get(), db.get(), dy.get(), c.n, c.in, c.out);
+    expect_close(y, dy.download(), "linear_forward");
+    // backward and Hessian backward share the shape
+    for (int hess = 0; hess < 2; ++hess) {
+      const auto& g = hess ? hy : gy;
+      DevArray<T>& dg = hess ? dhy : dgy;
+      std::vector<T> gx(c.n * c.in), gw(c.out * c.in), gb(c.out);
+      DevArray<T> dgx(c.n * c.in), dgw(c.out * c.in), dgb(c.out);
+      if (hess) {
+        cpu::linear_hessian_backward(x.data(), w.data(), g.data(), gx.data(), gw.data(), gb.data(), c.n, c.in, c.out);
+        cuda::linear_hessian_backward(dx.get(), dw.get(), dg.get(), dgx.get(), dgw.get(), dgb.get(), c.n, c.in, c.out);
+      } else {
+        cpu::linear_backward(x.data(), w.data(), g.data(), gx.data(), gw.data(), gb.data(), c.n, c.in, c.out);
+        cuda::linear_backward(dx.get(), dw.get(), dg.get(), dgx.get(), dgw.get(), dgb.get(), c.n, c.in, c.out);
+      }
+      expect_close(gx, dgx.download(), hess ? "linear_hessian hx" : "linear_backward gx");
+      expect_close(gw, dgw.download(), hess ? "linear_hessian hw" : "linear_backward gw");
+      expect_close(gb, dgb.download(), hess ? "linear_hessian hb" : "linear_backward gb");
+    }
+    // per-sample squared gradients accumulate into existing values; gx may be null
+    auto sw = randu<T>(c.out * c.in, 6, 0.0, 1.0), sb = randu<T>(c.out, 7, 0.0, 1.0);
+    DevArray<T> dsw(sw), dsb(sb);
+    cpu::linear_backward_sqgrad(x.data(), w.data(), gy.data(), nullptr, sw.data(), sb.data(), c.n, c.in, c.out);
+    cuda::linear_backward_sqgrad(dx.get(), dw.get(), dgy.get(), nullptr, dsw.get(), dsb.get(), c.n, c.in, c.out);
+    expect_close(sw, dsw.download(), "linear_sqgrad sw");
+    expect_close(sb, dsb.download(), "linear_sqgrad sb");
+  }
+}
+
+TYPED_TEST(CudaNnParity, Conv2d) {
+  using T = TypeParam;
+  NQ_REQUIRE_CUDA();
+  auto shape = [](int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc, int64_t k, int64_t stride, int64_t pad) {
+    Conv2dShape s;
+    s.n = n, s.in_c = c, s.in_h = h, s.in_w = w, s.out_c = oc, s.kh = k, s.kw = k, s.stride = stride, s.padding = pad;
+    return s;
+  };
+  for (const Conv2dShape& s : {shape(3, 1, 28, 28, 20, 5, 1, 0), shape(2, 20, 12, 12, 50, 5, 1, 0),
+                               shape(2, 3, 9, 7, 4, 3, 2, 1), shape(1, 1, 1, 1, 1, 1, 1, 0)}) {
+    SCOPED_TRACE(testing::Message() << "conv " << s.in_c << "x" << s.in_h << "x" << s.in_w << " -> " << s.out_c
+                                    << " k" << s.kh << " s" << s.stride << " p" << s.padding);
+    const int64_t nx = s.n * s.in_c * s.in_h * s.in_w, nw = s.out_c * s.col_rows();
+    const int64_t ny = s.n * s.out_c * s.out_h() * s.out_w(), ncol = s.col_rows() * s.col_cols();
+    const auto x = randn<T>(nx, 11), w = randn<T>(nw, 12, 0.2), b = randn<T>(s.out_c, 13);
+    const auto gy = randn<T>(ny, 14), hy = randu<T>(ny, 15, 0.0, 1.0);
+    DevArray<T> dx(x), dw(w), db(b), dgy(gy), dhy(hy), dy(ny), dcol(ncol);
+    std::vector<T> y(ny), col(ncol);
+    cpu::conv2d_forward(x.data(), w.data(), b.data(), y.data(), col.data(), s);
+    cuda::conv2d_forward(dx.get(), dw.get(), db.get(), dy.get(), dcol.get(), s);
+    expect_close(col, dcol.download(), "im2col");
+    expect_close(y, dy.download(), "conv2d_forward");
+    for (int hess = 0; hess < 2; ++hess) {
+      const auto& g = hess ? hy : gy;
+      DevArray<T>& dg = hess ? dhy : dgy;
+      std::vector<T> gx(nx), gw(nw), gb(s.out_c);
+      DevArray<T> dgx(nx), dgw(nw), dgb(s.out_c);
+      if (hess) {
+        cpu::conv2d_hessian_backward(col.data(), w.data(), g.data(), gx.data(), gw.data(), gb.data(), s);
+        cuda::conv2d_hessian_backward(dcol.get(), dw.get(), dg.get(), dgx.get(), dgw.get(), dgb.get(), s);
+      } else {
+        cpu::conv2d_backward(col.data(), w.data(), g.data(), gx.data(), gw.data(), gb.data(), s);
+        cuda::conv2d_backward(dcol.get(), dw.get(), dg.get(), dgx.get(), dgw.get(), dgb.get(), s);
+      }
+      expect_close(gx, dgx.download(), hess ? "conv2d_hessian hx" : "conv2d_backward gx");
+      expect_close(gw, dgw.download(), hess ? "conv2d_hessian hw" : "conv2d_backward gw");
+      expect_close(gb, dgb.download(), hess ? "conv2d_hessian hb" : "conv2d_backward gb");
+    }
+    auto sw = randu<T>(nw, 16, 0.0, 1.0), sb = randu<T>(s.out_c, 17, 0.0, 1.0);
+    std::vector<T> gx(nx);
+    DevArray<T> dsw(sw), dsb(sb), dgx(nx);
+    cpu::conv2d_backward_sqgrad(col.data(), w.data(), gy.data(), gx.data(), sw.data(), sb.data(), s);
+    cuda::conv2d_backward_sqgrad(dcol.get(), dw.get(), dgy.get(), dgx.get(), dsw.get(), dsb.get(), s);
+    expect_close(sw, dsw.download(), "conv2d_sqgrad sw");
+    expect_close(sb, dsb.download(), "conv2d_sqgrad sb");
+    expect_close(gx, dgx.download(), "conv2d_sqgrad gx");
+  }
+}
+
+TYPED_TEST(CudaNnParity, ReluAndMaxPool) {
+  using T = TypeParam;
+  NQ_REQUIRE_CUDA();
+  for (int64_t count : {int64_t{1}, int64_t{33}, int64_t{4099}}) {
+    const auto x = randn<T>(count, 21), gy = randn<T>(count, 22);
+    std::vector<T> y(count), gx(count);
+    DevArray<T> dx(x), dy(count), dgy(gy);
+    cpu::relu_forward(x.data(), y.data(), count);
+    cuda::relu_forward(dx.get(), dy.get(), count);
+    const auto gy_y = dy.download();
+    EXPECT_EQ(std::memcmp(y.data(), gy_y.data(), sizeof(T) * count), 0) << "relu is exact";
+    cpu::relu_backward(y.data(), gy.data(), gx.data(), count);
+    cuda::relu_backward(dy.get(), dgy.get(), dgy.get(), count);  // in place
+    const auto ggx = dgy.download();
+    EXPECT_EQ(std::memcmp(gx.data(), ggx.data(), sizeof(T) * count), 0) << "relu backward is exact";
+  }
+  auto pool = [](int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, int64_t stride, int64_t pad) {
+    Conv2dShape s;
+    s.n = n, s.in_c = c, s.in_h = h, s.in_w = w, s.out_c = c, s.kh = k, s.kw = k, s.stride = stride, s.padding = pad;
+    return s;
+  };
+  for (const Conv2dShape& s : {pool(3, 20, 24, 24, 2, 2, 0), pool(2, 3, 9, 7, 3, 2, 1), pool(1, 1, 5, 5, 3, 1, 0)}) {
+    const int64_t nx = s.n * s.in_c * s.in_h * s.in_w, ny = s.n * s.in_c * s.out_h() * s.out_w();
+    auto x = randn<T>(nx, 31);
+    for (int64_t i = 0; i < nx; i += 5) x[i] = x[i / 2];  // repeated values: first-maximum ties
+    const auto gy = randn<T>(ny, 32);
+    std::vector<T> y(ny), gx(nx);
+    std::vector<int32_t> arg(ny);
+    DevArray<T> dx(x), dy(ny), dgy(gy), dgx(nx);
+    DevArray<int32_t> darg(ny);
+    cpu::maxpool2d_forward(x.data(), y.data(), arg.data(), s);
+    cuda::maxpool2d_forward(dx.get(), dy.get(), darg.get(), s);
+    EXPECT_EQ(arg, darg.download()) << "arg-max indices";
+    const auto gyv = dy.download();
+    EXPECT_EQ(std::memcmp(y.data(), gyv.data(), sizeof(T) * ny), 0);
+    cpu::maxpool2d_backward(arg.data(), gy.data(), gx.data(), s);
+    cuda::maxpool2d_backward(darg.get(), dgy.get(), dgx.get(), s);
+    const auto ggx = dgx.download();
+    EXPECT_EQ(std::memcmp(gx.data(), ggx.data(), sizeof(T) * nx), 0) << "same summation order as the CPU";
+  }
+}
+
+TYPED_TEST(CudaNnParity, SoftmaxCrossEntropy) {
+  using T = TypeParam;
+  NQ_REQUIRE_CUDA();
+  for (int64_t n : {int64_t{1}, int64_t{33}, int64_t{1024}}) {
+    const int64_t c = 10;
+    const auto z = randn<T>(n * c, 41, 3.0);
+    std::vector<int32_t> labels(n);
+    for (int64_t i = 0; i < n; ++i) labels[i] = static_cast<int32_t>((i * 7) % c);
+    std::vector<T> p(n * c), loss(n), correct(n), gz(n * c), hz(n * c), fz(n * c);
+    DevArray<T> dz(z), dp(n * c), dloss(n), dcorrect(n), dgz(n * c), dhz(n * c), dfz(n * c);
+    DevArray<int32_t> dl(labels);
+    cpu::softmax_ce_forward(z.data(), labels.data(), p.data(), loss.data(), correct.data(), n, c);
+    cuda::softmax_ce_forward(dz.get(), dl.get(), dp.get(), dloss.get(), dcorrect.get(), n, c);
+    expect_close(p, dp.download(), "softmax p");
+    expect_close(loss, dloss.download(), "softmax loss");
+    EXPECT_EQ(correct, dcorrect.download());
+    const T scale = T(1) / static_cast<T>(n);
+    cpu::softmax_ce_backward(p.data(), labels.data(), gz.data(), scale, n, c);
+    cuda::softmax_ce_backward(dp.get(), dl.get(), dgz.get(), scale, n, c);
+    expect_close(gz, dgz.download(), "softmax backward");
+    cpu::softmax_ce_hessian(p.data(), hz.data(), scale, n, c);
+    cuda::softmax_ce_hessian(dp.get(), dhz.get(), scale, n, c);
+    expect_close(hz, dhz.download(), "softmax p(1-p)");
+    cpu::softmax_ce_factor_column(p.data(), fz.data(), 3, n, c);
+    cuda::softmax_ce_factor_column(dp.get(), dfz.get(), 3, n, c);
+    expect_close(fz, dfz.download(), "softmax factor column");
+  }
+}
+
+TYPED_TEST(CudaNnParity, Optimizers) {
+  using T = TypeParam;
+  NQ_REQUIRE_CUDA();
+  const int64_t count = 4099;
+  auto w = randn<T>(count, 51), g = randn<T>(count, 52), v = randn<T>(count, 53), m = randn<T>(count, 54);
+  auto v2 = randu<T>(count, 55, 0.0, 1.0);
+  DevArray<T> dw(w), dg(g), dv(v), dm(m), dv2(v2);
+  cpu::sgd_step(w.data(), g.data(), v.data(), count, 0.1, 0.9, 1e-4);
+  cuda::sgd_step(dw.get(), dg.get(), dv.get(), count, 0.1, 0.9, 1e-4);
+  expect_close(w, dw.download(), "sgd w");
+  expect_close(v, dv.download(), "sgd v");
+  cpu::adam_step(w.data(), g.data(), m.data(), v2.data(), count, 1e-3, 0.9, 0.999, 1e-8, 0.0, 3);
+  cuda::adam_step(dw.get(), dg.get(), dm.get(), dv2.get(), count, 1e-3, 0.9, 0.999, 1e-8, 0.0, 3);
+  expect_close(w, dw.download(), "adam w");
+  expect_close(m, dm.download(), "adam m");
+  expect_close(v2, dv2.download(), "adam v");
+}
+
+TEST(CudaNnDeterminism, ConvHessianIsBitwiseReproducible) {
+  NQ_REQUIRE_CUDA();
+  Conv2dShape s;
+  s.n = 64, s.in_c = 20, s.in_h = 12, s.in_w = 12, s.out_c = 50, s.kh = s.kw = 5;
+  const int64_t nx = s.n * s.in_c * s.in_h * s.in_w, nw = s.out_c * s.col_rows();
+  const int64_t ny = s.n * s.out_c * s.out_h() * s.out_w(), ncol = s.col_rows() * s.col_cols();
+  const auto x = randn<float>(nx, 61), w = randn<float>(nw, 62, 0.2), b = randn<float>(s.out_c, 63);
+  const auto hy = randu<float>(ny, 64, 0.0, 1.0);
+  DevArray<float> dx(x), dw(w), db(b), dhy(hy), dy(ny), dcol(ncol);
+  cuda::conv2d_forward(dx.get(), dw.get(), db.get(), dy.get(), dcol.get(), s);
+  std::vector<float> first[3];
+  for (int rep = 0; rep < 2; ++rep) {
+    DevArray<float> hx(nx), hw(nw), hb(s.out_c);
+    cuda::conv2d_hessian_backward(dcol.get(), dw.get(), dhy.get(), hx.get(), hw.get(), hb.get(), s);
+    std::vector<float> now[3] = {hx.download(), hw.download(), hb.download()};
+    if (rep == 0) {
+      for (int i = 0; i < 3; ++i) first[i] = now[i];
+    } else {
+      for (int i = 0; i < 3; ++i)
+        EXPECT_EQ(std::memcmp(first[i].data(), now[i].data(), sizeof(float) * now[i].size()), 0) << i;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace nq::nn

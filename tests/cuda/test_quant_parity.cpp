@@ -1,0 +1,385 @@
+// Backend parity of the quantizer ops (quant_ops.h) in the spirit of ggml's test-backend-ops: every op × odd sizes
+// × k × λ on the CUDA backend against the CPU backend as the oracle — identical labels except exact cost ties,
+// objective within 1e-6 relative, sentinels around device outputs, and GPU run-to-run bitwise determinism.
+// Skips itself without a device (GTEST_SKIP); NQ_CUDA_PARITY_QUICK=1 trims the sizes (compute-sanitizer runs).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "netquant/backend.h"
+#include "netquant/error.h"
+#include "nn/nn_ops.h"
+#include "quant/quant_formulas.h"
+#include "quant/quant_ops.h"
+#if NQ_HAVE_CUDA
+#include "assign_accumulate.cuh"
+#include "segmented_kmeans.cuh"
+#endif
+
+namespace nq::quant {
+namespace {
+
+#define NQ_REQUIRE_CUDA() \
+  if (!::nq::cuda_available()) GTEST_SKIP() << "no CUDA device"
+
+bool quick() {
+  const char* q = std::getenv("NQ_CUDA_PARITY_QUICK");
+  return q && *q && std::strcmp(q, "0") != 0;
+}
+
+std::vector<size_t> sizes() {
+  if (quick()) return {1, 3, 31, 33, 257, 4099};
+  return {1, 3, 31, 32, 33, 255, 256, 257, 4099, 1000003};
+}
+
+// Heavy-tailed weights (Student t, 3 dof) and positive importances with a few exact zeros; never all-zero.
+struct Data {
+  std::vector<float> w, h;
+};
+Data make_data(size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::student_t_distribution<double> t(3.0);
+  std::gamma_distribution<double> g(0.7, 1.0);
+  Data d;
+  d.w.resize(n);
+  d.h.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    d.w[i] = static_cast<float>(0.05 * t(rng));
+    d.h[i] = (rng() % 97 == 0) ? 0.0f : static_cast<float>(g(rng));
+  }
+  return d;
+}
+
+// k strictly ascending centres over the data's range, code lengths from random probabilities (λ > 0 runs mark
+// every 7th cluster dead), plus weights placed exactly on centres and midpoints to exercise ties.
+struct Codebook {
+  std::vector<double> c, l;
+};
+Codebook make_codebook(Data& d, int k, bool with_dead, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  Codebook cb;
+  cb.c.resize(k);
+  cb.l.resize(k);
+  std::vector<float> s = d.w;
+  std::sort(s.begin(), s.end());
+  for (int j = 0; j < k; ++j) {
+    const size_t q = s.size() > 1 ? static_cast<size_t>((j + 0.5) / k * (s.size() - 1)) : 0;
+    cb.c[j] = static_cast<double>(s[q]) + 1e-7 * j;
+  }
+  std::sort(cb.c.begin(), cb.c.end());
+  for (int j = 1; j < k; ++j)
+    if (!(cb.c[j] > cb.c[j - 1])) cb.c[j] = std::nextafter(cb.c[j - 1], 1.0) + 1e-6;
+  std::uniform_real_distribution<double> u(0.05, 1.0);
+  std::vector<double> p(k);
+  double tot = 0;
+  for (double& v : p) tot += (v = u(rng));
+  for (int j = 0; j < k; ++j) cb.l[j] = (with_dead && j % 7 == 3) ? infinity() : -std::log2(p[j] / tot);
+  for (size_t j = 0; j + 1 < static_cast<size_t>(k) && 2 * j + 1 < d.w.size() && j < 16; ++j) {
+    d.w[2 * j] = static_cast<float>(cb.c[j]);
+    d.w[2 * j + 1] = static_cast<float>(0.5 * (cb.c[j] + cb.c[j + 1]));
+  }
+  return cb;
+}
+
+double rel_diff(double a, double b, double scale) {
+  return std::fabs(a - b) / std::max({std::fabs(a), std::fabs(b), scale, 1e-300});
+}
+
+// λ on the scale of the mean distortion per weight, so the rate term moves labels.
+double lambda_for(const Data& d) {
+  double m = 0, v = 0;
+  for (float x : d.w) m += x;
+  m /= static_cast<double>(d.w.size());
+  for (float x : d.w) v += (x - m) * (x - m);
+  return 0.05 * v / static_cast<double>(d.w.size()) + 1e-6;
+}
+
+void expect_same_labels(const Data& d, const Codebook& cb, double lambda, const std::vector<int32_t>& a,
+                        const std::vector<int32_t>& b, size_t* ties) {
+  *ties = 0;
+  size_t bad = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i] == b[i]) continue;
+    const double ca = assign_cost(d.w[i], d.h[i], cb.c[a[i]], cb.l[a[i]], lambda);
+    const double cc = assign_cost(d.w[i], d.h[i], cb.c[b[i]], cb.l[b[i]], lambda);
+    if (ca == cc) ++*ties;
+    else if (bad++ < 5) ADD_FAILURE() << "label mismatch at " << i << ": cpu " << a[i] << " cuda " << b[i];
+  }
+  EXPECT_EQ(bad, 0u);
+}
+
+TEST(CudaQuantParity, AssignAccumulateMatchesCpu) {
+  NQ_REQUIRE_CUDA();
+  for (size_t n : sizes())
+    for (int k : {2, 16, 256})
+      for (bool rate : {false, true})
+        for (bool unit_h : {false, true}) {
+          if (unit_h && n > 5000) continue;
+          SCOPED_TRACE(testing::Message() << "n=" << n << " k=" << k << " rate=" << rate << " unit_h=" << unit_h);
+          Data d = make_data(n, 1000 * n + k);
+          if (unit_h) std::fill(d.h.begin(), d.h.end(), 1.0f);
+          const Codebook cb = make_codebook(d, k, rate, 17 + k);
+          const double lambda = rate ? lambda_for(d) : 0.0;
+          const float* h = unit_h ? nullptr : d.h.data();
+          // Host sentinels around the labels.
+          const int32_t kGuard = 0x5a5a5a5a;
+          std::vector<int32_t> cpu_l(n), gpu_buf(n + 64, kGuard);
+          AssignAccum ca, ga;
+          cpu::assign_accumulate(d.w.data(), h, n, cb.c.data(), cb.l.data(), k, lambda, cpu_l.data(), ca);
+          cuda::assign_accumulate(d.w.data(), h, n, cb.c.data(), cb.l.data(), k, lambda, gpu_buf.data() + 32, ga);
+          for (size_t g = 0; g < 32; ++g) {
+            ASSERT_EQ(gpu_buf[g], kGuard);
+            ASSERT_EQ(gpu_buf[n + 32 + g], kGuard);
+          }
+          std::vector<int32_t> gpu_l(gpu_buf.begin() + 32, gpu_buf.begin() + 32 + n);
+          size_t ties = 0;
+          expect_same_labels(d, cb, lambda, cpu_l, gpu_l, &ties);
+          const double scale = std::max(1e-300, std::fabs(ca.cost));
+          EXPECT_LE(rel_diff(ca.cost, ga.cost, 0), 1e-6);
+          EXPECT_LE(rel_diff(ca.distortion, ga.distortion, 1e-12 * scale), 1e-6);
+          EXPECT_LE(rel_diff(ca.sq_error, ga.sq_error, 0), 1e-6);
+          double hw_scale = 0, w_scale = 0, h_scale = 0;
+          for (int j = 0; j < k; ++j) {
+            hw_scale += std::fabs(ca.sum_hw[j]);
+            w_scale += std::fabs(ca.sum_w[j]);
+            h_scale += std::fabs(ca.sum_h[j]);
+          }
+          for (int j = 0; j < k; ++j) {
+            if (ties == 0) EXPECT_EQ(ca.count[j], ga.count[j]) << "cluster " << j;
+            EXPECT_LE(std::fabs(ca.sum_h[j] - ga.sum_h[j]), 1e-9 * h_scale + 1e-300) << j;
+            EXPECT_LE(std::fabs(ca.sum_hw[j] - ga.sum_hw[j]), 1e-9 * hw_scale + 1e-300) << j;
+            EXPECT_LE(std::fabs(ca.sum_w[j] - ga.sum_w[j]), 1e-9 * w_scale + 1e-300) << j;
+          }
+          // Labels not requested: the same sums.
+          AssignAccum gb;
+          cuda::assign_accumulate(d.w.data(), h, n, cb.c.data(), cb.l.data(), k, lambda, nullptr, gb);
+          EXPECT_EQ(std::memcmp(ga.sum_hw.data(), gb.sum_hw.data(), sizeof(double) * k), 0);
+          EXPECT_EQ(ga.cost, gb.cost);
+        }
+}
+
+TEST(CudaQuantParity, AssignAccumulateIsBitwiseDeterministic) {
+  NQ_REQUIRE_CUDA();
+  const size_t n = quick() ? 100003 : 3000017;
+  for (int k : {16, 256}) {
+    Data d = make_data(n, 99 + k);
+    const Codebook cb = make_codebook(d, k, true, 5);
+    const double lambda = lambda_for(d);
+    AssignAccum a, b;
+    std::vector<int32_t> la(n), lb(n);
+    cuda::assign_accumulate(d.w.data(), d.h.data(), n, cb.c.data(), cb.l.data(), k, lambda, la.data(), a);
+    cuda::assign_accumulate(d.w.data(), d.h.data(), n, cb.c.data(), cb.l.data(), k, lambda, lb.data(), b);
+    EXPECT_EQ(la, lb);
+    EXPECT_EQ(std::memcmp(a.sum_h.data(), b.sum_h.data(), sizeof(double) * k), 0);
+    EXPECT_EQ(std::memcmp(a.sum_hw.data(), b.sum_hw.data(), sizeof(double) * k), 0);
+    EXPECT_EQ(std::memcmp(a.sum_w.data(), b.sum_w.data(), sizeof(double) * k), 0);
+    EXPECT_EQ(a.count, b.count);
+    EXPECT_EQ(std::memcmp(&a.cost, &b.cost, sizeof(double)), 0);
+    EXPECT_EQ(std::memcmp(&a.distortion, &b.distortion, sizeof(double)), 0);
+  }
+}
+
+TEST(CudaQuantParity, AssignAccumulateLargeKUsesFallbackShapes) {
+  NQ_REQUIRE_CUDA();
+  // k large enough that the per-warp shared accumulators shrink, and beyond (global accumulators).
+  for (int k : {1000, 5000}) {
+    const size_t n = 40009;
+    Data d = make_data(n, 3 + k);
+    const Codebook cb = make_codebook(d, k, true, 11);
+    const double lambda = lambda_for(d);
+    std::vector<int32_t> lc(n), lg(n);
+    AssignAccum ca, ga;
+    cpu::assign_accumulate(d.w.data(), d.h.data(), n, cb.c.data(), cb.l.data(), k, lambda, lc.data(), ca);
+    cuda::assign_accumulate(d.w.data(), d.h.data(), n, cb.c.data(), cb.l.data(), k, lambda, lg.data(), ga);
+    size_t ties = 0;
+    expect_same_labels(d, cb, lambda, lc, lg, &ties);
+    EXPECT_LE(rel_diff(ca.cost, ga.cost, 0), 1e-6);
+  }
+}
+
+#if NQ_HAVE_CUDA
+TEST(CudaQuantParity, DeviceEntryWritesNoOutOfBoundsLabels) {
+  NQ_REQUIRE_CUDA();
+  const int32_t kGuard = -777;
+  for (size_t n : {size_t{1}, size_t{5}, size_t{4099}, size_t{65537}}) {
+    Data d = make_data(n, 7 * n);
+    const Codebook cb = make_codebook(d, 16, false, 3);
+    const size_t g = 256;  // 1 KB of guard on either side (also breaks 16-byte alignment for n odd offsets)
+    float* dw = nn::cuda::buffer_alloc(static_cast<int64_t>(n), 0.0f);
+    float* dh = nn::cuda::buffer_alloc(static_cast<int64_t>(n), 0.0f);
+    int32_t* dl = nn::cuda::buffer_alloc(static_cast<int64_t>(n + 2 * g + 1), int32_t{0});
+    nn::cuda::buffer_upload(dw, d.w.data(), static_cast<int64_t>(n));
+    nn::cuda::buffer_upload(dh, d.h.data(), static_cast<int64_t>(n));
+    nn::cuda::buffer_fill(dl, static_cast<int64_t>(n + 2 * g + 1), kGuard);
+    AssignAccum acc;
+    // Offset by one element: the unaligned (scalar) path.
+    cuda::assign_accumulate_device(dw, dh, n, cb.c.data(), cb.l.data(), 16, 0.0, dl + g + 1, acc);
+    std::vector<int32_t> host(n + 2 * g + 1);
+    nn::cuda::buffer_download(host.data(), dl, static_cast<int64_t>(host.size()));
+    for (size_t i = 0; i < g + 1; ++i) ASSERT_EQ(host[i], kGuard) << i;
+    for (size_t i = g + 1 + n; i < host.size(); ++i) ASSERT_EQ(host[i], kGuard) << i;
+    std::vector<int32_t> cpu_l(n);
+    AssignAccum cacc;
+    cpu::assign_accumulate(d.w.data(), d.h.data(), n, cb.c.data(), cb.l.data(), 16, 0.0, cpu_l.data(), cacc);
+    size_t ties = 0;
+    expect_same_labels(d, cb, 0.0, cpu_l, std::vector<int32_t>(host.begin() + g + 1, host.begin() + g + 1 + n),
+                       &ties);
+    nn::cuda::buffer_free(dw);
+    nn::cuda::buffer_free(dh);
+    nn::cuda::buffer_free(dl);
+  }
+}
+#endif
+
+TEST(CudaQuantParity, SortPairsMatchesCpuExactly) {
+  NQ_REQUIRE_CUDA();
+  for (size_t n : sizes()) {
+    SCOPED_TRACE(n);
+    Data d = make_data(n, 5 * n + 1);
+    for (size_t i = 0; i < n; i += 5) d.w[i] = d.w[(i * 7) % n];  // duplicates: stability matters
+    for (size_t i = 1; i < n; i += 11) d.w[i] = (i % 2) ? -0.0f : 0.0f;
+    for (bool unit_h : {false, true}) {
+      const float* h = unit_h ? nullptr : d.h.data();
+      std::vector<float> cw(n), ch(n), gw(n + 2, 123.f), gh(n + 2, 123.f);
+      cpu::sort_pairs(d.w.data(), h, n, cw.data(), ch.data());
+      cuda::sort_pairs(d.w.data(), h, n, gw.data() + 1, gh.data() + 1);
+      EXPECT_EQ(gw[0], 123.f);
+      EXPECT_EQ(gw[n + 1], 123.f);
+      EXPECT_EQ(gh[n + 1], 123.f);
+      EXPECT_EQ(std::memcmp(cw.data(), gw.data() + 1, n * sizeof(float)), 0);  // bitwise: −0 before +0
+      EXPECT_EQ(std::memcmp(ch.data(), gh.data() + 1, n * sizeof(float)), 0);  // stable: same h order
+    }
+  }
+}
+
+TEST(CudaQuantParity, PrefixSumsMatchCpuAndAreDeterministic) {
+  NQ_REQUIRE_CUDA();
+  for (size_t n : sizes())
+    for (size_t block : {size_t{1}, size_t{7}, size_t{1000}, size_t{4096}}) {
+      SCOPED_TRACE(testing::Message() << "n=" << n << " block=" << block);
+      Data d = make_data(n, n + block);
+      std::vector<float> ws(n), hs(n);
+      cpu::sort_pairs(d.w.data(), d.h.data(), n, ws.data(), hs.data());
+      const double shift = n ? ws[n / 2] : 0.0;
+      const size_t nb = (n + block - 1) / block;
+      std::vector<double> c0(nb + 1), c1(nb + 1), c2(nb + 1), g0(nb + 2, 9.0), g1(nb + 1), g2(nb + 1), r0(nb + 1),
+          r1(nb + 1), r2(nb + 1);
+      cpu::prefix_sums(ws.data(), hs.data(), n, shift, block, c0.data(), c1.data(), c2.data());
+      cuda::prefix_sums(ws.data(), hs.data(), n, shift, block, g0.data(), g1.data(), g2.data());
+      cuda::prefix_sums(ws.data(), hs.data(), n, shift, block, r0.data(), r1.data(), r2.data());
+      EXPECT_EQ(g0[nb + 1], 9.0);  // sentinel after the nb + 1 outputs
+      double s0 = 0, s1 = 0, s2 = 0;
+      for (size_t i = 0; i < n; ++i) {
+        const double x = ws[i] - shift;
+        s0 += hs[i];
+        s1 += std::fabs(hs[i] * x);
+        s2 += hs[i] * x * x;
+      }
+      for (size_t b = 0; b <= nb; ++b) {
+        ASSERT_LE(std::fabs(c0[b] - g0[b]), 1e-12 * s0 + 1e-300) << b;
+        ASSERT_LE(std::fabs(c1[b] - g1[b]), 1e-12 * s1 + 1e-300) << b;
+        ASSERT_LE(std::fabs(c2[b] - g2[b]), 1e-12 * s2 + 1e-300) << b;
+      }
+      EXPECT_EQ(std::memcmp(g0.data(), r0.data(), (nb + 1) * sizeof(double)), 0);
+      EXPECT_EQ(std::memcmp(g1.data(), r1.data(), (nb + 1) * sizeof(double)), 0);
+      EXPECT_EQ(std::memcmp(g2.data(), r2.data(), (nb + 1) * sizeof(double)), 0);
+      if (block > 1 && block < 1024) {  // short blocks: one thread per block in element order, as the CPU
+        for (size_t b = 1; b <= std::min<size_t>(nb, 1); ++b) EXPECT_EQ(c0[b], g0[b]);
+      }
+    }
+}
+
+TEST(CudaQuantParity, LabelHistogramMatchesCpu) {
+  NQ_REQUIRE_CUDA();
+  for (size_t n : sizes())
+    for (int k : {2, 16, 256, 20000}) {
+      std::mt19937 rng(static_cast<uint32_t>(n + k));
+      std::vector<int32_t> labels(n);
+      for (auto& v : labels) v = static_cast<int32_t>(rng() % (k + 1)) - 1;  // −1: pruned, skipped
+      std::vector<int64_t> c(k), g(k + 1, -5);
+      cpu::label_histogram(labels.data(), n, k, c.data());
+      cuda::label_histogram(labels.data(), n, k, g.data());
+      EXPECT_EQ(g[k], -5);
+      EXPECT_TRUE(std::equal(c.begin(), c.end(), g.begin())) << "n=" << n << " k=" << k;
+    }
+  std::vector<int32_t> bad = {0, 1, 2};
+  std::vector<int64_t> counts(2);
+  EXPECT_THROW(cuda::label_histogram(bad.data(), bad.size(), 2, counts.data()), Error);
+}
+
+#if NQ_HAVE_CUDA
+// CPU oracle of the per-row k-means: the same Lloyd rules on the fused CPU op (λ = 0, code lengths 0).
+void cpu_row_kmeans(const float* w, const float* h, size_t len, int k, int iterations, double* c) {
+  std::vector<double> l(k, 0.0);
+  std::sort(c, c + k);
+  for (int it = 0; it < iterations; ++it) {
+    std::vector<double> cs(c, c + k);  // the fused op wants strictly ascending centres
+    for (int j = 1; j < k; ++j) cs[j] = std::max(cs[j], std::nextafter(cs[j - 1], 1e300));
+    AssignAccum acc;
+    cpu::assign_accumulate(w, h, len, cs.data(), l.data(), k, 0.0, nullptr, acc);
+    bool moved = false;
+    for (int j = 0; j < k; ++j) {
+      double v = c[j];
+      if (acc.count[j] > 0) v = acc.sum_h[j] > 0 ? acc.sum_hw[j] / acc.sum_h[j] : acc.sum_w[j] / acc.count[j];
+      moved |= v != c[j];
+      c[j] = v;
+    }
+    std::sort(c, c + k);
+    if (!moved) break;
+  }
+}
+
+TEST(CudaQuantParity, SegmentedKmeansMatchesCpuLloyd) {
+  NQ_REQUIRE_CUDA();
+  for (int64_t len : {int64_t{1}, int64_t{33}, int64_t{1000}, int64_t{4096}, int64_t{8192}})
+    for (int k : {2, 16}) {
+      SCOPED_TRACE(testing::Message() << "len=" << len << " k=" << k);
+      const int64_t rows = quick() ? 3 : 17;
+      const int iterations = 30;
+      Data d = make_data(static_cast<size_t>(rows * len), 31 * len + k);
+      for (auto& v : d.h) v = v + 0.01f;  // h > 0: the CPU op's h = 0 rule differs from plain nearest
+      std::vector<double> c(static_cast<size_t>(rows * k));
+      for (int64_t r = 0; r < rows; ++r) {
+        const auto mm = std::minmax_element(d.w.begin() + r * len, d.w.begin() + (r + 1) * len);
+        for (int j = 0; j < k; ++j)  // linear initialisation [DC]
+          c[r * k + j] = *mm.first + (*mm.second - *mm.first) * (j + 0.5) / k;
+      }
+      std::vector<double> gc = c, dist(static_cast<size_t>(rows) + 1, -1.0);
+      std::vector<int32_t> labels(static_cast<size_t>(rows * len));
+      try {
+        cuda::segmented_kmeans(d.w.data(), d.h.data(), rows, len, k, iterations, gc.data(), labels.data(),
+                               dist.data());
+      } catch (const Error& e) {
+        if (e.code() == ErrorCode::kUnsupported) continue;  // the row does not fit this device's shared memory
+        throw;
+      }
+      EXPECT_EQ(dist[rows], -1.0);
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* wr = d.w.data() + r * len;
+        const float* hr = d.h.data() + r * len;
+        std::vector<double> cc(c.begin() + r * k, c.begin() + (r + 1) * k);
+        cpu_row_kmeans(wr, hr, static_cast<size_t>(len), k, iterations, cc.data());
+        for (int j = 0; j < k; ++j)
+          EXPECT_NEAR(cc[j], gc[r * k + j], 1e-9 * (std::fabs(cc[j]) + 1e-6)) << "row " << r << " centre " << j;
+        // Labels and distortion of the GPU's final codebook against the CPU fused op on that codebook.
+        std::vector<double> cs(gc.begin() + r * k, gc.begin() + (r + 1) * k), l0(k, 0.0);
+        bool strict = true;
+        for (int j = 1; j < k; ++j) strict &= cs[j] > cs[j - 1];
+        if (!strict) continue;  // collapsed centres: the fused op's contract needs distinct ones
+        std::vector<int32_t> cl(static_cast<size_t>(len));
+        AssignAccum acc;
+        cpu::assign_accumulate(wr, hr, static_cast<size_t>(len), cs.data(), l0.data(), k, 0.0, cl.data(), acc);
+        for (int64_t i = 0; i < len; ++i) ASSERT_EQ(cl[i], labels[r * len + i]) << "row " << r << " i " << i;
+        EXPECT_LE(rel_diff(acc.distortion, dist[r], 1e-300), 1e-6) << "row " << r;
+      }
+    }
+}
+#endif
+
+}  // namespace
+}  // namespace nq::quant
