@@ -183,7 +183,10 @@ py::dict quantize_tensors(const py::dict& tensors, const py::object& importance,
     dequantized = q.dequantize();
   }
   py::dict deq, per_tensor;
-  for (auto& t : dequantized) deq[py::str(t.name())] = tensor_to_numpy(std::move(t), true);
+  for (auto& t : dequantized) {
+    const std::string name = t.name();  // before the move: the right side of = is evaluated first
+    deq[py::str(name)] = tensor_to_numpy(std::move(t), true);
+  }
   for (auto& t : q.tensors) {
     py::dict d;
     d["quantized"] = t.quantized;
@@ -229,7 +232,10 @@ py::dict read_nq(const std::string& path) {
     dequantized = read_nq_file(path).dequantize();
   }
   py::dict out;
-  for (auto& t : dequantized) out[py::str(t.name())] = tensor_to_numpy(std::move(t), true);
+  for (auto& t : dequantized) {
+    const std::string name = t.name();  // before the move: the right side of = is evaluated first
+    out[py::str(name)] = tensor_to_numpy(std::move(t), true);
+  }
   return out;
 }
 
@@ -240,7 +246,10 @@ py::dict read_safetensors_dict(const std::string& path, bool writable) {
     set = read_safetensors(path);
   }
   py::dict out;
-  for (auto& t : set) out[py::str(t.name())] = tensor_to_numpy(std::move(t), writable);
+  for (auto& t : set) {
+    const std::string name = t.name();  // before the move: the right side of = is evaluated first
+    out[py::str(name)] = tensor_to_numpy(std::move(t), writable);
+  }
   return out;
 }
 
