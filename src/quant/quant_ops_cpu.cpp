@@ -17,11 +17,18 @@ namespace {
 // Local search around the nearest centre (found by binary search on the λ = 0 rule), stopping as soon as the
 // rounding-monotone lower bound proves no farther cluster can win: the brute-force argmin, in O(log k) + the
 // few clusters the rate term can reach. Dead clusters (l = inf) are skipped by the cost itself.
+// lmin_left[j] = min_{i <= j} l_i and lmin_right[j] = min_{i >= j} l_i bound every cluster beyond j at once.
 inline int32_t argmin_cluster(float w, double h, const double* c, const double* l, int k, double lambda,
-                              double lmin, int32_t rate_only_best, double* best_cost_out) {
-  if (h == 0.0) {  // the distortion term vanishes: the most probable live cluster (lowest index on ties)
-    *best_cost_out = quant::assign_cost(w, h, c[rate_only_best], l[rate_only_best], lambda);
-    return rate_only_best;
+                              const double* lmin_left, const double* lmin_right, double* best_cost_out) {
+  if (h == 0.0) {  // the distortion term vanishes: no locality to exploit, scan (rare: zero importance)
+    int32_t best = -1;
+    double best_cost = quant::infinity();
+    for (int j = 0; j < k; ++j) {
+      const double cost = quant::assign_cost(w, h, c[j], l[j], lambda);
+      if (best < 0 || quant::better(cost, j, best_cost, best)) { best_cost = cost; best = j; }
+    }
+    *best_cost_out = best_cost;
+    return best;
   }
   int lo = 0, hi = k - 1;  // first j with !closer_to_upper(w, c_j, c_{j+1})
   while (lo < hi) {
@@ -31,12 +38,12 @@ inline int32_t argmin_cluster(float w, double h, const double* c, const double* 
   int32_t best = lo;
   double best_cost = quant::assign_cost(w, h, c[lo], l[lo], lambda);
   for (int j = lo - 1; j >= 0; --j) {  // lower indices win ties: continue while the bound can still tie
-    if (quant::assign_cost_bound(w, h, c[j], lmin, lambda) > best_cost) break;
+    if (quant::assign_cost_bound(w, h, c[j], lmin_left[j], lambda) > best_cost) break;
     const double cost = quant::assign_cost(w, h, c[j], l[j], lambda);
     if (quant::better(cost, j, best_cost, best)) { best_cost = cost; best = j; }
   }
   for (int j = lo + 1; j < k; ++j) {
-    if (quant::assign_cost_bound(w, h, c[j], lmin, lambda) >= best_cost) break;
+    if (quant::assign_cost_bound(w, h, c[j], lmin_right[j], lambda) >= best_cost) break;
     const double cost = quant::assign_cost(w, h, c[j], l[j], lambda);
     if (quant::better(cost, j, best_cost, best)) { best_cost = cost; best = j; }
   }
@@ -60,11 +67,11 @@ void assign_accumulate(const float* w, const float* h, size_t n, const double* c
                        int k, double lambda, int32_t* labels, quant::AssignAccum& out) {
   NQ_ASSERT(k >= 1);
   out.reset(k);
-  double lmin = quant::infinity();
-  int32_t rate_best = -1;
-  for (int j = 0; j < k; ++j)
-    if (code_len[j] < lmin) { lmin = code_len[j]; rate_best = j; }
-  NQ_ASSERT_MSG(rate_best >= 0, "assign_accumulate: every cluster is dead");
+  std::vector<double> lmin_left(k), lmin_right(k);
+  for (int j = 0; j < k; ++j) lmin_left[j] = std::min(code_len[j], j ? lmin_left[j - 1] : quant::infinity());
+  for (int j = k - 1; j >= 0; --j)
+    lmin_right[j] = std::min(code_len[j], j + 1 < k ? lmin_right[j + 1] : quant::infinity());
+  NQ_ASSERT_MSG(lmin_left[k - 1] < quant::infinity(), "assign_accumulate: every cluster is dead");
   for (int j = 0; j + 1 < k; ++j) NQ_ASSERT(centers[j] < centers[j + 1]);
   if (n == 0) return;
 
@@ -77,7 +84,7 @@ void assign_accumulate(const float* w, const float* h, size_t n, const double* c
   for (auto& p : part) p.reset(k);
   for (size_t b0 = 0; b0 < nblocks; b0 += wave) {
     const size_t b1 = std::min(nblocks, b0 + wave);
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if (b1 - b0 > 1)
     for (int64_t bb = static_cast<int64_t>(b0); bb < static_cast<int64_t>(b1); ++bb) {
       BlockSums& s = part[static_cast<size_t>(bb) - b0];
       s.reset(k);
@@ -86,7 +93,7 @@ void assign_accumulate(const float* w, const float* h, size_t n, const double* c
         const float wi = w[i];
         const double hi = h ? static_cast<double>(h[i]) : 1.0;
         double cost;
-        const int32_t j = argmin_cluster(wi, hi, centers, code_len, k, lambda, lmin, rate_best, &cost);
+        const int32_t j = argmin_cluster(wi, hi, centers, code_len, k, lambda, lmin_left.data(), lmin_right.data(), &cost);
         if (labels) labels[i] = j;
         const double d = static_cast<double>(wi) - centers[j];
         s.sh[j] += hi;
@@ -119,7 +126,7 @@ void sort_pairs(const float* w, const float* h, size_t n, float* w_sorted, float
   // passes of 11/11/10 bits; stable, so the result is unique whatever the thread count.
   std::vector<uint64_t> a(n), b(n);
   const float one = 1.0f;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > 65536)
   for (int64_t i = 0; i < static_cast<int64_t>(n); ++i) {
     uint32_t u, hb;
     std::memcpy(&u, &w[i], 4);
@@ -178,7 +185,7 @@ void sort_pairs(const float* w, const float* h, size_t n, float* w_sorted, float
       if (!trivial) a.swap(b);
     }
   }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > 65536)
   for (int64_t i = 0; i < static_cast<int64_t>(n); ++i) {
     const uint64_t v = a[static_cast<size_t>(i)];
     const uint32_t key = static_cast<uint32_t>(v >> 32), hb = static_cast<uint32_t>(v);
@@ -203,7 +210,7 @@ void prefix_sums(const float* ws, const float* hs, size_t n, double shift, size_
     }
     return;
   }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > 65536)
   for (int64_t bb = 0; bb < static_cast<int64_t>(nb); ++bb) {
     const size_t i0 = static_cast<size_t>(bb) * block, i1 = std::min(n, i0 + block);
     double a = 0, b = 0, c = 0;
@@ -224,7 +231,7 @@ void label_histogram(const int32_t* labels, size_t n, int k, int64_t* counts) {
   const int threads = std::max(1, omp_get_max_threads());
   std::vector<int64_t> part(static_cast<size_t>(threads) * k, 0);
   bool bad = false;
-#pragma omp parallel num_threads(threads) reduction(|| : bad)
+#pragma omp parallel num_threads(threads) reduction(|| : bad) if (n > 65536)
   {
     int64_t* c = &part[static_cast<size_t>(omp_get_thread_num()) * k];
 #pragma omp for schedule(static)

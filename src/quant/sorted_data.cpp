@@ -173,7 +173,7 @@ QuantizeResult finalize(const Problem& p, RawResult raw) {
   r.indices.resize(n);
   const size_t block = accum_block_size(n), nb = (n + block - 1) / block;
   std::vector<double> pd(nb), pm(nb);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (nb > 1)
   for (int64_t b = 0; b < static_cast<int64_t>(nb); ++b) {
     double d = 0, m = 0;
     const size_t i0 = static_cast<size_t>(b) * block, i1 = std::min(n, i0 + block);

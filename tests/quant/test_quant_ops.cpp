@@ -1,0 +1,143 @@
+// The quantizer ops (quant_ops.h) against brute-force fp64 oracles: fused assign+accumulate, sort, prefix sums.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "quant/quant_formulas.h"
+#include "quant/quant_ops.h"
+
+namespace nq::quant {
+namespace {
+
+std::vector<float> student_t(size_t n, uint64_t seed, double scale = 0.05) {
+  std::mt19937_64 rng(seed);
+  std::student_t_distribution<double> t(3.0);
+  std::vector<float> v(n);
+  for (auto& x : v) x = static_cast<float>(scale * t(rng));
+  return v;
+}
+
+TEST(QuantOps, FusedAssignMatchesBruteForce) {
+  std::mt19937_64 rng(7);
+  for (int k : {1, 2, 3, 7, 33}) {
+    for (double lambda : {0.0, 1e-4, 0.01, 1.0}) {
+      const size_t n = 1003;
+      std::vector<float> w = student_t(n, 100 + k);
+      std::vector<double> c(k), l(k);
+      for (int j = 0; j < k; ++j) c[j] = 0.2 * (j - k / 2.0) / std::max(1, k) + 1e-3 * j;
+      std::sort(c.begin(), c.end());
+      std::uniform_real_distribution<double> u(0.1, 6.0);
+      for (int j = 0; j < k; ++j) l[j] = (j % 5 == 3 && k > 1) ? infinity() : (j % 3 == 0 ? 2.0 : u(rng));
+      // Values exactly at centres and midpoints exercise the ties.
+      for (int j = 0; j + 1 < k && j < 20; ++j) {
+        w[j] = static_cast<float>(c[j]);
+        w[20 + j] = static_cast<float>(0.5 * (c[j] + c[j + 1]));
+      }
+      std::vector<float> h(n);
+      for (size_t i = 0; i < n; ++i) h[i] = (i % 17 == 0) ? 0.0f : static_cast<float>(u(rng));
+      std::vector<int32_t> labels(n);
+      AssignAccum acc;
+      cpu::assign_accumulate(w.data(), h.data(), n, c.data(), l.data(), k, lambda, labels.data(), acc);
+      std::vector<double> sh(k, 0.0), shw(k, 0.0);
+      double dist = 0;
+      for (size_t i = 0; i < n; ++i) {
+        int32_t best = -1;
+        double bc = infinity();
+        for (int j = 0; j < k; ++j) {
+          const double cost = assign_cost(w[i], h[i], c[j], l[j], lambda);
+          if (best < 0 || better(cost, j, bc, best)) { bc = cost; best = j; }
+        }
+        ASSERT_EQ(labels[i], best) << "k=" << k << " lambda=" << lambda << " i=" << i;
+        sh[best] += h[i];
+        shw[best] += static_cast<double>(h[i]) * w[i];
+        const double d = static_cast<double>(w[i]) - c[best];
+        dist += h[i] * d * d;
+      }
+      for (int j = 0; j < k; ++j) {
+        EXPECT_NEAR(acc.sum_h[j], sh[j], 1e-9 * (1 + sh[j]));
+        EXPECT_NEAR(acc.sum_hw[j], shw[j], 1e-9 * (1 + std::fabs(shw[j])));
+      }
+      EXPECT_NEAR(acc.distortion, dist, 1e-9 * dist + 1e-15);
+    }
+  }
+}
+
+TEST(QuantOps, FusedAssignDeterministicAcrossThreads) {
+  const size_t n = 200003;
+  auto w = student_t(n, 3);
+  auto h = student_t(n, 4);
+  for (auto& x : h) x = std::fabs(x);
+  std::vector<double> c = {-0.1, -0.03, 0.0, 0.02, 0.09}, l = {3, 2, 1, 2, 3};
+  AssignAccum a, b;
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  cpu::assign_accumulate(w.data(), h.data(), n, c.data(), l.data(), 5, 1e-4, nullptr, a);
+  omp_set_num_threads(3);
+  cpu::assign_accumulate(w.data(), h.data(), n, c.data(), l.data(), 5, 1e-4, nullptr, b);
+  omp_set_num_threads(saved);
+  EXPECT_EQ(std::memcmp(a.sum_hw.data(), b.sum_hw.data(), 5 * sizeof(double)), 0);
+  EXPECT_EQ(a.distortion, b.distortion);
+}
+
+TEST(QuantOps, SortPairsMatchesStableSort) {
+  for (size_t n : {size_t{1}, size_t{7}, size_t{4095}, size_t{5001}, size_t{70003}}) {
+    auto w = student_t(n, n);
+    for (size_t i = 0; i < n; i += 11) w[i] = (i % 2) ? -0.0f : 0.0f;
+    for (size_t i = 5; i < n; i += 13) w[i] = w[i / 2];
+    std::vector<float> h(n);
+    for (size_t i = 0; i < n; ++i) h[i] = static_cast<float>(i);
+    std::vector<float> ws(n), hs(n);
+    cpu::sort_pairs(w.data(), h.data(), n, ws.data(), hs.data());
+    std::vector<size_t> order(n);
+    for (size_t i = 0; i < n; ++i) order[i] = i;
+    auto key = [&](size_t i) {  // −0 before +0, like the op
+      return std::make_pair(w[i], std::signbit(w[i]) ? 0 : 1);
+    };
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return key(a) < key(b); });
+    for (size_t i = 0; i < n; ++i) {
+      ASSERT_EQ(std::memcmp(&ws[i], &w[order[i]], 4), 0) << "n=" << n << " i=" << i;
+      ASSERT_EQ(hs[i], h[order[i]]) << "n=" << n << " i=" << i;
+    }
+  }
+}
+
+TEST(QuantOps, PrefixSumsMatchLongDouble) {
+  for (size_t block : {size_t{1}, size_t{3}, size_t{64}}) {
+    const size_t n = 1000 + 3;
+    auto w = student_t(n, 9);
+    std::sort(w.begin(), w.end());
+    std::vector<float> h(n);
+    for (size_t i = 0; i < n; ++i) h[i] = 0.5f + static_cast<float>(i % 7);
+    const size_t nb = (n + block - 1) / block;
+    std::vector<double> a(nb + 1), b(nb + 1), c(nb + 1);
+    cpu::prefix_sums(w.data(), h.data(), n, 0.01, block, a.data(), b.data(), c.data());
+    for (size_t q = 0; q <= nb; ++q) {
+      long double s0 = 0, s1 = 0, s2 = 0;
+      for (size_t i = 0; i < std::min(n, q * block); ++i) {
+        const long double x = static_cast<long double>(w[i]) - 0.01L;
+        s0 += h[i]; s1 += h[i] * x; s2 += h[i] * x * x;
+      }
+      EXPECT_NEAR(a[q], static_cast<double>(s0), 1e-9 * (1 + static_cast<double>(s0)));
+      EXPECT_NEAR(b[q], static_cast<double>(s1), 1e-12 * (1 + static_cast<double>(s0)));
+      EXPECT_NEAR(c[q], static_cast<double>(s2), 1e-12 * (1 + static_cast<double>(s0)));
+    }
+  }
+}
+
+TEST(QuantOps, HistogramAndEntropy) {
+  std::vector<int32_t> labels = {0, 2, 2, -1, 1, 2, 0, 3};
+  std::vector<int64_t> counts(4);
+  cpu::label_histogram(labels.data(), labels.size(), 4, counts.data());
+  EXPECT_EQ(counts, (std::vector<int64_t>{2, 1, 3, 1}));
+  const double p[4] = {2 / 7.0, 1 / 7.0, 3 / 7.0, 1 / 7.0};
+  double hbits = 0;
+  for (double x : p) hbits -= x * std::log2(x);
+  EXPECT_NEAR(histogram_entropy(counts.data(), 4), hbits, 1e-12);
+}
+
+}  // namespace
+}  // namespace nq::quant

@@ -1,0 +1,378 @@
+// nq::quantize per method against oracles: brute-force optimal partitions, Lloyd monotonicity, ECSQ/k-means
+// equivalences, uniform cell means, target searches, determinism and edge cases.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <random>
+
+#include "netquant/error.h"
+#include "netquant/quantize.h"
+
+namespace nq {
+namespace {
+
+std::vector<float> student_t(size_t n, uint64_t seed, double scale = 0.05) {
+  std::mt19937_64 rng(seed);
+  std::student_t_distribution<double> t(3.0);
+  std::vector<float> v(n);
+  for (auto& x : v) x = static_cast<float>(scale * t(rng));
+  return v;
+}
+std::vector<float> importance(size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::gamma_distribution<double> g(0.7, 2.0);
+  std::vector<float> v(n);
+  for (auto& x : v) x = static_cast<float>(g(rng) + 1e-3);
+  return v;
+}
+
+QuantizeParams params(Method m, int k) {
+  QuantizeParams p;
+  p.method = m;
+  p.k = k;
+  p.backend = Backend::kCpu;
+  return p;
+}
+
+// fp64 weighted distortion of a result, recomputed from scratch.
+double distortion(const QuantizeResult& r, const std::vector<float>& w, const float* h) {
+  double d = 0;
+  for (size_t i = 0; i < w.size(); ++i) {
+    const double e = static_cast<double>(r.codebook[r.indices[i]]) - w[i];
+    d += (h ? h[i] : 1.0) * e * e;
+  }
+  return d / static_cast<double>(w.size());
+}
+
+// Brute force: the best split of sorted values into at most k contiguous groups (all compositions).
+double brute_force_optimum(std::vector<float> w, std::vector<float> h, int k) {
+  std::vector<size_t> order(w.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return w[a] < w[b]; });
+  std::vector<double> ws, hs;
+  for (size_t i : order) { ws.push_back(w[i]); hs.push_back(h[i]); }
+  const size_t n = ws.size();
+  auto cost = [&](size_t a, size_t b) {
+    double s0 = 0, s1 = 0;
+    for (size_t i = a; i < b; ++i) { s0 += hs[i]; s1 += hs[i] * ws[i]; }
+    const double c = s1 / s0;
+    double d = 0;
+    for (size_t i = a; i < b; ++i) d += hs[i] * (ws[i] - c) * (ws[i] - c);
+    return d;
+  };
+  double best = 1e300;
+  // Every subset of the n−1 gaps with at most k−1 cuts.
+  for (uint32_t mask = 0; mask < (1u << (n - 1)); ++mask) {
+    if (__builtin_popcount(mask) > k - 1) continue;
+    double total = 0;
+    size_t start = 0;
+    for (size_t g = 0; g + 1 < n; ++g)
+      if (mask & (1u << g)) { total += cost(start, g + 1); start = g + 1; }
+    total += cost(start, n);
+    best = std::min(best, total);
+  }
+  return best / static_cast<double>(n);
+}
+
+TEST(Quantize, ExactEqualsBruteForceAndBeatsLloyd) {
+  for (size_t n : {size_t{1}, size_t{3}, size_t{7}, size_t{12}, size_t{14}}) {
+    for (int k : {1, 2, 3, 4, 6}) {
+      auto w = student_t(n, n * 10 + k);
+      auto h = importance(n, n + 3 * k);
+      const auto r = quantize(w.data(), h.data(), n, params(Method::kExact, k));
+      const double oracle = brute_force_optimum(w, h, k);
+      EXPECT_NEAR(distortion(r, w, h.data()), oracle, 1e-6 * oracle + 1e-12) << "n=" << n << " k=" << k;
+      EXPECT_LE(static_cast<int>(r.codebook.size()), k);
+      for (Init init : {Init::kLinear, Init::kKmeansPP, Init::kQuantile}) {
+        auto p = params(Method::kHwKmeans, k);
+        p.init = init;
+        const auto l = quantize(w.data(), h.data(), n, p);
+        EXPECT_LE(r.hw_distortion, l.hw_distortion * (1 + 1e-6) + 1e-15) << "n=" << n << " k=" << k;
+      }
+    }
+  }
+}
+
+TEST(Quantize, ExactLargerNeverWorseThanLloydAndHistogramMode) {
+  const size_t n = 20000 + 3;
+  auto w = student_t(n, 5);
+  auto h = importance(n, 6);
+  const auto ex = quantize(w.data(), h.data(), n, params(Method::kExact, 16));
+  for (Init init : {Init::kLinear, Init::kKmeansPP, Init::kQuantile}) {
+    auto p = params(Method::kHwKmeans, 16);
+    p.init = init;
+    const auto l = quantize(w.data(), h.data(), n, p);
+    EXPECT_LE(ex.hw_distortion, l.hw_distortion * (1 + 1e-9));
+  }
+  // Histogram mode: boundaries restricted to bin edges, so never better than exact and close with fine bins.
+  auto p = params(Method::kExact, 16);
+  p.exact_histogram_bins = 5000;
+  const auto hist = quantize(w.data(), h.data(), n, p);
+  EXPECT_GE(hist.hw_distortion, ex.hw_distortion * (1 - 1e-9));
+  EXPECT_LE(hist.hw_distortion, ex.hw_distortion * 1.10);
+  p.exact_histogram_bins = static_cast<int64_t>(n);  // one bin per value: exact again
+  const auto same = quantize(w.data(), h.data(), n, p);
+  EXPECT_NEAR(same.hw_distortion, ex.hw_distortion, 1e-12 * ex.hw_distortion);
+}
+
+TEST(Quantize, LloydObjectiveNeverIncreases) {
+  for (Method m : {Method::kKmeans, Method::kHwKmeans, Method::kEcsq}) {
+    const size_t n = 5000 + 7;
+    auto w = student_t(n, 11);
+    auto h = importance(n, 12);
+    auto p = params(m, 33);
+    p.init = Init::kKmeansPP;
+    p.tol = 0;
+    p.lambda = m == Method::kEcsq ? 1e-5 : 0.0;
+    const auto r = quantize(w.data(), h.data(), n, p);
+    ASSERT_GE(r.history.size(), 2u);
+    for (size_t i = 1; i < r.history.size(); ++i)
+      EXPECT_LE(r.history[i].objective, r.history[i - 1].objective * (1 + 1e-12)) << method_traits(m).name;
+  }
+}
+
+TEST(Quantize, HwKmeansWithUnitImportanceEqualsKmeans) {
+  const size_t n = 1000 + 3;
+  auto w = student_t(n, 21);
+  std::vector<float> ones(n, 1.0f);
+  for (Init init : {Init::kLinear, Init::kKmeansPP, Init::kQuantile}) {
+    auto p = params(Method::kKmeans, 7);
+    p.init = init;
+    const auto a = quantize(w.data(), nullptr, n, p);
+    p.method = Method::kHwKmeans;
+    const auto b = quantize(w.data(), ones.data(), n, p);
+    EXPECT_EQ(a.codebook, b.codebook);
+    EXPECT_EQ(a.indices, b.indices);
+  }
+}
+
+TEST(Quantize, EcsqLambdaZeroEqualsHwKmeans) {
+  const size_t n = 3000 + 1;
+  auto w = student_t(n, 31);
+  auto h = importance(n, 32);
+  auto p = params(Method::kHwKmeans, 8);
+  p.tol = 0;
+  p.max_iter = 500;
+  const auto a = quantize(w.data(), h.data(), n, p);
+  p.method = Method::kEcsq;
+  p.lambda = 0;
+  const auto b = quantize(w.data(), h.data(), n, p);
+  ASSERT_EQ(a.codebook.size(), b.codebook.size());
+  for (size_t j = 0; j < a.codebook.size(); ++j) EXPECT_NEAR(a.codebook[j], b.codebook[j], 1e-6);
+  size_t same = 0;
+  for (size_t i = 0; i < n; ++i) same += a.indices[i] == b.indices[i];
+  EXPECT_GE(same, n - 2);
+  EXPECT_NEAR(a.hw_distortion, b.hw_distortion, 1e-6 * a.hw_distortion);
+}
+
+TEST(Quantize, LargerLambdaNeverRaisesEntropy) {
+  const size_t n = 5000 + 3;
+  auto w = student_t(n, 41);
+  auto h = importance(n, 42);
+  double prev = 1e300;
+  for (double lambda : {0.0, 1e-7, 1e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 1e-2}) {
+    auto p = params(Method::kEcsq, 32);
+    p.lambda = lambda;
+    const auto r = quantize(w.data(), h.data(), n, p);
+    EXPECT_LE(r.entropy_bits, prev + 1e-9) << "lambda=" << lambda;
+    prev = r.entropy_bits;
+    EXPECT_DOUBLE_EQ(r.lambda, lambda);
+  }
+  EXPECT_LT(prev, 1.0);  // a large λ collapses towards one cluster
+}
+
+TEST(Quantize, UniformCentresAreWeightedMeansAndZerosStayExact) {
+  const size_t n = 1000 + 3;
+  auto w = student_t(n, 51);
+  auto h = importance(n, 52);
+  for (size_t i = 0; i < n; i += 3) w[i] = 0.0f;  // many exact zeros, a sparse tensor
+  float amax = 0;
+  for (float v : w) amax = std::max(amax, std::fabs(v));
+  const float half_cell = amax / 9.0f;  // k = 9: Δ = max|w| / 4.5
+  for (size_t i = 0; i < n; ++i)
+    if (std::fabs(w[i]) < 1.01f * half_cell) w[i] = 0.0f;  // the zero cell holds only zeros
+  auto p = params(Method::kUniform, 9);
+  const auto r = quantize(w.data(), h.data(), n, p);
+  ASSERT_GT(r.step, 0);
+  EXPECT_LE(static_cast<int>(r.codebook.size()), 9);
+  std::vector<double> sh(r.codebook.size()), shw(r.codebook.size());
+  for (size_t i = 0; i < n; ++i) {
+    sh[r.indices[i]] += h[i];
+    shw[r.indices[i]] += static_cast<double>(h[i]) * w[i];
+    // The cell: round(w / Δ), clamped to the 9 cells.
+    const double m = std::clamp(std::floor(w[i] / r.step + 0.5), -4.0, 4.0);
+    const double c = r.codebook[r.indices[i]];
+    EXPECT_LE(std::fabs(c - m * r.step), 0.5 * r.step * (1 + 1e-6)) << i;
+    if (w[i] == 0.0f) {
+      EXPECT_EQ(r.codebook[r.indices[i]], 0.0f);
+    }
+  }
+  for (size_t j = 0; j < r.codebook.size(); ++j)
+    EXPECT_NEAR(r.codebook[j], shw[j] / sh[j], 1e-6 * std::fabs(shw[j] / sh[j]) + 1e-9);
+}
+
+TEST(Quantize, TargetSearchesLandWithinOnePercent) {
+  const size_t n = 5000 + 3;
+  auto w = student_t(n, 61);
+  auto h = importance(n, 62);
+  for (Method m : {Method::kEcsq, Method::kUniform}) {
+    for (double bits : {1.0, 2.5}) {
+      auto p = params(m, 64);
+      p.max_iter = 30;
+      p.target_bits = bits;
+      const auto r = quantize(w.data(), h.data(), n, p);
+      EXPECT_NEAR(r.entropy_bits, bits, 0.01 * bits) << method_traits(m).name;
+    }
+    auto p = params(m, 64);
+    p.max_iter = 30;
+    p.target_ratio = 16;  // 2 bits
+    const auto r = quantize(w.data(), h.data(), n, p);
+    EXPECT_NEAR(r.entropy_bits, 2.0, 0.02);
+  }
+  auto p = params(Method::kKmeans, 8);
+  p.target_bits = 2;
+  EXPECT_THROW(quantize(w.data(), nullptr, n, p), Error);
+}
+
+TEST(Quantize, DeterministicForSeedAndThreads) {
+  const size_t n = 70000 + 7;
+  auto w = student_t(n, 71);
+  auto h = importance(n, 72);
+  for (Method m : {Method::kHwKmeans, Method::kEcsq, Method::kExact}) {
+    auto p = params(m, 16);
+    p.init = Init::kKmeansPP;
+    p.lambda = 1e-5;
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(1);
+    const auto a = quantize(w.data(), h.data(), n, p);
+    omp_set_num_threads(2);
+    const auto b = quantize(w.data(), h.data(), n, p);
+    omp_set_num_threads(saved);
+    EXPECT_EQ(a.codebook, b.codebook) << method_traits(m).name;
+    EXPECT_EQ(a.indices, b.indices);
+    EXPECT_EQ(std::memcmp(&a.hw_distortion, &b.hw_distortion, sizeof(double)), 0);
+  }
+}
+
+TEST(Quantize, EdgeCases) {
+  for (const auto& t : method_table()) {
+    auto p = params(t.method, 4);
+    // N = 1
+    float one = 0.37f, hone = 2.0f;
+    auto r = quantize(&one, &hone, 1, p);
+    ASSERT_EQ(r.indices.size(), 1u) << t.name;
+    // All values equal: one level, no error.
+    std::vector<float> same(31, -0.25f), hs(31, 1.5f);
+    r = quantize(same.data(), hs.data(), same.size(), p);
+    ASSERT_EQ(r.indices.size(), 31u) << t.name;
+    // Zero importance everywhere: falls back to unweighted, still a valid result.
+    auto w = student_t(33, 81);
+    std::vector<float> zeros(33, 0.0f);
+    r = quantize(w.data(), zeros.data(), w.size(), p);
+    ASSERT_EQ(r.indices.size(), 33u) << t.name;
+    for (int32_t i : r.indices) ASSERT_LT(static_cast<size_t>(i), r.codebook.size());
+  }
+  // k >= distinct values: exact representation for the k-means family.
+  std::vector<float> w = {0.5f, -1.0f, 0.5f, 2.0f, -1.0f, 0.25f, 2.0f};
+  for (Method m : {Method::kKmeans, Method::kHwKmeans, Method::kExact}) {
+    const auto r = quantize(w.data(), nullptr, w.size(), params(m, 4));
+    EXPECT_EQ(r.codebook, (std::vector<float>{-1.0f, 0.25f, 0.5f, 2.0f}));
+    EXPECT_EQ(r.hw_distortion, 0.0);
+  }
+  // Partly zero importance: weightless values still get a level, weighted distortion ignores them.
+  auto v = student_t(257, 82);
+  auto h = importance(257, 83);
+  for (size_t i = 0; i < 257; i += 2) h[i] = 0.0f;
+  const auto r = quantize(v.data(), h.data(), v.size(), params(Method::kExact, 5));
+  EXPECT_NEAR(distortion(r, v, h.data()), r.hw_distortion, 1e-9 * r.hw_distortion + 1e-15);
+}
+
+TEST(Quantize, ValidationErrors) {
+  std::vector<float> w = {0.1f, 0.2f, NAN};
+  std::vector<float> h = {1, 1, 1};
+  auto expect_code = [](const std::function<void()>& f, ErrorCode code) {
+    try {
+      f();
+      ADD_FAILURE() << "no error";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), code) << e.what();
+    }
+  };
+  expect_code([&] { quantize(w.data(), h.data(), 3, params(Method::kHwKmeans, 2)); }, ErrorCode::kInvalidArgument);
+  w[2] = 0.3f;
+  h[1] = -1;
+  expect_code([&] { quantize(w.data(), h.data(), 3, params(Method::kHwKmeans, 2)); }, ErrorCode::kInvalidArgument);
+  h[1] = 1;
+  expect_code([&] { quantize(w.data(), h.data(), 3, params(Method::kHwKmeans, 0)); }, ErrorCode::kInvalidArgument);
+  auto p = params(Method::kEcsq, 4);
+  p.lambda = -1;
+  expect_code([&] { quantize(w.data(), h.data(), 3, p); }, ErrorCode::kInvalidArgument);
+  expect_code([] { parse_method("kmeans2"); }, ErrorCode::kInvalidArgument);
+  expect_code([] { parse_scope("group:0"); }, ErrorCode::kInvalidArgument);
+  expect_code([] { parse_scope("group:x"); }, ErrorCode::kInvalidArgument);
+  expect_code([] { parse_init("random"); }, ErrorCode::kInvalidArgument);
+  expect_code([] { parse_importance_transform("log"); }, ErrorCode::kInvalidArgument);
+}
+
+TEST(Quantize, TraitsTableDrivesParsing) {
+  for (const auto& t : method_table()) {
+    EXPECT_EQ(parse_method(t.name), t.method);
+    EXPECT_STREQ(method_traits(t.method).name, t.name);
+  }
+  EXPECT_EQ(parse_scope("group:128").group, 128);
+  EXPECT_EQ(scope_to_string(parse_scope("group:128")), "group:128");
+  for (const char* s : {"global", "tensor", "row"}) EXPECT_EQ(scope_to_string(parse_scope(s)), s);
+  for (Init i : {Init::kLinear, Init::kKmeansPP, Init::kQuantile}) EXPECT_EQ(parse_init(init_name(i)), i);
+}
+
+}  // namespace
+}  // namespace nq
+
+namespace nq {
+namespace {
+
+// O(k·n²) textbook DP over the sorted values (no speed-ups): the oracle for mid-size inputs.
+double plain_dp_optimum(const std::vector<float>& w, const std::vector<float>& h, int k) {
+  std::vector<size_t> order(w.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return w[a] < w[b]; });
+  const size_t n = w.size();
+  std::vector<long double> p0(n + 1), p1(n + 1), p2(n + 1);
+  for (size_t i = 0; i < n; ++i) {
+    const long double x = w[order[i]], hv = h[order[i]];
+    p0[i + 1] = p0[i] + hv; p1[i + 1] = p1[i] + hv * x; p2[i + 1] = p2[i] + hv * x * x;
+  }
+  auto cost = [&](size_t a, size_t b) {
+    const long double s0 = p0[b] - p0[a], s1 = p1[b] - p1[a];
+    return static_cast<double>(p2[b] - p2[a] - s1 * s1 / s0);
+  };
+  std::vector<double> prev(n + 1, 1e300), cur(n + 1);
+  for (size_t i = 1; i <= n; ++i) prev[i] = cost(0, i);
+  for (int t = 2; t <= k; ++t) {
+    std::fill(cur.begin(), cur.end(), 1e300);
+    for (size_t i = t; i <= n; ++i)
+      for (size_t j = t - 1; j < i; ++j) cur[i] = std::min(cur[i], prev[j] + cost(j, i));
+    prev.swap(cur);
+  }
+  return prev[n] / static_cast<double>(n);
+}
+
+TEST(Quantize, ExactEqualsPlainDynamicProgram) {
+  for (size_t n : {size_t{31}, size_t{257}, size_t{600}}) {
+    for (int k : {2, 5, 16}) {
+      auto w = student_t(n, 3 * n + k);
+      auto h = importance(n, n + k);
+      const double oracle = plain_dp_optimum(w, h, k);
+      const auto r = quantize(w.data(), h.data(), n, params(Method::kExact, k));
+      // The float codebook moves the optimum by rounding only.
+      EXPECT_NEAR(r.hw_distortion, oracle, 1e-5 * oracle) << "n=" << n << " k=" << k;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace nq

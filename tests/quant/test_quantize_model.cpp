@@ -1,0 +1,211 @@
+// nq::quantize_model: scopes, pruning, importance transforms, validation, statistics and dequantization,
+// checked against direct per-problem quantize() calls and recomputed fp64 sums.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <random>
+
+#include "netquant/error.h"
+#include "netquant/quantize.h"
+
+namespace nq {
+namespace {
+
+std::vector<float> student_t(size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::student_t_distribution<double> t(3.0);
+  std::vector<float> v(n);
+  for (auto& x : v) x = static_cast<float>(0.05 * t(rng));
+  return v;
+}
+
+TensorSet make_model(uint64_t seed) {
+  TensorSet m;
+  m.add(Tensor::from_f32("fc1.weight", {7, 33}, student_t(7 * 33, seed)));
+  m.add(Tensor::from_f32("fc1.bias", {7}, student_t(7, seed + 1)));
+  m.add(Tensor::from_f32("fc2.weight", {3, 31}, student_t(3 * 31, seed + 2)));
+  return m;
+}
+TensorSet make_importance(const TensorSet& model, uint64_t seed) {
+  TensorSet s;
+  std::mt19937_64 rng(seed);
+  std::gamma_distribution<double> g(0.7, 2.0);
+  for (const Tensor& t : model) {
+    std::vector<float> v(static_cast<size_t>(t.numel()));
+    for (auto& x : v) x = static_cast<float>(g(rng) + 1e-3);
+    s.add(Tensor::from_f32(t.name(), t.shape(), v));
+  }
+  return s;
+}
+
+ModelQuantizeParams mparams(Method m, int k, const std::string& scope) {
+  ModelQuantizeParams p;
+  p.quant.method = m;
+  p.quant.k = k;
+  p.quant.backend = Backend::kCpu;
+  p.scope = parse_scope(scope);
+  return p;
+}
+
+TEST(QuantizeModel, ScopesMatchDirectProblems) {
+  const TensorSet model = make_model(1);
+  const TensorSet imp = make_importance(model, 2);
+  for (const char* scope : {"global", "tensor", "row", "group:10"}) {
+    const auto q = quantize_model(model, &imp, mparams(Method::kHwKmeans, 4, scope));
+    const TensorSet deq = q.dequantize();
+    ASSERT_EQ(deq.size(), model.size());
+    if (std::string(scope) == "global") {
+      ASSERT_EQ(q.codebooks.size(), 1u);
+      // Same as one quantize() over the concatenation.
+      std::vector<float> w, h;
+      for (const Tensor& t : model) {
+        auto a = t.to_f32();
+        auto b = imp.at(t.name()).to_f32();
+        w.insert(w.end(), a.begin(), a.end());
+        h.insert(h.end(), b.begin(), b.end());
+      }
+      QuantizeParams qp;
+      qp.method = Method::kHwKmeans;
+      qp.k = 4;
+      const auto r = quantize(w.data(), h.data(), w.size(), qp);
+      EXPECT_EQ(q.codebooks[0], r.codebook);
+      EXPECT_NEAR(q.total.hw_distortion, r.hw_distortion, 1e-12);
+      EXPECT_NEAR(q.total.entropy_bits_per_weight, r.entropy_bits, 1e-12);
+    }
+    double d = 0;
+    int64_t n = 0;
+    for (size_t ti = 0; ti < model.size(); ++ti) {
+      const auto& qt = q.tensors[ti];
+      const auto w = model[ti].to_f32();
+      const auto v = deq[ti].to_f32();
+      const auto h = imp.at(model[ti].name()).to_f32();
+      EXPECT_EQ(deq[ti].name(), model[ti].name());
+      EXPECT_EQ(deq[ti].shape(), model[ti].shape());
+      // Each problem (row / group) uses at most k levels of its own codebook.
+      for (int64_t pr = 0; pr < qt.num_problems; ++pr)
+        EXPECT_LE(q.codebooks[qt.first_codebook + pr].size(), 4u);
+      double td = 0;
+      for (size_t i = 0; i < w.size(); ++i) td += h[i] * (double(v[i]) - w[i]) * (double(v[i]) - w[i]);
+      EXPECT_NEAR(qt.stats.hw_distortion, td / w.size(), 1e-12) << scope;
+      d += td;
+      n += static_cast<int64_t>(w.size());
+    }
+    EXPECT_NEAR(q.total.hw_distortion, d / n, 1e-12) << scope;
+    EXPECT_EQ(q.total.params, n);
+  }
+  // Row scope on a 1-D tensor: rows of length 1, every weight exact.
+  const auto q = quantize_model(model, &imp, mparams(Method::kHwKmeans, 2, "row"));
+  EXPECT_EQ(q.tensors[1].problem_size, 1);
+  EXPECT_EQ(q.tensors[1].stats.hw_distortion, 0.0);
+}
+
+TEST(QuantizeModel, FixedRatioFormula) {
+  const TensorSet model = make_model(3);
+  const auto q = quantize_model(model, nullptr, mparams(Method::kKmeans, 5, "global"));
+  const double N = static_cast<double>(model.total_numel());
+  const double k = static_cast<double>(q.codebooks[0].size());
+  EXPECT_NEAR(q.total.ratio_fixed, N * 32 / (N * std::ceil(std::log2(k)) + k * 32), 1e-9);
+  EXPECT_NEAR(q.total.ratio_entropy, N * 32 / (N * q.total.entropy_bits_per_weight + k * 32), 1e-9);
+}
+
+TEST(QuantizeModel, PruningZeroesTheSmallestScores) {
+  const TensorSet model = make_model(5);
+  const TensorSet imp = make_importance(model, 6);
+  for (double s : {0.0, 0.5, 0.99}) {
+    auto p = mparams(Method::kHwKmeans, 4, "tensor");
+    p.prune = s;
+    const auto q = quantize_model(model, &imp, p);
+    const int64_t N = model.total_numel();
+    EXPECT_EQ(q.total.pruned, static_cast<int64_t>(std::floor(s * N)));
+    // Every pruned score <= every kept score; pruned values dequantize to exactly 0.
+    double max_pruned = -1, min_kept = 1e300;
+    const TensorSet deq = q.dequantize();
+    for (size_t ti = 0; ti < model.size(); ++ti) {
+      const auto w = model[ti].to_f32();
+      const auto h = imp[ti].to_f32();
+      const auto v = deq[ti].to_f32();
+      for (size_t i = 0; i < w.size(); ++i) {
+        const double sc = double(h[i]) * w[i] * w[i];
+        if (q.tensors[ti].indices[i] == kPrunedIndex) {
+          max_pruned = std::max(max_pruned, sc);
+          EXPECT_EQ(v[i], 0.0f);
+        } else {
+          min_kept = std::min(min_kept, sc);
+        }
+      }
+    }
+    if (s > 0) EXPECT_LE(max_pruned, min_kept);
+  }
+}
+
+TEST(QuantizeModel, Skip1dTransformsAndDtypes) {
+  TensorSet model = make_model(7);
+  model.add(Tensor::from_f32("half", {4, 3}, student_t(12, 8)).converted(DType::kF16));
+  auto p = mparams(Method::kExact, 3, "tensor");
+  p.skip_1d = true;
+  const auto q = quantize_model(model, nullptr, p);
+  EXPECT_FALSE(q.tensors[1].quantized);
+  const TensorSet deq = q.dequantize();
+  EXPECT_EQ(deq.at("fc1.bias").to_f32(), model.at("fc1.bias").to_f32());
+  EXPECT_EQ(deq.at("half").dtype(), DType::kF16);
+  // normalize: mean 1 per tensor, so scaling a tensor's importance changes nothing.
+  const TensorSet imp = make_importance(model, 9);
+  TensorSet scaled;
+  for (const Tensor& t : imp) {
+    auto v = t.to_f32();
+    for (auto& x : v) x *= 1000.0f;
+    scaled.add(Tensor::from_f32(t.name(), t.shape(), v));
+  }
+  auto pn = mparams(Method::kHwKmeans, 4, "global");
+  pn.importance_transform = ImportanceTransform::kNormalize;
+  const auto a = quantize_model(model, &imp, pn);
+  const auto b = quantize_model(model, &scaled, pn);
+  ASSERT_EQ(a.codebooks[0].size(), b.codebooks[0].size());  // equal up to the rounding of the rescaling
+  for (size_t j = 0; j < a.codebooks[0].size(); ++j) EXPECT_NEAR(a.codebooks[0][j], b.codebooks[0][j], 1e-6);
+  pn.importance_transform = ImportanceTransform::kSqrt;
+  EXPECT_NO_THROW(quantize_model(model, &imp, pn));
+}
+
+TEST(QuantizeModel, ValidationNamesTheTensor) {
+  const TensorSet model = make_model(11);
+  auto expect = [](const std::function<void()>& f, ErrorCode code, const std::string& needle) {
+    try {
+      f();
+      ADD_FAILURE() << "no error";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), code) << e.what();
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  const auto p = mparams(Method::kHwKmeans, 4, "global");
+  TensorSet missing;
+  missing.add(Tensor::from_f32("fc1.weight", {7, 33}, std::vector<float>(231, 1.0f)));
+  expect([&] { quantize_model(model, &missing, p); }, ErrorCode::kShapeMismatch, "fc1.bias");
+  TensorSet wrong = make_importance(model, 12);
+  TensorSet wrong2;
+  for (const Tensor& t : wrong)
+    wrong2.add(t.name() == "fc2.weight" ? Tensor::from_f32(t.name(), {31, 3}, t.to_f32()) : t);
+  expect([&] { quantize_model(model, &wrong2, p); }, ErrorCode::kShapeMismatch, "fc2.weight");
+  TensorSet neg;
+  for (const Tensor& t : make_importance(model, 13)) {
+    auto v = t.to_f32();
+    if (t.name() == "fc1.bias") v[3] = -1.0f;
+    neg.add(Tensor::from_f32(t.name(), t.shape(), v));
+  }
+  expect([&] { quantize_model(model, &neg, p); }, ErrorCode::kInvalidArgument, "fc1.bias");
+  TensorSet nan_model;
+  for (const Tensor& t : model) {
+    auto v = t.to_f32();
+    if (t.name() == "fc2.weight") v[5] = NAN;
+    nan_model.add(Tensor::from_f32(t.name(), t.shape(), v));
+  }
+  expect([&] { quantize_model(nan_model, nullptr, p); }, ErrorCode::kInvalidArgument, "fc2.weight");
+  // Zero importance in a tensor is allowed.
+  TensorSet zero;
+  for (const Tensor& t : model) zero.add(Tensor::from_f32(t.name(), t.shape(), std::vector<float>(t.numel(), 0.0f)));
+  EXPECT_NO_THROW(quantize_model(model, &zero, mparams(Method::kEcsq, 4, "tensor")));
+}
+
+}  // namespace
+}  // namespace nq
