@@ -76,7 +76,8 @@ void mark_duplicates(std::vector<SweepPoint>& points);
 // entropy-coded bits/weight ≤ target_bits (if > 0) and ratio_huffman ≥ target_ratio (if > 0). -1 if none.
 int best_point_for_target(const std::vector<SweepPoint>& points, double target_bits, double target_ratio);
 
-// CSV (one header line, one row per point) and JSON renderings; the column set is fixed (README documents it).
+// CSV: one header line, one row per point; fixed columns (README). No timings, so a distributed run's CSV is
+// byte-identical to a single process's.
 std::string sweep_to_csv(const std::vector<SweepPoint>& points);
 std::string sweep_csv_header();
 

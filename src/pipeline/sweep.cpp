@@ -175,7 +175,7 @@ int best_point_for_target(const std::vector<SweepPoint>& points, double target_b
 std::string sweep_csv_header() {
   return "index,method,scope,knob_name,knob,lambda,params,pruned,clusters,hw_distortion,mse,"
          "entropy_bits_per_weight,huffman_bits_per_weight,fixed_bits_per_weight,ratio_fixed,ratio_entropy,"
-         "ratio_huffman,ratio_file,accuracy,loss,accuracy_finetuned,loss_finetuned,seconds,duplicate";
+         "ratio_huffman,ratio_file,accuracy,loss,accuracy_finetuned,loss_finetuned,duplicate";
 }
 
 std::string sweep_to_csv(const std::vector<SweepPoint>& points) {
@@ -195,7 +195,7 @@ std::string sweep_to_csv(const std::vector<SweepPoint>& points) {
        << num(s.fixed_bits_per_weight) << "," << num(s.ratio_fixed) << "," << num(s.ratio_entropy) << ","
        << num(s.ratio_huffman) << "," << num(s.ratio_file) << "," << num(p.metrics.accuracy) << ","
        << num(p.metrics.loss) << "," << num(p.metrics.accuracy_finetuned) << "," << num(p.metrics.loss_finetuned)
-       << "," << num(s.seconds) << "," << (p.duplicate_of_previous ? 1 : 0) << "\n";
+       << "," << (p.duplicate_of_previous ? 1 : 0) << "\n";
   }
   return os.str();
 }

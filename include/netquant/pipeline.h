@@ -1,0 +1,85 @@
+// The paper's loop on the built-in networks: fine-tune shared values, evaluate quantized models, and the
+// end-to-end demo (train → Hessian → prune → quantize → code → fine-tune → Table 1).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "netquant/io.h"
+#include "netquant/nn.h"
+#include "netquant/quantize.h"
+#include "netquant/sweep.h"
+
+namespace nq {
+
+// ---- fine-tuning the shared values (Choi et al.; Deep Compression eq. 3) ---------------------------------
+struct FinetuneParams {
+  int epochs = 1;
+  int64_t batch = 128;
+  double lr = 1e-4;             // Adam on the codebook entries
+  int64_t train_subset = 0;     // first N training images (0 = all)
+  bool average_gradients = true;  // center gradient = mean of its members' gradients (false: sum, as [DC])
+  uint64_t seed = 1;
+  Backend backend = Backend::kAuto;
+  bool progress = true;
+};
+struct FinetuneResult {
+  std::vector<double> epoch_loss;  // mean training loss per epoch (weights changing along the way)
+  double seconds = 0;
+};
+// Trains the codebook entries of `quantized` on the task loss with the assignment fixed; pruned weights stay
+// exactly 0 and tensors kept in float stay as they are. Deterministic for a seed and thread count.
+FinetuneResult finetune_shared_values(const Model& model, QuantizedModel& quantized, const Dataset& train,
+                                      const FinetuneParams& params);
+
+// ---- evaluation hook for sweeps ---------------------------------------------------------------------------
+struct BuiltinEvalOptions {
+  std::string model;              // "lenet300" | "lenet5"
+  std::string data_dir = default_data_dir();
+  int finetune_epochs = 0;        // > 0: also report the accuracy after fine-tuning the shared values
+  int64_t test_subset = 0;        // 0 = the whole test set
+  int64_t finetune_subset = 0;    // training images used by fine-tuning (0 = all)
+  uint64_t seed = 1;
+  Backend backend = Backend::kAuto;
+};
+// Loads the data once and returns an evaluator computing test accuracy/loss of each quantized model.
+SweepEvaluator make_builtin_evaluator(const BuiltinEvalOptions& options);
+
+// Copy of `dataset` restricted to the given sample indices (in that order).
+Dataset dataset_subset(const Dataset& dataset, const std::vector<int64_t>& indices);
+Dataset dataset_head(const Dataset& dataset, int64_t n);  // the first n samples (all when n <= 0 or n >= size)
+
+// ---- the demo ---------------------------------------------------------------------------------------------
+struct DemoParams {
+  std::string model = "lenet5";
+  std::string data_dir = default_data_dir();
+  std::string out_dir = "demo_out";
+  bool quick = false;
+  int epochs = 0;               // 0 = default for the model and mode
+  double prune = 0;             // 0 = default (0.8 for lenet5, 0.9 for lenet300)
+  double max_accuracy_loss = 0.1;  // percentage points below the reference accuracy
+  uint64_t seed = 1;
+  Backend backend = Backend::kAuto;
+};
+struct DemoRow {
+  std::string method;           // "original", "pruned", "k-means", "hw k-means", ...
+  bool pruned = false;
+  double accuracy = 0;          // before fine-tuning (fraction)
+  double ratio = 0;             // ratio_huffman (positions counted for pruned models)
+  double ratio_file = 0;        // original float32 bytes / .nq bytes
+  double bits_per_weight = 0;   // Huffman bits per weight
+  double accuracy_finetuned = 0;
+  double ratio_finetuned = 0;   // the point chosen after fine-tuning (may differ from the one before)
+  int clusters = 0;
+  std::string knob;             // "k=16", "λ=3.2e-07"
+};
+struct DemoResult {
+  std::vector<DemoRow> rows;
+  std::vector<SweepPoint> points;  // every evaluated rate point (for the CSV and the plot)
+  double seconds = 0;
+  std::string table;               // the rendered Table 1 (markdown)
+};
+DemoResult run_demo(const DemoParams& params);
+
+}  // namespace nq

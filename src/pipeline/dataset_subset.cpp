@@ -1,0 +1,36 @@
+// Sub-datasets by index: mini-batches for fine-tuning and test subsets for quick evaluation.
+#include <cstring>
+
+#include "netquant/error.h"
+#include "netquant/pipeline.h"
+
+namespace nq {
+
+Dataset dataset_subset(const Dataset& dataset, const std::vector<int64_t>& indices) {
+  const auto& shape = dataset.images.shape();
+  NQ_ASSERT(shape.size() == 4);
+  const int64_t per = shape[1] * shape[2] * shape[3];
+  Dataset out;
+  out.num_classes = dataset.num_classes;
+  out.images = Tensor(dataset.images.name(), DType::kF32,
+                      {static_cast<int64_t>(indices.size()), shape[1], shape[2], shape[3]});
+  const float* src = dataset.images.data_as<float>();
+  float* dst = out.images.mutable_data_as<float>();
+  out.labels.resize(indices.size());
+  for (size_t i = 0; i < indices.size(); ++i) {
+    const int64_t j = indices[i];
+    NQ_ASSERT(j >= 0 && j < dataset.size());
+    std::memcpy(dst + static_cast<int64_t>(i) * per, src + j * per, static_cast<size_t>(per) * sizeof(float));
+    out.labels[i] = dataset.labels[static_cast<size_t>(j)];
+  }
+  return out;
+}
+
+Dataset dataset_head(const Dataset& dataset, int64_t n) {
+  if (n <= 0 || n >= dataset.size()) return dataset;
+  std::vector<int64_t> idx(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) idx[static_cast<size_t>(i)] = i;
+  return dataset_subset(dataset, idx);
+}
+
+}  // namespace nq

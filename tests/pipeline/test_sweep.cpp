@@ -1,0 +1,138 @@
+// Sweep driver: λ grids, list parsing, RD monotonicity, target selection against brute force, CSV schema.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <sstream>
+
+#include "netquant/error.h"
+#include "netquant/sweep.h"
+
+namespace nq {
+namespace {
+
+TensorSet random_model(uint64_t seed, TensorSet* importance) {
+  std::mt19937_64 rng(seed);
+  std::student_t_distribution<float> heavy(3.0f);
+  std::gamma_distribution<float> gamma(0.7f, 1.0f);
+  TensorSet model;
+  const std::vector<std::vector<int64_t>> shapes = {{37, 29}, {29}, {11, 7, 3}};
+  int i = 0;
+  for (const auto& shape : shapes) {
+    const std::string name = "layer" + std::to_string(i++) + ".weight";
+    const int64_t n = shape_numel(shape);
+    std::vector<float> w(n), h(n);
+    for (auto& v : w) v = 0.05f * heavy(rng);
+    for (auto& v : h) v = gamma(rng);
+    model.add(Tensor::from_f32(name, shape, w));
+    if (importance) importance->add(Tensor::from_f32(name, shape, h));
+  }
+  return model;
+}
+
+TEST(Sweep, LogSpaceMatchesClosedForm) {
+  const auto v = log_space(1e-6, 1e-1, 6);
+  ASSERT_EQ(v.size(), 6u);
+  for (size_t i = 0; i < v.size(); ++i) EXPECT_NEAR(std::log10(v[i]), -6.0 + static_cast<double>(i), 1e-12);
+  EXPECT_EQ(log_space(0.5, 2.0, 1), std::vector<double>{0.5});
+  EXPECT_THROW(log_space(0.0, 1.0, 3), Error);
+  EXPECT_THROW(log_space(2.0, 1.0, 3), Error);
+  EXPECT_THROW(log_space(1.0, 2.0, 0), Error);
+}
+
+TEST(Sweep, ParsesListsAndRejectsGarbage) {
+  EXPECT_EQ(parse_lambda_list("0.1,0.2,0"), (std::vector<double>{0.1, 0.2, 0.0}));
+  EXPECT_EQ(parse_lambda_list("1e-3:1e-1:3").size(), 3u);
+  EXPECT_EQ(parse_int_list("2:5"), (std::vector<int>{2, 3, 4, 5}));
+  EXPECT_EQ(parse_int_list("8,4"), (std::vector<int>{8, 4}));
+  EXPECT_THROW(parse_lambda_list("a:b:c"), Error);
+  EXPECT_THROW(parse_lambda_list("1,-2"), Error);
+  EXPECT_THROW(parse_int_list("2.5"), Error);
+  EXPECT_THROW(parse_int_list("5:2"), Error);
+}
+
+TEST(Sweep, EcsqEntropyIsNonIncreasingInLambda) {
+  TensorSet importance;
+  const TensorSet model = random_model(11, &importance);
+  ModelQuantizeParams base;
+  base.quant.method = Method::kEcsq;
+  base.quant.k = 32;
+  const auto range = auto_lambda_range(model, &importance, base);
+  EXPECT_GT(range.first, 0);
+  EXPECT_GT(range.second, range.first);
+  std::vector<SweepPointSpec> specs;
+  for (double l : log_space(range.first, range.second, 9)) {
+    ModelQuantizeParams p = base;
+    p.quant.lambda = l;
+    specs.push_back({p, "lambda", l});
+  }
+  const auto points = run_sweep(model, &importance, specs, nullptr);
+  ASSERT_EQ(points.size(), specs.size());
+  for (size_t i = 1; i < points.size(); ++i) {
+    EXPECT_LE(points[i].stats.entropy_bits_per_weight, points[i - 1].stats.entropy_bits_per_weight + 1e-9)
+        << "λ " << points[i].knob;
+    EXPECT_EQ(points[i].index, i);
+  }
+  // The automatic range reaches the interesting ends: many clusters at the low end, very few at the high end.
+  EXPECT_GE(points.front().stats.clusters, 8);
+  EXPECT_LE(points.back().stats.clusters, 3);
+}
+
+TEST(Sweep, TargetSelectionMatchesBruteForce) {
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<double> u(0, 1);
+  for (int trial = 0; trial < 50; ++trial) {
+    std::vector<SweepPoint> pts(1 + rng() % 12);
+    const bool with_accuracy = trial % 2 == 0;
+    for (auto& p : pts) {
+      p.stats.huffman_bits_per_weight = 8 * u(rng);
+      p.stats.ratio_huffman = 32 / std::max(p.stats.huffman_bits_per_weight, 0.01);
+      p.stats.hw_distortion = u(rng);
+      if (with_accuracy) p.metrics.accuracy = u(rng);
+    }
+    const double target_bits = 8 * u(rng);
+    int want = -1;
+    for (size_t i = 0; i < pts.size(); ++i) {
+      if (pts[i].stats.huffman_bits_per_weight > target_bits) continue;
+      if (want < 0) {
+        want = static_cast<int>(i);
+        continue;
+      }
+      const auto& b = pts[static_cast<size_t>(want)];
+      if (with_accuracy ? pts[i].metrics.accuracy > b.metrics.accuracy
+                        : pts[i].stats.hw_distortion < b.stats.hw_distortion)
+        want = static_cast<int>(i);
+    }
+    EXPECT_EQ(best_point_for_target(pts, target_bits, 0), want);
+  }
+}
+
+TEST(Sweep, CsvHasOneRowPerPointAndFixedColumns) {
+  TensorSet importance;
+  const TensorSet model = random_model(3, &importance);
+  std::vector<SweepPointSpec> specs;
+  for (int k : {2, 4, 4, 16}) {
+    ModelQuantizeParams p;
+    p.quant.method = Method::kHwKmeans;
+    p.quant.k = k;
+    specs.push_back({p, "k", static_cast<double>(k)});
+  }
+  const auto points = run_sweep(model, &importance, specs, nullptr);
+  EXPECT_TRUE(points[2].duplicate_of_previous);  // k = 4 twice collapses to the same solution
+  EXPECT_FALSE(points[1].duplicate_of_previous);
+  const std::string csv = sweep_to_csv(points);
+  std::istringstream is(csv);
+  std::string line;
+  std::getline(is, line);
+  EXPECT_EQ(line, sweep_csv_header());
+  const auto commas = std::count(line.begin(), line.end(), ',');
+  int rows = 0;
+  while (std::getline(is, line)) {
+    EXPECT_EQ(std::count(line.begin(), line.end(), ','), commas) << line;
+    ++rows;
+  }
+  EXPECT_EQ(rows, 4);
+}
+
+}  // namespace
+}  // namespace nq

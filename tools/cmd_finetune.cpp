@@ -1,0 +1,107 @@
+// `netquant finetune`: train the shared values of a quantized built-in network with the assignment fixed.
+#include <algorithm>
+#include <iostream>
+#include <map>
+#include <memory>
+
+#include "cli_common.h"
+#include "command_registry.h"
+#include "netquant/atomic_file.h"
+#include "netquant/coding.h"
+#include "netquant/error.h"
+#include "netquant/pipeline.h"
+
+namespace nq::cli {
+namespace {
+
+struct FinetuneOptions {
+  CommonOptions common;
+  std::string model = "lenet5", weights, data = default_data_dir(), output;
+  FinetuneParams params;
+};
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// Dequantized weights (e.g. from `quantize -o X.safetensors`) back to an assignment: the distinct nonzero values
+// of all tensors form one shared codebook; exact zeros are treated as pruned and stay zero.
+QuantizedModel assignment_from_weights(const TensorSet& weights, const std::string& path) {
+  std::map<float, int32_t> levels;
+  for (const auto& t : weights)
+    for (float v : t.to_f32())
+      if (v != 0.0f) levels.emplace(v, 0);
+  NQ_CHECK(levels.size() <= 65536, ErrorCode::kInvalidArgument,
+           path << ": " << levels.size() << " distinct values: not a quantized model (use a .nq file or the "
+                << "dequantized output of `netquant quantize`)");
+  QuantizedModel q;
+  q.method = Method::kExact;
+  q.codebooks.emplace_back();
+  for (auto& [value, index] : levels) {
+    index = static_cast<int32_t>(q.codebooks[0].size());
+    q.codebooks[0].push_back(value);
+  }
+  for (const auto& t : weights) {
+    QuantizedTensor qt;
+    qt.name = t.name();
+    qt.dtype = t.dtype();
+    qt.shape = t.shape();
+    qt.problem_size = std::max<int64_t>(t.numel(), 1);
+    qt.first_codebook = 0;
+    qt.num_problems = 1;
+    for (float v : t.to_f32()) qt.indices.push_back(v == 0.0f ? kPrunedIndex : levels.at(v));
+    qt.stats.params = t.numel();
+    q.tensors.push_back(std::move(qt));
+  }
+  return q;
+}
+
+void run(FinetuneOptions& o) {
+  apply_common_options(o.common);
+  check_output_not_input(o.output, {o.weights});
+  NQ_CHECK(ends_with(o.output, ".nq"), ErrorCode::kInvalidArgument, "-o must name a .nq file, got '" << o.output << "'");
+  o.params.backend = resolve_backend(parse_backend(o.common.backend));
+  QuantizedModel q = ends_with(o.weights, ".nq") ? read_nq_file(o.weights)
+                                                   : assignment_from_weights(read_tensors(o.weights), o.weights);
+  const Model model = build_model(o.model, o.params.seed);
+  const Dataset train = load_mnist(o.data, true);
+  const Dataset test = load_mnist(o.data, false);
+  Model m = model;
+  m.set_weights(q.dequantize());
+  EvalParams ep;
+  ep.backend = o.params.backend;
+  const EvalResult before = evaluate(m, test, ep);
+  const FinetuneResult r = finetune_shared_values(model, q, train, o.params);
+  m.set_weights(q.dequantize());
+  const EvalResult after = evaluate(m, test, ep);
+  write_nq_file(o.output, q);
+  Table t({"", "test accuracy %", "test loss"});
+  t.add_row({"before", format_double(100 * before.accuracy, 4), format_double(before.loss, 4)});
+  t.add_row({"after", format_double(100 * after.accuracy, 4), format_double(after.loss, 4)});
+  std::cout << t.to_string() << "fine-tuned " << q.codebooks.size() << " codebook(s) for " << o.params.epochs
+            << " epoch(s) in " << format_double(r.seconds, 3) << " s -> " << o.output << "\n";
+}
+
+void setup_finetune(CLI::App& sub) {
+  auto o = std::make_shared<FinetuneOptions>();
+  sub.add_option("--model", o->model, "built-in network: lenet5 | lenet300")->check(CLI::IsMember({"lenet5", "lenet300"}))
+      ->capture_default_str();
+  sub.add_option("--weights", o->weights, "quantized weights: .nq, or dequantized .safetensors")->required()
+      ->check(CLI::ExistingFile);
+  sub.add_option("--data", o->data, "MNIST-format data directory")->capture_default_str();
+  sub.add_option("-o,--output", o->output, "fine-tuned model (.nq)")->required();
+  sub.add_option("--epochs", o->params.epochs, "epochs over the training images")->capture_default_str();
+  sub.add_option("--batch", o->params.batch, "images per step")->capture_default_str();
+  sub.add_option("--lr", o->params.lr, "Adam learning rate for the shared values")->capture_default_str();
+  sub.add_option("--train-subset", o->params.train_subset, "use the first N training images (0 = all)");
+  sub.add_flag("--sum-gradients", [o](int64_t) { o->params.average_gradients = false; },
+               "center gradient = sum of member gradients (Deep Compression) instead of the mean");
+  sub.add_option("--seed", o->params.seed, "shuffle seed")->capture_default_str();
+  add_common_options(sub, o->common);
+  sub.callback([o] { run(*o); });
+}
+
+}  // namespace
+NQ_REGISTER_COMMAND(finetune, "finetune", "fine-tune the shared values (codebook) of a quantized built-in network", 55,
+                    setup_finetune);
+}  // namespace nq::cli

@@ -1,0 +1,218 @@
+// `netquant sweep`: rate–distortion curve of one model over λ (ECSQ) or k / bits, optionally with task accuracy.
+#include <cmath>
+#include <iostream>
+#include <memory>
+
+#include "cli_common.h"
+#include "command_registry.h"
+#include "netquant/atomic_file.h"
+#include "netquant/error.h"
+#include "netquant/io.h"
+#include "netquant/pipeline.h"
+#include "netquant/sweep.h"
+#include "rd_plot.h"
+
+namespace nq::cli {
+namespace {
+
+nlohmann::json sweep_to_json(const std::vector<SweepPoint>& points) {
+  nlohmann::json rows = nlohmann::json::array();
+  for (const auto& p : points) {
+    const auto& s = p.stats;
+    nlohmann::json r = {{"index", p.index}, {"method", p.method}, {"scope", p.scope}, {"knob_name", p.knob_name},
+                        {"knob", p.knob}, {"lambda", s.lambda}, {"params", s.params}, {"pruned", s.pruned},
+                        {"clusters", s.clusters}, {"hw_distortion", s.hw_distortion}, {"mse", s.mse},
+                        {"entropy_bits_per_weight", s.entropy_bits_per_weight},
+                        {"huffman_bits_per_weight", s.huffman_bits_per_weight},
+                        {"fixed_bits_per_weight", s.fixed_bits_per_weight}, {"ratio_fixed", s.ratio_fixed},
+                        {"ratio_entropy", s.ratio_entropy}, {"ratio_huffman", s.ratio_huffman},
+                        {"ratio_file", s.ratio_file}, {"seconds", s.seconds},
+                        {"duplicate", p.duplicate_of_previous}};
+    if (!std::isnan(p.metrics.accuracy)) r["accuracy"] = p.metrics.accuracy, r["loss"] = p.metrics.loss;
+    if (!std::isnan(p.metrics.accuracy_finetuned))
+      r["accuracy_finetuned"] = p.metrics.accuracy_finetuned, r["loss_finetuned"] = p.metrics.loss_finetuned;
+    rows.push_back(r);
+  }
+  return nlohmann::json{{"points", rows}};
+}
+
+struct SweepOptions {
+  CommonOptions common;
+  std::string model, importance, transform = "none", methods = "ecsq", lambdas, bits, ks, scope = "global";
+  std::string output, json, plot, eval_model, data = default_data_dir(), init = "linear";
+  double prune = 0, target_bits = 0, target_ratio = 0;
+  int k = 32, max_iter = 100, finetune = 0;
+  uint64_t seed = 1234;
+  bool skip_1d = false;
+};
+
+std::vector<std::string> split_methods(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    const size_t comma = s.find(',', start);
+    const std::string m = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (!m.empty()) out.push_back(m);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  NQ_CHECK(!out.empty(), ErrorCode::kInvalidArgument, "--method: empty list");
+  return out;
+}
+
+// Expands the options into the list of rate points, method by method.
+std::vector<SweepPointSpec> build_specs(const SweepOptions& o, const TensorSet& model, const TensorSet* imp) {
+  ModelQuantizeParams base;
+  base.scope = parse_scope(o.scope);
+  base.prune = o.prune;
+  base.skip_1d = o.skip_1d;
+  base.importance_transform = parse_importance_transform(o.transform);
+  base.quant.init = parse_init(o.init);
+  base.quant.max_iter = o.max_iter;
+  base.quant.seed = o.seed;
+  base.quant.k = o.k;
+  base.quant.backend = parse_backend(o.common.backend);
+
+  std::vector<SweepPointSpec> specs;
+  for (const auto& name : split_methods(o.methods)) {
+    ModelQuantizeParams p = base;
+    p.quant.method = parse_method(name);
+    const MethodTraits& traits = method_traits(p.quant.method);
+    if (traits.has_lambda) {
+      std::vector<double> lambdas;
+      if (!o.lambdas.empty()) {
+        lambdas = parse_lambda_list(o.lambdas);
+      } else {
+        const auto range = auto_lambda_range(model, imp, p);
+        lambdas = log_space(range.first, range.second, 16);
+      }
+      for (double l : lambdas) {
+        p.quant.lambda = l;
+        specs.push_back({p, "lambda", l});
+      }
+    } else if (p.quant.method == Method::kInt) {
+      for (int b : parse_int_list(o.bits.empty() ? "2:8" : o.bits)) {
+        p.quant.int_bits = b;
+        specs.push_back({p, "bits", static_cast<double>(b)});
+      }
+    } else if (traits.takes_k) {
+      std::vector<int> ks;
+      if (!o.ks.empty()) {
+        ks = parse_int_list(o.ks);
+      } else {
+        for (int b : parse_int_list(o.bits.empty() ? "1:8" : o.bits)) {
+          NQ_CHECK(b >= 1 && b <= 16, ErrorCode::kInvalidArgument, "--bits: " << b << " is outside 1..16");
+          ks.push_back(1 << b);
+        }
+      }
+      for (int k : ks) {
+        NQ_CHECK(k >= 1, ErrorCode::kInvalidArgument, "--k: " << k << " must be >= 1");
+        p.quant.k = k;
+        specs.push_back({p, "k", static_cast<double>(k)});
+      }
+    } else {
+      specs.push_back({p, "fixed", 0.0});  // binary / ternary: one point
+    }
+  }
+  return specs;
+}
+
+void run(const SweepOptions& o) {
+  apply_common_options(o.common);
+  std::vector<std::string> inputs = {o.model};
+  if (!o.importance.empty()) inputs.push_back(o.importance);
+  for (const auto& out : {o.output, o.json, o.plot})
+    if (!out.empty() && out != "-") check_output_not_input(out, inputs);
+
+  const TensorSet model = read_tensors(o.model);
+  TensorSet importance;
+  if (!o.importance.empty()) importance = read_tensors(o.importance);
+  const TensorSet* imp = o.importance.empty() ? nullptr : &importance;
+
+  const auto specs = build_specs(o, model, imp);
+  SweepEvaluator evaluate;
+  if (!o.eval_model.empty()) {
+    BuiltinEvalOptions eo;
+    eo.model = o.eval_model;
+    eo.data_dir = o.data;
+    eo.finetune_epochs = o.finetune;
+    eo.seed = o.seed;
+    eo.backend = parse_backend(o.common.backend);
+    evaluate = make_builtin_evaluator(eo);
+  }
+  const auto points = run_sweep_distributed(model, imp, specs, evaluate);
+  if (points.empty()) return;  // non-root MPI rank: rank 0 writes the outputs
+
+  const std::string csv = sweep_to_csv(points);
+  if (o.output == "-") std::cout << csv;
+  else write_file_atomic(o.output, csv);
+  if (!o.json.empty()) write_json(o.json, sweep_to_json(points));
+  if (!o.plot.empty()) {
+    const std::string csv_for_plot = o.output == "-" ? o.plot + ".csv" : o.output;
+    if (o.output == "-") write_file_atomic(csv_for_plot, csv);
+    plot_rd_curve(csv_for_plot, o.plot, "netquant sweep: " + o.model);
+    if (o.output == "-") std::remove(csv_for_plot.c_str());
+  }
+
+  const bool evaluated = !o.eval_model.empty();
+  Table table(evaluated ? std::vector<std::string>{"method", "knob", "clusters", "bits/w", "ratio", "hw_dist",
+                                                   "accuracy", "acc (ft)"}
+                        : std::vector<std::string>{"method", "knob", "clusters", "entropy", "bits/w", "ratio",
+                                                   "hw_dist"});
+  for (const auto& p : points) {
+    if (p.duplicate_of_previous) continue;
+    const std::string knob = p.knob_name + "=" + format_double(p.knob, 3);
+    if (evaluated)
+      table.add_row({p.method, knob, std::to_string(p.stats.clusters), format_double(p.stats.huffman_bits_per_weight, 3),
+                     format_double(p.stats.ratio_huffman, 4), format_double(p.stats.hw_distortion, 3),
+                     format_double(100 * p.metrics.accuracy, 4), format_double(100 * p.metrics.accuracy_finetuned, 4)});
+    else
+      table.add_row({p.method, knob, std::to_string(p.stats.clusters), format_double(p.stats.entropy_bits_per_weight, 3),
+                     format_double(p.stats.huffman_bits_per_weight, 3), format_double(p.stats.ratio_huffman, 4),
+                     format_double(p.stats.hw_distortion, 3)});
+  }
+  if (o.output != "-") std::cout << table.to_string();
+  if (o.target_bits > 0 || o.target_ratio > 0) {
+    const int best = best_point_for_target(points, o.target_bits, o.target_ratio);
+    NQ_CHECK(best >= 0, ErrorCode::kInvalidArgument,
+             "no sweep point meets the target (widen --lambdas / --k or relax the target)");
+    const auto& p = points[static_cast<size_t>(best)];
+    std::cout << "best point for the target: index " << p.index << " (" << p.method << ", " << p.knob_name << "="
+              << p.knob << "): " << p.stats.huffman_bits_per_weight << " bits/weight, ratio " << p.stats.ratio_huffman
+              << "\n";
+  }
+}
+
+void setup_sweep(CLI::App& sub) {
+  auto o = std::make_shared<SweepOptions>();
+  sub.add_option("model", o->model, "model weights (.safetensors or .npy)")->required()->check(CLI::ExistingFile);
+  sub.add_option("-o,--output", o->output, "sweep table as CSV ('-' = stdout)")->required();
+  sub.add_option("--importance", o->importance, "per-weight importance (Hessian diagonal, Fisher, Adam v)");
+  sub.add_option("--importance-transform", o->transform, "none | sqrt (for Adam's v) | normalize")->capture_default_str();
+  sub.add_option("--method", o->methods, "method or comma list (one curve each): ecsq, uniform, hw-kmeans, ...")
+      ->capture_default_str();
+  sub.add_option("--lambdas", o->lambdas, "ECSQ λ: LO:HI:N log-spaced, or a comma list (default: automatic range)");
+  sub.add_option("--bits", o->bits, "k = 2^b per point for k-methods (int: grid bits): list '1,2,4' or range '1:8'");
+  sub.add_option("--k", o->ks, "k per point: list '2,4,8' or range '2:16' (overrides --bits)");
+  sub.add_option("--k-max", o->k, "ECSQ initial centers")->capture_default_str();
+  sub.add_option("--scope", o->scope, "global | tensor | row | group:G")->capture_default_str();
+  sub.add_option("--prune", o->prune, "fraction of weights pruned to exactly 0 before quantizing")->check(CLI::Range(0.0, 1.0));
+  sub.add_option("--init", o->init, "linear | kmeans++ | quantile")->capture_default_str();
+  sub.add_option("--max-iter", o->max_iter, "iterations per point")->capture_default_str();
+  sub.add_option("--seed", o->seed, "random seed")->capture_default_str();
+  sub.add_flag("--skip-1d", o->skip_1d, "leave 1-D tensors (biases) in float");
+  sub.add_option("--eval-model", o->eval_model, "evaluate every point with this built-in net: lenet300 | lenet5");
+  sub.add_option("--data", o->data, "MNIST-format data directory for --eval-model")->capture_default_str();
+  sub.add_option("--finetune", o->finetune, "fine-tune the shared values for E epochs at every point (with --eval-model)");
+  sub.add_option("--target-bits", o->target_bits, "report the best point with Huffman bits/weight <= R");
+  sub.add_option("--target-ratio", o->target_ratio, "report the best point with compression ratio >= X");
+  sub.add_option("--json", o->json, "also write the points as JSON");
+  sub.add_option("--plot", o->plot, "RD plot (PNG, matplotlib)");
+  add_common_options(sub, o->common);
+  sub.callback([o] { run(*o); });
+}
+
+}  // namespace
+NQ_REGISTER_COMMAND(sweep, "sweep", "rate-distortion sweep over λ, k or bits (optionally with task accuracy)", 50,
+                    setup_sweep);
+}  // namespace nq::cli
