@@ -49,7 +49,7 @@ class Model {
 
 // LeNet-300-100 (266,610 parameters) or Caffe's LeNet-5 (431,080), initialized like PyTorch's defaults
 // (Kaiming-uniform: weights and biases ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))) from `seed`. kInvalidArgument for
-// an unknown name.
+// an unknown name. A name ending in ".json" is read as a file in build_model_from_json's format.
 Model build_model(const std::string& name, uint64_t seed = 1);
 // Any sequential net of Linear/Conv2d/ReLU/MaxPool2d/Flatten layers described in JSON, e.g.
 // {"name":"tiny","input":[1,8,8],"classes":3,"layers":[{"type":"conv2d","name":"conv1","out":4,"kernel":3,

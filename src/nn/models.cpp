@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "netquant/atomic_file.h"
 #include "netquant/error.h"
 #include "netquant/io.h"
 #include "netquant/nn.h"
@@ -104,6 +105,9 @@ void Model::set_weights(const TensorSet& weights) {
 }
 
 Model build_model(const std::string& name, uint64_t seed) {
+  const std::string ext = ".json";
+  if (name.size() > ext.size() && name.compare(name.size() - ext.size(), ext.size(), ext) == 0)
+    return build_model_from_json(read_file(name), seed);
   Model m;
   m.spec_ = std::make_shared<NetSpec>(builtin_spec(name));
   m.weights_ = init_params(*m.spec_, seed);

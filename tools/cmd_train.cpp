@@ -1,0 +1,108 @@
+// `netquant train`: train a built-in network on an IDX dataset (Fashion-MNIST by default) and save its weights.
+#include <cmath>
+#include <iostream>
+
+#include "cli_common.h"
+#include "command_registry.h"
+#include "netquant/atomic_file.h"
+#include "netquant/backend.h"
+#include "netquant/error.h"
+#include "netquant/io.h"
+#include "netquant/nn.h"
+
+namespace nq::cli {
+namespace {
+
+struct TrainOptions {
+  CommonOptions common;
+  std::string model, data = default_data_dir(), output, optimizer = "sgd", adam_state, init, json;
+  int epochs = 10;
+  int64_t batch = 64, train_subset = 0, test_subset = 0;
+  double lr = 0, momentum = 0.9, weight_decay = 0;
+  uint64_t seed = 1;
+};
+
+std::string pct(double v) { return std::isnan(v) ? "-" : format_double(100 * v, 4) + "%"; }
+
+void run_train(const TrainOptions& o) {
+  apply_common_options(o.common);
+  check_output_not_input(o.output, {o.init});
+  if (!o.adam_state.empty()) check_output_not_input(o.adam_state, {o.init, o.output});
+  TrainParams p;
+  p.optimizer = parse_optimizer(o.optimizer);
+  NQ_CHECK(o.adam_state.empty() || p.optimizer == OptimizerKind::kAdam, ErrorCode::kInvalidArgument,
+           "--adam-state needs --optimizer adam");
+  p.epochs = o.epochs;
+  p.batch = o.batch;
+  p.lr = o.lr;
+  p.momentum = o.momentum;
+  p.weight_decay = o.weight_decay;
+  p.seed = o.seed;
+  p.train_subset = o.train_subset;
+  p.test_subset = o.test_subset;
+  p.backend = resolve_backend(parse_backend(o.common.backend));
+  Model model = build_model(o.model, o.seed);
+  if (!o.init.empty()) load_weights(model, o.init);
+  const Dataset train_set = load_mnist(o.data, true);
+  const Dataset test_set = load_mnist(o.data, false);
+  std::cerr << model.name() << ": " << model.num_parameters() << " parameters, " << o.optimizer << ", "
+            << (p.train_subset ? std::min(p.train_subset, train_set.size()) : train_set.size())
+            << " training images, backend " << backend_name(p.backend) << ", " << num_threads() << " threads\n";
+  p.on_epoch = [&](const EpochStats& s) {
+    std::cout << "epoch " << s.epoch << "/" << p.epochs << "  train loss " << format_double(s.train_loss)
+              << " acc " << pct(s.train_accuracy) << "  test loss " << format_double(s.test_loss) << " acc "
+              << pct(s.test_accuracy) << "  " << format_double(s.seconds, 3) << " s  "
+              << static_cast<int64_t>(s.images_per_second) << " img/s" << std::endl;
+  };
+  const TrainResult r = train(model, train_set, &test_set, p);
+  save_weights(model, o.output);
+  if (!o.adam_state.empty()) write_tensors(o.adam_state, r.adam_v);
+  if (!o.json.empty()) {
+    nlohmann::json j;
+    j["model"] = model.name();
+    j["parameters"] = model.num_parameters();
+    j["optimizer"] = o.optimizer;
+    j["seconds"] = r.seconds;
+    for (const EpochStats& s : r.epochs)
+      j["epochs"].push_back({{"epoch", s.epoch},
+                             {"train_loss", s.train_loss},
+                             {"train_accuracy", s.train_accuracy},
+                             {"test_loss", s.test_loss},
+                             {"test_accuracy", s.test_accuracy},
+                             {"seconds", s.seconds},
+                             {"images_per_second", s.images_per_second}});
+    write_json(o.json, j);
+  }
+  std::cerr << "wrote " << o.output << (o.adam_state.empty() ? "" : " and " + o.adam_state) << " ("
+            << format_double(r.seconds, 3) << " s)\n";
+}
+
+void setup_train(CLI::App& sub) {
+  auto o = std::make_shared<TrainOptions>();
+  sub.add_option("--model", o->model, "lenet300 | lenet5 | a JSON layer list (file.json)")->required();
+  sub.add_option("--data", o->data, "directory with the IDX files (train-*/t10k-*, .gz accepted)")
+      ->capture_default_str();
+  sub.add_option("-o,--output", o->output, "weights to write (.safetensors)")->required();
+  sub.add_option("--optimizer", o->optimizer, "sgd (momentum, weight decay) or adam")
+      ->check(CLI::IsMember({"sgd", "adam"}))
+      ->capture_default_str();
+  sub.add_option("--epochs", o->epochs, "passes over the training set")->capture_default_str();
+  sub.add_option("--batch", o->batch, "mini-batch size")->capture_default_str();
+  sub.add_option("--lr", o->lr, "learning rate (0 = 0.01 for sgd, 0.001 for adam)")->capture_default_str();
+  sub.add_option("--momentum", o->momentum, "SGD momentum")->capture_default_str();
+  sub.add_option("--weight-decay", o->weight_decay, "L2 weight decay on all parameters")->capture_default_str();
+  sub.add_option("--seed", o->seed, "initialization and shuffling seed")->capture_default_str();
+  sub.add_option("--adam-state", o->adam_state, "also write Adam's second moment v (.safetensors; importance)");
+  sub.add_option("--train-subset", o->train_subset, "train on the first N images (0 = all)")->capture_default_str();
+  sub.add_option("--test-subset", o->test_subset, "evaluate on the first N test images (0 = all)")
+      ->capture_default_str();
+  sub.add_option("--init", o->init, "start from these weights instead of a fresh initialization");
+  sub.add_option("--json", o->json, "write per-epoch statistics as JSON ('-' = stdout)");
+  add_common_options(sub, o->common);
+  sub.callback([o] { run_train(*o); });
+}
+
+}  // namespace
+NQ_REGISTER_COMMAND(train, "train", "train a built-in network (LeNet-300-100, LeNet-5) on Fashion-MNIST", 40,
+                    setup_train);
+}  // namespace nq::cli
