@@ -5,7 +5,9 @@
 // exact bounded local search for the rate term. Bound: a centre j at least as far from w as the nearest n can
 // win only if h·((w−c_j)² − (w−c_n)²) ≤ λ·(l_n − l_j) ≤ λ·(l_n − l_min), so every candidate satisfies
 // h(w−c_j)² + λ·l_min ≤ cost_n; the scan outwards stops at the first centre whose rounding-monotone lower bound
-// (assign_cost_bound) exceeds the best cost so far (ties continue downwards, since the lowest index wins).
+// (assign_cost_bound) exceeds the best cost so far (ties continue downwards, since the lowest index wins); the
+// bound uses the smallest code length beyond j on that side (prefix/suffix minima), tighter than the global l_min.
+// A zero importance removes all locality: full scan, as the CPU op does.
 // When h·(c_{k−1} − c_0)² ≤ λ·(l_n − l_min) that window is the whole codebook and a uniform full scan is used.
 // Both are the brute-force fp64 argmin, so labels equal the CPU op's (same formulas, no FMA contraction).
 //
@@ -46,7 +48,8 @@ struct AssignParams {
   int k;
   double lambda;
   double lmin;
-  int rate_best;           // lowest index with the smallest code length (the answer when h = 0)
+  const double* lmin_left;   // device: min_{i ≤ j} l_i
+  const double* lmin_right;  // device: min_{i ≥ j} l_i
   double span2;            // (c_{k−1} − c_0)²: full-scan test
   double* psum;            // [nblocks][3][k]: Σh, Σhw, Σw per CTA
   long long* pcount;       // [nblocks][k]
@@ -57,12 +60,19 @@ struct AssignParams {
 };
 
 // Exactly the CPU op's argmin (src/quant/quant_ops_cpu.cpp), with the full-scan shortcut described above.
-__device__ __forceinline__ int32_t argmin_cluster(float w, double h, const double* c, const double* l, int k,
-                                                  double lambda, double lmin, int32_t rate_best, double span2,
+__device__ __forceinline__ int32_t argmin_cluster(float w, double h, const double* c, const double* l,
+                                                  const double* lmin_left, const double* lmin_right, int k,
+                                                  double lambda, double lmin, double span2,
                                                   double* best_cost_out) {
-  if (h == 0.0) {  // the distortion term vanishes: the most probable live cluster, as the CPU op decides
-    *best_cost_out = qf::assign_cost(w, h, c[rate_best], l[rate_best], lambda);
-    return rate_best;
+  if (h == 0.0) {  // the distortion term vanishes: no locality, scan (lexicographic (cost, index) minimum)
+    int32_t best = -1;
+    double best_cost = qf::infinity();
+    for (int j = 0; j < k; ++j) {
+      const double cost = qf::assign_cost(w, h, c[j], l[j], lambda);
+      if (best < 0 || qf::better(cost, j, best_cost, best)) { best_cost = cost; best = j; }
+    }
+    *best_cost_out = best_cost;
+    return best;
   }
   int lo = 0, hi = k - 1;
   while (lo < hi) {
@@ -80,12 +90,12 @@ __device__ __forceinline__ int32_t argmin_cluster(float w, double h, const doubl
     return best;
   }
   for (int j = lo - 1; j >= 0; --j) {
-    if (qf::assign_cost_bound(w, h, c[j], lmin, lambda) > best_cost) break;
+    if (qf::assign_cost_bound(w, h, c[j], lmin_left[j], lambda) > best_cost) break;
     const double cost = qf::assign_cost(w, h, c[j], l[j], lambda);
     if (qf::better(cost, j, best_cost, best)) { best_cost = cost; best = j; }
   }
   for (int j = lo + 1; j < k; ++j) {
-    if (qf::assign_cost_bound(w, h, c[j], lmin, lambda) >= best_cost) break;
+    if (qf::assign_cost_bound(w, h, c[j], lmin_right[j], lambda) >= best_cost) break;
     const double cost = qf::assign_cost(w, h, c[j], l[j], lambda);
     if (qf::better(cost, j, best_cost, best)) { best_cost = cost; best = j; }
   }
@@ -133,16 +143,17 @@ __global__ void __launch_bounds__(kMaxWarps * 32) assign_accumulate_kernel(Assig
   const size_t b = blockIdx.x;
 
   double* cursor = smem;
-  const double* c = p.centers;
+  const double* c = p.centers;  // table: centres | code lengths | lmin_left | lmin_right (contiguous)
   const double* l = p.code_len;
+  const double* ll = p.lmin_left;
+  const double* lr = p.lmin_right;
   if (p.table_in_smem) {
-    for (int j = threadIdx.x; j < k; j += blockDim.x) {
-      cursor[j] = p.centers[j];
-      cursor[k + j] = p.code_len[j];
-    }
+    for (int j = threadIdx.x; j < 4 * k; j += blockDim.x) cursor[j] = p.centers[j];
     c = cursor;
     l = cursor + k;
-    cursor += 2 * k;
+    ll = cursor + 2 * k;
+    lr = cursor + 3 * k;
+    cursor += 4 * k;
   }
   double* stage = cursor + warp * 96;  // 32 lanes × (h, hw, w)
   cursor += warps * 96;
@@ -201,7 +212,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32) assign_accumulate_kernel(Assig
       if (valid) {
         const double h = static_cast<double>(hv[e]);
         double cost;
-        const int32_t j = argmin_cluster(wv[e], h, c, l, k, p.lambda, p.lmin, p.rate_best, p.span2, &cost);
+        const int32_t j = argmin_cluster(wv[e], h, c, l, ll, lr, k, p.lambda, p.lmin, p.span2, &cost);
         const double d = static_cast<double>(wv[e]) - c[j];
         dist += h * (d * d);
         sq += d * d;
@@ -302,7 +313,7 @@ Shape choose_shape(int k) {
   const size_t kd = static_cast<size_t>(k);
   for (int table = 1; table >= 0; --table)
     for (int warps = kMaxWarps; warps >= 1; warps >>= 1) {
-      const size_t bytes = sizeof(double) * (table * 2 * kd + warps * (96 + 3 + 4 * kd));
+      const size_t bytes = sizeof(double) * (table * 4 * kd + warps * (96 + 3 + 4 * kd));
       if (bytes <= kSmemBudget) return {warps, table == 1, true, bytes};
     }
   return {1, false, false, sizeof(double) * (96 + 3)};
@@ -349,23 +360,27 @@ void assign_accumulate_device(const float* d_w, const float* d_h, size_t n, cons
   NQ_CHECK(k >= 1, ErrorCode::kInvalidArgument, "assign_accumulate: k = " << k << " must be at least 1");
   NQ_CHECK(centers && code_len, ErrorCode::kInvalidArgument, "assign_accumulate: null codebook");
   out.reset(k);
-  double lmin = quant::infinity();
-  int32_t rate_best = -1;
-  for (int j = 0; j < k; ++j)
-    if (code_len[j] < lmin) { lmin = code_len[j]; rate_best = j; }
-  NQ_ASSERT_MSG(rate_best >= 0, "assign_accumulate: every cluster is dead");
+  const size_t kd = static_cast<size_t>(k);
+  // Table uploaded once per call: centres | code lengths | prefix minima | suffix minima of the code lengths.
+  std::vector<double> table(4 * kd);
+  std::copy(centers, centers + k, table.begin());
+  std::copy(code_len, code_len + k, table.begin() + k);
+  for (size_t j = 0; j < kd; ++j) table[2 * kd + j] = std::min(code_len[j], j ? table[2 * kd + j - 1] : quant::infinity());
+  for (size_t j = kd; j-- > 0;)
+    table[3 * kd + j] = std::min(code_len[j], j + 1 < kd ? table[3 * kd + j + 1] : quant::infinity());
+  const double lmin = table[3 * kd];
+  NQ_ASSERT_MSG(lmin < quant::infinity(), "assign_accumulate: every cluster is dead");
   for (int j = 0; j + 1 < k; ++j) NQ_ASSERT(centers[j] < centers[j + 1]);
   if (n == 0) return;
   NQ_CHECK(d_w != nullptr, ErrorCode::kInvalidArgument, "assign_accumulate: null weights");
 
   const size_t block = quant::accum_block_size(n);
   const size_t nblocks = (n + block - 1) / block;
-  const size_t kd = static_cast<size_t>(k);
   const Shape shape = choose_shape(k);
 
-  // Workspace: table (2k) | partial sums (3k per CTA) | partial counts (k per CTA) | scalars | merged outputs.
+  // Workspace: table (4k) | partial sums (3k per CTA) | partial counts (k per CTA) | scalars | merged outputs.
   const size_t off_table = 0;
-  const size_t off_psum = align_up(off_table + 2 * kd * sizeof(double));
+  const size_t off_psum = align_up(off_table + 4 * kd * sizeof(double));
   const size_t off_pcount = align_up(off_psum + nblocks * 3 * kd * sizeof(double));
   const size_t off_pscal = align_up(off_pcount + nblocks * kd * sizeof(long long));
   const size_t off_out = align_up(off_pscal + nblocks * 3 * sizeof(double));
@@ -373,9 +388,6 @@ void assign_accumulate_device(const float* d_w, const float* d_h, size_t n, cons
   const size_t total = align_up(off_outn + kd * sizeof(long long));
   unsigned char* ws = t_workspace.get(total);
 
-  std::vector<double> table(2 * kd);
-  std::copy(centers, centers + k, table.begin());
-  std::copy(code_len, code_len + k, table.begin() + k);
   NQ_CUDA_CHECK(cudaMemcpyAsync(ws + off_table, table.data(), table.size() * sizeof(double),
                                 cudaMemcpyHostToDevice, stream));
 
@@ -387,10 +399,11 @@ void assign_accumulate_device(const float* d_w, const float* d_h, size_t n, cons
   p.block = block;
   p.centers = reinterpret_cast<const double*>(ws + off_table);
   p.code_len = p.centers + k;
+  p.lmin_left = p.centers + 2 * k;
+  p.lmin_right = p.centers + 3 * k;
   p.k = k;
   p.lambda = lambda;
   p.lmin = lmin;
-  p.rate_best = rate_best;
   const double span = centers[k - 1] - centers[0];
   p.span2 = span * span;
   p.psum = reinterpret_cast<double*>(ws + off_psum);

@@ -150,7 +150,9 @@ TEST(CudaQuantParity, AssignAccumulateMatchesCpu) {
             h_scale += std::fabs(ca.sum_h[j]);
           }
           for (int j = 0; j < k; ++j) {
-            if (ties == 0) EXPECT_EQ(ca.count[j], ga.count[j]) << "cluster " << j;
+            if (ties == 0) {
+              EXPECT_EQ(ca.count[j], ga.count[j]) << "cluster " << j;
+            }
             EXPECT_LE(std::fabs(ca.sum_h[j] - ga.sum_h[j]), 1e-9 * h_scale + 1e-300) << j;
             EXPECT_LE(std::fabs(ca.sum_hw[j] - ga.sum_hw[j]), 1e-9 * hw_scale + 1e-300) << j;
             EXPECT_LE(std::fabs(ca.sum_w[j] - ga.sum_w[j]), 1e-9 * w_scale + 1e-300) << j;
