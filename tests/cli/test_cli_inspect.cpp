@@ -1,0 +1,166 @@
+// `netquant inspect` end to end: the built binary on good and bad files, exit statuses, stderr, JSON output,
+// statistics checked against a long-double brute-force oracle.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+
+#include "netquant/io.h"
+
+namespace nq {
+namespace {
+
+struct Run {
+  int status = -1;
+  std::string out, err;
+};
+
+class InspectCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/nq_cli_inspect_XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::system(("rm -rf '" + dir_ + "'").c_str()); }
+  std::string file(const std::string& name) const { return dir_ + "/" + name; }
+  static std::string slurp(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  }
+  Run run(const std::string& args) const {
+    Run r;
+    const std::string cmd = std::string("'") + NQ_CLI_PATH + "' " + args + " >'" + file("stdout") + "' 2>'" +
+                            file("stderr") + "'";
+    const int st = std::system(cmd.c_str());
+    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    r.out = slurp(file("stdout"));
+    r.err = slurp(file("stderr"));
+    return r;
+  }
+  std::string dir_;
+};
+
+TEST_F(InspectCli, HelpExitsZero) {
+  Run r = run("inspect --help");
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("--json"), std::string::npos);
+}
+
+TEST_F(InspectCli, StatisticsMatchBruteForce) {
+  std::mt19937 rng(77);
+  std::normal_distribution<float> g(3.0f, 0.5f);  // |mean| >> std stresses the std computation
+  std::vector<float> w(1237);
+  for (auto& v : w) v = (rng() % 5 == 0) ? 0.0f : g(rng);
+  w[5] = std::nanf("");
+  w[6] = INFINITY;
+  TensorSet set;
+  set.add(Tensor::from_f32("layer.weight", {1237}, w));
+  Tensor h = Tensor::from_f32("half", {3, 3}, {0, 1, -2, 0.5f, 0, 0, 7, 8, -9}).converted(DType::kF16);
+  set.add(h);
+  set.metadata()["format"] = "pt";
+  write_safetensors(file("m.safetensors"), set);
+
+  Run r = run("inspect --json '" + file("m.safetensors") + "'");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto doc = nlohmann::json::parse(r.out);
+  const auto& f = doc["files"][0];
+  EXPECT_EQ(f["format"], "safetensors");
+  EXPECT_EQ(f["metadata"]["format"], "pt");
+  ASSERT_EQ(f["tensors"].size(), 2u);
+  // Oracle: long double, finite values only, population std.
+  long double sum = 0, ss = 0, lo = INFINITY, hi = -INFINITY;
+  int64_t n = 0, zeros = 0;
+  for (float v : w) {
+    if (v == 0) ++zeros;
+    if (!std::isfinite(v)) continue;
+    sum += v, ++n, lo = std::min<long double>(lo, v), hi = std::max<long double>(hi, v);
+  }
+  const long double mean = sum / n;
+  for (float v : w)
+    if (std::isfinite(v)) ss += (v - mean) * (v - mean);
+  const auto& t = f["tensors"][0];
+  EXPECT_EQ(t["name"], "layer.weight");
+  EXPECT_EQ(t["count"], 1237);
+  EXPECT_EQ(t["nonfinite"], 2);
+  EXPECT_EQ(t["min"].get<double>(), static_cast<double>(lo));
+  EXPECT_EQ(t["max"].get<double>(), static_cast<double>(hi));
+  EXPECT_NEAR(t["mean"].get<double>(), static_cast<double>(mean), 1e-12);
+  EXPECT_NEAR(t["std"].get<double>(), static_cast<double>(std::sqrt(ss / n)), 1e-12);
+  EXPECT_DOUBLE_EQ(t["zero_fraction"].get<double>(), static_cast<double>(zeros) / 1237);
+  const auto& hj = f["tensors"][1];
+  EXPECT_EQ(hj["dtype"], "F16");
+  EXPECT_EQ(hj["shape"], (std::vector<int64_t>{3, 3}));
+  EXPECT_DOUBLE_EQ(hj["mean"].get<double>(), 5.5 / 9);  // (0+1-2+0.5+0+0+7+8-9)/9, all exact in f16
+  EXPECT_DOUBLE_EQ(hj["zero_fraction"].get<double>(), 3.0 / 9);
+  EXPECT_EQ(f["total"]["count"], 1237 + 9);
+
+  // Text mode prints a table with both tensors and a totals row.
+  Run text = run("inspect '" + file("m.safetensors") + "'");
+  ASSERT_EQ(text.status, 0) << text.err;
+  EXPECT_NE(text.out.find("layer.weight"), std::string::npos);
+  EXPECT_NE(text.out.find("[3, 3]"), std::string::npos);
+  EXPECT_NE(text.out.find("total (2 tensors)"), std::string::npos);
+  EXPECT_NE(text.out.find("2 nan/inf"), std::string::npos);
+}
+
+TEST_F(InspectCli, SeveralFormatsAndJsonOut) {
+  write_npy(file("v.npy"), Tensor::from_f64("x", {4}, {1, 2, 3, 4}));
+  const std::string idx = std::string("\0\0\x08\x02\0\0\0\x02\0\0\0\x02\x01\x00\x03\x04", 16);
+  std::ofstream(file("lab-ubyte"), std::ios::binary).write(idx.data(), idx.size());
+  Run r = run("inspect --json-out '" + file("o.json") + "' '" + file("v.npy") + "' '" + file("lab-ubyte") + "'");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("v.npy: npy, 1 tensors"), std::string::npos) << r.out;
+  const auto doc = nlohmann::json::parse(slurp(file("o.json")));
+  ASSERT_EQ(doc["files"].size(), 2u);
+  EXPECT_EQ(doc["files"][0]["tensors"][0]["name"], "v");
+  EXPECT_DOUBLE_EQ(doc["files"][0]["tensors"][0]["std"].get<double>(), std::sqrt(1.25));
+  EXPECT_EQ(doc["files"][1]["format"], "idx");
+  EXPECT_EQ(doc["files"][1]["tensors"][0]["dtype"], "U8");
+  EXPECT_DOUBLE_EQ(doc["files"][1]["tensors"][0]["zero_fraction"].get<double>(), 0.25);
+  // The JSON output may not replace an input.
+  Run same = run("inspect --json-out '" + file("v.npy") + "' '" + file("v.npy") + "'");
+  EXPECT_EQ(same.status, 2);
+  EXPECT_EQ(same.err.rfind("error: ", 0), 0u) << same.err;
+  EXPECT_EQ(read_npy(file("v.npy")).numel(), 4);
+}
+
+TEST_F(InspectCli, BadFilesExitTwoWithAnError) {
+  TensorSet set;
+  set.add(Tensor::from_f32("w", {4}, {1, 2, 3, 4}));
+  const std::string good = serialize_safetensors(set);
+  const std::string truncated = good.substr(0, good.size() - 3);
+  std::ofstream(file("cut.safetensors"), std::ios::binary).write(truncated.data(), truncated.size());
+  std::ofstream(file("junk.npy"), std::ios::binary) << "not numpy at all";
+  std::ofstream(file("junk-ubyte"), std::ios::binary) << "\x1f\x8b garbage";
+  for (const char* name : {"cut.safetensors", "junk.npy", "junk-ubyte", "missing.safetensors"}) {
+    SCOPED_TRACE(name);
+    Run r = run("inspect '" + file(name) + "'");
+    EXPECT_EQ(r.status, 2);
+    EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << r.err;
+    EXPECT_NE(r.err.find(name), std::string::npos) << r.err;  // the message names the file
+  }
+  // A valid file with a dtype netquant cannot hold: unsupported, exit 3, naming the tensor.
+  std::string header = R"({"q":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]}})";
+  std::string f8(8, '\0');
+  f8[0] = static_cast<char>(header.size());
+  f8 += header + "ab";
+  std::ofstream(file("f8.safetensors"), std::ios::binary).write(f8.data(), f8.size());
+  Run r = run("inspect '" + file("f8.safetensors") + "'");
+  EXPECT_EQ(r.status, 3);
+  EXPECT_NE(r.err.find("'q'"), std::string::npos) << r.err;
+  // Unknown extension and no file at all are usage errors.
+  EXPECT_EQ(run("inspect '" + file("model.bin") + "'").status, 3);
+  EXPECT_EQ(run("inspect").status, 2);
+}
+
+}  // namespace
+}  // namespace nq

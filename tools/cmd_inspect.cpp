@@ -1,0 +1,176 @@
+// `netquant inspect FILE...`: per-tensor dtype, shape and value statistics of safetensors / .npy / IDX files
+// (and .nq files, via inspect_nq), as a table or JSON.
+#include <cmath>
+#include <cstring>
+#include <iostream>
+#include <limits>
+
+#include "cli_common.h"
+#include "command_registry.h"
+#include "inspect_nq.h"
+#include "netquant/atomic_file.h"
+#include "netquant/error.h"
+#include "netquant/io.h"
+
+namespace nq::cli {
+namespace {
+
+struct TensorStats {
+  int64_t finite = 0, nonfinite = 0, zeros = 0;
+  double min = std::numeric_limits<double>::quiet_NaN(), max = min, mean = min, std = min;
+};
+
+// Two passes in fp64 (mean, then squared deviations) so the std stays accurate when |mean| >> std; NaN/Inf are
+// counted, not averaged. Element by element: a billion-weight tensor needs no converted copy.
+template <class Load>
+TensorStats stats_of(int64_t n, Load load) {
+  TensorStats s;
+  double sum = 0, lo = std::numeric_limits<double>::infinity(), hi = -lo;
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = load(i);
+    if (v == 0) ++s.zeros;
+    if (!std::isfinite(v)) {
+      ++s.nonfinite;
+      continue;
+    }
+    ++s.finite;
+    sum += v;
+    lo = std::min(lo, v);
+    hi = std::max(hi, v);
+  }
+  if (s.finite == 0) return s;
+  s.min = lo;
+  s.max = hi;
+  s.mean = sum / static_cast<double>(s.finite);
+  double ss = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = load(i);
+    if (std::isfinite(v)) ss += (v - s.mean) * (v - s.mean);
+  }
+  s.std = std::sqrt(ss / static_cast<double>(s.finite));  // population std, as numpy's default
+  return s;
+}
+
+TensorStats tensor_stats(const Tensor& t) {
+  const auto* p = static_cast<const uint8_t*>(t.data());
+  const int64_t n = t.numel();
+  auto typed = [&](auto tag) {
+    using T = decltype(tag);
+    return stats_of(n, [p](int64_t i) {
+      T v;
+      std::memcpy(&v, p + i * sizeof(T), sizeof(T));
+      return static_cast<double>(v);
+    });
+  };
+  switch (t.dtype()) {
+    case DType::kF32: return typed(float{});
+    case DType::kF64: return typed(double{});
+    case DType::kF16: return stats_of(n, [p](int64_t i) { uint16_t h; std::memcpy(&h, p + 2 * i, 2); return static_cast<double>(f16_to_f32(h)); });
+    case DType::kBF16: return stats_of(n, [p](int64_t i) { uint16_t h; std::memcpy(&h, p + 2 * i, 2); return static_cast<double>(bf16_to_f32(h)); });
+    case DType::kI8: return typed(int8_t{});
+    case DType::kU8:
+    case DType::kBool: return typed(uint8_t{});
+    case DType::kI16: return typed(int16_t{});
+    case DType::kI32: return typed(int32_t{});
+    case DType::kI64: return typed(int64_t{});
+  }
+  NQ_ASSERT_MSG(false, "unhandled dtype");
+}
+
+std::string format_of(const std::string& path) {
+  auto ends = [&](const char* s) {
+    const size_t n = std::strlen(s);
+    return path.size() >= n && path.compare(path.size() - n, n, s) == 0;
+  };
+  if (ends(".safetensors")) return "safetensors";
+  if (ends(".npy")) return "npy";
+  return "idx";
+}
+
+nlohmann::json json_number(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
+
+struct Options {
+  std::vector<std::string> files;
+  bool json = false;
+  std::string json_out;
+  CommonOptions common;
+};
+
+// One model/data file: prints its table (unless JSON only) and returns its JSON description.
+nlohmann::json inspect_tensor_file(const std::string& path, bool print) {
+  const TensorSet set = read_tensors(path);
+  nlohmann::json j = {{"path", path}, {"format", format_of(path)}, {"metadata", set.metadata()}};
+  j["tensors"] = nlohmann::json::array();
+  Table table({"tensor", "dtype", "shape", "count", "min", "max", "mean", "std", "zeros"});
+  int64_t total = 0, total_zeros = 0, total_nonfinite = 0;
+  uint64_t total_bytes = 0;
+  for (const Tensor& t : set) {
+    const TensorStats s = tensor_stats(t);
+    total += t.numel();
+    total_zeros += s.zeros;
+    total_nonfinite += s.nonfinite;
+    total_bytes += t.nbytes();
+    const double zero_frac = t.numel() ? static_cast<double>(s.zeros) / static_cast<double>(t.numel()) : 0.0;
+    j["tensors"].push_back({{"name", t.name()}, {"dtype", dtype_name(t.dtype())}, {"shape", t.shape()},
+                            {"count", t.numel()}, {"bytes", t.nbytes()}, {"min", json_number(s.min)},
+                            {"max", json_number(s.max)}, {"mean", json_number(s.mean)}, {"std", json_number(s.std)},
+                            {"zero_fraction", zero_frac}, {"nonfinite", s.nonfinite}});
+    std::string zeros = format_double(zero_frac * 100, 3) + "%";
+    if (s.nonfinite) zeros += " (" + std::to_string(s.nonfinite) + " nan/inf)";
+    table.add_row({t.name(), dtype_name(t.dtype()), shape_to_string(t.shape()), std::to_string(t.numel()),
+                   format_double(s.min), format_double(s.max), format_double(s.mean), format_double(s.std), zeros});
+  }
+  const double total_zero_frac = total ? static_cast<double>(total_zeros) / static_cast<double>(total) : 0.0;
+  j["total"] = {{"tensors", set.size()}, {"count", total}, {"bytes", total_bytes},
+                {"zero_fraction", total_zero_frac}, {"nonfinite", total_nonfinite}};
+  if (print) {
+    table.add_row({"total (" + std::to_string(set.size()) + " tensors)", "", "", std::to_string(total), "", "", "", "",
+                   format_double(total_zero_frac * 100, 3) + "%"});
+    std::cout << path << ": " << format_of(path) << ", " << set.size() << " tensors, " << total << " values, "
+              << total_bytes << " bytes\n";
+    for (const auto& [k, v] : set.metadata()) std::cout << "  metadata " << k << " = " << v << "\n";
+    std::cout << table.to_string();
+  }
+  return j;
+}
+
+void run_inspect(const Options& o) {
+  apply_common_options(o.common);
+  if (!o.json_out.empty()) check_output_not_input(o.json_out, o.files);
+  const bool print = !o.json;
+  nlohmann::json files = nlohmann::json::array();
+  for (size_t i = 0; i < o.files.size(); ++i) {
+    const std::string& path = o.files[i];
+    if (print && i) std::cout << "\n";
+    if (path.size() >= 3 && path.compare(path.size() - 3, 3, ".nq") == 0) {
+      nlohmann::json j;
+      if (print) inspect_nq(path, false, nullptr);
+      if (o.json || !o.json_out.empty()) inspect_nq(path, true, &j);
+      files.push_back(std::move(j));
+    } else {
+      files.push_back(inspect_tensor_file(path, print));
+    }
+  }
+  const nlohmann::json doc = {{"files", files}};
+  if (o.json) write_json("-", doc);
+  if (!o.json_out.empty()) write_json(o.json_out, doc);
+}
+
+void setup_inspect(CLI::App& sub) {
+  auto o = std::make_shared<Options>();
+  sub.add_option("files", o->files, "safetensors, .npy, IDX (*-ubyte[.gz]) or .nq files")->required();
+  sub.add_flag("--json", o->json, "print JSON on stdout instead of the tables");
+  sub.add_option("--json-out", o->json_out, "also write the JSON to this file (atomically)");
+  add_common_options(sub, o->common, false);
+  sub.footer(
+      "Per tensor: dtype, shape, count, min/max/mean/std (float64, NaN/Inf excluded and counted) and the\n"
+      "fraction of exact zeros. JSON: {\"files\": [{\"path\", \"format\", \"metadata\", \"tensors\": [{\"name\", \"dtype\",\n"
+      "\"shape\", \"count\", \"bytes\", \"min\", \"max\", \"mean\", \"std\", \"zero_fraction\", \"nonfinite\"}], \"total\"}]};\n"
+      "statistics with no finite value are null. .nq files are described by the coding layer.");
+  sub.callback([o] { run_inspect(*o); });
+}
+
+}  // namespace
+NQ_REGISTER_COMMAND(inspect, "inspect", "show tensors, dtypes, shapes and value statistics of model/data files", 10,
+                    setup_inspect);
+}  // namespace nq::cli

@@ -1,0 +1,13 @@
+// The `.nq` half of `netquant inspect`, implemented beside the coding code's CLI (tools/inspect_nq.cpp).
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace nq::cli {
+
+// Describes a compressed .nq file: with `json`, fills *out and prints nothing; otherwise prints a summary and
+// a per-tensor table on stdout. Throws nq::Error (kBadFile for malformed files).
+void inspect_nq(const std::string& path, bool json, nlohmann::json* out);
+
+}  // namespace nq::cli
