@@ -1,0 +1,20 @@
+// libFuzzer target: the .nq reader (parse_nq) on arbitrary bytes; valid inputs must re-encode to themselves.
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "netquant/coding.h"
+#include "netquant/error.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  nq::NqLimits limits;
+  limits.max_elements = uint64_t{1} << 22;  // bounded memory: a pruned run may legally cost 1 bit per 65535 weights
+  try {
+    nq::QuantizedModel m = nq::parse_nq(data, size, "fuzz.nq", limits);
+    // The format is canonical: whatever parses re-encodes to the same bytes.
+    const std::vector<uint8_t> again = nq::serialize_nq(m);
+    if (again.size() != size || !std::equal(again.begin(), again.end(), data)) __builtin_trap();
+  } catch (const nq::Error&) {
+  }
+  return 0;
+}
