@@ -5,13 +5,11 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_common.h"
+#include "inspect_nq.h"
 #include "netquant/coding.h"
 #include "netquant/quantize.h"
 
 namespace nq::cli {
-
-// Declared in tools/inspect_nq.h (the `inspect` command dispatches .nq files here).
-void inspect_nq(const std::string& path, bool json, nlohmann::json* out);
 
 void inspect_nq(const std::string& path, bool json, nlohmann::json* out) {
   const NqFileInfo info = describe_nq_file(path);

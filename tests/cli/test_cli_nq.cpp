@@ -1,0 +1,174 @@
+// `netquant decompress` / `inspect` on .nq files end to end, and quantize -> .nq -> decompress bit-exactness
+// against `quantize -o OUT.safetensors` for every scope, with and without pruning.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+
+#include "coding/coding_test_util.h"
+#include "netquant/coding.h"
+#include "netquant/io.h"
+
+namespace nq {
+namespace {
+
+struct Run {
+  int status = -1;
+  std::string out, err;
+};
+
+class NqCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/nq_cli_nq_XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::system(("rm -rf '" + dir_ + "'").c_str()); }
+  std::string file(const std::string& name) const { return dir_ + "/" + name; }
+  static std::string slurp(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  }
+  static bool exists(const std::string& path) {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0;
+  }
+  Run run(const std::string& args) const {
+    Run r;
+    const std::string cmd = std::string("'") + NQ_CLI_PATH + "' " + args + " >'" + file("stdout") + "' 2>'" +
+                            file("stderr") + "'";
+    const int st = std::system(cmd.c_str());
+    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    r.out = slurp(file("stdout"));
+    r.err = slurp(file("stderr"));
+    return r;
+  }
+  std::string dir_;
+};
+
+void expect_bitwise_equal(const TensorSet& a, const TensorSet& b) {
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& t : a) {
+    const Tensor* u = b.find(t.name());
+    ASSERT_NE(u, nullptr) << t.name();
+    EXPECT_EQ(t.dtype(), u->dtype()) << t.name();
+    EXPECT_EQ(t.shape(), u->shape()) << t.name();
+    ASSERT_EQ(t.nbytes(), u->nbytes()) << t.name();
+    EXPECT_EQ(0, std::memcmp(t.data(), u->data(), t.nbytes())) << t.name() << " differs";
+  }
+}
+
+TEST_F(NqCli, DecompressWritesDequantizedWeights) {
+  nq::testing::ModelSpec spec;
+  spec.scope = ScopeKind::kRow;
+  spec.prune = 0.5;
+  spec.with_raw = true;
+  spec.dtype = DType::kF16;
+  auto m = nq::testing::random_model(spec, 5);
+  write_nq_file(file("m.nq"), m);
+  Run r = run("decompress '" + file("m.nq") + "' -o '" + file("m.safetensors") + "' --quiet");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const TensorSet out = read_safetensors(file("m.safetensors"));
+  ASSERT_EQ(out.size(), m.tensors.size());
+  for (const auto& t : m.tensors) {
+    const Tensor& o = out.at(t.name);
+    if (!t.quantized) {
+      EXPECT_EQ(0, std::memcmp(o.data(), t.original.data(), t.original.nbytes()));
+      continue;
+    }
+    std::vector<float> f(t.indices.size());
+    for (size_t j = 0; j < f.size(); ++j) f[j] = nq::testing::dequantized_value(m, t, j);
+    const Tensor expect = Tensor::from_f32(t.name, t.shape, f).converted(DType::kF16);
+    EXPECT_EQ(o.dtype(), DType::kF16);
+    EXPECT_EQ(0, std::memcmp(o.data(), expect.data(), expect.nbytes())) << t.name;
+  }
+  r = run("decompress '" + file("m.nq") + "' -o '" + file("m32.safetensors") + "' --dtype f32 --quiet");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(read_safetensors(file("m32.safetensors")).at("layer0.weight").dtype(), DType::kF32);
+}
+
+TEST_F(NqCli, DecompressRefusesBadInputAndLeavesNothing) {
+  nq::testing::ModelSpec spec;
+  auto m = nq::testing::random_model(spec, 6);
+  write_nq_file(file("m.nq"), m);
+  const std::string good = slurp(file("m.nq"));
+  // Overwriting the input is refused.
+  Run r = run("decompress '" + file("m.nq") + "' -o '" + file("m.nq") + "'");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_EQ(slurp(file("m.nq")), good);
+  // A corrupt payload byte: exit 2, error names the file, no output file left.
+  std::string bad = good;
+  bad[bad.size() - 20] ^= 1;
+  std::ofstream(file("bad.nq"), std::ios::binary) << bad;
+  r = run("decompress '" + file("bad.nq") + "' -o '" + file("out.safetensors") + "'");
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_NE(r.err.find("bad.nq"), std::string::npos) << r.err;
+  EXPECT_FALSE(exists(file("out.safetensors")));
+  r = run("decompress '" + file("m.nq") + "' -o '" + file("o.safetensors") + "' --dtype f8");
+  EXPECT_EQ(r.status, 2);
+}
+
+TEST_F(NqCli, InspectReportsVersionChecksumsAndRatios) {
+  nq::testing::ModelSpec spec;
+  spec.scope = ScopeKind::kTensor;
+  spec.prune = 0.2;
+  auto m = nq::testing::random_model(spec, 7);
+  write_nq_file(file("m.nq"), m);
+  Run r = run("inspect '" + file("m.nq") + "'");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("version 1"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("checksums: ok"), std::string::npos) << r.out;
+  r = run("inspect --json '" + file("m.nq") + "'");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  const auto& f = j.is_array() ? j[0] : j;
+  EXPECT_EQ(f["version"], 1);
+  EXPECT_EQ(f["checksums_ok"], true);
+  EXPECT_EQ(f["tensors"].size(), m.tensors.size());
+  EXPECT_NEAR(f["ratio_file"].get<double>(), m.total.ratio_file, 1e-9 * m.total.ratio_file);
+}
+
+// ---- quantize -> .nq -> decompress is bit-exact with quantize -> safetensors ---------------------------------
+
+TEST_F(NqCli, QuantizeNqDecompressBitExact) {
+  if (run("quantize --help").status != 0) GTEST_SKIP() << "the quantize command is not built yet";
+  std::mt19937_64 rng(9);
+  TensorSet model;
+  std::normal_distribution<float> g(0.0f, 0.05f);
+  auto add = [&](const std::string& name, std::vector<int64_t> shape, DType dt) {
+    std::vector<float> v(static_cast<size_t>(shape_numel(shape)));
+    for (auto& x : v) x = g(rng);
+    model.add(Tensor::from_f32(name, shape, v).converted(dt));
+  };
+  add("fc1.weight", {37, 29}, DType::kF32);
+  add("fc1.bias", {37}, DType::kF32);
+  add("fc2.weight", {10, 37}, DType::kF16);
+  add("fc3.weight", {5, 64}, DType::kBF16);
+  write_safetensors(file("model.safetensors"), model);
+  for (const std::string scope : {"global", "tensor", "row", "group:64"}) {
+    for (const std::string extra : {"", " --prune 0.5"}) {
+      const std::string common = "quantize '" + file("model.safetensors") + "' --method uniform --k 8 --scope " +
+                                 scope + extra + " --quiet -o ";
+      SCOPED_TRACE(common);
+      Run a = run(common + "'" + file("q.safetensors") + "'");
+      ASSERT_EQ(a.status, 0) << a.err;
+      Run b = run(common + "'" + file("q.nq") + "'");
+      ASSERT_EQ(b.status, 0) << b.err;
+      Run c = run("decompress '" + file("q.nq") + "' -o '" + file("d.safetensors") + "' --quiet");
+      ASSERT_EQ(c.status, 0) << c.err;
+      expect_bitwise_equal(read_safetensors(file("q.safetensors")), read_safetensors(file("d.safetensors")));
+    }
+  }
+}
+
+}  // namespace
+}  // namespace nq
