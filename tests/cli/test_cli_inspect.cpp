@@ -18,7 +18,7 @@
 namespace nq {
 namespace {
 
-struct Run {
+struct CliRun {
   int status = -1;
   std::string out, err;
 };
@@ -36,8 +36,8 @@ class InspectCli : public ::testing::Test {
     std::ifstream in(path, std::ios::binary);
     return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   }
-  Run run(const std::string& args) const {
-    Run r;
+  CliRun run(const std::string& args) const {
+    CliRun r;
     const std::string cmd = std::string("'") + NQ_CLI_PATH + "' " + args + " >'" + file("stdout") + "' 2>'" +
                             file("stderr") + "'";
     const int st = std::system(cmd.c_str());
@@ -50,7 +50,7 @@ class InspectCli : public ::testing::Test {
 };
 
 TEST_F(InspectCli, HelpExitsZero) {
-  Run r = run("inspect --help");
+  CliRun r = run("inspect --help");
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("--json"), std::string::npos);
 }
@@ -69,7 +69,7 @@ TEST_F(InspectCli, StatisticsMatchBruteForce) {
   set.metadata()["format"] = "pt";
   write_safetensors(file("m.safetensors"), set);
 
-  Run r = run("inspect --json '" + file("m.safetensors") + "'");
+  CliRun r = run("inspect --json '" + file("m.safetensors") + "'");
   ASSERT_EQ(r.status, 0) << r.err;
   const auto doc = nlohmann::json::parse(r.out);
   const auto& f = doc["files"][0];
@@ -104,7 +104,7 @@ TEST_F(InspectCli, StatisticsMatchBruteForce) {
   EXPECT_EQ(f["total"]["count"], 1237 + 9);
 
   // Text mode prints a table with both tensors and a totals row.
-  Run text = run("inspect '" + file("m.safetensors") + "'");
+  CliRun text = run("inspect '" + file("m.safetensors") + "'");
   ASSERT_EQ(text.status, 0) << text.err;
   EXPECT_NE(text.out.find("layer.weight"), std::string::npos);
   EXPECT_NE(text.out.find("[3, 3]"), std::string::npos);
@@ -116,7 +116,7 @@ TEST_F(InspectCli, SeveralFormatsAndJsonOut) {
   write_npy(file("v.npy"), Tensor::from_f64("x", {4}, {1, 2, 3, 4}));
   const std::string idx = std::string("\0\0\x08\x02\0\0\0\x02\0\0\0\x02\x01\x00\x03\x04", 16);
   std::ofstream(file("lab-ubyte"), std::ios::binary).write(idx.data(), idx.size());
-  Run r = run("inspect --json-out '" + file("o.json") + "' '" + file("v.npy") + "' '" + file("lab-ubyte") + "'");
+  CliRun r = run("inspect --json-out '" + file("o.json") + "' '" + file("v.npy") + "' '" + file("lab-ubyte") + "'");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("v.npy: npy, 1 tensors"), std::string::npos) << r.out;
   const auto doc = nlohmann::json::parse(slurp(file("o.json")));
@@ -127,7 +127,7 @@ TEST_F(InspectCli, SeveralFormatsAndJsonOut) {
   EXPECT_EQ(doc["files"][1]["tensors"][0]["dtype"], "U8");
   EXPECT_DOUBLE_EQ(doc["files"][1]["tensors"][0]["zero_fraction"].get<double>(), 0.25);
   // The JSON output may not replace an input.
-  Run same = run("inspect --json-out '" + file("v.npy") + "' '" + file("v.npy") + "'");
+  CliRun same = run("inspect --json-out '" + file("v.npy") + "' '" + file("v.npy") + "'");
   EXPECT_EQ(same.status, 2);
   EXPECT_EQ(same.err.rfind("error: ", 0), 0u) << same.err;
   EXPECT_EQ(read_npy(file("v.npy")).numel(), 4);
@@ -143,7 +143,7 @@ TEST_F(InspectCli, BadFilesExitTwoWithAnError) {
   std::ofstream(file("junk-ubyte"), std::ios::binary) << "\x1f\x8b garbage";
   for (const char* name : {"cut.safetensors", "junk.npy", "junk-ubyte", "missing.safetensors"}) {
     SCOPED_TRACE(name);
-    Run r = run("inspect '" + file(name) + "'");
+    CliRun r = run("inspect '" + file(name) + "'");
     EXPECT_EQ(r.status, 2);
     EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << r.err;
     EXPECT_NE(r.err.find(name), std::string::npos) << r.err;  // the message names the file
@@ -154,7 +154,7 @@ TEST_F(InspectCli, BadFilesExitTwoWithAnError) {
   f8[0] = static_cast<char>(header.size());
   f8 += header + "ab";
   std::ofstream(file("f8.safetensors"), std::ios::binary).write(f8.data(), f8.size());
-  Run r = run("inspect '" + file("f8.safetensors") + "'");
+  CliRun r = run("inspect '" + file("f8.safetensors") + "'");
   EXPECT_EQ(r.status, 3);
   EXPECT_NE(r.err.find("'q'"), std::string::npos) << r.err;
   // Unknown extension and no file at all are usage errors.
