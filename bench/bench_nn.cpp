@@ -12,6 +12,7 @@
 #include "netquant/backend.h"
 #include "netquant/io.h"
 #include "netquant/nn.h"
+#include "netquant/progress.h"
 
 namespace {
 
@@ -47,7 +48,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   nq::set_progress_enabled(false);
-  const nq::Dataset train = load_mnist(dir, true);
+  const nq::Dataset train = nq::load_mnist(dir, true);
   const nq::Dataset data = first_images(train, samples);
   std::printf("threads %d, %lld images per pass, batch 250, median of %d\n", nq::num_threads(),
               static_cast<long long>(data.size()), reps);

@@ -21,7 +21,7 @@ void run_eval(const EvalOptions& o) {
   apply_common_options(o.common);
   Model model = build_model(o.model);
   load_weights(model, o.weights);
-  const Dataset data = load_mnist(o.data, !o.train_set);
+  const Dataset data = load_mnist(o.data, /*train=*/o.train_set);
   EvalParams p;
   p.limit = o.limit;
   p.batch = o.batch;
