@@ -19,7 +19,6 @@ Errors from the engine are :class:`NetquantError` (see :mod:`netquant._errors` f
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
@@ -53,15 +52,20 @@ def _params(method: str, k: int | None, bits: int | None, lam: float, target_bit
     p.method = str(method)
     if bits is not None and k is not None:
         raise ValueError("give either k or bits, not both")
+    # As the CLI's --k/--bits: k = 2**bits; method int takes its grid bits from bits (or k), pow2 its exponents
+    # per sign from k.
     if bits is not None:
+        if not 1 <= int(bits) <= 24:
+            raise ValueError(f"bits must be in 1..24, got {bits}")
+        p.k = 1 << int(bits)
         if method == "int":
             p.int_bits = int(bits)
-        else:
-            if not 1 <= int(bits) <= 16:
-                raise ValueError(f"bits must be in 1..16, got {bits}")
-            p.k = 1 << int(bits)
     elif k is not None:
         p.k = int(k)
+        if method == "int":
+            p.int_bits = int(k)
+        elif method == "pow2":
+            p.pow2_levels = int(k)
     p.lam = float(lam)
     p.target_bits = float(target_bits) if target_bits is not None else 0.0
     p.target_ratio = float(target_ratio) if target_ratio is not None else 0.0
@@ -176,7 +180,8 @@ def quantize(w: ArrayLike, importance: ArrayLike | None = None, method: str = "e
             None = all ones. Its shape must equal ``w``'s (:class:`NetquantValueError`, code shape_mismatch).
         method: "ecsq", "hw-kmeans", "kmeans", "exact", "uniform", "binary", "ternary", "pow2", "int",
             "wentropy" (see :func:`methods`).
-        k: levels (ecsq: initial centers k_max). Default: the engine's (16).
+        k: levels (ecsq: initial centers k_max; int: grid bits; pow2: exponents per sign), as the CLI's --k.
+            Default: the engine's (16).
         bits: instead of k: k = 2**bits (method "int": the grid's bits).
         lam: ECSQ's Lagrange multiplier on the entropy in J = D + lam*H.
         target_bits, target_ratio: ecsq/uniform search lam (or the step) to hit this entropy (bits/weight) or
@@ -228,12 +233,10 @@ def save(path: PathLike, tensors: Mapping[str, ArrayLike], importance: Mapping[s
 
 def compress(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] | None = None,
              **params: Any) -> bytes:
-    """Like :func:`save`, but returns the ``.nq`` file's bytes (written through a temporary file)."""
-    with tempfile.TemporaryDirectory(prefix="netquant-") as tmp:
-        path = os.path.join(tmp, "model.nq")
-        save(path, tensors, importance, **params)
-        with open(path, "rb") as f:
-            return f.read()
+    """Like :func:`save`, but returns the ``.nq`` file's bytes (the exact bytes :func:`save` writes; no file)."""
+    model = as_tensor_dict(tensors, "tensors")
+    data, _stats = _core.compress_nq(model, _importance_dict(importance), _quant_params(params))
+    return data
 
 
 def load(path: PathLike) -> dict[str, np.ndarray]:
@@ -242,13 +245,11 @@ def load(path: PathLike) -> dict[str, np.ndarray]:
     return dict(_core.read_nq(os.fspath(path)))
 
 
-def decompress(data: bytes) -> dict[str, np.ndarray]:
-    """:func:`load` for the bytes of a ``.nq`` file (e.g. from :func:`compress`)."""
-    with tempfile.TemporaryDirectory(prefix="netquant-") as tmp:
-        path = os.path.join(tmp, "model.nq")
-        with open(path, "wb") as f:
-            f.write(data)
-        return load(path)
+def decompress(data: bytes | bytearray | memoryview) -> dict[str, np.ndarray]:
+    """:func:`load` for the bytes of a ``.nq`` file (e.g. from :func:`compress`), parsed in memory."""
+    if not isinstance(data, bytes):
+        data = bytes(data)
+    return dict(_core.decompress_nq(data))
 
 
 def _quant_params(params: Mapping[str, Any]) -> _core.Params:

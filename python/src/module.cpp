@@ -225,18 +225,54 @@ py::dict write_nq(const std::string& path, const py::dict& tensors, const py::ob
   return stats_to_dict(total);
 }
 
+// The exact bytes write_nq_file would write (nq::serialize_nq), and the model's statistics.
+std::pair<py::bytes, py::dict> compress_nq(const py::dict& tensors, const py::object& importance,
+                                           const Params& params) {
+  const TensorSet model = tensor_set_view(tensors, false);
+  TensorSet imp;
+  const bool has_importance = !importance.is_none();
+  if (has_importance) imp = importance_set(importance, "");
+  const ModelQuantizeParams engine_params = params.to_engine();
+  QuantStats total;
+  std::vector<uint8_t> bytes;
+  {
+    py::gil_scoped_release release;
+    QuantizedModel q = quantize_model(model, has_importance ? &imp : nullptr, engine_params);
+    bytes = serialize_nq(q);
+    total = q.total;
+  }
+  return {py::bytes(reinterpret_cast<const char*>(bytes.data()), bytes.size()), stats_to_dict(total)};
+}
+
+py::dict tensors_to_dict(TensorSet& set, bool writable) {
+  py::dict out;
+  for (auto& t : set) {
+    const std::string name = t.name();  // before the move: the right side of = is evaluated first
+    out[py::str(name)] = tensor_to_numpy(std::move(t), writable);
+  }
+  return out;
+}
+
+// Parses an in-memory .nq file (immutable bytes, so reading it without the GIL is safe) and dequantizes it.
+py::dict decompress_nq(const py::bytes& data) {
+  char* ptr = nullptr;
+  py::ssize_t size = 0;
+  if (PyBytes_AsStringAndSize(data.ptr(), &ptr, &size) != 0) throw py::error_already_set();
+  TensorSet dequantized;
+  {
+    py::gil_scoped_release release;
+    dequantized = parse_nq(reinterpret_cast<const uint8_t*>(ptr), static_cast<size_t>(size), "<bytes>").dequantize();
+  }
+  return tensors_to_dict(dequantized, true);
+}
+
 py::dict read_nq(const std::string& path) {
   TensorSet dequantized;
   {
     py::gil_scoped_release release;
     dequantized = read_nq_file(path).dequantize();
   }
-  py::dict out;
-  for (auto& t : dequantized) {
-    const std::string name = t.name();  // before the move: the right side of = is evaluated first
-    out[py::str(name)] = tensor_to_numpy(std::move(t), true);
-  }
-  return out;
+  return tensors_to_dict(dequantized, true);
 }
 
 py::dict read_safetensors_dict(const std::string& path, bool writable) {
@@ -245,12 +281,7 @@ py::dict read_safetensors_dict(const std::string& path, bool writable) {
     py::gil_scoped_release release;
     set = read_safetensors(path);
   }
-  py::dict out;
-  for (auto& t : set) {
-    const std::string name = t.name();  // before the move: the right side of = is evaluated first
-    out[py::str(name)] = tensor_to_numpy(std::move(t), writable);
-  }
-  return out;
+  return tensors_to_dict(set, writable);
 }
 
 py::dict read_safetensors_metadata(const std::string& path) {
@@ -391,6 +422,8 @@ PYBIND11_MODULE(_core, m) {
         py::arg("with_coding") = true);
   m.def("write_nq", &write_nq, py::arg("path"), py::arg("tensors"), py::arg("importance"), py::arg("params"));
   m.def("read_nq", &read_nq, py::arg("path"));
+  m.def("compress_nq", &compress_nq, py::arg("tensors"), py::arg("importance"), py::arg("params"));
+  m.def("decompress_nq", &decompress_nq, py::arg("data"));
   m.def("read_safetensors", &read_safetensors_dict, py::arg("path"), py::arg("writable") = true);
   m.def("read_safetensors_metadata", &read_safetensors_metadata, py::arg("path"));
   m.def("write_safetensors", &write_safetensors_dict, py::arg("path"), py::arg("tensors"),

@@ -1,0 +1,91 @@
+"""Python and the `netquant` CLI run the same engine: on the same safetensors inputs and seed, the CLI's outputs
+equal the Python API's bitwise (the CLI binary comes from $NETQUANT_CLI, set by tools/test.sh)."""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+
+import netquant
+from conftest import importance, weights
+
+
+def run_cli(cli: str, *args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run([cli, *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"netquant {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}"
+    return proc
+
+
+def has_command(cli: str, name: str) -> bool:
+    return subprocess.run([cli, name, "--help"], capture_output=True, timeout=30).returncode == 0
+
+
+@pytest.fixture
+def model_files(rng, tmp_path):
+    model = {"fc1.weight": weights(rng, (40, 30)), "fc1.bias": weights(rng, (40,)),
+             "fc2.weight": weights(rng, (10, 40)).astype(np.float16)}
+    imp = {n: importance(rng, a.shape) for n, a in model.items()}
+    netquant.save_safetensors(tmp_path / "model.safetensors", model)
+    netquant.save_safetensors(tmp_path / "imp.safetensors", imp)
+    return model, imp, tmp_path
+
+
+def test_sweep_csv_identical(cli, model_files):
+    model, imp, tmp = model_files
+    args = dict(method="ecsq,hw-kmeans", lambdas="1e-6:1e-3:4", ks="2,4,8", k=16, scope="global", seed=5)
+    rows = netquant.sweep(netquant.load_safetensors(tmp / "model.safetensors"),
+                          netquant.load_safetensors(tmp / "imp.safetensors"), backend="cpu",
+                          csv_path=tmp / "py.csv", **args)
+    run_cli(cli, "sweep", str(tmp / "model.safetensors"), "-o", str(tmp / "cli.csv"), "--importance",
+            str(tmp / "imp.safetensors"), "--method", args["method"], "--lambdas", args["lambdas"], "--k",
+            args["ks"], "--k-max", "16", "--scope", "global", "--seed", "5", "--backend", "cpu", "--quiet")
+    assert (tmp / "py.csv").read_bytes() == (tmp / "cli.csv").read_bytes()
+    assert len(rows) == 7
+
+
+@pytest.mark.parametrize("method,flags,kwargs", [
+    ("hw-kmeans", ["--k", "8", "--init", "kmeans++"], dict(k=8, init="kmeans++")),
+    ("ecsq", ["--k", "16", "--lambda", "1e-5"], dict(k=16, lam=1e-5)),
+    ("uniform", ["--k", "9", "--prune", "0.25"], dict(k=9, prune=0.25)),
+    ("int", ["--bits", "3", "--scope", "row"], dict(bits=3, scope="row")),
+    ("pow2", ["--k", "4", "--skip-1d"], dict(k=4, skip_1d=True)),
+])
+def test_quantize_then_decompress_identical(cli, model_files, method, flags, kwargs):
+    if not has_command(cli, "quantize"):
+        pytest.fail("the CLI has no `quantize` command")
+    model, imp, tmp = model_files
+    run_cli(cli, "quantize", str(tmp / "model.safetensors"), "-o", str(tmp / "cli.nq"), "--importance",
+            str(tmp / "imp.safetensors"), "--method", method, "--seed", "11", "--backend", "cpu", "--quiet", *flags)
+    run_cli(cli, "decompress", str(tmp / "cli.nq"), "-o", str(tmp / "cli.safetensors"), "--quiet")
+    cli_out = netquant.load_safetensors(tmp / "cli.safetensors")
+    py = netquant.quantize_model(netquant.load_safetensors(tmp / "model.safetensors"),
+                                 netquant.load_safetensors(tmp / "imp.safetensors"), method=method, seed=11,
+                                 backend="cpu", **kwargs)
+    assert set(cli_out) == set(model)
+    for name in model:
+        a, b = cli_out[name], py.dequantized[name]
+        assert a.dtype == b.dtype and a.shape == b.shape, name
+        assert np.array_equal(a.view(np.uint8), b.view(np.uint8)), f"{name}: CLI and Python differ"
+    # The same .nq bytes from Python.
+    netquant.save(tmp / "py.nq", netquant.load_safetensors(tmp / "model.safetensors"),
+                  netquant.load_safetensors(tmp / "imp.safetensors"), method=method, seed=11, backend="cpu",
+                  **kwargs)
+    assert (tmp / "py.nq").read_bytes() == (tmp / "cli.nq").read_bytes()
+
+
+def test_single_array_matches_cli(cli, rng, tmp_path):
+    # netquant.quantize(w) on one array == the CLI on a one-tensor safetensors file (scope row included).
+    if not has_command(cli, "quantize"):
+        pytest.fail("the CLI has no `quantize` command")
+    w, h = weights(rng, (24, 50)), importance(rng, (24, 50))
+    netquant.save_safetensors(tmp_path / "w.safetensors", {"w": w})
+    netquant.save_safetensors(tmp_path / "h.safetensors", {"w": h})
+    for scope in ("global", "row"):
+        r = netquant.quantize(w, h, method="ecsq", k=8, lam=1e-6, scope=scope, seed=3, backend="cpu")
+        run_cli(cli, "quantize", str(tmp_path / "w.safetensors"), "-o", str(tmp_path / "w_deq.safetensors"),
+                "--importance", str(tmp_path / "h.safetensors"), "--method", "ecsq", "--k", "8", "--lambda", "1e-6",
+                "--scope", scope, "--seed", "3", "--backend", "cpu", "--quiet")
+        out = netquant.load_safetensors(tmp_path / "w_deq.safetensors")["w"]
+        assert np.array_equal(out.view(np.uint32), r.dequantized.view(np.uint32)), scope
