@@ -1,0 +1,144 @@
+// `netquant quantize` end to end: every method and scope on a small safetensors model, the report's keys, the
+// dequantized output against the report, and bad inputs (`error:`, exit 2, no output left behind).
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+
+#include "netquant/io.h"
+#include "netquant/quantize.h"
+
+namespace nq {
+namespace {
+
+struct Run {
+  int status = -1;
+  std::string out, err;
+};
+
+class QuantizeCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/nq_cli_quantize_XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    std::mt19937_64 rng(5);
+    std::student_t_distribution<double> t(3.0);
+    std::gamma_distribution<double> g(0.7, 2.0);
+    TensorSet model, imp;
+    const std::vector<std::pair<std::string, std::vector<int64_t>>> shapes = {
+        {"fc1.weight", {13, 31}}, {"fc1.bias", {13}}, {"fc2.weight", {3, 13}}};
+    for (const auto& [name, shape] : shapes) {
+      std::vector<float> w(static_cast<size_t>(shape_numel(shape))), h(w.size());
+      for (auto& x : w) x = static_cast<float>(0.05 * t(rng));
+      for (auto& x : h) x = static_cast<float>(g(rng) + 1e-3);
+      model.add(Tensor::from_f32(name, shape, w));
+      imp.add(Tensor::from_f32(name, shape, h));
+    }
+    write_safetensors(file("model.safetensors"), model);
+    write_safetensors(file("imp.safetensors"), imp);
+    model_ = model;
+  }
+  void TearDown() override { std::system(("rm -rf '" + dir_ + "'").c_str()); }
+  std::string file(const std::string& name) const { return dir_ + "/" + name; }
+  static std::string slurp(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  }
+  bool exists(const std::string& path) const {
+    struct stat st;
+    return ::stat(path.c_str(), &st) == 0;
+  }
+  Run run(const std::string& args) const {
+    Run r;
+    const std::string cmd = std::string("'") + NQ_CLI_PATH + "' " + args + " >'" + file("stdout") + "' 2>'" +
+                            file("stderr") + "'";
+    const int st = std::system(cmd.c_str());
+    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    r.out = slurp(file("stdout"));
+    r.err = slurp(file("stderr"));
+    return r;
+  }
+  std::string dir_;
+  TensorSet model_;
+};
+
+TEST_F(QuantizeCli, EveryMethodAndScope) {
+  for (const auto& t : method_table()) {
+    for (const char* scope : {"global", "tensor", "row", "group:7"}) {
+      std::string args = "quantize '" + file("model.safetensors") + "' -o '" + file("out.safetensors") +
+                         "' --importance '" + file("imp.safetensors") + "' --method " + t.name + " --scope " +
+                         scope + " --report '" + file("r.json") + "' --quiet";
+      if (t.takes_k) args += t.method == Method::kInt ? " --bits 3" : " --k 5";
+      if (t.has_lambda) args += " --lambda 1e-5";
+      const Run r = run(args);
+      ASSERT_EQ(r.status, 0) << t.name << " " << scope << ": " << r.err;
+      const auto report = nlohmann::json::parse(slurp(file("r.json")));
+      for (const char* key : {"params", "clusters", "hw_distortion", "mse", "entropy_bits_per_weight",
+                              "fixed_bits_per_weight", "ratio_fixed", "ratio_entropy", "lambda", "seconds",
+                              "huffman_bits_per_weight", "ratio_huffman", "ratio_file"})
+        EXPECT_TRUE(report["total"].contains(key)) << key;
+      EXPECT_EQ(report["method"], t.name);
+      EXPECT_EQ(report["scope"], scope);
+      EXPECT_EQ(report["tensors"].size(), 3u);
+      // The written weights reproduce the report's MSE (oracle: recomputed here in fp64).
+      const TensorSet out = read_safetensors(file("out.safetensors"));
+      double se = 0;
+      int64_t n = 0;
+      for (const Tensor& m : model_) {
+        const auto a = m.to_f32();
+        const auto b = out.at(m.name()).to_f32();
+        ASSERT_EQ(out.at(m.name()).shape(), m.shape());
+        for (size_t i = 0; i < a.size(); ++i) se += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+        n += static_cast<int64_t>(a.size());
+      }
+      EXPECT_NEAR(report["total"]["mse"].get<double>(), se / n, 1e-9) << t.name << " " << scope;
+      EXPECT_NE(r.out.find("total"), std::string::npos);
+    }
+  }
+}
+
+TEST_F(QuantizeCli, NqOutputPruneAndTarget) {
+  Run r = run("quantize '" + file("model.safetensors") + "' -o '" + file("out.nq") + "' --importance '" +
+              file("imp.safetensors") + "' --method ecsq --k 32 --target-bits 2 --prune 0.5 --quiet --report -");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(exists(file("out.nq")));
+  const auto j = nlohmann::json::parse(r.out.substr(r.out.find("{\n")));
+  EXPECT_GT(j["total"]["ratio_file"].get<double>(), 0);
+}
+
+TEST_F(QuantizeCli, BadInputsExitTwo) {
+  const std::string m = "'" + file("model.safetensors") + "'";
+  const std::string o = " -o '" + file("bad.safetensors") + "'";
+  for (const std::string args :
+       {"quantize " + m + o + " --method nope", "quantize " + m + o + " --scope group:0",
+        "quantize " + m + o + " --prune 1.5", "quantize " + m + o + " --method kmeans --lambda 0.1",
+        "quantize " + m + o + " --method kmeans --target-bits 2", "quantize " + m + " -o " + m,
+        "quantize '" + file("missing.safetensors") + "'" + o, "quantize " + m + o + " --k 0 --method exact",
+        "quantize " + m + o + " --importance '" + file("model.safetensors") + "' --importance-transform log"}) {
+    const Run r = run(args);
+    EXPECT_EQ(r.status, 2) << args << "\n" << r.err;
+    EXPECT_EQ(r.err.rfind("error:", 0), 0u) << args << "\n" << r.err;
+    EXPECT_FALSE(exists(file("bad.safetensors"))) << args;
+  }
+  // Importance with a wrong shape names the tensor.
+  TensorSet imp;
+  imp.add(Tensor::from_f32("fc1.weight", {31, 13}, std::vector<float>(13 * 31, 1.0f)));
+  imp.add(Tensor::from_f32("fc1.bias", {13}, std::vector<float>(13, 1.0f)));
+  imp.add(Tensor::from_f32("fc2.weight", {3, 13}, std::vector<float>(39, 1.0f)));
+  write_safetensors(file("badimp.safetensors"), imp);
+  const Run r = run("quantize " + m + o + " --importance '" + file("badimp.safetensors") + "'");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("fc1.weight"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace nq

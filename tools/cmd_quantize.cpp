@@ -1,0 +1,186 @@
+// `netquant quantize`: quantize a model (optionally importance-weighted), write the dequantized weights or a .nq
+// file, print a summary table and optionally a JSON report.
+#include <iostream>
+#include <memory>
+#include <sstream>
+
+#include "cli_common.h"
+#include "command_registry.h"
+#include "netquant/atomic_file.h"
+#include "netquant/coding.h"
+#include "netquant/error.h"
+#include "netquant/io.h"
+#include "netquant/quantize.h"
+
+namespace nq::cli {
+namespace {
+
+struct QuantizeOptions {
+  std::string model, output, importance, report;
+  std::string transform = "none", method = "hw-kmeans", scope = "global", init = "linear";
+  int k = 0, bits = 0, max_iter = 100;
+  double lambda = 0, target_bits = 0, target_ratio = 0, prune = 0, step = 0;
+  uint64_t seed = 1234;
+  bool skip_1d = false;
+  CommonOptions common;
+};
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+nlohmann::json stats_json(const QuantStats& s, bool total) {
+  nlohmann::json j = {{"params", s.params},
+                      {"clusters", s.clusters},
+                      {"hw_distortion", s.hw_distortion},
+                      {"mse", s.mse},
+                      {"entropy_bits_per_weight", s.entropy_bits_per_weight},
+                      {"fixed_bits_per_weight", s.fixed_bits_per_weight},
+                      {"ratio_fixed", s.ratio_fixed},
+                      {"ratio_entropy", s.ratio_entropy},
+                      {"lambda", s.lambda},
+                      {"seconds", s.seconds},
+                      {"huffman_bits_per_weight", s.huffman_bits_per_weight},
+                      {"ratio_huffman", s.ratio_huffman},
+                      {"ratio_file", s.ratio_file}};
+  if (!total) {
+    j["pruned"] = s.pruned;
+    j["iterations"] = s.iterations;
+    j["converged"] = s.converged;
+  }
+  return j;
+}
+
+std::string method_help() {
+  std::ostringstream os;
+  os << "quantization method:";
+  for (const auto& t : method_table()) os << "\n  " << t.name << ": " << t.summary;
+  return os.str();
+}
+
+void run_quantize(const QuantizeOptions& o) {
+  apply_common_options(o.common);
+  NQ_CHECK(ends_with(o.output, ".safetensors") || ends_with(o.output, ".nq") || ends_with(o.output, ".npy"),
+           ErrorCode::kInvalidArgument, "-o " << o.output << ": the output must end in .safetensors or .nq");
+  std::vector<std::string> inputs{o.model};
+  if (!o.importance.empty()) inputs.push_back(o.importance);
+  check_output_not_input(o.output, inputs);
+  if (!o.report.empty() && o.report != "-") check_output_not_input(o.report, inputs);
+
+  ModelQuantizeParams p;
+  p.quant.method = parse_method(o.method);
+  const MethodTraits& traits = method_traits(p.quant.method);
+  NQ_CHECK(!(o.k > 0 && o.bits > 0), ErrorCode::kInvalidArgument, "give --k or --bits, not both");
+  NQ_CHECK(o.k >= 0 && o.bits >= 0 && o.bits <= 24, ErrorCode::kInvalidArgument,
+           "--k must be >= 1 and --bits in 1..24");
+  const int k = o.bits > 0 ? (1 << o.bits) : (o.k > 0 ? o.k : 16);
+  p.quant.k = k;
+  if (p.quant.method == Method::kInt) p.quant.int_bits = o.bits > 0 ? o.bits : (o.k > 0 ? o.k : 4);
+  if (p.quant.method == Method::kPow2 && o.k > 0) p.quant.pow2_levels = o.k;
+  NQ_CHECK(o.lambda == 0 || traits.has_lambda, ErrorCode::kInvalidArgument,
+           "--lambda applies to ecsq only (method " << traits.name << ")");
+  NQ_CHECK((o.target_bits == 0 && o.target_ratio == 0) || traits.supports_target, ErrorCode::kInvalidArgument,
+           "--target-bits/--target-ratio apply to ecsq and uniform only (method " << traits.name << ")");
+  NQ_CHECK(!(o.target_bits > 0 && o.target_ratio > 0) && !(o.lambda > 0 && (o.target_bits > 0 || o.target_ratio > 0)),
+           ErrorCode::kInvalidArgument, "give one of --lambda, --target-bits, --target-ratio");
+  p.quant.lambda = o.lambda;
+  p.quant.target_bits = o.target_bits;
+  p.quant.target_ratio = o.target_ratio;
+  p.quant.step = o.step;
+  p.quant.init = parse_init(o.init);
+  p.quant.max_iter = o.max_iter;
+  p.quant.seed = o.seed;
+  p.quant.backend = parse_backend(o.common.backend);
+  p.scope = parse_scope(o.scope);
+  p.prune = o.prune;
+  p.importance_transform = parse_importance_transform(o.transform);
+  p.skip_1d = o.skip_1d;
+
+  const TensorSet model = read_tensors(o.model);
+  NQ_CHECK(!model.empty(), ErrorCode::kInvalidArgument, o.model << ": the model has no tensors");
+  std::unique_ptr<TensorSet> imp;
+  if (!o.importance.empty()) imp = std::make_unique<TensorSet>(read_tensors(o.importance));
+
+  QuantizedModel q = quantize_model(model, imp.get(), p);
+  if (ends_with(o.output, ".nq")) {
+    write_nq_file(o.output, q);
+  } else {
+    account_coding(q);
+    TensorSet deq = q.dequantize();
+    deq.metadata() = model.metadata();
+    write_tensors(o.output, deq);
+  }
+
+  Table table({"tensor", "params", "pruned", "levels", "hw-distortion", "mse", "entropy", "ratio(fixed)",
+               "ratio(huffman)"});
+  nlohmann::json tensors = nlohmann::json::array();
+  for (const auto& t : q.tensors) {
+    if (!t.quantized) {
+      table.add_row({t.name, std::to_string(t.stats.params), "-", "float", "-", "-", "-", "-", "-"});
+      continue;
+    }
+    const QuantStats& s = t.stats;
+    table.add_row({t.name, std::to_string(s.params), std::to_string(s.pruned), std::to_string(s.clusters),
+                   format_double(s.hw_distortion), format_double(s.mse), format_double(s.entropy_bits_per_weight),
+                   format_double(s.ratio_fixed), format_double(s.ratio_huffman)});
+    nlohmann::json j = stats_json(s, false);
+    j["name"] = t.name;
+    j["shape"] = t.shape;
+    tensors.push_back(j);
+  }
+  const QuantStats& s = q.total;
+  table.add_row({"total", std::to_string(s.params), std::to_string(s.pruned), std::to_string(s.clusters),
+                 format_double(s.hw_distortion), format_double(s.mse), format_double(s.entropy_bits_per_weight),
+                 format_double(s.ratio_fixed), format_double(s.ratio_huffman)});
+  std::cout << "method " << traits.name << ", scope " << scope_to_string(p.scope) << ", backend "
+            << backend_name(q.backend) << (s.lambda > 0 ? ", lambda " + format_double(s.lambda, 6) : std::string())
+            << ", " << format_double(s.seconds, 3) << " s\n"
+            << table.to_string() << "wrote " << o.output << "\n";
+  if (!o.report.empty()) {
+    nlohmann::json report = {
+        {"method", traits.name},
+        {"scope", scope_to_string(p.scope)},
+        {"backend", backend_name(q.backend)},
+        {"params",
+         {{"k", k}, {"lambda", o.lambda}, {"target_bits", o.target_bits}, {"target_ratio", o.target_ratio},
+          {"prune", o.prune}, {"init", o.init}, {"max_iter", o.max_iter}, {"seed", o.seed},
+          {"importance", o.importance}, {"importance_transform", o.transform}, {"skip_1d", o.skip_1d}}},
+        {"total", stats_json(s, true)},
+        {"tensors", tensors}};
+    write_json(o.report, report);
+  }
+}
+
+void setup_quantize(CLI::App& sub) {
+  auto o = std::make_shared<QuantizeOptions>();
+  sub.add_option("MODEL", o->model, "model weights (.safetensors or .npy)")->required();
+  sub.add_option("-o,--output", o->output, "output: .safetensors (dequantized weights) or .nq (compressed)")
+      ->required();
+  sub.add_option("--importance", o->importance, "per-weight importance (same tensor names and shapes)");
+  sub.add_option("--importance-transform", o->transform, "none, sqrt (e.g. Adam's v) or normalize (mean 1/tensor)")
+      ->capture_default_str();
+  std::vector<std::string> names;
+  for (const auto& t : method_table()) names.push_back(t.name);
+  sub.add_option("--method", o->method, method_help())->check(CLI::IsMember(names))->capture_default_str();
+  sub.add_option("--k", o->k, "levels (ecsq: initial k_max; int: bits; pow2: exponents per sign; default 16)");
+  sub.add_option("--bits", o->bits, "levels as bits: k = 2^bits");
+  sub.add_option("--lambda", o->lambda, "ecsq: weight of the entropy in J = D + lambda*H");
+  sub.add_option("--target-bits", o->target_bits, "ecsq/uniform: search lambda/step for this entropy (bits/weight)");
+  sub.add_option("--target-ratio", o->target_ratio, "ecsq/uniform: same for the entropy-coded ratio 32/bits");
+  sub.add_option("--step", o->step, "uniform: cell width (default: k cells cover max|w|)");
+  sub.add_option("--scope", o->scope, "global | tensor | row | group:G")->capture_default_str();
+  sub.add_option("--prune", o->prune, "fraction of weights (smallest h*w^2) set to exactly 0 first")
+      ->capture_default_str();
+  sub.add_option("--init", o->init, "linear | kmeans++ | quantile")->capture_default_str();
+  sub.add_option("--max-iter", o->max_iter, "Lloyd / ECSQ iterations")->capture_default_str();
+  sub.add_option("--seed", o->seed, "seed for kmeans++")->capture_default_str();
+  sub.add_flag("--skip-1d", o->skip_1d, "leave 1-D tensors (biases) in float");
+  sub.add_option("--report", o->report, "write a JSON report (\"-\" = stdout)");
+  add_common_options(sub, o->common);
+  sub.callback([o] { run_quantize(*o); });
+}
+
+}  // namespace
+NQ_REGISTER_COMMAND(quantize, "quantize", "quantize a model's weights (k-means, exact, uniform, ECSQ, fixed codebooks)",
+                    20, setup_quantize);
+}  // namespace nq::cli
