@@ -17,44 +17,76 @@ import csv, math, os, sys
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 
 csv_path, png_path, title = sys.argv[1], sys.argv[2], sys.argv[3]
-rows = list(csv.DictReader(open(csv_path)))
+rows = [r for r in csv.DictReader(open(csv_path)) if r.get("duplicate") != "1"]
 def num(r, k):
     v = r.get(k, "")
     return float(v) if v not in ("", None) else math.nan
 has_acc = any(not math.isnan(num(r, "accuracy")) for r in rows)
-has_ft = any(not math.isnan(num(r, "accuracy_finetuned")) for r in rows)
-ykey = "accuracy" if has_acc else "hw_distortion"
 series = {}
 for r in rows:
-    if r.get("duplicate") == "1":
-        continue
     label = r["method"] + ("" if r.get("scope", "global") == "global" else " (" + r["scope"] + ")")
     series.setdefault(label, []).append(r)
+pruned = {k for k in series if "(pruned)" in k}
+# Demo-style CSVs (pruned and unpruned methods): one panel each, accuracy against ratio. Plain sweeps: the
+# same curves against bits per weight and against the compression ratio.
+if pruned and len(pruned) < len(series):
+    panels = [("unpruned", [k for k in series if k not in pruned], "ratio_huffman"),
+              ("pruned", sorted(pruned), "ratio_huffman")]
+else:
+    panels = [("", sorted(series), "huffman_bits_per_weight"), ("", sorted(series), "ratio_huffman")]
 
 plt.rcParams.update({"font.size": 9, "axes.grid": True, "grid.alpha": 0.3, "font.family": "serif"})
-fig, axes = plt.subplots(1, 2, figsize=(8.0, 3.2), constrained_layout=True)
+fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.5), constrained_layout=True)
 markers = "osD^v<>ph*"
-for idx, (label, pts) in enumerate(sorted(series.items())):
-    m = markers[idx % len(markers)]
-    for ax, xkey in zip(axes, ("huffman_bits_per_weight", "ratio_huffman")):
-        xs = [num(p, xkey) for p in pts]
-        key = "accuracy_finetuned" if has_ft else ykey
-        ys = [num(p, key) if not math.isnan(num(p, key)) else num(p, ykey) for p in pts]
-        ys = [100 * y for y in ys] if has_acc else ys
-        order = sorted(range(len(xs)), key=lambda i: xs[i])
-        ax.plot([xs[i] for i in order], [ys[i] for i in order], marker=m, markersize=3.5, linewidth=1.2, label=label)
-for ax, xl in zip(axes, ("Huffman-coded bits per weight", "compression ratio")):
-    ax.set_xlabel(xl)
+colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+style = {}
+for name in sorted(series, key=lambda s: s.replace(" (pruned)", "")):
+    base = name.replace(" (pruned)", "")
+    if base not in style:
+        style[base] = (colors[len(style) % len(colors)], markers[len(style) % len(markers)])
+top = -math.inf
+for (sub, names, xkey), ax in zip(panels, axes):
+    for name in names:
+        pts = series[name]
+        color, marker = style[name.replace(" (pruned)", "")]
+        order = sorted(pts, key=lambda p: num(p, xkey))
+        xs = [num(p, xkey) for p in order]
+        if has_acc:
+            ys = [100 * num(p, "accuracy") for p in order]
+            top = max([top] + [y for y in ys if not math.isnan(y)])
+            ax.plot(xs, ys, marker=marker, color=color, markersize=3.5, linewidth=1.2,
+                    label=name.replace(" (pruned)", ""))
+            ft = [(num(p, xkey), 100 * num(p, "accuracy_finetuned")) for p in order
+                  if not math.isnan(num(p, "accuracy_finetuned"))]
+            if ft:
+                ax.plot([x for x, _ in ft], [y for _, y in ft], linestyle="none", marker=marker,
+                        markerfacecolor="none", markeredgecolor=color, markersize=6)
+        else:
+            ax.plot(xs, [num(p, "hw_distortion") for p in order], marker=marker, color=color, markersize=3.5,
+                    linewidth=1.2, label=name)
+    ax.set_xlabel("Huffman-coded bits per weight" if xkey == "huffman_bits_per_weight" else "compression ratio")
+    if xkey == "ratio_huffman":
+        ax.set_xscale("log")
+        fmt = matplotlib.ticker.FuncFormatter(lambda v, _: "%g\u00d7" % v)
+        ax.xaxis.set_major_formatter(fmt)
+        ax.xaxis.set_minor_formatter(fmt)
+    if sub:
+        ax.set_title(sub, fontsize=9)
     if has_acc:
-        ax.set_ylabel("test accuracy (%)" + (" after fine-tuning" if has_ft else ""))
+        ax.set_ylabel("test accuracy (%)")
     else:
         ax.set_ylabel("Hessian-weighted distortion")
         ax.set_yscale("log")
-axes[1].set_xscale("log")
-axes[0].legend(frameon=False, fontsize=8)
-fig.suptitle(title, fontsize=10)
+if has_acc and math.isfinite(top):
+    for ax in axes:
+        ax.set_ylim(top - 12, top + 1.5)
+axes[0].legend(frameon=False, fontsize=7.5, loc="lower left")
+note = " (open markers: after fine-tuning)" if has_acc and any(
+    not math.isnan(num(r, "accuracy_finetuned")) for r in rows) else ""
+fig.suptitle(title + note, fontsize=10)
 tmp = png_path + ".tmp.png"
 fig.savefig(tmp, dpi=160)
 os.replace(tmp, png_path)
