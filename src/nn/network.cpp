@@ -132,6 +132,7 @@ void Network<T>::forward(const T* x, const int32_t* labels, int64_t n) {
   labels_ = labels;
   act_.assign(1, x);
   const T* w = weights_.data();
+  int relu_index = 0;
   for (Layer& l : layers_) {
     const T* in = act_.back();
     if (l.spec.kind == LayerKind::kFlatten) {
@@ -150,7 +151,11 @@ void Network<T>::forward(const T* x, const int32_t* labels, int64_t n) {
         NQ_NN_OP(backend_, conv2d_forward, in, w + l.w_offset, w + l.b_offset, out, l.col.data(), g);
         break;
       }
-      case LayerKind::kReLU: NQ_NN_OP(backend_, relu_forward, in, out, n * l.out_size()); break;
+      case LayerKind::kReLU:
+        NQ_NN_OP(backend_, relu_forward, in, out, n * l.out_size());
+        if (activation_hook_) activation_hook_(relu_index, out, n * l.out_size());
+        ++relu_index;
+        break;
       case LayerKind::kMaxPool2d:
         l.arg.ensure(n * l.out_size());
         NQ_NN_OP(backend_, maxpool2d_forward, in, out, l.arg.data(), l.geometry(n));

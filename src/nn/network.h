@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -76,6 +77,13 @@ class Network {
   const T* sample_correct() const { return correct_.data(); }  // [n], 1 or 0
   const int32_t* labels() const { return labels_; }
 
+  // Optional transform of every ReLU output, applied in place right after the ReLU (e.g. activation quantization,
+  // Park et al. 2017); `relu_index` counts the ReLU layers from 0. Default: none. The pointer is backend memory
+  // (host memory on the CPU backend). Backward stays as it is, i.e. straight-through: the ReLU mask is read from
+  // the transformed output, so the gradient passes unchanged wherever the transformed value is > 0.
+  using ActivationHook = std::function<void(int relu_index, T* data, int64_t count)>;
+  void set_activation_hook(ActivationHook hook) { activation_hook_ = std::move(hook); }
+
   // Backpropagates the seed dz [n, classes] (a backend pointer) through all layers; `out` holds num_params()
   // values on the backend (see BackwardMode for overwrite vs accumulate).
   void backward(BackwardMode mode, const T* dz, T* out);
@@ -104,6 +112,7 @@ class Network {
   const int32_t* labels_ = nullptr;
   Buffer<T> probs_, loss_, correct_;
   Buffer<T> seed_a_, seed_b_;  // ping-pong buffers for activation gradients
+  ActivationHook activation_hook_;
 };
 
 extern template class Network<float>;

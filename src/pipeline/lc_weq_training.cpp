@@ -1,0 +1,225 @@
+// Quantized-forward training after Park, Ahn & Yoo (CVPR 2017): weighted-entropy (or uniform) weights re-quantized
+// from a full-precision copy every step, and log-domain (or linear) activation quantizers after each ReLU, both with
+// straight-through gradients.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <numeric>
+
+#include "netquant/activation_quant.h"
+#include "netquant/error.h"
+#include "netquant/lc.h"
+#include "netquant/pipeline.h"
+#include "netquant/progress.h"
+#include "nn/model_internal.h"
+
+namespace nq {
+
+ActivationQuant parse_activation_quant(const std::string& name) {
+  if (name == "none") return ActivationQuant::kNone;
+  if (name == "wentropy") return ActivationQuant::kLogWeightedEntropy;
+  if (name == "linear") return ActivationQuant::kLinear;
+  NQ_FAIL(ErrorCode::kInvalidArgument, "unknown activation quantizer '" << name << "' (none, wentropy or linear)");
+}
+
+const char* activation_quant_name(ActivationQuant kind) {
+  switch (kind) {
+    case ActivationQuant::kNone: return "none";
+    case ActivationQuant::kLogWeightedEntropy: return "wentropy";
+    case ActivationQuant::kLinear: return "linear";
+  }
+  return "?";
+}
+
+namespace {
+
+// One fitted quantizer per ReLU layer, applied in place through Network's activation hook.
+struct ActivationQuantizers {
+  ActivationQuant kind = ActivationQuant::kNone;
+  std::vector<LogQuantizer> log;
+  std::vector<LinearQuantizer> linear;
+
+  void apply(int relu, float* x, int64_t n) const {
+    if (kind == ActivationQuant::kLogWeightedEntropy) {
+      const LogQuantizer& q = log.at(size_t(relu));
+      std::vector<float> levels(size_t(q.num_levels()));  // cached: exp2 once per level, not per value
+      for (int i = 0; i < q.num_levels(); ++i) levels[size_t(i)] = float(q.level(i));
+      for (int64_t i = 0; i < n; ++i) {
+        const int idx = q.index(x[i]);
+        x[i] = idx < 0 ? 0.0f : levels[size_t(idx)];
+      }
+    } else if (kind == ActivationQuant::kLinear) {
+      const LinearQuantizer& q = linear.at(size_t(relu));
+      for (int64_t i = 0; i < n; ++i) x[i] = q.quantize(x[i]);
+    }
+  }
+  std::vector<std::string> describe() const {
+    std::vector<std::string> out;
+    for (const LogQuantizer& q : log)
+      out.push_back("log: fsr " + std::to_string(q.fsr) + " step " + std::to_string(q.step) + " (r0 " +
+                    std::to_string(q.level(0)) + ", rmax " + std::to_string(q.level(q.num_levels() - 1)) + ")");
+    for (const LinearQuantizer& q : linear) out.push_back("linear: delta " + std::to_string(q.delta));
+    return out;
+  }
+};
+
+struct Batcher {  // uploads images idx[0..count) of a dataset to the network's backend
+  explicit Batcher(Backend b) : x(b), y(b) {}
+  void load(const nn::NetSpec& spec, const Dataset& data, const int64_t* idx, int64_t count) {
+    nn::gather_batch(spec, data, idx, count, hx, hy);
+    x.upload(hx.data(), int64_t(hx.size()));
+    y.upload(hy.data(), count);
+  }
+  std::vector<float> hx;
+  std::vector<int32_t> hy;
+  nn::Buffer<float> x;
+  nn::Buffer<int32_t> y;
+};
+
+// Fits the activation quantizers on the first `samples` images with the network's current weights (no hook).
+ActivationQuantizers calibrate(nn::Network<float>& net, const Dataset& data, int64_t samples, ActivationQuant kind,
+                               int bits) {
+  ActivationQuantizers q;
+  q.kind = kind;
+  if (kind == ActivationQuant::kNone) return q;
+  std::vector<LogHistogram> hist;
+  net.set_activation_hook([&](int relu, float* x, int64_t n) {
+    if (size_t(relu) >= hist.size()) hist.resize(size_t(relu) + 1);
+    hist[size_t(relu)].add(x, size_t(n));
+  });
+  const int64_t n = std::min(samples, data.size());
+  std::vector<int64_t> idx(static_cast<size_t>(n));
+  std::iota(idx.begin(), idx.end(), int64_t{0});
+  Batcher b(net.backend());
+  for (int64_t s = 0; s < n; s += 256) {
+    const int64_t count = std::min<int64_t>(256, n - s);
+    b.load(net.spec(), data, idx.data() + s, count);
+    net.forward(b.x.data(), b.y.data(), count);
+  }
+  net.set_activation_hook(nullptr);
+  for (const LogHistogram& h : hist) {
+    if (kind == ActivationQuant::kLogWeightedEntropy) q.log.push_back(fit_log_quantizer(h, bits));
+    else q.linear.push_back(fit_linear_quantizer(h, bits));
+  }
+  return q;
+}
+
+double accuracy(nn::Network<float>& net, const Dataset& data) {
+  std::vector<int64_t> idx(size_t(data.size()));
+  std::iota(idx.begin(), idx.end(), int64_t{0});
+  Batcher b(net.backend());
+  double correct = 0;
+  std::vector<float> c;
+  for (int64_t s = 0; s < data.size(); s += 500) {
+    const int64_t count = std::min<int64_t>(500, data.size() - s);
+    b.load(net.spec(), data, idx.data() + s, count);
+    net.forward(b.x.data(), b.y.data(), count);
+    c.resize(size_t(count));
+    NQ_NN_OP(net.backend(), buffer_download, c.data(), net.sample_correct(), count);
+    for (float v : c) correct += v;
+  }
+  return correct / double(data.size());
+}
+
+}  // namespace
+
+QuantTrainResult quantized_train(const Model& model, const Dataset& train_all, const Dataset& test_all,
+                                 const QuantTrainParams& p) {
+  NQ_CHECK(p.weight_method == Method::kWentropy || p.weight_method == Method::kInt, ErrorCode::kInvalidArgument,
+           "quantized training: weight method must be wentropy or int, got " << method_traits(p.weight_method).name);
+  NQ_CHECK(p.weight_bits >= 1 && p.weight_bits <= 16 && p.activation_bits >= 1 && p.activation_bits <= 16,
+           ErrorCode::kInvalidArgument, "quantized training: bits must be in 1..16");
+  NQ_CHECK(p.weight_method != Method::kInt || p.weight_bits >= 2, ErrorCode::kInvalidArgument,
+           "quantized training: the symmetric int grid needs >= 2 bits");
+  NQ_CHECK(p.epochs >= 0 && p.batch > 0 && p.lr > 0 && p.requantize_every >= 1 && p.calibration_samples > 0,
+           ErrorCode::kInvalidArgument, "quantized training: epochs >= 0, batch, lr, requantize_every, "
+                                        "calibration_samples > 0 required");
+  const auto t_start = std::chrono::steady_clock::now();
+  const nn::NetSpec& spec = model.spec();
+  const Dataset train = dataset_head(train_all, p.train_subset);
+  const Dataset test = dataset_head(test_all, p.test_subset);
+  nn::check_dataset(spec, train, "training data");
+  nn::check_dataset(spec, test, "test data");
+  nn::cpu::sync_blas_threads();  // CPU only: the activation hook writes host memory
+
+  ModelQuantizeParams mq;
+  mq.quant.method = p.weight_method;
+  mq.quant.k = 1 << p.weight_bits;
+  mq.quant.int_bits = p.weight_bits;
+  mq.quant.backend = Backend::kCpu;
+  mq.scope = parse_scope("tensor");
+  mq.skip_1d = true;
+  auto quantize_flat = [&](const std::vector<float>& w, QuantizedModel* out) {
+    QuantizedModel q = quantize_model(nn::unflatten_params(spec, w), nullptr, mq);
+    std::vector<float> flat = nn::flatten_params<float>(spec, q.dequantize(), "quantized weights");
+    if (out) *out = std::move(q);
+    return flat;
+  };
+
+  QuantTrainResult result;
+  std::vector<float> w = nn::flatten_params<float>(spec, model.weights(), "model " + model.name());
+  const int64_t np = int64_t(w.size());
+  nn::Network<float> net(spec, Backend::kCpu);
+  net.set_weights(w);
+  result.float_accuracy = accuracy(net, test);
+
+  net.set_weights(quantize_flat(w, nullptr));
+  ActivationQuantizers aq = calibrate(net, train, p.calibration_samples, p.activation, p.activation_bits);
+  net.set_activation_hook([&aq](int relu, float* x, int64_t n) { aq.apply(relu, x, n); });
+  result.accuracy_before = accuracy(net, test);
+
+  std::vector<double> m(size_t(np), 0.0), v(size_t(np), 0.0);
+  const double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  nn::Buffer<float> grad(Backend::kCpu), dz(Backend::kCpu);
+  grad.resize(np);
+  Batcher batcher(Backend::kCpu);
+  const int64_t n = train.size(), classes = spec.num_classes;
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  std::iota(order.begin(), order.end(), int64_t{0});
+  uint64_t state = p.seed * 0x9E3779B97F4A7C15ull + 1;
+  int64_t step = 0;
+  std::vector<float> wq;
+  for (int epoch = 0; epoch < p.epochs; ++epoch) {
+    for (int64_t i = n - 1; i > 0; --i) {  // xorshift64* Fisher-Yates: portable
+      state ^= state >> 12, state ^= state << 25, state ^= state >> 27;
+      std::swap(order[size_t(i)], order[size_t((state * 2685821657736338717ull) % uint64_t(i + 1))]);
+    }
+    Progress bar("quantized training epoch " + std::to_string(epoch + 1), n);
+    if (!p.progress) bar.finish();
+    double loss = 0;
+    for (int64_t s = 0; s < n; s += p.batch) {
+      const int64_t count = std::min(p.batch, n - s);
+      if (step % p.requantize_every == 0) wq = quantize_flat(w, nullptr);
+      net.set_weights(wq);
+      batcher.load(spec, train, order.data() + s, count);
+      net.forward(batcher.x.data(), batcher.y.data(), count);
+      dz.ensure(count * classes);
+      nn::cpu::softmax_ce_backward(net.probs(), batcher.y.data(), dz.data(), 1.0f / float(count), count, classes);
+      // Straight-through: the gradient at the quantized weights updates the full-precision copy.
+      net.backward(nn::BackwardMode::kGradient, dz.data(), grad.data());
+      ++step;
+      const float* g = grad.data();
+      const double bc1 = 1 - std::pow(beta1, double(step)), bc2 = 1 - std::pow(beta2, double(step));
+      for (int64_t i = 0; i < np; ++i) {
+        m[size_t(i)] = beta1 * m[size_t(i)] + (1 - beta1) * g[i];
+        v[size_t(i)] = beta2 * v[size_t(i)] + (1 - beta2) * double(g[i]) * g[i];
+        w[size_t(i)] -= float(p.lr * (m[size_t(i)] / bc1) / (std::sqrt(v[size_t(i)] / bc2) + eps));
+      }
+      for (int64_t i = 0; i < count; ++i) loss += net.sample_loss()[i];
+      bar.update(s + count);
+    }
+    bar.finish();
+    result.epoch_loss.push_back(loss / double(n));
+  }
+  // Final: quantize the trained weights, re-fit the activation quantizers to them, evaluate.
+  net.set_activation_hook(nullptr);
+  net.set_weights(quantize_flat(w, &result.weights));
+  aq = calibrate(net, train, p.calibration_samples, p.activation, p.activation_bits);
+  net.set_activation_hook([&aq](int relu, float* x, int64_t cnt) { aq.apply(relu, x, cnt); });
+  result.accuracy_after = accuracy(net, test);
+  result.activation_quantizers = aq.describe();
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  return result;
+}
+
+}  // namespace nq
