@@ -37,14 +37,23 @@ class BitWriter {
     pos_ += 4;
   }
 
-  uint64_t bit_count() const { return static_cast<uint64_t>(pos_) * 8 + static_cast<uint64_t>(nbits_); }
-
-  // Pads the last byte with zero bits and returns the bytes (ceil(bit_count / 8) of them).
-  std::vector<uint8_t> finish() {
+  // Stores the pending whole bytes (not the last partial one).
+  void drain_bytes() {
     while (nbits_ >= 8) {
       nbits_ -= 8;
       push_byte(static_cast<uint8_t>(acc_ >> nbits_));
     }
+  }
+  // Makes room for `extra` more bytes past the write position (the hot loop stores 8 bytes at a time).
+  void reserve_bytes(size_t extra) {
+    if (buf_.size() < pos_ + extra) buf_.resize(pos_ + extra);
+  }
+
+  uint64_t bit_count() const { return static_cast<uint64_t>(pos_) * 8 + static_cast<uint64_t>(nbits_); }
+
+  // Pads the last byte with zero bits and returns the bytes (ceil(bit_count / 8) of them).
+  std::vector<uint8_t> finish() {
+    drain_bytes();
     if (nbits_ > 0) {
       push_byte(static_cast<uint8_t>(acc_ << (8 - nbits_)));
       nbits_ = 0;

@@ -84,44 +84,51 @@ std::vector<uint8_t> read_code_lengths(BitReader& in, uint32_t alphabet, const s
 
 template <class Sym>
 void HuffmanEncoder::encode(const Sym* symbols, size_t n, BitWriter& out) const {
-  // Two codes (<= 32 bits) fit between flushes of the 64-bit accumulator, which holds < 32 bits after one.
-  uint64_t acc = out.acc_;
-  int nbits = out.nbits_;
+  // Bits accumulate in a 64-bit register; every three codes (<= 48 bits) the whole bytes are stored with one
+  // unaligned 8-byte big-endian write, leaving < 8 bits behind. A symbol without a code emits nothing; the
+  // writer cross-checks the bit count against Σ count·length, so such misuse cannot go unnoticed.
   const uint32_t* table = table_.data();
   const size_t alphabet = table_.size();
+  // Narrow symbols whose every value is inside the table need no range check.
+  const bool checked = sizeof(Sym) > 2 || (static_cast<uint64_t>(1) << (8 * sizeof(Sym))) > alphabet;
+  auto code_of = [&](size_t s) -> uint32_t {
+    if (checked) NQ_ASSERT_MSG(s < alphabet, "symbol " << s << " outside the alphabet of " << alphabet);
+    return table[s];
+  };
+  // Flush the writer's partial state to whole bytes first.
+  out.drain_bytes();  // leaves < 8 pending bits
+  out.reserve_bytes(n * 2 + 16);
+  uint64_t acc = out.acc_;
+  int nbits = out.nbits_;
+  size_t pos = out.pos_;
+  uint8_t* buf = out.buf_.data();
+  // Invariant: nbits < 32 at the loop head; the live bits are the low `nbits` of acc.
   size_t i = 0;
-  auto emit = [&](uint32_t e) {
-    const int len = static_cast<int>(e >> 16);
-    acc = (acc << len) | (e & 0xffffu);
-    nbits += len;
+  auto store = [&] {
+    const uint64_t v = __builtin_bswap64((acc << 1) << (63 - nbits));  // nbits may be 0: no shift by 64
+    std::memcpy(buf + pos, &v, 8);
+    pos += static_cast<size_t>(nbits >> 3);
+    nbits &= 7;
   };
-  auto check = [&](size_t s) {
-    NQ_ASSERT_MSG(static_cast<size_t>(s) < alphabet && table[s] != 0, "symbol " << s << " has no code");
-  };
-  for (; i + 2 <= n; i += 2) {
-    const size_t s0 = static_cast<size_t>(symbols[i]);
-    const size_t s1 = static_cast<size_t>(symbols[i + 1]);
-    if (__builtin_expect(s0 >= alphabet || s1 >= alphabet, 0)) check(s0 >= alphabet ? s0 : s1);
-    const uint32_t e0 = table[s0];
-    const uint32_t e1 = table[s1];
-    if (__builtin_expect(e0 == 0 || e1 == 0, 0)) check(e0 == 0 ? s0 : s1);
-    emit(e0);
-    emit(e1);
-    if (nbits >= 32) {
-      out.acc_ = acc;
-      out.nbits_ = nbits;
-      out.flush32();
-      nbits = out.nbits_;
-    }
+  for (; i + 3 <= n; i += 3) {
+    const uint32_t e0 = code_of(static_cast<size_t>(symbols[i]));
+    const uint32_t e1 = code_of(static_cast<size_t>(symbols[i + 1]));
+    const uint32_t e2 = code_of(static_cast<size_t>(symbols[i + 2]));
+    acc = (acc << (e0 >> 16)) | (e0 & 0xffffu);
+    acc = (acc << (e1 >> 16)) | (e1 & 0xffffu);
+    acc = (acc << (e2 >> 16)) | (e2 & 0xffffu);
+    nbits += static_cast<int>((e0 >> 16) + (e1 >> 16) + (e2 >> 16));
+    store();
+  }
+  for (; i < n; ++i) {
+    const uint32_t e = code_of(static_cast<size_t>(symbols[i]));
+    acc = (acc << (e >> 16)) | (e & 0xffffu);
+    nbits += static_cast<int>(e >> 16);
+    store();
   }
   out.acc_ = acc;
   out.nbits_ = nbits;
-  for (; i < n; ++i) {
-    const size_t s = static_cast<size_t>(symbols[i]);
-    check(s);
-    const uint32_t e = table[s];
-    out.put(e & 0xffffu, static_cast<int>(e >> 16));
-  }
+  out.pos_ = pos;
 }
 
 template <class Sym>
@@ -141,8 +148,10 @@ void HuffmanDecoder::decode(BitReader& in, Sym* out, size_t n) const {
     for (int k = 0; k < 3; ++k) {
       const uint64_t window = in.peek64();
       uint32_t e = primary[window >> shift];
-      if (__builtin_expect((e & 0x20u) != 0, 0)) e = decode_long(window);
-      if (__builtin_expect(e == 0, 0)) fail_invalid();
+      if (__builtin_expect((e & 0x20u) != 0, 0)) {  // a longer code, or no code at all
+        e = decode_long(window);
+        if (e == 0) fail_invalid();
+      }
       out[i + k] = static_cast<Sym>(e >> 16);
       in.consume(static_cast<int>(e & 0x1fu));
     }

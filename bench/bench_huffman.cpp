@@ -1,0 +1,93 @@
+// Huffman coding speed (MB/s of 8-bit symbols, encode and decode, one core) and rate (bits/symbol vs entropy)
+// on a realistic skewed distribution: quantized weights, a discretized Gaussian over 256 levels.
+#include <benchmark/benchmark.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "coding/bit_io.h"
+#include "coding/huffman.h"
+
+namespace {
+
+using namespace nq::coding;
+
+// Indices of Gaussian weights quantized uniformly to 256 levels with the given spread (levels per σ):
+// small spreads are very skewed (low entropy), large ones close to uniform.
+std::vector<uint8_t> make_symbols(size_t n, double sigma_levels, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> g(128.0, sigma_levels);
+  std::vector<uint8_t> s(n);
+  for (auto& v : s) v = static_cast<uint8_t>(std::min(255.0, std::max(0.0, std::round(g(rng)))));
+  return s;
+}
+
+std::vector<uint64_t> histogram(const std::vector<uint8_t>& s) {
+  std::vector<uint64_t> h(256, 0);
+  for (uint8_t v : s) ++h[v];
+  return h;
+}
+
+double entropy_bits(const std::vector<uint64_t>& h, size_t n) {
+  double e = 0;
+  for (uint64_t c : h)
+    if (c) {
+      const double p = static_cast<double>(c) / static_cast<double>(n);
+      e -= p * std::log2(p);
+    }
+  return e;
+}
+
+constexpr size_t kN = size_t{1} << 24;  // 16 MiB of symbols: well beyond the caches
+
+void BM_HuffmanEncode(benchmark::State& state) {
+  const auto symbols = make_symbols(kN, static_cast<double>(state.range(0)), 1);
+  const auto counts = histogram(symbols);
+  const auto lengths = huffman_code_lengths(counts);
+  const HuffmanEncoder enc(lengths);
+  const uint64_t bits = huffman_stream_bits(counts, lengths);
+  for (auto _ : state) {
+    BitWriter w(bits);
+    enc.encode(symbols.data(), symbols.size(), w);
+    benchmark::DoNotOptimize(w.finish());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(kN));
+  state.counters["bits_per_symbol"] = static_cast<double>(bits) / kN;
+  state.counters["entropy"] = entropy_bits(counts, kN);
+}
+
+void BM_HuffmanDecode(benchmark::State& state) {
+  const auto symbols = make_symbols(kN, static_cast<double>(state.range(0)), 1);
+  const auto counts = histogram(symbols);
+  const auto lengths = huffman_code_lengths(counts);
+  BitWriter w(huffman_stream_bits(counts, lengths));
+  HuffmanEncoder(lengths).encode(symbols.data(), symbols.size(), w);
+  const uint64_t bits = w.bit_count();
+  const auto bytes = w.finish();
+  const HuffmanDecoder dec(lengths, "bench");
+  std::vector<uint8_t> out(kN);
+  for (auto _ : state) {
+    BitReader r(bytes.data(), bytes.size(), bits);
+    dec.decode(r, out.data(), out.size());
+    benchmark::DoNotOptimize(out.data());
+  }
+  if (out != symbols) state.SkipWithError("round trip mismatch");
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(kN));
+  state.counters["bits_per_symbol"] = static_cast<double>(bits) / kN;
+  state.counters["entropy"] = entropy_bits(counts, kN);
+}
+
+void BM_CodeLengths(benchmark::State& state) {
+  const auto counts = histogram(make_symbols(kN / 16, static_cast<double>(state.range(0)), 2));
+  for (auto _ : state) benchmark::DoNotOptimize(huffman_code_lengths(counts));
+}
+
+}  // namespace
+
+// σ in levels: 2 (≈3 bits/symbol, typical of pruned/ECSQ weights), 8 (≈5 bits), 40 (≈7.3 bits, near uniform).
+BENCHMARK(BM_HuffmanEncode)->Arg(2)->Arg(8)->Arg(40)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_HuffmanDecode)->Arg(2)->Arg(8)->Arg(40)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_CodeLengths)->Arg(2)->Arg(40)->Unit(benchmark::kMicrosecond);
+
+BENCHMARK_MAIN();
