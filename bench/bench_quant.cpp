@@ -1,0 +1,119 @@
+// CPU quantizer benchmarks (PERFORMANCE.md "CPU"): HW k-means end to end incl. sort, one ECSQ assign+update pass
+// per weight, exact DP time and peak extra memory. Heavy-tailed synthetic weights (Student-t, 3 dof) and
+// gamma-distributed importance, seeded. Plain main: prints one line per workload, `key=value` pairs.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "netquant/backend.h"
+#include "netquant/quantize.h"
+#include "quant/quant_ops.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+void make_data(size_t n, std::vector<float>& w, std::vector<float>& h) {
+  std::mt19937_64 rng(42);
+  std::student_t_distribution<double> t(3.0);
+  std::gamma_distribution<double> g(0.7, 2.0);
+  w.resize(n);
+  h.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    w[i] = static_cast<float>(0.02 * t(rng));
+    h[i] = static_cast<float>(g(rng) + 1e-3);
+  }
+}
+
+long peak_rss_kb() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string only = argc > 1 ? argv[1] : "all";
+  const int reps = argc > 2 ? std::atoi(argv[2]) : 3;
+  std::printf("threads=%d\n", nq::num_threads());
+  std::vector<float> w, h;
+  auto kmeans = [&](size_t n, int k) {
+    make_data(n, w, h);
+    nq::QuantizeParams p;
+    p.method = nq::Method::kHwKmeans;
+    p.k = k;
+    p.max_iter = 50;
+    p.tol = 0;  // run all 50 iterations unless the assignment stops changing
+    p.backend = nq::Backend::kCpu;
+    std::vector<double> t;
+    int iters = 0;
+    for (int r = 0; r < reps; ++r) {
+      const auto t0 = Clock::now();
+      const auto res = nq::quantize(w.data(), h.data(), n, p);
+      t.push_back(seconds_since(t0));
+      iters = res.iterations;
+    }
+    std::printf("hwkmeans n=%zu k=%d iterations=%d end_to_end_s=%.4f\n", n, k, iters, median(t));
+    std::fflush(stdout);
+  };
+  if (only == "all" || only == "kmeans") {
+    kmeans(10000000, 16);
+    kmeans(1000000, 256);
+  }
+  if (only == "all" || only == "ecsq") {
+    const size_t n = 10000000;
+    make_data(n, w, h);
+    const int k = 32;
+    std::vector<double> c(k), l(k);
+    for (int j = 0; j < k; ++j) {
+      c[j] = -0.1 + 0.2 * j / (k - 1);
+      l[j] = 1.0 + 0.25 * std::abs(j - k / 2);  // a peaked distribution, as after a few ECSQ iterations
+    }
+    for (double lambda : {0.0, 1e-6, 1e-5}) {
+      nq::quant::AssignAccum acc;
+      std::vector<double> t;
+      for (int r = 0; r < reps; ++r) {
+        const auto t0 = Clock::now();
+        nq::cpu::assign_accumulate(w.data(), h.data(), n, c.data(), l.data(), k, lambda, nullptr, acc);
+        std::vector<double> means(k);  // the update: O(k)
+        for (int j = 0; j < k; ++j) means[j] = acc.sum_h[j] > 0 ? acc.sum_hw[j] / acc.sum_h[j] : c[j];
+        t.push_back(seconds_since(t0));
+      }
+      std::printf("ecsq_pass n=%zu k=%d lambda=%g ns_per_weight=%.3f\n", n, k, lambda, 1e9 * median(t) / n);
+    }
+  }
+  if (only == "all" || only == "exact") {
+    // argv[3]: the largest N to run (default 1e6); smaller sizes first so a slow machine still reports something.
+    const size_t nmax = argc > 3 ? static_cast<size_t>(std::atof(argv[3])) : size_t{1000000};
+    for (size_t n : {size_t{100000}, size_t{1000000}}) {
+      if (n > nmax) break;
+      make_data(n, w, h);
+      const long rss0 = peak_rss_kb();
+      nq::QuantizeParams p;
+      p.method = nq::Method::kExact;
+      p.k = 256;
+      p.backend = nq::Backend::kCpu;
+      const auto t0 = Clock::now();
+      const auto res = nq::quantize(w.data(), h.data(), n, p);
+      const double s = seconds_since(t0);
+      std::printf("exact n=%zu k=256 seconds=%.3f peak_extra_mb=%.1f distortion=%.6g\n", n, s,
+                  (peak_rss_kb() - rss0) / 1024.0, res.hw_distortion);
+      std::fflush(stdout);
+    }
+  }
+  return 0;
+}

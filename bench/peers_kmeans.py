@@ -1,0 +1,60 @@
+#!/usr/bin/python3
+"""Peer timings for bench/run_cpu_bench.sh: scikit-learn KMeans and FAISS Clustering with sample weights on the
+same synthetic data as bench_quant (Student-t weights, gamma importance; not bit-identical RNG, same laws).
+Prints `peer=... n=... k=... ms_per_iter=...` lines."""
+import sys
+import time
+
+import numpy as np
+
+
+def data(n):
+    rng = np.random.default_rng(42)
+    w = (0.02 * rng.standard_t(3.0, n)).astype(np.float32)
+    h = (rng.gamma(0.7, 2.0, n) + 1e-3).astype(np.float32)
+    return w, h
+
+
+def sklearn_ms(n, k, iters):
+    from sklearn.cluster import KMeans
+    w, h = data(n)
+    init = np.linspace(w.min(), w.max(), k).reshape(-1, 1)
+    km = KMeans(n_clusters=k, init=init, n_init=1, max_iter=iters, algorithm="lloyd", tol=0)
+    t0 = time.perf_counter()
+    km.fit(w.reshape(-1, 1), sample_weight=h)
+    dt = time.perf_counter() - t0
+    return 1e3 * dt / max(1, km.n_iter_), km.n_iter_, dt
+
+
+def faiss_ms(n, k, iters):
+    import faiss
+    w, h = data(n)
+    cp = faiss.ClusteringParameters()
+    cp.niter = iters
+    cp.max_points_per_centroid = 1 << 30
+    cp.min_points_per_centroid = 1
+    cl = faiss.Clustering(1, k, cp)
+    index = faiss.IndexFlatL2(1)
+    t0 = time.perf_counter()
+    cl.train(w.reshape(-1, 1), index, h)
+    dt = time.perf_counter() - t0
+    return 1e3 * dt / iters, iters, dt
+
+
+def main():
+    cases = [(10_000_000, 16, int(sys.argv[1]) if len(sys.argv) > 1 else 5), (1_000_000, 256, 5), (1_000_000, 16, 5)]
+    for n, k, iters in cases:
+        try:
+            ms, it, dt = sklearn_ms(n, k, iters)
+            print(f"peer=sklearn n={n} k={k} iterations={it} ms_per_iter={ms:.2f} seconds={dt:.3f}", flush=True)
+        except ImportError as e:
+            print(f"peer=sklearn missing ({e}); apt-get install python3-sklearn", flush=True)
+        try:
+            ms, it, dt = faiss_ms(n, k, iters)
+            print(f"peer=faiss n={n} k={k} iterations={it} ms_per_iter={ms:.2f} seconds={dt:.3f}", flush=True)
+        except ImportError as e:
+            print(f"peer=faiss missing ({e}); continuing without it", flush=True)
+
+
+if __name__ == "__main__":
+    main()
