@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(cmake g++ make pkg-config libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev
           libopenblas-dev zlib1g-dev dataset-fashion-mnist python3-numpy python3-matplotlib python3-pytest
-          libopenmpi-dev openmpi-bin clang libclang-rt-14-dev pybind11-dev)
+          libopenmpi-dev openmpi-bin clang libclang-rt-14-dev pybind11-dev python3-dev)
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(python3-sklearn python3-faiss)
 fi

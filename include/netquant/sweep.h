@@ -48,9 +48,9 @@ std::vector<double> log_space(double lo, double hi, int n);
 std::vector<double> parse_lambda_list(const std::string& text);
 std::vector<int> parse_int_list(const std::string& text);  // "2,4,8" or "2:8" (inclusive range)
 
-// A λ range that spans the interesting part of the RD curve for ECSQ on this model: from a λ that barely
-// changes hw-kmeans (rate ≈ log2 k_max) to one that collapses to ~1 cluster. Derived from the importance-
-// weighted variance D0 of the weights: distortion scale D0, rate scale log2(k_max) bits.
+// A λ range spanning the interesting part of the RD curve for ECSQ on this model. By high-rate theory λ is the
+// RD slope ≈ 2 ln2 · D(R); Hessian-weighted k-means probes at k = k_max and k = 2 give D at both ends
+// (the low end is divided by 16 so the curve starts at the k-means rate).
 std::pair<double, double> auto_lambda_range(const TensorSet& model, const TensorSet* importance,
                                             const ModelQuantizeParams& base);
 

@@ -144,7 +144,7 @@ DemoResult run_demo(const DemoParams& params) {
   base.quant.seed = params.seed;
   base.quant.backend = params.backend;
   const auto lrange = auto_lambda_range(model.weights(), &hessian, base);
-  const std::vector<double> lambdas = log_space(lrange.first, lrange.second / 10, params.quick ? 3 : 6);
+  const std::vector<double> lambdas = log_space(lrange.first, lrange.second, params.quick ? 3 : 6);
   const std::vector<MethodPlan> plans = {
       {"k-means", Method::kKmeans, nullptr, ImportanceTransform::kNone, ks},
       {"hw k-means", Method::kHwKmeans, &hessian, ImportanceTransform::kNone, ks},

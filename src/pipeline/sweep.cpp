@@ -89,29 +89,23 @@ std::vector<int> parse_int_list(const std::string& text) {
 
 std::pair<double, double> auto_lambda_range(const TensorSet& model, const TensorSet* importance,
                                             const ModelQuantizeParams& base) {
-  // D0: importance-weighted variance around the weighted mean = the distortion of a single cluster. In
-  // J = D + λH, a rate of one bit is worth λ, so λ ≈ D0 collapses everything to ~1 cluster, while at
-  // λ ≈ D0·4^-b / 1e3 the rate term is negligible at b = log2(k) bits: the curve lives between.
-  double sh = 0, shw = 0, shw2 = 0;
-  for (const auto& t : model) {
-    if (!dtype_is_float(t.dtype())) continue;
-    if (base.skip_1d && t.ndim() <= 1) continue;
-    const auto w = t.to_f64();
-    std::vector<double> h;
-    if (importance && importance->contains(t.name())) h = importance->at(t.name()).to_f64();
-    for (size_t i = 0; i < w.size(); ++i) {
-      double hi = h.empty() ? 1.0 : h[i];
-      if (!std::isfinite(hi) || hi < 0) hi = 0;
-      if (base.importance_transform == ImportanceTransform::kSqrt) hi = std::sqrt(hi);
-      sh += hi;
-      shw += hi * w[i];
-      shw2 += hi * w[i] * w[i];
-    }
-  }
-  NQ_CHECK(sh > 0, ErrorCode::kInvalidArgument, "sweep: the model has no weights with positive importance");
-  const double d0 = std::max(shw2 / sh - (shw / sh) * (shw / sh), 1e-30);
-  const double bits = std::log2(std::max(2, base.quant.k));
-  return {d0 * std::pow(4.0, -bits) * 1e-2, d0};
+  // High-rate theory: at the operating point of rate R the RD slope is −dD/dR ≈ 2 ln2 · D(R), and ECSQ's λ is
+  // that slope. Hessian-weighted k-means (cheap: the sorted path) at k = k_max and at k = 2 gives D at the top
+  // and the bottom of the useful rates, so λ from 2 ln2·D(k_max)/16 to 2 ln2·D(2) spans the curve from "barely
+  // changes k-means" to "one or two clusters left", whatever the scale of the weights and importances.
+  ModelQuantizeParams probe = base;
+  probe.quant.method = Method::kHwKmeans;
+  probe.quant.lambda = 0;
+  probe.quant.target_bits = probe.quant.target_ratio = 0;
+  probe.quant.k = std::max(2, base.quant.k);
+  const double d_hi_rate = quantize_model(model, importance, probe).total.hw_distortion;
+  probe.quant.k = 2;
+  const double d_lo_rate = quantize_model(model, importance, probe).total.hw_distortion;
+  const double slope = 2.0 * std::log(2.0);
+  double lo = slope * d_hi_rate / 16.0, hi = slope * d_lo_rate;
+  if (!(hi > 0) || !std::isfinite(hi)) hi = 1e-30;
+  if (!(lo > 0) || lo >= hi) lo = hi * 1e-4;
+  return {lo, hi};
 }
 
 SweepPoint run_sweep_point(const TensorSet& model, const TensorSet* importance, const SweepPointSpec& spec,

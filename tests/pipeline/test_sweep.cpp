@@ -73,9 +73,14 @@ TEST(Sweep, EcsqEntropyIsNonIncreasingInLambda) {
         << "λ " << points[i].knob;
     EXPECT_EQ(points[i].index, i);
   }
-  // The automatic range reaches the interesting ends: many clusters at the low end, very few at the high end.
+  // The automatic range reaches the interesting ends: near the rate of hw k-means with k_max centres at the
+  // low end, about one bit at the high end.
+  ModelQuantizeParams km = base;
+  km.quant.method = Method::kHwKmeans;
+  const double kmeans_bits = quantize_model(model, &importance, km).total.entropy_bits_per_weight;
   EXPECT_GE(points.front().stats.clusters, 8);
-  EXPECT_LE(points.back().stats.clusters, 3);
+  EXPECT_GE(points.front().stats.entropy_bits_per_weight, 0.85 * kmeans_bits);
+  EXPECT_LE(points.back().stats.entropy_bits_per_weight, 1.5);
 }
 
 TEST(Sweep, TargetSelectionMatchesBruteForce) {
