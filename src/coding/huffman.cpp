@@ -153,7 +153,8 @@ HuffmanDecoder::HuffmanDecoder(const std::vector<uint8_t>& lengths, const std::s
   for (size_t s = 0; s < lengths.size(); ++s)
     if (lengths[s]) sorted_[offset_[lengths[s]] + fill[lengths[s]]++] = static_cast<uint32_t>(s);
 
-  primary_.assign(size_t{1} << primary_bits_, 0);
+  // Entries no code reaches (only the one-symbol code has them) take the slow path, which rejects them.
+  primary_.assign(size_t{1} << primary_bits_, 0x20u);
   for (size_t s = 0; s < lengths.size(); ++s) {
     const int len = lengths[s];
     if (len == 0) continue;
@@ -188,8 +189,10 @@ uint32_t HuffmanDecoder::decode_one(BitReader& in) const {
   if (in.avail() < kMaxCodeLength) in.refill();
   const uint64_t window = in.peek64();
   uint32_t e = primary_[window >> (64 - primary_bits_)];
-  if (e & 0x20u) e = decode_long(window);
-  if (e == 0) fail_invalid();
+  if (e & 0x20u) {
+    e = decode_long(window);
+    if (e == 0) fail_invalid();
+  }
   in.consume(static_cast<int>(e & 0x1fu));
   return e >> 16;
 }

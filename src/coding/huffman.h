@@ -65,7 +65,7 @@ class HuffmanDecoder {
   std::string what_;
   int max_len_ = 0;
   int primary_bits_ = 0;
-  std::vector<uint32_t> primary_;    // (symbol << 16) | length, 0x20 set = longer code, 0 = invalid
+  std::vector<uint32_t> primary_;    // (symbol << 16) | length; 0x20 = longer code or invalid (slow path)
   uint32_t first_code_[kMaxCodeLength + 2] = {};  // canonical first code of each length
   uint32_t limit_[kMaxCodeLength + 2] = {};       // left-justified (16-bit) end of each length's range
   uint32_t offset_[kMaxCodeLength + 2] = {};      // index of each length's first symbol in sorted_

@@ -25,6 +25,14 @@ constexpr uint8_t kStorageRaw = 1;
 
 uint32_t crc32_update(uint32_t crc, const uint8_t* data, size_t n);  // zlib's CRC-32, crc = 0 to start
 
+// Fuzzing builds (clang's FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION convention) parse past checksum
+// mismatches, so mutated inputs reach the structure checks behind them; every other build rejects them.
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+constexpr bool kEnforceCrc = false;
+#else
+constexpr bool kEnforceCrc = true;
+#endif
+
 struct NqRecord {
   std::string name;
   DType dtype = DType::kF32;

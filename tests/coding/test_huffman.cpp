@@ -165,9 +165,15 @@ TEST(Huffman, OneAndTwoSymbols) {
   // The unused codeword '1' is rejected.
   const uint8_t ones[2] = {0xff, 0xff};
   HuffmanDecoder dec(l1, "one");
-  BitReader r(ones, 2, 16);
-  uint32_t out[4];
-  EXPECT_THROW(dec.decode(r, out, 4), Error);
+  for (size_t n : {1u, 3u, 4u, 6u}) {  // the table fast path (multiples of 3) and the one-by-one tail
+    BitReader r(ones, 2, 16);
+    uint32_t out[6];
+    EXPECT_THROW(dec.decode(r, out, n), Error) << n;
+  }
+  const uint8_t mixed[2] = {0x00, 0x01};  // fifteen '0's then a '1'
+  BitReader rm(mixed, 2, 16);
+  uint32_t out16[16];
+  EXPECT_THROW(dec.decode(rm, out16, 16), Error);
 
   std::vector<uint64_t> two = {0, 5, 0, 1000000};
   auto l2 = huffman_code_lengths(two);
