@@ -18,7 +18,7 @@ namespace {
 struct QuantizeOptions {
   std::string model, output, importance, report;
   std::string transform = "none", method = "hw-kmeans", scope = "global", init = "linear";
-  int k = 0, bits = 0, max_iter = 100;
+  int k = -1, bits = -1, max_iter = 100;  // -1: not given
   double lambda = 0, target_bits = 0, target_ratio = 0, prune = 0, step = 0;
   uint64_t seed = 1234;
   bool skip_1d = false;
@@ -70,9 +70,10 @@ void run_quantize(const QuantizeOptions& o) {
   ModelQuantizeParams p;
   p.quant.method = parse_method(o.method);
   const MethodTraits& traits = method_traits(p.quant.method);
-  NQ_CHECK(!(o.k > 0 && o.bits > 0), ErrorCode::kInvalidArgument, "give --k or --bits, not both");
-  NQ_CHECK(o.k >= 0 && o.bits >= 0 && o.bits <= 24, ErrorCode::kInvalidArgument,
-           "--k must be >= 1 and --bits in 1..24");
+  NQ_CHECK(!(o.k >= 0 && o.bits >= 0), ErrorCode::kInvalidArgument, "give --k or --bits, not both");
+  NQ_CHECK(o.k == -1 || o.k >= 1, ErrorCode::kInvalidArgument, "--k must be >= 1, got " << o.k);
+  NQ_CHECK(o.bits == -1 || (o.bits >= 1 && o.bits <= 24), ErrorCode::kInvalidArgument,
+           "--bits must be in 1..24, got " << o.bits);
   const int k = o.bits > 0 ? (1 << o.bits) : (o.k > 0 ? o.k : 16);
   p.quant.k = k;
   if (p.quant.method == Method::kInt) p.quant.int_bits = o.bits > 0 ? o.bits : (o.k > 0 ? o.k : 4);

@@ -19,7 +19,7 @@
 namespace nq {
 namespace {
 
-struct Run {
+struct CliRun {
   int status = -1;
   std::string out, err;
 };
@@ -57,8 +57,8 @@ class QuantizeCli : public ::testing::Test {
     struct stat st;
     return ::stat(path.c_str(), &st) == 0;
   }
-  Run run(const std::string& args) const {
-    Run r;
+  CliRun run(const std::string& args) const {
+    CliRun r;
     const std::string cmd = std::string("'") + NQ_CLI_PATH + "' " + args + " >'" + file("stdout") + "' 2>'" +
                             file("stderr") + "'";
     const int st = std::system(cmd.c_str());
@@ -79,7 +79,7 @@ TEST_F(QuantizeCli, EveryMethodAndScope) {
                          scope + " --report '" + file("r.json") + "' --quiet";
       if (t.takes_k) args += t.method == Method::kInt ? " --bits 3" : " --k 5";
       if (t.has_lambda) args += " --lambda 1e-5";
-      const Run r = run(args);
+      const CliRun r = run(args);
       ASSERT_EQ(r.status, 0) << t.name << " " << scope << ": " << r.err;
       const auto report = nlohmann::json::parse(slurp(file("r.json")));
       for (const char* key : {"params", "clusters", "hw_distortion", "mse", "entropy_bits_per_weight",
@@ -107,7 +107,7 @@ TEST_F(QuantizeCli, EveryMethodAndScope) {
 }
 
 TEST_F(QuantizeCli, NqOutputPruneAndTarget) {
-  Run r = run("quantize '" + file("model.safetensors") + "' -o '" + file("out.nq") + "' --importance '" +
+  CliRun r = run("quantize '" + file("model.safetensors") + "' -o '" + file("out.nq") + "' --importance '" +
               file("imp.safetensors") + "' --method ecsq --k 32 --target-bits 2 --prune 0.5 --quiet --report -");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_TRUE(exists(file("out.nq")));
@@ -124,7 +124,7 @@ TEST_F(QuantizeCli, BadInputsExitTwo) {
         "quantize " + m + o + " --method kmeans --target-bits 2", "quantize " + m + " -o " + m,
         "quantize '" + file("missing.safetensors") + "'" + o, "quantize " + m + o + " --k 0 --method exact",
         "quantize " + m + o + " --importance '" + file("model.safetensors") + "' --importance-transform log"}) {
-    const Run r = run(args);
+    const CliRun r = run(args);
     EXPECT_EQ(r.status, 2) << args << "\n" << r.err;
     EXPECT_EQ(r.err.rfind("error:", 0), 0u) << args << "\n" << r.err;
     EXPECT_FALSE(exists(file("bad.safetensors"))) << args;
@@ -135,7 +135,7 @@ TEST_F(QuantizeCli, BadInputsExitTwo) {
   imp.add(Tensor::from_f32("fc1.bias", {13}, std::vector<float>(13, 1.0f)));
   imp.add(Tensor::from_f32("fc2.weight", {3, 13}, std::vector<float>(39, 1.0f)));
   write_safetensors(file("badimp.safetensors"), imp);
-  const Run r = run("quantize " + m + o + " --importance '" + file("badimp.safetensors") + "'");
+  const CliRun r = run("quantize " + m + o + " --importance '" + file("badimp.safetensors") + "'");
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.err.find("fc1.weight"), std::string::npos) << r.err;
 }
