@@ -13,41 +13,13 @@
 #include <random>
 #include <string>
 
+#include "cli/cli_fixture.h"
 #include "netquant/io.h"
 
 namespace nq {
 namespace {
 
-struct CliRun {
-  int status = -1;
-  std::string out, err;
-};
-
-class InspectCli : public ::testing::Test {
- protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/nq_cli_inspect_XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { std::system(("rm -rf '" + dir_ + "'").c_str()); }
-  std::string file(const std::string& name) const { return dir_ + "/" + name; }
-  static std::string slurp(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  }
-  CliRun run(const std::string& args) const {
-    CliRun r;
-    const std::string cmd = std::string("'") + NQ_CLI_PATH + "' " + args + " >'" + file("stdout") + "' 2>'" +
-                            file("stderr") + "'";
-    const int st = std::system(cmd.c_str());
-    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    r.out = slurp(file("stdout"));
-    r.err = slurp(file("stderr"));
-    return r;
-  }
-  std::string dir_;
-};
+using InspectCli = CliFixture;
 
 TEST_F(InspectCli, HelpExitsZero) {
   CliRun r = run("inspect --help");

@@ -13,23 +13,17 @@
 #include <random>
 #include <string>
 
+#include "cli/cli_fixture.h"
 #include "netquant/io.h"
 #include "netquant/quantize.h"
 
 namespace nq {
 namespace {
 
-struct CliRun {
-  int status = -1;
-  std::string out, err;
-};
-
-class QuantizeCli : public ::testing::Test {
+class QuantizeCli : public CliFixture {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/nq_cli_quantize_XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    CliFixture::SetUp();
     std::mt19937_64 rng(5);
     std::student_t_distribution<double> t(3.0);
     std::gamma_distribution<double> g(0.7, 2.0);
@@ -47,27 +41,6 @@ class QuantizeCli : public ::testing::Test {
     write_safetensors(file("imp.safetensors"), imp);
     model_ = model;
   }
-  void TearDown() override { std::system(("rm -rf '" + dir_ + "'").c_str()); }
-  std::string file(const std::string& name) const { return dir_ + "/" + name; }
-  static std::string slurp(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  }
-  bool exists(const std::string& path) const {
-    struct stat st;
-    return ::stat(path.c_str(), &st) == 0;
-  }
-  CliRun run(const std::string& args) const {
-    CliRun r;
-    const std::string cmd = std::string("'") + NQ_CLI_PATH + "' " + args + " >'" + file("stdout") + "' 2>'" +
-                            file("stderr") + "'";
-    const int st = std::system(cmd.c_str());
-    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    r.out = slurp(file("stdout"));
-    r.err = slurp(file("stderr"));
-    return r;
-  }
-  std::string dir_;
   TensorSet model_;
 };
 
