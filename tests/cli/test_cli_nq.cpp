@@ -20,7 +20,7 @@
 namespace nq {
 namespace {
 
-struct Run {
+struct CliResult {
   int status = -1;
   std::string out, err;
 };
@@ -42,8 +42,8 @@ class NqCli : public ::testing::Test {
     struct stat st {};
     return ::stat(path.c_str(), &st) == 0;
   }
-  Run run(const std::string& args) const {
-    Run r;
+  CliResult run(const std::string& args) const {
+    CliResult r;
     const std::string cmd = std::string("'") + NQ_CLI_PATH + "' " + args + " >'" + file("stdout") + "' 2>'" +
                             file("stderr") + "'";
     const int st = std::system(cmd.c_str());
@@ -75,7 +75,7 @@ TEST_F(NqCli, DecompressWritesDequantizedWeights) {
   spec.dtype = DType::kF16;
   auto m = nq::testing::random_model(spec, 5);
   write_nq_file(file("m.nq"), m);
-  Run r = run("decompress '" + file("m.nq") + "' -o '" + file("m.safetensors") + "' --quiet");
+  CliResult r = run("decompress '" + file("m.nq") + "' -o '" + file("m.safetensors") + "' --quiet");
   ASSERT_EQ(r.status, 0) << r.err;
   const TensorSet out = read_safetensors(file("m.safetensors"));
   ASSERT_EQ(out.size(), m.tensors.size());
@@ -102,7 +102,7 @@ TEST_F(NqCli, DecompressRefusesBadInputAndLeavesNothing) {
   write_nq_file(file("m.nq"), m);
   const std::string good = slurp(file("m.nq"));
   // Overwriting the input is refused.
-  Run r = run("decompress '" + file("m.nq") + "' -o '" + file("m.nq") + "'");
+  CliResult r = run("decompress '" + file("m.nq") + "' -o '" + file("m.nq") + "'");
   EXPECT_EQ(r.status, 2);
   EXPECT_EQ(slurp(file("m.nq")), good);
   // A corrupt payload byte: exit 2, error names the file, no output file left.
@@ -123,14 +123,14 @@ TEST_F(NqCli, InspectReportsVersionChecksumsAndRatios) {
   spec.prune = 0.2;
   auto m = nq::testing::random_model(spec, 7);
   write_nq_file(file("m.nq"), m);
-  Run r = run("inspect '" + file("m.nq") + "'");
+  CliResult r = run("inspect '" + file("m.nq") + "'");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("version 1"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("checksums: ok"), std::string::npos) << r.out;
   r = run("inspect --json '" + file("m.nq") + "'");
   ASSERT_EQ(r.status, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
-  const auto& f = j.is_array() ? j[0] : j;
+  const auto& f = j.contains("files") ? j["files"][0] : j;
   EXPECT_EQ(f["version"], 1);
   EXPECT_EQ(f["checksums_ok"], true);
   EXPECT_EQ(f["tensors"].size(), m.tensors.size());
@@ -159,11 +159,11 @@ TEST_F(NqCli, QuantizeNqDecompressBitExact) {
       const std::string common = "quantize '" + file("model.safetensors") + "' --method uniform --k 8 --scope " +
                                  scope + extra + " --quiet -o ";
       SCOPED_TRACE(common);
-      Run a = run(common + "'" + file("q.safetensors") + "'");
+      CliResult a = run(common + "'" + file("q.safetensors") + "'");
       ASSERT_EQ(a.status, 0) << a.err;
-      Run b = run(common + "'" + file("q.nq") + "'");
+      CliResult b = run(common + "'" + file("q.nq") + "'");
       ASSERT_EQ(b.status, 0) << b.err;
-      Run c = run("decompress '" + file("q.nq") + "' -o '" + file("d.safetensors") + "' --quiet");
+      CliResult c = run("decompress '" + file("q.nq") + "' -o '" + file("d.safetensors") + "' --quiet");
       ASSERT_EQ(c.status, 0) << c.err;
       expect_bitwise_equal(read_safetensors(file("q.safetensors")), read_safetensors(file("d.safetensors")));
     }
