@@ -14,52 +14,143 @@ namespace nq::cpu {
 
 namespace {
 
-// Local search around the nearest centre (found by binary search on the λ = 0 rule), stopping as soon as the
-// rounding-monotone lower bound proves no farther cluster can win: the brute-force argmin, in O(log k) + the
-// few clusters the rate term can reach. Dead clusters (l = inf) are skipped by the cost itself.
-// lmin_left[j] = min_{i <= j} l_i and lmin_right[j] = min_{i >= j} l_i bound every cluster beyond j at once.
-inline int32_t argmin_cluster(float w, double h, const double* c, const double* l, int k, double lambda,
-                              const double* lmin_left, const double* lmin_right, double* best_cost_out) {
-  if (h == 0.0) {  // the distortion term vanishes: no locality to exploit, scan (rare: zero importance)
+// Per-pass constants of assign_accumulate, hoisted out of the element loop. Costs are assembled with exactly
+// the expressions of quant_formulas.h (the products λ·l_j and λ·lmin are computed once here with quant::fmul,
+// which gives the same bits as computing them per element).
+constexpr int kPad = 8;
+
+struct AssignPrep {
+  int k = 0;
+  const double* c = nullptr;
+  std::vector<double> rl;     // λ·l_j, or +inf for a dead cluster (assign_cost's value for it)
+  std::vector<double> rbl;    // λ·lmin_left[j]  (assign_cost_bound's rate term, same bits)
+  std::vector<double> rbr;    // λ·lmin_right[j]
+  const double* l = nullptr;  // code lengths (for the rare h <= 0 scan)
+  double lambda = 0;
+  // The same arrays with kPad guard entries each side (centre −inf below, +inf above, rate +inf: never a finite
+  // cost, bounds +inf), so a fixed candidate window around p needs no clamping. pc/prl/prbl/prbr: entry 0.
+  std::vector<double> cpad, rlpad, rblpad, rbrpad;
+  const double *pc = nullptr, *prl = nullptr, *prbl = nullptr, *prbr = nullptr;
+  // Bucket table on w: table[b] ≈ #{j : c_j < base + b / inv}; a guess corrected exactly by comparisons.
+  std::vector<int32_t> table;
+  double base = 0, inv = 0, gmax = 0;
+};
+
+inline double cost_of(double wd, double h, const AssignPrep& P, int j) {
+  const double d = quant::fadd(wd, -P.c[j]);
+  return quant::fadd(quant::fmul(h, quant::fmul(d, d)), P.rl[j]);
+}
+
+// Exact argmin_j assign_cost (ties to the lowest index). p = #{j : c_j < w} splits the centres into those
+// strictly below w (left) and those at or above it (right). The window p−W .. p+W−1 is evaluated without
+// branches (guard entries cost +inf), then the rounding-monotone lower bounds (quant::assign_cost_bound with
+// lmin over everything beyond) just outside it prove that no farther cluster can win or tie-win; when they do
+// not, the local search walks on outwards exactly as far as needed. Valid because every centre left of
+// j <= p−1 is below w and farther than c_j, every centre right of j >= p is at or above w and farther.
+template <int W>
+inline int32_t argmin_cluster(float w, double h, const AssignPrep& P) {
+  const int k = P.k;
+  const double* c = P.c;
+  const double wd = static_cast<double>(w);
+  if (!(h > 0.0)) {  // the distortion term vanishes: no locality to exploit, scan (rare: zero importance)
     int32_t best = -1;
     double best_cost = quant::infinity();
     for (int j = 0; j < k; ++j) {
-      const double cost = quant::assign_cost(w, h, c[j], l[j], lambda);
+      const double cost = quant::assign_cost(w, h, c[j], P.l[j], P.lambda);
       if (best < 0 || quant::better(cost, j, best_cost, best)) { best_cost = cost; best = j; }
     }
-    *best_cost_out = best_cost;
     return best;
   }
-  int lo = 0, hi = k - 1;  // first j with !closer_to_upper(w, c_j, c_{j+1})
-  while (lo < hi) {
-    const int mid = (lo + hi) >> 1;
-    if (quant::closer_to_upper(w, c[mid], c[mid + 1])) lo = mid + 1; else hi = mid;
+  const double* pc = P.pc;  // guards: −inf below index 0, +inf from index k
+  double t = (wd - P.base) * P.inv;
+  if (!(t >= 0.0)) t = 0.0;
+  if (t > P.gmax) t = P.gmax;
+  // A guess from the bucket table, then exact. Branches on purpose: they are well predicted (the buckets are
+  // much narrower than the gaps between centres) and, unlike a branchless chain, do not make the window below
+  // wait for these loads.
+  int p = P.table[static_cast<size_t>(t)];
+  while (p < k && wd > c[p]) ++p;
+  while (p > 0 && !(wd > c[p - 1])) --p;
+  const double* prl = P.prl;
+  auto cw = [&](int j) {
+    const double d = quant::fadd(wd, -pc[j]);
+    return quant::fadd(quant::fmul(h, quant::fmul(d, d)), prl[j]);
+  };
+  int32_t best = p - W;
+  double bc = cw(p - W);
+#pragma GCC unroll 8
+  for (int u = 1; u < 2 * W; ++u) {
+    const double x = cw(p - W + u);
+    best = x < bc ? p - W + u : best;
+    bc = x < bc ? x : bc;
   }
-  int32_t best = lo;
-  double best_cost = quant::assign_cost(w, h, c[lo], l[lo], lambda);
-  for (int j = lo - 1; j >= 0; --j) {  // lower indices win ties: continue while the bound can still tie
-    if (quant::assign_cost_bound(w, h, c[j], lmin_left[j], lambda) > best_cost) break;
-    const double cost = quant::assign_cost(w, h, c[j], l[j], lambda);
-    if (quant::better(cost, j, best_cost, best)) { best_cost = cost; best = j; }
+  int jl = p - W - 1, jr = p + W;
+  if (bc < quant::infinity()) {
+    const double dl = quant::fadd(wd, -pc[jl]), dr = quant::fadd(wd, -pc[jr]);
+    const bool left_done = quant::fadd(quant::fmul(h, quant::fmul(dl, dl)), P.prbl[jl]) > bc;
+    const bool right_done = quant::fadd(quant::fmul(h, quant::fmul(dr, dr)), P.prbr[jr]) >= bc;
+    if (left_done & right_done) return best;
+    // (a failed bound is re-evaluated by the loops below, which continue from the window's edges)
+  } else {  // every candidate in the window is dead or overflowed: the plain exact search from p
+    if (p == 0) {
+      best = 0; bc = cost_of(wd, h, P, 0); jl = -1; jr = 1;
+    } else if (p == k) {
+      best = k - 1; bc = cost_of(wd, h, P, k - 1); jl = k - 2; jr = k;
+    } else {
+      const double c0 = cost_of(wd, h, P, p - 1), c1 = cost_of(wd, h, P, p);
+      if (quant::better(c1, p, c0, p - 1)) { best = p; bc = c1; } else { best = p - 1; bc = c0; }
+      jl = p - 2; jr = p + 1;
+    }
   }
-  for (int j = lo + 1; j < k; ++j) {
-    if (quant::assign_cost_bound(w, h, c[j], lmin_right[j], lambda) >= best_cost) break;
-    const double cost = quant::assign_cost(w, h, c[j], l[j], lambda);
-    if (quant::better(cost, j, best_cost, best)) { best_cost = cost; best = j; }
+  for (int j = jl; j >= 0; --j) {  // lower indices win ties: continue while the bound can still tie
+    const double d = quant::fadd(wd, -c[j]);
+    const double dd = quant::fmul(h, quant::fmul(d, d));
+    if (quant::fadd(dd, P.rbl[j]) > bc) break;
+    const double cost = quant::fadd(dd, P.rl[j]);
+    if (quant::better(cost, j, bc, best)) { bc = cost; best = j; }
   }
-  *best_cost_out = best_cost;
+  for (int j = jr; j < k; ++j) {
+    const double d = quant::fadd(wd, -c[j]);
+    const double dd = quant::fmul(h, quant::fmul(d, d));
+    if (quant::fadd(dd, P.rbr[j]) >= bc) break;
+    const double cost = quant::fadd(dd, P.rl[j]);
+    if (quant::better(cost, j, bc, best)) { bc = cost; best = j; }
+  }
   return best;
 }
 
+struct ClusterAcc {
+  double sh, shw, sw;
+  int64_t cnt;
+};
+
 struct BlockSums {
-  std::vector<double> sh, shw, sw;
-  std::vector<int64_t> cnt;
+  std::vector<ClusterAcc> acc;
   double dist = 0, sq = 0, cost = 0;
   void reset(int k) {
-    sh.assign(k, 0.0); shw.assign(k, 0.0); sw.assign(k, 0.0); cnt.assign(k, 0);
+    acc.assign(static_cast<size_t>(k), ClusterAcc{0.0, 0.0, 0.0, 0});
     dist = sq = cost = 0;
   }
 };
+
+// Blocks accumulated in lockstep by one thread: each block's sums stay in element order (one serial chain per
+// block), the G chains are independent so the core overlaps their latencies.
+constexpr int kLockstep = 8;
+
+inline void accum_one(float wi, double hi, int32_t j, const AssignPrep& P, ClusterAcc* a, double& dist,
+                      double& sq, double& cost) {
+  const double d = static_cast<double>(wi) - P.c[j];
+  const double dd = d * d;
+  const double hdd = hi * dd;
+  ClusterAcc& s = a[j];
+  s.sh += hi;
+  s.shw += hi * wi;
+  s.sw += wi;
+  s.cnt += 1;
+  dist += hdd;
+  sq += dd;
+  cost += quant::fadd(hdd, P.rl[j]);  // == assign_cost(w, h, c_j, l_j, λ) of the chosen (live or not) cluster
+}
 
 }  // namespace
 
@@ -75,43 +166,131 @@ void assign_accumulate(const float* w, const float* h, size_t n, const double* c
   for (int j = 0; j + 1 < k; ++j) NQ_ASSERT(centers[j] < centers[j + 1]);
   if (n == 0) return;
 
+  AssignPrep P;
+  P.k = k;
+  P.c = centers;
+  P.l = code_len;
+  P.lambda = lambda;
+  P.rl.resize(k); P.rbl.resize(k); P.rbr.resize(k);
+  for (int j = 0; j < k; ++j) {
+    P.rl[j] = code_len[j] < quant::infinity() ? quant::fmul(lambda, code_len[j]) : quant::infinity();
+    P.rbl[j] = quant::fmul(lambda, lmin_left[j]);
+    P.rbr[j] = quant::fmul(lambda, lmin_right[j]);
+  }
+  {
+    const size_t m = static_cast<size_t>(k) + 2 * kPad;
+    P.cpad.assign(m, quant::infinity());
+    for (int j = 0; j < kPad; ++j) P.cpad[static_cast<size_t>(j)] = -quant::infinity();
+    P.rlpad.assign(m, quant::infinity());
+    P.rblpad.assign(m, quant::infinity());
+    P.rbrpad.assign(m, quant::infinity());
+    for (int j = 0; j < k; ++j) {
+      P.cpad[kPad + j] = centers[j];
+      P.rlpad[kPad + j] = P.rl[j];
+      P.rblpad[kPad + j] = P.rbl[j];
+      P.rbrpad[kPad + j] = P.rbr[j];
+    }
+    P.pc = P.cpad.data() + kPad;
+    P.prl = P.rlpad.data() + kPad;
+    P.prbl = P.rblpad.data() + kPad;
+    P.prbr = P.rbrpad.data() + kPad;
+  }
+  {
+    const double span = centers[k - 1] - centers[0];
+    int buckets = k > 1 ? std::min(64 * k, 1 << 14) : 1;
+    P.base = centers[0];
+    P.inv = k > 1 ? buckets / span : 0.0;
+    if (!(P.inv < 1e300) || !(P.inv > 0)) { buckets = 1; P.inv = 0.0; }
+    P.gmax = buckets - 1;
+    P.table.resize(static_cast<size_t>(buckets));
+    int p = 0;
+    for (int b = 0; b < buckets; ++b) {
+      const double lo = P.base + b / (P.inv > 0 ? P.inv : 1.0);
+      while (p < k && centers[p] < lo) ++p;
+      P.table[static_cast<size_t>(b)] = p;
+    }
+  }
+
   const size_t block = quant::accum_block_size(n);
   const size_t nblocks = (n + block - 1) / block;
-  // Blocks are processed in waves; each wave's partials are merged in block order, so the sums are the same
-  // for any thread count while the scratch stays at `wave` × k.
-  const size_t wave = static_cast<size_t>(std::max(1, omp_get_max_threads())) * 4;
-  std::vector<BlockSums> part(std::min(wave, nblocks));
-  for (auto& p : part) p.reset(k);
-  for (size_t b0 = 0; b0 < nblocks; b0 += wave) {
-    const size_t b1 = std::min(nblocks, b0 + wave);
-#pragma omp parallel for schedule(dynamic, 1) if (b1 - b0 > 1)
-    for (int64_t bb = static_cast<int64_t>(b0); bb < static_cast<int64_t>(b1); ++bb) {
-      BlockSums& s = part[static_cast<size_t>(bb) - b0];
-      s.reset(k);
-      const size_t i0 = static_cast<size_t>(bb) * block, i1 = std::min(n, i0 + block);
-      for (size_t i = i0; i < i1; ++i) {
-        const float wi = w[i];
-        const double hi = h ? static_cast<double>(h[i]) : 1.0;
-        double cost;
-        const int32_t j = argmin_cluster(wi, hi, centers, code_len, k, lambda, lmin_left.data(), lmin_right.data(), &cost);
-        if (labels) labels[i] = j;
-        const double d = static_cast<double>(wi) - centers[j];
-        s.sh[j] += hi;
-        s.shw[j] += hi * wi;
-        s.sw[j] += wi;
-        s.cnt[j] += 1;
-        s.dist += hi * (d * d);
-        s.sq += d * d;
-        s.cost += cost;
+  const size_t ngroups = (nblocks + kLockstep - 1) / kLockstep;
+  // Groups of kLockstep consecutive blocks are processed in waves; each wave's per-block partials are merged in
+  // block order, so the sums are the same for any thread count while the scratch stays bounded.
+  const int threads = std::max(1, omp_get_max_threads());
+  // As many groups per wave as fit ~8 MB of partials (one wave, one barrier, for k = 32 up to N ≈ 2.6e8).
+  const size_t wave = std::max(static_cast<size_t>(threads) * 2,
+                               (size_t{8} << 20) / (sizeof(ClusterAcc) * kLockstep * static_cast<size_t>(k)));
+  std::vector<BlockSums> part(std::min(wave, ngroups) * kLockstep);
+  std::vector<std::vector<int32_t>> scratch(labels ? 0 : static_cast<size_t>(threads));
+  for (size_t g0 = 0; g0 < ngroups; g0 += wave) {
+    const size_t g1 = std::min(ngroups, g0 + wave);
+#pragma omp parallel for schedule(dynamic, 1) if (g1 - g0 > 1)
+    for (int64_t gg = static_cast<int64_t>(g0); gg < static_cast<int64_t>(g1); ++gg) {
+      const size_t b0 = static_cast<size_t>(gg) * kLockstep, b1 = std::min(nblocks, b0 + kLockstep);
+      const size_t i0 = b0 * block, i1 = std::min(n, b1 * block);
+      int32_t* lab;
+      if (labels) {
+        lab = labels + i0;
+      } else {
+        auto& buf = scratch[static_cast<size_t>(omp_get_thread_num())];
+        if (buf.size() < i1 - i0) buf.resize(i1 - i0);
+        lab = buf.data();
+      }
+      // Labels (independent per element).
+      // Window (measured on Student-t weights, k = 32): 4 centres around w when only distortion matters, 6 when
+      // the rate term reaches farther; the bounds fall back to the walk when that is not enough.
+      if (lambda == 0.0) {
+        if (h) {
+          for (size_t i = i0; i < i1; ++i) lab[i - i0] = argmin_cluster<2>(w[i], static_cast<double>(h[i]), P);
+        } else {
+          for (size_t i = i0; i < i1; ++i) lab[i - i0] = argmin_cluster<2>(w[i], 1.0, P);
+        }
+      } else {
+        if (h) {
+          for (size_t i = i0; i < i1; ++i) lab[i - i0] = argmin_cluster<3>(w[i], static_cast<double>(h[i]), P);
+        } else {
+          for (size_t i = i0; i < i1; ++i) lab[i - i0] = argmin_cluster<3>(w[i], 1.0, P);
+        }
+      }
+      // Sums: each block in element order, the group's blocks interleaved.
+      const size_t nb = b1 - b0;
+      ClusterAcc* acc[kLockstep];
+      double dist[kLockstep], sq[kLockstep], cst[kLockstep];
+      for (size_t b = 0; b < nb; ++b) {
+        BlockSums& s = part[(static_cast<size_t>(gg) - g0) * kLockstep + b];
+        s.reset(k);
+        acc[b] = s.acc.data();
+        dist[b] = sq[b] = cst[b] = 0.0;
+      }
+      size_t r = 0;
+      if (nb == kLockstep && i1 - i0 == nb * block) {
+        for (; r < block; ++r) {
+#pragma GCC unroll 8
+          for (int b = 0; b < kLockstep; ++b) {
+            const size_t off = static_cast<size_t>(b) * block + r, i = i0 + off;
+            accum_one(w[i], h ? static_cast<double>(h[i]) : 1.0, lab[off], P, acc[b], dist[b], sq[b], cst[b]);
+          }
+        }
+      } else {
+        for (size_t b = 0; b < nb; ++b) {
+          const size_t s0 = i0 + b * block, s1 = std::min(n, s0 + block);
+          for (size_t i = s0; i < s1; ++i)
+            accum_one(w[i], h ? static_cast<double>(h[i]) : 1.0, lab[i - i0], P, acc[b], dist[b], sq[b], cst[b]);
+        }
+      }
+      for (size_t b = 0; b < nb; ++b) {
+        BlockSums& s = part[(static_cast<size_t>(gg) - g0) * kLockstep + b];
+        s.dist = dist[b]; s.sq = sq[b]; s.cost = cst[b];
       }
     }
-    for (size_t bb = b0; bb < b1; ++bb) {
-      const BlockSums& s = part[bb - b0];
+    const size_t nbw = std::min(nblocks, g1 * kLockstep) - g0 * kLockstep;
+    for (size_t bb = 0; bb < nbw; ++bb) {
+      const BlockSums& s = part[bb];
       for (int j = 0; j < k; ++j) {
-        out.sum_h[j] += s.sh[j];
-        out.sum_hw[j] += s.shw[j];
-        out.sum_w[j] += s.sw[j];
-        out.count[j] += s.cnt[j];
+        out.sum_h[j] += s.acc[j].sh;
+        out.sum_hw[j] += s.acc[j].shw;
+        out.sum_w[j] += s.acc[j].sw;
+        out.count[j] += s.acc[j].cnt;
       }
       out.distortion += s.dist;
       out.sq_error += s.sq;
