@@ -28,6 +28,8 @@ std::string device_description(int device) {
   return os.str();
 }
 
+void set_device(int device) { NQ_CUDA_CHECK(cudaSetDevice(device)); }
+
 namespace {
 __global__ void saxpy_kernel(int n, float a, const float* __restrict__ x, float* __restrict__ y) {
   const int i = blockIdx.x * blockDim.x + threadIdx.x;

@@ -1,6 +1,8 @@
 // MPI process group: lazy initialization under an MPI launcher, finalization at exit, whole-job abort.
 #include "netquant/distributed.h"
 
+#include "core/cuda_device.h"
+
 #include <cstdio>
 #include <cstdlib>
 
@@ -49,6 +51,8 @@ const ProcessGroup& process_group() {
       MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, g.rank, MPI_INFO_NULL, &local);
       MPI_Comm_rank(local, &g.local_rank);
       MPI_Comm_free(&local);
+      // One GPU per rank on a node: node-local rank r takes device r mod (devices on the node).
+      if (const int devices = cuda::device_count(); devices > 0) cuda::set_device(g.local_rank % devices);
       if (provided < MPI_THREAD_MULTIPLE && g.size > 1 && g.rank == 0)
         std::fprintf(stderr, "netquant: MPI gives no MPI_THREAD_MULTIPLE; sweeps use static scheduling\n");
     }
