@@ -114,7 +114,9 @@ ModelEncoding encode_nq(const QuantizedModel& model) {
     if (!t.quantized) continue;
     any_quantized = true;
     auto& p = plans[ti];
-    for (int64_t c = 0; c < t.num_problems; ++c)
+    // Global scope: the shared codebook's size, even for an empty tensor that names no problem.
+    if (global) p.alphabet = static_cast<uint32_t>(model.codebooks[0].size());
+    for (int64_t c = 0; c < t.num_problems && !global; ++c)
       p.alphabet = std::max<uint32_t>(p.alphabet,
                                       static_cast<uint32_t>(model.codebooks[static_cast<size_t>(t.first_codebook + c)].size()));
     p.counts.assign(p.alphabet, 0);
