@@ -2,6 +2,7 @@
 // arithmetic per element exactly as the CPU op.
 #include <cmath>
 
+#include "nn/nn_formulas.h"
 #include "nn/nn_ops.h"
 #include "nn_common.cuh"
 
@@ -15,14 +16,8 @@ template <class T>
 __global__ void sgd_kernel(T* __restrict__ w, const T* __restrict__ g, T* __restrict__ v, int64_t count, double lr,
                            double momentum, double wd) {
   NQ_GRID_STRIDE(i, count) {
-    const double gi = static_cast<double>(g[i]) + wd * static_cast<double>(w[i]);
-    double step = gi;
-    if (momentum != 0) {
-      const double vi = momentum * static_cast<double>(v[i]) + gi;
-      v[i] = static_cast<T>(vi);
-      step = vi;
-    }
-    w[i] = static_cast<T>(static_cast<double>(w[i]) - lr * step);
+    T unused{};  // v is touched only with momentum
+    sgd_update(w[i], g[i], v ? v[i] : unused, lr, momentum, wd);
   }
 }
 
@@ -30,14 +25,7 @@ template <class T>
 __global__ void adam_kernel(T* __restrict__ w, const T* __restrict__ g, T* __restrict__ m, T* __restrict__ v,
                             int64_t count, double lr, double b1, double b2, double eps, double wd, double c1,
                             double c2) {
-  NQ_GRID_STRIDE(i, count) {
-    const double gi = static_cast<double>(g[i]) + wd * static_cast<double>(w[i]);
-    const double mi = b1 * static_cast<double>(m[i]) + (1 - b1) * gi;
-    const double vi = b2 * static_cast<double>(v[i]) + (1 - b2) * gi * gi;
-    m[i] = static_cast<T>(mi);
-    v[i] = static_cast<T>(vi);
-    w[i] = static_cast<T>(static_cast<double>(w[i]) - lr * (mi / c1) / (sqrt(vi / c2) + eps));
-  }
+  NQ_GRID_STRIDE(i, count) { adam_update(w[i], g[i], m[i], v[i], lr, b1, b2, eps, wd, c1, c2); }
 }
 
 template <class T>

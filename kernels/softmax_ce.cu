@@ -1,6 +1,7 @@
 // CUDA ops of the softmax cross-entropy output (nn_ops.h): probabilities, loss, accuracy, gradient, the OBD output
 // curvature p(1 − p) (Becker & LeCun 1988) and the columns of the exact Gauss-Newton factor. One thread per
 // sample for the row-wise forward (C is small: 10 classes), elementwise otherwise; fp64 inside, as the CPU.
+#include "nn/nn_formulas.h"
 #include "nn/nn_ops.h"
 #include "nn_common.cuh"
 
@@ -14,20 +15,7 @@ template <class T>
 __global__ void softmax_ce_forward_kernel(const T* __restrict__ z, const int32_t* __restrict__ labels,
                                           T* __restrict__ p, T* __restrict__ loss, T* __restrict__ correct,
                                           int64_t n, int64_t c) {
-  NQ_GRID_STRIDE(i, n) {
-    const T* zi = z + i * c;
-    T* pi = p + i * c;
-    int64_t arg = 0;
-    for (int64_t k = 1; k < c; ++k)
-      if (zi[k] > zi[arg]) arg = k;
-    const double zmax = zi[arg];
-    double sum = 0.0;
-    for (int64_t k = 0; k < c; ++k) sum += exp(static_cast<double>(zi[k]) - zmax);
-    for (int64_t k = 0; k < c; ++k) pi[k] = static_cast<T>(exp(static_cast<double>(zi[k]) - zmax) / sum);
-    const int32_t y = labels[i];
-    loss[i] = static_cast<T>(log(sum) - (static_cast<double>(zi[y]) - zmax));
-    correct[i] = arg == y ? T(1) : T(0);
-  }
+  NQ_GRID_STRIDE(i, n) { softmax_ce_sample(z + i * c, labels[i], p + i * c, loss[i], correct[i], c); }
 }
 
 template <class T>

@@ -1,6 +1,7 @@
 // CPU optimizer steps (elementwise): SGD with momentum and weight decay, and Adam; PyTorch's update rules.
 #include <cmath>
 
+#include "nn/nn_formulas.h"
 #include "nn/nn_ops.h"
 
 namespace nq::nn::cpu {
@@ -8,16 +9,8 @@ namespace {
 
 template <class T>
 void sgd_impl(T* w, const T* g, T* v, int64_t count, double lr, double momentum, double wd) {
-  for (int64_t i = 0; i < count; ++i) {
-    const double gi = static_cast<double>(g[i]) + wd * static_cast<double>(w[i]);
-    double step = gi;
-    if (momentum != 0) {
-      const double vi = momentum * static_cast<double>(v[i]) + gi;
-      v[i] = static_cast<T>(vi);
-      step = vi;
-    }
-    w[i] = static_cast<T>(static_cast<double>(w[i]) - lr * step);
-  }
+  T unused{};  // v is touched only with momentum
+  for (int64_t i = 0; i < count; ++i) sgd_update(w[i], g[i], v ? v[i] : unused, lr, momentum, wd);
 }
 
 template <class T>
@@ -25,14 +18,7 @@ void adam_impl(T* w, const T* g, T* m, T* v, int64_t count, double lr, double b1
                int64_t t) {
   const double c1 = 1.0 - std::pow(b1, static_cast<double>(t));
   const double c2 = 1.0 - std::pow(b2, static_cast<double>(t));
-  for (int64_t i = 0; i < count; ++i) {
-    const double gi = static_cast<double>(g[i]) + wd * static_cast<double>(w[i]);
-    const double mi = b1 * static_cast<double>(m[i]) + (1 - b1) * gi;
-    const double vi = b2 * static_cast<double>(v[i]) + (1 - b2) * gi * gi;
-    m[i] = static_cast<T>(mi);
-    v[i] = static_cast<T>(vi);
-    w[i] = static_cast<T>(static_cast<double>(w[i]) - lr * (mi / c1) / (std::sqrt(vi / c2) + eps));
-  }
+  for (int64_t i = 0; i < count; ++i) adam_update(w[i], g[i], m[i], v[i], lr, b1, b2, eps, wd, c1, c2);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // p(1-p) (Becker & LeCun 1988) and the columns of the exact Gauss-Newton factor of diag(p) - p p^T.
 #include <cmath>
 
+#include "nn/nn_formulas.h"
 #include "nn/nn_ops.h"
 
 namespace nq::nn::cpu {
@@ -9,20 +10,7 @@ namespace {
 
 template <class T>
 void forward_impl(const T* z, const int32_t* labels, T* p, T* loss, T* correct, int64_t n, int64_t c) {
-  for (int64_t i = 0; i < n; ++i) {
-    const T* zi = z + i * c;
-    T* pi = p + i * c;
-    int64_t arg = 0;
-    for (int64_t k = 1; k < c; ++k)
-      if (zi[k] > zi[arg]) arg = k;
-    const double zmax = zi[arg];
-    double sum = 0;
-    for (int64_t k = 0; k < c; ++k) sum += std::exp(static_cast<double>(zi[k]) - zmax);
-    for (int64_t k = 0; k < c; ++k) pi[k] = static_cast<T>(std::exp(static_cast<double>(zi[k]) - zmax) / sum);
-    const int32_t y = labels[i];
-    loss[i] = static_cast<T>(std::log(sum) - (static_cast<double>(zi[y]) - zmax));
-    correct[i] = arg == y ? T(1) : T(0);
-  }
+  for (int64_t i = 0; i < n; ++i) softmax_ce_sample(z + i * c, labels[i], p + i * c, loss[i], correct[i], c);
 }
 
 template <class T>

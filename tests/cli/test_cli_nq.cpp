@@ -13,6 +13,7 @@
 #include <random>
 #include <string>
 
+#include "cli/cli_fixture.h"
 #include "coding/coding_test_util.h"
 #include "netquant/coding.h"
 #include "netquant/io.h"
@@ -20,40 +21,7 @@
 namespace nq {
 namespace {
 
-struct CliResult {
-  int status = -1;
-  std::string out, err;
-};
-
-class NqCli : public ::testing::Test {
- protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/nq_cli_nq_XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { std::system(("rm -rf '" + dir_ + "'").c_str()); }
-  std::string file(const std::string& name) const { return dir_ + "/" + name; }
-  static std::string slurp(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  }
-  static bool exists(const std::string& path) {
-    struct stat st {};
-    return ::stat(path.c_str(), &st) == 0;
-  }
-  CliResult run(const std::string& args) const {
-    CliResult r;
-    const std::string cmd = std::string("'") + NQ_CLI_PATH + "' " + args + " >'" + file("stdout") + "' 2>'" +
-                            file("stderr") + "'";
-    const int st = std::system(cmd.c_str());
-    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    r.out = slurp(file("stdout"));
-    r.err = slurp(file("stderr"));
-    return r;
-  }
-  std::string dir_;
-};
+using NqCli = CliFixture;
 
 void expect_bitwise_equal(const TensorSet& a, const TensorSet& b) {
   ASSERT_EQ(a.size(), b.size());
@@ -75,7 +43,7 @@ TEST_F(NqCli, DecompressWritesDequantizedWeights) {
   spec.dtype = DType::kF16;
   auto m = nq::testing::random_model(spec, 5);
   write_nq_file(file("m.nq"), m);
-  CliResult r = run("decompress '" + file("m.nq") + "' -o '" + file("m.safetensors") + "' --quiet");
+  CliRun r = run("decompress '" + file("m.nq") + "' -o '" + file("m.safetensors") + "' --quiet");
   ASSERT_EQ(r.status, 0) << r.err;
   const TensorSet out = read_safetensors(file("m.safetensors"));
   ASSERT_EQ(out.size(), m.tensors.size());
@@ -102,7 +70,7 @@ TEST_F(NqCli, DecompressRefusesBadInputAndLeavesNothing) {
   write_nq_file(file("m.nq"), m);
   const std::string good = slurp(file("m.nq"));
   // Overwriting the input is refused.
-  CliResult r = run("decompress '" + file("m.nq") + "' -o '" + file("m.nq") + "'");
+  CliRun r = run("decompress '" + file("m.nq") + "' -o '" + file("m.nq") + "'");
   EXPECT_EQ(r.status, 2);
   EXPECT_EQ(slurp(file("m.nq")), good);
   // A corrupt payload byte: exit 2, error names the file, no output file left.
@@ -123,7 +91,7 @@ TEST_F(NqCli, InspectReportsVersionChecksumsAndRatios) {
   spec.prune = 0.2;
   auto m = nq::testing::random_model(spec, 7);
   write_nq_file(file("m.nq"), m);
-  CliResult r = run("inspect '" + file("m.nq") + "'");
+  CliRun r = run("inspect '" + file("m.nq") + "'");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("version 1"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("checksums: ok"), std::string::npos) << r.out;
@@ -159,11 +127,11 @@ TEST_F(NqCli, QuantizeNqDecompressBitExact) {
       const std::string common = "quantize '" + file("model.safetensors") + "' --method uniform --k 8 --scope " +
                                  scope + extra + " --quiet -o ";
       SCOPED_TRACE(common);
-      CliResult a = run(common + "'" + file("q.safetensors") + "'");
+      CliRun a = run(common + "'" + file("q.safetensors") + "'");
       ASSERT_EQ(a.status, 0) << a.err;
-      CliResult b = run(common + "'" + file("q.nq") + "'");
+      CliRun b = run(common + "'" + file("q.nq") + "'");
       ASSERT_EQ(b.status, 0) << b.err;
-      CliResult c = run("decompress '" + file("q.nq") + "' -o '" + file("d.safetensors") + "' --quiet");
+      CliRun c = run("decompress '" + file("q.nq") + "' -o '" + file("d.safetensors") + "' --quiet");
       ASSERT_EQ(c.status, 0) << c.err;
       expect_bitwise_equal(read_safetensors(file("q.safetensors")), read_safetensors(file("d.safetensors")));
     }
