@@ -26,6 +26,7 @@ struct MethodPlan {
   const TensorSet* importance;
   ImportanceTransform transform;
   std::vector<double> knobs;  // k values, or λ values for ECSQ
+  ScopeKind scope = ScopeKind::kGlobal;
 };
 
 void log_step(const std::string& msg, Clock::time_point start) {
@@ -146,6 +147,8 @@ DemoResult run_demo(const DemoParams& params) {
   const auto lrange = auto_lambda_range(model.weights(), &hessian, base);
   const std::vector<double> lambdas = log_space(lrange.first, lrange.second, params.quick ? 3 : 6);
   const std::vector<MethodPlan> plans = {
+      // Deep Compression's baseline: k-means with one codebook per layer.
+      {"k-means per layer (DC)", Method::kKmeans, nullptr, ImportanceTransform::kNone, ks, ScopeKind::kTensor},
       {"k-means", Method::kKmeans, nullptr, ImportanceTransform::kNone, ks},
       {"hw k-means", Method::kHwKmeans, &hessian, ImportanceTransform::kNone, ks},
       {"hw k-means (Adam v)", Method::kHwKmeans, &trained.adam_v, ImportanceTransform::kSqrt, ks},
@@ -185,6 +188,7 @@ DemoResult run_demo(const DemoParams& params) {
         SweepPointSpec spec;
         spec.params = base;
         spec.params.quant.method = plan.method;
+        spec.params.scope.kind = plan.scope;
         spec.params.prune = prune_fraction;
         spec.params.importance_transform = plan.transform;
         if (plan.method == Method::kEcsq) {

@@ -32,10 +32,11 @@ TEST(DemoCli, QuickRunProducesTableAndFiles) {
   const int status = std::system(cmd.c_str());
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << slurp(dir + "/stderr");
   const std::string out = slurp(dir + "/stdout");
-  for (const char* row : {"| original", "| k-means", "| hw k-means", "| uniform", "| iterative ECSQ", "pruned"})
+  for (const char* row : {"| original", "| k-means per layer (DC)", "| k-means", "| hw k-means", "| uniform",
+                          "| iterative ECSQ", "pruned"})
     EXPECT_NE(out.find(row), std::string::npos) << row << "\n" << out;
   const auto j = nlohmann::json::parse(slurp(dir + "/out/demo.json"));
-  ASSERT_EQ(j["rows"].size(), 1u + 5u + 1u + 5u);
+  ASSERT_EQ(j["rows"].size(), 1u + 6u + 1u + 6u);
   const double original = j["rows"][0]["accuracy"].get<double>();
   EXPECT_GT(original, 0.5) << "the quick-trained LeNet-5 should clearly beat chance (10%)";
   for (const auto& row : j["rows"]) {
