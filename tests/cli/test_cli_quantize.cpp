@@ -91,7 +91,7 @@ TEST_F(QuantizeCli, NqOutputPruneAndTarget) {
 TEST_F(QuantizeCli, BadInputsExitTwo) {
   const std::string m = "'" + file("model.safetensors") + "'";
   const std::string o = " -o '" + file("bad.safetensors") + "'";
-  for (const std::string args :
+  for (const std::string& args :
        {"quantize " + m + o + " --method nope", "quantize " + m + o + " --scope group:0",
         "quantize " + m + o + " --prune 1.5", "quantize " + m + o + " --method kmeans --lambda 0.1",
         "quantize " + m + o + " --method kmeans --target-bits 2", "quantize " + m + " -o " + m,

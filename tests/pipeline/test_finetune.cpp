@@ -74,7 +74,9 @@ TEST(Finetune, KeepsAssignmentAndPrunedZerosAndDoesNotLowerTrainingAccuracy) {
   for (const auto& t : f.q.tensors) {
     const auto v = deq.at(t.name).to_f32();
     for (size_t i = 0; i < t.indices.size(); ++i)
-      if (t.indices[i] == kPrunedIndex) ASSERT_EQ(v[i], 0.0f) << t.name << "[" << i << "]";
+      if (t.indices[i] == kPrunedIndex) {
+        ASSERT_EQ(v[i], 0.0f) << t.name << "[" << i << "]";
+      }
   }
 }
 

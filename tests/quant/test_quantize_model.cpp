@@ -135,7 +135,9 @@ TEST(QuantizeModel, PruningZeroesTheSmallestScores) {
         }
       }
     }
-    if (s > 0) EXPECT_LE(max_pruned, min_kept);
+    if (s > 0) {
+      EXPECT_LE(max_pruned, min_kept);
+    }
   }
 }
 
