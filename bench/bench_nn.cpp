@@ -1,5 +1,5 @@
 // Built-in networks benchmark: time of one OBD Hessian pass / one gradient pass over the same images (target
-// <= 2x, PERFORMANCE.md), Fisher and exact-GGN passes for comparison, and training throughput (images/s).
+// <= 2x, the performance targets), Fisher and exact-GGN passes for comparison, and training throughput (images/s).
 // Usage: bench_nn [data_dir] [samples=1000] [reps=5]. Medians of `reps` runs; ratios measured in the same run.
 #include <algorithm>
 #include <chrono>

@@ -1,4 +1,4 @@
-// CPU quantizer benchmarks (PERFORMANCE.md "CPU"): HW k-means end to end incl. sort, one ECSQ assign+update pass
+// CPU quantizer benchmarks (the performance targets "CPU"): HW k-means end to end incl. sort, one ECSQ assign+update pass
 // per weight, exact DP time and peak extra memory. Heavy-tailed synthetic weights (Student-t, 3 dof) and
 // gamma-distributed importance, seeded. Plain main: prints one line per workload, `key=value` pairs.
 #include <sys/resource.h>

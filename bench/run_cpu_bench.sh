@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CPU quantizer benchmark vs peers in the SAME run (PERFORMANCE.md): builds bench_quant, runs it and
+# CPU quantizer benchmark vs peers in the SAME run (the performance targets): builds bench_quant, runs it and
 # bench/peers_kmeans.py (/usr/bin/python3: scikit-learn, FAISS if importable), prints the ratio table.
 # Usage: bench/run_cpu_bench.sh [BUILD_DIR]   (env PEER_ITERS=5: sklearn iterations timed per case)
 set -euo pipefail

@@ -1,5 +1,5 @@
 // Per-row (per-group) Hessian-weighted k-means on the GPU: one CTA per row, the row kept in shared memory and all
-// Lloyd iterations run on chip (PERFORMANCE.md "per-row k-means"). Not part of quant_ops.h yet: the quantizer
+// Lloyd iterations run on chip (the performance targets "per-row k-means"). Not part of quant_ops.h yet: the quantizer
 // driver's row/group scopes can call it directly (CUDA builds only, see kernels/segmented_kmeans.cu).
 #pragma once
 

@@ -50,7 +50,7 @@ void run(DemoOptions& o) {
   }
   std::cout << "\n" << r.table << "\n"
             << "Accuracy loss budget " << o.params.max_accuracy_loss
-            << " points; ratio = Huffman-coded (ALGORITHMS: N·32 / (Σ(n_j+1)·b_j + k·32), positions counted when pruned).\n"
+            << " points; ratio = Huffman-coded (Choi et al.: N·32 / (Σ(n_j+1)·b_j + k·32), positions counted when pruned).\n"
             << "outputs: " << dir << "/{points.csv,table.md,demo.json,*.safetensors,*.nq}\n"
             << plot_note << "time: " << format_double(r.seconds, 4) << " s\n";
 }

@@ -1,5 +1,5 @@
 // GPU benchmark (CUDA events): measures the device's copy bandwidth in the same run and reports every quantizer
-// kernel's effective bandwidth as a fraction of it (PERFORMANCE.md "GPU"). One dense line per measurement:
+// kernel's effective bandwidth as a fraction of it (the performance targets "GPU"). One dense line per measurement:
 //   name  size  median_ms  GB/s  %copy  (extra)
 // Workloads: fused assign+accumulate at N = 1e8 and 1e9 (when memory allows), k = 16, 32, 256, λ = 0 and > 0;
 // per-row k-means (rows of 4096, k = 16, 50 iterations, 1e9 weights or what fits); a 64-point λ sweep at N = 1e8

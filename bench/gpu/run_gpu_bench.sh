@@ -30,7 +30,7 @@ step build "$LOGS/build.log" cmake --build "$BUILD" --target test_cuda nq_gpu_be
   || { printf '%s\n' "${SUMMARY[@]}"; exit 1; }
 TEST=$BUILD/tests/test_cuda
 
-# Register use and spills of every kernel (PERFORMANCE.md: read -Xptxas -v / the SASS).
+# Register use and spills of every kernel (the performance targets: read -Xptxas -v / the SASS).
 SPILLS=$(for o in "$BUILD"/kernels/CMakeFiles/nq_kernels.dir/*.o; do cuobjdump -res-usage "$o" 2>/dev/null; done \
   | tee "$LOGS/res_usage.txt" | grep -o 'STACK:[0-9]*' | awk -F: '$2>0' | wc -l)
 SUMMARY+=("$(printf '%-28s %s kernel(s) with stack frames (spills), details in %s' 'register/stack check' "$SPILLS" "$LOGS/res_usage.txt")")

@@ -15,7 +15,7 @@ namespace nq {
 // Fills huffman_bits_per_weight, ratio_huffman and ratio_file of every tensor's stats and of model.total by
 // coding the model exactly as write_nq_file would (no file is written).
 //  - huffman_bits_per_weight: bits of the coded index stream plus the coded positions, per weight;
-//  - ratio_huffman: the paper's formula N·32 / (Σ_j (n_j+1)·b_j + k·32 [+ position bits]) (ALGORITHMS §6),
+//  - ratio_huffman: the paper's formula N·32 / (Σ_j (n_j+1)·b_j + k·32 [+ position bits]) (Choi et al. eqs. 1, 2, 10),
 //    per codebook; a tensor's ratio counts the codebook(s) and code table it uses in full, the total counts
 //    a shared (global) codebook or table once; tensors left in float count their stored bits;
 //  - ratio_file: float32 bytes of the weights (4·N) over the bytes the file spends on them (tensor: its

@@ -1,6 +1,8 @@
 // Importance-weighted scalar quantization: one API over every method (k-means, Hessian-weighted k-means,
 // exact DP, uniform, iterative ECSQ, fixed binary/ternary/pow2/int codebooks, weighted entropy).
-// Math: ALGORITHMS.md of the design notes, and the README's "Methods" section.
+// References: Choi, El-Khamy & Lee 2017 (HW k-means, uniform, ECSQ); Wu 1991 / Grønlund et al. 2017 (exact
+// 1-D DP); Carreira-Perpiñán & Idelbayev 2017 (fixed codebooks); Park, Ahn & Yoo 2017 (weighted entropy).
+// Usage: the README section on `netquant quantize`.
 #pragma once
 
 #include <cstdint>
@@ -105,7 +107,7 @@ struct QuantStats {
   double mse = 0;
   double entropy_bits_per_weight = 0;
   double fixed_bits_per_weight = 0; // ⌈log2 k⌉ (+ codebook share)
-  double ratio_fixed = 0;           // ALGORITHMS §6 fixed-length formula
+  double ratio_fixed = 0;           // Choi et al. eq. 2: N·32 / (N·⌈log2 k⌉ + k·32)
   double ratio_entropy = 0;         // same with the entropy in place of the code length
   double huffman_bits_per_weight = 0;  // filled by the coder (coding.h); 0 until then
   double ratio_huffman = 0;
