@@ -54,9 +54,10 @@ std::vector<int> parse_int_list(const std::string& text);  // "2,4,8" or "2:8" (
 std::pair<double, double> auto_lambda_range(const TensorSet& model, const TensorSet* importance,
                                             const ModelQuantizeParams& base);
 
-// Evaluates one point (quantize, code-accounting, optional task evaluation).
+// Evaluates one point (quantize, code-accounting, optional task evaluation). `quantized`, when given, receives
+// the quantized model so callers can fine-tune or report it without quantizing again.
 SweepPoint run_sweep_point(const TensorSet& model, const TensorSet* importance, const SweepPointSpec& spec,
-                           size_t index, const SweepEvaluator& evaluate);
+                           size_t index, const SweepEvaluator& evaluate, QuantizedModel* quantized = nullptr);
 
 // Runs every point in order on this process (with a progress bar), then marks collapsed duplicates.
 std::vector<SweepPoint> run_sweep(const TensorSet& model, const TensorSet* importance,

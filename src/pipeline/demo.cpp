@@ -41,30 +41,20 @@ std::string fmt(double v, const char* f) {
   return buf;
 }
 
-// Zeroes the fraction `prune` of all weights with the smallest h·w² (the criterion quantize_model uses).
-TensorSet prune_float(const TensorSet& weights, const TensorSet& h, double prune) {
-  std::vector<double> scores;
-  for (const auto& t : weights) {
-    const auto w = t.to_f64();
-    const auto hv = h.at(t.name()).to_f64();
-    for (size_t i = 0; i < w.size(); ++i) scores.push_back(hv[i] * w[i] * w[i]);
-  }
-  const size_t cut = static_cast<size_t>(std::floor(prune * static_cast<double>(scores.size())));
-  if (cut == 0) return weights;
-  std::vector<double> sorted = scores;
-  std::nth_element(sorted.begin(), sorted.begin() + static_cast<long>(cut - 1), sorted.end());
-  const double threshold = sorted[cut - 1];
+// The float model with exactly the weights quantize_model prunes (fraction `prune`, smallest h·w², its tie rule)
+// set to 0: the pruning mask is taken from a cheap pruned quantization rather than recomputed here.
+TensorSet pruned_float_model(const TensorSet& weights, const TensorSet& h, double prune) {
+  ModelQuantizeParams mask_params;
+  mask_params.quant.method = Method::kHwKmeans;
+  mask_params.quant.k = 2;
+  mask_params.prune = prune;
+  const QuantizedModel mask = quantize_model(weights, &h, mask_params);
   TensorSet out;
-  size_t k = 0, zeroed = 0;
-  for (const auto& t : weights) {
-    auto w = t.to_f32();
-    for (auto& x : w) {
-      if (scores[k++] <= threshold && zeroed < cut) {
-        x = 0;
-        ++zeroed;
-      }
-    }
-    out.add(Tensor::from_f32(t.name(), t.shape(), w));
+  for (const auto& t : mask.tensors) {
+    auto w = weights.at(t.name).to_f32();
+    for (size_t i = 0; i < w.size(); ++i)
+      if (t.quantized && t.indices[i] == kPrunedIndex) w[i] = 0;
+    out.add(Tensor::from_f32(t.name, t.shape, w));
   }
   return out;
 }
@@ -167,7 +157,7 @@ DemoResult run_demo(const DemoParams& params) {
     // unlike Choi et al., whose pruned nets were retrained to the original accuracy).
     double reference = ref_select;
     if (pruned) {
-      const TensorSet pw = prune_float(model.weights(), hessian, prune);
+      const TensorSet pw = pruned_float_model(model.weights(), hessian, prune);
       reference = accuracy_of(pw, select_test);
       const double acc = accuracy_of(pw, report_test);
       // Kept weights in float32 plus positions: the ratio quoted is the weights-only bound N / kept.
@@ -182,8 +172,11 @@ DemoResult run_demo(const DemoParams& params) {
       struct Candidate {
         SweepPointSpec spec;
         SweepPoint point;
+        QuantizedModel quantized;  // kept for fine-tuning and reporting: each point is quantized once
       };
       std::vector<Candidate> cands;
+      // k-means ignores importance for clustering; when pruning it still needs h for the h·w² criterion.
+      const TensorSet* imp = plan.method == Method::kKmeans && pruned ? &hessian : plan.importance;
       for (double knob : plan.knobs) {
         SweepPointSpec spec;
         spec.params = base;
@@ -204,12 +197,12 @@ DemoResult run_demo(const DemoParams& params) {
           m.accuracy = accuracy_of(deq, select_test);
           return m;
         };
-        // kmeans ignores importance; prune by |w| there (the model has no importance for it).
-        const TensorSet* imp = plan.method == Method::kKmeans && pruned ? &hessian : plan.importance;
-        SweepPoint pt = run_sweep_point(model.weights(), imp, spec, result.points.size(), eval);
-        pt.method = plan.label + (pruned ? " (pruned)" : "");
-        result.points.push_back(pt);
-        cands.push_back({spec, pt});
+        Candidate cand;
+        cand.spec = spec;
+        cand.point = run_sweep_point(model.weights(), imp, spec, result.points.size(), eval, &cand.quantized);
+        cand.point.method = plan.label + (pruned ? " (pruned)" : "");
+        result.points.push_back(cand.point);
+        cands.push_back(std::move(cand));
       }
       // Before fine-tuning: the highest ratio within the accuracy budget (else the most accurate point).
       auto within = [&](double acc) { return acc >= reference - max_drop - 1e-12; };
@@ -240,8 +233,7 @@ DemoResult run_demo(const DemoParams& params) {
       double ft_acc_report = 0;
       QuantizedModel ft_model;
       for (size_t idx : order) {
-        const TensorSet* imp = plan.method == Method::kKmeans && pruned ? &hessian : plan.importance;
-        QuantizedModel q = quantize_model(model.weights(), imp, cands[idx].spec.params);
+        QuantizedModel q = cands[idx].quantized;  // fine-tuning changes the codebook: work on a copy
         FinetuneParams fp;
         fp.epochs = 1;
         fp.train_subset = finetune_subset;
@@ -263,9 +255,7 @@ DemoResult run_demo(const DemoParams& params) {
       const auto& cp = cands[static_cast<size_t>(chosen)];
       const auto& fp = cands[ft_pick];
       // Accuracy of the chosen point before fine-tuning on the reporting test set.
-      const QuantizedModel q_before = quantize_model(
-          model.weights(), plan.method == Method::kKmeans && pruned ? &hessian : plan.importance, cp.spec.params);
-      const double acc_before_report = accuracy_of(q_before.dequantize(), report_test);
+      const double acc_before_report = accuracy_of(cp.quantized.dequantize(), report_test);
       DemoRow row;
       row.method = plan.label;
       row.pruned = pruned;

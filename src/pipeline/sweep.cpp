@@ -109,7 +109,7 @@ std::pair<double, double> auto_lambda_range(const TensorSet& model, const Tensor
 }
 
 SweepPoint run_sweep_point(const TensorSet& model, const TensorSet* importance, const SweepPointSpec& spec,
-                           size_t index, const SweepEvaluator& evaluate) {
+                           size_t index, const SweepEvaluator& evaluate, QuantizedModel* quantized) {
   SweepPoint p;
   p.index = index;
   p.method = method_traits(spec.params.quant.method).name;
@@ -120,6 +120,7 @@ SweepPoint run_sweep_point(const TensorSet& model, const TensorSet* importance, 
   account_coding(q);
   p.stats = q.total;
   if (evaluate) p.metrics = evaluate(q, q.dequantize());
+  if (quantized) *quantized = std::move(q);
   return p;
 }
 
