@@ -1,6 +1,7 @@
 // `netquant quantize`: quantize a model (optionally importance-weighted), write the dequantized weights or a .nq
 // file, print a summary table and optionally a JSON report.
 #include <iostream>
+#include <map>
 #include <memory>
 #include <sstream>
 
@@ -8,6 +9,7 @@
 #include "command_registry.h"
 #include "netquant/atomic_file.h"
 #include "netquant/coding.h"
+#include "netquant/distributed.h"
 #include "netquant/error.h"
 #include "netquant/io.h"
 #include "netquant/quantize.h"
@@ -21,7 +23,7 @@ struct QuantizeOptions {
   int k = -1, bits = -1, max_iter = 100;  // -1: not given
   double lambda = 0, target_bits = 0, target_ratio = 0, prune = 0, step = 0;
   uint64_t seed = 1234;
-  bool skip_1d = false;
+  bool skip_1d = false, sharded = false;
   CommonOptions common;
 };
 
@@ -97,18 +99,34 @@ void run_quantize(const QuantizeOptions& o) {
   p.importance_transform = parse_importance_transform(o.transform);
   p.skip_1d = o.skip_1d;
 
-  const TensorSet model = read_tensors(o.model);
-  NQ_CHECK(!model.empty(), ErrorCode::kInvalidArgument, o.model << ": the model has no tensors");
-  std::unique_ptr<TensorSet> imp;
-  if (!o.importance.empty()) imp = std::make_unique<TensorSet>(read_tensors(o.importance));
-
-  QuantizedModel q = quantize_model(model, imp.get(), p);
+  QuantizedModel q;
+  ShardedQuantizeInfo shard_info;
+  std::map<std::string, std::string> metadata;
+  if (o.sharded) {
+    NQ_CHECK(ends_with(o.model, ".safetensors") && (o.importance.empty() || ends_with(o.importance, ".safetensors")),
+             ErrorCode::kInvalidArgument, "--sharded reads .safetensors inputs (by byte range)");
+    try {
+      q = quantize_model_sharded(o.model, o.importance, p, &shard_info);
+    } catch (const Error& e) {
+      abort_job_on_error(e.what(), exit_status_for(e.code()));  // ends every rank when there are several
+      throw;
+    }
+    if (!process_group().is_root()) return;  // rank 0 writes and reports
+    NQ_CHECK(!q.tensors.empty(), ErrorCode::kInvalidArgument, o.model << ": the model has no tensors");
+  } else {
+    const TensorSet model = read_tensors(o.model);
+    NQ_CHECK(!model.empty(), ErrorCode::kInvalidArgument, o.model << ": the model has no tensors");
+    std::unique_ptr<TensorSet> imp;
+    if (!o.importance.empty()) imp = std::make_unique<TensorSet>(read_tensors(o.importance));
+    q = quantize_model(model, imp.get(), p);
+    metadata = model.metadata();
+  }
   if (ends_with(o.output, ".nq")) {
     write_nq_file(o.output, q);
   } else {
     account_coding(q);
     TensorSet deq = q.dequantize();
-    deq.metadata() = model.metadata();
+    deq.metadata() = metadata;
     write_tensors(o.output, deq);
   }
 
@@ -136,7 +154,16 @@ void run_quantize(const QuantizeOptions& o) {
   std::cout << "method " << traits.name << ", scope " << scope_to_string(p.scope) << ", backend "
             << backend_name(q.backend) << (s.lambda > 0 ? ", lambda " + format_double(s.lambda, 6) : std::string())
             << ", " << format_double(s.seconds, 3) << " s\n"
-            << table.to_string() << "wrote " << o.output << "\n";
+            << table.to_string();
+  const ShardedQuantizeInfo& si = shard_info;
+  const double pass_seconds = si.compute_seconds + si.communication_seconds;
+  if (o.sharded)
+    std::cout << "sharded over " << si.ranks << (si.ranks == 1 ? " rank" : " ranks") << ": " << si.passes
+              << " passes; rank 0: load " << format_double(si.load_seconds, 3) << " s, compute "
+              << format_double(si.compute_seconds, 3) << " s, communication " << format_double(si.communication_seconds, 3)
+              << " s (" << format_double(pass_seconds > 0 ? 100.0 * si.communication_seconds / pass_seconds : 0.0, 3)
+              << "%); slowest rank compute " << format_double(si.max_compute_seconds, 3) << " s\n";
+  std::cout << "wrote " << o.output << "\n";
   if (!o.report.empty()) {
     nlohmann::json report = {
         {"method", traits.name},
@@ -148,6 +175,13 @@ void run_quantize(const QuantizeOptions& o) {
           {"importance", o.importance}, {"importance_transform", o.transform}, {"skip_1d", o.skip_1d}}},
         {"total", stats_json(s, true)},
         {"tensors", tensors}};
+    if (o.sharded)
+      report["sharded"] = {{"ranks", si.ranks},
+                           {"passes", si.passes},
+                           {"load_seconds", si.load_seconds},
+                           {"compute_seconds", si.compute_seconds},
+                           {"communication_seconds", si.communication_seconds},
+                           {"max_compute_seconds", si.max_compute_seconds}};
     write_json(o.report, report);
   }
 }
@@ -176,6 +210,9 @@ void setup_quantize(CLI::App& sub) {
   sub.add_option("--max-iter", o->max_iter, "Lloyd / ECSQ iterations")->capture_default_str();
   sub.add_option("--seed", o->seed, "seed for kmeans++")->capture_default_str();
   sub.add_flag("--skip-1d", o->skip_1d, "leave 1-D tensors (biases) in float");
+  sub.add_flag("--sharded", o->sharded,
+               "each MPI rank reads and quantizes only its shard of the weights (global scope; kmeans, hw-kmeans, "
+               "ecsq; init linear); the output is the same for any number of ranks, one included");
   sub.add_option("--report", o->report, "write a JSON report (\"-\" = stdout)");
   add_common_options(sub, o->common);
   sub.callback([o] { run_quantize(*o); });

@@ -4,6 +4,8 @@
 
 #include <string>
 
+#include "netquant/quantize.h"
+
 namespace nq {
 
 struct ProcessGroup {
@@ -21,5 +23,26 @@ bool mpi_compiled();  // built with NQ_MPI
 // Ends the whole job after a failure on this rank: prints "error: rank R: message" and aborts every rank
 // (MPI_Abort) so no rank writes partial output. Single process: just returns (the caller rethrows).
 void abort_job_on_error(const std::string& message, int exit_status);
+
+// ---- sharded global quantization ----
+// Quantizes a safetensors model (and optional importance file) with one shared codebook, each rank reading only
+// its shard: a contiguous run of fixed blocks of the quantized weights (accum_block_size of their count), read
+// by byte range. Every assign+accumulate pass folds the per-block statistics (Σh, Σhw, Σw, objective) in fp64
+// in block order across the ranks (the running total passes from rank to rank) and sums the counts exactly,
+// so the result is bitwise the same for any number of ranks, one included. Rank 0 gathers the indices and
+// returns the whole model; the other ranks return an empty one.
+// Methods: kmeans and hw-kmeans (Lloyd by assign+accumulate passes, then nearest-level labels) and ecsq (λ or a
+// target rate); init linear; CPU backend; pruning and every importance transform as in quantize_model.
+struct ShardedQuantizeInfo {
+  int ranks = 1;
+  int64_t local_weights = 0;       // weights this rank read
+  int passes = 0;                  // assign+accumulate passes over the data
+  double load_seconds = 0;         // this rank: read, validate, prune
+  double compute_seconds = 0;      // this rank: local passes
+  double communication_seconds = 0;  // this rank: folds, reductions and gathers, waiting included
+  double max_compute_seconds = 0;  // the slowest rank's local passes
+};
+QuantizedModel quantize_model_sharded(const std::string& model_path, const std::string& importance_path,
+                                      const ModelQuantizeParams& params, ShardedQuantizeInfo* info = nullptr);
 
 }  // namespace nq

@@ -30,6 +30,9 @@ struct SafetensorsEntry {
   uint64_t end;    // one past the last byte
 };
 std::vector<SafetensorsEntry> read_safetensors_index(const std::string& path);
+// Elements [first, first + count) of one indexed tensor (flat, C order), read from the file with one seek and
+// one read: a 1-D tensor named after the entry, in its stored dtype. Bounds are checked against the entry.
+Tensor read_safetensors_range(const std::string& path, const SafetensorsEntry& entry, int64_t first, int64_t count);
 
 // ---- .npy -----------------------------------------------------------------------------------------------
 // v1-v3 headers, '<f4' '<f8' '<f2' (and integer types), C order. Fortran order and pickles are errors.

@@ -287,6 +287,26 @@ std::vector<SafetensorsEntry> read_safetensors_index(const std::string& path) {
   return parse_header(reinterpret_cast<const uint8_t*>(header.data()), n, file_size, path).entries;
 }
 
+Tensor read_safetensors_range(const std::string& path, const SafetensorsEntry& entry, int64_t first, int64_t count) {
+  const uint64_t esize = dtype_size(entry.dtype);
+  const int64_t numel = shape_numel(entry.shape);
+  NQ_CHECK(first >= 0 && count >= 0 && first <= numel && count <= numel - first, ErrorCode::kInvalidArgument,
+           path << ": tensor '" << entry.name << "': elements [" << first << ", " << first + count
+                << ") are outside its " << numel << " elements");
+  NQ_CHECK(entry.begin + static_cast<uint64_t>(numel) * esize == entry.end, ErrorCode::kBadFile,
+           path << ": tensor '" << entry.name << "': byte range does not match its shape");
+  Tensor t(entry.name, entry.dtype, {count});
+  if (count == 0) return t;
+  std::ifstream in(path, std::ios::binary);
+  NQ_CHECK(in.good(), ErrorCode::kIo, path << ": cannot open");
+  in.seekg(static_cast<std::streamoff>(entry.begin + static_cast<uint64_t>(first) * esize));
+  in.read(static_cast<char*>(t.mutable_data()), static_cast<std::streamsize>(static_cast<uint64_t>(count) * esize));
+  NQ_CHECK(in.good(), ErrorCode::kIo,
+           path << ": tensor '" << entry.name << "': cannot read elements [" << first << ", " << first + count
+                << ") (file truncated or changed since its header was read?)");
+  return t;
+}
+
 std::string serialize_safetensors(const TensorSet& tensors) {
   const std::string header = build_header(tensors);
   std::string out(8, '\0');

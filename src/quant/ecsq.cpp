@@ -12,19 +12,27 @@
 
 namespace nq::quant {
 
-RawResult ecsq_run(const Problem& p, const std::vector<double>& init, double lambda, const QuantizeParams& q) {
+AssignPass local_pass(const Problem& p) {
+  return [p](const double* centers, const double* code_len, int k, double lambda, int32_t* labels,
+             AssignAccum& out) {
+    ops_assign_accumulate(p.backend, p.w, p.h, p.n, centers, code_len, k, lambda, labels, out);
+  };
+}
+
+RawResult ecsq_iterate(const AssignPass& pass, size_t n_total, size_t n_local, const std::vector<double>& init,
+                       double lambda, const QuantizeParams& q) {
   RawResult out;
   out.lambda = lambda;
   out.converged = false;
-  const double n = static_cast<double>(p.n);
+  const double n = static_cast<double>(n_total);
   std::vector<double> c = init;
   std::vector<double> l(c.size(), std::log2(static_cast<double>(c.size())));  // p_j = 1/k to start
-  std::vector<int32_t> labels(p.n);
+  std::vector<int32_t> labels(n_local);
   AssignAccum acc;
   double prev = infinity();
   for (int it = 1; it <= std::max(1, q.max_iter); ++it) {
     const int k = static_cast<int>(c.size());
-    ops_assign_accumulate(p.backend, p.w, p.h, p.n, c.data(), l.data(), k, lambda, labels.data(), acc);
+    pass(c.data(), l.data(), k, lambda, labels.data(), acc);
     const double hbits = histogram_entropy(acc.count.data(), k);
     const double dist = acc.distortion / n;
     const double obj = dist + lambda * hbits;
@@ -62,25 +70,37 @@ RawResult ecsq_run(const Problem& p, const std::vector<double>& init, double lam
   return out;
 }
 
+RawResult ecsq_run(const Problem& p, const std::vector<double>& init, double lambda, const QuantizeParams& q) {
+  return ecsq_iterate(local_pass(p), p.n, p.n, init, lambda, q);
+}
+
 RawResult ecsq_driver(const Problem& p, const SortedData& s, const QuantizeParams& q) {
   const int kmax = static_cast<int>(std::min<size_t>(static_cast<size_t>(std::max(1, q.k)), s.distinct()));
   const std::vector<double> init =
       kmax == static_cast<int>(s.distinct()) ? distinct_values(s) : init_centers(s, kmax, q.init, q.seed);
+  const SortedData::Sums all = s.range(0, s.size());
+  const double d0 = interval_scatter(all.s0, all.s1, all.s2) / static_cast<double>(p.n);
+  return ecsq_search(local_pass(p), p.n, p.n, init, d0, q);
+}
+
+RawResult ecsq_search(const AssignPass& pass, size_t n_total, size_t n_local, const std::vector<double>& init,
+                      double d0, const QuantizeParams& q) {
+  auto run_at = [&](const std::vector<double>& c, double lambda) {
+    return ecsq_iterate(pass, n_total, n_local, c, lambda, q);
+  };
   const double rate = target_rate_bits(q);
-  if (rate <= 0) return ecsq_run(p, init, q.lambda, q);
+  if (rate <= 0) return run_at(init, q.lambda);
 
   // Target rate: the λ = 0 rate is the most ECSQ reaches from k_max centres; beyond it return that point.
-  RawResult r0 = ecsq_run(p, init, 0.0, q);
+  RawResult r0 = run_at(init, 0.0);
   const double h0 = r0.history.back().entropy;
   if (rate >= h0) return r0;
   // λ in distortion units per bit: the weighted variance D0 is the distortion of one cluster (H = 0), so
   // λ ≈ D0 collapses everything; bisect log λ between D0·1e-9 and a λ that reaches the target.
-  const SortedData::Sums all = s.range(0, s.size());
-  double d0 = interval_scatter(all.s0, all.s1, all.s2) / static_cast<double>(p.n);
   if (!(d0 > 0)) d0 = 1e-30;
   double lo = std::log(d0 * 1e-9), hi = std::log(d0);
   for (int i = 0; i < 40; ++i) {
-    RawResult r = ecsq_run(p, init, std::exp(hi), q);
+    RawResult r = run_at(init, std::exp(hi));
     if (r.history.back().entropy <= rate) break;
     hi += std::log(4.0);
   }
@@ -88,7 +108,7 @@ RawResult ecsq_driver(const Problem& p, const SortedData& s, const QuantizeParam
   double best_err = std::fabs(h0 - rate);
   for (int it = 0; it < 50 && best_err > 0.005 * rate; ++it) {
     const double mid = 0.5 * (lo + hi);
-    RawResult r = ecsq_run(p, init, std::exp(mid), q);
+    RawResult r = run_at(init, std::exp(mid));
     const double hbits = r.history.back().entropy;
     const double err = std::fabs(hbits - rate);
     if (err < best_err) { best_err = err; best = std::move(r); }

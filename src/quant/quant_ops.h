@@ -43,6 +43,18 @@ struct AssignAccum {
     count.assign(static_cast<size_t>(k), 0);
     distortion = sq_error = cost = 0;
   }
+  // this += other, entry by entry (the fold step of an ordered reduction).
+  void add(const AssignAccum& other) {
+    for (size_t j = 0; j < sum_h.size(); ++j) {
+      sum_h[j] += other.sum_h[j];
+      sum_hw[j] += other.sum_hw[j];
+      sum_w[j] += other.sum_w[j];
+      count[j] += other.count[j];
+    }
+    distortion += other.distortion;
+    sq_error += other.sq_error;
+    cost += other.cost;
+  }
 };
 
 }  // namespace nq::quant
@@ -73,6 +85,14 @@ struct AssignAccum {
 
 namespace nq::cpu {
 NQ_QUANT_OPS_DECLARE
+
+// (a') CPU only: (a) with caller-chosen segments instead of fixed blocks, for the sharded driver, whose segments
+// must not depend on how the data is split across ranks. Segment s = [seg_end[s − 1], seg_end[s]) (from 0 for
+// s = 0; seg_end ascending, empty segments allowed); out[s] = the sums of its members in element order, from
+// zero. assign_accumulate is this with blocks of accum_block_size(n) folded in order, so the two agree bitwise.
+void assign_accumulate_segments(const float* w, const float* h, const size_t* seg_end, size_t nseg,
+                                const double* centers, const double* code_len, int k, double lambda, int32_t* labels,
+                                std::vector<::nq::quant::AssignAccum>& out);
 }  // namespace nq::cpu
 namespace nq::cuda {
 NQ_QUANT_OPS_DECLARE

@@ -152,21 +152,15 @@ inline void accum_one(float wi, double hi, int32_t j, const AssignPrep& P, Clust
   cost += quant::fadd(hdd, P.rl[j]);  // == assign_cost(w, h, c_j, l_j, λ) of the chosen (live or not) cluster
 }
 
-}  // namespace
-
-void assign_accumulate(const float* w, const float* h, size_t n, const double* centers, const double* code_len,
-                       int k, double lambda, int32_t* labels, quant::AssignAccum& out) {
+// Validates the codebook (ascending centres, at least one live cluster) and fills the per-pass constants.
+void prepare(AssignPrep& P, const double* centers, const double* code_len, int k, double lambda) {
   NQ_ASSERT(k >= 1);
-  out.reset(k);
   std::vector<double> lmin_left(k), lmin_right(k);
   for (int j = 0; j < k; ++j) lmin_left[j] = std::min(code_len[j], j ? lmin_left[j - 1] : quant::infinity());
   for (int j = k - 1; j >= 0; --j)
     lmin_right[j] = std::min(code_len[j], j + 1 < k ? lmin_right[j + 1] : quant::infinity());
   NQ_ASSERT_MSG(lmin_left[k - 1] < quant::infinity(), "assign_accumulate: every cluster is dead");
   for (int j = 0; j + 1 < k; ++j) NQ_ASSERT(centers[j] < centers[j + 1]);
-  if (n == 0) return;
-
-  AssignPrep P;
   P.k = k;
   P.c = centers;
   P.l = code_len;
@@ -210,12 +204,19 @@ void assign_accumulate(const float* w, const float* h, size_t n, const double* c
       P.table[static_cast<size_t>(b)] = p;
     }
   }
+}
 
-  const size_t block = quant::accum_block_size(n);
-  const size_t nblocks = (n + block - 1) / block;
-  const size_t ngroups = (nblocks + kLockstep - 1) / kLockstep;
-  // Groups of kLockstep consecutive blocks are processed in waves; each wave's per-block partials are merged in
-  // block order, so the sums are the same for any thread count while the scratch stays bounded.
+// The pass shared by both entry points: labels for every element, and for each segment s = [seg_end[s − 1],
+// seg_end[s]) (seg_end[−1] = 0) the sums of its members in element order, starting from zero. Segments are
+// processed in waves of groups; `consume(s, sums)` sees every segment's sums in segment order, so whatever it
+// folds is the same for any thread count while the scratch stays bounded.
+template <class Consume>
+void segmented_pass(const float* w, const float* h, const size_t* seg_end, size_t nseg, const AssignPrep& P,
+                    int32_t* labels, Consume&& consume) {
+  const int k = P.k;
+  const bool rate = P.lambda != 0.0;
+  auto seg_begin = [&](size_t s) { return s == 0 ? size_t{0} : seg_end[s - 1]; };
+  const size_t ngroups = (nseg + kLockstep - 1) / kLockstep;
   const int threads = std::max(1, omp_get_max_threads());
   // As many groups per wave as fit ~8 MB of partials (one wave, one barrier, for k = 32 up to N ≈ 2.6e8).
   const size_t wave = std::max(static_cast<size_t>(threads) * 2,
@@ -226,8 +227,8 @@ void assign_accumulate(const float* w, const float* h, size_t n, const double* c
     const size_t g1 = std::min(ngroups, g0 + wave);
 #pragma omp parallel for schedule(dynamic, 1) if (g1 - g0 > 1)
     for (int64_t gg = static_cast<int64_t>(g0); gg < static_cast<int64_t>(g1); ++gg) {
-      const size_t b0 = static_cast<size_t>(gg) * kLockstep, b1 = std::min(nblocks, b0 + kLockstep);
-      const size_t i0 = b0 * block, i1 = std::min(n, b1 * block);
+      const size_t b0 = static_cast<size_t>(gg) * kLockstep, b1 = std::min(nseg, b0 + kLockstep);
+      const size_t i0 = seg_begin(b0), i1 = seg_end[b1 - 1];
       int32_t* lab;
       if (labels) {
         lab = labels + i0;
@@ -239,7 +240,7 @@ void assign_accumulate(const float* w, const float* h, size_t n, const double* c
       // Labels (independent per element).
       // Window (measured on Student-t weights, k = 32): 4 centres around w when only distortion matters, 6 when
       // the rate term reaches farther; the bounds fall back to the walk when that is not enough.
-      if (lambda == 0.0) {
+      if (!rate) {
         if (h) {
           for (size_t i = i0; i < i1; ++i) lab[i - i0] = argmin_cluster<2>(w[i], static_cast<double>(h[i]), P);
         } else {
@@ -252,28 +253,30 @@ void assign_accumulate(const float* w, const float* h, size_t n, const double* c
           for (size_t i = i0; i < i1; ++i) lab[i - i0] = argmin_cluster<3>(w[i], 1.0, P);
         }
       }
-      // Sums: each block in element order, the group's blocks interleaved.
+      // Sums: each segment in element order; a full group of equal segments is interleaved.
       const size_t nb = b1 - b0;
       ClusterAcc* acc[kLockstep];
       double dist[kLockstep], sq[kLockstep], cst[kLockstep];
+      bool equal = nb == kLockstep;
       for (size_t b = 0; b < nb; ++b) {
         BlockSums& s = part[(static_cast<size_t>(gg) - g0) * kLockstep + b];
         s.reset(k);
         acc[b] = s.acc.data();
         dist[b] = sq[b] = cst[b] = 0.0;
+        equal = equal && seg_end[b0 + b] - seg_begin(b0 + b) == seg_end[b0] - i0;
       }
-      size_t r = 0;
-      if (nb == kLockstep && i1 - i0 == nb * block) {
-        for (; r < block; ++r) {
+      if (equal) {
+        const size_t len = seg_end[b0] - i0;
+        for (size_t r = 0; r < len; ++r) {
 #pragma GCC unroll 8
           for (int b = 0; b < kLockstep; ++b) {
-            const size_t off = static_cast<size_t>(b) * block + r, i = i0 + off;
+            const size_t off = static_cast<size_t>(b) * len + r, i = i0 + off;
             accum_one(w[i], h ? static_cast<double>(h[i]) : 1.0, lab[off], P, acc[b], dist[b], sq[b], cst[b]);
           }
         }
       } else {
         for (size_t b = 0; b < nb; ++b) {
-          const size_t s0 = i0 + b * block, s1 = std::min(n, s0 + block);
+          const size_t s0 = seg_begin(b0 + b), s1 = seg_end[b0 + b];
           for (size_t i = s0; i < s1; ++i)
             accum_one(w[i], h ? static_cast<double>(h[i]) : 1.0, lab[i - i0], P, acc[b], dist[b], sq[b], cst[b]);
         }
@@ -283,20 +286,57 @@ void assign_accumulate(const float* w, const float* h, size_t n, const double* c
         s.dist = dist[b]; s.sq = sq[b]; s.cost = cst[b];
       }
     }
-    const size_t nbw = std::min(nblocks, g1 * kLockstep) - g0 * kLockstep;
-    for (size_t bb = 0; bb < nbw; ++bb) {
-      const BlockSums& s = part[bb];
-      for (int j = 0; j < k; ++j) {
-        out.sum_h[j] += s.acc[j].sh;
-        out.sum_hw[j] += s.acc[j].shw;
-        out.sum_w[j] += s.acc[j].sw;
-        out.count[j] += s.acc[j].cnt;
-      }
-      out.distortion += s.dist;
-      out.sq_error += s.sq;
-      out.cost += s.cost;
-    }
+    const size_t first = g0 * kLockstep, last = std::min(nseg, g1 * kLockstep);
+    for (size_t s = first; s < last; ++s) consume(s, part[s - first]);
   }
+}
+
+}  // namespace
+
+void assign_accumulate(const float* w, const float* h, size_t n, const double* centers, const double* code_len,
+                       int k, double lambda, int32_t* labels, quant::AssignAccum& out) {
+  AssignPrep P;
+  prepare(P, centers, code_len, k, lambda);
+  out.reset(k);
+  if (n == 0) return;
+  // Fixed blocks of accum_block_size(n), folded into `out` in block order.
+  const size_t block = quant::accum_block_size(n);
+  std::vector<size_t> ends((n + block - 1) / block);
+  for (size_t b = 0; b < ends.size(); ++b) ends[b] = std::min(n, (b + 1) * block);
+  segmented_pass(w, h, ends.data(), ends.size(), P, labels, [&](size_t, const BlockSums& s) {
+    for (int j = 0; j < k; ++j) {
+      out.sum_h[j] += s.acc[j].sh;
+      out.sum_hw[j] += s.acc[j].shw;
+      out.sum_w[j] += s.acc[j].sw;
+      out.count[j] += s.acc[j].cnt;
+    }
+    out.distortion += s.dist;
+    out.sq_error += s.sq;
+    out.cost += s.cost;
+  });
+}
+
+void assign_accumulate_segments(const float* w, const float* h, const size_t* seg_end, size_t nseg,
+                                const double* centers, const double* code_len, int k, double lambda, int32_t* labels,
+                                std::vector<quant::AssignAccum>& out) {
+  AssignPrep P;
+  prepare(P, centers, code_len, k, lambda);
+  for (size_t s = 0; s + 1 < nseg; ++s) NQ_ASSERT(seg_end[s] <= seg_end[s + 1]);
+  out.resize(nseg);
+  if (nseg == 0) return;
+  segmented_pass(w, h, seg_end, nseg, P, labels, [&](size_t seg, const BlockSums& s) {
+    quant::AssignAccum& o = out[seg];
+    o.reset(k);
+    for (int j = 0; j < k; ++j) {
+      o.sum_h[j] = s.acc[j].sh;
+      o.sum_hw[j] = s.acc[j].shw;
+      o.sum_w[j] = s.acc[j].sw;
+      o.count[j] = s.acc[j].cnt;
+    }
+    o.distortion = s.dist;
+    o.sq_error = s.sq;
+    o.cost = s.cost;
+  });
 }
 
 void sort_pairs(const float* w, const float* h, size_t n, float* w_sorted, float* h_sorted) {

@@ -10,7 +10,7 @@
 #include "netquant/error.h"
 #include "netquant/progress.h"
 #include "netquant/quantize.h"
-#include "quant/quant_ops.h"
+#include "quant/model_stats.h"
 
 namespace nq {
 
@@ -24,8 +24,6 @@ struct Prepared {
 // One problem: a list of (tensor, flat range) pieces; pruned weights are skipped.
 struct Piece { size_t prep; int64_t begin, end; };
 struct ProblemSpec { std::vector<Piece> pieces; };
-
-double ceil_log2(int k) { return k <= 1 ? 0.0 : std::ceil(std::log2(static_cast<double>(k))); }
 
 }  // namespace
 
@@ -186,91 +184,24 @@ QuantizedModel quantize_model(const TensorSet& model, const TensorSet* importanc
         if (idx[i] != kPrunedIndex) idx[i] = r.indices[pos++];
     }
   }
-  QuantStats& tot = out.total;
-  double tot_d = 0, tot_m = 0, tot_entropy_bits = 0, tot_fixed_bits = 0, tot_codebook_bits = 0;
+  std::vector<quant::TensorErrorSums> errors(out.tensors.size());
   for (const auto& p : prep) {
-    QuantizedTensor& qt = out.tensors[p.tensor];
-    QuantStats& st = qt.stats;
+    const QuantizedTensor& qt = out.tensors[p.tensor];
     double d = 0, m = 0;
-    int64_t pruned = 0;
     for (size_t i = 0; i < p.w.size(); ++i) {
       const int32_t idx = qt.indices[i];
       const float q = idx == kPrunedIndex ? 0.0f
                                           : out.codebooks[qt.first_codebook + static_cast<int64_t>(i) / qt.problem_size][idx];
-      pruned += idx == kPrunedIndex;
       const double e = static_cast<double>(q) - p.w[i];
       m += e * e;
       d += (weighted ? static_cast<double>(p.h[i]) : 1.0) * e * e;
     }
-    const double n = static_cast<double>(p.w.size());
-    st.pruned = pruned;
-    st.hw_distortion = d / n;
-    st.mse = m / n;
-    tot_d += d;
-    tot_m += m;
-    // Index bits: per problem (n_kept · H or n_kept · ⌈log2 k⌉); codebooks 32 bits per level (global scope:
-    // this tensor's share of the shared codebook).
-    double ebits = 0, fbits = 0, cbits = 0;
-    int clusters = 0;
-    for (int64_t pr = 0; pr < qt.num_problems; ++pr) {
-      const int64_t cb = qt.first_codebook + pr;
-      const int k = static_cast<int>(out.codebooks[cb].size());
-      std::vector<int64_t> counts(static_cast<size_t>(std::max(k, 1)), 0);
-      const int64_t b = params.scope.kind == ScopeKind::kGlobal ? 0 : pr * qt.problem_size;
-      const int64_t e = params.scope.kind == ScopeKind::kGlobal ? static_cast<int64_t>(n)
-                                                                : std::min<int64_t>(static_cast<int64_t>(n), b + qt.problem_size);
-      if (k > 0) cpu::label_histogram(qt.indices.data() + b, static_cast<size_t>(e - b), k, counts.data());
-      int64_t kept = 0;
-      int used = 0;
-      for (int j = 0; j < k; ++j) { kept += counts[j]; used += counts[j] > 0; }
-      clusters = std::max(clusters, used);
-      ebits += static_cast<double>(kept) * quant::histogram_entropy(counts.data(), k);
-      fbits += static_cast<double>(kept) * ceil_log2(k);
-      cbits += params.scope.kind == ScopeKind::kGlobal ? 32.0 * k * n / static_cast<double>(total_n) : 32.0 * k;
-    }
-    st.clusters = clusters;
-    st.entropy_bits_per_weight = ebits / n;
-    st.fixed_bits_per_weight = (fbits + cbits) / n;
-    st.ratio_fixed = 32.0 * n / (fbits + cbits);
-    st.ratio_entropy = 32.0 * n / (ebits + cbits);
-    tot_entropy_bits += ebits;
-    tot_fixed_bits += fbits;
-    tot_codebook_bits += cbits;
-    tot.pruned += pruned;
+    errors[p.tensor] = {d, m};
   }
-  // Per-problem iteration counts, λ and timing.
-  for (size_t j = 0; j < problems.size(); ++j) {
-    const QuantizeResult& r = results[j];
-    for (const Piece& pc : problems[j].pieces) {
-      QuantStats& st = out.tensors[prep[pc.prep].tensor].stats;
-      st.iterations = std::max(st.iterations, r.iterations);
-      st.converged = st.converged && r.converged;
-      st.lambda = std::max(st.lambda, r.lambda);
-      st.seconds += r.seconds;
-    }
-    tot.iterations = std::max(tot.iterations, r.iterations);
-    tot.converged = tot.converged && r.converged;
-    tot.lambda = std::max(tot.lambda, r.lambda);
-  }
-  tot.params = 0;
-  for (const auto& qt : out.tensors) tot.params += qt.stats.params;
-  const double N = static_cast<double>(total_n);
-  if (total_n > 0) {
-    tot.hw_distortion = tot_d / N;
-    tot.mse = tot_m / N;
-    if (params.scope.kind == ScopeKind::kGlobal) {
-      // One shared codebook: the entropy of the whole index stream, not the sum of per-tensor entropies.
-      const auto& r = results[0];
-      tot.clusters = static_cast<int>(r.codebook.size());
-      tot_entropy_bits = r.entropy_bits * static_cast<double>(r.indices.size());
-    } else {
-      for (const auto& qt : out.tensors) tot.clusters = std::max(tot.clusters, qt.stats.clusters);
-    }
-    tot.entropy_bits_per_weight = tot_entropy_bits / N;
-    tot.fixed_bits_per_weight = (tot_fixed_bits + tot_codebook_bits) / N;
-    tot.ratio_fixed = 32.0 * N / (tot_fixed_bits + tot_codebook_bits);
-    tot.ratio_entropy = 32.0 * N / (tot_entropy_bits + tot_codebook_bits);
-  }
+  std::vector<quant::ProblemSummary> summaries;
+  for (const QuantizeResult& r : results) summaries.push_back(quant::ProblemSummary::of(r));
+  quant::fill_model_stats(out, errors, summaries, total_n);
+  QuantStats& tot = out.total;
   tot.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return out;
 }

@@ -4,9 +4,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "netquant/quantize.h"
+#include "quant/quant_ops.h"
 
 namespace nq::quant {
 
@@ -58,6 +60,14 @@ struct RawResult {
   std::vector<IterationStats> history;
 };
 
+// The float codebook of a driver's centres: used ones (counts > 0) rounded to float, sorted, equal levels
+// merged; remap[j] = the level of centre j (−1 when unused).
+struct LevelMap {
+  std::vector<float> codebook;
+  std::vector<int32_t> remap;
+};
+LevelMap round_levels(const std::vector<double>& centers, const std::vector<int64_t>& counts);
+
 // Rounds centres to float, drops unused ones, sorts and merges equal levels, relabels, and measures D, MSE and
 // entropy against the float codebook (deterministic blocked sums).
 QuantizeResult finalize(const Problem& p, RawResult raw);
@@ -72,6 +82,18 @@ RawResult uniform_quantize(const Problem& p, double step, int max_cells);       
 RawResult uniform_driver(const Problem& p, const QuantizeParams& q);                       // Δ or target
 RawResult ecsq_run(const Problem& p, const std::vector<double>& init, double lambda, const QuantizeParams& q);
 RawResult ecsq_driver(const Problem& p, const SortedData& s, const QuantizeParams& q);     // λ or target
+
+// One assign + accumulate pass over the whole problem, wherever its data lives: the local op for one process,
+// or the sharded driver's pass (local op per rank + an ordered reduction). `labels` holds this process's values.
+using AssignPass = std::function<void(const double* centers, const double* code_len, int k, double lambda,
+                                      int32_t* labels, AssignAccum& out)>;
+AssignPass local_pass(const Problem& p);
+// ECSQ iterations from `init` for one λ over n_total values (n_local of them here) — λ = 0 is weighted Lloyd.
+RawResult ecsq_iterate(const AssignPass& pass, size_t n_total, size_t n_local, const std::vector<double>& init,
+                       double lambda, const QuantizeParams& q);
+// q.lambda, or the target rate of q by bisection on log λ; d0: the weighted variance (1/N) Σ h (w − mean)².
+RawResult ecsq_search(const AssignPass& pass, size_t n_total, size_t n_local, const std::vector<double>& init,
+                      double d0, const QuantizeParams& q);
 
 // Target rate in bits/weight from target_bits / target_ratio (0 when none).
 double target_rate_bits(const QuantizeParams& q);

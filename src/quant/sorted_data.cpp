@@ -145,6 +145,24 @@ std::vector<int32_t> nearest_labels(const Problem& p, const std::vector<double>&
   return labels;
 }
 
+LevelMap round_levels(const std::vector<double>& centers, const std::vector<int64_t>& counts) {
+  const int k = static_cast<int>(centers.size());
+  LevelMap m;
+  // Used levels, rounded to float, sorted; equal floats merge into one level.
+  std::vector<int32_t> order;
+  for (int j = 0; j < k; ++j)
+    if (counts[j] > 0) order.push_back(j);
+  std::vector<float> level(static_cast<size_t>(k));
+  for (int j : order) level[j] = static_cast<float>(centers[j]);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return level[a] < level[b]; });
+  m.remap.assign(static_cast<size_t>(k), -1);
+  for (int j : order) {
+    if (m.codebook.empty() || m.codebook.back() != level[j]) m.codebook.push_back(level[j]);
+    m.remap[j] = static_cast<int32_t>(m.codebook.size() - 1);
+  }
+  return m;
+}
+
 QuantizeResult finalize(const Problem& p, RawResult raw) {
   QuantizeResult r;
   r.iterations = raw.iterations;
@@ -158,18 +176,9 @@ QuantizeResult finalize(const Problem& p, RawResult raw) {
   if (n == 0) return r;
   std::vector<int64_t> counts(static_cast<size_t>(k));
   cpu::label_histogram(raw.labels.data(), n, k, counts.data());
-  // Used levels, rounded to float, sorted; equal floats merge into one level.
-  std::vector<int32_t> order;
-  for (int j = 0; j < k; ++j)
-    if (counts[j] > 0) order.push_back(j);
-  std::vector<float> level(static_cast<size_t>(k));
-  for (int j : order) level[j] = static_cast<float>(raw.centers[j]);
-  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return level[a] < level[b]; });
-  std::vector<int32_t> remap(static_cast<size_t>(k), -1);
-  for (int j : order) {
-    if (r.codebook.empty() || r.codebook.back() != level[j]) r.codebook.push_back(level[j]);
-    remap[j] = static_cast<int32_t>(r.codebook.size() - 1);
-  }
+  const LevelMap levels = round_levels(raw.centers, counts);
+  r.codebook = levels.codebook;
+  const std::vector<int32_t>& remap = levels.remap;
   r.indices.resize(n);
   const size_t block = accum_block_size(n), nb = (n + block - 1) / block;
   std::vector<double> pd(nb), pm(nb);

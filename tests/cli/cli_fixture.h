@@ -50,6 +50,14 @@ class CliFixture : public ::testing::Test {
   // Runs `netquant ARGS`.
   CliRun run(const std::string& args) const { return shell(std::string("'") + NQ_CLI_PATH + "' " + args); }
 
+  static bool have_mpirun() { return std::system("command -v mpirun >/dev/null 2>&1") == 0; }
+  // `mpirun -np NP netquant` (append the arguments). Root is allowed explicitly (CI runs as root);
+  // --oversubscribe lets more ranks than cores share the machine.
+  static std::string mpirun(int np) {
+    return "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 "
+           "mpirun --oversubscribe -np " + std::to_string(np) + " '" + NQ_CLI_PATH + "'";
+  }
+
   std::string dir_;
 };
 

@@ -41,12 +41,6 @@ class SweepCli : public CliFixture {
     return " sweep '" + file("model.safetensors") + "' --importance '" + file("imp.safetensors") +
            "' --method ecsq,uniform,hw-kmeans --lambdas 1e-5:1e-2:7 --k 2,4,8,16 -q -o '" + out + "'";
   }
-  static bool have_mpirun() { return std::system("command -v mpirun >/dev/null 2>&1") == 0; }
-  std::string mpirun(int np) const {
-    // Root is allowed explicitly (CI runs as root); --oversubscribe lets 3 ranks share 2 cores.
-    return "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 "
-           "mpirun --oversubscribe -np " + std::to_string(np) + " '" + NQ_CLI_PATH + "'";
-  }
 };
 
 TEST_F(SweepCli, SingleProcessCsvHasEveryPointAndKnownColumns) {

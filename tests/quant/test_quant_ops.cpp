@@ -83,6 +83,74 @@ TEST(QuantOps, FusedAssignDeterministicAcrossThreads) {
   EXPECT_EQ(a.distortion, b.distortion);
 }
 
+// Caller-chosen segments (the sharded driver's op): every segment's sums equal a plain element-order fp64 loop
+// over it with brute-force labels, bit for bit (same operations in the same order), empty segments give zeros,
+// and fixed blocks of accum_block_size(n) folded in order reproduce assign_accumulate exactly.
+TEST(QuantOps, SegmentedAssignMatchesSequentialSumsPerSegment) {
+  const size_t n = 70001;
+  const auto w = student_t(n, 11);
+  auto h = student_t(n, 12);
+  for (auto& x : h) x = std::fabs(x);
+  const std::vector<double> c = {-0.2, -0.05, -0.01, 0.0, 0.015, 0.06, 0.3}, l = {4, 3, 2, 1, 2, 3, 5};
+  const int k = static_cast<int>(c.size());
+  std::mt19937_64 rng(5);
+  std::vector<size_t> ends;
+  for (size_t at = 0; at < n;) {
+    const size_t len = rng() % 4 == 0 ? 0 : (rng() % 3 == 0 ? 16384 : 1 + rng() % 9000);  // equal runs too
+    at = std::min(n, at + len);
+    ends.push_back(at);
+  }
+  for (double lambda : {0.0, 3e-4}) {
+    std::vector<int32_t> labels(n);
+    std::vector<AssignAccum> parts;
+    cpu::assign_accumulate_segments(w.data(), h.data(), ends.data(), ends.size(), c.data(), l.data(), k, lambda,
+                                    labels.data(), parts);
+    ASSERT_EQ(parts.size(), ends.size());
+    size_t i = 0;
+    for (size_t s = 0; s < ends.size(); ++s) {
+      std::vector<double> sh(k, 0.0), shw(k, 0.0);
+      std::vector<int64_t> cnt(k, 0);
+      double dist = 0;
+      for (; i < ends[s]; ++i) {
+        int32_t best = -1;
+        double bc = infinity();
+        for (int j = 0; j < k; ++j) {
+          const double cost = assign_cost(w[i], h[i], c[j], l[j], lambda);
+          if (best < 0 || better(cost, j, bc, best)) { bc = cost; best = j; }
+        }
+        ASSERT_EQ(labels[i], best) << "i=" << i;
+        sh[best] += static_cast<double>(h[i]);
+        shw[best] += static_cast<double>(h[i]) * w[i];
+        ++cnt[best];
+        const double d = static_cast<double>(w[i]) - c[best];
+        dist += static_cast<double>(h[i]) * (d * d);
+      }
+      for (int j = 0; j < k; ++j) {
+        ASSERT_EQ(parts[s].sum_h[j], sh[j]) << "segment " << s;
+        ASSERT_EQ(parts[s].sum_hw[j], shw[j]) << "segment " << s;
+        ASSERT_EQ(parts[s].count[j], cnt[j]) << "segment " << s;
+      }
+      ASSERT_EQ(parts[s].distortion, dist) << "segment " << s;
+    }
+    // Fixed blocks folded in order == the fused op.
+    const size_t block = accum_block_size(n);
+    std::vector<size_t> blocks;
+    for (size_t at = block; at < n + block; at += block) blocks.push_back(std::min(n, at));
+    cpu::assign_accumulate_segments(w.data(), h.data(), blocks.data(), blocks.size(), c.data(), l.data(), k, lambda,
+                                    nullptr, parts);
+    AssignAccum folded, fused;
+    folded.reset(k);
+    for (const auto& p : parts) folded.add(p);
+    cpu::assign_accumulate(w.data(), h.data(), n, c.data(), l.data(), k, lambda, nullptr, fused);
+    EXPECT_EQ(std::memcmp(folded.sum_h.data(), fused.sum_h.data(), k * sizeof(double)), 0);
+    EXPECT_EQ(std::memcmp(folded.sum_hw.data(), fused.sum_hw.data(), k * sizeof(double)), 0);
+    EXPECT_EQ(std::memcmp(folded.sum_w.data(), fused.sum_w.data(), k * sizeof(double)), 0);
+    EXPECT_EQ(folded.count, fused.count);
+    EXPECT_EQ(folded.cost, fused.cost);
+    EXPECT_EQ(folded.sq_error, fused.sq_error);
+  }
+}
+
 TEST(QuantOps, SortPairsMatchesStableSort) {
   for (size_t n : {size_t{1}, size_t{7}, size_t{4095}, size_t{5001}, size_t{70003}}) {
     auto w = student_t(n, n);

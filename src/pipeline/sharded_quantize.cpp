@@ -1,0 +1,421 @@
+// Sharded global quantization over MPI ranks (one rank works too): each rank reads a contiguous run of fixed
+// blocks of the quantized weights by byte range, and every pass of Lloyd / ECSQ reduces its per-block
+// statistics in block order across the ranks, so the result does not depend on the number of ranks.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <memory>
+
+#include "netquant/distributed.h"
+#include "netquant/error.h"
+#include "netquant/io.h"
+#include "pipeline/collectives.h"
+#include "quant/model_stats.h"
+#include "quant/quant_formulas.h"
+#include "quant/quant_ops.h"
+#include "quant/quantizers.h"
+
+namespace nq {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// A fixed block of one quantized tensor: the unit of ownership and of every ordered sum. Blocks never span
+// tensors, and their size depends only on the total weight count, so they are the same for any rank count.
+struct Block {
+  size_t tensor;         // ordinal among the quantized tensors
+  int64_t begin, end;    // flat element range in that tensor
+  uint64_t position;     // global position of `begin` in the concatenated quantized weights
+};
+
+// The `kth` smallest (1-based) of every rank's scores, exactly: scores are finite and >= 0, so their bit
+// patterns sort like their values; four rounds of 16-bit digit histograms summed over the ranks pin it down.
+double select_kth_smallest(const std::vector<double>& scores, int64_t kth) {
+  uint64_t prefix = 0;
+  for (int shift = 48; shift >= 0; shift -= 16) {
+    const uint64_t high = shift == 48 ? 0 : ~uint64_t{0} << (shift + 16);
+    std::vector<int64_t> hist(size_t{1} << 16, 0);
+    for (const double s : scores) {
+      uint64_t u;
+      std::memcpy(&u, &s, 8);
+      if ((u & high) == prefix) ++hist[(u >> shift) & 0xffff];
+    }
+    dist::sum_in_place(hist);
+    int64_t below = 0;
+    size_t d = 0;
+    while (d + 1 < hist.size() && below + hist[d] < kth) below += hist[d++];
+    kth -= below;
+    prefix |= static_cast<uint64_t>(d) << shift;
+  }
+  double v;
+  std::memcpy(&v, &prefix, 8);
+  return v;
+}
+
+struct TensorInfo {
+  const SafetensorsEntry* entry;
+  const SafetensorsEntry* importance;  // null when unweighted
+  int64_t numel;
+};
+
+// What one rank holds after loading: its blocks' weights (raw, in order), importances and pruning mask.
+struct Shard {
+  std::vector<Block> blocks;
+  std::vector<float> w, h;          // raw elements of the owned blocks, concatenated in block order
+  std::vector<uint8_t> pruned;
+  std::vector<size_t> raw_end;      // per owned block: end of its raw elements in w
+  std::vector<float> kept_w, kept_h;
+  std::vector<size_t> kept_end;     // per owned block: end of its kept elements in kept_w (the op's segments)
+};
+
+void check_params(const ModelQuantizeParams& params) {
+  const QuantizeParams& q = params.quant;
+  const MethodTraits& traits = method_traits(q.method);
+  NQ_CHECK(params.scope.kind == ScopeKind::kGlobal, ErrorCode::kUnsupported,
+           "sharded quantization shares one codebook over the model (--scope global), got --scope "
+               << scope_to_string(params.scope));
+  NQ_CHECK(q.method == Method::kKmeans || q.method == Method::kHwKmeans || q.method == Method::kEcsq,
+           ErrorCode::kUnsupported, "sharded quantization supports kmeans, hw-kmeans and ecsq, not " << traits.name);
+  NQ_CHECK(q.init == Init::kLinear, ErrorCode::kUnsupported,
+           "sharded quantization starts from --init linear (" << init_name(q.init)
+                                                               << " needs the sorted weights on one rank)");
+  NQ_CHECK(q.backend != Backend::kCuda, ErrorCode::kUnsupported, "sharded quantization runs on the CPU backend");
+  NQ_CHECK(q.k >= 1, ErrorCode::kInvalidArgument, traits.name << ": k must be >= 1, got " << q.k);
+  NQ_CHECK(q.max_iter >= 1, ErrorCode::kInvalidArgument, "max_iter must be >= 1, got " << q.max_iter);
+  NQ_CHECK(q.lambda >= 0 && std::isfinite(q.lambda), ErrorCode::kInvalidArgument,
+           "lambda must be finite and >= 0, got " << q.lambda);
+  NQ_CHECK(q.target_bits >= 0 && q.target_ratio >= 0, ErrorCode::kInvalidArgument, "target bits/ratio must be >= 0");
+  NQ_CHECK(!(q.target_bits > 0 || q.target_ratio > 0) || traits.supports_target, ErrorCode::kInvalidArgument,
+           traits.name << " does not support a target rate (use ecsq)");
+  NQ_CHECK(params.prune >= 0 && params.prune < 1, ErrorCode::kInvalidArgument,
+           "--prune must be in [0, 1), got " << params.prune);
+}
+
+// Reads this rank's blocks, validates them and applies the importance transform (as quantize_model does).
+void load_shard(const std::string& model_path, const std::string& importance_path,
+                const std::vector<TensorInfo>& tensors, const ModelQuantizeParams& params, Shard& s) {
+  const bool weighted = !importance_path.empty();
+  size_t b = 0;
+  while (b < s.blocks.size()) {
+    // The owned blocks of one tensor are contiguous: read them with one ranged read.
+    size_t e = b;
+    while (e < s.blocks.size() && s.blocks[e].tensor == s.blocks[b].tensor) ++e;
+    const TensorInfo& t = tensors[s.blocks[b].tensor];
+    const int64_t first = s.blocks[b].begin, count = s.blocks[e - 1].end - first;
+    const std::vector<float> w = read_safetensors_range(model_path, *t.entry, first, count).to_f32();
+    for (size_t i = 0; i < w.size(); ++i)
+      NQ_CHECK(std::isfinite(w[i]), ErrorCode::kInvalidArgument,
+               "tensor '" << t.entry->name << "': weight " << first + static_cast<int64_t>(i) << " is not finite ("
+                          << w[i] << ")");
+    s.w.insert(s.w.end(), w.begin(), w.end());
+    if (weighted) {
+      std::vector<float> h = read_safetensors_range(importance_path, *t.importance, first, count).to_f32();
+      for (size_t i = 0; i < h.size(); ++i) {
+        NQ_CHECK(std::isfinite(h[i]) && h[i] >= 0, ErrorCode::kInvalidArgument,
+                 "importance of tensor '" << t.entry->name << "': value " << first + static_cast<int64_t>(i)
+                                          << " is " << h[i] << " (must be finite and >= 0)");
+        if (params.importance_transform == ImportanceTransform::kSqrt) h[i] = std::sqrt(h[i]);
+      }
+      s.h.insert(s.h.end(), h.begin(), h.end());
+    }
+    for (size_t k = b; k < e; ++k) s.raw_end.push_back(s.w.size() - static_cast<size_t>(s.blocks[e - 1].end - s.blocks[k].end));
+    b = e;
+  }
+  if (weighted && params.importance_transform == ImportanceTransform::kNormalize) {
+    // Mean 1 per tensor: the tensor's Σh in element order (blocks folded in order across the ranks).
+    const std::vector<double> sums = dist::ordered_fold(tensors.size(), [&](std::vector<double>& total) {
+      size_t i = 0;
+      for (size_t k = 0; k < s.blocks.size(); ++k) {
+        double& acc = total[s.blocks[k].tensor];
+        for (; i < s.raw_end[k]; ++i) acc += s.h[i];
+      }
+    });
+    size_t i = 0;
+    for (size_t k = 0; k < s.blocks.size(); ++k) {
+      const size_t t = s.blocks[k].tensor;
+      const float scale = static_cast<float>(static_cast<double>(tensors[t].numel) / sums[t]);
+      for (; i < s.raw_end[k]; ++i)
+        if (sums[t] > 0) s.h[i] *= scale;
+    }
+  }
+}
+
+// Model-wide pruning exactly as quantize_model: the `to_prune` smallest h·w² (w² unweighted), ties in flat order.
+void prune_shard(int64_t to_prune, Shard& s) {
+  s.pruned.assign(s.w.size(), 0);
+  if (to_prune <= 0) return;
+  std::vector<double> score(s.w.size());
+  for (size_t i = 0; i < s.w.size(); ++i) {
+    const double w = s.w[i];
+    score[i] = (s.h.empty() ? 1.0 : static_cast<double>(s.h[i])) * w * w;
+  }
+  const double thr = select_kth_smallest(score, to_prune);
+  int64_t below = 0, ties = 0;
+  for (const double v : score) {
+    below += v < thr;
+    ties += v == thr;
+  }
+  const int64_t ties_to_prune = to_prune - dist::sum(below);
+  int64_t tie = dist::exclusive_prefix_sum(ties);  // ties on lower ranks come first in flat order
+  for (size_t i = 0; i < score.size(); ++i) {
+    if (score[i] < thr) s.pruned[i] = 1;
+    if (score[i] == thr) s.pruned[i] = tie++ < ties_to_prune;
+  }
+}
+
+}  // namespace
+
+QuantizedModel quantize_model_sharded(const std::string& model_path, const std::string& importance_path,
+                                      const ModelQuantizeParams& params, ShardedQuantizeInfo* info) {
+  const auto t_start = Clock::now();
+  check_params(params);
+  const ProcessGroup& group = process_group();
+  ShardedQuantizeInfo stats;
+  stats.ranks = group.size;
+  QuantizeParams qp = params.quant;
+  qp.backend = Backend::kCpu;
+  const bool weighted = !importance_path.empty() && method_traits(qp.method).uses_importance;
+
+  // ---- the layout: quantized tensors, fixed blocks, this rank's run of blocks ----
+  const std::vector<SafetensorsEntry> entries = read_safetensors_index(model_path);
+  std::vector<SafetensorsEntry> imp_entries;
+  if (weighted) imp_entries = read_safetensors_index(importance_path);
+  std::vector<TensorInfo> tensors;
+  std::vector<int> ordinal(entries.size(), -1);  // entry -> quantized ordinal
+  for (size_t e = 0; e < entries.size(); ++e) {
+    const SafetensorsEntry& t = entries[e];
+    const int64_t numel = shape_numel(t.shape);
+    if (!dtype_is_float(t.dtype) || numel == 0 || (params.skip_1d && t.shape.size() == 1)) continue;
+    const SafetensorsEntry* imp = nullptr;
+    if (weighted) {
+      for (const auto& c : imp_entries)
+        if (c.name == t.name) imp = &c;
+      NQ_CHECK(imp != nullptr, ErrorCode::kShapeMismatch,
+               "importance has no tensor '" << t.name << "' (every quantized tensor needs one)");
+      NQ_CHECK(imp->shape == t.shape, ErrorCode::kShapeMismatch,
+               "importance of tensor '" << t.name << "' has shape " << shape_to_string(imp->shape)
+                                        << ", the weight has " << shape_to_string(t.shape));
+      NQ_CHECK(dtype_is_float(imp->dtype), ErrorCode::kInvalidArgument,
+               "importance of tensor '" << t.name << "' has non-float dtype " << dtype_name(imp->dtype));
+    }
+    ordinal[e] = static_cast<int>(tensors.size());
+    tensors.push_back({&t, imp, numel});
+  }
+  uint64_t total_n = 0;
+  for (const auto& t : tensors) total_n += static_cast<uint64_t>(t.numel);
+  const uint64_t block = quant::accum_block_size(total_n);
+  // Rank r owns the blocks that start in [total·r/P, total·(r+1)/P).
+  auto bound = [&](int r) {
+    return static_cast<uint64_t>(static_cast<unsigned __int128>(total_n) * static_cast<unsigned>(r) /
+                                 static_cast<unsigned>(group.size));
+  };
+  const uint64_t own_lo = bound(group.rank), own_hi = bound(group.rank + 1);
+  Shard shard;
+  uint64_t position = 0;
+  for (size_t t = 0; t < tensors.size(); ++t) {
+    for (int64_t b = 0; b < tensors[t].numel; b += static_cast<int64_t>(block)) {
+      const uint64_t at = position + static_cast<uint64_t>(b);
+      if (at >= own_lo && at < own_hi)
+        shard.blocks.push_back({t, b, std::min(tensors[t].numel, b + static_cast<int64_t>(block)), at});
+    }
+    position += static_cast<uint64_t>(tensors[t].numel);
+  }
+
+  // ---- load, prune, compact ----
+  load_shard(model_path, weighted ? importance_path : std::string(), tensors, params, shard);
+  stats.local_weights = static_cast<int64_t>(shard.w.size());
+  prune_shard(static_cast<int64_t>(std::floor(params.prune * static_cast<double>(total_n))), shard);
+  {
+    size_t i = 0;
+    for (size_t k = 0; k < shard.blocks.size(); ++k) {
+      for (; i < shard.raw_end[k]; ++i) {
+        if (shard.pruned[i]) continue;
+        shard.kept_w.push_back(shard.w[i]);
+        if (weighted) shard.kept_h.push_back(shard.h[i]);
+      }
+      shard.kept_end.push_back(shard.kept_w.size());
+    }
+  }
+  const size_t n_local = shard.kept_w.size();
+  const int64_t n_kept = dist::sum(static_cast<int64_t>(n_local));
+  stats.load_seconds = seconds_since(t_start);
+
+  // ---- the pass: the local op over this rank's blocks, then the blocks folded in order over the ranks ----
+  const float* hk = weighted ? shard.kept_h.data() : nullptr;
+  std::vector<quant::AssignAccum> parts;
+  quant::AssignPass pass = [&](const double* centers, const double* code_len, int k, double lambda,
+                               int32_t* labels, quant::AssignAccum& out) {
+    auto t0 = Clock::now();
+    cpu::assign_accumulate_segments(shard.kept_w.data(), hk, shard.kept_end.data(), shard.kept_end.size(), centers,
+                                    code_len, k, lambda, labels, parts);
+    stats.compute_seconds += seconds_since(t0);
+    t0 = Clock::now();
+    const size_t ku = static_cast<size_t>(k);
+    const std::vector<double> total = dist::ordered_fold(3 * ku + 3, [&](std::vector<double>& run) {
+      for (const quant::AssignAccum& a : parts) {
+        for (size_t j = 0; j < ku; ++j) {
+          run[j] += a.sum_h[j];
+          run[ku + j] += a.sum_hw[j];
+          run[2 * ku + j] += a.sum_w[j];
+        }
+        run[3 * ku] += a.distortion;
+        run[3 * ku + 1] += a.sq_error;
+        run[3 * ku + 2] += a.cost;
+      }
+    });
+    out.reset(k);
+    for (const quant::AssignAccum& a : parts)
+      for (size_t j = 0; j < ku; ++j) out.count[j] += a.count[j];
+    dist::sum_in_place(out.count);
+    for (size_t j = 0; j < ku; ++j) {
+      out.sum_h[j] = total[j];
+      out.sum_hw[j] = total[ku + j];
+      out.sum_w[j] = total[2 * ku + j];
+    }
+    out.distortion = total[3 * ku];
+    out.sq_error = total[3 * ku + 1];
+    out.cost = total[3 * ku + 2];
+    stats.communication_seconds += seconds_since(t0);
+    ++stats.passes;
+  };
+  auto global_counts = [&](const std::vector<int32_t>& labels, size_t k) {
+    std::vector<int64_t> counts(k, 0);
+    for (const int32_t j : labels) ++counts[static_cast<size_t>(j)];
+    dist::sum_in_place(counts);
+    return counts;
+  };
+
+  // ---- the method ----
+  quant::RawResult raw;
+  std::vector<float> codebook;
+  std::vector<int32_t> remap;
+  std::vector<int64_t> level_counts;
+  if (n_kept > 0) {
+    double lo = quant::infinity(), hi = -quant::infinity();
+    for (const float v : shard.kept_w) { lo = std::min<double>(lo, v); hi = std::max<double>(hi, v); }
+    lo = dist::min(lo);
+    hi = dist::max(hi);
+    std::vector<double> init;  // --init linear: evenly spaced from min to max
+    if (qp.k == 1) init.push_back(0.5 * (lo + hi));
+    for (int j = 0; qp.k > 1 && j < qp.k; ++j) init.push_back(lo + (hi - lo) * j / (qp.k - 1));
+    std::sort(init.begin(), init.end());
+    init.erase(std::unique(init.begin(), init.end()), init.end());
+    std::vector<int32_t> labels(n_local);
+    if (qp.method == Method::kEcsq) {
+      // D0 = the weighted variance: one pass for the weighted mean, one for the scatter around it.
+      const double zero = 0.0;
+      quant::AssignAccum a;
+      pass(&zero, &zero, 1, 0.0, labels.data(), a);
+      const double mean = a.sum_h[0] > 0 ? a.sum_hw[0] / a.sum_h[0] : a.sum_w[0] / static_cast<double>(a.count[0]);
+      pass(&mean, &zero, 1, 0.0, labels.data(), a);
+      raw = quant::ecsq_search(pass, static_cast<size_t>(n_kept), n_local, init, a.distortion / n_kept, qp);
+    } else {
+      // Lloyd: ECSQ's iteration with λ = 0 (weighted nearest centre, weighted means), then nearest-level labels
+      // over the live centres as the sorted k-means driver hands back.
+      raw = quant::ecsq_iterate(pass, static_cast<size_t>(n_kept), n_local, init, 0.0, qp);
+      const std::vector<int64_t> counts = global_counts(raw.labels, raw.centers.size());
+      std::vector<double> live;
+      for (size_t j = 0; j < counts.size(); ++j)
+        if (counts[j] > 0) live.push_back(raw.centers[j]);
+      std::sort(live.begin(), live.end());
+      live.erase(std::unique(live.begin(), live.end()), live.end());
+      const std::vector<double> zeros(live.size(), 0.0);
+      cpu::assign_accumulate_segments(shard.kept_w.data(), nullptr, shard.kept_end.data(), shard.kept_end.size(),
+                                      live.data(), zeros.data(), static_cast<int>(live.size()), 0.0,
+                                      raw.labels.data(), parts);
+      raw.centers = live;
+    }
+    const std::vector<int64_t> counts = global_counts(raw.labels, raw.centers.size());
+    const quant::LevelMap levels = quant::round_levels(raw.centers, counts);
+    codebook = levels.codebook;
+    remap = levels.remap;
+    level_counts.assign(codebook.size(), 0);
+    for (size_t j = 0; j < counts.size(); ++j)
+      if (remap[j] >= 0) level_counts[static_cast<size_t>(remap[j])] += counts[j];
+  }
+
+  // ---- indices and error sums (per tensor, blocks folded in order), gathered on rank 0 ----
+  const auto t_gather = Clock::now();
+  std::vector<int32_t> indices(shard.w.size(), kPrunedIndex);
+  {
+    size_t kept = 0;
+    for (size_t i = 0; i < shard.w.size(); ++i)
+      if (!shard.pruned[i]) indices[i] = remap[static_cast<size_t>(raw.labels[kept++])];
+  }
+  const std::vector<double> error_sums = dist::ordered_fold(2 * tensors.size(), [&](std::vector<double>& run) {
+    size_t i = 0;
+    for (size_t k = 0; k < shard.blocks.size(); ++k) {
+      double d = 0, m = 0;
+      for (; i < shard.raw_end[k]; ++i) {
+        const float q = indices[i] == kPrunedIndex ? 0.0f : codebook[static_cast<size_t>(indices[i])];
+        const double e = static_cast<double>(q) - shard.w[i];
+        m += e * e;
+        d += (weighted ? static_cast<double>(shard.h[i]) : 1.0) * e * e;
+      }
+      run[2 * shard.blocks[k].tensor] += d;
+      run[2 * shard.blocks[k].tensor + 1] += m;
+    }
+  });
+  std::vector<int32_t> all_indices = dist::gather_to_root(indices);
+  stats.communication_seconds += seconds_since(t_gather);
+  stats.max_compute_seconds = dist::max(stats.compute_seconds);
+  if (info) *info = stats;
+
+  QuantizedModel out;
+  out.method = qp.method;
+  out.scope = params.scope;
+  out.backend = Backend::kCpu;
+  if (!group.is_root()) return out;
+
+  // ---- rank 0: the whole model ----
+  if (!tensors.empty()) out.codebooks.push_back(codebook);
+  std::vector<quant::TensorErrorSums> errors;
+  size_t at = 0;
+  for (size_t e = 0; e < entries.size(); ++e) {
+    const SafetensorsEntry& entry = entries[e];
+    QuantizedTensor qt;
+    qt.name = entry.name;
+    qt.dtype = entry.dtype;
+    qt.shape = entry.shape;
+    const int64_t numel = shape_numel(entry.shape);
+    if (ordinal[e] < 0) {
+      qt.quantized = false;
+      auto flat = std::make_shared<Tensor>(read_safetensors_range(model_path, entry, 0, numel));
+      qt.original = Tensor::view(entry.name, entry.dtype, entry.shape, flat->data(), flat);
+      errors.push_back({});
+    } else {
+      qt.problem_size = numel;
+      qt.first_codebook = 0;
+      qt.num_problems = 1;
+      qt.indices.assign(all_indices.begin() + static_cast<std::ptrdiff_t>(at),
+                        all_indices.begin() + static_cast<std::ptrdiff_t>(at + static_cast<size_t>(numel)));
+      at += static_cast<size_t>(numel);
+      const size_t o = static_cast<size_t>(ordinal[e]);
+      errors.push_back({error_sums[2 * o], error_sums[2 * o + 1]});
+    }
+    out.tensors.push_back(std::move(qt));
+  }
+  NQ_ASSERT(at == all_indices.size());
+  std::vector<quant::ProblemSummary> problems;
+  if (!tensors.empty()) {
+    quant::ProblemSummary p;
+    p.iterations = raw.iterations;
+    p.converged = raw.converged;
+    p.lambda = raw.lambda;
+    p.seconds = seconds_since(t_start);
+    p.levels = static_cast<int>(codebook.size());
+    p.entropy_bits = codebook.empty() ? 0.0
+                                      : quant::histogram_entropy(level_counts.data(), static_cast<int>(codebook.size()));
+    p.kept = n_kept;
+    problems.push_back(p);
+  }
+  quant::fill_model_stats(out, errors, problems, static_cast<int64_t>(total_n));
+  out.total.seconds = seconds_since(t_start);
+  return out;
+}
+
+}  // namespace nq

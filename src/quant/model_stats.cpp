@@ -1,0 +1,100 @@
+// Statistics of a quantized model: distortion, entropy and compression ratios per tensor and in total.
+#include "quant/model_stats.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "netquant/error.h"
+#include "quant/quant_ops.h"
+
+namespace nq::quant {
+
+namespace {
+double ceil_log2(int k) { return k <= 1 ? 0.0 : std::ceil(std::log2(static_cast<double>(k))); }
+}  // namespace
+
+void fill_model_stats(QuantizedModel& out, const std::vector<TensorErrorSums>& errors,
+                      const std::vector<ProblemSummary>& problems, int64_t total_n) {
+  const bool global = out.scope.kind == ScopeKind::kGlobal;
+  NQ_ASSERT(errors.size() == out.tensors.size());
+  NQ_ASSERT(problems.size() == out.codebooks.size());
+  QuantStats& tot = out.total;
+  tot = QuantStats{};
+  double tot_d = 0, tot_m = 0, tot_entropy_bits = 0, tot_fixed_bits = 0, tot_codebook_bits = 0;
+  for (size_t t = 0; t < out.tensors.size(); ++t) {
+    QuantizedTensor& qt = out.tensors[t];
+    QuantStats& st = qt.stats;
+    st.params = shape_numel(qt.shape);
+    if (!qt.quantized) continue;
+    const double n = static_cast<double>(qt.indices.size());
+    st.pruned = std::count(qt.indices.begin(), qt.indices.end(), kPrunedIndex);
+    st.hw_distortion = errors[t].weighted / n;
+    st.mse = errors[t].squared / n;
+    tot_d += errors[t].weighted;
+    tot_m += errors[t].squared;
+    // Index bits: per problem (n_kept · H or n_kept · ⌈log2 k⌉); codebooks 32 bits per level (global scope:
+    // this tensor's share of the shared codebook).
+    double ebits = 0, fbits = 0, cbits = 0;
+    int clusters = 0;
+    for (int64_t pr = 0; pr < qt.num_problems; ++pr) {
+      const int64_t cb = qt.first_codebook + pr;
+      const int k = static_cast<int>(out.codebooks[cb].size());
+      std::vector<int64_t> counts(static_cast<size_t>(std::max(k, 1)), 0);
+      const int64_t b = global ? 0 : pr * qt.problem_size;
+      const int64_t e = global ? static_cast<int64_t>(n) : std::min<int64_t>(static_cast<int64_t>(n), b + qt.problem_size);
+      if (k > 0) cpu::label_histogram(qt.indices.data() + b, static_cast<size_t>(e - b), k, counts.data());
+      int64_t kept = 0;
+      int used = 0;
+      for (int j = 0; j < k; ++j) { kept += counts[j]; used += counts[j] > 0; }
+      clusters = std::max(clusters, used);
+      ebits += static_cast<double>(kept) * histogram_entropy(counts.data(), k);
+      fbits += static_cast<double>(kept) * ceil_log2(k);
+      cbits += global ? 32.0 * k * n / static_cast<double>(total_n) : 32.0 * k;
+    }
+    st.clusters = clusters;
+    st.entropy_bits_per_weight = ebits / n;
+    st.fixed_bits_per_weight = (fbits + cbits) / n;
+    st.ratio_fixed = 32.0 * n / (fbits + cbits);
+    st.ratio_entropy = 32.0 * n / (ebits + cbits);
+    tot_entropy_bits += ebits;
+    tot_fixed_bits += fbits;
+    tot_codebook_bits += cbits;
+    tot.pruned += st.pruned;
+    // Iteration counts, λ and timing of the problems this tensor belongs to.
+    st.iterations = 0;
+    st.converged = true;
+    st.lambda = 0;
+    st.seconds = 0;
+    for (int64_t pr = 0; pr < qt.num_problems; ++pr) {
+      const ProblemSummary& r = problems[static_cast<size_t>(qt.first_codebook + pr)];
+      st.iterations = std::max(st.iterations, r.iterations);
+      st.converged = st.converged && r.converged;
+      st.lambda = std::max(st.lambda, r.lambda);
+      st.seconds += r.seconds;
+    }
+  }
+  for (const ProblemSummary& r : problems) {
+    tot.iterations = std::max(tot.iterations, r.iterations);
+    tot.converged = tot.converged && r.converged;
+    tot.lambda = std::max(tot.lambda, r.lambda);
+  }
+  for (const auto& qt : out.tensors) tot.params += qt.stats.params;
+  const double N = static_cast<double>(total_n);
+  if (total_n > 0) {
+    tot.hw_distortion = tot_d / N;
+    tot.mse = tot_m / N;
+    if (global) {
+      // One shared codebook: the entropy of the whole index stream, not the sum of per-tensor entropies.
+      tot.clusters = problems[0].levels;
+      tot_entropy_bits = problems[0].entropy_bits * static_cast<double>(problems[0].kept);
+    } else {
+      for (const auto& qt : out.tensors) tot.clusters = std::max(tot.clusters, qt.stats.clusters);
+    }
+    tot.entropy_bits_per_weight = tot_entropy_bits / N;
+    tot.fixed_bits_per_weight = (tot_fixed_bits + tot_codebook_bits) / N;
+    tot.ratio_fixed = 32.0 * N / (tot_fixed_bits + tot_codebook_bits);
+    tot.ratio_entropy = 32.0 * N / (tot_entropy_bits + tot_codebook_bits);
+  }
+}
+
+}  // namespace nq::quant

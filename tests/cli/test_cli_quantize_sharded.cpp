@@ -1,0 +1,146 @@
+// `netquant quantize --sharded`, alone and under `mpirun -np 2/3`: the .nq is byte-identical for any number of
+// ranks; one process agrees with the in-process quantizer (same Lloyd fixed point, same pruning mask); a rank
+// that fails ends the whole job with a message naming it and leaves no output.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <string>
+
+#include "cli/cli_fixture.h"
+#include "netquant/distributed.h"
+#include "netquant/io.h"
+#include "nlohmann/json.hpp"
+
+namespace nq {
+namespace {
+
+class ShardedCli : public CliFixture {
+ protected:
+  void SetUp() override {
+    CliFixture::SetUp();
+    // Sizes chosen so that the fixed blocks (16384 weights) cut through tensors and ranks own uneven runs.
+    std::mt19937 rng(33);
+    std::student_t_distribution<float> heavy(4.0f);
+    std::gamma_distribution<float> gamma(0.8f, 1.0f);
+    TensorSet model, imp;
+    for (auto [name, shape] : {std::pair<const char*, std::vector<int64_t>>{"a.weight", {97, 431}},
+                               {"a.bias", {97}},
+                               {"b.weight", {40000}},
+                               {"c.weight", {23, 1001}}}) {
+      std::vector<float> w(static_cast<size_t>(shape_numel(shape))), h(w.size());
+      for (auto& v : w) v = 0.05f * heavy(rng);
+      for (auto& v : h) v = gamma(rng);
+      model.add(Tensor::from_f32(name, shape, w));
+      imp.add(Tensor::from_f32(name, shape, h));
+    }
+    Tensor steps("steps", DType::kI64, {3});  // not quantized: kept as is
+    model.add(steps);
+    write_safetensors(file("model.safetensors"), model);
+    write_safetensors(file("imp.safetensors"), imp);
+  }
+  std::string quantize_args(const std::string& options, const std::string& out) const {
+    return " quantize '" + file("model.safetensors") + "' --importance '" + file("imp.safetensors") + "' " + options +
+           " -o '" + out + "' --report '" + out + ".json'";
+  }
+  nlohmann::json report(const std::string& out) const { return nlohmann::json::parse(slurp(out + ".json")); }
+};
+
+const char* const kConfigs[] = {
+    "--sharded --method hw-kmeans --k 16 --prune 0.3 --importance-transform sqrt",
+    "--sharded --method ecsq --target-bits 2.5 --importance-transform normalize --skip-1d",
+    "--sharded --method kmeans --bits 3",
+};
+
+TEST_F(ShardedCli, MpiRanksGiveByteIdenticalFiles) {
+  if (!mpi_compiled() || !have_mpirun()) GTEST_SKIP() << "netquant built without MPI or mpirun missing";
+  for (const std::string config : kConfigs) {
+    const std::string one = file("one.nq");
+    CliRun r = run(quantize_args(config, one));
+    ASSERT_EQ(r.status, 0) << config << "\n" << r.err;
+    const std::string single = slurp(one);
+    ASSERT_FALSE(single.empty());
+    for (int np : {2, 3}) {
+      const std::string out = file("np" + std::to_string(np) + ".nq");
+      r = shell(mpirun(np) + quantize_args(config, out));
+      ASSERT_EQ(r.status, 0) << config << " np=" << np << "\n" << r.err;
+      EXPECT_TRUE(slurp(out) == single) << config << ": np=" << np << " differs from one process";
+      EXPECT_EQ(report(out)["sharded"]["ranks"], np);
+      // The statistics are folded in the same order too.
+      EXPECT_EQ(report(out)["total"]["hw_distortion"], report(one)["total"]["hw_distortion"]) << config;
+    }
+  }
+}
+
+// One process, sharded vs the in-process quantizer: the same Lloyd iteration from the same linear start reaches
+// the same fixed point (up to the last bits of the sums), and pruning selects exactly the same weights.
+TEST_F(ShardedCli, OneProcessAgreesWithInProcessQuantizer) {
+  const std::string options = "--method hw-kmeans --k 8 --prune 0.4 --max-iter 300";
+  CliRun r = run(quantize_args("--sharded " + options, file("sharded.safetensors")));
+  ASSERT_EQ(r.status, 0) << r.err;
+  r = run(quantize_args(options, file("plain.safetensors")));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const TensorSet a = read_safetensors(file("sharded.safetensors"));
+  const TensorSet b = read_safetensors(file("plain.safetensors"));
+  ASSERT_EQ(a.size(), b.size());
+  int64_t pruned = 0, differ = 0, total = 0;
+  for (const Tensor& ta : a) {
+    const Tensor* tb = b.find(ta.name());
+    ASSERT_NE(tb, nullptr) << ta.name();
+    ASSERT_EQ(ta.shape(), tb->shape());
+    if (ta.dtype() != DType::kF32) {
+      EXPECT_EQ(std::memcmp(ta.data(), tb->data(), ta.nbytes()), 0) << ta.name();
+      continue;
+    }
+    const std::vector<float> va = ta.to_f32(), vb = tb->to_f32();
+    for (size_t i = 0; i < va.size(); ++i) {
+      ASSERT_EQ(va[i] == 0.0f, vb[i] == 0.0f) << ta.name() << "[" << i << "]: pruning masks differ";
+      pruned += va[i] == 0.0f;
+      differ += std::fabs(va[i] - vb[i]) > 1e-6f * (1.0f + std::fabs(vb[i]));
+      ++total;
+    }
+  }
+  EXPECT_GT(pruned, total / 3);
+  EXPECT_EQ(differ, 0) << "of " << total << " weights";
+  const auto ja = report(file("sharded.safetensors")), jb = report(file("plain.safetensors"));
+  EXPECT_EQ(ja["total"]["clusters"], jb["total"]["clusters"]);
+  const double da = ja["total"]["hw_distortion"], db = jb["total"]["hw_distortion"];
+  EXPECT_NEAR(da, db, 1e-9 * db);
+}
+
+TEST_F(ShardedCli, FailingRankAbortsJobAndLeavesNoOutput) {
+  // A NaN in the last tensor: only the last rank reads it.
+  TensorSet model = read_safetensors(file("model.safetensors"));
+  TensorSet bad;
+  for (const Tensor& t : model) {
+    if (t.name() != "c.weight") { bad.add(t); continue; }
+    std::vector<float> v = t.to_f32();
+    v[v.size() - 5] = std::numeric_limits<float>::quiet_NaN();
+    bad.add(Tensor::from_f32(t.name(), t.shape(), v));
+  }
+  write_safetensors(file("bad.safetensors"), bad);
+  const std::string args = " quantize '" + file("bad.safetensors") + "' --sharded -o '" + file("bad.nq") + "'";
+  CliRun r = run(args);
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("tensor 'c.weight': weight 23018 is not finite"), std::string::npos) << r.err;
+  EXPECT_FALSE(exists(file("bad.nq")));
+  if (!mpi_compiled() || !have_mpirun()) GTEST_SKIP() << "netquant built without MPI or mpirun missing";
+  r = shell(mpirun(3) + args);
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("rank 2 of 3"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("c.weight"), std::string::npos) << r.err;
+  EXPECT_FALSE(exists(file("bad.nq")));
+}
+
+TEST_F(ShardedCli, UnsupportedOptionsAreClearErrors) {
+  for (const std::string options : {"--scope tensor", "--method uniform", "--init quantile"}) {
+    const CliRun r = run(quantize_args("--sharded " + options, file("x.nq")));
+    EXPECT_NE(r.status, 0) << options;
+    EXPECT_NE(r.err.find("sharded quantization"), std::string::npos) << options << ": " << r.err;
+    EXPECT_FALSE(exists(file("x.nq")));
+  }
+}
+
+}  // namespace
+}  // namespace nq
