@@ -3,7 +3,9 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <new>
 #include <sstream>
+#include <string>
 
 #include "cli_common.h"
 #include "command_registry.h"
@@ -109,6 +111,12 @@ void run_quantize(const QuantizeOptions& o) {
       q = quantize_model_sharded(o.model, o.importance, p, &shard_info);
     } catch (const Error& e) {
       abort_job_on_error(e.what(), exit_status_for(e.code()));  // ends every rank when there are several
+      throw;
+    } catch (const std::bad_alloc&) {
+      abort_job_on_error("out of memory", 3);
+      throw;
+    } catch (const std::exception& e) {
+      abort_job_on_error(std::string("internal error: ") + e.what(), 1);
       throw;
     }
     if (!process_group().is_root()) return;  // rank 0 writes and reports

@@ -20,7 +20,7 @@ mkdir -p "$work/q" "$work/s"
 "$build/make_synthetic_model" "$N" 7 "$work/q"
 "$build/make_synthetic_model" "$SWEEP_N" 5 "$work/s"
 export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores; $(mpirun --version | head -1)"
+echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc --all) cores; $(mpirun --version | head -1)"
 now() { date +%s.%N; }
 rows=()
 for p in $RANKS; do

@@ -7,10 +7,13 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <optional>
+#include <string>
 
 #include "netquant/distributed.h"
 #include "netquant/error.h"
 #include "netquant/io.h"
+#include "netquant/progress.h"
 #include "pipeline/collectives.h"
 #include "quant/model_stats.h"
 #include "quant/quant_formulas.h"
@@ -126,13 +129,13 @@ void load_shard(const std::string& model_path, const std::string& importance_pat
     b = e;
   }
   if (weighted && params.importance_transform == ImportanceTransform::kNormalize) {
-    // Mean 1 per tensor: the tensor's Σh in element order (blocks folded in order across the ranks).
+    // Mean 1 per tensor: the tensor's Σh in element order per block, the blocks folded in order across the
+    // ranks (each rank sums its blocks before the chain reaches it).
+    std::vector<double> block_sums(s.blocks.size(), 0.0);
+    for (size_t k = 0, i = 0; k < s.blocks.size(); ++k)
+      for (; i < s.raw_end[k]; ++i) block_sums[k] += s.h[i];
     const std::vector<double> sums = dist::ordered_fold(tensors.size(), [&](std::vector<double>& total) {
-      size_t i = 0;
-      for (size_t k = 0; k < s.blocks.size(); ++k) {
-        double& acc = total[s.blocks[k].tensor];
-        for (; i < s.raw_end[k]; ++i) acc += s.h[i];
-      }
+      for (size_t k = 0; k < s.blocks.size(); ++k) total[s.blocks[k].tensor] += block_sums[k];
     });
     size_t i = 0;
     for (size_t k = 0; k < s.blocks.size(); ++k) {
@@ -247,6 +250,8 @@ QuantizedModel quantize_model_sharded(const std::string& model_path, const std::
   // ---- the pass: the local op over this rank's blocks, then the blocks folded in order over the ranks ----
   const float* hk = weighted ? shard.kept_h.data() : nullptr;
   std::vector<quant::AssignAccum> parts;
+  std::optional<Progress> progress;  // rank 0 draws it
+  if (group.is_root()) progress.emplace("quantize (sharded)", qp.max_iter);
   quant::AssignPass pass = [&](const double* centers, const double* code_len, int k, double lambda,
                                int32_t* labels, quant::AssignAccum& out) {
     auto t0 = Clock::now();
@@ -281,6 +286,7 @@ QuantizedModel quantize_model_sharded(const std::string& model_path, const std::
     out.cost = total[3 * ku + 2];
     stats.communication_seconds += seconds_since(t0);
     ++stats.passes;
+    if (progress) progress->update(std::min(stats.passes, qp.max_iter), "pass " + std::to_string(stats.passes));
   };
   auto global_counts = [&](const std::vector<int32_t>& labels, size_t k) {
     std::vector<int64_t> counts(k, 0);
@@ -338,30 +344,39 @@ QuantizedModel quantize_model_sharded(const std::string& model_path, const std::
       if (remap[j] >= 0) level_counts[static_cast<size_t>(remap[j])] += counts[j];
   }
 
-  // ---- indices and error sums (per tensor, blocks folded in order), gathered on rank 0 ----
-  const auto t_gather = Clock::now();
+  if (progress) progress->finish();
+
+  // ---- indices and error sums, gathered on rank 0 ----
+  const auto t_final = Clock::now();
   std::vector<int32_t> indices(shard.w.size(), kPrunedIndex);
   {
     size_t kept = 0;
     for (size_t i = 0; i < shard.w.size(); ++i)
       if (!shard.pruned[i]) indices[i] = remap[static_cast<size_t>(raw.labels[kept++])];
   }
+  // Error sums per block (element order), then folded per tensor in block order across the ranks.
+  std::vector<double> block_err(2 * shard.blocks.size(), 0.0);
+  for (size_t k = 0, i = 0; k < shard.blocks.size(); ++k) {
+    double d = 0, m = 0;
+    for (; i < shard.raw_end[k]; ++i) {
+      const float q = indices[i] == kPrunedIndex ? 0.0f : codebook[static_cast<size_t>(indices[i])];
+      const double e = static_cast<double>(q) - shard.w[i];
+      m += e * e;
+      d += (weighted ? static_cast<double>(shard.h[i]) : 1.0) * e * e;
+    }
+    block_err[2 * k] = d;
+    block_err[2 * k + 1] = m;
+  }
+  stats.compute_seconds += seconds_since(t_final);
+  const auto t_reduce = Clock::now();
   const std::vector<double> error_sums = dist::ordered_fold(2 * tensors.size(), [&](std::vector<double>& run) {
-    size_t i = 0;
     for (size_t k = 0; k < shard.blocks.size(); ++k) {
-      double d = 0, m = 0;
-      for (; i < shard.raw_end[k]; ++i) {
-        const float q = indices[i] == kPrunedIndex ? 0.0f : codebook[static_cast<size_t>(indices[i])];
-        const double e = static_cast<double>(q) - shard.w[i];
-        m += e * e;
-        d += (weighted ? static_cast<double>(shard.h[i]) : 1.0) * e * e;
-      }
-      run[2 * shard.blocks[k].tensor] += d;
-      run[2 * shard.blocks[k].tensor + 1] += m;
+      run[2 * shard.blocks[k].tensor] += block_err[2 * k];
+      run[2 * shard.blocks[k].tensor + 1] += block_err[2 * k + 1];
     }
   });
   std::vector<int32_t> all_indices = dist::gather_to_root(indices);
-  stats.communication_seconds += seconds_since(t_gather);
+  stats.communication_seconds += seconds_since(t_reduce);
   stats.max_compute_seconds = dist::max(stats.compute_seconds);
   if (info) *info = stats;
 
