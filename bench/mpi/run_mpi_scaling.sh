@@ -47,7 +47,7 @@ for p in sorted({int(x) for x in re.findall(r"ranks=(\d+)", folds)}):
     print(f"| {p} | {us.get(16, float('nan')):.1f} | {us.get(256, float('nan')):.1f} |")
 base_q, base_s = float(rows[0][1]), float(rows[0][2])
 print(f"\nsharded hw-kmeans k=16, 30 passes max, N={n:.1e}; ecsq sweep 16 λ × k=64, N={sweep_n:.1e}; 1 thread/rank")
-print("| ranks | quantize wall | speed-up | load (rank 0) | compute/pass | communication/pass | comm share | same .nq | sweep wall | speed-up | same CSV |")
+print("| ranks | quantize wall | speed-up | load (rank 0) | compute/pass (rank 0 / slowest) | communication/pass (rank 0, waiting included) | comm share | same .nq | sweep wall | speed-up | same CSV |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
 hops = []
 for p, tq, ts, sq, ss, rep in rows:
@@ -55,6 +55,7 @@ for p, tq, ts, sq, ss, rep in rows:
     passes = s["passes"]
     comp, comm = s["compute_seconds"] / passes, s["communication_seconds"] / passes
     share = 100 * comm / (comp + comm)
-    print(f"| {p} | {float(tq):.2f} s | {base_q/float(tq):.2f}× | {s['load_seconds']:.2f} s | {comp*1e3:.1f} ms "
+    slow = s["max_compute_seconds"] / passes
+    print(f"| {p} | {float(tq):.2f} s | {base_q/float(tq):.2f}× | {s['load_seconds']:.2f} s | {comp*1e3:.1f} / {slow*1e3:.1f} ms "
           f"| {comm*1e3:.2f} ms | {share:.1f}% | {sq} | {float(ts):.2f} s | {base_s/float(ts):.2f}× | {ss} |")
 PY
