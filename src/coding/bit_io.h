@@ -1,6 +1,7 @@
 // MSB-first bit writer/reader with a 64-bit buffer; the reader never touches a byte past the end of its input.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -45,8 +46,9 @@ class BitWriter {
     }
   }
   // Makes room for `extra` more bytes past the write position (the hot loop stores 8 bytes at a time).
+  // Grows geometrically, so reserving chunk by chunk stays linear.
   void reserve_bytes(size_t extra) {
-    if (buf_.size() < pos_ + extra) buf_.resize(pos_ + extra);
+    if (buf_.size() < pos_ + extra) buf_.resize(std::max(pos_ + extra, buf_.size() + buf_.size() / 2));
   }
 
   uint64_t bit_count() const { return static_cast<uint64_t>(pos_) * 8 + static_cast<uint64_t>(nbits_); }

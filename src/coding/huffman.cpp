@@ -126,6 +126,7 @@ HuffmanEncoder::HuffmanEncoder(const std::vector<uint8_t>& lengths) {
   table_.assign(lengths.size(), 0);
   for (size_t s = 0; s < lengths.size(); ++s)
     if (lengths[s]) table_[s] = (static_cast<uint32_t>(lengths[s]) << 16) | codes[s];
+  for (const uint8_t len : lengths) max_len_ = std::max(max_len_, static_cast<int>(len));
 }
 
 HuffmanDecoder::HuffmanDecoder(const std::vector<uint8_t>& lengths, const std::string& what) : what_(what) {

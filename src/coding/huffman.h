@@ -2,6 +2,7 @@
 // and the compact code-length table stored in .nq files.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -44,6 +45,7 @@ class HuffmanEncoder {
 
  private:
   std::vector<uint32_t> table_;  // (length << 16) | code
+  int max_len_ = 0;
 };
 
 class HuffmanDecoder {
@@ -97,34 +99,42 @@ void HuffmanEncoder::encode(const Sym* symbols, size_t n, BitWriter& out) const 
   };
   // Flush the writer's partial state to whole bytes first.
   out.drain_bytes();  // leaves < 8 pending bits
-  out.reserve_bytes(n * 2 + 16);
   uint64_t acc = out.acc_;
   int nbits = out.nbits_;
   size_t pos = out.pos_;
-  uint8_t* buf = out.buf_.data();
   // Invariant: nbits < 32 at the loop head; the live bits are the low `nbits` of acc.
-  size_t i = 0;
+  uint8_t* buf = nullptr;
   auto store = [&] {
     const uint64_t v = __builtin_bswap64((acc << 1) << (63 - nbits));  // nbits may be 0: no shift by 64
     std::memcpy(buf + pos, &v, 8);
     pos += static_cast<size_t>(nbits >> 3);
     nbits &= 7;
   };
-  for (; i + 3 <= n; i += 3) {
-    const uint32_t e0 = code_of(static_cast<size_t>(symbols[i]));
-    const uint32_t e1 = code_of(static_cast<size_t>(symbols[i + 1]));
-    const uint32_t e2 = code_of(static_cast<size_t>(symbols[i + 2]));
-    acc = (acc << (e0 >> 16)) | (e0 & 0xffffu);
-    acc = (acc << (e1 >> 16)) | (e1 & 0xffffu);
-    acc = (acc << (e2 >> 16)) | (e2 & 0xffffu);
-    nbits += static_cast<int>((e0 >> 16) + (e1 >> 16) + (e2 >> 16));
-    store();
-  }
-  for (; i < n; ++i) {
-    const uint32_t e = code_of(static_cast<size_t>(symbols[i]));
-    acc = (acc << (e >> 16)) | (e & 0xffffu);
-    nbits += static_cast<int>(e >> 16);
-    store();
+  // Room is made chunk by chunk for the longest possible codes (a writer sized for the stream, as the .nq
+  // writer does, never grows; nothing is zero-filled beyond what the codes can reach).
+  constexpr size_t kChunk = size_t{1} << 14;
+  for (size_t c = 0; c < n; c += kChunk) {
+    const size_t end = std::min(n, c + kChunk);
+    out.pos_ = pos;
+    out.reserve_bytes((end - c) * static_cast<size_t>(max_len_) / 8 + 16);
+    buf = out.buf_.data();
+    size_t i = c;
+    for (; i + 3 <= end; i += 3) {
+      const uint32_t e0 = code_of(static_cast<size_t>(symbols[i]));
+      const uint32_t e1 = code_of(static_cast<size_t>(symbols[i + 1]));
+      const uint32_t e2 = code_of(static_cast<size_t>(symbols[i + 2]));
+      acc = (acc << (e0 >> 16)) | (e0 & 0xffffu);
+      acc = (acc << (e1 >> 16)) | (e1 & 0xffffu);
+      acc = (acc << (e2 >> 16)) | (e2 & 0xffffu);
+      nbits += static_cast<int>((e0 >> 16) + (e1 >> 16) + (e2 >> 16));
+      store();
+    }
+    for (; i < end; ++i) {
+      const uint32_t e = code_of(static_cast<size_t>(symbols[i]));
+      acc = (acc << (e >> 16)) | (e & 0xffffu);
+      nbits += static_cast<int>(e >> 16);
+      store();
+    }
   }
   out.acc_ = acc;
   out.nbits_ = nbits;
