@@ -1,4 +1,4 @@
-// CUDA fused assign + accumulate (ECSQ / Hessian-weighted k-means, ALGORITHMS §3, §5): one pass over (w, h)
+// CUDA fused assign + accumulate (ECSQ / Hessian-weighted k-means, Choi et al. 2017 eq. 8 and §5.4): one pass over (w, h)
 // that labels every weight and produces the per-cluster Σh, Σh·w, Σw, counts and the objective.
 //
 // Assignment: nearest centre by binary search on the sorted centres (quant_formulas.h closer_to_upper), then an

@@ -1,5 +1,5 @@
 // Per-row weighted k-means, one CTA per row (kernels/segmented_kmeans.cuh). In 1-D with λ = 0 every cluster is an
-// interval of the sorted row (ALGORITHMS §3), so the row is sorted once in shared memory (CUB BlockRadixSort),
+// interval of the sorted row (Choi et al. 2017 eq. 8: clusters are intervals in 1-D), so the row is sorted once in shared memory (CUB BlockRadixSort),
 // prefix sums of h and h·w are formed once in fp64 (CUB BlockScan, a fixed tree), and each Lloyd iteration costs
 // k binary searches for the cluster boundaries plus O(k) arithmetic — HBM is read only to load the row and to
 // write the labels.

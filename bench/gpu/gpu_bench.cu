@@ -148,7 +148,7 @@ void bench_rows(size_t total, int reps) {
   report("per-row kmeans", static_cast<double>(n), ms, 12.0 * n, extra);
 }
 
-// 64-point λ sweep, ECSQ to convergence (ALGORITHMS §5), each λ warm-started from the previous one.
+// 64-point λ sweep, ECSQ to convergence (Choi et al. 2017 §5.4), each λ warm-started from the previous one.
 void bench_sweep(size_t n) {
   const int k = 32;
   DeviceBuffer<float> w(n), h(n);

@@ -20,7 +20,7 @@ void fill_coding_stats(QuantizedModel& model, const ModelEncoding& enc) {
     double paper_bits;
     double huffman_bits;
     if (e.quantized) {
-      // ALGORITHMS §6: Σ_j (n_j + 1)·b_j + k·b (+ positions): stream + one codeword per table entry + codebook.
+      // Choi et al. 2017 eqs. 1, 2, 10: Σ_j (n_j + 1)·b_j + k·b (+ positions): stream + one codeword per table entry + codebook.
       huffman_bits = static_cast<double>(e.index_bits + e.position_bits);
       paper_bits = static_cast<double>(e.index_bits + e.index_table_paper + e.codebook_bits + e.position_bits +
                                        e.gap_table_paper);

@@ -1,5 +1,5 @@
 // The Hessian-diagonal driver (host code, written once): OBD recursion (Becker & LeCun 1988; LeCun et al. 1990),
-// empirical Fisher, and the exact Gauss-Newton diagonal, averaged over samples in float64 (ALGORITHMS §2).
+// empirical Fisher, and the exact Gauss-Newton diagonal, averaged over samples in float64 (Becker & LeCun 1988; LeCun et al. 1990).
 #include <numeric>
 
 #include "netquant/error.h"

@@ -44,7 +44,7 @@ int64_t param_count(const NetSpec& spec);
 // What a backward pass computes for the parameters.
 enum class BackwardMode {
   kGradient,  // out = dL/dtheta (overwritten) for the seed dL/dz
-  kHessian,   // out = OBD Gauss-Newton diagonal (overwritten) for the seed H_z (ALGORITHMS §2)
+  kHessian,   // out = OBD Gauss-Newton diagonal (overwritten) for the seed H_z (Becker & LeCun 1988; LeCun et al. 1990)
   kSqGrad,    // out += sum over samples of (per-sample gradient)^2 for the seed per-sample dL/dz
 };
 

@@ -10,7 +10,7 @@
 //  - Row-major, batch first: activations [n, features] or [n, c, h, w]; Linear weights [out, in]; Conv2d
 //    weights [out, in, kh, kw] (PyTorch layouts).
 //  - "gradient" buffers g* hold dL/d(.); "Hessian" buffers h* hold the Gauss-Newton diagonal d2L/d(.)2 of the
-//    recursion of Becker & LeCun (1988) / LeCun, Denker & Solla (1990, "Optimal Brain Damage"), ALGORITHMS §2.
+//    recursion of Becker & LeCun (1988) / LeCun, Denker & Solla (1990, "Optimal Brain Damage").
 //  - Parameter-gradient outputs are OVERWRITTEN (not accumulated) unless the op's name says accumulate.
 //  - An input-gradient pointer (gx / hx) may be null: the first layer does not need it.
 //  - Threads and determinism (cpu::): the GEMMs carry the work and run on OpenBLAS threads

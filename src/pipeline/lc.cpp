@@ -1,4 +1,4 @@
-// LC quantization driver (Carreira-Perpiñán & Idelbayev 2017, ALGORITHMS §8): direct compression Θ = Π(w̄),
+// LC quantization driver (Carreira-Perpiñán & Idelbayev 2017): direct compression Θ = Π(w̄),
 // λ = 0, then T rounds of L step (Nesterov SGD on loss + (μ/2)‖w − Δ(Θ) − λ/μ‖²), C step Θ = Π(w − λ/μ) and
 // multiplier update λ ← λ − μ(w − Δ(Θ)), ending with w = Δ(Θ).
 #include "netquant/lc.h"

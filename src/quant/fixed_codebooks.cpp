@@ -1,4 +1,4 @@
-// Binary {±a} and ternary {−a, 0, +a} C steps (closed forms, ALGORITHMS §8) and the input checks and level
+// Binary {±a} and ternary {−a, 0, +a} C steps (closed forms of [LC]) and the input checks and level
 // compaction shared by every fixed-codebook quantizer.
 #include "quant/fixed_codebooks.h"
 
@@ -128,7 +128,7 @@ FixedCodebookResult quantize_binary(const float* w, const float* h, size_t n, bo
   double a = 1.0;
   if (scaled) {
     // For the fixed sign pattern q_i = sgn(w_i), Σ h (a·sgn(w) − w)² is a parabola in a with minimum at the
-    // h-weighted mean magnitude [LC §C step, weighted per ALGORITHMS §8].
+    // h-weighted mean magnitude [LC, C step; weighted by h here].
     double num = 0.0, den = 0.0;
     for (size_t i = 0; i < n; ++i) {
       const double hi = use_h ? h[i] : 1.0;

@@ -1,4 +1,4 @@
-// Internal: closed-form / searched quantizers onto fixed codebook shapes (ALGORITHMS §8 C steps) and
+// Internal: closed-form / searched quantizers onto fixed codebook shapes (the C steps of [LC], Carreira-Perpiñán & Idelbayev 2017) and
 // weighted-entropy quantization (§9). Each returns a sorted codebook and one index per value.
 // `h` may be nullptr (all ones); weighted versions replace means by h-weighted means.
 //
@@ -47,7 +47,7 @@ FixedCodebookResult quantize_int(const float* w, const float* h, size_t n, int b
 FixedCodebookResult quantize_wentropy(const float* w, size_t n, int levels, int max_iter);
 
 // Exponent e in [e_min, e_max] of the power of two 2^e nearest to the magnitude m >= 0 (ties to the larger
-// magnitude). Equals ⌊log2(4m/3)⌋ clipped (ALGORITHMS §8), computed exactly: with 2^k <= m < 2^(k+1) the
+// magnitude). Equals ⌊log2(4m/3)⌋ clipped ([LC]), computed exactly: with 2^k <= m < 2^(k+1) the
 // midpoint between 2^k and 2^(k+1) is 1.5·2^k, so the upper one wins iff 2m >= 3·2^k (exact in double).
 // m below 2^e_min (including 0) gives e_min: there is no zero level, the smallest magnitude is nearest.
 inline int nearest_pow2_exponent(double m, int e_min, int e_max) {

@@ -1,5 +1,5 @@
 // Uniform b-bit integer grids (symmetric q·s, asymmetric q·s + z) with the scale (and offset) fitted to the
-// importance-weighted squared error; a fixed-codebook C step in the sense of [LC] (ALGORITHMS §8).
+// importance-weighted squared error; a fixed-codebook C step in the sense of [LC].
 #include <algorithm>
 #include <cmath>
 #include <numeric>

@@ -1,4 +1,4 @@
-// (Hessian-weighted) k-means by Lloyd iterations on the sorted values [Choi et al. eq. 8; ALGORITHMS §3]:
+// (Hessian-weighted) k-means by Lloyd iterations on the sorted values [Choi et al. 2017 eq. 8]:
 // in 1-D each cluster is an interval, so an iteration is k binary searches plus O(k) prefix-sum arithmetic.
 #include <cmath>
 

@@ -56,7 +56,7 @@ NQ_HD inline bool better(double cost, int32_t j, double best_cost, int32_t best_
 
 // λ = 0 nearest-centre rule between neighbouring sorted centres c_lo < c_hi: true when w goes to c_hi, i.e. it
 // is strictly closer (ties go to the lower index, as in `better`). Monotone in w, so on sorted values the
-// boundary is found by binary search (the sorted path of ALGORITHMS §3).
+// boundary is found by binary search (the sorted path of the k-means driver).
 NQ_HD inline bool closer_to_upper(float w, double c_lo, double c_hi) {
   const double a = fadd(static_cast<double>(w), -c_lo);
   const double b = fadd(static_cast<double>(w), -c_hi);

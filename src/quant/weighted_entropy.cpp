@@ -1,4 +1,4 @@
-// Weighted-entropy quantization (Park, Ahn, Yoo, CVPR 2017; ALGORITHMS §9): magnitude clusters over the
+// Weighted-entropy quantization (Park, Ahn, Yoo, CVPR 2017): magnitude clusters over the
 // sorted importances w², boundaries moved to maximise S = −Σ_n I_n P_n log P_n, RMS representatives.
 #include <algorithm>
 #include <cmath>

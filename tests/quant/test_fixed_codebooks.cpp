@@ -225,7 +225,7 @@ TEST(FixedCodebooks, TernaryUnweightedUsesTheSqrtCriterion) {
     for (float v : d.w) s.push_back(std::fabs(v));
     std::sort(s.rbegin(), s.rend());
     double sum = 0, best = -1, a = 0;
-    for (size_t j = 0; j < n; ++j) {  // ALGORITHMS §8: j* = argmax (Σ_{i≤j} s_i)/√j, a = mean of the top j*
+    for (size_t j = 0; j < n; ++j) {  // [LC]: j* = argmax (Σ_{i≤j} s_i)/√j, a = mean of the top j*
       sum += s[j];
       const double crit = sum / std::sqrt(static_cast<double>(j + 1));
       if (crit > best) {
@@ -259,7 +259,7 @@ TEST(FixedCodebooks, Pow2RoundingRuleIsNearest) {
         if (dist <= best) { best = dist; best_e = c; }
       }
       EXPECT_EQ(e, best_e) << "m=" << m << " levels=" << levels;
-      // The closed form of ALGORITHMS §8 agrees away from exact midpoints.
+      // The closed form of [LC] agrees away from exact midpoints.
       if (m > 0 && std::fabs(std::log2(4 * m / 3) - std::round(std::log2(4 * m / 3))) > 1e-9) {
         EXPECT_EQ(e, std::clamp(static_cast<int>(std::floor(std::log2(4 * m / 3))), e_min, 0));
       }
