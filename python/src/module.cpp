@@ -135,20 +135,33 @@ TensorSet importance_set(const py::object& importance, const std::string& single
   return set;
 }
 
+// The engine's inputs of a model call: the tensors and the optional importance, viewed from numpy.
+struct ModelInputs {
+  TensorSet model, importance;
+  bool has_importance = false;
+  const TensorSet* importance_or_null() const { return has_importance ? &importance : nullptr; }
+};
+
+ModelInputs model_inputs(TensorSet model, const py::object& importance, const std::string& single_name) {
+  ModelInputs in;
+  in.model = std::move(model);
+  in.has_importance = !importance.is_none();
+  if (in.has_importance) in.importance = importance_set(importance, single_name);
+  return in;
+}
+
 // One array through quantize_model (every scope, pruning and the coding statistics, exactly as the CLI does).
 py::dict quantize_array(const py::array& values, const py::object& importance, const Params& params,
                         const std::string& name, bool with_coding) {
   TensorSet model;
   model.add(tensor_view(values, name, true));
-  TensorSet imp;
-  const bool has_importance = !importance.is_none();
-  if (has_importance) imp = importance_set(importance, name);
+  const ModelInputs in = model_inputs(std::move(model), importance, name);
   const ModelQuantizeParams engine_params = params.to_engine();
   QuantizedModel q;
   TensorSet dequantized;
   {
     py::gil_scoped_release release;
-    q = quantize_model(model, has_importance ? &imp : nullptr, engine_params);
+    q = quantize_model(in.model, in.importance_or_null(), engine_params);
     if (with_coding) account_coding(q);
     dequantized = q.dequantize();
   }
@@ -169,16 +182,13 @@ py::dict quantize_array(const py::array& values, const py::object& importance, c
 // A whole model: dequantized tensors, per-tensor indices and statistics, the codebooks, the totals.
 py::dict quantize_tensors(const py::dict& tensors, const py::object& importance, const Params& params,
                           bool with_coding) {
-  const TensorSet model = tensor_set_view(tensors, false);
-  TensorSet imp;
-  const bool has_importance = !importance.is_none();
-  if (has_importance) imp = importance_set(importance, "");
+  const ModelInputs in = model_inputs(tensor_set_view(tensors, false), importance, "");
   const ModelQuantizeParams engine_params = params.to_engine();
   QuantizedModel q;
   TensorSet dequantized;
   {
     py::gil_scoped_release release;
-    q = quantize_model(model, has_importance ? &imp : nullptr, engine_params);
+    q = quantize_model(in.model, in.importance_or_null(), engine_params);
     if (with_coding) account_coding(q);
     dequantized = q.dequantize();
   }
@@ -210,15 +220,12 @@ py::dict quantize_tensors(const py::dict& tensors, const py::object& importance,
 
 py::dict write_nq(const std::string& path, const py::dict& tensors, const py::object& importance,
                   const Params& params) {
-  const TensorSet model = tensor_set_view(tensors, false);
-  TensorSet imp;
-  const bool has_importance = !importance.is_none();
-  if (has_importance) imp = importance_set(importance, "");
+  const ModelInputs in = model_inputs(tensor_set_view(tensors, false), importance, "");
   const ModelQuantizeParams engine_params = params.to_engine();
   QuantStats total;
   {
     py::gil_scoped_release release;
-    QuantizedModel q = quantize_model(model, has_importance ? &imp : nullptr, engine_params);
+    QuantizedModel q = quantize_model(in.model, in.importance_or_null(), engine_params);
     write_nq_file(path, q);
     total = q.total;
   }
@@ -228,16 +235,13 @@ py::dict write_nq(const std::string& path, const py::dict& tensors, const py::ob
 // The exact bytes write_nq_file would write (nq::serialize_nq), and the model's statistics.
 std::pair<py::bytes, py::dict> compress_nq(const py::dict& tensors, const py::object& importance,
                                            const Params& params) {
-  const TensorSet model = tensor_set_view(tensors, false);
-  TensorSet imp;
-  const bool has_importance = !importance.is_none();
-  if (has_importance) imp = importance_set(importance, "");
+  const ModelInputs in = model_inputs(tensor_set_view(tensors, false), importance, "");
   const ModelQuantizeParams engine_params = params.to_engine();
   QuantStats total;
   std::vector<uint8_t> bytes;
   {
     py::gil_scoped_release release;
-    QuantizedModel q = quantize_model(model, has_importance ? &imp : nullptr, engine_params);
+    QuantizedModel q = quantize_model(in.model, in.importance_or_null(), engine_params);
     bytes = serialize_nq(q);
     total = q.total;
   }
@@ -305,29 +309,23 @@ void write_safetensors_dict(const std::string& path, const py::dict& tensors,
 
 std::pair<double, double> auto_lambda_range_py(const py::dict& tensors, const py::object& importance,
                                                const Params& params) {
-  const TensorSet model = tensor_set_view(tensors, false);
-  TensorSet imp;
-  const bool has_importance = !importance.is_none();
-  if (has_importance) imp = importance_set(importance, "");
+  const ModelInputs in = model_inputs(tensor_set_view(tensors, false), importance, "");
   const ModelQuantizeParams engine_params = params.to_engine();
   py::gil_scoped_release release;
-  return auto_lambda_range(model, has_importance ? &imp : nullptr, engine_params);
+  return auto_lambda_range(in.model, in.importance_or_null(), engine_params);
 }
 
 // Rows keyed by the CLI's CSV columns (NaN metrics -> None), and the CSV text itself (byte-identical to the CLI's).
 std::pair<py::list, std::string> run_sweep_py(const py::dict& tensors, const py::object& importance,
                                               const std::vector<std::tuple<Params, std::string, double>>& points) {
-  const TensorSet model = tensor_set_view(tensors, false);
-  TensorSet imp;
-  const bool has_importance = !importance.is_none();
-  if (has_importance) imp = importance_set(importance, "");
+  const ModelInputs in = model_inputs(tensor_set_view(tensors, false), importance, "");
   std::vector<SweepPointSpec> specs;
   for (const auto& [p, knob_name, knob] : points) specs.push_back({p.to_engine(), knob_name, knob});
   std::vector<SweepPoint> result;
   std::string csv;
   {
     py::gil_scoped_release release;
-    result = run_sweep(model, has_importance ? &imp : nullptr, specs, SweepEvaluator());
+    result = run_sweep(in.model, in.importance_or_null(), specs, SweepEvaluator());
     csv = sweep_to_csv(result);
   }
   py::list rows;
