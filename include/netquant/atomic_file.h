@@ -1,5 +1,7 @@
 // Output files are written to a temporary beside the target and renamed at the end: a failed run leaves
-// nothing behind and a half-written file never replaces a good one.
+// nothing behind and a half-written file never replaces a good one. A run ended by SIGINT, SIGTERM or SIGHUP
+// removes its open temporaries too (the handler is installed only where the signal's disposition is the
+// default); SIGKILL cannot be caught.
 #pragma once
 
 #include <cstdio>
@@ -27,6 +29,7 @@ class AtomicFile {
   std::FILE* file_ = nullptr;
   uint64_t written_ = 0;
   bool committed_ = false;
+  int slot_ = -1;  // registration for removal on a terminating signal
 };
 
 // Refuses (kInvalidArgument) an output path that names one of the inputs (same file after resolving links).

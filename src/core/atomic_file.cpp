@@ -1,12 +1,15 @@
 // Temporary-then-rename output files and input/output aliasing checks.
 #include "netquant/atomic_file.h"
 
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <csignal>
 #include <cstring>
+#include <mutex>
 #include <fstream>
 #include <sstream>
 
@@ -16,6 +19,61 @@ namespace nq {
 
 namespace {
 std::atomic<unsigned> g_temp_counter{0};
+
+// Temporaries still open, so that a run ended by SIGINT / SIGTERM / SIGHUP (Ctrl-C, `kill`, mpirun ending a
+// failed job) removes them too: fixed slots the handler can read without allocating (unlink is
+// async-signal-safe). A slot is published by setting `used` after its path is written.
+constexpr int kSlots = 64;
+constexpr size_t kMaxPath = 4096;
+struct TempSlot {
+  std::atomic<int> used{0};
+  char path[kMaxPath];
+};
+TempSlot g_slots[kSlots];
+std::once_flag g_handlers_once;
+struct sigaction g_previous[3];
+constexpr int kSignals[3] = {SIGINT, SIGTERM, SIGHUP};
+
+extern "C" void remove_temporaries_and_reraise(int sig) {
+  for (TempSlot& slot : g_slots)
+    if (slot.used.load(std::memory_order_acquire)) ::unlink(slot.path);
+  for (int i = 0; i < 3; ++i)
+    if (kSignals[i] == sig) ::sigaction(sig, &g_previous[i], nullptr);
+  ::raise(sig);  // the previous disposition (default: terminate) runs when the handler returns
+}
+
+// Installs the handler for signals whose disposition is still the default (an embedding program's own
+// handlers, e.g. Python's SIGINT, are left alone).
+void install_handlers() {
+  for (int i = 0; i < 3; ++i) {
+    struct sigaction old {};
+    if (::sigaction(kSignals[i], nullptr, &old) != 0 || old.sa_handler != SIG_DFL) continue;
+    struct sigaction sa {};
+    sa.sa_handler = remove_temporaries_and_reraise;
+    sigemptyset(&sa.sa_mask);
+    g_previous[i] = old;
+    ::sigaction(kSignals[i], &sa, nullptr);
+  }
+}
+
+int register_temporary(const std::string& path) {
+  std::call_once(g_handlers_once, install_handlers);
+  if (path.size() >= kMaxPath) return -1;
+  for (int i = 0; i < kSlots; ++i) {
+    int expected = 0;
+    // Claim with 2 ("being written"), then publish as 1 once the path is in place.
+    if (g_slots[i].used.compare_exchange_strong(expected, 2)) {
+      std::memcpy(g_slots[i].path, path.c_str(), path.size() + 1);
+      g_slots[i].used.store(1, std::memory_order_release);
+      return i;
+    }
+  }
+  return -1;  // more than kSlots open at once: that one is cleaned up by the destructor only
+}
+
+void unregister_temporary(int slot) {
+  if (slot >= 0) g_slots[slot].used.store(0, std::memory_order_release);
+}
 
 std::string temp_name_for(const std::string& path) {
   const auto slash = path.find_last_of('/');
@@ -34,13 +92,19 @@ AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
     NQ_CHECK(!S_ISDIR(st.st_mode), ErrorCode::kIo, path_ << ": is a directory");
   }
   temp_path_ = temp_name_for(path_);
+  slot_ = register_temporary(temp_path_);
   file_ = std::fopen(temp_path_.c_str(), "wb");
-  NQ_CHECK(file_ != nullptr, ErrorCode::kIo, path_ << ": cannot create output file: " << std::strerror(errno));
+  if (file_ == nullptr) {
+    const int err = errno;
+    unregister_temporary(slot_);
+    NQ_FAIL(ErrorCode::kIo, path_ << ": cannot create output file: " << std::strerror(err));
+  }
 }
 
 AtomicFile::~AtomicFile() {
   if (file_) std::fclose(file_);
   if (!committed_) std::remove(temp_path_.c_str());
+  unregister_temporary(slot_);
 }
 
 void AtomicFile::write(const void* data, size_t size) {
@@ -60,6 +124,8 @@ void AtomicFile::commit() {
   NQ_CHECK(std::rename(temp_path_.c_str(), path_.c_str()) == 0, ErrorCode::kIo,
            path_ << ": cannot rename temporary file into place: " << std::strerror(errno));
   committed_ = true;
+  unregister_temporary(slot_);
+  slot_ = -1;
 }
 
 void check_output_not_input(const std::string& output, const std::vector<std::string>& inputs) {

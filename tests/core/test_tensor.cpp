@@ -1,10 +1,16 @@
 // Tensor storage semantics, TensorSet rules, atomic output files and backend resolution.
 #include <gtest/gtest.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <random>
+#include <string>
+#include <vector>
 
 #include "netquant/atomic_file.h"
 #include "netquant/backend.h"
@@ -83,6 +89,40 @@ TEST(AtomicFile, UncommittedLeavesNothingAndCommitReplaces) {
   std::remove(link.c_str());
   std::remove(path.c_str());
   rmdir(dir);
+}
+
+// A process ended by SIGTERM / SIGINT / SIGHUP while writing leaves no temporary and keeps the old file. The
+// writer runs in a child (fork) that signals itself mid-write; the parent checks the directory afterwards.
+TEST(AtomicFile, TerminatingSignalRemovesTemporaries) {
+  for (const int sig : {SIGTERM, SIGINT, SIGHUP}) {
+    char dir[] = "/tmp/nq_atomic_sig_XXXXXX";
+    ASSERT_NE(mkdtemp(dir), nullptr);
+    const std::string path = std::string(dir) + "/out.bin";
+    write_file_atomic(path, "old");
+    const pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      AtomicFile a(path), b(std::string(dir) + "/second.bin");
+      a.write("partial");
+      b.write("partial");
+      raise(sig);
+      _exit(0);  // not reached: the signal ends the process
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == sig) << "signal " << sig << ", status " << status;
+    std::vector<std::string> left;
+    DIR* d = opendir(dir);
+    ASSERT_NE(d, nullptr);
+    while (const dirent* e = readdir(d))
+      if (e->d_name[0] != '.' || (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0))
+        left.push_back(e->d_name);
+    closedir(d);
+    EXPECT_EQ(left, std::vector<std::string>{"out.bin"}) << "signal " << sig;
+    EXPECT_EQ(read_file(path), "old");
+    std::remove(path.c_str());
+    rmdir(dir);
+  }
 }
 
 TEST(Backend, ResolvesWithoutCrashing) {
