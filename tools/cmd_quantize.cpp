@@ -101,6 +101,13 @@ void run_quantize(const QuantizeOptions& o) {
   p.importance_transform = parse_importance_transform(o.transform);
   p.skip_1d = o.skip_1d;
 
+  if (!o.sharded && process_group().size > 1) {
+    // Without --sharded every rank would repeat the whole job and race to write the same file.
+    if (!process_group().is_root()) return;
+    NQ_FAIL(ErrorCode::kInvalidArgument, "quantize runs on " << process_group().size
+                                                            << " MPI ranks: add --sharded to split the work "
+                                                               "(or run it without mpirun/srun)");
+  }
   QuantizedModel q;
   ShardedQuantizeInfo shard_info;
   std::map<std::string, std::string> metadata;

@@ -133,6 +133,14 @@ TEST_F(ShardedCli, FailingRankAbortsJobAndLeavesNoOutput) {
   EXPECT_FALSE(exists(file("bad.nq")));
 }
 
+TEST_F(ShardedCli, MpiWithoutShardedIsAClearError) {
+  if (!mpi_compiled() || !have_mpirun()) GTEST_SKIP() << "netquant built without MPI or mpirun missing";
+  const CliRun r = shell(mpirun(2) + quantize_args("--method hw-kmeans", file("x.nq")));
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("add --sharded"), std::string::npos) << r.err;
+  EXPECT_FALSE(exists(file("x.nq")));
+}
+
 TEST_F(ShardedCli, UnsupportedOptionsAreClearErrors) {
   for (const std::string options : {"--scope tensor", "--method uniform", "--init quantile"}) {
     const CliRun r = run(quantize_args("--sharded " + options, file("x.nq")));
