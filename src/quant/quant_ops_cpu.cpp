@@ -27,6 +27,7 @@ struct AssignPrep {
   std::vector<double> rbr;    // λ·lmin_right[j]
   const double* l = nullptr;  // code lengths (for the rare h <= 0 scan)
   double lambda = 0;
+  bool nearest = false;       // λ = 0 and every cluster live: the cost is h·(w − c)², see nearest_cluster
   // The same arrays with kPad guard entries each side (centre −inf below, +inf above, rate +inf: never a finite
   // cost, bounds +inf), so a fixed candidate window around p needs no clamping. pc/prl/prbl/prbr: entry 0.
   std::vector<double> cpad, rlpad, rblpad, rbrpad;
@@ -127,6 +128,24 @@ inline int32_t argmin_cluster(float w, double h, int p, const AssignPrep& P) {
   return best;
 }
 
+// argmin_cluster for λ = 0 with every cluster live (k-means, ECSQ's first pass): the cost is h·(w − c_j)²
+// (+0), and rounding is monotone, so no centre farther than c_{p−1} on the left or c_p on the right costs less
+// than the nearer one on its side. The winner is c_{p−1} or c_p (ties to p − 1), unless c_{p−2} ties with it —
+// then a lower index could win the tie, and argmin_cluster decides. Three costs instead of the window's six.
+inline int32_t nearest_cluster(float w, double h, int p, const AssignPrep& P) {
+  if (!(h > 0.0)) return argmin_cluster<2>(w, h, p, P);
+  const double wd = static_cast<double>(w);
+  auto cw = [&](int j) {  // guards: −inf below index 0, +inf from index k: cost +inf
+    const double d = quant::fadd(wd, -P.pc[j]);
+    return quant::fadd(quant::fmul(h, quant::fmul(d, d)), P.prl[j]);
+  };
+  const double left = cw(p - 1), right = cw(p), farther = cw(p - 2);
+  const bool go_right = right < left;
+  const double bc = go_right ? right : left;
+  if (farther > bc) return go_right ? p : p - 1;
+  return argmin_cluster<2>(w, h, p, P);
+}
+
 struct ClusterAcc {
   double sh, shw, sw;
   int64_t cnt;
@@ -175,6 +194,8 @@ void prepare(AssignPrep& P, const double* centers, const double* code_len, int k
   P.c = centers;
   P.l = code_len;
   P.lambda = lambda;
+  P.nearest = lambda == 0.0;
+  for (int j = 0; j < k; ++j) P.nearest = P.nearest && code_len[j] < quant::infinity();
   P.rl.resize(k); P.rbl.resize(k); P.rbr.resize(k);
   for (int j = 0; j < k; ++j) {
     P.rl[j] = code_len[j] < quant::infinity() ? quant::fmul(lambda, code_len[j]) : quant::infinity();
@@ -251,7 +272,13 @@ void segmented_pass(const float* w, const float* h, const size_t* seg_end, size_
       // Window (measured on Student-t weights, k = 32): 4 centres around w when only distortion matters, 6 when
       // the rate term reaches farther; the bounds fall back to the walk when that is not enough.
       for (size_t i = i0; i < i1; ++i) lab[i - i0] = split_position(w[i], P);
-      if (!rate) {
+      if (P.nearest) {
+        if (h) {
+          for (size_t i = i0; i < i1; ++i) lab[i - i0] = nearest_cluster(w[i], static_cast<double>(h[i]), lab[i - i0], P);
+        } else {
+          for (size_t i = i0; i < i1; ++i) lab[i - i0] = nearest_cluster(w[i], 1.0, lab[i - i0], P);
+        }
+      } else if (!rate) {
         if (h) {
           for (size_t i = i0; i < i1; ++i) lab[i - i0] = argmin_cluster<2>(w[i], static_cast<double>(h[i]), lab[i - i0], P);
         } else {

@@ -66,6 +66,46 @@ TEST(QuantOps, FusedAssignMatchesBruteForce) {
   }
 }
 
+// λ = 0 with every cluster live takes the three-candidate nearest path: hammer it with the cases where rounding
+// makes costs tie — centres one ulp apart (so c_{p−2} can tie with c_{p−1}), values on centres and midpoints,
+// tiny and huge importances — against the brute-force fp64 argmin with ties to the lowest index.
+TEST(QuantOps, NearestPathMatchesBruteForceOnRoundingTies) {
+  std::mt19937_64 rng(99);
+  std::vector<double> c;
+  for (double base : {-0.3, -0.01, 0.0, 1e-7, 0.02, 0.5}) {
+    double v = base;
+    for (int r = 0; r < 3; ++r) {  // runs of centres one ulp apart
+      c.push_back(v);
+      v = std::nextafter(v, 1.0);
+    }
+  }
+  std::sort(c.begin(), c.end());
+  c.erase(std::unique(c.begin(), c.end()), c.end());
+  const int k = static_cast<int>(c.size());
+  const std::vector<double> l(k, 0.0);
+  std::vector<float> w;
+  std::vector<float> h;
+  std::uniform_real_distribution<double> u(-0.4, 0.6);
+  for (int j = 0; j < k; ++j) {
+    w.push_back(static_cast<float>(c[j]));
+    if (j + 1 < k) w.push_back(static_cast<float>(0.5 * (c[j] + c[j + 1])));
+  }
+  while (w.size() < 5003) w.push_back(static_cast<float>(u(rng)));
+  for (size_t i = 0; i < w.size(); ++i) h.push_back(i % 3 == 0 ? 1e-30f : (i % 3 == 1 ? 1.0f : 3e30f));
+  std::vector<int32_t> labels(w.size());
+  AssignAccum acc;
+  cpu::assign_accumulate(w.data(), h.data(), w.size(), c.data(), l.data(), k, 0.0, labels.data(), acc);
+  for (size_t i = 0; i < w.size(); ++i) {
+    int32_t best = -1;
+    double bc = infinity();
+    for (int j = 0; j < k; ++j) {
+      const double cost = assign_cost(w[i], h[i], c[j], l[j], 0.0);
+      if (best < 0 || better(cost, j, bc, best)) { bc = cost; best = j; }
+    }
+    ASSERT_EQ(labels[i], best) << "i=" << i << " w=" << w[i] << " h=" << h[i];
+  }
+}
+
 TEST(QuantOps, FusedAssignDeterministicAcrossThreads) {
   const size_t n = 200003;
   auto w = student_t(n, 3);
