@@ -132,18 +132,24 @@ inline int32_t argmin_cluster(float w, double h, int p, const AssignPrep& P) {
 // (+0), and rounding is monotone, so no centre farther than c_{p−1} on the left or c_p on the right costs less
 // than the nearer one on its side. The winner is c_{p−1} or c_p (ties to p − 1), unless c_{p−2} ties with it —
 // then a lower index could win the tie, and argmin_cluster decides. Three costs instead of the window's six.
+// The rare cases, kept out of line so that the hot path stays small.
+__attribute__((noinline)) int32_t nearest_fallback(float w, double h, int p, const AssignPrep& P) {
+  return argmin_cluster<2>(w, h, p, P);
+}
+
 inline int32_t nearest_cluster(float w, double h, int p, const AssignPrep& P) {
-  if (!(h > 0.0)) return argmin_cluster<2>(w, h, p, P);
+  if (!(h > 0.0)) return nearest_fallback(w, h, p, P);
   const double wd = static_cast<double>(w);
   auto cw = [&](int j) {  // guards: −inf below index 0, +inf from index k: cost +inf
     const double d = quant::fadd(wd, -P.pc[j]);
     return quant::fadd(quant::fmul(h, quant::fmul(d, d)), P.prl[j]);
   };
   const double left = cw(p - 1), right = cw(p), farther = cw(p - 2);
-  const bool go_right = right < left;
-  const double bc = go_right ? right : left;
-  if (farther > bc) return go_right ? p : p - 1;
-  return argmin_cluster<2>(w, h, p, P);
+  // Branch-free on purpose: which side wins is a coin toss per value, a branch on it mispredicts half the time.
+  const int32_t label = p - 1 + static_cast<int32_t>(right < left);
+  const double bc = std::min(left, right);  // the same value on a tie
+  if (__builtin_expect(farther > bc, 1)) return label;
+  return nearest_fallback(w, h, p, P);
 }
 
 struct ClusterAcc {
