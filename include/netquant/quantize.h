@@ -49,6 +49,10 @@ struct QuantizeParams {
   int int_bits = 4;          // int: grid bits
   int pow2_levels = 8;       // pow2: exponents per sign ({±a·2^-e}, e = 0..pow2_levels-1) plus nothing else
   int64_t exact_histogram_bins = 0;  // exact: 0 = auto (exact below 2^22 distinct values, else 2^20 bins)
+  // kmeans / hw-kmeans / ecsq: start from these centres instead of `init` (a warm start, e.g. the previous
+  // codebook in an LC run); non-finite entries are an error, duplicates are merged. ECSQ's code lengths still
+  // start uniform (log2 of the number of centres).
+  std::vector<double> initial_centers;
   Backend backend = Backend::kAuto;
 };
 
@@ -96,6 +100,10 @@ struct ModelQuantizeParams {
   double prune = 0.0;  // fraction of weights with the smallest h·w² (|w| without importance) set to exactly 0
   ImportanceTransform importance_transform = ImportanceTransform::kNone;
   bool skip_1d = false;  // leave 1-D tensors (biases) in float
+  // Warm starts, one codebook per problem in codebook order (e.g. a previous QuantizedModel's codebooks):
+  // problem j starts from initial_codebooks[j] (see QuantizeParams::initial_centers). Ignored unless there is
+  // exactly one per problem.
+  std::vector<std::vector<float>> initial_codebooks;
 };
 
 // Statistics of a tensor or of the whole model (the report's keys).

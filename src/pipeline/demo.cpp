@@ -67,7 +67,7 @@ DemoResult run_demo(const DemoParams& params) {
   const bool lenet5 = params.model == "lenet5";
   NQ_CHECK(lenet5 || params.model == "lenet300", ErrorCode::kInvalidArgument,
            "demo: --model must be lenet5 or lenet300, got '" << params.model << "'");
-  const int epochs = params.epochs > 0 ? params.epochs : (params.quick ? (lenet5 ? 1 : 2) : (lenet5 ? 4 : 8));
+  const int epochs = params.epochs > 0 ? params.epochs : (params.quick ? (lenet5 ? 1 : 2) : (lenet5 ? 6 : 8));
   const double prune = params.prune > 0 ? params.prune : (lenet5 ? 0.8 : 0.9);
   // Sized so that the demo takes ≲ 15 min (--quick ≲ 3 min) on 2 CPU cores; fine-tuning dominates.
   const int64_t train_subset = params.quick ? 10000 : 0;

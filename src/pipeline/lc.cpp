@@ -253,8 +253,11 @@ LcResult lc_compress(const Model& model, const Dataset& train, const Dataset* te
     }
     bar.finish();
     // C step: Θ ← Π(w − λ/μ).
+    // Warm-started from the previous codebooks (k-means / ECSQ C steps), as Carreira-Perpiñán & Idelbayev do.
     const TensorSet lambda_set = nn::unflatten_params(spec, lambda);
-    q = lc_c_step(nn::unflatten_params(spec, w), &lambda_set, mu, importance, p.compress);
+    ModelQuantizeParams warm = p.compress;
+    warm.initial_codebooks = q.codebooks;
+    q = lc_c_step(nn::unflatten_params(spec, w), &lambda_set, mu, importance, warm);
     delta = nn::flatten_params<float>(spec, q.dequantize(), "Δ(Θ)");
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     record(t, mu, first_lr, last_epoch_loss, seconds, true);

@@ -76,8 +76,9 @@ RawResult ecsq_run(const Problem& p, const std::vector<double>& init, double lam
 
 RawResult ecsq_driver(const Problem& p, const SortedData& s, const QuantizeParams& q) {
   const int kmax = static_cast<int>(std::min<size_t>(static_cast<size_t>(std::max(1, q.k)), s.distinct()));
-  const std::vector<double> init =
-      kmax == static_cast<int>(s.distinct()) ? distinct_values(s) : init_centers(s, kmax, q.init, q.seed);
+  const std::vector<double> init = !q.initial_centers.empty()              ? warm_start(q)
+                                   : kmax == static_cast<int>(s.distinct()) ? distinct_values(s)
+                                                                           : init_centers(s, kmax, q.init, q.seed);
   const SortedData::Sums all = s.range(0, s.size());
   const double d0 = interval_scatter(all.s0, all.s1, all.s2) / static_cast<double>(p.n);
   return ecsq_search(local_pass(p), p.n, p.n, init, d0, q);

@@ -11,7 +11,7 @@ namespace nq::quant {
 RawResult lloyd_sorted(const Problem& p, const SortedData& s, const QuantizeParams& q) {
   RawResult out;
   const size_t n = s.size();
-  std::vector<double> c = init_centers(s, q.k, q.init, q.seed);
+  std::vector<double> c = q.initial_centers.empty() ? init_centers(s, q.k, q.init, q.seed) : warm_start(q);
   std::vector<size_t> bounds, prev_bounds;
   std::vector<int64_t> counts;
   double prev_obj = infinity();

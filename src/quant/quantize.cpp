@@ -41,6 +41,8 @@ QuantizeResult quantize(const float* values, const float* importance, size_t n, 
            "uniform step must be finite and >= 0, got " << params.step);
   NQ_CHECK(params.exact_histogram_bins >= 0, ErrorCode::kInvalidArgument, "exact_histogram_bins must be >= 0");
   NQ_CHECK(n == 0 || values != nullptr, ErrorCode::kInvalidArgument, "quantize: values is null");
+  for (const double c : params.initial_centers)
+    NQ_CHECK(std::isfinite(c), ErrorCode::kInvalidArgument, "initial centre " << c << " is not finite");
   for (size_t i = 0; i < n; ++i)
     NQ_CHECK(std::isfinite(values[i]), ErrorCode::kInvalidArgument,
              "value " << i << " is not finite (" << values[i] << ")");

@@ -159,6 +159,12 @@ QuantizedModel quantize_model(const TensorSet& model, const TensorSet* importanc
         if (weighted) h.push_back(p.h[i]);
       }
     }
+    if (params.initial_codebooks.size() == problems.size() && !params.initial_codebooks[j].empty()) {
+      QuantizeParams warm = qp;
+      warm.initial_centers.assign(params.initial_codebooks[j].begin(), params.initial_codebooks[j].end());
+      results[j] = quantize(w.data(), weighted ? h.data() : nullptr, w.size(), warm);
+      return;
+    }
     results[j] = quantize(w.data(), weighted ? h.data() : nullptr, w.size(), qp);
   };
   if (problems.size() == 1) {

@@ -46,6 +46,8 @@ class SortedData {
 
 // k_max initial centres, strictly ascending (duplicates removed, so possibly fewer than k).
 std::vector<double> init_centers(const SortedData& s, int k, Init init, uint64_t seed);
+// q.initial_centers sorted, duplicates merged (a warm start).
+std::vector<double> warm_start(const QuantizeParams& q);
 // The distinct sorted values (used when k ≥ distinct: exact representation).
 std::vector<double> distinct_values(const SortedData& s);
 

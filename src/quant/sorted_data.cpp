@@ -136,6 +136,13 @@ std::vector<double> init_centers(const SortedData& s, int k, Init init, uint64_t
   return c;
 }
 
+std::vector<double> warm_start(const QuantizeParams& q) {
+  std::vector<double> c = q.initial_centers;
+  std::sort(c.begin(), c.end());
+  c.erase(std::unique(c.begin(), c.end()), c.end());
+  return c;
+}
+
 std::vector<int32_t> nearest_labels(const Problem& p, const std::vector<double>& centers) {
   std::vector<int32_t> labels(p.n);
   const std::vector<double> zero(centers.size(), 0.0);

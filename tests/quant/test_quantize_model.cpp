@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <random>
 
 #include "netquant/error.h"
@@ -98,6 +99,38 @@ TEST(QuantizeModel, ScopesMatchDirectProblems) {
   const auto q = quantize_model(model, &imp, mparams(Method::kHwKmeans, 2, "row"));
   EXPECT_EQ(q.tensors[1].problem_size, 1);
   EXPECT_EQ(q.tensors[1].stats.hw_distortion, 0.0);
+}
+
+// Warm starts: restarting every problem from its own converged codebook is a fixed point (one assignment pass,
+// the same codebooks and indices); a count of initial codebooks that does not match the problems is ignored
+// (a cold start, same result as without); a non-finite initial centre is an error.
+TEST(QuantizeModel, WarmStartFromConvergedCodebooksIsAFixedPoint) {
+  const TensorSet model = make_model(41);
+  const TensorSet imp = make_importance(model, 42);
+  // (ECSQ warm-starts its centres only: its code lengths restart uniform, so it is no fixed point.)
+  for (const Method m : {Method::kHwKmeans, Method::kKmeans}) {
+    for (const std::string scope : {"global", "tensor", "row"}) {
+      ModelQuantizeParams p = mparams(m, 8, scope);
+      p.quant.max_iter = 500;
+      p.quant.tol = 0;
+      const QuantizedModel cold = quantize_model(model, &imp, p);
+      ModelQuantizeParams warm = p;
+      warm.initial_codebooks = cold.codebooks;
+      const QuantizedModel again = quantize_model(model, &imp, warm);
+      ASSERT_EQ(again.codebooks.size(), cold.codebooks.size());
+      for (size_t j = 0; j < cold.codebooks.size(); ++j)
+        EXPECT_EQ(again.codebooks[j], cold.codebooks[j]) << method_traits(m).name << " " << scope << " problem " << j;
+      for (size_t t = 0; t < cold.tensors.size(); ++t) EXPECT_EQ(again.tensors[t].indices, cold.tensors[t].indices);
+      EXPECT_LE(again.total.iterations, 2) << method_traits(m).name << " " << scope;
+      EXPECT_GT(cold.total.iterations, 2) << method_traits(m).name << " " << scope;
+      warm.initial_codebooks.pop_back();
+      const QuantizedModel ignored = quantize_model(model, &imp, warm);
+      EXPECT_EQ(ignored.codebooks, cold.codebooks);
+    }
+  }
+  ModelQuantizeParams bad = mparams(Method::kHwKmeans, 4, "global");
+  bad.initial_codebooks = {{0.0f, std::numeric_limits<float>::infinity()}};
+  EXPECT_THROW(quantize_model(model, &imp, bad), Error);
 }
 
 TEST(QuantizeModel, FixedRatioFormula) {
