@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CPU quantizer benchmark vs peers in the SAME run (the performance targets): builds bench_quant, runs it and
 # bench/peers_kmeans.py (/usr/bin/python3: scikit-learn, FAISS if importable), prints the ratio table.
-# Usage: bench/run_cpu_bench.sh [BUILD_DIR]   (env PEER_ITERS=5: sklearn iterations timed per case)
+# Usage: bench/run_cpu_bench.sh [BUILD_DIR]   (env PEER_ITERS=50: sklearn iterations timed per case; the same 50
+# as netquant, so that sklearn's fixed set-up cost is amortised the same way on both sides)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 build="${1:-$here/../build-bench}"
@@ -12,7 +13,7 @@ py=/usr/bin/python3
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores"
 ours="$("$build/bench_quant" all 3)"
 echo "$ours"
-peers="$("$py" "$here/peers_kmeans.py" "${PEER_ITERS:-5}")"
+peers="$("$py" "$here/peers_kmeans.py" "${PEER_ITERS:-50}")"
 echo "$peers"
 "$py" - "$ours" "$peers" <<'PY'
 import re, sys
