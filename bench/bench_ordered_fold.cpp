@@ -1,6 +1,6 @@
 // The cost of one ordered fold (the sharded quantizer's per-pass reduction) under mpirun: the running total
-// passes rank 0 → 1 → ... → P−1 and is broadcast back. Prints microseconds per fold for the widths of k = 16 and
-// k = 256 (3k + 3 doubles), on rank 0. Usage: mpirun -np P bench_ordered_fold [REPEATS]
+// passes rank 0 → 1 → ... → P−1 and is broadcast back. Prints microseconds per fold for the widths of k = 16
+// and k = 256 (3k + 3 doubles), on rank 0. Usage: mpirun -np P bench_ordered_fold [REPEATS]
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -19,7 +19,8 @@ int main(int argc, char** argv) {
     for (int i = 0; i < 100; ++i) sink += nq::dist::ordered_fold(partials, width)[0];  // warm-up
     const auto t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < repeats; ++i) sink += nq::dist::ordered_fold(partials, width)[0];
-    const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / repeats;
+    const auto elapsed = std::chrono::steady_clock::now() - t0;
+    const double us = std::chrono::duration<double, std::micro>(elapsed).count() / repeats;
     if (g.is_root())
       std::printf("ranks=%d k=%d width_bytes=%zu us_per_fold=%.2f (check %g)\n", g.size, k, width * 8, us, sink);
   }

@@ -175,7 +175,8 @@ void run_quantize(const QuantizeOptions& o) {
   if (o.sharded)
     std::cout << "sharded over " << si.ranks << (si.ranks == 1 ? " rank" : " ranks") << ": " << si.passes
               << " passes; rank 0: load " << format_double(si.load_seconds, 3) << " s, compute "
-              << format_double(si.compute_seconds, 3) << " s, communication " << format_double(si.communication_seconds, 3)
+              << format_double(si.compute_seconds, 3) << " s, communication "
+              << format_double(si.communication_seconds, 3)
               << " s (" << format_double(pass_seconds > 0 ? 100.0 * si.communication_seconds / pass_seconds : 0.0, 3)
               << "%); slowest rank compute " << format_double(si.max_compute_seconds, 3) << " s\n";
   std::cout << "wrote " << o.output << "\n";

@@ -125,7 +125,8 @@ void load_shard(const std::string& model_path, const std::string& importance_pat
       }
       s.h.insert(s.h.end(), h.begin(), h.end());
     }
-    for (size_t k = b; k < e; ++k) s.raw_end.push_back(s.w.size() - static_cast<size_t>(s.blocks[e - 1].end - s.blocks[k].end));
+    for (size_t k = b; k < e; ++k)
+      s.raw_end.push_back(s.w.size() - static_cast<size_t>(s.blocks[e - 1].end - s.blocks[k].end));
     b = e;
   }
   if (weighted && params.importance_transform == ImportanceTransform::kNormalize) {
@@ -423,8 +424,8 @@ QuantizedModel quantize_model_sharded(const std::string& model_path, const std::
     p.lambda = raw.lambda;
     p.seconds = seconds_since(t_start);
     p.levels = static_cast<int>(codebook.size());
-    p.entropy_bits = codebook.empty() ? 0.0
-                                      : quant::histogram_entropy(level_counts.data(), static_cast<int>(codebook.size()));
+    const int levels = static_cast<int>(codebook.size());
+    p.entropy_bits = levels == 0 ? 0.0 : quant::histogram_entropy(level_counts.data(), levels);
     p.kept = n_kept;
     problems.push_back(p);
   }

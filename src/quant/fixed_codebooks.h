@@ -1,5 +1,6 @@
-// Internal: closed-form / searched quantizers onto fixed codebook shapes (the C steps of [LC], Carreira-Perpiñán & Idelbayev 2017) and
-// weighted-entropy quantization (§9). Each returns a sorted codebook and one index per value.
+// Internal: closed-form / searched quantizers onto fixed codebook shapes (the C steps of [LC],
+// Carreira-Perpiñán & Idelbayev 2017) and weighted-entropy quantization (Park et al. 2017). Each returns a
+// sorted codebook and one index per value.
 // `h` may be nullptr (all ones); weighted versions replace means by h-weighted means.
 //
 // Conventions shared by every function here (the engine relies on them):

@@ -41,7 +41,8 @@ void fill_model_stats(QuantizedModel& out, const std::vector<TensorErrorSums>& e
       const int k = static_cast<int>(out.codebooks[cb].size());
       std::vector<int64_t> counts(static_cast<size_t>(std::max(k, 1)), 0);
       const int64_t b = global ? 0 : pr * qt.problem_size;
-      const int64_t e = global ? static_cast<int64_t>(n) : std::min<int64_t>(static_cast<int64_t>(n), b + qt.problem_size);
+      const int64_t numel = static_cast<int64_t>(n);
+      const int64_t e = global ? numel : std::min<int64_t>(numel, b + qt.problem_size);
       if (k > 0) cpu::label_histogram(qt.indices.data() + b, static_cast<size_t>(e - b), k, counts.data());
       int64_t kept = 0;
       int used = 0;

@@ -1,4 +1,5 @@
-// Powers-of-two codebook {±a·2^−e : e = 0..levels−1} with a learned scale a (a C step of [LC], Carreira-Perpiñán & Idelbayev 2017).
+// Powers-of-two codebook {±a·2^−e : e = 0..levels−1} with a learned scale a (a C step of [LC],
+// Carreira-Perpiñán & Idelbayev 2017).
 #include <algorithm>
 #include <cmath>
 

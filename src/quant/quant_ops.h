@@ -62,7 +62,7 @@ struct AssignAccum {
 // Both namespaces declare the same ops. The cuda:: versions copy in/out of device memory themselves; in a
 // build without CUDA they throw ErrorCode::kUnavailable (src/quant/cuda_stubs.cpp).
 #define NQ_QUANT_OPS_DECLARE                                                                                   \
-  /* (a) Fused assign + accumulate (ECSQ and k-means, Choi et al. 2017 eq. 8 and §5.4).                                      \
+  /* (a) Fused assign + accumulate (ECSQ and k-means, Choi et al. 2017 eq. 8 and §5.4).                     \
      centers[k]: strictly ascending. code_len[k]: l_j = −log2 p_j ≥ 0, or +inf for a dead cluster (never       \
      chosen); at least one finite. For each i: label_i = argmin_j assign_cost(w_i, h_i, c_j, l_j, λ), ties to \
      the lowest j (exactly the brute-force fp64 argmin). Accumulates into `out` (reset to k entries by the op): \

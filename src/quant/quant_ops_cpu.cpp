@@ -152,6 +152,16 @@ inline int32_t nearest_cluster(float w, double h, int p, const AssignPrep& P) {
   return nearest_fallback(w, h, p, P);
 }
 
+// Labels of w[0, n) in place of their positions p in lab: lab[i] = label(w_i, h_i, p_i), h ≡ 1 without h.
+template <class Label>
+inline void label_run(const float* w, const float* h, size_t n, int32_t* lab, Label&& label) {
+  if (h) {
+    for (size_t i = 0; i < n; ++i) lab[i] = label(w[i], static_cast<double>(h[i]), lab[i]);
+  } else {
+    for (size_t i = 0; i < n; ++i) lab[i] = label(w[i], 1.0, lab[i]);
+  }
+}
+
 struct ClusterAcc {
   double sh, shw, sw;
   int64_t cnt;
@@ -278,24 +288,13 @@ void segmented_pass(const float* w, const float* h, const size_t* seg_end, size_
       // Window (measured on Student-t weights, k = 32): 4 centres around w when only distortion matters, 6 when
       // the rate term reaches farther; the bounds fall back to the walk when that is not enough.
       for (size_t i = i0; i < i1; ++i) lab[i - i0] = split_position(w[i], P);
+      const float* hs = h ? h + i0 : nullptr;
       if (P.nearest) {
-        if (h) {
-          for (size_t i = i0; i < i1; ++i) lab[i - i0] = nearest_cluster(w[i], static_cast<double>(h[i]), lab[i - i0], P);
-        } else {
-          for (size_t i = i0; i < i1; ++i) lab[i - i0] = nearest_cluster(w[i], 1.0, lab[i - i0], P);
-        }
+        label_run(w + i0, hs, i1 - i0, lab, [&](float x, double hx, int p) { return nearest_cluster(x, hx, p, P); });
       } else if (!rate) {
-        if (h) {
-          for (size_t i = i0; i < i1; ++i) lab[i - i0] = argmin_cluster<2>(w[i], static_cast<double>(h[i]), lab[i - i0], P);
-        } else {
-          for (size_t i = i0; i < i1; ++i) lab[i - i0] = argmin_cluster<2>(w[i], 1.0, lab[i - i0], P);
-        }
+        label_run(w + i0, hs, i1 - i0, lab, [&](float x, double hx, int p) { return argmin_cluster<2>(x, hx, p, P); });
       } else {
-        if (h) {
-          for (size_t i = i0; i < i1; ++i) lab[i - i0] = argmin_cluster<3>(w[i], static_cast<double>(h[i]), lab[i - i0], P);
-        } else {
-          for (size_t i = i0; i < i1; ++i) lab[i - i0] = argmin_cluster<3>(w[i], 1.0, lab[i - i0], P);
-        }
+        label_run(w + i0, hs, i1 - i0, lab, [&](float x, double hx, int p) { return argmin_cluster<3>(x, hx, p, P); });
       }
       // Sums: each segment in element order; a full group of equal segments is interleaved.
       const size_t nb = b1 - b0;

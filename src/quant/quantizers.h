@@ -21,7 +21,8 @@ struct Problem {
 };
 
 // The values sorted once with their importances, and fp64 prefix sums of h, h·x, h·x² (x = w − shift) at block
-// granularity: sums over any prefix [0, p) cost one table look-up plus < kBlock elements (Choi et al. 2017 eq. 8: clusters are intervals in 1-D).
+// granularity: sums over any prefix [0, p) cost one table look-up plus < kBlock elements (in 1-D every cluster
+// is an interval of the sorted values).
 class SortedData {
  public:
   static constexpr size_t kBlock = 64;

@@ -1,4 +1,5 @@
-// The sorted view of a 1-D problem (Choi et al. 2017 eq. 8: clusters are intervals in 1-D), initial centres, and the final compaction of a result.
+// The sorted view of a 1-D problem (in 1-D every k-means cluster is an interval of the sorted values), initial
+// centres, and the final compaction of a result.
 #include <algorithm>
 #include <cmath>
 #include <numeric>
