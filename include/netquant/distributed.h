@@ -31,12 +31,13 @@ void abort_job_on_error(const std::string& message, int exit_status);
 // in block order across the ranks (the running total passes from rank to rank) and sums the counts exactly,
 // so the result is bitwise the same for any number of ranks, one included. Rank 0 gathers the indices and
 // returns the whole model; the other ranks return an empty one.
-// Methods: kmeans and hw-kmeans (Lloyd by assign+accumulate passes, then nearest-level labels) and ecsq (λ or a
-// target rate); init linear; CPU backend; pruning and every importance transform as in quantize_model.
+// Methods: kmeans and hw-kmeans (Lloyd on the blocks, each sorted once, then nearest-level labels) and ecsq (λ
+// or a target rate, assign+accumulate passes); init linear; CPU backend; pruning and every importance
+// transform as in quantize_model.
 struct ShardedQuantizeInfo {
   int ranks = 1;
   int64_t local_weights = 0;       // weights this rank read
-  int passes = 0;                  // assign+accumulate passes over the data
+  int passes = 0;                  // Lloyd iterations (on the sorted blocks) or ECSQ assign+accumulate passes
   double load_seconds = 0;         // this rank: read, validate, prune
   double compute_seconds = 0;      // this rank: local passes
   double communication_seconds = 0;  // this rank: folds, reductions and gathers, waiting included

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -171,6 +172,102 @@ void prune_shard(int64_t to_prune, Shard& s) {
   }
 }
 
+// Lloyd iterations on the sorted blocks: every owned block is sorted once (with fp64 prefix sums), then an
+// iteration costs k binary searches per block — the in-process sorted driver's scheme, per fixed block so that
+// the block statistics, folded in block order across the ranks, do not depend on the rank count. Assignment:
+// the nearest centre (closer_to_upper, ties to the lower one), as lloyd_sorted; update: h-weighted means (plain
+// means where a cluster's Σh is 0), empty clusters dropped; stops when no block's boundaries move or the
+// objective (distortion at the assigning centres) falls by less than tol (relative).
+quant::RawResult sorted_blocks_lloyd(const Shard& s, const std::vector<double>& init, int64_t n_total,
+                                     const QuantizeParams& q, const std::function<void()>& on_iteration,
+                                     double& compute_seconds, double& communication_seconds) {
+  const bool weighted = !s.kept_h.empty();
+  auto t0 = Clock::now();
+  std::vector<quant::SortedData> sorted;
+  sorted.reserve(s.kept_end.size());
+  for (size_t b = 0, begin = 0; b < s.kept_end.size(); begin = s.kept_end[b++]) {
+    quant::Problem p;
+    p.w = s.kept_w.data() + begin;
+    p.h = weighted ? s.kept_h.data() + begin : nullptr;
+    p.n = s.kept_end[b] - begin;
+    sorted.emplace_back(p);
+  }
+  compute_seconds += seconds_since(t0);
+  quant::RawResult out;
+  out.converged = false;
+  std::vector<double> c = init;
+  std::vector<std::vector<size_t>> bounds(sorted.size()), prev(sorted.size());
+  double prev_obj = quant::infinity();
+  for (int it = 1; it <= std::max(1, q.max_iter); ++it) {
+    t0 = Clock::now();
+    const size_t k = c.size();
+    // Per block: the clusters' index ranges, then Σh, Σh·w, Σw (only where Σh = 0: the plain-mean fallback),
+    // Σh (w − c_j)² and counts. 4k doubles per block, folded in block order.
+    std::vector<std::vector<double>> part(sorted.size(), std::vector<double>(4 * k, 0.0));
+    std::vector<int64_t> counts(k, 0);
+    int64_t moved = 0;
+    for (size_t b = 0; b < sorted.size(); ++b) {
+      const quant::SortedData& sd = sorted[b];
+      std::vector<size_t>& bd = bounds[b];
+      bd.assign(k + 1, 0);
+      bd[k] = sd.size();
+      for (size_t j = 1; j < k; ++j) bd[j] = std::max(bd[j - 1], sd.boundary(c[j - 1], c[j]));
+      moved += bd != prev[b];
+      const double shift = sd.shift();
+      for (size_t j = 0; j < k; ++j) {
+        const size_t a = bd[j], e = bd[j + 1];
+        if (a == e) continue;
+        counts[j] += static_cast<int64_t>(e - a);
+        const quant::SortedData::Sums r = sd.range(a, e);
+        const double d = c[j] - shift;  // Σ h (x − d)² with x = w − shift
+        part[b][j] = r.s0;
+        part[b][k + j] = r.s1 + shift * r.s0;
+        if (!(r.s0 > 0))
+          for (size_t i = a; i < e; ++i) part[b][2 * k + j] += sd.w()[i];
+        part[b][3 * k + j] = std::max(0.0, r.s2 - 2.0 * d * r.s1 + d * d * r.s0);
+      }
+    }
+    compute_seconds += seconds_since(t0);
+    t0 = Clock::now();
+    const std::vector<double> total = dist::ordered_fold(part, 4 * k);
+    dist::sum_in_place(counts);
+    moved = dist::sum(moved);
+    communication_seconds += seconds_since(t0);
+    if (moved == 0) {  // no block's assignment changed: a fixed point
+      out.converged = true;
+      break;
+    }
+    prev.swap(bounds);
+    double dist_sum = 0;
+    std::vector<double> next;
+    std::vector<int64_t> live_counts;
+    for (size_t j = 0; j < k; ++j) {
+      dist_sum += total[3 * k + j];
+      if (counts[j] == 0) continue;
+      next.push_back(total[j] > 0 ? total[k + j] / total[j] : total[2 * k + j] / static_cast<double>(counts[j]));
+      live_counts.push_back(counts[j]);
+    }
+    const double obj = dist_sum / static_cast<double>(n_total);
+    const int live = static_cast<int>(live_counts.size());
+    out.history.push_back({it, obj, obj, quant::histogram_entropy(live_counts.data(), live), live});
+    out.iterations = it;
+    on_iteration();
+    // A dropped cluster changes k, so boundaries are compared only while the count stays.
+    if (next.size() != k) for (auto& pb : prev) pb.clear();
+    // Means of interval clusters are ascending; rounding can still make two equal: merge them.
+    std::sort(next.begin(), next.end());
+    next.erase(std::unique(next.begin(), next.end()), next.end());
+    c.swap(next);
+    if (prev_obj < quant::infinity() && (prev_obj - obj) <= q.tol * prev_obj) {
+      out.converged = true;
+      break;
+    }
+    prev_obj = obj;
+  }
+  out.centers = c;
+  return out;
+}
+
 }  // namespace
 
 QuantizedModel quantize_model_sharded(const std::string& model_path, const std::string& importance_path,
@@ -321,20 +418,23 @@ QuantizedModel quantize_model_sharded(const std::string& model_path, const std::
       pass(&mean, &zero, 1, 0.0, labels.data(), a);
       raw = quant::ecsq_search(pass, static_cast<size_t>(n_kept), n_local, init, a.distortion / n_kept, qp);
     } else {
-      // Lloyd: ECSQ's iteration with λ = 0 (weighted nearest centre, weighted means), then nearest-level labels
-      // over the live centres as the sorted k-means driver hands back.
-      raw = quant::ecsq_iterate(pass, static_cast<size_t>(n_kept), n_local, init, 0.0, qp);
-      const std::vector<int64_t> counts = global_counts(raw.labels, raw.centers.size());
-      std::vector<double> live;
-      for (size_t j = 0; j < counts.size(); ++j)
-        if (counts[j] > 0) live.push_back(raw.centers[j]);
-      std::sort(live.begin(), live.end());
-      live.erase(std::unique(live.begin(), live.end()), live.end());
-      const std::vector<double> zeros(live.size(), 0.0);
+      // Lloyd on the sorted blocks, then nearest-level labels over the final centres (one streaming pass), as
+      // the in-process sorted k-means driver hands back.
+      raw = sorted_blocks_lloyd(
+          shard, init, n_kept, qp,
+          [&] {
+            ++stats.passes;
+            if (progress)
+              progress->update(std::min(stats.passes, qp.max_iter), "iteration " + std::to_string(stats.passes));
+          },
+          stats.compute_seconds, stats.communication_seconds);
+      const std::vector<double> zeros(raw.centers.size(), 0.0);
+      raw.labels.resize(n_local);
+      auto t0 = Clock::now();
       cpu::assign_accumulate_segments(shard.kept_w.data(), nullptr, shard.kept_end.data(), shard.kept_end.size(),
-                                      live.data(), zeros.data(), static_cast<int>(live.size()), 0.0,
+                                      raw.centers.data(), zeros.data(), static_cast<int>(raw.centers.size()), 0.0,
                                       raw.labels.data(), parts);
-      raw.centers = live;
+      stats.compute_seconds += seconds_since(t0);
     }
     const std::vector<int64_t> counts = global_counts(raw.labels, raw.centers.size());
     const quant::LevelMap levels = quant::round_levels(raw.centers, counts);
