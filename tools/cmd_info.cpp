@@ -5,6 +5,7 @@
 #include "command_registry.h"
 #include "core/cuda_device.h"
 #include "netquant/backend.h"
+#include "netquant/distributed.h"
 #include "netquant/error.h"
 
 namespace nq::cli {
@@ -22,6 +23,10 @@ void setup_info(CLI::App& sub) {
     const std::string dev = cuda_device_description();
     std::cout << "cuda device:  " << (dev.empty() ? "none" : dev) << "\n";
     std::cout << "cpu threads:  " << num_threads() << "\n";
+    const ProcessGroup& group = process_group();
+    std::cout << "mpi build:    " << (mpi_compiled() ? "yes" : "no") << "\n";
+    std::cout << "mpi ranks:    " << group.size << " (this is rank " << group.rank << ", node-local " << group.local_rank
+              << ")\n";
     std::cout << "auto backend: " << backend_name(resolve_backend(Backend::kAuto)) << "\n";
     if (*self_test) {
       resolve_backend(Backend::kCuda);  // exit 3 without a device

@@ -141,6 +141,18 @@ TEST_F(ShardedCli, MpiWithoutShardedIsAClearError) {
   EXPECT_FALSE(exists(file("x.nq")));
 }
 
+TEST_F(ShardedCli, InfoReportsTheProcessGroup) {
+  CliRun r = run("info");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find(std::string("mpi build:    ") + (mpi_compiled() ? "yes" : "no")), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("mpi ranks:    1 (this is rank 0"), std::string::npos) << r.out;
+  if (!mpi_compiled() || !have_mpirun()) GTEST_SKIP() << "netquant built without MPI or mpirun missing";
+  r = shell(mpirun(2) + " info");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("mpi ranks:    2 (this is rank 0"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("mpi ranks:    2 (this is rank 1"), std::string::npos) << r.out;
+}
+
 TEST_F(ShardedCli, UnsupportedOptionsAreClearErrors) {
   for (const std::string options : {"--scope tensor", "--method uniform", "--init quantile"}) {
     const CliRun r = run(quantize_args("--sharded " + options, file("x.nq")));
