@@ -3,7 +3,6 @@
 #include <iostream>
 #include <map>
 #include <memory>
-#include <new>
 #include <sstream>
 #include <string>
 
@@ -114,18 +113,7 @@ void run_quantize(const QuantizeOptions& o) {
   if (o.sharded) {
     NQ_CHECK(ends_with(o.model, ".safetensors") && (o.importance.empty() || ends_with(o.importance, ".safetensors")),
              ErrorCode::kInvalidArgument, "--sharded reads .safetensors inputs (by byte range)");
-    try {
-      q = quantize_model_sharded(o.model, o.importance, p, &shard_info);
-    } catch (const Error& e) {
-      abort_job_on_error(e.what(), exit_status_for(e.code()));  // ends every rank when there are several
-      throw;
-    } catch (const std::bad_alloc&) {
-      abort_job_on_error("out of memory", 3);
-      throw;
-    } catch (const std::exception& e) {
-      abort_job_on_error(std::string("internal error: ") + e.what(), 1);
-      throw;
-    }
+    q = quantize_model_sharded(o.model, o.importance, p, &shard_info);
     if (!process_group().is_root()) return;  // rank 0 writes and reports
     NQ_CHECK(!q.tensors.empty(), ErrorCode::kInvalidArgument, o.model << ": the model has no tensors");
   } else {

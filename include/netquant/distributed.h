@@ -2,6 +2,7 @@
 // an MPI launcher) every function here behaves as a single process of rank 0.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "netquant/quantize.h"
@@ -23,6 +24,10 @@ bool mpi_compiled();  // built with NQ_MPI
 // Ends the whole job after a failure on this rank: prints "error: rank R: message" and aborts every rank
 // (MPI_Abort) so no rank writes partial output. Single process: just returns (the caller rethrows).
 void abort_job_on_error(const std::string& message, int exit_status);
+// Runs `work`; if it throws (nq::Error, out of memory, anything else), ends the whole job as above with the
+// matching exit status, then rethrows (single process). For work between collectives, where one rank leaving
+// would leave the others waiting forever.
+void run_or_abort_job(const std::function<void()>& work);
 
 // ---- sharded global quantization ----
 // Quantizes a safetensors model (and optional importance file) with one shared codebook, each rank reading only

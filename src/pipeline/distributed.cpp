@@ -2,9 +2,11 @@
 #include "netquant/distributed.h"
 
 #include "core/cuda_device.h"
+#include "netquant/error.h"
 
 #include <cstdio>
 #include <cstdlib>
+#include <new>
 
 #if NQ_HAVE_MPI
 #include <mpi.h>
@@ -78,6 +80,21 @@ void abort_job_on_error(const std::string& message, int exit_status) {
   (void)message;
   (void)exit_status;
 #endif
+}
+
+void run_or_abort_job(const std::function<void()>& work) {
+  try {
+    work();
+  } catch (const Error& e) {
+    abort_job_on_error(e.what(), exit_status_for(e.code()));
+    throw;
+  } catch (const std::bad_alloc&) {
+    abort_job_on_error("out of memory", 3);
+    throw;
+  } catch (const std::exception& e) {
+    abort_job_on_error(std::string("internal error: ") + e.what(), 1);
+    throw;
+  }
 }
 
 }  // namespace nq

@@ -197,13 +197,14 @@ quant::RawResult sorted_blocks_lloyd(const Shard& s, const std::vector<double>& 
   out.converged = false;
   std::vector<double> c = init;
   std::vector<std::vector<size_t>> bounds(sorted.size()), prev(sorted.size());
+  std::vector<std::vector<double>> part(sorted.size());  // per block, reused across iterations
   double prev_obj = quant::infinity();
   for (int it = 1; it <= std::max(1, q.max_iter); ++it) {
     t0 = Clock::now();
     const size_t k = c.size();
     // Per block: the clusters' index ranges, then Σh, Σh·w, Σw (only where Σh = 0: the plain-mean fallback),
     // Σh (w − c_j)² and counts. 4k doubles per block, folded in block order.
-    std::vector<std::vector<double>> part(sorted.size(), std::vector<double>(4 * k, 0.0));
+    for (auto& pb : part) pb.assign(4 * k, 0.0);
     std::vector<int64_t> counts(k, 0);
     int64_t moved = 0;
     for (size_t b = 0; b < sorted.size(); ++b) {
@@ -230,8 +231,10 @@ quant::RawResult sorted_blocks_lloyd(const Shard& s, const std::vector<double>& 
     compute_seconds += seconds_since(t0);
     t0 = Clock::now();
     const std::vector<double> total = dist::ordered_fold(part, 4 * k);
+    counts.push_back(moved);  // one exact reduction for both
     dist::sum_in_place(counts);
-    moved = dist::sum(moved);
+    moved = counts.back();
+    counts.pop_back();
     communication_seconds += seconds_since(t0);
     if (moved == 0) {  // no block's assignment changed: a fixed point
       out.converged = true;
@@ -268,10 +271,9 @@ quant::RawResult sorted_blocks_lloyd(const Shard& s, const std::vector<double>& 
   return out;
 }
 
-}  // namespace
-
-QuantizedModel quantize_model_sharded(const std::string& model_path, const std::string& importance_path,
-                                      const ModelQuantizeParams& params, ShardedQuantizeInfo* info) {
+// The whole job; quantize_model_sharded runs it so that a failure on any rank ends every rank.
+QuantizedModel run_sharded(const std::string& model_path, const std::string& importance_path,
+                           const ModelQuantizeParams& params, ShardedQuantizeInfo* info) {
   const auto t_start = Clock::now();
   check_params(params);
   const ProcessGroup& group = process_group();
@@ -295,13 +297,7 @@ QuantizedModel quantize_model_sharded(const std::string& model_path, const std::
     if (weighted) {
       for (const auto& c : imp_entries)
         if (c.name == t.name) imp = &c;
-      NQ_CHECK(imp != nullptr, ErrorCode::kShapeMismatch,
-               "importance has no tensor '" << t.name << "' (every quantized tensor needs one)");
-      NQ_CHECK(imp->shape == t.shape, ErrorCode::kShapeMismatch,
-               "importance of tensor '" << t.name << "' has shape " << shape_to_string(imp->shape)
-                                        << ", the weight has " << shape_to_string(t.shape));
-      NQ_CHECK(dtype_is_float(imp->dtype), ErrorCode::kInvalidArgument,
-               "importance of tensor '" << t.name << "' has non-float dtype " << dtype_name(imp->dtype));
+      quant::check_importance_layout(t.name, t.shape, imp ? &imp->shape : nullptr, imp ? imp->dtype : DType::kF32);
     }
     ordinal[e] = static_cast<int>(tensors.size());
     tensors.push_back({&t, imp, numel});
@@ -386,12 +382,6 @@ QuantizedModel quantize_model_sharded(const std::string& model_path, const std::
     ++stats.passes;
     if (progress) progress->update(std::min(stats.passes, qp.max_iter), "pass " + std::to_string(stats.passes));
   };
-  auto global_counts = [&](const std::vector<int32_t>& labels, size_t k) {
-    std::vector<int64_t> counts(k, 0);
-    for (const int32_t j : labels) ++counts[static_cast<size_t>(j)];
-    dist::sum_in_place(counts);
-    return counts;
-  };
 
   // ---- the method ----
   quant::RawResult raw;
@@ -403,19 +393,16 @@ QuantizedModel quantize_model_sharded(const std::string& model_path, const std::
     for (const float v : shard.kept_w) { lo = std::min<double>(lo, v); hi = std::max<double>(hi, v); }
     lo = dist::min(lo);
     hi = dist::max(hi);
-    std::vector<double> init;  // --init linear: evenly spaced from min to max
-    if (qp.k == 1) init.push_back(0.5 * (lo + hi));
-    for (int j = 0; qp.k > 1 && j < qp.k; ++j) init.push_back(lo + (hi - lo) * j / (qp.k - 1));
+    std::vector<double> init = quant::linear_centers(lo, hi, qp.k);
     std::sort(init.begin(), init.end());
     init.erase(std::unique(init.begin(), init.end()), init.end());
-    std::vector<int32_t> labels(n_local);
     if (qp.method == Method::kEcsq) {
       // D0 = the weighted variance: one pass for the weighted mean, one for the scatter around it.
       const double zero = 0.0;
       quant::AssignAccum a;
-      pass(&zero, &zero, 1, 0.0, labels.data(), a);
+      pass(&zero, &zero, 1, 0.0, nullptr, a);
       const double mean = a.sum_h[0] > 0 ? a.sum_hw[0] / a.sum_h[0] : a.sum_w[0] / static_cast<double>(a.count[0]);
-      pass(&mean, &zero, 1, 0.0, labels.data(), a);
+      pass(&mean, &zero, 1, 0.0, nullptr, a);
       raw = quant::ecsq_search(pass, static_cast<size_t>(n_kept), n_local, init, a.distortion / n_kept, qp);
     } else {
       // Lloyd on the sorted blocks, then nearest-level labels over the final centres (one streaming pass), as
@@ -428,15 +415,16 @@ QuantizedModel quantize_model_sharded(const std::string& model_path, const std::
               progress->update(std::min(stats.passes, qp.max_iter), "iteration " + std::to_string(stats.passes));
           },
           stats.compute_seconds, stats.communication_seconds);
-      const std::vector<double> zeros(raw.centers.size(), 0.0);
-      raw.labels.resize(n_local);
-      auto t0 = Clock::now();
-      cpu::assign_accumulate_segments(shard.kept_w.data(), nullptr, shard.kept_end.data(), shard.kept_end.size(),
-                                      raw.centers.data(), zeros.data(), static_cast<int>(raw.centers.size()), 0.0,
-                                      raw.labels.data(), parts);
+      const auto t0 = Clock::now();
+      quant::Problem local;
+      local.w = shard.kept_w.data();
+      local.n = n_local;
+      raw.labels = quant::nearest_labels(local, raw.centers);
       stats.compute_seconds += seconds_since(t0);
     }
-    const std::vector<int64_t> counts = global_counts(raw.labels, raw.centers.size());
+    std::vector<int64_t> counts(raw.centers.size(), 0);
+    cpu::label_histogram(raw.labels.data(), raw.labels.size(), static_cast<int>(counts.size()), counts.data());
+    dist::sum_in_place(counts);
     const quant::LevelMap levels = quant::round_levels(raw.centers, counts);
     codebook = levels.codebook;
     remap = levels.remap;
@@ -531,6 +519,15 @@ QuantizedModel quantize_model_sharded(const std::string& model_path, const std::
   }
   quant::fill_model_stats(out, errors, problems, static_cast<int64_t>(total_n));
   out.total.seconds = seconds_since(t_start);
+  return out;
+}
+
+}  // namespace
+
+QuantizedModel quantize_model_sharded(const std::string& model_path, const std::string& importance_path,
+                                      const ModelQuantizeParams& params, ShardedQuantizeInfo* info) {
+  QuantizedModel out;
+  run_or_abort_job([&] { out = run_sharded(model_path, importance_path, params, info); });
   return out;
 }
 

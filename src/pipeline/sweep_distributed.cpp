@@ -91,15 +91,7 @@ std::vector<SweepPoint> run_sweep_distributed(const TensorSet& model, const Tens
   const size_t n = specs.size();
   std::vector<SweepPoint> mine;
   auto compute = [&](size_t i) {
-    try {
-      mine.push_back(run_sweep_point(model, importance, specs[i], i, evaluate));
-    } catch (const Error& e) {
-      abort_job_on_error(e.what(), exit_status_for(e.code()));
-      throw;
-    } catch (const std::exception& e) {
-      abort_job_on_error(std::string("internal error: ") + e.what(), 1);
-      throw;
-    }
+    run_or_abort_job([&] { mine.push_back(run_sweep_point(model, importance, specs[i], i, evaluate)); });
     // Test hook: lets the test suite check that one failing rank ends the whole job cleanly.
     if (const char* fail = std::getenv("NQ_TEST_FAIL_RANK"); fail && std::atoi(fail) == group.rank)
       abort_job_on_error("injected failure (NQ_TEST_FAIL_RANK)", 2);

@@ -11,8 +11,24 @@
 #include "netquant/progress.h"
 #include "netquant/quantize.h"
 #include "quant/model_stats.h"
+#include "quant/quantizers.h"
 
 namespace nq {
+
+namespace quant {
+
+void check_importance_layout(const std::string& name, const std::vector<int64_t>& shape,
+                             const std::vector<int64_t>* importance_shape, DType importance_dtype) {
+  NQ_CHECK(importance_shape != nullptr, ErrorCode::kShapeMismatch,
+           "importance has no tensor '" << name << "' (every quantized tensor needs one)");
+  NQ_CHECK(*importance_shape == shape, ErrorCode::kShapeMismatch,
+           "importance of tensor '" << name << "' has shape " << shape_to_string(*importance_shape)
+                                    << ", the weight has " << shape_to_string(shape));
+  NQ_CHECK(dtype_is_float(importance_dtype), ErrorCode::kInvalidArgument,
+           "importance of tensor '" << name << "' has non-float dtype " << dtype_name(importance_dtype));
+}
+
+}  // namespace quant
 
 namespace {
 
@@ -64,13 +80,8 @@ QuantizedModel quantize_model(const TensorSet& model, const TensorSet* importanc
                "tensor '" << t.name() << "': weight " << i << " is not finite (" << p.w[i] << ")");
     if (importance) {
       const Tensor* it = importance->find(t.name());
-      NQ_CHECK(it != nullptr, ErrorCode::kShapeMismatch,
-               "importance has no tensor '" << t.name() << "' (every quantized tensor needs one)");
-      NQ_CHECK(it->shape() == t.shape(), ErrorCode::kShapeMismatch,
-               "importance of tensor '" << t.name() << "' has shape " << shape_to_string(it->shape())
-                                        << ", the weight has " << shape_to_string(t.shape()));
-      NQ_CHECK(dtype_is_float(it->dtype()), ErrorCode::kInvalidArgument,
-               "importance of tensor '" << t.name() << "' has non-float dtype " << dtype_name(it->dtype()));
+      quant::check_importance_layout(t.name(), t.shape(), it ? &it->shape() : nullptr,
+                                     it ? it->dtype() : DType::kF32);
       p.h = it->to_f32();
       double sum = 0;
       for (size_t i = 0; i < p.h.size(); ++i) {

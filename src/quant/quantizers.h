@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "netquant/quantize.h"
@@ -45,6 +46,8 @@ class SortedData {
   size_t distinct_ = 0;
 };
 
+// k centres evenly spaced from lo to hi (--init linear; [DC]: best for k-means); the midpoint when k = 1.
+std::vector<double> linear_centers(double lo, double hi, int k);
 // k_max initial centres, strictly ascending (duplicates removed, so possibly fewer than k).
 std::vector<double> init_centers(const SortedData& s, int k, Init init, uint64_t seed);
 // q.initial_centers sorted, duplicates merged (a warm start).
@@ -97,6 +100,11 @@ RawResult ecsq_iterate(const AssignPass& pass, size_t n_total, size_t n_local, c
 // q.lambda, or the target rate of q by bisection on log λ; d0: the weighted variance (1/N) Σ h (w − mean)².
 RawResult ecsq_search(const AssignPass& pass, size_t n_total, size_t n_local, const std::vector<double>& init,
                       double d0, const QuantizeParams& q);
+
+// The importance tensor of weight tensor `name` must exist (importance_shape non-null), have its shape and a
+// float dtype: kShapeMismatch / kInvalidArgument naming the tensor otherwise (quantize_model and the sharded one).
+void check_importance_layout(const std::string& name, const std::vector<int64_t>& shape,
+                             const std::vector<int64_t>* importance_shape, DType importance_dtype);
 
 // Target rate in bits/weight from target_bits / target_ratio (0 when none).
 double target_rate_bits(const QuantizeParams& q);

@@ -102,18 +102,20 @@ std::vector<double> kmeanspp(const SortedData& s, int k, uint64_t seed) {
 
 }  // namespace
 
+std::vector<double> linear_centers(double lo, double hi, int k) {
+  std::vector<double> c;
+  if (k == 1) c.push_back(0.5 * (lo + hi));
+  for (int j = 0; k > 1 && j < k; ++j) c.push_back(lo + (hi - lo) * j / (k - 1));
+  return c;
+}
+
 std::vector<double> init_centers(const SortedData& s, int k, Init init, uint64_t seed) {
   NQ_ASSERT(k >= 1 && s.size() > 0);
   const auto& w = s.w();
   const size_t n = s.size();
   std::vector<double> c;
   switch (init) {
-    case Init::kLinear: {  // evenly spaced from min to max ([DC]: best for k-means)
-      const double lo = w.front(), hi = w.back();
-      if (k == 1) c.push_back(0.5 * (lo + hi));
-      for (int j = 0; k > 1 && j < k; ++j) c.push_back(lo + (hi - lo) * j / (k - 1));
-      break;
-    }
+    case Init::kLinear: c = linear_centers(w.front(), w.back(), k); break;
     case Init::kQuantile: {  // weighted quantiles at (j + ½)/k of the importance mass
       const double total = s.prefix(n).s0;
       size_t pos = 0;
