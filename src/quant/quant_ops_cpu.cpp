@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/scratch_vector.h"
 #include "netquant/error.h"
 #include "quant/quant_formulas.h"
 
@@ -385,68 +386,75 @@ void assign_accumulate_segments(const float* w, const float* h, const size_t* se
 void sort_pairs(const float* w, const float* h, size_t n, float* w_sorted, float* h_sorted) {
   if (n == 0) return;
   // LSD radix sort of 64-bit items (order-preserving float key << 32 | h bits) on the key's 32 bits in
-  // passes of 11/11/10 bits; stable, so the result is unique whatever the thread count.
-  std::vector<uint64_t> a(n), b(n);
-  const float one = 1.0f;
-#pragma omp parallel for schedule(static) if (n > 65536)
-  for (int64_t i = 0; i < static_cast<int64_t>(n); ++i) {
-    uint32_t u, hb;
-    std::memcpy(&u, &w[i], 4);
-    const float hv = h ? h[i] : one;
-    std::memcpy(&hb, &hv, 4);
-    const uint32_t key = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-    a[static_cast<size_t>(i)] = (static_cast<uint64_t>(key) << 32) | hb;
-  }
-  if (n < 4096) {  // small problems (rows, groups): a comparison sort beats three histogram passes
-    std::stable_sort(a.begin(), a.end(), [](uint64_t x, uint64_t y) { return (x >> 32) < (y >> 32); });
-  } else {
-    const int want = static_cast<int>(std::min<size_t>(static_cast<size_t>(std::max(1, omp_get_max_threads())),
-                                                       std::max<size_t>(1, n / 65536)));
-    const int shifts[3] = {32, 43, 54};
-    const int widths[3] = {11, 11, 10};
-    std::vector<size_t> hist;
-    for (int pass = 0; pass < 3; ++pass) {
-      const int shift = shifts[pass];
-      const size_t buckets = size_t{1} << widths[pass];
-      const uint64_t mask = buckets - 1;
-      bool trivial = false;
+  // passes of 11/11/10 bits; stable, so the result is unique whatever the thread count. Each pass: every thread
+  // counts the digits of its slice, offsets are laid out bucket-major then thread, every thread scatters its
+  // slice. The first pass's counts are taken while packing (same slices), saving one read of the items.
+  constexpr int kPasses = 3;
+  constexpr int kShifts[kPasses] = {32, 43, 54};
+  constexpr size_t kBuckets = size_t{1} << 11;  // the widest digit; the last pass uses 1024 of them
+  // Uninitialised: the packing loop and the first scatter are the first writes (in parallel, page faults too).
+  ScratchVector<uint64_t> a_buf(n), b_buf(n);
+  uint64_t* a = a_buf.data();
+  uint64_t* b = b_buf.data();
+  const bool small = n < 4096;  // small problems (rows, groups): a comparison sort beats the histogram passes
+  const int want = small ? 1
+                         : static_cast<int>(std::min<size_t>(static_cast<size_t>(std::max(1, omp_get_max_threads())),
+                                                             std::max<size_t>(1, n / 65536)));
+  std::vector<size_t> hist;  // [thread][bucket]
+  bool trivial = false;
 #pragma omp parallel num_threads(want)
-      {
-        // The team may be smaller than asked (nested regions run on one thread): size everything by it.
-        const int threads = omp_get_num_threads();
-        const int t = omp_get_thread_num();
-        const size_t chunk = (n + threads - 1) / threads;
-        const size_t i0 = std::min(n, t * chunk), i1 = std::min(n, i0 + chunk);
+  {
+    // The team may be smaller than asked (nested regions run on one thread): size everything by it.
+    const int threads = omp_get_num_threads();
+    const int t = omp_get_thread_num();
+    const size_t chunk = (n + threads - 1) / threads;
+    const size_t i0 = std::min(n, t * chunk), i1 = std::min(n, i0 + chunk);
 #pragma omp single
-        hist.assign(buckets * static_cast<size_t>(threads), 0);
-        size_t* hh = &hist[static_cast<size_t>(t) * buckets];
-        for (size_t i = i0; i < i1; ++i) ++hh[(a[i] >> shift) & mask];
+    hist.assign(static_cast<size_t>(threads) * kBuckets, 0);
+    size_t* hh = &hist[static_cast<size_t>(t) * kBuckets];
+    const float one = 1.0f;
+    for (size_t i = i0; i < i1; ++i) {
+      uint32_t u, hb;
+      std::memcpy(&u, &w[i], 4);
+      const float hv = h ? h[i] : one;
+      std::memcpy(&hb, &hv, 4);
+      const uint32_t key = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+      a[i] = (static_cast<uint64_t>(key) << 32) | hb;
+      ++hh[key & (kBuckets - 1)];
+    }
+    for (int pass = 0; pass < (small ? 0 : kPasses); ++pass) {
+      const int shift = kShifts[pass];
+      if (pass > 0) {
+        std::fill(hh, hh + kBuckets, size_t{0});
+        for (size_t i = i0; i < i1; ++i) ++hh[(a[i] >> shift) & (kBuckets - 1)];
+      }
 #pragma omp barrier
 #pragma omp single
-        {
-          // Skip a pass whose digit is the same for every item (common for the exponent's top bits).
-          for (size_t d = 0; d < buckets; ++d) {
-            size_t tot = 0;
-            for (int u = 0; u < threads; ++u) tot += hist[u * buckets + d];
-            if (tot == n) trivial = true;
-            if (tot) break;
+      {
+        // Skip a pass whose digit is the same for every item (common for the exponent's top bits).
+        trivial = false;
+        for (size_t d = 0; d < kBuckets; ++d) {
+          size_t tot = 0;
+          for (int u = 0; u < threads; ++u) tot += hist[u * kBuckets + d];
+          if (tot == n) trivial = true;
+          if (tot) break;
+        }
+        size_t run = 0;  // offsets bucket-major, then thread: stable
+        for (size_t d = 0; d < kBuckets; ++d)
+          for (int u = 0; u < threads; ++u) {
+            const size_t c = hist[u * kBuckets + d];
+            hist[u * kBuckets + d] = run;
+            run += c;
           }
-          size_t run = 0;  // offsets bucket-major, then thread: stable
-          for (size_t d = 0; d < buckets; ++d)
-            for (int u = 0; u < threads; ++u) {
-              const size_t c = hist[u * buckets + d];
-              hist[u * buckets + d] = run;
-              run += c;
-            }
-        }
-        if (!trivial) {
-          size_t* off = &hist[static_cast<size_t>(t) * buckets];
-          for (size_t i = i0; i < i1; ++i) b[off[(a[i] >> shift) & mask]++] = a[i];
-        }
       }
-      if (!trivial) a.swap(b);
+      if (!trivial)
+        for (size_t i = i0; i < i1; ++i) b[hh[(a[i] >> shift) & (kBuckets - 1)]++] = a[i];
+#pragma omp barrier
+#pragma omp single
+      if (!trivial) std::swap(a, b);
     }
   }
+  if (small) std::stable_sort(a, a + n, [](uint64_t x, uint64_t y) { return (x >> 32) < (y >> 32); });
 #pragma omp parallel for schedule(static) if (n > 65536)
   for (int64_t i = 0; i < static_cast<int64_t>(n); ++i) {
     const uint64_t v = a[static_cast<size_t>(i)];

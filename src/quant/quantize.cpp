@@ -43,19 +43,28 @@ QuantizeResult quantize(const float* values, const float* importance, size_t n, 
   NQ_CHECK(n == 0 || values != nullptr, ErrorCode::kInvalidArgument, "quantize: values is null");
   for (const double c : params.initial_centers)
     NQ_CHECK(std::isfinite(c), ErrorCode::kInvalidArgument, "initial centre " << c << " is not finite");
-  for (size_t i = 0; i < n; ++i)
-    NQ_CHECK(std::isfinite(values[i]), ErrorCode::kInvalidArgument,
-             "value " << i << " is not finite (" << values[i] << ")");
-  // Importance: ignored by methods that do not use it; all-zero importance falls back to unweighted
-  // (every assignment would cost nothing, so the unweighted quantizer is the natural tie-break).
-  bool any_positive = false;
-  if (importance && traits.uses_importance) {
-    for (size_t i = 0; i < n; ++i) {
-      NQ_CHECK(std::isfinite(importance[i]) && importance[i] >= 0, ErrorCode::kInvalidArgument,
-               "importance " << i << " is " << importance[i] << " (must be finite and >= 0)");
-      any_positive = any_positive || importance[i] > 0;
+  // Validation in parallel (it is a full pass over the data); a failure is then located by a serial scan so
+  // the message names the first bad entry.
+  const bool check_importance = importance && traits.uses_importance;
+  bool values_ok = true, importance_ok = true, any_positive = false;
+#pragma omp parallel for schedule(static) reduction(&& : values_ok, importance_ok) reduction(|| : any_positive) \
+    if (n > 65536)
+  for (int64_t i = 0; i < static_cast<int64_t>(n); ++i) {
+    values_ok = values_ok && std::isfinite(values[i]);
+    if (check_importance) {
+      const float h = importance[i];
+      importance_ok = importance_ok && std::isfinite(h) && h >= 0;
+      any_positive = any_positive || h > 0;
     }
   }
+  for (size_t i = 0; !values_ok && i < n; ++i)
+    NQ_CHECK(std::isfinite(values[i]), ErrorCode::kInvalidArgument,
+             "value " << i << " is not finite (" << values[i] << ")");
+  for (size_t i = 0; !importance_ok && i < n; ++i)
+    NQ_CHECK(std::isfinite(importance[i]) && importance[i] >= 0, ErrorCode::kInvalidArgument,
+             "importance " << i << " is " << importance[i] << " (must be finite and >= 0)");
+  // Importance: ignored by methods that do not use it; all-zero importance falls back to unweighted
+  // (every assignment would cost nothing, so the unweighted quantizer is the natural tie-break).
   quant::Problem p;
   p.w = values;
   p.h = any_positive ? importance : nullptr;

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/scratch_vector.h"
 #include "netquant/quantize.h"
 #include "quant/quant_ops.h"
 
@@ -29,8 +30,8 @@ class SortedData {
   static constexpr size_t kBlock = 64;
   explicit SortedData(const Problem& p);
   size_t size() const { return ws_.size(); }
-  const std::vector<float>& w() const { return ws_; }
-  const std::vector<float>& h() const { return hs_; }
+  const ScratchVector<float>& w() const { return ws_; }
+  const ScratchVector<float>& h() const { return hs_; }
   double shift() const { return shift_; }
   size_t distinct() const { return distinct_; }
   struct Sums { double s0 = 0, s1 = 0, s2 = 0; };
@@ -40,7 +41,7 @@ class SortedData {
   size_t boundary(double c_lo, double c_hi) const;
 
  private:
-  std::vector<float> ws_, hs_;
+  ScratchVector<float> ws_, hs_;  // written in full by the sort: no zero-fill first
   std::vector<double> p0_, p1_, p2_;
   double shift_ = 0;
   size_t distinct_ = 0;

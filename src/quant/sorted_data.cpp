@@ -6,6 +6,7 @@
 #include <random>
 
 #include "netquant/error.h"
+#include "quant/nearest_thresholds.h"
 #include "quant/quant_formulas.h"
 #include "quant/quant_ops.h"
 #include "quant/quantizers.h"
@@ -19,7 +20,10 @@ SortedData::SortedData(const Problem& p) : ws_(p.n), hs_(p.n) {
   const size_t nb = (p.n + kBlock - 1) / kBlock;
   p0_.resize(nb + 1); p1_.resize(nb + 1); p2_.resize(nb + 1);
   ops_prefix_sums(p.backend, ws_.data(), hs_.data(), p.n, shift_, kBlock, p0_.data(), p1_.data(), p2_.data());
-  for (size_t i = 0; i < p.n; ++i) distinct_ += (i == 0 || ws_[i] != ws_[i - 1]);
+  size_t distinct = 0;
+#pragma omp parallel for schedule(static) reduction(+ : distinct) if (p.n > 65536)
+  for (int64_t i = 0; i < static_cast<int64_t>(p.n); ++i) distinct += (i == 0 || ws_[i] != ws_[i - 1]);
+  distinct_ = distinct;
 }
 
 SortedData::Sums SortedData::prefix(size_t p) const {
@@ -148,6 +152,12 @@ std::vector<double> warm_start(const QuantizeParams& q) {
 
 std::vector<int32_t> nearest_labels(const Problem& p, const std::vector<double>& centers) {
   std::vector<int32_t> labels(p.n);
+  if (p.backend == Backend::kCpu) {  // labels only: a threshold search per value, no fp64 costs, no sums
+    const NearestThresholds rule(centers);
+#pragma omp parallel for schedule(static) if (p.n > 65536)
+    for (int64_t i = 0; i < static_cast<int64_t>(p.n); ++i) labels[static_cast<size_t>(i)] = rule.label(p.w[i]);
+    return labels;
+  }
   const std::vector<double> zero(centers.size(), 0.0);
   AssignAccum acc;
   ops_assign_accumulate(p.backend, p.w, nullptr, p.n, centers.data(), zero.data(), static_cast<int>(centers.size()),
@@ -189,7 +199,7 @@ QuantizeResult finalize(const Problem& p, RawResult raw) {
   const LevelMap levels = round_levels(raw.centers, counts);
   r.codebook = levels.codebook;
   const std::vector<int32_t>& remap = levels.remap;
-  r.indices.resize(n);
+  r.indices = std::move(raw.labels);  // relabelled in place: no second n-entry array
   const size_t block = accum_block_size(n), nb = (n + block - 1) / block;
   std::vector<double> pd(nb), pm(nb);
 #pragma omp parallel for schedule(static) if (nb > 1)
@@ -197,7 +207,7 @@ QuantizeResult finalize(const Problem& p, RawResult raw) {
     double d = 0, m = 0;
     const size_t i0 = static_cast<size_t>(b) * block, i1 = std::min(n, i0 + block);
     for (size_t i = i0; i < i1; ++i) {
-      const int32_t j = remap[raw.labels[i]];
+      const int32_t j = remap[r.indices[i]];
       r.indices[i] = j;
       const double e = static_cast<double>(r.codebook[j]) - static_cast<double>(p.w[i]);
       m += e * e;

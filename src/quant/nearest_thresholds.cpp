@@ -1,0 +1,92 @@
+// Float thresholds of the λ = 0 nearest-centre rule (see nearest_thresholds.h for why they are exact).
+#include "quant/nearest_thresholds.h"
+
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "netquant/error.h"
+#include "quant/quant_formulas.h"
+
+namespace nq::quant {
+
+namespace {
+
+// Floats in their numeric order as unsigned keys (−0 and +0 adjacent; both rules give them the same label).
+uint32_t float_key(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+float key_float(uint32_t key) {
+  const uint32_t u = (key & 0x80000000u) ? (key & 0x7fffffffu) : ~key;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// The largest float ≤ x (x finite, clamped to the finite float range).
+float float_at_or_below(double x) {
+  if (x >= static_cast<double>(FLT_MAX)) return FLT_MAX;
+  if (x <= -static_cast<double>(FLT_MAX)) return -FLT_MAX;
+  float f = static_cast<float>(x);
+  if (static_cast<double>(f) > x) f = std::nextafter(f, -std::numeric_limits<float>::infinity());
+  return f;
+}
+
+}  // namespace
+
+NearestThresholds::NearestThresholds(const std::vector<double>& centers) : centers_(centers) {
+  const int k = static_cast<int>(centers.size());
+  NQ_ASSERT(k >= 1);
+  double gap_min = std::numeric_limits<double>::infinity();
+  bool squares_finite = true;  // |w − c| < 1e154 for every float w, so no squared distance overflows
+  for (int j = 0; j < k; ++j) squares_finite = squares_finite && std::fabs(centers[j]) <= 1e150;
+  for (int j = 1; j < k; ++j) {
+    NQ_ASSERT_MSG(centers[j - 1] < centers[j], "nearest thresholds: centres are not strictly ascending");
+    gap_min = std::min(gap_min, centers[j] - centers[j - 1]);
+  }
+  // Everything up to safe_max is exact (header); with gaps that underflow when squared, or centres so far out
+  // that squared distances overflow to a tie at +inf, nothing is.
+  if (k == 1) safe_max_ = std::numeric_limits<float>::infinity();
+  else if (!(gap_min >= 1e-150) || !squares_finite) safe_max_ = -std::numeric_limits<float>::infinity();
+  else safe_max_ = float_at_or_below(centers[0] + std::ldexp(gap_min, 45));
+
+  int32_t size = 1;
+  while (size < k) size <<= 1;
+  half_ = size / 2;
+  table_.assign(static_cast<size_t>(size), std::numeric_limits<float>::infinity());
+  table_[0] = -std::numeric_limits<float>::infinity();
+  if (!(safe_max_ > -FLT_MAX)) return;  // no fast path: every label by brute force
+  // U_j is monotone over the floats [−FLT_MAX, safe_max]: bisect the keys for the first float where it holds.
+  const uint32_t top = float_key(safe_max_);
+  for (int j = 1; j < k; ++j) {
+    uint32_t lo = float_key(-FLT_MAX), hi = top;
+    if (!closer_to_upper(key_float(hi), centers[j - 1], centers[j])) continue;  // above safe_max: +inf
+    while (lo < hi) {  // invariant: U_j(key_float(hi)) holds; the answer is in [lo, hi]
+      const uint32_t mid = lo + (hi - lo) / 2;
+      if (closer_to_upper(key_float(mid), centers[j - 1], centers[j])) hi = mid;
+      else lo = mid + 1;
+    }
+    table_[j] = key_float(hi);
+    NQ_ASSERT(j == 1 || !(table_[j] < table_[j - 1]));
+  }
+}
+
+std::vector<float> NearestThresholds::thresholds() const {
+  const int k = static_cast<int>(centers_.size());
+  return std::vector<float>(table_.begin() + 1, table_.begin() + k);
+}
+
+int32_t NearestThresholds::brute_force(float w) const {
+  int32_t best = 0;
+  double best_cost = assign_cost(w, 1.0, centers_[0], 0.0, 0.0);
+  for (int32_t j = 1; j < static_cast<int32_t>(centers_.size()); ++j) {
+    const double c = assign_cost(w, 1.0, centers_[j], 0.0, 0.0);
+    if (better(c, j, best_cost, best)) { best_cost = c; best = j; }
+  }
+  return best;
+}
+
+}  // namespace nq::quant

@@ -1,0 +1,143 @@
+// NearestThresholds (exact λ = 0 labels by float thresholds) against the brute-force fp64 argmin, on ordinary,
+// adversarial (near-coincident, huge-span, underflowing) codebooks and on values next to every threshold.
+#include <gtest/gtest.h>
+
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "quant/nearest_thresholds.h"
+#include "quant/quant_ops.h"
+#include "quant/quantizers.h"
+
+namespace nq::quant {
+namespace {
+
+float random_finite_float(std::mt19937_64& rng) {
+  for (;;) {
+    const uint32_t u = static_cast<uint32_t>(rng());
+    float f;
+    std::memcpy(&f, &u, 4);
+    if (std::isfinite(f)) return f;
+  }
+}
+
+// Checks every value against the brute-force argmin and returns how many took the threshold search.
+size_t expect_brute_force(const NearestThresholds& rule, const std::vector<float>& values) {
+  size_t searched = 0;
+  for (const float w : values) {
+    searched += w <= rule.safe_max();
+    EXPECT_EQ(rule.label(w), rule.brute_force(w)) << "w = " << w << " (" << std::hexfloat << w << ")";
+  }
+  return searched;
+}
+
+// Values next to every threshold and centre (±span ulps), plus random bit patterns over the whole float range.
+std::vector<float> probe_values(const NearestThresholds& rule, const std::vector<double>& centers, int span,
+                                std::mt19937_64& rng) {
+  std::vector<float> v;
+  auto around = [&](float x) {
+    if (!std::isfinite(x)) return;
+    float lo = x, hi = x;
+    for (int i = 0; i < span; ++i) {
+      lo = std::nextafter(lo, -INFINITY);
+      hi = std::nextafter(hi, INFINITY);
+      if (std::isfinite(lo)) v.push_back(lo);
+      if (std::isfinite(hi)) v.push_back(hi);
+    }
+    v.push_back(x);
+  };
+  for (const float t : rule.thresholds()) around(t);
+  for (const double c : centers) around(static_cast<float>(c));
+  around(0.0f);
+  around(-0.0f);
+  around(rule.safe_max());
+  for (int i = 0; i < 20000; ++i) v.push_back(random_finite_float(rng));
+  v.push_back(FLT_MAX);
+  v.push_back(-FLT_MAX);
+  return v;
+}
+
+TEST(NearestThresholds, OrdinaryCodebooksMatchBruteForce) {
+  std::mt19937_64 rng(7);
+  std::student_t_distribution<double> t3(3.0);
+  for (const int k : {1, 2, 3, 16, 31, 255, 256}) {
+    std::vector<double> c;
+    while (static_cast<int>(c.size()) < k) {
+      c.push_back(0.02 * t3(rng));
+      std::sort(c.begin(), c.end());
+      c.erase(std::unique(c.begin(), c.end()), c.end());
+    }
+    const NearestThresholds rule(c);
+    ASSERT_EQ(rule.thresholds().size(), static_cast<size_t>(k - 1));
+    std::vector<float> v = probe_values(rule, c, 64, rng);
+    for (int i = 0; i < 100000; ++i) v.push_back(static_cast<float>(0.02 * t3(rng)));
+    const size_t searched = expect_brute_force(rule, v);
+    EXPECT_GT(searched, v.size() / 2) << "k = " << k << ": the threshold search was hardly exercised";
+    if (k > 1) {
+      EXPECT_GT(rule.safe_max(), 1e6f) << "k = " << k;
+    }
+  }
+}
+
+TEST(NearestThresholds, MidpointTiesGoToTheLowerCentre) {
+  // Centres exactly representable with float midpoints: w at the midpoint is a tie, won by the lower index.
+  const std::vector<double> c{-1.0, 0.0, 0.5, 2.0};
+  const NearestThresholds rule(c);
+  EXPECT_EQ(rule.label(-0.5f), 0);
+  EXPECT_EQ(rule.label(std::nextafter(-0.5f, 1.0f)), 1);
+  EXPECT_EQ(rule.label(0.25f), 1);
+  EXPECT_EQ(rule.label(1.25f), 2);
+  EXPECT_EQ(rule.label(std::nextafter(1.25f, 2.0f)), 3);
+  EXPECT_EQ(rule.label(-0.0f), 1);
+  // Far out every squared distance rounds to the same double: a four-way tie, won by index 0 (the rule is not
+  // monotone there, which is why such values take the brute-force path).
+  EXPECT_EQ(rule.label(1e30f), 0);
+  EXPECT_EQ(rule.label(1e6f), 3);
+}
+
+TEST(NearestThresholds, AdversarialCodebooksMatchBruteForce) {
+  std::mt19937_64 rng(11);
+  std::vector<std::vector<double>> books;
+  // Near-coincident centres (one double ulp apart) far from large values: safe_max is small, the values
+  // beyond it tie in fp64 and must still go to the lowest index.
+  books.push_back({0.1, std::nextafter(0.1, 1.0), 0.3});
+  books.push_back({-5.0, 0.1, std::nextafter(0.1, 1.0), std::nextafter(std::nextafter(0.1, 1.0), 1.0), 7.0});
+  // Huge spans and magnitudes beyond the float range (a warm start may be any finite double).
+  books.push_back({-1e300, -1e30, -1.0, 1e-30, 1e-20, 1e38, 1e300});
+  books.push_back({-3e38, -1e-40, 0.0, 1e-45, 3e38});
+  // Gaps that underflow when squared: no fast path at all.
+  books.push_back({0.0, 1e-200, 1.0});
+  // Centres that are floats (the usual case after rounding), including both sides of zero.
+  books.push_back({-0.25, -0.125, 0.0, 0.125, 0.25});
+  for (const auto& c : books) {
+    const NearestThresholds rule(c);
+    expect_brute_force(rule, probe_values(rule, c, 300, rng));
+  }
+}
+
+TEST(NearestThresholds, AgreesWithTheFusedOpOnRandomData) {
+  std::mt19937_64 rng(3);
+  std::student_t_distribution<double> t3(3.0);
+  for (const size_t n : {size_t{1}, size_t{33}, size_t{4099}, size_t{100003}}) {
+    std::vector<float> w(n);
+    for (auto& x : w) x = static_cast<float>(0.02 * t3(rng));
+    std::vector<double> c{-0.05, -0.01, -0.002, 0.0, 0.003, 0.011, 0.04};
+    Problem p;
+    p.w = w.data();
+    p.n = n;
+    p.backend = Backend::kCpu;
+    const std::vector<int32_t> fast = nearest_labels(p, c);
+    std::vector<int32_t> op(n);
+    const std::vector<double> zero(c.size(), 0.0);
+    AssignAccum acc;
+    cpu::assign_accumulate(w.data(), nullptr, n, c.data(), zero.data(), static_cast<int>(c.size()), 0.0, op.data(),
+                           acc);
+    EXPECT_EQ(fast, op) << "n = " << n;
+  }
+}
+
+}  // namespace
+}  // namespace nq::quant
