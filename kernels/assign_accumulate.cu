@@ -20,6 +20,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <memory>
 #include <vector>
 
 #include "assign_accumulate.cuh"
@@ -447,6 +448,44 @@ void assign_accumulate(const float* w, const float* h, size_t n, const double* c
   assign_accumulate_device(dw.get(), h ? dh.get() : nullptr, n, centers, code_len, k, lambda,
                            labels ? dl.get() : nullptr, out);
   if (labels) dl.download(labels, n);
+}
+
+namespace {
+
+// quant_ops.h (d): w and h uploaded once; every pass writes its labels into a device array that is downloaded
+// only when the driver asks for them.
+class CudaResidentValues final : public quant::ResidentValues {
+ public:
+  CudaResidentValues(const float* w, const float* h, size_t n) : n_(n) {
+    NQ_CHECK(n == 0 || w != nullptr, ErrorCode::kInvalidArgument, "resident values: null weights");
+    dw_.upload(w, n);
+    if (h) dh_.upload(h, n);
+    dl_.allocate(n);
+  }
+  void assign_accumulate(const double* centers, const double* code_len, int k, double lambda,
+                         quant::AssignAccum& out) override {
+    assign_accumulate_device(dw_.get(), dh_.size() ? dh_.get() : nullptr, n_, centers, code_len, k, lambda,
+                             dl_.get(), out);
+    has_labels_ = true;
+  }
+  std::vector<int32_t> take_labels() override {
+    std::vector<int32_t> labels(has_labels_ ? n_ : 0);
+    if (has_labels_) dl_.download(labels.data(), n_);
+    has_labels_ = false;
+    return labels;
+  }
+
+ private:
+  size_t n_;
+  DeviceBuffer<float> dw_, dh_;
+  DeviceBuffer<int32_t> dl_;
+  bool has_labels_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<quant::ResidentValues> make_resident_values(const float* w, const float* h, size_t n) {
+  return std::make_unique<CudaResidentValues>(w, h, n);
 }
 
 }  // namespace nq::cuda

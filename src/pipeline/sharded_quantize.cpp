@@ -346,8 +346,8 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
   std::vector<quant::AssignAccum> parts;
   std::optional<Progress> progress;  // rank 0 draws it
   if (group.is_root()) progress.emplace("quantize (sharded)", qp.max_iter);
-  quant::AssignPass pass = [&](const double* centers, const double* code_len, int k, double lambda,
-                               int32_t* labels, quant::AssignAccum& out) {
+  auto fold_pass = [&](const double* centers, const double* code_len, int k, double lambda, int32_t* labels,
+                       quant::AssignAccum& out) {
     auto t0 = Clock::now();
     cpu::assign_accumulate_segments(shard.kept_w.data(), hk, shard.kept_end.data(), shard.kept_end.size(), centers,
                                     code_len, k, lambda, labels, parts);
@@ -382,6 +382,13 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
     ++stats.passes;
     if (progress) progress->update(std::min(stats.passes, qp.max_iter), "pass " + std::to_string(stats.passes));
   };
+  std::vector<int32_t> pass_labels;  // this rank's labels of the latest pass
+  quant::AssignPass pass;
+  pass.run = [&](const double* centers, const double* code_len, int k, double lambda, quant::AssignAccum& out) {
+    pass_labels.resize(n_local);
+    fold_pass(centers, code_len, k, lambda, pass_labels.data(), out);
+  };
+  pass.take_labels = [&] { return std::move(pass_labels); };
 
   // ---- the method ----
   quant::RawResult raw;
@@ -400,9 +407,9 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
       // D0 = the weighted variance: one pass for the weighted mean, one for the scatter around it.
       const double zero = 0.0;
       quant::AssignAccum a;
-      pass(&zero, &zero, 1, 0.0, nullptr, a);
+      fold_pass(&zero, &zero, 1, 0.0, nullptr, a);
       const double mean = a.sum_h[0] > 0 ? a.sum_hw[0] / a.sum_h[0] : a.sum_w[0] / static_cast<double>(a.count[0]);
-      pass(&mean, &zero, 1, 0.0, nullptr, a);
+      fold_pass(&mean, &zero, 1, 0.0, nullptr, a);
       raw = quant::ecsq_search(pass, static_cast<size_t>(n_kept), n_local, init, a.distortion / n_kept, qp);
     } else {
       // Lloyd on the sorted blocks, then nearest-level labels over the final centres (one streaming pass), as

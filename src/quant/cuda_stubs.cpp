@@ -20,5 +20,8 @@ void prefix_sums(const float*, const float*, size_t, double, size_t, double*, do
   unavailable("prefix_sums");
 }
 void label_histogram(const int32_t*, size_t, int, int64_t*) { unavailable("label_histogram"); }
+std::unique_ptr<quant::ResidentValues> make_resident_values(const float*, const float*, size_t) {
+  unavailable("make_resident_values");
+}
 }  // namespace nq::cuda
 #endif

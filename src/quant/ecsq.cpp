@@ -3,6 +3,7 @@
 // or bisected on a log scale to land on a target rate.
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <numeric>
 
 #include "netquant/error.h"
@@ -13,10 +14,13 @@
 namespace nq::quant {
 
 AssignPass local_pass(const Problem& p) {
-  return [p](const double* centers, const double* code_len, int k, double lambda, int32_t* labels,
-             AssignAccum& out) {
-    ops_assign_accumulate(p.backend, p.w, p.h, p.n, centers, code_len, k, lambda, labels, out);
+  std::shared_ptr<ResidentValues> values = ops_make_resident_values(p.backend, p.w, p.h, p.n);
+  AssignPass pass;
+  pass.run = [values](const double* centers, const double* code_len, int k, double lambda, AssignAccum& out) {
+    values->assign_accumulate(centers, code_len, k, lambda, out);
   };
+  pass.take_labels = [values] { return values->take_labels(); };
+  return pass;
 }
 
 RawResult ecsq_iterate(const AssignPass& pass, size_t n_total, size_t n_local, const std::vector<double>& init,
@@ -27,12 +31,11 @@ RawResult ecsq_iterate(const AssignPass& pass, size_t n_total, size_t n_local, c
   const double n = static_cast<double>(n_total);
   std::vector<double> c = init;
   std::vector<double> l(c.size(), std::log2(static_cast<double>(c.size())));  // p_j = 1/k to start
-  std::vector<int32_t> labels(n_local);
   AssignAccum acc;
   double prev = infinity();
   for (int it = 1; it <= std::max(1, q.max_iter); ++it) {
     const int k = static_cast<int>(c.size());
-    pass(c.data(), l.data(), k, lambda, labels.data(), acc);
+    pass.run(c.data(), l.data(), k, lambda, acc);
     const double hbits = histogram_entropy(acc.count.data(), k);
     const double dist = acc.distortion / n;
     const double obj = dist + lambda * hbits;
@@ -66,7 +69,8 @@ RawResult ecsq_iterate(const AssignPass& pass, size_t n_total, size_t n_local, c
     l.resize(c.size());
     for (size_t j = 0; j < c.size(); ++j) l[j] = -std::log2(cnt[j] / n);
   }
-  out.labels = std::move(labels);
+  out.labels = pass.take_labels();
+  NQ_ASSERT(out.labels.size() == n_local);
   return out;
 }
 

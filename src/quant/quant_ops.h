@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "netquant/backend.h"
@@ -57,6 +58,19 @@ struct AssignAccum {
   }
 };
 
+// (d) One problem's values held where its backend computes, for drivers that pass over them many times (the
+// ECSQ iterations and the λ bisection around them): the CUDA backend uploads w and h once and keeps each pass's
+// labels on the device, so a pass moves no data across PCIe and the labels cross once, at the end; the CPU
+// backend reads w and h in place (they must outlive the object). Each pass is op (a) with labels written.
+class ResidentValues {
+ public:
+  virtual ~ResidentValues() = default;
+  virtual void assign_accumulate(const double* centers, const double* code_len, int k, double lambda,
+                                 AssignAccum& out) = 0;
+  // The labels of the latest pass (n entries; empty before the first pass). Moves them out.
+  virtual std::vector<int32_t> take_labels() = 0;
+};
+
 }  // namespace nq::quant
 
 // Both namespaces declare the same ops. The cuda:: versions copy in/out of device memory themselves; in a
@@ -81,7 +95,9 @@ struct AssignAccum {
                    double* phx, double* phx2);                                                                 \
   /* (c) counts[j] = #{i : labels_i == j}, j < k; negative labels (kPrunedIndex) are skipped; a label ≥ k is   \
      an internal error. */                                                                                     \
-  void label_histogram(const int32_t* labels, size_t n, int k, int64_t* counts);
+  void label_histogram(const int32_t* labels, size_t n, int k, int64_t* counts);                              \
+  /* (d) See ResidentValues; h == nullptr means every importance is 1. */                                      \
+  std::unique_ptr<::nq::quant::ResidentValues> make_resident_values(const float* w, const float* h, size_t n);
 
 namespace nq::cpu {
 NQ_QUANT_OPS_DECLARE
@@ -107,6 +123,7 @@ void ops_sort_pairs(Backend backend, const float* w, const float* h, size_t n, f
 void ops_prefix_sums(Backend backend, const float* ws, const float* hs, size_t n, double shift, size_t block,
                      double* ph, double* phx, double* phx2);
 void ops_label_histogram(Backend backend, const int32_t* labels, size_t n, int k, int64_t* counts);
+std::unique_ptr<ResidentValues> ops_make_resident_values(Backend backend, const float* w, const float* h, size_t n);
 
 // Entropy in bits of a histogram: −Σ p log2 p over non-empty bins (p = count / total).
 double histogram_entropy(const int64_t* counts, int k);

@@ -516,6 +516,31 @@ void label_histogram(const int32_t* labels, size_t n, int k, int64_t* counts) {
     for (int j = 0; j < k; ++j) counts[j] += part[static_cast<size_t>(t) * k + j];
 }
 
+namespace {
+
+class CpuResidentValues final : public quant::ResidentValues {
+ public:
+  CpuResidentValues(const float* w, const float* h, size_t n) : w_(w), h_(h), n_(n) {}
+  void assign_accumulate(const double* centers, const double* code_len, int k, double lambda,
+                         quant::AssignAccum& out) override {
+    labels_.resize(n_);
+    cpu::assign_accumulate(w_, h_, n_, centers, code_len, k, lambda, labels_.data(), out);
+  }
+  std::vector<int32_t> take_labels() override { return std::move(labels_); }
+
+ private:
+  const float* w_;
+  const float* h_;
+  size_t n_;
+  std::vector<int32_t> labels_;
+};
+
+}  // namespace
+
+std::unique_ptr<quant::ResidentValues> make_resident_values(const float* w, const float* h, size_t n) {
+  return std::make_unique<CpuResidentValues>(w, h, n);
+}
+
 }  // namespace nq::cpu
 
 namespace nq::quant {
@@ -540,6 +565,9 @@ void ops_prefix_sums(Backend backend, const float* ws, const float* hs, size_t n
 }
 void ops_label_histogram(Backend backend, const int32_t* labels, size_t n, int k, int64_t* counts) {
   NQ_QUANT_DISPATCH(backend, label_histogram(labels, n, k, counts));
+}
+std::unique_ptr<ResidentValues> ops_make_resident_values(Backend backend, const float* w, const float* h, size_t n) {
+  NQ_QUANT_DISPATCH(backend, make_resident_values(w, h, n));
 }
 
 double histogram_entropy(const int64_t* counts, int k) {

@@ -23,11 +23,13 @@ struct Problem {
 };
 
 // The values sorted once with their importances, and fp64 prefix sums of h, h·x, h·x² (x = w − shift) at block
-// granularity: sums over any prefix [0, p) cost one table look-up plus < kBlock elements (in 1-D every cluster
-// is an interval of the sorted values).
+// granularity: sums over any prefix [0, p) cost one table look-up plus < block() elements (in 1-D every cluster
+// is an interval of the sorted values). Small problems (rows, groups) keep every prefix (block 1: a Lloyd
+// iteration is then k binary searches and 2k look-ups); large ones every 64th (24 B per 64 values).
 class SortedData {
  public:
   static constexpr size_t kBlock = 64;
+  static constexpr size_t kFullPrefixMax = size_t{1} << 16;
   explicit SortedData(const Problem& p);
   size_t size() const { return ws_.size(); }
   const ScratchVector<float>& w() const { return ws_; }
@@ -45,6 +47,7 @@ class SortedData {
   std::vector<double> p0_, p1_, p2_;
   double shift_ = 0;
   size_t distinct_ = 0;
+  size_t block_ = kBlock;
 };
 
 // k centres evenly spaced from lo to hi (--init linear; [DC]: best for k-means); the midpoint when k = 1.
@@ -90,10 +93,14 @@ RawResult uniform_driver(const Problem& p, const QuantizeParams& q);            
 RawResult ecsq_run(const Problem& p, const std::vector<double>& init, double lambda, const QuantizeParams& q);
 RawResult ecsq_driver(const Problem& p, const SortedData& s, const QuantizeParams& q);     // λ or target
 
-// One assign + accumulate pass over the whole problem, wherever its data lives: the local op for one process,
-// or the sharded driver's pass (local op per rank + an ordered reduction). `labels` holds this process's values.
-using AssignPass = std::function<void(const double* centers, const double* code_len, int k, double lambda,
-                                      int32_t* labels, AssignAccum& out)>;
+// One assign + accumulate pass over the whole problem, wherever its data lives: the op on values resident on this
+// process's backend, or the sharded driver's pass (local op per rank + an ordered reduction). The labels of a
+// pass stay where they were computed; take_labels moves out those of the latest pass (this process's values).
+struct AssignPass {
+  std::function<void(const double* centers, const double* code_len, int k, double lambda, AssignAccum& out)> run;
+  std::function<std::vector<int32_t>()> take_labels;
+};
+// Uploads p's values once (ResidentValues) and passes over them as often as the driver asks.
 AssignPass local_pass(const Problem& p);
 // ECSQ iterations from `init` for one λ over n_total values (n_local of them here) — λ = 0 is weighted Lloyd.
 RawResult ecsq_iterate(const AssignPass& pass, size_t n_total, size_t n_local, const std::vector<double>& init,

@@ -17,9 +17,10 @@ SortedData::SortedData(const Problem& p) : ws_(p.n), hs_(p.n) {
   ops_sort_pairs(p.backend, p.w, p.h, p.n, ws_.data(), hs_.data());
   // Shift by the median so the h·x² sums do not cancel catastrophically for off-centre data.
   shift_ = p.n ? static_cast<double>(ws_[p.n / 2]) : 0.0;
-  const size_t nb = (p.n + kBlock - 1) / kBlock;
+  block_ = p.n <= kFullPrefixMax ? 1 : kBlock;
+  const size_t nb = (p.n + block_ - 1) / block_;
   p0_.resize(nb + 1); p1_.resize(nb + 1); p2_.resize(nb + 1);
-  ops_prefix_sums(p.backend, ws_.data(), hs_.data(), p.n, shift_, kBlock, p0_.data(), p1_.data(), p2_.data());
+  ops_prefix_sums(p.backend, ws_.data(), hs_.data(), p.n, shift_, block_, p0_.data(), p1_.data(), p2_.data());
   size_t distinct = 0;
 #pragma omp parallel for schedule(static) reduction(+ : distinct) if (p.n > 65536)
   for (int64_t i = 0; i < static_cast<int64_t>(p.n); ++i) distinct += (i == 0 || ws_[i] != ws_[i - 1]);
@@ -27,9 +28,9 @@ SortedData::SortedData(const Problem& p) : ws_(p.n), hs_(p.n) {
 }
 
 SortedData::Sums SortedData::prefix(size_t p) const {
-  const size_t b = p / kBlock;
+  const size_t b = p / block_;
   Sums s{p0_[b], p1_[b], p2_[b]};
-  for (size_t i = b * kBlock; i < p; ++i) {
+  for (size_t i = b * block_; i < p; ++i) {
     const double hv = hs_[i], x = static_cast<double>(ws_[i]) - shift_;
     s.s0 += hv; s.s1 += hv * x; s.s2 += hv * x * x;
   }

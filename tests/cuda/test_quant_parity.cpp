@@ -8,11 +8,13 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <vector>
 
 #include "netquant/backend.h"
 #include "netquant/error.h"
+#include "netquant/quantize.h"
 #include "nn/nn_ops.h"
 #include "quant/quant_formulas.h"
 #include "quant/quant_ops.h"
@@ -201,6 +203,62 @@ TEST(CudaQuantParity, AssignAccumulateLargeKUsesFallbackShapes) {
     size_t ties = 0;
     expect_same_labels(d, cb, lambda, lc, lg, &ties);
     EXPECT_LE(rel_diff(ca.cost, ga.cost, 0), 1e-6);
+  }
+}
+
+TEST(CudaQuantParity, ResidentValuesEqualTheHostOpPassAfterPass) {
+  NQ_REQUIRE_CUDA();
+  // The resident object (uploaded once, labels kept on the device) against the copying host entry: the same
+  // kernel on the same data, so sums and labels must agree bit for bit, pass after pass.
+  for (size_t n : {size_t{1}, size_t{4099}, size_t{1000003}}) {
+    Data d = make_data(n, 31 * n);
+    for (bool unit_h : {false, true}) {
+      const float* h = unit_h ? nullptr : d.h.data();
+      const std::unique_ptr<ResidentValues> values = cuda::make_resident_values(d.w.data(), h, n);
+      EXPECT_TRUE(values->take_labels().empty());
+      std::vector<int32_t> host_labels(n);
+      for (int k : {2, 16, 256}) {
+        const Codebook cb = make_codebook(d, k, k == 16, 7 * k);
+        const double lambda = k == 2 ? 0.0 : lambda_for(d);
+        AssignAccum r, o;
+        values->assign_accumulate(cb.c.data(), cb.l.data(), k, lambda, r);
+        cuda::assign_accumulate(d.w.data(), h, n, cb.c.data(), cb.l.data(), k, lambda, host_labels.data(), o);
+        EXPECT_EQ(std::memcmp(r.sum_h.data(), o.sum_h.data(), sizeof(double) * k), 0) << "n=" << n << " k=" << k;
+        EXPECT_EQ(std::memcmp(r.sum_hw.data(), o.sum_hw.data(), sizeof(double) * k), 0);
+        EXPECT_EQ(r.count, o.count);
+        EXPECT_EQ(std::memcmp(&r.cost, &o.cost, sizeof(double)), 0);
+      }
+      EXPECT_EQ(values->take_labels(), host_labels) << "n=" << n;  // the latest pass (k = 256)
+    }
+  }
+}
+
+TEST(CudaQuantParity, EcsqDriverOnTheDeviceMatchesTheCpuDriver) {
+  NQ_REQUIRE_CUDA();
+  // The whole ECSQ driver (iterations and the target-rate bisection over resident values) on each backend. The
+  // fp64 sums may differ in their last bits between backends, so the runs agree to rounding, not bitwise.
+  const size_t n = quick() ? 20011 : 400009;
+  Data d = make_data(n, 4242);
+  for (const bool target : {false, true}) {
+    QuantizeParams q;
+    q.method = Method::kEcsq;
+    q.k = 32;
+    q.max_iter = 30;
+    if (target) q.target_bits = 2.5;
+    else q.lambda = lambda_for(d);
+    q.backend = Backend::kCpu;
+    const QuantizeResult rc = nq::quantize(d.w.data(), d.h.data(), n, q);
+    q.backend = Backend::kCuda;
+    const QuantizeResult rg = nq::quantize(d.w.data(), d.h.data(), n, q);
+    SCOPED_TRACE(target ? "target rate" : "fixed lambda");
+    EXPECT_EQ(rg.backend, Backend::kCuda);
+    EXPECT_EQ(rc.codebook.size(), rg.codebook.size());
+    EXPECT_LE(rel_diff(rc.hw_distortion, rg.hw_distortion, 0), 1e-5);
+    EXPECT_NEAR(rc.entropy_bits, rg.entropy_bits, 1e-4);
+    EXPECT_NEAR(rc.lambda, rg.lambda, 1e-6 * rc.lambda + 1e-300);
+    size_t differ = 0;
+    for (size_t i = 0; i < n; ++i) differ += rc.indices[i] != rg.indices[i];
+    EXPECT_LE(differ, n / 10000 + 2) << "indices differ beyond rounding";
   }
 }
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <random>
 
 #include "quant/quant_formulas.h"
@@ -192,7 +193,10 @@ TEST(QuantOps, SegmentedAssignMatchesSequentialSumsPerSegment) {
 }
 
 TEST(QuantOps, SortPairsMatchesStableSort) {
-  for (size_t n : {size_t{1}, size_t{7}, size_t{4095}, size_t{5001}, size_t{70003}}) {
+  // 300007 with 3 threads: the threaded radix passes (slices of 65536 and more per thread), odd team size.
+  const int saved_threads = omp_get_max_threads();
+  for (size_t n : {size_t{1}, size_t{7}, size_t{4095}, size_t{5001}, size_t{70003}, size_t{300007}}) {
+    omp_set_num_threads(n > 100000 ? 3 : saved_threads);
     auto w = student_t(n, n);
     for (size_t i = 0; i < n; i += 11) w[i] = (i % 2) ? -0.0f : 0.0f;
     for (size_t i = 5; i < n; i += 13) w[i] = w[i / 2];
@@ -211,6 +215,32 @@ TEST(QuantOps, SortPairsMatchesStableSort) {
       ASSERT_EQ(hs[i], h[order[i]]) << "n=" << n << " i=" << i;
     }
   }
+  omp_set_num_threads(saved_threads);
+}
+
+TEST(QuantOps, ResidentValuesPassesEqualTheOpAndKeepTheLatestLabels) {
+  const size_t n = 70001;
+  const auto w = student_t(n, 5);
+  std::vector<float> h(n);
+  for (size_t i = 0; i < n; ++i) h[i] = static_cast<float>(0.1 + (i % 17));
+  const std::unique_ptr<ResidentValues> values = ops_make_resident_values(Backend::kCpu, w.data(), h.data(), n);
+  EXPECT_TRUE(values->take_labels().empty());  // no pass yet
+  const std::vector<double> c1{-0.1, -0.02, 0.0, 0.03, 0.2}, l1{3.0, 1.5, 1.0, 1.5, 3.0};
+  const std::vector<double> c2{-0.05, 0.01, 0.07}, l2{1.0, 1.0, 2.0};
+  AssignAccum r1, r2, o1, o2;
+  std::vector<int32_t> lab1(n), lab2(n);
+  values->assign_accumulate(c1.data(), l1.data(), 5, 1e-4, r1);
+  values->assign_accumulate(c2.data(), l2.data(), 3, 1e-4, r2);
+  ops_assign_accumulate(Backend::kCpu, w.data(), h.data(), n, c1.data(), l1.data(), 5, 1e-4, lab1.data(), o1);
+  ops_assign_accumulate(Backend::kCpu, w.data(), h.data(), n, c2.data(), l2.data(), 3, 1e-4, lab2.data(), o2);
+  for (const auto& [r, o] : {std::pair{&r1, &o1}, std::pair{&r2, &o2}}) {
+    EXPECT_EQ(r->sum_h, o->sum_h);
+    EXPECT_EQ(r->sum_hw, o->sum_hw);
+    EXPECT_EQ(r->count, o->count);
+    EXPECT_EQ(r->cost, o->cost);
+  }
+  EXPECT_EQ(values->take_labels(), lab2);  // the latest pass's labels
+  EXPECT_NE(lab1, lab2);
 }
 
 TEST(QuantOps, PrefixSumsMatchLongDouble) {
