@@ -383,8 +383,64 @@ void assign_accumulate_segments(const float* w, const float* h, const size_t* se
   });
 }
 
+namespace {
+
+// Order-preserving 32-bit key of a float (negatives reversed, sign flipped) packed above the importance's bits.
+inline uint64_t pack_pair(float w, float h) {
+  uint32_t u, hb;
+  std::memcpy(&u, &w, 4);
+  std::memcpy(&hb, &h, 4);
+  const uint32_t key = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+  return (static_cast<uint64_t>(key) << 32) | hb;
+}
+inline void unpack_pair(uint64_t v, float* w, float* h) {
+  const uint32_t key = static_cast<uint32_t>(v >> 32), hb = static_cast<uint32_t>(v);
+  const uint32_t u = (key & 0x80000000u) ? (key & 0x7fffffffu) : ~key;
+  std::memcpy(w, &u, 4);
+  std::memcpy(h, &hb, 4);
+}
+
+// Rows and groups (n ≤ 2^16, one thread): four 8-bit LSD passes whose histograms are all counted while packing;
+// 256-entry tables stay in L1, about twice as fast here as the wide-digit sort or a comparison sort at 4096.
+void sort_pairs_small(const float* w, const float* h, size_t n, float* w_sorted, float* h_sorted) {
+  ScratchVector<uint64_t> a_buf(n), b_buf(n);
+  uint64_t* a = a_buf.data();
+  uint64_t* b = b_buf.data();
+  size_t hist[4][256] = {};
+  for (size_t i = 0; i < n; ++i) {
+    a[i] = pack_pair(w[i], h ? h[i] : 1.0f);
+    const uint32_t key = static_cast<uint32_t>(a[i] >> 32);
+    ++hist[0][key & 255u];
+    ++hist[1][(key >> 8) & 255u];
+    ++hist[2][(key >> 16) & 255u];
+    ++hist[3][key >> 24];
+  }
+  for (int pass = 0; pass < 4; ++pass) {
+    size_t* hh = hist[pass];
+    bool trivial = false;  // every item has the same digit: nothing to move
+    for (int d = 0; d < 256; ++d) {
+      if (hh[d] == n) trivial = true;
+      if (hh[d]) break;
+    }
+    if (trivial) continue;
+    size_t run = 0;
+    for (int d = 0; d < 256; ++d) {
+      const size_t c = hh[d];
+      hh[d] = run;
+      run += c;
+    }
+    const int shift = 32 + 8 * pass;
+    for (size_t i = 0; i < n; ++i) b[hh[(a[i] >> shift) & 255u]++] = a[i];
+    std::swap(a, b);
+  }
+  for (size_t i = 0; i < n; ++i) unpack_pair(a[i], &w_sorted[i], &h_sorted[i]);
+}
+
+}  // namespace
+
 void sort_pairs(const float* w, const float* h, size_t n, float* w_sorted, float* h_sorted) {
   if (n == 0) return;
+  if (n <= (size_t{1} << 16)) return sort_pairs_small(w, h, n, w_sorted, h_sorted);
   // LSD radix sort of 64-bit items (order-preserving float key << 32 | h bits) on the key's 32 bits in
   // passes of 11/11/10 bits; stable, so the result is unique whatever the thread count. Each pass: every thread
   // counts the digits of its slice, offsets are laid out bucket-major then thread, every thread scatters its
@@ -396,10 +452,8 @@ void sort_pairs(const float* w, const float* h, size_t n, float* w_sorted, float
   ScratchVector<uint64_t> a_buf(n), b_buf(n);
   uint64_t* a = a_buf.data();
   uint64_t* b = b_buf.data();
-  const bool small = n < 4096;  // small problems (rows, groups): a comparison sort beats the histogram passes
-  const int want = small ? 1
-                         : static_cast<int>(std::min<size_t>(static_cast<size_t>(std::max(1, omp_get_max_threads())),
-                                                             std::max<size_t>(1, n / 65536)));
+  const int want = static_cast<int>(std::min<size_t>(static_cast<size_t>(std::max(1, omp_get_max_threads())),
+                                                     std::max<size_t>(1, n / 65536)));
   std::vector<size_t> hist;  // [thread][bucket]
   bool trivial = false;
 #pragma omp parallel num_threads(want)
@@ -412,17 +466,11 @@ void sort_pairs(const float* w, const float* h, size_t n, float* w_sorted, float
 #pragma omp single
     hist.assign(static_cast<size_t>(threads) * kBuckets, 0);
     size_t* hh = &hist[static_cast<size_t>(t) * kBuckets];
-    const float one = 1.0f;
     for (size_t i = i0; i < i1; ++i) {
-      uint32_t u, hb;
-      std::memcpy(&u, &w[i], 4);
-      const float hv = h ? h[i] : one;
-      std::memcpy(&hb, &hv, 4);
-      const uint32_t key = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-      a[i] = (static_cast<uint64_t>(key) << 32) | hb;
-      ++hh[key & (kBuckets - 1)];
+      a[i] = pack_pair(w[i], h ? h[i] : 1.0f);
+      ++hh[(a[i] >> 32) & (kBuckets - 1)];
     }
-    for (int pass = 0; pass < (small ? 0 : kPasses); ++pass) {
+    for (int pass = 0; pass < kPasses; ++pass) {
       const int shift = kShifts[pass];
       if (pass > 0) {
         std::fill(hh, hh + kBuckets, size_t{0});
@@ -454,15 +502,8 @@ void sort_pairs(const float* w, const float* h, size_t n, float* w_sorted, float
       if (!trivial) std::swap(a, b);
     }
   }
-  if (small) std::stable_sort(a, a + n, [](uint64_t x, uint64_t y) { return (x >> 32) < (y >> 32); });
 #pragma omp parallel for schedule(static) if (n > 65536)
-  for (int64_t i = 0; i < static_cast<int64_t>(n); ++i) {
-    const uint64_t v = a[static_cast<size_t>(i)];
-    const uint32_t key = static_cast<uint32_t>(v >> 32), hb = static_cast<uint32_t>(v);
-    const uint32_t u = (key & 0x80000000u) ? (key & 0x7fffffffu) : ~key;
-    std::memcpy(&w_sorted[i], &u, 4);
-    std::memcpy(&h_sorted[i], &hb, 4);
-  }
+  for (int64_t i = 0; i < static_cast<int64_t>(n); ++i) unpack_pair(a[i], &w_sorted[i], &h_sorted[i]);
 }
 
 void prefix_sums(const float* ws, const float* hs, size_t n, double shift, size_t block, double* ph, double* phx,

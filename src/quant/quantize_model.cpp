@@ -161,6 +161,10 @@ QuantizedModel quantize_model(const TensorSet& model, const TensorSet* importanc
   int64_t done = 0;
   auto run_one = [&](size_t j) {
     std::vector<float> w, h;
+    size_t len = 0;
+    for (const Piece& pc : problems[j].pieces) len += static_cast<size_t>(pc.end - pc.begin);
+    w.reserve(len);
+    if (weighted) h.reserve(len);
     for (const Piece& pc : problems[j].pieces) {
       const Prepared& p = prep[pc.prep];
       const auto& idx = out.tensors[p.tensor].indices;
@@ -191,9 +195,11 @@ QuantizedModel quantize_model(const TensorSet& model, const TensorSet* importanc
   progress.finish();
 
   // ---- scatter indices, codebooks and statistics ----
-  for (size_t j = 0; j < problems.size(); ++j) {
+  for (const QuantizeResult& r : results) out.codebooks.push_back(r.codebook);
+#pragma omp parallel for schedule(static) if (problems.size() > 1)
+  for (int64_t jj = 0; jj < static_cast<int64_t>(problems.size()); ++jj) {  // problems cover disjoint ranges
+    const size_t j = static_cast<size_t>(jj);
     const QuantizeResult& r = results[j];
-    out.codebooks.push_back(r.codebook);
     size_t pos = 0;
     for (const Piece& pc : problems[j].pieces) {
       auto& idx = out.tensors[prep[pc.prep].tensor].indices;
@@ -201,17 +207,37 @@ QuantizedModel quantize_model(const TensorSet& model, const TensorSet* importanc
         if (idx[i] != kPrunedIndex) idx[i] = r.indices[pos++];
     }
   }
+  // Error sums per tensor: fixed chunks summed in parallel, then added in chunk order (thread-count independent).
   std::vector<quant::TensorErrorSums> errors(out.tensors.size());
+  constexpr int64_t kChunk = 1 << 16;
   for (const auto& p : prep) {
     const QuantizedTensor& qt = out.tensors[p.tensor];
+    const int64_t n = static_cast<int64_t>(p.w.size());
+    const int64_t nchunks = (n + kChunk - 1) / kChunk;
+    std::vector<double> pd(static_cast<size_t>(nchunks)), pm(static_cast<size_t>(nchunks));
+#pragma omp parallel for schedule(static) if (nchunks > 1)
+    for (int64_t c = 0; c < nchunks; ++c) {
+      const int64_t i1 = std::min(n, (c + 1) * kChunk);
+      double d = 0, m = 0;
+      for (int64_t i = c * kChunk; i < i1;) {
+        // One problem's stretch at a time: its codebook is fixed, no division per element.
+        const int64_t problem = i / qt.problem_size;
+        const int64_t end = std::min(i1, (problem + 1) * qt.problem_size);
+        const std::vector<float>& cb = out.codebooks[static_cast<size_t>(qt.first_codebook + problem)];
+        for (; i < end; ++i) {
+          const int32_t idx = qt.indices[static_cast<size_t>(i)];
+          const double e = static_cast<double>(idx == kPrunedIndex ? 0.0f : cb[static_cast<size_t>(idx)]) - p.w[i];
+          m += e * e;
+          d += (weighted ? static_cast<double>(p.h[i]) : 1.0) * e * e;
+        }
+      }
+      pd[static_cast<size_t>(c)] = d;
+      pm[static_cast<size_t>(c)] = m;
+    }
     double d = 0, m = 0;
-    for (size_t i = 0; i < p.w.size(); ++i) {
-      const int32_t idx = qt.indices[i];
-      const float q = idx == kPrunedIndex ? 0.0f
-                                          : out.codebooks[qt.first_codebook + static_cast<int64_t>(i) / qt.problem_size][idx];
-      const double e = static_cast<double>(q) - p.w[i];
-      m += e * e;
-      d += (weighted ? static_cast<double>(p.h[i]) : 1.0) * e * e;
+    for (int64_t c = 0; c < nchunks; ++c) {
+      d += pd[static_cast<size_t>(c)];
+      m += pm[static_cast<size_t>(c)];
     }
     errors[p.tensor] = {d, m};
   }
