@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "assign_accumulate.cuh"
+#include "core/cuda_device.h"
 #include "cuda_check.cuh"
 #include "device_buffer.cuh"
 #include "netquant/error.h"
@@ -75,11 +76,17 @@ __device__ __forceinline__ int32_t argmin_cluster(float w, double h, const doubl
     *best_cost_out = best_cost;
     return best;
   }
-  int lo = 0, hi = k - 1;
+  // lo = p = #{j : c_j < w} by exact comparisons, then the nearer of c_{p−1}, c_p (ties low). A binary search on
+  // closer_to_upper itself is not safe: with two centres closer together than the rounding step of w − c the
+  // predicate is false inside a run of trues and the search can stop at a far centre. From p every centre on
+  // the left is below w and every one on the right at or above it, so the bounded scans below are exact.
+  const double wd = static_cast<double>(w);
+  int lo = 0, hi = k;
   while (lo < hi) {
     const int mid = (lo + hi) >> 1;
-    if (qf::closer_to_upper(w, c[mid], c[mid + 1])) lo = mid + 1; else hi = mid;
+    if (c[mid] < wd) lo = mid + 1; else hi = mid;
   }
+  if (lo == k || (lo > 0 && !qf::closer_to_upper(w, c[lo - 1], c[lo]))) --lo;
   int32_t best = lo;
   double best_cost = qf::assign_cost(w, h, c[lo], l[lo], lambda);
   if (lambda > 0.0 && !(qf::fmul(h, span2) > qf::fmul(lambda, qf::fadd(l[lo], -lmin)))) {
@@ -358,6 +365,7 @@ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) ==
 void assign_accumulate_device(const float* d_w, const float* d_h, size_t n, const double* centers,
                               const double* code_len, int k, double lambda, int32_t* d_labels,
                               quant::AssignAccum& out, CUstream_st* stream) {
+  bind_thread_device();
   NQ_CHECK(k >= 1, ErrorCode::kInvalidArgument, "assign_accumulate: k = " << k << " must be at least 1");
   NQ_CHECK(centers && code_len, ErrorCode::kInvalidArgument, "assign_accumulate: null codebook");
   out.reset(k);
@@ -436,6 +444,7 @@ void assign_accumulate_device(const float* d_w, const float* d_h, size_t n, cons
 
 void assign_accumulate(const float* w, const float* h, size_t n, const double* centers, const double* code_len,
                        int k, double lambda, int32_t* labels, quant::AssignAccum& out) {
+  bind_thread_device();
   if (n == 0) {  // validation only; no device memory needed
     assign_accumulate_device(nullptr, nullptr, 0, centers, code_len, k, lambda, nullptr, out);
     return;
@@ -485,6 +494,7 @@ class CudaResidentValues final : public quant::ResidentValues {
 }  // namespace
 
 std::unique_ptr<quant::ResidentValues> make_resident_values(const float* w, const float* h, size_t n) {
+  bind_thread_device();
   return std::make_unique<CudaResidentValues>(w, h, n);
 }
 

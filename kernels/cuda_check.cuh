@@ -10,6 +10,9 @@
 namespace nq::cuda {
 
 [[noreturn]] inline void throw_cuda_error(cudaError_t err, const char* what, const char* file, int line) {
+  // A failed call is also recorded as the thread's last error: clear it (non-sticky errors only; a sticky one
+  // stays), or a caller that catches this and retries would see the old error at its next launch check.
+  (void)cudaGetLastError();
   std::ostringstream os;
   os << "CUDA error in " << what << " at " << file << ":" << line << ": " << cudaGetErrorName(err) << " ("
      << cudaGetErrorString(err) << ")";
@@ -25,4 +28,8 @@ namespace nq::cuda {
   } while (0)
 
 // After a <<<...>>> launch: catches bad configurations at once (asynchronous faults surface at the next sync).
-#define NQ_CUDA_CHECK_LAUNCH(name) NQ_CUDA_CHECK(cudaGetLastError())
+#define NQ_CUDA_CHECK_LAUNCH(name)                                                              \
+  do {                                                                                          \
+    cudaError_t nq_cuda_err_ = cudaGetLastError();                                              \
+    if (nq_cuda_err_ != cudaSuccess) ::nq::cuda::throw_cuda_error(nq_cuda_err_, "launch of " name, __FILE__, __LINE__); \
+  } while (0)

@@ -1,12 +1,15 @@
 // Device query and a trivial checked kernel that proves the CUDA build and launch path.
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cmath>
+#include <cstdint>
 #include <sstream>
 #include <vector>
 
 #include "core/cuda_device.h"
 #include "cuda_check.cuh"
+#include "device_buffer.cuh"
 
 namespace nq::cuda {
 
@@ -28,7 +31,22 @@ std::string device_description(int device) {
   return os.str();
 }
 
-void set_device(int device) { NQ_CUDA_CHECK(cudaSetDevice(device)); }
+namespace {
+std::atomic<int> g_process_device{-1};  // the device set_device chose for this process; −1: none chosen
+}  // namespace
+
+void set_device(int device) {
+  NQ_CUDA_CHECK(cudaSetDevice(device));
+  g_process_device.store(device);
+}
+
+void bind_thread_device() {
+  const int device = g_process_device.load();
+  if (device < 0) return;
+  int current = -1;
+  if (cudaGetDevice(&current) == cudaSuccess && current == device) return;
+  NQ_CUDA_CHECK(cudaSetDevice(device));
+}
 
 namespace {
 __global__ void saxpy_kernel(int n, float a, const float* __restrict__ x, float* __restrict__ y) {
@@ -44,17 +62,13 @@ double self_test(int n) {
     x[i] = static_cast<float>(i % 97) * 0.25f;
     y[i] = static_cast<float>(i % 13) - 6.0f;
   }
-  float *dx = nullptr, *dy = nullptr;
-  NQ_CUDA_CHECK(cudaMalloc(&dx, n * sizeof(float)));
-  NQ_CUDA_CHECK(cudaMalloc(&dy, n * sizeof(float)));
-  NQ_CUDA_CHECK(cudaMemcpy(dx, x.data(), n * sizeof(float), cudaMemcpyHostToDevice));
-  NQ_CUDA_CHECK(cudaMemcpy(dy, y.data(), n * sizeof(float), cudaMemcpyHostToDevice));
-  saxpy_kernel<<<(n + 255) / 256, 256>>>(n, 2.0f, dx, dy);
+  DeviceBuffer<float> dx, dy;  // freed on every path, a throwing check included
+  dx.upload(x.data(), static_cast<size_t>(n));
+  dy.upload(y.data(), static_cast<size_t>(n));
+  saxpy_kernel<<<static_cast<unsigned>((static_cast<int64_t>(n) + 255) / 256), 256>>>(n, 2.0f, dx.get(), dy.get());
   NQ_CUDA_CHECK_LAUNCH("saxpy_kernel");
   std::vector<float> out(n);
-  NQ_CUDA_CHECK(cudaMemcpy(out.data(), dy, n * sizeof(float), cudaMemcpyDeviceToHost));
-  NQ_CUDA_CHECK(cudaFree(dx));
-  NQ_CUDA_CHECK(cudaFree(dy));
+  dy.download(out.data(), static_cast<size_t>(n));
   double max_err = 0;
   for (int i = 0; i < n; ++i) max_err = std::fmax(max_err, std::fabs(out[i] - (2.0f * x[i] + y[i])));
   return max_err;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "core/cuda_device.h"
 #include "cuda_check.cuh"
 #include "device_buffer.cuh"
 #include "netquant/error.h"
@@ -58,6 +59,7 @@ void launch_label_histogram(const int32_t* d_labels, size_t n, int k, unsigned l
 }  // namespace
 
 void label_histogram(const int32_t* labels, size_t n, int k, int64_t* counts) {
+  bind_thread_device();
   NQ_CHECK(k >= 1, ErrorCode::kInvalidArgument, "label_histogram: k = " << k << " must be at least 1");
   std::fill(counts, counts + k, int64_t{0});
   if (n == 0) return;

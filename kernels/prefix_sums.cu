@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "core/cuda_device.h"
 #include "cuda_check.cuh"
 #include "device_buffer.cuh"
 #include "netquant/error.h"
@@ -79,10 +80,11 @@ __global__ void __launch_bounds__(kThreads) block_sums_cta_kernel(const float* _
   double a = 0.0, s1 = 0.0, s2 = 0.0;
   for (size_t i = i0 + threadIdx.x; i < i1; i += kThreads) {
     const double hv = hs ? static_cast<double>(hs[i]) : 1.0;
-    const double x = static_cast<double>(ws[i]) - shift;
-    a += hv;
-    s1 += hv * x;
-    s2 += hv * x * x;
+    const double x = qf::fadd(static_cast<double>(ws[i]), -shift);
+    const double hx = qf::fmul(hv, x);  // the same products as every other path, never contracted into FMAs
+    a = qf::fadd(a, hv);
+    s1 = qf::fadd(s1, hx);
+    s2 = qf::fadd(s2, qf::fmul(hx, x));
   }
   for (int off = 16; off > 0; off >>= 1) {
     a += __shfl_down_sync(0xffffffffu, a, off);
@@ -183,6 +185,7 @@ void launch_prefix_sums(const float* d_ws, const float* d_hs, size_t n, double s
 
 void prefix_sums(const float* ws, const float* hs, size_t n, double shift, size_t block, double* ph, double* phx,
                  double* phx2) {
+  bind_thread_device();
   NQ_CHECK(block >= 1, ErrorCode::kInvalidArgument, "prefix_sums: block must be at least 1");
   NQ_CHECK(ph && phx && phx2, ErrorCode::kInvalidArgument, "prefix_sums: null output");
   if (n == 0) {

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "core/cuda_device.h"
 #include "cuda_check.cuh"
 #include "device_buffer.cuh"
 #include "netquant/error.h"
@@ -41,13 +42,20 @@ struct SegParams {
   double* distortion;  // nullable
 };
 
-// Index of the nearest centre (ties to the lower one): the λ = 0 binary search of the fused op.
+// Index of the nearest centre among ascending c (equal centres allowed), exactly the brute-force argmin of
+// fl((w − c_j)²) with ties to the lowest index. p = #{j : c_j < w} by exact comparisons; by monotone rounding the
+// winner is c_{p−1} or c_p, except that centres further left may tie with c_{p−1} (equal or near-coincident
+// centres), and a tie goes to the lowest of them. (A binary search on closer_to_upper itself is not safe: with
+// two centres closer together than the rounding step of w − c, or equal, it is false inside a run of trues.)
 __device__ __forceinline__ int nearest(float w, const double* c, int k) {
-  int lo = 0, hi = k - 1;
+  const double wd = static_cast<double>(w);
+  int lo = 0, hi = k;
   while (lo < hi) {
     const int mid = (lo + hi) >> 1;
-    if (qf::closer_to_upper(w, c[mid], c[mid + 1])) lo = mid + 1; else hi = mid;
+    if (c[mid] < wd) lo = mid + 1; else hi = mid;
   }
+  if (lo == k || (lo > 0 && !qf::closer_to_upper(w, c[lo - 1], c[lo]))) --lo;
+  while (lo > 0 && !qf::closer_to_upper(w, c[lo - 1], c[lo])) --lo;  // ties with farther-left centres
   return lo;
 }
 
@@ -69,10 +77,10 @@ struct SegLayout {
     const size_t m = (a > b ? a : b) > kThreads / 32 * sizeof(double) ? (a > b ? a : b) : kThreads / 32 * sizeof(double);
     return (m + 15) & ~size_t{15};
   }
-  // temp | ph (len+1) | phw (len+1) | c (k) | cnew (k) | ws (len floats) | starts (k+1 ints)
+  // temp | ph (len+1) | phw (len+1) | c (k) | cnew (k) | ws (len floats) | hs (len floats) | starts (k+1 ints)
   static size_t bytes(int len, int k) {
     return temp_bytes() + sizeof(double) * (2 * static_cast<size_t>(len + 1) + 2 * static_cast<size_t>(k)) +
-           sizeof(float) * static_cast<size_t>(len) + sizeof(int) * static_cast<size_t>(k + 1);
+           2 * sizeof(float) * static_cast<size_t>(len) + sizeof(int) * static_cast<size_t>(k + 1);
   }
 };
 
@@ -88,7 +96,8 @@ __global__ void __launch_bounds__(kThreads) segmented_kmeans_kernel(SegParams p)
   double* c = phw + (p.len + 1);
   double* cnew = c + p.k;
   float* ws = reinterpret_cast<float*>(cnew + p.k);
-  int* starts = reinterpret_cast<int*>(ws + p.len);
+  float* hs = ws + p.len;  // the sorted importances: direct sums where prefix differences are ill-conditioned
+  int* starts = reinterpret_cast<int*>(hs + p.len);
   const int tid = threadIdx.x, len = p.len, k = p.k;
 
   for (int64_t row = blockIdx.x; row < p.rows; row += gridDim.x) {
@@ -111,7 +120,10 @@ __global__ void __launch_bounds__(kThreads) segmented_kmeans_kernel(SegParams p)
 #pragma unroll
     for (int i = 0; i < kItems; ++i) {
       const int idx = tid * kItems + i;
-      if (idx < len) ws[idx] = keys[i];
+      if (idx < len) {
+        ws[idx] = keys[i];
+        hs[idx] = vals[i];
+      }
       const double hv = vals[i];
       pr[i] = {hv, hv * static_cast<double>(idx < len ? keys[i] : 0.0f)};  // padding: 0, not 0·inf
     }
@@ -148,12 +160,18 @@ __global__ void __launch_bounds__(kThreads) segmented_kmeans_kernel(SegParams p)
         double v = c[j];
         if (e > s) {
           const double s0 = ph[e] - ph[s];
-          if (s0 > 0) {
+          if (s0 > 0 && s0 >= 0x1p-20 * ph[e]) {  // the difference keeps ≥ 32 good bits
             v = (phw[e] - phw[s]) / s0;
-          } else {  // weightless members: plain mean, in order
-            double sw = 0.0;
-            for (int i = s; i < e; ++i) sw += ws[i];
-            v = sw / (e - s);
+          } else {
+            // A light cluster after heavy ones (importances spanning many decades): the prefix difference has
+            // lost its bits, or even rounded to 0. Direct sums over the members, in order.
+            double a = 0.0, b = 0.0, sw = 0.0;
+            for (int i = s; i < e; ++i) {
+              a = qf::fadd(a, static_cast<double>(hs[i]));
+              b = qf::fadd(b, qf::fmul(static_cast<double>(hs[i]), static_cast<double>(ws[i])));
+              sw = qf::fadd(sw, static_cast<double>(ws[i]));
+            }
+            v = a > 0 ? b / a : sw / (e - s);  // weightless members: their plain mean
           }
         }
         moved |= v != c[j];
@@ -175,8 +193,8 @@ __global__ void __launch_bounds__(kThreads) segmented_kmeans_kernel(SegParams p)
       const double hv = hr ? static_cast<double>(hr[idx]) : 1.0;
       const int j = nearest(wv, c, k);
       if (p.labels) p.labels[row * len + idx] = j;
-      const double d = static_cast<double>(wv) - c[j];
-      dist += hv * (d * d);
+      const double d = qf::fadd(static_cast<double>(wv), -c[j]);
+      dist = qf::fadd(dist, qf::fmul(hv, qf::fmul(d, d)));  // no FMA contraction: quant_formulas.h's rule
     }
     for (int off = 16; off > 0; off >>= 1) dist += __shfl_down_sync(0xffffffffu, dist, off);
     __syncthreads();  // the scan temp storage (aliased by warp_part) is no longer in use
@@ -213,6 +231,7 @@ void launch_segmented(const SegParams& p, CUstream_st* stream) {
 void segmented_kmeans_device(const float* d_w, const float* d_h, int64_t rows, int64_t row_len, int k,
                              int iterations, double* d_centers, int32_t* d_labels, double* d_distortion,
                              CUstream_st* stream) {
+  bind_thread_device();
   NQ_CHECK(rows >= 0 && row_len >= 1, ErrorCode::kInvalidArgument,
            "segmented k-means: bad shape " << rows << " x " << row_len);
   NQ_CHECK(k >= 1 && iterations >= 0, ErrorCode::kInvalidArgument,
@@ -229,6 +248,7 @@ void segmented_kmeans_device(const float* d_w, const float* d_h, int64_t rows, i
 
 void segmented_kmeans(const float* w, const float* h, int64_t rows, int64_t row_len, int k, int iterations,
                       double* centers, int32_t* labels, double* distortion) {
+  bind_thread_device();
   NQ_CHECK(rows >= 0 && row_len >= 1 && k >= 1, ErrorCode::kInvalidArgument,
            "segmented k-means: bad shape " << rows << " x " << row_len << ", k = " << k);
   if (rows == 0) return;

@@ -15,9 +15,10 @@ constexpr int64_t kSegmentedKmeansMaxRow = 8192;
 
 // rows × row_len weights w (row-major, contiguous) with importances h (nullptr: h ≡ 1). centers: rows × k,
 // in: the initial codebook of each row (any order; sorted on entry), out: the final codebook, ascending.
-// Each iteration assigns every weight to its nearest centre (quant_formulas.h closer_to_upper, ties to the lower
-// centre) and moves each centre to the h-weighted mean of its members (plain mean when their Σh = 0; an empty
-// cluster keeps its centre); stops early when no centre moves. labels (rows × row_len, nullable): the nearest
+// Each iteration assigns every weight to its nearest centre (the brute-force argmin of fl((w − c_j)²), ties to
+// the lowest index; equal centres allowed: all but the first of them stay empty) and moves each centre to the
+// h-weighted mean of its members (plain mean when their Σh = 0; an empty cluster keeps its centre); stops early
+// when no centre moves. labels (rows × row_len, nullable): the nearest
 // centre of each weight under the final codebook; distortion (rows, nullable): Σ h (w − c_label)² per row.
 // Deterministic (fixed reduction trees, no float atomics). Throws kUnsupported when row_len exceeds
 // kSegmentedKmeansMaxRow or the device's shared memory.

@@ -1,10 +1,12 @@
-// CUDA stable sort of (w, h) pairs by w (quant_ops.h (b1)): CUB DeviceRadixSort on the float keys, whose bit
-// twiddling orders −0 before +0 and which is stable, exactly like the CPU op's LSD radix sort.
+// CUDA stable sort of (w, h) pairs by w (quant_ops.h (b1)): CUB DeviceRadixSort, stable, on the same
+// order-preserving unsigned keys as the CPU op's LSD radix sort. Not on the float keys directly: CUB's float
+// twiddling maps −0 to +0 (they would keep their input order), while the contract puts every −0 before every +0.
 #include <cub/device/device_radix_sort.cuh>
 
 #include <algorithm>
 #include <cstdint>
 
+#include "core/cuda_device.h"
 #include "cuda_check.cuh"
 #include "device_buffer.cuh"
 #include "netquant/error.h"
@@ -19,20 +21,48 @@ __global__ void fill_ones_kernel(float* __restrict__ out, size_t n) {
     out[i] = 1.0f;
 }
 
-// keys/values: device buffers of n entries; h_in nullable (values = 1).
+// Floats in numeric order as unsigned keys (negatives reversed, sign flipped: −0 just below +0), and back.
+__global__ void to_ordered_kernel(const float* __restrict__ in, uint32_t* __restrict__ out, size_t n) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    const uint32_t u = __float_as_uint(in[i]);
+    out[i] = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+  }
+}
+__global__ void from_ordered_kernel(uint32_t* io, size_t n) {  // in place: the sorted keys become the floats
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    const uint32_t key = io[i];
+    io[i] = (key & 0x80000000u) ? (key & 0x7fffffffu) : ~key;
+  }
+}
+
+// keys/values: device buffers of n entries; h_in nullable (values = 1). d_ws receives the sorted keys first
+// (same size as floats), converted back in place.
 void launch_sort_pairs(const float* d_w, const float* d_h, size_t n, float* d_ws, float* d_hs, cudaStream_t stream) {
   const int64_t items = static_cast<int64_t>(n);
+  const unsigned grid = static_cast<unsigned>(std::min<size_t>((n + 255) / 256, 65535));
+  DeviceBuffer<uint32_t> keys(n);
+  uint32_t* sorted_keys = reinterpret_cast<uint32_t*>(d_ws);
+  to_ordered_kernel<<<grid, 256, 0, stream>>>(d_w, keys.get(), n);
+  NQ_CUDA_CHECK_LAUNCH("to_ordered_kernel");
   size_t temp_bytes = 0;
   if (d_h) {
-    NQ_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, d_w, d_ws, d_h, d_hs, items, 0, 32, stream));
+    NQ_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, keys.get(), sorted_keys, d_h, d_hs, items, 0,
+                                                  32, stream));
     DeviceBuffer<unsigned char> temp(temp_bytes);
-    NQ_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp.get(), temp_bytes, d_w, d_ws, d_h, d_hs, items, 0, 32, stream));
-    NQ_CUDA_CHECK(cudaStreamSynchronize(stream));  // temp is freed on return
+    NQ_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp.get(), temp_bytes, keys.get(), sorted_keys, d_h, d_hs, items,
+                                                  0, 32, stream));
+    from_ordered_kernel<<<grid, 256, 0, stream>>>(sorted_keys, n);
+    NQ_CUDA_CHECK_LAUNCH("from_ordered_kernel");
+    NQ_CUDA_CHECK(cudaStreamSynchronize(stream));  // temp and keys are freed on return
   } else {
-    NQ_CUDA_CHECK(cub::DeviceRadixSort::SortKeys(nullptr, temp_bytes, d_w, d_ws, items, 0, 32, stream));
+    NQ_CUDA_CHECK(cub::DeviceRadixSort::SortKeys(nullptr, temp_bytes, keys.get(), sorted_keys, items, 0, 32, stream));
     DeviceBuffer<unsigned char> temp(temp_bytes);
-    NQ_CUDA_CHECK(cub::DeviceRadixSort::SortKeys(temp.get(), temp_bytes, d_w, d_ws, items, 0, 32, stream));
-    const unsigned grid = static_cast<unsigned>(std::min<size_t>((n + 255) / 256, 65535));
+    NQ_CUDA_CHECK(
+        cub::DeviceRadixSort::SortKeys(temp.get(), temp_bytes, keys.get(), sorted_keys, items, 0, 32, stream));
+    from_ordered_kernel<<<grid, 256, 0, stream>>>(sorted_keys, n);
+    NQ_CUDA_CHECK_LAUNCH("from_ordered_kernel");
     fill_ones_kernel<<<grid, 256, 0, stream>>>(d_hs, n);
     NQ_CUDA_CHECK_LAUNCH("fill_ones_kernel");
     NQ_CUDA_CHECK(cudaStreamSynchronize(stream));
@@ -42,6 +72,7 @@ void launch_sort_pairs(const float* d_w, const float* d_h, size_t n, float* d_ws
 }  // namespace
 
 void sort_pairs(const float* w, const float* h, size_t n, float* w_sorted, float* h_sorted) {
+  bind_thread_device();
   if (n == 0) return;
   NQ_CHECK(w && w_sorted && h_sorted, ErrorCode::kInvalidArgument, "sort_pairs: null array");
   DeviceBuffer<float> dw, dh, dws(n), dhs(n);

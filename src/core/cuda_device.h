@@ -7,8 +7,13 @@ namespace nq::cuda {
 
 int device_count() noexcept;                   // 0 when no driver/device; never throws
 std::string device_description(int device);   // name, compute capability, memory
-// Makes `device` current for this host thread (MPI ranks sharing a node pick one GPU each).
+// Makes `device` current for this host thread and remembers it as the process's device (MPI ranks sharing a
+// node pick one GPU each).
 void set_device(int device);
+// Makes the process's device (set_device) current on the calling thread: the CUDA device is per host thread,
+// and OpenMP workers (quantize_model runs problems on them) would otherwise start on device 0. No-op before
+// set_device. Every quantizer op entry calls it.
+void bind_thread_device();
 // Runs one trivial checked kernel (y = a*x + y on n floats) and returns max |error| against the host.
 double self_test(int n);
 

@@ -7,6 +7,7 @@ namespace nq::cuda {
 int device_count() noexcept { return 0; }
 std::string device_description(int) { return std::string(); }
 void set_device(int) {}
+void bind_thread_device() {}
 double self_test(int) { NQ_FAIL(ErrorCode::kUnavailable, "this netquant was built without CUDA"); }
 }  // namespace nq::cuda
 #endif

@@ -89,8 +89,9 @@ class ResidentValues {
   void sort_pairs(const float* w, const float* h, size_t n, float* w_sorted, float* h_sorted);                \
   /* (b2) Prefix sums at block granularity over sorted data, x = w − shift, all fp64:                          \
      ph[b] = Σ_{i < b·block} h_i, phx[b] = Σ h_i x_i, phx2[b] = Σ h_i x_i², b = 0..nb, nb = ceil(n / block),   \
-     the last entry covering all n. Each block is summed in element order, the blocks added in order, so       \
-     block = 1 gives the plain sequential prefix sums. hs == nullptr means h ≡ 1. */                          \
+     the last entry covering all n. CPU: each block summed in element order, the blocks added in order (so    \
+     block = 1 gives the plain sequential prefix sums). CUDA: fixed reduction trees (deterministic, last-bit   \
+     differences from the CPU). hs == nullptr means h ≡ 1. */                                                  \
   void prefix_sums(const float* ws, const float* hs, size_t n, double shift, size_t block, double* ph,        \
                    double* phx, double* phx2);                                                                 \
   /* (c) counts[j] = #{i : labels_i == j}, j < k; negative labels (kPrunedIndex) are skipped; a label ≥ k is   \

@@ -167,6 +167,40 @@ TEST(CudaQuantParity, AssignAccumulateMatchesCpu) {
         }
 }
 
+TEST(CudaQuantParity, AssignAccumulateExactOnNearCoincidentCentres) {
+  NQ_REQUIRE_CUDA();
+  // Centres one ulp apart (ECSQ merges only equal means; warm starts can be anything) with values far from
+  // them: w − c rounds to the same double for both, which once sent the GPU's nearest search to a far centre.
+  std::mt19937_64 rng(21);
+  for (int trial = 0; trial < 20; ++trial) {
+    const int k = 4 + trial % 13;
+    const size_t n = 20011;
+    Data d = make_data(n, 500 + trial);
+    Codebook cb;
+    std::uniform_real_distribution<double> u(-0.2, 0.2);
+    while (static_cast<int>(cb.c.size()) < k) {
+      const double v = u(rng);
+      cb.c.push_back(v);
+      if (static_cast<int>(cb.c.size()) < k && rng() % 2) cb.c.push_back(std::nextafter(v, 1.0));
+    }
+    std::sort(cb.c.begin(), cb.c.end());
+    cb.c.erase(std::unique(cb.c.begin(), cb.c.end()), cb.c.end());
+    const int kk = static_cast<int>(cb.c.size());
+    cb.l.assign(kk, 0.0);
+    for (int j = 0; j < kk; ++j) cb.l[j] = (j % 5 == 2 && trial % 2) ? infinity() : 1.0 + 0.5 * (j % 3);
+    for (const double lambda : {0.0, lambda_for(d)}) {
+      if (lambda == 0.0) std::fill(cb.l.begin(), cb.l.end(), 0.0);
+      std::vector<int32_t> lc(n), lg(n);
+      AssignAccum ca, ga;
+      cpu::assign_accumulate(d.w.data(), d.h.data(), n, cb.c.data(), cb.l.data(), kk, lambda, lc.data(), ca);
+      cuda::assign_accumulate(d.w.data(), d.h.data(), n, cb.c.data(), cb.l.data(), kk, lambda, lg.data(), ga);
+      size_t ties = 0;
+      expect_same_labels(d, cb, lambda, lc, lg, &ties);
+      EXPECT_LE(rel_diff(ca.cost, ga.cost, 0), 1e-9) << "trial " << trial << " lambda " << lambda;
+    }
+  }
+}
+
 TEST(CudaQuantParity, AssignAccumulateIsBitwiseDeterministic) {
   NQ_REQUIRE_CUDA();
   const size_t n = quick() ? 100003 : 3000017;
@@ -373,24 +407,78 @@ TEST(CudaQuantParity, LabelHistogramMatchesCpu) {
 }
 
 #if NQ_HAVE_CUDA
-// CPU oracle of the per-row k-means: the same Lloyd rules on the fused CPU op (λ = 0, code lengths 0).
+// Brute-force nearest centre: argmin_j fl((w − c_j)²), ties to the lowest index (equal centres allowed).
+int32_t brute_nearest(float w, const double* c, int k) {
+  int32_t best = 0;
+  double best_cost = assign_cost(w, 1.0, c[0], 0.0, 0.0);
+  for (int32_t j = 1; j < k; ++j) {
+    const double cost = assign_cost(w, 1.0, c[j], 0.0, 0.0);
+    if (better(cost, j, best_cost, best)) { best_cost = cost; best = j; }
+  }
+  return best;
+}
+
+// CPU oracle of the per-row k-means (segmented_kmeans.cuh's rules): brute-force nearest centres, direct fp64
+// sums per cluster in element order, weighted means (plain mean when Σh = 0), empty clusters keep their centre,
+// centres re-sorted, stop when none moves.
 void cpu_row_kmeans(const float* w, const float* h, size_t len, int k, int iterations, double* c) {
-  std::vector<double> l(k, 0.0);
   std::sort(c, c + k);
   for (int it = 0; it < iterations; ++it) {
-    std::vector<double> cs(c, c + k);  // the fused op wants strictly ascending centres
-    for (int j = 1; j < k; ++j) cs[j] = std::max(cs[j], std::nextafter(cs[j - 1], 1e300));
-    AssignAccum acc;
-    cpu::assign_accumulate(w, h, len, cs.data(), l.data(), k, 0.0, nullptr, acc);
+    std::vector<double> sh(k, 0.0), shw(k, 0.0), sw(k, 0.0);
+    std::vector<int64_t> cnt(k, 0);
+    for (size_t i = 0; i < len; ++i) {
+      const int32_t j = brute_nearest(w[i], c, k);
+      const double hv = h ? h[i] : 1.0;
+      sh[j] += hv;
+      shw[j] += hv * static_cast<double>(w[i]);
+      sw[j] += w[i];
+      ++cnt[j];
+    }
     bool moved = false;
     for (int j = 0; j < k; ++j) {
       double v = c[j];
-      if (acc.count[j] > 0) v = acc.sum_h[j] > 0 ? acc.sum_hw[j] / acc.sum_h[j] : acc.sum_w[j] / acc.count[j];
+      if (cnt[j] > 0) v = sh[j] > 0 ? shw[j] / sh[j] : sw[j] / static_cast<double>(cnt[j]);
       moved |= v != c[j];
       c[j] = v;
     }
     std::sort(c, c + k);
     if (!moved) break;
+  }
+}
+
+// Runs the kernel on `rows` rows and checks centres, labels and distortion against the CPU oracle.
+void expect_segmented_matches_cpu(const std::vector<float>& w, const std::vector<float>& h, int64_t rows,
+                                  int64_t len, int k, int iterations, const std::vector<double>& c) {
+  std::vector<double> gc = c, dist(static_cast<size_t>(rows) + 1, -1.0);
+  std::vector<int32_t> labels(static_cast<size_t>(rows * len));
+  try {
+    cuda::segmented_kmeans(w.data(), h.data(), rows, len, k, iterations, gc.data(), labels.data(), dist.data());
+  } catch (const Error& e) {
+    if (e.code() == ErrorCode::kUnsupported) return;  // the row does not fit this device's shared memory
+    throw;
+  }
+  EXPECT_EQ(dist[rows], -1.0);  // sentinel past the last row
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* wr = w.data() + r * len;
+    const float* hr = h.data() + r * len;
+    std::vector<double> cc(c.begin() + r * k, c.begin() + (r + 1) * k);
+    cpu_row_kmeans(wr, hr, static_cast<size_t>(len), k, iterations, cc.data());
+    // Tolerance relative to the row's scale: a centre near 0 is a difference of prefix sums on the GPU, accurate
+    // to ~1e-10 of the data's magnitude, not of its own.
+    double scale = 1e-30;
+    for (int64_t i = 0; i < len; ++i) scale = std::max(scale, std::fabs(static_cast<double>(wr[i])));
+    for (int j = 0; j < k; ++j)
+      EXPECT_NEAR(cc[j], gc[r * k + j], 1e-9 * (std::fabs(cc[j]) + scale)) << "row " << r << " centre " << j;
+    // Labels and distortion of the GPU's final codebook against brute force on that codebook.
+    const double* cs = gc.data() + r * k;
+    double d = 0;
+    for (int64_t i = 0; i < len; ++i) {
+      const int32_t j = brute_nearest(wr[i], cs, k);
+      ASSERT_EQ(j, labels[r * len + i]) << "row " << r << " i " << i;
+      const double e = static_cast<double>(wr[i]) - cs[j];
+      d += hr[i] * e * e;
+    }
+    EXPECT_LE(rel_diff(d, dist[r], 1e-300), 1e-6) << "row " << r;
   }
 }
 
@@ -400,44 +488,45 @@ TEST(CudaQuantParity, SegmentedKmeansMatchesCpuLloyd) {
     for (int k : {2, 16}) {
       SCOPED_TRACE(testing::Message() << "len=" << len << " k=" << k);
       const int64_t rows = quick() ? 3 : 17;
-      const int iterations = 30;
       Data d = make_data(static_cast<size_t>(rows * len), 31 * len + k);
-      for (auto& v : d.h) v = v + 0.01f;  // h > 0: the CPU op's h = 0 rule differs from plain nearest
       std::vector<double> c(static_cast<size_t>(rows * k));
       for (int64_t r = 0; r < rows; ++r) {
         const auto mm = std::minmax_element(d.w.begin() + r * len, d.w.begin() + (r + 1) * len);
         for (int j = 0; j < k; ++j)  // linear initialisation [DC]
           c[r * k + j] = *mm.first + (*mm.second - *mm.first) * (j + 0.5) / k;
       }
-      std::vector<double> gc = c, dist(static_cast<size_t>(rows) + 1, -1.0);
-      std::vector<int32_t> labels(static_cast<size_t>(rows * len));
-      try {
-        cuda::segmented_kmeans(d.w.data(), d.h.data(), rows, len, k, iterations, gc.data(), labels.data(),
-                               dist.data());
-      } catch (const Error& e) {
-        if (e.code() == ErrorCode::kUnsupported) continue;  // the row does not fit this device's shared memory
-        throw;
-      }
-      EXPECT_EQ(dist[rows], -1.0);
-      for (int64_t r = 0; r < rows; ++r) {
-        const float* wr = d.w.data() + r * len;
-        const float* hr = d.h.data() + r * len;
-        std::vector<double> cc(c.begin() + r * k, c.begin() + (r + 1) * k);
-        cpu_row_kmeans(wr, hr, static_cast<size_t>(len), k, iterations, cc.data());
-        for (int j = 0; j < k; ++j)
-          EXPECT_NEAR(cc[j], gc[r * k + j], 1e-9 * (std::fabs(cc[j]) + 1e-6)) << "row " << r << " centre " << j;
-        // Labels and distortion of the GPU's final codebook against the CPU fused op on that codebook.
-        std::vector<double> cs(gc.begin() + r * k, gc.begin() + (r + 1) * k), l0(k, 0.0);
-        bool strict = true;
-        for (int j = 1; j < k; ++j) strict &= cs[j] > cs[j - 1];
-        if (!strict) continue;  // collapsed centres: the fused op's contract needs distinct ones
-        std::vector<int32_t> cl(static_cast<size_t>(len));
-        AssignAccum acc;
-        cpu::assign_accumulate(wr, hr, static_cast<size_t>(len), cs.data(), l0.data(), k, 0.0, cl.data(), acc);
-        for (int64_t i = 0; i < len; ++i) ASSERT_EQ(cl[i], labels[r * len + i]) << "row " << r << " i " << i;
-        EXPECT_LE(rel_diff(acc.distortion, dist[r], 1e-300), 1e-6) << "row " << r;
-      }
+      expect_segmented_matches_cpu(d.w, d.h, rows, len, k, 30, c);
     }
+}
+
+TEST(CudaQuantParity, SegmentedKmeansHandlesEqualAndNearCentresAndWideImportances) {
+  NQ_REQUIRE_CUDA();
+  {  // equal initial centres: w = 3 sits on c_3, far above the duplicated 2
+    const std::vector<float> w{1.0f, 2.0f, 2.9f, 3.0f}, h(4, 1.0f);
+    expect_segmented_matches_cpu(w, h, 1, 4, 4, 0, {1.0, 2.0, 2.0, 3.0});
+    expect_segmented_matches_cpu(w, h, 1, 4, 4, 10, {1.0, 2.0, 2.0, 3.0});
+    expect_segmented_matches_cpu({0.0f, 0.0f, 0.0f, 1.0f}, h, 1, 4, 4, 10, {0.0, 0.0, 0.0, 1.0});
+  }
+  {  // fewer distinct values than centres, and centres one ulp apart far from most values
+    std::vector<float> w(300), h(300, 1.0f);
+    for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>(i % 3) * 0.5f;
+    std::vector<double> c(16);
+    for (int j = 0; j < 16; ++j) c[j] = 0.1 * j;
+    expect_segmented_matches_cpu(w, h, 1, 300, 16, 20, c);
+    const double a = 1e-3;
+    expect_segmented_matches_cpu(w, h, 1, 300, 4, 0, {0.0, a, std::nextafter(a, 1.0), 0.5});
+  }
+  {  // importances over ~14 decades: light clusters after heavy ones need direct sums
+    const int64_t rows = 5, len = 2048;
+    Data d = make_data(static_cast<size_t>(rows * len), 77);
+    std::mt19937_64 rng(5);
+    std::normal_distribution<double> z(0.0, 1.0);
+    for (auto& v : d.h) v = static_cast<float>(std::exp(4.0 * z(rng)));
+    std::vector<double> c(static_cast<size_t>(rows * 16));
+    for (int64_t r = 0; r < rows; ++r)
+      for (int j = 0; j < 16; ++j) c[r * 16 + j] = -0.2 + 0.4 * j / 15;
+    expect_segmented_matches_cpu(d.w, d.h, rows, len, 16, 30, c);
+  }
 }
 #endif
 
