@@ -75,7 +75,7 @@ struct QuantizeResult {
   int iterations = 0;
   bool converged = false;
   double seconds = 0;
-  Backend backend = Backend::kCpu;
+  Backend backend = Backend::kCpu;  // where it ran: problems under 16384 values run on the CPU even with cuda
   std::vector<IterationStats> history;
 };
 

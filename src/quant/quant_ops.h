@@ -117,6 +117,15 @@ NQ_QUANT_OPS_DECLARE
 
 namespace nq::quant {
 
+// Problems smaller than this run on the host even when the CUDA backend is selected: a row or group of a few
+// thousand values costs less on one core than the device allocations, copies and launches around it, and the
+// row/group drivers run thousands of them from OpenMP workers at once.
+constexpr size_t kCudaMinProblem = size_t{1} << 14;
+// The backend a problem of n values runs on, given the resolved backend of the call.
+inline Backend problem_backend(Backend resolved, size_t n) {
+  return resolved == Backend::kCuda && n < kCudaMinProblem ? Backend::kCpu : resolved;
+}
+
 // The one dispatch point: `backend` must be resolved (kCpu or kCuda), see resolve_backend().
 void ops_assign_accumulate(Backend backend, const float* w, const float* h, size_t n, const double* centers,
                            const double* code_len, int k, double lambda, int32_t* labels, AssignAccum& out);

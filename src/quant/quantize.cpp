@@ -6,6 +6,7 @@
 
 #include "netquant/error.h"
 #include "quant/fixed_codebooks.h"
+#include "quant/quant_ops.h"
 #include "quant/quantizers.h"
 
 namespace nq {
@@ -69,7 +70,7 @@ QuantizeResult quantize(const float* values, const float* importance, size_t n, 
   p.w = values;
   p.h = any_positive ? importance : nullptr;
   p.n = n;
-  p.backend = resolve_backend(params.backend);
+  p.backend = quant::problem_backend(resolve_backend(params.backend), n);  // result.backend says which ran
 
   QuantizeResult r;
   if (n == 0) {

@@ -8,6 +8,7 @@
 #include <memory>
 #include <random>
 
+#include "netquant/quantize.h"
 #include "quant/quant_formulas.h"
 #include "quant/quant_ops.h"
 
@@ -216,6 +217,20 @@ TEST(QuantOps, SortPairsMatchesStableSort) {
     }
   }
   omp_set_num_threads(saved_threads);
+}
+
+TEST(QuantOps, SmallProblemsRunOnTheHostUnderCuda) {
+  EXPECT_EQ(problem_backend(Backend::kCuda, 1), Backend::kCpu);
+  EXPECT_EQ(problem_backend(Backend::kCuda, kCudaMinProblem - 1), Backend::kCpu);
+  EXPECT_EQ(problem_backend(Backend::kCuda, kCudaMinProblem), Backend::kCuda);
+  EXPECT_EQ(problem_backend(Backend::kCpu, size_t{1} << 30), Backend::kCpu);
+  // Through the public entry: a CPU request is never moved, and the result says where it ran.
+  const auto w = student_t(100, 9);
+  QuantizeParams q;
+  q.method = Method::kKmeans;
+  q.k = 4;
+  q.backend = Backend::kCpu;
+  EXPECT_EQ(nq::quantize(w.data(), nullptr, w.size(), q).backend, Backend::kCpu);
 }
 
 TEST(QuantOps, ResidentValuesPassesEqualTheOpAndKeepTheLatestLabels) {
