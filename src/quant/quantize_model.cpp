@@ -160,6 +160,24 @@ QuantizedModel quantize_model(const TensorSet& model, const TensorSet* importanc
   Progress progress("quantize", static_cast<int64_t>(problems.size()));
   int64_t done = 0;
   auto run_one = [&](size_t j) {
+    QuantizeParams warm;
+    const bool warm_start = params.initial_codebooks.size() == problems.size() && !params.initial_codebooks[j].empty();
+    if (warm_start) {
+      warm = qp;
+      warm.initial_centers.assign(params.initial_codebooks[j].begin(), params.initial_codebooks[j].end());
+    }
+    const QuantizeParams& q = warm_start ? warm : qp;
+    // One unpruned stretch of one tensor (rows, groups, a lone tensor): quantize it in place, no copy.
+    if (problems[j].pieces.size() == 1) {
+      const Piece& pc = problems[j].pieces[0];
+      const Prepared& p = prep[pc.prep];
+      const auto& idx = out.tensors[p.tensor].indices;
+      if (std::none_of(idx.begin() + pc.begin, idx.begin() + pc.end, [](int32_t v) { return v == kPrunedIndex; })) {
+        results[j] = quantize(p.w.data() + pc.begin, weighted ? p.h.data() + pc.begin : nullptr,
+                              static_cast<size_t>(pc.end - pc.begin), q);
+        return;
+      }
+    }
     std::vector<float> w, h;
     size_t len = 0;
     for (const Piece& pc : problems[j].pieces) len += static_cast<size_t>(pc.end - pc.begin);
@@ -174,13 +192,7 @@ QuantizedModel quantize_model(const TensorSet& model, const TensorSet* importanc
         if (weighted) h.push_back(p.h[i]);
       }
     }
-    if (params.initial_codebooks.size() == problems.size() && !params.initial_codebooks[j].empty()) {
-      QuantizeParams warm = qp;
-      warm.initial_centers.assign(params.initial_codebooks[j].begin(), params.initial_codebooks[j].end());
-      results[j] = quantize(w.data(), weighted ? h.data() : nullptr, w.size(), warm);
-      return;
-    }
-    results[j] = quantize(w.data(), weighted ? h.data() : nullptr, w.size(), qp);
+    results[j] = quantize(w.data(), weighted ? h.data() : nullptr, w.size(), q);
   };
   if (problems.size() == 1) {
     run_one(0);  // one big problem: the ops parallelise inside

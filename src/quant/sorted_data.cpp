@@ -221,8 +221,9 @@ QuantizeResult finalize(const Problem& p, RawResult raw) {
   for (size_t b = 0; b < nb; ++b) { d += pd[b]; m += pm[b]; }
   r.hw_distortion = d / static_cast<double>(n);
   r.mse = m / static_cast<double>(n);
-  std::vector<int64_t> used(r.codebook.size());
-  cpu::label_histogram(r.indices.data(), n, static_cast<int>(used.size()), used.data());
+  std::vector<int64_t> used(r.codebook.size(), 0);  // the level counts: the label counts merged by remap
+  for (int j = 0; j < k; ++j)
+    if (remap[j] >= 0) used[static_cast<size_t>(remap[j])] += counts[j];
   r.entropy_bits = histogram_entropy(used.data(), static_cast<int>(used.size()));
   return r;
 }
