@@ -58,7 +58,7 @@ NearestThresholds::NearestThresholds(const std::vector<double>& centers) : cente
   half_ = size / 2;
   table_.assign(static_cast<size_t>(size), std::numeric_limits<float>::infinity());
   table_[0] = -std::numeric_limits<float>::infinity();
-  if (!(safe_max_ > -FLT_MAX)) return;  // no fast path: every label by brute force
+  if (safe_max_ < -FLT_MAX) return;  // −inf: no fast path, every label by brute force
   // U_j is monotone over the floats [−FLT_MAX, safe_max]: bisect the keys for the first float where it holds.
   const uint32_t top = float_key(safe_max_);
   for (int j = 1; j < k; ++j) {

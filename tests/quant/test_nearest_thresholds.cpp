@@ -108,6 +108,8 @@ TEST(NearestThresholds, AdversarialCodebooksMatchBruteForce) {
   // Huge spans and magnitudes beyond the float range (a warm start may be any finite double).
   books.push_back({-1e300, -1e30, -1.0, 1e-30, 1e-20, 1e38, 1e300});
   books.push_back({-3e38, -1e-40, 0.0, 1e-45, 3e38});
+  // Far-out near-coincident centres: safe_max rounds down to −FLT_MAX, which still takes the table.
+  books.push_back({-1e100, std::nextafter(-1e100, 0.0)});
   // Gaps that underflow when squared: no fast path at all.
   books.push_back({0.0, 1e-200, 1.0});
   // Centres that are floats (the usual case after rounding), including both sides of zero.
