@@ -1,53 +1,110 @@
 #!/usr/bin/env bash
-# One call on a GPU machine: configure for sm_90 (H100/H200), build, run the CUDA parity tests, run
-# compute-sanitizer memcheck and racecheck on a reduced parity run, run the GPU benchmarks, and print a short
-# table last. Logs land in $BUILD/gpu_logs/. Env: NQ_GPU_BUILD_DIR (default <repo>/build-gpu), NQ_CUDA_ARCH (90),
-# NQ_GPU_BENCH_ARGS (e.g. --quick).
+# The GPU check in as few device calls as possible: configure for sm_90 (H100/H200) and build (incremental when
+# the build folder survived a previous call), then the phases asked for, and a short table last.
+#   bench/gpu/run_gpu_bench.sh [all|test|sanitize|bench]...   (default: all = test sanitize bench)
+#     test      the CUDA parity tests (CPU as the oracle)
+#     sanitize  compute-sanitizer memcheck, racecheck and synccheck on a reduced parity run
+#     bench     the GPU benchmarks (nq_gpu_bench)
+# The device tool allows 600 s per call: `test` alone fits with the first build; `sanitize bench` in a second call
+# reuses the build. Every step is capped (NQ_GPU_STEP_LIMIT seconds, default 150; the build 330). Logs go to
+# $OUT/gpu_logs when $OUT is set (the device tool returns that folder even from a call that ran out of time),
+# else to $BUILD/gpu_logs. Env: NQ_GPU_BUILD_DIR (default <repo>/build-gpu), NQ_CUDA_ARCH (90), NQ_GPU_BENCH_ARGS.
+# The device image has CUDA, CMake, ninja and a compiler but not the Debian -dev packages the build finds: run
+# bench/gpu/fetch_deps.sh here first and carry .gpu-deps with the call (unpacked under the build folder).
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BUILD=${NQ_GPU_BUILD_DIR:-$ROOT/build-gpu}
 ARCH=${NQ_CUDA_ARCH:-90}
-LOGS=$BUILD/gpu_logs
+LOGS=${OUT:+$OUT/gpu_logs}
+LOGS=${LOGS:-$BUILD/gpu_logs}
+LIMIT=${NQ_GPU_STEP_LIMIT:-150}
 mkdir -p "$LOGS"
 export PATH=/usr/local/cuda/bin:$PATH
 declare -a SUMMARY
 
-step() {  # step NAME LOGFILE COMMAND...: runs, records PASS/FAIL with the exit status
-  local name=$1 log=$2
-  shift 2
+PHASES=("$@")
+[ ${#PHASES[@]} -eq 0 ] && PHASES=(all)
+want() { local p; for p in "${PHASES[@]}"; do [ "$p" = all ] || [ "$p" = "$1" ] && return 0; done; return 1; }
+
+summary() {
+  echo
+  echo "================ netquant GPU summary ($(head -n 2 "$LOGS/device.txt" 2>/dev/null | tail -n 1)) ================"
+  printf '%s\n' "${SUMMARY[@]}"
+  if [ -s "$LOGS/bench.txt" ]; then
+    echo "---- benchmarks (median of repetitions; %copy = effective bandwidth / measured d2d copy bandwidth)"
+    cat "$LOGS/bench.txt"
+  fi
+}
+
+step() {  # step LIMIT NAME LOGFILE COMMAND...: runs for at most LIMIT s, records PASS/FAIL with the exit status
+  local limit=$1 name=$2 log=$3
+  shift 3
   echo "== $name" >&2
-  "$@" >"$log" 2>&1
+  local t0=$SECONDS
+  timeout "$limit" "$@" >"$log" 2>&1
   local rc=$?
-  if [ $rc -eq 0 ]; then SUMMARY+=("$(printf '%-28s PASS' "$name")")
-  else SUMMARY+=("$(printf '%-28s FAIL (rc=%d, see %s)' "$name" "$rc" "$log")"); tail -n 30 "$log" >&2; fi
+  [ $rc -eq 124 ] && echo "(step stopped after $limit s)" >>"$log"
+  if [ $rc -eq 0 ]; then SUMMARY+=("$(printf '%-28s PASS (%d s)' "$name" $((SECONDS - t0)))")
+  else SUMMARY+=("$(printf '%-28s FAIL (rc=%d, %d s, see %s)' "$name" "$rc" $((SECONDS - t0)) "$log")"); tail -n 30 "$log" >&2; fi
   return $rc
 }
 
-nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem --format=csv >"$LOGS/device.txt" 2>&1 || true
-step configure "$LOGS/configure.log" cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DNQ_CUDA=ON \
-  -DCMAKE_CUDA_ARCHITECTURES="$ARCH" -DNQ_BUILD_GPU_BENCH=ON || { printf '%s\n' "${SUMMARY[@]}"; exit 1; }
-step build "$LOGS/build.log" cmake --build "$BUILD" --target test_cuda nq_gpu_bench -j "$(nproc)" \
-  || { printf '%s\n' "${SUMMARY[@]}"; exit 1; }
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem,driver_version --format=csv \
+  >"$LOGS/device.txt" 2>&1 || true
+
+# Carried dependencies (bench/gpu/fetch_deps.sh): unpacked under the build folder, never into /.
+DEPS_ARGS=()
+if compgen -G "$ROOT/.gpu-deps/*.deb" >/dev/null; then
+  P=$BUILD/deps
+  mkdir -p "$P"
+  for f in "$ROOT"/.gpu-deps/*.deb; do dpkg-deb -x "$f" "$P" || { echo "cannot unpack $f" >&2; exit 1; }; done
+  # Absolute links (zlib's libz.so -> /lib/...) would resolve on the device's own /: point them into the prefix.
+  while IFS= read -r link; do
+    target=$(readlink "$link")
+    [ -e "$P$target" ] && ln -sfn "$P$target" "$link"
+  done < <(find "$P" -type l -lname '/*')
+  U=$P/usr
+  L=$U/lib/x86_64-linux-gnu
+  DEPS_ARGS=(-DCMAKE_PREFIX_PATH="$U" -DGTest_DIR="$L/cmake/GTest" -DCLI11_DIR="$U/share/cmake/CLI11"
+             -Dnlohmann_json_DIR="$U/share/cmake/nlohmann_json" -DZLIB_ROOT="$U"
+             -DBLAS_openblas_LIBRARY="$L/openblas-pthread/libopenblas.so"
+             -DNQ_CBLAS_INCLUDE_DIR="$U/include/x86_64-linux-gnu/openblas-pthread")
+  export LD_LIBRARY_PATH="$L/openblas-pthread:$L:$P/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
+GEN=()
+[ -f "$BUILD/CMakeCache.txt" ] || { command -v ninja >/dev/null && GEN=(-G Ninja); }
+step "$LIMIT" configure "$LOGS/configure.log" cmake -S "$ROOT" -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release \
+  -DNQ_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$ARCH" -DNQ_BUILD_GPU_BENCH=ON -DNQ_BUILD_TESTS=ON -DNQ_MPI=OFF \
+  -DNQ_BUILD_PYTHON=OFF "${DEPS_ARGS[@]}" || { summary; exit 1; }
+step 330 build "$LOGS/build.log" cmake --build "$BUILD" --target test_cuda nq_gpu_bench -j "$(nproc)" \
+  || { summary; exit 1; }
 TEST=$BUILD/tests/test_cuda
 
 # Register use and spills of every kernel (the performance targets: read -Xptxas -v / the SASS).
-SPILLS=$(for o in "$BUILD"/kernels/CMakeFiles/nq_kernels.dir/*.o; do cuobjdump -res-usage "$o" 2>/dev/null; done \
-  | tee "$LOGS/res_usage.txt" | grep -o 'STACK:[0-9]*' | awk -F: '$2>0' | wc -l)
-SUMMARY+=("$(printf '%-28s %s kernel(s) with stack frames (spills), details in %s' 'register/stack check' "$SPILLS" "$LOGS/res_usage.txt")")
+if command -v cuobjdump >/dev/null; then
+  SPILLS=$(for o in $(find "$BUILD/kernels" -name '*.o'); do cuobjdump -res-usage "$o" 2>/dev/null; done \
+    | tee "$LOGS/res_usage.txt" | grep -o 'STACK:[0-9]*' | awk -F: '$2>0' | wc -l)
+  SUMMARY+=("$(printf '%-28s %s kernel(s) with stack frames (spills), details in res_usage.txt' 'register/stack check' "$SPILLS")")
+else
+  SUMMARY+=("$(printf '%-28s skipped: no cuobjdump' 'register/stack check')")
+fi
 
-step "parity tests (full)" "$LOGS/test_cuda.log" "$TEST" --gtest_brief=1
-# A reduced parity run under the sanitizers (they slow kernels 10-100x).
-step "memcheck (reduced parity)" "$LOGS/memcheck.log" env NQ_CUDA_PARITY_QUICK=1 compute-sanitizer --tool memcheck \
-  --leak-check full --error-exitcode 9 "$TEST" --gtest_brief=1 --gtest_filter='CudaQuantParity.*:CudaNnParity/0.*'
-step "racecheck (reduced parity)" "$LOGS/racecheck.log" env NQ_CUDA_PARITY_QUICK=1 compute-sanitizer --tool racecheck \
-  --error-exitcode 9 "$TEST" --gtest_brief=1 \
-  --gtest_filter='CudaQuantParity.AssignAccumulate*:CudaQuantParity.Prefix*:CudaQuantParity.Segmented*:CudaQuantParity.LabelHistogram*'
-step "synccheck (reduced parity)" "$LOGS/synccheck.log" env NQ_CUDA_PARITY_QUICK=1 compute-sanitizer --tool synccheck \
-  --error-exitcode 9 "$TEST" --gtest_brief=1 --gtest_filter='CudaQuantParity.AssignAccumulateMatchesCpu:CudaQuantParity.Segmented*'
-step "benchmarks" "$LOGS/bench.txt" "$BUILD/nq_gpu_bench" ${NQ_GPU_BENCH_ARGS:-}
-
-echo
-echo "================ netquant GPU summary ($(head -n 2 "$LOGS/device.txt" | tail -n 1)) ================"
-printf '%s\n' "${SUMMARY[@]}"
-echo "---- benchmarks (median of repetitions; %copy = effective bandwidth / measured d2d copy bandwidth)"
-cat "$LOGS/bench.txt" 2>/dev/null
+if want test; then
+  step "$LIMIT" "parity tests (full)" "$LOGS/test_cuda.log" "$TEST" --gtest_brief=1
+fi
+if want sanitize; then
+  # A reduced parity run under the sanitizers (they slow kernels 10-100x).
+  step "$LIMIT" "memcheck (reduced parity)" "$LOGS/memcheck.log" env NQ_CUDA_PARITY_QUICK=1 compute-sanitizer \
+    --tool memcheck --leak-check full --error-exitcode 9 "$TEST" --gtest_brief=1 \
+    --gtest_filter='CudaQuantParity.*:CudaNnParity/0.*'
+  step "$LIMIT" "racecheck (reduced parity)" "$LOGS/racecheck.log" env NQ_CUDA_PARITY_QUICK=1 compute-sanitizer \
+    --tool racecheck --error-exitcode 9 "$TEST" --gtest_brief=1 \
+    --gtest_filter='CudaQuantParity.AssignAccumulate*:CudaQuantParity.Prefix*:CudaQuantParity.Segmented*:CudaQuantParity.LabelHistogram*'
+  step "$LIMIT" "synccheck (reduced parity)" "$LOGS/synccheck.log" env NQ_CUDA_PARITY_QUICK=1 compute-sanitizer \
+    --tool synccheck --error-exitcode 9 "$TEST" --gtest_brief=1 \
+    --gtest_filter='CudaQuantParity.AssignAccumulateMatchesCpu:CudaQuantParity.Segmented*'
+fi
+if want bench; then
+  step "$LIMIT" "benchmarks" "$LOGS/bench.txt" "$BUILD/nq_gpu_bench" ${NQ_GPU_BENCH_ARGS:-}
+fi
+summary
