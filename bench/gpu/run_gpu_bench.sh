@@ -57,7 +57,10 @@ DEPS_ARGS=()
 if compgen -G "$ROOT/.gpu-deps/*.deb" >/dev/null; then
   P=$BUILD/deps
   mkdir -p "$P"
-  for f in "$ROOT"/.gpu-deps/*.deb; do dpkg-deb -x "$f" "$P" || { echo "cannot unpack $f" >&2; exit 1; }; done
+  unpack() {  # dpkg-deb where the image has it, else binutils' ar + tar (Debian 12 packages hold data.tar.xz)
+    if command -v dpkg-deb >/dev/null; then dpkg-deb -x "$1" "$P"; else ar p "$1" data.tar.xz | tar -xJ -C "$P"; fi
+  }
+  for f in "$ROOT"/.gpu-deps/*.deb; do unpack "$f" || { echo "cannot unpack $f" >&2; exit 1; }; done
   # Absolute links (zlib's libz.so -> /lib/...) would resolve on the device's own /: point them into the prefix.
   while IFS= read -r link; do
     target=$(readlink "$link")
