@@ -76,16 +76,8 @@ __device__ __forceinline__ int32_t argmin_cluster(float w, double h, const doubl
     *best_cost_out = best_cost;
     return best;
   }
-  // lo = p = #{j : c_j < w} by exact comparisons, then the nearer of c_{p−1}, c_p (ties low). A binary search on
-  // closer_to_upper itself is not safe: with two centres closer together than the rounding step of w − c the
-  // predicate is false inside a run of trues and the search can stop at a far centre. From p every centre on
-  // the left is below w and every one on the right at or above it, so the bounded scans below are exact.
-  const double wd = static_cast<double>(w);
-  int lo = 0, hi = k;
-  while (lo < hi) {
-    const int mid = (lo + hi) >> 1;
-    if (c[mid] < wd) lo = mid + 1; else hi = mid;
-  }
+  // Start from the nearer of c_{p−1}, c_p (ties low), p = count_below: the bounded scans below are then exact.
+  int lo = qf::count_below(w, c, k);
   if (lo == k || (lo > 0 && !qf::closer_to_upper(w, c[lo - 1], c[lo]))) --lo;
   int32_t best = lo;
   double best_cost = qf::assign_cost(w, h, c[lo], l[lo], lambda);

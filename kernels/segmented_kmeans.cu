@@ -43,17 +43,11 @@ struct SegParams {
 };
 
 // Index of the nearest centre among ascending c (equal centres allowed), exactly the brute-force argmin of
-// fl((w − c_j)²) with ties to the lowest index. p = #{j : c_j < w} by exact comparisons; by monotone rounding the
-// winner is c_{p−1} or c_p, except that centres further left may tie with c_{p−1} (equal or near-coincident
-// centres), and a tie goes to the lowest of them. (A binary search on closer_to_upper itself is not safe: with
-// two centres closer together than the rounding step of w − c, or equal, it is false inside a run of trues.)
+// fl((w − c_j)²) with ties to the lowest index: by monotone rounding the winner is c_{p−1} or c_p
+// (p = count_below), except that centres further left may tie with c_{p−1} (equal or near-coincident centres),
+// and a tie goes to the lowest of them.
 __device__ __forceinline__ int nearest(float w, const double* c, int k) {
-  const double wd = static_cast<double>(w);
-  int lo = 0, hi = k;
-  while (lo < hi) {
-    const int mid = (lo + hi) >> 1;
-    if (c[mid] < wd) lo = mid + 1; else hi = mid;
-  }
+  int lo = qf::count_below(w, c, k);
   if (lo == k || (lo > 0 && !qf::closer_to_upper(w, c[lo - 1], c[lo]))) --lo;
   while (lo > 0 && !qf::closer_to_upper(w, c[lo - 1], c[lo])) --lo;  // ties with farther-left centres
   return lo;

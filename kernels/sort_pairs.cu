@@ -10,10 +10,13 @@
 #include "cuda_check.cuh"
 #include "device_buffer.cuh"
 #include "netquant/error.h"
+#include "quant/quant_formulas.h"
 #include "quant/quant_ops.h"
 
 namespace nq::cuda {
 namespace {
+
+namespace qf = ::nq::quant;
 
 __global__ void fill_ones_kernel(float* __restrict__ out, size_t n) {
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
@@ -21,19 +24,17 @@ __global__ void fill_ones_kernel(float* __restrict__ out, size_t n) {
     out[i] = 1.0f;
 }
 
-// Floats in numeric order as unsigned keys (negatives reversed, sign flipped: −0 just below +0), and back.
+// The CPU sort's order keys (quant_formulas.h), and back.
 __global__ void to_ordered_kernel(const float* __restrict__ in, uint32_t* __restrict__ out, size_t n) {
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    const uint32_t u = __float_as_uint(in[i]);
-    out[i] = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+    out[i] = qf::float_order_key(in[i]);
   }
 }
 __global__ void from_ordered_kernel(uint32_t* io, size_t n) {  // in place: the sorted keys become the floats
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    const uint32_t key = io[i];
-    io[i] = (key & 0x80000000u) ? (key & 0x7fffffffu) : ~key;
+    io[i] = __float_as_uint(qf::float_from_order_key(io[i]));
   }
 }
 

@@ -3,7 +3,6 @@
 
 #include <cfloat>
 #include <cmath>
-#include <cstring>
 #include <limits>
 
 #include "netquant/error.h"
@@ -12,19 +11,6 @@
 namespace nq::quant {
 
 namespace {
-
-// Floats in their numeric order as unsigned keys (−0 and +0 adjacent; both rules give them the same label).
-uint32_t float_key(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
-float key_float(uint32_t key) {
-  const uint32_t u = (key & 0x80000000u) ? (key & 0x7fffffffu) : ~key;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
 
 // The largest float ≤ x (x finite, clamped to the finite float range).
 float float_at_or_below(double x) {
@@ -60,16 +46,16 @@ NearestThresholds::NearestThresholds(const std::vector<double>& centers) : cente
   table_[0] = -std::numeric_limits<float>::infinity();
   if (safe_max_ < -FLT_MAX) return;  // −inf: no fast path, every label by brute force
   // U_j is monotone over the floats [−FLT_MAX, safe_max]: bisect the keys for the first float where it holds.
-  const uint32_t top = float_key(safe_max_);
+  const uint32_t top = float_order_key(safe_max_);
   for (int j = 1; j < k; ++j) {
-    uint32_t lo = float_key(-FLT_MAX), hi = top;
-    if (!closer_to_upper(key_float(hi), centers[j - 1], centers[j])) continue;  // above safe_max: +inf
-    while (lo < hi) {  // invariant: U_j(key_float(hi)) holds; the answer is in [lo, hi]
+    uint32_t lo = float_order_key(-FLT_MAX), hi = top;
+    if (!closer_to_upper(float_from_order_key(hi), centers[j - 1], centers[j])) continue;  // above safe_max: +inf
+    while (lo < hi) {  // invariant: U_j(float_from_order_key(hi)) holds; the answer is in [lo, hi]
       const uint32_t mid = lo + (hi - lo) / 2;
-      if (closer_to_upper(key_float(mid), centers[j - 1], centers[j])) hi = mid;
+      if (closer_to_upper(float_from_order_key(mid), centers[j - 1], centers[j])) hi = mid;
       else lo = mid + 1;
     }
-    table_[j] = key_float(hi);
+    table_[j] = float_from_order_key(hi);
     NQ_ASSERT(j == 1 || !(table_[j] < table_[j - 1]));
   }
 }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <limits>
 
 #if defined(__CUDACC__)
@@ -69,6 +70,42 @@ NQ_HD inline double interval_scatter(double s0, double s1, double s2) {
   if (!(s0 > 0)) return 0.0;
   const double v = s2 - s1 * s1 / s0;
   return v > 0 ? v : 0.0;
+}
+
+// Floats in their numeric order as unsigned keys (negatives bit-reversed, the sign bit set on the others), so
+// −0 sorts just below +0; and back. The radix sorts (CPU and CUDA) and the threshold bisection order by these.
+NQ_HD inline uint32_t float_order_key(float f) {
+#if defined(__CUDA_ARCH__)
+  const uint32_t u = __float_as_uint(f);
+#else
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+#endif
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+NQ_HD inline float float_from_order_key(uint32_t key) {
+  const uint32_t u = (key & 0x80000000u) ? (key & 0x7fffffffu) : ~key;
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(u);
+#else
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+#endif
+}
+
+// p = #{j : c_j < w} over ascending centres, by exact comparisons: every centre left of p is below w, every
+// one from p on is at or above it, so on each side distances grow monotonically away from p. (A bisection on
+// closer_to_upper itself is not safe: with two centres closer together than the rounding step of w − c, or
+// equal, that predicate is false inside a run of trues.)
+NQ_HD inline int count_below(float w, const double* c, int k) {
+  const double wd = static_cast<double>(w);
+  int lo = 0, hi = k;
+  while (lo < hi) {
+    const int mid = (lo + hi) >> 1;
+    if (c[mid] < wd) lo = mid + 1; else hi = mid;
+  }
+  return lo;
 }
 
 // Uniform quantizer cell of w for step Δ with 0 a cell centre: cells [(m − ½)Δ, (m + ½)Δ) ([C] §5.3).

@@ -385,18 +385,15 @@ void assign_accumulate_segments(const float* w, const float* h, const size_t* se
 
 namespace {
 
-// Order-preserving 32-bit key of a float (negatives reversed, sign flipped) packed above the importance's bits.
+// The float's order key (quant_formulas.h) packed above the importance's bits.
 inline uint64_t pack_pair(float w, float h) {
-  uint32_t u, hb;
-  std::memcpy(&u, &w, 4);
+  uint32_t hb;
   std::memcpy(&hb, &h, 4);
-  const uint32_t key = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-  return (static_cast<uint64_t>(key) << 32) | hb;
+  return (static_cast<uint64_t>(quant::float_order_key(w)) << 32) | hb;
 }
 inline void unpack_pair(uint64_t v, float* w, float* h) {
-  const uint32_t key = static_cast<uint32_t>(v >> 32), hb = static_cast<uint32_t>(v);
-  const uint32_t u = (key & 0x80000000u) ? (key & 0x7fffffffu) : ~key;
-  std::memcpy(w, &u, 4);
+  *w = quant::float_from_order_key(static_cast<uint32_t>(v >> 32));
+  const uint32_t hb = static_cast<uint32_t>(v);
   std::memcpy(h, &hb, 4);
 }
 
