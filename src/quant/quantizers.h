@@ -24,13 +24,15 @@ struct Problem {
 
 // The values sorted once with their importances, and fp64 prefix sums of h, h·x, h·x² (x = w − shift) at block
 // granularity: sums over any prefix [0, p) cost one table look-up plus < block() elements (in 1-D every cluster
-// is an interval of the sorted values). Small problems (rows, groups) keep every prefix (block 1: a Lloyd
-// iteration is then k binary searches and 2k look-ups); large ones every 64th (24 B per 64 values).
+// is an interval of the sorted values). By default small problems (rows, groups) keep every prefix (block 1: a
+// Lloyd iteration is then k binary searches and 2k look-ups) and large ones every 64th (24 B per 64 values); a
+// caller holding many at once (the sharded driver's blocks) asks for kBlock to keep the memory at that rate.
 class SortedData {
  public:
   static constexpr size_t kBlock = 64;
   static constexpr size_t kFullPrefixMax = size_t{1} << 16;
-  explicit SortedData(const Problem& p);
+  // prefix_block: 0 = the default rule above, else the block granularity of the prefix table.
+  explicit SortedData(const Problem& p, size_t prefix_block = 0);
   size_t size() const { return ws_.size(); }
   const ScratchVector<float>& w() const { return ws_; }
   const ScratchVector<float>& h() const { return hs_; }

@@ -13,11 +13,11 @@
 
 namespace nq::quant {
 
-SortedData::SortedData(const Problem& p) : ws_(p.n), hs_(p.n) {
+SortedData::SortedData(const Problem& p, size_t prefix_block) : ws_(p.n), hs_(p.n) {
   ops_sort_pairs(p.backend, p.w, p.h, p.n, ws_.data(), hs_.data());
   // Shift by the median so the h·x² sums do not cancel catastrophically for off-centre data.
   shift_ = p.n ? static_cast<double>(ws_[p.n / 2]) : 0.0;
-  block_ = p.n <= kFullPrefixMax ? 1 : kBlock;
+  block_ = prefix_block ? prefix_block : p.n <= kFullPrefixMax ? 1 : kBlock;
   const size_t nb = (p.n + block_ - 1) / block_;
   p0_.resize(nb + 1); p1_.resize(nb + 1); p2_.resize(nb + 1);
   ops_prefix_sums(p.backend, ws_.data(), hs_.data(), p.n, shift_, block_, p0_.data(), p1_.data(), p2_.data());
