@@ -23,5 +23,6 @@ void label_histogram(const int32_t*, size_t, int, int64_t*) { unavailable("label
 std::unique_ptr<quant::ResidentValues> make_resident_values(const float*, const float*, size_t) {
   unavailable("make_resident_values");
 }
+void rows_kmeans(const quant::RowsKmeansJob&, const quant::RowsKmeansOut&) { unavailable("rows_kmeans"); }
 }  // namespace nq::cuda
 #endif

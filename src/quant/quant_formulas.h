@@ -108,6 +108,17 @@ NQ_HD inline int count_below(float w, const double* c, int k) {
   return lo;
 }
 
+// Index of the nearest centre among ascending c (equal centres allowed): exactly the brute-force argmin of
+// fl((w − c_j)²) with ties to the lowest index (NearestThresholds' rule). By monotone rounding the winner is
+// c_{p−1} or c_p (p = count_below), except that centres further left may tie with c_{p−1} (equal or
+// near-coincident centres), and a tie goes to the lowest of them.
+NQ_HD inline int nearest_center(float w, const double* c, int k) {
+  int lo = count_below(w, c, k);
+  if (lo == k || (lo > 0 && !closer_to_upper(w, c[lo - 1], c[lo]))) --lo;
+  while (lo > 0 && !closer_to_upper(w, c[lo - 1], c[lo])) --lo;  // ties with farther-left centres
+  return lo;
+}
+
 // Uniform quantizer cell of w for step Δ with 0 a cell centre: cells [(m − ½)Δ, (m + ½)Δ) ([C] §5.3).
 NQ_HD inline int64_t uniform_cell(float w, double step) {
   const double t = static_cast<double>(w) / step + 0.5;

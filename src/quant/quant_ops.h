@@ -71,6 +71,33 @@ class ResidentValues {
   virtual std::vector<int32_t> take_labels() = 0;
 };
 
+// (e) Many small problems (the rows or groups of a model) solved by the per-row k-means driver of
+// row_lloyd.h at once: row r is values [row_begin[r], row_begin[r + 1]) of w (and h). For every row the result
+// is bit for bit what nq::quantize returns before finalize for kmeans / hw-kmeans on that row alone (its
+// k ≥ distinct shortcut, linear or quantile init or the given start, lloyd_sorted's iterations).
+struct RowsKmeansJob {
+  const float* w = nullptr;
+  const float* h = nullptr;            // nullptr: unweighted; a row whose importances are all 0 is solved unweighted
+  const int64_t* row_begin = nullptr;  // rows + 1 ascending offsets, row_begin[0] = 0
+  int64_t rows = 0;
+  int k = 1;                           // ≥ 1
+  int init = 0;                        // row_lloyd::InitRule: linear, quantile, or given
+  int max_iter = 1;                    // ≥ 1
+  double tol = 0;
+  const double* initial = nullptr;     // InitRule::kGiven: rows × k, row r's first initial_count[r] ascending, distinct
+  const int32_t* initial_count = nullptr;
+};
+struct RowsKmeansOut {
+  double* centers = nullptr;       // rows × k: row r's final centres (ascending) in its first center_count[r]
+  int32_t* center_count = nullptr; // rows
+  int32_t* labels = nullptr;       // one per value: the nearest final centre (quant_formulas.h nearest_center)
+  int32_t* iterations = nullptr;   // rows
+  uint8_t* converged = nullptr;    // rows
+};
+// Longest row op (e) accepts: the CPU's own driver keeps every prefix sum up to here (SortedData), which the
+// row driver reproduces; the CUDA op is further limited by shared memory (kUnsupported beyond it).
+constexpr int64_t kRowsKmeansMaxRow = int64_t{1} << 16;
+
 }  // namespace nq::quant
 
 // Both namespaces declare the same ops. The cuda:: versions copy in/out of device memory themselves; in a
@@ -98,7 +125,9 @@ class ResidentValues {
      an internal error. */                                                                                     \
   void label_histogram(const int32_t* labels, size_t n, int k, int64_t* counts);                              \
   /* (d) See ResidentValues; h == nullptr means every importance is 1. */                                      \
-  std::unique_ptr<::nq::quant::ResidentValues> make_resident_values(const float* w, const float* h, size_t n);
+  std::unique_ptr<::nq::quant::ResidentValues> make_resident_values(const float* w, const float* h, size_t n); \
+  /* (e) See RowsKmeansJob. */                                                                                  \
+  void rows_kmeans(const ::nq::quant::RowsKmeansJob& job, const ::nq::quant::RowsKmeansOut& out);
 
 namespace nq::cpu {
 NQ_QUANT_OPS_DECLARE
@@ -134,6 +163,7 @@ void ops_prefix_sums(Backend backend, const float* ws, const float* hs, size_t n
                      double* ph, double* phx, double* phx2);
 void ops_label_histogram(Backend backend, const int32_t* labels, size_t n, int k, int64_t* counts);
 std::unique_ptr<ResidentValues> ops_make_resident_values(Backend backend, const float* w, const float* h, size_t n);
+void ops_rows_kmeans(Backend backend, const RowsKmeansJob& job, const RowsKmeansOut& out);
 
 // Entropy in bits of a histogram: −Σ p log2 p over non-empty bins (p = count / total).
 double histogram_entropy(const int64_t* counts, int k);

@@ -607,6 +607,9 @@ void ops_label_histogram(Backend backend, const int32_t* labels, size_t n, int k
 std::unique_ptr<ResidentValues> ops_make_resident_values(Backend backend, const float* w, const float* h, size_t n) {
   NQ_QUANT_DISPATCH(backend, make_resident_values(w, h, n));
 }
+void ops_rows_kmeans(Backend backend, const RowsKmeansJob& job, const RowsKmeansOut& out) {
+  NQ_QUANT_DISPATCH(backend, rows_kmeans(job, out));
+}
 
 double histogram_entropy(const int64_t* counts, int k) {
   int64_t total = 0;

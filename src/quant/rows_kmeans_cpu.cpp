@@ -1,0 +1,81 @@
+// Op (e) on the CPU: every row through row_lloyd.h's driver with a one-worker team, rows spread over OpenMP
+// threads (each row's result depends on that row alone, so the thread count never changes a bit).
+#include <algorithm>
+#include <vector>
+
+#include "netquant/error.h"
+#include "quant/quant_formulas.h"
+#include "quant/quant_ops.h"
+#include "quant/row_lloyd.h"
+
+namespace nq::cpu {
+
+namespace {
+
+// The host's team: one worker, nothing to wait for.
+struct SoloTeam {
+  int rank() const { return 0; }
+  int size() const { return 1; }
+  void sync() const {}
+};
+
+}  // namespace
+
+void rows_kmeans(const quant::RowsKmeansJob& job, const quant::RowsKmeansOut& out) {
+  namespace rl = quant::row_lloyd;
+  NQ_CHECK(job.rows >= 0 && job.k >= 1 && job.max_iter >= 1, ErrorCode::kInvalidArgument,
+           "rows_kmeans: rows = " << job.rows << ", k = " << job.k << ", max_iter = " << job.max_iter);
+  NQ_CHECK(job.init >= 0 && job.init <= static_cast<int>(rl::InitRule::kGiven), ErrorCode::kInvalidArgument,
+           "rows_kmeans: unknown init rule " << job.init);
+  const bool given = job.init == static_cast<int>(rl::InitRule::kGiven);
+  NQ_CHECK(!given || (job.initial && job.initial_count), ErrorCode::kInvalidArgument,
+           "rows_kmeans: the given init needs initial centres and counts");
+  int64_t n_max = 0;
+  for (int64_t r = 0; r < job.rows; ++r) {
+    const int64_t len = job.row_begin[r + 1] - job.row_begin[r];
+    NQ_CHECK(len >= 0, ErrorCode::kInvalidArgument, "rows_kmeans: row " << r << " has negative length");
+    n_max = std::max(n_max, len);
+  }
+  NQ_CHECK(n_max <= quant::kRowsKmeansMaxRow, ErrorCode::kUnsupported,
+           "rows_kmeans: a row of " << n_max << " values exceeds " << quant::kRowsKmeansMaxRow);
+  const rl::Params params{job.k, static_cast<rl::InitRule>(job.init), job.max_iter, job.tol};
+  const size_t k = static_cast<size_t>(job.k);
+
+#pragma omp parallel if (job.rows > 1)
+  {
+    std::vector<double> space((rl::workspace_bytes(static_cast<int>(n_max), job.k) + 7) / 8);
+    const rl::Workspace ws =
+        rl::carve_workspace(reinterpret_cast<unsigned char*>(space.data()), static_cast<int>(n_max), job.k);
+    const SoloTeam team;
+#pragma omp for schedule(dynamic, 16)
+    for (int64_t r = 0; r < job.rows; ++r) {
+      const int64_t begin = job.row_begin[r];
+      const int n = static_cast<int>(job.row_begin[r + 1] - begin);
+      const float* w = job.w + begin;
+      const float* h = job.h ? job.h + begin : nullptr;
+      if (h && std::none_of(h, h + n, [](float v) { return v > 0; })) h = nullptr;  // as nq::quantize does
+      double* c_out = out.centers + static_cast<size_t>(r) * k;
+      if (n == 0) {
+        out.center_count[r] = 0;
+        out.iterations[r] = 0;
+        out.converged[r] = 1;
+        continue;
+      }
+      sort_pairs(w, h, static_cast<size_t>(n), ws.ws, ws.hs);  // op (b1): stable, −0 before +0, h = 1 if none
+      int given_k = 0;
+      if (given) {
+        given_k = job.initial_count[r];
+        std::copy(job.initial + static_cast<size_t>(r) * k, job.initial + static_cast<size_t>(r) * k + given_k, ws.c);
+      }
+      rl::solve(team, ws, n, params, given_k);
+      const int kc = ws.st->k;
+      std::copy(ws.c, ws.c + kc, c_out);
+      for (int i = 0; i < n; ++i) out.labels[begin + i] = quant::nearest_center(w[i], ws.c, kc);
+      out.center_count[r] = kc;
+      out.iterations[r] = ws.st->iterations;
+      out.converged[r] = static_cast<uint8_t>(ws.st->converged);
+    }
+  }
+}
+
+}  // namespace nq::cpu

@@ -1,0 +1,131 @@
+// Op (e) rows_kmeans on the CPU — row_lloyd.h's driver, the code the CUDA kernel runs — against nq::quantize's
+// own driver (SortedData + init_centers + lloyd_sorted, or the k >= distinct shortcut) row by row: bit for bit
+// equal centres, labels, iteration counts and convergence flags.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cstring>
+
+#include "netquant/error.h"
+#include "quant/rows_kmeans_cases.h"
+
+namespace nq::quant {
+namespace {
+
+using testing::host_driver_row;
+using testing::make_batch;
+using testing::RowsBatch;
+using testing::RowsResult;
+using row_lloyd::InitRule;
+
+bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+
+void expect_equals_host_driver(const RowsBatch& b) {
+  RowsResult got(b);
+  cpu::rows_kmeans(b.job(), got.out());
+  for (int64_t r = 0; r < b.rows(); ++r) {
+    SCOPED_TRACE(b.name + ", row " + std::to_string(r));
+    const RawResult want = host_driver_row(b, r);
+    const size_t ri = static_cast<size_t>(r);
+    ASSERT_EQ(got.center_count[ri], static_cast<int32_t>(want.centers.size()));
+    for (size_t j = 0; j < want.centers.size(); ++j)
+      ASSERT_TRUE(same_bits(got.centers[ri * b.k + j], want.centers[j]))
+          << "centre " << j << ": " << got.centers[ri * b.k + j] << " vs " << want.centers[j];
+    for (size_t j = want.centers.size(); j < static_cast<size_t>(b.k); ++j)
+      ASSERT_EQ(got.centers[ri * b.k + j], -7.0) << "written past the row's centres";
+    EXPECT_EQ(got.iterations[ri], want.iterations);
+    EXPECT_EQ(got.converged[ri] != 0, want.converged);
+    const size_t begin = static_cast<size_t>(b.row_begin[r]);
+    for (size_t i = 0; i < want.labels.size(); ++i) ASSERT_EQ(got.labels[begin + i], want.labels[i]) << "value " << i;
+  }
+}
+
+const std::vector<int> kLengths = {1, 2, 3, 31, 32, 33, 255, 256, 257, 1000, 4099, 0, 17, 4096, 64};
+
+TEST(RowsKmeans, EqualsTheHostDriverRowByRow) {
+  uint64_t seed = 1;
+  for (const int k : {1, 2, 3, 16, 256})
+    for (const bool weighted : {true, false})
+      for (const InitRule init : {InitRule::kLinear, InitRule::kQuantile, InitRule::kGiven}) {
+        RowsBatch b = make_batch("k=" + std::to_string(k) + (weighted ? " weighted" : " unweighted") + " init=" +
+                                     std::to_string(static_cast<int>(init)),
+                                 kLengths, k, weighted, init, ++seed);
+        expect_equals_host_driver(b);
+      }
+}
+
+TEST(RowsKmeans, StopsWhereTheHostDriverStops) {
+  // Few iterations, no tolerance (only the fixed point stops), and a loose tolerance.
+  for (const int max_iter : {1, 2, 7})
+    for (const double tol : {0.0, 1e-7, 1e-2}) {
+      RowsBatch b = make_batch("max_iter=" + std::to_string(max_iter) + " tol=" + std::to_string(tol), kLengths, 16,
+                               true, InitRule::kLinear, 100 + max_iter);
+      b.max_iter = max_iter;
+      b.tol = tol;
+      expect_equals_host_driver(b);
+    }
+}
+
+TEST(RowsKmeans, NearCoincidentAndExtremeValues) {
+  // Centres a few ulps apart force the non-monotone corner of the pairwise rule; huge and tiny magnitudes stress
+  // the shifted prefix sums.
+  RowsBatch b;
+  b.name = "extremes";
+  b.k = 8;
+  std::mt19937_64 rng(5);
+  std::uniform_int_distribution<int> ulp(0, 6);
+  for (int r = 0; r < 40; ++r) {
+    const int n = 50 + 37 * r;
+    const float base = r % 2 ? 1e30f : 1e-30f;
+    for (int i = 0; i < n; ++i) {
+      float v = base;
+      for (int s = ulp(rng); s > 0; --s) v = std::nextafter(v, 2 * base);
+      if (r % 4 == 3 && i % 3 == 0) v = -3e38f;  // a far outlier
+      b.w.push_back(v);
+      b.h.push_back(static_cast<float>(1 + (i % 5)));
+    }
+    b.row_begin.push_back(static_cast<int64_t>(b.w.size()));
+  }
+  expect_equals_host_driver(b);
+  b.init = InitRule::kQuantile;
+  expect_equals_host_driver(b);
+}
+
+TEST(RowsKmeans, ThreadCountDoesNotChangeABit) {
+  const RowsBatch b = make_batch("threads", kLengths, 16, true, InitRule::kQuantile, 77);
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  RowsResult one(b);
+  cpu::rows_kmeans(b.job(), one.out());
+  omp_set_num_threads(std::max(2, saved));
+  RowsResult many(b);
+  cpu::rows_kmeans(b.job(), many.out());
+  omp_set_num_threads(saved);
+  EXPECT_EQ(std::memcmp(one.centers.data(), many.centers.data(), one.centers.size() * sizeof(double)), 0);
+  EXPECT_EQ(one.labels, many.labels);
+  EXPECT_EQ(one.iterations, many.iterations);
+}
+
+TEST(RowsKmeans, RejectsBadJobs) {
+  RowsBatch b = make_batch("bad", {10, 20}, 4, true, InitRule::kLinear, 3);
+  RowsResult res(b);
+  RowsKmeansJob j = b.job();
+  j.k = 0;
+  EXPECT_THROW(cpu::rows_kmeans(j, res.out()), Error);
+  j = b.job();
+  j.init = static_cast<int>(InitRule::kGiven);  // no initial centres
+  EXPECT_THROW(cpu::rows_kmeans(j, res.out()), Error);
+  RowsBatch big;
+  big.w.assign(static_cast<size_t>(kRowsKmeansMaxRow) + 1, 0.5f);
+  big.row_begin.push_back(kRowsKmeansMaxRow + 1);
+  RowsResult big_res(big);
+  try {
+    cpu::rows_kmeans(big.job(), big_res.out());
+    ADD_FAILURE() << "a row over the limit was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
+  }
+}
+
+}  // namespace
+}  // namespace nq::quant
