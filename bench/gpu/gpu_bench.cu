@@ -25,7 +25,8 @@
 #include "nn/network.h"
 #include "nn/nn_ops.h"
 #include "quant/quant_formulas.h"
-#include "segmented_kmeans.cuh"
+#include "quant/quant_ops.h"
+#include "rows_kmeans.cuh"
 
 namespace {
 
@@ -127,24 +128,69 @@ void bench_fused(size_t n, int reps) {
     }
 }
 
+// Per-row k-means (op (e)): rows of 4096, k = 16, linear init, up to 50 iterations (tol = 0: only the fixed point
+// stops a row early), the whole driver per row on chip. The CPU op runs the first rows of the same data in the same
+// program for the speed-up, and their results must equal the device's bit for bit.
 void bench_rows(size_t total, int reps) {
-  const int64_t len = 4096, k = 16;
+  const int64_t len = 4096;
+  const int k = 16;
   const int64_t rows = static_cast<int64_t>(total / len);
   const size_t n = static_cast<size_t>(rows * len);
   DeviceBuffer<float> w(n), h(n);
-  DeviceBuffer<int32_t> labels(n);
-  DeviceBuffer<double> centers(static_cast<size_t>(rows * k)), dist(static_cast<size_t>(rows));
+  DeviceBuffer<int32_t> labels(n), count(static_cast<size_t>(rows)), iters(static_cast<size_t>(rows));
+  DeviceBuffer<uint8_t> conv(static_cast<size_t>(rows));
+  DeviceBuffer<double> centers(static_cast<size_t>(rows) * k);
+  DeviceBuffer<int64_t> begin;
   fill_data(w.get(), h.get(), n, 7);
-  std::vector<double> init(static_cast<size_t>(rows * k));
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t j = 0; j < k; ++j) init[r * k + j] = -0.15 + 0.3 * (j + 0.5) / k;
-  const double ms = time_ms([&] {
-    NQ_CUDA_CHECK(cudaMemcpyAsync(centers.get(), init.data(), init.size() * sizeof(double), cudaMemcpyHostToDevice));
-    nq::cuda::segmented_kmeans_device(w.get(), h.get(), rows, len, static_cast<int>(k), 50, centers.get(),
-                                      labels.get(), dist.get());
-  }, reps, 1);
-  char extra[96];
-  std::snprintf(extra, sizeof extra, "rows=%lld x 4096, k=16, 50 it (target <=150 ms per 1e9)", static_cast<long long>(rows));
+  std::vector<int64_t> hb(static_cast<size_t>(rows) + 1);
+  for (int64_t r = 0; r <= rows; ++r) hb[static_cast<size_t>(r)] = r * len;
+  begin.upload(hb.data(), hb.size());
+  nq::quant::RowsKmeansJob job;
+  job.w = w.get();
+  job.h = h.get();
+  job.row_begin = begin.get();
+  job.rows = rows;
+  job.k = k;
+  job.max_iter = 50;
+  job.tol = 0.0;
+  const nq::quant::RowsKmeansOut out{centers.get(), count.get(), labels.get(), iters.get(), conv.get()};
+  const double ms = time_ms([&] { nq::cuda::rows_kmeans_device(job, out, len); }, reps, 1);
+  std::vector<int32_t> it(static_cast<size_t>(rows));
+  iters.download(it.data(), it.size());
+  double mean_it = 0;
+  for (const int32_t v : it) mean_it += v;
+  mean_it /= std::max<int64_t>(rows, 1);
+
+  // The CPU op on the first rows of the same data.
+  const int64_t cpu_rows = std::min<int64_t>(rows, 512);
+  const size_t cn = static_cast<size_t>(cpu_rows * len);
+  std::vector<float> cw(cn), ch(cn);
+  w.download(cw.data(), cn);
+  h.download(ch.data(), cn);
+  nq::quant::RowsKmeansJob cj = job;
+  cj.w = cw.data();
+  cj.h = ch.data();
+  cj.row_begin = hb.data();
+  cj.rows = cpu_rows;
+  std::vector<double> cc(static_cast<size_t>(cpu_rows) * k), gc(static_cast<size_t>(rows) * k);
+  std::vector<int32_t> ccount(static_cast<size_t>(cpu_rows)), clabels(cn), citers(static_cast<size_t>(cpu_rows));
+  std::vector<uint8_t> cconv(static_cast<size_t>(cpu_rows));
+  const auto t0 = std::chrono::steady_clock::now();
+  nq::cpu::rows_kmeans(cj, {cc.data(), ccount.data(), clabels.data(), citers.data(), cconv.data()});
+  const double cpu_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  centers.download(gc.data(), gc.size());
+  std::vector<int32_t> gcount(static_cast<size_t>(rows));
+  count.download(gcount.data(), gcount.size());
+  bool same = true;
+  for (int64_t r = 0; r < cpu_rows; ++r)
+    for (int j = 0; j < ccount[static_cast<size_t>(r)]; ++j)
+      same = same && gcount[static_cast<size_t>(r)] == ccount[static_cast<size_t>(r)] &&
+             std::memcmp(&gc[static_cast<size_t>(r) * k + j], &cc[static_cast<size_t>(r) * k + j], sizeof(double)) == 0;
+  const double speedup = (cpu_ms / static_cast<double>(cn)) / (ms / static_cast<double>(n));
+  char extra[200];
+  std::snprintf(extra, sizeof extra,
+                "rows=%lld x 4096, k=16, mean %.1f it (target <=150 ms per 1e9); CPU op %.0fx slower/weight; %s",
+                static_cast<long long>(rows), mean_it, speedup, same ? "bits equal CPU" : "MISMATCH vs CPU");
   report("per-row kmeans", static_cast<double>(n), ms, 12.0 * n, extra);
 }
 

@@ -81,10 +81,12 @@ struct RowsKmeansJob {
   const int64_t* row_begin = nullptr;  // rows + 1 ascending offsets, row_begin[0] = 0
   int64_t rows = 0;
   int k = 1;                           // ≥ 1
-  int init = 0;                        // row_lloyd::InitRule: linear, quantile, or given
+  int init = 0;                        // row_lloyd::InitRule (linear, quantile) for rows without a start
   int max_iter = 1;                    // ≥ 1
   double tol = 0;
-  const double* initial = nullptr;     // InitRule::kGiven: rows × k, row r's first initial_count[r] ascending, distinct
+  // Optional warm starts (both or neither): row r starts from initial[r·k …] (initial_count[r] ≤ k centres,
+  // ascending, distinct); a count of 0 means no start for that row.
+  const double* initial = nullptr;
   const int32_t* initial_count = nullptr;
 };
 struct RowsKmeansOut {
@@ -97,6 +99,11 @@ struct RowsKmeansOut {
 // Longest row op (e) accepts: the CPU's own driver keeps every prefix sum up to here (SortedData), which the
 // row driver reproduces; the CUDA op is further limited by shared memory (kUnsupported beyond it).
 constexpr int64_t kRowsKmeansMaxRow = int64_t{1} << 16;
+// Longest row the CUDA op holds on chip (a row of 8192 with its sort storage and tables is ~113 KB of shared
+// memory).
+constexpr int64_t kRowsKmeansCudaMaxRow = 8192;
+// Both backends' argument checks; returns the longest row.
+int64_t check_rows_kmeans_job(const RowsKmeansJob& job);
 
 }  // namespace nq::quant
 

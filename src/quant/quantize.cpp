@@ -26,8 +26,9 @@ QuantizeResult from_fixed(const quant::Problem& p, quant::FixedCodebookResult f)
 
 }  // namespace
 
-QuantizeResult quantize(const float* values, const float* importance, size_t n, const QuantizeParams& params) {
-  const auto t0 = std::chrono::steady_clock::now();
+namespace quant {
+
+void check_quantize_params(const QuantizeParams& params) {
   const MethodTraits& traits = method_traits(params.method);
   NQ_CHECK(!traits.takes_k || params.method == Method::kPow2 || params.method == Method::kInt || params.k >= 1,
            ErrorCode::kInvalidArgument, traits.name << ": k must be >= 1, got " << params.k);
@@ -41,9 +42,17 @@ QuantizeResult quantize(const float* values, const float* importance, size_t n, 
   NQ_CHECK(params.step >= 0 && std::isfinite(params.step), ErrorCode::kInvalidArgument,
            "uniform step must be finite and >= 0, got " << params.step);
   NQ_CHECK(params.exact_histogram_bins >= 0, ErrorCode::kInvalidArgument, "exact_histogram_bins must be >= 0");
-  NQ_CHECK(n == 0 || values != nullptr, ErrorCode::kInvalidArgument, "quantize: values is null");
   for (const double c : params.initial_centers)
     NQ_CHECK(std::isfinite(c), ErrorCode::kInvalidArgument, "initial centre " << c << " is not finite");
+}
+
+}  // namespace quant
+
+QuantizeResult quantize(const float* values, const float* importance, size_t n, const QuantizeParams& params) {
+  const auto t0 = std::chrono::steady_clock::now();
+  quant::check_quantize_params(params);
+  const MethodTraits& traits = method_traits(params.method);
+  NQ_CHECK(n == 0 || values != nullptr, ErrorCode::kInvalidArgument, "quantize: values is null");
   // Validation in parallel (it is a full pass over the data); a failure is then located by a serial scan so
   // the message names the first bad entry.
   const bool check_importance = importance && traits.uses_importance;

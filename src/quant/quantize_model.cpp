@@ -194,12 +194,55 @@ QuantizedModel quantize_model(const TensorSet& model, const TensorSet* importanc
     }
     results[j] = quantize(w.data(), weighted ? h.data() : nullptr, w.size(), q);
   };
-  if (problems.size() == 1) {
+  // Rows and groups of k-means: each tensor's problems at once through op (e) (on the GPU one CTA per row, the
+  // whole driver on chip), with the same results as one quantize() per problem. What it cannot take runs below.
+  std::vector<char> solved(problems.size(), 0);
+  const bool by_rows = params.scope.kind == ScopeKind::kRow || params.scope.kind == ScopeKind::kGroup;
+  if (by_rows && (qp.method == Method::kKmeans || qp.method == Method::kHwKmeans)) {
+    const bool warm_given = params.initial_codebooks.size() == problems.size();
+    for (const Prepared& p : prep) {
+      const QuantizedTensor& qt = out.tensors[p.tensor];
+      const size_t first = static_cast<size_t>(qt.first_codebook), count = static_cast<size_t>(qt.num_problems);
+      const bool pruned = std::any_of(qt.indices.begin(), qt.indices.end(), [](int32_t v) { return v == kPrunedIndex; });
+      std::vector<int64_t> begin{0};
+      std::vector<float> gw, gh;  // the unpruned values, gathered only when some are pruned
+      for (size_t j = first; j < first + count; ++j) {
+        const Piece& pc = problems[j].pieces[0];
+        if (!pruned) {
+          begin.push_back(pc.end);
+          continue;
+        }
+        for (int64_t i = pc.begin; i < pc.end; ++i) {
+          if (qt.indices[static_cast<size_t>(i)] == kPrunedIndex) continue;
+          gw.push_back(p.w[static_cast<size_t>(i)]);
+          if (weighted) gh.push_back(p.h[static_cast<size_t>(i)]);
+        }
+        begin.push_back(static_cast<int64_t>(gw.size()));
+      }
+      std::vector<const std::vector<float>*> warm;
+      if (warm_given)
+        for (size_t j = first; j < first + count; ++j) warm.push_back(&params.initial_codebooks[j]);
+      const float* w = pruned ? gw.data() : p.w.data();
+      const float* h = weighted ? (pruned ? gh.data() : p.h.data()) : nullptr;
+      std::vector<QuantizeResult> r = quant::quantize_rows_kmeans(w, h, begin, qp, out.backend, warm);
+      if (r.empty()) continue;
+      for (size_t j = 0; j < count; ++j) {
+        results[first + j] = std::move(r[j]);
+        solved[first + j] = 1;
+      }
+      done += static_cast<int64_t>(count);
+      progress.update(done);
+    }
+  }
+  std::vector<size_t> rest;
+  for (size_t j = 0; j < problems.size(); ++j)
+    if (!solved[j]) rest.push_back(j);
+  if (problems.size() == 1 && rest.size() == 1) {
     run_one(0);  // one big problem: the ops parallelise inside
   } else {
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t j = 0; j < static_cast<int64_t>(problems.size()); ++j) {
-      run_one(static_cast<size_t>(j));
+    for (int64_t jj = 0; jj < static_cast<int64_t>(rest.size()); ++jj) {
+      run_one(rest[static_cast<size_t>(jj)]);
 #pragma omp critical(nq_quantize_progress)
       progress.update(++done);
     }

@@ -87,6 +87,9 @@ QuantizeResult finalize(const Problem& p, RawResult raw);
 // Labels of every value for ascending centres by the λ = 0 nearest rule (ties to the lower centre).
 std::vector<int32_t> nearest_labels(const Problem& p, const std::vector<double>& centers);
 
+// nq::quantize's checks of its parameters (shared with the batched row driver).
+void check_quantize_params(const QuantizeParams& params);
+
 // ---- drivers ----
 RawResult lloyd_sorted(const Problem& p, const SortedData& s, const QuantizeParams& q);    // kmeans, hw-kmeans
 RawResult exact_dp(const Problem& p, const SortedData& s, const QuantizeParams& q);        // exact
@@ -94,6 +97,15 @@ RawResult uniform_quantize(const Problem& p, double step, int max_cells);       
 RawResult uniform_driver(const Problem& p, const QuantizeParams& q);                       // Δ or target
 RawResult ecsq_run(const Problem& p, const std::vector<double>& init, double lambda, const QuantizeParams& q);
 RawResult ecsq_driver(const Problem& p, const SortedData& s, const QuantizeParams& q);     // λ or target
+
+// kmeans / hw-kmeans on many small problems at once through op (e) (the rows or groups of one tensor): problem j
+// is values [row_begin[j], row_begin[j + 1]) of w (h: nullptr when unweighted), warm[j] (nullptr or empty: none)
+// its starting codebook. Returns exactly what nq::quantize returns for each problem alone (results[j].backend is
+// `backend`; no per-iteration history, and the call's time shared out by size), or nothing when op (e) cannot take them there (kmeans++ init, rows too long, a start with more than
+// k levels, a codebook too large for the device): the caller then runs them one by one.
+std::vector<QuantizeResult> quantize_rows_kmeans(const float* w, const float* h, const std::vector<int64_t>& row_begin,
+                                                 const QuantizeParams& q, Backend backend,
+                                                 const std::vector<const std::vector<float>*>& warm);
 
 // One assign + accumulate pass over the whole problem, wherever its data lives: the op on values resident on this
 // process's backend, or the sharded driver's pass (local op per rank + an ordered reduction). The labels of a

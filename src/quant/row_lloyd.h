@@ -13,6 +13,7 @@
 // the same branches (a requirement of __syncthreads).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "quant/quant_formulas.h"
@@ -23,8 +24,9 @@ namespace nq::quant::row_lloyd {
 // with the few values left, which reproduces the host's every-position table (SortedData, block 1) exactly.
 constexpr int kStride = 4;
 
-// Which rule picks the initial centres (nq::Init without kmeans++, whose sampling stays on the host).
-enum class InitRule : int32_t { kLinear = 0, kQuantile = 1, kGiven = 2 };
+// Which rule picks the initial centres of a row given no start (nq::Init without kmeans++, whose sampling stays
+// on the host).
+enum class InitRule : int32_t { kLinear = 0, kQuantile = 1 };
 
 struct Params {
   int k;             // the codebook size asked for (also the k ≥ distinct test)
@@ -64,22 +66,26 @@ NQ_HD inline int table_entries(int n) { return n / kStride + 1; }
 
 NQ_HD inline size_t align8(size_t b) { return (b + 7) & ~size_t{7}; }
 
-// Bytes of a workspace for rows of up to n_max values and k centres (8-byte aligned pieces).
-NQ_HD inline size_t workspace_bytes(int n_max, int k) {
-  const size_t kk = static_cast<size_t>(k);
-  return align8(sizeof(State)) + 3 * sizeof(double) * static_cast<size_t>(table_entries(n_max)) +
-         3 * sizeof(double) * kk + 3 * align8(sizeof(int) * (kk + 1)) + 2 * align8(sizeof(float) * n_max);
+// Bytes of the three prefix tables for rows of up to n_max values.
+NQ_HD inline size_t table_bytes(int n_max) { return 3 * sizeof(double) * static_cast<size_t>(table_entries(n_max)); }
+
+// Bytes of a workspace for rows of up to n_max values and k centres (8-byte aligned pieces). The tables come
+// first, in a region of at least `table_region` bytes: a caller may use that region for its own scratch (the
+// device's sort storage) until solve() builds the tables.
+NQ_HD inline size_t workspace_bytes(int n_max, int k, size_t table_region = 0) {
+  const size_t kk = static_cast<size_t>(k), tb = table_bytes(n_max);
+  return align8(tb > table_region ? tb : table_region) + 3 * sizeof(double) * kk + align8(sizeof(State)) +
+         3 * align8(sizeof(int) * (kk + 1)) + 2 * align8(sizeof(float) * static_cast<size_t>(n_max));
 }
 
-// Carves a workspace from `base` (8-byte aligned, workspace_bytes(n_max, k) long). The tables come first so a
-// caller may alias its own scratch (the device's sort storage) with them until they are built.
-NQ_HD inline Workspace carve_workspace(unsigned char* base, int n_max, int k) {
+// Carves a workspace from `base` (8-byte aligned, workspace_bytes(n_max, k, table_region) long).
+NQ_HD inline Workspace carve_workspace(unsigned char* base, int n_max, int k, size_t table_region = 0) {
   Workspace w;
-  const size_t te = static_cast<size_t>(table_entries(n_max)), kk = static_cast<size_t>(k);
+  const size_t te = static_cast<size_t>(table_entries(n_max)), kk = static_cast<size_t>(k), tb = table_bytes(n_max);
   w.t0 = reinterpret_cast<double*>(base);
   w.t1 = w.t0 + te;
   w.t2 = w.t1 + te;
-  w.c = w.t2 + te;
+  w.c = reinterpret_cast<double*>(base + align8(tb > table_region ? tb : table_region));
   w.cand = w.c + kk;
   w.scat = w.cand + kk;
   unsigned char* p = reinterpret_cast<unsigned char*>(w.scat + kk);
@@ -96,8 +102,6 @@ NQ_HD inline Workspace carve_workspace(unsigned char* base, int n_max, int k) {
   w.hs = reinterpret_cast<float*>(p);
   return w;
 }
-// Bytes at the start of the workspace that stay unused until build_tables (the aliasable region).
-NQ_HD inline size_t table_bytes(int n_max) { return 3 * sizeof(double) * static_cast<size_t>(table_entries(n_max)); }
 
 struct Sums {
   double s0, s1, s2;
@@ -184,8 +188,8 @@ NQ_HD inline int initial_centres(const Workspace& w, int n, const Params& p, dou
   return m;
 }
 
-// The whole problem: ws/hs hold the n ≥ 1 sorted values; for InitRule::kGiven, c[0 … given_k) holds the
-// starting centres (ascending, distinct). On return c[0 … st->k) is the final codebook (ascending) and
+// The whole problem: ws/hs hold the n ≥ 1 sorted values; given_k > 0: c[0 … given_k) holds the starting
+// centres (ascending, distinct), else p.init picks them. On return c[0 … st->k) is the final codebook (ascending) and
 // st->iterations / st->converged say how the iterations ended — what lloyd_sorted (or the shortcut) returns.
 template <class Team>
 NQ_HD void solve(const Team& team, const Workspace& w, int n, const Params& p, int given_k) {
@@ -207,7 +211,7 @@ NQ_HD void solve(const Team& team, const Workspace& w, int n, const Params& p, i
       st.k = m;
       st.stop = 1;
     } else {
-      st.k = p.init == InitRule::kGiven ? given_k : initial_centres(w, n, p, st.shift);
+      st.k = given_k > 0 ? given_k : initial_centres(w, n, p, st.shift);
       st.converged = 0;
     }
   }

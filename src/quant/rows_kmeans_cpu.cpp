@@ -4,9 +4,38 @@
 #include <vector>
 
 #include "netquant/error.h"
+#include "quant/nearest_thresholds.h"
 #include "quant/quant_formulas.h"
 #include "quant/quant_ops.h"
 #include "quant/row_lloyd.h"
+
+namespace nq::quant {
+
+int64_t check_rows_kmeans_job(const RowsKmeansJob& job) {
+  NQ_CHECK(job.rows >= 0 && job.k >= 1 && job.max_iter >= 1, ErrorCode::kInvalidArgument,
+           "rows_kmeans: rows = " << job.rows << ", k = " << job.k << ", max_iter = " << job.max_iter);
+  NQ_CHECK(job.init >= 0 && job.init <= static_cast<int>(row_lloyd::InitRule::kQuantile),
+           ErrorCode::kInvalidArgument, "rows_kmeans: unknown init rule " << job.init);
+  NQ_CHECK((job.initial == nullptr) == (job.initial_count == nullptr), ErrorCode::kInvalidArgument,
+           "rows_kmeans: warm starts need both the centres and their counts");
+  NQ_CHECK(job.rows == 0 || (job.w && job.row_begin && job.row_begin[0] == 0), ErrorCode::kInvalidArgument,
+           "rows_kmeans: missing values or row offsets");
+  int64_t n_max = 0;
+  for (int64_t r = 0; r < job.rows; ++r) {
+    const int64_t len = job.row_begin[r + 1] - job.row_begin[r];
+    NQ_CHECK(len >= 0, ErrorCode::kInvalidArgument, "rows_kmeans: row " << r << " has negative length");
+    n_max = std::max(n_max, len);
+    if (job.initial_count)
+      NQ_CHECK(job.initial_count[r] >= 0 && job.initial_count[r] <= job.k, ErrorCode::kInvalidArgument,
+               "rows_kmeans: row " << r << " starts from " << job.initial_count[r] << " centres (k = " << job.k
+                                   << ")");
+  }
+  NQ_CHECK(n_max <= kRowsKmeansMaxRow, ErrorCode::kUnsupported,
+           "rows_kmeans: a row of " << n_max << " values exceeds " << kRowsKmeansMaxRow);
+  return n_max;
+}
+
+}  // namespace nq::quant
 
 namespace nq::cpu {
 
@@ -23,21 +52,7 @@ struct SoloTeam {
 
 void rows_kmeans(const quant::RowsKmeansJob& job, const quant::RowsKmeansOut& out) {
   namespace rl = quant::row_lloyd;
-  NQ_CHECK(job.rows >= 0 && job.k >= 1 && job.max_iter >= 1, ErrorCode::kInvalidArgument,
-           "rows_kmeans: rows = " << job.rows << ", k = " << job.k << ", max_iter = " << job.max_iter);
-  NQ_CHECK(job.init >= 0 && job.init <= static_cast<int>(rl::InitRule::kGiven), ErrorCode::kInvalidArgument,
-           "rows_kmeans: unknown init rule " << job.init);
-  const bool given = job.init == static_cast<int>(rl::InitRule::kGiven);
-  NQ_CHECK(!given || (job.initial && job.initial_count), ErrorCode::kInvalidArgument,
-           "rows_kmeans: the given init needs initial centres and counts");
-  int64_t n_max = 0;
-  for (int64_t r = 0; r < job.rows; ++r) {
-    const int64_t len = job.row_begin[r + 1] - job.row_begin[r];
-    NQ_CHECK(len >= 0, ErrorCode::kInvalidArgument, "rows_kmeans: row " << r << " has negative length");
-    n_max = std::max(n_max, len);
-  }
-  NQ_CHECK(n_max <= quant::kRowsKmeansMaxRow, ErrorCode::kUnsupported,
-           "rows_kmeans: a row of " << n_max << " values exceeds " << quant::kRowsKmeansMaxRow);
+  const int64_t n_max = quant::check_rows_kmeans_job(job);
   const rl::Params params{job.k, static_cast<rl::InitRule>(job.init), job.max_iter, job.tol};
   const size_t k = static_cast<size_t>(job.k);
 
@@ -63,14 +78,16 @@ void rows_kmeans(const quant::RowsKmeansJob& job, const quant::RowsKmeansOut& ou
       }
       sort_pairs(w, h, static_cast<size_t>(n), ws.ws, ws.hs);  // op (b1): stable, −0 before +0, h = 1 if none
       int given_k = 0;
-      if (given) {
+      if (job.initial_count) {
         given_k = job.initial_count[r];
         std::copy(job.initial + static_cast<size_t>(r) * k, job.initial + static_cast<size_t>(r) * k + given_k, ws.c);
       }
       rl::solve(team, ws, n, params, given_k);
       const int kc = ws.st->k;
       std::copy(ws.c, ws.c + kc, c_out);
-      for (int i = 0; i < n; ++i) out.labels[begin + i] = quant::nearest_center(w[i], ws.c, kc);
+      // Labels by float thresholds (the host's fast exact rule; the device uses nearest_center, the same argmin).
+      const quant::NearestThresholds rule(std::vector<double>(ws.c, ws.c + kc));
+      for (int i = 0; i < n; ++i) out.labels[begin + i] = rule.label(w[i]);
       out.center_count[r] = kc;
       out.iterations[r] = ws.st->iterations;
       out.converged[r] = static_cast<uint8_t>(ws.st->converged);

@@ -18,9 +18,9 @@
 #include "nn/nn_ops.h"
 #include "quant/quant_formulas.h"
 #include "quant/quant_ops.h"
+#include "quant/rows_kmeans_cases.h"
 #if NQ_HAVE_CUDA
 #include "assign_accumulate.cuh"
-#include "segmented_kmeans.cuh"
 #endif
 
 namespace nq::quant {
@@ -407,129 +407,64 @@ TEST(CudaQuantParity, LabelHistogramMatchesCpu) {
   EXPECT_THROW(cuda::label_histogram(bad.data(), bad.size(), 2, counts.data()), Error);
 }
 
-#if NQ_HAVE_CUDA
-// Brute-force nearest centre: argmin_j fl((w − c_j)²), ties to the lowest index (equal centres allowed).
-int32_t brute_nearest(float w, const double* c, int k) {
-  int32_t best = 0;
-  double best_cost = assign_cost(w, 1.0, c[0], 0.0, 0.0);
-  for (int32_t j = 1; j < k; ++j) {
-    const double cost = assign_cost(w, 1.0, c[j], 0.0, 0.0);
-    if (better(cost, j, best_cost, best)) { best_cost = cost; best = j; }
-  }
-  return best;
+// Op (e): the CUDA rows_kmeans runs row_lloyd.h's driver with a thread block as its team; the CPU op (itself
+// checked against nq::quantize's driver in tests/quant/test_rows_kmeans.cpp) is the oracle, bit for bit.
+void expect_rows_kmeans_matches_cpu(const rows_cases::RowsBatch& b) {
+  SCOPED_TRACE(b.name);
+  rows_cases::RowsResult want(b), got(b), again(b);
+  cpu::rows_kmeans(b.job(), want.out());
+  cuda::rows_kmeans(b.job(), got.out());
+  EXPECT_EQ(got.center_count, want.center_count);
+  EXPECT_EQ(got.iterations, want.iterations);
+  EXPECT_EQ(got.converged, want.converged);
+  // Bits, slots past each row's centres included (the sentinels must survive).
+  ASSERT_EQ(std::memcmp(got.centers.data(), want.centers.data(), got.centers.size() * sizeof(double)), 0);
+  ASSERT_EQ(got.labels, want.labels);
+  cuda::rows_kmeans(b.job(), again.out());  // run to run
+  EXPECT_EQ(std::memcmp(got.centers.data(), again.centers.data(), got.centers.size() * sizeof(double)), 0);
+  EXPECT_EQ(got.labels, again.labels);
 }
 
-// CPU oracle of the per-row k-means (segmented_kmeans.cuh's rules): brute-force nearest centres, direct fp64
-// sums per cluster in element order, weighted means (plain mean when Σh = 0), empty clusters keep their centre,
-// centres re-sorted, stop when none moves.
-void cpu_row_kmeans(const float* w, const float* h, size_t len, int k, int iterations, double* c) {
-  std::sort(c, c + k);
-  for (int it = 0; it < iterations; ++it) {
-    std::vector<double> sh(k, 0.0), shw(k, 0.0), sw(k, 0.0);
-    std::vector<int64_t> cnt(k, 0);
-    for (size_t i = 0; i < len; ++i) {
-      const int32_t j = brute_nearest(w[i], c, k);
-      const double hv = h ? h[i] : 1.0;
-      sh[j] += hv;
-      shw[j] += hv * static_cast<double>(w[i]);
-      sw[j] += w[i];
-      ++cnt[j];
+TEST(CudaQuantParity, RowsKmeansEqualsTheCpuOpBitForBit) {
+  NQ_REQUIRE_CUDA();
+  using row_lloyd::InitRule;
+  const std::vector<int> lengths = quick() ? std::vector<int>{1, 3, 33, 257, 4099, 0}
+                                           : std::vector<int>{1, 2, 3, 31, 32, 33, 255, 256, 257, 1000, 4099, 0, 4096,
+                                                              17, 8192, 64, 1023, 1024, 1025, 2049};
+  uint64_t seed = 11;
+  for (const int k : {1, 2, 16, 256})
+    for (const bool weighted : {true, false})
+      for (const InitRule init : {InitRule::kLinear, InitRule::kQuantile})
+        for (const bool warm : {false, true})
+          expect_rows_kmeans_matches_cpu(rows_cases::make_batch(
+              "k=" + std::to_string(k) + (weighted ? " weighted" : "") + " init=" +
+                  std::to_string(static_cast<int>(init)) + (warm ? " warm" : ""),
+              lengths, k, weighted, init, warm, ++seed));
+  for (const int max_iter : {1, 3})
+    for (const double tol : {0.0, 1e-2}) {
+      rows_cases::RowsBatch b = rows_cases::make_batch("stops", lengths, 16, true, InitRule::kLinear, false, 5);
+      b.max_iter = max_iter;
+      b.tol = tol;
+      expect_rows_kmeans_matches_cpu(b);
     }
-    bool moved = false;
-    for (int j = 0; j < k; ++j) {
-      double v = c[j];
-      if (cnt[j] > 0) v = sh[j] > 0 ? shw[j] / sh[j] : sw[j] / static_cast<double>(cnt[j]);
-      moved |= v != c[j];
-      c[j] = v;
-    }
-    std::sort(c, c + k);
-    if (!moved) break;
-  }
 }
 
-// Runs the kernel on `rows` rows and checks centres, labels and distortion against the CPU oracle.
-void expect_segmented_matches_cpu(const std::vector<float>& w, const std::vector<float>& h, int64_t rows,
-                                  int64_t len, int k, int iterations, const std::vector<double>& c) {
-  std::vector<double> gc = c, dist(static_cast<size_t>(rows) + 1, -1.0);
-  std::vector<int32_t> labels(static_cast<size_t>(rows * len));
+TEST(CudaQuantParity, RowsKmeansManyRowsAndItsLimits) {
+  NQ_REQUIRE_CUDA();
+  // Thousands of rows of 4096 (the SqueezeLLM shape), every sixth kind of row in turn.
+  const std::vector<int> lengths(quick() ? 12 : 600, 4096);
+  expect_rows_kmeans_matches_cpu(
+      rows_cases::make_batch("many rows", lengths, 16, true, row_lloyd::InitRule::kLinear, false, 99));
+  // Rows past the on-chip limit are refused, not truncated.
+  rows_cases::RowsBatch big = rows_cases::make_batch("big", {8193}, 16, true, row_lloyd::InitRule::kLinear, false, 1);
+  rows_cases::RowsResult res(big);
   try {
-    cuda::segmented_kmeans(w.data(), h.data(), rows, len, k, iterations, gc.data(), labels.data(), dist.data());
+    cuda::rows_kmeans(big.job(), res.out());
+    ADD_FAILURE() << "a row of 8193 values was accepted";
   } catch (const Error& e) {
-    if (e.code() == ErrorCode::kUnsupported) return;  // the row does not fit this device's shared memory
-    throw;
-  }
-  EXPECT_EQ(dist[rows], -1.0);  // sentinel past the last row
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* wr = w.data() + r * len;
-    const float* hr = h.data() + r * len;
-    std::vector<double> cc(c.begin() + r * k, c.begin() + (r + 1) * k);
-    cpu_row_kmeans(wr, hr, static_cast<size_t>(len), k, iterations, cc.data());
-    // Tolerance relative to the row's scale: a centre near 0 is a difference of prefix sums on the GPU, accurate
-    // to ~1e-10 of the data's magnitude, not of its own.
-    double scale = 1e-30;
-    for (int64_t i = 0; i < len; ++i) scale = std::max(scale, std::fabs(static_cast<double>(wr[i])));
-    for (int j = 0; j < k; ++j)
-      EXPECT_NEAR(cc[j], gc[r * k + j], 1e-9 * (std::fabs(cc[j]) + scale)) << "row " << r << " centre " << j;
-    // Labels and distortion of the GPU's final codebook against brute force on that codebook.
-    const double* cs = gc.data() + r * k;
-    double d = 0;
-    for (int64_t i = 0; i < len; ++i) {
-      const int32_t j = brute_nearest(wr[i], cs, k);
-      ASSERT_EQ(j, labels[r * len + i]) << "row " << r << " i " << i;
-      const double e = static_cast<double>(wr[i]) - cs[j];
-      d += hr[i] * e * e;
-    }
-    EXPECT_LE(rel_diff(d, dist[r], 1e-300), 1e-6) << "row " << r;
+    EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
   }
 }
-
-TEST(CudaQuantParity, SegmentedKmeansMatchesCpuLloyd) {
-  NQ_REQUIRE_CUDA();
-  for (int64_t len : {int64_t{1}, int64_t{33}, int64_t{1000}, int64_t{4096}, int64_t{8192}})
-    for (int k : {2, 16}) {
-      SCOPED_TRACE(testing::Message() << "len=" << len << " k=" << k);
-      const int64_t rows = quick() ? 3 : 17;
-      Data d = make_data(static_cast<size_t>(rows * len), 31 * len + k);
-      std::vector<double> c(static_cast<size_t>(rows * k));
-      for (int64_t r = 0; r < rows; ++r) {
-        const auto mm = std::minmax_element(d.w.begin() + r * len, d.w.begin() + (r + 1) * len);
-        for (int j = 0; j < k; ++j)  // linear initialisation [DC]
-          c[r * k + j] = *mm.first + (*mm.second - *mm.first) * (j + 0.5) / k;
-      }
-      expect_segmented_matches_cpu(d.w, d.h, rows, len, k, 30, c);
-    }
-}
-
-TEST(CudaQuantParity, SegmentedKmeansHandlesEqualAndNearCentresAndWideImportances) {
-  NQ_REQUIRE_CUDA();
-  {  // equal initial centres: w = 3 sits on c_3, far above the duplicated 2
-    const std::vector<float> w{1.0f, 2.0f, 2.9f, 3.0f}, h(4, 1.0f);
-    expect_segmented_matches_cpu(w, h, 1, 4, 4, 0, {1.0, 2.0, 2.0, 3.0});
-    expect_segmented_matches_cpu(w, h, 1, 4, 4, 10, {1.0, 2.0, 2.0, 3.0});
-    expect_segmented_matches_cpu({0.0f, 0.0f, 0.0f, 1.0f}, h, 1, 4, 4, 10, {0.0, 0.0, 0.0, 1.0});
-  }
-  {  // fewer distinct values than centres, and centres one ulp apart far from most values
-    std::vector<float> w(300), h(300, 1.0f);
-    for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>(i % 3) * 0.5f;
-    std::vector<double> c(16);
-    for (int j = 0; j < 16; ++j) c[j] = 0.1 * j;
-    expect_segmented_matches_cpu(w, h, 1, 300, 16, 20, c);
-    const double a = 1e-3;
-    expect_segmented_matches_cpu(w, h, 1, 300, 4, 0, {0.0, a, std::nextafter(a, 1.0), 0.5});
-  }
-  {  // importances over ~14 decades: light clusters after heavy ones need direct sums
-    const int64_t rows = 5, len = 2048;
-    Data d = make_data(static_cast<size_t>(rows * len), 77);
-    std::mt19937_64 rng(5);
-    std::normal_distribution<double> z(0.0, 1.0);
-    for (auto& v : d.h) v = static_cast<float>(std::exp(4.0 * z(rng)));
-    std::vector<double> c(static_cast<size_t>(rows * 16));
-    for (int64_t r = 0; r < rows; ++r)
-      for (int j = 0; j < 16; ++j) c[r * 16 + j] = -0.2 + 0.4 * j / 15;
-    expect_segmented_matches_cpu(d.w, d.h, rows, len, 16, 30, c);
-  }
-}
-#endif
 
 }  // namespace
 }  // namespace nq::quant

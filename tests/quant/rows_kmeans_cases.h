@@ -13,7 +13,7 @@
 #include "quant/quantizers.h"
 #include "quant/row_lloyd.h"
 
-namespace nq::quant::testing {
+namespace nq::quant::rows_cases {
 
 // A batch: rows back to back, with the op's job fields.
 struct RowsBatch {
@@ -22,9 +22,10 @@ struct RowsBatch {
   std::vector<int64_t> row_begin{0};
   int k = 16;
   row_lloyd::InitRule init = row_lloyd::InitRule::kLinear;
+  bool warm = false;                 // start rows from `initial` (a count of 0: the init rule)
   int max_iter = 100;
   double tol = 1e-7;
-  std::vector<double> initial;       // kGiven: rows × k
+  std::vector<double> initial;       // warm: rows × k
   std::vector<int32_t> initial_count;
 
   int64_t rows() const { return static_cast<int64_t>(row_begin.size()) - 1; }
@@ -78,7 +79,7 @@ inline RawResult host_driver_row(const RowsBatch& b, int64_t r) {
   q.max_iter = b.max_iter;
   q.tol = b.tol;
   q.init = b.init == row_lloyd::InitRule::kQuantile ? Init::kQuantile : Init::kLinear;
-  if (b.init == row_lloyd::InitRule::kGiven) {
+  if (b.warm) {
     const double* c = b.initial.data() + static_cast<size_t>(r) * b.k;
     q.initial_centers.assign(c, c + b.initial_count[static_cast<size_t>(r)]);
   }
@@ -94,11 +95,12 @@ inline RawResult host_driver_row(const RowsBatch& b, int64_t r) {
 // Rows of varying length and character: heavy-tailed values, duplicates (rounded values), near-coincident values
 // (a few ulps apart), a constant row, ±0, importances zero in some rows and spanning many decades in others.
 inline RowsBatch make_batch(const std::string& name, const std::vector<int>& lengths, int k, bool weighted,
-                            row_lloyd::InitRule init, uint64_t seed) {
+                            row_lloyd::InitRule init, bool warm, uint64_t seed) {
   RowsBatch b;
   b.name = name;
   b.k = k;
   b.init = init;
+  b.warm = warm;
   std::mt19937_64 rng(seed);
   std::student_t_distribution<double> t(3.0);
   std::uniform_real_distribution<double> u(0.0, 1.0);
@@ -122,10 +124,10 @@ inline RowsBatch make_batch(const std::string& name, const std::vector<int>& len
     }
     b.row_begin.push_back(static_cast<int64_t>(b.w.size()));
   }
-  if (init == row_lloyd::InitRule::kGiven) {  // a start from a shifted linear codebook, some rows with fewer centres
+  if (warm) {  // starts from a shifted linear codebook, some rows with fewer centres, every fourth with none
     b.initial.assign(lengths.size() * static_cast<size_t>(k), 0.0);
     for (size_t r = 0; r < lengths.size(); ++r) {
-      const int m = std::max(1, k - static_cast<int>(r % 3));
+      const int m = r % 4 == 3 ? 0 : std::max(1, k - static_cast<int>(r % 3));
       b.initial_count.push_back(m);
       for (int j = 0; j < m; ++j) b.initial[r * k + j] = -0.11 + 0.23 * (j + 0.37) / m;
     }
@@ -133,4 +135,4 @@ inline RowsBatch make_batch(const std::string& name, const std::vector<int>& len
   return b;
 }
 
-}  // namespace nq::quant::testing
+}  // namespace nq::quant::rows_cases

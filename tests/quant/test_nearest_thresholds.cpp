@@ -2,6 +2,8 @@
 // adversarial (near-coincident, huge-span, underflowing) codebooks and on values next to every threshold.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <cfloat>
 #include <cmath>
 #include <cstring>
@@ -9,6 +11,7 @@
 #include <vector>
 
 #include "quant/nearest_thresholds.h"
+#include "quant/quant_formulas.h"
 #include "quant/quant_ops.h"
 #include "quant/quantizers.h"
 
@@ -117,6 +120,35 @@ TEST(NearestThresholds, AdversarialCodebooksMatchBruteForce) {
   for (const auto& c : books) {
     const NearestThresholds rule(c);
     expect_brute_force(rule, probe_values(rule, c, 300, rng));
+  }
+}
+
+// quant_formulas.h nearest_center (the device kernels' rule: a comparison search plus a walk over ties) on the
+// same adversarial codebooks, and with equal centres, which the threshold table does not take.
+TEST(NearestThresholds, TheDeviceRuleNearestCenterMatchesBruteForce) {
+  std::mt19937_64 rng(12);
+  std::vector<std::vector<double>> books = {
+      {0.1, std::nextafter(0.1, 1.0), 0.3},
+      {-5.0, 0.1, std::nextafter(0.1, 1.0), std::nextafter(std::nextafter(0.1, 1.0), 1.0), 7.0},
+      {-1e300, -1e30, -1.0, 1e-30, 1e-20, 1e38, 1e300},
+      {-3e38, -1e-40, 0.0, 1e-45, 3e38},
+      {-1e100, std::nextafter(-1e100, 0.0)},
+      {0.0, 1e-200, 1.0},
+      {-0.25, -0.125, 0.0, 0.125, 0.25},
+      {1.0, 2.0, 2.0, 3.0},
+      {0.0, 0.0, 0.0, 1.0},
+      {-1.0, -1.0, std::nextafter(-1.0, 0.0), 0.5, 0.5}};
+  for (const auto& c : books) {
+    std::vector<double> distinct = c;
+    distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+    const NearestThresholds rule(distinct);  // for its probe points
+    const int k = static_cast<int>(c.size());
+    for (const float w : probe_values(rule, c, 200, rng)) {
+      int best = 0;
+      for (int j = 1; j < k; ++j)
+        if (better(assign_cost(w, 1.0, c[j], 0.0, 0.0), j, assign_cost(w, 1.0, c[best], 0.0, 0.0), best)) best = j;
+      ASSERT_EQ(nearest_center(w, c.data(), k), best) << "w = " << std::hexfloat << w;
+    }
   }
 }
 

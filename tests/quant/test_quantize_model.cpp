@@ -2,6 +2,7 @@
 // checked against direct per-problem quantize() calls and recomputed fp64 sums.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -99,6 +100,69 @@ TEST(QuantizeModel, ScopesMatchDirectProblems) {
   const auto q = quantize_model(model, &imp, mparams(Method::kHwKmeans, 2, "row"));
   EXPECT_EQ(q.tensors[1].problem_size, 1);
   EXPECT_EQ(q.tensors[1].stats.hw_distortion, 0.0);
+}
+
+// Rows and groups of k-means run through op (e) together; every problem's codebook and indices must be what one
+// quantize() of that problem's (unpruned) values gives — with pruning, awkward group sizes, a row whose
+// importances are all zero, every init rule (kmeans++ takes the one-by-one path) and partial warm starts.
+TEST(QuantizeModel, RowAndGroupScopesEqualOneQuantizePerProblem) {
+  TensorSet model;
+  model.add(Tensor::from_f32("a.weight", {9, 130}, student_t(9 * 130, 61)));
+  model.add(Tensor::from_f32("b.weight", {4, 7}, student_t(4 * 7, 62)));
+  TensorSet imp = make_importance(model, 63);
+  {
+    std::vector<float> h = imp.at("a.weight").to_f32();
+    std::fill(h.begin() + 2 * 130, h.begin() + 3 * 130, 0.0f);  // row 2 weightless: solved unweighted
+    TensorSet fixed;
+    fixed.add(Tensor::from_f32("a.weight", {9, 130}, h));
+    fixed.add(imp.at("b.weight"));
+    imp = fixed;
+  }
+  for (const Method m : {Method::kHwKmeans, Method::kKmeans})
+    for (const std::string scope : {"row", "group:37"})
+      for (const Init init : {Init::kLinear, Init::kQuantile, Init::kKmeansPP})
+        for (const double prune : {0.0, 0.3})
+          for (const bool warm : {false, true}) {
+            SCOPED_TRACE(std::string(method_traits(m).name) + " " + scope + " init " + init_name(init) + " prune " +
+                         std::to_string(prune) + (warm ? " warm" : ""));
+            ModelQuantizeParams p = mparams(m, 5, scope);
+            p.quant.init = init;
+            p.prune = prune;
+            if (warm) {  // every other problem starts from a codebook of its own
+              const QuantizedModel cold = quantize_model(model, &imp, p);
+              p.initial_codebooks.resize(cold.codebooks.size());
+              for (size_t j = 0; j < cold.codebooks.size(); j += 2)
+                p.initial_codebooks[j] = {-0.04f, -0.01f, 0.0f, 0.02f};
+            }
+            const QuantizedModel q = quantize_model(model, &imp, p);
+            for (size_t t = 0; t < model.size(); ++t) {
+              const QuantizedTensor& qt = q.tensors[t];
+              const std::vector<float> w = model[t].to_f32(), h = imp.at(model[t].name()).to_f32();
+              for (int64_t pr = 0; pr < qt.num_problems; ++pr) {
+                std::vector<float> pw, ph;
+                std::vector<size_t> where;
+                const int64_t b = pr * qt.problem_size, e = std::min<int64_t>(b + qt.problem_size, qt.stats.params);
+                for (int64_t i = b; i < e; ++i)
+                  if (qt.indices[static_cast<size_t>(i)] != kPrunedIndex) {
+                    pw.push_back(w[static_cast<size_t>(i)]);
+                    ph.push_back(h[static_cast<size_t>(i)]);
+                    where.push_back(static_cast<size_t>(i));
+                  }
+                QuantizeParams qp = p.quant;
+                const size_t j = static_cast<size_t>(qt.first_codebook + pr);
+                if (warm && !p.initial_codebooks[j].empty())
+                  qp.initial_centers.assign(p.initial_codebooks[j].begin(), p.initial_codebooks[j].end());
+                const QuantizeResult r = quantize(pw.data(), ph.data(), pw.size(), qp);
+                ASSERT_EQ(q.codebooks[j], r.codebook) << model[t].name() << " problem " << pr;
+                for (size_t i = 0; i < where.size(); ++i)
+                  ASSERT_EQ(qt.indices[where[i]], r.indices[i]) << model[t].name() << " problem " << pr;
+              }
+            }
+          }
+  ModelQuantizeParams bad = mparams(Method::kHwKmeans, 4, "row");
+  bad.initial_codebooks.assign(13, {});
+  bad.initial_codebooks[3] = {0.0f, std::numeric_limits<float>::quiet_NaN()};
+  EXPECT_THROW(quantize_model(model, &imp, bad), Error);
 }
 
 // Warm starts: restarting every problem from its own converged codebook is a fixed point (one assignment pass,

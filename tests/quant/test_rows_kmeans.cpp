@@ -12,10 +12,10 @@
 namespace nq::quant {
 namespace {
 
-using testing::host_driver_row;
-using testing::make_batch;
-using testing::RowsBatch;
-using testing::RowsResult;
+using rows_cases::host_driver_row;
+using rows_cases::make_batch;
+using rows_cases::RowsBatch;
+using rows_cases::RowsResult;
 using row_lloyd::InitRule;
 
 bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof a) == 0; }
@@ -46,12 +46,13 @@ TEST(RowsKmeans, EqualsTheHostDriverRowByRow) {
   uint64_t seed = 1;
   for (const int k : {1, 2, 3, 16, 256})
     for (const bool weighted : {true, false})
-      for (const InitRule init : {InitRule::kLinear, InitRule::kQuantile, InitRule::kGiven}) {
-        RowsBatch b = make_batch("k=" + std::to_string(k) + (weighted ? " weighted" : " unweighted") + " init=" +
-                                     std::to_string(static_cast<int>(init)),
-                                 kLengths, k, weighted, init, ++seed);
-        expect_equals_host_driver(b);
-      }
+      for (const InitRule init : {InitRule::kLinear, InitRule::kQuantile})
+        for (const bool warm : {false, true}) {
+          RowsBatch b = make_batch("k=" + std::to_string(k) + (weighted ? " weighted" : " unweighted") + " init=" +
+                                       std::to_string(static_cast<int>(init)) + (warm ? " warm" : ""),
+                                   kLengths, k, weighted, init, warm, ++seed);
+          expect_equals_host_driver(b);
+        }
 }
 
 TEST(RowsKmeans, StopsWhereTheHostDriverStops) {
@@ -59,7 +60,7 @@ TEST(RowsKmeans, StopsWhereTheHostDriverStops) {
   for (const int max_iter : {1, 2, 7})
     for (const double tol : {0.0, 1e-7, 1e-2}) {
       RowsBatch b = make_batch("max_iter=" + std::to_string(max_iter) + " tol=" + std::to_string(tol), kLengths, 16,
-                               true, InitRule::kLinear, 100 + max_iter);
+                               true, InitRule::kLinear, false, 100 + max_iter);
       b.max_iter = max_iter;
       b.tol = tol;
       expect_equals_host_driver(b);
@@ -92,7 +93,7 @@ TEST(RowsKmeans, NearCoincidentAndExtremeValues) {
 }
 
 TEST(RowsKmeans, ThreadCountDoesNotChangeABit) {
-  const RowsBatch b = make_batch("threads", kLengths, 16, true, InitRule::kQuantile, 77);
+  const RowsBatch b = make_batch("threads", kLengths, 16, true, InitRule::kQuantile, true, 77);
   const int saved = omp_get_max_threads();
   omp_set_num_threads(1);
   RowsResult one(b);
@@ -107,14 +108,19 @@ TEST(RowsKmeans, ThreadCountDoesNotChangeABit) {
 }
 
 TEST(RowsKmeans, RejectsBadJobs) {
-  RowsBatch b = make_batch("bad", {10, 20}, 4, true, InitRule::kLinear, 3);
+  RowsBatch b = make_batch("bad", {10, 20}, 4, true, InitRule::kLinear, true, 3);
   RowsResult res(b);
   RowsKmeansJob j = b.job();
   j.k = 0;
   EXPECT_THROW(cpu::rows_kmeans(j, res.out()), Error);
   j = b.job();
-  j.init = static_cast<int>(InitRule::kGiven);  // no initial centres
+  j.initial = nullptr;  // counts without centres
   EXPECT_THROW(cpu::rows_kmeans(j, res.out()), Error);
+  j = b.job();
+  j.init = 2;
+  EXPECT_THROW(cpu::rows_kmeans(j, res.out()), Error);
+  b.initial_count[1] = 5;  // more than k
+  EXPECT_THROW(cpu::rows_kmeans(b.job(), res.out()), Error);
   RowsBatch big;
   big.w.assign(static_cast<size_t>(kRowsKmeansMaxRow) + 1, 0.5f);
   big.row_begin.push_back(kRowsKmeansMaxRow + 1);

@@ -1,0 +1,97 @@
+// The row/group scopes' k-means through op (e): a tensor's rows in one call, then each row's result compacted by
+// finalize exactly as nq::quantize compacts it (quantizers.h quantize_rows_kmeans).
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "netquant/error.h"
+#include "quant/quant_ops.h"
+#include "quant/quantizers.h"
+#include "quant/row_lloyd.h"
+
+namespace nq::quant {
+
+std::vector<QuantizeResult> quantize_rows_kmeans(const float* w, const float* h, const std::vector<int64_t>& row_begin,
+                                                 const QuantizeParams& q, Backend backend,
+                                                 const std::vector<const std::vector<float>*>& warm) {
+  const auto t0 = std::chrono::steady_clock::now();
+  check_quantize_params(q);
+  const int64_t rows = static_cast<int64_t>(row_begin.size()) - 1;
+  NQ_ASSERT(rows >= 0 && (warm.empty() || static_cast<int64_t>(warm.size()) == rows));
+  if (q.method != Method::kKmeans && q.method != Method::kHwKmeans) return {};
+  if (q.init == Init::kKmeansPP) return {};  // its D² sampling stays on the host driver
+  int64_t longest = 0;
+  for (int64_t r = 0; r < rows; ++r) longest = std::max(longest, row_begin[r + 1] - row_begin[r]);
+  if (longest > (backend == Backend::kCuda ? kRowsKmeansCudaMaxRow : kRowsKmeansMaxRow)) return {};
+  if (!method_traits(q.method).uses_importance) h = nullptr;
+
+  // Warm starts as warm_start() makes them: sorted, equal levels merged; at most k of them fit the op.
+  const size_t k = static_cast<size_t>(q.k);
+  std::vector<double> initial;
+  std::vector<int32_t> initial_count;
+  const bool any_warm = std::any_of(warm.begin(), warm.end(), [](const auto* c) { return c && !c->empty(); });
+  if (any_warm) {
+    initial.assign(static_cast<size_t>(rows) * k, 0.0);
+    initial_count.assign(static_cast<size_t>(rows), 0);
+    for (int64_t r = 0; r < rows; ++r) {
+      if (!warm[r] || warm[r]->empty()) continue;
+      std::vector<double> c(warm[r]->begin(), warm[r]->end());
+      for (const double v : c)
+        NQ_CHECK(std::isfinite(v), ErrorCode::kInvalidArgument, "initial centre " << v << " is not finite");
+      std::sort(c.begin(), c.end());
+      c.erase(std::unique(c.begin(), c.end()), c.end());
+      if (c.size() > k) return {};
+      std::copy(c.begin(), c.end(), initial.begin() + static_cast<ptrdiff_t>(static_cast<size_t>(r) * k));
+      initial_count[static_cast<size_t>(r)] = static_cast<int32_t>(c.size());
+    }
+  }
+
+  RowsKmeansJob job;
+  job.w = w;
+  job.h = h;
+  job.row_begin = row_begin.data();
+  job.rows = rows;
+  job.k = q.k;
+  job.init = static_cast<int>(q.init == Init::kQuantile ? row_lloyd::InitRule::kQuantile : row_lloyd::InitRule::kLinear);
+  job.max_iter = q.max_iter;
+  job.tol = q.tol;
+  job.initial = any_warm ? initial.data() : nullptr;
+  job.initial_count = any_warm ? initial_count.data() : nullptr;
+  const size_t n = static_cast<size_t>(row_begin.back());
+  std::vector<double> centers(static_cast<size_t>(rows) * k);
+  std::vector<int32_t> center_count(static_cast<size_t>(rows)), labels(n), iterations(static_cast<size_t>(rows));
+  std::vector<uint8_t> converged(static_cast<size_t>(rows));
+  try {
+    ops_rows_kmeans(backend, job,
+                    {centers.data(), center_count.data(), labels.data(), iterations.data(), converged.data()});
+  } catch (const Error& e) {
+    if (e.code() == ErrorCode::kUnsupported) return {};  // e.g. a codebook too large for the device's shared memory
+    throw;
+  }
+
+  // Each row compacted as quantize() compacts it; rows are independent.
+  std::vector<QuantizeResult> results(static_cast<size_t>(rows));
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+#pragma omp parallel for schedule(dynamic, 16) if (rows > 1)
+  for (int64_t r = 0; r < rows; ++r) {
+    const size_t ri = static_cast<size_t>(r), begin = static_cast<size_t>(row_begin[r]);
+    Problem p;
+    p.w = w + begin;
+    p.n = static_cast<size_t>(row_begin[r + 1]) - begin;
+    p.backend = backend;
+    if (h && std::any_of(h + begin, h + begin + p.n, [](float v) { return v > 0; })) p.h = h + begin;
+    RawResult raw;
+    raw.centers.assign(centers.begin() + static_cast<ptrdiff_t>(ri * k),
+                       centers.begin() + static_cast<ptrdiff_t>(ri * k + static_cast<size_t>(center_count[ri])));
+    raw.labels.assign(labels.begin() + static_cast<ptrdiff_t>(begin),
+                      labels.begin() + static_cast<ptrdiff_t>(begin + p.n));
+    raw.iterations = iterations[ri];
+    raw.converged = converged[ri] != 0;
+    results[ri] = finalize(p, std::move(raw));
+    results[ri].backend = backend;
+    results[ri].seconds = seconds * static_cast<double>(p.n) / static_cast<double>(std::max<size_t>(n, 1));
+  }
+  return results;
+}
+
+}  // namespace nq::quant
