@@ -134,13 +134,13 @@ __device__ __forceinline__ double warp_sum(double v) {
   return v;
 }
 
-__global__ void __launch_bounds__(kMaxWarps * 32) assign_accumulate_kernel(AssignParams p) {
+// One CTA's work: accumulation block b of the data under codebook p.
+__device__ __forceinline__ void assign_block(const AssignParams& p, size_t b) {
   extern __shared__ double smem[];
   const int warps = static_cast<int>(blockDim.x) >> 5;
   const int warp = static_cast<int>(threadIdx.x) >> 5;
   const int lane = static_cast<int>(threadIdx.x) & 31;
   const int k = p.k;
-  const size_t b = blockIdx.x;
 
   double* cursor = smem;
   const double* c = p.centers;  // table: centres | code lengths | lmin_left | lmin_right (contiguous)
@@ -276,6 +276,21 @@ __global__ void __launch_bounds__(kMaxWarps * 32) assign_accumulate_kernel(Assig
   }
 }
 
+__global__ void __launch_bounds__(kMaxWarps * 32) assign_accumulate_kernel(AssignParams p) { assign_block(p, blockIdx.x); }
+
+// Several codebooks over the same data (ResidentValues::assign_accumulate_multi): CTA x takes data block x / m
+// under codebook x % m, so the m CTAs of a block are scheduled back to back and all but the first read it from
+// L2. Each CTA does exactly the single-codebook kernel's work, so every codebook's sums keep their bits.
+constexpr int kMaxBatch = 16;
+struct BatchParams {
+  AssignParams p[kMaxBatch];
+  int m;
+};
+__global__ void __launch_bounds__(kMaxWarps * 32) assign_accumulate_batch_kernel(BatchParams bp) {
+  const unsigned m = static_cast<unsigned>(bp.m);
+  assign_block(bp.p[blockIdx.x % m], blockIdx.x / m);
+}
+
 // One thread per output value, adding the CTAs' partials in block order.
 __global__ void merge_partials_kernel(const double* __restrict__ psum, const long long* __restrict__ pcount,
                                       const double* __restrict__ pscal, size_t nblocks, int k,
@@ -337,13 +352,8 @@ thread_local Workspace t_workspace;
 
 size_t align_up(size_t x) { return (x + 255) & ~size_t{255}; }
 
-void launch_assign_accumulate(const AssignParams& base, size_t nblocks, const Shape& shape, cudaStream_t stream,
-                              double* out_sum, long long* out_count, double* out_scal) {
-  if (shape.smem_bytes > 48 * 1024)
-    NQ_CUDA_CHECK(cudaFuncSetAttribute(assign_accumulate_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       static_cast<int>(shape.smem_bytes)));
-  assign_accumulate_kernel<<<static_cast<unsigned>(nblocks), shape.warps * 32, shape.smem_bytes, stream>>>(base);
-  NQ_CUDA_CHECK_LAUNCH("assign_accumulate_kernel");
+void launch_merge(const AssignParams& base, size_t nblocks, cudaStream_t stream, double* out_sum,
+                  long long* out_count, double* out_scal) {
   const int outputs = 4 * base.k + 3;
   merge_partials_kernel<<<(outputs + 127) / 128, 128, 0, stream>>>(base.psum, base.pcount, base.pscal, nblocks,
                                                                   base.k, out_sum, out_count, out_scal);
@@ -352,86 +362,182 @@ void launch_assign_accumulate(const AssignParams& base, size_t nblocks, const Sh
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
-}  // namespace
+// One codebook's pass prepared on the host: its table and the layout of its slice of the device workspace —
+// table (4k) | partial sums (3k per CTA) | partial counts (k per CTA) | scalars | merged outputs.
+struct Call {
+  int k = 0;
+  double lambda = 0, lmin = 0, span2 = 0;
+  Shape shape{};
+  std::vector<double> table;  // centres | code lengths | prefix minima | suffix minima of the code lengths
+  size_t off_psum = 0, off_pcount = 0, off_pscal = 0, off_out = 0, off_outn = 0, bytes = 0;
+};
 
-void assign_accumulate_device(const float* d_w, const float* d_h, size_t n, const double* centers,
-                              const double* code_len, int k, double lambda, int32_t* d_labels,
-                              quant::AssignAccum& out, CUstream_st* stream) {
-  bind_thread_device();
+Call prepare_call(const double* centers, const double* code_len, int k, double lambda, size_t nblocks) {
   NQ_CHECK(k >= 1, ErrorCode::kInvalidArgument, "assign_accumulate: k = " << k << " must be at least 1");
   NQ_CHECK(centers && code_len, ErrorCode::kInvalidArgument, "assign_accumulate: null codebook");
-  out.reset(k);
+  Call c;
+  c.k = k;
+  c.lambda = lambda;
   const size_t kd = static_cast<size_t>(k);
-  // Table uploaded once per call: centres | code lengths | prefix minima | suffix minima of the code lengths.
-  std::vector<double> table(4 * kd);
-  std::copy(centers, centers + k, table.begin());
-  std::copy(code_len, code_len + k, table.begin() + k);
-  for (size_t j = 0; j < kd; ++j) table[2 * kd + j] = std::min(code_len[j], j ? table[2 * kd + j - 1] : quant::infinity());
+  c.table.resize(4 * kd);
+  std::copy(centers, centers + k, c.table.begin());
+  std::copy(code_len, code_len + k, c.table.begin() + k);
+  for (size_t j = 0; j < kd; ++j)
+    c.table[2 * kd + j] = std::min(code_len[j], j ? c.table[2 * kd + j - 1] : quant::infinity());
   for (size_t j = kd; j-- > 0;)
-    table[3 * kd + j] = std::min(code_len[j], j + 1 < kd ? table[3 * kd + j + 1] : quant::infinity());
-  const double lmin = table[3 * kd];
-  NQ_ASSERT_MSG(lmin < quant::infinity(), "assign_accumulate: every cluster is dead");
+    c.table[3 * kd + j] = std::min(code_len[j], j + 1 < kd ? c.table[3 * kd + j + 1] : quant::infinity());
+  c.lmin = c.table[3 * kd];
+  NQ_ASSERT_MSG(c.lmin < quant::infinity(), "assign_accumulate: every cluster is dead");
   for (int j = 0; j + 1 < k; ++j) NQ_ASSERT(centers[j] < centers[j + 1]);
-  if (n == 0) return;
-  NQ_CHECK(d_w != nullptr, ErrorCode::kInvalidArgument, "assign_accumulate: null weights");
+  const double span = centers[k - 1] - centers[0];
+  c.span2 = span * span;
+  c.shape = choose_shape(k);
+  c.off_psum = align_up(4 * kd * sizeof(double));
+  c.off_pcount = align_up(c.off_psum + nblocks * 3 * kd * sizeof(double));
+  c.off_pscal = align_up(c.off_pcount + nblocks * kd * sizeof(long long));
+  c.off_out = align_up(c.off_pscal + nblocks * 3 * sizeof(double));
+  c.off_outn = align_up(c.off_out + (3 * kd + 3) * sizeof(double));
+  c.bytes = align_up(c.off_outn + kd * sizeof(long long));
+  return c;
+}
 
-  const size_t block = quant::accum_block_size(n);
-  const size_t nblocks = (n + block - 1) / block;
-  const Shape shape = choose_shape(k);
-
-  // Workspace: table (4k) | partial sums (3k per CTA) | partial counts (k per CTA) | scalars | merged outputs.
-  const size_t off_table = 0;
-  const size_t off_psum = align_up(off_table + 4 * kd * sizeof(double));
-  const size_t off_pcount = align_up(off_psum + nblocks * 3 * kd * sizeof(double));
-  const size_t off_pscal = align_up(off_pcount + nblocks * kd * sizeof(long long));
-  const size_t off_out = align_up(off_pscal + nblocks * 3 * sizeof(double));
-  const size_t off_outn = align_up(off_out + (3 * kd + 3) * sizeof(double));
-  const size_t total = align_up(off_outn + kd * sizeof(long long));
-  unsigned char* ws = t_workspace.get(total);
-
-  NQ_CUDA_CHECK(cudaMemcpyAsync(ws + off_table, table.data(), table.size() * sizeof(double),
-                                cudaMemcpyHostToDevice, stream));
-
+// Uploads the call's table into its workspace slice `ws` and returns the kernel's parameters.
+AssignParams start_call(const Call& c, unsigned char* ws, const float* d_w, const float* d_h, int32_t* d_labels,
+                        size_t n, size_t block, cudaStream_t stream) {
+  NQ_CUDA_CHECK(cudaMemcpyAsync(ws, c.table.data(), c.table.size() * sizeof(double), cudaMemcpyHostToDevice, stream));
   AssignParams p{};
   p.w = d_w;
   p.h = d_h;
   p.labels = d_labels;
   p.n = n;
   p.block = block;
-  p.centers = reinterpret_cast<const double*>(ws + off_table);
-  p.code_len = p.centers + k;
-  p.lmin_left = p.centers + 2 * k;
-  p.lmin_right = p.centers + 3 * k;
-  p.k = k;
-  p.lambda = lambda;
-  p.lmin = lmin;
-  const double span = centers[k - 1] - centers[0];
-  p.span2 = span * span;
-  p.psum = reinterpret_cast<double*>(ws + off_psum);
-  p.pcount = reinterpret_cast<long long*>(ws + off_pcount);
-  p.pscal = reinterpret_cast<double*>(ws + off_pscal);
+  p.centers = reinterpret_cast<const double*>(ws);
+  p.code_len = p.centers + c.k;
+  p.lmin_left = p.centers + 2 * c.k;
+  p.lmin_right = p.centers + 3 * c.k;
+  p.k = c.k;
+  p.lambda = c.lambda;
+  p.lmin = c.lmin;
+  p.span2 = c.span2;
+  p.psum = reinterpret_cast<double*>(ws + c.off_psum);
+  p.pcount = reinterpret_cast<long long*>(ws + c.off_pcount);
+  p.pscal = reinterpret_cast<double*>(ws + c.off_pscal);
   p.vec = aligned16(d_w) && (!d_h || aligned16(d_h)) && (!d_labels || aligned16(d_labels));
-  p.table_in_smem = shape.table_in_smem;
-  p.acc_in_smem = shape.acc_in_smem;
+  p.table_in_smem = c.shape.table_in_smem;
+  p.acc_in_smem = c.shape.acc_in_smem;
+  return p;
+}
 
-  double* d_out = reinterpret_cast<double*>(ws + off_out);
-  long long* d_outn = reinterpret_cast<long long*>(ws + off_outn);
-  launch_assign_accumulate(p, nblocks, shape, stream, d_out, d_outn, d_out + 3 * kd);
-
-  std::vector<double> sums(3 * kd + 3);
-  std::vector<long long> counts(kd);
-  NQ_CUDA_CHECK(cudaMemcpyAsync(sums.data(), d_out, sums.size() * sizeof(double), cudaMemcpyDeviceToHost, stream));
-  NQ_CUDA_CHECK(cudaMemcpyAsync(counts.data(), d_outn, kd * sizeof(long long), cudaMemcpyDeviceToHost, stream));
-  NQ_CUDA_CHECK(cudaStreamSynchronize(stream));
+// Merges the CTAs' partials of a launched call and copies the result into `out` (after the stream syncs).
+struct Fetch {
+  std::vector<double> sums;
+  std::vector<long long> counts;
+};
+void finish_call(const Call& c, const AssignParams& p, unsigned char* ws, size_t nblocks, cudaStream_t stream,
+                 Fetch& f) {
+  const size_t kd = static_cast<size_t>(c.k);
+  double* d_out = reinterpret_cast<double*>(ws + c.off_out);
+  long long* d_outn = reinterpret_cast<long long*>(ws + c.off_outn);
+  launch_merge(p, nblocks, stream, d_out, d_outn, d_out + 3 * kd);
+  f.sums.resize(3 * kd + 3);
+  f.counts.resize(kd);
+  NQ_CUDA_CHECK(cudaMemcpyAsync(f.sums.data(), d_out, f.sums.size() * sizeof(double), cudaMemcpyDeviceToHost, stream));
+  NQ_CUDA_CHECK(cudaMemcpyAsync(f.counts.data(), d_outn, kd * sizeof(long long), cudaMemcpyDeviceToHost, stream));
+}
+void unpack(const Call& c, const Fetch& f, quant::AssignAccum& out) {
+  const size_t kd = static_cast<size_t>(c.k);
+  out.reset(c.k);
   for (size_t j = 0; j < kd; ++j) {
-    out.sum_h[j] = sums[j];
-    out.sum_hw[j] = sums[kd + j];
-    out.sum_w[j] = sums[2 * kd + j];
-    out.count[j] = counts[j];
+    out.sum_h[j] = f.sums[j];
+    out.sum_hw[j] = f.sums[kd + j];
+    out.sum_w[j] = f.sums[2 * kd + j];
+    out.count[j] = f.counts[j];
   }
-  out.distortion = sums[3 * kd + 0];
-  out.sq_error = sums[3 * kd + 1];
-  out.cost = sums[3 * kd + 2];
+  out.distortion = f.sums[3 * kd + 0];
+  out.sq_error = f.sums[3 * kd + 1];
+  out.cost = f.sums[3 * kd + 2];
+}
+
+void set_smem(const void* kernel, size_t bytes) {
+  if (bytes > 48 * 1024)
+    NQ_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+}
+
+}  // namespace
+
+void assign_accumulate_device(const float* d_w, const float* d_h, size_t n, const double* centers,
+                              const double* code_len, int k, double lambda, int32_t* d_labels,
+                              quant::AssignAccum& out, CUstream_st* stream) {
+  bind_thread_device();
+  const size_t block = quant::accum_block_size(n);
+  const size_t nblocks = n ? (n + block - 1) / block : 0;
+  const Call c = prepare_call(centers, code_len, k, lambda, nblocks);
+  out.reset(k);
+  if (n == 0) return;
+  NQ_CHECK(d_w != nullptr, ErrorCode::kInvalidArgument, "assign_accumulate: null weights");
+  unsigned char* ws = t_workspace.get(c.bytes);
+  const AssignParams p = start_call(c, ws, d_w, d_h, d_labels, n, block, stream);
+  set_smem(reinterpret_cast<const void*>(assign_accumulate_kernel), c.shape.smem_bytes);
+  assign_accumulate_kernel<<<static_cast<unsigned>(nblocks), c.shape.warps * 32, c.shape.smem_bytes, stream>>>(p);
+  NQ_CUDA_CHECK_LAUNCH("assign_accumulate_kernel");
+  Fetch f;
+  finish_call(c, p, ws, nblocks, stream, f);
+  NQ_CUDA_CHECK(cudaStreamSynchronize(stream));
+  unpack(c, f, out);
+}
+
+void assign_accumulate_multi_device(const float* d_w, const float* d_h, size_t n, const quant::CodebookBatch& books,
+                                    std::vector<quant::AssignAccum>& out, CUstream_st* stream) {
+  bind_thread_device();
+  const int m_all = books.size();
+  out.resize(static_cast<size_t>(m_all));
+  const size_t block = quant::accum_block_size(n);
+  const size_t nblocks = n ? (n + block - 1) / block : 0;
+  std::vector<Call> calls;
+  for (int m = 0; m < m_all; ++m) {
+    const size_t o = static_cast<size_t>(books.offsets[static_cast<size_t>(m)]);
+    calls.push_back(prepare_call(books.centers.data() + o, books.code_len.data() + o, books.k(m),
+                                 books.lambda[static_cast<size_t>(m)], nblocks));
+    out[static_cast<size_t>(m)].reset(books.k(m));
+  }
+  if (n == 0 || m_all == 0) return;
+  NQ_CHECK(d_w != nullptr, ErrorCode::kInvalidArgument, "assign_accumulate: null weights");
+  // Codebooks go together when their launch shapes agree (the shape fixes each one's summation tree, so it must
+  // be the one the single-codebook kernel would use); the others, and groups beyond kMaxBatch, launch apart.
+  std::vector<size_t> offset(calls.size());
+  size_t total = 0;
+  for (size_t m = 0; m < calls.size(); ++m) {
+    offset[m] = total;
+    total += calls[m].bytes;
+  }
+  unsigned char* ws = t_workspace.get(total);
+  std::vector<AssignParams> params(calls.size());
+  for (size_t m = 0; m < calls.size(); ++m)
+    params[m] = start_call(calls[m], ws + offset[m], d_w, d_h, nullptr, n, block, stream);
+  std::vector<char> launched(calls.size(), 0);
+  for (size_t m = 0; m < calls.size(); ++m) {
+    if (launched[m]) continue;
+    BatchParams bp{};
+    bp.m = 0;
+    size_t smem = 0;
+    for (size_t j = m; j < calls.size() && bp.m < kMaxBatch; ++j) {
+      const Shape& a = calls[m].shape;
+      const Shape& b = calls[j].shape;
+      if (launched[j] || a.warps != b.warps || a.table_in_smem != b.table_in_smem || a.acc_in_smem != b.acc_in_smem)
+        continue;
+      bp.p[bp.m++] = params[j];
+      smem = std::max(smem, b.smem_bytes);
+      launched[j] = 1;
+    }
+    set_smem(reinterpret_cast<const void*>(assign_accumulate_batch_kernel), smem);
+    const size_t grid = nblocks * static_cast<size_t>(bp.m);  // ≤ 4096 blocks × 16 codebooks
+    assign_accumulate_batch_kernel<<<static_cast<unsigned>(grid), calls[m].shape.warps * 32, smem, stream>>>(bp);
+    NQ_CUDA_CHECK_LAUNCH("assign_accumulate_batch_kernel");
+  }
+  std::vector<Fetch> f(calls.size());
+  for (size_t m = 0; m < calls.size(); ++m) finish_call(calls[m], params[m], ws + offset[m], nblocks, stream, f[m]);
+  NQ_CUDA_CHECK(cudaStreamSynchronize(stream));
+  for (size_t m = 0; m < calls.size(); ++m) unpack(calls[m], f[m], out[m]);
 }
 
 void assign_accumulate(const float* w, const float* h, size_t n, const double* centers, const double* code_len,
@@ -468,6 +574,9 @@ class CudaResidentValues final : public quant::ResidentValues {
     assign_accumulate_device(dw_.get(), dh_.size() ? dh_.get() : nullptr, n_, centers, code_len, k, lambda,
                              dl_.get(), out);
     has_labels_ = true;
+  }
+  void assign_accumulate_multi(const quant::CodebookBatch& books, std::vector<quant::AssignAccum>& out) override {
+    assign_accumulate_multi_device(dw_.get(), dh_.size() ? dh_.get() : nullptr, n_, books, out);
   }
   std::vector<int32_t> take_labels() override {
     std::vector<int32_t> labels(has_labels_ ? n_ : 0);

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "quant/quant_ops.h"
 
@@ -19,5 +20,11 @@ namespace nq::cuda {
 void assign_accumulate_device(const float* d_w, const float* d_h, size_t n, const double* centers,
                               const double* code_len, int k, double lambda, int32_t* d_labels,
                               ::nq::quant::AssignAccum& out, CUstream_st* stream = nullptr);
+
+// Every codebook of `books` over the same device data (ResidentValues::assign_accumulate_multi): out[m] equals
+// assign_accumulate_device for codebook m alone, bit for bit; no labels.
+void assign_accumulate_multi_device(const float* d_w, const float* d_h, size_t n,
+                                    const ::nq::quant::CodebookBatch& books,
+                                    std::vector<::nq::quant::AssignAccum>& out, CUstream_st* stream = nullptr);
 
 }  // namespace nq::cuda

@@ -82,6 +82,13 @@ struct QuantizeResult {
 // Quantizes n values with optional importances (nullptr = all ones). Deterministic for a given seed/backend.
 QuantizeResult quantize(const float* values, const float* importance, size_t n, const QuantizeParams& params);
 
+// ECSQ (method ecsq at given λ, no target rate) at every λ of `lambdas` on the same values: one validation, one
+// sort and starting codebook, and the iterations of all λ in lockstep, sharing each pass over the data (on CUDA,
+// one launch per pass serves every λ still iterating). Result m equals quantize() with params.lambda =
+// lambdas[m], bit for bit (seconds: the call's time shared out).
+std::vector<QuantizeResult> quantize_lambdas(const float* values, const float* importance, size_t n,
+                                             const QuantizeParams& params, const std::vector<double>& lambdas);
+
 // ---- whole models ---------------------------------------------------------------------------------------
 enum class ScopeKind { kGlobal, kTensor, kRow, kGroup };
 struct Scope {

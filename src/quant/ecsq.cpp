@@ -19,58 +19,120 @@ AssignPass local_pass(const Problem& p) {
   pass.run = [values](const double* centers, const double* code_len, int k, double lambda, AssignAccum& out) {
     values->assign_accumulate(centers, code_len, k, lambda, out);
   };
+  pass.run_multi = [values](const CodebookBatch& books, std::vector<AssignAccum>& out) {
+    values->assign_accumulate_multi(books, out);
+  };
   pass.take_labels = [values] { return values->take_labels(); };
   return pass;
 }
 
+EcsqRun::EcsqRun(const std::vector<double>& init, double lambda, size_t n_total, const QuantizeParams& q)
+    : q_(q), n_(static_cast<double>(n_total)), c_(init), l_(init.size(), std::log2(static_cast<double>(init.size()))) {
+  out_.lambda = lambda;  // p_j = 1/k to start
+  out_.converged = false;
+  done_ = c_.empty();
+}
+
+void EcsqRun::step(const AssignAccum& acc) {
+  NQ_ASSERT(!done_);
+  const int k = static_cast<int>(c_.size());
+  const double lambda = out_.lambda;
+  const int it = out_.iterations + 1;
+  const double hbits = histogram_entropy(acc.count.data(), k);
+  const double dist = acc.distortion / n_;
+  const double obj = dist + lambda * hbits;
+  // Centres for this assignment: weighted means (plain mean for weightless clusters); dead ones get none.
+  std::vector<double> means(static_cast<size_t>(k), 0.0);
+  int live = 0;
+  for (int j = 0; j < k; ++j) {
+    if (acc.count[j] == 0) continue;
+    ++live;
+    means[j] = acc.sum_h[j] > 0 ? acc.sum_hw[j] / acc.sum_h[j] : acc.sum_w[j] / static_cast<double>(acc.count[j]);
+  }
+  out_.history.push_back({it, obj, dist, hbits, live});
+  out_.iterations = it;
+  out_.centers = means;
+  last_c_ = c_;
+  last_l_ = l_;
+  const bool stop = prev_ < infinity() && (prev_ - obj) <= q_.tol * std::fabs(prev_);
+  prev_ = obj;
+  if (stop) {
+    out_.converged = true;
+    done_ = true;
+    return;
+  }
+  done_ = it >= std::max(1, q_.max_iter);
+  // Next codebook: live clusters sorted by centre (cells are not intervals, so order can change), equal
+  // centres merged; l_j = −log2 p_j.
+  std::vector<int> order;
+  for (int j = 0; j < k; ++j)
+    if (acc.count[j] > 0) order.push_back(j);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return means[a] < means[b]; });
+  std::vector<double> nc, cnt;
+  for (int j : order) {
+    if (!nc.empty() && nc.back() == means[j]) { cnt.back() += static_cast<double>(acc.count[j]); continue; }
+    nc.push_back(means[j]);
+    cnt.push_back(static_cast<double>(acc.count[j]));
+  }
+  c_.swap(nc);
+  l_.resize(c_.size());
+  for (size_t j = 0; j < c_.size(); ++j) l_[j] = -std::log2(cnt[j] / n_);
+}
+
 RawResult ecsq_iterate(const AssignPass& pass, size_t n_total, size_t n_local, const std::vector<double>& init,
                        double lambda, const QuantizeParams& q) {
-  RawResult out;
-  out.lambda = lambda;
-  out.converged = false;
-  const double n = static_cast<double>(n_total);
-  std::vector<double> c = init;
-  std::vector<double> l(c.size(), std::log2(static_cast<double>(c.size())));  // p_j = 1/k to start
+  EcsqRun run(init, lambda, n_total, q);
   AssignAccum acc;
-  double prev = infinity();
-  for (int it = 1; it <= std::max(1, q.max_iter); ++it) {
-    const int k = static_cast<int>(c.size());
-    pass.run(c.data(), l.data(), k, lambda, acc);
-    const double hbits = histogram_entropy(acc.count.data(), k);
-    const double dist = acc.distortion / n;
-    const double obj = dist + lambda * hbits;
-    // Centres for this assignment: weighted means (plain mean for weightless clusters); dead ones get none.
-    std::vector<double> means(static_cast<size_t>(k), 0.0);
-    int live = 0;
-    for (int j = 0; j < k; ++j) {
-      if (acc.count[j] == 0) continue;
-      ++live;
-      means[j] = acc.sum_h[j] > 0 ? acc.sum_hw[j] / acc.sum_h[j] : acc.sum_w[j] / static_cast<double>(acc.count[j]);
-    }
-    out.history.push_back({it, obj, dist, hbits, live});
-    out.iterations = it;
-    out.centers = means;
-    const bool stop = prev < infinity() && (prev - obj) <= q.tol * std::fabs(prev);
-    prev = obj;
-    if (stop) { out.converged = true; break; }
-    // Next codebook: live clusters sorted by centre (cells are not intervals, so order can change), equal
-    // centres merged; l_j = −log2 p_j.
-    std::vector<int> order;
-    for (int j = 0; j < k; ++j)
-      if (acc.count[j] > 0) order.push_back(j);
-    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return means[a] < means[b]; });
-    std::vector<double> nc, cnt;
-    for (int j : order) {
-      if (!nc.empty() && nc.back() == means[j]) { cnt.back() += static_cast<double>(acc.count[j]); continue; }
-      nc.push_back(means[j]);
-      cnt.push_back(static_cast<double>(acc.count[j]));
-    }
-    c.swap(nc);
-    l.resize(c.size());
-    for (size_t j = 0; j < c.size(); ++j) l[j] = -std::log2(cnt[j] / n);
+  while (!run.done()) {
+    pass.run(run.centers().data(), run.code_len().data(), static_cast<int>(run.centers().size()), lambda, acc);
+    run.step(acc);
   }
+  RawResult out = run.take_result();
   out.labels = pass.take_labels();
   NQ_ASSERT(out.labels.size() == n_local);
+  return out;
+}
+
+std::vector<RawResult> ecsq_iterate_lambdas(const AssignPass& pass, size_t n_total, size_t n_local,
+                                            const std::vector<double>& init, const std::vector<double>& lambdas,
+                                            const QuantizeParams& q) {
+  std::vector<EcsqRun> runs;
+  for (const double lambda : lambdas) runs.emplace_back(init, lambda, n_total, q);
+  // Lockstep: each pass serves every run still going, with the codebook that run would pass alone.
+  std::vector<AssignAccum> accs;
+  for (;;) {
+    CodebookBatch books;
+    std::vector<size_t> who;
+    for (size_t m = 0; m < runs.size(); ++m) {
+      if (runs[m].done()) continue;
+      books.add(runs[m].centers().data(), runs[m].code_len().data(), static_cast<int>(runs[m].centers().size()),
+                runs[m].lambda());
+      who.push_back(m);
+    }
+    if (who.empty()) break;
+    if (pass.run_multi) {
+      pass.run_multi(books, accs);
+    } else {
+      accs.resize(who.size());
+      for (size_t i = 0; i < who.size(); ++i) {
+        const size_t o = static_cast<size_t>(books.offsets[i]);
+        pass.run(books.centers.data() + o, books.code_len.data() + o, books.k(static_cast<int>(i)), books.lambda[i],
+                 accs[i]);
+      }
+    }
+    for (size_t i = 0; i < who.size(); ++i) runs[who[i]].step(accs[i]);
+  }
+  // Labels: one labelled pass per run with the codebook of its last pass (the assignment is deterministic, so
+  // these are the labels that run's own last pass wrote when alone).
+  std::vector<RawResult> out;
+  AssignAccum acc;
+  for (EcsqRun& run : runs) {
+    const std::vector<double>& c = run.last_centers();
+    pass.run(c.data(), run.last_code_len().data(), static_cast<int>(c.size()), run.lambda(), acc);
+    out.push_back(run.take_result());
+    out.back().labels = pass.take_labels();
+    NQ_ASSERT(out.back().labels.size() == n_local);
+  }
   return out;
 }
 
@@ -78,14 +140,17 @@ RawResult ecsq_run(const Problem& p, const std::vector<double>& init, double lam
   return ecsq_iterate(local_pass(p), p.n, p.n, init, lambda, q);
 }
 
-RawResult ecsq_driver(const Problem& p, const SortedData& s, const QuantizeParams& q) {
+std::vector<double> ecsq_init(const SortedData& s, const QuantizeParams& q) {
   const int kmax = static_cast<int>(std::min<size_t>(static_cast<size_t>(std::max(1, q.k)), s.distinct()));
-  const std::vector<double> init = !q.initial_centers.empty()              ? warm_start(q)
-                                   : kmax == static_cast<int>(s.distinct()) ? distinct_values(s)
-                                                                           : init_centers(s, kmax, q.init, q.seed);
+  return !q.initial_centers.empty()              ? warm_start(q)
+         : kmax == static_cast<int>(s.distinct()) ? distinct_values(s)
+                                                 : init_centers(s, kmax, q.init, q.seed);
+}
+
+RawResult ecsq_driver(const Problem& p, const SortedData& s, const QuantizeParams& q) {
   const SortedData::Sums all = s.range(0, s.size());
   const double d0 = interval_scatter(all.s0, all.s1, all.s2) / static_cast<double>(p.n);
-  return ecsq_search(local_pass(p), p.n, p.n, init, d0, q);
+  return ecsq_search(local_pass(p), p.n, p.n, ecsq_init(s, q), d0, q);
 }
 
 RawResult ecsq_search(const AssignPass& pass, size_t n_total, size_t n_local, const std::vector<double>& init,

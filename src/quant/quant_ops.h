@@ -58,6 +58,21 @@ struct AssignAccum {
   }
 };
 
+// Several codebooks for one pass over the data (op (d') below): codebook m = centers / code_len entries
+// [offsets[m], offsets[m + 1]) with its λ, each under op (a)'s contract.
+struct CodebookBatch {
+  std::vector<double> centers, code_len, lambda;
+  std::vector<int> offsets{0};
+  int size() const { return static_cast<int>(lambda.size()); }
+  int k(int m) const { return offsets[static_cast<size_t>(m) + 1] - offsets[static_cast<size_t>(m)]; }
+  void add(const double* c, const double* l, int k, double lam) {
+    centers.insert(centers.end(), c, c + k);
+    code_len.insert(code_len.end(), l, l + k);
+    lambda.push_back(lam);
+    offsets.push_back(offsets.back() + k);
+  }
+};
+
 // (d) One problem's values held where its backend computes, for drivers that pass over them many times (the
 // ECSQ iterations and the λ bisection around them): the CUDA backend uploads w and h once and keeps each pass's
 // labels on the device, so a pass moves no data across PCIe and the labels cross once, at the end; the CPU
@@ -67,6 +82,12 @@ class ResidentValues {
   virtual ~ResidentValues() = default;
   virtual void assign_accumulate(const double* centers, const double* code_len, int k, double lambda,
                                  AssignAccum& out) = 0;
+  // (d') Every codebook of `books` over one read of the values (a λ sweep's points in lockstep): out[m] (resized
+  // to books.size()) = exactly what assign_accumulate returns for codebook m alone. Writes no labels (those of the
+  // latest assign_accumulate stay). The CUDA backend runs all codebooks in one launch with each data block's CTAs
+  // adjacent, so a block is read from HBM once and from L2 for the other codebooks; the CPU, compute-bound here,
+  // runs them one after another.
+  virtual void assign_accumulate_multi(const CodebookBatch& books, std::vector<AssignAccum>& out) = 0;
   // The labels of the latest pass (n entries; empty before the first pass). Moves them out.
   virtual std::vector<int32_t> take_labels() = 0;
 };

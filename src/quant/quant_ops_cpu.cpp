@@ -564,6 +564,14 @@ class CpuResidentValues final : public quant::ResidentValues {
     labels_.resize(n_);
     cpu::assign_accumulate(w_, h_, n_, centers, code_len, k, lambda, labels_.data(), out);
   }
+  void assign_accumulate_multi(const quant::CodebookBatch& books, std::vector<quant::AssignAccum>& out) override {
+    out.resize(static_cast<size_t>(books.size()));
+    for (int m = 0; m < books.size(); ++m) {
+      const size_t o = static_cast<size_t>(books.offsets[static_cast<size_t>(m)]);
+      cpu::assign_accumulate(w_, h_, n_, books.centers.data() + o, books.code_len.data() + o, books.k(m),
+                             books.lambda[static_cast<size_t>(m)], nullptr, out[static_cast<size_t>(m)]);
+    }
+  }
   std::vector<int32_t> take_labels() override { return std::move(labels_); }
 
  private:

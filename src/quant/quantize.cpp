@@ -48,9 +48,12 @@ void check_quantize_params(const QuantizeParams& params) {
 
 }  // namespace quant
 
-QuantizeResult quantize(const float* values, const float* importance, size_t n, const QuantizeParams& params) {
-  const auto t0 = std::chrono::steady_clock::now();
-  quant::check_quantize_params(params);
+namespace {
+
+// Checks the values (finite) and importances (finite, >= 0) and resolves where the problem runs. An importance
+// that is all zero falls back to unweighted (every assignment would cost nothing, so the unweighted quantizer is
+// the natural tie-break); methods that do not use importance ignore it.
+quant::Problem validated_problem(const float* values, const float* importance, size_t n, const QuantizeParams& params) {
   const MethodTraits& traits = method_traits(params.method);
   NQ_CHECK(n == 0 || values != nullptr, ErrorCode::kInvalidArgument, "quantize: values is null");
   // Validation in parallel (it is a full pass over the data); a failure is then located by a serial scan so
@@ -73,13 +76,20 @@ QuantizeResult quantize(const float* values, const float* importance, size_t n, 
   for (size_t i = 0; !importance_ok && i < n; ++i)
     NQ_CHECK(std::isfinite(importance[i]) && importance[i] >= 0, ErrorCode::kInvalidArgument,
              "importance " << i << " is " << importance[i] << " (must be finite and >= 0)");
-  // Importance: ignored by methods that do not use it; all-zero importance falls back to unweighted
-  // (every assignment would cost nothing, so the unweighted quantizer is the natural tie-break).
   quant::Problem p;
   p.w = values;
   p.h = any_positive ? importance : nullptr;
   p.n = n;
   p.backend = quant::problem_backend(resolve_backend(params.backend), n);  // result.backend says which ran
+  return p;
+}
+
+}  // namespace
+
+QuantizeResult quantize(const float* values, const float* importance, size_t n, const QuantizeParams& params) {
+  const auto t0 = std::chrono::steady_clock::now();
+  quant::check_quantize_params(params);
+  const quant::Problem p = validated_problem(values, importance, n, params);
 
   QuantizeResult r;
   if (n == 0) {
@@ -128,6 +138,32 @@ QuantizeResult quantize(const float* values, const float* importance, size_t n, 
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;
+}
+
+std::vector<QuantizeResult> quantize_lambdas(const float* values, const float* importance, size_t n,
+                                             const QuantizeParams& params, const std::vector<double>& lambdas) {
+  const auto t0 = std::chrono::steady_clock::now();
+  quant::check_quantize_params(params);
+  NQ_CHECK(params.method == Method::kEcsq && params.target_bits == 0 && params.target_ratio == 0,
+           ErrorCode::kInvalidArgument, "quantize_lambdas: for ecsq at given λ values (no target rate)");
+  for (const double lambda : lambdas)
+    NQ_CHECK(lambda >= 0 && std::isfinite(lambda), ErrorCode::kInvalidArgument,
+             "lambda must be finite and >= 0, got " << lambda);
+  const quant::Problem p = validated_problem(values, importance, n, params);
+  std::vector<QuantizeResult> out(lambdas.size());
+  if (n == 0) {
+    for (QuantizeResult& r : out) r.backend = p.backend;
+    return out;
+  }
+  const quant::SortedData s(p);
+  std::vector<quant::RawResult> raw =
+      quant::ecsq_iterate_lambdas(quant::local_pass(p), p.n, p.n, quant::ecsq_init(s, params), lambdas, params);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  for (size_t m = 0; m < lambdas.size(); ++m) {
+    out[m] = quant::finalize(p, std::move(raw[m]));
+    out[m].seconds = seconds / static_cast<double>(lambdas.size());
+  }
+  return out;
 }
 
 }  // namespace nq

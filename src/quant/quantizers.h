@@ -10,6 +10,7 @@
 
 #include "core/scratch_vector.h"
 #include "netquant/quantize.h"
+#include "quant/quant_formulas.h"
 #include "quant/quant_ops.h"
 
 namespace nq::quant {
@@ -112,13 +113,45 @@ std::vector<QuantizeResult> quantize_rows_kmeans(const float* w, const float* h,
 // pass stay where they were computed; take_labels moves out those of the latest pass (this process's values).
 struct AssignPass {
   std::function<void(const double* centers, const double* code_len, int k, double lambda, AssignAccum& out)> run;
+  // Optional: several codebooks over one read of the data (ResidentValues::assign_accumulate_multi), no labels.
+  std::function<void(const CodebookBatch& books, std::vector<AssignAccum>& out)> run_multi;
   std::function<std::vector<int32_t>()> take_labels;
+};
+
+// One ECSQ run between passes: the codebook to pass next, and what each pass's sums make of it (the body of
+// ecsq_iterate's loop), so that runs at several λ can share every pass.
+class EcsqRun {
+ public:
+  EcsqRun(const std::vector<double>& init, double lambda, size_t n_total, const QuantizeParams& q);
+  bool done() const { return done_; }
+  double lambda() const { return out_.lambda; }
+  const std::vector<double>& centers() const { return c_; }   // the codebook of the next pass
+  const std::vector<double>& code_len() const { return l_; }
+  void step(const AssignAccum& acc);  // consumes the pass over centers() / code_len()
+  const std::vector<double>& last_centers() const { return last_c_; }  // the codebook of the latest pass
+  const std::vector<double>& last_code_len() const { return last_l_; }
+  RawResult take_result() { return std::move(out_); }  // everything but the labels
+
+ private:
+  QuantizeParams q_;
+  double n_;
+  std::vector<double> c_, l_, last_c_, last_l_;
+  double prev_ = infinity();
+  bool done_ = false;
+  RawResult out_;
 };
 // Uploads p's values once (ResidentValues) and passes over them as often as the driver asks.
 AssignPass local_pass(const Problem& p);
 // ECSQ iterations from `init` for one λ over n_total values (n_local of them here) — λ = 0 is weighted Lloyd.
 RawResult ecsq_iterate(const AssignPass& pass, size_t n_total, size_t n_local, const std::vector<double>& init,
                        double lambda, const QuantizeParams& q);
+// ecsq_iterate at every λ of `lambdas` in lockstep: each pass serves all unfinished runs (run_multi when the pass
+// has it), then one labelled pass per run. Result m equals ecsq_iterate(…, lambdas[m], q) bit for bit.
+std::vector<RawResult> ecsq_iterate_lambdas(const AssignPass& pass, size_t n_total, size_t n_local,
+                                            const std::vector<double>& init, const std::vector<double>& lambdas,
+                                            const QuantizeParams& q);
+// ECSQ's starting codebook for a problem: the warm start, every distinct value when k reaches them, else the init rule.
+std::vector<double> ecsq_init(const SortedData& s, const QuantizeParams& q);
 // q.lambda, or the target rate of q by bisection on log λ; d0: the weighted variance (1/N) Σ h (w − mean)².
 RawResult ecsq_search(const AssignPass& pass, size_t n_total, size_t n_local, const std::vector<double>& init,
                       double d0, const QuantizeParams& q);

@@ -268,6 +268,75 @@ TEST(CudaQuantParity, ResidentValuesEqualTheHostOpPassAfterPass) {
   }
 }
 
+TEST(CudaQuantParity, MultiCodebookPassEqualsSinglePassesBitForBit) {
+  NQ_REQUIRE_CUDA();
+  // (d') on the device: codebooks batched into one launch (same shape), split across launches (different shapes:
+  // k = 3000 leaves its table in global memory), more than one launch's worth (20 > 16); each codebook's sums
+  // must be the single pass's bits, and the latest labels must survive.
+  for (size_t n : {size_t{1}, size_t{33}, size_t{4099}, size_t{1000003}}) {
+    if (quick() && n > 5000) continue;
+    Data d = make_data(n, 17 * n);
+    std::vector<Codebook> cbs;
+    CodebookBatch books;
+    for (int m = 0; m < 20; ++m) {  // (make_codebook moves a few values onto centres: upload after)
+      const int k = m == 5 ? 3000 : (m % 3 == 0 ? 2 : m % 3 == 1 ? 16 : 256);
+      cbs.push_back(make_codebook(d, k, m % 2 == 1, 100 + m));
+      books.add(cbs.back().c.data(), cbs.back().l.data(), k, m % 4 == 0 ? 0.0 : lambda_for(d) * (1 + m));
+    }
+    const std::unique_ptr<ResidentValues> values = cuda::make_resident_values(d.w.data(), d.h.data(), n);
+    AssignAccum first;
+    values->assign_accumulate(cbs[1].c.data(), cbs[1].l.data(), 16, books.lambda[1], first);
+    std::vector<int32_t> labels(n);
+    AssignAccum tmp;
+    cuda::assign_accumulate(d.w.data(), d.h.data(), n, cbs[1].c.data(), cbs[1].l.data(), 16, books.lambda[1],
+                            labels.data(), tmp);
+    std::vector<AssignAccum> multi;
+    values->assign_accumulate_multi(books, multi);
+    ASSERT_EQ(multi.size(), 20u);
+    for (int m = 0; m < 20; ++m) {
+      AssignAccum one;
+      values->assign_accumulate(cbs[m].c.data(), cbs[m].l.data(), books.k(m), books.lambda[m], one);
+      SCOPED_TRACE(testing::Message() << "n=" << n << " codebook " << m);
+      const size_t k = static_cast<size_t>(books.k(m));
+      EXPECT_EQ(std::memcmp(multi[m].sum_h.data(), one.sum_h.data(), sizeof(double) * k), 0);
+      EXPECT_EQ(std::memcmp(multi[m].sum_hw.data(), one.sum_hw.data(), sizeof(double) * k), 0);
+      EXPECT_EQ(std::memcmp(multi[m].sum_w.data(), one.sum_w.data(), sizeof(double) * k), 0);
+      EXPECT_EQ(multi[m].count, one.count);
+      EXPECT_EQ(std::memcmp(&multi[m].distortion, &one.distortion, sizeof(double)), 0);
+      EXPECT_EQ(std::memcmp(&multi[m].cost, &one.cost, sizeof(double)), 0);
+    }
+    // The multi call wrote no labels: after the loop the latest single pass is codebook 19's, so redo codebook 1.
+    values->assign_accumulate(cbs[1].c.data(), cbs[1].l.data(), 16, books.lambda[1], first);
+    values->assign_accumulate_multi(books, multi);
+    EXPECT_EQ(values->take_labels(), labels);
+  }
+}
+
+TEST(CudaQuantParity, QuantizeLambdasOnTheDeviceEqualsQuantizePerLambda) {
+  NQ_REQUIRE_CUDA();
+  const size_t n = quick() ? 20011 : 1000003;
+  const Data d = make_data(n, 99);
+  QuantizeParams q;
+  q.method = Method::kEcsq;
+  q.k = 32;
+  q.max_iter = 40;
+  q.backend = Backend::kCuda;
+  const double base = lambda_for(d);
+  const std::vector<double> lambdas = {0.0, base * 0.1, base, base * 10, base * 1000};
+  const std::vector<QuantizeResult> all = nq::quantize_lambdas(d.w.data(), d.h.data(), n, q, lambdas);
+  for (size_t m = 0; m < lambdas.size(); ++m) {
+    QuantizeParams one = q;
+    one.lambda = lambdas[m];
+    const QuantizeResult r = nq::quantize(d.w.data(), d.h.data(), n, one);
+    SCOPED_TRACE(testing::Message() << "lambda " << lambdas[m]);
+    EXPECT_EQ(all[m].backend, Backend::kCuda);
+    EXPECT_EQ(all[m].codebook, r.codebook);
+    EXPECT_EQ(all[m].indices, r.indices);
+    EXPECT_EQ(all[m].iterations, r.iterations);
+    EXPECT_EQ(std::memcmp(&all[m].hw_distortion, &r.hw_distortion, sizeof(double)), 0);
+  }
+}
+
 TEST(CudaQuantParity, EcsqDriverOnTheDeviceMatchesTheCpuDriver) {
   NQ_REQUIRE_CUDA();
   // The whole ECSQ driver (iterations and the target-rate bisection over resident values) on each backend. The

@@ -256,6 +256,29 @@ TEST(QuantOps, ResidentValuesPassesEqualTheOpAndKeepTheLatestLabels) {
   }
   EXPECT_EQ(values->take_labels(), lab2);  // the latest pass's labels
   EXPECT_NE(lab1, lab2);
+
+  // (d') Several codebooks in one call: each equals its own pass, and the latest labels are left alone.
+  values->assign_accumulate(c1.data(), l1.data(), 5, 1e-4, r1);
+  CodebookBatch books;
+  books.add(c2.data(), l2.data(), 3, 1e-4);
+  books.add(c1.data(), l1.data(), 5, 0.0);
+  books.add(c2.data(), l2.data(), 3, 0.5);
+  std::vector<AssignAccum> multi;
+  values->assign_accumulate_multi(books, multi);
+  ASSERT_EQ(multi.size(), 3u);
+  for (int m = 0; m < 3; ++m) {
+    const size_t o = static_cast<size_t>(books.offsets[static_cast<size_t>(m)]);
+    AssignAccum one;
+    ops_assign_accumulate(Backend::kCpu, w.data(), h.data(), n, books.centers.data() + o, books.code_len.data() + o,
+                          books.k(m), books.lambda[static_cast<size_t>(m)], nullptr, one);
+    EXPECT_EQ(multi[m].sum_h, one.sum_h);
+    EXPECT_EQ(multi[m].sum_hw, one.sum_hw);
+    EXPECT_EQ(multi[m].sum_w, one.sum_w);
+    EXPECT_EQ(multi[m].count, one.count);
+    EXPECT_EQ(multi[m].distortion, one.distortion);
+    EXPECT_EQ(multi[m].cost, one.cost);
+  }
+  EXPECT_EQ(values->take_labels(), lab1);
 }
 
 TEST(QuantOps, PrefixSumsMatchLongDouble) {
