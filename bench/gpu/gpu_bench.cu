@@ -3,7 +3,9 @@
 //   name  size  median_ms  GB/s  %copy  (extra)
 // Workloads: fused assign+accumulate at N = 1e8 and 1e9 (when memory allows), k = 16, 32, 256, λ = 0 and > 0;
 // per-row k-means (rows of 4096, k = 16, 50 iterations, 1e9 weights or what fits); a 64-point λ sweep at N = 1e8
-// run to convergence with warm starts; LeNet-5 batch 1024 Hessian pass vs gradient pass.
+// run to convergence with warm starts (a host loop of single passes), and the same 64 λ through
+// nq::quantize_lambdas (all λ in lockstep, one launch per pass, end to end); LeNet-5 batch 1024 Hessian pass vs
+// gradient pass.
 // Usage: nq_gpu_bench [--quick]   (--quick: N = 1e7, fewer repetitions — for a smoke test)
 #include <cuda_runtime.h>
 
@@ -22,6 +24,7 @@
 #include "device_buffer.cuh"
 #include "netquant/backend.h"
 #include "netquant/nn.h"
+#include "netquant/quantize.h"
 #include "nn/network.h"
 #include "nn/nn_ops.h"
 #include "quant/quant_formulas.h"
@@ -235,6 +238,34 @@ void bench_sweep(size_t n) {
   report("lambda sweep k=32", static_cast<double>(n), ms, 8.0 * n * passes, extra);
 }
 
+// The same 64 λ through the library: nq::quantize_lambdas (upload, device sort, one start, all λ in lockstep
+// with one launch per pass for up to 16 codebooks, a labelled pass per λ, finalize on the host), end to end.
+void bench_sweep_lockstep(size_t n) {
+  std::vector<float> w(n), h(n);
+  {
+    DeviceBuffer<float> dw(n), dh(n);
+    fill_data(dw.get(), dh.get(), n, 9);
+    dw.download(w.data(), n);
+    dh.download(h.data(), n);
+  }
+  nq::QuantizeParams q;
+  q.method = nq::Method::kEcsq;
+  q.k = 32;
+  q.max_iter = 50;
+  q.tol = 1e-5;
+  q.backend = nq::Backend::kCuda;
+  std::vector<double> lambdas;
+  for (int p = 0; p < 64; ++p) lambdas.push_back(1e-7 * std::pow(10.0, 4.0 * p / 63.0));
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::vector<nq::QuantizeResult> r = nq::quantize_lambdas(w.data(), h.data(), n, q, lambdas);
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  long long iters = 0;
+  for (const auto& x : r) iters += x.iterations;
+  char extra[128];
+  std::snprintf(extra, sizeof extra, "64 lambdas in lockstep, %lld iterations in all, end to end (target <=1 s)", iters);
+  report("lambda sweep lockstep k=32", static_cast<double>(n), ms, 8.0 * n * static_cast<double>(iters), extra);
+}
+
 void bench_hessian(int reps) {
   using nq::nn::Network;
   const int64_t batch = 1024;
@@ -292,6 +323,7 @@ int main(int argc, char** argv) {
                                    : std::min<size_t>(1000000000, free_b / 20 * 1);  // 12 B/weight + slack
     bench_rows(row_total, quick ? 3 : 5);
     bench_sweep(quick ? size_t{10000000} : size_t{100000000});
+    bench_sweep_lockstep(quick ? size_t{10000000} : size_t{100000000});
     bench_hessian(reps);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "nq_gpu_bench: %s\n", e.what());
