@@ -162,5 +162,11 @@ struct QuantizedModel {
 
 // `importance` may be null (all ones). Names and shapes must match the model's (kShapeMismatch otherwise).
 QuantizedModel quantize_model(const TensorSet& model, const TensorSet* importance, const ModelQuantizeParams& params);
+// ECSQ at every λ of `lambdas` (params.quant.method ecsq, no target rate): one validation, pruning and split
+// into problems, then each problem through quantize_lambdas. Model m equals quantize_model with
+// params.quant.lambda = lambdas[m] (the sweep's batches of λ points).
+std::vector<QuantizedModel> quantize_model_lambdas(const TensorSet& model, const TensorSet* importance,
+                                                   const ModelQuantizeParams& params,
+                                                   const std::vector<double>& lambdas);
 
 }  // namespace nq

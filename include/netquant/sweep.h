@@ -59,7 +59,13 @@ std::pair<double, double> auto_lambda_range(const TensorSet& model, const Tensor
 SweepPoint run_sweep_point(const TensorSet& model, const TensorSet* importance, const SweepPointSpec& spec,
                            size_t index, const SweepEvaluator& evaluate, QuantizedModel* quantized = nullptr);
 
-// Runs every point in order on this process (with a progress bar), then marks collapsed duplicates.
+// Most ECSQ λ points run_sweep quantizes together (see run_sweep).
+constexpr int64_t kSweepLambdaBatch = 8;
+
+// Runs every point in order on this process (with a progress bar), then marks collapsed duplicates. Consecutive
+// ECSQ points that differ only in λ are quantized together (quantize_model_lambdas: one validation, pruning and
+// sort, their passes shared — on CUDA one launch per pass for all of them), in batches of up to
+// kSweepLambdaBatch whose indices fit ~2 GB; every point is what run_sweep_point gives for it alone.
 std::vector<SweepPoint> run_sweep(const TensorSet& model, const TensorSet* importance,
                                   const std::vector<SweepPointSpec>& specs, const SweepEvaluator& evaluate);
 

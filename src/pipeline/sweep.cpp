@@ -2,6 +2,7 @@
 #include "netquant/sweep.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cmath>
 #include <cstdio>
 #include <sstream>
@@ -108,15 +109,17 @@ std::pair<double, double> auto_lambda_range(const TensorSet& model, const Tensor
   return {lo, hi};
 }
 
-SweepPoint run_sweep_point(const TensorSet& model, const TensorSet* importance, const SweepPointSpec& spec,
-                           size_t index, const SweepEvaluator& evaluate, QuantizedModel* quantized) {
+namespace {
+
+// A sweep point from its quantized model: coding accounted, evaluated when asked.
+SweepPoint finish_point(QuantizedModel q, const SweepPointSpec& spec, size_t index, const SweepEvaluator& evaluate,
+                        QuantizedModel* quantized) {
   SweepPoint p;
   p.index = index;
   p.method = method_traits(spec.params.quant.method).name;
   p.scope = scope_to_string(spec.params.scope);
   p.knob_name = spec.knob_name;
   p.knob = spec.knob;
-  QuantizedModel q = quantize_model(model, importance, spec.params);
   account_coding(q);
   p.stats = q.total;
   if (evaluate) p.metrics = evaluate(q, q.dequantize());
@@ -124,14 +127,58 @@ SweepPoint run_sweep_point(const TensorSet& model, const TensorSet* importance, 
   return p;
 }
 
+// ECSQ points at a given λ, which quantize_model_lambdas can run together.
+bool lambda_point(const SweepPointSpec& s) {
+  const QuantizeParams& q = s.params.quant;
+  return q.method == Method::kEcsq && q.target_bits == 0 && q.target_ratio == 0;
+}
+
+// Every setting but λ equal (the fields of QuantizeParams and ModelQuantizeParams, λ left out).
+bool same_but_lambda(const ModelQuantizeParams& a, const ModelQuantizeParams& b) {
+  const QuantizeParams &x = a.quant, &y = b.quant;
+  return x.method == y.method && x.k == y.k && x.step == y.step && x.target_bits == y.target_bits &&
+         x.target_ratio == y.target_ratio && x.init == y.init && x.max_iter == y.max_iter && x.tol == y.tol &&
+         x.seed == y.seed && x.int_symmetric == y.int_symmetric && x.int_bits == y.int_bits &&
+         x.pow2_levels == y.pow2_levels && x.exact_histogram_bins == y.exact_histogram_bins &&
+         x.initial_centers == y.initial_centers && x.backend == y.backend && a.scope.kind == b.scope.kind &&
+         a.scope.group == b.scope.group && a.prune == b.prune && a.importance_transform == b.importance_transform &&
+         a.skip_1d == b.skip_1d && a.initial_codebooks == b.initial_codebooks;
+}
+
+}  // namespace
+
+SweepPoint run_sweep_point(const TensorSet& model, const TensorSet* importance, const SweepPointSpec& spec,
+                           size_t index, const SweepEvaluator& evaluate, QuantizedModel* quantized) {
+  return finish_point(quantize_model(model, importance, spec.params), spec, index, evaluate, quantized);
+}
+
 std::vector<SweepPoint> run_sweep(const TensorSet& model, const TensorSet* importance,
                                   const std::vector<SweepPointSpec>& specs, const SweepEvaluator& evaluate) {
   std::vector<SweepPoint> points;
   points.reserve(specs.size());
+  // Consecutive ECSQ points that differ only in λ run in batches through quantize_model_lambdas (their passes
+  // shared); each batch holds its models' indices at once, so its size stays within ~2 GB of them.
+  int64_t params_in_model = 0;
+  for (const Tensor& t : model) params_in_model += t.numel();
+  const size_t max_batch = static_cast<size_t>(
+      std::clamp<int64_t>(int64_t{2000000000} / std::max<int64_t>(1, 4 * params_in_model), 1, kSweepLambdaBatch));
   Progress progress("sweep", static_cast<int64_t>(specs.size()));
-  for (size_t i = 0; i < specs.size(); ++i) {
+  for (size_t i = 0; i < specs.size();) {
     progress.update(static_cast<int64_t>(i), specs[i].knob_name + "=" + std::to_string(specs[i].knob));
-    points.push_back(run_sweep_point(model, importance, specs[i], i, evaluate));
+    size_t j = i + 1;
+    if (lambda_point(specs[i]))
+      while (j < specs.size() && j - i < max_batch && lambda_point(specs[j]) &&
+             same_but_lambda(specs[i].params, specs[j].params))
+        ++j;
+    if (j - i == 1) {
+      points.push_back(run_sweep_point(model, importance, specs[i], i, evaluate));
+    } else {
+      std::vector<double> lambdas;
+      for (size_t m = i; m < j; ++m) lambdas.push_back(specs[m].params.quant.lambda);
+      std::vector<QuantizedModel> models = quantize_model_lambdas(model, importance, specs[i].params, lambdas);
+      for (size_t m = i; m < j; ++m) points.push_back(finish_point(std::move(models[m - i]), specs[m], m, evaluate, nullptr));
+    }
+    i = j;
   }
   progress.finish();
   mark_duplicates(points);

@@ -41,9 +41,19 @@ struct Prepared {
 struct Piece { size_t prep; int64_t begin, end; };
 struct ProblemSpec { std::vector<Piece> pieces; };
 
+// Codebooks, indices and statistics of one set of problem results, into `out` (the model's skeleton: tensors
+// with pruned weights marked).
+QuantizedModel assemble(QuantizedModel out, const std::vector<QuantizeResult>& results, const std::vector<Prepared>& prep,
+                        const std::vector<ProblemSpec>& problems, bool weighted, int64_t total_n,
+                        std::chrono::steady_clock::time_point t0);
+
 }  // namespace
 
-QuantizedModel quantize_model(const TensorSet& model, const TensorSet* importance, const ModelQuantizeParams& params) {
+namespace {
+
+// quantize_model, or with `lambdas` non-empty ECSQ at each of them (quantize_model_lambdas): one model out per λ.
+std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const TensorSet* importance,
+                                                const ModelQuantizeParams& params, const std::vector<double>& lambdas) {
   const auto t0 = std::chrono::steady_clock::now();
   NQ_CHECK(params.prune >= 0 && params.prune < 1, ErrorCode::kInvalidArgument,
            "--prune must be in [0, 1), got " << params.prune);
@@ -156,9 +166,21 @@ QuantizedModel quantize_model(const TensorSet& model, const TensorSet* importanc
   }
 
   // ---- run: problems are independent; each result lands in its own slot (deterministic) ----
-  std::vector<QuantizeResult> results(problems.size());
+  // sets[m][j]: problem j's result for λ m (one set without `lambdas`).
+  const size_t nsets = lambdas.empty() ? 1 : lambdas.size();
+  std::vector<std::vector<QuantizeResult>> sets(nsets, std::vector<QuantizeResult>(problems.size()));
+  std::vector<QuantizeResult>& results = sets[0];
   Progress progress("quantize", static_cast<int64_t>(problems.size()));
   int64_t done = 0;
+  // Quantizes (w, h, n) as problem j: one quantize(), or quantize_lambdas() into every set.
+  auto solve = [&](size_t j, const float* w, const float* h, size_t n, const QuantizeParams& q) {
+    if (lambdas.empty()) {
+      results[j] = quantize(w, h, n, q);
+      return;
+    }
+    std::vector<QuantizeResult> r = quantize_lambdas(w, h, n, q, lambdas);
+    for (size_t m = 0; m < nsets; ++m) sets[m][j] = std::move(r[m]);
+  };
   auto run_one = [&](size_t j) {
     QuantizeParams warm;
     const bool warm_start = params.initial_codebooks.size() == problems.size() && !params.initial_codebooks[j].empty();
@@ -173,8 +195,8 @@ QuantizedModel quantize_model(const TensorSet& model, const TensorSet* importanc
       const Prepared& p = prep[pc.prep];
       const auto& idx = out.tensors[p.tensor].indices;
       if (std::none_of(idx.begin() + pc.begin, idx.begin() + pc.end, [](int32_t v) { return v == kPrunedIndex; })) {
-        results[j] = quantize(p.w.data() + pc.begin, weighted ? p.h.data() + pc.begin : nullptr,
-                              static_cast<size_t>(pc.end - pc.begin), q);
+        solve(j, p.w.data() + pc.begin, weighted ? p.h.data() + pc.begin : nullptr,
+              static_cast<size_t>(pc.end - pc.begin), q);
         return;
       }
     }
@@ -192,13 +214,13 @@ QuantizedModel quantize_model(const TensorSet& model, const TensorSet* importanc
         if (weighted) h.push_back(p.h[i]);
       }
     }
-    results[j] = quantize(w.data(), weighted ? h.data() : nullptr, w.size(), q);
+    solve(j, w.data(), weighted ? h.data() : nullptr, w.size(), q);
   };
   // Rows and groups of k-means: each tensor's problems at once through op (e) (on the GPU one CTA per row, the
   // whole driver on chip), with the same results as one quantize() per problem. What it cannot take runs below.
   std::vector<char> solved(problems.size(), 0);
   const bool by_rows = params.scope.kind == ScopeKind::kRow || params.scope.kind == ScopeKind::kGroup;
-  if (by_rows && (qp.method == Method::kKmeans || qp.method == Method::kHwKmeans)) {
+  if (by_rows && lambdas.empty() && (qp.method == Method::kKmeans || qp.method == Method::kHwKmeans)) {
     const bool warm_given = params.initial_codebooks.size() == problems.size();
     for (const Prepared& p : prep) {
       const QuantizedTensor& qt = out.tensors[p.tensor];
@@ -249,7 +271,34 @@ QuantizedModel quantize_model(const TensorSet& model, const TensorSet* importanc
   }
   progress.finish();
 
-  // ---- scatter indices, codebooks and statistics ----
+  // ---- scatter indices, codebooks and statistics (into a copy of the skeleton per set but the last) ----
+  std::vector<QuantizedModel> models;
+  for (size_t m = 0; m < nsets; ++m)
+    models.push_back(assemble(m + 1 < nsets ? QuantizedModel(out) : std::move(out), sets[m], prep, problems, weighted,
+                              total_n, t0));
+  return models;
+}
+
+}  // namespace
+
+QuantizedModel quantize_model(const TensorSet& model, const TensorSet* importance, const ModelQuantizeParams& params) {
+  return std::move(quantize_model_impl(model, importance, params, {}).front());
+}
+
+std::vector<QuantizedModel> quantize_model_lambdas(const TensorSet& model, const TensorSet* importance,
+                                                   const ModelQuantizeParams& params,
+                                                   const std::vector<double>& lambdas) {
+  NQ_CHECK(params.quant.method == Method::kEcsq && params.quant.target_bits == 0 && params.quant.target_ratio == 0,
+           ErrorCode::kInvalidArgument, "quantize_model_lambdas: for ecsq at given λ values (no target rate)");
+  if (lambdas.empty()) return {};
+  return quantize_model_impl(model, importance, params, lambdas);
+}
+
+namespace {
+
+QuantizedModel assemble(QuantizedModel out, const std::vector<QuantizeResult>& results, const std::vector<Prepared>& prep,
+                        const std::vector<ProblemSpec>& problems, bool weighted, int64_t total_n,
+                        std::chrono::steady_clock::time_point t0) {
   for (const QuantizeResult& r : results) out.codebooks.push_back(r.codebook);
 #pragma omp parallel for schedule(static) if (problems.size() > 1)
   for (int64_t jj = 0; jj < static_cast<int64_t>(problems.size()); ++jj) {  // problems cover disjoint ranges
@@ -303,6 +352,8 @@ QuantizedModel quantize_model(const TensorSet& model, const TensorSet* importanc
   tot.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return out;
 }
+
+}  // namespace
 
 TensorSet QuantizedModel::dequantize() const {
   TensorSet set;

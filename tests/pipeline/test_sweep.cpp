@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <string>
 #include <random>
 #include <sstream>
 
@@ -81,6 +82,53 @@ TEST(Sweep, EcsqEntropyIsNonIncreasingInLambda) {
   EXPECT_GE(points.front().stats.clusters, 8);
   EXPECT_GE(points.front().stats.entropy_bits_per_weight, 0.85 * kmeans_bits);
   EXPECT_LE(points.back().stats.entropy_bits_per_weight, 1.5);
+}
+
+// run_sweep batches consecutive λ points (quantize_model_lambdas); every point must equal run_sweep_point on it
+// alone — for every scope, with pruning and a mixed spec list (a k-means point and a second ECSQ family with
+// another k break the batches).
+TEST(Sweep, BatchedLambdaPointsEqualOnePointAtATime) {
+  TensorSet importance;
+  const TensorSet model = random_model(21, &importance);
+  for (const char* scope : {"global", "tensor", "row", "group:50"}) {
+    ModelQuantizeParams base;
+    base.quant.method = Method::kEcsq;
+    base.quant.k = 16;
+    base.quant.backend = Backend::kCpu;
+    base.scope = parse_scope(scope);
+    base.prune = 0.2;
+    std::vector<SweepPointSpec> specs;
+    const std::vector<double> lambdas = log_space(1e-6, 1e-2, 11);  // 11 > one batch of kSweepLambdaBatch
+    for (size_t i = 0; i < lambdas.size(); ++i) {
+      ModelQuantizeParams p = base;
+      p.quant.lambda = lambdas[i];
+      if (i == 4) p.quant.method = Method::kHwKmeans;
+      if (i >= 7) p.quant.k = 8;
+      specs.push_back({p, "lambda", lambdas[i]});
+    }
+    const std::vector<SweepPoint> batched = run_sweep(model, &importance, specs, nullptr);
+    ASSERT_EQ(batched.size(), specs.size());
+    for (size_t i = 0; i < specs.size(); ++i) {
+      SCOPED_TRACE(std::string(scope) + " point " + std::to_string(i));
+      QuantizedModel alone_q;
+      const SweepPoint alone = run_sweep_point(model, &importance, specs[i], i, nullptr, &alone_q);
+      EXPECT_EQ(batched[i].index, i);
+      EXPECT_EQ(batched[i].stats.clusters, alone.stats.clusters);
+      EXPECT_EQ(batched[i].stats.hw_distortion, alone.stats.hw_distortion);
+      EXPECT_EQ(batched[i].stats.entropy_bits_per_weight, alone.stats.entropy_bits_per_weight);
+      EXPECT_EQ(batched[i].stats.huffman_bits_per_weight, alone.stats.huffman_bits_per_weight);
+      EXPECT_EQ(batched[i].stats.lambda, alone.stats.lambda);
+      if (specs[i].params.quant.method == Method::kEcsq) {  // the models themselves, through the batched entry
+        const QuantizedModel batch_q =
+            quantize_model_lambdas(model, &importance, specs[i].params, {1e-7, specs[i].params.quant.lambda}).at(1);
+        EXPECT_EQ(batch_q.codebooks, alone_q.codebooks);
+        for (size_t t = 0; t < alone_q.tensors.size(); ++t) EXPECT_EQ(batch_q.tensors[t].indices, alone_q.tensors[t].indices);
+      }
+    }
+  }
+  ModelQuantizeParams km;
+  km.quant.method = Method::kHwKmeans;
+  EXPECT_THROW(quantize_model_lambdas(model, &importance, km, {1e-4}), Error);
 }
 
 TEST(Sweep, TargetSelectionMatchesBruteForce) {
