@@ -20,6 +20,9 @@
 #include <vector>
 
 #include "assign_accumulate.cuh"
+#include "coding/bit_io.h"
+#include "coding/huffman.h"
+#include "coding/huffman_pack.h"
 #include "cuda_check.cuh"
 #include "device_buffer.cuh"
 #include "netquant/backend.h"
@@ -238,6 +241,30 @@ void bench_sweep(size_t n) {
   report("lambda sweep k=32", static_cast<double>(n), ms, 8.0 * n * passes, extra);
 }
 
+// Huffman bit packing of n 16-level indices (k = 16 after quantization): the GPU packer end to end (host symbols
+// in, stream bytes out, copies included) against the CPU encoder in the same run; the bytes must be equal.
+void bench_huffman_pack(size_t n) {
+  std::mt19937_64 rng(3);
+  std::geometric_distribution<int> g(0.35);
+  std::vector<int32_t> sym(n);
+  std::vector<uint64_t> counts(16, 0);
+  for (auto& v : sym) ++counts[static_cast<size_t>(v = std::min(g(rng), 15))];
+  const std::vector<uint8_t> lengths = nq::coding::huffman_code_lengths(counts);
+  const uint64_t bits = nq::coding::huffman_stream_bits(counts, lengths);
+  const nq::coding::HuffmanEncoder enc(lengths);
+  std::vector<uint8_t> gpu;
+  const double ms = time_ms([&] { gpu = nq::cuda::huffman_pack(sym.data(), n, enc.table(), bits); }, 5, 1);
+  const auto t0 = std::chrono::steady_clock::now();
+  nq::coding::BitWriter bw(bits);
+  enc.encode(sym.data(), n, bw);
+  const std::vector<uint8_t> cpu = bw.finish();
+  const double cpu_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  char extra[160];
+  std::snprintf(extra, sizeof extra, "end to end incl. copies; CPU encoder %.1f ms (%.1fx); %s", cpu_ms, cpu_ms / ms,
+                gpu == cpu ? "bytes equal CPU" : "MISMATCH vs CPU");
+  report("huffman pack 16 levels", static_cast<double>(n), ms, 4.0 * n, extra);
+}
+
 // The same 64 λ through the library: nq::quantize_lambdas (upload, device sort, one start, all λ in lockstep
 // with one launch per pass for up to 16 codebooks, a labelled pass per λ, finalize on the host), end to end.
 void bench_sweep_lockstep(size_t n) {
@@ -324,6 +351,7 @@ int main(int argc, char** argv) {
     bench_rows(row_total, quick ? 3 : 5);
     bench_sweep(quick ? size_t{10000000} : size_t{100000000});
     bench_sweep_lockstep(quick ? size_t{10000000} : size_t{100000000});
+    bench_huffman_pack(quick ? size_t{10000000} : size_t{100000000});
     bench_hessian(reps);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "nq_gpu_bench: %s\n", e.what());

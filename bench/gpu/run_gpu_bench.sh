@@ -99,13 +99,13 @@ if want sanitize; then
   # A reduced parity run under the sanitizers (they slow kernels 10-100x).
   step "$LIMIT" "memcheck (reduced parity)" "$LOGS/memcheck.log" env NQ_CUDA_PARITY_QUICK=1 compute-sanitizer \
     --tool memcheck --leak-check full --error-exitcode 9 "$TEST" --gtest_brief=1 \
-    --gtest_filter='CudaQuantParity.*:CudaNnParity/0.*'
+    --gtest_filter='CudaQuantParity.*:CudaCodingParity.*:CudaNnParity/0.*'
   step "$LIMIT" "racecheck (reduced parity)" "$LOGS/racecheck.log" env NQ_CUDA_PARITY_QUICK=1 compute-sanitizer \
     --tool racecheck --error-exitcode 9 "$TEST" --gtest_brief=1 \
-    --gtest_filter='CudaQuantParity.AssignAccumulate*:CudaQuantParity.Prefix*:CudaQuantParity.Segmented*:CudaQuantParity.LabelHistogram*'
+    --gtest_filter='CudaQuantParity.AssignAccumulate*:CudaQuantParity.Prefix*:CudaQuantParity.RowsKmeans*:CudaQuantParity.MultiCodebook*:CudaQuantParity.LabelHistogram*:CudaCodingParity.*'
   step "$LIMIT" "synccheck (reduced parity)" "$LOGS/synccheck.log" env NQ_CUDA_PARITY_QUICK=1 compute-sanitizer \
     --tool synccheck --error-exitcode 9 "$TEST" --gtest_brief=1 \
-    --gtest_filter='CudaQuantParity.AssignAccumulateMatchesCpu:CudaQuantParity.Segmented*'
+    --gtest_filter='CudaQuantParity.AssignAccumulateMatchesCpu:CudaQuantParity.RowsKmeans*:CudaCodingParity.*'
 fi
 if want bench; then
   step "$LIMIT" "benchmarks" "$LOGS/bench.txt" "$BUILD/nq_gpu_bench" ${NQ_GPU_BENCH_ARGS:-}

@@ -42,6 +42,8 @@ class HuffmanEncoder {
   template <class Sym>
   void encode(const Sym* symbols, size_t n, BitWriter& out) const;
   uint32_t alphabet_size() const { return static_cast<uint32_t>(table_.size()); }
+  // (length << 16) | codeword per symbol (0: no code) — what the GPU packer (huffman_pack.h) takes.
+  const std::vector<uint32_t>& table() const { return table_; }
 
  private:
   std::vector<uint32_t> table_;  // (length << 16) | code

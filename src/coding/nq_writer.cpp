@@ -5,6 +5,7 @@
 #include "coding/bit_io.h"
 #include "coding/byte_stream.h"
 #include "coding/huffman.h"
+#include "coding/huffman_pack.h"
 #include "coding/nq_format.h"
 #include "coding/positions.h"
 #include "netquant/atomic_file.h"
@@ -13,6 +14,10 @@
 namespace nq::coding {
 
 namespace {
+
+// Index streams this long are packed on the GPU when the model was quantized there (below, the copies cost more
+// than the CPU encoder's ~0.5 GB/s).
+constexpr size_t kGpuPackMinSymbols = size_t{1} << 20;
 
 const char* kApi = "write_nq_file";
 
@@ -191,19 +196,25 @@ ModelEncoding encode_nq(const QuantizedModel& model) {
     // Index stream of the kept weights, in order.
     if (p.kept > 0) {
       const HuffmanEncoder henc(lengths);
-      BitWriter bw(huffman_stream_bits(p.counts, lengths));
-      if (p.pruned == 0) {
-        henc.encode(t.indices.data(), t.indices.size(), bw);
-      } else {
-        std::vector<int32_t> kept;
+      const uint64_t bits = huffman_stream_bits(p.counts, lengths);
+      std::vector<int32_t> kept;
+      if (p.pruned > 0) {
         kept.reserve(p.kept);
         for (int32_t idx : t.indices)
           if (idx != kPrunedIndex) kept.push_back(idx);
-        henc.encode(kept.data(), kept.size(), bw);
       }
-      te.index_bits = bw.bit_count();
-      NQ_ASSERT(te.index_bits == huffman_stream_bits(p.counts, lengths));
-      const auto bytes = bw.finish();
+      const int32_t* symbols = p.pruned > 0 ? kept.data() : t.indices.data();
+      const size_t nsym = p.pruned > 0 ? kept.size() : t.indices.size();
+      std::vector<uint8_t> bytes;
+      if (model.backend == Backend::kCuda && nsym >= kGpuPackMinSymbols) {
+        bytes = cuda::huffman_pack(symbols, nsym, henc.table(), bits);  // the same bytes (huffman_pack.h)
+      } else {
+        BitWriter bw(bits);
+        henc.encode(symbols, nsym, bw);
+        NQ_ASSERT(bw.bit_count() == bits);
+        bytes = bw.finish();
+      }
+      te.index_bits = bits;
       w.varint(te.index_bits);
       w.raw(bytes.data(), bytes.size());
     } else {
