@@ -107,6 +107,40 @@ TEST(RowsKmeans, ThreadCountDoesNotChangeABit) {
   EXPECT_EQ(one.iterations, many.iterations);
 }
 
+// The workspace layout both backends carve (the device with its sort storage in the table region): every array
+// inside the bytes asked for, 8-byte aligned where it holds doubles, and no two overlapping.
+TEST(RowsKmeans, WorkspaceArraysAreDisjointAndInBounds) {
+  for (const int n_max : {1, 3, 4, 5, 1000, 4096, 8192, 65536})
+    for (const int k : {1, 2, 16, 255, 256, 4096})
+      for (const size_t region : {size_t{0}, size_t{17000}, size_t{70000}, size_t{300000}}) {
+        const size_t bytes = row_lloyd::workspace_bytes(n_max, k, region);
+        const row_lloyd::Workspace w = row_lloyd::carve_workspace(nullptr, n_max, k, region);
+        const auto at = [](const void* p) { return reinterpret_cast<uintptr_t>(p); };
+        struct Span { uintptr_t a, b; const char* name; };
+        const size_t te = static_cast<size_t>(row_lloyd::table_entries(n_max)), kk = static_cast<size_t>(k);
+        std::vector<Span> spans = {
+            {at(w.t0), at(w.t0) + 8 * te, "t0"},      {at(w.t1), at(w.t1) + 8 * te, "t1"},
+            {at(w.t2), at(w.t2) + 8 * te, "t2"},      {at(w.c), at(w.c) + 8 * kk, "c"},
+            {at(w.cand), at(w.cand) + 8 * kk, "cand"}, {at(w.scat), at(w.scat) + 8 * kk, "scat"},
+            {at(w.raw), at(w.raw) + 4 * (kk + 1), "raw"}, {at(w.bounds), at(w.bounds) + 4 * (kk + 1), "bounds"},
+            {at(w.prev), at(w.prev) + 4 * (kk + 1), "prev"}, {at(w.st), at(w.st) + sizeof(row_lloyd::State), "st"},
+            {at(w.ws), at(w.ws) + 4 * static_cast<size_t>(n_max), "ws"},
+            {at(w.hs), at(w.hs) + 4 * static_cast<size_t>(n_max), "hs"}};
+        for (const Span& x : spans) {
+          SCOPED_TRACE(testing::Message() << x.name << " n_max=" << n_max << " k=" << k << " region=" << region);
+          EXPECT_LE(x.b, bytes);
+          EXPECT_EQ(x.a % 4, 0u);
+          for (const Span& y : spans)
+            if (&x != &y) EXPECT_TRUE(x.b <= y.a || y.b <= x.a) << "overlaps " << y.name;
+        }
+        EXPECT_GE(at(w.c), region) << "the caller's region reaches into the arrays";
+        for (const void* p : {static_cast<const void*>(w.t0), static_cast<const void*>(w.c),
+                              static_cast<const void*>(w.cand), static_cast<const void*>(w.scat),
+                              static_cast<const void*>(w.st)})
+          EXPECT_EQ(at(p) % 8, 0u);
+      }
+}
+
 TEST(RowsKmeans, RejectsBadJobs) {
   RowsBatch b = make_batch("bad", {10, 20}, 4, true, InitRule::kLinear, true, 3);
   RowsResult res(b);
