@@ -265,6 +265,34 @@ void bench_huffman_pack(size_t n) {
   report("huffman pack 16 levels", static_cast<double>(n), ms, 4.0 * n, extra);
 }
 
+// Pruning selection (op (g)) of half of n weights: the device's radix selection end to end (upload, eight
+// histogram passes, tie ranks, mask download) against the CPU's nth_element in the same run; masks must be equal.
+void bench_select_pruned(size_t n) {
+  std::vector<float> w(n), h(n);
+  {
+    DeviceBuffer<float> dw(n), dh(n);
+    fill_data(dw.get(), dh.get(), n, 5);
+    dw.download(w.data(), n);
+    dh.download(h.data(), n);
+  }
+  std::vector<uint8_t> gpu(n), cpu(n);
+  nq::quant::PruneArrays a;
+  a.w = {w.data()};
+  a.h = {h.data()};
+  a.n = {n};
+  a.mask = {gpu.data()};
+  const int64_t count = static_cast<int64_t>(n / 2);
+  const double ms = time_ms([&] { nq::cuda::select_pruned(a, count); }, 3, 1);
+  a.mask = {cpu.data()};
+  const auto t0 = std::chrono::steady_clock::now();
+  nq::cpu::select_pruned(a, count);
+  const double cpu_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  char extra[160];
+  std::snprintf(extra, sizeof extra, "end to end incl. copies; CPU nth_element %.0f ms (%.1fx); %s", cpu_ms,
+                cpu_ms / ms, gpu == cpu ? "masks equal CPU" : "MISMATCH vs CPU");
+  report("prune select half", static_cast<double>(n), ms, 9.0 * n, extra);
+}
+
 // The same 64 λ through the library: nq::quantize_lambdas (upload, device sort, one start, all λ in lockstep
 // with one launch per pass for up to 16 codebooks, a labelled pass per λ, finalize on the host), end to end.
 void bench_sweep_lockstep(size_t n) {
@@ -352,6 +380,7 @@ int main(int argc, char** argv) {
     bench_sweep(quick ? size_t{10000000} : size_t{100000000});
     bench_sweep_lockstep(quick ? size_t{10000000} : size_t{100000000});
     bench_huffman_pack(quick ? size_t{10000000} : size_t{100000000});
+    bench_select_pruned(quick ? size_t{10000000} : size_t{100000000});
     bench_hessian(reps);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "nq_gpu_bench: %s\n", e.what());

@@ -102,7 +102,7 @@ if want sanitize; then
     --gtest_filter='CudaQuantParity.*:CudaCodingParity.*:CudaNnParity/0.*'
   step "$LIMIT" "racecheck (reduced parity)" "$LOGS/racecheck.log" env NQ_CUDA_PARITY_QUICK=1 compute-sanitizer \
     --tool racecheck --error-exitcode 9 "$TEST" --gtest_brief=1 \
-    --gtest_filter='CudaQuantParity.AssignAccumulate*:CudaQuantParity.Prefix*:CudaQuantParity.RowsKmeans*:CudaQuantParity.MultiCodebook*:CudaQuantParity.LabelHistogram*:CudaCodingParity.*'
+    --gtest_filter='CudaQuantParity.AssignAccumulate*:CudaQuantParity.Prefix*:CudaQuantParity.RowsKmeans*:CudaQuantParity.MultiCodebook*:CudaQuantParity.SelectPruned*:CudaQuantParity.LabelHistogram*:CudaCodingParity.*'
   step "$LIMIT" "synccheck (reduced parity)" "$LOGS/synccheck.log" env NQ_CUDA_PARITY_QUICK=1 compute-sanitizer \
     --tool synccheck --error-exitcode 9 "$TEST" --gtest_brief=1 \
     --gtest_filter='CudaQuantParity.AssignAccumulateMatchesCpu:CudaQuantParity.RowsKmeans*:CudaCodingParity.*'

@@ -24,5 +24,6 @@ std::unique_ptr<quant::ResidentValues> make_resident_values(const float*, const 
   unavailable("make_resident_values");
 }
 void rows_kmeans(const quant::RowsKmeansJob&, const quant::RowsKmeansOut&) { unavailable("rows_kmeans"); }
+void select_pruned(const quant::PruneArrays&, int64_t) { unavailable("select_pruned"); }
 }  // namespace nq::cuda
 #endif

@@ -119,6 +119,13 @@ NQ_HD inline int nearest_center(float w, const double* c, int k) {
   return lo;
 }
 
+// The pruning score of a weight: h·w² in fp64, evaluated as (h·w)·w (never negative: the sign of h·w is w's,
+// or h = +0), so its IEEE bits order the scores as unsigned integers (the device's radix selection).
+NQ_HD inline double prune_score(float w, double h) {
+  const double wd = static_cast<double>(w);
+  return fmul(fmul(h, wd), wd);
+}
+
 // Uniform quantizer cell of w for step Δ with 0 a cell centre: cells [(m − ½)Δ, (m + ½)Δ) ([C] §5.3).
 NQ_HD inline int64_t uniform_cell(float w, double step) {
   const double t = static_cast<double>(w) / step + 0.5;

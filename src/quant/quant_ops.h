@@ -73,6 +73,15 @@ struct CodebookBatch {
   }
 };
 
+// (g) Pruning selection over several arrays read as one flat sequence (a model's tensors in order): score_i =
+// h_i·w_i·w_i in fp64 (h ≡ 1 when unweighted, score_weight below); mask[a][i] = 1 for the `count` smallest
+// scores, ties at the threshold going to the earliest positions, 0 elsewhere.
+struct PruneArrays {
+  std::vector<const float*> w, h;  // h empty: unweighted
+  std::vector<size_t> n;
+  std::vector<uint8_t*> mask;
+};
+
 // (d) One problem's values held where its backend computes, for drivers that pass over them many times (the
 // ECSQ iterations and the λ bisection around them): the CUDA backend uploads w and h once and keeps each pass's
 // labels on the device, so a pass moves no data across PCIe and the labels cross once, at the end; the CPU
@@ -155,7 +164,9 @@ int64_t check_rows_kmeans_job(const RowsKmeansJob& job);
   /* (d) See ResidentValues; h == nullptr means every importance is 1. */                                      \
   std::unique_ptr<::nq::quant::ResidentValues> make_resident_values(const float* w, const float* h, size_t n); \
   /* (e) See RowsKmeansJob. */                                                                                  \
-  void rows_kmeans(const ::nq::quant::RowsKmeansJob& job, const ::nq::quant::RowsKmeansOut& out);
+  void rows_kmeans(const ::nq::quant::RowsKmeansJob& job, const ::nq::quant::RowsKmeansOut& out);             \
+  /* (g) See PruneArrays; 0 <= count <= the arrays' total. */                                                   \
+  void select_pruned(const ::nq::quant::PruneArrays& arrays, int64_t count);
 
 namespace nq::cpu {
 NQ_QUANT_OPS_DECLARE
@@ -192,6 +203,7 @@ void ops_prefix_sums(Backend backend, const float* ws, const float* hs, size_t n
 void ops_label_histogram(Backend backend, const int32_t* labels, size_t n, int k, int64_t* counts);
 std::unique_ptr<ResidentValues> ops_make_resident_values(Backend backend, const float* w, const float* h, size_t n);
 void ops_rows_kmeans(Backend backend, const RowsKmeansJob& job, const RowsKmeansOut& out);
+void ops_select_pruned(Backend backend, const PruneArrays& arrays, int64_t count);
 
 // Entropy in bits of a histogram: −Σ p log2 p over non-empty bins (p = count / total).
 double histogram_entropy(const int64_t* counts, int k);

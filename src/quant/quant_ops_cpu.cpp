@@ -618,6 +618,9 @@ std::unique_ptr<ResidentValues> ops_make_resident_values(Backend backend, const 
 void ops_rows_kmeans(Backend backend, const RowsKmeansJob& job, const RowsKmeansOut& out) {
   NQ_QUANT_DISPATCH(backend, rows_kmeans(job, out));
 }
+void ops_select_pruned(Backend backend, const PruneArrays& arrays, int64_t count) {
+  NQ_QUANT_DISPATCH(backend, select_pruned(arrays, count));
+}
 
 double histogram_entropy(const int64_t* counts, int k) {
   int64_t total = 0;

@@ -116,30 +116,23 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
   for (const auto& p : prep) total_n += static_cast<int64_t>(p.w.size());
   const int64_t to_prune = static_cast<int64_t>(std::floor(params.prune * static_cast<double>(total_n)));
   if (to_prune > 0) {
-    auto score = [&](const Prepared& p, size_t i) {
-      const double w = p.w[i];
-      return (weighted && !p.h.empty() ? static_cast<double>(p.h[i]) : 1.0) * w * w;
-    };
-    std::vector<double> all;
-    all.reserve(static_cast<size_t>(total_n));
-    for (const auto& p : prep)
-      for (size_t i = 0; i < p.w.size(); ++i) all.push_back(score(p, i));
-    std::nth_element(all.begin(), all.begin() + (to_prune - 1), all.end());
-    const double thr = all[static_cast<size_t>(to_prune - 1)];
-    int64_t below = 0;
-    for (const double v : all) below += v < thr;
-    all.clear();
-    all.shrink_to_fit();
-    int64_t ties_left = to_prune - below;  // scores equal to the threshold are pruned in flat order
-    for (const auto& p : prep) {
-      auto& idx = out.tensors[p.tensor].indices;
-      for (size_t i = 0; i < p.w.size(); ++i) {
-        const double s = score(p, i);
-        if (s < thr || (s == thr && ties_left > 0)) {
-          if (s == thr) --ties_left;
-          idx[i] = kPrunedIndex;
-        }
-      }
+    // Op (g): on the device for large models quantized there (a radix selection over the scores, no N-entry
+    // score array on the host), else nth_element on the host; the same mask either way.
+    quant::PruneArrays arrays;
+    std::vector<std::vector<uint8_t>> masks(prep.size());
+    for (size_t t = 0; t < prep.size(); ++t) {
+      arrays.w.push_back(prep[t].w.data());
+      if (weighted) arrays.h.push_back(prep[t].h.data());
+      arrays.n.push_back(prep[t].w.size());
+      masks[t].resize(prep[t].w.size());
+      arrays.mask.push_back(masks[t].data());
+    }
+    const Backend where = quant::problem_backend(out.backend, static_cast<size_t>(total_n));
+    quant::ops_select_pruned(where, arrays, to_prune);
+    for (size_t t = 0; t < prep.size(); ++t) {
+      auto& idx = out.tensors[prep[t].tensor].indices;
+      for (size_t i = 0; i < masks[t].size(); ++i)
+        if (masks[t][i]) idx[i] = kPrunedIndex;
     }
   }
 

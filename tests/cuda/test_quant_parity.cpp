@@ -18,6 +18,7 @@
 #include "nn/nn_ops.h"
 #include "quant/quant_formulas.h"
 #include "quant/quant_ops.h"
+#include "quant/prune_cases.h"
 #include "quant/rows_kmeans_cases.h"
 #if NQ_HAVE_CUDA
 #include "assign_accumulate.cuh"
@@ -335,6 +336,27 @@ TEST(CudaQuantParity, QuantizeLambdasOnTheDeviceEqualsQuantizePerLambda) {
     EXPECT_EQ(all[m].iterations, r.iterations);
     EXPECT_EQ(std::memcmp(&all[m].hw_distortion, &r.hw_distortion, sizeof(double)), 0);
   }
+}
+
+// Op (g): the device's radix selection against the CPU's nth_element (itself checked against brute force in
+// tests/quant/test_select_pruned.cpp): identical masks, ties included.
+TEST(CudaQuantParity, SelectPrunedEqualsTheCpuOp) {
+  NQ_REQUIRE_CUDA();
+  uint64_t seed = 5;
+  std::vector<std::vector<size_t>> shapes = {{1}, {5, 0, 3}, {4099, 33, 1000, 257}};
+  if (!quick()) shapes.push_back({1000003, 4097, 65536});
+  for (const auto& sizes : shapes)
+    for (const bool weighted : {true, false}) {
+      prune_cases::Model m = prune_cases::make_model(sizes, ++seed);
+      const int64_t total = static_cast<int64_t>(m.total());
+      for (const int64_t count : {int64_t{0}, int64_t{1}, total / 3, total / 2, total - 1, total}) {
+        SCOPED_TRACE(testing::Message() << "total " << total << " count " << count << (weighted ? " weighted" : ""));
+        cpu::select_pruned(m.arrays(weighted), count);
+        const std::vector<std::vector<uint8_t>> want = m.mask;
+        cuda::select_pruned(m.arrays(weighted), count);
+        EXPECT_EQ(m.mask, want);
+      }
+    }
 }
 
 TEST(CudaQuantParity, EcsqDriverOnTheDeviceMatchesTheCpuDriver) {

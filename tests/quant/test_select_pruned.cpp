@@ -1,0 +1,66 @@
+// Op (g) select_pruned on the CPU against brute force: the `count` smallest h·w² scores over several arrays in
+// flat order, ties at the threshold to the earliest positions, with exact ties everywhere.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "netquant/error.h"
+#include "quant/prune_cases.h"
+#include "quant/radix_select.h"
+
+namespace nq::quant {
+namespace {
+
+TEST(SelectPruned, MatchesBruteForceWithTies) {
+  uint64_t seed = 1;
+  for (const auto& sizes : std::vector<std::vector<size_t>>{{1}, {5, 0, 3}, {4099, 33, 1000, 257}, {70001, 31}})
+    for (const bool weighted : {true, false}) {
+      prune_cases::Model m = prune_cases::make_model(sizes, ++seed);
+      const int64_t total = static_cast<int64_t>(m.total());
+      for (const int64_t count : {int64_t{0}, int64_t{1}, total / 3, total / 2, total - 1, total}) {
+        SCOPED_TRACE("arrays " + std::to_string(sizes.size()) + " total " + std::to_string(total) + " count " +
+                     std::to_string(count) + (weighted ? " weighted" : ""));
+        cpu::select_pruned(m.arrays(weighted), count);
+        EXPECT_EQ(m.mask, prune_cases::brute_force(m, weighted, count));
+      }
+    }
+}
+
+// The device's threshold rule (radix_select.h) with host histograms: the k-th smallest key and its tie rank,
+// against sorting, on the same tie-heavy scores.
+TEST(SelectPruned, RadixSelectionFindsTheKthKey) {
+  for (const bool weighted : {true, false}) {
+    const prune_cases::Model m = prune_cases::make_model({4099, 33, 1000, 257, 70001}, weighted ? 8 : 9);
+    std::vector<uint64_t> keys;
+    for (size_t t = 0; t < m.w.size(); ++t)
+      for (size_t i = 0; i < m.w[t].size(); ++i) {
+        const double s = prune_score(m.w[t][i], weighted ? m.h[t][i] : 1.0);
+        uint64_t bits;
+        std::memcpy(&bits, &s, 8);
+        keys.push_back(bits);
+      }
+    std::vector<uint64_t> sorted = keys;
+    std::sort(sorted.begin(), sorted.end());
+    for (const uint64_t k : {uint64_t{1}, uint64_t{2}, uint64_t{777}, keys.size() / 2, keys.size() - 1, keys.size()}) {
+      const RadixSelection sel = radix_select(k, [&](uint64_t prefix, uint64_t mask, int shift, uint64_t* hist) {
+        std::fill(hist, hist + 256, uint64_t{0});
+        for (const uint64_t key : keys)
+          if ((key & mask) == prefix) ++hist[(key >> shift) & 255];
+      });
+      EXPECT_EQ(sel.key, sorted[k - 1]) << "k = " << k;
+      const uint64_t below = static_cast<uint64_t>(std::lower_bound(sorted.begin(), sorted.end(), sel.key) - sorted.begin());
+      EXPECT_EQ(sel.rank, k - below) << "k = " << k;
+    }
+  }
+}
+
+TEST(SelectPruned, RejectsImpossibleCounts) {
+  prune_cases::Model m = prune_cases::make_model({10, 5}, 3);
+  EXPECT_THROW(cpu::select_pruned(m.arrays(true), 16), Error);
+  EXPECT_THROW(cpu::select_pruned(m.arrays(true), -1), Error);
+}
+
+}  // namespace
+}  // namespace nq::quant
