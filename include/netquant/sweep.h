@@ -62,6 +62,19 @@ SweepPoint run_sweep_point(const TensorSet& model, const TensorSet* importance, 
 // Most ECSQ λ points run_sweep quantizes together (see run_sweep).
 constexpr int64_t kSweepLambdaBatch = 8;
 
+// Points [begin, end) of a spec list, quantized together.
+struct SweepBatch {
+  size_t begin, end;
+};
+// The spec list cut into batches: runs of consecutive ECSQ points at given λ whose other settings are all equal,
+// of at most max_batch (≤ kSweepLambdaBatch) points and ~2 GB of indices; every other point alone.
+std::vector<SweepBatch> plan_sweep_batches(const TensorSet& model, const std::vector<SweepPointSpec>& specs,
+                                           int64_t max_batch);
+// The points of one batch (quantize_model_lambdas for a run of λ points), each equal to run_sweep_point alone.
+std::vector<SweepPoint> run_sweep_batch(const TensorSet& model, const TensorSet* importance,
+                                        const std::vector<SweepPointSpec>& specs, const SweepBatch& batch,
+                                        const SweepEvaluator& evaluate);
+
 // Runs every point in order on this process (with a progress bar), then marks collapsed duplicates. Consecutive
 // ECSQ points that differ only in λ are quantized together (quantize_model_lambdas: one validation, pruning and
 // sort, their passes shared — on CUDA one launch per pass for all of them), in batches of up to

@@ -152,33 +152,50 @@ SweepPoint run_sweep_point(const TensorSet& model, const TensorSet* importance, 
   return finish_point(quantize_model(model, importance, spec.params), spec, index, evaluate, quantized);
 }
 
+std::vector<SweepBatch> plan_sweep_batches(const TensorSet& model, const std::vector<SweepPointSpec>& specs,
+                                           int64_t max_batch) {
+  // Each batch holds its models' indices at once: keep them within ~2 GB.
+  int64_t params_in_model = 0;
+  for (const Tensor& t : model) params_in_model += t.numel();
+  const size_t limit = static_cast<size_t>(std::clamp<int64_t>(
+      std::min(max_batch, int64_t{2000000000} / std::max<int64_t>(1, 4 * params_in_model)), 1, kSweepLambdaBatch));
+  std::vector<SweepBatch> batches;
+  for (size_t i = 0; i < specs.size();) {
+    size_t j = i + 1;
+    if (lambda_point(specs[i]))
+      while (j < specs.size() && j - i < limit && lambda_point(specs[j]) &&
+             same_but_lambda(specs[i].params, specs[j].params))
+        ++j;
+    batches.push_back({i, j});
+    i = j;
+  }
+  return batches;
+}
+
+std::vector<SweepPoint> run_sweep_batch(const TensorSet& model, const TensorSet* importance,
+                                        const std::vector<SweepPointSpec>& specs, const SweepBatch& batch,
+                                        const SweepEvaluator& evaluate) {
+  std::vector<SweepPoint> points;
+  if (batch.end - batch.begin == 1) {
+    points.push_back(run_sweep_point(model, importance, specs[batch.begin], batch.begin, evaluate));
+    return points;
+  }
+  std::vector<double> lambdas;
+  for (size_t m = batch.begin; m < batch.end; ++m) lambdas.push_back(specs[m].params.quant.lambda);
+  std::vector<QuantizedModel> models = quantize_model_lambdas(model, importance, specs[batch.begin].params, lambdas);
+  for (size_t m = batch.begin; m < batch.end; ++m)
+    points.push_back(finish_point(std::move(models[m - batch.begin]), specs[m], m, evaluate, nullptr));
+  return points;
+}
+
 std::vector<SweepPoint> run_sweep(const TensorSet& model, const TensorSet* importance,
                                   const std::vector<SweepPointSpec>& specs, const SweepEvaluator& evaluate) {
   std::vector<SweepPoint> points;
   points.reserve(specs.size());
-  // Consecutive ECSQ points that differ only in λ run in batches through quantize_model_lambdas (their passes
-  // shared); each batch holds its models' indices at once, so its size stays within ~2 GB of them.
-  int64_t params_in_model = 0;
-  for (const Tensor& t : model) params_in_model += t.numel();
-  const size_t max_batch = static_cast<size_t>(
-      std::clamp<int64_t>(int64_t{2000000000} / std::max<int64_t>(1, 4 * params_in_model), 1, kSweepLambdaBatch));
   Progress progress("sweep", static_cast<int64_t>(specs.size()));
-  for (size_t i = 0; i < specs.size();) {
-    progress.update(static_cast<int64_t>(i), specs[i].knob_name + "=" + std::to_string(specs[i].knob));
-    size_t j = i + 1;
-    if (lambda_point(specs[i]))
-      while (j < specs.size() && j - i < max_batch && lambda_point(specs[j]) &&
-             same_but_lambda(specs[i].params, specs[j].params))
-        ++j;
-    if (j - i == 1) {
-      points.push_back(run_sweep_point(model, importance, specs[i], i, evaluate));
-    } else {
-      std::vector<double> lambdas;
-      for (size_t m = i; m < j; ++m) lambdas.push_back(specs[m].params.quant.lambda);
-      std::vector<QuantizedModel> models = quantize_model_lambdas(model, importance, specs[i].params, lambdas);
-      for (size_t m = i; m < j; ++m) points.push_back(finish_point(std::move(models[m - i]), specs[m], m, evaluate, nullptr));
-    }
-    i = j;
+  for (const SweepBatch& b : plan_sweep_batches(model, specs, kSweepLambdaBatch)) {
+    progress.update(static_cast<int64_t>(b.begin), specs[b.begin].knob_name + "=" + std::to_string(specs[b.begin].knob));
+    for (SweepPoint& p : run_sweep_batch(model, importance, specs, b, evaluate)) points.push_back(std::move(p));
   }
   progress.finish();
   mark_duplicates(points);

@@ -88,10 +88,16 @@ std::vector<SweepPoint> run_sweep_distributed(const TensorSet& model, const Tens
 #else
   static_assert(std::is_trivially_copyable<QuantStats>::value, "QuantStats is sent as bytes");
   static_assert(std::is_trivially_copyable<TaskMetrics>::value, "TaskMetrics is sent as bytes");
-  const size_t n = specs.size();
+  // The unit of work is a batch of points (λ points quantized together), small enough that every rank gets
+  // about two.
+  const std::vector<SweepBatch> batches = plan_sweep_batches(
+      model, specs, std::max<int64_t>(1, static_cast<int64_t>(specs.size()) / (2 * group.size)));
+  const size_t n = batches.size();
   std::vector<SweepPoint> mine;
   auto compute = [&](size_t i) {
-    run_or_abort_job([&] { mine.push_back(run_sweep_point(model, importance, specs[i], i, evaluate)); });
+    run_or_abort_job([&] {
+      for (SweepPoint& p : run_sweep_batch(model, importance, specs, batches[i], evaluate)) mine.push_back(std::move(p));
+    });
     // Test hook: lets the test suite check that one failing rank ends the whole job cleanly.
     if (const char* fail = std::getenv("NQ_TEST_FAIL_RANK"); fail && std::atoi(fail) == group.rank)
       abort_job_on_error("injected failure (NQ_TEST_FAIL_RANK)", 2);
@@ -160,7 +166,7 @@ std::vector<SweepPoint> run_sweep_distributed(const TensorSet& model, const Tens
   std::vector<SweepPoint> points;
   deserialize(all, points);
   std::sort(points.begin(), points.end(), [](const SweepPoint& a, const SweepPoint& b) { return a.index < b.index; });
-  NQ_ASSERT(points.size() == n);
+  NQ_ASSERT(points.size() == specs.size());
   mark_duplicates(points);
   return points;
 #endif
