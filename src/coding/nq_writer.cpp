@@ -207,8 +207,13 @@ ModelEncoding encode_nq(const QuantizedModel& model) {
       const size_t nsym = p.pruned > 0 ? kept.size() : t.indices.size();
       std::vector<uint8_t> bytes;
       if (model.backend == Backend::kCuda && nsym >= kGpuPackMinSymbols) {
-        bytes = cuda::huffman_pack(symbols, nsym, henc.table(), bits);  // the same bytes (huffman_pack.h)
-      } else {
+        try {
+          bytes = cuda::huffman_pack(symbols, nsym, henc.table(), bits);  // the same bytes (huffman_pack.h)
+        } catch (const Error& e) {  // no room on the device: the host encoder below
+          if (e.code() != ErrorCode::kOutOfMemory) throw;
+        }
+      }
+      if (bytes.empty()) {
         BitWriter bw(bits);
         henc.encode(symbols, nsym, bw);
         NQ_ASSERT(bw.bit_count() == bits);

@@ -128,7 +128,12 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
       arrays.mask.push_back(masks[t].data());
     }
     const Backend where = quant::problem_backend(out.backend, static_cast<size_t>(total_n));
-    quant::ops_select_pruned(where, arrays, to_prune);
+    try {
+      quant::ops_select_pruned(where, arrays, to_prune);
+    } catch (const Error& e) {  // a model larger than the device's memory: the host selects (same mask)
+      if (where != Backend::kCuda || e.code() != ErrorCode::kOutOfMemory) throw;
+      quant::ops_select_pruned(Backend::kCpu, arrays, to_prune);
+    }
     for (size_t t = 0; t < prep.size(); ++t) {
       auto& idx = out.tensors[prep[t].tensor].indices;
       for (size_t i = 0; i < masks[t].size(); ++i)

@@ -104,9 +104,12 @@ RawResult ecsq_driver(const Problem& p, const SortedData& s, const QuantizeParam
 // its starting codebook. Returns exactly what nq::quantize returns for each problem alone (results[j].backend is
 // `backend`; no per-iteration history, and the call's time shared out by size), or nothing when op (e) cannot take them there (kmeans++ init, rows too long, a start with more than
 // k levels, a codebook too large for the device): the caller then runs them one by one.
+// slice_values: most values per op call (the rows go in slices; a row longer than that alone).
+constexpr int64_t kRowsSliceValues = int64_t{1} << 26;
 std::vector<QuantizeResult> quantize_rows_kmeans(const float* w, const float* h, const std::vector<int64_t>& row_begin,
                                                  const QuantizeParams& q, Backend backend,
-                                                 const std::vector<const std::vector<float>*>& warm);
+                                                 const std::vector<const std::vector<float>*>& warm,
+                                                 int64_t slice_values = kRowsSliceValues);
 
 // One assign + accumulate pass over the whole problem, wherever its data lives: the op on values resident on this
 // process's backend, or the sharded driver's pass (local op per rank + an ordered reduction). The labels of a

@@ -13,7 +13,8 @@ namespace nq::quant {
 
 std::vector<QuantizeResult> quantize_rows_kmeans(const float* w, const float* h, const std::vector<int64_t>& row_begin,
                                                  const QuantizeParams& q, Backend backend,
-                                                 const std::vector<const std::vector<float>*>& warm) {
+                                                 const std::vector<const std::vector<float>*>& warm,
+                                                 int64_t slice_values) {
   const auto t0 = std::chrono::steady_clock::now();
   check_quantize_params(q);
   const int64_t rows = static_cast<int64_t>(row_begin.size()) - 1;
@@ -61,12 +62,30 @@ std::vector<QuantizeResult> quantize_rows_kmeans(const float* w, const float* h,
   std::vector<double> centers(static_cast<size_t>(rows) * k);
   std::vector<int32_t> center_count(static_cast<size_t>(rows)), labels(n), iterations(static_cast<size_t>(rows));
   std::vector<uint8_t> converged(static_cast<size_t>(rows));
-  try {
-    ops_rows_kmeans(backend, job,
-                    {centers.data(), center_count.data(), labels.data(), iterations.data(), converged.data()});
-  } catch (const Error& e) {
-    if (e.code() == ErrorCode::kUnsupported) return {};  // e.g. a codebook too large for the device's shared memory
-    throw;
+  // Rows in slices of at most slice_values values per op call (rows are independent, so slicing changes no bit):
+  // the device then holds ~12 B per value of one slice, whatever the tensor's size.
+  std::vector<int64_t> slice_begin;
+  for (int64_t r0 = 0; r0 < rows;) {
+    int64_t r1 = r0 + 1;
+    while (r1 < rows && row_begin[r1 + 1] - row_begin[r0] <= slice_values) ++r1;
+    slice_begin.assign(row_begin.begin() + r0, row_begin.begin() + r1 + 1);
+    for (int64_t& b : slice_begin) b -= row_begin[r0];
+    RowsKmeansJob part = job;
+    part.w = w + row_begin[r0];
+    part.h = h ? h + row_begin[r0] : nullptr;
+    part.row_begin = slice_begin.data();
+    part.rows = r1 - r0;
+    part.initial = any_warm ? initial.data() + static_cast<size_t>(r0) * k : nullptr;
+    part.initial_count = any_warm ? initial_count.data() + r0 : nullptr;
+    const RowsKmeansOut out{centers.data() + static_cast<size_t>(r0) * k, center_count.data() + r0,
+                            labels.data() + row_begin[r0], iterations.data() + r0, converged.data() + r0};
+    try {
+      ops_rows_kmeans(backend, part, out);
+    } catch (const Error& e) {
+      if (e.code() == ErrorCode::kUnsupported) return {};  // e.g. a codebook too large for the device's shared memory
+      throw;
+    }
+    r0 = r1;
   }
 
   // Each row compacted as quantize() compacts it; rows are independent.

@@ -141,6 +141,34 @@ TEST(RowsKmeans, WorkspaceArraysAreDisjointAndInBounds) {
       }
 }
 
+// The row driver calls the op on slices of rows; results must not depend on the slice size (one row per call,
+// a few rows, everything at once), warm starts included.
+TEST(RowsKmeans, SlicingTheRowsChangesNothing) {
+  const RowsBatch b = make_batch("slices", kLengths, 16, true, InitRule::kQuantile, true, 31);
+  std::vector<std::vector<float>> starts(static_cast<size_t>(b.rows()));
+  std::vector<const std::vector<float>*> warm;
+  for (int64_t r = 0; r < b.rows(); ++r) {
+    for (int32_t j = 0; j < b.initial_count[static_cast<size_t>(r)]; ++j)
+      starts[static_cast<size_t>(r)].push_back(static_cast<float>(b.initial[static_cast<size_t>(r) * b.k + j]));
+    warm.push_back(&starts[static_cast<size_t>(r)]);
+  }
+  QuantizeParams q;
+  q.method = Method::kHwKmeans;
+  q.k = b.k;
+  q.init = Init::kQuantile;
+  const auto whole = quantize_rows_kmeans(b.w.data(), b.h.data(), b.row_begin, q, Backend::kCpu, warm);
+  ASSERT_EQ(whole.size(), static_cast<size_t>(b.rows()));
+  for (const int64_t slice : {int64_t{1}, int64_t{300}, int64_t{5000}}) {
+    const auto sliced = quantize_rows_kmeans(b.w.data(), b.h.data(), b.row_begin, q, Backend::kCpu, warm, slice);
+    ASSERT_EQ(sliced.size(), whole.size());
+    for (size_t r = 0; r < whole.size(); ++r) {
+      EXPECT_EQ(sliced[r].codebook, whole[r].codebook) << "slice " << slice << " row " << r;
+      EXPECT_EQ(sliced[r].indices, whole[r].indices) << "slice " << slice << " row " << r;
+      EXPECT_EQ(sliced[r].iterations, whole[r].iterations);
+    }
+  }
+}
+
 TEST(RowsKmeans, RejectsBadJobs) {
   RowsBatch b = make_batch("bad", {10, 20}, 4, true, InitRule::kLinear, true, 3);
   RowsResult res(b);
