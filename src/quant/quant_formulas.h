@@ -119,11 +119,12 @@ NQ_HD inline int nearest_center(float w, const double* c, int k) {
   return lo;
 }
 
-// The pruning score of a weight: h·w² in fp64, evaluated as (h·w)·w (never negative: the sign of h·w is w's,
-// or h = +0), so its IEEE bits order the scores as unsigned integers (the device's radix selection).
+// The pruning score of a weight: h·w² in fp64, evaluated as (h·w)·w, plus +0 so that an importance of −0 (which
+// validation accepts) gives +0 rather than −0. Never negative then, so the IEEE bits order the scores as unsigned
+// integers (the device's radix selection) exactly as the host's double comparisons do.
 NQ_HD inline double prune_score(float w, double h) {
   const double wd = static_cast<double>(w);
-  return fmul(fmul(h, wd), wd);
+  return fadd(fmul(fmul(h, wd), wd), 0.0);
 }
 
 // Uniform quantizer cell of w for step Δ with 0 a cell centre: cells [(m − ½)Δ, (m + ½)Δ) ([C] §5.3).

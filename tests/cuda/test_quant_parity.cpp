@@ -357,6 +357,12 @@ TEST(CudaQuantParity, SelectPrunedEqualsTheCpuOp) {
         EXPECT_EQ(m.mask, want);
       }
     }
+  // An importance of −0 scores +0 (the smallest key), not the −0 bit pattern (the largest).
+  prune_cases::Model m;
+  m.w = {{0.5f, 0.25f, 1.0f, 2.0f}};
+  m.h = {{-0.0f, 1.0f, 1.0f, 1.0f}};
+  cuda::select_pruned(m.arrays(true), 1);
+  EXPECT_EQ(m.mask[0], (std::vector<uint8_t>{1, 0, 0, 0}));
 }
 
 TEST(CudaQuantParity, EcsqDriverOnTheDeviceMatchesTheCpuDriver) {

@@ -56,6 +56,21 @@ TEST(SelectPruned, RadixSelectionFindsTheKthKey) {
   }
 }
 
+TEST(SelectPruned, NegativeZeroImportanceScoresAsZero) {
+  // (−0)·w·w is −0 in IEEE arithmetic; as raw bits that would be the largest key of the device's selection.
+  for (const float w : {0.5f, -0.5f, 3e38f, -1e-45f, 0.0f, -0.0f}) {
+    const double s = prune_score(w, -0.0);
+    uint64_t bits;
+    std::memcpy(&bits, &s, 8);
+    EXPECT_EQ(bits, 0u) << w;
+  }
+  prune_cases::Model m;
+  m.w = {{0.5f, 0.25f, 1.0f, 2.0f}};
+  m.h = {{-0.0f, 1.0f, 1.0f, 1.0f}};
+  cpu::select_pruned(m.arrays(true), 1);
+  EXPECT_EQ(m.mask[0], (std::vector<uint8_t>{1, 0, 0, 0}));
+}
+
 TEST(SelectPruned, RejectsImpossibleCounts) {
   prune_cases::Model m = prune_cases::make_model({10, 5}, 3);
   EXPECT_THROW(cpu::select_pruned(m.arrays(true), 16), Error);
