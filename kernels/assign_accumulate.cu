@@ -276,7 +276,9 @@ __device__ __forceinline__ void assign_block(const AssignParams& p, size_t b) {
   }
 }
 
-__global__ void __launch_bounds__(kMaxWarps * 32) assign_accumulate_kernel(AssignParams p) { assign_block(p, blockIdx.x); }
+__global__ void __launch_bounds__(kMaxWarps * 32) assign_accumulate_kernel(AssignParams p) {
+  assign_block(p, blockIdx.x);
+}
 
 // Several codebooks over the same data (ResidentValues::assign_accumulate_multi): CTA x takes data block x / m
 // under codebook x % m, so the m CTAs of a block are scheduled back to back and all but the first read it from

@@ -114,7 +114,8 @@ void select_pruned(const quant::PruneArrays& a, int64_t count) {
   int dev = 0, sms = 0;
   NQ_CUDA_CHECK(cudaGetDevice(&dev));
   NQ_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  const size_t grid = std::max<size_t>(1, std::min<size_t>((total + kThreads - 1) / kThreads, static_cast<size_t>(sms) * 8));
+  const size_t grid =
+      std::max<size_t>(1, std::min<size_t>((total + kThreads - 1) / kThreads, static_cast<size_t>(sms) * 8));
   DeviceBuffer<unsigned long long> dhist(256);
   const quant::RadixSelection sel = quant::radix_select(
       static_cast<uint64_t>(count), [&](uint64_t prefix, uint64_t mask, int shift, uint64_t* hist) {

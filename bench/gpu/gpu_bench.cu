@@ -317,7 +317,8 @@ void bench_sweep_lockstep(size_t n) {
   long long iters = 0;
   for (const auto& x : r) iters += x.iterations;
   char extra[128];
-  std::snprintf(extra, sizeof extra, "64 lambdas in lockstep, %lld iterations in all, end to end (target <=1 s)", iters);
+  std::snprintf(extra, sizeof extra, "64 lambdas in lockstep, %lld iterations in all, end to end (target <=1 s)",
+                iters);
   report("lambda sweep lockstep k=32", static_cast<double>(n), ms, 8.0 * n * static_cast<double>(iters), extra);
 }
 

@@ -194,7 +194,8 @@ std::vector<SweepPoint> run_sweep(const TensorSet& model, const TensorSet* impor
   points.reserve(specs.size());
   Progress progress("sweep", static_cast<int64_t>(specs.size()));
   for (const SweepBatch& b : plan_sweep_batches(model, specs, kSweepLambdaBatch)) {
-    progress.update(static_cast<int64_t>(b.begin), specs[b.begin].knob_name + "=" + std::to_string(specs[b.begin].knob));
+    const SweepPointSpec& first = specs[b.begin];
+    progress.update(static_cast<int64_t>(b.begin), first.knob_name + "=" + std::to_string(first.knob));
     for (SweepPoint& p : run_sweep_batch(model, importance, specs, b, evaluate)) points.push_back(std::move(p));
   }
   progress.finish();

@@ -96,7 +96,8 @@ std::vector<SweepPoint> run_sweep_distributed(const TensorSet& model, const Tens
   std::vector<SweepPoint> mine;
   auto compute = [&](size_t i) {
     run_or_abort_job([&] {
-      for (SweepPoint& p : run_sweep_batch(model, importance, specs, batches[i], evaluate)) mine.push_back(std::move(p));
+      for (SweepPoint& p : run_sweep_batch(model, importance, specs, batches[i], evaluate))
+        mine.push_back(std::move(p));
     });
     // Test hook: lets the test suite check that one failing rank ends the whole job cleanly.
     if (const char* fail = std::getenv("NQ_TEST_FAIL_RANK"); fail && std::atoi(fail) == group.rank)

@@ -43,13 +43,64 @@ struct ProblemSpec { std::vector<Piece> pieces; };
 
 // Codebooks, indices and statistics of one set of problem results, into `out` (the model's skeleton: tensors
 // with pruned weights marked).
-QuantizedModel assemble(QuantizedModel out, const std::vector<QuantizeResult>& results, const std::vector<Prepared>& prep,
-                        const std::vector<ProblemSpec>& problems, bool weighted, int64_t total_n,
-                        std::chrono::steady_clock::time_point t0);
+QuantizedModel assemble(QuantizedModel out, const std::vector<QuantizeResult>& results,
+                        const std::vector<Prepared>& prep, const std::vector<ProblemSpec>& problems, bool weighted,
+                        int64_t total_n, std::chrono::steady_clock::time_point t0) {
+  for (const QuantizeResult& r : results) out.codebooks.push_back(r.codebook);
+#pragma omp parallel for schedule(static) if (problems.size() > 1)
+  for (int64_t jj = 0; jj < static_cast<int64_t>(problems.size()); ++jj) {  // problems cover disjoint ranges
+    const size_t j = static_cast<size_t>(jj);
+    const QuantizeResult& r = results[j];
+    size_t pos = 0;
+    for (const Piece& pc : problems[j].pieces) {
+      auto& idx = out.tensors[prep[pc.prep].tensor].indices;
+      for (int64_t i = pc.begin; i < pc.end; ++i)
+        if (idx[i] != kPrunedIndex) idx[i] = r.indices[pos++];
+    }
+  }
+  // Error sums per tensor: fixed chunks summed in parallel, then added in chunk order (thread-count independent).
+  std::vector<quant::TensorErrorSums> errors(out.tensors.size());
+  constexpr int64_t kChunk = 1 << 16;
+  for (const auto& p : prep) {
+    const QuantizedTensor& qt = out.tensors[p.tensor];
+    const int64_t n = static_cast<int64_t>(p.w.size());
+    const int64_t nchunks = (n + kChunk - 1) / kChunk;
+    std::vector<double> pd(static_cast<size_t>(nchunks)), pm(static_cast<size_t>(nchunks));
+#pragma omp parallel for schedule(static) if (nchunks > 1)
+    for (int64_t c = 0; c < nchunks; ++c) {
+      const int64_t i1 = std::min(n, (c + 1) * kChunk);
+      double d = 0, m = 0;
+      for (int64_t i = c * kChunk; i < i1;) {
+        // One problem's stretch at a time: its codebook is fixed, no division per element.
+        const int64_t problem = i / qt.problem_size;
+        const int64_t end = std::min(i1, (problem + 1) * qt.problem_size);
+        const std::vector<float>& cb = out.codebooks[static_cast<size_t>(qt.first_codebook + problem)];
+        for (; i < end; ++i) {
+          const int32_t idx = qt.indices[static_cast<size_t>(i)];
+          const double e = static_cast<double>(idx == kPrunedIndex ? 0.0f : cb[static_cast<size_t>(idx)]) - p.w[i];
+          m += e * e;
+          d += (weighted ? static_cast<double>(p.h[i]) : 1.0) * e * e;
+        }
+      }
+      pd[static_cast<size_t>(c)] = d;
+      pm[static_cast<size_t>(c)] = m;
+    }
+    double d = 0, m = 0;
+    for (int64_t c = 0; c < nchunks; ++c) {
+      d += pd[static_cast<size_t>(c)];
+      m += pm[static_cast<size_t>(c)];
+    }
+    errors[p.tensor] = {d, m};
+  }
+  std::vector<quant::ProblemSummary> summaries;
+  for (const QuantizeResult& r : results) summaries.push_back(quant::ProblemSummary::of(r));
+  quant::fill_model_stats(out, errors, summaries, total_n);
+  QuantStats& tot = out.total;
+  tot.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return out;
+}
 
-}  // namespace
 
-namespace {
 
 // quantize_model, or with `lambdas` non-empty ECSQ at each of them (quantize_model_lambdas): one model out per λ.
 std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const TensorSet* importance,
@@ -223,7 +274,8 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
     for (const Prepared& p : prep) {
       const QuantizedTensor& qt = out.tensors[p.tensor];
       const size_t first = static_cast<size_t>(qt.first_codebook), count = static_cast<size_t>(qt.num_problems);
-      const bool pruned = std::any_of(qt.indices.begin(), qt.indices.end(), [](int32_t v) { return v == kPrunedIndex; });
+      const bool pruned =
+          std::any_of(qt.indices.begin(), qt.indices.end(), [](int32_t v) { return v == kPrunedIndex; });
       std::vector<int64_t> begin{0};
       std::vector<float> gw, gh;  // the unpruned values, gathered only when some are pruned
       for (size_t j = first; j < first + count; ++j) {
@@ -292,66 +344,6 @@ std::vector<QuantizedModel> quantize_model_lambdas(const TensorSet& model, const
   return quantize_model_impl(model, importance, params, lambdas);
 }
 
-namespace {
-
-QuantizedModel assemble(QuantizedModel out, const std::vector<QuantizeResult>& results, const std::vector<Prepared>& prep,
-                        const std::vector<ProblemSpec>& problems, bool weighted, int64_t total_n,
-                        std::chrono::steady_clock::time_point t0) {
-  for (const QuantizeResult& r : results) out.codebooks.push_back(r.codebook);
-#pragma omp parallel for schedule(static) if (problems.size() > 1)
-  for (int64_t jj = 0; jj < static_cast<int64_t>(problems.size()); ++jj) {  // problems cover disjoint ranges
-    const size_t j = static_cast<size_t>(jj);
-    const QuantizeResult& r = results[j];
-    size_t pos = 0;
-    for (const Piece& pc : problems[j].pieces) {
-      auto& idx = out.tensors[prep[pc.prep].tensor].indices;
-      for (int64_t i = pc.begin; i < pc.end; ++i)
-        if (idx[i] != kPrunedIndex) idx[i] = r.indices[pos++];
-    }
-  }
-  // Error sums per tensor: fixed chunks summed in parallel, then added in chunk order (thread-count independent).
-  std::vector<quant::TensorErrorSums> errors(out.tensors.size());
-  constexpr int64_t kChunk = 1 << 16;
-  for (const auto& p : prep) {
-    const QuantizedTensor& qt = out.tensors[p.tensor];
-    const int64_t n = static_cast<int64_t>(p.w.size());
-    const int64_t nchunks = (n + kChunk - 1) / kChunk;
-    std::vector<double> pd(static_cast<size_t>(nchunks)), pm(static_cast<size_t>(nchunks));
-#pragma omp parallel for schedule(static) if (nchunks > 1)
-    for (int64_t c = 0; c < nchunks; ++c) {
-      const int64_t i1 = std::min(n, (c + 1) * kChunk);
-      double d = 0, m = 0;
-      for (int64_t i = c * kChunk; i < i1;) {
-        // One problem's stretch at a time: its codebook is fixed, no division per element.
-        const int64_t problem = i / qt.problem_size;
-        const int64_t end = std::min(i1, (problem + 1) * qt.problem_size);
-        const std::vector<float>& cb = out.codebooks[static_cast<size_t>(qt.first_codebook + problem)];
-        for (; i < end; ++i) {
-          const int32_t idx = qt.indices[static_cast<size_t>(i)];
-          const double e = static_cast<double>(idx == kPrunedIndex ? 0.0f : cb[static_cast<size_t>(idx)]) - p.w[i];
-          m += e * e;
-          d += (weighted ? static_cast<double>(p.h[i]) : 1.0) * e * e;
-        }
-      }
-      pd[static_cast<size_t>(c)] = d;
-      pm[static_cast<size_t>(c)] = m;
-    }
-    double d = 0, m = 0;
-    for (int64_t c = 0; c < nchunks; ++c) {
-      d += pd[static_cast<size_t>(c)];
-      m += pm[static_cast<size_t>(c)];
-    }
-    errors[p.tensor] = {d, m};
-  }
-  std::vector<quant::ProblemSummary> summaries;
-  for (const QuantizeResult& r : results) summaries.push_back(quant::ProblemSummary::of(r));
-  quant::fill_model_stats(out, errors, summaries, total_n);
-  QuantStats& tot = out.total;
-  tot.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return out;
-}
-
-}  // namespace
 
 TensorSet QuantizedModel::dequantize() const {
   TensorSet set;

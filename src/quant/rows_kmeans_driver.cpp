@@ -53,7 +53,8 @@ std::vector<QuantizeResult> quantize_rows_kmeans(const float* w, const float* h,
   job.row_begin = row_begin.data();
   job.rows = rows;
   job.k = q.k;
-  job.init = static_cast<int>(q.init == Init::kQuantile ? row_lloyd::InitRule::kQuantile : row_lloyd::InitRule::kLinear);
+  job.init =
+      static_cast<int>(q.init == Init::kQuantile ? row_lloyd::InitRule::kQuantile : row_lloyd::InitRule::kLinear);
   job.max_iter = q.max_iter;
   job.tol = q.tol;
   job.initial = any_warm ? initial.data() : nullptr;

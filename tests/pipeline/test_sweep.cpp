@@ -122,7 +122,8 @@ TEST(Sweep, BatchedLambdaPointsEqualOnePointAtATime) {
         const QuantizedModel batch_q =
             quantize_model_lambdas(model, &importance, specs[i].params, {1e-7, specs[i].params.quant.lambda}).at(1);
         EXPECT_EQ(batch_q.codebooks, alone_q.codebooks);
-        for (size_t t = 0; t < alone_q.tensors.size(); ++t) EXPECT_EQ(batch_q.tensors[t].indices, alone_q.tensors[t].indices);
+        for (size_t t = 0; t < alone_q.tensors.size(); ++t)
+          EXPECT_EQ(batch_q.tensors[t].indices, alone_q.tensors[t].indices);
       }
     }
   }

@@ -50,7 +50,8 @@ TEST(SelectPruned, RadixSelectionFindsTheKthKey) {
           if ((key & mask) == prefix) ++hist[(key >> shift) & 255];
       });
       EXPECT_EQ(sel.key, sorted[k - 1]) << "k = " << k;
-      const uint64_t below = static_cast<uint64_t>(std::lower_bound(sorted.begin(), sorted.end(), sel.key) - sorted.begin());
+      const uint64_t below =
+          static_cast<uint64_t>(std::lower_bound(sorted.begin(), sorted.end(), sel.key) - sorted.begin());
       EXPECT_EQ(sel.rank, k - below) << "k = " << k;
     }
   }
