@@ -15,6 +15,7 @@
 #include "netquant/error.h"
 #include "quant/quant_formulas.h"
 #include "quant/row_lloyd.h"
+#include "rows_exact.cuh"
 #include "rows_kmeans.cuh"
 
 namespace nq::cuda {
@@ -160,6 +161,7 @@ void rows_kmeans_device(const quant::RowsKmeansJob& job, const quant::RowsKmeans
 void rows_kmeans(const quant::RowsKmeansJob& job, const quant::RowsKmeansOut& out) {
   bind_thread_device();
   const int64_t n_max = quant::check_rows_kmeans_job(job);
+  if (job.exact) return rows_exact(job, out, n_max);  // one thread per row (kernels/rows_exact.cu)
   NQ_CHECK(n_max <= quant::kRowsKmeansCudaMaxRow, ErrorCode::kUnsupported,
            "rows_kmeans: rows of " << n_max << " values exceed the on-chip limit of " << quant::kRowsKmeansCudaMaxRow);
   if (job.rows == 0) return;

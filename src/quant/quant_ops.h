@@ -101,10 +101,12 @@ class ResidentValues {
   virtual std::vector<int32_t> take_labels() = 0;
 };
 
-// (e) Many small problems (the rows or groups of a model) solved by the per-row k-means driver of
-// row_lloyd.h at once: row r is values [row_begin[r], row_begin[r + 1]) of w (and h). For every row the result
-// is bit for bit what nq::quantize returns before finalize for kmeans / hw-kmeans on that row alone (its
-// k ≥ distinct shortcut, linear or quantile init or the given start, lloyd_sorted's iterations).
+// (e) Many small problems (the rows or groups of a model) solved at once by the per-row k-means driver of
+// row_lloyd.h, or with `exact` by the optimal 1-D k-means of exact_row.h: row r is values
+// [row_begin[r], row_begin[r + 1]) of w (and h). For every row the result is bit for bit what nq::quantize returns
+// before finalize on that row alone — kmeans / hw-kmeans (its k ≥ distinct shortcut, linear or quantile init or
+// the given start, lloyd_sorted's iterations) or exact (the shortcut, or exact_dp: one iteration; init, max_iter,
+// tol and warm starts do not apply).
 struct RowsKmeansJob {
   const float* w = nullptr;
   const float* h = nullptr;            // nullptr: unweighted; a row whose importances are all 0 is solved unweighted
@@ -118,6 +120,7 @@ struct RowsKmeansJob {
   // ascending, distinct); a count of 0 means no start for that row.
   const double* initial = nullptr;
   const int32_t* initial_count = nullptr;
+  bool exact = false;                  // the optimal clustering (method exact) instead of Lloyd's iterations
 };
 struct RowsKmeansOut {
   double* centers = nullptr;       // rows × k: row r's final centres (ascending) in its first center_count[r]
@@ -130,7 +133,7 @@ struct RowsKmeansOut {
 // row driver reproduces; the CUDA op is further limited by shared memory (kUnsupported beyond it).
 constexpr int64_t kRowsKmeansMaxRow = int64_t{1} << 16;
 // Longest row the CUDA op holds on chip (a row of 8192 with its sort storage and tables is ~113 KB of shared
-// memory).
+// memory); with `exact` (one thread per row, scratch in device memory) kRowsKmeansMaxRow.
 constexpr int64_t kRowsKmeansCudaMaxRow = 8192;
 // Both backends' argument checks; returns the longest row.
 int64_t check_rows_kmeans_job(const RowsKmeansJob& job);

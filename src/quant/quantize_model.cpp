@@ -265,11 +265,14 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
     }
     solve(j, w.data(), weighted ? h.data() : nullptr, w.size(), q);
   };
-  // Rows and groups of k-means: each tensor's problems at once through op (e) (on the GPU one CTA per row, the
-  // whole driver on chip), with the same results as one quantize() per problem. What it cannot take runs below.
+  // Rows and groups of k-means (Lloyd or exact): each tensor's problems at once through op (e) (on the GPU one CTA
+  // per row with the whole Lloyd driver on chip, or one thread per row for exact), with the same results as one
+  // quantize() per problem. What it cannot take runs below.
   std::vector<char> solved(problems.size(), 0);
   const bool by_rows = params.scope.kind == ScopeKind::kRow || params.scope.kind == ScopeKind::kGroup;
-  if (by_rows && lambdas.empty() && (qp.method == Method::kKmeans || qp.method == Method::kHwKmeans)) {
+  const bool sorted_path =
+      qp.method == Method::kKmeans || qp.method == Method::kHwKmeans || qp.method == Method::kExact;
+  if (by_rows && lambdas.empty() && sorted_path) {
     const bool warm_given = params.initial_codebooks.size() == problems.size();
     for (const Prepared& p : prep) {
       const QuantizedTensor& qt = out.tensors[p.tensor];

@@ -99,12 +99,12 @@ RawResult uniform_driver(const Problem& p, const QuantizeParams& q);            
 RawResult ecsq_run(const Problem& p, const std::vector<double>& init, double lambda, const QuantizeParams& q);
 RawResult ecsq_driver(const Problem& p, const SortedData& s, const QuantizeParams& q);     // λ or target
 
-// kmeans / hw-kmeans on many small problems at once through op (e) (the rows or groups of one tensor): problem j
-// is values [row_begin[j], row_begin[j + 1]) of w (h: nullptr when unweighted), warm[j] (nullptr or empty: none)
-// its starting codebook. Returns exactly what nq::quantize returns for each problem alone (results[j].backend is
+// kmeans / hw-kmeans / exact on many small problems at once through op (e) (the rows or groups of one tensor):
+// problem j is values [row_begin[j], row_begin[j + 1]) of w (h: nullptr when unweighted), warm[j] (nullptr or
+// empty: none; ignored by exact) its starting codebook. Returns exactly what nq::quantize returns for each problem alone (results[j].backend is
 // `backend`; no per-iteration history, and the call's time shared out by size), or nothing when op (e) cannot
-// take them there (kmeans++ init, rows too long, a start with more than k levels, a codebook too large for the
-// device): the caller then runs them one by one.
+// take them there (kmeans++ init, exact with histogram bins, rows too long, a start with more than k levels, a
+// codebook too large for the device): the caller then runs them one by one.
 // slice_values: most values per op call (the rows go in slices; a row longer than that alone).
 constexpr int64_t kRowsSliceValues = int64_t{1} << 26;
 std::vector<QuantizeResult> quantize_rows_kmeans(const float* w, const float* h, const std::vector<int64_t>& row_begin,

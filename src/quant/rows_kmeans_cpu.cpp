@@ -7,6 +7,7 @@
 #include "quant/nearest_thresholds.h"
 #include "quant/quant_formulas.h"
 #include "quant/quant_ops.h"
+#include "quant/exact_row.h"
 #include "quant/row_lloyd.h"
 
 namespace nq::quant {
@@ -41,6 +42,27 @@ namespace nq::cpu {
 
 namespace {
 
+// One row by nq::quantize's exact path: the k ≥ distinct shortcut (one level per value, nearest labels) or
+// exact_row's DP (labels by cluster start). Returns the iteration count quantize() reports (0 or 1).
+int exact_row_on_host(const quant::exact_row::Scratch& xs, const float* ws, const float* hs, const float* w, int n,
+                      int k, double* centers, double* first_value, int32_t* labels, int32_t& count) {
+  int distinct = 0;
+  for (int i = 0; i < n; ++i) distinct += (i == 0 || ws[i] != ws[i - 1]);
+  if (k >= distinct) {
+    int m = 0;
+    for (int i = 0; i < n; ++i)
+      if (i == 0 || ws[i] != ws[i - 1]) centers[m++] = ws[i];
+    count = m;
+    const quant::NearestThresholds rule(std::vector<double>(centers, centers + m));
+    for (int i = 0; i < n; ++i) labels[i] = rule.label(w[i]);
+    return 0;
+  }
+  const int m = quant::exact_row::solve_row(xs, ws, hs, n, k, centers, first_value);
+  count = m;
+  for (int i = 0; i < n; ++i) labels[i] = quant::exact_row::label(w[i], first_value, m);
+  return 1;
+}
+
 // The host's team: one worker, nothing to wait for.
 struct SoloTeam {
   int rank() const { return 0; }
@@ -61,6 +83,11 @@ void rows_kmeans(const quant::RowsKmeansJob& job, const quant::RowsKmeansOut& ou
     std::vector<double> space((rl::workspace_bytes(static_cast<int>(n_max), job.k) + 7) / 8);
     const rl::Workspace ws =
         rl::carve_workspace(reinterpret_cast<unsigned char*>(space.data()), static_cast<int>(n_max), job.k);
+    std::vector<double> exact_space(
+        job.exact ? (quant::exact_row::scratch_bytes(static_cast<int>(n_max), job.k) + 7) / 8 : 0);
+    const quant::exact_row::Scratch xs = quant::exact_row::carve_scratch(
+        reinterpret_cast<unsigned char*>(exact_space.data()), static_cast<int>(n_max), job.k);
+    std::vector<double> first_value(job.exact ? k : 0);
     const SoloTeam team;
 #pragma omp for schedule(dynamic, 16)
     for (int64_t r = 0; r < job.rows; ++r) {
@@ -77,6 +104,12 @@ void rows_kmeans(const quant::RowsKmeansJob& job, const quant::RowsKmeansOut& ou
         continue;
       }
       sort_pairs(w, h, static_cast<size_t>(n), ws.ws, ws.hs);  // op (b1): stable, −0 before +0, h = 1 if none
+      if (job.exact) {
+        out.iterations[r] = exact_row_on_host(xs, ws.ws, ws.hs, w, n, job.k, c_out, first_value.data(),
+                                              out.labels + begin, out.center_count[r]);
+        out.converged[r] = 1;
+        continue;
+      }
       int given_k = 0;
       if (job.initial_count) {
         given_k = job.initial_count[r];

@@ -19,18 +19,21 @@ std::vector<QuantizeResult> quantize_rows_kmeans(const float* w, const float* h,
   check_quantize_params(q);
   const int64_t rows = static_cast<int64_t>(row_begin.size()) - 1;
   NQ_ASSERT(rows >= 0 && (warm.empty() || static_cast<int64_t>(warm.size()) == rows));
-  if (q.method != Method::kKmeans && q.method != Method::kHwKmeans) return {};
-  if (q.init == Init::kKmeansPP) return {};  // its D² sampling stays on the host driver
+  const bool exact = q.method == Method::kExact;
+  if (q.method != Method::kKmeans && q.method != Method::kHwKmeans && !exact) return {};
+  if (!exact && q.init == Init::kKmeansPP) return {};  // its D² sampling stays on the host driver
+  if (exact && q.exact_histogram_bins > 0) return {};   // binned items: the host driver
   int64_t longest = 0;
   for (int64_t r = 0; r < rows; ++r) longest = std::max(longest, row_begin[r + 1] - row_begin[r]);
-  if (longest > (backend == Backend::kCuda ? kRowsKmeansCudaMaxRow : kRowsKmeansMaxRow)) return {};
+  if (longest > (backend == Backend::kCuda && !exact ? kRowsKmeansCudaMaxRow : kRowsKmeansMaxRow)) return {};
   if (!method_traits(q.method).uses_importance) h = nullptr;
 
   // Warm starts as warm_start() makes them: sorted, equal levels merged; at most k of them fit the op.
   const size_t k = static_cast<size_t>(q.k);
   std::vector<double> initial;
   std::vector<int32_t> initial_count;
-  const bool any_warm = std::any_of(warm.begin(), warm.end(), [](const auto* c) { return c && !c->empty(); });
+  const bool any_warm =
+      !exact && std::any_of(warm.begin(), warm.end(), [](const auto* c) { return c && !c->empty(); });
   if (any_warm) {
     initial.assign(static_cast<size_t>(rows) * k, 0.0);
     initial_count.assign(static_cast<size_t>(rows), 0);
@@ -59,6 +62,7 @@ std::vector<QuantizeResult> quantize_rows_kmeans(const float* w, const float* h,
   job.tol = q.tol;
   job.initial = any_warm ? initial.data() : nullptr;
   job.initial_count = any_warm ? initial_count.data() : nullptr;
+  job.exact = exact;
   const size_t n = static_cast<size_t>(row_begin.back());
   std::vector<double> centers(static_cast<size_t>(rows) * k);
   std::vector<int32_t> center_count(static_cast<size_t>(rows)), labels(n), iterations(static_cast<size_t>(rows));

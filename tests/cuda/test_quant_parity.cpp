@@ -537,6 +537,15 @@ TEST(CudaQuantParity, RowsKmeansEqualsTheCpuOpBitForBit) {
               "k=" + std::to_string(k) + (weighted ? " weighted" : "") + " init=" +
                   std::to_string(static_cast<int>(init)) + (warm ? " warm" : ""),
               lengths, k, weighted, init, warm, ++seed));
+  for (const int k : {1, 2, 16, 256})  // exact: one thread per row, rows past the Lloyd kernel's on-chip limit too
+    for (const bool weighted : {true, false}) {
+      std::vector<int> exact_lengths = lengths;
+      if (!quick()) exact_lengths.push_back(20011);
+      rows_cases::RowsBatch b = rows_cases::make_batch("exact k=" + std::to_string(k) + (weighted ? " weighted" : ""),
+                                                       exact_lengths, k, weighted, InitRule::kLinear, false, ++seed);
+      b.exact = true;
+      expect_rows_kmeans_matches_cpu(b);
+    }
   for (const int max_iter : {1, 3})
     for (const double tol : {0.0, 1e-2}) {
       rows_cases::RowsBatch b = rows_cases::make_batch("stops", lengths, 16, true, InitRule::kLinear, false, 5);

@@ -23,6 +23,7 @@ struct RowsBatch {
   int k = 16;
   row_lloyd::InitRule init = row_lloyd::InitRule::kLinear;
   bool warm = false;                 // start rows from `initial` (a count of 0: the init rule)
+  bool exact = false;                // method exact instead of Lloyd
   int max_iter = 100;
   double tol = 1e-7;
   std::vector<double> initial;       // warm: rows × k
@@ -41,6 +42,7 @@ struct RowsBatch {
     j.tol = tol;
     j.initial = initial.empty() ? nullptr : initial.data();
     j.initial_count = initial_count.empty() ? nullptr : initial_count.data();
+    j.exact = exact;
     return j;
   }
 };
@@ -61,8 +63,8 @@ struct RowsResult {
   }
 };
 
-// nq::quantize's kmeans / hw-kmeans path for one row, before finalize: the exact-representation shortcut or
-// init_centers + lloyd_sorted (the oracle the row driver must equal bit for bit).
+// nq::quantize's kmeans / hw-kmeans / exact path for one row, before finalize: the exact-representation
+// shortcut, or init_centers + lloyd_sorted, or exact_dp (the oracle the row drivers must equal bit for bit).
 inline RawResult host_driver_row(const RowsBatch& b, int64_t r) {
   const size_t begin = static_cast<size_t>(b.row_begin[r]), n = static_cast<size_t>(b.row_begin[r + 1]) - begin;
   Problem p;
@@ -89,7 +91,7 @@ inline RawResult host_driver_row(const RowsBatch& b, int64_t r) {
     raw.iterations = 0;
     return raw;
   }
-  return lloyd_sorted(p, s, q);
+  return b.exact ? exact_dp(p, s, q) : lloyd_sorted(p, s, q);
 }
 
 // Rows of varying length and character: heavy-tailed values, duplicates (rounded values), near-coincident values

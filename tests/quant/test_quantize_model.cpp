@@ -118,7 +118,7 @@ TEST(QuantizeModel, RowAndGroupScopesEqualOneQuantizePerProblem) {
     fixed.add(imp.at("b.weight"));
     imp = fixed;
   }
-  for (const Method m : {Method::kHwKmeans, Method::kKmeans})
+  for (const Method m : {Method::kHwKmeans, Method::kKmeans, Method::kExact})
     for (const std::string scope : {"row", "group:37"})
       for (const Init init : {Init::kLinear, Init::kQuantile, Init::kKmeansPP})
         for (const double prune : {0.0, 0.3})

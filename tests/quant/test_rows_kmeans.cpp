@@ -55,6 +55,20 @@ TEST(RowsKmeans, EqualsTheHostDriverRowByRow) {
         }
 }
 
+TEST(RowsKmeans, ExactRowsEqualTheHostExactDriver) {
+  uint64_t seed = 500;
+  for (const int k : {1, 2, 3, 16, 256})
+    for (const bool weighted : {true, false}) {
+      RowsBatch b = make_batch("exact k=" + std::to_string(k) + (weighted ? " weighted" : ""), kLengths, k, weighted,
+                               InitRule::kLinear, false, ++seed);
+      b.exact = true;
+      expect_equals_host_driver(b);
+    }
+  RowsBatch warm = make_batch("exact ignores warm starts", kLengths, 16, true, InitRule::kQuantile, true, 7);
+  warm.exact = true;
+  expect_equals_host_driver(warm);
+}
+
 TEST(RowsKmeans, StopsWhereTheHostDriverStops) {
   // Few iterations, no tolerance (only the fixed point stops), and a loose tolerance.
   for (const int max_iter : {1, 2, 7})
