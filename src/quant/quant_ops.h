@@ -12,11 +12,13 @@
 #pragma once
 
 #include <cstddef>
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <vector>
 
 #include "netquant/backend.h"
+#include "netquant/error.h"
 
 namespace nq::quant {
 
@@ -113,7 +115,7 @@ struct RowsKmeansJob {
   const int64_t* row_begin = nullptr;  // rows + 1 ascending offsets, row_begin[0] = 0
   int64_t rows = 0;
   int k = 1;                           // ≥ 1
-  int init = 0;                        // row_lloyd::InitRule (linear, quantile) for rows without a start
+  int init = 0;                        // row_lloyd::InitRule (0 linear, 1 quantile) for rows without a start
   int max_iter = 1;                    // ≥ 1
   double tol = 0;
   // Optional warm starts (both or neither): row r starts from initial[r·k …] (initial_count[r] ≤ k centres,
@@ -135,8 +137,33 @@ constexpr int64_t kRowsKmeansMaxRow = int64_t{1} << 16;
 // Longest row the CUDA op holds on chip (a row of 8192 with its sort storage and tables is ~113 KB of shared
 // memory); with `exact` (one thread per row, scratch in device memory) kRowsKmeansMaxRow.
 constexpr int64_t kRowsKmeansCudaMaxRow = 8192;
-// Both backends' argument checks; returns the longest row.
-int64_t check_rows_kmeans_job(const RowsKmeansJob& job);
+// Values of RowsKmeansJob::init (row_lloyd::InitRule).
+constexpr int kRowsInitRules = 2;
+// Both backends' argument checks; returns the longest row. Inline: the CUDA kernels library calls it and links
+// without the quantizer library.
+inline int64_t check_rows_kmeans_job(const RowsKmeansJob& job) {
+  NQ_CHECK(job.rows >= 0 && job.k >= 1 && job.max_iter >= 1, ErrorCode::kInvalidArgument,
+           "rows_kmeans: rows = " << job.rows << ", k = " << job.k << ", max_iter = " << job.max_iter);
+  NQ_CHECK(job.init >= 0 && job.init < kRowsInitRules, ErrorCode::kInvalidArgument,
+           "rows_kmeans: unknown init rule " << job.init);
+  NQ_CHECK((job.initial == nullptr) == (job.initial_count == nullptr), ErrorCode::kInvalidArgument,
+           "rows_kmeans: warm starts need both the centres and their counts");
+  NQ_CHECK(job.rows == 0 || (job.w && job.row_begin && job.row_begin[0] == 0), ErrorCode::kInvalidArgument,
+           "rows_kmeans: missing values or row offsets");
+  int64_t n_max = 0;
+  for (int64_t r = 0; r < job.rows; ++r) {
+    const int64_t len = job.row_begin[r + 1] - job.row_begin[r];
+    NQ_CHECK(len >= 0, ErrorCode::kInvalidArgument, "rows_kmeans: row " << r << " has negative length");
+    n_max = std::max(n_max, len);
+    if (job.initial_count)
+      NQ_CHECK(job.initial_count[r] >= 0 && job.initial_count[r] <= job.k, ErrorCode::kInvalidArgument,
+               "rows_kmeans: row " << r << " starts from " << job.initial_count[r] << " centres (k = " << job.k
+                                   << ")");
+  }
+  NQ_CHECK(n_max <= kRowsKmeansMaxRow, ErrorCode::kUnsupported,
+           "rows_kmeans: a row of " << n_max << " values exceeds " << kRowsKmeansMaxRow);
+  return n_max;
+}
 
 }  // namespace nq::quant
 

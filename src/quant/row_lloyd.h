@@ -26,7 +26,7 @@ constexpr int kStride = 4;
 
 // Which rule picks the initial centres of a row given no start (nq::Init without kmeans++, whose sampling stays
 // on the host).
-enum class InitRule : int32_t { kLinear = 0, kQuantile = 1 };
+enum class InitRule : int32_t { kLinear = 0, kQuantile = 1 };  // quant_ops.h kRowsInitRules counts them
 
 struct Params {
   int k;             // the codebook size asked for (also the k ≥ distinct test)

@@ -10,34 +10,6 @@
 #include "quant/exact_row.h"
 #include "quant/row_lloyd.h"
 
-namespace nq::quant {
-
-int64_t check_rows_kmeans_job(const RowsKmeansJob& job) {
-  NQ_CHECK(job.rows >= 0 && job.k >= 1 && job.max_iter >= 1, ErrorCode::kInvalidArgument,
-           "rows_kmeans: rows = " << job.rows << ", k = " << job.k << ", max_iter = " << job.max_iter);
-  NQ_CHECK(job.init >= 0 && job.init <= static_cast<int>(row_lloyd::InitRule::kQuantile),
-           ErrorCode::kInvalidArgument, "rows_kmeans: unknown init rule " << job.init);
-  NQ_CHECK((job.initial == nullptr) == (job.initial_count == nullptr), ErrorCode::kInvalidArgument,
-           "rows_kmeans: warm starts need both the centres and their counts");
-  NQ_CHECK(job.rows == 0 || (job.w && job.row_begin && job.row_begin[0] == 0), ErrorCode::kInvalidArgument,
-           "rows_kmeans: missing values or row offsets");
-  int64_t n_max = 0;
-  for (int64_t r = 0; r < job.rows; ++r) {
-    const int64_t len = job.row_begin[r + 1] - job.row_begin[r];
-    NQ_CHECK(len >= 0, ErrorCode::kInvalidArgument, "rows_kmeans: row " << r << " has negative length");
-    n_max = std::max(n_max, len);
-    if (job.initial_count)
-      NQ_CHECK(job.initial_count[r] >= 0 && job.initial_count[r] <= job.k, ErrorCode::kInvalidArgument,
-               "rows_kmeans: row " << r << " starts from " << job.initial_count[r] << " centres (k = " << job.k
-                                   << ")");
-  }
-  NQ_CHECK(n_max <= kRowsKmeansMaxRow, ErrorCode::kUnsupported,
-           "rows_kmeans: a row of " << n_max << " values exceeds " << kRowsKmeansMaxRow);
-  return n_max;
-}
-
-}  // namespace nq::quant
-
 namespace nq::cpu {
 
 namespace {

@@ -144,8 +144,11 @@ TEST(RowsKmeans, WorkspaceArraysAreDisjointAndInBounds) {
           SCOPED_TRACE(testing::Message() << x.name << " n_max=" << n_max << " k=" << k << " region=" << region);
           EXPECT_LE(x.b, bytes);
           EXPECT_EQ(x.a % 4, 0u);
-          for (const Span& y : spans)
-            if (&x != &y) EXPECT_TRUE(x.b <= y.a || y.b <= x.a) << "overlaps " << y.name;
+          for (const Span& y : spans) {
+            if (&x != &y) {
+              EXPECT_TRUE(x.b <= y.a || y.b <= x.a) << "overlaps " << y.name;
+            }
+          }
         }
         EXPECT_GE(at(w.c), region) << "the caller's region reaches into the arrays";
         for (const void* p : {static_cast<const void*>(w.t0), static_cast<const void*>(w.c),
