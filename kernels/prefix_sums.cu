@@ -58,16 +58,9 @@ __global__ void block_sums_sequential_kernel(const float* __restrict__ ws, const
   const size_t b = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
   if (b >= nb) return;
   const size_t i0 = b * block, i1 = min(n, i0 + block);
-  double a = 0.0, s1 = 0.0, s2 = 0.0;
-  for (size_t i = i0; i < i1; ++i) {
-    const double hv = hs ? static_cast<double>(hs[i]) : 1.0;
-    const double x = qf::fadd(static_cast<double>(ws[i]), -shift);
-    const double hx = qf::fmul(hv, x);
-    a = qf::fadd(a, hv);
-    s1 = qf::fadd(s1, hx);
-    s2 = qf::fadd(s2, qf::fmul(hx, x));
-  }
-  out[b] = {a, s1, s2};
+  qf::Moments m;
+  for (size_t i = i0; i < i1; ++i) qf::add_moments(m, ws[i], hs ? static_cast<double>(hs[i]) : 1.0, shift);
+  out[b] = {m.s0, m.s1, m.s2};
 }
 
 __global__ void __launch_bounds__(kThreads) block_sums_cta_kernel(const float* __restrict__ ws,
@@ -77,15 +70,10 @@ __global__ void __launch_bounds__(kThreads) block_sums_cta_kernel(const float* _
   __shared__ Triple warp_part[kThreads / 32];
   const size_t b = blockIdx.x;
   const size_t i0 = b * block, i1 = min(n, i0 + block);
-  double a = 0.0, s1 = 0.0, s2 = 0.0;
-  for (size_t i = i0 + threadIdx.x; i < i1; i += kThreads) {
-    const double hv = hs ? static_cast<double>(hs[i]) : 1.0;
-    const double x = qf::fadd(static_cast<double>(ws[i]), -shift);
-    const double hx = qf::fmul(hv, x);  // the same products as every other path, never contracted into FMAs
-    a = qf::fadd(a, hv);
-    s1 = qf::fadd(s1, hx);
-    s2 = qf::fadd(s2, qf::fmul(hx, x));
-  }
+  qf::Moments m;  // the same products as every other path, never contracted into FMAs
+  for (size_t i = i0 + threadIdx.x; i < i1; i += kThreads)
+    qf::add_moments(m, ws[i], hs ? static_cast<double>(hs[i]) : 1.0, shift);
+  double a = m.s0, s1 = m.s1, s2 = m.s2;
   for (int off = 16; off > 0; off >>= 1) {
     a += __shfl_down_sync(0xffffffffu, a, off);
     s1 += __shfl_down_sync(0xffffffffu, s1, off);

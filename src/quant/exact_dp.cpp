@@ -122,19 +122,18 @@ RawResult exact_dp(const Problem& p, const SortedData& s, const QuantizeParams& 
   Items it;
   it.p0.push_back(0); it.p1.push_back(0); it.p2.push_back(0);
   std::vector<size_t> item_start;  // sorted position where each item begins
-  double a0 = 0, a1 = 0, a2 = 0;
+  Moments a;
   for (size_t i = 0; i < n; ++i) {
     const bool new_value = i == 0 || w[i] != w[i - 1];
     const bool new_item = i == 0 || (new_value && (per_bin == 0 || i - item_start.back() >= per_bin));
     if (new_item) {
-      if (i) { it.p0.push_back(a0); it.p1.push_back(a1); it.p2.push_back(a2); }
+      if (i) { it.p0.push_back(a.s0); it.p1.push_back(a.s1); it.p2.push_back(a.s2); }
       item_start.push_back(i);
       it.value.push_back(w[i]);
     }
-    const double hv = h[i], x = static_cast<double>(w[i]) - shift;
-    a0 += hv; a1 += hv * x; a2 += hv * x * x;
+    add_moments(a, w[i], h[i], shift);
   }
-  it.p0.push_back(a0); it.p1.push_back(a1); it.p2.push_back(a2);
+  it.p0.push_back(a.s0); it.p1.push_back(a.s1); it.p2.push_back(a.s2);
   item_start.push_back(n);
 
   const int m = static_cast<int>(std::min<size_t>(static_cast<size_t>(q.k), it.size()));

@@ -166,27 +166,24 @@ NQ_HD inline int solve_row(const Scratch& s, const float* ws, const float* hs, i
                            double* first_value) {
   const double shift = ws[n / 2];
   int items = 0;
-  double a0 = 0, a1 = 0, a2 = 0;
+  Moments a;
   s.p0[0] = s.p1[0] = s.p2[0] = 0.0;
   for (int i = 0; i < n; ++i) {
     if (i == 0 || ws[i] != ws[i - 1]) {
       if (i) {
-        s.p0[items] = a0;
-        s.p1[items] = a1;
-        s.p2[items] = a2;
+        s.p0[items] = a.s0;
+        s.p1[items] = a.s1;
+        s.p2[items] = a.s2;
       }
       s.item_start[items] = i;
       s.value[items] = ws[i];
       ++items;
     }
-    const double hv = hs[i], x = fadd(static_cast<double>(ws[i]), -shift);
-    a0 = fadd(a0, hv);
-    a1 = fadd(a1, fmul(hv, x));
-    a2 = fadd(a2, fmul(fmul(hv, x), x));
+    add_moments(a, ws[i], hs[i], shift);
   }
-  s.p0[items] = a0;
-  s.p1[items] = a1;
-  s.p2[items] = a2;
+  s.p0[items] = a.s0;
+  s.p1[items] = a.s1;
+  s.p2[items] = a.s2;
   s.item_start[items] = n;
   const int m = k < items ? k : items;
   solve(s, items, m);

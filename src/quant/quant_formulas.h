@@ -64,6 +64,20 @@ NQ_HD inline bool closer_to_upper(float w, double c_lo, double c_hi) {
   return fmul(b, b) < fmul(a, a);
 }
 
+// Weighted moments about `shift` of a run of sorted values: S0 = Σh, S1 = Σh·x, S2 = Σh·x² (x = w − shift) — the
+// sums every sorted path keeps (prefix tables, items of the exact DP, the device's row drivers). One step, written
+// once, so that every place that must agree bit for bit adds the same products in the same way.
+struct Moments {
+  double s0 = 0, s1 = 0, s2 = 0;
+};
+NQ_HD inline void add_moments(Moments& m, float w, double h, double shift) {
+  const double x = fadd(static_cast<double>(w), -shift);
+  const double hx = fmul(h, x);
+  m.s0 = fadd(m.s0, h);
+  m.s1 = fadd(m.s1, hx);
+  m.s2 = fadd(m.s2, fmul(hx, x));
+}
+
 // Weighted within-cluster scatter of an interval from its sums S0 = Σh, S1 = Σh·x, S2 = Σh·x² (x = w − shift):
 // Σh (x − S1/S0)² = S2 − S1²/S0, clamped at 0 against rounding; 0 for a weightless interval.
 NQ_HD inline double interval_scatter(double s0, double s1, double s2) {

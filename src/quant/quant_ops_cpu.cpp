@@ -509,25 +509,19 @@ void prefix_sums(const float* ws, const float* hs, size_t n, double shift, size_
   const size_t nb = (n + block - 1) / block;
   ph[0] = phx[0] = phx2[0] = 0.0;
   if (block == 1) {  // plain sequential prefix sums (the exact DP needs every position)
-    double a = 0, b = 0, c = 0;
+    quant::Moments m;
     for (size_t i = 0; i < n; ++i) {
-      const double hv = hs ? static_cast<double>(hs[i]) : 1.0;
-      const double x = static_cast<double>(ws[i]) - shift;
-      a += hv; b += hv * x; c += hv * x * x;
-      ph[i + 1] = a; phx[i + 1] = b; phx2[i + 1] = c;
+      quant::add_moments(m, ws[i], hs ? static_cast<double>(hs[i]) : 1.0, shift);
+      ph[i + 1] = m.s0; phx[i + 1] = m.s1; phx2[i + 1] = m.s2;
     }
     return;
   }
 #pragma omp parallel for schedule(static) if (n > 65536)
   for (int64_t bb = 0; bb < static_cast<int64_t>(nb); ++bb) {
     const size_t i0 = static_cast<size_t>(bb) * block, i1 = std::min(n, i0 + block);
-    double a = 0, b = 0, c = 0;
-    for (size_t i = i0; i < i1; ++i) {
-      const double hv = hs ? static_cast<double>(hs[i]) : 1.0;
-      const double x = static_cast<double>(ws[i]) - shift;
-      a += hv; b += hv * x; c += hv * x * x;
-    }
-    ph[bb + 1] = a; phx[bb + 1] = b; phx2[bb + 1] = c;
+    quant::Moments m;
+    for (size_t i = i0; i < i1; ++i) quant::add_moments(m, ws[i], hs ? static_cast<double>(hs[i]) : 1.0, shift);
+    ph[bb + 1] = m.s0; phx[bb + 1] = m.s1; phx2[bb + 1] = m.s2;
   }
   for (size_t bb = 1; bb <= nb; ++bb) {
     ph[bb] += ph[bb - 1]; phx[bb] += phx[bb - 1]; phx2[bb] += phx2[bb - 1];

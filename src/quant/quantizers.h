@@ -39,7 +39,7 @@ class SortedData {
   const ScratchVector<float>& h() const { return hs_; }
   double shift() const { return shift_; }
   size_t distinct() const { return distinct_; }
-  struct Sums { double s0 = 0, s1 = 0, s2 = 0; };
+  using Sums = Moments;
   Sums prefix(size_t p) const;                  // sums over sorted positions [0, p)
   Sums range(size_t a, size_t b) const;          // over [a, b)
   // First sorted position whose value goes to c_hi rather than c_lo (λ = 0 nearest rule, ties low).

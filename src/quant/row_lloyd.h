@@ -103,25 +103,14 @@ NQ_HD inline Workspace carve_workspace(unsigned char* base, int n_max, int k, si
   return w;
 }
 
-struct Sums {
-  double s0, s1, s2;
-};
-
-// One step of the host's sequential prefix sums (quant_ops_cpu.cpp prefix_sums, block 1), without contraction.
-NQ_HD inline void accumulate(Sums& s, float w, float h, double shift) {
-  const double hv = static_cast<double>(h);
-  const double x = fadd(static_cast<double>(w), -shift);
-  s.s0 = fadd(s.s0, hv);
-  s.s1 = fadd(s.s1, fmul(hv, x));
-  s.s2 = fadd(s.s2, fmul(fmul(hv, x), x));
-}
+using Sums = Moments;  // the host's sequential prefix sums (quant_ops_cpu.cpp prefix_sums, block 1), step by step
 
 // Worker 0: the tables of sums over [0, i·kStride).
 NQ_HD inline void build_tables(const Workspace& w, int n, double shift) {
   Sums s{0.0, 0.0, 0.0};
   w.t0[0] = w.t1[0] = w.t2[0] = 0.0;
   for (int i = 0; i < n; ++i) {
-    accumulate(s, w.ws[i], w.hs[i], shift);
+    add_moments(s, w.ws[i], w.hs[i], shift);
     if ((i + 1) % kStride == 0) {
       const int e = (i + 1) / kStride;
       w.t0[e] = s.s0;
@@ -135,7 +124,7 @@ NQ_HD inline void build_tables(const Workspace& w, int n, double shift) {
 NQ_HD inline Sums prefix(const Workspace& w, int p, double shift) {
   const int e = p / kStride;
   Sums s{w.t0[e], w.t1[e], w.t2[e]};
-  for (int i = e * kStride; i < p; ++i) accumulate(s, w.ws[i], w.hs[i], shift);
+  for (int i = e * kStride; i < p; ++i) add_moments(s, w.ws[i], w.hs[i], shift);
   return s;
 }
 

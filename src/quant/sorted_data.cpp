@@ -30,10 +30,7 @@ SortedData::SortedData(const Problem& p, size_t prefix_block) : ws_(p.n), hs_(p.
 SortedData::Sums SortedData::prefix(size_t p) const {
   const size_t b = p / block_;
   Sums s{p0_[b], p1_[b], p2_[b]};
-  for (size_t i = b * block_; i < p; ++i) {
-    const double hv = hs_[i], x = static_cast<double>(ws_[i]) - shift_;
-    s.s0 += hv; s.s1 += hv * x; s.s2 += hv * x * x;
-  }
+  for (size_t i = b * block_; i < p; ++i) add_moments(s, ws_[i], hs_[i], shift_);
   return s;
 }
 
