@@ -4,10 +4,12 @@
 // kept, and the split points are recovered Hirschberg-style (forward rows meet backward rows at the middle
 // cluster, then recurse on both halves), which costs about twice one forward pass.
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <limits>
 
 #include "netquant/error.h"
+#include "quant/exact_row.h"
 #include "quant/quant_formulas.h"
 #include "quant/quant_ops.h"
 #include "quant/quantizers.h"
@@ -20,58 +22,18 @@ struct Items {
   std::vector<double> p0, p1, p2;
   std::vector<double> value;   // representative (first) value of each item, ascending
   size_t size() const { return value.size(); }
-  double cost(size_t a, size_t b) const {  // scatter of items [a, b)
-    return interval_scatter(p0[b] - p0[a], p1[b] - p1[a], p2[b] - p2[a]);
-  }
+  exact_row::ItemSums sums() const { return {p0.data(), p1.data(), p2.data()}; }
 };
 
-// Forward DP over items [a, b): row[i] = min cost of covering [a, a+i) with m clusters (i >= m).
-// `mirror` solves the reversed problem: row[i] covers the last i items [b−i, b).
+// exact_row::forward_rows over items [a, b) with its scratch allocated here (the two sides of a split run on two
+// threads for long ranges, so each call has its own).
 void forward_rows(const Items& it, size_t a, size_t b, int m, bool mirror, std::vector<double>& row) {
   const size_t len = b - a;
-  auto cost = [&](size_t j, size_t i) {  // cost of relative interval [j, i)
-    return mirror ? it.cost(b - i, b - j) : it.cost(a + j, a + i);
-  };
-  const double inf = std::numeric_limits<double>::infinity();
-  std::vector<double> prev(len + 1, inf), cur(len + 1, inf);
-  std::vector<int32_t> prev_opt(len + 1, 0), cur_opt(len + 1, 0);  // int32: 8 bytes/item less
-  for (size_t i = 1; i <= len; ++i) prev[i] = cost(0, i);
-  prev[0] = inf;
-  struct Frame { int64_t lo, hi, olo, ohi; };
-  // Depth-first over the halves: at most two pending frames per level, so 2·64 slots hold any length. A plain
-  // array, not a vector: the ranges searched per midpoint are often a handful of items, and vector growth checks
-  // on every push took 29% of the run (perf, N=1e5).
-  Frame stack[128];
-  int top = 0;
-  for (int t = 2; t <= m; ++t) {
-    std::fill(cur.begin(), cur.end(), inf);
-    // cur[i] = min_{j in [t−1, i−1]} prev[j] + cost(j, i); opt(i) is non-decreasing in i (Monge), and
-    // opt_t(i) >= opt_{t−1}(i) (Ckmeans' cross-layer bound).
-    top = 0;
-    stack[top++] = {t, static_cast<int64_t>(len), t - 1, static_cast<int64_t>(len) - 1};
-    while (top > 0) {
-      const Frame f = stack[--top];
-      if (f.lo > f.hi) continue;
-      const int64_t mid = (f.lo + f.hi) / 2;
-      int64_t jlo = std::max<int64_t>(f.olo, t > 2 ? prev_opt[mid] : int64_t{t - 1});
-      const int64_t jhi = std::min(f.ohi, mid - 1);
-      if (jlo > jhi) jlo = std::max<int64_t>(f.olo, t - 1);
-      double best = inf;
-      int64_t arg = jlo;
-      for (int64_t j = jlo; j <= jhi; ++j) {
-        const double v = prev[j] + cost(static_cast<size_t>(j), static_cast<size_t>(mid));
-        if (v < best) { best = v; arg = j; }
-      }
-      cur[mid] = best;
-      cur_opt[mid] = static_cast<int32_t>(arg);
-      NQ_ASSERT(top + 2 <= 128);
-      stack[top++] = {f.lo, mid - 1, f.olo, arg};
-      stack[top++] = {mid + 1, f.hi, arg, f.ohi};
-    }
-    prev.swap(cur);
-    prev_opt.swap(cur_opt);
-  }
-  row.swap(prev);
+  std::vector<double> work(len + 1);
+  std::vector<int32_t> opt_a(len + 1), opt_b(len + 1);  // int32: 8 bytes/item less
+  row.resize(len + 1);
+  exact_row::forward_rows(it.sums(), static_cast<int>(a), static_cast<int>(b), m, mirror, row.data(), work.data(),
+                          opt_a.data(), opt_b.data());
 }
 
 // Appends the starts of the m clusters covering items [a, b) (len >= m) to `starts`, in order.
@@ -136,6 +98,8 @@ RawResult exact_dp(const Problem& p, const SortedData& s, const QuantizeParams& 
   it.p0.push_back(a.s0); it.p1.push_back(a.s1); it.p2.push_back(a.s2);
   item_start.push_back(n);
 
+  NQ_CHECK(it.size() < static_cast<size_t>(INT32_MAX), ErrorCode::kUnsupported,
+           "exact: " << it.size() << " items exceed the DP's 32-bit split points (set exact_histogram_bins)");
   const int m = static_cast<int>(std::min<size_t>(static_cast<size_t>(q.k), it.size()));
   std::vector<size_t> starts;
   solve(it, 0, it.size(), m, starts);

@@ -65,20 +65,30 @@ NQ_HD inline Scratch carve_scratch(unsigned char* base, int n_max, int k) {
   return s;
 }
 
-NQ_HD inline double item_cost(const Scratch& s, int a, int b) {  // scatter of items [a, b)
-  return interval_scatter(s.p0[b] - s.p0[a], s.p1[b] - s.p1[a], s.p2[b] - s.p2[a]);
+// Items as fp64 prefix sums of h, h·x, h·x² (entries 0 … items).
+struct ItemSums {
+  const double* p0;
+  const double* p1;
+  const double* p2;
+};
+
+NQ_HD inline double item_cost(const ItemSums& it, int a, int b) {  // scatter of items [a, b)
+  return interval_scatter(it.p0[b] - it.p0[a], it.p1[b] - it.p1[a], it.p2[b] - it.p2[a]);
 }
 
-// exact_dp.cpp forward_rows: row[i] = least cost of covering [a, a+i) with m clusters (mirror: the last i items
-// [b−i, b)). The result lands in `row` (len + 1 entries); `work` and the opt arrays are scratch.
-NQ_HD inline void forward_rows(const Scratch& s, int a, int b, int m, bool mirror, double* row, double* work) {
+// One side of the Hirschberg split: row[i] = least cost of covering [a, a+i) with m clusters (mirror: the last i
+// items [b−i, b)). Each layer by divide and conquer over the monotone split points, with Ckmeans' cross-layer
+// bound opt_t(i) ≥ opt_{t−1}(i). The result lands in `row` (len + 1 entries); `work` (len + 1) and the two opt
+// arrays (len + 1 each) are scratch. exact_dp.cpp (host, any size) and solve() below (one row) both run this.
+NQ_HD inline void forward_rows(const ItemSums& it, int a, int b, int m, bool mirror, double* row, double* work,
+                               int32_t* opt_a, int32_t* opt_b) {
   const int len = b - a;
-  auto cost = [&](int j, int i) { return mirror ? item_cost(s, b - i, b - j) : item_cost(s, a + j, a + i); };
+  auto cost = [&](int j, int i) { return mirror ? item_cost(it, b - i, b - j) : item_cost(it, a + j, a + i); };
   const double inf = infinity();
   double* prev = row;
   double* cur = work;
-  int32_t* prev_opt = s.opt_a;
-  int32_t* cur_opt = s.opt_b;
+  int32_t* prev_opt = opt_a;
+  int32_t* cur_opt = opt_b;
   for (int i = 0; i <= len; ++i) {
     prev[i] = inf;
     cur[i] = inf;
@@ -86,6 +96,9 @@ NQ_HD inline void forward_rows(const Scratch& s, int a, int b, int m, bool mirro
   }
   for (int i = 1; i <= len; ++i) prev[i] = cost(0, i);
   prev[0] = inf;
+  // Depth-first over the halves: at most two pending frames per level, so 2·64 slots hold any length. A plain
+  // array: the ranges searched per midpoint are often a handful of items, and vector growth checks on every push
+  // took 29% of the host run (perf, N = 1e5).
   struct DcFrame {
     int64_t lo, hi, olo, ohi;
   };
@@ -144,8 +157,9 @@ NQ_HD inline void solve(const Scratch& s, int items, int m) {
       continue;
     }
     const int ml = f.m / 2, mr = f.m - ml;
-    forward_rows(s, f.a, f.b, ml, false, s.fwd, s.work);
-    forward_rows(s, f.a, f.b, mr, true, s.bwd, s.work);
+    const ItemSums it{s.p0, s.p1, s.p2};
+    forward_rows(it, f.a, f.b, ml, false, s.fwd, s.work, s.opt_a, s.opt_b);
+    forward_rows(it, f.a, f.b, mr, true, s.bwd, s.work, s.opt_a, s.opt_b);
     int best_x = ml;
     double best = infinity();
     for (int x = ml; x + mr <= len; ++x) {
@@ -190,7 +204,7 @@ NQ_HD inline int solve_row(const Scratch& s, const float* ws, const float* hs, i
   s.starts[m] = items;
   for (int j = 0; j < m; ++j) {
     const int ia = s.starts[j], ib = s.starts[j + 1];
-    const double s0 = s.p0[ib] - s.p0[ia], s1 = s.p1[ib] - s.p1[ia];
+    const double s0 = s.p0[ib] - s.p0[ia], s1 = s.p1[ib] - s.p1[ia];  // the centre: weighted mean
     if (s0 > 0) {
       centers[j] = shift + s1 / s0;
     } else {
