@@ -6,7 +6,6 @@
 #include <cub/device/device_segmented_sort.cuh>
 
 #include <algorithm>
-#include <vector>
 
 #include "core/cuda_device.h"
 #include "cuda_check.cuh"
@@ -74,12 +73,7 @@ __global__ void exact_rows_kernel(ExactParams p) {
     p.iterations[r] = 0;
     return;
   }
-  int distinct = 0;
-  for (int i = 0; i < n; ++i) distinct += (i == 0 || ws[i] != ws[i - 1]);
-  if (p.k >= distinct) {
-    int m = 0;
-    for (int i = 0; i < n; ++i)
-      if (i == 0 || ws[i] != ws[i - 1]) c[m++] = ws[i];
+  if (const int m = qf::exact_representation(ws, n, p.k, c)) {
     p.count[r] = m;
     p.iterations[r] = 0;
     return;
@@ -106,60 +100,55 @@ __global__ void __launch_bounds__(kThreads) exact_labels_kernel(const float* w, 
 
 }  // namespace
 
-void rows_exact(const quant::RowsKmeansJob& job, const quant::RowsKmeansOut& out, int64_t n_max) {
+void rows_exact_device(const quant::RowsKmeansJob& job, const quant::RowsKmeansOut& out, int64_t max_row_len,
+                       CUstream_st* stream) {
   bind_thread_device();
-  NQ_CHECK(n_max <= quant::kRowsKmeansMaxRow, ErrorCode::kUnsupported,
-           "rows_kmeans (exact): rows of " << n_max << " values exceed " << quant::kRowsKmeansMaxRow);
-  const size_t rows = static_cast<size_t>(job.rows), n = static_cast<size_t>(job.row_begin[job.rows]);
-  const size_t k = static_cast<size_t>(job.k);
+  NQ_CHECK(max_row_len <= quant::kRowsKmeansMaxRow, ErrorCode::kUnsupported,
+           "rows_kmeans (exact): rows of " << max_row_len << " values exceed " << quant::kRowsKmeansMaxRow);
+  const size_t rows = static_cast<size_t>(job.rows);
   if (rows == 0) return;
-  DeviceBuffer<float> dw, dh, vals_in(n), vals(n);
-  DeviceBuffer<int64_t> dbegin;
+  int64_t total = 0;  // the values of all rows: the last offset, on the device
+  NQ_CUDA_CHECK(cudaMemcpyAsync(&total, job.row_begin + rows, sizeof total, cudaMemcpyDeviceToHost, stream));
+  NQ_CUDA_CHECK(cudaStreamSynchronize(stream));
+  const size_t n = static_cast<size_t>(total);
+  DeviceBuffer<float> vals_in(n), vals(n);
   DeviceBuffer<uint32_t> keys_in(n), keys(n);
-  DeviceBuffer<double> dc(rows * k), dfirst(rows * k);
-  DeviceBuffer<int32_t> dcount(rows), diters(rows), dlabels(n);
-  DeviceBuffer<uint8_t> dconv(rows);
-  dw.upload(job.w, n);
-  if (job.h) dh.upload(job.h, n);
-  dbegin.upload(job.row_begin, rows + 1);
+  DeviceBuffer<double> first_value(rows * static_cast<size_t>(job.k));
   if (n > 0) {
-    row_keys_kernel<<<static_cast<unsigned>(rows), kThreads>>>(dw.get(), job.h ? dh.get() : nullptr, dbegin.get(),
-                                                                keys_in.get(), vals_in.get());
+    row_keys_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(job.w, job.h, job.row_begin, keys_in.get(),
+                                                                           vals_in.get());
     NQ_CUDA_CHECK_LAUNCH("row_keys_kernel");
     size_t temp_bytes = 0;
     NQ_CUDA_CHECK(cub::DeviceSegmentedSort::StableSortPairs(nullptr, temp_bytes, keys_in.get(), keys.get(),
                                                              vals_in.get(), vals.get(), static_cast<int64_t>(n),
-                                                             static_cast<int64_t>(rows), dbegin.get(), dbegin.get() + 1));
+                                                             static_cast<int64_t>(rows), job.row_begin,
+                                                             job.row_begin + 1, stream));
     DeviceBuffer<unsigned char> temp(temp_bytes);
     NQ_CUDA_CHECK(cub::DeviceSegmentedSort::StableSortPairs(temp.get(), temp_bytes, keys_in.get(), keys.get(),
                                                              vals_in.get(), vals.get(), static_cast<int64_t>(n),
-                                                             static_cast<int64_t>(rows), dbegin.get(), dbegin.get() + 1));
-    keys_to_floats_kernel<<<static_cast<unsigned>((n + 255) / 256), 256>>>(keys.get(), n);
+                                                             static_cast<int64_t>(rows), job.row_begin,
+                                                             job.row_begin + 1, stream));
+    keys_to_floats_kernel<<<static_cast<unsigned>((n + 255) / 256), 256, 0, stream>>>(keys.get(), n);
     NQ_CUDA_CHECK_LAUNCH("keys_to_floats_kernel");
   }
-  const int nm = static_cast<int>(std::max<int64_t>(n_max, 1));
+  const int nm = static_cast<int>(std::max<int64_t>(max_row_len, 1));
   const size_t per_row = xr::align8(xr::scratch_bytes(nm, job.k));
   const size_t wave = std::max<size_t>(1, std::min(rows, kScratchBudget / per_row));
   DeviceBuffer<unsigned char> scratch(wave * per_row);
-  ExactParams p{reinterpret_cast<const float*>(keys.get()), vals.get(), dbegin.get(), 0, 0, job.k, nm, scratch.get(),
-                per_row, dc.get(), dfirst.get(), dcount.get(), diters.get(), dconv.get()};
+  ExactParams p{reinterpret_cast<const float*>(keys.get()), vals.get(), job.row_begin, 0, 0, job.k, nm,
+                scratch.get(), per_row, out.centers, first_value.get(), out.center_count, out.iterations,
+                out.converged};
   for (size_t r0 = 0; r0 < rows; r0 += wave) {
     p.row0 = static_cast<int64_t>(r0);
     p.rows = static_cast<int64_t>(std::min(wave, rows - r0));
-    exact_rows_kernel<<<static_cast<unsigned>((p.rows + 63) / 64), 64>>>(p);
+    exact_rows_kernel<<<static_cast<unsigned>((p.rows + 63) / 64), 64, 0, stream>>>(p);
     NQ_CUDA_CHECK_LAUNCH("exact_rows_kernel");
   }
-  exact_labels_kernel<<<static_cast<unsigned>(rows), kThreads>>>(dw.get(), dbegin.get(), job.k, dc.get(), dfirst.get(),
-                                                                  dcount.get(), diters.get(), dlabels.get());
+  exact_labels_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(
+      job.w, job.row_begin, job.k, out.centers, first_value.get(), out.center_count, out.iterations, out.labels);
   NQ_CUDA_CHECK_LAUNCH("exact_labels_kernel");
-  std::vector<double> c(rows * k);
-  dc.download(c.data(), c.size());
-  dcount.download(out.center_count, rows);
-  for (size_t r = 0; r < rows; ++r)  // leave the caller's slots past each row's centres untouched
-    std::copy(c.begin() + r * k, c.begin() + r * k + out.center_count[r], out.centers + r * k);
-  dlabels.download(out.labels, n);
-  diters.download(out.iterations, rows);
-  dconv.download(out.converged, rows);
+  // The buffers above are freed on return: finish with them first.
+  NQ_CUDA_CHECK(cudaStreamSynchronize(stream));
 }
 
 }  // namespace nq::cuda

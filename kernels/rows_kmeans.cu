@@ -147,6 +147,7 @@ void launch_rows(const RowsParams& p, CUstream_st* stream) {
 void rows_kmeans_device(const quant::RowsKmeansJob& job, const quant::RowsKmeansOut& out, int64_t max_row_len,
                         CUstream_st* stream) {
   bind_thread_device();
+  if (job.exact) return rows_exact_device(job, out, max_row_len, stream);  // one thread per row (rows_exact.cu)
   NQ_CHECK(max_row_len <= quant::kRowsKmeansCudaMaxRow, ErrorCode::kUnsupported,
            "rows_kmeans: rows of " << max_row_len << " values exceed the on-chip limit of "
                                    << quant::kRowsKmeansCudaMaxRow);
@@ -161,9 +162,6 @@ void rows_kmeans_device(const quant::RowsKmeansJob& job, const quant::RowsKmeans
 void rows_kmeans(const quant::RowsKmeansJob& job, const quant::RowsKmeansOut& out) {
   bind_thread_device();
   const int64_t n_max = quant::check_rows_kmeans_job(job);
-  if (job.exact) return rows_exact(job, out, n_max);  // one thread per row (kernels/rows_exact.cu)
-  NQ_CHECK(n_max <= quant::kRowsKmeansCudaMaxRow, ErrorCode::kUnsupported,
-           "rows_kmeans: rows of " << n_max << " values exceed the on-chip limit of " << quant::kRowsKmeansCudaMaxRow);
   if (job.rows == 0) return;
   const size_t rows = static_cast<size_t>(job.rows), n = static_cast<size_t>(job.row_begin[job.rows]);
   const size_t nc = rows * static_cast<size_t>(job.k);
@@ -186,7 +184,7 @@ void rows_kmeans(const quant::RowsKmeansJob& job, const quant::RowsKmeansOut& ou
   dj.initial = job.initial_count ? dinit.get() : nullptr;
   dj.initial_count = job.initial_count ? dinit_count.get() : nullptr;
   const quant::RowsKmeansOut dout{dc.get(), dcount.get(), dlabels.get(), diters.get(), dconv.get()};
-  rows_kmeans_device(dj, dout, n_max, nullptr);
+  rows_kmeans_device(dj, dout, n_max, nullptr);  // checks the row length for the chosen kernel
   // Download only each row's written centres' slots would need a gather; the whole rows × k block is small.
   std::vector<double> c(nc);
   dc.download(c.data(), nc);  // cudaMemcpy synchronizes with the default stream

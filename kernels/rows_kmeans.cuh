@@ -13,8 +13,9 @@ struct CUstream_st;
 namespace nq::cuda {
 
 // job/out as for quant_ops.h op (e), every pointer a device pointer; max_row_len: the longest row (the host
-// cannot read row_begin), at most quant::kRowsKmeansCudaMaxRow. The job's arguments are not checked here
-// (check_rows_kmeans_job checks a host copy). Asynchronous on `stream`.
+// cannot read row_begin), at most quant::kRowsKmeansCudaMaxRow (kRowsKmeansMaxRow with job.exact, which runs
+// rows_exact_device). The job's arguments are not checked here (check_rows_kmeans_job checks a host copy).
+// Asynchronous on `stream`.
 void rows_kmeans_device(const quant::RowsKmeansJob& job, const quant::RowsKmeansOut& out, int64_t max_row_len,
                         CUstream_st* stream = nullptr);
 

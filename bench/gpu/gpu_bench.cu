@@ -89,6 +89,16 @@ void fill_data(float* d_w, float* d_h, size_t n, uint64_t seed) {
   }
 }
 
+// The same data on the host, for the workloads that take host pointers (the library's entry points).
+void host_data(size_t n, uint64_t seed, std::vector<float>& w, std::vector<float>& h) {
+  DeviceBuffer<float> dw(n), dh(n);
+  fill_data(dw.get(), dh.get(), n, seed);
+  w.resize(n);
+  h.resize(n);
+  dw.download(w.data(), n);
+  dh.download(h.data(), n);
+}
+
 struct Codebook {
   std::vector<double> c, l;
 };
@@ -206,13 +216,8 @@ void bench_rows_exact(int64_t rows) {
   const int64_t len = 4096;
   const int k = 16;
   const size_t n = static_cast<size_t>(rows * len);
-  std::vector<float> w(n), h(n);
-  {
-    DeviceBuffer<float> dw(n), dh(n);
-    fill_data(dw.get(), dh.get(), n, 11);
-    dw.download(w.data(), n);
-    dh.download(h.data(), n);
-  }
+  std::vector<float> w, h;
+  host_data(n, 11, w, h);
   std::vector<int64_t> begin(static_cast<size_t>(rows) + 1);
   for (int64_t r = 0; r <= rows; ++r) begin[static_cast<size_t>(r)] = r * len;
   nq::quant::RowsKmeansJob job;
@@ -308,13 +313,8 @@ void bench_huffman_pack(size_t n) {
 // Pruning selection (op (g)) of half of n weights: the device's radix selection end to end (upload, eight
 // histogram passes, tie ranks, mask download) against the CPU's nth_element in the same run; masks must be equal.
 void bench_select_pruned(size_t n) {
-  std::vector<float> w(n), h(n);
-  {
-    DeviceBuffer<float> dw(n), dh(n);
-    fill_data(dw.get(), dh.get(), n, 5);
-    dw.download(w.data(), n);
-    dh.download(h.data(), n);
-  }
+  std::vector<float> w, h;
+  host_data(n, 5, w, h);
   std::vector<uint8_t> gpu(n), cpu(n);
   nq::quant::PruneArrays a;
   a.w = {w.data()};
@@ -336,13 +336,8 @@ void bench_select_pruned(size_t n) {
 // The same 64 λ through the library: nq::quantize_lambdas (upload, device sort, one start, all λ in lockstep
 // with one launch per pass for up to 16 codebooks, a labelled pass per λ, finalize on the host), end to end.
 void bench_sweep_lockstep(size_t n) {
-  std::vector<float> w(n), h(n);
-  {
-    DeviceBuffer<float> dw(n), dh(n);
-    fill_data(dw.get(), dh.get(), n, 9);
-    dw.download(w.data(), n);
-    dh.download(h.data(), n);
-  }
+  std::vector<float> w, h;
+  host_data(n, 9, w, h);
   nq::QuantizeParams q;
   q.method = nq::Method::kEcsq;
   q.k = 32;

@@ -96,6 +96,7 @@ RawResult ecsq_iterate(const AssignPass& pass, size_t n_total, size_t n_local, c
 std::vector<RawResult> ecsq_iterate_lambdas(const AssignPass& pass, size_t n_total, size_t n_local,
                                             const std::vector<double>& init, const std::vector<double>& lambdas,
                                             const QuantizeParams& q) {
+  NQ_ASSERT_MSG(pass.run_multi, "ecsq_iterate_lambdas: the pass has no several-codebook form");
   std::vector<EcsqRun> runs;
   for (const double lambda : lambdas) runs.emplace_back(init, lambda, n_total, q);
   // Lockstep: each pass serves every run still going, with the codebook that run would pass alone.
@@ -110,16 +111,7 @@ std::vector<RawResult> ecsq_iterate_lambdas(const AssignPass& pass, size_t n_tot
       who.push_back(m);
     }
     if (who.empty()) break;
-    if (pass.run_multi) {
-      pass.run_multi(books, accs);
-    } else {
-      accs.resize(who.size());
-      for (size_t i = 0; i < who.size(); ++i) {
-        const size_t o = static_cast<size_t>(books.offsets[i]);
-        pass.run(books.centers.data() + o, books.code_len.data() + o, books.k(static_cast<int>(i)), books.lambda[i],
-                 accs[i]);
-      }
-    }
+    pass.run_multi(books, accs);
     for (size_t i = 0; i < who.size(); ++i) runs[who[i]].step(accs[i]);
   }
   // Labels: one labelled pass per run with the codebook of its last pass (the assignment is deterministic, so

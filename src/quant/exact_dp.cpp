@@ -125,11 +125,8 @@ RawResult exact_dp(const Problem& p, const SortedData& s, const QuantizeParams& 
   // Label = the cluster whose first value is the last one <= w (clusters are intervals of the sorted values).
   out.labels.resize(p.n);
 #pragma omp parallel for schedule(static) if (p.n > 65536)
-  for (int64_t i = 0; i < static_cast<int64_t>(p.n); ++i) {
-    const double v = p.w[i];
-    const auto pos = std::upper_bound(first_value.begin(), first_value.end(), v) - first_value.begin();
-    out.labels[static_cast<size_t>(i)] = static_cast<int32_t>(std::max<int64_t>(0, pos - 1));
-  }
+  for (int64_t i = 0; i < static_cast<int64_t>(p.n); ++i)
+    out.labels[static_cast<size_t>(i)] = exact_row::label(p.w[i], first_value.data(), m);
   out.iterations = 1;
   out.converged = true;
   std::vector<int64_t> counts(static_cast<size_t>(m));

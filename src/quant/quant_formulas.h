@@ -64,6 +64,25 @@ NQ_HD inline bool closer_to_upper(float w, double c_lo, double c_hi) {
   return fmul(b, b) < fmul(a, a);
 }
 
+// First position of the sorted ws[0, n) whose value goes to c_hi rather than c_lo (the λ = 0 sorted path's
+// cluster boundary), by std::partition_point's bisection sequence (libstdc++ and libc++ alike). Written out so the
+// device takes the very same probes: where rounding makes closer_to_upper non-monotone (centres a few ulps apart,
+// values far away) another bisection could stop elsewhere.
+template <class Index>
+NQ_HD inline Index sorted_boundary(const float* ws, Index n, double c_lo, double c_hi) {
+  Index first = 0, len = n;
+  while (len > 0) {
+    const Index half = len >> 1;
+    if (!closer_to_upper(ws[first + half], c_lo, c_hi)) {
+      first += half + 1;
+      len -= half + 1;
+    } else {
+      len = half;
+    }
+  }
+  return first;
+}
+
 // Weighted moments about `shift` of a run of sorted values: S0 = Σh, S1 = Σh·x, S2 = Σh·x² (x = w − shift) — the
 // sums every sorted path keeps (prefix tables, items of the exact DP, the device's row drivers). One step, written
 // once, so that every place that must agree bit for bit adds the same products in the same way.
@@ -76,6 +95,19 @@ NQ_HD inline void add_moments(Moments& m, float w, double h, double shift) {
   m.s0 = fadd(m.s0, h);
   m.s1 = fadd(m.s1, hx);
   m.s2 = fadd(m.s2, fmul(hx, x));
+}
+
+// The sorted paths' exact-representation shortcut (nq::quantize: k ≥ the number of distinct values gives one level
+// per value): for sorted ws[0, n), n ≥ 1, writes the distinct values (the first of each run) to levels and returns
+// how many, or returns 0 and writes nothing when there are more than k.
+NQ_HD inline int exact_representation(const float* ws, int n, int k, double* levels) {
+  int distinct = 0;
+  for (int i = 0; i < n && distinct <= k; ++i) distinct += (i == 0 || ws[i] != ws[i - 1]);
+  if (distinct > k) return 0;
+  int m = 0;
+  for (int i = 0; i < n; ++i)
+    if (i == 0 || ws[i] != ws[i - 1]) levels[m++] = ws[i];
+  return m;
 }
 
 // Weighted within-cluster scatter of an interval from its sums S0 = Σh, S1 = Σh·x, S2 = Σh·x² (x = w − shift):

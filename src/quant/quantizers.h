@@ -117,7 +117,8 @@ std::vector<QuantizeResult> quantize_rows_kmeans(const float* w, const float* h,
 // pass stay where they were computed; take_labels moves out those of the latest pass (this process's values).
 struct AssignPass {
   std::function<void(const double* centers, const double* code_len, int k, double lambda, AssignAccum& out)> run;
-  // Optional: several codebooks over one read of the data (ResidentValues::assign_accumulate_multi), no labels.
+  // Several codebooks over one read of the data (ResidentValues::assign_accumulate_multi), no labels. local_pass
+  // sets it (ecsq_iterate_lambdas needs it); the sharded driver's pass does not.
   std::function<void(const CodebookBatch& books, std::vector<AssignAccum>& out)> run_multi;
   std::function<std::vector<int32_t>()> take_labels;
 };
@@ -149,8 +150,8 @@ AssignPass local_pass(const Problem& p);
 // ECSQ iterations from `init` for one λ over n_total values (n_local of them here) — λ = 0 is weighted Lloyd.
 RawResult ecsq_iterate(const AssignPass& pass, size_t n_total, size_t n_local, const std::vector<double>& init,
                        double lambda, const QuantizeParams& q);
-// ecsq_iterate at every λ of `lambdas` in lockstep: each pass serves all unfinished runs (run_multi when the pass
-// has it), then one labelled pass per run. Result m equals ecsq_iterate(…, lambdas[m], q) bit for bit.
+// ecsq_iterate at every λ of `lambdas` in lockstep: each pass (run_multi) serves all unfinished runs, then one
+// labelled pass per run. Result m equals ecsq_iterate(…, lambdas[m], q) bit for bit.
 std::vector<RawResult> ecsq_iterate_lambdas(const AssignPass& pass, size_t n_total, size_t n_local,
                                             const std::vector<double>& init, const std::vector<double>& lambdas,
                                             const QuantizeParams& q);

@@ -133,22 +133,6 @@ NQ_HD inline Sums range(const Workspace& w, int a, int b, double shift) {
   return {y.s0 - x.s0, y.s1 - x.s1, y.s2 - x.s2};
 }
 
-// First sorted position whose value goes to c_hi rather than c_lo: the bisection sequence of std::partition_point
-// (libstdc++ and libc++ alike), so the answer is the host's even where rounding makes the predicate non-monotone.
-NQ_HD inline int boundary(const float* ws, int n, double c_lo, double c_hi) {
-  int first = 0, len = n;
-  while (len > 0) {
-    const int half = len >> 1;
-    if (!closer_to_upper(ws[first + half], c_lo, c_hi)) {
-      first += half + 1;
-      len -= half + 1;
-    } else {
-      len = half;
-    }
-  }
-  return first;
-}
-
 // Worker 0: the initial centres, ascending and distinct (init_centers without the sort, which is the identity
 // for both rules; duplicates removed as std::unique does). Returns their number.
 NQ_HD inline int initial_centres(const Workspace& w, int n, const Params& p, double shift) {
@@ -186,17 +170,13 @@ NQ_HD void solve(const Team& team, const Workspace& w, int n, const Params& p, i
   if (team.rank() == 0) {
     st.shift = w.ws[n / 2];
     build_tables(w, n, st.shift);
-    int distinct = 0;
-    for (int i = 0; i < n; ++i) distinct += (i == 0 || w.ws[i] != w.ws[i - 1]);
     st.iterations = 0;
     st.converged = 1;
     st.stop = 0;
     st.prev_count = 0;
     st.prev_obj = infinity();
-    if (p.k >= distinct) {  // exact representation: one level per distinct value (the first of each run)
-      int m = 0;
-      for (int i = 0; i < n; ++i)
-        if (i == 0 || w.ws[i] != w.ws[i - 1]) w.c[m++] = w.ws[i];
+    // The shortcut writes c only when taken, so a given start there survives otherwise.
+    if (const int m = exact_representation(w.ws, n, p.k, w.c)) {
       st.k = m;
       st.stop = 1;
     } else {
@@ -210,7 +190,7 @@ NQ_HD void solve(const Team& team, const Workspace& w, int n, const Params& p, i
     const int k = st.k;
     const double shift = st.shift;
     // Assignment: cluster j = sorted positions [bounds[j], bounds[j + 1]).
-    for (int j = 1 + team.rank(); j < k; j += team.size()) w.raw[j] = boundary(w.ws, n, w.c[j - 1], w.c[j]);
+    for (int j = 1 + team.rank(); j < k; j += team.size()) w.raw[j] = sorted_boundary(w.ws, n, w.c[j - 1], w.c[j]);
     team.sync();
     if (team.rank() == 0) {
       w.bounds[0] = 0;

@@ -18,12 +18,7 @@ namespace {
 // exact_row's DP (labels by cluster start). Returns the iteration count quantize() reports (0 or 1).
 int exact_row_on_host(const quant::exact_row::Scratch& xs, const float* ws, const float* hs, const float* w, int n,
                       int k, double* centers, double* first_value, int32_t* labels, int32_t& count) {
-  int distinct = 0;
-  for (int i = 0; i < n; ++i) distinct += (i == 0 || ws[i] != ws[i - 1]);
-  if (k >= distinct) {
-    int m = 0;
-    for (int i = 0; i < n; ++i)
-      if (i == 0 || ws[i] != ws[i - 1]) centers[m++] = ws[i];
+  if (const int m = quant::exact_representation(ws, n, k, centers)) {
     count = m;
     const quant::NearestThresholds rule(std::vector<double>(centers, centers + m));
     for (int i = 0; i < n; ++i) labels[i] = rule.label(w[i]);

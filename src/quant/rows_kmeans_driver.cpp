@@ -50,18 +50,12 @@ std::vector<QuantizeResult> quantize_rows_kmeans(const float* w, const float* h,
     }
   }
 
-  RowsKmeansJob job;
-  job.w = w;
-  job.h = h;
-  job.row_begin = row_begin.data();
-  job.rows = rows;
+  RowsKmeansJob job;  // the settings every slice shares; the data pointers are set per slice below
   job.k = q.k;
   job.init =
       static_cast<int>(q.init == Init::kQuantile ? row_lloyd::InitRule::kQuantile : row_lloyd::InitRule::kLinear);
   job.max_iter = q.max_iter;
   job.tol = q.tol;
-  job.initial = any_warm ? initial.data() : nullptr;
-  job.initial_count = any_warm ? initial_count.data() : nullptr;
   job.exact = exact;
   const size_t n = static_cast<size_t>(row_begin.back());
   std::vector<double> centers(static_cast<size_t>(rows) * k);

@@ -40,9 +40,7 @@ SortedData::Sums SortedData::range(size_t a, size_t b) const {
 }
 
 size_t SortedData::boundary(double c_lo, double c_hi) const {
-  return static_cast<size_t>(std::partition_point(ws_.begin(), ws_.end(),
-                                                  [&](float v) { return !closer_to_upper(v, c_lo, c_hi); }) -
-                             ws_.begin());
+  return sorted_boundary(ws_.data(), ws_.size(), c_lo, c_hi);
 }
 
 std::vector<double> distinct_values(const SortedData& s) {
