@@ -23,6 +23,10 @@ void label_histogram(const int32_t*, size_t, int, int64_t*) { unavailable("label
 std::unique_ptr<quant::ResidentValues> make_resident_values(const float*, const float*, size_t) {
   unavailable("make_resident_values");
 }
+std::unique_ptr<quant::ResidentRows> make_resident_rows(const float*, const float*, const int64_t*, int64_t,
+                                                        const uint8_t*) {
+  unavailable("make_resident_rows");
+}
 void rows_kmeans(const quant::RowsKmeansJob&, const quant::RowsKmeansOut&) { unavailable("rows_kmeans"); }
 void select_pruned(const quant::PruneArrays&, int64_t) { unavailable("select_pruned"); }
 }  // namespace nq::cuda

@@ -79,20 +79,6 @@ void EcsqRun::step(const AssignAccum& acc) {
   for (size_t j = 0; j < c_.size(); ++j) l_[j] = -std::log2(cnt[j] / n_);
 }
 
-RawResult ecsq_iterate(const AssignPass& pass, size_t n_total, size_t n_local, const std::vector<double>& init,
-                       double lambda, const QuantizeParams& q) {
-  EcsqRun run(init, lambda, n_total, q);
-  AssignAccum acc;
-  while (!run.done()) {
-    pass.run(run.centers().data(), run.code_len().data(), static_cast<int>(run.centers().size()), lambda, acc);
-    run.step(acc);
-  }
-  RawResult out = run.take_result();
-  out.labels = pass.take_labels();
-  NQ_ASSERT(out.labels.size() == n_local);
-  return out;
-}
-
 std::vector<RawResult> ecsq_iterate_lambdas(const AssignPass& pass, size_t n_total, size_t n_local,
                                             const std::vector<double>& init, const std::vector<double>& lambdas,
                                             const QuantizeParams& q) {
@@ -128,10 +114,6 @@ std::vector<RawResult> ecsq_iterate_lambdas(const AssignPass& pass, size_t n_tot
   return out;
 }
 
-RawResult ecsq_run(const Problem& p, const std::vector<double>& init, double lambda, const QuantizeParams& q) {
-  return ecsq_iterate(local_pass(p), p.n, p.n, init, lambda, q);
-}
-
 std::vector<double> ecsq_init(const SortedData& s, const QuantizeParams& q) {
   const int kmax = static_cast<int>(std::min<size_t>(static_cast<size_t>(std::max(1, q.k)), s.distinct()));
   return !q.initial_centers.empty()              ? warm_start(q)
@@ -145,39 +127,102 @@ RawResult ecsq_driver(const Problem& p, const SortedData& s, const QuantizeParam
   return ecsq_search(local_pass(p), p.n, p.n, ecsq_init(s, q), d0, q);
 }
 
+EcsqSearch::EcsqSearch(std::vector<double> init, double d0, size_t n_total, const QuantizeParams& q)
+    : q_(q), init_(std::move(init)), n_total_(n_total), rate_(target_rate_bits(q)), d0_(d0),
+      phase_(rate_ > 0 ? Phase::kZero : Phase::kFixed), run_(init_, 0.0, n_total, q) {
+  NQ_ASSERT_MSG(!init_.empty(), "ECSQ search without a starting codebook");
+  start(phase_ == Phase::kFixed ? q.lambda : 0.0);
+}
+
+void EcsqSearch::start(double lambda) { run_ = EcsqRun(init_, lambda, n_total_, q_); }
+
+bool EcsqSearch::step(const AssignAccum& acc) {
+  NQ_ASSERT(!done_);
+  run_.step(acc);
+  became_best_ = false;
+  if (run_.done()) finish_run();
+  return became_best_;
+}
+
+void EcsqSearch::finish_run() {
+  const std::vector<double> last_c = run_.last_centers(), last_l = run_.last_code_len();
+  RawResult r = run_.take_result();
+  const double hbits = r.history.back().entropy;
+  auto keep = [&] {
+    best_ = std::move(r);
+    best_c_ = last_c;
+    best_l_ = last_l;
+    became_best_ = true;
+  };
+  switch (phase_) {
+    case Phase::kFixed:
+      keep();
+      done_ = true;
+      return;
+    case Phase::kZero: {
+      // The λ = 0 rate is the most ECSQ reaches from k_max centres; beyond it that point is the answer.
+      best_err_ = std::fabs(hbits - rate_);
+      keep();
+      if (rate_ >= hbits) { done_ = true; return; }
+      // λ in distortion units per bit: the weighted variance D0 is the distortion of one cluster (H = 0), so
+      // λ ≈ D0 collapses everything; bisect log λ between D0·1e-9 and a λ that reaches the target.
+      const double d0 = d0_ > 0 ? d0_ : 1e-30;
+      lo_ = std::log(d0 * 1e-9);
+      hi_ = std::log(d0);
+      phase_ = Phase::kGrow;
+      grow_ = 0;
+      start(std::exp(hi_));
+      return;
+    }
+    case Phase::kGrow:
+      if (hbits > rate_ && ++grow_ < 40) {  // at most 40 tries, ×4 each
+        hi_ += std::log(4.0);
+        start(std::exp(hi_));
+        return;
+      }
+      if (hbits > rate_) hi_ += std::log(4.0);
+      phase_ = Phase::kBisect;
+      bisect_ = 0;
+      next_bisection();
+      return;
+    case Phase::kBisect: {
+      const double err = std::fabs(hbits - rate_);
+      if (err < best_err_) {
+        best_err_ = err;
+        keep();
+      }
+      if (hbits > rate_) lo_ = mid_; else hi_ = mid_;
+      if (hi_ - lo_ < 1e-9) { done_ = true; return; }
+      ++bisect_;
+      next_bisection();
+      return;
+    }
+  }
+}
+
+void EcsqSearch::next_bisection() {
+  if (bisect_ >= 50 || !(best_err_ > 0.005 * rate_)) {
+    done_ = true;
+    return;
+  }
+  mid_ = 0.5 * (lo_ + hi_);
+  start(std::exp(mid_));
+}
+
 RawResult ecsq_search(const AssignPass& pass, size_t n_total, size_t n_local, const std::vector<double>& init,
                       double d0, const QuantizeParams& q) {
-  auto run_at = [&](const std::vector<double>& c, double lambda) {
-    return ecsq_iterate(pass, n_total, n_local, c, lambda, q);
-  };
-  const double rate = target_rate_bits(q);
-  if (rate <= 0) return run_at(init, q.lambda);
-
-  // Target rate: the λ = 0 rate is the most ECSQ reaches from k_max centres; beyond it return that point.
-  RawResult r0 = run_at(init, 0.0);
-  const double h0 = r0.history.back().entropy;
-  if (rate >= h0) return r0;
-  // λ in distortion units per bit: the weighted variance D0 is the distortion of one cluster (H = 0), so
-  // λ ≈ D0 collapses everything; bisect log λ between D0·1e-9 and a λ that reaches the target.
-  if (!(d0 > 0)) d0 = 1e-30;
-  double lo = std::log(d0 * 1e-9), hi = std::log(d0);
-  for (int i = 0; i < 40; ++i) {
-    RawResult r = run_at(init, std::exp(hi));
-    if (r.history.back().entropy <= rate) break;
-    hi += std::log(4.0);
+  EcsqSearch search(init, d0, n_total, q);
+  std::vector<int32_t> labels;
+  AssignAccum acc;
+  while (!search.done()) {
+    const EcsqRun& run = search.run();
+    pass.run(run.centers().data(), run.code_len().data(), static_cast<int>(run.centers().size()), run.lambda(), acc);
+    if (search.step(acc)) labels = pass.take_labels();  // the labels of the best run's last pass
   }
-  RawResult best = std::move(r0);
-  double best_err = std::fabs(h0 - rate);
-  for (int it = 0; it < 50 && best_err > 0.005 * rate; ++it) {
-    const double mid = 0.5 * (lo + hi);
-    RawResult r = run_at(init, std::exp(mid));
-    const double hbits = r.history.back().entropy;
-    const double err = std::fabs(hbits - rate);
-    if (err < best_err) { best_err = err; best = std::move(r); }
-    if (hbits > rate) lo = mid; else hi = mid;
-    if (hi - lo < 1e-9) break;
-  }
-  return best;
+  RawResult out = search.take_result();
+  out.labels = std::move(labels);
+  NQ_ASSERT(out.labels.size() == n_local);
+  return out;
 }
 
 }  // namespace nq::quant

@@ -103,6 +103,22 @@ class ResidentValues {
   virtual std::vector<int32_t> take_labels() = 0;
 };
 
+// (f) Many rows resident together, for the row/group ECSQ driver: every unfinished row (and λ) of a tensor
+// shares each pass, so a pass over thousands of rows is one launch instead of thousands of tiny ones. Row r is
+// values [row_begin[r], row_begin[r + 1]) of w (and h); `weighted` (nullable: every row weighted when h is given)
+// says per row whether it uses h — a row whose importances are all 0 runs unweighted, as quantize() runs it.
+// The CUDA backend uploads w and h once; the CPU backend reads them in place (they must outlive the object).
+class ResidentRows {
+ public:
+  virtual ~ResidentRows() = default;
+  // One pass: task i is row rows[i] (a row may appear in several tasks) under codebook i of `books`
+  // (books.size() tasks, op (a)'s contract each). out[i] (out resized to the task count) is bit for bit what
+  // op (a) of the same backend returns for that row alone. labels: nullptr (not written) or Σ_i len(rows[i])
+  // entries, task i's labels starting after the lengths of the tasks before it.
+  virtual void assign_accumulate(const int64_t* rows, const CodebookBatch& books, int32_t* labels,
+                                 std::vector<AssignAccum>& out) = 0;
+};
+
 // (e) Many small problems (the rows or groups of a model) solved at once by the per-row k-means driver of
 // row_lloyd.h, or with `exact` by the optimal 1-D k-means of exact_row.h: row r is values
 // [row_begin[r], row_begin[r + 1]) of w (and h). For every row the result is bit for bit what nq::quantize returns
@@ -193,6 +209,10 @@ inline int64_t check_rows_kmeans_job(const RowsKmeansJob& job) {
   void label_histogram(const int32_t* labels, size_t n, int k, int64_t* counts);                              \
   /* (d) See ResidentValues; h == nullptr means every importance is 1. */                                      \
   std::unique_ptr<::nq::quant::ResidentValues> make_resident_values(const float* w, const float* h, size_t n); \
+  /* (f) See ResidentRows; rows + 1 ascending offsets from 0. */                                              \
+  std::unique_ptr<::nq::quant::ResidentRows> make_resident_rows(const float* w, const float* h,               \
+                                                                const int64_t* row_begin, int64_t rows,      \
+                                                                const uint8_t* weighted);                    \
   /* (e) See RowsKmeansJob. */                                                                                  \
   void rows_kmeans(const ::nq::quant::RowsKmeansJob& job, const ::nq::quant::RowsKmeansOut& out);             \
   /* (g) See PruneArrays; 0 <= count <= the arrays' total. */                                                   \
@@ -232,6 +252,8 @@ void ops_prefix_sums(Backend backend, const float* ws, const float* hs, size_t n
                      double* ph, double* phx, double* phx2);
 void ops_label_histogram(Backend backend, const int32_t* labels, size_t n, int k, int64_t* counts);
 std::unique_ptr<ResidentValues> ops_make_resident_values(Backend backend, const float* w, const float* h, size_t n);
+std::unique_ptr<ResidentRows> ops_make_resident_rows(Backend backend, const float* w, const float* h,
+                                                     const int64_t* row_begin, int64_t rows, const uint8_t* weighted);
 void ops_rows_kmeans(Backend backend, const RowsKmeansJob& job, const RowsKmeansOut& out);
 void ops_select_pruned(Backend backend, const PruneArrays& arrays, int64_t count);
 

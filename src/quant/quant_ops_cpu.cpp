@@ -575,10 +575,59 @@ class CpuResidentValues final : public quant::ResidentValues {
   std::vector<int32_t> labels_;
 };
 
+// quant_ops.h (f): the rows read in place; tasks in parallel, each one op (a) call on its row (a single task keeps
+// op (a)'s own threads). Op (a)'s sums do not depend on the thread count, so out[i] is its bits.
+class CpuResidentRows final : public quant::ResidentRows {
+ public:
+  CpuResidentRows(const float* w, const float* h, const int64_t* row_begin, int64_t rows, const uint8_t* weighted)
+      : w_(w), h_(h), begin_(row_begin, row_begin + rows + 1) {
+    if (h && weighted) weighted_.assign(weighted, weighted + rows);
+  }
+  void assign_accumulate(const int64_t* rows, const quant::CodebookBatch& books, int32_t* labels,
+                         std::vector<quant::AssignAccum>& out) override {
+    const int64_t tasks = books.size();
+    out.resize(static_cast<size_t>(tasks));
+    std::vector<int64_t> label_at(static_cast<size_t>(tasks) + 1, 0);
+    for (int64_t i = 0; i < tasks; ++i) {
+      const int64_t r = rows[i];
+      NQ_CHECK(r >= 0 && r + 1 < static_cast<int64_t>(begin_.size()), ErrorCode::kInvalidArgument,
+               "resident rows: task " << i << " names row " << r << " of " << begin_.size() - 1);
+      label_at[static_cast<size_t>(i) + 1] = label_at[static_cast<size_t>(i)] + begin_[r + 1] - begin_[r];
+    }
+#pragma omp parallel for schedule(dynamic, 4) if (tasks > 1)
+    for (int64_t i = 0; i < tasks; ++i) {
+      const size_t t = static_cast<size_t>(i);
+      const int64_t r = rows[i];
+      const float* h = h_ && (weighted_.empty() || weighted_[static_cast<size_t>(r)]) ? h_ + begin_[r] : nullptr;
+      const size_t o = static_cast<size_t>(books.offsets[t]);
+      cpu::assign_accumulate(w_ + begin_[r], h, static_cast<size_t>(begin_[r + 1] - begin_[r]),
+                             books.centers.data() + o, books.code_len.data() + o, books.k(static_cast<int>(i)),
+                             books.lambda[t], labels ? labels + label_at[t] : nullptr, out[t]);
+    }
+  }
+
+ private:
+  const float* w_;
+  const float* h_;
+  std::vector<int64_t> begin_;
+  std::vector<uint8_t> weighted_;
+};
+
 }  // namespace
 
 std::unique_ptr<quant::ResidentValues> make_resident_values(const float* w, const float* h, size_t n) {
   return std::make_unique<CpuResidentValues>(w, h, n);
+}
+
+std::unique_ptr<quant::ResidentRows> make_resident_rows(const float* w, const float* h, const int64_t* row_begin,
+                                                        int64_t rows, const uint8_t* weighted) {
+  NQ_CHECK(rows >= 0 && row_begin && row_begin[0] == 0, ErrorCode::kInvalidArgument,
+           "resident rows: missing row offsets");
+  for (int64_t r = 0; r < rows; ++r)
+    NQ_CHECK(row_begin[r + 1] >= row_begin[r], ErrorCode::kInvalidArgument,
+             "resident rows: row " << r << " has negative length");
+  NQ_CHECK(rows == 0 || row_begin[rows] == 0 || w, ErrorCode::kInvalidArgument, "resident rows: null values");
+  return std::make_unique<CpuResidentRows>(w, h, row_begin, rows, weighted);
 }
 
 }  // namespace nq::cpu
@@ -608,6 +657,10 @@ void ops_label_histogram(Backend backend, const int32_t* labels, size_t n, int k
 }
 std::unique_ptr<ResidentValues> ops_make_resident_values(Backend backend, const float* w, const float* h, size_t n) {
   NQ_QUANT_DISPATCH(backend, make_resident_values(w, h, n));
+}
+std::unique_ptr<ResidentRows> ops_make_resident_rows(Backend backend, const float* w, const float* h,
+                                                     const int64_t* row_begin, int64_t rows, const uint8_t* weighted) {
+  NQ_QUANT_DISPATCH(backend, make_resident_rows(w, h, row_begin, rows, weighted));
 }
 void ops_rows_kmeans(Backend backend, const RowsKmeansJob& job, const RowsKmeansOut& out) {
   NQ_QUANT_DISPATCH(backend, rows_kmeans(job, out));

@@ -265,14 +265,16 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
     }
     solve(j, w.data(), weighted ? h.data() : nullptr, w.size(), q);
   };
-  // Rows and groups of k-means (Lloyd or exact): each tensor's problems at once through op (e) (on the GPU one CTA
-  // per row with the whole Lloyd driver on chip, or one thread per row for exact), with the same results as one
-  // quantize() per problem. What it cannot take runs below.
+  // Rows and groups of k-means (Lloyd or exact) and ECSQ: each tensor's problems at once, with the same results as
+  // one quantize() per problem. k-means through op (e) (on the GPU one CTA per row with the whole Lloyd driver on
+  // chip, or one thread per row for exact); ECSQ through op (f) (every row's search shares each pass). What op (e)
+  // cannot take runs below.
   std::vector<char> solved(problems.size(), 0);
   const bool by_rows = params.scope.kind == ScopeKind::kRow || params.scope.kind == ScopeKind::kGroup;
   const bool sorted_path =
       qp.method == Method::kKmeans || qp.method == Method::kHwKmeans || qp.method == Method::kExact;
-  if (by_rows && lambdas.empty() && sorted_path) {
+  const bool rows_ecsq = qp.method == Method::kEcsq;
+  if (by_rows && ((lambdas.empty() && sorted_path) || rows_ecsq)) {
     const bool warm_given = params.initial_codebooks.size() == problems.size();
     for (const Prepared& p : prep) {
       const QuantizedTensor& qt = out.tensors[p.tensor];
@@ -299,12 +301,19 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
         for (size_t j = first; j < first + count; ++j) warm.push_back(&params.initial_codebooks[j]);
       const float* w = pruned ? gw.data() : p.w.data();
       const float* h = weighted ? (pruned ? gh.data() : p.h.data()) : nullptr;
-      std::vector<QuantizeResult> r = quant::quantize_rows_kmeans(w, h, begin, qp, out.backend, warm);
-      if (r.empty()) continue;
-      for (size_t j = 0; j < count; ++j) {
-        results[first + j] = std::move(r[j]);
-        solved[first + j] = 1;
+      if (rows_ecsq) {  // op (f): every row's search (and λ) shares each pass
+        std::vector<std::vector<QuantizeResult>> r =
+            quant::quantize_rows_ecsq(w, h, begin, qp, out.backend, warm, lambdas,
+                                      quant::rows_ecsq_slice_values(out.backend));
+        for (size_t m = 0; m < nsets; ++m)
+          for (size_t j = 0; j < count; ++j) sets[m][first + j] = std::move(r[m][j]);
+      } else {  // op (e)
+        std::vector<QuantizeResult> r = quant::quantize_rows_kmeans(w, h, begin, qp, out.backend, warm);
+        if (r.empty()) continue;
+        for (size_t j = 0; j < count; ++j) results[first + j] = std::move(r[j]);
       }
+      std::fill(solved.begin() + static_cast<ptrdiff_t>(first), solved.begin() + static_cast<ptrdiff_t>(first + count),
+                char{1});
       done += static_cast<int64_t>(count);
       progress.update(done);
     }

@@ -96,7 +96,6 @@ RawResult lloyd_sorted(const Problem& p, const SortedData& s, const QuantizePara
 RawResult exact_dp(const Problem& p, const SortedData& s, const QuantizeParams& q);        // exact
 RawResult uniform_quantize(const Problem& p, double step, int max_cells);                  // one Δ
 RawResult uniform_driver(const Problem& p, const QuantizeParams& q);                       // Δ or target
-RawResult ecsq_run(const Problem& p, const std::vector<double>& init, double lambda, const QuantizeParams& q);
 RawResult ecsq_driver(const Problem& p, const SortedData& s, const QuantizeParams& q);     // λ or target
 
 // kmeans / hw-kmeans / exact on many small problems at once through op (e) (the rows or groups of one tensor):
@@ -124,7 +123,7 @@ struct AssignPass {
 };
 
 // One ECSQ run between passes: the codebook to pass next, and what each pass's sums make of it (the body of
-// ecsq_iterate's loop), so that runs at several λ can share every pass.
+// ECSQ's loop), so that runs at several λ, or of several rows, can share every pass.
 class EcsqRun {
  public:
   EcsqRun(const std::vector<double>& init, double lambda, size_t n_total, const QuantizeParams& q);
@@ -145,21 +144,73 @@ class EcsqRun {
   bool done_ = false;
   RawResult out_;
 };
+// ecsq_search between passes: q.lambda alone, or for a target rate the runs of the λ search (λ = 0, then λ grown
+// until the rate is reached, then bisection on log λ), every run an EcsqRun from the same start. A driver feeds it
+// one pass at a time, so the rows of a tensor can search side by side and share their passes (op (f)).
+class EcsqSearch {
+ public:
+  // init: the starting codebook (not empty); d0: the weighted variance (1/N) Σ h (w − mean)².
+  EcsqSearch(std::vector<double> init, double d0, size_t n_total, const QuantizeParams& q);
+  bool done() const { return done_; }
+  const EcsqRun& run() const { return run_; }  // the run whose codebook the next pass uses (while !done())
+  // Consumes the pass over run()'s codebook. True when that pass ended a run which is now the best one: its labels
+  // are the result's, so a driver that keeps each pass's labels takes them now.
+  bool step(const AssignAccum& acc);
+  // The best run's codebook of its last pass with its λ: a pass over it gives the result's labels.
+  const std::vector<double>& label_centers() const { return best_c_; }
+  const std::vector<double>& label_code_len() const { return best_l_; }
+  double label_lambda() const { return best_.lambda; }
+  RawResult take_result() { return std::move(best_); }  // everything but the labels
+
+ private:
+  enum class Phase { kFixed, kZero, kGrow, kBisect };
+  void start(double lambda);
+  void finish_run();  // the current run ended: record it and move the search on
+  void next_bisection();
+
+  QuantizeParams q_;
+  std::vector<double> init_;
+  size_t n_total_;
+  double rate_, d0_;
+  Phase phase_;
+  EcsqRun run_;
+  RawResult best_;
+  std::vector<double> best_c_, best_l_;
+  double best_err_ = 0, lo_ = 0, hi_ = 0, mid_ = 0;
+  int grow_ = 0, bisect_ = 0;
+  bool done_ = false, became_best_ = false;
+};
+
 // Uploads p's values once (ResidentValues) and passes over them as often as the driver asks.
 AssignPass local_pass(const Problem& p);
-// ECSQ iterations from `init` for one λ over n_total values (n_local of them here) — λ = 0 is weighted Lloyd.
-RawResult ecsq_iterate(const AssignPass& pass, size_t n_total, size_t n_local, const std::vector<double>& init,
-                       double lambda, const QuantizeParams& q);
-// ecsq_iterate at every λ of `lambdas` in lockstep: each pass (run_multi) serves all unfinished runs, then one
-// labelled pass per run. Result m equals ecsq_iterate(…, lambdas[m], q) bit for bit.
+// The runs at every λ of `lambdas` from one start in lockstep: each pass (run_multi) serves all unfinished runs,
+// then one labelled pass per run. Result m equals ecsq_search(…, q with λ = lambdas[m] and no target) bit for bit.
 std::vector<RawResult> ecsq_iterate_lambdas(const AssignPass& pass, size_t n_total, size_t n_local,
                                             const std::vector<double>& init, const std::vector<double>& lambdas,
                                             const QuantizeParams& q);
 // ECSQ's starting codebook for a problem: the warm start, every distinct value when k reaches them, else the init rule.
 std::vector<double> ecsq_init(const SortedData& s, const QuantizeParams& q);
-// q.lambda, or the target rate of q by bisection on log λ; d0: the weighted variance (1/N) Σ h (w − mean)².
+// q.lambda, or the target rate of q by bisection on log λ (EcsqSearch); d0: the weighted variance.
 RawResult ecsq_search(const AssignPass& pass, size_t n_total, size_t n_local, const std::vector<double>& init,
                       double d0, const QuantizeParams& q);
+
+// ECSQ (q.lambda or a target rate, or every λ of `lambdas` when given: no target then) on the rows or groups of one
+// tensor through op (f): problem j is values [row_begin[j], row_begin[j + 1]) of w (h: nullptr when unweighted;
+// both validated by the caller),
+// warm[j] (nullptr or empty: none) its starting codebook. Every problem's search advances one pass at a time and
+// all unfinished ones share each pass; a last pass labels them all. Returns sets[m][j] = exactly what
+// nq::quantize (quantize_lambdas for λ m) returns for problem j alone, but results[j].backend is `backend` and the
+// call's time is shared out by size. Rows go in slices of at most slice_values values per λ, one op (f) object and
+// one lockstep each (the GPU's way: a pass is one launch over thousands of rows); slice_values = 0 runs every row
+// alone, rows in parallel on the host threads (the CPU's way: a row stays in cache through all its passes and no
+// pass waits for the slowest row). rows_ecsq_slice_values(backend) picks.
+std::vector<std::vector<QuantizeResult>> quantize_rows_ecsq(const float* w, const float* h,
+                                                            const std::vector<int64_t>& row_begin,
+                                                            const QuantizeParams& q, Backend backend,
+                                                            const std::vector<const std::vector<float>*>& warm,
+                                                            const std::vector<double>& lambdas,
+                                                            int64_t slice_values);
+inline int64_t rows_ecsq_slice_values(Backend backend) { return backend == Backend::kCuda ? kRowsSliceValues : 0; }
 
 // The importance tensor of weight tensor `name` must exist (importance_shape non-null), have its shape and a
 // float dtype: kShapeMismatch / kInvalidArgument naming the tensor otherwise (quantize_model and the sharded one).

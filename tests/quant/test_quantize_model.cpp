@@ -102,9 +102,10 @@ TEST(QuantizeModel, ScopesMatchDirectProblems) {
   EXPECT_EQ(q.tensors[1].stats.hw_distortion, 0.0);
 }
 
-// Rows and groups of k-means run through op (e) together; every problem's codebook and indices must be what one
-// quantize() of that problem's (unpruned) values gives — with pruning, awkward group sizes, a row whose
-// importances are all zero, every init rule (kmeans++ takes the one-by-one path) and partial warm starts.
+// Rows and groups of k-means run through op (e) together, those of ECSQ through op (f); every problem's codebook
+// and indices must be what one quantize() of that problem's (unpruned) values gives — with pruning, awkward group
+// sizes, a row whose importances are all zero, every init rule (k-means with kmeans++ takes the one-by-one path),
+// partial warm starts, and for ECSQ a given λ or a target rate.
 TEST(QuantizeModel, RowAndGroupScopesEqualOneQuantizePerProblem) {
   TensorSet model;
   model.add(Tensor::from_f32("a.weight", {9, 130}, student_t(9 * 130, 61)));
@@ -118,7 +119,7 @@ TEST(QuantizeModel, RowAndGroupScopesEqualOneQuantizePerProblem) {
     fixed.add(imp.at("b.weight"));
     imp = fixed;
   }
-  for (const Method m : {Method::kHwKmeans, Method::kKmeans, Method::kExact})
+  for (const Method m : {Method::kHwKmeans, Method::kKmeans, Method::kExact, Method::kEcsq})
     for (const std::string scope : {"row", "group:37"})
       for (const Init init : {Init::kLinear, Init::kQuantile, Init::kKmeansPP})
         for (const double prune : {0.0, 0.3})
@@ -128,6 +129,10 @@ TEST(QuantizeModel, RowAndGroupScopesEqualOneQuantizePerProblem) {
             ModelQuantizeParams p = mparams(m, 5, scope);
             p.quant.init = init;
             p.prune = prune;
+            if (m == Method::kEcsq) {  // pruned: a target rate; else a given λ
+              p.quant.lambda = 3e-5;
+              p.quant.target_bits = prune > 0 ? 1.5 : 0.0;
+            }
             if (warm) {  // every other problem starts from a codebook of its own
               const QuantizedModel cold = quantize_model(model, &imp, p);
               p.initial_codebooks.resize(cold.codebooks.size());

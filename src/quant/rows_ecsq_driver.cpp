@@ -1,0 +1,178 @@
+// The row/group scopes' ECSQ through op (f): every row (and λ) of a tensor runs its own search (EcsqSearch, the
+// same state machine nq::quantize runs), and all unfinished searches share each pass — on the GPU one launch
+// over thousands of rows instead of thousands of launches of a few thousand values each. The host keeps the
+// per-row state and does each step (k-sized work per row); only the passes over the values go to the backend.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <memory>
+
+#include "netquant/error.h"
+#include "quant/quant_ops.h"
+#include "quant/quantizers.h"
+
+namespace nq::quant {
+
+namespace {
+
+// One search: row `row` of the slice under the parameters of λ set `set`.
+struct Task {
+  int64_t row = 0;
+  size_t set = 0;
+  std::unique_ptr<EcsqSearch> search;
+};
+
+// Runs every task's search to its end, then labels each from its best codebook in one more pass.
+void run_tasks(ResidentRows& values, std::vector<Task>& tasks, const std::vector<int64_t>& slice_begin,
+               std::vector<std::vector<int32_t>>& labels) {
+  std::vector<AssignAccum> accs;
+  for (;;) {
+    std::vector<size_t> live;
+    std::vector<int64_t> rows;
+    CodebookBatch books;
+    for (size_t t = 0; t < tasks.size(); ++t) {
+      if (tasks[t].search->done()) continue;
+      const EcsqRun& run = tasks[t].search->run();
+      books.add(run.centers().data(), run.code_len().data(), static_cast<int>(run.centers().size()), run.lambda());
+      rows.push_back(tasks[t].row);
+      live.push_back(t);
+    }
+    if (live.empty()) break;
+    values.assign_accumulate(rows.data(), books, nullptr, accs);
+#pragma omp parallel for schedule(dynamic, 16) if (live.size() > 1)
+    for (int64_t i = 0; i < static_cast<int64_t>(live.size()); ++i)
+      tasks[live[static_cast<size_t>(i)]].search->step(accs[static_cast<size_t>(i)]);
+  }
+  // The labels of each best run's last pass: the assignment is deterministic, so one pass over that codebook
+  // writes exactly them.
+  CodebookBatch books;
+  std::vector<int64_t> rows;
+  size_t total = 0;
+  for (const Task& task : tasks) {
+    const EcsqSearch& s = *task.search;
+    books.add(s.label_centers().data(), s.label_code_len().data(), static_cast<int>(s.label_centers().size()),
+              s.label_lambda());
+    rows.push_back(task.row);
+    total += static_cast<size_t>(slice_begin[task.row + 1] - slice_begin[task.row]);
+  }
+  std::vector<int32_t> all(total);
+  if (!tasks.empty()) values.assign_accumulate(rows.data(), books, all.data(), accs);
+  labels.resize(tasks.size());
+  size_t at = 0;
+  for (size_t t = 0; t < tasks.size(); ++t) {
+    const size_t len = static_cast<size_t>(slice_begin[tasks[t].row + 1] - slice_begin[tasks[t].row]);
+    labels[t].assign(all.begin() + static_cast<ptrdiff_t>(at), all.begin() + static_cast<ptrdiff_t>(at + len));
+    at += len;
+  }
+}
+
+}  // namespace
+
+std::vector<std::vector<QuantizeResult>> quantize_rows_ecsq(const float* w, const float* h,
+                                                            const std::vector<int64_t>& row_begin,
+                                                            const QuantizeParams& q, Backend backend,
+                                                            const std::vector<const std::vector<float>*>& warm,
+                                                            const std::vector<double>& lambdas,
+                                                            int64_t slice_values) {
+  const auto t0 = std::chrono::steady_clock::now();
+  check_quantize_params(q);
+  NQ_ASSERT(q.method == Method::kEcsq);
+  const int64_t rows = static_cast<int64_t>(row_begin.size()) - 1;
+  NQ_ASSERT(rows >= 0 && (warm.empty() || static_cast<int64_t>(warm.size()) == rows));
+  // The parameters of each λ set: q itself, or q at λ m with no target (what quantize_lambdas runs).
+  std::vector<QuantizeParams> sets(lambdas.empty() ? 1 : lambdas.size(), q);
+  if (!lambdas.empty()) {
+    NQ_CHECK(q.target_bits == 0 && q.target_ratio == 0, ErrorCode::kInvalidArgument,
+             "quantize_lambdas: for ecsq at given λ values (no target rate)");
+    for (size_t m = 0; m < lambdas.size(); ++m) {
+      NQ_CHECK(lambdas[m] >= 0 && std::isfinite(lambdas[m]), ErrorCode::kInvalidArgument,
+               "lambda must be finite and >= 0, got " << lambdas[m]);
+      sets[m].lambda = lambdas[m];
+    }
+  }
+  const size_t nsets = sets.size();
+
+  // Each row as quantize() sees it (the caller has validated the values): its importances only when some are
+  // positive.
+  std::vector<Problem> problems(static_cast<size_t>(rows));
+  std::vector<uint8_t> weighted(static_cast<size_t>(rows), 0);
+  for (int64_t r = 0; r < rows; ++r) {
+    Problem& p = problems[static_cast<size_t>(r)];
+    p.w = w + row_begin[r];
+    p.n = static_cast<size_t>(row_begin[r + 1] - row_begin[r]);
+    p.backend = backend;
+    if (h && std::any_of(h + row_begin[r], h + row_begin[r + 1], [](float v) { return v > 0; })) {
+      p.h = h + row_begin[r];
+      weighted[static_cast<size_t>(r)] = 1;
+    }
+  }
+
+  std::vector<std::vector<QuantizeResult>> out(nsets, std::vector<QuantizeResult>(static_cast<size_t>(rows)));
+  // Rows [r0, r1) in one op (f) object: their searches from the starting codebooks ecsq_driver makes (sorted
+  // values, the init rule or the warm start, D0) to the labelled results.
+  auto solve_slice = [&](int64_t r0, int64_t r1) {
+    std::vector<int64_t> slice_begin(row_begin.begin() + r0, row_begin.begin() + r1 + 1);
+    for (int64_t& b : slice_begin) b -= row_begin[r0];
+    std::vector<Task> tasks;
+    for (int64_t r = r0; r < r1; ++r)
+      if (problems[static_cast<size_t>(r)].n > 0)
+        for (size_t m = 0; m < nsets; ++m) tasks.push_back({r - r0, m, nullptr});
+#pragma omp parallel for schedule(dynamic, 4) if (tasks.size() > nsets)
+    for (int64_t i = 0; i < static_cast<int64_t>(tasks.size()); ++i) {
+      if (tasks[static_cast<size_t>(i)].set > 0) continue;  // the λ sets of a row share one start, made below
+      const int64_t r = r0 + tasks[static_cast<size_t>(i)].row;
+      const Problem& p = problems[static_cast<size_t>(r)];
+      QuantizeParams qr = q;
+      if (!warm.empty() && warm[static_cast<size_t>(r)])
+        qr.initial_centers.assign(warm[static_cast<size_t>(r)]->begin(), warm[static_cast<size_t>(r)]->end());
+      const SortedData s(p);
+      const SortedData::Sums all = s.range(0, s.size());
+      const double d0 = interval_scatter(all.s0, all.s1, all.s2) / static_cast<double>(p.n);
+      const std::vector<double> init = ecsq_init(s, qr);
+      for (size_t m = 0; m < nsets; ++m)
+        tasks[static_cast<size_t>(i) + m].search = std::make_unique<EcsqSearch>(init, d0, p.n, sets[m]);
+    }
+
+    std::unique_ptr<ResidentRows> values =
+        ops_make_resident_rows(backend, w + row_begin[r0], h ? h + row_begin[r0] : nullptr, slice_begin.data(),
+                               r1 - r0, h ? weighted.data() + r0 : nullptr);
+    std::vector<std::vector<int32_t>> labels;
+    run_tasks(*values, tasks, slice_begin, labels);
+    values.reset();
+
+#pragma omp parallel for schedule(dynamic, 16) if (tasks.size() > nsets)
+    for (int64_t i = 0; i < static_cast<int64_t>(tasks.size()); ++i) {
+      Task& task = tasks[static_cast<size_t>(i)];
+      const size_t r = static_cast<size_t>(r0 + task.row);
+      RawResult raw = task.search->take_result();
+      raw.labels = std::move(labels[static_cast<size_t>(i)]);
+      out[task.set][r] = finalize(problems[r], std::move(raw));
+    }
+  };
+  if (slice_values <= 0) {
+#pragma omp parallel for schedule(dynamic, 1) if (rows > 1)
+    for (int64_t r = 0; r < rows; ++r) solve_slice(r, r + 1);
+  } else {
+    const int64_t per_slice = std::max<int64_t>(1, slice_values / static_cast<int64_t>(nsets));
+    for (int64_t r0 = 0; r0 < rows;) {
+      int64_t r1 = r0 + 1;
+      while (r1 < rows && row_begin[r1 + 1] - row_begin[r0] <= per_slice) ++r1;
+      solve_slice(r0, r1);
+      r0 = r1;
+    }
+  }
+
+  // An empty row gets what quantize() returns for n = 0; every result says where it ran and its share of the time.
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double n_all = static_cast<double>(std::max<int64_t>(row_begin.back(), 1));
+  for (size_t m = 0; m < nsets; ++m)
+    for (int64_t r = 0; r < rows; ++r) {
+      QuantizeResult& res = out[m][static_cast<size_t>(r)];
+      res.backend = backend;
+      res.seconds = seconds * static_cast<double>(problems[static_cast<size_t>(r)].n) / n_all /
+                    static_cast<double>(nsets);
+    }
+  return out;
+}
+
+}  // namespace nq::quant
