@@ -37,8 +37,10 @@ void run_or_abort_job(const std::function<void()>& work);
 // so the result is bitwise the same for any number of ranks, one included. Rank 0 gathers the indices and
 // returns the whole model; the other ranks return an empty one.
 // Methods: kmeans and hw-kmeans (Lloyd on the blocks, each sorted once, then nearest-level labels) and ecsq (λ
-// or a target rate, assign+accumulate passes); init linear; CPU backend; pruning and every importance
-// transform as in quantize_model.
+// or a target rate, assign+accumulate passes); init linear; pruning and every importance transform as in
+// quantize_model. Backend: k-means runs on the CPU (--backend cuda is kUnsupported); ECSQ's passes run on each
+// rank's GPU with --backend cuda, or with auto when every rank has one (then bitwise the same for any number of
+// ranks among CUDA runs, and within the last bits of the CPU's sums).
 struct ShardedQuantizeInfo {
   int ranks = 1;
   int64_t local_weights = 0;       // weights this rank read

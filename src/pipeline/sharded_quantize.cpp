@@ -87,7 +87,8 @@ void check_params(const ModelQuantizeParams& params) {
   NQ_CHECK(q.init == Init::kLinear, ErrorCode::kUnsupported,
            "sharded quantization starts from --init linear (" << init_name(q.init)
                                                                << " needs the sorted weights on one rank)");
-  NQ_CHECK(q.backend != Backend::kCuda, ErrorCode::kUnsupported, "sharded quantization runs on the CPU backend");
+  NQ_CHECK(q.backend != Backend::kCuda || q.method == Method::kEcsq, ErrorCode::kUnsupported,
+           "sharded " << traits.name << " runs on the CPU backend (Lloyd on sorted blocks); --backend cuda is for ecsq");
   NQ_CHECK(q.k >= 1, ErrorCode::kInvalidArgument, traits.name << ": k must be >= 1, got " << q.k);
   NQ_CHECK(q.max_iter >= 1, ErrorCode::kInvalidArgument, "max_iter must be >= 1, got " << q.max_iter);
   NQ_CHECK(q.lambda >= 0 && std::isfinite(q.lambda), ErrorCode::kInvalidArgument,
@@ -280,7 +281,13 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
   ShardedQuantizeInfo stats;
   stats.ranks = group.size;
   QuantizeParams qp = params.quant;
+  // ECSQ's passes run on each rank's GPU when every rank has one (auto) or when asked (cuda); k-means's sorted
+  // blocks stay on the host. All ranks must agree: the per-block sums of the two backends differ in the last bits.
   qp.backend = Backend::kCpu;
+  if (qp.method == Method::kEcsq && params.quant.backend != Backend::kCpu) {
+    const bool here = resolve_backend(params.quant.backend) == Backend::kCuda;
+    if (dist::min(here ? 1.0 : 0.0) > 0) qp.backend = Backend::kCuda;
+  }
   const bool weighted = !importance_path.empty() && method_traits(qp.method).uses_importance;
 
   // ---- the layout: quantized tensors, fixed blocks, this rank's run of blocks ----
@@ -344,13 +351,33 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
   // ---- the pass: the local op over this rank's blocks, then the blocks folded in order over the ranks ----
   const float* hk = weighted ? shard.kept_h.data() : nullptr;
   std::vector<quant::AssignAccum> parts;
+  // On CUDA the blocks are op (f)'s rows, resident on the device; each pass lists every block under the same
+  // codebook. A block's sums are op (a)'s on that block alone, so they do not depend on the split either.
+  std::unique_ptr<quant::ResidentRows> device_blocks;
+  std::vector<int64_t> block_rows;
+  if (qp.backend == Backend::kCuda) {
+    std::vector<int64_t> begin{0};
+    for (const size_t e : shard.kept_end) begin.push_back(static_cast<int64_t>(e));
+    device_blocks = quant::ops_make_resident_rows(Backend::kCuda, shard.kept_w.data(), hk, begin.data(),
+                                                  static_cast<int64_t>(shard.kept_end.size()), nullptr);
+    for (size_t b = 0; b < shard.kept_end.size(); ++b) block_rows.push_back(static_cast<int64_t>(b));
+  }
+  auto local_pass = [&](const double* centers, const double* code_len, int k, double lambda, int32_t* labels) {
+    if (!device_blocks) {
+      cpu::assign_accumulate_segments(shard.kept_w.data(), hk, shard.kept_end.data(), shard.kept_end.size(), centers,
+                                      code_len, k, lambda, labels, parts);
+      return;
+    }
+    quant::CodebookBatch books;
+    for (size_t b = 0; b < block_rows.size(); ++b) books.add(centers, code_len, k, lambda);
+    device_blocks->assign_accumulate(block_rows.data(), books, labels, parts);
+  };
   std::optional<Progress> progress;  // rank 0 draws it
   if (group.is_root()) progress.emplace("quantize (sharded)", qp.max_iter);
   auto fold_pass = [&](const double* centers, const double* code_len, int k, double lambda, int32_t* labels,
                        quant::AssignAccum& out) {
     auto t0 = Clock::now();
-    cpu::assign_accumulate_segments(shard.kept_w.data(), hk, shard.kept_end.data(), shard.kept_end.size(), centers,
-                                    code_len, k, lambda, labels, parts);
+    local_pass(centers, code_len, k, lambda, labels);
     stats.compute_seconds += seconds_since(t0);
     t0 = Clock::now();
     const size_t ku = static_cast<size_t>(k);
@@ -384,11 +411,29 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
   };
   std::vector<int32_t> pass_labels;  // this rank's labels of the latest pass
   quant::AssignPass pass;
-  pass.run = [&](const double* centers, const double* code_len, int k, double lambda, quant::AssignAccum& out) {
-    pass_labels.resize(n_local);
-    fold_pass(centers, code_len, k, lambda, pass_labels.data(), out);
-  };
-  pass.take_labels = [&] { return std::move(pass_labels); };
+  if (!device_blocks) {
+    pass.run = [&](const double* centers, const double* code_len, int k, double lambda, quant::AssignAccum& out) {
+      pass_labels.resize(n_local);
+      fold_pass(centers, code_len, k, lambda, pass_labels.data(), out);
+    };
+    pass.take_labels = [&] { return std::move(pass_labels); };
+  } else {
+    // Labels stay on the device until asked for; then one local pass over the latest codebook writes them (the
+    // assignment is deterministic, so they are that pass's labels).
+    auto latest = std::make_shared<quant::CodebookBatch>();
+    pass.run = [&, latest](const double* centers, const double* code_len, int k, double lambda,
+                           quant::AssignAccum& out) {
+      fold_pass(centers, code_len, k, lambda, nullptr, out);
+      *latest = quant::CodebookBatch();
+      latest->add(centers, code_len, k, lambda);
+    };
+    pass.take_labels = [&, latest] {
+      std::vector<int32_t> labels(n_local);
+      NQ_ASSERT(latest->size() == 1);
+      local_pass(latest->centers.data(), latest->code_len.data(), latest->k(0), latest->lambda[0], labels.data());
+      return labels;
+    };
+  }
 
   // ---- the method ----
   quant::RawResult raw;
@@ -479,7 +524,7 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
   QuantizedModel out;
   out.method = qp.method;
   out.scope = params.scope;
-  out.backend = Backend::kCpu;
+  out.backend = qp.backend;
   if (!group.is_root()) return out;
 
   // ---- rank 0: the whole model ----

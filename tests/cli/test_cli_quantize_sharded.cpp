@@ -160,6 +160,11 @@ TEST_F(ShardedCli, UnsupportedOptionsAreClearErrors) {
     EXPECT_NE(r.err.find("sharded quantization"), std::string::npos) << options << ": " << r.err;
     EXPECT_FALSE(exists(file("x.nq")));
   }
+  // k-means's sorted blocks stay on the host: asking for CUDA is unsupported (exit 3), whatever the machine.
+  const CliRun r = run(quantize_args("--sharded --method hw-kmeans --backend cuda", file("x.nq")));
+  EXPECT_EQ(r.status, 3);
+  EXPECT_NE(r.err.find("sharded hw-kmeans runs on the CPU backend"), std::string::npos) << r.err;
+  EXPECT_FALSE(exists(file("x.nq")));
 }
 
 }  // namespace

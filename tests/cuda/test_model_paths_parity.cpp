@@ -1,0 +1,149 @@
+// Model-level CUDA paths against the CPU backend: row/group ECSQ through op (f) (every row's λ search sharing each
+// launch) and the sharded driver's ECSQ passes over device-resident blocks. The fp64 sums of the two backends
+// differ in their last bits, so results agree to rounding (a few indices at near ties), and each CUDA path must
+// give the same bits run after run. Skips itself without a device.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "netquant/backend.h"
+#include "netquant/distributed.h"
+#include "netquant/io.h"
+#include "netquant/quantize.h"
+
+namespace nq {
+namespace {
+
+#define NQ_REQUIRE_CUDA() \
+  if (!::nq::cuda_available()) GTEST_SKIP() << "no CUDA device"
+
+TensorSet make_model(uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::student_t_distribution<double> t(3.0);
+  TensorSet m;
+  const std::vector<std::vector<int64_t>> shapes = {{37, 4099}, {300, 33}, {5, 20000}};
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    std::vector<float> v(static_cast<size_t>(shapes[i][0] * shapes[i][1]));
+    for (float& x : v) x = static_cast<float>(0.05 * t(rng));
+    m.add(Tensor::from_f32("layer" + std::to_string(i) + ".weight", shapes[i], v));
+  }
+  return m;
+}
+TensorSet make_importance(const TensorSet& model, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::gamma_distribution<double> g(0.7, 2.0);
+  TensorSet s;
+  for (const Tensor& t : model) {
+    std::vector<float> v(static_cast<size_t>(t.numel()));
+    for (size_t i = 0; i < v.size(); ++i) v[i] = i % 17 == 0 ? 0.0f : static_cast<float>(g(rng));
+    s.add(Tensor::from_f32(t.name(), t.shape(), v));
+  }
+  return s;
+}
+
+double rel_diff(double a, double b) { return std::fabs(a - b) / std::max({std::fabs(a), std::fabs(b), 1e-300}); }
+
+void expect_same_bits(const QuantizedModel& a, const QuantizedModel& b) {
+  ASSERT_EQ(a.codebooks, b.codebooks);
+  ASSERT_EQ(a.tensors.size(), b.tensors.size());
+  for (size_t t = 0; t < a.tensors.size(); ++t) EXPECT_EQ(a.tensors[t].indices, b.tensors[t].indices);
+}
+
+// Codebooks level for level within rounding, totals close, and few indices apart.
+void expect_close(const QuantizedModel& cpu, const QuantizedModel& gpu) {
+  ASSERT_EQ(cpu.codebooks.size(), gpu.codebooks.size());
+  size_t levels_apart = 0;
+  for (size_t j = 0; j < cpu.codebooks.size(); ++j) levels_apart += cpu.codebooks[j].size() != gpu.codebooks[j].size();
+  EXPECT_LE(levels_apart, cpu.codebooks.size() / 100 + 1) << "problems whose level counts differ";
+  EXPECT_LE(rel_diff(cpu.total.hw_distortion, gpu.total.hw_distortion), 1e-4);
+  EXPECT_NEAR(cpu.total.entropy_bits_per_weight, gpu.total.entropy_bits_per_weight, 1e-3);
+  size_t n = 0, differ = 0;
+  for (size_t t = 0; t < cpu.tensors.size(); ++t) {
+    const auto& a = cpu.tensors[t].indices;
+    const auto& b = gpu.tensors[t].indices;
+    ASSERT_EQ(a.size(), b.size());
+    n += a.size();
+    for (size_t i = 0; i < a.size(); ++i) differ += a[i] != b[i];
+  }
+  EXPECT_LE(differ, n / 1000 + 2) << "indices differ beyond rounding";
+}
+
+TEST(CudaModelParity, RowAndGroupEcsqOnTheDevice) {
+  NQ_REQUIRE_CUDA();
+  const TensorSet model = make_model(3);
+  const TensorSet imp = make_importance(model, 4);
+  for (const std::string scope : {"row", "group:1000"})
+    for (const bool target : {false, true}) {
+      SCOPED_TRACE(scope + (target ? " target 1.5 bits" : " lambda 2e-5"));
+      ModelQuantizeParams p;
+      p.quant.method = Method::kEcsq;
+      p.quant.k = 16;
+      p.quant.max_iter = 40;
+      p.quant.lambda = 2e-5;
+      if (target) p.quant.target_bits = 1.5;
+      p.scope = parse_scope(scope);
+      p.prune = 0.2;
+      p.quant.backend = Backend::kCpu;
+      const QuantizedModel cpu = quantize_model(model, &imp, p);
+      p.quant.backend = Backend::kCuda;
+      const QuantizedModel gpu = quantize_model(model, &imp, p);
+      EXPECT_EQ(gpu.backend, Backend::kCuda);
+      expect_close(cpu, gpu);
+      expect_same_bits(gpu, quantize_model(model, &imp, p));
+      // Several λ in one call: each equals its own call on the device, bit for bit.
+      if (!target) {
+        const std::vector<double> lambdas = {0.0, 2e-5, 3e-4};
+        const std::vector<QuantizedModel> batch = quantize_model_lambdas(model, &imp, p, lambdas);
+        ASSERT_EQ(batch.size(), lambdas.size());
+        for (size_t m = 0; m < lambdas.size(); ++m) {
+          ModelQuantizeParams one = p;
+          one.quant.lambda = lambdas[m];
+          expect_same_bits(batch[m], quantize_model(model, &imp, one));
+        }
+      }
+    }
+}
+
+TEST(CudaModelParity, ShardedEcsqPassesOnTheDevice) {
+  NQ_REQUIRE_CUDA();
+  char tmpl[] = "/tmp/nq_cuda_sharded_XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  const TensorSet model = make_model(5);
+  const TensorSet imp = make_importance(model, 6);
+  write_safetensors(dir + "/model.safetensors", model);
+  write_safetensors(dir + "/imp.safetensors", imp);
+  for (const bool target : {false, true}) {
+    SCOPED_TRACE(target ? "target 2 bits" : "lambda 1e-5");
+    ModelQuantizeParams p;
+    p.quant.method = Method::kEcsq;
+    p.quant.k = 32;
+    p.quant.max_iter = 30;
+    p.quant.lambda = 1e-5;
+    if (target) p.quant.target_bits = 2.0;
+    p.prune = 0.1;
+    p.quant.backend = Backend::kCpu;
+    const QuantizedModel cpu = quantize_model_sharded(dir + "/model.safetensors", dir + "/imp.safetensors", p);
+    p.quant.backend = Backend::kCuda;
+    ShardedQuantizeInfo info;
+    const QuantizedModel gpu = quantize_model_sharded(dir + "/model.safetensors", dir + "/imp.safetensors", p, &info);
+    EXPECT_EQ(gpu.backend, Backend::kCuda);
+    EXPECT_GT(info.passes, 2);
+    expect_close(cpu, gpu);
+    expect_same_bits(gpu, quantize_model_sharded(dir + "/model.safetensors", dir + "/imp.safetensors", p));
+    // The in-process quantizer on the device reaches the same solution to rounding.
+    p.scope = parse_scope("global");
+    expect_close(cpu, quantize_model(model, &imp, p));
+  }
+  std::remove((dir + "/model.safetensors").c_str());
+  std::remove((dir + "/imp.safetensors").c_str());
+  ::rmdir(dir.c_str());
+}
+
+}  // namespace
+}  // namespace nq
