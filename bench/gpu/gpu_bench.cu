@@ -3,9 +3,10 @@
 //   name  size  median_ms  GB/s  %copy  (extra)
 // Workloads: fused assign+accumulate at N = 1e8 and 1e9 (when memory allows), k = 16, 32, 256, λ = 0 and > 0;
 // per-row k-means (rows of 4096, k = 16, 50 iterations, 1e9 weights or what fits); a 64-point λ sweep at N = 1e8
-// run to convergence with warm starts (a host loop of single passes), and the same 64 λ through
-// nq::quantize_lambdas (all λ in lockstep, one launch per pass, end to end); LeNet-5 batch 1024 Hessian pass vs
-// gradient pass.
+// run to convergence with warm starts (a host loop of single passes); LeNet-5 batch 1024 Hessian pass vs gradient
+// pass; one ECSQ pass of op (f) over 2^18 rows of 4096 (k = 16, λ > 0, a codebook per row) and row-scope ECSQ
+// through quantize_model on 8192 such rows, end to end; and, last, the same 64 λ
+// through nq::quantize_lambdas (all λ in lockstep, one launch per pass, end to end).
 // Usage: nq_gpu_bench [--quick]   (--quick: N = 1e7, fewer repetitions — for a smoke test)
 #include <cuda_runtime.h>
 
@@ -15,6 +16,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -357,6 +359,93 @@ void bench_sweep_lockstep(size_t n) {
   report("lambda sweep lockstep k=32", static_cast<double>(n), ms, 8.0 * n * static_cast<double>(iters), extra);
 }
 
+// Op (f): one ECSQ assignment pass over many rows at once (the row/group driver's pass): rows of 4096, each under its
+// own k = 16 codebook with λ > 0, through the resident-rows object (w and h uploaded once, before timing; a pass
+// uploads one table per row and downloads each row's sums). GB/s counts w and h read once. The CPU op (a) runs the
+// first 512 rows one by one (one block each: one core) on the same data for the speed-up per weight; their counts
+// must equal the device's.
+void bench_rows_ecsq(int64_t rows, int reps, const char* note) {
+  const int64_t len = 4096;
+  const int k = 16;
+  const double lambda = 1e-5;
+  const size_t n = static_cast<size_t>(rows * len);
+  std::vector<float> w, h;
+  host_data(n, 13, w, h);
+  std::vector<int64_t> begin(static_cast<size_t>(rows) + 1), task_rows(static_cast<size_t>(rows));
+  for (int64_t r = 0; r <= rows; ++r) begin[static_cast<size_t>(r)] = r * len;
+  for (int64_t r = 0; r < rows; ++r) task_rows[static_cast<size_t>(r)] = r;
+  const Codebook cb = uniform_codebook(k, -0.15, 0.15);
+  nq::quant::CodebookBatch books;
+  for (int64_t r = 0; r < rows; ++r) books.add(cb.c.data(), cb.l.data(), k, lambda);
+  std::vector<nq::quant::AssignAccum> out;
+  double ms = 0;
+  {
+    const std::unique_ptr<nq::quant::ResidentRows> values =
+        nq::cuda::make_resident_rows(w.data(), h.data(), begin.data(), rows, nullptr);
+    ms = time_ms([&] { values->assign_accumulate(task_rows.data(), books, nullptr, out); }, reps, 1);
+  }
+  // The CPU op (a) on the first rows, one row at a time.
+  const int64_t cpu_rows = std::min<int64_t>(rows, 512);
+  std::vector<nq::quant::AssignAccum> cpu(static_cast<size_t>(cpu_rows));
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int64_t r = 0; r < cpu_rows; ++r)
+    nq::cpu::assign_accumulate(w.data() + r * len, h.data() + r * len, static_cast<size_t>(len), cb.c.data(),
+                               cb.l.data(), k, lambda, nullptr, cpu[static_cast<size_t>(r)]);
+  const double cpu_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  int64_t differ = 0;
+  for (int64_t r = 0; r < cpu_rows; ++r)
+    differ += cpu[static_cast<size_t>(r)].count != out[static_cast<size_t>(r)].count;
+  const double speedup = (cpu_ms / static_cast<double>(cpu_rows * len)) / (ms / static_cast<double>(n));
+  char extra[240];
+  std::snprintf(extra, sizeof extra,
+                "rows=%lld x 4096%s, k=16, lambda=%g, one pass end to end (tables up, sums down); CPU op (a) row by "
+                "row (one core) %.0fx slower/weight; %s",
+                static_cast<long long>(rows), note, lambda, speedup,
+                differ == 0 ? "counts equal CPU" : "counts DIFFER from CPU");
+  report("rows ECSQ pass k=16", static_cast<double>(n), ms, 8.0 * n, extra);
+}
+
+// Row-scope ECSQ end to end through nq::quantize_model (--scope row --backend cuda): every row's search on the host,
+// every pass over all unfinished rows one op (f) launch. The CPU backend runs the first 64 rows as a model of its
+// own in the same run (all host threads, each row alone) for the speed-up per weight.
+void bench_rows_ecsq_model(int64_t rows) {
+  const int64_t len = 4096;
+  const size_t n = static_cast<size_t>(rows * len);
+  std::vector<float> w, h;
+  host_data(n, 17, w, h);
+  auto model_of = [&](int64_t r, std::vector<float>& v) {
+    nq::TensorSet m;
+    m.add(nq::Tensor::from_f32("fc.weight", {r, len}, std::vector<float>(v.begin(), v.begin() + r * len)));
+    return m;
+  };
+  nq::ModelQuantizeParams p;
+  p.quant.method = nq::Method::kEcsq;
+  p.quant.k = 16;
+  p.quant.lambda = 1e-5;
+  p.quant.max_iter = 50;
+  p.scope = nq::parse_scope("row");
+  const int64_t cpu_rows = std::min<int64_t>(rows, 64);
+  const nq::TensorSet gm = model_of(rows, w), gi = model_of(rows, h), cm = model_of(cpu_rows, w),
+                      ci = model_of(cpu_rows, h);
+  p.quant.backend = nq::Backend::kCuda;
+  auto t0 = std::chrono::steady_clock::now();
+  const nq::QuantizedModel g = nq::quantize_model(gm, &gi, p);
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  p.quant.backend = nq::Backend::kCpu;
+  t0 = std::chrono::steady_clock::now();
+  const nq::QuantizedModel c = nq::quantize_model(cm, &ci, p);
+  const double cpu_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  size_t differ = 0;
+  for (size_t i = 0; i < c.tensors[0].indices.size(); ++i) differ += c.tensors[0].indices[i] != g.tensors[0].indices[i];
+  const double speedup = (cpu_ms / static_cast<double>(cpu_rows * len)) / (ms / static_cast<double>(n));
+  char extra[240];
+  std::snprintf(extra, sizeof extra,
+                "rows=%lld x 4096, k=16, lambda=1e-5, <=50 iterations per row, end to end; CPU backend (all threads, "
+                "first 64 rows) %.1fx slower/weight; %zu of %zu indices differ from it",
+                static_cast<long long>(rows), speedup, differ, c.tensors[0].indices.size());
+  report("rows ECSQ model k=16", static_cast<double>(n), ms, 0, extra);
+}
+
 void bench_hessian(int reps) {
   using nq::nn::Network;
   const int64_t batch = 1024;
@@ -418,6 +507,11 @@ int main(int argc, char** argv) {
     bench_huffman_pack(quick ? size_t{10000000} : size_t{100000000});
     bench_select_pruned(quick ? size_t{10000000} : size_t{100000000});
     bench_hessian(reps);
+    // 2^18 rows of 4096 (about 1e9 weights): w and h (8 GB) on the device plus a host copy, or 2^16 rows.
+    const bool full_rows = !quick && free_b > size_t{12} * 1000 * 1000 * 1000;
+    bench_rows_ecsq(quick ? int64_t{1} << 12 : full_rows ? int64_t{1} << 18 : int64_t{1} << 16, quick ? 3 : 5,
+                    quick || full_rows ? "" : " (2^16 rows: device memory)");
+    bench_rows_ecsq_model(quick ? 512 : 8192);
     // Last: end to end with 64 host finalizes of 1e8 indices, the longest line (the step's time cap may end it).
     bench_sweep_lockstep(quick ? size_t{10000000} : size_t{100000000});
   } catch (const std::exception& e) {

@@ -99,13 +99,13 @@ if want sanitize; then
   # A reduced parity run under the sanitizers (they slow kernels 10-100x).
   step "$LIMIT" "memcheck (reduced parity)" "$LOGS/memcheck.log" env NQ_CUDA_PARITY_QUICK=1 compute-sanitizer \
     --tool memcheck --leak-check full --error-exitcode 9 "$TEST" --gtest_brief=1 \
-    --gtest_filter='CudaQuantParity.*:CudaCodingParity.*:CudaNnParity/0.*'
+    --gtest_filter='CudaQuantParity.*:CudaCodingParity.*:CudaNnParity/0.*:CudaModelParity.*'
   step "$LIMIT" "racecheck (reduced parity)" "$LOGS/racecheck.log" env NQ_CUDA_PARITY_QUICK=1 compute-sanitizer \
     --tool racecheck --error-exitcode 9 "$TEST" --gtest_brief=1 \
-    --gtest_filter='CudaQuantParity.AssignAccumulate*:CudaQuantParity.Prefix*:CudaQuantParity.RowsKmeans*:CudaQuantParity.MultiCodebook*:CudaQuantParity.SelectPruned*:CudaQuantParity.LabelHistogram*:CudaCodingParity.*'
+    --gtest_filter='CudaQuantParity.AssignAccumulate*:CudaQuantParity.Prefix*:CudaQuantParity.RowsKmeans*:CudaQuantParity.MultiCodebook*:CudaQuantParity.ResidentRows*:CudaQuantParity.SelectPruned*:CudaQuantParity.LabelHistogram*:CudaCodingParity.*'
   step "$LIMIT" "synccheck (reduced parity)" "$LOGS/synccheck.log" env NQ_CUDA_PARITY_QUICK=1 compute-sanitizer \
     --tool synccheck --error-exitcode 9 "$TEST" --gtest_brief=1 \
-    --gtest_filter='CudaQuantParity.AssignAccumulateMatchesCpu:CudaQuantParity.RowsKmeans*:CudaCodingParity.*'
+    --gtest_filter='CudaQuantParity.AssignAccumulateMatchesCpu:CudaQuantParity.ResidentRowsEqual*:CudaQuantParity.RowsKmeans*:CudaCodingParity.*'
 fi
 if want bench; then
   step "$LIMIT" "benchmarks" "$LOGS/bench.txt" "$BUILD/nq_gpu_bench" ${NQ_GPU_BENCH_ARGS:-}

@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <exception>
 #include <cmath>
 #include <cstring>
 
@@ -580,7 +581,8 @@ class CpuResidentValues final : public quant::ResidentValues {
 class CpuResidentRows final : public quant::ResidentRows {
  public:
   CpuResidentRows(const float* w, const float* h, const int64_t* row_begin, int64_t rows, const uint8_t* weighted)
-      : w_(w), h_(h), begin_(row_begin, row_begin + rows + 1) {
+      : w_(w), h_(h), begin_{0} {
+    if (rows > 0) begin_.assign(row_begin, row_begin + rows + 1);
     if (h && weighted) weighted_.assign(weighted, weighted + rows);
   }
   void assign_accumulate(const int64_t* rows, const quant::CodebookBatch& books, int32_t* labels,
@@ -594,16 +596,24 @@ class CpuResidentRows final : public quant::ResidentRows {
                "resident rows: task " << i << " names row " << r << " of " << begin_.size() - 1);
       label_at[static_cast<size_t>(i) + 1] = label_at[static_cast<size_t>(i)] + begin_[r + 1] - begin_[r];
     }
+    // An exception must not leave an OpenMP region: the first one (in task order) is kept and rethrown after it.
+    std::vector<std::exception_ptr> failed(static_cast<size_t>(tasks));
 #pragma omp parallel for schedule(dynamic, 4) if (tasks > 1)
     for (int64_t i = 0; i < tasks; ++i) {
       const size_t t = static_cast<size_t>(i);
       const int64_t r = rows[i];
       const float* h = h_ && (weighted_.empty() || weighted_[static_cast<size_t>(r)]) ? h_ + begin_[r] : nullptr;
       const size_t o = static_cast<size_t>(books.offsets[t]);
-      cpu::assign_accumulate(w_ + begin_[r], h, static_cast<size_t>(begin_[r + 1] - begin_[r]),
-                             books.centers.data() + o, books.code_len.data() + o, books.k(static_cast<int>(i)),
-                             books.lambda[t], labels ? labels + label_at[t] : nullptr, out[t]);
+      try {
+        cpu::assign_accumulate(w_ + begin_[r], h, static_cast<size_t>(begin_[r + 1] - begin_[r]),
+                               books.centers.data() + o, books.code_len.data() + o, books.k(static_cast<int>(i)),
+                               books.lambda[t], labels ? labels + label_at[t] : nullptr, out[t]);
+      } catch (...) {
+        failed[t] = std::current_exception();
+      }
     }
+    for (const std::exception_ptr& e : failed)
+      if (e) std::rethrow_exception(e);
   }
 
  private:
@@ -621,7 +631,7 @@ std::unique_ptr<quant::ResidentValues> make_resident_values(const float* w, cons
 
 std::unique_ptr<quant::ResidentRows> make_resident_rows(const float* w, const float* h, const int64_t* row_begin,
                                                         int64_t rows, const uint8_t* weighted) {
-  NQ_CHECK(rows >= 0 && row_begin && row_begin[0] == 0, ErrorCode::kInvalidArgument,
+  NQ_CHECK(rows >= 0 && (rows == 0 || (row_begin && row_begin[0] == 0)), ErrorCode::kInvalidArgument,
            "resident rows: missing row offsets");
   for (int64_t r = 0; r < rows; ++r)
     NQ_CHECK(row_begin[r + 1] >= row_begin[r], ErrorCode::kInvalidArgument,

@@ -7,6 +7,8 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -22,11 +24,19 @@ namespace {
 #define NQ_REQUIRE_CUDA() \
   if (!::nq::cuda_available()) GTEST_SKIP() << "no CUDA device"
 
+// NQ_CUDA_PARITY_QUICK=1 (the compute-sanitizer runs): a smaller model and fewer iterations.
+bool quick() {
+  const char* q = std::getenv("NQ_CUDA_PARITY_QUICK");
+  return q && *q && std::strcmp(q, "0") != 0;
+}
+
 TensorSet make_model(uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::student_t_distribution<double> t(3.0);
   TensorSet m;
-  const std::vector<std::vector<int64_t>> shapes = {{37, 4099}, {300, 33}, {5, 20000}};
+  const std::vector<std::vector<int64_t>> shapes =
+      quick() ? std::vector<std::vector<int64_t>>{{5, 4099}, {30, 33}, {2, 20000}}
+              : std::vector<std::vector<int64_t>>{{37, 4099}, {300, 33}, {5, 20000}};
   for (size_t i = 0; i < shapes.size(); ++i) {
     std::vector<float> v(static_cast<size_t>(shapes[i][0] * shapes[i][1]));
     for (float& x : v) x = static_cast<float>(0.05 * t(rng));
@@ -83,7 +93,7 @@ TEST(CudaModelParity, RowAndGroupEcsqOnTheDevice) {
       ModelQuantizeParams p;
       p.quant.method = Method::kEcsq;
       p.quant.k = 16;
-      p.quant.max_iter = 40;
+      p.quant.max_iter = quick() ? 8 : 40;
       p.quant.lambda = 2e-5;
       if (target) p.quant.target_bits = 1.5;
       p.scope = parse_scope(scope);
@@ -123,7 +133,7 @@ TEST(CudaModelParity, ShardedEcsqPassesOnTheDevice) {
     ModelQuantizeParams p;
     p.quant.method = Method::kEcsq;
     p.quant.k = 32;
-    p.quant.max_iter = 30;
+    p.quant.max_iter = quick() ? 8 : 30;
     p.quant.lambda = 1e-5;
     if (target) p.quant.target_bits = 2.0;
     p.prune = 0.1;

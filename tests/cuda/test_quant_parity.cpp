@@ -338,6 +338,237 @@ TEST(CudaQuantParity, QuantizeLambdasOnTheDeviceEqualsQuantizePerLambda) {
   }
 }
 
+// Op (f): many rows resident together. A tensor of rows of awkward lengths (empty, shorter than one quad of four,
+// several accumulation blocks), some rows with all-zero importances (flagged unweighted, as the row driver does),
+// tasks that repeat rows under codebooks of every launch shape (k = 3000 keeps its table in global memory), λ = 0
+// and > 0, dead clusters, in shuffled order.
+struct RowsProblem {
+  std::vector<Data> row;                 // each row's values (h = 1 where the row runs unweighted), for the oracles
+  std::vector<float> w, h;               // the rows back to back
+  std::vector<int64_t> begin{0};
+  std::vector<uint8_t> weighted;
+  std::vector<int64_t> tasks;            // row of each task
+  std::vector<Codebook> cbs;             // codebook of each task
+  CodebookBatch books;
+  size_t labels_total = 0;               // Σ len(rows[i])
+  size_t len(int64_t r) const { return static_cast<size_t>(begin[r + 1] - begin[r]); }
+};
+
+// mode 0: per-row flags; 1: weighted == nullptr (every row uses h, zero rows included); 2: h == nullptr.
+RowsProblem make_rows_problem(int mode, uint64_t seed) {
+  const std::vector<size_t> lengths = quick() ? std::vector<size_t>{0, 1, 33, 4099, 16385}
+                                              : std::vector<size_t>{0, 1, 3, 31, 32, 33, 255, 257, 4099, 16385, 40000};
+  const std::vector<int> ks = quick() ? std::vector<int>{1, 16, 3000} : std::vector<int>{1, 2, 16, 256, 3000};
+  RowsProblem p;
+  std::mt19937_64 rng(seed);
+  for (size_t r = 0; r < lengths.size(); ++r) {
+    Data d = make_data(lengths[r], seed + 31 * r);
+    if (d.w.size() >= 2) make_codebook(d, 16, false, seed + r);  // values on centres and midpoints: ties
+    const bool zero_h = r % 4 == 2;
+    if (zero_h) std::fill(d.h.begin(), d.h.end(), 0.0f);
+    p.weighted.push_back(zero_h ? 0 : 1);
+    p.w.insert(p.w.end(), d.w.begin(), d.w.end());
+    p.h.insert(p.h.end(), d.h.begin(), d.h.end());
+    p.begin.push_back(static_cast<int64_t>(p.w.size()));
+    const bool uses_h = mode == 1 || (mode == 0 && !zero_h);
+    if (!uses_h) std::fill(d.h.begin(), d.h.end(), 1.0f);
+    p.row.push_back(std::move(d));
+  }
+  Data all;
+  all.w = p.w;
+  const double lam = lambda_for(all);
+  std::vector<std::pair<int64_t, std::pair<int, double>>> tasks;
+  for (size_t r = 0; r < lengths.size(); ++r)
+    for (int k : ks)
+      for (int rate = 0; rate < 2; ++rate)
+        tasks.push_back({static_cast<int64_t>(r), {k, rate ? lam * static_cast<double>(1 + r % 3) : 0.0}});
+  for (int extra = 0; extra < 8; ++extra) tasks.push_back(tasks[rng() % tasks.size()]);  // the same task twice
+  std::shuffle(tasks.begin(), tasks.end(), rng);
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    const int64_t r = tasks[i].first;
+    const int k = tasks[i].second.first;
+    Data src = p.row[static_cast<size_t>(r)].w.size() >= 2 ? p.row[static_cast<size_t>(r)] : make_data(64, seed + i);
+    p.cbs.push_back(make_codebook(src, k, i % 2 == 0, seed + 7 * i));  // (on a copy: the rows stay as uploaded)
+    p.books.add(p.cbs.back().c.data(), p.cbs.back().l.data(), k, tasks[i].second.second);
+    p.tasks.push_back(r);
+    p.labels_total += p.len(r);
+  }
+  return p;
+}
+
+std::unique_ptr<ResidentRows> make_rows_object(const RowsProblem& p, int mode) {
+  const int64_t rows = static_cast<int64_t>(p.row.size());
+  return cuda::make_resident_rows(p.w.data(), mode == 2 ? nullptr : p.h.data(), p.begin.data(), rows,
+                                  mode == 0 ? p.weighted.data() : nullptr);
+}
+
+// One pass of the object with host sentinels around the labels; returns the labels.
+std::vector<int32_t> rows_pass(ResidentRows& obj, const RowsProblem& p, std::vector<AssignAccum>& out) {
+  const int32_t kGuard = 0x5a5a5a5a;
+  std::vector<int32_t> buf(p.labels_total + 64, kGuard);
+  obj.assign_accumulate(p.tasks.data(), p.books, buf.data() + 32, out);
+  for (size_t g = 0; g < 32; ++g) {
+    EXPECT_EQ(buf[g], kGuard);
+    EXPECT_EQ(buf[p.labels_total + 32 + g], kGuard);
+  }
+  return std::vector<int32_t>(buf.begin() + 32, buf.begin() + 32 + static_cast<std::ptrdiff_t>(p.labels_total));
+}
+
+void expect_same_accum_bits(const AssignAccum& a, const AssignAccum& b) {
+  ASSERT_EQ(a.sum_h.size(), b.sum_h.size());
+  const size_t k = a.sum_h.size();
+  EXPECT_EQ(std::memcmp(a.sum_h.data(), b.sum_h.data(), sizeof(double) * k), 0);
+  EXPECT_EQ(std::memcmp(a.sum_hw.data(), b.sum_hw.data(), sizeof(double) * k), 0);
+  EXPECT_EQ(std::memcmp(a.sum_w.data(), b.sum_w.data(), sizeof(double) * k), 0);
+  EXPECT_EQ(a.count, b.count);
+  EXPECT_EQ(std::memcmp(&a.distortion, &b.distortion, sizeof(double)), 0);
+  EXPECT_EQ(std::memcmp(&a.sq_error, &b.sq_error, sizeof(double)), 0);
+  EXPECT_EQ(std::memcmp(&a.cost, &b.cost, sizeof(double)), 0);
+}
+
+// The row as op (a) sees it: h, or nullptr where the row runs unweighted.
+const float* row_h(const RowsProblem& p, int64_t r, int mode) {
+  const bool uses_h = mode == 1 || (mode == 0 && p.weighted[static_cast<size_t>(r)]);
+  return uses_h ? p.h.data() + p.begin[r] : nullptr;
+}
+
+TEST(CudaQuantParity, ResidentRowsEqualTheSingleRowOpBitForBit) {
+  NQ_REQUIRE_CUDA();
+  for (int mode = 0; mode < (quick() ? 1 : 3); ++mode) {
+    SCOPED_TRACE(testing::Message() << "mode " << mode);
+    const RowsProblem p = make_rows_problem(mode, 40 + mode);
+    const std::unique_ptr<ResidentRows> obj = make_rows_object(p, mode);
+    std::vector<AssignAccum> out, bare;
+    const std::vector<int32_t> labels = rows_pass(*obj, p, out);
+    ASSERT_EQ(out.size(), p.tasks.size());
+    size_t at = 0;
+    for (size_t i = 0; i < p.tasks.size(); ++i) {
+      const int64_t r = p.tasks[i];
+      const size_t n = p.len(r);
+      const int k = p.books.k(static_cast<int>(i));
+      SCOPED_TRACE(testing::Message() << "task " << i << " row " << r << " n=" << n << " k=" << k
+                                      << " lambda=" << p.books.lambda[i]);
+      AssignAccum want;
+      std::vector<int32_t> want_labels(n);
+      cuda::assign_accumulate(p.w.data() + p.begin[r], row_h(p, r, mode), n, p.cbs[i].c.data(), p.cbs[i].l.data(), k,
+                              p.books.lambda[i], want_labels.data(), want);
+      expect_same_accum_bits(out[i], want);
+      EXPECT_TRUE(std::equal(want_labels.begin(), want_labels.end(), labels.begin() + static_cast<std::ptrdiff_t>(at)));
+      at += n;
+    }
+    // Without labels: the same sums.
+    obj->assign_accumulate(p.tasks.data(), p.books, nullptr, bare);
+    ASSERT_EQ(bare.size(), out.size());
+    for (size_t i = 0; i < out.size(); ++i) expect_same_accum_bits(bare[i], out[i]);
+  }
+}
+
+TEST(CudaQuantParity, ResidentRowsAreBitwiseDeterministic) {
+  NQ_REQUIRE_CUDA();
+  const RowsProblem p = make_rows_problem(0, 77);
+  const std::unique_ptr<ResidentRows> obj = make_rows_object(p, 0);
+  std::vector<AssignAccum> a, b;
+  const std::vector<int32_t> la = rows_pass(*obj, p, a);
+  const std::vector<int32_t> lb = rows_pass(*obj, p, b);
+  EXPECT_EQ(la, lb);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    SCOPED_TRACE(testing::Message() << "task " << i);
+    expect_same_accum_bits(a[i], b[i]);
+  }
+  // A second object over the same rows: the same bits too.
+  std::vector<AssignAccum> c;
+  const std::vector<int32_t> lc = rows_pass(*make_rows_object(p, 0), p, c);
+  EXPECT_EQ(la, lc);
+  for (size_t i = 0; i < a.size(); ++i) expect_same_accum_bits(a[i], c[i]);
+}
+
+TEST(CudaQuantParity, ResidentRowsMatchTheCpuOpPerRow) {
+  NQ_REQUIRE_CUDA();
+  for (int mode = 0; mode < (quick() ? 1 : 3); ++mode) {
+    SCOPED_TRACE(testing::Message() << "mode " << mode);
+    const RowsProblem p = make_rows_problem(mode, 90 + mode);
+    std::vector<AssignAccum> out;
+    const std::vector<int32_t> labels = rows_pass(*make_rows_object(p, mode), p, out);
+    ASSERT_EQ(out.size(), p.tasks.size());
+    size_t at = 0;
+    for (size_t i = 0; i < p.tasks.size(); ++i) {
+      const int64_t r = p.tasks[i];
+      const size_t n = p.len(r);
+      const int k = p.books.k(static_cast<int>(i));
+      const double lambda = p.books.lambda[i];
+      SCOPED_TRACE(testing::Message() << "task " << i << " row " << r << " n=" << n << " k=" << k);
+      AssignAccum ca;
+      std::vector<int32_t> cl(n);
+      cpu::assign_accumulate(p.w.data() + p.begin[r], row_h(p, r, mode), n, p.cbs[i].c.data(), p.cbs[i].l.data(), k,
+                             lambda, cl.data(), ca);
+      const AssignAccum& ga = out[i];
+      size_t ties = 0;
+      expect_same_labels(p.row[static_cast<size_t>(r)], p.cbs[i], lambda, cl,
+                         std::vector<int32_t>(labels.begin() + static_cast<std::ptrdiff_t>(at),
+                                              labels.begin() + static_cast<std::ptrdiff_t>(at + n)),
+                         &ties);
+      at += n;
+      EXPECT_LE(rel_diff(ca.cost, ga.cost, 0), 1e-9);
+      EXPECT_LE(rel_diff(ca.distortion, ga.distortion, 1e-12 * std::fabs(ca.cost)), 1e-9);
+      EXPECT_LE(rel_diff(ca.sq_error, ga.sq_error, 0), 1e-9);
+      double h_scale = 0, hw_scale = 0, w_scale = 0;
+      for (int j = 0; j < k; ++j) {
+        h_scale += std::fabs(ca.sum_h[j]);
+        hw_scale += std::fabs(ca.sum_hw[j]);
+        w_scale += std::fabs(ca.sum_w[j]);
+      }
+      for (int j = 0; j < k; ++j) {
+        if (ties == 0) {
+          ASSERT_EQ(ca.count[j], ga.count[j]) << "cluster " << j;
+        }
+        ASSERT_LE(std::fabs(ca.sum_h[j] - ga.sum_h[j]), 1e-9 * h_scale + 1e-300) << j;
+        ASSERT_LE(std::fabs(ca.sum_hw[j] - ga.sum_hw[j]), 1e-9 * hw_scale + 1e-300) << j;
+        ASSERT_LE(std::fabs(ca.sum_w[j] - ga.sum_w[j]), 1e-9 * w_scale + 1e-300) << j;
+      }
+    }
+  }
+}
+
+TEST(CudaQuantParity, ResidentRowsEdgeCasesAndBadTasks) {
+  NQ_REQUIRE_CUDA();
+  const RowsProblem p = make_rows_problem(0, 5);
+  const std::unique_ptr<ResidentRows> obj = make_rows_object(p, 0);
+  std::vector<AssignAccum> out(3);
+  obj->assign_accumulate(nullptr, CodebookBatch{}, nullptr, out);  // no tasks
+  EXPECT_TRUE(out.empty());
+  // An empty row (row 0): op (a)'s n = 0 result, reset accumulators; its codebook is still checked.
+  const int64_t empty_row = 0;
+  ASSERT_EQ(p.len(empty_row), 0u);
+  CodebookBatch one;
+  one.add(p.cbs[0].c.data(), p.cbs[0].l.data(), static_cast<int>(p.cbs[0].c.size()), 0.5);
+  int32_t guard = -9;
+  obj->assign_accumulate(&empty_row, one, &guard, out);
+  ASSERT_EQ(out.size(), 1u);
+  AssignAccum zero;
+  zero.reset(static_cast<int>(p.cbs[0].c.size()));
+  expect_same_accum_bits(out[0], zero);
+  EXPECT_EQ(guard, -9);
+  const std::vector<double> desc = {0.5, 0.25}, lens = {1.0, 1.0};
+  CodebookBatch bad;
+  bad.add(desc.data(), lens.data(), 2, 0.0);
+  EXPECT_THROW(obj->assign_accumulate(&empty_row, bad, nullptr, out), Error);
+  // A task naming a row out of range.
+  for (const int64_t row : {int64_t{-1}, static_cast<int64_t>(p.row.size())}) {
+    try {
+      obj->assign_accumulate(&row, one, nullptr, out);
+      ADD_FAILURE() << "row " << row << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    }
+  }
+  // No rows at all.
+  const int64_t begin0 = 0;
+  const std::unique_ptr<ResidentRows> none = cuda::make_resident_rows(nullptr, nullptr, &begin0, 0, nullptr);
+  none->assign_accumulate(nullptr, CodebookBatch{}, nullptr, out);
+  EXPECT_TRUE(out.empty());
+}
+
 // Op (g): the device's radix selection against the CPU's nth_element (itself checked against brute force in
 // tests/quant/test_select_pruned.cpp): identical masks, ties included.
 TEST(CudaQuantParity, SelectPrunedEqualsTheCpuOp) {

@@ -1,0 +1,349 @@
+// Internal to the assign + accumulate kernels (assign_accumulate.cu: ops (a), (d), (d'); assign_rows.cu: op (f)):
+// the one copy of the code both run — a CTA's work on one accumulation block (assign_block), the launch shape as a
+// function of k, the codebook table with its checks, and the in-order fold of the CTAs' partials. Op (f) promises
+// each row the bits op (a) gives it alone, which holds by construction only while both run exactly this code.
+// See assign_accumulate.cu for the algorithm and the reduction order.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+
+#include "cuda_check.cuh"
+#include "netquant/error.h"
+#include "quant/quant_formulas.h"
+
+namespace nq::cuda::assign_impl {
+
+namespace qf = ::nq::quant;
+
+constexpr int kMaxWarps = 8;                  // 256 threads per CTA
+constexpr size_t kSmemBudget = 96 * 1024;     // ≤ the opt-in limit of every sm_80+ part; a function of k only
+
+struct AssignParams {
+  const float* w;
+  const float* h;          // nullable: h ≡ 1
+  int32_t* labels;         // nullable
+  size_t n;
+  size_t block;            // elements per CTA (accum_block_size(n))
+  const double* centers;   // device, k entries
+  const double* code_len;  // device, k entries
+  int k;
+  double lambda;
+  double lmin;
+  const double* lmin_left;   // device: min_{i ≤ j} l_i
+  const double* lmin_right;  // device: min_{i ≥ j} l_i
+  double span2;            // (c_{k−1} − c_0)²: full-scan test
+  double* psum;            // [nblocks][3][k]: Σh, Σhw, Σw per CTA
+  long long* pcount;       // [nblocks][k]
+  double* pscal;           // [nblocks][3]: distortion, squared error, cost
+  bool vec;                // w, h, labels 16-byte aligned: float4 / int4 accesses
+  bool table_in_smem;      // centres and code lengths staged in shared memory
+  bool acc_in_smem;        // per-warp accumulators in shared memory (else: one warp, accumulating in its row)
+};
+
+// Exactly the CPU op's argmin (src/quant/quant_ops_cpu.cpp), with the full-scan shortcut described at the top
+// of assign_accumulate.cu.
+__device__ __forceinline__ int32_t argmin_cluster(float w, double h, const double* c, const double* l,
+                                                  const double* lmin_left, const double* lmin_right, int k,
+                                                  double lambda, double lmin, double span2,
+                                                  double* best_cost_out) {
+  if (h == 0.0) {  // the distortion term vanishes: no locality, scan (lexicographic (cost, index) minimum)
+    int32_t best = -1;
+    double best_cost = qf::infinity();
+    for (int j = 0; j < k; ++j) {
+      const double cost = qf::assign_cost(w, h, c[j], l[j], lambda);
+      if (best < 0 || qf::better(cost, j, best_cost, best)) { best_cost = cost; best = j; }
+    }
+    *best_cost_out = best_cost;
+    return best;
+  }
+  // Start from the nearer of c_{p−1}, c_p (ties low), p = count_below: the bounded scans below are then exact.
+  int lo = qf::count_below(w, c, k);
+  if (lo == k || (lo > 0 && !qf::closer_to_upper(w, c[lo - 1], c[lo]))) --lo;
+  int32_t best = lo;
+  double best_cost = qf::assign_cost(w, h, c[lo], l[lo], lambda);
+  if (lambda > 0.0 && !(qf::fmul(h, span2) > qf::fmul(lambda, qf::fadd(l[lo], -lmin)))) {
+    for (int j = 0; j < k; ++j) {  // l[lo] = inf (dead nearest) lands here too
+      const double cost = qf::assign_cost(w, h, c[j], l[j], lambda);
+      if (qf::better(cost, j, best_cost, best)) { best_cost = cost; best = j; }
+    }
+    *best_cost_out = best_cost;
+    return best;
+  }
+  for (int j = lo - 1; j >= 0; --j) {
+    if (qf::assign_cost_bound(w, h, c[j], lmin_left[j], lambda) > best_cost) break;
+    const double cost = qf::assign_cost(w, h, c[j], l[j], lambda);
+    if (qf::better(cost, j, best_cost, best)) { best_cost = cost; best = j; }
+  }
+  for (int j = lo + 1; j < k; ++j) {
+    if (qf::assign_cost_bound(w, h, c[j], lmin_right[j], lambda) >= best_cost) break;
+    const double cost = qf::assign_cost(w, h, c[j], l[j], lambda);
+    if (qf::better(cost, j, best_cost, best)) { best_cost = cost; best = j; }
+  }
+  *best_cost_out = best_cost;
+  return best;
+}
+
+// All 32 lanes call this together; lab < 0 means "no element". Lanes with the same label are summed by their
+// leader in lane order and added once to the warp's accumulators: deterministic, and no two lanes of a warp
+// touch the same accumulator at once (other warps have their own copies).
+__device__ __forceinline__ void warp_accumulate(int lab, double hv, double hw, double wv, double* stage, int lane,
+                                                double* acc_h, double* acc_hw, double* acc_w, long long* acc_n) {
+  stage[3 * lane + 0] = hv;
+  stage[3 * lane + 1] = hw;
+  stage[3 * lane + 2] = wv;
+  __syncwarp();
+  const unsigned peers = __match_any_sync(0xffffffffu, lab);
+  if (lab >= 0 && lane == __ffs(peers) - 1) {
+    double a = 0.0, b = 0.0, s = 0.0;
+    for (unsigned m = peers; m; m &= m - 1) {
+      const int src = __ffs(m) - 1;
+      a += stage[3 * src + 0];
+      b += stage[3 * src + 1];
+      s += stage[3 * src + 2];
+    }
+    acc_h[lab] += a;
+    acc_hw[lab] += b;
+    acc_w[lab] += s;
+    acc_n[lab] += __popc(peers);
+  }
+  __syncwarp();
+}
+
+__device__ __forceinline__ double warp_sum(double v) {
+  for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);
+  return v;
+}
+
+// One CTA's work: accumulation block b of the data under codebook p.
+__device__ __forceinline__ void assign_block(const AssignParams& p, size_t b) {
+  extern __shared__ double smem[];
+  const int warps = static_cast<int>(blockDim.x) >> 5;
+  const int warp = static_cast<int>(threadIdx.x) >> 5;
+  const int lane = static_cast<int>(threadIdx.x) & 31;
+  const int k = p.k;
+
+  double* cursor = smem;
+  const double* c = p.centers;  // table: centres | code lengths | lmin_left | lmin_right (contiguous)
+  const double* l = p.code_len;
+  const double* ll = p.lmin_left;
+  const double* lr = p.lmin_right;
+  if (p.table_in_smem) {
+    for (int j = threadIdx.x; j < 4 * k; j += blockDim.x) cursor[j] = p.centers[j];
+    c = cursor;
+    l = cursor + k;
+    ll = cursor + 2 * k;
+    lr = cursor + 3 * k;
+    cursor += 4 * k;
+  }
+  double* stage = cursor + warp * 96;  // 32 lanes × (h, hw, w)
+  cursor += warps * 96;
+  double* wscal = cursor;              // per-warp scalar partials
+  cursor += warps * 3;
+  double *acc_h, *acc_hw, *acc_w;
+  long long* acc_n;
+  if (p.acc_in_smem) {
+    acc_h = cursor + static_cast<size_t>(warp) * 3 * k;
+    acc_hw = acc_h + k;
+    acc_w = acc_hw + k;
+    acc_n = reinterpret_cast<long long*>(cursor + static_cast<size_t>(warps) * 3 * k) + static_cast<size_t>(warp) * k;
+    for (int j = threadIdx.x; j < warps * 4 * k; j += blockDim.x) cursor[j] = 0.0;  // 0.0 and 0LL share bits
+  } else {  // one warp: accumulate straight into this CTA's partial row
+    acc_h = p.psum + b * 3 * k;
+    acc_hw = acc_h + k;
+    acc_w = acc_hw + k;
+    acc_n = p.pcount + b * k;
+    for (int j = threadIdx.x; j < k; j += blockDim.x) {
+      acc_h[j] = acc_hw[j] = acc_w[j] = 0.0;
+      acc_n[j] = 0;
+    }
+  }
+  __syncthreads();
+
+  const size_t i0 = b * p.block;
+  const size_t i1 = i0 + p.block < p.n ? i0 + p.block : p.n;
+  const size_t nquads = (i1 - i0 + 3) / 4;
+  double dist = 0.0, sq = 0.0, tot = 0.0;
+  // Warp-uniform trip count: every lane runs the same iterations, so the warp collectives see all 32 lanes.
+  for (size_t q0 = static_cast<size_t>(warp) * 32; q0 < nquads; q0 += static_cast<size_t>(warps) * 32) {
+    const size_t q = q0 + lane;
+    const size_t e0 = i0 + 4 * q;
+    float wv[4] = {0.f, 0.f, 0.f, 0.f}, hv[4] = {1.f, 1.f, 1.f, 1.f};
+    const bool full = q < nquads && e0 + 4 <= i1;
+    if (full && p.vec) {
+      const float4 a = __ldcs(reinterpret_cast<const float4*>(p.w + e0));
+      wv[0] = a.x, wv[1] = a.y, wv[2] = a.z, wv[3] = a.w;
+      if (p.h) {
+        const float4 g = __ldcs(reinterpret_cast<const float4*>(p.h + e0));
+        hv[0] = g.x, hv[1] = g.y, hv[2] = g.z, hv[3] = g.w;
+      }
+    } else if (q < nquads) {
+      for (int e = 0; e < 4; ++e)
+        if (e0 + e < i1) {
+          wv[e] = p.w[e0 + e];
+          if (p.h) hv[e] = p.h[e0 + e];
+        }
+    }
+    int32_t lab[4];
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const bool valid = q < nquads && e0 + e < i1;
+      double hd = 0.0, hw = 0.0, wd = 0.0;
+      lab[e] = -1;
+      if (valid) {
+        const double h = static_cast<double>(hv[e]);
+        double cost;
+        const int32_t j = argmin_cluster(wv[e], h, c, l, ll, lr, k, p.lambda, p.lmin, p.span2, &cost);
+        const double d = static_cast<double>(wv[e]) - c[j];
+        dist += h * (d * d);
+        sq += d * d;
+        tot += cost;
+        lab[e] = j;
+        hd = h;
+        hw = h * wv[e];
+        wd = wv[e];
+      }
+      warp_accumulate(lab[e], hd, hw, wd, stage, lane, acc_h, acc_hw, acc_w, acc_n);
+    }
+    if (p.labels) {
+      if (full && p.vec) {
+        __stcs(reinterpret_cast<int4*>(p.labels + e0), make_int4(lab[0], lab[1], lab[2], lab[3]));
+      } else if (q < nquads) {
+        for (int e = 0; e < 4; ++e)
+          if (e0 + e < i1) p.labels[e0 + e] = lab[e];
+      }
+    }
+  }
+
+  // Scalars: fixed shuffle tree per warp, then warps in order.
+  dist = warp_sum(dist);
+  sq = warp_sum(sq);
+  tot = warp_sum(tot);
+  if (lane == 0) {
+    wscal[3 * warp + 0] = dist;
+    wscal[3 * warp + 1] = sq;
+    wscal[3 * warp + 2] = tot;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0;
+    for (int v = 0; v < warps; ++v) {
+      s0 += wscal[3 * v + 0];
+      s1 += wscal[3 * v + 1];
+      s2 += wscal[3 * v + 2];
+    }
+    p.pscal[3 * b + 0] = s0;
+    p.pscal[3 * b + 1] = s1;
+    p.pscal[3 * b + 2] = s2;
+  }
+  if (p.acc_in_smem) {  // warps' copies in warp order → the CTA's partial row
+    const double* base = cursor;
+    const long long* nbase = reinterpret_cast<const long long*>(cursor + static_cast<size_t>(warps) * 3 * k);
+    for (int j = threadIdx.x; j < k; j += blockDim.x) {
+      double sh = 0.0, shw = 0.0, sw = 0.0;
+      long long cnt = 0;
+      for (int v = 0; v < warps; ++v) {
+        const double* a = base + static_cast<size_t>(v) * 3 * k;
+        sh += a[j];
+        shw += a[k + j];
+        sw += a[2 * k + j];
+        cnt += nbase[static_cast<size_t>(v) * k + j];
+      }
+      p.psum[(b * 3 + 0) * k + j] = sh;
+      p.psum[(b * 3 + 1) * k + j] = shw;
+      p.psum[(b * 3 + 2) * k + j] = sw;
+      p.pcount[b * k + j] = cnt;
+    }
+  }
+}
+
+// Output idx (< 4k + 3) of one pass from its CTAs' partials (nblocks rows of the layout above), added in block
+// order from zero: idx < 3k the sums (field idx / k of cluster idx % k), then the k counts, then the 3 scalars.
+__device__ __forceinline__ void fold_partials(const double* __restrict__ psum, const long long* __restrict__ pcount,
+                                              const double* __restrict__ pscal, size_t nblocks, int k, int idx,
+                                              double* __restrict__ out_sum, long long* __restrict__ out_count,
+                                              double* __restrict__ out_scal) {
+  const int nsum = 3 * k;
+  if (idx < nsum) {
+    const int f = idx / k, j = idx % k;
+    double s = 0.0;
+    for (size_t b = 0; b < nblocks; ++b) s += psum[(b * 3 + f) * k + j];
+    out_sum[idx] = s;
+  } else if (idx < nsum + k) {
+    const int j = idx - nsum;
+    long long s = 0;
+    for (size_t b = 0; b < nblocks; ++b) s += pcount[b * k + j];
+    out_count[j] = s;
+  } else if (idx < nsum + k + 3) {
+    const int f = idx - nsum - k;
+    double s = 0.0;
+    for (size_t b = 0; b < nblocks; ++b) s += pscal[3 * b + f];
+    out_scal[f] = s;
+  }
+}
+
+// Launch shape as a function of k only (so the summation tree never depends on the device).
+struct Shape {
+  int warps;
+  bool table_in_smem;
+  bool acc_in_smem;
+  size_t smem_bytes;
+};
+
+inline Shape choose_shape(int k) {
+  const size_t kd = static_cast<size_t>(k);
+  for (int table = 1; table >= 0; --table)
+    for (int warps = kMaxWarps; warps >= 1; warps >>= 1) {
+      const size_t bytes = sizeof(double) * (table * 4 * kd + warps * (96 + 3 + 4 * kd));
+      if (bytes <= kSmemBudget) return {warps, table == 1, true, bytes};
+    }
+  return {1, false, false, sizeof(double) * (96 + 3)};
+}
+
+
+inline size_t align_up(size_t x) { return (x + 255) & ~size_t{255}; }
+
+__host__ __device__ inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+// One codebook prepared on the host (op (a)'s argument checks): its scalars and launch shape; the table itself —
+// centres | code lengths | prefix minima | suffix minima of the code lengths, 4k doubles — goes where the caller
+// says, so a batch of codebooks can be laid out in one upload.
+struct CodebookTable {
+  int k = 0;
+  double lambda = 0, lmin = 0, span2 = 0;
+  Shape shape{};
+};
+
+// Checks the codebook and writes its 4k-entry table to `table` (nothing is written when the checks fail first).
+inline CodebookTable prepare_table(const double* centers, const double* code_len, int k, double lambda,
+                                   double* table) {
+  NQ_CHECK(k >= 1, ErrorCode::kInvalidArgument, "assign_accumulate: k = " << k << " must be at least 1");
+  NQ_CHECK(centers && code_len, ErrorCode::kInvalidArgument, "assign_accumulate: null codebook");
+  CodebookTable c;
+  c.k = k;
+  c.lambda = lambda;
+  const size_t kd = static_cast<size_t>(k);
+  std::copy(centers, centers + k, table);
+  std::copy(code_len, code_len + k, table + k);
+  for (size_t j = 0; j < kd; ++j) table[2 * kd + j] = std::min(code_len[j], j ? table[2 * kd + j - 1] : qf::infinity());
+  for (size_t j = kd; j-- > 0;)
+    table[3 * kd + j] = std::min(code_len[j], j + 1 < kd ? table[3 * kd + j + 1] : qf::infinity());
+  c.lmin = table[3 * kd];
+  NQ_ASSERT_MSG(c.lmin < qf::infinity(), "assign_accumulate: every cluster is dead");
+  for (int j = 0; j + 1 < k; ++j) NQ_ASSERT(centers[j] < centers[j + 1]);
+  const double span = centers[k - 1] - centers[0];
+  c.span2 = span * span;
+  c.shape = choose_shape(k);
+  return c;
+}
+
+// Dynamic shared memory beyond the default 48 KB must be opted into, per kernel.
+inline void set_smem(const void* kernel, size_t bytes) {
+  if (bytes > 48 * 1024)
+    NQ_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+}
+
+}  // namespace nq::cuda::assign_impl
