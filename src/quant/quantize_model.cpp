@@ -267,13 +267,13 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
   };
   // Rows and groups of k-means (Lloyd or exact) and ECSQ: each tensor's problems at once, with the same results as
   // one quantize() per problem. k-means through op (e) (on the GPU one CTA per row with the whole Lloyd driver on
-  // chip, or one thread per row for exact); ECSQ through op (f) (every row's search shares each pass). What op (e)
-  // cannot take runs below.
+  // chip, or one thread per row for exact); ECSQ on the GPU through op (f) (every row's search shares each launch).
+  // What op (e) cannot take, and ECSQ on the CPU, run below.
   std::vector<char> solved(problems.size(), 0);
   const bool by_rows = params.scope.kind == ScopeKind::kRow || params.scope.kind == ScopeKind::kGroup;
   const bool sorted_path =
       qp.method == Method::kKmeans || qp.method == Method::kHwKmeans || qp.method == Method::kExact;
-  const bool rows_ecsq = qp.method == Method::kEcsq;
+  const bool rows_ecsq = qp.method == Method::kEcsq && out.backend == Backend::kCuda;  // see quantize_rows_ecsq
   if (by_rows && ((lambdas.empty() && sorted_path) || rows_ecsq)) {
     const bool warm_given = params.initial_codebooks.size() == problems.size();
     for (const Prepared& p : prep) {
@@ -303,8 +303,7 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
       const float* h = weighted ? (pruned ? gh.data() : p.h.data()) : nullptr;
       if (rows_ecsq) {  // op (f): every row's search (and λ) shares each pass
         std::vector<std::vector<QuantizeResult>> r =
-            quant::quantize_rows_ecsq(w, h, begin, qp, out.backend, warm, lambdas,
-                                      quant::rows_ecsq_slice_values(out.backend));
+            quant::quantize_rows_ecsq(w, h, begin, qp, out.backend, warm, lambdas);
         for (size_t m = 0; m < nsets; ++m)
           for (size_t j = 0; j < count; ++j) sets[m][first + j] = std::move(r[m][j]);
       } else {  // op (e)

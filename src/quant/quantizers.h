@@ -201,16 +201,15 @@ RawResult ecsq_search(const AssignPass& pass, size_t n_total, size_t n_local, co
 // all unfinished ones share each pass; a last pass labels them all. Returns sets[m][j] = exactly what
 // nq::quantize (quantize_lambdas for λ m) returns for problem j alone, but results[j].backend is `backend` and the
 // call's time is shared out by size. Rows go in slices of at most slice_values values per λ, one op (f) object and
-// one lockstep each (the GPU's way: a pass is one launch over thousands of rows); slice_values = 0 runs every row
-// alone, rows in parallel on the host threads (the CPU's way: a row stays in cache through all its passes and no
-// pass waits for the slowest row). rows_ecsq_slice_values(backend) picks.
+// one lockstep each. This is the GPU's way (a pass is one launch over thousands of rows); on the CPU, quantize_model
+// runs one quantize() per row on the host threads instead: a row then stays in cache through all its passes, no
+// pass waits for the slowest row, and nothing is allocated per pass (1.5× faster on small groups, same bits).
 std::vector<std::vector<QuantizeResult>> quantize_rows_ecsq(const float* w, const float* h,
                                                             const std::vector<int64_t>& row_begin,
                                                             const QuantizeParams& q, Backend backend,
                                                             const std::vector<const std::vector<float>*>& warm,
                                                             const std::vector<double>& lambdas,
-                                                            int64_t slice_values);
-inline int64_t rows_ecsq_slice_values(Backend backend) { return backend == Backend::kCuda ? kRowsSliceValues : 0; }
+                                                            int64_t slice_values = kRowsSliceValues);
 
 // The importance tensor of weight tensor `name` must exist (importance_shape non-null), have its shape and a
 // float dtype: kShapeMismatch / kInvalidArgument naming the tensor otherwise (quantize_model and the sharded one).

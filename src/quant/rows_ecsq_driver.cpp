@@ -117,7 +117,7 @@ std::vector<std::vector<QuantizeResult>> quantize_rows_ecsq(const float* w, cons
     for (int64_t r = r0; r < r1; ++r)
       if (problems[static_cast<size_t>(r)].n > 0)
         for (size_t m = 0; m < nsets; ++m) tasks.push_back({r - r0, m, nullptr});
-#pragma omp parallel for schedule(dynamic, 4) if (tasks.size() > nsets)
+#pragma omp parallel for schedule(dynamic, 4)
     for (int64_t i = 0; i < static_cast<int64_t>(tasks.size()); ++i) {
       if (tasks[static_cast<size_t>(i)].set > 0) continue;  // the λ sets of a row share one start, made below
       const int64_t r = r0 + tasks[static_cast<size_t>(i)].row;
@@ -140,7 +140,7 @@ std::vector<std::vector<QuantizeResult>> quantize_rows_ecsq(const float* w, cons
     run_tasks(*values, tasks, slice_begin, labels);
     values.reset();
 
-#pragma omp parallel for schedule(dynamic, 16) if (tasks.size() > nsets)
+#pragma omp parallel for schedule(dynamic, 16)
     for (int64_t i = 0; i < static_cast<int64_t>(tasks.size()); ++i) {
       Task& task = tasks[static_cast<size_t>(i)];
       const size_t r = static_cast<size_t>(r0 + task.row);
@@ -149,17 +149,12 @@ std::vector<std::vector<QuantizeResult>> quantize_rows_ecsq(const float* w, cons
       out[task.set][r] = finalize(problems[r], std::move(raw));
     }
   };
-  if (slice_values <= 0) {
-#pragma omp parallel for schedule(dynamic, 1) if (rows > 1)
-    for (int64_t r = 0; r < rows; ++r) solve_slice(r, r + 1);
-  } else {
-    const int64_t per_slice = std::max<int64_t>(1, slice_values / static_cast<int64_t>(nsets));
-    for (int64_t r0 = 0; r0 < rows;) {
-      int64_t r1 = r0 + 1;
-      while (r1 < rows && row_begin[r1 + 1] - row_begin[r0] <= per_slice) ++r1;
-      solve_slice(r0, r1);
-      r0 = r1;
-    }
+  const int64_t per_slice = std::max<int64_t>(1, slice_values / static_cast<int64_t>(nsets));
+  for (int64_t r0 = 0; r0 < rows;) {
+    int64_t r1 = r0 + 1;
+    while (r1 < rows && row_begin[r1 + 1] - row_begin[r0] <= per_slice) ++r1;
+    solve_slice(r0, r1);
+    r0 = r1;
   }
 
   // An empty row gets what quantize() returns for n = 0; every result says where it ran and its share of the time.

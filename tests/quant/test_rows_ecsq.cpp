@@ -127,9 +127,8 @@ TEST(RowsEcsq, WarmStartsInitRulesIterationLimitsAndSlices) {
     q.tol = 0;
     expect_rows_equal_quantize(d, true, q, {}, kRowsSliceValues, std::string("1 iteration, init ") + init_name(init));
   }
-  // Slices of a few values (every row alone or with its neighbours) and the host threads' way (0: every row alone,
-  // rows in parallel); nothing changes.
-  for (const int64_t slice : {int64_t{0}, int64_t{1}, int64_t{50}, int64_t{4200}})
+  // Slices of a few values: every row alone or with its neighbours; nothing changes.
+  for (const int64_t slice : {int64_t{1}, int64_t{50}, int64_t{4200}})
     expect_rows_equal_quantize(d, true, ecsq(4, 1e-5), warm, slice, "slices of " + std::to_string(slice));
 }
 
@@ -137,7 +136,7 @@ TEST(RowsEcsq, SeveralLambdasEqualQuantizeLambdasPerRow) {
   const Rows d = make_rows(10);
   const std::vector<double> lambdas = {0.0, 1e-5, 1e-5, 4e-4, 1e-2};
   const QuantizeParams q = ecsq(12, 0.0);
-  for (const int64_t slice : {kRowsSliceValues, int64_t{300}, int64_t{0}}) {
+  for (const int64_t slice : {kRowsSliceValues, int64_t{300}}) {
     const auto sets = quantize_rows_ecsq(d.w.data(), d.h.data(), d.begin, q, Backend::kCpu, {}, lambdas, slice);
     ASSERT_EQ(sets.size(), lambdas.size());
     for (size_t r = 0; r + 1 < d.begin.size(); ++r) {
@@ -149,8 +148,8 @@ TEST(RowsEcsq, SeveralLambdasEqualQuantizeLambdasPerRow) {
   }
   QuantizeParams target = q;
   target.target_bits = 1;
-  EXPECT_THROW(quantize_rows_ecsq(d.w.data(), d.h.data(), d.begin, target, Backend::kCpu, {}, lambdas, 0), Error);
-  EXPECT_THROW(quantize_rows_ecsq(d.w.data(), d.h.data(), d.begin, q, Backend::kCpu, {}, {1e-3, -1.0}, 0), Error);
+  EXPECT_THROW(quantize_rows_ecsq(d.w.data(), d.h.data(), d.begin, target, Backend::kCpu, {}, lambdas), Error);
+  EXPECT_THROW(quantize_rows_ecsq(d.w.data(), d.h.data(), d.begin, q, Backend::kCpu, {}, {1e-3, -1.0}), Error);
 }
 
 // Op (f) on the CPU: each task is op (a) on its row alone, whatever the task order, repeats and label layout.
