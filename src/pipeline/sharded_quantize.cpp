@@ -358,9 +358,23 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
   if (qp.backend == Backend::kCuda) {
     std::vector<int64_t> begin{0};
     for (const size_t e : shard.kept_end) begin.push_back(static_cast<int64_t>(e));
-    device_blocks = quant::ops_make_resident_rows(Backend::kCuda, shard.kept_w.data(), hk, begin.data(),
-                                                  static_cast<int64_t>(shard.kept_end.size()), nullptr);
-    for (size_t b = 0; b < shard.kept_end.size(); ++b) block_rows.push_back(static_cast<int64_t>(b));
+    bool fits = true;
+    try {
+      device_blocks = quant::ops_make_resident_rows(Backend::kCuda, shard.kept_w.data(), hk, begin.data(),
+                                                    static_cast<int64_t>(shard.kept_end.size()), nullptr);
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::kOutOfMemory) throw;
+      fits = false;
+    }
+    // Every rank learns whether all shards fit their GPUs: with auto they all fall back to the host together.
+    if (dist::min(fits ? 1.0 : 0.0) == 0.0) {
+      NQ_CHECK(params.quant.backend != Backend::kCuda, ErrorCode::kOutOfMemory,
+               "sharded ecsq: a rank's blocks do not fit its GPU's memory (this rank: "
+                   << n_local << " weights); use more ranks or --backend cpu");
+      device_blocks.reset();
+      qp.backend = Backend::kCpu;
+    }
+    for (size_t b = 0; device_blocks && b < shard.kept_end.size(); ++b) block_rows.push_back(static_cast<int64_t>(b));
   }
   auto local_pass = [&](const double* centers, const double* code_len, int k, double lambda, int32_t* labels) {
     if (!device_blocks) {
