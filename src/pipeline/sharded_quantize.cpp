@@ -355,6 +355,7 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
   // codebook. A block's sums are op (a)'s on that block alone, so they do not depend on the split either.
   std::unique_ptr<quant::ResidentRows> device_blocks;
   std::vector<int64_t> block_rows;
+  quant::CodebookBatch block_books;  // refilled every pass, its capacity kept
   if (qp.backend == Backend::kCuda) {
     std::vector<int64_t> begin{0};
     for (const size_t e : shard.kept_end) begin.push_back(static_cast<int64_t>(e));
@@ -382,9 +383,9 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
                                       code_len, k, lambda, labels, parts);
       return;
     }
-    quant::CodebookBatch books;
-    for (size_t b = 0; b < block_rows.size(); ++b) books.add(centers, code_len, k, lambda);
-    device_blocks->assign_accumulate(block_rows.data(), books, labels, parts);
+    block_books.clear();
+    for (size_t b = 0; b < block_rows.size(); ++b) block_books.add(centers, code_len, k, lambda);
+    device_blocks->assign_accumulate(block_rows.data(), block_books, labels, parts);
   };
   std::optional<Progress> progress;  // rank 0 draws it
   if (group.is_root()) progress.emplace("quantize (sharded)", qp.max_iter);

@@ -67,6 +67,13 @@ struct CodebookBatch {
   std::vector<int> offsets{0};
   int size() const { return static_cast<int>(lambda.size()); }
   int k(int m) const { return offsets[static_cast<size_t>(m) + 1] - offsets[static_cast<size_t>(m)]; }
+  // Empty again, keeping the capacity (a driver refills one batch every pass).
+  void clear() {
+    centers.clear();
+    code_len.clear();
+    lambda.clear();
+    offsets.assign(1, 0);
+  }
   void add(const double* c, const double* l, int k, double lam) {
     centers.insert(centers.end(), c, c + k);
     code_len.insert(code_len.end(), l, l + k);

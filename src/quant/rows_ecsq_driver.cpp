@@ -26,10 +26,13 @@ struct Task {
 void run_tasks(ResidentRows& values, std::vector<Task>& tasks, const std::vector<int64_t>& slice_begin,
                std::vector<std::vector<int32_t>>& labels) {
   std::vector<AssignAccum> accs;
+  std::vector<size_t> live;
+  std::vector<int64_t> rows;
+  CodebookBatch books;  // refilled every pass, its capacity kept (thousands of rows: megabytes)
   for (;;) {
-    std::vector<size_t> live;
-    std::vector<int64_t> rows;
-    CodebookBatch books;
+    live.clear();
+    rows.clear();
+    books.clear();
     for (size_t t = 0; t < tasks.size(); ++t) {
       if (tasks[t].search->done()) continue;
       const EcsqRun& run = tasks[t].search->run();
@@ -45,8 +48,8 @@ void run_tasks(ResidentRows& values, std::vector<Task>& tasks, const std::vector
   }
   // The labels of each best run's last pass: the assignment is deterministic, so one pass over that codebook
   // writes exactly them.
-  CodebookBatch books;
-  std::vector<int64_t> rows;
+  books.clear();
+  rows.clear();
   size_t total = 0;
   for (const Task& task : tasks) {
     const EcsqSearch& s = *task.search;
