@@ -21,6 +21,7 @@
 #include <climits>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <vector>
 
@@ -248,13 +249,13 @@ void plan_fill(const RowsIndex& ri, const int64_t* rows, const quant::CodebookBa
   double* tables = reinterpret_cast<double*>(up + c.off_tables);
   c.recs.resize(m);
   c.shapes.resize(m);
+  // The records' offsets in order, then the tables (op (a)'s checks and prefix/suffix minima: most of the host's
+  // time per pass) on the host threads. An exception must not leave the OpenMP region: the first task's (in
+  // order) is rethrown after it.
   size_t kk = 0, part = 0, pblk = 0, lab = 0;
   for (size_t j = 0; j < m; ++j) {
     const size_t i = c.s + j;
     const int k = books.k(static_cast<int>(i));
-    const size_t o = static_cast<size_t>(books.offsets[i]);
-    const CodebookTable t = prepare_table(books.centers.data() + o, books.code_len.data() + o, k, books.lambda[i],
-                                          tables + 4 * kk);
     const int64_t row = rows[i];
     const size_t len = ri.len(row), nb = blocks_of(len);
     RowTask& r = c.recs[j];
@@ -266,17 +267,32 @@ void plan_fill(const RowsIndex& ri, const int64_t* rows, const quant::CodebookBa
     r.part = static_cast<long long>(part);
     r.pblk = static_cast<long long>(pblk);
     r.label = static_cast<long long>(lab);
-    r.lambda = t.lambda;
-    r.lmin = t.lmin;
-    r.span2 = t.span2;
     r.k = k;
     r.weighted = ri.uses_h[static_cast<size_t>(row)];
-    c.shapes[j] = t.shape;
-    kk += static_cast<size_t>(k);
-    part += nb * static_cast<size_t>(k);
+    kk += static_cast<size_t>(std::max(k, 0));
+    part += nb * static_cast<size_t>(std::max(k, 0));
     pblk += nb;
     lab += len;
   }
+  std::vector<std::exception_ptr> failed(m);
+#pragma omp parallel for schedule(static, 256) if (m > 1024)
+  for (long long jj = 0; jj < static_cast<long long>(m); ++jj) {
+    const size_t j = static_cast<size_t>(jj), i = c.s + j;
+    RowTask& r = c.recs[j];
+    const size_t o = static_cast<size_t>(books.offsets[i]);
+    try {
+      const CodebookTable t = prepare_table(books.centers.data() + o, books.code_len.data() + o, r.k,
+                                            books.lambda[i], tables + 4 * r.kk);
+      r.lambda = t.lambda;
+      r.lmin = t.lmin;
+      r.span2 = t.span2;
+      c.shapes[j] = t.shape;
+    } catch (...) {
+      failed[j] = std::current_exception();
+    }
+  }
+  for (const std::exception_ptr& e : failed)
+    if (e) std::rethrow_exception(e);
   NQ_ASSERT(kk == c.sum_k && part == c.sum_part && pblk == c.sum_blk && lab == c.sum_len);
   // Launch order: the tasks with blocks grouped by launch shape (in order of first appearance), each group in chunk
   // order with its first-tile prefix; then the empty rows (only merged, to zeros).
@@ -424,7 +440,9 @@ class CudaResidentRows final : public quant::ResidentRows {
   static void unpack(const ChunkPlan& c, const unsigned char* down, std::vector<quant::AssignAccum>& out) {
     const double* sums = reinterpret_cast<const double*>(down);
     const long long* counts = reinterpret_cast<const long long*>(down + c.down_counts);
-    for (size_t j = 0; j < c.m; ++j) {
+#pragma omp parallel for schedule(static, 256) if (c.m > 1024)
+    for (long long jj = 0; jj < static_cast<long long>(c.m); ++jj) {
+      const size_t j = static_cast<size_t>(jj);
       const RowTask& r = c.recs[j];
       const size_t kd = static_cast<size_t>(r.k);
       const double* f = sums + r.out;

@@ -74,6 +74,16 @@ struct CodebookBatch {
     lambda.clear();
     offsets.assign(1, 0);
   }
+  // Room for codebooks of sizes ks (contents to be written, e.g. by several threads: codebook m's entries at
+  // [offsets[m], offsets[m + 1]) of centers / code_len, its λ at lambda[m]); the capacity is kept.
+  void shape(const std::vector<int>& ks) {
+    offsets.resize(ks.size() + 1);
+    offsets[0] = 0;
+    for (size_t m = 0; m < ks.size(); ++m) offsets[m + 1] = offsets[m] + ks[m];
+    centers.resize(static_cast<size_t>(offsets.back()));
+    code_len.resize(static_cast<size_t>(offsets.back()));
+    lambda.resize(ks.size());
+  }
   void add(const double* c, const double* l, int k, double lam) {
     centers.insert(centers.end(), c, c + k);
     code_len.insert(code_len.end(), l, l + k);

@@ -28,19 +28,28 @@ void run_tasks(ResidentRows& values, std::vector<Task>& tasks, const std::vector
   std::vector<AssignAccum> accs;
   std::vector<size_t> live;
   std::vector<int64_t> rows;
+  std::vector<int> ks;
   CodebookBatch books;  // refilled every pass, its capacity kept (thousands of rows: megabytes)
   for (;;) {
     live.clear();
     rows.clear();
-    books.clear();
+    ks.clear();
     for (size_t t = 0; t < tasks.size(); ++t) {
       if (tasks[t].search->done()) continue;
-      const EcsqRun& run = tasks[t].search->run();
-      books.add(run.centers().data(), run.code_len().data(), static_cast<int>(run.centers().size()), run.lambda());
-      rows.push_back(tasks[t].row);
       live.push_back(t);
+      rows.push_back(tasks[t].row);
+      ks.push_back(static_cast<int>(tasks[t].search->run().centers().size()));
     }
     if (live.empty()) break;
+    books.shape(ks);
+#pragma omp parallel for schedule(static, 256) if (live.size() > 1024)
+    for (int64_t i = 0; i < static_cast<int64_t>(live.size()); ++i) {
+      const EcsqRun& run = tasks[live[static_cast<size_t>(i)]].search->run();
+      const size_t o = static_cast<size_t>(books.offsets[static_cast<size_t>(i)]);
+      std::copy(run.centers().begin(), run.centers().end(), books.centers.begin() + static_cast<ptrdiff_t>(o));
+      std::copy(run.code_len().begin(), run.code_len().end(), books.code_len.begin() + static_cast<ptrdiff_t>(o));
+      books.lambda[static_cast<size_t>(i)] = run.lambda();
+    }
     values.assign_accumulate(rows.data(), books, nullptr, accs);
 #pragma omp parallel for schedule(dynamic, 16) if (live.size() > 1)
     for (int64_t i = 0; i < static_cast<int64_t>(live.size()); ++i)
