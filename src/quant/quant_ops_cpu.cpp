@@ -588,6 +588,7 @@ class CpuResidentRows final : public quant::ResidentRows {
   void assign_accumulate(const int64_t* rows, const quant::CodebookBatch& books, int32_t* labels,
                          std::vector<quant::AssignAccum>& out) override {
     const int64_t tasks = books.size();
+    NQ_CHECK(tasks == 0 || rows, ErrorCode::kInvalidArgument, "resident rows: no row list for " << tasks << " tasks");
     out.resize(static_cast<size_t>(tasks));
     std::vector<int64_t> label_at(static_cast<size_t>(tasks) + 1, 0);
     for (int64_t i = 0; i < tasks; ++i) {

@@ -302,8 +302,13 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
       const float* w = pruned ? gw.data() : p.w.data();
       const float* h = weighted ? (pruned ? gh.data() : p.h.data()) : nullptr;
       if (rows_ecsq) {  // op (f): every row's search (and λ) shares each pass
-        std::vector<std::vector<QuantizeResult>> r =
-            quant::quantize_rows_ecsq(w, h, begin, qp, out.backend, warm, lambdas);
+        std::vector<std::vector<QuantizeResult>> r;
+        try {
+          r = quant::quantize_rows_ecsq(w, h, begin, qp, out.backend, warm, lambdas);
+        } catch (const Error& e) {  // rows beyond the device's memory: one by one below
+          if (e.code() != ErrorCode::kOutOfMemory) throw;
+          continue;
+        }
         for (size_t m = 0; m < nsets; ++m)
           for (size_t j = 0; j < count; ++j) sets[m][first + j] = std::move(r[m][j]);
       } else {  // op (e)

@@ -198,9 +198,11 @@ RawResult ecsq_search(const AssignPass& pass, size_t n_total, size_t n_local, co
 // tensor through op (f): problem j is values [row_begin[j], row_begin[j + 1]) of w (h: nullptr when unweighted;
 // both validated by the caller),
 // warm[j] (nullptr or empty: none) its starting codebook. Every problem's search advances one pass at a time and
-// all unfinished ones share each pass; a last pass labels them all. Returns sets[m][j] = exactly what
-// nq::quantize (quantize_lambdas for λ m) returns for problem j alone, but results[j].backend is `backend` and the
-// call's time is shared out by size. Rows go in slices of at most slice_values values per λ, one op (f) object and
+// all unfinished ones share each pass; a last pass labels them all. Returns sets[m][j] = what nq::quantize
+// (quantize_lambdas for λ m) returns for problem j alone — bit for bit on the CPU; on CUDA every pass runs on the
+// device, so a row under 2^14 values, which quantize() would run on the host, agrees with it to rounding (the two
+// backends' sums differ in the last bits) — but results[j].backend is `backend` and the call's time is shared out
+// by size. Rows go in slices of at most slice_values values per λ, one op (f) object and
 // one lockstep each. This is the GPU's way (a pass is one launch over thousands of rows); on the CPU, quantize_model
 // runs one quantize() per row on the host threads instead: a row then stays in cache through all its passes, no
 // pass waits for the slowest row, and nothing is allocated per pass (1.5× faster on small groups, same bits).

@@ -102,10 +102,11 @@ TEST(QuantizeModel, ScopesMatchDirectProblems) {
   EXPECT_EQ(q.tensors[1].stats.hw_distortion, 0.0);
 }
 
-// Rows and groups of k-means run through op (e) together, those of ECSQ through op (f); every problem's codebook
-// and indices must be what one quantize() of that problem's (unpruned) values gives — with pruning, awkward group
-// sizes, a row whose importances are all zero, every init rule (k-means with kmeans++ takes the one-by-one path),
-// partial warm starts, and for ECSQ a given λ or a target rate.
+// Rows and groups of k-means run through op (e) together; every problem's codebook and indices must be what one
+// quantize() of that problem's (unpruned) values gives — with pruning, awkward group sizes, a row whose
+// importances are all zero, every init rule (kmeans++ takes the one-by-one path) and partial warm starts. ECSQ
+// (a given λ, or a target rate) checks the one-by-one path's gathering of unpruned values and warm starts; its
+// rows go through op (f) only on CUDA (tests/quant/test_rows_ecsq.cpp checks that driver on the CPU op).
 TEST(QuantizeModel, RowAndGroupScopesEqualOneQuantizePerProblem) {
   TensorSet model;
   model.add(Tensor::from_f32("a.weight", {9, 130}, student_t(9 * 130, 61)));

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -126,6 +127,19 @@ TEST(RowsEcsq, WarmStartsInitRulesIterationLimitsAndSlices) {
     q.max_iter = 1;
     q.tol = 0;
     expect_rows_equal_quantize(d, true, q, {}, kRowsSliceValues, std::string("1 iteration, init ") + init_name(init));
+  }
+  // A non-finite warm centre is the caller's error, as it is for quantize().
+  for (const float bad : {std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN()}) {
+    std::vector<std::vector<float>> broken = warm;
+    broken[3] = {0.0f, bad};
+    std::vector<const std::vector<float>*> ptrs;
+    for (const auto& c : broken) ptrs.push_back(&c);
+    try {
+      quantize_rows_ecsq(d.w.data(), d.h.data(), d.begin, ecsq(4, 1e-5), Backend::kCpu, ptrs, {});
+      ADD_FAILURE() << "a warm centre " << bad << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << e.what();
+    }
   }
   // Slices of a few values: every row alone or with its neighbours; nothing changes.
   for (const int64_t slice : {int64_t{1}, int64_t{50}, int64_t{4200}})
