@@ -356,13 +356,30 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
   std::unique_ptr<quant::ResidentRows> device_blocks;
   std::vector<int64_t> block_rows;
   quant::CodebookBatch block_books;  // refilled every pass, its capacity kept
+  auto local_pass = [&](const double* centers, const double* code_len, int k, double lambda, int32_t* labels) {
+    if (!device_blocks) {
+      cpu::assign_accumulate_segments(shard.kept_w.data(), hk, shard.kept_end.data(), shard.kept_end.size(), centers,
+                                      code_len, k, lambda, labels, parts);
+      return;
+    }
+    block_books.clear();
+    for (size_t b = 0; b < block_rows.size(); ++b) block_books.add(centers, code_len, k, lambda);
+    device_blocks->assign_accumulate(block_rows.data(), block_books, labels, parts);
+  };
   if (qp.backend == Backend::kCuda) {
     std::vector<int64_t> begin{0};
     for (const size_t e : shard.kept_end) begin.push_back(static_cast<int64_t>(e));
+    for (size_t b = 0; b < shard.kept_end.size(); ++b) block_rows.push_back(static_cast<int64_t>(b));
     bool fits = true;
     try {
       device_blocks = quant::ops_make_resident_rows(Backend::kCuda, shard.kept_w.data(), hk, begin.data(),
                                                     static_cast<int64_t>(shard.kept_end.size()), nullptr);
+      // One labelled pass with k centres takes the passes' device memory too (labels, the workspace of the
+      // largest codebook), so that running out shows here and not in the middle of the search.
+      const std::vector<double> c = quant::linear_centers(-1.0, 1.0, qp.k);
+      const std::vector<double> l(c.size(), 1.0);
+      std::vector<int32_t> scratch(n_local);
+      local_pass(c.data(), l.data(), static_cast<int>(c.size()), 0.0, scratch.data());
     } catch (const Error& e) {
       if (e.code() != ErrorCode::kOutOfMemory) throw;
       fits = false;
@@ -375,18 +392,7 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
       device_blocks.reset();
       qp.backend = Backend::kCpu;
     }
-    for (size_t b = 0; device_blocks && b < shard.kept_end.size(); ++b) block_rows.push_back(static_cast<int64_t>(b));
   }
-  auto local_pass = [&](const double* centers, const double* code_len, int k, double lambda, int32_t* labels) {
-    if (!device_blocks) {
-      cpu::assign_accumulate_segments(shard.kept_w.data(), hk, shard.kept_end.data(), shard.kept_end.size(), centers,
-                                      code_len, k, lambda, labels, parts);
-      return;
-    }
-    block_books.clear();
-    for (size_t b = 0; b < block_rows.size(); ++b) block_books.add(centers, code_len, k, lambda);
-    device_blocks->assign_accumulate(block_rows.data(), block_books, labels, parts);
-  };
   std::optional<Progress> progress;  // rank 0 draws it
   if (group.is_root()) progress.emplace("quantize (sharded)", qp.max_iter);
   auto fold_pass = [&](const double* centers, const double* code_len, int k, double lambda, int32_t* labels,
