@@ -37,7 +37,10 @@ struct AssignPrep {
   // Bucket table on w: table[b] ≈ #{j : c_j < base + b / inv}; a guess corrected exactly by comparisons.
   std::vector<int32_t> table;
   double base = 0, inv = 0, gmax = 0;
+  std::vector<double> lmin_left, lmin_right;  // prepare's scratch (kept with the rest between passes)
 };
+// Each host thread keeps one: a pass over a short row (row/group scopes) then allocates nothing.
+thread_local AssignPrep t_prep;
 
 inline double cost_of(double wd, double h, const AssignPrep& P, int j) {
   const double d = quant::fadd(wd, -P.c[j]);
@@ -200,9 +203,15 @@ inline void accum_one(float wi, double hi, int32_t j, const AssignPrep& P, Clust
 }
 
 // Validates the codebook (ascending centres, at least one live cluster) and fills the per-pass constants.
-void prepare(AssignPrep& P, const double* centers, const double* code_len, int k, double lambda) {
+// n: the values the pass will label. The bucket table only speeds up the first guess of split_position (which
+// corrects it exactly), so its size is free: 64 per centre, but not many more than the values to label — a row
+// of 64 values would otherwise spend more on building the table than on the pass.
+void prepare(AssignPrep& P, const double* centers, const double* code_len, int k, double lambda, size_t n) {
   NQ_ASSERT(k >= 1);
-  std::vector<double> lmin_left(k), lmin_right(k);
+  std::vector<double>& lmin_left = P.lmin_left;
+  std::vector<double>& lmin_right = P.lmin_right;
+  lmin_left.resize(static_cast<size_t>(k));
+  lmin_right.resize(static_cast<size_t>(k));
   for (int j = 0; j < k; ++j) lmin_left[j] = std::min(code_len[j], j ? lmin_left[j - 1] : quant::infinity());
   for (int j = k - 1; j >= 0; --j)
     lmin_right[j] = std::min(code_len[j], j + 1 < k ? lmin_right[j + 1] : quant::infinity());
@@ -240,7 +249,8 @@ void prepare(AssignPrep& P, const double* centers, const double* code_len, int k
   }
   {
     const double span = centers[k - 1] - centers[0];
-    int buckets = k > 1 ? std::min(64 * k, 1 << 14) : 1;
+    const int by_values = static_cast<int>(std::min<size_t>(std::max<size_t>(n / 2, 16), size_t{1} << 14));
+    int buckets = k > 1 ? std::min({64 * k, 1 << 14, by_values}) : 1;
     P.base = centers[0];
     P.inv = k > 1 ? buckets / span : 0.0;
     if (!(P.inv < 1e300) || !(P.inv > 0)) { buckets = 1; P.inv = 0.0; }
@@ -340,8 +350,8 @@ void segmented_pass(const float* w, const float* h, const size_t* seg_end, size_
 
 void assign_accumulate(const float* w, const float* h, size_t n, const double* centers, const double* code_len,
                        int k, double lambda, int32_t* labels, quant::AssignAccum& out) {
-  AssignPrep P;
-  prepare(P, centers, code_len, k, lambda);
+  AssignPrep& P = t_prep;
+  prepare(P, centers, code_len, k, lambda, n);
   out.reset(k);
   if (n == 0) return;
   // Fixed blocks of accum_block_size(n), folded into `out` in block order.
@@ -364,8 +374,8 @@ void assign_accumulate(const float* w, const float* h, size_t n, const double* c
 void assign_accumulate_segments(const float* w, const float* h, const size_t* seg_end, size_t nseg,
                                 const double* centers, const double* code_len, int k, double lambda, int32_t* labels,
                                 std::vector<quant::AssignAccum>& out) {
-  AssignPrep P;
-  prepare(P, centers, code_len, k, lambda);
+  AssignPrep& P = t_prep;
+  prepare(P, centers, code_len, k, lambda, nseg ? seg_end[nseg - 1] : 0);
   for (size_t s = 0; s + 1 < nseg; ++s) NQ_ASSERT(seg_end[s] <= seg_end[s + 1]);
   out.resize(nseg);
   if (nseg == 0) return;
