@@ -280,19 +280,24 @@ void segmented_pass(const float* w, const float* h, const size_t* seg_end, size_
   // As many groups per wave as fit ~8 MB of partials (one wave, one barrier, for k = 32 up to N ≈ 2.6e8).
   const size_t wave = std::max(static_cast<size_t>(threads) * 2,
                                (size_t{8} << 20) / (sizeof(ClusterAcc) * kLockstep * static_cast<size_t>(k)));
-  std::vector<BlockSums> part(std::min(wave, ngroups) * kLockstep);
-  std::vector<std::vector<int32_t>> scratch(labels ? 0 : static_cast<size_t>(threads));
+  // Partials and label scratch are the calling thread's, kept between passes (a row of a few dozen values would
+  // otherwise spend more on allocating them than on the pass); the workers index the scratch by thread number.
+  thread_local std::vector<BlockSums> t_part;
+  thread_local std::vector<std::vector<int32_t>> t_scratch;
+  std::vector<BlockSums>& part = t_part;
+  std::vector<std::vector<int32_t>>& scratch = t_scratch;
+  part.resize(std::min(wave, ngroups) * kLockstep);
+  if (!labels && scratch.size() < static_cast<size_t>(threads)) scratch.resize(static_cast<size_t>(threads));
   for (size_t g0 = 0; g0 < ngroups; g0 += wave) {
     const size_t g1 = std::min(ngroups, g0 + wave);
-#pragma omp parallel for schedule(dynamic, 1) if (g1 - g0 > 1)
-    for (int64_t gg = static_cast<int64_t>(g0); gg < static_cast<int64_t>(g1); ++gg) {
+    auto run_group = [&](int64_t gg, int thread) {
       const size_t b0 = static_cast<size_t>(gg) * kLockstep, b1 = std::min(nseg, b0 + kLockstep);
       const size_t i0 = seg_begin(b0), i1 = seg_end[b1 - 1];
       int32_t* lab;
       if (labels) {
         lab = labels + i0;
       } else {
-        auto& buf = scratch[static_cast<size_t>(omp_get_thread_num())];
+        auto& buf = scratch[static_cast<size_t>(thread)];
         if (buf.size() < i1 - i0) buf.resize(i1 - i0);
         lab = buf.data();
       }
@@ -340,6 +345,13 @@ void segmented_pass(const float* w, const float* h, const size_t* seg_end, size_
         BlockSums& s = part[(static_cast<size_t>(gg) - g0) * kLockstep + b];
         s.dist = dist[b]; s.sq = sq[b]; s.cost = cst[b];
       }
+    };
+    if (g1 - g0 == 1) {
+      run_group(static_cast<int64_t>(g0), 0);  // one group (a short row): no parallel region to enter
+    } else {
+#pragma omp parallel for schedule(dynamic, 1)
+      for (int64_t gg = static_cast<int64_t>(g0); gg < static_cast<int64_t>(g1); ++gg)
+        run_group(gg, omp_get_thread_num());
     }
     const size_t first = g0 * kLockstep, last = std::min(nseg, g1 * kLockstep);
     for (size_t s = first; s < last; ++s) consume(s, part[s - first]);
