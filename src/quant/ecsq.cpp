@@ -27,7 +27,8 @@ AssignPass local_pass(const Problem& p) {
 }
 
 EcsqRun::EcsqRun(const std::vector<double>& init, double lambda, size_t n_total, const QuantizeParams& q)
-    : q_(q), n_(static_cast<double>(n_total)), c_(init), l_(init.size(), std::log2(static_cast<double>(init.size()))) {
+    : tol_(q.tol), max_iter_(q.max_iter), n_(static_cast<double>(n_total)), c_(init),
+      l_(init.size(), std::log2(static_cast<double>(init.size()))) {
   out_.lambda = lambda;  // p_j = 1/k to start
   out_.converged = false;
   done_ = c_.empty();
@@ -42,7 +43,9 @@ void EcsqRun::step(const AssignAccum& acc) {
   const double dist = acc.distortion / n_;
   const double obj = dist + lambda * hbits;
   // Centres for this assignment: weighted means (plain mean for weightless clusters); dead ones get none.
-  std::vector<double> means(static_cast<size_t>(k), 0.0);
+  // (The scratch vectors are members: a short row takes thousands of steps, and these would be its allocations.)
+  std::vector<double>& means = means_;
+  means.assign(static_cast<size_t>(k), 0.0);
   int live = 0;
   for (int j = 0; j < k; ++j) {
     if (acc.count[j] == 0) continue;
@@ -51,24 +54,38 @@ void EcsqRun::step(const AssignAccum& acc) {
   }
   out_.history.push_back({it, obj, dist, hbits, live});
   out_.iterations = it;
-  out_.centers = means;
   last_c_ = c_;
   last_l_ = l_;
-  const bool stop = prev_ < infinity() && (prev_ - obj) <= q_.tol * std::fabs(prev_);
+  const bool stop = prev_ < infinity() && (prev_ - obj) <= tol_ * std::fabs(prev_);
   prev_ = obj;
   if (stop) {
     out_.converged = true;
     done_ = true;
     return;
   }
-  done_ = it >= std::max(1, q_.max_iter);
+  done_ = it >= std::max(1, max_iter_);
   // Next codebook: live clusters sorted by centre (cells are not intervals, so order can change), equal
-  // centres merged; l_j = −log2 p_j.
-  std::vector<int> order;
+  // centres merged; l_j = −log2 p_j. A stable sort: an insertion sort for the usual few dozen centres (no
+  // temporary buffer), std::stable_sort beyond; both give the one stable order.
+  std::vector<int>& order = order_;
+  order.clear();
   for (int j = 0; j < k; ++j)
     if (acc.count[j] > 0) order.push_back(j);
-  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return means[a] < means[b]; });
-  std::vector<double> nc, cnt;
+  const auto before = [&](int a, int b) { return means[a] < means[b]; };
+  if (order.size() <= 64) {
+    for (size_t i = 1; i < order.size(); ++i) {
+      const int v = order[i];
+      size_t j = i;
+      for (; j > 0 && before(v, order[j - 1]); --j) order[j] = order[j - 1];
+      order[j] = v;
+    }
+  } else {
+    std::stable_sort(order.begin(), order.end(), before);
+  }
+  std::vector<double>& nc = nc_;
+  std::vector<double>& cnt = cnt_;
+  nc.clear();
+  cnt.clear();
   for (int j : order) {
     if (!nc.empty() && nc.back() == means[j]) { cnt.back() += static_cast<double>(acc.count[j]); continue; }
     nc.push_back(means[j]);

@@ -134,12 +134,18 @@ class EcsqRun {
   void step(const AssignAccum& acc);  // consumes the pass over centers() / code_len()
   const std::vector<double>& last_centers() const { return last_c_; }  // the codebook of the latest pass
   const std::vector<double>& last_code_len() const { return last_l_; }
-  RawResult take_result() { return std::move(out_); }  // everything but the labels
+  RawResult take_result() {  // everything but the labels; centers: the means of the latest pass
+    out_.centers = means_;
+    return std::move(out_);
+  }
 
  private:
-  QuantizeParams q_;
+  double tol_;
+  int max_iter_;
   double n_;
   std::vector<double> c_, l_, last_c_, last_l_;
+  std::vector<double> means_, nc_, cnt_;  // step's scratch (means_: the latest pass's centres)
+  std::vector<int> order_;
   double prev_ = infinity();
   bool done_ = false;
   RawResult out_;
