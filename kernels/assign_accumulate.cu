@@ -119,18 +119,14 @@ AssignParams start_call(const Call& c, unsigned char* ws, const float* d_w, cons
   p.labels = d_labels;
   p.n = n;
   p.block = block;
-  p.centers = reinterpret_cast<const double*>(ws);
-  p.code_len = p.centers + c.k;
-  p.lmin_left = p.centers + 2 * c.k;
-  p.lmin_right = p.centers + 3 * c.k;
-  p.k = c.k;
+  point_at_table(p, reinterpret_cast<const double*>(ws), c.k);
   p.lambda = c.lambda;
   p.lmin = c.lmin;
   p.span2 = c.span2;
   p.psum = reinterpret_cast<double*>(ws + c.off_psum);
   p.pcount = reinterpret_cast<long long*>(ws + c.off_pcount);
   p.pscal = reinterpret_cast<double*>(ws + c.off_pscal);
-  p.vec = aligned16(d_w) && (!d_h || aligned16(d_h)) && (!d_labels || aligned16(d_labels));
+  p.vec = vector_access(p);
   p.table_in_smem = c.shape.table_in_smem;
   p.acc_in_smem = c.shape.acc_in_smem;
   return p;
@@ -153,17 +149,7 @@ void finish_call(const Call& c, const AssignParams& p, unsigned char* ws, size_t
   NQ_CUDA_CHECK(cudaMemcpyAsync(f.counts.data(), d_outn, kd * sizeof(long long), cudaMemcpyDeviceToHost, stream));
 }
 void unpack(const Call& c, const Fetch& f, quant::AssignAccum& out) {
-  const size_t kd = static_cast<size_t>(c.k);
-  out.reset(c.k);
-  for (size_t j = 0; j < kd; ++j) {
-    out.sum_h[j] = f.sums[j];
-    out.sum_hw[j] = f.sums[kd + j];
-    out.sum_w[j] = f.sums[2 * kd + j];
-    out.count[j] = f.counts[j];
-  }
-  out.distortion = f.sums[3 * kd + 0];
-  out.sq_error = f.sums[3 * kd + 1];
-  out.cost = f.sums[3 * kd + 2];
+  unpack_accum(f.sums.data(), f.counts.data(), c.k, out);
 }
 
 }  // namespace

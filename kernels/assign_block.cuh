@@ -14,6 +14,7 @@
 #include "cuda_check.cuh"
 #include "netquant/error.h"
 #include "quant/quant_formulas.h"
+#include "quant/quant_ops.h"
 
 namespace nq::cuda::assign_impl {
 
@@ -43,6 +44,38 @@ struct AssignParams {
   bool table_in_smem;      // centres and code lengths staged in shared memory
   bool acc_in_smem;        // per-warp accumulators in shared memory (else: one warp, accumulating in its row)
 };
+
+// Points p at a codebook table as prepare_table lays it out: centres | code lengths | prefix minima | suffix
+// minima, k entries each.
+__host__ __device__ inline void point_at_table(AssignParams& p, const double* table, int k) {
+  p.k = k;
+  p.centers = table;
+  p.code_len = table + k;
+  p.lmin_left = table + 2 * k;
+  p.lmin_right = table + 3 * k;
+}
+
+// Whether the pass may use float4 / int4 accesses (w, h and labels 16-byte aligned); results do not depend on it.
+__host__ __device__ inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+__host__ __device__ inline bool vector_access(const AssignParams& p) {
+  return aligned16(p.w) && (!p.h || aligned16(p.h)) && (!p.labels || aligned16(p.labels));
+}
+
+// One pass's merged outputs as the merge writes them (sums: 3k per-cluster sums then the 3 scalars; counts: k)
+// into `out` on the host.
+inline void unpack_accum(const double* sums, const long long* counts, int k, quant::AssignAccum& out) {
+  const size_t kd = static_cast<size_t>(k);
+  out.reset(k);
+  for (size_t j = 0; j < kd; ++j) {
+    out.sum_h[j] = sums[j];
+    out.sum_hw[j] = sums[kd + j];
+    out.sum_w[j] = sums[2 * kd + j];
+    out.count[j] = counts[j];
+  }
+  out.distortion = sums[3 * kd + 0];
+  out.sq_error = sums[3 * kd + 1];
+  out.cost = sums[3 * kd + 2];
+}
 
 // Exactly the CPU op's argmin (src/quant/quant_ops_cpu.cpp), with the full-scan shortcut described at the top
 // of assign_accumulate.cu.
@@ -303,10 +336,7 @@ inline Shape choose_shape(int k) {
   return {1, false, false, sizeof(double) * (96 + 3)};
 }
 
-
 inline size_t align_up(size_t x) { return (x + 255) & ~size_t{255}; }
-
-__host__ __device__ inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 // One codebook prepared on the host (op (a)'s argument checks): its scalars and launch shape; the table itself —
 // centres | code lengths | prefix minima | suffix minima of the code lengths, 4k doubles — goes where the caller

@@ -21,12 +21,12 @@
 #include <climits>
 #include <cstddef>
 #include <cstdint>
-#include <exception>
 #include <memory>
 #include <vector>
 
 #include "assign_block.cuh"
 #include "core/cuda_device.h"
+#include "core/iteration_errors.h"
 #include "cuda_check.cuh"
 #include "device_buffer.cuh"
 #include "netquant/error.h"
@@ -88,18 +88,14 @@ __host__ __device__ inline AssignParams row_params(const RowsLaunch& L, const Ro
   p.labels = L.labels ? L.labels + t.label : nullptr;
   p.n = static_cast<size_t>(t.len);
   p.block = static_cast<size_t>(t.block);
-  p.centers = L.tables + 4 * t.kk;
-  p.code_len = p.centers + t.k;
-  p.lmin_left = p.centers + 2 * t.k;
-  p.lmin_right = p.centers + 3 * t.k;
-  p.k = t.k;
+  point_at_table(p, L.tables + 4 * t.kk, t.k);
   p.lambda = t.lambda;
   p.lmin = t.lmin;
   p.span2 = t.span2;
   p.psum = L.psum + 3 * t.part;
   p.pcount = L.pcount + t.part;
   p.pscal = L.pscal + 3 * t.pblk;
-  p.vec = aligned16(p.w) && (!p.h || aligned16(p.h)) && (!p.labels || aligned16(p.labels));
+  p.vec = vector_access(p);
   p.table_in_smem = L.table_in_smem;
   p.acc_in_smem = L.acc_in_smem;
   return p;
@@ -250,8 +246,7 @@ void plan_fill(const RowsIndex& ri, const int64_t* rows, const quant::CodebookBa
   c.recs.resize(m);
   c.shapes.resize(m);
   // The records' offsets in order, then the tables (op (a)'s checks and prefix/suffix minima: most of the host's
-  // time per pass) on the host threads. An exception must not leave the OpenMP region: the first task's (in
-  // order) is rethrown after it.
+  // time per pass) on the host threads.
   size_t kk = 0, part = 0, pblk = 0, lab = 0;
   for (size_t j = 0; j < m; ++j) {
     const size_t i = c.s + j;
@@ -274,25 +269,22 @@ void plan_fill(const RowsIndex& ri, const int64_t* rows, const quant::CodebookBa
     pblk += nb;
     lab += len;
   }
-  std::vector<std::exception_ptr> failed(m);
+  IterationErrors failed(m);
 #pragma omp parallel for schedule(static, 256) if (m > 1024)
   for (long long jj = 0; jj < static_cast<long long>(m); ++jj) {
     const size_t j = static_cast<size_t>(jj), i = c.s + j;
     RowTask& r = c.recs[j];
     const size_t o = static_cast<size_t>(books.offsets[i]);
-    try {
+    failed.run(j, [&] {
       const CodebookTable t = prepare_table(books.centers.data() + o, books.code_len.data() + o, r.k,
                                             books.lambda[i], tables + 4 * r.kk);
       r.lambda = t.lambda;
       r.lmin = t.lmin;
       r.span2 = t.span2;
       c.shapes[j] = t.shape;
-    } catch (...) {
-      failed[j] = std::current_exception();
-    }
+    });
   }
-  for (const std::exception_ptr& e : failed)
-    if (e) std::rethrow_exception(e);
+  failed.rethrow_first();
   NQ_ASSERT(kk == c.sum_k && part == c.sum_part && pblk == c.sum_blk && lab == c.sum_len);
   // Launch order: the tasks with blocks grouped by launch shape (in order of first appearance), each group in chunk
   // order with its first-tile prefix; then the empty rows (only merged, to zeros).
@@ -444,20 +436,7 @@ class CudaResidentRows final : public quant::ResidentRows {
     for (long long jj = 0; jj < static_cast<long long>(c.m); ++jj) {
       const size_t j = static_cast<size_t>(jj);
       const RowTask& r = c.recs[j];
-      const size_t kd = static_cast<size_t>(r.k);
-      const double* f = sums + r.out;
-      const long long* n = counts + r.kk;
-      quant::AssignAccum& a = out[c.s + j];
-      a.reset(r.k);
-      for (size_t q = 0; q < kd; ++q) {
-        a.sum_h[q] = f[q];
-        a.sum_hw[q] = f[kd + q];
-        a.sum_w[q] = f[2 * kd + q];
-        a.count[q] = n[q];
-      }
-      a.distortion = f[3 * kd + 0];
-      a.sq_error = f[3 * kd + 1];
-      a.cost = f[3 * kd + 2];
+      unpack_accum(sums + r.out, counts + r.kk, r.k, out[c.s + j]);
     }
   }
 

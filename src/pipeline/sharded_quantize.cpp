@@ -430,7 +430,8 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
     ++stats.passes;
     if (progress) progress->update(std::min(stats.passes, qp.max_iter), "pass " + std::to_string(stats.passes));
   };
-  std::vector<int32_t> pass_labels;  // this rank's labels of the latest pass
+  std::vector<int32_t> pass_labels;  // this rank's labels of the latest pass (CPU)
+  quant::CodebookBatch latest_pass;  // the codebook of the latest pass (CUDA: its labels are made on request)
   quant::AssignPass pass;
   if (!device_blocks) {
     pass.run = [&](const double* centers, const double* code_len, int k, double lambda, quant::AssignAccum& out) {
@@ -441,17 +442,16 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
   } else {
     // Labels stay on the device until asked for; then one local pass over the latest codebook writes them (the
     // assignment is deterministic, so they are that pass's labels).
-    auto latest = std::make_shared<quant::CodebookBatch>();
-    pass.run = [&, latest](const double* centers, const double* code_len, int k, double lambda,
-                           quant::AssignAccum& out) {
+    pass.run = [&](const double* centers, const double* code_len, int k, double lambda, quant::AssignAccum& out) {
       fold_pass(centers, code_len, k, lambda, nullptr, out);
-      *latest = quant::CodebookBatch();
-      latest->add(centers, code_len, k, lambda);
+      latest_pass.clear();
+      latest_pass.add(centers, code_len, k, lambda);
     };
-    pass.take_labels = [&, latest] {
+    pass.take_labels = [&] {
       std::vector<int32_t> labels(n_local);
-      NQ_ASSERT(latest->size() == 1);
-      local_pass(latest->centers.data(), latest->code_len.data(), latest->k(0), latest->lambda[0], labels.data());
+      NQ_ASSERT(latest_pass.size() == 1);
+      local_pass(latest_pass.centers.data(), latest_pass.code_len.data(), latest_pass.k(0), latest_pass.lambda[0],
+                 labels.data());
       return labels;
     };
   }

@@ -4,10 +4,10 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <exception>
 #include <cmath>
 #include <cstring>
 
+#include "core/iteration_errors.h"
 #include "core/scratch_vector.h"
 #include "netquant/error.h"
 #include "quant/quant_formulas.h"
@@ -619,24 +619,20 @@ class CpuResidentRows final : public quant::ResidentRows {
                "resident rows: task " << i << " names row " << r << " of " << begin_.size() - 1);
       label_at[static_cast<size_t>(i) + 1] = label_at[static_cast<size_t>(i)] + begin_[r + 1] - begin_[r];
     }
-    // An exception must not leave an OpenMP region: the first one (in task order) is kept and rethrown after it.
-    std::vector<std::exception_ptr> failed(static_cast<size_t>(tasks));
+    IterationErrors failed(static_cast<size_t>(tasks));
 #pragma omp parallel for schedule(dynamic, 4) if (tasks > 1)
     for (int64_t i = 0; i < tasks; ++i) {
       const size_t t = static_cast<size_t>(i);
       const int64_t r = rows[i];
       const float* h = h_ && (weighted_.empty() || weighted_[static_cast<size_t>(r)]) ? h_ + begin_[r] : nullptr;
       const size_t o = static_cast<size_t>(books.offsets[t]);
-      try {
+      failed.run(t, [&] {
         cpu::assign_accumulate(w_ + begin_[r], h, static_cast<size_t>(begin_[r + 1] - begin_[r]),
                                books.centers.data() + o, books.code_len.data() + o, books.k(static_cast<int>(i)),
                                books.lambda[t], labels ? labels + label_at[t] : nullptr, out[t]);
-      } catch (...) {
-        failed[t] = std::current_exception();
-      }
+      });
     }
-    for (const std::exception_ptr& e : failed)
-      if (e) std::rethrow_exception(e);
+    failed.rethrow_first();
   }
 
  private:

@@ -1,6 +1,7 @@
 // nq::quantize: validates one 1-D problem, resolves the backend, and dispatches to the method's driver.
 #include "netquant/quantize.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 
@@ -44,6 +45,31 @@ void check_quantize_params(const QuantizeParams& params) {
   NQ_CHECK(params.exact_histogram_bins >= 0, ErrorCode::kInvalidArgument, "exact_histogram_bins must be >= 0");
   for (const double c : params.initial_centers)
     NQ_CHECK(std::isfinite(c), ErrorCode::kInvalidArgument, "initial centre " << c << " is not finite");
+}
+
+void check_lambda_batch(const QuantizeParams& params, const std::vector<double>& lambdas, const char* who) {
+  NQ_CHECK(params.method == Method::kEcsq && params.target_bits == 0 && params.target_ratio == 0,
+           ErrorCode::kInvalidArgument, who << ": for ecsq at given λ values (no target rate)");
+  for (const double lambda : lambdas)
+    NQ_CHECK(lambda >= 0 && std::isfinite(lambda), ErrorCode::kInvalidArgument,
+             "lambda must be finite and >= 0, got " << lambda);
+}
+
+void check_warm_starts(const std::vector<const std::vector<float>*>& warm) {
+  for (size_t r = 0; r < warm.size(); ++r)
+    if (warm[r])
+      for (const float c : *warm[r])
+        NQ_CHECK(std::isfinite(c), ErrorCode::kInvalidArgument,
+                 "problem " << r << ": initial centre " << c << " is not finite");
+}
+
+Problem row_problem(const float* w, const float* h, int64_t begin, int64_t end, Backend backend) {
+  Problem p;
+  p.w = w + begin;
+  p.n = static_cast<size_t>(end - begin);
+  p.backend = backend;
+  if (h && std::any_of(h + begin, h + end, [](float v) { return v > 0; })) p.h = h + begin;
+  return p;
 }
 
 }  // namespace quant
@@ -144,11 +170,7 @@ std::vector<QuantizeResult> quantize_lambdas(const float* values, const float* i
                                              const QuantizeParams& params, const std::vector<double>& lambdas) {
   const auto t0 = std::chrono::steady_clock::now();
   quant::check_quantize_params(params);
-  NQ_CHECK(params.method == Method::kEcsq && params.target_bits == 0 && params.target_ratio == 0,
-           ErrorCode::kInvalidArgument, "quantize_lambdas: for ecsq at given λ values (no target rate)");
-  for (const double lambda : lambdas)
-    NQ_CHECK(lambda >= 0 && std::isfinite(lambda), ErrorCode::kInvalidArgument,
-             "lambda must be finite and >= 0, got " << lambda);
+  quant::check_lambda_batch(params, lambdas, "quantize_lambdas");
   const quant::Problem p = validated_problem(values, importance, n, params);
   std::vector<QuantizeResult> out(lambdas.size());
   if (n == 0) {

@@ -354,8 +354,7 @@ QuantizedModel quantize_model(const TensorSet& model, const TensorSet* importanc
 std::vector<QuantizedModel> quantize_model_lambdas(const TensorSet& model, const TensorSet* importance,
                                                    const ModelQuantizeParams& params,
                                                    const std::vector<double>& lambdas) {
-  NQ_CHECK(params.quant.method == Method::kEcsq && params.quant.target_bits == 0 && params.quant.target_ratio == 0,
-           ErrorCode::kInvalidArgument, "quantize_model_lambdas: for ecsq at given λ values (no target rate)");
+  quant::check_lambda_batch(params.quant, lambdas, "quantize_model_lambdas");
   if (lambdas.empty()) return {};
   return quantize_model_impl(model, importance, params, lambdas);
 }

@@ -88,8 +88,16 @@ QuantizeResult finalize(const Problem& p, RawResult raw);
 // Labels of every value for ascending centres by the λ = 0 nearest rule (ties to the lower centre).
 std::vector<int32_t> nearest_labels(const Problem& p, const std::vector<double>& centers);
 
-// nq::quantize's checks of its parameters (shared with the batched row driver).
+// nq::quantize's checks of its parameters (shared with the batched row drivers).
 void check_quantize_params(const QuantizeParams& params);
+// The checks of ECSQ at several given λ (quantize_lambdas and its model and row forms): method ecsq, no target
+// rate, every λ finite and >= 0; `who` names the entry point in the message.
+void check_lambda_batch(const QuantizeParams& params, const std::vector<double>& lambdas, const char* who);
+// The row drivers' starting codebooks (nullptr or empty: none): every centre finite, as check_quantize_params
+// requires of one problem's.
+void check_warm_starts(const std::vector<const std::vector<float>*>& warm);
+// Values [begin, end) of w as quantize() sees them: h only when some importance there is positive.
+Problem row_problem(const float* w, const float* h, int64_t begin, int64_t end, Backend backend);
 
 // ---- drivers ----
 RawResult lloyd_sorted(const Problem& p, const SortedData& s, const QuantizeParams& q);    // kmeans, hw-kmeans

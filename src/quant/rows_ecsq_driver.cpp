@@ -5,9 +5,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <exception>
 #include <memory>
 
+#include "core/iteration_errors.h"
 #include "netquant/error.h"
 #include "quant/quant_ops.h"
 #include "quant/quantizers.h"
@@ -94,35 +94,20 @@ std::vector<std::vector<QuantizeResult>> quantize_rows_ecsq(const float* w, cons
   NQ_ASSERT(rows >= 0 && (warm.empty() || static_cast<int64_t>(warm.size()) == rows));
   // The parameters of each λ set: q itself, or q at λ m with no target (what quantize_lambdas runs).
   std::vector<QuantizeParams> sets(lambdas.empty() ? 1 : lambdas.size(), q);
-  if (!lambdas.empty()) {
-    NQ_CHECK(q.target_bits == 0 && q.target_ratio == 0, ErrorCode::kInvalidArgument,
-             "quantize_lambdas: for ecsq at given λ values (no target rate)");
-    for (size_t m = 0; m < lambdas.size(); ++m) {
-      NQ_CHECK(lambdas[m] >= 0 && std::isfinite(lambdas[m]), ErrorCode::kInvalidArgument,
-               "lambda must be finite and >= 0, got " << lambdas[m]);
-      sets[m].lambda = lambdas[m];
-    }
-  }
+  if (!lambdas.empty()) check_lambda_batch(q, lambdas, "quantize_lambdas");
+  for (size_t m = 0; m < lambdas.size(); ++m) sets[m].lambda = lambdas[m];
   const size_t nsets = sets.size();
+  check_warm_starts(warm);
 
   // Each row as quantize() sees it (the caller has validated the values): its importances only when some are
   // positive, and its sort and sums for the start where quantize() makes them (on the host below 2^14 values).
-  for (size_t r = 0; r < warm.size(); ++r)
-    if (warm[r])
-      for (const float c : *warm[r])
-        NQ_CHECK(std::isfinite(c), ErrorCode::kInvalidArgument,
-                 "problem " << r << ": initial centre " << c << " is not finite");
   std::vector<Problem> problems(static_cast<size_t>(rows));
   std::vector<uint8_t> weighted(static_cast<size_t>(rows), 0);
   for (int64_t r = 0; r < rows; ++r) {
+    const size_t len = static_cast<size_t>(row_begin[r + 1] - row_begin[r]);
     Problem& p = problems[static_cast<size_t>(r)];
-    p.w = w + row_begin[r];
-    p.n = static_cast<size_t>(row_begin[r + 1] - row_begin[r]);
-    p.backend = problem_backend(backend, p.n);
-    if (h && std::any_of(h + row_begin[r], h + row_begin[r + 1], [](float v) { return v > 0; })) {
-      p.h = h + row_begin[r];
-      weighted[static_cast<size_t>(r)] = 1;
-    }
+    p = row_problem(w, h, row_begin[r], row_begin[r + 1], problem_backend(backend, len));
+    weighted[static_cast<size_t>(r)] = p.h != nullptr;
   }
 
   std::vector<std::vector<QuantizeResult>> out(nsets, std::vector<QuantizeResult>(static_cast<size_t>(rows)));
@@ -135,9 +120,8 @@ std::vector<std::vector<QuantizeResult>> quantize_rows_ecsq(const float* w, cons
     for (int64_t r = r0; r < r1; ++r)
       if (problems[static_cast<size_t>(r)].n > 0)
         for (size_t m = 0; m < nsets; ++m) tasks.push_back({r - r0, m, nullptr});
-    // An exception must not leave the OpenMP region (a device sort of a long row can fail): the first one (in
-    // task order) is rethrown after it.
-    std::vector<std::exception_ptr> failed(tasks.size());
+    // (A device sort of a long row can fail: IterationErrors carries it out of the OpenMP region.)
+    IterationErrors failed(tasks.size());
 #pragma omp parallel for schedule(dynamic, 4)
     for (int64_t i = 0; i < static_cast<int64_t>(tasks.size()); ++i) {
       if (tasks[static_cast<size_t>(i)].set > 0) continue;  // the λ sets of a row share one start, made below
@@ -146,19 +130,16 @@ std::vector<std::vector<QuantizeResult>> quantize_rows_ecsq(const float* w, cons
       QuantizeParams qr = q;
       if (!warm.empty() && warm[static_cast<size_t>(r)])
         qr.initial_centers.assign(warm[static_cast<size_t>(r)]->begin(), warm[static_cast<size_t>(r)]->end());
-      try {
+      failed.run(static_cast<size_t>(i), [&] {
         const SortedData s(p);
         const SortedData::Sums all = s.range(0, s.size());
         const double d0 = interval_scatter(all.s0, all.s1, all.s2) / static_cast<double>(p.n);
         const std::vector<double> init = ecsq_init(s, qr);
         for (size_t m = 0; m < nsets; ++m)
           tasks[static_cast<size_t>(i) + m].search = std::make_unique<EcsqSearch>(init, d0, p.n, sets[m]);
-      } catch (...) {
-        failed[static_cast<size_t>(i)] = std::current_exception();
-      }
+      });
     }
-    for (const std::exception_ptr& e : failed)
-      if (e) std::rethrow_exception(e);
+    failed.rethrow_first();
 
     std::unique_ptr<ResidentRows> values =
         ops_make_resident_rows(backend, w + row_begin[r0], h ? h + row_begin[r0] : nullptr, slice_begin.data(),

@@ -19,6 +19,7 @@ std::vector<QuantizeResult> quantize_rows_kmeans(const float* w, const float* h,
   check_quantize_params(q);
   const int64_t rows = static_cast<int64_t>(row_begin.size()) - 1;
   NQ_ASSERT(rows >= 0 && (warm.empty() || static_cast<int64_t>(warm.size()) == rows));
+  check_warm_starts(warm);
   const bool exact = q.method == Method::kExact;
   if (q.method != Method::kKmeans && q.method != Method::kHwKmeans && !exact) return {};
   if (!exact && q.init == Init::kKmeansPP) return {};  // its D² sampling stays on the host driver
@@ -40,8 +41,6 @@ std::vector<QuantizeResult> quantize_rows_kmeans(const float* w, const float* h,
     for (int64_t r = 0; r < rows; ++r) {
       if (!warm[r] || warm[r]->empty()) continue;
       std::vector<double> c(warm[r]->begin(), warm[r]->end());
-      for (const double v : c)
-        NQ_CHECK(std::isfinite(v), ErrorCode::kInvalidArgument, "initial centre " << v << " is not finite");
       std::sort(c.begin(), c.end());
       c.erase(std::unique(c.begin(), c.end()), c.end());
       if (c.size() > k) return {};
@@ -93,11 +92,7 @@ std::vector<QuantizeResult> quantize_rows_kmeans(const float* w, const float* h,
 #pragma omp parallel for schedule(dynamic, 16) if (rows > 1)
   for (int64_t r = 0; r < rows; ++r) {
     const size_t ri = static_cast<size_t>(r), begin = static_cast<size_t>(row_begin[r]);
-    Problem p;
-    p.w = w + begin;
-    p.n = static_cast<size_t>(row_begin[r + 1]) - begin;
-    p.backend = backend;
-    if (h && std::any_of(h + begin, h + begin + p.n, [](float v) { return v > 0; })) p.h = h + begin;
+    const Problem p = row_problem(w, h, row_begin[r], row_begin[r + 1], backend);
     RawResult raw;
     raw.centers.assign(centers.begin() + static_cast<ptrdiff_t>(ri * k),
                        centers.begin() + static_cast<ptrdiff_t>(ri * k + static_cast<size_t>(center_count[ri])));

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "cuda/cuda_test_support.h"
 #include "coding/huffman_pack.h"
 #include "coding/huffman_pack_cases.h"
 #include "netquant/backend.h"
@@ -14,13 +15,10 @@
 namespace nq::coding {
 namespace {
 
-bool quick() {  // NQ_CUDA_PARITY_QUICK=1: the sanitizer runs
-  const char* q = std::getenv("NQ_CUDA_PARITY_QUICK");
-  return q && *q && std::strcmp(q, "0") != 0;
-}
+bool quick() { return test::cuda_quick(); }  // NQ_CUDA_PARITY_QUICK=1: the sanitizer runs
 
 TEST(CudaCodingParity, HuffmanPackEqualsBitWriter) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  NQ_REQUIRE_CUDA();
   uint64_t seed = 5;
   for (const size_t n : {size_t{0}, size_t{1}, size_t{2}, size_t{31}, size_t{33}, size_t{4095}, size_t{4096},
                          size_t{4097}, size_t{12289}, size_t{1000003}})
@@ -34,7 +32,7 @@ TEST(CudaCodingParity, HuffmanPackEqualsBitWriter) {
 }
 
 TEST(CudaCodingParity, HuffmanPackRefusesSymbolsOutsideTheCode) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device";
+  NQ_REQUIRE_CUDA();
   pack_cases::Stream s = pack_cases::make_stream(5000, 17, 1);
   const HuffmanEncoder enc(s.lengths);
   std::vector<int32_t> bad = s.symbols;

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda/cuda_test_support.h"
 #include "netquant/backend.h"
 #include "netquant/distributed.h"
 #include "netquant/io.h"
@@ -21,14 +22,8 @@
 namespace nq {
 namespace {
 
-#define NQ_REQUIRE_CUDA() \
-  if (!::nq::cuda_available()) GTEST_SKIP() << "no CUDA device"
-
 // NQ_CUDA_PARITY_QUICK=1 (the compute-sanitizer runs): a smaller model and fewer iterations.
-bool quick() {
-  const char* q = std::getenv("NQ_CUDA_PARITY_QUICK");
-  return q && *q && std::strcmp(q, "0") != 0;
-}
+bool quick() { return test::cuda_quick(); }
 
 TensorSet make_model(uint64_t seed) {
   std::mt19937_64 rng(seed);
@@ -83,6 +78,19 @@ void expect_close(const QuantizedModel& cpu, const QuantizedModel& gpu) {
   EXPECT_LE(differ, n / 1000 + 2) << "indices differ beyond rounding";
 }
 
+// ECSQ at λ (or at a target rate when target_bits > 0) with pruning, on the CPU backend to start with.
+ModelQuantizeParams ecsq_params(int k, int max_iter, double lambda, double target_bits, double prune) {
+  ModelQuantizeParams p;
+  p.quant.method = Method::kEcsq;
+  p.quant.k = k;
+  p.quant.max_iter = max_iter;
+  p.quant.lambda = lambda;
+  p.quant.target_bits = target_bits;
+  p.prune = prune;
+  p.quant.backend = Backend::kCpu;
+  return p;
+}
+
 TEST(CudaModelParity, RowAndGroupEcsqOnTheDevice) {
   NQ_REQUIRE_CUDA();
   const TensorSet model = make_model(3);
@@ -90,15 +98,8 @@ TEST(CudaModelParity, RowAndGroupEcsqOnTheDevice) {
   for (const std::string scope : {"row", "group:1000"})
     for (const bool target : {false, true}) {
       SCOPED_TRACE(scope + (target ? " target 1.5 bits" : " lambda 2e-5"));
-      ModelQuantizeParams p;
-      p.quant.method = Method::kEcsq;
-      p.quant.k = 16;
-      p.quant.max_iter = quick() ? 8 : 40;
-      p.quant.lambda = 2e-5;
-      if (target) p.quant.target_bits = 1.5;
+      ModelQuantizeParams p = ecsq_params(16, quick() ? 8 : 40, 2e-5, target ? 1.5 : 0.0, 0.2);
       p.scope = parse_scope(scope);
-      p.prune = 0.2;
-      p.quant.backend = Backend::kCpu;
       const QuantizedModel cpu = quantize_model(model, &imp, p);
       p.quant.backend = Backend::kCuda;
       const QuantizedModel gpu = quantize_model(model, &imp, p);
@@ -130,14 +131,7 @@ TEST(CudaModelParity, ShardedEcsqPassesOnTheDevice) {
   write_safetensors(dir + "/imp.safetensors", imp);
   for (const bool target : {false, true}) {
     SCOPED_TRACE(target ? "target 2 bits" : "lambda 1e-5");
-    ModelQuantizeParams p;
-    p.quant.method = Method::kEcsq;
-    p.quant.k = 32;
-    p.quant.max_iter = quick() ? 8 : 30;
-    p.quant.lambda = 1e-5;
-    if (target) p.quant.target_bits = 2.0;
-    p.prune = 0.1;
-    p.quant.backend = Backend::kCpu;
+    ModelQuantizeParams p = ecsq_params(32, quick() ? 8 : 30, 1e-5, target ? 2.0 : 0.0, 0.1);
     const QuantizedModel cpu = quantize_model_sharded(dir + "/model.safetensors", dir + "/imp.safetensors", p);
     p.quant.backend = Backend::kCuda;
     ShardedQuantizeInfo info;

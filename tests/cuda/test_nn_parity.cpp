@@ -8,14 +8,12 @@
 #include <random>
 #include <vector>
 
+#include "cuda/cuda_test_support.h"
 #include "netquant/backend.h"
 #include "nn/nn_ops.h"
 
 namespace nq::nn {
 namespace {
-
-#define NQ_REQUIRE_CUDA() \
-  if (!::nq::cuda_available()) GTEST_SKIP() << "no CUDA device"
 
 template <class T>
 constexpr double kMaxNmse = sizeof(T) == 4 ? 1e-9 : 1e-20;

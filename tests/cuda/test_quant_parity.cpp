@@ -12,6 +12,7 @@
 #include <random>
 #include <vector>
 
+#include "cuda/cuda_test_support.h"
 #include "netquant/backend.h"
 #include "netquant/error.h"
 #include "netquant/quantize.h"
@@ -27,13 +28,8 @@
 namespace nq::quant {
 namespace {
 
-#define NQ_REQUIRE_CUDA() \
-  if (!::nq::cuda_available()) GTEST_SKIP() << "no CUDA device"
-
-bool quick() {
-  const char* q = std::getenv("NQ_CUDA_PARITY_QUICK");
-  return q && *q && std::strcmp(q, "0") != 0;
-}
+using test::cuda_quick;
+bool quick() { return cuda_quick(); }
 
 std::vector<size_t> sizes() {
   if (quick()) return {1, 3, 31, 33, 257, 4099};
@@ -116,6 +112,42 @@ void expect_same_labels(const Data& d, const Codebook& cb, double lambda, const 
   EXPECT_EQ(bad, 0u);
 }
 
+// The CPU op's sums (the oracle) against the device's: the scalars within `scalar_tol` relative, each cluster's
+// sums within 1e-9 of that sum's total magnitude over the clusters, and the counts equal unless labels tied.
+void expect_sums_close(const AssignAccum& ca, const AssignAccum& ga, int k, size_t ties, double scalar_tol) {
+  const double scale = std::max(1e-300, std::fabs(ca.cost));
+  EXPECT_LE(rel_diff(ca.cost, ga.cost, 0), scalar_tol);
+  EXPECT_LE(rel_diff(ca.distortion, ga.distortion, 1e-12 * scale), scalar_tol);
+  EXPECT_LE(rel_diff(ca.sq_error, ga.sq_error, 0), scalar_tol);
+  double h_scale = 0, hw_scale = 0, w_scale = 0;
+  for (int j = 0; j < k; ++j) {
+    h_scale += std::fabs(ca.sum_h[j]);
+    hw_scale += std::fabs(ca.sum_hw[j]);
+    w_scale += std::fabs(ca.sum_w[j]);
+  }
+  for (int j = 0; j < k; ++j) {
+    if (ties == 0) {
+      EXPECT_EQ(ca.count[j], ga.count[j]) << "cluster " << j;
+    }
+    EXPECT_LE(std::fabs(ca.sum_h[j] - ga.sum_h[j]), 1e-9 * h_scale + 1e-300) << j;
+    EXPECT_LE(std::fabs(ca.sum_hw[j] - ga.sum_hw[j]), 1e-9 * hw_scale + 1e-300) << j;
+    EXPECT_LE(std::fabs(ca.sum_w[j] - ga.sum_w[j]), 1e-9 * w_scale + 1e-300) << j;
+  }
+}
+
+// Two passes that must agree bit for bit (run to run, or a batched path against op (a) alone).
+void expect_same_accum_bits(const AssignAccum& a, const AssignAccum& b) {
+  ASSERT_EQ(a.sum_h.size(), b.sum_h.size());
+  const size_t k = a.sum_h.size();
+  EXPECT_EQ(std::memcmp(a.sum_h.data(), b.sum_h.data(), sizeof(double) * k), 0);
+  EXPECT_EQ(std::memcmp(a.sum_hw.data(), b.sum_hw.data(), sizeof(double) * k), 0);
+  EXPECT_EQ(std::memcmp(a.sum_w.data(), b.sum_w.data(), sizeof(double) * k), 0);
+  EXPECT_EQ(a.count, b.count);
+  EXPECT_EQ(std::memcmp(&a.distortion, &b.distortion, sizeof(double)), 0);
+  EXPECT_EQ(std::memcmp(&a.sq_error, &b.sq_error, sizeof(double)), 0);
+  EXPECT_EQ(std::memcmp(&a.cost, &b.cost, sizeof(double)), 0);
+}
+
 // The fused op on both backends: identical labels except exact cost ties, total cost within cost_tol relative.
 void expect_cuda_assign_matches_cpu(const Data& d, const Codebook& cb, int k, double lambda, double cost_tol) {
   const size_t n = d.w.size();
@@ -154,24 +186,7 @@ TEST(CudaQuantParity, AssignAccumulateMatchesCpu) {
           std::vector<int32_t> gpu_l(gpu_buf.begin() + 32, gpu_buf.begin() + 32 + n);
           size_t ties = 0;
           expect_same_labels(d, cb, lambda, cpu_l, gpu_l, &ties);
-          const double scale = std::max(1e-300, std::fabs(ca.cost));
-          EXPECT_LE(rel_diff(ca.cost, ga.cost, 0), 1e-6);
-          EXPECT_LE(rel_diff(ca.distortion, ga.distortion, 1e-12 * scale), 1e-6);
-          EXPECT_LE(rel_diff(ca.sq_error, ga.sq_error, 0), 1e-6);
-          double hw_scale = 0, w_scale = 0, h_scale = 0;
-          for (int j = 0; j < k; ++j) {
-            hw_scale += std::fabs(ca.sum_hw[j]);
-            w_scale += std::fabs(ca.sum_w[j]);
-            h_scale += std::fabs(ca.sum_h[j]);
-          }
-          for (int j = 0; j < k; ++j) {
-            if (ties == 0) {
-              EXPECT_EQ(ca.count[j], ga.count[j]) << "cluster " << j;
-            }
-            EXPECT_LE(std::fabs(ca.sum_h[j] - ga.sum_h[j]), 1e-9 * h_scale + 1e-300) << j;
-            EXPECT_LE(std::fabs(ca.sum_hw[j] - ga.sum_hw[j]), 1e-9 * hw_scale + 1e-300) << j;
-            EXPECT_LE(std::fabs(ca.sum_w[j] - ga.sum_w[j]), 1e-9 * w_scale + 1e-300) << j;
-          }
+          expect_sums_close(ca, ga, k, ties, 1e-6);
           // Labels not requested: the same sums.
           AssignAccum gb;
           cuda::assign_accumulate(d.w.data(), h, n, cb.c.data(), cb.l.data(), k, lambda, nullptr, gb);
@@ -222,12 +237,7 @@ TEST(CudaQuantParity, AssignAccumulateIsBitwiseDeterministic) {
     cuda::assign_accumulate(d.w.data(), d.h.data(), n, cb.c.data(), cb.l.data(), k, lambda, la.data(), a);
     cuda::assign_accumulate(d.w.data(), d.h.data(), n, cb.c.data(), cb.l.data(), k, lambda, lb.data(), b);
     EXPECT_EQ(la, lb);
-    EXPECT_EQ(std::memcmp(a.sum_h.data(), b.sum_h.data(), sizeof(double) * k), 0);
-    EXPECT_EQ(std::memcmp(a.sum_hw.data(), b.sum_hw.data(), sizeof(double) * k), 0);
-    EXPECT_EQ(std::memcmp(a.sum_w.data(), b.sum_w.data(), sizeof(double) * k), 0);
-    EXPECT_EQ(a.count, b.count);
-    EXPECT_EQ(std::memcmp(&a.cost, &b.cost, sizeof(double)), 0);
-    EXPECT_EQ(std::memcmp(&a.distortion, &b.distortion, sizeof(double)), 0);
+    expect_same_accum_bits(a, b);
   }
 }
 
@@ -414,18 +424,6 @@ std::vector<int32_t> rows_pass(ResidentRows& obj, const RowsProblem& p, std::vec
   return std::vector<int32_t>(buf.begin() + 32, buf.begin() + 32 + static_cast<std::ptrdiff_t>(p.labels_total));
 }
 
-void expect_same_accum_bits(const AssignAccum& a, const AssignAccum& b) {
-  ASSERT_EQ(a.sum_h.size(), b.sum_h.size());
-  const size_t k = a.sum_h.size();
-  EXPECT_EQ(std::memcmp(a.sum_h.data(), b.sum_h.data(), sizeof(double) * k), 0);
-  EXPECT_EQ(std::memcmp(a.sum_hw.data(), b.sum_hw.data(), sizeof(double) * k), 0);
-  EXPECT_EQ(std::memcmp(a.sum_w.data(), b.sum_w.data(), sizeof(double) * k), 0);
-  EXPECT_EQ(a.count, b.count);
-  EXPECT_EQ(std::memcmp(&a.distortion, &b.distortion, sizeof(double)), 0);
-  EXPECT_EQ(std::memcmp(&a.sq_error, &b.sq_error, sizeof(double)), 0);
-  EXPECT_EQ(std::memcmp(&a.cost, &b.cost, sizeof(double)), 0);
-}
-
 // The row as op (a) sees it: h, or nullptr where the row runs unweighted.
 const float* row_h(const RowsProblem& p, int64_t r, int mode) {
   const bool uses_h = mode == 1 || (mode == 0 && p.weighted[static_cast<size_t>(r)]);
@@ -509,23 +507,7 @@ TEST(CudaQuantParity, ResidentRowsMatchTheCpuOpPerRow) {
                                               labels.begin() + static_cast<std::ptrdiff_t>(at + n)),
                          &ties);
       at += n;
-      EXPECT_LE(rel_diff(ca.cost, ga.cost, 0), 1e-9);
-      EXPECT_LE(rel_diff(ca.distortion, ga.distortion, 1e-12 * std::fabs(ca.cost)), 1e-9);
-      EXPECT_LE(rel_diff(ca.sq_error, ga.sq_error, 0), 1e-9);
-      double h_scale = 0, hw_scale = 0, w_scale = 0;
-      for (int j = 0; j < k; ++j) {
-        h_scale += std::fabs(ca.sum_h[j]);
-        hw_scale += std::fabs(ca.sum_hw[j]);
-        w_scale += std::fabs(ca.sum_w[j]);
-      }
-      for (int j = 0; j < k; ++j) {
-        if (ties == 0) {
-          ASSERT_EQ(ca.count[j], ga.count[j]) << "cluster " << j;
-        }
-        ASSERT_LE(std::fabs(ca.sum_h[j] - ga.sum_h[j]), 1e-9 * h_scale + 1e-300) << j;
-        ASSERT_LE(std::fabs(ca.sum_hw[j] - ga.sum_hw[j]), 1e-9 * hw_scale + 1e-300) << j;
-        ASSERT_LE(std::fabs(ca.sum_w[j] - ga.sum_w[j]), 1e-9 * w_scale + 1e-300) << j;
-      }
+      expect_sums_close(ca, ga, k, ties, 1e-9);
     }
   }
 }

@@ -15,11 +15,12 @@
 #include "netquant/quantize.h"
 #include "quant/quant_ops.h"
 #include "quant/quantizers.h"
+#include "quant/same_result.h"
 
 namespace nq::quant {
 namespace {
 
-bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+using test::same_bits;
 
 // The loop as it was: one run to its end, its labels taken from its last pass.
 RawResult reference_iterate(const AssignPass& pass, size_t n, const std::vector<double>& init, double lambda,

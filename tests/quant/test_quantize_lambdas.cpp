@@ -10,6 +10,7 @@
 
 #include "netquant/error.h"
 #include "netquant/quantize.h"
+#include "quant/same_result.h"
 
 namespace nq {
 namespace {
@@ -29,20 +30,7 @@ Data make(size_t n, uint64_t seed) {
   return d;
 }
 
-bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof a) == 0; }
-
-void expect_same(const QuantizeResult& a, const QuantizeResult& b, const std::string& what) {
-  SCOPED_TRACE(what);
-  EXPECT_EQ(a.codebook, b.codebook);
-  EXPECT_EQ(a.indices, b.indices);
-  EXPECT_TRUE(same_bits(a.hw_distortion, b.hw_distortion)) << a.hw_distortion << " vs " << b.hw_distortion;
-  EXPECT_TRUE(same_bits(a.entropy_bits, b.entropy_bits));
-  EXPECT_EQ(a.iterations, b.iterations);
-  EXPECT_EQ(a.converged, b.converged);
-  EXPECT_TRUE(same_bits(a.lambda, b.lambda));
-  ASSERT_EQ(a.history.size(), b.history.size());
-  for (size_t i = 0; i < a.history.size(); ++i) EXPECT_TRUE(same_bits(a.history[i].objective, b.history[i].objective));
-}
+using test::expect_same_result;
 
 TEST(QuantizeLambdas, EachPointEqualsItsOwnQuantize) {
   // λ from "plain k-means" through a collapse to one cluster, unsorted, with a repeat.
@@ -63,7 +51,7 @@ TEST(QuantizeLambdas, EachPointEqualsItsOwnQuantize) {
         for (size_t m = 0; m < lambdas.size(); ++m) {
           QuantizeParams one = q;
           one.lambda = lambdas[m];
-          expect_same(all[m], quantize(d.w.data(), h, n, one),
+          expect_same_result(all[m], quantize(d.w.data(), h, n, one),
                       "n=" + std::to_string(n) + " lambda=" + std::to_string(lambdas[m]) +
                           (weighted ? " weighted" : "") + " max_iter=" + std::to_string(max_iter));
         }
@@ -84,7 +72,7 @@ TEST(QuantizeLambdas, WarmStartAndFewerLevelsThanK) {
     for (size_t m = 0; m < lambdas.size(); ++m) {
       QuantizeParams one = q;
       one.lambda = lambdas[m];
-      expect_same(all[m], quantize(d.w.data(), d.h.data(), d.w.size(), one), warm ? "warm" : "cold");
+      expect_same_result(all[m], quantize(d.w.data(), d.h.data(), d.w.size(), one), warm ? "warm" : "cold");
     }
   }
 }

@@ -14,29 +14,13 @@
 #include "netquant/quantize.h"
 #include "quant/quant_ops.h"
 #include "quant/quantizers.h"
+#include "quant/same_result.h"
 
 namespace nq::quant {
 namespace {
 
-bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof a) == 0; }
-
-void expect_same(const QuantizeResult& got, const QuantizeResult& want, const std::string& what) {
-  SCOPED_TRACE(what);
-  ASSERT_EQ(got.codebook, want.codebook);
-  ASSERT_EQ(got.indices, want.indices);
-  EXPECT_TRUE(same_bits(got.hw_distortion, want.hw_distortion)) << got.hw_distortion << " vs " << want.hw_distortion;
-  EXPECT_TRUE(same_bits(got.mse, want.mse));
-  EXPECT_TRUE(same_bits(got.entropy_bits, want.entropy_bits));
-  EXPECT_TRUE(same_bits(got.lambda, want.lambda)) << got.lambda << " vs " << want.lambda;
-  EXPECT_EQ(got.iterations, want.iterations);
-  EXPECT_EQ(got.converged, want.converged);
-  ASSERT_EQ(got.history.size(), want.history.size());
-  for (size_t i = 0; i < got.history.size(); ++i) {
-    EXPECT_TRUE(same_bits(got.history[i].objective, want.history[i].objective)) << "iteration " << i;
-    EXPECT_TRUE(same_bits(got.history[i].entropy, want.history[i].entropy)) << "iteration " << i;
-    EXPECT_EQ(got.history[i].clusters, want.history[i].clusters) << "iteration " << i;
-  }
-}
+using test::expect_same_result;
+using test::same_bits;
 
 // Rows of awkward lengths (one empty); row 3's importances are all zero (it runs unweighted), every 11th value's
 // importance is zero, row 5 holds only a few distinct values (k reaches them), row 6 one value repeated.
@@ -87,7 +71,7 @@ void expect_rows_equal_quantize(const Rows& d, bool weighted, const QuantizePara
     if (!warm.empty()) qr.initial_centers.assign(warm_codebooks[r].begin(), warm_codebooks[r].end());
     const size_t b = static_cast<size_t>(d.begin[r]), n = static_cast<size_t>(d.begin[r + 1]) - b;
     const QuantizeResult want = quantize(d.w.data() + b, h ? h + b : nullptr, n, qr);
-    expect_same(sets[0][r], want, what + ", row " + std::to_string(r));
+    expect_same_result(sets[0][r], want, what + ", row " + std::to_string(r));
     EXPECT_EQ(sets[0][r].backend, Backend::kCpu);
   }
 }
@@ -157,7 +141,7 @@ TEST(RowsEcsq, SeveralLambdasEqualQuantizeLambdasPerRow) {
       const size_t b = static_cast<size_t>(d.begin[r]), n = static_cast<size_t>(d.begin[r + 1]) - b;
       const std::vector<QuantizeResult> want = quantize_lambdas(d.w.data() + b, d.h.data() + b, n, q, lambdas);
       for (size_t m = 0; m < lambdas.size(); ++m)
-        expect_same(sets[m][r], want[m], "row " + std::to_string(r) + ", λ " + std::to_string(lambdas[m]));
+        expect_same_result(sets[m][r], want[m], "row " + std::to_string(r) + ", λ " + std::to_string(lambdas[m]));
     }
   }
   QuantizeParams target = q;

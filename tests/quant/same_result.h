@@ -1,0 +1,34 @@
+// Bit-for-bit comparison of two QuantizeResults (a batched path against one quantize() per problem): codebook,
+// indices, statistics, λ, iteration count, convergence and the per-iteration history.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <string>
+
+#include "netquant/quantize.h"
+
+namespace nq::test {
+
+inline bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+
+inline void expect_same_result(const QuantizeResult& got, const QuantizeResult& want, const std::string& what) {
+  SCOPED_TRACE(what);
+  ASSERT_EQ(got.codebook, want.codebook);
+  ASSERT_EQ(got.indices, want.indices);
+  EXPECT_TRUE(same_bits(got.hw_distortion, want.hw_distortion)) << got.hw_distortion << " vs " << want.hw_distortion;
+  EXPECT_TRUE(same_bits(got.mse, want.mse));
+  EXPECT_TRUE(same_bits(got.entropy_bits, want.entropy_bits));
+  EXPECT_TRUE(same_bits(got.lambda, want.lambda)) << got.lambda << " vs " << want.lambda;
+  EXPECT_EQ(got.iterations, want.iterations);
+  EXPECT_EQ(got.converged, want.converged);
+  ASSERT_EQ(got.history.size(), want.history.size());
+  for (size_t i = 0; i < got.history.size(); ++i) {
+    EXPECT_TRUE(same_bits(got.history[i].objective, want.history[i].objective)) << "iteration " << i;
+    EXPECT_TRUE(same_bits(got.history[i].entropy, want.history[i].entropy)) << "iteration " << i;
+    EXPECT_EQ(got.history[i].clusters, want.history[i].clusters) << "iteration " << i;
+  }
+}
+
+}  // namespace nq::test
