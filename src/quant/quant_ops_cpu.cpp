@@ -8,7 +8,6 @@
 #include <cstring>
 
 #include "core/iteration_errors.h"
-#include "core/scratch_vector.h"
 #include "netquant/error.h"
 #include "quant/quant_formulas.h"
 
@@ -404,126 +403,6 @@ void assign_accumulate_segments(const float* w, const float* h, const size_t* se
     o.sq_error = s.sq;
     o.cost = s.cost;
   });
-}
-
-namespace {
-
-// The float's order key (quant_formulas.h) packed above the importance's bits.
-inline uint64_t pack_pair(float w, float h) {
-  uint32_t hb;
-  std::memcpy(&hb, &h, 4);
-  return (static_cast<uint64_t>(quant::float_order_key(w)) << 32) | hb;
-}
-inline void unpack_pair(uint64_t v, float* w, float* h) {
-  *w = quant::float_from_order_key(static_cast<uint32_t>(v >> 32));
-  const uint32_t hb = static_cast<uint32_t>(v);
-  std::memcpy(h, &hb, 4);
-}
-
-// Rows and groups (n ≤ 2^16, one thread): four 8-bit LSD passes whose histograms are all counted while packing;
-// 256-entry tables stay in L1, about twice as fast here as the wide-digit sort or a comparison sort at 4096.
-void sort_pairs_small(const float* w, const float* h, size_t n, float* w_sorted, float* h_sorted) {
-  ScratchVector<uint64_t> a_buf(n), b_buf(n);
-  uint64_t* a = a_buf.data();
-  uint64_t* b = b_buf.data();
-  size_t hist[4][256] = {};
-  for (size_t i = 0; i < n; ++i) {
-    a[i] = pack_pair(w[i], h ? h[i] : 1.0f);
-    const uint32_t key = static_cast<uint32_t>(a[i] >> 32);
-    ++hist[0][key & 255u];
-    ++hist[1][(key >> 8) & 255u];
-    ++hist[2][(key >> 16) & 255u];
-    ++hist[3][key >> 24];
-  }
-  for (int pass = 0; pass < 4; ++pass) {
-    size_t* hh = hist[pass];
-    bool trivial = false;  // every item has the same digit: nothing to move
-    for (int d = 0; d < 256; ++d) {
-      if (hh[d] == n) trivial = true;
-      if (hh[d]) break;
-    }
-    if (trivial) continue;
-    size_t run = 0;
-    for (int d = 0; d < 256; ++d) {
-      const size_t c = hh[d];
-      hh[d] = run;
-      run += c;
-    }
-    const int shift = 32 + 8 * pass;
-    for (size_t i = 0; i < n; ++i) b[hh[(a[i] >> shift) & 255u]++] = a[i];
-    std::swap(a, b);
-  }
-  for (size_t i = 0; i < n; ++i) unpack_pair(a[i], &w_sorted[i], &h_sorted[i]);
-}
-
-}  // namespace
-
-void sort_pairs(const float* w, const float* h, size_t n, float* w_sorted, float* h_sorted) {
-  if (n == 0) return;
-  if (n <= (size_t{1} << 16)) return sort_pairs_small(w, h, n, w_sorted, h_sorted);
-  // LSD radix sort of 64-bit items (order-preserving float key << 32 | h bits) on the key's 32 bits in
-  // passes of 11/11/10 bits; stable, so the result is unique whatever the thread count. Each pass: every thread
-  // counts the digits of its slice, offsets are laid out bucket-major then thread, every thread scatters its
-  // slice. The first pass's counts are taken while packing (same slices), saving one read of the items.
-  constexpr int kPasses = 3;
-  constexpr int kShifts[kPasses] = {32, 43, 54};
-  constexpr size_t kBuckets = size_t{1} << 11;  // the widest digit; the last pass uses 1024 of them
-  // Uninitialised: the packing loop and the first scatter are the first writes (in parallel, page faults too).
-  ScratchVector<uint64_t> a_buf(n), b_buf(n);
-  uint64_t* a = a_buf.data();
-  uint64_t* b = b_buf.data();
-  const int want = static_cast<int>(std::min<size_t>(static_cast<size_t>(std::max(1, omp_get_max_threads())),
-                                                     std::max<size_t>(1, n / 65536)));
-  std::vector<size_t> hist;  // [thread][bucket]
-  bool trivial = false;
-#pragma omp parallel num_threads(want)
-  {
-    // The team may be smaller than asked (nested regions run on one thread): size everything by it.
-    const int threads = omp_get_num_threads();
-    const int t = omp_get_thread_num();
-    const size_t chunk = (n + threads - 1) / threads;
-    const size_t i0 = std::min(n, t * chunk), i1 = std::min(n, i0 + chunk);
-#pragma omp single
-    hist.assign(static_cast<size_t>(threads) * kBuckets, 0);
-    size_t* hh = &hist[static_cast<size_t>(t) * kBuckets];
-    for (size_t i = i0; i < i1; ++i) {
-      a[i] = pack_pair(w[i], h ? h[i] : 1.0f);
-      ++hh[(a[i] >> 32) & (kBuckets - 1)];
-    }
-    for (int pass = 0; pass < kPasses; ++pass) {
-      const int shift = kShifts[pass];
-      if (pass > 0) {
-        std::fill(hh, hh + kBuckets, size_t{0});
-        for (size_t i = i0; i < i1; ++i) ++hh[(a[i] >> shift) & (kBuckets - 1)];
-      }
-#pragma omp barrier
-#pragma omp single
-      {
-        // Skip a pass whose digit is the same for every item (common for the exponent's top bits).
-        trivial = false;
-        for (size_t d = 0; d < kBuckets; ++d) {
-          size_t tot = 0;
-          for (int u = 0; u < threads; ++u) tot += hist[u * kBuckets + d];
-          if (tot == n) trivial = true;
-          if (tot) break;
-        }
-        size_t run = 0;  // offsets bucket-major, then thread: stable
-        for (size_t d = 0; d < kBuckets; ++d)
-          for (int u = 0; u < threads; ++u) {
-            const size_t c = hist[u * kBuckets + d];
-            hist[u * kBuckets + d] = run;
-            run += c;
-          }
-      }
-      if (!trivial)
-        for (size_t i = i0; i < i1; ++i) b[hh[(a[i] >> shift) & (kBuckets - 1)]++] = a[i];
-#pragma omp barrier
-#pragma omp single
-      if (!trivial) std::swap(a, b);
-    }
-  }
-#pragma omp parallel for schedule(static) if (n > 65536)
-  for (int64_t i = 0; i < static_cast<int64_t>(n); ++i) unpack_pair(a[i], &w_sorted[i], &h_sorted[i]);
 }
 
 void prefix_sums(const float* ws, const float* hs, size_t n, double shift, size_t block, double* ph, double* phx,

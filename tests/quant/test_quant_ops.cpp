@@ -194,26 +194,48 @@ TEST(QuantOps, SegmentedAssignMatchesSequentialSumsPerSegment) {
 }
 
 TEST(QuantOps, SortPairsMatchesStableSort) {
-  // 300007 with 3 threads: the threaded radix passes (slices of 65536 and more per thread), odd team size.
+  // Oracle: std::stable_sort by (w, −0 before +0). Shapes that take every path of the op: heavy tails (thousands
+  // of small top-digit buckets), one sign in a narrow range (the top digit counted again lower; in-bucket sorts
+  // of one 10-bit pass or none), a single repeated value (one bucket, nothing to sort), a few distinct values
+  // (buckets sorted by insertion), and buckets too big for one thread (the threaded in-bucket passes). 300007
+  // with 3 threads gives slices of 65536 and more per thread and an odd team size; h = nullptr means h = 1.
   const int saved_threads = omp_get_max_threads();
-  for (size_t n : {size_t{1}, size_t{7}, size_t{4095}, size_t{5001}, size_t{70003}, size_t{300007}}) {
-    omp_set_num_threads(n > 100000 ? 3 : saved_threads);
-    auto w = student_t(n, n);
-    for (size_t i = 0; i < n; i += 11) w[i] = (i % 2) ? -0.0f : 0.0f;
-    for (size_t i = 5; i < n; i += 13) w[i] = w[i / 2];
-    std::vector<float> h(n);
-    for (size_t i = 0; i < n; ++i) h[i] = static_cast<float>(i);
-    std::vector<float> ws(n), hs(n);
-    cpu::sort_pairs(w.data(), h.data(), n, ws.data(), hs.data());
-    std::vector<size_t> order(n);
-    for (size_t i = 0; i < n; ++i) order[i] = i;
-    auto key = [&](size_t i) {  // −0 before +0, like the op
-      return std::make_pair(w[i], std::signbit(w[i]) ? 0 : 1);
-    };
-    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return key(a) < key(b); });
-    for (size_t i = 0; i < n; ++i) {
-      ASSERT_EQ(std::memcmp(&ws[i], &w[order[i]], 4), 0) << "n=" << n << " i=" << i;
-      ASSERT_EQ(hs[i], h[order[i]]) << "n=" << n << " i=" << i;
+  enum Shape { kHeavyTails, kNarrow, kVeryNarrow, kConstant, kFewValues, kOneBigBucket };
+  std::mt19937_64 rng(11);
+  for (Shape shape : {kHeavyTails, kNarrow, kVeryNarrow, kConstant, kFewValues, kOneBigBucket}) {
+    for (size_t n : {size_t{1}, size_t{7}, size_t{4095}, size_t{5001}, size_t{70003}, size_t{300007}}) {
+      omp_set_num_threads(n > 100000 ? 3 : saved_threads);
+      auto w = student_t(n, n + shape);
+      for (size_t i = 0; i < n; ++i) {
+        const double u = std::uniform_real_distribution<double>(0, 1)(rng);
+        switch (shape) {
+          case kHeavyTails: break;
+          case kNarrow: w[i] = static_cast<float>(1.0 + 0.1 * u); break;            // keys share 12 bits
+          case kVeryNarrow: w[i] = static_cast<float>(3.0 + 1e-5 * u); break;      // keys share ~25 bits
+          case kConstant: w[i] = -0.75f; break;
+          case kFewValues: w[i] = static_cast<float>(static_cast<int>(u * 40) - 20) * 0.125f; break;
+          case kOneBigBucket: w[i] = i % 16 ? static_cast<float>(0.5 + 0.001 * u) : w[i]; break;
+        }
+      }
+      if (shape == kHeavyTails) {
+        for (size_t i = 0; i < n; i += 11) w[i] = (i % 2) ? -0.0f : 0.0f;
+        for (size_t i = 5; i < n; i += 13) w[i] = w[i / 2];
+      }
+      std::vector<float> h(n);
+      for (size_t i = 0; i < n; ++i) h[i] = static_cast<float>(i);
+      const bool no_h = n % 2 == 0 || shape == kConstant;
+      std::vector<float> ws(n), hs(n);
+      cpu::sort_pairs(w.data(), no_h ? nullptr : h.data(), n, ws.data(), hs.data());
+      std::vector<size_t> order(n);
+      for (size_t i = 0; i < n; ++i) order[i] = i;
+      auto key = [&](size_t i) {  // −0 before +0, like the op
+        return std::make_pair(w[i], std::signbit(w[i]) ? 0 : 1);
+      };
+      std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return key(a) < key(b); });
+      for (size_t i = 0; i < n; ++i) {
+        ASSERT_EQ(std::memcmp(&ws[i], &w[order[i]], 4), 0) << "shape=" << shape << " n=" << n << " i=" << i;
+        ASSERT_EQ(hs[i], no_h ? 1.0f : h[order[i]]) << "shape=" << shape << " n=" << n << " i=" << i;
+      }
     }
   }
   omp_set_num_threads(saved_threads);
