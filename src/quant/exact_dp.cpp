@@ -1,5 +1,6 @@
 // Globally optimal weighted 1-D k-means by dynamic programming over the sorted distinct values (Wu 1991;
-// Grønlund et al. 2017, arXiv 1701.07204; Ckmeans.1d.dp) in O(N) memory: each DP layer is computed by
+// Grønlund et al. 2017, arXiv 1701.07204; Ckmeans.1d.dp) in O(N) memory. Many items take the Lagrangian search
+// of exact_lagrangian.h; otherwise (and when that search meets a tie) each DP layer is computed by
 // divide and conquer over the monotone split points (plus Ckmeans' cross-layer lower bound), only two rows are
 // kept, and the split points are recovered Hirschberg-style (forward rows meet backward rows at the middle
 // cluster, then recurse on both halves), which costs about twice one forward pass.
@@ -9,6 +10,7 @@
 #include <limits>
 
 #include "netquant/error.h"
+#include "quant/exact_lagrangian.h"
 #include "quant/exact_row.h"
 #include "quant/quant_formulas.h"
 #include "quant/quant_ops.h"
@@ -17,10 +19,14 @@
 namespace nq::quant {
 namespace {
 
+// From this many items on, exact_dp prices clusters (exact_lagrangian.h): at 10^5 items and k = 256, 0.04 s
+// against 2.7 s layer by layer.
+constexpr size_t kLagrangianMinItems = size_t{1} << 16;
+
 // Items (distinct values or histogram bins) as fp64 prefix sums of h, h·x, h·x² (x = w − shift).
 struct Items {
   std::vector<double> p0, p1, p2;
-  std::vector<double> value;   // representative (first) value of each item, ascending
+  std::vector<float> value;    // representative (first) value of each item, ascending
   size_t size() const { return value.size(); }
   exact_row::ItemSums sums() const { return {p0.data(), p1.data(), p2.data()}; }
 };
@@ -82,8 +88,12 @@ RawResult exact_dp(const Problem& p, const SortedData& s, const QuantizeParams& 
                              ? (n + static_cast<size_t>(bins) - 1) / static_cast<size_t>(bins)
                              : 0;  // 0: one item per distinct value (exact)
   Items it;
+  const size_t items_max = per_bin ? static_cast<size_t>(bins) + 1 : distinct;  // reserved: no growth copies
+  it.p0.reserve(items_max + 1); it.p1.reserve(items_max + 1); it.p2.reserve(items_max + 1);
+  it.value.reserve(items_max);
   it.p0.push_back(0); it.p1.push_back(0); it.p2.push_back(0);
   std::vector<size_t> item_start;  // sorted position where each item begins
+  item_start.reserve(items_max + 1);
   Moments a;
   for (size_t i = 0; i < n; ++i) {
     const bool new_value = i == 0 || w[i] != w[i - 1];
@@ -102,7 +112,15 @@ RawResult exact_dp(const Problem& p, const SortedData& s, const QuantizeParams& 
            "exact: " << it.size() << " items exceed the DP's 32-bit split points (set exact_histogram_bins)");
   const int m = static_cast<int>(std::min<size_t>(static_cast<size_t>(q.k), it.size()));
   std::vector<size_t> starts;
-  solve(it, 0, it.size(), m, starts);
+  // Many items: the Lagrangian search (a few O(L log L) penalised DPs); if no price lands on m clusters (a tie),
+  // or for fewer items (rows, groups: op (e) runs the layer-by-layer DP of exact_row.h, and the two agree bit for
+  // bit there), the layers by divide and conquer.
+  const bool priced = it.size() >= kLagrangianMinItems && m >= 2 && static_cast<size_t>(m) < it.size() &&
+                      lagrangian_partition(it.sums(), it.size(), m, starts);
+  if (!priced) {
+    starts.clear();
+    solve(it, 0, it.size(), m, starts);
+  }
   NQ_ASSERT(static_cast<int>(starts.size()) == m);
   starts.push_back(it.size());
   // Centres: weighted mean of each cluster (plain mean of its members when all are weightless).

@@ -1,10 +1,11 @@
 // Internal: the exact (globally optimal) 1-D weighted k-means of one sorted row, written once for the host and the
-// device — op (e) with `exact` set. It is exact_dp.cpp's algorithm for a problem of distinct values (items = the
-// distinct values; rows never reach the histogram-bin regime): DP layers by divide and conquer with Ckmeans'
-// cross-layer bound, two rows kept, split points recovered Hirschberg-style. Here the recursion is an explicit
-// stack and every array lives in a caller-provided scratch, so one GPU thread can solve one row; the arithmetic
-// and the order of every step are exact_dp.cpp's, so the result is bit for bit the host driver's
-// (tests/quant/test_rows_kmeans.cpp).
+// device — op (e) with `exact` set. It is exact_dp.cpp's layer-by-layer algorithm for a problem of distinct values
+// (items = the distinct values; rows never reach the histogram-bin regime): DP layers by divide and conquer with
+// Ckmeans' cross-layer bound, two rows kept, split points recovered Hirschberg-style. Here the recursion is an
+// explicit stack and every array lives in a caller-provided scratch, so one GPU thread can solve one row; the
+// arithmetic and the order of every step are exact_dp.cpp's, so the result is bit for bit the host driver's
+// (tests/quant/test_rows_kmeans.cpp). exact_dp.cpp takes this path below 2^16 items; a longer row there goes to the
+// Lagrangian search, which finds the same optimum (the same bits unless two clusterings tie).
 #pragma once
 
 #include <cstddef>

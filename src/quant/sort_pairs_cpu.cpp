@@ -8,7 +8,7 @@
 //   3. sort each bucket by its low 20 bits in two 10-bit LSD passes, the last one unpacking straight into the
 //      outputs. Buckets run in parallel, one per thread; a bucket too large to balance runs on every thread.
 // That moves each item through DRAM about twice instead of five times (pack, three 11-bit LSD passes, unpack),
-// and allocates one scratch array instead of two: on the 2-core VM, 10^7 pairs sorted ~2× faster
+// and allocates one scratch array instead of two: on the 2-core VM, 10^7 heavy-tailed pairs sort 1.7× faster
 // (bench/RESULTS.md "CPU quantizers").
 #include <omp.h>
 

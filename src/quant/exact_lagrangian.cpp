@@ -1,0 +1,131 @@
+// The Lagrangian search of exact_lagrangian.h: a penalised DP per price, the price searched on a log scale.
+#include "quant/exact_lagrangian.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "netquant/error.h"
+
+namespace nq::quant {
+namespace {
+
+// best(x) = min over j < x of best(j) + cost(j, x) + λ: the least penalised cost of items [0, x), with the last
+// cluster's start of one clustering that reaches it (ties: the later start). 16 bytes per item.
+class PenalisedDp {
+ public:
+  PenalisedDp(const exact_row::ItemSums& it, int items)
+      : it_(it), items_(items), best_(items + 1), parent_(items + 1), cand_(items + 1), from_(items + 1) {}
+
+  // Runs the DP at price λ; returns the number of clusters of the optimum found.
+  int run(double lambda) {
+    best_[0] = 0.0;
+    // The queue: candidate starts cand_[q] in increasing order, cand_[q] the best start for the items' ends in
+    // [from_[q], from_[q + 1]). By the quadrangle inequality a later start that wins at some end wins at every
+    // later end, so each new candidate displaces a suffix of the queue and a crossover found by bisection.
+    int head = 0, tail = 0;
+    cand_[tail] = 0;
+    from_[tail] = 1;
+    ++tail;
+    for (int x = 1; x <= items_; ++x) {
+      while (tail - head >= 2 && from_[head + 1] <= x) ++head;
+      const int j = cand_[head];
+      best_[x] = value(j, x) + lambda;
+      parent_[x] = j;
+      if (x == items_) break;
+      // Candidate x for the ends after x.
+      bool placed = false;
+      while (tail > head) {
+        const int jb = cand_[tail - 1];
+        const int s = std::max(from_[tail - 1], x + 1);
+        if (wins(x, jb, s)) {  // x beats jb from jb's first end on: jb is never needed again
+          --tail;
+          continue;
+        }
+        int lo = s + 1, hi = items_ + 1;  // the first end where x wins, items_ + 1 when none
+        while (lo < hi) {
+          const int mid = lo + (hi - lo) / 2;
+          if (wins(x, jb, mid)) hi = mid; else lo = mid + 1;
+        }
+        if (lo <= items_) {
+          cand_[tail] = x;
+          from_[tail] = lo;
+          ++tail;
+        }
+        placed = true;
+        break;
+      }
+      if (!placed) {
+        cand_[tail] = x;
+        from_[tail] = x + 1;
+        ++tail;
+      }
+    }
+    int clusters = 0;
+    for (int x = items_; x > 0; x = parent_[x]) ++clusters;
+    return clusters;
+  }
+
+  // The cluster starts of the latest run's optimum, ascending.
+  void starts(std::vector<size_t>& out) const {
+    out.clear();
+    for (int x = items_; x > 0; x = parent_[x]) out.push_back(static_cast<size_t>(parent_[x]));
+    std::reverse(out.begin(), out.end());
+  }
+
+ private:
+  double value(int j, int x) const { return best_[j] + exact_row::item_cost(it_, j, x); }
+  // Start i (later than j) is at least as good as j for the items [.., x).
+  bool wins(int i, int j, int x) const { return value(i, x) <= value(j, x); }
+
+  const exact_row::ItemSums& it_;
+  int items_;
+  std::vector<double> best_;
+  std::vector<int32_t> parent_, cand_, from_;
+};
+
+}  // namespace
+
+bool lagrangian_partition(const exact_row::ItemSums& it, size_t items, int m, std::vector<size_t>& starts,
+                          LagrangianStats* stats) {
+  NQ_ASSERT(m >= 2 && static_cast<size_t>(m) < items && items < static_cast<size_t>(INT32_MAX));
+  const int L = static_cast<int>(items);
+  const double total = exact_row::item_cost(it, 0, L);
+  if (!(total > 0) || !std::isfinite(total)) return false;
+  PenalisedDp dp(it, L);
+  // The count falls roughly as λ^(−1/3) (high-resolution theory: cost(k) ∝ 1/k², so the saving of the k-th
+  // cluster ∝ 1/k³); the first price assumes cost(k) ≈ total / (2k²). Then interpolation of log count against
+  // log λ inside the bracket, a bisection step whenever the same side moved twice (Illinois), the λ^(−1/3)
+  // extrapolation until both sides are known.
+  const double log_m = std::log(static_cast<double>(m));
+  double x = std::log(total) - 3.0 * log_m;
+  bool have_lo = false, have_hi = false;  // lo: too many clusters (λ too low); hi: too few
+  double lo_x = 0, lo_y = 0, hi_x = 0, hi_y = 0;
+  int last_side = 0, repeats = 0;
+  for (int runs = 1; runs <= 100; ++runs) {
+    const int n = dp.run(std::exp(x));
+    if (stats) stats->dp_runs = runs;
+    if (n == m) {
+      dp.starts(starts);
+      return static_cast<int>(starts.size()) == m;
+    }
+    const double y = std::log(static_cast<double>(n));
+    const int side = n > m ? -1 : 1;
+    repeats = side == last_side ? repeats + 1 : 0;
+    last_side = side;
+    if (side < 0) { have_lo = true; lo_x = x; lo_y = y; } else { have_hi = true; hi_x = x; hi_y = y; }
+    if (have_lo && have_hi) {
+      // Prices this close that still straddle m: m is not the optimum of any price (a tie); give up.
+      if (hi_x - lo_x < 1e-10 * std::max(1.0, std::fabs(lo_x))) return false;
+      double t = repeats >= 1 ? 0.5 : (lo_y - log_m) / (lo_y - hi_y);
+      t = std::min(0.95, std::max(0.05, t));
+      x = lo_x + t * (hi_x - lo_x);
+    } else {
+      const double step = 3.0 * (y - log_m);  // > 0 below the target price, < 0 above it
+      x += std::max(-30.0, std::min(30.0, step));
+    }
+  }
+  return false;
+}
+
+}  // namespace nq::quant
