@@ -1,5 +1,7 @@
 // `netquant quantize`: quantize a model (optionally importance-weighted), write the dequantized weights or a .nq
 // file, print a summary table and optionally a JSON report.
+#include <algorithm>
+#include <cstdint>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -64,7 +66,7 @@ std::string method_help() {
 void run_quantize(const QuantizeOptions& o) {
   apply_common_options(o.common);
   NQ_CHECK(ends_with(o.output, ".safetensors") || ends_with(o.output, ".nq") || ends_with(o.output, ".npy"),
-           ErrorCode::kInvalidArgument, "-o " << o.output << ": the output must end in .safetensors or .nq");
+           ErrorCode::kInvalidArgument, "-o " << o.output << ": the output must end in .safetensors, .npy or .nq");
   std::vector<std::string> inputs{o.model};
   if (!o.importance.empty()) inputs.push_back(o.importance);
   check_output_not_input(o.output, inputs);
@@ -80,6 +82,14 @@ void run_quantize(const QuantizeOptions& o) {
   const int k = o.bits > 0 ? (1 << o.bits) : (o.k > 0 ? o.k : 16);
   p.quant.k = k;
   if (p.quant.method == Method::kInt) p.quant.int_bits = o.bits > 0 ? o.bits : (o.k > 0 ? o.k : 4);
+  // Checked before the work, not when the file is written: a codebook beyond what .nq holds.
+  const int64_t levels = p.quant.method == Method::kInt    ? (int64_t{1} << std::min(p.quant.int_bits, 40)) - 1
+                         : p.quant.method == Method::kPow2 ? 2 * int64_t{p.quant.pow2_levels}  // ±a·2^-e
+                                                           : int64_t{k};
+  NQ_CHECK(!ends_with(o.output, ".nq") || levels <= kNqMaxLevels, ErrorCode::kInvalidArgument,
+           "-o " << o.output << ": a .nq codebook holds at most " << kNqMaxLevels << " levels, and --"
+                 << (o.bits > 0 || p.quant.method == Method::kInt ? "bits" : "k") << " asks for " << levels
+                 << "; lower it, or write .safetensors");
   if (p.quant.method == Method::kPow2 && o.k > 0) p.quant.pow2_levels = o.k;
   NQ_CHECK(o.lambda == 0 || traits.has_lambda, ErrorCode::kInvalidArgument,
            "--lambda applies to ecsq only (method " << traits.name << ")");

@@ -22,6 +22,9 @@ namespace nq {
 //    directory record and payload; total: the whole file).
 void account_coding(QuantizedModel& model);
 
+// The most levels one codebook of a .nq file holds (its indices are Huffman symbols 0 … 65535).
+constexpr int kNqMaxLevels = 1 << 16;
+
 // Writes `model` as a .nq file (atomic: temporary + rename). Also fills the coding statistics.
 void write_nq_file(const std::string& path, QuantizedModel& model);
 

@@ -28,6 +28,7 @@ void check_model(const QuantizedModel& model) {
   if (global)
     NQ_CHECK(model.codebooks.size() <= 1, ErrorCode::kInvalidArgument,
              kApi << ": global scope needs one shared codebook, the model has " << model.codebooks.size());
+  static_assert(kNqMaxLevels == static_cast<int>(kMaxAlphabet), "a codebook level is one Huffman symbol");
   for (const auto& cb : model.codebooks)
     NQ_CHECK(cb.size() <= kMaxAlphabet, ErrorCode::kInvalidArgument,
              kApi << ": a codebook of " << cb.size() << " levels (at most " << kMaxAlphabet << ")");

@@ -111,6 +111,16 @@ TEST_F(QuantizeCli, BadInputsExitTwo) {
   const CliRun r = run("quantize " + m + o + " --importance '" + file("badimp.safetensors") + "'");
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.err.find("fc1.weight"), std::string::npos) << r.err;
+  // More levels than a .nq codebook holds: refused before any work, naming the limit; .safetensors takes them.
+  const std::string nq = " -o '" + file("bad.nq") + "'";
+  for (const char* levels : {"--k 65537", "--bits 17", "--method int --bits 17"}) {
+    const CliRun big = run("quantize " + m + nq + " " + std::string(levels));
+    EXPECT_EQ(big.status, 2) << levels << "\n" << big.err;
+    EXPECT_NE(big.err.find("at most 65536 levels"), std::string::npos) << big.err;
+    EXPECT_FALSE(exists(file("bad.nq"))) << levels;
+  }
+  EXPECT_EQ(run("quantize " + m + " -o '" + file("many.safetensors") + "' --k 65537 --method exact -q").status, 0);
+  EXPECT_EQ(run("quantize " + m + " -o '" + file("many.nq") + "' --k 65536 -q").status, 0);
 }
 
 }  // namespace
