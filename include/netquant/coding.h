@@ -12,8 +12,12 @@
 
 namespace nq {
 
+// The most levels one codebook of a .nq file holds (its indices are Huffman symbols 0 … 65535).
+constexpr int kNqMaxLevels = 1 << 16;
+
 // Fills huffman_bits_per_weight, ratio_huffman and ratio_file of every tensor's stats and of model.total by
-// coding the model exactly as write_nq_file would (no file is written).
+// coding the model exactly as write_nq_file would (no file is written). A model the format cannot hold (a codebook
+// of more than kNqMaxLevels levels) gets NaN for all three.
 //  - huffman_bits_per_weight: bits of the coded index stream plus the coded positions, per weight;
 //  - ratio_huffman: the paper's formula N·32 / (Σ_j (n_j+1)·b_j + k·32 [+ position bits]) (Choi et al. eqs. 1, 2, 10),
 //    per codebook; a tensor's ratio counts the codebook(s) and code table it uses in full, the total counts
@@ -21,9 +25,6 @@ namespace nq {
 //  - ratio_file: float32 bytes of the weights (4·N) over the bytes the file spends on them (tensor: its
 //    directory record and payload; total: the whole file).
 void account_coding(QuantizedModel& model);
-
-// The most levels one codebook of a .nq file holds (its indices are Huffman symbols 0 … 65535).
-constexpr int kNqMaxLevels = 1 << 16;
 
 // Writes `model` as a .nq file (atomic: temporary + rename). Also fills the coding statistics.
 void write_nq_file(const std::string& path, QuantizedModel& model);

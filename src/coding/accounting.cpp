@@ -1,5 +1,8 @@
 // Coding statistics: Huffman bits per weight, the paper's compression ratio and the real file ratio.
+#include <limits>
+
 #include "coding/nq_format.h"
+#include "netquant/coding.h"
 #include "netquant/error.h"
 
 namespace nq::coding {
@@ -48,6 +51,17 @@ void fill_coding_stats(QuantizedModel& model, const ModelEncoding& enc) {
 
 namespace nq {
 
-void account_coding(QuantizedModel& model) { coding::fill_coding_stats(model, coding::encode_nq(model)); }
+void account_coding(QuantizedModel& model) {
+  // A codebook beyond what .nq holds cannot be coded: no statistics (NaN) rather than an error, so that a
+  // dequantized .safetensors output or a sweep point with that many levels still completes.
+  for (const auto& cb : model.codebooks) {
+    if (cb.size() <= static_cast<size_t>(kNqMaxLevels)) continue;
+    const double none = std::numeric_limits<double>::quiet_NaN();
+    model.total.huffman_bits_per_weight = model.total.ratio_huffman = model.total.ratio_file = none;
+    for (auto& t : model.tensors) t.stats.huffman_bits_per_weight = t.stats.ratio_huffman = t.stats.ratio_file = none;
+    return;
+  }
+  coding::fill_coding_stats(model, coding::encode_nq(model));
+}
 
 }  // namespace nq

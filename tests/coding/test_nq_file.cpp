@@ -2,6 +2,8 @@
 // accounting against hand-computed formulas, streaming decompression, hostile-input rejection.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include <cstring>
 #include <random>
 
@@ -250,6 +252,35 @@ TEST(NqFile, LimitsBoundDecodedElements) {
   for (const auto& t : m.tensors) total += static_cast<uint64_t>(shape_numel(t.shape));
   limits.max_elements = total;
   EXPECT_NO_THROW(parse_nq(bytes.data(), bytes.size(), "mem.nq", limits));
+}
+
+TEST(NqFile, CodebooksBeyondTheFormatHaveNoCodingStatistics) {
+  // kNqMaxLevels + 1 levels: the file refuses them, the accounting reports NaN instead of failing (a dequantized
+  // output or a sweep point with that many levels still completes); at the limit both work.
+  for (const int levels : {kNqMaxLevels, kNqMaxLevels + 1}) {
+    QuantizedModel m;
+    m.scope.kind = ScopeKind::kTensor;
+    m.codebooks.resize(1);
+    for (int j = 0; j < levels; ++j) m.codebooks[0].push_back(static_cast<float>(j));
+    QuantizedTensor t;
+    t.name = "w";
+    t.shape = {levels};
+    t.problem_size = levels;
+    t.num_problems = 1;
+    for (int j = 0; j < levels; ++j) t.indices.push_back(j);
+    m.tensors.push_back(t);
+    account_coding(m);
+    if (levels == kNqMaxLevels) {
+      EXPECT_DOUBLE_EQ(m.tensors[0].stats.huffman_bits_per_weight, 16.0);
+      EXPECT_GT(m.total.ratio_file, 0);
+      EXPECT_NO_THROW(serialize_nq(m));
+    } else {
+      EXPECT_TRUE(std::isnan(m.tensors[0].stats.huffman_bits_per_weight));
+      EXPECT_TRUE(std::isnan(m.tensors[0].stats.ratio_huffman));
+      EXPECT_TRUE(std::isnan(m.total.ratio_file));
+      EXPECT_THROW(serialize_nq(m), Error);
+    }
+  }
 }
 
 TEST(NqFile, RejectsInconsistentModels) {
