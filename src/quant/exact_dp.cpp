@@ -19,9 +19,11 @@
 namespace nq::quant {
 namespace {
 
-// From this many items on, exact_dp prices clusters (exact_lagrangian.h): at 10^5 items and k = 256, 0.04 s
-// against 2.7 s layer by layer.
-constexpr size_t kLagrangianMinItems = size_t{1} << 16;
+// Above this many items exact_dp prices clusters (exact_lagrangian.h): at 10^5 items and k = 256, 0.04 s against
+// 2.7 s layer by layer. Up to it, the layers: op (e) solves rows of up to kRowsKmeansMaxRow (= this) values that
+// way, and quantize() on such a row must give its bits.
+constexpr size_t kLayeredMaxItems = size_t{1} << 16;
+static_assert(kLayeredMaxItems == static_cast<size_t>(kRowsKmeansMaxRow), "rows of op (e) stay on the layered DP");
 
 // Items (distinct values or histogram bins) as fp64 prefix sums of h, h·x, h·x² (x = w − shift).
 struct Items {
@@ -115,7 +117,7 @@ RawResult exact_dp(const Problem& p, const SortedData& s, const QuantizeParams& 
   // Many items: the Lagrangian search (a few O(L log L) penalised DPs); if no price lands on m clusters (a tie),
   // or for fewer items (rows, groups: op (e) runs the layer-by-layer DP of exact_row.h, and the two agree bit for
   // bit there), the layers by divide and conquer.
-  const bool priced = it.size() >= kLagrangianMinItems && m >= 2 && static_cast<size_t>(m) < it.size() &&
+  const bool priced = it.size() > kLayeredMaxItems && m >= 2 && static_cast<size_t>(m) < it.size() &&
                       lagrangian_partition(it.sums(), it.size(), m, starts);
   if (!priced) {
     starts.clear();

@@ -4,8 +4,8 @@
 // Ckmeans' cross-layer bound, two rows kept, split points recovered Hirschberg-style. Here the recursion is an
 // explicit stack and every array lives in a caller-provided scratch, so one GPU thread can solve one row; the
 // arithmetic and the order of every step are exact_dp.cpp's, so the result is bit for bit the host driver's
-// (tests/quant/test_rows_kmeans.cpp). exact_dp.cpp takes this path below 2^16 items; a longer row there goes to the
-// Lagrangian search, which finds the same optimum (the same bits unless two clusterings tie).
+// (tests/quant/test_rows_kmeans.cpp). exact_dp.cpp takes this path up to 2^16 items (op (e)'s longest row);
+// beyond, it takes the Lagrangian search, which finds the same optimum (the same bits unless two clusterings tie).
 #pragma once
 
 #include <cstddef>
