@@ -84,6 +84,27 @@ class PenalisedDp {
   std::vector<int32_t> parent_, cand_, from_;
 };
 
+// P (fewer than m clusters) and Q (more), both optimal at one price, given by their starts. Exchanging the tails
+// at a cluster of Q that lies inside a cluster of P gives two clusterings whose costs add to at most P's plus Q's
+// (the quadrangle inequality), so both are optimal at that price too; the cut is chosen so that one of them has
+// exactly m clusters. With d(j) = j − (the cluster of P holding q_j), which grows by at most 1 per step from
+// d(0) = 0 to d(b − 1) ≥ b − a, the first j with d(j) = b − m + 1 has q_{j−1} and q_j in one cluster i of P;
+// P's starts up to p_i followed by Q's from q_j on are m clusters.
+bool splice(const std::vector<size_t>& p, const std::vector<size_t>& q, int m, std::vector<size_t>& out) {
+  const int a = static_cast<int>(p.size()), b = static_cast<int>(q.size());
+  if (!(a < m && m < b)) return false;
+  int i = 0;  // the cluster of P holding q_j: p[i] ≤ q[j] < p[i + 1]
+  for (int j = 0; j < b; ++j) {
+    while (i + 1 < a && p[static_cast<size_t>(i) + 1] <= q[static_cast<size_t>(j)]) ++i;
+    if (j - i == b - m + 1) {
+      out.assign(p.begin(), p.begin() + i + 1);
+      out.insert(out.end(), q.begin() + j, q.end());
+      return static_cast<int>(out.size()) == m;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 bool lagrangian_partition(const exact_row::ItemSums& it, size_t items, int m, std::vector<size_t>& starts,
@@ -94,15 +115,15 @@ bool lagrangian_partition(const exact_row::ItemSums& it, size_t items, int m, st
   if (!(total > 0) || !std::isfinite(total)) return false;
   PenalisedDp dp(it, L);
   // The count falls roughly as λ^(−1/3) (high-resolution theory: cost(k) ∝ 1/k², so the saving of the k-th
-  // cluster ∝ 1/k³); the first price assumes cost(k) ≈ total / (2k²). Then interpolation of log count against
-  // log λ inside the bracket, a bisection step whenever the same side moved twice (Illinois), the λ^(−1/3)
-  // extrapolation until both sides are known.
+  // cluster ∝ 1/k³); the first price assumes cost(k) ≈ total / (2k²). Then the λ^(−1/3) extrapolation (with a
+  // least step that doubles) until both sides of the target are known, then interpolation of log count against log λ inside the bracket, with a
+  // bisection whenever the last step did not halve the bracket.
   const double log_m = std::log(static_cast<double>(m));
   double x = std::log(total) - 3.0 * log_m;
   bool have_lo = false, have_hi = false;  // lo: too many clusters (λ too low); hi: too few
-  double lo_x = 0, lo_y = 0, hi_x = 0, hi_y = 0;
-  int last_side = 0, repeats = 0;
-  for (int runs = 1; runs <= 100; ++runs) {
+  double lo_x = 0, lo_y = 0, hi_x = 0, hi_y = 0, width = 0, least_step = 0.25;
+  std::vector<size_t> lo_starts, hi_starts;
+  for (int runs = 1; runs <= 200; ++runs) {
     const int n = dp.run(std::exp(x));
     if (stats) stats->dp_runs = runs;
     if (n == m) {
@@ -110,19 +131,32 @@ bool lagrangian_partition(const exact_row::ItemSums& it, size_t items, int m, st
       return static_cast<int>(starts.size()) == m;
     }
     const double y = std::log(static_cast<double>(n));
-    const int side = n > m ? -1 : 1;
-    repeats = side == last_side ? repeats + 1 : 0;
-    last_side = side;
-    if (side < 0) { have_lo = true; lo_x = x; lo_y = y; } else { have_hi = true; hi_x = x; hi_y = y; }
+    if (n > m) {
+      have_lo = true; lo_x = x; lo_y = y;
+      dp.starts(lo_starts);
+    } else {
+      have_hi = true; hi_x = x; hi_y = y;
+      dp.starts(hi_starts);
+    }
     if (have_lo && have_hi) {
-      // Prices this close that still straddle m: m is not the optimum of any price (a tie); give up.
-      if (hi_x - lo_x < 1e-10 * std::max(1.0, std::fabs(lo_x))) return false;
-      double t = repeats >= 1 ? 0.5 : (lo_y - log_m) / (lo_y - hi_y);
+      // Prices equal to 1e-12 that still straddle m: a tie (m is no single price's optimum, or only of a price
+      // too narrow to hit). Both sides are optimal at that price to within its width: splice them.
+      const double new_width = hi_x - lo_x;
+      if (new_width < 1e-12 * std::max(1.0, std::fabs(lo_x))) {
+        if (stats) stats->spliced = true;
+        return splice(hi_starts, lo_starts, m, starts);
+      }
+      double t = (lo_y - log_m) / (lo_y - hi_y);
+      if (width > 0 && new_width > 0.5 * width) t = 0.5;
+      width = new_width;
       t = std::min(0.95, std::max(0.05, t));
       x = lo_x + t * (hi_x - lo_x);
     } else {
+      // The power law's step, at least a step that doubles while the same side repeats (a count can stay put
+      // over a wide range of prices: 100 far-apart clumps keep 100 clusters until λ drops below their spread).
       const double step = 3.0 * (y - log_m);  // > 0 below the target price, < 0 above it
-      x += std::max(-30.0, std::min(30.0, step));
+      x += std::copysign(std::min(30.0, std::max(std::fabs(step), least_step)), step);
+      least_step *= 2;
     }
   }
   return false;
