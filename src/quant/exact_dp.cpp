@@ -1,6 +1,6 @@
 // Globally optimal weighted 1-D k-means by dynamic programming over the sorted distinct values (Wu 1991;
 // Grønlund et al. 2017, arXiv 1701.07204; Ckmeans.1d.dp) in O(N) memory. Many items take the Lagrangian search
-// of exact_lagrangian.h; otherwise (and when that search meets a tie) each DP layer is computed by
+// of exact_lagrangian.h; otherwise (or should it fail) each DP layer is computed by
 // divide and conquer over the monotone split points (plus Ckmeans' cross-layer lower bound), only two rows are
 // kept, and the split points are recovered Hirschberg-style (forward rows meet backward rows at the middle
 // cluster, then recurse on both halves), which costs about twice one forward pass.
@@ -114,9 +114,9 @@ RawResult exact_dp(const Problem& p, const SortedData& s, const QuantizeParams& 
            "exact: " << it.size() << " items exceed the DP's 32-bit split points (set exact_histogram_bins)");
   const int m = static_cast<int>(std::min<size_t>(static_cast<size_t>(q.k), it.size()));
   std::vector<size_t> starts;
-  // Many items: the Lagrangian search (a few O(L log L) penalised DPs); if no price lands on m clusters (a tie),
-  // or for fewer items (rows, groups: op (e) runs the layer-by-layer DP of exact_row.h, and the two agree bit for
-  // bit there), the layers by divide and conquer.
+  // Many items: the Lagrangian search (a few O(L log L) penalised DPs); for fewer items (rows, groups: op (e) runs
+  // the layer-by-layer DP of exact_row.h, and the two agree bit for bit there), or should that search fail, the
+  // layers by divide and conquer.
   const bool priced = it.size() > kLayeredMaxItems && m >= 2 && static_cast<size_t>(m) < it.size() &&
                       lagrangian_partition(it.sums(), it.size(), m, starts);
   if (!priced) {
