@@ -42,7 +42,19 @@ class PenalisedDp {
           --tail;
           continue;
         }
-        int lo = s + 1, hi = items_ + 1;  // the first end where x wins, items_ + 1 when none
+        // The first end where x wins (items_ + 1 when none), known to lie after s: galloping from s, then
+        // bisection. The crossing is usually about a cluster's length away, so the probes stay near s in memory
+        // instead of starting half the items away (a cache miss per step).
+        int lo = s + 1, hi = items_ + 1;
+        for (int64_t step = 1;; step *= 2) {
+          const int64_t probe = static_cast<int64_t>(s) + step;
+          if (probe > items_) break;
+          if (wins(x, jb, static_cast<int>(probe))) {
+            hi = static_cast<int>(probe);
+            break;
+          }
+          lo = static_cast<int>(probe) + 1;
+        }
         while (lo < hi) {
           const int mid = lo + (hi - lo) / 2;
           if (wins(x, jb, mid)) hi = mid; else lo = mid + 1;
@@ -115,13 +127,15 @@ bool lagrangian_partition(const exact_row::ItemSums& it, size_t items, int m, st
   if (!(total > 0) || !std::isfinite(total)) return false;
   PenalisedDp dp(it, L);
   // The count falls roughly as λ^(−1/3) (high-resolution theory: cost(k) ∝ 1/k², so the saving of the k-th
-  // cluster ∝ 1/k³); the first price assumes cost(k) ≈ total / (2k²). Then the λ^(−1/3) extrapolation (with a
-  // least step that doubles) until both sides of the target are known, then interpolation of log count against log λ inside the bracket, with a
-  // bisection whenever the last step did not halve the bracket.
+  // cluster ∝ 1/k³); the first price assumes cost(k) ≈ total / (2k²). Each next price is the secant step on log
+  // count against log λ through the last two prices (the λ^(−1/3) law after the first). Once both sides of the
+  // target are known, a step that leaves the bracket, or a second one in a row on the same side, is replaced by
+  // interpolation between the bracket's ends or by bisection (Illinois).
   const double log_m = std::log(static_cast<double>(m));
   double x = std::log(total) - 3.0 * log_m;
   bool have_lo = false, have_hi = false;  // lo: too many clusters (λ too low); hi: too few
-  double lo_x = 0, lo_y = 0, hi_x = 0, hi_y = 0, width = 0, least_step = 0.25;
+  double lo_x = 0, lo_y = 0, hi_x = 0, hi_y = 0, prev_x = 0, prev_y = 0, stall_step = 0;
+  int last_side = 0, last_n = 0;
   std::vector<size_t> lo_starts, hi_starts;
   for (int runs = 1; runs <= 200; ++runs) {
     const int n = dp.run(std::exp(x));
@@ -131,33 +145,42 @@ bool lagrangian_partition(const exact_row::ItemSums& it, size_t items, int m, st
       return static_cast<int>(starts.size()) == m;
     }
     const double y = std::log(static_cast<double>(n));
-    if (n > m) {
+    const int side = n > m ? -1 : 1;
+    const bool repeated = side == last_side;
+    last_side = side;
+    if (side < 0) {
       have_lo = true; lo_x = x; lo_y = y;
       dp.starts(lo_starts);
     } else {
       have_hi = true; hi_x = x; hi_y = y;
       dp.starts(hi_starts);
     }
+    const double slope = runs > 1 && x != prev_x ? (y - prev_y) / (x - prev_x) : 0.0;
+    double next = slope < 0 && std::isfinite(slope) ? x + (log_m - y) / slope : x + 3.0 * (y - log_m);
     if (have_lo && have_hi) {
       // Prices equal to 1e-12 that still straddle m: a tie (m is no single price's optimum, or only of a price
       // too narrow to hit). Both sides are optimal at that price to within its width: splice them.
-      const double new_width = hi_x - lo_x;
-      if (new_width < 1e-12 * std::max(1.0, std::fabs(lo_x))) {
+      if (hi_x - lo_x < 1e-12 * std::max(1.0, std::fabs(lo_x))) {
         if (stats) stats->spliced = true;
         return splice(hi_starts, lo_starts, m, starts);
       }
-      double t = (lo_y - log_m) / (lo_y - hi_y);
-      if (width > 0 && new_width > 0.5 * width) t = 0.5;
-      width = new_width;
-      t = std::min(0.95, std::max(0.05, t));
-      x = lo_x + t * (hi_x - lo_x);
+      const double margin = 0.05 * (hi_x - lo_x);
+      if (repeated || !(next > lo_x + margin && next < hi_x - margin)) {
+        double t = repeated ? 0.5 : (lo_y - log_m) / (lo_y - hi_y);
+        t = std::min(0.95, std::max(0.05, t));
+        next = lo_x + t * (hi_x - lo_x);
+      }
     } else {
-      // The power law's step, at least a step that doubles while the same side repeats (a count can stay put
-      // over a wide range of prices: 100 far-apart clumps keep 100 clusters until λ drops below their spread).
-      const double step = 3.0 * (y - log_m);  // > 0 below the target price, < 0 above it
-      x += std::copysign(std::min(30.0, std::max(std::fabs(step), least_step)), step);
-      least_step *= 2;
+      // A count can stay put over a wide range of prices (100 far-apart clumps keep 100 clusters until λ drops
+      // to their spread): while it does, the step doubles.
+      stall_step = n == last_n ? std::max(0.25, 2 * stall_step) : 0.0;
+      const double step = next - x;
+      next = x + std::copysign(std::min(30.0, std::max(std::fabs(step), stall_step)), -static_cast<double>(side));
     }
+    prev_x = x;
+    prev_y = y;
+    last_n = n;
+    x = next;
   }
   return false;
 }
