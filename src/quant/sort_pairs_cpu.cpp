@@ -1,15 +1,15 @@
 // CPU op (b1), sort_pairs: a stable sort of (w, h) pairs by w's order key (quant_formulas.h). A stable sort by
 // key has one result, so every variant below gives the same bits whatever the thread count or bucket split.
 //
-// Items are 64-bit: the 32-bit order key above h's bits. Large inputs take one most-significant-digit pass and
-// then sort each bucket in cache:
+// Large inputs take one most-significant-digit pass straight into the outputs, then sort each bucket there:
 //   1. count the top 12 key bits per thread slice (reads w only);
-//   2. pack and scatter each slice to its buckets (stable: offsets bucket-major, then thread);
-//   3. sort each bucket by its low 20 bits in two 10-bit LSD passes, the last one unpacking straight into the
-//      outputs. Buckets run in parallel, one per thread; a bucket too large to balance runs on every thread.
-// That moves each item through DRAM about twice instead of five times (pack, three 11-bit LSD passes, unpack),
-// and allocates one scratch array instead of two: on the 2-core VM, 10^7 heavy-tailed pairs sort 1.7× faster
-// (bench/RESULTS.md "CPU quantizers").
+//   2. scatter each slice's (w, h) to its buckets in the outputs (stable: offsets bucket-major, then thread);
+//   3. sort each bucket in place by its low 20 bits: two 10-bit LSD passes through a scratch of packed 64-bit
+//      items (key above h's bits), out to the scratch and back. Buckets run in parallel, one per thread, with a
+//      scratch that stays in cache; a bucket too large for that runs on every thread.
+// Items cross DRAM about twice instead of five times (pack, three 11-bit LSD passes, unpack), and no array of
+// the input's size is allocated besides the outputs (their page faults are the only ones): on the 2-core VM
+// 10^7 heavy-tailed pairs sort about 2× faster than with the LSD passes (bench/RESULTS.md "CPU quantizers").
 #include <omp.h>
 
 #include <algorithm>
@@ -43,6 +43,8 @@ constexpr int kLowBits = 10;
 constexpr size_t kTopBuckets = size_t{1} << kTopBits;
 constexpr size_t kLowBuckets = size_t{1} << kLowBits;
 static_assert(kTopBits + 2 * kLowBits == 32, "the digits cover the key");
+// A bucket up to this many items is sorted by one thread in a scratch of 8 bytes per item (512 KiB: L2).
+constexpr size_t kBucketInCache = size_t{1} << 16;
 // Buckets this small are sorted by insertion (fewer steps than clearing and scanning two digit histograms).
 constexpr size_t kInsertionMax = 32;
 
@@ -59,105 +61,124 @@ bool offsets_from_counts(size_t* hist, size_t nbuckets, size_t n) {
   return moves;
 }
 
-// Sorts the m items of src (equal above bit low_bits ≤ 2·kLowBits of the key) by their low bits, one thread; tmp
-// has room for m items; the result goes unpacked to ws/hs. src may be modified.
-void sort_bucket(uint64_t* src, size_t m, int low_bits, uint64_t* tmp, float* ws, float* hs) {
-  if (low_bits == 0 || m == 1) {
-    for (size_t i = 0; i < m; ++i) unpack_pair(src[i], &ws[i], &hs[i]);
-    return;
+// The digits that sort a bucket whose keys agree above bit low_bits (≤ 2·kLowBits): the first pass (to the
+// scratch) by the low digit, the second (back) by the high one; with one digit, the first pass is a plain copy.
+struct BucketDigits {
+  int shift[2];
+  uint32_t mask[2];
+  explicit BucketDigits(int low_bits) {
+    if (low_bits > kLowBits) {
+      shift[0] = 0, mask[0] = uint32_t(kLowBuckets - 1);
+      shift[1] = kLowBits, mask[1] = (uint32_t{1} << (low_bits - kLowBits)) - 1;
+    } else {
+      shift[0] = 0, mask[0] = 0;
+      shift[1] = 0, mask[1] = (uint32_t{1} << low_bits) - 1;
+    }
   }
+  uint32_t digit(int pass, uint32_t key) const { return (key >> shift[pass]) & mask[pass]; }
+};
+
+// Sorts the m pairs ws/hs[0, m) in place by the key bits below low_bits (the bits above agree), one thread;
+// tmp has room for m items.
+void sort_bucket(float* ws, float* hs, size_t m, int low_bits, uint64_t* tmp) {
+  if (low_bits == 0 || m <= 1) return;
   if (m <= kInsertionMax) {
+    for (size_t i = 0; i < m; ++i) tmp[i] = pack_pair(ws[i], hs[i]);
     for (size_t i = 1; i < m; ++i) {  // stable: an item moves only past strictly greater keys
-      const uint64_t v = src[i];
+      const uint64_t v = tmp[i];
       size_t j = i;
-      for (; j > 0 && item_key(src[j - 1]) > item_key(v); --j) src[j] = src[j - 1];
-      src[j] = v;
+      for (; j > 0 && item_key(tmp[j - 1]) > item_key(v); --j) tmp[j] = tmp[j - 1];
+      tmp[j] = v;
     }
-    for (size_t i = 0; i < m; ++i) unpack_pair(src[i], &ws[i], &hs[i]);
+    for (size_t i = 0; i < m; ++i) unpack_pair(tmp[i], &ws[i], &hs[i]);
     return;
   }
-  // One digit of up to kLowBits bits, or two (the second at kLowBits); the last pass unpacks.
-  const int passes = low_bits > kLowBits ? 2 : 1;
-  const uint32_t mask0 = passes == 2 ? uint32_t(kLowBuckets - 1) : (uint32_t{1} << low_bits) - 1;
-  const uint32_t mask1 = passes == 2 ? (uint32_t{1} << (low_bits - kLowBits)) - 1 : 0;
-  size_t lo[kLowBuckets] = {}, hi[kLowBuckets] = {};
+  const BucketDigits dg(low_bits);
+  size_t count[2][kLowBuckets] = {};
   for (size_t i = 0; i < m; ++i) {
-    const uint32_t key = item_key(src[i]);
-    ++lo[key & mask0];
-    ++hi[(key >> kLowBits) & mask1];
+    const uint32_t key = quant::float_order_key(ws[i]);
+    ++count[0][dg.digit(0, key)];
+    ++count[1][dg.digit(1, key)];
   }
-  const uint64_t* cur = src;
-  if (passes == 2 && offsets_from_counts(lo, mask0 + 1, m)) {
-    for (size_t i = 0; i < m; ++i) tmp[lo[item_key(src[i]) & mask0]++] = src[i];
-    cur = tmp;
+  const bool moves0 = offsets_from_counts(count[0], size_t{dg.mask[0]} + 1, m);
+  const bool moves1 = offsets_from_counts(count[1], size_t{dg.mask[1]} + 1, m);
+  if (!moves0 && !moves1) return;  // every key equal: already in order
+  for (size_t i = 0; i < m; ++i) {
+    const uint64_t v = pack_pair(ws[i], hs[i]);
+    tmp[count[0][dg.digit(0, item_key(v))]++] = v;
   }
-  size_t* last = passes == 2 ? hi : lo;
-  const int shift = passes == 2 ? kLowBits : 0;
-  const uint32_t mask = passes == 2 ? mask1 : mask0;
-  if (offsets_from_counts(last, size_t{mask} + 1, m)) {
-    for (size_t i = 0; i < m; ++i) {
-      const size_t pos = last[(item_key(cur[i]) >> shift) & mask]++;
-      unpack_pair(cur[i], &ws[pos], &hs[pos]);
-    }
-  } else {
-    for (size_t i = 0; i < m; ++i) unpack_pair(cur[i], &ws[i], &hs[i]);
+  for (size_t i = 0; i < m; ++i) {
+    const size_t pos = count[1][dg.digit(1, item_key(tmp[i]))]++;
+    unpack_pair(tmp[i], &ws[pos], &hs[pos]);
   }
 }
 
-// The same passes over a large bucket on every thread: each thread counts its slice, offsets are laid out
-// digit-major then thread (stable), each thread scatters its slice. tmp has room for m items.
-void sort_bucket_parallel(uint64_t* src, size_t m, int low_bits, uint64_t* tmp, float* ws, float* hs,
-                          int threads) {
+// The same two passes over a large bucket on every thread: in each pass every thread counts the digits of the
+// slice it will move, offsets are laid out digit-major then thread (stable), and every thread scatters its slice.
+// tmp has room for m items.
+void sort_bucket_parallel(float* ws, float* hs, size_t m, int low_bits, uint64_t* tmp, int threads) {
+  if (low_bits == 0 || m <= 1) return;
+  const BucketDigits dg(low_bits);
   std::vector<size_t> hist(static_cast<size_t>(threads) * kLowBuckets);
-  const int passes = low_bits > kLowBits ? 2 : 1;
-  uint64_t* cur = src;
-  uint64_t* other = tmp;
-  for (int pass = 0; pass < passes; ++pass) {
-    const int shift = pass * kLowBits;
-    const int bits = std::min(kLowBits, low_bits - shift);  // 0 when the bucket's keys are all equal
-    const uint32_t mask = (uint32_t{1} << bits) - 1;
-    const size_t digits = size_t{mask} + 1;
-    const bool last = pass == passes - 1;
-    bool moves = bits > 0;
+  std::vector<size_t> high_total(kLowBuckets, 0);  // the second digit's counts, to spot a bucket of equal keys
+  bool equal_keys = false;
 #pragma omp parallel num_threads(threads)
-    {
-      const int team = omp_get_num_threads();  // may be smaller than asked (nested): slice by the real team
-      const int t = omp_get_thread_num();
-      const size_t chunk = (m + team - 1) / team;
-      const size_t i0 = std::min(m, t * chunk), i1 = std::min(m, i0 + chunk);
-      size_t* hh = &hist[static_cast<size_t>(t) * kLowBuckets];
-      if (moves) {
-        std::fill(hh, hh + digits, size_t{0});
-        for (size_t i = i0; i < i1; ++i) ++hh[(item_key(cur[i]) >> shift) & mask];
+  {
+    const int team = omp_get_num_threads();  // may be smaller than asked (nested): slice by the real team
+    const int t = omp_get_thread_num();
+    const size_t chunk = (m + team - 1) / team;
+    const size_t i0 = std::min(m, t * chunk), i1 = std::min(m, i0 + chunk);
+    size_t* hh = &hist[static_cast<size_t>(t) * kLowBuckets];
+    std::vector<size_t> high(size_t{dg.mask[1]} + 1, 0);
+    for (int pass = 0; pass < 2; ++pass) {
+      std::fill(hh, hh + kLowBuckets, size_t{0});
+      if (pass == 0) {
+        for (size_t i = i0; i < i1; ++i) {
+          const uint32_t key = quant::float_order_key(ws[i]);
+          ++hh[dg.digit(0, key)];
+          ++high[dg.digit(1, key)];
+        }
+#pragma omp critical(nq_sort_high_total)
+        for (size_t d = 0; d < high.size(); ++d) high_total[d] += high[d];
+      } else {
+        for (size_t i = i0; i < i1; ++i) ++hh[dg.digit(1, item_key(tmp[i]))];
+      }
 #pragma omp barrier
 #pragma omp single
-        {
-          size_t run = 0;
-          for (size_t d = 0; d < digits; ++d) {
-            size_t total = 0;
-            for (int u = 0; u < team; ++u) {
-              size_t& c = hist[static_cast<size_t>(u) * kLowBuckets + d];
-              total += c;
-              const size_t count = c;
-              c = run;
-              run += count;
-            }
-            if (total == m) moves = false;
+      {
+        size_t run = 0;
+        bool one_low = false, one_high = false;
+        for (size_t d = 0; d <= dg.mask[pass]; ++d) {
+          size_t total = 0;
+          for (int u = 0; u < team; ++u) {
+            size_t& c = hist[static_cast<size_t>(u) * kLowBuckets + d];
+            total += c;
+            const size_t count = c;
+            c = run;
+            run += count;
           }
-        }  // implicit barrier
-      }
-      if (moves && !last) {
-        for (size_t i = i0; i < i1; ++i) other[hh[(item_key(cur[i]) >> shift) & mask]++] = cur[i];
-      } else if (moves) {
-        for (size_t i = i0; i < i1; ++i) {
-          const size_t pos = hh[(item_key(cur[i]) >> shift) & mask]++;
-          unpack_pair(cur[i], &ws[pos], &hs[pos]);
+          if (total == m) one_low = true;
         }
-      } else if (last) {
-        for (size_t i = i0; i < i1; ++i) unpack_pair(cur[i], &ws[i], &hs[i]);
+        if (pass == 0) {
+          for (size_t d = 0; d <= dg.mask[1]; ++d) one_high = one_high || high_total[d] == m;
+          equal_keys = one_low && one_high;
+        }
+      }  // implicit barrier
+      if (equal_keys) break;  // already in order (the same value for every thread)
+      if (pass == 0) {
+        for (size_t i = i0; i < i1; ++i) {
+          const uint64_t v = pack_pair(ws[i], hs[i]);
+          tmp[hh[dg.digit(0, item_key(v))]++] = v;
+        }
+      } else {
+        for (size_t i = i0; i < i1; ++i) {
+          const uint64_t v = tmp[i];
+          const size_t pos = hh[dg.digit(1, item_key(v))]++;
+          unpack_pair(v, &ws[pos], &hs[pos]);
+        }
       }
+#pragma omp barrier
     }
-    if (moves && !last) std::swap(cur, other);
   }
 }
 
@@ -193,8 +214,6 @@ void sort_pairs(const float* w, const float* h, size_t n, float* w_sorted, float
   if (n <= (size_t{1} << 16)) return sort_pairs_small(w, h, n, w_sorted, h_sorted);
   const int threads = static_cast<int>(std::min<size_t>(static_cast<size_t>(std::max(1, omp_get_max_threads())),
                                                         std::max<size_t>(1, n / 65536)));
-  // Uninitialised: the scatter is the first write (in parallel, page faults too).
-  ScratchVector<uint64_t> items(n);
   std::vector<size_t> hist;  // [thread][top digit]: counts, then scatter offsets
   std::vector<uint32_t> key_min, key_max;
   std::vector<size_t> bucket_begin(kTopBuckets + 1);
@@ -257,20 +276,20 @@ void sort_pairs(const float* w, const float* h, size_t n, float* w_sorted, float
       }
       bucket_begin[kTopBuckets] = run;
     }  // implicit barrier
-    for (size_t i = i0; i < i1; ++i) {
-      const uint64_t v = pack_pair(w[i], h ? h[i] : 1.0f);
-      items[hh[top_digit(item_key(v))]++] = v;
+    for (size_t i = i0; i < i1; ++i) {  // the outputs' first write: their page faults, in parallel
+      const size_t pos = hh[top_digit(quant::float_order_key(w[i]))]++;
+      w_sorted[pos] = w[i];
+      h_sorted[pos] = h ? h[i] : 1.0f;
     }
   }
 
-  // A bucket small enough to leave the threads balanced is sorted by one thread; larger ones by all of them.
-  const size_t big = std::max<size_t>(size_t{1} << 16, n / (4 * static_cast<size_t>(threads)));
+  // Buckets that fit a per-thread scratch in cache are sorted by one thread each; larger ones by all of them.
   std::vector<size_t> small_buckets, big_buckets;
   size_t small_max = 0, big_max = 0;
   for (size_t d = 0; d < kTopBuckets; ++d) {
     const size_t m = bucket_begin[d + 1] - bucket_begin[d];
-    if (m == 0) continue;
-    if (m > big || threads == 1) {
+    if (m <= 1 || low_bits == 0) continue;  // nothing to order
+    if (m > kBucketInCache && threads > 1) {
       big_buckets.push_back(d);
       big_max = std::max(big_max, m);
     } else {
@@ -278,29 +297,21 @@ void sort_pairs(const float* w, const float* h, size_t n, float* w_sorted, float
       small_max = std::max(small_max, m);
     }
   }
-  if (threads == 1) {  // every bucket in order on this thread, one scratch array
-    ScratchVector<uint64_t> tmp(big_max);
-    for (size_t d : big_buckets) {
-      const size_t b0 = bucket_begin[d], m = bucket_begin[d + 1] - b0;
-      sort_bucket(items.data() + b0, m, low_bits, tmp.data(), w_sorted + b0, h_sorted + b0);
-    }
-    return;
-  }
-#pragma omp parallel num_threads(threads)
+#pragma omp parallel num_threads(threads) if (small_buckets.size() > 1)
   {
     ScratchVector<uint64_t> tmp(small_max);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t s = 0; s < static_cast<int64_t>(small_buckets.size()); ++s) {
       const size_t d = small_buckets[static_cast<size_t>(s)];
       const size_t b0 = bucket_begin[d], m = bucket_begin[d + 1] - b0;
-      sort_bucket(items.data() + b0, m, low_bits, tmp.data(), w_sorted + b0, h_sorted + b0);
+      sort_bucket(w_sorted + b0, h_sorted + b0, m, low_bits, tmp.data());
     }
   }
   if (!big_buckets.empty()) {
     ScratchVector<uint64_t> tmp(big_max);
     for (size_t d : big_buckets) {
       const size_t b0 = bucket_begin[d], m = bucket_begin[d + 1] - b0;
-      sort_bucket_parallel(items.data() + b0, m, low_bits, tmp.data(), w_sorted + b0, h_sorted + b0, threads);
+      sort_bucket_parallel(w_sorted + b0, h_sorted + b0, m, low_bits, tmp.data(), threads);
     }
   }
 }
