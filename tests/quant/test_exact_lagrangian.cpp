@@ -75,6 +75,18 @@ double plain_dp(const Items& it, int m) {
   return prev[L];
 }
 
+// The optimum by exact_row.h's divide-and-conquer layers over the same items.
+double layered_dp(const Items& it, int m) {
+  const int L = static_cast<int>(it.size());
+  std::vector<unsigned char> buf(quant::exact_row::scratch_bytes(L, m));
+  const quant::exact_row::Scratch s = quant::exact_row::carve_scratch(buf.data(), L, m);
+  std::copy(it.p0.begin(), it.p0.end(), s.p0);
+  std::copy(it.p1.begin(), it.p1.end(), s.p1);
+  std::copy(it.p2.begin(), it.p2.end(), s.p2);
+  quant::exact_row::solve(s, L, m);
+  return partition_cost(it, std::vector<size_t>(s.starts, s.starts + m));
+}
+
 TEST(ExactLagrangian, SmallProblemsReachThePlainDpOptimum) {
   int tried = 0;
   for (size_t n : {3, 4, 7, 16, 31, 33, 100, 257}) {
@@ -115,7 +127,6 @@ TEST(ExactLagrangian, SplicedTiesEqualTheLayeredDp) {
   Items it;
   for (int c = 0; c < 50; ++c)
     for (int i = 0; i < 700; ++i) it.add(10000.0 * c + i - 250000.0, 1.0);
-  const int L = static_cast<int>(it.size());
   int spliced = 0;
   for (int m : {51, 75, 101}) {
     std::vector<size_t> starts;
@@ -123,13 +134,7 @@ TEST(ExactLagrangian, SplicedTiesEqualTheLayeredDp) {
     ASSERT_TRUE(quant::lagrangian_partition(it.sums(), it.size(), m, starts, &stats)) << m;
     expect_partition(starts, it.size(), m, "m=" + std::to_string(m));
     spliced += stats.spliced;
-    std::vector<unsigned char> buf(quant::exact_row::scratch_bytes(L, m));
-    const quant::exact_row::Scratch s = quant::exact_row::carve_scratch(buf.data(), L, m);
-    std::copy(it.p0.begin(), it.p0.end(), s.p0);
-    std::copy(it.p1.begin(), it.p1.end(), s.p1);
-    std::copy(it.p2.begin(), it.p2.end(), s.p2);
-    quant::exact_row::solve(s, L, m);
-    const double oracle = partition_cost(it, std::vector<size_t>(s.starts, s.starts + m));
+    const double oracle = layered_dp(it, m);
     EXPECT_NEAR(partition_cost(it, starts), oracle, 1e-12 * oracle) << m;
   }
   EXPECT_GE(spliced, 1);
@@ -137,22 +142,13 @@ TEST(ExactLagrangian, SplicedTiesEqualTheLayeredDp) {
 
 TEST(ExactLagrangian, LargeProblemsEqualTheLayeredDp) {
   const Items it = random_items(70001, 5, 0.02);
-  const int L = static_cast<int>(it.size());
   for (int m : {2, 3, 17, 64}) {
     std::vector<size_t> starts;
     quant::LagrangianStats stats;
     ASSERT_TRUE(quant::lagrangian_partition(it.sums(), it.size(), m, starts, &stats)) << m;
     expect_partition(starts, it.size(), m, "m=" + std::to_string(m));
     EXPECT_LE(stats.dp_runs, 20) << m;
-    // The oracle: exact_row.h's divide-and-conquer layers over the same items.
-    std::vector<unsigned char> buf(quant::exact_row::scratch_bytes(L, m));
-    const quant::exact_row::Scratch s = quant::exact_row::carve_scratch(buf.data(), L, m);
-    std::copy(it.p0.begin(), it.p0.end(), s.p0);
-    std::copy(it.p1.begin(), it.p1.end(), s.p1);
-    std::copy(it.p2.begin(), it.p2.end(), s.p2);
-    quant::exact_row::solve(s, L, m);
-    const std::vector<size_t> layered(s.starts, s.starts + m);
-    const double oracle = partition_cost(it, layered);
+    const double oracle = layered_dp(it, m);
     EXPECT_NEAR(partition_cost(it, starts), oracle, 1e-12 * oracle) << m;
   }
 }
