@@ -22,7 +22,7 @@ class PenalisedDp {
     best_[0] = 0.0;
     // The queue: candidate starts cand_[q] in increasing order, cand_[q] the best start for the items' ends in
     // [from_[q], from_[q + 1]). By the quadrangle inequality a later start that wins at some end wins at every
-    // later end, so each new candidate displaces a suffix of the queue and a crossover found by bisection.
+    // later end, so each new candidate displaces a suffix of the queue and claims the ends from a crossing on.
     int head = 0, tail = 0;
     cand_[tail] = 0;
     from_[tail] = 1;
