@@ -432,10 +432,20 @@ void prefix_sums(const float* ws, const float* hs, size_t n, double shift, size_
 
 void label_histogram(const int32_t* labels, size_t n, int k, int64_t* counts) {
   std::fill(counts, counts + k, int64_t{0});
+  if (n <= 65536) {  // a row or group: no parallel region at all (entering one, even one thread, costs futex calls)
+    bool bad = false;
+    for (size_t i = 0; i < n; ++i) {
+      const int32_t l = labels[i];
+      if (l >= k) bad = true;
+      else if (l >= 0) ++counts[l];
+    }
+    NQ_ASSERT_MSG(!bad, "label_histogram: a label is >= k = " << k);
+    return;
+  }
   const int threads = std::max(1, omp_get_max_threads());
   std::vector<int64_t> part(static_cast<size_t>(threads) * k, 0);
   bool bad = false;
-#pragma omp parallel num_threads(threads) reduction(|| : bad) if (n > 65536)
+#pragma omp parallel num_threads(threads) reduction(|| : bad)
   {
     int64_t* c = &part[static_cast<size_t>(omp_get_thread_num()) * k];
 #pragma omp for schedule(static)

@@ -14,6 +14,9 @@ namespace nq::cpu {
 
 namespace {
 
+// Rows of up to this many values per centre are labelled value by value; longer ones through thresholds.
+constexpr int kDirectLabelsPerCentre = 32;
+
 // One row by nq::quantize's exact path: the k ≥ distinct shortcut (one level per value, nearest labels) or
 // exact_row's DP (labels by cluster start). Returns the iteration count quantize() reports (0 or 1).
 int exact_row_on_host(const quant::exact_row::Scratch& xs, const float* ws, const float* hs, const float* w, int n,
@@ -85,9 +88,15 @@ void rows_kmeans(const quant::RowsKmeansJob& job, const quant::RowsKmeansOut& ou
       rl::solve(team, ws, n, params, given_k);
       const int kc = ws.st->k;
       std::copy(ws.c, ws.c + kc, c_out);
-      // Labels by float thresholds (the host's fast exact rule; the device uses nearest_center, the same argmin).
-      const quant::NearestThresholds rule(std::vector<double>(ws.c, ws.c + kc));
-      for (int i = 0; i < n; ++i) out.labels[begin + i] = rule.label(w[i]);
+      // Labels: quant_formulas.h nearest_center per value (the device's rule) for short rows; longer ones first
+      // build the float thresholds of the same argmin (NearestThresholds: k bisections over float bit patterns,
+      // ~1–2 µs at k = 16) and then search a tiny table per value.
+      if (n <= kDirectLabelsPerCentre * kc) {
+        for (int i = 0; i < n; ++i) out.labels[begin + i] = quant::nearest_center(w[i], ws.c, kc);
+      } else {
+        const quant::NearestThresholds rule(std::vector<double>(ws.c, ws.c + kc));
+        for (int i = 0; i < n; ++i) out.labels[begin + i] = rule.label(w[i]);
+      }
       out.center_count[r] = kc;
       out.iterations[r] = ws.st->iterations;
       out.converged[r] = static_cast<uint8_t>(ws.st->converged);

@@ -61,6 +61,16 @@ bool offsets_from_counts(size_t* hist, size_t nbuckets, size_t n) {
   return moves;
 }
 
+// Stable insertion sort of packed items by key: few items (short groups) need no histograms.
+void insertion_sort_items(uint64_t* a, size_t n) {
+  for (size_t i = 1; i < n; ++i) {  // stable: an item moves only past strictly greater keys
+    const uint64_t v = a[i];
+    size_t j = i;
+    for (; j > 0 && item_key(a[j - 1]) > item_key(v); --j) a[j] = a[j - 1];
+    a[j] = v;
+  }
+}
+
 // The digits that sort a bucket whose keys agree above bit low_bits (≤ 2·kLowBits): the first pass (to the
 // scratch) by the low digit, the second (back) by the high one; with one digit, the first pass is a plain copy.
 struct BucketDigits {
@@ -84,12 +94,7 @@ void sort_bucket(float* ws, float* hs, size_t m, int low_bits, uint64_t* tmp) {
   if (low_bits == 0 || m <= 1) return;
   if (m <= kInsertionMax) {
     for (size_t i = 0; i < m; ++i) tmp[i] = pack_pair(ws[i], hs[i]);
-    for (size_t i = 1; i < m; ++i) {  // stable: an item moves only past strictly greater keys
-      const uint64_t v = tmp[i];
-      size_t j = i;
-      for (; j > 0 && item_key(tmp[j - 1]) > item_key(v); --j) tmp[j] = tmp[j - 1];
-      tmp[j] = v;
-    }
+    insertion_sort_items(tmp, m);
     for (size_t i = 0; i < m; ++i) unpack_pair(tmp[i], &ws[i], &hs[i]);
     return;
   }
@@ -182,10 +187,42 @@ void sort_bucket_parallel(float* ws, float* hs, size_t m, int low_bits, uint64_t
   }
 }
 
+// Stable bottom-up merge sort of n ≤ kTinySort packed items: runs of 8 by insertion, then merges through tmp.
+constexpr size_t kTinySort = 64;
+void merge_sort_items(uint64_t* a, uint64_t* tmp, size_t n) {
+  constexpr size_t kRun = 8;
+  for (size_t i = 0; i < n; i += kRun) insertion_sort_items(a + i, std::min(kRun, n - i));
+  uint64_t* src = a;
+  uint64_t* dst = tmp;
+  for (size_t width = kRun; width < n; width *= 2) {
+    for (size_t lo = 0; lo < n; lo += 2 * width) {
+      const size_t mid = std::min(lo + width, n), hi = std::min(lo + 2 * width, n);
+      size_t i = lo, j = mid, o = lo;
+      while (i < mid && j < hi) dst[o++] = item_key(src[j]) < item_key(src[i]) ? src[j++] : src[i++];  // ties: left
+      while (i < mid) dst[o++] = src[i++];
+      while (j < hi) dst[o++] = src[j++];
+    }
+    std::swap(src, dst);
+  }
+  if (src != a) std::copy(src, src + n, a);
+}
+
 // Rows and groups (n ≤ 2^16, one thread): four 8-bit LSD passes whose histograms are all counted while packing;
-// 256-entry tables stay in L1, about twice as fast here as the wide-digit sort or a comparison sort at 4096.
+// 256-entry tables stay in L1, about twice as fast here as the wide-digit sort or a comparison sort at 4096. The
+// scratch is the calling thread's, kept between calls (a tensor's thousands of rows would each allocate it).
 void sort_pairs_small(const float* w, const float* h, size_t n, float* w_sorted, float* h_sorted) {
-  ScratchVector<uint64_t> a_buf(n), b_buf(n);
+  if (n <= kTinySort) {  // short groups: on the stack, no histograms
+    uint64_t a[kTinySort], tmp[kTinySort];
+    for (size_t i = 0; i < n; ++i) a[i] = pack_pair(w[i], h ? h[i] : 1.0f);
+    merge_sort_items(a, tmp, n);
+    for (size_t i = 0; i < n; ++i) unpack_pair(a[i], &w_sorted[i], &h_sorted[i]);
+    return;
+  }
+  thread_local ScratchVector<uint64_t> a_buf, b_buf;
+  if (a_buf.size() < n) {
+    a_buf.resize(n);
+    b_buf.resize(n);
+  }
   uint64_t* a = a_buf.data();
   uint64_t* b = b_buf.data();
   size_t hist[4][256] = {};

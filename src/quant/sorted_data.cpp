@@ -198,10 +198,9 @@ QuantizeResult finalize(const Problem& p, RawResult raw) {
   r.indices = std::move(raw.labels);  // relabelled in place: no second n-entry array
   const size_t block = accum_block_size(n), nb = (n + block - 1) / block;
   std::vector<double> pd(nb), pm(nb);
-#pragma omp parallel for schedule(static) if (nb > 1)
-  for (int64_t b = 0; b < static_cast<int64_t>(nb); ++b) {
+  auto relabel_block = [&](size_t b) {
     double d = 0, m = 0;
-    const size_t i0 = static_cast<size_t>(b) * block, i1 = std::min(n, i0 + block);
+    const size_t i0 = b * block, i1 = std::min(n, i0 + block);
     for (size_t i = i0; i < i1; ++i) {
       const int32_t j = remap[r.indices[i]];
       r.indices[i] = j;
@@ -211,6 +210,12 @@ QuantizeResult finalize(const Problem& p, RawResult raw) {
     }
     pd[b] = d;
     pm[b] = m;
+  };
+  if (nb == 1) {  // a row or group: no parallel region (entering one, even for one thread, costs futex calls)
+    relabel_block(0);
+  } else {
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < static_cast<int64_t>(nb); ++b) relabel_block(static_cast<size_t>(b));
   }
   double d = 0, m = 0;
   for (size_t b = 0; b < nb; ++b) { d += pd[b]; m += pm[b]; }
