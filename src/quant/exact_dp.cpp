@@ -9,6 +9,7 @@
 #include <cmath>
 #include <limits>
 
+#include "core/parallel_for.h"
 #include "netquant/error.h"
 #include "quant/exact_lagrangian.h"
 #include "quant/exact_row.h"
@@ -144,9 +145,9 @@ RawResult exact_dp(const Problem& p, const SortedData& s, const QuantizeParams& 
   }
   // Label = the cluster whose first value is the last one <= w (clusters are intervals of the sorted values).
   out.labels.resize(p.n);
-#pragma omp parallel for schedule(static) if (p.n > 65536)
-  for (int64_t i = 0; i < static_cast<int64_t>(p.n); ++i)
+  parallel_for(static_cast<int64_t>(p.n), 65536, [&](int64_t i) {
     out.labels[static_cast<size_t>(i)] = exact_row::label(p.w[i], first_value.data(), m);
+  });
   out.iterations = 1;
   out.converged = true;
   std::vector<int64_t> counts(static_cast<size_t>(m));

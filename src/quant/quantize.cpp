@@ -86,15 +86,19 @@ quant::Problem validated_problem(const float* values, const float* importance, s
   // the message names the first bad entry.
   const bool check_importance = importance && traits.uses_importance;
   bool values_ok = true, importance_ok = true, any_positive = false;
-#pragma omp parallel for schedule(static) reduction(&& : values_ok, importance_ok) reduction(|| : any_positive) \
-    if (n > 65536)
-  for (int64_t i = 0; i < static_cast<int64_t>(n); ++i) {
-    values_ok = values_ok && std::isfinite(values[i]);
+  auto check = [&](int64_t i, bool& v_ok, bool& h_ok, bool& positive) {
+    v_ok = v_ok && std::isfinite(values[i]);
     if (check_importance) {
       const float h = importance[i];
-      importance_ok = importance_ok && std::isfinite(h) && h >= 0;
-      any_positive = any_positive || h > 0;
+      h_ok = h_ok && std::isfinite(h) && h >= 0;
+      positive = positive || h > 0;
     }
+  };
+  if (n <= 65536) {  // a row or group: no OpenMP region (core/parallel_for.h says why)
+    for (int64_t i = 0; i < static_cast<int64_t>(n); ++i) check(i, values_ok, importance_ok, any_positive);
+  } else {
+#pragma omp parallel for schedule(static) reduction(&& : values_ok, importance_ok) reduction(|| : any_positive)
+    for (int64_t i = 0; i < static_cast<int64_t>(n); ++i) check(i, values_ok, importance_ok, any_positive);
   }
   for (size_t i = 0; !values_ok && i < n; ++i)
     NQ_CHECK(std::isfinite(values[i]), ErrorCode::kInvalidArgument,

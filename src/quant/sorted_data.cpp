@@ -5,6 +5,7 @@
 #include <numeric>
 #include <random>
 
+#include "core/parallel_for.h"
 #include "netquant/error.h"
 #include "quant/nearest_thresholds.h"
 #include "quant/quant_formulas.h"
@@ -12,6 +13,10 @@
 #include "quant/quantizers.h"
 
 namespace nq::quant {
+
+namespace {
+constexpr int64_t kSerialMax = 65536;  // up to this many values, loops run inline (no OpenMP region)
+}  // namespace
 
 SortedData::SortedData(const Problem& p, size_t prefix_block) : ws_(p.n), hs_(p.n) {
   ops_sort_pairs(p.backend, p.w, p.h, p.n, ws_.data(), hs_.data());
@@ -22,8 +27,12 @@ SortedData::SortedData(const Problem& p, size_t prefix_block) : ws_(p.n), hs_(p.
   p0_.resize(nb + 1); p1_.resize(nb + 1); p2_.resize(nb + 1);
   ops_prefix_sums(p.backend, ws_.data(), hs_.data(), p.n, shift_, block_, p0_.data(), p1_.data(), p2_.data());
   size_t distinct = 0;
-#pragma omp parallel for schedule(static) reduction(+ : distinct) if (p.n > 65536)
-  for (int64_t i = 0; i < static_cast<int64_t>(p.n); ++i) distinct += (i == 0 || ws_[i] != ws_[i - 1]);
+  if (static_cast<int64_t>(p.n) <= kSerialMax) {  // a row or group: no OpenMP region (core/parallel_for.h)
+    for (size_t i = 0; i < p.n; ++i) distinct += (i == 0 || ws_[i] != ws_[i - 1]);
+  } else {
+#pragma omp parallel for schedule(static) reduction(+ : distinct)
+    for (int64_t i = 0; i < static_cast<int64_t>(p.n); ++i) distinct += (i == 0 || ws_[i] != ws_[i - 1]);
+  }
   distinct_ = distinct;
 }
 
@@ -150,8 +159,8 @@ std::vector<int32_t> nearest_labels(const Problem& p, const std::vector<double>&
   std::vector<int32_t> labels(p.n);
   if (p.backend == Backend::kCpu) {  // labels only: a threshold search per value, no fp64 costs, no sums
     const NearestThresholds rule(centers);
-#pragma omp parallel for schedule(static) if (p.n > 65536)
-    for (int64_t i = 0; i < static_cast<int64_t>(p.n); ++i) labels[static_cast<size_t>(i)] = rule.label(p.w[i]);
+    parallel_for(static_cast<int64_t>(p.n), kSerialMax,
+                 [&](int64_t i) { labels[static_cast<size_t>(i)] = rule.label(p.w[i]); });
     return labels;
   }
   const std::vector<double> zero(centers.size(), 0.0);

@@ -1,0 +1,21 @@
+// Internal: a loop over [0, n) on the OpenMP threads, or inline when it is short. Rows and groups are solved
+// inside the model driver's parallel loop, each through the same code as a whole tensor; entering an OpenMP
+// region there, even one whose if-clause is false, costs team set-up and futex calls per row, which was a visible
+// share of short groups' time. Below serial_max no OpenMP construct is entered at all.
+#pragma once
+
+#include <cstdint>
+
+namespace nq {
+
+template <class Body>
+void parallel_for(int64_t n, int64_t serial_max, Body&& body) {
+  if (n <= serial_max) {
+    for (int64_t i = 0; i < n; ++i) body(i);
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) body(i);
+}
+
+}  // namespace nq
