@@ -82,9 +82,10 @@ void run_quantize(const QuantizeOptions& o) {
   const int k = o.bits > 0 ? (1 << o.bits) : (o.k > 0 ? o.k : 16);
   p.quant.k = k;
   if (p.quant.method == Method::kInt) p.quant.int_bits = o.bits > 0 ? o.bits : (o.k > 0 ? o.k : 4);
-  // Checked before the work, not when the file is written: a codebook beyond what .nq holds.
+  // Checked before the work, not when the file is written: a codebook beyond what .nq holds. (pow2's --k counts
+  // exponents, at most 32 per sign: its own check.)
   const int64_t levels = p.quant.method == Method::kInt    ? (int64_t{1} << std::min(p.quant.int_bits, 40)) - 1
-                         : p.quant.method == Method::kPow2 ? 2 * int64_t{p.quant.pow2_levels}  // ±a·2^-e
+                         : p.quant.method == Method::kPow2 ? 0
                                                            : int64_t{k};
   NQ_CHECK(!ends_with(o.output, ".nq") || levels <= kNqMaxLevels, ErrorCode::kInvalidArgument,
            "-o " << o.output << ": a .nq codebook holds at most " << kNqMaxLevels << " levels, and --"

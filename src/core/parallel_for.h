@@ -8,6 +8,9 @@
 
 namespace nq {
 
+// Loops over up to this many values (a row, a group, a small tensor) run inline on the calling thread.
+constexpr int64_t kInlineLoopMax = 65536;
+
 template <class Body>
 void parallel_for(int64_t n, int64_t serial_max, Body&& body) {
   if (n <= serial_max) {

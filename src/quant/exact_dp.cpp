@@ -145,7 +145,7 @@ RawResult exact_dp(const Problem& p, const SortedData& s, const QuantizeParams& 
   }
   // Label = the cluster whose first value is the last one <= w (clusters are intervals of the sorted values).
   out.labels.resize(p.n);
-  parallel_for(static_cast<int64_t>(p.n), 65536, [&](int64_t i) {
+  parallel_for(static_cast<int64_t>(p.n), kInlineLoopMax, [&](int64_t i) {
     out.labels[static_cast<size_t>(i)] = exact_row::label(p.w[i], first_value.data(), m);
   });
   out.iterations = 1;

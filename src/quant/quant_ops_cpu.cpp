@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "core/iteration_errors.h"
+#include "core/parallel_for.h"
 #include "netquant/error.h"
 #include "quant/quant_formulas.h"
 
@@ -432,7 +433,7 @@ void prefix_sums(const float* ws, const float* hs, size_t n, double shift, size_
 
 void label_histogram(const int32_t* labels, size_t n, int k, int64_t* counts) {
   std::fill(counts, counts + k, int64_t{0});
-  if (n <= 65536) {  // a row or group: no parallel region at all (entering one, even one thread, costs futex calls)
+  if (static_cast<int64_t>(n) <= kInlineLoopMax) {  // a row or group: no OpenMP region (core/parallel_for.h)
     bool bad = false;
     for (size_t i = 0; i < n; ++i) {
       const int32_t l = labels[i];

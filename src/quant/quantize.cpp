@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "core/parallel_for.h"
 #include "netquant/error.h"
 #include "quant/fixed_codebooks.h"
 #include "quant/quant_ops.h"
@@ -72,6 +73,16 @@ Problem row_problem(const float* w, const float* h, int64_t begin, int64_t end, 
   return p;
 }
 
+int64_t next_slice(const std::vector<int64_t>& row_begin, int64_t r0, int64_t limit,
+                   std::vector<int64_t>& slice_begin) {
+  const int64_t rows = static_cast<int64_t>(row_begin.size()) - 1;
+  int64_t r1 = r0 + 1;
+  while (r1 < rows && row_begin[r1 + 1] - row_begin[r0] <= limit) ++r1;
+  slice_begin.assign(row_begin.begin() + r0, row_begin.begin() + r1 + 1);
+  for (int64_t& b : slice_begin) b -= row_begin[r0];
+  return r1;
+}
+
 }  // namespace quant
 
 namespace {
@@ -94,7 +105,7 @@ quant::Problem validated_problem(const float* values, const float* importance, s
       positive = positive || h > 0;
     }
   };
-  if (n <= 65536) {  // a row or group: no OpenMP region (core/parallel_for.h says why)
+  if (static_cast<int64_t>(n) <= kInlineLoopMax) {  // a row or group: no OpenMP region (core/parallel_for.h)
     for (int64_t i = 0; i < static_cast<int64_t>(n); ++i) check(i, values_ok, importance_ok, any_positive);
   } else {
 #pragma omp parallel for schedule(static) reduction(&& : values_ok, importance_ok) reduction(|| : any_positive)

@@ -98,6 +98,10 @@ void check_lambda_batch(const QuantizeParams& params, const std::vector<double>&
 void check_warm_starts(const std::vector<const std::vector<float>*>& warm);
 // Values [begin, end) of w as quantize() sees them: h only when some importance there is positive.
 Problem row_problem(const float* w, const float* h, int64_t begin, int64_t end, Backend backend);
+// The row drivers' slices: from row r0, as many rows as fit in `limit` values (at least one); returns the end row
+// r1 and sets slice_begin to rows [r0, r1]'s offsets rebased to the slice's first value.
+int64_t next_slice(const std::vector<int64_t>& row_begin, int64_t r0, int64_t limit,
+                   std::vector<int64_t>& slice_begin);
 
 // ---- drivers ----
 RawResult lloyd_sorted(const Problem& p, const SortedData& s, const QuantizeParams& q);    // kmeans, hw-kmeans

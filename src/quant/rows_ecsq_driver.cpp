@@ -113,9 +113,7 @@ std::vector<std::vector<QuantizeResult>> quantize_rows_ecsq(const float* w, cons
   std::vector<std::vector<QuantizeResult>> out(nsets, std::vector<QuantizeResult>(static_cast<size_t>(rows)));
   // Rows [r0, r1) in one op (f) object: their searches from the starting codebooks ecsq_driver makes (sorted
   // values, the init rule or the warm start, D0) to the labelled results.
-  auto solve_slice = [&](int64_t r0, int64_t r1) {
-    std::vector<int64_t> slice_begin(row_begin.begin() + r0, row_begin.begin() + r1 + 1);
-    for (int64_t& b : slice_begin) b -= row_begin[r0];
+  auto solve_slice = [&](int64_t r0, int64_t r1, const std::vector<int64_t>& slice_begin) {
     std::vector<Task> tasks;
     for (int64_t r = r0; r < r1; ++r)
       if (problems[static_cast<size_t>(r)].n > 0)
@@ -158,10 +156,10 @@ std::vector<std::vector<QuantizeResult>> quantize_rows_ecsq(const float* w, cons
     }
   };
   const int64_t per_slice = std::max<int64_t>(1, slice_values / static_cast<int64_t>(nsets));
+  std::vector<int64_t> slice_begin;
   for (int64_t r0 = 0; r0 < rows;) {
-    int64_t r1 = r0 + 1;
-    while (r1 < rows && row_begin[r1 + 1] - row_begin[r0] <= per_slice) ++r1;
-    solve_slice(r0, r1);
+    const int64_t r1 = next_slice(row_begin, r0, per_slice, slice_begin);
+    solve_slice(r0, r1, slice_begin);
     r0 = r1;
   }
 

@@ -64,10 +64,7 @@ std::vector<QuantizeResult> quantize_rows_kmeans(const float* w, const float* h,
   // the device then holds ~12 B per value of one slice, whatever the tensor's size.
   std::vector<int64_t> slice_begin;
   for (int64_t r0 = 0; r0 < rows;) {
-    int64_t r1 = r0 + 1;
-    while (r1 < rows && row_begin[r1 + 1] - row_begin[r0] <= slice_values) ++r1;
-    slice_begin.assign(row_begin.begin() + r0, row_begin.begin() + r1 + 1);
-    for (int64_t& b : slice_begin) b -= row_begin[r0];
+    const int64_t r1 = next_slice(row_begin, r0, slice_values, slice_begin);
     RowsKmeansJob part = job;
     part.w = w + row_begin[r0];
     part.h = h ? h + row_begin[r0] : nullptr;

@@ -45,8 +45,6 @@ constexpr size_t kLowBuckets = size_t{1} << kLowBits;
 static_assert(kTopBits + 2 * kLowBits == 32, "the digits cover the key");
 // A bucket up to this many items is sorted by one thread in a scratch of 8 bytes per item (512 KiB: L2).
 constexpr size_t kBucketInCache = size_t{1} << 16;
-// Buckets this small are sorted by insertion (fewer steps than clearing and scanning two digit histograms).
-constexpr size_t kInsertionMax = 32;
 
 // Turns counts into exclusive offsets; false when every item has the same digit (the pass would move nothing).
 bool offsets_from_counts(size_t* hist, size_t nbuckets, size_t n) {
@@ -71,6 +69,35 @@ void insertion_sort_items(uint64_t* a, size_t n) {
   }
 }
 
+// Stable bottom-up merge sort of n ≤ kTinySort packed items: runs of 8 by insertion, then merges through tmp.
+constexpr size_t kTinySort = 64;
+void merge_sort_items(uint64_t* a, uint64_t* tmp, size_t n) {
+  constexpr size_t kRun = 8;
+  for (size_t i = 0; i < n; i += kRun) insertion_sort_items(a + i, std::min(kRun, n - i));
+  uint64_t* src = a;
+  uint64_t* dst = tmp;
+  for (size_t width = kRun; width < n; width *= 2) {
+    for (size_t lo = 0; lo < n; lo += 2 * width) {
+      const size_t mid = std::min(lo + width, n), hi = std::min(lo + 2 * width, n);
+      size_t i = lo, j = mid, o = lo;
+      while (i < mid && j < hi) dst[o++] = item_key(src[j]) < item_key(src[i]) ? src[j++] : src[i++];  // ties: left
+      while (i < mid) dst[o++] = src[i++];
+      while (j < hi) dst[o++] = src[j++];
+    }
+    std::swap(src, dst);
+  }
+  if (src != a) std::copy(src, src + n, a);
+}
+
+// Up to kTinySort pairs (short groups, small buckets) sort on the stack: no histograms, no scratch. Reads every
+// input before writing, so ws/hs may be w/h.
+void sort_tiny(const float* w, const float* h, size_t n, float* ws, float* hs) {
+  uint64_t a[kTinySort], tmp[kTinySort];
+  for (size_t i = 0; i < n; ++i) a[i] = pack_pair(w[i], h ? h[i] : 1.0f);
+  merge_sort_items(a, tmp, n);
+  for (size_t i = 0; i < n; ++i) unpack_pair(a[i], &ws[i], &hs[i]);
+}
+
 // The digits that sort a bucket whose keys agree above bit low_bits (≤ 2·kLowBits): the first pass (to the
 // scratch) by the low digit, the second (back) by the high one; with one digit, the first pass is a plain copy.
 struct BucketDigits {
@@ -92,12 +119,7 @@ struct BucketDigits {
 // tmp has room for m items.
 void sort_bucket(float* ws, float* hs, size_t m, int low_bits, uint64_t* tmp) {
   if (low_bits == 0 || m <= 1) return;
-  if (m <= kInsertionMax) {
-    for (size_t i = 0; i < m; ++i) tmp[i] = pack_pair(ws[i], hs[i]);
-    insertion_sort_items(tmp, m);
-    for (size_t i = 0; i < m; ++i) unpack_pair(tmp[i], &ws[i], &hs[i]);
-    return;
-  }
+  if (m <= kTinySort) return sort_tiny(ws, hs, m, ws, hs);
   const BucketDigits dg(low_bits);
   size_t count[2][kLowBuckets] = {};
   for (size_t i = 0; i < m; ++i) {
@@ -125,8 +147,6 @@ void sort_bucket_parallel(float* ws, float* hs, size_t m, int low_bits, uint64_t
   if (low_bits == 0 || m <= 1) return;
   const BucketDigits dg(low_bits);
   std::vector<size_t> hist(static_cast<size_t>(threads) * kLowBuckets);
-  std::vector<size_t> high_total(kLowBuckets, 0);  // the second digit's counts, to spot a bucket of equal keys
-  bool equal_keys = false;
 #pragma omp parallel num_threads(threads)
   {
     const int team = omp_get_num_threads();  // may be smaller than asked (nested): slice by the real team
@@ -134,17 +154,10 @@ void sort_bucket_parallel(float* ws, float* hs, size_t m, int low_bits, uint64_t
     const size_t chunk = (m + team - 1) / team;
     const size_t i0 = std::min(m, t * chunk), i1 = std::min(m, i0 + chunk);
     size_t* hh = &hist[static_cast<size_t>(t) * kLowBuckets];
-    std::vector<size_t> high(size_t{dg.mask[1]} + 1, 0);
     for (int pass = 0; pass < 2; ++pass) {
       std::fill(hh, hh + kLowBuckets, size_t{0});
       if (pass == 0) {
-        for (size_t i = i0; i < i1; ++i) {
-          const uint32_t key = quant::float_order_key(ws[i]);
-          ++hh[dg.digit(0, key)];
-          ++high[dg.digit(1, key)];
-        }
-#pragma omp critical(nq_sort_high_total)
-        for (size_t d = 0; d < high.size(); ++d) high_total[d] += high[d];
+        for (size_t i = i0; i < i1; ++i) ++hh[dg.digit(0, quant::float_order_key(ws[i]))];
       } else {
         for (size_t i = i0; i < i1; ++i) ++hh[dg.digit(1, item_key(tmp[i]))];
       }
@@ -152,24 +165,14 @@ void sort_bucket_parallel(float* ws, float* hs, size_t m, int low_bits, uint64_t
 #pragma omp single
       {
         size_t run = 0;
-        bool one_low = false, one_high = false;
-        for (size_t d = 0; d <= dg.mask[pass]; ++d) {
-          size_t total = 0;
+        for (size_t d = 0; d <= dg.mask[pass]; ++d)
           for (int u = 0; u < team; ++u) {
             size_t& c = hist[static_cast<size_t>(u) * kLowBuckets + d];
-            total += c;
             const size_t count = c;
             c = run;
             run += count;
           }
-          if (total == m) one_low = true;
-        }
-        if (pass == 0) {
-          for (size_t d = 0; d <= dg.mask[1]; ++d) one_high = one_high || high_total[d] == m;
-          equal_keys = one_low && one_high;
-        }
       }  // implicit barrier
-      if (equal_keys) break;  // already in order (the same value for every thread)
       if (pass == 0) {
         for (size_t i = i0; i < i1; ++i) {
           const uint64_t v = pack_pair(ws[i], hs[i]);
@@ -187,37 +190,11 @@ void sort_bucket_parallel(float* ws, float* hs, size_t m, int low_bits, uint64_t
   }
 }
 
-// Stable bottom-up merge sort of n ≤ kTinySort packed items: runs of 8 by insertion, then merges through tmp.
-constexpr size_t kTinySort = 64;
-void merge_sort_items(uint64_t* a, uint64_t* tmp, size_t n) {
-  constexpr size_t kRun = 8;
-  for (size_t i = 0; i < n; i += kRun) insertion_sort_items(a + i, std::min(kRun, n - i));
-  uint64_t* src = a;
-  uint64_t* dst = tmp;
-  for (size_t width = kRun; width < n; width *= 2) {
-    for (size_t lo = 0; lo < n; lo += 2 * width) {
-      const size_t mid = std::min(lo + width, n), hi = std::min(lo + 2 * width, n);
-      size_t i = lo, j = mid, o = lo;
-      while (i < mid && j < hi) dst[o++] = item_key(src[j]) < item_key(src[i]) ? src[j++] : src[i++];  // ties: left
-      while (i < mid) dst[o++] = src[i++];
-      while (j < hi) dst[o++] = src[j++];
-    }
-    std::swap(src, dst);
-  }
-  if (src != a) std::copy(src, src + n, a);
-}
-
 // Rows and groups (n ≤ 2^16, one thread): four 8-bit LSD passes whose histograms are all counted while packing;
 // 256-entry tables stay in L1, about twice as fast here as the wide-digit sort or a comparison sort at 4096. The
 // scratch is the calling thread's, kept between calls (a tensor's thousands of rows would each allocate it).
 void sort_pairs_small(const float* w, const float* h, size_t n, float* w_sorted, float* h_sorted) {
-  if (n <= kTinySort) {  // short groups: on the stack, no histograms
-    uint64_t a[kTinySort], tmp[kTinySort];
-    for (size_t i = 0; i < n; ++i) a[i] = pack_pair(w[i], h ? h[i] : 1.0f);
-    merge_sort_items(a, tmp, n);
-    for (size_t i = 0; i < n; ++i) unpack_pair(a[i], &w_sorted[i], &h_sorted[i]);
-    return;
-  }
+  if (n <= kTinySort) return sort_tiny(w, h, n, w_sorted, h_sorted);
   thread_local ScratchVector<uint64_t> a_buf, b_buf;
   if (a_buf.size() < n) {
     a_buf.resize(n);

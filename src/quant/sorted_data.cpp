@@ -14,9 +14,6 @@
 
 namespace nq::quant {
 
-namespace {
-constexpr int64_t kSerialMax = 65536;  // up to this many values, loops run inline (no OpenMP region)
-}  // namespace
 
 SortedData::SortedData(const Problem& p, size_t prefix_block) : ws_(p.n), hs_(p.n) {
   ops_sort_pairs(p.backend, p.w, p.h, p.n, ws_.data(), hs_.data());
@@ -27,7 +24,7 @@ SortedData::SortedData(const Problem& p, size_t prefix_block) : ws_(p.n), hs_(p.
   p0_.resize(nb + 1); p1_.resize(nb + 1); p2_.resize(nb + 1);
   ops_prefix_sums(p.backend, ws_.data(), hs_.data(), p.n, shift_, block_, p0_.data(), p1_.data(), p2_.data());
   size_t distinct = 0;
-  if (static_cast<int64_t>(p.n) <= kSerialMax) {  // a row or group: no OpenMP region (core/parallel_for.h)
+  if (static_cast<int64_t>(p.n) <= kInlineLoopMax) {  // a row or group: no OpenMP region (core/parallel_for.h)
     for (size_t i = 0; i < p.n; ++i) distinct += (i == 0 || ws_[i] != ws_[i - 1]);
   } else {
 #pragma omp parallel for schedule(static) reduction(+ : distinct)
@@ -159,7 +156,7 @@ std::vector<int32_t> nearest_labels(const Problem& p, const std::vector<double>&
   std::vector<int32_t> labels(p.n);
   if (p.backend == Backend::kCpu) {  // labels only: a threshold search per value, no fp64 costs, no sums
     const NearestThresholds rule(centers);
-    parallel_for(static_cast<int64_t>(p.n), kSerialMax,
+    parallel_for(static_cast<int64_t>(p.n), kInlineLoopMax,
                  [&](int64_t i) { labels[static_cast<size_t>(i)] = rule.label(p.w[i]); });
     return labels;
   }
@@ -220,12 +217,7 @@ QuantizeResult finalize(const Problem& p, RawResult raw) {
     pd[b] = d;
     pm[b] = m;
   };
-  if (nb == 1) {  // a row or group: no parallel region (entering one, even for one thread, costs futex calls)
-    relabel_block(0);
-  } else {
-#pragma omp parallel for schedule(static)
-    for (int64_t b = 0; b < static_cast<int64_t>(nb); ++b) relabel_block(static_cast<size_t>(b));
-  }
+  parallel_for(static_cast<int64_t>(nb), 1, [&](int64_t b) { relabel_block(static_cast<size_t>(b)); });
   double d = 0, m = 0;
   for (size_t b = 0; b < nb; ++b) { d += pd[b]; m += pm[b]; }
   r.hw_distortion = d / static_cast<double>(n);

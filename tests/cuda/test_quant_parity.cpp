@@ -430,6 +430,24 @@ const float* row_h(const RowsProblem& p, int64_t r, int mode) {
   return uses_h ? p.h.data() + p.begin[r] : nullptr;
 }
 
+// Walks a pass's tasks: check(i, r, n, k, lambda, task_labels) for each, task_labels being its part of `labels`.
+template <class Check>
+void for_each_task(const RowsProblem& p, const std::vector<int32_t>& labels, Check&& check) {
+  size_t at = 0;
+  for (size_t i = 0; i < p.tasks.size(); ++i) {
+    const int64_t r = p.tasks[i];
+    const size_t n = p.len(r);
+    const int k = p.books.k(static_cast<int>(i));
+    const double lambda = p.books.lambda[i];
+    SCOPED_TRACE(testing::Message() << "task " << i << " row " << r << " n=" << n << " k=" << k
+                                    << " lambda=" << lambda);
+    check(i, r, n, k, lambda,
+          std::vector<int32_t>(labels.begin() + static_cast<std::ptrdiff_t>(at),
+                               labels.begin() + static_cast<std::ptrdiff_t>(at + n)));
+    at += n;
+  }
+}
+
 TEST(CudaQuantParity, ResidentRowsEqualTheSingleRowOpBitForBit) {
   NQ_REQUIRE_CUDA();
   for (int mode = 0; mode < (quick() ? 1 : 3); ++mode) {
@@ -439,21 +457,14 @@ TEST(CudaQuantParity, ResidentRowsEqualTheSingleRowOpBitForBit) {
     std::vector<AssignAccum> out, bare;
     const std::vector<int32_t> labels = rows_pass(*obj, p, out);
     ASSERT_EQ(out.size(), p.tasks.size());
-    size_t at = 0;
-    for (size_t i = 0; i < p.tasks.size(); ++i) {
-      const int64_t r = p.tasks[i];
-      const size_t n = p.len(r);
-      const int k = p.books.k(static_cast<int>(i));
-      SCOPED_TRACE(testing::Message() << "task " << i << " row " << r << " n=" << n << " k=" << k
-                                      << " lambda=" << p.books.lambda[i]);
+    for_each_task(p, labels, [&](size_t i, int64_t r, size_t n, int k, double lambda, const std::vector<int32_t>& got) {
       AssignAccum want;
       std::vector<int32_t> want_labels(n);
       cuda::assign_accumulate(p.w.data() + p.begin[r], row_h(p, r, mode), n, p.cbs[i].c.data(), p.cbs[i].l.data(), k,
-                              p.books.lambda[i], want_labels.data(), want);
+                              lambda, want_labels.data(), want);
       expect_same_accum_bits(out[i], want);
-      EXPECT_TRUE(std::equal(want_labels.begin(), want_labels.end(), labels.begin() + static_cast<std::ptrdiff_t>(at)));
-      at += n;
-    }
+      EXPECT_EQ(want_labels, got);
+    });
     // Without labels: the same sums.
     obj->assign_accumulate(p.tasks.data(), p.books, nullptr, bare);
     ASSERT_EQ(bare.size(), out.size());
@@ -489,26 +500,15 @@ TEST(CudaQuantParity, ResidentRowsMatchTheCpuOpPerRow) {
     std::vector<AssignAccum> out;
     const std::vector<int32_t> labels = rows_pass(*make_rows_object(p, mode), p, out);
     ASSERT_EQ(out.size(), p.tasks.size());
-    size_t at = 0;
-    for (size_t i = 0; i < p.tasks.size(); ++i) {
-      const int64_t r = p.tasks[i];
-      const size_t n = p.len(r);
-      const int k = p.books.k(static_cast<int>(i));
-      const double lambda = p.books.lambda[i];
-      SCOPED_TRACE(testing::Message() << "task " << i << " row " << r << " n=" << n << " k=" << k);
+    for_each_task(p, labels, [&](size_t i, int64_t r, size_t n, int k, double lambda, const std::vector<int32_t>& got) {
       AssignAccum ca;
       std::vector<int32_t> cl(n);
       cpu::assign_accumulate(p.w.data() + p.begin[r], row_h(p, r, mode), n, p.cbs[i].c.data(), p.cbs[i].l.data(), k,
                              lambda, cl.data(), ca);
-      const AssignAccum& ga = out[i];
       size_t ties = 0;
-      expect_same_labels(p.row[static_cast<size_t>(r)], p.cbs[i], lambda, cl,
-                         std::vector<int32_t>(labels.begin() + static_cast<std::ptrdiff_t>(at),
-                                              labels.begin() + static_cast<std::ptrdiff_t>(at + n)),
-                         &ties);
-      at += n;
-      expect_sums_close(ca, ga, k, ties, 1e-9);
-    }
+      expect_same_labels(p.row[static_cast<size_t>(r)], p.cbs[i], lambda, cl, got, &ties);
+      expect_sums_close(ca, out[i], k, ties, 1e-9);
+    });
   }
 }
 
