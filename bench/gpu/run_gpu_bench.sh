@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# The GPU check in as few device calls as possible: configure for sm_90 (H100/H200) and build (incremental when
-# the build folder survived a previous call), then the phases asked for, and a short table last.
+# The GPU check in as few device calls as possible: the binaries prebuilt here (bench/gpu/prebuild.sh) or, without
+# them, configure for sm_90 (H100/H200) and build (incremental when the build folder survived a previous call);
+# then the phases asked for, and a short table last.
 #   bench/gpu/run_gpu_bench.sh [all|test|sanitize|bench]...   (default: all = test sanitize bench)
 #     test      the CUDA parity tests (CPU as the oracle)
 #     sanitize  compute-sanitizer memcheck, racecheck and synccheck on a reduced parity run
 #     bench     the GPU benchmarks (nq_gpu_bench)
-# The device tool allows 600 s per call: `test` alone fits with the first build; `sanitize bench` in a second call
-# reuses the build. Every step is capped (NQ_GPU_STEP_LIMIT seconds, default 150; the build 330). Logs go to
-# $OUT/gpu_logs when $OUT is set (the device tool returns that folder even from a call that ran out of time),
-# else to $BUILD/gpu_logs. Env: NQ_GPU_BUILD_DIR (default <repo>/build-gpu), NQ_CUDA_ARCH (90), NQ_GPU_BENCH_ARGS.
-# The device image has CUDA, CMake, ninja and a compiler but not the Debian -dev packages the build finds: run
-# bench/gpu/fetch_deps.sh here first and carry .gpu-deps with the call (unpacked under the build folder).
+# The device tool allows 600 s per call: with the prebuilt bundle `test bench` fits one call and `sanitize` another;
+# building there, `test` alone fits with the build and `sanitize bench` a second call that reuses it. Every step is
+# capped (NQ_GPU_STEP_LIMIT seconds, default 150; the build 330). Logs go to $OUT/gpu_logs when $OUT is set (the
+# device tool returns that folder even from a call that ran out of time), else to $BUILD/gpu_logs.
+# Env: NQ_GPU_BUILD_DIR (default <repo>/build-gpu), NQ_CUDA_ARCH (90), NQ_GPU_BENCH_ARGS.
+# Carry with the call: .gpu-prebuilt (bench/gpu/prebuild.sh, run here after the last change), used when it matches
+# the sources; and .gpu-deps (bench/gpu/fetch_deps.sh) for the build there otherwise: the device image has CUDA,
+# CMake, ninja and a compiler but not the Debian -dev packages the build finds (unpacked under the build folder).
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BUILD=${NQ_GPU_BUILD_DIR:-$ROOT/build-gpu}
@@ -52,41 +55,82 @@ step() {  # step LIMIT NAME LOGFILE COMMAND...: runs for at most LIMIT s, record
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem,driver_version --format=csv \
   >"$LOGS/device.txt" 2>&1 || true
 
-# Carried dependencies (bench/gpu/fetch_deps.sh): unpacked under the build folder, never into /.
-DEPS_ARGS=()
-if compgen -G "$ROOT/.gpu-deps/*.deb" >/dev/null; then
-  P=$BUILD/deps
-  mkdir -p "$P"
-  unpack() {  # dpkg-deb where the image has it, else binutils' ar + tar (Debian 12 packages hold data.tar.xz)
-    if command -v dpkg-deb >/dev/null; then dpkg-deb -x "$1" "$P"; else ar p "$1" data.tar.xz | tar -xJ -C "$P"; fi
-  }
-  for f in "$ROOT"/.gpu-deps/*.deb; do unpack "$f" || { echo "cannot unpack $f" >&2; exit 1; }; done
-  # Absolute links (zlib's libz.so -> /lib/...) would resolve on the device's own /: point them into the prefix.
-  while IFS= read -r link; do
-    target=$(readlink "$link")
-    [ -e "$P$target" ] && ln -sfn "$P$target" "$link"
-  done < <(find "$P" -type l -lname '/*')
-  U=$P/usr
-  L=$U/lib/x86_64-linux-gnu
-  DEPS_ARGS=(-DCMAKE_PREFIX_PATH="$U" -DGTest_DIR="$L/cmake/GTest" -DCLI11_DIR="$U/share/cmake/CLI11"
-             -Dnlohmann_json_DIR="$U/share/cmake/nlohmann_json" -DZLIB_ROOT="$U"
-             -DBLAS_openblas_LIBRARY="$L/openblas-pthread/libopenblas.so"
-             -DNQ_CBLAS_INCLUDE_DIR="$U/include/x86_64-linux-gnu/openblas-pthread")
-  export LD_LIBRARY_PATH="$L/openblas-pthread:$L:$P/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# A bundle prebuilt on the development machine (bench/gpu/prebuild.sh, carried as .gpu-prebuilt): used when it was
+# built from exactly these sources and its binaries load here; else the build below.
+BIN=""
+LIBS=""
+if [ -f "$ROOT/.gpu-prebuilt/bundle.tar.xz" ]; then
+  . "$ROOT/bench/gpu/source_hash.sh"
+  PRE=$BUILD/prebuilt
+  rm -rf "$PRE"
+  mkdir -p "$PRE"
+  if ! tar -C "$PRE" -xJf "$ROOT/.gpu-prebuilt/bundle.tar.xz"; then
+    SUMMARY+=("$(printf '%-28s unusable (cannot unpack); building here' 'prebuilt bundle')")
+  elif [ "$(nq_source_hash "$ROOT" <"$PRE/SOURCE_FILES")" != "$(cat "$PRE/SOURCE_HASH")" ]; then
+    SUMMARY+=("$(printf '%-28s stale (the sources changed since bench/gpu/prebuild.sh); building here' 'prebuilt bundle')")
+  else
+    # cuBLAS comes from the device's CUDA: its toolkit folders, else a Python package that ships it.
+    CUBLAS_DIR=""
+    for d in /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/targets/x86_64-linux/lib; do
+      [ -e "$d/libcublas.so.13" ] && { CUBLAS_DIR=$d; break; }
+    done
+    [ -n "$CUBLAS_DIR" ] || CUBLAS_DIR=$(dirname "$(find / -xdev -name 'libcublas.so.13' -print -quit 2>/dev/null)" 2>/dev/null)
+    LIBS=$PRE/lib${CUBLAS_DIR:+:$CUBLAS_DIR}
+    if LD_LIBRARY_PATH=$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} "$PRE/bin/test_cuda" --gtest_list_tests \
+        >"$LOGS/prebuilt_check.log" 2>&1; then
+      BIN=$PRE/bin
+      export LD_LIBRARY_PATH=$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+      cp "$PRE/BUILD_INFO" "$LOGS/prebuilt_info.txt"
+      SUMMARY+=("$(printf '%-28s used: %s' 'prebuilt bundle' "$(tail -n 1 "$PRE/BUILD_INFO")")")
+    else
+      SUMMARY+=("$(printf '%-28s does not load here (see prebuilt_check.log); building here' 'prebuilt bundle')")
+    fi
+  fi
 fi
-GEN=()
-[ -f "$BUILD/CMakeCache.txt" ] || { command -v ninja >/dev/null && GEN=(-G Ninja); }
-step "$LIMIT" configure "$LOGS/configure.log" cmake -S "$ROOT" -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release \
-  -DNQ_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$ARCH" -DNQ_BUILD_GPU_BENCH=ON -DNQ_BUILD_TESTS=ON -DNQ_MPI=OFF \
-  -DNQ_BUILD_PYTHON=OFF "${DEPS_ARGS[@]}" || { summary; exit 1; }
-step 330 build "$LOGS/build.log" cmake --build "$BUILD" --target test_cuda nq_gpu_bench -j "$(nproc)" \
-  || { summary; exit 1; }
-TEST=$BUILD/tests/test_cuda
 
-# Register use and spills of every kernel (the performance targets: read -Xptxas -v / the SASS).
+if [ -z "$BIN" ]; then
+  # Carried dependencies (bench/gpu/fetch_deps.sh): unpacked under the build folder, never into /.
+  DEPS_ARGS=()
+  if compgen -G "$ROOT/.gpu-deps/*.deb" >/dev/null; then
+    P=$BUILD/deps
+    mkdir -p "$P"
+    unpack() {  # dpkg-deb where the image has it, else binutils' ar + tar (Debian 12 packages hold data.tar.xz)
+      if command -v dpkg-deb >/dev/null; then dpkg-deb -x "$1" "$P"; else ar p "$1" data.tar.xz | tar -xJ -C "$P"; fi
+    }
+    for f in "$ROOT"/.gpu-deps/*.deb; do unpack "$f" || { echo "cannot unpack $f" >&2; exit 1; }; done
+    # Absolute links (zlib's libz.so -> /lib/...) would resolve on the device's own /: point them into the prefix.
+    while IFS= read -r link; do
+      target=$(readlink "$link")
+      [ -e "$P$target" ] && ln -sfn "$P$target" "$link"
+    done < <(find "$P" -type l -lname '/*')
+    U=$P/usr
+    L=$U/lib/x86_64-linux-gnu
+    DEPS_ARGS=(-DCMAKE_PREFIX_PATH="$U" -DGTest_DIR="$L/cmake/GTest" -DCLI11_DIR="$U/share/cmake/CLI11"
+               -Dnlohmann_json_DIR="$U/share/cmake/nlohmann_json" -DZLIB_ROOT="$U"
+               -DBLAS_openblas_LIBRARY="$L/openblas-pthread/libopenblas.so"
+               -DNQ_CBLAS_INCLUDE_DIR="$U/include/x86_64-linux-gnu/openblas-pthread")
+    export LD_LIBRARY_PATH="$L/openblas-pthread:$L:$P/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  fi
+  GEN=()
+  [ -f "$BUILD/CMakeCache.txt" ] || { command -v ninja >/dev/null && GEN=(-G Ninja); }
+  step "$LIMIT" configure "$LOGS/configure.log" cmake -S "$ROOT" -B "$BUILD" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release \
+    -DNQ_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$ARCH" -DNQ_BUILD_GPU_BENCH=ON -DNQ_BUILD_TESTS=ON -DNQ_MPI=OFF \
+    -DNQ_BUILD_PYTHON=OFF "${DEPS_ARGS[@]}" || { summary; exit 1; }
+  step 330 build "$LOGS/build.log" cmake --build "$BUILD" --target test_cuda nq_gpu_bench -j "$(nproc)" \
+    || { summary; exit 1; }
+  mkdir -p "$BUILD/bin"
+  ln -sf "$BUILD/tests/test_cuda" "$BUILD/bin/test_cuda"
+  ln -sf "$BUILD/nq_gpu_bench" "$BUILD/bin/nq_gpu_bench"
+  BIN=$BUILD/bin
+fi
+TEST=$BIN/test_cuda
+# Register use and spills of every kernel (the performance targets: read -Xptxas -v / the SASS). The executable holds
+# every kernel; cuobjdump is on the device image (not in every toolkit install).
 if command -v cuobjdump >/dev/null; then
-  SPILLS=$(for o in $(find "$BUILD/kernels" -name '*.o'); do cuobjdump -res-usage "$o" 2>/dev/null; done \
-    | tee "$LOGS/res_usage.txt" | grep -o 'STACK:[0-9]*' | awk -F: '$2>0' | wc -l)
+  cuobjdump -res-usage "$(readlink -f "$TEST")" >"$LOGS/res_usage.txt" 2>&1 || true
+fi
+if [ -s "$LOGS/res_usage.txt" ]; then
+  SPILLS=$(grep -o 'STACK:[0-9]*' "$LOGS/res_usage.txt" | awk -F: '$2>0' | wc -l)
   SUMMARY+=("$(printf '%-28s %s kernel(s) with stack frames (spills), details in res_usage.txt' 'register/stack check' "$SPILLS")")
 else
   SUMMARY+=("$(printf '%-28s skipped: no cuobjdump' 'register/stack check')")
@@ -108,6 +152,6 @@ if want sanitize; then
     --gtest_filter='CudaQuantParity.AssignAccumulateMatchesCpu:CudaQuantParity.ResidentRowsEqual*:CudaQuantParity.RowsKmeans*:CudaCodingParity.*'
 fi
 if want bench; then
-  step "$LIMIT" "benchmarks" "$LOGS/bench.txt" "$BUILD/nq_gpu_bench" ${NQ_GPU_BENCH_ARGS:-}
+  step "$LIMIT" "benchmarks" "$LOGS/bench.txt" "$BIN/nq_gpu_bench" ${NQ_GPU_BENCH_ARGS:-}
 fi
 summary
