@@ -1,6 +1,7 @@
 // Float thresholds of the λ = 0 nearest-centre rule (see nearest_thresholds.h for why they are exact).
 #include "quant/nearest_thresholds.h"
 
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <limits>
@@ -63,6 +64,53 @@ NearestThresholds::NearestThresholds(const std::vector<double>& centers) : cente
 std::vector<float> NearestThresholds::thresholds() const {
   const int k = static_cast<int>(centers_.size());
   return std::vector<float>(table_.begin() + 1, table_.begin() + k);
+}
+
+namespace {
+
+// labels[i] = #{j in [1, kSize) : w[i] ≥ t[j]}; returns how many w[i] exceed safe_max. One plain loop nest (the
+// inner loop unrolled away, no branch) so that the compiler vectorises it over i.
+template <int kSize>
+int count_run(const float* __restrict w, size_t n, const float* __restrict t, float safe_max,
+              int32_t* __restrict labels) {
+  int beyond = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const float x = w[i];
+    int32_t count = 0;
+#pragma GCC unroll 32
+    for (int j = 1; j < kSize; ++j) count += x >= t[j] ? 1 : 0;
+    labels[i] = count;
+    beyond += x > safe_max ? 1 : 0;
+  }
+  return beyond;
+}
+
+}  // namespace
+
+template <int kSize>
+void NearestThresholds::count_all(const float* w, size_t n, int32_t* labels) const {
+  float t[kSize];
+  std::copy(table_.begin(), table_.begin() + kSize, t);
+  constexpr size_t kRun = 1024;  // the safe_max check per run keeps the rare brute-force fix-up local
+  for (size_t i0 = 0; i0 < n; i0 += kRun) {
+    const size_t m = std::min(n - i0, kRun);
+    if (count_run<kSize>(w + i0, m, t, safe_max_, labels + i0) > 0)
+      for (size_t i = i0; i < i0 + m; ++i)
+        if (w[i] > safe_max_) labels[i] = brute_force(w[i]);
+  }
+}
+
+void NearestThresholds::label_all(const float* w, size_t n, int32_t* labels) const {
+  switch (table_.size()) {
+    case 1: std::fill(labels, labels + n, 0); return;  // k = 1
+    case 2: count_all<2>(w, n, labels); return;
+    case 4: count_all<4>(w, n, labels); return;
+    case 8: count_all<8>(w, n, labels); return;
+    case 16: count_all<16>(w, n, labels); return;
+    case 32: count_all<32>(w, n, labels); return;
+    default:
+      for (size_t i = 0; i < n; ++i) labels[i] = label(w[i]);
+  }
 }
 
 int32_t NearestThresholds::brute_force(float w) const {

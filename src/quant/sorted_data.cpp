@@ -156,8 +156,11 @@ std::vector<int32_t> nearest_labels(const Problem& p, const std::vector<double>&
   std::vector<int32_t> labels(p.n);
   if (p.backend == Backend::kCpu) {  // labels only: a threshold search per value, no fp64 costs, no sums
     const NearestThresholds rule(centers);
-    parallel_for(static_cast<int64_t>(p.n), kInlineLoopMax,
-                 [&](int64_t i) { labels[static_cast<size_t>(i)] = rule.label(p.w[i]); });
+    constexpr size_t kChunk = static_cast<size_t>(kInlineLoopMax);
+    parallel_for(static_cast<int64_t>((p.n + kChunk - 1) / kChunk), 1, [&](int64_t c) {
+      const size_t i0 = static_cast<size_t>(c) * kChunk;
+      rule.label_all(p.w + i0, std::min(kChunk, p.n - i0), labels.data() + i0);
+    });
     return labels;
   }
   const std::vector<double> zero(centers.size(), 0.0);

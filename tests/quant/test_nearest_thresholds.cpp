@@ -27,13 +27,25 @@ float random_finite_float(std::mt19937_64& rng) {
   }
 }
 
-// Checks every value against the brute-force argmin and returns how many took the threshold search.
+// Checks every value against the brute-force argmin, one by one and through label_all (over the whole array and
+// from an odd offset, so that runs end mid-array), and returns how many took the threshold search.
 size_t expect_brute_force(const NearestThresholds& rule, const std::vector<float>& values) {
   size_t searched = 0;
-  for (const float w : values) {
+  std::vector<int32_t> all(values.size() + 1, -7);
+  rule.label_all(values.data(), values.size(), all.data());
+  EXPECT_EQ(all.back(), -7) << "label_all wrote past the end";
+  std::vector<int32_t> tail(values.size() > 3 ? values.size() - 3 : 0);
+  rule.label_all(values.data() + 3, tail.size(), tail.data());
+  size_t wrong = 0;
+  for (size_t i = 0; i < values.size(); ++i) {
+    const float w = values[i];
+    const int32_t expected = rule.brute_force(w);
     searched += w <= rule.safe_max();
-    EXPECT_EQ(rule.label(w), rule.brute_force(w)) << "w = " << w << " (" << std::hexfloat << w << ")";
+    EXPECT_EQ(rule.label(w), expected) << "w = " << w << " (" << std::hexfloat << w << ")";
+    wrong += all[i] != expected;
+    if (i >= 3) wrong += tail[i - 3] != expected;
   }
+  EXPECT_EQ(wrong, 0u) << "label_all differs from the brute force (k = " << rule.thresholds().size() + 1 << ")";
   return searched;
 }
 
@@ -66,7 +78,7 @@ std::vector<float> probe_values(const NearestThresholds& rule, const std::vector
 TEST(NearestThresholds, OrdinaryCodebooksMatchBruteForce) {
   std::mt19937_64 rng(7);
   std::student_t_distribution<double> t3(3.0);
-  for (const int k : {1, 2, 3, 16, 31, 255, 256}) {
+  for (const int k : {1, 2, 3, 5, 8, 9, 16, 17, 31, 32, 33, 255, 256}) {
     std::vector<double> c;
     while (static_cast<int>(c.size()) < k) {
       c.push_back(0.02 * t3(rng));
@@ -99,6 +111,26 @@ TEST(NearestThresholds, MidpointTiesGoToTheLowerCentre) {
   // monotone there, which is why such values take the brute-force path).
   EXPECT_EQ(rule.label(1e30f), 0);
   EXPECT_EQ(rule.label(1e6f), 3);
+}
+
+// label_all counts thresholds for a whole run of values and fixes up afterwards the ones above safe_max: a single
+// such value in a run of ordinary ones, where the count and the brute force disagree, must still be fixed.
+TEST(NearestThresholds, LabelAllFixesALoneValueBeyondSafeMax) {
+  const std::vector<double> c{0.1, std::nextafter(0.1, 1.0), 0.3};
+  const NearestThresholds rule(c);
+  ASSERT_LT(rule.safe_max(), 0.11f);  // c_0 + 2^45 ulps of 0.1
+  std::mt19937_64 rng(5);
+  std::uniform_real_distribution<float> u(-1.0f, 0.1f);  // every one at or below safe_max
+  for (const size_t at : {size_t{0}, size_t{1023}, size_t{1024}, size_t{2500}}) {
+    std::vector<float> v(3001);
+    for (float& x : v) x = u(rng);
+    for (const float x : v) ASSERT_LE(x, rule.safe_max());
+    v[at] = 1e30f;  // far beyond safe_max: c_0 and c_1 tie in fp64, and the lower index wins, not the count's 2
+    ASSERT_NE(rule.brute_force(v[at]), 2);
+    std::vector<int32_t> labels(v.size());
+    rule.label_all(v.data(), v.size(), labels.data());
+    for (size_t i = 0; i < v.size(); ++i) ASSERT_EQ(labels[i], rule.brute_force(v[i])) << "i = " << i << ", at = " << at;
+  }
 }
 
 TEST(NearestThresholds, AdversarialCodebooksMatchBruteForce) {
