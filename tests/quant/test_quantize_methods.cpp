@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <limits>
+#include <string>
 #include <random>
 
 #include "netquant/error.h"
@@ -289,6 +291,52 @@ TEST(Quantize, EdgeCases) {
   for (size_t i = 0; i < 257; i += 2) h[i] = 0.0f;
   const auto r = quantize(v.data(), h.data(), v.size(), params(Method::kExact, 5));
   EXPECT_NEAR(distortion(r, v, h.data()), r.hw_distortion, 1e-9 * r.hw_distortion + 1e-15);
+}
+
+// The validation pass over large inputs (the threaded, vectorised path): every kind of bad entry anywhere is found
+// and named by its index, and −0 or 0 importances are accepted.
+TEST(Quantize, ValidationFindsEachBadEntryInLargeInputs) {
+  const size_t n = 3 * 65536 + 17;
+  const std::vector<float> w0 = student_t(n, 91);
+  const std::vector<float> h0 = importance(n, 92);
+  const auto p = params(Method::kHwKmeans, 4);
+  const float inf = std::numeric_limits<float>::infinity();
+  for (const size_t at : {size_t{0}, size_t{16383}, size_t{70001}, n - 1}) {
+    for (const float bad : {NAN, inf, -inf}) {
+      std::vector<float> w = w0;
+      w[at] = bad;
+      try {
+        quantize(w.data(), h0.data(), n, p);
+        ADD_FAILURE() << "value " << bad << " at " << at << " accepted";
+      } catch (const Error& e) {
+        EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+        EXPECT_NE(std::string(e.what()).find("value " + std::to_string(at) + " "), std::string::npos) << e.what();
+      }
+    }
+    for (const float bad : {NAN, inf, -1e-30f, -inf}) {
+      std::vector<float> h = h0;
+      h[at] = bad;
+      try {
+        quantize(w0.data(), h.data(), n, p);
+        ADD_FAILURE() << "importance " << bad << " at " << at << " accepted";
+      } catch (const Error& e) {
+        EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+        EXPECT_NE(std::string(e.what()).find("importance " + std::to_string(at) + " "), std::string::npos)
+            << e.what();
+      }
+    }
+  }
+  std::vector<float> h = h0;
+  h[5] = -0.0f;
+  h[70001] = 0.0f;
+  EXPECT_NO_THROW(quantize(w0.data(), h.data(), n, p));
+  // All importances zero (−0 included): run unweighted, as with no importance at all.
+  std::vector<float> zeros(n, 0.0f);
+  zeros[100] = -0.0f;
+  const QuantizeResult a = quantize(w0.data(), zeros.data(), n, p);
+  const QuantizeResult b = quantize(w0.data(), nullptr, n, p);
+  EXPECT_EQ(a.codebook, b.codebook);
+  EXPECT_EQ(a.indices, b.indices);
 }
 
 TEST(Quantize, ValidationErrors) {
