@@ -45,7 +45,8 @@ struct RowTask {
   long long begin;  // the row's first value in w / h
   long long len;    // values in the row
   long long block;  // accum_block_size(len)
-  long long kk;     // Σ k of the chunk's earlier tasks: its table at 4·kk, its merged counts at kk
+  long long kk;     // Σ k of the chunk's earlier tasks: its merged counts at kk
+  long long table;  // its codebook's table at 4·table: kk, or 0 for every task of a shared codebook
   long long out;    // 3·kk + 3·(chunk index): its merged sums (3k) and scalars (3)
   long long part;   // Σ nblocks·k of earlier tasks: partial sums at 3·part, partial counts at part
   long long pblk;   // Σ nblocks of earlier tasks: partial scalars at 3·pblk
@@ -88,7 +89,7 @@ __host__ __device__ inline AssignParams row_params(const RowsLaunch& L, const Ro
   p.labels = L.labels ? L.labels + t.label : nullptr;
   p.n = static_cast<size_t>(t.len);
   p.block = static_cast<size_t>(t.block);
-  point_at_table(p, L.tables + 4 * t.kk, t.k);
+  point_at_table(p, L.tables + 4 * t.table, t.k);
   p.lambda = t.lambda;
   p.lmin = t.lmin;
   p.span2 = t.span2;
@@ -164,6 +165,16 @@ bool same_shape(const Shape& a, const Shape& b) {
   return a.warps == b.warps && a.table_in_smem == b.table_in_smem && a.acc_in_smem == b.acc_in_smem;
 }
 
+// The codebook of each task: task i's own (books entry i), or entry 0 for every task (shared: the sharded driver's
+// blocks), whose table is then built and uploaded once per chunk.
+struct TaskBooks {
+  const quant::CodebookBatch& books;
+  size_t tasks;
+  bool shared;
+  int of(size_t i) const { return shared ? 0 : static_cast<int>(i); }
+  int k(size_t i) const { return books.k(of(i)); }
+};
+
 // The rows as the host planner sees them: offsets and which rows read h.
 struct RowsIndex {
   std::vector<int64_t> begin;   // rows + 1 offsets
@@ -202,6 +213,7 @@ struct Group {
 struct ChunkPlan {
   size_t s = 0, m = 0;
   size_t sum_k = 0, sum_part = 0, sum_blk = 0, sum_len = 0;
+  size_t table_k = 0;  // Σ k over the tables uploaded: sum_k, or one codebook's k when it is shared
   size_t off_first = 0, off_tables = 0, up_bytes = 0;
   size_t off_psum = 0, off_pcount = 0, off_pscal = 0, off_out = 0, out_bytes = 0, off_outn = 0, ws_bytes = 0;
   size_t down_counts = 0, down_bytes = 0;
@@ -210,23 +222,24 @@ struct ChunkPlan {
   std::vector<Group> groups;  // launch order (fill)
 };
 
-void plan_layout(const RowsIndex& ri, const int64_t* rows, const quant::CodebookBatch& books, size_t s, size_t e,
+void plan_layout(const RowsIndex& ri, const int64_t* rows, const TaskBooks& books, size_t s, size_t e,
                  ChunkPlan& c) {
   c.s = s;
   c.m = e - s;
   NQ_ASSERT(c.m >= 1 && c.m < static_cast<size_t>(INT_MAX));
   c.sum_k = c.sum_part = c.sum_blk = c.sum_len = 0;
   for (size_t i = s; i < e; ++i) {
-    const size_t kd = static_cast<size_t>(std::max(books.k(static_cast<int>(i)), 0));
+    const size_t kd = static_cast<size_t>(std::max(books.k(i), 0));
     const size_t len = ri.len(rows[i]), nb = blocks_of(len);
     c.sum_k += kd;
     c.sum_part += nb * kd;
     c.sum_blk += nb;
     c.sum_len += len;
   }
+  c.table_k = books.shared ? static_cast<size_t>(std::max(books.k(s), 0)) : c.sum_k;
   c.off_first = align_up(c.m * sizeof(RowTask));
   c.off_tables = align_up(c.off_first + c.m * sizeof(unsigned));
-  c.up_bytes = align_up(c.off_tables + 4 * c.sum_k * sizeof(double));
+  c.up_bytes = align_up(c.off_tables + 4 * c.table_k * sizeof(double));
   c.off_psum = c.up_bytes;
   c.off_pcount = align_up(c.off_psum + 3 * c.sum_part * sizeof(double));
   c.off_pscal = align_up(c.off_pcount + c.sum_part * sizeof(long long));
@@ -239,7 +252,7 @@ void plan_layout(const RowsIndex& ri, const int64_t* rows, const quant::Codebook
 }
 
 // Builds every task's table (op (a)'s checks) and record, and writes the upload to `up` (c.up_bytes).
-void plan_fill(const RowsIndex& ri, const int64_t* rows, const quant::CodebookBatch& books, ChunkPlan& c,
+void plan_fill(const RowsIndex& ri, const int64_t* rows, const TaskBooks& books, ChunkPlan& c,
                unsigned char* up) {
   const size_t m = c.m;
   double* tables = reinterpret_cast<double*>(up + c.off_tables);
@@ -250,7 +263,7 @@ void plan_fill(const RowsIndex& ri, const int64_t* rows, const quant::CodebookBa
   size_t kk = 0, part = 0, pblk = 0, lab = 0;
   for (size_t j = 0; j < m; ++j) {
     const size_t i = c.s + j;
-    const int k = books.k(static_cast<int>(i));
+    const int k = books.k(i);
     const int64_t row = rows[i];
     const size_t len = ri.len(row), nb = blocks_of(len);
     RowTask& r = c.recs[j];
@@ -258,6 +271,7 @@ void plan_fill(const RowsIndex& ri, const int64_t* rows, const quant::CodebookBa
     r.len = static_cast<long long>(len);
     r.block = static_cast<long long>(quant::accum_block_size(len));
     r.kk = static_cast<long long>(kk);
+    r.table = books.shared ? 0 : r.kk;
     r.out = static_cast<long long>(3 * kk + 3 * j);
     r.part = static_cast<long long>(part);
     r.pblk = static_cast<long long>(pblk);
@@ -269,22 +283,35 @@ void plan_fill(const RowsIndex& ri, const int64_t* rows, const quant::CodebookBa
     pblk += nb;
     lab += len;
   }
-  IterationErrors failed(m);
-#pragma omp parallel for schedule(static, 256) if (m > 1024)
-  for (long long jj = 0; jj < static_cast<long long>(m); ++jj) {
-    const size_t j = static_cast<size_t>(jj), i = c.s + j;
-    RowTask& r = c.recs[j];
-    const size_t o = static_cast<size_t>(books.offsets[i]);
-    failed.run(j, [&] {
-      const CodebookTable t = prepare_table(books.centers.data() + o, books.code_len.data() + o, r.k,
-                                            books.lambda[i], tables + 4 * r.kk);
-      r.lambda = t.lambda;
-      r.lmin = t.lmin;
-      r.span2 = t.span2;
+  auto set_table = [](RowTask& r, const CodebookTable& t) {
+    r.lambda = t.lambda;
+    r.lmin = t.lmin;
+    r.span2 = t.span2;
+  };
+  if (books.shared) {  // one table for the chunk, its constants copied into every record
+    const quant::CodebookBatch& b = books.books;
+    const CodebookTable t = prepare_table(b.centers.data(), b.code_len.data(), b.k(0), b.lambda[0], tables);
+    for (size_t j = 0; j < m; ++j) {
+      set_table(c.recs[j], t);
       c.shapes[j] = t.shape;
-    });
+    }
+  } else {
+    IterationErrors failed(m);
+#pragma omp parallel for schedule(static, 256) if (m > 1024)
+    for (long long jj = 0; jj < static_cast<long long>(m); ++jj) {
+      const size_t j = static_cast<size_t>(jj), i = c.s + j;
+      RowTask& r = c.recs[j];
+      const quant::CodebookBatch& b = books.books;
+      const size_t o = static_cast<size_t>(b.offsets[i]);
+      failed.run(j, [&] {
+        const CodebookTable t =
+            prepare_table(b.centers.data() + o, b.code_len.data() + o, r.k, b.lambda[i], tables + 4 * r.table);
+        set_table(r, t);
+        c.shapes[j] = t.shape;
+      });
+    }
+    failed.rethrow_first();
   }
-  failed.rethrow_first();
   NQ_ASSERT(kk == c.sum_k && part == c.sum_part && pblk == c.sum_blk && lab == c.sum_len);
   // Launch order: the tasks with blocks grouped by launch shape (in order of first appearance), each group in chunk
   // order with its first-tile prefix; then the empty rows (only merged, to zeros).
@@ -320,12 +347,11 @@ void plan_fill(const RowsIndex& ri, const int64_t* rows, const quant::CodebookBa
 }
 
 // The next chunk's end: tasks from s while they fit kChunkBytes (at least one).
-size_t chunk_end(const RowsIndex& ri, const int64_t* rows, const quant::CodebookBatch& books, size_t s,
-                 bool with_labels) {
-  const size_t tasks = static_cast<size_t>(books.size());
+size_t chunk_end(const RowsIndex& ri, const int64_t* rows, const TaskBooks& books, size_t s, bool with_labels) {
+  const size_t tasks = books.tasks;
   size_t e = s, bytes = 0;
   while (e < tasks) {
-    const size_t c = task_bytes(ri.len(rows[e]), books.k(static_cast<int>(e)), with_labels);
+    const size_t c = task_bytes(ri.len(rows[e]), books.k(e), with_labels);
     if (e > s && bytes + c > kChunkBytes) break;
     bytes += c;
     ++e;
@@ -361,11 +387,30 @@ class CudaResidentRows final : public quant::ResidentRows {
   // On an exception (a bad task) the earlier chunks' results may already be in `out` and `labels`.
   void assign_accumulate(const int64_t* rows, const quant::CodebookBatch& books, int32_t* labels,
                          std::vector<quant::AssignAccum>& out) override {
-    bind_thread_device();
+    check_batch(books);
+    run(rows, TaskBooks{books, static_cast<size_t>(books.size()), false}, labels, out);
+  }
+
+  void assign_accumulate_shared(const int64_t* rows, size_t tasks, const double* centers, const double* code_len,
+                                int k, double lambda, int32_t* labels, std::vector<quant::AssignAccum>& out) override {
+    NQ_CHECK(k >= 1 && centers && code_len, ErrorCode::kInvalidArgument,
+             "resident rows: a shared codebook of k = " << k << (centers && code_len ? "" : " (null)"));
+    shared_.clear();
+    shared_.add(centers, code_len, k, lambda);
+    run(rows, TaskBooks{shared_, tasks, true}, labels, out);
+  }
+
+ private:
+  static void check_batch(const quant::CodebookBatch& books) {
     const size_t tasks = static_cast<size_t>(books.size());
     NQ_CHECK(books.offsets.size() == tasks + 1 && books.centers.size() == books.code_len.size() &&
                  static_cast<size_t>(books.offsets.back()) <= books.centers.size(),
              ErrorCode::kInvalidArgument, "resident rows: inconsistent codebook batch");
+  }
+
+  void run(const int64_t* rows, const TaskBooks& books, int32_t* labels, std::vector<quant::AssignAccum>& out) {
+    bind_thread_device();
+    const size_t tasks = books.tasks;
     NQ_CHECK(tasks == 0 || rows, ErrorCode::kInvalidArgument, "resident rows: no row list for " << tasks << " tasks");
     for (size_t i = 0; i < tasks; ++i)
       NQ_CHECK(rows[i] >= 0 && rows[i] < rows_, ErrorCode::kInvalidArgument,
@@ -448,6 +493,7 @@ class CudaResidentRows final : public quant::ResidentRows {
   DeviceBuffer<int32_t> dl_;
   PinnedBytes up_, down_;
   ChunkPlan plan_;
+  quant::CodebookBatch shared_;  // assign_accumulate_shared's one codebook, its capacity kept
 };
 
 }  // namespace

@@ -351,20 +351,19 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
   // ---- the pass: the local op over this rank's blocks, then the blocks folded in order over the ranks ----
   const float* hk = weighted ? shard.kept_h.data() : nullptr;
   std::vector<quant::AssignAccum> parts;
-  // On CUDA the blocks are op (f)'s rows, resident on the device; each pass lists every block under the same
-  // codebook. A block's sums are op (a)'s on that block alone, so they do not depend on the split either.
+  // On CUDA the blocks are op (f)'s rows, resident on the device; each pass runs every block under one shared
+  // codebook (its table built and uploaded once). A block's sums are op (a)'s on that block alone, so they do not
+  // depend on the split either.
   std::unique_ptr<quant::ResidentRows> device_blocks;
   std::vector<int64_t> block_rows;
-  quant::CodebookBatch block_books;  // refilled every pass, its capacity kept
   auto local_pass = [&](const double* centers, const double* code_len, int k, double lambda, int32_t* labels) {
     if (!device_blocks) {
       cpu::assign_accumulate_segments(shard.kept_w.data(), hk, shard.kept_end.data(), shard.kept_end.size(), centers,
                                       code_len, k, lambda, labels, parts);
       return;
     }
-    block_books.clear();
-    for (size_t b = 0; b < block_rows.size(); ++b) block_books.add(centers, code_len, k, lambda);
-    device_blocks->assign_accumulate(block_rows.data(), block_books, labels, parts);
+    device_blocks->assign_accumulate_shared(block_rows.data(), block_rows.size(), centers, code_len, k, lambda,
+                                            labels, parts);
   };
   if (qp.backend == Backend::kCuda) {
     std::vector<int64_t> begin{0};

@@ -134,6 +134,16 @@ class ResidentRows {
   // entries, task i's labels starting after the lengths of the tasks before it.
   virtual void assign_accumulate(const int64_t* rows, const CodebookBatch& books, int32_t* labels,
                                  std::vector<AssignAccum>& out) = 0;
+  // The same pass with one codebook for all `tasks` tasks (the sharded driver's blocks): exactly what
+  // assign_accumulate returns for a batch holding that codebook once per task. This default builds that batch; the
+  // CUDA backend checks, builds and uploads the codebook's table once instead of once per task.
+  virtual void assign_accumulate_shared(const int64_t* rows, size_t tasks, const double* centers,
+                                        const double* code_len, int k, double lambda, int32_t* labels,
+                                        std::vector<AssignAccum>& out) {
+    CodebookBatch books;
+    for (size_t i = 0; i < tasks; ++i) books.add(centers, code_len, k, lambda);
+    assign_accumulate(rows, books, labels, out);
+  }
 };
 
 // (e) Many small problems (the rows or groups of a model) solved at once by the per-row k-means driver of

@@ -412,16 +412,23 @@ std::unique_ptr<ResidentRows> make_rows_object(const RowsProblem& p, int mode) {
                                   mode == 0 ? p.weighted.data() : nullptr);
 }
 
-// One pass of the object with host sentinels around the labels; returns the labels.
-std::vector<int32_t> rows_pass(ResidentRows& obj, const RowsProblem& p, std::vector<AssignAccum>& out) {
+// pass(labels) writing `total` labels, with host sentinels around them; returns the labels.
+template <class Pass>
+std::vector<int32_t> guarded_labels(size_t total, Pass&& pass) {
   const int32_t kGuard = 0x5a5a5a5a;
-  std::vector<int32_t> buf(p.labels_total + 64, kGuard);
-  obj.assign_accumulate(p.tasks.data(), p.books, buf.data() + 32, out);
+  std::vector<int32_t> buf(total + 64, kGuard);
+  pass(buf.data() + 32);
   for (size_t g = 0; g < 32; ++g) {
     EXPECT_EQ(buf[g], kGuard);
-    EXPECT_EQ(buf[p.labels_total + 32 + g], kGuard);
+    EXPECT_EQ(buf[total + 32 + g], kGuard);
   }
-  return std::vector<int32_t>(buf.begin() + 32, buf.begin() + 32 + static_cast<std::ptrdiff_t>(p.labels_total));
+  return std::vector<int32_t>(buf.begin() + 32, buf.begin() + 32 + static_cast<std::ptrdiff_t>(total));
+}
+
+// One pass of the object over the problem's tasks and codebooks; returns the labels.
+std::vector<int32_t> rows_pass(ResidentRows& obj, const RowsProblem& p, std::vector<AssignAccum>& out) {
+  return guarded_labels(p.labels_total,
+                        [&](int32_t* labels) { obj.assign_accumulate(p.tasks.data(), p.books, labels, out); });
 }
 
 // The row as op (a) sees it: h, or nullptr where the row runs unweighted.
@@ -510,6 +517,49 @@ TEST(CudaQuantParity, ResidentRowsMatchTheCpuOpPerRow) {
       expect_sums_close(ca, out[i], k, ties, 1e-9);
     });
   }
+}
+
+// One codebook shared by every task (the sharded driver's blocks; its table built and uploaded once): the same
+// bits and labels as the batch holding that codebook once per task, with and without labels; and its checks.
+TEST(CudaQuantParity, ResidentRowsSharedCodebookEqualsTheRepeatedBatch) {
+  NQ_REQUIRE_CUDA();
+  for (int mode = 0; mode < (quick() ? 1 : 3); ++mode) {
+    SCOPED_TRACE(testing::Message() << "mode " << mode);
+    RowsProblem p = make_rows_problem(mode, 60 + mode);
+    const std::unique_ptr<ResidentRows> obj = make_rows_object(p, mode);
+    for (const size_t pick : {size_t{0}, p.cbs.size() / 2, p.cbs.size() - 1}) {
+      const Codebook& cb = p.cbs[pick];
+      const int k = static_cast<int>(cb.c.size());
+      for (const double lambda : {0.0, p.books.lambda[pick] > 0 ? p.books.lambda[pick] : 1e-4}) {
+        SCOPED_TRACE(testing::Message() << "codebook " << pick << " k=" << k << " lambda=" << lambda);
+        CodebookBatch repeated;
+        for (size_t i = 0; i < p.tasks.size(); ++i) repeated.add(cb.c.data(), cb.l.data(), k, lambda);
+        std::swap(p.books, repeated);
+        std::vector<AssignAccum> want, got, bare;
+        const std::vector<int32_t> want_labels = rows_pass(*obj, p, want);
+        std::swap(p.books, repeated);
+        const std::vector<int32_t> got_labels = guarded_labels(p.labels_total, [&](int32_t* labels) {
+          obj->assign_accumulate_shared(p.tasks.data(), p.tasks.size(), cb.c.data(), cb.l.data(), k, lambda, labels,
+                                        got);
+        });
+        EXPECT_EQ(got_labels, want_labels);
+        ASSERT_EQ(got.size(), want.size());
+        for (size_t i = 0; i < got.size(); ++i) expect_same_accum_bits(got[i], want[i]);
+        obj->assign_accumulate_shared(p.tasks.data(), p.tasks.size(), cb.c.data(), cb.l.data(), k, lambda, nullptr,
+                                      bare);
+        ASSERT_EQ(bare.size(), want.size());
+        for (size_t i = 0; i < bare.size(); ++i) expect_same_accum_bits(bare[i], want[i]);
+      }
+    }
+  }
+  const RowsProblem p = make_rows_problem(0, 6);
+  const std::unique_ptr<ResidentRows> obj = make_rows_object(p, 0);
+  std::vector<AssignAccum> out;
+  const std::vector<double> desc = {0.5, 0.25}, lens = {1.0, 1.0};
+  EXPECT_THROW(obj->assign_accumulate_shared(p.tasks.data(), 2, desc.data(), lens.data(), 2, 0.0, nullptr, out), Error);
+  EXPECT_THROW(obj->assign_accumulate_shared(p.tasks.data(), 2, desc.data(), lens.data(), 0, 0.0, nullptr, out), Error);
+  obj->assign_accumulate_shared(nullptr, 0, p.cbs[0].c.data(), p.cbs[0].l.data(), 1, 0.0, nullptr, out);
+  EXPECT_TRUE(out.empty());
 }
 
 TEST(CudaQuantParity, ResidentRowsEdgeCasesAndBadTasks) {

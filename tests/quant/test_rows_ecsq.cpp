@@ -150,6 +150,45 @@ TEST(RowsEcsq, SeveralLambdasEqualQuantizeLambdasPerRow) {
   EXPECT_THROW(quantize_rows_ecsq(d.w.data(), d.h.data(), d.begin, q, Backend::kCpu, {}, {1e-3, -1.0}), Error);
 }
 
+// Checks a pass of op (f) over `task_rows` (labels from labels[1], a sentinel each side) against op (a) on each
+// task's row alone: task i under codebook (c[i], l[i]) at lambda[i].
+void expect_pass_equals_op_a(const Rows& d, const std::vector<uint8_t>& weighted, const std::vector<int64_t>& task_rows,
+                             const std::vector<const std::vector<double>*>& c,
+                             const std::vector<const std::vector<double>*>& l, const std::vector<double>& lambda,
+                             const std::vector<int32_t>& labels, const std::vector<AssignAccum>& out) {
+  ASSERT_EQ(out.size(), task_rows.size());
+  EXPECT_EQ(labels.front(), -9);
+  EXPECT_EQ(labels.back(), -9);
+  size_t at = 1;
+  for (size_t i = 0; i < task_rows.size(); ++i) {
+    const int64_t r = task_rows[i];
+    const size_t b = static_cast<size_t>(d.begin[r]), n = static_cast<size_t>(d.begin[r + 1]) - b;
+    AssignAccum want;
+    std::vector<int32_t> want_labels(n);
+    cpu::assign_accumulate(d.w.data() + b, weighted[static_cast<size_t>(r)] ? d.h.data() + b : nullptr, n,
+                           c[i]->data(), l[i]->data(), static_cast<int>(c[i]->size()), lambda[i], want_labels.data(),
+                           want);
+    SCOPED_TRACE("task " + std::to_string(i) + ", row " + std::to_string(r));
+    for (size_t j = 0; j < c[i]->size(); ++j) {
+      EXPECT_TRUE(same_bits(out[i].sum_h[j], want.sum_h[j]));
+      EXPECT_TRUE(same_bits(out[i].sum_hw[j], want.sum_hw[j]));
+      EXPECT_TRUE(same_bits(out[i].sum_w[j], want.sum_w[j]));
+      EXPECT_EQ(out[i].count[j], want.count[j]);
+    }
+    EXPECT_TRUE(same_bits(out[i].distortion, want.distortion));
+    EXPECT_TRUE(same_bits(out[i].sq_error, want.sq_error));
+    EXPECT_TRUE(same_bits(out[i].cost, want.cost));
+    for (size_t e = 0; e < n; ++e) ASSERT_EQ(labels[at + e], want_labels[e]) << "value " << e;
+    at += n;
+  }
+}
+
+size_t labels_of(const Rows& d, const std::vector<int64_t>& task_rows) {
+  size_t total = 0;
+  for (const int64_t r : task_rows) total += static_cast<size_t>(d.begin[r + 1] - d.begin[r]);
+  return total;
+}
+
 // Op (f) on the CPU: each task is op (a) on its row alone, whatever the task order, repeats and label layout.
 TEST(RowsEcsq, ResidentRowsPassEqualsOpAPerRow) {
   const Rows d = make_rows(11);
@@ -174,35 +213,25 @@ TEST(RowsEcsq, ResidentRowsPassEqualsOpAPerRow) {
     cs.push_back(c);
     ls.push_back(l);
   }
-  size_t total = 0;
-  for (const int64_t r : task_rows) total += static_cast<size_t>(d.begin[r + 1] - d.begin[r]);
-  std::vector<int32_t> labels(total + 2, -9);
+  std::vector<int32_t> labels(labels_of(d, task_rows) + 2, -9);
   std::vector<AssignAccum> out;
   values->assign_accumulate(task_rows.data(), books, labels.data() + 1, out);
-  ASSERT_EQ(out.size(), task_rows.size());
-  EXPECT_EQ(labels.front(), -9);
-  EXPECT_EQ(labels.back(), -9);
-  size_t at = 1;
+  std::vector<const std::vector<double>*> c, l;
   for (size_t i = 0; i < task_rows.size(); ++i) {
-    const int64_t r = task_rows[i];
-    const size_t b = static_cast<size_t>(d.begin[r]), n = static_cast<size_t>(d.begin[r + 1]) - b;
-    AssignAccum want;
-    std::vector<int32_t> want_labels(n);
-    cpu::assign_accumulate(d.w.data() + b, weighted[static_cast<size_t>(r)] ? d.h.data() + b : nullptr, n,
-                           cs[i].data(), ls[i].data(), static_cast<int>(cs[i].size()), books.lambda[i],
-                           want_labels.data(), want);
-    SCOPED_TRACE("task " + std::to_string(i) + ", row " + std::to_string(r));
-    for (size_t j = 0; j < cs[i].size(); ++j) {
-      EXPECT_TRUE(same_bits(out[i].sum_h[j], want.sum_h[j]));
-      EXPECT_TRUE(same_bits(out[i].sum_hw[j], want.sum_hw[j]));
-      EXPECT_TRUE(same_bits(out[i].sum_w[j], want.sum_w[j]));
-      EXPECT_EQ(out[i].count[j], want.count[j]);
-    }
-    EXPECT_TRUE(same_bits(out[i].distortion, want.distortion));
-    EXPECT_TRUE(same_bits(out[i].sq_error, want.sq_error));
-    EXPECT_TRUE(same_bits(out[i].cost, want.cost));
-    for (size_t e = 0; e < n; ++e) ASSERT_EQ(labels[at + e], want_labels[e]) << "value " << e;
-    at += n;
+    c.push_back(&cs[i]);
+    l.push_back(&ls[i]);
+  }
+  expect_pass_equals_op_a(d, weighted, task_rows, c, l, books.lambda, labels, out);
+
+  // One codebook shared by every task (the sharded driver's blocks): still op (a) per row.
+  for (const double lambda : {0.0, 3e-4}) {
+    SCOPED_TRACE("shared codebook, lambda " + std::to_string(lambda));
+    std::fill(labels.begin(), labels.end(), -9);
+    values->assign_accumulate_shared(task_rows.data(), task_rows.size(), cs[4].data(), ls[4].data(),
+                                     static_cast<int>(cs[4].size()), lambda, labels.data() + 1, out);
+    expect_pass_equals_op_a(d, weighted, task_rows, std::vector<const std::vector<double>*>(task_rows.size(), &cs[4]),
+                            std::vector<const std::vector<double>*>(task_rows.size(), &ls[4]),
+                            std::vector<double>(task_rows.size(), lambda), labels, out);
   }
   const int64_t bad_row = rows;
   CodebookBatch one;
