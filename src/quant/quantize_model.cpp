@@ -44,22 +44,28 @@ struct Piece { size_t prep; int64_t begin, end; };
 struct ProblemSpec { std::vector<Piece> pieces; };
 
 // Codebooks, indices and statistics of one set of problem results, into `out` (the model's skeleton: tensors
-// with pruned weights marked).
-QuantizedModel assemble(QuantizedModel out, const std::vector<QuantizeResult>& results,
-                        const std::vector<Prepared>& prep, const std::vector<ProblemSpec>& problems, bool weighted,
-                        int64_t total_n, std::chrono::steady_clock::time_point t0) {
-  for (const QuantizeResult& r : results) out.codebooks.push_back(r.codebook);
+// with pruned weights marked). Consumes the results: each one's indices are released once scattered and its codebook
+// moves into the model, so that with many small problems (rows, groups) their copies never coexist.
+QuantizedModel assemble(QuantizedModel out, std::vector<QuantizeResult>& results, const std::vector<Prepared>& prep,
+                        const std::vector<ProblemSpec>& problems, bool weighted, int64_t total_n,
+                        std::chrono::steady_clock::time_point t0) {
+  std::vector<quant::ProblemSummary> summaries;
+  summaries.reserve(results.size());
+  for (const QuantizeResult& r : results) summaries.push_back(quant::ProblemSummary::of(r));
 #pragma omp parallel for schedule(static) if (problems.size() > 1)
   for (int64_t jj = 0; jj < static_cast<int64_t>(problems.size()); ++jj) {  // problems cover disjoint ranges
     const size_t j = static_cast<size_t>(jj);
-    const QuantizeResult& r = results[j];
+    QuantizeResult& r = results[j];
     size_t pos = 0;
     for (const Piece& pc : problems[j].pieces) {
       auto& idx = out.tensors[prep[pc.prep].tensor].indices;
       for (int64_t i = pc.begin; i < pc.end; ++i)
         if (idx[i] != kPrunedIndex) idx[i] = r.indices[pos++];
     }
+    std::vector<int32_t>().swap(r.indices);
   }
+  out.codebooks.reserve(out.codebooks.size() + results.size());
+  for (QuantizeResult& r : results) out.codebooks.push_back(std::move(r.codebook));
   // Error sums per tensor: fixed chunks summed in parallel, then added in chunk order (thread-count independent).
   std::vector<quant::TensorErrorSums> errors(out.tensors.size());
   constexpr int64_t kChunk = 1 << 16;
@@ -94,8 +100,6 @@ QuantizedModel assemble(QuantizedModel out, const std::vector<QuantizeResult>& r
     }
     errors[p.tensor] = {d, m};
   }
-  std::vector<quant::ProblemSummary> summaries;
-  for (const QuantizeResult& r : results) summaries.push_back(quant::ProblemSummary::of(r));
   quant::fill_model_stats(out, errors, summaries, total_n);
   QuantStats& tot = out.total;
   tot.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
