@@ -9,10 +9,12 @@
 #include <numeric>
 
 #include "core/iteration_errors.h"
+#include "core/memory_info.h"
 #include "netquant/error.h"
 #include "netquant/progress.h"
 #include "netquant/quantize.h"
 #include "quant/model_stats.h"
+#include "quant/problem_memory.h"
 #include "quant/quantizers.h"
 
 namespace nq {
@@ -215,14 +217,34 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
       qt.num_problems = 1;
       continue;
     }
-    qt.first_codebook = static_cast<int64_t>(problems.size());
     qt.num_problems = (n + size - 1) / size;
-    for (int64_t b = 0; b < n; b += size) problems.push_back({{{pi, b, std::min(n, b + size)}}});
+  }
+  const size_t nsets = lambdas.empty() ? 1 : lambdas.size();
+  if (params.scope.kind != ScopeKind::kGlobal) {
+    // Rows or groups of a few values: refuse up front what cannot fit (quant/problem_memory.h).
+    quant::ProblemLoad load;
+    load.sets = nsets;
+    load.scope = scope_to_string(params.scope);
+    for (const Prepared& p : prep) {
+      const QuantizedTensor& qt = out.tensors[p.tensor];
+      load.problems += qt.num_problems;
+      if (qt.num_problems <= load.busiest_problems) continue;
+      load.busiest = qt.name;
+      load.busiest_problems = qt.num_problems;
+      load.busiest_size = qt.problem_size;
+    }
+    quant::check_problem_memory(load, available_memory_bytes());
+    problems.reserve(static_cast<size_t>(load.problems));
+    for (size_t pi = 0; pi < prep.size(); ++pi) {
+      QuantizedTensor& qt = out.tensors[prep[pi].tensor];
+      const int64_t n = static_cast<int64_t>(prep[pi].w.size()), size = qt.problem_size;
+      qt.first_codebook = static_cast<int64_t>(problems.size());
+      for (int64_t b = 0; b < n; b += size) problems.push_back({{{pi, b, std::min(n, b + size)}}});
+    }
   }
 
   // ---- run: problems are independent; each result lands in its own slot (deterministic) ----
   // sets[m][j]: problem j's result for λ m (one set without `lambdas`).
-  const size_t nsets = lambdas.empty() ? 1 : lambdas.size();
   std::vector<std::vector<QuantizeResult>> sets(nsets, std::vector<QuantizeResult>(problems.size()));
   std::vector<QuantizeResult>& results = sets[0];
   Progress progress("quantize", static_cast<int64_t>(problems.size()));

@@ -7,9 +7,11 @@
 #include <functional>
 #include <limits>
 #include <random>
+#include <string>
 
 #include "netquant/error.h"
 #include "netquant/quantize.h"
+#include "quant/problem_memory.h"
 
 namespace nq {
 namespace {
@@ -270,6 +272,52 @@ TEST(QuantizeModel, Skip1dTransformsAndDtypes) {
   for (size_t j = 0; j < a.codebooks[0].size(); ++j) EXPECT_NEAR(a.codebooks[0][j], b.codebooks[0][j], 1e-6);
   pn.importance_transform = ImportanceTransform::kSqrt;
   EXPECT_NO_THROW(quantize_model(model, &imp, pn));
+}
+
+// The up-front check for rows or groups of a few values (a 1-D tensor under --scope row): refused with
+// kOutOfMemory and a message naming the scope, the busiest tensor and the remedies when the results alone would not
+// fit; accepted when they would, or when the available memory is unknown (0).
+TEST(QuantizeModel, ManySmallProblemsBeyondMemoryAreRefusedUpFront) {
+  quant::ProblemLoad load;
+  load.problems = 100000000;
+  load.scope = "row";
+  load.busiest = "layer3.bias";
+  load.busiest_problems = 40000000;
+  load.busiest_size = 1;
+  const uint64_t need = static_cast<uint64_t>(load.problems) * quant::kBytesPerProblem;
+  try {
+    quant::check_problem_memory(load, need - 1);
+    ADD_FAILURE() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kOutOfMemory);
+    const std::string m = e.what();
+    for (const char* part : {"scope row", "100000000 problems", "'layer3.bias' alone 40000000 of 1 value", "--skip-1d",
+                             "--scope"})
+      EXPECT_NE(m.find(part), std::string::npos) << part << " missing from: " << m;
+  }
+  EXPECT_NO_THROW(quant::check_problem_memory(load, need));
+  EXPECT_NO_THROW(quant::check_problem_memory(load, 0));
+  // Every λ of a batched sweep keeps its own set of results.
+  load.sets = 16;
+  EXPECT_THROW(quant::check_problem_memory(load, need), Error);
+  EXPECT_NO_THROW(quant::check_problem_memory(load, 16 * need));
+}
+
+// And through quantize_model: a model whose rows fit runs (the check passes on this machine), with its problems.
+TEST(QuantizeModel, RowScopeOfAVectorMakesOneProblemPerValue) {
+  TensorSet model;
+  std::vector<float> v(1000);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(i % 7) * 0.01f;
+  model.add(Tensor::from_f32("bias", {static_cast<int64_t>(v.size())}, v));
+  ModelQuantizeParams p;
+  p.quant.method = Method::kHwKmeans;
+  p.quant.k = 4;
+  p.scope = parse_scope("row");
+  const QuantizedModel q = quantize_model(model, nullptr, p);
+  EXPECT_EQ(q.codebooks.size(), v.size());
+  const TensorSet back = q.dequantize();
+  ASSERT_NE(back.find("bias"), nullptr);
+  EXPECT_EQ(back.find("bias")->to_f32(), v);  // one value per row: lossless
 }
 
 TEST(QuantizeModel, ValidationNamesTheTensor) {
