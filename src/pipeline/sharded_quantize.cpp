@@ -87,8 +87,6 @@ void check_params(const ModelQuantizeParams& params) {
   NQ_CHECK(q.init == Init::kLinear, ErrorCode::kUnsupported,
            "sharded quantization starts from --init linear (" << init_name(q.init)
                                                                << " needs the sorted weights on one rank)");
-  NQ_CHECK(q.backend != Backend::kCuda || q.method == Method::kEcsq, ErrorCode::kUnsupported,
-           "sharded " << traits.name << " runs on the CPU backend (Lloyd on sorted blocks); --backend cuda is for ecsq");
   NQ_CHECK(q.k >= 1, ErrorCode::kInvalidArgument, traits.name << ": k must be >= 1, got " << q.k);
   NQ_CHECK(q.max_iter >= 1, ErrorCode::kInvalidArgument, "max_iter must be >= 1, got " << q.max_iter);
   NQ_CHECK(q.lambda >= 0 && std::isfinite(q.lambda), ErrorCode::kInvalidArgument,
@@ -178,7 +176,9 @@ void prune_shard(int64_t to_prune, Shard& s) {
 // the block statistics, folded in block order across the ranks, do not depend on the rank count. Assignment:
 // the nearest centre (closer_to_upper, ties to the lower one), as lloyd_sorted; update: h-weighted means (plain
 // means where a cluster's Σh is 0), empty clusters dropped; stops when no block's boundaries move or the
-// objective (distortion at the assigning centres) falls by less than tol (relative).
+// objective (distortion at the assigning centres) falls by less than tol (relative). With q.backend CUDA the
+// blocks are sorted and summed on the device (blocks under 16384 values on the host, as everywhere); the iterations
+// read the host copies either way.
 quant::RawResult sorted_blocks_lloyd(const Shard& s, const std::vector<double>& init, int64_t n_total,
                                      const QuantizeParams& q, const std::function<void()>& on_iteration,
                                      double& compute_seconds, double& communication_seconds) {
@@ -191,6 +191,7 @@ quant::RawResult sorted_blocks_lloyd(const Shard& s, const std::vector<double>& 
     p.w = s.kept_w.data() + begin;
     p.h = weighted ? s.kept_h.data() + begin : nullptr;
     p.n = s.kept_end[b] - begin;
+    p.backend = quant::problem_backend(q.backend, p.n);
     sorted.emplace_back(p, quant::SortedData::kBlock);  // every block stays alive: 24 B per 64 values, not per value
   }
   compute_seconds += seconds_since(t0);
@@ -281,10 +282,11 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
   ShardedQuantizeInfo stats;
   stats.ranks = group.size;
   QuantizeParams qp = params.quant;
-  // ECSQ's passes run on each rank's GPU when every rank has one (auto) or when asked (cuda); k-means's sorted
-  // blocks stay on the host. All ranks must agree: the per-block sums of the two backends differ in the last bits.
+  // Each rank's GPU when every rank has one (auto) or when asked (cuda): ECSQ's passes run there over the blocks
+  // held on the device, k-means sorts its blocks there (and makes their prefix sums and the final labels). All
+  // ranks must agree: the per-block sums of the two backends differ in the last bits.
   qp.backend = Backend::kCpu;
-  if (qp.method == Method::kEcsq && params.quant.backend != Backend::kCpu) {
+  if (params.quant.backend != Backend::kCpu) {
     const bool here = resolve_backend(params.quant.backend) == Backend::kCuda;
     if (dist::min(here ? 1.0 : 0.0) > 0) qp.backend = Backend::kCuda;
   }
@@ -491,7 +493,14 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
       quant::Problem local;
       local.w = shard.kept_w.data();
       local.n = n_local;
-      raw.labels = quant::nearest_labels(local, raw.centers);
+      local.backend = quant::problem_backend(qp.backend, n_local);
+      try {
+        raw.labels = quant::nearest_labels(local, raw.centers);
+      } catch (const Error& e) {  // a shard beyond the device's memory: the host's labels (the same rule, exact)
+        if (local.backend != Backend::kCuda || e.code() != ErrorCode::kOutOfMemory) throw;
+        local.backend = Backend::kCpu;
+        raw.labels = quant::nearest_labels(local, raw.centers);
+      }
       stats.compute_seconds += seconds_since(t0);
     }
     std::vector<int64_t> counts(raw.centers.size(), 0);

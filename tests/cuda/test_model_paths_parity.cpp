@@ -149,5 +149,38 @@ TEST(CudaModelParity, ShardedEcsqPassesOnTheDevice) {
   ::rmdir(dir.c_str());
 }
 
+// Sharded k-means with CUDA: each block sorted and summed on the device, Lloyd on the host copies, the labels
+// on the device. Close to the CPU run (the device's prefix sums differ in the last bits), bitwise repeatable, and
+// reported as CUDA.
+TEST(CudaModelParity, ShardedKmeansSortsBlocksOnTheDevice) {
+  NQ_REQUIRE_CUDA();
+  char tmpl[] = "/tmp/nq_cuda_sharded_km_XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  const TensorSet model = make_model(7);
+  const TensorSet imp = make_importance(model, 8);
+  write_safetensors(dir + "/model.safetensors", model);
+  write_safetensors(dir + "/imp.safetensors", imp);
+  for (const Method method : {Method::kHwKmeans, Method::kKmeans}) {
+    SCOPED_TRACE(method == Method::kHwKmeans ? "hw-kmeans" : "kmeans");
+    ModelQuantizeParams p;
+    p.quant.method = method;
+    p.quant.k = 16;
+    p.quant.max_iter = quick() ? 8 : 30;
+    p.scope = parse_scope("global");
+    p.prune = 0.1;
+    p.quant.backend = Backend::kCpu;
+    const QuantizedModel cpu = quantize_model_sharded(dir + "/model.safetensors", dir + "/imp.safetensors", p);
+    p.quant.backend = Backend::kCuda;
+    const QuantizedModel gpu = quantize_model_sharded(dir + "/model.safetensors", dir + "/imp.safetensors", p);
+    EXPECT_EQ(gpu.backend, Backend::kCuda);
+    expect_close(cpu, gpu);
+    expect_same_bits(gpu, quantize_model_sharded(dir + "/model.safetensors", dir + "/imp.safetensors", p));
+  }
+  std::remove((dir + "/model.safetensors").c_str());
+  std::remove((dir + "/imp.safetensors").c_str());
+  ::rmdir(dir.c_str());
+}
+
 }  // namespace
 }  // namespace nq
