@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -120,33 +121,47 @@ TEST(CudaModelParity, RowAndGroupEcsqOnTheDevice) {
     }
 }
 
+// A model and its importance written to a fresh temporary folder for the sharded driver, removed afterwards.
+struct ShardedFiles {
+  std::string dir, model, imp;
+  TensorSet weights;
+  ShardedFiles(uint64_t seed, const char* tag) {
+    std::string tmpl = std::string("/tmp/nq_cuda_") + tag + "_XXXXXX";
+    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+    dir = tmpl;
+    model = dir + "/model.safetensors";
+    imp = dir + "/imp.safetensors";
+    weights = make_model(seed);
+    write_safetensors(model, weights);
+    write_safetensors(imp, make_importance(weights, seed + 1));
+  }
+  ~ShardedFiles() {
+    std::remove(model.c_str());
+    std::remove(imp.c_str());
+    ::rmdir(dir.c_str());
+  }
+};
+
 TEST(CudaModelParity, ShardedEcsqPassesOnTheDevice) {
   NQ_REQUIRE_CUDA();
-  char tmpl[] = "/tmp/nq_cuda_sharded_XXXXXX";
-  ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  const std::string dir = tmpl;
-  const TensorSet model = make_model(5);
+  const ShardedFiles f(5, "sharded");
+  const TensorSet& model = f.weights;
   const TensorSet imp = make_importance(model, 6);
-  write_safetensors(dir + "/model.safetensors", model);
-  write_safetensors(dir + "/imp.safetensors", imp);
   for (const bool target : {false, true}) {
     SCOPED_TRACE(target ? "target 2 bits" : "lambda 1e-5");
     ModelQuantizeParams p = ecsq_params(32, quick() ? 8 : 30, 1e-5, target ? 2.0 : 0.0, 0.1);
-    const QuantizedModel cpu = quantize_model_sharded(dir + "/model.safetensors", dir + "/imp.safetensors", p);
+    const QuantizedModel cpu = quantize_model_sharded(f.model, f.imp, p);
     p.quant.backend = Backend::kCuda;
     ShardedQuantizeInfo info;
-    const QuantizedModel gpu = quantize_model_sharded(dir + "/model.safetensors", dir + "/imp.safetensors", p, &info);
+    const QuantizedModel gpu = quantize_model_sharded(f.model, f.imp, p, &info);
     EXPECT_EQ(gpu.backend, Backend::kCuda);
     EXPECT_GT(info.passes, 2);
     expect_close(cpu, gpu);
-    expect_same_bits(gpu, quantize_model_sharded(dir + "/model.safetensors", dir + "/imp.safetensors", p));
+    expect_same_bits(gpu, quantize_model_sharded(f.model, f.imp, p));
     // The in-process quantizer on the device reaches the same solution to rounding.
     p.scope = parse_scope("global");
     expect_close(cpu, quantize_model(model, &imp, p));
   }
-  std::remove((dir + "/model.safetensors").c_str());
-  std::remove((dir + "/imp.safetensors").c_str());
-  ::rmdir(dir.c_str());
 }
 
 // Sharded k-means with CUDA: each block sorted and summed on the device, Lloyd on the host copies, the labels
@@ -154,13 +169,7 @@ TEST(CudaModelParity, ShardedEcsqPassesOnTheDevice) {
 // reported as CUDA.
 TEST(CudaModelParity, ShardedKmeansSortsBlocksOnTheDevice) {
   NQ_REQUIRE_CUDA();
-  char tmpl[] = "/tmp/nq_cuda_sharded_km_XXXXXX";
-  ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  const std::string dir = tmpl;
-  const TensorSet model = make_model(7);
-  const TensorSet imp = make_importance(model, 8);
-  write_safetensors(dir + "/model.safetensors", model);
-  write_safetensors(dir + "/imp.safetensors", imp);
+  const ShardedFiles f(7, "sharded_km");
   for (const Method method : {Method::kHwKmeans, Method::kKmeans}) {
     SCOPED_TRACE(method == Method::kHwKmeans ? "hw-kmeans" : "kmeans");
     ModelQuantizeParams p;
@@ -170,16 +179,13 @@ TEST(CudaModelParity, ShardedKmeansSortsBlocksOnTheDevice) {
     p.scope = parse_scope("global");
     p.prune = 0.1;
     p.quant.backend = Backend::kCpu;
-    const QuantizedModel cpu = quantize_model_sharded(dir + "/model.safetensors", dir + "/imp.safetensors", p);
+    const QuantizedModel cpu = quantize_model_sharded(f.model, f.imp, p);
     p.quant.backend = Backend::kCuda;
-    const QuantizedModel gpu = quantize_model_sharded(dir + "/model.safetensors", dir + "/imp.safetensors", p);
+    const QuantizedModel gpu = quantize_model_sharded(f.model, f.imp, p);
     EXPECT_EQ(gpu.backend, Backend::kCuda);
     expect_close(cpu, gpu);
-    expect_same_bits(gpu, quantize_model_sharded(dir + "/model.safetensors", dir + "/imp.safetensors", p));
+    expect_same_bits(gpu, quantize_model_sharded(f.model, f.imp, p));
   }
-  std::remove((dir + "/model.safetensors").c_str());
-  std::remove((dir + "/imp.safetensors").c_str());
-  ::rmdir(dir.c_str());
 }
 
 }  // namespace

@@ -301,29 +301,27 @@ TEST(Quantize, ValidationFindsEachBadEntryInLargeInputs) {
   const std::vector<float> h0 = importance(n, 92);
   const auto p = params(Method::kHwKmeans, 4);
   const float inf = std::numeric_limits<float>::infinity();
+  // quantize(w, h) must fail with kInvalidArgument naming "<what> <at> ".
+  auto expect_named = [&](const std::vector<float>& w, const std::vector<float>& h, const std::string& what,
+                          size_t at, float bad) {
+    try {
+      quantize(w.data(), h.data(), n, p);
+      ADD_FAILURE() << what << " " << bad << " at " << at << " accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+      EXPECT_NE(std::string(e.what()).find(what + " " + std::to_string(at) + " "), std::string::npos) << e.what();
+    }
+  };
   for (const size_t at : {size_t{0}, size_t{16383}, size_t{70001}, n - 1}) {
     for (const float bad : {NAN, inf, -inf}) {
       std::vector<float> w = w0;
       w[at] = bad;
-      try {
-        quantize(w.data(), h0.data(), n, p);
-        ADD_FAILURE() << "value " << bad << " at " << at << " accepted";
-      } catch (const Error& e) {
-        EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
-        EXPECT_NE(std::string(e.what()).find("value " + std::to_string(at) + " "), std::string::npos) << e.what();
-      }
+      expect_named(w, h0, "value", at, bad);
     }
     for (const float bad : {NAN, inf, -1e-30f, -inf}) {
       std::vector<float> h = h0;
       h[at] = bad;
-      try {
-        quantize(w0.data(), h.data(), n, p);
-        ADD_FAILURE() << "importance " << bad << " at " << at << " accepted";
-      } catch (const Error& e) {
-        EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
-        EXPECT_NE(std::string(e.what()).find("importance " + std::to_string(at) + " "), std::string::npos)
-            << e.what();
-      }
+      expect_named(w0, h, "importance", at, bad);
     }
   }
   std::vector<float> h = h0;
