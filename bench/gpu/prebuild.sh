@@ -43,6 +43,7 @@ ldd "$STAGE/bin/test_cuda" "$STAGE/bin/nq_gpu_bench" | awk '$2 == "=>" && $3 ~ /
   echo "built $(date -u +%FT%TZ) on $(uname -n) for sm_$ARCH by $(nvcc --version | tail -n 1)"
   echo "git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ' (uncommitted changes)')"
 } >"$STAGE/BUILD_INFO"
+echo "$ARCH" >"$STAGE/ARCH"
 nq_source_files "$ROOT" >"$STAGE/SOURCE_FILES"
 nq_source_hash "$ROOT" <"$STAGE/SOURCE_FILES" >"$STAGE/SOURCE_HASH"
 

@@ -66,6 +66,10 @@ if [ -f "$ROOT/.gpu-prebuilt/bundle.tar.xz" ]; then
   mkdir -p "$PRE"
   if ! tar -C "$PRE" -xJf "$ROOT/.gpu-prebuilt/bundle.tar.xz"; then
     SUMMARY+=("$(printf '%-28s unusable (cannot unpack); building here' 'prebuilt bundle')")
+  elif [ "$(cat "$PRE/ARCH" 2>/dev/null)" != "$ARCH" ]; then
+    SUMMARY+=("$(printf '%-28s built for sm_%s, not sm_%s; building here' 'prebuilt bundle' "$(cat "$PRE/ARCH" 2>/dev/null)" "$ARCH")")
+  elif [ "$(nq_source_files_present "$ROOT")" != "$(cat "$PRE/SOURCE_FILES")" ]; then
+    SUMMARY+=("$(printf '%-28s stale (source files added or removed since bench/gpu/prebuild.sh); building here' 'prebuilt bundle')")
   elif [ "$(nq_source_hash "$ROOT" <"$PRE/SOURCE_FILES")" != "$(cat "$PRE/SOURCE_HASH")" ]; then
     SUMMARY+=("$(printf '%-28s stale (the sources changed since bench/gpu/prebuild.sh); building here' 'prebuilt bundle')")
   else
@@ -74,7 +78,10 @@ if [ -f "$ROOT/.gpu-prebuilt/bundle.tar.xz" ]; then
     for d in /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/targets/x86_64-linux/lib; do
       [ -e "$d/libcublas.so.13" ] && { CUBLAS_DIR=$d; break; }
     done
-    [ -n "$CUBLAS_DIR" ] || CUBLAS_DIR=$(dirname "$(find / -xdev -name 'libcublas.so.13' -print -quit 2>/dev/null)" 2>/dev/null)
+    if [ -z "$CUBLAS_DIR" ]; then
+      found=$(timeout 20 find / -xdev -name 'libcublas.so.13' -print -quit 2>/dev/null)
+      [ -n "$found" ] && CUBLAS_DIR=$(dirname "$found")
+    fi
     LIBS=$PRE/lib${CUBLAS_DIR:+:$CUBLAS_DIR}
     if LD_LIBRARY_PATH=$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} "$PRE/bin/test_cuda" --gtest_list_tests \
         >"$LOGS/prebuilt_check.log" 2>&1; then

@@ -33,15 +33,28 @@ uint64_t read_number(const char* path) {
   return v;
 }
 
+// The "file" figure of the cgroup's memory.stat: page cache, which the kernel reclaims before it kills anything.
+uint64_t cgroup_file_cache() {
+  std::ifstream f("/sys/fs/cgroup/memory.stat");
+  std::string key;
+  uint64_t value = 0;
+  while (f >> key >> value)
+    if (key == "file") return value;
+  return 0;
+}
+
 }  // namespace
 
 uint64_t available_memory_bytes() {
   uint64_t avail = mem_available();
   const uint64_t limit = read_number("/sys/fs/cgroup/memory.max");
   if (limit > 0) {
-    const uint64_t used = read_number("/sys/fs/cgroup/memory.current");
-    const uint64_t room = limit > used ? limit - used : 0;
-    if (room > 0) avail = avail ? std::min(avail, room) : room;
+    // memory.current counts the page cache too (reading a large model fills it); MemAvailable already allows for
+    // it, so the cgroup's room does as well. At the limit the room is 1 byte, not "unknown".
+    const uint64_t current = read_number("/sys/fs/cgroup/memory.current"), cache = cgroup_file_cache();
+    const uint64_t used = current > cache ? current - cache : 0;
+    const uint64_t room = limit > used ? limit - used : 1;
+    avail = avail ? std::min(avail, room) : room;
   }
   return avail;
 }

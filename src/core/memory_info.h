@@ -7,8 +7,8 @@
 namespace nq {
 
 // Bytes this process may still allocate: the smaller of the system's MemAvailable (/proc/meminfo) and the room
-// left under a cgroup v2 memory limit (memory.max − memory.current, for containers); 0 when neither can be read,
-// and callers then skip their checks.
+// left under a cgroup v2 memory limit (containers: memory.max − memory.current, the page cache counted as free,
+// as MemAvailable counts it); 0 when neither can be read, and callers then skip their checks.
 uint64_t available_memory_bytes();
 
 }  // namespace nq

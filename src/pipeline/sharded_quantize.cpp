@@ -367,7 +367,7 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
     device_blocks->assign_accumulate_shared(block_rows.data(), block_rows.size(), centers, code_len, k, lambda,
                                             labels, parts);
   };
-  if (qp.backend == Backend::kCuda) {
+  if (qp.method == Method::kEcsq && qp.backend == Backend::kCuda) {  // k-means needs only per-block device memory
     std::vector<int64_t> begin{0};
     for (const size_t e : shard.kept_end) begin.push_back(static_cast<int64_t>(e));
     for (size_t b = 0; b < shard.kept_end.size(); ++b) block_rows.push_back(static_cast<int64_t>(b));

@@ -140,6 +140,8 @@ class ResidentRows {
   virtual void assign_accumulate_shared(const int64_t* rows, size_t tasks, const double* centers,
                                         const double* code_len, int k, double lambda, int32_t* labels,
                                         std::vector<AssignAccum>& out) {
+    NQ_CHECK(k >= 1 && centers && code_len, ErrorCode::kInvalidArgument,
+             "resident rows: a shared codebook of k = " << k << (centers && code_len ? "" : " (null)"));
     CodebookBatch books;
     for (size_t i = 0; i < tasks; ++i) books.add(centers, code_len, k, lambda);
     assign_accumulate(rows, books, labels, out);
