@@ -21,4 +21,17 @@ void parallel_for(int64_t n, int64_t serial_max, Body&& body) {
   for (int64_t i = 0; i < n; ++i) body(i);
 }
 
+// Σ body(i) over [0, n) with the same inline rule (an integer sum: exact in any order).
+template <class Body>
+int64_t parallel_sum(int64_t n, int64_t serial_max, Body&& body) {
+  int64_t total = 0;
+  if (n <= serial_max) {
+    for (int64_t i = 0; i < n; ++i) total += body(i);
+    return total;
+  }
+#pragma omp parallel for schedule(static) reduction(+ : total)
+  for (int64_t i = 0; i < n; ++i) total += body(i);
+  return total;
+}
+
 }  // namespace nq

@@ -89,7 +89,7 @@ void rows_kmeans(const quant::RowsKmeansJob& job, const quant::RowsKmeansOut& ou
       std::copy(ws.c, ws.c + kc, c_out);
       // Labels: quant_formulas.h nearest_center per value (the device's rule) for short rows; longer ones first
       // build the float thresholds of the same argmin (NearestThresholds: k bisections over float bit patterns,
-      // ~1–2 µs at k = 16) and then search a tiny table per value.
+      // ~1–2 µs at k = 16) and then count them per value (label_all, vectorised).
       if (n <= kDirectLabelsPerCentre * kc) {
         for (int i = 0; i < n; ++i) out.labels[begin + i] = quant::nearest_center(w[i], ws.c, kc);
       } else {

@@ -14,7 +14,6 @@
 
 namespace nq::quant {
 
-
 SortedData::SortedData(const Problem& p, size_t prefix_block) : ws_(p.n), hs_(p.n) {
   ops_sort_pairs(p.backend, p.w, p.h, p.n, ws_.data(), hs_.data());
   // Shift by the median so the h·x² sums do not cancel catastrophically for off-centre data.
@@ -23,14 +22,9 @@ SortedData::SortedData(const Problem& p, size_t prefix_block) : ws_(p.n), hs_(p.
   const size_t nb = (p.n + block_ - 1) / block_;
   p0_.resize(nb + 1); p1_.resize(nb + 1); p2_.resize(nb + 1);
   ops_prefix_sums(p.backend, ws_.data(), hs_.data(), p.n, shift_, block_, p0_.data(), p1_.data(), p2_.data());
-  size_t distinct = 0;
-  if (static_cast<int64_t>(p.n) <= kInlineLoopMax) {  // a row or group: no OpenMP region (core/parallel_for.h)
-    for (size_t i = 0; i < p.n; ++i) distinct += (i == 0 || ws_[i] != ws_[i - 1]);
-  } else {
-#pragma omp parallel for schedule(static) reduction(+ : distinct)
-    for (int64_t i = 0; i < static_cast<int64_t>(p.n); ++i) distinct += (i == 0 || ws_[i] != ws_[i - 1]);
-  }
-  distinct_ = distinct;
+  distinct_ = static_cast<size_t>(parallel_sum(static_cast<int64_t>(p.n), kInlineLoopMax, [&](int64_t i) {
+    return static_cast<int64_t>(i == 0 || ws_[i] != ws_[i - 1]);
+  }));
 }
 
 SortedData::Sums SortedData::prefix(size_t p) const {
@@ -156,7 +150,7 @@ std::vector<int32_t> nearest_labels(const Problem& p, const std::vector<double>&
   std::vector<int32_t> labels(p.n);
   if (p.backend == Backend::kCpu) {  // labels only: a threshold search per value, no fp64 costs, no sums
     const NearestThresholds rule(centers);
-    constexpr size_t kChunk = static_cast<size_t>(kInlineLoopMax);
+    constexpr size_t kChunk = static_cast<size_t>(kInlineLoopMax);  // one chunk (inline) for a row or group
     parallel_for(static_cast<int64_t>((p.n + kChunk - 1) / kChunk), 1, [&](int64_t c) {
       const size_t i0 = static_cast<size_t>(c) * kChunk;
       rule.label_all(p.w + i0, std::min(kChunk, p.n - i0), labels.data() + i0);
