@@ -113,8 +113,9 @@ struct TrainResult {
   double seconds = 0;
 };
 
-// Mini-batch training of `model` in place. Deterministic: the same model, data, params and thread count give
-// bitwise-identical weights (seeded shuffles; every reduction has a fixed order; GEMMs on a fixed thread count).
+// Mini-batch training of `model` in place. Deterministic: the same model, data and params give bitwise-identical
+// weights for any thread count (seeded shuffles; on the CPU a batch's micro-batches are fixed by its size and the
+// network, each GEMM runs on one OpenBLAS thread, and the micro-batches' gradients are summed in order).
 TrainResult train(Model& model, const Dataset& train_data, const Dataset* test_data, const TrainParams& params);
 
 // ---- gradients ------------------------------------------------------------------------------------------

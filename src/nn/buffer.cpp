@@ -41,4 +41,12 @@ void sync_blas_threads() {
   if (openblas_get_num_threads() != want) openblas_set_num_threads(want);
 }
 
+SingleThreadedBlas::SingleThreadedBlas() : previous_(openblas_get_num_threads()) {
+  if (previous_ != 1) openblas_set_num_threads(1);
+}
+
+SingleThreadedBlas::~SingleThreadedBlas() {
+  if (previous_ != 1) openblas_set_num_threads(previous_);
+}
+
 }  // namespace nq::nn::cpu

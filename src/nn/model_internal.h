@@ -1,4 +1,4 @@
-// Internal helpers shared by models.cpp, trainer.cpp and hessian.cpp: flat <-> named parameters, batches.
+// Internal helpers shared by the nn drivers and the training pipelines: flat <-> named parameters, batches.
 #pragma once
 
 #include <cstdint>
@@ -27,6 +27,20 @@ inline Backend resolve_nn_backend(Backend b) { return resolve_backend(b); }
 template <class T>
 void gather_batch(const NetSpec& spec, const Dataset& data, const int64_t* idx, int64_t count, std::vector<T>& x,
                   std::vector<int32_t>& y);
+
+// Images idx[0..count) of a dataset, gathered on the host and uploaded to a backend.
+struct BatchLoader {
+  explicit BatchLoader(Backend b) : x(b), y(b) {}
+  void load(const NetSpec& spec, const Dataset& data, const int64_t* idx, int64_t count) {
+    gather_batch(spec, data, idx, count, hx, hy);
+    x.upload(hx.data(), static_cast<int64_t>(hx.size()));
+    y.upload(hy.data(), count);
+  }
+  std::vector<float> hx;
+  std::vector<int32_t> hy;
+  Buffer<float> x;
+  Buffer<int32_t> y;
+};
 
 // Checks that `data` fits `spec` (image shape, classes) and is not empty; `what` names it in messages.
 void check_dataset(const NetSpec& spec, const Dataset& data, const std::string& what);

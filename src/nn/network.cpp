@@ -119,6 +119,17 @@ Network<T>::Network(const NetSpec& spec, Backend backend)
 }
 
 template <class T>
+int64_t Network<T>::forward_flops_per_sample() const {
+  int64_t flops = 0;
+  for (const Layer& l : layers_) {
+    if (l.spec.kind == LayerKind::kLinear) flops += 2 * l.in_size() * l.out_c;
+    if (l.spec.kind == LayerKind::kConv2d)
+      flops += 2 * l.out_size() * l.in_c * l.spec.kernel * l.spec.kernel;
+  }
+  return flops;
+}
+
+template <class T>
 void Network<T>::set_weights(const std::vector<T>& flat) {
   NQ_CHECK(static_cast<int64_t>(flat.size()) == num_params_, ErrorCode::kShapeMismatch,
            "network '" << spec_.name << "' has " << num_params_ << " parameters, got " << flat.size());
@@ -131,7 +142,7 @@ void Network<T>::forward(const T* x, const int32_t* labels, int64_t n) {
   n_ = n;
   labels_ = labels;
   act_.assign(1, x);
-  const T* w = weights_.data();
+  const T* w = active_weights();
   int relu_index = 0;
   for (Layer& l : layers_) {
     const T* in = act_.back();
@@ -179,7 +190,7 @@ void Network<T>::backward(BackwardMode mode, const T* dz, T* out) {
   for (const Layer& l : layers_) max_size = std::max({max_size, l.in_size(), l.out_size()});
   seed_a_.ensure(n * max_size);
   seed_b_.ensure(n * max_size);
-  const T* w = weights_.data();
+  const T* w = active_weights();
   const T* g = dz;             // gradient (or H) w.r.t. the output of layer i
   const Buffer<T>* holder = nullptr;  // which ping-pong buffer holds g (null: the caller's seed)
   for (size_t i = layers_.size(); i-- > 0;) {

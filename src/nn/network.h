@@ -60,12 +60,17 @@ class Network {
   int64_t num_params() const { return num_params_; }
   int64_t num_classes() const { return spec_.num_classes; }
   int64_t input_size() const { return spec_.in_c * spec_.in_h * spec_.in_w; }
+  // Multiply-adds × 2 of one image's forward pass through the Linear and Conv2d layers.
+  int64_t forward_flops_per_sample() const;
   Backend backend() const { return backend_; }
 
   Buffer<T>& weights() { return weights_; }  // flat, param_layout order
   const Buffer<T>& weights() const { return weights_; }
   void set_weights(const std::vector<T>& flat);
   std::vector<T> get_weights() const { return weights_.download(); }
+  // Runs on num_params() weights owned elsewhere (a backend pointer, read only, kept until reset with nullptr)
+  // instead of weights(): replicas of one network share its weights without a copy per step.
+  void use_external_weights(const T* flat) { external_weights_ = flat; }
 
   // Runs the layers on x [n, in_c, in_h, in_w] (a backend pointer, kept until the next forward) and the
   // softmax cross-entropy on labels [n] (backend pointer). Caches what the backward passes need.
@@ -107,6 +112,8 @@ class Network {
   int64_t num_params_ = 0;
   std::vector<Layer> layers_;
   Buffer<T> weights_;
+  const T* external_weights_ = nullptr;
+  const T* active_weights() const { return external_weights_ ? external_weights_ : weights_.data(); }
   int64_t n_ = 0;
   std::vector<const T*> act_;  // act_[i] = input of layer i; act_.back() = logits
   const int32_t* labels_ = nullptr;

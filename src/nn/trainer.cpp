@@ -8,6 +8,7 @@
 #include "netquant/error.h"
 #include "netquant/nn.h"
 #include "netquant/progress.h"
+#include "nn/batch_gradient.h"
 #include "nn/model_internal.h"
 
 namespace nq {
@@ -50,20 +51,6 @@ template void gather_batch<double>(const NetSpec&, const Dataset&, const int64_t
                                    std::vector<int32_t>&);
 
 namespace {
-
-// Uploads a batch (images idx[0..count)) to the network's backend.
-struct BatchLoader {
-  explicit BatchLoader(Backend b) : x(b), y(b) {}
-  void load(const NetSpec& spec, const Dataset& data, const int64_t* idx, int64_t count) {
-    gather_batch(spec, data, idx, count, hx, hy);
-    x.upload(hx.data(), static_cast<int64_t>(hx.size()));
-    y.upload(hy.data(), count);
-  }
-  std::vector<float> hx;
-  std::vector<int32_t> hy;
-  Buffer<float> x;
-  Buffer<int32_t> y;
-};
 
 // Sum of per-sample loss and correct flags of the current batch, in sample order.
 void batch_sums(const Network<float>& net, double& loss, double& correct) {
@@ -154,7 +141,8 @@ TrainResult train(Model& model, const Dataset& train_data, const Dataset* test_d
   nn::Network<float> net(spec, backend);
   net.set_weights(nn::flatten_params<float>(spec, model.weights(), "model " + model.name()));
   const int64_t np = net.num_params();
-  nn::Buffer<float> grad(backend), m1(backend), m2(backend), dz(backend);
+  nn::BatchGradient batch_gradient(spec, backend);
+  nn::Buffer<float> grad(backend), m1(backend), m2(backend);
   grad.resize(np);
   m1.resize(np);  // SGD momentum, or Adam's first moment
   if (adam) m2.resize(np);
@@ -163,7 +151,6 @@ TrainResult train(Model& model, const Dataset& train_data, const Dataset* test_d
   std::vector<int64_t> order(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), int64_t{0});
   uint64_t rng = p.seed ^ 0x6E65747175616E74ull;  // "netquant"
-  nn::BatchLoader loader(backend);
   TrainResult result;
   int64_t step = 0;
   const auto t_start = std::chrono::steady_clock::now();
@@ -176,12 +163,8 @@ TrainResult train(Model& model, const Dataset& train_data, const Dataset* test_d
     double loss = 0, correct = 0;
     for (int64_t b = 0; b < n; b += p.batch) {
       const int64_t count = std::min(p.batch, n - b);
-      loader.load(spec, train_data, order.data() + b, count);
-      net.forward(loader.x.data(), loader.y.data(), count);
-      dz.ensure(count * spec.num_classes);
-      NQ_NN_OP(backend, softmax_ce_backward, net.probs(), loader.y.data(), dz.data(), 1.0f / float(count), count,
-               spec.num_classes);
-      net.backward(nn::BackwardMode::kGradient, dz.data(), grad.data());
+      batch_gradient.compute(net.weights().data(), train_data, order.data() + b, count, grad.data(), &loss,
+                             &correct);
       ++step;
       if (adam)
         NQ_NN_OP(backend, adam_step, net.weights().data(), grad.data(), m1.data(), m2.data(), np, lr, p.beta1,
@@ -189,7 +172,6 @@ TrainResult train(Model& model, const Dataset& train_data, const Dataset* test_d
       else
         NQ_NN_OP(backend, sgd_step, net.weights().data(), grad.data(), m1.data(), np, lr, p.momentum,
                  p.weight_decay);
-      nn::batch_sums(net, loss, correct);
       char status[64];
       std::snprintf(status, sizeof status, "loss %.4f acc %.2f%%", loss / double(b + count),
                     100.0 * correct / double(b + count));

@@ -12,6 +12,7 @@
 #include "netquant/error.h"
 #include "netquant/pipeline.h"
 #include "netquant/progress.h"
+#include "nn/batch_gradient.h"
 #include "nn/model_internal.h"
 
 namespace nq {
@@ -193,14 +194,11 @@ LcResult lc_compress(const Model& model, const Dataset& train, const Dataset* te
   };
   record(-1, 0.0, 0.0, nan, std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count(), false);
 
-  nn::Network<float> net(spec, backend);
-  nn::Buffer<float> x(backend), grad(backend), dz(backend);
-  nn::Buffer<int32_t> y(backend);
+  nn::BatchGradient batch_gradient(spec, backend);
+  nn::Buffer<float> weights(backend), grad(backend);
   grad.resize(np);
-  std::vector<float> hx, velocity(static_cast<size_t>(np));
-  std::vector<int32_t> hy;
-  std::vector<float> sample_loss;
-  const int64_t n = data.size(), classes = spec.num_classes;
+  std::vector<float> velocity(static_cast<size_t>(np));
+  const int64_t n = data.size();
   std::vector<int64_t> order(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), int64_t{0});
   uint64_t rng = p.seed ^ 0x4C43616C676FULL;  // "LCalgo"
@@ -223,14 +221,8 @@ LcResult lc_compress(const Model& model, const Dataset& train, const Dataset* te
       double loss_sum = 0;
       for (int64_t b = 0; b < batches; ++b) {
         const int64_t lo = b * p.batch, count = std::min(p.batch, n - lo);
-        nn::gather_batch(spec, data, order.data() + lo, count, hx, hy);
-        x.upload(hx.data(), int64_t(hx.size()));
-        y.upload(hy.data(), count);
-        net.weights().upload(w.data(), np);
-        net.forward(x.data(), y.data(), count);
-        dz.ensure(count * classes);
-        NQ_NN_OP(backend, softmax_ce_backward, net.probs(), y.data(), dz.data(), 1.0f / float(count), count, classes);
-        net.backward(nn::BackwardMode::kGradient, dz.data(), grad.data());
+        weights.upload(w.data(), np);
+        batch_gradient.compute(weights.data(), data, order.data() + lo, count, grad.data(), &loss_sum, nullptr);
         std::vector<float> g = grad.download();
         for (const Range& r : ranges)
           lc_add_penalty_gradient(w.data() + r.offset, delta.data() + r.offset, lambda.data() + r.offset, mu,
@@ -242,9 +234,6 @@ LcResult lc_compress(const Model& model, const Dataset& train, const Dataset* te
           v = m * v + g[size_t(i)];
           w[size_t(i)] -= lrf * (g[size_t(i)] + m * v);
         }
-        sample_loss.resize(size_t(count));
-        NQ_NN_OP(backend, buffer_download, sample_loss.data(), net.sample_loss(), count);
-        for (float l : sample_loss) loss_sum += l;
         bar.update(e * batches + b + 1);
       }
       last_epoch_loss = loss_sum / double(n);

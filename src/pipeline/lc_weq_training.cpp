@@ -11,6 +11,7 @@
 #include "netquant/lc.h"
 #include "netquant/pipeline.h"
 #include "netquant/progress.h"
+#include "nn/batch_gradient.h"
 #include "nn/model_internal.h"
 
 namespace nq {
@@ -63,19 +64,6 @@ struct ActivationQuantizers {
   }
 };
 
-struct Batcher {  // uploads images idx[0..count) of a dataset to the network's backend
-  explicit Batcher(Backend b) : x(b), y(b) {}
-  void load(const nn::NetSpec& spec, const Dataset& data, const int64_t* idx, int64_t count) {
-    nn::gather_batch(spec, data, idx, count, hx, hy);
-    x.upload(hx.data(), int64_t(hx.size()));
-    y.upload(hy.data(), count);
-  }
-  std::vector<float> hx;
-  std::vector<int32_t> hy;
-  nn::Buffer<float> x;
-  nn::Buffer<int32_t> y;
-};
-
 // Fits the activation quantizers on the first `samples` images with the network's current weights (no hook).
 ActivationQuantizers calibrate(nn::Network<float>& net, const Dataset& data, int64_t samples, ActivationQuant kind,
                                int bits) {
@@ -90,7 +78,7 @@ ActivationQuantizers calibrate(nn::Network<float>& net, const Dataset& data, int
   const int64_t n = std::min(samples, data.size());
   std::vector<int64_t> idx(static_cast<size_t>(n));
   std::iota(idx.begin(), idx.end(), int64_t{0});
-  Batcher b(net.backend());
+  nn::BatchLoader b(net.backend());
   for (int64_t s = 0; s < n; s += 256) {
     const int64_t count = std::min<int64_t>(256, n - s);
     b.load(net.spec(), data, idx.data() + s, count);
@@ -107,7 +95,7 @@ ActivationQuantizers calibrate(nn::Network<float>& net, const Dataset& data, int
 double accuracy(nn::Network<float>& net, const Dataset& data) {
   std::vector<int64_t> idx(size_t(data.size()));
   std::iota(idx.begin(), idx.end(), int64_t{0});
-  Batcher b(net.backend());
+  nn::BatchLoader b(net.backend());
   double correct = 0;
   std::vector<float> c;
   for (int64_t s = 0; s < data.size(); s += 500) {
@@ -170,10 +158,11 @@ QuantTrainResult quantized_train(const Model& model, const Dataset& train_all, c
 
   std::vector<double> m(size_t(np), 0.0), v(size_t(np), 0.0);
   const double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
-  nn::Buffer<float> grad(Backend::kCpu), dz(Backend::kCpu);
+  nn::BatchGradient batch_gradient(spec, Backend::kCpu);
+  batch_gradient.set_activation_hook([&aq](int relu, float* x, int64_t cnt) { aq.apply(relu, x, cnt); });
+  nn::Buffer<float> grad(Backend::kCpu);
   grad.resize(np);
-  Batcher batcher(Backend::kCpu);
-  const int64_t n = train.size(), classes = spec.num_classes;
+  const int64_t n = train.size();
   std::vector<int64_t> order(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), int64_t{0});
   uint64_t state = p.seed * 0x9E3779B97F4A7C15ull + 1;
@@ -190,13 +179,8 @@ QuantTrainResult quantized_train(const Model& model, const Dataset& train_all, c
     for (int64_t s = 0; s < n; s += p.batch) {
       const int64_t count = std::min(p.batch, n - s);
       if (step % p.requantize_every == 0) wq = quantize_flat(w, nullptr);
-      net.set_weights(wq);
-      batcher.load(spec, train, order.data() + s, count);
-      net.forward(batcher.x.data(), batcher.y.data(), count);
-      dz.ensure(count * classes);
-      nn::cpu::softmax_ce_backward(net.probs(), batcher.y.data(), dz.data(), 1.0f / float(count), count, classes);
       // Straight-through: the gradient at the quantized weights updates the full-precision copy.
-      net.backward(nn::BackwardMode::kGradient, dz.data(), grad.data());
+      batch_gradient.compute(wq.data(), train, order.data() + s, count, grad.data(), &loss, nullptr);
       ++step;
       const float* g = grad.data();
       const double bc1 = 1 - std::pow(beta1, double(step)), bc2 = 1 - std::pow(beta2, double(step));
@@ -205,7 +189,6 @@ QuantTrainResult quantized_train(const Model& model, const Dataset& train_all, c
         v[size_t(i)] = beta2 * v[size_t(i)] + (1 - beta2) * double(g[i]) * g[i];
         w[size_t(i)] -= float(p.lr * (m[size_t(i)] / bc1) / (std::sqrt(v[size_t(i)] / bc2) + eps));
       }
-      for (int64_t i = 0; i < count; ++i) loss += net.sample_loss()[i];
       bar.update(s + count);
     }
     bar.finish();
