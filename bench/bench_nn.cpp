@@ -71,7 +71,7 @@ int main(int argc, char** argv) {
     nq::TrainParams tp;
     tp.epochs = 1;
     tp.batch = 64;
-    tp.train_subset = 5000;
+    tp.train_subset = 20000;  // an epoch long enough that start-up (OpenBLAS threads still spinning from the passes above) does not dominate
     tp.backend = nq::Backend::kCpu;
     tp.progress = false;
     nq::Model mt = nq::build_model(name, 1);
