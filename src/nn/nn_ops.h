@@ -18,7 +18,7 @@
 //    the calling thread, because OpenMP workers spinning between GEMMs fight OpenBLAS's own threads for the
 //    cores (measured: 10x slower on a loaded 2-core machine). Every sum has a fixed order, so results are bitwise
 //    reproducible run to run for the same thread count; OpenBLAS's last bits can change with its thread count.
-//    Training does not use OpenBLAS's threads: batch_gradient.h runs micro-batches on the OpenMP threads with
+//    Training does not use OpenBLAS's threads: data_parallel_net.h runs micro-batches on the OpenMP threads with
 //    one OpenBLAS thread each, which makes trained weights independent of the thread count. The optimizer steps
 //    are elementwise and run on the OpenMP threads.
 #pragma once
@@ -112,7 +112,7 @@ NQ_NN_DECLARE_OPS(double)
 // OpenBLAS threads for the GEMMs (keeps them equal to nq::num_threads() so results stay reproducible).
 void sync_blas_threads();
 // OpenBLAS on one thread for a scope, then back to what it was: for GEMMs issued from several threads at once
-// (the data-parallel micro-batches of batch_gradient.h), where OpenBLAS's own pool would only contend.
+// (the data-parallel micro-batches of data_parallel_net.h), where OpenBLAS's own pool would only contend.
 class SingleThreadedBlas {
  public:
   SingleThreadedBlas();

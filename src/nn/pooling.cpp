@@ -1,5 +1,6 @@
 // CPU ops of 2-D max pooling: forward records the arg-max; backward routes gradients (and, identically, the
 // OBD Hessian diagonal, LeCun et al. 1990) to it.
+#include <algorithm>
 #include <limits>
 
 #include "nn/nn_ops.h"
@@ -14,24 +15,36 @@ void forward_impl(const T* x, T* y, int32_t* arg, const Conv2dShape& s) {
   const int64_t oh = s.out_h(), ow = s.out_w();
   for (int64_t plane = 0; plane < s.n * s.in_c; ++plane) {
     const int64_t base = plane * s.in_h * s.in_w;
-    for (int64_t oy = 0; oy < oh; ++oy)
+    for (int64_t oy = 0; oy < oh; ++oy) {
+      const int64_t iy0 = oy * s.stride - s.padding;  // the window's rows inside the input: [ky0, ky1)
+      const int64_t ky0 = std::max<int64_t>(0, -iy0), ky1 = std::min(s.kh, s.in_h - iy0);
       for (int64_t ox = 0; ox < ow; ++ox) {
-        int64_t best = -1;
-        T best_v = T(0);
-        for (int64_t ky = 0; ky < s.kh; ++ky) {
-          const int64_t iy = oy * s.stride - s.padding + ky;
-          if (iy < 0 || iy >= s.in_h) continue;
-          for (int64_t kx = 0; kx < s.kw; ++kx) {
-            const int64_t ix = ox * s.stride - s.padding + kx;
-            if (ix < 0 || ix >= s.in_w) continue;
-            const int64_t idx = base + iy * s.in_w + ix;
-            if (best < 0 || x[idx] > best_v) best = idx, best_v = x[idx];  // strict '>': first maximum wins
+        const int64_t ix0 = ox * s.stride - s.padding;
+        const int64_t kx0 = std::max<int64_t>(0, -ix0), kx1 = std::min(s.kw, s.in_w - ix0);
+        const int64_t o = (plane * oh + oy) * ow + ox;
+        if (ky0 >= ky1 || kx0 >= kx1) {  // a window wholly in the padding
+          y[o] = T(0);
+          arg[o] = -1;
+          continue;
+        }
+        // The first maximum in row-major window order, by selects rather than branches (a compare of two
+        // random activations is a coin flip for the branch predictor). Strict '>': an equal value, or a NaN,
+        // never displaces the current best.
+        int64_t best = base + (iy0 + ky0) * s.in_w + ix0 + kx0;
+        T best_v = x[best];
+        for (int64_t ky = ky0; ky < ky1; ++ky) {
+          const int64_t row = base + (iy0 + ky) * s.in_w + ix0;
+          for (int64_t kx = kx0; kx < kx1; ++kx) {
+            const T v = x[row + kx];
+            const bool greater = v > best_v;
+            best = greater ? row + kx : best;
+            best_v = greater ? v : best_v;
           }
         }
-        const int64_t o = (plane * oh + oy) * ow + ox;
         y[o] = best_v;
         arg[o] = static_cast<int32_t>(best);
       }
+    }
   }
 }
 

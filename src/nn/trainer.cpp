@@ -8,7 +8,7 @@
 #include "netquant/error.h"
 #include "netquant/nn.h"
 #include "netquant/progress.h"
-#include "nn/batch_gradient.h"
+#include "nn/data_parallel_net.h"
 #include "nn/model_internal.h"
 
 namespace nq {
@@ -52,28 +52,16 @@ template void gather_batch<double>(const NetSpec&, const Dataset&, const int64_t
 
 namespace {
 
-// Sum of per-sample loss and correct flags of the current batch, in sample order.
-void batch_sums(const Network<float>& net, double& loss, double& correct) {
-  const int64_t n = net.batch();
-  std::vector<float> l(static_cast<size_t>(n)), c(static_cast<size_t>(n));
-  NQ_NN_OP(net.backend(), buffer_download, l.data(), net.sample_loss(), n);
-  NQ_NN_OP(net.backend(), buffer_download, c.data(), net.sample_correct(), n);
-  for (int64_t i = 0; i < n; ++i) loss += l[size_t(i)], correct += c[size_t(i)];
-}
-
-EvalResult evaluate_net(Network<float>& net, const Dataset& data, int64_t limit, int64_t batch) {
+// Mean loss and accuracy over the first `limit` images (all when 0) under `weights` (backend memory).
+EvalResult evaluate_net(DataParallelNet& replicas, const float* weights, const Dataset& data, int64_t limit,
+                        int64_t batch) {
   NQ_CHECK(batch > 0, ErrorCode::kInvalidArgument, "evaluation batch must be positive, got " << batch);
   const int64_t n = limit > 0 ? std::min(limit, data.size()) : data.size();
   std::vector<int64_t> idx(static_cast<size_t>(n));
   std::iota(idx.begin(), idx.end(), int64_t{0});
-  BatchLoader loader(net.backend());
   double loss = 0, correct = 0;
-  for (int64_t b = 0; b < n; b += batch) {
-    const int64_t count = std::min(batch, n - b);
-    loader.load(net.spec(), data, idx.data() + b, count);
-    net.forward(loader.x.data(), loader.y.data(), count);
-    batch_sums(net, loss, correct);
-  }
+  for (int64_t b = 0; b < n; b += batch)
+    replicas.evaluate(weights, data, idx.data() + b, std::min(batch, n - b), &loss, &correct);
   return {loss / double(n), correct / double(n), n};
 }
 
@@ -101,9 +89,12 @@ OptimizerKind parse_optimizer(const std::string& name) {
 
 EvalResult evaluate(const Model& model, const Dataset& data, const EvalParams& params) {
   nn::check_dataset(model.spec(), data, "evaluation data");
-  nn::Network<float> net(model.spec(), nn::prepare_backend(params.backend));
-  net.set_weights(nn::flatten_params<float>(model.spec(), model.weights(), "model " + model.name()));
-  return nn::evaluate_net(net, data, params.limit, params.batch);
+  const Backend backend = nn::prepare_backend(params.backend);
+  nn::Buffer<float> weights(backend);
+  const std::vector<float> flat = nn::flatten_params<float>(model.spec(), model.weights(), "model " + model.name());
+  weights.upload(flat.data(), static_cast<int64_t>(flat.size()));
+  nn::DataParallelNet replicas(model.spec(), backend);
+  return nn::evaluate_net(replicas, weights.data(), data, params.limit, params.batch);
 }
 
 Tensor forward_logits(const Model& model, const Dataset& data, int64_t n, Backend backend) {
@@ -141,7 +132,7 @@ TrainResult train(Model& model, const Dataset& train_data, const Dataset* test_d
   nn::Network<float> net(spec, backend);
   net.set_weights(nn::flatten_params<float>(spec, model.weights(), "model " + model.name()));
   const int64_t np = net.num_params();
-  nn::BatchGradient batch_gradient(spec, backend);
+  nn::DataParallelNet replicas(spec, backend);
   nn::Buffer<float> grad(backend), m1(backend), m2(backend);
   grad.resize(np);
   m1.resize(np);  // SGD momentum, or Adam's first moment
@@ -163,7 +154,7 @@ TrainResult train(Model& model, const Dataset& train_data, const Dataset* test_d
     double loss = 0, correct = 0;
     for (int64_t b = 0; b < n; b += p.batch) {
       const int64_t count = std::min(p.batch, n - b);
-      batch_gradient.compute(net.weights().data(), train_data, order.data() + b, count, grad.data(), &loss,
+      replicas.gradient(net.weights().data(), train_data, order.data() + b, count, grad.data(), &loss,
                              &correct);
       ++step;
       if (adam)
@@ -186,7 +177,7 @@ TrainResult train(Model& model, const Dataset& train_data, const Dataset* test_d
     st.images_per_second = st.seconds > 0 ? double(n) / st.seconds : 0;
     st.test_loss = st.test_accuracy = std::numeric_limits<double>::quiet_NaN();
     if (test_data) {
-      const EvalResult e = nn::evaluate_net(net, *test_data, p.test_subset, 500);
+      const EvalResult e = nn::evaluate_net(replicas, net.weights().data(), *test_data, p.test_subset, 500);
       st.test_loss = e.loss;
       st.test_accuracy = e.accuracy;
     }

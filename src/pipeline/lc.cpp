@@ -12,7 +12,7 @@
 #include "netquant/error.h"
 #include "netquant/pipeline.h"
 #include "netquant/progress.h"
-#include "nn/batch_gradient.h"
+#include "nn/data_parallel_net.h"
 #include "nn/model_internal.h"
 
 namespace nq {
@@ -194,7 +194,7 @@ LcResult lc_compress(const Model& model, const Dataset& train, const Dataset* te
   };
   record(-1, 0.0, 0.0, nan, std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count(), false);
 
-  nn::BatchGradient batch_gradient(spec, backend);
+  nn::DataParallelNet replicas(spec, backend);
   nn::Buffer<float> weights(backend), grad(backend);
   grad.resize(np);
   std::vector<float> velocity(static_cast<size_t>(np));
@@ -222,7 +222,7 @@ LcResult lc_compress(const Model& model, const Dataset& train, const Dataset* te
       for (int64_t b = 0; b < batches; ++b) {
         const int64_t lo = b * p.batch, count = std::min(p.batch, n - lo);
         weights.upload(w.data(), np);
-        batch_gradient.compute(weights.data(), data, order.data() + lo, count, grad.data(), &loss_sum, nullptr);
+        replicas.gradient(weights.data(), data, order.data() + lo, count, grad.data(), &loss_sum, nullptr);
         std::vector<float> g = grad.download();
         for (const Range& r : ranges)
           lc_add_penalty_gradient(w.data() + r.offset, delta.data() + r.offset, lambda.data() + r.offset, mu,

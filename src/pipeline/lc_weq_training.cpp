@@ -11,7 +11,7 @@
 #include "netquant/lc.h"
 #include "netquant/pipeline.h"
 #include "netquant/progress.h"
-#include "nn/batch_gradient.h"
+#include "nn/data_parallel_net.h"
 #include "nn/model_internal.h"
 
 namespace nq {
@@ -158,8 +158,8 @@ QuantTrainResult quantized_train(const Model& model, const Dataset& train_all, c
 
   std::vector<double> m(size_t(np), 0.0), v(size_t(np), 0.0);
   const double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
-  nn::BatchGradient batch_gradient(spec, Backend::kCpu);
-  batch_gradient.set_activation_hook([&aq](int relu, float* x, int64_t cnt) { aq.apply(relu, x, cnt); });
+  nn::DataParallelNet replicas(spec, Backend::kCpu);
+  replicas.set_activation_hook([&aq](int relu, float* x, int64_t cnt) { aq.apply(relu, x, cnt); });
   nn::Buffer<float> grad(Backend::kCpu);
   grad.resize(np);
   const int64_t n = train.size();
@@ -180,7 +180,7 @@ QuantTrainResult quantized_train(const Model& model, const Dataset& train_all, c
       const int64_t count = std::min(p.batch, n - s);
       if (step % p.requantize_every == 0) wq = quantize_flat(w, nullptr);
       // Straight-through: the gradient at the quantized weights updates the full-precision copy.
-      batch_gradient.compute(wq.data(), train, order.data() + s, count, grad.data(), &loss, nullptr);
+      replicas.gradient(wq.data(), train, order.data() + s, count, grad.data(), &loss, nullptr);
       ++step;
       const float* g = grad.data();
       const double bc1 = 1 - std::pow(beta1, double(step)), bc2 = 1 - std::pow(beta2, double(step));

@@ -1,5 +1,5 @@
-// The data-parallel batch gradient against the float64 gradient of the whole batch, and its independence of the
-// thread count.
+// The data-parallel network's gradient against the float64 gradient of the whole batch, its forward sums, and
+// their independence of the thread count.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -10,7 +10,7 @@
 #include "netquant/backend.h"
 #include "netquant/error.h"
 #include "netquant/nn.h"
-#include "nn/batch_gradient.h"
+#include "nn/data_parallel_net.h"
 #include "nn/nn_test_util.h"
 
 namespace nq::nn {
@@ -47,7 +47,7 @@ struct ThreadCount {  // restores the library's thread count after a test change
   ~ThreadCount() { set_num_threads(saved); }
 };
 
-TEST(BatchGradient, MicroBatchesDependOnTheNetworkAndBatchSizeAlone) {
+TEST(DataParallelNet, MicroBatchesDependOnTheNetworkAndBatchSizeAlone) {
   // The small net by hand: conv 2->4 channels, 3x3, on 9x9 (padded) -> 4x9x9; pool -> 64; 64 -> 7 -> 5.
   const Network<float> net(small_convnet());
   EXPECT_EQ(net.forward_flops_per_sample(), 2 * (4 * 81 * 2 * 9) + 2 * 64 * 7 + 2 * 7 * 5);
@@ -55,23 +55,23 @@ TEST(BatchGradient, MicroBatchesDependOnTheNetworkAndBatchSizeAlone) {
   const Network<float> mlp(lenet300.spec()), cnn(lenet5.spec());
   EXPECT_EQ(mlp.forward_flops_per_sample(), 2 * (784 * 300 + 300 * 100 + 100 * 10));
   // An MLP has 6 FLOPs per parameter and image: 192 / 6 = 32 images, one more for the biases' share.
-  EXPECT_EQ(BatchGradient::micro_batch_size(mlp.num_params(), mlp.forward_flops_per_sample()), 33);
-  EXPECT_EQ(BatchGradient::micro_batch_size(cnn.num_params(), cnn.forward_flops_per_sample()), 16);
-  EXPECT_EQ(BatchGradient::micro_batch_size(1000, 1000000), BatchGradient::kMinMicroBatch);
-  EXPECT_EQ(BatchGradient::micro_batch_size(1000000, 1000), 64000);
+  EXPECT_EQ(DataParallelNet::micro_batch_size(mlp.num_params(), mlp.forward_flops_per_sample()), 33);
+  EXPECT_EQ(DataParallelNet::micro_batch_size(cnn.num_params(), cnn.forward_flops_per_sample()), 16);
+  EXPECT_EQ(DataParallelNet::micro_batch_size(1000, 1000000), DataParallelNet::kMinMicroBatch);
+  EXPECT_EQ(DataParallelNet::micro_batch_size(1000000, 1000), 64000);
 
-  EXPECT_EQ(BatchGradient::micro_batches(1, 16, Backend::kCpu), 1);
-  EXPECT_EQ(BatchGradient::micro_batches(16, 16, Backend::kCpu), 1);
-  EXPECT_EQ(BatchGradient::micro_batches(17, 16, Backend::kCpu), 2);
-  EXPECT_EQ(BatchGradient::micro_batches(64, 16, Backend::kCpu), 4);
-  EXPECT_EQ(BatchGradient::micro_batches(64, 33, Backend::kCpu), 2);
-  EXPECT_EQ(BatchGradient::micro_batches(129, 16, Backend::kCpu), 8);
-  EXPECT_EQ(BatchGradient::micro_batches(100000, 16, Backend::kCpu), BatchGradient::kMaxMicroBatches);
-  EXPECT_EQ(BatchGradient::micro_batches(1000, 16, Backend::kCuda), 1);
+  EXPECT_EQ(DataParallelNet::micro_batches(1, 16, Backend::kCpu), 1);
+  EXPECT_EQ(DataParallelNet::micro_batches(16, 16, Backend::kCpu), 1);
+  EXPECT_EQ(DataParallelNet::micro_batches(17, 16, Backend::kCpu), 2);
+  EXPECT_EQ(DataParallelNet::micro_batches(64, 16, Backend::kCpu), 4);
+  EXPECT_EQ(DataParallelNet::micro_batches(64, 33, Backend::kCpu), 2);
+  EXPECT_EQ(DataParallelNet::micro_batches(129, 16, Backend::kCpu), 8);
+  EXPECT_EQ(DataParallelNet::micro_batches(100000, 16, Backend::kCpu), DataParallelNet::kMaxMicroBatches);
+  EXPECT_EQ(DataParallelNet::micro_batches(1000, 16, Backend::kCuda), 1);
 }
 
 // Against the float64 network's gradient of the whole batch at the same weights: within float rounding.
-TEST(BatchGradient, EqualsTheWholeBatchGradientInFloat64) {
+TEST(DataParallelNet, EqualsTheWholeDataParallelNetInFloat64) {
   const NetSpec spec = small_convnet();
   const int64_t n = 211;
   const Dataset data = random_dataset(spec, n, 7);
@@ -84,7 +84,7 @@ TEST(BatchGradient, EqualsTheWholeBatchGradientInFloat64) {
   std::iota(order.begin(), order.end(), int64_t{0});
   std::shuffle(order.begin(), order.end(), std::mt19937_64(3));
 
-  BatchGradient bg(spec, Backend::kCpu);
+  DataParallelNet bg(spec, Backend::kCpu);
   const std::vector<double> w64(w.begin(), w.end());
   for (int64_t count : {1, 3, 16, 17, 33, 64, 129, 211}) {
     SCOPED_TRACE("batch " + std::to_string(count));
@@ -102,7 +102,7 @@ TEST(BatchGradient, EqualsTheWholeBatchGradientInFloat64) {
 
     std::vector<float> got(want.size(), -1.0f);
     double loss = 0, correct = 0;
-    bg.compute(w.data(), data, order.data(), count, got.data(), &loss, &correct);
+    bg.gradient(w.data(), data, order.data(), count, got.data(), &loss, &correct);
     double scale = 0;
     for (double g : want) scale = std::max(scale, std::abs(g));
     for (size_t i = 0; i < want.size(); ++i) ASSERT_NEAR(got[i], want[i], 1e-5 * scale) << "parameter " << i;
@@ -110,13 +110,18 @@ TEST(BatchGradient, EqualsTheWholeBatchGradientInFloat64) {
     double want_correct = 0;
     for (int64_t i = 0; i < count; ++i) want_correct += batch.net.sample_correct()[i];
     EXPECT_EQ(correct, want_correct);
+    // The forward pass alone adds the same sums.
+    double eval_loss = 0, eval_correct = 0;
+    bg.evaluate(w.data(), data, order.data(), count, &eval_loss, &eval_correct);
+    EXPECT_EQ(eval_loss, loss);
+    EXPECT_EQ(eval_correct, correct);
   }
 }
 
 // The micro-batches are fixed by the batch size and each GEMM runs on one OpenBLAS thread, so 1, 2 and 3 threads
 // give the same bits: for a lone micro-batch too (LeNet-5's first convolution is large enough for OpenBLAS to
 // split it, which changes its last bits).
-TEST(BatchGradient, SameBitsForAnyThreadCount) {
+TEST(DataParallelNet, SameBitsForAnyThreadCount) {
   const Model model = build_model("lenet5", 3);
   const NetSpec& spec = model.spec();
   const int64_t n = 100;
@@ -135,10 +140,12 @@ TEST(BatchGradient, SameBitsForAnyThreadCount) {
       SCOPED_TRACE("batch " + std::to_string(count) + ", " + std::to_string(threads) + " threads");
       set_num_threads(threads);
       cpu::sync_blas_threads();  // as the drivers do: OpenBLAS on as many threads
-      BatchGradient bg(spec, Backend::kCpu);
+      DataParallelNet bg(spec, Backend::kCpu);
       std::vector<float> g(w.size());
-      double loss = 0;
-      bg.compute(w.data(), data, order.data(), count, g.data(), &loss, nullptr);
+      double loss = 0, eval_loss = 0;
+      bg.gradient(w.data(), data, order.data(), count, g.data(), &loss, nullptr);
+      bg.evaluate(w.data(), data, order.data(), count, &eval_loss, nullptr);
+      EXPECT_EQ(eval_loss, loss);
       if (reference.empty()) {
         reference = g;
         reference_loss = loss;
@@ -150,7 +157,7 @@ TEST(BatchGradient, SameBitsForAnyThreadCount) {
   }
 }
 
-TEST(BatchGradient, ABadLabelIsReportedFromAnyMicroBatch) {
+TEST(DataParallelNet, ABadLabelIsReportedFromAnyMicroBatch) {
   const NetSpec spec = small_convnet();
   Dataset data = random_dataset(spec, 40, 2);
   data.labels[37] = 9;  // the net has 5 classes
@@ -158,10 +165,10 @@ TEST(BatchGradient, ABadLabelIsReportedFromAnyMicroBatch) {
   const std::vector<float> w(p.w.begin(), p.w.end());
   std::vector<int64_t> order(40);
   std::iota(order.begin(), order.end(), int64_t{0});
-  BatchGradient bg(spec, Backend::kCpu);
+  DataParallelNet bg(spec, Backend::kCpu);
   std::vector<float> g(w.size());
   try {
-    bg.compute(w.data(), data, order.data(), 40, g.data(), nullptr, nullptr);
+    bg.gradient(w.data(), data, order.data(), 40, g.data(), nullptr, nullptr);
     FAIL() << "expected an error";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::kBadFile);

@@ -1,11 +1,12 @@
-// Internal: the mean cross-entropy gradient of one training batch, data-parallel on the CPU.
+// Internal: a built-in network run data-parallel on the CPU, for training gradients and for evaluation.
 //
 // A batch of 64 images makes GEMMs too small for OpenBLAS's threads to pay (measured: 1.03-1.2x on 2 threads),
-// and the im2col, pooling and softmax loops between them run on one thread. So on the CPU a batch is split into
-// a fixed number of micro-batches, each run forward and backward by its own replica of the network (sharing the
-// weights, one OpenBLAS thread each) on the host's threads, and their gradients are summed in micro-batch order.
-// The number of micro-batches depends on the batch size alone, never on the thread count, so the result is
-// bitwise the same for any --threads. On CUDA the whole batch is one micro-batch (one network, as before).
+// and the im2col, pooling and softmax loops between the GEMMs run on one thread while OpenBLAS's idle workers
+// spin. So on the CPU a batch is split into micro-batches, each run by its own replica of the network (sharing
+// the weights, one OpenBLAS thread each) on the host's threads; gradients are summed, and losses and correct
+// flags added, in micro-batch order. The split depends on the batch size and the network alone, never on the
+// thread count, so results are bitwise the same for any --threads. On CUDA a batch is one micro-batch (one
+// network, as before).
 #pragma once
 
 #include <cstdint>
@@ -17,7 +18,7 @@
 
 namespace nq::nn {
 
-class BatchGradient {
+class DataParallelNet {
  public:
   // A micro-batch's gradient costs a write and a summing read of every parameter, so a micro-batch carries at
   // least kMinFlopsPerParam FLOPs (forward and backward) per parameter, and at least kMinMicroBatch images.
@@ -32,8 +33,8 @@ class BatchGradient {
   // kMaxMicroBatches; always 1 off the CPU.
   static int micro_batches(int64_t count, int64_t micro_batch, Backend backend);
 
-  BatchGradient(const NetSpec& spec, Backend backend);
-  ~BatchGradient();
+  DataParallelNet(const NetSpec& spec, Backend backend);
+  ~DataParallelNet();
 
   // Applied after every ReLU of every replica (see Network::set_activation_hook); it is called from several
   // threads at once, so it must not write shared state.
@@ -42,14 +43,24 @@ class BatchGradient {
   // For images idx[0..count) of `data` under `weights` (num_params() floats, backend memory, read only): writes
   // d(mean loss)/dθ into `grad` (num_params() floats, backend memory) and adds the images' losses and correct
   // flags, in image order, to *loss_sum and *correct_sum (either may be null).
-  void compute(const float* weights, const Dataset& data, const int64_t* idx, int64_t count, float* grad,
-               double* loss_sum, double* correct_sum);
+  void gradient(const float* weights, const Dataset& data, const int64_t* idx, int64_t count, float* grad,
+                double* loss_sum, double* correct_sum);
+  // The forward pass alone: adds the images' losses and correct flags, in image order.
+  void evaluate(const float* weights, const Dataset& data, const int64_t* idx, int64_t count, double* loss_sum,
+                double* correct_sum);
 
   int64_t num_params() const;
+  const NetSpec& spec() const { return spec_; }
   Backend backend() const { return backend_; }
 
  private:
   struct Replica;
+  // Splits images idx[0..count) into micro-batches, gathers them, and runs work(replica) for each on the
+  // threads (one OpenBLAS thread each); returns the number of micro-batches.
+  template <class Work>
+  int run_micro_batches(const Dataset& data, const int64_t* idx, int64_t count, Work&& work);
+  void add_sums(int micro_batches, double* loss_sum, double* correct_sum) const;
+
   NetSpec spec_;
   Backend backend_;
   int64_t micro_batch_ = kMinMicroBatch;
