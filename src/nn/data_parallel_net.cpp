@@ -125,6 +125,32 @@ void DataParallelNet::gradient(const float* weights, const Dataset& data, const 
   add_sums(m, loss_sum, correct_sum);
 }
 
+void DataParallelNet::accumulate(const float* weights, const Dataset& data, const int64_t* idx, int64_t count,
+                                 const BackwardPass& pass, std::vector<double>& sum) {
+  const int64_t np = num_params();
+  NQ_ASSERT(static_cast<int64_t>(sum.size()) == np);
+  const int m = run_micro_batches(data, idx, count, [&](Replica& r) {
+    r.net.use_external_weights(weights);
+    r.net.forward(r.loader.x.data(), r.loader.y.data(), r.count);
+    r.grad.resize(np);  // zeroed: the squared-gradient passes accumulate into it
+    pass(r.net, r.loader.y.data(), r.dz, r.grad.data());
+  });
+  std::vector<float> host;  // off the CPU, the lone micro-batch's output downloaded
+  const float* first = replicas_[0]->grad.data();
+  if (backend_ != Backend::kCpu) {
+    host = replicas_[0]->grad.download();
+    first = host.data();
+  }
+  constexpr int64_t kChunk = 16384;  // parameter chunks on the threads; micro-batch order inside each
+  parallel_for((np + kChunk - 1) / kChunk, 1, [&](int64_t c) {
+    const int64_t i0 = c * kChunk, i1 = std::min(np, i0 + kChunk);
+    for (int j = 0; j < m; ++j) {
+      const float* g = j == 0 ? first : replicas_[size_t(j)]->grad.data();
+      for (int64_t i = i0; i < i1; ++i) sum[size_t(i)] += g[i];
+    }
+  });
+}
+
 void DataParallelNet::evaluate(const float* weights, const Dataset& data, const int64_t* idx, int64_t count,
                                double* loss_sum, double* correct_sum) {
   const int m = run_micro_batches(data, idx, count, [&](Replica& r) {

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -45,6 +46,13 @@ class DataParallelNet {
   // flags, in image order, to *loss_sum and *correct_sum (either may be null).
   void gradient(const float* weights, const Dataset& data, const int64_t* idx, int64_t count, float* grad,
                 double* loss_sum, double* correct_sum);
+  // After each micro-batch's forward pass, pass(net, labels, seed, out) runs its backward passes with `seed` a
+  // scratch buffer and `out` num_params() zeros (backend memory); every micro-batch's `out` is then added to
+  // `sum` (num_params() doubles) in micro-batch order. The curvature passes (OBD, Fisher, GGN) and whole-data
+  // gradients, whose per-image seeds are not the mean-loss gradient's.
+  using BackwardPass = std::function<void(Network<float>& net, const int32_t* labels, Buffer<float>& seed, float* out)>;
+  void accumulate(const float* weights, const Dataset& data, const int64_t* idx, int64_t count,
+                  const BackwardPass& pass, std::vector<double>& sum);
   // The forward pass alone: adds the images' losses and correct flags, in image order.
   void evaluate(const float* weights, const Dataset& data, const int64_t* idx, int64_t count, double* loss_sum,
                 double* correct_sum);

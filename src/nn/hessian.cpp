@@ -5,6 +5,7 @@
 #include "netquant/error.h"
 #include "netquant/nn.h"
 #include "netquant/progress.h"
+#include "nn/data_parallel_net.h"
 #include "nn/model_internal.h"
 
 namespace nq {
@@ -32,47 +33,43 @@ TensorSet hessian_diagonal(const Model& model, const Dataset& data, const Hessia
   NQ_CHECK(p.samples >= 0, ErrorCode::kInvalidArgument, "Hessian samples must be >= 0, got " << p.samples);
   const Backend b = resolve_backend(p.backend);
   if (b == Backend::kCpu) nn::cpu::sync_blas_threads();
-  nn::Network<float> net(spec, b);
-  net.set_weights(nn::flatten_params<float>(spec, model.weights(), "model " + model.name()));
+  const std::vector<float> flat = nn::flatten_params<float>(spec, model.weights(), "model " + model.name());
+  nn::Buffer<float> weights(b);
+  weights.upload(flat.data(), static_cast<int64_t>(flat.size()));
+  nn::DataParallelNet replicas(spec, b);
 
   const int64_t n = p.samples > 0 ? std::min(p.samples, data.size()) : data.size();
-  const int64_t np = net.num_params(), c = spec.num_classes;
+  const int64_t c = spec.num_classes;
   std::vector<int64_t> idx(static_cast<size_t>(n));
   std::iota(idx.begin(), idx.end(), int64_t{0});
-  std::vector<float> hx;
-  std::vector<int32_t> hy;
-  nn::Buffer<float> x(b), dz(b), out(b);
-  nn::Buffer<int32_t> y(b);
-  std::vector<double> sum(static_cast<size_t>(np), 0.0);
-  Progress bar(std::string("hessian ") + hessian_method_name(p.method), n);
-  if (!p.progress) bar.finish();
-  for (int64_t s = 0; s < n; s += p.batch) {
-    const int64_t count = std::min(p.batch, n - s);
-    nn::gather_batch(spec, data, idx.data() + s, count, hx, hy);
-    x.upload(hx.data(), count * net.input_size());
-    y.upload(hy.data(), count);
-    net.forward(x.data(), y.data(), count);
+  std::vector<double> sum(flat.size(), 0.0);
+  // Per-sample curvatures (scale 1) summed over the images; the mean over all samples is taken at the end.
+  const nn::DataParallelNet::BackwardPass pass = [&](nn::Network<float>& net, const int32_t* labels,
+                                                     nn::Buffer<float>& dz, float* out) {
+    const int64_t count = net.batch();
     dz.ensure(count * c);
-    out.resize(np);  // zeroed: the kSqGrad passes accumulate into it
-    // Per-sample curvatures (scale 1) summed over the batch; the mean over all samples is taken at the end.
     switch (p.method) {
       case HessianMethod::kObd:
         NQ_NN_OP(b, softmax_ce_hessian, net.probs(), dz.data(), 1.0f, count, c);
-        net.backward(nn::BackwardMode::kHessian, dz.data(), out.data());
+        net.backward(nn::BackwardMode::kHessian, dz.data(), out);
         break;
       case HessianMethod::kFisher:
-        NQ_NN_OP(b, softmax_ce_backward, net.probs(), y.data(), dz.data(), 1.0f, count, c);
-        net.backward(nn::BackwardMode::kSqGrad, dz.data(), out.data());
+        NQ_NN_OP(b, softmax_ce_backward, net.probs(), labels, dz.data(), 1.0f, count, c);
+        net.backward(nn::BackwardMode::kSqGrad, dz.data(), out);
         break;
       case HessianMethod::kGgn:  // J^T (diag(p) - p p^T) J = sum_k (J^T s_k)(J^T s_k)^T, diagonal per sample
         for (int64_t k = 0; k < c; ++k) {
           NQ_NN_OP(b, softmax_ce_factor_column, net.probs(), dz.data(), k, count, c);
-          net.backward(nn::BackwardMode::kSqGrad, dz.data(), out.data());
+          net.backward(nn::BackwardMode::kSqGrad, dz.data(), out);
         }
         break;
     }
-    const std::vector<float> h = out.download();
-    for (int64_t i = 0; i < np; ++i) sum[size_t(i)] += h[size_t(i)];
+  };
+  Progress bar(std::string("hessian ") + hessian_method_name(p.method), n);
+  if (!p.progress) bar.finish();
+  for (int64_t s = 0; s < n; s += p.batch) {
+    const int64_t count = std::min(p.batch, n - s);
+    replicas.accumulate(weights.data(), data, idx.data() + s, count, pass, sum);
     bar.update(s + count);
   }
   for (double& v : sum) v /= double(n);

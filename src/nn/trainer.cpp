@@ -200,27 +200,24 @@ TensorSet compute_gradients(const Model& model, const TensorSet& weights, const 
   nn::check_dataset(spec, data, "gradient data");
   NQ_CHECK(chunk > 0, ErrorCode::kInvalidArgument, "gradient chunk must be positive, got " << chunk);
   const Backend b = nn::prepare_backend(backend);
-  nn::Network<float> net(spec, b);
-  net.set_weights(nn::flatten_params<float>(spec, weights, "weights"));
-  const int64_t n = data.size(), np = net.num_params();
+  const std::vector<float> flat = nn::flatten_params<float>(spec, weights, "weights");
+  nn::Buffer<float> w(b);
+  w.upload(flat.data(), static_cast<int64_t>(flat.size()));
+  nn::DataParallelNet replicas(spec, b);
+  const int64_t n = data.size();
   std::vector<int64_t> idx(static_cast<size_t>(n));
   std::iota(idx.begin(), idx.end(), int64_t{0});
-  nn::BatchLoader loader(b);
-  nn::Buffer<float> dz(b), grad(b);
-  grad.resize(np);
-  std::vector<double> sum(static_cast<size_t>(np), 0.0);
-  for (int64_t s = 0; s < n; s += chunk) {
-    const int64_t count = std::min(chunk, n - s);
-    loader.load(spec, data, idx.data() + s, count);
-    net.forward(loader.x.data(), loader.y.data(), count);
-    dz.ensure(count * spec.num_classes);
-    // Scale 1/n (not 1/count): the chunks' gradients then add up to the mean over all of `data`.
-    NQ_NN_OP(b, softmax_ce_backward, net.probs(), loader.y.data(), dz.data(), float(1.0 / double(n)), count,
+  std::vector<double> sum(flat.size(), 0.0);
+  // Scale 1/n (not 1/count): the chunks' gradients then add up to the mean over all of `data`.
+  const nn::DataParallelNet::BackwardPass pass = [&](nn::Network<float>& net, const int32_t* labels,
+                                                     nn::Buffer<float>& dz, float* out) {
+    dz.ensure(net.batch() * spec.num_classes);
+    NQ_NN_OP(b, softmax_ce_backward, net.probs(), labels, dz.data(), float(1.0 / double(n)), net.batch(),
              spec.num_classes);
-    net.backward(nn::BackwardMode::kGradient, dz.data(), grad.data());
-    const std::vector<float> g = grad.download();
-    for (int64_t i = 0; i < np; ++i) sum[size_t(i)] += g[size_t(i)];
-  }
+    net.backward(nn::BackwardMode::kGradient, dz.data(), out);
+  };
+  for (int64_t s = 0; s < n; s += chunk)
+    replicas.accumulate(w.data(), data, idx.data() + s, std::min(chunk, n - s), pass, sum);
   return nn::unflatten_params(spec, sum);
 }
 

@@ -147,21 +147,34 @@ TEST(Hessian, PublicDriverMatchesFloat64Oracle) {
   data.labels = prob.y;
   const auto wf = flatten_params<float>(model.spec(), model.weights(), "w");
   prob.w.assign(wf.begin(), wf.end());
-  for (HessianMethod m : {HessianMethod::kObd, HessianMethod::kFisher, HessianMethod::kGgn}) {
-    HessianParams hp;
-    hp.method = m;
-    hp.samples = 0;
-    hp.batch = 10;  // 4 batches, the last one partial
-    hp.backend = Backend::kCpu;
-    const TensorSet h = hessian_diagonal(model, data, hp);
-    const auto got = flatten_params<double>(model.spec(), h, "h");
-    const auto want = m == HessianMethod::kObd ? prob.obd(prob.w) : prob.sqgrad(prob.w, m == HessianMethod::kGgn);
-    EXPECT_LT(rel_max_error(got, want), 1e-4) << hessian_method_name(m);
-    EXPECT_EQ(h.metadata().at("netquant.importance"), hessian_method_name(m));
+  const int saved_threads = num_threads();
+  // Batches of 10 (4 batches, the last one partial) and of 37 (one batch in 3 data-parallel micro-batches), on 1
+  // and 2 threads: the same bits for either thread count.
+  for (int64_t batch : {10, 37}) {
+    for (HessianMethod m : {HessianMethod::kObd, HessianMethod::kFisher, HessianMethod::kGgn}) {
+      SCOPED_TRACE(std::string(hessian_method_name(m)) + ", batch " + std::to_string(batch));
+      HessianParams hp;
+      hp.method = m;
+      hp.samples = 0;
+      hp.batch = batch;
+      hp.backend = Backend::kCpu;
+      std::vector<double> first;
+      for (int threads : {1, 2}) {
+        set_num_threads(threads);
+        const TensorSet h = hessian_diagonal(model, data, hp);
+        const auto got = flatten_params<double>(model.spec(), h, "h");
+        const auto want = m == HessianMethod::kObd ? prob.obd(prob.w) : prob.sqgrad(prob.w, m == HessianMethod::kGgn);
+        EXPECT_LT(rel_max_error(got, want), 1e-4);
+        EXPECT_EQ(h.metadata().at("netquant.importance"), hessian_method_name(m));
+        if (first.empty()) first = got;
+        else EXPECT_EQ(got, first) << "differs between 1 and 2 threads";
+      }
+    }
+    // And the gradient hook.
+    const TensorSet g = compute_gradients(model, model.weights(), data, batch == 10 ? 8 : batch, Backend::kCpu);
+    EXPECT_LT(rel_max_error(flatten_params<double>(model.spec(), g, "g"), prob.gradient(prob.w)), 1e-4);
   }
-  // And the gradient hook.
-  const TensorSet g = compute_gradients(model, model.weights(), data, 8, Backend::kCpu);
-  EXPECT_LT(rel_max_error(flatten_params<double>(model.spec(), g, "g"), prob.gradient(prob.w)), 1e-4);
+  set_num_threads(saved_threads);
 }
 
 }  // namespace
