@@ -178,6 +178,10 @@ void run_quantize(const QuantizeOptions& o) {
               << format_double(si.communication_seconds, 3)
               << " s (" << format_double(pass_seconds > 0 ? 100.0 * si.communication_seconds / pass_seconds : 0.0, 3)
               << "%); slowest rank compute " << format_double(si.max_compute_seconds, 3) << " s\n";
+  if (o.sharded && si.ranks_labelled_on_host > 0)
+    std::cerr << "note: " << si.ranks_labelled_on_host << " of " << si.ranks
+              << " ranks made their final labels on the host (their shard did not fit the GPU's memory); the sorts "
+                 "and sums ran on the GPU\n";
   std::cout << "wrote " << o.output << "\n";
   if (!o.report.empty()) {
     nlohmann::json report = {
@@ -196,7 +200,8 @@ void run_quantize(const QuantizeOptions& o) {
                            {"load_seconds", si.load_seconds},
                            {"compute_seconds", si.compute_seconds},
                            {"communication_seconds", si.communication_seconds},
-                           {"max_compute_seconds", si.max_compute_seconds}};
+                           {"max_compute_seconds", si.max_compute_seconds},
+                           {"ranks_labelled_on_host", si.ranks_labelled_on_host}};
     write_json(o.report, report);
   }
 }

@@ -49,6 +49,9 @@ struct ShardedQuantizeInfo {
   double compute_seconds = 0;      // this rank: local passes
   double communication_seconds = 0;  // this rank: folds, reductions and gathers, waiting included
   double max_compute_seconds = 0;  // the slowest rank's local passes
+  // k-means on CUDA: how many ranks made their final labels on the host (the same rule) because their shard did
+  // not fit the device's memory; the sorts and sums still ran on the device.
+  int ranks_labelled_on_host = 0;
 };
 QuantizedModel quantize_model_sharded(const std::string& model_path, const std::string& importance_path,
                                       const ModelQuantizeParams& params, ShardedQuantizeInfo* info = nullptr);

@@ -500,8 +500,10 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
         if (local.backend != Backend::kCuda || e.code() != ErrorCode::kOutOfMemory) throw;
         local.backend = Backend::kCpu;
         raw.labels = quant::nearest_labels(local, raw.centers);
+        stats.ranks_labelled_on_host = 1;
       }
       stats.compute_seconds += seconds_since(t0);
+      stats.ranks_labelled_on_host = static_cast<int>(dist::sum(int64_t{stats.ranks_labelled_on_host}));
     }
     std::vector<int64_t> counts(raw.centers.size(), 0);
     cpu::label_histogram(raw.labels.data(), raw.labels.size(), static_cast<int>(counts.size()), counts.data());
