@@ -27,18 +27,19 @@ void forward_impl(const T* x, T* y, int32_t* arg, const Conv2dShape& s) {
           arg[o] = -1;
           continue;
         }
-        // The first maximum in row-major window order, by selects rather than branches (a compare of two
-        // random activations is a coin flip for the branch predictor). Strict '>': an equal value, or a NaN,
-        // never displaces the current best.
+        // The first maximum in row-major window order, without branches (a compare of two random activations
+        // is a coin flip for the branch predictor; plain ternaries were still compiled to a branch): std::max is
+        // (best_v < v) ? v : best_v, and the index moves by a mask. Strict '>': an equal value, or a NaN, never
+        // displaces the current best.
         int64_t best = base + (iy0 + ky0) * s.in_w + ix0 + kx0;
         T best_v = x[best];
         for (int64_t ky = ky0; ky < ky1; ++ky) {
           const int64_t row = base + (iy0 + ky) * s.in_w + ix0;
           for (int64_t kx = kx0; kx < kx1; ++kx) {
             const T v = x[row + kx];
-            const bool greater = v > best_v;
-            best = greater ? row + kx : best;
-            best_v = greater ? v : best_v;
+            const int64_t take = -static_cast<int64_t>(v > best_v);  // all ones when v wins
+            best ^= (best ^ (row + kx)) & take;
+            best_v = std::max(best_v, v);
           }
         }
         y[o] = best_v;
