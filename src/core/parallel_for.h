@@ -21,6 +21,16 @@ void parallel_for(int64_t n, int64_t serial_max, Body&& body) {
   for (int64_t i = 0; i < n; ++i) body(i);
 }
 
+// body(i0, i1) over [0, n) in chunks of `chunk` values, on the OpenMP threads when there is more than one chunk.
+// The chunks are fixed, so elementwise work and per-chunk sums come out the same for any thread count.
+template <class Body>
+void parallel_for_chunks(int64_t n, int64_t chunk, Body&& body) {
+  parallel_for((n + chunk - 1) / chunk, 1, [&](int64_t c) {
+    const int64_t i0 = c * chunk;
+    body(i0, n - i0 < chunk ? n : i0 + chunk);
+  });
+}
+
 // Σ body(i) over [0, n) with the same inline rule (an integer sum: exact in any order).
 template <class Body>
 int64_t parallel_sum(int64_t n, int64_t serial_max, Body&& body) {

@@ -9,6 +9,10 @@
 
 namespace nq::nn {
 
+namespace {
+constexpr int64_t kParamChunk = 16384;  // parameters per chunk of the summing loops on the threads
+}  // namespace
+
 struct DataParallelNet::Replica {
   Replica(const NetSpec& spec, Backend b) : net(spec, b), loader(b), dz(b), grad(b) {}
   Network<float> net;
@@ -111,9 +115,7 @@ void DataParallelNet::gradient(const float* weights, const Dataset& data, const 
     r.net.backward(BackwardMode::kGradient, r.dz.data(), out);
   });
   if (m > 1) {  // host memory (the CPU backend): grad = g_0 + g_1 + ... in micro-batch order, in parameter chunks
-    constexpr int64_t kChunk = 16384;
-    parallel_for((np + kChunk - 1) / kChunk, 1, [&](int64_t c) {
-      const int64_t i0 = c * kChunk, i1 = std::min(np, i0 + kChunk);
+    parallel_for_chunks(np, kParamChunk, [&](int64_t i0, int64_t i1) {
       const float* g0 = replicas_[0]->grad.data();
       for (int64_t i = i0; i < i1; ++i) grad[i] = g0[i];
       for (int j = 1; j < m; ++j) {
@@ -141,9 +143,7 @@ void DataParallelNet::accumulate(const float* weights, const Dataset& data, cons
     host = replicas_[0]->grad.download();
     first = host.data();
   }
-  constexpr int64_t kChunk = 16384;  // parameter chunks on the threads; micro-batch order inside each
-  parallel_for((np + kChunk - 1) / kChunk, 1, [&](int64_t c) {
-    const int64_t i0 = c * kChunk, i1 = std::min(np, i0 + kChunk);
+  parallel_for_chunks(np, kParamChunk, [&](int64_t i0, int64_t i1) {  // micro-batch order inside each chunk
     for (int j = 0; j < m; ++j) {
       const float* g = j == 0 ? first : replicas_[size_t(j)]->grad.data();
       for (int64_t i = i0; i < i1; ++i) sum[size_t(i)] += g[i];

@@ -2,7 +2,6 @@
 // They run on the OpenMP threads in fixed chunks: each element's update is independent, so the result does not
 // depend on the thread count, and Adam's fp64 divide and square root per parameter would otherwise be a serial
 // quarter of a data-parallel training step (measured on LeNet-300-100).
-#include <algorithm>
 #include <cmath>
 
 #include "core/parallel_for.h"
@@ -15,15 +14,9 @@ namespace {
 
 constexpr int64_t kChunk = 16384;
 
-// body(i0, i1) over [0, count) in chunks of kChunk, on the OpenMP threads when there is more than one chunk.
-template <class Body>
-void for_chunks(int64_t count, Body&& body) {
-  parallel_for((count + kChunk - 1) / kChunk, 1, [&](int64_t c) { body(c * kChunk, std::min(count, (c + 1) * kChunk)); });
-}
-
 template <class T>
 void sgd_impl(T* w, const T* g, T* v, int64_t count, double lr, double momentum, double wd) {
-  for_chunks(count, [&](int64_t i0, int64_t i1) {
+  parallel_for_chunks(count, kChunk, [&](int64_t i0, int64_t i1) {
     T unused{};  // v is touched only with momentum
     for (int64_t i = i0; i < i1; ++i) sgd_update(w[i], g[i], v ? v[i] : unused, lr, momentum, wd);
   });
@@ -34,7 +27,7 @@ void adam_impl(T* w, const T* g, T* m, T* v, int64_t count, double lr, double b1
                int64_t t) {
   const double c1 = 1.0 - std::pow(b1, static_cast<double>(t));
   const double c2 = 1.0 - std::pow(b2, static_cast<double>(t));
-  for_chunks(count, [&](int64_t i0, int64_t i1) {
+  parallel_for_chunks(count, kChunk, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) adam_update(w[i], g[i], m[i], v[i], lr, b1, b2, eps, wd, c1, c2);
   });
 }

@@ -9,6 +9,7 @@
 #include <limits>
 #include <numeric>
 
+#include "core/parallel_for.h"
 #include "netquant/error.h"
 #include "netquant/pipeline.h"
 #include "netquant/progress.h"
@@ -229,11 +230,13 @@ LcResult lc_compress(const Model& model, const Dataset& train, const Dataset* te
                                   g.data() + r.offset, size_t(r.numel));
         // Nesterov momentum, PyTorch's form: v ← m v + g; w ← w − lr (g + m v).
         const float m = float(p.momentum), lrf = float(lr);
-        for (int64_t i = 0; i < np; ++i) {
-          float& v = velocity[size_t(i)];
-          v = m * v + g[size_t(i)];
-          w[size_t(i)] -= lrf * (g[size_t(i)] + m * v);
-        }
+        parallel_for_chunks(np, 16384, [&](int64_t i0, int64_t i1) {  // elementwise: any thread count, same bits
+          for (int64_t i = i0; i < i1; ++i) {
+            float& v = velocity[size_t(i)];
+            v = m * v + g[size_t(i)];
+            w[size_t(i)] -= lrf * (g[size_t(i)] + m * v);
+          }
+        });
         bar.update(e * batches + b + 1);
       }
       last_epoch_loss = loss_sum / double(n);

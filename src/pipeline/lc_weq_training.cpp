@@ -6,6 +6,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "core/parallel_for.h"
 #include "netquant/activation_quant.h"
 #include "netquant/error.h"
 #include "netquant/lc.h"
@@ -184,11 +185,13 @@ QuantTrainResult quantized_train(const Model& model, const Dataset& train_all, c
       ++step;
       const float* g = grad.data();
       const double bc1 = 1 - std::pow(beta1, double(step)), bc2 = 1 - std::pow(beta2, double(step));
-      for (int64_t i = 0; i < np; ++i) {
-        m[size_t(i)] = beta1 * m[size_t(i)] + (1 - beta1) * g[i];
-        v[size_t(i)] = beta2 * v[size_t(i)] + (1 - beta2) * double(g[i]) * g[i];
-        w[size_t(i)] -= float(p.lr * (m[size_t(i)] / bc1) / (std::sqrt(v[size_t(i)] / bc2) + eps));
-      }
+      parallel_for_chunks(np, 16384, [&](int64_t i0, int64_t i1) {  // elementwise: any thread count, same bits
+        for (int64_t i = i0; i < i1; ++i) {
+          m[size_t(i)] = beta1 * m[size_t(i)] + (1 - beta1) * g[i];
+          v[size_t(i)] = beta2 * v[size_t(i)] + (1 - beta2) * double(g[i]) * g[i];
+          w[size_t(i)] -= float(p.lr * (m[size_t(i)] / bc1) / (std::sqrt(v[size_t(i)] / bc2) + eps));
+        }
+      });
       bar.update(s + count);
     }
     bar.finish();
