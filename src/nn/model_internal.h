@@ -42,6 +42,14 @@ struct BatchLoader {
   Buffer<int32_t> y;
 };
 
+// auto -> cuda when a device answers, else cpu, with OpenBLAS on nq::num_threads() threads for the CPU.
+Backend prepare_backend(Backend requested);
+
+class DataParallelNet;
+// compute_gradients (nn.h) on replicas kept by the caller across calls (fine-tuning calls it once per step);
+// `data` must fit the replicas' network (check_dataset).
+TensorSet compute_gradients(DataParallelNet& replicas, const TensorSet& weights, const Dataset& data, int64_t chunk);
+
 // Checks that `data` fits `spec` (image shape, classes) and is not empty; `what` names it in messages.
 void check_dataset(const NetSpec& spec, const Dataset& data, const std::string& what);
 

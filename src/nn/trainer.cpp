@@ -50,6 +50,12 @@ template void gather_batch<float>(const NetSpec&, const Dataset&, const int64_t*
 template void gather_batch<double>(const NetSpec&, const Dataset&, const int64_t*, int64_t, std::vector<double>&,
                                    std::vector<int32_t>&);
 
+Backend prepare_backend(Backend requested) {
+  const Backend b = resolve_nn_backend(requested);
+  if (b == Backend::kCpu) cpu::sync_blas_threads();
+  return b;
+}
+
 namespace {
 
 // Mean loss and accuracy over the first `limit` images (all when 0) under `weights` (backend memory).
@@ -65,11 +71,6 @@ EvalResult evaluate_net(DataParallelNet& replicas, const float* weights, const D
   return {loss / double(n), correct / double(n), n};
 }
 
-Backend prepare_backend(Backend requested) {
-  const Backend b = resolve_nn_backend(requested);
-  if (b == Backend::kCpu) cpu::sync_blas_threads();
-  return b;
-}
 
 uint64_t next_random(uint64_t& state) {  // splitmix64: portable, unlike std::shuffle's distributions
   uint64_t z = (state += 0x9E3779B97F4A7C15ull);
@@ -194,31 +195,40 @@ TrainResult train(Model& model, const Dataset& train_data, const Dataset* test_d
   return result;
 }
 
-TensorSet compute_gradients(const Model& model, const TensorSet& weights, const Dataset& data, int64_t chunk,
-                            Backend backend) {
-  const nn::NetSpec& spec = model.spec();
-  nn::check_dataset(spec, data, "gradient data");
+namespace nn {
+
+TensorSet compute_gradients(DataParallelNet& replicas, const TensorSet& weights, const Dataset& data,
+                            int64_t chunk) {
+  const NetSpec& spec = replicas.spec();
   NQ_CHECK(chunk > 0, ErrorCode::kInvalidArgument, "gradient chunk must be positive, got " << chunk);
-  const Backend b = nn::prepare_backend(backend);
-  const std::vector<float> flat = nn::flatten_params<float>(spec, weights, "weights");
-  nn::Buffer<float> w(b);
+  const Backend b = replicas.backend();
+  const std::vector<float> flat = flatten_params<float>(spec, weights, "weights");
+  Buffer<float> w(b);
   w.upload(flat.data(), static_cast<int64_t>(flat.size()));
-  nn::DataParallelNet replicas(spec, b);
   const int64_t n = data.size();
   std::vector<int64_t> idx(static_cast<size_t>(n));
   std::iota(idx.begin(), idx.end(), int64_t{0});
   std::vector<double> sum(flat.size(), 0.0);
   // Scale 1/n (not 1/count): the chunks' gradients then add up to the mean over all of `data`.
-  const nn::DataParallelNet::BackwardPass pass = [&](nn::Network<float>& net, const int32_t* labels,
-                                                     nn::Buffer<float>& dz, float* out) {
+  const DataParallelNet::BackwardPass pass = [&](Network<float>& net, const int32_t* labels, Buffer<float>& dz,
+                                                 float* out) {
     dz.ensure(net.batch() * spec.num_classes);
     NQ_NN_OP(b, softmax_ce_backward, net.probs(), labels, dz.data(), float(1.0 / double(n)), net.batch(),
              spec.num_classes);
-    net.backward(nn::BackwardMode::kGradient, dz.data(), out);
+    net.backward(BackwardMode::kGradient, dz.data(), out);
   };
   for (int64_t s = 0; s < n; s += chunk)
     replicas.accumulate(w.data(), data, idx.data() + s, std::min(chunk, n - s), pass, sum);
-  return nn::unflatten_params(spec, sum);
+  return unflatten_params(spec, sum);
+}
+
+}  // namespace nn
+
+TensorSet compute_gradients(const Model& model, const TensorSet& weights, const Dataset& data, int64_t chunk,
+                            Backend backend) {
+  nn::check_dataset(model.spec(), data, "gradient data");
+  nn::DataParallelNet replicas(model.spec(), nn::prepare_backend(backend));
+  return nn::compute_gradients(replicas, weights, data, chunk);
 }
 
 }  // namespace nq

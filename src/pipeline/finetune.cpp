@@ -9,6 +9,8 @@
 #include "netquant/error.h"
 #include "netquant/pipeline.h"
 #include "netquant/progress.h"
+#include "nn/data_parallel_net.h"
+#include "nn/model_internal.h"
 
 namespace nq {
 
@@ -30,6 +32,7 @@ FinetuneResult finetune_shared_values(const Model& model, QuantizedModel& q, con
   const double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
   int64_t step = 0;
 
+  nn::DataParallelNet replicas(model.spec(), nn::prepare_backend(params.backend));  // kept across the steps
   std::mt19937_64 rng(params.seed);
   std::vector<int64_t> order(static_cast<size_t>(n));
   const int64_t batches_per_epoch = (n + params.batch - 1) / params.batch;
@@ -41,7 +44,8 @@ FinetuneResult finetune_shared_values(const Model& model, QuantizedModel& q, con
       const int64_t lo = b * params.batch, hi = std::min(n, lo + params.batch);
       const Dataset batch = dataset_subset(data, std::vector<int64_t>(order.begin() + lo, order.begin() + hi));
       const TensorSet weights = q.dequantize();
-      const TensorSet g = compute_gradients(model, weights, batch, params.batch, params.backend);
+      nn::check_dataset(model.spec(), batch, "gradient data");
+      const TensorSet g = nn::compute_gradients(replicas, weights, batch, params.batch);
 
       std::fill(grad.begin(), grad.end(), 0.0);
       std::fill(count.begin(), count.end(), 0.0);
