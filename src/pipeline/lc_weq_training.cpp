@@ -93,20 +93,15 @@ ActivationQuantizers calibrate(nn::Network<float>& net, const Dataset& data, int
   return q;
 }
 
-double accuracy(nn::Network<float>& net, const Dataset& data) {
+// Test accuracy of the network's current weights (host memory), data-parallel; `replicas` carries the
+// activation hook, if any.
+double accuracy(nn::DataParallelNet& replicas, const nn::Network<float>& net, const Dataset& data) {
   std::vector<int64_t> idx(size_t(data.size()));
   std::iota(idx.begin(), idx.end(), int64_t{0});
-  nn::BatchLoader b(net.backend());
   double correct = 0;
-  std::vector<float> c;
-  for (int64_t s = 0; s < data.size(); s += 500) {
-    const int64_t count = std::min<int64_t>(500, data.size() - s);
-    b.load(net.spec(), data, idx.data() + s, count);
-    net.forward(b.x.data(), b.y.data(), count);
-    c.resize(size_t(count));
-    NQ_NN_OP(net.backend(), buffer_download, c.data(), net.sample_correct(), count);
-    for (float v : c) correct += v;
-  }
+  for (int64_t s = 0; s < data.size(); s += 500)
+    replicas.evaluate(net.weights().data(), data, idx.data() + s, std::min<int64_t>(500, data.size() - s), nullptr,
+                      &correct);
   return correct / double(data.size());
 }
 
@@ -148,19 +143,19 @@ QuantTrainResult quantized_train(const Model& model, const Dataset& train_all, c
   QuantTrainResult result;
   std::vector<float> w = nn::flatten_params<float>(spec, model.weights(), "model " + model.name());
   const int64_t np = int64_t(w.size());
-  nn::Network<float> net(spec, Backend::kCpu);
+  nn::Network<float> net(spec, Backend::kCpu);  // holds the weights evaluated; calibrates serially (its hook
+                                                // fills shared histograms)
+  nn::DataParallelNet replicas(spec, Backend::kCpu);  // training and evaluation
   net.set_weights(w);
-  result.float_accuracy = accuracy(net, test);
+  result.float_accuracy = accuracy(replicas, net, test);
 
   net.set_weights(quantize_flat(w, nullptr));
   ActivationQuantizers aq = calibrate(net, train, p.calibration_samples, p.activation, p.activation_bits);
-  net.set_activation_hook([&aq](int relu, float* x, int64_t n) { aq.apply(relu, x, n); });
-  result.accuracy_before = accuracy(net, test);
+  replicas.set_activation_hook([&aq](int relu, float* x, int64_t cnt) { aq.apply(relu, x, cnt); });
+  result.accuracy_before = accuracy(replicas, net, test);
 
   std::vector<double> m(size_t(np), 0.0), v(size_t(np), 0.0);
   const double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
-  nn::DataParallelNet replicas(spec, Backend::kCpu);
-  replicas.set_activation_hook([&aq](int relu, float* x, int64_t cnt) { aq.apply(relu, x, cnt); });
   nn::Buffer<float> grad(Backend::kCpu);
   grad.resize(np);
   const int64_t n = train.size();
@@ -198,11 +193,9 @@ QuantTrainResult quantized_train(const Model& model, const Dataset& train_all, c
     result.epoch_loss.push_back(loss / double(n));
   }
   // Final: quantize the trained weights, re-fit the activation quantizers to them, evaluate.
-  net.set_activation_hook(nullptr);
   net.set_weights(quantize_flat(w, &result.weights));
-  aq = calibrate(net, train, p.calibration_samples, p.activation, p.activation_bits);
-  net.set_activation_hook([&aq](int relu, float* x, int64_t cnt) { aq.apply(relu, x, cnt); });
-  result.accuracy_after = accuracy(net, test);
+  aq = calibrate(net, train, p.calibration_samples, p.activation, p.activation_bits);  // replicas' hook reads aq
+  result.accuracy_after = accuracy(replicas, net, test);
   result.activation_quantizers = aq.describe();
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
   return result;
