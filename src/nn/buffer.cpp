@@ -1,5 +1,6 @@
 // CPU memory ops behind nn::Buffer (host allocations), and the OpenBLAS thread count.
 #include <cblas.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cstring>
@@ -41,12 +42,21 @@ void sync_blas_threads() {
   if (openblas_get_num_threads() != want) openblas_set_num_threads(want);
 }
 
-SingleThreadedBlas::SingleThreadedBlas() : previous_(openblas_get_num_threads()) {
-  if (previous_ != 1) openblas_set_num_threads(1);
+SingleThreadedBlas::SingleThreadedBlas(bool serial_caller) {
+  if (openblas_get_parallel() == OPENBLAS_OPENMP) {
+    if (serial_caller && omp_get_max_threads() != 1) {
+      previous_openmp_ = omp_get_max_threads();
+      omp_set_num_threads(1);
+    }
+    return;
+  }
+  previous_blas_ = openblas_get_num_threads();
+  if (previous_blas_ != 1) openblas_set_num_threads(1);
 }
 
 SingleThreadedBlas::~SingleThreadedBlas() {
-  if (previous_ != 1) openblas_set_num_threads(previous_);
+  if (previous_openmp_ > 0) omp_set_num_threads(previous_openmp_);
+  if (previous_blas_ != 1) openblas_set_num_threads(previous_blas_);
 }
 
 }  // namespace nq::nn::cpu

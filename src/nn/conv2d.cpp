@@ -42,11 +42,13 @@ void im2col(const T* x, T* col, const Conv2dShape& s) {
           continue;
         }
         std::fill(d, d + lo, T(0));
-        const T* src = plane + iy * s.in_w + x0;
-        if (s.stride == 1) {
-          std::copy(src, src + (hi - lo), d + lo);
-        } else {
-          for (int64_t ox = lo; ox < hi; ++ox) d[ox] = src[(ox - lo) * s.stride];
+        if (hi > lo) {  // (x0 may lie outside the row when no column is inside)
+          const T* src = plane + iy * s.in_w + x0;
+          if (s.stride == 1) {
+            std::copy(src, src + (hi - lo), d + lo);
+          } else {
+            for (int64_t ox = lo; ox < hi; ++ox) d[ox] = src[(ox - lo) * s.stride];
+          }
         }
         std::fill(d + hi, d + ow, T(0));
       }

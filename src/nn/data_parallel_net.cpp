@@ -83,17 +83,18 @@ int DataParallelNet::run_micro_batches(const Dataset& data, const int64_t* idx, 
   if (backend_ != Backend::kCpu) {
     NQ_ASSERT(m == 1);
     work(*replicas_.front());
-    return m;
-  }
-  // One OpenBLAS thread per GEMM, for a lone micro-batch too: OpenBLAS's results depend on its thread count.
-  cpu::SingleThreadedBlas one_blas_thread;
-  if (m == 1) {
+  } else if (m == 1) {
+    // One OpenBLAS thread per GEMM, for a lone micro-batch too: OpenBLAS's results depend on its thread count.
+    cpu::SingleThreadedBlas one_blas_thread(/*serial_caller=*/true);
     work(*replicas_.front());
-    return m;
+  } else {
+    cpu::SingleThreadedBlas one_blas_thread(/*serial_caller=*/false);
+    IterationErrors errors(static_cast<size_t>(m));
+    parallel_for(m, 1, [&](int64_t j) { errors.run(size_t(j), [&] { work(*replicas_[size_t(j)]); }); });
+    errors.rethrow_first();
   }
-  IterationErrors errors(static_cast<size_t>(m));
-  parallel_for(m, 1, [&](int64_t j) { errors.run(size_t(j), [&] { work(*replicas_[size_t(j)]); }); });
-  errors.rethrow_first();
+  // The caller's weights need not outlive this call: no replica keeps a pointer to them.
+  for (int j = 0; j < m; ++j) replicas_[size_t(j)]->net.use_external_weights(nullptr);
   return m;
 }
 

@@ -21,10 +21,13 @@ namespace nq::nn {
 
 class DataParallelNet {
  public:
-  // A micro-batch's gradient costs a write and a summing read of every parameter, so a micro-batch carries at
-  // least kMinFlopsPerParam FLOPs (forward and backward) per parameter, and at least kMinMicroBatch images.
-  // Measured on 2 cores: LeNet-300-100 (6 FLOPs per parameter and image) gains 1.8x from 2 micro-batches of 32
-  // and nothing reliable from 4 of 16; LeNet-5 (32 per parameter and image) 1.7x from 4 of 16.
+  // A micro-batch's gradient costs a write and a summing read of every parameter, so the split aims at
+  // micro-batches of micro_batch_size() images: the fewest that carry kMinFlopsPerParam FLOPs (forward and
+  // backward) per parameter, and at least kMinMicroBatch. A batch of `count` images becomes ceil(count / size)
+  // micro-batches of near-equal size (so some can hold fewer than `size`), at most kMaxMicroBatches: at most
+  // that many threads work on one batch. Measured on 2 cores: LeNet-300-100 (6 FLOPs per parameter and image;
+  // size 33) gains 1.8x from 2 micro-batches of 32 and nothing reliable from 4 of 16; LeNet-5 (32 per parameter
+  // and image; size 16) 1.7x from 4 of 16.
   static constexpr int64_t kMinFlopsPerParam = 192;
   static constexpr int64_t kMinMicroBatch = 16;
   static constexpr int kMaxMicroBatches = 8;

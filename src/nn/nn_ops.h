@@ -112,16 +112,22 @@ NQ_NN_DECLARE_OPS(double)
 // OpenBLAS threads for the GEMMs (keeps them equal to nq::num_threads() so results stay reproducible).
 void sync_blas_threads();
 // OpenBLAS on one thread for a scope, then back to what it was: for GEMMs issued from several threads at once
-// (the data-parallel micro-batches of data_parallel_net.h), where OpenBLAS's own pool would only contend.
+// (the data-parallel micro-batches of data_parallel_net.h), where OpenBLAS's own pool would only contend, and
+// for results that must not depend on the thread count. `serial_caller`: the scope issues its GEMMs from this
+// thread, outside any OpenMP parallel region. The pthreads build of OpenBLAS gets its pool set to one thread.
+// The OpenMP build runs one thread inside a parallel region by itself and otherwise follows the caller's OpenMP
+// thread count (and its openblas_set_num_threads would change that count for netquant's own loops too), so for
+// it only a serial caller's OpenMP count is set to one.
 class SingleThreadedBlas {
  public:
-  SingleThreadedBlas();
+  explicit SingleThreadedBlas(bool serial_caller);
   ~SingleThreadedBlas();
   SingleThreadedBlas(const SingleThreadedBlas&) = delete;
   SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
 
  private:
-  int previous_;
+  int previous_blas_ = 1;    // pthreads OpenBLAS: its pool's thread count before the scope
+  int previous_openmp_ = 0;  // OpenMP OpenBLAS, serial caller: the OpenMP thread count before (0: untouched)
 };
 }  // namespace cpu
 

@@ -86,7 +86,8 @@ void backward_impl(const int32_t* arg, const T* gy, T* gx, const Conv2dShape& s)
   for (int64_t plane = 0; plane < s.n * s.in_c; ++plane) {
     T* g = gx + plane * in_plane;
     for (int64_t j = 0; j < in_plane; ++j) g[j] = T(0);
-    for (int64_t o = plane * out_plane; o < (plane + 1) * out_plane; ++o) gx[arg[o]] += gy[o];
+    for (int64_t o = plane * out_plane; o < (plane + 1) * out_plane; ++o)
+      if (arg[o] >= 0) gx[arg[o]] += gy[o];  // -1: a window wholly in the padding (no input, no gradient)
   }
 }
 

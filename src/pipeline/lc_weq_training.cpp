@@ -80,6 +80,7 @@ ActivationQuantizers calibrate(nn::Network<float>& net, const Dataset& data, int
   std::vector<int64_t> idx(static_cast<size_t>(n));
   std::iota(idx.begin(), idx.end(), int64_t{0});
   nn::BatchLoader b(net.backend());
+  nn::cpu::SingleThreadedBlas one_blas_thread(/*serial_caller=*/true);  // the same histograms for any --threads
   for (int64_t s = 0; s < n; s += 256) {
     const int64_t count = std::min<int64_t>(256, n - s);
     b.load(net.spec(), data, idx.data() + s, count);

@@ -503,7 +503,9 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
         stats.ranks_labelled_on_host = 1;
       }
       stats.compute_seconds += seconds_since(t0);
+      const auto t_sum = Clock::now();
       stats.ranks_labelled_on_host = static_cast<int>(dist::sum(int64_t{stats.ranks_labelled_on_host}));
+      stats.communication_seconds += seconds_since(t_sum);
     }
     std::vector<int64_t> counts(raw.centers.size(), 0);
     cpu::label_histogram(raw.labels.data(), raw.labels.size(), static_cast<int>(counts.size()), counts.data());
