@@ -14,7 +14,7 @@ constexpr int64_t kParamChunk = 16384;  // parameters per chunk of the summing l
 }  // namespace
 
 struct DataParallelNet::Replica {
-  Replica(const NetSpec& spec, Backend b) : net(spec, b), loader(b), dz(b), grad(b) {}
+  Replica(const NetSpec& spec, Backend b) : net(spec, b, /*own_weights=*/false), loader(b), dz(b), grad(b) {}
   Network<float> net;
   BatchLoader loader;
   Buffer<float> dz, grad;  // grad: this micro-batch's share (unused when it is the only one)
@@ -108,8 +108,8 @@ void DataParallelNet::gradient(const float* weights, const Dataset& data, const 
     // Scaled by the whole batch (1/count): the micro-batches' gradients add up to the batch's mean.
     NQ_NN_OP(backend_, softmax_ce_backward, r.net.probs(), r.loader.y.data(), r.dz.data(), 1.0f / float(count),
              r.count, classes);
-    float* out = grad;  // a lone micro-batch writes the batch's gradient itself
-    if (r.count != count) {
+    float* out = grad;  // the first micro-batch writes the batch's gradient itself, the others their own share
+    if (&r != replicas_.front().get()) {
       r.grad.ensure(np);
       out = r.grad.data();
     }
@@ -117,8 +117,6 @@ void DataParallelNet::gradient(const float* weights, const Dataset& data, const 
   });
   if (m > 1) {  // host memory (the CPU backend): grad = g_0 + g_1 + ... in micro-batch order, in parameter chunks
     parallel_for_chunks(np, kParamChunk, [&](int64_t i0, int64_t i1) {
-      const float* g0 = replicas_[0]->grad.data();
-      for (int64_t i = i0; i < i1; ++i) grad[i] = g0[i];
       for (int j = 1; j < m; ++j) {
         const float* g = replicas_[size_t(j)]->grad.data();
         for (int64_t i = i0; i < i1; ++i) grad[i] += g[i];

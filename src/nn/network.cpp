@@ -96,7 +96,7 @@ Conv2dShape Network<T>::Layer::geometry(int64_t n) const {
 }
 
 template <class T>
-Network<T>::Network(const NetSpec& spec, Backend backend)
+Network<T>::Network(const NetSpec& spec, Backend backend, bool own_weights)
     : spec_(spec), backend_(backend), weights_(backend), probs_(backend), loss_(backend), correct_(backend),
       seed_a_(backend), seed_b_(backend) {
   NQ_CHECK(backend != Backend::kAuto, ErrorCode::kInternal, "Network needs a resolved backend");
@@ -115,7 +115,7 @@ Network<T>::Network(const NetSpec& spec, Backend backend)
     layers_.push_back(std::move(layer));
     s = o;
   }
-  weights_.resize(num_params_);
+  if (own_weights) weights_.resize(num_params_);
 }
 
 template <class T>
@@ -143,6 +143,7 @@ void Network<T>::forward(const T* x, const int32_t* labels, int64_t n) {
   labels_ = labels;
   act_.assign(1, x);
   const T* w = active_weights();
+  NQ_CHECK(w || num_params_ == 0, ErrorCode::kInternal, "network '" << spec_.name << "' has no weights to run on");
   int relu_index = 0;
   for (Layer& l : layers_) {
     const T* in = act_.back();
@@ -191,6 +192,7 @@ void Network<T>::backward(BackwardMode mode, const T* dz, T* out) {
   seed_a_.ensure(n * max_size);
   seed_b_.ensure(n * max_size);
   const T* w = active_weights();
+  NQ_CHECK(w || num_params_ == 0, ErrorCode::kInternal, "network '" << spec_.name << "' has no weights to run on");
   const T* g = dz;             // gradient (or H) w.r.t. the output of layer i
   const Buffer<T>* holder = nullptr;  // which ping-pong buffer holds g (null: the caller's seed)
   for (size_t i = layers_.size(); i-- > 0;) {

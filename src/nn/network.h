@@ -53,7 +53,8 @@ enum class BackwardMode {
 template <class T>
 class Network {
  public:
-  Network(const NetSpec& spec, Backend backend = Backend::kCpu);
+  // own_weights false: no weights() buffer; every forward/backward runs on use_external_weights' pointer.
+  Network(const NetSpec& spec, Backend backend = Backend::kCpu, bool own_weights = true);
 
   const NetSpec& spec() const { return spec_; }
   const std::vector<ParamInfo>& params() const { return params_; }
