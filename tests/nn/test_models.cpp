@@ -128,6 +128,46 @@ TEST(Models, TrainingIsDeterministicAndLearns) {
   }
 }
 
+// The README's promise: training, evaluation and Hessians give the same bits for any --threads (batches split
+// into micro-batches fixed by the batch size; 100 images = 2 batches of 64 and 36, so both a split and a partial
+// batch). LeNet-5's convolutions are large enough for OpenBLAS to split a GEMM if it were allowed threads.
+TEST(Models, TrainingEvaluationAndHessianAreTheSameForAnyThreadCount) {
+  const Dataset data = synthetic(100, 9);
+  const int saved = num_threads();
+  TensorSet first_weights, first_hessian;
+  EvalResult first_eval{};
+  for (int threads : {1, 2, 3}) {
+    SCOPED_TRACE(std::to_string(threads) + " threads");
+    set_num_threads(threads);
+    Model m = build_model("lenet5", 4);
+    TrainParams p;
+    p.optimizer = OptimizerKind::kAdam;
+    p.epochs = 1;
+    p.batch = 64;
+    p.backend = Backend::kCpu;
+    p.progress = false;
+    train(m, data, nullptr, p);
+    EvalParams ep;
+    ep.backend = Backend::kCpu;
+    const EvalResult e = evaluate(m, data, ep);
+    HessianParams hp;
+    hp.backend = Backend::kCpu;
+    hp.progress = false;
+    const TensorSet h = hessian_diagonal(m, data, hp);
+    if (threads == 1) {
+      first_weights = m.weights();
+      first_eval = e;
+      first_hessian = h;
+      continue;
+    }
+    EXPECT_TRUE(equal_sets(m.weights(), first_weights));
+    EXPECT_EQ(e.loss, first_eval.loss);
+    EXPECT_EQ(e.accuracy, first_eval.accuracy);
+    EXPECT_TRUE(equal_sets(h, first_hessian));
+  }
+  set_num_threads(saved);
+}
+
 TEST(Models, Lenet5TrainsOnSyntheticData) {
   const Dataset data = synthetic(200, 8);
   Model m = build_model("lenet5", 2);
