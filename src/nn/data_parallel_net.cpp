@@ -17,7 +17,7 @@ struct DataParallelNet::Replica {
   Replica(const NetSpec& spec, Backend b) : net(spec, b, /*own_weights=*/false), loader(b), dz(b), grad(b) {}
   Network<float> net;
   BatchLoader loader;
-  Buffer<float> dz, grad;  // grad: this micro-batch's share (unused when it is the only one)
+  Buffer<float> dz, grad;  // grad: this micro-batch's output (gradient() writes the first one's to the caller's)
   int64_t count = 0;
 };
 
@@ -27,7 +27,7 @@ int64_t DataParallelNet::micro_batch_size(int64_t params, int64_t forward_flops)
 }
 
 int DataParallelNet::micro_batches(int64_t count, int64_t micro_batch, Backend backend) {
-  if (backend != Backend::kCpu || count <= micro_batch) return 1;
+  if (backend != Backend::kCpu) return 1;
   return static_cast<int>(std::min<int64_t>((count + micro_batch - 1) / micro_batch, kMaxMicroBatches));
 }
 

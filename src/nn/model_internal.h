@@ -46,6 +46,10 @@ struct BatchLoader {
 Backend prepare_backend(Backend requested);
 
 class DataParallelNet;
+// Mean loss and accuracy over the first `limit` images of `data` (all when 0), in batches of `batch`, under
+// `weights` (num_params() floats, backend memory) on the replicas (and their activation hook, if any).
+EvalResult evaluate_net(DataParallelNet& replicas, const float* weights, const Dataset& data, int64_t limit,
+                        int64_t batch);
 // compute_gradients (nn.h) on replicas kept by the caller across calls (fine-tuning calls it once per step);
 // `data` must fit the replicas' network (check_dataset).
 TensorSet compute_gradients(DataParallelNet& replicas, const TensorSet& weights, const Dataset& data, int64_t chunk);

@@ -56,9 +56,6 @@ Backend prepare_backend(Backend requested) {
   return b;
 }
 
-namespace {
-
-// Mean loss and accuracy over the first `limit` images (all when 0) under `weights` (backend memory).
 EvalResult evaluate_net(DataParallelNet& replicas, const float* weights, const Dataset& data, int64_t limit,
                         int64_t batch) {
   NQ_CHECK(batch > 0, ErrorCode::kInvalidArgument, "evaluation batch must be positive, got " << batch);
@@ -70,6 +67,8 @@ EvalResult evaluate_net(DataParallelNet& replicas, const float* weights, const D
     replicas.evaluate(weights, data, idx.data() + b, std::min(batch, n - b), &loss, &correct);
   return {loss / double(n), correct / double(n), n};
 }
+
+namespace {
 
 
 uint64_t next_random(uint64_t& state) {  // splitmix64: portable, unlike std::shuffle's distributions
@@ -130,9 +129,10 @@ TrainResult train(Model& model, const Dataset& train_data, const Dataset* test_d
   const double lr = p.lr > 0 ? p.lr : (adam ? 1e-3 : 1e-2);
 
   const Backend backend = nn::prepare_backend(p.backend);
-  nn::Network<float> net(spec, backend);
-  net.set_weights(nn::flatten_params<float>(spec, model.weights(), "model " + model.name()));
-  const int64_t np = net.num_params();
+  const std::vector<float> initial = nn::flatten_params<float>(spec, model.weights(), "model " + model.name());
+  const int64_t np = static_cast<int64_t>(initial.size());
+  nn::Buffer<float> weights(backend);  // updated in place by the optimizer; the replicas read it
+  weights.upload(initial.data(), np);
   nn::DataParallelNet replicas(spec, backend);
   nn::Buffer<float> grad(backend), m1(backend), m2(backend);
   grad.resize(np);
@@ -155,14 +155,13 @@ TrainResult train(Model& model, const Dataset& train_data, const Dataset* test_d
     double loss = 0, correct = 0;
     for (int64_t b = 0; b < n; b += p.batch) {
       const int64_t count = std::min(p.batch, n - b);
-      replicas.gradient(net.weights().data(), train_data, order.data() + b, count, grad.data(), &loss,
-                             &correct);
+      replicas.gradient(weights.data(), train_data, order.data() + b, count, grad.data(), &loss, &correct);
       ++step;
       if (adam)
-        NQ_NN_OP(backend, adam_step, net.weights().data(), grad.data(), m1.data(), m2.data(), np, lr, p.beta1,
+        NQ_NN_OP(backend, adam_step, weights.data(), grad.data(), m1.data(), m2.data(), np, lr, p.beta1,
                  p.beta2, p.eps, p.weight_decay, step);
       else
-        NQ_NN_OP(backend, sgd_step, net.weights().data(), grad.data(), m1.data(), np, lr, p.momentum,
+        NQ_NN_OP(backend, sgd_step, weights.data(), grad.data(), m1.data(), np, lr, p.momentum,
                  p.weight_decay);
       char status[64];
       std::snprintf(status, sizeof status, "loss %.4f acc %.2f%%", loss / double(b + count),
@@ -178,7 +177,7 @@ TrainResult train(Model& model, const Dataset& train_data, const Dataset* test_d
     st.images_per_second = st.seconds > 0 ? double(n) / st.seconds : 0;
     st.test_loss = st.test_accuracy = std::numeric_limits<double>::quiet_NaN();
     if (test_data) {
-      const EvalResult e = nn::evaluate_net(replicas, net.weights().data(), *test_data, p.test_subset, 500);
+      const EvalResult e = nn::evaluate_net(replicas, weights.data(), *test_data, p.test_subset, 500);
       st.test_loss = e.loss;
       st.test_accuracy = e.accuracy;
     }
@@ -186,7 +185,7 @@ TrainResult train(Model& model, const Dataset& train_data, const Dataset* test_d
     if (p.on_epoch) p.on_epoch(st);
   }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-  model.set_weights(nn::unflatten_params(spec, net.get_weights()));
+  model.set_weights(nn::unflatten_params(spec, weights.download()));
   if (adam) {
     result.adam_v = nn::unflatten_params(spec, m2.download());
     result.adam_v.metadata()["netquant.importance"] = "adam_v";

@@ -94,16 +94,9 @@ ActivationQuantizers calibrate(nn::Network<float>& net, const Dataset& data, int
   return q;
 }
 
-// Test accuracy of the network's current weights (host memory), data-parallel; `replicas` carries the
-// activation hook, if any.
+// Test accuracy of the network's current weights (host memory) on the replicas, with their activation hook.
 double accuracy(nn::DataParallelNet& replicas, const nn::Network<float>& net, const Dataset& data) {
-  std::vector<int64_t> idx(size_t(data.size()));
-  std::iota(idx.begin(), idx.end(), int64_t{0});
-  double correct = 0;
-  for (int64_t s = 0; s < data.size(); s += 500)
-    replicas.evaluate(net.weights().data(), data, idx.data() + s, std::min<int64_t>(500, data.size() - s), nullptr,
-                      &correct);
-  return correct / double(data.size());
+  return nn::evaluate_net(replicas, net.weights().data(), data, 0, 500).accuracy;
 }
 
 }  // namespace
