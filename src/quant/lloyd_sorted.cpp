@@ -8,7 +8,7 @@
 
 namespace nq::quant {
 
-RawResult lloyd_sorted(const Problem& p, const SortedData& s, const QuantizeParams& q) {
+RawResult lloyd_sorted(const SortedData& s, const QuantizeParams& q) {
   RawResult out;
   const size_t n = s.size();
   std::vector<double> c = q.initial_centers.empty() ? init_centers(s, q.k, q.init, q.seed) : warm_start(q);
@@ -63,7 +63,7 @@ RawResult lloyd_sorted(const Problem& p, const SortedData& s, const QuantizePara
     prev_obj = obj;
   }
   out.centers = c;
-  out.labels = nearest_labels(p, c);
+  out.labels_nearest = true;  // finalize labels them
   return out;
 }
 

@@ -158,13 +158,13 @@ QuantizeResult quantize(const float* values, const float* importance, size_t n, 
       if (static_cast<size_t>(params.k) >= s.distinct()) {  // exact representation: one level per value
         quant::RawResult raw;
         raw.centers = quant::distinct_values(s);
-        raw.labels = quant::nearest_labels(p, raw.centers);
+        raw.labels_nearest = true;
         raw.iterations = 0;
         r = quant::finalize(p, std::move(raw));
       } else if (params.method == Method::kExact) {
         r = quant::finalize(p, quant::exact_dp(p, s, params));
       } else {
-        r = quant::finalize(p, quant::lloyd_sorted(p, s, params));
+        r = quant::finalize(p, quant::lloyd_sorted(s, params));
       }
       break;
     }

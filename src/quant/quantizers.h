@@ -62,10 +62,13 @@ std::vector<double> warm_start(const QuantizeParams& q);
 // The distinct sorted values (used when k ≥ distinct: exact representation).
 std::vector<double> distinct_values(const SortedData& s);
 
-// What a driver hands back: a centre per label (any order, unused entries allowed) and one label per value.
+// What a driver hands back: a centre per label (any order, unused entries allowed) and one label per value, or
+// no labels and labels_nearest: every value goes to its nearest centre (λ = 0 rule; centres ascending), which
+// finalize() labels in the pass that measures the errors.
 struct RawResult {
   std::vector<double> centers;
   std::vector<int32_t> labels;
+  bool labels_nearest = false;
   int iterations = 0;
   bool converged = true;
   double lambda = 0;
@@ -104,7 +107,7 @@ int64_t next_slice(const std::vector<int64_t>& row_begin, int64_t r0, int64_t li
                    std::vector<int64_t>& slice_begin);
 
 // ---- drivers ----
-RawResult lloyd_sorted(const Problem& p, const SortedData& s, const QuantizeParams& q);    // kmeans, hw-kmeans
+RawResult lloyd_sorted(const SortedData& s, const QuantizeParams& q);    // kmeans, hw-kmeans
 RawResult exact_dp(const Problem& p, const SortedData& s, const QuantizeParams& q);        // exact
 RawResult uniform_quantize(const Problem& p, double step, int max_cells);                  // one Δ
 RawResult uniform_driver(const Problem& p, const QuantizeParams& q);                       // Δ or target

@@ -1,8 +1,11 @@
 // The sorted view of a 1-D problem (in 1-D every k-means cluster is an interval of the sorted values), initial
 // centres, and the final compaction of a result.
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <optional>
 #include <random>
 
 #include "core/parallel_for.h"
@@ -193,28 +196,65 @@ QuantizeResult finalize(const Problem& p, RawResult raw) {
   const size_t n = p.n;
   const int k = static_cast<int>(raw.centers.size());
   if (n == 0) return r;
-  std::vector<int64_t> counts(static_cast<size_t>(k));
-  cpu::label_histogram(raw.labels.data(), n, k, counts.data());
-  const LevelMap levels = round_levels(raw.centers, counts);
-  r.codebook = levels.codebook;
-  const std::vector<int32_t>& remap = levels.remap;
+  // Labels by the nearest rule are made here on the CPU, in the same pass as the errors below (one read of w and
+  // h instead of three); another backend labels on its device first.
+  const bool label_here = raw.labels_nearest && p.backend == Backend::kCpu;
+  if (raw.labels_nearest && !label_here) raw.labels = nearest_labels(p, raw.centers);
+  if (label_here) raw.labels.resize(n);
+  NQ_ASSERT(raw.labels.size() == n);
   r.indices = std::move(raw.labels);  // relabelled in place: no second n-entry array
+  // The error of a value is measured against its centre rounded to float, which is the codebook level the label
+  // maps to below (equal floats merge into one level): so D and the MSE need the labels, not the level map.
+  std::vector<float> level(static_cast<size_t>(k));
+  for (int j = 0; j < k; ++j) level[j] = static_cast<float>(raw.centers[j]);
+  const std::optional<NearestThresholds> rule =
+      label_here ? std::optional<NearestThresholds>(raw.centers) : std::nullopt;
+  // Fixed blocks, each summed in element order, then added in block order: the same bits for any thread count.
   const size_t block = accum_block_size(n), nb = (n + block - 1) / block;
   std::vector<double> pd(nb), pm(nb);
-  auto relabel_block = [&](size_t b) {
+  const int threads = n <= static_cast<size_t>(kInlineLoopMax) ? 1 : std::max(1, omp_get_max_threads());
+  std::vector<int64_t> thread_counts(static_cast<size_t>(threads) * k, 0);  // integers: exact in any order
+  bool bad_label = false;
+  auto measure_block = [&](size_t b, int64_t* counts) {
     double d = 0, m = 0;
     const size_t i0 = b * block, i1 = std::min(n, i0 + block);
+    int32_t* lab = r.indices.data();
+    if (rule) rule->label_all(p.w + i0, i1 - i0, lab + i0);
     for (size_t i = i0; i < i1; ++i) {
-      const int32_t j = remap[r.indices[i]];
-      r.indices[i] = j;
-      const double e = static_cast<double>(r.codebook[j]) - static_cast<double>(p.w[i]);
+      const int32_t j = lab[i];
+      if (j < 0 || j >= k) { bad_label = true; continue; }
+      ++counts[j];
+      const double e = static_cast<double>(level[j]) - static_cast<double>(p.w[i]);
       m += e * e;
       d += (p.h ? static_cast<double>(p.h[i]) : 1.0) * e * e;
     }
     pd[b] = d;
     pm[b] = m;
   };
-  parallel_for(static_cast<int64_t>(nb), 1, [&](int64_t b) { relabel_block(static_cast<size_t>(b)); });
+  if (threads == 1) {
+    for (size_t b = 0; b < nb; ++b) measure_block(b, thread_counts.data());
+  } else {
+#pragma omp parallel num_threads(threads) reduction(|| : bad_label)
+    {
+      int64_t* counts = &thread_counts[static_cast<size_t>(omp_get_thread_num()) * k];
+#pragma omp for schedule(static)
+      for (int64_t b = 0; b < static_cast<int64_t>(nb); ++b) measure_block(static_cast<size_t>(b), counts);
+    }
+  }
+  NQ_ASSERT_MSG(!bad_label, "finalize: a label outside [0, " << k << ")");
+  std::vector<int64_t> counts(static_cast<size_t>(k), 0);
+  for (int t = 0; t < threads; ++t)
+    for (int j = 0; j < k; ++j) counts[j] += thread_counts[static_cast<size_t>(t) * k + j];
+  const LevelMap levels = round_levels(raw.centers, counts);
+  r.codebook = levels.codebook;
+  const std::vector<int32_t>& remap = levels.remap;
+  bool identity = true;  // the usual case: every centre used, in order, no two equal as floats
+  for (int j = 0; j < k; ++j) identity = identity && (counts[j] == 0 || remap[j] == j);
+  if (!identity)
+    parallel_for(static_cast<int64_t>(nb), 1, [&](int64_t b) {
+      const size_t i0 = static_cast<size_t>(b) * block, i1 = std::min(n, i0 + block);
+      for (size_t i = i0; i < i1; ++i) r.indices[i] = remap[r.indices[i]];
+    });
   double d = 0, m = 0;
   for (size_t b = 0; b < nb; ++b) { d += pd[b]; m += pm[b]; }
   r.hw_distortion = d / static_cast<double>(n);

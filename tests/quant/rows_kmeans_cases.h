@@ -91,7 +91,11 @@ inline RawResult host_driver_row(const RowsBatch& b, int64_t r) {
     raw.iterations = 0;
     return raw;
   }
-  return b.exact ? exact_dp(p, s, q) : lloyd_sorted(p, s, q);
+  if (b.exact) return exact_dp(p, s, q);
+  raw = lloyd_sorted(s, q);
+  raw.labels = nearest_labels(p, raw.centers);  // what finalize labels them with
+  raw.labels_nearest = false;
+  return raw;
 }
 
 // Rows of varying length and character: heavy-tailed values, duplicates (rounded values), near-coincident values
@@ -133,6 +137,31 @@ inline RowsBatch make_batch(const std::string& name, const std::vector<int>& len
       b.initial_count.push_back(m);
       for (int j = 0; j < m; ++j) b.initial[r * k + j] = -0.11 + 0.23 * (j + 0.37) / m;
     }
+  }
+  return b;
+}
+
+// Rows of values a few ulps apart around 1e-30 and 1e30 (centres a few ulps apart force the non-monotone corner
+// of the pairwise rule; huge and tiny magnitudes stress the shifted prefix sums), every fourth row with far
+// outliers at -3e38; k = 8, importances 1..5. Rows of 50 .. 1493 values.
+inline RowsBatch make_extremes_batch(row_lloyd::InitRule init) {
+  RowsBatch b;
+  b.name = std::string("extremes init=") + std::to_string(static_cast<int>(init));
+  b.k = 8;
+  b.init = init;
+  std::mt19937_64 rng(5);
+  std::uniform_int_distribution<int> ulp(0, 6);
+  for (int r = 0; r < 40; ++r) {
+    const int n = 50 + 37 * r;
+    const float base = r % 2 ? 1e30f : 1e-30f;
+    for (int i = 0; i < n; ++i) {
+      float v = base;
+      for (int s = ulp(rng); s > 0; --s) v = std::nextafter(v, 2 * base);
+      if (r % 4 == 3 && i % 3 == 0) v = -3e38f;  // a far outlier
+      b.w.push_back(v);
+      b.h.push_back(static_cast<float>(1 + (i % 5)));
+    }
+    b.row_begin.push_back(static_cast<int64_t>(b.w.size()));
   }
   return b;
 }

@@ -14,6 +14,7 @@ namespace {
 
 using rows_cases::host_driver_row;
 using rows_cases::make_batch;
+using rows_cases::make_extremes_batch;
 using rows_cases::RowsBatch;
 using rows_cases::RowsResult;
 using row_lloyd::InitRule;
@@ -82,28 +83,8 @@ TEST(RowsKmeans, StopsWhereTheHostDriverStops) {
 }
 
 TEST(RowsKmeans, NearCoincidentAndExtremeValues) {
-  // Centres a few ulps apart force the non-monotone corner of the pairwise rule; huge and tiny magnitudes stress
-  // the shifted prefix sums.
-  RowsBatch b;
-  b.name = "extremes";
-  b.k = 8;
-  std::mt19937_64 rng(5);
-  std::uniform_int_distribution<int> ulp(0, 6);
-  for (int r = 0; r < 40; ++r) {
-    const int n = 50 + 37 * r;
-    const float base = r % 2 ? 1e30f : 1e-30f;
-    for (int i = 0; i < n; ++i) {
-      float v = base;
-      for (int s = ulp(rng); s > 0; --s) v = std::nextafter(v, 2 * base);
-      if (r % 4 == 3 && i % 3 == 0) v = -3e38f;  // a far outlier
-      b.w.push_back(v);
-      b.h.push_back(static_cast<float>(1 + (i % 5)));
-    }
-    b.row_begin.push_back(static_cast<int64_t>(b.w.size()));
-  }
-  expect_equals_host_driver(b);
-  b.init = InitRule::kQuantile;
-  expect_equals_host_driver(b);
+  expect_equals_host_driver(make_extremes_batch(InitRule::kLinear));
+  expect_equals_host_driver(make_extremes_batch(InitRule::kQuantile));
 }
 
 TEST(RowsKmeans, ThreadCountDoesNotChangeABit) {
