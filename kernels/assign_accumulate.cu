@@ -51,7 +51,7 @@ struct BatchParams {
 };
 __global__ void __launch_bounds__(kMaxWarps * 32) assign_accumulate_batch_kernel(BatchParams bp) {
   const unsigned m = static_cast<unsigned>(bp.m);
-  assign_block(bp.p[blockIdx.x % m], blockIdx.x / m);
+  assign_block</*kReuse=*/true>(bp.p[blockIdx.x % m], blockIdx.x / m);
 }
 
 // One thread per output value, adding the CTAs' partials in block order.
@@ -70,6 +70,11 @@ struct Workspace {
   unsigned char* get(size_t need) {
     int dev = 0;
     NQ_CUDA_CHECK(cudaGetDevice(&dev));
+    if (dev != device && bytes.size() > 0) {  // the old buffer is freed on the device that holds it
+      NQ_CUDA_CHECK(cudaSetDevice(device));
+      bytes.allocate(0);
+      NQ_CUDA_CHECK(cudaSetDevice(dev));
+    }
     if (dev != device || bytes.size() < need) {
       bytes.allocate(std::max(need, bytes.size() + bytes.size() / 2));
       device = dev;

@@ -151,7 +151,15 @@ __device__ __forceinline__ double warp_sum(double v) {
   return v;
 }
 
+// w and h as float4: streamed past L2 (evict-first) when each value is read once, or kept there (kReuse) when
+// other CTAs read the same block next (several codebooks over one data block).
+template <bool kReuse>
+__device__ __forceinline__ float4 load_quad(const float* x) {
+  return kReuse ? __ldg(reinterpret_cast<const float4*>(x)) : __ldcs(reinterpret_cast<const float4*>(x));
+}
+
 // One CTA's work: accumulation block b of the data under codebook p.
+template <bool kReuse = false>
 __device__ __forceinline__ void assign_block(const AssignParams& p, size_t b) {
   extern __shared__ double smem[];
   const int warps = static_cast<int>(blockDim.x) >> 5;
@@ -207,10 +215,10 @@ __device__ __forceinline__ void assign_block(const AssignParams& p, size_t b) {
     float wv[4] = {0.f, 0.f, 0.f, 0.f}, hv[4] = {1.f, 1.f, 1.f, 1.f};
     const bool full = q < nquads && e0 + 4 <= i1;
     if (full && p.vec) {
-      const float4 a = __ldcs(reinterpret_cast<const float4*>(p.w + e0));
+      const float4 a = load_quad<kReuse>(p.w + e0);
       wv[0] = a.x, wv[1] = a.y, wv[2] = a.z, wv[3] = a.w;
       if (p.h) {
-        const float4 g = __ldcs(reinterpret_cast<const float4*>(p.h + e0));
+        const float4 g = load_quad<kReuse>(p.h + e0);
         hv[0] = g.x, hv[1] = g.y, hv[2] = g.z, hv[3] = g.w;
       }
     } else if (q < nquads) {
@@ -370,10 +378,15 @@ inline CodebookTable prepare_table(const double* centers, const double* code_len
   return c;
 }
 
-// Dynamic shared memory beyond the default 48 KB must be opted into, per kernel.
+// Dynamic shared memory beyond the default 48 KB must be opted into, per kernel. The setting is the kernel's,
+// shared by every host thread (quantize_model launches from several): it is always set to the one ceiling that
+// covers every shape, never to this call's size, or another thread's larger launch could fail between its own
+// setting and its launch.
 inline void set_smem(const void* kernel, size_t bytes) {
+  NQ_ASSERT(bytes <= kSmemBudget);
   if (bytes > 48 * 1024)
-    NQ_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)));
+    NQ_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       static_cast<int>(kSmemBudget)));
 }
 
 }  // namespace nq::cuda::assign_impl

@@ -146,7 +146,7 @@ class PinnedBytes {
 
  private:
   void release() noexcept {
-    if (ptr_) cudaFreeHost(ptr_);  // never throws from a destructor
+    free_host_quietly(ptr_);  // never throws from a destructor
     ptr_ = nullptr;
     size_ = 0;
   }
@@ -477,6 +477,9 @@ class CudaResidentRows final : public quant::ResidentRows {
   static void unpack(const ChunkPlan& c, const unsigned char* down, std::vector<quant::AssignAccum>& out) {
     const double* sums = reinterpret_cast<const double*>(down);
     const long long* counts = reinterpret_cast<const long long*>(down + c.down_counts);
+    // Sized here, on this thread: an allocation failing inside the parallel loop would end the process
+    // (an exception may not leave an OpenMP region); unpack_accum's reset then reuses the capacity.
+    for (size_t j = 0; j < c.m; ++j) out[c.s + j].reset(c.recs[j].k);
 #pragma omp parallel for schedule(static, 256) if (c.m > 1024)
     for (long long jj = 0; jj < static_cast<long long>(c.m); ++jj) {
       const size_t j = static_cast<size_t>(jj);

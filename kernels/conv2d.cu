@@ -97,17 +97,29 @@ __global__ void accumulate_squares_kernel(const T* __restrict__ g, T* __restrict
   }
 }
 
-// sb[o] += (Σ_l gy[i, o, l])² for the chunk's samples i0 .. i0+samples−1, in order, fp64 inner sums.
+// The bias part of the per-sample squared gradients, sb[o] += (Σ_l gy[i, o, l])² over samples i in order, in two
+// passes that keep the CPU's order of operations (and so the bits of a serial loop): first every (sample, channel)
+// row sum in fp64, l in order, one thread per row (n·oc threads rather than oc); then per channel the samples in
+// order, rounding to T after each as the CPU does.
 template <class T>
-__global__ void bias_sqgrad_kernel(const T* __restrict__ gy, T* __restrict__ sb, Dims d, int64_t i0,
-                                   int64_t samples) {
-  NQ_GRID_STRIDE(o, d.oc) {
-    for (int64_t i = i0; i < i0 + samples; ++i) {
-      double acc = 0.0;
-      const T* src = gy + (i * d.oc + o) * d.L;
-      for (int64_t l = 0; l < d.L; ++l) acc += src[l];
-      sb[o] = static_cast<T>(sb[o] + acc * acc);
+__global__ void position_sums_kernel(const T* __restrict__ gy, double* __restrict__ sums, int64_t rows, int64_t L) {
+  NQ_GRID_STRIDE(r, rows) {
+    const T* src = gy + r * L;
+    double acc = 0.0;
+    for (int64_t l = 0; l < L; ++l) acc += src[l];
+    sums[r] = acc;
+  }
+}
+
+template <class T>
+__global__ void bias_sqgrad_kernel(const double* __restrict__ sums, T* __restrict__ sb, int64_t n, int64_t oc) {
+  NQ_GRID_STRIDE(o, oc) {
+    T v = sb[o];
+    for (int64_t i = 0; i < n; ++i) {
+      const double acc = sums[i * oc + o];  // coalesced over o
+      v = static_cast<T>(v + acc * acc);
     }
+    sb[o] = v;
   }
 }
 
@@ -188,7 +200,12 @@ void sqgrad_impl(const T* col, const T* w, const T* gy, T* gx, T* sw, T* sb, con
                  d.ncols, d.L, T(0), gws, d.rows, nw, cnt);
     accumulate_squares_kernel<T><<<nn_grid(nw), kNnThreads>>>(gws, sw, nw, cnt);
     NQ_CUDA_CHECK_LAUNCH("accumulate_squares_kernel");
-    bias_sqgrad_kernel<T><<<nn_grid(d.oc), kNnThreads>>>(gy, sb, d, i0, cnt);
+  }
+  if (d.n > 0) {
+    double* sums = scratch<double>(3, d.n * d.oc);  // slot 3: otherwise only hessian_impl's squared W
+    position_sums_kernel<T><<<nn_grid(d.n * d.oc), kNnThreads>>>(gy, sums, d.n * d.oc, d.L);
+    NQ_CUDA_CHECK_LAUNCH("position_sums_kernel");
+    bias_sqgrad_kernel<T><<<nn_grid(d.oc), kNnThreads>>>(sums, sb, d.n, d.oc);
     NQ_CUDA_CHECK_LAUNCH("bias_sqgrad_kernel");
   }
   if (gx && d.n > 0) {

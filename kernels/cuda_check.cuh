@@ -19,6 +19,15 @@ namespace nq::cuda {
   throw Error(err == cudaErrorMemoryAllocation ? ErrorCode::kOutOfMemory : ErrorCode::kInternal, os.str());
 }
 
+// Frees from destructors and cleanup paths, which must not throw. A failed free would stay recorded as the
+// thread's last error and be reported by the next launch check as that kernel's failure: it is cleared here.
+inline void free_quietly(void* p) noexcept {
+  if (p && cudaFree(p) != cudaSuccess) (void)cudaGetLastError();
+}
+inline void free_host_quietly(void* p) noexcept {
+  if (p && cudaFreeHost(p) != cudaSuccess) (void)cudaGetLastError();
+}
+
 }  // namespace nq::cuda
 
 #define NQ_CUDA_CHECK(call)                                                               \

@@ -53,7 +53,7 @@ class DeviceBuffer {
 
  private:
   void release() noexcept {
-    if (ptr_) cudaFree(ptr_);  // never throws from a destructor; a failing free means a dead context anyway
+    free_quietly(ptr_);  // never throws from a destructor
     ptr_ = nullptr;
     count_ = 0;
   }

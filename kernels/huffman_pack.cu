@@ -91,23 +91,19 @@ __global__ void __launch_bounds__(kThreads) pack_kernel(const int32_t* sym, size
 std::vector<uint8_t> huffman_pack(const int32_t* symbols, size_t n, const std::vector<uint32_t>& table,
                                   uint64_t total_bits) {
   bind_thread_device();
-  const size_t nbytes = static_cast<size_t>((total_bits + 7) / 8);
-  std::vector<uint8_t> out(nbytes);
   if (n == 0) {
     NQ_CHECK(total_bits == 0, ErrorCode::kInternal, "huffman_pack: no symbols but " << total_bits << " bits");
-    return out;
+    return {};
   }
   NQ_CHECK(symbols && !table.empty(), ErrorCode::kInvalidArgument, "huffman_pack: null symbols or empty table");
   const size_t nchunks = (n + kChunk - 1) / kChunk;
   NQ_CHECK(nchunks <= 0x7fffffffu, ErrorCode::kUnsupported, "huffman_pack: " << n << " symbols in one stream");
-  const size_t nwords = static_cast<size_t>(total_bits / 32) + 2;
   DeviceBuffer<int32_t> dsym;
-  DeviceBuffer<uint32_t> dtable, dwords(nwords);
+  DeviceBuffer<uint32_t> dtable, dwords;
   DeviceBuffer<unsigned long long> dbits(nchunks + 1), doff(nchunks + 1);
   DeviceBuffer<int> dbad(1);
   dsym.upload(symbols, n);
   dtable.upload(table.data(), table.size());
-  NQ_CUDA_CHECK(cudaMemsetAsync(dwords.get(), 0, nwords * sizeof(uint32_t)));
   NQ_CUDA_CHECK(cudaMemsetAsync(dbad.get(), 0, sizeof(int)));
   NQ_CUDA_CHECK(cudaMemsetAsync(dbits.get() + nchunks, 0, sizeof(unsigned long long)));
   const uint32_t alphabet = static_cast<uint32_t>(table.size());
@@ -126,6 +122,13 @@ std::vector<uint8_t> huffman_pack(const int32_t* symbols, size_t n, const std::v
   NQ_CHECK(!bad, ErrorCode::kInternal, "huffman_pack: a symbol outside the code");
   NQ_CHECK(device_total == total_bits, ErrorCode::kInternal,
            "huffman_pack: the symbols need " << device_total << " bits, the caller expected " << total_bits);
+  // The outputs are sized only now that total_bits is known to be the symbols' own (a wrong, huge value is the
+  // internal error above, not an allocation failure).
+  const size_t nbytes = static_cast<size_t>((total_bits + 7) / 8);
+  const size_t nwords = static_cast<size_t>(total_bits / 32) + 2;
+  std::vector<uint8_t> out(nbytes);
+  dwords.allocate(nwords);
+  NQ_CUDA_CHECK(cudaMemsetAsync(dwords.get(), 0, nwords * sizeof(uint32_t)));
   pack_kernel<<<static_cast<unsigned>(nchunks), kThreads>>>(dsym.get(), n, dtable.get(), alphabet, doff.get(),
                                                             dwords.get(), dbad.get());
   NQ_CUDA_CHECK_LAUNCH("pack_kernel");

@@ -25,7 +25,7 @@ T* alloc_impl(int64_t count) {
   NQ_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&p), sizeof(T) * static_cast<size_t>(count)));
   const cudaError_t err = cudaMemset(p, 0, sizeof(T) * static_cast<size_t>(count));
   if (err != cudaSuccess) {
-    cudaFree(p);
+    ::nq::cuda::free_quietly(p);
     ::nq::cuda::throw_cuda_error(err, "cudaMemset", __FILE__, __LINE__);
   }
   return p;
@@ -47,7 +47,7 @@ void fill_impl(T* p, int64_t count, T value) {
 #define NQ_NN_CUDA_MEMORY_OPS(T)                                                                            \
   T* buffer_alloc(int64_t count, T) { return alloc_impl<T>(count); }                                       \
   void buffer_free(T* p) {                                                                                 \
-    if (p) cudaFree(p); /* called from destructors: never throws */                                        \
+    ::nq::cuda::free_quietly(p); /* called from destructors: never throws */                                \
   }                                                                                                        \
   void buffer_upload(T* dst, const T* src, int64_t count) {                                                \
     if (count > 0) NQ_CUDA_CHECK(cudaMemcpy(dst, src, sizeof(T) * size_t(count), cudaMemcpyHostToDevice));  \

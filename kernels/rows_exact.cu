@@ -22,19 +22,23 @@ namespace qf = ::nq::quant;
 namespace xr = ::nq::quant::exact_row;
 
 constexpr int kThreads = 256;
-constexpr size_t kScratchBudget = size_t{1} << 30;  // device scratch of one wave of rows
+constexpr size_t kScratchBudget = size_t{1} << 30;  // device scratch of one wave of rows, at least
+// Rows launch one CTA each up to this grid, then stride (a grid's x dimension stops at 2^31 − 1).
+constexpr int64_t kMaxRowGrid = int64_t{1} << 30;
 
 // Sort keys and importances of one row (one CTA): a row whose importances are all zero is solved unweighted.
 __global__ void __launch_bounds__(kThreads) row_keys_kernel(const float* w, const float* h, const int64_t* begin,
-                                                            uint32_t* keys, float* vals) {
-  const int64_t b = begin[blockIdx.x], e = begin[blockIdx.x + 1];
-  int positive = 0;
-  if (h)
-    for (int64_t i = b + threadIdx.x; i < e; i += kThreads) positive |= h[i] > 0.0f;
-  const bool weighted = h && __syncthreads_or(positive);
-  for (int64_t i = b + threadIdx.x; i < e; i += kThreads) {
-    keys[i] = qf::float_order_key(w[i]);
-    vals[i] = weighted ? h[i] : 1.0f;
+                                                            int64_t rows, uint32_t* keys, float* vals) {
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {  // block-uniform: the barrier below sees every thread
+    const int64_t b = begin[r], e = begin[r + 1];
+    int positive = 0;
+    if (h)
+      for (int64_t i = b + threadIdx.x; i < e; i += kThreads) positive |= h[i] > 0.0f;
+    const bool weighted = h && __syncthreads_or(positive);
+    for (int64_t i = b + threadIdx.x; i < e; i += kThreads) {
+      keys[i] = qf::float_order_key(w[i]);
+      vals[i] = weighted ? h[i] : 1.0f;
+    }
   }
 }
 
@@ -88,14 +92,15 @@ __global__ void exact_rows_kernel(ExactParams p) {
 __global__ void __launch_bounds__(kThreads) exact_labels_kernel(const float* w, const int64_t* begin, int k,
                                                                 const double* centers, const double* first_value,
                                                                 const int32_t* count, const int32_t* iterations,
-                                                                int32_t* labels) {
-  const int64_t r = blockIdx.x;
-  const int m = count[r];
-  const double* c = centers + r * k;
-  const double* f = first_value + r * k;
-  const bool dp = iterations[r] > 0;
-  for (int64_t i = begin[r] + threadIdx.x; i < begin[r + 1]; i += kThreads)
-    labels[i] = dp ? xr::label(w[i], f, m) : qf::nearest_center(w[i], c, m);
+                                                                int64_t rows, int32_t* labels) {
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const int m = count[r];
+    const double* c = centers + r * k;
+    const double* f = first_value + r * k;
+    const bool dp = iterations[r] > 0;
+    for (int64_t i = begin[r] + threadIdx.x; i < begin[r + 1]; i += kThreads)
+      labels[i] = dp ? xr::label(w[i], f, m) : qf::nearest_center(w[i], c, m);
+  }
 }
 
 }  // namespace
@@ -114,9 +119,10 @@ void rows_exact_device(const quant::RowsKmeansJob& job, const quant::RowsKmeansO
   DeviceBuffer<float> vals_in(n), vals(n);
   DeviceBuffer<uint32_t> keys_in(n), keys(n);
   DeviceBuffer<double> first_value(rows * static_cast<size_t>(job.k));
+  const unsigned row_grid = static_cast<unsigned>(std::min<int64_t>(job.rows, kMaxRowGrid));
   if (n > 0) {
-    row_keys_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(job.w, job.h, job.row_begin, keys_in.get(),
-                                                                           vals_in.get());
+    row_keys_kernel<<<row_grid, kThreads, 0, stream>>>(job.w, job.h, job.row_begin, job.rows, keys_in.get(),
+                                                       vals_in.get());
     NQ_CUDA_CHECK_LAUNCH("row_keys_kernel");
     size_t temp_bytes = 0;
     NQ_CUDA_CHECK(cub::DeviceSegmentedSort::StableSortPairs(nullptr, temp_bytes, keys_in.get(), keys.get(),
@@ -133,7 +139,12 @@ void rows_exact_device(const quant::RowsKmeansJob& job, const quant::RowsKmeansO
   }
   const int nm = static_cast<int>(std::max<int64_t>(max_row_len, 1));
   const size_t per_row = xr::align8(xr::scratch_bytes(nm, job.k));
-  const size_t wave = std::max<size_t>(1, std::min(rows, kScratchBudget / per_row));
+  // Rows are solved one per thread, so a wave should hold enough rows to fill the device: the scratch may take a
+  // quarter of the free memory when that is more than the fixed budget (long rows need ~68 bytes per value).
+  size_t free_bytes = 0, total_bytes = 0;
+  NQ_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  const size_t budget = std::max(kScratchBudget, free_bytes / 4);
+  const size_t wave = std::max<size_t>(1, std::min(rows, budget / per_row));
   DeviceBuffer<unsigned char> scratch(wave * per_row);
   ExactParams p{reinterpret_cast<const float*>(keys.get()), vals.get(), job.row_begin, 0, 0, job.k, nm,
                 scratch.get(), per_row, out.centers, first_value.get(), out.center_count, out.iterations,
@@ -141,11 +152,12 @@ void rows_exact_device(const quant::RowsKmeansJob& job, const quant::RowsKmeansO
   for (size_t r0 = 0; r0 < rows; r0 += wave) {
     p.row0 = static_cast<int64_t>(r0);
     p.rows = static_cast<int64_t>(std::min(wave, rows - r0));
-    exact_rows_kernel<<<static_cast<unsigned>((p.rows + 63) / 64), 64, 0, stream>>>(p);
+    // Warps of 32 rows: a short wave of long rows still spreads over many SMs.
+    exact_rows_kernel<<<static_cast<unsigned>((p.rows + 31) / 32), 32, 0, stream>>>(p);
     NQ_CUDA_CHECK_LAUNCH("exact_rows_kernel");
   }
-  exact_labels_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(
-      job.w, job.row_begin, job.k, out.centers, first_value.get(), out.center_count, out.iterations, out.labels);
+  exact_labels_kernel<<<row_grid, kThreads, 0, stream>>>(job.w, job.row_begin, job.k, out.centers, first_value.get(),
+                                                         out.center_count, out.iterations, job.rows, out.labels);
   NQ_CUDA_CHECK_LAUNCH("exact_labels_kernel");
   // The buffers above are freed on return: finish with them first.
   NQ_CUDA_CHECK(cudaStreamSynchronize(stream));

@@ -70,6 +70,7 @@ __global__ void __launch_bounds__(kThreads) rows_kmeans_kernel(RowsParams p) {
   for (int64_t row = blockIdx.x; row < p.job.rows; row += gridDim.x) {
     const int64_t begin = p.job.row_begin[row];
     const int n = static_cast<int>(p.job.row_begin[row + 1] - begin);
+    if (n > p.n_max) __trap();  // a caller's max_row_len below a real row: the workspace would overflow
     const float* wr = p.job.w + begin;
     const float* hr = p.job.h ? p.job.h + begin : nullptr;
     __syncthreads();  // the previous row is done with the workspace
@@ -134,8 +135,8 @@ void launch_rows(const RowsParams& p, CUstream_st* stream) {
   NQ_CHECK(smem <= static_cast<size_t>(optin), ErrorCode::kUnsupported,
            "rows_kmeans: rows of " << p.n_max << " values with k = " << p.job.k << " need " << smem
                                    << " bytes of shared memory; this device offers " << optin);
-  NQ_CUDA_CHECK(cudaFuncSetAttribute(rows_kmeans_kernel<kItems>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                     static_cast<int>(smem)));
+  // The device's ceiling, not this call's size: the setting is shared by every host thread (see set_smem).
+  NQ_CUDA_CHECK(cudaFuncSetAttribute(rows_kmeans_kernel<kItems>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin));
   // One CTA per row (the hardware balances rows of uneven cost); the kernel strides beyond the grid limit.
   const int64_t grid = std::min<int64_t>(p.job.rows, INT_MAX);
   rows_kmeans_kernel<kItems><<<static_cast<unsigned>(grid), kThreads, smem, stream>>>(p);

@@ -42,7 +42,8 @@ struct BatchLoader {
   Buffer<int32_t> y;
 };
 
-// auto -> cuda when a device answers, else cpu, with OpenBLAS on nq::num_threads() threads for the CPU.
+// auto -> cuda when a device answers, else cpu, with OpenBLAS on nq::num_threads() threads for the CPU; on
+// cuda the process's device is made current on the calling thread.
 Backend prepare_backend(Backend requested);
 
 class DataParallelNet;

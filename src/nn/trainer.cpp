@@ -5,6 +5,7 @@
 #include <limits>
 #include <numeric>
 
+#include "core/cuda_device.h"
 #include "netquant/error.h"
 #include "netquant/nn.h"
 #include "netquant/progress.h"
@@ -53,6 +54,9 @@ template void gather_batch<double>(const NetSpec&, const Dataset&, const int64_t
 Backend prepare_backend(Backend requested) {
   const Backend b = resolve_nn_backend(requested);
   if (b == Backend::kCpu) cpu::sync_blas_threads();
+  // The CUDA device is per host thread: a caller's thread (a Python thread, an OpenMP worker) other than the one
+  // that chose the device would otherwise run the network on device 0.
+  if (b == Backend::kCuda) nq::cuda::bind_thread_device();
   return b;
 }
 

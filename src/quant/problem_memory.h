@@ -19,7 +19,16 @@ struct ProblemLoad {
   std::string scope;     // as the user wrote it (row, group:16, …)
   std::string busiest;   // the tensor with the most problems, its count and size
   int64_t busiest_problems = 0, busiest_size = 0;
+  // Bytes beyond kBytesPerProblem for codebooks of more than 16 levels, over all problems of one set: a problem of
+  // `size` values holds up to min(k, size) levels, each a float in its result and an fp64 centre in the row op.
+  double codebook_bytes = 0;
 };
+
+// What one problem's codebook adds to kBytesPerProblem (which was measured with 16 levels).
+inline double extra_codebook_bytes(int64_t k, int64_t size) {
+  const int64_t levels = k < size ? k : size;
+  return levels > 16 ? 12.0 * static_cast<double>(levels - 16) : 0.0;
+}
 
 // Throws Error(kOutOfMemory) naming the scope, the busiest tensor and the remedies when the problems' results
 // would need more than `available` bytes; available = 0 (unknown) checks nothing.

@@ -15,8 +15,8 @@
 
 namespace nq::quant {
 
-// fp64 multiply/add that never fuse: nvcc contracts a*b+c into an FMA by default, the host compiler
-// (ISO mode, no -ffp-contract=fast) does not; the explicit intrinsics keep both backends on the same bits.
+// fp64 multiply/add that never fuse: nvcc contracts a*b+c into an FMA by default, and so does GCC in C++ on any
+// target with FMA; the explicit intrinsics keep the device exact, and the build's -ffp-contract=off the host.
 NQ_HD inline double fmul(double a, double b) {
 #if defined(__CUDA_ARCH__)
   return __dmul_rn(a, b);

@@ -29,8 +29,13 @@ std::vector<QuantizeResult> quantize_rows_kmeans(const float* w, const float* h,
   if (longest > (backend == Backend::kCuda && !exact ? kRowsKmeansCudaMaxRow : kRowsKmeansMaxRow)) return {};
   if (!method_traits(q.method).uses_importance) h = nullptr;
 
+  // Every per-row array of the op is strided by k_op = min(k, longest row), not k: a row with k ≥ its distinct
+  // count takes the exact-representation shortcut (at most its length in centres), and any other row has
+  // k < distinct ≤ length ≤ longest, so it sees the same k. The same bits, and arrays bounded by the values
+  // (group:1 at k = 256 would otherwise ask for 256 centres per value, on the host and on the device).
+  const int k_op = static_cast<int>(std::min<int64_t>(q.k, std::max<int64_t>(longest, 1)));
+  const size_t k = static_cast<size_t>(k_op);
   // Warm starts as warm_start() makes them: sorted, equal levels merged; at most k of them fit the op.
-  const size_t k = static_cast<size_t>(q.k);
   std::vector<double> initial;
   std::vector<int32_t> initial_count;
   const bool any_warm =
@@ -43,14 +48,15 @@ std::vector<QuantizeResult> quantize_rows_kmeans(const float* w, const float* h,
       std::vector<double> c(warm[r]->begin(), warm[r]->end());
       std::sort(c.begin(), c.end());
       c.erase(std::unique(c.begin(), c.end()), c.end());
-      if (c.size() > k) return {};
+      if (c.size() > static_cast<size_t>(q.k)) return {};
+      if (c.size() > k) continue;  // only when k > longest: every row takes the shortcut, the start is unused
       std::copy(c.begin(), c.end(), initial.begin() + static_cast<ptrdiff_t>(static_cast<size_t>(r) * k));
       initial_count[static_cast<size_t>(r)] = static_cast<int32_t>(c.size());
     }
   }
 
   RowsKmeansJob job;  // the settings every slice shares; the data pointers are set per slice below
-  job.k = q.k;
+  job.k = k_op;
   job.init =
       static_cast<int>(q.init == Init::kQuantile ? row_lloyd::InitRule::kQuantile : row_lloyd::InitRule::kLinear);
   job.max_iter = q.max_iter;
@@ -77,7 +83,8 @@ std::vector<QuantizeResult> quantize_rows_kmeans(const float* w, const float* h,
     try {
       ops_rows_kmeans(backend, part, out);
     } catch (const Error& e) {
-      if (e.code() == ErrorCode::kUnsupported) return {};  // e.g. a codebook too large for the device's shared memory
+      // A codebook too large for the device's shared memory, or a slice beyond its memory: the host driver.
+      if (e.code() == ErrorCode::kUnsupported || e.code() == ErrorCode::kOutOfMemory) return {};
       throw;
     }
     r0 = r1;

@@ -5,11 +5,16 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <memory>
 #include <random>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "cuda/cuda_test_support.h"
@@ -148,6 +153,18 @@ void expect_same_accum_bits(const AssignAccum& a, const AssignAccum& b) {
   EXPECT_EQ(std::memcmp(&a.cost, &b.cost, sizeof(double)), 0);
 }
 
+// expect_same_accum_bits as a predicate, for threads that report back instead of asserting.
+bool same_accum_bits(const AssignAccum& a, const AssignAccum& b) {
+  const size_t k = a.sum_h.size();
+  return b.sum_h.size() == k && b.sum_hw.size() == k && b.sum_w.size() == k &&
+         std::memcmp(a.sum_h.data(), b.sum_h.data(), sizeof(double) * k) == 0 &&
+         std::memcmp(a.sum_hw.data(), b.sum_hw.data(), sizeof(double) * k) == 0 &&
+         std::memcmp(a.sum_w.data(), b.sum_w.data(), sizeof(double) * k) == 0 && a.count == b.count &&
+         std::memcmp(&a.distortion, &b.distortion, sizeof(double)) == 0 &&
+         std::memcmp(&a.sq_error, &b.sq_error, sizeof(double)) == 0 &&
+         std::memcmp(&a.cost, &b.cost, sizeof(double)) == 0;
+}
+
 // The fused op on both backends: identical labels except exact cost ties, total cost within cost_tol relative.
 void expect_cuda_assign_matches_cpu(const Data& d, const Codebook& cb, int k, double lambda, double cost_tol) {
   const size_t n = d.w.size();
@@ -187,12 +204,50 @@ TEST(CudaQuantParity, AssignAccumulateMatchesCpu) {
           size_t ties = 0;
           expect_same_labels(d, cb, lambda, cpu_l, gpu_l, &ties);
           expect_sums_close(ca, ga, k, ties, 1e-6);
-          // Labels not requested: the same sums.
+          // Labels not requested: the same pass, so every field the same bits.
           AssignAccum gb;
           cuda::assign_accumulate(d.w.data(), h, n, cb.c.data(), cb.l.data(), k, lambda, nullptr, gb);
-          EXPECT_EQ(std::memcmp(ga.sum_hw.data(), gb.sum_hw.data(), sizeof(double) * k), 0);
-          EXPECT_EQ(ga.cost, gb.cost);
+          expect_same_accum_bits(ga, gb);
         }
+}
+
+TEST(CudaQuantParity, UnweightedPassesOverSeveralBlocksMatchCpu) {
+  NQ_REQUIRE_CUDA();
+  // h == nullptr over several accumulation blocks (one CTA each, their partials folded in block order) against the
+  // CPU op: AssignAccumulateMatchesCpu's unweighted cases fit in one block. Unweighted, a cluster's Σh is its count,
+  // exactly, on both backends.
+  std::vector<size_t> ns = {3 * accum_block_size(1) + 5};
+  if (!quick()) ns.push_back(1000003);
+  for (const size_t n : ns)
+    for (const int k : {2, 16, 256, 1000})
+      for (const bool rate : {false, true}) {
+        SCOPED_TRACE(testing::Message() << "n=" << n << " k=" << k << " rate=" << rate);
+        ASSERT_GE((n + accum_block_size(n) - 1) / accum_block_size(n), 3u);
+        Data d = make_data(n, 77 * n + static_cast<uint64_t>(k));
+        std::fill(d.h.begin(), d.h.end(), 1.0f);  // what the label check's costs use
+        const Codebook cb = make_codebook(d, k, rate, 29 + k);
+        const double lambda = rate ? lambda_for(d) : 0.0;
+        const int32_t kGuard = 0x5a5a5a5a;
+        std::vector<int32_t> cpu_l(n), gpu_buf(n + 64, kGuard);
+        AssignAccum ca, ga;
+        cpu::assign_accumulate(d.w.data(), nullptr, n, cb.c.data(), cb.l.data(), k, lambda, cpu_l.data(), ca);
+        cuda::assign_accumulate(d.w.data(), nullptr, n, cb.c.data(), cb.l.data(), k, lambda, gpu_buf.data() + 32, ga);
+        for (size_t g = 0; g < 32; ++g) {
+          ASSERT_EQ(gpu_buf[g], kGuard);
+          ASSERT_EQ(gpu_buf[n + 32 + g], kGuard);
+        }
+        const std::vector<int32_t> gpu_l(gpu_buf.begin() + 32, gpu_buf.begin() + 32 + static_cast<std::ptrdiff_t>(n));
+        size_t ties = 0;
+        expect_same_labels(d, cb, lambda, cpu_l, gpu_l, &ties);
+        expect_sums_close(ca, ga, k, ties, 1e-9);
+        int64_t members = 0;
+        for (int j = 0; j < k; ++j) {
+          EXPECT_EQ(ga.sum_h[j], static_cast<double>(ga.count[j])) << "cluster " << j;
+          EXPECT_EQ(ca.sum_h[j], static_cast<double>(ca.count[j])) << "cluster " << j;
+          members += ga.count[j];
+        }
+        EXPECT_EQ(members, static_cast<int64_t>(n));
+      }
 }
 
 TEST(CudaQuantParity, AssignAccumulateExactOnNearCoincidentCentres) {
@@ -658,36 +713,70 @@ TEST(CudaQuantParity, EcsqDriverOnTheDeviceMatchesTheCpuDriver) {
 }
 
 #if NQ_HAVE_CUDA
+// A device array of the nn memory ops, freed on scope exit (an ASSERT may leave early).
+template <class T>
+struct DeviceArray {
+  T* p;
+  explicit DeviceArray(size_t count) : p(nn::cuda::buffer_alloc(static_cast<int64_t>(count), T{})) {}
+  ~DeviceArray() { nn::cuda::buffer_free(p); }
+  DeviceArray(const DeviceArray&) = delete;
+  DeviceArray& operator=(const DeviceArray&) = delete;
+};
+
 TEST(CudaQuantParity, DeviceEntryWritesNoOutOfBoundsLabels) {
   NQ_REQUIRE_CUDA();
+  // Labels written into a larger device array with sentinels on both sides, at two offsets: one element past a
+  // 16-byte boundary (the scalar stores) and on it (int4 stores of whole quads, scalar stores for the tail quad),
+  // for n of every residue mod 4, within one accumulation block and across several; k = 5000 takes the one-warp
+  // shape (accumulators in global memory). Labels as the CPU's; the two offsets the same bits (the access width
+  // changes no result).
   const int32_t kGuard = -777;
-  for (size_t n : {size_t{1}, size_t{5}, size_t{4099}, size_t{65537}}) {
-    Data d = make_data(n, 7 * n);
-    const Codebook cb = make_codebook(d, 16, false, 3);
-    const size_t g = 256;  // 1 KB of guard on either side (also breaks 16-byte alignment for n odd offsets)
-    float* dw = nn::cuda::buffer_alloc(static_cast<int64_t>(n), 0.0f);
-    float* dh = nn::cuda::buffer_alloc(static_cast<int64_t>(n), 0.0f);
-    int32_t* dl = nn::cuda::buffer_alloc(static_cast<int64_t>(n + 2 * g + 1), int32_t{0});
-    nn::cuda::buffer_upload(dw, d.w.data(), static_cast<int64_t>(n));
-    nn::cuda::buffer_upload(dh, d.h.data(), static_cast<int64_t>(n));
-    nn::cuda::buffer_fill(dl, static_cast<int64_t>(n + 2 * g + 1), kGuard);
-    AssignAccum acc;
-    // Offset by one element: the unaligned (scalar) path.
-    cuda::assign_accumulate_device(dw, dh, n, cb.c.data(), cb.l.data(), 16, 0.0, dl + g + 1, acc);
-    std::vector<int32_t> host(n + 2 * g + 1);
-    nn::cuda::buffer_download(host.data(), dl, static_cast<int64_t>(host.size()));
-    for (size_t i = 0; i < g + 1; ++i) ASSERT_EQ(host[i], kGuard) << i;
-    for (size_t i = g + 1 + n; i < host.size(); ++i) ASSERT_EQ(host[i], kGuard) << i;
-    std::vector<int32_t> cpu_l(n);
-    AssignAccum cacc;
-    cpu::assign_accumulate(d.w.data(), d.h.data(), n, cb.c.data(), cb.l.data(), 16, 0.0, cpu_l.data(), cacc);
-    size_t ties = 0;
-    expect_same_labels(d, cb, 0.0, cpu_l, std::vector<int32_t>(host.begin() + g + 1, host.begin() + g + 1 + n),
-                       &ties);
-    nn::cuda::buffer_free(dw);
-    nn::cuda::buffer_free(dh);
-    nn::cuda::buffer_free(dl);
-  }
+  const size_t g = 256;  // 1 KB of guard on either side; a multiple of 4 elements
+  for (const size_t n : {size_t{1}, size_t{2}, size_t{3}, size_t{5}, size_t{4098}, size_t{4099}, size_t{49154},
+                         size_t{65537}, size_t{65539}})
+    for (const int k : {16, 5000}) {
+      SCOPED_TRACE(testing::Message() << "n=" << n << " k=" << k);
+      Data d = make_data(n, 7 * n + static_cast<uint64_t>(k));
+      const Codebook cb = make_codebook(d, k, false, 3);  // (moves values onto centres: upload after)
+      const DeviceArray<float> dw(n), dh(n);
+      const size_t total = n + 2 * g + 1;
+      const DeviceArray<int32_t> dl(total);
+      nn::cuda::buffer_upload(dw.p, d.w.data(), static_cast<int64_t>(n));
+      nn::cuda::buffer_upload(dh.p, d.h.data(), static_cast<int64_t>(n));
+      std::vector<int32_t> cpu_l(n);
+      AssignAccum cacc;
+      cpu::assign_accumulate(d.w.data(), d.h.data(), n, cb.c.data(), cb.l.data(), k, 0.0, cpu_l.data(), cacc);
+      std::vector<int32_t> first_labels;
+      AssignAccum first;
+      for (const size_t offset : {g + 1, g}) {
+        SCOPED_TRACE(offset == g ? "aligned (int4 stores)" : "misaligned (scalar stores)");
+        int32_t* labels = dl.p + offset;
+        if (offset == g) {  // the vector path needs w, h and labels on 16-byte boundaries
+          ASSERT_EQ(reinterpret_cast<uintptr_t>(labels) % 16, 0u);
+          ASSERT_EQ(reinterpret_cast<uintptr_t>(dw.p) % 16, 0u);
+          ASSERT_EQ(reinterpret_cast<uintptr_t>(dh.p) % 16, 0u);
+        }
+        nn::cuda::buffer_fill(dl.p, static_cast<int64_t>(total), kGuard);
+        AssignAccum acc;
+        cuda::assign_accumulate_device(dw.p, dh.p, n, cb.c.data(), cb.l.data(), k, 0.0, labels, acc);
+        std::vector<int32_t> host(total);
+        nn::cuda::buffer_download(host.data(), dl.p, static_cast<int64_t>(total));
+        for (size_t i = 0; i < offset; ++i) ASSERT_EQ(host[i], kGuard) << i;
+        for (size_t i = offset + n; i < total; ++i) ASSERT_EQ(host[i], kGuard) << i;
+        std::vector<int32_t> got(host.begin() + static_cast<std::ptrdiff_t>(offset),
+                                 host.begin() + static_cast<std::ptrdiff_t>(offset + n));
+        size_t ties = 0;
+        expect_same_labels(d, cb, 0.0, cpu_l, got, &ties);
+        expect_sums_close(cacc, acc, k, ties, 1e-9);
+        if (first_labels.empty()) {
+          first_labels = std::move(got);
+          first = acc;
+        } else {
+          EXPECT_EQ(got, first_labels);
+          expect_same_accum_bits(acc, first);
+        }
+      }
+    }
 }
 #endif
 
@@ -722,12 +811,21 @@ TEST(CudaQuantParity, PrefixSumsMatchCpuAndAreDeterministic) {
       cpu::sort_pairs(d.w.data(), d.h.data(), n, ws.data(), hs.data());
       const double shift = n ? ws[n / 2] : 0.0;
       const size_t nb = (n + block - 1) / block;
-      std::vector<double> c0(nb + 1), c1(nb + 1), c2(nb + 1), g0(nb + 2, 9.0), g1(nb + 1), g2(nb + 1), r0(nb + 1),
-          r1(nb + 1), r2(nb + 1);
+      // Each output with its own sentinel after its nb + 1 entries.
+      std::vector<double> c0(nb + 1), c1(nb + 1), c2(nb + 1), g0(nb + 2, 9.0), g1(nb + 2, 9.0), g2(nb + 2, 9.0),
+          r0(nb + 1), r1(nb + 1), r2(nb + 1);
       cpu::prefix_sums(ws.data(), hs.data(), n, shift, block, c0.data(), c1.data(), c2.data());
       cuda::prefix_sums(ws.data(), hs.data(), n, shift, block, g0.data(), g1.data(), g2.data());
       cuda::prefix_sums(ws.data(), hs.data(), n, shift, block, r0.data(), r1.data(), r2.data());
-      EXPECT_EQ(g0[nb + 1], 9.0);  // sentinel after the nb + 1 outputs
+      EXPECT_EQ(g0[nb + 1], 9.0);
+      EXPECT_EQ(g1[nb + 1], 9.0);
+      EXPECT_EQ(g2[nb + 1], 9.0);
+      // The first entries are the empty sums, +0 exactly: on the device the three outputs share one allocation,
+      // so a write one past ph's (phx's) end lands in phx[0] (phx2[0]).
+      const double zero = 0.0;
+      EXPECT_EQ(std::memcmp(&g0[0], &zero, sizeof zero), 0) << g0[0];
+      EXPECT_EQ(std::memcmp(&g1[0], &zero, sizeof zero), 0) << g1[0];
+      EXPECT_EQ(std::memcmp(&g2[0], &zero, sizeof zero), 0) << g2[0];
       double s0 = 0, s1 = 0, s2 = 0;
       for (size_t i = 0; i < n; ++i) {
         const double x = ws[i] - shift;
@@ -743,10 +841,59 @@ TEST(CudaQuantParity, PrefixSumsMatchCpuAndAreDeterministic) {
       EXPECT_EQ(std::memcmp(g0.data(), r0.data(), (nb + 1) * sizeof(double)), 0);
       EXPECT_EQ(std::memcmp(g1.data(), r1.data(), (nb + 1) * sizeof(double)), 0);
       EXPECT_EQ(std::memcmp(g2.data(), r2.data(), (nb + 1) * sizeof(double)), 0);
-      if (block > 1 && block < 1024) {  // short blocks: one thread per block in element order, as the CPU
-        for (size_t b = 1; b <= std::min<size_t>(nb, 1); ++b) EXPECT_EQ(c0[b], g0[b]);
+      // Short blocks are summed by one thread each in element order, as the CPU sums them, so the first prefix
+      // (block 0's sums alone) has the CPU's bits; later prefixes add the blocks by a scan tree, not in order, and
+      // agree to rounding only (PrefixSumsEqualTheCpuBitForBitOnExactData checks every entry's bits).
+      if (block > 1 && block < 1024 && nb >= 1) {
+        EXPECT_EQ(c0[1], g0[1]);
+        EXPECT_EQ(c1[1], g1[1]);
+        EXPECT_EQ(c2[1], g2[1]);
       }
     }
+}
+
+// Values on a 2^-10 grid in [-4, 4) and importances 0..7 (shift on the grid too): every term h, h·x, h·x² and
+// every partial sum is exact in fp64 (|Σ h·x²| < 2^29 on a 2^-20 grid for n ≤ 2^20), so any order of additions
+// gives the CPU's bits. So every entry, for short blocks (one thread each), long ones (a CTA tree each) and
+// block = 1, weighted and not, must be the CPU's bits: a block boundary off by one, a value summed twice or
+// dropped, or an entry written into its neighbour or another output shows exactly.
+TEST(CudaQuantParity, PrefixSumsEqualTheCpuBitForBitOnExactData) {
+  NQ_REQUIRE_CUDA();
+  for (const size_t n : sizes())
+    for (const size_t block : {size_t{1}, size_t{2}, size_t{7}, size_t{1000}, size_t{1023}, size_t{1024},
+                               size_t{4096}})
+      for (const bool weighted : {true, false}) {
+        SCOPED_TRACE(testing::Message() << "n=" << n << " block=" << block << (weighted ? " weighted" : ""));
+        ASSERT_LE(n, size_t{1} << 20);  // the exactness bound above
+        std::mt19937_64 rng(3 * n + block);
+        std::vector<float> w(n), h(n);
+        for (size_t i = 0; i < n; ++i) {
+          w[i] = static_cast<float>(static_cast<int>(rng() % 8192) - 4096) / 1024.0f;
+          h[i] = static_cast<float>(rng() % 8);
+        }
+        if (n > 2) w[n / 3] = -0.0f;
+        std::vector<float> ws(n), hs(n);
+        cpu::sort_pairs(w.data(), weighted ? h.data() : nullptr, n, ws.data(), hs.data());
+        const float* hp = weighted ? hs.data() : nullptr;
+        const double shift = ws[n / 2];
+        const size_t nb = (n + block - 1) / block;
+        std::vector<double> c0(nb + 1), c1(nb + 1), c2(nb + 1), g0(nb + 2, 9.0), g1(nb + 2, 9.0), g2(nb + 2, 9.0);
+        cpu::prefix_sums(ws.data(), hp, n, shift, block, c0.data(), c1.data(), c2.data());
+        cuda::prefix_sums(ws.data(), hp, n, shift, block, g0.data(), g1.data(), g2.data());
+        EXPECT_EQ(g0[nb + 1], 9.0);
+        EXPECT_EQ(g1[nb + 1], 9.0);
+        EXPECT_EQ(g2[nb + 1], 9.0);
+        size_t bad = 0;
+        for (size_t b = 0; b <= nb; ++b) {
+          const bool same = std::memcmp(&c0[b], &g0[b], sizeof(double)) == 0 &&
+                            std::memcmp(&c1[b], &g1[b], sizeof(double)) == 0 &&
+                            std::memcmp(&c2[b], &g2[b], sizeof(double)) == 0;
+          if (!same && bad++ < 5)
+            ADD_FAILURE() << "entry " << b << " of " << nb << ": cpu (" << c0[b] << ", " << c1[b] << ", " << c2[b]
+                          << ") cuda (" << g0[b] << ", " << g1[b] << ", " << g2[b] << ")";
+        }
+        EXPECT_EQ(bad, 0u);
+      }
 }
 
 TEST(CudaQuantParity, LabelHistogramMatchesCpu) {
@@ -800,10 +947,15 @@ TEST(CudaQuantParity, RowsKmeansEqualsTheCpuOpBitForBit) {
               "k=" + std::to_string(k) + (weighted ? " weighted" : "") + " init=" +
                   std::to_string(static_cast<int>(init)) + (warm ? " warm" : ""),
               lengths, k, weighted, init, warm, ++seed));
-  for (const int k : {1, 2, 16, 256})  // exact: one thread per row, rows past the Lloyd kernel's on-chip limit too
+  // exact: one thread per row, so a launch lasts as long as its longest row's DP (~k·n·log n steps on one thread;
+  // a row of 20011 at k = 256 took tens of seconds). Rows past the Lloyd kernel's on-chip limit (8209 > 8192) with
+  // k ≤ 16; k = 256 on rows of up to 2049 (still far more values than levels, so the DP runs).
+  for (const int k : {1, 2, 16, 256})
     for (const bool weighted : {true, false}) {
-      std::vector<int> exact_lengths = lengths;
-      if (!quick()) exact_lengths.push_back(20011);
+      std::vector<int> exact_lengths;
+      for (const int len : lengths)
+        if (k < 256 || len <= 2049) exact_lengths.push_back(len);
+      if (!quick() && k < 256) exact_lengths.push_back(8209);
       rows_cases::RowsBatch b = rows_cases::make_batch("exact k=" + std::to_string(k) + (weighted ? " weighted" : ""),
                                                        exact_lengths, k, weighted, InitRule::kLinear, false, ++seed);
       b.exact = true;
@@ -816,6 +968,72 @@ TEST(CudaQuantParity, RowsKmeansEqualsTheCpuOpBitForBit) {
       b.tol = tol;
       expect_rows_kmeans_matches_cpu(b);
     }
+}
+
+// Op (e) on the device against nq::quantize's own driver, row by row (rows_kmeans_cases.h host_driver_row, the
+// oracle tests/quant/test_rows_kmeans.cpp holds the CPU op to): the same centres, iteration counts, flags and labels,
+// bit for bit, and the slots past each row's centres untouched.
+void expect_rows_kmeans_matches_host_driver(const rows_cases::RowsBatch& b) {
+  SCOPED_TRACE(b.name);
+  rows_cases::RowsResult got(b);
+  cuda::rows_kmeans(b.job(), got.out());
+  const size_t k = static_cast<size_t>(b.k);
+  for (int64_t r = 0; r < b.rows(); ++r) {
+    SCOPED_TRACE(testing::Message() << "row " << r);
+    const RawResult want = rows_cases::host_driver_row(b, r);
+    const size_t ri = static_cast<size_t>(r), begin = static_cast<size_t>(b.row_begin[r]);
+    ASSERT_EQ(got.center_count[ri], static_cast<int32_t>(want.centers.size()));
+    if (!want.centers.empty()) {
+      ASSERT_EQ(std::memcmp(got.centers.data() + ri * k, want.centers.data(), want.centers.size() * sizeof(double)), 0);
+    }
+    for (size_t j = want.centers.size(); j < k; ++j) ASSERT_EQ(got.centers[ri * k + j], -7.0) << "slot " << j;
+    EXPECT_EQ(got.iterations[ri], want.iterations);
+    EXPECT_EQ(got.converged[ri] != 0, want.converged);
+    ASSERT_EQ(want.labels.size(), static_cast<size_t>(b.row_begin[r + 1]) - begin);
+    for (size_t i = 0; i < want.labels.size(); ++i) ASSERT_EQ(got.labels[begin + i], want.labels[i]) << "value " << i;
+  }
+}
+
+TEST(CudaQuantParity, RowsKmeansShortRowsTakeTheSmallKernels) {
+  NQ_REQUIRE_CUDA();
+  // The kernel (items per thread 4, 8, 16, 32: rows of up to 1024, 2048, 4096, 8192 values) is chosen by a batch's
+  // longest row; the other batches' longest rows (4096 … 8192) only ever take the two largest. These take the two
+  // smallest, right at and past their limits.
+  using row_lloyd::InitRule;
+  const std::vector<std::vector<int>> sets = {{1, 2, 3, 31, 32, 33, 255, 256, 257, 1000, 1024, 0},
+                                              {17, 1025, 2048, 0}};
+  const std::vector<int> ks = quick() ? std::vector<int>{2, 256} : std::vector<int>{1, 2, 16, 256};
+  uint64_t seed = 700;
+  for (const std::vector<int>& lengths : sets)
+    for (const int k : ks)
+      for (const bool weighted : {true, false})
+        for (const InitRule init : {InitRule::kLinear, InitRule::kQuantile})
+          for (const bool warm : {false, true}) {
+            if (quick() && (weighted != warm || init != InitRule::kLinear)) continue;
+            const rows_cases::RowsBatch b = rows_cases::make_batch(
+                "short rows (longest " + std::to_string(*std::max_element(lengths.begin(), lengths.end())) +
+                    ") k=" + std::to_string(k) + (weighted ? " weighted" : "") +
+                    " init=" + std::to_string(static_cast<int>(init)) + (warm ? " warm" : ""),
+                lengths, k, weighted, init, warm, ++seed);
+            expect_rows_kmeans_matches_host_driver(b);
+            expect_rows_kmeans_matches_cpu(b);
+          }
+}
+
+TEST(CudaQuantParity, RowsKmeansNearCoincidentAndExtremeValues) {
+  NQ_REQUIRE_CUDA();
+  // tests/quant/test_rows_kmeans.cpp's extreme rows (values a few ulps apart at 1e-30 and 1e30, outliers at -3e38)
+  // on the device: Lloyd under both init rules, and exact.
+  for (const row_lloyd::InitRule init : {row_lloyd::InitRule::kLinear, row_lloyd::InitRule::kQuantile}) {
+    const rows_cases::RowsBatch b = rows_cases::make_extremes_batch(init);
+    expect_rows_kmeans_matches_host_driver(b);
+    expect_rows_kmeans_matches_cpu(b);
+  }
+  rows_cases::RowsBatch b = rows_cases::make_extremes_batch(row_lloyd::InitRule::kLinear);
+  b.name += " exact";
+  b.exact = true;
+  expect_rows_kmeans_matches_host_driver(b);
+  expect_rows_kmeans_matches_cpu(b);
 }
 
 TEST(CudaQuantParity, RowsKmeansManyRowsAndItsLimits) {
@@ -832,6 +1050,106 @@ TEST(CudaQuantParity, RowsKmeansManyRowsAndItsLimits) {
     ADD_FAILURE() << "a row of 8193 values was accepted";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
+  }
+}
+
+// The kernels' opt-in dynamic shared memory size is one setting per kernel, shared by every host thread (quantize_model
+// launches from OpenMP workers). Were each call to set it to its own size (kernels/assign_block.cuh set_smem once
+// did), a thread could shrink it between another thread's setting and launch, and that launch would fail. Op (a)
+// with k = 160, 600 and 256 takes 51, 58 and 78 KB (choose_shape: 8, 2 and 8 warps, each past the 48 KB default);
+// four threads cycle through them at once, and every result must be the bits of the same call made alone (itself
+// checked against the CPU). Then op (e) the same way: batches whose longest rows pick different kernels and sizes.
+TEST(CudaQuantParity, ConcurrentHostThreadsGetTheSingleCallBits) {
+  NQ_REQUIRE_CUDA();
+  const int threads = 4;
+  const std::vector<int> ks = {160, 600, 256};
+  const size_t n = 40009;  // three accumulation blocks
+  Data d = make_data(n, 4321);
+  std::vector<Codebook> cbs;
+  for (size_t i = 0; i < ks.size(); ++i)  // every codebook before any pass: make_codebook moves values onto centres
+    cbs.push_back(make_codebook(d, ks[i], i != 0, 50 + i));
+  const std::vector<double> lambdas = {0.0, lambda_for(d), 3 * lambda_for(d)};
+  std::vector<std::vector<int32_t>> want_labels(ks.size(), std::vector<int32_t>(n));
+  std::vector<AssignAccum> want(ks.size());
+  for (size_t i = 0; i < ks.size(); ++i) {
+    SCOPED_TRACE(testing::Message() << "alone, k=" << ks[i]);
+    cuda::assign_accumulate(d.w.data(), d.h.data(), n, cbs[i].c.data(), cbs[i].l.data(), ks[i], lambdas[i],
+                            want_labels[i].data(), want[i]);
+    std::vector<int32_t> cpu_l(n);
+    AssignAccum ca;
+    cpu::assign_accumulate(d.w.data(), d.h.data(), n, cbs[i].c.data(), cbs[i].l.data(), ks[i], lambdas[i],
+                           cpu_l.data(), ca);
+    size_t ties = 0;
+    expect_same_labels(d, cbs[i], lambdas[i], cpu_l, want_labels[i], &ties);
+    expect_sums_close(ca, want[i], ks[i], ties, 1e-9);
+  }
+  struct Outcome {
+    int calls = 0, mismatched = 0;
+    std::string error;
+  };
+  // Runs body(t, rep) for rep < reps from `count` threads started together; a thrown error ends that thread's loop.
+  const auto run_threads = [&](int count, int reps, const auto& body) {
+    std::vector<Outcome> outcome(static_cast<size_t>(count));
+    std::atomic<int> ready{0};
+    std::vector<std::thread> pool;
+    for (int t = 0; t < count; ++t)
+      pool.emplace_back([&, t] {
+        Outcome& o = outcome[static_cast<size_t>(t)];
+        ready.fetch_add(1);
+        while (ready.load() < count) std::this_thread::yield();
+        try {
+          for (int r = 0; r < reps; ++r, ++o.calls)
+            if (!body(t, r)) ++o.mismatched;
+        } catch (const std::exception& e) {
+          o.error = e.what();
+        }
+      });
+    for (std::thread& th : pool) th.join();
+    for (int t = 0; t < count; ++t) {
+      const Outcome& o = outcome[static_cast<size_t>(t)];
+      EXPECT_EQ(o.error, "") << "thread " << t << " after " << o.calls << " calls";
+      EXPECT_EQ(o.mismatched, 0) << "thread " << t << ": results unlike the single call's";
+    }
+  };
+  {
+    SCOPED_TRACE("assign_accumulate");
+    run_threads(threads, quick() ? 6 : 60, [&](int t, int r) {
+      const size_t i = static_cast<size_t>(t + r) % ks.size();
+      std::vector<int32_t> labels(n, -9);
+      AssignAccum got;
+      cuda::assign_accumulate(d.w.data(), d.h.data(), n, cbs[i].c.data(), cbs[i].l.data(), ks[i], lambdas[i],
+                              labels.data(), got);
+      return labels == want_labels[i] && same_accum_bits(got, want[i]);
+    });
+  }
+  using row_lloyd::InitRule;
+  const std::vector<rows_cases::RowsBatch> batches = {
+      rows_cases::make_batch("concurrent a", {2048, 17, 1025, 0}, 16, true, InitRule::kLinear, false, 301),
+      rows_cases::make_batch("concurrent b", {4096, 3, 2049}, 256, true, InitRule::kQuantile, true, 302),
+      rows_cases::make_batch("concurrent c", {8192, 4097, 1}, 16, false, InitRule::kLinear, false, 303)};
+  std::vector<rows_cases::RowsResult> expected;
+  for (const rows_cases::RowsBatch& b : batches) {  // the CPU op: the device's must be its bits
+    expected.emplace_back(b);
+    cpu::rows_kmeans(b.job(), expected.back().out());
+  }
+  const auto same_rows = [](const rows_cases::RowsResult& a, const rows_cases::RowsResult& b) {
+    return std::memcmp(a.centers.data(), b.centers.data(), a.centers.size() * sizeof(double)) == 0 &&
+           a.center_count == b.center_count && a.labels == b.labels && a.iterations == b.iterations &&
+           a.converged == b.converged;
+  };
+  for (size_t i = 0; i < batches.size(); ++i) {  // alone first
+    rows_cases::RowsResult got(batches[i]);
+    cuda::rows_kmeans(batches[i].job(), got.out());
+    EXPECT_TRUE(same_rows(got, expected[i])) << batches[i].name << " alone";
+  }
+  {
+    SCOPED_TRACE("rows_kmeans");
+    run_threads(static_cast<int>(batches.size()), quick() ? 2 : 12, [&](int t, int r) {
+      const size_t i = static_cast<size_t>(t + r) % batches.size();
+      rows_cases::RowsResult got(batches[i]);
+      cuda::rows_kmeans(batches[i].job(), got.out());
+      return same_rows(got, expected[i]);
+    });
   }
 }
 

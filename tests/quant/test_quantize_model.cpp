@@ -301,6 +301,15 @@ TEST(QuantizeModel, ManySmallProblemsBeyondMemoryAreRefusedUpFront) {
   load.sets = 16;
   EXPECT_THROW(quant::check_problem_memory(load, need), Error);
   EXPECT_NO_THROW(quant::check_problem_memory(load, 16 * need));
+  // Codebooks of more than 16 levels: 12 bytes per level beyond 16, at most one level per value.
+  EXPECT_EQ(quant::extra_codebook_bytes(256, 64), 12.0 * 48);
+  EXPECT_EQ(quant::extra_codebook_bytes(256, 1), 0.0);
+  EXPECT_EQ(quant::extra_codebook_bytes(16, 4096), 0.0);
+  EXPECT_EQ(quant::extra_codebook_bytes(17, 4096), 12.0);
+  load.sets = 2;
+  load.codebook_bytes = 1000.0;
+  EXPECT_NO_THROW(quant::check_problem_memory(load, 2 * need + 2000));
+  EXPECT_THROW(quant::check_problem_memory(load, 2 * need + 1999), Error);
 }
 
 // And through quantize_model: a model whose rows fit runs (the check passes on this machine), with its problems.
