@@ -40,6 +40,11 @@ void set_device(int device) {
   g_process_device.store(device);
 }
 
+int process_device() noexcept {
+  const int device = g_process_device.load();
+  return device < 0 ? 0 : device;
+}
+
 void bind_thread_device() {
   const int device = g_process_device.load();
   if (device < 0) return;

@@ -12,7 +12,8 @@ const char* backend_name(Backend backend);
 
 // True when this build has CUDA and a device answers. Never throws, never crashes without a driver.
 bool cuda_available();
-// "NVIDIA H100 80GB HBM3 (sm_90, 79 GiB)" or "" when none.
+// The device this process uses (the one an MPI rank chose, else device 0), e.g.
+// "NVIDIA H100 80GB HBM3 (sm_90, 79 GiB)"; "" when none.
 std::string cuda_device_description();
 
 // auto -> cuda when available, else cpu; cuda without a device -> Error kUnavailable (exit 3).

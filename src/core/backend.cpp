@@ -34,7 +34,7 @@ bool cuda_available() {
 
 std::string cuda_device_description() {
   try {
-    return cuda::device_count() > 0 ? cuda::device_description(0) : std::string();
+    return cuda::device_count() > 0 ? cuda::device_description(cuda::process_device()) : std::string();
   } catch (...) {
     return std::string();
   }

@@ -14,6 +14,8 @@ void set_device(int device);
 // and OpenMP workers (quantize_model runs problems on them) would otherwise start on device 0. No-op before
 // set_device. Every quantizer op entry calls it.
 void bind_thread_device();
+// The device set_device chose for this process, 0 before any choice (CUDA's default).
+int process_device() noexcept;
 // Runs one trivial checked kernel (y = a*x + y on n floats) and returns max |error| against the host.
 double self_test(int n);
 

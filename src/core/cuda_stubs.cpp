@@ -8,6 +8,7 @@ int device_count() noexcept { return 0; }
 std::string device_description(int) { return std::string(); }
 void set_device(int) {}
 void bind_thread_device() {}
+int process_device() noexcept { return 0; }
 double self_test(int) { NQ_FAIL(ErrorCode::kUnavailable, "this netquant was built without CUDA"); }
 }  // namespace nq::cuda
 #endif
