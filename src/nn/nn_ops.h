@@ -143,19 +143,22 @@ NQ_NN_DECLARE_OPS(double)
 #define NQ_NN_OP(backend, op, ...) \
   ((backend) == ::nq::Backend::kCuda ? ::nq::nn::cuda::op(__VA_ARGS__) : ::nq::nn::cpu::op(__VA_ARGS__))
 
-// A typed array on one backend (host memory for kCpu, device memory for kCuda), zero-filled on resize.
+// A typed array on one backend (host memory for kCpu, device memory for kCuda), zero-filled on resize; ensure()
+// reuses the allocation for any size up to the largest held.
 template <class T>
 class Buffer {
  public:
   explicit Buffer(Backend backend = Backend::kCpu) : backend_(backend) {}
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;
-  Buffer(Buffer&& o) noexcept : backend_(o.backend_), data_(o.data_), size_(o.size_) { o.data_ = nullptr, o.size_ = 0; }
+  Buffer(Buffer&& o) noexcept : backend_(o.backend_), data_(o.data_), size_(o.size_), capacity_(o.capacity_) {
+    o.data_ = nullptr, o.size_ = o.capacity_ = 0;
+  }
   Buffer& operator=(Buffer&& o) noexcept {
     if (this != &o) {
       release();
-      backend_ = o.backend_, data_ = o.data_, size_ = o.size_;
-      o.data_ = nullptr, o.size_ = 0;
+      backend_ = o.backend_, data_ = o.data_, size_ = o.size_, capacity_ = o.capacity_;
+      o.data_ = nullptr, o.size_ = o.capacity_ = 0;
     }
     return *this;
   }
@@ -168,10 +171,18 @@ class Buffer {
     }
     release();
     if (count > 0) data_ = NQ_NN_OP(backend_, buffer_alloc, count, T(0));
-    size_ = count;
+    size_ = capacity_ = count;
   }
-  void ensure(int64_t count) {  // reallocates (zeroed) only when the size changes; contents otherwise kept
-    if (count != size_) resize(count);
+  // Makes the size `count`: contents kept when it is unchanged, unspecified otherwise (every caller writes what it
+  // reads), and no new allocation up to the largest size held. Replicas alternate between training and evaluation
+  // batches and a last partial batch; on CUDA each reallocation would also synchronise the device.
+  void ensure(int64_t count) {
+    if (count == size_) return;
+    if (count <= capacity_) {
+      size_ = count;
+      return;
+    }
+    resize(count);
   }
   void upload(const T* host, int64_t count) {
     ensure(count);
@@ -191,11 +202,12 @@ class Buffer {
   void release() {
     if (data_) NQ_NN_OP(backend_, buffer_free, data_);
     data_ = nullptr;
-    size_ = 0;
+    size_ = capacity_ = 0;
   }
   Backend backend_;
   T* data_ = nullptr;
   int64_t size_ = 0;
+  int64_t capacity_ = 0;  // elements allocated at data_ (≥ size_)
 };
 
 }  // namespace nq::nn
