@@ -31,8 +31,7 @@ TensorSet hessian_diagonal(const Model& model, const Dataset& data, const Hessia
   nn::check_dataset(spec, data, "Hessian data");
   NQ_CHECK(p.batch > 0, ErrorCode::kInvalidArgument, "Hessian batch must be positive, got " << p.batch);
   NQ_CHECK(p.samples >= 0, ErrorCode::kInvalidArgument, "Hessian samples must be >= 0, got " << p.samples);
-  const Backend b = resolve_backend(p.backend);
-  if (b == Backend::kCpu) nn::cpu::sync_blas_threads();
+  const Backend b = nn::prepare_backend(p.backend);
   const std::vector<float> flat = nn::flatten_params<float>(spec, model.weights(), "model " + model.name());
   nn::Buffer<float> weights(b);
   weights.upload(flat.data(), static_cast<int64_t>(flat.size()));

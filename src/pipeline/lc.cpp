@@ -149,8 +149,7 @@ LcResult lc_compress(const Model& model, const Dataset& train, const Dataset* te
     test_data = dataset_head(*test, p.test_subset);
     nn::check_dataset(spec, test_data, "LC test data");
   }
-  const Backend backend = resolve_backend(p.backend);
-  if (backend == Backend::kCpu) nn::cpu::sync_blas_threads();
+  const Backend backend = nn::prepare_backend(p.backend);
   const double nan = std::numeric_limits<double>::quiet_NaN();
 
   // Direct compression: Θ = Π(w̄), λ = 0.

@@ -14,13 +14,6 @@
 namespace nq::nn {
 namespace {
 
-using test::conv;
-using test::flatten;
-using test::linear;
-using test::make_spec;
-using test::maxpool;
-using test::relu;
-
 template <class T>
 void expect_same_bits(const T* a, const T* b, int64_t n, const char* what, int64_t batch) {
   for (int64_t i = 0; i < n; ++i)
@@ -32,9 +25,10 @@ void expect_same_bits(const T* a, const T* b, int64_t n, const char* what, int64
 
 TEST(NetworkReuse, BuffersKeptAcrossBatchSizesChangeNoBit) {
   // Padding and a stride below the kernel (im2col's border columns), a max-pool, two linear layers.
-  const NetSpec spec = make_spec(3, 11, 10, 6,
-                                 {conv("c1", 5, 3, 1, 2), relu(), maxpool(3, 2), conv("c2", 4, 2, 2, 1), relu(),
-                                  flatten(), linear("f1", 9), relu(), linear("f2", 6)});
+  namespace t = test;
+  const NetSpec spec = t::make_spec(3, 11, 10, 6,
+                                    {t::conv("c1", 5, 3, 1, 2), t::relu(), t::maxpool(3, 2), t::conv("c2", 4, 2, 2, 1),
+                                     t::relu(), t::flatten(), t::linear("f1", 9), t::relu(), t::linear("f2", 6)});
   Network<float> reused(spec);
   std::mt19937_64 rng(31);
   std::normal_distribution<float> normal(0.0f, 1.0f);
