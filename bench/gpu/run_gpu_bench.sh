@@ -150,7 +150,7 @@ if want sanitize; then
   # A reduced parity run under the sanitizers (they slow kernels 10-100x).
   step "$LIMIT" "memcheck (reduced parity)" "$LOGS/memcheck.log" env NQ_CUDA_PARITY_QUICK=1 compute-sanitizer \
     --tool memcheck --leak-check full --error-exitcode 9 "$TEST" --gtest_brief=1 \
-    --gtest_filter='CudaQuantParity.*:CudaCodingParity.*:CudaNnParity/0.*:CudaModelParity.*'
+    --gtest_filter='CudaQuantParity.*:CudaCodingParity.*:CudaNnParity/0.*:CudaModelParity.*:Builtin/CudaNnModelParity.*/lenet300'
   step "$LIMIT" "racecheck (reduced parity)" "$LOGS/racecheck.log" env NQ_CUDA_PARITY_QUICK=1 compute-sanitizer \
     --tool racecheck --error-exitcode 9 "$TEST" --gtest_brief=1 \
     --gtest_filter='CudaQuantParity.AssignAccumulate*:CudaQuantParity.Prefix*:CudaQuantParity.RowsKmeans*:CudaQuantParity.MultiCodebook*:CudaQuantParity.ResidentRows*:CudaQuantParity.SelectPruned*:CudaQuantParity.LabelHistogram*:CudaCodingParity.*'
