@@ -9,8 +9,9 @@ namespace nq::quant {
 
 void check_problem_memory(const ProblemLoad& load, uint64_t available) {
   if (available == 0 || load.problems <= 0) return;
-  const double need = (static_cast<double>(load.problems) * static_cast<double>(kBytesPerProblem) + load.codebook_bytes) *
-                      static_cast<double>(load.sets);
+  const double per_set =
+      static_cast<double>(load.problems) * static_cast<double>(kBytesPerProblem) + load.codebook_bytes;
+  const double need = per_set * static_cast<double>(load.sets);
   if (need <= static_cast<double>(available)) return;
   const double gb = 1e9;
   NQ_FAIL(ErrorCode::kOutOfMemory,

@@ -228,7 +228,8 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
     for (const Prepared& p : prep) {
       const QuantizedTensor& qt = out.tensors[p.tensor];
       load.problems += qt.num_problems;
-      load.codebook_bytes += static_cast<double>(qt.num_problems) * quant::extra_codebook_bytes(params.quant.k, qt.problem_size);
+      load.codebook_bytes +=
+          static_cast<double>(qt.num_problems) * quant::extra_codebook_bytes(params.quant.k, qt.problem_size);
       if (qt.num_problems <= load.busiest_problems) continue;
       load.busiest = qt.name;
       load.busiest_problems = qt.num_problems;

@@ -194,7 +194,8 @@ TEST(CudaModelParity, RowAndGroupKmeansOnTheDeviceEqualTheCpuBitForBit) {
   const TensorSet model = make_rows_model(11);
   const TensorSet imp = make_rows_importance(model, 12);
   const std::vector<std::string> scopes =
-      quick() ? std::vector<std::string>{"row", "group:1000"} : std::vector<std::string>{"row", "group:1000", "group:8192"};
+      quick() ? std::vector<std::string>{"row", "group:1000"}
+              : std::vector<std::string>{"row", "group:1000", "group:8192"};
   // (Exact solves each row on one device thread: too slow under compute-sanitizer, whose quick runs leave it to
   // the op-level tests.)
   const std::vector<Method> methods = quick() ? std::vector<Method>{Method::kKmeans, Method::kHwKmeans}

@@ -18,7 +18,8 @@ template <class T>
 void expect_same_bits(const T* a, const T* b, int64_t n, const char* what, int64_t batch) {
   for (int64_t i = 0; i < n; ++i)
     if (std::memcmp(&a[i], &b[i], sizeof(T)) != 0) {
-      ADD_FAILURE() << what << " differs at " << i << " of " << n << " (batch " << batch << "): " << a[i] << " vs " << b[i];
+      ADD_FAILURE() << what << " differs at " << i << " of " << n << " (batch " << batch << "): " << a[i] << " vs "
+                    << b[i];
       return;
     }
 }
