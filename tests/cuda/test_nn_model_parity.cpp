@@ -1,8 +1,9 @@
 // The built-in networks end to end on CUDA against the CPU, through the public API of nn.h (evaluate,
 // forward_logits, compute_gradients, hessian_diagonal for OBD / Fisher / GGN, train with SGD and Adam), the
-// data-parallel driver with an activation hook, and fine-tuning of shared values (pipeline.h). The layer ops are
-// checked one by one in test_nn_parity.cpp; here it is the host glue that differs per backend: on CUDA a batch is
-// one micro-batch, the weights, gradients and activations live on the device, the hook gets device pointers.
+// data-parallel driver with an activation hook, fine-tuning of shared values (pipeline.h) and learning-compression
+// quantization (lc.h). The layer ops are checked one by one in test_nn_parity.cpp; here it is the host glue that
+// differs per backend: on CUDA a batch is one micro-batch, the weights, gradients and activations live on the
+// device, the hook gets device pointers.
 //
 // Oracle: the same network in float64 on the CPU (nn::Network<double>, the driver every backend shares, on the
 // same float images), so both float32 backends are measured against it, and against each other. Errors are
@@ -24,6 +25,7 @@
 #include "cuda/cuda_test_support.h"
 #include "netquant/backend.h"
 #include "netquant/io.h"
+#include "netquant/lc.h"
 #include "netquant/nn.h"
 #include "netquant/pipeline.h"
 #include "netquant/quantize.h"
@@ -596,6 +598,192 @@ TEST_P(CudaNnModelParity, FinetuneSharedValues) {
   EXPECT_LE(worst, 1e-3 * moved) << "codebooks after fine-tuning, CUDA vs CPU";
   report(std::string(GetParam()) + " codebooks: max diff / max move", worst / moved);
   for (size_t t = 0; t < qg.tensors.size(); ++t) EXPECT_EQ(qg.tensors[t].indices, q0.tensors[t].indices);
+}
+
+// ---- 5. learning-compression quantization ------------------------------------------------------------------
+// lc_compress (lc.h): each L step trains on the backend (the data-parallel gradient of every mini-batch), while the
+// penalty gradient, the Nesterov step, the C step (quantize_model, here on the CPU for both), the μ / lr schedule and
+// the multiplier update run on the host. So the backends differ by the gradient's rounding, which the training then
+// carries on, and which can move a weight across a decision boundary of the quantizer. Compared: the schedule
+// exactly; direct compression (no L step yet) bit for bit; then per step the losses, ‖w − Δ(Θ)‖, the accuracies and
+// the codebooks; finally the codebooks, the indices and Δ(Θ) of the result. Two CUDA runs give the same bits.
+//
+// Tolerances. The same runs on the CPU with the training images moved by one ulp (rounding-level differences, as
+// between the backends), over 10 seeds of data and weights, both nets, both methods, full size: losses <= 1.7e-6
+// relative, ‖w − Δ(Θ)‖ <= 1.1e-4 (it ends 20x below its start, so it is the most sensitive), codebooks <= 4.9e-6 of
+// their scale, no index flipped, Δ(Θ) NMSE <= 2.2e-7 (a bias, kept in float), accuracies equal. A flipped index (a
+// weight within rounding of a decision boundary, seen at smaller μ) moved a LeNet-5 codebook by 5e-5 and Δ(Θ) by
+// 4e-5 in NMSE. Through the emulated device (the real host glue, GEMMs of other rounding) both nets measured
+// losses <= 5e-9, ‖w − Δ(Θ)‖ <= 1.6e-8, codebooks <= 1e-7, no index flipped. Bugs cost far more (CUDA side only,
+// full size / quick): the L step's penalty gradient left out moves ‖w − Δ(Θ)‖ by 0.39 and more, codebooks 0.15;
+// momentum not reset per L step the losses 1e-2, codebooks 1.3e-2; the weights uploaded once per epoch instead of per
+// batch (stale gradients) the training loss 2.2e-3, codebooks 4.6e-4 (quick) to 3e-3, indices 4.3e-4, Δ(Θ) NMSE
+// 3.8e-4.
+constexpr double kLcLossTol = 1e-4;       // train / test loss, relative
+constexpr double kLcViolationTol = 2e-3;  // ‖w − Δ(Θ)‖ after each C step, relative
+constexpr double kLcCodebookTol = 3e-4;   // max |Δc| / max |c|, per codebook, each step and the result
+constexpr double kLcIndexTol = 1e-4;      // fraction of the result's quantized weights whose index differs
+constexpr double kLcWeightNmse = 2e-5;    // ‖Δ_CUDA − Δ_CPU‖² / ‖Δ_CPU‖², worst tensor of the result
+constexpr double kLcAccuracyImages = 1;   // test images classified differently (Δ(Θ) or w): a near tie
+
+LcParams lc_params(Method method) {
+  LcParams p;
+  p.compress.quant.method = method;
+  p.compress.quant.k = method == Method::kKmeans ? 4 : 8;
+  p.compress.quant.max_iter = 30;
+  p.compress.quant.backend = kCpu;  // the C step on the host for both: the L step is what is under test
+  p.compress.scope = parse_scope("tensor");
+  p.compress.skip_1d = true;
+  // μ from 0.1 to 2.5 (five-fold): large enough that the penalty pulls w towards Δ(Θ) within the run.
+  p.mu0 = 0.1;
+  p.mu_factor = 5.0;
+  p.steps = 3;
+  p.epochs_per_step = quick() ? 1 : 2;
+  p.lr = 0.02;
+  p.lr_decay = 0.9;
+  p.momentum = 0.9;
+  p.batch = batch_size();  // a partial batch each epoch
+  p.seed = 9;
+  p.test_subset = quick() ? 31 : 91;
+  p.progress = false;
+  return p;
+}
+
+// The worst CUDA-vs-CPU differences over a run (1e300 where something could not be compared).
+struct LcDiff {
+  double train_loss = 0, test_loss = 0, violation = 0;  // worst rel_diff over the L steps
+  double accuracy = 0;                                  // worst test images differing (Δ(Θ) and w), any step
+  double codebook = 0;                                  // worst max |Δc| / max |c| (per step and final codebooks)
+  double indices = 0;                                   // fraction of final quantized weights with another index
+  double weights = 0;                                   // worst tensor's NMSE of the final Δ(Θ)
+  std::string weights_tensor;
+};
+
+double codebook_diff(const std::vector<float>& got, const std::vector<float>& want) {
+  if (got.size() != want.size()) return 1e300;
+  double scale = 0, err = 0;
+  for (size_t j = 0; j < want.size(); ++j) {
+    if (!std::isfinite(got[j])) return 1e300;
+    scale = std::max(scale, double(std::abs(want[j])));
+    err = std::max(err, std::abs(double(got[j]) - want[j]));
+  }
+  return err / (scale > 0 ? scale : 1.0);
+}
+
+LcDiff lc_diff(const LcResult& got, const LcResult& want, int64_t test_images) {
+  LcDiff d;
+  EXPECT_EQ(got.history.size(), want.history.size());
+  for (size_t t = 1; t < std::min(got.history.size(), want.history.size()); ++t) {
+    const LcStepStats &a = got.history[t], &b = want.history[t];
+    if (!std::isfinite(a.train_loss) || !std::isfinite(a.test_loss) || !std::isfinite(a.violation)) {
+      d.train_loss = d.test_loss = d.violation = 1e300;
+      continue;
+    }
+    d.train_loss = std::max(d.train_loss, rel_diff(a.train_loss, b.train_loss));
+    d.test_loss = std::max(d.test_loss, rel_diff(a.test_loss, b.test_loss));
+    d.violation = std::max(d.violation, rel_diff(a.violation, b.violation));
+    d.accuracy = std::max({d.accuracy, std::abs(a.test_accuracy - b.test_accuracy) * double(test_images),
+                           std::abs(a.test_accuracy_w - b.test_accuracy_w) * double(test_images)});
+    d.codebook = std::max(d.codebook, codebook_diff(a.codebook, b.codebook));
+  }
+  const QuantizedModel &qa = got.compressed, &qb = want.compressed;
+  EXPECT_EQ(qa.codebooks.size(), qb.codebooks.size());
+  EXPECT_EQ(qa.tensors.size(), qb.tensors.size());
+  if (qa.codebooks.size() != qb.codebooks.size() || qa.tensors.size() != qb.tensors.size()) {
+    d.codebook = d.indices = d.weights = 1e300;
+    return d;
+  }
+  for (size_t c = 0; c < qb.codebooks.size(); ++c)
+    d.codebook = std::max(d.codebook, codebook_diff(qa.codebooks[c], qb.codebooks[c]));
+  int64_t flipped = 0, total = 0;
+  for (size_t t = 0; t < qb.tensors.size(); ++t) {
+    const QuantizedTensor &a = qa.tensors[t], &b = qb.tensors[t];
+    EXPECT_EQ(a.quantized, b.quantized) << b.name;
+    if (!b.quantized || a.indices.size() != b.indices.size()) continue;
+    total += static_cast<int64_t>(b.indices.size());
+    for (size_t i = 0; i < b.indices.size(); ++i) flipped += a.indices[i] != b.indices[i];
+  }
+  d.indices = total > 0 ? double(flipped) / double(total) : 1e300;
+  const TensorSet wa = qa.dequantize(), wb = qb.dequantize();
+  for (const Tensor& t : wb) {
+    const std::vector<float> a = wa.at(t.name()).to_f32(), b = t.to_f32();
+    double num = 0, den = 0;
+    for (size_t i = 0; i < b.size(); ++i) {
+      const double x = std::isfinite(a[i]) ? double(a[i]) : 1e150;
+      num += (x - b[i]) * (x - b[i]);
+      den += double(b[i]) * b[i];
+    }
+    const double e = num / std::max(den, 1e-300);
+    if (e >= d.weights) d.weights = e, d.weights_tensor = t.name();
+  }
+  return d;
+}
+
+// Bit for bit, everything but the wall times.
+bool same_lc(const LcResult& a, const LcResult& b) {
+  auto same = [](double x, double y) { return std::memcmp(&x, &y, sizeof x) == 0; };
+  if (a.history.size() != b.history.size()) return false;
+  for (size_t t = 0; t < a.history.size(); ++t) {
+    const LcStepStats &x = a.history[t], &y = b.history[t];
+    if (x.step != y.step || !same(x.mu, y.mu) || !same(x.lr, y.lr) || !same(x.violation, y.violation) ||
+        !same(x.relative_violation, y.relative_violation) || !same(x.train_loss, y.train_loss) ||
+        !same(x.penalty, y.penalty) || !same(x.test_loss, y.test_loss) || !same(x.test_accuracy, y.test_accuracy) ||
+        !same(x.test_accuracy_w, y.test_accuracy_w) || x.codebook != y.codebook)
+      return false;
+  }
+  if (a.compressed.codebooks != b.compressed.codebooks || a.compressed.tensors.size() != b.compressed.tensors.size())
+    return false;
+  for (size_t t = 0; t < a.compressed.tensors.size(); ++t)
+    if (a.compressed.tensors[t].indices != b.compressed.tensors[t].indices) return false;
+  return same_bits(a.compressed.dequantize(), b.compressed.dequantize());
+}
+
+TEST_P(CudaNnModelParity, LcCompress) {
+  NQ_REQUIRE_CUDA();
+  if (quick() && std::string(GetParam()) == "lenet5") GTEST_SKIP() << "quick mode: LeNet-300-100 only";
+  const Model m = model();
+  const Dataset data = synthetic(num_images(), 18);
+  const Dataset test = synthetic(quick() ? 40 : 100, 19);
+  for (const Method method : {Method::kKmeans, Method::kUniform}) {
+    if (quick() && method != Method::kKmeans) continue;
+    const std::string name = std::string(GetParam()) + " lc " + method_traits(method).name;
+    SCOPED_TRACE(name);
+    LcParams p = lc_params(method);
+    p.backend = kCpu;
+    const LcResult rc = lc_compress(m, data, &test, nullptr, p);
+    p.backend = kGpu;
+    const LcResult rg = lc_compress(m, data, &test, nullptr, p);
+    const LcResult ra = lc_compress(m, data, &test, nullptr, p);
+    EXPECT_TRUE(same_lc(ra, rg)) << "CUDA LC differs run to run";
+    // The host-side schedule, exactly; direct compression (before any L step) bit for bit but its evaluation.
+    ASSERT_EQ(rg.history.size(), size_t(p.steps + 1));
+    ASSERT_EQ(rc.history.size(), rg.history.size());
+    for (size_t t = 0; t < rg.history.size(); ++t) {
+      EXPECT_EQ(rg.history[t].step, rc.history[t].step);
+      EXPECT_EQ(rg.history[t].mu, rc.history[t].mu) << "step " << t;
+      EXPECT_EQ(rg.history[t].lr, rc.history[t].lr) << "step " << t;
+    }
+    const LcStepStats &g0 = rg.history[0], &c0 = rc.history[0];
+    EXPECT_EQ(g0.codebook, c0.codebook);
+    EXPECT_EQ(g0.violation, c0.violation);
+    EXPECT_LE(rel_diff(g0.test_loss, c0.test_loss), kForwardTol);
+    EXPECT_LE(std::abs(g0.test_accuracy - c0.test_accuracy) * double(p.test_subset), 1.0 + 1e-9);
+    ASSERT_EQ(rg.direct.codebooks, rc.direct.codebooks);
+    // The L steps.
+    const LcDiff d = lc_diff(rg, rc, p.test_subset);
+    EXPECT_LE(d.train_loss, kLcLossTol) << "L-step training loss";
+    EXPECT_LE(d.test_loss, kLcLossTol) << "test loss of Δ(Θ)";
+    EXPECT_LE(d.violation, kLcViolationTol) << "‖w − Δ(Θ)‖";
+    EXPECT_LE(d.accuracy, kLcAccuracyImages + 1e-9) << "test images classified differently";
+    EXPECT_LE(d.codebook, kLcCodebookTol) << "codebooks";
+    EXPECT_LE(d.indices, kLcIndexTol) << "final indices";
+    EXPECT_LE(d.weights, kLcWeightNmse) << "final Δ(Θ), worst tensor " << d.weights_tensor;
+    // The comparison means something only if the L steps moved w and the penalty pulled it towards Δ(Θ).
+    EXPECT_LT(rc.history.back().violation, 0.7 * rc.history.front().violation) << "the penalty did not act";
+    std::printf("[  metric  ] %-30s loss %.3g/%.3g viol %.3g acc %.3g cb %.3g idx %.3g w %.3g (%s)\n",
+                name.c_str(), d.train_loss, d.test_loss, d.violation, d.accuracy, d.codebook, d.indices, d.weights,
+                d.weights_tensor.c_str());
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Builtin, CudaNnModelParity, ::testing::Values("lenet300", "lenet5"),
