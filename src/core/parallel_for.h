@@ -21,6 +21,10 @@ void parallel_for(int64_t n, int64_t serial_max, Body&& body) {
   for (int64_t i = 0; i < n; ++i) body(i);
 }
 
+// The chunk of elementwise loops over parameters (optimizer steps, gradient sums): 64 KB of floats, enough work
+// per task to hide the scheduling, few enough chunks to balance LeNet-sized parameter vectors over the threads.
+constexpr int64_t kElementwiseChunk = 16384;
+
 // body(i0, i1) over [0, n) in chunks of `chunk` values, on the OpenMP threads when there is more than one chunk.
 // The chunks are fixed, so elementwise work and per-chunk sums come out the same for any thread count.
 template <class Body>

@@ -9,10 +9,6 @@
 
 namespace nq::nn {
 
-namespace {
-constexpr int64_t kParamChunk = 16384;  // parameters per chunk of the summing loops on the threads
-}  // namespace
-
 struct DataParallelNet::Replica {
   Replica(const NetSpec& spec, Backend b) : net(spec, b, /*own_weights=*/false), loader(b), dz(b), grad(b) {}
   Network<float> net;
@@ -116,7 +112,7 @@ void DataParallelNet::gradient(const float* weights, const Dataset& data, const 
     r.net.backward(BackwardMode::kGradient, r.dz.data(), out);
   });
   if (m > 1) {  // host memory (the CPU backend): grad = g_0 + g_1 + ... in micro-batch order, in parameter chunks
-    parallel_for_chunks(np, kParamChunk, [&](int64_t i0, int64_t i1) {
+    parallel_for_chunks(np, kElementwiseChunk, [&](int64_t i0, int64_t i1) {
       for (int j = 1; j < m; ++j) {
         const float* g = replicas_[size_t(j)]->grad.data();
         for (int64_t i = i0; i < i1; ++i) grad[i] += g[i];
@@ -142,7 +138,7 @@ void DataParallelNet::accumulate(const float* weights, const Dataset& data, cons
     host = replicas_[0]->grad.download();
     first = host.data();
   }
-  parallel_for_chunks(np, kParamChunk, [&](int64_t i0, int64_t i1) {  // micro-batch order inside each chunk
+  parallel_for_chunks(np, kElementwiseChunk, [&](int64_t i0, int64_t i1) {  // micro-batch order inside each chunk
     for (int j = 0; j < m; ++j) {
       const float* g = j == 0 ? first : replicas_[size_t(j)]->grad.data();
       for (int64_t i = i0; i < i1; ++i) sum[size_t(i)] += g[i];

@@ -32,16 +32,14 @@ TensorSet hessian_diagonal(const Model& model, const Dataset& data, const Hessia
   NQ_CHECK(p.batch > 0, ErrorCode::kInvalidArgument, "Hessian batch must be positive, got " << p.batch);
   NQ_CHECK(p.samples >= 0, ErrorCode::kInvalidArgument, "Hessian samples must be >= 0, got " << p.samples);
   const Backend b = nn::prepare_backend(p.backend);
-  const std::vector<float> flat = nn::flatten_params<float>(spec, model.weights(), "model " + model.name());
-  nn::Buffer<float> weights(b);
-  weights.upload(flat.data(), static_cast<int64_t>(flat.size()));
+  const nn::Buffer<float> weights(b, nn::flatten_params<float>(spec, model.weights(), "model " + model.name()));
   nn::DataParallelNet replicas(spec, b);
 
   const int64_t n = p.samples > 0 ? std::min(p.samples, data.size()) : data.size();
   const int64_t c = spec.num_classes;
   std::vector<int64_t> idx(static_cast<size_t>(n));
   std::iota(idx.begin(), idx.end(), int64_t{0});
-  std::vector<double> sum(flat.size(), 0.0);
+  std::vector<double> sum(static_cast<size_t>(weights.size()), 0.0);
   // Per-sample curvatures (scale 1) summed over the images; the mean over all samples is taken at the end.
   const nn::DataParallelNet::BackwardPass pass = [&](nn::Network<float>& net, const int32_t* labels,
                                                      nn::Buffer<float>& dz, float* out) {

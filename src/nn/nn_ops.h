@@ -149,6 +149,10 @@ template <class T>
 class Buffer {
  public:
   explicit Buffer(Backend backend = Backend::kCpu) : backend_(backend) {}
+  // A copy of host values on the backend (e.g. a network's flat parameters).
+  Buffer(Backend backend, const std::vector<T>& host) : backend_(backend) {
+    upload(host.data(), static_cast<int64_t>(host.size()));
+  }
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;
   Buffer(Buffer&& o) noexcept : backend_(o.backend_), data_(o.data_), size_(o.size_), capacity_(o.capacity_) {

@@ -12,11 +12,9 @@
 namespace nq::nn::cpu {
 namespace {
 
-constexpr int64_t kChunk = 16384;
-
 template <class T>
 void sgd_impl(T* w, const T* g, T* v, int64_t count, double lr, double momentum, double wd) {
-  parallel_for_chunks(count, kChunk, [&](int64_t i0, int64_t i1) {
+  parallel_for_chunks(count, kElementwiseChunk, [&](int64_t i0, int64_t i1) {
     T unused{};  // v is touched only with momentum
     for (int64_t i = i0; i < i1; ++i) sgd_update(w[i], g[i], v ? v[i] : unused, lr, momentum, wd);
   });
@@ -27,7 +25,7 @@ void adam_impl(T* w, const T* g, T* m, T* v, int64_t count, double lr, double b1
                int64_t t) {
   const double c1 = 1.0 - std::pow(b1, static_cast<double>(t));
   const double c2 = 1.0 - std::pow(b2, static_cast<double>(t));
-  parallel_for_chunks(count, kChunk, [&](int64_t i0, int64_t i1) {
+  parallel_for_chunks(count, kElementwiseChunk, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) adam_update(w[i], g[i], m[i], v[i], lr, b1, b2, eps, wd, c1, c2);
   });
 }

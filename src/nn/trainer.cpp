@@ -74,7 +74,6 @@ EvalResult evaluate_net(DataParallelNet& replicas, const float* weights, const D
 
 namespace {
 
-
 uint64_t next_random(uint64_t& state) {  // splitmix64: portable, unlike std::shuffle's distributions
   uint64_t z = (state += 0x9E3779B97F4A7C15ull);
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -94,9 +93,8 @@ OptimizerKind parse_optimizer(const std::string& name) {
 EvalResult evaluate(const Model& model, const Dataset& data, const EvalParams& params) {
   nn::check_dataset(model.spec(), data, "evaluation data");
   const Backend backend = nn::prepare_backend(params.backend);
-  nn::Buffer<float> weights(backend);
-  const std::vector<float> flat = nn::flatten_params<float>(model.spec(), model.weights(), "model " + model.name());
-  weights.upload(flat.data(), static_cast<int64_t>(flat.size()));
+  const nn::Buffer<float> weights(
+      backend, nn::flatten_params<float>(model.spec(), model.weights(), "model " + model.name()));
   nn::DataParallelNet replicas(model.spec(), backend);
   return nn::evaluate_net(replicas, weights.data(), data, params.limit, params.batch);
 }
@@ -133,10 +131,9 @@ TrainResult train(Model& model, const Dataset& train_data, const Dataset* test_d
   const double lr = p.lr > 0 ? p.lr : (adam ? 1e-3 : 1e-2);
 
   const Backend backend = nn::prepare_backend(p.backend);
-  const std::vector<float> initial = nn::flatten_params<float>(spec, model.weights(), "model " + model.name());
-  const int64_t np = static_cast<int64_t>(initial.size());
-  nn::Buffer<float> weights(backend);  // updated in place by the optimizer; the replicas read it
-  weights.upload(initial.data(), np);
+  // Updated in place by the optimizer; the replicas read it.
+  nn::Buffer<float> weights(backend, nn::flatten_params<float>(spec, model.weights(), "model " + model.name()));
+  const int64_t np = weights.size();
   nn::DataParallelNet replicas(spec, backend);
   nn::Buffer<float> grad(backend), m1(backend), m2(backend);
   grad.resize(np);
@@ -205,13 +202,11 @@ TensorSet compute_gradients(DataParallelNet& replicas, const TensorSet& weights,
   const NetSpec& spec = replicas.spec();
   NQ_CHECK(chunk > 0, ErrorCode::kInvalidArgument, "gradient chunk must be positive, got " << chunk);
   const Backend b = replicas.backend();
-  const std::vector<float> flat = flatten_params<float>(spec, weights, "weights");
-  Buffer<float> w(b);
-  w.upload(flat.data(), static_cast<int64_t>(flat.size()));
+  const Buffer<float> w(b, flatten_params<float>(spec, weights, "weights"));
   const int64_t n = data.size();
   std::vector<int64_t> idx(static_cast<size_t>(n));
   std::iota(idx.begin(), idx.end(), int64_t{0});
-  std::vector<double> sum(flat.size(), 0.0);
+  std::vector<double> sum(static_cast<size_t>(w.size()), 0.0);
   // Scale 1/n (not 1/count): the chunks' gradients then add up to the mean over all of `data`.
   const DataParallelNet::BackwardPass pass = [&](Network<float>& net, const int32_t* labels, Buffer<float>& dz,
                                                  float* out) {

@@ -32,6 +32,7 @@ FinetuneResult finetune_shared_values(const Model& model, QuantizedModel& q, con
   const double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
   int64_t step = 0;
 
+  nn::check_dataset(model.spec(), data, "fine-tuning data");
   nn::DataParallelNet replicas(model.spec(), nn::prepare_backend(params.backend));  // kept across the steps
   std::mt19937_64 rng(params.seed);
   std::vector<int64_t> order(static_cast<size_t>(n));
@@ -44,7 +45,6 @@ FinetuneResult finetune_shared_values(const Model& model, QuantizedModel& q, con
       const int64_t lo = b * params.batch, hi = std::min(n, lo + params.batch);
       const Dataset batch = dataset_subset(data, std::vector<int64_t>(order.begin() + lo, order.begin() + hi));
       const TensorSet weights = q.dequantize();
-      nn::check_dataset(model.spec(), batch, "gradient data");
       const TensorSet g = nn::compute_gradients(replicas, weights, batch, params.batch);
 
       std::fill(grad.begin(), grad.end(), 0.0);

@@ -229,7 +229,8 @@ LcResult lc_compress(const Model& model, const Dataset& train, const Dataset* te
                                   g.data() + r.offset, size_t(r.numel));
         // Nesterov momentum, PyTorch's form: v ← m v + g; w ← w − lr (g + m v).
         const float m = float(p.momentum), lrf = float(lr);
-        parallel_for_chunks(np, 16384, [&](int64_t i0, int64_t i1) {  // elementwise: any thread count, same bits
+        // Elementwise, in fixed chunks: the same bits for any thread count.
+        parallel_for_chunks(np, kElementwiseChunk, [&](int64_t i0, int64_t i1) {
           for (int64_t i = i0; i < i1; ++i) {
             float& v = velocity[size_t(i)];
             v = m * v + g[size_t(i)];

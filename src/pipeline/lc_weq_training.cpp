@@ -174,7 +174,8 @@ QuantTrainResult quantized_train(const Model& model, const Dataset& train_all, c
       ++step;
       const float* g = grad.data();
       const double bc1 = 1 - std::pow(beta1, double(step)), bc2 = 1 - std::pow(beta2, double(step));
-      parallel_for_chunks(np, 16384, [&](int64_t i0, int64_t i1) {  // elementwise: any thread count, same bits
+      // Elementwise, in fixed chunks: the same bits for any thread count.
+      parallel_for_chunks(np, kElementwiseChunk, [&](int64_t i0, int64_t i1) {
         for (int64_t i = i0; i < i1; ++i) {
           m[size_t(i)] = beta1 * m[size_t(i)] + (1 - beta1) * g[i];
           v[size_t(i)] = beta2 * v[size_t(i)] + (1 - beta2) * double(g[i]) * g[i];
