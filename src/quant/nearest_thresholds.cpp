@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 
+#include "core/target_clones.h"
 #include "netquant/error.h"
 #include "quant/quant_formulas.h"
 
@@ -71,7 +72,7 @@ namespace {
 // labels[i] = #{j in [1, kSize) : w[i] ≥ t[j]}; returns how many w[i] exceed safe_max. One plain loop nest (the
 // inner loop unrolled away, no branch) so that the compiler vectorises it over i.
 template <int kSize>
-int count_run(const float* __restrict w, size_t n, const float* __restrict t, float safe_max,
+NQ_TARGET_CLONES int count_run(const float* __restrict w, size_t n, const float* __restrict t, float safe_max,
               int32_t* __restrict labels) {
   int beyond = 0;
   for (size_t i = 0; i < n; ++i) {
@@ -111,6 +112,41 @@ void NearestThresholds::label_all(const float* w, size_t n, int32_t* labels) con
     default:
       for (size_t i = 0; i < n; ++i) labels[i] = label(w[i]);
   }
+}
+
+std::vector<float> NearestThresholds::weighted_floors() const {
+  const int k = static_cast<int>(centers_.size());
+  for (int j = 0; j < k; ++j)
+    if (!(std::fabs(centers_[j]) <= 1e100)) return {};
+  for (int j = 1; j < k; ++j)
+    if (!(centers_[j] - centers_[j - 1] >= 1e-100)) return {};
+  if (!(safe_max_ >= -FLT_MAX)) return {};
+  std::vector<float> floors(static_cast<size_t>(k), std::numeric_limits<float>::infinity());
+  floors[0] = -FLT_MAX;
+  // a_{j−1} ≥ a_j·(1 + 2⁻⁴⁶) (or a_j = 0: w on c_j) — see the header.
+  auto settled = [&](float w, int j) {
+    const double hi = assign_cost(w, 1.0, centers_[j - 1], 0.0, 0.0);
+    const double lo = assign_cost(w, 1.0, centers_[j], 0.0, 0.0);
+    return lo == 0.0 || hi >= lo * (1.0 + 0x1p-46);
+  };
+  for (int j = 1; j < k; ++j) {
+    const float t = table_[static_cast<size_t>(j)];
+    if (!(t <= safe_max_)) continue;  // no value ≤ safe_max has label ≥ j: floors[j] stays +inf
+    // The predicate is not monotone within a few ulps of the midpoint, but any float where it holds will do
+    // (everything above it up to safe_max then holds with margin): bisect between t and the last float at or
+    // below c_j, where a_j is 0 or the ratio is at its largest.
+    uint32_t lo = float_order_key(t);
+    uint32_t hi = float_order_key(std::min(float_at_or_below(centers_[j]), safe_max_));
+    if (hi < lo || !settled(float_from_order_key(hi), j)) hi = lo;  // cannot happen for t ≤ c_j; stay safe
+    while (lo < hi) {  // invariant: settled(hi)
+      const uint32_t mid = lo + (hi - lo) / 2;
+      if (settled(float_from_order_key(mid), j)) hi = mid;
+      else lo = mid + 1;
+    }
+    if (!settled(float_from_order_key(hi), j)) return {};
+    floors[static_cast<size_t>(j)] = float_from_order_key(hi);
+  }
+  return floors;
 }
 
 int32_t NearestThresholds::brute_force(float w) const {

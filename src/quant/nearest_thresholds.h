@@ -43,6 +43,20 @@ class NearestThresholds {
   // The brute-force argmin itself (the oracle and the fallback).
   int32_t brute_force(float w) const;
 
+  // The weighted rule argmin_j fl(h·a_j), a_j = fl(fl(w − c_j)²) (assign_cost at λ = 0, ties to the lowest j),
+  // from the same labels. floors[L] is a float at or just above t_L (floors[0] = −FLT_MAX) such that for every
+  // float w in [floors[L], safe_max] with label(w) = L and every h in [FLT_MIN, FLT_MAX] the weighted argmin is
+  // L as well; values in [t_L, floors[L]) — the float or two at a midpoint — and other h need the weighted rule
+  // itself. Empty when no such guarantee holds (a gap below 1e-100, a centre beyond ±1e100).
+  //
+  // Why. Below t_L, a_{L−1} ≤ a_L ≤ a_{L+1} …: scaling by h keeps the order and a tie goes to the lower index,
+  // which is L's side anyway. Above it, h·a_L could round onto h·a_{L−1} and the tie would go to L − 1; it
+  // cannot once a_{L−1} ≥ a_L·(1 + 2⁻⁴⁶) at floors[L]: the exact ratio only grows up to c_L, stays above
+  // 1 + 2⁻⁴⁴ from there to safe_max, and each a_j carries at most 2⁻⁵¹ relative error, so a_{L−1} ≥ a_L·(1 + 2⁻⁴⁷)
+  // on the whole range. With the gap and range bounds h·a_{L−1} is a normal double (≥ 2.9e-239, ≤ 3.5e238), so
+  // the two products stay apart after rounding.
+  std::vector<float> weighted_floors() const;
+
  private:
   // #{j ≥ 1 : w ≥ t_j}: table_[j] = t_j, padded with +inf to a power of two; table_[0] is never read.
   int32_t search(float w) const {

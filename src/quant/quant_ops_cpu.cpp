@@ -4,12 +4,15 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstring>
+#include <memory>
 
 #include "core/iteration_errors.h"
 #include "core/parallel_for.h"
 #include "netquant/error.h"
+#include "quant/nearest_thresholds.h"
 #include "quant/quant_formulas.h"
 
 namespace nq::cpu {
@@ -38,6 +41,10 @@ struct AssignPrep {
   std::vector<int32_t> table;
   double base = 0, inv = 0, gmax = 0;
   std::vector<double> lmin_left, lmin_right;  // prepare's scratch (kept with the rest between passes)
+  // λ = 0, every cluster live, a pass long enough to repay building it: labels by float thresholds, which the
+  // compiler vectorises, with nearest_cluster only for the few values that floors cannot settle (null: unused).
+  std::unique_ptr<quant::NearestThresholds> rule;
+  std::vector<float> floors;  // rule->weighted_floors()
 };
 // Each host thread keeps one: a pass over a short row (row/group scopes) then allocates nothing.
 thread_local AssignPrep t_prep;
@@ -157,6 +164,21 @@ inline int32_t nearest_cluster(float w, double h, int p, const AssignPrep& P) {
   return nearest_fallback(w, h, p, P);
 }
 
+// The λ = 0 labels of w[0, n) by P.rule: the thresholds' label is the weighted rule's wherever floors settle it
+// (nearest_thresholds.h), nearest_cluster decides the rest — values at a midpoint, beyond safe_max, not finite,
+// or with an importance outside [FLT_MIN, FLT_MAX]. Without h the thresholds' label is the rule itself.
+inline void label_by_thresholds(const float* w, const float* h, size_t n, const AssignPrep& P, int32_t* lab) {
+  P.rule->label_all(w, n, lab);
+  if (!h) return;
+  const float* floors = P.floors.data();
+  const float safe_max = P.rule->safe_max();
+  for (size_t i = 0; i < n; ++i) {
+    const float x = w[i], hx = h[i];
+    if (__builtin_expect(x >= floors[lab[i]] && x <= safe_max && hx >= FLT_MIN && hx <= FLT_MAX, 1)) continue;
+    lab[i] = nearest_cluster(x, static_cast<double>(hx), split_position(x, P), P);
+  }
+}
+
 // Labels of w[0, n) in place of their positions p in lab: lab[i] = label(w_i, h_i, p_i), h ≡ 1 without h.
 template <class Label>
 inline void label_run(const float* w, const float* h, size_t n, int32_t* lab, Label&& label) {
@@ -167,38 +189,44 @@ inline void label_run(const float* w, const float* h, size_t n, int32_t* lab, La
   }
 }
 
+// Two doubles added lane by lane: each lane rounds exactly as the scalar add would, so pairing two sums that
+// take the same operand count halves the adds without changing a bit (GCC/Clang vector extension; SSE2 / NEON).
+typedef double Double2 __attribute__((vector_size(16)));
+
+// One cluster's sums in a block: {Σh, Σh·w} and {Σw, count}. The count rides in a double, exact below 2⁵³.
 struct ClusterAcc {
-  double sh, shw, sw;
-  int64_t cnt;
+  Double2 h_hw, w_count;
+  double sh() const { return h_hw[0]; }
+  double shw() const { return h_hw[1]; }
+  double sw() const { return w_count[0]; }
+  int64_t count() const { return static_cast<int64_t>(w_count[1]); }
 };
 
 struct BlockSums {
   std::vector<ClusterAcc> acc;
   double dist = 0, sq = 0, cost = 0;
   void reset(int k) {
-    acc.assign(static_cast<size_t>(k), ClusterAcc{0.0, 0.0, 0.0, 0});
+    acc.assign(static_cast<size_t>(k), ClusterAcc{Double2{0.0, 0.0}, Double2{0.0, 0.0}});
     dist = sq = cost = 0;
   }
 };
 
 // Blocks accumulated in lockstep by one thread: each block's sums stay in element order (one serial chain per
-// block), the chains are independent so the core overlaps their latencies. Four, not eight: with eight the 24
-// scalar accumulators spill to the stack and the pass is 30 % slower (λ = 0, k = 32: 19.1 → 14.7 ns/weight on
-// one core with four, bit-identical results).
+// block), the chains are independent so the core overlaps their latencies. Four, not eight: with eight the
+// accumulators spill to the stack and the pass is 30 % slower (λ = 0, k = 32: 19.1 → 14.7 ns/weight on one
+// core with four, bit-identical results).
 constexpr int kLockstep = 4;
 
-inline void accum_one(float wi, double hi, int32_t j, const AssignPrep& P, ClusterAcc* a, double& dist,
-                      double& sq, double& cost) {
+// dist_sq: the block's {Σh·d², Σd²}.
+inline void accum_one(float wi, double hi, int32_t j, const AssignPrep& P, ClusterAcc* a, Double2& dist_sq,
+                      double& cost) {
   const double d = static_cast<double>(wi) - P.c[j];
   const double dd = d * d;
   const double hdd = hi * dd;
   ClusterAcc& s = a[j];
-  s.sh += hi;
-  s.shw += hi * wi;
-  s.sw += wi;
-  s.cnt += 1;
-  dist += hdd;
-  sq += dd;
+  s.h_hw += Double2{hi, hi * wi};
+  s.w_count += Double2{static_cast<double>(wi), 1.0};
+  dist_sq += Double2{hdd, dd};
   cost += quant::fadd(hdd, P.rl[j]);  // == assign_cost(w, h, c_j, l_j, λ) of the chosen (live or not) cluster
 }
 
@@ -263,6 +291,14 @@ void prepare(AssignPrep& P, const double* centers, const double* code_len, int k
       P.table[static_cast<size_t>(b)] = p;
     }
   }
+  // The thresholds cost two bisections over the float keys per centre (~64 cost evaluations each).
+  P.rule.reset();
+  P.floors.clear();
+  if (P.nearest && k > 1 && n >= size_t{256} * static_cast<size_t>(k)) {
+    P.rule = std::make_unique<quant::NearestThresholds>(std::vector<double>(centers, centers + k));
+    P.floors = P.rule->weighted_floors();
+    if (P.floors.empty()) P.rule.reset();
+  }
 }
 
 // The pass shared by both entry points: labels for every element, and for each segment s = [seg_end[s − 1],
@@ -304,9 +340,12 @@ void segmented_pass(const float* w, const float* h, const size_t* seg_end, size_
       // Labels (independent per element).
       // Window (measured on Student-t weights, k = 32): 4 centres around w when only distortion matters, 6 when
       // the rate term reaches farther; the bounds fall back to the walk when that is not enough.
-      for (size_t i = i0; i < i1; ++i) lab[i - i0] = split_position(w[i], P);
       const float* hs = h ? h + i0 : nullptr;
-      if (P.nearest) {
+      if (!P.rule)
+        for (size_t i = i0; i < i1; ++i) lab[i - i0] = split_position(w[i], P);
+      if (P.rule) {
+        label_by_thresholds(w + i0, hs, i1 - i0, P, lab);
+      } else if (P.nearest) {
         label_run(w + i0, hs, i1 - i0, lab, [&](float x, double hx, int p) { return nearest_cluster(x, hx, p, P); });
       } else if (!rate) {
         label_run(w + i0, hs, i1 - i0, lab, [&](float x, double hx, int p) { return argmin_cluster<2>(x, hx, p, P); });
@@ -316,13 +355,15 @@ void segmented_pass(const float* w, const float* h, const size_t* seg_end, size_
       // Sums: each segment in element order; a full group of equal segments is interleaved.
       const size_t nb = b1 - b0;
       ClusterAcc* acc[kLockstep];
-      double dist[kLockstep], sq[kLockstep], cst[kLockstep];
+      Double2 dist_sq[kLockstep];
+      double cst[kLockstep];
       bool equal = nb == kLockstep;
       for (size_t b = 0; b < nb; ++b) {
         BlockSums& s = part[(static_cast<size_t>(gg) - g0) * kLockstep + b];
         s.reset(k);
         acc[b] = s.acc.data();
-        dist[b] = sq[b] = cst[b] = 0.0;
+        dist_sq[b] = Double2{0.0, 0.0};
+        cst[b] = 0.0;
         equal = equal && seg_end[b0 + b] - seg_begin(b0 + b) == seg_end[b0] - i0;
       }
       if (equal) {
@@ -331,19 +372,19 @@ void segmented_pass(const float* w, const float* h, const size_t* seg_end, size_
 #pragma GCC unroll 4
           for (int b = 0; b < kLockstep; ++b) {
             const size_t off = static_cast<size_t>(b) * len + r, i = i0 + off;
-            accum_one(w[i], h ? static_cast<double>(h[i]) : 1.0, lab[off], P, acc[b], dist[b], sq[b], cst[b]);
+            accum_one(w[i], h ? static_cast<double>(h[i]) : 1.0, lab[off], P, acc[b], dist_sq[b], cst[b]);
           }
         }
       } else {
         for (size_t b = 0; b < nb; ++b) {
           const size_t s0 = seg_begin(b0 + b), s1 = seg_end[b0 + b];
           for (size_t i = s0; i < s1; ++i)
-            accum_one(w[i], h ? static_cast<double>(h[i]) : 1.0, lab[i - i0], P, acc[b], dist[b], sq[b], cst[b]);
+            accum_one(w[i], h ? static_cast<double>(h[i]) : 1.0, lab[i - i0], P, acc[b], dist_sq[b], cst[b]);
         }
       }
       for (size_t b = 0; b < nb; ++b) {
         BlockSums& s = part[(static_cast<size_t>(gg) - g0) * kLockstep + b];
-        s.dist = dist[b]; s.sq = sq[b]; s.cost = cst[b];
+        s.dist = dist_sq[b][0]; s.sq = dist_sq[b][1]; s.cost = cst[b];
       }
     };
     if (g1 - g0 == 1) {
@@ -372,10 +413,10 @@ void assign_accumulate(const float* w, const float* h, size_t n, const double* c
   for (size_t b = 0; b < ends.size(); ++b) ends[b] = std::min(n, (b + 1) * block);
   segmented_pass(w, h, ends.data(), ends.size(), P, labels, [&](size_t, const BlockSums& s) {
     for (int j = 0; j < k; ++j) {
-      out.sum_h[j] += s.acc[j].sh;
-      out.sum_hw[j] += s.acc[j].shw;
-      out.sum_w[j] += s.acc[j].sw;
-      out.count[j] += s.acc[j].cnt;
+      out.sum_h[j] += s.acc[j].sh();
+      out.sum_hw[j] += s.acc[j].shw();
+      out.sum_w[j] += s.acc[j].sw();
+      out.count[j] += s.acc[j].count();
     }
     out.distortion += s.dist;
     out.sq_error += s.sq;
@@ -395,10 +436,10 @@ void assign_accumulate_segments(const float* w, const float* h, const size_t* se
     quant::AssignAccum& o = out[seg];
     o.reset(k);
     for (int j = 0; j < k; ++j) {
-      o.sum_h[j] = s.acc[j].sh;
-      o.sum_hw[j] = s.acc[j].shw;
-      o.sum_w[j] = s.acc[j].sw;
-      o.count[j] = s.acc[j].cnt;
+      o.sum_h[j] = s.acc[j].sh();
+      o.sum_hw[j] = s.acc[j].shw();
+      o.sum_w[j] = s.acc[j].sw();
+      o.count[j] = s.acc[j].count();
     }
     o.distortion = s.dist;
     o.sq_error = s.sq;

@@ -155,6 +155,69 @@ TEST(NearestThresholds, AdversarialCodebooksMatchBruteForce) {
   }
 }
 
+// weighted_floors: wherever a value lies at or above its label's floor (and at or below safe_max), the weighted
+// λ = 0 argmin of fl(h·a_j) equals the threshold label for every normal float importance. Probed on and around
+// every threshold, where the weighted rule can tie one float past it — most of all where floats are densest,
+// at a midpoint of 0.
+TEST(NearestThresholds, WeightedFloorsSettleTheWeightedRule) {
+  std::mt19937_64 rng(13);
+  std::student_t_distribution<double> t3(3.0);
+  std::vector<std::vector<double>> books = {
+      {-1e-3, 1e-3}, {-0.3, 0.3, 0.7}, {-1.0, 0.0, 0.5, 2.0}, {-0.25, -0.125, 0.0, 0.125, 0.25},
+      {-1e-30, 1e-30, 3e-30}, {0.1, std::nextafter(0.1, 1.0), 0.3}, {-3e38, -1e-40, 0.0, 1e-45, 3e38},
+      // Found by search: the threshold float itself goes to the lower centre under the importance given below.
+      {-0x1.a17d39dae252dp-5, 0x1.a17d39eb6c7ep-5}, {-0x1.a97b7fc379141p-11, 0x1.a97b7ed3f975p-11},
+      {-0x1.8994eaa9f9c9bp-3, 0x1.8994eaa1af5a8p-3}};
+  for (const int k : {3, 17, 32, 256}) {
+    std::vector<double> c;
+    while (static_cast<int>(c.size()) < k) {
+      c.push_back(0.02 * t3(rng));
+      std::sort(c.begin(), c.end());
+      c.erase(std::unique(c.begin(), c.end()), c.end());
+    }
+    books.push_back(c);
+  }
+  const std::vector<float> importances = {FLT_MIN, 1.5f * FLT_MIN, 1e-30f, 0.37f, 1.0f, 3.1f, 1e30f,
+                                          std::nextafter(FLT_MAX, 0.0f), FLT_MAX, 0x1.8147aep+1f, 0x1.733334p-9f,
+                                          0x1.b47aep+13f};
+  size_t settled = 0, probes = 0, with_floors = 0, unsettled_differ = 0;
+  for (const auto& c : books) {
+    const NearestThresholds rule(c);
+    const std::vector<float> floors = rule.weighted_floors();
+    if (floors.empty()) continue;
+    ++with_floors;
+    ASSERT_EQ(floors.size(), c.size());
+    const std::vector<float> t = rule.thresholds();
+    for (size_t j = 1; j < c.size(); ++j) EXPECT_FALSE(floors[j] < t[j - 1]) << "a floor below its threshold";
+    for (const float w : probe_values(rule, c, 64, rng)) {
+      if (!(w <= rule.safe_max())) continue;
+      const int32_t label = rule.label(w);
+      ++probes;
+      const bool above_floor = w >= floors[static_cast<size_t>(label)];
+      settled += above_floor;
+      for (const float h : importances) {
+        int32_t best = 0;
+        double bc = assign_cost(w, h, c[0], 0.0, 0.0);
+        for (int32_t j = 1; j < static_cast<int32_t>(c.size()); ++j) {
+          const double cost = assign_cost(w, h, c[j], 0.0, 0.0);
+          if (better(cost, j, bc, best)) { bc = cost; best = j; }
+        }
+        if (!above_floor) {
+          unsettled_differ += best != label;
+          continue;
+        }
+        ASSERT_EQ(best, label) << "w = " << std::hexfloat << w << ", h = " << h << ", floor "
+                               << floors[static_cast<size_t>(label)];
+      }
+    }
+  }
+  EXPECT_GE(with_floors, 10u);
+  // The floors are needed: below them the weighted rule does leave the threshold label (the searched books).
+  EXPECT_GE(unsettled_differ, 3u);
+  // The floors leave only the float or two at each midpoint to the weighted rule itself.
+  EXPECT_GT(settled, probes * 9 / 10) << settled << " of " << probes;
+}
+
 // quant_formulas.h nearest_center (the device kernels' rule: a comparison search plus a walk over ties) on the
 // same adversarial codebooks, and with equal centres, which the threshold table does not take.
 TEST(NearestThresholds, TheDeviceRuleNearestCenterMatchesBruteForce) {

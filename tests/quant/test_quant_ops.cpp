@@ -3,6 +3,8 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cfloat>
+#include <limits>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -108,6 +110,70 @@ TEST(QuantOps, NearestPathMatchesBruteForceOnRoundingTies) {
   }
 }
 
+// λ = 0 passes long enough for the threshold labels (n ≥ 256·k): values on and a few floats around every
+// midpoint and centre, importances from the smallest float through 0, subnormals and FLT_MAX to +inf, centres
+// whose midpoints sit at 0 (where floats are densest and the weighted rule can tie one float past the
+// threshold), all against the brute-force fp64 argmin with ties to the lowest index.
+TEST(QuantOps, ThresholdLabelsMatchBruteForceAroundEveryMidpoint) {
+  std::mt19937_64 rng(2026);
+  const std::vector<std::vector<double>> books = {
+      {-1e-3, 1e-3},
+      {-0.3, -0.1, 0.1, 0.3, 0.7},
+      {-0.25, -0.125, 0.0, 0.125, 0.25},
+      {-0.07, -0.031, -0.0102, -0.0011, 0.0009, 0.0099, 0.03, 0.071, 0.2},
+      {-1e-30, 1e-30, 3e-30},
+      // Found by search: the threshold float itself goes to the lower centre under these importances (below).
+      {-0x1.a17d39dae252dp-5, 0x1.a17d39eb6c7ep-5},
+      {-0x1.a97b7fc379141p-11, 0x1.a97b7ed3f975p-11},
+      {-0x1.8994eaa9f9c9bp-3, 0x1.8994eaa1af5a8p-3}};
+  const std::vector<float> importances = {FLT_MIN, 1.5f * FLT_MIN, 1e-30f, 0.37f, 1.0f, 3.1f, 1e30f, FLT_MAX,
+                                          0.0f, FLT_MIN / 4, std::numeric_limits<float>::infinity(),
+                                          0x1.8147aep+1f, 0x1.733334p-9f, 0x1.b47aep+13f};
+  std::uniform_real_distribution<double> u(-0.4, 0.8);
+  for (const auto& c : books) {
+    const int k = static_cast<int>(c.size());
+    std::vector<float> marks;
+    for (int j = 0; j < k; ++j) {
+      marks.push_back(static_cast<float>(c[j]));
+      if (j + 1 < k) marks.push_back(static_cast<float>(0.5 * (c[j] + c[j + 1])));
+    }
+    marks.push_back(0.0f);
+    marks.push_back(0x1.08a2b4p-34f);  // the searched books' threshold floats
+    marks.push_back(-0x1.deff3ep-37f);
+    marks.push_back(-0x1.094de4p-33f);
+    std::vector<float> w;
+    for (float m : marks) {
+      float lo = m, hi = m;
+      w.push_back(m);
+      for (int s = 0; s < 40; ++s) {
+        lo = std::nextafter(lo, -1.0f);
+        hi = std::nextafter(hi, 1.0f);
+        w.push_back(lo);
+        w.push_back(hi);
+      }
+    }
+    while (w.size() < 256 * static_cast<size_t>(k) + 1001) w.push_back(static_cast<float>(u(rng)));
+    // Each probe once with every importance.
+    const size_t probes = w.size();
+    for (size_t r = 1; r < importances.size(); ++r) w.insert(w.end(), w.begin(), w.begin() + probes);
+    std::vector<float> h(w.size());
+    for (size_t i = 0; i < h.size(); ++i) h[i] = importances[i / probes];
+    const std::vector<double> l(k, 1.0);
+    std::vector<int32_t> labels(w.size());
+    AssignAccum acc;
+    cpu::assign_accumulate(w.data(), h.data(), w.size(), c.data(), l.data(), k, 0.0, labels.data(), acc);
+    for (size_t i = 0; i < w.size(); ++i) {
+      int32_t best = -1;
+      double bc = infinity();
+      for (int j = 0; j < k; ++j) {
+        const double cost = assign_cost(w[i], h[i], c[j], l[j], 0.0);
+        if (best < 0 || better(cost, j, bc, best)) { bc = cost; best = j; }
+      }
+      ASSERT_EQ(labels[i], best) << "k=" << k << " i=" << i << " w=" << std::hexfloat << w[i] << " h=" << h[i];
+    }
+  }
+}
+
 TEST(QuantOps, FusedAssignDeterministicAcrossThreads) {
   const size_t n = 200003;
   auto w = student_t(n, 3);
@@ -150,9 +216,9 @@ TEST(QuantOps, SegmentedAssignMatchesSequentialSumsPerSegment) {
     ASSERT_EQ(parts.size(), ends.size());
     size_t i = 0;
     for (size_t s = 0; s < ends.size(); ++s) {
-      std::vector<double> sh(k, 0.0), shw(k, 0.0);
+      std::vector<double> sh(k, 0.0), shw(k, 0.0), sw(k, 0.0);
       std::vector<int64_t> cnt(k, 0);
-      double dist = 0;
+      double dist = 0, sq = 0, cost_sum = 0;
       for (; i < ends[s]; ++i) {
         int32_t best = -1;
         double bc = infinity();
@@ -163,16 +229,22 @@ TEST(QuantOps, SegmentedAssignMatchesSequentialSumsPerSegment) {
         ASSERT_EQ(labels[i], best) << "i=" << i;
         sh[best] += static_cast<double>(h[i]);
         shw[best] += static_cast<double>(h[i]) * w[i];
+        sw[best] += static_cast<double>(w[i]);
         ++cnt[best];
         const double d = static_cast<double>(w[i]) - c[best];
         dist += static_cast<double>(h[i]) * (d * d);
+        sq += d * d;
+        cost_sum += bc;
       }
       for (int j = 0; j < k; ++j) {
         ASSERT_EQ(parts[s].sum_h[j], sh[j]) << "segment " << s;
         ASSERT_EQ(parts[s].sum_hw[j], shw[j]) << "segment " << s;
+        ASSERT_EQ(parts[s].sum_w[j], sw[j]) << "segment " << s;
         ASSERT_EQ(parts[s].count[j], cnt[j]) << "segment " << s;
       }
       ASSERT_EQ(parts[s].distortion, dist) << "segment " << s;
+      ASSERT_EQ(parts[s].sq_error, sq) << "segment " << s;
+      ASSERT_EQ(parts[s].cost, cost_sum) << "segment " << s;
     }
     // Fixed blocks folded in order == the fused op.
     const size_t block = accum_block_size(n);
