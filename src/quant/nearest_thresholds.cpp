@@ -12,9 +12,6 @@
 
 namespace nq::quant {
 
-namespace {
-
-// The largest float ≤ x (x finite, clamped to the finite float range).
 float float_at_or_below(double x) {
   if (x >= static_cast<double>(FLT_MAX)) return FLT_MAX;
   if (x <= -static_cast<double>(FLT_MAX)) return -FLT_MAX;
@@ -22,8 +19,6 @@ float float_at_or_below(double x) {
   if (static_cast<double>(f) > x) f = std::nextafter(f, -std::numeric_limits<float>::infinity());
   return f;
 }
-
-}  // namespace
 
 NearestThresholds::NearestThresholds(const std::vector<double>& centers) : centers_(centers) {
   const int k = static_cast<int>(centers.size());

@@ -22,6 +22,9 @@
 
 namespace nq::quant {
 
+// The largest float ≤ x (x finite; clamped to ±FLT_MAX). For a float w, w > x ⟺ w > float_at_or_below(x).
+float float_at_or_below(double x);
+
 class NearestThresholds {
  public:
   // centers: strictly ascending, finite, at least one.

@@ -11,6 +11,7 @@
 
 #include "core/iteration_errors.h"
 #include "core/parallel_for.h"
+#include "core/target_clones.h"
 #include "netquant/error.h"
 #include "quant/nearest_thresholds.h"
 #include "quant/quant_formulas.h"
@@ -45,6 +46,10 @@ struct AssignPrep {
   // compiler vectorises, with nearest_cluster only for the few values that floors cannot settle (null: unused).
   std::unique_ptr<quant::NearestThresholds> rule;
   std::vector<float> floors;  // rule->weighted_floors()
+  // Up to kMaxCountedCentres: p = #{j : w > below[j]} (positions_by_count), below[j] the float at or below c_j
+  // (−inf under the float range), padded with +inf to count_size entries; count_size 0: split_position instead.
+  std::vector<float> below;
+  int count_size = 0;
 };
 // Each host thread keeps one: a pass over a short row (row/group scopes) then allocates nothing.
 thread_local AssignPrep t_prep;
@@ -75,10 +80,69 @@ inline int32_t split_position(float w, const AssignPrep& P) {
   return p;
 }
 
+// p = #{j : c_j < w} for a run of values by counting compares over the whole padded table: the compiler
+// vectorises over the values, and for a float w, w > c_j exactly when w > below[j]. NaN counts 0, as in
+// split_position.
+template <int kSize>
+NQ_TARGET_CLONES void count_positions(const float* __restrict w, size_t n, const float* __restrict below,
+                                      int32_t* __restrict lab) {
+  for (size_t i = 0; i < n; ++i) {
+    const float x = w[i];
+    int32_t count = 0;
+#pragma GCC unroll 64
+    for (int j = 0; j < kSize; ++j) count += x > below[j] ? 1 : 0;
+    lab[i] = count;
+  }
+}
+
+constexpr int kMaxCountedCentres = 64;
+
+inline void positions(const float* w, size_t n, const AssignPrep& P, int32_t* lab) {
+  switch (P.count_size) {
+    case 16: count_positions<16>(w, n, P.below.data(), lab); return;
+    case 32: count_positions<32>(w, n, P.below.data(), lab); return;
+    case 64: count_positions<64>(w, n, P.below.data(), lab); return;
+    default:
+      for (size_t i = 0; i < n; ++i) lab[i] = split_position(w[i], P);
+  }
+}
+
+typedef double Double8 __attribute__((vector_size(64)));
+typedef double Double4 __attribute__((vector_size(32)));
+typedef double Double2 __attribute__((vector_size(16)));
+typedef int64_t Int4 __attribute__((vector_size(32)));
+typedef int64_t Int2 __attribute__((vector_size(16)));
+
+// The window p−4 … p+3 of argmin_cluster<4> as one 8-lane vector (GCC/Clang vector extension: a zmm register
+// in the AVX-512 clone, two ymm or four xmm elsewhere). Each lane computes its cost with exactly the scalar
+// operations (wd − c ≡ wd + (−c) in IEEE arithmetic), and the minimum is reduced over adjacent pairs, keeping
+// the lower group on a tie, so the winner is the lowest index among the smallest costs — the scalar loop's
+// answer. Costs are never NaN here: h is finite and positive, and the guards give +inf, not inf − inf.
+__attribute__((always_inline)) inline void window_argmin8(double wd, double h, int p, const AssignPrep& P, int32_t& best, double& bc) {
+  Double8 c, r;
+  std::memcpy(&c, P.pc + (p - 4), sizeof c);
+  std::memcpy(&r, P.prl + (p - 4), sizeof r);
+  const Double8 d = wd - c;
+  const Double8 cost = h * (d * d) + r;
+  const Double4 lo4 = __builtin_shufflevector(cost, cost, 0, 2, 4, 6);
+  const Double4 hi4 = __builtin_shufflevector(cost, cost, 1, 3, 5, 7);
+  const Int4 take4 = hi4 < lo4;
+  const Double4 m4 = take4 ? hi4 : lo4;
+  const Int4 i4 = take4 ? Int4{1, 3, 5, 7} : Int4{0, 2, 4, 6};
+  const Double2 lo2 = __builtin_shufflevector(m4, m4, 0, 2), hi2 = __builtin_shufflevector(m4, m4, 1, 3);
+  const Int2 ilo2 = __builtin_shufflevector(i4, i4, 0, 2), ihi2 = __builtin_shufflevector(i4, i4, 1, 3);
+  const Int2 take2 = hi2 < lo2;
+  const Double2 m2 = take2 ? hi2 : lo2;
+  const Int2 i2 = take2 ? ihi2 : ilo2;
+  // The last pair without a branch (the winning side is a coin toss per value): the same value on a tie.
+  bc = std::min(m2[0], m2[1]);
+  best = p - 4 + static_cast<int32_t>(i2[m2[1] < m2[0] ? 1 : 0]);
+}
+
 // The label of w given p = split_position(w). The positions of a run of values are found first, in a separate
 // loop: the two dependent load chains then overlap across many values instead of lengthening each one.
 template <int W>
-inline int32_t argmin_cluster(float w, double h, int p, const AssignPrep& P) {
+__attribute__((always_inline)) inline int32_t argmin_cluster(float w, double h, int p, const AssignPrep& P) {
   const int k = P.k;
   const double* c = P.c;
   const double wd = static_cast<double>(w);
@@ -92,18 +156,24 @@ inline int32_t argmin_cluster(float w, double h, int p, const AssignPrep& P) {
     return best;
   }
   const double* pc = P.pc;  // guards: −inf below index 0, +inf from index k
-  const double* prl = P.prl;
-  auto cw = [&](int j) {
-    const double d = quant::fadd(wd, -pc[j]);
-    return quant::fadd(quant::fmul(h, quant::fmul(d, d)), prl[j]);
-  };
-  int32_t best = p - W;
-  double bc = cw(p - W);
+  int32_t best;
+  double bc;
+  if (W == 4 && h <= DBL_MAX) {  // (an infinite h can make a cost NaN: the scalar loop's rules)
+    window_argmin8(wd, h, p, P, best, bc);
+  } else {
+    const double* prl = P.prl;
+    auto cw = [&](int j) {
+      const double d = quant::fadd(wd, -pc[j]);
+      return quant::fadd(quant::fmul(h, quant::fmul(d, d)), prl[j]);
+    };
+    best = p - W;
+    bc = cw(p - W);
 #pragma GCC unroll 8
-  for (int u = 1; u < 2 * W; ++u) {
-    const double x = cw(p - W + u);
-    best = x < bc ? p - W + u : best;
-    bc = x < bc ? x : bc;
+    for (int u = 1; u < 2 * W; ++u) {
+      const double x = cw(p - W + u);
+      best = x < bc ? p - W + u : best;
+      bc = x < bc ? x : bc;
+    }
   }
   int jl = p - W - 1, jr = p + W;
   if (bc < quant::infinity()) {
@@ -179,9 +249,13 @@ inline void label_by_thresholds(const float* w, const float* h, size_t n, const 
   }
 }
 
+// The exact window search for a whole run, cloned so that window_argmin8 gets the widest vectors the CPU has.
+NQ_TARGET_CLONES void label_by_window(const float* w, const float* h, size_t n, const AssignPrep& P,
+                                      int32_t* lab);
+
 // Labels of w[0, n) in place of their positions p in lab: lab[i] = label(w_i, h_i, p_i), h ≡ 1 without h.
 template <class Label>
-inline void label_run(const float* w, const float* h, size_t n, int32_t* lab, Label&& label) {
+__attribute__((always_inline)) inline void label_run(const float* w, const float* h, size_t n, int32_t* lab, Label&& label) {
   if (h) {
     for (size_t i = 0; i < n; ++i) lab[i] = label(w[i], static_cast<double>(h[i]), lab[i]);
   } else {
@@ -189,11 +263,13 @@ inline void label_run(const float* w, const float* h, size_t n, int32_t* lab, La
   }
 }
 
-// Two doubles added lane by lane: each lane rounds exactly as the scalar add would, so pairing two sums that
-// take the same operand count halves the adds without changing a bit (GCC/Clang vector extension; SSE2 / NEON).
-typedef double Double2 __attribute__((vector_size(16)));
-
+// Cluster sums are added as Double2 pairs: each lane rounds exactly as the scalar add would, so pairing two
+// sums that take the same operand count halves the adds without changing a bit.
 // One cluster's sums in a block: {Σh, Σh·w} and {Σw, count}. The count rides in a double, exact below 2⁵³.
+void label_by_window(const float* w, const float* h, size_t n, const AssignPrep& P, int32_t* lab) {
+  label_run(w, h, n, lab, [&](float x, double hx, int p) __attribute__((always_inline)) { return argmin_cluster<4>(x, hx, p, P); });
+}
+
 struct ClusterAcc {
   Double2 h_hw, w_count;
   double sh() const { return h_hw[0]; }
@@ -291,6 +367,14 @@ void prepare(AssignPrep& P, const double* centers, const double* code_len, int k
       P.table[static_cast<size_t>(b)] = p;
     }
   }
+  P.count_size = 0;
+  if (k <= kMaxCountedCentres && n >= size_t{64}) {
+    P.count_size = k <= 16 ? 16 : (k <= 32 ? 32 : 64);
+    P.below.assign(static_cast<size_t>(P.count_size), quant::infinity());
+    for (int j = 0; j < k; ++j)
+      P.below[static_cast<size_t>(j)] =
+          centers[j] < -static_cast<double>(FLT_MAX) ? -quant::infinity() : quant::float_at_or_below(centers[j]);
+  }
   // The thresholds cost two bisections over the float keys per centre (~64 cost evaluations each).
   P.rule.reset();
   P.floors.clear();
@@ -309,7 +393,6 @@ template <class Consume>
 void segmented_pass(const float* w, const float* h, const size_t* seg_end, size_t nseg, const AssignPrep& P,
                     int32_t* labels, Consume&& consume) {
   const int k = P.k;
-  const bool rate = P.lambda != 0.0;
   auto seg_begin = [&](size_t s) { return s == 0 ? size_t{0} : seg_end[s - 1]; };
   const size_t ngroups = (nseg + kLockstep - 1) / kLockstep;
   const int threads = std::max(1, omp_get_max_threads());
@@ -341,16 +424,13 @@ void segmented_pass(const float* w, const float* h, const size_t* seg_end, size_
       // Window (measured on Student-t weights, k = 32): 4 centres around w when only distortion matters, 6 when
       // the rate term reaches farther; the bounds fall back to the walk when that is not enough.
       const float* hs = h ? h + i0 : nullptr;
-      if (!P.rule)
-        for (size_t i = i0; i < i1; ++i) lab[i - i0] = split_position(w[i], P);
+      if (!P.rule) positions(w + i0, i1 - i0, P, lab);
       if (P.rule) {
         label_by_thresholds(w + i0, hs, i1 - i0, P, lab);
       } else if (P.nearest) {
         label_run(w + i0, hs, i1 - i0, lab, [&](float x, double hx, int p) { return nearest_cluster(x, hx, p, P); });
-      } else if (!rate) {
-        label_run(w + i0, hs, i1 - i0, lab, [&](float x, double hx, int p) { return argmin_cluster<2>(x, hx, p, P); });
       } else {
-        label_run(w + i0, hs, i1 - i0, lab, [&](float x, double hx, int p) { return argmin_cluster<3>(x, hx, p, P); });
+        label_by_window(w + i0, hs, i1 - i0, P, lab);
       }
       // Sums: each segment in element order; a full group of equal segments is interleaved.
       const size_t nb = b1 - b0;

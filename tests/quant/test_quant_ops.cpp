@@ -70,6 +70,54 @@ TEST(QuantOps, FusedAssignMatchesBruteForce) {
   }
 }
 
+// Labels of every search path — the 8-lane window (λ > 0, or λ = 0 with dead clusters), positions by counting
+// (k ≤ 64) and by the bucket table (k > 64) — against the brute-force argmin, with importances that take the
+// scalar fallbacks (0, subnormal, +inf) next to ordinary and extreme ones, equal code lengths (so values at
+// midpoints tie) and dead clusters next to live ones.
+TEST(QuantOps, FusedAssignLabelsMatchBruteForceOnEveryPath) {
+  std::mt19937_64 rng(17);
+  const std::vector<float> importances = {0.0f,  1e-40f, FLT_MIN, 0.3f, 1.0f, 7.5f, 1e20f, FLT_MAX,
+                                          std::numeric_limits<float>::infinity()};
+  for (int k : {2, 5, 8, 33, 64, 65, 200}) {
+    for (double lambda : {0.0, 1e-6, 1e-3, 1.0}) {
+      for (bool dead : {false, true}) {
+        std::vector<double> c(k), l(k, 2.0);
+        for (int j = 0; j < k; ++j) c[j] = 0.3 * (j - k / 2.0) / k + 1e-4 * (j % 3);
+        std::sort(c.begin(), c.end());
+        c.erase(std::unique(c.begin(), c.end()), c.end());
+        const int kk = static_cast<int>(c.size());
+        l.resize(kk);
+        std::uniform_real_distribution<double> u(0.5, 4.0);
+        for (int j = 0; j < kk; ++j) l[j] = j % 4 == 1 ? 2.0 : u(rng);
+        if (dead)
+          for (int j = 1; j < kk; j += 3) l[j] = infinity();
+        std::vector<float> w = student_t(2000 + 7 * k, 31 + k);
+        for (int j = 0; j < kk; ++j) {
+          w.push_back(static_cast<float>(c[j]));
+          if (j + 1 < kk) w.push_back(static_cast<float>(0.5 * (c[j] + c[j + 1])));
+        }
+        w.push_back(1e30f);
+        w.push_back(-1e30f);
+        std::vector<float> h(w.size());
+        for (size_t i = 0; i < h.size(); ++i) h[i] = importances[(i * 5 + i / 9) % importances.size()];
+        std::vector<int32_t> labels(w.size());
+        AssignAccum acc;
+        cpu::assign_accumulate(w.data(), h.data(), w.size(), c.data(), l.data(), kk, lambda, labels.data(), acc);
+        for (size_t i = 0; i < w.size(); ++i) {
+          int32_t best = -1;
+          double bc = infinity();
+          for (int j = 0; j < kk; ++j) {
+            const double cost = assign_cost(w[i], h[i], c[j], l[j], lambda);
+            if (best < 0 || better(cost, j, bc, best)) { bc = cost; best = j; }
+          }
+          ASSERT_EQ(labels[i], best) << "k=" << kk << " lambda=" << lambda << " dead=" << dead << " i=" << i
+                                     << " w=" << std::hexfloat << w[i] << " h=" << h[i];
+        }
+      }
+    }
+  }
+}
+
 // λ = 0 with every cluster live takes the three-candidate nearest path: hammer it with the cases where rounding
 // makes costs tie — centres one ulp apart (so c_{p−2} can tie with c_{p−1}), values on centres and midpoints,
 // tiny and huge importances — against the brute-force fp64 argmin with ties to the lowest index.
