@@ -107,6 +107,15 @@ inline void positions(const float* w, size_t n, const AssignPrep& P, int32_t* la
   }
 }
 
+// The vector window needs __builtin_shufflevector (GCC 12 and later); older compilers take the scalar loop,
+// which gives the same labels.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+#define NQ_VECTOR_WINDOW 1
+constexpr bool kVectorWindow = true;
+#else
+constexpr bool kVectorWindow = false;
+#endif
+
 typedef double Double8 __attribute__((vector_size(64)));
 typedef double Double4 __attribute__((vector_size(32)));
 typedef double Double2 __attribute__((vector_size(16)));
@@ -118,7 +127,9 @@ typedef int64_t Int2 __attribute__((vector_size(16)));
 // operations (wd − c ≡ wd + (−c) in IEEE arithmetic), and the minimum is reduced over adjacent pairs, keeping
 // the lower group on a tie, so the winner is the lowest index among the smallest costs — the scalar loop's
 // answer. Costs are never NaN here: h is finite and positive, and the guards give +inf, not inf − inf.
-__attribute__((always_inline)) inline void window_argmin8(double wd, double h, int p, const AssignPrep& P, int32_t& best, double& bc) {
+#ifdef NQ_VECTOR_WINDOW
+__attribute__((always_inline)) inline void window_argmin8(double wd, double h, int p, const AssignPrep& P,
+                                                          int32_t& best, double& bc) {
   Double8 c, r;
   std::memcpy(&c, P.pc + (p - 4), sizeof c);
   std::memcpy(&r, P.prl + (p - 4), sizeof r);
@@ -138,6 +149,9 @@ __attribute__((always_inline)) inline void window_argmin8(double wd, double h, i
   bc = std::min(m2[0], m2[1]);
   best = p - 4 + static_cast<int32_t>(i2[m2[1] < m2[0] ? 1 : 0]);
 }
+#else
+inline void window_argmin8(double, double, int, const AssignPrep&, int32_t&, double&) {}
+#endif
 
 // The label of w given p = split_position(w). The positions of a run of values are found first, in a separate
 // loop: the two dependent load chains then overlap across many values instead of lengthening each one.
@@ -158,7 +172,7 @@ __attribute__((always_inline)) inline int32_t argmin_cluster(float w, double h, 
   const double* pc = P.pc;  // guards: −inf below index 0, +inf from index k
   int32_t best;
   double bc;
-  if (W == 4 && h <= DBL_MAX) {  // (an infinite h can make a cost NaN: the scalar loop's rules)
+  if (kVectorWindow && W == 4 && h <= DBL_MAX) {  // (an infinite h can make a cost NaN: the scalar loop's rules)
     window_argmin8(wd, h, p, P, best, bc);
   } else {
     const double* prl = P.prl;
@@ -249,13 +263,10 @@ inline void label_by_thresholds(const float* w, const float* h, size_t n, const 
   }
 }
 
-// The exact window search for a whole run, cloned so that window_argmin8 gets the widest vectors the CPU has.
-NQ_TARGET_CLONES void label_by_window(const float* w, const float* h, size_t n, const AssignPrep& P,
-                                      int32_t* lab);
-
 // Labels of w[0, n) in place of their positions p in lab: lab[i] = label(w_i, h_i, p_i), h ≡ 1 without h.
 template <class Label>
-__attribute__((always_inline)) inline void label_run(const float* w, const float* h, size_t n, int32_t* lab, Label&& label) {
+__attribute__((always_inline)) inline void label_run(const float* w, const float* h, size_t n, int32_t* lab,
+                                                     Label&& label) {
   if (h) {
     for (size_t i = 0; i < n; ++i) lab[i] = label(w[i], static_cast<double>(h[i]), lab[i]);
   } else {
@@ -263,13 +274,17 @@ __attribute__((always_inline)) inline void label_run(const float* w, const float
   }
 }
 
+// The exact window search for a whole run, cloned so that window_argmin8 gets the widest vectors the CPU has
+// (everything it calls is inlined into each clone).
+NQ_TARGET_CLONES void label_by_window(const float* w, const float* h, size_t n, const AssignPrep& P,
+                                      int32_t* lab) {
+  label_run(w, h, n, lab,
+            [&](float x, double hx, int p) __attribute__((always_inline)) { return argmin_cluster<4>(x, hx, p, P); });
+}
+
 // Cluster sums are added as Double2 pairs: each lane rounds exactly as the scalar add would, so pairing two
 // sums that take the same operand count halves the adds without changing a bit.
 // One cluster's sums in a block: {Σh, Σh·w} and {Σw, count}. The count rides in a double, exact below 2⁵³.
-void label_by_window(const float* w, const float* h, size_t n, const AssignPrep& P, int32_t* lab) {
-  label_run(w, h, n, lab, [&](float x, double hx, int p) __attribute__((always_inline)) { return argmin_cluster<4>(x, hx, p, P); });
-}
-
 struct ClusterAcc {
   Double2 h_hw, w_count;
   double sh() const { return h_hw[0]; }
