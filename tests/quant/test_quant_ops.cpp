@@ -25,6 +25,18 @@ std::vector<float> student_t(size_t n, uint64_t seed, double scale = 0.05) {
   return v;
 }
 
+// The brute-force fp64 argmin of assign_cost over every centre, ties to the lowest index: the oracle.
+int32_t brute_force_label(float w, float h, const std::vector<double>& c, const std::vector<double>& l,
+                          double lambda) {
+  int32_t best = -1;
+  double bc = infinity();
+  for (int32_t j = 0; j < static_cast<int32_t>(c.size()); ++j) {
+    const double cost = assign_cost(w, h, c[j], l[j], lambda);
+    if (best < 0 || better(cost, j, bc, best)) { bc = cost; best = j; }
+  }
+  return best;
+}
+
 TEST(QuantOps, FusedAssignMatchesBruteForce) {
   std::mt19937_64 rng(7);
   for (int k : {1, 2, 3, 7, 33}) {
@@ -49,12 +61,7 @@ TEST(QuantOps, FusedAssignMatchesBruteForce) {
       std::vector<double> sh(k, 0.0), shw(k, 0.0);
       double dist = 0;
       for (size_t i = 0; i < n; ++i) {
-        int32_t best = -1;
-        double bc = infinity();
-        for (int j = 0; j < k; ++j) {
-          const double cost = assign_cost(w[i], h[i], c[j], l[j], lambda);
-          if (best < 0 || better(cost, j, bc, best)) { bc = cost; best = j; }
-        }
+        const int32_t best = brute_force_label(w[i], h[i], c, l, lambda);
         ASSERT_EQ(labels[i], best) << "k=" << k << " lambda=" << lambda << " i=" << i;
         sh[best] += h[i];
         shw[best] += static_cast<double>(h[i]) * w[i];
@@ -104,14 +111,9 @@ TEST(QuantOps, FusedAssignLabelsMatchBruteForceOnEveryPath) {
         AssignAccum acc;
         cpu::assign_accumulate(w.data(), h.data(), w.size(), c.data(), l.data(), kk, lambda, labels.data(), acc);
         for (size_t i = 0; i < w.size(); ++i) {
-          int32_t best = -1;
-          double bc = infinity();
-          for (int j = 0; j < kk; ++j) {
-            const double cost = assign_cost(w[i], h[i], c[j], l[j], lambda);
-            if (best < 0 || better(cost, j, bc, best)) { bc = cost; best = j; }
-          }
-          ASSERT_EQ(labels[i], best) << "k=" << kk << " lambda=" << lambda << " dead=" << dead << " i=" << i
-                                     << " w=" << std::hexfloat << w[i] << " h=" << h[i];
+          ASSERT_EQ(labels[i], brute_force_label(w[i], h[i], c, l, lambda))
+              << "k=" << kk << " lambda=" << lambda << " dead=" << dead << " i=" << i
+              << " w=" << std::hexfloat << w[i] << " h=" << h[i];
         }
       }
     }
@@ -148,13 +150,7 @@ TEST(QuantOps, NearestPathMatchesBruteForceOnRoundingTies) {
   AssignAccum acc;
   cpu::assign_accumulate(w.data(), h.data(), w.size(), c.data(), l.data(), k, 0.0, labels.data(), acc);
   for (size_t i = 0; i < w.size(); ++i) {
-    int32_t best = -1;
-    double bc = infinity();
-    for (int j = 0; j < k; ++j) {
-      const double cost = assign_cost(w[i], h[i], c[j], l[j], 0.0);
-      if (best < 0 || better(cost, j, bc, best)) { bc = cost; best = j; }
-    }
-    ASSERT_EQ(labels[i], best) << "i=" << i << " w=" << w[i] << " h=" << h[i];
+    ASSERT_EQ(labels[i], brute_force_label(w[i], h[i], c, l, 0.0)) << "i=" << i << " w=" << w[i] << " h=" << h[i];
   }
 }
 
@@ -211,13 +207,8 @@ TEST(QuantOps, ThresholdLabelsMatchBruteForceAroundEveryMidpoint) {
     AssignAccum acc;
     cpu::assign_accumulate(w.data(), h.data(), w.size(), c.data(), l.data(), k, 0.0, labels.data(), acc);
     for (size_t i = 0; i < w.size(); ++i) {
-      int32_t best = -1;
-      double bc = infinity();
-      for (int j = 0; j < k; ++j) {
-        const double cost = assign_cost(w[i], h[i], c[j], l[j], 0.0);
-        if (best < 0 || better(cost, j, bc, best)) { bc = cost; best = j; }
-      }
-      ASSERT_EQ(labels[i], best) << "k=" << k << " i=" << i << " w=" << std::hexfloat << w[i] << " h=" << h[i];
+      ASSERT_EQ(labels[i], brute_force_label(w[i], h[i], c, l, 0.0))
+          << "k=" << k << " i=" << i << " w=" << std::hexfloat << w[i] << " h=" << h[i];
     }
   }
 }
@@ -268,12 +259,7 @@ TEST(QuantOps, SegmentedAssignMatchesSequentialSumsPerSegment) {
       std::vector<int64_t> cnt(k, 0);
       double dist = 0, sq = 0, cost_sum = 0;
       for (; i < ends[s]; ++i) {
-        int32_t best = -1;
-        double bc = infinity();
-        for (int j = 0; j < k; ++j) {
-          const double cost = assign_cost(w[i], h[i], c[j], l[j], lambda);
-          if (best < 0 || better(cost, j, bc, best)) { bc = cost; best = j; }
-        }
+        const int32_t best = brute_force_label(w[i], h[i], c, l, lambda);
         ASSERT_EQ(labels[i], best) << "i=" << i;
         sh[best] += static_cast<double>(h[i]);
         shw[best] += static_cast<double>(h[i]) * w[i];
@@ -282,7 +268,7 @@ TEST(QuantOps, SegmentedAssignMatchesSequentialSumsPerSegment) {
         const double d = static_cast<double>(w[i]) - c[best];
         dist += static_cast<double>(h[i]) * (d * d);
         sq += d * d;
-        cost_sum += bc;
+        cost_sum += assign_cost(w[i], h[i], c[best], l[best], lambda);
       }
       for (int j = 0; j < k; ++j) {
         ASSERT_EQ(parts[s].sum_h[j], sh[j]) << "segment " << s;
