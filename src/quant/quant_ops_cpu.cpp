@@ -46,7 +46,7 @@ struct AssignPrep {
   // compiler vectorises, with nearest_cluster only for the few values that floors cannot settle (null: unused).
   std::unique_ptr<quant::NearestThresholds> rule;
   std::vector<float> floors;  // rule->weighted_floors()
-  // Up to kMaxCountedCentres: p = #{j : w > below[j]} (positions_by_count), below[j] the float at or below c_j
+  // Up to kMaxCountedCentres: p = #{j : w > below[j]} (count_positions), below[j] the float at or below c_j
   // (−inf under the float range), padded with +inf to count_size entries; count_size 0: split_position instead.
   std::vector<float> below;
   int count_size = 0;
@@ -435,17 +435,18 @@ void segmented_pass(const float* w, const float* h, const size_t* seg_end, size_
         if (buf.size() < i1 - i0) buf.resize(i1 - i0);
         lab = buf.data();
       }
-      // Labels (independent per element).
-      // Window (measured on Student-t weights, k = 32): 4 centres around w when only distortion matters, 6 when
-      // the rate term reaches farther; the bounds fall back to the walk when that is not enough.
+      // Labels (independent per element): by thresholds where P.rule exists, else from the positions p by the
+      // three-candidate nearest rule or the exact window search (8 centres around w, measured on Student-t
+      // weights at k = 32; the bounds fall back to the walk when that is not enough).
       const float* hs = h ? h + i0 : nullptr;
-      if (!P.rule) positions(w + i0, i1 - i0, P, lab);
       if (P.rule) {
         label_by_thresholds(w + i0, hs, i1 - i0, P, lab);
-      } else if (P.nearest) {
-        label_run(w + i0, hs, i1 - i0, lab, [&](float x, double hx, int p) { return nearest_cluster(x, hx, p, P); });
       } else {
-        label_by_window(w + i0, hs, i1 - i0, P, lab);
+        positions(w + i0, i1 - i0, P, lab);
+        if (P.nearest)
+          label_run(w + i0, hs, i1 - i0, lab, [&](float x, double hx, int p) { return nearest_cluster(x, hx, p, P); });
+        else
+          label_by_window(w + i0, hs, i1 - i0, P, lab);
       }
       // Sums: each segment in element order; a full group of equal segments is interleaved.
       const size_t nb = b1 - b0;
