@@ -309,13 +309,19 @@ TEST(CudaQuantParity, ResidentValuesEqualTheHostOpPassAfterPass) {
   // kernel on the same data, so sums and labels must agree bit for bit, pass after pass.
   for (size_t n : {size_t{1}, size_t{4099}, size_t{1000003}}) {
     Data d = make_data(n, 31 * n);
+    // make_codebook places tie values into d.w, so every codebook is made before the data is uploaded: the
+    // resident copy and the copying entry must see the same values.
+    const std::vector<int> ks = {2, 16, 256};
+    std::vector<Codebook> books;
+    for (int k : ks) books.push_back(make_codebook(d, k, k == 16, 7 * k));
     for (bool unit_h : {false, true}) {
       const float* h = unit_h ? nullptr : d.h.data();
       const std::unique_ptr<ResidentValues> values = cuda::make_resident_values(d.w.data(), h, n);
       EXPECT_TRUE(values->take_labels().empty());
       std::vector<int32_t> host_labels(n);
-      for (int k : {2, 16, 256}) {
-        const Codebook cb = make_codebook(d, k, k == 16, 7 * k);
+      for (size_t b = 0; b < ks.size(); ++b) {
+        const int k = ks[b];
+        const Codebook& cb = books[b];
         const double lambda = k == 2 ? 0.0 : lambda_for(d);
         AssignAccum r, o;
         values->assign_accumulate(cb.c.data(), cb.l.data(), k, lambda, r);
