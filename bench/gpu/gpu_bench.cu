@@ -7,7 +7,9 @@
 // pass; one ECSQ pass of op (f) over 2^18 rows of 4096 (k = 16, λ > 0, a codebook per row) and row-scope ECSQ
 // through quantize_model on 8192 such rows, end to end; and, last, the same 64 λ
 // through nq::quantize_lambdas (all λ in lockstep, one launch per pass, end to end).
-// Usage: nq_gpu_bench [--quick]   (--quick: N = 1e7, fewer repetitions — for a smoke test)
+// Usage: nq_gpu_bench [--quick | --tiny]   (--quick: N = 1e7, fewer repetitions — a smoke test on the device;
+// --tiny: every workload at a few rows or 10^5 weights, one repetition — the program's own check, which ctest runs
+// on the host emulation of the device, tests/cuda_emu)
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -446,9 +448,8 @@ void bench_rows_ecsq_model(int64_t rows) {
   report("rows ECSQ model k=16", static_cast<double>(n), ms, 0, extra);
 }
 
-void bench_hessian(int reps) {
+void bench_hessian(int reps, int64_t batch) {
   using nq::nn::Network;
-  const int64_t batch = 1024;
   const nq::Model model = nq::build_model("lenet5", 1);
   Network<float> net(model.spec(), nq::Backend::kCuda);
   std::mt19937_64 rng(3);
@@ -476,16 +477,24 @@ void bench_hessian(int reps) {
     nq::nn::cuda::softmax_ce_hessian(net.probs(), seed.data(), 1.0f / batch, batch, 10);
     net.backward(nq::nn::BackwardMode::kHessian, seed.data(), out.data());
   }, reps);
-  report("lenet5 b1024 gradient pass", batch, g, 0);
+  const std::string name = "lenet5 b" + std::to_string(batch);
+  report(name + " gradient pass", batch, g, 0);
   char extra[64];
   std::snprintf(extra, sizeof extra, "hessian/gradient = %.2f (target <=2)", hs / g);
-  report("lenet5 b1024 hessian pass", batch, hs, 0, extra);
+  report(name + " hessian pass", batch, hs, 0, extra);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  const bool tiny = argc > 1 && std::strcmp(argv[1], "--tiny") == 0;
+  if (argc > 1 && !quick && !tiny) {
+    std::fprintf(stderr, "usage: nq_gpu_bench [--quick | --tiny]\n");
+    return 2;
+  }
+  // Sizes: full, --quick, --tiny.
+  auto pick = [&](size_t full, size_t q, size_t t) { return tiny ? t : quick ? q : full; };
   try {
     if (!nq::cuda_available()) {
       std::fprintf(stderr, "nq_gpu_bench: no CUDA device\n");
@@ -494,26 +503,27 @@ int main(int argc, char** argv) {
     std::printf("device: %s\n", nq::cuda_device_description().c_str());
     size_t free_b = 0, total_b = 0;
     NQ_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
-    const int reps = quick ? 5 : 21;
-    bench_copy(size_t{1} << 31);  // 2 GiB, far beyond L2
-    bench_fused(quick ? size_t{10000000} : size_t{100000000}, reps);
+    const int reps = static_cast<int>(pick(21, 5, 1));
+    const bool full = !quick && !tiny;
+    bench_copy(pick(size_t{1} << 31, size_t{1} << 31, size_t{1} << 20));  // 2 GiB, far beyond L2
+    bench_fused(pick(100000000, 10000000, 100003), reps);
     // N = 1e9 needs w, h, labels (12 GB) + workspace.
-    if (!quick && free_b > size_t{14} * 1000 * 1000 * 1000) bench_fused(size_t{1000000000}, 7);
-    const size_t row_total = quick ? size_t{1} << 24
-                                   : std::min<size_t>(1000000000, free_b / 20 * 1);  // 12 B/weight + slack
-    bench_rows(row_total, quick ? 3 : 5);
-    bench_sweep(quick ? size_t{10000000} : size_t{100000000});
-    bench_rows_exact(quick ? 256 : 20000);
-    bench_huffman_pack(quick ? size_t{10000000} : size_t{100000000});
-    bench_select_pruned(quick ? size_t{10000000} : size_t{100000000});
-    bench_hessian(reps);
+    if (full && free_b > size_t{14} * 1000 * 1000 * 1000) bench_fused(size_t{1000000000}, 7);
+    const size_t row_total = pick(std::min<size_t>(1000000000, free_b / 20 * 1), size_t{1} << 24,
+                                  size_t{1} << 14);  // 12 B/weight + slack
+    bench_rows(row_total, static_cast<int>(pick(5, 3, 1)));
+    bench_sweep(pick(100000000, 10000000, 20011));
+    bench_rows_exact(static_cast<int64_t>(pick(20000, 256, 4)));
+    bench_huffman_pack(pick(100000000, 10000000, 100003));
+    bench_select_pruned(pick(100000000, 10000000, 100003));
+    bench_hessian(reps, static_cast<int64_t>(pick(1024, 1024, 32)));
     // 2^18 rows of 4096 (about 1e9 weights): w and h (8 GB) on the device plus a host copy, or 2^16 rows.
-    const bool full_rows = !quick && free_b > size_t{12} * 1000 * 1000 * 1000;
-    bench_rows_ecsq(quick ? int64_t{1} << 12 : full_rows ? int64_t{1} << 18 : int64_t{1} << 16, quick ? 3 : 5,
-                    quick || full_rows ? "" : " (2^16 rows: device memory)");
-    bench_rows_ecsq_model(quick ? 512 : 8192);
+    const bool full_rows = full && free_b > size_t{12} * 1000 * 1000 * 1000;
+    bench_rows_ecsq(static_cast<int64_t>(pick(full_rows ? size_t{1} << 18 : size_t{1} << 16, size_t{1} << 12, 8)),
+                    static_cast<int>(pick(5, 3, 1)), !full || full_rows ? "" : " (2^16 rows: device memory)");
+    bench_rows_ecsq_model(static_cast<int64_t>(pick(8192, 512, 8)));
     // Last: end to end with 64 host finalizes of 1e8 indices, the longest line (the step's time cap may end it).
-    bench_sweep_lockstep(quick ? size_t{10000000} : size_t{100000000});
+    bench_sweep_lockstep(pick(100000000, 10000000, 20011));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "nq_gpu_bench: %s\n", e.what());
     return 1;
