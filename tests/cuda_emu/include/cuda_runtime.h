@@ -1,8 +1,9 @@
-// Host emulation of the CUDA runtime for netquant's quantizer kernels (review tool, not part of netquant).
-// Threads of a block run as fibers with real barrier semantics: __syncthreads / __syncwarp / warp collectives
-// block a fiber until every live thread of the block / warp arrives. The order in which runnable fibers run
-// between barriers is set by NQ_EMU_ORDER = fwd | rev | rand[:seed], so a missing barrier shows up as a result
-// that depends on the order. Shared memory starts as 0xff bytes every block (NaN / −1), device memory too.
+// The CUDA runtime as the host emulation of tests/cuda_emu provides it (README.md there): what kernels/ uses of
+// the language (qualifiers, built-in indices, intrinsics, atomics, vector types) and of the runtime API.
+// Threads of a block run as fibers with real barrier semantics: __syncthreads, __syncwarp and the warp collectives
+// block a fiber until every live thread of the block, or every lane the mask names, arrives. NQ_EMU_ORDER
+// (fwd | rev | rand[:seed]) orders the warps and lanes, so a missing barrier shows as a result that depends on the
+// order. Shared and device memory start as 0xff bytes (NaN, −1).
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -58,7 +59,7 @@ struct dim3 {
   dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {}
 };
 struct uint3 { unsigned x, y, z; };
-struct float4 { float x, y, z, w; };
+struct alignas(16) float4 { float x, y, z, w; };
 struct alignas(16) int4 { int x, y, z, w; };
 inline int4 make_int4(int a, int b, int c, int d) { return {a, b, c, d}; }
 
@@ -132,9 +133,15 @@ inline double __longlong_as_double(long long u) { double d; std::memcpy(&d, &u, 
 inline double __dmul_rn(double a, double b) { return a * b; }
 inline double __dadd_rn(double a, double b) { return a + b; }
 inline double __fma_rn(double a, double b, double c) { return std::fma(a, b, c); }
-template <class T> T __ldg(const T* p) { return *p; }
-template <class T> T __ldcs(const T* p) { return *p; }
-template <class T> void __stcs(T* p, T v) { *p = v; }
+// Loads and stores through cache hints: a vector type at an address it is not aligned to faults on the device.
+template <class T>
+void nq_emu_check_aligned(const T* p, const char* what) {
+  if (reinterpret_cast<uintptr_t>(p) % alignof(T) != 0)
+    nq_emu::fail("%s: misaligned address %p for a %zu-byte access", what, static_cast<const void*>(p), alignof(T));
+}
+template <class T> T __ldg(const T* p) { nq_emu_check_aligned(p, "__ldg"); return *p; }
+template <class T> T __ldcs(const T* p) { nq_emu_check_aligned(p, "__ldcs"); return *p; }
+template <class T> void __stcs(T* p, T v) { nq_emu_check_aligned(p, "__stcs"); *p = v; }
 [[noreturn]] inline void __trap() { nq_emu::fail("__trap()"); }
 template <class T> T atomicAdd(T* p, T v) { T o = *p; *p = o + v; return o; }
 template <class T> T atomicOr(T* p, T v) { T o = *p; *p = o | v; return o; }
