@@ -7,10 +7,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
+#include <random>
 #include <string>
+#include <utility>
+#include <vector>
+
+#include "netquant/io.h"
 
 namespace nq {
 
@@ -49,6 +55,25 @@ class CliFixture : public ::testing::Test {
   }
   // Runs `netquant ARGS`.
   CliRun run(const std::string& args) const { return shell(std::string("'") + NQ_CLI_PATH + "' " + args); }
+
+  // A seeded model of heavy-tailed weights (Student-t, 3 dof) and gamma importances, written to
+  // model.safetensors and imp.safetensors in the scratch directory; returns the model.
+  TensorSet write_model(const std::vector<std::pair<std::string, std::vector<int64_t>>>& shapes, uint64_t seed) const {
+    std::mt19937_64 rng(seed);
+    std::student_t_distribution<double> t(3.0);
+    std::gamma_distribution<double> g(0.7, 2.0);
+    TensorSet model, imp;
+    for (const auto& [name, shape] : shapes) {
+      std::vector<float> w(static_cast<size_t>(shape_numel(shape))), h(w.size());
+      for (auto& x : w) x = static_cast<float>(0.05 * t(rng));
+      for (auto& x : h) x = static_cast<float>(g(rng) + 1e-3);
+      model.add(Tensor::from_f32(name, shape, w));
+      imp.add(Tensor::from_f32(name, shape, h));
+    }
+    write_safetensors(file("model.safetensors"), model);
+    write_safetensors(file("imp.safetensors"), imp);
+    return model;
+  }
 
   static bool have_mpirun() { return std::system("command -v mpirun >/dev/null 2>&1") == 0; }
   // `mpirun -np NP netquant` (append the arguments). Root is allowed explicitly (CI runs as root);

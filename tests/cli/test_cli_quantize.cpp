@@ -24,22 +24,7 @@ class QuantizeCli : public CliFixture {
  protected:
   void SetUp() override {
     CliFixture::SetUp();
-    std::mt19937_64 rng(5);
-    std::student_t_distribution<double> t(3.0);
-    std::gamma_distribution<double> g(0.7, 2.0);
-    TensorSet model, imp;
-    const std::vector<std::pair<std::string, std::vector<int64_t>>> shapes = {
-        {"fc1.weight", {13, 31}}, {"fc1.bias", {13}}, {"fc2.weight", {3, 13}}};
-    for (const auto& [name, shape] : shapes) {
-      std::vector<float> w(static_cast<size_t>(shape_numel(shape))), h(w.size());
-      for (auto& x : w) x = static_cast<float>(0.05 * t(rng));
-      for (auto& x : h) x = static_cast<float>(g(rng) + 1e-3);
-      model.add(Tensor::from_f32(name, shape, w));
-      imp.add(Tensor::from_f32(name, shape, h));
-    }
-    write_safetensors(file("model.safetensors"), model);
-    write_safetensors(file("imp.safetensors"), imp);
-    model_ = model;
+    model_ = write_model({{"fc1.weight", {13, 31}}, {"fc1.bias", {13}}, {"fc2.weight", {3, 13}}}, 5);
   }
   TensorSet model_;
 };

@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -22,21 +21,7 @@ class CliBackends : public CliFixture {
   void SetUp() override {
     CliFixture::SetUp();
     // Tensors above the 16,384 values under which a global problem stays on the CPU, rows of awkward length.
-    std::mt19937_64 rng(21);
-    std::student_t_distribution<double> t(3.0);
-    std::gamma_distribution<double> g(0.7, 2.0);
-    TensorSet model, imp;
-    const std::vector<std::pair<std::string, std::vector<int64_t>>> shapes = {
-        {"fc1.weight", {300, 257}}, {"fc1.bias", {300}}, {"fc2.weight", {41, 300}}};
-    for (const auto& [name, shape] : shapes) {
-      std::vector<float> w(static_cast<size_t>(shape_numel(shape))), h(w.size());
-      for (auto& x : w) x = static_cast<float>(0.05 * t(rng));
-      for (auto& x : h) x = static_cast<float>(g(rng) + 1e-3);
-      model.add(Tensor::from_f32(name, shape, w));
-      imp.add(Tensor::from_f32(name, shape, h));
-    }
-    write_safetensors(file("model.safetensors"), model);
-    write_safetensors(file("imp.safetensors"), imp);
+    write_model({{"fc1.weight", {300, 257}}, {"fc1.bias", {300}}, {"fc2.weight", {41, 300}}}, 21);
   }
 
   // Quantizes with the backend; returns the report's totals. The device run must launch kernels, the CPU run none.
