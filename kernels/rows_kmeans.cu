@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <type_traits>
 #include <vector>
 
 #include "core/cuda_device.h"
@@ -56,8 +57,18 @@ struct RowsLayout {
   static size_t bytes(int n_max, int k) { return rl::workspace_bytes(n_max, k, sizeof(typename Sort::TempStorage)); }
 };
 
+// CTAs per SM the register budget must allow. A row's Lloyd iterations are latency-bound (k searches, then
+// O(k) steps on one thread, between barriers), so rows resident side by side are the throughput. Rows of 4096
+// (kItems = 16) need ~58 KB of shared memory, so 3 CTAs fit in an SM's 228 KB, but the sort's 16 keys and values
+// per thread took 120 registers unbounded, which allows 2; bounded to 3 CTAs, ptxas (CUDA 13, sm_90) fits 80
+// registers with 40 bytes of spills in the sort. The shorter instances are bounded at what they reached
+// unbounded (48 and 58 registers: 5 and 4 CTAs) — an explicit bound of 1 let them grow to 92 — and rows of 8192
+// are held to one CTA per SM by shared memory anyway.
 template <int kItems>
-__global__ void __launch_bounds__(kThreads) rows_kmeans_kernel(RowsParams p) {
+constexpr int kMinResidentCtas = kItems <= 4 ? 5 : kItems <= 8 ? 4 : kItems <= 16 ? 3 : 1;
+
+template <int kItems>
+__global__ void __launch_bounds__(kThreads, kMinResidentCtas<kItems>) rows_kmeans_kernel(RowsParams p) {
   using L = RowsLayout<kItems>;
   extern __shared__ __align__(16) unsigned char smem[];
   auto& sort_temp = *reinterpret_cast<typename L::Sort::TempStorage*>(smem);
@@ -126,21 +137,46 @@ __global__ void __launch_bounds__(kThreads) rows_kmeans_kernel(RowsParams p) {
   }
 }
 
+// Checks that a row of n_max values fits the device's shared memory and opts the kernel into it; returns the
+// dynamic shared memory of one CTA.
 template <int kItems>
-void launch_rows(const RowsParams& p, CUstream_st* stream) {
-  const size_t smem = RowsLayout<kItems>::bytes(p.n_max, p.job.k);
+size_t prepare_rows_kernel(int n_max, int k) {
+  const size_t smem = RowsLayout<kItems>::bytes(n_max, k);
   int dev = 0, optin = 0;
   NQ_CUDA_CHECK(cudaGetDevice(&dev));
   NQ_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
   NQ_CHECK(smem <= static_cast<size_t>(optin), ErrorCode::kUnsupported,
-           "rows_kmeans: rows of " << p.n_max << " values with k = " << p.job.k << " need " << smem
+           "rows_kmeans: rows of " << n_max << " values with k = " << k << " need " << smem
                                    << " bytes of shared memory; this device offers " << optin);
   // The device's ceiling, not this call's size: the setting is shared by every host thread (see set_smem).
   NQ_CUDA_CHECK(cudaFuncSetAttribute(rows_kmeans_kernel<kItems>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin));
+  return smem;
+}
+
+template <int kItems>
+void launch_rows(const RowsParams& p, CUstream_st* stream) {
+  const size_t smem = prepare_rows_kernel<kItems>(p.n_max, p.job.k);
   // One CTA per row (the hardware balances rows of uneven cost); the kernel strides beyond the grid limit.
   const int64_t grid = std::min<int64_t>(p.job.rows, INT_MAX);
   rows_kmeans_kernel<kItems><<<static_cast<unsigned>(grid), kThreads, smem, stream>>>(p);
   NQ_CUDA_CHECK_LAUNCH("rows_kmeans_kernel");
+}
+
+template <int kItems>
+int resident_ctas(int n_max, int k) {
+  const size_t smem = prepare_rows_kernel<kItems>(n_max, k);
+  int ctas = 0;
+  NQ_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&ctas, rows_kmeans_kernel<kItems>, kThreads, smem));
+  return ctas;
+}
+
+// Calls op(std::integral_constant<int, kItems>) for the kernel instance that holds rows of up to n_max values.
+template <class Op>
+auto with_row_kernel(int64_t n_max, Op op) {
+  if (n_max <= 4 * kThreads) return op(std::integral_constant<int, 4>{});
+  if (n_max <= 8 * kThreads) return op(std::integral_constant<int, 8>{});
+  if (n_max <= 16 * kThreads) return op(std::integral_constant<int, 16>{});
+  return op(std::integral_constant<int, 32>{});
 }
 
 }  // namespace
@@ -154,10 +190,15 @@ void rows_kmeans_device(const quant::RowsKmeansJob& job, const quant::RowsKmeans
                                    << quant::kRowsKmeansCudaMaxRow);
   if (job.rows == 0) return;
   const RowsParams p{job, out, static_cast<int>(std::max<int64_t>(max_row_len, 1))};
-  if (max_row_len <= 4 * kThreads) launch_rows<4>(p, stream);
-  else if (max_row_len <= 8 * kThreads) launch_rows<8>(p, stream);
-  else if (max_row_len <= 16 * kThreads) launch_rows<16>(p, stream);
-  else launch_rows<32>(p, stream);
+  with_row_kernel(max_row_len, [&](auto items) { launch_rows<decltype(items)::value>(p, stream); });
+}
+
+int rows_kmeans_resident_ctas(int64_t max_row_len, int k) {
+  bind_thread_device();
+  NQ_CHECK(max_row_len >= 1 && max_row_len <= quant::kRowsKmeansCudaMaxRow && k >= 1, ErrorCode::kInvalidArgument,
+           "rows_kmeans_resident_ctas: rows of " << max_row_len << " values, k = " << k);
+  const int n_max = static_cast<int>(max_row_len);
+  return with_row_kernel(max_row_len, [&](auto items) { return resident_ctas<decltype(items)::value>(n_max, k); });
 }
 
 void rows_kmeans(const quant::RowsKmeansJob& job, const quant::RowsKmeansOut& out) {

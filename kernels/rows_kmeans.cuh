@@ -19,4 +19,8 @@ namespace nq::cuda {
 void rows_kmeans_device(const quant::RowsKmeansJob& job, const quant::RowsKmeansOut& out, int64_t max_row_len,
                         CUstream_st* stream = nullptr);
 
+// How many CTAs of the kernel rows_kmeans_device picks for rows of up to max_row_len values at k run side by
+// side on one SM of the current device (the CUDA occupancy calculator): the rows in flight per SM.
+int rows_kmeans_resident_ctas(int64_t max_row_len, int k);
+
 }  // namespace nq::cuda

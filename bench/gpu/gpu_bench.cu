@@ -207,10 +207,13 @@ void bench_rows(size_t total, int reps) {
       same = same && gcount[static_cast<size_t>(r)] == ccount[static_cast<size_t>(r)] &&
              std::memcmp(&gc[static_cast<size_t>(r) * k + j], &cc[static_cast<size_t>(r) * k + j], sizeof(double)) == 0;
   const double speedup = (cpu_ms / static_cast<double>(cn)) / (ms / static_cast<double>(n));
-  char extra[200];
+  // Rows in flight per SM (the occupancy calculator, registers included): the Lloyd phase is latency-bound.
+  const int ctas = nq::cuda::rows_kmeans_resident_ctas(len, k);
+  char extra[240];
   std::snprintf(extra, sizeof extra,
-                "rows=%lld x 4096, k=16, mean %.1f it (target <=150 ms per 1e9); CPU op %.0fx slower/weight; %s",
-                static_cast<long long>(rows), mean_it, speedup, same ? "bits equal CPU" : "MISMATCH vs CPU");
+                "rows=%lld x 4096, k=16, mean %.1f it, %d rows/SM (target <=150 ms per 1e9); CPU op %.0fx "
+                "slower/weight; %s",
+                static_cast<long long>(rows), mean_it, ctas, speedup, same ? "bits equal CPU" : "MISMATCH vs CPU");
   report("per-row kmeans", static_cast<double>(n), ms, 12.0 * n, extra);
 }
 

@@ -288,6 +288,13 @@ thread_local cudaError_t t_last_error = cudaSuccess;
 std::mutex g_attr_mutex;
 std::map<const void*, int> g_smem_attr;
 
+// The dynamic shared memory a kernel may launch with: 48 KB, or what cudaFuncSetAttribute opted it into.
+int allowed_dynamic_smem(const void* kernel) {
+  std::lock_guard<std::mutex> lk(g_attr_mutex);
+  auto it = g_smem_attr.find(kernel);
+  return it != g_smem_attr.end() ? std::max(48 * 1024, it->second) : 48 * 1024;
+}
+
 void check_guards(uintptr_t p, size_t n) {
   const unsigned char* b = reinterpret_cast<const unsigned char*>(p);
   for (size_t i = 0; i < kGuard; ++i)
@@ -347,12 +354,7 @@ void launch(dim3 grid, dim3 block, size_t smem, cudaStream_t, const void* kernel
                  grid.z, block.x, block.y, block.z);
     return;
   }
-  int allowed = 48 * 1024;
-  {
-    std::lock_guard<std::mutex> lk(g_attr_mutex);
-    auto it = g_smem_attr.find(kernel);
-    if (it != g_smem_attr.end()) allowed = std::max(allowed, it->second);
-  }
+  const int allowed = allowed_dynamic_smem(kernel);
   if (smem > static_cast<size_t>(allowed)) {
     t_last_error = cudaErrorInvalidValue;
     std::fprintf(stderr, "emu: launch of %s asks %zu bytes of dynamic shared memory, %d allowed\n", name, smem,
@@ -501,6 +503,17 @@ cudaError_t cudaFuncSetAttribute(const void* f, cudaFuncAttribute a, int v) {
     return t_last_error = cudaErrorInvalidValue;
   std::lock_guard<std::mutex> lk(g_attr_mutex);
   g_smem_attr[f] = v;
+  return cudaSuccess;
+}
+cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int* n, const void* f, int threads, size_t smem) {
+  if (!n || threads < 1 || threads > 1024) return t_last_error = cudaErrorInvalidValue;
+  const int allowed = allowed_dynamic_smem(f);
+  // H100: 2048 threads, 32 CTAs and 228 KB of shared memory per SM, 1 KB of it reserved per CTA.
+  const int warps = (threads + 31) / 32;
+  int ctas = std::min(32, 64 / warps);
+  if (smem > static_cast<size_t>(allowed)) ctas = 0;
+  else ctas = std::min<int>(ctas, static_cast<int>((228 * 1024) / (smem + 1024)));
+  *n = ctas;
   return cudaSuccess;
 }
 // Events: host clock readings (every emulated operation is synchronous, so a recorded event has completed).

@@ -169,6 +169,9 @@ cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int d);
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes);
 cudaError_t cudaFuncSetAttribute(const void* f, cudaFuncAttribute a, int v);
 template <class... A> cudaError_t cudaFuncSetAttribute(void (*f)(A...), cudaFuncAttribute a, int v) { return cudaFuncSetAttribute((const void*)f, a, v); }
+// The emulation knows no register counts: CTAs per SM as bounded by threads and shared memory only.
+cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int* n, const void* f, int threads, size_t smem);
+template <class... A> cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int* n, void (*f)(A...), int threads, size_t smem) { return cudaOccupancyMaxActiveBlocksPerMultiprocessor(n, (const void*)f, threads, smem); }
 cudaError_t cudaEventCreate(cudaEvent_t* e);
 cudaError_t cudaEventDestroy(cudaEvent_t e);
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = nullptr);
