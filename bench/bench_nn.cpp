@@ -13,6 +13,7 @@
 #include "netquant/io.h"
 #include "netquant/nn.h"
 #include "netquant/progress.h"
+#include "nn/blas_kernels.h"
 
 namespace {
 
@@ -40,6 +41,7 @@ double median_seconds(int reps, F&& f) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  nq::nn::cpu::restart_with_better_blas_kernels(argv);  // as the CLI does: the kernels this CPU can run
   const std::string dir = argc > 1 ? argv[1] : nq::default_data_dir();
   const int64_t samples = argc > 2 ? std::atoll(argv[2]) : 1000;
   const int reps = argc > 3 ? std::atoi(argv[3]) : 5;
@@ -50,8 +52,8 @@ int main(int argc, char** argv) {
   nq::set_progress_enabled(false);
   const nq::Dataset train = nq::load_mnist(dir, true);
   const nq::Dataset data = first_images(train, samples);
-  std::printf("threads %d, %lld images per pass, batch 250, median of %d\n", nq::num_threads(),
-              static_cast<long long>(data.size()), reps);
+  std::printf("threads %d, %lld images per pass, batch 250, median of %d, OpenBLAS kernels %s\n",
+              nq::num_threads(), static_cast<long long>(data.size()), reps, nq::nn::cpu::blas_core().c_str());
   std::printf("%-9s %10s %10s %10s %10s %8s %8s %8s %12s\n", "model", "grad s", "obd s", "fisher s", "ggn s",
               "obd/g", "fish/g", "ggn/g", "train img/s");
   for (const char* name : {"lenet300", "lenet5"}) {

@@ -1,5 +1,7 @@
 // `netquant info`: version, build options and the devices this process can use.
+#include <cstdlib>
 #include <iostream>
+#include <string>
 
 #include "cli_common.h"
 #include "command_registry.h"
@@ -7,9 +9,21 @@
 #include "netquant/backend.h"
 #include "netquant/distributed.h"
 #include "netquant/error.h"
+#include "nn/blas_kernels.h"
 
 namespace nq::cli {
 namespace {
+
+// Why OpenBLAS runs the kernels it runs, when that was not its own detection.
+std::string blas_kernels_note() {
+  if (const char* chosen = std::getenv(nn::cpu::kBlasRestartedFrom))
+    return std::string(" (OpenBLAS chose ") + chosen + " for this CPU; netquant restarted with OPENBLAS_CORETYPE)";
+  if (const char* forced = std::getenv("OPENBLAS_CORETYPE"))
+    return std::string(" (OPENBLAS_CORETYPE=") + forced + ")";
+  if (const char* better = nn::cpu::better_blas_core(nn::cpu::blas_core(), nn::cpu::cpu_vector_features()))
+    return std::string(" (generic kernels on a CPU that has more: set OPENBLAS_CORETYPE=") + better + ")";
+  return "";
+}
 
 void setup_info(CLI::App& sub) {
   auto opts = std::make_shared<CommonOptions>();
@@ -23,6 +37,8 @@ void setup_info(CLI::App& sub) {
     const std::string dev = cuda_device_description();
     std::cout << "cuda device:  " << (dev.empty() ? "none" : dev) << "\n";
     std::cout << "cpu threads:  " << num_threads() << "\n";
+    std::cout << "blas:         " << nn::cpu::blas_config() << "\n";
+    std::cout << "blas kernels: " << nn::cpu::blas_core() << blas_kernels_note() << "\n";
     const ProcessGroup& group = process_group();
     std::cout << "mpi build:    " << (mpi_compiled() ? "yes" : "no") << "\n";
     std::cout << "mpi ranks:    " << group.size << " (this is rank " << group.rank << ", node-local " << group.local_rank

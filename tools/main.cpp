@@ -8,6 +8,7 @@
 #include "command_registry.h"
 #include "netquant/backend.h"
 #include "netquant/error.h"
+#include "nn/blas_kernels.h"
 
 namespace nq::cli {
 std::vector<CommandInfo>& command_registry() {
@@ -17,6 +18,8 @@ std::vector<CommandInfo>& command_registry() {
 }  // namespace nq::cli
 
 int main(int argc, char** argv) {
+  // Before anything else runs: on a CPU that OpenBLAS does not know, start again with the kernels it can run.
+  nq::nn::cpu::restart_with_better_blas_kernels(argv);
   CLI::App app{"netquant " NQ_VERSION
                " - compress neural-network weights by importance-weighted scalar quantization and Huffman coding"};
   app.require_subcommand(1);

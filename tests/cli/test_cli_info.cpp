@@ -1,0 +1,49 @@
+// `netquant info`: the OpenBLAS kernels the CLI runs. On a CPU that OpenBLAS does not know (this project's
+// development VMs), the CLI starts itself again with OPENBLAS_CORETYPE; a core the user sets is kept.
+#include <regex>
+
+#include "cli/cli_fixture.h"
+#include "nn/blas_kernels.h"
+
+namespace nq {
+namespace {
+
+class InfoCli : public CliFixture {
+ protected:
+  static std::string kernels_of(const CliRun& r) {
+    std::smatch m;
+    return std::regex_search(r.out, m, std::regex("blas kernels: (\\S+)")) ? m[1].str() : "";
+  }
+};
+
+TEST_F(InfoCli, RunsKernelsTheCpuCanRun) {
+  const CliRun r = run("info");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const std::string core = kernels_of(r);
+  ASSERT_FALSE(core.empty()) << r.out;
+  // Never the generic pre-AVX kernels on a CPU with AVX2: the restart replaced them (and says so), or OpenBLAS
+  // knew the CPU (this test process's own choice, made without the restart, is then the same).
+  EXPECT_EQ(nn::cpu::better_blas_core(core, nn::cpu::cpu_vector_features()), nullptr) << r.out;
+  const std::string loaded_here = nn::cpu::blas_core();
+  if (nn::cpu::better_blas_core(loaded_here, nn::cpu::cpu_vector_features()) != nullptr) {
+    EXPECT_NE(r.out.find("OpenBLAS chose " + loaded_here + " for this CPU; netquant restarted"), std::string::npos)
+        << r.out;
+  } else if (std::getenv("OPENBLAS_CORETYPE") == nullptr) {
+    EXPECT_EQ(core, loaded_here) << r.out;
+  }
+}
+
+TEST_F(InfoCli, ACoreTheUserSetsIsKept) {
+  if (nn::cpu::blas_config().find("DYNAMIC_ARCH") == std::string::npos)
+    GTEST_SKIP() << "OpenBLAS built for one core: OPENBLAS_CORETYPE has no effect";
+  // Prescott runs on every x86-64 CPU; the restart must not override it, nor loop.
+  const CliRun r = shell("OPENBLAS_CORETYPE=Prescott '" + std::string(NQ_CLI_PATH) + "' info");
+  ASSERT_EQ(r.status, 0) << r.err;
+#if defined(__x86_64__)
+  EXPECT_EQ(kernels_of(r), "Prescott") << r.out;
+#endif
+  EXPECT_NE(r.out.find("(OPENBLAS_CORETYPE=Prescott)"), std::string::npos) << r.out;
+}
+
+}  // namespace
+}  // namespace nq
