@@ -57,6 +57,8 @@ std::string blas_config() {
 
 void restart_with_better_blas_kernels(char** argv) {
   if (std::getenv("OPENBLAS_CORETYPE")) return;  // the user's choice, or this process already restarted
+  // Only a DYNAMIC_ARCH build reads OPENBLAS_CORETYPE; one built for a single core would restart for nothing.
+  if (blas_config().find("DYNAMIC_ARCH") == std::string::npos) return;
   const std::string loaded = blas_core();
   const char* core = better_blas_core(loaded, cpu_vector_features());
   if (!core) return;
