@@ -5,10 +5,11 @@
 //   1. count the top 12 key bits per thread slice (reads w only);
 //   2. scatter each slice's (w, h) to its buckets in the outputs (stable: offsets bucket-major, then thread);
 //   3. sort each bucket in place by its low 20 bits: two 10-bit LSD passes through a scratch of packed 64-bit
-//      items (key above h's bits), out to the scratch and back. Buckets run in parallel, one per thread, with a
-//      scratch that stays in cache; a bucket too large for that runs on every thread.
+//      items (key above h's bits), out to the scratch and back. Buckets run in parallel, one per thread (up to a
+//      quarter of a thread's share of the input each); a larger bucket runs on every thread.
 // Items cross DRAM about twice instead of five times (pack, three 11-bit LSD passes, unpack), and no array of
-// the input's size is allocated besides the outputs (their page faults are the only ones): on the 2-core VM
+// the input's size is allocated besides the outputs (the threads' scratches together are at most a quarter of
+// their size, or one large bucket's; the outputs' page faults are the only ones of that size): on the 2-core VM
 // 10^7 heavy-tailed pairs sort about 2× faster than with the LSD passes (bench/RESULTS.md "CPU quantizers").
 #include <omp.h>
 
@@ -43,8 +44,14 @@ constexpr int kLowBits = 10;
 constexpr size_t kTopBuckets = size_t{1} << kTopBits;
 constexpr size_t kLowBuckets = size_t{1} << kLowBits;
 static_assert(kTopBits + 2 * kLowBits == 32, "the digits cover the key");
-// A bucket up to this many items is sorted by one thread in a scratch of 8 bytes per item (512 KiB: L2).
+// A bucket up to this many items is always sorted by one thread, in a scratch of 8 bytes per item (512 KiB: L2).
 constexpr size_t kBucketInCache = size_t{1} << 16;
+// Larger buckets too, up to a quarter of a thread's share of the input (and 2^22 items, a 32 MiB scratch per
+// thread): heavy-tailed weights put most values in a few dozen buckets of 10^5 or more (10^7 Student-t values:
+// 60 buckets over 2^16 hold 79 % of them), and sorting those one per thread, with no barriers, took the sort of
+// 10^7 pairs from 102–104 to 88–90 ms on the 2-core VM (bench/RESULTS.md "CPU quantizers"). Fewer, larger
+// buckets still run on every thread, or one would hold up the rest.
+constexpr size_t kBucketPerThreadMax = size_t{1} << 22;
 
 // Turns counts into exclusive offsets; false when every item has the same digit (the pass would move nothing).
 bool offsets_from_counts(size_t* hist, size_t nbuckets, size_t n) {
@@ -297,13 +304,15 @@ void sort_pairs(const float* w, const float* h, size_t n, float* w_sorted, float
     }
   }
 
-  // Buckets that fit a per-thread scratch in cache are sorted by one thread each; larger ones by all of them.
+  // Buckets up to per_thread_max are sorted by one thread each; larger ones by all of them.
   std::vector<size_t> small_buckets, big_buckets;
   size_t small_max = 0, big_max = 0;
+  const size_t per_thread_max =
+      std::min(kBucketPerThreadMax, std::max(kBucketInCache, n / (4 * static_cast<size_t>(threads))));
   for (size_t d = 0; d < kTopBuckets; ++d) {
     const size_t m = bucket_begin[d + 1] - bucket_begin[d];
     if (m <= 1 || low_bits == 0) continue;  // nothing to order
-    if (m > kBucketInCache && threads > 1) {
+    if (m > per_thread_max && threads > 1) {
       big_buckets.push_back(d);
       big_max = std::max(big_max, m);
     } else {

@@ -347,6 +347,37 @@ TEST(QuantOps, SortPairsMatchesStableSort) {
   omp_set_num_threads(saved_threads);
 }
 
+TEST(QuantOps, SortPairsSortsLargeBucketsOnePerThread) {
+  // Buckets above 2^16 items but under a quarter of a thread's share are sorted one per thread, each in its own
+  // scratch. 12 clusters of values, each inside one top-digit bucket (width 2^-3 of its octave), hold ~83,000
+  // items apiece at n = 10^6 + 3; on 2 threads that is under the 125,000 bound, so all 12 take that path; on 8 it
+  // is over the bound, so they take the threaded one. Oracle: std::stable_sort by (w, −0 before +0).
+  const int saved_threads = omp_get_max_threads();
+  const double centres[] = {1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 7.0};
+  const size_t n = 1000003;
+  std::mt19937_64 rng(23);
+  std::vector<float> w(n), h(n);
+  for (size_t i = 0; i < n; ++i) {
+    const double u = std::uniform_real_distribution<double>(0, 1)(rng);
+    w[i] = static_cast<float>(centres[rng() % 12] + u / 32);
+    h[i] = static_cast<float>(i);
+  }
+  for (size_t i = 0; i < n; i += 7) w[i] = w[(i * 5) % n];  // repeated keys: stability is visible
+  std::vector<size_t> order(n);
+  for (size_t i = 0; i < n; ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return w[a] < w[b]; });
+  for (int threads : {2, 8}) {
+    omp_set_num_threads(threads);
+    std::vector<float> ws(n, std::nanf("")), hs(n, std::nanf(""));
+    cpu::sort_pairs(w.data(), h.data(), n, ws.data(), hs.data());
+    for (size_t i = 0; i < n; ++i) {
+      ASSERT_EQ(ws[i], w[order[i]]) << "threads=" << threads << " i=" << i;
+      ASSERT_EQ(hs[i], h[order[i]]) << "threads=" << threads << " i=" << i;
+    }
+  }
+  omp_set_num_threads(saved_threads);
+}
+
 TEST(QuantOps, SmallProblemsRunOnTheHostUnderCuda) {
   EXPECT_EQ(problem_backend(Backend::kCuda, 1), Backend::kCpu);
   EXPECT_EQ(problem_backend(Backend::kCuda, kCudaMinProblem - 1), Backend::kCpu);
