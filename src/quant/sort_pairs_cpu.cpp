@@ -197,18 +197,10 @@ void sort_bucket_parallel(float* ws, float* hs, size_t m, int low_bits, uint64_t
   }
 }
 
-// Rows and groups (n ≤ 2^16, one thread): four 8-bit LSD passes whose histograms are all counted while packing;
-// 256-entry tables stay in L1, about twice as fast here as the wide-digit sort or a comparison sort at 4096. The
-// scratch is the calling thread's, kept between calls (a tensor's thousands of rows would each allocate it).
-void sort_pairs_small(const float* w, const float* h, size_t n, float* w_sorted, float* h_sorted) {
-  if (n <= kTinySort) return sort_tiny(w, h, n, w_sorted, h_sorted);
-  thread_local ScratchVector<uint64_t> a_buf, b_buf;
-  if (a_buf.size() < n) {
-    a_buf.resize(n);
-    b_buf.resize(n);
-  }
-  uint64_t* a = a_buf.data();
-  uint64_t* b = b_buf.data();
+// Rows and groups under kElevenBitRowsFrom values: four 8-bit LSD passes whose histograms are all counted while
+// packing; 256-entry tables stay in L1, about twice as fast here as the wide-digit sort or a comparison sort.
+void sort_row_byte_digits(const float* w, const float* h, size_t n, float* w_sorted, float* h_sorted, uint64_t* a,
+                          uint64_t* b) {
   size_t hist[4][256] = {};
   for (size_t i = 0; i < n; ++i) {
     a[i] = pack_pair(w[i], h ? h[i] : 1.0f);
@@ -226,6 +218,83 @@ void sort_pairs_small(const float* w, const float* h, size_t n, float* w_sorted,
     std::swap(a, b);
   }
   for (size_t i = 0; i < n; ++i) unpack_pair(a[i], &w_sorted[i], &h_sorted[i]);
+}
+
+// Longer rows and groups: three LSD passes of 11, 11 and 10 bits, whose histograms (32-bit counts, 24 KB: L1)
+// are all counted in one read of the keys. The first pass that moves items reads the inputs and packs them, the
+// last one unpacks into the outputs, and a pass whose digit is the same for every item is skipped. Rows of 4096
+// (one thread, the 2-core VM): 7.5–7.9 ns per item against 9.3–9.7 with the byte digits; at 1024 the 2048-entry
+// tables cost more than they save (8.8–9.2 against 8.0–8.3), and the two meet near 2048–3000.
+constexpr size_t kElevenBitRowsFrom = 3072;
+constexpr int kRowDigits = 3;
+constexpr int kRowDigitShift[kRowDigits] = {0, 11, 22};
+constexpr uint32_t kRowDigitMask[kRowDigits] = {0x7FFu, 0x7FFu, 0x3FFu};
+
+void sort_row_eleven_bit_digits(const float* w, const float* h, size_t n, float* w_sorted, float* h_sorted,
+                                uint64_t* a, uint64_t* b) {
+  uint32_t hist[kRowDigits][size_t{1} << 11] = {};
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t key = quant::float_order_key(w[i]);
+    ++hist[0][key & kRowDigitMask[0]];
+    ++hist[1][(key >> kRowDigitShift[1]) & kRowDigitMask[1]];
+    ++hist[2][key >> kRowDigitShift[2]];
+  }
+  int active[kRowDigits], nactive = 0;
+  for (int d = 0; d < kRowDigits; ++d) {
+    uint32_t run = 0;
+    bool moves = true;
+    for (size_t j = 0; j <= kRowDigitMask[d]; ++j) {
+      const uint32_t c = hist[d][j];
+      if (c == n) moves = false;
+      hist[d][j] = run;
+      run += c;
+    }
+    if (moves) active[nactive++] = d;
+  }
+  if (nactive == 0) {  // every key equal: already in order
+    for (size_t i = 0; i < n; ++i) {
+      w_sorted[i] = w[i];
+      h_sorted[i] = h ? h[i] : 1.0f;
+    }
+    return;
+  }
+  {  // the first pass: from the inputs, packed, into b (the outputs are written last, so they may be the inputs)
+    const int d = active[0];
+    uint32_t* hh = hist[d];
+    for (size_t i = 0; i < n; ++i) {
+      const uint64_t v = pack_pair(w[i], h ? h[i] : 1.0f);
+      b[hh[(item_key(v) >> kRowDigitShift[d]) & kRowDigitMask[d]]++] = v;
+    }
+  }
+  for (int p = 1; p < nactive; ++p) {
+    const int d = active[p];
+    uint32_t* hh = hist[d];
+    const int shift = 32 + kRowDigitShift[d];
+    if (p + 1 < nactive) {
+      for (size_t i = 0; i < n; ++i) a[hh[(b[i] >> shift) & kRowDigitMask[d]]++] = b[i];
+      std::swap(a, b);
+    } else {  // the last pass unpacks into the outputs
+      for (size_t i = 0; i < n; ++i) {
+        const size_t pos = hh[(b[i] >> shift) & kRowDigitMask[d]]++;
+        unpack_pair(b[i], &w_sorted[pos], &h_sorted[pos]);
+      }
+      return;
+    }
+  }
+  for (size_t i = 0; i < n; ++i) unpack_pair(b[i], &w_sorted[i], &h_sorted[i]);  // one pass moved the items
+}
+
+// Rows and groups (n ≤ 2^16, one thread). The scratch is the calling thread's, kept between calls (a tensor's
+// thousands of rows would each allocate it).
+void sort_pairs_small(const float* w, const float* h, size_t n, float* w_sorted, float* h_sorted) {
+  if (n <= kTinySort) return sort_tiny(w, h, n, w_sorted, h_sorted);
+  thread_local ScratchVector<uint64_t> a_buf, b_buf;
+  if (a_buf.size() < n) {
+    a_buf.resize(n);
+    b_buf.resize(n);
+  }
+  if (n < kElevenBitRowsFrom) return sort_row_byte_digits(w, h, n, w_sorted, h_sorted, a_buf.data(), b_buf.data());
+  sort_row_eleven_bit_digits(w, h, n, w_sorted, h_sorted, a_buf.data(), b_buf.data());
 }
 
 }  // namespace

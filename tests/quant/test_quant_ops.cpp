@@ -303,13 +303,15 @@ TEST(QuantOps, SortPairsMatchesStableSort) {
   // Oracle: std::stable_sort by (w, −0 before +0). Shapes that take every path of the op: heavy tails (thousands
   // of small top-digit buckets), one sign in a narrow range (the top digit counted again lower; in-bucket sorts
   // of one 10-bit pass or none), a single repeated value (one bucket, nothing to sort), a few distinct values
-  // (buckets sorted by insertion), and buckets too big for one thread (the threaded in-bucket passes). 300007
-  // with 3 threads gives slices of 65536 and more per thread and an odd team size; h = nullptr means h = 1.
+  // (buckets sorted by insertion), and buckets too big for one thread (the threaded in-bucket passes). Rows of
+  // 4095 and 4096 take the 11-bit digits, with and without h (all, one or none of their passes moving items).
+  // 300007 with 3 threads gives slices of 65536 and more per thread and an odd team size; h = nullptr means h = 1.
   const int saved_threads = omp_get_max_threads();
   enum Shape { kHeavyTails, kNarrow, kVeryNarrow, kConstant, kFewValues, kOneBigBucket };
   std::mt19937_64 rng(11);
   for (Shape shape : {kHeavyTails, kNarrow, kVeryNarrow, kConstant, kFewValues, kOneBigBucket}) {
-    for (size_t n : {size_t{1}, size_t{7}, size_t{4095}, size_t{5001}, size_t{70003}, size_t{300007}}) {
+    for (size_t n :
+         {size_t{1}, size_t{7}, size_t{4095}, size_t{4096}, size_t{5001}, size_t{70003}, size_t{300007}}) {
       omp_set_num_threads(n > 100000 ? 3 : saved_threads);
       auto w = student_t(n, n + shape);
       for (size_t i = 0; i < n; ++i) {
