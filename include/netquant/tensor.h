@@ -54,6 +54,9 @@ class Tensor {
   // Values converted to float32 / float64 (any float dtype; integer dtypes convert exactly where they can).
   std::vector<float> to_f32() const;
   std::vector<double> to_f64() const;
+  // Elements [begin, end) converted to float32 into out[0, end − begin): callers that fill large arrays in
+  // parallel chunks (each thread's first touch of its pages, not one thread's zero fill).
+  void to_f32(int64_t begin, int64_t end, float* out) const;
   // A copy in another float dtype (round to nearest even for f16/bf16).
   Tensor converted(DType dtype) const;
 

@@ -108,14 +108,14 @@ void Tensor::check_element_type(size_t size, int tag) const {
 }
 
 namespace {
+// Elements [begin, end) of t converted to Out, into out[0, end − begin).
 template <class Out>
-std::vector<Out> convert_all(const Tensor& t) {
-  std::vector<Out> out(static_cast<size_t>(t.numel()));
-  const size_t n = out.size();
+void convert_range(const Tensor& t, int64_t begin, int64_t end, Out* out) {
   const unsigned char* p = static_cast<const unsigned char*>(t.data());
-  auto load = [p](size_t i, auto tag) {
+  const size_t b = static_cast<size_t>(begin), n = static_cast<size_t>(end - begin);
+  auto load = [p, b](size_t i, auto tag) {
     decltype(tag) v;
-    std::memcpy(&v, p + i * sizeof(v), sizeof(v));
+    std::memcpy(&v, p + (b + i) * sizeof(v), sizeof(v));
     return v;
   };
   switch (t.dtype()) {
@@ -130,12 +130,24 @@ std::vector<Out> convert_all(const Tensor& t) {
     case DType::kI32: for (size_t i = 0; i < n; ++i) out[i] = static_cast<Out>(load(i, int32_t{})); break;
     case DType::kI64: for (size_t i = 0; i < n; ++i) out[i] = static_cast<Out>(load(i, int64_t{})); break;
   }
+}
+
+template <class Out>
+std::vector<Out> convert_all(const Tensor& t) {
+  std::vector<Out> out(static_cast<size_t>(t.numel()));
+  convert_range(t, 0, t.numel(), out.data());
   return out;
 }
 }  // namespace
 
 std::vector<float> Tensor::to_f32() const { return convert_all<float>(*this); }
 std::vector<double> Tensor::to_f64() const { return convert_all<double>(*this); }
+
+void Tensor::to_f32(int64_t begin, int64_t end, float* out) const {
+  NQ_CHECK(0 <= begin && begin <= end && end <= numel_, ErrorCode::kInvalidArgument,
+           "tensor '" << name_ << "': elements [" << begin << ", " << end << ") are outside its " << numel_);
+  convert_range(*this, begin, end, out);
+}
 
 Tensor Tensor::converted(DType dtype) const {
   NQ_CHECK(dtype_is_float(dtype), ErrorCode::kUnsupported,

@@ -1,6 +1,7 @@
 // nq::quantize_model: scopes, pruning, importance transforms, validation, statistics and dequantization,
 // checked against direct per-problem quantize() calls and recomputed fp64 sums.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -363,6 +364,30 @@ TEST(QuantizeModel, ValidationNamesTheTensor) {
     nan_model.add(Tensor::from_f32(t.name(), t.shape(), v));
   }
   expect([&] { quantize_model(nan_model, nullptr, p); }, ErrorCode::kInvalidArgument, "fc2.weight");
+  // Large tensors are converted and checked in chunks of 2^16 on the threads: the error names the first bad
+  // value in element order, whichever chunk finds one first (bad values in chunks 1, 3 and 5, on 3 threads).
+  const int saved_threads = omp_get_max_threads();
+  omp_set_num_threads(3);
+  std::vector<float> big_w(400003), big_h(400003);
+  std::mt19937_64 rng(17);
+  std::normal_distribution<float> normal(0.0f, 0.05f);
+  for (float& v : big_w) v = normal(rng);
+  for (float& v : big_h) v = 1.0f + std::abs(normal(rng));
+  std::vector<float> bad_w = big_w, bad_h = big_h;
+  for (size_t i : {size_t{340000}, size_t{70001}, size_t{200000}}) {
+    bad_w[i] = i == 70001 ? -INFINITY : NAN;
+    bad_h[i] = i == 70001 ? -0.5f : NAN;
+  }
+  TensorSet big_model, big_imp, bad_model, bad_imp;
+  big_model.add(Tensor::from_f32("big.weight", {400003}, big_w));
+  big_imp.add(Tensor::from_f32("big.weight", {400003}, big_h));
+  bad_model.add(Tensor::from_f32("big.weight", {400003}, bad_w));
+  bad_imp.add(Tensor::from_f32("big.weight", {400003}, bad_h));
+  expect([&] { quantize_model(bad_model, &big_imp, p); }, ErrorCode::kInvalidArgument,
+         "tensor 'big.weight': weight 70001 is not finite (-inf)");
+  expect([&] { quantize_model(big_model, &bad_imp, p); }, ErrorCode::kInvalidArgument,
+         "importance of tensor 'big.weight': value 70001 is -0.5");
+  omp_set_num_threads(saved_threads);
   // Zero importance in a tensor is allowed.
   TensorSet zero;
   for (const Tensor& t : model) zero.add(Tensor::from_f32(t.name(), t.shape(), std::vector<float>(t.numel(), 0.0f)));
