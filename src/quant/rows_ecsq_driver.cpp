@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "core/iteration_errors.h"
+#include "core/scratch_vector.h"
 #include "netquant/error.h"
 #include "quant/quant_ops.h"
 #include "quant/quantizers.h"
@@ -68,7 +69,7 @@ void run_tasks(ResidentRows& values, std::vector<Task>& tasks, const std::vector
     rows.push_back(task.row);
     total += static_cast<size_t>(slice_begin[task.row + 1] - slice_begin[task.row]);
   }
-  std::vector<int32_t> all(total);
+  ScratchVector<int32_t> all(total);  // the pass writes every task's labels: no zero fill first
   if (!tasks.empty()) values.assign_accumulate(rows.data(), books, all.data(), accs);
   labels.resize(tasks.size());
   size_t at = 0;

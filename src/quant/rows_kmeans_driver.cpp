@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "core/scratch_vector.h"
 #include "netquant/error.h"
 #include "quant/quant_ops.h"
 #include "quant/quantizers.h"
@@ -64,7 +65,8 @@ std::vector<QuantizeResult> quantize_rows_kmeans(const float* w, const float* h,
   job.exact = exact;
   const size_t n = static_cast<size_t>(row_begin.back());
   std::vector<double> centers(static_cast<size_t>(rows) * k);
-  std::vector<int32_t> center_count(static_cast<size_t>(rows)), labels(n), iterations(static_cast<size_t>(rows));
+  std::vector<int32_t> center_count(static_cast<size_t>(rows)), iterations(static_cast<size_t>(rows));
+  ScratchVector<int32_t> labels(n);  // the op writes every row's labels: no serial zero fill of n values first
   std::vector<uint8_t> converged(static_cast<size_t>(rows));
   // Rows in slices of at most slice_values values per op call (rows are independent, so slicing changes no bit):
   // the device then holds ~12 B per value of one slice, whatever the tensor's size.
