@@ -29,11 +29,12 @@ const char* better_blas_core(const std::string& loaded, const CpuVectorFeatures&
 std::string blas_core();
 std::string blas_config();
 
-// Call first thing in main(): when OPENBLAS_CORETYPE is unset, OpenBLAS was built with DYNAMIC_ARCH and
-// better_blas_core() names a core for the loaded one, sets OPENBLAS_CORETYPE to it (and kBlasRestartedFrom to the loaded core, for `netquant info`) and
-// starts this executable again with the same arguments (before MPI or any thread of the program's own starts). Returns only when nothing is to be done or the restart failed
-// (then the process carries on with the loaded kernels: slower, and results that differ only by rounding).
-// Setting OPENBLAS_CORETYPE yourself (to any core) keeps OpenBLAS's choice as given.
+// Call first thing in main(). When OPENBLAS_CORETYPE is unset, OpenBLAS was built with DYNAMIC_ARCH and
+// better_blas_core() names a core for the loaded one: sets OPENBLAS_CORETYPE to it (and kBlasRestartedFrom to
+// the loaded core, for `netquant info`) and starts this executable again with the same arguments, before MPI or
+// any thread of the program's own starts. Returns only when nothing is to be done or the restart failed (then
+// the process carries on with the loaded kernels: slower, and results that differ only by rounding). Setting
+// OPENBLAS_CORETYPE yourself (to any core) keeps OpenBLAS's choice as given.
 void restart_with_better_blas_kernels(char** argv);
 constexpr const char* kBlasRestartedFrom = "NETQUANT_BLAS_RESTARTED_FROM";
 

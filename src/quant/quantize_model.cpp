@@ -10,6 +10,7 @@
 
 #include "core/iteration_errors.h"
 #include "core/memory_info.h"
+#include "core/parallel_for.h"
 #include "core/scratch_vector.h"
 #include "netquant/error.h"
 #include "netquant/progress.h"
@@ -49,19 +50,15 @@ template <class Valid>
 int64_t to_f32_checked(const Tensor& t, ScratchVector<float>& out, Valid valid) {
   const int64_t n = t.numel();
   out.resize(static_cast<size_t>(n));
-  constexpr int64_t kChunk = int64_t{1} << 16;
-  const int64_t nchunks = (n + kChunk - 1) / kChunk;
-  std::vector<int64_t> first_bad(static_cast<size_t>(nchunks), -1);
-#pragma omp parallel for schedule(static) if (nchunks > 1)
-  for (int64_t c = 0; c < nchunks; ++c) {
-    const int64_t b = c * kChunk, e = std::min(n, b + kChunk);
-    t.to_f32(b, e, out.data() + b);
-    for (int64_t i = b; i < e; ++i)
+  std::vector<int64_t> first_bad(static_cast<size_t>((n + kInlineLoopMax - 1) / kInlineLoopMax), -1);
+  parallel_for_chunks(n, kInlineLoopMax, [&](int64_t i0, int64_t i1) {
+    t.to_f32(i0, i1, out.data() + i0);
+    for (int64_t i = i0; i < i1; ++i)
       if (!valid(out[static_cast<size_t>(i)])) {
-        first_bad[static_cast<size_t>(c)] = i;
+        first_bad[static_cast<size_t>(i0 / kInlineLoopMax)] = i;
         break;
       }
-  }
+  });
   for (int64_t bad : first_bad)
     if (bad >= 0) return bad;
   return -1;
@@ -181,17 +178,20 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
                "importance of tensor '" << t.name() << "': value " << bad_h << " is " << p.h[size_t(bad_h)]
                                         << " (must be finite and >= 0)");
       const int64_t nh = static_cast<int64_t>(p.h.size());
+      float* h = p.h.data();
       if (params.importance_transform == ImportanceTransform::kSqrt) {
-#pragma omp parallel for schedule(static) if (nh > (int64_t{1} << 16))
-        for (int64_t i = 0; i < nh; ++i) p.h[size_t(i)] = std::sqrt(p.h[size_t(i)]);
+        parallel_for_chunks(nh, kInlineLoopMax, [h](int64_t i0, int64_t i1) {
+          for (int64_t i = i0; i < i1; ++i) h[i] = std::sqrt(h[i]);
+        });
       }
       if (params.importance_transform == ImportanceTransform::kNormalize) {
         double sum = 0;  // in element order, as before: the scale is the same to the bit
         for (float v : p.h) sum += v;
         if (sum > 0) {
-          const float scale = static_cast<float>(static_cast<double>(p.h.size()) / sum);  // mean 1 per tensor
-#pragma omp parallel for schedule(static) if (nh > (int64_t{1} << 16))
-          for (int64_t i = 0; i < nh; ++i) p.h[size_t(i)] *= scale;
+          const float scale = static_cast<float>(static_cast<double>(nh) / sum);  // mean 1 per tensor
+          parallel_for_chunks(nh, kInlineLoopMax, [h, scale](int64_t i0, int64_t i1) {
+            for (int64_t i = i0; i < i1; ++i) h[i] *= scale;
+          });
         }
       }
     }

@@ -54,11 +54,12 @@ constexpr size_t kBucketInCache = size_t{1} << 16;
 constexpr size_t kBucketPerThreadMax = size_t{1} << 22;
 
 // Turns counts into exclusive offsets; false when every item has the same digit (the pass would move nothing).
-bool offsets_from_counts(size_t* hist, size_t nbuckets, size_t n) {
+template <class Count>
+bool offsets_from_counts(Count* hist, size_t nbuckets, size_t n) {
   bool moves = true;
-  size_t run = 0;
+  Count run = 0;
   for (size_t d = 0; d < nbuckets; ++d) {
-    const size_t c = hist[d];
+    const Count c = hist[d];
     if (c == n && n > 0) moves = false;
     hist[d] = run;
     run += c;
@@ -240,17 +241,8 @@ void sort_row_eleven_bit_digits(const float* w, const float* h, size_t n, float*
     ++hist[2][key >> kRowDigitShift[2]];
   }
   int active[kRowDigits], nactive = 0;
-  for (int d = 0; d < kRowDigits; ++d) {
-    uint32_t run = 0;
-    bool moves = true;
-    for (size_t j = 0; j <= kRowDigitMask[d]; ++j) {
-      const uint32_t c = hist[d][j];
-      if (c == n) moves = false;
-      hist[d][j] = run;
-      run += c;
-    }
-    if (moves) active[nactive++] = d;
-  }
+  for (int d = 0; d < kRowDigits; ++d)
+    if (offsets_from_counts(hist[d], size_t{kRowDigitMask[d]} + 1, n)) active[nactive++] = d;
   if (nactive == 0) {  // every key equal: already in order
     for (size_t i = 0; i < n; ++i) {
       w_sorted[i] = w[i];
