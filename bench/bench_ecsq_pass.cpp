@@ -1,7 +1,9 @@
 // One ECSQ / k-means assign+accumulate pass (nq::cpu::assign_accumulate) in ns per weight, with a checksum of
 // the labels and the bits of every sum so that two builds can be compared for identical results.
 // Data as bench_quant: Student-t(3) ×0.02 weights, gamma(0.7, 2) importances, seeded; k = 32 centres on
-// [−0.1, 0.1] with a peaked code-length profile. Usage: bench_ecsq_pass [N=1e7] [reps=5]
+// [−0.1, 0.1] with a peaked code-length profile. Every λ > 0 runs twice, alternating, with the AVX-512 window
+// search (window_argmin_wide.h) and with the scalar one, where the CPU has AVX-512: the two must give the same
+// checksum. Usage: bench_ecsq_pass [N=1e7] [reps=5]
 #include <omp.h>
 
 #include <algorithm>
@@ -15,6 +17,7 @@
 #include <vector>
 
 #include "quant/quant_ops.h"
+#include "quant/window_argmin_wide.h"
 
 namespace {
 using Clock = std::chrono::steady_clock;
@@ -42,27 +45,47 @@ int main(int argc, char** argv) {
   }
   std::vector<int32_t> labels(n);
   std::printf("threads=%d n=%zu k=%d\n", omp_get_max_threads(), n, k);
+  const bool wide = nq::cpu::wide_window_available();
   for (double lambda : {0.0, 1e-5, 1e-4, 3e-4}) {
+    const int paths = lambda > 0 && wide ? 2 : 1;  // λ = 0 with every cluster live takes neither window search
     nq::quant::AssignAccum acc;
-    std::vector<double> ts;
-    for (int r = 0; r < reps; ++r) {
-      const auto t0 = Clock::now();
+    std::vector<double> ts[2];
+    for (int r = 0; r < reps; ++r)
+      for (int path = 0; path < paths; ++path) {  // alternated, so both see the same machine
+        nq::cpu::set_wide_window_enabled(path == 0 && wide);
+        const auto t0 = Clock::now();
+        nq::cpu::assign_accumulate(w.data(), h.data(), n, c.data(), l.data(), k, lambda, labels.data(), acc);
+        ts[path].push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+      }
+    nq::cpu::set_wide_window_enabled(true);
+    // (the checksum is of the last run, the scalar path's where both ran; the wide path's is checked below)
+    auto checksum = [&] {
+      uint64_t hsh = 1469598103934665603ull;
+      for (size_t i = 0; i < n; ++i) hsh = mix(hsh, static_cast<uint64_t>(labels[i]));
+      for (int j = 0; j < k; ++j) {
+        hsh = mix(hsh, bits(acc.sum_h[j])); hsh = mix(hsh, bits(acc.sum_hw[j]));
+        hsh = mix(hsh, bits(acc.sum_w[j])); hsh = mix(hsh, static_cast<uint64_t>(acc.count[j]));
+      }
+      return mix(mix(mix(hsh, bits(acc.distortion)), bits(acc.sq_error)), bits(acc.cost));
+    };
+    const uint64_t hsh = checksum();
+    if (paths == 2) {
       nq::cpu::assign_accumulate(w.data(), h.data(), n, c.data(), l.data(), k, lambda, labels.data(), acc);
-      ts.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+      if (checksum() != hsh) {
+        std::fprintf(stderr, "error: the AVX-512 and scalar window searches differ at lambda=%g\n", lambda);
+        return 1;
+      }
     }
-    std::sort(ts.begin(), ts.end());
-    uint64_t hsh = 1469598103934665603ull;
-    for (size_t i = 0; i < n; ++i) hsh = mix(hsh, static_cast<uint64_t>(labels[i]));
-    for (int j = 0; j < k; ++j) {
-      hsh = mix(hsh, bits(acc.sum_h[j])); hsh = mix(hsh, bits(acc.sum_hw[j]));
-      hsh = mix(hsh, bits(acc.sum_w[j])); hsh = mix(hsh, static_cast<uint64_t>(acc.count[j]));
-    }
-    hsh = mix(mix(mix(hsh, bits(acc.distortion)), bits(acc.sq_error)), bits(acc.cost));
     double ent = 0;
     for (int j = 0; j < k; ++j)
       if (acc.count[j] > 0) { const double p = double(acc.count[j]) / n; ent -= p * std::log2(p); }
-    std::printf("ecsq_pass lambda=%g entropy_bits=%.3f ns_per_weight min=%.3f median=%.3f checksum=%016llx\n",
-                lambda, ent, 1e9 * ts.front() / n, 1e9 * ts[ts.size() / 2] / n, (unsigned long long)hsh);
+    for (auto& t : ts) std::sort(t.begin(), t.end());
+    std::printf("ecsq_pass lambda=%g entropy_bits=%.3f ns_per_weight min=%.3f median=%.3f checksum=%016llx",
+                lambda, ent, 1e9 * ts[0].front() / n, 1e9 * ts[0][ts[0].size() / 2] / n, (unsigned long long)hsh);
+    if (paths == 2)
+      std::printf(" scalar_window_min=%.3f scalar_window_median=%.3f", 1e9 * ts[1].front() / n,
+                  1e9 * ts[1][ts[1].size() / 2] / n);
+    std::printf("\n");
     std::fflush(stdout);
   }
   return 0;

@@ -15,6 +15,7 @@
 #include "netquant/error.h"
 #include "quant/nearest_thresholds.h"
 #include "quant/quant_formulas.h"
+#include "quant/window_argmin_wide.h"
 
 namespace nq::cpu {
 
@@ -50,6 +51,8 @@ struct AssignPrep {
   // (−inf under the float range), padded with +inf to count_size entries; count_size 0: split_position instead.
   std::vector<float> below;
   int count_size = 0;
+  // k ≤ 32 on an AVX-512 CPU: the window search eight values at a time (window_argmin_wide.h).
+  bool wide = false;
 };
 // Each host thread keeps one: a pass over a short row (row/group scopes) then allocates nothing.
 thread_local AssignPrep t_prep;
@@ -282,6 +285,16 @@ NQ_TARGET_CLONES void label_by_window(const float* w, const float* h, size_t n, 
             [&](float x, double hx, int p) __attribute__((always_inline)) { return argmin_cluster<4>(x, hx, p, P); });
 }
 
+// The window search of a run by the widest path the CPU has: eight values at a time where it can (the values it
+// hands back, −1 − p, are decided by the scalar search), else label_by_window. The same labels either way.
+void label_by_window_widest(const float* w, const float* h, size_t n, const AssignPrep& P, int32_t* lab) {
+  if (!P.wide) return label_by_window(w, h, n, P, lab);
+  const WideWindowTables tables{P.c, P.rl.data(), P.rbl.data(), P.rbr.data(), P.k};
+  if (wide_window_labels(w, h, n, tables, lab) == 0) return;
+  for (size_t i = 0; i < n; ++i)
+    if (lab[i] < 0) lab[i] = argmin_cluster<4>(w[i], h ? static_cast<double>(h[i]) : 1.0, -1 - lab[i], P);
+}
+
 // Cluster sums are added as Double2 pairs: each lane rounds exactly as the scalar add would, so pairing two
 // sums that take the same operand count halves the adds without changing a bit.
 // One cluster's sums in a block: {Σh, Σh·w} and {Σw, count}. The count rides in a double, exact below 2⁵³.
@@ -382,6 +395,7 @@ void prepare(AssignPrep& P, const double* centers, const double* code_len, int k
       P.table[static_cast<size_t>(b)] = p;
     }
   }
+  P.wide = k <= kWideWindowMaxK && wide_window_available();
   P.count_size = 0;
   if (k <= kMaxCountedCentres && n >= size_t{64}) {
     P.count_size = k <= 16 ? 16 : (k <= 32 ? 32 : 64);
@@ -446,7 +460,7 @@ void segmented_pass(const float* w, const float* h, const size_t* seg_end, size_
         if (P.nearest)
           label_run(w + i0, hs, i1 - i0, lab, [&](float x, double hx, int p) { return nearest_cluster(x, hx, p, P); });
         else
-          label_by_window(w + i0, hs, i1 - i0, P, lab);
+          label_by_window_widest(w + i0, hs, i1 - i0, P, lab);
       }
       // Sums: each segment in element order; a full group of equal segments is interleaved.
       const size_t nb = b1 - b0;

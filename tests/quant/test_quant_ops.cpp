@@ -13,6 +13,7 @@
 #include "netquant/quantize.h"
 #include "quant/quant_formulas.h"
 #include "quant/quant_ops.h"
+#include "quant/window_argmin_wide.h"
 
 namespace nq::quant {
 namespace {
@@ -209,6 +210,123 @@ TEST(QuantOps, ThresholdLabelsMatchBruteForceAroundEveryMidpoint) {
     for (size_t i = 0; i < w.size(); ++i) {
       ASSERT_EQ(labels[i], brute_force_label(w[i], h[i], c, l, 0.0))
           << "k=" << k << " i=" << i << " w=" << std::hexfloat << w[i] << " h=" << h[i];
+    }
+  }
+}
+
+// A codebook of k ascending centres with a peaked code-length profile (short codes in the middle, so that at
+// large λ a far, cheap centre wins values of small importance), every third one dead when asked.
+void peaked_codebook(int k, bool dead, std::vector<double>& c, std::vector<double>& l) {
+  c.resize(static_cast<size_t>(k));
+  l.resize(static_cast<size_t>(k));
+  for (int j = 0; j < k; ++j) {
+    c[j] = -0.1 + 0.2 * (j + 0.1 * (j % 3)) / std::max(1, k);
+    l[j] = 1.0 + 0.25 * std::abs(j - k / 2);
+  }
+  if (dead && k > 2)
+    for (int j = 1; j < k; j += 3) l[j] = infinity();
+}
+
+// Values for the window searches: Student-t weights with centres, midpoints and non-finite values planted, and
+// importances from gamma(0.7) (many small: far winners) mixed with 0, subnormal, FLT_MAX and +inf.
+void window_inputs(size_t n, const std::vector<double>& c, uint64_t seed, std::vector<float>& w,
+                   std::vector<float>& h) {
+  w = student_t(n, seed, 0.03);
+  std::mt19937_64 rng(seed + 1);
+  std::gamma_distribution<double> g(0.7, 2.0);
+  h.resize(n);
+  const float special[] = {0.0f, 1e-40f, FLT_MAX, std::numeric_limits<float>::infinity(), 1e-6f};
+  for (size_t i = 0; i < n; ++i) h[i] = i % 23 == 5 ? special[(i / 23) % 5] : static_cast<float>(g(rng) + 1e-4);
+  for (size_t j = 0; j < c.size() && 2 * j + 1 < n / 2; ++j) {
+    w[2 * j] = static_cast<float>(c[j]);
+    if (j + 1 < c.size()) w[2 * j + 1] = static_cast<float>(0.5 * (c[j] + c[j + 1]));
+  }
+  if (n > 40) {
+    w[n - 3] = std::numeric_limits<float>::quiet_NaN();
+    w[n - 7] = std::numeric_limits<float>::infinity();
+    w[n - 11] = -1e30f;
+  }
+}
+
+// The AVX-512 window search itself (window_argmin_wide.h) on awkward lengths (the padded tail) and k ≤ 32 (one
+// and two register pairs per table): every label it gives is the brute-force argmin, every value it hands back
+// carries −1 − p, it hands back only what it must (a value that is not finite or an importance outside
+// (0, +inf)), and its count of hand-backs is right.
+TEST(QuantOps, WideWindowLabelsMatchBruteForce) {
+  if (!cpu::wide_window_available()) GTEST_SKIP() << "this CPU has no AVX-512F: the scalar window search runs";
+  for (int k : {1, 2, 3, 8, 16, 17, 31, 32}) {
+    for (double lambda : {1e-6, 1e-4, 1e-3, 0.05}) {
+      for (bool dead : {false, true}) {
+        std::vector<double> c, l;
+        peaked_codebook(k, dead, c, l);
+        std::vector<double> rl(k), rbl(k), rbr(k);
+        double lmin = infinity();
+        for (int j = 0; j < k; ++j) {
+          rl[j] = l[j] < infinity() ? lambda * l[j] : infinity();
+          lmin = std::min(lmin, l[j]);
+          rbl[j] = lambda * lmin;
+        }
+        lmin = infinity();
+        for (int j = k - 1; j >= 0; --j) {
+          lmin = std::min(lmin, l[j]);
+          rbr[j] = lambda * lmin;
+        }
+        for (size_t n : {size_t{1}, size_t{7}, size_t{8}, size_t{9}, size_t{1003}}) {
+          std::vector<float> w, h;
+          window_inputs(n, c, 1000 + k + n, w, h);
+          std::vector<int32_t> lab(n), p(n);
+          for (size_t i = 0; i < n; ++i) {
+            int32_t q = 0;
+            while (q < k && static_cast<double>(w[i]) > c[q]) ++q;
+            p[i] = lab[i] = q;
+          }
+          const cpu::WideWindowTables tables{c.data(), rl.data(), rbl.data(), rbr.data(), k};
+          const size_t back = cpu::wide_window_labels(w.data(), h.data(), n, tables, lab.data());
+          size_t negatives = 0;
+          for (size_t i = 0; i < n; ++i) {
+            const bool decidable = std::isfinite(w[i]) && h[i] > 0.0f && std::isfinite(h[i]);
+            if (lab[i] < 0) {
+              ++negatives;
+              ASSERT_FALSE(decidable) << "k=" << k << " lambda=" << lambda << " i=" << i << " handed back";
+              ASSERT_EQ(lab[i], -1 - p[i]) << "i=" << i;
+            } else {
+              ASSERT_EQ(lab[i], brute_force_label(w[i], h[i], c, l, lambda))
+                  << "k=" << k << " lambda=" << lambda << " dead=" << dead << " n=" << n << " i=" << i
+                  << " w=" << std::hexfloat << w[i] << " h=" << h[i];
+            }
+          }
+          EXPECT_EQ(back, negatives);
+        }
+      }
+    }
+  }
+}
+
+// The whole pass with the AVX-512 window search and with the scalar one: the same labels (the brute-force
+// argmin) and the same sums, bit for bit.
+TEST(QuantOps, FusedAssignWideAndScalarWindowsAgreeBitForBit) {
+  if (!cpu::wide_window_available()) GTEST_SKIP() << "this CPU has no AVX-512F: the scalar window search runs";
+  for (int k : {2, 5, 16, 32}) {
+    for (double lambda : {1e-5, 1e-3, 0.05}) {
+      std::vector<double> c, l;
+      peaked_codebook(k, k == 16, c, l);
+      std::vector<float> w, h;
+      window_inputs(100003, c, 77 + k, w, h);
+      const size_t n = w.size();
+      std::vector<int32_t> wide_labels(n), scalar_labels(n);
+      AssignAccum wide, scalar;
+      cpu::assign_accumulate(w.data(), h.data(), n, c.data(), l.data(), k, lambda, wide_labels.data(), wide);
+      cpu::set_wide_window_enabled(false);
+      cpu::assign_accumulate(w.data(), h.data(), n, c.data(), l.data(), k, lambda, scalar_labels.data(), scalar);
+      cpu::set_wide_window_enabled(true);
+      for (size_t i = 0; i < n; i += 7)
+        ASSERT_EQ(wide_labels[i], brute_force_label(w[i], h[i], c, l, lambda)) << "k=" << k << " i=" << i;
+      ASSERT_EQ(wide_labels, scalar_labels) << "k=" << k << " lambda=" << lambda;
+      EXPECT_EQ(std::memcmp(wide.sum_h.data(), scalar.sum_h.data(), k * sizeof(double)), 0);
+      EXPECT_EQ(std::memcmp(wide.sum_hw.data(), scalar.sum_hw.data(), k * sizeof(double)), 0);
+      EXPECT_EQ(wide.count, scalar.count);
+      EXPECT_EQ(std::memcmp(&wide.distortion, &scalar.distortion, sizeof(double)), 0);
+      EXPECT_EQ(std::memcmp(&wide.cost, &scalar.cost, sizeof(double)), 0);
     }
   }
 }
