@@ -3,7 +3,7 @@
 // Data as bench_quant: Student-t(3) ×0.02 weights, gamma(0.7, 2) importances, seeded; k = 32 centres on
 // [−0.1, 0.1] with a peaked code-length profile. Every λ > 0 runs twice, alternating, with the AVX-512 window
 // search (window_argmin_wide.h) and with the scalar one, where the CPU has AVX-512: the two must give the same
-// checksum. Usage: bench_ecsq_pass [N=1e7] [reps=5]
+// checksum. Usage: bench_ecsq_pass [N=1e7] [reps=5] [k=32]
 #include <omp.h>
 
 #include <algorithm>
@@ -37,7 +37,7 @@ int main(int argc, char** argv) {
     w[i] = static_cast<float>(0.02 * t(rng));
     h[i] = static_cast<float>(g(rng) + 1e-3);
   }
-  const int k = 32;
+  const int k = argc > 3 ? std::atoi(argv[3]) : 32;
   std::vector<double> c(k), l(k);
   for (int j = 0; j < k; ++j) {
     c[j] = -0.1 + 0.2 * j / (k - 1);

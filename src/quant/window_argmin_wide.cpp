@@ -1,7 +1,7 @@
 // AVX-512 window search of assign_accumulate's λ > 0 labels (window_argmin_wide.h). Perf on the 2-core Emerald
 // Rapids VM showed the scalar search, one value at a time with its 8-lane window reduced across lanes, to be
 // latency-bound (a chain of permutes, blends and a store-to-load of the winning index per value); here each lane
-// is a value, the window's eight candidates are visited in order, and no value waits on another.
+// is a value, the window's candidates are visited in order, and no value waits on another.
 #include "quant/window_argmin_wide.h"
 
 #include <atomic>
@@ -24,11 +24,12 @@ namespace {
 
 // The window is p − kHalfWindow … p + kHalfWindow − 1. On the bench's Student-t weights at k = 32, four
 // candidates beat six and eight (7.1 against 7.1 and 7.8 ns per weight at λ = 1e-5, one thread): the values they
-// leave unsettled (1–10 %, more at larger λ) cost less in the batched full scan than the wider windows cost
-// every value.
+// leave unsettled (7 % at λ = 1e-5, a quarter at 1e-4; at k = 64 a quarter and two thirds) cost less in the
+// batched full scan than wider windows cost every value (at k = 64, windows of 6, 8 and 12 were no faster).
 constexpr int kHalfWindow = 2;
 
-// Up to 8·Q doubles in Q registers (Q = 2: k ≤ 16, Q = 4: k ≤ 32), looked up by index per lane.
+// Up to 8·Q doubles in Q registers (Q = 2: k ≤ 16, 4: k ≤ 32, 8: k ≤ 64), looked up by index per lane. The
+// compiler keeps in registers what fits and reads the rest from L1 (a permute takes a memory operand).
 template <int Q>
 struct Table {
   __m512d q[Q];
@@ -43,16 +44,23 @@ NQ_AVX512 Table<Q> load_table(const double* v, int k) {
   return t;
 }
 
-// t[j] per lane for 0 ≤ j < 8·Q (bits 0–3 pick within a pair of registers, bit 4 the pair); other lanes get
-// garbage.
+// t[j] per lane for 0 ≤ j < 8·Q: bits 0–3 pick within a pair of registers (one vpermt2pd), bits 4 and up the
+// pair; other lanes get garbage.
 template <int Q>
 NQ_AVX512 __m512d lookup(const Table<Q>& t, __m512i j) {
-  const __m512d lo = _mm512_permutex2var_pd(t.q[0], j, t.q[1]);
+  const __m512d a = _mm512_permutex2var_pd(t.q[0], j, t.q[1]);
   if constexpr (Q == 2) {
-    return lo;
+    return a;
   } else {
-    const __m512d hi = _mm512_permutex2var_pd(t.q[2], j, t.q[3]);
-    return _mm512_mask_blend_pd(_mm512_test_epi64_mask(j, _mm512_set1_epi64(16)), lo, hi);
+    const __mmask8 bit4 = _mm512_test_epi64_mask(j, _mm512_set1_epi64(16));
+    const __m512d lo = _mm512_mask_blend_pd(bit4, a, _mm512_permutex2var_pd(t.q[2], j, t.q[3]));
+    if constexpr (Q == 4) {
+      return lo;
+    } else {
+      const __m512d c = _mm512_permutex2var_pd(t.q[4], j, t.q[5]);
+      const __m512d hi = _mm512_mask_blend_pd(bit4, c, _mm512_permutex2var_pd(t.q[6], j, t.q[7]));
+      return _mm512_mask_blend_pd(_mm512_test_epi64_mask(j, _mm512_set1_epi64(32)), lo, hi);
+    }
   }
 }
 
@@ -91,7 +99,8 @@ NQ_AVX512 __mmask8 label8(const Tables<Q>& T, __m512d wd, __m512d hd, __m512i p,
   }
   // The bounds just outside the window (quant::assign_cost_bound): nothing farther left can cost ≤ bc, nothing
   // farther right < bc. Past either end there is nothing (the scalar guards give +inf: done).
-  const __m512i jl = _mm512_sub_epi64(p, _mm512_set1_epi64(kHalfWindow + 1)), jr = _mm512_add_epi64(p, _mm512_set1_epi64(kHalfWindow));
+  const __m512i jl = _mm512_sub_epi64(p, _mm512_set1_epi64(kHalfWindow + 1));
+  const __m512i jr = _mm512_add_epi64(p, _mm512_set1_epi64(kHalfWindow));
   const __mmask8 l_in = _mm512_cmp_epu64_mask(jl, T.k, _MM_CMPINT_LT);
   const __mmask8 r_in = _mm512_cmp_epu64_mask(jr, T.k, _MM_CMPINT_LT);
   const __m512d bl = cost(wd, hd, lookup(T.c, jl), lookup(T.rbl, jl));
@@ -116,19 +125,39 @@ struct Pending {
 
 NQ_AVX512 void scan_all(const WideWindowTables& t, const Pending& q, int32_t* lab) {
   const __m512d wd = _mm512_load_pd(q.w), hd = _mm512_load_pd(q.h);
-  __m512d bc = _mm512_set1_pd(HUGE_VAL);
-  __m512i best = _mm512_setzero_si512();
-  for (int j = 0; j < t.k; ++j) {
-    const __m512d x = cost(wd, hd, _mm512_set1_pd(t.c[j]), _mm512_set1_pd(t.rl[j]));
-    const __mmask8 take = _mm512_cmp_pd_mask(x, bc, _CMP_LT_OQ);
-    bc = _mm512_mask_mov_pd(bc, take, x);
-    best = _mm512_mask_mov_epi64(best, take, _mm512_set1_epi64(j));
+  // Four chains over consecutive quarters of the centres, so that the compare-and-select latencies overlap;
+  // merged in ascending order with a strict `<`, they give the lowest index among the smallest costs.
+  constexpr int kChains = 4;
+  __m512d bc[kChains];
+  __m512i best[kChains];
+  int begin[kChains + 1];
+  for (int c = 0; c <= kChains; ++c) begin[c] = t.k * c / kChains;
+  for (int c = 0; c < kChains; ++c) {
+    bc[c] = _mm512_set1_pd(HUGE_VAL);
+    best[c] = _mm512_setzero_si512();
+  }
+  const int steps = begin[1] - begin[0] + 1;  // the longest quarter (quarters differ by at most one)
+  for (int s = 0; s < steps; ++s) {
+#pragma GCC unroll 4
+    for (int c = 0; c < kChains; ++c) {
+      const int j = begin[c] + s;
+      if (j >= begin[c + 1]) continue;
+      const __m512d x = cost(wd, hd, _mm512_set1_pd(t.c[j]), _mm512_set1_pd(t.rl[j]));
+      const __mmask8 take = _mm512_cmp_pd_mask(x, bc[c], _CMP_LT_OQ);
+      bc[c] = _mm512_mask_mov_pd(bc[c], take, x);
+      best[c] = _mm512_mask_mov_epi64(best[c], take, _mm512_set1_epi64(j));
+    }
+  }
+  for (int c = 1; c < kChains; ++c) {
+    const __mmask8 take = _mm512_cmp_pd_mask(bc[c], bc[0], _CMP_LT_OQ);
+    bc[0] = _mm512_mask_mov_pd(bc[0], take, bc[c]);
+    best[0] = _mm512_mask_mov_epi64(best[0], take, best[c]);
   }
   // Every cost +inf cannot happen for a finite value, a finite positive h and one live cluster, but should it,
   // the lane keeps its hand-back (−1 − p) for the scalar search.
-  const __mmask8 found = _mm512_cmp_pd_mask(bc, _mm512_set1_pd(HUGE_VAL), _CMP_LT_OQ);
+  const __mmask8 found = _mm512_cmp_pd_mask(bc[0], _mm512_set1_pd(HUGE_VAL), _CMP_LT_OQ);
   alignas(64) int64_t b[8];
-  _mm512_store_si512(b, best);
+  _mm512_store_si512(b, best[0]);
   for (int u = 0; u < 8 && u < q.count; ++u)
     if ((found >> u) & 1u) lab[q.at[u]] = static_cast<int32_t>(b[u]);
 }
@@ -233,7 +262,9 @@ bool wide_window_available() { return cpu_has_avx512f() && g_wide_enabled.load(s
 void set_wide_window_enabled(bool enabled) { g_wide_enabled.store(enabled, std::memory_order_relaxed); }
 
 size_t wide_window_labels(const float* w, const float* h, size_t n, const WideWindowTables& t, int32_t* lab) {
-  return t.k <= 16 ? labels_avx512<2>(w, h, n, t, lab) : labels_avx512<4>(w, h, n, t, lab);
+  if (t.k <= 16) return labels_avx512<2>(w, h, n, t, lab);
+  if (t.k <= 32) return labels_avx512<4>(w, h, n, t, lab);
+  return labels_avx512<8>(w, h, n, t, lab);
 }
 
 #else  // no wide path in this build: the scalar search labels everything

@@ -1,9 +1,10 @@
 // The exact ECSQ window search (assign_accumulate's λ > 0 labels) eight values at a time with AVX-512: the
-// centre, rate and bound tables of up to 32 clusters live in registers and are looked up per lane by a
+// centre, rate and bound tables of up to 64 clusters live in registers and are looked up per lane by a
 // two-table permute (vpermt2pd) instead of a gather. Each lane computes its costs with exactly the scalar
 // operations of quant_ops_cpu.cpp (so the same bits), in ascending index order with a strict `<` (so ties go to
-// the lowest index), and proves its answer with the same two lower bounds; a lane it cannot settle is handed
-// back to the caller's scalar search.
+// the lowest index), and proves its answer with the same two lower bounds. A lane those bounds cannot settle is
+// labelled by a vector scan over every centre (the exact argmin by definition); one that the vector code must
+// not decide at all (see wide_window_labels) is handed back to the caller's scalar search.
 #pragma once
 
 #include <cstddef>
@@ -21,7 +22,7 @@ struct WideWindowTables {
   int k = 0;
 };
 
-constexpr int kWideWindowMaxK = 32;
+constexpr int kWideWindowMaxK = 64;
 
 // True when the build has the wide path (GCC or Clang on x86-64), the CPU runs AVX-512F, and it has not been
 // switched off.

@@ -248,13 +248,13 @@ void window_inputs(size_t n, const std::vector<double>& c, uint64_t seed, std::v
   }
 }
 
-// The AVX-512 window search itself (window_argmin_wide.h) on awkward lengths (the padded tail) and k ≤ 32 (one
-// and two register pairs per table): every label it gives is the brute-force argmin, every value it hands back
-// carries −1 − p, it hands back only what it must (a value that is not finite or an importance outside
+// The AVX-512 window search itself (window_argmin_wide.h) on awkward lengths (the padded tail) and k ≤ 64 (one,
+// two and four register pairs per table): every label it gives is the brute-force argmin, every value it hands
+// back carries −1 − p, it hands back only what it must (a value that is not finite or an importance outside
 // (0, +inf)), and its count of hand-backs is right.
 TEST(QuantOps, WideWindowLabelsMatchBruteForce) {
   if (!cpu::wide_window_available()) GTEST_SKIP() << "this CPU has no AVX-512F: the scalar window search runs";
-  for (int k : {1, 2, 3, 8, 16, 17, 31, 32}) {
+  for (int k : {1, 2, 3, 8, 16, 17, 31, 32, 33, 47, 64}) {
     for (double lambda : {1e-6, 1e-4, 1e-3, 0.05}) {
       for (bool dead : {false, true}) {
         std::vector<double> c, l;
@@ -306,7 +306,7 @@ TEST(QuantOps, WideWindowLabelsMatchBruteForce) {
 // argmin) and the same sums, bit for bit.
 TEST(QuantOps, FusedAssignWideAndScalarWindowsAgreeBitForBit) {
   if (!cpu::wide_window_available()) GTEST_SKIP() << "this CPU has no AVX-512F: the scalar window search runs";
-  for (int k : {2, 5, 16, 32}) {
+  for (int k : {2, 5, 16, 32, 64}) {
     for (double lambda : {1e-5, 1e-3, 0.05}) {
       std::vector<double> c, l;
       peaked_codebook(k, k == 16, c, l);
