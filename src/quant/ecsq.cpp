@@ -132,10 +132,11 @@ std::vector<RawResult> ecsq_iterate_lambdas(const AssignPass& pass, size_t n_tot
 }
 
 std::vector<double> ecsq_init(const SortedData& s, const QuantizeParams& q) {
-  const int kmax = static_cast<int>(std::min<size_t>(static_cast<size_t>(std::max(1, q.k)), s.distinct()));
-  return !q.initial_centers.empty()              ? warm_start(q)
-         : kmax == static_cast<int>(s.distinct()) ? distinct_values(s)
-                                                 : init_centers(s, kmax, q.init, q.seed);
+  const size_t k = static_cast<size_t>(std::max(1, q.k));
+  const size_t distinct = s.distinct_up_to(k + 1);  // k + 1: k reaches every distinct value
+  return !q.initial_centers.empty() ? warm_start(q)
+         : distinct <= k             ? distinct_values(s)
+                                     : init_centers(s, static_cast<int>(k), q.init, q.seed);
 }
 
 RawResult ecsq_driver(const Problem& p, const SortedData& s, const QuantizeParams& q) {

@@ -155,7 +155,8 @@ QuantizeResult quantize(const float* values, const float* importance, size_t n, 
     case Method::kHwKmeans:
     case Method::kExact: {
       const quant::SortedData s(p);
-      if (static_cast<size_t>(params.k) >= s.distinct()) {  // exact representation: one level per value
+      const size_t k = static_cast<size_t>(std::max(1, params.k));
+      if (s.distinct_up_to(k + 1) <= k) {  // exact representation: one level per value
         quant::RawResult raw;
         raw.centers = quant::distinct_values(s);
         raw.labels_nearest = true;

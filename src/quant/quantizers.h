@@ -38,7 +38,11 @@ class SortedData {
   const ScratchVector<float>& w() const { return ws_; }
   const ScratchVector<float>& h() const { return hs_; }
   double shift() const { return shift_; }
-  size_t distinct() const { return distinct_; }
+  // The number of distinct values: a parallel pass over them, made on demand (most problems only ask whether k
+  // reaches it, which distinct_up_to answers from the first few values).
+  size_t distinct() const;
+  // min(distinct(), cap), by a scan that stops at the cap'th distinct value.
+  size_t distinct_up_to(size_t cap) const;
   using Sums = Moments;
   Sums prefix(size_t p) const;                  // sums over sorted positions [0, p)
   Sums range(size_t a, size_t b) const;          // over [a, b)
@@ -49,7 +53,6 @@ class SortedData {
   ScratchVector<float> ws_, hs_;  // written in full by the sort: no zero-fill first
   std::vector<double> p0_, p1_, p2_;
   double shift_ = 0;
-  size_t distinct_ = 0;
   size_t block_ = kBlock;
 };
 

@@ -25,9 +25,18 @@ SortedData::SortedData(const Problem& p, size_t prefix_block) : ws_(p.n), hs_(p.
   const size_t nb = (p.n + block_ - 1) / block_;
   p0_.resize(nb + 1); p1_.resize(nb + 1); p2_.resize(nb + 1);
   ops_prefix_sums(p.backend, ws_.data(), hs_.data(), p.n, shift_, block_, p0_.data(), p1_.data(), p2_.data());
-  distinct_ = static_cast<size_t>(parallel_sum(static_cast<int64_t>(p.n), kInlineLoopMax, [&](int64_t i) {
+}
+
+size_t SortedData::distinct() const {
+  return static_cast<size_t>(parallel_sum(static_cast<int64_t>(ws_.size()), kInlineLoopMax, [&](int64_t i) {
     return static_cast<int64_t>(i == 0 || ws_[i] != ws_[i - 1]);
   }));
+}
+
+size_t SortedData::distinct_up_to(size_t cap) const {
+  size_t count = 0;
+  for (size_t i = 0; i < ws_.size() && count < cap; ++i) count += i == 0 || ws_[i] != ws_[i - 1] ? 1 : 0;
+  return count;
 }
 
 SortedData::Sums SortedData::prefix(size_t p) const {
@@ -47,8 +56,7 @@ size_t SortedData::boundary(double c_lo, double c_hi) const {
 }
 
 std::vector<double> distinct_values(const SortedData& s) {
-  std::vector<double> v;
-  v.reserve(s.distinct());
+  std::vector<double> v;  // (called when k reaches the distinct count: a few values, no reserve needed)
   for (size_t i = 0; i < s.size(); ++i)
     if (i == 0 || s.w()[i] != s.w()[i - 1]) v.push_back(s.w()[i]);
   return v;
