@@ -33,7 +33,10 @@ cublasHandle_t cublas_handle() {
   if (it != t_handles.by_device.end()) return it->second;
   cublasHandle_t handle = nullptr;
   NQ_CUBLAS_CHECK(cublasCreate(&handle));
-  const cublasStatus_t st = cublasSetMathMode(handle, CUBLAS_PEDANTIC_MATH);
+  // cuBLAS is compiled without per-thread default streams: its NULL stream would be the legacy one, which
+  // waits for every thread's work. Its calls go on this thread's stream, with the ops around them.
+  cublasStatus_t st = cublasSetStream(handle, cudaStreamPerThread);
+  if (st == CUBLAS_STATUS_SUCCESS) st = cublasSetMathMode(handle, CUBLAS_PEDANTIC_MATH);
   if (st != CUBLAS_STATUS_SUCCESS) {
     cublasDestroy(handle);
     throw_cublas_error(st, "cublasSetMathMode", __FILE__, __LINE__);

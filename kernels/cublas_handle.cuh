@@ -14,8 +14,8 @@ namespace nq::cuda {
 
 [[noreturn]] void throw_cublas_error(cublasStatus_t status, const char* what, const char* file, int line);
 
-// The calling thread's handle for the current device (default stream, pedantic fp32 math: no TF32, so results
-// stay within fp32 tolerance of the CPU backend).
+// The calling thread's handle for the current device (on the thread's default stream, like the ops around it;
+// pedantic fp32 math: no TF32, so results stay within fp32 tolerance of the CPU backend).
 cublasHandle_t cublas_handle();
 
 }  // namespace nq::cuda

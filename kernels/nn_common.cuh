@@ -21,7 +21,8 @@ inline unsigned nn_grid(int64_t count) {
 }
 
 // Per-thread, per-TU scratch slots that only grow: the ops reuse them call after call instead of paying
-// cudaMalloc/cudaFree each time (uses are ordered on the default stream; a regrow's cudaFree synchronizes).
+// cudaMalloc/cudaFree each time (uses are ordered on the thread's default stream; a regrow's cudaFree
+// synchronizes).
 constexpr int kScratchSlots = 4;
 template <class T>
 T* scratch(int slot, int64_t count) {

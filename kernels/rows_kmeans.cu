@@ -229,7 +229,7 @@ void rows_kmeans(const quant::RowsKmeansJob& job, const quant::RowsKmeansOut& ou
   rows_kmeans_device(dj, dout, n_max, nullptr);  // checks the row length for the chosen kernel
   // Download only each row's written centres' slots would need a gather; the whole rows × k block is small.
   std::vector<double> c(nc);
-  dc.download(c.data(), nc);  // cudaMemcpy synchronizes with the default stream
+  dc.download(c.data(), nc);  // cudaMemcpy synchronizes with the thread's default stream
   dcount.download(out.center_count, rows);
   for (size_t r = 0; r < rows; ++r)  // leave the caller's slots past each row's centres untouched
     std::copy(c.begin() + r * job.k, c.begin() + r * job.k + out.center_count[r], out.centers + r * job.k);

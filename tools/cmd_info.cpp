@@ -10,6 +10,7 @@
 #include "netquant/distributed.h"
 #include "netquant/error.h"
 #include "nn/blas_kernels.h"
+#include "quant/window_argmin_wide.h"
 
 namespace nq::cli {
 namespace {
@@ -39,6 +40,9 @@ void setup_info(CLI::App& sub) {
     std::cout << "cpu threads:  " << num_threads() << "\n";
     std::cout << "blas:         " << nn::cpu::blas_config() << "\n";
     std::cout << "blas kernels: " << nn::cpu::blas_core() << blas_kernels_note() << "\n";
+    std::cout << "ecsq labels:  "
+              << (cpu::wide_window_available() ? "AVX-512, 8 values at a time (k <= 64)" : "scalar window search")
+              << "\n";
     const ProcessGroup& group = process_group();
     std::cout << "mpi build:    " << (mpi_compiled() ? "yes" : "no") << "\n";
     std::cout << "mpi ranks:    " << group.size << " (this is rank " << group.rank << ", node-local " << group.local_rank

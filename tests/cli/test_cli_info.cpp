@@ -4,6 +4,7 @@
 
 #include "cli/cli_fixture.h"
 #include "nn/blas_kernels.h"
+#include "quant/window_argmin_wide.h"
 
 namespace nq {
 namespace {
@@ -31,6 +32,19 @@ TEST_F(InfoCli, RunsKernelsTheCpuCanRun) {
   } else if (std::getenv("OPENBLAS_CORETYPE") == nullptr) {
     EXPECT_EQ(core, loaded_here) << r.out;
   }
+}
+
+// The ECSQ label search the CPU backend runs: AVX-512 exactly where this process finds AVX-512F.
+TEST_F(InfoCli, NamesTheEcsqLabelSearch) {
+  const CliRun r = run("info");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const bool wide = cpu::wide_window_available();
+  EXPECT_NE(r.out.find(wide ? "ecsq labels:  AVX-512" : "ecsq labels:  scalar"), std::string::npos) << r.out;
+#if defined(__x86_64__)
+  EXPECT_EQ(wide, __builtin_cpu_supports("avx512f") != 0) << "the wide path is on exactly where the CPU has it";
+#else
+  EXPECT_FALSE(wide) << "the wide path is x86-64 only";
+#endif
 }
 
 TEST_F(InfoCli, ACoreTheUserSetsIsKept) {

@@ -44,6 +44,8 @@ enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16, cudaDevAttrMaxSharedM
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
 struct CUstream_st;
 typedef CUstream_st* cudaStream_t;
+// The calling thread's default stream, as the runtime spells it (launches here run at once, whatever the stream).
+#define cudaStreamPerThread ((cudaStream_t)0x2)
 struct CUevent_st;
 typedef CUevent_st* cudaEvent_t;
 struct cudaDeviceProp {
