@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cfloat>
+#include <algorithm>
 #include <cmath>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(__CUDACC__)
@@ -123,7 +124,8 @@ struct Pending {
   int count = 0;
 };
 
-NQ_AVX512 void scan_all(const WideWindowTables& t, const Pending& q, int32_t* lab) {
+// Returns how many of the batch's lanes it could not label (left with −1 − p for the scalar search).
+NQ_AVX512 size_t scan_all(const WideWindowTables& t, const Pending& q, int32_t* lab) {
   const __m512d wd = _mm512_load_pd(q.w), hd = _mm512_load_pd(q.h);
   // Four chains over consecutive quarters of the centres, so that the compare-and-select latencies overlap;
   // merged in ascending order with a strict `<`, they give the lowest index among the smallest costs.
@@ -153,31 +155,35 @@ NQ_AVX512 void scan_all(const WideWindowTables& t, const Pending& q, int32_t* la
     bc[0] = _mm512_mask_mov_pd(bc[0], take, bc[c]);
     best[0] = _mm512_mask_mov_epi64(best[0], take, best[c]);
   }
-  // Every cost +inf cannot happen for a finite value, a finite positive h and one live cluster, but should it,
-  // the lane keeps its hand-back (−1 − p) for the scalar search.
-  const __mmask8 found = _mm512_cmp_pd_mask(bc[0], _mm512_set1_pd(HUGE_VAL), _CMP_LT_OQ);
+  // Every cost can be +inf (λ·l_j overflowing for every live cluster, a centre 1e135 away): the lane then keeps
+  // its hand-back (−1 − p), and the scalar search applies its own rules.
+  const __mmask8 lanes = static_cast<__mmask8>((1u << std::min(q.count, 8)) - 1);
+  const __mmask8 found = lanes & _mm512_cmp_pd_mask(bc[0], _mm512_set1_pd(HUGE_VAL), _CMP_LT_OQ);
   alignas(64) int64_t b[8];
   _mm512_store_si512(b, best[0]);
-  for (int u = 0; u < 8 && u < q.count; ++u)
+  for (int u = 0; u < 8; ++u)
     if ((found >> u) & 1u) lab[q.at[u]] = static_cast<int32_t>(b[u]);
+  return static_cast<size_t>(__builtin_popcount(lanes & ~found));
 }
 
-// Adds the lanes `take` of a block to the queue and labels a full batch of eight.
-NQ_AVX512 void enqueue(const WideWindowTables& t, __mmask8 take, __m512d wd, __m512d hd, __m512i at, Pending& q,
+// Adds the lanes `take` of a block to the queue and labels a full batch of eight; returns scan_all's count of
+// unlabelled lanes.
+NQ_AVX512 size_t enqueue(const WideWindowTables& t, __mmask8 take, __m512d wd, __m512d hd, __m512i at, Pending& q,
                        int32_t* lab) {
   const int c = q.count;
   _mm512_storeu_pd(q.w + c, _mm512_maskz_compress_pd(take, wd));
   _mm512_storeu_pd(q.h + c, _mm512_maskz_compress_pd(take, hd));
   _mm512_storeu_si512(q.at + c, _mm512_maskz_compress_epi64(take, at));
   q.count = c + __builtin_popcount(take);
-  if (q.count < 8) return;
-  scan_all(t, q, lab);
+  if (q.count < 8) return 0;
+  const size_t unlabelled = scan_all(t, q, lab);
   q.count -= 8;
   for (int u = 0; u < q.count; ++u) {
     q.w[u] = q.w[u + 8];
     q.h[u] = q.h[u + 8];
     q.at[u] = q.at[u + 8];
   }
+  return unlabelled;
 }
 
 // The first m lanes of a block through the window: labels (or −1 − p), and the lanes to rescan over every
@@ -218,7 +224,7 @@ __attribute__((target("avx512f"))) size_t labels_avx512(const float* w, const fl
     const Block r = label_block(T, wd, hd, p, 8, back);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(lab + i), r.labels);
     if (__builtin_expect(r.rescan != 0, 0))
-      enqueue(t, r.rescan, wd, hd, _mm512_add_epi64(_mm512_set1_epi64(static_cast<int64_t>(i)), lane), q, lab);
+      back += enqueue(t, r.rescan, wd, hd, _mm512_add_epi64(_mm512_set1_epi64(static_cast<int64_t>(i)), lane), q, lab);
   }
   if (i < n) {  // the tail through a padded block (the padding lanes are dropped)
     alignas(32) float wt[8] = {}, ht[8] = {1, 1, 1, 1, 1, 1, 1, 1};
@@ -235,14 +241,14 @@ __attribute__((target("avx512f"))) size_t labels_avx512(const float* w, const fl
     _mm256_store_si256(reinterpret_cast<__m256i*>(pt), r.labels);
     for (int u = 0; u < m; ++u) lab[i + u] = pt[u];
     if (r.rescan != 0)
-      enqueue(t, r.rescan, wd, hd, _mm512_add_epi64(_mm512_set1_epi64(static_cast<int64_t>(i)), lane), q, lab);
+      back += enqueue(t, r.rescan, wd, hd, _mm512_add_epi64(_mm512_set1_epi64(static_cast<int64_t>(i)), lane), q, lab);
   }
   if (q.count > 0) {  // the last, partial batch (the lanes past count are not written)
     for (int u = q.count; u < 8; ++u) {
       q.w[u] = 0.0;
       q.h[u] = 1.0;
     }
-    scan_all(t, q, lab);
+    back += scan_all(t, q, lab);
   }
   return back;
 }

@@ -250,15 +250,17 @@ void window_inputs(size_t n, const std::vector<double>& c, uint64_t seed, std::v
 
 // The AVX-512 window search itself (window_argmin_wide.h) on awkward lengths (the padded tail) and k ≤ 64 (one,
 // two and four register pairs per table): every label it gives is the brute-force argmin, every value it hands
-// back carries −1 − p, it hands back only what it must (a value that is not finite or an importance outside
-// (0, +inf)), and its count of hand-backs is right.
+// back carries −1 − p, it hands back only what it must (a value that is not finite, an importance outside
+// (0, +inf), or every cost +inf), and its count of hand-backs is right (the caller fixes up nothing when it is 0).
 TEST(QuantOps, WideWindowLabelsMatchBruteForce) {
   if (!cpu::wide_window_available()) GTEST_SKIP() << "this CPU has no AVX-512F: the scalar window search runs";
   for (int k : {1, 2, 3, 8, 16, 17, 31, 32, 33, 47, 64}) {
-    for (double lambda : {1e-6, 1e-4, 1e-3, 0.05}) {
+    for (double lambda : {1e-6, 1e-4, 1e-3, 0.05, 1e308}) {
       for (bool dead : {false, true}) {
         std::vector<double> c, l;
         peaked_codebook(k, dead, c, l);
+        if (lambda > 1e300)  // every l_j ≥ 2: λ·l_j overflows, every cost is +inf
+          for (double& x : l) x *= 2;
         std::vector<double> rl(k), rbl(k), rbr(k);
         double lmin = infinity();
         for (int j = 0; j < k; ++j) {
@@ -284,13 +286,15 @@ TEST(QuantOps, WideWindowLabelsMatchBruteForce) {
           const size_t back = cpu::wide_window_labels(w.data(), h.data(), n, tables, lab.data());
           size_t negatives = 0;
           for (size_t i = 0; i < n; ++i) {
-            const bool decidable = std::isfinite(w[i]) && h[i] > 0.0f && std::isfinite(h[i]);
+            const int32_t oracle = brute_force_label(w[i], h[i], c, l, lambda);
+            const bool decidable = std::isfinite(w[i]) && h[i] > 0.0f && std::isfinite(h[i]) &&
+                                   assign_cost(w[i], h[i], c[oracle], l[oracle], lambda) < infinity();
             if (lab[i] < 0) {
               ++negatives;
               ASSERT_FALSE(decidable) << "k=" << k << " lambda=" << lambda << " i=" << i << " handed back";
               ASSERT_EQ(lab[i], -1 - p[i]) << "i=" << i;
             } else {
-              ASSERT_EQ(lab[i], brute_force_label(w[i], h[i], c, l, lambda))
+              ASSERT_EQ(lab[i], oracle)
                   << "k=" << k << " lambda=" << lambda << " dead=" << dead << " n=" << n << " i=" << i
                   << " w=" << std::hexfloat << w[i] << " h=" << h[i];
             }
@@ -307,9 +311,11 @@ TEST(QuantOps, WideWindowLabelsMatchBruteForce) {
 TEST(QuantOps, FusedAssignWideAndScalarWindowsAgreeBitForBit) {
   if (!cpu::wide_window_available()) GTEST_SKIP() << "this CPU has no AVX-512F: the scalar window search runs";
   for (int k : {2, 5, 16, 32, 64}) {
-    for (double lambda : {1e-5, 1e-3, 0.05}) {
+    for (double lambda : {1e-5, 1e-3, 0.05, 1e308}) {
       std::vector<double> c, l;
       peaked_codebook(k, k == 16, c, l);
+      if (lambda > 1e300)  // every l_j ≥ 2: λ·l_j overflows, every cost is +inf (the scalar search decides)
+        for (double& x : l) x *= 2;
       std::vector<float> w, h;
       window_inputs(100003, c, 77 + k, w, h);
       const size_t n = w.size();
