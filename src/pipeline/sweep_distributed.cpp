@@ -99,9 +99,6 @@ std::vector<SweepPoint> run_sweep_distributed(const TensorSet& model, const Tens
       for (SweepPoint& p : run_sweep_batch(model, importance, specs, batches[i], evaluate))
         mine.push_back(std::move(p));
     });
-    // Test hook: lets the test suite check that one failing rank ends the whole job cleanly.
-    if (const char* fail = std::getenv("NQ_TEST_FAIL_RANK"); fail && std::atoi(fail) == group.rank)
-      abort_job_on_error("injected failure (NQ_TEST_FAIL_RANK)", 2);
   };
 
   int provided = 0;
@@ -147,6 +144,12 @@ std::vector<SweepPoint> run_sweep_distributed(const TensorSet& model, const Tens
       compute(static_cast<size_t>(i));
     }
   }
+
+  // Test hook: lets the test suite check that one failing rank ends the whole job cleanly. It fires once the
+  // rank's share of the work is done, and that share may be nothing: rank 0 hands out batches as they are asked
+  // for and works through them itself, so on a small sweep it can finish them all before another rank asks.
+  if (const char* fail = std::getenv("NQ_TEST_FAIL_RANK"); fail && std::atoi(fail) == group.rank)
+    abort_job_on_error("injected failure (NQ_TEST_FAIL_RANK)", 2);
 
   // Gather every rank's points on rank 0, then restore index order.
   const std::string bytes = serialize(mine);
