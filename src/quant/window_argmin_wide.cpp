@@ -85,7 +85,7 @@ NQ_AVX512 __mmask8 label8(const Tables<Q>& T, __m512d wd, __m512d hd, __m512i p,
   // The scalar search's vector window needs 0 < h ≤ DBL_MAX; a value that is not finite goes to it as well.
   *ok = _mm512_cmp_pd_mask(hd, _mm512_setzero_pd(), _CMP_GT_OQ) & _mm512_cmp_pd_mask(hd, dmax, _CMP_LE_OQ) &
         _mm512_cmp_pd_mask(_mm512_abs_pd(wd), dmax, _CMP_LE_OQ);
-  // The window p−4 … p+3 in ascending order, strict `<`: the lowest index among the smallest costs. A candidate
+  // The window around p in ascending order, strict `<`: the lowest index among the smallest costs. A candidate
   // outside [0, k) costs +inf in the scalar search (its guard entries), which never wins a strict `<`: skipped.
   __m512d bc = inf;
   __m512i best = p;

@@ -31,10 +31,11 @@ bool wide_window_available();
 // Set it between passes, not during one.
 void set_wide_window_enabled(bool enabled);
 
-// lab[i] holds p_i = #{j : c_j < w_i} on entry. On return lab[i] is the label of (w_i, h_i) where the window
-// p−4 … p+3 and its bounds settle it, and −1 − p_i where they do not (h not in (0, +inf), w not finite, every
-// window cost +inf, or a bound that fails): the caller's scalar search decides those. h null: h ≡ 1.
-// Returns how many values were handed back. Requires wide_window_available() and 1 ≤ t.k ≤ kWideWindowMaxK.
+// lab[i] holds p_i = #{j : c_j < w_i} on entry. On return lab[i] is the label of (w_i, h_i) — from the window
+// around p_i where its bounds settle it, else from the scan over every centre — or −1 − p_i for a value the
+// vector code must not decide (h not in (0, +inf), w not finite, or every cost +inf): the caller's scalar search
+// decides those. h null: h ≡ 1. Returns how many values were handed back (0: nothing left to do). Requires
+// wide_window_available() and 1 ≤ t.k ≤ kWideWindowMaxK.
 size_t wide_window_labels(const float* w, const float* h, size_t n, const WideWindowTables& t, int32_t* lab);
 
 }  // namespace nq::cpu
