@@ -281,7 +281,20 @@ TEST(Quantize, EdgeCases) {
   // k >= distinct values: exact representation for the k-means family.
   std::vector<float> w = {0.5f, -1.0f, 0.5f, 2.0f, -1.0f, 0.25f, 2.0f};
   for (Method m : {Method::kKmeans, Method::kHwKmeans, Method::kExact}) {
-    const auto r = quantize(w.data(), nullptr, w.size(), params(m, 4));
+    for (int k : {4, 5, 1000}) {  // k = distinct and beyond (SortedData::distinct_up_to stops at k + 1)
+      const auto r = quantize(w.data(), nullptr, w.size(), params(m, k));
+      EXPECT_EQ(r.codebook, (std::vector<float>{-1.0f, 0.25f, 0.5f, 2.0f})) << "k=" << k;
+      EXPECT_EQ(r.hw_distortion, 0.0);
+    }
+    // One level fewer than the distinct values: a real clustering, not the representation.
+    const auto r = quantize(w.data(), nullptr, w.size(), params(m, 3));
+    EXPECT_LE(r.codebook.size(), 3u);
+    EXPECT_GT(r.hw_distortion, 0.0);
+  }
+  {  // ECSQ starts from every distinct value when k reaches them: at λ = 0 nothing is lost.
+    auto p = params(Method::kEcsq, 4);
+    p.lambda = 0.0;
+    const auto r = quantize(w.data(), nullptr, w.size(), p);
     EXPECT_EQ(r.codebook, (std::vector<float>{-1.0f, 0.25f, 0.5f, 2.0f}));
     EXPECT_EQ(r.hw_distortion, 0.0);
   }
