@@ -35,11 +35,15 @@ cublasHandle_t cublas_handle() {
   NQ_CUBLAS_CHECK(cublasCreate(&handle));
   // cuBLAS is compiled without per-thread default streams: its NULL stream would be the legacy one, which
   // waits for every thread's work. Its calls go on this thread's stream, with the ops around them.
+  const char* step = "cublasSetStream";
   cublasStatus_t st = cublasSetStream(handle, cudaStreamPerThread);
-  if (st == CUBLAS_STATUS_SUCCESS) st = cublasSetMathMode(handle, CUBLAS_PEDANTIC_MATH);
-  if (st != CUBLAS_STATUS_SUCCESS) {
+  if (st == CUBLAS_STATUS_SUCCESS) {
+    step = "cublasSetMathMode";
+    st = cublasSetMathMode(handle, CUBLAS_PEDANTIC_MATH);
+  }
+  if (st != CUBLAS_STATUS_SUCCESS) {  // the handle is not kept: destroy it before reporting the failed step
     cublasDestroy(handle);
-    throw_cublas_error(st, "cublasSetMathMode", __FILE__, __LINE__);
+    throw_cublas_error(st, step, __FILE__, __LINE__);
   }
   t_handles.by_device.emplace(device, handle);
   return handle;

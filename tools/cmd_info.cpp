@@ -21,7 +21,7 @@ std::string blas_kernels_note() {
     return std::string(" (OpenBLAS chose ") + chosen + " for this CPU; netquant restarted with OPENBLAS_CORETYPE)";
   if (const char* forced = std::getenv("OPENBLAS_CORETYPE"))
     return std::string(" (OPENBLAS_CORETYPE=") + forced + ")";
-  if (const char* better = nn::cpu::better_blas_core(nn::cpu::blas_core(), nn::cpu::cpu_vector_features()))
+  if (const char* better = nn::cpu::better_blas_core(nn::cpu::blas_core(), cpu_vector_features()))
     return std::string(" (generic kernels on a CPU that has more: set OPENBLAS_CORETYPE=") + better + ")";
   return "";
 }

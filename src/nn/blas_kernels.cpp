@@ -11,19 +11,6 @@
 
 namespace nq::nn::cpu {
 
-CpuVectorFeatures cpu_vector_features() {
-  CpuVectorFeatures f;
-#if defined(__x86_64__) && defined(__GNUC__)
-  __builtin_cpu_init();  // may run before the static constructors that would otherwise do it
-  // GCC's checks include the OS's support for the wider registers (XCR0), not only the CPUID bits.
-  f.avx2_fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  f.avx512 = f.avx2_fma && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd") &&
-             __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
-             __builtin_cpu_supports("avx512vl");
-#endif
-  return f;
-}
-
 namespace {
 bool same_name(const std::string& a, const std::string& b) {  // OpenBLAS's own match ignores case too
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {

@@ -10,14 +10,9 @@
 
 #include <string>
 
-namespace nq::nn::cpu {
+#include "core/cpu_features.h"
 
-// What the CPU can run, as the kernel choice needs it (x86-64; all false elsewhere).
-struct CpuVectorFeatures {
-  bool avx2_fma = false;  // AVX2 and FMA with the OS's support: OpenBLAS's Haswell kernels
-  bool avx512 = false;    // AVX-512 F, CD, BW, DQ and VL with the OS's support: its SkylakeX kernels
-};
-CpuVectorFeatures cpu_vector_features();
+namespace nq::nn::cpu {
 
 // The core OpenBLAS should have picked, when `loaded` (openblas_get_corename()) is one of its pre-AVX cores on
 // a CPU with `cpu`'s features: "SkylakeX" with AVX-512, else "Haswell" with AVX2 and FMA. nullptr when the

@@ -132,11 +132,9 @@ std::vector<RawResult> ecsq_iterate_lambdas(const AssignPass& pass, size_t n_tot
 }
 
 std::vector<double> ecsq_init(const SortedData& s, const QuantizeParams& q) {
-  const size_t k = static_cast<size_t>(std::max(1, q.k));
-  const size_t distinct = s.distinct_up_to(k + 1);  // k + 1: k reaches every distinct value
-  return !q.initial_centers.empty() ? warm_start(q)
-         : distinct <= k             ? distinct_values(s)
-                                     : init_centers(s, static_cast<int>(k), q.init, q.seed);
+  const int k = std::max(1, q.k);
+  if (!q.initial_centers.empty()) return warm_start(q);
+  return s.distinct_at_most(static_cast<size_t>(k)) ? distinct_values(s) : init_centers(s, k, q.init, q.seed);
 }
 
 RawResult ecsq_driver(const Problem& p, const SortedData& s, const QuantizeParams& q) {

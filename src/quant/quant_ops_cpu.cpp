@@ -51,7 +51,7 @@ struct AssignPrep {
   // (−inf under the float range), padded with +inf to count_size entries; count_size 0: split_position instead.
   std::vector<float> below;
   int count_size = 0;
-  // k ≤ 32 on an AVX-512 CPU: the window search eight values at a time (window_argmin_wide.h).
+  // k ≤ kWideWindowMaxK on an AVX-512 CPU: the window search eight values at a time (window_argmin_wide.h).
   bool wide = false;
 };
 // Each host thread keeps one: a pass over a short row (row/group scopes) then allocates nothing.

@@ -155,8 +155,7 @@ QuantizeResult quantize(const float* values, const float* importance, size_t n, 
     case Method::kHwKmeans:
     case Method::kExact: {
       const quant::SortedData s(p);
-      const size_t k = static_cast<size_t>(std::max(1, params.k));
-      if (s.distinct_up_to(k + 1) <= k) {  // exact representation: one level per value
+      if (s.distinct_at_most(static_cast<size_t>(std::max(1, params.k)))) {  // exact representation: a level per value
         quant::RawResult raw;
         raw.centers = quant::distinct_values(s);
         raw.labels_nearest = true;

@@ -39,10 +39,11 @@ class SortedData {
   const ScratchVector<float>& h() const { return hs_; }
   double shift() const { return shift_; }
   // The number of distinct values: a parallel pass over them, made on demand (most problems only ask whether k
-  // reaches it, which distinct_up_to answers from the first few values).
+  // reaches it, which distinct_at_most answers from the first few values).
   size_t distinct() const;
-  // min(distinct(), cap), by a scan that stops at the cap'th distinct value.
-  size_t distinct_up_to(size_t cap) const;
+  // Whether there are at most k distinct values (k levels then represent every value exactly), by a scan that
+  // stops at the (k + 1)th.
+  bool distinct_at_most(size_t k) const;
   using Sums = Moments;
   Sums prefix(size_t p) const;                  // sums over sorted positions [0, p)
   Sums range(size_t a, size_t b) const;          // over [a, b)

@@ -33,10 +33,10 @@ size_t SortedData::distinct() const {
   }));
 }
 
-size_t SortedData::distinct_up_to(size_t cap) const {
+bool SortedData::distinct_at_most(size_t k) const {
   size_t count = 0;
-  for (size_t i = 0; i < ws_.size() && count < cap; ++i) count += i == 0 || ws_[i] != ws_[i - 1] ? 1 : 0;
-  return count;
+  for (size_t i = 0; i < ws_.size() && count <= k; ++i) count += i == 0 || ws_[i] != ws_[i - 1] ? 1 : 0;
+  return count <= k;
 }
 
 SortedData::Sums SortedData::prefix(size_t p) const {

@@ -4,6 +4,8 @@
 // is a value, the window's candidates are visited in order, and no value waits on another.
 #include "quant/window_argmin_wide.h"
 
+#include "core/cpu_features.h"
+
 #include <atomic>
 #include <cfloat>
 #include <algorithm>
@@ -258,7 +260,7 @@ __attribute__((target("avx512f"))) size_t labels_avx512(const float* w, const fl
 std::atomic<bool> g_wide_enabled{true};
 
 bool cpu_has_avx512f() {
-  static const bool has = __builtin_cpu_supports("avx512f");
+  static const bool has = cpu_vector_features().avx512f;
   return has;
 }
 

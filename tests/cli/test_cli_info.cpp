@@ -24,9 +24,9 @@ TEST_F(InfoCli, RunsKernelsTheCpuCanRun) {
   ASSERT_FALSE(core.empty()) << r.out;
   // Never the generic pre-AVX kernels on a CPU with AVX2: the restart replaced them (and says so), or OpenBLAS
   // knew the CPU (this test process's own choice, made without the restart, is then the same).
-  EXPECT_EQ(nn::cpu::better_blas_core(core, nn::cpu::cpu_vector_features()), nullptr) << r.out;
+  EXPECT_EQ(nn::cpu::better_blas_core(core, cpu_vector_features()), nullptr) << r.out;
   const std::string loaded_here = nn::cpu::blas_core();
-  if (nn::cpu::better_blas_core(loaded_here, nn::cpu::cpu_vector_features()) != nullptr) {
+  if (nn::cpu::better_blas_core(loaded_here, cpu_vector_features()) != nullptr) {
     EXPECT_NE(r.out.find("OpenBLAS chose " + loaded_here + " for this CPU; netquant restarted"), std::string::npos)
         << r.out;
   } else if (std::getenv("OPENBLAS_CORETYPE") == nullptr) {

@@ -59,6 +59,7 @@ TEST(BlasKernels, CpuFeaturesAgreeWithTheKernelsFlags) {
   EXPECT_EQ(f.avx2_fma, has("avx2") && has("fma"));
   EXPECT_EQ(f.avx512, f.avx2_fma && has("avx512f") && has("avx512cd") && has("avx512bw") && has("avx512dq") &&
                           has("avx512vl"));
+  EXPECT_EQ(f.avx512f, has("avx512f"));
 }
 #endif
 
