@@ -21,7 +21,7 @@ struct MethodTraits {
   Method method;
   const char* name;         // CLI spelling: "kmeans", "hw-kmeans", "exact", "uniform", "ecsq", "binary", ...
   const char* summary;
-  bool uses_importance;     // false: importance is ignored (kmeans, wentropy)
+  bool uses_importance;     // false: the clustering ignores importance (kmeans, wentropy); pruning still uses it
   bool has_lambda;          // ecsq
   bool takes_k;             // the number of levels is a parameter (--k / --bits)
   bool supports_target;     // --target-bits / --target-ratio (ecsq: λ search; uniform: Δ search)
@@ -104,7 +104,7 @@ ImportanceTransform parse_importance_transform(const std::string& name);
 struct ModelQuantizeParams {
   QuantizeParams quant;
   Scope scope;
-  double prune = 0.0;  // fraction of weights with the smallest h·w² (|w| without importance) set to exactly 0
+  double prune = 0.0;  // fraction of weights with the smallest h·w² (|w| without importance, for any method) set to 0
   ImportanceTransform importance_transform = ImportanceTransform::kNone;
   bool skip_1d = false;  // leave 1-D tensors (biases) in float
   // Warm starts, one codebook per problem in codebook order (e.g. a previous QuantizedModel's codebooks):

@@ -62,7 +62,7 @@ double select_kth_smallest(const std::vector<double>& scores, int64_t kth) {
 
 struct TensorInfo {
   const SafetensorsEntry* entry;
-  const SafetensorsEntry* importance;  // null when unweighted
+  const SafetensorsEntry* importance;  // null when the importance is not read
   int64_t numel;
 };
 
@@ -148,7 +148,8 @@ void load_shard(const std::string& model_path, const std::string& importance_pat
   }
 }
 
-// Model-wide pruning exactly as quantize_model: the `to_prune` smallest h·w² (w² unweighted), ties in flat order.
+// Model-wide pruning exactly as quantize_model: the `to_prune` smallest h·w² (w² without importance), ties in
+// flat order.
 void prune_shard(int64_t to_prune, Shard& s) {
   s.pruned.assign(s.w.size(), 0);
   if (to_prune <= 0) return;
@@ -290,12 +291,15 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
     const bool here = resolve_backend(params.quant.backend) == Backend::kCuda;
     if (dist::min(here ? 1.0 : 0.0) > 0) qp.backend = Backend::kCuda;
   }
+  // The clustering uses the importance when the method does; pruning ranks by h·w² whenever it is given (as
+  // quantize_model), so the importance is read for either.
   const bool weighted = !importance_path.empty() && method_traits(qp.method).uses_importance;
+  const bool read_importance = weighted || (!importance_path.empty() && params.prune > 0);
 
   // ---- the layout: quantized tensors, fixed blocks, this rank's run of blocks ----
   const std::vector<SafetensorsEntry> entries = read_safetensors_index(model_path);
   std::vector<SafetensorsEntry> imp_entries;
-  if (weighted) imp_entries = read_safetensors_index(importance_path);
+  if (read_importance) imp_entries = read_safetensors_index(importance_path);
   std::vector<TensorInfo> tensors;
   std::vector<int> ordinal(entries.size(), -1);  // entry -> quantized ordinal
   for (size_t e = 0; e < entries.size(); ++e) {
@@ -303,7 +307,7 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
     const int64_t numel = shape_numel(t.shape);
     if (!dtype_is_float(t.dtype) || numel == 0 || (params.skip_1d && t.shape.size() == 1)) continue;
     const SafetensorsEntry* imp = nullptr;
-    if (weighted) {
+    if (read_importance) {
       for (const auto& c : imp_entries)
         if (c.name == t.name) imp = &c;
       quant::check_importance_layout(t.name, t.shape, imp ? &imp->shape : nullptr, imp ? imp->dtype : DType::kF32);
@@ -332,7 +336,7 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
   }
 
   // ---- load, prune, compact ----
-  load_shard(model_path, weighted ? importance_path : std::string(), tensors, params, shard);
+  load_shard(model_path, read_importance ? importance_path : std::string(), tensors, params, shard);
   stats.local_weights = static_cast<int64_t>(shard.w.size());
   prune_shard(static_cast<int64_t>(std::floor(params.prune * static_cast<double>(total_n))), shard);
   {

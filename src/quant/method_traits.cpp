@@ -10,7 +10,8 @@ namespace nq {
 const std::vector<MethodTraits>& method_table() {
   // name, summary, uses_importance, has_lambda, takes_k, supports_target
   static const std::vector<MethodTraits> table = {
-      {Method::kKmeans, "kmeans", "Lloyd k-means on the sorted values (importance ignored)", false, false, true, false},
+      {Method::kKmeans, "kmeans", "Lloyd k-means on the sorted values (importance ignored, except by --prune)",
+       false, false, true, false},
       {Method::kHwKmeans, "hw-kmeans", "Hessian-weighted k-means, Lloyd on the sorted values [Choi et al. eq. 8]",
        true, false, true, false},
       {Method::kExact, "exact", "globally optimal weighted 1-D k-means (dynamic program)", true, false, true, false},

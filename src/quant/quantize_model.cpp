@@ -200,7 +200,9 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
     prep.push_back(std::move(p));
   }
 
-  // ---- pruning: the fraction `prune` of all quantized weights with the smallest h·w² (w² unweighted) ----
+  // ---- pruning: the fraction `prune` of all quantized weights with the smallest h·w² (w² without importance) ----
+  // The importance ranks the weights whenever it is given, also for a method whose clustering ignores it (kmeans,
+  // wentropy): pruning is its own step, so every method given the same importance prunes the same weights.
   int64_t total_n = 0;
   for (const auto& p : prep) total_n += static_cast<int64_t>(p.w.size());
   const int64_t to_prune = static_cast<int64_t>(std::floor(params.prune * static_cast<double>(total_n)));
@@ -211,7 +213,7 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
     std::vector<std::vector<uint8_t>> masks(prep.size());
     for (size_t t = 0; t < prep.size(); ++t) {
       arrays.w.push_back(prep[t].w.data());
-      if (weighted) arrays.h.push_back(prep[t].h.data());
+      if (importance) arrays.h.push_back(prep[t].h.data());
       arrays.n.push_back(prep[t].w.size());
       masks[t].resize(prep[t].w.size());
       arrays.mask.push_back(masks[t].data());

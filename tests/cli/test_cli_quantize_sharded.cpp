@@ -3,6 +3,7 @@
 // that fails ends the whole job with a message naming it and leaves no output.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -74,40 +75,66 @@ TEST_F(ShardedCli, MpiRanksGiveByteIdenticalFiles) {
   }
 }
 
-// One process, sharded vs the in-process quantizer: the same Lloyd iteration from the same linear start reaches
-// the same fixed point (up to the last bits of the sums), and pruning selects exactly the same weights.
+// One process, sharded vs the in-process quantizer: pruning selects exactly the same weights — by h·w², also for
+// plain k-means, whose clustering ignores the importance — and for hw-kmeans the same Lloyd iteration from the
+// same linear start reaches the same fixed point (up to the last bits of the sums). Plain k-means on these
+// heavy-tailed values stops by the objective tolerance while its centres still move a little per iteration,
+// and the last bits of the sums decide which iteration that is (68 in process, 69 sharded, when written).
 TEST_F(ShardedCli, OneProcessAgreesWithInProcessQuantizer) {
-  const std::string options = "--method hw-kmeans --k 8 --prune 0.4 --max-iter 300";
-  CliRun r = run(quantize_args("--sharded " + options, file("sharded.safetensors")));
-  ASSERT_EQ(r.status, 0) << r.err;
-  r = run(quantize_args(options, file("plain.safetensors")));
-  ASSERT_EQ(r.status, 0) << r.err;
-  const TensorSet a = read_safetensors(file("sharded.safetensors"));
-  const TensorSet b = read_safetensors(file("plain.safetensors"));
-  ASSERT_EQ(a.size(), b.size());
-  int64_t pruned = 0, differ = 0, total = 0;
-  for (const Tensor& ta : a) {
-    const Tensor* tb = b.find(ta.name());
-    ASSERT_NE(tb, nullptr) << ta.name();
-    ASSERT_EQ(ta.shape(), tb->shape());
-    if (ta.dtype() != DType::kF32) {
-      EXPECT_EQ(std::memcmp(ta.data(), tb->data(), ta.nbytes()), 0) << ta.name();
-      continue;
+  struct Case {
+    std::string options;
+    bool same_fixed_point;
+  };
+  for (const Case& c : {Case{"--method hw-kmeans --k 8 --prune 0.4 --max-iter 300", true},
+                        Case{"--method kmeans --k 8 --prune 0.4 --max-iter 300", false}}) {
+    const std::string& options = c.options;
+    SCOPED_TRACE(options);
+    CliRun r = run(quantize_args("--sharded " + options, file("sharded.safetensors")));
+    ASSERT_EQ(r.status, 0) << r.err;
+    r = run(quantize_args(options, file("plain.safetensors")));
+    ASSERT_EQ(r.status, 0) << r.err;
+    const TensorSet a = read_safetensors(file("sharded.safetensors"));
+    const TensorSet b = read_safetensors(file("plain.safetensors"));
+    const TensorSet model = read_safetensors(file("model.safetensors"));
+    const TensorSet imp = read_safetensors(file("imp.safetensors"));
+    ASSERT_EQ(a.size(), b.size());
+    int64_t pruned = 0, differ = 0, total = 0;
+    double max_pruned = -1, min_kept = 1e300;  // the scores h·w² of the pruned and the kept weights
+    for (const Tensor& ta : a) {
+      const Tensor* tb = b.find(ta.name());
+      ASSERT_NE(tb, nullptr) << ta.name();
+      ASSERT_EQ(ta.shape(), tb->shape());
+      if (ta.dtype() != DType::kF32) {
+        EXPECT_EQ(std::memcmp(ta.data(), tb->data(), ta.nbytes()), 0) << ta.name();
+        continue;
+      }
+      const std::vector<float> va = ta.to_f32(), vb = tb->to_f32();
+      const std::vector<float> w = model.at(ta.name()).to_f32(), h = imp.at(ta.name()).to_f32();
+      for (size_t i = 0; i < va.size(); ++i) {
+        ASSERT_EQ(va[i] == 0.0f, vb[i] == 0.0f) << ta.name() << "[" << i << "]: pruning masks differ";
+        const double score = static_cast<double>(h[i]) * w[i] * w[i];
+        if (va[i] == 0.0f) {
+          max_pruned = std::max(max_pruned, score);
+          ++pruned;
+        } else {
+          min_kept = std::min(min_kept, score);
+        }
+        differ += std::fabs(va[i] - vb[i]) > 1e-6f * (1.0f + std::fabs(vb[i]));
+        ++total;
+      }
     }
-    const std::vector<float> va = ta.to_f32(), vb = tb->to_f32();
-    for (size_t i = 0; i < va.size(); ++i) {
-      ASSERT_EQ(va[i] == 0.0f, vb[i] == 0.0f) << ta.name() << "[" << i << "]: pruning masks differ";
-      pruned += va[i] == 0.0f;
-      differ += std::fabs(va[i] - vb[i]) > 1e-6f * (1.0f + std::fabs(vb[i]));
-      ++total;
+    EXPECT_GT(pruned, total / 3);
+    EXPECT_LE(max_pruned, min_kept);
+    const auto ja = report(file("sharded.safetensors")), jb = report(file("plain.safetensors"));
+    EXPECT_EQ(ja["total"]["clusters"], jb["total"]["clusters"]);
+    const double da = ja["total"]["hw_distortion"], db = jb["total"]["hw_distortion"];
+    if (c.same_fixed_point) {
+      EXPECT_EQ(differ, 0) << "of " << total << " weights";
+      EXPECT_NEAR(da, db, 1e-9 * db);
+    } else {
+      EXPECT_NEAR(da, db, 1e-6 * db);
     }
   }
-  EXPECT_GT(pruned, total / 3);
-  EXPECT_EQ(differ, 0) << "of " << total << " weights";
-  const auto ja = report(file("sharded.safetensors")), jb = report(file("plain.safetensors"));
-  EXPECT_EQ(ja["total"]["clusters"], jb["total"]["clusters"]);
-  const double da = ja["total"]["hw_distortion"], db = jb["total"]["hw_distortion"];
-  EXPECT_NEAR(da, db, 1e-9 * db);
 }
 
 TEST_F(ShardedCli, FailingRankAbortsJobAndLeavesNoOutput) {

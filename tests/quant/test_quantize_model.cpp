@@ -218,31 +218,36 @@ TEST(QuantizeModel, FixedRatioFormula) {
 TEST(QuantizeModel, PruningZeroesTheSmallestScores) {
   const TensorSet model = make_model(5);
   const TensorSet imp = make_importance(model, 6);
-  for (double s : {0.0, 0.5, 0.99}) {
-    auto p = mparams(Method::kHwKmeans, 4, "tensor");
-    p.prune = s;
-    const auto q = quantize_model(model, &imp, p);
-    const int64_t N = model.total_numel();
-    EXPECT_EQ(q.total.pruned, static_cast<int64_t>(std::floor(s * N)));
-    // Every pruned score <= every kept score; pruned values dequantize to exactly 0.
-    double max_pruned = -1, min_kept = 1e300;
-    const TensorSet deq = q.dequantize();
-    for (size_t ti = 0; ti < model.size(); ++ti) {
-      const auto w = model[ti].to_f32();
-      const auto h = imp[ti].to_f32();
-      const auto v = deq[ti].to_f32();
-      for (size_t i = 0; i < w.size(); ++i) {
-        const double sc = double(h[i]) * w[i] * w[i];
-        if (q.tensors[ti].indices[i] == kPrunedIndex) {
-          max_pruned = std::max(max_pruned, sc);
-          EXPECT_EQ(v[i], 0.0f);
-        } else {
-          min_kept = std::min(min_kept, sc);
+  // The importance ranks the weights for pruning whenever it is given, also for the methods whose clustering
+  // ignores it (kmeans, wentropy): every method then prunes the same weights.
+  for (const Method m : {Method::kHwKmeans, Method::kKmeans, Method::kWentropy, Method::kEcsq}) {
+    for (double s : {0.0, 0.5, 0.99}) {
+      SCOPED_TRACE(std::string(method_traits(m).name) + " prune " + std::to_string(s));
+      auto p = mparams(m, 4, "tensor");
+      p.prune = s;
+      const auto q = quantize_model(model, &imp, p);
+      const int64_t N = model.total_numel();
+      EXPECT_EQ(q.total.pruned, static_cast<int64_t>(std::floor(s * N)));
+      // Every pruned score <= every kept score; pruned values dequantize to exactly 0.
+      double max_pruned = -1, min_kept = 1e300;
+      const TensorSet deq = q.dequantize();
+      for (size_t ti = 0; ti < model.size(); ++ti) {
+        const auto w = model[ti].to_f32();
+        const auto h = imp[ti].to_f32();
+        const auto v = deq[ti].to_f32();
+        for (size_t i = 0; i < w.size(); ++i) {
+          const double sc = double(h[i]) * w[i] * w[i];
+          if (q.tensors[ti].indices[i] == kPrunedIndex) {
+            max_pruned = std::max(max_pruned, sc);
+            EXPECT_EQ(v[i], 0.0f);
+          } else {
+            min_kept = std::min(min_kept, sc);
+          }
         }
       }
-    }
-    if (s > 0) {
-      EXPECT_LE(max_pruned, min_kept);
+      if (s > 0) {
+        EXPECT_LE(max_pruned, min_kept);
+      }
     }
   }
 }
