@@ -183,6 +183,20 @@ void run_quantize(const QuantizeOptions& o) {
               << " ranks made their final labels on the host (their shard did not fit the GPU's memory); the sorts "
                  "and sums ran on the GPU\n";
   std::cout << "wrote " << o.output << "\n";
+  // Rows of a 1-D tensor are single values: each is stored exactly as its own 32-bit level, no smaller than the
+  // float it replaces. Said once, naming the tensors, since biases usually are the 1-D ones and --skip-1d exists.
+  if (p.scope.kind == ScopeKind::kRow && !o.common.quiet) {
+    std::vector<std::string> single;
+    for (const auto& t : q.tensors)
+      if (t.quantized && t.shape.size() == 1 && t.stats.params > 1) single.push_back(t.name);
+    if (!single.empty()) {
+      std::cerr << "note: --scope row gives the values of 1-D tensors rows of one value each, stored as a 32-bit "
+                   "level per value (no compression): ";
+      for (size_t i = 0; i < single.size() && i < 4; ++i) std::cerr << (i ? ", " : "") << single[i];
+      if (single.size() > 4) std::cerr << " and " << single.size() - 4 << " more";
+      std::cerr << ". --skip-1d keeps 1-D tensors in float; --scope tensor or group:G compresses them.\n";
+    }
+  }
   if (!o.report.empty()) {
     nlohmann::json report = {
         {"method", traits.name},

@@ -64,6 +64,27 @@ TEST_F(QuantizeCli, EveryMethodAndScope) {
   }
 }
 
+// Rows of a 1-D tensor hold one value each: a note on stderr names the tensor and the ways out; none without
+// 1-D tensors in rows (--skip-1d, another scope) or with --quiet. The rows really are single values: fc1.bias
+// comes back exactly.
+TEST_F(QuantizeCli, RowScopeNotesOneDimensionalTensors) {
+  const std::string base = "quantize '" + file("model.safetensors") + "' -o '" + file("out.safetensors") +
+                           "' --method kmeans --k 4";
+  CliRun r = run(base + " --scope row");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("note: --scope row gives the values of 1-D tensors rows of one value each"),
+            std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("fc1.bias"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("fc1.weight"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--skip-1d"), std::string::npos) << r.err;
+  EXPECT_EQ(read_safetensors(file("out.safetensors")).at("fc1.bias").to_f32(), model_.at("fc1.bias").to_f32());
+  for (const char* quiet_case : {" --scope row --skip-1d", " --scope tensor", " --scope row --quiet"}) {
+    r = run(base + quiet_case);
+    ASSERT_EQ(r.status, 0) << quiet_case << ": " << r.err;
+    EXPECT_EQ(r.err.find("note:"), std::string::npos) << quiet_case << ": " << r.err;
+  }
+}
+
 TEST_F(QuantizeCli, NqOutputPruneAndTarget) {
   CliRun r = run("quantize '" + file("model.safetensors") + "' -o '" + file("out.nq") + "' --importance '" +
               file("imp.safetensors") + "' --method ecsq --k 32 --target-bits 2 --prune 0.5 --quiet --report -");
