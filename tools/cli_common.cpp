@@ -4,11 +4,13 @@
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <sstream>
 
 #include "netquant/atomic_file.h"
 #include "netquant/backend.h"
+#include "netquant/error.h"
 #include "netquant/progress.h"
 
 namespace nq::cli {
@@ -22,6 +24,33 @@ void add_common_options(CLI::App& sub, CommonOptions& opts, bool with_backend) {
   sub.add_option("--threads", opts.threads, "CPU threads (0 = all cores)")->capture_default_str();
   sub.add_flag("-q,--quiet", opts.quiet, "no progress bar");
 }
+
+void check_outputs(const std::vector<OutputArg>& outputs, const std::vector<std::string>& inputs) {
+  namespace fs = std::filesystem;
+  std::vector<std::pair<const OutputArg*, fs::path>> seen;
+  for (const OutputArg& out : outputs) {
+    if (out.path.empty() || out.path == "-") continue;
+    check_output_not_input(out.path, inputs);
+    std::error_code ec;
+    // Resolves the parts that exist (symbolic links, "..") and normalises the rest, so two spellings of one
+    // file compare equal before either exists.
+    fs::path resolved = fs::weakly_canonical(fs::absolute(out.path, ec), ec);
+    if (ec) resolved = fs::absolute(out.path).lexically_normal();
+    NQ_CHECK(!fs::is_directory(resolved, ec), ErrorCode::kInvalidArgument,
+             out.option << " " << out.path << ": is a directory");
+    const fs::path dir = resolved.parent_path();
+    NQ_CHECK(fs::is_directory(dir, ec), ErrorCode::kInvalidArgument,
+             out.option << " " << out.path << ": directory '" << dir.string() << "' does not exist");
+    for (const auto& [other, other_path] : seen) {
+      NQ_CHECK(resolved != other_path && !fs::equivalent(resolved, other_path, ec), ErrorCode::kInvalidArgument,
+               out.option << " " << out.path << " and " << other->option << " " << other->path
+                          << " name the same file; give each output its own path");
+    }
+    seen.emplace_back(&out, resolved);
+  }
+}
+
+std::ostream& human_output(const std::string& document_path) { return document_path == "-" ? std::cerr : std::cout; }
 
 void apply_common_options(const CommonOptions& opts) {
   set_num_threads(opts.threads);

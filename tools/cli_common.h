@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 
 #include <nlohmann/json.hpp>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,20 @@ class Table {
   std::vector<std::string> header_;
   std::vector<std::vector<std::string>> rows_;
 };
+
+// One output file of a command: the option that names it and its path ("" = not asked for, "-" = stdout).
+struct OutputArg {
+  const char* option;
+  std::string path;
+};
+// Checks a command's outputs before any work: none is one of `inputs`, no two are the same file, none is a
+// directory, and each one's directory exists. A run with several outputs then cannot write the first and fail on
+// a later one for a reason known at the start, and one output never overwrites another (exit 2 otherwise).
+void check_outputs(const std::vector<OutputArg>& outputs, const std::vector<std::string>& inputs);
+
+// Where the human-readable lines go: stdout, or stderr when a JSON (or CSV) output is "-", so that stdout holds
+// only that document.
+std::ostream& human_output(const std::string& document_path);
 
 std::string format_double(double v, int precision = 4);  // %.{p}g, "nan"/"inf" spelled out
 // Writes JSON atomically ("-" = stdout), pretty-printed with 2 spaces.

@@ -25,6 +25,7 @@ void setup_decompress(CLI::App& sub) {
       ->check(CLI::IsMember({"f32", "f16", "bf16"}));
   sub.callback([o] {
     apply_common_options(o->common);
+    check_outputs({{"-o", o->output}}, {o->input});
     std::optional<DType> dtype;
     if (o->dtype == "f32") dtype = DType::kF32;
     if (o->dtype == "f16") dtype = DType::kF16;

@@ -58,7 +58,7 @@ QuantizedModel assignment_from_weights(const TensorSet& weights, const std::stri
 
 void run(FinetuneOptions& o) {
   apply_common_options(o.common);
-  check_output_not_input(o.output, {o.weights});
+  check_outputs({{"-o", o.output}}, {o.weights});
   NQ_CHECK(ends_with(o.output, ".nq"), ErrorCode::kInvalidArgument, "-o must name a .nq file, got '" << o.output << "'");
   o.params.backend = resolve_backend(parse_backend(o.common.backend));
   QuantizedModel q = ends_with(o.weights, ".nq") ? read_nq_file(o.weights)

@@ -22,7 +22,7 @@ struct HessianOptions {
 
 void run_hessian(const HessianOptions& o) {
   apply_common_options(o.common);
-  check_output_not_input(o.output, {o.weights});
+  check_outputs({{"-o", o.output}}, {o.weights});
   Model model = build_model(o.model);
   load_weights(model, o.weights);
   const Dataset data = load_mnist(o.data, true);

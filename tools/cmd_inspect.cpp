@@ -136,7 +136,7 @@ nlohmann::json inspect_tensor_file(const std::string& path, bool print) {
 
 void run_inspect(const Options& o) {
   apply_common_options(o.common);
-  if (!o.json_out.empty()) check_output_not_input(o.json_out, o.files);
+  check_outputs({{"--json-out", o.json_out}}, o.files);
   const bool print = !o.json;
   nlohmann::json files = nlohmann::json::array();
   for (size_t i = 0; i < o.files.size(); ++i) {

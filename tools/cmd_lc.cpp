@@ -49,7 +49,7 @@ std::string codebook_text(const std::vector<float>& c) {
 
 void run(LcOptions& o) {
   apply_common_options(o.common);
-  check_output_not_input(o.output, {o.weights, o.importance});
+  check_outputs({{"-o", o.output}, {"--log", o.log}}, {o.weights, o.importance});
   NQ_CHECK(o.output.size() > 3 && o.output.compare(o.output.size() - 3, 3, ".nq") == 0, ErrorCode::kInvalidArgument,
            "-o must name a .nq file, got '" << o.output << "'");
   LcParams& p = o.params;
@@ -84,7 +84,7 @@ void run(LcOptions& o) {
     std::snprintf(line, sizeof line, "%-6s mu %-9.3g lr %-8.3g |w-D(T)| %-9.4g loss %-8.4g acc(D(T)) %6.2f%% acc(w) %6.2f%%  ",
                   s.step < 0 ? "direct" : ("step " + std::to_string(s.step)).c_str(), s.mu, s.lr, s.violation,
                   s.train_loss, 100 * s.test_accuracy, 100 * s.test_accuracy_w);
-    std::cout << line << codebook_text(s.codebook) << " " << format_double(s.seconds, 3) << " s" << std::endl;
+    human_output(o.log) << line << codebook_text(s.codebook) << " " << format_double(s.seconds, 3) << " s" << std::endl;
   };
   LcResult r = lc_compress(model, train, &test, o.importance.empty() ? nullptr : &importance, p);
   write_nq_file(o.output, r.compressed);
@@ -98,7 +98,7 @@ void run(LcOptions& o) {
   t.add_row({"LC", format_double(100 * last.test_accuracy, 4), format_double(last.test_loss, 4),
              format_double(r.compressed.total.ratio_huffman, 4)});
   if (!o.common.quiet)
-    std::cout << t.to_string() << "LC: " << p.steps << " steps in " << format_double(r.seconds, 3) << " s -> "
+    human_output(o.log) << t.to_string() << "LC: " << p.steps << " steps in " << format_double(r.seconds, 3) << " s -> "
               << o.output << "\n";
   if (!o.log.empty()) {
     nlohmann::json j = {{"model", o.model},

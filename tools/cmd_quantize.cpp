@@ -69,8 +69,7 @@ void run_quantize(const QuantizeOptions& o) {
            ErrorCode::kInvalidArgument, "-o " << o.output << ": the output must end in .safetensors, .npy or .nq");
   std::vector<std::string> inputs{o.model};
   if (!o.importance.empty()) inputs.push_back(o.importance);
-  check_output_not_input(o.output, inputs);
-  if (!o.report.empty() && o.report != "-") check_output_not_input(o.report, inputs);
+  check_outputs({{"-o", o.output}, {"--report", o.report}}, inputs);
 
   ModelQuantizeParams p;
   p.quant.method = parse_method(o.method);
@@ -165,14 +164,15 @@ void run_quantize(const QuantizeOptions& o) {
   table.add_row({"total", std::to_string(s.params), std::to_string(s.pruned), std::to_string(s.clusters),
                  format_double(s.hw_distortion), format_double(s.mse), format_double(s.entropy_bits_per_weight),
                  format_double(s.ratio_fixed), format_double(s.ratio_huffman)});
-  std::cout << "method " << traits.name << ", scope " << scope_to_string(p.scope) << ", backend "
+  std::ostream& out = human_output(o.report);
+  out << "method " << traits.name << ", scope " << scope_to_string(p.scope) << ", backend "
             << backend_name(q.backend) << (s.lambda > 0 ? ", lambda " + format_double(s.lambda, 6) : std::string())
             << ", " << format_double(s.seconds, 3) << " s\n"
             << table.to_string();
   const ShardedQuantizeInfo& si = shard_info;
   const double pass_seconds = si.compute_seconds + si.communication_seconds;
   if (o.sharded)
-    std::cout << "sharded over " << si.ranks << (si.ranks == 1 ? " rank" : " ranks") << ": " << si.passes
+    out << "sharded over " << si.ranks << (si.ranks == 1 ? " rank" : " ranks") << ": " << si.passes
               << " passes; rank 0: load " << format_double(si.load_seconds, 3) << " s, compute "
               << format_double(si.compute_seconds, 3) << " s, communication "
               << format_double(si.communication_seconds, 3)
@@ -182,7 +182,7 @@ void run_quantize(const QuantizeOptions& o) {
     std::cerr << "note: " << si.ranks_labelled_on_host << " of " << si.ranks
               << " ranks made their final labels on the host (their shard did not fit the GPU's memory); the sorts "
                  "and sums ran on the GPU\n";
-  std::cout << "wrote " << o.output << "\n";
+  out << "wrote " << o.output << "\n";
   // Rows of a 1-D tensor are single values: each is stored exactly as its own 32-bit level, no smaller than the
   // float it replaces. Said once, naming the tensors, since biases usually are the 1-D ones and --skip-1d exists.
   if (p.scope.kind == ScopeKind::kRow && !o.common.quiet) {

@@ -121,8 +121,7 @@ void run(const SweepOptions& o) {
   apply_common_options(o.common);
   std::vector<std::string> inputs = {o.model};
   if (!o.importance.empty()) inputs.push_back(o.importance);
-  for (const auto& out : {o.output, o.json, o.plot})
-    if (!out.empty() && out != "-") check_output_not_input(out, inputs);
+  check_outputs({{"-o", o.output}, {"--json", o.json}, {"--plot", o.plot}}, inputs);
 
   const TensorSet model = read_tensors(o.model);
   TensorSet importance;
@@ -142,6 +141,11 @@ void run(const SweepOptions& o) {
   }
   const auto points = run_sweep_distributed(model, imp, specs, evaluate);
   if (points.empty()) return;  // non-root MPI rank: rank 0 writes the outputs
+  // A target no point meets fails the run before anything is written.
+  const bool targeted = o.target_bits > 0 || o.target_ratio > 0;
+  const int best = targeted ? best_point_for_target(points, o.target_bits, o.target_ratio) : -1;
+  NQ_CHECK(!targeted || best >= 0, ErrorCode::kInvalidArgument,
+           "no sweep point meets the target (widen --lambdas / --k or relax the target); nothing written");
 
   const std::string csv = sweep_to_csv(points);
   if (o.output == "-") std::cout << csv;
@@ -172,10 +176,7 @@ void run(const SweepOptions& o) {
                      format_double(p.stats.hw_distortion, 3)});
   }
   if (o.output != "-") std::cout << table.to_string();
-  if (o.target_bits > 0 || o.target_ratio > 0) {
-    const int best = best_point_for_target(points, o.target_bits, o.target_ratio);
-    NQ_CHECK(best >= 0, ErrorCode::kInvalidArgument,
-             "no sweep point meets the target (widen --lambdas / --k or relax the target)");
+  if (targeted) {
     const auto& p = points[static_cast<size_t>(best)];
     std::cout << "best point for the target: index " << p.index << " (" << p.method << ", " << p.knob_name << "="
               << p.knob << "): " << p.stats.huffman_bits_per_weight << " bits/weight, ratio " << p.stats.ratio_huffman

@@ -26,8 +26,7 @@ std::string pct(double v) { return std::isnan(v) ? "-" : format_double(100 * v, 
 
 void run_train(const TrainOptions& o) {
   apply_common_options(o.common);
-  check_output_not_input(o.output, {o.init});
-  if (!o.adam_state.empty()) check_output_not_input(o.adam_state, {o.init, o.output});
+  check_outputs({{"-o", o.output}, {"--adam-state", o.adam_state}, {"--json", o.json}}, {o.init});
   TrainParams p;
   p.optimizer = parse_optimizer(o.optimizer);
   NQ_CHECK(o.adam_state.empty() || p.optimizer == OptimizerKind::kAdam, ErrorCode::kInvalidArgument,
@@ -49,7 +48,7 @@ void run_train(const TrainOptions& o) {
             << (p.train_subset ? std::min(p.train_subset, train_set.size()) : train_set.size())
             << " training images, backend " << backend_name(p.backend) << ", " << num_threads() << " threads\n";
   p.on_epoch = [&](const EpochStats& s) {
-    std::cout << "epoch " << s.epoch << "/" << p.epochs << "  train loss " << format_double(s.train_loss)
+    human_output(o.json) << "epoch " << s.epoch << "/" << p.epochs << "  train loss " << format_double(s.train_loss)
               << " acc " << pct(s.train_accuracy) << "  test loss " << format_double(s.test_loss) << " acc "
               << pct(s.test_accuracy) << "  " << format_double(s.seconds, 3) << " s  "
               << static_cast<int64_t>(s.images_per_second) << " img/s" << std::endl;

@@ -25,7 +25,7 @@ void run(WetrainOptions& o) {
   apply_common_options(o.common);
   NQ_CHECK(o.common.backend != "cuda", ErrorCode::kUnsupported,
            "wetrain runs on the CPU backend only (its activation quantizer works on host memory)");
-  if (!o.output.empty()) check_output_not_input(o.output, {o.weights});
+  check_outputs({{"-o", o.output}, {"--report", o.report}}, {o.weights});
   QuantTrainParams& p = o.params;
   p.weight_method = parse_method(o.weight_method);
   p.activation = parse_activation_quant(o.activation);
@@ -44,10 +44,11 @@ void run(WetrainOptions& o) {
   t.add_row({tag + ", before training", format_double(100 * r.accuracy_before, 4)});
   t.add_row({tag + ", after " + std::to_string(p.epochs) + " epoch(s)", format_double(100 * r.accuracy_after, 4)});
   if (!o.common.quiet) {
-    std::cout << t.to_string();
+    std::ostream& out = human_output(o.report);
+    out << t.to_string();
     for (size_t i = 0; i < r.activation_quantizers.size(); ++i)
-      std::cout << "ReLU " << i << " activations: " << r.activation_quantizers[i] << "\n";
-    std::cout << "trained in " << format_double(r.seconds, 3) << " s\n";
+      out << "ReLU " << i << " activations: " << r.activation_quantizers[i] << "\n";
+    out << "trained in " << format_double(r.seconds, 3) << " s\n";
   }
   if (!o.report.empty())
     write_json(o.report, {{"model", o.model},

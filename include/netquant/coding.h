@@ -95,7 +95,8 @@ NqFileInfo describe_nq_file(const std::string& path);
 // Streams a .nq file into a safetensors file, one tensor in memory at a time: the safetensors header is
 // computed from the .nq directory first, then each payload is read, verified (CRC), decoded, dequantized and
 // appended. Values equal QuantizedModel::dequantize(): codebook value (pruned: +0) as float32, converted to
-// the original dtype (or `dtype`) with round-to-nearest-even. Atomic output; refuses to overwrite the input.
+// the original dtype (or `dtype`) with round-to-nearest-even. Atomic output; refuses to overwrite the input,
+// and an output not named *.safetensors.
 void decompress_nq_file(const std::string& nq_path, const std::string& out_path,
                         std::optional<DType> dtype = std::nullopt);
 

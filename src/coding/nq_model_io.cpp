@@ -149,6 +149,11 @@ NqFileInfo describe_nq_file(const std::string& path) {
 void decompress_nq_file(const std::string& nq_path, const std::string& out_path, std::optional<DType> dtype) {
   using namespace coding;
   check_output_not_input(out_path, {nq_path});
+  const std::string suffix = ".safetensors";  // what is written, whatever the name says: refuse a misleading one
+  const bool named_safetensors =
+      out_path.size() > suffix.size() && out_path.compare(out_path.size() - suffix.size(), suffix.size(), suffix) == 0;
+  NQ_CHECK(named_safetensors, ErrorCode::kInvalidArgument,
+           out_path << ": decompress writes safetensors; name the output *.safetensors");
   if (dtype) NQ_CHECK(dtype_is_float(*dtype), ErrorCode::kInvalidArgument, "--dtype must be a float dtype");
   const auto src = open_nq_file_source(nq_path);
   const NqDirectory dir = read_nq_directory(*src);

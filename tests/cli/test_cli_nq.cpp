@@ -83,6 +83,13 @@ TEST_F(NqCli, DecompressRefusesBadInputAndLeavesNothing) {
   EXPECT_FALSE(exists(file("out.safetensors")));
   r = run("decompress '" + file("m.nq") + "' -o '" + file("o.safetensors") + "' --dtype f8");
   EXPECT_EQ(r.status, 2);
+  // What is written is safetensors: another name is refused, not written with the wrong contents.
+  for (const char* name : {"d.npy", "d"}) {
+    r = run("decompress '" + file("m.nq") + "' -o '" + file(name) + "'");
+    EXPECT_EQ(r.status, 2) << name;
+    EXPECT_NE(r.err.find("name the output *.safetensors"), std::string::npos) << r.err;
+    EXPECT_FALSE(exists(file(name))) << name;
+  }
 }
 
 TEST_F(NqCli, InspectReportsVersionChecksumsAndRatios) {

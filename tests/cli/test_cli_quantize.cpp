@@ -64,6 +64,30 @@ TEST_F(QuantizeCli, EveryMethodAndScope) {
   }
 }
 
+// Every output is checked before the work: two outputs naming one file (however spelled) are refused and the
+// file already there is left as it was; an output in a missing directory fails the run before the main output
+// is written; `--report -` leaves stdout to the JSON alone.
+TEST_F(QuantizeCli, OutputsAreCheckedBeforeTheWork) {
+  const std::string base = "quantize '" + file("model.safetensors") + "' --method hw-kmeans --k 4 --importance '" +
+                           file("imp.safetensors") + "'";
+  std::ofstream(file("keep.nq")) << "keep";
+  for (const std::string& report : {file("keep.nq"), file("sub/../keep.nq"), file("./keep.nq")}) {
+    CliRun r = run(base + " -o '" + file("keep.nq") + "' --report '" + report + "'");
+    EXPECT_EQ(r.status, 2) << report;
+    EXPECT_NE(r.err.find("name the same file"), std::string::npos) << r.err;
+    EXPECT_EQ(slurp(file("keep.nq")), "keep");
+  }
+  CliRun r = run(base + " -o '" + file("out.nq") + "' --report '" + file("nodir/r.json") + "'");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("--report " + file("nodir/r.json") + ": directory"), std::string::npos) << r.err;
+  EXPECT_FALSE(exists(file("out.nq")));
+  r = run(base + " -o '" + file("out.nq") + "' --report -");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto report = nlohmann::json::parse(r.out);  // throws (the test fails) if anything else is on stdout
+  EXPECT_EQ(report["method"], "hw-kmeans");
+  EXPECT_NE(r.err.find("wrote " + file("out.nq")), std::string::npos) << r.err;
+}
+
 // Rows of a 1-D tensor hold one value each: a note on stderr names the tensor and the ways out; none without
 // 1-D tensors in rows (--skip-1d, another scope) or with --quiet. The rows really are single values: fc1.bias
 // comes back exactly.
@@ -90,7 +114,7 @@ TEST_F(QuantizeCli, NqOutputPruneAndTarget) {
               file("imp.safetensors") + "' --method ecsq --k 32 --target-bits 2 --prune 0.5 --quiet --report -");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_TRUE(exists(file("out.nq")));
-  const auto j = nlohmann::json::parse(r.out.substr(r.out.find("{\n")));
+  const auto j = nlohmann::json::parse(r.out);  // stdout holds the report alone
   EXPECT_GT(j["total"]["ratio_file"].get<double>(), 0);
 }
 

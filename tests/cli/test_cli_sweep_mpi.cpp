@@ -63,6 +63,20 @@ TEST_F(SweepCli, BadOptionsExitTwoWithoutOutput) {
   r = run("sweep '" + file("model.safetensors") + "' --method nosuch -o '" + file("bad.csv") + "'");
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.err.find("nosuch"), std::string::npos) << r.err;
+  // Outputs are checked before the sweep runs: two outputs on one file, or one in a missing directory.
+  r = run(sweep_args(file("s.csv")) + " --json '" + file("s.csv") + "'");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("name the same file"), std::string::npos) << r.err;
+  EXPECT_FALSE(exists(file("s.csv")));
+  r = run(sweep_args(file("s.csv")) + " --plot '" + file("nodir/rd.png") + "'");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("does not exist"), std::string::npos) << r.err;
+  EXPECT_FALSE(exists(file("s.csv")));
+  // A target that no point meets fails the run before anything is written.
+  r = run(sweep_args(file("s.csv")) + " --target-ratio 10000");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("no sweep point meets the target"), std::string::npos) << r.err;
+  EXPECT_FALSE(exists(file("s.csv")));
 }
 
 TEST_F(SweepCli, MpiRanksGiveByteIdenticalCsv) {
