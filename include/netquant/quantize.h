@@ -67,7 +67,7 @@ struct IterationStats {
 struct QuantizeResult {
   std::vector<float> codebook;   // sorted ascending, non-empty clusters only
   std::vector<int32_t> indices;  // one per value, into codebook
-  double hw_distortion = 0;      // (1/N) Σ h (ŵ − w)²
+  double hw_distortion = 0;      // (1/N) Σ h (ŵ − w)², h the importance the method clustered with (1 for kmeans)
   double mse = 0;                // (1/N) Σ (ŵ − w)²
   double entropy_bits = 0;       // −Σ p log2 p over used clusters
   double lambda = 0;             // the λ used (after a target search)
@@ -118,7 +118,7 @@ struct QuantStats {
   int64_t params = 0;
   int64_t pruned = 0;
   int clusters = 0;                 // distinct levels used (max over problems for row/group scopes)
-  double hw_distortion = 0;         // (1/N) Σ h (ŵ − w)²
+  double hw_distortion = 0;         // (1/N) Σ h (ŵ − w)², h the given importance (for every method), else 1
   double mse = 0;
   double entropy_bits_per_weight = 0;
   double fixed_bits_per_weight = 0; // ⌈log2 k⌉ (+ codebook share)

@@ -291,10 +291,10 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
     const bool here = resolve_backend(params.quant.backend) == Backend::kCuda;
     if (dist::min(here ? 1.0 : 0.0) > 0) qp.backend = Backend::kCuda;
   }
-  // The clustering uses the importance when the method does; pruning ranks by h·w² whenever it is given (as
-  // quantize_model), so the importance is read for either.
-  const bool weighted = !importance_path.empty() && method_traits(qp.method).uses_importance;
-  const bool read_importance = weighted || (!importance_path.empty() && params.prune > 0);
+  // The clustering uses the importance when the method does; pruning ranks by h·w² and hw_distortion weighs the
+  // errors by it whenever it is given (as quantize_model), so it is read whenever it is given.
+  const bool read_importance = !importance_path.empty();
+  const bool weighted = read_importance && method_traits(qp.method).uses_importance;
 
   // ---- the layout: quantized tensors, fixed blocks, this rank's run of blocks ----
   const std::vector<SafetensorsEntry> entries = read_safetensors_index(model_path);
@@ -540,7 +540,7 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
       const float q = indices[i] == kPrunedIndex ? 0.0f : codebook[static_cast<size_t>(indices[i])];
       const double e = static_cast<double>(q) - shard.w[i];
       m += e * e;
-      d += (weighted ? static_cast<double>(shard.h[i]) : 1.0) * e * e;
+      d += (read_importance ? static_cast<double>(shard.h[i]) : 1.0) * e * e;
     }
     block_err[2 * k] = d;
     block_err[2 * k + 1] = m;

@@ -69,10 +69,12 @@ struct Piece { size_t prep; int64_t begin, end; };
 struct ProblemSpec { std::vector<Piece> pieces; };
 
 // Codebooks, indices and statistics of one set of problem results, into `out` (the model's skeleton: tensors
-// with pruned weights marked). Consumes the results: each one's indices are released once scattered and its codebook
+// with pruned weights marked). hw_distortion weighs the errors by the importance whenever one is given
+// (h_weighted_errors), whether or not the method clustered with it: one metric across methods, as a sweep compares
+// them. Consumes the results: each one's indices are released once scattered and its codebook
 // moves into the model, so that with many small problems (rows, groups) their copies never coexist.
 QuantizedModel assemble(QuantizedModel out, std::vector<QuantizeResult>& results, const std::vector<Prepared>& prep,
-                        const std::vector<ProblemSpec>& problems, bool weighted, int64_t total_n,
+                        const std::vector<ProblemSpec>& problems, bool h_weighted_errors, int64_t total_n,
                         std::chrono::steady_clock::time_point t0) {
   std::vector<quant::ProblemSummary> summaries;
   summaries.reserve(results.size());
@@ -112,7 +114,7 @@ QuantizedModel assemble(QuantizedModel out, std::vector<QuantizeResult>& results
           const int32_t idx = qt.indices[static_cast<size_t>(i)];
           const double e = static_cast<double>(idx == kPrunedIndex ? 0.0f : cb[static_cast<size_t>(idx)]) - p.w[i];
           m += e * e;
-          d += (weighted ? static_cast<double>(p.h[i]) : 1.0) * e * e;
+          d += (h_weighted_errors ? static_cast<double>(p.h[i]) : 1.0) * e * e;
         }
       }
       pd[static_cast<size_t>(c)] = d;
@@ -409,8 +411,8 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
   // ---- scatter indices, codebooks and statistics (into a copy of the skeleton per set but the last) ----
   std::vector<QuantizedModel> models;
   for (size_t m = 0; m < nsets; ++m)
-    models.push_back(assemble(m + 1 < nsets ? QuantizedModel(out) : std::move(out), sets[m], prep, problems, weighted,
-                              total_n, t0));
+    models.push_back(assemble(m + 1 < nsets ? QuantizedModel(out) : std::move(out), sets[m], prep, problems,
+                              importance != nullptr, total_n, t0));
   return models;
 }
 

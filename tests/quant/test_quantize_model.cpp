@@ -53,51 +53,56 @@ ModelQuantizeParams mparams(Method m, int k, const std::string& scope) {
   return p;
 }
 
+// The statistics' oracle is recomputed here from the dequantized weights; hw_distortion weighs by the given
+// importance for every method, also those whose clustering ignores it (one metric across methods).
 TEST(QuantizeModel, ScopesMatchDirectProblems) {
   const TensorSet model = make_model(1);
   const TensorSet imp = make_importance(model, 2);
-  for (const char* scope : {"global", "tensor", "row", "group:10"}) {
-    const auto q = quantize_model(model, &imp, mparams(Method::kHwKmeans, 4, scope));
-    const TensorSet deq = q.dequantize();
-    ASSERT_EQ(deq.size(), model.size());
-    if (std::string(scope) == "global") {
-      ASSERT_EQ(q.codebooks.size(), 1u);
-      // Same as one quantize() over the concatenation.
-      std::vector<float> w, h;
-      for (const Tensor& t : model) {
-        auto a = t.to_f32();
-        auto b = imp.at(t.name()).to_f32();
-        w.insert(w.end(), a.begin(), a.end());
-        h.insert(h.end(), b.begin(), b.end());
+  for (const Method method : {Method::kHwKmeans, Method::kKmeans, Method::kWentropy}) {
+    for (const char* scope : {"global", "tensor", "row", "group:10"}) {
+      SCOPED_TRACE(std::string(method_traits(method).name) + " " + scope);
+      const auto q = quantize_model(model, &imp, mparams(method, 4, scope));
+      const TensorSet deq = q.dequantize();
+      ASSERT_EQ(deq.size(), model.size());
+      if (std::string(scope) == "global" && method == Method::kHwKmeans) {
+        ASSERT_EQ(q.codebooks.size(), 1u);
+        // Same as one quantize() over the concatenation.
+        std::vector<float> w, h;
+        for (const Tensor& t : model) {
+          auto a = t.to_f32();
+          auto b = imp.at(t.name()).to_f32();
+          w.insert(w.end(), a.begin(), a.end());
+          h.insert(h.end(), b.begin(), b.end());
+        }
+        QuantizeParams qp;
+        qp.method = Method::kHwKmeans;
+        qp.k = 4;
+        const auto r = quantize(w.data(), h.data(), w.size(), qp);
+        EXPECT_EQ(q.codebooks[0], r.codebook);
+        EXPECT_NEAR(q.total.hw_distortion, r.hw_distortion, 1e-12);
+        EXPECT_NEAR(q.total.entropy_bits_per_weight, r.entropy_bits, 1e-12);
       }
-      QuantizeParams qp;
-      qp.method = Method::kHwKmeans;
-      qp.k = 4;
-      const auto r = quantize(w.data(), h.data(), w.size(), qp);
-      EXPECT_EQ(q.codebooks[0], r.codebook);
-      EXPECT_NEAR(q.total.hw_distortion, r.hw_distortion, 1e-12);
-      EXPECT_NEAR(q.total.entropy_bits_per_weight, r.entropy_bits, 1e-12);
+      double d = 0;
+      int64_t n = 0;
+      for (size_t ti = 0; ti < model.size(); ++ti) {
+        const auto& qt = q.tensors[ti];
+        const auto w = model[ti].to_f32();
+        const auto v = deq[ti].to_f32();
+        const auto h = imp.at(model[ti].name()).to_f32();
+        EXPECT_EQ(deq[ti].name(), model[ti].name());
+        EXPECT_EQ(deq[ti].shape(), model[ti].shape());
+        // Each problem (row / group) uses at most k levels of its own codebook.
+        for (int64_t pr = 0; pr < qt.num_problems; ++pr)
+          EXPECT_LE(q.codebooks[qt.first_codebook + pr].size(), 4u);
+        double td = 0;
+        for (size_t i = 0; i < w.size(); ++i) td += h[i] * (double(v[i]) - w[i]) * (double(v[i]) - w[i]);
+        EXPECT_NEAR(qt.stats.hw_distortion, td / w.size(), 1e-12) << scope;
+        d += td;
+        n += static_cast<int64_t>(w.size());
+      }
+      EXPECT_NEAR(q.total.hw_distortion, d / n, 1e-12) << scope;
+      EXPECT_EQ(q.total.params, n);
     }
-    double d = 0;
-    int64_t n = 0;
-    for (size_t ti = 0; ti < model.size(); ++ti) {
-      const auto& qt = q.tensors[ti];
-      const auto w = model[ti].to_f32();
-      const auto v = deq[ti].to_f32();
-      const auto h = imp.at(model[ti].name()).to_f32();
-      EXPECT_EQ(deq[ti].name(), model[ti].name());
-      EXPECT_EQ(deq[ti].shape(), model[ti].shape());
-      // Each problem (row / group) uses at most k levels of its own codebook.
-      for (int64_t pr = 0; pr < qt.num_problems; ++pr)
-        EXPECT_LE(q.codebooks[qt.first_codebook + pr].size(), 4u);
-      double td = 0;
-      for (size_t i = 0; i < w.size(); ++i) td += h[i] * (double(v[i]) - w[i]) * (double(v[i]) - w[i]);
-      EXPECT_NEAR(qt.stats.hw_distortion, td / w.size(), 1e-12) << scope;
-      d += td;
-      n += static_cast<int64_t>(w.size());
-    }
-    EXPECT_NEAR(q.total.hw_distortion, d / n, 1e-12) << scope;
-    EXPECT_EQ(q.total.params, n);
   }
   // Row scope on a 1-D tensor: rows of length 1, every weight exact.
   const auto q = quantize_model(model, &imp, mparams(Method::kHwKmeans, 2, "row"));
