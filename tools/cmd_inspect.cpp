@@ -139,13 +139,16 @@ void run_inspect(const Options& o) {
   check_outputs({{"--json-out", o.json_out}}, o.files);
   const bool print = !o.json;
   nlohmann::json files = nlohmann::json::array();
+  std::string corrupt;  // the first .nq whose checksums do not match
   for (size_t i = 0; i < o.files.size(); ++i) {
     const std::string& path = o.files[i];
     if (print && i) std::cout << "\n";
     if (path.size() >= 3 && path.compare(path.size() - 3, 3, ".nq") == 0) {
       nlohmann::json j;
-      if (print) inspect_nq(path, false, nullptr);
-      if (o.json || !o.json_out.empty()) inspect_nq(path, true, &j);
+      bool ok = true;
+      if (print) ok = inspect_nq(path, false, nullptr);
+      if (o.json || !o.json_out.empty()) ok = inspect_nq(path, true, &j);
+      if (!ok && corrupt.empty()) corrupt = path;
       files.push_back(std::move(j));
     } else {
       files.push_back(inspect_tensor_file(path, print));
@@ -153,6 +156,9 @@ void run_inspect(const Options& o) {
   }
   const nlohmann::json doc = {{"files", files}};
   if (o.json) write_json("-", doc);
+  // What is stored is shown above, but a corrupt file fails the run (and --json-out is not written).
+  NQ_CHECK(corrupt.empty(), ErrorCode::kBadFile,
+           corrupt << ": checksums do not match: the file is corrupt (decompress refuses it)");
   if (!o.json_out.empty()) write_json(o.json_out, doc);
 }
 

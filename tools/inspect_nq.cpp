@@ -11,7 +11,7 @@
 
 namespace nq::cli {
 
-void inspect_nq(const std::string& path, bool json, nlohmann::json* out) {
+bool inspect_nq(const std::string& path, bool json, nlohmann::json* out) {
   const NqFileInfo info = describe_nq_file(path);
   const std::string method = method_traits(info.method).name;
   const std::string scope = scope_to_string(info.scope);
@@ -61,7 +61,7 @@ void inspect_nq(const std::string& path, bool json, nlohmann::json* out) {
       j["tensors"].push_back(std::move(tj));
     }
     *out = std::move(j);
-    return;
+    return all_ok;
   }
   std::cout << path << ": .nq version " << info.version << ", method " << method << ", scope " << scope;
   if (info.scope.kind == ScopeKind::kGlobal) std::cout << ", k " << info.global_k;
@@ -77,6 +77,7 @@ void inspect_nq(const std::string& path, bool json, nlohmann::json* out) {
                    format_double(t.bits_per_weight), format_double(t.ratio_file), t.crc_ok ? "ok" : "BAD"});
   }
   std::cout << table.to_string();
+  return all_ok;
 }
 
 }  // namespace nq::cli

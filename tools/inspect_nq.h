@@ -7,7 +7,8 @@
 namespace nq::cli {
 
 // Describes a compressed .nq file: with `json`, fills *out and prints nothing; otherwise prints a summary and
-// a per-tensor table on stdout. Throws nq::Error (kBadFile for malformed files).
-void inspect_nq(const std::string& path, bool json, nlohmann::json* out);
+// a per-tensor table on stdout. Returns whether every checksum matched (the caller fails the run after showing
+// what is stored when one does not). Throws nq::Error (kBadFile for malformed files).
+bool inspect_nq(const std::string& path, bool json, nlohmann::json* out);
 
 }  // namespace nq::cli

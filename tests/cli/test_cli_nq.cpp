@@ -110,6 +110,19 @@ TEST_F(NqCli, InspectReportsVersionChecksumsAndRatios) {
   EXPECT_EQ(f["checksums_ok"], true);
   EXPECT_EQ(f["tensors"].size(), m.tensors.size());
   EXPECT_NEAR(f["ratio_file"].get<double>(), m.total.ratio_file, 1e-9 * m.total.ratio_file);
+  // A flipped payload byte: what is stored is still shown, with the mismatch, and the run fails (exit 2, the
+  // file named, no --json-out written).
+  std::string bad = slurp(file("m.nq"));
+  bad[bad.size() - 20] ^= 1;
+  std::ofstream(file("bad.nq"), std::ios::binary) << bad;
+  r = run("inspect '" + file("bad.nq") + "' --json-out '" + file("bad.json") + "'");
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_NE(r.out.find("checksums: MISMATCH"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find(file("bad.nq") + ": checksums do not match"), std::string::npos) << r.err;
+  EXPECT_FALSE(exists(file("bad.json")));
+  r = run("inspect --json '" + file("bad.nq") + "'");
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["files"][0]["checksums_ok"], false);
 }
 
 // ---- quantize -> .nq -> decompress is bit-exact with quantize -> safetensors ---------------------------------
