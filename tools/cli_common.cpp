@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <sstream>
@@ -24,6 +25,25 @@ void add_common_options(CLI::App& sub, CommonOptions& opts, bool with_backend) {
   sub.add_option("--threads", opts.threads, "CPU threads (0 = all cores)")->capture_default_str();
   sub.add_flag("-q,--quiet", opts.quiet, "no progress bar");
 }
+
+namespace {
+
+CLI::Validator number_at_least(double floor, bool inclusive, const char* rule) {
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(text.c_str(), &end);
+        if (end == text.c_str() || *end != '\0') return "must be a number, got '" + text + "'";
+        if (!(inclusive ? v >= floor : v > floor)) return std::string("must be ") + rule + ", got " + text;
+        return std::string();
+      },
+      rule);
+}
+
+}  // namespace
+
+const CLI::Validator kPositive = number_at_least(0.0, false, "> 0");
+const CLI::Validator kNonNegative = number_at_least(0.0, true, ">= 0");
 
 void check_outputs(const std::vector<OutputArg>& outputs, const std::vector<std::string>& inputs) {
   namespace fs = std::filesystem;

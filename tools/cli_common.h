@@ -32,6 +32,11 @@ class Table {
   std::vector<std::vector<std::string>> rows_;
 };
 
+// Option checks with plain messages ("--k: must be > 0, got -1"); CLI11's own ranges print DBL_MAX in full.
+// A negative count or size must not pass as the "unset" or "all" value it happens to share a sign with.
+extern const CLI::Validator kPositive;
+extern const CLI::Validator kNonNegative;
+
 // One output file of a command: the option that names it and its path ("" = not asked for, "-" = stdout).
 struct OutputArg {
   const char* option;

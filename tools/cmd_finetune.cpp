@@ -93,7 +93,8 @@ void setup_finetune(CLI::App& sub) {
   sub.add_option("--epochs", o->params.epochs, "epochs over the training images")->capture_default_str();
   sub.add_option("--batch", o->params.batch, "images per step")->capture_default_str();
   sub.add_option("--lr", o->params.lr, "Adam learning rate for the shared values")->capture_default_str();
-  sub.add_option("--train-subset", o->params.train_subset, "use the first N training images (0 = all)");
+  sub.add_option("--train-subset", o->params.train_subset, "use the first N training images (0 = all)")
+      ->check(kNonNegative);
   sub.add_flag("--sum-gradients", [o](int64_t) { o->params.average_gradients = false; },
                "center gradient = sum of member gradients (Deep Compression) instead of the mean");
   sub.add_option("--seed", o->params.seed, "shuffle seed")->capture_default_str();

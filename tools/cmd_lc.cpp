@@ -145,9 +145,12 @@ void setup_lc(CLI::App& sub) {
   sub.add_option("--lr-decay", o->params.lr_decay, "lr factor per L-step epoch")->capture_default_str();
   sub.add_option("--momentum", o->params.momentum, "Nesterov momentum")->capture_default_str();
   sub.add_option("--batch", o->params.batch, "images per SGD step")->capture_default_str();
-  sub.add_option("--train-subset", o->params.train_subset, "first N training images (0 = all)")->capture_default_str();
+  sub.add_option("--train-subset", o->params.train_subset, "first N training images (0 = all)")
+      ->capture_default_str()
+      ->check(kNonNegative);
   sub.add_option("--test-subset", o->params.test_subset, "first N test images for the per-step log (0 = all)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(kNonNegative);
   sub.add_option("--seed", o->params.seed, "shuffle seed")->capture_default_str();
   add_common_options(sub, o->common);
   sub.callback([o] {

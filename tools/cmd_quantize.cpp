@@ -231,11 +231,17 @@ void setup_quantize(CLI::App& sub) {
   std::vector<std::string> names;
   for (const auto& t : method_table()) names.push_back(t.name);
   sub.add_option("--method", o->method, method_help())->check(CLI::IsMember(names))->capture_default_str();
-  sub.add_option("--k", o->k, "levels (ecsq: initial k_max; int: bits; pow2: exponents per sign; default 16)");
-  sub.add_option("--bits", o->bits, "levels as bits: k = 2^bits");
+  sub.add_option("--k", o->k,
+                 "levels, default 16 (ecsq: initial k_max; int: the grid's bits, default 4; pow2: exponents per "
+                 "sign, default 8)")
+      ->check(kPositive);
+  sub.add_option("--bits", o->bits, "levels as bits: k = 2^bits (int: the grid's bits, as --k)")
+      ->check(kPositive);
   sub.add_option("--lambda", o->lambda, "ecsq: weight of the entropy in J = D + lambda*H");
-  sub.add_option("--target-bits", o->target_bits, "ecsq/uniform: search lambda/step for this entropy (bits/weight)");
-  sub.add_option("--target-ratio", o->target_ratio, "ecsq/uniform: same for the entropy-coded ratio 32/bits");
+  sub.add_option("--target-bits", o->target_bits, "ecsq/uniform: search lambda/step for this entropy (bits/weight)")
+      ->check(kPositive);
+  sub.add_option("--target-ratio", o->target_ratio, "ecsq/uniform: same for the entropy-coded ratio 32/bits")
+      ->check(kPositive);
   sub.add_option("--step", o->step, "uniform: cell width (default: k cells cover max|w|)");
   sub.add_option("--scope", o->scope, "global | tensor | row | group:G")->capture_default_str();
   sub.add_option("--prune", o->prune, "fraction of weights (smallest h*w^2) set to exactly 0 first")

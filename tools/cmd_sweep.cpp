@@ -205,8 +205,10 @@ void setup_sweep(CLI::App& sub) {
   sub.add_option("--eval-model", o->eval_model, "evaluate every point with this built-in net: lenet300 | lenet5");
   sub.add_option("--data", o->data, "MNIST-format data directory for --eval-model")->capture_default_str();
   sub.add_option("--finetune", o->finetune, "fine-tune the shared values for E epochs at every point (with --eval-model)");
-  sub.add_option("--target-bits", o->target_bits, "report the best point with Huffman bits/weight <= R");
-  sub.add_option("--target-ratio", o->target_ratio, "report the best point with compression ratio >= X");
+  sub.add_option("--target-bits", o->target_bits, "report the best point with Huffman bits/weight <= R")
+      ->check(kPositive);
+  sub.add_option("--target-ratio", o->target_ratio, "report the best point with compression ratio >= X")
+      ->check(kPositive);
   sub.add_option("--json", o->json, "also write the points as JSON");
   sub.add_option("--plot", o->plot, "RD plot (PNG, matplotlib)");
   add_common_options(sub, o->common);

@@ -34,6 +34,16 @@ int main(int argc, char** argv) {
       CLI::App* sub = app.add_subcommand(cmd.name, cmd.summary);
       cmd.setup(*sub);
     }
+    // An unknown first word would reach CLI11 as a stray positional ("A subcommand is required"): name it.
+    const auto known = [&](const std::string& word) {
+      for (const auto& cmd : registry)
+        if (word == cmd.name) return true;
+      return false;
+    };
+    if (argc >= 2 && argv[1][0] != '-' && !known(argv[1])) {
+      std::cerr << "error: unknown command '" << argv[1] << "'; `netquant --help` lists the commands\n";
+      return 2;
+    }
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);

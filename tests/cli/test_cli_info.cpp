@@ -47,6 +47,14 @@ TEST_F(InfoCli, NamesTheEcsqLabelSearch) {
 #endif
 }
 
+// Not `info` itself: the first word of a command line that names no command is named back (exit 2).
+TEST_F(InfoCli, AnUnknownCommandIsNamed) {
+  const CliRun r = run("quantise model.safetensors -o x.nq");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("error: unknown command 'quantise'"), std::string::npos) << r.err;
+  EXPECT_EQ(run("--version").status, 0);
+}
+
 TEST_F(InfoCli, ACoreTheUserSetsIsKept) {
   if (nn::cpu::blas_config().find("DYNAMIC_ARCH") == std::string::npos)
     GTEST_SKIP() << "OpenBLAS built for one core: OPENBLAS_CORETYPE has no effect";

@@ -126,7 +126,10 @@ TEST_F(QuantizeCli, BadInputsExitTwo) {
         "quantize " + m + o + " --prune 1.5", "quantize " + m + o + " --method kmeans --lambda 0.1",
         "quantize " + m + o + " --method kmeans --target-bits 2", "quantize " + m + " -o " + m,
         "quantize '" + file("missing.safetensors") + "'" + o, "quantize " + m + o + " --k 0 --method exact",
-        "quantize " + m + o + " --importance '" + file("model.safetensors") + "' --importance-transform log"}) {
+        "quantize " + m + o + " --importance '" + file("model.safetensors") + "' --importance-transform log",
+        // Out-of-range numbers that share a value or a sign with "unset" are refused, not run as the default.
+        "quantize " + m + o + " --k -1", "quantize " + m + o + " --bits -2",
+        "quantize " + m + o + " --method ecsq --target-bits 0", "quantize " + m + o + " --method ecsq --target-ratio -4"}) {
     const CliRun r = run(args);
     EXPECT_EQ(r.status, 2) << args << "\n" << r.err;
     EXPECT_EQ(r.err.rfind("error:", 0), 0u) << args << "\n" << r.err;
