@@ -11,6 +11,8 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "cli/cli_fixture.h"
 #include "netquant/distributed.h"
@@ -53,6 +55,28 @@ TEST_F(SweepCli, SingleProcessCsvHasEveryPointAndKnownColumns) {
   int rows = 0;
   while (std::getline(is, line)) ++rows;
   EXPECT_EQ(rows, 7 + 4 + 4);
+}
+
+// int's knob is its grid's bits: --bits, else --k (as quantize reads --k for int), else 2:8.
+TEST_F(SweepCli, IntTakesItsBitsFromKWithoutBits) {
+  const std::string base = "sweep '" + file("model.safetensors") + "' --method int -q -o -";
+  for (const auto& [options, expected] : std::vector<std::pair<std::string, std::string>>{
+           {" --k 3,5", "3,5"}, {" --bits 4 --k 3", "4"}, {"", "2,3,4,5,6,7,8"}}) {
+    const CliRun r = run(base + options);
+    ASSERT_EQ(r.status, 0) << options << ": " << r.err;
+    std::istringstream is(r.out);
+    std::string line, bits;
+    std::getline(is, line);  // header
+    while (std::getline(is, line)) {
+      std::vector<std::string> cells;
+      std::istringstream ls(line);
+      for (std::string c; std::getline(ls, c, ',');) cells.push_back(c);
+      ASSERT_GT(cells.size(), 4u) << line;
+      EXPECT_EQ(cells[3], "bits") << line;
+      bits += (bits.empty() ? "" : ",") + cells[4];
+    }
+    EXPECT_EQ(bits, expected) << options;
+  }
 }
 
 TEST_F(SweepCli, BadOptionsExitTwoWithoutOutput) {
