@@ -66,8 +66,9 @@ struct NqTensorInfo {
   uint64_t codebook_bits = 0;    // 32 per codebook entry stored in this tensor's payload
   uint64_t position_bits = 0;    // coded gap stream
   int gap_width = 0;             // 0 = no pruned weights
-  double bits_per_weight = 0;    // payload bits / params
-  double ratio_file = 0;         // 4·params / payload bytes
+  uint64_t record_bytes = 0;     // its record in the directory
+  double bits_per_weight = 0;    // bits of its record and payload / params
+  double ratio_file = 0;         // 4·params / bytes of its record and payload (account_coding's ratio_file)
   bool crc_ok = false;
 };
 

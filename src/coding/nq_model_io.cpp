@@ -135,8 +135,10 @@ NqFileInfo describe_nq_file(const std::string& path) {
     ti.codebook_bits = lay.codebook_bits;
     ti.position_bits = lay.position_bits;
     ti.gap_width = lay.gap_width;
-    ti.bits_per_weight = rec.numel ? 8.0 * static_cast<double>(rec.payload_length) / static_cast<double>(rec.numel) : 0;
-    ti.ratio_file = rec.payload_length ? 4.0 * static_cast<double>(rec.numel) / static_cast<double>(rec.payload_length) : 0;
+    ti.record_bytes = rec.record_bytes;
+    const double bytes = static_cast<double>(rec.payload_length + rec.record_bytes);  // as account_coding counts
+    ti.bits_per_weight = rec.numel ? 8.0 * bytes / static_cast<double>(rec.numel) : 0;
+    ti.ratio_file = bytes > 0 ? 4.0 * static_cast<double>(rec.numel) / bytes : 0;
     info.params += ti.params;
     info.tensors.push_back(std::move(ti));
   }

@@ -110,6 +110,10 @@ TEST_F(NqCli, InspectReportsVersionChecksumsAndRatios) {
   EXPECT_EQ(f["checksums_ok"], true);
   EXPECT_EQ(f["tensors"].size(), m.tensors.size());
   EXPECT_NEAR(f["ratio_file"].get<double>(), m.total.ratio_file, 1e-9 * m.total.ratio_file);
+  for (size_t t = 0; t < m.tensors.size(); ++t) {  // per tensor: the same record + payload as the writer counts
+    const double expected = m.tensors[t].stats.ratio_file;
+    EXPECT_NEAR(f["tensors"][t]["ratio_file"].get<double>(), expected, 1e-9 * expected) << m.tensors[t].name;
+  }
   // A flipped payload byte: what is stored is still shown, with the mismatch, and the run fails (exit 2, the
   // file named, no --json-out written).
   std::string bad = slurp(file("m.nq"));
