@@ -29,14 +29,26 @@ void check_model(const QuantizedModel& model) {
     NQ_CHECK(model.codebooks.size() <= 1, ErrorCode::kInvalidArgument,
              kApi << ": global scope needs one shared codebook, the model has " << model.codebooks.size());
   static_assert(kNqMaxLevels == static_cast<int>(kMaxAlphabet), "a codebook level is one Huffman symbol");
-  for (const auto& cb : model.codebooks)
-    NQ_CHECK(cb.size() <= kMaxAlphabet, ErrorCode::kInvalidArgument,
-             kApi << ": a codebook of " << cb.size() << " levels (at most " << kMaxAlphabet << ")");
+  for (size_t c = 0; c < model.codebooks.size(); ++c) {
+    if (model.codebooks[c].size() <= kMaxAlphabet) continue;
+    std::string user = "the model";  // the (first) tensor that uses codebook c, to name in the error
+    for (const auto& t : model.tensors)
+      if (t.quantized && (global || (static_cast<size_t>(t.first_codebook) <= c &&
+                                     c < static_cast<size_t>(t.first_codebook + t.num_problems)))) {
+        user = "tensor '" + t.name + "'";
+        break;
+      }
+    NQ_FAIL(ErrorCode::kInvalidArgument, kApi << ": " << user << " has a codebook of " << model.codebooks[c].size()
+                                              << " levels, and a .nq codebook holds at most " << kMaxAlphabet
+                                              << " (quantize more coarsely, or write .safetensors)");
+  }
   for (const auto& t : model.tensors)
     NQ_CHECK(!global || !t.quantized || model.codebooks.size() == 1, ErrorCode::kInvalidArgument,
              kApi << ": global scope without its shared codebook");
   for (const auto& t : model.tensors) {
-    NQ_CHECK(t.name.size() <= kNqMaxNameBytes, ErrorCode::kInvalidArgument, kApi << ": tensor name too long");
+    NQ_CHECK(t.name.size() <= kNqMaxNameBytes, ErrorCode::kInvalidArgument,
+             kApi << ": tensor '" << t.name.substr(0, 40) << "...' has a name of " << t.name.size()
+                  << " bytes; a .nq file holds names of at most " << kNqMaxNameBytes);
     NQ_CHECK(t.shape.size() <= kNqMaxNdim, ErrorCode::kInvalidArgument,
              kApi << ": tensor '" << t.name << "' has " << t.shape.size() << " dimensions");
     const int64_t numel = shape_numel(t.shape);
