@@ -185,6 +185,7 @@ void run_quantize(const QuantizeOptions& o) {
   out << "wrote " << o.output << "\n";
   // Rows of a 1-D tensor are single values: each is stored exactly as its own 32-bit level, no smaller than the
   // float it replaces. Said once, naming the tensors, since biases usually are the 1-D ones and --skip-1d exists.
+  bool noted = false;
   if (p.scope.kind == ScopeKind::kRow && !o.common.quiet) {
     std::vector<std::string> single;
     for (const auto& t : q.tensors)
@@ -195,8 +196,14 @@ void run_quantize(const QuantizeOptions& o) {
       for (size_t i = 0; i < single.size() && i < 4; ++i) std::cerr << (i ? ", " : "") << single[i];
       if (single.size() > 4) std::cerr << " and " << single.size() - 4 << " more";
       std::cerr << ". --skip-1d keeps 1-D tensors in float; --scope tensor or group:G compresses them.\n";
+      noted = true;
     }
   }
+  // Any other way to make the coded model larger than the float32 weights (tiny groups, a huge k): say so.
+  if (!noted && !o.common.quiet && s.ratio_file > 0 && s.ratio_file < 1)
+    std::cerr << "note: coded as .nq the model takes more than its float32 size (ratio_file "
+              << format_double(s.ratio_file, 3)
+              << "): the codebooks cost more than the indices save; a coarser --scope or a smaller --k compresses it\n";
   if (!o.report.empty()) {
     nlohmann::json report = {
         {"method", traits.name},

@@ -107,6 +107,14 @@ TEST_F(QuantizeCli, RowScopeNotesOneDimensionalTensors) {
     ASSERT_EQ(r.status, 0) << quiet_case << ": " << r.err;
     EXPECT_EQ(r.err.find("note:"), std::string::npos) << quiet_case << ": " << r.err;
   }
+  // Any other way to a coded model larger than float32 (groups of one value) gets the general note, exactly
+  // when the report's ratio is below 1.
+  r = run(base + " --scope group:1 --report '" + file("g.json") + "'");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_LT(nlohmann::json::parse(slurp(file("g.json")))["total"]["ratio_file"].get<double>(), 1.0);
+  EXPECT_NE(r.err.find("note: coded as .nq the model takes more than its float32 size (ratio_file 0."),
+            std::string::npos)
+      << r.err;
 }
 
 TEST_F(QuantizeCli, NqOutputPruneAndTarget) {
