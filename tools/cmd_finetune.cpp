@@ -67,7 +67,11 @@ void run(FinetuneOptions& o) {
   const Dataset train = load_mnist(o.data, true);
   const Dataset test = load_mnist(o.data, false);
   Model m = model;
-  m.set_weights(q.dequantize());
+  try {
+    m.set_weights(q.dequantize());
+  } catch (const Error& e) {  // a model of another network: name the file
+    throw Error(e.code(), o.weights + ": " + e.what());
+  }
   EvalParams ep;
   ep.backend = o.params.backend;
   const EvalResult before = evaluate(m, test, ep);

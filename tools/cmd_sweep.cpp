@@ -8,6 +8,7 @@
 #include "netquant/atomic_file.h"
 #include "netquant/error.h"
 #include "netquant/io.h"
+#include "netquant/nn.h"
 #include "netquant/pipeline.h"
 #include "netquant/sweep.h"
 #include "rd_plot.h"
@@ -138,6 +139,14 @@ void run(const SweepOptions& o) {
     eo.finetune_epochs = o.finetune;
     eo.seed = o.seed;
     eo.backend = parse_backend(o.common.backend);
+    {  // before any point: the weights must be the network's (else every point would fail the same way)
+      Model net = build_model(o.eval_model);
+      try {
+        net.set_weights(model);
+      } catch (const Error& e) {
+        throw Error(e.code(), o.model + ": " + e.what() + " (--eval-model " + o.eval_model + ")");
+      }
+    }
     evaluate = make_builtin_evaluator(eo);
   }
   const auto points = run_sweep_distributed(model, imp, specs, evaluate);

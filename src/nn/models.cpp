@@ -106,8 +106,14 @@ void Model::set_weights(const TensorSet& weights) {
 
 Model build_model(const std::string& name, uint64_t seed) {
   const std::string ext = ".json";
-  if (name.size() > ext.size() && name.compare(name.size() - ext.size(), ext.size(), ext) == 0)
-    return build_model_from_json(read_file(name), seed);
+  if (name.size() > ext.size() && name.compare(name.size() - ext.size(), ext.size(), ext) == 0) {
+    const std::string text = read_file(name);
+    try {
+      return build_model_from_json(text, seed);
+    } catch (const Error& e) {  // the JSON's own errors do not know the file
+      throw Error(e.code(), name + ": " + e.what());
+    }
+  }
   Model m;
   m.spec_ = std::make_shared<NetSpec>(builtin_spec(name));
   m.weights_ = init_params(*m.spec_, seed);

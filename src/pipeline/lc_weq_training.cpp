@@ -106,7 +106,9 @@ QuantTrainResult quantized_train(const Model& model, const Dataset& train_all, c
   NQ_CHECK(p.weight_method == Method::kWentropy || p.weight_method == Method::kInt, ErrorCode::kInvalidArgument,
            "quantized training: weight method must be wentropy or int, got " << method_traits(p.weight_method).name);
   NQ_CHECK(p.weight_bits >= 1 && p.weight_bits <= 16 && p.activation_bits >= 1 && p.activation_bits <= 16,
-           ErrorCode::kInvalidArgument, "quantized training: bits must be in 1..16");
+           ErrorCode::kInvalidArgument,
+           "quantized training: --weight-bits and --act-bits must be in 1..16, got " << p.weight_bits << " and "
+                                                                                    << p.activation_bits);
   NQ_CHECK(p.weight_method != Method::kInt || p.weight_bits >= 2, ErrorCode::kInvalidArgument,
            "quantized training: the symmetric int grid needs >= 2 bits");
   NQ_CHECK(p.epochs >= 0 && p.batch > 0 && p.lr > 0 && p.requantize_every >= 1 && p.calibration_samples > 0,
