@@ -166,18 +166,17 @@ void run_quantize(const QuantizeOptions& o) {
                  format_double(s.ratio_fixed), format_double(s.ratio_huffman)});
   std::ostream& out = human_output(o.report);
   out << "method " << traits.name << ", scope " << scope_to_string(p.scope) << ", backend "
-            << backend_name(q.backend) << (s.lambda > 0 ? ", lambda " + format_double(s.lambda, 6) : std::string())
-            << ", " << format_double(s.seconds, 3) << " s\n"
-            << table.to_string();
+      << backend_name(q.backend) << (s.lambda > 0 ? ", lambda " + format_double(s.lambda, 6) : std::string()) << ", "
+      << format_double(s.seconds, 3) << " s\n"
+      << table.to_string();
   const ShardedQuantizeInfo& si = shard_info;
   const double pass_seconds = si.compute_seconds + si.communication_seconds;
   if (o.sharded)
     out << "sharded over " << si.ranks << (si.ranks == 1 ? " rank" : " ranks") << ": " << si.passes
-              << " passes; rank 0: load " << format_double(si.load_seconds, 3) << " s, compute "
-              << format_double(si.compute_seconds, 3) << " s, communication "
-              << format_double(si.communication_seconds, 3)
-              << " s (" << format_double(pass_seconds > 0 ? 100.0 * si.communication_seconds / pass_seconds : 0.0, 3)
-              << "%); slowest rank compute " << format_double(si.max_compute_seconds, 3) << " s\n";
+        << " passes; rank 0: load " << format_double(si.load_seconds, 3) << " s, compute "
+        << format_double(si.compute_seconds, 3) << " s, communication " << format_double(si.communication_seconds, 3)
+        << " s (" << format_double(pass_seconds > 0 ? 100.0 * si.communication_seconds / pass_seconds : 0.0, 3)
+        << "%); slowest rank compute " << format_double(si.max_compute_seconds, 3) << " s\n";
   if (o.sharded && si.ranks_labelled_on_host > 0)
     std::cerr << "note: " << si.ranks_labelled_on_host << " of " << si.ranks
               << " ranks made their final labels on the host (their shard did not fit the GPU's memory); the sorts "
@@ -203,7 +202,8 @@ void run_quantize(const QuantizeOptions& o) {
   if (!noted && !o.common.quiet && s.ratio_file > 0 && s.ratio_file < 1)
     std::cerr << "note: coded as .nq the model takes more than its float32 size (ratio_file "
               << format_double(s.ratio_file, 3)
-              << "): the codebooks cost more than the indices save; a coarser --scope or a smaller --k compresses it\n";
+              << "): the codebooks cost more than the indices save; a coarser --scope or a smaller --k "
+                 "compresses it\n";
   if (!o.report.empty()) {
     nlohmann::json report = {
         {"method", traits.name},

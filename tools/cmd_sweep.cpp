@@ -204,7 +204,8 @@ void setup_sweep(CLI::App& sub) {
       ->capture_default_str();
   sub.add_option("--lambdas", o->lambdas, "ECSQ λ: LO:HI:N log-spaced, or a comma list (default: automatic range)");
   sub.add_option("--bits", o->bits, "k = 2^b per point for k-methods (int: grid bits): list '1,2,4' or range '1:8'");
-  sub.add_option("--k", o->ks, "k per point: list '2,4,8' or range '2:16' (overrides --bits; int: grid bits when no --bits)");
+  sub.add_option("--k", o->ks,
+                 "k per point: list '2,4,8' or range '2:16' (overrides --bits; int: grid bits when no --bits)");
   sub.add_option("--k-max", o->k, "ECSQ initial centers")->capture_default_str();
   sub.add_option("--scope", o->scope, "global | tensor | row | group:G")->capture_default_str();
   sub.add_option("--prune", o->prune, "fraction of weights pruned to exactly 0 before quantizing")->check(CLI::Range(0.0, 1.0));
