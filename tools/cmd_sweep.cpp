@@ -124,6 +124,8 @@ void run(const SweepOptions& o) {
   std::vector<std::string> inputs = {o.model};
   if (!o.importance.empty()) inputs.push_back(o.importance);
   check_outputs({{"-o", o.output}, {"--json", o.json}, {"--plot", o.plot}}, inputs);
+  NQ_CHECK(!(o.output == "-" && o.json == "-"), ErrorCode::kInvalidArgument,
+           "-o - and --json - would both write to stdout; give one of them a file");
 
   const TensorSet model = read_tensors(o.model);
   TensorSet importance;
@@ -185,12 +187,14 @@ void run(const SweepOptions& o) {
                      format_double(p.stats.huffman_bits_per_weight, 3), format_double(p.stats.ratio_huffman, 4),
                      format_double(p.stats.hw_distortion, 3)});
   }
-  if (o.output != "-") std::cout << table.to_string();
+  // With a document on stdout the human lines go to stderr; the table is left out when the CSV is on stdout.
+  std::ostream& out = human_output(o.json == "-" ? o.json : o.output);
+  if (o.output != "-") out << table.to_string();
   if (targeted) {
     const auto& p = points[static_cast<size_t>(best)];
-    std::cout << "best point for the target: index " << p.index << " (" << p.method << ", " << p.knob_name << "="
-              << p.knob << "): " << p.stats.huffman_bits_per_weight << " bits/weight, ratio " << p.stats.ratio_huffman
-              << "\n";
+    out << "best point for the target: index " << p.index << " (" << p.method << ", " << p.knob_name << "="
+        << p.knob << "): " << p.stats.huffman_bits_per_weight << " bits/weight, ratio " << p.stats.ratio_huffman
+        << "\n";
   }
 }
 

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 #include <string>
@@ -55,6 +56,24 @@ TEST_F(SweepCli, SingleProcessCsvHasEveryPointAndKnownColumns) {
   int rows = 0;
   while (std::getline(is, line)) ++rows;
   EXPECT_EQ(rows, 7 + 4 + 4);
+}
+
+// A document on stdout (the CSV or the JSON) is alone there: the table and the target's line go to stderr, and
+// both on stdout at once is refused.
+TEST_F(SweepCli, StdoutHoldsOnlyTheDocument) {
+  const std::string base = "sweep '" + file("model.safetensors") + "' --method hw-kmeans --k 2,4,8 -q --target-bits 4";
+  CliRun r = run(base + " -o '" + file("s.csv") + "' --json -");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["points"].size(), 3u) << r.out;  // throws if anything else is there
+  EXPECT_NE(r.err.find("best point for the target"), std::string::npos) << r.err;
+  r = run(base + " -o -");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("index,method,", 0), 0u) << r.out;
+  EXPECT_EQ(r.out.find("best point"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("best point for the target"), std::string::npos) << r.err;
+  r = run(base + " -o - --json -");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("would both write to stdout"), std::string::npos) << r.err;
 }
 
 // int's knob is its grid's bits: --bits, else --k (as quantize reads --k for int), else 2:8.
