@@ -1,4 +1,6 @@
 // Format dispatch by file name: .safetensors, .npy, IDX (*-ubyte, *.idx*, .gz).
+#include <sys/stat.h>
+
 #include "netquant/error.h"
 #include "netquant/io.h"
 
@@ -25,6 +27,9 @@ bool is_idx_name(const std::string& path) {
 
 TensorSet read_tensors(const std::string& path) {
   TensorSet out;
+  struct stat st {};
+  // Whatever its name says, a directory is the same mistake (exit 2), not an unknown file type.
+  NQ_CHECK(::stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode), ErrorCode::kIo, path << ": is a directory");
   if (ends_with(path, ".safetensors")) return read_safetensors(path);
   if (ends_with(path, ".npy")) {
     out.add(read_npy(path));

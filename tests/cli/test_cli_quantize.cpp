@@ -129,6 +129,7 @@ TEST_F(QuantizeCli, NqOutputPruneAndTarget) {
 TEST_F(QuantizeCli, BadInputsExitTwo) {
   const std::string m = "'" + file("model.safetensors") + "'";
   const std::string o = " -o '" + file("bad.safetensors") + "'";
+  ASSERT_EQ(::mkdir(file("adir").c_str(), 0755), 0);
   for (const std::string& args :
        {"quantize " + m + o + " --method nope", "quantize " + m + o + " --scope group:0",
         "quantize " + m + o + " --prune 1.5", "quantize " + m + o + " --method kmeans --lambda 0.1",
@@ -137,7 +138,9 @@ TEST_F(QuantizeCli, BadInputsExitTwo) {
         "quantize " + m + o + " --importance '" + file("model.safetensors") + "' --importance-transform log",
         // Out-of-range numbers that share a value or a sign with "unset" are refused, not run as the default.
         "quantize " + m + o + " --k -1", "quantize " + m + o + " --bits -2",
-        "quantize " + m + o + " --method ecsq --target-bits 0", "quantize " + m + o + " --method ecsq --target-ratio -4"}) {
+        "quantize " + m + o + " --method ecsq --target-bits 0", "quantize " + m + o + " --method ecsq --target-ratio -4",
+        // A directory as the model, whatever its name.
+        "quantize '" + file("adir") + "'" + o}) {
     const CliRun r = run(args);
     EXPECT_EQ(r.status, 2) << args << "\n" << r.err;
     EXPECT_EQ(r.err.rfind("error:", 0), 0u) << args << "\n" << r.err;
