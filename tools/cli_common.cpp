@@ -12,6 +12,7 @@
 #include "netquant/atomic_file.h"
 #include "netquant/backend.h"
 #include "netquant/error.h"
+#include "netquant/io.h"
 #include "netquant/progress.h"
 
 namespace nq::cli {
@@ -68,6 +69,17 @@ void check_outputs(const std::vector<OutputArg>& outputs, const std::vector<std:
     }
     seen.emplace_back(&out, resolved);
   }
+}
+
+TensorSet read_importance(const std::string& path, const TensorSet& model) {
+  TensorSet imp = read_tensors(path);
+  const bool npy = path.size() > 4 && path.compare(path.size() - 4, 4, ".npy") == 0;
+  if (!npy || imp.size() != 1 || model.size() != 1 || imp[0].name() == model[0].name()) return imp;
+  Tensor t = imp[0];
+  t.set_name(model[0].name());
+  TensorSet renamed;
+  renamed.add(std::move(t));
+  return renamed;
 }
 
 std::ostream& human_output(const std::string& document_path) { return document_path == "-" ? std::cerr : std::cout; }

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "netquant/tensor.h"
+
 namespace nq::cli {
 
 struct CommonOptions {
@@ -46,6 +48,10 @@ struct OutputArg {
 // directory, and each one's directory exists. A run with several outputs then cannot write the first and fail on
 // a later one for a reason known at the start, and one output never overwrites another (exit 2 otherwise).
 void check_outputs(const std::vector<OutputArg>& outputs, const std::vector<std::string>& inputs);
+
+// Reads the importance for `model` from `path`. A .npy file's one tensor is named after its file, so model.npy and
+// model_h.npy would never pair: a one-tensor .npy importance of a one-tensor model takes the model's tensor name.
+TensorSet read_importance(const std::string& path, const TensorSet& model);
 
 // Where the human-readable lines go: stdout, or stderr when a JSON (or CSV) output is "-", so that stdout holds
 // only that document.

@@ -130,7 +130,7 @@ void run_quantize(const QuantizeOptions& o) {
     const TensorSet model = read_tensors(o.model);
     NQ_CHECK(!model.empty(), ErrorCode::kInvalidArgument, o.model << ": the model has no tensors");
     std::unique_ptr<TensorSet> imp;
-    if (!o.importance.empty()) imp = std::make_unique<TensorSet>(read_tensors(o.importance));
+    if (!o.importance.empty()) imp = std::make_unique<TensorSet>(read_importance(o.importance, model));
     q = quantize_model(model, imp.get(), p);
     metadata = model.metadata();
   }

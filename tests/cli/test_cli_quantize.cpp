@@ -88,6 +88,28 @@ TEST_F(QuantizeCli, OutputsAreCheckedBeforeTheWork) {
   EXPECT_NE(r.err.find("wrote " + file("out.nq")), std::string::npos) << r.err;
 }
 
+// A .npy tensor is named after its file, so a model and its importance as two .npy files pair by being the one
+// tensor each: the result is the one with the same arrays in safetensors under one name.
+TEST_F(QuantizeCli, NpyImportancePairsWithAOneTensorModel) {
+  const Tensor& w = model_.at("fc1.weight");
+  const TensorSet imp = read_safetensors(file("imp.safetensors"));
+  write_npy(file("w.npy"), w);
+  write_npy(file("w_h.npy"), imp.at("fc1.weight"));
+  TensorSet one_w, one_h;
+  one_w.add(w);
+  one_h.add(imp.at("fc1.weight"));
+  write_safetensors(file("one_w.safetensors"), one_w);
+  write_safetensors(file("one_h.safetensors"), one_h);
+  const std::string opts = " --method hw-kmeans --k 4 -q";
+  CliRun r = run("quantize '" + file("w.npy") + "' --importance '" + file("w_h.npy") + "' -o '" + file("a.npy") + "'" +
+                 opts);
+  ASSERT_EQ(r.status, 0) << r.err;
+  r = run("quantize '" + file("one_w.safetensors") + "' --importance '" + file("one_h.safetensors") + "' -o '" +
+          file("b.safetensors") + "'" + opts);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(read_npy(file("a.npy")).to_f32(), read_safetensors(file("b.safetensors")).at("fc1.weight").to_f32());
+}
+
 // Rows of a 1-D tensor hold one value each: a note on stderr names the tensor and the ways out; none without
 // 1-D tensors in rows (--skip-1d, another scope) or with --quiet. The rows really are single values: fc1.bias
 // comes back exactly.
