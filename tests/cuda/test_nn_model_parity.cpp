@@ -500,11 +500,16 @@ TEST_P(CudaNnModelParity, TrainingSgdAndAdam) {
 // through the backend's memory ops) and one call per ReLU per batch; on the CPU one per micro-batch. Scaling the
 // ReLU outputs keeps them positive, so backward's mask (read from the transformed output) stays the same and the
 // float64 net with the same hook is the oracle.
+//
+// The CPU half needs no device and runs everywhere; it had never run before the first GPU run, where it failed
+// at data seed 15: one ReLU input of LeNet-300-100 lies within float rounding of 0 there and flips on the CPU's
+// rounding (without the hook too), one image's share of fc1.bias[112], 2 % of it, 6.6e-6 of that small tensor's
+// NMSE. The data seed is 16, which has no such flip on the CPU (checked against float64 at seeds 16–20).
 TEST_P(CudaNnModelParity, ActivationHook) {
-  NQ_REQUIRE_CUDA();
+  const bool gpu = cuda_available();
   const Model m = model();
   const int64_t n = num_images();
-  const Dataset data = synthetic(n, 15);
+  const Dataset data = synthetic(n, 16);
   auto factor = [](int relu) { return relu == 0 ? 0.75 : 1.5; };
   std::vector<int64_t> widths;  // elements per image after each ReLU
   for (const nn::LayerSpec& l : m.spec().layers)
@@ -519,7 +524,7 @@ TEST_P(CudaNnModelParity, ActivationHook) {
   ASSERT_GT(tensor_error(m, plain.gradient(), want_grad).nmse, 1e4 * kBackwardNmse) << "the hook must matter";
   const std::vector<float> w = nn::flatten_params<float>(m.spec(), m.weights(), "w");
   std::vector<double> grads[2];  // CPU, CUDA
-  for (int side = 0; side < 2; ++side) {
+  for (int side = 0; side < (gpu ? 2 : 1); ++side) {
     const Backend b = side == 0 ? kCpu : kGpu;
     SCOPED_TRACE(backend_name(b));
     std::atomic<int64_t> seen[2] = {{0}, {0}};
@@ -547,6 +552,7 @@ TEST_P(CudaNnModelParity, ActivationHook) {
     grads[side] = flat(m, g);
     expect_backward_close(tensor_error(m, grads[side], want_grad), "gradient with the hook vs float64");
   }
+  if (!gpu) GTEST_SKIP() << "no CUDA device: the CPU half ran against float64, the CUDA half did not";
   expect_backward_close(tensor_error(m, grads[1], grads[0]), "CUDA vs CPU gradient with the hook");
   report(std::string(GetParam()) + " hooked gradient", tensor_error(m, grads[1], want_grad),
          tensor_error(m, grads[0], want_grad));
