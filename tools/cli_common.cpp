@@ -41,10 +41,19 @@ CLI::Validator number_at_least(double floor, bool inclusive, const char* rule) {
       rule);
 }
 
+const CLI::Validator kNonNegative = number_at_least(0.0, true, ">= 0");
+
 }  // namespace
 
 const CLI::Validator kPositive = number_at_least(0.0, false, "> 0");
-const CLI::Validator kNonNegative = number_at_least(0.0, true, ">= 0");
+
+CLI::Option* add_image_count(CLI::App& sub, const std::string& name, int64_t& count, const std::string& help) {
+  return sub.add_option(name, count, help)->capture_default_str()->check(kNonNegative);
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
 
 void check_outputs(const std::vector<OutputArg>& outputs, const std::vector<std::string>& inputs) {
   namespace fs = std::filesystem;
@@ -73,8 +82,7 @@ void check_outputs(const std::vector<OutputArg>& outputs, const std::vector<std:
 
 TensorSet read_importance(const std::string& path, const TensorSet& model) {
   TensorSet imp = read_tensors(path);
-  const bool npy = path.size() > 4 && path.compare(path.size() - 4, 4, ".npy") == 0;
-  if (!npy || imp.size() != 1 || model.size() != 1 || imp[0].name() == model[0].name()) return imp;
+  if (!ends_with(path, ".npy") || imp.size() != 1 || model.size() != 1 || imp[0].name() == model[0].name()) return imp;
   Tensor t = imp[0];
   t.set_name(model[0].name());
   TensorSet renamed;

@@ -34,10 +34,14 @@ class Table {
   std::vector<std::vector<std::string>> rows_;
 };
 
+// Whether a path's name ends in `suffix` (the CLI picks formats by extension).
+bool ends_with(const std::string& s, const std::string& suffix);
+
 // Option checks with plain messages ("--k: must be > 0, got -1"); CLI11's own ranges print DBL_MAX in full.
 // A negative count or size must not pass as the "unset" or "all" value it happens to share a sign with.
 extern const CLI::Validator kPositive;
-extern const CLI::Validator kNonNegative;
+// An option counting images, "first N ... (0 = all)": its default shown, a negative count refused.
+CLI::Option* add_image_count(CLI::App& sub, const std::string& name, int64_t& count, const std::string& help);
 
 // One output file of a command: the option that names it and its path ("" = not asked for, "-" = stdout).
 struct OutputArg {

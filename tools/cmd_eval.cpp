@@ -48,9 +48,7 @@ void setup_eval(CLI::App& sub) {
   sub.add_option("--weights", o->weights, "weights (.safetensors or .npy; any float dtype)")->required();
   sub.add_option("--data", o->data, "directory with the IDX files")->capture_default_str();
   sub.add_flag("--train-set", o->train_set, "evaluate on the training split instead of the test split");
-  sub.add_option("--limit", o->limit, "only the first N images (0 = all)")
-      ->capture_default_str()
-      ->check(kNonNegative);
+  add_image_count(sub, "--limit", o->limit, "only the first N images (0 = all)");
   sub.add_option("--batch", o->batch, "images per forward pass")->capture_default_str();
   sub.add_flag("--json", o->json, "print the result as JSON on stdout");
   add_common_options(sub, o->common);

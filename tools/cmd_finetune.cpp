@@ -20,10 +20,6 @@ struct FinetuneOptions {
   FinetuneParams params;
 };
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 // Dequantized weights (e.g. from `quantize -o X.safetensors`) back to an assignment: the distinct nonzero values
 // of all tensors form one shared codebook; exact zeros are treated as pruned and stay zero.
 QuantizedModel assignment_from_weights(const TensorSet& weights, const std::string& path) {
@@ -97,8 +93,7 @@ void setup_finetune(CLI::App& sub) {
   sub.add_option("--epochs", o->params.epochs, "epochs over the training images")->capture_default_str();
   sub.add_option("--batch", o->params.batch, "images per step")->capture_default_str();
   sub.add_option("--lr", o->params.lr, "Adam learning rate for the shared values")->capture_default_str();
-  sub.add_option("--train-subset", o->params.train_subset, "use the first N training images (0 = all)")
-      ->check(kNonNegative);
+  add_image_count(sub, "--train-subset", o->params.train_subset, "use the first N training images (0 = all)");
   sub.add_flag("--sum-gradients", [o](int64_t) { o->params.average_gradients = false; },
                "center gradient = sum of member gradients (Deep Compression) instead of the mean");
   sub.add_option("--seed", o->params.seed, "shuffle seed")->capture_default_str();

@@ -78,12 +78,8 @@ TensorStats tensor_stats(const Tensor& t) {
 }
 
 std::string format_of(const std::string& path) {
-  auto ends = [&](const char* s) {
-    const size_t n = std::strlen(s);
-    return path.size() >= n && path.compare(path.size() - n, n, s) == 0;
-  };
-  if (ends(".safetensors")) return "safetensors";
-  if (ends(".npy")) return "npy";
+  if (ends_with(path, ".safetensors")) return "safetensors";
+  if (ends_with(path, ".npy")) return "npy";
   return "idx";
 }
 
@@ -143,7 +139,7 @@ void run_inspect(const Options& o) {
   for (size_t i = 0; i < o.files.size(); ++i) {
     const std::string& path = o.files[i];
     if (print && i) std::cout << "\n";
-    if (path.size() >= 3 && path.compare(path.size() - 3, 3, ".nq") == 0) {
+    if (ends_with(path, ".nq")) {
       nlohmann::json j;
       bool ok = true;
       if (print) ok = inspect_nq(path, false, nullptr);

@@ -50,7 +50,7 @@ std::string codebook_text(const std::vector<float>& c) {
 void run(LcOptions& o) {
   apply_common_options(o.common);
   check_outputs({{"-o", o.output}, {"--log", o.log}}, {o.weights, o.importance});
-  NQ_CHECK(o.output.size() > 3 && o.output.compare(o.output.size() - 3, 3, ".nq") == 0, ErrorCode::kInvalidArgument,
+  NQ_CHECK(ends_with(o.output, ".nq"), ErrorCode::kInvalidArgument,
            "-o must name a .nq file, got '" << o.output << "'");
   LcParams& p = o.params;
   p.backend = resolve_backend(parse_backend(o.common.backend));
@@ -145,12 +145,8 @@ void setup_lc(CLI::App& sub) {
   sub.add_option("--lr-decay", o->params.lr_decay, "lr factor per L-step epoch")->capture_default_str();
   sub.add_option("--momentum", o->params.momentum, "Nesterov momentum")->capture_default_str();
   sub.add_option("--batch", o->params.batch, "images per SGD step")->capture_default_str();
-  sub.add_option("--train-subset", o->params.train_subset, "first N training images (0 = all)")
-      ->capture_default_str()
-      ->check(kNonNegative);
-  sub.add_option("--test-subset", o->params.test_subset, "first N test images for the per-step log (0 = all)")
-      ->capture_default_str()
-      ->check(kNonNegative);
+  add_image_count(sub, "--train-subset", o->params.train_subset, "first N training images (0 = all)");
+  add_image_count(sub, "--test-subset", o->params.test_subset, "first N test images for the per-step log (0 = all)");
   sub.add_option("--seed", o->params.seed, "shuffle seed")->capture_default_str();
   add_common_options(sub, o->common);
   sub.callback([o] {

@@ -30,10 +30,6 @@ struct QuantizeOptions {
   CommonOptions common;
 };
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 nlohmann::json stats_json(const QuantStats& s, bool total) {
   nlohmann::json j = {{"params", s.params},
                       {"clusters", s.clusters},

@@ -92,12 +92,8 @@ void setup_train(CLI::App& sub) {
   sub.add_option("--weight-decay", o->weight_decay, "L2 weight decay on all parameters")->capture_default_str();
   sub.add_option("--seed", o->seed, "initialization and shuffling seed")->capture_default_str();
   sub.add_option("--adam-state", o->adam_state, "also write Adam's second moment v (.safetensors; importance)");
-  sub.add_option("--train-subset", o->train_subset, "train on the first N images (0 = all)")
-      ->capture_default_str()
-      ->check(kNonNegative);
-  sub.add_option("--test-subset", o->test_subset, "evaluate on the first N test images (0 = all)")
-      ->capture_default_str()
-      ->check(kNonNegative);
+  add_image_count(sub, "--train-subset", o->train_subset, "train on the first N images (0 = all)");
+  add_image_count(sub, "--test-subset", o->test_subset, "evaluate on the first N test images (0 = all)");
   sub.add_option("--init", o->init, "start from these weights instead of a fresh initialization");
   sub.add_option("--json", o->json, "write per-epoch statistics as JSON ('-' = stdout)");
   add_common_options(sub, o->common);

@@ -87,12 +87,8 @@ void setup_wetrain(CLI::App& sub) {
   sub.add_option("--epochs", o->params.epochs, "training epochs")->capture_default_str();
   sub.add_option("--batch", o->params.batch, "images per step")->capture_default_str();
   sub.add_option("--lr", o->params.lr, "Adam learning rate (full-precision weights)")->capture_default_str();
-  sub.add_option("--train-subset", o->params.train_subset, "first N training images (0 = all)")
-      ->capture_default_str()
-      ->check(kNonNegative);
-  sub.add_option("--test-subset", o->params.test_subset, "first N test images (0 = all)")
-      ->capture_default_str()
-      ->check(kNonNegative);
+  add_image_count(sub, "--train-subset", o->params.train_subset, "first N training images (0 = all)");
+  add_image_count(sub, "--test-subset", o->params.test_subset, "first N test images (0 = all)");
   sub.add_option("--calibration", o->params.calibration_samples, "images for fitting the activation quantizers")
       ->capture_default_str();
   sub.add_option("--requantize-every", o->params.requantize_every, "re-quantize the weights every N steps")

@@ -36,7 +36,7 @@ TensorSet read_tensors(const std::string& path) {
   } else if (is_idx_name(path)) {
     out.add(read_idx(path));
   } else {
-    const bool nq = path.size() > 3 && path.compare(path.size() - 3, 3, ".nq") == 0;
+    const bool nq = ends_with(path, ".nq");
     NQ_FAIL(ErrorCode::kUnsupported, path << ": unknown file type (expected .safetensors, .npy, or an IDX file "
                                              "named *-ubyte, *.idx*, *.gz)"
                                           << (nq ? "; a .nq file is a compressed model: `netquant decompress` "
