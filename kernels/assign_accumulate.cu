@@ -37,7 +37,7 @@ namespace {
 
 using namespace assign_impl;  // the shared device code (assign_block.cuh)
 
-__global__ void __launch_bounds__(kMaxWarps * 32) assign_accumulate_kernel(AssignParams p) {
+__global__ void __launch_bounds__(kMaxWarps * 32, kMinBlocksPerSm) assign_accumulate_kernel(AssignParams p) {
   assign_block(p, blockIdx.x);
 }
 
@@ -49,7 +49,7 @@ struct BatchParams {
   AssignParams p[kMaxBatch];
   int m;
 };
-__global__ void __launch_bounds__(kMaxWarps * 32) assign_accumulate_batch_kernel(BatchParams bp) {
+__global__ void __launch_bounds__(kMaxWarps * 32, kMinBlocksPerSm) assign_accumulate_batch_kernel(BatchParams bp) {
   const unsigned m = static_cast<unsigned>(bp.m);
   assign_block</*kReuse=*/true>(bp.p[blockIdx.x % m], blockIdx.x / m);
 }

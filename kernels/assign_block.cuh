@@ -21,6 +21,9 @@ namespace nq::cuda::assign_impl {
 namespace qf = ::nq::quant;
 
 constexpr int kMaxWarps = 8;                  // 256 threads per CTA
+// CTAs of kMaxWarps per SM that the kernels' registers must allow (__launch_bounds__): ≤ 85 registers a thread.
+// Left to itself ptxas gives the placement-specialised loop up to 96, which would hold an SM to two CTAs.
+constexpr int kMinBlocksPerSm = 4;
 constexpr size_t kSmemBudget = 96 * 1024;     // ≤ the opt-in limit of every sm_80+ part; a function of k only
 
 struct AssignParams {
@@ -122,7 +125,9 @@ __device__ __forceinline__ int32_t argmin_cluster(float w, double h, const doubl
 
 // All 32 lanes call this together; lab < 0 means "no element". Lanes with the same label are summed by their
 // leader in lane order and added once to the warp's accumulators: deterministic, and no two lanes of a warp
-// touch the same accumulator at once (other warps have their own copies).
+// touch the same accumulator at once (other warps have their own copies). The accumulators' four fields are read
+// before any is written: they never overlap, but the compiler cannot know it, and would otherwise wait for each
+// store before the next load.
 __device__ __forceinline__ void warp_accumulate(int lab, double hv, double hw, double wv, double* stage, int lane,
                                                 double* acc_h, double* acc_hw, double* acc_w, long long* acc_n) {
   stage[3 * lane + 0] = hv;
@@ -138,10 +143,12 @@ __device__ __forceinline__ void warp_accumulate(int lab, double hv, double hw, d
       b += stage[3 * src + 1];
       s += stage[3 * src + 2];
     }
-    acc_h[lab] += a;
-    acc_hw[lab] += b;
-    acc_w[lab] += s;
-    acc_n[lab] += __popc(peers);
+    const double old_h = acc_h[lab], old_hw = acc_hw[lab], old_w = acc_w[lab];
+    const long long old_n = acc_n[lab];
+    acc_h[lab] = old_h + a;
+    acc_hw[lab] = old_hw + b;
+    acc_w[lab] = old_w + s;
+    acc_n[lab] = old_n + __popc(peers);
   }
   __syncwarp();
 }
@@ -158,9 +165,14 @@ __device__ __forceinline__ float4 load_quad(const float* x) {
   return kReuse ? __ldg(reinterpret_cast<const float4*>(x)) : __ldcs(reinterpret_cast<const float4*>(x));
 }
 
-// One CTA's work: accumulation block b of the data under codebook p.
-template <bool kReuse = false>
-__device__ __forceinline__ void assign_block(const AssignParams& p, size_t b) {
+// One CTA's work on accumulation block b, for one placement of the codebook table and the accumulators.
+// The placements are template arguments, not run-time branches, so that every table read and accumulator update
+// in the loop is a shared-memory instruction (LDS/STS) when the data are there: a pointer that may point either
+// way compiles to generic loads and stores, slower on every access. Each quad's four labels are found before
+// any of them is accumulated, so their table reads overlap instead of waiting behind the accumulator stores.
+// Neither changes what is added in which order: the bits are those of the one-loop form this replaced.
+template <bool kReuse, bool kTableSmem, bool kAccSmem>
+__device__ __forceinline__ void assign_block_placed(const AssignParams& p, size_t b) {
   extern __shared__ double smem[];
   const int warps = static_cast<int>(blockDim.x) >> 5;
   const int warp = static_cast<int>(threadIdx.x) >> 5;
@@ -172,7 +184,7 @@ __device__ __forceinline__ void assign_block(const AssignParams& p, size_t b) {
   const double* l = p.code_len;
   const double* ll = p.lmin_left;
   const double* lr = p.lmin_right;
-  if (p.table_in_smem) {
+  if constexpr (kTableSmem) {
     for (int j = threadIdx.x; j < 4 * k; j += blockDim.x) cursor[j] = p.centers[j];
     c = cursor;
     l = cursor + k;
@@ -186,7 +198,7 @@ __device__ __forceinline__ void assign_block(const AssignParams& p, size_t b) {
   cursor += warps * 3;
   double *acc_h, *acc_hw, *acc_w;
   long long* acc_n;
-  if (p.acc_in_smem) {
+  if constexpr (kAccSmem) {
     acc_h = cursor + static_cast<size_t>(warp) * 3 * k;
     acc_hw = acc_h + k;
     acc_w = acc_hw + k;
@@ -231,10 +243,9 @@ __device__ __forceinline__ void assign_block(const AssignParams& p, size_t b) {
     int32_t lab[4];
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      const bool valid = q < nquads && e0 + e < i1;
       double hd = 0.0, hw = 0.0, wd = 0.0;
       lab[e] = -1;
-      if (valid) {
+      if (q < nquads && e0 + e < i1) {
         const double h = static_cast<double>(hv[e]);
         double cost;
         const int32_t j = argmin_cluster(wv[e], h, c, l, ll, lr, k, p.lambda, p.lmin, p.span2, &cost);
@@ -280,7 +291,7 @@ __device__ __forceinline__ void assign_block(const AssignParams& p, size_t b) {
     p.pscal[3 * b + 1] = s1;
     p.pscal[3 * b + 2] = s2;
   }
-  if (p.acc_in_smem) {  // warps' copies in warp order → the CTA's partial row
+  if constexpr (kAccSmem) {  // warps' copies in warp order → the CTA's partial row
     const double* base = cursor;
     const long long* nbase = reinterpret_cast<const long long*>(cursor + static_cast<size_t>(warps) * 3 * k);
     for (int j = threadIdx.x; j < k; j += blockDim.x) {
@@ -299,6 +310,18 @@ __device__ __forceinline__ void assign_block(const AssignParams& p, size_t b) {
       p.pcount[b * k + j] = cnt;
     }
   }
+}
+
+// One CTA's work: accumulation block b of the data under codebook p, in the placement its launch shape chose
+// (choose_shape: the table is in shared memory only when the accumulators are too).
+template <bool kReuse = false>
+__device__ __forceinline__ void assign_block(const AssignParams& p, size_t b) {
+  if (p.table_in_smem)
+    assign_block_placed<kReuse, true, true>(p, b);
+  else if (p.acc_in_smem)
+    assign_block_placed<kReuse, false, true>(p, b);
+  else
+    assign_block_placed<kReuse, false, false>(p, b);
 }
 
 // Output idx (< 4k + 3) of one pass from its CTAs' partials (nblocks rows of the layout above), added in block

@@ -102,7 +102,7 @@ __host__ __device__ inline AssignParams row_params(const RowsLaunch& L, const Ro
   return p;
 }
 
-__global__ void __launch_bounds__(kMaxWarps * 32) assign_rows_kernel(RowsLaunch L) {
+__global__ void __launch_bounds__(kMaxWarps * 32, kMinBlocksPerSm) assign_rows_kernel(RowsLaunch L) {
   const unsigned x = blockIdx.x;
   const int task = task_of_tile(L.first, L.ntasks, x);
   const AssignParams p = row_params(L, L.tasks[task]);
