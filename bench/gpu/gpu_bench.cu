@@ -7,15 +7,17 @@
 // pass; one ECSQ pass of op (f) over 2^18 rows of 4096 (k = 16, λ > 0, a codebook per row) and row-scope ECSQ
 // through quantize_model on 8192 such rows, end to end; and, last, the same 64 λ
 // through nq::quantize_lambdas (all λ in lockstep, one launch per pass, end to end).
-// Usage: nq_gpu_bench [--quick | --tiny]   (--quick: N = 1e7, fewer repetitions — a smoke test on the device;
-// --tiny: every workload at a few rows or 10^5 weights, one repetition — the program's own check, which ctest runs
-// on the host emulation of the device, tests/cuda_emu)
+// Usage: nq_gpu_bench [--quick | --tiny | --fused K LAMBDA N]   (--quick: N = 1e7, fewer repetitions — a smoke
+// test on the device; --tiny: every workload at a few rows or 10^5 weights, one repetition — the program's own
+// check, which ctest runs on the host emulation of the device, tests/cuda_emu; --fused: one fused pass, after one
+// warm-up pass, for a profiler: run_gpu_bench.sh's `profile` phase runs it under Nsight Compute)
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -489,12 +491,48 @@ void bench_hessian(int reps, int64_t batch) {
 
 }  // namespace
 
+// --fused K LAMBDA N: the data and codebook of bench_fused, one warm-up pass (the profiler skips it) and one pass.
+int profile_fused(int k, double lambda, size_t n) {
+  DeviceBuffer<float> w(n), h(n);
+  fill_data(w.get(), h.get(), n, 42);
+  const Codebook cb = uniform_codebook(k, -0.15, 0.15);
+  nq::quant::AssignAccum acc;
+  const double ms = time_ms([&] {
+    nq::cuda::assign_accumulate_device(w.get(), h.get(), n, cb.c.data(), cb.l.data(), k, lambda, nullptr, acc);
+  }, 1, 1);
+  char name[96];
+  std::snprintf(name, sizeof name, "fused k=%d lambda=%g (one pass)", k, lambda);
+  report(name, static_cast<double>(n), ms, 8.0 * n);
+  return 0;
+}
+
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
   const bool tiny = argc > 1 && std::strcmp(argv[1], "--tiny") == 0;
-  if (argc > 1 && !quick && !tiny) {
-    std::fprintf(stderr, "usage: nq_gpu_bench [--quick | --tiny]\n");
+  const bool fused_only = argc == 5 && std::strcmp(argv[1], "--fused") == 0;
+  if (argc > 1 && !quick && !tiny && !fused_only) {
+    std::fprintf(stderr, "usage: nq_gpu_bench [--quick | --tiny | --fused K LAMBDA N]\n");
     return 2;
+  }
+  if (fused_only) {
+    const int k = std::atoi(argv[2]);
+    const double lambda = std::atof(argv[3]);
+    const double n = std::atof(argv[4]);
+    if (k < 1 || !(lambda >= 0) || !(n >= 1 && n <= 4e9)) {
+      std::fprintf(stderr, "nq_gpu_bench --fused: K >= 1, LAMBDA >= 0 and 1 <= N <= 4e9 (got %s %s %s)\n", argv[2],
+                   argv[3], argv[4]);
+      return 2;
+    }
+    if (!nq::cuda_available()) {
+      std::fprintf(stderr, "nq_gpu_bench: no CUDA device\n");
+      return 3;
+    }
+    try {
+      return profile_fused(k, lambda, static_cast<size_t>(n));
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "nq_gpu_bench: %s\n", e.what());
+      return 1;
+    }
   }
   // Sizes: full, --quick, --tiny.
   auto pick = [&](size_t full, size_t q, size_t t) { return tiny ? t : quick ? q : full; };

@@ -2,10 +2,13 @@
 # The GPU check in as few device calls as possible: the binaries prebuilt here (bench/gpu/prebuild.sh) or, without
 # them, configure for sm_90 (H100/H200) and build (incremental when the build folder survived a previous call);
 # then the phases asked for, and a short table last.
-#   bench/gpu/run_gpu_bench.sh [all|test|sanitize|bench]...   (default: all = test sanitize bench)
+#   bench/gpu/run_gpu_bench.sh [all|test|sanitize|bench|profile]...   (default: all = test sanitize bench)
 #     test      the CUDA parity tests (CPU as the oracle)
 #     sanitize  compute-sanitizer memcheck, racecheck and synccheck on a reduced parity run
 #     bench     the GPU benchmarks (nq_gpu_bench)
+#     profile   Nsight Compute on one fused assign + accumulate pass at N = 1e8 for three codebooks (k = 16 at
+#               λ = 0 and λ > 0, k = 256 at λ > 0): throughput, occupancy, warp stalls and the hottest source lines,
+#               one report each (ncu_*.txt), their headline figures in the summary; not part of `all`
 # The device tool allows 600 s per call: with the prebuilt bundle `test bench` fits one call and `sanitize` another;
 # building there, `test` alone fits with the build and `sanitize bench` a second call that reuses it. Every step is
 # capped (NQ_GPU_STEP_LIMIT seconds, default 150; the build 330). Logs go to $OUT/gpu_logs when $OUT is set (the
@@ -27,7 +30,11 @@ declare -a SUMMARY
 
 PHASES=("$@")
 [ ${#PHASES[@]} -eq 0 ] && PHASES=(all)
-want() { local p; for p in "${PHASES[@]}"; do [ "$p" = all ] || [ "$p" = "$1" ] && return 0; done; return 1; }
+want() {  # `all` is every phase but profile
+  local p
+  for p in "${PHASES[@]}"; do { [ "$p" = all ] && [ "$1" != profile ]; } || [ "$p" = "$1" ] && return 0; done
+  return 1
+}
 
 summary() {
   echo
@@ -160,5 +167,22 @@ if want sanitize; then
 fi
 if want bench; then
   step "$LIMIT" "benchmarks" "$LOGS/bench.txt" "$BIN/nq_gpu_bench" ${NQ_GPU_BENCH_ARGS:-}
+fi
+if want profile; then
+  # --clock-control none: leave the clocks as they are (the device tool's rule); -lineinfo is in the build, so the
+  # source counters name lines of assign_block.cuh. The first launch is the warm-up pass.
+  NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | tail -n 1)
+  if [ -n "$NCU" ]; then
+    for cfg in "16 0" "16 1e-5" "256 1e-5"; do
+      set -- $cfg
+      step "$LIMIT" "ncu fused k=$1 lambda=$2" "$LOGS/ncu_k$1_l$2.txt" "$NCU" --clock-control none \
+        --kernel-name regex:assign_accumulate_kernel --launch-skip 1 --launch-count 1 --set detailed \
+        --section SourceCounters --import-source yes "$BIN/nq_gpu_bench" --fused "$1" "$2" 1e8
+      SUMMARY+=("$(grep -E '^ +(Duration|Memory Throughput|DRAM Throughput|Compute \(SM\) Throughput|Registers Per Thread|Achieved Occupancy|Issue Slots Busy|No Eligible) ' \
+        "$LOGS/ncu_k$1_l$2.txt" | awk '{$1=$1; print "    " $0}')")
+    done
+  else
+    SUMMARY+=("$(printf '%-28s skipped: no ncu on this machine' 'profile')")
+  fi
 fi
 summary
