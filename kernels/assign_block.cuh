@@ -136,12 +136,25 @@ __device__ __forceinline__ void warp_accumulate(int lab, double hv, double hw, d
   __syncwarp();
   const unsigned peers = __match_any_sync(0xffffffffu, lab);
   if (lab >= 0 && lane == __ffs(peers) - 1) {
+    // The members four at a time: their twelve loads issue together, then the adds follow in lane order. A missing
+    // member adds +0.0, which leaves every sum's bits as they are (a sum that starts at +0.0 is never −0.0).
     double a = 0.0, b = 0.0, s = 0.0;
-    for (unsigned m = peers; m; m &= m - 1) {
-      const int src = __ffs(m) - 1;
-      a += stage[3 * src + 0];
-      b += stage[3 * src + 1];
-      s += stage[3 * src + 2];
+    for (unsigned m = peers; m;) {
+      double v[4][3];
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const int src = __ffs(m) - 1;  // −1 once m is empty
+        v[u][0] = src >= 0 ? stage[3 * src + 0] : 0.0;
+        v[u][1] = src >= 0 ? stage[3 * src + 1] : 0.0;
+        v[u][2] = src >= 0 ? stage[3 * src + 2] : 0.0;
+        m &= m - 1;
+      }
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        a += v[u][0];
+        b += v[u][1];
+        s += v[u][2];
+      }
     }
     const double old_h = acc_h[lab], old_hw = acc_hw[lab], old_w = acc_w[lab];
     const long long old_n = acc_n[lab];
