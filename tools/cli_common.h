@@ -43,6 +43,10 @@ extern const CLI::Validator kPositive;
 // An option counting images, "first N ... (0 = all)": its default shown, a negative count refused.
 CLI::Option* add_image_count(CLI::App& sub, const std::string& name, int64_t& count, const std::string& help);
 
+// --init's help, shared by quantize and sweep.
+constexpr const char* kInitHelp =
+    "linear (evenly from the least to the greatest value of positive importance) | kmeans++ | quantile";
+
 // One output file of a command: the option that names it and its path ("" = not asked for, "-" = stdout).
 struct OutputArg {
   const char* option;

@@ -213,7 +213,7 @@ void setup_sweep(CLI::App& sub) {
   sub.add_option("--k-max", o->k, "ECSQ initial centers")->capture_default_str();
   sub.add_option("--scope", o->scope, "global | tensor | row | group:G")->capture_default_str();
   sub.add_option("--prune", o->prune, "fraction of weights pruned to exactly 0 before quantizing")->check(CLI::Range(0.0, 1.0));
-  sub.add_option("--init", o->init, "linear | kmeans++ | quantile")->capture_default_str();
+  sub.add_option("--init", o->init, kInitHelp)->capture_default_str();
   sub.add_option("--max-iter", o->max_iter, "iterations per point")->capture_default_str();
   sub.add_option("--seed", o->seed, "random seed")->capture_default_str();
   sub.add_flag("--skip-1d", o->skip_1d, "leave 1-D tensors (biases) in float");

@@ -30,6 +30,9 @@ const std::vector<MethodTraits>& method_table();
 const MethodTraits& method_traits(Method method);
 Method parse_method(const std::string& name);  // throws kInvalidArgument listing the valid names
 
+// The starting centres: kLinear evenly from the least to the greatest value of positive importance (a value of
+// importance 0 adds nothing to the objective; all values when none has any), kKmeansPP D² sampling weighted by importance (seeded),
+// kQuantile the weighted quantiles at (j + ½)/k.
 enum class Init { kLinear, kKmeansPP, kQuantile };
 Init parse_init(const std::string& name);
 const char* init_name(Init init);

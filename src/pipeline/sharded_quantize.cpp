@@ -467,10 +467,28 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
   std::vector<int32_t> remap;
   std::vector<int64_t> level_counts;
   if (n_kept > 0) {
+    // The span of --init linear over every rank's values: that of quant::linear_span, the extremes among values
+    // of positive importance, else (none anywhere) all values.
     double lo = quant::infinity(), hi = -quant::infinity();
-    for (const float v : shard.kept_w) { lo = std::min<double>(lo, v); hi = std::max<double>(hi, v); }
-    lo = dist::min(lo);
-    hi = dist::max(hi);
+    double wlo = quant::infinity(), whi = -quant::infinity();
+    for (size_t i = 0; i < n_local; ++i) {
+      const double v = shard.kept_w[i];
+      lo = std::min(lo, v);
+      hi = std::max(hi, v);
+      if (!hk || hk[i] > 0.0f) {
+        wlo = std::min(wlo, v);
+        whi = std::max(whi, v);
+      }
+    }
+    wlo = dist::min(wlo);
+    whi = dist::max(whi);
+    if (wlo <= whi) {
+      lo = wlo;
+      hi = whi;
+    } else {
+      lo = dist::min(lo);
+      hi = dist::max(hi);
+    }
     std::vector<double> init = quant::linear_centers(lo, hi, qp.k);
     std::sort(init.begin(), init.end());
     init.erase(std::unique(init.begin(), init.end()), init.end());

@@ -3,6 +3,7 @@
 // that CPU and CUDA agree bit for bit except where the design allows (DESIGN "Determinism contract").
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -163,6 +164,20 @@ NQ_HD inline int nearest_center(float w, const double* c, int k) {
   if (lo == k || (lo > 0 && !closer_to_upper(w, c[lo - 1], c[lo]))) --lo;
   while (lo > 0 && !closer_to_upper(w, c[lo - 1], c[lo])) --lo;  // ties with farther-left centres
   return lo;
+}
+
+// The span [lo, hi] that --init linear spreads its centres over, on n ≥ 1 values sorted ascending with their
+// importances: from the smallest to the largest value whose importance is positive. A value of importance 0 adds
+// nothing to the weighted objective, so centres stretched out to reach one (a weight of zero curvature far out)
+// are wasted; with no positive importance at all, the whole range. Unweighted problems carry importance 1.
+NQ_HD inline void linear_span(const float* ws, const float* hs, size_t n, double& lo, double& hi) {
+  size_t a = 0, b = n;
+  while (a < n && !(hs[a] > 0.0f)) ++a;
+  if (a == n) a = 0, b = n;
+  else
+    while (!(hs[b - 1] > 0.0f)) --b;
+  lo = static_cast<double>(ws[a]);
+  hi = static_cast<double>(ws[b - 1]);
 }
 
 // The pruning score of a weight: h·w² in fp64, evaluated as (h·w)·w, plus +0 so that an importance of −0 (which

@@ -141,7 +141,8 @@ NQ_HD inline int initial_centres(const Workspace& w, int n, const Params& p, dou
     if (m == 0 || !(w.c[m - 1] == v)) w.c[m++] = v;
   };
   if (p.init == InitRule::kLinear) {
-    const double lo = w.ws[0], hi = w.ws[n - 1];
+    double lo = 0, hi = 0;
+    linear_span(w.ws, w.hs, static_cast<size_t>(n), lo, hi);
     if (p.k == 1) push(0.5 * (lo + hi));
     for (int j = 0; p.k > 1 && j < p.k; ++j) push(lo + (hi - lo) * j / (p.k - 1));
   } else {  // kQuantile: weighted quantiles at (j + ½)/k of the importance mass

@@ -126,7 +126,12 @@ std::vector<double> init_centers(const SortedData& s, int k, Init init, uint64_t
   const size_t n = s.size();
   std::vector<double> c;
   switch (init) {
-    case Init::kLinear: c = linear_centers(w.front(), w.back(), k); break;
+    case Init::kLinear: {
+      double lo = 0, hi = 0;
+      linear_span(w.data(), s.h().data(), n, lo, hi);
+      c = linear_centers(lo, hi, k);
+      break;
+    }
     case Init::kQuantile: {  // weighted quantiles at (j + ½)/k of the importance mass
       const double total = s.prefix(n).s0;
       size_t pos = 0;

@@ -138,6 +138,58 @@ TEST_F(ShardedCli, OneProcessAgreesWithInProcessQuantizer) {
   }
 }
 
+// --init linear spans the values of positive importance, sharded as in process. Outliers of importance 0 in
+// b.weight (one in each of two fixed blocks, and one exactly −0) must not pull the start out to them: both reach
+// the same fixed point, and every outlier lands on an outer centre inside the weighted values' range. (The sharded
+// driver used to span every value, which gave it a different start and fixed point than the in-process one.)
+TEST_F(ShardedCli, LinearStartIgnoresOutliersOfZeroImportanceAsInProcess) {
+  const TensorSet model = read_safetensors(file("model.safetensors"));
+  const TensorSet imp = read_safetensors(file("imp.safetensors"));
+  TensorSet m2, i2;
+  float weighted_max = 0;  // max |w| over values of positive importance
+  for (const Tensor& t : model) {
+    if (t.dtype() != DType::kF32) { m2.add(t); continue; }
+    std::vector<float> w = t.to_f32(), h = imp.at(t.name()).to_f32();
+    if (t.name() == "b.weight") {
+      const std::pair<size_t, float> outliers[] = {{10, 2.5f}, {20000, -3.0f}, {39999, 1.75f}};
+      for (const auto& [i, v] : outliers) {
+        w[i] = v;
+        h[i] = i == 39999 ? -0.0f : 0.0f;
+      }
+    }
+    for (size_t i = 0; i < w.size(); ++i)
+      if (h[i] > 0) weighted_max = std::max(weighted_max, std::fabs(w[i]));
+    m2.add(Tensor::from_f32(t.name(), t.shape(), w));
+    i2.add(Tensor::from_f32(t.name(), t.shape(), h));
+  }
+  ASSERT_LT(weighted_max, 1.5f);
+  write_safetensors(file("m2.safetensors"), m2);
+  write_safetensors(file("i2.safetensors"), i2);
+  const auto args = [&](const std::string& options, const std::string& out) {
+    return " quantize '" + file("m2.safetensors") + "' --importance '" + file("i2.safetensors") +
+           "' --method hw-kmeans --k 8 --max-iter 300 " + options + " -o '" + out + "' --report '" + out + ".json'";
+  };
+  CliRun r = run(args("--sharded", file("sharded.safetensors")));
+  ASSERT_EQ(r.status, 0) << r.err;
+  r = run(args("", file("plain.safetensors")));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const TensorSet a = read_safetensors(file("sharded.safetensors")), b = read_safetensors(file("plain.safetensors"));
+  int64_t differ = 0;
+  for (const Tensor& ta : a) {
+    if (ta.dtype() != DType::kF32) continue;
+    const std::vector<float> va = ta.to_f32(), vb = b.at(ta.name()).to_f32();
+    for (size_t i = 0; i < va.size(); ++i) {
+      differ += std::fabs(va[i] - vb[i]) > 1e-6f * (1.0f + std::fabs(vb[i]));
+      EXPECT_LE(std::fabs(va[i]), weighted_max) << ta.name() << "[" << i << "]";
+    }
+  }
+  EXPECT_EQ(differ, 0);
+  const auto ja = report(file("sharded.safetensors")), jb = report(file("plain.safetensors"));
+  EXPECT_EQ(ja["total"]["clusters"], jb["total"]["clusters"]);
+  const double da = ja["total"]["hw_distortion"], db = jb["total"]["hw_distortion"];
+  EXPECT_NEAR(da, db, 1e-9 * db);
+}
+
 TEST_F(ShardedCli, FailingRankAbortsJobAndLeavesNoOutput) {
   // A NaN in the last tensor: only the last rank reads it.
   TensorSet model = read_safetensors(file("model.safetensors"));

@@ -152,6 +152,59 @@ TEST(Quantize, HwKmeansWithUnitImportanceEqualsKmeans) {
   }
 }
 
+// --init linear spreads its centres over the values that carry importance. Outliers of importance 0 (a dead unit's
+// weights, far out) add nothing to the objective; they join the outer clusters without pulling centres out to
+// them, so HW k-means ends with the codebook the weighted values alone give (up to the rounding of sums formed
+// around a different median), and the same summed distortion. Checked for one problem and for row scope, whose
+// driver (row_lloyd.h, shared with the CUDA rows kernel) states the start rule again. Before the rule, the
+// outliers each took a centre and the distortion was several times higher.
+TEST(Quantize, LinearInitSpansOnlyValuesWithImportance) {
+  const size_t n = 4000 + 7;
+  const std::vector<float> sub_w = student_t(n, 41), sub_h = importance(n, 42);
+  // The outliers at scattered positions, one with importance −0 (which validation accepts).
+  std::vector<float> w, h;
+  const float outliers[] = {1.5f, -2.25f, 0.9f, -1.1f};
+  for (size_t i = 0, o = 0; i < n; ++i) {
+    if (i % 1000 == 17 && o < 4) {
+      w.push_back(outliers[o]);
+      h.push_back(o == 3 ? -0.0f : 0.0f);
+      ++o;
+    }
+    w.push_back(sub_w[i]);
+    h.push_back(sub_h[i]);
+  }
+  ASSERT_EQ(w.size(), n + 4);
+  auto p = params(Method::kHwKmeans, 16);
+  p.init = Init::kLinear;
+  const auto full = quantize(w.data(), h.data(), w.size(), p);
+  const auto sub = quantize(sub_w.data(), sub_h.data(), n, p);
+  ASSERT_EQ(full.codebook.size(), sub.codebook.size());
+  for (size_t j = 0; j < sub.codebook.size(); ++j) EXPECT_NEAR(full.codebook[j], sub.codebook[j], 1e-6) << j;
+  const double full_sum = distortion(full, w, h.data()) * static_cast<double>(w.size());
+  const double sub_sum = distortion(sub, sub_w, sub_h.data()) * static_cast<double>(n);
+  EXPECT_NEAR(full_sum, sub_sum, 1e-6 * sub_sum);
+
+  // Row scope: two rows, each with its outliers, against quantize() on each row's weighted values.
+  const size_t half = (n + 4) / 2;  // row 0 holds the first two outliers, row 1 the others
+  TensorSet model, imp;
+  model.add(Tensor::from_f32("w", {2, static_cast<int64_t>(half)}, std::vector<float>(w.begin(), w.begin() + 2 * half)));
+  imp.add(Tensor::from_f32("w", {2, static_cast<int64_t>(half)}, std::vector<float>(h.begin(), h.begin() + 2 * half)));
+  ModelQuantizeParams mp;
+  mp.quant = p;
+  mp.scope = parse_scope("row");
+  const QuantizedModel q = quantize_model(model, &imp, mp);
+  ASSERT_EQ(q.codebooks.size(), 2u);
+  for (size_t r = 0; r < 2; ++r) {
+    std::vector<float> rw, rh;
+    for (size_t i = r * half; i < (r + 1) * half; ++i)
+      if (h[i] > 0) rw.push_back(w[i]), rh.push_back(h[i]);
+    ASSERT_EQ(rw.size(), half - 2) << r;
+    const auto alone = quantize(rw.data(), rh.data(), rw.size(), p);
+    ASSERT_EQ(q.codebooks[r].size(), alone.codebook.size()) << r;
+    for (size_t j = 0; j < alone.codebook.size(); ++j) EXPECT_NEAR(q.codebooks[r][j], alone.codebook[j], 1e-6) << r;
+  }
+}
+
 TEST(Quantize, EcsqLambdaZeroEqualsHwKmeans) {
   const size_t n = 3000 + 1;
   auto w = student_t(n, 31);
