@@ -200,6 +200,23 @@ void run_quantize(const QuantizeOptions& o) {
               << format_double(s.ratio_file, 3)
               << "): the codebooks cost more than the indices save; a coarser --scope or a smaller --k "
                  "compresses it\n";
+  // An iterative method that ran out of --max-iter returns its last iterate: usable, but not the fixed point the
+  // tolerance asks for. Say so, naming the tensors (the report's per-tensor "converged" says it too).
+  if (!o.common.quiet) {
+    std::vector<std::string> open;
+    for (const auto& t : q.tensors)
+      if (t.quantized && !t.stats.converged) open.push_back(t.name);
+    if (!open.empty()) {
+      std::cerr << "note: the iterations stopped at --max-iter " << p.quant.max_iter << " before converging";
+      if (p.scope.kind != ScopeKind::kGlobal) {
+        std::cerr << " (";
+        for (size_t i = 0; i < open.size() && i < 4; ++i) std::cerr << (i ? ", " : "") << open[i];
+        if (open.size() > 4) std::cerr << " and " << open.size() - 4 << " more";
+        std::cerr << ")";
+      }
+      std::cerr << "; a larger --max-iter reaches the fixed point\n";
+    }
+  }
   if (!o.report.empty()) {
     nlohmann::json report = {
         {"method", traits.name},
@@ -249,7 +266,7 @@ void setup_quantize(CLI::App& sub) {
   sub.add_option("--scope", o->scope, "global | tensor | row | group:G")->capture_default_str();
   sub.add_option("--prune", o->prune, "fraction of weights (smallest h*w^2) set to exactly 0 first")
       ->capture_default_str();
-  sub.add_option("--init", o->init, "linear | kmeans++ | quantile")->capture_default_str();
+  sub.add_option("--init", o->init, kInitHelp)->capture_default_str();
   sub.add_option("--max-iter", o->max_iter, "Lloyd / ECSQ iterations")->capture_default_str();
   sub.add_option("--seed", o->seed, "seed for kmeans++")->capture_default_str();
   sub.add_flag("--skip-1d", o->skip_1d, "leave 1-D tensors (biases) in float");

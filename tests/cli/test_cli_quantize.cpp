@@ -139,6 +139,32 @@ TEST_F(QuantizeCli, RowScopeNotesOneDimensionalTensors) {
       << r.err;
 }
 
+// A run that stops at --max-iter before converging says so on stderr, naming the tensors when each has its own
+// problems, as the report's "converged" does; a run that converges (the default here) or --quiet says nothing.
+TEST_F(QuantizeCli, MaxIterReachedIsNoted) {
+  const std::string base = "quantize '" + file("model.safetensors") + "' -o '" + file("out.safetensors") +
+                           "' --importance '" + file("imp.safetensors") + "' --method hw-kmeans --k 8";
+  CliRun r = run(base + " --max-iter 1 --scope tensor --report '" + file("r.json") + "'");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(slurp(file("r.json")));
+  std::vector<std::string> open;
+  for (const auto& t : j["tensors"])
+    if (t.contains("converged") && !t["converged"].get<bool>()) open.push_back(t["name"].get<std::string>());
+  ASSERT_FALSE(open.empty());
+  EXPECT_NE(r.err.find("note: the iterations stopped at --max-iter 1 before converging ("), std::string::npos)
+      << r.err;
+  for (const std::string& name : open) EXPECT_NE(r.err.find(name), std::string::npos) << name << ": " << r.err;
+  r = run(base + " --max-iter 1");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("note: the iterations stopped at --max-iter 1 before converging;"), std::string::npos)
+      << r.err;
+  for (const char* quiet_case : {"", " --max-iter 1 --quiet"}) {
+    r = run(base + quiet_case);
+    ASSERT_EQ(r.status, 0) << quiet_case << ": " << r.err;
+    EXPECT_EQ(r.err.find("note:"), std::string::npos) << quiet_case << ": " << r.err;
+  }
+}
+
 TEST_F(QuantizeCli, NqOutputPruneAndTarget) {
   CliRun r = run("quantize '" + file("model.safetensors") + "' -o '" + file("out.nq") + "' --importance '" +
               file("imp.safetensors") + "' --method ecsq --k 32 --target-bits 2 --prune 0.5 --quiet --report -");
