@@ -4,7 +4,8 @@
 # then the phases asked for, and a short table last.
 #   bench/gpu/run_gpu_bench.sh [all|test|sanitize|bench|profile]...   (default: all = test sanitize bench)
 #     test      the CUDA parity tests (CPU as the oracle)
-#     sanitize  compute-sanitizer memcheck, racecheck and synccheck on a reduced parity run
+#     sanitize  compute-sanitizer memcheck, racecheck and synccheck on a reduced parity run, in nine pieces each
+#               capped at NQ_GPU_SANITIZE_LIMIT s (default: the step limit; 60 fits the nine in one call)
 #     bench     the GPU benchmarks (nq_gpu_bench)
 #     profile   Nsight Compute on one fused assign + accumulate pass at N = 1e8 for three codebooks (k = 16 at
 #               λ = 0 and λ > 0, k = 256 at λ > 0): throughput, occupancy, warp stalls and the hottest source lines,
@@ -154,16 +155,26 @@ if want test; then
   step "$LIMIT" "parity tests (full)" "$LOGS/test_cuda.log" "$TEST" --gtest_brief=1
 fi
 if want sanitize; then
-  # A reduced parity run under the sanitizers (they slow kernels 10-100x).
-  step "$LIMIT" "memcheck (reduced parity)" "$LOGS/memcheck.log" env NQ_CUDA_PARITY_QUICK=1 compute-sanitizer \
-    --tool memcheck --leak-check full --error-exitcode 9 "$TEST" --gtest_brief=1 \
-    --gtest_filter='CudaQuantParity.*:CudaCodingParity.*:CudaNnParity/0.*:CudaModelParity.*:Builtin/CudaNnModelParity.*/lenet300'
-  step "$LIMIT" "racecheck (reduced parity)" "$LOGS/racecheck.log" env NQ_CUDA_PARITY_QUICK=1 compute-sanitizer \
-    --tool racecheck --error-exitcode 9 "$TEST" --gtest_brief=1 \
-    --gtest_filter='CudaQuantParity.AssignAccumulate*:CudaQuantParity.Prefix*:CudaQuantParity.RowsKmeans*:CudaQuantParity.MultiCodebook*:CudaQuantParity.ResidentRows*:CudaQuantParity.SelectPruned*:CudaQuantParity.LabelHistogram*:CudaCodingParity.*'
-  step "$LIMIT" "synccheck (reduced parity)" "$LOGS/synccheck.log" env NQ_CUDA_PARITY_QUICK=1 compute-sanitizer \
-    --tool synccheck --error-exitcode 9 "$TEST" --gtest_brief=1 \
-    --gtest_filter='CudaQuantParity.AssignAccumulateMatchesCpu:CudaQuantParity.ResidentRowsEqual*:CudaQuantParity.RowsKmeans*:CudaCodingParity.*'
+  # A reduced parity run under the sanitizers (they slow kernels 10-100x), in pieces of a few suites each, every
+  # piece capped on its own: a piece that runs out of time loses only itself (one whole-suite run per tool did not
+  # finish in 130 s on the H200). NQ_GPU_SANITIZE_LIMIT caps each piece (default: the step limit).
+  SLIMIT=${NQ_GPU_SANITIZE_LIMIT:-$LIMIT}
+  sanitize() {  # sanitize TOOL NAME FILTER
+    local extra=()
+    [ "$1" = memcheck ] && extra=(--leak-check full)
+    step "$SLIMIT" "$1 $2" "$LOGS/$1_$2.log" env NQ_CUDA_PARITY_QUICK=1 compute-sanitizer --tool "$1" "${extra[@]}" \
+      --error-exitcode 9 "$TEST" --gtest_brief=1 --gtest_filter="$3"
+  }
+  Q=CudaQuantParity
+  sanitize memcheck quant-ops "$Q.AssignAccumulate*:$Q.Unweighted*:$Q.MultiCodebook*:$Q.Resident*:$Q.SelectPruned*:$Q.DeviceEntry*"
+  sanitize memcheck quant-sorted "$Q.SortPairs*:$Q.Prefix*:$Q.LabelHistogram*:$Q.RowsKmeans*:$Q.EcsqDriver*:$Q.QuantizeLambdas*"
+  sanitize memcheck coding 'CudaCodingParity.*'
+  sanitize memcheck nn 'CudaNnParity/0.*:CudaNnDeterminism.*:Builtin/CudaNnModelParity.*/lenet300'
+  sanitize memcheck model-paths 'CudaModelParity.*'
+  sanitize racecheck assign "$Q.AssignAccumulateMatchesCpu:$Q.MultiCodebook*:$Q.ResidentRowsEqual*"
+  sanitize racecheck rows "$Q.RowsKmeansEqualsTheCpuOpBitForBit:$Q.RowsKmeansShortRows*:$Q.LabelHistogram*"
+  sanitize racecheck scans "$Q.Prefix*:$Q.SelectPruned*:CudaCodingParity.*"
+  sanitize synccheck all "$Q.AssignAccumulateMatchesCpu:$Q.ResidentRowsEqual*:$Q.RowsKmeans*:CudaCodingParity.*"
 fi
 if want bench; then
   step "$LIMIT" "benchmarks" "$LOGS/bench.txt" "$BIN/nq_gpu_bench" ${NQ_GPU_BENCH_ARGS:-}
