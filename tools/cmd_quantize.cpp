@@ -262,7 +262,8 @@ void setup_quantize(CLI::App& sub) {
       ->check(kPositive);
   sub.add_option("--target-ratio", o->target_ratio, "ecsq/uniform: same for the entropy-coded ratio 32/bits")
       ->check(kPositive);
-  sub.add_option("--step", o->step, "uniform: cell width (default: k cells cover max|w|)");
+  sub.add_option("--step", o->step,
+                 "uniform: cell width (default: k cells cover max|w| of the weights with importance > 0)");
   sub.add_option("--scope", o->scope, "global | tensor | row | group:G")->capture_default_str();
   sub.add_option("--prune", o->prune, "fraction of weights (smallest h*w^2) set to exactly 0 first")
       ->capture_default_str();

@@ -31,8 +31,8 @@ const MethodTraits& method_traits(Method method);
 Method parse_method(const std::string& name);  // throws kInvalidArgument listing the valid names
 
 // The starting centres: kLinear evenly from the least to the greatest value of positive importance (a value of
-// importance 0 adds nothing to the objective; all values when none has any), kKmeansPP D² sampling weighted by importance (seeded),
-// kQuantile the weighted quantiles at (j + ½)/k.
+// importance 0 adds nothing to the objective; all values when none has any), kKmeansPP D² sampling weighted by
+// importance (seeded), kQuantile the weighted quantiles at (j + ½)/k.
 enum class Init { kLinear, kKmeansPP, kQuantile };
 Init parse_init(const std::string& name);
 const char* init_name(Init init);
@@ -41,7 +41,7 @@ struct QuantizeParams {
   Method method = Method::kHwKmeans;
   int k = 16;                // levels (ecsq: k_max initial centers); ignored by binary/ternary
   double lambda = 0.0;       // ecsq multiplier on the entropy (bits/weight) in J = D + λH
-  double step = 0.0;         // uniform: cell width Δ; 0 = chosen so that k cells cover the range
+  double step = 0.0;         // uniform: cell width Δ; 0 = k cells cover max|w| where the importance is > 0
   double target_bits = 0.0;  // > 0: ecsq/uniform search λ or Δ so the entropy lands on this (bits/weight)
   double target_ratio = 0.0; // > 0: same, for the entropy-coded compression ratio (32 / bits)
   Init init = Init::kLinear;

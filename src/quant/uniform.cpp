@@ -58,8 +58,16 @@ RawResult uniform_quantize(const Problem& p, double step, int max_cells) {
 }
 
 RawResult uniform_driver(const Problem& p, const QuantizeParams& q) {
-  double amax = 0;
-  for (size_t i = 0; i < p.n; ++i) amax = std::max(amax, std::fabs(static_cast<double>(p.w[i])));
+  // The cells cover max|w| over the values that carry importance, as --init linear spans them (quant_formulas.h
+  // linear_span): an outlier of importance 0 adds nothing to the objective, so it lands in an outer cell instead
+  // of stretching every cell to reach it. All values when none has any importance.
+  double amax = 0, amax_weighted = -1;
+  for (size_t i = 0; i < p.n; ++i) {
+    const double a = std::fabs(static_cast<double>(p.w[i]));
+    amax = std::max(amax, a);
+    if (!p.h || p.h[i] > 0.0f) amax_weighted = std::max(amax_weighted, a);
+  }
+  if (amax_weighted >= 0) amax = amax_weighted;
   if (amax == 0) amax = 1;  // all zeros: any step gives the single cell 0
   const double rate = target_rate_bits(q);
   if (rate <= 0) {
