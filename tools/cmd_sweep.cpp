@@ -196,6 +196,20 @@ void run(const SweepOptions& o) {
         << p.knob << "): " << p.stats.huffman_bits_per_weight << " bits/weight, ratio " << p.stats.ratio_huffman
         << "\n";
   }
+  // Points whose iterations stopped at --max-iter before converging: usable, but not the fixed points the
+  // tolerance asks for (quantize says the same of its tensors).
+  if (!o.common.quiet) {
+    std::vector<std::string> open;
+    for (const auto& p : points)
+      if (!p.stats.converged) open.push_back(p.method + " " + p.knob_name + "=" + format_double(p.knob, 3));
+    if (!open.empty()) {
+      std::cerr << "note: " << open.size() << " of " << points.size() << " points stopped at --max-iter " << o.max_iter
+                << " before converging (";
+      for (size_t i = 0; i < open.size() && i < 4; ++i) std::cerr << (i ? ", " : "") << open[i];
+      if (open.size() > 4) std::cerr << " and " << open.size() - 4 << " more";
+      std::cerr << "); a larger --max-iter reaches their fixed points\n";
+    }
+  }
 }
 
 void setup_sweep(CLI::App& sub) {

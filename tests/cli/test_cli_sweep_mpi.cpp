@@ -76,6 +76,23 @@ TEST_F(SweepCli, StdoutHoldsOnlyTheDocument) {
   EXPECT_NE(r.err.find("would both write to stdout"), std::string::npos) << r.err;
 }
 
+// Points that stop at --max-iter before converging are named in a note on stderr (one Lloyd iteration cannot
+// converge: convergence needs a second objective to compare); converged points or --quiet give none.
+TEST_F(SweepCli, MaxIterReachedIsNoted) {
+  const std::string base = "sweep '" + file("model.safetensors") + "' --importance '" + file("imp.safetensors") +
+                           "' --method hw-kmeans --k 4,8 -o '" + file("s.csv") + "'";
+  CliRun r = run(base + " --max-iter 1");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("note: 2 of 2 points stopped at --max-iter 1 before converging (hw-kmeans k=4, hw-kmeans k=8)"),
+            std::string::npos)
+      << r.err;
+  for (const char* quiet_case : {"", " --max-iter 1 -q"}) {
+    r = run(base + quiet_case);
+    ASSERT_EQ(r.status, 0) << quiet_case << ": " << r.err;
+    EXPECT_EQ(r.err.find("note:"), std::string::npos) << quiet_case << ": " << r.err;
+  }
+}
+
 // int's knob is its grid's bits: --bits, else --k (as quantize reads --k for int), else 2:8.
 TEST_F(SweepCli, IntTakesItsBitsFromKWithoutBits) {
   const std::string base = "sweep '" + file("model.safetensors") + "' --method int -q -o -";
