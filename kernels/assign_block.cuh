@@ -21,8 +21,9 @@ namespace nq::cuda::assign_impl {
 namespace qf = ::nq::quant;
 
 constexpr int kMaxWarps = 8;                  // 256 threads per CTA
-// CTAs of kMaxWarps per SM that the kernels' registers must allow (__launch_bounds__): ≤ 85 registers a thread.
-// Left to itself ptxas gives the placement-specialised loop up to 96, which would hold an SM to two CTAs.
+// CTAs of kMaxWarps per SM that the kernels' registers must allow (__launch_bounds__): ≤ 64 registers a thread,
+// which the three kernels meet without spilling on sm_90. Left to itself ptxas gives the placement-specialised
+// loop up to 96, which would hold an SM to two CTAs. (Not yet timed against three CTAs of up to 85 registers.)
 constexpr int kMinBlocksPerSm = 4;
 constexpr size_t kSmemBudget = 96 * 1024;     // ≤ the opt-in limit of every sm_80+ part; a function of k only
 
@@ -181,9 +182,8 @@ __device__ __forceinline__ float4 load_quad(const float* x) {
 // One CTA's work on accumulation block b, for one placement of the codebook table and the accumulators.
 // The placements are template arguments, not run-time branches, so that every table read and accumulator update
 // in the loop is a shared-memory instruction (LDS/STS) when the data are there: a pointer that may point either
-// way compiles to generic loads and stores, slower on every access. Each quad's four labels are found before
-// any of them is accumulated, so their table reads overlap instead of waiting behind the accumulator stores.
-// Neither changes what is added in which order: the bits are those of the one-loop form this replaced.
+// way compiles to generic loads and stores, slower on every access. It does not change what is added in which
+// order: the bits are those of the run-time form this replaced.
 template <bool kReuse, bool kTableSmem, bool kAccSmem>
 __device__ __forceinline__ void assign_block_placed(const AssignParams& p, size_t b) {
   extern __shared__ double smem[];

@@ -55,6 +55,13 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+std::string name_list(const std::vector<std::string>& names, size_t most) {
+  std::string out;
+  for (size_t i = 0; i < names.size() && i < most; ++i) out += (i ? ", " : "") + names[i];
+  if (names.size() > most) out += " and " + std::to_string(names.size() - most) + " more";
+  return out;
+}
+
 void check_outputs(const std::vector<OutputArg>& outputs, const std::vector<std::string>& inputs) {
   namespace fs = std::filesystem;
   std::vector<std::pair<const OutputArg*, fs::path>> seen;

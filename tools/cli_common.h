@@ -43,6 +43,9 @@ extern const CLI::Validator kPositive;
 // An option counting images, "first N ... (0 = all)": its default shown, a negative count refused.
 CLI::Option* add_image_count(CLI::App& sub, const std::string& name, int64_t& count, const std::string& help);
 
+// Names for a note on stderr: the first `most` joined by ", ", then " and N more".
+std::string name_list(const std::vector<std::string>& names, size_t most = 4);
+
 // --init's help, shared by quantize and sweep.
 constexpr const char* kInitHelp =
     "linear (evenly from the least to the greatest value of positive importance) | kmeans++ | quantile";

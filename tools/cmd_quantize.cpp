@@ -187,10 +187,9 @@ void run_quantize(const QuantizeOptions& o) {
       if (t.quantized && t.shape.size() == 1 && t.stats.params > 1) single.push_back(t.name);
     if (!single.empty()) {
       std::cerr << "note: --scope row gives the values of 1-D tensors rows of one value each, stored as a 32-bit "
-                   "level per value (no compression): ";
-      for (size_t i = 0; i < single.size() && i < 4; ++i) std::cerr << (i ? ", " : "") << single[i];
-      if (single.size() > 4) std::cerr << " and " << single.size() - 4 << " more";
-      std::cerr << ". --skip-1d keeps 1-D tensors in float; --scope tensor or group:G compresses them.\n";
+                   "level per value (no compression): "
+                << name_list(single)
+                << ". --skip-1d keeps 1-D tensors in float; --scope tensor or group:G compresses them.\n";
       noted = true;
     }
   }
@@ -207,14 +206,9 @@ void run_quantize(const QuantizeOptions& o) {
     for (const auto& t : q.tensors)
       if (t.quantized && !t.stats.converged) open.push_back(t.name);
     if (!open.empty()) {
-      std::cerr << "note: the iterations stopped at --max-iter " << p.quant.max_iter << " before converging";
-      if (p.scope.kind != ScopeKind::kGlobal) {
-        std::cerr << " (";
-        for (size_t i = 0; i < open.size() && i < 4; ++i) std::cerr << (i ? ", " : "") << open[i];
-        if (open.size() > 4) std::cerr << " and " << open.size() - 4 << " more";
-        std::cerr << ")";
-      }
-      std::cerr << "; a larger --max-iter reaches the fixed point\n";
+      std::cerr << "note: the iterations stopped at --max-iter " << p.quant.max_iter << " before converging"
+                << (p.scope.kind != ScopeKind::kGlobal ? " (" + name_list(open) + ")" : std::string())
+                << "; a larger --max-iter reaches the fixed point\n";
     }
   }
   if (!o.report.empty()) {

@@ -204,10 +204,7 @@ void run(const SweepOptions& o) {
       if (!p.stats.converged) open.push_back(p.method + " " + p.knob_name + "=" + format_double(p.knob, 3));
     if (!open.empty()) {
       std::cerr << "note: " << open.size() << " of " << points.size() << " points stopped at --max-iter " << o.max_iter
-                << " before converging (";
-      for (size_t i = 0; i < open.size() && i < 4; ++i) std::cerr << (i ? ", " : "") << open[i];
-      if (open.size() > 4) std::cerr << " and " << open.size() - 4 << " more";
-      std::cerr << "); a larger --max-iter reaches their fixed points\n";
+                << " before converging (" << name_list(open) << "); a larger --max-iter reaches their fixed points\n";
     }
   }
 }
