@@ -13,6 +13,7 @@
 #include "core/parallel_for.h"
 #include "core/target_clones.h"
 #include "netquant/error.h"
+#include "quant/count_positions_wide.h"
 #include "quant/nearest_thresholds.h"
 #include "quant/quant_formulas.h"
 #include "quant/window_argmin_wide.h"
@@ -101,6 +102,7 @@ NQ_TARGET_CLONES void count_positions(const float* __restrict w, size_t n, const
 constexpr int kMaxCountedCentres = 64;
 
 inline void positions(const float* w, size_t n, const AssignPrep& P, int32_t* lab) {
+  if (P.count_size && wide_window_available()) return wide_count_positions(w, n, P.below.data(), P.count_size, lab);
   switch (P.count_size) {
     case 16: count_positions<16>(w, n, P.below.data(), lab); return;
     case 32: count_positions<32>(w, n, P.below.data(), lab); return;

@@ -11,6 +11,7 @@
 #include <random>
 
 #include "netquant/quantize.h"
+#include "quant/count_positions_wide.h"
 #include "quant/quant_formulas.h"
 #include "quant/quant_ops.h"
 #include "quant/window_argmin_wide.h"
@@ -301,6 +302,44 @@ TEST(QuantOps, WideWindowLabelsMatchBruteForce) {
           }
           EXPECT_EQ(back, negatives);
         }
+      }
+    }
+  }
+}
+
+// The AVX-512 positions (a binary search by permutes) against counting every entry, on tables as the pass pads
+// them (non-decreasing, −inf below the float range, +inf padding, repeated entries) and values on, beside and
+// between the entries, ±0, ±inf and NaN, at run lengths around the sixteen-value step.
+TEST(QuantOps, WideCountPositionsEqualCountingEveryEntry) {
+  if (!cpu::wide_window_available()) GTEST_SKIP() << "this CPU has no AVX-512F: the counting loop runs";
+  std::mt19937_64 rng(91);
+  std::normal_distribution<float> g(0.0f, 0.1f);
+  const float inf = std::numeric_limits<float>::infinity();
+  for (int size : {16, 32, 64}) {
+    for (int k : {1, 2, size / 2 + 1, size - 1, size}) {
+      std::vector<float> below(static_cast<size_t>(size), inf);
+      for (int j = 0; j < k; ++j) below[static_cast<size_t>(j)] = g(rng);
+      std::sort(below.begin(), below.begin() + k);
+      if (k > 2) below[1] = below[0];                  // a repeated entry
+      if (k > 3) below[0] = -inf;                      // a centre under the float range
+      std::vector<float> w;
+      for (int j = 0; j < k; ++j) {
+        const float b = below[static_cast<size_t>(j)];
+        for (const float v : {b, std::nextafter(b, inf), std::nextafter(b, -inf)}) w.push_back(v);
+      }
+      for (const float v : {0.0f, -0.0f, inf, -inf, std::numeric_limits<float>::quiet_NaN(), FLT_MAX, -FLT_MAX})
+        w.push_back(v);
+      while (w.size() < 1000 + 3) w.push_back(g(rng));
+      std::shuffle(w.begin(), w.end(), rng);
+      for (size_t n : {size_t{0}, size_t{1}, size_t{15}, size_t{16}, size_t{17}, w.size()}) {
+        std::vector<int32_t> got(n + 1, -7);  // one sentinel past the end
+        cpu::wide_count_positions(w.data(), n, below.data(), size, got.data());
+        for (size_t i = 0; i < n; ++i) {
+          int32_t want = 0;
+          for (int j = 0; j < size; ++j) want += w[i] > below[static_cast<size_t>(j)] ? 1 : 0;
+          ASSERT_EQ(got[i], want) << "size=" << size << " k=" << k << " n=" << n << " w=" << w[i];
+        }
+        EXPECT_EQ(got[n], -7) << "size=" << size << " n=" << n << ": written past the end";
       }
     }
   }
