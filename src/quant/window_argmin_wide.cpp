@@ -13,7 +13,9 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(__CUDACC__)
 // GCC 12 reports the intrinsics' own _mm*_undefined_* operands as maybe uninitialised (a false positive).
+#if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 #define NQ_WIDE_WINDOW 1
 #endif
