@@ -125,27 +125,30 @@ void bench_copy(size_t bytes) {
   report("d2d copy (read+write)", static_cast<double>(bytes), ms, 2.0 * bytes);
 }
 
+// bench_fused's workload: the median time of one fused pass over (w, h) under the k-level uniform codebook at λ,
+// labels written when given.
+double fused_pass_ms(const float* w, const float* h, size_t n, int k, double lambda, int32_t* labels, int reps,
+                     int warm = 2) {
+  const Codebook cb = uniform_codebook(k, -0.15, 0.15);
+  nq::quant::AssignAccum acc;
+  return time_ms([&] {
+    nq::cuda::assign_accumulate_device(w, h, n, cb.c.data(), cb.l.data(), k, lambda, labels, acc);
+  }, reps, warm);
+}
+
 void bench_fused(size_t n, int reps) {
   DeviceBuffer<float> w(n), h(n);
   DeviceBuffer<int32_t> labels(n);
   fill_data(w.get(), h.get(), n, 42);
   for (int k : {16, 32, 256})
     for (double lambda : {0.0, 1e-5}) {
-      const Codebook cb = uniform_codebook(k, -0.15, 0.15);
-      nq::quant::AssignAccum acc;
-      const double ms = time_ms([&] {
-        nq::cuda::assign_accumulate_device(w.get(), h.get(), n, cb.c.data(), cb.l.data(), k, lambda, nullptr, acc);
-      }, reps);
       char name[96];
       std::snprintf(name, sizeof name, "fused k=%d lambda=%g", k, lambda);
-      report(name, static_cast<double>(n), ms, 8.0 * n);
+      report(name, static_cast<double>(n), fused_pass_ms(w.get(), h.get(), n, k, lambda, nullptr, reps), 8.0 * n);
       if (k == 32) {
-        const double ms2 = time_ms([&] {
-          nq::cuda::assign_accumulate_device(w.get(), h.get(), n, cb.c.data(), cb.l.data(), k, lambda,
-                                             labels.get(), acc);
-        }, reps);
         std::snprintf(name, sizeof name, "fused+labels k=%d lambda=%g", k, lambda);
-        report(name, static_cast<double>(n), ms2, 12.0 * n);
+        report(name, static_cast<double>(n), fused_pass_ms(w.get(), h.get(), n, k, lambda, labels.get(), reps),
+               12.0 * n);
       }
     }
 }
@@ -491,18 +494,13 @@ void bench_hessian(int reps, int64_t batch) {
 
 }  // namespace
 
-// --fused K LAMBDA N: the data and codebook of bench_fused, one warm-up pass (the profiler skips it) and one pass.
+// --fused K LAMBDA N: bench_fused's data and codebook, one warm-up pass (the profiler skips it) and one pass.
 int profile_fused(int k, double lambda, size_t n) {
   DeviceBuffer<float> w(n), h(n);
   fill_data(w.get(), h.get(), n, 42);
-  const Codebook cb = uniform_codebook(k, -0.15, 0.15);
-  nq::quant::AssignAccum acc;
-  const double ms = time_ms([&] {
-    nq::cuda::assign_accumulate_device(w.get(), h.get(), n, cb.c.data(), cb.l.data(), k, lambda, nullptr, acc);
-  }, 1, 1);
   char name[96];
   std::snprintf(name, sizeof name, "fused k=%d lambda=%g (one pass)", k, lambda);
-  report(name, static_cast<double>(n), ms, 8.0 * n);
+  report(name, static_cast<double>(n), fused_pass_ms(w.get(), h.get(), n, k, lambda, nullptr, 1, 1), 8.0 * n);
   return 0;
 }
 

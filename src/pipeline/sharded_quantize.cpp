@@ -467,28 +467,14 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
   std::vector<int32_t> remap;
   std::vector<int64_t> level_counts;
   if (n_kept > 0) {
-    // The span of --init linear over every rank's values: that of quant::linear_span, the extremes among values
-    // of positive importance, else (none anywhere) all values.
-    double lo = quant::infinity(), hi = -quant::infinity();
-    double wlo = quant::infinity(), whi = -quant::infinity();
-    for (size_t i = 0; i < n_local; ++i) {
-      const double v = shard.kept_w[i];
-      lo = std::min(lo, v);
-      hi = std::max(hi, v);
-      if (!hk || hk[i] > 0.0f) {
-        wlo = std::min(wlo, v);
-        whi = std::max(whi, v);
-      }
-    }
-    wlo = dist::min(wlo);
-    whi = dist::max(whi);
-    if (wlo <= whi) {
-      lo = wlo;
-      hi = whi;
-    } else {
-      lo = dist::min(lo);
-      hi = dist::max(hi);
-    }
+    // The span of --init linear over every rank's values (quant::linear_span's rule).
+    quant::ValueRange range = quant::value_range(shard.kept_w.data(), hk, n_local);
+    range.lo = dist::min(range.lo);
+    range.hi = dist::max(range.hi);
+    range.wlo = dist::min(range.wlo);
+    range.whi = dist::max(range.whi);
+    double lo = 0, hi = 0;
+    range.span(lo, hi);
     std::vector<double> init = quant::linear_centers(lo, hi, qp.k);
     std::sort(init.begin(), init.end());
     init.erase(std::unique(init.begin(), init.end()), init.end());

@@ -180,6 +180,31 @@ NQ_HD inline void linear_span(const float* ws, const float* hs, size_t n, double
   hi = static_cast<double>(ws[b - 1]);
 }
 
+// The same rule over values in any order (uniform's cells, the sharded driver's ranks): the range of every value
+// and of those of positive importance (h null: every value has importance 1); span() is linear_span's choice.
+struct ValueRange {
+  double lo = infinity(), hi = -infinity();    // every value
+  double wlo = infinity(), whi = -infinity();  // values of positive importance (empty: wlo > whi)
+  void span(double& a, double& b) const {
+    const bool weighted = wlo <= whi;
+    a = weighted ? wlo : lo;
+    b = weighted ? whi : hi;
+  }
+};
+inline ValueRange value_range(const float* w, const float* h, size_t n) {
+  ValueRange r;
+  for (size_t i = 0; i < n; ++i) {
+    const double v = static_cast<double>(w[i]);
+    r.lo = v < r.lo ? v : r.lo;
+    r.hi = v > r.hi ? v : r.hi;
+    if (!h || h[i] > 0.0f) {
+      r.wlo = v < r.wlo ? v : r.wlo;
+      r.whi = v > r.whi ? v : r.whi;
+    }
+  }
+  return r;
+}
+
 // The pruning score of a weight: h·w² in fp64, evaluated as (h·w)·w, plus +0 so that an importance of −0 (which
 // validation accepts) gives +0 rather than −0. Never negative then, so the IEEE bits order the scores as unsigned
 // integers (the device's radix selection) exactly as the host's double comparisons do.

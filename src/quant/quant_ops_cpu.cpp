@@ -102,7 +102,8 @@ NQ_TARGET_CLONES void count_positions(const float* __restrict w, size_t n, const
 constexpr int kMaxCountedCentres = 64;
 
 inline void positions(const float* w, size_t n, const AssignPrep& P, int32_t* lab) {
-  if (P.count_size && wide_window_available()) return wide_count_positions(w, n, P.below.data(), P.count_size, lab);
+  // count_size ≤ 64 = kWideWindowMaxK, so P.wide (set once per pass) says whether the AVX-512 path runs.
+  if (P.count_size && P.wide) return wide_count_positions(w, n, P.below.data(), P.count_size, lab);
   switch (P.count_size) {
     case 16: count_positions<16>(w, n, P.below.data(), lab); return;
     case 32: count_positions<32>(w, n, P.below.data(), lab); return;

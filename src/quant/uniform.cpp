@@ -61,13 +61,9 @@ RawResult uniform_driver(const Problem& p, const QuantizeParams& q) {
   // The cells cover max|w| over the values that carry importance, as --init linear spans them (quant_formulas.h
   // linear_span): an outlier of importance 0 adds nothing to the objective, so it lands in an outer cell instead
   // of stretching every cell to reach it. All values when none has any importance.
-  double amax = 0, amax_weighted = -1;
-  for (size_t i = 0; i < p.n; ++i) {
-    const double a = std::fabs(static_cast<double>(p.w[i]));
-    amax = std::max(amax, a);
-    if (!p.h || p.h[i] > 0.0f) amax_weighted = std::max(amax_weighted, a);
-  }
-  if (amax_weighted >= 0) amax = amax_weighted;
+  double wlo = 0, whi = 0;
+  value_range(p.w, p.h, p.n).span(wlo, whi);
+  double amax = std::max(std::fabs(wlo), std::fabs(whi));
   if (amax == 0) amax = 1;  // all zeros: any step gives the single cell 0
   const double rate = target_rate_bits(q);
   if (rate <= 0) {
