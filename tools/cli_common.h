@@ -48,7 +48,8 @@ std::string name_list(const std::vector<std::string>& names, size_t most = 4);
 
 // --init's help, shared by quantize and sweep.
 constexpr const char* kInitHelp =
-    "linear (evenly from the least to the greatest value of positive importance) | kmeans++ | quantile";
+    "linear (evenly from the least to the greatest value of positive importance) | kmeans++ | quantile; ecsq "
+    "starts at the HW k-means answer from these centres";
 
 // One output file of a command: the option that names it and its path ("" = not asked for, "-" = stdout).
 struct OutputArg {

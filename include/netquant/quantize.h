@@ -39,7 +39,7 @@ const char* init_name(Init init);
 
 struct QuantizeParams {
   Method method = Method::kHwKmeans;
-  int k = 16;                // levels (ecsq: k_max initial centers); ignored by binary/ternary
+  int k = 16;                // levels (ecsq: k_max centres, started at HW k-means' answer); ignored by binary/ternary
   double lambda = 0.0;       // ecsq multiplier on the entropy (bits/weight) in J = D + λH
   double step = 0.0;         // uniform: cell width Δ; 0 = k cells cover max|w| where the importance is > 0
   double target_bits = 0.0;  // > 0: ecsq/uniform search λ or Δ so the entropy lands on this (bits/weight)
@@ -53,7 +53,8 @@ struct QuantizeParams {
   int pow2_levels = 8;       // pow2: exponents per sign ({±a·2^-e}, e = 0..pow2_levels-1) plus nothing else
   int64_t exact_histogram_bins = 0;  // exact: 0 = auto (exact below 2^22 distinct values, else 2^20 bins)
   // kmeans / hw-kmeans / ecsq: start from these centres instead of `init` (a warm start, e.g. the previous
-  // codebook in an LC run); non-finite entries are an error, duplicates are merged. ECSQ's code lengths still
+  // codebook in an LC run; ECSQ starts from them as they are, without HW k-means first); non-finite entries are
+  // an error, duplicates are merged. ECSQ's code lengths still
   // start uniform (log2 of the number of centres).
   std::vector<double> initial_centers;
   Backend backend = Backend::kAuto;

@@ -134,7 +134,12 @@ std::vector<RawResult> ecsq_iterate_lambdas(const AssignPass& pass, size_t n_tot
 std::vector<double> ecsq_init(const SortedData& s, const QuantizeParams& q) {
   const int k = std::max(1, q.k);
   if (!q.initial_centers.empty()) return warm_start(q);
-  return s.distinct_at_most(static_cast<size_t>(k)) ? distinct_values(s) : init_centers(s, k, q.init, q.seed);
+  if (s.distinct_at_most(static_cast<size_t>(k))) return distinct_values(s);
+  // The λ = 0 solution of the same start: HW k-means on the sorted values (k binary searches an iteration,
+  // nothing next to an ECSQ pass over all N). From --init's centres directly, ECSQ spends its passes walking
+  // centres in from near-empty tails: on heavy-tailed weights hundreds of passes to the J this start reaches in
+  // a few dozen (bench/RESULTS.md "CPU quantizers"). ALGORITHMS: "init: k_max centres (uniform or k-means)".
+  return lloyd_sorted(s, q).centers;
 }
 
 RawResult ecsq_driver(const Problem& p, const SortedData& s, const QuantizeParams& q) {

@@ -213,7 +213,8 @@ AssignPass local_pass(const Problem& p);
 std::vector<RawResult> ecsq_iterate_lambdas(const AssignPass& pass, size_t n_total, size_t n_local,
                                             const std::vector<double>& init, const std::vector<double>& lambdas,
                                             const QuantizeParams& q);
-// ECSQ's starting codebook for a problem: the warm start, every distinct value when k reaches them, else the init rule.
+// ECSQ's starting codebook for a problem: the warm start, every distinct value when k reaches them, else the
+// centres lloyd_sorted(s, q) reaches from the init rule (HW k-means with q's init, seed, max_iter and tol).
 std::vector<double> ecsq_init(const SortedData& s, const QuantizeParams& q);
 // q.lambda, or the target rate of q by bisection on log λ (EcsqSearch); d0: the weighted variance.
 RawResult ecsq_search(const AssignPass& pass, size_t n_total, size_t n_local, const std::vector<double>& init,

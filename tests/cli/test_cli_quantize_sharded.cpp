@@ -77,7 +77,8 @@ TEST_F(ShardedCli, MpiRanksGiveByteIdenticalFiles) {
 
 // One process, sharded vs the in-process quantizer: pruning selects exactly the same weights — by h·w², also for
 // plain k-means, whose clustering ignores the importance — and for hw-kmeans the same Lloyd iteration from the
-// same linear start reaches the same fixed point (up to the last bits of the sums). Plain k-means on these
+// same linear start reaches the same fixed point (up to the last bits of the sums), and so does ECSQ, which both
+// start from that HW k-means fixed point. Plain k-means on these
 // heavy-tailed values stops by the objective tolerance while its centres still move a little per iteration,
 // and the last bits of the sums decide which iteration that is (68 in process, 69 sharded, when written).
 TEST_F(ShardedCli, OneProcessAgreesWithInProcessQuantizer) {
@@ -86,6 +87,7 @@ TEST_F(ShardedCli, OneProcessAgreesWithInProcessQuantizer) {
     bool same_fixed_point;
   };
   for (const Case& c : {Case{"--method hw-kmeans --k 8 --prune 0.4 --max-iter 300", true},
+                        Case{"--method ecsq --k 8 --lambda 3e-5 --prune 0.4 --max-iter 300", true},
                         Case{"--method kmeans --k 8 --prune 0.4 --max-iter 300", false}}) {
     const std::string& options = c.options;
     SCOPED_TRACE(options);

@@ -252,6 +252,37 @@ TEST(Quantize, EcsqLambdaZeroEqualsHwKmeans) {
   EXPECT_NEAR(a.hw_distortion, b.hw_distortion, 1e-6 * a.hw_distortion);
 }
 
+// ECSQ starts at the HW k-means centres of its --init start (ecsq_init). At λ = 0 that start is already the
+// answer: one pass finds nothing left to move. At λ > 0 the run equals one warm-started from HW k-means' codebook.
+TEST(Quantize, EcsqStartsFromTheHwKmeansSolution) {
+  const size_t n = 4099;
+  auto w = student_t(n, 33);
+  auto h = importance(n, 34);
+  auto p = params(Method::kHwKmeans, 16);
+  const auto km = quantize(w.data(), h.data(), n, p);
+  ASSERT_TRUE(km.converged);
+  ASSERT_GT(km.iterations, 5);  // the linear start alone is far from the fixed point
+  p.method = Method::kEcsq;
+  p.lambda = 0;
+  const auto e0 = quantize(w.data(), h.data(), n, p);
+  EXPECT_LE(e0.iterations, 2);
+  ASSERT_EQ(km.codebook.size(), e0.codebook.size());
+  for (size_t j = 0; j < km.codebook.size(); ++j) EXPECT_NEAR(km.codebook[j], e0.codebook[j], 1e-6);
+  EXPECT_NEAR(km.hw_distortion, e0.hw_distortion, 1e-9 * km.hw_distortion);
+  for (const double lambda : {1e-6, 1e-5, 1e-4}) {
+    p.lambda = lambda;
+    p.initial_centers.clear();
+    const auto from_default = quantize(w.data(), h.data(), n, p);
+    p.initial_centers.assign(km.codebook.begin(), km.codebook.end());
+    const auto from_kmeans = quantize(w.data(), h.data(), n, p);
+    // The warm start holds the float codebook, so the two may differ by rounding; the runs must not otherwise.
+    EXPECT_EQ(from_default.iterations, from_kmeans.iterations) << lambda;
+    EXPECT_EQ(from_default.codebook.size(), from_kmeans.codebook.size()) << lambda;
+    EXPECT_NEAR(from_default.history.back().objective, from_kmeans.history.back().objective,
+                1e-6 * from_kmeans.history.back().objective) << lambda;
+  }
+}
+
 TEST(Quantize, LargerLambdaNeverRaisesEntropy) {
   const size_t n = 5000 + 3;
   auto w = student_t(n, 41);
