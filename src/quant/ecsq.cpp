@@ -3,6 +3,7 @@
 // or bisected on a log scale to land on a target rate.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <memory>
 #include <numeric>
 
@@ -135,11 +136,21 @@ std::vector<double> ecsq_init(const SortedData& s, const QuantizeParams& q) {
   const int k = std::max(1, q.k);
   if (!q.initial_centers.empty()) return warm_start(q);
   if (s.distinct_at_most(static_cast<size_t>(k))) return distinct_values(s);
-  // The λ = 0 solution of the same start: HW k-means on the sorted values (k binary searches an iteration,
-  // nothing next to an ECSQ pass over all N). From --init's centres directly, ECSQ spends its passes walking
-  // centres in from near-empty tails: on heavy-tailed weights hundreds of passes to the J this start reaches in
-  // a few dozen (bench/RESULTS.md "CPU quantizers"). ALGORITHMS: "init: k_max centres (uniform or k-means)".
-  return lloyd_sorted(s, q).centers;
+  // The λ = 0 solution of the same start: HW k-means on the sorted values. From --init's centres directly, ECSQ
+  // spends its passes walking centres in from near-empty tails: on heavy-tailed weights hundreds of passes to
+  // the J this start reaches in a few dozen (bench/RESULTS.md "CPU quantizers").
+  return lloyd_sorted(s, ecsq_start_params(q)).centers;
+}
+
+QuantizeParams ecsq_start_params(const QuantizeParams& q) {
+  QuantizeParams km = q;
+  km.method = Method::kHwKmeans;
+  km.lambda = 0;
+  // A sorted iteration costs k binary searches, an ECSQ pass a read of all N values: the start may take many
+  // more of them than ECSQ takes passes, and heavy-tailed weights need hundreds.
+  km.max_iter = q.max_iter > std::numeric_limits<int>::max() / kEcsqStartIterFactor ? std::numeric_limits<int>::max()
+                                                                                    : q.max_iter * kEcsqStartIterFactor;
+  return km;
 }
 
 RawResult ecsq_driver(const Problem& p, const SortedData& s, const QuantizeParams& q) {
