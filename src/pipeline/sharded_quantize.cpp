@@ -481,7 +481,7 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
     if (qp.method == Method::kEcsq) {
       // ECSQ starts where the in-process driver does (quant::ecsq_init): at the HW k-means centres of the linear
       // start, here by Lloyd on the sorted blocks. Those iterations are not passes over the data: uncounted.
-      init = sorted_blocks_lloyd(shard, init, n_kept, quant::ecsq_start_params(qp), [] {}, stats.compute_seconds,
+      init = sorted_blocks_lloyd(shard, init, n_kept, quant::ecsq_start_params(qp, static_cast<size_t>(n_kept)), [] {}, stats.compute_seconds,
                                  stats.communication_seconds)
                  .centers;
       // D0 = the weighted variance: one pass for the weighted mean, one for the scatter around it.

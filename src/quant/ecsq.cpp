@@ -139,17 +139,19 @@ std::vector<double> ecsq_init(const SortedData& s, const QuantizeParams& q) {
   // The λ = 0 solution of the same start: HW k-means on the sorted values. From --init's centres directly, ECSQ
   // spends its passes walking centres in from near-empty tails: on heavy-tailed weights hundreds of passes to
   // the J this start reaches in a few dozen (bench/RESULTS.md "CPU quantizers").
-  return lloyd_sorted(s, ecsq_start_params(q)).centers;
+  return lloyd_sorted(s, ecsq_start_params(q, s.size())).centers;
 }
 
-QuantizeParams ecsq_start_params(const QuantizeParams& q) {
+QuantizeParams ecsq_start_params(const QuantizeParams& q, size_t n) {
   QuantizeParams km = q;
   km.method = Method::kHwKmeans;
   km.lambda = 0;
-  // A sorted iteration costs k binary searches, an ECSQ pass a read of all N values: the start may take many
-  // more of them than ECSQ takes passes, and heavy-tailed weights need hundreds.
-  km.max_iter = q.max_iter > std::numeric_limits<int>::max() / kEcsqStartIterFactor ? std::numeric_limits<int>::max()
-                                                                                    : q.max_iter * kEcsqStartIterFactor;
+  // A sorted iteration costs k binary searches, about k·log2 n steps, where an ECSQ pass reads all n values: the
+  // start may take n / (k·log2 n) iterations for each pass --max-iter allows (13,400 at n = 10^7, k = 32; 21 for
+  // a row of 4096 at k = 16), which is what heavy-tailed weights need (hundreds, bench/RESULTS.md "CPU quantizers").
+  const double steps = std::max(2, q.k) * std::log2(std::max(2.0, static_cast<double>(n)));
+  const double per_pass = std::max(1.0, static_cast<double>(n) / steps);
+  km.max_iter = static_cast<int>(std::min<double>(std::numeric_limits<int>::max(), std::max(1, q.max_iter) * per_pass));
   return km;
 }
 

@@ -269,8 +269,8 @@ TEST(Quantize, EcsqStartsFromTheHwKmeansSolution) {
   ASSERT_EQ(km.codebook.size(), e0.codebook.size());
   for (size_t j = 0; j < km.codebook.size(); ++j) EXPECT_NEAR(km.codebook[j], e0.codebook[j], 1e-6);
   EXPECT_NEAR(km.hw_distortion, e0.hw_distortion, 1e-9 * km.hw_distortion);
-  // The start's sorted iterations may run to 10 × --max-iter: an ECSQ limit a tenth of HW k-means' count still
-  // starts at its answer.
+  // The start may take n / (k·log2 n) sorted iterations (21 here) per ECSQ pass of --max-iter: an ECSQ limit a
+  // tenth of HW k-means' count still starts at its answer.
   auto p_short = p;
   p_short.max_iter = (km.iterations + 9) / 10;
   ASSERT_LT(p_short.max_iter, km.iterations);
