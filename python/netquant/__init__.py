@@ -188,7 +188,7 @@ def quantize(w: ArrayLike, importance: ArrayLike | None = None, method: str = "e
             entropy-coded compression ratio.
         scope: "global" | "tensor" (one codebook), "row" (one per row of a 2-D+ array), "group:G" (G values each).
         prune: fraction of values with the smallest h*w^2 set to exactly 0 first.
-        init: "linear" | "kmeans++" | "quantile".
+        init: "linear" | "kmeans++" | "quantile" (ecsq starts from the HW k-means answer from these centres).
         max_iter: Lloyd/ECSQ iterations.
         backend: "auto" | "cpu" | "cuda".
         seed: for any randomness (kmeans++): same inputs and seed give bitwise-identical results.
