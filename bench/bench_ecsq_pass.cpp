@@ -3,7 +3,8 @@
 // Data as bench_quant: Student-t(3) ×0.02 weights, gamma(0.7, 2) importances, seeded; k = 32 centres on
 // [−0.1, 0.1] with a peaked code-length profile. Every λ > 0 runs twice, alternating, with the AVX-512 window
 // search (window_argmin_wide.h) and with the scalar one, where the CPU has AVX-512: the two must give the same
-// checksum. Usage: bench_ecsq_pass [N=1e7] [reps=5] [k=32]
+// checksum. Each λ then runs the binned pass (binned_pass.h) on the same codebook: its counts must equal op (a)'s,
+// its time is quoted as a ratio to op (a)'s. Usage: bench_ecsq_pass [N=1e7] [reps=5] [k=32]
 #include <omp.h>
 
 #include <algorithm>
@@ -16,6 +17,7 @@
 #include <random>
 #include <vector>
 
+#include "quant/binned_pass.h"
 #include "quant/quant_ops.h"
 #include "quant/window_argmin_wide.h"
 
@@ -44,7 +46,11 @@ int main(int argc, char** argv) {
     l[j] = 1.0 + 0.25 * std::abs(j - k / 2);
   }
   std::vector<int32_t> labels(n);
-  std::printf("threads=%d n=%zu k=%d\n", omp_get_max_threads(), n, k);
+  const auto tb0 = Clock::now();
+  const nq::quant::BinnedValues binned(w.data(), h.data(), n);
+  const double build_s = std::chrono::duration<double>(Clock::now() - tb0).count();
+  std::printf("threads=%d n=%zu k=%d binned_build=%.3f s (%zu bins)\n", omp_get_max_threads(), n, k, build_s,
+              binned.bins());
   const bool wide = nq::cpu::wide_window_available();
   for (double lambda : {0.0, 1e-5, 1e-4, 3e-4}) {
     const int paths = lambda > 0 && wide ? 2 : 1;  // λ = 0 with every cluster live takes neither window search
@@ -86,6 +92,25 @@ int main(int argc, char** argv) {
       std::printf(" scalar_window_min=%.3f scalar_window_median=%.3f", 1e9 * ts[1].front() / n,
                   1e9 * ts[1][ts[1].size() / 2] / n);
     std::printf("\n");
+    // The binned pass (binned_pass.h) on the same codebook, alternated with op (a) above: its counts must be op
+    // (a)'s, and its speed is quoted as a ratio to op (a)'s in this run.
+    nq::quant::AssignAccum bacc;
+    size_t ones = 0;
+    std::vector<double> tb;
+    for (int r = 0; r < reps; ++r) {
+      const auto t0 = Clock::now();
+      binned.assign_accumulate(c.data(), l.data(), k, lambda, bacc, &ones);
+      tb.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+    }
+    std::sort(tb.begin(), tb.end());
+    if (bacc.count != acc.count) {
+      std::fprintf(stderr, "error: the binned pass's counts differ from op (a)'s at lambda=%g\n", lambda);
+      return 1;
+    }
+    std::printf("binned_pass lambda=%g ns_per_weight min=%.3f median=%.3f one_by_one=%.2f%% speedup_vs_op_a=%.1fx "
+                "distortion_rel_diff=%.1e\n",
+                lambda, 1e9 * tb.front() / n, 1e9 * tb[tb.size() / 2] / n, 100.0 * ones / n, ts[0].front() / tb.front(),
+                std::fabs(bacc.distortion - acc.distortion) / acc.distortion);
     std::fflush(stdout);
   }
   return 0;

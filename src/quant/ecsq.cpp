@@ -146,6 +146,9 @@ QuantizeParams ecsq_start_params(const QuantizeParams& q, size_t n) {
   QuantizeParams km = q;
   km.method = Method::kHwKmeans;
   km.lambda = 0;
+  // To the fixed point (the assignment stops changing), not to a tolerance: where the objective creeps down (heavy
+  // tails) a tolerance stop depends on the last bits of the sums, so backends would start ECSQ apart.
+  km.tol = 0;
   // A sorted iteration costs k binary searches, about k·log2 n steps, where an ECSQ pass reads all n values: the
   // start may take n / (k·log2 n) iterations for each pass --max-iter allows (13,400 at n = 10^7, k = 32; 21 for
   // a row of 4096 at k = 16), which is what heavy-tailed weights need (hundreds, bench/RESULTS.md "CPU quantizers").

@@ -13,6 +13,7 @@
 #include "core/parallel_for.h"
 #include "core/target_clones.h"
 #include "netquant/error.h"
+#include "quant/binned_pass.h"
 #include "quant/count_positions_wide.h"
 #include "quant/nearest_thresholds.h"
 #include "quant/quant_formulas.h"
@@ -624,9 +625,20 @@ namespace {
 
 class CpuResidentValues final : public quant::ResidentValues {
  public:
-  CpuResidentValues(const float* w, const float* h, size_t n) : w_(w), h_(h), n_(n) {}
+  CpuResidentValues(const float* w, const float* h, size_t n)
+      : w_(w), h_(h), n_(n),
+        binned_(n >= quant::kBinnedMinValues && quant::binned_pass_enabled()
+                    ? std::make_unique<quant::BinnedValues>(w, h, n)
+                    : nullptr) {}
   void assign_accumulate(const double* centers, const double* code_len, int k, double lambda,
                          quant::AssignAccum& out) override {
+    if (binned_) {  // the labels of this pass are made only if asked for: the same argmin, one op (a) pass
+      binned_->assign_accumulate(centers, code_len, k, lambda, out);
+      latest_.clear();
+      latest_.add(centers, code_len, k, lambda);
+      labels_.clear();
+      return;
+    }
     labels_.resize(n_);
     cpu::assign_accumulate(w_, h_, n_, centers, code_len, k, lambda, labels_.data(), out);
   }
@@ -634,16 +646,32 @@ class CpuResidentValues final : public quant::ResidentValues {
     out.resize(static_cast<size_t>(books.size()));
     for (int m = 0; m < books.size(); ++m) {
       const size_t o = static_cast<size_t>(books.offsets[static_cast<size_t>(m)]);
-      cpu::assign_accumulate(w_, h_, n_, books.centers.data() + o, books.code_len.data() + o, books.k(m),
-                             books.lambda[static_cast<size_t>(m)], nullptr, out[static_cast<size_t>(m)]);
+      const double lambda = books.lambda[static_cast<size_t>(m)];
+      if (binned_)
+        binned_->assign_accumulate(books.centers.data() + o, books.code_len.data() + o, books.k(m), lambda,
+                                   out[static_cast<size_t>(m)]);
+      else
+        cpu::assign_accumulate(w_, h_, n_, books.centers.data() + o, books.code_len.data() + o, books.k(m), lambda,
+                               nullptr, out[static_cast<size_t>(m)]);
     }
   }
-  std::vector<int32_t> take_labels() override { return std::move(labels_); }
+  std::vector<int32_t> take_labels() override {
+    if (binned_ && latest_.size() == 1) {
+      labels_.resize(n_);
+      quant::AssignAccum unused;
+      cpu::assign_accumulate(w_, h_, n_, latest_.centers.data(), latest_.code_len.data(), latest_.k(0),
+                             latest_.lambda[0], labels_.data(), unused);
+      latest_.clear();
+    }
+    return std::move(labels_);
+  }
 
  private:
   const float* w_;
   const float* h_;
   size_t n_;
+  std::unique_ptr<quant::BinnedValues> binned_;  // problems of kBinnedMinValues values or more
+  quant::CodebookBatch latest_;                  // with binned_: the latest pass's codebook, until labelled
   std::vector<int32_t> labels_;
 };
 

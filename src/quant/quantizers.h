@@ -216,8 +216,8 @@ std::vector<RawResult> ecsq_iterate_lambdas(const AssignPass& pass, size_t n_tot
 // ECSQ's starting codebook for a problem: the warm start, every distinct value when k reaches them, else the
 // centres lloyd_sorted(s, ecsq_start_params(q, s.size())) reaches from the init rule.
 std::vector<double> ecsq_init(const SortedData& s, const QuantizeParams& q);
-// The HW k-means that makes ECSQ's start on n values: q's init, seed and tol, and as many sorted iterations as
-// q.max_iter ECSQ passes would cost (the sharded driver runs the same on its sorted blocks).
+// The HW k-means that makes ECSQ's start on n values: q's init and seed, run to its fixed point (tol 0) within as
+// many sorted iterations as q.max_iter ECSQ passes would cost (the sharded driver runs the same on its blocks).
 QuantizeParams ecsq_start_params(const QuantizeParams& q, size_t n);
 // q.lambda, or the target rate of q by bisection on log λ (EcsqSearch); d0: the weighted variance.
 RawResult ecsq_search(const AssignPass& pass, size_t n_total, size_t n_local, const std::vector<double>& init,

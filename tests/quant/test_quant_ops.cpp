@@ -11,6 +11,7 @@
 #include <random>
 
 #include "netquant/quantize.h"
+#include "quant/binned_pass.h"
 #include "quant/count_positions_wide.h"
 #include "quant/quant_formulas.h"
 #include "quant/quant_ops.h"
@@ -557,52 +558,76 @@ TEST(QuantOps, SmallProblemsRunOnTheHostUnderCuda) {
   EXPECT_EQ(nq::quantize(w.data(), nullptr, w.size(), q).backend, Backend::kCpu);
 }
 
+// Op (d) on the CPU: with the binned pass switched off each pass is op (a), bit for bit; with it on (the default
+// at this size) the counts are op (a)'s and the sums agree to rounding. Either way the labels are the latest
+// pass's, exactly.
+void expect_pass_equal(const AssignAccum& got, const AssignAccum& want, bool bitwise) {
+  EXPECT_EQ(got.count, want.count);
+  if (bitwise) {
+    EXPECT_EQ(got.sum_h, want.sum_h);
+    EXPECT_EQ(got.sum_hw, want.sum_hw);
+    EXPECT_EQ(got.sum_w, want.sum_w);
+    EXPECT_EQ(got.distortion, want.distortion);
+    EXPECT_EQ(got.cost, want.cost);
+    return;
+  }
+  ASSERT_EQ(got.sum_h.size(), want.sum_h.size());
+  for (size_t j = 0; j < want.sum_h.size(); ++j) {
+    EXPECT_NEAR(got.sum_h[j], want.sum_h[j], 1e-11 * std::fabs(want.sum_h[j]));
+    EXPECT_NEAR(got.sum_hw[j], want.sum_hw[j], 1e-9 * std::fabs(want.sum_hw[j]));
+    EXPECT_NEAR(got.sum_w[j], want.sum_w[j], 1e-9 * std::fabs(want.sum_w[j]));
+  }
+  EXPECT_NEAR(got.distortion, want.distortion, 1e-10 * want.distortion);
+  EXPECT_NEAR(got.cost, want.cost, 1e-10 * want.cost);
+}
+
 TEST(QuantOps, ResidentValuesPassesEqualTheOpAndKeepTheLatestLabels) {
   const size_t n = 70001;
+  ASSERT_GE(n, kBinnedMinValues);
   const auto w = student_t(n, 5);
   std::vector<float> h(n);
   for (size_t i = 0; i < n; ++i) h[i] = static_cast<float>(0.1 + (i % 17));
-  const std::unique_ptr<ResidentValues> values = ops_make_resident_values(Backend::kCpu, w.data(), h.data(), n);
-  EXPECT_TRUE(values->take_labels().empty());  // no pass yet
-  const std::vector<double> c1{-0.1, -0.02, 0.0, 0.03, 0.2}, l1{3.0, 1.5, 1.0, 1.5, 3.0};
-  const std::vector<double> c2{-0.05, 0.01, 0.07}, l2{1.0, 1.0, 2.0};
-  AssignAccum r1, r2, o1, o2;
-  std::vector<int32_t> lab1(n), lab2(n);
-  values->assign_accumulate(c1.data(), l1.data(), 5, 1e-4, r1);
-  values->assign_accumulate(c2.data(), l2.data(), 3, 1e-4, r2);
-  ops_assign_accumulate(Backend::kCpu, w.data(), h.data(), n, c1.data(), l1.data(), 5, 1e-4, lab1.data(), o1);
-  ops_assign_accumulate(Backend::kCpu, w.data(), h.data(), n, c2.data(), l2.data(), 3, 1e-4, lab2.data(), o2);
-  for (const auto& [r, o] : {std::pair{&r1, &o1}, std::pair{&r2, &o2}}) {
-    EXPECT_EQ(r->sum_h, o->sum_h);
-    EXPECT_EQ(r->sum_hw, o->sum_hw);
-    EXPECT_EQ(r->count, o->count);
-    EXPECT_EQ(r->cost, o->cost);
-  }
-  EXPECT_EQ(values->take_labels(), lab2);  // the latest pass's labels
-  EXPECT_NE(lab1, lab2);
+  for (const bool binned : {false, true}) {
+    SCOPED_TRACE(binned ? "binned pass" : "op (a)");
+    set_binned_pass_enabled(binned);
+    const std::unique_ptr<ResidentValues> values = ops_make_resident_values(Backend::kCpu, w.data(), h.data(), n);
+    EXPECT_TRUE(values->take_labels().empty());  // no pass yet
+    const std::vector<double> c1{-0.1, -0.02, 0.0, 0.03, 0.2}, l1{3.0, 1.5, 1.0, 1.5, 3.0};
+    const std::vector<double> c2{-0.05, 0.01, 0.07}, l2{1.0, 1.0, 2.0};
+    AssignAccum r1, r2, o1, o2;
+    std::vector<int32_t> lab1(n), lab2(n);
+    values->assign_accumulate(c1.data(), l1.data(), 5, 1e-4, r1);
+    values->assign_accumulate(c2.data(), l2.data(), 3, 1e-4, r2);
+    ops_assign_accumulate(Backend::kCpu, w.data(), h.data(), n, c1.data(), l1.data(), 5, 1e-4, lab1.data(), o1);
+    ops_assign_accumulate(Backend::kCpu, w.data(), h.data(), n, c2.data(), l2.data(), 3, 1e-4, lab2.data(), o2);
+    expect_pass_equal(r1, o1, !binned);
+    expect_pass_equal(r2, o2, !binned);
+    EXPECT_EQ(values->take_labels(), lab2);  // the latest pass's labels
+    EXPECT_NE(lab1, lab2);
 
-  // (d') Several codebooks in one call: each equals its own pass, and the latest labels are left alone.
-  values->assign_accumulate(c1.data(), l1.data(), 5, 1e-4, r1);
-  CodebookBatch books;
-  books.add(c2.data(), l2.data(), 3, 1e-4);
-  books.add(c1.data(), l1.data(), 5, 0.0);
-  books.add(c2.data(), l2.data(), 3, 0.5);
-  std::vector<AssignAccum> multi;
-  values->assign_accumulate_multi(books, multi);
-  ASSERT_EQ(multi.size(), 3u);
-  for (int m = 0; m < 3; ++m) {
-    const size_t o = static_cast<size_t>(books.offsets[static_cast<size_t>(m)]);
-    AssignAccum one;
-    ops_assign_accumulate(Backend::kCpu, w.data(), h.data(), n, books.centers.data() + o, books.code_len.data() + o,
-                          books.k(m), books.lambda[static_cast<size_t>(m)], nullptr, one);
-    EXPECT_EQ(multi[m].sum_h, one.sum_h);
-    EXPECT_EQ(multi[m].sum_hw, one.sum_hw);
-    EXPECT_EQ(multi[m].sum_w, one.sum_w);
-    EXPECT_EQ(multi[m].count, one.count);
-    EXPECT_EQ(multi[m].distortion, one.distortion);
-    EXPECT_EQ(multi[m].cost, one.cost);
+    // (d') Several codebooks in one call: each equals its own pass, and the latest labels are left alone.
+    values->assign_accumulate(c1.data(), l1.data(), 5, 1e-4, r1);
+    CodebookBatch books;
+    books.add(c2.data(), l2.data(), 3, 1e-4);
+    books.add(c1.data(), l1.data(), 5, 0.0);
+    books.add(c2.data(), l2.data(), 3, 0.5);
+    std::vector<AssignAccum> multi;
+    values->assign_accumulate_multi(books, multi);
+    ASSERT_EQ(multi.size(), 3u);
+    for (int m = 0; m < 3; ++m) {
+      const size_t o = static_cast<size_t>(books.offsets[static_cast<size_t>(m)]);
+      AssignAccum one, alone;
+      ops_assign_accumulate(Backend::kCpu, w.data(), h.data(), n, books.centers.data() + o, books.code_len.data() + o,
+                            books.k(m), books.lambda[static_cast<size_t>(m)], nullptr, one);
+      expect_pass_equal(multi[m], one, !binned);
+      values->assign_accumulate(books.centers.data() + o, books.code_len.data() + o, books.k(m),
+                                books.lambda[static_cast<size_t>(m)], alone);
+      expect_pass_equal(multi[m], alone, true);  // the several-codebook form is the single pass, bit for bit
+      values->assign_accumulate(c1.data(), l1.data(), 5, 1e-4, r1);
+    }
+    EXPECT_EQ(values->take_labels(), lab1);
   }
-  EXPECT_EQ(values->take_labels(), lab1);
+  set_binned_pass_enabled(true);
 }
 
 TEST(QuantOps, PrefixSumsMatchLongDouble) {

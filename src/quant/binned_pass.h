@@ -1,0 +1,69 @@
+// ECSQ's assign + accumulate pass in time sublinear in N, by importance bins (op (a)'s sums without its labels).
+//
+// For one weight the ECSQ cost of cluster i minus that of cluster j is
+//     g_ij(w, h) = h·(c_i − c_j)·(c_i + c_j − 2w) + λ·(l_i − l_j),
+// bilinear in (w, h). Over a rectangle [w0, w1] × [h_lo, h_hi] it is therefore smallest at a corner: when it is
+// positive, with a rounding margin, at the four corners for every i ≠ j, then every weight in the rectangle takes
+// label j under the fp64 argmin of assign_cost (ties included). So the weights are split once into bins of
+// similar importance (equal counts by h), each bin sorted by w with block prefix sums; a pass then cuts every bin
+// at the breakpoints of the lower envelope of the costs at the bin's middle importance, certifies each run of
+// sorted positions by its four corners and adds it from the prefix sums, and halves the runs that fail down to a
+// few values, which are labelled one by one exactly as op (a) does. On network weights only ~0.2–3% of the values
+// end up labelled one by one (bench/RESULTS.md), so a pass costs O(bins · k²) plus that.
+//
+// Same labels as op (a) (the brute-force fp64 argmin, lowest index on ties), hence the same counts; the sums are
+// the same up to rounding (prefix sums in another order). Values of importance 0 all take argmin_j λ·l_j.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "quant/quant_ops.h"
+
+namespace nq::quant {
+
+// The CPU's resident values (op (d)) pass over problems of at least this many values with BinnedValues.
+constexpr size_t kBinnedMinValues = size_t{1} << 16;
+// Switches op (d)'s use of the binned pass off (false) or back on: tests and benches compare it with op (a).
+// Set it between runs, not during one.
+void set_binned_pass_enabled(bool enabled);
+bool binned_pass_enabled();
+
+class BinnedValues {
+ public:
+  // w, h: n values (h == nullptr: all importances 1), finite, h ≥ 0 (validated by the caller). bins = 0 picks
+  // about n / 16384 bins, at most 256.
+  BinnedValues(const float* w, const float* h, size_t n, size_t bins = 0);
+
+  // Op (a) without labels: out gets sum_h, sum_hw, sum_w, count, distortion, sq_error and cost. centers
+  // strictly ascending and finite, code_len finite and ≥ 0 (otherwise every value is labelled one by one).
+  // values_one_by_one (optional): how many values the pass labelled one by one.
+  void assign_accumulate(const double* centers, const double* code_len, int k, double lambda, AssignAccum& out,
+                         size_t* values_one_by_one = nullptr) const;
+
+  size_t size() const { return w_.size() + zero_w_.size(); }
+  size_t bins() const { return bins_.size(); }
+
+ private:
+  struct Bin {
+    size_t begin = 0, end = 0;  // positions in w_/h_
+    double h_lo = 0, h_hi = 0;  // the least and greatest importance in the bin
+  };
+  // Sums over positions [a, b) of w_/h_: Σh, Σh·x, Σh·x², Σx, Σx² with x = w − shift_.
+  struct RangeSums {
+    double h = 0, hx = 0, hx2 = 0, x = 0, x2 = 0;
+  };
+  RangeSums range(size_t a, size_t b) const;
+  void add_element(size_t i, RangeSums& s) const;
+
+  std::vector<float> w_, h_;  // positive importance, grouped by bin, each bin ascending in w
+  std::vector<Bin> bins_;
+  static constexpr size_t kBlock = 64;
+  std::vector<double> ph_, phx_, phx2_, px_, px2_;  // prefix sums at block boundaries (nb + 1 entries)
+  double shift_ = 0;
+  std::vector<float> zero_w_;  // values of importance 0: one label for all of them
+  double zero_sum_w_ = 0, zero_sum_w2_ = 0;
+};
+
+}  // namespace nq::quant

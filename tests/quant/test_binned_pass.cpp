@@ -1,0 +1,133 @@
+// The binned ECSQ pass (binned_pass.h) against op (a), the fused pass whose labels are the brute-force fp64
+// argmin: the same counts (so the same labels, barring exact ties), sums equal to rounding, on seeded data of
+// awkward sizes, with zero importances, without importances, and on codebooks made to defeat the certificate.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "quant/binned_pass.h"
+#include "quant/quant_ops.h"
+
+namespace nq::quant {
+namespace {
+
+struct Data {
+  std::vector<float> w, h;
+};
+
+Data heavy_tailed(size_t n, uint64_t seed, double zero_fraction) {
+  std::mt19937_64 rng(seed);
+  std::student_t_distribution<double> t(3.0);
+  std::gamma_distribution<double> g(0.7, 2.0);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  Data d;
+  for (size_t i = 0; i < n; ++i) {
+    d.w.push_back(static_cast<float>(0.05 * t(rng)));
+    d.h.push_back(u(rng) < zero_fraction ? 0.0f : static_cast<float>(g(rng) + 1e-6));
+  }
+  return d;
+}
+
+// Centres spread over the values' range with a peaked code-length profile, as an ECSQ iteration has them.
+void codebook(int k, std::vector<double>& c, std::vector<double>& l) {
+  c.resize(static_cast<size_t>(k));
+  l.resize(static_cast<size_t>(k));
+  for (int j = 0; j < k; ++j) {
+    c[j] = k == 1 ? 0.01 : -0.2 + 0.4 * j / (k - 1);
+    l[j] = 1.0 + 0.3 * std::abs(j - k / 2);
+  }
+}
+
+// Compares the binned pass with op (a) on the same codebook; returns how many values went one by one.
+size_t expect_same_as_fused(const Data& d, bool weighted, const std::vector<double>& c, const std::vector<double>& l,
+                            double lambda, size_t bins) {
+  const size_t n = d.w.size();
+  const int k = static_cast<int>(c.size());
+  const float* h = weighted ? d.h.data() : nullptr;
+  AssignAccum want, got;
+  cpu::assign_accumulate(d.w.data(), h, n, c.data(), l.data(), k, lambda, nullptr, want);
+  const BinnedValues binned(d.w.data(), h, n, bins);
+  EXPECT_EQ(binned.size(), n);
+  size_t ones = 0;
+  binned.assign_accumulate(c.data(), l.data(), k, lambda, got, &ones);
+  double total_h = 0, total_hw = 0, total_w = 0;
+  for (int j = 0; j < k; ++j) {
+    total_h += std::fabs(want.sum_h[j]);
+    total_hw += std::fabs(want.sum_hw[j]);
+    total_w += std::fabs(want.sum_w[j]);
+  }
+  for (int j = 0; j < k; ++j) {
+    EXPECT_EQ(got.count[j], want.count[j]) << "cluster " << j;
+    EXPECT_NEAR(got.sum_h[j], want.sum_h[j], 1e-10 * total_h + 1e-300) << "cluster " << j;
+    EXPECT_NEAR(got.sum_hw[j], want.sum_hw[j], 1e-10 * total_hw + 1e-300) << "cluster " << j;
+    EXPECT_NEAR(got.sum_w[j], want.sum_w[j], 1e-10 * total_w + 1e-300) << "cluster " << j;
+  }
+  EXPECT_NEAR(got.distortion, want.distortion, 1e-9 * want.distortion + 1e-300);
+  EXPECT_NEAR(got.sq_error, want.sq_error, 1e-9 * want.sq_error + 1e-300);
+  EXPECT_NEAR(got.cost, want.cost, 1e-9 * want.cost + 1e-300);
+  EXPECT_LE(ones, n);
+  return ones;
+}
+
+TEST(BinnedPass, EqualsTheFusedPassOnAwkwardSizes) {
+  for (const size_t n : {size_t{1}, size_t{3}, size_t{31}, size_t{257}, size_t{4099}, size_t{100003}}) {
+    const Data d = heavy_tailed(n, 7 + n, 0.05);
+    for (const int k : {1, 2, 16, 256}) {
+      std::vector<double> c, l;
+      codebook(k, c, l);
+      for (const double lambda : {0.0, 1e-5, 1e-3}) {
+        for (const bool weighted : {true, false}) {
+          for (const size_t bins : {size_t{0}, size_t{1}, size_t{7}, size_t{64}}) {
+            SCOPED_TRACE(testing::Message() << "n=" << n << " k=" << k << " lambda=" << lambda
+                                            << " weighted=" << weighted << " bins=" << bins);
+            expect_same_as_fused(d, weighted, c, l, lambda, bins);
+          }
+        }
+      }
+    }
+  }
+}
+
+// The point of the pass: on heavy-tailed weights with their importances, few values are labelled one by one.
+TEST(BinnedPass, LabelsFewValuesOneByOne) {
+  const Data d = heavy_tailed(200003, 11, 0.0);
+  std::vector<double> c, l;
+  codebook(32, c, l);
+  for (const double lambda : {0.0, 1e-5, 1e-4}) {
+    const size_t ones = expect_same_as_fused(d, true, c, l, lambda, 64);
+    EXPECT_LT(ones, d.w.size() / 10) << "lambda=" << lambda;
+  }
+}
+
+// Codebooks the certificate cannot vouch for: centres one ulp apart with equal code lengths (every value near
+// them nearly ties), values equal to centres and to each other, and a dead cluster (infinite code length: the
+// pass then labels every value of positive importance one by one).
+TEST(BinnedPass, NearTiesAndDeadClusters) {
+  Data d = heavy_tailed(20011, 13, 0.1);
+  const std::vector<double> c = {-0.1, -0.02, 0.0, std::nextafter(0.0, 1.0), 0.015, std::nextafter(0.015f, 1.0f), 0.3};
+  const std::vector<double> l = {3.0, 2.0, 1.5, 1.5, 2.0, 2.0, 4.0};
+  for (size_t i = 0; i < d.w.size(); i += 5) d.w[i] = static_cast<float>(c[i % c.size()]);  // on the centres
+  for (size_t i = 1; i < d.w.size(); i += 7) d.w[i] = 0.015f;                                // many equal values
+  size_t positive = 0;
+  for (const float v : d.h) positive += v > 0;
+  for (const double lambda : {0.0, 1e-6, 1e-4}) {
+    SCOPED_TRACE(lambda);
+    expect_same_as_fused(d, true, c, l, lambda, 16);
+    std::vector<double> dead = l;
+    dead[4] = std::numeric_limits<double>::infinity();
+    EXPECT_EQ(expect_same_as_fused(d, true, c, dead, lambda, 16), positive);
+  }
+}
+
+TEST(BinnedPass, AllImportancesZero) {
+  Data d = heavy_tailed(1001, 17, 1.0);
+  std::vector<double> c, l;
+  codebook(16, c, l);
+  for (const double lambda : {0.0, 1e-4}) expect_same_as_fused(d, true, c, l, lambda, 0);
+}
+
+}  // namespace
+}  // namespace nq::quant
