@@ -198,16 +198,17 @@ void BinnedValues::assign_accumulate(const double* c, const double* l, int k, do
       const double hh[2] = {bin.h_lo, bin.h_hi};
       double cj[4];
       for (int q = 0; q < 4; ++q) cj[q] = assign_cost(x[q & 1], hh[q >> 1], c[j], l[j], lambda);
-      for (int i = 0; i < k; ++i) {
-        if (i == j) continue;
+      auto beaten_by = [&](int i) {
         double least_gap = infinity(), largest = 0;
         for (int q = 0; q < 4; ++q) {
           const double ci = assign_cost(x[q & 1], hh[q >> 1], c[i], l[i], lambda);
           least_gap = std::min(least_gap, ci - cj[q]);
           largest = std::max(largest, ci + cj[q]);
         }
-        if (!(least_gap > kMargin * largest)) return false;
-      }
+        return !(least_gap > kMargin * largest);
+      };
+      for (int d = 1; d < k; ++d)  // the neighbours first: a run that fails mostly fails on one of them
+        if ((j - d >= 0 && beaten_by(j - d)) || (j + d < k && beaten_by(j + d))) return false;
       return true;
     };
     auto add_run = [&](size_t a, size_t b, int j) {
@@ -226,27 +227,43 @@ void BinnedValues::assign_accumulate(const double* c, const double* l, int k, do
       one_by_one(bin.begin, bin.end);
       continue;
     }
-    // Cut at the envelope of the bin's middle importance, then certify or halve each run.
-    std::vector<int> hull;
-    std::vector<double> cut;
-    envelope(c, l, k, lambda / std::sqrt(bin.h_lo * bin.h_hi), hull, cut);
+    // The envelopes at the bin's two ends (t = λ/h_hi and λ/h_lo). Where they have the same centres, the values
+    // between the two breakpoints of a boundary are the ones whose label depends on h: labelled one by one; each
+    // cell between such zones is one run to certify. Otherwise cut at the middle importance's envelope.
+    std::vector<int> hull, hull_other;
+    std::vector<double> cut, cut_other;
+    envelope(c, l, k, lambda / bin.h_hi, hull, cut);
+    envelope(c, l, k, lambda / bin.h_lo, hull_other, cut_other);
+    const bool zones = hull == hull_other;
+    if (!zones) envelope(c, l, k, lambda / std::sqrt(bin.h_lo * bin.h_hi), hull, cut);
+    auto first_at_or_above = [&](size_t from, double x) {
+      return static_cast<size_t>(std::partition_point(w_.begin() + static_cast<ptrdiff_t>(from),
+                                                      w_.begin() + static_cast<ptrdiff_t>(bin.end),
+                                                      [x](float v) { return static_cast<double>(v) < x; }) -
+                                 w_.begin());
+    };
     std::vector<std::pair<size_t, size_t>> todo;  // runs [a, b) to certify under the label in `label`
     std::vector<int> label;
     size_t a = bin.begin;
     for (size_t m = 0; m < hull.size(); ++m) {
-      size_t b = bin.end;
+      size_t b = bin.end, e = bin.end;  // the run [a, b) of cell m, then the zone [b, e) after it
       if (m < cut.size()) {
-        const double xc = cut[m];
-        b = static_cast<size_t>(std::partition_point(w_.begin() + static_cast<ptrdiff_t>(a),
-                                                     w_.begin() + static_cast<ptrdiff_t>(bin.end),
-                                                     [xc](float v) { return static_cast<double>(v) < xc; }) -
-                                w_.begin());
+        double z0 = cut[m], z1 = cut[m];
+        if (zones) {
+          z0 = std::min(cut[m], cut_other[m]);
+          z1 = std::max(cut[m], cut_other[m]);
+        }
+        // A little room, so that the run ends clear the breakpoints (the certificate decides either way).
+        const double pad = 1e-9 * (std::fabs(z0) + std::fabs(z1)) + 1e-3 * (z1 - z0);
+        b = first_at_or_above(a, z0 - pad);
+        e = zones ? std::max(b, first_at_or_above(b, z1 + pad)) : b;
       }
       if (b > a) {
         todo.push_back({a, b});
         label.push_back(hull[m]);
       }
-      a = b;
+      if (e > b) one_by_one(b, e);
+      a = e;
     }
     while (!todo.empty()) {
       const auto [ra, rb] = todo.back();
