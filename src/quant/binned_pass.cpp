@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <limits>
 
 #include "netquant/error.h"
 #include "quant/quant_formulas.h"
@@ -90,18 +91,29 @@ BinnedValues::BinnedValues(const float* w, const float* h, size_t n, size_t bins
   size_t nb = bins ? bins : std::clamp<size_t>(p / kDefaultBinValues, 1, kMaxBins);
   nb = std::min(nb, p);
   // Equal-count edges by importance; a value equal to an edge goes to the bin that starts there.
+  // (From an evenly strided sample of at most kEdgeSample importances: the bins need only be about equal.)
   std::vector<float> edges;
   {
-    std::vector<float> hs = ph;
+    constexpr size_t kEdgeSample = size_t{1} << 16;
+    const size_t stride = std::max<size_t>(1, p / kEdgeSample);
+    std::vector<float> hs;
+    for (size_t i = 0; i < p; i += stride) hs.push_back(ph[i]);
     std::sort(hs.begin(), hs.end());
-    for (size_t b = 1; b < nb; ++b) edges.push_back(hs[b * p / nb]);
+    for (size_t b = 1; b < nb; ++b) edges.push_back(hs[b * hs.size() / nb]);
   }
+  // Each value's bin: the number of edges ≤ h, by a branchless search over the edges padded with +inf to 255.
+  std::vector<float> padded(kMaxBins - 1, std::numeric_limits<float>::infinity());
+  std::copy(edges.begin(), edges.end(), padded.begin());
   std::vector<uint16_t> bin_of(p);
-  std::vector<size_t> start(nb + 1, 0);
-  for (size_t i = 0; i < p; ++i) {
-    bin_of[i] = static_cast<uint16_t>(std::upper_bound(edges.begin(), edges.end(), ph[i]) - edges.begin());
-    ++start[bin_of[i] + 1];
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < static_cast<int64_t>(p); ++i) {
+    const float x = ph[static_cast<size_t>(i)];
+    size_t at = 0;
+    for (size_t s = kMaxBins / 2; s >= 1; s >>= 1) at += padded[at + s - 1] <= x ? s : 0;
+    bin_of[static_cast<size_t>(i)] = static_cast<uint16_t>(at);
   }
+  std::vector<size_t> start(nb + 1, 0);
+  for (size_t i = 0; i < p; ++i) ++start[bin_of[i] + 1];
   for (size_t b = 0; b < nb; ++b) start[b + 1] += start[b];
   std::vector<float> gw(p), gh(p);
   {
@@ -114,23 +126,37 @@ BinnedValues::BinnedValues(const float* w, const float* h, size_t n, size_t bins
   }
   w_.resize(p);
   h_.resize(p);
-  for (size_t b = 0; b < nb; ++b) {
-    const size_t a = start[b], e = start[b + 1];
+  std::vector<Bin> all(nb);
+#pragma omp parallel for schedule(dynamic, 1) if (nb > 1)
+  for (int64_t b = 0; b < static_cast<int64_t>(nb); ++b) {
+    const size_t a = start[static_cast<size_t>(b)], e = start[static_cast<size_t>(b) + 1];
     if (a == e) continue;
     cpu::sort_pairs(gw.data() + a, gh.data() + a, e - a, w_.data() + a, h_.data() + a);
     const auto mm = std::minmax_element(h_.begin() + static_cast<ptrdiff_t>(a), h_.begin() + static_cast<ptrdiff_t>(e));
-    bins_.push_back({a, e, *mm.first, *mm.second});
+    all[static_cast<size_t>(b)] = {a, e, *mm.first, *mm.second};
   }
+  for (const Bin& bin : all)
+    if (bin.end > bin.begin) bins_.push_back(bin);
   const size_t blocks = (p + kBlock - 1) / kBlock;
   for (auto* v : {&ph_, &phx_, &phx2_, &px_, &px2_}) v->assign(blocks + 1, 0.0);
-  for (size_t b = 0; b < blocks; ++b) {
+  // Each block's sums (in parallel), then the running sums over the blocks in order.
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < static_cast<int64_t>(blocks); ++b) {
     RangeSums s;
-    for (size_t i = b * kBlock; i < std::min(p, (b + 1) * kBlock); ++i) add_element(i, s);
-    ph_[b + 1] = ph_[b] + s.h;
-    phx_[b + 1] = phx_[b] + s.hx;
-    phx2_[b + 1] = phx2_[b] + s.hx2;
-    px_[b + 1] = px_[b] + s.x;
-    px2_[b + 1] = px2_[b] + s.x2;
+    const size_t i0 = static_cast<size_t>(b) * kBlock;
+    for (size_t i = i0; i < std::min(p, i0 + kBlock); ++i) add_element(i, s);
+    ph_[b + 1] = s.h;
+    phx_[b + 1] = s.hx;
+    phx2_[b + 1] = s.hx2;
+    px_[b + 1] = s.x;
+    px2_[b + 1] = s.x2;
+  }
+  for (size_t b = 0; b < blocks; ++b) {
+    ph_[b + 1] += ph_[b];
+    phx_[b + 1] += phx_[b];
+    phx2_[b + 1] += phx2_[b];
+    px_[b + 1] += px_[b];
+    px2_[b + 1] += px2_[b];
   }
 }
 
