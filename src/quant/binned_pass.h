@@ -10,8 +10,8 @@
 // lie the values whose label depends on h, labelled one by one exactly as op (a) does; each cell between two such
 // zones is one run, certified by its four corners and added from the prefix sums. (Where the two envelopes differ,
 // or a run fails, runs are cut at the middle importance's envelope and halved down to a few values.) On heavy-tailed
-// weights about 1% of the values go one by one, so a pass costs O(bins · k²) plus that: 0.8 ns per weight against
-// op (a)'s 3.1–4.4 at k = 32 on 10^7 values (bench/RESULTS.md, "CPU quantizers").
+// weights about 1% of the values go one by one, so a pass costs O(bins · k²) plus that: 0.65–0.76 ns per weight
+// against op (a)'s 2.5–2.9 at k = 32 on 10^7 values, 2 cores (bench/RESULTS.md, "CPU quantizers").
 //
 // Same labels as op (a) (the brute-force fp64 argmin, lowest index on ties), hence the same counts; the sums are
 // the same up to rounding (prefix sums in another order). Values of importance 0 all take argmin_j λ·l_j.
