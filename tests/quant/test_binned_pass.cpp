@@ -122,6 +122,25 @@ TEST(BinnedPass, NearTiesAndDeadClusters) {
   }
 }
 
+// Importances over the whole float range, denormals included: t = λ/h overflows to +inf in some bins and costs
+// overflow in others; the certificate must refuse what it cannot vouch for, and the result stay op (a)'s.
+TEST(BinnedPass, ExtremeImportances) {
+  Data d = heavy_tailed(30011, 19, 0.02);
+  std::mt19937_64 rng(23);
+  std::uniform_real_distribution<double> e(-44.0, 37.0);
+  for (float& v : d.h)
+    if (v > 0) v = static_cast<float>(std::pow(10.0, e(rng)));
+  d.h[5] = std::numeric_limits<float>::denorm_min();
+  d.h[6] = std::numeric_limits<float>::max();
+  std::vector<double> c, l;
+  codebook(16, c, l);
+  for (const double lambda : {0.0, 1e-6, 1e3})
+    for (const size_t bins : {size_t{0}, size_t{16}, size_t{64}}) {
+      SCOPED_TRACE(testing::Message() << "lambda=" << lambda << " bins=" << bins);
+      expect_same_as_fused(d, true, c, l, lambda, bins);
+    }
+}
+
 TEST(BinnedPass, AllImportancesZero) {
   Data d = heavy_tailed(1001, 17, 1.0);
   std::vector<double> c, l;
