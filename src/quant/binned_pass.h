@@ -25,8 +25,10 @@
 
 namespace nq::quant {
 
-// The CPU's resident values (op (d)) pass over problems of at least this many values with BinnedValues.
+// The CPU's resident values (op (d)) pass over problems of at least this many values with BinnedValues, when
+// twice its peak memory while being built (an upper bound, per value) is available.
 constexpr size_t kBinnedMinValues = size_t{1} << 16;
+constexpr uint64_t kBinnedBuildBytesPerValue = 32;
 // Switches op (d)'s use of the binned pass off (false) or back on: tests and benches compare it with op (a).
 // Set it between runs, not during one.
 void set_binned_pass_enabled(bool enabled);
