@@ -15,27 +15,12 @@ namespace {
 
 constexpr size_t kDefaultBinValues = 16384;
 constexpr size_t kMaxBins = 256;
-// Runs this short are labelled one by one rather than halved again.
+// Runs this short go to op (a) rather than being halved again.
 constexpr size_t kLeaf = 8;
 // The certificate's rounding margin, relative to the largest cost at the corners. Each assign_cost is within a
 // few units in the last place (2^-53) of the exact cost, inside the rectangle as at its corners (the costs are
 // largest at the corners: convex in w, linear in h), so 1e-12 leaves a factor of several hundred.
 constexpr double kMargin = 1e-12;
-
-// The fp64 argmin op (a) computes for one value: lowest index on ties.
-int label_of(float w, double h, const double* c, const double* l, int k, double lambda, double& cost) {
-  int best = -1;
-  double best_cost = infinity();
-  for (int j = 0; j < k; ++j) {
-    const double v = assign_cost(w, h, c[j], l[j], lambda);
-    if (best < 0 || better(v, j, best_cost, best)) {
-      best_cost = v;
-      best = j;
-    }
-  }
-  cost = best_cost;
-  return best;
-}
 
 // The centres whose cost h·(w − c_j)² + λ·l_j is least for some w at t = λ / h, in ascending order, and the
 // breakpoints between consecutive ones: cost/h − w² is the line c_j² + t·l_j − 2·c_j·w, so this is the lower
@@ -88,7 +73,7 @@ BinnedValues::BinnedValues(const float* w, const float* h, size_t n, size_t bins
   const size_t p = pw.size();
   if (p == 0) return;
   shift_ = mean / static_cast<double>(p);
-  size_t nb = bins ? bins : std::clamp<size_t>(p / kDefaultBinValues, 1, kMaxBins);
+  size_t nb = bins ? std::min(bins, kMaxBins) : std::clamp<size_t>(p / kDefaultBinValues, 1, kMaxBins);
   nb = std::min(nb, p);
   // Equal-count edges by importance; a value equal to an edge goes to the bin that starts there.
   // (From an evenly strided sample of at most kEdgeSample importances: the bins need only be about equal.)
@@ -138,86 +123,48 @@ BinnedValues::BinnedValues(const float* w, const float* h, size_t n, size_t bins
   for (const Bin& bin : all)
     if (bin.end > bin.begin) bins_.push_back(bin);
   const size_t blocks = (p + kBlock - 1) / kBlock;
-  for (auto* v : {&ph_, &phx_, &phx2_, &px_, &px2_}) v->assign(blocks + 1, 0.0);
-  // Each block's sums (in parallel), then the running sums over the blocks in order.
-#pragma omp parallel for schedule(static)
-  for (int64_t b = 0; b < static_cast<int64_t>(blocks); ++b) {
-    RangeSums s;
-    const size_t i0 = static_cast<size_t>(b) * kBlock;
-    for (size_t i = i0; i < std::min(p, i0 + kBlock); ++i) add_element(i, s);
-    ph_[b + 1] = s.h;
-    phx_[b + 1] = s.hx;
-    phx2_[b + 1] = s.hx2;
-    px_[b + 1] = s.x;
-    px2_[b + 1] = s.x2;
-  }
-  for (size_t b = 0; b < blocks; ++b) {
-    ph_[b + 1] += ph_[b];
-    phx_[b + 1] += phx_[b];
-    phx2_[b + 1] += phx2_[b];
-    px_[b + 1] += px_[b];
-    px2_[b + 1] += px2_[b];
-  }
+  for (auto* v : {&ph_, &phx_, &phx2_, &pn_, &px_, &px2_}) v->resize(blocks + 1);
+  cpu::prefix_sums(w_.data(), h_.data(), p, shift_, kBlock, ph_.data(), phx_.data(), phx2_.data());
+  cpu::prefix_sums(w_.data(), nullptr, p, shift_, kBlock, pn_.data(), px_.data(), px2_.data());
 }
 
-void BinnedValues::add_element(size_t i, RangeSums& s) const {
-  const double x = static_cast<double>(w_[i]) - shift_, hh = h_[i];
-  s.h += hh;
-  s.hx += hh * x;
-  s.hx2 += hh * x * x;
-  s.x += x;
-  s.x2 += x * x;
+BinnedValues::RangeSums BinnedValues::prefix(size_t p) const {
+  const size_t b = p / kBlock;
+  RangeSums s{{ph_[b], phx_[b], phx2_[b]}, {pn_[b], px_[b], px2_[b]}};
+  for (size_t i = b * kBlock; i < p; ++i) {
+    add_moments(s.weighted, w_[i], h_[i], shift_);
+    add_moments(s.plain, w_[i], 1.0, shift_);
+  }
+  return s;
 }
 
 BinnedValues::RangeSums BinnedValues::range(size_t a, size_t b) const {
-  RangeSums s;
-  const size_t ba = (a + kBlock - 1) / kBlock, bb = b / kBlock;  // whole blocks [ba, bb)
-  if (ba >= bb) {
-    for (size_t i = a; i < b; ++i) add_element(i, s);
-    return s;
-  }
-  for (size_t i = a; i < ba * kBlock; ++i) add_element(i, s);
-  for (size_t i = bb * kBlock; i < b; ++i) add_element(i, s);
-  s.h += ph_[bb] - ph_[ba];
-  s.hx += phx_[bb] - phx_[ba];
-  s.hx2 += phx2_[bb] - phx2_[ba];
-  s.x += px_[bb] - px_[ba];
-  s.x2 += px2_[bb] - px2_[ba];
-  return s;
+  const RangeSums x = prefix(a), y = prefix(b);
+  auto minus = [](const Moments& u, const Moments& v) { return Moments{u.s0 - v.s0, u.s1 - v.s1, u.s2 - v.s2}; };
+  return {minus(y.weighted, x.weighted), minus(y.plain, x.plain)};
 }
 
 void BinnedValues::assign_accumulate(const double* c, const double* l, int k, double lambda, AssignAccum& out,
                                      size_t* values_one_by_one) const {
   NQ_CHECK(k >= 1, ErrorCode::kInvalidArgument, "binned pass: k must be >= 1, got " << k);
-  out.reset(k);
-  // The certificate needs finite costs and the envelope ascending centres; anything else goes one by one.
+  // The certificate needs finite costs and the envelope ascending centres; otherwise op (a) takes every value.
   bool regular = std::isfinite(lambda) && lambda >= 0;
   for (int j = 0; j < k && regular; ++j)
     regular = std::isfinite(c[j]) && std::isfinite(l[j]) && l[j] >= 0 && (j == 0 || c[j] > c[j - 1]);
 
+  // Per bin: the certified runs' sums, and the positions of the values left to op (a).
   std::vector<AssignAccum> part(bins_.size());
-  std::vector<size_t> single(bins_.size(), 0);
+  std::vector<std::vector<std::pair<size_t, size_t>>> left(bins_.size());
 #pragma omp parallel for schedule(dynamic, 1) if (bins_.size() > 1)
   for (int64_t bi = 0; bi < static_cast<int64_t>(bins_.size()); ++bi) {
     const Bin& bin = bins_[static_cast<size_t>(bi)];
     AssignAccum& acc = part[static_cast<size_t>(bi)];
     acc.reset(k);
-    size_t& ones = single[static_cast<size_t>(bi)];
-    auto one_by_one = [&](size_t a, size_t b) {
-      for (size_t i = a; i < b; ++i) {
-        double cost;
-        const int j = label_of(w_[i], h_[i], c, l, k, lambda, cost);
-        const double d = static_cast<double>(w_[i]) - c[j], hh = h_[i];
-        acc.sum_h[j] += hh;
-        acc.sum_hw[j] += hh * w_[i];
-        acc.sum_w[j] += w_[i];
-        ++acc.count[j];
-        acc.distortion += hh * d * d;
-        acc.sq_error += d * d;
-        acc.cost += cost;
-      }
-      ones += b - a;
-    };
+    std::vector<std::pair<size_t, size_t>>& to_op_a = left[static_cast<size_t>(bi)];
+    if (!regular) {
+      to_op_a.push_back({bin.begin, bin.end});
+      continue;
+    }
     // Every value of [a, b) takes label j when g_ij > margin at the four corners of its rectangle, for all i.
     auto certified = [&](size_t a, size_t b, int j) {
       const float x[2] = {w_[a], w_[b - 1]};
@@ -240,22 +187,18 @@ void BinnedValues::assign_accumulate(const double* c, const double* l, int k, do
     auto add_run = [&](size_t a, size_t b, int j) {
       const RangeSums s = range(a, b);
       const double n = static_cast<double>(b - a), d = c[j] - shift_;
-      const double dist = std::max(0.0, s.hx2 - 2.0 * d * s.hx + d * d * s.h);
-      acc.sum_h[j] += s.h;
-      acc.sum_hw[j] += s.hx + shift_ * s.h;
-      acc.sum_w[j] += s.x + shift_ * n;
+      const double dist = std::max(0.0, s.weighted.s2 - 2.0 * d * s.weighted.s1 + d * d * s.weighted.s0);
+      acc.sum_h[j] += s.weighted.s0;
+      acc.sum_hw[j] += s.weighted.s1 + shift_ * s.weighted.s0;
+      acc.sum_w[j] += s.plain.s1 + shift_ * n;
       acc.count[j] += static_cast<int64_t>(b - a);
       acc.distortion += dist;
-      acc.sq_error += std::max(0.0, s.x2 - 2.0 * d * s.x + d * d * n);
+      acc.sq_error += std::max(0.0, s.plain.s2 - 2.0 * d * s.plain.s1 + d * d * n);
       acc.cost += dist + lambda * l[j] * n;
     };
-    if (!regular) {
-      one_by_one(bin.begin, bin.end);
-      continue;
-    }
     // The envelopes at the bin's two ends (t = λ/h_hi and λ/h_lo). Where they have the same centres, the values
-    // between the two breakpoints of a boundary are the ones whose label depends on h: labelled one by one; each
-    // cell between such zones is one run to certify. Otherwise cut at the middle importance's envelope.
+    // between the two breakpoints of a boundary are the ones whose label depends on h: op (a)'s; each cell
+    // between such zones is one run to certify. Otherwise cut at the middle importance's envelope.
     std::vector<int> hull, hull_other;
     std::vector<double> cut, cut_other;
     envelope(c, l, k, lambda / bin.h_hi, hull, cut);
@@ -268,8 +211,11 @@ void BinnedValues::assign_accumulate(const double* c, const double* l, int k, do
                                                       [x](float v) { return static_cast<double>(v) < x; }) -
                                  w_.begin());
     };
-    std::vector<std::pair<size_t, size_t>> todo;  // runs [a, b) to certify under the label in `label`
-    std::vector<int> label;
+    struct Run {
+      size_t a, b;  // positions [a, b)
+      int j;        // the label to certify
+    };
+    std::vector<Run> runs;  // a stack: certified, or halved down to kLeaf values and then left to op (a)
     size_t a = bin.begin;
     for (size_t m = 0; m < hull.size(); ++m) {
       size_t b = bin.end, e = bin.end;  // the run [a, b) of cell m, then the zone [b, e) after it
@@ -284,46 +230,50 @@ void BinnedValues::assign_accumulate(const double* c, const double* l, int k, do
         b = first_at_or_above(a, z0 - pad);
         e = zones ? std::max(b, first_at_or_above(b, z1 + pad)) : b;
       }
-      if (b > a) {
-        todo.push_back({a, b});
-        label.push_back(hull[m]);
-      }
-      if (e > b) one_by_one(b, e);
+      if (b > a) runs.push_back({a, b, hull[m]});
+      if (e > b) to_op_a.push_back({b, e});
       a = e;
     }
-    while (!todo.empty()) {
-      const auto [ra, rb] = todo.back();
-      const int j = label.back();
-      todo.pop_back();
-      label.pop_back();
-      if (certified(ra, rb, j)) {
-        add_run(ra, rb, j);
-      } else if (rb - ra <= kLeaf) {
-        one_by_one(ra, rb);
+    while (!runs.empty()) {
+      const Run r = runs.back();
+      runs.pop_back();
+      if (certified(r.a, r.b, r.j)) {
+        add_run(r.a, r.b, r.j);
+      } else if (r.b - r.a <= kLeaf) {
+        to_op_a.push_back({r.a, r.b});
       } else {
-        const size_t mid = ra + (rb - ra) / 2;
-        todo.push_back({mid, rb});
-        label.push_back(j);
-        todo.push_back({ra, mid});
-        label.push_back(j);
+        const size_t mid = r.a + (r.b - r.a) / 2;
+        runs.push_back({mid, r.b, r.j});
+        runs.push_back({r.a, mid, r.j});
       }
     }
   }
-  size_t ones = 0;
-  for (size_t b = 0; b < part.size(); ++b) {
-    out.add(part[b]);
-    ones += single[b];
+  // The certified sums in bin order; then op (a) once over every value left, gathered in bin order; then the
+  // values of importance 0, whose cost λ·l_j does not depend on w: op (a) labels one of them for all.
+  out.reset(k);
+  for (const AssignAccum& acc : part) out.add(acc);
+  std::vector<float> lw, lh;
+  for (const auto& ranges : left)
+    for (const auto& [a, b] : ranges) {
+      lw.insert(lw.end(), w_.begin() + static_cast<ptrdiff_t>(a), w_.begin() + static_cast<ptrdiff_t>(b));
+      lh.insert(lh.end(), h_.begin() + static_cast<ptrdiff_t>(a), h_.begin() + static_cast<ptrdiff_t>(b));
+    }
+  AssignAccum rest;
+  if (!lw.empty()) {
+    cpu::assign_accumulate(lw.data(), lh.data(), lw.size(), c, l, k, lambda, nullptr, rest);
+    out.add(rest);
   }
-  if (!zero_w_.empty()) {  // h = 0: assign_cost is λ·l_j for every value, so one label for all
-    double cost;
-    const int j = label_of(zero_w_[0], 0.0, c, l, k, lambda, cost);
+  if (!zero_w_.empty()) {
+    const float zero_h = 0.0f;
+    int32_t j = 0;
+    cpu::assign_accumulate(zero_w_.data(), &zero_h, 1, c, l, k, lambda, &j, rest);
     const double n = static_cast<double>(zero_w_.size());
     out.sum_w[j] += zero_sum_w_;
     out.count[j] += static_cast<int64_t>(zero_w_.size());
     out.sq_error += std::max(0.0, zero_sum_w2_ - 2.0 * c[j] * zero_sum_w_ + c[j] * c[j] * n);
-    out.cost += cost * n;
+    out.cost += rest.cost * n;
   }
-  if (values_one_by_one) *values_one_by_one = ones;
+  if (values_one_by_one) *values_one_by_one = lw.size();
 }
 
 }  // namespace nq::quant

@@ -7,11 +7,11 @@
 // label j under the fp64 argmin of assign_cost (ties included). So the weights are split once into bins of
 // similar importance (equal counts by h), each bin sorted by w with block prefix sums. A pass takes, per bin, the
 // lower envelope of the costs at the bin's least and greatest importance: between a boundary's two breakpoints
-// lie the values whose label depends on h, labelled one by one exactly as op (a) does; each cell between two such
+// lie the values whose label depends on h, all handed to op (a) in one call at the end; each cell between two such
 // zones is one run, certified by its four corners and added from the prefix sums. (Where the two envelopes differ,
 // or a run fails, runs are cut at the middle importance's envelope and halved down to a few values.) On heavy-tailed
-// weights about 1% of the values go one by one, so a pass costs O(bins · k²) plus that: 0.65–0.76 ns per weight
-// against op (a)'s 2.5–2.9 at k = 32 on 10^7 values, 2 cores (bench/RESULTS.md, "CPU quantizers").
+// weights about 1% of the values go to op (a), so a pass costs O(bins · k²) plus that: 0.34–0.37 ns per weight
+// against op (a)'s 2.9–4.2 at k = 32, λ > 0, on 10^7 values, 2 cores (bench/RESULTS.md, "CPU quantizers").
 //
 // Same labels as op (a) (the brute-force fp64 argmin, lowest index on ties), hence the same counts; the sums are
 // the same up to rounding (prefix sums in another order). Values of importance 0 all take argmin_j λ·l_j.
@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "quant/quant_formulas.h"
 #include "quant/quant_ops.h"
 
 namespace nq::quant {
@@ -37,12 +38,12 @@ bool binned_pass_enabled();
 class BinnedValues {
  public:
   // w, h: n values (h == nullptr: all importances 1), finite, h ≥ 0 (validated by the caller). bins = 0 picks
-  // about n / 16384 bins, at most 256.
+  // about n / 16384 bins; at most 256 either way.
   BinnedValues(const float* w, const float* h, size_t n, size_t bins = 0);
 
-  // Op (a) without labels: out gets sum_h, sum_hw, sum_w, count, distortion, sq_error and cost. centers
-  // strictly ascending and finite, code_len finite and ≥ 0 (otherwise every value is labelled one by one).
-  // values_one_by_one (optional): how many values the pass labelled one by one.
+  // Op (a) without labels, under op (a)'s conditions on the codebook: out gets sum_h, sum_hw, sum_w, count,
+  // distortion, sq_error and cost. The values no run certificate covers (also every value when a code length is
+  // +inf: a dead cluster) go through op (a) itself. values_one_by_one (optional): how many values did.
   void assign_accumulate(const double* centers, const double* code_len, int k, double lambda, AssignAccum& out,
                          size_t* values_one_by_one = nullptr) const;
 
@@ -54,17 +55,17 @@ class BinnedValues {
     size_t begin = 0, end = 0;  // positions in w_/h_
     double h_lo = 0, h_hi = 0;  // the least and greatest importance in the bin
   };
-  // Sums over positions [a, b) of w_/h_: Σh, Σh·x, Σh·x², Σx, Σx² with x = w − shift_.
+  // Sums over positions [a, b) of w_/h_ with x = w − shift_: weighted (Σh, Σh·x, Σh·x²) and plain (n, Σx, Σx²).
   struct RangeSums {
-    double h = 0, hx = 0, hx2 = 0, x = 0, x2 = 0;
+    Moments weighted, plain;
   };
+  RangeSums prefix(size_t p) const;  // over [0, p): op (b2)'s block prefix sums plus the block's head, as SortedData
   RangeSums range(size_t a, size_t b) const;
-  void add_element(size_t i, RangeSums& s) const;
 
   std::vector<float> w_, h_;  // positive importance, grouped by bin, each bin ascending in w
   std::vector<Bin> bins_;
   static constexpr size_t kBlock = 64;
-  std::vector<double> ph_, phx_, phx2_, px_, px2_;  // prefix sums at block boundaries (nb + 1 entries)
+  std::vector<double> ph_, phx_, phx2_, pn_, px_, px2_;  // op (b2)'s block prefix sums, weighted and plain
   double shift_ = 0;
   std::vector<float> zero_w_;  // values of importance 0: one label for all of them
   double zero_sum_w_ = 0, zero_sum_w2_ = 0;

@@ -135,7 +135,7 @@ TEST(BinnedPass, ExtremeImportances) {
   std::vector<double> c, l;
   codebook(16, c, l);
   for (const double lambda : {0.0, 1e-6, 1e3})
-    for (const size_t bins : {size_t{0}, size_t{16}, size_t{64}}) {
+    for (const size_t bins : {size_t{0}, size_t{16}, size_t{64}, size_t{1000} /* more than the 256 allowed */}) {
       SCOPED_TRACE(testing::Message() << "lambda=" << lambda << " bins=" << bins);
       expect_same_as_fused(d, true, c, l, lambda, bins);
     }
