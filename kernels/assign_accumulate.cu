@@ -251,46 +251,4 @@ void assign_accumulate(const float* w, const float* h, size_t n, const double* c
   if (labels) dl.download(labels, n);
 }
 
-namespace {
-
-// quant_ops.h (d): w and h uploaded once; every pass writes its labels into a device array that is downloaded
-// only when the driver asks for them.
-class CudaResidentValues final : public quant::ResidentValues {
- public:
-  CudaResidentValues(const float* w, const float* h, size_t n) : n_(n) {
-    NQ_CHECK(n == 0 || w != nullptr, ErrorCode::kInvalidArgument, "resident values: null weights");
-    dw_.upload(w, n);
-    if (h) dh_.upload(h, n);
-    dl_.allocate(n);
-  }
-  void assign_accumulate(const double* centers, const double* code_len, int k, double lambda,
-                         quant::AssignAccum& out) override {
-    assign_accumulate_device(dw_.get(), dh_.size() ? dh_.get() : nullptr, n_, centers, code_len, k, lambda,
-                             dl_.get(), out);
-    has_labels_ = true;
-  }
-  void assign_accumulate_multi(const quant::CodebookBatch& books, std::vector<quant::AssignAccum>& out) override {
-    assign_accumulate_multi_device(dw_.get(), dh_.size() ? dh_.get() : nullptr, n_, books, out);
-  }
-  std::vector<int32_t> take_labels() override {
-    std::vector<int32_t> labels(has_labels_ ? n_ : 0);
-    if (has_labels_) dl_.download(labels.data(), n_);
-    has_labels_ = false;
-    return labels;
-  }
-
- private:
-  size_t n_;
-  DeviceBuffer<float> dw_, dh_;
-  DeviceBuffer<int32_t> dl_;
-  bool has_labels_ = false;
-};
-
-}  // namespace
-
-std::unique_ptr<quant::ResidentValues> make_resident_values(const float* w, const float* h, size_t n) {
-  bind_thread_device();
-  return std::make_unique<CudaResidentValues>(w, h, n);
-}
-
 }  // namespace nq::cuda

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 
+#include "core/memory_info.h"
 #include "netquant/error.h"
 #include "quant/quant_formulas.h"
 
@@ -53,7 +54,16 @@ std::atomic<bool> g_binned_enabled{true};
 void set_binned_pass_enabled(bool enabled) { g_binned_enabled.store(enabled, std::memory_order_relaxed); }
 bool binned_pass_enabled() { return g_binned_enabled.load(std::memory_order_relaxed); }
 
-BinnedValues::BinnedValues(const float* w, const float* h, size_t n, size_t bins) {
+// While it is built the binned copy holds about 30 bytes per value besides the values (its sorted copy, prefix sums
+// and the scratch of the sort), which must not push a big problem that op (a) would run in place out of memory:
+// with less than twice that available, op (a) it is.
+bool use_binned_pass(size_t n) {
+  if (n < kBinnedMinValues || !binned_pass_enabled()) return false;
+  const uint64_t available = available_memory_bytes();
+  return available == 0 || available / 2 >= static_cast<uint64_t>(n) * kBinnedBuildBytesPerValue;
+}
+
+BinnedValues::BinnedValues(const float* w, const float* h, size_t n, size_t bins) : src_w_(w), src_h_(h), n_(n) {
   std::vector<float> pw, ph;
   pw.reserve(n);
   ph.reserve(n);
@@ -144,13 +154,17 @@ BinnedValues::RangeSums BinnedValues::range(size_t a, size_t b) const {
   return {minus(y.weighted, x.weighted), minus(y.plain, x.plain)};
 }
 
-void BinnedValues::assign_accumulate(const double* c, const double* l, int k, double lambda, AssignAccum& out,
-                                     size_t* values_one_by_one) const {
+BinnedPlan BinnedValues::plan(const double* c, const double* l, int k, double lambda) const {
   NQ_CHECK(k >= 1, ErrorCode::kInvalidArgument, "binned pass: k must be >= 1, got " << k);
+  BinnedPlan result;
   // The certificate needs finite costs and the envelope ascending centres; otherwise op (a) takes every value.
   bool regular = std::isfinite(lambda) && lambda >= 0;
   for (int j = 0; j < k && regular; ++j)
     regular = std::isfinite(c[j]) && std::isfinite(l[j]) && l[j] >= 0 && (j == 0 || c[j] > c[j - 1]);
+  if (!regular) {
+    result.whole = true;
+    return result;
+  }
 
   // Per bin: the certified runs' sums, and the positions of the values left to op (a).
   std::vector<AssignAccum> part(bins_.size());
@@ -161,10 +175,6 @@ void BinnedValues::assign_accumulate(const double* c, const double* l, int k, do
     AssignAccum& acc = part[static_cast<size_t>(bi)];
     acc.reset(k);
     std::vector<std::pair<size_t, size_t>>& to_op_a = left[static_cast<size_t>(bi)];
-    if (!regular) {
-      to_op_a.push_back({bin.begin, bin.end});
-      continue;
-    }
     // Every value of [a, b) takes label j when g_ij > margin at the four corners of its rectangle, for all i.
     auto certified = [&](size_t a, size_t b, int j) {
       const float x[2] = {w_[a], w_[b - 1]};
@@ -248,32 +258,60 @@ void BinnedValues::assign_accumulate(const double* c, const double* l, int k, do
       }
     }
   }
-  // The certified sums in bin order; then op (a) once over every value left, gathered in bin order; then the
-  // values of importance 0, whose cost λ·l_j does not depend on w: op (a) labels one of them for all.
-  out.reset(k);
-  for (const AssignAccum& acc : part) out.add(acc);
-  std::vector<float> lw, lh;
+  // The certified sums in bin order, then the values of importance 0, whose cost λ·l_j does not depend on w: op (a)
+  // labels one of them for all.
+  result.certified.reset(k);
+  for (const AssignAccum& acc : part) result.certified.add(acc);
   for (const auto& ranges : left)
-    for (const auto& [a, b] : ranges) {
-      lw.insert(lw.end(), w_.begin() + static_cast<ptrdiff_t>(a), w_.begin() + static_cast<ptrdiff_t>(b));
-      lh.insert(lh.end(), h_.begin() + static_cast<ptrdiff_t>(a), h_.begin() + static_cast<ptrdiff_t>(b));
+    for (const auto& r : ranges) {
+      result.left.push_back(r);
+      result.left_values += r.second - r.first;
     }
-  AssignAccum rest;
-  if (!lw.empty()) {
-    cpu::assign_accumulate(lw.data(), lh.data(), lw.size(), c, l, k, lambda, nullptr, rest);
-    out.add(rest);
+  // Gathering most of the values costs more than a whole pass over them in place.
+  if (result.left_values > w_.size() / 2) {
+    result = BinnedPlan{};
+    result.whole = true;
+    return result;
   }
   if (!zero_w_.empty()) {
+    AssignAccum one;
     const float zero_h = 0.0f;
     int32_t j = 0;
-    cpu::assign_accumulate(zero_w_.data(), &zero_h, 1, c, l, k, lambda, &j, rest);
+    cpu::assign_accumulate(zero_w_.data(), &zero_h, 1, c, l, k, lambda, &j, one);
     const double n = static_cast<double>(zero_w_.size());
+    AssignAccum& out = result.certified;
     out.sum_w[j] += zero_sum_w_;
     out.count[j] += static_cast<int64_t>(zero_w_.size());
     out.sq_error += std::max(0.0, zero_sum_w2_ - 2.0 * c[j] * zero_sum_w_ + c[j] * c[j] * n);
-    out.cost += rest.cost * n;
+    out.cost += one.cost * n;
   }
-  if (values_one_by_one) *values_one_by_one = lw.size();
+  return result;
+}
+
+void BinnedValues::finish(const BinnedPlan& plan, const AssignAccum& rest, AssignAccum& out) {
+  out = plan.certified;
+  if (plan.left_values) out.add(rest);
+}
+
+void BinnedValues::assign_accumulate(const double* c, const double* l, int k, double lambda, AssignAccum& out,
+                                     size_t* values_one_by_one) const {
+  const BinnedPlan p = plan(c, l, k, lambda);
+  if (p.whole) {
+    cpu::assign_accumulate(src_w_, src_h_, n_, c, l, k, lambda, nullptr, out);
+    if (values_one_by_one) *values_one_by_one = n_;
+    return;
+  }
+  std::vector<float> lw, lh;
+  lw.reserve(p.left_values);
+  lh.reserve(p.left_values);
+  for (const auto& [a, b] : p.left) {
+    lw.insert(lw.end(), w_.begin() + static_cast<ptrdiff_t>(a), w_.begin() + static_cast<ptrdiff_t>(b));
+    lh.insert(lh.end(), h_.begin() + static_cast<ptrdiff_t>(a), h_.begin() + static_cast<ptrdiff_t>(b));
+  }
+  AssignAccum rest;
+  if (!lw.empty()) cpu::assign_accumulate(lw.data(), lh.data(), lw.size(), c, l, k, lambda, nullptr, rest);
+  finish(p, rest, out);
+  if (values_one_by_one) *values_one_by_one = p.left_values;
 }
 
 }  // namespace nq::quant

@@ -15,10 +15,14 @@
 //
 // Same labels as op (a) (the brute-force fp64 argmin, lowest index on ties), hence the same counts; the sums are
 // the same up to rounding (prefix sums in another order). Values of importance 0 all take argmin_j λ·l_j.
+//
+// The CUDA backend runs the same plan on the host and op (a) over the values left on the device, from its own copy
+// of the binned layout (kernels/resident_values.cu), so a pass there moves ~1% of the data instead of all of it.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "quant/quant_formulas.h"
@@ -26,29 +30,54 @@
 
 namespace nq::quant {
 
-// The CPU's resident values (op (d)) pass over problems of at least this many values with BinnedValues, when
-// twice its peak memory while being built (an upper bound, per value) is available.
+// Op (d) (both backends) passes over problems of at least this many values with BinnedValues, when twice its
+// peak host memory while being built (an upper bound, per value) is available.
 constexpr size_t kBinnedMinValues = size_t{1} << 16;
 constexpr uint64_t kBinnedBuildBytesPerValue = 32;
 // Switches op (d)'s use of the binned pass off (false) or back on: tests and benches compare it with op (a).
 // Set it between runs, not during one.
 void set_binned_pass_enabled(bool enabled);
 bool binned_pass_enabled();
+// Whether op (d) builds a BinnedValues for n values: the switch, the size, and the host memory it needs.
+bool use_binned_pass(size_t n);
+
+// One pass split where the backends differ: the certificate's work on the host (plan), op (a) over the values
+// left wherever the backend keeps them, and the sum of the two. Both backends run the same plan, so they differ
+// only as their op (a) does.
+struct BinnedPlan {
+  // When set, nothing else applies: op (a) over all the original values is cheaper or required (a codebook the
+  // certificate cannot take: a dead cluster, non-ascending centres, a non-finite λ; or most values left over).
+  bool whole = false;
+  AssignAccum certified;  // the certified runs' sums, and the values of importance 0 (the same label for all)
+  // Positions [first, second) in values() / importances() for op (a), in this order (bin order), and their count.
+  std::vector<std::pair<size_t, size_t>> left;
+  size_t left_values = 0;
+};
 
 class BinnedValues {
  public:
-  // w, h: n values (h == nullptr: all importances 1), finite, h ≥ 0 (validated by the caller). bins = 0 picks
-  // about n / 16384 bins; at most 256 either way.
+  // w, h: n values (h == nullptr: all importances 1), finite, h ≥ 0 (validated by the caller). assign_accumulate
+  // reads them again for a whole pass, so they must outlive the object if it is called (plan() does not read them).
+  // bins = 0 picks about n / 16384 bins; at most 256 either way.
   BinnedValues(const float* w, const float* h, size_t n, size_t bins = 0);
 
   // Op (a) without labels, under op (a)'s conditions on the codebook: out gets sum_h, sum_hw, sum_w, count,
-  // distortion, sq_error and cost. The values no run certificate covers (also every value when a code length is
-  // +inf: a dead cluster) go through op (a) itself. values_one_by_one (optional): how many values did.
+  // distortion, sq_error and cost. plan(), then the CPU's op (a) over the values left (gathered in order) or over
+  // all values, then the sum. values_one_by_one (optional): how many values op (a) took.
   void assign_accumulate(const double* centers, const double* code_len, int k, double lambda, AssignAccum& out,
                          size_t* values_one_by_one = nullptr) const;
 
+  // The certificate's part of a pass (parallel over bins on the host). Checks k ≥ 1.
+  BinnedPlan plan(const double* centers, const double* code_len, int k, double lambda) const;
+  // out = plan.certified + rest, where rest is op (a)'s sums over plan.left's values gathered in order (not for a
+  // whole plan: op (a)'s sums over all values are the pass).
+  static void finish(const BinnedPlan& plan, const AssignAccum& rest, AssignAccum& out);
+
   size_t size() const { return w_.size() + zero_w_.size(); }
   size_t bins() const { return bins_.size(); }
+  // The binned layout plan.left refers to: the values of positive importance, grouped by bin, each bin ascending.
+  const std::vector<float>& values() const { return w_; }
+  const std::vector<float>& importances() const { return h_; }
 
  private:
   struct Bin {
@@ -62,6 +91,9 @@ class BinnedValues {
   RangeSums prefix(size_t p) const;  // over [0, p): op (b2)'s block prefix sums plus the block's head, as SortedData
   RangeSums range(size_t a, size_t b) const;
 
+  const float* src_w_;  // the caller's values, for a whole pass
+  const float* src_h_;
+  size_t n_;
   std::vector<float> w_, h_;  // positive importance, grouped by bin, each bin ascending in w
   std::vector<Bin> bins_;
   static constexpr size_t kBlock = 64;

@@ -10,7 +10,6 @@
 #include <memory>
 
 #include "core/iteration_errors.h"
-#include "core/memory_info.h"
 #include "core/parallel_for.h"
 #include "core/target_clones.h"
 #include "netquant/error.h"
@@ -627,7 +626,7 @@ namespace {
 class CpuResidentValues final : public quant::ResidentValues {
  public:
   CpuResidentValues(const float* w, const float* h, size_t n)
-      : w_(w), h_(h), n_(n), binned_(use_binned(n) ? std::make_unique<quant::BinnedValues>(w, h, n) : nullptr) {}
+      : w_(w), h_(h), n_(n), binned_(quant::use_binned_pass(n) ? std::make_unique<quant::BinnedValues>(w, h, n) : nullptr) {}
   void assign_accumulate(const double* centers, const double* code_len, int k, double lambda,
                          quant::AssignAccum& out) override {
     if (binned_) {  // the labels of this pass are made only if asked for: the same argmin, one op (a) pass
@@ -652,14 +651,6 @@ class CpuResidentValues final : public quant::ResidentValues {
         cpu::assign_accumulate(w_, h_, n_, books.centers.data() + o, books.code_len.data() + o, books.k(m), lambda,
                                nullptr, out[static_cast<size_t>(m)]);
     }
-  }
-  // The binned pass where it pays and fits: while it is built it holds about 30 bytes per value besides the
-  // values (its sorted copy, prefix sums and the scratch of the sort), which must not push a big problem that op (a)
-  // would run in place out of memory; with less than twice that available, op (a) it is.
-  static bool use_binned(size_t n) {
-    if (n < quant::kBinnedMinValues || !quant::binned_pass_enabled()) return false;
-    const uint64_t available = available_memory_bytes();
-    return available == 0 || available / 2 >= static_cast<uint64_t>(n) * quant::kBinnedBuildBytesPerValue;
   }
   std::vector<int32_t> take_labels() override {
     if (binned_ && latest_.size() == 1) {

@@ -22,6 +22,7 @@
 #include "netquant/error.h"
 #include "netquant/quantize.h"
 #include "nn/nn_ops.h"
+#include "quant/binned_pass.h"
 #include "quant/quant_formulas.h"
 #include "quant/quant_ops.h"
 #include "quant/prune_cases.h"
@@ -303,10 +304,18 @@ TEST(CudaQuantParity, AssignAccumulateLargeKUsesFallbackShapes) {
   }
 }
 
+// Switches the binned pass off for its lifetime (op (d) then passes with op (a) at every size), and back on.
+struct BinnedPassOff {
+  BinnedPassOff() { set_binned_pass_enabled(false); }
+  ~BinnedPassOff() { set_binned_pass_enabled(true); }
+};
+
 TEST(CudaQuantParity, ResidentValuesEqualTheHostOpPassAfterPass) {
   NQ_REQUIRE_CUDA();
   // The resident object (uploaded once, labels kept on the device) against the copying host entry: the same
-  // kernel on the same data, so sums and labels must agree bit for bit, pass after pass.
+  // kernel on the same data, so sums and labels must agree bit for bit, pass after pass. (With the binned pass
+  // off: ResidentValuesBinnedPassAgreesWithTheCpu tests it.)
+  const BinnedPassOff off;
   for (size_t n : {size_t{1}, size_t{4099}, size_t{1000003}}) {
     Data d = make_data(n, 31 * n);
     // make_codebook places tie values into d.w, so every codebook is made before the data is uploaded: the
@@ -332,6 +341,76 @@ TEST(CudaQuantParity, ResidentValuesEqualTheHostOpPassAfterPass) {
         EXPECT_EQ(std::memcmp(&r.cost, &o.cost, sizeof(double)), 0);
       }
       EXPECT_EQ(values->take_labels(), host_labels) << "n=" << n;  // the latest pass (k = 256)
+    }
+  }
+}
+
+TEST(CudaQuantParity, ResidentValuesBinnedPassAgreesWithTheCpu) {
+  NQ_REQUIRE_CUDA();
+  // From kBinnedMinValues values each pass is the binned pass: the host plans it (BinnedValues::plan), the device
+  // gathers the values left from its copy of the binned layout and runs op (a) over them. Two oracles:
+  // - the CPU's op (a) on all values: the same counts (both are the fp64 argmin, lowest index on ties), sums to
+  //   rounding, and labels asked for afterwards equal to the CPU's for the latest codebook;
+  // - the same split done here by hand (the host plan, the copying device op (a) over the gathered values, finish):
+  //   the same bits, pass after pass. A plan that leaves most values, or a codebook with a dead cluster (which
+  //   cannot be certified), is a whole pass, whose bits are the copying op (a)'s over all values.
+  for (size_t n : {kBinnedMinValues + 3, size_t{1000003}}) {
+    if (quick() && n > kBinnedMinValues + 3) continue;
+    Data d = make_data(n, 43 * n);
+    const std::vector<int> ks = {2, 16, 256};
+    std::vector<Codebook> books;
+    for (int k : ks) books.push_back(make_codebook(d, k, false, 5 * k));
+    books.push_back(make_codebook(d, 16, true, 99));  // with dead clusters
+    for (bool unit_h : {false, true}) {
+      const float* h = unit_h ? nullptr : d.h.data();
+      const std::unique_ptr<ResidentValues> values = cuda::make_resident_values(d.w.data(), h, n);
+      const BinnedValues binned(d.w.data(), h, n);
+      std::vector<int32_t> cpu_labels(n);
+      for (size_t b = 0; b < books.size(); ++b) {
+        const Codebook& cb = books[b];
+        const int k = static_cast<int>(cb.c.size());
+        const bool dead = b + 1 == books.size();
+        SCOPED_TRACE(testing::Message() << "n=" << n << " k=" << k << " unit_h=" << unit_h << " dead=" << dead);
+        const double lambda = k == 2 ? 0.0 : lambda_for(d);
+        AssignAccum got, again, cpu, want;
+        values->assign_accumulate(cb.c.data(), cb.l.data(), k, lambda, got);
+        values->assign_accumulate(cb.c.data(), cb.l.data(), k, lambda, again);
+        cpu::assign_accumulate(d.w.data(), h, n, cb.c.data(), cb.l.data(), k, lambda, cpu_labels.data(), cpu);
+        expect_sums_close(cpu, got, k, /*ties=*/0, 1e-9);
+        const BinnedPlan plan = binned.plan(cb.c.data(), cb.l.data(), k, lambda);
+        // A dead cluster defeats the certificate; at k = 256 on these few bins most values lie in the zones
+        // between cells, more than half, and a whole pass is cheaper; with k ≤ 16 the split is taken.
+        if (dead) EXPECT_TRUE(plan.whole);
+        if (!dead && k <= 16) EXPECT_FALSE(plan.whole);
+        if (plan.whole) {
+          cuda::assign_accumulate(d.w.data(), h, n, cb.c.data(), cb.l.data(), k, lambda, nullptr, want);
+        } else {
+          std::vector<float> lw, lh;
+          for (const auto& [a, e] : plan.left) {
+            lw.insert(lw.end(), binned.values().begin() + a, binned.values().begin() + e);
+            lh.insert(lh.end(), binned.importances().begin() + a, binned.importances().begin() + e);
+          }
+          EXPECT_EQ(lw.size(), plan.left_values);
+          EXPECT_LT(lw.size(), n);
+          AssignAccum rest;
+          cuda::assign_accumulate(lw.data(), lh.data(), lw.size(), cb.c.data(), cb.l.data(), k, lambda, nullptr, rest);
+          BinnedValues::finish(plan, rest, want);
+        }
+        for (const AssignAccum* x : {&got, &again}) {
+          EXPECT_EQ(std::memcmp(x->sum_h.data(), want.sum_h.data(), sizeof(double) * k), 0);
+          EXPECT_EQ(std::memcmp(x->sum_hw.data(), want.sum_hw.data(), sizeof(double) * k), 0);
+          EXPECT_EQ(std::memcmp(x->sum_w.data(), want.sum_w.data(), sizeof(double) * k), 0);
+          EXPECT_EQ(x->count, want.count);
+          EXPECT_EQ(std::memcmp(&x->distortion, &want.distortion, sizeof(double)), 0);
+          EXPECT_EQ(std::memcmp(&x->sq_error, &want.sq_error, sizeof(double)), 0);
+          EXPECT_EQ(std::memcmp(&x->cost, &want.cost, sizeof(double)), 0);
+        }
+        if (b == 1) {  // labels are made on request, for the latest single pass
+          EXPECT_EQ(values->take_labels(), cpu_labels);
+          EXPECT_TRUE(values->take_labels().empty());
+        }
+      }
+      EXPECT_EQ(values->take_labels(), cpu_labels);  // the dead-cluster codebook's, the latest
     }
   }
 }
