@@ -3,10 +3,11 @@
 //   name  size  median_ms  GB/s  %copy  (extra)
 // Workloads: fused assign+accumulate at N = 1e8 and 1e9 (when memory allows), k = 16, 32, 256, λ = 0 and > 0;
 // per-row k-means (rows of 4096, k = 16, 50 iterations, 1e9 weights or what fits); a 64-point λ sweep at N = 1e8
-// run to convergence with warm starts (a host loop of single passes); LeNet-5 batch 1024 Hessian pass vs gradient
+// run to convergence with warm starts (a host loop of single passes: fused passes, then the library's binned
+// passes); LeNet-5 batch 1024 Hessian pass vs gradient
 // pass; one ECSQ pass of op (f) over 2^18 rows of 4096 (k = 16, λ > 0, a codebook per row) and row-scope ECSQ
 // through quantize_model on 8192 such rows, end to end; and, last, the same 64 λ
-// through nq::quantize_lambdas (all λ in lockstep, one launch per pass, end to end).
+// through nq::quantize_lambdas (all λ in lockstep, end to end).
 // Usage: nq_gpu_bench [--quick | --tiny | --fused K LAMBDA N]   (--quick: N = 1e7, fewer repetitions — a smoke
 // test on the device; --tiny: every workload at a few rows or 10^5 weights, one repetition — the program's own
 // check, which ctest runs on the host emulation of the device, tests/cuda_emu; --fused: one fused pass, after one
@@ -257,13 +258,38 @@ void bench_rows_exact(int64_t rows) {
   report("per-row exact", static_cast<double>(n), ms, 0, extra);
 }
 
-// 64-point λ sweep, ECSQ to convergence (Choi et al. 2017 §5.4), each λ warm-started from the previous one.
-void bench_sweep(size_t n) {
+// 64-point λ sweep, ECSQ to convergence (Choi et al. 2017 §5.4), each λ warm-started from the previous one. Each
+// pass is the fused op (a) over the resident values, or (binned) the resident values' pass of the library
+// (make_resident_values: the binned pass's plan on the host, op (a) over the values it leaves on the device); its
+// one-off set-up (the host's bins, sorts and prefix sums, and the upload) is reported apart. The binned line also
+// runs one pass of each kind on the first codebook: their counts must be equal.
+void bench_sweep(size_t n, bool binned) {
   const int k = 32;
-  DeviceBuffer<float> w(n), h(n);
-  fill_data(w.get(), h.get(), n, 9);
+  DeviceBuffer<float> w, h;
+  std::unique_ptr<nq::quant::ResidentValues> values;
+  double setup_ms = 0;
+  if (binned) {
+    std::vector<float> hw, hh;
+    host_data(n, 9, hw, hh);
+    const auto s0 = std::chrono::steady_clock::now();
+    values = nq::cuda::make_resident_values(hw.data(), hh.data(), n);
+    setup_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s0).count();
+  } else {
+    w.allocate(n);
+    h.allocate(n);
+    fill_data(w.get(), h.get(), n, 9);
+  }
   Codebook cb = uniform_codebook(k, -0.15, 0.15);
   for (double& l : cb.l) l = std::log2(static_cast<double>(k));
+  const char* check = "";
+  if (binned) {  // one pass of each kind on the first codebook, from a device copy of the same data
+    DeviceBuffer<float> dw(n), dh(n);
+    fill_data(dw.get(), dh.get(), n, 9);
+    nq::quant::AssignAccum a, b;
+    nq::cuda::assign_accumulate_device(dw.get(), dh.get(), n, cb.c.data(), cb.l.data(), k, 1e-5, nullptr, a);
+    values->assign_accumulate(cb.c.data(), cb.l.data(), k, 1e-5, b);
+    check = a.count == b.count ? "; counts equal op (a)" : "; counts DIFFER from op (a)";
+  }
   int passes = 0;
   const auto t0 = std::chrono::steady_clock::now();
   for (int p = 0; p < 64; ++p) {
@@ -271,7 +297,10 @@ void bench_sweep(size_t n) {
     double prev = nq::quant::infinity();
     for (int it = 0; it < 50; ++it) {
       nq::quant::AssignAccum acc;
-      nq::cuda::assign_accumulate_device(w.get(), h.get(), n, cb.c.data(), cb.l.data(), k, lambda, nullptr, acc);
+      if (binned)
+        values->assign_accumulate(cb.c.data(), cb.l.data(), k, lambda, acc);
+      else
+        nq::cuda::assign_accumulate_device(w.get(), h.get(), n, cb.c.data(), cb.l.data(), k, lambda, nullptr, acc);
       ++passes;
       std::vector<std::pair<double, double>> cl;
       for (int j = 0; j < k; ++j) {
@@ -293,9 +322,14 @@ void bench_sweep(size_t n) {
     }
   }
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  char extra[96];
-  std::snprintf(extra, sizeof extra, "64 lambdas, %d passes, %.3f ms/pass (target <=1 s)", passes, ms / passes);
-  report("lambda sweep k=32", static_cast<double>(n), ms, 8.0 * n * passes, extra);
+  char extra[200];
+  if (binned)
+    std::snprintf(extra, sizeof extra, "64 lambdas, %d passes, %.3f ms/pass (target <=1 s); set-up %.0f ms%s", passes,
+                  ms / passes, setup_ms, check);
+  else
+    std::snprintf(extra, sizeof extra, "64 lambdas, %d passes, %.3f ms/pass (target <=1 s)", passes, ms / passes);
+  report(binned ? "lambda sweep binned k=32" : "lambda sweep k=32", static_cast<double>(n), ms, 8.0 * n * passes,
+         extra);
 }
 
 // Huffman bit packing of n 16-level indices (k = 16 after quantization): the GPU packer end to end (host symbols
@@ -345,8 +379,8 @@ void bench_select_pruned(size_t n) {
   report("prune select half", static_cast<double>(n), ms, 9.0 * n, extra);
 }
 
-// The same 64 λ through the library: nq::quantize_lambdas (upload, device sort, one start, all λ in lockstep
-// with one launch per pass for up to 16 codebooks, a labelled pass per λ, finalize on the host), end to end.
+// The same 64 λ through the library: nq::quantize_lambdas (upload, device sort, one start, all λ in lockstep —
+// binned passes, one per λ, at these sizes — a labelled pass per λ, finalize on the host), end to end.
 void bench_sweep_lockstep(size_t n) {
   std::vector<float> w, h;
   host_data(n, 9, w, h);
@@ -551,7 +585,8 @@ int main(int argc, char** argv) {
     const size_t row_total = pick(std::min<size_t>(1000000000, free_b / 20 * 1), size_t{1} << 24,
                                   size_t{1} << 14);  // 12 B/weight + slack
     bench_rows(row_total, static_cast<int>(pick(5, 3, 1)));
-    bench_sweep(pick(100000000, 10000000, 20011));
+    bench_sweep(pick(100000000, 10000000, 20011), false);
+    bench_sweep(pick(100000000, 10000000, 100003), true);  // the binned pass needs 2^16 values
     bench_rows_exact(static_cast<int64_t>(pick(20000, 256, 4)));
     bench_huffman_pack(pick(100000000, 10000000, 100003));
     bench_select_pruned(pick(100000000, 10000000, 100003));
