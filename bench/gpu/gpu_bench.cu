@@ -586,7 +586,7 @@ int main(int argc, char** argv) {
                                   size_t{1} << 14);  // 12 B/weight + slack
     bench_rows(row_total, static_cast<int>(pick(5, 3, 1)));
     bench_sweep(pick(100000000, 10000000, 20011), false);
-    bench_sweep(pick(100000000, 10000000, 100003), true);  // the binned pass needs 2^16 values
+    bench_sweep(pick(100000000, 10000000, 65539), true);  // the binned pass needs 2^16 values
     bench_rows_exact(static_cast<int64_t>(pick(20000, 256, 4)));
     bench_huffman_pack(pick(100000000, 10000000, 100003));
     bench_select_pruned(pick(100000000, 10000000, 100003));

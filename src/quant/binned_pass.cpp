@@ -18,9 +18,14 @@ constexpr size_t kDefaultBinValues = 16384;
 constexpr size_t kMaxBins = 256;
 // Runs this short go to op (a) rather than being halved again.
 constexpr size_t kLeaf = 8;
-// The certificate's rounding margin, relative to the largest cost at the corners. Each assign_cost is within a
-// few units in the last place (2^-53) of the exact cost, inside the rectangle as at its corners (the costs are
-// largest at the corners: convex in w, linear in h), so 1e-12 leaves a factor of several hundred.
+// The certificate's rounding margin. Cluster j beats cluster i at every value of a run's rectangle when, at each of
+// its four corners q, cost_i(q)·(1 − m) > cost_j(q) + m·C, with C the largest of cost_j at the corners. Why that
+// suffices: each computed assign_cost is within δ (a few units in the last place, ~1e-15) of the exact cost,
+// relatively; so the exact gap cost_i − cost_j is at least (m − 2δ)·C at every corner, hence (bilinear in (w, h))
+// everywhere in the rectangle; inside, cost_j is at most C (convex in w, linear in h: largest at a corner), so the
+// computed gap there is at least (m − 2δ)·C − 2δ·C > 0. m = 1e-12 leaves a factor of several hundred. The test is
+// monotone in cost_i, so a rounding-monotone lower bound of cost_i (assign_cost_bound) that passes it vouches for
+// every cluster beyond: the scan outwards from j stops there.
 constexpr double kMargin = 1e-12;
 
 // The centres whose cost h·(w − c_j)² + λ·l_j is least for some w at t = λ / h, in ascending order, and the
@@ -166,6 +171,11 @@ BinnedPlan BinnedValues::plan(const double* c, const double* l, int k, double la
     return result;
   }
 
+  // The least code length from each cluster outwards, up and down: the certificate's bounds.
+  std::vector<double> l_min_from(static_cast<size_t>(k)), l_min_to(static_cast<size_t>(k));
+  for (int j = k - 1; j >= 0; --j) l_min_from[j] = j + 1 < k ? std::min(l[j], l_min_from[j + 1]) : l[j];
+  for (int j = 0; j < k; ++j) l_min_to[j] = j > 0 ? std::min(l[j], l_min_to[j - 1]) : l[j];
+
   // Per bin: the certified runs' sums, and the positions of the values left to op (a).
   std::vector<AssignAccum> part(bins_.size());
   std::vector<std::vector<std::pair<size_t, size_t>>> left(bins_.size());
@@ -175,23 +185,51 @@ BinnedPlan BinnedValues::plan(const double* c, const double* l, int k, double la
     AssignAccum& acc = part[static_cast<size_t>(bi)];
     acc.reset(k);
     std::vector<std::pair<size_t, size_t>>& to_op_a = left[static_cast<size_t>(bi)];
-    // Every value of [a, b) takes label j when g_ij > margin at the four corners of its rectangle, for all i.
+    // Every value of [a, b) takes label j when j beats every other cluster at the four corners of the run's
+    // rectangle, by the margin above. Clusters are scanned outwards from j on both sides, the neighbours first (a
+    // run that fails mostly fails on one of them); a side is done at the first centre beyond the run whose lower
+    // bound, with the least code length from there outwards, already loses to j at every corner.
     auto certified = [&](size_t a, size_t b, int j) {
       const float x[2] = {w_[a], w_[b - 1]};
       const double hh[2] = {bin.h_lo, bin.h_hi};
-      double cj[4];
-      for (int q = 0; q < 4; ++q) cj[q] = assign_cost(x[q & 1], hh[q >> 1], c[j], l[j], lambda);
-      auto beaten_by = [&](int i) {
-        double least_gap = infinity(), largest = 0;
-        for (int q = 0; q < 4; ++q) {
-          const double ci = assign_cost(x[q & 1], hh[q >> 1], c[i], l[i], lambda);
-          least_gap = std::min(least_gap, ci - cj[q]);
-          largest = std::max(largest, ci + cj[q]);
-        }
-        return !(least_gap > kMargin * largest);
+      double need[4], cj_max = 0;
+      for (int q = 0; q < 4; ++q) {
+        need[q] = assign_cost(x[q & 1], hh[q >> 1], c[j], l[j], lambda);
+        cj_max = std::max(cj_max, need[q]);
+      }
+      for (int q = 0; q < 4; ++q) need[q] += kMargin * cj_max;
+      auto loses = [&](double cost_i, int q) { return cost_i * (1.0 - kMargin) > need[q]; };
+      auto beats_j = [&](int i) {
+        for (int q = 0; q < 4; ++q)
+          if (!loses(assign_cost(x[q & 1], hh[q >> 1], c[i], l[i], lambda), q)) return true;
+        return false;
       };
-      for (int d = 1; d < k; ++d)  // the neighbours first: a run that fails mostly fails on one of them
-        if ((j - d >= 0 && beaten_by(j - d)) || (j + d < k && beaten_by(j + d))) return false;
+      auto all_beyond_lose = [&](int i, double lmin) {
+        for (int q = 0; q < 4; ++q)
+          if (!loses(assign_cost_bound(x[q & 1], hh[q >> 1], c[i], lmin, lambda), q)) return false;
+        return true;
+      };
+      bool up = j + 1 < k, down = j > 0;
+      for (int d = 1; up || down; ++d) {
+        if (up) {
+          const int i = j + d;
+          if (c[i] >= x[1] && all_beyond_lose(i, l_min_from[i])) {
+            up = false;
+          } else {
+            if (beats_j(i)) return false;
+            up = i + 1 < k;
+          }
+        }
+        if (down) {
+          const int i = j - d;
+          if (c[i] <= x[0] && all_beyond_lose(i, l_min_to[i])) {
+            down = false;
+          } else {
+            if (beats_j(i)) return false;
+            down = i > 0;
+          }
+        }
+      }
       return true;
     };
     auto add_run = [&](size_t a, size_t b, int j) {

@@ -96,7 +96,7 @@ class BinnedValues {
   size_t n_;
   std::vector<float> w_, h_;  // positive importance, grouped by bin, each bin ascending in w
   std::vector<Bin> bins_;
-  static constexpr size_t kBlock = 64;
+  static constexpr size_t kBlock = 16;
   std::vector<double> ph_, phx_, phx2_, pn_, px_, px2_;  // op (b2)'s block prefix sums, weighted and plain
   double shift_ = 0;
   std::vector<float> zero_w_;  // values of importance 0: one label for all of them
