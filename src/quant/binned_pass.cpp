@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "core/memory_info.h"
+#include "core/parallel_for.h"
 #include "netquant/error.h"
 #include "quant/quant_formulas.h"
 
@@ -69,61 +70,103 @@ bool use_binned_pass(size_t n) {
 }
 
 BinnedValues::BinnedValues(const float* w, const float* h, size_t n, size_t bins) : src_w_(w), src_h_(h), n_(n) {
-  std::vector<float> pw, ph;
-  pw.reserve(n);
-  ph.reserve(n);
-  double mean = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const float hi = h ? h[i] : 1.0f;
-    if (hi > 0) {
-      pw.push_back(w[i]);
-      ph.push_back(hi);
-      mean += w[i];
-    } else {
-      zero_w_.push_back(w[i]);
-      zero_sum_w_ += w[i];
-      zero_sum_w2_ += static_cast<double>(w[i]) * w[i];
+  // Built in fixed chunks of the input (not one per thread), in parallel: every sum below is added chunk by chunk
+  // in chunk order and every value lands where the serial loop would put it, for any thread count.
+  constexpr int64_t kChunk = int64_t{1} << 16;
+  const size_t chunks = (n + kChunk - 1) / kChunk;
+  auto importance = [h](size_t i) { return h ? h[i] : 1.0f; };
+  struct ChunkSums {
+    size_t positive = 0;
+    double sum_w = 0, zero_w = 0, zero_w2 = 0;
+  };
+  std::vector<ChunkSums> sums(chunks);
+  parallel_for_chunks(static_cast<int64_t>(n), kChunk, [&](int64_t i0, int64_t i1) {
+    ChunkSums& c = sums[static_cast<size_t>(i0 / kChunk)];
+    for (size_t i = static_cast<size_t>(i0); i < static_cast<size_t>(i1); ++i) {
+      if (importance(i) > 0) {
+        ++c.positive;
+        c.sum_w += w[i];
+      } else {
+        c.zero_w += w[i];
+        c.zero_w2 += static_cast<double>(w[i]) * w[i];
+      }
     }
+  });
+  size_t p = 0;
+  double mean = 0;
+  for (const ChunkSums& c : sums) {
+    p += c.positive;
+    mean += c.sum_w;
+    zero_sum_w_ += c.zero_w;
+    zero_sum_w2_ += c.zero_w2;
   }
-  const size_t p = pw.size();
-  if (p == 0) return;
-  shift_ = mean / static_cast<double>(p);
-  size_t nb = bins ? std::min(bins, kMaxBins) : std::clamp<size_t>(p / kDefaultBinValues, 1, kMaxBins);
-  nb = std::min(nb, p);
+  zero_w_.resize(n - p);
+  const size_t nb = p == 0 ? 0
+                           : std::min(p, bins ? std::min(bins, kMaxBins)
+                                              : std::clamp<size_t>(p / kDefaultBinValues, 1, kMaxBins));
+  if (p > 0) shift_ = mean / static_cast<double>(p);
   // Equal-count edges by importance; a value equal to an edge goes to the bin that starts there.
-  // (From an evenly strided sample of at most kEdgeSample importances: the bins need only be about equal.)
+  // (From an evenly strided sample of about kEdgeSample positive importances: the bins need only be about equal.)
   std::vector<float> edges;
-  {
+  if (nb > 1) {
     constexpr size_t kEdgeSample = size_t{1} << 16;
-    const size_t stride = std::max<size_t>(1, p / kEdgeSample);
     std::vector<float> hs;
-    for (size_t i = 0; i < p; i += stride) hs.push_back(ph[i]);
+    for (size_t stride = std::max<size_t>(1, n / kEdgeSample);; stride = std::max<size_t>(1, stride / 16)) {
+      hs.clear();
+      for (size_t i = 0; i < n; i += stride)
+        if (importance(i) > 0) hs.push_back(importance(i));
+      if (stride == 1 || hs.size() >= std::min(p, kEdgeSample / 4)) break;  // mostly zeros: a denser sample
+    }
     std::sort(hs.begin(), hs.end());
     for (size_t b = 1; b < nb; ++b) edges.push_back(hs[b * hs.size() / nb]);
   }
-  // Each value's bin: the number of edges ≤ h, by a branchless search over the edges padded with +inf to 255.
+  // Each value's bin: the number of edges ≤ h, by a branchless search over the edges padded with +inf to 255; the
+  // values of importance 0 get bin nb (the zero group).
   std::vector<float> padded(kMaxBins - 1, std::numeric_limits<float>::infinity());
   std::copy(edges.begin(), edges.end(), padded.begin());
-  std::vector<uint16_t> bin_of(p);
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < static_cast<int64_t>(p); ++i) {
-    const float x = ph[static_cast<size_t>(i)];
-    size_t at = 0;
-    for (size_t s = kMaxBins / 2; s >= 1; s >>= 1) at += padded[at + s - 1] <= x ? s : 0;
-    bin_of[static_cast<size_t>(i)] = static_cast<uint16_t>(at);
-  }
-  std::vector<size_t> start(nb + 1, 0);
-  for (size_t i = 0; i < p; ++i) ++start[bin_of[i] + 1];
+  std::vector<uint16_t> bin_of(n);
+  // Per chunk, how many values of each bin (nb + 1 of them) it holds; then where its first of each lands.
+  const size_t groups = nb + 1;
+  std::vector<size_t> at(chunks * groups, 0);
+  parallel_for_chunks(static_cast<int64_t>(n), kChunk, [&](int64_t i0, int64_t i1) {
+    size_t* count = at.data() + static_cast<size_t>(i0 / kChunk) * groups;
+    for (size_t i = static_cast<size_t>(i0); i < static_cast<size_t>(i1); ++i) {
+      const float x = importance(i);
+      size_t bin = nb;
+      if (x > 0) {
+        bin = 0;
+        for (size_t s = kMaxBins / 2; s >= 1; s >>= 1) bin += padded[bin + s - 1] <= x ? s : 0;
+      }
+      bin_of[i] = static_cast<uint16_t>(bin);
+      ++count[bin];
+    }
+  });
+  std::vector<size_t> start(groups + 1, 0);  // bin b < nb's values at [start[b], start[b + 1]) of gw / gh
+  for (size_t c = 0; c < chunks; ++c)
+    for (size_t b = 0; b < groups; ++b) start[b + 1] += at[c * groups + b];
   for (size_t b = 0; b < nb; ++b) start[b + 1] += start[b];
-  std::vector<float> gw(p), gh(p);
-  {
-    std::vector<size_t> at(start.begin(), start.end() - 1);
-    for (size_t i = 0; i < p; ++i) {
-      const size_t o = at[bin_of[i]]++;
-      gw[o] = pw[i];
-      gh[o] = ph[i];
+  for (size_t b = 0; b < groups; ++b) {
+    size_t o = b == nb ? 0 : start[b];  // the zero group's positions are in zero_w_
+    for (size_t c = 0; c < chunks; ++c) {
+      const size_t k = at[c * groups + b];
+      at[c * groups + b] = o;
+      o += k;
     }
   }
+  std::vector<float> gw(p), gh(p);
+  parallel_for_chunks(static_cast<int64_t>(n), kChunk, [&](int64_t i0, int64_t i1) {
+    size_t* next = at.data() + static_cast<size_t>(i0 / kChunk) * groups;
+    for (size_t i = static_cast<size_t>(i0); i < static_cast<size_t>(i1); ++i) {
+      const size_t bin = bin_of[i], o = next[bin]++;
+      if (bin == nb) {
+        zero_w_[o] = w[i];
+      } else {
+        gw[o] = w[i];
+        gh[o] = importance(i);
+      }
+    }
+  });
+  if (p == 0) return;
   w_.resize(p);
   h_.resize(p);
   std::vector<Bin> all(nb);

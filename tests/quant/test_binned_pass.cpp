@@ -2,8 +2,10 @@
 // argmin: the same counts (so the same labels, barring exact ties), sums equal to rounding, on seeded data of
 // awkward sizes, with zero importances, without importances, and on codebooks made to defeat the certificate.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <vector>
@@ -155,6 +157,34 @@ TEST(BinnedPass, FarClustersWithShortCodes) {
       SCOPED_TRACE(testing::Message() << "lambda=" << lambda << " bins=" << bins);
       expect_same_as_fused(d, true, c, l, lambda, bins);
     }
+}
+
+// The set-up runs in fixed chunks and the pass in fixed bins: the same bits for any thread count, with zero
+// importances mixed in (their group is gathered in parallel too) and a sample of mostly zeros for the bin edges.
+TEST(BinnedPass, SameBitsForAnyThreadCount) {
+  for (const double zeros : {0.02, 0.97}) {
+    const Data d = heavy_tailed(300007, 31, zeros);
+    std::vector<double> c, l;
+    codebook(32, c, l);
+    const int saved = omp_get_max_threads();
+    AssignAccum r[2];
+    size_t bins[2];
+    for (int t = 0; t < 2; ++t) {
+      omp_set_num_threads(t == 0 ? 1 : 3);
+      const BinnedValues binned(d.w.data(), d.h.data(), d.w.size(), 16);
+      binned.assign_accumulate(c.data(), l.data(), 32, 1e-5, r[t]);
+      bins[t] = binned.bins();
+    }
+    omp_set_num_threads(saved);
+    EXPECT_EQ(bins[0], bins[1]);
+    EXPECT_GT(bins[0], 8u) << "zeros=" << zeros;
+    EXPECT_EQ(r[0].count, r[1].count);
+    EXPECT_EQ(std::memcmp(r[0].sum_hw.data(), r[1].sum_hw.data(), sizeof(double) * 32), 0) << "zeros=" << zeros;
+    EXPECT_EQ(std::memcmp(r[0].sum_w.data(), r[1].sum_w.data(), sizeof(double) * 32), 0) << "zeros=" << zeros;
+    EXPECT_EQ(std::memcmp(&r[0].cost, &r[1].cost, sizeof(double)), 0) << "zeros=" << zeros;
+    EXPECT_EQ(std::memcmp(&r[0].sq_error, &r[1].sq_error, sizeof(double)), 0) << "zeros=" << zeros;
+    expect_same_as_fused(d, true, c, l, 1e-5, 16);
+  }
 }
 
 TEST(BinnedPass, AllImportancesZero) {
