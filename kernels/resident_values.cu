@@ -13,11 +13,13 @@
 // its codebook (the same argmin).
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <memory>
 #include <vector>
 
 #include "assign_accumulate.cuh"
 #include "core/cuda_device.h"
+#include "resident_values.cuh"
 #include "cuda_check.cuh"
 #include "device_buffer.cuh"
 #include "gather_ranges.cuh"
@@ -40,12 +42,15 @@ bool device_has_room(size_t n) {
 
 class CudaResidentValues final : public quant::ResidentValues {
  public:
-  CudaResidentValues(const float* w, const float* h, size_t n) : n_(n) {
+  // bins < 0: the binned pass where use_binned_pass says so, at its default bin count; bins ≥ 0: the binned pass
+  // at that many bins (0: the default), whatever the size and the switch. Either way only with room on the device.
+  CudaResidentValues(const float* w, const float* h, size_t n, int64_t bins) : n_(n) {
     NQ_CHECK(n == 0 || w != nullptr, ErrorCode::kInvalidArgument, "resident values: null weights");
     dw_.upload(w, n);
     if (h) dh_.upload(h, n);
-    if (quant::use_binned_pass(n) && device_has_room(n)) {
-      binned_ = std::make_unique<quant::BinnedValues>(w, h, n);
+    const bool binned = bins < 0 ? quant::use_binned_pass(n) : n > 0;
+    if (binned && device_has_room(n)) {
+      binned_ = std::make_unique<quant::BinnedValues>(w, h, n, static_cast<size_t>(std::max<int64_t>(0, bins)));
       dbw_.upload(binned_->values().data(), binned_->values().size());
       dbh_.upload(binned_->importances().data(), binned_->importances().size());
     } else {
@@ -144,7 +149,13 @@ class CudaResidentValues final : public quant::ResidentValues {
 
 std::unique_ptr<quant::ResidentValues> make_resident_values(const float* w, const float* h, size_t n) {
   bind_thread_device();
-  return std::make_unique<CudaResidentValues>(w, h, n);
+  return std::make_unique<CudaResidentValues>(w, h, n, -1);
+}
+
+std::unique_ptr<quant::ResidentValues> make_resident_values_binned(const float* w, const float* h, size_t n,
+                                                                   size_t bins) {
+  bind_thread_device();
+  return std::make_unique<CudaResidentValues>(w, h, n, static_cast<int64_t>(bins));
 }
 
 }  // namespace nq::cuda

@@ -4,8 +4,8 @@
 // Workloads: fused assign+accumulate at N = 1e8 and 1e9 (when memory allows), k = 16, 32, 256, λ = 0 and > 0;
 // per-row k-means (rows of 4096, k = 16, 50 iterations, 1e9 weights or what fits); a 64-point λ sweep at N = 1e8
 // run to convergence with warm starts (a host loop of single passes: fused passes, then the library's binned
-// passes); LeNet-5 batch 1024 Hessian pass vs gradient
-// pass; one ECSQ pass of op (f) over 2^18 rows of 4096 (k = 16, λ > 0, a codebook per row) and row-scope ECSQ
+// passes), and one binned pass at 32 to 256 importance bins against the fused pass; LeNet-5 batch 1024 Hessian
+// pass vs gradient pass; one ECSQ pass of op (f) over 2^18 rows of 4096 (k = 16, λ > 0, a codebook per row) and row-scope ECSQ
 // through quantize_model on 8192 such rows, end to end; and, last, the same 64 λ
 // through nq::quantize_lambdas (all λ in lockstep, end to end).
 // Usage: nq_gpu_bench [--quick | --tiny | --fused K LAMBDA N]   (--quick: N = 1e7, fewer repetitions — a smoke
@@ -39,6 +39,8 @@
 #include "nn/nn_ops.h"
 #include "quant/quant_formulas.h"
 #include "quant/quant_ops.h"
+#include "quant/binned_pass.h"
+#include "resident_values.cuh"
 #include "rows_kmeans.cuh"
 
 namespace {
@@ -263,7 +265,7 @@ void bench_rows_exact(int64_t rows) {
 // (make_resident_values: the binned pass's plan on the host, op (a) over the values it leaves on the device); its
 // one-off set-up (the host's bins, sorts and prefix sums, and the upload) is reported apart. The binned line also
 // runs one pass of each kind on the first codebook: their counts must be equal.
-void bench_sweep(size_t n, bool binned) {
+void bench_sweep(size_t n, bool binned, size_t bins = 0) {
   const int k = 32;
   DeviceBuffer<float> w, h;
   std::unique_ptr<nq::quant::ResidentValues> values;
@@ -272,7 +274,7 @@ void bench_sweep(size_t n, bool binned) {
     std::vector<float> hw, hh;
     host_data(n, 9, hw, hh);
     const auto s0 = std::chrono::steady_clock::now();
-    values = nq::cuda::make_resident_values(hw.data(), hh.data(), n);
+    values = nq::cuda::make_resident_values_binned(hw.data(), hh.data(), n, bins);
     setup_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s0).count();
   } else {
     w.allocate(n);
@@ -330,6 +332,57 @@ void bench_sweep(size_t n, bool binned) {
     std::snprintf(extra, sizeof extra, "64 lambdas, %d passes, %.3f ms/pass (target <=1 s)", passes, ms / passes);
   report(binned ? "lambda sweep binned k=32" : "lambda sweep k=32", static_cast<double>(n), ms, 8.0 * n * passes,
          extra);
+}
+
+// One ECSQ pass of the resident values' binned path at several bin counts (k = 32, λ = 1e-5, the fused lines'
+// codebook), each against the fused pass over the same device data: the host's plan grows with the bins and the
+// values left to the device shrink with them, so this says which count the device wants. Per pass: wall time
+// (plan, copies, gather, op (a)), the plan alone (the same BinnedValues on the host), the share of values left.
+void bench_binned_bins(size_t n, int reps) {
+  const int k = 32;
+  const double lambda = 1e-5;
+  std::vector<float> w, h;
+  host_data(n, 7, w, h);
+  const Codebook cb = uniform_codebook(k, -0.15, 0.15);
+  double fused_ms = 0;
+  nq::quant::AssignAccum want;
+  {
+    DeviceBuffer<float> dw(n), dh(n);
+    dw.upload(w.data(), n);
+    dh.upload(h.data(), n);
+    fused_ms = time_ms([&] {
+      nq::cuda::assign_accumulate_device(dw.get(), dh.get(), n, cb.c.data(), cb.l.data(), k, lambda, nullptr, want);
+    }, reps, 1);
+  }
+  for (const size_t bins : {size_t{32}, size_t{64}, size_t{128}, size_t{256}}) {
+    const std::unique_ptr<nq::quant::ResidentValues> values =
+        nq::cuda::make_resident_values_binned(w.data(), h.data(), n, bins);
+    nq::quant::AssignAccum got;
+    std::vector<double> t;
+    for (int r = 0; r <= reps; ++r) {  // the first is a warm-up
+      const auto t0 = std::chrono::steady_clock::now();
+      values->assign_accumulate(cb.c.data(), cb.l.data(), k, lambda, got);
+      t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+    t.erase(t.begin());
+    std::sort(t.begin(), t.end());
+    const double ms = t[t.size() / 2];
+    const nq::quant::BinnedValues host(w.data(), h.data(), n, bins);
+    std::vector<double> tp;
+    size_t left = 0;
+    for (int r = 0; r < reps; ++r) {
+      const auto t0 = std::chrono::steady_clock::now();
+      left = host.plan(cb.c.data(), cb.l.data(), k, lambda).left_values;
+      tp.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::sort(tp.begin(), tp.end());
+    char name[64], extra[200];
+    std::snprintf(name, sizeof name, "binned pass bins=%zu k=32", bins);
+    std::snprintf(extra, sizeof extra, "host plan %.3f ms, %.2f%% of values on the device; fused pass %.3f ms (%.1fx); %s",
+                  tp[tp.size() / 2], 100.0 * static_cast<double>(left) / static_cast<double>(n), fused_ms,
+                  fused_ms / ms, got.count == want.count ? "counts equal op (a)" : "counts DIFFER from op (a)");
+    report(name, static_cast<double>(n), ms, 0, extra);
+  }
 }
 
 // Huffman bit packing of n 16-level indices (k = 16 after quantization): the GPU packer end to end (host symbols
@@ -586,7 +639,8 @@ int main(int argc, char** argv) {
                                   size_t{1} << 14);  // 12 B/weight + slack
     bench_rows(row_total, static_cast<int>(pick(5, 3, 1)));
     bench_sweep(pick(100000000, 10000000, 20011), false);
-    bench_sweep(pick(100000000, 10000000, 65539), true);  // the binned pass needs 2^16 values
+    bench_sweep(pick(100000000, 10000000, 20011), true, tiny ? 16 : 0);
+    bench_binned_bins(pick(100000000, 10000000, 20011), static_cast<int>(pick(11, 5, 1)));
     bench_rows_exact(static_cast<int64_t>(pick(20000, 256, 4)));
     bench_huffman_pack(pick(100000000, 10000000, 100003));
     bench_select_pruned(pick(100000000, 10000000, 100003));
