@@ -380,8 +380,9 @@ void launch(dim3 grid, dim3 block, size_t smem, cudaStream_t, const void* kernel
     for (unsigned by = 0; by < grid.y; ++by)
       for (unsigned bx = 0; bx < grid.x; ++bx) {
         r.generation = ++t_generation;
-        std::memset(smem_buf.data(), 0xa5, smem_buf.size());
-        std::memset(r.smem, 0xff, smem);
+        // (A kernel without shared memory has none to fill: memset of a null pointer is undefined even for 0 bytes.)
+        if (!smem_buf.empty()) std::memset(smem_buf.data(), 0xa5, smem_buf.size());
+        if (smem) std::memset(r.smem, 0xff, smem);
         size_t i = 0;
         for (unsigned tz = 0; tz < block.z; ++tz)
           for (unsigned ty = 0; ty < block.y; ++ty)
