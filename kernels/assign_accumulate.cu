@@ -11,12 +11,19 @@
 // When h·(c_{k−1} − c_0)² ≤ λ·(l_n − l_min) that window is the whole codebook and a uniform full scan is used.
 // Both are the brute-force fp64 argmin, so labels equal the CPU op's (same formulas, no FMA contraction).
 //
+// λ = 0 with every cluster live and k ≤ 32 (passes of ≥ 256·k values): the label is first read off float
+// thresholds (quant/nearest_thresholds.h), a five-step search over floats in place of fp64 costs; the values
+// they cannot settle (a midpoint's float or two, importances outside [FLT_MIN, FLT_MAX], values beyond safe_max)
+// take the fp64 argmin. The labels are the same either way, so the sums are the same bits.
+//
 // Accumulation (determinism, no float atomics): one CTA per accumulation block of accum_block_size(n) elements
-// (a function of n alone). Each warp owns a shared-memory copy of the k accumulators; inside a warp, lanes that
-// picked the same cluster are grouped with __match_any_sync and the group's leader adds the members' values in
-// lane order. At the end the warps' copies are added in warp order into the CTA's partial row (fp64), and a
-// second kernel adds the partial rows in block order. The reduction tree depends on (n, k) only, so results are
-// bitwise identical run to run and across launch-independent device properties.
+// (a function of n alone). For k ≤ 32 each thread owns a shared-memory copy of the k accumulators and adds its
+// own elements in turn; the copies are folded in a fixed order at the end (assign_block.cuh,
+// assign_block_private). Above 32 each warp owns one copy; inside a warp, lanes that picked the same cluster are
+// grouped with __match_any_sync and the group's leader adds the members' values in lane order, and the warps'
+// copies are added in warp order. Either way the CTA writes a partial row (fp64), and a second kernel adds the
+// partial rows in block order. The reduction tree depends on (n, k) only, so results are bitwise identical run
+// to run and across launch-independent device properties.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -37,8 +44,9 @@ namespace {
 
 using namespace assign_impl;  // the shared device code (assign_block.cuh)
 
-__global__ void __launch_bounds__(kMaxWarps * 32, kMinBlocksPerSm) assign_accumulate_kernel(AssignParams p) {
-  assign_block(p, blockIdx.x);
+template <bool kPrivate>
+__global__ void __launch_bounds__(kMaxWarps * 32, min_blocks_per_sm(kPrivate)) assign_accumulate_kernel(AssignParams p) {
+  assign_block<false, kPrivate>(p, blockIdx.x);
 }
 
 // Several codebooks over the same data (ResidentValues::assign_accumulate_multi): CTA x takes data block x / m
@@ -49,9 +57,11 @@ struct BatchParams {
   AssignParams p[kMaxBatch];
   int m;
 };
-__global__ void __launch_bounds__(kMaxWarps * 32, kMinBlocksPerSm) assign_accumulate_batch_kernel(BatchParams bp) {
+template <bool kPrivate>
+__global__ void __launch_bounds__(kMaxWarps * 32, min_blocks_per_sm(kPrivate))
+    assign_accumulate_batch_kernel(BatchParams bp) {
   const unsigned m = static_cast<unsigned>(bp.m);
-  assign_block</*kReuse=*/true>(bp.p[blockIdx.x % m], blockIdx.x / m);
+  assign_block</*kReuse=*/true, kPrivate>(bp.p[blockIdx.x % m], blockIdx.x / m);
 }
 
 // One thread per output value, adding the CTAs' partials in block order.
@@ -96,16 +106,23 @@ void launch_merge(const AssignParams& base, size_t nblocks, cudaStream_t stream,
 // of the device workspace — table (4k) | partial sums (3k per CTA) | partial counts (k per CTA) | scalars | merged
 // outputs.
 struct Call : CodebookTable {
-  std::vector<double> table;  // centres | code lengths | prefix minima | suffix minima of the code lengths
+  // centres | code lengths | prefix minima | suffix minima of the code lengths, then (when `thresholds`) the λ = 0
+  // threshold table as kThreshFloats floats
+  std::vector<double> table;
+  bool thresholds = false;
+  float safe_max = 0;
   size_t off_psum = 0, off_pcount = 0, off_pscal = 0, off_out = 0, off_outn = 0, bytes = 0;
 };
 
-Call prepare_call(const double* centers, const double* code_len, int k, double lambda, size_t nblocks) {
+Call prepare_call(const double* centers, const double* code_len, int k, double lambda, size_t n, size_t nblocks) {
   Call c;
-  c.table.resize(4 * static_cast<size_t>(std::max(k, 0)));
+  const size_t kd = static_cast<size_t>(std::max(k, 0));
+  c.table.resize(4 * kd + kThreshFloats / 2);
   static_cast<CodebookTable&>(c) = prepare_table(centers, code_len, k, lambda, c.table.data());
-  const size_t kd = static_cast<size_t>(k);
-  c.off_psum = align_up(4 * kd * sizeof(double));
+  c.thresholds = fill_thresholds(centers, code_len, k, lambda, n, c.shape,
+                                 reinterpret_cast<float*>(c.table.data() + 4 * kd), c.safe_max);
+  if (!c.thresholds) c.table.resize(4 * kd);
+  c.off_psum = align_up(c.table.size() * sizeof(double));
   c.off_pcount = align_up(c.off_psum + nblocks * 3 * kd * sizeof(double));
   c.off_pscal = align_up(c.off_pcount + nblocks * kd * sizeof(long long));
   c.off_out = align_up(c.off_pscal + nblocks * 3 * sizeof(double));
@@ -134,6 +151,9 @@ AssignParams start_call(const Call& c, unsigned char* ws, const float* d_w, cons
   p.vec = vector_access(p);
   p.table_in_smem = c.shape.table_in_smem;
   p.acc_in_smem = c.shape.acc_in_smem;
+  p.private_acc = c.shape.private_acc;
+  p.thresh = c.thresholds ? reinterpret_cast<const float*>(reinterpret_cast<const double*>(ws) + 4 * c.k) : nullptr;
+  p.safe_max = c.safe_max;
   return p;
 }
 
@@ -165,14 +185,20 @@ void assign_accumulate_device(const float* d_w, const float* d_h, size_t n, cons
   bind_thread_device();
   const size_t block = quant::accum_block_size(n);
   const size_t nblocks = n ? (n + block - 1) / block : 0;
-  const Call c = prepare_call(centers, code_len, k, lambda, nblocks);
+  const Call c = prepare_call(centers, code_len, k, lambda, n, nblocks);
   out.reset(k);
   if (n == 0) return;
   NQ_CHECK(d_w != nullptr, ErrorCode::kInvalidArgument, "assign_accumulate: null weights");
   unsigned char* ws = t_workspace.get(c.bytes);
   const AssignParams p = start_call(c, ws, d_w, d_h, d_labels, n, block, stream);
-  set_smem(reinterpret_cast<const void*>(assign_accumulate_kernel), c.shape.smem_bytes);
-  assign_accumulate_kernel<<<static_cast<unsigned>(nblocks), c.shape.warps * 32, c.shape.smem_bytes, stream>>>(p);
+  const dim3 grid(static_cast<unsigned>(nblocks)), threads(static_cast<unsigned>(c.shape.warps * 32));
+  if (c.shape.private_acc) {
+    set_smem(reinterpret_cast<const void*>(assign_accumulate_kernel<true>), c.shape.smem_bytes);
+    assign_accumulate_kernel<true><<<grid, threads, c.shape.smem_bytes, stream>>>(p);
+  } else {
+    set_smem(reinterpret_cast<const void*>(assign_accumulate_kernel<false>), c.shape.smem_bytes);
+    assign_accumulate_kernel<false><<<grid, threads, c.shape.smem_bytes, stream>>>(p);
+  }
   NQ_CUDA_CHECK_LAUNCH("assign_accumulate_kernel");
   Fetch f;
   finish_call(c, p, ws, nblocks, stream, f);
@@ -191,7 +217,7 @@ void assign_accumulate_multi_device(const float* d_w, const float* d_h, size_t n
   for (int m = 0; m < m_all; ++m) {
     const size_t o = static_cast<size_t>(books.offsets[static_cast<size_t>(m)]);
     calls.push_back(prepare_call(books.centers.data() + o, books.code_len.data() + o, books.k(m),
-                                 books.lambda[static_cast<size_t>(m)], nblocks));
+                                 books.lambda[static_cast<size_t>(m)], n, nblocks));
     out[static_cast<size_t>(m)].reset(books.k(m));
   }
   if (n == 0 || m_all == 0) return;
@@ -215,17 +241,20 @@ void assign_accumulate_multi_device(const float* d_w, const float* d_h, size_t n
     bp.m = 0;
     size_t smem = 0;
     for (size_t j = m; j < calls.size() && bp.m < kMaxBatch; ++j) {
-      const Shape& a = calls[m].shape;
-      const Shape& b = calls[j].shape;
-      if (launched[j] || a.warps != b.warps || a.table_in_smem != b.table_in_smem || a.acc_in_smem != b.acc_in_smem)
-        continue;
+      if (launched[j] || !same_shape(calls[m].shape, calls[j].shape)) continue;
       bp.p[bp.m++] = params[j];
-      smem = std::max(smem, b.smem_bytes);
+      smem = std::max(smem, calls[j].shape.smem_bytes);
       launched[j] = 1;
     }
-    set_smem(reinterpret_cast<const void*>(assign_accumulate_batch_kernel), smem);
     const size_t grid = nblocks * static_cast<size_t>(bp.m);  // ≤ 4096 blocks × 16 codebooks
-    assign_accumulate_batch_kernel<<<static_cast<unsigned>(grid), calls[m].shape.warps * 32, smem, stream>>>(bp);
+    const dim3 g(static_cast<unsigned>(grid)), threads(static_cast<unsigned>(calls[m].shape.warps * 32));
+    if (calls[m].shape.private_acc) {
+      set_smem(reinterpret_cast<const void*>(assign_accumulate_batch_kernel<true>), smem);
+      assign_accumulate_batch_kernel<true><<<g, threads, smem, stream>>>(bp);
+    } else {
+      set_smem(reinterpret_cast<const void*>(assign_accumulate_batch_kernel<false>), smem);
+      assign_accumulate_batch_kernel<false><<<g, threads, smem, stream>>>(bp);
+    }
     NQ_CUDA_CHECK_LAUNCH("assign_accumulate_batch_kernel");
   }
   std::vector<Fetch> f(calls.size());
@@ -233,6 +262,13 @@ void assign_accumulate_multi_device(const float* d_w, const float* d_h, size_t n
   NQ_CUDA_CHECK(cudaStreamSynchronize(stream));
   for (size_t m = 0; m < calls.size(); ++m) unpack(calls[m], f[m], out[m]);
 }
+
+void set_fused_strategy(const FusedStrategy& s) {
+  g_private_accumulators.store(s.private_accumulators);
+  g_threshold_labels.store(s.threshold_labels);
+}
+
+FusedStrategy fused_strategy() { return {g_private_accumulators.load(), g_threshold_labels.load()}; }
 
 void assign_accumulate(const float* w, const float* h, size_t n, const double* centers, const double* code_len,
                        int k, double lambda, int32_t* labels, quant::AssignAccum& out) {

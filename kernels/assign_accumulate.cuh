@@ -27,4 +27,15 @@ void assign_accumulate_multi_device(const float* d_w, const float* d_h, size_t n
                                     const ::nq::quant::CodebookBatch& books,
                                     std::vector<::nq::quant::AssignAccum>& out, CUstream_st* stream = nullptr);
 
+// How the fused passes of this process run: per-thread accumulators for k ≤ 32 (else per warp, grouped by
+// label), and λ = 0 labels by float thresholds (else the fp64 argmin). Both on by default. A benchmark's knob, for
+// timing the forms against each other in one run: the accumulation form is part of the summation tree, so passes
+// whose bits are compared must run under the same setting (the threshold form never changes a bit).
+struct FusedStrategy {
+  bool private_accumulators = true;
+  bool threshold_labels = true;
+};
+void set_fused_strategy(const FusedStrategy& strategy);
+FusedStrategy fused_strategy();
+
 }  // namespace nq::cuda

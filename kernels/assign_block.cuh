@@ -8,11 +8,16 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cfloat>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "cuda_check.cuh"
 #include "netquant/error.h"
+#include "quant/nearest_thresholds.h"
 #include "quant/quant_formulas.h"
 #include "quant/quant_ops.h"
 
@@ -25,7 +30,18 @@ constexpr int kMaxWarps = 8;                  // 256 threads per CTA
 // which the three kernels meet without spilling on sm_90. Left to itself ptxas gives the placement-specialised
 // loop up to 96, which would hold an SM to two CTAs. (Not yet timed against three CTAs of up to 85 registers.)
 constexpr int kMinBlocksPerSm = 4;
+// The per-thread form is held to two or three CTAs an SM by its shared memory anyway (k ≥ 9), so its kernels get up
+// to 128 registers: room for the next quad's loads and the accumulators' addresses, which under 64 ptxas keeps
+// recomputing.
+constexpr int kMinBlocksPerSmPrivate = 2;
+constexpr int min_blocks_per_sm(bool private_acc) { return private_acc ? kMinBlocksPerSmPrivate : kMinBlocksPerSm; }
 constexpr size_t kSmemBudget = 96 * 1024;     // ≤ the opt-in limit of every sm_80+ part; a function of k only
+// Up to this k each thread keeps its own accumulators (assign_block_private); above it the warps share theirs
+// (assign_block_placed). A thread's copy is 28·k bytes of shared memory, so at k = 32 a CTA holds only three warps.
+constexpr int kPrivateMaxK = 32;
+// The λ = 0 threshold table of a pass (fill_thresholds): 32 floats of thresholds, then 32 of floors.
+constexpr int kThreshFloats = 64;
+constexpr int kThreshMaxK = 32;
 
 struct AssignParams {
   const float* w;
@@ -47,6 +63,11 @@ struct AssignParams {
   bool vec;                // w, h, labels 16-byte aligned: float4 / int4 accesses
   bool table_in_smem;      // centres and code lengths staged in shared memory
   bool acc_in_smem;        // per-warp accumulators in shared memory (else: one warp, accumulating in its row)
+  bool private_acc;        // per-thread accumulators (assign_block_private); the two flags above are then true
+  // λ = 0, every cluster live, k ≤ 32: labels by float thresholds (fill_thresholds), else null. Only the private
+  // path reads them; the labels, hence the sums, are the same bits either way.
+  const float* thresh;     // device, kThreshFloats: table (32: thresh[0] unused, +inf padded) | floors (k entries)
+  float safe_max;          // values above it take the fp64 argmin
 };
 
 // Points p at a codebook table as prepare_table lays it out: centres | code lengths | prefix minima | suffix
@@ -167,7 +188,9 @@ __device__ __forceinline__ void warp_accumulate(int lab, double hv, double hw, d
   __syncwarp();
 }
 
-__device__ __forceinline__ double warp_sum(double v) {
+// A fixed shuffle tree over the warp (lane 0 holds the sum), so the order of the additions is always the same.
+template <class T>
+__device__ __forceinline__ T warp_sum(T v) {
   for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);
   return v;
 }
@@ -177,6 +200,54 @@ __device__ __forceinline__ double warp_sum(double v) {
 template <bool kReuse>
 __device__ __forceinline__ float4 load_quad(const float* x) {
   return kReuse ? __ldg(reinterpret_cast<const float4*>(x)) : __ldcs(reinterpret_cast<const float4*>(x));
+}
+
+// The quad of elements [e0, e0 + 4) ∩ [e0, i1) into wv, hv: float4 loads when the whole quad is there and aligned,
+// else one by one. Missing elements read as w = 0, h = 1 (never used); h ≡ 1 without importances.
+template <bool kReuse>
+__device__ __forceinline__ void fetch_quad(const AssignParams& p, size_t e0, size_t i1, float (&wv)[4],
+                                           float (&hv)[4]) {
+#pragma unroll
+  for (int e = 0; e < 4; ++e) wv[e] = 0.f, hv[e] = 1.f;
+  if (p.vec && e0 + 4 <= i1) {
+    const float4 a = load_quad<kReuse>(p.w + e0);
+    wv[0] = a.x, wv[1] = a.y, wv[2] = a.z, wv[3] = a.w;
+    if (p.h) {
+      const float4 g = load_quad<kReuse>(p.h + e0);
+      hv[0] = g.x, hv[1] = g.y, hv[2] = g.z, hv[3] = g.w;
+    }
+  } else {
+    for (int e = 0; e < 4; ++e)
+      if (e0 + e < i1) {
+        wv[e] = p.w[e0 + e];
+        if (p.h) hv[e] = p.h[e0 + e];
+      }
+  }
+}
+
+// The labels of a quad into p.labels (int4 when whole and aligned); entries past i1 are not written.
+__device__ __forceinline__ void store_labels(const AssignParams& p, size_t e0, size_t i1, const int32_t (&lab)[4]) {
+  if (p.vec && e0 + 4 <= i1) {
+    __stcs(reinterpret_cast<int4*>(p.labels + e0), make_int4(lab[0], lab[1], lab[2], lab[3]));
+  } else {
+    for (int e = 0; e < 4; ++e)
+      if (e0 + e < i1) p.labels[e0 + e] = lab[e];
+  }
+}
+
+// The λ = 0 label of w by the pass's float thresholds (quant/nearest_thresholds.h: #{j : w ≥ t_j}, exact up to
+// safe_max), or −1 where they do not settle it and the fp64 argmin must: above safe_max, and with importances,
+// below the label's floor (the float or two at a midpoint) or with h outside [FLT_MIN, FLT_MAX] (h = 0 included).
+// The table always has 32 entries (+inf past t_{k−1}), so the search is five unrolled steps whatever k is; a
+// finite w ≤ safe_max never passes an +inf entry (+inf itself lies above safe_max, which is finite for k ≥ 2).
+__device__ __forceinline__ int32_t threshold_label(float w, float h, bool weighted, const float* thr,
+                                                   float safe_max) {
+  int32_t base = 0;
+#pragma unroll
+  for (int step = kThreshMaxK / 2; step > 0; step >>= 1) base += (w >= thr[base + step]) ? step : 0;
+  if (!(w <= safe_max)) return -1;
+  if (weighted && !(w >= thr[kThreshMaxK + base] && h >= FLT_MIN && h <= FLT_MAX)) return -1;
+  return base;
 }
 
 // One CTA's work on accumulation block b, for one placement of the codebook table and the accumulators.
@@ -238,21 +309,7 @@ __device__ __forceinline__ void assign_block_placed(const AssignParams& p, size_
     const size_t q = q0 + lane;
     const size_t e0 = i0 + 4 * q;
     float wv[4] = {0.f, 0.f, 0.f, 0.f}, hv[4] = {1.f, 1.f, 1.f, 1.f};
-    const bool full = q < nquads && e0 + 4 <= i1;
-    if (full && p.vec) {
-      const float4 a = load_quad<kReuse>(p.w + e0);
-      wv[0] = a.x, wv[1] = a.y, wv[2] = a.z, wv[3] = a.w;
-      if (p.h) {
-        const float4 g = load_quad<kReuse>(p.h + e0);
-        hv[0] = g.x, hv[1] = g.y, hv[2] = g.z, hv[3] = g.w;
-      }
-    } else if (q < nquads) {
-      for (int e = 0; e < 4; ++e)
-        if (e0 + e < i1) {
-          wv[e] = p.w[e0 + e];
-          if (p.h) hv[e] = p.h[e0 + e];
-        }
-    }
+    if (q < nquads) fetch_quad<kReuse>(p, e0, i1, wv, hv);
     int32_t lab[4];
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
@@ -273,14 +330,7 @@ __device__ __forceinline__ void assign_block_placed(const AssignParams& p, size_
       }
       warp_accumulate(lab[e], hd, hw, wd, stage, lane, acc_h, acc_hw, acc_w, acc_n);
     }
-    if (p.labels) {
-      if (full && p.vec) {
-        __stcs(reinterpret_cast<int4*>(p.labels + e0), make_int4(lab[0], lab[1], lab[2], lab[3]));
-      } else if (q < nquads) {
-        for (int e = 0; e < 4; ++e)
-          if (e0 + e < i1) p.labels[e0 + e] = lab[e];
-      }
-    }
+    if (p.labels && q < nquads) store_labels(p, e0, i1, lab);
   }
 
   // Scalars: fixed shuffle tree per warp, then warps in order.
@@ -325,11 +375,143 @@ __device__ __forceinline__ void assign_block_placed(const AssignParams& p, size_
   }
 }
 
-// One CTA's work: accumulation block b of the data under codebook p, in the placement its launch shape chose
-// (choose_shape: the table is in shared memory only when the accumulators are too).
-template <bool kReuse = false>
+// One CTA's work on accumulation block b for k ≤ kPrivateMaxK: every thread owns a copy of the k accumulators in
+// shared memory and adds its own elements to it, one after another, with no exchange between lanes. The warp-
+// shared form above pays a __match_any_sync, two __syncwarp and a leader's serial loop for every 32 elements,
+// about as many instructions as the argmin itself; here an element costs three shared-memory read-add-writes and
+// a counter. The price is space (28·k bytes a thread: fewer warps per CTA as k grows) and a fold at the end.
+//
+// Order of the sums (bits): thread t adds the elements of its quads t, t + T, t + 2T, … (T threads), each quad
+// in element order; accumulator row r (field f = r / k of cluster r % k) is then folded by warp r mod W: lane l
+// adds the copies of threads l, l + 32, … in that order and warp_sum's fixed tree adds the lanes. The scalars go
+// as in the warp-shared form. All of it is a function of (n, k) alone.
+//
+// Layout (doubles first): table (4k) | thresholds (kThreshFloats floats) | scalars (3 per warp) | Σh, Σhw, Σw
+// rows (3k rows of T) | counts (k rows of T int32). Thread t's entry of row r is at r·T + t, so a warp's accesses
+// hit 32 different banks whatever clusters its lanes picked.
+template <bool kReuse>
+__device__ __forceinline__ void assign_block_private(const AssignParams& p, size_t b) {
+  extern __shared__ double smem[];
+  const int T = static_cast<int>(blockDim.x);
+  const int tid = static_cast<int>(threadIdx.x);
+  const int warps = T >> 5, warp = tid >> 5, lane = tid & 31;
+  const int k = p.k;
+
+  double* table = smem;
+  for (int j = tid; j < 4 * k; j += T) table[j] = p.centers[j];
+  float* thr = reinterpret_cast<float*>(smem + 4 * k);
+  const bool by_thresholds = p.thresh != nullptr;
+  if (by_thresholds)
+    for (int j = tid; j < kThreshFloats; j += T) thr[j] = p.thresh[j];
+  double* wscal = smem + 4 * k + kThreshFloats / 2;
+  double* acc = wscal + 3 * warps;
+  int* cnt = reinterpret_cast<int*>(acc + static_cast<size_t>(3 * k) * T);
+  for (int j = tid; j < 3 * k * T; j += T) acc[j] = 0.0;
+  for (int j = tid; j < k * T; j += T) cnt[j] = 0;
+  __syncthreads();
+  const double* c = table;
+  const double* l = table + k;
+  const double* ll = table + 2 * k;
+  const double* lr = table + 3 * k;
+  double* mine = acc + tid;  // row r of this thread: mine[r * T]
+  int* mine_n = cnt + tid;
+  const bool weighted = p.h != nullptr;
+
+  const size_t i0 = b * p.block;
+  const size_t i1 = i0 + p.block < p.n ? i0 + p.block : p.n;
+  const size_t nquads = (i1 - i0 + 3) / 4;
+  double dist = 0.0, sq = 0.0, tot = 0.0;
+  float wv[4], hv[4];
+  if (static_cast<size_t>(tid) < nquads) fetch_quad<kReuse>(p, i0 + 4 * static_cast<size_t>(tid), i1, wv, hv);
+  for (size_t q = tid; q < nquads; q += static_cast<size_t>(T)) {
+    const size_t e0 = i0 + 4 * q;
+    // The next quad's loads go out before this one's work, so that each thread keeps two in flight.
+    float wn[4] = {0.f, 0.f, 0.f, 0.f}, hn[4] = {1.f, 1.f, 1.f, 1.f};  // read only when there is a next quad
+    const size_t qn = q + static_cast<size_t>(T);
+    if (qn < nquads) fetch_quad<kReuse>(p, i0 + 4 * qn, i1, wn, hn);
+    const int valid = i1 - e0 < 4 ? static_cast<int>(i1 - e0) : 4;  // the quad's elements in the block
+    int32_t lab[4];
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      lab[e] = -1;
+      if (e >= valid) continue;
+      const float x = wv[e];
+      const double h = static_cast<double>(hv[e]);
+      int32_t j = by_thresholds ? threshold_label(x, hv[e], weighted, thr, p.safe_max) : -1;
+      double cost, dd;
+      if (j >= 0) {
+        // assign_cost at λ = 0 with c_j live is fl(h·dd) + 0·l_j, and h ≥ FLT_MIN here (or h ≡ 1), so the product
+        // is ≥ +0 and adding the zero leaves its bits: the argmin's cost, without the rate term's loads.
+        dd = qf::fmul(qf::fadd(static_cast<double>(x), -c[j]), qf::fadd(static_cast<double>(x), -c[j]));
+        cost = qf::fmul(h, dd);
+      } else {
+        j = argmin_cluster(x, h, c, l, ll, lr, k, p.lambda, p.lmin, p.span2, &cost);
+        const double d = static_cast<double>(x) - c[j];
+        dd = d * d;
+      }
+      dist += h * dd;
+      sq += dd;
+      tot += cost;
+      lab[e] = j;
+      const size_t r = static_cast<size_t>(j) * T;
+      const size_t f = static_cast<size_t>(k) * T;
+      mine[r] += h;
+      mine[f + r] += qf::fmul(h, static_cast<double>(x));  // rounded, then added: no contraction into an FMA
+      mine[2 * f + r] += static_cast<double>(x);
+      mine_n[r] += 1;
+    }
+    if (p.labels) store_labels(p, e0, i1, lab);
+#pragma unroll
+    for (int e = 0; e < 4; ++e) wv[e] = wn[e], hv[e] = hn[e];
+  }
+
+  dist = warp_sum(dist);
+  sq = warp_sum(sq);
+  tot = warp_sum(tot);
+  if (lane == 0) {
+    wscal[3 * warp + 0] = dist;
+    wscal[3 * warp + 1] = sq;
+    wscal[3 * warp + 2] = tot;
+  }
+  __syncthreads();  // every thread's accumulators and the warps' scalars are in
+  if (tid == 0) {
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0;
+    for (int v = 0; v < warps; ++v) {
+      s0 += wscal[3 * v + 0];
+      s1 += wscal[3 * v + 1];
+      s2 += wscal[3 * v + 2];
+    }
+    p.pscal[3 * b + 0] = s0;
+    p.pscal[3 * b + 1] = s1;
+    p.pscal[3 * b + 2] = s2;
+  }
+  for (int r = warp; r < 4 * k; r += warps) {  // warp-uniform: every lane takes the same rows
+    if (r < 3 * k) {
+      const double* row = acc + static_cast<size_t>(r) * T;
+      double s = 0.0;
+      for (int t = lane; t < T; t += 32) s += row[t];
+      s = warp_sum(s);
+      if (lane == 0) p.psum[b * 3 * k + r] = s;  // row r = field r / k, cluster r % k: the partial row's layout
+    } else {
+      const int j = r - 3 * k;
+      const int* row = cnt + static_cast<size_t>(j) * T;
+      long long s = 0;
+      for (int t = lane; t < T; t += 32) s += row[t];
+      s = warp_sum(s);
+      if (lane == 0) p.pcount[b * k + j] = s;
+    }
+  }
+}
+
+// One CTA's work: accumulation block b of the data under codebook p, in the form and placement its launch shape
+// chose (choose_shape: per-thread accumulators up to kPrivateMaxK; above it the table is in shared memory only when
+// the warps' accumulators are too). The form is the kernel's template argument (each form has its own register
+// budget), so the host launches the instance that p.private_acc names.
+template <bool kReuse, bool kPrivate>
 __device__ __forceinline__ void assign_block(const AssignParams& p, size_t b) {
-  if (p.table_in_smem)
+  if constexpr (kPrivate)
+    assign_block_private<kReuse>(p, b);
+  else if (p.table_in_smem)
     assign_block_placed<kReuse, true, true>(p, b);
   else if (p.acc_in_smem)
     assign_block_placed<kReuse, false, true>(p, b);
@@ -362,16 +544,41 @@ __device__ __forceinline__ void fold_partials(const double* __restrict__ psum, c
   }
 }
 
-// Launch shape as a function of k only (so the summation tree never depends on the device).
+// Launch shape as a function of k only (so the summation tree never depends on the device) — and of the process's
+// FusedStrategy, a benchmark's knob.
 struct Shape {
   int warps;
   bool table_in_smem;
   bool acc_in_smem;
   size_t smem_bytes;
+  bool private_acc = false;
 };
+
+inline bool same_shape(const Shape& a, const Shape& b) {
+  return a.warps == b.warps && a.table_in_smem == b.table_in_smem && a.acc_in_smem == b.acc_in_smem &&
+         a.private_acc == b.private_acc;
+}
+
+// How the process's fused passes run (assign_accumulate.cuh set_fused_strategy): per-thread accumulators up to
+// kPrivateMaxK (else every k shares per warp), λ = 0 labels by thresholds (else the fp64 argmin). Both on by
+// default; the benchmark turns them off to time the forms against each other in one run.
+inline std::atomic<bool> g_private_accumulators{true};
+inline std::atomic<bool> g_threshold_labels{true};
+
+// Shared memory of assign_block_private's layout for k clusters and `warps` warps.
+inline size_t private_smem_bytes(int k, int warps) {
+  const size_t kd = static_cast<size_t>(k), threads = 32 * static_cast<size_t>(warps);
+  return sizeof(double) * (4 * kd + kThreshFloats / 2 + 3 * static_cast<size_t>(warps) + 3 * kd * threads) +
+         sizeof(int) * kd * threads;
+}
 
 inline Shape choose_shape(int k) {
   const size_t kd = static_cast<size_t>(k);
+  if (k <= kPrivateMaxK && g_private_accumulators.load(std::memory_order_relaxed))
+    for (int warps = kMaxWarps; warps >= 1; --warps) {
+      const size_t bytes = private_smem_bytes(k, warps);
+      if (bytes <= kSmemBudget) return {warps, true, true, bytes, true};
+    }
   for (int table = 1; table >= 0; --table)
     for (int warps = kMaxWarps; warps >= 1; warps >>= 1) {
       const size_t bytes = sizeof(double) * (table * 4 * kd + warps * (96 + 3 + 4 * kd));
@@ -412,6 +619,28 @@ inline CodebookTable prepare_table(const double* centers, const double* code_len
   c.span2 = span * span;
   c.shape = choose_shape(k);
   return c;
+}
+
+// The λ = 0 threshold table of a pass over n values (AssignParams::thresh), into out[kThreshFloats]: when the
+// pass takes the private path, λ = 0, every cluster is live, 2 ≤ k ≤ kThreshMaxK, n repays the host's bisections
+// (n ≥ 256·k, as on the CPU) and the floors exist (quant/nearest_thresholds.h). Returns false, writing nothing
+// that matters, otherwise. Sets safe_max.
+inline bool fill_thresholds(const double* centers, const double* code_len, int k, double lambda, size_t n,
+                            const Shape& shape, float* out, float& safe_max) {
+  if (!shape.private_acc || !g_threshold_labels.load(std::memory_order_relaxed)) return false;
+  if (lambda != 0.0 || k < 2 || k > kThreshMaxK || n < size_t{256} * static_cast<size_t>(k)) return false;
+  for (int j = 0; j < k; ++j)
+    if (!(code_len[j] < qf::infinity())) return false;
+  const quant::NearestThresholds rule(std::vector<double>(centers, centers + k));
+  const std::vector<float> floors = rule.weighted_floors();
+  if (floors.empty()) return false;
+  const std::vector<float> t = rule.thresholds();  // t_1 … t_{k−1}
+  std::fill(out, out + kThreshFloats, INFINITY);
+  out[0] = -INFINITY;  // never read
+  std::copy(t.begin(), t.end(), out + 1);
+  std::copy(floors.begin(), floors.end(), out + kThreshMaxK);
+  safe_max = rule.safe_max();
+  return true;
 }
 
 // Dynamic shared memory beyond the default 48 KB must be opted into, per kernel. The setting is the kernel's,

@@ -67,7 +67,7 @@ struct RowsLaunch {
   double* psum;
   long long* pcount;
   double* pscal;
-  bool table_in_smem, acc_in_smem;
+  bool table_in_smem, acc_in_smem, private_acc;
 };
 
 // The group's task of CTA x: the last one whose first tile is ≤ x (first[0] = 0 ≤ x).
@@ -99,14 +99,17 @@ __host__ __device__ inline AssignParams row_params(const RowsLaunch& L, const Ro
   p.vec = vector_access(p);
   p.table_in_smem = L.table_in_smem;
   p.acc_in_smem = L.acc_in_smem;
+  p.private_acc = L.private_acc;
+  p.thresh = nullptr;  // no threshold labels: the same labels, hence bits, as op (a)'s with or without them
   return p;
 }
 
-__global__ void __launch_bounds__(kMaxWarps * 32, kMinBlocksPerSm) assign_rows_kernel(RowsLaunch L) {
+template <bool kPrivate>
+__global__ void __launch_bounds__(kMaxWarps * 32, min_blocks_per_sm(kPrivate)) assign_rows_kernel(RowsLaunch L) {
   const unsigned x = blockIdx.x;
   const int task = task_of_tile(L.first, L.ntasks, x);
   const AssignParams p = row_params(L, L.tasks[task]);
-  assign_block(p, x - L.first[task]);
+  assign_block<false, kPrivate>(p, x - L.first[task]);
 }
 
 // One warp per task: its 4k + 3 outputs, each its CTAs' partials folded in block order (op (a)'s merge). A task
@@ -159,10 +162,6 @@ template <class T>
 T* grow(DeviceBuffer<T>& buf, size_t need) {
   if (buf.size() < need) buf.allocate(std::max(need, buf.size() + buf.size() / 2));
   return buf.get();
-}
-
-bool same_shape(const Shape& a, const Shape& b) {
-  return a.warps == b.warps && a.table_in_smem == b.table_in_smem && a.acc_in_smem == b.acc_in_smem;
 }
 
 // The codebook of each task: task i's own (books entry i), or entry 0 for every task (shared: the sharded driver's
@@ -456,8 +455,15 @@ class CudaResidentRows final : public quant::ResidentRows {
       L.pscal = d_pscal;
       L.table_in_smem = g.shape.table_in_smem;
       L.acc_in_smem = g.shape.acc_in_smem;
-      set_smem(reinterpret_cast<const void*>(assign_rows_kernel), g.shape.smem_bytes);
-      assign_rows_kernel<<<static_cast<unsigned>(g.tiles), g.shape.warps * 32, g.shape.smem_bytes, stream>>>(L);
+      L.private_acc = g.shape.private_acc;
+      const dim3 grid(static_cast<unsigned>(g.tiles)), threads(static_cast<unsigned>(g.shape.warps * 32));
+      if (g.shape.private_acc) {
+        set_smem(reinterpret_cast<const void*>(assign_rows_kernel<true>), g.shape.smem_bytes);
+        assign_rows_kernel<true><<<grid, threads, g.shape.smem_bytes, stream>>>(L);
+      } else {
+        set_smem(reinterpret_cast<const void*>(assign_rows_kernel<false>), g.shape.smem_bytes);
+        assign_rows_kernel<false><<<grid, threads, g.shape.smem_bytes, stream>>>(L);
+      }
       NQ_CUDA_CHECK_LAUNCH("assign_rows_kernel");
     }
     const size_t merge_grid = (c.m * 32 + kMergeThreads - 1) / kMergeThreads;

@@ -73,7 +73,7 @@ double g_copy_gbs = 0;  // device-to-device copy bandwidth, GB/s (bytes read + w
 
 void report(const std::string& name, double n, double ms, double bytes, const std::string& extra = "") {
   const double gbs = bytes > 0 ? bytes / (ms * 1e-3) / 1e9 : 0;
-  std::printf("%-34s %12.4g %10.3f ms %9.1f GB/s %6.1f%% copy  %s\n", name.c_str(), n, ms, gbs,
+  std::printf("%-40s %12.4g %10.3f ms %9.1f GB/s %6.1f%% copy  %s\n", name.c_str(), n, ms, gbs,
               g_copy_gbs > 0 ? 100.0 * gbs / g_copy_gbs : 0.0, extra.c_str());
   std::fflush(stdout);
 }
@@ -139,15 +139,44 @@ double fused_pass_ms(const float* w, const float* h, size_t n, int k, double lam
   }, reps, warm);
 }
 
+// The fused pass's forms (kernels/assign_accumulate.cuh FusedStrategy): the default (per-thread accumulators up to
+// k = 32, λ = 0 labels by float thresholds), the same without the thresholds, and the per-warp accumulators that
+// every k used before (grouped by label with __match_any_sync, labels by the fp64 argmin).
+struct FusedForm {
+  const char* name;  // "" for the default
+  nq::cuda::FusedStrategy strategy;
+};
+const FusedForm kFusedForms[] = {{"", {true, true}}, {" [no thresholds]", {true, false}}, {" [per-warp]", {false, false}}};
+
+// One pass's counts under the form, for the check that every form labels alike.
+std::vector<int64_t> fused_counts(const float* w, const float* h, size_t n, int k, double lambda) {
+  const Codebook cb = uniform_codebook(k, -0.15, 0.15);
+  nq::quant::AssignAccum acc;
+  nq::cuda::assign_accumulate_device(w, h, n, cb.c.data(), cb.l.data(), k, lambda, nullptr, acc);
+  return acc.count;
+}
+
 void bench_fused(size_t n, int reps) {
   DeviceBuffer<float> w(n), h(n);
   DeviceBuffer<int32_t> labels(n);
   fill_data(w.get(), h.get(), n, 42);
   for (int k : {16, 32, 256})
     for (double lambda : {0.0, 1e-5}) {
-      char name[96];
-      std::snprintf(name, sizeof name, "fused k=%d lambda=%g", k, lambda);
-      report(name, static_cast<double>(n), fused_pass_ms(w.get(), h.get(), n, k, lambda, nullptr, reps), 8.0 * n);
+      char name[128];
+      std::vector<int64_t> counts;
+      for (const FusedForm& form : kFusedForms) {
+        // The forms differ only up to k = 32, and the thresholds only at λ = 0.
+        if (*form.name && (k > 32 || (lambda > 0 && form.strategy.private_accumulators))) continue;
+        nq::cuda::set_fused_strategy(form.strategy);
+        const std::vector<int64_t> c = fused_counts(w.get(), h.get(), n, k, lambda);
+        if (counts.empty()) counts = c;
+        std::snprintf(name, sizeof name, "fused k=%d lambda=%g%s", k, lambda, form.name);
+        char extra[64];
+        std::snprintf(extra, sizeof extra, "%s", c == counts ? "" : "counts DIFFER from the default form");
+        report(name, static_cast<double>(n), fused_pass_ms(w.get(), h.get(), n, k, lambda, nullptr, reps), 8.0 * n,
+               extra);
+      }
+      nq::cuda::set_fused_strategy(kFusedForms[0].strategy);
       if (k == 32) {
         std::snprintf(name, sizeof name, "fused+labels k=%d lambda=%g", k, lambda);
         report(name, static_cast<double>(n), fused_pass_ms(w.get(), h.get(), n, k, lambda, labels.get(), reps),
@@ -581,12 +610,14 @@ void bench_hessian(int reps, int64_t batch) {
 
 }  // namespace
 
-// --fused K LAMBDA N: bench_fused's data and codebook, one warm-up pass (the profiler skips it) and one pass.
-int profile_fused(int k, double lambda, size_t n) {
+// --fused K LAMBDA N [FORM]: bench_fused's data and codebook, one warm-up pass (the profiler skips it) and one pass,
+// in the form named (default, no-thresholds or per-warp).
+int profile_fused(int k, double lambda, size_t n, const FusedForm& form) {
   DeviceBuffer<float> w(n), h(n);
   fill_data(w.get(), h.get(), n, 42);
-  char name[96];
-  std::snprintf(name, sizeof name, "fused k=%d lambda=%g (one pass)", k, lambda);
+  nq::cuda::set_fused_strategy(form.strategy);
+  char name[128];
+  std::snprintf(name, sizeof name, "fused k=%d lambda=%g%s (one pass)", k, lambda, form.name);
   report(name, static_cast<double>(n), fused_pass_ms(w.get(), h.get(), n, k, lambda, nullptr, 1, 1), 8.0 * n);
   return 0;
 }
@@ -594,18 +625,25 @@ int profile_fused(int k, double lambda, size_t n) {
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
   const bool tiny = argc > 1 && std::strcmp(argv[1], "--tiny") == 0;
-  const bool fused_only = argc == 5 && std::strcmp(argv[1], "--fused") == 0;
+  const bool fused_only = (argc == 5 || argc == 6) && std::strcmp(argv[1], "--fused") == 0;
   if (argc > 1 && !quick && !tiny && !fused_only) {
-    std::fprintf(stderr, "usage: nq_gpu_bench [--quick | --tiny | --fused K LAMBDA N]\n");
+    std::fprintf(stderr, "usage: nq_gpu_bench [--quick | --tiny | --fused K LAMBDA N [default|no-thresholds|per-warp]]\n");
     return 2;
   }
   if (fused_only) {
     const int k = std::atoi(argv[2]);
     const double lambda = std::atof(argv[3]);
     const double n = std::atof(argv[4]);
-    if (k < 1 || !(lambda >= 0) || !(n >= 1 && n <= 4e9)) {
-      std::fprintf(stderr, "nq_gpu_bench --fused: K >= 1, LAMBDA >= 0 and 1 <= N <= 4e9 (got %s %s %s)\n", argv[2],
-                   argv[3], argv[4]);
+    const char* form_name = argc == 6 ? argv[5] : "default";
+    const int form = std::strcmp(form_name, "default") == 0         ? 0
+                     : std::strcmp(form_name, "no-thresholds") == 0 ? 1
+                     : std::strcmp(form_name, "per-warp") == 0      ? 2
+                                                                    : -1;
+    if (k < 1 || !(lambda >= 0) || !(n >= 1 && n <= 4e9) || form < 0) {
+      std::fprintf(stderr,
+                   "nq_gpu_bench --fused: K >= 1, LAMBDA >= 0, 1 <= N <= 4e9 and FORM default, no-thresholds or "
+                   "per-warp (got %s %s %s %s)\n",
+                   argv[2], argv[3], argv[4], form_name);
       return 2;
     }
     if (!nq::cuda_available()) {
@@ -613,7 +651,7 @@ int main(int argc, char** argv) {
       return 3;
     }
     try {
-      return profile_fused(k, lambda, static_cast<size_t>(n));
+      return profile_fused(k, lambda, static_cast<size_t>(n), kFusedForms[form]);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "nq_gpu_bench: %s\n", e.what());
       return 1;

@@ -7,8 +7,9 @@
 #     sanitize  compute-sanitizer memcheck, racecheck and synccheck on a reduced parity run, in nine pieces each
 #               capped at NQ_GPU_SANITIZE_LIMIT s (default: the step limit; 60 fits the nine in one call)
 #     bench     the GPU benchmarks (nq_gpu_bench)
-#     profile   Nsight Compute on one fused assign + accumulate pass at N = 1e8 for three codebooks (k = 16 at
-#               λ = 0 and λ > 0, k = 256 at λ > 0): throughput, occupancy, warp stalls and the hottest source lines,
+#     profile   Nsight Compute on one fused assign + accumulate pass at N = 1e8 in five settings (k = 16 at λ = 0
+#               in the default and the per-warp form, k = 16 at λ > 0, k = 32 at λ = 0, k = 256 at λ > 0):
+#               throughput, occupancy, warp stalls and the hottest source lines,
 #               one report each (ncu_*.txt), their headline figures in the summary; not part of `all`
 # The device tool allows 600 s per call: with the prebuilt bundle `test bench` fits one call and `sanitize` another;
 # building there, `test` alone fits with the build and `sanitize bench` a second call that reuses it. Every step is
@@ -184,13 +185,13 @@ if want profile; then
   # source counters name lines of assign_block.cuh. The first launch is the warm-up pass.
   NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | tail -n 1)
   if [ -n "$NCU" ]; then
-    for cfg in "16 0" "16 1e-5" "256 1e-5"; do
+    for cfg in "16 0 default" "16 0 per-warp" "16 1e-5 default" "32 0 default" "256 1e-5 default"; do
       set -- $cfg
-      step "$LIMIT" "ncu fused k=$1 lambda=$2" "$LOGS/ncu_k$1_l$2.txt" "$NCU" --clock-control none \
+      step "$LIMIT" "ncu fused k=$1 lambda=$2 $3" "$LOGS/ncu_k$1_l$2_$3.txt" "$NCU" --clock-control none \
         --kernel-name regex:assign_accumulate_kernel --launch-skip 1 --launch-count 1 --set detailed \
-        --section SourceCounters --import-source yes "$BIN/nq_gpu_bench" --fused "$1" "$2" 1e8
+        --section SourceCounters --import-source yes "$BIN/nq_gpu_bench" --fused "$1" "$2" 1e8 "$3"
       SUMMARY+=("$(grep -E '^ +(Duration|Memory Throughput|DRAM Throughput|Compute \(SM\) Throughput|Registers Per Thread|Achieved Occupancy|Issue Slots Busy|No Eligible) ' \
-        "$LOGS/ncu_k$1_l$2.txt" | awk '{$1=$1; print "    " $0}')")
+        "$LOGS/ncu_k$1_l$2_$3.txt" | awk '{$1=$1; print "    " $0}')")
     done
   else
     SUMMARY+=("$(printf '%-28s skipped: no ncu on this machine' 'profile')")

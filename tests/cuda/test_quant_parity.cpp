@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cfloat>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -23,6 +24,7 @@
 #include "netquant/quantize.h"
 #include "nn/nn_ops.h"
 #include "quant/binned_pass.h"
+#include "quant/nearest_thresholds.h"
 #include "quant/quant_formulas.h"
 #include "quant/quant_ops.h"
 #include "quant/prune_cases.h"
@@ -303,6 +305,134 @@ TEST(CudaQuantParity, AssignAccumulateLargeKUsesFallbackShapes) {
     expect_cuda_assign_matches_cpu(d, cb, k, lambda_for(d), 1e-6);
   }
 }
+
+#if NQ_HAVE_CUDA
+// Sets the process's fused-pass strategy for its lifetime, then puts the previous one back.
+struct FusedStrategyScope {
+  cuda::FusedStrategy old = cuda::fused_strategy();
+  explicit FusedStrategyScope(cuda::FusedStrategy s) { cuda::set_fused_strategy(s); }
+  ~FusedStrategyScope() { cuda::set_fused_strategy(old); }
+};
+
+// Values where the λ = 0 threshold labels must hand over to the fp64 argmin, planted at the front of d: each
+// midpoint's nearest floats and their neighbours (the floors), the centres themselves, importances of 0, a
+// subnormal, FLT_MIN, FLT_MAX and 1e30, and values far above the centres (beyond safe_max when gaps are tiny).
+void plant_threshold_edges(Data& d, const Codebook& cb) {
+  size_t at = 0;
+  auto put = [&](float w, float h) {
+    if (at < d.w.size()) d.w[at] = w, d.h[at] = h, ++at;
+  };
+  const float hs[] = {0.0f, 1e-40f, FLT_MIN, 0.7f, FLT_MAX, 1e30f};
+  for (size_t j = 0; j + 1 < cb.c.size(); ++j) {
+    const float mid = static_cast<float>(0.5 * (cb.c[j] + cb.c[j + 1]));
+    float x = mid;
+    for (int u = 0; u < 3; ++u) x = std::nextafter(x, -INFINITY);
+    for (int u = 0; u < 7; ++u, x = std::nextafter(x, INFINITY)) put(x, hs[(j + u) % 6]);
+    put(static_cast<float>(cb.c[j]), hs[j % 6]);
+  }
+  for (float far : {1.0f, 1e3f, 1e30f, -1e30f, FLT_MAX, -FLT_MAX}) put(far, 0.5f);
+}
+
+// Importances under which a value just above a threshold goes to the lower centre (a rounding tie, so the lower
+// index), for the codebooks that test_nearest_thresholds.cpp found by search: the floors' case. Plants the floats
+// t_1 − 2 ulps … t_1 + 6 ulps with each importance, from index `from`.
+const std::vector<std::vector<double>>& searched_books() {
+  static const std::vector<std::vector<double>> books = {{-0x1.a17d39dae252dp-5, 0x1.a17d39eb6c7ep-5},
+                                                         {-0x1.a97b7fc379141p-11, 0x1.a97b7ed3f975p-11},
+                                                         {-0x1.8994eaa9f9c9bp-3, 0x1.8994eaa1af5a8p-3}};
+  return books;
+}
+void plant_unsettled_threshold(Data& d, const Codebook& cb, size_t from) {
+  const float hs[] = {FLT_MIN, 0.37f, 1.0f, 3.1f, 1e30f, FLT_MAX, 0x1.8147aep+1f, 0x1.733334p-9f, 0x1.b47aep+13f};
+  float x = quant::NearestThresholds(cb.c).thresholds()[0];
+  for (int s = 0; s < 2; ++s) x = std::nextafter(x, -INFINITY);
+  size_t at = from;
+  for (int s = 0; s < 9; ++s, x = std::nextafter(x, INFINITY))
+    for (const float h : hs)
+      if (at < d.w.size()) d.w[at] = x, d.h[at] = h, ++at;
+}
+
+// Two passes' sums, given the labels: counts equal, and each cluster's Σh, Σhw, Σw and each scalar within `tol` of
+// the magnitude of the terms it adds (Σ|h|, Σ|h·w|, Σ|w| over the members). The planted values put ±1e30 and
+// ±FLT_MAX among small ones: sums that cancel, which any order of addition leaves differently rounded.
+void expect_sums_within_terms(const Data& d, const float* h, const std::vector<int32_t>& labels, int k,
+                              const AssignAccum& a, const AssignAccum& b, double tol) {
+  std::vector<double> mh(k), mhw(k), mw(k);
+  for (size_t i = 0; i < labels.size(); ++i) {
+    const double hi = h ? h[i] : 1.0, wi = d.w[i];
+    mh[labels[i]] += std::fabs(hi);
+    mhw[labels[i]] += std::fabs(hi * wi);
+    mw[labels[i]] += std::fabs(wi);
+  }
+  EXPECT_EQ(a.count, b.count);
+  for (int j = 0; j < k; ++j) {
+    EXPECT_LE(std::fabs(a.sum_h[j] - b.sum_h[j]), tol * mh[j]) << "cluster " << j;
+    EXPECT_LE(std::fabs(a.sum_hw[j] - b.sum_hw[j]), tol * mhw[j]) << "cluster " << j;
+    EXPECT_LE(std::fabs(a.sum_w[j] - b.sum_w[j]), tol * mw[j]) << "cluster " << j;
+  }
+  EXPECT_LE(rel_diff(a.cost, b.cost, 0), tol);
+  EXPECT_LE(rel_diff(a.sq_error, b.sq_error, 0), tol);
+}
+
+// The fused pass in each of its forms on the same data: the default (per-thread accumulators up to k = 32, λ = 0
+// labels by thresholds) against the CPU op; with and without threshold labels (labels and every sum the same
+// bits); per-thread against per-warp accumulators (labels and counts equal, sums as close as two orders of
+// addition allow).
+TEST(CudaQuantParity, FusedPassFormsAgree) {
+  NQ_REQUIRE_CUDA();
+  std::vector<size_t> ns = {4099, 100003};
+  if (!quick()) ns.push_back(1000003);
+  const cuda::FusedStrategy kDefault{true, true}, kNoThresholds{true, false}, kGrouped{false, false};
+  for (const size_t n : ns)
+    for (const int k : {2, 5, 16, 32, 33})
+      for (const bool rate : {false, true})
+        for (const bool weighted : {true, false})
+          for (const int book : {0, 1, 2, 3, 4}) {  // data quantiles; gaps of 1e-12; searched_books()
+            if (book > 0 && (rate || k > 16)) continue;
+            if (book > 1 && k != 2) continue;
+            SCOPED_TRACE(testing::Message() << "n=" << n << " k=" << k << " rate=" << rate << " weighted="
+                                            << weighted << " book=" << book);
+            Data d = make_data(n, 7 * n + static_cast<uint64_t>(k) + 1000 * static_cast<uint64_t>(book));
+            Codebook cb = make_codebook(d, k, rate, 41 + k);
+            if (book == 1)  // centres 1e-12 apart around 0.01: safe_max ≈ 0.01 + 1e-12·2^45 ≈ 35
+              for (int j = 0; j < k; ++j) cb.c[j] = 0.01 + 1e-12 * j;
+            if (book > 1) cb.c = searched_books()[static_cast<size_t>(book - 2)];
+            plant_threshold_edges(d, cb);
+            if (book > 1) plant_unsettled_threshold(d, cb, 2000);
+            if (!weighted) std::fill(d.h.begin(), d.h.end(), 1.0f);
+            const double lambda = rate ? lambda_for(d) : 0.0;
+            const float* h = weighted ? d.h.data() : nullptr;
+            AssignAccum ca, g_default, g_plain, g_grouped;
+            std::vector<int32_t> l_cpu(n), l_default(n), l_plain(n), l_grouped(n);
+            cpu::assign_accumulate(d.w.data(), h, n, cb.c.data(), cb.l.data(), k, lambda, l_cpu.data(), ca);
+            {
+              const FusedStrategyScope s(kDefault);
+              cuda::assign_accumulate(d.w.data(), h, n, cb.c.data(), cb.l.data(), k, lambda, l_default.data(),
+                                      g_default);
+              AssignAccum again;
+              cuda::assign_accumulate(d.w.data(), h, n, cb.c.data(), cb.l.data(), k, lambda, nullptr, again);
+              expect_same_accum_bits(g_default, again);
+            }
+            size_t ties = 0;
+            expect_same_labels(d, cb, lambda, l_cpu, l_default, &ties);
+            expect_sums_within_terms(d, h, l_cpu, k, ca, g_default, 1e-10);
+            {
+              const FusedStrategyScope s(kNoThresholds);
+              cuda::assign_accumulate(d.w.data(), h, n, cb.c.data(), cb.l.data(), k, lambda, l_plain.data(), g_plain);
+            }
+            EXPECT_EQ(l_default, l_plain);
+            expect_same_accum_bits(g_default, g_plain);
+            {
+              const FusedStrategyScope s(kGrouped);
+              cuda::assign_accumulate(d.w.data(), h, n, cb.c.data(), cb.l.data(), k, lambda, l_grouped.data(),
+                                      g_grouped);
+            }
+            EXPECT_EQ(l_default, l_grouped);
+            EXPECT_EQ(g_default.count, g_grouped.count);
+            expect_sums_within_terms(d, h, l_default, k, g_grouped, g_default, 1e-10);
+          }
+}
+#endif
 
 // Switches the binned pass off for its lifetime (op (d) then passes with op (a) at every size), and back on.
 struct BinnedPassOff {
