@@ -100,6 +100,13 @@ class CudaResidentValues final : public quant::ResidentValues {
     return labels;
   }
 
+  std::vector<int32_t> labels_for(const double* centers, const double* code_len, int k, double lambda) override {
+    if (!binned_) return ResidentValues::labels_for(centers, code_len, k, lambda);
+    latest_.clear();  // take_labels' one op (a) pass, without the binned pass before it
+    latest_.add(centers, code_len, k, lambda);
+    return take_labels();
+  }
+
  private:
   const float* h() const { return dh_.size() ? dh_.get() : nullptr; }
 

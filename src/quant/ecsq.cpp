@@ -24,6 +24,9 @@ AssignPass local_pass(const Problem& p) {
     values->assign_accumulate_multi(books, out);
   };
   pass.take_labels = [values] { return values->take_labels(); };
+  pass.labels_for = [values](const double* centers, const double* code_len, int k, double lambda) {
+    return values->labels_for(centers, code_len, k, lambda);
+  };
   return pass;
 }
 
@@ -119,14 +122,20 @@ std::vector<RawResult> ecsq_iterate_lambdas(const AssignPass& pass, size_t n_tot
     for (size_t i = 0; i < who.size(); ++i) runs[who[i]].step(accs[i]);
   }
   // Labels: one labelled pass per run with the codebook of its last pass (the assignment is deterministic, so
-  // these are the labels that run's own last pass wrote when alone).
+  // these are the labels that run's own last pass wrote when alone). Its sums are not needed: labels_for skips
+  // the binned pass that run would make before the labelling one.
   std::vector<RawResult> out;
   AssignAccum acc;
   for (EcsqRun& run : runs) {
     const std::vector<double>& c = run.last_centers();
-    pass.run(c.data(), run.last_code_len().data(), static_cast<int>(c.size()), run.lambda(), acc);
+    const int k = static_cast<int>(c.size());
     out.push_back(run.take_result());
-    out.back().labels = pass.take_labels();
+    if (pass.labels_for) {
+      out.back().labels = pass.labels_for(c.data(), run.last_code_len().data(), k, run.lambda());
+    } else {
+      pass.run(c.data(), run.last_code_len().data(), k, run.lambda(), acc);
+      out.back().labels = pass.take_labels();
+    }
     NQ_ASSERT(out.back().labels.size() == n_local);
   }
   return out;

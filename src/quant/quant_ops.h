@@ -118,6 +118,14 @@ class ResidentValues {
   virtual void assign_accumulate_multi(const CodebookBatch& books, std::vector<AssignAccum>& out) = 0;
   // The labels of the latest pass (n entries; empty before the first pass). Moves them out.
   virtual std::vector<int32_t> take_labels() = 0;
+  // The labels under this codebook (n entries), when its sums are not wanted: what take_labels returns after
+  // assign_accumulate with it. The binned backends label with one op (a) pass and skip the binned pass itself.
+  // Leaves no labels to take.
+  virtual std::vector<int32_t> labels_for(const double* centers, const double* code_len, int k, double lambda) {
+    AssignAccum unused;
+    assign_accumulate(centers, code_len, k, lambda, unused);
+    return take_labels();
+  }
 };
 
 // (f) Many rows resident together, for the row/group ECSQ driver: every unfinished row (and λ) of a tensor

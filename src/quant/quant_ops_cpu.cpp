@@ -662,6 +662,12 @@ class CpuResidentValues final : public quant::ResidentValues {
     }
     return std::move(labels_);
   }
+  std::vector<int32_t> labels_for(const double* centers, const double* code_len, int k, double lambda) override {
+    if (!binned_) return ResidentValues::labels_for(centers, code_len, k, lambda);
+    latest_.clear();  // take_labels' one op (a) pass, without the binned pass before it
+    latest_.add(centers, code_len, k, lambda);
+    return take_labels();
+  }
 
  private:
   const float* w_;

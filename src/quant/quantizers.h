@@ -139,6 +139,8 @@ struct AssignPass {
   // sets it (ecsq_iterate_lambdas needs it); the sharded driver's pass does not.
   std::function<void(const CodebookBatch& books, std::vector<AssignAccum>& out)> run_multi;
   std::function<std::vector<int32_t>()> take_labels;
+  // The labels under a codebook whose sums are not wanted (ResidentValues::labels_for); null: run, then take_labels.
+  std::function<std::vector<int32_t>(const double* centers, const double* code_len, int k, double lambda)> labels_for;
 };
 
 // One ECSQ run between passes: the codebook to pass next, and what each pass's sums make of it (the body of

@@ -541,6 +541,8 @@ TEST(CudaQuantParity, ResidentValuesBinnedPassAgreesWithTheCpu) {
         if (b == 1) {  // labels are made on request, for the latest single pass
           EXPECT_EQ(values->take_labels(), cpu_labels);
           EXPECT_TRUE(values->take_labels().empty());
+          EXPECT_EQ(values->labels_for(cb.c.data(), cb.l.data(), k, lambda), cpu_labels);  // without its pass
+          EXPECT_TRUE(values->take_labels().empty());
         }
       }
       EXPECT_EQ(values->take_labels(), cpu_labels);  // the dead-cluster codebook's, the latest

@@ -626,6 +626,12 @@ TEST(QuantOps, ResidentValuesPassesEqualTheOpAndKeepTheLatestLabels) {
       values->assign_accumulate(c1.data(), l1.data(), 5, 1e-4, r1);
     }
     EXPECT_EQ(values->take_labels(), lab1);
+
+    // labels_for: the labels a pass with that codebook leaves, and nothing left to take after them.
+    values->assign_accumulate(c1.data(), l1.data(), 5, 1e-4, r1);
+    EXPECT_EQ(values->labels_for(c2.data(), l2.data(), 3, 1e-4), lab2);
+    EXPECT_TRUE(values->take_labels().empty());
+    EXPECT_EQ(values->labels_for(c1.data(), l1.data(), 5, 1e-4), lab1);
   }
   set_binned_pass_enabled(true);
 }
