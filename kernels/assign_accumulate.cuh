@@ -34,6 +34,10 @@ void assign_accumulate_multi_device(const float* d_w, const float* d_h, size_t n
 struct FusedStrategy {
   bool private_accumulators = true;
   bool threshold_labels = true;
+  // The per-thread form's warps a CTA (1–8), where k's accumulators fit; 0: the most that fit (the default). The
+  // shared memory an SM holds bounds the warps it runs: fewer, smaller CTAs can fit more warps in all (on an H100,
+  // k = 16 runs 12 warps an SM as 2 CTAs of 6, 15 as 3 CTAs of 5).
+  int private_warps = 0;
 };
 void set_fused_strategy(const FusedStrategy& strategy);
 FusedStrategy fused_strategy();

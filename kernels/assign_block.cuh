@@ -564,6 +564,7 @@ inline bool same_shape(const Shape& a, const Shape& b) {
 // default; the benchmark turns them off to time the forms against each other in one run.
 inline std::atomic<bool> g_private_accumulators{true};
 inline std::atomic<bool> g_threshold_labels{true};
+inline std::atomic<int> g_private_warps{0};  // > 0: the per-thread form's warps a CTA, where they fit (benchmark)
 
 // Shared memory of assign_block_private's layout for k clusters and `warps` warps.
 inline size_t private_smem_bytes(int k, int warps) {
@@ -574,11 +575,15 @@ inline size_t private_smem_bytes(int k, int warps) {
 
 inline Shape choose_shape(int k) {
   const size_t kd = static_cast<size_t>(k);
-  if (k <= kPrivateMaxK && g_private_accumulators.load(std::memory_order_relaxed))
+  if (k <= kPrivateMaxK && g_private_accumulators.load(std::memory_order_relaxed)) {
+    const int forced = g_private_warps.load(std::memory_order_relaxed);
+    if (forced > 0 && forced <= kMaxWarps && private_smem_bytes(k, forced) <= kSmemBudget)
+      return {forced, true, true, private_smem_bytes(k, forced), true};
     for (int warps = kMaxWarps; warps >= 1; --warps) {
       const size_t bytes = private_smem_bytes(k, warps);
       if (bytes <= kSmemBudget) return {warps, true, true, bytes, true};
     }
+  }
   for (int table = 1; table >= 0; --table)
     for (int warps = kMaxWarps; warps >= 1; warps >>= 1) {
       const size_t bytes = sizeof(double) * (table * 4 * kd + warps * (96 + 3 + 4 * kd));

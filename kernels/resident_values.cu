@@ -25,6 +25,7 @@
 #include "gather_ranges.cuh"
 #include "netquant/error.h"
 #include "quant/binned_pass.h"
+#include "quant/lazy_labels.h"
 #include "quant/quant_ops.h"
 
 namespace nq::cuda {
@@ -40,7 +41,7 @@ bool device_has_room(size_t n) {
   return free_bytes / 2 >= n * kBinnedDeviceBytesPerValue;
 }
 
-class CudaResidentValues final : public quant::ResidentValues {
+class CudaResidentValues final : public quant::LazyLabelsValues {
  public:
   // bins < 0: the binned pass where use_binned_pass says so, at its default bin count; bins ≥ 0: the binned pass
   // at that many bins (0: the default), whatever the size and the switch. Either way only with room on the device.
@@ -58,59 +59,32 @@ class CudaResidentValues final : public quant::ResidentValues {
     }
   }
 
-  void assign_accumulate(const double* centers, const double* code_len, int k, double lambda,
-                         quant::AssignAccum& out) override {
-    if (!binned_) {
-      assign_accumulate_device(dw_.get(), h(), n_, centers, code_len, k, lambda, dl_.get(), out);
-      has_labels_ = true;
-      return;
-    }
-    binned_pass(centers, code_len, k, lambda, out);
-    latest_.clear();
-    latest_.add(centers, code_len, k, lambda);
-  }
-
-  void assign_accumulate_multi(const quant::CodebookBatch& books, std::vector<quant::AssignAccum>& out) override {
-    if (!binned_) {
-      assign_accumulate_multi_device(dw_.get(), h(), n_, books, out);
-      return;
-    }
-    // Each codebook leaves its own values: one binned pass each (a few percent of a whole pass apiece).
-    out.resize(static_cast<size_t>(books.size()));
-    for (int m = 0; m < books.size(); ++m) {
-      const size_t o = static_cast<size_t>(books.offsets[static_cast<size_t>(m)]);
-      binned_pass(books.centers.data() + o, books.code_len.data() + o, books.k(m),
-                  books.lambda[static_cast<size_t>(m)], out[static_cast<size_t>(m)]);
-    }
-  }
-
-  std::vector<int32_t> take_labels() override {
-    if (binned_ && latest_.size() == 1) {
-      dl_.allocate(n_);
-      quant::AssignAccum unused;
-      assign_accumulate_device(dw_.get(), h(), n_, latest_.centers.data(), latest_.code_len.data(), latest_.k(0),
-                               latest_.lambda[0], dl_.get(), unused);
-      latest_.clear();
-      has_labels_ = true;
-    }
-    std::vector<int32_t> labels(has_labels_ ? n_ : 0);
-    if (has_labels_) dl_.download(labels.data(), n_);
-    has_labels_ = false;
-    if (binned_) dl_.allocate(0);  // the binned path holds no labels between requests
-    return labels;
-  }
-
-  std::vector<int32_t> labels_for(const double* centers, const double* code_len, int k, double lambda) override {
-    if (!binned_) return ResidentValues::labels_for(centers, code_len, k, lambda);
-    latest_.clear();  // take_labels' one op (a) pass, without the binned pass before it
-    latest_.add(centers, code_len, k, lambda);
-    return take_labels();
-  }
-
  private:
   const float* h() const { return dh_.size() ? dh_.get() : nullptr; }
 
-  void binned_pass(const double* centers, const double* code_len, int k, double lambda, quant::AssignAccum& out) {
+  bool binned() const override { return binned_ != nullptr; }
+
+  void pass_all(const double* centers, const double* code_len, int k, double lambda,
+                quant::AssignAccum& out) override {
+    if (dl_.size() < n_) dl_.allocate(n_);  // the binned path holds the labels' array only while labelling
+    assign_accumulate_device(dw_.get(), h(), n_, centers, code_len, k, lambda, dl_.get(), out);
+    has_labels_ = true;
+  }
+
+  void pass_all_multi(const quant::CodebookBatch& books, std::vector<quant::AssignAccum>& out) override {
+    assign_accumulate_multi_device(dw_.get(), h(), n_, books, out);
+  }
+
+  std::vector<int32_t> move_labels() override {
+    std::vector<int32_t> labels(has_labels_ ? n_ : 0);
+    if (has_labels_) dl_.download(labels.data(), n_);
+    has_labels_ = false;
+    if (binned_) dl_.allocate(0);
+    return labels;
+  }
+
+  void pass_binned(const double* centers, const double* code_len, int k, double lambda,
+                   quant::AssignAccum& out) override {
     const quant::BinnedPlan plan = binned_->plan(centers, code_len, k, lambda);
     if (plan.whole) {
       assign_accumulate_device(dw_.get(), h(), n_, centers, code_len, k, lambda, nullptr, out);
@@ -141,7 +115,7 @@ class CudaResidentValues final : public quant::ResidentValues {
 
   size_t n_;
   DeviceBuffer<float> dw_, dh_;
-  DeviceBuffer<int32_t> dl_;  // labels: every pass's without the binned path; on request with it
+  DeviceBuffer<int32_t> dl_;  // labels: every pass's without the binned path; while labelling with it
   bool has_labels_ = false;
   // The binned path (problems of kBinnedMinValues values or more).
   std::unique_ptr<quant::BinnedValues> binned_;
@@ -149,7 +123,6 @@ class CudaResidentValues final : public quant::ResidentValues {
   std::vector<uint64_t> spec_;     // a pass's ranges (gather_ranges.cuh), and on the device
   DeviceBuffer<uint64_t> dspec_;
   DeviceBuffer<float> dgw_, dgh_;  // the values gathered for op (a)
-  quant::CodebookBatch latest_;    // the latest single pass's codebook, until labelled
 };
 
 }  // namespace

@@ -1,17 +1,19 @@
 // GPU benchmark (CUDA events): measures the device's copy bandwidth in the same run and reports every quantizer
 // kernel's effective bandwidth as a fraction of it (the performance targets "GPU"). One dense line per measurement:
 //   name  size  median_ms  GB/s  %copy  (extra)
-// Workloads: fused assign+accumulate at N = 1e8 and 1e9 (when memory allows), k = 16, 32, 256, λ = 0 and > 0;
+// Workloads: fused assign+accumulate at N = 1e8 and 1e9 (when memory allows), k = 16, 32, 256, λ = 0 and > 0,
+// for k ≤ 32 in each of its forms (kFusedForms);
 // per-row k-means (rows of 4096, k = 16, 50 iterations, 1e9 weights or what fits); a 64-point λ sweep at N = 1e8
 // run to convergence with warm starts (a host loop of single passes: fused passes, then the library's binned
 // passes), and one binned pass at 32 to 256 importance bins against the fused pass; LeNet-5 batch 1024 Hessian
 // pass vs gradient pass; one ECSQ pass of op (f) over 2^18 rows of 4096 (k = 16, λ > 0, a codebook per row) and row-scope ECSQ
 // through quantize_model on 8192 such rows, end to end; and, last, the same 64 λ
 // through nq::quantize_lambdas (all λ in lockstep, end to end).
-// Usage: nq_gpu_bench [--quick | --tiny | --fused K LAMBDA N]   (--quick: N = 1e7, fewer repetitions — a smoke
+// Usage: nq_gpu_bench [--quick | --tiny | --fused K LAMBDA N [FORM]]   (--quick: N = 1e7, fewer repetitions — a smoke
 // test on the device; --tiny: every workload at a few rows or 10^5 weights, one repetition — the program's own
 // check, which ctest runs on the host emulation of the device, tests/cuda_emu; --fused: one fused pass, after one
-// warm-up pass, for a profiler: run_gpu_bench.sh's `profile` phase runs it under Nsight Compute)
+// warm-up pass, in FORM (default, no-thresholds or per-warp), for a profiler: run_gpu_bench.sh's `profile` phase
+// runs it under Nsight Compute)
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -146,7 +148,15 @@ struct FusedForm {
   const char* name;  // "" for the default
   nq::cuda::FusedStrategy strategy;
 };
-const FusedForm kFusedForms[] = {{"", {true, true}}, {" [no thresholds]", {true, false}}, {" [per-warp]", {false, false}}};
+// Then the per-thread form at other CTA sizes (FusedStrategy::private_warps), where k's accumulators fit: smaller
+// CTAs, more of them an SM (the H100's 228 KB of shared memory an SM bound the warps it runs).
+const FusedForm kFusedForms[] = {{"", {true, true, 0}},
+                                 {" [no thresholds]", {true, false, 0}},
+                                 {" [per-warp]", {false, false, 0}},
+                                 {" [5 warps]", {true, true, 5}},
+                                 {" [3 warps]", {true, true, 3}},
+                                 {" [2 warps]", {true, true, 2}},
+                                 {" [1 warp]", {true, true, 1}}};
 
 // One pass's counts under the form, for the check that every form labels alike.
 std::vector<int64_t> fused_counts(const float* w, const float* h, size_t n, int k, double lambda) {
@@ -165,8 +175,11 @@ void bench_fused(size_t n, int reps) {
       char name[128];
       std::vector<int64_t> counts;
       for (const FusedForm& form : kFusedForms) {
-        // The forms differ only up to k = 32, and the thresholds only at λ = 0.
+        // The forms differ only up to k = 32, and the thresholds only at λ = 0; CTA sizes at λ = 0 only, k = 16
+        // at 5 and 3 warps, k = 32 at 2 and 1 (the default there is 3).
         if (*form.name && (k > 32 || (lambda > 0 && form.strategy.private_accumulators))) continue;
+        const int wp = form.strategy.private_warps;
+        if (wp > 0 && !(k == 16 ? (wp == 5 || wp == 3) : k == 32 ? (wp == 2 || wp == 1) : false)) continue;
         nq::cuda::set_fused_strategy(form.strategy);
         const std::vector<int64_t> c = fused_counts(w.get(), h.get(), n, k, lambda);
         if (counts.empty()) counts = c;

@@ -14,6 +14,7 @@
 #include "core/target_clones.h"
 #include "netquant/error.h"
 #include "quant/binned_pass.h"
+#include "quant/lazy_labels.h"
 #include "quant/count_positions_wide.h"
 #include "quant/nearest_thresholds.h"
 #include "quant/quant_formulas.h"
@@ -623,59 +624,41 @@ void label_histogram(const int32_t* labels, size_t n, int k, int64_t* counts) {
 
 namespace {
 
-class CpuResidentValues final : public quant::ResidentValues {
+class CpuResidentValues final : public quant::LazyLabelsValues {
  public:
   CpuResidentValues(const float* w, const float* h, size_t n)
       : w_(w), h_(h), n_(n), binned_(quant::use_binned_pass(n) ? std::make_unique<quant::BinnedValues>(w, h, n) : nullptr) {}
-  void assign_accumulate(const double* centers, const double* code_len, int k, double lambda,
-                         quant::AssignAccum& out) override {
-    if (binned_) {  // the labels of this pass are made only if asked for: the same argmin, one op (a) pass
-      binned_->assign_accumulate(centers, code_len, k, lambda, out);
-      latest_.clear();
-      latest_.add(centers, code_len, k, lambda);
-      labels_.clear();
-      return;
-    }
+
+ private:
+  bool binned() const override { return binned_ != nullptr; }
+  void pass_all(const double* centers, const double* code_len, int k, double lambda,
+                quant::AssignAccum& out) override {
     labels_.resize(n_);
     cpu::assign_accumulate(w_, h_, n_, centers, code_len, k, lambda, labels_.data(), out);
   }
-  void assign_accumulate_multi(const quant::CodebookBatch& books, std::vector<quant::AssignAccum>& out) override {
+  void pass_all_multi(const quant::CodebookBatch& books, std::vector<quant::AssignAccum>& out) override {
     out.resize(static_cast<size_t>(books.size()));
     for (int m = 0; m < books.size(); ++m) {
       const size_t o = static_cast<size_t>(books.offsets[static_cast<size_t>(m)]);
-      const double lambda = books.lambda[static_cast<size_t>(m)];
-      if (binned_)
-        binned_->assign_accumulate(books.centers.data() + o, books.code_len.data() + o, books.k(m), lambda,
-                                   out[static_cast<size_t>(m)]);
-      else
-        cpu::assign_accumulate(w_, h_, n_, books.centers.data() + o, books.code_len.data() + o, books.k(m), lambda,
-                               nullptr, out[static_cast<size_t>(m)]);
+      cpu::assign_accumulate(w_, h_, n_, books.centers.data() + o, books.code_len.data() + o, books.k(m),
+                             books.lambda[static_cast<size_t>(m)], nullptr, out[static_cast<size_t>(m)]);
     }
   }
-  std::vector<int32_t> take_labels() override {
-    if (binned_ && latest_.size() == 1) {
-      labels_.resize(n_);
-      quant::AssignAccum unused;
-      cpu::assign_accumulate(w_, h_, n_, latest_.centers.data(), latest_.code_len.data(), latest_.k(0),
-                             latest_.lambda[0], labels_.data(), unused);
-      latest_.clear();
-    }
-    return std::move(labels_);
+  void pass_binned(const double* centers, const double* code_len, int k, double lambda,
+                   quant::AssignAccum& out) override {
+    binned_->assign_accumulate(centers, code_len, k, lambda, out);
   }
-  std::vector<int32_t> labels_for(const double* centers, const double* code_len, int k, double lambda) override {
-    if (!binned_) return ResidentValues::labels_for(centers, code_len, k, lambda);
-    latest_.clear();  // take_labels' one op (a) pass, without the binned pass before it
-    latest_.add(centers, code_len, k, lambda);
-    return take_labels();
+  std::vector<int32_t> move_labels() override {
+    std::vector<int32_t> labels;
+    labels.swap(labels_);
+    return labels;
   }
 
- private:
   const float* w_;
   const float* h_;
   size_t n_;
   std::unique_ptr<quant::BinnedValues> binned_;  // problems of kBinnedMinValues values or more
-  quant::CodebookBatch latest_;                  // with binned_: the latest pass's codebook, until labelled
-  std::vector<int32_t> labels_;
+  std::vector<int32_t> labels_;                  // pass_all's
 };
 
 // quant_ops.h (f): the rows read in place; tasks in parallel, each one op (a) call on its row (a single task keeps

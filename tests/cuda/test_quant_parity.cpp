@@ -382,7 +382,7 @@ TEST(CudaQuantParity, FusedPassFormsAgree) {
   NQ_REQUIRE_CUDA();
   std::vector<size_t> ns = {4099, 100003};
   if (!quick()) ns.push_back(1000003);
-  const cuda::FusedStrategy kDefault{true, true}, kNoThresholds{true, false}, kGrouped{false, false};
+  const cuda::FusedStrategy kDefault{true, true, 0}, kNoThresholds{true, false, 0}, kGrouped{false, false, 0};
   for (const size_t n : ns)
     for (const int k : {2, 5, 16, 32, 33})
       for (const bool rate : {false, true})
@@ -430,6 +430,17 @@ TEST(CudaQuantParity, FusedPassFormsAgree) {
             EXPECT_EQ(l_default, l_grouped);
             EXPECT_EQ(g_default.count, g_grouped.count);
             expect_sums_within_terms(d, h, l_default, k, g_grouped, g_default, 1e-10);
+            for (const int warps : {1, 5}) {  // the per-thread form in other CTA sizes (a benchmark's knob)
+              AssignAccum g_sized;
+              std::vector<int32_t> l_sized(n);
+              {
+                const FusedStrategyScope s({true, true, warps});
+                cuda::assign_accumulate(d.w.data(), h, n, cb.c.data(), cb.l.data(), k, lambda, l_sized.data(),
+                                        g_sized);
+              }
+              EXPECT_EQ(l_default, l_sized) << warps << " warps";
+              expect_sums_within_terms(d, h, l_default, k, g_sized, g_default, 1e-10);
+            }
           }
 }
 #endif
