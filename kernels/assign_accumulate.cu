@@ -11,10 +11,11 @@
 // When h·(c_{k−1} − c_0)² ≤ λ·(l_n − l_min) that window is the whole codebook and a uniform full scan is used.
 // Both are the brute-force fp64 argmin, so labels equal the CPU op's (same formulas, no FMA contraction).
 //
-// λ = 0 with every cluster live and k ≤ 32 (passes of ≥ 256·k values): the label is first read off float
-// thresholds (quant/nearest_thresholds.h), a five-step search over floats in place of fp64 costs; the values
-// they cannot settle (a midpoint's float or two, importances outside [FLT_MIN, FLT_MAX], values beyond safe_max)
-// take the fp64 argmin. The labels are the same either way, so the sums are the same bits.
+// For k ≤ 32 (passes of ≥ 256·k values) a five-step search over float thresholds of the nearest-centre rule
+// (quant/nearest_thresholds.h) replaces the fp64 binary search and comparison that find the argmin's start. At
+// λ = 0 with every cluster live that count is the label itself, except for the values the thresholds cannot
+// settle (a midpoint's float or two under an importance, importances outside [FLT_MIN, FLT_MAX], values beyond
+// safe_max), which take the fp64 argmin. The labels are the same either way, so the sums are the same bits.
 //
 // Accumulation (determinism, no float atomics): one CTA per accumulation block of accum_block_size(n) elements
 // (a function of n alone). For k ≤ 32 each thread owns a shared-memory copy of the k accumulators and adds its
@@ -111,6 +112,7 @@ struct Call : CodebookTable {
   std::vector<double> table;
   bool thresholds = false;
   float safe_max = 0;
+  bool thresh_labels = false;
   size_t off_psum = 0, off_pcount = 0, off_pscal = 0, off_out = 0, off_outn = 0, bytes = 0;
 };
 
@@ -120,7 +122,7 @@ Call prepare_call(const double* centers, const double* code_len, int k, double l
   c.table.resize(4 * kd + kThreshFloats / 2);
   static_cast<CodebookTable&>(c) = prepare_table(centers, code_len, k, lambda, c.table.data());
   c.thresholds = fill_thresholds(centers, code_len, k, lambda, n, c.shape,
-                                 reinterpret_cast<float*>(c.table.data() + 4 * kd), c.safe_max);
+                                 reinterpret_cast<float*>(c.table.data() + 4 * kd), c.safe_max, c.thresh_labels);
   if (!c.thresholds) c.table.resize(4 * kd);
   c.off_psum = align_up(c.table.size() * sizeof(double));
   c.off_pcount = align_up(c.off_psum + nblocks * 3 * kd * sizeof(double));
@@ -154,6 +156,7 @@ AssignParams start_call(const Call& c, unsigned char* ws, const float* d_w, cons
   p.private_acc = c.shape.private_acc;
   p.thresh = c.thresholds ? reinterpret_cast<const float*>(reinterpret_cast<const double*>(ws) + 4 * c.k) : nullptr;
   p.safe_max = c.safe_max;
+  p.thresh_labels = c.thresh_labels;
   return p;
 }
 

@@ -64,10 +64,12 @@ struct AssignParams {
   bool table_in_smem;      // centres and code lengths staged in shared memory
   bool acc_in_smem;        // per-warp accumulators in shared memory (else: one warp, accumulating in its row)
   bool private_acc;        // per-thread accumulators (assign_block_private); the two flags above are then true
-  // λ = 0, every cluster live, k ≤ 32: labels by float thresholds (fill_thresholds), else null. Only the private
-  // path reads them; the labels, hence the sums, are the same bits either way.
+  // k ≤ 32: the float thresholds of the nearest-centre rule (fill_thresholds), else null. Only the private path
+  // reads them: at λ = 0 with every cluster live they give the labels (thresh_labels), at any λ the fp64 argmin's
+  // start. The labels, hence the sums, are the same bits either way.
   const float* thresh;     // device, kThreshFloats: table (32: thresh[0] unused, +inf padded) | floors (k entries)
-  float safe_max;          // values above it take the fp64 argmin
+  float safe_max;          // values above it take the fp64 argmin from its own start
+  bool thresh_labels;      // λ = 0, every cluster live, floors made: the count is the label where it settles it
 };
 
 // Points p at a codebook table as prepare_table lays it out: centres | code lengths | prefix minima | suffix
@@ -103,11 +105,12 @@ inline void unpack_accum(const double* sums, const long long* counts, int k, qua
 }
 
 // Exactly the CPU op's argmin (src/quant/quant_ops_cpu.cpp), with the full-scan shortcut described at the top
-// of assign_accumulate.cu.
+// of assign_accumulate.cu. `start` is the nearer of c_{p−1}, c_p (ties low), p = count_below, when the caller
+// has it (the threshold table's count below safe_max is exactly that: threshold_search), or −1.
 __device__ __forceinline__ int32_t argmin_cluster(float w, double h, const double* c, const double* l,
                                                   const double* lmin_left, const double* lmin_right, int k,
                                                   double lambda, double lmin, double span2,
-                                                  double* best_cost_out) {
+                                                  double* best_cost_out, int32_t start = -1) {
   if (h == 0.0) {  // the distortion term vanishes: no locality, scan (lexicographic (cost, index) minimum)
     int32_t best = -1;
     double best_cost = qf::infinity();
@@ -119,8 +122,11 @@ __device__ __forceinline__ int32_t argmin_cluster(float w, double h, const doubl
     return best;
   }
   // Start from the nearer of c_{p−1}, c_p (ties low), p = count_below: the bounded scans below are then exact.
-  int lo = qf::count_below(w, c, k);
-  if (lo == k || (lo > 0 && !qf::closer_to_upper(w, c[lo - 1], c[lo]))) --lo;
+  int lo = start;
+  if (lo < 0) {
+    lo = qf::count_below(w, c, k);
+    if (lo == k || (lo > 0 && !qf::closer_to_upper(w, c[lo - 1], c[lo]))) --lo;
+  }
   int32_t best = lo;
   double best_cost = qf::assign_cost(w, h, c[lo], l[lo], lambda);
   if (lambda > 0.0 && !(qf::fmul(h, span2) > qf::fmul(lambda, qf::fadd(l[lo], -lmin)))) {
@@ -235,19 +241,24 @@ __device__ __forceinline__ void store_labels(const AssignParams& p, size_t e0, s
   }
 }
 
-// The λ = 0 label of w by the pass's float thresholds (quant/nearest_thresholds.h: #{j : w ≥ t_j}, exact up to
-// safe_max), or −1 where they do not settle it and the fp64 argmin must: above safe_max, and with importances,
-// below the label's floor (the float or two at a midpoint) or with h outside [FLT_MIN, FLT_MAX] (h = 0 included).
-// The table always has 32 entries (+inf past t_{k−1}), so the search is five unrolled steps whatever k is; a
-// finite w ≤ safe_max never passes an +inf entry (+inf itself lies above safe_max, which is finite for k ≥ 2).
-__device__ __forceinline__ int32_t threshold_label(float w, float h, bool weighted, const float* thr,
-                                                   float safe_max) {
+// #{j : w ≥ t_j} over the pass's float thresholds (quant/nearest_thresholds.h), for w ≤ safe_max: the nearest
+// centre under the rounded distance, ties low — the λ = 0 label with unit importance, and at any λ exactly the
+// start argmin_cluster computes (there U_j is monotone, so the count is p − 1 plus whether w is closer to c_p
+// than to c_{p−1}). The table always has 32 entries (+inf past t_{k−1}), so the search is five unrolled steps
+// whatever k is; a finite w ≤ safe_max never passes an +inf entry (+inf itself lies above safe_max, which is
+// finite for k ≥ 2). Above safe_max (or NaN) the count means nothing.
+__device__ __forceinline__ int32_t threshold_search(float w, const float* thr) {
   int32_t base = 0;
 #pragma unroll
   for (int step = kThreshMaxK / 2; step > 0; step >>= 1) base += (w >= thr[base + step]) ? step : 0;
-  if (!(w <= safe_max)) return -1;
-  if (weighted && !(w >= thr[kThreshMaxK + base] && h >= FLT_MIN && h <= FLT_MAX)) return -1;
   return base;
+}
+
+// Whether the λ = 0 label of (w, h) is the count itself (w ≤ safe_max given): always without importances; with
+// them, from the label's floor up (below it, the float or two at a midpoint, an importance can round a tie) and
+// for h in [FLT_MIN, FLT_MAX] (h = 0 included in what is not).
+__device__ __forceinline__ bool threshold_settles(float w, float h, bool weighted, const float* thr, int32_t label) {
+  return !weighted || (w >= thr[kThreshMaxK + label] && h >= FLT_MIN && h <= FLT_MAX);
 }
 
 // One CTA's work on accumulation block b, for one placement of the codebook table and the accumulators.
@@ -437,7 +448,10 @@ __device__ __forceinline__ void assign_block_private(const AssignParams& p, size
       if (e >= valid) continue;
       const float x = wv[e];
       const double h = static_cast<double>(hv[e]);
-      int32_t j = by_thresholds ? threshold_label(x, hv[e], weighted, thr, p.safe_max) : -1;
+      // The table's count, where it holds (w ≤ safe_max): the label itself at λ = 0 when it settles it, else the
+      // fp64 argmin's start.
+      const int32_t start = by_thresholds && x <= p.safe_max ? threshold_search(x, thr) : -1;
+      int32_t j = start >= 0 && p.thresh_labels && threshold_settles(x, hv[e], weighted, thr, start) ? start : -1;
       double cost, dd;
       if (j >= 0) {
         // assign_cost at λ = 0 with c_j live is fl(h·dd) + 0·l_j, and h ≥ FLT_MIN here (or h ≡ 1), so the product
@@ -445,7 +459,7 @@ __device__ __forceinline__ void assign_block_private(const AssignParams& p, size
         dd = qf::fmul(qf::fadd(static_cast<double>(x), -c[j]), qf::fadd(static_cast<double>(x), -c[j]));
         cost = qf::fmul(h, dd);
       } else {
-        j = argmin_cluster(x, h, c, l, ll, lr, k, p.lambda, p.lmin, p.span2, &cost);
+        j = argmin_cluster(x, h, c, l, ll, lr, k, p.lambda, p.lmin, p.span2, &cost, start);
         const double d = static_cast<double>(x) - c[j];
         dd = d * d;
       }
@@ -626,25 +640,29 @@ inline CodebookTable prepare_table(const double* centers, const double* code_len
   return c;
 }
 
-// The λ = 0 threshold table of a pass over n values (AssignParams::thresh), into out[kThreshFloats]: when the
-// pass takes the private path, λ = 0, every cluster is live, 2 ≤ k ≤ kThreshMaxK, n repays the host's bisections
-// (n ≥ 256·k, as on the CPU) and the floors exist (quant/nearest_thresholds.h). Returns false, writing nothing
-// that matters, otherwise. Sets safe_max.
+// The threshold table of a pass over n values (AssignParams::thresh), into out[kThreshFloats]: when the pass
+// takes the private path, 2 ≤ k ≤ kThreshMaxK, n repays the host's bisections (n ≥ 256·k, as on the CPU) and some
+// value can use it (safe_max finite: quant/nearest_thresholds.h). Returns false, writing nothing that matters,
+// otherwise. Sets safe_max, and labels: whether the count is the label (λ = 0, every cluster live, the floors
+// made; they follow the table).
 inline bool fill_thresholds(const double* centers, const double* code_len, int k, double lambda, size_t n,
-                            const Shape& shape, float* out, float& safe_max) {
+                            const Shape& shape, float* out, float& safe_max, bool& labels) {
   if (!shape.private_acc || !g_threshold_labels.load(std::memory_order_relaxed)) return false;
-  if (lambda != 0.0 || k < 2 || k > kThreshMaxK || n < size_t{256} * static_cast<size_t>(k)) return false;
-  for (int j = 0; j < k; ++j)
-    if (!(code_len[j] < qf::infinity())) return false;
+  if (k < 2 || k > kThreshMaxK || n < size_t{256} * static_cast<size_t>(k)) return false;
   const quant::NearestThresholds rule(std::vector<double>(centers, centers + k));
-  const std::vector<float> floors = rule.weighted_floors();
-  if (floors.empty()) return false;
+  if (!(rule.safe_max() >= -FLT_MAX)) return false;
   const std::vector<float> t = rule.thresholds();  // t_1 … t_{k−1}
   std::fill(out, out + kThreshFloats, INFINITY);
   out[0] = -INFINITY;  // never read
   std::copy(t.begin(), t.end(), out + 1);
-  std::copy(floors.begin(), floors.end(), out + kThreshMaxK);
   safe_max = rule.safe_max();
+  labels = lambda == 0.0;
+  for (int j = 0; j < k && labels; ++j) labels = code_len[j] < qf::infinity();
+  if (labels) {
+    const std::vector<float> floors = rule.weighted_floors();
+    labels = !floors.empty();
+    if (labels) std::copy(floors.begin(), floors.end(), out + kThreshMaxK);
+  }
   return true;
 }
 
