@@ -175,11 +175,12 @@ void bench_fused(size_t n, int reps) {
       char name[128];
       std::vector<int64_t> counts;
       for (const FusedForm& form : kFusedForms) {
-        // The forms differ only up to k = 32, and the thresholds only at λ = 0; CTA sizes at λ = 0 only, k = 16
-        // at 5 and 3 warps, k = 32 at 2 and 1 (the default there is 3).
-        if (*form.name && (k > 32 || (lambda > 0 && form.strategy.private_accumulators))) continue;
+        // The forms differ only up to k = 32; CTA sizes at λ = 0 only, k = 16 at 5 and 3 warps, k = 32 at 2 and 1
+        // (the default there is 3).
+        if (*form.name && k > 32) continue;
         const int wp = form.strategy.private_warps;
-        if (wp > 0 && !(k == 16 ? (wp == 5 || wp == 3) : k == 32 ? (wp == 2 || wp == 1) : false)) continue;
+        if (wp > 0 && (lambda > 0 || !(k == 16 ? (wp == 5 || wp == 3) : k == 32 ? (wp == 2 || wp == 1) : false)))
+          continue;
         nq::cuda::set_fused_strategy(form.strategy);
         const std::vector<int64_t> c = fused_counts(w.get(), h.get(), n, k, lambda);
         if (counts.empty()) counts = c;
