@@ -268,12 +268,12 @@ void assign_accumulate_multi_device(const float* d_w, const float* d_h, size_t n
 
 void set_fused_strategy(const FusedStrategy& s) {
   g_private_accumulators.store(s.private_accumulators);
-  g_threshold_labels.store(s.threshold_labels);
+  g_threshold_table.store(s.threshold_table);
   g_private_warps.store(s.private_warps);
 }
 
 FusedStrategy fused_strategy() {
-  return {g_private_accumulators.load(), g_threshold_labels.load(), g_private_warps.load()};
+  return {g_private_accumulators.load(), g_threshold_table.load(), g_private_warps.load()};
 }
 
 void assign_accumulate(const float* w, const float* h, size_t n, const double* centers, const double* code_len,

@@ -28,12 +28,13 @@ void assign_accumulate_multi_device(const float* d_w, const float* d_h, size_t n
                                     std::vector<::nq::quant::AssignAccum>& out, CUstream_st* stream = nullptr);
 
 // How the fused passes of this process run: per-thread accumulators for k ≤ 32 (else per warp, grouped by
-// label), and λ = 0 labels by float thresholds (else the fp64 argmin). Both on by default. A benchmark's knob, for
-// timing the forms against each other in one run: the accumulation form is part of the summation tree, so passes
-// whose bits are compared must run under the same setting (the threshold form never changes a bit).
+// label), and a float threshold table for k ≤ 32 (the λ = 0 labels, and the fp64 argmin's start at any λ; else the
+// fp64 search). Both on by default. A benchmark's knob, for timing the forms against each other in one run: the
+// accumulation form and its CTA size are part of the summation tree, so passes whose bits are compared must run
+// under the same setting (the threshold table never changes a bit).
 struct FusedStrategy {
   bool private_accumulators = true;
-  bool threshold_labels = true;
+  bool threshold_table = true;
   // The per-thread form's warps a CTA (1–8), where k's accumulators fit; 0: the most that fit (the default). The
   // shared memory an SM holds bounds the warps it runs: fewer, smaller CTAs can fit more warps in all (on an H100,
   // k = 16 runs 12 warps an SM as 2 CTAs of 6, 15 as 3 CTAs of 5).

@@ -30,16 +30,15 @@ constexpr int kMaxWarps = 8;                  // 256 threads per CTA
 // which the three kernels meet without spilling on sm_90. Left to itself ptxas gives the placement-specialised
 // loop up to 96, which would hold an SM to two CTAs. (Not yet timed against three CTAs of up to 85 registers.)
 constexpr int kMinBlocksPerSm = 4;
-// The per-thread form is held to two or three CTAs an SM by its shared memory anyway (k ≥ 9), so its kernels get up
-// to 128 registers: room for the next quad's loads and the accumulators' addresses, which under 64 ptxas keeps
-// recomputing.
+// The per-thread form is held to two or three CTAs an SM by its shared memory anyway (k ≥ 9), so its kernels may use
+// up to 128 registers without costing occupancy (sm_90: 60–90 in practice, no spills).
 constexpr int kMinBlocksPerSmPrivate = 2;
 constexpr int min_blocks_per_sm(bool private_acc) { return private_acc ? kMinBlocksPerSmPrivate : kMinBlocksPerSm; }
 constexpr size_t kSmemBudget = 96 * 1024;     // ≤ the opt-in limit of every sm_80+ part; a function of k only
 // Up to this k each thread keeps its own accumulators (assign_block_private); above it the warps share theirs
 // (assign_block_placed). A thread's copy is 28·k bytes of shared memory, so at k = 32 a CTA holds only three warps.
 constexpr int kPrivateMaxK = 32;
-// The λ = 0 threshold table of a pass (fill_thresholds): 32 floats of thresholds, then 32 of floors.
+// The threshold table of a pass (fill_thresholds): 32 floats of thresholds, then 32 of floors.
 constexpr int kThreshFloats = 64;
 constexpr int kThreshMaxK = 32;
 
@@ -461,7 +460,7 @@ __device__ __forceinline__ void assign_block_private(const AssignParams& p, size
       } else {
         j = argmin_cluster(x, h, c, l, ll, lr, k, p.lambda, p.lmin, p.span2, &cost, start);
         const double d = static_cast<double>(x) - c[j];
-        dd = d * d;
+        dd = qf::fmul(d, d);  // rounded, as above: `sq += dd` must not contract into an FMA in one branch only
       }
       dist += h * dd;
       sq += dd;
@@ -574,10 +573,10 @@ inline bool same_shape(const Shape& a, const Shape& b) {
 }
 
 // How the process's fused passes run (assign_accumulate.cuh set_fused_strategy): per-thread accumulators up to
-// kPrivateMaxK (else every k shares per warp), λ = 0 labels by thresholds (else the fp64 argmin). Both on by
-// default; the benchmark turns them off to time the forms against each other in one run.
+// kPrivateMaxK (else every k shares per warp), and the threshold table (λ = 0 labels, the argmin's start at any
+// λ; else the fp64 search). Both on by default; the benchmark turns them off to time the forms in one run.
 inline std::atomic<bool> g_private_accumulators{true};
-inline std::atomic<bool> g_threshold_labels{true};
+inline std::atomic<bool> g_threshold_table{true};
 inline std::atomic<int> g_private_warps{0};  // > 0: the per-thread form's warps a CTA, where they fit (benchmark)
 
 // Shared memory of assign_block_private's layout for k clusters and `warps` warps.
@@ -647,7 +646,7 @@ inline CodebookTable prepare_table(const double* centers, const double* code_len
 // made; they follow the table).
 inline bool fill_thresholds(const double* centers, const double* code_len, int k, double lambda, size_t n,
                             const Shape& shape, float* out, float& safe_max, bool& labels) {
-  if (!shape.private_acc || !g_threshold_labels.load(std::memory_order_relaxed)) return false;
+  if (!shape.private_acc || !g_threshold_table.load(std::memory_order_relaxed)) return false;
   if (k < 2 || k > kThreshMaxK || n < size_t{256} * static_cast<size_t>(k)) return false;
   const quant::NearestThresholds rule(std::vector<double>(centers, centers + k));
   if (!(rule.safe_max() >= -FLT_MAX)) return false;
