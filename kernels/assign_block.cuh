@@ -200,6 +200,32 @@ __device__ __forceinline__ T warp_sum(T v) {
   return v;
 }
 
+// The CTA's three scalars (distortion, squared error, cost) from each thread's: a fixed shuffle tree per warp,
+// then the warps in order, into p.pscal's row b. Every thread of the CTA calls it; it ends past a barrier.
+__device__ __forceinline__ void fold_scalars(const AssignParams& p, size_t b, double dist, double sq, double tot,
+                                             double* wscal, int warps, int warp, int lane) {
+  dist = warp_sum(dist);
+  sq = warp_sum(sq);
+  tot = warp_sum(tot);
+  if (lane == 0) {
+    wscal[3 * warp + 0] = dist;
+    wscal[3 * warp + 1] = sq;
+    wscal[3 * warp + 2] = tot;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0;
+    for (int v = 0; v < warps; ++v) {
+      s0 += wscal[3 * v + 0];
+      s1 += wscal[3 * v + 1];
+      s2 += wscal[3 * v + 2];
+    }
+    p.pscal[3 * b + 0] = s0;
+    p.pscal[3 * b + 1] = s1;
+    p.pscal[3 * b + 2] = s2;
+  }
+}
+
 // w and h as float4: streamed past L2 (evict-first) when each value is read once, or kept there (kReuse) when
 // other CTAs read the same block next (several codebooks over one data block).
 template <bool kReuse>
@@ -343,27 +369,7 @@ __device__ __forceinline__ void assign_block_placed(const AssignParams& p, size_
     if (p.labels && q < nquads) store_labels(p, e0, i1, lab);
   }
 
-  // Scalars: fixed shuffle tree per warp, then warps in order.
-  dist = warp_sum(dist);
-  sq = warp_sum(sq);
-  tot = warp_sum(tot);
-  if (lane == 0) {
-    wscal[3 * warp + 0] = dist;
-    wscal[3 * warp + 1] = sq;
-    wscal[3 * warp + 2] = tot;
-  }
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    double s0 = 0.0, s1 = 0.0, s2 = 0.0;
-    for (int v = 0; v < warps; ++v) {
-      s0 += wscal[3 * v + 0];
-      s1 += wscal[3 * v + 1];
-      s2 += wscal[3 * v + 2];
-    }
-    p.pscal[3 * b + 0] = s0;
-    p.pscal[3 * b + 1] = s1;
-    p.pscal[3 * b + 2] = s2;
-  }
+  fold_scalars(p, b, dist, sq, tot, wscal, warps, warp, lane);
   if constexpr (kAccSmem) {  // warps' copies in warp order → the CTA's partial row
     const double* base = cursor;
     const long long* nbase = reinterpret_cast<const long long*>(cursor + static_cast<size_t>(warps) * 3 * k);
@@ -478,26 +484,7 @@ __device__ __forceinline__ void assign_block_private(const AssignParams& p, size
     for (int e = 0; e < 4; ++e) wv[e] = wn[e], hv[e] = hn[e];
   }
 
-  dist = warp_sum(dist);
-  sq = warp_sum(sq);
-  tot = warp_sum(tot);
-  if (lane == 0) {
-    wscal[3 * warp + 0] = dist;
-    wscal[3 * warp + 1] = sq;
-    wscal[3 * warp + 2] = tot;
-  }
-  __syncthreads();  // every thread's accumulators and the warps' scalars are in
-  if (tid == 0) {
-    double s0 = 0.0, s1 = 0.0, s2 = 0.0;
-    for (int v = 0; v < warps; ++v) {
-      s0 += wscal[3 * v + 0];
-      s1 += wscal[3 * v + 1];
-      s2 += wscal[3 * v + 2];
-    }
-    p.pscal[3 * b + 0] = s0;
-    p.pscal[3 * b + 1] = s1;
-    p.pscal[3 * b + 2] = s2;
-  }
+  fold_scalars(p, b, dist, sq, tot, wscal, warps, warp, lane);  // its barrier: every thread's accumulators are in
   for (int r = warp; r < 4 * k; r += warps) {  // warp-uniform: every lane takes the same rows
     if (r < 3 * k) {
       const double* row = acc + static_cast<size_t>(r) * T;
