@@ -404,7 +404,8 @@ __device__ __forceinline__ void assign_block_placed(const AssignParams& p, size_
 //
 // Layout (doubles first): table (4k) | thresholds (kThreshFloats floats) | scalars (3 per warp) | Σh, Σhw, Σw
 // rows (3k rows of T) | counts (k rows of T int32). Thread t's entry of row r is at r·T + t, so a warp's accesses
-// hit 32 different banks whatever clusters its lanes picked.
+// hit 32 different banks whatever clusters its lanes picked. A thread adds at most block / T + 4 elements: a 32-bit
+// count holds them for any n below 2^47 (accum_block_size(n) ≤ n / 2048, T ≥ 32).
 template <bool kReuse>
 __device__ __forceinline__ void assign_block_private(const AssignParams& p, size_t b) {
   extern __shared__ double smem[];
