@@ -219,15 +219,17 @@ BinnedPlan BinnedValues::plan(const double* c, const double* l, int k, double la
   for (int j = k - 1; j >= 0; --j) l_min_from[j] = j + 1 < k ? std::min(l[j], l_min_from[j + 1]) : l[j];
   for (int j = 0; j < k; ++j) l_min_to[j] = j > 0 ? std::min(l[j], l_min_to[j - 1]) : l[j];
 
-  // Per bin: the certified runs' sums, and the positions of the values left to op (a).
-  std::vector<AssignAccum> part(bins_.size());
-  std::vector<std::vector<std::pair<size_t, size_t>>> left(bins_.size());
+  // Per bin: the certified runs' sums, and the positions of the values left to op (a), in the bin's scratch.
+  const std::lock_guard<std::mutex> hold(scratch_mutex_);
+  scratch_.resize(bins_.size());
 #pragma omp parallel for schedule(dynamic, 1) if (bins_.size() > 1)
   for (int64_t bi = 0; bi < static_cast<int64_t>(bins_.size()); ++bi) {
     const Bin& bin = bins_[static_cast<size_t>(bi)];
-    AssignAccum& acc = part[static_cast<size_t>(bi)];
+    BinScratch& scratch = scratch_[static_cast<size_t>(bi)];
+    AssignAccum& acc = scratch.acc;
     acc.reset(k);
-    std::vector<std::pair<size_t, size_t>>& to_op_a = left[static_cast<size_t>(bi)];
+    std::vector<std::pair<size_t, size_t>>& to_op_a = scratch.left;
+    to_op_a.clear();
     // Every value of [a, b) takes label j when j beats every other cluster at the four corners of the run's
     // rectangle, by the margin above. Clusters are scanned outwards from j on both sides, the neighbours first (a
     // run that fails mostly fails on one of them); a side is done at the first centre beyond the run whose lower
@@ -290,8 +292,10 @@ BinnedPlan BinnedValues::plan(const double* c, const double* l, int k, double la
     // The envelopes at the bin's two ends (t = λ/h_hi and λ/h_lo). Where they have the same centres, the values
     // between the two breakpoints of a boundary are the ones whose label depends on h: op (a)'s; each cell
     // between such zones is one run to certify. Otherwise cut at the middle importance's envelope.
-    std::vector<int> hull, hull_other;
-    std::vector<double> cut, cut_other;
+    std::vector<int>& hull = scratch.hull;
+    std::vector<int>& hull_other = scratch.hull_other;
+    std::vector<double>& cut = scratch.cut;
+    std::vector<double>& cut_other = scratch.cut_other;
     envelope(c, l, k, lambda / bin.h_hi, hull, cut);
     envelope(c, l, k, lambda / bin.h_lo, hull_other, cut_other);
     const bool zones = hull == hull_other;
@@ -302,11 +306,8 @@ BinnedPlan BinnedValues::plan(const double* c, const double* l, int k, double la
                                                       [x](float v) { return static_cast<double>(v) < x; }) -
                                  w_.begin());
     };
-    struct Run {
-      size_t a, b;  // positions [a, b)
-      int j;        // the label to certify
-    };
-    std::vector<Run> runs;  // a stack: certified, or halved down to kLeaf values and then left to op (a)
+    std::vector<Run>& runs = scratch.runs;  // a stack: certified, or halved down to kLeaf values and then left to op (a)
+    runs.clear();
     size_t a = bin.begin;
     for (size_t m = 0; m < hull.size(); ++m) {
       size_t b = bin.end, e = bin.end;  // the run [a, b) of cell m, then the zone [b, e) after it
@@ -342,9 +343,9 @@ BinnedPlan BinnedValues::plan(const double* c, const double* l, int k, double la
   // The certified sums in bin order, then the values of importance 0, whose cost λ·l_j does not depend on w: op (a)
   // labels one of them for all.
   result.certified.reset(k);
-  for (const AssignAccum& acc : part) result.certified.add(acc);
-  for (const auto& ranges : left)
-    for (const auto& r : ranges) {
+  for (const BinScratch& bin : scratch_) result.certified.add(bin.acc);
+  for (const BinScratch& bin : scratch_)
+    for (const auto& r : bin.left) {
       result.left.push_back(r);
       result.left_values += r.second - r.first;
     }

@@ -22,6 +22,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <utility>
 #include <vector>
 
@@ -101,6 +102,23 @@ class BinnedValues {
   double shift_ = 0;
   std::vector<float> zero_w_;  // values of importance 0: one label for all of them
   double zero_sum_w_ = 0, zero_sum_w2_ = 0;
+
+  // Each bin's working vectors in plan(), kept from pass to pass: a pass allocated a dozen small vectors per bin
+  // (thousands of allocations, several percent of the plan). plan() holds the lock while it uses them, so calls on
+  // one object from several threads stay correct (they take turns).
+  struct Run {
+    size_t a, b;  // positions [a, b)
+    int j;        // the label to certify
+  };
+  struct BinScratch {
+    AssignAccum acc;                                // the certified runs' sums
+    std::vector<std::pair<size_t, size_t>> left;    // the ranges left to op (a)
+    std::vector<int> hull, hull_other;              // the envelopes at the bin's two ends
+    std::vector<double> cut, cut_other;
+    std::vector<Run> runs;                          // the certificate's stack
+  };
+  mutable std::vector<BinScratch> scratch_;
+  mutable std::mutex scratch_mutex_;
 };
 
 }  // namespace nq::quant
