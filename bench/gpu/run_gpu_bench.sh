@@ -10,7 +10,8 @@
 #     profile   Nsight Compute on one fused assign + accumulate pass at N = 1e8 in five settings (k = 16 at λ = 0
 #               in the default and the per-warp form, k = 16 at λ > 0, k = 32 at λ = 0, k = 256 at λ > 0):
 #               throughput, occupancy, warp stalls and the hottest source lines,
-#               one report each (ncu_*.txt), their headline figures in the summary; not part of `all`
+#               one report each (ncu_*.txt), their headline figures in the summary; not part of `all`, and run
+#               before the other phases when asked for (its steps are short, and it is what the fused pass waits on)
 # The device tool allows 600 s per call: with the prebuilt bundle `test bench` fits one call and `sanitize` another;
 # building there, `test` alone fits with the build and `sanitize bench` a second call that reuses it. Every step is
 # capped (NQ_GPU_STEP_LIMIT seconds, default 150; the build 330). Logs go to $OUT/gpu_logs when $OUT is set (the
@@ -152,35 +153,7 @@ else
   SUMMARY+=("$(printf '%-28s skipped: no cuobjdump' 'register/stack check')")
 fi
 
-if want test; then
-  step "$LIMIT" "parity tests (full)" "$LOGS/test_cuda.log" "$TEST" --gtest_brief=1
-fi
-if want sanitize; then
-  # A reduced parity run under the sanitizers (they slow kernels 10-100x), in pieces of a few suites each, every
-  # piece capped on its own: a piece that runs out of time loses only itself (one whole-suite run per tool did not
-  # finish in 130 s on the H200). NQ_GPU_SANITIZE_LIMIT caps each piece (default: the step limit).
-  SLIMIT=${NQ_GPU_SANITIZE_LIMIT:-$LIMIT}
-  sanitize() {  # sanitize TOOL NAME FILTER
-    local extra=()
-    [ "$1" = memcheck ] && extra=(--leak-check full)
-    step "$SLIMIT" "$1 $2" "$LOGS/$1_$2.log" env NQ_CUDA_PARITY_QUICK=1 compute-sanitizer --tool "$1" "${extra[@]}" \
-      --error-exitcode 9 "$TEST" --gtest_brief=1 --gtest_filter="$3"
-  }
-  Q=CudaQuantParity
-  sanitize memcheck quant-ops "$Q.AssignAccumulate*:$Q.Unweighted*:$Q.MultiCodebook*:$Q.Resident*:$Q.SelectPruned*:$Q.DeviceEntry*"
-  sanitize memcheck quant-sorted "$Q.SortPairs*:$Q.Prefix*:$Q.LabelHistogram*:$Q.RowsKmeans*:$Q.EcsqDriver*:$Q.QuantizeLambdas*"
-  sanitize memcheck coding 'CudaCodingParity.*'
-  sanitize memcheck nn 'CudaNnParity/0.*:CudaNnDeterminism.*:Builtin/CudaNnModelParity.*/lenet300'
-  sanitize memcheck model-paths 'CudaModelParity.*'
-  sanitize racecheck assign "$Q.AssignAccumulateMatchesCpu:$Q.MultiCodebook*:$Q.ResidentRowsEqual*"
-  sanitize racecheck rows "$Q.RowsKmeansEqualsTheCpuOpBitForBit:$Q.RowsKmeansShortRows*:$Q.LabelHistogram*"
-  sanitize racecheck scans "$Q.Prefix*:$Q.SelectPruned*:CudaCodingParity.*"
-  sanitize synccheck all "$Q.AssignAccumulateMatchesCpu:$Q.ResidentRowsEqual*:$Q.RowsKmeans*:CudaCodingParity.*"
-fi
-if want bench; then
-  step "$LIMIT" "benchmarks" "$LOGS/bench.txt" "$BIN/nq_gpu_bench" ${NQ_GPU_BENCH_ARGS:-}
-fi
-if want profile; then
+if want profile; then  # first: five short steps, and the reading the fused pass waits on
   # --clock-control none: leave the clocks as they are (the device tool's rule); -lineinfo is in the build, so the
   # source counters name lines of assign_block.cuh. The first launch is the warm-up pass.
   NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | tail -n 1)
@@ -196,5 +169,33 @@ if want profile; then
   else
     SUMMARY+=("$(printf '%-28s skipped: no ncu on this machine' 'profile')")
   fi
+fi
+if want test; then
+  step "$LIMIT" "parity tests (full)" "$LOGS/test_cuda.log" "$TEST" --gtest_brief=1
+fi
+if want sanitize; then
+  # A reduced parity run under the sanitizers (they slow kernels 10-100x), in pieces of a few suites each, every
+  # piece capped on its own: a piece that runs out of time loses only itself (one whole-suite run per tool did not
+  # finish in 130 s on the H200). NQ_GPU_SANITIZE_LIMIT caps each piece (default: the step limit).
+  SLIMIT=${NQ_GPU_SANITIZE_LIMIT:-$LIMIT}
+  sanitize() {  # sanitize TOOL NAME FILTER
+    local extra=()
+    [ "$1" = memcheck ] && extra=(--leak-check full)
+    step "$SLIMIT" "$1 $2" "$LOGS/$1_$2.log" env NQ_CUDA_PARITY_QUICK=1 compute-sanitizer --tool "$1" "${extra[@]}" \
+      --error-exitcode 9 "$TEST" --gtest_brief=1 --gtest_filter="$3"
+  }
+  Q=CudaQuantParity
+  sanitize memcheck quant-ops "$Q.AssignAccumulate*:$Q.FusedPassForms*:$Q.Unweighted*:$Q.MultiCodebook*:$Q.Resident*:$Q.SelectPruned*:$Q.DeviceEntry*"
+  sanitize memcheck quant-sorted "$Q.SortPairs*:$Q.Prefix*:$Q.LabelHistogram*:$Q.RowsKmeans*:$Q.EcsqDriver*:$Q.QuantizeLambdas*"
+  sanitize memcheck coding 'CudaCodingParity.*'
+  sanitize memcheck nn 'CudaNnParity/0.*:CudaNnDeterminism.*:Builtin/CudaNnModelParity.*/lenet300'
+  sanitize memcheck model-paths 'CudaModelParity.*'
+  sanitize racecheck assign "$Q.AssignAccumulateMatchesCpu:$Q.FusedPassFormsAgree:$Q.MultiCodebook*:$Q.ResidentRowsEqual*"
+  sanitize racecheck rows "$Q.RowsKmeansEqualsTheCpuOpBitForBit:$Q.RowsKmeansShortRows*:$Q.LabelHistogram*"
+  sanitize racecheck scans "$Q.Prefix*:$Q.SelectPruned*:CudaCodingParity.*"
+  sanitize synccheck all "$Q.AssignAccumulateMatchesCpu:$Q.ResidentRowsEqual*:$Q.RowsKmeans*:CudaCodingParity.*"
+fi
+if want bench; then
+  step "$LIMIT" "benchmarks" "$LOGS/bench.txt" "$BIN/nq_gpu_bench" ${NQ_GPU_BENCH_ARGS:-}
 fi
 summary
