@@ -475,8 +475,10 @@ __device__ __forceinline__ void assign_block_private(const AssignParams& p, size
       lab[e] = j;
       const size_t r = static_cast<size_t>(j) * T;
       const size_t f = static_cast<size_t>(k) * T;
-      mine[r] += h;
-      mine[f + r] += qf::fmul(h, static_cast<double>(x));  // rounded, then added: no contraction into an FMA
+      if (weighted) {  // without importances Σh is the count and Σhw is Σw, bit for bit: the fold makes them
+        mine[r] += h;
+        mine[f + r] += qf::fmul(h, static_cast<double>(x));  // rounded, then added: no contraction into an FMA
+      }
       mine[2 * f + r] += static_cast<double>(x);
       mine_n[r] += 1;
     }
@@ -486,9 +488,18 @@ __device__ __forceinline__ void assign_block_private(const AssignParams& p, size
   }
 
   fold_scalars(p, b, dist, sq, tot, wscal, warps, warp, lane);  // its barrier: every thread's accumulators are in
+  // Without importances each h is 1.0: Σh adds whole numbers below 2^53, exactly the count in any order, and
+  // fl(1·w) = w, so Σhw is Σw's very sum. Those rows are folded from the count and Σw rows instead.
   for (int r = warp; r < 4 * k; r += warps) {  // warp-uniform: every lane takes the same rows
-    if (r < 3 * k) {
-      const double* row = acc + static_cast<size_t>(r) * T;
+    if (!weighted && r < k) {
+      const int* row = cnt + static_cast<size_t>(r) * T;
+      long long s = 0;
+      for (int t = lane; t < T; t += 32) s += row[t];
+      s = warp_sum(s);
+      if (lane == 0) p.psum[b * 3 * k + r] = static_cast<double>(s);
+    } else if (r < 3 * k) {
+      const int from = !weighted && r < 2 * k ? r + k : r;  // Σhw ≡ Σw without importances
+      const double* row = acc + static_cast<size_t>(from) * T;
       double s = 0.0;
       for (int t = lane; t < T; t += 32) s += row[t];
       s = warp_sum(s);

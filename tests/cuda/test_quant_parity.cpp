@@ -416,6 +416,11 @@ TEST(CudaQuantParity, FusedPassFormsAgree) {
             size_t ties = 0;
             expect_same_labels(d, cb, lambda, l_cpu, l_default, &ties);
             expect_sums_within_terms(d, h, l_cpu, k, ca, g_default, 1e-10);
+            if (!weighted)  // every h is 1: Σhw is Σw and Σh the count, to the bit (the per-thread form folds them so)
+              for (int j = 0; j < k; ++j) {
+                EXPECT_EQ(std::memcmp(&g_default.sum_hw[j], &g_default.sum_w[j], sizeof(double)), 0) << j;
+                EXPECT_EQ(g_default.sum_h[j], static_cast<double>(g_default.count[j])) << j;
+              }
             {
               const FusedStrategyScope s(kNoThresholds);
               cuda::assign_accumulate(d.w.data(), h, n, cb.c.data(), cb.l.data(), k, lambda, l_plain.data(), g_plain);
