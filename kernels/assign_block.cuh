@@ -457,18 +457,14 @@ __device__ __forceinline__ void assign_block_private(const AssignParams& p, size
       // The table's count, where it holds (w ≤ safe_max): the label itself at λ = 0 when it settles it, else the
       // fp64 argmin's start.
       const int32_t start = by_thresholds && x <= p.safe_max ? threshold_search(x, thr) : -1;
-      int32_t j = start >= 0 && p.thresh_labels && threshold_settles(x, hv[e], weighted, thr, start) ? start : -1;
-      double cost, dd;
-      if (j >= 0) {
-        // assign_cost at λ = 0 with c_j live is fl(h·dd) + 0·l_j, and h ≥ FLT_MIN here (or h ≡ 1), so the product
-        // is ≥ +0 and adding the zero leaves its bits: the argmin's cost, without the rate term's loads.
-        dd = qf::fmul(qf::fadd(static_cast<double>(x), -c[j]), qf::fadd(static_cast<double>(x), -c[j]));
-        cost = qf::fmul(h, dd);
-      } else {
-        j = argmin_cluster(x, h, c, l, ll, lr, k, p.lambda, p.lmin, p.span2, &cost, start);
-        const double d = static_cast<double>(x) - c[j];
-        dd = qf::fmul(d, d);  // rounded, as above: `sq += dd` must not contract into an FMA in one branch only
-      }
+      const bool settled = start >= 0 && p.thresh_labels && threshold_settles(x, hv[e], weighted, thr, start);
+      double cost;
+      const int32_t j = settled ? start : argmin_cluster(x, h, c, l, ll, lr, k, p.lambda, p.lmin, p.span2, &cost, start);
+      const double d = qf::fadd(static_cast<double>(x), -c[j]);
+      const double dd = qf::fmul(d, d);  // rounded: `sq += dd` never contracts into an FMA
+      // assign_cost at λ = 0 with c_j live is fl(h·dd) + 0·l_j, and h ≥ FLT_MIN there (or h ≡ 1), so the product is
+      // ≥ +0 and adding the zero leaves its bits: the argmin's cost, without the rate term's loads.
+      if (settled) cost = qf::fmul(h, dd);
       dist += h * dd;
       sq += dd;
       tot += cost;

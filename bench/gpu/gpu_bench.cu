@@ -131,14 +131,16 @@ void bench_copy(size_t bytes) {
 }
 
 // bench_fused's workload: the median time of one fused pass over (w, h) under the k-level uniform codebook at λ,
-// labels written when given.
+// labels written when given; the last pass's sums into *last when given.
 double fused_pass_ms(const float* w, const float* h, size_t n, int k, double lambda, int32_t* labels, int reps,
-                     int warm = 2) {
+                     int warm = 2, nq::quant::AssignAccum* last = nullptr) {
   const Codebook cb = uniform_codebook(k, -0.15, 0.15);
   nq::quant::AssignAccum acc;
-  return time_ms([&] {
+  const double ms = time_ms([&] {
     nq::cuda::assign_accumulate_device(w, h, n, cb.c.data(), cb.l.data(), k, lambda, labels, acc);
   }, reps, warm);
+  if (last) *last = acc;
+  return ms;
 }
 
 // The fused pass's forms (kernels/assign_accumulate.cuh FusedStrategy): the default (per-thread accumulators up to
@@ -147,24 +149,23 @@ double fused_pass_ms(const float* w, const float* h, size_t n, int k, double lam
 struct FusedForm {
   const char* name;  // "" for the default
   nq::cuda::FusedStrategy strategy;
+  int only_k;         // 0: every k ≤ 32 (the default form: every k); else that k alone
+  bool only_lambda0;  // timed at λ = 0 alone
+  bool applies(int k, double lambda) const {
+    if (!*name) return true;
+    return k <= 32 && (only_k == 0 || only_k == k) && (lambda == 0 || !only_lambda0);
+  }
 };
 // Then the per-thread form at other CTA sizes (FusedStrategy::private_warps), where k's accumulators fit: smaller
-// CTAs, more of them an SM (the H100's 228 KB of shared memory an SM bound the warps it runs).
-const FusedForm kFusedForms[] = {{"", {true, true, 0}},
-                                 {" [no thresholds]", {true, false, 0}},
-                                 {" [per-warp]", {false, false, 0}},
-                                 {" [5 warps]", {true, true, 5}},
-                                 {" [3 warps]", {true, true, 3}},
-                                 {" [2 warps]", {true, true, 2}},
-                                 {" [1 warp]", {true, true, 1}}};
-
-// One pass's counts under the form, for the check that every form labels alike.
-std::vector<int64_t> fused_counts(const float* w, const float* h, size_t n, int k, double lambda) {
-  const Codebook cb = uniform_codebook(k, -0.15, 0.15);
-  nq::quant::AssignAccum acc;
-  nq::cuda::assign_accumulate_device(w, h, n, cb.c.data(), cb.l.data(), k, lambda, nullptr, acc);
-  return acc.count;
-}
+// CTAs, more of them an SM (the H100's 228 KB of shared memory an SM bound the warps it runs). The defaults are 6
+// warps at k = 16 and 3 at k = 32.
+const FusedForm kFusedForms[] = {{"", {true, true, 0}, 0, false},
+                                 {" [no thresholds]", {true, false, 0}, 0, false},
+                                 {" [per-warp]", {false, false, 0}, 0, false},
+                                 {" [5 warps]", {true, true, 5}, 16, true},
+                                 {" [3 warps]", {true, true, 3}, 16, true},
+                                 {" [2 warps]", {true, true, 2}, 32, true},
+                                 {" [1 warp]", {true, true, 1}, 32, true}};
 
 void bench_fused(size_t n, int reps) {
   DeviceBuffer<float> w(n), h(n);
@@ -175,20 +176,13 @@ void bench_fused(size_t n, int reps) {
       char name[128];
       std::vector<int64_t> counts;
       for (const FusedForm& form : kFusedForms) {
-        // The forms differ only up to k = 32; CTA sizes at λ = 0 only, k = 16 at 5 and 3 warps, k = 32 at 2 and 1
-        // (the default there is 3).
-        if (*form.name && k > 32) continue;
-        const int wp = form.strategy.private_warps;
-        if (wp > 0 && (lambda > 0 || !(k == 16 ? (wp == 5 || wp == 3) : k == 32 ? (wp == 2 || wp == 1) : false)))
-          continue;
+        if (!form.applies(k, lambda)) continue;
         nq::cuda::set_fused_strategy(form.strategy);
-        const std::vector<int64_t> c = fused_counts(w.get(), h.get(), n, k, lambda);
-        if (counts.empty()) counts = c;
+        nq::quant::AssignAccum acc;
+        const double ms = fused_pass_ms(w.get(), h.get(), n, k, lambda, nullptr, reps, 2, &acc);
+        if (counts.empty()) counts = acc.count;
         std::snprintf(name, sizeof name, "fused k=%d lambda=%g%s", k, lambda, form.name);
-        char extra[64];
-        std::snprintf(extra, sizeof extra, "%s", c == counts ? "" : "counts DIFFER from the default form");
-        report(name, static_cast<double>(n), fused_pass_ms(w.get(), h.get(), n, k, lambda, nullptr, reps), 8.0 * n,
-               extra);
+        report(name, static_cast<double>(n), ms, 8.0 * n, acc.count == counts ? "" : "counts DIFFER from the default form");
       }
       nq::cuda::set_fused_strategy(kFusedForms[0].strategy);
       if (k == 32) {
