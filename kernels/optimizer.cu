@@ -1,5 +1,5 @@
 // CUDA optimizer steps (nn_ops.h): SGD with momentum and weight decay, and Adam; PyTorch's update rules, fp64
-// arithmetic per element exactly as the CPU op.
+// arithmetic per element exactly as the CPU op; and the gradient mask of retraining a pruned net.
 #include <cmath>
 
 #include "nn/nn_formulas.h"
@@ -46,6 +46,18 @@ void adam_impl(T* w, const T* g, T* m, T* v, int64_t count, double lr, double b1
   NQ_CUDA_CHECK_LAUNCH("adam_kernel");
 }
 
+template <class T>
+__global__ void mask_kernel(T* __restrict__ g, const T* __restrict__ keep, int64_t count) {
+  NQ_GRID_STRIDE(i, count) { g[i] = keep[i] != T(0) ? g[i] : T(0); }
+}
+
+template <class T>
+void mask_impl(T* g, const T* keep, int64_t count) {
+  if (count <= 0) return;
+  mask_kernel<T><<<nn_grid(count), kNnThreads>>>(g, keep, count);
+  NQ_CUDA_CHECK_LAUNCH("mask_kernel");
+}
+
 }  // namespace
 
 #define NQ_NN_CUDA_OPTIMIZERS(T)                                                                               \
@@ -55,7 +67,8 @@ void adam_impl(T* w, const T* g, T* m, T* v, int64_t count, double lr, double b1
   void adam_step(T* w, const T* g, T* m, T* v, int64_t count, double lr, double beta1, double beta2,         \
                  double eps, double weight_decay, int64_t t) {                                               \
     adam_impl<T>(w, g, m, v, count, lr, beta1, beta2, eps, weight_decay, t);                                 \
-  }
+  }                                                                                                          \
+  void mask_gradient(T* g, const T* keep, int64_t count) { mask_impl<T>(g, keep, count); }
 
 NQ_NN_CUDA_OPTIMIZERS(float)
 NQ_NN_CUDA_OPTIMIZERS(double)

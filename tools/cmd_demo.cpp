@@ -66,6 +66,10 @@ void setup_demo(CLI::App& sub) {
   sub.add_option("--epochs", o->params.epochs, "training epochs (0 = default for the model and mode)");
   sub.add_option("--prune", o->params.prune, "pruned fraction for the pruned rows (0 = default)")
       ->check(CLI::Range(0.0, 0.99));
+  sub.add_option("--retrain-epochs", o->params.retrain_epochs,
+                 "epochs retraining the pruned net's survivors before the pruned rows (-1 = default: 2, --quick 1; "
+                 "0 = none)")
+      ->capture_default_str();
   sub.add_option("--max-accuracy-loss", o->params.max_accuracy_loss, "accuracy budget in points")->capture_default_str();
   sub.add_option("--seed", o->params.seed, "random seed")->capture_default_str();
   sub.add_flag("--no-plot", o->no_plot, "skip the matplotlib RD plot");

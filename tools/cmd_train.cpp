@@ -9,24 +9,27 @@
 #include "netquant/error.h"
 #include "netquant/io.h"
 #include "netquant/nn.h"
+#include "netquant/quantize.h"
 
 namespace nq::cli {
 namespace {
 
 struct TrainOptions {
   CommonOptions common;
-  std::string model, data = default_data_dir(), output, optimizer = "sgd", adam_state, init, json;
+  std::string model, data = default_data_dir(), output, optimizer = "sgd", adam_state, init, json, importance;
   int epochs = 10;
   int64_t batch = 64, train_subset = 0, test_subset = 0;
   double lr = 0, momentum = 0.9, weight_decay = 0;
   uint64_t seed = 1;
+  bool keep_zeros = false;
+  double prune = 0;
 };
 
 std::string pct(double v) { return std::isnan(v) ? "-" : format_double(100 * v, 4) + "%"; }
 
 void run_train(const TrainOptions& o) {
   apply_common_options(o.common);
-  check_outputs({{"-o", o.output}, {"--adam-state", o.adam_state}, {"--json", o.json}}, {o.init});
+  check_outputs({{"-o", o.output}, {"--adam-state", o.adam_state}, {"--json", o.json}}, {o.init, o.importance});
   TrainParams p;
   p.optimizer = parse_optimizer(o.optimizer);
   NQ_CHECK(o.adam_state.empty() || p.optimizer == OptimizerKind::kAdam, ErrorCode::kInvalidArgument,
@@ -37,11 +40,28 @@ void run_train(const TrainOptions& o) {
   p.momentum = o.momentum;
   p.weight_decay = o.weight_decay;
   p.seed = o.seed;
+  const bool retrain = o.keep_zeros || o.prune > 0;
+  NQ_CHECK(!retrain || !o.init.empty(), ErrorCode::kInvalidArgument,
+           (o.prune > 0 ? "--prune" : "--keep-zeros")
+               << " retrains the weights given by --init (a pruned model); without --init a fresh model's zero "
+                  "biases would stay 0");
+  NQ_CHECK(o.importance.empty() || o.prune > 0, ErrorCode::kInvalidArgument,
+           "--importance ranks the weights for --prune; give --prune too");
+  p.keep_zeros = retrain;
   p.train_subset = o.train_subset;
   p.test_subset = o.test_subset;
   p.backend = resolve_backend(parse_backend(o.common.backend));
   Model model = build_model(o.model, o.seed);
   if (!o.init.empty()) load_weights(model, o.init);
+  if (o.prune > 0) {  // quantize --prune's rule, so that quantizing with the same --prune prunes the same weights
+    ModelQuantizeParams prune_params;
+    prune_params.prune = o.prune;
+    prune_params.quant.backend = p.backend;
+    const TensorSet importance = o.importance.empty() ? TensorSet() : read_tensors(o.importance);
+    model.set_weights(prune_model(model.weights(), o.importance.empty() ? nullptr : &importance, prune_params));
+    std::cerr << "pruned " << format_double(100 * o.prune, 4) << "% of --init's weights (smallest "
+              << (o.importance.empty() ? "w²" : "h·w²") << "); retraining the rest with those held at 0\n";
+  }
   const Dataset train_set = load_mnist(o.data, true);
   const Dataset test_set = load_mnist(o.data, false);
   std::cerr << model.name() << ": " << model.num_parameters() << " parameters, " << o.optimizer << ", "
@@ -95,6 +115,14 @@ void setup_train(CLI::App& sub) {
   add_image_count(sub, "--train-subset", o->train_subset, "train on the first N images (0 = all)");
   add_image_count(sub, "--test-subset", o->test_subset, "evaluate on the first N test images (0 = all)");
   sub.add_option("--init", o->init, "start from these weights instead of a fresh initialization");
+  sub.add_flag("--keep-zeros", o->keep_zeros,
+               "retrain a pruned model: parameters that are exactly 0 in --init stay 0 (their gradient is masked)");
+  sub.add_option("--prune", o->prune,
+                 "first prune this fraction of --init's weights with the smallest h·w² (quantize --prune's rule), "
+                 "then retrain the rest with them held at 0 (implies --keep-zeros)")
+      ->check(CLI::Range(0.0, 0.99));
+  sub.add_option("--importance", o->importance, "importance h for --prune (.safetensors, e.g. from hessian; "
+                 "default: w² alone)");
   sub.add_option("--json", o->json, "write per-epoch statistics as JSON ('-' = stdout)");
   add_common_options(sub, o->common);
   sub.callback([o] { run_train(*o); });

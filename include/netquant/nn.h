@@ -100,6 +100,10 @@ struct TrainParams {
   double weight_decay = 0;      // L2 on all parameters (PyTorch semantics: added to the gradient)
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  // Adam
   uint64_t seed = 1;            // the epoch shuffles
+  // Retraining a pruned net: parameters that are exactly 0 at the start stay 0 (their gradient is masked before
+  // every step, so the optimizer's state for them stays 0 and weight decay has nothing to act on). Every other
+  // parameter trains as usual. Meant for weights that were pruned to 0; a fresh model's zero biases would stay 0.
+  bool keep_zeros = false;
   int64_t train_subset = 0;     // use the first N training images (0 = all)
   int64_t test_subset = 0;      // evaluate on the first N test images (0 = all)
   Backend backend = Backend::kAuto;

@@ -52,7 +52,8 @@ namespace {
   void sgd_step(T*, const T*, T*, int64_t, double, double, double) { unavailable("sgd_step"); }               \
   void adam_step(T*, const T*, T*, T*, int64_t, double, double, double, double, double, int64_t) {            \
     unavailable("adam_step");                                                                                 \
-  }
+  }                                                                                                           \
+  void mask_gradient(T*, const T*, int64_t) { unavailable("mask_gradient"); }
 
 NQ_NN_STUB_MEMORY(float)
 NQ_NN_STUB_MEMORY(double)

@@ -101,7 +101,10 @@ struct Conv2dShape {
   void sgd_step(T* w, const T* g, T* v, int64_t count, double lr, double momentum, double weight_decay);         \
   /* Adam (Kingma & Ba), PyTorch semantics with L2 weight decay added to g; step t >= 1 for bias correction. */  \
   void adam_step(T* w, const T* g, T* m, T* v, int64_t count, double lr, double beta1, double beta2, double eps, \
-                 double weight_decay, int64_t t);
+                 double weight_decay, int64_t t);                                                                \
+  /* Retraining a pruned net: g[i] = 0 where keep[i] == 0, else unchanged (a select, so a non-finite g there     \
+     becomes 0 too). Before a step, it leaves those weights and their optimizer state where they are. */         \
+  void mask_gradient(T* g, const T* keep, int64_t count);
 
 namespace cpu {
 NQ_NN_DECLARE_MEMORY_OPS(float)

@@ -1,4 +1,5 @@
-// CPU optimizer steps (elementwise): SGD with momentum and weight decay, and Adam; PyTorch's update rules.
+// CPU optimizer steps (elementwise): SGD with momentum and weight decay, and Adam; PyTorch's update rules; and the
+// gradient mask of retraining a pruned net.
 // They run on the OpenMP threads in fixed chunks: each element's update is independent, so the result does not
 // depend on the thread count, and Adam's fp64 divide and square root per parameter would otherwise be a serial
 // quarter of a data-parallel training step (measured on LeNet-300-100).
@@ -30,6 +31,13 @@ void adam_impl(T* w, const T* g, T* m, T* v, int64_t count, double lr, double b1
   });
 }
 
+template <class T>
+void mask_impl(T* g, const T* keep, int64_t count) {
+  parallel_for_chunks(count, kElementwiseChunk, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) g[i] = keep[i] != T(0) ? g[i] : T(0);
+  });
+}
+
 }  // namespace
 
 #define NQ_NN_DEFINE_OPTIMIZERS(T)                                                                             \
@@ -39,7 +47,8 @@ void adam_impl(T* w, const T* g, T* m, T* v, int64_t count, double lr, double b1
   void adam_step(T* w, const T* g, T* m, T* v, int64_t count, double lr, double beta1, double beta2,         \
                  double eps, double weight_decay, int64_t t) {                                               \
     adam_impl(w, g, m, v, count, lr, beta1, beta2, eps, weight_decay, t);                                    \
-  }
+  }                                                                                                          \
+  void mask_gradient(T* g, const T* keep, int64_t count) { mask_impl(g, keep, count); }
 
 NQ_NN_DEFINE_OPTIMIZERS(float)
 NQ_NN_DEFINE_OPTIMIZERS(double)

@@ -139,6 +139,13 @@ TrainResult train(Model& model, const Dataset& train_data, const Dataset* test_d
   grad.resize(np);
   m1.resize(np);  // SGD momentum, or Adam's first moment
   if (adam) m2.resize(np);
+  // keep_zeros: 1 where the starting parameter is non-zero, else 0 (-0.0 counts as zero).
+  nn::Buffer<float> keep(backend);
+  if (p.keep_zeros) {
+    std::vector<float> host = weights.download();
+    for (float& v : host) v = v != 0.0f ? 1.0f : 0.0f;
+    keep.upload(host.data(), static_cast<int64_t>(host.size()));
+  }
 
   const int64_t n = p.train_subset > 0 ? std::min(p.train_subset, train_data.size()) : train_data.size();
   std::vector<int64_t> order(static_cast<size_t>(n));
@@ -158,6 +165,7 @@ TrainResult train(Model& model, const Dataset& train_data, const Dataset* test_d
       const int64_t count = std::min(p.batch, n - b);
       replicas.gradient(weights.data(), train_data, order.data() + b, count, grad.data(), &loss, &correct);
       ++step;
+      if (p.keep_zeros) NQ_NN_OP(backend, mask_gradient, grad.data(), keep.data(), np);
       if (adam)
         NQ_NN_OP(backend, adam_step, weights.data(), grad.data(), m1.data(), m2.data(), np, lr, p.beta1,
                  p.beta2, p.eps, p.weight_decay, step);

@@ -49,6 +49,44 @@ TEST(DemoCli, QuickRunProducesTableAndFiles) {
   for (const auto& t : q.tensors) params += static_cast<int64_t>(t.indices.size());
   EXPECT_EQ(params, 431080);
   EXPECT_NE(slurp(dir + "/out/points.csv").find("iterative ECSQ (pruned)"), std::string::npos);
+
+  // The pruned rows start from the retrained pruned model: 90% of the weights exactly 0 (the demo's prune), and
+  // `train --keep-zeros` from it keeps every one of those zeros while the rest train.
+  EXPECT_NE(out.find("| pruned, retrained (float)"), std::string::npos) << out;
+  const std::string retrained = dir + "/out/lenet5_pruned_retrained.safetensors";
+  const TensorSet before = read_tensors(retrained);
+  int64_t zeros = 0, total = 0;
+  for (const Tensor& t : before)
+    for (float v : t.to_f32()) zeros += v == 0.0f, ++total;
+  EXPECT_EQ(total, 431080);
+  EXPECT_GE(zeros, static_cast<int64_t>(0.9 * 431080)) << "the pruned weights must still be 0 after retraining";
+  const std::string again = dir + "/again.safetensors";
+  const std::string train_cmd = std::string("'") + NQ_CLI_PATH + "' train --model lenet5 --optimizer adam --epochs 1 " +
+                                "--train-subset 640 --test-subset 100 --keep-zeros --init '" + retrained + "' -o '" +
+                                again + "' > /dev/null 2> '" + dir + "/train_err'";
+  const int train_status = std::system(train_cmd.c_str());
+  ASSERT_TRUE(WIFEXITED(train_status) && WEXITSTATUS(train_status) == 0) << slurp(dir + "/train_err");
+  const TensorSet after = read_tensors(again);
+  ASSERT_EQ(after.size(), before.size());
+  int64_t moved = 0;
+  for (size_t i = 0; i < before.size(); ++i) {
+    const std::vector<float> a = before[i].to_f32(), b = after[i].to_f32();
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t j = 0; j < a.size(); ++j) {
+      if (a[j] == 0.0f) {
+        ASSERT_EQ(b[j], 0.0f) << before[i].name() << "[" << j << "]";
+      }
+      moved += a[j] != b[j];
+    }
+  }
+  EXPECT_GT(moved, (total - zeros) / 2) << "the surviving weights must train";
+  // --keep-zeros without --init is a usage error (a fresh model's zero biases would never train).
+  const int bad = std::system((std::string("'") + NQ_CLI_PATH + "' train --model lenet5 --keep-zeros -o '" + dir +
+                               "/x.safetensors' > /dev/null 2> '" + dir + "/bad_err'").c_str());
+  EXPECT_TRUE(WIFEXITED(bad) && WEXITSTATUS(bad) == 2);
+  EXPECT_NE(slurp(dir + "/bad_err").find("--keep-zeros"), std::string::npos) << slurp(dir + "/bad_err");
+  struct stat none {};
+  EXPECT_NE(::stat((dir + "/x.safetensors").c_str(), &none), 0) << "a failed run writes nothing";
   std::system(("rm -rf '" + dir + "'").c_str());
 }
 

@@ -396,6 +396,19 @@ TYPED_TEST(CudaNnParity, Optimizers) {
   expect_bitwise(w, dw.download(), "adam (weight decay) w");
   expect_bitwise(m, dm.download(), "adam (weight decay) m");
   expect_bitwise(v2, dv2.download(), "adam (weight decay) v");
+  // The gradient mask of pruned retraining: every third entry pruned (0 and -0.0), a non-finite gradient there
+  // must become 0 as well. Oracle: the select written out here.
+  std::vector<T> keep(static_cast<size_t>(count), T(1)), masked = g;
+  for (int64_t i = 0; i < count; i += 3) {
+    keep[static_cast<size_t>(i)] = i % 2 ? T(-0.0) : T(0);
+    g[static_cast<size_t>(i)] = i % 5 ? g[static_cast<size_t>(i)] : std::numeric_limits<T>::quiet_NaN();
+    masked[static_cast<size_t>(i)] = T(0);
+  }
+  DevArray<T> dg2(g), dkeep(keep);
+  cpu::mask_gradient(g.data(), keep.data(), count);
+  cuda::mask_gradient(dg2.get(), dkeep.get(), count);
+  expect_bitwise(masked, g, "mask (cpu against the oracle)");
+  expect_bitwise(masked, dg2.download(), "mask (cuda against the oracle)");
 }
 
 TEST(CudaNnDeterminism, ConvHessianIsBitwiseReproducible) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -166,6 +167,108 @@ TEST(Models, TrainingEvaluationAndHessianAreTheSameForAnyThreadCount) {
     EXPECT_TRUE(equal_sets(h, first_hessian));
   }
   set_num_threads(saved);
+}
+
+// Retraining a pruned net (TrainParams::keep_zeros). Oracle: one full-batch SGD step without momentum is
+// w − lr·(g + wd·w) with g the mean-loss gradient of compute_gradients (float64 sums, so within float rounding of
+// training's float micro-batches), and exactly 0 where w was 0; several Adam epochs with weight decay keep every
+// zero at 0 and move the rest; and a model without zeros trains to the same bits with or without the flag.
+TEST(Models, KeepZerosRetrainsOnlyTheSurvivors) {
+  const Dataset data = synthetic(97, 21);
+  Model start = build_model("lenet300", 6);
+  for (const Tensor& t : start.weights())
+    for (float v : t.to_f32()) ASSERT_NE(v, 0.0f) << t.name() << ": the fresh model must have no zeros";
+  // Prune a seeded ~60% of every tensor, with both signs of zero.
+  TensorSet pruned;
+  uint64_t s = 99;
+  for (const Tensor& t : start.weights()) {
+    std::vector<float> w = t.to_f32();
+    for (float& v : w) {
+      s = s * 6364136223846793005ull + 1442695040888963407ull;
+      const uint32_t r = static_cast<uint32_t>(s >> 33);
+      if (r % 10 < 6) v = r % 20 < 3 ? -0.0f : 0.0f;
+    }
+    pruned.add(Tensor::from_f32(t.name(), t.shape(), w));
+  }
+  start.set_weights(pruned);
+
+  {  // one SGD step over the whole set
+    TrainParams p;
+    p.optimizer = OptimizerKind::kSgd;
+    p.momentum = 0;
+    p.weight_decay = 1e-3;
+    p.lr = 0.5;
+    p.epochs = 1;
+    p.batch = data.size();
+    p.backend = Backend::kCpu;
+    p.progress = false;
+    p.keep_zeros = true;
+    Model m = start;
+    train(m, data, nullptr, p);
+    const TensorSet g = compute_gradients(start, pruned, data, 1000, Backend::kCpu);
+    for (size_t ti = 0; ti < pruned.size(); ++ti) {
+      const std::vector<float> w0 = pruned[ti].to_f32(), w1 = m.weights()[ti].to_f32(), gt = g[ti].to_f32();
+      double gmax = 0;
+      for (float v : gt) gmax = std::max(gmax, std::fabs(double(v)));
+      for (size_t i = 0; i < w0.size(); ++i) {
+        if (w0[i] == 0.0f) {
+          ASSERT_EQ(w1[i], 0.0f) << pruned[ti].name() << "[" << i << "] was pruned";
+          continue;
+        }
+        const double expect = double(w0[i]) - p.lr * (double(gt[i]) + p.weight_decay * double(w0[i]));
+        ASSERT_NEAR(w1[i], expect, 1e-5 * p.lr * gmax + 1e-6 * std::fabs(double(w0[i])))
+            << pruned[ti].name() << "[" << i << "]";
+      }
+    }
+  }
+  {  // several Adam epochs with weight decay
+    TrainParams p;
+    p.optimizer = OptimizerKind::kAdam;
+    p.weight_decay = 1e-2;
+    p.epochs = 3;
+    p.batch = 16;
+    p.backend = Backend::kCpu;
+    p.progress = false;
+    p.keep_zeros = true;
+    Model m = start;
+    const TrainResult r = train(m, data, nullptr, p);
+    size_t kept = 0, moved = 0;
+    for (size_t ti = 0; ti < pruned.size(); ++ti) {
+      const std::vector<float> w0 = pruned[ti].to_f32(), w1 = m.weights()[ti].to_f32();
+      const std::vector<float> v = r.adam_v[ti].to_f32();
+      for (size_t i = 0; i < w0.size(); ++i) {
+        if (w0[i] == 0.0f) {
+          ASSERT_EQ(w1[i], 0.0f) << pruned[ti].name() << "[" << i << "]";
+          ASSERT_EQ(v[i], 0.0f) << "Adam's state of a pruned weight must stay 0";
+        } else {
+          ++kept;
+          moved += w1[i] != w0[i];
+        }
+      }
+    }
+    EXPECT_GT(moved, kept * 9 / 10) << "the surviving weights must train";
+    // Without the flag the zeros move: the flag is what holds them.
+    Model free_run = start;
+    p.keep_zeros = false;
+    train(free_run, data, nullptr, p);
+    size_t zeros_left = 0;
+    for (const Tensor& t : free_run.weights())
+      for (float v : t.to_f32()) zeros_left += v == 0.0f;
+    EXPECT_LT(zeros_left, kept / 10);
+  }
+  {  // no zeros: the flag changes nothing
+    TrainParams p;
+    p.optimizer = OptimizerKind::kAdam;
+    p.epochs = 1;
+    p.batch = 32;
+    p.backend = Backend::kCpu;
+    p.progress = false;
+    Model a = build_model("lenet300", 6), b = build_model("lenet300", 6);
+    train(a, data, nullptr, p);
+    p.keep_zeros = true;
+    train(b, data, nullptr, p);
+    EXPECT_TRUE(equal_sets(a.weights(), b.weights()));
+  }
 }
 
 TEST(Models, Lenet5TrainsOnSyntheticData) {

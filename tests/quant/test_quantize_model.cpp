@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <random>
@@ -255,6 +256,66 @@ TEST(QuantizeModel, PruningZeroesTheSmallestScores) {
       }
     }
   }
+}
+
+// prune_model: the float model with quantize_model's pruned weights at +0. Oracle: the floor(s·N) smallest
+// h·w² by brute force (every pruned score ≤ every kept one, the count exact, every kept value bitwise the
+// input's); then quantizing the pruned model with the same fraction prunes exactly its zeros (the retraining
+// round trip), with and without importance and with skip_1d.
+TEST(QuantizeModel, PruneModelZeroesWhatQuantizationPrunes) {
+  const TensorSet model = make_model(17);
+  const TensorSet imp = make_importance(model, 18);
+  for (const bool weighted : {true, false})
+    for (const bool skip_1d : {false, true})
+      for (const double s : {0.0, 0.37, 0.9}) {
+        SCOPED_TRACE(std::string(weighted ? "h·w²" : "w²") + (skip_1d ? " skip_1d" : "") + " prune " +
+                     std::to_string(s));
+        ModelQuantizeParams p;
+        p.prune = s;
+        p.skip_1d = skip_1d;
+        const TensorSet* h = weighted ? &imp : nullptr;
+        const TensorSet pruned = prune_model(model, h, p);
+        ASSERT_EQ(pruned.size(), model.size());
+        int64_t n_quantized = 0, zeros = 0;
+        double max_pruned = -1, min_kept = 1e300;
+        for (size_t ti = 0; ti < model.size(); ++ti) {
+          ASSERT_EQ(pruned[ti].name(), model[ti].name());
+          ASSERT_EQ(pruned[ti].shape(), model[ti].shape());
+          const auto w = model[ti].to_f32(), v = pruned[ti].to_f32();
+          const bool quantized = !(skip_1d && model[ti].shape().size() == 1);
+          if (quantized) n_quantized += static_cast<int64_t>(w.size());
+          for (size_t i = 0; i < w.size(); ++i) {
+            const double sc = (weighted ? double(imp[ti].to_f32()[i]) : 1.0) * w[i] * w[i];
+            if (v[i] == 0.0f && w[i] != 0.0f) {
+              ASSERT_TRUE(quantized) << model[ti].name() << " is kept in float";
+              ++zeros;
+              max_pruned = std::max(max_pruned, sc);
+            } else {
+              ASSERT_EQ(std::memcmp(&v[i], &w[i], sizeof(float)), 0) << model[ti].name() << "[" << i << "]";
+              if (quantized) min_kept = std::min(min_kept, sc);
+            }
+          }
+        }
+        EXPECT_EQ(zeros, static_cast<int64_t>(std::floor(s * static_cast<double>(n_quantized))));
+        if (zeros > 0) {
+          EXPECT_LE(max_pruned, min_kept);
+        }
+        // Quantizing the pruned model with the same fraction prunes its zeros and nothing else.
+        ModelQuantizeParams q = mparams(Method::kHwKmeans, 4, "tensor");
+        q.prune = s;
+        q.skip_1d = skip_1d;
+        const QuantizedModel again = quantize_model(pruned, h, q);
+        for (size_t ti = 0; ti < model.size(); ++ti) {
+          if (!again.tensors[ti].quantized) continue;
+          const auto v = pruned[ti].to_f32(), w = model[ti].to_f32();
+          for (size_t i = 0; i < v.size(); ++i)
+            EXPECT_EQ(again.tensors[ti].indices[i] == kPrunedIndex, v[i] == 0.0f && w[i] != 0.0f)
+                << model[ti].name() << "[" << i << "]";
+        }
+      }
+  ModelQuantizeParams bad;
+  bad.prune = 1.0;
+  EXPECT_THROW(prune_model(model, &imp, bad), Error);
 }
 
 TEST(QuantizeModel, Skip1dTransformsAndDtypes) {
