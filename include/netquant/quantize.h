@@ -170,7 +170,8 @@ QuantizedModel quantize_model(const TensorSet& model, const TensorSet* importanc
 // fraction params.prune of the quantized weights with the smallest h·w² (with params.skip_1d and
 // params.importance_transform as there; the method and k do not matter). Every other value is kept as it is, and
 // every tensor keeps its name and shape, in F32. The start of retraining a pruned net (TrainParams::keep_zeros):
-// quantize_model with the same prune then prunes the same weights again, since they have the smallest h·w² (0).
+// quantize_model with the same prune then prunes the same weights again, since they have the smallest h·w² (0),
+// but for ties with kept weights whose (new) importance is exactly 0.
 TensorSet prune_model(const TensorSet& model, const TensorSet* importance, const ModelQuantizeParams& params);
 // ECSQ at every λ of `lambdas` (params.quant.method ecsq, no target rate): one validation, pruning and split
 // into problems, then each problem through quantize_lambdas. Model m equals quantize_model with

@@ -80,6 +80,19 @@ TEST(DemoCli, QuickRunProducesTableAndFiles) {
     }
   }
   EXPECT_GT(moved, (total - zeros) / 2) << "the surviving weights must train";
+  // train --prune prunes --init by quantize --prune's rule (floor(0.9·N) weights of the trained model) and holds
+  // them at 0: the retrained model has that many zeros.
+  const std::string pruned_run = dir + "/pruned_run.safetensors";
+  const int prune_status = std::system((std::string("'") + NQ_CLI_PATH + "' train --model lenet5 --optimizer adam " +
+                                        "--epochs 1 --train-subset 320 --test-subset 100 --prune 0.9 --init '" + dir +
+                                        "/out/lenet5.safetensors' --importance '" + dir +
+                                        "/out/hessian.safetensors' -o '" + pruned_run + "' > /dev/null 2> '" + dir +
+                                        "/prune_err'").c_str());
+  ASSERT_TRUE(WIFEXITED(prune_status) && WEXITSTATUS(prune_status) == 0) << slurp(dir + "/prune_err");
+  int64_t pruned_zeros = 0;
+  for (const Tensor& t : read_tensors(pruned_run))
+    for (float v : t.to_f32()) pruned_zeros += v == 0.0f;
+  EXPECT_EQ(pruned_zeros, static_cast<int64_t>(0.9 * 431080)) << slurp(dir + "/prune_err");
   // --keep-zeros without --init is a usage error (a fresh model's zero biases would never train).
   const int bad = std::system((std::string("'") + NQ_CLI_PATH + "' train --model lenet5 --keep-zeros -o '" + dir +
                                "/x.safetensors' > /dev/null 2> '" + dir + "/bad_err'").c_str());
