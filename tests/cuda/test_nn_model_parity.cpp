@@ -495,6 +495,49 @@ TEST_P(CudaNnModelParity, TrainingSgdAndAdam) {
   }
 }
 
+// Retraining a pruned net (TrainParams::keep_zeros) on CUDA: every pruned weight and its Adam state stay exactly
+// 0 (the device's gradient mask), the survivors train as on the CPU (the training test's bound).
+TEST_P(CudaNnModelParity, RetrainingKeepsPrunedWeightsAtZero) {
+  NQ_REQUIRE_CUDA();
+  Model start = model();
+  TensorSet pruned;
+  uint64_t s = 5;
+  for (const Tensor& t : start.weights()) {
+    std::vector<float> w = t.to_f32();
+    for (float& v : w) {
+      s = s * 6364136223846793005ull + 1442695040888963407ull;
+      if ((s >> 33) % 3 == 0) v = 0.0f;
+    }
+    pruned.add(Tensor::from_f32(t.name(), t.shape(), w));
+  }
+  start.set_weights(pruned);
+  const Dataset data = synthetic(num_images(), 23);
+  TrainParams p;
+  p.optimizer = OptimizerKind::kAdam;
+  p.epochs = 1;
+  p.batch = batch_size();
+  p.weight_decay = 1e-4;
+  p.keep_zeros = true;
+  p.progress = false;
+  p.backend = kCpu;
+  Model cpu = start;
+  train(cpu, data, nullptr, p);
+  p.backend = kGpu;
+  Model gpu = start;
+  const TrainResult rg = train(gpu, data, nullptr, p);
+  for (size_t ti = 0; ti < pruned.size(); ++ti) {
+    const std::vector<float> w0 = pruned[ti].to_f32(), w1 = gpu.weights()[ti].to_f32(), v = rg.adam_v[ti].to_f32();
+    for (size_t i = 0; i < w0.size(); ++i)
+      if (w0[i] == 0.0f) {
+        ASSERT_EQ(w1[i], 0.0f) << pruned[ti].name() << "[" << i << "]";
+        ASSERT_EQ(v[i], 0.0f) << pruned[ti].name() << "[" << i << "]: Adam's v of a pruned weight";
+      }
+  }
+  const Worst ew = update_nmse(gpu.weights(), cpu.weights(), start.weights());
+  EXPECT_LE(ew.value, kAdamNmse) << "retrained weights, worst tensor " << ew.tensor;
+  report(std::string(GetParam()) + " retraining weights NMSE (" + ew.tensor + ")", ew.value);
+}
+
 // ---- 4. activation hook and fine-tuning of shared values ---------------------------------------------------
 // The data-parallel driver with an activation hook: on CUDA the hook gets device memory (here read and written
 // through the backend's memory ops) and one call per ReLU per batch; on the CPU one per micro-batch. Scaling the
