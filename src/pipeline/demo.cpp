@@ -1,6 +1,7 @@
 // The end-to-end demo: the experiment of Choi et al. (2017), Table 1, on a built-in network and real data:
-// train → OBD Hessian (and Adam's v) → prune → quantize with five methods over their rate knob → Huffman-code →
-// fine-tune the shared values → the highest compression ratio within 0.1 points of the original accuracy.
+// train → OBD Hessian (and Adam's v) → [prune → retrain the survivors → Hessian and v again] → quantize with five
+// methods over their rate knob → Huffman-code → fine-tune the shared values → the highest compression ratio within
+// 0.1 points of the float model quantized (the original, or the pruned and retrained one).
 #include <sys/stat.h>
 
 #include <algorithm>
