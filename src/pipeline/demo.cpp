@@ -154,7 +154,8 @@ DemoResult run_demo(const DemoParams& params) {
       std::string what = "pruned " + fmt(100 * prune, "%.0f") + "% of the weights (smallest h·w²)";
       if (retrain_epochs > 0) {
         log_step(what + ": accuracy " + fmt(100 * accuracy_of(source, report_test), "%.2f") + "%; retraining the " +
-                     "survivors for " + std::to_string(retrain_epochs) + " epochs (pruned weights held at 0)",
+                     "survivors for " + std::to_string(retrain_epochs) + (retrain_epochs == 1 ? " epoch" : " epochs") +
+                     " (pruned weights held at 0)",
                  start);
         Model survivors = model;
         survivors.set_weights(source);
