@@ -166,10 +166,10 @@ struct QuantizedModel {
 
 // `importance` may be null (all ones). Names and shapes must match the model's (kShapeMismatch otherwise).
 QuantizedModel quantize_model(const TensorSet& model, const TensorSet* importance, const ModelQuantizeParams& params);
-// The float model with exactly the weights quantize_model(model, importance, params) prunes set to +0: the
-// fraction params.prune of the quantized weights with the smallest h·w² (with params.skip_1d and
-// params.importance_transform as there; the method and k do not matter). Every other value is kept as it is, and
-// every tensor keeps its name and shape, in F32. The start of retraining a pruned net (TrainParams::keep_zeros):
+// The model with exactly the weights quantize_model(model, importance, params) prunes set to +0: the fraction
+// params.prune of the quantized weights with the smallest h·w² (with params.skip_1d and
+// params.importance_transform as there; the method and k do not matter). Every other value keeps its bits, and
+// every tensor its name, shape and dtype; the model's metadata is kept. The start of retraining a pruned net (TrainParams::keep_zeros):
 // quantize_model with the same prune then prunes the same weights again, since they have the smallest h·w² (0),
 // but for ties with kept weights whose (new) importance is exactly 0.
 TensorSet prune_model(const TensorSet& model, const TensorSet* importance, const ModelQuantizeParams& params);

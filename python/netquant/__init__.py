@@ -9,6 +9,7 @@ Main entry points:
 
 - :func:`quantize` one array -> :class:`Result` (codebook, indices, dequantized values, statistics)
 - :func:`quantize_model` a dict of arrays (a state_dict) -> :class:`ModelResult`
+- :func:`prune` the weights ``quantize_model(prune=...)`` would prune set to 0 (to retrain a pruned net)
 - :func:`sweep` a rate-distortion sweep -> rows like ``netquant sweep``'s CSV
 - :func:`compress` / :func:`decompress`, :func:`save` / :func:`load` the ``.nq`` file
 - :func:`load_safetensors` / :func:`save_safetensors`
@@ -32,7 +33,7 @@ __version__: str = _core.version()
 __all__ = [
     "NetquantError", "NetquantValueError", "NetquantIOError", "NetquantRuntimeError",
     "Result", "ModelResult", "TensorResult",
-    "quantize", "quantize_model", "sweep", "compress", "decompress", "save", "load",
+    "quantize", "quantize_model", "prune", "sweep", "compress", "decompress", "save", "load",
     "load_safetensors", "save_safetensors", "safetensors_metadata",
     "methods", "cuda_available", "set_num_threads", "num_threads", "__version__",
 ]
@@ -220,6 +221,22 @@ def quantize_model(tensors: Mapping[str, ArrayLike], importance: Mapping[str, Ar
     p = _params(method, k, bits, lam, target_bits, target_ratio, scope, prune, init, max_iter, backend, seed,
                 options)
     return ModelResult(_core.quantize_tensors(model, _importance_dict(importance), p, True))
+
+
+def prune(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] | None = None, *,
+          fraction: float, skip_1d: bool = False, importance_transform: str = "none",
+          backend: str = "auto") -> dict[str, np.ndarray]:
+    """Returns the model with exactly the weights :func:`quantize_model` with ``prune=fraction`` would prune set
+    to 0: the fraction of the weights with the smallest h·w² (w² without importance). Every other value and
+    each array's dtype are kept. Retrain that with its zeros held at 0 (e.g. by masking their gradients), then
+    quantize with the same ``prune``: the same weights are pruned again, their h·w² being 0."""
+    model = as_tensor_dict(tensors, "tensors")
+    p = _core.Params()
+    p.prune = float(fraction)
+    p.skip_1d = bool(skip_1d)
+    p.importance_transform = importance_transform
+    p.backend = backend
+    return dict(_core.prune_tensors(model, _importance_dict(importance), p))
 
 
 def save(path: PathLike, tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] | None = None,

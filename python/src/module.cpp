@@ -258,6 +258,19 @@ py::dict tensors_to_dict(TensorSet& set, bool writable) {
 }
 
 // Parses an in-memory .nq file (immutable bytes, so reading it without the GIL is safe) and dequantizes it.
+// nq::prune_model over a dict of arrays: the weights quantize_tensors would prune (params.prune, skip_1d,
+// importance_transform) set to 0, everything else as it came, each array in its own dtype.
+py::dict prune_tensors(const py::dict& tensors, const py::object& importance, const Params& params) {
+  const ModelInputs in = model_inputs(tensor_set_view(tensors, false), importance, "");
+  const ModelQuantizeParams engine_params = params.to_engine();
+  TensorSet pruned;
+  {
+    py::gil_scoped_release release;
+    pruned = prune_model(in.model, in.importance_or_null(), engine_params);
+  }
+  return tensors_to_dict(pruned, true);
+}
+
 py::dict decompress_nq(const py::bytes& data) {
   char* ptr = nullptr;
   py::ssize_t size = 0;
@@ -418,6 +431,7 @@ PYBIND11_MODULE(_core, m) {
         py::arg("name") = "w", py::arg("with_coding") = true);
   m.def("quantize_tensors", &quantize_tensors, py::arg("tensors"), py::arg("importance"), py::arg("params"),
         py::arg("with_coding") = true);
+  m.def("prune_tensors", &prune_tensors, py::arg("tensors"), py::arg("importance"), py::arg("params"));
   m.def("write_nq", &write_nq, py::arg("path"), py::arg("tensors"), py::arg("importance"), py::arg("params"));
   m.def("read_nq", &read_nq, py::arg("path"));
   m.def("compress_nq", &compress_nq, py::arg("tensors"), py::arg("importance"), py::arg("params"));

@@ -89,3 +89,29 @@ def test_single_array_matches_cli(cli, rng, tmp_path):
                 "--scope", scope, "--seed", "3", "--backend", "cpu", "--quiet")
         out = netquant.load_safetensors(tmp_path / "w_deq.safetensors")["w"]
         assert np.array_equal(out.view(np.uint32), r.dequantized.view(np.uint32)), scope
+
+
+def test_prune_matches_cli_and_quantize(cli, model_files):
+    """netquant.prune and `netquant prune` write the same bytes; the zeros are the fraction of the smallest h·w²
+    (brute force), every other value and dtype is the input's, and quantize_model with the same prune prunes
+    exactly those zeros."""
+    model, imp, tmp = model_files
+    out = netquant.prune(model, imp, fraction=0.45, backend="cpu")
+    run_cli(cli, "prune", str(tmp / "model.safetensors"), "--importance", str(tmp / "imp.safetensors"),
+            "--prune", "0.45", "--backend", "cpu", "-o", str(tmp / "pruned.safetensors"), "-q")
+    cli_out = netquant.load_safetensors(tmp / "pruned.safetensors")
+    scores, zeros = [], 0
+    for name, w in model.items():
+        assert out[name].dtype == w.dtype and out[name].shape == w.shape
+        assert out[name].tobytes() == cli_out[name].tobytes(), name
+        pruned = (out[name] == 0) & (w != 0)
+        assert np.array_equal(out[name][~pruned], w[~pruned]), name
+        zeros += int(pruned.sum())
+        s = imp[name].astype(np.float64) * w.astype(np.float32).astype(np.float64) ** 2
+        scores.append((s[pruned], s[~pruned]))
+    total = sum(w.size for w in model.values())
+    assert zeros == int(np.floor(0.45 * total))
+    assert max(p.max() for p, _ in scores if p.size) <= min(k.min() for _, k in scores if k.size)
+    again = netquant.quantize_model(out, imp, method="hw-kmeans", k=4, prune=0.45, backend="cpu")
+    for name, t in again.tensors.items():
+        assert np.array_equal(t.indices == -1, (out[name] == 0) & (model[name] != 0)), name

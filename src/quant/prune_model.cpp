@@ -1,6 +1,8 @@
-// nq::prune_model: the float weights a pruned quantization keeps, with the pruned ones at 0 — the start of
-// retraining a pruned net. The mask is quantize_model's own (a cheap two-level quantization with the caller's
-// pruning settings), so the two can never disagree on which weights a fraction prunes.
+// nq::prune_model: the weights a pruned quantization keeps, with the pruned ones at 0 — the start of retraining a
+// pruned net. The mask is quantize_model's own (a cheap two-level quantization with the caller's pruning settings),
+// so the two can never disagree on which weights a fraction prunes.
+#include <cstring>
+
 #include "netquant/error.h"
 #include "netquant/quantize.h"
 
@@ -20,11 +22,17 @@ TensorSet prune_model(const TensorSet& model, const TensorSet* importance, const
   TensorSet out;
   out.metadata() = model.metadata();
   for (const QuantizedTensor& t : mask.tensors) {
-    std::vector<float> w = model.at(t.name).to_f32();
-    if (t.quantized)
-      for (size_t i = 0; i < w.size(); ++i)
-        if (t.indices[i] == kPrunedIndex) w[i] = 0.0f;
-    out.add(Tensor::from_f32(t.name, t.shape, w));
+    Tensor kept = model.at(t.name);  // its own dtype and bits; a pruned entry becomes all-zero bytes: +0 (or 0)
+    if (t.quantized) {
+      const size_t size = dtype_size(kept.dtype());
+      unsigned char* bytes = nullptr;  // the copy is made at the first pruned entry (a mapped file's tensor is a view)
+      for (size_t i = 0; i < t.indices.size(); ++i)
+        if (t.indices[i] == kPrunedIndex) {
+          if (!bytes) bytes = static_cast<unsigned char*>(kept.mutable_data());
+          std::memset(bytes + i * size, 0, size);
+        }
+    }
+    out.add(std::move(kept));
   }
   return out;
 }

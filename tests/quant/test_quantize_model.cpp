@@ -313,6 +313,33 @@ TEST(QuantizeModel, PruneModelZeroesWhatQuantizationPrunes) {
                 << model[ti].name() << "[" << i << "]";
         }
       }
+  // Other dtypes keep their dtype and bits: a pruned entry is all-zero bytes, every other entry the input's bytes,
+  // exactly where quantize_model prunes.
+  TensorSet mixed;
+  mixed.add(model[0].converted(DType::kF64));
+  mixed.add(model[1].converted(DType::kBF16));
+  mixed.add(model[2].converted(DType::kF16));
+  mixed.metadata()["format"] = "pt";
+  ModelQuantizeParams p;
+  p.prune = 0.6;
+  const TensorSet out = prune_model(mixed, &imp, p);
+  EXPECT_EQ(out.metadata(), mixed.metadata());
+  const QuantizedModel q = quantize_model(mixed, &imp, p);
+  int64_t zeroed = 0;
+  for (size_t ti = 0; ti < mixed.size(); ++ti) {
+    ASSERT_EQ(out[ti].dtype(), mixed[ti].dtype());
+    const size_t size = dtype_size(mixed[ti].dtype());
+    const auto* a = static_cast<const unsigned char*>(mixed[ti].data());
+    const auto* b = static_cast<const unsigned char*>(out[ti].data());
+    const std::vector<unsigned char> zero(size, 0);
+    for (size_t i = 0; i < static_cast<size_t>(mixed[ti].numel()); ++i) {
+      const bool pruned = q.tensors[ti].indices[i] == kPrunedIndex;
+      zeroed += pruned;
+      EXPECT_EQ(std::memcmp(b + i * size, pruned ? zero.data() : a + i * size, size), 0)
+          << mixed[ti].name() << "[" << i << "]";
+    }
+  }
+  EXPECT_EQ(zeroed, static_cast<int64_t>(std::floor(0.6 * static_cast<double>(mixed.total_numel()))));
   ModelQuantizeParams bad;
   bad.prune = 1.0;
   EXPECT_THROW(prune_model(model, &imp, bad), Error);
