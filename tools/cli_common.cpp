@@ -87,14 +87,38 @@ void check_outputs(const std::vector<OutputArg>& outputs, const std::vector<std:
   }
 }
 
-TensorSet read_importance(const std::string& path, const TensorSet& model) {
+namespace {
+
+// The layout checks quantize_model makes, made here too so that the message names the importance file.
+void check_importance_file(const std::string& path, const TensorSet& imp, const TensorSet& model, bool skip_1d) {
+  for (const Tensor& t : model) {
+    if (!dtype_is_float(t.dtype()) || (skip_1d && t.shape().size() == 1)) continue;  // kept as they are
+    const Tensor* h = nullptr;
+    for (const Tensor& c : imp)
+      if (c.name() == t.name()) h = &c;
+    NQ_CHECK(h != nullptr, ErrorCode::kShapeMismatch,
+             "--importance " << path << " has no tensor '" << t.name() << "' (every quantized tensor needs one)");
+    NQ_CHECK(h->shape() == t.shape(), ErrorCode::kShapeMismatch,
+             "--importance " << path << ": tensor '" << t.name() << "' has shape " << shape_to_string(h->shape())
+                             << ", the weight has " << shape_to_string(t.shape()));
+    NQ_CHECK(dtype_is_float(h->dtype()), ErrorCode::kInvalidArgument,
+             "--importance " << path << ": tensor '" << t.name() << "' has non-float dtype " << dtype_name(h->dtype()));
+  }
+}
+
+}  // namespace
+
+TensorSet read_importance(const std::string& path, const TensorSet& model, bool skip_1d) {
   TensorSet imp = read_tensors(path);
-  if (!ends_with(path, ".npy") || imp.size() != 1 || model.size() != 1 || imp[0].name() == model[0].name()) return imp;
-  Tensor t = imp[0];
-  t.set_name(model[0].name());
-  TensorSet renamed;
-  renamed.add(std::move(t));
-  return renamed;
+  if (ends_with(path, ".npy") && imp.size() == 1 && model.size() == 1 && imp[0].name() != model[0].name()) {
+    Tensor t = imp[0];
+    t.set_name(model[0].name());
+    TensorSet renamed;
+    renamed.add(std::move(t));
+    imp = std::move(renamed);
+  }
+  check_importance_file(path, imp, model, skip_1d);
+  return imp;
 }
 
 std::ostream& human_output(const std::string& document_path) { return document_path == "-" ? std::cerr : std::cout; }

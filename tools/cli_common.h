@@ -63,7 +63,9 @@ void check_outputs(const std::vector<OutputArg>& outputs, const std::vector<std:
 
 // Reads the importance for `model` from `path`. A .npy file's one tensor is named after its file, so model.npy and
 // model_h.npy would never pair: a one-tensor .npy importance of a one-tensor model takes the model's tensor name.
-TensorSet read_importance(const std::string& path, const TensorSet& model);
+// Every float tensor of the model (1-D ones only without skip_1d) needs an entry of its shape in a float dtype; an
+// error names the file and the tensor.
+TensorSet read_importance(const std::string& path, const TensorSet& model, bool skip_1d = false);
 
 // Where the human-readable lines go: stdout, or stderr when a JSON (or CSV) output is "-", so that stdout holds
 // only that document.

@@ -72,7 +72,7 @@ void run(LcOptions& o) {
   Model model = build_model(o.model);
   load_weights(model, o.weights);
   TensorSet importance;
-  if (!o.importance.empty()) importance = read_tensors(o.importance);
+  if (!o.importance.empty()) importance = read_importance(o.importance, model.weights(), c.skip_1d);
   const Dataset train = load_mnist(o.data, true);
   const Dataset test = load_mnist(o.data, false);
 

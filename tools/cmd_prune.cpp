@@ -25,7 +25,7 @@ void run_prune(const PruneOptions& o) {
   check_outputs({{"-o", o.output}}, {o.model, o.importance});
   const TensorSet model = read_tensors(o.model);
   NQ_CHECK(!model.empty(), ErrorCode::kInvalidArgument, o.model << ": the model has no tensors");
-  const TensorSet importance = o.importance.empty() ? TensorSet() : read_importance(o.importance, model);
+  const TensorSet importance = o.importance.empty() ? TensorSet() : read_importance(o.importance, model, o.skip_1d);
   ModelQuantizeParams p;
   p.prune = o.prune;
   p.skip_1d = o.skip_1d;

@@ -126,7 +126,7 @@ void run_quantize(const QuantizeOptions& o) {
     const TensorSet model = read_tensors(o.model);
     NQ_CHECK(!model.empty(), ErrorCode::kInvalidArgument, o.model << ": the model has no tensors");
     std::unique_ptr<TensorSet> imp;
-    if (!o.importance.empty()) imp = std::make_unique<TensorSet>(read_importance(o.importance, model));
+    if (!o.importance.empty()) imp = std::make_unique<TensorSet>(read_importance(o.importance, model, o.skip_1d));
     q = quantize_model(model, imp.get(), p);
     metadata = model.metadata();
   }

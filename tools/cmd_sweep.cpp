@@ -129,7 +129,7 @@ void run(const SweepOptions& o) {
 
   const TensorSet model = read_tensors(o.model);
   TensorSet importance;
-  if (!o.importance.empty()) importance = read_importance(o.importance, model);
+  if (!o.importance.empty()) importance = read_importance(o.importance, model, o.skip_1d);
   const TensorSet* imp = o.importance.empty() ? nullptr : &importance;
 
   const auto specs = build_specs(o, model, imp);

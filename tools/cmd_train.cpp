@@ -57,7 +57,7 @@ void run_train(const TrainOptions& o) {
     ModelQuantizeParams prune_params;
     prune_params.prune = o.prune;
     prune_params.quant.backend = p.backend;
-    const TensorSet importance = o.importance.empty() ? TensorSet() : read_tensors(o.importance);
+    const TensorSet importance = o.importance.empty() ? TensorSet() : read_importance(o.importance, model.weights());
     model.set_weights(prune_model(model.weights(), o.importance.empty() ? nullptr : &importance, prune_params));
     std::cerr << "pruned " << format_double(100 * o.prune, 4) << "% of --init's weights (smallest "
               << (o.importance.empty() ? "w²" : "h·w²") << "); retraining the rest with those held at 0\n";

@@ -202,7 +202,33 @@ TEST_F(QuantizeCli, BadInputsExitTwo) {
   write_safetensors(file("badimp.safetensors"), imp);
   const CliRun r = run("quantize " + m + o + " --importance '" + file("badimp.safetensors") + "'");
   EXPECT_EQ(r.status, 2);
-  EXPECT_NE(r.err.find("fc1.weight"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--importance " + file("badimp.safetensors") + ": tensor 'fc1.weight' has shape [31, 13]"),
+            std::string::npos)
+      << r.err;
+  // A missing entry and a non-float one name the file and the tensor too, for quantize, sweep and prune; a missing
+  // 1-D entry is fine with --skip-1d, which keeps that tensor in float.
+  TensorSet partial;
+  partial.add(Tensor::from_f32("fc1.weight", {13, 31}, std::vector<float>(13 * 31, 1.0f)));
+  partial.add(Tensor::from_f32("fc2.weight", {3, 13}, std::vector<float>(39, 1.0f)));
+  write_safetensors(file("partial.safetensors"), partial);
+  TensorSet ints = partial;
+  std::vector<int32_t> bias(13, 1);
+  ints.add(Tensor::view("fc1.bias", DType::kI32, {13}, bias.data(), nullptr));
+  write_safetensors(file("ints.safetensors"), ints);
+  const std::string partial_arg = " --importance '" + file("partial.safetensors") + "'";
+  for (const std::string& cmd : {"quantize " + m + o, "sweep " + m + " --method hw-kmeans --k 2,4" + o,
+                                 "prune " + m + " --prune 0.5" + o}) {
+    const CliRun miss = run(cmd + partial_arg);
+    EXPECT_EQ(miss.status, 2) << cmd << "\n" << miss.err;
+    EXPECT_NE(miss.err.find("--importance " + file("partial.safetensors") + " has no tensor 'fc1.bias'"),
+              std::string::npos)
+        << cmd << "\n" << miss.err;
+    const CliRun non_float = run(cmd + " --importance '" + file("ints.safetensors") + "'");
+    EXPECT_EQ(non_float.status, 2) << cmd << "\n" << non_float.err;
+    EXPECT_NE(non_float.err.find("tensor 'fc1.bias' has non-float dtype"), std::string::npos) << non_float.err;
+    EXPECT_FALSE(exists(file("bad.safetensors"))) << cmd;
+  }
+  EXPECT_EQ(run("quantize " + m + " -o '" + file("skip.safetensors") + "' --skip-1d -q" + partial_arg).status, 0);
   // More levels than a .nq codebook holds: refused before any work, naming the limit; .safetensors takes them.
   const std::string nq = " -o '" + file("bad.nq") + "'";
   for (const char* levels : {"--k 65537", "--bits 17", "--method int --bits 17"}) {
