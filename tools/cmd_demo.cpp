@@ -36,7 +36,8 @@ void run(DemoOptions& o) {
     j["rows"].push_back({{"method", row.method}, {"pruned", row.pruned}, {"accuracy", row.accuracy},
                          {"ratio", row.ratio}, {"ratio_file", row.ratio_file},
                          {"bits_per_weight", row.bits_per_weight}, {"accuracy_finetuned", row.accuracy_finetuned},
-                         {"ratio_finetuned", row.ratio_finetuned}, {"clusters", row.clusters}, {"point", row.knob}});
+                         {"ratio_finetuned", row.ratio_finetuned}, {"clusters", row.clusters}, {"point", row.knob},
+                         {"within_budget", row.within_budget}});
   }
   write_json(dir + "/demo.json", j);
   std::string plot_note;

@@ -76,6 +76,7 @@ struct DemoRow {
   double ratio_finetuned = 0;   // the point chosen after fine-tuning (may differ from the one before)
   int clusters = 0;
   std::string knob;             // "k=16", "λ=3.2e-07"
+  bool within_budget = true;    // false: no rate point met the accuracy budget; the row is the most accurate one
 };
 struct DemoResult {
   std::vector<DemoRow> rows;

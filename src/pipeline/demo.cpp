@@ -42,6 +42,9 @@ std::string fmt(double v, const char* f) {
   return buf;
 }
 
+// The most levels a refined k takes (the grids stop at 256).
+constexpr double kDemoMaxLevels = 1024;
+
 }  // namespace
 
 DemoResult run_demo(const DemoParams& params) {
@@ -62,6 +65,7 @@ DemoResult run_demo(const DemoParams& params) {
   const int64_t hessian_samples = params.quick ? 500 : 5000;
   const int64_t finetune_subset = params.quick ? 2000 : 10000;
   const int finetune_tries = params.quick ? 0 : 1;  // more compressed points tried before the chosen one
+  const int refine_probes = params.quick ? 1 : 2;    // extra knobs where a method crosses the accuracy budget
   ::mkdir(params.out_dir.c_str(), 0755);
 
   // ---- data and training ------------------------------------------------------------------------------
@@ -192,7 +196,7 @@ DemoResult run_demo(const DemoParams& params) {
       const TensorSet* imp = plan.importance == &hessian || (plan.method == Method::kKmeans && pruned) ? hess
                              : plan.importance == &trained.adam_v                                    ? adam_v
                                                                                                      : plan.importance;
-      for (double knob : plan.knobs) {
+      auto evaluate_knob = [&](double knob) {
         SweepPointSpec spec;
         spec.params = base;
         spec.params.quant.method = plan.method;
@@ -218,16 +222,55 @@ DemoResult run_demo(const DemoParams& params) {
         cand.point.method = plan.label + (pruned ? " (pruned)" : "");
         result.points.push_back(cand.point);
         cands.push_back(std::move(cand));
-      }
+      };
+      for (double knob : plan.knobs) evaluate_knob(knob);
       // Before fine-tuning: the highest ratio within the accuracy budget (else the most accurate point).
       auto within = [&](double acc) { return acc >= reference - max_drop - 1e-12; };
-      int chosen = -1;
-      for (size_t i = 0; i < cands.size(); ++i) {
-        const auto& p = cands[i].point;
-        if (!within(p.metrics.accuracy)) continue;
-        if (chosen < 0 || p.stats.ratio_huffman > cands[static_cast<size_t>(chosen)].point.stats.ratio_huffman)
-          chosen = static_cast<int>(i);
+      auto best_within = [&] {
+        int best = -1;
+        for (size_t i = 0; i < cands.size(); ++i) {
+          const auto& p = cands[i].point;
+          if (!within(p.metrics.accuracy)) continue;
+          if (best < 0 || p.stats.ratio_huffman > cands[static_cast<size_t>(best)].point.stats.ratio_huffman)
+            best = static_cast<int>(i);
+        }
+        return best;
+      };
+      int chosen = best_within();
+      // Choi et al. report each method's highest ratio within the budget, which the grid only brackets: the knob
+      // is refined where the budget is crossed. Knobs in order of compression: k descending, λ ascending.
+      const bool by_lambda = plan.method == Method::kEcsq;
+      auto more_compressed = [&](double a, double b) { return by_lambda ? a > b : a < b; };
+      auto have_knob = [&](double knob) {
+        return std::any_of(cands.begin(), cands.end(), [&](const Candidate& c) { return c.spec.knob == knob; });
+      };
+      // No point within the budget: go on past the least compressed knob (k doubled, or λ divided by the grid's
+      // step), a few times at most.
+      for (int extra = 0; chosen < 0 && extra < refine_probes; ++extra) {
+        double least = plan.knobs.front();
+        for (const Candidate& c : cands)
+          if (more_compressed(least, c.spec.knob)) least = c.spec.knob;
+        const double next = by_lambda ? least * plan.knobs[0] / plan.knobs[1] : 2 * least;  // the grid's λ step
+        if (!(next > 0) || have_knob(next) || (!by_lambda && next > kDemoMaxLevels)) break;
+        evaluate_knob(next);
+        chosen = best_within();
       }
+      // Between the chosen knob and the next more compressed one that failed: geometric bisection.
+      for (int probe = 0; chosen >= 0 && probe < refine_probes; ++probe) {
+        const double at = cands[static_cast<size_t>(chosen)].spec.knob;
+        int next = -1;  // the least compressed knob beyond `at`
+        for (size_t i = 0; i < cands.size(); ++i)
+          if (more_compressed(cands[i].spec.knob, at) &&
+              (next < 0 || more_compressed(cands[static_cast<size_t>(next)].spec.knob, cands[i].spec.knob)))
+            next = static_cast<int>(i);
+        if (next < 0 || within(cands[static_cast<size_t>(next)].point.metrics.accuracy)) break;
+        const double beyond = cands[static_cast<size_t>(next)].spec.knob;
+        const double mid = by_lambda ? std::sqrt(at * beyond) : std::round(std::sqrt(at * beyond));
+        if (mid == at || mid == beyond || have_knob(mid)) break;
+        evaluate_knob(mid);
+        chosen = best_within();
+      }
+      const bool chosen_within = chosen >= 0;
       if (chosen < 0) {
         chosen = 0;
         for (size_t i = 1; i < cands.size(); ++i)
@@ -280,6 +323,8 @@ DemoResult run_demo(const DemoParams& params) {
       row.bits_per_weight = cp.point.stats.huffman_bits_per_weight;
       row.clusters = cp.point.stats.clusters;
       row.knob = cp.spec.knob_name == "lambda" ? "λ=" + fmt(cp.spec.knob, "%.2g") : "k=" + fmt(cp.spec.knob, "%.0f");
+      row.within_budget = chosen_within;
+      if (!chosen_within) row.knob += " (none within budget: the most accurate)";
       row.accuracy_finetuned = ft_acc_report;
       row.ratio_finetuned = fp.point.stats.ratio_huffman;
       add_row(row);

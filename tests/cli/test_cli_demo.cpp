@@ -43,6 +43,35 @@ TEST(DemoCli, QuickRunProducesTableAndFiles) {
     EXPECT_GE(row["ratio"].get<double>(), 1.0);
     EXPECT_GT(row["accuracy"].get<double>(), 0.1);
   }
+  // The pick: with --quick the reported accuracies are on the same 2,000 images the points are chosen on, so a row
+  // within budget is within 0.1 points of its float model (the original, or the pruned and retrained one), and a
+  // row marked otherwise is the most accurate point of its method, none of which is within budget.
+  const std::string csv = slurp(dir + "/out/points.csv");
+  double reference = original;
+  for (const auto& row : j["rows"]) {
+    const std::string method = row["method"].get<std::string>();
+    if (method.rfind("pruned", 0) == 0) reference = row["accuracy"].get<double>();
+    if (method == "original" || method.rfind("pruned", 0) == 0) continue;
+    const double acc = row["accuracy"].get<double>();
+    if (row["within_budget"].get<bool>()) {
+      EXPECT_GE(acc, reference - 0.001 - 1e-9) << method;
+      continue;
+    }
+    const std::string label = method + (row["pruned"].get<bool>() ? " (pruned)" : "");
+    size_t points = 0;
+    for (size_t at = csv.find("," + label + ","); at != std::string::npos; at = csv.find("," + label + ",", at + 1)) {
+      const size_t line_end = csv.find('\n', at);
+      const std::string line = csv.substr(at, line_end - at);
+      // accuracy is the 19th of the 23 columns: the fields after the method (column 2) up to it.
+      size_t pos = 0;
+      for (int field = 2; field < 19; ++field) pos = line.find(',', pos + 1);
+      const double point_acc = std::stod(line.substr(pos + 1));
+      EXPECT_LT(point_acc, reference - 0.001) << label << ": a point within budget was not picked";
+      EXPECT_LE(point_acc, acc + 1e-9) << label << ": not the most accurate point";
+      ++points;
+    }
+    EXPECT_GT(points, 0u) << label;
+  }
   // The uniform, pruned, fine-tuned model decodes and has LeNet-5's parameter count.
   const QuantizedModel q = read_nq_file(dir + "/out/uniform_pruned_finetuned.nq");
   int64_t params = 0;
