@@ -14,6 +14,7 @@
 #include "netquant/error.h"
 #include "netquant/io.h"
 #include "netquant/progress.h"
+#include "quant/quantizers.h"
 
 namespace nq::cli {
 
@@ -87,27 +88,6 @@ void check_outputs(const std::vector<OutputArg>& outputs, const std::vector<std:
   }
 }
 
-namespace {
-
-// The layout checks quantize_model makes, made here too so that the message names the importance file.
-void check_importance_file(const std::string& path, const TensorSet& imp, const TensorSet& model, bool skip_1d) {
-  for (const Tensor& t : model) {
-    if (!dtype_is_float(t.dtype()) || (skip_1d && t.shape().size() == 1)) continue;  // kept as they are
-    const Tensor* h = nullptr;
-    for (const Tensor& c : imp)
-      if (c.name() == t.name()) h = &c;
-    NQ_CHECK(h != nullptr, ErrorCode::kShapeMismatch,
-             "--importance " << path << " has no tensor '" << t.name() << "' (every quantized tensor needs one)");
-    NQ_CHECK(h->shape() == t.shape(), ErrorCode::kShapeMismatch,
-             "--importance " << path << ": tensor '" << t.name() << "' has shape " << shape_to_string(h->shape())
-                             << ", the weight has " << shape_to_string(t.shape()));
-    NQ_CHECK(dtype_is_float(h->dtype()), ErrorCode::kInvalidArgument,
-             "--importance " << path << ": tensor '" << t.name() << "' has non-float dtype " << dtype_name(h->dtype()));
-  }
-}
-
-}  // namespace
-
 TensorSet read_importance(const std::string& path, const TensorSet& model, bool skip_1d) {
   TensorSet imp = read_tensors(path);
   if (ends_with(path, ".npy") && imp.size() == 1 && model.size() == 1 && imp[0].name() != model[0].name()) {
@@ -117,7 +97,13 @@ TensorSet read_importance(const std::string& path, const TensorSet& model, bool 
     renamed.add(std::move(t));
     imp = std::move(renamed);
   }
-  check_importance_file(path, imp, model, skip_1d);
+  // quantize_model's own checks, made here so that the message names the file.
+  for (const Tensor& t : model) {
+    if (!quant::quantizes_tensor(t.dtype(), t.shape(), skip_1d)) continue;
+    const Tensor* h = imp.find(t.name());
+    quant::check_importance_layout(t.name(), t.shape(), h ? &h->shape() : nullptr, h ? h->dtype() : DType::kF32,
+                                   "--importance " + path);
+  }
   return imp;
 }
 

@@ -9,6 +9,7 @@
 #include "netquant/error.h"
 #include "netquant/io.h"
 #include "netquant/quantize.h"
+#include "quant/quantizers.h"
 
 namespace nq::cli {
 namespace {
@@ -36,7 +37,7 @@ void run_prune(const PruneOptions& o) {
   if (!o.common.quiet) {
     int64_t quantized = 0;
     for (const Tensor& t : model)
-      if (!(o.skip_1d && t.shape().size() == 1)) quantized += t.numel();
+      if (quant::quantizes_tensor(t.dtype(), t.shape(), o.skip_1d)) quantized += t.numel();
     const auto count = static_cast<int64_t>(o.prune * static_cast<double>(quantized));
     std::cerr << "wrote " << o.output << ": " << count << " of " << quantized << " weights set to 0 (smallest "
               << (o.importance.empty() ? "w²" : "h·w²") << ")\n";

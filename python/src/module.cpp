@@ -257,7 +257,6 @@ py::dict tensors_to_dict(TensorSet& set, bool writable) {
   return out;
 }
 
-// Parses an in-memory .nq file (immutable bytes, so reading it without the GIL is safe) and dequantizes it.
 // nq::prune_model over a dict of arrays: the weights quantize_tensors would prune (params.prune, skip_1d,
 // importance_transform) set to 0, everything else as it came, each array in its own dtype.
 py::dict prune_tensors(const py::dict& tensors, const py::object& importance, const Params& params) {
@@ -271,6 +270,7 @@ py::dict prune_tensors(const py::dict& tensors, const py::object& importance, co
   return tensors_to_dict(pruned, true);
 }
 
+// Parses an in-memory .nq file (immutable bytes, so reading it without the GIL is safe) and dequantizes it.
 py::dict decompress_nq(const py::bytes& data) {
   char* ptr = nullptr;
   py::ssize_t size = 0;

@@ -131,20 +131,19 @@ TrainResult train(Model& model, const Dataset& train_data, const Dataset* test_d
   const double lr = p.lr > 0 ? p.lr : (adam ? 1e-3 : 1e-2);
 
   const Backend backend = nn::prepare_backend(p.backend);
-  // Updated in place by the optimizer; the replicas read it.
-  nn::Buffer<float> weights(backend, nn::flatten_params<float>(spec, model.weights(), "model " + model.name()));
+  std::vector<float> start = nn::flatten_params<float>(spec, model.weights(), "model " + model.name());
+  nn::Buffer<float> weights(backend, start);  // updated in place by the optimizer; the replicas read it
   const int64_t np = weights.size();
   nn::DataParallelNet replicas(spec, backend);
   nn::Buffer<float> grad(backend), m1(backend), m2(backend);
   grad.resize(np);
   m1.resize(np);  // SGD momentum, or Adam's first moment
   if (adam) m2.resize(np);
-  // keep_zeros: 1 where the starting parameter is non-zero, else 0 (-0.0 counts as zero).
+  // keep_zeros: 1 where the starting parameter is non-zero, else 0 (-0.0 counts as zero), made from the host copy.
   nn::Buffer<float> keep(backend);
   if (p.keep_zeros) {
-    std::vector<float> host = weights.download();
-    for (float& v : host) v = v != 0.0f ? 1.0f : 0.0f;
-    keep.upload(host.data(), static_cast<int64_t>(host.size()));
+    for (float& v : start) v = v != 0.0f ? 1.0f : 0.0f;
+    keep.upload(start.data(), static_cast<int64_t>(start.size()));
   }
 
   const int64_t n = p.train_subset > 0 ? std::min(p.train_subset, train_data.size()) : train_data.size();

@@ -168,9 +168,9 @@ DemoResult run_demo(const DemoParams& params) {
         TrainParams rp = tp;
         rp.epochs = retrain_epochs;
         rp.keep_zeros = true;
-        const TrainResult retrained = train(survivors, train_data, &test_full, rp);
+        TrainResult retrained = train(survivors, train_data, &test_full, rp);
         source = survivors.weights();
-        retrained_adam_v = retrained.adam_v;
+        retrained_adam_v = std::move(retrained.adam_v);
         retrained_hessian = hessian_diagonal(survivors, train_data, hp);
         hess = &retrained_hessian;
         adam_v = &retrained_adam_v;

@@ -305,7 +305,7 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
   for (size_t e = 0; e < entries.size(); ++e) {
     const SafetensorsEntry& t = entries[e];
     const int64_t numel = shape_numel(t.shape);
-    if (!dtype_is_float(t.dtype) || numel == 0 || (params.skip_1d && t.shape.size() == 1)) continue;
+    if (!quant::quantizes_tensor(t.dtype, t.shape, params.skip_1d)) continue;
     const SafetensorsEntry* imp = nullptr;
     if (read_importance) {
       for (const auto& c : imp_entries)

@@ -23,15 +23,20 @@ namespace nq {
 
 namespace quant {
 
+bool quantizes_tensor(DType dtype, const std::vector<int64_t>& shape, bool skip_1d) {
+  return dtype_is_float(dtype) && shape_numel(shape) > 0 && !(skip_1d && shape.size() == 1);
+}
+
 void check_importance_layout(const std::string& name, const std::vector<int64_t>& shape,
-                             const std::vector<int64_t>* importance_shape, DType importance_dtype) {
+                             const std::vector<int64_t>* importance_shape, DType importance_dtype,
+                             const std::string& source) {
   NQ_CHECK(importance_shape != nullptr, ErrorCode::kShapeMismatch,
-           "importance has no tensor '" << name << "' (every quantized tensor needs one)");
+           source << " has no tensor '" << name << "' (every quantized tensor needs one)");
   NQ_CHECK(*importance_shape == shape, ErrorCode::kShapeMismatch,
-           "importance of tensor '" << name << "' has shape " << shape_to_string(*importance_shape)
-                                    << ", the weight has " << shape_to_string(shape));
+           source << ": tensor '" << name << "' has shape " << shape_to_string(*importance_shape)
+                  << ", the weight has " << shape_to_string(shape));
   NQ_CHECK(dtype_is_float(importance_dtype), ErrorCode::kInvalidArgument,
-           "importance of tensor '" << name << "' has non-float dtype " << dtype_name(importance_dtype));
+           source << ": tensor '" << name << "' has non-float dtype " << dtype_name(importance_dtype));
 }
 
 }  // namespace quant
@@ -159,7 +164,7 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
     qt.dtype = t.dtype();
     qt.shape = t.shape();
     qt.stats.params = t.numel();
-    const bool keep = !dtype_is_float(t.dtype()) || t.numel() == 0 || (params.skip_1d && t.ndim() == 1);
+    const bool keep = !quant::quantizes_tensor(t.dtype(), t.shape(), params.skip_1d);
     if (keep) {
       qt.quantized = false;
       qt.original = t;
