@@ -25,7 +25,7 @@ void add_common_options(CLI::App& sub, CommonOptions& opts, bool with_backend) {
         ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
         ->capture_default_str();
   sub.add_option("--threads", opts.threads, "CPU threads (0 = all cores)")->capture_default_str();
-  sub.add_flag("-q,--quiet", opts.quiet, "no progress bar");
+  sub.add_flag("-q,--quiet", opts.quiet, "no progress bar, notes or per-epoch/step lines (results still print)");
 }
 
 namespace {
@@ -47,6 +47,17 @@ const CLI::Validator kNonNegative = number_at_least(0.0, true, ">= 0");
 }  // namespace
 
 const CLI::Validator kPositive = number_at_least(0.0, false, "> 0");
+
+// [0, 1): pruning everything would leave nothing to quantize (quantize_model refuses 1 as well).
+const CLI::Validator kPruneFraction(
+    [](std::string& text) -> std::string {
+      char* end = nullptr;
+      const double v = std::strtod(text.c_str(), &end);
+      if (end == text.c_str() || *end != '\0') return "must be a number, got '" + text + "'";
+      if (!(v >= 0 && v < 1)) return "must be in [0, 1), got " + text;
+      return std::string();
+    },
+    "in [0, 1)");
 
 CLI::Option* add_image_count(CLI::App& sub, const std::string& name, int64_t& count, const std::string& help) {
   return sub.add_option(name, count, help)->capture_default_str()->check(kNonNegative);

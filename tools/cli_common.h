@@ -40,6 +40,8 @@ bool ends_with(const std::string& s, const std::string& suffix);
 // Option checks with plain messages ("--k: must be > 0, got -1"); CLI11's own ranges print DBL_MAX in full.
 // A negative count or size must not pass as the "unset" or "all" value it happens to share a sign with.
 extern const CLI::Validator kPositive;
+// --prune: a fraction in [0, 1), the same rule for every command that prunes.
+extern const CLI::Validator kPruneFraction;
 // An option counting images, "first N ... (0 = all)": its default shown, a negative count refused.
 CLI::Option* add_image_count(CLI::App& sub, const std::string& name, int64_t& count, const std::string& help);
 

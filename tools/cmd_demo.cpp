@@ -63,10 +63,10 @@ void setup_demo(CLI::App& sub) {
       ->capture_default_str();
   sub.add_option("--data", o->params.data_dir, "MNIST-format data directory")->capture_default_str();
   sub.add_option("--out", o->params.out_dir, "directory for the outputs")->capture_default_str();
-  sub.add_flag("--quick", o->params.quick, "reduced run (subsets, fewer points): a few minutes on 2 cores");
+  sub.add_flag("--quick", o->params.quick, "reduced run (subsets, fewer points): about half a minute on 2 cores");
   sub.add_option("--epochs", o->params.epochs, "training epochs (0 = default for the model and mode)");
   sub.add_option("--prune", o->params.prune, "pruned fraction for the pruned rows (0 = default)")
-      ->check(CLI::Range(0.0, 0.99));
+      ->check(kPruneFraction);
   sub.add_option("--retrain-epochs", o->params.retrain_epochs,
                  "epochs retraining the pruned net's survivors before the pruned rows (-1 = default: 2, --quick 1; "
                  "0 = none)")

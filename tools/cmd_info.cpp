@@ -49,7 +49,8 @@ void setup_info(CLI::App& sub) {
               << ")\n";
     std::cout << "auto backend: " << backend_name(resolve_backend(Backend::kAuto)) << "\n";
     if (*self_test) {
-      resolve_backend(Backend::kCuda);  // exit 3 without a device
+      NQ_CHECK(cuda_available(), ErrorCode::kUnavailable,
+               "--cuda-self-test: no CUDA device is available" << (NQ_HAVE_CUDA ? "" : " (built without CUDA)"));
       const double err = cuda::self_test(1 << 20);
       std::cout << "cuda self-test: max error " << err << (err == 0 ? " (ok)" : " (FAILED)") << "\n";
       NQ_CHECK(err == 0, ErrorCode::kInternal, "CUDA self-test produced wrong results");

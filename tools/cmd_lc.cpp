@@ -97,8 +97,7 @@ void run(LcOptions& o) {
              format_double(r.direct.total.ratio_huffman, 4)});
   t.add_row({"LC", format_double(100 * last.test_accuracy, 4), format_double(last.test_loss, 4),
              format_double(r.compressed.total.ratio_huffman, 4)});
-  if (!o.common.quiet)
-    human_output(o.log) << t.to_string() << "LC: " << p.steps << " steps in " << format_double(r.seconds, 3) << " s -> "
+  human_output(o.log) << t.to_string() << "LC: " << p.steps << " steps in " << format_double(r.seconds, 3) << " s -> "
               << o.output << "\n";
   if (!o.log.empty()) {
     nlohmann::json j = {{"model", o.model},

@@ -50,7 +50,7 @@ void setup_prune(CLI::App& sub) {
   sub.add_option("-o,--output", o->output, "the pruned weights (.safetensors or .npy; written atomically)")->required();
   sub.add_option("--prune", o->prune, "fraction of the weights (smallest h·w²) set to exactly 0")
       ->required()
-      ->check(CLI::Range(0.0, 0.99));
+      ->check(kPruneFraction);
   sub.add_option("--importance", o->importance, "per-weight importance h (same tensor names and shapes); default 1");
   sub.add_option("--importance-transform", o->transform, "none, sqrt (e.g. Adam's v) or normalize (mean 1/tensor)")
       ->capture_default_str();

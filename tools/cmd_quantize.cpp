@@ -144,7 +144,7 @@ void run_quantize(const QuantizeOptions& o) {
   nlohmann::json tensors = nlohmann::json::array();
   for (const auto& t : q.tensors) {
     if (!t.quantized) {
-      table.add_row({t.name, std::to_string(t.stats.params), "-", "float", "-", "-", "-", "-", "-"});
+      table.add_row({t.name, std::to_string(t.stats.params), "-", "raw", "-", "-", "-", "-", "-"});  // kept as stored
       continue;
     }
     const QuantStats& s = t.stats;
@@ -260,7 +260,8 @@ void setup_quantize(CLI::App& sub) {
                  "uniform: cell width (default: k cells cover max|w| of the weights with importance > 0)");
   sub.add_option("--scope", o->scope, "global | tensor | row | group:G")->capture_default_str();
   sub.add_option("--prune", o->prune, "fraction of weights (smallest h*w^2) set to exactly 0 first")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(kPruneFraction);
   sub.add_option("--init", o->init, kInitHelp)->capture_default_str();
   sub.add_option("--max-iter", o->max_iter, "Lloyd / ECSQ iterations")->capture_default_str();
   sub.add_option("--seed", o->seed, "seed for kmeans++")->capture_default_str();

@@ -110,6 +110,7 @@ std::vector<SweepPointSpec> build_specs(const SweepOptions& o, const TensorSet& 
       for (int k : ks) {
         NQ_CHECK(k >= 1, ErrorCode::kInvalidArgument, "--k: " << k << " must be >= 1");
         p.quant.k = k;
+        if (p.quant.method == Method::kPow2) p.quant.pow2_levels = k;  // pow2's --k: exponents per sign (as quantize)
         specs.push_back({p, "k", static_cast<double>(k)});
       }
     } else {
@@ -187,9 +188,9 @@ void run(const SweepOptions& o) {
                      format_double(p.stats.huffman_bits_per_weight, 3), format_double(p.stats.ratio_huffman, 4),
                      format_double(p.stats.hw_distortion, 3)});
   }
-  // With a document on stdout the human lines go to stderr; the table is left out when the CSV is on stdout.
+  // With a document on stdout (the CSV or the JSON) the human lines go to stderr.
   std::ostream& out = human_output(o.json == "-" ? o.json : o.output);
-  if (o.output != "-") out << table.to_string();
+  out << table.to_string();
   if (targeted) {
     const auto& p = points[static_cast<size_t>(best)];
     out << "best point for the target: index " << p.index << " (" << p.method << ", " << p.knob_name << "="
@@ -223,7 +224,8 @@ void setup_sweep(CLI::App& sub) {
                  "k per point: list '2,4,8' or range '2:16' (overrides --bits; int: grid bits when no --bits)");
   sub.add_option("--k-max", o->k, "ECSQ initial centers")->capture_default_str();
   sub.add_option("--scope", o->scope, "global | tensor | row | group:G")->capture_default_str();
-  sub.add_option("--prune", o->prune, "fraction of weights pruned to exactly 0 before quantizing")->check(CLI::Range(0.0, 1.0));
+  sub.add_option("--prune", o->prune, "fraction of weights pruned to exactly 0 before quantizing")
+      ->check(kPruneFraction);
   sub.add_option("--init", o->init, kInitHelp)->capture_default_str();
   sub.add_option("--max-iter", o->max_iter, "iterations per point")->capture_default_str();
   sub.add_option("--seed", o->seed, "random seed")->capture_default_str();

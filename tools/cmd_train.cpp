@@ -59,15 +59,18 @@ void run_train(const TrainOptions& o) {
     prune_params.quant.backend = p.backend;
     const TensorSet importance = o.importance.empty() ? TensorSet() : read_importance(o.importance, model.weights());
     model.set_weights(prune_model(model.weights(), o.importance.empty() ? nullptr : &importance, prune_params));
-    std::cerr << "pruned " << format_double(100 * o.prune, 4) << "% of --init's weights (smallest "
-              << (o.importance.empty() ? "w²" : "h·w²") << "); retraining the rest with those held at 0\n";
+    if (!o.common.quiet)
+      std::cerr << "pruned " << format_double(100 * o.prune, 4) << "% of --init's weights (smallest "
+                << (o.importance.empty() ? "w²" : "h·w²") << "); retraining the rest with those held at 0\n";
   }
   const Dataset train_set = load_mnist(o.data, true);
   const Dataset test_set = load_mnist(o.data, false);
-  std::cerr << model.name() << ": " << model.num_parameters() << " parameters, " << o.optimizer << ", "
-            << (p.train_subset ? std::min(p.train_subset, train_set.size()) : train_set.size())
-            << " training images, backend " << backend_name(p.backend) << ", " << num_threads() << " threads\n";
+  if (!o.common.quiet)
+    std::cerr << model.name() << ": " << model.num_parameters() << " parameters, " << o.optimizer << ", "
+              << (p.train_subset ? std::min(p.train_subset, train_set.size()) : train_set.size())
+              << " training images, backend " << backend_name(p.backend) << ", " << num_threads() << " threads\n";
   p.on_epoch = [&](const EpochStats& s) {
+    if (o.common.quiet) return;
     human_output(o.json) << "epoch " << s.epoch << "/" << p.epochs << "  train loss " << format_double(s.train_loss)
               << " acc " << pct(s.train_accuracy) << "  test loss " << format_double(s.test_loss) << " acc "
               << pct(s.test_accuracy) << "  " << format_double(s.seconds, 3) << " s  "
@@ -92,8 +95,10 @@ void run_train(const TrainOptions& o) {
                              {"images_per_second", s.images_per_second}});
     write_json(o.json, j);
   }
+  // The result, also with --quiet: where it went and the final test accuracy.
   std::cerr << "wrote " << o.output << (o.adam_state.empty() ? "" : " and " + o.adam_state) << " ("
-            << format_double(r.seconds, 3) << " s)\n";
+            << format_double(r.seconds, 3) << " s"
+            << (r.epochs.empty() ? "" : ", test accuracy " + pct(r.epochs.back().test_accuracy)) << ")\n";
 }
 
 void setup_train(CLI::App& sub) {
@@ -120,7 +125,7 @@ void setup_train(CLI::App& sub) {
   sub.add_option("--prune", o->prune,
                  "first prune this fraction of --init's weights with the smallest h·w² (quantize --prune's rule), "
                  "then retrain the rest with them held at 0 (implies --keep-zeros)")
-      ->check(CLI::Range(0.0, 0.99));
+      ->check(kPruneFraction);
   sub.add_option("--importance", o->importance, "importance h for --prune (.safetensors, e.g. from hessian; "
                  "default: w² alone)");
   sub.add_option("--json", o->json, "write per-epoch statistics as JSON ('-' = stdout)");

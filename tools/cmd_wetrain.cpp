@@ -25,6 +25,8 @@ void run(WetrainOptions& o) {
   apply_common_options(o.common);
   NQ_CHECK(o.common.backend != "cuda", ErrorCode::kUnsupported,
            "wetrain runs on the CPU backend only (its activation quantizer works on host memory)");
+  NQ_CHECK(o.output.empty() || ends_with(o.output, ".nq"), ErrorCode::kInvalidArgument,
+           "-o must name a .nq file, got '" << o.output << "'");
   check_outputs({{"-o", o.output}, {"--report", o.report}}, {o.weights});
   QuantTrainParams& p = o.params;
   p.weight_method = parse_method(o.weight_method);
@@ -43,7 +45,7 @@ void run(WetrainOptions& o) {
                           std::to_string(p.activation_bits);
   t.add_row({tag + ", before training", format_double(100 * r.accuracy_before, 4)});
   t.add_row({tag + ", after " + std::to_string(p.epochs) + " epoch(s)", format_double(100 * r.accuracy_after, 4)});
-  if (!o.common.quiet) {
+  {
     std::ostream& out = human_output(o.report);
     out << t.to_string();
     for (size_t i = 0; i < r.activation_quantizers.size(); ++i)

@@ -301,8 +301,10 @@ def sweep(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] 
         method: one method or several (a list or a comma-separated string); one curve each.
         lambdas: ECSQ's λ values: a list, or "LO:HI:N" (log-spaced); default: the engine's automatic range
             (16 points), as the CLI.
-        ks: k per point for the k-methods (a list or "2,4,8" / "2:16"); overrides ``bits``.
-        bits: k = 2**b per point (method int: grid bits); default "1:8" (int: "2:8").
+        ks: k per point for the k-methods (a list or "2,4,8" / "2:16"; pow2: exponents per sign); overrides
+            ``bits``.
+        bits: k = 2**b per point; default "1:8". Method int takes its grid bits from ``bits``, else ``ks``, else
+            "2:8".
         k: ECSQ's initial centers (the CLI's --k-max).
         csv_path: also write the CSV the CLI writes with ``-o`` (byte-identical).
         Other parameters and ``**options`` as in :func:`quantize`.
@@ -337,7 +339,7 @@ def sweep(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] 
                 p = _params(name, k, None, lam, None, None, scope, prune, init, max_iter, backend, seed, options)
                 points.append((p, "lambda", float(lam)))
         elif name == "int":
-            for b in _int_list("2:8" if bits is None else bits):
+            for b in _int_list(bits if bits is not None else ks if ks is not None else "2:8"):  # as the CLI
                 p = _params(name, k, None, 0.0, None, None, scope, prune, init, max_iter, backend, seed, options)
                 p.int_bits = b
                 points.append((p, "bits", float(b)))

@@ -34,7 +34,8 @@ def model_files(rng, tmp_path):
 
 def test_sweep_csv_identical(cli, model_files):
     model, imp, tmp = model_files
-    args = dict(method="ecsq,hw-kmeans", lambdas="1e-6:1e-3:4", ks="2,4,8", k=16, scope="global", seed=5)
+    # pow2 reads its exponents per sign from --k, int its grid bits (without --bits), on both sides.
+    args = dict(method="ecsq,hw-kmeans,pow2,int", lambdas="1e-6:1e-3:4", ks="2,4,8", k=16, scope="global", seed=5)
     rows = netquant.sweep(netquant.load_safetensors(tmp / "model.safetensors"),
                           netquant.load_safetensors(tmp / "imp.safetensors"), backend="cpu",
                           csv_path=tmp / "py.csv", **args)
@@ -42,7 +43,13 @@ def test_sweep_csv_identical(cli, model_files):
             str(tmp / "imp.safetensors"), "--method", args["method"], "--lambdas", args["lambdas"], "--k",
             args["ks"], "--k-max", "16", "--scope", "global", "--seed", "5", "--backend", "cpu", "--quiet")
     assert (tmp / "py.csv").read_bytes() == (tmp / "cli.csv").read_bytes()
-    assert len(rows) == 7
+    assert len(rows) == 13
+    pow2 = [r for r in rows if r["method"] == "pow2"]
+    assert [r["knob"] for r in pow2] == [2, 4, 8]
+    for r in pow2:  # {±a·2^-e}, e < k: at most 2k levels, and each point its own
+        assert r["clusters"] <= 2 * r["knob"]
+    assert len({r["hw_distortion"] for r in pow2}) == 3
+    assert [r["knob"] for r in rows if r["method"] == "int"] == [2, 4, 8]
 
 
 @pytest.mark.parametrize("method,flags,kwargs", [

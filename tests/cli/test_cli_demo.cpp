@@ -129,6 +129,33 @@ TEST(DemoCli, QuickRunProducesTableAndFiles) {
   EXPECT_NE(slurp(dir + "/bad_err").find("--keep-zeros"), std::string::npos) << slurp(dir + "/bad_err");
   struct stat none {};
   EXPECT_NE(::stat((dir + "/x.safetensors").c_str(), &none), 0) << "a failed run writes nothing";
+  // --quiet drops the progress, set-up and per-epoch/step lines but never the result: train's last line (with its
+  // test accuracy), lc's and wetrain's tables.
+  const std::string cli = std::string("'") + NQ_CLI_PATH + "' ";
+  const std::string weights = " --weights '" + dir + "/out/lenet5.safetensors'";
+  const int quiet_train = std::system((cli + "train --model lenet5 --epochs 1 --train-subset 320 --test-subset 100 -q -o '" +
+                                       dir + "/q.safetensors' > '" + dir + "/q_out' 2> '" + dir + "/q_err'").c_str());
+  ASSERT_TRUE(WIFEXITED(quiet_train) && WEXITSTATUS(quiet_train) == 0) << slurp(dir + "/q_err");
+  EXPECT_EQ(slurp(dir + "/q_out").find("epoch"), std::string::npos) << slurp(dir + "/q_out");
+  EXPECT_NE(slurp(dir + "/q_err").find("test accuracy"), std::string::npos) << slurp(dir + "/q_err");
+  EXPECT_EQ(slurp(dir + "/q_err").find("parameters"), std::string::npos) << slurp(dir + "/q_err");
+  const int quiet_lc = std::system((cli + "lc --model lenet5" + weights + " --steps 1 --train-subset 320 " +
+                                    "--test-subset 100 -q -o '" + dir + "/lc.nq' > '" + dir + "/lc_out' 2> '" + dir +
+                                    "/lc_err'").c_str());
+  ASSERT_TRUE(WIFEXITED(quiet_lc) && WEXITSTATUS(quiet_lc) == 0) << slurp(dir + "/lc_err");
+  EXPECT_NE(slurp(dir + "/lc_out").find("direct compression"), std::string::npos) << slurp(dir + "/lc_out");
+  EXPECT_NE(slurp(dir + "/lc_out").find("LC: 1 steps in"), std::string::npos) << slurp(dir + "/lc_out");
+  EXPECT_EQ(slurp(dir + "/lc_out").find("step 0"), std::string::npos) << slurp(dir + "/lc_out");
+  const std::string wetrain = cli + "wetrain --model lenet5" + weights + " --train-subset 320 --test-subset 100 " +
+                              "--calibration 64 -q";
+  const int quiet_we = std::system((wetrain + " > '" + dir + "/we_out' 2> '" + dir + "/we_err'").c_str());
+  ASSERT_TRUE(WIFEXITED(quiet_we) && WEXITSTATUS(quiet_we) == 0) << slurp(dir + "/we_err");
+  EXPECT_NE(slurp(dir + "/we_out").find("after 1 epoch(s)"), std::string::npos) << slurp(dir + "/we_out");
+  // wetrain writes .nq only, as lc and finetune: another extension is refused before any work.
+  const int we_bad = std::system((wetrain + " -o '" + dir + "/we.safetensors' > /dev/null 2> '" + dir + "/we_err'").c_str());
+  EXPECT_TRUE(WIFEXITED(we_bad) && WEXITSTATUS(we_bad) == 2);
+  EXPECT_NE(slurp(dir + "/we_err").find("-o must name a .nq file"), std::string::npos) << slurp(dir + "/we_err");
+  EXPECT_NE(::stat((dir + "/we.safetensors").c_str(), &none), 0) << "a failed run writes nothing";
   std::system(("rm -rf '" + dir + "'").c_str());
 }
 

@@ -3,6 +3,7 @@
 #include <regex>
 
 #include "cli/cli_fixture.h"
+#include "netquant/backend.h"
 #include "nn/blas_kernels.h"
 #include "quant/window_argmin_wide.h"
 
@@ -45,6 +46,19 @@ TEST_F(InfoCli, NamesTheEcsqLabelSearch) {
 #else
   EXPECT_FALSE(wide) << "the wide path is x86-64 only";
 #endif
+}
+
+// --cuda-self-test runs one kernel where a device answers (exit 0, "(ok)"), and is refused without one (exit 3,
+// naming the flag rather than a --backend the user never gave).
+TEST_F(InfoCli, CudaSelfTestNeedsADevice) {
+  const CliRun r = run("info --cuda-self-test");
+  if (cuda_available()) {
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("cuda self-test: max error 0 (ok)"), std::string::npos) << r.out;
+  } else {
+    EXPECT_EQ(r.status, 3) << r.err;
+    EXPECT_NE(r.err.find("error: --cuda-self-test: no CUDA device is available"), std::string::npos) << r.err;
+  }
 }
 
 // Not `info` itself: the first word of a command line that names no command is named back (exit 2).

@@ -73,6 +73,13 @@ TEST_F(PruneCli, BadInputIsRefusedAndWritesNothing) {
   EXPECT_NE(r.err.find("--prune"), std::string::npos) << r.err;
   r = run("prune " + m + " --prune 1.0 -o " + out);
   EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_NE(r.err.find("in [0, 1)"), std::string::npos) << r.err;  // the rule every pruning command shares
+  for (const char* cmd : {"quantize", "sweep"}) {
+    const CliRun q = run(std::string(cmd) + " " + m + " --prune 1 -o '" + file("q.nq") + "'");
+    EXPECT_EQ(q.status, 2) << cmd << ": " << q.err;
+    EXPECT_NE(q.err.find("in [0, 1)"), std::string::npos) << cmd << ": " << q.err;
+  }
+  EXPECT_FALSE(exists(file("q.nq")));
   // An importance of another shape names the tensor.
   TensorSet bad_imp;
   bad_imp.add(Tensor::from_f32("w", {7, 5}, std::vector<float>(35, 1.0f)));

@@ -71,6 +71,8 @@ TEST_F(SweepCli, StdoutHoldsOnlyTheDocument) {
   EXPECT_EQ(r.out.rfind("index,method,", 0), 0u) << r.out;
   EXPECT_EQ(r.out.find("best point"), std::string::npos) << r.out;
   EXPECT_NE(r.err.find("best point for the target"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("bits/w"), std::string::npos) << r.err;  // the table's header, on stderr
+  EXPECT_EQ(r.out.find("bits/w"), std::string::npos) << r.out;  // (not a CSV column)
   r = run(base + " -o - --json -");
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.err.find("would both write to stdout"), std::string::npos) << r.err;
@@ -113,6 +115,35 @@ TEST_F(SweepCli, IntTakesItsBitsFromKWithoutBits) {
     }
     EXPECT_EQ(bits, expected) << options;
   }
+}
+
+// pow2's knob is its exponents per sign, from --k as in quantize: each sweep point has the clusters and
+// distortion that `quantize --method pow2 --k K` reports (the sweep once ran every point at the default 8).
+TEST_F(SweepCli, PowTwoTakesItsExponentsFromK) {
+  const std::string common = "' --importance '" + file("imp.safetensors") + "' --method pow2 -q";
+  const CliRun r = run("sweep '" + file("model.safetensors") + common + " --k 1,2,3 -o -");
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::istringstream is(r.out);
+  std::string line;
+  std::getline(is, line);  // header: index,method,scope,knob_name,knob,lambda,params,pruned,clusters,hw_distortion
+  int rows = 0;
+  while (std::getline(is, line)) {
+    std::vector<std::string> cells;
+    std::istringstream ls(line);
+    for (std::string c; std::getline(ls, c, ',');) cells.push_back(c);
+    ASSERT_GT(cells.size(), 9u) << line;
+    const std::string k = cells[4];
+    const CliRun q = run("quantize '" + file("model.safetensors") + common + " --k " + k + " --report - -o '" +
+                         file("p.nq") + "'");
+    ASSERT_EQ(q.status, 0) << q.err;
+    const auto total = nlohmann::json::parse(q.out)["total"];
+    EXPECT_EQ(std::stoi(cells[8]), total["clusters"].get<int>()) << "k = " << k;
+    EXPECT_LE(std::stoi(cells[8]), 2 * std::stoi(k)) << "k = " << k;
+    EXPECT_NEAR(std::stod(cells[9]), total["hw_distortion"].get<double>(),
+                1e-6 * total["hw_distortion"].get<double>()) << "k = " << k;
+    ++rows;
+  }
+  EXPECT_EQ(rows, 3);
 }
 
 TEST_F(SweepCli, BadOptionsExitTwoWithoutOutput) {
