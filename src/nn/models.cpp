@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "core/memory_info.h"
 #include "netquant/atomic_file.h"
 #include "netquant/error.h"
 #include "netquant/io.h"
@@ -154,6 +155,14 @@ Model build_model_from_json(const std::string& json_text, uint64_t seed) {
     NQ_FAIL(ErrorCode::kInvalidArgument, "model JSON: " << e.what());
   }
   NQ_CHECK(spec->num_classes >= 2, ErrorCode::kInvalidArgument, "model JSON: need at least 2 classes");
+  // Refused up front when the weights alone, with their gradients and Adam's two moments (4 copies in float32),
+  // cannot fit: a clear error instead of a bare "out of memory" from the first allocation.
+  const int64_t params = nn::param_count(*spec);
+  const uint64_t need = static_cast<uint64_t>(params) * 4 * sizeof(float), available = available_memory_bytes();
+  NQ_CHECK(available == 0 || need <= available, ErrorCode::kOutOfMemory,
+           "network '" << spec->name << "' has " << params << " parameters: " << need / (1u << 20)
+                       << " MiB for its weights, gradients and optimizer state, more than the "
+                       << available / (1u << 20) << " MiB available");
   Model m;
   m.spec_ = spec;
   m.weights_ = init_params(*spec, seed);

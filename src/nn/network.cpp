@@ -14,6 +14,17 @@ struct Shape3 {
   int64_t c, h, w;
 };
 
+// Sizes from a model JSON are the user's: products and sums of them are checked, so that a huge layer is a clear
+// error instead of a signed overflow (undefined behaviour) that comes out as a negative or wrapped shape.
+constexpr int64_t kMaxNetworkSize = int64_t{1} << 46;  // elements of one activation or of all parameters
+int64_t checked_size(std::initializer_list<int64_t> factors, const std::string& where, const char* what) {
+  int64_t product = 1;
+  for (const int64_t f : factors)
+    NQ_CHECK(!__builtin_mul_overflow(product, f, &product) && product <= kMaxNetworkSize,
+             ErrorCode::kInvalidArgument, where << what << " exceeds 2^46 elements");
+  return product;
+}
+
 // Output shape of one layer; checks that the layer fits its input.
 Shape3 layer_output(const LayerSpec& l, const Shape3& in, const std::string& net) {
   const std::string where = "network '" + net + "' layer '" + (l.name.empty() ? "?" : l.name) + "': ";
@@ -24,10 +35,13 @@ Shape3 layer_output(const LayerSpec& l, const Shape3& in, const std::string& net
     case LayerKind::kConv2d: {
       NQ_CHECK(l.out > 0 && l.kernel > 0 && l.stride > 0 && l.padding >= 0, ErrorCode::kInvalidArgument,
                where << "Conv2d needs out, kernel, stride > 0 and padding >= 0");
+      NQ_CHECK(l.padding <= kMaxNetworkSize && l.kernel <= kMaxNetworkSize, ErrorCode::kInvalidArgument,
+               where << "padding " << l.padding << " or kernel " << l.kernel << " exceeds 2^46");
       const int64_t oh = (in.h + 2 * l.padding - l.kernel) / l.stride + 1;
       const int64_t ow = (in.w + 2 * l.padding - l.kernel) / l.stride + 1;
       NQ_CHECK(in.h + 2 * l.padding >= l.kernel && in.w + 2 * l.padding >= l.kernel, ErrorCode::kInvalidArgument,
                where << "kernel " << l.kernel << " larger than the padded input " << in.h << "x" << in.w);
+      checked_size({l.out, oh, ow}, where, "the output");
       return {l.out, oh, ow};
     }
     case LayerKind::kMaxPool2d: {
@@ -36,7 +50,7 @@ Shape3 layer_output(const LayerSpec& l, const Shape3& in, const std::string& net
                where << "MaxPool2d window " << l.kernel << " does not fit the input " << in.h << "x" << in.w);
       return {in.c, (in.h - l.kernel) / s + 1, (in.w - l.kernel) / s + 1};
     }
-    case LayerKind::kFlatten: return {in.c * in.h * in.w, 1, 1};
+    case LayerKind::kFlatten: return {checked_size({in.c, in.h, in.w}, where, "the flattened input"), 1, 1};
     case LayerKind::kReLU: return in;
   }
   return in;
@@ -48,6 +62,7 @@ std::vector<ParamInfo> param_layout(const NetSpec& spec) {
   std::vector<ParamInfo> out;
   Shape3 s{spec.in_c, spec.in_h, spec.in_w};
   NQ_CHECK(s.c > 0 && s.h > 0 && s.w > 0, ErrorCode::kInvalidArgument, "network '" << spec.name << "': empty input");
+  checked_size({s.c, s.h, s.w}, "network '" + spec.name + "': ", "the input");
   int64_t offset = 0;
   auto add = [&](const std::string& name, std::vector<int64_t> shape, int64_t fan_in) {
     ParamInfo p;
@@ -56,16 +71,19 @@ std::vector<ParamInfo> param_layout(const NetSpec& spec) {
     p.numel = shape_numel(p.shape);
     p.offset = offset;
     p.fan_in = fan_in;
+    NQ_CHECK(p.numel <= kMaxNetworkSize - offset, ErrorCode::kInvalidArgument,
+             "network '" << spec.name << "': the parameters exceed 2^46 elements (at '" << name << "')");
     offset += p.numel;
     out.push_back(std::move(p));
   };
   for (const LayerSpec& l : spec.layers) {
     if (l.kind == LayerKind::kLinear) {
-      const int64_t in = s.c * s.h * s.w;
+      const int64_t in = s.c * s.h * s.w;  // checked by the layer before (or the input's check)
       add(l.name + ".weight", {l.out, in}, in);
       add(l.name + ".bias", {l.out}, in);
     } else if (l.kind == LayerKind::kConv2d) {
-      const int64_t fan_in = s.c * l.kernel * l.kernel;
+      const int64_t fan_in =
+          checked_size({s.c, l.kernel, l.kernel}, "network '" + spec.name + "' layer '" + l.name + "': ", "fan-in");
       add(l.name + ".weight", {l.out, s.c, l.kernel, l.kernel}, fan_in);
       add(l.name + ".bias", {l.out}, fan_in);
     }

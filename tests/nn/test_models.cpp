@@ -103,6 +103,63 @@ TEST(Models, SaveLoadRoundTripAndErrors) {
   std::remove(path.c_str());
 }
 
+// A model JSON is user input: every malformed or oversized network is an nq::Error with a message that says
+// what is wrong, never a crash, a signed overflow (a wrapped, negative shape) or a bare allocation failure.
+TEST(Models, HostileModelJsonIsAClearError) {
+  auto net = [](const std::string& input, const std::string& layers, int classes = 10) {
+    return "{\"input\": " + input + ", \"classes\": " + std::to_string(classes) + ", \"layers\": [" + layers + "]}";
+  };
+  const std::string fc10 = R"({"type": "linear", "name": "f", "out": 10})";
+  struct Case {
+    std::string json, message;
+    ErrorCode code;
+  };
+  const std::vector<Case> cases = {
+      {"{", "does not parse", ErrorCode::kInvalidArgument},
+      {"[1, 2]", "model JSON", ErrorCode::kInvalidArgument},
+      {net("[1, 28]", fc10), "[channels, height, width]", ErrorCode::kInvalidArgument},
+      {net("[0, 28, 28]", fc10), "empty input", ErrorCode::kInvalidArgument},
+      {net("[1, 28, 28]", R"({"type": "conv", "name": "c", "out": 4})"), "unknown layer type 'conv'",
+       ErrorCode::kInvalidArgument},
+      {net("[1, 28, 28]", R"({"type": "conv2d", "name": "c", "out": 4, "kernel": 3, "stride": 0}, )" + fc10),
+       "layer 'c': Conv2d needs", ErrorCode::kInvalidArgument},
+      {net("[1, 28, 28]", R"({"type": "conv2d", "name": "c", "out": 4, "kernel": 29}, )" + fc10),
+       "kernel 29 larger than the padded input", ErrorCode::kInvalidArgument},
+      {net("[1, 28, 28]", R"({"type": "maxpool2d", "kernel": 0}, )" + fc10), "MaxPool2d window 0",
+       ErrorCode::kInvalidArgument},
+      {net("[1, 28, 28]", fc10 + ", " + fc10), "duplicate tensor name 'f.weight'", ErrorCode::kInvalidArgument},
+      {net("[1, 28, 28]", fc10, 7), "ends with 10 outputs, expected 7 classes", ErrorCode::kInvalidArgument},
+      {net("[1, 28, 28]", fc10, 1), "at least 2 classes", ErrorCode::kInvalidArgument},
+      // c·h·w overflows int64 (3037000500² > 2^63): refused, not wrapped into a negative shape.
+      {net("[1, 3037000500, 3037000500]", fc10), "the input exceeds 2^46 elements", ErrorCode::kInvalidArgument},
+      {net("[1, 28, 28]", R"({"type": "conv2d", "name": "c", "out": 4, "kernel": 3, "padding": 4611686018427387904}, )" + fc10),
+       "exceeds 2^46", ErrorCode::kInvalidArgument},
+      {net("[1, 28, 28]", R"({"type": "conv2d", "name": "c", "out": 1099511627776, "kernel": 3}, )" + fc10),
+       "layer 'c': the output exceeds 2^46 elements", ErrorCode::kInvalidArgument},
+      {net("[1, 28, 28]", R"({"type": "linear", "name": "f", "out": 4000000000000}, )" + fc10),
+       "the parameters exceed 2^46 elements (at 'f.weight')", ErrorCode::kInvalidArgument},
+      // Large but representable: more than any machine's memory, refused before allocating.
+      {net("[1, 28, 28]", R"({"type": "linear", "name": "f", "out": 20000000000}, )" +
+                              std::string(R"({"type": "linear", "name": "g", "out": 10})")),
+       "has 15900000000010 parameters", ErrorCode::kOutOfMemory},
+  };
+  for (const Case& c : cases) {
+    try {
+      build_model_from_json(c.json, 1);
+      ADD_FAILURE() << "accepted: " << c.json;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), c.code) << c.json << ": " << e.what();
+      EXPECT_NE(std::string(e.what()).find(c.message), std::string::npos) << c.json << ": " << e.what();
+    }
+  }
+  // The control: a valid custom net builds, with the parameter count its layers imply.
+  const Model ok = build_model_from_json(
+      net("[1, 8, 8]", R"({"type": "conv2d", "name": "c", "out": 3, "kernel": 3}, {"type": "relu"}, )"
+                       R"({"type": "flatten"}, {"type": "linear", "name": "f", "out": 10})"),
+      1);
+  EXPECT_EQ(ok.num_parameters(), (3 * 9 + 3) + (3 * 6 * 6 * 10 + 10));
+}
+
 TEST(Models, TrainingIsDeterministicAndLearns) {
   const Dataset data = synthetic(300, 5);
   for (OptimizerKind opt : {OptimizerKind::kSgd, OptimizerKind::kAdam}) {
