@@ -10,6 +10,11 @@
 
 namespace nq::nn {
 
+// A network description in build_model_from_json's format, parsed and checked (every layer fits its input, sizes
+// within range, the last layer has `classes` outputs) without allocating its parameters: the part a fuzz target
+// can run on any bytes.
+NetSpec parse_net_spec(const std::string& json_text);
+
 // Parameters from `weights` in param_layout order; every parameter must be present with its shape; tensors the
 // net does not have are an error. `source` names the weights in messages.
 template <class T>

@@ -121,20 +121,22 @@ Model build_model(const std::string& name, uint64_t seed) {
   return m;
 }
 
-Model build_model_from_json(const std::string& json_text, uint64_t seed) {
+namespace nn {
+
+NetSpec parse_net_spec(const std::string& json_text) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(json_text);
   } catch (const std::exception& e) {
     NQ_FAIL(ErrorCode::kInvalidArgument, "model JSON does not parse: " << e.what());
   }
-  auto spec = std::make_shared<NetSpec>();
+  NetSpec spec;
   try {
-    spec->name = j.value("name", std::string("custom"));
+    spec.name = j.value("name", std::string("custom"));
     const auto in = j.at("input").get<std::vector<int64_t>>();
     NQ_CHECK(in.size() == 3, ErrorCode::kInvalidArgument, "model JSON: \"input\" must be [channels, height, width]");
-    spec->in_c = in[0], spec->in_h = in[1], spec->in_w = in[2];
-    spec->num_classes = j.at("classes").get<int64_t>();
+    spec.in_c = in[0], spec.in_h = in[1], spec.in_w = in[2];
+    spec.num_classes = j.at("classes").get<int64_t>();
     for (const auto& l : j.at("layers")) {
       const std::string type = l.at("type").get<std::string>();
       LayerSpec ls;
@@ -149,12 +151,20 @@ Model build_model_from_json(const std::string& json_text, uint64_t seed) {
         ls.stride = l.value("stride", ls.kernel);
       } else if (type == "flatten") ls = flatten();
       else NQ_FAIL(ErrorCode::kInvalidArgument, "model JSON: unknown layer type '" << type << "'");
-      spec->layers.push_back(ls);
+      spec.layers.push_back(ls);
     }
   } catch (const nlohmann::json::exception& e) {
     NQ_FAIL(ErrorCode::kInvalidArgument, "model JSON: " << e.what());
   }
-  NQ_CHECK(spec->num_classes >= 2, ErrorCode::kInvalidArgument, "model JSON: need at least 2 classes");
+  NQ_CHECK(spec.num_classes >= 2, ErrorCode::kInvalidArgument, "model JSON: need at least 2 classes");
+  param_layout(spec);  // the shapes: every layer fits its input, sizes in range, the output has `classes` values
+  return spec;
+}
+
+}  // namespace nn
+
+Model build_model_from_json(const std::string& json_text, uint64_t seed) {
+  auto spec = std::make_shared<NetSpec>(nn::parse_net_spec(json_text));
   // Refused up front when the weights alone, with their gradients and Adam's two moments (4 copies in float32),
   // cannot fit: a clear error instead of a bare "out of memory" from the first allocation.
   const int64_t params = nn::param_count(*spec);
