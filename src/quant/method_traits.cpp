@@ -1,4 +1,5 @@
 // The quantization-method traits table (drives CLI help, parsing, docs and tests) and the small parsers.
+#include <cerrno>
 #include <cstdlib>
 #include <sstream>
 
@@ -71,8 +72,9 @@ Scope parse_scope(const std::string& text) {
   if (text.rfind("group:", 0) == 0) {
     const std::string num = text.substr(6);
     char* end = nullptr;
+    errno = 0;
     const long long g = num.empty() ? 0 : std::strtoll(num.c_str(), &end, 10);
-    NQ_CHECK(!num.empty() && end && *end == '\0' && g > 0, ErrorCode::kInvalidArgument,
+    NQ_CHECK(!num.empty() && end && *end == '\0' && g > 0 && errno != ERANGE, ErrorCode::kInvalidArgument,
              "scope '" << text << "': the group size must be a positive integer (e.g. group:128)");
     s.kind = ScopeKind::kGroup;
     s.group = g;

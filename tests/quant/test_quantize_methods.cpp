@@ -492,6 +492,7 @@ TEST(Quantize, ValidationErrors) {
   expect_code([] { parse_method("kmeans2"); }, ErrorCode::kInvalidArgument);
   expect_code([] { parse_scope("group:0"); }, ErrorCode::kInvalidArgument);
   expect_code([] { parse_scope("group:x"); }, ErrorCode::kInvalidArgument);
+  expect_code([] { parse_scope("group:99999999999999999999"); }, ErrorCode::kInvalidArgument);  // past int64
   expect_code([] { parse_init("random"); }, ErrorCode::kInvalidArgument);
   expect_code([] { parse_importance_transform("log"); }, ErrorCode::kInvalidArgument);
 }
