@@ -135,7 +135,7 @@ RawResult exact_dp(const Problem& p, const SortedData& s, const QuantizeParams& 
     const double s0 = it.p0[ib] - it.p0[ia], s1 = it.p1[ib] - it.p1[ia], s2 = it.p2[ib] - it.p2[ia];
     total += interval_scatter(s0, s1, s2);
     if (s0 > 0) {
-      out.centers[j] = shift + s1 / s0;
+      out.centers[j] = run_mean(s0, s1, shift, w[item_start[ia]], w[item_start[ib] - 1]);
     } else {
       double sum = 0;
       for (size_t i = item_start[ia]; i < item_start[ib]; ++i) sum += w[i];

@@ -207,7 +207,7 @@ NQ_HD inline int solve_row(const Scratch& s, const float* ws, const float* hs, i
     const int ia = s.starts[j], ib = s.starts[j + 1];
     const double s0 = s.p0[ib] - s.p0[ia], s1 = s.p1[ib] - s.p1[ia];  // the centre: weighted mean
     if (s0 > 0) {
-      centers[j] = shift + s1 / s0;
+      centers[j] = run_mean(s0, s1, shift, ws[s.item_start[ia]], ws[s.item_start[ib] - 1]);
     } else {
       double sum = 0;
       for (int i = s.item_start[ia]; i < s.item_start[ib]; ++i) sum += ws[i];

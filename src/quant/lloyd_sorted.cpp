@@ -37,7 +37,7 @@ RawResult lloyd_sorted(const SortedData& s, const QuantizeParams& q) {
       const SortedData::Sums r = s.range(a, b);
       double center;
       if (r.s0 > 0) {
-        center = s.shift() + r.s1 / r.s0;
+        center = run_mean(r.s0, r.s1, s.shift(), s.w()[a], s.w()[b - 1]);
         dist += interval_scatter(r.s0, r.s1, r.s2);
       } else {  // only weightless members: their plain mean (costs nothing either way)
         double sum = 0;

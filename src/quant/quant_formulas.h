@@ -111,6 +111,17 @@ NQ_HD inline int exact_representation(const float* ws, int n, int k, double* lev
   return m;
 }
 
+// The centre of a run of sorted values lo ≤ … ≤ hi with positive weight, from its sums S0 = Σh > 0 and
+// S1 = Σh·x (x = w − shift): their weighted mean, kept within [lo, hi]. Exact arithmetic puts it there, but the
+// sorted paths take a run's sums as differences of prefix sums, and where the run's importance is tiny next to
+// the importance before it (importances over 16 decades) the difference cancels and the quotient can land
+// anywhere, even beyond a neighbouring centre. Consecutive runs split between distinct values (ties go to one
+// side), so clamped centres stay strictly ascending, which every labelling rule needs.
+NQ_HD inline double run_mean(double s0, double s1, double shift, float lo, float hi) {
+  const double c = shift + s1 / s0;
+  return c < lo ? static_cast<double>(lo) : c > hi ? static_cast<double>(hi) : c;
+}
+
 // Weighted within-cluster scatter of an interval from its sums S0 = Σh, S1 = Σh·x, S2 = Σh·x² (x = w − shift):
 // Σh (x − S1/S0)² = S2 − S1²/S0, clamped at 0 against rounding; 0 for a weightless interval.
 NQ_HD inline double interval_scatter(double s0, double s1, double s2) {
@@ -213,9 +224,13 @@ NQ_HD inline double prune_score(float w, double h) {
   return fadd(fmul(fmul(h, wd), wd), 0.0);
 }
 
-// Uniform quantizer cell of w for step Δ with 0 a cell centre: cells [(m − ½)Δ, (m + ½)Δ) ([C] §5.3).
+// Uniform quantizer cell of w for step Δ with 0 a cell centre: cells [(m − ½)Δ, (m + ½)Δ) ([C] §5.3). Cells
+// saturate at ±2^61, where w/Δ would no longer convert to int64 (undefined behaviour) and differences of two cells
+// would overflow; the callers refuse spans of more than 2^26 cells anyway.
 NQ_HD inline int64_t uniform_cell(float w, double step) {
-  const double t = static_cast<double>(w) / step + 0.5;
+  constexpr double kMaxCell = 2305843009213693952.0;  // 2^61
+  double t = static_cast<double>(w) / step + 0.5;
+  t = t < -kMaxCell ? -kMaxCell : t > kMaxCell ? kMaxCell : t;
   double f = static_cast<double>(static_cast<int64_t>(t));
   if (f > t) f -= 1.0;  // floor for negatives
   return static_cast<int64_t>(f);

@@ -47,6 +47,16 @@ void check_quantize_params(const QuantizeParams& params) {
   NQ_CHECK(params.exact_histogram_bins >= 0, ErrorCode::kInvalidArgument, "exact_histogram_bins must be >= 0");
   for (const double c : params.initial_centers)
     NQ_CHECK(std::isfinite(c), ErrorCode::kInvalidArgument, "initial centre " << c << " is not finite");
+  // A start is a codebook of at most k levels (k-means and ECSQ never add centres): more would give a result of
+  // more than k levels. The other methods ignore starts.
+  if (!params.initial_centers.empty() && (params.method == Method::kKmeans || params.method == Method::kHwKmeans ||
+                                          params.method == Method::kEcsq)) {
+    std::vector<double> c = params.initial_centers;
+    std::sort(c.begin(), c.end());
+    const size_t distinct = static_cast<size_t>(std::unique(c.begin(), c.end()) - c.begin());
+    NQ_CHECK(distinct <= static_cast<size_t>(params.k), ErrorCode::kInvalidArgument,
+             traits.name << ": the start has " << distinct << " distinct centres, more than k = " << params.k);
+  }
 }
 
 void check_lambda_batch(const QuantizeParams& params, const std::vector<double>& lambdas, const char* who) {

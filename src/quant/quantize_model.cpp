@@ -368,6 +368,11 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
       std::vector<const std::vector<float>*> warm;
       if (warm_given)
         for (size_t j = first; j < first + count; ++j) warm.push_back(&params.initial_codebooks[j]);
+      // Every value of the tensor pruned: its rows are all empty, but the ops still want the arrays to exist.
+      if (pruned && gw.empty()) {
+        gw.push_back(0.0f);
+        if (weighted) gh.push_back(0.0f);
+      }
       const float* w = pruned ? gw.data() : p.w.data();
       const float* h = weighted ? (pruned ? gh.data() : p.h.data()) : nullptr;
       if (rows_ecsq) {  // op (f): every row's search (and λ) shares each pass

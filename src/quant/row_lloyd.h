@@ -212,7 +212,7 @@ NQ_HD void solve(const Team& team, const Workspace& w, int n, const Params& p, i
       if (a == b) continue;
       const Sums r = range(w, a, b, shift);
       if (r.s0 > 0) {
-        w.cand[j] = shift + r.s1 / r.s0;
+        w.cand[j] = run_mean(r.s0, r.s1, shift, w.ws[a], w.ws[b - 1]);
         w.scat[j] = interval_scatter(r.s0, r.s1, r.s2);
       } else {  // only weightless members: their plain mean (costs nothing either way)
         double sum = 0;

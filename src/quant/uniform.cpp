@@ -29,12 +29,29 @@ RawResult uniform_quantize(const Problem& p, double step, int max_cells) {
   NQ_CHECK(mhi - mlo < (int64_t{1} << 26), ErrorCode::kInvalidArgument,
            "uniform: step " << step << " gives " << (mhi - mlo + 1) << " cells over [" << lo << ", " << hi
                             << "] (at most 2^26)");
-  const size_t cells = static_cast<size_t>(mhi - mlo + 1);
+  // Cells mlo … mhi, or, when far more of them than values (outliers of importance 0 stretch the span), only the
+  // occupied ones in ascending order: the same labels once finalize drops the empty levels, without arrays of
+  // up to 2^26 cells for a handful of values (a target search probes dozens of steps).
+  std::vector<int64_t> occupied;
+  const bool sparse = static_cast<uint64_t>(mhi - mlo) >= 4 * static_cast<uint64_t>(n) + 64;
+  if (sparse) {
+    occupied.resize(n);
+    for (size_t i = 0; i < n; ++i) occupied[i] = cell(p.w[i]);
+    std::sort(occupied.begin(), occupied.end());
+    occupied.erase(std::unique(occupied.begin(), occupied.end()), occupied.end());
+  }
+  auto cell_index = [&](float v) -> int32_t {
+    const int64_t m = cell(v);
+    return static_cast<int32_t>(sparse ? std::lower_bound(occupied.begin(), occupied.end(), m) - occupied.begin()
+                                       : m - mlo);
+  };
+  auto cell_number = [&](size_t j) { return sparse ? occupied[j] : mlo + static_cast<int64_t>(j); };
+  const size_t cells = sparse ? occupied.size() : static_cast<size_t>(mhi - mlo + 1);
   std::vector<double> sh(cells, 0.0), shw(cells, 0.0), sw(cells, 0.0);
   std::vector<int64_t> cnt(cells, 0);
   out.labels.resize(n);
   for (size_t i = 0; i < n; ++i) {  // one sequential pass: deterministic and memory-bound anyway
-    const int32_t j = static_cast<int32_t>(cell(p.w[i]) - mlo);
+    const int32_t j = cell_index(p.w[i]);
     out.labels[i] = j;
     const double hv = p.h ? p.h[i] : 1.0;
     sh[j] += hv; shw[j] += hv * p.w[i]; sw[j] += p.w[i]; cnt[j] += 1;
@@ -42,7 +59,7 @@ RawResult uniform_quantize(const Problem& p, double step, int max_cells) {
   out.centers.resize(cells);
   int used = 0;
   for (size_t j = 0; j < cells; ++j) {
-    if (cnt[j] == 0) { out.centers[j] = static_cast<double>(mlo + static_cast<int64_t>(j)) * step; continue; }
+    if (cnt[j] == 0) { out.centers[j] = static_cast<double>(cell_number(j)) * step; continue; }
     ++used;
     out.centers[j] = sh[j] > 0 ? shw[j] / sh[j] : sw[j] / static_cast<double>(cnt[j]);
   }
@@ -72,8 +89,12 @@ RawResult uniform_driver(const Problem& p, const QuantizeParams& q) {
     const int64_t M = (std::max(1, q.k) - 1) / 2;
     return uniform_quantize(p, amax / (static_cast<double>(M) + 0.5), q.k);
   }
-  // Entropy falls (stepwise) as Δ grows: bisect log Δ between a fine grid and one cell.
-  double lo = std::log(amax / 1048576.0), hi = std::log(4.0 * amax);
+  // Entropy falls (stepwise) as Δ grows: bisect log Δ between a fine grid and one cell. The fine end also keeps
+  // the cells over all the values (outliers of importance 0 included) within uniform_quantize's 2^26.
+  float vlo = p.w[0], vhi = p.w[0];
+  for (size_t i = 1; i < p.n; ++i) { vlo = std::min(vlo, p.w[i]); vhi = std::max(vhi, p.w[i]); }
+  const double finest = std::max(amax / 1048576.0, (static_cast<double>(vhi) - vlo) / 33554432.0);  // 2^20, 2^25
+  double lo = std::log(finest), hi = std::log(std::max(4.0 * amax, 2.0 * finest));
   RawResult best;
   double best_err = infinity();
   for (int it = 0; it < 60; ++it) {
