@@ -1,7 +1,11 @@
 // Op (e) on the CPU: every row through row_lloyd.h's driver with a one-worker team, rows spread over OpenMP
 // threads (each row's result depends on that row alone, so the thread count never changes a bit).
+#include <omp.h>
+
 #include <algorithm>
 #include <vector>
+
+#include "core/iteration_errors.h"
 
 #include "netquant/error.h"
 #include "quant/nearest_thresholds.h"
@@ -47,19 +51,27 @@ void rows_kmeans(const quant::RowsKmeansJob& job, const quant::RowsKmeansOut& ou
   const rl::Params params{job.k, static_cast<rl::InitRule>(job.init), job.max_iter, job.tol};
   const size_t k = static_cast<size_t>(job.k);
 
-#pragma omp parallel if (job.rows > 1)
+  // Each thread's workspace is allocated here, and each row's work runs under IterationErrors: nothing may throw
+  // out of the OpenMP region (that is std::terminate), so an error is rethrown after it, the lowest row's first.
+  const int threads = job.rows > 1 ? std::max(1, omp_get_max_threads()) : 1;
+  const size_t space_doubles = (rl::workspace_bytes(static_cast<int>(n_max), job.k) + 7) / 8;
+  const size_t exact_doubles = job.exact ? (quant::exact_row::scratch_bytes(static_cast<int>(n_max), job.k) + 7) / 8 : 0;
+  std::vector<std::vector<double>> spaces(static_cast<size_t>(threads), std::vector<double>(space_doubles));
+  std::vector<std::vector<double>> exact_spaces(static_cast<size_t>(threads), std::vector<double>(exact_doubles));
+  std::vector<std::vector<double>> first_values(static_cast<size_t>(threads), std::vector<double>(job.exact ? k : 0));
+  IterationErrors errors(static_cast<size_t>(job.rows));
+
+#pragma omp parallel num_threads(threads)
   {
-    std::vector<double> space((rl::workspace_bytes(static_cast<int>(n_max), job.k) + 7) / 8);
+    const size_t t = static_cast<size_t>(omp_get_thread_num());
     const rl::Workspace ws =
-        rl::carve_workspace(reinterpret_cast<unsigned char*>(space.data()), static_cast<int>(n_max), job.k);
-    std::vector<double> exact_space(
-        job.exact ? (quant::exact_row::scratch_bytes(static_cast<int>(n_max), job.k) + 7) / 8 : 0);
+        rl::carve_workspace(reinterpret_cast<unsigned char*>(spaces[t].data()), static_cast<int>(n_max), job.k);
     const quant::exact_row::Scratch xs = quant::exact_row::carve_scratch(
-        reinterpret_cast<unsigned char*>(exact_space.data()), static_cast<int>(n_max), job.k);
-    std::vector<double> first_value(job.exact ? k : 0);
+        reinterpret_cast<unsigned char*>(exact_spaces[t].data()), static_cast<int>(n_max), job.k);
+    double* first_value = first_values[t].data();
     const SoloTeam team;
 #pragma omp for schedule(dynamic, 16)
-    for (int64_t r = 0; r < job.rows; ++r) {
+    for (int64_t r = 0; r < job.rows; ++r) errors.run(static_cast<size_t>(r), [&] {
       const int64_t begin = job.row_begin[r];
       const int n = static_cast<int>(job.row_begin[r + 1] - begin);
       const float* w = job.w + begin;
@@ -70,14 +82,14 @@ void rows_kmeans(const quant::RowsKmeansJob& job, const quant::RowsKmeansOut& ou
         out.center_count[r] = 0;
         out.iterations[r] = 0;
         out.converged[r] = 1;
-        continue;
+        return;
       }
       sort_pairs(w, h, static_cast<size_t>(n), ws.ws, ws.hs);  // op (b1): stable, −0 before +0, h = 1 if none
       if (job.exact) {
-        out.iterations[r] = exact_row_on_host(xs, ws.ws, ws.hs, w, n, job.k, c_out, first_value.data(),
+        out.iterations[r] = exact_row_on_host(xs, ws.ws, ws.hs, w, n, job.k, c_out, first_value,
                                               out.labels + begin, out.center_count[r]);
         out.converged[r] = 1;
-        continue;
+        return;
       }
       int given_k = 0;
       if (job.initial_count) {
@@ -99,8 +111,9 @@ void rows_kmeans(const quant::RowsKmeansJob& job, const quant::RowsKmeansOut& ou
       out.center_count[r] = kc;
       out.iterations[r] = ws.st->iterations;
       out.converged[r] = static_cast<uint8_t>(ws.st->converged);
-    }
+    });
   }
+  errors.rethrow_first();
 }
 
 }  // namespace nq::cpu

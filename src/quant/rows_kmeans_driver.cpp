@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "core/iteration_errors.h"
 #include "core/scratch_vector.h"
 #include "netquant/error.h"
 #include "quant/quant_ops.h"
@@ -95,8 +96,9 @@ std::vector<QuantizeResult> quantize_rows_kmeans(const float* w, const float* h,
   // Each row compacted as quantize() compacts it; rows are independent.
   std::vector<QuantizeResult> results(static_cast<size_t>(rows));
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  IterationErrors errors(static_cast<size_t>(rows));  // nothing may throw out of the region: rethrown below
 #pragma omp parallel for schedule(dynamic, 16) if (rows > 1)
-  for (int64_t r = 0; r < rows; ++r) {
+  for (int64_t r = 0; r < rows; ++r) errors.run(static_cast<size_t>(r), [&] {
     const size_t ri = static_cast<size_t>(r), begin = static_cast<size_t>(row_begin[r]);
     const Problem p = row_problem(w, h, row_begin[r], row_begin[r + 1], backend);
     RawResult raw;
@@ -109,7 +111,8 @@ std::vector<QuantizeResult> quantize_rows_kmeans(const float* w, const float* h,
     results[ri] = finalize(p, std::move(raw));
     results[ri].backend = backend;
     results[ri].seconds = seconds * static_cast<double>(p.n) / static_cast<double>(std::max<size_t>(n, 1));
-  }
+  });
+  errors.rethrow_first();
   return results;
 }
 
