@@ -25,6 +25,12 @@ RawResult uniform_quantize(const Problem& p, double step, int max_cells) {
   };
   float lo = p.w[0], hi = p.w[0];
   for (size_t i = 1; i < n; ++i) { lo = std::min(lo, p.w[i]); hi = std::max(hi, p.w[i]); }
+  // Cells past ±2^61 saturate (uniform_cell) and would merge values: with no cap on the cells (a given step, a
+  // target's probes) a step that puts a value there is refused. (With max_cells the outer cells take them.)
+  const double reach = std::max(std::fabs(static_cast<double>(lo)), std::fabs(static_cast<double>(hi))) / step;
+  NQ_CHECK(M >= 0 || reach < 1152921504606846976.0, ErrorCode::kInvalidArgument,  // 2^60
+           "uniform: step " << step << " is too small for values up to " << reach * step
+                            << " (more than 2^60 cells from 0)");
   const int64_t mlo = cell(lo), mhi = cell(hi);
   NQ_CHECK(mhi - mlo < (int64_t{1} << 26), ErrorCode::kInvalidArgument,
            "uniform: step " << step << " gives " << (mhi - mlo + 1) << " cells over [" << lo << ", " << hi

@@ -110,13 +110,17 @@ TEST(NumericExtremes, LloydCentresStayInsideTheirClusters) {
 }
 
 // An explicit step far below the values: w/Δ past 2^63 converted to int64 (undefined behaviour; a segfault, or one
-// cell for everything). Refused as too many cells now, as a step just above that range always was.
+// cell for everything). Refused now: too many cells, or (past 2^60 cells from 0, where cells saturate and would
+// merge values) too small for the values.
 TEST(NumericExtremes, UniformStepFarBelowTheValuesIsRefused) {
-  for (const std::vector<float>& w : {std::vector<float>{-1.0f, 0.25f, 1.0f}, std::vector<float>{-1.0f, 0.0f, 1.0f}})
-    for (double step : {1e-18, 1e-19, 1e-30, 1e-300}) {
+  for (const std::vector<float>& w : {std::vector<float>{-1.0f, 0.25f, 1.0f}, std::vector<float>{-1.0f, 0.0f, 1.0f},
+                                      std::vector<float>{0.5f, 0.75f}, std::vector<float>{-3e-5f, -2e-5f}})
+    for (double step : {1e-17, 1e-19, 1e-30, 1e-300}) {
       auto p = params(Method::kUniform, 16);  // k unused with a step or a target
       p.step = step;
-      expect_error([&] { quantize(w.data(), nullptr, w.size(), p); }, ErrorCode::kInvalidArgument, "at most 2^26");
+      const bool saturates = std::fabs(w[0]) / step >= 0x1p60;
+      expect_error([&] { quantize(w.data(), nullptr, w.size(), p); }, ErrorCode::kInvalidArgument,
+                   saturates ? "is too small for values up to" : "at most 2^26");
     }
   // From k, the cells cover the weighted values: an outlier of importance 0 a decillion times larger lands in the
   // outer cell (its cell number saturates instead of overflowing).
