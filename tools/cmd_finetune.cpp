@@ -31,7 +31,15 @@ QuantizedModel assignment_from_weights(const TensorSet& weights, const std::stri
            path << ": " << levels.size() << " distinct values: not a quantized model (use a .nq file or the "
                 << "dequantized output of `netquant quantize`)");
   QuantizedModel q;
+  // The method `quantize -o X.safetensors` records; else unknown, and the levels are exactly what they are.
+  const auto made_by = weights.metadata().find("netquant.quantize.method");
   q.method = Method::kExact;
+  if (made_by != weights.metadata().end()) {
+    try {
+      q.method = parse_method(made_by->second);
+    } catch (const Error&) {  // another tool's or version's value: not an error, the levels still stand
+    }
+  }
   q.codebooks.emplace_back();
   for (auto& [value, index] : levels) {
     index = static_cast<int32_t>(q.codebooks[0].size());

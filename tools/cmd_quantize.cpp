@@ -136,6 +136,8 @@ void run_quantize(const QuantizeOptions& o) {
     account_coding(q);
     TensorSet deq = q.dequantize();
     deq.metadata() = metadata;
+    // Which quantizer made these values: `finetune` records it when it turns them back into an assignment.
+    deq.metadata()["netquant.quantize.method"] = method_traits(q.method).name;
     write_tensors(o.output, deq);
   }
 

@@ -129,9 +129,17 @@ TEST(DemoCli, QuickRunProducesTableAndFiles) {
   EXPECT_NE(slurp(dir + "/bad_err").find("--keep-zeros"), std::string::npos) << slurp(dir + "/bad_err");
   struct stat none {};
   EXPECT_NE(::stat((dir + "/x.safetensors").c_str(), &none), 0) << "a failed run writes nothing";
+  const std::string cli = std::string("'") + NQ_CLI_PATH + "' ";
+  // finetune from a dequantized .safetensors records the method `quantize` wrote into its metadata.
+  const int deq = std::system((cli + "quantize '" + dir + "/out/lenet5.safetensors' --method kmeans --k 8 -q -o '" +
+                               dir + "/deq.safetensors' > /dev/null 2>&1 && " + cli + "finetune --model lenet5 " +
+                               "--weights '" + dir + "/deq.safetensors' --train-subset 256 -q -o '" + dir +
+                               "/ft.nq' > /dev/null 2> '" + dir + "/ft_err' && " + cli + "inspect '" + dir +
+                               "/ft.nq' > '" + dir + "/ft_out'").c_str());
+  ASSERT_TRUE(WIFEXITED(deq) && WEXITSTATUS(deq) == 0) << slurp(dir + "/ft_err");
+  EXPECT_NE(slurp(dir + "/ft_out").find("method kmeans"), std::string::npos) << slurp(dir + "/ft_out");
   // --quiet drops the progress, set-up and per-epoch/step lines but never the result: train's last line (with its
   // test accuracy), lc's and wetrain's tables.
-  const std::string cli = std::string("'") + NQ_CLI_PATH + "' ";
   const std::string weights = " --weights '" + dir + "/out/lenet5.safetensors'";
   const int quiet_train = std::system((cli + "train --model lenet5 --epochs 1 --train-subset 320 --test-subset 100 -q -o '" +
                                        dir + "/q.safetensors' > '" + dir + "/q_out' 2> '" + dir + "/q_err'").c_str());

@@ -59,6 +59,8 @@ TEST_F(QuantizeCli, EveryMethodAndScope) {
         n += static_cast<int64_t>(a.size());
       }
       EXPECT_NEAR(report["total"]["mse"].get<double>(), se / n, 1e-9) << t.name << " " << scope;
+      // The dequantized file says which quantizer made it (finetune records it from there).
+      EXPECT_EQ(out.metadata().at("netquant.quantize.method"), t.name);
       EXPECT_NE(r.out.find("total"), std::string::npos);
     }
   }
