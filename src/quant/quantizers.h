@@ -233,7 +233,8 @@ RawResult ecsq_search(const AssignPass& pass, size_t n_total, size_t n_local, co
 // (quantize_lambdas for λ m) returns for problem j alone — bit for bit on the CPU; on CUDA every pass runs on the
 // device, so a row under 2^14 values, which quantize() would run on the host, agrees with it to rounding (the two
 // backends' sums differ in the last bits) — but results[j].backend is `backend` and the call's time is shared out
-// by size. Rows go in slices of at most slice_values values per λ, one op (f) object and
+// by size. A row of kBinnedMinValues values or more, whose passes quantize() runs binned, is solved by quantize()
+// itself (or quantize_lambdas). Rows go in slices of at most slice_values values per λ, one op (f) object and
 // one lockstep each. This is the GPU's way (a pass is one launch over thousands of rows); on the CPU, quantize_model
 // runs one quantize() per row on the host threads instead: a row then stays in cache through all its passes, no
 // pass waits for the slowest row, and nothing is allocated per pass (1.5× faster on small groups, same bits).

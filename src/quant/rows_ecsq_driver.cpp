@@ -10,6 +10,7 @@
 #include "core/iteration_errors.h"
 #include "core/scratch_vector.h"
 #include "netquant/error.h"
+#include "quant/binned_pass.h"
 #include "quant/quant_ops.h"
 #include "quant/quantizers.h"
 
@@ -110,6 +111,11 @@ std::vector<std::vector<QuantizeResult>> quantize_rows_ecsq(const float* w, cons
     p = row_problem(w, h, row_begin[r], row_begin[r + 1], problem_backend(backend, len));
     weighted[static_cast<size_t>(r)] = p.h != nullptr;
   }
+  // Rows of kBinnedMinValues values or more: quantize() runs their passes binned (binned_pass.h), whose sums agree
+  // with op (a)'s only to rounding, enough to stop an ECSQ run one pass apart. They are solved one by one as
+  // quantize() / quantize_lambdas solve them, so every row keeps quantize()'s bits.
+  std::vector<uint8_t> solo(static_cast<size_t>(rows), 0);
+  for (int64_t r = 0; r < rows; ++r) solo[static_cast<size_t>(r)] = use_binned_pass(problems[static_cast<size_t>(r)].n);
 
   std::vector<std::vector<QuantizeResult>> out(nsets, std::vector<QuantizeResult>(static_cast<size_t>(rows)));
   // Rows [r0, r1) in one op (f) object: their searches from the starting codebooks ecsq_driver makes (sorted
@@ -117,7 +123,7 @@ std::vector<std::vector<QuantizeResult>> quantize_rows_ecsq(const float* w, cons
   auto solve_slice = [&](int64_t r0, int64_t r1, const std::vector<int64_t>& slice_begin) {
     std::vector<Task> tasks;
     for (int64_t r = r0; r < r1; ++r)
-      if (problems[static_cast<size_t>(r)].n > 0)
+      if (problems[static_cast<size_t>(r)].n > 0 && !solo[static_cast<size_t>(r)])
         for (size_t m = 0; m < nsets; ++m) tasks.push_back({r - r0, m, nullptr});
     // (A device sort of a long row can fail: IterationErrors carries it out of the OpenMP region.)
     IterationErrors failed(tasks.size());
@@ -162,6 +168,20 @@ std::vector<std::vector<QuantizeResult>> quantize_rows_ecsq(const float* w, cons
     const int64_t r1 = next_slice(row_begin, r0, per_slice, slice_begin);
     solve_slice(r0, r1, slice_begin);
     r0 = r1;
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    if (!solo[static_cast<size_t>(r)]) continue;
+    const Problem& p = problems[static_cast<size_t>(r)];
+    QuantizeParams qr = q;
+    qr.backend = backend;
+    if (!warm.empty() && warm[static_cast<size_t>(r)])
+      qr.initial_centers.assign(warm[static_cast<size_t>(r)]->begin(), warm[static_cast<size_t>(r)]->end());
+    if (lambdas.empty()) {
+      out[0][static_cast<size_t>(r)] = ::nq::quantize(p.w, p.h, p.n, qr);
+    } else {
+      std::vector<QuantizeResult> each = ::nq::quantize_lambdas(p.w, p.h, p.n, qr, lambdas);
+      for (size_t m = 0; m < nsets; ++m) out[m][static_cast<size_t>(r)] = std::move(each[m]);
+    }
   }
 
   // An empty row gets what quantize() returns for n = 0; every result says where it ran and its share of the time.

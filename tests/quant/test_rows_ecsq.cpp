@@ -12,6 +12,7 @@
 
 #include "netquant/error.h"
 #include "netquant/quantize.h"
+#include "quant/binned_pass.h"
 #include "quant/quant_ops.h"
 #include "quant/quantizers.h"
 #include "quant/same_result.h"
@@ -84,6 +85,37 @@ TEST(RowsEcsq, EachRowEqualsItsOwnQuantizeAtAGivenLambda) {
         expect_rows_equal_quantize(d, weighted, ecsq(k, lambda), {}, kRowsSliceValues,
                                    "k " + std::to_string(k) + " lambda " + std::to_string(lambda) +
                                        (weighted ? " weighted" : " unweighted"));
+}
+
+// A row of kBinnedMinValues values or more, whose passes quantize() runs binned (sums equal to op (a)'s only to
+// rounding: the histories differed in the last bits, and at tol = 0 an iteration count by one), next to short
+// rows: every row still has quantize()'s bits, at one λ and at several.
+TEST(RowsEcsq, ARowLongEnoughToBinIsQuantizedAsQuantizeDoes) {
+  Rows d;
+  std::mt19937_64 rng(11);
+  std::uniform_real_distribution<double> u(-2.0, -1.0);
+  std::gamma_distribution<double> g(0.7, 1.0);
+  for (const size_t len : {size_t{300}, kBinnedMinValues + 3347, size_t{41}}) {
+    for (size_t i = 0; i < len; ++i) {
+      d.w.push_back(static_cast<float>(u(rng)));
+      d.h.push_back(static_cast<float>(g(rng)));
+    }
+    d.begin.push_back(static_cast<int64_t>(d.w.size()));
+  }
+  ASSERT_TRUE(use_binned_pass(kBinnedMinValues + 3347)) << "the long row must be one quantize() runs binned";
+  QuantizeParams q = ecsq(2, 3.667e-7);
+  q.init = Init::kQuantile;
+  q.tol = 0;
+  for (const bool weighted : {false, true})
+    expect_rows_equal_quantize(d, weighted, q, {}, kRowsSliceValues, weighted ? "weighted" : "unweighted");
+  const std::vector<double> lambdas = {1e-6, 3e-5};
+  const auto sets = quantize_rows_ecsq(d.w.data(), d.h.data(), d.begin, ecsq(8, 0.0), Backend::kCpu, {}, lambdas);
+  for (size_t r = 0; r + 1 < d.begin.size(); ++r) {
+    const size_t b = static_cast<size_t>(d.begin[r]), n = static_cast<size_t>(d.begin[r + 1]) - b;
+    const auto want = quantize_lambdas(d.w.data() + b, d.h.data() + b, n, ecsq(8, 0.0), lambdas);
+    for (size_t m = 0; m < lambdas.size(); ++m)
+      expect_same_result(sets[m][r], want[m], "row " + std::to_string(r) + ", λ " + std::to_string(lambdas[m]));
+  }
 }
 
 TEST(RowsEcsq, TargetRatesSearchRowByRowAsQuantizeDoes) {
