@@ -295,7 +295,7 @@ void plan_fill(const RowsIndex& ri, const int64_t* rows, const TaskBooks& books,
       c.shapes[j] = t.shape;
     }
   } else {
-    IterationErrors failed(m);
+    IterationErrors failed;
 #pragma omp parallel for schedule(static, 256) if (m > 1024)
     for (long long jj = 0; jj < static_cast<long long>(m); ++jj) {
       const size_t j = static_cast<size_t>(jj), i = c.s + j;

@@ -1,33 +1,39 @@
 // Internal: exceptions out of OpenMP loops. An exception may not leave an OpenMP region (the runtime calls
-// std::terminate), so each iteration's is kept and, after the region, the one of the lowest iteration is
-// rethrown: the caller sees the same error whatever the thread count.
+// std::terminate), so each iteration's is caught and, after the region, the one of the lowest iteration is
+// rethrown: the caller sees the same error whatever the thread count. Only that one is kept (O(1) memory: loops
+// over millions of rows or groups use this).
 #pragma once
 
 #include <cstddef>
 #include <exception>
-#include <vector>
+#include <limits>
+#include <mutex>
 
 namespace nq {
 
 class IterationErrors {
  public:
-  explicit IterationErrors(size_t iterations) : errors_(iterations) {}
-  // Runs iteration i's work, keeping what it throws.
+  // Runs iteration i's work, keeping what it throws if no lower iteration has thrown.
   template <class Work>
   void run(size_t i, Work&& work) {
     try {
       work();
     } catch (...) {
-      errors_[i] = std::current_exception();
+      const std::lock_guard<std::mutex> hold(mutex_);
+      if (i < first_index_) {
+        first_index_ = i;
+        first_ = std::current_exception();
+      }
     }
   }
   void rethrow_first() const {
-    for (const std::exception_ptr& e : errors_)
-      if (e) std::rethrow_exception(e);
+    if (first_) std::rethrow_exception(first_);
   }
 
  private:
-  std::vector<std::exception_ptr> errors_;
+  std::mutex mutex_;
+  size_t first_index_ = std::numeric_limits<size_t>::max();
+  std::exception_ptr first_;
 };
 
 }  // namespace nq

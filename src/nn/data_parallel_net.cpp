@@ -85,7 +85,7 @@ int DataParallelNet::run_micro_batches(const Dataset& data, const int64_t* idx, 
     work(*replicas_.front());
   } else {
     cpu::SingleThreadedBlas one_blas_thread(/*serial_caller=*/false);
-    IterationErrors errors(static_cast<size_t>(m));
+    IterationErrors errors;
     parallel_for(m, 1, [&](int64_t j) { errors.run(size_t(j), [&] { work(*replicas_[size_t(j)]); }); });
     errors.rethrow_first();
   }

@@ -682,7 +682,7 @@ class CpuResidentRows final : public quant::ResidentRows {
                "resident rows: task " << i << " names row " << r << " of " << begin_.size() - 1);
       label_at[static_cast<size_t>(i) + 1] = label_at[static_cast<size_t>(i)] + begin_[r + 1] - begin_[r];
     }
-    IterationErrors failed(static_cast<size_t>(tasks));
+    IterationErrors failed;
 #pragma omp parallel for schedule(dynamic, 4) if (tasks > 1)
     for (int64_t i = 0; i < tasks; ++i) {
       const size_t t = static_cast<size_t>(i);

@@ -407,7 +407,7 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
     const int64_t chunk =
         std::max<int64_t>(1, static_cast<int64_t>(rest.size()) / (64 * std::max(1, omp_get_max_threads())));
     std::atomic<int64_t> finished{done};
-    IterationErrors errors(rest.size());  // an error may not leave the region: the first problem's is rethrown
+    IterationErrors errors;  // an error may not leave the region: the first problem's is rethrown
 #pragma omp parallel for schedule(dynamic, chunk)
     for (int64_t jj = 0; jj < static_cast<int64_t>(rest.size()); ++jj) {
       errors.run(static_cast<size_t>(jj), [&] { run_one(rest[static_cast<size_t>(jj)]); });

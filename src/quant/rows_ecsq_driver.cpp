@@ -126,7 +126,7 @@ std::vector<std::vector<QuantizeResult>> quantize_rows_ecsq(const float* w, cons
       if (problems[static_cast<size_t>(r)].n > 0 && !solo[static_cast<size_t>(r)])
         for (size_t m = 0; m < nsets; ++m) tasks.push_back({r - r0, m, nullptr});
     // (A device sort of a long row can fail: IterationErrors carries it out of the OpenMP region.)
-    IterationErrors failed(tasks.size());
+    IterationErrors failed;
 #pragma omp parallel for schedule(dynamic, 4)
     for (int64_t i = 0; i < static_cast<int64_t>(tasks.size()); ++i) {
       if (tasks[static_cast<size_t>(i)].set > 0) continue;  // the λ sets of a row share one start, made below

@@ -59,7 +59,7 @@ void rows_kmeans(const quant::RowsKmeansJob& job, const quant::RowsKmeansOut& ou
   std::vector<std::vector<double>> spaces(static_cast<size_t>(threads), std::vector<double>(space_doubles));
   std::vector<std::vector<double>> exact_spaces(static_cast<size_t>(threads), std::vector<double>(exact_doubles));
   std::vector<std::vector<double>> first_values(static_cast<size_t>(threads), std::vector<double>(job.exact ? k : 0));
-  IterationErrors errors(static_cast<size_t>(job.rows));
+  IterationErrors errors;
 
 #pragma omp parallel num_threads(threads)
   {

@@ -96,7 +96,7 @@ std::vector<QuantizeResult> quantize_rows_kmeans(const float* w, const float* h,
   // Each row compacted as quantize() compacts it; rows are independent.
   std::vector<QuantizeResult> results(static_cast<size_t>(rows));
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  IterationErrors errors(static_cast<size_t>(rows));  // nothing may throw out of the region: rethrown below
+  IterationErrors errors;  // nothing may throw out of the region: rethrown below
 #pragma omp parallel for schedule(dynamic, 16) if (rows > 1)
   for (int64_t r = 0; r < rows; ++r) errors.run(static_cast<size_t>(r), [&] {
     const size_t ri = static_cast<size_t>(r), begin = static_cast<size_t>(row_begin[r]);
