@@ -45,56 +45,9 @@
 #include "netquant/io.h"
 #include "netquant/quantize.h"
 #include "netquant/tensor.h"
+#include "stress/campaign.h"
 
 using namespace nq;
-using Rng = std::mt19937_64;
-
-static char g_case[1024] = "none";
-static std::map<std::string, long> g_cases, g_fails;
-static long g_total_fail_prints = 0;
-static bool g_verbose = false;
-
-static void on_signal(int sig) {
-  char buf[1200];
-  int len = snprintf(buf, sizeof buf, "\nCRASH/HANG signal %d while running case: %s\n", sig, g_case);
-  if (write(2, buf, static_cast<size_t>(len)) < 0) {}
-  signal(sig, SIG_DFL);
-  raise(sig);
-}
-static void set_case(const std::string& check, uint64_t seed, const std::string& extra = "") {
-  snprintf(g_case, sizeof g_case, "check=%s seed=%" PRIu64 " %s", check.c_str(), seed, extra.c_str());
-}
-
-struct Failure {
-  Failure(std::string c, uint64_t s) : check(std::move(c)), seed(s) {}
-  std::string check;
-  uint64_t seed;
-  std::ostringstream msg;
-  bool any = false;
-};
-#define FAILF(F, ...)                                          \
-  do {                                                         \
-    if (!(F).any || (F).msg.tellp() < 4000) {                  \
-      char _b[1024];                                           \
-      snprintf(_b, sizeof _b, __VA_ARGS__);                    \
-      (F).msg << "    " << _b << "\n";                         \
-    }                                                          \
-    (F).any = true;                                            \
-  } while (0)
-
-static void report(Failure& f, const std::string& desc) {
-  ++g_cases[f.check];
-  if (!f.any) return;
-  ++g_fails[f.check];
-  if (g_total_fail_prints++ < 400)
-    printf("FAIL %s seed=%" PRIu64 " %s\n%s", f.check.c_str(), f.seed, desc.c_str(), f.msg.str().c_str());
-  fflush(stdout);
-}
-
-static double unif(Rng& r) { return std::uniform_real_distribution<double>(0.0, 1.0)(r); }
-static int64_t irange(Rng& r, int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(r); }
-template <class T>
-static T pick(Rng& r, const std::vector<T>& v) { return v[static_cast<size_t>(irange(r, 0, static_cast<int64_t>(v.size()) - 1))]; }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Random models.
@@ -322,7 +275,7 @@ static void check_nq(uint64_t seed) {
       q = quantize_model(m.model, m.has_imp ? &m.importance : nullptr, p);
     } catch (const Error& e) {
       ++g_cases["nq:quantize-threw(skipped)"];
-      if (g_verbose) printf("note nq seed=%" PRIu64 " quantize_model threw: %s\n", seed, e.what());
+      if (g_in_process) printf("note nq seed=%" PRIu64 " quantize_model threw: %s\n", seed, e.what());
       return;
     }
     // quantize_model's own invariants: pruned count = floor(prune·N) over quantized tensors.
@@ -799,7 +752,7 @@ static void check_prune(uint64_t seed) {
     }
   } catch (const Error& e) {
     ++g_cases["prune:threw(skipped)"];
-    if (g_verbose) printf("note prune seed=%" PRIu64 " threw: %s\n", seed, e.what());
+    if (g_in_process) printf("note prune seed=%" PRIu64 " threw: %s\n", seed, e.what());
     return;
   } catch (const std::exception& e) {
     FAILF(f, "threw: %s", e.what());
@@ -889,7 +842,7 @@ static void check_lambdas(uint64_t seed) {
       try { batch = quantize_model_lambdas(m.model, m.has_imp ? &m.importance : nullptr, p, lambdas); }
       catch (const Error& e) {
         ++g_cases["lambdas:threw(skipped)"];
-        if (g_verbose) printf("note lambdas seed=%" PRIu64 " threw: %s\n", seed, e.what());
+        if (g_in_process) printf("note lambdas seed=%" PRIu64 " threw: %s\n", seed, e.what());
         return;
       }
       for (size_t i = 0; i < batch.size(); ++i) {
@@ -913,79 +866,9 @@ static void check_lambdas(uint64_t seed) {
 
 // ---------------------------------------------------------------------------------------------------------------
 int main(int argc, char** argv) {
-  std::string check = "all";
-  double seconds = 60;
-  uint64_t base = 1;
-  bool one = false, use_fork = true;
-  uint64_t one_seed = 0;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--check" && i + 1 < argc) check = argv[++i];
-    else if (a == "--seconds" && i + 1 < argc) seconds = atof(argv[++i]);
-    else if (a == "--seed" && i + 1 < argc) base = strtoull(argv[++i], nullptr, 10);
-    else if (a == "--one" && i + 1 < argc) { one = true; one_seed = strtoull(argv[++i], nullptr, 10); }
-    else if (a == "--nofork") use_fork = false;
-    else { fprintf(stderr, "usage: %s [--check nq|nqbig|huffman|prune|lambdas|all] [--seconds S] [--seed B] [--one SEED] [--nofork]\n", argv[0]); return 2; }
-  }
-  for (int s : {SIGSEGV, SIGABRT, SIGFPE, SIGBUS, SIGILL, SIGALRM}) signal(s, on_signal);
-  const std::vector<std::pair<std::string, std::function<void(uint64_t)>>> all = {
-      {"nq", check_nq}, {"nqbig", check_nqbig}, {"huffman", check_huffman}, {"prune", check_prune}, {"lambdas", check_lambdas}};
   omp_set_num_threads(2);
-  for (const auto& [name, fn] : all) {
-    if (check != "all" && check != name) continue;
-    g_verbose = one || !use_fork;
-    if (one) { alarm(300); fn(one_seed); alarm(0); continue; }
-    const auto t0 = std::chrono::steady_clock::now();
-    for (uint64_t i = 0;; ++i) {
-      if (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > seconds) break;
-      if (!use_fork) { alarm(300); fn(base + i); alarm(0); continue; }
-      fflush(stdout);
-      int fd[2];
-      if (pipe(fd) != 0) { perror("pipe"); return 2; }
-      const pid_t pid = fork();
-      if (pid == 0) {
-        close(fd[0]);
-        g_cases.clear(); g_fails.clear();
-        alarm(120);
-        fn(base + i);
-        alarm(0);
-        std::string out;
-        for (const auto& [k2, v] : g_cases) out += "C\t" + k2 + "\t" + std::to_string(v) + "\n";
-        for (const auto& [k2, v] : g_fails) out += "F\t" + k2 + "\t" + std::to_string(v) + "\n";
-        out += "P\t" + std::to_string(g_total_fail_prints) + "\t0\n";
-        if (write(fd[1], out.data(), out.size()) < 0) {}
-        close(fd[1]);
-        fflush(stdout);
-        _exit(0);
-      }
-      close(fd[1]);
-      std::string in;
-      char buf[4096];
-      for (ssize_t got; (got = read(fd[0], buf, sizeof buf)) > 0;) in.append(buf, static_cast<size_t>(got));
-      close(fd[0]);
-      int status = 0;
-      waitpid(pid, &status, 0);
-      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        ++g_cases[name]; ++g_fails[name]; ++g_fails[name + ":CRASH"]; ++g_cases[name + ":CRASH"];
-        printf("FAIL %s seed=%" PRIu64 " CRASHED (%s %d) — replay: --check %s --one %" PRIu64 " --nofork\n", name.c_str(), base + i,
-               WIFSIGNALED(status) ? "signal" : "exit", WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), name.c_str(), base + i);
-        continue;
-      }
-      std::istringstream is(in);
-      std::string line;
-      while (std::getline(is, line)) {
-        std::istringstream ls(line);
-        std::string tag, key, val;
-        std::getline(ls, tag, '\t'); std::getline(ls, key, '\t'); std::getline(ls, val, '\t');
-        if (tag == "C") g_cases[key] += atol(val.c_str());
-        else if (tag == "F") g_fails[key] += atol(val.c_str());
-        else if (tag == "P") g_total_fail_prints = atol(key.c_str());
-      }
-    }
-  }
-  printf("\n=== summary ===\n");
-  for (const auto& [name, n] : g_cases) printf("%-40s cases %8ld  failures %ld\n", name.c_str(), n, g_fails.count(name) ? g_fails[name] : 0);
-  long total_fail = 0;
-  for (const auto& [name, n] : g_fails) total_fail += n;
-  return total_fail ? 1 : 0;
+  return run_campaign(argc, argv,
+                      {{"nq", check_nq}, {"nqbig", check_nqbig}, {"huffman", check_huffman}, {"prune", check_prune},
+                       {"lambdas", check_lambdas}},
+                      {}, 120);
 }
