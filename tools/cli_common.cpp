@@ -30,34 +30,28 @@ void add_common_options(CLI::App& sub, CommonOptions& opts, bool with_backend) {
 
 namespace {
 
-CLI::Validator number_at_least(double floor, bool inclusive, const char* rule) {
+// A number passing `ok`, else "must be <rule>, got ..." (or "must be a number").
+template <class Ok>
+CLI::Validator number_where(Ok ok, const char* rule) {
   return CLI::Validator(
       [=](std::string& text) -> std::string {
         char* end = nullptr;
         const double v = std::strtod(text.c_str(), &end);
         if (end == text.c_str() || *end != '\0') return "must be a number, got '" + text + "'";
-        if (!(inclusive ? v >= floor : v > floor)) return std::string("must be ") + rule + ", got " + text;
+        if (!ok(v)) return std::string("must be ") + rule + ", got " + text;
         return std::string();
       },
       rule);
 }
 
-const CLI::Validator kNonNegative = number_at_least(0.0, true, ">= 0");
+const CLI::Validator kNonNegative = number_where([](double v) { return v >= 0; }, ">= 0");
 
 }  // namespace
 
-const CLI::Validator kPositive = number_at_least(0.0, false, "> 0");
+const CLI::Validator kPositive = number_where([](double v) { return v > 0; }, "> 0");
 
 // [0, 1): pruning everything would leave nothing to quantize (quantize_model refuses 1 as well).
-const CLI::Validator kPruneFraction(
-    [](std::string& text) -> std::string {
-      char* end = nullptr;
-      const double v = std::strtod(text.c_str(), &end);
-      if (end == text.c_str() || *end != '\0') return "must be a number, got '" + text + "'";
-      if (!(v >= 0 && v < 1)) return "must be in [0, 1), got " + text;
-      return std::string();
-    },
-    "in [0, 1)");
+const CLI::Validator kPruneFraction = number_where([](double v) { return v >= 0 && v < 1; }, "in [0, 1)");
 
 CLI::Option* add_image_count(CLI::App& sub, const std::string& name, int64_t& count, const std::string& help) {
   return sub.add_option(name, count, help)->capture_default_str()->check(kNonNegative);

@@ -51,9 +51,7 @@ void check_quantize_params(const QuantizeParams& params) {
   // more than k levels. The other methods ignore starts.
   if (!params.initial_centers.empty() && (params.method == Method::kKmeans || params.method == Method::kHwKmeans ||
                                           params.method == Method::kEcsq)) {
-    std::vector<double> c = params.initial_centers;
-    std::sort(c.begin(), c.end());
-    const size_t distinct = static_cast<size_t>(std::unique(c.begin(), c.end()) - c.begin());
+    const size_t distinct = warm_start(params).size();  // the start as the drivers take it: sorted, merged
     NQ_CHECK(distinct <= static_cast<size_t>(params.k), ErrorCode::kInvalidArgument,
              traits.name << ": the start has " << distinct << " distinct centres, more than k = " << params.k);
   }

@@ -85,7 +85,8 @@ RawResult uniform_driver(const Problem& p, const QuantizeParams& q) {
   // linear_span): an outlier of importance 0 adds nothing to the objective, so it lands in an outer cell instead
   // of stretching every cell to reach it. All values when none has any importance.
   double wlo = 0, whi = 0;
-  value_range(p.w, p.h, p.n).span(wlo, whi);
+  const ValueRange range = value_range(p.w, p.h, p.n);
+  range.span(wlo, whi);
   double amax = std::max(std::fabs(wlo), std::fabs(whi));
   if (amax == 0) amax = 1;  // all zeros: any step gives the single cell 0
   const double rate = target_rate_bits(q);
@@ -97,9 +98,7 @@ RawResult uniform_driver(const Problem& p, const QuantizeParams& q) {
   }
   // Entropy falls (stepwise) as Δ grows: bisect log Δ between a fine grid and one cell. The fine end also keeps
   // the cells over all the values (outliers of importance 0 included) within uniform_quantize's 2^26.
-  float vlo = p.w[0], vhi = p.w[0];
-  for (size_t i = 1; i < p.n; ++i) { vlo = std::min(vlo, p.w[i]); vhi = std::max(vhi, p.w[i]); }
-  const double finest = std::max(amax / 1048576.0, (static_cast<double>(vhi) - vlo) / 33554432.0);  // 2^20, 2^25
+  const double finest = std::max(amax / 1048576.0, (range.hi - range.lo) / 33554432.0);  // 2^20, 2^25
   double lo = std::log(finest), hi = std::log(std::max(4.0 * amax, 2.0 * finest));
   RawResult best;
   double best_err = infinity();
