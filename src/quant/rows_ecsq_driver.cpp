@@ -145,6 +145,7 @@ std::vector<std::vector<QuantizeResult>> quantize_rows_ecsq(const float* w, cons
       });
     }
     failed.rethrow_first();
+    if (tasks.empty()) return;  // only empty or solo rows: nothing to upload
 
     std::unique_ptr<ResidentRows> values =
         ops_make_resident_rows(backend, w + row_begin[r0], h ? h + row_begin[r0] : nullptr, slice_begin.data(),
