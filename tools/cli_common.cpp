@@ -15,6 +15,7 @@
 #include "netquant/io.h"
 #include "netquant/progress.h"
 #include "quant/quantizers.h"
+#include "quant/tensor_selector.h"
 
 namespace nq::cli {
 
@@ -71,9 +72,19 @@ std::string name_list(const std::vector<std::string>& names, size_t most) {
 void check_outputs(const std::vector<OutputArg>& outputs, const std::vector<std::string>& inputs) {
   namespace fs = std::filesystem;
   std::vector<std::pair<const OutputArg*, fs::path>> seen;
+  // A sharded checkpoint's index stands for its shards too: writing over any of them overwrites an input.
+  std::vector<std::string> input_files;
+  for (const std::string& in : inputs) {
+    if (in.empty()) continue;
+    try {
+      for (std::string& file : tensor_input_files(in)) input_files.push_back(std::move(file));
+    } catch (const Error&) {
+      input_files.push_back(in);  // unreadable: the command's own read reports it, naming the problem
+    }
+  }
   for (const OutputArg& out : outputs) {
     if (out.path.empty() || out.path == "-") continue;
-    check_output_not_input(out.path, inputs);
+    check_output_not_input(out.path, input_files);
     std::error_code ec;
     // Resolves the parts that exist (symbolic links, "..") and normalises the rest, so two spellings of one
     // file compare equal before either exists.
@@ -93,7 +104,7 @@ void check_outputs(const std::vector<OutputArg>& outputs, const std::vector<std:
   }
 }
 
-TensorSet read_importance(const std::string& path, const TensorSet& model, bool skip_1d) {
+TensorSet read_importance(const std::string& path, const TensorSet& model, const ModelQuantizeParams& params) {
   TensorSet imp = read_tensors(path);
   if (ends_with(path, ".npy") && imp.size() == 1 && model.size() == 1 && imp[0].name() != model[0].name()) {
     Tensor t = imp[0];
@@ -102,14 +113,27 @@ TensorSet read_importance(const std::string& path, const TensorSet& model, bool 
     renamed.add(std::move(t));
     imp = std::move(renamed);
   }
-  // quantize_model's own checks, made here so that the message names the file.
+  // quantize_model's own checks, made here so that the message names the file; only of the tensors it quantizes,
+  // so an importance need not hold the ones a filter leaves in float.
+  const quant::TensorSelector select(params);
   for (const Tensor& t : model) {
-    if (!quant::quantizes_tensor(t.dtype(), t.shape(), skip_1d)) continue;
+    if (!select.quantizes(t.name(), t.dtype(), t.shape())) continue;
     const Tensor* h = imp.find(t.name());
     quant::check_importance_layout(t.name(), t.shape(), h ? &h->shape() : nullptr, h ? h->dtype() : DType::kF32,
                                    "--importance " + path);
   }
   return imp;
+}
+
+void add_name_filters(CLI::App& sub, std::string& include, std::string& exclude, const std::string& verb) {
+  sub.add_option("--include", include,
+                 "only " + verb + " the tensors whose name matches this ECMAScript regex, found anywhere in the "
+                 "name as grep finds it (^...$: the whole name); the others are left as they are")
+      ->type_name("REGEX");
+  sub.add_option("--exclude", exclude,
+                 "do not " + verb + " the tensors whose name matches this ECMAScript regex (anywhere in the name), "
+                 "e.g. --exclude 'embed|lm_head|norm'; they are left as they are and need no --importance entry")
+      ->type_name("REGEX");
 }
 
 std::ostream& human_output(const std::string& document_path) { return document_path == "-" ? std::cerr : std::cout; }

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "netquant/quantize.h"
 #include "netquant/tensor.h"
 
 namespace nq::cli {
@@ -48,6 +49,10 @@ CLI::Option* add_image_count(CLI::App& sub, const std::string& name, int64_t& co
 // Names for a note on stderr: the first `most` joined by ", ", then " and N more".
 std::string name_list(const std::vector<std::string>& names, size_t most = 4);
 
+// --include / --exclude REGEX (ModelQuantizeParams::include_regex / exclude_regex: the tensors to quantize by
+// name), one help text for every command; `verb` says what being selected means there ("quantize", "prune").
+void add_name_filters(CLI::App& sub, std::string& include, std::string& exclude, const std::string& verb = "quantize");
+
 // --init's help, shared by quantize and sweep.
 constexpr const char* kInitHelp =
     "linear (evenly from the least to the greatest value of positive importance) | kmeans++ | quantile; ecsq "
@@ -65,9 +70,10 @@ void check_outputs(const std::vector<OutputArg>& outputs, const std::vector<std:
 
 // Reads the importance for `model` from `path`. A .npy file's one tensor is named after its file, so model.npy and
 // model_h.npy would never pair: a one-tensor .npy importance of a one-tensor model takes the model's tensor name.
-// Every float tensor of the model (1-D ones only without skip_1d) needs an entry of its shape in a float dtype; an
-// error names the file and the tensor.
-TensorSet read_importance(const std::string& path, const TensorSet& model, bool skip_1d = false);
+// Every tensor `params` quantizes (quant::TensorSelector: float, 1-D ones only without skip_1d, the name filters)
+// needs an entry of its shape in a float dtype; an error names the file and the tensor.
+TensorSet read_importance(const std::string& path, const TensorSet& model,
+                          const ModelQuantizeParams& params = ModelQuantizeParams());
 
 // Where the human-readable lines go: stdout, or stderr when a JSON (or CSV) output is "-", so that stdout holds
 // only that document.

@@ -77,8 +77,10 @@ TensorStats tensor_stats(const Tensor& t) {
   NQ_ASSERT_MSG(false, "unhandled dtype");
 }
 
-std::string format_of(const std::string& path) {
+std::string format_of(const std::string& given) {
+  const std::string path = resolve_tensor_path(given);
   if (ends_with(path, ".safetensors")) return "safetensors";
+  if (ends_with(path, ".json")) return "safetensors-sharded";
   if (ends_with(path, ".npy")) return "npy";
   return "idx";
 }
@@ -160,7 +162,10 @@ void run_inspect(const Options& o) {
 
 void setup_inspect(CLI::App& sub) {
   auto o = std::make_shared<Options>();
-  sub.add_option("files", o->files, "safetensors, .npy, IDX (*-ubyte[.gz]) or .nq files")->required();
+  sub.add_option("files", o->files,
+                 "safetensors (a file, a sharded checkpoint's *.index.json or a model directory), .npy, IDX "
+                 "(*-ubyte[.gz]) or .nq files")
+      ->required();
   sub.add_flag("--json", o->json, "print JSON on stdout instead of the tables");
   sub.add_option("--json-out", o->json_out, "also write the JSON to this file (atomically)");
   add_common_options(sub, o->common, false);

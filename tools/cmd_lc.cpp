@@ -72,7 +72,7 @@ void run(LcOptions& o) {
   Model model = build_model(o.model);
   load_weights(model, o.weights);
   TensorSet importance;
-  if (!o.importance.empty()) importance = read_importance(o.importance, model.weights(), c.skip_1d);
+  if (!o.importance.empty()) importance = read_importance(o.importance, model.weights(), c);
   const Dataset train = load_mnist(o.data, true);
   const Dataset test = load_mnist(o.data, false);
 
@@ -105,6 +105,8 @@ void run(LcOptions& o) {
                         {"c_step", o.c_step},
                         {"k", c.quant.k},
                         {"scope", o.scope},
+                        {"include", c.include_regex},
+                        {"exclude", c.exclude_regex},
                         {"mu0", p.mu0},
                         {"mu_factor", p.mu_factor},
                         {"steps", p.steps},
@@ -136,6 +138,7 @@ void setup_lc(CLI::App& sub) {
   sub.add_option("--importance", o->importance, "per-weight importance for a weighted C step");
   sub.add_option("--importance-transform", o->transform, "none | sqrt | normalize")->capture_default_str();
   sub.add_flag("!--quantize-biases", o->keep_biases_float, "quantize the biases too (default: kept in float, as [LC])");
+  add_name_filters(sub, o->params.compress.include_regex, o->params.compress.exclude_regex);
   sub.add_option("--mu0", o->params.mu0, "initial penalty μ0")->capture_default_str();
   sub.add_option("--mu-factor", o->params.mu_factor, "a: μ_t = μ0·a^t")->capture_default_str();
   sub.add_option("--steps", o->params.steps, "LC iterations T")->capture_default_str();

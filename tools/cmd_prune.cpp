@@ -1,7 +1,8 @@
-// `netquant prune MODEL -o OUT --prune S [--importance H]`: the model with exactly the weights `quantize --prune S`
-// would prune set to 0, every other value and every dtype as they were. It is the start of retraining a pruned net
-// outside netquant (hold its zeros at 0, e.g. by masking their gradients; `train --prune` does this for the built-in
-// nets), after which `quantize --prune S` prunes the same weights again.
+// `netquant prune MODEL -o OUT --prune S [--importance H] [--skip-1d] [--include R] [--exclude R]`: the model with
+// exactly the weights `quantize --prune S` (with the same tensor selection) would prune set to 0, every other value
+// and every dtype as they were. It is the start of retraining a pruned net outside netquant (hold its zeros at 0,
+// e.g. by masking their gradients; `train --prune` does this for the built-in nets), after which
+// `quantize --prune S` prunes the same weights again.
 #include <iostream>
 
 #include "cli_common.h"
@@ -9,14 +10,14 @@
 #include "netquant/error.h"
 #include "netquant/io.h"
 #include "netquant/quantize.h"
-#include "quant/quantizers.h"
+#include "quant/tensor_selector.h"
 
 namespace nq::cli {
 namespace {
 
 struct PruneOptions {
   CommonOptions common;
-  std::string model, output, importance, transform = "none";
+  std::string model, output, importance, transform = "none", include, exclude;
   double prune = 0;
   bool skip_1d = false;
 };
@@ -26,18 +27,21 @@ void run_prune(const PruneOptions& o) {
   check_outputs({{"-o", o.output}}, {o.model, o.importance});
   const TensorSet model = read_tensors(o.model);
   NQ_CHECK(!model.empty(), ErrorCode::kInvalidArgument, o.model << ": the model has no tensors");
-  const TensorSet importance = o.importance.empty() ? TensorSet() : read_importance(o.importance, model, o.skip_1d);
   ModelQuantizeParams p;
   p.prune = o.prune;
   p.skip_1d = o.skip_1d;
+  p.include_regex = o.include;
+  p.exclude_regex = o.exclude;
   p.importance_transform = parse_importance_transform(o.transform);
   p.quant.backend = parse_backend(o.common.backend);
+  const TensorSet importance = o.importance.empty() ? TensorSet() : read_importance(o.importance, model, p);
   const TensorSet pruned = prune_model(model, o.importance.empty() ? nullptr : &importance, p);
   write_tensors(o.output, pruned);
   if (!o.common.quiet) {
     int64_t quantized = 0;
+    const quant::TensorSelector select(p);
     for (const Tensor& t : model)
-      if (quant::quantizes_tensor(t.dtype(), t.shape(), o.skip_1d)) quantized += t.numel();
+      if (select.quantizes(t.name(), t.dtype(), t.shape())) quantized += t.numel();
     const auto count = static_cast<int64_t>(o.prune * static_cast<double>(quantized));
     std::cerr << "wrote " << o.output << ": " << count << " of " << quantized << " weights set to 0 (smallest "
               << (o.importance.empty() ? "w²" : "h·w²") << ")\n";
@@ -55,6 +59,7 @@ void setup_prune(CLI::App& sub) {
   sub.add_option("--importance-transform", o->transform, "none, sqrt (e.g. Adam's v) or normalize (mean 1/tensor)")
       ->capture_default_str();
   sub.add_flag("--skip-1d", o->skip_1d, "leave 1-D tensors (biases) unpruned, as quantize --skip-1d keeps them");
+  add_name_filters(sub, o->include, o->exclude, "prune");
   add_common_options(sub, o->common);
   sub.callback([o] { run_prune(*o); });
 }

@@ -16,6 +16,7 @@
 #include "netquant/error.h"
 #include "netquant/io.h"
 #include "netquant/quantize.h"
+#include "quant/tensor_selector.h"
 
 namespace nq::cli {
 namespace {
@@ -23,6 +24,7 @@ namespace {
 struct QuantizeOptions {
   std::string model, output, importance, report;
   std::string transform = "none", method = "hw-kmeans", scope = "global", init = "linear";
+  std::string include, exclude;  // name filters (ModelQuantizeParams::include_regex / exclude_regex)
   int k = -1, bits = -1, max_iter = 100;  // -1: not given
   double lambda = 0, target_bits = 0, target_ratio = 0, prune = 0, step = 0;
   uint64_t seed = 1234;
@@ -105,6 +107,9 @@ void run_quantize(const QuantizeOptions& o) {
   p.prune = o.prune;
   p.importance_transform = parse_importance_transform(o.transform);
   p.skip_1d = o.skip_1d;
+  p.include_regex = o.include;
+  p.exclude_regex = o.exclude;
+  const quant::TensorSelector select(p);  // an invalid pattern fails here, before any input is read
 
   if (!o.sharded && process_group().size > 1) {
     // Without --sharded every rank would repeat the whole job and race to write the same file.
@@ -117,8 +122,12 @@ void run_quantize(const QuantizeOptions& o) {
   ShardedQuantizeInfo shard_info;
   std::map<std::string, std::string> metadata;
   if (o.sharded) {
-    NQ_CHECK(ends_with(o.model, ".safetensors") && (o.importance.empty() || ends_with(o.importance, ".safetensors")),
-             ErrorCode::kInvalidArgument, "--sharded reads .safetensors inputs (by byte range)");
+    auto by_range = [](const std::string& path) {
+      const std::string file = resolve_tensor_path(path);
+      return ends_with(file, ".safetensors") || ends_with(file, ".json");
+    };
+    NQ_CHECK(by_range(o.model) && (o.importance.empty() || by_range(o.importance)), ErrorCode::kInvalidArgument,
+             "--sharded reads safetensors inputs (.safetensors files or sharded checkpoints, by byte range)");
     q = quantize_model_sharded(o.model, o.importance, p, &shard_info);
     if (!process_group().is_root()) return;  // rank 0 writes and reports
     NQ_CHECK(!q.tensors.empty(), ErrorCode::kInvalidArgument, o.model << ": the model has no tensors");
@@ -126,7 +135,7 @@ void run_quantize(const QuantizeOptions& o) {
     const TensorSet model = read_tensors(o.model);
     NQ_CHECK(!model.empty(), ErrorCode::kInvalidArgument, o.model << ": the model has no tensors");
     std::unique_ptr<TensorSet> imp;
-    if (!o.importance.empty()) imp = std::make_unique<TensorSet>(read_importance(o.importance, model, o.skip_1d));
+    if (!o.importance.empty()) imp = std::make_unique<TensorSet>(read_importance(o.importance, model, p));
     q = quantize_model(model, imp.get(), p);
     metadata = model.metadata();
   }
@@ -163,7 +172,8 @@ void run_quantize(const QuantizeOptions& o) {
                  format_double(s.hw_distortion), format_double(s.mse), format_double(s.entropy_bits_per_weight),
                  format_double(s.ratio_fixed), format_double(s.ratio_huffman)});
   std::ostream& out = human_output(o.report);
-  out << "method " << traits.name << ", scope " << scope_to_string(p.scope) << ", backend "
+  out << "method " << traits.name << ", scope " << scope_to_string(p.scope)
+      << (select.filtered() ? ", " + select.describe() : std::string()) << ", backend "
       << backend_name(q.backend) << (s.lambda > 0 ? ", lambda " + format_double(s.lambda, 6) : std::string()) << ", "
       << format_double(s.seconds, 3) << " s\n"
       << table.to_string();
@@ -181,7 +191,8 @@ void run_quantize(const QuantizeOptions& o) {
                  "and sums ran on the GPU\n";
   out << "wrote " << o.output << "\n";
   // Rows of a 1-D tensor are single values: each is stored exactly as its own 32-bit level, no smaller than the
-  // float it replaces. Said once, naming the tensors, since biases usually are the 1-D ones and --skip-1d exists.
+  // float it replaces. Said once, naming the tensors (only those quantized: a filter may have kept the rest), since
+  // biases usually are the 1-D ones and --skip-1d / --exclude keep them in float.
   bool noted = false;
   if (p.scope.kind == ScopeKind::kRow && !o.common.quiet) {
     std::vector<std::string> single;
@@ -191,7 +202,7 @@ void run_quantize(const QuantizeOptions& o) {
       std::cerr << "note: --scope row gives the values of 1-D tensors rows of one value each, stored as a 32-bit "
                    "level per value (no compression): "
                 << name_list(single)
-                << ". --skip-1d keeps 1-D tensors in float; --scope tensor or group:G compresses them.\n";
+                << ". --skip-1d (or --exclude) keeps them in float; --scope tensor or group:G compresses them.\n";
       noted = true;
     }
   }
@@ -221,7 +232,8 @@ void run_quantize(const QuantizeOptions& o) {
         {"params",
          {{"k", k}, {"lambda", o.lambda}, {"target_bits", o.target_bits}, {"target_ratio", o.target_ratio},
           {"prune", o.prune}, {"init", o.init}, {"max_iter", o.max_iter}, {"seed", o.seed},
-          {"importance", o.importance}, {"importance_transform", o.transform}, {"skip_1d", o.skip_1d}}},
+          {"importance", o.importance}, {"importance_transform", o.transform}, {"skip_1d", o.skip_1d},
+          {"include", o.include}, {"exclude", o.exclude}}},
         {"total", stats_json(s, true)},
         {"tensors", tensors}};
     if (o.sharded)
@@ -268,6 +280,7 @@ void setup_quantize(CLI::App& sub) {
   sub.add_option("--max-iter", o->max_iter, "Lloyd / ECSQ iterations")->capture_default_str();
   sub.add_option("--seed", o->seed, "seed for kmeans++")->capture_default_str();
   sub.add_flag("--skip-1d", o->skip_1d, "leave 1-D tensors (biases) in float");
+  add_name_filters(sub, o->include, o->exclude);
   sub.add_flag("--sharded", o->sharded,
                "each MPI rank reads and quantizes only its shard of the weights (global scope; kmeans, hw-kmeans, "
                "ecsq; init linear); the output is the same for any number of ranks, one included");

@@ -11,6 +11,7 @@
 #include "netquant/nn.h"
 #include "netquant/pipeline.h"
 #include "netquant/sweep.h"
+#include "quant/tensor_selector.h"
 #include "rd_plot.h"
 
 namespace nq::cli {
@@ -20,7 +21,8 @@ nlohmann::json sweep_to_json(const std::vector<SweepPoint>& points) {
   nlohmann::json rows = nlohmann::json::array();
   for (const auto& p : points) {
     const auto& s = p.stats;
-    nlohmann::json r = {{"index", p.index}, {"method", p.method}, {"scope", p.scope}, {"knob_name", p.knob_name},
+    nlohmann::json r = {{"index", p.index}, {"method", p.method}, {"scope", p.scope}, {"include", p.include},
+                        {"exclude", p.exclude}, {"knob_name", p.knob_name},
                         {"knob", p.knob}, {"lambda", s.lambda}, {"params", s.params}, {"pruned", s.pruned},
                         {"clusters", s.clusters}, {"hw_distortion", s.hw_distortion}, {"mse", s.mse},
                         {"entropy_bits_per_weight", s.entropy_bits_per_weight},
@@ -41,6 +43,7 @@ struct SweepOptions {
   CommonOptions common;
   std::string model, importance, transform = "none", methods = "ecsq", lambdas, bits, ks, scope = "global";
   std::string output, json, plot, eval_model, data = default_data_dir(), init = "linear";
+  std::string include, exclude;  // name filters (ModelQuantizeParams::include_regex / exclude_regex)
   double prune = 0, target_bits = 0, target_ratio = 0;
   int k = 32, max_iter = 100, finetune = 0;
   uint64_t seed = 1234;
@@ -61,19 +64,26 @@ std::vector<std::string> split_methods(const std::string& s) {
   return out;
 }
 
-// Expands the options into the list of rate points, method by method.
-std::vector<SweepPointSpec> build_specs(const SweepOptions& o, const TensorSet& model, const TensorSet* imp) {
+// The settings every point shares (the method and its knob come per point).
+ModelQuantizeParams base_params(const SweepOptions& o) {
   ModelQuantizeParams base;
   base.scope = parse_scope(o.scope);
   base.prune = o.prune;
   base.skip_1d = o.skip_1d;
+  base.include_regex = o.include;
+  base.exclude_regex = o.exclude;
   base.importance_transform = parse_importance_transform(o.transform);
   base.quant.init = parse_init(o.init);
   base.quant.max_iter = o.max_iter;
   base.quant.seed = o.seed;
   base.quant.k = o.k;
   base.quant.backend = parse_backend(o.common.backend);
+  return base;
+}
 
+// Expands the options into the list of rate points, method by method.
+std::vector<SweepPointSpec> build_specs(const SweepOptions& o, const TensorSet& model, const TensorSet* imp) {
+  const ModelQuantizeParams base = base_params(o);
   std::vector<SweepPointSpec> specs;
   for (const auto& name : split_methods(o.methods)) {
     ModelQuantizeParams p = base;
@@ -129,8 +139,10 @@ void run(const SweepOptions& o) {
            "-o - and --json - would both write to stdout; give one of them a file");
 
   const TensorSet model = read_tensors(o.model);
+  // Every point would refuse an invalid pattern or an empty selection: refuse it once, before any point runs.
+  quant::TensorSelector(base_params(o)).choose(model);
   TensorSet importance;
-  if (!o.importance.empty()) importance = read_importance(o.importance, model, o.skip_1d);
+  if (!o.importance.empty()) importance = read_importance(o.importance, model, base_params(o));
   const TensorSet* imp = o.importance.empty() ? nullptr : &importance;
 
   const auto specs = build_specs(o, model, imp);
@@ -230,6 +242,7 @@ void setup_sweep(CLI::App& sub) {
   sub.add_option("--max-iter", o->max_iter, "iterations per point")->capture_default_str();
   sub.add_option("--seed", o->seed, "random seed")->capture_default_str();
   sub.add_flag("--skip-1d", o->skip_1d, "leave 1-D tensors (biases) in float");
+  add_name_filters(sub, o->include, o->exclude);
   sub.add_option("--eval-model", o->eval_model, "evaluate every point with this built-in net: lenet300 | lenet5");
   sub.add_option("--data", o->data, "MNIST-format data directory for --eval-model")->capture_default_str();
   sub.add_option("--finetune", o->finetune, "fine-tune the shared values for E epochs at every point (with --eval-model)");

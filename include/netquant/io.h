@@ -21,18 +21,36 @@ TensorSet parse_safetensors(const uint8_t* data, size_t size, const std::string&
 void write_safetensors(const std::string& path, const TensorSet& tensors);
 std::string serialize_safetensors(const TensorSet& tensors);
 
-// Tensor names and byte ranges only (for sharded loading: read just a slice of the file).
+// Tensor names and byte ranges only (for sharded loading: read just a slice of a file).
 struct SafetensorsEntry {
   std::string name;
   DType dtype;
   std::vector<int64_t> shape;
-  uint64_t begin;  // absolute file offset of the first byte
-  uint64_t end;    // one past the last byte
+  uint64_t begin;    // absolute file offset of the first byte
+  uint64_t end;      // one past the last byte
+  std::string file;  // the file holding the tensor (one shard of a sharded checkpoint)
 };
-std::vector<SafetensorsEntry> read_safetensors_index(const std::string& path);
-// Elements [first, first + count) of one indexed tensor (flat, C order), read from the file with one seek and
-// one read: a 1-D tensor named after the entry, in its stored dtype. Bounds are checked against the entry.
-Tensor read_safetensors_range(const std::string& path, const SafetensorsEntry& entry, int64_t first, int64_t count);
+// The entries of a .safetensors file (header only), or of every shard of a sharded checkpoint given by its index
+// (a .json file, see below; shards in name order, each in file order), with the same checks as the readers.
+std::vector<SafetensorsEntry> read_safetensors_entries(const std::string& path);
+// Elements [first, first + count) of one entry (flat, C order), read from entry.file with one seek and one read:
+// a 1-D tensor named after the entry, in its stored dtype. Bounds are checked against the entry.
+Tensor read_safetensors_range(const SafetensorsEntry& entry, int64_t first, int64_t count);
+
+// ---- sharded checkpoints ---------------------------------------------------------------------------------
+// A model split over several safetensors files, as Hugging Face writes checkpoints past a few GB: an index,
+// `model.safetensors.index.json`, whose "weight_map" maps every tensor name to the shard file holding it (a
+// relative path below the index's directory, e.g. "model-00001-of-00004.safetensors"). Other keys ("metadata"
+// with its "total_size") are not used. A shard must hold exactly the tensors the index maps to it.
+struct CheckpointIndex {
+  std::vector<std::string> shards;                         // shard paths as the index spells them, sorted, unique
+  std::vector<std::pair<std::string, size_t>> weight_map;  // tensor name -> its shard in `shards`, sorted by name
+};
+CheckpointIndex parse_checkpoint_index(const uint8_t* data, size_t size, const std::string& source);
+CheckpointIndex read_checkpoint_index(const std::string& path);
+// The whole checkpoint as one set: shards in name order, each shard's tensors in file order, each shard memory-
+// mapped (tensors view into the maps). Metadata: the `__metadata__` entries on which every shard agrees.
+TensorSet read_sharded_safetensors(const std::string& index_path);
 
 // ---- .npy -----------------------------------------------------------------------------------------------
 // v1-v3 headers, '<f4' '<f8' '<f2' (and integer types), C order. Fortran order and pickles are errors.
@@ -58,9 +76,15 @@ Dataset load_mnist(const std::string& dir, bool train);
 inline const char* default_data_dir() { return "/usr/share/datasets/fashion-mnist"; }
 
 // ---- by extension ---------------------------------------------------------------------------------------
-// .safetensors, .npy (one tensor named after the file stem), IDX (*-ubyte, *.idx*, .gz). Throws kUnsupported
-// for unknown extensions.
+// .safetensors, .npy (one tensor named after the file stem), IDX (*-ubyte, *.idx*, .gz), a sharded checkpoint's
+// index (*.json), or a directory (see resolve_tensor_path). Throws kUnsupported for unknown extensions.
 TensorSet read_tensors(const std::string& path);
+// A directory stands for its one *.safetensors.index.json, else its one *.safetensors file (a Hugging Face
+// model folder); several candidates, or none, are an error listing what it holds. Any other path is returned as is.
+std::string resolve_tensor_path(const std::string& path);
+// The files read_tensors(path) reads: the file itself, and for an index every shard it names (so that a command
+// can refuse to write over any of them). Throws as read_checkpoint_index does.
+std::vector<std::string> tensor_input_files(const std::string& path);
 // .safetensors or .npy (a single tensor) by extension.
 void write_tensors(const std::string& path, const TensorSet& tensors);
 

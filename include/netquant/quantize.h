@@ -111,6 +111,14 @@ struct ModelQuantizeParams {
   double prune = 0.0;  // fraction of weights with the smallest h·w² (|w| without importance, for any method) set to 0
   ImportanceTransform importance_transform = ImportanceTransform::kNone;
   bool skip_1d = false;  // leave 1-D tensors (biases) in float
+  // Tensors to quantize by name (empty = no filter): a tensor is quantized iff it is a non-empty float tensor,
+  // not 1-D under skip_1d, its name matches include_regex (when given) and does not match exclude_regex (when
+  // given). Matching is std::regex_search with ECMAScript syntax: the pattern may match anywhere in the name, as
+  // grep does (anchor it with ^...$ for a whole name), e.g. exclude_regex = "embed|lm_head|norm". Tensors not
+  // selected are kept in float as skip_1d keeps them (QuantizedTensor::quantized = false) and need no importance.
+  // An invalid pattern, or patterns that leave no tensor to quantize, are kInvalidArgument.
+  std::string include_regex;
+  std::string exclude_regex;
   // Warm starts, one codebook per problem in codebook order (e.g. a previous QuantizedModel's codebooks):
   // problem j starts from initial_codebooks[j] (see QuantizeParams::initial_centers). Ignored unless there is
   // exactly one per problem.
@@ -143,7 +151,7 @@ struct QuantizedTensor {
   std::string name;
   DType dtype = DType::kF32;     // the input's dtype (restored on dequantization)
   std::vector<int64_t> shape;
-  bool quantized = true;         // false: kept in float (e.g. skip_1d); `original` holds the values
+  bool quantized = true;         // false: kept in float (skip_1d, a name filter); `original` holds the values
   Tensor original;
   int64_t problem_size = 0;      // weights sharing one codebook: numel (global/tensor), row length, G
   int64_t first_codebook = 0;    // this tensor's first codebook in QuantizedModel::codebooks
@@ -167,8 +175,8 @@ struct QuantizedModel {
 // `importance` may be null (all ones). Names and shapes must match the model's (kShapeMismatch otherwise).
 QuantizedModel quantize_model(const TensorSet& model, const TensorSet* importance, const ModelQuantizeParams& params);
 // The model with exactly the weights quantize_model(model, importance, params) prunes set to +0: the fraction
-// params.prune of the quantized weights with the smallest h·w² (with params.skip_1d and
-// params.importance_transform as there; the method and k do not matter). Every other value keeps its bits, and
+// params.prune of the quantized weights with the smallest h·w² (with params.skip_1d, include_regex, exclude_regex
+// and params.importance_transform as there; the method and k do not matter). Every other value keeps its bits, and
 // every tensor its name, shape and dtype; the model's metadata is kept. The start of retraining a pruned net (TrainParams::keep_zeros):
 // quantize_model with the same prune then prunes the same weights again, since they have the smallest h·w² (0),
 // but for ties with kept weights whose (new) importance is exactly 0.

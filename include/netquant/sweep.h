@@ -32,6 +32,7 @@ struct SweepPoint {
   size_t index = 0;          // position in the spec list
   std::string method;
   std::string scope;
+  std::string include, exclude;  // the tensor name filters (ModelQuantizeParams::include_regex / exclude_regex)
   std::string knob_name;
   double knob = 0;
   QuantStats stats;          // with the coding statistics (huffman bits, ratio_huffman, ratio_file)
@@ -89,15 +90,16 @@ std::vector<SweepPoint> run_sweep(const TensorSet& model, const TensorSet* impor
 std::vector<SweepPoint> run_sweep_distributed(const TensorSet& model, const TensorSet* importance,
                                               const std::vector<SweepPointSpec>& specs, const SweepEvaluator& evaluate);
 
-// Marks points whose (clusters, entropy, distortion) equal the previous point of the same method.
+// Marks points whose (clusters, entropy, distortion) equal the previous point of the same method, scope and filters.
 void mark_duplicates(std::vector<SweepPoint>& points);
 
 // Best point meeting a target: the lowest-distortion (or highest-accuracy when evaluated) point with
 // entropy-coded bits/weight ≤ target_bits (if > 0) and ratio_huffman ≥ target_ratio (if > 0). -1 if none.
 int best_point_for_target(const std::vector<SweepPoint>& points, double target_bits, double target_ratio);
 
-// CSV: one header line, one row per point; fixed columns (README). No timings, so a distributed run's CSV is
-// byte-identical to a single process's.
+// CSV: one header line, one row per point; fixed columns (README), the name filters last (quoted as RFC 4180
+// wants when a pattern holds a comma or a quote). No timings, so a distributed run's CSV is byte-identical to a
+// single process's.
 std::string sweep_to_csv(const std::vector<SweepPoint>& points);
 std::string sweep_csv_header();
 

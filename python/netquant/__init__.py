@@ -43,7 +43,9 @@ ArrayLike = Any  # numpy.ndarray, or anything with __dlpack__ / __array__ (e.g. 
 
 # Extra engine knobs accepted as keyword arguments by every quantizing function (defaults: the engine's).
 _EXTRA_OPTIONS = ("step", "tol", "int_symmetric", "int_bits", "pow2_levels", "exact_histogram_bins",
-                  "importance_transform", "skip_1d")
+                  "importance_transform", "skip_1d", "include", "exclude")
+# The tensor name filters: patterns (str; None or "" = no filter), of model calls only.
+_NAME_FILTERS = ("include", "exclude")
 
 
 def _params(method: str, k: int | None, bits: int | None, lam: float, target_bits: float | None,
@@ -79,9 +81,17 @@ def _params(method: str, k: int | None, bits: int | None, lam: float, target_bit
     for key, value in options.items():
         if key not in _EXTRA_OPTIONS:
             raise TypeError(f"unexpected keyword argument '{key}' (engine options: {', '.join(_EXTRA_OPTIONS)})")
+        if key in _NAME_FILTERS:
+            value = "" if value is None else _pattern(key, value)
         setattr(p, key, value)
     p.validate()
     return p
+
+
+def _pattern(key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{key}: expected a regular expression (str) or None, got {type(value).__name__}")
+    return value
 
 
 def _importance_dict(importance: Mapping[str, ArrayLike] | None) -> dict[str, np.ndarray] | None:
@@ -194,12 +204,16 @@ def quantize(w: ArrayLike, importance: ArrayLike | None = None, method: str = "e
         backend: "auto" | "cpu" | "cuda".
         seed: for any randomness (kmeans++): same inputs and seed give bitwise-identical results.
         **options: engine knobs: step, tol, int_symmetric, int_bits, pow2_levels, exact_histogram_bins,
-            importance_transform ("none" | "sqrt" | "normalize"), skip_1d.
+            importance_transform ("none" | "sqrt" | "normalize"), skip_1d. (The name filters ``include`` and
+            ``exclude`` select tensors of a model: :func:`quantize_model`, not one array.)
 
     Returns:
         :class:`Result`. Runs through the same path as ``netquant quantize`` (a one-tensor model), so its
         ``dequantized`` is bitwise what the CLI writes for the same input, parameters and seed.
     """
+    for key in _NAME_FILTERS:
+        if key in options:
+            raise TypeError(f"quantize() takes no '{key}': it selects tensors of a model by name (quantize_model)")
     values = as_weights(w, "w")
     imp = None if importance is None else as_weights(importance, "importance")
     p = _params(method, k, bits, lam, target_bits, target_ratio, scope, prune, init, max_iter, backend, seed,
@@ -216,6 +230,13 @@ def quantize_model(tensors: Mapping[str, ArrayLike], importance: Mapping[str, Ar
 
     Parameters as in :func:`quantize`; ``importance`` is a dict with the same names and shapes. Tensors of any
     float dtype are read in place (float64 included) and come back dequantized in their own dtype.
+
+    ``include`` / ``exclude`` (keywords, str): quantize only the tensors whose name matches ``include`` and does
+    not match ``exclude`` — ECMAScript regular expressions matched anywhere in the name (``re.search``-like;
+    ``^...$`` for a whole name), e.g. ``exclude="embed|lm_head|norm"`` keeps an LLM's embeddings, LM head and
+    norms in float. The others come back unchanged (``TensorResult.quantized`` False) and need no importance
+    entry. An invalid pattern, or patterns that leave no tensor to quantize, raise :class:`NetquantValueError`.
+    The same keywords work in :func:`save`, :func:`compress`, :func:`sweep` and :func:`prune`.
     """
     model = as_tensor_dict(tensors, "tensors")
     p = _params(method, k, bits, lam, target_bits, target_ratio, scope, prune, init, max_iter, backend, seed,
@@ -225,15 +246,18 @@ def quantize_model(tensors: Mapping[str, ArrayLike], importance: Mapping[str, Ar
 
 def prune(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] | None = None, *,
           fraction: float, skip_1d: bool = False, importance_transform: str = "none",
-          backend: str = "auto") -> dict[str, np.ndarray]:
+          backend: str = "auto", include: str | None = None, exclude: str | None = None) -> dict[str, np.ndarray]:
     """Returns the model with exactly the weights :func:`quantize_model` with ``prune=fraction`` would prune set
     to 0: the fraction of the weights with the smallest h·w² (w² without importance). Every other value and
     each array's dtype are kept. Retrain that with its zeros held at 0 (e.g. by masking their gradients), then
-    quantize with the same ``prune``: the same weights are pruned again, their h·w² being 0."""
+    quantize with the same ``prune``: the same weights are pruned again, their h·w² being 0. ``skip_1d``,
+    ``include`` and ``exclude`` select the tensors as in :func:`quantize_model`; the others are left whole."""
     model = as_tensor_dict(tensors, "tensors")
     p = _core.Params()
     p.prune = float(fraction)
     p.skip_1d = bool(skip_1d)
+    p.include = "" if include is None else _pattern("include", include)
+    p.exclude = "" if exclude is None else _pattern("exclude", exclude)
     p.importance_transform = importance_transform
     p.backend = backend
     return dict(_core.prune_tensors(model, _importance_dict(importance), p))
@@ -307,13 +331,15 @@ def sweep(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] 
             "2:8".
         k: ECSQ's initial centers (the CLI's --k-max).
         csv_path: also write the CSV the CLI writes with ``-o`` (byte-identical).
-        Other parameters and ``**options`` as in :func:`quantize`.
+        Other parameters and ``**options`` as in :func:`quantize`, and the name filters ``include`` /
+        ``exclude`` as in :func:`quantize_model` (recorded in every row).
 
     Returns:
         One dict per point with the CSV's columns: index, method, scope, knob_name, knob, lambda, params, pruned,
         clusters, hw_distortion, mse, entropy_bits_per_weight, huffman_bits_per_weight, fixed_bits_per_weight,
         ratio_fixed, ratio_entropy, ratio_huffman, ratio_file, accuracy, loss, accuracy_finetuned,
-        loss_finetuned (None: not evaluated), duplicate (the same solution as the previous point).
+        loss_finetuned (None: not evaluated), duplicate (the same solution as the previous point), include,
+        exclude (the name filters, "" when not given).
     """
     model = as_tensor_dict(tensors, "tensors")
     imp = _importance_dict(importance)
@@ -369,6 +395,10 @@ def sweep(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] 
 def load_safetensors(path: PathLike, mmap: bool = False) -> dict[str, np.ndarray]:
     """Reads a safetensors file: name -> array in its stored dtype (BF16 -> float32, which NumPy lacks).
 
+    ``path`` may also be a sharded checkpoint's index (``model.safetensors.index.json``) or a model directory
+    holding one (or holding one ``.safetensors`` file): the shards are read as one model, checked against the
+    index, in shard-name order.
+
     ``mmap=True`` returns read-only arrays that view the memory-mapped file (no copy; they keep the map alive);
     the default returns writable arrays.
     """
@@ -376,7 +406,8 @@ def load_safetensors(path: PathLike, mmap: bool = False) -> dict[str, np.ndarray
 
 
 def safetensors_metadata(path: PathLike) -> dict[str, str]:
-    """The ``__metadata__`` string map of a safetensors file."""
+    """The ``__metadata__`` string map of a safetensors file (of a sharded checkpoint: the entries every shard
+    agrees on)."""
     return dict(_core.read_safetensors_metadata(os.fspath(path)))
 
 

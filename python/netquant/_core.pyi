@@ -22,6 +22,8 @@ class Params:
     prune: float
     importance_transform: str
     skip_1d: bool
+    include: str
+    exclude: str
     backend: str
     def __init__(self) -> None: ...
     def validate(self) -> None: ...

@@ -44,6 +44,8 @@ struct Params {
   double prune = 0;
   std::string importance_transform = "none";
   bool skip_1d = false;
+  std::string include;  // ModelQuantizeParams::include_regex / exclude_regex ("" = no filter)
+  std::string exclude;
   std::string backend = "auto";
 
   Params() {
@@ -65,6 +67,8 @@ struct Params {
     scope = scope_to_string(d.scope);
     prune = d.prune;
     skip_1d = d.skip_1d;
+    include = d.include_regex;
+    exclude = d.exclude_regex;
     backend = backend_name(d.quant.backend);
   }
 
@@ -89,6 +93,8 @@ struct Params {
     p.prune = prune;
     p.importance_transform = parse_importance_transform(importance_transform);
     p.skip_1d = skip_1d;
+    p.include_regex = include;
+    p.exclude_regex = exclude;
     return p;
   }
 };
@@ -257,8 +263,8 @@ py::dict tensors_to_dict(TensorSet& set, bool writable) {
   return out;
 }
 
-// nq::prune_model over a dict of arrays: the weights quantize_tensors would prune (params.prune, skip_1d,
-// importance_transform) set to 0, everything else as it came, each array in its own dtype.
+// nq::prune_model over a dict of arrays: the weights quantize_tensors would prune (params.prune, skip_1d, include,
+// exclude, importance_transform) set to 0, everything else as it came, each array in its own dtype.
 py::dict prune_tensors(const py::dict& tensors, const py::object& importance, const Params& params) {
   const ModelInputs in = model_inputs(tensor_set_view(tensors, false), importance, "");
   const ModelQuantizeParams engine_params = params.to_engine();
@@ -292,21 +298,21 @@ py::dict read_nq(const std::string& path) {
   return tensors_to_dict(dequantized, true);
 }
 
+// A .safetensors file, a sharded checkpoint's index (*.json), or a model directory holding either.
+TensorSet read_safetensors_any(const std::string& given) {
+  py::gil_scoped_release release;
+  const std::string path = resolve_tensor_path(given);
+  const bool index = path.size() >= 5 && path.compare(path.size() - 5, 5, ".json") == 0;
+  return index ? read_sharded_safetensors(path) : read_safetensors(path);
+}
+
 py::dict read_safetensors_dict(const std::string& path, bool writable) {
-  TensorSet set;
-  {
-    py::gil_scoped_release release;
-    set = read_safetensors(path);
-  }
+  TensorSet set = read_safetensors_any(path);
   return tensors_to_dict(set, writable);
 }
 
 py::dict read_safetensors_metadata(const std::string& path) {
-  TensorSet set;
-  {
-    py::gil_scoped_release release;
-    set = read_safetensors(path);
-  }
+  const TensorSet set = read_safetensors_any(path);
   py::dict out;
   for (const auto& kv : set.metadata()) out[py::str(kv.first)] = kv.second;
   return out;
@@ -360,6 +366,8 @@ std::pair<py::list, std::string> run_sweep_py(const py::dict& tensors, const py:
     r["accuracy_finetuned"] = nan_to_none(p.metrics.accuracy_finetuned);
     r["loss_finetuned"] = nan_to_none(p.metrics.loss_finetuned);
     r["duplicate"] = p.duplicate_of_previous;
+    r["include"] = p.include;  // last, as in the CSV
+    r["exclude"] = p.exclude;
     rows.append(r);
   }
   return {rows, csv};
@@ -424,6 +432,8 @@ PYBIND11_MODULE(_core, m) {
       .def_readwrite("prune", &Params::prune)
       .def_readwrite("importance_transform", &Params::importance_transform)
       .def_readwrite("skip_1d", &Params::skip_1d)
+      .def_readwrite("include", &Params::include)
+      .def_readwrite("exclude", &Params::exclude)
       .def_readwrite("backend", &Params::backend)
       .def("validate", [](const Params& p) { p.to_engine(); }, "Parses the enum spellings; raises on bad values.");
 

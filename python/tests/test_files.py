@@ -84,3 +84,29 @@ def test_bad_safetensors(tmp_path):
     with pytest.raises(netquant.NetquantValueError) as e:
         netquant.load_safetensors(p)
     assert e.value.code == "bad_file"
+
+
+def test_sharded_checkpoint(rng, tmp_path):
+    # A Hugging Face style checkpoint written with plain json and save_safetensors: the oracle is the tensors
+    # themselves, read back in shard-name order; the directory reads the same; a stale index is a bad file.
+    import json
+    tensors = {f"layers.{i}.weight": weights(rng, (7 + i, 13)) for i in range(5)}
+    tensors["embed.weight"] = weights(rng, (31, 13)).astype(np.float16)
+    shard_of = {name: 1 + i % 2 for i, name in enumerate(tensors)}
+    for s in (1, 2):
+        part = {n: a for n, a in tensors.items() if shard_of[n] == s}
+        netquant.save_safetensors(tmp_path / f"model-0000{s}-of-00002.safetensors", part, metadata={"format": "pt"})
+    index = tmp_path / "model.safetensors.index.json"
+    index.write_text(json.dumps({"metadata": {"total_size": sum(a.nbytes for a in tensors.values())},
+                                 "weight_map": {n: f"model-0000{s}-of-00002.safetensors"
+                                                for n, s in shard_of.items()}}))
+    for path in (index, tmp_path):
+        back = netquant.load_safetensors(path)
+        assert list(back) == [n for s in (1, 2) for n in tensors if shard_of[n] == s]
+        for n, a in tensors.items():
+            assert back[n].dtype == a.dtype and np.array_equal(back[n], a), n
+        assert netquant.safetensors_metadata(path) == {"format": "pt"}
+    index.write_text(json.dumps({"weight_map": {n: "model-00001-of-00002.safetensors" for n in tensors}}))
+    with pytest.raises(netquant.NetquantValueError) as e:
+        netquant.load_safetensors(index)
+    assert e.value.code == "bad_file" and "model-00002-of-00002.safetensors" in str(e.value)

@@ -152,3 +152,85 @@ def test_sweep_rows(rng):
     assert rows[0]["entropy_bits_per_weight"] >= rows[2]["entropy_bits_per_weight"]
     auto = netquant.sweep(model, method="ecsq", k=8, backend="cpu")
     assert len(auto) == 16
+
+
+def _llm_like(rng):
+    # Awkward sizes, a float16 tensor, 1-D norms: embeddings, LM head and norms are what a user keeps in float.
+    model = {"model.embed_tokens.weight": weights(rng, (37, 11)),
+             "model.layers.0.q_proj.weight": weights(rng, (23, 11)),
+             "model.layers.0.input_layernorm.weight": weights(rng, (11,)).astype(np.float16),
+             "model.layers.1.mlp.up_proj.weight": weights(rng, (19, 11)).astype(np.float16),
+             "model.norm.weight": weights(rng, (11,)),
+             "lm_head.weight": weights(rng, (37, 11))}
+    imp = {n: importance(rng, a.shape) for n, a in model.items()}
+    return model, imp
+
+
+_EXCLUDED = {"model.embed_tokens.weight", "model.layers.0.input_layernorm.weight", "model.norm.weight",
+             "lm_head.weight"}
+
+
+@pytest.mark.parametrize("scope", ["global", "row"])
+@pytest.mark.parametrize("filters", [{"exclude": "embed|lm_head|norm"}, {"include": r"layers\.\d+\.(q_proj|mlp)"}])
+def test_name_filters_equal_the_reduced_model(rng, scope, filters):
+    # Oracle: the same call on the model without the deselected tensors; an importance without them is accepted.
+    model, imp = _llm_like(rng)
+    kept = {n: a for n, a in model.items() if n not in _EXCLUDED}
+    kept_imp = {n: a for n, a in imp.items() if n not in _EXCLUDED}
+    args = dict(method="ecsq", k=12, lam=2e-5, scope=scope, prune=0.2, backend="cpu")
+    want = netquant.quantize_model(kept, kept_imp, **args)
+    got = netquant.quantize_model(model, kept_imp, **args, **filters)
+    assert len(got.codebooks) == len(want.codebooks)
+    for a, b in zip(got.codebooks, want.codebooks):
+        assert a.tobytes() == b.tobytes()
+    assert list(got.tensors) == list(model)  # the input's order
+    for name, a in model.items():
+        t = got.tensors[name]
+        if name in _EXCLUDED:
+            assert not t.quantized and t.indices is None
+            assert got.dequantized[name].dtype == a.dtype and got.dequantized[name].tobytes() == a.tobytes()
+        else:
+            assert t.quantized and np.array_equal(t.indices, want.tensors[name].indices)
+            assert t.first_codebook == want.tensors[name].first_codebook
+            assert got.dequantized[name].tobytes() == want.dequantized[name].tobytes()
+            assert t.stats["hw_distortion"] == want.tensors[name].stats["hw_distortion"]
+    assert got.stats["hw_distortion"] == want.stats["hw_distortion"]
+    assert got.stats["params"] == sum(a.size for a in model.values())
+    # The .nq file carries the deselected tensors raw: it decodes to their input bits and to the oracle's values.
+    data = netquant.compress(model, kept_imp, **args, **filters)
+    back = netquant.decompress(data)
+    assert all(back[n].tobytes() == model[n].tobytes() for n in _EXCLUDED)
+    assert all(back[n].tobytes() == want.dequantized[n].tobytes() for n in kept)
+
+
+def test_name_filters_prune_and_sweep(rng):
+    model, imp = _llm_like(rng)
+    kept = {n: a for n, a in model.items() if n not in _EXCLUDED}
+    got = netquant.prune(model, imp, fraction=0.4, exclude="embed|lm_head|norm", backend="cpu")
+    want = netquant.prune(kept, imp, fraction=0.4, backend="cpu")
+    for name, a in model.items():
+        expect = a if name in _EXCLUDED else want[name]
+        assert got[name].dtype == a.dtype and got[name].tobytes() == expect.tobytes(), name
+    rows = netquant.sweep(model, imp, method="hw-kmeans", ks=[3, 6], exclude="embed|lm_head|norm", backend="cpu")
+    reduced = netquant.sweep(kept, imp, method="hw-kmeans", ks=[3, 6], backend="cpu")
+    assert [r["exclude"] for r in rows] == ["embed|lm_head|norm"] * 2 and rows[0]["include"] == ""
+    assert [r["hw_distortion"] for r in rows] == [r["hw_distortion"] for r in reduced]
+    assert [r["clusters"] for r in rows] == [r["clusters"] for r in reduced]
+
+
+def test_name_filter_errors(rng):
+    model, imp = _llm_like(rng)
+    with pytest.raises(netquant.NetquantValueError, match=r"--include '\(q_proj' is not a valid ECMAScript"):
+        netquant.quantize_model(model, include="(q_proj", backend="cpu")
+    with pytest.raises(netquant.NetquantValueError, match=r"--exclude '\.' leaves no tensor to quantize"):
+        netquant.quantize_model(model, imp, exclude=".", backend="cpu")
+    with pytest.raises(netquant.NetquantValueError, match="leaves no tensor"):
+        netquant.prune(model, fraction=0.3, include="^embed")
+    with pytest.raises(TypeError, match="include"):
+        netquant.quantize(model["lm_head.weight"], include="lm_head")
+    with pytest.raises(TypeError, match="exclude"):
+        netquant.quantize_model(model, exclude=["embed"])
+    # None and "" mean no filter.
+    a = netquant.quantize_model(model, imp, method="hw-kmeans", k=4, exclude=None, backend="cpu")
+    b = netquant.quantize_model(model, imp, method="hw-kmeans", k=4, include="", backend="cpu")
+    assert all(t.quantized for t in a.tensors.values()) and a.codebooks[0].tobytes() == b.codebooks[0].tobytes()

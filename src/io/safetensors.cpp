@@ -4,11 +4,12 @@
 #include <cstring>
 #include <fstream>
 #include <limits>
-#include <set>
 #include <nlohmann/json.hpp>
 
 #include "io/byte_order.h"
 #include "io/mapped_file.h"
+#include "io/sharded_checkpoint.h"
+#include "io/strict_json.h"
 #include "netquant/atomic_file.h"
 #include "netquant/error.h"
 #include "netquant/io.h"
@@ -22,7 +23,6 @@ namespace {
 using Json = nlohmann::json;
 
 constexpr uint64_t kMaxHeaderSize = 100'000'000;  // the reference's MAX_HEADER_SIZE
-constexpr int kMaxJsonDepth = 64;                  // a valid header nests 3 deep; deeper is hostile
 // dtypes the format defines that netquant cannot hold: a valid file, but kUnsupported rather than kBadFile.
 const char* const kForeignDtypes[] = {"F8_E4M3", "F8_E5M2", "F8_E8M0", "F4", "F6_E2M3", "F6_E3M2",
                                       "U16",     "U32",     "U64",     "C64"};
@@ -31,27 +31,6 @@ struct Header {
   std::vector<SafetensorsEntry> entries;  // sorted by offset (file order)
   std::map<std::string, std::string> metadata;
 };
-
-// Deepest nesting of [ and { outside strings; stops counting once past the limit.
-int json_depth(const char* s, size_t n) {
-  int depth = 0, max_depth = 0;
-  bool in_string = false;
-  for (size_t i = 0; i < n; ++i) {
-    const char c = s[i];
-    if (in_string) {
-      if (c == '\\') ++i;
-      else if (c == '"') in_string = false;
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
-      max_depth = std::max(max_depth, ++depth);
-      if (max_depth > kMaxJsonDepth) break;
-    } else if (c == '}' || c == ']') {
-      --depth;
-    }
-  }
-  return max_depth;
-}
 
 const char* json_type(const Json& j) { return j.type_name(); }
 
@@ -69,41 +48,10 @@ bool as_u63(const Json& j, uint64_t* out) {
 }
 
 Header parse_header(const uint8_t* bytes, uint64_t n, uint64_t file_size, const std::string& src) {
-  const char* text = reinterpret_cast<const char*>(bytes);
-  NQ_CHECK(io::is_valid_utf8(text, n), ErrorCode::kBadFile, src << ": safetensors header is not valid UTF-8");
-  NQ_CHECK(json_depth(text, n) <= kMaxJsonDepth, ErrorCode::kBadFile,
-           src << ": safetensors header nests JSON deeper than " << kMaxJsonDepth << " levels");
-
-  // nlohmann keeps the last of duplicate keys silently; the reference rejects them, so watch every object.
-  std::vector<std::set<std::string>> open_objects;
-  std::string duplicate;
-  std::vector<std::string> key_order;
-  auto on_event = [&](int /*depth*/, nlohmann::json::parse_event_t ev, Json& parsed) {
-    using E = nlohmann::json::parse_event_t;
-    if (ev == E::object_start) {
-      open_objects.emplace_back();
-    } else if (ev == E::object_end) {
-      if (!open_objects.empty()) open_objects.pop_back();
-    } else if (ev == E::key && !open_objects.empty()) {
-      const std::string& key = parsed.get_ref<const std::string&>();
-      if (!open_objects.back().insert(key).second && duplicate.empty()) duplicate = key;
-      if (open_objects.size() == 1) key_order.push_back(key);
-    }
-    return true;
-  };
-  Json root = Json::parse(text, text + n, on_event, /*allow_exceptions=*/false);
-  if (root.is_discarded()) {
-    std::string why;
-    try {  // parse again only to get nlohmann's description of where it failed
-      Json probe = Json::parse(text, text + n);
-      (void)probe;
-    } catch (const nlohmann::json::exception& e) {
-      why = e.what();
-    }
-    NQ_FAIL(ErrorCode::kBadFile, src << ": safetensors header is not valid JSON: " << why);
-  }
-  NQ_CHECK(duplicate.empty(), ErrorCode::kBadFile,
-           src << ": safetensors header has duplicate key '" << duplicate << "'");
+  io::StrictJson parsed =
+      io::parse_strict_json(reinterpret_cast<const char*>(bytes), n, src + ": safetensors header");
+  const Json& root = parsed.root;
+  const std::vector<std::string>& key_order = parsed.top_level_keys;
   NQ_CHECK(root.is_object(), ErrorCode::kBadFile,
            src << ": safetensors header must be a JSON object, got " << json_type(root));
 
@@ -139,7 +87,7 @@ Header parse_header(const uint8_t* bytes, uint64_t n, uint64_t file_size, const 
     }
     const auto sh = info.find("shape");
     NQ_CHECK(sh != info.end() && sh->is_array(), ErrorCode::kBadFile, where << ": missing or non-array 'shape'");
-    SafetensorsEntry e{name, *dtype, {}, 0, 0};
+    SafetensorsEntry e{name, *dtype, {}, 0, 0, src};
     uint64_t numel = 1;
     for (const auto& d : *sh) {
       uint64_t dim;
@@ -271,7 +219,8 @@ TensorSet read_safetensors(const std::string& path) {
   return parse_safetensors(map->data(), map->size(), path, map);
 }
 
-std::vector<SafetensorsEntry> read_safetensors_index(const std::string& path) {
+std::vector<SafetensorsEntry> read_safetensors_entries(const std::string& path) {
+  if (is_checkpoint_index_name(path)) return read_sharded_safetensors_entries(path);
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   NQ_CHECK(in.good(), ErrorCode::kIo, path << ": cannot open");
   const auto end_pos = in.tellg();
@@ -287,7 +236,8 @@ std::vector<SafetensorsEntry> read_safetensors_index(const std::string& path) {
   return parse_header(reinterpret_cast<const uint8_t*>(header.data()), n, file_size, path).entries;
 }
 
-Tensor read_safetensors_range(const std::string& path, const SafetensorsEntry& entry, int64_t first, int64_t count) {
+Tensor read_safetensors_range(const SafetensorsEntry& entry, int64_t first, int64_t count) {
+  const std::string& path = entry.file;
   const uint64_t esize = dtype_size(entry.dtype);
   const int64_t numel = shape_numel(entry.shape);
   NQ_CHECK(first >= 0 && count >= 0 && first <= numel && count <= numel - first, ErrorCode::kInvalidArgument,

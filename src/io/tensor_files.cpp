@@ -1,7 +1,12 @@
-// Format dispatch by file name: .safetensors, .npy, IDX (*-ubyte, *.idx*, .gz).
+// Format dispatch by file name: .safetensors, .npy, IDX (*-ubyte, *.idx*, .gz), a sharded checkpoint's index
+// (*.json), or a model directory.
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <filesystem>
+
 #include "netquant/error.h"
+#include "io/sharded_checkpoint.h"
 #include "netquant/io.h"
 
 namespace nq {
@@ -25,20 +30,62 @@ bool is_idx_name(const std::string& path) {
 
 }  // namespace
 
-TensorSet read_tensors(const std::string& path) {
+std::string resolve_tensor_path(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::is_directory(path, ec)) return path;
+  std::vector<std::string> indexes, files;
+  for (fs::directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec)) {
+    std::error_code kind;
+    if (!it->is_regular_file(kind)) continue;  // follows symbolic links (the Hugging Face cache's snapshots)
+    const std::string name = it->path().filename().string();
+    if (ends_with(name, ".safetensors.index.json")) indexes.push_back(name);
+    else if (ends_with(name, ".safetensors")) files.push_back(name);
+  }
+  NQ_CHECK(!ec, ErrorCode::kIo, path << ": cannot list the directory: " << ec.message());
+  std::sort(indexes.begin(), indexes.end());
+  std::sort(files.begin(), files.end());
+  auto list = [](const std::vector<std::string>& names) {
+    std::string out;
+    for (size_t i = 0; i < names.size() && i < 6; ++i) out += (i ? ", " : "") + names[i];
+    if (names.size() > 6) out += " and " + std::to_string(names.size() - 6) + " more";
+    return out;
+  };
+  const std::string dir = ends_with(path, "/") ? path : path + "/";
+  if (indexes.size() == 1) return dir + indexes[0];
+  NQ_CHECK(indexes.empty(), ErrorCode::kInvalidArgument,
+           path << ": is a directory with " << indexes.size() << " checkpoint indexes (" << list(indexes)
+                << "); name the one to read");
+  if (files.size() == 1) return dir + files[0];
+  NQ_CHECK(!files.empty(), ErrorCode::kIo,
+           path << ": is a directory without a *.safetensors.index.json or .safetensors file");
+  NQ_FAIL(ErrorCode::kInvalidArgument, path << ": is a directory with " << files.size()
+                                            << " .safetensors files and no *.safetensors.index.json (" << list(files)
+                                            << "); name the file to read");
+}
+
+std::vector<std::string> tensor_input_files(const std::string& path) {
+  const std::string file = resolve_tensor_path(path);
+  std::vector<std::string> out{file};
+  if (!is_checkpoint_index_name(file)) return out;
+  for (const std::string& shard : read_checkpoint_index(file).shards) out.push_back(shard_path(file, shard));
+  return out;
+}
+
+TensorSet read_tensors(const std::string& given) {
+  const std::string path = resolve_tensor_path(given);
   TensorSet out;
-  struct stat st {};
-  // Whatever its name says, a directory is the same mistake (exit 2), not an unknown file type.
-  NQ_CHECK(::stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode), ErrorCode::kIo, path << ": is a directory");
   if (ends_with(path, ".safetensors")) return read_safetensors(path);
+  if (is_checkpoint_index_name(path)) return read_sharded_safetensors(path);
   if (ends_with(path, ".npy")) {
     out.add(read_npy(path));
   } else if (is_idx_name(path)) {
     out.add(read_idx(path));
   } else {
     const bool nq = ends_with(path, ".nq");
-    NQ_FAIL(ErrorCode::kUnsupported, path << ": unknown file type (expected .safetensors, .npy, or an IDX file "
-                                             "named *-ubyte, *.idx*, *.gz)"
+    NQ_FAIL(ErrorCode::kUnsupported, path << ": unknown file type (expected .safetensors, a sharded checkpoint's "
+                                             "*.safetensors.index.json, .npy, or an IDX file named *-ubyte, "
+                                             "*.idx*, *.gz)"
                                           << (nq ? "; a .nq file is a compressed model: `netquant decompress` "
                                                    "turns it into .safetensors"
                                                  : ""));

@@ -20,6 +20,7 @@
 #include "quant/quant_formulas.h"
 #include "quant/quant_ops.h"
 #include "quant/quantizers.h"
+#include "quant/tensor_selector.h"
 
 namespace nq {
 
@@ -98,10 +99,10 @@ void check_params(const ModelQuantizeParams& params) {
            "--prune must be in [0, 1), got " << params.prune);
 }
 
-// Reads this rank's blocks, validates them and applies the importance transform (as quantize_model does).
-void load_shard(const std::string& model_path, const std::string& importance_path,
-                const std::vector<TensorInfo>& tensors, const ModelQuantizeParams& params, Shard& s) {
-  const bool weighted = !importance_path.empty();
+// Reads this rank's blocks (each from the file its entry names), validates them and applies the importance
+// transform (as quantize_model does); the importance is read when `weighted`.
+void load_shard(bool weighted, const std::vector<TensorInfo>& tensors, const ModelQuantizeParams& params,
+                Shard& s) {
   size_t b = 0;
   while (b < s.blocks.size()) {
     // The owned blocks of one tensor are contiguous: read them with one ranged read.
@@ -109,14 +110,14 @@ void load_shard(const std::string& model_path, const std::string& importance_pat
     while (e < s.blocks.size() && s.blocks[e].tensor == s.blocks[b].tensor) ++e;
     const TensorInfo& t = tensors[s.blocks[b].tensor];
     const int64_t first = s.blocks[b].begin, count = s.blocks[e - 1].end - first;
-    const std::vector<float> w = read_safetensors_range(model_path, *t.entry, first, count).to_f32();
+    const std::vector<float> w = read_safetensors_range(*t.entry, first, count).to_f32();
     for (size_t i = 0; i < w.size(); ++i)
       NQ_CHECK(std::isfinite(w[i]), ErrorCode::kInvalidArgument,
                "tensor '" << t.entry->name << "': weight " << first + static_cast<int64_t>(i) << " is not finite ("
                           << w[i] << ")");
     s.w.insert(s.w.end(), w.begin(), w.end());
     if (weighted) {
-      std::vector<float> h = read_safetensors_range(importance_path, *t.importance, first, count).to_f32();
+      std::vector<float> h = read_safetensors_range(*t.importance, first, count).to_f32();
       for (size_t i = 0; i < h.size(); ++i) {
         NQ_CHECK(std::isfinite(h[i]) && h[i] >= 0, ErrorCode::kInvalidArgument,
                  "importance of tensor '" << t.entry->name << "': value " << first + static_cast<int64_t>(i)
@@ -297,15 +298,18 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
   const bool weighted = read_importance && method_traits(qp.method).uses_importance;
 
   // ---- the layout: quantized tensors, fixed blocks, this rank's run of blocks ----
-  const std::vector<SafetensorsEntry> entries = read_safetensors_index(model_path);
+  const std::vector<SafetensorsEntry> entries = read_safetensors_entries(resolve_tensor_path(model_path));
   std::vector<SafetensorsEntry> imp_entries;
-  if (read_importance) imp_entries = read_safetensors_index(importance_path);
+  if (read_importance) imp_entries = read_safetensors_entries(resolve_tensor_path(importance_path));
   std::vector<TensorInfo> tensors;
   std::vector<int> ordinal(entries.size(), -1);  // entry -> quantized ordinal
+  const quant::TensorSelector select(params);  // quantize_model's rule, name filters included
+  size_t eligible = 0;
   for (size_t e = 0; e < entries.size(); ++e) {
     const SafetensorsEntry& t = entries[e];
     const int64_t numel = shape_numel(t.shape);
-    if (!quant::quantizes_tensor(t.dtype, t.shape, params.skip_1d)) continue;
+    eligible += select.eligible(t.dtype, t.shape);
+    if (!select.quantizes(t.name, t.dtype, t.shape)) continue;
     const SafetensorsEntry* imp = nullptr;
     if (read_importance) {
       for (const auto& c : imp_entries)
@@ -315,6 +319,7 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
     ordinal[e] = static_cast<int>(tensors.size());
     tensors.push_back({&t, imp, numel});
   }
+  select.check_selection(tensors.size(), eligible);
   uint64_t total_n = 0;
   for (const auto& t : tensors) total_n += static_cast<uint64_t>(t.numel);
   const uint64_t block = quant::accum_block_size(total_n);
@@ -336,7 +341,7 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
   }
 
   // ---- load, prune, compact ----
-  load_shard(model_path, read_importance ? importance_path : std::string(), tensors, params, shard);
+  load_shard(read_importance, tensors, params, shard);
   stats.local_weights = static_cast<int64_t>(shard.w.size());
   prune_shard(static_cast<int64_t>(std::floor(params.prune * static_cast<double>(total_n))), shard);
   {
@@ -586,7 +591,7 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
     const int64_t numel = shape_numel(entry.shape);
     if (ordinal[e] < 0) {
       qt.quantized = false;
-      auto flat = std::make_shared<Tensor>(read_safetensors_range(model_path, entry, 0, numel));
+      auto flat = std::make_shared<Tensor>(read_safetensors_range(entry, 0, numel));
       qt.original = Tensor::view(entry.name, entry.dtype, entry.shape, flat->data(), flat);
       errors.push_back({});
     } else {

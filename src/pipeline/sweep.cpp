@@ -118,6 +118,8 @@ SweepPoint finish_point(QuantizedModel q, const SweepPointSpec& spec, size_t ind
   p.index = index;
   p.method = method_traits(spec.params.quant.method).name;
   p.scope = scope_to_string(spec.params.scope);
+  p.include = spec.params.include_regex;
+  p.exclude = spec.params.exclude_regex;
   p.knob_name = spec.knob_name;
   p.knob = spec.knob;
   account_coding(q);
@@ -142,7 +144,8 @@ bool same_but_lambda(const ModelQuantizeParams& a, const ModelQuantizeParams& b)
          x.pow2_levels == y.pow2_levels && x.exact_histogram_bins == y.exact_histogram_bins &&
          x.initial_centers == y.initial_centers && x.backend == y.backend && a.scope.kind == b.scope.kind &&
          a.scope.group == b.scope.group && a.prune == b.prune && a.importance_transform == b.importance_transform &&
-         a.skip_1d == b.skip_1d && a.initial_codebooks == b.initial_codebooks;
+         a.skip_1d == b.skip_1d && a.include_regex == b.include_regex && a.exclude_regex == b.exclude_regex &&
+         a.initial_codebooks == b.initial_codebooks;
 }
 
 }  // namespace
@@ -207,7 +210,8 @@ void mark_duplicates(std::vector<SweepPoint>& points) {
   for (size_t i = 1; i < points.size(); ++i) {
     const auto& a = points[i - 1];
     auto& b = points[i];
-    b.duplicate_of_previous = a.method == b.method && a.scope == b.scope && a.stats.clusters == b.stats.clusters &&
+    b.duplicate_of_previous = a.method == b.method && a.scope == b.scope && a.include == b.include &&
+                              a.exclude == b.exclude && a.stats.clusters == b.stats.clusters &&
                               a.stats.entropy_bits_per_weight == b.stats.entropy_bits_per_weight &&
                               a.stats.hw_distortion == b.stats.hw_distortion;
   }
@@ -232,10 +236,21 @@ int best_point_for_target(const std::vector<SweepPoint>& points, double target_b
   return best;
 }
 
+namespace {
+// A text cell: as it is, or quoted with its quotes doubled (RFC 4180) when it holds a separator, a quote or a line
+// break — a regex such as 'a{1,2}' must not add a column.
+std::string csv_cell(const std::string& s) {
+  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+}  // namespace
+
 std::string sweep_csv_header() {
   return "index,method,scope,knob_name,knob,lambda,params,pruned,clusters,hw_distortion,mse,"
          "entropy_bits_per_weight,huffman_bits_per_weight,fixed_bits_per_weight,ratio_fixed,ratio_entropy,"
-         "ratio_huffman,ratio_file,accuracy,loss,accuracy_finetuned,loss_finetuned,duplicate";
+         "ratio_huffman,ratio_file,accuracy,loss,accuracy_finetuned,loss_finetuned,duplicate,include,exclude";
 }
 
 std::string sweep_to_csv(const std::vector<SweepPoint>& points) {
@@ -255,7 +270,7 @@ std::string sweep_to_csv(const std::vector<SweepPoint>& points) {
        << num(s.fixed_bits_per_weight) << "," << num(s.ratio_fixed) << "," << num(s.ratio_entropy) << ","
        << num(s.ratio_huffman) << "," << num(s.ratio_file) << "," << num(p.metrics.accuracy) << ","
        << num(p.metrics.loss) << "," << num(p.metrics.accuracy_finetuned) << "," << num(p.metrics.loss_finetuned)
-       << "," << (p.duplicate_of_previous ? 1 : 0) << "\n";
+       << "," << (p.duplicate_of_previous ? 1 : 0) << "," << csv_cell(p.include) << "," << csv_cell(p.exclude) << "\n";
   }
   return os.str();
 }

@@ -54,6 +54,8 @@ std::string serialize(const std::vector<SweepPoint>& points) {
     put<uint64_t>(out, p.index);
     put_string(out, p.method);
     put_string(out, p.scope);
+    put_string(out, p.include);
+    put_string(out, p.exclude);
     put_string(out, p.knob_name);
     put(out, p.knob);
     put(out, p.stats);  // QuantStats is trivially copyable (numbers only)
@@ -69,6 +71,8 @@ void deserialize(const std::string& in, std::vector<SweepPoint>& out) {
     p.index = get<uint64_t>(in, pos);
     p.method = get_string(in, pos);
     p.scope = get_string(in, pos);
+    p.include = get_string(in, pos);
+    p.exclude = get_string(in, pos);
     p.knob_name = get_string(in, pos);
     p.knob = get<double>(in, pos);
     p.stats = get<QuantStats>(in, pos);

@@ -14,6 +14,8 @@ TensorSet prune_model(const TensorSet& model, const TensorSet* importance, const
   ModelQuantizeParams mask_params;
   mask_params.prune = params.prune;
   mask_params.skip_1d = params.skip_1d;
+  mask_params.include_regex = params.include_regex;  // the same tensors as quantize_model selects
+  mask_params.exclude_regex = params.exclude_regex;
   mask_params.importance_transform = params.importance_transform;
   mask_params.quant.method = Method::kHwKmeans;  // every method prunes the same weights; two levels are cheap
   mask_params.quant.k = 2;

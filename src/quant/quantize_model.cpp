@@ -18,14 +18,11 @@
 #include "quant/model_stats.h"
 #include "quant/problem_memory.h"
 #include "quant/quantizers.h"
+#include "quant/tensor_selector.h"
 
 namespace nq {
 
 namespace quant {
-
-bool quantizes_tensor(DType dtype, const std::vector<int64_t>& shape, bool skip_1d) {
-  return dtype_is_float(dtype) && shape_numel(shape) > 0 && !(skip_1d && shape.size() == 1);
-}
 
 void check_importance_layout(const std::string& name, const std::vector<int64_t>& shape,
                              const std::vector<int64_t>* importance_shape, DType importance_dtype,
@@ -157,15 +154,17 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
   const bool weighted = importance != nullptr && method_traits(qp.method).uses_importance;
 
   // ---- validate and convert ----
+  const quant::TensorSelector select(params);  // the name patterns compiled once, not per tensor
+  const std::vector<char> chosen = select.choose(model);  // before any conversion: an empty selection fails fast
   std::vector<Prepared> prep;
-  for (const Tensor& t : model) {
+  for (size_t ti = 0; ti < model.size(); ++ti) {
+    const Tensor& t = model[ti];
     QuantizedTensor qt;
     qt.name = t.name();
     qt.dtype = t.dtype();
     qt.shape = t.shape();
     qt.stats.params = t.numel();
-    const bool keep = !quant::quantizes_tensor(t.dtype(), t.shape(), params.skip_1d);
-    if (keep) {
+    if (!chosen[ti]) {
       qt.quantized = false;
       qt.original = t;
       out.tensors.push_back(std::move(qt));

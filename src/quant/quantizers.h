@@ -245,10 +245,6 @@ std::vector<std::vector<QuantizeResult>> quantize_rows_ecsq(const float* w, cons
                                                             const std::vector<double>& lambdas,
                                                             int64_t slice_values = kRowsSliceValues);
 
-// Whether quantize_model quantizes a tensor of this dtype and shape (else it keeps it as it is): a float tensor with
-// values, and not 1-D under skip_1d. The sharded driver and the CLI's importance check use the same rule.
-bool quantizes_tensor(DType dtype, const std::vector<int64_t>& shape, bool skip_1d);
-
 // The importance tensor of weight tensor `name` must exist (importance_shape non-null), have its shape and a
 // float dtype: kShapeMismatch / kInvalidArgument naming the tensor otherwise (quantize_model and the sharded one).
 // `source` names the importance in the messages (the CLI passes "--importance FILE").

@@ -62,7 +62,7 @@ TEST(DemoCli, QuickRunProducesTableAndFiles) {
     for (size_t at = csv.find("," + label + ","); at != std::string::npos; at = csv.find("," + label + ",", at + 1)) {
       const size_t line_end = csv.find('\n', at);
       const std::string line = csv.substr(at, line_end - at);
-      // accuracy is the 19th of the 23 columns: the fields after the method (column 2) up to it.
+      // accuracy is the 19th of the 25 columns: the fields after the method (column 2) up to it.
       size_t pos = 0;
       for (int field = 2; field < 19; ++field) pos = line.find(',', pos + 1);
       const double point_acc = std::stod(line.substr(pos + 1));

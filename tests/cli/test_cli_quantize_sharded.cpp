@@ -7,10 +7,12 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <set>
 #include <string>
 
 #include "cli/cli_fixture.h"
 #include "netquant/backend.h"
+#include "netquant/coding.h"
 #include "netquant/distributed.h"
 #include "netquant/io.h"
 #include "nlohmann/json.hpp"
@@ -190,6 +192,75 @@ TEST_F(ShardedCli, LinearStartIgnoresOutliersOfZeroImportanceAsInProcess) {
   EXPECT_EQ(ja["total"]["clusters"], jb["total"]["clusters"]);
   const double da = ja["total"]["hw_distortion"], db = jb["total"]["hw_distortion"];
   EXPECT_NEAR(da, db, 1e-9 * db);
+}
+
+// --exclude: the sharded driver selects what quantize_model selects. Oracles: the unsharded run with the same
+// --exclude (the same pruning mask; on these two tensors the two stop by the objective tolerance one iteration
+// apart — 44 and 43, also without a filter on a file of just them — so their objectives agree to 1e-6, not their
+// values), and bit for bit the sharded run over a file holding only the selected tensors (the blocks then cut
+// a.weight and c.weight alone). The excluded tensors keep their input bits, and any number of ranks writes the
+// same file.
+TEST_F(ShardedCli, ExcludeSelectsAsTheUnshardedQuantizer) {
+  const std::string options = "--method hw-kmeans --k 8 --prune 0.4 --max-iter 300";
+  const std::string exclude = " --exclude '^b\\.|bias'";
+  CliRun r = run(quantize_args("--sharded " + options + exclude, file("sharded.safetensors")));
+  ASSERT_EQ(r.status, 0) << r.err;
+  r = run(quantize_args("--sharded " + options + exclude, file("sharded.nq")));
+  ASSERT_EQ(r.status, 0) << r.err;
+  r = run(quantize_args(options + exclude, file("plain.safetensors")));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const TensorSet model = read_safetensors(file("model.safetensors"));
+  const TensorSet imp = read_safetensors(file("imp.safetensors"));
+  const TensorSet a = read_safetensors(file("sharded.safetensors")), b = read_safetensors(file("plain.safetensors"));
+  const std::set<std::string> excluded = {"a.bias", "b.weight"};
+  int64_t pruned = 0;
+  for (const Tensor& m : model) {
+    SCOPED_TRACE(m.name());
+    const Tensor &ta = a.at(m.name()), &tb = b.at(m.name());
+    if (excluded.count(m.name()) || m.dtype() != DType::kF32) {
+      for (const Tensor* t : {&ta, &tb}) {
+        ASSERT_EQ(t->nbytes(), m.nbytes());
+        EXPECT_EQ(std::memcmp(t->data(), m.data(), m.nbytes()), 0);
+      }
+      continue;
+    }
+    const std::vector<float> va = ta.to_f32(), vb = tb.to_f32();
+    for (size_t i = 0; i < va.size(); ++i) {
+      ASSERT_EQ(va[i] == 0.0f, vb[i] == 0.0f) << "[" << i << "]: pruning masks differ";
+      pruned += va[i] == 0.0f;
+    }
+  }
+  EXPECT_EQ(pruned, static_cast<int64_t>(0.4 * (97 * 431 + 23 * 1001)));
+  const auto ja = report(file("sharded.safetensors")), jb = report(file("plain.safetensors"));
+  EXPECT_EQ(ja["total"]["clusters"], jb["total"]["clusters"]);
+  EXPECT_EQ(ja["total"]["params"], jb["total"]["params"]);
+  const double da = ja["total"]["hw_distortion"], db = jb["total"]["hw_distortion"];
+  EXPECT_NEAR(da, db, 1e-6 * db);
+  EXPECT_EQ(ja["tensors"].size(), 2u);  // the quantized ones
+  TensorSet reduced_model, reduced_imp;
+  for (const Tensor& t : model)
+    if (!excluded.count(t.name())) reduced_model.add(t);
+  for (const Tensor& t : imp)
+    if (!excluded.count(t.name())) reduced_imp.add(t);
+  write_safetensors(file("model.safetensors"), reduced_model);  // quantize_args reads these two
+  write_safetensors(file("imp.safetensors"), reduced_imp);
+  r = run(quantize_args("--sharded " + options, file("reduced.nq")));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const QuantizedModel got = read_nq_file(file("sharded.nq")), want = read_nq_file(file("reduced.nq"));
+  ASSERT_EQ(got.codebooks, want.codebooks);
+  for (const QuantizedTensor& t : want.tensors) {
+    const auto it = std::find_if(got.tensors.begin(), got.tensors.end(),
+                                 [&](const QuantizedTensor& g) { return g.name == t.name; });
+    ASSERT_NE(it, got.tensors.end()) << t.name;
+    EXPECT_EQ(it->quantized, t.quantized) << t.name;
+    EXPECT_EQ(it->indices, t.indices) << t.name;
+  }
+  write_safetensors(file("model.safetensors"), model);
+  write_safetensors(file("imp.safetensors"), imp);
+  if (!mpi_compiled() || !have_mpirun()) GTEST_SKIP() << "netquant built without MPI or mpirun missing";
+  r = shell(mpirun(2) + quantize_args("--sharded " + options + exclude, file("np2.nq")));
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(slurp(file("np2.nq")) == slurp(file("sharded.nq")));
 }
 
 TEST_F(ShardedCli, FailingRankAbortsJobAndLeavesNoOutput) {

@@ -66,11 +66,12 @@ TEST(Safetensors, RoundTripEveryDtypeInMemoryAndFile) {
   EXPECT_EQ(n % 8, 0u);
   EXPECT_EQ(bytes[8 + n - 1] == ' ' || bytes[8 + n - 1] == '}', true);
   // The index agrees with the data: each entry's bytes are exactly the tensor's bytes.
-  auto index = read_safetensors_index(path);
+  auto index = read_safetensors_entries(path);
   ASSERT_EQ(index.size(), s.size());
   uint64_t expect_begin = 8 + n;
   for (size_t i = 0; i < index.size(); ++i) {
     EXPECT_EQ(index[i].name, s[i].name());
+    EXPECT_EQ(index[i].file, path);
     EXPECT_EQ(index[i].begin, expect_begin);
     EXPECT_EQ(index[i].end - index[i].begin, s[i].nbytes());
     EXPECT_EQ(bytes.compare(index[i].begin, s[i].nbytes(), static_cast<const char*>(s[i].data()), s[i].nbytes()), 0);
@@ -211,11 +212,11 @@ TEST(SafetensorsRules, Metadata) {
   EXPECT_TRUE(s.empty());
 }
 
-TEST(SafetensorsRules, IndexAppliesTheSameRules) {
+TEST(SafetensorsRules, EntriesApplyTheSameRules) {
   test::TempDir dir;
   test::write_bytes(dir.file("b.safetensors"),
                     st_file(R"({"w":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}})", std::string(5, 'x')));
-  expect_error([&] { read_safetensors_index(dir.file("b.safetensors")); }, ErrorCode::kBadFile,
+  expect_error([&] { read_safetensors_entries(dir.file("b.safetensors")); }, ErrorCode::kBadFile,
                {"b.safetensors", "trailing bytes"});
   expect_error([&] { read_safetensors(dir.file("b.safetensors")); }, ErrorCode::kBadFile, {"b.safetensors"});
   expect_error([&] { read_safetensors(dir.file("missing.safetensors")); }, ErrorCode::kIo, {"missing.safetensors"});

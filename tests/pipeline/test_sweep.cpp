@@ -188,5 +188,51 @@ TEST(Sweep, CsvHasOneRowPerPointAndFixedColumns) {
   EXPECT_EQ(rows, 4);
 }
 
+// The name filters: λ points under different filters are never batched together (each equals its point alone),
+// identical statistics under different filters are not duplicates, and the patterns land in the last two CSV
+// columns, quoted when they hold a comma or a quote.
+TEST(Sweep, NameFiltersSplitBatchesAndAreRecorded) {
+  TensorSet importance;
+  const TensorSet model = random_model(5, &importance);
+  std::vector<SweepPointSpec> specs;
+  for (const char* exclude : {"", "layer1", "layer1", "layer[0-1]{1,2}\"x"}) {
+    ModelQuantizeParams p;
+    p.quant.method = Method::kEcsq;
+    p.quant.k = 8;
+    p.quant.lambda = 1e-4;
+    p.quant.backend = Backend::kCpu;
+    p.exclude_regex = exclude;
+    specs.push_back({p, "lambda", 1e-4});
+  }
+  const std::vector<SweepBatch> batches = plan_sweep_batches(model, specs, kSweepLambdaBatch);
+  ASSERT_EQ(batches.size(), 3u);  // {0}, {1, 2}, {3}
+  EXPECT_EQ(batches[1].begin, 1u);
+  EXPECT_EQ(batches[1].end, 3u);
+  const std::vector<SweepPoint> points = run_sweep(model, &importance, specs, nullptr);
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const SweepPoint alone = run_sweep_point(model, &importance, specs[i], i, nullptr);
+    EXPECT_EQ(points[i].stats.hw_distortion, alone.stats.hw_distortion) << i;
+    EXPECT_EQ(points[i].stats.params, model.total_numel()) << i;
+    EXPECT_EQ(points[i].exclude, specs[i].params.exclude_regex);
+  }
+  EXPECT_NE(points[1].stats.hw_distortion, points[0].stats.hw_distortion);  // the filter changed the problem
+  EXPECT_FALSE(points[1].duplicate_of_previous);
+  EXPECT_TRUE(points[2].duplicate_of_previous);  // same filter, same solution
+  std::istringstream is(sweep_to_csv(points));
+  std::string line;
+  std::getline(is, line);
+  const auto ends_with = [](const std::string& s, const std::string& end) {
+    return s.size() >= end.size() && s.compare(s.size() - end.size(), end.size(), end) == 0;
+  };
+  EXPECT_TRUE(ends_with(line, ",duplicate,include,exclude")) << line;
+  std::vector<std::string> rows;
+  while (std::getline(is, line)) rows.push_back(line);
+  ASSERT_EQ(rows.size(), 4u);
+  EXPECT_TRUE(ends_with(rows[0], ",0,,")) << rows[0];  // not a duplicate, no filters: empty cells
+  EXPECT_TRUE(ends_with(rows[1], ",0,,layer1")) << rows[1];
+  EXPECT_TRUE(ends_with(rows[2], ",1,,layer1")) << rows[2];
+  EXPECT_TRUE(ends_with(rows[3], ",0,,\"layer[0-1]{1,2}\"\"x\"")) << rows[3];
+}
+
 }  // namespace
 }  // namespace nq
