@@ -224,7 +224,10 @@ void run(const SweepOptions& o) {
 
 void setup_sweep(CLI::App& sub) {
   auto o = std::make_shared<SweepOptions>();
-  sub.add_option("model", o->model, "model weights (.safetensors or .npy)")->required()->check(CLI::ExistingFile);
+  sub.add_option("model", o->model,
+                 "model weights: .safetensors, a sharded checkpoint's *.index.json or its directory, or .npy")
+      ->required()
+      ->check(CLI::ExistingPath);
   sub.add_option("-o,--output", o->output, "sweep table as CSV ('-' = stdout)")->required();
   sub.add_option("--importance", o->importance, "per-weight importance (Hessian diagonal, Fisher, Adam v)");
   sub.add_option("--importance-transform", o->transform, "none | sqrt (for Adam's v) | normalize")->capture_default_str();
