@@ -9,6 +9,15 @@ if(NOT TARGET CLI11::CLI11)
   target_include_directories(CLI11::CLI11 INTERFACE "${CLI11_INCLUDE_DIR}")
 endif()
 
+# RE2 for the tensor-name filters (--include/--exclude): linear-time matching without recursion. std::regex
+# (libstdc++) recurses per character, so a long tensor name from a hostile file overflows the stack, and a
+# pattern such as (a*)*b takes exponential time; RE2 does neither.
+find_path(NQ_RE2_INCLUDE_DIR re2/re2.h REQUIRED)
+find_library(NQ_RE2_LIBRARY re2 REQUIRED)
+add_library(nq_re2 INTERFACE)
+target_include_directories(nq_re2 INTERFACE "${NQ_RE2_INCLUDE_DIR}")
+target_link_libraries(nq_re2 INTERFACE "${NQ_RE2_LIBRARY}")
+
 # BLAS for the built-in networks' GEMMs: OpenBLAS (cblas interface).
 set(BLA_VENDOR OpenBLAS)
 find_package(BLAS REQUIRED)

@@ -127,11 +127,11 @@ TensorSet read_importance(const std::string& path, const TensorSet& model, const
 
 void add_name_filters(CLI::App& sub, std::string& include, std::string& exclude, const std::string& verb) {
   sub.add_option("--include", include,
-                 "only " + verb + " the tensors whose name matches this ECMAScript regex, found anywhere in the "
+                 "only " + verb + " the tensors whose name matches this regex (RE2 syntax), found anywhere in the "
                  "name as grep finds it (^...$: the whole name); the others are left as they are")
       ->type_name("REGEX");
   sub.add_option("--exclude", exclude,
-                 "do not " + verb + " the tensors whose name matches this ECMAScript regex (anywhere in the name), "
+                 "do not " + verb + " the tensors whose name matches this regex (RE2 syntax; anywhere in the name), "
                  "e.g. --exclude 'embed|lm_head|norm'; they are left as they are and need no --importance entry")
       ->type_name("REGEX");
 }

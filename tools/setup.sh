@@ -3,7 +3,7 @@
 # Usage: tools/setup.sh [--bench]   (--bench adds the peer libraries for bench/: scikit-learn, FAISS)
 set -euo pipefail
 
-packages=(cmake g++ make pkg-config libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev
+packages=(cmake g++ make pkg-config libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev libre2-dev nlohmann-json3-dev
           libopenblas-dev zlib1g-dev dataset-fashion-mnist python3-numpy python3-matplotlib python3-pytest
           libopenmpi-dev openmpi-bin clang libclang-rt-14-dev pybind11-dev python3-dev)
 if [[ "${1:-}" == "--bench" ]]; then

@@ -125,7 +125,8 @@ if [ -z "$BIN" ]; then
     DEPS_ARGS=(-DCMAKE_PREFIX_PATH="$U" -DGTest_DIR="$L/cmake/GTest" -DCLI11_DIR="$U/share/cmake/CLI11"
                -Dnlohmann_json_DIR="$U/share/cmake/nlohmann_json" -DZLIB_ROOT="$U"
                -DBLAS_openblas_LIBRARY="$L/openblas-pthread/libopenblas.so"
-               -DNQ_CBLAS_INCLUDE_DIR="$U/include/x86_64-linux-gnu/openblas-pthread")
+               -DNQ_CBLAS_INCLUDE_DIR="$U/include/x86_64-linux-gnu/openblas-pthread"
+               -DNQ_RE2_INCLUDE_DIR="$U/include" -DNQ_RE2_LIBRARY="$L/libre2.so")
     export LD_LIBRARY_PATH="$L/openblas-pthread:$L:$P/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   fi
   GEN=()

@@ -113,7 +113,7 @@ struct ModelQuantizeParams {
   bool skip_1d = false;  // leave 1-D tensors (biases) in float
   // Tensors to quantize by name (empty = no filter): a tensor is quantized iff it is a non-empty float tensor,
   // not 1-D under skip_1d, its name matches include_regex (when given) and does not match exclude_regex (when
-  // given). Matching is std::regex_search with ECMAScript syntax: the pattern may match anywhere in the name, as
+  // given). Matching is RE2's PartialMatch (RE2 syntax, linear time): the pattern may match anywhere in the name, as
   // grep does (anchor it with ^...$ for a whole name), e.g. exclude_regex = "embed|lm_head|norm". Tensors not
   // selected are kept in float as skip_1d keeps them (QuantizedTensor::quantized = false) and need no importance.
   // An invalid pattern, or patterns that leave no tensor to quantize, are kInvalidArgument.

@@ -232,7 +232,7 @@ def quantize_model(tensors: Mapping[str, ArrayLike], importance: Mapping[str, Ar
     float dtype are read in place (float64 included) and come back dequantized in their own dtype.
 
     ``include`` / ``exclude`` (keywords, str): quantize only the tensors whose name matches ``include`` and does
-    not match ``exclude`` — ECMAScript regular expressions matched anywhere in the name (``re.search``-like;
+    not match ``exclude`` — regular expressions in RE2 syntax matched anywhere in the name (``re.search``-like;
     ``^...$`` for a whole name), e.g. ``exclude="embed|lm_head|norm"`` keeps an LLM's embeddings, LM head and
     norms in float. The others come back unchanged (``TensorResult.quantized`` False) and need no importance
     entry. An invalid pattern, or patterns that leave no tensor to quantize, raise :class:`NetquantValueError`.

@@ -220,7 +220,7 @@ def test_name_filters_prune_and_sweep(rng):
 
 def test_name_filter_errors(rng):
     model, imp = _llm_like(rng)
-    with pytest.raises(netquant.NetquantValueError, match=r"--include '\(q_proj' is not a valid ECMAScript"):
+    with pytest.raises(netquant.NetquantValueError, match=r"--include '\(q_proj' is not a valid regular expression \(RE2 syntax\)"):
         netquant.quantize_model(model, include="(q_proj", backend="cpu")
     with pytest.raises(netquant.NetquantValueError, match=r"--exclude '\.' leaves no tensor to quantize"):
         netquant.quantize_model(model, imp, exclude=".", backend="cpu")

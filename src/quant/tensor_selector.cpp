@@ -1,6 +1,8 @@
 // nq::quant::TensorSelector: the dtype/shape rule plus the optional name filters (tensor_selector.h).
 #include "quant/tensor_selector.h"
 
+#include <re2/re2.h>
+
 #include "netquant/error.h"
 #include "netquant/tensor.h"
 
@@ -8,16 +10,17 @@ namespace nq::quant {
 
 namespace {
 
-// An empty pattern is no filter. The regex library's own reason goes into the message: "missing )" says more
-// than "invalid pattern".
-std::optional<std::regex> compile(const std::string& option, const std::string& pattern) {
-  if (pattern.empty()) return std::nullopt;
-  try {
-    return std::regex(pattern, std::regex::ECMAScript);
-  } catch (const std::regex_error& e) {
-    NQ_FAIL(ErrorCode::kInvalidArgument,
-            option << " '" << pattern << "' is not a valid ECMAScript regular expression: " << e.what());
-  }
+// An empty pattern is no filter. RE2's own reason goes into the message: "missing ): (embed" says more than
+// "invalid pattern". RE2 rather than std::regex: its matching time is linear in the name and it never recurses
+// per character, so no tensor name from a hostile file can exhaust the stack or the time.
+std::shared_ptr<const re2::RE2> compile(const std::string& option, const std::string& pattern) {
+  if (pattern.empty()) return nullptr;
+  re2::RE2::Options options;
+  options.set_log_errors(false);  // the error is ours to report, not RE2's to print on stderr
+  auto re = std::make_shared<const re2::RE2>(pattern, options);
+  NQ_CHECK(re->ok(), ErrorCode::kInvalidArgument,
+           option << " '" << pattern << "' is not a valid regular expression (RE2 syntax): " << re->error());
+  return re;
 }
 
 }  // namespace
@@ -34,8 +37,8 @@ bool TensorSelector::eligible(DType dtype, const std::vector<int64_t>& shape) co
 }
 
 bool TensorSelector::name_selected(const std::string& name) const {
-  if (include_ && !std::regex_search(name, *include_)) return false;
-  return !(exclude_ && std::regex_search(name, *exclude_));
+  if (include_ && !re2::RE2::PartialMatch(name, *include_)) return false;
+  return !(exclude_ && re2::RE2::PartialMatch(name, *exclude_));
 }
 
 std::string TensorSelector::describe() const {
@@ -47,14 +50,14 @@ std::string TensorSelector::describe() const {
 
 void TensorSelector::check_selection(size_t selected, size_t eligible_count) const {
   if (!filtered() || selected > 0) return;
-  const bool both = include_ && exclude_;
+  const bool both = include_ != nullptr && exclude_ != nullptr;
   const std::string skipped = skip_1d_ ? " (1-D ones skipped)" : "";
   const std::string why = eligible_count == 0 ? "the model has no float tensor" + skipped
                                               : "none of the model's " + std::to_string(eligible_count) +
                                                     " float tensors" + skipped + " passes";
   NQ_FAIL(ErrorCode::kInvalidArgument,
           describe() << (both ? " leave" : " leaves") << " no tensor to quantize (" << why
-                     << "; the patterns are ECMAScript regular expressions found anywhere in a tensor's name)");
+                     << "; the patterns are regular expressions (RE2 syntax) found anywhere in a tensor's name)");
 }
 
 std::vector<char> TensorSelector::choose(const TensorSet& model) const {

@@ -5,8 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <optional>
-#include <regex>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -14,25 +13,29 @@
 #include "netquant/quantize.h"
 #include "netquant/tensor.h"
 
+namespace re2 {
+class RE2;
+}
+
 namespace nq::quant {
 
 class TensorSelector {
  public:
-  // Compiles params.include_regex / exclude_regex once (ECMAScript; empty = no filter): kInvalidArgument naming
-  // the option, the pattern and the regex library's reason when one is not a valid pattern.
+  // Compiles params.include_regex / exclude_regex once (RE2 syntax; empty = no filter): kInvalidArgument naming
+  // the option, the pattern and RE2's reason when one is not a valid pattern.
   explicit TensorSelector(const ModelQuantizeParams& params);
 
   // A float tensor with values, and not 1-D under skip_1d: what is quantized without a name filter.
   bool eligible(DType dtype, const std::vector<int64_t>& shape) const;
   // Whether the name passes the filters: found by include (when given) and not by exclude (when given),
-  // std::regex_search semantics (a match anywhere in the name).
+  // RE2::PartialMatch semantics (a match anywhere in the name), in time linear in the name's length.
   bool name_selected(const std::string& name) const;
   // The rule: eligible and name_selected.
   bool quantizes(const std::string& name, DType dtype, const std::vector<int64_t>& shape) const {
     return eligible(dtype, shape) && name_selected(name);
   }
 
-  bool filtered() const { return include_.has_value() || exclude_.has_value(); }
+  bool filtered() const { return include_ != nullptr || exclude_ != nullptr; }
   // "--include 'X'", "--exclude 'Y'" or both joined by " / " (empty without a filter): how messages name them.
   std::string describe() const;
   // A filter must leave something to quantize, so that a typo cannot silently write an unquantized model:
@@ -46,7 +49,7 @@ class TensorSelector {
  private:
   bool skip_1d_;
   std::string include_text_, exclude_text_;
-  std::optional<std::regex> include_, exclude_;
+  std::shared_ptr<const re2::RE2> include_, exclude_;  // null: no filter
 };
 
 }  // namespace nq::quant

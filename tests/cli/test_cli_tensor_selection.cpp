@@ -125,7 +125,7 @@ TEST_F(SelectionCli, BadPatternOrEmptySelectionExits2AndWritesNothing) {
   struct Case {
     std::string options, needle;
   };
-  for (const Case& c : {Case{"--exclude '(embed'", "--exclude '(embed' is not a valid ECMAScript regular expression"},
+  for (const Case& c : {Case{"--exclude '(embed'", "--exclude '(embed' is not a valid regular expression (RE2 syntax)"},
                         Case{"--include 'q_proj[' --exclude norm", "--include 'q_proj[' is not a valid"},
                         Case{"--include '^embed'", "--include '^embed' leaves no tensor to quantize"},
                         Case{"--include norm --exclude weight",
@@ -239,7 +239,7 @@ TEST_F(SelectionCli, EveryQuantizingCommandOffersTheFilters) {
     EXPECT_EQ(r.status, 0) << command;
     EXPECT_NE(r.out.find("--include REGEX"), std::string::npos) << command;
     EXPECT_NE(r.out.find("--exclude REGEX"), std::string::npos) << command;
-    EXPECT_NE(r.out.find("ECMAScript"), std::string::npos) << command;
+    EXPECT_NE(r.out.find("RE2 syntax"), std::string::npos) << command;
   }
 }
 

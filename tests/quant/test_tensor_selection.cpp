@@ -1,7 +1,7 @@
 // ModelQuantizeParams::include_regex / exclude_regex (quant::TensorSelector). Oracle: quantize_model of the model
 // with the deselected tensors removed — the filtered run must equal it bit for bit (codebooks, indices, per-tensor
 // statistics), with the deselected tensors present as raw (their original bits) in the original order. The names
-// each pattern selects are written out by hand here, not computed with <regex>.
+// each pattern selects are written out by hand here, not computed with a regex library.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -161,7 +161,7 @@ const std::vector<FilterCase>& filter_cases() {
       // The README's LLM example: embeddings, LM head and every norm stay in float.
       {"", "embed|lm_head|norm", false,
        {"model.embed_tokens.weight", "model.layers.0.input_layernorm.weight", "model.norm.weight", "lm_head.weight"}},
-      // Only the MLP of layer 1 and the attention projections (a partial match, \d an ECMAScript class).
+      // Only the MLP of layer 1 and the attention projections (a partial match, \d a Perl class).
       {"layers\\.\\d+\\.(mlp|self_attn)", "", false,
        {"model.embed_tokens.weight", "model.layers.0.input_layernorm.weight", "model.norm.weight",
         "lm_head.weight"}},
@@ -258,7 +258,7 @@ TEST(TensorSelection, InvalidPatternNamesOptionPatternAndReason) {
     const bool bad_include = exclude.empty() || include == "*norm";
     const std::string option = bad_include ? "--include '" + include + "'" : "--exclude '" + exclude + "'";
     SCOPED_TRACE(option);
-    const std::string what = "is not a valid ECMAScript regular expression: ";
+    const std::string what = "is not a valid regular expression (RE2 syntax): ";
     expect_error([&] { quantize_model(model, nullptr, p); }, ErrorCode::kInvalidArgument, {option, what});
     p.prune = 0.5;
     expect_error([&] { prune_model(model, nullptr, p); }, ErrorCode::kInvalidArgument, {option, what});
@@ -324,13 +324,38 @@ TEST(TensorSelection, SelectorMatchesAnywhereAndAppliesTheDtypeRule) {
   EXPECT_TRUE(s.quantizes("x.proj", DType::kBF16, {4}));  // 1-D without skip_1d
   p.skip_1d = true;
   EXPECT_FALSE(quant::TensorSelector(p).quantizes("x.proj", DType::kBF16, {4}));
-  // Case matters, as in grep without -i; (?i) is not ECMAScript.
+  // Case matters, as in grep without -i.
   EXPECT_FALSE(s.quantizes("model.layers.0.Q_PROJ", DType::kF32, {2, 2}));
   const quant::TensorSelector all{ModelQuantizeParams()};
   EXPECT_FALSE(all.filtered());
   EXPECT_EQ(all.describe(), "");
   EXPECT_TRUE(all.quantizes("anything", DType::kF16, {1}));
   EXPECT_NO_THROW(all.check_selection(0, 0));
+}
+
+// Regression: under std::regex (libstdc++) a 20,000-character name with (a|b)*c overflowed the stack and (a*)*b
+// took exponential time. A safetensors header may hold names of megabytes; RE2 matches them in linear time.
+TEST(TensorSelection, LongNamesAndBacktrackingPatternsNeitherCrashNorHang) {
+  const std::string name(1 << 20, 'a');
+  for (const char* pattern : {"(a|b)*c", "(a*)*b", "((((((a|b))))))*c", "((a|b)|(c|(d|a)))*e"}) {
+    SCOPED_TRACE(pattern);
+    ModelQuantizeParams p;
+    p.exclude_regex = pattern;
+    EXPECT_TRUE(quant::TensorSelector(p).name_selected(name));  // none of them matches: nothing excluded
+  }
+  ModelQuantizeParams p;
+  p.include_regex = "^(a|b)*$";
+  EXPECT_TRUE(quant::TensorSelector(p).name_selected(name));
+  EXPECT_FALSE(quant::TensorSelector(p).name_selected(name + "c"));
+  // Through quantize_model, with a model whose one tensor has that name.
+  TensorSet model;
+  model.add(Tensor::from_f32(name, {5}, {0.1f, -0.2f, 0.3f, 0.05f, -0.4f}));
+  ModelQuantizeParams q;
+  q.quant.k = 2;
+  q.exclude_regex = "(a|b)*c";
+  const QuantizedModel out = quantize_model(model, nullptr, q);
+  ASSERT_EQ(out.tensors.size(), 1u);
+  EXPECT_TRUE(out.tensors[0].quantized);
 }
 
 }  // namespace
