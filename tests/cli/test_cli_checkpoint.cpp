@@ -9,6 +9,7 @@
 
 #include "cli/cli_fixture.h"
 #include "io/checkpoint_test_util.h"
+#include "netquant/distributed.h"
 #include "netquant/io.h"
 #include "nlohmann/json.hpp"
 
@@ -75,6 +76,12 @@ TEST_F(CheckpointCli, ShardedQuantizationReadsTheShards) {
   r = run("quantize '" + index_ + "' --importance '" + file("hess") + "'" + options + " -o '" + file("s.nq") + "'");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_TRUE(slurp(file("s.nq")) == slurp(file("whole.nq")));
+  // Two ranks, each reading its run of blocks from whichever shards hold them.
+  if (!mpi_compiled() || !have_mpirun()) GTEST_SKIP() << "netquant built without MPI or mpirun missing";
+  r = shell(mpirun(2) + " quantize '" + file("ckpt") + "' --importance '" + imp_index_ + "'" + options + " -o '" +
+            file("np2.nq") + "'");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(slurp(file("np2.nq")) == slurp(file("whole.nq")));
 }
 
 TEST_F(CheckpointCli, RefusesToWriteOverAShard) {
