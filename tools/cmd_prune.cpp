@@ -50,7 +50,9 @@ void run_prune(const PruneOptions& o) {
 
 void setup_prune(CLI::App& sub) {
   auto o = std::make_shared<PruneOptions>();
-  sub.add_option("MODEL", o->model, "model weights: .safetensors, a sharded checkpoint's *.index.json or its directory, or .npy")->required();
+  sub.add_option("MODEL", o->model,
+                 "model weights: .safetensors, a sharded checkpoint's *.index.json or its directory, or .npy")
+      ->required();
   sub.add_option("-o,--output", o->output, "the pruned weights (.safetensors or .npy; written atomically)")->required();
   sub.add_option("--prune", o->prune, "fraction of the weights (smallest h·w²) set to exactly 0")
       ->required()

@@ -250,7 +250,9 @@ void run_quantize(const QuantizeOptions& o) {
 
 void setup_quantize(CLI::App& sub) {
   auto o = std::make_shared<QuantizeOptions>();
-  sub.add_option("MODEL", o->model, "model weights: .safetensors, a sharded checkpoint's *.index.json or its directory, or .npy")->required();
+  sub.add_option("MODEL", o->model,
+                 "model weights: .safetensors, a sharded checkpoint's *.index.json or its directory, or .npy")
+      ->required();
   sub.add_option("-o,--output", o->output, "output: .safetensors (dequantized weights) or .nq (compressed)")
       ->required();
   sub.add_option("--importance", o->importance, "per-weight importance (same tensor names and shapes)");

@@ -50,7 +50,8 @@ void expect_same_tensors(const TensorSet& want, const TensorSet& got) {
 std::vector<int> random_shards(size_t tensors, int shards, uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::vector<int> shard_of(tensors);
-  for (size_t i = 0; i < tensors; ++i) shard_of[i] = static_cast<int>(i < static_cast<size_t>(shards) ? i : rng() % shards);
+  for (size_t i = 0; i < tensors; ++i)  // every shard gets at least one tensor
+    shard_of[i] = static_cast<int>(i < static_cast<size_t>(shards) ? i : rng() % static_cast<uint64_t>(shards));
   return shard_of;
 }
 
@@ -157,12 +158,12 @@ TEST(ShardedCheckpoint, MalformedIndexesAreErrorsNamingTheProblem) {
   for (const Case& c : cases) {
     SCOPED_TRACE(c.json);
     const std::string text = c.json;
-    test::expect_error([&] { parse_checkpoint_index(reinterpret_cast<const uint8_t*>(text.data()), text.size(), "m.json"); },
-                       ErrorCode::kBadFile, {});
+    const auto* bytes = reinterpret_cast<const uint8_t*>(text.data());
+    test::expect_error([&] { parse_checkpoint_index(bytes, text.size(), "m.json"); }, ErrorCode::kBadFile, {});
     std::vector<std::string> needles = c.needles;
     needles.push_back("m.json");
     try {
-      parse_checkpoint_index(reinterpret_cast<const uint8_t*>(text.data()), text.size(), "m.json");
+      parse_checkpoint_index(bytes, text.size(), "m.json");
     } catch (const Error& e) {
       for (const auto& n : needles)
         EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << "message lacks '" << n << "': " << e.what();
@@ -170,8 +171,9 @@ TEST(ShardedCheckpoint, MalformedIndexesAreErrorsNamingTheProblem) {
   }
   const std::string deep = R"({"metadata":)" + std::string(100, '[') + std::string(100, ']') +
                            R"(,"weight_map":{"w":"a.safetensors"}})";
-  test::expect_error([&] { parse_checkpoint_index(reinterpret_cast<const uint8_t*>(deep.data()), deep.size(), "d.json"); },
-                     ErrorCode::kBadFile, {"d.json", "deeper"});
+  const auto* deep_bytes = reinterpret_cast<const uint8_t*>(deep.data());
+  test::expect_error([&] { parse_checkpoint_index(deep_bytes, deep.size(), "d.json"); }, ErrorCode::kBadFile,
+                     {"d.json", "deeper"});
   // Keys other than weight_map are not used, whatever they hold.
   const std::string extra = R"({"metadata":{"total_size":"n/a","x":[1,{}]},"weight_map":{"b":"s2.safetensors",)"
                             R"("a":"s1.safetensors","c":"s1.safetensors"},"other":null})";
