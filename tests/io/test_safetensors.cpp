@@ -118,8 +118,10 @@ std::string st_file(const std::string& header, const std::string& data) {
   return out + header + data;
 }
 
+// The tensors view into the bytes: a copy owned by the keepalive outlives the caller's temporary.
 TensorSet parse(const std::string& bytes) {
-  return parse_safetensors(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), "bad.safetensors", nullptr);
+  auto owned = std::make_shared<const std::string>(bytes);
+  return parse_safetensors(reinterpret_cast<const uint8_t*>(owned->data()), owned->size(), "bad.safetensors", owned);
 }
 
 void expect_bad(const std::string& bytes, std::initializer_list<std::string> needles,
