@@ -284,8 +284,9 @@ void setup_quantize(CLI::App& sub) {
   sub.add_flag("--skip-1d", o->skip_1d, "leave 1-D tensors (biases) in float");
   add_name_filters(sub, o->include, o->exclude);
   sub.add_flag("--sharded", o->sharded,
-               "each MPI rank reads and quantizes only its shard of the weights (global scope; kmeans, hw-kmeans, "
-               "ecsq; init linear); the output is the same for any number of ranks, one included");
+               "each MPI rank reads (by byte range, from the file or a checkpoint's shards) and quantizes only its "
+               "run of the weights (global scope; kmeans, hw-kmeans, ecsq; init linear); the output is the same for "
+               "any number of ranks, one included");
   sub.add_option("--report", o->report, "write a JSON report (\"-\" = stdout)");
   add_common_options(sub, o->common);
   sub.callback([o] { run_quantize(*o); });
