@@ -58,10 +58,6 @@ CLI::Option* add_image_count(CLI::App& sub, const std::string& name, int64_t& co
   return sub.add_option(name, count, help)->capture_default_str()->check(kNonNegative);
 }
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 std::string name_list(const std::vector<std::string>& names, size_t most) {
   std::string out;
   for (size_t i = 0; i < names.size() && i < most; ++i) out += (i ? ", " : "") + names[i];

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/string_util.h"  // ends_with: the CLI picks formats by extension
 #include "netquant/quantize.h"
 #include "netquant/tensor.h"
 
@@ -35,8 +36,6 @@ class Table {
   std::vector<std::vector<std::string>> rows_;
 };
 
-// Whether a path's name ends in `suffix` (the CLI picks formats by extension).
-bool ends_with(const std::string& s, const std::string& suffix);
 
 // Option checks with plain messages ("--k: must be > 0, got -1"); CLI11's own ranges print DBL_MAX in full.
 // A negative count or size must not pass as the "unset" or "all" value it happens to share a sign with.

@@ -8,6 +8,7 @@
 #include "cli_common.h"
 #include "command_registry.h"
 #include "inspect_nq.h"
+#include "io/sharded_checkpoint.h"
 #include "netquant/atomic_file.h"
 #include "netquant/error.h"
 #include "netquant/io.h"
@@ -80,7 +81,7 @@ TensorStats tensor_stats(const Tensor& t) {
 std::string format_of(const std::string& given) {
   const std::string path = resolve_tensor_path(given);
   if (ends_with(path, ".safetensors")) return "safetensors";
-  if (ends_with(path, ".json")) return "safetensors-sharded";
+  if (is_checkpoint_index_name(path)) return "safetensors-sharded";
   if (ends_with(path, ".npy")) return "npy";
   return "idx";
 }

@@ -122,11 +122,8 @@ void run_quantize(const QuantizeOptions& o) {
   ShardedQuantizeInfo shard_info;
   std::map<std::string, std::string> metadata;
   if (o.sharded) {
-    auto by_range = [](const std::string& path) {
-      const std::string file = resolve_tensor_path(path);
-      return ends_with(file, ".safetensors") || ends_with(file, ".json");
-    };
-    NQ_CHECK(by_range(o.model) && (o.importance.empty() || by_range(o.importance)), ErrorCode::kInvalidArgument,
+    NQ_CHECK(is_safetensors_model(o.model) && (o.importance.empty() || is_safetensors_model(o.importance)),
+             ErrorCode::kInvalidArgument,
              "--sharded reads safetensors inputs (.safetensors files or sharded checkpoints, by byte range)");
     q = quantize_model_sharded(o.model, o.importance, p, &shard_info);
     if (!process_group().is_root()) return;  // rank 0 writes and reports

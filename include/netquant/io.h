@@ -31,7 +31,8 @@ struct SafetensorsEntry {
   std::string file;  // the file holding the tensor (one shard of a sharded checkpoint)
 };
 // The entries of a .safetensors file (header only), or of every shard of a sharded checkpoint given by its index
-// (a .json file, see below; shards in name order, each in file order), with the same checks as the readers.
+// (a .json file, see below; shards in name order, each in file order) or by its directory (resolve_tensor_path),
+// with the same checks as the readers.
 std::vector<SafetensorsEntry> read_safetensors_entries(const std::string& path);
 // Elements [first, first + count) of one entry (flat, C order), read from entry.file with one seek and one read:
 // a 1-D tensor named after the entry, in its stored dtype. Bounds are checked against the entry.
@@ -82,6 +83,10 @@ TensorSet read_tensors(const std::string& path);
 // A directory stands for its one *.safetensors.index.json, else its one *.safetensors file (a Hugging Face
 // model folder); several candidates, or none, are an error listing what it holds. Any other path is returned as is.
 std::string resolve_tensor_path(const std::string& path);
+// A safetensors model in any of its forms: a .safetensors file, a sharded checkpoint's index (*.json), or a
+// directory holding either (resolve_tensor_path). is_safetensors_model says whether `path` names one.
+bool is_safetensors_model(const std::string& path);
+TensorSet read_safetensors_model(const std::string& path);
 // The files read_tensors(path) reads: the file itself, and for an index every shard it names (so that a command
 // can refuse to write over any of them). Throws as read_checkpoint_index does.
 std::vector<std::string> tensor_input_files(const std::string& path);

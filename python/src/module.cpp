@@ -299,11 +299,9 @@ py::dict read_nq(const std::string& path) {
 }
 
 // A .safetensors file, a sharded checkpoint's index (*.json), or a model directory holding either.
-TensorSet read_safetensors_any(const std::string& given) {
+TensorSet read_safetensors_any(const std::string& path) {
   py::gil_scoped_release release;
-  const std::string path = resolve_tensor_path(given);
-  const bool index = path.size() >= 5 && path.compare(path.size() - 5, 5, ".json") == 0;
-  return index ? read_sharded_safetensors(path) : read_safetensors(path);
+  return read_safetensors_model(path);
 }
 
 py::dict read_safetensors_dict(const std::string& path, bool writable) {

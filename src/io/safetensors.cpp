@@ -219,7 +219,8 @@ TensorSet read_safetensors(const std::string& path) {
   return parse_safetensors(map->data(), map->size(), path, map);
 }
 
-std::vector<SafetensorsEntry> read_safetensors_entries(const std::string& path) {
+std::vector<SafetensorsEntry> read_safetensors_entries(const std::string& given) {
+  const std::string path = resolve_tensor_path(given);
   if (is_checkpoint_index_name(path)) return read_sharded_safetensors_entries(path);
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   NQ_CHECK(in.good(), ErrorCode::kIo, path << ": cannot open");

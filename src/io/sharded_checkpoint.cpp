@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <map>
 
+#include "core/string_util.h"
 #include "io/mapped_file.h"
 #include "io/strict_json.h"
 #include "netquant/error.h"
@@ -17,10 +18,6 @@ namespace nq {
 namespace {
 
 constexpr size_t kMaxIndexSize = 100'000'000;  // as a safetensors header; real indexes are tens of kilobytes
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 // A name from the index as errors print it: control characters (a JSON "\u0000" included, which would end the
 // message early) escaped as \xNN.
@@ -136,41 +133,50 @@ CheckpointIndex read_checkpoint_index(const std::string& path) {
   return parse_checkpoint_index(file->data(), file->size(), path);
 }
 
-TensorSet read_sharded_safetensors(const std::string& index_path) {
+// Every shard of the index in name order, each read by `read` (a TensorSet or its header's entries) and checked
+// against the index (`name_of` gives a tensor's name) before `take` receives it with its position.
+template <class Read, class NameOf, class Take>
+void for_each_checked_shard(const std::string& index_path, Read read, NameOf name_of, Take take) {
   const CheckpointIndex index = read_checkpoint_index(index_path);
-  TensorSet out;
-  std::map<std::string, std::string> agreed;
   for (size_t s = 0; s < index.shards.size(); ++s) {
-    TensorSet shard = read_safetensors(shard_path(index_path, index.shards[s]));
+    auto shard = read(shard_path(index_path, index.shards[s]));
     std::vector<std::string> names;
     names.reserve(shard.size());
-    for (const Tensor& t : shard) names.push_back(t.name());
+    for (const auto& t : shard) names.push_back(name_of(t));
     check_shard_tensors(index, index_path, s, names);
-    for (const Tensor& t : shard) out.add(t);  // a view: the shard's map stays alive through the tensor
-    if (s == 0) {
-      agreed = shard.metadata();
-    } else {
-      for (auto it = agreed.begin(); it != agreed.end();) {
-        const auto other = shard.metadata().find(it->first);
-        it = other != shard.metadata().end() && other->second == it->second ? std::next(it) : agreed.erase(it);
-      }
-    }
+    take(s, shard);
   }
+}
+
+TensorSet read_sharded_safetensors(const std::string& index_path) {
+  TensorSet out;
+  std::map<std::string, std::string> agreed;
+  for_each_checked_shard(
+      index_path, [](const std::string& file) { return read_safetensors(file); },
+      [](const Tensor& t) { return t.name(); },
+      [&](size_t s, const TensorSet& shard) {
+        for (const Tensor& t : shard) out.add(t);  // a view: the shard's map stays alive through the tensor
+        if (s == 0) {
+          agreed = shard.metadata();
+          return;
+        }
+        for (auto it = agreed.begin(); it != agreed.end();) {
+          const auto other = shard.metadata().find(it->first);
+          it = other != shard.metadata().end() && other->second == it->second ? std::next(it) : agreed.erase(it);
+        }
+      });
   out.metadata() = std::move(agreed);
   return out;
 }
 
 std::vector<SafetensorsEntry> read_sharded_safetensors_entries(const std::string& index_path) {
-  const CheckpointIndex index = read_checkpoint_index(index_path);
   std::vector<SafetensorsEntry> out;
-  for (size_t s = 0; s < index.shards.size(); ++s) {
-    std::vector<SafetensorsEntry> shard = read_safetensors_entries(shard_path(index_path, index.shards[s]));
-    std::vector<std::string> names;
-    names.reserve(shard.size());
-    for (const SafetensorsEntry& e : shard) names.push_back(e.name);
-    check_shard_tensors(index, index_path, s, names);
-    for (SafetensorsEntry& e : shard) out.push_back(std::move(e));
-  }
+  for_each_checked_shard(
+      index_path, [](const std::string& file) { return read_safetensors_entries(file); },
+      [](const SafetensorsEntry& e) { return e.name; },
+      [&](size_t, std::vector<SafetensorsEntry>& shard) {
+        for (SafetensorsEntry& e : shard) out.push_back(std::move(e));
+      });
   return out;
 }
 

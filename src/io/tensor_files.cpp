@@ -5,17 +5,14 @@
 #include <algorithm>
 #include <filesystem>
 
-#include "netquant/error.h"
+#include "core/string_util.h"
 #include "io/sharded_checkpoint.h"
+#include "netquant/error.h"
 #include "netquant/io.h"
 
 namespace nq {
 
 namespace {
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 std::string base_name(const std::string& path) {
   const size_t slash = path.find_last_of('/');
@@ -72,11 +69,20 @@ std::vector<std::string> tensor_input_files(const std::string& path) {
   return out;
 }
 
+bool is_safetensors_model(const std::string& path) {
+  const std::string file = resolve_tensor_path(path);
+  return ends_with(file, ".safetensors") || is_checkpoint_index_name(file);
+}
+
+TensorSet read_safetensors_model(const std::string& path) {
+  const std::string file = resolve_tensor_path(path);
+  return is_checkpoint_index_name(file) ? read_sharded_safetensors(file) : read_safetensors(file);
+}
+
 TensorSet read_tensors(const std::string& given) {
   const std::string path = resolve_tensor_path(given);
   TensorSet out;
-  if (ends_with(path, ".safetensors")) return read_safetensors(path);
-  if (is_checkpoint_index_name(path)) return read_sharded_safetensors(path);
+  if (ends_with(path, ".safetensors") || is_checkpoint_index_name(path)) return read_safetensors_model(path);
   if (ends_with(path, ".npy")) {
     out.add(read_npy(path));
   } else if (is_idx_name(path)) {

@@ -298,9 +298,9 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
   const bool weighted = read_importance && method_traits(qp.method).uses_importance;
 
   // ---- the layout: quantized tensors, fixed blocks, this rank's run of blocks ----
-  const std::vector<SafetensorsEntry> entries = read_safetensors_entries(resolve_tensor_path(model_path));
+  const std::vector<SafetensorsEntry> entries = read_safetensors_entries(model_path);
   std::vector<SafetensorsEntry> imp_entries;
-  if (read_importance) imp_entries = read_safetensors_entries(resolve_tensor_path(importance_path));
+  if (read_importance) imp_entries = read_safetensors_entries(importance_path);
   std::vector<TensorInfo> tensors;
   std::vector<int> ordinal(entries.size(), -1);  // entry -> quantized ordinal
   const quant::TensorSelector select(params);  // quantize_model's rule, name filters included

@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
-#include <random>
 #include <string>
 
 #include "cli/cli_fixture.h"
@@ -21,19 +20,10 @@ class CheckpointCli : public CliFixture {
   void SetUp() override {
     CliFixture::SetUp();
     // Awkward sizes, a bias, an integer tensor kept raw; three shards of the model, two of the importance.
-    std::mt19937_64 rng(2026);
-    std::student_t_distribution<double> t(3.0);
-    std::gamma_distribution<double> g(0.7, 2.0);
-    TensorSet model, imp;
-    for (const auto& [name, shape] : std::vector<std::pair<std::string, std::vector<int64_t>>>{
-             {"embed.weight", {211, 67}}, {"l0.weight", {97, 131}}, {"l0.bias", {97}}, {"l1.weight", {33, 1001}},
-             {"head.weight", {10, 67}}}) {
-      std::vector<float> w(static_cast<size_t>(shape_numel(shape))), h(w.size());
-      for (auto& x : w) x = static_cast<float>(0.05 * t(rng));
-      for (auto& x : h) x = static_cast<float>(g(rng) + 1e-3);
-      model.add(Tensor::from_f32(name, shape, w));
-      imp.add(Tensor::from_f32(name, shape, h));
-    }
+    TensorSet model = write_model({{"embed.weight", {211, 67}}, {"l0.weight", {97, 131}}, {"l0.bias", {97}},
+                                   {"l1.weight", {33, 1001}}, {"head.weight", {10, 67}}},
+                                  2026);
+    const TensorSet imp = read_safetensors(file("imp.safetensors"));
     model.add(Tensor("step", DType::kI64, {1}));
     ASSERT_EQ(::mkdir(file("ckpt").c_str(), 0755), 0);
     ASSERT_EQ(::mkdir(file("hess").c_str(), 0755), 0);

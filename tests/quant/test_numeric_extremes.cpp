@@ -13,17 +13,12 @@
 #include "netquant/error.h"
 #include "netquant/quantize.h"
 #include "netquant/tensor.h"
+#include "quant/fixtures.h"
 
 namespace nq {
 namespace {
 
-QuantizeParams params(Method m, int k) {
-  QuantizeParams p;
-  p.method = m;
-  p.k = k;
-  p.backend = Backend::kCpu;
-  return p;
-}
+using test::params;
 
 void expect_error(const std::function<void()>& f, ErrorCode code, const std::string& message) {
   try {

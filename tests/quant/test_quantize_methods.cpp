@@ -13,9 +13,12 @@
 
 #include "netquant/error.h"
 #include "netquant/quantize.h"
+#include "quant/fixtures.h"
 
 namespace nq {
 namespace {
+
+using test::params;
 
 std::vector<float> student_t(size_t n, uint64_t seed, double scale = 0.05) {
   std::mt19937_64 rng(seed);
@@ -30,14 +33,6 @@ std::vector<float> importance(size_t n, uint64_t seed) {
   std::vector<float> v(n);
   for (auto& x : v) x = static_cast<float>(g(rng) + 1e-3);
   return v;
-}
-
-QuantizeParams params(Method m, int k) {
-  QuantizeParams p;
-  p.method = m;
-  p.k = k;
-  p.backend = Backend::kCpu;
-  return p;
 }
 
 // fp64 weighted distortion of a result, recomputed from scratch.

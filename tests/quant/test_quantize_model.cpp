@@ -13,18 +13,14 @@
 
 #include "netquant/error.h"
 #include "netquant/quantize.h"
+#include "quant/fixtures.h"
 #include "quant/problem_memory.h"
 
 namespace nq {
 namespace {
 
-std::vector<float> student_t(size_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::student_t_distribution<double> t(3.0);
-  std::vector<float> v(n);
-  for (auto& x : v) x = static_cast<float>(0.05 * t(rng));
-  return v;
-}
+using test::make_importance;
+using test::student_t;
 
 TensorSet make_model(uint64_t seed) {
   TensorSet m;
@@ -32,17 +28,6 @@ TensorSet make_model(uint64_t seed) {
   m.add(Tensor::from_f32("fc1.bias", {7}, student_t(7, seed + 1)));
   m.add(Tensor::from_f32("fc2.weight", {3, 31}, student_t(3 * 31, seed + 2)));
   return m;
-}
-TensorSet make_importance(const TensorSet& model, uint64_t seed) {
-  TensorSet s;
-  std::mt19937_64 rng(seed);
-  std::gamma_distribution<double> g(0.7, 2.0);
-  for (const Tensor& t : model) {
-    std::vector<float> v(static_cast<size_t>(t.numel()));
-    for (auto& x : v) x = static_cast<float>(g(rng) + 1e-3);
-    s.add(Tensor::from_f32(t.name(), t.shape(), v));
-  }
-  return s;
 }
 
 ModelQuantizeParams mparams(Method m, int k, const std::string& scope) {

@@ -13,18 +13,16 @@
 
 #include "netquant/error.h"
 #include "netquant/quantize.h"
+#include "quant/fixtures.h"
+#include "quant/same_result.h"
 #include "quant/tensor_selector.h"
 
 namespace nq {
 namespace {
 
-std::vector<float> student_t(size_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::student_t_distribution<double> t(3.0);
-  std::vector<float> v(n);
-  for (auto& x : v) x = static_cast<float>(0.05 * t(rng));
-  return v;
-}
+using test::make_importance;
+using test::same_bits;
+using test::student_t;
 
 // An LLM-like checkpoint in miniature: awkward sizes, three float dtypes, 1-D norms and a bias, a non-float tensor.
 TensorSet make_llm(uint64_t seed) {
@@ -47,18 +45,6 @@ TensorSet make_llm(uint64_t seed) {
   return m;
 }
 
-TensorSet make_importance(const TensorSet& model, uint64_t seed) {
-  TensorSet s;
-  std::mt19937_64 rng(seed);
-  std::gamma_distribution<double> g(0.7, 2.0);
-  for (const Tensor& t : model) {
-    if (!dtype_is_float(t.dtype())) continue;
-    std::vector<float> v(static_cast<size_t>(t.numel()));
-    for (auto& x : v) x = static_cast<float>(g(rng) + 1e-3);
-    s.add(Tensor::from_f32(t.name(), t.shape(), v));
-  }
-  return s;
-}
 
 TensorSet without(const TensorSet& set, const std::set<std::string>& names) {
   TensorSet out;
@@ -68,7 +54,6 @@ TensorSet without(const TensorSet& set, const std::set<std::string>& names) {
   return out;
 }
 
-bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof a) == 0; }
 
 bool same_tensor_bits(const Tensor& a, const Tensor& b) {
   return a.name() == b.name() && a.dtype() == b.dtype() && a.shape() == b.shape() && a.nbytes() == b.nbytes() &&
