@@ -132,6 +132,16 @@ void add_name_filters(CLI::App& sub, std::string& include, std::string& exclude,
       ->type_name("REGEX");
 }
 
+void add_batch_weights(CLI::App& sub, int64_t& batch_weights) {
+  sub.add_option("--batch-weights", batch_weights,
+                 "row, group and tensor scopes: convert and quantize about N weights at a time (whole tensors), so a "
+                 "model larger than memory streams through; 0 = automatic from the available memory. The output is "
+                 "the same for any N")
+      ->type_name("N")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+}
+
 std::ostream& human_output(const std::string& document_path) { return document_path == "-" ? std::cerr : std::cout; }
 
 void apply_common_options(const CommonOptions& opts) {

@@ -20,6 +20,7 @@ struct PruneOptions {
   std::string model, output, importance, transform = "none", include, exclude;
   double prune = 0;
   bool skip_1d = false;
+  int64_t batch_weights = 0;
 };
 
 void run_prune(const PruneOptions& o) {
@@ -32,6 +33,7 @@ void run_prune(const PruneOptions& o) {
   p.skip_1d = o.skip_1d;
   p.include_regex = o.include;
   p.exclude_regex = o.exclude;
+  p.batch_weights = o.batch_weights;
   p.importance_transform = parse_importance_transform(o.transform);
   p.quant.backend = parse_backend(o.common.backend);
   const TensorSet importance = o.importance.empty() ? TensorSet() : read_importance(o.importance, model, p);
@@ -62,6 +64,7 @@ void setup_prune(CLI::App& sub) {
       ->capture_default_str();
   sub.add_flag("--skip-1d", o->skip_1d, "leave 1-D tensors (biases) unpruned, as quantize --skip-1d keeps them");
   add_name_filters(sub, o->include, o->exclude, "prune");
+  add_batch_weights(sub, o->batch_weights);
   add_common_options(sub, o->common);
   sub.callback([o] { run_prune(*o); });
 }

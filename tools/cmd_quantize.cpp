@@ -29,6 +29,7 @@ struct QuantizeOptions {
   double lambda = 0, target_bits = 0, target_ratio = 0, prune = 0, step = 0;
   uint64_t seed = 1234;
   bool skip_1d = false, sharded = false;
+  int64_t batch_weights = 0;
   CommonOptions common;
 };
 
@@ -109,6 +110,7 @@ void run_quantize(const QuantizeOptions& o) {
   p.skip_1d = o.skip_1d;
   p.include_regex = o.include;
   p.exclude_regex = o.exclude;
+  p.batch_weights = o.batch_weights;
   const quant::TensorSelector select(p);  // an invalid pattern fails here, before any input is read
 
   if (!o.sharded && process_group().size > 1) {
@@ -230,7 +232,8 @@ void run_quantize(const QuantizeOptions& o) {
          {{"k", k}, {"lambda", o.lambda}, {"target_bits", o.target_bits}, {"target_ratio", o.target_ratio},
           {"prune", o.prune}, {"init", o.init}, {"max_iter", o.max_iter}, {"seed", o.seed},
           {"importance", o.importance}, {"importance_transform", o.transform}, {"skip_1d", o.skip_1d},
-          {"include", o.include}, {"exclude", o.exclude}}},
+          {"include", o.include}, {"exclude", o.exclude}, {"batch_weights", o.batch_weights}}},
+        {"waves", q.waves},
         {"total", stats_json(s, true)},
         {"tensors", tensors}};
     if (o.sharded)
@@ -280,6 +283,7 @@ void setup_quantize(CLI::App& sub) {
   sub.add_option("--seed", o->seed, "seed for kmeans++")->capture_default_str();
   sub.add_flag("--skip-1d", o->skip_1d, "leave 1-D tensors (biases) in float");
   add_name_filters(sub, o->include, o->exclude);
+  add_batch_weights(sub, o->batch_weights);
   sub.add_flag("--sharded", o->sharded,
                "each MPI rank reads (by byte range, from the file or a checkpoint's shards) and quantizes only its "
                "run of the weights (global scope; kmeans, hw-kmeans, ecsq; init linear); the output is the same for "

@@ -48,6 +48,7 @@ struct SweepOptions {
   int k = 32, max_iter = 100, finetune = 0;
   uint64_t seed = 1234;
   bool skip_1d = false;
+  int64_t batch_weights = 0;
 };
 
 std::vector<std::string> split_methods(const std::string& s) {
@@ -72,6 +73,7 @@ ModelQuantizeParams base_params(const SweepOptions& o) {
   base.skip_1d = o.skip_1d;
   base.include_regex = o.include;
   base.exclude_regex = o.exclude;
+  base.batch_weights = o.batch_weights;
   base.importance_transform = parse_importance_transform(o.transform);
   base.quant.init = parse_init(o.init);
   base.quant.max_iter = o.max_iter;
@@ -246,6 +248,7 @@ void setup_sweep(CLI::App& sub) {
   sub.add_option("--seed", o->seed, "random seed")->capture_default_str();
   sub.add_flag("--skip-1d", o->skip_1d, "leave 1-D tensors (biases) in float");
   add_name_filters(sub, o->include, o->exclude);
+  add_batch_weights(sub, o->batch_weights);
   sub.add_option("--eval-model", o->eval_model, "evaluate every point with this built-in net: lenet300 | lenet5");
   sub.add_option("--data", o->data, "MNIST-format data directory for --eval-model")->capture_default_str();
   sub.add_option("--finetune", o->finetune, "fine-tune the shared values for E epochs at every point (with --eval-model)");

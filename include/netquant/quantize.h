@@ -123,6 +123,11 @@ struct ModelQuantizeParams {
   // problem j starts from initial_codebooks[j] (see QuantizeParams::initial_centers). Ignored unless there is
   // exactly one per problem.
   std::vector<std::vector<float>> initial_codebooks;
+  // Row, group and tensor scopes: convert and quantize about this many weights at a time (whole tensors, at least
+  // one), so that a model larger than memory streams through in waves; 0 = automatic (all at once when the
+  // working copies fit in half the available memory). The result does not depend on it. Global scope takes the
+  // whole model at once.
+  int64_t batch_weights = 0;
 };
 
 // Statistics of a tensor or of the whole model (the report's keys).
@@ -167,6 +172,7 @@ struct QuantizedModel {
   std::vector<QuantizedTensor> tensors;
   QuantStats total;
   Backend backend = Backend::kCpu;
+  int64_t waves = 1;  // how many waves the quantized tensors went through (ModelQuantizeParams::batch_weights)
 
   // The dequantized weights, same names/shapes/dtypes as the input (pruned weights exactly 0).
   TensorSet dequantize() const;

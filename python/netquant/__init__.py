@@ -43,7 +43,7 @@ ArrayLike = Any  # numpy.ndarray, or anything with __dlpack__ / __array__ (e.g. 
 
 # Extra engine knobs accepted as keyword arguments by every quantizing function (defaults: the engine's).
 _EXTRA_OPTIONS = ("step", "tol", "int_symmetric", "int_bits", "pow2_levels", "exact_histogram_bins",
-                  "importance_transform", "skip_1d", "include", "exclude")
+                  "importance_transform", "skip_1d", "include", "exclude", "batch_weights")
 # The tensor name filters: patterns (str; None or "" = no filter), of model calls only.
 _NAME_FILTERS = ("include", "exclude")
 
@@ -204,7 +204,9 @@ def quantize(w: ArrayLike, importance: ArrayLike | None = None, method: str = "e
         backend: "auto" | "cpu" | "cuda".
         seed: for any randomness (kmeans++): same inputs and seed give bitwise-identical results.
         **options: engine knobs: step, tol, int_symmetric, int_bits, pow2_levels, exact_histogram_bins,
-            importance_transform ("none" | "sqrt" | "normalize"), skip_1d. (The name filters ``include`` and
+            importance_transform ("none" | "sqrt" | "normalize"), skip_1d, batch_weights (row, group and tensor
+            scopes: convert and quantize about this many weights at a time, whole tensors, to bound memory;
+            0 = automatic; the result does not depend on it). (The name filters ``include`` and
             ``exclude`` select tensors of a model: :func:`quantize_model`, not one array.)
 
     Returns:

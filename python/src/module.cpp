@@ -46,6 +46,7 @@ struct Params {
   bool skip_1d = false;
   std::string include;  // ModelQuantizeParams::include_regex / exclude_regex ("" = no filter)
   std::string exclude;
+  int64_t batch_weights = 0;  // ModelQuantizeParams::batch_weights (0 = automatic)
   std::string backend = "auto";
 
   Params() {
@@ -69,6 +70,7 @@ struct Params {
     skip_1d = d.skip_1d;
     include = d.include_regex;
     exclude = d.exclude_regex;
+    batch_weights = d.batch_weights;
     backend = backend_name(d.quant.backend);
   }
 
@@ -95,6 +97,7 @@ struct Params {
     p.skip_1d = skip_1d;
     p.include_regex = include;
     p.exclude_regex = exclude;
+    p.batch_weights = batch_weights;
     return p;
   }
 };
@@ -432,6 +435,7 @@ PYBIND11_MODULE(_core, m) {
       .def_readwrite("skip_1d", &Params::skip_1d)
       .def_readwrite("include", &Params::include)
       .def_readwrite("exclude", &Params::exclude)
+      .def_readwrite("batch_weights", &Params::batch_weights)
       .def_readwrite("backend", &Params::backend)
       .def("validate", [](const Params& p) { p.to_engine(); }, "Parses the enum spellings; raises on bad values.");
 

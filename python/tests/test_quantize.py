@@ -234,3 +234,21 @@ def test_name_filter_errors(rng):
     a = netquant.quantize_model(model, imp, method="hw-kmeans", k=4, exclude=None, backend="cpu")
     b = netquant.quantize_model(model, imp, method="hw-kmeans", k=4, include="", backend="cpu")
     assert all(t.quantized for t in a.tensors.values()) and a.codebooks[0].tobytes() == b.codebooks[0].tobytes()
+
+
+@pytest.mark.parametrize("scope", ["row", "tensor", "group:29"])
+def test_batch_weights_stream_the_same_model(rng, scope):
+    # Oracle: the model taken at once (the default on this small model); waves of one tensor, or a few, must give
+    # the same codebooks, indices and statistics, pruning (the streamed selection) included.
+    model, imp = _llm_like(rng)
+    args = dict(method="hw-kmeans", k=6, scope=scope, prune=0.3, backend="cpu", importance_transform="sqrt")
+    want = netquant.quantize_model(model, imp, **args)
+    for batch in (1, 300):
+        got = netquant.quantize_model(model, imp, **args, batch_weights=batch)
+        assert [a.tobytes() for a in got.codebooks] == [b.tobytes() for b in want.codebooks]
+        for name in model:
+            assert np.array_equal(got.tensors[name].indices, want.tensors[name].indices), name
+        assert got.stats["hw_distortion"] == want.stats["hw_distortion"]
+        assert got.stats["pruned"] == want.stats["pruned"]
+    with pytest.raises(netquant.NetquantValueError, match="batch-weights"):
+        netquant.quantize_model(model, imp, **args, batch_weights=-1)

@@ -19,6 +19,10 @@ TensorSet prune_model(const TensorSet& model, const TensorSet* importance, const
   mask_params.importance_transform = params.importance_transform;
   mask_params.quant.method = Method::kHwKmeans;  // every method prunes the same weights; two levels are cheap
   mask_params.quant.k = 2;
+  // Tensor scope: the mask does not depend on the scope (pruning is model-wide, before any problem), and tensor
+  // scope streams a model larger than memory through in waves, as global scope cannot.
+  mask_params.scope = parse_scope("tensor");
+  mask_params.batch_weights = params.batch_weights;
   mask_params.quant.backend = params.quant.backend;
   const QuantizedModel mask = quantize_model(model, importance, mask_params);
   TensorSet out;

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <numeric>
+#include <string>
 
 #include "core/iteration_errors.h"
 #include "core/memory_info.h"
@@ -18,6 +19,8 @@
 #include "quant/model_stats.h"
 #include "quant/problem_memory.h"
 #include "quant/quantizers.h"
+#include "quant/model_values.h"
+#include "quant/streamed_pruning.h"
 #include "quant/tensor_selector.h"
 
 namespace nq {
@@ -40,46 +43,61 @@ void check_importance_layout(const std::string& name, const std::vector<int64_t>
 
 namespace {
 
+// A wave's tensor, converted: weights and importance as the problems see them (quant/model_values.h).
 struct Prepared {
   size_t tensor;                 // index in QuantizedModel::tensors
+  size_t source;                 // index in the run's sources
   ScratchVector<float> w, h;     // h empty: no importance
 };
-
-// A tensor's values as float32 in `out`, converted in parallel chunks (each thread faults in its own pages: a
-// model's tensors are the largest arrays of the run, and one thread's zero fill and page faults were a tenth of
-// a row-scope run on 2 cores) and checked by `valid`. Returns the first index that fails it, or −1.
-template <class Valid>
-int64_t to_f32_checked(const Tensor& t, ScratchVector<float>& out, Valid valid) {
-  const int64_t n = t.numel();
-  out.resize(static_cast<size_t>(n));
-  std::vector<int64_t> first_bad(static_cast<size_t>((n + kInlineLoopMax - 1) / kInlineLoopMax), -1);
-  parallel_for_chunks(n, kInlineLoopMax, [&](int64_t i0, int64_t i1) {
-    t.to_f32(i0, i1, out.data() + i0);
-    for (int64_t i = i0; i < i1; ++i)
-      if (!valid(out[static_cast<size_t>(i)])) {
-        first_bad[static_cast<size_t>(i0 / kInlineLoopMax)] = i;
-        break;
-      }
-  });
-  for (int64_t bad : first_bad)
-    if (bad >= 0) return bad;
-  return -1;
-}
 
 // One problem: a list of (tensor, flat range) pieces; pruned weights are skipped.
 struct Piece { size_t prep; int64_t begin, end; };
 struct ProblemSpec { std::vector<Piece> pieces; };
 
-// Codebooks, indices and statistics of one set of problem results, into `out` (the model's skeleton: tensors
-// with pruned weights marked). hw_distortion weighs the errors by the importance whenever one is given
-// (h_weighted_errors), whether or not the method clustered with it: one metric across methods, as a sweep compares
-// them. Consumes the results: each one's indices are released once scattered and its codebook
-// moves into the model, so that with many small problems (rows, groups) their copies never coexist.
-QuantizedModel assemble(QuantizedModel out, std::vector<QuantizeResult>& results, const std::vector<Prepared>& prep,
-                        const std::vector<ProblemSpec>& problems, bool h_weighted_errors, int64_t total_n,
-                        std::chrono::steady_clock::time_point t0) {
-  std::vector<quant::ProblemSummary> summaries;
-  summaries.reserve(results.size());
+// Consecutive quantized tensors [first, last) (indices into the sources) converted and quantized together.
+struct Wave { size_t first, last; };
+
+// Bytes per weight of a wave beyond the model's own indices: its float32 weights and importance, and each λ's
+// result indices until they are scattered (sorting and Lloyd scratch are per problem, a row at a time).
+constexpr double kWaveBytesPerWeight = 8;
+constexpr double kResultBytesPerWeight = 4;
+
+// The weights per wave: the caller's batch_weights, else everything at once when the wave and the models' indices
+// fit in half the available memory (or it is unknown), else what does. Global scope is one problem: one wave.
+int64_t wave_weights(const ModelQuantizeParams& params, int64_t total_n, size_t sets) {
+  if (params.scope.kind == ScopeKind::kGlobal) return total_n;
+  if (params.batch_weights > 0) return params.batch_weights;
+  const double available = static_cast<double>(available_memory_bytes());
+  const double per_weight = kWaveBytesPerWeight + kResultBytesPerWeight * static_cast<double>(sets);
+  const double indices = 4.0 * static_cast<double>(sets) * static_cast<double>(total_n);
+  if (available == 0 || indices + per_weight * static_cast<double>(total_n) <= available / 2) return total_n;
+  return std::max<int64_t>(int64_t{1} << 20, static_cast<int64_t>((available / 2 - indices) / per_weight));
+}
+
+// Consecutive tensors up to `budget` weights per wave (a larger tensor is a wave by itself).
+std::vector<Wave> plan_waves(const std::vector<quant::ValueSource>& sources, int64_t budget) {
+  std::vector<Wave> waves;
+  int64_t filled = 0;
+  for (size_t s = 0; s < sources.size(); ++s) {
+    if (waves.empty() || filled + sources[s].size() > budget) {
+      waves.push_back({s, s});
+      filled = 0;
+    }
+    waves.back().last = s + 1;
+    filled += sources[s].size();
+  }
+  return waves;
+}
+
+// A set of problem results of one wave into `out` (the model, its pruned weights marked): indices scattered,
+// codebooks appended (the wave's problems follow the previous waves' in codebook order), each tensor's error sums
+// into `errors` and each problem's summary onto `summaries`. hw_distortion weighs the errors by the importance
+// whenever one is given (h_weighted_errors), whether or not the method clustered with it: one metric across
+// methods, as a sweep compares them. Consumes the results: each one's indices are released once scattered and its
+// codebook moves into the model, so that with many small problems (rows, groups) their copies never coexist.
+void scatter_wave(QuantizedModel& out, std::vector<QuantizeResult>& results, const std::vector<Prepared>& prep,
+                  const std::vector<ProblemSpec>& problems, bool h_weighted_errors,
+                  std::vector<quant::TensorErrorSums>& errors, std::vector<quant::ProblemSummary>& summaries) {
   for (const QuantizeResult& r : results) summaries.push_back(quant::ProblemSummary::of(r));
 #pragma omp parallel for schedule(static) if (problems.size() > 1)
   for (int64_t jj = 0; jj < static_cast<int64_t>(problems.size()); ++jj) {  // problems cover disjoint ranges
@@ -96,7 +114,6 @@ QuantizedModel assemble(QuantizedModel out, std::vector<QuantizeResult>& results
   out.codebooks.reserve(out.codebooks.size() + results.size());
   for (QuantizeResult& r : results) out.codebooks.push_back(std::move(r.codebook));
   // Error sums per tensor: fixed chunks summed in parallel, then added in chunk order (thread-count independent).
-  std::vector<quant::TensorErrorSums> errors(out.tensors.size());
   constexpr int64_t kChunk = 1 << 16;
   for (const auto& p : prep) {
     const QuantizedTensor& qt = out.tensors[p.tensor];
@@ -129,15 +146,12 @@ QuantizedModel assemble(QuantizedModel out, std::vector<QuantizeResult>& results
     }
     errors[p.tensor] = {d, m};
   }
-  quant::fill_model_stats(out, errors, summaries, total_n);
-  QuantStats& tot = out.total;
-  tot.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return out;
 }
 
-
-
 // quantize_model, or with `lambdas` non-empty ECSQ at each of them (quantize_model_lambdas): one model out per λ.
+// The quantized tensors go through in waves (wave_weights): each wave is converted, pruned by the model-wide rule,
+// split into problems, solved and scattered before the next is converted. Problems never span waves (only global
+// scope spans tensors, and it is one wave), so the result is the same for any wave size.
 std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const TensorSet* importance,
                                                 const ModelQuantizeParams& params, const std::vector<double>& lambdas) {
   const auto t0 = std::chrono::steady_clock::now();
@@ -145,6 +159,8 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
            "--prune must be in [0, 1), got " << params.prune);
   NQ_CHECK(params.scope.kind != ScopeKind::kGroup || params.scope.group > 0, ErrorCode::kInvalidArgument,
            "group scope needs a positive group size");
+  NQ_CHECK(params.batch_weights >= 0, ErrorCode::kInvalidArgument,
+           "--batch-weights must be >= 0, got " << params.batch_weights);
   QuantizedModel out;
   out.method = params.quant.method;
   out.scope = params.scope;
@@ -153,10 +169,11 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
   qp.backend = out.backend;
   const bool weighted = importance != nullptr && method_traits(qp.method).uses_importance;
 
-  // ---- validate and convert ----
+  // ---- the model's skeleton: which tensors are quantized, their problems and codebooks ----
   const quant::TensorSelector select(params);  // the name patterns compiled once, not per tensor
   const std::vector<char> chosen = select.choose(model);  // before any conversion: an empty selection fails fast
-  std::vector<Prepared> prep;
+  std::vector<quant::ValueSource> sources;
+  std::vector<size_t> source_tensor;  // each source's index in out.tensors
   for (size_t ti = 0; ti < model.size(); ++ti) {
     const Tensor& t = model[ti];
     QuantizedTensor qt;
@@ -170,101 +187,41 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
       out.tensors.push_back(std::move(qt));
       continue;
     }
-    Prepared p;
-    p.tensor = out.tensors.size();
-    const int64_t bad_w = to_f32_checked(t, p.w, [](float v) { return std::isfinite(v); });
-    NQ_CHECK(bad_w < 0, ErrorCode::kInvalidArgument,
-             "tensor '" << t.name() << "': weight " << bad_w << " is not finite (" << p.w[size_t(bad_w)] << ")");
+    const Tensor* it = nullptr;
     if (importance) {
-      const Tensor* it = importance->find(t.name());
+      it = importance->find(t.name());
       quant::check_importance_layout(t.name(), t.shape(), it ? &it->shape() : nullptr,
                                      it ? it->dtype() : DType::kF32);
-      const int64_t bad_h = to_f32_checked(*it, p.h, [](float v) { return std::isfinite(v) && v >= 0; });
-      NQ_CHECK(bad_h < 0, ErrorCode::kInvalidArgument,
-               "importance of tensor '" << t.name() << "': value " << bad_h << " is " << p.h[size_t(bad_h)]
-                                        << " (must be finite and >= 0)");
-      const int64_t nh = static_cast<int64_t>(p.h.size());
-      float* h = p.h.data();
-      if (params.importance_transform == ImportanceTransform::kSqrt) {
-        parallel_for_chunks(nh, kInlineLoopMax, [h](int64_t i0, int64_t i1) {
-          for (int64_t i = i0; i < i1; ++i) h[i] = std::sqrt(h[i]);
-        });
-      }
-      if (params.importance_transform == ImportanceTransform::kNormalize) {
-        double sum = 0;  // in element order, as before: the scale is the same to the bit
-        for (float v : p.h) sum += v;
-        if (sum > 0) {
-          const float scale = static_cast<float>(static_cast<double>(nh) / sum);  // mean 1 per tensor
-          parallel_for_chunks(nh, kInlineLoopMax, [h, scale](int64_t i0, int64_t i1) {
-            for (int64_t i = i0; i < i1; ++i) h[i] *= scale;
-          });
-        }
-      }
     }
-    qt.indices.assign(p.w.size(), 0);
+    sources.emplace_back(t, it, params.importance_transform);
+    source_tensor.push_back(out.tensors.size());
+    qt.indices.assign(static_cast<size_t>(t.numel()), 0);
     out.tensors.push_back(std::move(qt));
-    prep.push_back(std::move(p));
   }
-
-  // ---- pruning: the fraction `prune` of all quantized weights with the smallest h·w² (w² without importance) ----
-  // The importance ranks the weights whenever it is given, also for a method whose clustering ignores it (kmeans,
-  // wentropy): pruning is its own step, so every method given the same importance prunes the same weights.
   int64_t total_n = 0;
-  for (const auto& p : prep) total_n += static_cast<int64_t>(p.w.size());
-  const int64_t to_prune = static_cast<int64_t>(std::floor(params.prune * static_cast<double>(total_n)));
-  if (to_prune > 0) {
-    // Op (g): on the device for large models quantized there (a radix selection over the scores, no N-entry
-    // score array on the host), else nth_element on the host; the same mask either way.
-    quant::PruneArrays arrays;
-    std::vector<std::vector<uint8_t>> masks(prep.size());
-    for (size_t t = 0; t < prep.size(); ++t) {
-      arrays.w.push_back(prep[t].w.data());
-      if (importance) arrays.h.push_back(prep[t].h.data());
-      arrays.n.push_back(prep[t].w.size());
-      masks[t].resize(prep[t].w.size());
-      arrays.mask.push_back(masks[t].data());
-    }
-    const Backend where = quant::problem_backend(out.backend, static_cast<size_t>(total_n));
-    try {
-      quant::ops_select_pruned(where, arrays, to_prune);
-    } catch (const Error& e) {  // a model larger than the device's memory: the host selects (same mask)
-      if (where != Backend::kCuda || e.code() != ErrorCode::kOutOfMemory) throw;
-      quant::ops_select_pruned(Backend::kCpu, arrays, to_prune);
-    }
-    for (size_t t = 0; t < prep.size(); ++t) {
-      auto& idx = out.tensors[prep[t].tensor].indices;
-      for (size_t i = 0; i < masks[t].size(); ++i)
-        if (masks[t][i]) idx[i] = kPrunedIndex;
-    }
-  }
-
-  // ---- problems by scope ----
-  std::vector<ProblemSpec> problems;
-  for (size_t pi = 0; pi < prep.size(); ++pi) {
-    QuantizedTensor& qt = out.tensors[prep[pi].tensor];
-    const int64_t n = static_cast<int64_t>(prep[pi].w.size());
+  for (const auto& s : sources) total_n += s.size();
+  int64_t total_problems = 0;
+  for (size_t si = 0; si < sources.size(); ++si) {
+    QuantizedTensor& qt = out.tensors[source_tensor[si]];
+    const int64_t n = sources[si].size();
     int64_t size = n;
     if (params.scope.kind == ScopeKind::kRow) size = qt.shape.empty() || qt.shape[0] == 0 ? n : n / qt.shape[0];
     if (params.scope.kind == ScopeKind::kGroup) size = std::min<int64_t>(params.scope.group, n);
     size = std::max<int64_t>(size, 1);
     qt.problem_size = params.scope.kind == ScopeKind::kGlobal ? n : size;
-    if (params.scope.kind == ScopeKind::kGlobal) {
-      if (problems.empty()) problems.emplace_back();
-      problems[0].pieces.push_back({pi, 0, n});
-      qt.first_codebook = 0;
-      qt.num_problems = 1;
-      continue;
-    }
-    qt.num_problems = (n + size - 1) / size;
+    qt.num_problems = params.scope.kind == ScopeKind::kGlobal ? 1 : (n + size - 1) / size;
+    qt.first_codebook = params.scope.kind == ScopeKind::kGlobal ? 0 : total_problems;
+    if (params.scope.kind != ScopeKind::kGlobal) total_problems += qt.num_problems;
   }
+  if (params.scope.kind == ScopeKind::kGlobal) total_problems = 1;
   const size_t nsets = lambdas.empty() ? 1 : lambdas.size();
   if (params.scope.kind != ScopeKind::kGlobal) {
     // Rows or groups of a few values: refuse up front what cannot fit (quant/problem_memory.h).
     quant::ProblemLoad load;
     load.sets = nsets;
     load.scope = scope_to_string(params.scope);
-    for (const Prepared& p : prep) {
-      const QuantizedTensor& qt = out.tensors[p.tensor];
+    for (size_t si = 0; si < sources.size(); ++si) {
+      const QuantizedTensor& qt = out.tensors[source_tensor[si]];
       load.problems += qt.num_problems;
       load.codebook_bytes +=
           static_cast<double>(qt.num_problems) * quant::extra_codebook_bytes(params.quant.k, qt.problem_size);
@@ -274,154 +231,238 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
       load.busiest_size = qt.problem_size;
     }
     quant::check_problem_memory(load, available_memory_bytes());
-    problems.reserve(static_cast<size_t>(load.problems));
-    for (size_t pi = 0; pi < prep.size(); ++pi) {
-      QuantizedTensor& qt = out.tensors[prep[pi].tensor];
-      const int64_t n = static_cast<int64_t>(prep[pi].w.size()), size = qt.problem_size;
-      qt.first_codebook = static_cast<int64_t>(problems.size());
-      for (int64_t b = 0; b < n; b += size) problems.push_back({{{pi, b, std::min(n, b + size)}}});
-    }
+  }
+  const std::vector<Wave> waves = plan_waves(sources, wave_weights(params, total_n, nsets));
+
+  // ---- pruning: the fraction `prune` of all quantized weights with the smallest h·w² (w² without importance) ----
+  // The importance ranks the weights whenever it is given, also for a method whose clustering ignores it (kmeans,
+  // wentropy): pruning is its own step, so every method given the same importance prunes the same weights. In one
+  // wave, op (g) selects over the converted model (on the device for large models quantized there); in several,
+  // the streamed selection finds the same cut without holding the model (quant/streamed_pruning.h).
+  const int64_t to_prune = static_cast<int64_t>(std::floor(params.prune * static_cast<double>(total_n)));
+  quant::PruneCut cut;
+  if (waves.size() > 1) {
+    for (const quant::ValueSource& s : sources) s.check_all();  // every tensor's values before any work
+    if (to_prune > 0) cut = quant::find_prune_cut(sources, to_prune);
   }
 
-  // ---- run: problems are independent; each result lands in its own slot (deterministic) ----
-  // sets[m][j]: problem j's result for λ m (one set without `lambdas`).
-  std::vector<std::vector<QuantizeResult>> sets(nsets, std::vector<QuantizeResult>(problems.size()));
-  std::vector<QuantizeResult>& results = sets[0];
-  Progress progress("quantize", static_cast<int64_t>(problems.size()));
+  // One model per λ, sharing the skeleton; every wave fills each.
+  std::vector<QuantizedModel> models;
+  for (size_t m = 0; m + 1 < nsets; ++m) models.push_back(out);
+  models.push_back(std::move(out));
+  QuantizedModel& marks = models.back();  // where the problems read which weights are pruned (all models agree)
+  std::vector<std::vector<quant::TensorErrorSums>> errors(
+      nsets, std::vector<quant::TensorErrorSums>(marks.tensors.size()));
+  std::vector<std::vector<quant::ProblemSummary>> summaries(nsets);
+  Progress progress("quantize", total_problems);
   int64_t done = 0;
-  // Quantizes (w, h, n) as problem j: one quantize(), or quantize_lambdas() into every set.
-  auto solve = [&](size_t j, const float* w, const float* h, size_t n, const QuantizeParams& q) {
-    if (lambdas.empty()) {
-      results[j] = quantize(w, h, n, q);
-      return;
+
+  for (size_t wi = 0; wi < waves.size(); ++wi) {
+    const Wave& wave = waves[wi];
+    const std::string status =
+        waves.size() > 1 ? "wave " + std::to_string(wi + 1) + " of " + std::to_string(waves.size()) : std::string();
+    // ---- convert the wave's tensors ----
+    std::vector<Prepared> prep(wave.last - wave.first);
+    for (size_t k = 0; k < prep.size(); ++k) {
+      prep[k].source = wave.first + k;
+      prep[k].tensor = source_tensor[wave.first + k];
+      sources[wave.first + k].convert_all(prep[k].w, prep[k].h);
     }
-    std::vector<QuantizeResult> r = quantize_lambdas(w, h, n, q, lambdas);
-    for (size_t m = 0; m < nsets; ++m) sets[m][j] = std::move(r[m]);
-  };
-  auto run_one = [&](size_t j) {
-    QuantizeParams warm;
-    const bool warm_start = params.initial_codebooks.size() == problems.size() && !params.initial_codebooks[j].empty();
-    if (warm_start) {
-      warm = qp;
-      warm.initial_centers.assign(params.initial_codebooks[j].begin(), params.initial_codebooks[j].end());
+    if (to_prune > 0) {
+      std::vector<std::vector<uint8_t>> masks(prep.size());
+      for (size_t k = 0; k < prep.size(); ++k) masks[k].resize(prep[k].w.size());
+      if (waves.size() > 1) {
+        for (size_t k = 0; k < prep.size(); ++k)
+          quant::mark_pruned(cut, prep[k].source, prep[k].w.data(), importance ? prep[k].h.data() : nullptr,
+                             static_cast<int64_t>(prep[k].w.size()), masks[k].data());
+      } else {  // op (g): on the device for large models quantized there (no N-entry score array on the host)
+        quant::PruneArrays arrays;
+        for (size_t k = 0; k < prep.size(); ++k) {
+          arrays.w.push_back(prep[k].w.data());
+          if (importance) arrays.h.push_back(prep[k].h.data());
+          arrays.n.push_back(prep[k].w.size());
+          arrays.mask.push_back(masks[k].data());
+        }
+        const Backend where = quant::problem_backend(marks.backend, static_cast<size_t>(total_n));
+        try {
+          quant::ops_select_pruned(where, arrays, to_prune);
+        } catch (const Error& e) {  // a model larger than the device's memory: the host selects (same mask)
+          if (where != Backend::kCuda || e.code() != ErrorCode::kOutOfMemory) throw;
+          quant::ops_select_pruned(Backend::kCpu, arrays, to_prune);
+        }
+      }
+      for (QuantizedModel& m : models)
+        for (size_t k = 0; k < prep.size(); ++k) {
+          auto& idx = m.tensors[prep[k].tensor].indices;
+          for (size_t i = 0; i < masks[k].size(); ++i)
+            if (masks[k][i]) idx[i] = kPrunedIndex;
+        }
     }
-    const QuantizeParams& q = warm_start ? warm : qp;
-    // One unpruned stretch of one tensor (rows, groups, a lone tensor): quantize it in place, no copy.
-    if (problems[j].pieces.size() == 1) {
-      const Piece& pc = problems[j].pieces[0];
-      const Prepared& p = prep[pc.prep];
-      const auto& idx = out.tensors[p.tensor].indices;
-      if (std::none_of(idx.begin() + pc.begin, idx.begin() + pc.end, [](int32_t v) { return v == kPrunedIndex; })) {
-        solve(j, p.w.data() + pc.begin, weighted ? p.h.data() + pc.begin : nullptr,
-              static_cast<size_t>(pc.end - pc.begin), q);
+
+    // ---- the wave's problems by scope; problem j of the wave is the model's problem first_problem + j ----
+    std::vector<ProblemSpec> problems;
+    int64_t first_problem = 0;
+    if (params.scope.kind == ScopeKind::kGlobal) {
+      problems.emplace_back();
+      for (size_t k = 0; k < prep.size(); ++k)
+        problems[0].pieces.push_back({k, 0, static_cast<int64_t>(prep[k].w.size())});
+    } else {
+      first_problem = marks.tensors[prep.front().tensor].first_codebook;
+      for (size_t k = 0; k < prep.size(); ++k) {
+        const QuantizedTensor& qt = marks.tensors[prep[k].tensor];
+        const int64_t n = static_cast<int64_t>(prep[k].w.size()), size = qt.problem_size;
+        for (int64_t b = 0; b < n; b += size) problems.push_back({{{k, b, std::min(n, b + size)}}});
+      }
+    }
+    const bool warm_given = static_cast<int64_t>(params.initial_codebooks.size()) == total_problems;
+
+    // ---- run: problems are independent; each result lands in its own slot (deterministic) ----
+    // sets[m][j]: problem j's result for λ m (one set without `lambdas`).
+    std::vector<std::vector<QuantizeResult>> sets(nsets, std::vector<QuantizeResult>(problems.size()));
+    std::vector<QuantizeResult>& results = sets[0];
+    // Quantizes (w, h, n) as problem j: one quantize(), or quantize_lambdas() into every set.
+    auto solve = [&](size_t j, const float* w, const float* h, size_t n, const QuantizeParams& q) {
+      if (lambdas.empty()) {
+        results[j] = quantize(w, h, n, q);
         return;
       }
-    }
-    std::vector<float> w, h;
-    size_t len = 0;
-    for (const Piece& pc : problems[j].pieces) len += static_cast<size_t>(pc.end - pc.begin);
-    w.reserve(len);
-    if (weighted) h.reserve(len);
-    for (const Piece& pc : problems[j].pieces) {
-      const Prepared& p = prep[pc.prep];
-      const auto& idx = out.tensors[p.tensor].indices;
-      for (int64_t i = pc.begin; i < pc.end; ++i) {
-        if (idx[i] == kPrunedIndex) continue;
-        w.push_back(p.w[i]);
-        if (weighted) h.push_back(p.h[i]);
+      std::vector<QuantizeResult> r = quantize_lambdas(w, h, n, q, lambdas);
+      for (size_t m = 0; m < nsets; ++m) sets[m][j] = std::move(r[m]);
+    };
+    auto run_one = [&](size_t j) {
+      QuantizeParams warm;
+      const std::vector<float>* initial =
+          warm_given ? &params.initial_codebooks[static_cast<size_t>(first_problem) + j] : nullptr;
+      const bool warm_start = initial && !initial->empty();
+      if (warm_start) {
+        warm = qp;
+        warm.initial_centers.assign(initial->begin(), initial->end());
       }
-    }
-    solve(j, w.data(), weighted ? h.data() : nullptr, w.size(), q);
-  };
-  // Rows and groups of k-means (Lloyd or exact) and ECSQ: each tensor's problems at once, with the same results as
-  // one quantize() per problem. k-means through op (e) (on the GPU one CTA per row with the whole Lloyd driver on
-  // chip, or one thread per row for exact); ECSQ on the GPU through op (f) (every row's search shares each launch).
-  // What op (e) cannot take, and ECSQ on the CPU, run below.
-  std::vector<char> solved(problems.size(), 0);
-  const bool by_rows = params.scope.kind == ScopeKind::kRow || params.scope.kind == ScopeKind::kGroup;
-  const bool sorted_path =
-      qp.method == Method::kKmeans || qp.method == Method::kHwKmeans || qp.method == Method::kExact;
-  const bool rows_ecsq = qp.method == Method::kEcsq && out.backend == Backend::kCuda;  // see quantize_rows_ecsq
-  if (by_rows && ((lambdas.empty() && sorted_path) || rows_ecsq)) {
-    const bool warm_given = params.initial_codebooks.size() == problems.size();
-    for (const Prepared& p : prep) {
-      const QuantizedTensor& qt = out.tensors[p.tensor];
-      const size_t first = static_cast<size_t>(qt.first_codebook), count = static_cast<size_t>(qt.num_problems);
-      const bool pruned =
-          std::any_of(qt.indices.begin(), qt.indices.end(), [](int32_t v) { return v == kPrunedIndex; });
-      std::vector<int64_t> begin{0};
-      std::vector<float> gw, gh;  // the unpruned values, gathered only when some are pruned
-      for (size_t j = first; j < first + count; ++j) {
+      const QuantizeParams& q = warm_start ? warm : qp;
+      // One unpruned stretch of one tensor (rows, groups, a lone tensor): quantize it in place, no copy.
+      if (problems[j].pieces.size() == 1) {
         const Piece& pc = problems[j].pieces[0];
-        if (!pruned) {
-          begin.push_back(pc.end);
-          continue;
+        const Prepared& p = prep[pc.prep];
+        const auto& idx = marks.tensors[p.tensor].indices;
+        if (std::none_of(idx.begin() + pc.begin, idx.begin() + pc.end, [](int32_t v) { return v == kPrunedIndex; })) {
+          solve(j, p.w.data() + pc.begin, weighted ? p.h.data() + pc.begin : nullptr,
+                static_cast<size_t>(pc.end - pc.begin), q);
+          return;
         }
+      }
+      std::vector<float> w, h;
+      size_t len = 0;
+      for (const Piece& pc : problems[j].pieces) len += static_cast<size_t>(pc.end - pc.begin);
+      w.reserve(len);
+      if (weighted) h.reserve(len);
+      for (const Piece& pc : problems[j].pieces) {
+        const Prepared& p = prep[pc.prep];
+        const auto& idx = marks.tensors[p.tensor].indices;
         for (int64_t i = pc.begin; i < pc.end; ++i) {
-          if (qt.indices[static_cast<size_t>(i)] == kPrunedIndex) continue;
-          gw.push_back(p.w[static_cast<size_t>(i)]);
-          if (weighted) gh.push_back(p.h[static_cast<size_t>(i)]);
+          if (idx[i] == kPrunedIndex) continue;
+          w.push_back(p.w[i]);
+          if (weighted) h.push_back(p.h[i]);
         }
-        begin.push_back(static_cast<int64_t>(gw.size()));
       }
-      std::vector<const std::vector<float>*> warm;
-      if (warm_given)
-        for (size_t j = first; j < first + count; ++j) warm.push_back(&params.initial_codebooks[j]);
-      // Every value of the tensor pruned: its rows are all empty, but the ops still want the arrays to exist.
-      if (pruned && gw.empty()) {
-        gw.push_back(0.0f);
-        if (weighted) gh.push_back(0.0f);
-      }
-      const float* w = pruned ? gw.data() : p.w.data();
-      const float* h = weighted ? (pruned ? gh.data() : p.h.data()) : nullptr;
-      if (rows_ecsq) {  // op (f): every row's search (and λ) shares each pass
-        std::vector<std::vector<QuantizeResult>> r;
-        try {
-          r = quant::quantize_rows_ecsq(w, h, begin, qp, out.backend, warm, lambdas);
-        } catch (const Error& e) {  // rows beyond the device's memory: one by one below
-          if (e.code() != ErrorCode::kOutOfMemory) throw;
-          continue;
+      solve(j, w.data(), weighted ? h.data() : nullptr, w.size(), q);
+    };
+    // Rows and groups of k-means (Lloyd or exact) and ECSQ: each tensor's problems at once, with the same results
+    // as one quantize() per problem. k-means through op (e) (on the GPU one CTA per row with the whole Lloyd driver
+    // on chip, or one thread per row for exact); ECSQ on the GPU through op (f) (every row's search shares each
+    // launch). What op (e) cannot take, and ECSQ on the CPU, run below.
+    std::vector<char> solved(problems.size(), 0);
+    const bool by_rows = params.scope.kind == ScopeKind::kRow || params.scope.kind == ScopeKind::kGroup;
+    const bool sorted_path =
+        qp.method == Method::kKmeans || qp.method == Method::kHwKmeans || qp.method == Method::kExact;
+    const bool rows_ecsq = qp.method == Method::kEcsq && marks.backend == Backend::kCuda;  // see quantize_rows_ecsq
+    if (by_rows && ((lambdas.empty() && sorted_path) || rows_ecsq)) {
+      for (const Prepared& p : prep) {
+        const QuantizedTensor& qt = marks.tensors[p.tensor];
+        const size_t first = static_cast<size_t>(qt.first_codebook - first_problem);
+        const size_t count = static_cast<size_t>(qt.num_problems);
+        const bool pruned =
+            std::any_of(qt.indices.begin(), qt.indices.end(), [](int32_t v) { return v == kPrunedIndex; });
+        std::vector<int64_t> begin{0};
+        std::vector<float> gw, gh;  // the unpruned values, gathered only when some are pruned
+        for (size_t j = first; j < first + count; ++j) {
+          const Piece& pc = problems[j].pieces[0];
+          if (!pruned) {
+            begin.push_back(pc.end);
+            continue;
+          }
+          for (int64_t i = pc.begin; i < pc.end; ++i) {
+            if (qt.indices[static_cast<size_t>(i)] == kPrunedIndex) continue;
+            gw.push_back(p.w[static_cast<size_t>(i)]);
+            if (weighted) gh.push_back(p.h[static_cast<size_t>(i)]);
+          }
+          begin.push_back(static_cast<int64_t>(gw.size()));
         }
-        for (size_t m = 0; m < nsets; ++m)
-          for (size_t j = 0; j < count; ++j) sets[m][first + j] = std::move(r[m][j]);
-      } else {  // op (e)
-        std::vector<QuantizeResult> r = quant::quantize_rows_kmeans(w, h, begin, qp, out.backend, warm);
-        if (r.empty()) continue;
-        for (size_t j = 0; j < count; ++j) results[first + j] = std::move(r[j]);
+        std::vector<const std::vector<float>*> warm;
+        if (warm_given)
+          for (size_t j = first; j < first + count; ++j)
+            warm.push_back(&params.initial_codebooks[static_cast<size_t>(first_problem) + j]);
+        // Every value of the tensor pruned: its rows are all empty, but the ops still want the arrays to exist.
+        if (pruned && gw.empty()) {
+          gw.push_back(0.0f);
+          if (weighted) gh.push_back(0.0f);
+        }
+        const float* w = pruned ? gw.data() : p.w.data();
+        const float* h = weighted ? (pruned ? gh.data() : p.h.data()) : nullptr;
+        if (rows_ecsq) {  // op (f): every row's search (and λ) shares each pass
+          std::vector<std::vector<QuantizeResult>> r;
+          try {
+            r = quant::quantize_rows_ecsq(w, h, begin, qp, marks.backend, warm, lambdas);
+          } catch (const Error& e) {  // rows beyond the device's memory: one by one below
+            if (e.code() != ErrorCode::kOutOfMemory) throw;
+            continue;
+          }
+          for (size_t m = 0; m < nsets; ++m)
+            for (size_t j = 0; j < count; ++j) sets[m][first + j] = std::move(r[m][j]);
+        } else {  // op (e)
+          std::vector<QuantizeResult> r = quant::quantize_rows_kmeans(w, h, begin, qp, marks.backend, warm);
+          if (r.empty()) continue;
+          for (size_t j = 0; j < count; ++j) results[first + j] = std::move(r[j]);
+        }
+        std::fill(solved.begin() + static_cast<ptrdiff_t>(first),
+                  solved.begin() + static_cast<ptrdiff_t>(first + count), char{1});
+        done += static_cast<int64_t>(count);
+        progress.update(done, status);
       }
-      std::fill(solved.begin() + static_cast<ptrdiff_t>(first), solved.begin() + static_cast<ptrdiff_t>(first + count),
-                char{1});
-      done += static_cast<int64_t>(count);
-      progress.update(done);
     }
-  }
-  std::vector<size_t> rest;
-  for (size_t j = 0; j < problems.size(); ++j)
-    if (!solved[j]) rest.push_back(j);
-  if (problems.size() == 1 && rest.size() == 1) {
-    run_one(0);  // one big problem: the ops parallelise inside
-  } else {
-    // Many small problems (rows, groups) go out in chunks, and progress is counted atomically and shown by one
-    // thread: per-problem scheduling and a lock per problem were a visible share of short groups' time.
-    const int64_t chunk =
-        std::max<int64_t>(1, static_cast<int64_t>(rest.size()) / (64 * std::max(1, omp_get_max_threads())));
-    std::atomic<int64_t> finished{done};
-    IterationErrors errors;  // an error may not leave the region: the first problem's is rethrown
+    std::vector<size_t> rest;
+    for (size_t j = 0; j < problems.size(); ++j)
+      if (!solved[j]) rest.push_back(j);
+    if (problems.size() == 1 && rest.size() == 1) {
+      run_one(0);  // one big problem: the ops parallelise inside
+      progress.update(++done, status);
+    } else {
+      // Many small problems (rows, groups) go out in chunks, and progress is counted atomically and shown by one
+      // thread: per-problem scheduling and a lock per problem were a visible share of short groups' time.
+      const int64_t chunk =
+          std::max<int64_t>(1, static_cast<int64_t>(rest.size()) / (64 * std::max(1, omp_get_max_threads())));
+      std::atomic<int64_t> finished{done};
+      IterationErrors failures;  // an error may not leave the region: the first problem's is rethrown
 #pragma omp parallel for schedule(dynamic, chunk)
-    for (int64_t jj = 0; jj < static_cast<int64_t>(rest.size()); ++jj) {
-      errors.run(static_cast<size_t>(jj), [&] { run_one(rest[static_cast<size_t>(jj)]); });
-      const int64_t now = finished.fetch_add(1, std::memory_order_relaxed) + 1;
-      if (omp_get_thread_num() == 0) progress.update(now);
+      for (int64_t jj = 0; jj < static_cast<int64_t>(rest.size()); ++jj) {
+        failures.run(static_cast<size_t>(jj), [&] { run_one(rest[static_cast<size_t>(jj)]); });
+        const int64_t now = finished.fetch_add(1, std::memory_order_relaxed) + 1;
+        if (omp_get_thread_num() == 0) progress.update(now, status);
+      }
+      failures.rethrow_first();
+      done = finished.load();
     }
-    errors.rethrow_first();
+
+    // ---- scatter indices, codebooks and error sums into every λ's model; the wave's values are freed ----
+    for (size_t m = 0; m < nsets; ++m)
+      scatter_wave(models[m], sets[m], prep, problems, importance != nullptr, errors[m], summaries[m]);
   }
   progress.finish();
 
-  // ---- scatter indices, codebooks and statistics (into a copy of the skeleton per set but the last) ----
-  std::vector<QuantizedModel> models;
-  for (size_t m = 0; m < nsets; ++m)
-    models.push_back(assemble(m + 1 < nsets ? QuantizedModel(out) : std::move(out), sets[m], prep, problems,
-                              importance != nullptr, total_n, t0));
+  for (size_t m = 0; m < nsets; ++m) {
+    quant::fill_model_stats(models[m], errors[m], summaries[m], total_n);
+    models[m].total.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    models[m].waves = static_cast<int64_t>(std::max<size_t>(1, waves.size()));
+  }
   return models;
 }
 

@@ -1,0 +1,50 @@
+// Internal: a quantized tensor's values as quantize_model's problems see them — the weights as float32, the
+// importance as float32 after --importance-transform — converted by ranges. The model driver converts a few
+// tensors at a time (a model larger than memory is quantized in waves) and the streamed pruning selection scores
+// ranges it never stores; both go through convert(), so they agree to the bit.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/scratch_vector.h"
+#include "netquant/quantize.h"
+#include "netquant/tensor.h"
+
+namespace nq::quant {
+
+// The first value of a range that fails its check, or −1: a weight that is not finite, an importance that is not
+// finite or is negative (checked before the transform, as the user wrote it).
+struct ValueFaults {
+  int64_t weight = -1;
+  int64_t importance = -1;
+};
+
+class ValueSource {
+ public:
+  // kNormalize's per-tensor scale (mean importance 1) is computed here, in one serial pass over the importance in
+  // element order, so that every range is scaled by the same float. `importance` null: none.
+  ValueSource(const Tensor& weights, const Tensor* importance, ImportanceTransform transform);
+
+  const Tensor& weights() const { return *weights_; }
+  bool has_importance() const { return importance_ != nullptr; }
+  int64_t size() const { return weights_->numel(); }
+
+  // Values [i0, i1) into w (and h when there is an importance), and the first faults among them.
+  ValueFaults convert(int64_t i0, int64_t i1, float* w, float* h) const;
+  // The whole tensor, converted in parallel chunks; throws kInvalidArgument naming the tensor, the index and the
+  // value at the first fault (weights before importance).
+  void convert_all(ScratchVector<float>& w, ScratchVector<float>& h) const;
+  // The same checks without keeping the values (a streamed run checks every tensor before quantizing any).
+  void check_all() const;
+
+ private:
+  void throw_fault(const ValueFaults& first) const;
+
+  const Tensor* weights_;
+  const Tensor* importance_;
+  ImportanceTransform transform_;
+  float scale_ = 1.0f;
+};
+
+}  // namespace nq::quant

@@ -1,0 +1,233 @@
+// quantize_model in waves (ModelQuantizeParams::batch_weights): a model quantized a few tensors at a time must be
+// the model quantized at once, bit for bit — codebooks, indices, every statistic — for every scope that streams,
+// with pruning (whose streamed selection, quant/streamed_pruning.h, is checked against brute-force sorting on
+// tie-heavy scores), importance transforms, λ batches and warm starts. The oracle for the model is the one-wave run,
+// whose pruning is op (g) on the host (nth_element, itself checked against brute force in test_select_pruned).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "netquant/error.h"
+#include "netquant/quantize.h"
+#include "quant/fixtures.h"
+#include "quant/prune_cases.h"
+#include "quant/same_result.h"
+#include "quant/streamed_pruning.h"
+
+namespace nq {
+namespace {
+
+using test::make_importance;
+using test::same_bits;
+using test::student_t;
+
+// Eight tensors of awkward sizes in three float dtypes, a 1-D one and a non-float one; the third repeats a few
+// values so that pruning scores tie across tensors.
+TensorSet make_model(uint64_t seed) {
+  TensorSet m;
+  auto add = [&](const std::string& name, std::vector<int64_t> shape, DType dtype, bool ties = false) {
+    std::vector<float> v = student_t(static_cast<size_t>(shape_numel(shape)), seed++);
+    if (ties)
+      for (size_t i = 0; i < v.size(); ++i) v[i] = 0.01f * static_cast<float>(static_cast<int>(i % 7) - 3);
+    Tensor t = Tensor::from_f32(name, shape, v);
+    m.add(dtype == DType::kF32 ? t : t.converted(dtype));
+  };
+  add("a", {31, 33}, DType::kF32);
+  add("b", {7, 129}, DType::kF16);
+  add("c", {13, 17}, DType::kF32, true);
+  add("bias", {257}, DType::kF32);
+  add("d", {3, 5, 11}, DType::kBF16);
+  add("e", {1, 1000}, DType::kF32);
+  add("f", {64, 3}, DType::kF16, true);
+  m.add(Tensor("steps", DType::kI64, {2}));
+  add("g", {5, 41}, DType::kF32);
+  return m;
+}
+
+void expect_same_stats(const QuantStats& a, const QuantStats& b, const std::string& what) {
+  SCOPED_TRACE(what);
+  EXPECT_EQ(a.params, b.params);
+  EXPECT_EQ(a.pruned, b.pruned);
+  EXPECT_EQ(a.clusters, b.clusters);
+  for (auto [x, y] : {std::pair{a.hw_distortion, b.hw_distortion}, {a.mse, b.mse},
+                      {a.entropy_bits_per_weight, b.entropy_bits_per_weight},
+                      {a.fixed_bits_per_weight, b.fixed_bits_per_weight}, {a.ratio_fixed, b.ratio_fixed},
+                      {a.ratio_entropy, b.ratio_entropy}, {a.lambda, b.lambda}})
+    EXPECT_TRUE(same_bits(x, y)) << x << " vs " << y;
+  EXPECT_EQ(a.iterations, b.iterations);
+  EXPECT_EQ(a.converged, b.converged);
+}
+
+void expect_same_model(const QuantizedModel& got, const QuantizedModel& want, const std::string& what) {
+  SCOPED_TRACE(what);
+  ASSERT_EQ(got.codebooks.size(), want.codebooks.size());
+  for (size_t j = 0; j < got.codebooks.size(); ++j) {
+    ASSERT_EQ(got.codebooks[j].size(), want.codebooks[j].size()) << "codebook " << j;
+    EXPECT_TRUE(got.codebooks[j].empty() ||
+                std::memcmp(got.codebooks[j].data(), want.codebooks[j].data(),
+                            got.codebooks[j].size() * sizeof(float)) == 0)
+        << "codebook " << j;
+  }
+  ASSERT_EQ(got.tensors.size(), want.tensors.size());
+  for (size_t i = 0; i < got.tensors.size(); ++i) {
+    const QuantizedTensor &g = got.tensors[i], &w = want.tensors[i];
+    SCOPED_TRACE(g.name);
+    ASSERT_EQ(g.name, w.name);
+    ASSERT_EQ(g.quantized, w.quantized);
+    EXPECT_EQ(g.problem_size, w.problem_size);
+    EXPECT_EQ(g.first_codebook, w.first_codebook);
+    EXPECT_EQ(g.num_problems, w.num_problems);
+    EXPECT_EQ(g.indices, w.indices);
+    if (g.quantized) expect_same_stats(g.stats, w.stats, "tensor");
+  }
+  expect_same_stats(got.total, want.total, "total");
+}
+
+struct WaveCase {
+  Method method;
+  int k;
+  std::string scope;
+  double prune;
+  ImportanceTransform transform;
+  bool skip_1d;
+};
+
+ModelQuantizeParams params_for(const WaveCase& c) {
+  ModelQuantizeParams p;
+  p.quant = test::params(c.method, c.k);
+  if (c.method == Method::kEcsq) p.quant.lambda = 2e-4;
+  p.scope = parse_scope(c.scope);
+  p.prune = c.prune;
+  p.importance_transform = c.transform;
+  p.skip_1d = c.skip_1d;
+  return p;
+}
+
+TEST(QuantizeWaves, AnyBatchSizeGivesTheModelQuantizedAtOnce) {
+  const TensorSet model = make_model(11);
+  const TensorSet imp = make_importance(model, 12);
+  const std::vector<WaveCase> cases = {
+      {Method::kHwKmeans, 16, "row", 0.0, ImportanceTransform::kNone, false},
+      {Method::kHwKmeans, 16, "row", 0.37, ImportanceTransform::kNone, true},
+      {Method::kKmeans, 4, "group:31", 0.5, ImportanceTransform::kSqrt, false},
+      {Method::kExact, 5, "row", 0.2, ImportanceTransform::kNormalize, false},
+      {Method::kEcsq, 32, "tensor", 0.3, ImportanceTransform::kNormalize, true},
+      {Method::kEcsq, 16, "row", 0.0, ImportanceTransform::kSqrt, false},
+      {Method::kUniform, 8, "tensor", 0.61, ImportanceTransform::kNone, false},
+      {Method::kHwKmeans, 8, "global", 0.25, ImportanceTransform::kNone, false},  // one wave whatever the batch
+  };
+  for (const WaveCase& c : cases)
+    for (const bool weighted : {true, false}) {
+      ModelQuantizeParams p = params_for(c);
+      const TensorSet* h = weighted ? &imp : nullptr;
+      p.batch_weights = int64_t{1} << 40;
+      const QuantizedModel want = quantize_model(model, h, p);
+      // 1: every tensor its own wave; 300 and 1200: several tensors per wave, with the big ones alone.
+      for (const int64_t batch : {int64_t{1}, int64_t{300}, int64_t{1200}}) {
+        p.batch_weights = batch;
+        expect_same_model(quantize_model(model, h, p), want,
+                          std::string(method_traits(c.method).name) + " " + c.scope + " prune " + std::to_string(c.prune) +
+                              (weighted ? " weighted" : "") + " batch " + std::to_string(batch));
+      }
+    }
+}
+
+TEST(QuantizeWaves, LambdaBatchesAndWarmStartsStreamTheSame) {
+  const TensorSet model = make_model(21);
+  const TensorSet imp = make_importance(model, 22);
+  ModelQuantizeParams p = params_for({Method::kEcsq, 16, "row", 0.3, ImportanceTransform::kNone, false});
+  const std::vector<double> lambdas = {1e-5, 3e-4, 2e-3};
+  p.batch_weights = 0;  // automatic: this small model is one wave
+  const std::vector<QuantizedModel> want = quantize_model_lambdas(model, &imp, p, lambdas);
+  p.batch_weights = 1;
+  const std::vector<QuantizedModel> got = quantize_model_lambdas(model, &imp, p, lambdas);
+  ASSERT_EQ(got.size(), lambdas.size());
+  for (size_t m = 0; m < lambdas.size(); ++m) expect_same_model(got[m], want[m], "lambda " + std::to_string(m));
+
+  // Warm starts from the λ = 3e-4 codebooks: problem j of every wave starts from codebook j of the model.
+  ModelQuantizeParams warm = params_for({Method::kHwKmeans, 16, "row", 0.3, ImportanceTransform::kNone, false});
+  warm.initial_codebooks = want[1].codebooks;
+  warm.batch_weights = int64_t{1} << 40;
+  const QuantizedModel once = quantize_model(model, &imp, warm);
+  warm.batch_weights = 500;
+  expect_same_model(quantize_model(model, &imp, warm), once, "warm start");
+  warm.initial_codebooks.clear();  // the warm start must matter, or the check above proves nothing
+  EXPECT_NE(quantize_model(model, &imp, warm).codebooks, once.codebooks);
+}
+
+// Faults anywhere fail a streamed run before any wave is quantized, with the one-wave run's message.
+TEST(QuantizeWaves, StreamedRunRefusesBadValuesAsTheOneWaveRun) {
+  const TensorSet good = make_model(31);
+  const TensorSet good_imp = make_importance(good, 32);
+  struct Fault {
+    bool in_importance;
+    float value;
+    std::string words;
+  };
+  for (const Fault& f : {Fault{false, std::nanf(""), "tensor 'g': weight 77 is not finite"},
+                         Fault{true, -2.0f, "importance of tensor 'g': value 77 is -2 (must be finite and >= 0)"}}) {
+    TensorSet model, imp;
+    for (const TensorSet* src : {&good, &good_imp})
+      for (const Tensor& t : *src) {
+        Tensor copy = t.dtype() == DType::kF32 ? Tensor::from_f32(t.name(), t.shape(), t.to_f32()) : t;
+        if (t.name() == "g" && (src == &good_imp) == f.in_importance)
+          static_cast<float*>(copy.mutable_data())[77] = f.value;
+        (src == &good ? model : imp).add(std::move(copy));
+      }
+    for (const int64_t batch : {int64_t{1} << 40, int64_t{1}}) {
+      ModelQuantizeParams p = params_for({Method::kHwKmeans, 4, "row", 0.2, ImportanceTransform::kNone, false});
+      p.batch_weights = batch;
+      try {
+        quantize_model(model, &imp, p);
+        ADD_FAILURE() << "no error for " << f.words;
+      } catch (const Error& e) {
+        EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+        EXPECT_NE(std::string(e.what()).find(f.words), std::string::npos) << e.what();
+      }
+    }
+  }
+  ModelQuantizeParams p;
+  p.batch_weights = -1;
+  EXPECT_THROW(quantize_model(good, &good_imp, p), Error);
+}
+
+// The streamed selection alone, against brute-force sorting, on scores with ties inside and across tensors
+// (prune_cases.h: rounded values, zeros, −0 importance, a constant tensor), for counts that end inside a tie.
+TEST(QuantizeWaves, StreamedPruningCutMatchesBruteForce) {
+  uint64_t seed = 40;
+  for (const auto& sizes : std::vector<std::vector<size_t>>{{1}, {5, 3}, {4099, 33, 1000, 257}, {70001, 31, 65537}})
+    for (const bool weighted : {true, false}) {
+      const quant::prune_cases::Model m = quant::prune_cases::make_model(sizes, ++seed);
+      std::vector<Tensor> w, h;
+      for (size_t t = 0; t < sizes.size(); ++t) {
+        const std::vector<int64_t> shape{static_cast<int64_t>(sizes[t])};
+        w.push_back(Tensor::from_f32("w" + std::to_string(t), shape, m.w[t]));
+        h.push_back(Tensor::from_f32("w" + std::to_string(t), shape, m.h[t]));
+      }
+      std::vector<quant::ValueSource> sources;
+      for (size_t t = 0; t < sizes.size(); ++t)
+        sources.emplace_back(w[t], weighted ? &h[t] : nullptr, ImportanceTransform::kNone);
+      const int64_t total = static_cast<int64_t>(m.total());
+      for (int64_t count : {int64_t{1}, total / 3, total / 2, total - 1, total}) {
+        count = std::max<int64_t>(count, 1);
+        SCOPED_TRACE("total " + std::to_string(total) + " count " + std::to_string(count) +
+                     (weighted ? " weighted" : ""));
+        const quant::PruneCut cut = quant::find_prune_cut(sources, count);
+        const auto want = quant::prune_cases::brute_force(m, weighted, count);
+        for (size_t t = 0; t < sizes.size(); ++t) {
+          std::vector<uint8_t> mask(sizes[t], 7);  // sentinel: every entry must be written
+          quant::mark_pruned(cut, t, m.w[t].data(), weighted ? m.h[t].data() : nullptr,
+                             static_cast<int64_t>(sizes[t]), mask.data());
+          EXPECT_EQ(mask, want[t]) << "tensor " << t;
+        }
+      }
+      EXPECT_THROW(quant::find_prune_cut(sources, total + 1), Error);
+      EXPECT_THROW(quant::find_prune_cut(sources, 0), Error);
+    }
+}
+
+}  // namespace
+}  // namespace nq
