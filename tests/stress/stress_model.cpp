@@ -7,9 +7,12 @@
 //            exactly 1, optimal total; encode/decode round trip; code-length table round trip.
 //   prune    prune_model and quantize_model's pruned set against a brute-force stable ranking of h·w².
 //   lambdas  quantize_lambdas / quantize_model_lambdas against quantize / quantize_model per λ, bit for bit.
+//   waves    quantize_model (and _lambdas) streamed in waves of random size (batch_weights) against the model taken
+//            at once, bit for bit: codebooks, indices, statistics. (prune also draws wave sizes, so the streamed
+//            pruning selection meets its brute-force oracle.)
 //
 // Built with the tests (target stress_model), run by hand (tests/stress/README.md):
-//   build/tests/stress_model [--check nq|nqbig|huffman|prune|lambdas|all] [--seconds S] [--seed BASE] [--one SEED]
+//   build/tests/stress_model [--check nq|nqbig|huffman|prune|lambdas|waves|all] [--seconds S] [--seed BASE] [--one SEED]
 //                            [--nofork]
 //
 // Each case runs in a forked child (--nofork: in process), seeded by BASE + i; a failure prints
@@ -683,7 +686,8 @@ static void check_prune(uint64_t seed) {
   ModelQuantizeParams p = gen_params(r, pdesc);
   if (p.prune == 0 && unif(r) < 0.7) p.prune = unif(r) * 0.95;
   if (p.prune >= 1) p.prune = 0.5;
-  char pb[64]; snprintf(pb, sizeof pb, " prune'=%.17g", p.prune);
+  if (unif(r) < 0.5) p.batch_weights = irange(r, 1, 3000);  // streamed: the cut from the radix selection
+  char pb[96]; snprintf(pb, sizeof pb, " prune'=%.17g batch_weights=%" PRId64, p.prune, p.batch_weights);
   const std::string desc = pdesc + pb + " " + m.desc;
   set_case("prune", seed, desc);
   Failure f("prune", seed);
@@ -865,10 +869,65 @@ static void check_lambdas(uint64_t seed) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Check 5: waves. The oracle is the model taken at once (batch_weights huge): any wave size gives the same bits.
+static void check_waves(uint64_t seed) {
+  Rng r(seed * 0x9E3779B97F4A7C15ull + 5);
+  RandomModel m = gen_model(r);
+  std::string pdesc;
+  ModelQuantizeParams p = gen_params(r, pdesc);
+  const bool batched = p.quant.method == Method::kEcsq && unif(r) < 0.3;
+  std::vector<double> lambdas;
+  if (batched)
+    for (int i = 0, n = static_cast<int>(irange(r, 1, 4)); i < n; ++i) lambdas.push_back(std::pow(10.0, unif(r) * 6 - 7));
+  const int64_t batch = unif(r) < 0.3 ? 1 : irange(r, 1, 5000);
+  char b[128];
+  snprintf(b, sizeof b, " batch_weights=%" PRId64 " lambdas=%zu ", batch, lambdas.size());
+  const std::string desc = pdesc + b + m.desc;
+  set_case("waves", seed, desc);
+  Failure f("waves", seed);
+  const TensorSet* imp = m.has_imp ? &m.importance : nullptr;
+  try {
+    auto run = [&](int64_t bw) {
+      ModelQuantizeParams q = p;
+      q.batch_weights = bw;
+      return lambdas.empty() ? std::vector<QuantizedModel>{quantize_model(m.model, imp, q)}
+                             : quantize_model_lambdas(m.model, imp, q, lambdas);
+    };
+    std::vector<QuantizedModel> want;
+    try {
+      want = run(int64_t{1} << 50);
+    } catch (const Error&) {  // the configuration is refused (e.g. k = 1 for a method needing 2): so must waves be
+      bool threw = false;
+      try { run(batch); } catch (const Error&) { threw = true; }
+      if (!threw) FAILF(f, "the one-wave run threw, the streamed one did not");
+      ++g_cases["waves:refused"];
+      report(f, desc);
+      return;
+    }
+    const std::vector<QuantizedModel> got = run(batch);
+    if (got.size() != want.size()) FAILF(f, "%zu vs %zu models", got.size(), want.size());
+    auto sb = [](double x, double y) { return std::memcmp(&x, &y, 8) == 0; };
+    for (size_t i = 0; i < std::min(got.size(), want.size()); ++i) {
+      char what[32]; snprintf(what, sizeof what, "model %zu", i);
+      compare_models(f, what, got[i], want[i]);
+      const QuantStats &x = got[i].total, &y = want[i].total;
+      if (!sb(x.hw_distortion, y.hw_distortion) || !sb(x.mse, y.mse) ||
+          !sb(x.entropy_bits_per_weight, y.entropy_bits_per_weight) || x.pruned != y.pruned || x.clusters != y.clusters)
+        FAILF(f, "%s: totals differ: D %.17g/%.17g H %.17g/%.17g pruned %" PRId64 "/%" PRId64, what, x.hw_distortion,
+              y.hw_distortion, x.entropy_bits_per_weight, y.entropy_bits_per_weight, x.pruned, y.pruned);
+    }
+    ++g_cases[got.front().waves > 1 ? "waves:several" : "waves:one"];
+  } catch (const std::exception& e) {
+    FAILF(f, "threw: %s", e.what());
+  }
+  report(f, desc);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 int main(int argc, char** argv) {
   omp_set_num_threads(2);
   return run_campaign(argc, argv,
                       {{"nq", check_nq}, {"nqbig", check_nqbig}, {"huffman", check_huffman}, {"prune", check_prune},
-                       {"lambdas", check_lambdas}},
+                       {"lambdas", check_lambdas}, {"waves", check_waves}},
                       {}, 120);
 }
