@@ -20,7 +20,7 @@
 #include "quant/problem_memory.h"
 #include "quant/quantizers.h"
 #include "quant/model_values.h"
-#include "quant/streamed_pruning.h"
+#include "quant/prune_cut.h"
 #include "quant/tensor_selector.h"
 
 namespace nq {
@@ -238,7 +238,7 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
   // The importance ranks the weights whenever it is given, also for a method whose clustering ignores it (kmeans,
   // wentropy): pruning is its own step, so every method given the same importance prunes the same weights. In one
   // wave, op (g) selects over the converted model (on the device for large models quantized there); in several,
-  // the streamed selection finds the same cut without holding the model (quant/streamed_pruning.h).
+  // the same cut is found over the unconverted model, range by range (quant/prune_cut.h).
   const int64_t to_prune = static_cast<int64_t>(std::floor(params.prune * static_cast<double>(total_n)));
   quant::PruneCut cut;
   if (waves.size() > 1) {

@@ -1,10 +1,10 @@
-// Op (g) on the CPU: the pruning threshold by nth_element over every score, then one pass in flat order that
-// marks the scores below it and the earliest ties.
+// Op (g) on the CPU: the cut from histograms of the scores (quant/prune_cut.h), then each array marked by it. No
+// score is stored per weight: the op used to sort an 8-byte score per weight (nth_element), a third of a pruned
+// row-scope run's peak memory.
 #include <algorithm>
-#include <vector>
 
 #include "netquant/error.h"
-#include "quant/quant_formulas.h"
+#include "quant/prune_cut.h"
 #include "quant/quant_ops.h"
 
 namespace nq::cpu {
@@ -16,28 +16,13 @@ void select_pruned(const quant::PruneArrays& a, int64_t count) {
   for (const size_t n : a.n) total += static_cast<int64_t>(n);
   NQ_CHECK(count >= 0 && count <= total, ErrorCode::kInvalidArgument,
            "select_pruned: cannot prune " << count << " of " << total << " values");
-  auto score = [&](size_t t, size_t i) { return quant::prune_score(a.w[t][i], a.h.empty() ? 1.0 : a.h[t][i]); };
-  for (size_t t = 0; t < arrays; ++t) std::fill(a.mask[t], a.mask[t] + a.n[t], uint8_t{0});
-  if (count == 0) return;
-  std::vector<double> all;
-  all.reserve(static_cast<size_t>(total));
+  if (count == 0) {
+    for (size_t t = 0; t < arrays; ++t) std::fill(a.mask[t], a.mask[t] + a.n[t], uint8_t{0});
+    return;
+  }
+  const quant::PruneCut cut = quant::find_prune_cut(a, count);
   for (size_t t = 0; t < arrays; ++t)
-    for (size_t i = 0; i < a.n[t]; ++i) all.push_back(score(t, i));
-  std::nth_element(all.begin(), all.begin() + (count - 1), all.end());
-  const double thr = all[static_cast<size_t>(count - 1)];
-  int64_t below = 0;
-  for (const double v : all) below += v < thr;
-  all.clear();
-  all.shrink_to_fit();
-  int64_t ties_left = count - below;  // scores equal to the threshold are pruned in flat order
-  for (size_t t = 0; t < arrays; ++t)
-    for (size_t i = 0; i < a.n[t]; ++i) {
-      const double s = score(t, i);
-      if (s < thr || (s == thr && ties_left > 0)) {
-        if (s == thr) --ties_left;
-        a.mask[t][i] = 1;
-      }
-    }
+    quant::mark_pruned(cut, t, a.w[t], a.h.empty() ? nullptr : a.h[t], static_cast<int64_t>(a.n[t]), a.mask[t]);
 }
 
 }  // namespace nq::cpu

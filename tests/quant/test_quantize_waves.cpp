@@ -1,8 +1,8 @@
 // quantize_model in waves (ModelQuantizeParams::batch_weights): a model quantized a few tensors at a time must be
 // the model quantized at once, bit for bit — codebooks, indices, every statistic — for every scope that streams,
-// with pruning (whose streamed selection, quant/streamed_pruning.h, is checked against brute-force sorting on
-// tie-heavy scores), importance transforms, λ batches and warm starts. The oracle for the model is the one-wave run,
-// whose pruning is op (g) on the host (nth_element, itself checked against brute force in test_select_pruned).
+// with pruning, importance transforms, λ batches and warm starts. The oracle for the model is the one-wave run.
+// The pruning cut both take (quant/prune_cut.h: over converted arrays in one wave, over the unconverted model range
+// by range in several) is checked against brute-force sorting on tie-heavy scores here and in test_select_pruned.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -15,7 +15,7 @@
 #include "quant/fixtures.h"
 #include "quant/prune_cases.h"
 #include "quant/same_result.h"
-#include "quant/streamed_pruning.h"
+#include "quant/prune_cut.h"
 
 namespace nq {
 namespace {

@@ -1,4 +1,4 @@
-#include "quant/streamed_pruning.h"
+#include "quant/prune_cut.h"
 
 #include <omp.h>
 
@@ -27,51 +27,54 @@ struct Chunk {
   int64_t begin, end;
 };
 
-// Every source cut into chunks of kInlineLoopMax values, in flat order.
-std::vector<Chunk> chunks_of(const std::vector<ValueSource>& sources) {
+// Every source of `sizes` cut into chunks of kInlineLoopMax values, in flat order.
+std::vector<Chunk> chunks_of(const std::vector<int64_t>& sizes) {
   std::vector<Chunk> chunks;
-  for (size_t s = 0; s < sources.size(); ++s)
-    for (int64_t i0 = 0; i0 < sources[s].size(); i0 += kInlineLoopMax)
-      chunks.push_back({s, i0, std::min(sources[s].size(), i0 + kInlineLoopMax)});
+  for (size_t s = 0; s < sizes.size(); ++s)
+    for (int64_t i0 = 0; i0 < sizes[s]; i0 += kInlineLoopMax)
+      chunks.push_back({s, i0, std::min(sizes[s], i0 + kInlineLoopMax)});
   return chunks;
 }
 
-// body(chunk, keys, n) for every chunk, on the OpenMP threads, each with its own conversion buffers.
-template <class Body>
-void for_each_key_chunk(const std::vector<ValueSource>& sources, const std::vector<Chunk>& chunks, Body&& body) {
+// Per-thread buffers of one chunk: values converted from a source, and their keys.
+struct ChunkScratch {
+  std::vector<float> w = std::vector<float>(static_cast<size_t>(kInlineLoopMax));
+  std::vector<float> h = std::vector<float>(static_cast<size_t>(kInlineLoopMax));
+  std::vector<uint64_t> keys = std::vector<uint64_t>(static_cast<size_t>(kInlineLoopMax));
+};
+
+// body(chunk index, keys, n) for every chunk on the OpenMP threads; fill(chunk, scratch) writes the chunk's keys
+// into scratch.keys.
+template <class Fill, class Body>
+void for_each_key_chunk(const std::vector<Chunk>& chunks, Fill& fill, Body&& body) {
   const int64_t count = static_cast<int64_t>(chunks.size());
 #pragma omp parallel if (count > 1)
   {
-    std::vector<float> w(static_cast<size_t>(kInlineLoopMax)), h(w.size());
-    std::vector<uint64_t> keys(w.size());
+    ChunkScratch scratch;
 #pragma omp for schedule(static)
     for (int64_t c = 0; c < count; ++c) {
       const Chunk& ch = chunks[static_cast<size_t>(c)];
-      const ValueSource& src = sources[ch.source];
-      const int64_t n = ch.end - ch.begin;
-      src.convert(ch.begin, ch.end, w.data(), h.data());
-      const float* hp = src.has_importance() ? h.data() : nullptr;
-      for (int64_t i = 0; i < n; ++i) keys[static_cast<size_t>(i)] = score_key(w[static_cast<size_t>(i)], hp, i);
-      body(static_cast<size_t>(c), keys.data(), n);
+      fill(ch, scratch);
+      body(static_cast<size_t>(c), scratch.keys.data(), ch.end - ch.begin);
     }
   }
 }
 
-}  // namespace
-
-PruneCut find_prune_cut(const std::vector<ValueSource>& sources, int64_t count) {
+// The cut over sources of `sizes` whose chunk keys `fill` computes.
+template <class Fill>
+PruneCut find_cut(const std::vector<int64_t>& sizes, int64_t count, Fill fill) {
   int64_t total = 0;
-  for (const ValueSource& s : sources) total += s.size();
+  for (const int64_t n : sizes) total += n;
   NQ_CHECK(count >= 1 && count <= total, ErrorCode::kInvalidArgument,
            "pruning: cannot prune " << count << " of " << total << " values");
-  const std::vector<Chunk> chunks = chunks_of(sources);
+  const std::vector<Chunk> chunks = chunks_of(sizes);
   // Integer counts: the histograms are the same whatever the thread count or the order the threads merge in.
   const RadixSelection sel =
       radix_select(static_cast<uint64_t>(count), [&](uint64_t prefix, uint64_t mask, int shift, uint64_t* hist) {
         std::fill(hist, hist + 256, uint64_t{0});
         std::vector<std::vector<uint64_t>> per_thread(static_cast<size_t>(omp_get_max_threads()),
                                                       std::vector<uint64_t>(256, 0));
-        for_each_key_chunk(sources, chunks, [&](size_t, const uint64_t* keys, int64_t n) {
+        for_each_key_chunk(chunks, fill, [&](size_t, const uint64_t* keys, int64_t n) {
           uint64_t* local = per_thread[static_cast<size_t>(omp_get_thread_num())].data();
           for (int64_t i = 0; i < n; ++i)
             if ((keys[i] & mask) == prefix) ++local[(keys[i] >> shift) & 255];
@@ -82,22 +85,46 @@ PruneCut find_prune_cut(const std::vector<ValueSource>& sources, int64_t count) 
   PruneCut cut;
   cut.threshold = sel.key;
   std::vector<int64_t> chunk_ties(chunks.size(), 0);
-  for_each_key_chunk(sources, chunks, [&](size_t c, const uint64_t* keys, int64_t n) {
+  for_each_key_chunk(chunks, fill, [&](size_t c, const uint64_t* keys, int64_t n) {
     int64_t ties = 0;
     for (int64_t i = 0; i < n; ++i) ties += keys[i] == sel.key;
     chunk_ties[c] = ties;
   });
-  cut.ties.assign(sources.size(), 0);
+  cut.ties.assign(sizes.size(), 0);
   for (size_t c = 0; c < chunks.size(); ++c) cut.ties[chunks[c].source] += chunk_ties[c];
   // sel.rank ties still to prune after every score below the threshold, the earliest in flat order.
   int64_t left = static_cast<int64_t>(sel.rank);
-  cut.ties_kept.assign(sources.size(), 0);
-  for (size_t s = 0; s < sources.size(); ++s) {
+  cut.ties_kept.assign(sizes.size(), 0);
+  for (size_t s = 0; s < sizes.size(); ++s) {
     cut.ties_kept[s] = std::min(left, cut.ties[s]);
     left -= cut.ties_kept[s];
   }
   NQ_CHECK(left == 0, ErrorCode::kInternal, "pruning: the tie count disagrees with the selection");
   return cut;
+}
+
+}  // namespace
+
+PruneCut find_prune_cut(const std::vector<ValueSource>& sources, int64_t count) {
+  std::vector<int64_t> sizes;
+  for (const ValueSource& s : sources) sizes.push_back(s.size());
+  return find_cut(sizes, count, [&](const Chunk& ch, ChunkScratch& scratch) {
+    const ValueSource& src = sources[ch.source];
+    src.convert(ch.begin, ch.end, scratch.w.data(), scratch.h.data());
+    const float* h = src.has_importance() ? scratch.h.data() : nullptr;
+    for (int64_t i = 0; i < ch.end - ch.begin; ++i)
+      scratch.keys[static_cast<size_t>(i)] = score_key(scratch.w[static_cast<size_t>(i)], h, i);
+  });
+}
+
+PruneCut find_prune_cut(const PruneArrays& arrays, int64_t count) {
+  std::vector<int64_t> sizes;
+  for (const size_t n : arrays.n) sizes.push_back(static_cast<int64_t>(n));
+  return find_cut(sizes, count, [&](const Chunk& ch, ChunkScratch& scratch) {
+    const float* w = arrays.w[ch.source] + ch.begin;
+    const float* h = arrays.h.empty() ? nullptr : arrays.h[ch.source] + ch.begin;
+    for (int64_t i = 0; i < ch.end - ch.begin; ++i) scratch.keys[static_cast<size_t>(i)] = score_key(w[i], h, i);
+  });
 }
 
 void mark_pruned(const PruneCut& cut, size_t source, const float* w, const float* h, int64_t n, uint8_t* mask) {

@@ -1,14 +1,17 @@
 // Internal: op (g)'s pruning rule — the `count` smallest scores h·w² over all quantized weights, ties at the
-// threshold taken in flat order (tensor order, then element order) — for a model that is never held converted at
-// once. The threshold comes from an exact radix selection over eight histogram passes (radix_select.h) that convert
-// the model range by range and store nothing per weight; a ninth pass counts each tensor's ties. Each tensor's mask
-// is then marked when its wave converts it, equal to ops_select_pruned's over the whole converted model.
+// threshold taken in flat order (array order, then element order) — as a cut found from histograms alone: an
+// exact radix selection (radix_select.h) over eight passes of the scores, then a ninth counting each array's ties.
+// Nothing is stored per weight, so the same cut serves
+//   - a model never held converted at once (ValueSource: each pass converts range by range; the driver's waves
+//     then mark each tensor when they convert it), and
+//   - the host op (g) over arrays in memory (select_pruned_cpu.cpp), which once sorted an 8-byte score per weight.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
 #include "quant/model_values.h"
+#include "quant/quant_ops.h"
 
 namespace nq::quant {
 
@@ -18,8 +21,10 @@ struct PruneCut {
   std::vector<int64_t> ties_kept;  // per source: how many of those it prunes (its earliest ones)
 };
 
-// count: 1 … total values of the sources. Expects the sources checked (ValueSource::check_all).
+// count: 1 … total values. The sources must have been checked (ValueSource::check_all).
 PruneCut find_prune_cut(const std::vector<ValueSource>& sources, int64_t count);
+// The same over arrays in memory (arrays.mask unused).
+PruneCut find_prune_cut(const PruneArrays& arrays, int64_t count);
 
 // mask[i] = 1 for source `source`'s values (w, h as ValueSource::convert gives them, h null without importance)
 // that the cut prunes, else 0.
