@@ -248,12 +248,14 @@ def quantize_model(tensors: Mapping[str, ArrayLike], importance: Mapping[str, Ar
 
 def prune(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] | None = None, *,
           fraction: float, skip_1d: bool = False, importance_transform: str = "none",
-          backend: str = "auto", include: str | None = None, exclude: str | None = None) -> dict[str, np.ndarray]:
+          backend: str = "auto", include: str | None = None, exclude: str | None = None,
+          batch_weights: int = 0) -> dict[str, np.ndarray]:
     """Returns the model with exactly the weights :func:`quantize_model` with ``prune=fraction`` would prune set
     to 0: the fraction of the weights with the smallest h·w² (w² without importance). Every other value and
     each array's dtype are kept. Retrain that with its zeros held at 0 (e.g. by masking their gradients), then
     quantize with the same ``prune``: the same weights are pruned again, their h·w² being 0. ``skip_1d``,
-    ``include`` and ``exclude`` select the tensors as in :func:`quantize_model`; the others are left whole."""
+    ``include`` and ``exclude`` select the tensors as in :func:`quantize_model`; the others are left whole.
+    ``batch_weights``: converts about this many weights at a time (0 = automatic), as in :func:`quantize_model`."""
     model = as_tensor_dict(tensors, "tensors")
     p = _core.Params()
     p.prune = float(fraction)
@@ -262,6 +264,7 @@ def prune(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] 
     p.exclude = "" if exclude is None else _pattern("exclude", exclude)
     p.importance_transform = importance_transform
     p.backend = backend
+    p.batch_weights = int(batch_weights)
     return dict(_core.prune_tensors(model, _importance_dict(importance), p))
 
 

@@ -252,3 +252,6 @@ def test_batch_weights_stream_the_same_model(rng, scope):
         assert got.stats["pruned"] == want.stats["pruned"]
     with pytest.raises(netquant.NetquantValueError, match="batch-weights"):
         netquant.quantize_model(model, imp, **args, batch_weights=-1)
+    pruned = netquant.prune(model, imp, fraction=0.4, importance_transform="sqrt", backend="cpu")
+    streamed = netquant.prune(model, imp, fraction=0.4, importance_transform="sqrt", backend="cpu", batch_weights=1)
+    assert all(streamed[n].tobytes() == pruned[n].tobytes() for n in model)
