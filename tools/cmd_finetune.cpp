@@ -53,7 +53,9 @@ QuantizedModel assignment_from_weights(const TensorSet& weights, const std::stri
     qt.problem_size = std::max<int64_t>(t.numel(), 1);
     qt.first_codebook = 0;
     qt.num_problems = 1;
-    for (float v : t.to_f32()) qt.indices.push_back(v == 0.0f ? kPrunedIndex : levels.at(v));
+    std::vector<int32_t> indices;
+    for (float v : t.to_f32()) indices.push_back(v == 0.0f ? kPrunedIndex : levels.at(v));
+    qt.indices = IndexArray(indices);
     qt.stats.params = t.numel();
     q.tensors.push_back(std::move(qt));
   }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "netquant/backend.h"
+#include "netquant/index_array.h"
 #include "netquant/tensor.h"
 
 namespace nq {
@@ -150,8 +151,6 @@ struct QuantStats {
   double seconds = 0;
 };
 
-constexpr int32_t kPrunedIndex = -1;  // index of a pruned weight (its value is exactly 0)
-
 struct QuantizedTensor {
   std::string name;
   DType dtype = DType::kF32;     // the input's dtype (restored on dequantization)
@@ -161,7 +160,7 @@ struct QuantizedTensor {
   int64_t problem_size = 0;      // weights sharing one codebook: numel (global/tensor), row length, G
   int64_t first_codebook = 0;    // this tensor's first codebook in QuantizedModel::codebooks
   int64_t num_problems = 0;      // codebooks this tensor uses (global: 1 shared, tensor: 1, row: rows, group: ⌈n/G⌉)
-  std::vector<int32_t> indices;  // per weight, into codebooks[first_codebook + i / problem_size]; kPrunedIndex
+  IndexArray indices;            // per weight, into codebooks[first_codebook + i / problem_size]; kPrunedIndex
   QuantStats stats;
 };
 

@@ -178,7 +178,7 @@ py::dict quantize_array(const py::array& values, const py::object& importance, c
   QuantizedTensor& t = q.tensors[0];
   py::dict out;
   out["dequantized"] = tensor_to_numpy(std::move(dequantized[0]), true);
-  out["indices"] = t.quantized ? py::object(vector_to_numpy(std::move(t.indices), t.shape)) : py::object(py::none());
+  out["indices"] = t.quantized ? py::object(vector_to_numpy(t.indices.to_vector(), t.shape)) : py::object(py::none());
   out["codebooks"] = t.quantized ? codebooks_to_list(q, t.first_codebook, t.num_problems) : py::list();
   out["problem_size"] = t.problem_size;
   out["stats"] = stats_to_dict(q.total);
@@ -209,7 +209,7 @@ py::dict quantize_tensors(const py::dict& tensors, const py::object& importance,
   for (auto& t : q.tensors) {
     py::dict d;
     d["quantized"] = t.quantized;
-    d["indices"] = t.quantized ? py::object(vector_to_numpy(std::move(t.indices), t.shape)) : py::object(py::none());
+    d["indices"] = t.quantized ? py::object(vector_to_numpy(t.indices.to_vector(), t.shape)) : py::object(py::none());
     d["first_codebook"] = t.first_codebook;
     d["num_problems"] = t.num_problems;
     d["problem_size"] = t.problem_size;

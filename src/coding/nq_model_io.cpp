@@ -62,8 +62,7 @@ QuantizedModel read_model(const NqSource& src, const NqLimits& limits) {
   NQ_CHECK(!kEnforceCrc || crc == stored_crc, ErrorCode::kBadFile, dir.source << ": file checksum mismatch (corrupt file)");
   for (auto& t : model.tensors) {
     t.stats.params = shape_numel(t.shape);
-    int64_t pruned = 0;
-    for (int32_t idx : t.indices) pruned += idx == kPrunedIndex;
+    const int64_t pruned = t.indices.count(kPrunedIndex);
     t.stats.pruned = pruned;
     model.total.params += t.stats.params;
     model.total.pruned += pruned;

@@ -361,9 +361,12 @@ QuantizedTensor decode_nq_payload(const NqDirectory& dir, const NqRecord& rec, c
 
   t.indices.assign(static_cast<size_t>(rec.numel), kPrunedIndex);
   if (kept > 0) {
+    // Symbols are below the index alphabet, which is at most the largest codebook (checked above): the indices
+    // are made that wide, so a symbol is never read back as the narrow widths' pruned pattern.
+    t.indices.hold_index(std::max(0, lay.max_k - 1));
     BitReader in(index_data, index_bytes, lay.index_bits);
     if (rec.pruned == 0) {
-      index_code->decode(in, t.indices.data(), t.indices.size());
+      t.indices.visit_mutable([&](auto* data, auto) { index_code->decode(in, data, t.indices.size()); });
     } else {
       std::vector<int32_t> kept_idx(static_cast<size_t>(kept));
       index_code->decode(in, kept_idx.data(), kept_idx.size());
@@ -371,7 +374,7 @@ QuantizedTensor decode_nq_payload(const NqDirectory& dir, const NqRecord& rec, c
       BitReader gin(gap_data, static_cast<size_t>((gap_bits + 7) / 8), gap_bits);
       size_t next = 0;
       decode_gaps(gin, gap_code, width, rec.numel, kept, what, [&](uint64_t pos) {
-        t.indices[static_cast<size_t>(pos)] = kept_idx[next++];
+        t.indices.set(static_cast<size_t>(pos), kept_idx[next++]);
       });
       NQ_CHECK(gin.consumed_bits() == gap_bits, ErrorCode::kBadFile,
                what << ": position stream has " << gap_bits - gin.consumed_bits() << " unused bits");

@@ -206,6 +206,8 @@ ModelEncoding encode_nq(const QuantizedModel& model) {
       te.index_table_bits = 8 * bytes_of_bits(code_lengths_bits(p.lengths));
     }
     te.index_table_paper = paper_table_bits(lengths);
+    // The coders take int32 symbols: this tensor's indices widened (one tensor at a time, not the model).
+    const std::vector<int32_t> all = t.indices.to_vector();
     // Index stream of the kept weights, in order.
     if (p.kept > 0) {
       const HuffmanEncoder henc(lengths);
@@ -213,11 +215,11 @@ ModelEncoding encode_nq(const QuantizedModel& model) {
       std::vector<int32_t> kept;
       if (p.pruned > 0) {
         kept.reserve(p.kept);
-        for (int32_t idx : t.indices)
+        for (int32_t idx : all)
           if (idx != kPrunedIndex) kept.push_back(idx);
       }
-      const int32_t* symbols = p.pruned > 0 ? kept.data() : t.indices.data();
-      const size_t nsym = p.pruned > 0 ? kept.size() : t.indices.size();
+      const int32_t* symbols = p.pruned > 0 ? kept.data() : all.data();
+      const size_t nsym = p.pruned > 0 ? kept.size() : all.size();
       std::vector<uint8_t> bytes;
       if (model.backend == Backend::kCuda && nsym >= kGpuPackMinSymbols) {
         try {
@@ -240,11 +242,11 @@ ModelEncoding encode_nq(const QuantizedModel& model) {
     }
     // Positions of the kept weights.
     if (p.pruned > 0) {
-      const GapPlan gp = plan_gaps(t.indices.data(), t.indices.size(), kPrunedIndex);
+      const GapPlan gp = plan_gaps(all.data(), all.size(), kPrunedIndex);
       w.u8(static_cast<uint8_t>(gp.width));
       append_lengths_block(w, gp.lengths);
       BitWriter bw(gp.stream_bits);
-      encode_gaps(t.indices.data(), t.indices.size(), kPrunedIndex, gp, bw);
+      encode_gaps(all.data(), all.size(), kPrunedIndex, gp, bw);
       NQ_ASSERT(bw.bit_count() == gp.stream_bits);
       const auto bytes = bw.finish();
       w.varint(gp.stream_bits);

@@ -598,8 +598,9 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
       qt.problem_size = numel;
       qt.first_codebook = 0;
       qt.num_problems = 1;
-      qt.indices.assign(all_indices.begin() + static_cast<std::ptrdiff_t>(at),
-                        all_indices.begin() + static_cast<std::ptrdiff_t>(at + static_cast<size_t>(numel)));
+      qt.indices = IndexArray(std::vector<int32_t>(
+          all_indices.begin() + static_cast<std::ptrdiff_t>(at),
+          all_indices.begin() + static_cast<std::ptrdiff_t>(at + static_cast<size_t>(numel))));
       at += static_cast<size_t>(numel);
       const size_t o = static_cast<size_t>(ordinal[e]);
       errors.push_back({error_sums[2 * o], error_sums[2 * o + 1]});

@@ -3,14 +3,35 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
+#include "core/parallel_for.h"
 #include "netquant/error.h"
 #include "quant/quant_ops.h"
 
 namespace nq::quant {
 
 namespace {
+
 double ceil_log2(int k) { return k <= 1 ? 0.0 : std::ceil(std::log2(static_cast<double>(k))); }
+
+// counts[j] = how many of indices[b, e) are j (pruned ones not counted): op label_histogram over chunks of the
+// indices widened to int32 (the model stores them narrower: IndexArray).
+void index_histogram(const IndexArray& indices, int64_t b, int64_t e, int k, int64_t* counts) {
+  std::fill(counts, counts + k, int64_t{0});
+  constexpr int64_t kChunk = int64_t{1} << 20;
+  std::vector<int32_t> labels(static_cast<size_t>(std::min(kChunk, e - b)));
+  std::vector<int64_t> part(static_cast<size_t>(k));
+  for (int64_t c = b; c < e; c += kChunk) {
+    const int64_t n = std::min(e, c + kChunk) - c;
+    parallel_for_chunks(n, kInlineLoopMax, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) labels[static_cast<size_t>(i)] = indices[static_cast<size_t>(c + i)];
+    });
+    cpu::label_histogram(labels.data(), static_cast<size_t>(n), k, part.data());
+    for (int j = 0; j < k; ++j) counts[j] += part[static_cast<size_t>(j)];
+  }
+}
+
 }  // namespace
 
 void fill_model_stats(QuantizedModel& out, const std::vector<TensorErrorSums>& errors,
@@ -27,7 +48,7 @@ void fill_model_stats(QuantizedModel& out, const std::vector<TensorErrorSums>& e
     st.params = shape_numel(qt.shape);
     if (!qt.quantized) continue;
     const double n = static_cast<double>(qt.indices.size());
-    st.pruned = std::count(qt.indices.begin(), qt.indices.end(), kPrunedIndex);
+    st.pruned = qt.indices.count(kPrunedIndex);
     st.hw_distortion = errors[t].weighted / n;
     st.mse = errors[t].squared / n;
     tot_d += errors[t].weighted;
@@ -43,7 +64,7 @@ void fill_model_stats(QuantizedModel& out, const std::vector<TensorErrorSums>& e
       const int64_t b = global ? 0 : pr * qt.problem_size;
       const int64_t numel = static_cast<int64_t>(n);
       const int64_t e = global ? numel : std::min<int64_t>(numel, b + qt.problem_size);
-      if (k > 0) cpu::label_histogram(qt.indices.data() + b, static_cast<size_t>(e - b), k, counts.data());
+      if (k > 0) index_histogram(qt.indices, b, e, k, counts.data());
       int64_t kept = 0;
       int used = 0;
       for (int j = 0; j < k; ++j) { kept += counts[j]; used += counts[j] > 0; }

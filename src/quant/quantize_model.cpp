@@ -99,6 +99,11 @@ void scatter_wave(QuantizedModel& out, std::vector<QuantizeResult>& results, con
                   const std::vector<ProblemSpec>& problems, bool h_weighted_errors,
                   std::vector<quant::TensorErrorSums>& errors, std::vector<quant::ProblemSummary>& summaries) {
   for (const QuantizeResult& r : results) summaries.push_back(quant::ProblemSummary::of(r));
+  // Each tensor's indices as wide as its largest codebook needs (before the parallel scatter: widening copies).
+  for (size_t j = 0; j < problems.size(); ++j) {
+    const int32_t top = std::max<int32_t>(0, static_cast<int32_t>(results[j].codebook.size()) - 1);
+    for (const Piece& pc : problems[j].pieces) out.tensors[prep[pc.prep].tensor].indices.hold_index(top);
+  }
 #pragma omp parallel for schedule(static) if (problems.size() > 1)
   for (int64_t jj = 0; jj < static_cast<int64_t>(problems.size()); ++jj) {  // problems cover disjoint ranges
     const size_t j = static_cast<size_t>(jj);
@@ -107,7 +112,7 @@ void scatter_wave(QuantizedModel& out, std::vector<QuantizeResult>& results, con
     for (const Piece& pc : problems[j].pieces) {
       auto& idx = out.tensors[prep[pc.prep].tensor].indices;
       for (int64_t i = pc.begin; i < pc.end; ++i)
-        if (idx[i] != kPrunedIndex) idx[i] = r.indices[pos++];
+        if (idx[i] != kPrunedIndex) idx.set(static_cast<size_t>(i), r.indices[pos++]);
     }
     std::vector<int32_t>().swap(r.indices);
   }
@@ -295,7 +300,7 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
         for (size_t k = 0; k < prep.size(); ++k) {
           auto& idx = m.tensors[prep[k].tensor].indices;
           for (size_t i = 0; i < masks[k].size(); ++i)
-            if (masks[k][i]) idx[i] = kPrunedIndex;
+            if (masks[k][i]) idx.set(i, kPrunedIndex);
         }
     }
 
@@ -380,8 +385,7 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
         const QuantizedTensor& qt = marks.tensors[p.tensor];
         const size_t first = static_cast<size_t>(qt.first_codebook - first_problem);
         const size_t count = static_cast<size_t>(qt.num_problems);
-        const bool pruned =
-            std::any_of(qt.indices.begin(), qt.indices.end(), [](int32_t v) { return v == kPrunedIndex; });
+        const bool pruned = qt.indices.count(kPrunedIndex) > 0;
         std::vector<int64_t> begin{0};
         std::vector<float> gw, gh;  // the unpruned values, gathered only when some are pruned
         for (size_t j = first; j < first + count; ++j) {

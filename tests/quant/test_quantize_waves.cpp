@@ -135,6 +135,33 @@ TEST(QuantizeWaves, AnyBatchSizeGivesTheModelQuantizedAtOnce) {
     }
 }
 
+// The model stores each tensor's indices in the narrowest width its codebooks need (IndexArray): one byte for up
+// to 255 levels, two beyond; the values read back are the per-problem results either way.
+TEST(QuantizeWaves, IndicesAreAsNarrowAsTheCodebooksAllow) {
+  TensorSet model;
+  std::vector<float> many(5000);
+  for (size_t i = 0; i < many.size(); ++i) many[i] = 0.001f * static_cast<float>(i % 1000);  // 1000 values
+  model.add(Tensor::from_f32("wide", {5000}, many));
+  model.add(Tensor::from_f32("narrow", {40, 25}, student_t(1000, 51)));
+  for (const int k : {16, 255, 256, 600}) {
+    SCOPED_TRACE(k);
+    ModelQuantizeParams p;
+    p.quant = test::params(Method::kExact, k);
+    p.scope = parse_scope("tensor");
+    p.prune = 0.1;
+    const QuantizedModel q = quantize_model(model, nullptr, p);
+    EXPECT_EQ(q.tensors[0].indices.width(), k <= 255 ? 1 : 2);
+    EXPECT_EQ(q.tensors[1].indices.width(), k <= 255 ? 1 : 2);  // hundreds of distinct values stay unpruned
+    for (const QuantizedTensor& t : q.tensors) {
+      const std::vector<float>& cb = q.codebooks[static_cast<size_t>(t.first_codebook)];
+      int32_t top = -1;
+      for (const int32_t i : t.indices) top = std::max(top, i);
+      EXPECT_EQ(static_cast<size_t>(top) + 1, cb.size()) << t.name;  // every level used, the last one included
+      EXPECT_EQ(t.indices.count(kPrunedIndex), t.stats.pruned);
+    }
+  }
+}
+
 TEST(QuantizeWaves, LambdaBatchesAndWarmStartsStreamTheSame) {
   const TensorSet model = make_model(21);
   const TensorSet imp = make_importance(model, 22);

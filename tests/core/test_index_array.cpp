@@ -1,0 +1,114 @@
+// IndexArray against a std::vector<int32_t> oracle: the same values through every operation (assign, set, the
+// writable reference, push_back, resize, widening), with the width the narrowest that holds the largest index —
+// 254 and 65,534 are the edges, since each width's all-ones pattern stands for kPrunedIndex — and equality
+// across widths.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <random>
+#include <vector>
+
+#include "netquant/error.h"
+#include "netquant/index_array.h"
+
+namespace nq {
+namespace {
+
+void expect_same(const IndexArray& a, const std::vector<int32_t>& want) {
+  ASSERT_EQ(a.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) ASSERT_EQ(a[i], want[i]) << "at " << i;
+  EXPECT_EQ(a.to_vector(), want);
+  EXPECT_TRUE(a == want);
+  EXPECT_EQ(a.count(kPrunedIndex), std::count(want.begin(), want.end(), kPrunedIndex));
+  EXPECT_EQ(std::vector<int32_t>(a.begin(), a.end()), want);  // the iterator
+}
+
+int width_of(int32_t top) { return top <= 254 ? 1 : top <= 65534 ? 2 : 4; }
+
+TEST(IndexArray, WidthIsTheNarrowestThatHoldsTheLargestIndex) {
+  for (const int32_t top : {0, 1, 253, 254, 255, 256, 65533, 65534, 65535, 65536, 1 << 24, INT32_MAX}) {
+    SCOPED_TRACE(top);
+    std::vector<int32_t> v = {0, kPrunedIndex, top, 3 % (top + 1), kPrunedIndex};
+    const IndexArray a(v);
+    EXPECT_EQ(a.width(), width_of(top));
+    expect_same(a, v);
+    EXPECT_EQ(a.bytes(), v.size() * static_cast<size_t>(a.width()));
+    // The same values reached by widening step by step from one byte.
+    IndexArray b(v.size(), 0);
+    EXPECT_EQ(b.width(), 1);
+    for (size_t i = 0; i < v.size(); ++i) b[i] = v[i];
+    EXPECT_EQ(b.width(), width_of(top));
+    expect_same(b, v);
+    EXPECT_TRUE(a == b);
+  }
+}
+
+TEST(IndexArray, RandomOperationsMatchAVector) {
+  std::mt19937_64 rng(7);
+  for (int round = 0; round < 60; ++round) {
+    std::vector<int32_t> want;
+    IndexArray a;
+    const int32_t tops[] = {3, 254, 255, 70000};
+    const int32_t top = tops[round % 4];
+    std::uniform_int_distribution<int32_t> value(-1, top);
+    for (int op = 0; op < 400; ++op) {
+      switch (rng() % 5) {
+        case 0: {
+          const int32_t v = value(rng);
+          a.push_back(v);
+          want.push_back(v);
+          break;
+        }
+        case 1:
+          if (!want.empty()) {
+            const size_t i = rng() % want.size();
+            const int32_t v = value(rng);
+            a[i] = v;
+            want[i] = v;
+          }
+          break;
+        case 2: {
+          const size_t n = rng() % 50;
+          a.resize(n);
+          want.resize(n, 0);
+          break;
+        }
+        case 3:
+          if (!want.empty()) {  // set() after hold_index, as the parallel scatter does
+            const size_t i = rng() % want.size();
+            const int32_t v = value(rng);
+            a.hold_index(std::max(v, 0));
+            a.set(i, v);
+            want[i] = v;
+          }
+          break;
+        default:
+          break;
+      }
+      ASSERT_NO_FATAL_FAILURE(expect_same(a, want)) << "round " << round << " op " << op;
+    }
+  }
+}
+
+TEST(IndexArray, EqualityIgnoresWidthAndAssignResets) {
+  IndexArray narrow{1, kPrunedIndex, 2};
+  IndexArray wide{1, kPrunedIndex, 2, 300};
+  EXPECT_EQ(narrow.width(), 1);
+  EXPECT_EQ(wide.width(), 2);
+  EXPECT_FALSE(narrow == wide);
+  narrow.push_back(300);
+  EXPECT_TRUE(narrow == wide);
+  wide.hold_index(1 << 20);
+  EXPECT_EQ(wide.width(), 4);
+  EXPECT_TRUE(narrow == wide);
+  wide[3] = 299;
+  EXPECT_FALSE(narrow == wide);
+  wide.assign(5, kPrunedIndex);
+  EXPECT_EQ(wide.width(), 1);
+  expect_same(wide, std::vector<int32_t>(5, kPrunedIndex));
+  EXPECT_THROW(IndexArray(std::vector<int32_t>{0, -2}), Error);
+  EXPECT_THROW(wide.push_back(-5), Error);
+}
+
+}  // namespace
+}  // namespace nq
