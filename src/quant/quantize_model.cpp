@@ -1,5 +1,6 @@
-// nq::quantize_model: validation, importance transforms, model-wide pruning, splitting a model into problems by
-// scope (global / tensor / row / group), running them (in parallel, deterministically) and the statistics.
+// nq::quantize_model: the model's skeleton and validation, model-wide pruning, then the quantized tensors in waves
+// (converted, split into problems by scope — global / tensor / row / group —, run in parallel and deterministically,
+// scattered into narrow indices) and the statistics.
 #include <omp.h>
 
 #include <algorithm>
@@ -17,10 +18,10 @@
 #include "netquant/progress.h"
 #include "netquant/quantize.h"
 #include "quant/model_stats.h"
-#include "quant/problem_memory.h"
-#include "quant/quantizers.h"
 #include "quant/model_values.h"
+#include "quant/problem_memory.h"
 #include "quant/prune_cut.h"
+#include "quant/quantizers.h"
 #include "quant/tensor_selector.h"
 
 namespace nq {
@@ -69,7 +70,7 @@ int64_t wave_weights(const ModelQuantizeParams& params, int64_t total_n, size_t 
   if (params.batch_weights > 0) return params.batch_weights;
   const double available = static_cast<double>(available_memory_bytes());
   const double per_weight = kWaveBytesPerWeight + kResultBytesPerWeight * static_cast<double>(sets);
-  const double indices = 4.0 * static_cast<double>(sets) * static_cast<double>(total_n);
+  const double indices = 4.0 * static_cast<double>(sets) * static_cast<double>(total_n);  // at their widest
   if (available == 0 || indices + per_weight * static_cast<double>(total_n) <= available / 2) return total_n;
   return std::max<int64_t>(int64_t{1} << 20, static_cast<int64_t>((available / 2 - indices) / per_weight));
 }
