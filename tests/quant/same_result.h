@@ -1,4 +1,4 @@
-// Bit-for-bit comparison of two QuantizeResults (a batched path against one quantize() per problem): codebook,
+// Bit-for-bit comparison of two QuantizeResults (and of two QuantStats, expect_same_stats) (a batched path against one quantize() per problem): codebook,
 // indices, statistics, λ, iteration count, convergence and the per-iteration history.
 #pragma once
 
@@ -6,6 +6,7 @@
 
 #include <cstring>
 #include <string>
+#include <utility>
 
 #include "netquant/quantize.h"
 
@@ -29,6 +30,24 @@ inline void expect_same_result(const QuantizeResult& got, const QuantizeResult& 
     EXPECT_TRUE(same_bits(got.history[i].entropy, want.history[i].entropy)) << "iteration " << i;
     EXPECT_EQ(got.history[i].clusters, want.history[i].clusters) << "iteration " << i;
   }
+}
+
+// Every statistic but the time, bit for bit (params: the caller's business for the totals).
+inline void expect_same_stats(const QuantStats& a, const QuantStats& b, bool with_params, const std::string& what) {
+  SCOPED_TRACE(what);
+  if (with_params) {
+    EXPECT_EQ(a.params, b.params);
+  }
+  EXPECT_EQ(a.pruned, b.pruned);
+  EXPECT_EQ(a.clusters, b.clusters);
+  for (auto [x, y] : {std::pair{a.hw_distortion, b.hw_distortion}, {a.mse, b.mse},
+                      {a.entropy_bits_per_weight, b.entropy_bits_per_weight},
+                      {a.fixed_bits_per_weight, b.fixed_bits_per_weight}, {a.ratio_fixed, b.ratio_fixed},
+                      {a.ratio_entropy, b.ratio_entropy}, {a.lambda, b.lambda}}) {
+    EXPECT_TRUE(same_bits(x, y)) << x << " vs " << y;
+  }
+  EXPECT_EQ(a.iterations, b.iterations);
+  EXPECT_EQ(a.converged, b.converged);
 }
 
 }  // namespace nq::test

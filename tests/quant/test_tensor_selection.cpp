@@ -21,6 +21,7 @@ namespace nq {
 namespace {
 
 using test::make_importance;
+using test::expect_same_stats;
 using test::same_bits;
 using test::student_t;
 
@@ -58,24 +59,6 @@ TensorSet without(const TensorSet& set, const std::set<std::string>& names) {
 bool same_tensor_bits(const Tensor& a, const Tensor& b) {
   return a.name() == b.name() && a.dtype() == b.dtype() && a.shape() == b.shape() && a.nbytes() == b.nbytes() &&
          std::memcmp(a.data(), b.data(), a.nbytes()) == 0;
-}
-
-// Every statistic but the time, bit for bit (params: the caller's business for the totals).
-void expect_same_stats(const QuantStats& a, const QuantStats& b, bool with_params, const std::string& what) {
-  SCOPED_TRACE(what);
-  if (with_params) {
-    EXPECT_EQ(a.params, b.params);
-  }
-  EXPECT_EQ(a.pruned, b.pruned);
-  EXPECT_EQ(a.clusters, b.clusters);
-  for (auto [x, y] : {std::pair{a.hw_distortion, b.hw_distortion}, {a.mse, b.mse},
-                      {a.entropy_bits_per_weight, b.entropy_bits_per_weight},
-                      {a.fixed_bits_per_weight, b.fixed_bits_per_weight}, {a.ratio_fixed, b.ratio_fixed},
-                      {a.ratio_entropy, b.ratio_entropy}, {a.lambda, b.lambda}}) {
-    EXPECT_TRUE(same_bits(x, y)) << x << " vs " << y;
-  }
-  EXPECT_EQ(a.iterations, b.iterations);
-  EXPECT_EQ(a.converged, b.converged);
 }
 
 // `got` (the filtered run over `model`) against `want` (the run over `model` without `deselected`).
