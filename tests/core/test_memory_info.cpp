@@ -26,12 +26,13 @@ TEST(MemoryInfo, AvailableIsPositiveAndWithinPhysicalMemory) {
 
 TEST(MemoryInfo, FallsWhenThisProcessTouchesMemory) {
 #ifdef __linux__
-  // 256 MiB written in full: the figure must fall by a good part of it. Other processes (tests run in parallel)
-  // come and go, so the bound is loose and three tries are allowed; a reader that returned a constant, or the
-  // total, fails all three.
-  const size_t bytes = size_t{256} << 20;
+  // 1 GiB written in full: the figure must fall by a good part of it. Other processes (tests run in parallel)
+  // come and go, and this VM's kernel reclaims and returns memory on its own (a 256 MiB block was seen not to move
+  // the figure at all while 220 MB came back), so the bound is loose and five tries are allowed; a reader that
+  // returned a constant, or the total, fails all five.
+  const size_t bytes = size_t{1} << 30;
   bool fell = false;
-  for (int attempt = 0; attempt < 3 && !fell; ++attempt) {
+  for (int attempt = 0; attempt < 5 && !fell; ++attempt) {
     const uint64_t before = available_memory_bytes();
     std::vector<unsigned char> block(bytes);
     std::memset(block.data(), 1 + attempt, bytes);
