@@ -67,16 +67,13 @@ ValueFaults ValueSource::convert(int64_t i0, int64_t i1, float* w, float* h) con
   return faults;
 }
 
-void ValueSource::convert_all(ScratchVector<float>& w, ScratchVector<float>& h) const {
+void ValueSource::convert_all(float* w, float* h) const {
   const int64_t n = size();
-  w.resize(static_cast<size_t>(n));
-  h.resize(importance_ ? static_cast<size_t>(n) : 0);
   // Each thread converts (and so faults in) its own chunks: one thread's page faults were a tenth of a row-scope
   // run on 2 cores.
   std::vector<ValueFaults> faults(static_cast<size_t>((n + kInlineLoopMax - 1) / kInlineLoopMax));
   parallel_for_chunks(n, kInlineLoopMax, [&](int64_t i0, int64_t i1) {
-    faults[static_cast<size_t>(i0 / kInlineLoopMax)] =
-        convert(i0, i1, w.data() + i0, importance_ ? h.data() + i0 : nullptr);
+    faults[static_cast<size_t>(i0 / kInlineLoopMax)] = convert(i0, i1, w + i0, importance_ ? h + i0 : nullptr);
   });
   throw_fault(first_fault(faults));
 }

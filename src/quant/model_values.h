@@ -7,7 +7,6 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/scratch_vector.h"
 #include "netquant/quantize.h"
 #include "netquant/tensor.h"
 
@@ -32,9 +31,9 @@ class ValueSource {
 
   // Values [i0, i1) into w (and h when there is an importance), and the first faults among them.
   ValueFaults convert(int64_t i0, int64_t i1, float* w, float* h) const;
-  // The whole tensor, converted in parallel chunks; throws kInvalidArgument naming the tensor, the index and the
-  // value at the first fault (weights before importance).
-  void convert_all(ScratchVector<float>& w, ScratchVector<float>& h) const;
+  // The whole tensor into w[0, size()) (and h, when there is an importance), converted in parallel chunks; throws
+  // kInvalidArgument naming the tensor, the index and the value at the first fault (weights before importance).
+  void convert_all(float* w, float* h) const;
   // The same checks without keeping the values (a streamed run checks every tensor before quantizing any).
   void check_all() const;
 

@@ -44,11 +44,22 @@ void check_importance_layout(const std::string& name, const std::vector<int64_t>
 
 namespace {
 
-// A wave's tensor, converted: weights and importance as the problems see them (quant/model_values.h).
+// A stretch of a wave's converted values.
+struct Values {
+  float* ptr = nullptr;
+  size_t n = 0;
+  float* data() const { return ptr; }
+  size_t size() const { return n; }
+  float& operator[](size_t i) const { return ptr[i]; }
+};
+
+// A wave's tensor, converted: weights and importance as the problems see them (quant/model_values.h), in the
+// wave's buffers back to back, so that a global problem over unpruned tensors is one array and needs no gathered
+// copy (8 bytes per weight).
 struct Prepared {
-  size_t tensor;                 // index in QuantizedModel::tensors
-  size_t source;                 // index in the run's sources
-  ScratchVector<float> w, h;     // h empty: no importance
+  size_t tensor;  // index in QuantizedModel::tensors
+  size_t source;  // index in the run's sources
+  Values w, h;    // h empty: no importance
 };
 
 // One problem: a list of (tensor, flat range) pieces; pruned weights are skipped.
@@ -267,12 +278,20 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
     const Wave& wave = waves[wi];
     const std::string status =
         waves.size() > 1 ? "wave " + std::to_string(wi + 1) + " of " + std::to_string(waves.size()) : std::string();
-    // ---- convert the wave's tensors ----
+    // ---- convert the wave's tensors, back to back ----
     std::vector<Prepared> prep(wave.last - wave.first);
-    for (size_t k = 0; k < prep.size(); ++k) {
+    size_t wave_n = 0;
+    for (size_t k = 0; k < prep.size(); ++k) wave_n += static_cast<size_t>(sources[wave.first + k].size());
+    ScratchVector<float> wave_w(wave_n), wave_h(importance ? wave_n : 0);
+    for (size_t k = 0, at = 0; k < prep.size(); ++k) {
+      const quant::ValueSource& src = sources[wave.first + k];
+      const size_t n = static_cast<size_t>(src.size());
       prep[k].source = wave.first + k;
       prep[k].tensor = source_tensor[wave.first + k];
-      sources[wave.first + k].convert_all(prep[k].w, prep[k].h);
+      prep[k].w = {wave_w.data() + at, n};
+      if (importance) prep[k].h = {wave_h.data() + at, n};
+      src.convert_all(prep[k].w.data(), prep[k].h.data());
+      at += n;
     }
     if (to_prune > 0) {
       std::vector<std::vector<uint8_t>> masks(prep.size());
@@ -345,16 +364,27 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
         warm.initial_centers.assign(initial->begin(), initial->end());
       }
       const QuantizeParams& q = warm_start ? warm : qp;
-      // One unpruned stretch of one tensor (rows, groups, a lone tensor): quantize it in place, no copy.
-      if (problems[j].pieces.size() == 1) {
-        const Piece& pc = problems[j].pieces[0];
+      // Unpruned stretches adjacent in the wave's buffers (a row, a group, a lone tensor, or global scope's whole
+      // tensors back to back): quantize them in place, no copy.
+      const std::vector<Piece>& pieces = problems[j].pieces;
+      bool in_place = true;
+      for (size_t k = 0; k < pieces.size() && in_place; ++k) {
+        const Piece& pc = pieces[k];
         const Prepared& p = prep[pc.prep];
         const auto& idx = marks.tensors[p.tensor].indices;
-        if (std::none_of(idx.begin() + pc.begin, idx.begin() + pc.end, [](int32_t v) { return v == kPrunedIndex; })) {
-          solve(j, p.w.data() + pc.begin, weighted ? p.h.data() + pc.begin : nullptr,
-                static_cast<size_t>(pc.end - pc.begin), q);
-          return;
-        }
+        in_place = std::none_of(idx.begin() + pc.begin, idx.begin() + pc.end,
+                                [](int32_t v) { return v == kPrunedIndex; }) &&
+                   (k == 0 || (pieces[k - 1].end == static_cast<int64_t>(prep[pieces[k - 1].prep].w.size()) &&
+                               pc.begin == 0 &&
+                               prep[pieces[k - 1].prep].w.data() + pieces[k - 1].end == p.w.data()));
+      }
+      if (in_place) {
+        const Piece& first = pieces.front();
+        size_t len = 0;
+        for (const Piece& pc : pieces) len += static_cast<size_t>(pc.end - pc.begin);
+        solve(j, prep[first.prep].w.data() + first.begin, weighted ? prep[first.prep].h.data() + first.begin : nullptr,
+              len, q);
+        return;
       }
       std::vector<float> w, h;
       size_t len = 0;
