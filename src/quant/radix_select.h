@@ -1,6 +1,7 @@
 // Exact selection of the k-th smallest of many unsigned 64-bit keys by bytes, most significant first, from
-// histograms alone (no key array is stored or sorted): the device's pruning threshold (kernels/select_pruned.cu),
-// with the histogram pass supplied by the caller so the host can check the rule (tests/quant/test_select_pruned).
+// histograms alone (no key array is stored or sorted), with the histogram pass supplied by the caller: the pruning
+// threshold on the device (kernels/select_pruned.cu) and on the host (quant/prune_cut.cpp, over arrays in memory
+// or over a model converted range by range).
 #pragma once
 
 #include <cstdint>

@@ -888,7 +888,7 @@ TEST(CudaQuantParity, ResidentRowsEdgeCasesAndBadTasks) {
   EXPECT_TRUE(out.empty());
 }
 
-// Op (g): the device's radix selection against the CPU's nth_element (itself checked against brute force in
+// Op (g): the device's radix selection against the CPU op's histogram cut (itself checked against brute force in
 // tests/quant/test_select_pruned.cpp): identical masks, ties included.
 TEST(CudaQuantParity, SelectPrunedEqualsTheCpuOp) {
   NQ_REQUIRE_CUDA();
