@@ -4,6 +4,7 @@
 // default); SIGKILL cannot be caught.
 #pragma once
 
+#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -19,6 +20,8 @@ class AtomicFile {
 
   void write(const void* data, size_t size);  // throws kIo (disk full, ...)
   void write(const std::string& s) { write(s.data(), s.size()); }
+  // Overwrites bytes already written, from `offset` (a header filled in once the body is known); throws kIo.
+  void write_at(uint64_t offset, const void* data, size_t size);
   uint64_t bytes_written() const { return written_; }
   void commit();                              // flush, close, rename over the target; throws kIo
   const std::string& path() const { return path_; }

@@ -44,7 +44,7 @@ void fill_coding_stats(QuantizedModel& model, const ModelEncoding& enc) {
   total_paper_bits += static_cast<double>(enc.shared_table_paper + enc.global_codebook_bits);
   model.total.huffman_bits_per_weight = total_params > 0 ? total_huffman_bits / total_params : 0;
   model.total.ratio_huffman = ratio(32.0 * total_params, total_paper_bits);
-  model.total.ratio_file = ratio(32.0 * total_params, 8.0 * static_cast<double>(enc.file.size()));
+  model.total.ratio_file = ratio(32.0 * total_params, 8.0 * static_cast<double>(enc.file_size));
 }
 
 }  // namespace nq::coding

@@ -2,6 +2,7 @@
 // streaming decompressor share. The byte-level specification is in the README ("The .nq file").
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -120,14 +121,27 @@ struct TensorEncoding {
   bool quantized = true;
   int64_t params = 0;
 };
+// The file is [header | payloads | trailer]. encode_nq makes the payloads one tensor at a time and hands each
+// to the sink as soon as it is made; the header (whose directory holds the payloads' offsets, sizes and CRCs)
+// and the trailer (the whole file's CRC) come back in the ModelEncoding when all are done. The header's size is
+// known first (header_space), so a file sink can leave room for it and write it last.
+class NqByteSink {
+ public:
+  virtual ~NqByteSink() = default;
+  virtual void header_space(uint64_t bytes) = 0;
+  virtual void payload(const uint8_t* data, size_t size) = 0;
+};
 struct ModelEncoding {
-  std::vector<uint8_t> file;
+  std::vector<uint8_t> header;            // bytes [0, header.size())
+  std::array<uint8_t, 8> trailer{};       // bytes [file_size - 8, file_size)
+  uint64_t file_size = 0;
   std::vector<TensorEncoding> tensors;
   bool shared_table = false;
   uint64_t shared_table_paper = 0;  // Σ_j b_j of the shared table
   uint64_t global_codebook_bits = 0;
 };
-ModelEncoding encode_nq(const QuantizedModel& model);
+// Without a sink only the sizes and statistics are made (account_coding).
+ModelEncoding encode_nq(const QuantizedModel& model, NqByteSink* sink = nullptr);
 
 // The trailer: checks the end magic, returns the stored whole-file CRC (of bytes [0, size - 8)).
 uint32_t read_nq_trailer(const NqSource& src, const NqDirectory& dir);

@@ -11,6 +11,8 @@
 #include "netquant/atomic_file.h"
 #include "netquant/error.h"
 
+#include <zlib.h>
+
 namespace nq::coding {
 
 namespace {
@@ -115,7 +117,7 @@ void append_lengths_block(ByteWriter& w, const std::vector<uint8_t>& lengths) {
 
 uint32_t crc32_update(uint32_t crc, const uint8_t* data, size_t n);
 
-ModelEncoding encode_nq(const QuantizedModel& model) {
+ModelEncoding encode_nq(const QuantizedModel& model, NqByteSink* sink) {
   check_model(model);
   const bool global = model.scope.kind == ScopeKind::kGlobal;
   const size_t nt = model.tensors.size();
@@ -171,95 +173,9 @@ ModelEncoding encode_nq(const QuantizedModel& model) {
   }
   if (global && !model.codebooks.empty()) enc.global_codebook_bits = 32 * model.codebooks[0].size();
 
-  // Payloads.
-  std::vector<std::vector<uint8_t>> payloads(nt);
-  for (size_t ti = 0; ti < nt; ++ti) {
-    const auto& t = model.tensors[ti];
-    auto& te = enc.tensors[ti];
-    te.quantized = t.quantized;
-    te.params = shape_numel(t.shape);
-    ByteWriter w;
-    if (!t.quantized) {
-      w.raw(t.original.data(), t.original.nbytes());
-      payloads[ti] = std::move(w.bytes());
-      te.payload_bytes = payloads[ti].size();
-      continue;
-    }
-    const auto& p = plans[ti];
-    // Codebooks (non-global scopes carry their own, so a tensor decodes from its payload alone).
-    if (global) {
-      w.varint(0);
-      te.codebook_bits = enc.global_codebook_bits;
-    } else {
-      w.varint(static_cast<uint64_t>(t.num_problems));
-      for (int64_t c = 0; c < t.num_problems; ++c) {
-        const auto& cb = model.codebooks[static_cast<size_t>(t.first_codebook + c)];
-        w.varint(cb.size());
-        for (float v : cb) w.f32(v);
-        te.codebook_bits += 32 * cb.size();
-      }
-    }
-    const std::vector<uint8_t>& lengths = enc.shared_table ? shared_lengths : p.lengths;
-    if (!enc.shared_table) {
-      w.varint(p.alphabet);
-      append_lengths_block(w, p.lengths);
-      te.index_table_bits = 8 * bytes_of_bits(code_lengths_bits(p.lengths));
-    }
-    te.index_table_paper = paper_table_bits(lengths);
-    // The coders take int32 symbols: this tensor's indices widened (one tensor at a time, not the model).
-    const std::vector<int32_t> all = t.indices.to_vector();
-    // Index stream of the kept weights, in order.
-    if (p.kept > 0) {
-      const HuffmanEncoder henc(lengths);
-      const uint64_t bits = huffman_stream_bits(p.counts, lengths);
-      std::vector<int32_t> kept;
-      if (p.pruned > 0) {
-        kept.reserve(p.kept);
-        for (int32_t idx : all)
-          if (idx != kPrunedIndex) kept.push_back(idx);
-      }
-      const int32_t* symbols = p.pruned > 0 ? kept.data() : all.data();
-      const size_t nsym = p.pruned > 0 ? kept.size() : all.size();
-      std::vector<uint8_t> bytes;
-      if (model.backend == Backend::kCuda && nsym >= kGpuPackMinSymbols) {
-        try {
-          bytes = cuda::huffman_pack(symbols, nsym, henc.table(), bits);  // the same bytes (huffman_pack.h)
-        } catch (const Error& e) {  // no room on the device: the host encoder below
-          if (e.code() != ErrorCode::kOutOfMemory) throw;
-        }
-      }
-      if (bytes.empty()) {
-        BitWriter bw(bits);
-        henc.encode(symbols, nsym, bw);
-        NQ_ASSERT(bw.bit_count() == bits);
-        bytes = bw.finish();
-      }
-      te.index_bits = bits;
-      w.varint(te.index_bits);
-      w.raw(bytes.data(), bytes.size());
-    } else {
-      w.varint(0);
-    }
-    // Positions of the kept weights.
-    if (p.pruned > 0) {
-      const GapPlan gp = plan_gaps(all.data(), all.size(), kPrunedIndex);
-      w.u8(static_cast<uint8_t>(gp.width));
-      append_lengths_block(w, gp.lengths);
-      BitWriter bw(gp.stream_bits);
-      encode_gaps(all.data(), all.size(), kPrunedIndex, gp, bw);
-      NQ_ASSERT(bw.bit_count() == gp.stream_bits);
-      const auto bytes = bw.finish();
-      w.varint(gp.stream_bits);
-      w.raw(bytes.data(), bytes.size());
-      te.position_bits = gp.stream_bits;
-      te.gap_table_bits = 8 * bytes_of_bits(gp.table_bits) + 8;
-      te.gap_table_paper = paper_table_bits(gp.lengths);
-    }
-    payloads[ti] = std::move(w.bytes());
-    te.payload_bytes = payloads[ti].size();
-  }
-
-  // Header, global section, directory.
+  // Header, global section and directory first, with each record's payload offset, size and checksum left
+  // at zero: they are fixed-width fields, so the header's size is known before any payload is made, and the
+  // payloads can go to the sink one tensor at a time (a model's file never has to be in memory at once).
   ByteWriter h;
   h.raw(kNqMagic, sizeof kNqMagic);
   h.u16(kNqVersion);
@@ -301,33 +217,142 @@ ModelEncoding encode_nq(const QuantizedModel& model) {
       h.varint(plans[ti].pruned);
     }
     offset_at[ti] = h.size();
-    h.u64(0);  // payload offset, patched below
-    h.u64(payloads[ti].size());
-    h.u32(crc32_update(0, payloads[ti].data(), payloads[ti].size()));
+    h.u64(0);  // payload offset, size and CRC32, patched below
+    h.u64(0);
+    h.u32(0);
     enc.tensors[ti].record_bytes = h.size() - start;
   }
-  const uint64_t dir_end = h.size() + 4;
+  const uint64_t dir_end = h.size() + 4;  // + the header's CRC32
+  if (sink) sink->header_space(dir_end);
+
+  // Payloads, one tensor at a time.
   uint64_t offset = dir_end;
-  for (size_t ti = 0; ti < nt; ++ti) {
+  uint32_t payloads_crc = 0;  // CRC32 of the payloads, back to back
+  auto emit = [&](size_t ti, const uint8_t* data, size_t size) {
     h.patch_u64(offset_at[ti], offset);
-    offset += payloads[ti].size();
+    h.patch_u64(offset_at[ti] + 8, size);
+    offset += size;
+    enc.tensors[ti].payload_bytes = size;
+    if (!sink) return;  // sizes only: no checksums
+    const uint32_t crc = crc32_update(0, data, size);
+    h.patch_u32(offset_at[ti] + 16, crc);
+    payloads_crc = static_cast<uint32_t>(crc32_combine64(payloads_crc, crc, static_cast<z_off64_t>(size)));
+    sink->payload(data, size);
+  };
+  for (size_t ti = 0; ti < nt; ++ti) {
+    const auto& t = model.tensors[ti];
+    auto& te = enc.tensors[ti];
+    te.quantized = t.quantized;
+    te.params = shape_numel(t.shape);
+    if (!t.quantized) {  // the tensor's own bytes, not a copy
+      emit(ti, static_cast<const uint8_t*>(t.original.data()), t.original.nbytes());
+      continue;
+    }
+    ByteWriter w;
+    const auto& p = plans[ti];
+    // Codebooks (non-global scopes carry their own, so a tensor decodes from its payload alone).
+    if (global) {
+      w.varint(0);
+      te.codebook_bits = enc.global_codebook_bits;
+    } else {
+      w.varint(static_cast<uint64_t>(t.num_problems));
+      for (int64_t c = 0; c < t.num_problems; ++c) {
+        const auto& cb = model.codebooks[static_cast<size_t>(t.first_codebook + c)];
+        w.varint(cb.size());
+        for (float v : cb) w.f32(v);
+        te.codebook_bits += 32 * cb.size();
+      }
+    }
+    const std::vector<uint8_t>& lengths = enc.shared_table ? shared_lengths : p.lengths;
+    if (!enc.shared_table) {
+      w.varint(p.alphabet);
+      append_lengths_block(w, p.lengths);
+      te.index_table_bits = 8 * bytes_of_bits(code_lengths_bits(p.lengths));
+    }
+    te.index_table_paper = paper_table_bits(lengths);
+    // The GPU packer and the position coder take int32 symbols: this tensor's indices widened, one tensor at a
+    // time. The host encoder reads an unpruned tensor's stored width directly.
+    const bool gpu_pack = model.backend == Backend::kCuda && p.kept >= kGpuPackMinSymbols;
+    std::vector<int32_t> all;
+    if (p.pruned > 0 || (gpu_pack && sink)) all = t.indices.to_vector();
+    // Without a sink only the payload's size is wanted: the streams' bytes are counted from their bit counts
+    // (known from the histograms and the gap plan) instead of coded.
+    uint64_t uncoded_bytes = 0;
+    // Index stream of the kept weights, in order.
+    if (p.kept > 0 && !sink) {
+      te.index_bits = huffman_stream_bits(p.counts, lengths);
+      w.varint(te.index_bits);
+      uncoded_bytes += bytes_of_bits(te.index_bits);
+    } else if (p.kept > 0) {
+      const HuffmanEncoder henc(lengths);
+      const uint64_t bits = huffman_stream_bits(p.counts, lengths);
+      std::vector<int32_t> kept;
+      if (p.pruned > 0) {
+        kept.reserve(p.kept);
+        for (int32_t idx : all)
+          if (idx != kPrunedIndex) kept.push_back(idx);
+      }
+      const std::vector<int32_t>& symbols = p.pruned > 0 ? kept : all;  // empty: read the stored indices
+      std::vector<uint8_t> bytes;
+      if (gpu_pack) {
+        try {
+          bytes = cuda::huffman_pack(symbols.data(), symbols.size(), henc.table(), bits);  // the same bytes (huffman_pack.h)
+        } catch (const Error& e) {  // no room on the device: the host encoder below
+          if (e.code() != ErrorCode::kOutOfMemory) throw;
+        }
+      }
+      if (bytes.empty()) {
+        BitWriter bw(bits);
+        if (!symbols.empty())
+          henc.encode(symbols.data(), symbols.size(), bw);
+        else
+          t.indices.visit([&](const auto* data, auto) { henc.encode(data, t.indices.size(), bw); });
+        NQ_ASSERT(bw.bit_count() == bits);
+        bytes = bw.finish();
+      }
+      NQ_ASSERT(bytes.size() == bytes_of_bits(bits));
+      te.index_bits = bits;
+      w.varint(te.index_bits);
+      w.raw(bytes.data(), bytes.size());
+    } else {
+      w.varint(0);
+    }
+    // Positions of the kept weights.
+    if (p.pruned > 0) {
+      const GapPlan gp = plan_gaps(all.data(), all.size(), kPrunedIndex);
+      w.u8(static_cast<uint8_t>(gp.width));
+      append_lengths_block(w, gp.lengths);
+      w.varint(gp.stream_bits);
+      if (sink) {
+        BitWriter bw(gp.stream_bits);
+        encode_gaps(all.data(), all.size(), kPrunedIndex, gp, bw);
+        NQ_ASSERT(bw.bit_count() == gp.stream_bits);
+        const auto bytes = bw.finish();
+        NQ_ASSERT(bytes.size() == bytes_of_bits(gp.stream_bits));
+        w.raw(bytes.data(), bytes.size());
+      } else {
+        uncoded_bytes += bytes_of_bits(gp.stream_bits);
+      }
+      te.position_bits = gp.stream_bits;
+      te.gap_table_bits = 8 * bytes_of_bits(gp.table_bits) + 8;
+      te.gap_table_paper = paper_table_bits(gp.lengths);
+    }
+    emit(ti, w.bytes().data(), w.size() + uncoded_bytes);
   }
+
+  // The header's patched fields, its CRC, and the trailer: the whole file's CRC from the header's and the
+  // payloads' (zlib's crc32_combine), then the end magic.
   const uint64_t file_size = offset + kNqTrailerSize;
   h.patch_u64(dir_end_at, dir_end);
   h.patch_u64(file_size_at, file_size);
   h.u32(crc32_update(0, h.bytes().data(), h.size()));
-
-  auto& out = h.bytes();
-  out.reserve(static_cast<size_t>(file_size));
-  for (auto& pl : payloads) {
-    out.insert(out.end(), pl.begin(), pl.end());
-    std::vector<uint8_t>().swap(pl);
-  }
-  const uint32_t crc = crc32_update(0, out.data(), out.size());
-  for (int i = 0; i < 4; ++i) out.push_back(static_cast<uint8_t>(crc >> (8 * i)));
-  out.insert(out.end(), kNqEndMagic, kNqEndMagic + 4);
-  NQ_ASSERT(out.size() == file_size);
-  enc.file = std::move(out);
+  NQ_ASSERT(h.size() == dir_end);
+  const uint32_t crc = static_cast<uint32_t>(
+      crc32_combine64(crc32_update(0, h.bytes().data(), h.size()), payloads_crc, static_cast<z_off64_t>(offset - dir_end)));
+  for (int i = 0; i < 4; ++i) enc.trailer[static_cast<size_t>(i)] = static_cast<uint8_t>(crc >> (8 * i));
+  std::copy(kNqEndMagic, kNqEndMagic + 4, enc.trailer.begin() + 4);
+  enc.header = std::move(h.bytes());
+  enc.file_size = file_size;
   return enc;
 }
 
@@ -336,16 +361,36 @@ ModelEncoding encode_nq(const QuantizedModel& model) {
 namespace nq {
 
 std::vector<uint8_t> serialize_nq(QuantizedModel& model) {
-  auto enc = coding::encode_nq(model);
+  struct ToMemory : coding::NqByteSink {
+    std::vector<uint8_t> bytes;
+    void header_space(uint64_t n) override { bytes.resize(static_cast<size_t>(n)); }
+    void payload(const uint8_t* data, size_t size) override { bytes.insert(bytes.end(), data, data + size); }
+  } out;
+  const coding::ModelEncoding enc = coding::encode_nq(model, &out);
+  std::copy(enc.header.begin(), enc.header.end(), out.bytes.begin());
+  out.bytes.insert(out.bytes.end(), enc.trailer.begin(), enc.trailer.end());
+  NQ_ASSERT(out.bytes.size() == enc.file_size);
   coding::fill_coding_stats(model, enc);
-  return std::move(enc.file);
+  return std::move(out.bytes);
 }
 
+// Streams the payloads to the file as they are made: the largest thing held is one tensor's payload.
 void write_nq_file(const std::string& path, QuantizedModel& model) {
-  const auto bytes = serialize_nq(model);
-  AtomicFile f(path);
-  f.write(bytes.data(), bytes.size());
-  f.commit();
+  struct ToFile : coding::NqByteSink {
+    AtomicFile file;
+    explicit ToFile(const std::string& p) : file(p) {}
+    void header_space(uint64_t n) override {
+      const std::vector<uint8_t> zeros(static_cast<size_t>(n), 0);
+      file.write(zeros.data(), zeros.size());
+    }
+    void payload(const uint8_t* data, size_t size) override { file.write(data, size); }
+  } out(path);
+  const coding::ModelEncoding enc = coding::encode_nq(model, &out);
+  out.file.write(enc.trailer.data(), enc.trailer.size());
+  out.file.write_at(0, enc.header.data(), enc.header.size());
+  NQ_ASSERT(out.file.bytes_written() == enc.file_size);
+  out.file.commit();
+  coding::fill_coding_stats(model, enc);
 }
 
 }  // namespace nq

@@ -115,6 +115,14 @@ void AtomicFile::write(const void* data, size_t size) {
   written_ += size;
 }
 
+void AtomicFile::write_at(uint64_t offset, const void* data, size_t size) {
+  NQ_ASSERT(file_ != nullptr && !committed_ && offset + size <= written_);
+  if (size == 0) return;
+  const bool ok = fseeko(file_, static_cast<off_t>(offset), SEEK_SET) == 0 && std::fwrite(data, 1, size, file_) == size &&
+                  fseeko(file_, 0, SEEK_END) == 0;
+  NQ_CHECK(ok, ErrorCode::kIo, path_ << ": write failed: " << std::strerror(errno));
+}
+
 void AtomicFile::commit() {
   NQ_ASSERT(file_ != nullptr && !committed_);
   const bool flushed = std::fflush(file_) == 0;

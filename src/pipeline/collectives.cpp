@@ -19,6 +19,7 @@ constexpr int kTagFold = 7101;
 constexpr int kTagGather = 7102;
 // Messages are split so that no count exceeds what an MPI int can say.
 constexpr size_t kMaxMessage = size_t{1} << 28;
+constexpr size_t kGatherPiece = size_t{1} << 26;  // bytes per gathered message (the root's one buffer)
 #endif
 
 void fold_into(std::vector<double>& total, const std::vector<std::vector<double>>& partials) {
@@ -93,38 +94,35 @@ std::vector<double> ordered_fold(const std::vector<std::vector<double>>& partial
   return ordered_fold(width, [&](std::vector<double>& total) { fold_into(total, partials); });
 }
 
-std::vector<int32_t> gather_to_root(const std::vector<int32_t>& values) {
+void gather_to_root(const uint8_t* data, size_t bytes, const std::function<void(const uint8_t*, size_t)>& sink) {
 #if NQ_HAVE_MPI
   if (multi()) {
     const ProcessGroup& g = process_group();
     std::vector<int64_t> sizes(static_cast<size_t>(g.size), 0);
-    sizes[static_cast<size_t>(g.rank)] = static_cast<int64_t>(values.size());
+    sizes[static_cast<size_t>(g.rank)] = static_cast<int64_t>(bytes);
     sum_in_place(sizes);
     if (!g.is_root()) {
-      for (size_t off = 0; off < values.size(); off += kMaxMessage) {
-        const size_t len = std::min(kMaxMessage, values.size() - off);
-        MPI_Send(values.data() + off, static_cast<int>(len), MPI_INT32_T, 0, kTagGather, MPI_COMM_WORLD);
+      for (size_t off = 0; off < bytes; off += kGatherPiece) {
+        const size_t len = std::min(kGatherPiece, bytes - off);
+        MPI_Send(data + off, static_cast<int>(len), MPI_BYTE, 0, kTagGather, MPI_COMM_WORLD);
       }
-      return {};
+      return;
     }
-    int64_t total = 0;
-    for (const int64_t s : sizes) total += s;
-    std::vector<int32_t> all(static_cast<size_t>(total));
-    std::copy(values.begin(), values.end(), all.begin());
-    size_t at = values.size();
+    if (bytes > 0) sink(data, bytes);
+    const int64_t largest = *std::max_element(sizes.begin() + 1, sizes.end());
+    std::vector<uint8_t> piece(std::min(kGatherPiece, static_cast<size_t>(largest)));
     for (int r = 1; r < g.size; ++r) {
       const size_t count = static_cast<size_t>(sizes[static_cast<size_t>(r)]);
-      for (size_t off = 0; off < count; off += kMaxMessage) {
-        const size_t len = std::min(kMaxMessage, count - off);
-        MPI_Recv(all.data() + at, static_cast<int>(len), MPI_INT32_T, r, kTagGather, MPI_COMM_WORLD,
-                 MPI_STATUS_IGNORE);
-        at += len;
+      for (size_t off = 0; off < count; off += kGatherPiece) {
+        const size_t len = std::min(kGatherPiece, count - off);
+        MPI_Recv(piece.data(), static_cast<int>(len), MPI_BYTE, r, kTagGather, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        sink(piece.data(), len);
       }
     }
-    return all;
+    return;
   }
 #endif
-  return values;
+  if (bytes > 0) sink(data, bytes);
 }
 
 }  // namespace nq::dist

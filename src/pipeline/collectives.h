@@ -4,6 +4,7 @@
 // Collective over MPI_COMM_WORLD when the process group has more than one rank; plain local code otherwise.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <vector>
@@ -26,7 +27,9 @@ std::vector<double> ordered_fold(const std::vector<std::vector<double>>& partial
 // for partials that touch few entries.
 std::vector<double> ordered_fold(size_t width, const std::function<void(std::vector<double>&)>& fold_mine);
 
-// Root (rank 0) gets every rank's values concatenated in rank order; the others get an empty vector.
-std::vector<int32_t> gather_to_root(const std::vector<int32_t>& values);
+// Root (rank 0) receives every rank's bytes concatenated in rank order, handed to `sink(piece, length)` in that
+// order (its own first); the other ranks send theirs. The root holds one piece of at most 64 MiB at a time, so a
+// sink that writes straight into its destination (a model's indices) costs no second copy of the whole.
+void gather_to_root(const uint8_t* data, size_t bytes, const std::function<void(const uint8_t*, size_t)>& sink);
 
 }  // namespace nq::dist

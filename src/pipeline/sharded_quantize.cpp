@@ -539,19 +539,24 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
   if (progress) progress->finish();
 
   // ---- indices and error sums, gathered on rank 0 ----
+  // Indices travel at the codebook's width (one byte per weight up to 255 levels), the width every rank's and
+  // the root's IndexArrays take, so the root receives the model's indices straight into its tensors: 1 byte per
+  // weight there, not the 4 of an int32 gather plus a narrowed copy.
   const auto t_final = Clock::now();
-  std::vector<int32_t> indices(shard.w.size(), kPrunedIndex);
+  const int32_t max_index = codebook.empty() ? 0 : static_cast<int32_t>(codebook.size()) - 1;
+  IndexArray indices(shard.w.size(), max_index);  // max_index picks the width; every entry is written below
   {
     size_t kept = 0;
     for (size_t i = 0; i < shard.w.size(); ++i)
-      if (!shard.pruned[i]) indices[i] = remap[static_cast<size_t>(raw.labels[kept++])];
+      indices.set(i, shard.pruned[i] ? kPrunedIndex : remap[static_cast<size_t>(raw.labels[kept++])]);
   }
   // Error sums per block (element order), then folded per tensor in block order across the ranks.
   std::vector<double> block_err(2 * shard.blocks.size(), 0.0);
   for (size_t k = 0, i = 0; k < shard.blocks.size(); ++k) {
     double d = 0, m = 0;
     for (; i < shard.raw_end[k]; ++i) {
-      const float q = indices[i] == kPrunedIndex ? 0.0f : codebook[static_cast<size_t>(indices[i])];
+      const int32_t index = indices[i];
+      const float q = index == kPrunedIndex ? 0.0f : codebook[static_cast<size_t>(index)];
       const double e = static_cast<double>(q) - shard.w[i];
       m += e * e;
       d += (read_importance ? static_cast<double>(shard.h[i]) : 1.0) * e * e;
@@ -559,6 +564,11 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
     block_err[2 * k] = d;
     block_err[2 * k + 1] = m;
   }
+  // The shard's values, labels and device copy are done with: free them before the root takes the model.
+  device_blocks.reset();
+  std::vector<int32_t>().swap(raw.labels);
+  for (auto* v : {&shard.w, &shard.h, &shard.kept_w, &shard.kept_h}) std::vector<float>().swap(*v);
+  std::vector<uint8_t>().swap(shard.pruned);
   stats.compute_seconds += seconds_since(t_final);
   const auto t_reduce = Clock::now();
   const std::vector<double> error_sums = dist::ordered_fold(2 * tensors.size(), [&](std::vector<double>& run) {
@@ -567,7 +577,31 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
       run[2 * shard.blocks[k].tensor + 1] += block_err[2 * k + 1];
     }
   });
-  std::vector<int32_t> all_indices = dist::gather_to_root(indices);
+  // The root's quantized tensors, in flat order: the gathered bytes fill them one after another.
+  std::vector<IndexArray> tensor_indices;
+  if (group.is_root())
+    for (const TensorInfo& t : tensors) tensor_indices.emplace_back(static_cast<size_t>(t.numel), max_index);
+  {
+    size_t tensor = 0, filled = 0;  // bytes of tensor_indices[tensor] received so far
+    auto sink = [&](const uint8_t* piece, size_t len) {
+      while (len > 0) {
+        NQ_ASSERT(tensor < tensor_indices.size());
+        IndexArray& dest = tensor_indices[tensor];
+        const size_t take = std::min(len, dest.bytes() - filled);
+        dest.visit_mutable([&](auto* data, auto) { std::memcpy(reinterpret_cast<uint8_t*>(data) + filled, piece, take); });
+        piece += take;
+        len -= take;
+        filled += take;
+        if (filled == dest.bytes()) ++tensor, filled = 0;
+      }
+    };
+    indices.visit([&](const auto* data, auto) {
+      dist::gather_to_root(reinterpret_cast<const uint8_t*>(data), indices.bytes(), sink);
+    });
+    if (group.is_root())
+      for (; tensor < tensor_indices.size() && tensor_indices[tensor].empty(); ++tensor) {}
+    NQ_ASSERT(tensor == tensor_indices.size() && filled == 0);
+  }
   stats.communication_seconds += seconds_since(t_reduce);
   stats.max_compute_seconds = dist::max(stats.compute_seconds);
   if (info) *info = stats;
@@ -581,7 +615,6 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
   // ---- rank 0: the whole model ----
   if (!tensors.empty()) out.codebooks.push_back(codebook);
   std::vector<quant::TensorErrorSums> errors;
-  size_t at = 0;
   for (size_t e = 0; e < entries.size(); ++e) {
     const SafetensorsEntry& entry = entries[e];
     QuantizedTensor qt;
@@ -598,16 +631,12 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
       qt.problem_size = numel;
       qt.first_codebook = 0;
       qt.num_problems = 1;
-      qt.indices = IndexArray(std::vector<int32_t>(
-          all_indices.begin() + static_cast<std::ptrdiff_t>(at),
-          all_indices.begin() + static_cast<std::ptrdiff_t>(at + static_cast<size_t>(numel))));
-      at += static_cast<size_t>(numel);
       const size_t o = static_cast<size_t>(ordinal[e]);
+      qt.indices = std::move(tensor_indices[o]);
       errors.push_back({error_sums[2 * o], error_sums[2 * o + 1]});
     }
     out.tensors.push_back(std::move(qt));
   }
-  NQ_ASSERT(at == all_indices.size());
   std::vector<quant::ProblemSummary> problems;
   if (!tensors.empty()) {
     quant::ProblemSummary p;

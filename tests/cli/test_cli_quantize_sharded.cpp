@@ -55,6 +55,8 @@ const char* const kConfigs[] = {
     "--sharded --method hw-kmeans --k 16 --prune 0.3 --importance-transform sqrt",
     "--sharded --method ecsq --target-bits 2.5 --importance-transform normalize --skip-1d",
     "--sharded --method kmeans --bits 3",
+    // 300 levels: indices two bytes wide, gathered at that width
+    "--sharded --method hw-kmeans --k 300 --prune 0.2 --max-iter 20",
 };
 
 TEST_F(ShardedCli, MpiRanksGiveByteIdenticalFiles) {
@@ -90,7 +92,9 @@ TEST_F(ShardedCli, OneProcessAgreesWithInProcessQuantizer) {
   };
   for (const Case& c : {Case{"--method hw-kmeans --k 8 --prune 0.4 --max-iter 300", true},
                         Case{"--method ecsq --k 8 --lambda 3e-5 --prune 0.4 --max-iter 300", true},
-                        Case{"--method kmeans --k 8 --prune 0.4 --max-iter 300", false}}) {
+                        Case{"--method kmeans --k 8 --prune 0.4 --max-iter 300", false},
+                        // two-byte indices
+                        Case{"--method hw-kmeans --k 300 --prune 0.4 --max-iter 300", true}}) {
     const std::string& options = c.options;
     SCOPED_TRACE(options);
     CliRun r = run(quantize_args("--sharded " + options, file("sharded.safetensors")));

@@ -91,6 +91,36 @@ TEST(AtomicFile, UncommittedLeavesNothingAndCommitReplaces) {
   rmdir(dir);
 }
 
+// write_at overwrites bytes already written, anywhere, and later writes still append: checked against the same
+// edits made to a std::string, over random pieces of awkward sizes.
+TEST(AtomicFile, WriteAtPatchesWrittenBytesAndAppendsAfter) {
+  char dir[] = "/tmp/nq_atomic_at_XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string path = std::string(dir) + "/out.bin";
+  std::mt19937 rng(5);
+  std::string expect;
+  {
+    AtomicFile f(path);
+    for (int step = 0; step < 200; ++step) {
+      std::string piece(std::uniform_int_distribution<size_t>(1, 9000)(rng), '\0');
+      for (char& c : piece) c = static_cast<char>(rng());
+      if (expect.size() >= piece.size() && rng() % 2) {
+        const size_t at = std::uniform_int_distribution<size_t>(0, expect.size() - piece.size())(rng);
+        f.write_at(at, piece.data(), piece.size());
+        expect.replace(at, piece.size(), piece);
+      } else {
+        f.write(piece);
+        expect += piece;
+      }
+      ASSERT_EQ(f.bytes_written(), expect.size());
+    }
+    f.commit();
+  }
+  EXPECT_TRUE(read_file(path) == expect);
+  std::remove(path.c_str());
+  rmdir(dir);
+}
+
 // A process ended by SIGTERM / SIGINT / SIGHUP while writing leaves no temporary and keeps the old file. The
 // writer runs in a child (fork) that signals itself mid-write; the parent checks the directory afterwards.
 TEST(AtomicFile, TerminatingSignalRemovesTemporaries) {

@@ -301,6 +301,14 @@ static void check_nq(uint64_t seed) {
         !(q3.total.huffman_bits_per_weight == q2.total.huffman_bits_per_weight))
       FAILF(f, "account_coding stats %.17g/%.17g/%.17g differ from serialize_nq's %.17g/%.17g/%.17g", q3.total.ratio_file,
             q3.total.ratio_huffman, q3.total.huffman_bits_per_weight, q2.total.ratio_file, q2.total.ratio_huffman, q2.total.huffman_bits_per_weight);
+    // account_coding counts the streams' bytes without coding them: every tensor's figures as the file's.
+    for (size_t ti = 0; ti < q3.tensors.size(); ++ti) {
+      const QuantStats &a = q3.tensors[ti].stats, &b = q2.tensors[ti].stats;
+      if (!(a.ratio_file == b.ratio_file) || !(a.ratio_huffman == b.ratio_huffman) ||
+          !(a.huffman_bits_per_weight == b.huffman_bits_per_weight))
+        FAILF(f, "tensor %zu: account_coding stats %.17g/%.17g/%.17g differ from serialize_nq's %.17g/%.17g/%.17g", ti,
+              a.ratio_file, a.ratio_huffman, a.huffman_bits_per_weight, b.ratio_file, b.ratio_huffman, b.huffman_bits_per_weight);
+    }
 
     QuantizedModel back = parse_nq(bytes.data(), bytes.size(), "mem");
     compare_models(f, "parse_nq", q, back);
