@@ -8,6 +8,7 @@
 #include "coding/huffman_pack.h"
 #include "coding/nq_format.h"
 #include "coding/positions.h"
+#include "core/mapped_pages.h"
 #include "netquant/atomic_file.h"
 #include "netquant/error.h"
 
@@ -244,8 +245,9 @@ ModelEncoding encode_nq(const QuantizedModel& model, NqByteSink* sink) {
     auto& te = enc.tensors[ti];
     te.quantized = t.quantized;
     te.params = shape_numel(t.shape);
-    if (!t.quantized) {  // the tensor's own bytes, not a copy
+    if (!t.quantized) {  // the tensor's own bytes, not a copy; pages of an input mapping given back once written
       emit(ti, static_cast<const uint8_t*>(t.original.data()), t.original.nbytes());
+      if (sink) release_mapped_pages(t.original.data(), t.original.nbytes());
       continue;
     }
     ByteWriter w;

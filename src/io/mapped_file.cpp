@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "core/mapped_pages.h"
 #include "netquant/atomic_file.h"
 #include "netquant/error.h"
 
@@ -35,6 +36,7 @@ std::shared_ptr<const MappedFile> MappedFile::open(const std::string& path) {
       m->map_ = p;
       m->data_ = static_cast<const uint8_t*>(p);
       m->size_ = static_cast<size_t>(st.st_size);
+      register_readonly_mapping(m->map_, m->size_);
       return m;
     }
   } else {
@@ -48,7 +50,9 @@ std::shared_ptr<const MappedFile> MappedFile::open(const std::string& path) {
 }
 
 MappedFile::~MappedFile() {
-  if (map_) ::munmap(map_, size_);
+  if (!map_) return;
+  unregister_readonly_mapping(map_);
+  ::munmap(map_, size_);
 }
 
 bool is_valid_utf8(const char* str, size_t n) {

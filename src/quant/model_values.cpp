@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/mapped_pages.h"
 #include "core/parallel_for.h"
 #include "netquant/error.h"
 
@@ -53,8 +54,16 @@ ValueFaults ValueSource::convert(int64_t i0, int64_t i1, float* w, float* h) con
       faults.weight = i0 + i;
       break;
     }
+  auto release = [&](const Tensor& t) {
+    if (!release_pages_) return;
+    const size_t elt = dtype_size(t.dtype());
+    release_mapped_pages(static_cast<const uint8_t*>(t.data()) + static_cast<size_t>(i0) * elt,
+                         static_cast<size_t>(n) * elt);
+  };
+  release(*weights_);
   if (!importance_) return faults;
   importance_->to_f32(i0, i1, h);
+  release(*importance_);
   for (int64_t i = 0; i < n; ++i)
     if (!(std::isfinite(h[i]) && h[i] >= 0)) {
       faults.importance = i0 + i;

@@ -36,6 +36,9 @@ class ValueSource {
   void convert_all(float* w, float* h) const;
   // The same checks without keeping the values (a streamed run checks every tensor before quantizing any).
   void check_all() const;
+  // From now on every conversion gives back the input pages it read when they are a file mapping
+  // (core/mapped_pages.h): a run in several waves reads each range once per pass and keeps none of it.
+  void release_pages_after_reading() { release_pages_ = true; }
 
  private:
   void throw_fault(const ValueFaults& first) const;
@@ -44,6 +47,7 @@ class ValueSource {
   const Tensor* importance_;
   ImportanceTransform transform_;
   float scale_ = 1.0f;
+  bool release_pages_ = false;
 };
 
 }  // namespace nq::quant

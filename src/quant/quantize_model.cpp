@@ -259,6 +259,7 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
   const int64_t to_prune = static_cast<int64_t>(std::floor(params.prune * static_cast<double>(total_n)));
   quant::PruneCut cut;
   if (waves.size() > 1) {
+    for (quant::ValueSource& s : sources) s.release_pages_after_reading();  // RSS: one wave, not the inputs read
     for (const quant::ValueSource& s : sources) s.check_all();  // every tensor's values before any work
     if (to_prune > 0) cut = quant::find_prune_cut(sources, to_prune);
   }
