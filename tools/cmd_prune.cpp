@@ -6,6 +6,8 @@
 #include <iostream>
 
 #include "cli_common.h"
+#include "core/mapped_pages.h"
+#include "core/string_util.h"
 #include "command_registry.h"
 #include "netquant/error.h"
 #include "netquant/io.h"
@@ -37,8 +39,21 @@ void run_prune(const PruneOptions& o) {
   p.importance_transform = parse_importance_transform(o.transform);
   p.quant.backend = parse_backend(o.common.backend);
   const TensorSet importance = o.importance.empty() ? TensorSet() : read_importance(o.importance, model, p);
-  const TensorSet pruned = prune_model(model, o.importance.empty() ? nullptr : &importance, p);
-  write_tensors(o.output, pruned);
+  const TensorSet* imp = o.importance.empty() ? nullptr : &importance;
+  if (ends_with(o.output, ".safetensors")) {
+    // Streamed: each tensor is written as it is made and its input pages given back, so a model larger than
+    // memory is pruned in about one tensor's memory.
+    SafetensorsWriter out(o.output, model);
+    prune_model_each(model, imp, p, [&](Tensor t) {
+      out.write(t);
+      release_mapped_pages(t.data(), t.nbytes());
+      const Tensor& input = model.at(t.name());
+      release_mapped_pages(input.data(), input.nbytes());
+    });
+    out.commit();
+  } else {
+    write_tensors(o.output, prune_model(model, imp, p));
+  }
   if (!o.common.quiet) {
     int64_t quantized = 0;
     const quant::TensorSelector select(p);

@@ -20,6 +20,23 @@ TensorSet parse_safetensors(const uint8_t* data, size_t size, const std::string&
 // Writes tensors in their own dtypes (atomic: temporary + rename). `__metadata__` from tensors.metadata().
 void write_safetensors(const std::string& path, const TensorSet& tensors);
 std::string serialize_safetensors(const TensorSet& tensors);
+// The same file written one tensor at a time, so that a model larger than memory can be written as it is made.
+// The header comes first, from `layout` (its tensors' names, dtypes and shapes in order, and its metadata); each
+// write() then brings the layout's next tensor (kInvalidArgument if its name, dtype or shape differ), and commit()
+// after the last renames the file into place. Destroyed before commit(), it leaves nothing behind.
+class SafetensorsWriter {
+ public:
+  SafetensorsWriter(const std::string& path, const TensorSet& layout);
+  ~SafetensorsWriter();
+  SafetensorsWriter(const SafetensorsWriter&) = delete;
+  SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
+  void write(const Tensor& t);
+  void commit();
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
 
 // Tensor names and byte ranges only (for sharded loading: read just a slice of a file).
 struct SafetensorsEntry {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -186,6 +187,12 @@ QuantizedModel quantize_model(const TensorSet& model, const TensorSet* importanc
 // quantize_model with the same prune then prunes the same weights again, since they have the smallest h·w² (0),
 // but for ties with kept weights whose (new) importance is exactly 0.
 TensorSet prune_model(const TensorSet& model, const TensorSet* importance, const ModelQuantizeParams& params);
+// The same tensors handed to `take` one at a time, in the model's order (a view of the input when nothing in it is
+// pruned), so that a writer can stream a model larger than memory: the selection is converted at once when it
+// fits in half the available memory (or params.batch_weights covers it), else the pruning cut is found in passes
+// over the unconverted model and each tensor is converted on its own.
+void prune_model_each(const TensorSet& model, const TensorSet* importance, const ModelQuantizeParams& params,
+                      const std::function<void(Tensor)>& take);
 // ECSQ at every λ of `lambdas` (params.quant.method ecsq, no target rate): one validation, pruning and split
 // into problems, then each problem through quantize_lambdas. Model m equals quantize_model with
 // params.quant.lambda = lambdas[m] (the sweep's batches of λ points).

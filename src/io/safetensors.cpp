@@ -267,15 +267,54 @@ std::string serialize_safetensors(const TensorSet& tensors) {
   return out;
 }
 
-void write_safetensors(const std::string& path, const TensorSet& tensors) {
-  const std::string header = build_header(tensors);
+struct SafetensorsWriter::State {
+  explicit State(const std::string& path) : file(path) {}
+  AtomicFile file;
+  struct Expected {
+    std::string name;
+    DType dtype;
+    std::vector<int64_t> shape;
+  };
+  std::vector<Expected> expected;
+  size_t next = 0;
+};
+
+SafetensorsWriter::SafetensorsWriter(const std::string& path, const TensorSet& layout) {
+  const std::string header = build_header(layout);  // checks every name before a file is made
+  state_ = std::make_unique<State>(path);
+  for (const Tensor& t : layout) state_->expected.push_back({t.name(), t.dtype(), t.shape()});
   uint8_t prefix[8];
   io::store_le64(prefix, header.size());
-  AtomicFile f(path);
-  f.write(prefix, 8);
-  f.write(header);
-  for (const Tensor& t : tensors) f.write(t.data(), t.nbytes());
-  f.commit();
+  state_->file.write(prefix, 8);
+  state_->file.write(header);
+}
+
+SafetensorsWriter::~SafetensorsWriter() = default;
+
+void SafetensorsWriter::write(const Tensor& t) {
+  State& s = *state_;
+  NQ_CHECK(s.next < s.expected.size(), ErrorCode::kInvalidArgument,
+           s.file.path() << ": tensor '" << t.name() << "' written after the layout's last");
+  const State::Expected& e = s.expected[s.next];
+  NQ_CHECK(t.name() == e.name && t.dtype() == e.dtype && t.shape() == e.shape, ErrorCode::kInvalidArgument,
+           s.file.path() << ": tensor '" << t.name() << "' " << dtype_name(t.dtype()) << shape_to_string(t.shape())
+                         << " written where the layout has '" << e.name << "' " << dtype_name(e.dtype)
+                         << shape_to_string(e.shape));
+  s.file.write(t.data(), t.nbytes());
+  ++s.next;
+}
+
+void SafetensorsWriter::commit() {
+  State& s = *state_;
+  NQ_CHECK(s.next == s.expected.size(), ErrorCode::kInvalidArgument,
+           s.file.path() << ": " << s.next << " of the layout's " << s.expected.size() << " tensors written");
+  s.file.commit();
+}
+
+void write_safetensors(const std::string& path, const TensorSet& tensors) {
+  SafetensorsWriter w(path, tensors);
+  for (const Tensor& t : tensors) w.write(t);
+  w.commit();
 }
 
 }  // namespace nq

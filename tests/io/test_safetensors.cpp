@@ -2,6 +2,8 @@
 // file per validation rule of the reference implementation.
 #include <cmath>
 #include <cstring>
+#include <functional>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "io_test_util.h"
@@ -78,6 +80,53 @@ TEST(Safetensors, RoundTripEveryDtypeInMemoryAndFile) {
     expect_begin = index[i].end;
   }
   EXPECT_EQ(expect_begin, bytes.size());
+}
+
+// The streaming writer: the header from a layout, the data from tensors written one at a time (here other bits
+// than the layout's, as a pruned model is written against its input). Oracle: serialize_safetensors of the
+// tensors written. Any mismatch with the layout, and a commit before the last tensor, are errors that leave no
+// file behind.
+TEST(Safetensors, StreamingWriterFollowsItsLayout) {
+  std::mt19937 rng(77);
+  const TensorSet layout = sample_set(rng);
+  TensorSet written;
+  written.metadata() = layout.metadata();
+  for (const Tensor& t : layout) written.add(random_tensor(t.name(), t.dtype(), t.shape(), rng));
+  test::TempDir dir;
+  const std::string path = dir.file("s.safetensors");
+  {
+    SafetensorsWriter w(path, layout);
+    for (const Tensor& t : written) w.write(t);
+    w.commit();
+  }
+  EXPECT_EQ(test::read_bytes(path), serialize_safetensors(written));
+  expect_same(written, read_safetensors(path));
+
+  const std::string bad = dir.file("bad.safetensors");
+  auto attempt = [&](const std::function<void(SafetensorsWriter&)>& f, std::initializer_list<std::string> words) {
+    expect_error(
+        [&] {
+          SafetensorsWriter w(bad, layout);
+          f(w);
+        },
+        ErrorCode::kInvalidArgument, words);
+    EXPECT_FALSE(std::ifstream(bad).good()) << "a failed write left " << bad;
+  };
+  attempt([&](SafetensorsWriter& w) { w.write(written[1]); }, {written[1].name(), layout[0].name()});
+  attempt([&](SafetensorsWriter& w) { w.write(Tensor(layout[0].name(), DType::kF64, layout[0].shape())); }, {"F64"});
+  attempt([&](SafetensorsWriter& w) { w.write(Tensor(layout[0].name(), layout[0].dtype(), {2, 2})); }, {"[2, 2]"});
+  attempt(
+      [&](SafetensorsWriter& w) {
+        w.write(written[0]);
+        w.commit();
+      },
+      {"1 of the layout's " + std::to_string(layout.size())});
+  attempt(
+      [&](SafetensorsWriter& w) {
+        for (const Tensor& t : written) w.write(t);
+        w.write(written[0]);
+      },
+      {"after the layout's last"});
 }
 
 TEST(Safetensors, ExactBytesOfASmallFile) {

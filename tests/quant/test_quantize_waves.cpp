@@ -242,5 +242,63 @@ TEST(QuantizeWaves, StreamedPruningCutMatchesBruteForce) {
     }
 }
 
+// prune_model_each, converted at once and streamed (batch_weights below the total), against brute-force sorting on
+// the same tie-heavy scores, with an f16 tensor (zeroed bytes in its own dtype) and an int tensor it must pass
+// through. Tensors come in the model's order; one with nothing pruned is handed over as the input's own view.
+TEST(QuantizeWaves, PruneModelEachStreamsTheBruteForceMask) {
+  const std::vector<size_t> sizes{4099, 33, 1000, 257, 70001};
+  for (const bool weighted : {true, false}) {
+    quant::prune_cases::Model m = quant::prune_cases::make_model(sizes, weighted ? 91 : 92);
+    // w3 is stored as f16: the oracle ranks its f16 values.
+    m.w[3] = Tensor::from_f32("w3", {static_cast<int64_t>(sizes[3])}, m.w[3]).converted(DType::kF16).to_f32();
+    TensorSet model, imp;
+    for (size_t t = 0; t < sizes.size(); ++t) {
+      const std::string name = "w" + std::to_string(t);
+      const std::vector<int64_t> shape{static_cast<int64_t>(sizes[t])};
+      Tensor f32 = Tensor::from_f32(name, shape, m.w[t]);
+      model.add(t == 3 ? f32.converted(DType::kF16) : f32);
+      imp.add(Tensor::from_f32(name, shape, m.h[t]));
+      if (t == 1) model.add(Tensor("steps", DType::kI64, {3}));  // not selected
+    }
+    const int64_t total = static_cast<int64_t>(m.total());
+    for (const double fraction : {0.0, 0.3, 0.5, 0.97}) {
+      const int64_t count = static_cast<int64_t>(std::floor(fraction * static_cast<double>(total)));
+      const auto want = count > 0 ? quant::prune_cases::brute_force(m, weighted, count)
+                                  : std::vector<std::vector<uint8_t>>();
+      for (const int64_t batch : {int64_t{0}, int64_t{1}, total - 1}) {
+        SCOPED_TRACE("fraction " + std::to_string(fraction) + " batch " + std::to_string(batch) +
+                     (weighted ? " weighted" : ""));
+        ModelQuantizeParams p;
+        p.prune = fraction;
+        p.batch_weights = batch;
+        std::vector<Tensor> got;
+        prune_model_each(model, weighted ? &imp : nullptr, p, [&](Tensor t) { got.push_back(std::move(t)); });
+        ASSERT_EQ(got.size(), model.size());
+        for (size_t i = 0, t = 0; i < got.size(); ++i) {
+          const Tensor& in = model[i];
+          ASSERT_EQ(got[i].name(), in.name());
+          ASSERT_EQ(got[i].dtype(), in.dtype());
+          if (in.dtype() == DType::kI64) {
+            EXPECT_EQ(got[i].data(), in.data());
+            continue;
+          }
+          const std::vector<double> a = in.to_f64(), b = got[i].to_f64();
+          int64_t pruned = 0;
+          for (size_t k = 0; k < a.size(); ++k) {
+            const bool cut = count > 0 && want[t][k];
+            pruned += cut;
+            if (cut)
+              ASSERT_TRUE(b[k] == 0 && !std::signbit(b[k])) << in.name() << "[" << k << "]";
+            else
+              ASSERT_EQ(std::memcmp(&a[k], &b[k], sizeof(double)), 0) << in.name() << "[" << k << "]";
+          }
+          if (pruned == 0) EXPECT_EQ(got[i].data(), in.data()) << in.name() << ": nothing pruned, yet copied";
+          ++t;
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace nq
