@@ -135,8 +135,8 @@ void add_name_filters(CLI::App& sub, std::string& include, std::string& exclude,
 void add_batch_weights(CLI::App& sub, int64_t& batch_weights) {
   sub.add_option("--batch-weights", batch_weights,
                  "row, group and tensor scopes: convert and quantize about N weights at a time (whole tensors), so a "
-                 "model larger than memory streams through; 0 = automatic from the available memory. The output is "
-                 "the same for any N")
+                 "model larger than memory streams through (prune: the whole selection at once when N covers it, else "
+                 "tensor by tensor); 0 = automatic from the available memory. The output is the same for any N")
       ->type_name("N")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();

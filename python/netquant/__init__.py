@@ -255,7 +255,8 @@ def prune(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] 
     each array's dtype are kept. Retrain that with its zeros held at 0 (e.g. by masking their gradients), then
     quantize with the same ``prune``: the same weights are pruned again, their h·w² being 0. ``skip_1d``,
     ``include`` and ``exclude`` select the tensors as in :func:`quantize_model`; the others are left whole.
-    ``batch_weights``: converts about this many weights at a time (0 = automatic), as in :func:`quantize_model`."""
+    ``batch_weights``: the selection is converted at once when it has at most this many weights, else tensor by
+    tensor after a streamed selection (0 = automatic from the available memory); the result is the same."""
     model = as_tensor_dict(tensors, "tensors")
     p = _core.Params()
     p.prune = float(fraction)
