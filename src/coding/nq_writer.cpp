@@ -141,12 +141,14 @@ ModelEncoding encode_nq(const QuantizedModel& model, NqByteSink* sink) {
       p.alphabet = std::max<uint32_t>(p.alphabet,
                                       static_cast<uint32_t>(model.codebooks[static_cast<size_t>(t.first_codebook + c)].size()));
     p.counts.assign(p.alphabet, 0);
-    for (int32_t idx : t.indices) {
-      if (idx == kPrunedIndex)
-        ++p.pruned;
-      else
-        ++p.counts[static_cast<size_t>(idx)];
-    }
+    t.indices.visit([&](const auto* data, auto pruned_mark) {  // on the stored width: no per-element dispatch
+      for (size_t i = 0; i < t.indices.size(); ++i) {
+        if (data[i] == pruned_mark)
+          ++p.pruned;
+        else
+          ++p.counts[static_cast<size_t>(data[i])];
+      }
+    });
     p.kept = t.indices.size() - p.pruned;
     p.lengths = huffman_code_lengths(p.counts);
     if (global)

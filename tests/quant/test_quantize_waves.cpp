@@ -228,13 +228,18 @@ TEST(QuantizeWaves, StreamedPruningCutMatchesBruteForce) {
         count = std::max<int64_t>(count, 1);
         SCOPED_TRACE("total " + std::to_string(total) + " count " + std::to_string(count) +
                      (weighted ? " weighted" : ""));
-        const quant::PruneCut cut = quant::find_prune_cut(sources, count);
         const auto want = quant::prune_cases::brute_force(m, weighted, count);
-        for (size_t t = 0; t < sizes.size(); ++t) {
-          std::vector<uint8_t> mask(sizes[t], 7);  // sentinel: every entry must be written
-          quant::mark_pruned(cut, t, m.w[t].data(), weighted ? m.h[t].data() : nullptr,
-                             static_cast<int64_t>(sizes[t]), mask.data());
-          EXPECT_EQ(mask, want[t]) << "tensor " << t;
+        // Collect limits that take every path: all histogram passes and the ties pass (0), collecting after one
+        // or more passes (1, 300, 5000), and collecting at once (the default, above these totals).
+        for (const uint64_t collect_max : {uint64_t{0}, uint64_t{1}, uint64_t{300}, uint64_t{5000},
+                                           quant::kPruneCollectMax}) {
+          const quant::PruneCut cut = quant::find_prune_cut(sources, count, collect_max);
+          for (size_t t = 0; t < sizes.size(); ++t) {
+            std::vector<uint8_t> mask(sizes[t], 7);  // sentinel: every entry must be written
+            quant::mark_pruned(cut, t, m.w[t].data(), weighted ? m.h[t].data() : nullptr,
+                               static_cast<int64_t>(sizes[t]), mask.data());
+            EXPECT_EQ(mask, want[t]) << "tensor " << t << ", collecting at most " << collect_max;
+          }
         }
       }
       EXPECT_THROW(quant::find_prune_cut(sources, total + 1), Error);
@@ -292,7 +297,9 @@ TEST(QuantizeWaves, PruneModelEachStreamsTheBruteForceMask) {
             else
               ASSERT_EQ(std::memcmp(&a[k], &b[k], sizeof(double)), 0) << in.name() << "[" << k << "]";
           }
-          if (pruned == 0) EXPECT_EQ(got[i].data(), in.data()) << in.name() << ": nothing pruned, yet copied";
+          if (pruned == 0) {
+            EXPECT_EQ(got[i].data(), in.data()) << in.name() << ": nothing pruned, yet copied";
+          }
           ++t;
         }
       }
