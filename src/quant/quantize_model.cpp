@@ -319,9 +319,12 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
       }
       for (QuantizedModel& m : models)
         for (size_t k = 0; k < prep.size(); ++k) {
-          auto& idx = m.tensors[prep[k].tensor].indices;
-          for (size_t i = 0; i < masks[k].size(); ++i)
-            if (masks[k][i]) idx.set(i, kPrunedIndex);
+          IndexArray& idx = m.tensors[prep[k].tensor].indices;
+          const uint8_t* mask = masks[k].data();
+          parallel_for_chunks(static_cast<int64_t>(masks[k].size()), kInlineLoopMax, [&](int64_t i0, int64_t i1) {
+            for (int64_t i = i0; i < i1; ++i)
+              if (mask[i]) idx.set(static_cast<size_t>(i), kPrunedIndex);  // distinct entries: threads may set at once
+          });
         }
     }
 
@@ -419,19 +422,34 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
         const size_t count = static_cast<size_t>(qt.num_problems);
         const bool pruned = qt.indices.count(kPrunedIndex) > 0;
         std::vector<int64_t> begin{0};
-        std::vector<float> gw, gh;  // the unpruned values, gathered only when some are pruned
-        for (size_t j = first; j < first + count; ++j) {
-          const Piece& pc = problems[j].pieces[0];
-          if (!pruned) {
-            begin.push_back(pc.end);
-            continue;
-          }
-          for (int64_t i = pc.begin; i < pc.end; ++i) {
-            if (qt.indices[static_cast<size_t>(i)] == kPrunedIndex) continue;
-            gw.push_back(p.w[static_cast<size_t>(i)]);
-            if (weighted) gh.push_back(p.h[static_cast<size_t>(i)]);
-          }
-          begin.push_back(static_cast<int64_t>(gw.size()));
+        ScratchVector<float> gw, gh;  // the unpruned values, gathered only when some are pruned
+        if (!pruned) {
+          for (size_t j = first; j < first + count; ++j) begin.push_back(problems[j].pieces[0].end);
+        } else {  // each row's kept count, their offsets, then the rows' copies, rows on the threads
+          begin.resize(count + 1, 0);
+          auto each_row = [&](auto&& f) {
+            parallel_for(static_cast<int64_t>(count), 1, [&](int64_t r) {
+              const Piece& pc = problems[first + static_cast<size_t>(r)].pieces[0];
+              qt.indices.visit([&](const auto* idx, auto mark) { f(static_cast<size_t>(r), pc, idx, mark); });
+            });
+          };
+          each_row([&](size_t r, const Piece& pc, const auto* idx, auto mark) {
+            int64_t kept = 0;
+            for (int64_t i = pc.begin; i < pc.end; ++i) kept += idx[i] != mark;
+            begin[r + 1] = kept;
+          });
+          for (size_t r = 0; r < count; ++r) begin[r + 1] += begin[r];
+          gw.resize(static_cast<size_t>(begin[count]));
+          if (weighted) gh.resize(gw.size());
+          each_row([&](size_t r, const Piece& pc, const auto* idx, auto mark) {
+            size_t at = static_cast<size_t>(begin[r]);
+            for (int64_t i = pc.begin; i < pc.end; ++i) {
+              if (idx[i] == mark) continue;
+              gw[at] = p.w[static_cast<size_t>(i)];
+              if (weighted) gh[at] = p.h[static_cast<size_t>(i)];
+              ++at;
+            }
+          });
         }
         std::vector<const std::vector<float>*> warm;
         if (warm_given)
