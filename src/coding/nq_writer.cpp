@@ -8,6 +8,7 @@
 #include "coding/huffman_pack.h"
 #include "coding/nq_format.h"
 #include "coding/positions.h"
+#include "core/iteration_errors.h"
 #include "core/mapped_pages.h"
 #include "netquant/atomic_file.h"
 #include "netquant/error.h"
@@ -81,15 +82,30 @@ void check_model(const QuantizedModel& model) {
                kApi << ": tensor '" << t.name << "' does not use the global codebook");
     NQ_CHECK(static_cast<uint64_t>(t.first_codebook) + static_cast<uint64_t>(t.num_problems) <= model.codebooks.size(),
              ErrorCode::kInvalidArgument, kApi << ": tensor '" << t.name << "' refers to missing codebooks");
-    for (size_t i = 0; i < t.indices.size(); ++i) {
-      const int32_t idx = t.indices[i];
-      const auto& cb = model.codebooks[static_cast<size_t>(t.first_codebook) + i / static_cast<size_t>(t.problem_size)];
-      NQ_CHECK(idx == kPrunedIndex || (idx >= 0 && static_cast<size_t>(idx) < cb.size()),
-               ErrorCode::kInvalidArgument,
-               kApi << ": tensor '" << t.name << "' index " << idx << " at " << i << " outside its codebook of "
-                    << cb.size());
-    }
   }
+  // Every index in its problem's codebook (or pruned): tensors on the threads, indices at their stored width; the
+  // first offender of the first such tensor is named, whatever the thread count.
+  IterationErrors errors;
+  const int64_t nt = static_cast<int64_t>(model.tensors.size());
+#pragma omp parallel for schedule(dynamic) if (nt > 1)
+  for (int64_t ti = 0; ti < nt; ++ti)
+    errors.run(static_cast<size_t>(ti), [&] {
+      const QuantizedTensor& t = model.tensors[static_cast<size_t>(ti)];
+      if (!t.quantized || t.indices.empty()) return;
+      const size_t n = t.indices.size(), size = static_cast<size_t>(t.problem_size);
+      t.indices.visit([&](const auto* data, auto mark) {
+        for (size_t c = 0, i0 = 0; i0 < n; ++c, i0 += size) {
+          const size_t levels = model.codebooks[static_cast<size_t>(t.first_codebook) + c].size();
+          for (size_t i = i0; i < std::min(n, i0 + size); ++i) {
+            const int64_t idx = static_cast<int64_t>(data[i]);
+            NQ_CHECK(data[i] == mark || (idx >= 0 && static_cast<size_t>(idx) < levels), ErrorCode::kInvalidArgument,
+                     kApi << ": tensor '" << t.name << "' index " << idx << " at " << i << " outside its codebook of "
+                          << levels);
+          }
+        }
+      });
+    });
+  errors.rethrow_first();
 }
 
 struct TensorPlan {
@@ -242,16 +258,15 @@ ModelEncoding encode_nq(const QuantizedModel& model, NqByteSink* sink) {
     payloads_crc = static_cast<uint32_t>(crc32_combine64(payloads_crc, crc, static_cast<z_off64_t>(size)));
     sink->payload(data, size);
   };
-  for (size_t ti = 0; ti < nt; ++ti) {
+  // A quantized tensor's payload, and how many of its bytes were counted but not coded (no sink). Each call
+  // touches only its own tensor's encoding record: tensors are coded on the threads, in batches.
+  struct Payload {
+    std::vector<uint8_t> bytes;
+    uint64_t uncoded_bytes = 0;
+  };
+  auto make_payload = [&](size_t ti) {
     const auto& t = model.tensors[ti];
     auto& te = enc.tensors[ti];
-    te.quantized = t.quantized;
-    te.params = shape_numel(t.shape);
-    if (!t.quantized) {  // the tensor's own bytes, not a copy; pages of an input mapping given back once written
-      emit(ti, static_cast<const uint8_t*>(t.original.data()), t.original.nbytes());
-      if (sink) release_mapped_pages(t.original.data(), t.original.nbytes());
-      continue;
-    }
     ByteWriter w;
     const auto& p = plans[ti];
     // Codebooks (non-global scopes carry their own, so a tensor decodes from its payload alone).
@@ -341,7 +356,41 @@ ModelEncoding encode_nq(const QuantizedModel& model, NqByteSink* sink) {
       te.gap_table_bits = 8 * bytes_of_bits(gp.table_bits) + 8;
       te.gap_table_paper = paper_table_bits(gp.lengths);
     }
-    emit(ti, w.bytes().data(), w.size() + uncoded_bytes);
+    return Payload{std::move(w.bytes()), uncoded_bytes};
+  };
+  // Batches of consecutive tensors, their quantized ones coded at once on the threads (the coders and the position
+  // plan are per tensor and serial), then emitted in order. A batch holds at most about kBatchWeights weights' worth
+  // of widened indices and payloads, or one tensor.
+  constexpr int64_t kBatchWeights = int64_t{1} << 26;
+  for (size_t first = 0; first < nt;) {
+    size_t last = first;
+    int64_t weights = 0;
+    while (last < nt && (last == first || weights + shape_numel(model.tensors[last].shape) <= kBatchWeights))
+      weights += shape_numel(model.tensors[last++].shape);
+    std::vector<Payload> payloads(last - first);
+    IterationErrors errors;
+#pragma omp parallel for schedule(dynamic) if (last - first > 1)
+    for (int64_t b = 0; b < static_cast<int64_t>(last - first); ++b)
+      errors.run(static_cast<size_t>(b), [&] {
+        const size_t ti = first + static_cast<size_t>(b);
+        if (model.tensors[ti].quantized) payloads[static_cast<size_t>(b)] = make_payload(ti);
+      });
+    errors.rethrow_first();
+    for (size_t ti = first; ti < last; ++ti) {
+      const auto& t = model.tensors[ti];
+      auto& te = enc.tensors[ti];
+      te.quantized = t.quantized;
+      te.params = shape_numel(t.shape);
+      if (!t.quantized) {  // the tensor's own bytes, not a copy; pages of an input mapping given back once written
+        emit(ti, static_cast<const uint8_t*>(t.original.data()), t.original.nbytes());
+        if (sink) release_mapped_pages(t.original.data(), t.original.nbytes());
+        continue;
+      }
+      Payload& pl = payloads[ti - first];
+      emit(ti, pl.bytes.data(), pl.bytes.size() + pl.uncoded_bytes);
+      std::vector<uint8_t>().swap(pl.bytes);
+    }
+    first = last;
   }
 
   // The header's patched fields, its CRC, and the trailer: the whole file's CRC from the header's and the
