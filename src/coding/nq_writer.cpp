@@ -1,6 +1,7 @@
 // Encodes a QuantizedModel as a .nq file (version 1): Huffman tables, index and gap streams, directory, CRCs.
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #include "coding/bit_io.h"
 #include "coding/byte_stream.h"
@@ -146,10 +147,14 @@ ModelEncoding encode_nq(const QuantizedModel& model, NqByteSink* sink) {
   std::vector<uint64_t> shared_counts;
   if (global && !model.codebooks.empty()) shared_counts.assign(model.codebooks[0].size(), 0);
   bool any_quantized = false;
-  for (size_t ti = 0; ti < nt; ++ti) {
+  for (const auto& t : model.tensors) any_quantized = any_quantized || t.quantized;
+  // Each tensor's histogram and table on the threads (integer counts: the same for any thread count).
+  IterationErrors plan_errors;
+#pragma omp parallel for schedule(dynamic) if (nt > 1)
+  for (int64_t tj = 0; tj < static_cast<int64_t>(nt); ++tj) plan_errors.run(static_cast<size_t>(tj), [&] {
+    const size_t ti = static_cast<size_t>(tj);
     const auto& t = model.tensors[ti];
-    if (!t.quantized) continue;
-    any_quantized = true;
+    if (!t.quantized) return;
     auto& p = plans[ti];
     // Global scope: the shared codebook's size, even for an empty tensor that names no problem.
     if (global) p.alphabet = static_cast<uint32_t>(model.codebooks[0].size());
@@ -167,9 +172,11 @@ ModelEncoding encode_nq(const QuantizedModel& model, NqByteSink* sink) {
     });
     p.kept = t.indices.size() - p.pruned;
     p.lengths = huffman_code_lengths(p.counts);
-    if (global)
-      for (size_t s = 0; s < p.counts.size(); ++s) shared_counts[s] += p.counts[s];
-  }
+  });
+  plan_errors.rethrow_first();
+  if (global)
+    for (size_t ti = 0; ti < nt; ++ti)
+      for (size_t s = 0; s < plans[ti].counts.size(); ++s) shared_counts[s] += plans[ti].counts[s];
 
   // Global scope: one shared table when that makes the file smaller (ties: per-tensor tables).
   std::vector<uint8_t> shared_lengths;
@@ -289,13 +296,9 @@ ModelEncoding encode_nq(const QuantizedModel& model, NqByteSink* sink) {
       te.index_table_bits = 8 * bytes_of_bits(code_lengths_bits(p.lengths));
     }
     te.index_table_paper = paper_table_bits(lengths);
-    // The GPU packer and the position coder take int32 symbols: this tensor's indices widened, one tensor at a
-    // time. The host encoder reads an unpruned tensor's stored width directly.
-    const bool gpu_pack = model.backend == Backend::kCuda && p.kept >= kGpuPackMinSymbols;
-    std::vector<int32_t> all;
-    if (p.pruned > 0 || (gpu_pack && sink)) all = t.indices.to_vector();
     // Without a sink only the payload's size is wanted: the streams' bytes are counted from their bit counts
-    // (known from the histograms and the gap plan) instead of coded.
+    // (known from the histograms and the gap plan) instead of coded. The coders read the indices at their stored
+    // width; only the GPU packer takes int32 symbols (this tensor's kept ones widened).
     uint64_t uncoded_bytes = 0;
     // Index stream of the kept weights, in order.
     if (p.kept > 0 && !sink) {
@@ -305,30 +308,31 @@ ModelEncoding encode_nq(const QuantizedModel& model, NqByteSink* sink) {
     } else if (p.kept > 0) {
       const HuffmanEncoder henc(lengths);
       const uint64_t bits = huffman_stream_bits(p.counts, lengths);
-      std::vector<int32_t> kept;
-      if (p.pruned > 0) {
-        kept.reserve(p.kept);
-        for (int32_t idx : all)
-          if (idx != kPrunedIndex) kept.push_back(idx);
-      }
-      const std::vector<int32_t>& symbols = p.pruned > 0 ? kept : all;  // empty: read the stored indices
       std::vector<uint8_t> bytes;
-      if (gpu_pack) {
-        try {
-          bytes = cuda::huffman_pack(symbols.data(), symbols.size(), henc.table(), bits);  // the same bytes (huffman_pack.h)
-        } catch (const Error& e) {  // no room on the device: the host encoder below
-          if (e.code() != ErrorCode::kOutOfMemory) throw;
+      t.indices.visit([&](const auto* data, auto mark) {
+        using Index = std::decay_t<decltype(*data)>;
+        std::vector<Index> kept;  // the kept indices, when some are pruned
+        if (p.pruned > 0) {
+          kept.reserve(p.kept);
+          for (size_t i = 0; i < t.indices.size(); ++i)
+            if (data[i] != mark) kept.push_back(data[i]);
         }
-      }
-      if (bytes.empty()) {
-        BitWriter bw(bits);
-        if (!symbols.empty())
-          henc.encode(symbols.data(), symbols.size(), bw);
-        else
-          t.indices.visit([&](const auto* data, auto) { henc.encode(data, t.indices.size(), bw); });
-        NQ_ASSERT(bw.bit_count() == bits);
-        bytes = bw.finish();
-      }
+        const Index* symbols = p.pruned > 0 ? kept.data() : data;
+        if (model.backend == Backend::kCuda && p.kept >= kGpuPackMinSymbols) {
+          const std::vector<int32_t> wide(symbols, symbols + p.kept);
+          try {
+            bytes = cuda::huffman_pack(wide.data(), wide.size(), henc.table(), bits);  // the same bytes (huffman_pack.h)
+          } catch (const Error& e) {  // no room on the device: the host encoder below
+            if (e.code() != ErrorCode::kOutOfMemory) throw;
+          }
+        }
+        if (bytes.empty()) {
+          BitWriter bw(bits);
+          henc.encode(symbols, static_cast<size_t>(p.kept), bw);
+          NQ_ASSERT(bw.bit_count() == bits);
+          bytes = bw.finish();
+        }
+      });
       NQ_ASSERT(bytes.size() == bytes_of_bits(bits));
       te.index_bits = bits;
       w.varint(te.index_bits);
@@ -338,23 +342,25 @@ ModelEncoding encode_nq(const QuantizedModel& model, NqByteSink* sink) {
     }
     // Positions of the kept weights.
     if (p.pruned > 0) {
-      const GapPlan gp = plan_gaps(all.data(), all.size(), kPrunedIndex);
-      w.u8(static_cast<uint8_t>(gp.width));
-      append_lengths_block(w, gp.lengths);
-      w.varint(gp.stream_bits);
-      if (sink) {
-        BitWriter bw(gp.stream_bits);
-        encode_gaps(all.data(), all.size(), kPrunedIndex, gp, bw);
-        NQ_ASSERT(bw.bit_count() == gp.stream_bits);
-        const auto bytes = bw.finish();
-        NQ_ASSERT(bytes.size() == bytes_of_bits(gp.stream_bits));
-        w.raw(bytes.data(), bytes.size());
-      } else {
-        uncoded_bytes += bytes_of_bits(gp.stream_bits);
-      }
-      te.position_bits = gp.stream_bits;
-      te.gap_table_bits = 8 * bytes_of_bits(gp.table_bits) + 8;
-      te.gap_table_paper = paper_table_bits(gp.lengths);
+      t.indices.visit([&](const auto* data, auto mark) {
+        const GapPlan gp = plan_gaps(data, t.indices.size(), mark);
+        w.u8(static_cast<uint8_t>(gp.width));
+        append_lengths_block(w, gp.lengths);
+        w.varint(gp.stream_bits);
+        if (sink) {
+          BitWriter bw(gp.stream_bits);
+          encode_gaps(data, t.indices.size(), mark, gp, bw);
+          NQ_ASSERT(bw.bit_count() == gp.stream_bits);
+          const auto bytes = bw.finish();
+          NQ_ASSERT(bytes.size() == bytes_of_bits(gp.stream_bits));
+          w.raw(bytes.data(), bytes.size());
+        } else {
+          uncoded_bytes += bytes_of_bits(gp.stream_bits);
+        }
+        te.position_bits = gp.stream_bits;
+        te.gap_table_bits = 8 * bytes_of_bits(gp.table_bits) + 8;
+        te.gap_table_paper = paper_table_bits(gp.lengths);
+      });
     }
     return Payload{std::move(w.bytes()), uncoded_bytes};
   };

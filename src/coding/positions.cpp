@@ -8,7 +8,8 @@ namespace nq::coding {
 
 namespace {
 // Gaps (pruned weights before each kept one, then the trailing run), as (gap, count) pairs.
-std::vector<std::pair<uint64_t, uint64_t>> gap_histogram(const int32_t* indices, size_t n, int32_t pruned_index) {
+template <class Index>
+std::vector<std::pair<uint64_t, uint64_t>> gap_histogram(const Index* indices, size_t n, Index pruned_index) {
   // Short gaps (the common case) are counted in an array, long ones in a map.
   constexpr uint64_t kDense = 1u << 16;
   std::vector<uint64_t> dense(kDense, 0);
@@ -36,8 +37,8 @@ std::vector<std::pair<uint64_t, uint64_t>> gap_histogram(const int32_t* indices,
   return out;
 }
 
-template <class Emit>
-void for_each_gap_symbol(const int32_t* indices, size_t n, int32_t pruned_index, uint64_t filler, Emit&& emit) {
+template <class Index, class Emit>
+void for_each_gap_symbol(const Index* indices, size_t n, Index pruned_index, uint64_t filler, Emit&& emit) {
   uint64_t run = 0;
   auto flush = [&] {
     for (; run >= filler; run -= filler) emit(static_cast<uint32_t>(filler));
@@ -54,7 +55,8 @@ void for_each_gap_symbol(const int32_t* indices, size_t n, int32_t pruned_index,
 }
 }  // namespace
 
-GapPlan plan_gaps(const int32_t* indices, size_t n, int32_t pruned_index) {
+template <class Index>
+GapPlan plan_gaps(const Index* indices, size_t n, Index pruned_index) {
   const auto gaps = gap_histogram(indices, n, pruned_index);
   GapPlan best;
   uint64_t best_bits = ~uint64_t{0};
@@ -79,7 +81,8 @@ GapPlan plan_gaps(const int32_t* indices, size_t n, int32_t pruned_index) {
   return best;
 }
 
-void encode_gaps(const int32_t* indices, size_t n, int32_t pruned_index, const GapPlan& plan, BitWriter& out) {
+template <class Index>
+void encode_gaps(const Index* indices, size_t n, Index pruned_index, const GapPlan& plan, BitWriter& out) {
   const HuffmanEncoder enc(plan.lengths);
   const uint64_t filler = (uint64_t{1} << plan.width) - 1;
   std::vector<uint32_t> symbols;
@@ -94,5 +97,13 @@ void encode_gaps(const int32_t* indices, size_t n, int32_t pruned_index, const G
   });
   drain();
 }
+
+// The widths an IndexArray stores.
+template GapPlan plan_gaps(const uint8_t*, size_t, uint8_t);
+template GapPlan plan_gaps(const uint16_t*, size_t, uint16_t);
+template GapPlan plan_gaps(const int32_t*, size_t, int32_t);
+template void encode_gaps(const uint8_t*, size_t, uint8_t, const GapPlan&, BitWriter&);
+template void encode_gaps(const uint16_t*, size_t, uint16_t, const GapPlan&, BitWriter&);
+template void encode_gaps(const int32_t*, size_t, int32_t, const GapPlan&, BitWriter&);
 
 }  // namespace nq::coding

@@ -28,9 +28,12 @@ struct GapPlan {
 
 // Tries widths 1..16 and keeps the one with the fewest bits in total (stream + stored table + the width
 // byte); ties go to the smaller width. `pruned` marks each weight (true = pruned).
-GapPlan plan_gaps(const int32_t* indices, size_t n, int32_t pruned_index);
+// Index is any stored width of an IndexArray (uint8_t, uint16_t, int32_t) with its pruned mark.
+template <class Index>
+GapPlan plan_gaps(const Index* indices, size_t n, Index pruned_index);
 // Codes the gaps of `indices` with the plan.
-void encode_gaps(const int32_t* indices, size_t n, int32_t pruned_index, const GapPlan& plan, BitWriter& out);
+template <class Index>
+void encode_gaps(const Index* indices, size_t n, Index pruned_index, const GapPlan& plan, BitWriter& out);
 
 // Decodes the gap stream of a tensor with `numel` weights of which `kept` are kept, calling on_kept(position)
 // for each kept weight in increasing order. kBadFile naming `what` on any inconsistency.
