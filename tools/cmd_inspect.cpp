@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "cli_common.h"
+#include "core/mapped_pages.h"
 #include "command_registry.h"
 #include "inspect_nq.h"
 #include "io/sharded_checkpoint.h"
@@ -105,6 +106,7 @@ nlohmann::json inspect_tensor_file(const std::string& path, bool print) {
   uint64_t total_bytes = 0;
   for (const Tensor& t : set) {
     const TensorStats s = tensor_stats(t);
+    release_mapped_pages(t.data(), t.nbytes());  // one tensor resident at a time, however large the file
     total += t.numel();
     total_zeros += s.zeros;
     total_nonfinite += s.nonfinite;

@@ -258,8 +258,10 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
   // the same cut is found over the unconverted model, range by range (quant/prune_cut.h).
   const int64_t to_prune = static_cast<int64_t>(std::floor(params.prune * static_cast<double>(total_n)));
   quant::PruneCut cut;
+  // Input pages of memory-mapped files are given back once read (core/mapped_pages.h): nothing reads a quantized
+  // tensor's input again after its wave's conversion, so the resident set is the run's own memory.
+  for (quant::ValueSource& s : sources) s.release_pages_after_reading();
   if (waves.size() > 1) {
-    for (quant::ValueSource& s : sources) s.release_pages_after_reading();  // RSS: one wave, not the inputs read
     for (const quant::ValueSource& s : sources) s.check_all();  // every tensor's values before any work
     if (to_prune > 0) cut = quant::find_prune_cut(sources, to_prune);
   }
