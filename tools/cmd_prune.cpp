@@ -46,8 +46,7 @@ void run_prune(const PruneOptions& o) {
     SafetensorsWriter out(o.output, model);
     prune_model_each(model, imp, p, [&](Tensor t) {
       out.write(t);
-      release_mapped_pages(t.data(), t.nbytes());
-      const Tensor& input = model.at(t.name());
+      const Tensor& input = model.at(t.name());  // `t` is this view, or a copy of it in memory
       release_mapped_pages(input.data(), input.nbytes());
     });
     out.commit();

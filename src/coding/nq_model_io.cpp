@@ -5,7 +5,7 @@
 #include <zlib.h>
 
 #include "coding/nq_format.h"
-#include "core/iteration_errors.h"
+#include "core/ordered_batches.h"
 #include "netquant/atomic_file.h"
 #include "netquant/error.h"
 
@@ -183,43 +183,26 @@ void decompress_nq_file(const std::string& nq_path, const std::string& out_path,
   AtomicFile out(out_path);
   out.write(len, 8);
   out.write(text);
-  // Batches of consecutive tensors (about kBatchWeights weights, or one tensor) are read, checked, decoded and
-  // dequantized on the threads, then written in order. A payload is used only once its own CRC matches the
-  // directory's, so the file's CRC is the directory prefix's combined with those (zlib's crc32_combine).
-  constexpr uint64_t kBatchWeights = uint64_t{1} << 26;
+  // Tensors are read, checked, decoded and dequantized on the threads in batches of about 64 M weights, then written
+  // in order. A payload is used only once its own CRC matches the directory's, so the file's CRC is the directory
+  // prefix's combined with those (zlib's crc32_combine).
   uint32_t crc = dir.prefix_crc;
-  const size_t nrec = dir.records.size();
-  for (size_t first = 0; first < nrec;) {
-    size_t last = first;
-    uint64_t weights = 0;
-    while (last < nrec && (last == first || weights + dir.records[last].numel <= kBatchWeights))
-      weights += dir.records[last++].numel;
-    std::vector<Tensor> values(last - first);
-    IterationErrors errors;  // the first failing tensor's error, as a serial run would raise
-#pragma omp parallel for schedule(dynamic) if (last - first > 1)
-    for (int64_t b = 0; b < static_cast<int64_t>(last - first); ++b)
-      errors.run(static_cast<size_t>(b), [&] {
-        const NqRecord& rec = dir.records[first + static_cast<size_t>(b)];
+  for_each_in_ordered_batches<Tensor>(
+      dir.records.size(), uint64_t{1} << 26, [&](size_t i) { return dir.records[i].numel; },
+      [&](size_t i) {
+        const NqRecord& rec = dir.records[i];
         std::vector<std::vector<float>> codebooks;
         if (dir.scope.kind == ScopeKind::kGlobal) codebooks.push_back(dir.global_codebook);
-        QuantizedTensor t;
-        {
-          const auto payload = read_nq_payload(*src, dir, rec);
-          t = decode_nq_payload(dir, rec, payload, codebooks, nullptr, true, nullptr);
-        }
-        values[static_cast<size_t>(b)] = dequantize_tensor(t, codebooks, out_dtype(rec));
+        const QuantizedTensor t = decode_nq_payload(dir, rec, read_nq_payload(*src, dir, rec), codebooks, nullptr,
+                                                    true, nullptr);
+        return dequantize_tensor(t, codebooks, out_dtype(rec));
+      },
+      [&](size_t i, const Tensor& values) {
+        const NqRecord& rec = dir.records[i];
+        crc = static_cast<uint32_t>(crc32_combine64(crc, rec.payload_crc, static_cast<z_off64_t>(rec.payload_length)));
+        NQ_ASSERT(values.nbytes() == rec.numel * dtype_size(out_dtype(rec)));
+        out.write(values.data(), values.nbytes());
       });
-    errors.rethrow_first();
-    for (size_t i = first; i < last; ++i) {
-      const NqRecord& rec = dir.records[i];
-      Tensor& v = values[i - first];
-      crc = static_cast<uint32_t>(crc32_combine64(crc, rec.payload_crc, static_cast<z_off64_t>(rec.payload_length)));
-      NQ_ASSERT(v.nbytes() == rec.numel * dtype_size(out_dtype(rec)));
-      out.write(v.data(), v.nbytes());
-      v = Tensor();
-    }
-    first = last;
-  }
   NQ_CHECK(!kEnforceCrc || crc == stored_crc, ErrorCode::kBadFile, nq_path << ": file checksum mismatch (corrupt file)");
   out.commit();
 }

@@ -11,6 +11,7 @@
 #include "coding/positions.h"
 #include "core/iteration_errors.h"
 #include "core/mapped_pages.h"
+#include "core/ordered_batches.h"
 #include "netquant/atomic_file.h"
 #include "netquant/error.h"
 
@@ -364,40 +365,23 @@ ModelEncoding encode_nq(const QuantizedModel& model, NqByteSink* sink) {
     }
     return Payload{std::move(w.bytes()), uncoded_bytes};
   };
-  // Batches of consecutive tensors, their quantized ones coded at once on the threads (the coders and the position
-  // plan are per tensor and serial), then emitted in order. A batch holds at most about kBatchWeights weights' worth
-  // of widened indices and payloads, or one tensor.
-  constexpr int64_t kBatchWeights = int64_t{1} << 26;
-  for (size_t first = 0; first < nt;) {
-    size_t last = first;
-    int64_t weights = 0;
-    while (last < nt && (last == first || weights + shape_numel(model.tensors[last].shape) <= kBatchWeights))
-      weights += shape_numel(model.tensors[last++].shape);
-    std::vector<Payload> payloads(last - first);
-    IterationErrors errors;
-#pragma omp parallel for schedule(dynamic) if (last - first > 1)
-    for (int64_t b = 0; b < static_cast<int64_t>(last - first); ++b)
-      errors.run(static_cast<size_t>(b), [&] {
-        const size_t ti = first + static_cast<size_t>(b);
-        if (model.tensors[ti].quantized) payloads[static_cast<size_t>(b)] = make_payload(ti);
+  // Tensors coded on the threads in batches of about 64 M weights (the coders and the position plan are per tensor
+  // and serial), emitted in order; a batch's payloads are what is held.
+  for_each_in_ordered_batches<Payload>(
+      nt, uint64_t{1} << 26, [&](size_t ti) { return static_cast<uint64_t>(shape_numel(model.tensors[ti].shape)); },
+      [&](size_t ti) { return model.tensors[ti].quantized ? make_payload(ti) : Payload{}; },
+      [&](size_t ti, Payload& pl) {
+        const auto& t = model.tensors[ti];
+        auto& te = enc.tensors[ti];
+        te.quantized = t.quantized;
+        te.params = shape_numel(t.shape);
+        if (!t.quantized) {  // the tensor's own bytes, not a copy; pages of an input mapping given back once written
+          emit(ti, static_cast<const uint8_t*>(t.original.data()), t.original.nbytes());
+          if (sink) release_mapped_pages(t.original.data(), t.original.nbytes());
+          return;
+        }
+        emit(ti, pl.bytes.data(), pl.bytes.size() + pl.uncoded_bytes);
       });
-    errors.rethrow_first();
-    for (size_t ti = first; ti < last; ++ti) {
-      const auto& t = model.tensors[ti];
-      auto& te = enc.tensors[ti];
-      te.quantized = t.quantized;
-      te.params = shape_numel(t.shape);
-      if (!t.quantized) {  // the tensor's own bytes, not a copy; pages of an input mapping given back once written
-        emit(ti, static_cast<const uint8_t*>(t.original.data()), t.original.nbytes());
-        if (sink) release_mapped_pages(t.original.data(), t.original.nbytes());
-        continue;
-      }
-      Payload& pl = payloads[ti - first];
-      emit(ti, pl.bytes.data(), pl.bytes.size() + pl.uncoded_bytes);
-      std::vector<uint8_t>().swap(pl.bytes);
-    }
-    first = last;
-  }
 
   // The header's patched fields, its CRC, and the trailer: the whole file's CRC from the header's and the
   // payloads' (zlib's crc32_combine), then the end magic.

@@ -23,8 +23,7 @@ IndexArray::IndexArray(const std::vector<int32_t>& v) {
     NQ_CHECK(x >= kPrunedIndex, ErrorCode::kInvalidArgument, "index array: index " << x << " is negative");
     top = std::max(top, x);
   }
-  assign(v.size(), 0);
-  hold_index(top);
+  assign(v.size(), top);  // at top's width at once: no widening copy
   for (size_t i = 0; i < v.size(); ++i) set(i, v[i]);
 }
 

@@ -37,7 +37,8 @@ class ValueSource {
   // The same checks without keeping the values (a streamed run checks every tensor before quantizing any).
   void check_all() const;
   // From now on every conversion gives back the input pages it read when they are a file mapping
-  // (core/mapped_pages.h): a run in several waves reads each range once per pass and keeps none of it.
+  // (core/mapped_pages.h), for callers that do not read those values again (a streamed run reads each range once
+  // per pass); a page read again after all is read from the file.
   void release_pages_after_reading() { release_pages_ = true; }
 
  private:

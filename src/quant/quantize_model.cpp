@@ -373,13 +373,15 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
       // Unpruned stretches adjacent in the wave's buffers (a row, a group, a lone tensor, or global scope's whole
       // tensors back to back): quantize them in place, no copy.
       const std::vector<Piece>& pieces = problems[j].pieces;
+      auto none_pruned = [&](const IndexArray& idx, int64_t b, int64_t e) {
+        if (to_prune == 0) return true;  // nothing in the model is pruned: no scan
+        return idx.visit([&](const auto* data, auto mark) { return std::find(data + b, data + e, mark) == data + e; });
+      };
       bool in_place = true;
       for (size_t k = 0; k < pieces.size() && in_place; ++k) {
         const Piece& pc = pieces[k];
         const Prepared& p = prep[pc.prep];
-        const auto& idx = marks.tensors[p.tensor].indices;
-        in_place = std::none_of(idx.begin() + pc.begin, idx.begin() + pc.end,
-                                [](int32_t v) { return v == kPrunedIndex; }) &&
+        in_place = none_pruned(marks.tensors[p.tensor].indices, pc.begin, pc.end) &&
                    (k == 0 || (pieces[k - 1].end == static_cast<int64_t>(prep[pieces[k - 1].prep].w.size()) &&
                                pc.begin == 0 &&
                                prep[pieces[k - 1].prep].w.data() + pieces[k - 1].end == p.w.data()));
@@ -422,7 +424,7 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
         const QuantizedTensor& qt = marks.tensors[p.tensor];
         const size_t first = static_cast<size_t>(qt.first_codebook - first_problem);
         const size_t count = static_cast<size_t>(qt.num_problems);
-        const bool pruned = qt.indices.count(kPrunedIndex) > 0;
+        const bool pruned = to_prune > 0 && qt.indices.count(kPrunedIndex) > 0;
         std::vector<int64_t> begin{0};
         ScratchVector<float> gw, gh;  // the unpruned values, gathered only when some are pruned
         if (!pruned) {
