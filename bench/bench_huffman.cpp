@@ -1,6 +1,7 @@
 // Huffman coding speed (MB/s of 8-bit symbols, encode and decode, one core) and rate (bits/symbol vs entropy)
 // on a realistic skewed distribution: quantized weights, a discretized Gaussian over 256 levels.
 #include <benchmark/benchmark.h>
+#include <omp.h>
 
 #include <cmath>
 #include <random>
@@ -8,6 +9,7 @@
 
 #include "coding/bit_io.h"
 #include "coding/huffman.h"
+#include "coding/huffman_parallel.h"
 
 namespace {
 
@@ -78,6 +80,33 @@ void BM_HuffmanDecode(benchmark::State& state) {
   state.counters["entropy"] = entropy_bits(counts, kN);
 }
 
+// One stream decoded on range(1) threads by speculative segments (huffman_parallel.h); range(1) = 1 is the same
+// code path on one thread, so the ratio to BM_HuffmanDecode is its overhead.
+void BM_HuffmanDecodeParallel(benchmark::State& state) {
+  const auto symbols = make_symbols(kN, static_cast<double>(state.range(0)), 1);
+  const auto counts = histogram(symbols);
+  const auto lengths = huffman_code_lengths(counts);
+  BitWriter w(huffman_stream_bits(counts, lengths));
+  HuffmanEncoder(lengths).encode(symbols.data(), symbols.size(), w);
+  const uint64_t bits = w.bit_count();
+  const auto bytes = w.finish();
+  const HuffmanDecoder dec(lengths, "bench");
+  std::vector<uint8_t> out(kN);
+  const int threads = static_cast<int>(state.range(1));
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(threads);
+  for (auto _ : state) {
+    const bool ok = decode_stream_parallel<uint8_t>(dec, bytes.data(), bytes.size(), bits,
+                                                    [&](size_t total) { return total == kN ? out.data() : nullptr; },
+                                                    (bits + 4 * threads - 1) / (4 * threads));
+    if (!ok) state.SkipWithError("parallel decode refused the stream");
+    benchmark::DoNotOptimize(out.data());
+  }
+  omp_set_num_threads(saved);
+  if (out != symbols) state.SkipWithError("round trip mismatch");
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(kN));
+}
+
 void BM_CodeLengths(benchmark::State& state) {
   const auto counts = histogram(make_symbols(kN / 16, static_cast<double>(state.range(0)), 2));
   for (auto _ : state) benchmark::DoNotOptimize(huffman_code_lengths(counts));
@@ -88,6 +117,7 @@ void BM_CodeLengths(benchmark::State& state) {
 // σ in levels: 2 (≈3 bits/symbol, typical of pruned/ECSQ weights), 8 (≈5 bits), 40 (≈7.3 bits, near uniform).
 BENCHMARK(BM_HuffmanEncode)->Arg(2)->Arg(8)->Arg(40)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_HuffmanDecode)->Arg(2)->Arg(8)->Arg(40)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_HuffmanDecodeParallel)->ArgsProduct({{2, 8, 40}, {1, 2}})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_CodeLengths)->Arg(2)->Arg(40)->Unit(benchmark::kMicrosecond);
 
 BENCHMARK_MAIN();

@@ -23,6 +23,9 @@ class Tensor {
   Tensor() = default;
   // Owned, zero-filled storage.
   Tensor(std::string name, DType dtype, std::vector<int64_t> shape);
+  // Owned storage left uninitialized, for a caller that writes every element (on its threads, so each thread
+  // touches its own pages first instead of one thread zero-filling them all).
+  static Tensor uninitialized(std::string name, DType dtype, std::vector<int64_t> shape);
   // Read-only view of `data`, kept valid by `keepalive` (e.g. a memory map).
   static Tensor view(std::string name, DType dtype, std::vector<int64_t> shape, const void* data,
                      std::shared_ptr<const void> keepalive);
@@ -61,6 +64,7 @@ class Tensor {
   Tensor converted(DType dtype) const;
 
  private:
+  static Tensor owned(std::string name, DType dtype, std::vector<int64_t> shape, bool zeroed);
   template <class T>
   static int type_tag();
   void check_element_type(size_t size, int tag) const;

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <numeric>
 #include <sstream>
 
 namespace nq::coding {
@@ -138,6 +139,8 @@ HuffmanDecoder::HuffmanDecoder(const std::vector<uint8_t>& lengths, const std::s
     max_len_ = std::max<int>(max_len_, len);
   }
   if (max_len_ == 0) return;
+  for (int len = 1; len <= kMaxCodeLength; ++len)
+    if (count[len]) length_gcd_ = std::gcd(length_gcd_, len);
   primary_bits_ = std::min(max_len_, kPrimaryBits);
   const auto codes = canonical_codes(lengths);
   // Canonical order: by length, then symbol.
@@ -196,6 +199,16 @@ uint32_t HuffmanDecoder::decode_one(BitReader& in) const {
   }
   in.consume(static_cast<int>(e & 0x1fu));
   return e >> 16;
+}
+
+uint32_t HuffmanDecoder::next_entry(BitReader& in) const {
+  if (max_len_ == 0) return 0;
+  if (in.avail() < kMaxCodeLength) in.refill();
+  const uint64_t window = in.peek64();
+  uint32_t e = primary_[window >> (64 - primary_bits_)];
+  if (e & 0x20u) e = decode_long(window);
+  if (e) in.consume(static_cast<int>(e & 0x1fu));
+  return e;
 }
 
 // ---- stored code-length table -------------------------------------------------------------------------------

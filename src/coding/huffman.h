@@ -60,7 +60,18 @@ class HuffmanDecoder {
   void decode(BitReader& in, Sym* out, size_t n) const;
   // One symbol (slow path for short streams such as gap codes).
   uint32_t decode_one(BitReader& in) const;
+  // One codeword as (symbol << 16) | length, consumed; 0 (nothing consumed) for a codeword the code does not
+  // have. For callers that track positions themselves (the parallel decoder's synchronisation).
+  uint32_t next_entry(BitReader& in) const;
+  // Decodes codewords while `in` has consumed fewer than `stop` bits, appending their symbols to `out`: it stops at
+  // the first codeword boundary at or past `stop`. Returns false, before it, on a codeword the code does not have.
+  // Never throws on the stream's content (a speculative start may land anywhere).
+  template <class Sym>
+  bool decode_until(BitReader& in, uint64_t stop, std::vector<Sym>& out) const;
   bool empty() const { return max_len_ == 0; }
+  // The greatest common divisor of the code's lengths (0 for the empty code): every codeword boundary of a stream
+  // is a multiple of it.
+  int length_gcd() const { return length_gcd_; }
 
  private:
   uint32_t decode_long(uint64_t window) const;
@@ -68,6 +79,7 @@ class HuffmanDecoder {
 
   std::string what_;
   int max_len_ = 0;
+  int length_gcd_ = 0;
   int primary_bits_ = 0;
   std::vector<uint32_t> primary_;    // (symbol << 16) | length; 0x20 = longer code or invalid (slow path)
   uint32_t first_code_[kMaxCodeLength + 2] = {};  // canonical first code of each length
@@ -171,6 +183,55 @@ void HuffmanDecoder::decode(BitReader& in, Sym* out, size_t n) const {
   for (; i < n; ++i) out[i] = static_cast<Sym>(decode_one(in));
   NQ_CHECK(!in.overrun(), ErrorCode::kBadFile,
            what_ << ": truncated stream (needs more than its " << in.bit_limit() << " bits)");
+}
+
+template <class Sym>
+bool HuffmanDecoder::decode_until(BitReader& in, uint64_t stop, std::vector<Sym>& out) const {
+  if (max_len_ == 0) return in.consumed_bits() >= stop;
+  // The reader and the output position are locals: stores of byte-wide symbols may alias anything reachable
+  // through a pointer, which would reload the reader's state after every symbol.
+  BitReader r = in;
+  const uint32_t* primary = primary_.data();
+  const int shift = 64 - primary_bits_;
+  size_t count = out.size();
+  Sym* dst = out.data();
+  size_t room = out.size();
+  bool ok = true;
+  auto one = [&]() -> bool {
+    const uint64_t window = r.peek64();
+    uint32_t e = primary[window >> shift];
+    if (__builtin_expect((e & 0x20u) != 0, 0)) {
+      e = decode_long(window);
+      if (e == 0) return false;
+    }
+    dst[count++] = static_cast<Sym>(e >> 16);
+    r.consume(static_cast<int>(e & 0x1fu));
+    return true;
+  };
+  for (;;) {
+    r.refill();
+    const uint64_t at = r.consumed_bits();
+    if (at >= stop) break;
+    if (room < count + 3) {
+      out.resize(std::max({count + 3, out.capacity(), 2 * room}));
+      dst = out.data();
+      room = out.size();
+    }
+    // Three codewords (<= 48 bits) fit the refilled window; all of them start before `stop` when the first
+    // starts more than 32 bits before it.
+    if (stop - at > 2 * kMaxCodeLength) {
+      if (!one() || !one() || !one()) {
+        ok = false;
+        break;
+      }
+    } else if (!one()) {
+      ok = false;
+      break;
+    }
+  }
+  out.resize(count);
+  in = r;
+  return ok;
 }
 
 }  // namespace nq::coding

@@ -8,6 +8,7 @@
 #include "core/ordered_batches.h"
 #include "netquant/atomic_file.h"
 #include "netquant/error.h"
+#include "quant/dequantize.h"
 
 namespace nq::coding {
 
@@ -31,18 +32,7 @@ Tensor dequantize_tensor(const QuantizedTensor& t, const std::vector<std::vector
     out.set_name(t.name);
     return out;
   }
-  const size_t n = t.indices.size();
-  std::vector<float> values(n, 0.0f);
-  if (n > 0) {
-    const size_t ps = static_cast<size_t>(t.problem_size);
-    for (size_t i = 0; i < n; ++i) {
-      const int32_t idx = t.indices[i];
-      if (idx == kPrunedIndex) continue;
-      values[i] = codebooks[static_cast<size_t>(t.first_codebook) + i / ps][static_cast<size_t>(idx)];
-    }
-  }
-  Tensor f = Tensor::from_f32(t.name, t.shape, values);
-  return dtype == DType::kF32 ? f : f.converted(dtype);
+  return quant::dequantize_indices(t, codebooks, dtype);
 }
 
 namespace {

@@ -7,10 +7,12 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <type_traits>
 
 #include "coding/bit_io.h"
 #include "coding/byte_stream.h"
 #include "coding/huffman.h"
+#include "coding/huffman_parallel.h"
 #include "coding/nq_format.h"
 #include "coding/positions.h"
 #include "netquant/error.h"
@@ -365,22 +367,43 @@ QuantizedTensor decode_nq_payload(const NqDirectory& dir, const NqRecord& rec, c
     // are made that wide, so a symbol is never read back as the narrow widths' pruned pattern.
     t.indices.hold_index(std::max(0, lay.max_k - 1));
     BitReader in(index_data, index_bytes, lay.index_bits);
+    // A long stream is decoded on the threads (huffman_parallel.h); when that finds the stream malformed, the
+    // serial decoder below runs and raises the exact error.
+    uint64_t index_consumed = 0;  // bits of the stream the decoded indices took
+    auto decode_indices = [&](auto* dst, size_t n) {
+      using Sym = std::remove_pointer_t<decltype(dst)>;
+      if (parallel_decode_pays(lay.index_bits) &&
+          decode_stream_parallel<Sym>(*index_code, index_data, index_bytes, lay.index_bits,
+                                      [&](size_t total) { return total == n ? dst : nullptr; })) {
+        index_consumed = lay.index_bits;
+        return;
+      }
+      index_code->decode(in, dst, n);
+      index_consumed = in.consumed_bits();
+    };
     if (rec.pruned == 0) {
-      t.indices.visit_mutable([&](auto* data, auto) { index_code->decode(in, data, t.indices.size()); });
+      t.indices.visit_mutable([&](auto* data, auto) { decode_indices(data, t.indices.size()); });
     } else {
-      std::vector<int32_t> kept_idx(static_cast<size_t>(kept));
-      index_code->decode(in, kept_idx.data(), kept_idx.size());
+      // The kept indices at the array's own width, then put at their positions.
       const HuffmanDecoder gap_code(gap_lengths, what + " gap code");
-      BitReader gin(gap_data, static_cast<size_t>((gap_bits + 7) / 8), gap_bits);
-      size_t next = 0;
-      decode_gaps(gin, gap_code, width, rec.numel, kept, what, [&](uint64_t pos) {
-        t.indices.set(static_cast<size_t>(pos), kept_idx[next++]);
+      const size_t gap_bytes = static_cast<size_t>((gap_bits + 7) / 8);
+      t.indices.visit_mutable([&](auto* data, auto) {
+        using Index = std::remove_pointer_t<decltype(data)>;
+        std::vector<Index> kept_idx(static_cast<size_t>(kept));
+        decode_indices(kept_idx.data(), kept_idx.size());
+        if (scatter_kept_parallel(gap_code, gap_data, gap_bytes, gap_bits, width, rec.numel, kept, kept_idx.data(),
+                                  data))
+          return;
+        BitReader gin(gap_data, gap_bytes, gap_bits);
+        size_t next = 0;
+        decode_gaps(gin, gap_code, width, rec.numel, kept, what,
+                    [&](uint64_t pos) { data[static_cast<size_t>(pos)] = kept_idx[next++]; });
+        NQ_CHECK(gin.consumed_bits() == gap_bits, ErrorCode::kBadFile,
+                 what << ": position stream has " << gap_bits - gin.consumed_bits() << " unused bits");
       });
-      NQ_CHECK(gin.consumed_bits() == gap_bits, ErrorCode::kBadFile,
-               what << ": position stream has " << gap_bits - gin.consumed_bits() << " unused bits");
     }
-    NQ_CHECK(in.consumed_bits() == lay.index_bits, ErrorCode::kBadFile,
-             what << ": index stream has " << lay.index_bits - in.consumed_bits() << " unused bits");
+    NQ_CHECK(index_consumed == lay.index_bits, ErrorCode::kBadFile,
+             what << ": index stream has " << lay.index_bits - index_consumed << " unused bits");
   } else if (rec.pruned > 0) {
     const HuffmanDecoder gap_code(gap_lengths, what + " gap code");
     BitReader gin(gap_data, static_cast<size_t>((gap_bits + 7) / 8), gap_bits);

@@ -6,6 +6,7 @@
 #include "coding/bit_io.h"
 #include "coding/byte_stream.h"
 #include "coding/huffman.h"
+#include "coding/huffman_parallel.h"
 #include "coding/huffman_pack.h"
 #include "coding/nq_format.h"
 #include "coding/positions.h"
@@ -26,6 +27,24 @@ namespace {
 constexpr size_t kGpuPackMinSymbols = size_t{1} << 20;
 
 const char* kApi = "write_nq_file";
+
+// Work items over the quantized tensors' indices: consecutive chunks of at most kChunkWeights, in tensor order, so
+// that one large tensor spreads over the threads as a model of many small ones does.
+constexpr size_t kChunkWeights = size_t{1} << 22;
+struct IndexChunk {
+  size_t tensor = 0;
+  size_t begin = 0, end = 0;
+};
+std::vector<IndexChunk> index_chunks(const QuantizedModel& model) {
+  std::vector<IndexChunk> chunks;
+  for (size_t ti = 0; ti < model.tensors.size(); ++ti) {
+    const auto& t = model.tensors[ti];
+    if (!t.quantized) continue;
+    for (size_t b = 0; b < t.indices.size(); b += kChunkWeights)
+      chunks.push_back({ti, b, std::min(t.indices.size(), b + kChunkWeights)});
+  }
+  return chunks;
+}
 
 // The model comes from our own quantizer or a library user: inconsistencies are API misuse.
 void check_model(const QuantizedModel& model) {
@@ -85,25 +104,37 @@ void check_model(const QuantizedModel& model) {
     NQ_CHECK(static_cast<uint64_t>(t.first_codebook) + static_cast<uint64_t>(t.num_problems) <= model.codebooks.size(),
              ErrorCode::kInvalidArgument, kApi << ": tensor '" << t.name << "' refers to missing codebooks");
   }
-  // Every index in its problem's codebook (or pruned): tensors on the threads, indices at their stored width; the
-  // first offender of the first such tensor is named, whatever the thread count.
+  // Every index in its problem's codebook (or pruned): chunks of the tensors on the threads, indices at their
+  // stored width; the first offender of the first such tensor is named, whatever the thread count.
+  const std::vector<IndexChunk> chunks = index_chunks(model);
   IterationErrors errors;
-  const int64_t nt = static_cast<int64_t>(model.tensors.size());
-#pragma omp parallel for schedule(dynamic) if (nt > 1)
-  for (int64_t ti = 0; ti < nt; ++ti)
-    errors.run(static_cast<size_t>(ti), [&] {
-      const QuantizedTensor& t = model.tensors[static_cast<size_t>(ti)];
-      if (!t.quantized || t.indices.empty()) return;
-      const size_t n = t.indices.size(), size = static_cast<size_t>(t.problem_size);
+#pragma omp parallel for schedule(dynamic) if (chunks.size() > 1)
+  for (int64_t ci = 0; ci < static_cast<int64_t>(chunks.size()); ++ci)
+    errors.run(static_cast<size_t>(ci), [&] {
+      const IndexChunk& ch = chunks[static_cast<size_t>(ci)];
+      const QuantizedTensor& t = model.tensors[ch.tensor];
+      const size_t size = static_cast<size_t>(t.problem_size);
       t.indices.visit([&](const auto* data, auto mark) {
-        for (size_t c = 0, i0 = 0; i0 < n; ++c, i0 += size) {
+        for (size_t i0 = ch.begin; i0 < ch.end;) {
+          const size_t c = i0 / size, i1 = std::min(ch.end, (c + 1) * size);
           const size_t levels = model.codebooks[static_cast<size_t>(t.first_codebook) + c].size();
-          for (size_t i = i0; i < std::min(n, i0 + size); ++i) {
-            const int64_t idx = static_cast<int64_t>(data[i]);
-            NQ_CHECK(data[i] == mark || (idx >= 0 && static_cast<size_t>(idx) < levels), ErrorCode::kInvalidArgument,
-                     kApi << ": tensor '" << t.name << "' index " << idx << " at " << i << " outside its codebook of "
-                          << levels);
+          // The largest index that is not the pruned mark, by a branch-free (vectorised) scan; only a problem with
+          // an offender is walked again to name the first. Seen unsigned, a negative int32 index is huge.
+          using Unsigned = std::make_unsigned_t<std::decay_t<decltype(*data)>>;
+          const auto unsigned_mark = static_cast<Unsigned>(mark);
+          Unsigned top = 0;
+          for (size_t i = i0; i < i1; ++i) {
+            const auto v = static_cast<Unsigned>(data[i]);
+            top = std::max<Unsigned>(top, v == unsigned_mark ? Unsigned{0} : v);
           }
+          auto outside = [&](size_t i) {
+            return data[i] != mark && static_cast<uint64_t>(static_cast<int64_t>(data[i])) >= levels;
+          };
+          for (size_t i = i0; top >= levels && i < i1; ++i)
+            NQ_CHECK(!outside(i), ErrorCode::kInvalidArgument,
+                     kApi << ": tensor '" << t.name << "' index " << static_cast<int64_t>(data[i]) << " at " << i
+                          << " outside its codebook of " << levels);
+          i0 = i1;
         }
       });
     });
@@ -149,13 +180,11 @@ ModelEncoding encode_nq(const QuantizedModel& model, NqByteSink* sink) {
   if (global && !model.codebooks.empty()) shared_counts.assign(model.codebooks[0].size(), 0);
   bool any_quantized = false;
   for (const auto& t : model.tensors) any_quantized = any_quantized || t.quantized;
-  // Each tensor's histogram and table on the threads (integer counts: the same for any thread count).
-  IterationErrors plan_errors;
-#pragma omp parallel for schedule(dynamic) if (nt > 1)
-  for (int64_t tj = 0; tj < static_cast<int64_t>(nt); ++tj) plan_errors.run(static_cast<size_t>(tj), [&] {
-    const size_t ti = static_cast<size_t>(tj);
+  // Each tensor's histogram, from chunks of its indices on the threads (integer counts, added atomically: the same
+  // for any thread count), then its code lengths.
+  for (size_t ti = 0; ti < nt; ++ti) {
     const auto& t = model.tensors[ti];
-    if (!t.quantized) return;
+    if (!t.quantized) continue;
     auto& p = plans[ti];
     // Global scope: the shared codebook's size, even for an empty tensor that names no problem.
     if (global) p.alphabet = static_cast<uint32_t>(model.codebooks[0].size());
@@ -163,14 +192,48 @@ ModelEncoding encode_nq(const QuantizedModel& model, NqByteSink* sink) {
       p.alphabet = std::max<uint32_t>(p.alphabet,
                                       static_cast<uint32_t>(model.codebooks[static_cast<size_t>(t.first_codebook + c)].size()));
     p.counts.assign(p.alphabet, 0);
+  }
+  const std::vector<IndexChunk> chunks = index_chunks(model);
+#pragma omp parallel for schedule(dynamic) if (chunks.size() > 1)
+  for (int64_t ci = 0; ci < static_cast<int64_t>(chunks.size()); ++ci) {
+    const IndexChunk& ch = chunks[static_cast<size_t>(ci)];
+    const auto& t = model.tensors[ch.tensor];
+    auto& p = plans[ch.tensor];
+    std::vector<uint64_t> counts;
+    uint64_t pruned = 0;
     t.indices.visit([&](const auto* data, auto pruned_mark) {  // on the stored width: no per-element dispatch
-      for (size_t i = 0; i < t.indices.size(); ++i) {
-        if (data[i] == pruned_mark)
-          ++p.pruned;
-        else
-          ++p.counts[static_cast<size_t>(data[i])];
+      using Index = std::decay_t<decltype(*data)>;
+      if constexpr (sizeof(Index) == 1) {
+        // Every byte value has a bin, the pruned mark's too: no branch on the (unpredictable) mask.
+        counts.assign(256, 0);
+        for (size_t i = ch.begin; i < ch.end; ++i) ++counts[data[i]];
+        pruned = counts[pruned_mark];
+        counts[pruned_mark] = 0;
+        counts.resize(p.alphabet);  // the indices were checked below the alphabet (which may exceed 256)
+      } else {
+        counts.assign(p.alphabet, 0);
+        for (size_t i = ch.begin; i < ch.end; ++i) {
+          if (data[i] == pruned_mark)
+            ++pruned;
+          else
+            ++counts[static_cast<size_t>(data[i])];
+        }
       }
     });
+    for (size_t s = 0; s < counts.size(); ++s)
+      if (counts[s]) {
+#pragma omp atomic
+        p.counts[s] += counts[s];
+      }
+#pragma omp atomic
+    p.pruned += pruned;
+  }
+  IterationErrors plan_errors;
+#pragma omp parallel for schedule(dynamic) if (nt > 1)
+  for (int64_t tj = 0; tj < static_cast<int64_t>(nt); ++tj) plan_errors.run(static_cast<size_t>(tj), [&] {
+    const auto& t = model.tensors[static_cast<size_t>(tj)];
+    if (!t.quantized) return;
+    auto& p = plans[static_cast<size_t>(tj)];
     p.kept = t.indices.size() - p.pruned;
     p.lengths = huffman_code_lengths(p.counts);
   });
@@ -313,11 +376,8 @@ ModelEncoding encode_nq(const QuantizedModel& model, NqByteSink* sink) {
       t.indices.visit([&](const auto* data, auto mark) {
         using Index = std::decay_t<decltype(*data)>;
         std::vector<Index> kept;  // the kept indices, when some are pruned
-        if (p.pruned > 0) {
-          kept.reserve(p.kept);
-          for (size_t i = 0; i < t.indices.size(); ++i)
-            if (data[i] != mark) kept.push_back(data[i]);
-        }
+        if (p.pruned > 0) kept = gather_kept(data, t.indices.size(), mark);
+        NQ_ASSERT(p.pruned == 0 || kept.size() == p.kept);
         const Index* symbols = p.pruned > 0 ? kept.data() : data;
         if (model.backend == Backend::kCuda && p.kept >= kGpuPackMinSymbols) {
           const std::vector<int32_t> wide(symbols, symbols + p.kept);
@@ -327,12 +387,7 @@ ModelEncoding encode_nq(const QuantizedModel& model, NqByteSink* sink) {
             if (e.code() != ErrorCode::kOutOfMemory) throw;
           }
         }
-        if (bytes.empty()) {
-          BitWriter bw(bits);
-          henc.encode(symbols, static_cast<size_t>(p.kept), bw);
-          NQ_ASSERT(bw.bit_count() == bits);
-          bytes = bw.finish();
-        }
+        if (bytes.empty()) bytes = encode_stream_parallel(henc, symbols, static_cast<size_t>(p.kept), bits);
       });
       NQ_ASSERT(bytes.size() == bytes_of_bits(bits));
       te.index_bits = bits;
@@ -349,10 +404,7 @@ ModelEncoding encode_nq(const QuantizedModel& model, NqByteSink* sink) {
         append_lengths_block(w, gp.lengths);
         w.varint(gp.stream_bits);
         if (sink) {
-          BitWriter bw(gp.stream_bits);
-          encode_gaps(data, t.indices.size(), mark, gp, bw);
-          NQ_ASSERT(bw.bit_count() == gp.stream_bits);
-          const auto bytes = bw.finish();
+          const auto bytes = encode_gaps(data, t.indices.size(), mark, gp);
           NQ_ASSERT(bytes.size() == bytes_of_bits(gp.stream_bits));
           w.raw(bytes.data(), bytes.size());
         } else {

@@ -1,63 +1,153 @@
 // Gap-width search and gap-stream encoding for pruned tensors.
 #include "coding/positions.h"
 
+#include "coding/huffman_parallel.h"
+
 #include <algorithm>
 #include <map>
+
+#include <omp.h>
 
 namespace nq::coding {
 
 namespace {
-// Gaps (pruned weights before each kept one, then the trailing run), as (gap, count) pairs.
+
+// Weights per task of the passes below. The chunks are fixed, and every result is an integer count or a symbol
+// sequence, so the outputs are the same for any thread count.
+constexpr size_t kGapChunk = size_t{1} << 20;
+
+size_t gap_chunks(size_t n) { return (n + kGapChunk - 1) / kGapChunk; }
+
+// Threads the passes use: one inside another parallel region (the writer's tensors are already on the threads).
+int gap_threads() { return omp_in_parallel() ? 1 : std::max(1, omp_get_max_threads()); }
+
+// Where each chunk of weights starts: the position of the last kept weight before it (-1: none) and how many kept
+// weights precede it; runs that span chunks are measured from these.
+struct ChunkStarts {
+  std::vector<int64_t> prev_kept;     // per chunk, and one past the last: the last kept weight of all
+  std::vector<uint64_t> kept_before;  // per chunk, and one past the last: the kept total
+};
+
 template <class Index>
-std::vector<std::pair<uint64_t, uint64_t>> gap_histogram(const Index* indices, size_t n, Index pruned_index) {
-  // Short gaps (the common case) are counted in an array, long ones in a map.
+ChunkStarts chunk_starts(const Index* indices, size_t n, Index pruned_index) {
+  const size_t chunks = gap_chunks(n);
+  ChunkStarts cs;
+  cs.prev_kept.assign(chunks + 1, -1);
+  cs.kept_before.assign(chunks + 1, 0);
+  std::vector<int64_t> last(chunks, -1);
+#pragma omp parallel for schedule(static) if (chunks > 1 && gap_threads() > 1)
+  for (int64_t c = 0; c < static_cast<int64_t>(chunks); ++c) {
+    const size_t a = static_cast<size_t>(c) * kGapChunk, b = std::min(n, a + kGapChunk);
+    uint64_t kept = 0;  // a branch-free count (the mask is data: a branch on it mispredicts)
+    for (size_t i = a; i < b; ++i) kept += indices[i] != pruned_index;
+    size_t at = b;  // the last kept weight, scanning back from the end
+    while (kept > 0 && indices[at - 1] == pruned_index) --at;
+    cs.kept_before[static_cast<size_t>(c) + 1] = kept;
+    last[static_cast<size_t>(c)] = kept > 0 ? static_cast<int64_t>(at - 1) : -1;
+  }
+  for (size_t c = 0; c < chunks; ++c) {
+    cs.kept_before[c + 1] += cs.kept_before[c];
+    cs.prev_kept[c + 1] = last[c] >= 0 ? last[c] : cs.prev_kept[c];
+  }
+  return cs;
+}
+
+// The run of pruned weights after the last kept one (up to the end), coded like a gap.
+uint64_t trailing_run(size_t n, const ChunkStarts& cs) {
+  return static_cast<uint64_t>(static_cast<int64_t>(n) - 1 - cs.prev_kept.back());
+}
+
+// Gaps (pruned weights before each kept one, then the trailing run), as (gap, count) pairs in increasing gap.
+template <class Index>
+std::vector<std::pair<uint64_t, uint64_t>> gap_histogram(const Index* indices, size_t n, Index pruned_index,
+                                                         const ChunkStarts& cs) {
+  // Short gaps (the common case) are counted in an array per thread, long ones in a map.
   constexpr uint64_t kDense = 1u << 16;
-  std::vector<uint64_t> dense(kDense, 0);
-  std::map<uint64_t, uint64_t> sparse;
-  uint64_t run = 0;
-  auto add = [&](uint64_t gap) {
-    if (gap < kDense)
-      ++dense[gap];
-    else
-      ++sparse[gap];
-  };
-  for (size_t i = 0; i < n; ++i) {
-    if (indices[i] == pruned_index) {
-      ++run;
-    } else {
-      add(run);
-      run = 0;
+  const size_t chunks = gap_chunks(n);
+  const int threads = chunks > 1 ? gap_threads() : 1;
+  std::vector<std::vector<uint64_t>> dense(static_cast<size_t>(threads));
+  std::vector<std::map<uint64_t, uint64_t>> sparse(static_cast<size_t>(threads));
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+  for (int64_t c = 0; c < static_cast<int64_t>(chunks); ++c) {
+    const size_t tid = static_cast<size_t>(omp_get_thread_num());
+    auto& d = dense[tid];
+    if (d.empty()) d.assign(kDense, 0);
+    auto& m = sparse[tid];
+    const size_t a = static_cast<size_t>(c) * kGapChunk, b = std::min(n, a + kGapChunk);
+    int64_t prev = cs.prev_kept[static_cast<size_t>(c)];
+    for (size_t i = a; i < b; ++i) {
+      if (indices[i] == pruned_index) continue;
+      const uint64_t gap = static_cast<uint64_t>(static_cast<int64_t>(i) - prev - 1);
+      if (gap < kDense)
+        ++d[gap];
+      else
+        ++m[gap];
+      prev = static_cast<int64_t>(i);
     }
   }
-  add(run);  // the trailing run, ended by a symbol that points one past the end
+  std::vector<uint64_t> total(kDense, 0);
+  std::map<uint64_t, uint64_t> long_gaps;
+  for (int t = 0; t < threads; ++t) {
+    const size_t tt = static_cast<size_t>(t);
+    if (!dense[tt].empty())
+      for (uint64_t g = 0; g < kDense; ++g) total[g] += dense[tt][g];
+    for (const auto& [gap, count] : sparse[tt]) long_gaps[gap] += count;
+  }
+  const uint64_t tail = trailing_run(n, cs);
+  if (tail < kDense)
+    ++total[tail];
+  else
+    ++long_gaps[tail];
   std::vector<std::pair<uint64_t, uint64_t>> out;
   for (uint64_t g = 0; g < kDense; ++g)
-    if (dense[g]) out.emplace_back(g, dense[g]);
-  out.insert(out.end(), sparse.begin(), sparse.end());
+    if (total[g]) out.emplace_back(g, total[g]);
+  out.insert(out.end(), long_gaps.begin(), long_gaps.end());
   return out;
 }
 
-template <class Index, class Emit>
-void for_each_gap_symbol(const Index* indices, size_t n, Index pruned_index, uint64_t filler, Emit&& emit) {
-  uint64_t run = 0;
-  auto flush = [&] {
-    for (; run >= filler; run -= filler) emit(static_cast<uint32_t>(filler));
-    emit(static_cast<uint32_t>(run));
-    run = 0;
-  };
-  for (size_t i = 0; i < n; ++i) {
-    if (indices[i] == pruned_index)
-      ++run;
-    else
-      flush();
+// The gap symbols of a field of `width` bits, in stream order: for each kept weight its run's fillers and then
+// its gap, and the same for the trailing run. Chunks count their symbols, then write them at their offsets.
+template <class Index>
+std::vector<uint16_t> gap_symbols(const Index* indices, size_t n, Index pruned_index, int width, const ChunkStarts& cs) {
+  const uint64_t filler = (uint64_t{1} << width) - 1;
+  const size_t chunks = gap_chunks(n);
+  const bool parallel = chunks > 1 && gap_threads() > 1;
+  // Each chunk's symbols into its own array (at least one per kept weight), then all of them concatenated.
+  std::vector<std::vector<uint16_t>> parts(chunks);
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int64_t c = 0; c < static_cast<int64_t>(chunks); ++c) {
+    const size_t a = static_cast<size_t>(c) * kGapChunk, b = std::min(n, a + kGapChunk);
+    auto& part = parts[static_cast<size_t>(c)];
+    part.reserve(static_cast<size_t>(cs.kept_before[static_cast<size_t>(c) + 1] - cs.kept_before[static_cast<size_t>(c)]));
+    int64_t prev = cs.prev_kept[static_cast<size_t>(c)];
+    for (size_t i = a; i < b; ++i) {
+      if (indices[i] == pruned_index) continue;
+      uint64_t gap = static_cast<uint64_t>(static_cast<int64_t>(i) - prev - 1);
+      for (; gap >= filler; gap -= filler) part.push_back(static_cast<uint16_t>(filler));
+      part.push_back(static_cast<uint16_t>(gap));
+      prev = static_cast<int64_t>(i);
+    }
   }
-  flush();
+  std::vector<uint64_t> at(chunks + 1, 0);
+  for (size_t c = 0; c < chunks; ++c) at[c + 1] = at[c] + parts[c].size();
+  const uint64_t tail = trailing_run(n, cs);
+  std::vector<uint16_t> symbols(static_cast<size_t>(at[chunks] + tail / filler + 1));
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int64_t c = 0; c < static_cast<int64_t>(chunks); ++c) {
+    auto& part = parts[static_cast<size_t>(c)];
+    std::copy(part.begin(), part.end(), symbols.begin() + static_cast<std::ptrdiff_t>(at[static_cast<size_t>(c)]));
+    std::vector<uint16_t>().swap(part);
+  }
+  uint16_t* out = std::fill_n(symbols.data() + at[chunks], tail / filler, static_cast<uint16_t>(filler));
+  *out = static_cast<uint16_t>(tail % filler);
+  return symbols;
 }
+
 }  // namespace
 
 template <class Index>
 GapPlan plan_gaps(const Index* indices, size_t n, Index pruned_index) {
-  const auto gaps = gap_histogram(indices, n, pruned_index);
+  const auto gaps = gap_histogram(indices, n, pruned_index, chunk_starts(indices, n, pruned_index));
   GapPlan best;
   uint64_t best_bits = ~uint64_t{0};
   for (int width = kMinGapWidth; width <= kMaxGapWidth; ++width) {
@@ -82,28 +172,104 @@ GapPlan plan_gaps(const Index* indices, size_t n, Index pruned_index) {
 }
 
 template <class Index>
-void encode_gaps(const Index* indices, size_t n, Index pruned_index, const GapPlan& plan, BitWriter& out) {
-  const HuffmanEncoder enc(plan.lengths);
-  const uint64_t filler = (uint64_t{1} << plan.width) - 1;
-  std::vector<uint32_t> symbols;
-  symbols.reserve(1024);
-  auto drain = [&] {
-    enc.encode(symbols.data(), symbols.size(), out);
-    symbols.clear();
-  };
-  for_each_gap_symbol(indices, n, pruned_index, filler, [&](uint32_t s) {
-    symbols.push_back(s);
-    if (symbols.size() == 1024) drain();
-  });
-  drain();
+std::vector<uint8_t> encode_gaps(const Index* indices, size_t n, Index pruned_index, const GapPlan& plan) {
+  const auto symbols = gap_symbols(indices, n, pruned_index, plan.width, chunk_starts(indices, n, pruned_index));
+  return encode_stream_parallel(HuffmanEncoder(plan.lengths), symbols.data(), symbols.size(), plan.stream_bits);
+}
+
+template <class Index>
+std::vector<Index> gather_kept(const Index* indices, size_t n, Index pruned_index) {
+  const ChunkStarts cs = chunk_starts(indices, n, pruned_index);
+  std::vector<Index> kept(static_cast<size_t>(cs.kept_before.back()));
+  const size_t chunks = gap_chunks(n);
+#pragma omp parallel for schedule(static) if (chunks > 1 && gap_threads() > 1)
+  for (int64_t c = 0; c < static_cast<int64_t>(chunks); ++c) {
+    const size_t a = static_cast<size_t>(c) * kGapChunk;
+    const uint64_t count = cs.kept_before[static_cast<size_t>(c) + 1] - cs.kept_before[static_cast<size_t>(c)];
+    if (count == 0) continue;
+    // Branch-free up to the chunk's last kept weight (every store lands inside the chunk's share), then that one.
+    Index* out = kept.data() + cs.kept_before[static_cast<size_t>(c)];
+    const size_t last = static_cast<size_t>(cs.prev_kept[static_cast<size_t>(c) + 1]);
+    for (size_t i = a; i < last; ++i) {
+      *out = indices[i];
+      out += indices[i] != pruned_index;
+    }
+    *out = indices[last];
+  }
+  return kept;
+}
+
+template <class Index>
+bool scatter_kept_parallel(const HuffmanDecoder& code, const uint8_t* data, size_t bytes, uint64_t bits, int width,
+                           uint64_t numel, uint64_t kept, const Index* kept_values, Index* out,
+                           uint64_t segment_bits, size_t walk_symbols) {
+  if (kept == 0 || (segment_bits == 0 && !parallel_decode_pays(bits))) return false;
+  std::vector<uint16_t> symbols;  // gap symbols have at most 16 bits
+  if (!decode_stream_parallel<uint16_t>(code, data, bytes, bits, [&](size_t total) {
+        symbols.resize(total);
+        return symbols.data();
+      }, segment_bits))
+    return false;
+  // Each symbol advances the position by the filler's run, or by its gap and the kept weight after it; the last
+  // one (the trailing run) lands exactly on numel, so the advances sum to numel + 1 and there are kept + 1
+  // non-filler symbols, the last symbol among them. That is all decode_gaps checks: positions only grow, so every
+  // kept one is then below numel.
+  const uint32_t filler = (uint32_t{1} << width) - 1;
+  const size_t m = symbols.size();
+  if (m == 0 || symbols.back() == filler) return false;
+  const size_t chunk = walk_symbols ? walk_symbols : size_t{1} << 16;
+  const size_t chunks = (m + chunk - 1) / chunk;
+  std::vector<uint64_t> advance(chunks + 1, 0), ordinal(chunks + 1, 0);
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < static_cast<int64_t>(chunks); ++c) {
+    const size_t a = static_cast<size_t>(c) * chunk, b = std::min(m, a + chunk);
+    uint64_t adv = 0, nonfiller = 0;
+    for (size_t i = a; i < b; ++i) {
+      const bool fill = symbols[i] == filler;
+      adv += fill ? filler : uint64_t{symbols[i]} + 1;
+      nonfiller += !fill;
+    }
+    advance[static_cast<size_t>(c) + 1] = adv;
+    ordinal[static_cast<size_t>(c) + 1] = nonfiller;
+  }
+  for (size_t c = 0; c < chunks; ++c) {
+    advance[c + 1] += advance[c];
+    ordinal[c + 1] += ordinal[c];
+  }
+  if (ordinal[chunks] != kept + 1 || advance[chunks] != numel + 1) return false;
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < static_cast<int64_t>(chunks); ++c) {
+    const size_t a = static_cast<size_t>(c) * chunk, b = std::min(m, a + chunk);
+    uint64_t pos = advance[static_cast<size_t>(c)], next = ordinal[static_cast<size_t>(c)];
+    for (size_t i = a; i < b; ++i) {
+      if (symbols[i] == filler) {
+        pos += filler;
+        continue;
+      }
+      pos += symbols[i];
+      if (next < kept) out[pos] = kept_values[next];
+      ++next;
+      ++pos;
+    }
+  }
+  return true;
 }
 
 // The widths an IndexArray stores.
 template GapPlan plan_gaps(const uint8_t*, size_t, uint8_t);
 template GapPlan plan_gaps(const uint16_t*, size_t, uint16_t);
 template GapPlan plan_gaps(const int32_t*, size_t, int32_t);
-template void encode_gaps(const uint8_t*, size_t, uint8_t, const GapPlan&, BitWriter&);
-template void encode_gaps(const uint16_t*, size_t, uint16_t, const GapPlan&, BitWriter&);
-template void encode_gaps(const int32_t*, size_t, int32_t, const GapPlan&, BitWriter&);
+template std::vector<uint8_t> encode_gaps(const uint8_t*, size_t, uint8_t, const GapPlan&);
+template std::vector<uint8_t> encode_gaps(const uint16_t*, size_t, uint16_t, const GapPlan&);
+template std::vector<uint8_t> encode_gaps(const int32_t*, size_t, int32_t, const GapPlan&);
+template std::vector<uint8_t> gather_kept(const uint8_t*, size_t, uint8_t);
+template std::vector<uint16_t> gather_kept(const uint16_t*, size_t, uint16_t);
+template std::vector<int32_t> gather_kept(const int32_t*, size_t, int32_t);
+template bool scatter_kept_parallel(const HuffmanDecoder&, const uint8_t*, size_t, uint64_t, int, uint64_t, uint64_t,
+                                    const uint8_t*, uint8_t*, uint64_t, size_t);
+template bool scatter_kept_parallel(const HuffmanDecoder&, const uint8_t*, size_t, uint64_t, int, uint64_t, uint64_t,
+                                    const uint16_t*, uint16_t*, uint64_t, size_t);
+template bool scatter_kept_parallel(const HuffmanDecoder&, const uint8_t*, size_t, uint64_t, int, uint64_t, uint64_t,
+                                    const int32_t*, int32_t*, uint64_t, size_t);
 
 }  // namespace nq::coding

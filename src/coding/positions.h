@@ -27,13 +27,30 @@ struct GapPlan {
 };
 
 // Tries widths 1..16 and keeps the one with the fewest bits in total (stream + stored table + the width
-// byte); ties go to the smaller width. `pruned` marks each weight (true = pruned).
+// byte); ties go to the smaller width. A weight is pruned where its index is `pruned_index`.
 // Index is any stored width of an IndexArray (uint8_t, uint16_t, int32_t) with its pruned mark.
+// These passes split the tensor into fixed chunks on the threads (on the calling thread alone inside a parallel
+// region); runs that span chunks are measured from each chunk's preceding kept weight.
 template <class Index>
 GapPlan plan_gaps(const Index* indices, size_t n, Index pruned_index);
-// Codes the gaps of `indices` with the plan.
+// The gap stream of `indices` coded with the plan: ⌈plan.stream_bits / 8⌉ bytes (encode_stream_parallel).
 template <class Index>
-void encode_gaps(const Index* indices, size_t n, Index pruned_index, const GapPlan& plan, BitWriter& out);
+std::vector<uint8_t> encode_gaps(const Index* indices, size_t n, Index pruned_index, const GapPlan& plan);
+// The kept weights' indices in order.
+template <class Index>
+std::vector<Index> gather_kept(const Index* indices, size_t n, Index pruned_index);
+
+// What decode_gaps does for a stream of `bits` bits (`bytes` = ⌈bits/8⌉) when kept > 0, on the threads: out[p] =
+// kept_values[i] for the i-th kept weight's position p (the rest of `out` is left alone). The stream is decoded by
+// decode_stream_parallel, then its symbols are walked in chunks from prefix sums of their advances. Returns false,
+// having written nothing, when the stream is not exactly a gap stream of (numel, kept) — the caller then runs
+// decode_gaps, which raises the exact error — or when it is too short to split (parallel_decode_pays).
+// `segment_bits` and `walk_symbols` are a test's handles on the decoder's segments and the walk's chunks (0: chosen
+// here; a test setting them also skips the length check).
+template <class Index>
+bool scatter_kept_parallel(const HuffmanDecoder& code, const uint8_t* data, size_t bytes, uint64_t bits, int width,
+                           uint64_t numel, uint64_t kept, const Index* kept_values, Index* out,
+                           uint64_t segment_bits = 0, size_t walk_symbols = 0);
 
 // Decodes the gap stream of a tensor with `numel` weights of which `kept` are kept, calling on_kept(position)
 // for each kept weight in increasing order. kBadFile naming `what` on any inconsistency.

@@ -3,6 +3,9 @@
 // and only a batch's results are held at once.
 #pragma once
 
+#include <omp.h>
+
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -17,10 +20,17 @@ namespace nq {
 // before any of that batch is taken, so the error is the one a serial loop would raise.
 template <class Result, class Weight, class Make, class Take>
 void for_each_in_ordered_batches(size_t n, uint64_t limit, Weight&& weight, Make&& make, Take&& take) {
+  // An item of a thread's share of the limit or more is a batch of its own, made outside any parallel region so
+  // that its own loops (huffman_parallel.h, dequantization) take the threads: a few large tensors in one batch
+  // would leave most of a many-core machine idle.
+  const uint64_t share = limit / static_cast<uint64_t>(std::max(1, omp_get_max_threads()));
   for (size_t first = 0; first < n;) {
     size_t last = first;
     uint64_t held = 0;
-    while (last < n && (last == first || held + weight(last) <= limit)) held += weight(last++);
+    if (weight(first) >= share)
+      ++last;
+    else
+      while (last < n && weight(last) < share && (last == first || held + weight(last) <= limit)) held += weight(last++);
     std::vector<Result> results(last - first);
     IterationErrors errors;
 #pragma omp parallel for schedule(dynamic) if (last - first > 1)

@@ -29,9 +29,11 @@ std::string shape_to_string(const std::vector<int64_t>& shape) {
 }
 
 namespace {
-std::shared_ptr<void> allocate_bytes(size_t n) {
+std::shared_ptr<void> allocate_bytes(size_t n, bool zeroed) {
   try {
-    // operator new[] of unsigned char, value-initialized (zeroed); at least one byte so data() is never null.
+    // operator new[] of unsigned char, value-initialized (zeroed) unless not wanted; at least one byte so data()
+    // is never null.
+    if (!zeroed) return std::shared_ptr<void>(new unsigned char[n ? n : 1], [](void* p) { delete[] static_cast<unsigned char*>(p); });
     return std::shared_ptr<void>(new unsigned char[n ? n : 1](), [](void* p) { delete[] static_cast<unsigned char*>(p); });
   } catch (const std::bad_alloc&) {
     NQ_FAIL(ErrorCode::kOutOfMemory, "cannot allocate " << n << " bytes for a tensor");
@@ -40,14 +42,25 @@ std::shared_ptr<void> allocate_bytes(size_t n) {
 }  // namespace
 
 Tensor::Tensor(std::string name, DType dtype, std::vector<int64_t> shape)
-    : name_(std::move(name)), dtype_(dtype), shape_(std::move(shape)) {
-  numel_ = shape_numel(shape_);
-  NQ_CHECK(numel_ <= static_cast<int64_t>(std::numeric_limits<size_t>::max() / 8), ErrorCode::kInvalidArgument,
-           "tensor '" << name_ << "' is too large");
-  auto buf = allocate_bytes(nbytes());
-  data_ = buf.get();
-  owner_ = std::move(buf);
-  writable_ = true;
+    : Tensor(owned(std::move(name), dtype, std::move(shape), /*zeroed=*/true)) {}
+
+Tensor Tensor::uninitialized(std::string name, DType dtype, std::vector<int64_t> shape) {
+  return owned(std::move(name), dtype, std::move(shape), /*zeroed=*/false);
+}
+
+Tensor Tensor::owned(std::string name, DType dtype, std::vector<int64_t> shape, bool zeroed) {
+  Tensor t;
+  t.name_ = std::move(name);
+  t.dtype_ = dtype;
+  t.shape_ = std::move(shape);
+  t.numel_ = shape_numel(t.shape_);
+  NQ_CHECK(t.numel_ <= static_cast<int64_t>(std::numeric_limits<size_t>::max() / 8), ErrorCode::kInvalidArgument,
+           "tensor '" << t.name_ << "' is too large");
+  auto buf = allocate_bytes(t.nbytes(), zeroed);
+  t.data_ = buf.get();
+  t.owner_ = std::move(buf);
+  t.writable_ = true;
+  return t;
 }
 
 Tensor Tensor::view(std::string name, DType dtype, std::vector<int64_t> shape, const void* data,
@@ -81,7 +94,7 @@ Tensor Tensor::from_f64(std::string name, std::vector<int64_t> shape, const std:
 
 void* Tensor::mutable_data() {
   if (!writable_ || owner_.use_count() > 1) {
-    auto buf = allocate_bytes(nbytes());
+    auto buf = allocate_bytes(nbytes(), /*zeroed=*/false);
     if (nbytes()) std::memcpy(buf.get(), data_, nbytes());
     data_ = buf.get();
     owner_ = std::move(buf);

@@ -17,6 +17,7 @@
 #include "netquant/error.h"
 #include "netquant/progress.h"
 #include "netquant/quantize.h"
+#include "quant/dequantize.h"
 #include "quant/model_stats.h"
 #include "quant/model_values.h"
 #include "quant/problem_memory.h"
@@ -548,19 +549,7 @@ TensorSet QuantizedModel::dequantize() const {
       set.add(std::move(t));
       continue;
     }
-    const int64_t n = shape_numel(qt.shape);
-    std::vector<float> v(static_cast<size_t>(n));
-    NQ_ASSERT(static_cast<int64_t>(qt.indices.size()) == n);
-    for (int64_t i = 0; i < n; ++i) {
-      const int32_t idx = qt.indices[i];
-      if (idx == kPrunedIndex) { v[i] = 0.0f; continue; }
-      const int64_t cb = qt.first_codebook + (qt.problem_size > 0 ? i / qt.problem_size : 0);
-      NQ_ASSERT(cb < static_cast<int64_t>(codebooks.size()) && idx >= 0 &&
-                idx < static_cast<int32_t>(codebooks[cb].size()));
-      v[i] = codebooks[cb][idx];
-    }
-    Tensor t = Tensor::from_f32(qt.name, qt.shape, v);
-    set.add(qt.dtype == DType::kF32 ? std::move(t) : t.converted(qt.dtype));
+    set.add(quant::dequantize_indices(qt, codebooks, qt.dtype));
   }
   return set;
 }

@@ -1,6 +1,7 @@
 // The .nq file: round trips over random models (all scopes, pruning, float-kept tensors, f16/bf16), gap coding,
 // accounting against hand-computed formulas, streaming decompression, hostile-input rejection.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cmath>
 
@@ -45,11 +46,9 @@ TEST(Gaps, RoundTripWithPrunedZerosAndLongRuns) {
       for (int32_t v : idx) kept += v != kPrunedIndex;
       const GapPlan plan = plan_gaps(idx.data(), n, kPrunedIndex);
       // The chosen width is the cheapest of all 16.
-      BitWriter w;
-      encode_gaps(idx.data(), n, kPrunedIndex, plan, w);
-      EXPECT_EQ(w.bit_count(), plan.stream_bits);
-      const uint64_t bits = w.bit_count();
-      const auto bytes = w.finish();
+      const auto bytes = encode_gaps(idx.data(), n, kPrunedIndex, plan);
+      const uint64_t bits = plan.stream_bits;
+      EXPECT_EQ(bytes.size(), (bits + 7) / 8);
       HuffmanDecoder dec(plan.lengths, "gaps");
       BitReader r(bytes.data(), bytes.size(), bits);
       std::vector<int32_t> out(n, kPrunedIndex);
@@ -85,6 +84,78 @@ TEST(Gaps, ChosenWidthMinimizesTotal) {
     const auto lengths = huffman_code_lengths(counts);
     const uint64_t total = huffman_stream_bits(counts, lengths) + code_lengths_bits(lengths) + 8;
     EXPECT_LE(best.stream_bits + best.table_bits + 8, total) << "width " << w;
+  }
+}
+
+// The gap passes split a tensor into chunks of 2^20 weights on the threads. Against the serial walk written out
+// here (each kept weight's run of pruned ones, fillers first, then the trailing run): masks of several chunks with
+// runs across chunk borders, a wholly pruned chunk, runs longer than a filler at every width, every stored width,
+// on one and two threads. The plan must be the cheapest width's (its counts from the walk), the stream the serial
+// coder's bytes of the walk's symbols, and gather_kept the kept indices in order.
+TEST(Gaps, ChunkedPassesEqualTheSerialWalk) {
+  std::mt19937_64 rng(23);
+  const size_t chunk = size_t{1} << 20;
+  for (int shape = 0; shape < 4; ++shape) {
+    const size_t n = shape == 0 ? 3 * chunk + 7 : shape == 1 ? 2 * chunk : shape == 2 ? chunk + 1 : 5 * chunk / 2;
+    std::vector<uint16_t> idx(n);
+    const double p = shape == 3 ? 0.999 : 0.6;
+    for (auto& v : idx) v = std::uniform_real_distribution<double>(0, 1)(rng) < p ? uint16_t{0xFFFF} : static_cast<uint16_t>(rng() % 7);
+    // A run across the first border, a wholly pruned second chunk (shape 0), a kept weight on a border.
+    std::fill(idx.begin() + static_cast<long>(chunk - 70000), idx.begin() + static_cast<long>(chunk + 3), uint16_t{0xFFFF});
+    if (shape == 0) std::fill(idx.begin() + static_cast<long>(chunk), idx.begin() + static_cast<long>(2 * chunk + 11), uint16_t{0xFFFF});
+    if (shape == 1) idx[chunk] = 5;
+    if (shape == 2) idx[n - 1] = 0xFFFF;
+    // The oracle: the serial walk.
+    std::vector<uint64_t> runs;
+    std::vector<uint16_t> kept;
+    uint64_t run = 0;
+    for (uint16_t v : idx) {
+      if (v == 0xFFFF) {
+        ++run;
+      } else {
+        runs.push_back(run);
+        kept.push_back(v);
+        run = 0;
+      }
+    }
+    runs.push_back(run);
+    for (int threads : {1, 2}) {
+      const int saved = omp_get_max_threads();
+      omp_set_num_threads(threads);
+      const GapPlan plan = plan_gaps(idx.data(), n, uint16_t{0xFFFF});
+      const auto bytes = encode_gaps(idx.data(), n, uint16_t{0xFFFF}, plan);
+      const auto gathered = gather_kept(idx.data(), n, uint16_t{0xFFFF});
+      omp_set_num_threads(saved);
+      EXPECT_EQ(gathered, kept) << "shape " << shape << " threads " << threads;
+      uint64_t best_total = ~uint64_t{0};
+      int best_width = 0;
+      for (int w = kMinGapWidth; w <= kMaxGapWidth; ++w) {
+        const uint64_t filler = (uint64_t{1} << w) - 1;
+        std::vector<uint64_t> counts(size_t{1} << w, 0);
+        for (uint64_t r : runs) {
+          counts[filler] += r / filler;
+          counts[r % filler] += 1;
+        }
+        const auto lengths = huffman_code_lengths(counts);
+        const uint64_t total = huffman_stream_bits(counts, lengths) + code_lengths_bits(lengths) + 8;
+        if (total < best_total) {
+          best_total = total;
+          best_width = w;
+        }
+      }
+      ASSERT_EQ(plan.width, best_width) << "shape " << shape << " threads " << threads;
+      ASSERT_EQ(plan.stream_bits + plan.table_bits + 8, best_total);
+      const uint32_t filler = (1u << plan.width) - 1;
+      std::vector<uint32_t> symbols;
+      for (uint64_t r : runs) {
+        for (; r >= filler; r -= filler) symbols.push_back(filler);
+        symbols.push_back(static_cast<uint32_t>(r));
+      }
+      BitWriter w;
+      HuffmanEncoder(plan.lengths).encode(symbols.data(), symbols.size(), w);
+      ASSERT_EQ(w.bit_count(), plan.stream_bits);
+      EXPECT_EQ(bytes, w.finish()) << "shape " << shape << " threads " << threads;
+    }
   }
 }
 
@@ -285,6 +356,45 @@ TEST(NqFile, CodebooksBeyondTheFormatHaveNoCodingStatistics) {
         EXPECT_NE(std::string(e.what()).find("tensor 'w' has a codebook of 65537 levels"), std::string::npos)
             << e.what();
       }
+    }
+  }
+}
+
+// The writer's index check runs in chunks of 2^22 on the threads with a vectorised scan: a single index outside its
+// row's codebook (just past it, far past it) at random places of a tensor spanning several chunks, at
+// every stored width and among pruned weights, is found, and the error names the first one in element order.
+TEST(NqFile, RejectsEveryIndexOutsideItsCodebookNamingTheFirst) {
+  std::mt19937_64 rng(41);
+  const int64_t rows = 1031, cols = 9001;  // 9.3 M weights: three chunks, rows across chunk borders
+  for (int trial = 0; trial < 6; ++trial) {
+    const int k = trial % 3 == 0 ? 16 : trial % 3 == 1 ? 300 : 70000 % 65536;
+    QuantizedModel m;
+    m.scope.kind = ScopeKind::kRow;
+    QuantizedTensor t;
+    t.name = "layer.weight";
+    t.shape = {rows, cols};
+    t.problem_size = cols;
+    t.num_problems = rows;
+    for (int64_t r = 0; r < rows; ++r) m.codebooks.push_back(std::vector<float>(static_cast<size_t>(k - (r % 2)), 0.25f));
+    std::vector<int32_t> idx(static_cast<size_t>(rows * cols));
+    for (size_t i = 0; i < idx.size(); ++i) idx[i] = rng() % 5 == 0 ? kPrunedIndex : static_cast<int32_t>(rng() % static_cast<uint64_t>(k - 1));
+    // Two offenders; the error must name the earlier.
+    size_t first = rng() % idx.size(), second = rng() % idx.size();
+    if (second < first) std::swap(first, second);
+    if (second == first) second = first + 1;
+    const int64_t levels = k - static_cast<int64_t>((first / static_cast<size_t>(cols)) % 2);
+    idx[first] = static_cast<int32_t>(levels + (trial % 2 ? 0 : 40 * trial));
+    idx[second] = static_cast<int32_t>(k + 5);
+    t.indices = IndexArray(idx);
+    m.tensors.push_back(std::move(t));
+    try {
+      serialize_nq(m);
+      ADD_FAILURE() << "trial " << trial;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+      const std::string want = "index " + std::to_string(idx[first]) + " at " + std::to_string(first) + " ";
+      EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what() << " / want " << want;
+      EXPECT_NE(std::string(e.what()).find("layer.weight"), std::string::npos) << e.what();
     }
   }
 }
