@@ -13,8 +13,10 @@
 #include "coding/byte_stream.h"
 #include "coding/huffman.h"
 #include "coding/huffman_parallel.h"
+#include "coding/index_scan.h"
 #include "coding/nq_format.h"
 #include "coding/positions.h"
+#include "core/parallel_for.h"
 #include "netquant/error.h"
 
 namespace nq::coding {
@@ -414,12 +416,22 @@ QuantizedTensor decode_nq_payload(const NqDirectory& dir, const NqRecord& rec, c
   // Row/group scopes: codebooks may differ in size, so each index is checked against its own.
   const bool uniform_k = std::all_of(ks.begin(), ks.end(), [&](uint32_t k) { return k == ks[0]; });
   if (!global && kept > 0 && !uniform_k) {
-    const size_t ps = static_cast<size_t>(rec.problem_size);
-    for (size_t i = 0; i < t.indices.size(); ++i) {
-      const int32_t idx = t.indices[i];
-      NQ_CHECK(idx == kPrunedIndex || static_cast<uint32_t>(idx) < ks[i / ps], ErrorCode::kBadFile,
-               what << ": index " << idx << " at weight " << i << " outside its codebook of " << ks[i / ps]);
-    }
+    // Per problem on the threads, the largest index that is not the pruned mark (a vectorised scan); then the first
+    // offending problem, if any, is walked to name its first offender.
+    const size_t ps = static_cast<size_t>(rec.problem_size), n = t.indices.size();
+    t.indices.visit([&](const auto* data, auto mark) {
+      std::vector<uint8_t> bad(ks.size(), 0);
+      parallel_for(static_cast<int64_t>(ks.size()), 1, [&](int64_t c) {
+        const size_t begin = static_cast<size_t>(c) * ps, end = std::min(n, begin + ps);
+        bad[static_cast<size_t>(c)] = largest_index_plus_one(data, begin, end) > ks[static_cast<size_t>(c)];
+      });
+      const size_t c = static_cast<size_t>(std::find(bad.begin(), bad.end(), uint8_t{1}) - bad.begin());
+      for (size_t i = c * ps; c < ks.size() && i < std::min(n, (c + 1) * ps); ++i) {
+        const int64_t idx = data[i] == mark ? -1 : static_cast<int64_t>(data[i]);
+        NQ_CHECK(idx < static_cast<int64_t>(ks[c]), ErrorCode::kBadFile,
+                 what << ": index " << idx << " at weight " << i << " outside its codebook of " << ks[c]);
+      }
+    });
   }
   return t;
 }

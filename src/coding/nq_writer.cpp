@@ -8,6 +8,7 @@
 #include "coding/huffman.h"
 #include "coding/huffman_parallel.h"
 #include "coding/huffman_pack.h"
+#include "coding/index_scan.h"
 #include "coding/nq_format.h"
 #include "coding/positions.h"
 #include "core/iteration_errors.h"
@@ -118,19 +119,13 @@ void check_model(const QuantizedModel& model) {
         for (size_t i0 = ch.begin; i0 < ch.end;) {
           const size_t c = i0 / size, i1 = std::min(ch.end, (c + 1) * size);
           const size_t levels = model.codebooks[static_cast<size_t>(t.first_codebook) + c].size();
-          // The largest index that is not the pruned mark, by a branch-free (vectorised) scan; only a problem with
-          // an offender is walked again to name the first. Seen unsigned, a negative int32 index is huge.
-          using Unsigned = std::make_unsigned_t<std::decay_t<decltype(*data)>>;
-          const auto unsigned_mark = static_cast<Unsigned>(mark);
-          Unsigned top = 0;
-          for (size_t i = i0; i < i1; ++i) {
-            const auto v = static_cast<Unsigned>(data[i]);
-            top = std::max<Unsigned>(top, v == unsigned_mark ? Unsigned{0} : v);
-          }
+          // The largest index that is not the pruned mark, by a vectorised scan; only a problem with an offender is
+          // walked again to name the first.
           auto outside = [&](size_t i) {
             return data[i] != mark && static_cast<uint64_t>(static_cast<int64_t>(data[i])) >= levels;
           };
-          for (size_t i = i0; top >= levels && i < i1; ++i)
+          const bool any = largest_index_plus_one(data, i0, i1) > levels;
+          for (size_t i = i0; any && i < i1; ++i)
             NQ_CHECK(!outside(i), ErrorCode::kInvalidArgument,
                      kApi << ": tensor '" << t.name << "' index " << static_cast<int64_t>(data[i]) << " at " << i
                           << " outside its codebook of " << levels);

@@ -4,10 +4,12 @@
 #include <omp.h>
 
 #include <cmath>
-
 #include <cstring>
 #include <random>
 
+#include "coding/bit_io.h"
+#include "coding/byte_stream.h"
+#include "coding/huffman.h"
 #include "coding/nq_format.h"
 #include "coding/positions.h"
 #include "coding_test_util.h"
@@ -395,6 +397,73 @@ TEST(NqFile, RejectsEveryIndexOutsideItsCodebookNamingTheFirst) {
       const std::string want = "index " + std::to_string(idx[first]) + " at " + std::to_string(first) + " ";
       EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what() << " / want " << want;
       EXPECT_NE(std::string(e.what()).find("layer.weight"), std::string::npos) << e.what();
+    }
+  }
+}
+
+// The reader's check of each index against its own row's codebook (rows of different sizes), run per row on the
+// threads: a payload made by hand (the writer refuses such models, and the CRCs would stop a corrupted file before
+// the decoder) with indices past their row's codebook but inside the table's alphabet. The error names the first
+// offender in element order; a payload without one decodes to its indices.
+TEST(NqFile, ReaderNamesTheFirstIndexOutsideItsRowsCodebook) {
+  std::mt19937_64 rng(43);
+  for (int trial = 0; trial < 8; ++trial) {
+    const uint64_t rows = 1 + rng() % 300, cols = 1 + rng() % 5000;
+    const uint32_t alphabet = trial % 2 ? 300 : 16;  // 2-byte and 1-byte indices
+    std::vector<uint32_t> ks(rows);
+    for (auto& k : ks) k = alphabet - static_cast<uint32_t>(rng() % (alphabet / 2));
+    ks[rng() % rows] = alphabet;
+    std::vector<uint32_t> symbols(rows * cols);
+    for (uint64_t i = 0; i < symbols.size(); ++i) symbols[i] = static_cast<uint32_t>(rng() % ks[i / cols]);
+    size_t first = SIZE_MAX;
+    if (trial < 6) {  // two offenders, or none
+      size_t a = rng() % symbols.size(), b = rng() % symbols.size();
+      for (size_t at : {a, b}) {
+        const uint32_t k = ks[at / cols];
+        if (k == alphabet) continue;
+        symbols[at] = k + static_cast<uint32_t>(rng() % (alphabet - k));
+        first = std::min(first, at);
+      }
+    }
+    ByteWriter w;
+    w.varint(rows);
+    for (uint32_t k : ks) {
+      w.varint(k);
+      for (uint32_t j = 0; j < k; ++j) w.f32(0.5f * static_cast<float>(j));
+    }
+    std::vector<uint64_t> counts(alphabet, 0);
+    for (uint32_t v : symbols) ++counts[v];
+    const auto lengths = huffman_code_lengths(counts);
+    w.varint(alphabet);
+    BitWriter table;
+    write_code_lengths(lengths, table);
+    const auto table_bytes = table.finish();
+    w.raw(table_bytes.data(), table_bytes.size());
+    BitWriter stream;
+    HuffmanEncoder(lengths).encode(symbols.data(), symbols.size(), stream);
+    w.varint(stream.bit_count());
+    const auto stream_bytes = stream.finish();
+    w.raw(stream_bytes.data(), stream_bytes.size());
+    NqDirectory dir;
+    dir.source = "hand.nq";
+    dir.scope.kind = ScopeKind::kRow;
+    NqRecord rec;
+    rec.name = "w";
+    rec.shape = {static_cast<int64_t>(rows), static_cast<int64_t>(cols)};
+    rec.numel = rows * cols;
+    rec.problem_size = cols;
+    rec.num_problems = rows;
+    std::vector<std::vector<float>> codebooks;
+    try {
+      const QuantizedTensor t = decode_nq_payload(dir, rec, w.bytes(), codebooks, nullptr, true, nullptr);
+      EXPECT_EQ(first, SIZE_MAX) << "trial " << trial << ": accepted an index outside its codebook";
+      EXPECT_EQ(t.indices, std::vector<int32_t>(symbols.begin(), symbols.end()));
+    } catch (const Error& e) {
+      ASSERT_NE(first, SIZE_MAX) << e.what();
+      EXPECT_EQ(e.code(), ErrorCode::kBadFile);
+      const std::string want = "index " + std::to_string(symbols[first]) + " at weight " + std::to_string(first) +
+                               " outside its codebook of " + std::to_string(ks[first / cols]);
+      EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what() << " / want " << want;
     }
   }
 }
