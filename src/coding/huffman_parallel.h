@@ -39,7 +39,8 @@ std::vector<uint8_t> encode_stream_parallel(const HuffmanEncoder& code, const Sy
 bool parallel_decode_pays(uint64_t bits);
 
 // Decodes the whole stream (`bits` bits of `data`, `bytes` = ⌈bits/8⌉) as codewords that end exactly at bit `bits`.
-// `place(total)` is called once with the number of symbols and returns where to write them (or nullptr to stop);
+// `place(total)` is called once with the number of symbols and returns where to write them (nullptr refuses, so a
+// caller accepting none returns some other pointer);
 // returns true when the symbols were written. Returns false without throwing when the stream is not such a
 // sequence (a codeword the code lacks, a last codeword running past `bits`) or `place` refused: the caller then runs
 // its serial decoder, which raises the exact error. `segment_bits` (a test's handle; 0 = chosen from the threads)

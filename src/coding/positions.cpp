@@ -207,7 +207,7 @@ bool scatter_kept_parallel(const HuffmanDecoder& code, const uint8_t* data, size
   std::vector<uint16_t> symbols;  // gap symbols have at most 16 bits
   if (!decode_stream_parallel<uint16_t>(code, data, bytes, bits, [&](size_t total) {
         symbols.resize(total);
-        return symbols.data();
+        return symbols.data();  // null, refusing, when there are none: a gap stream has at least one symbol
       }, segment_bits))
     return false;
   // Each symbol advances the position by the filler's run, or by its gap and the kept weight after it; the last
