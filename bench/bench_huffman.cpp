@@ -1,4 +1,4 @@
-// Huffman coding speed (MB/s of 8-bit symbols, encode and decode, one core) and rate (bits/symbol vs entropy)
+// Huffman coding speed (MB/s of 8-bit symbols, encode and decode, one core, and one stream on 1 or 2 threads) and rate (bits/symbol vs entropy)
 // on a realistic skewed distribution: quantized weights, a discretized Gaussian over 256 levels.
 #include <benchmark/benchmark.h>
 #include <omp.h>
@@ -80,6 +80,30 @@ void BM_HuffmanDecode(benchmark::State& state) {
   state.counters["entropy"] = entropy_bits(counts, kN);
 }
 
+// One stream coded on range(1) threads in chunks spliced at their bit offsets (huffman_parallel.h); the bytes
+// must be the serial coder's.
+void BM_HuffmanEncodeParallel(benchmark::State& state) {
+  const auto symbols = make_symbols(kN, static_cast<double>(state.range(0)), 1);
+  const auto counts = histogram(symbols);
+  const auto lengths = huffman_code_lengths(counts);
+  const HuffmanEncoder enc(lengths);
+  const uint64_t bits = huffman_stream_bits(counts, lengths);
+  BitWriter serial(bits);
+  enc.encode(symbols.data(), symbols.size(), serial);
+  const auto expected = serial.finish();
+  const int threads = static_cast<int>(state.range(1));
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(threads);
+  std::vector<uint8_t> bytes;
+  for (auto _ : state) {
+    bytes = encode_stream_parallel(enc, symbols.data(), symbols.size(), bits, (kN + 4 * threads - 1) / (4 * threads));
+    benchmark::DoNotOptimize(bytes.data());
+  }
+  omp_set_num_threads(saved);
+  if (bytes != expected) state.SkipWithError("bytes differ from the serial coder's");
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(kN));
+}
+
 // One stream decoded on range(1) threads by speculative segments (huffman_parallel.h); range(1) = 1 is the same
 // code path on one thread, so the ratio to BM_HuffmanDecode is its overhead.
 void BM_HuffmanDecodeParallel(benchmark::State& state) {
@@ -117,6 +141,7 @@ void BM_CodeLengths(benchmark::State& state) {
 // σ in levels: 2 (≈3 bits/symbol, typical of pruned/ECSQ weights), 8 (≈5 bits), 40 (≈7.3 bits, near uniform).
 BENCHMARK(BM_HuffmanEncode)->Arg(2)->Arg(8)->Arg(40)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_HuffmanDecode)->Arg(2)->Arg(8)->Arg(40)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_HuffmanEncodeParallel)->ArgsProduct({{2, 8, 40}, {1, 2}})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_HuffmanDecodeParallel)->ArgsProduct({{2, 8, 40}, {1, 2}})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_CodeLengths)->Arg(2)->Arg(40)->Unit(benchmark::kMicrosecond);
 

@@ -4,7 +4,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstring>
 #include <vector>
 
@@ -89,50 +88,56 @@ std::vector<uint8_t> encode_stream_parallel(const HuffmanEncoder& code, const Sy
     NQ_ASSERT(w.bit_count() == bits);
     return w.finish();
   }
-  // Each chunk's bits from its code lengths, then its offset.
-  const std::vector<uint32_t>& table = code.table();  // (length << 16) | codeword; symbols are inside it
+  // Each chunk coded on its own from bit 0, then put at its offset (the bits of the chunks before it), shifted by
+  // the offset's bits within a byte. A chunk's first and last bytes may be shared with its neighbours: the threads
+  // write the bytes only they touch, and the shared ones are joined afterwards (the coder pads with zero bits, so
+  // OR joins them).
+  std::vector<std::vector<uint8_t>> parts(chunks);
   std::vector<uint64_t> offset(chunks + 1, 0);
-  std::atomic<bool> outside{false};
-#pragma omp parallel for schedule(static)
-  for (int64_t c = 0; c < static_cast<int64_t>(chunks); ++c) {
-    const size_t a = static_cast<size_t>(c) * chunk_symbols, b = std::min(n, a + chunk_symbols);
-    uint64_t sum = 0;
-    bool bad = false;
-    for (size_t i = a; i < b; ++i) {
-      const size_t s = static_cast<size_t>(symbols[i]);
-      bad |= s >= table.size();
-      sum += s < table.size() ? table[s] >> 16 : 0;
-    }
-    offset[static_cast<size_t>(c) + 1] = sum;
-    if (bad) outside.store(true, std::memory_order_relaxed);
-  }
-  NQ_ASSERT_MSG(!outside.load(), "a symbol outside the alphabet of " << table.size());
-  for (size_t c = 0; c < chunks; ++c) offset[c + 1] += offset[c];
-  NQ_ASSERT_MSG(offset[chunks] == bits, "stream of " << offset[chunks] << " bits, " << bits << " expected");
-  std::vector<uint8_t> out(static_cast<size_t>((bits + 7) / 8), 0);
-  // A chunk's first and last bytes may be shared with its neighbours: the threads write the bytes only they
-  // touch, and the shared ones are joined afterwards (the coder pads with zero bits, so OR joins them).
-  std::vector<uint8_t> first_byte(chunks), last_byte(chunks);
   IterationErrors errors;
 #pragma omp parallel for schedule(dynamic)
   for (int64_t c = 0; c < static_cast<int64_t>(chunks); ++c) {
     errors.run(static_cast<size_t>(c), [&] {
       const size_t j = static_cast<size_t>(c);
       const size_t a = j * chunk_symbols, b = std::min(n, a + chunk_symbols);
-      const int shift = static_cast<int>(offset[j] % 8);
-      BitWriter w(offset[j + 1] - offset[j] + 8);
-      w.put(0, shift);  // the chunk's bits land at its offset's place in the byte
+      BitWriter w(bits / n * (b - a) + (b - a) / 4 + 64);  // about the chunk's share: the writer grows if short
       code.encode(symbols + a, b - a, w);
-      const std::vector<uint8_t> bytes = w.finish();
-      const size_t at = static_cast<size_t>(offset[j] / 8);
-      NQ_ASSERT(bytes.size() == (offset[j + 1] + 7) / 8 - at);
-      if (bytes.empty()) return;
-      first_byte[j] = bytes.front();
-      last_byte[j] = bytes.back();
-      if (bytes.size() > 2) std::memcpy(out.data() + at + 1, bytes.data() + 1, bytes.size() - 2);
+      offset[j + 1] = w.bit_count();
+      parts[j] = w.finish();
     });
   }
   errors.rethrow_first();
+  for (size_t c = 0; c < chunks; ++c) offset[c + 1] += offset[c];
+  NQ_ASSERT_MSG(offset[chunks] == bits, "stream of " << offset[chunks] << " bits, " << bits << " expected");
+  std::vector<uint8_t> out(static_cast<size_t>((bits + 7) / 8));
+  std::vector<uint8_t> first_byte(chunks, 0), last_byte(chunks, 0);
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t c = 0; c < static_cast<int64_t>(chunks); ++c) {
+    const size_t j = static_cast<size_t>(c);
+    const std::vector<uint8_t>& part = parts[j];
+    if (part.empty()) continue;
+    const unsigned shift = static_cast<unsigned>(offset[j] % 8);
+    const size_t at = static_cast<size_t>(offset[j] / 8), len = static_cast<size_t>((offset[j + 1] + 7) / 8) - at;
+    // Byte i of the chunk's span: the low bits of part[i - 1] and the high bits of part[i].
+    auto span_byte = [&](size_t i) -> uint8_t {
+      const unsigned hi = i < part.size() ? part[i] : 0u, lo = i > 0 ? part[i - 1] : 0u;
+      return static_cast<uint8_t>((hi >> shift) | (lo << (8 - shift)));
+    };
+    first_byte[j] = span_byte(0);
+    last_byte[j] = span_byte(len - 1);
+    if (shift == 0) {
+      if (len > 2) std::memcpy(out.data() + at + 1, part.data() + 1, len - 2);
+    } else {
+      for (size_t i = 1; i + 1 < len; ++i)
+        out[at + i] = static_cast<uint8_t>((part[i] >> shift) | (part[i - 1] << (8 - shift)));
+    }
+    std::vector<uint8_t>().swap(parts[j]);
+  }
+  for (size_t j = 0; j < chunks; ++j) {  // the first and last bytes of every span: zero, then joined
+    if (offset[j + 1] == offset[j]) continue;
+    out[static_cast<size_t>(offset[j] / 8)] = 0;
+    out[static_cast<size_t>((offset[j + 1] + 7) / 8) - 1] = 0;
+  }
   for (size_t j = 0; j < chunks; ++j) {
     if (offset[j + 1] == offset[j]) continue;
     const size_t at = static_cast<size_t>(offset[j] / 8), end = static_cast<size_t>((offset[j + 1] + 7) / 8);

@@ -20,10 +20,11 @@ namespace nq {
 // before any of that batch is taken, so the error is the one a serial loop would raise.
 template <class Result, class Weight, class Make, class Take>
 void for_each_in_ordered_batches(size_t n, uint64_t limit, Weight&& weight, Make&& make, Take&& take) {
-  // An item of a thread's share of the limit or more is a batch of its own, made outside any parallel region so
-  // that its own loops (huffman_parallel.h, dequantization) take the threads: a few large tensors in one batch
-  // would leave most of a many-core machine idle.
-  const uint64_t share = limit / static_cast<uint64_t>(std::max(1, omp_get_max_threads()));
+  // An item of a thread's share of the limit or more (or of 2^22, whichever is less) is a batch of its own, made
+  // outside any parallel region so that its own loops (huffman_parallel.h, dequantization) take the threads: a few
+  // large tensors in one batch would leave most of a many-core machine idle.
+  const uint64_t share = std::min<uint64_t>(limit / static_cast<uint64_t>(std::max(1, omp_get_max_threads())),
+                                            uint64_t{1} << 22);
   for (size_t first = 0; first < n;) {
     size_t last = first;
     uint64_t held = 0;

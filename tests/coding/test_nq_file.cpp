@@ -289,6 +289,66 @@ TEST(NqFile, FileRoundTripDescribeAndStreamingDecompress) {
   }
 }
 
+// Tensors large enough that the writer and the decompressor split them over the threads (each alone in its batch;
+// streams of millions of bits coded in chunks and decoded by speculative segments; gap streams planned, coded and
+// scattered in chunks), beside small ones coded side by side: the file must be the one-thread file byte for byte,
+// and reading and decompressing it on two threads must give the model back (the oracle: its indices, and its
+// values computed element by element).
+TEST(NqFile, LargeTensorsSplitOverTheThreadsKeepTheBytes) {
+  std::mt19937_64 rng(47);
+  for (double prune : {0.0, 0.3, 0.97}) {
+    for (int k : {16, 300}) {
+      QuantizedModel m;
+      m.method = Method::kKmeans;
+      m.scope.kind = ScopeKind::kRow;
+      for (const auto& shape : std::vector<std::vector<int64_t>>{{4001, 1049}, {5, 7}, {2, 2100007}, {33, 31}}) {
+        QuantizedTensor t;
+        t.name = "t" + std::to_string(m.tensors.size());
+        t.dtype = DType::kF16;
+        t.shape = shape;
+        const int64_t n = shape_numel(shape);
+        t.problem_size = shape.back();
+        t.num_problems = shape.front();
+        t.first_codebook = static_cast<int64_t>(m.codebooks.size());
+        std::vector<int32_t> idx(static_cast<size_t>(n));
+        for (int64_t p = 0; p < t.num_problems; ++p) {
+          const int levels = k - static_cast<int>(rng() % 3);
+          m.codebooks.push_back(nq::testing::random_codebook(rng, levels));
+          for (int64_t i = p * t.problem_size; i < (p + 1) * t.problem_size; ++i)
+            idx[static_cast<size_t>(i)] = std::uniform_real_distribution<double>(0, 1)(rng) < prune
+                                              ? kPrunedIndex
+                                              : nq::testing::skewed_index(rng, levels);
+        }
+        // A run of pruned weights longer than any gap width's filler, across the chunks of the gap passes.
+        if (prune > 0 && n > 4000000) std::fill(idx.begin() + 1000000, idx.begin() + 1200000, kPrunedIndex);
+        t.indices = IndexArray(idx);
+        m.tensors.push_back(std::move(t));
+      }
+      const int saved = omp_get_max_threads();
+      omp_set_num_threads(1);
+      const auto one = serialize_nq(m);
+      omp_set_num_threads(2);
+      const auto two = serialize_nq(m);
+      ASSERT_EQ(one, two) << "prune " << prune << " k " << k;
+      nq::testing::expect_same_model(m, parse_nq(two.data(), two.size(), "two"));
+      const std::string nq_path = temp_path("large.nq"), st_path = temp_path("large.safetensors");
+      write_nq_file(nq_path, m);
+      decompress_nq_file(nq_path, st_path);
+      omp_set_num_threads(saved);
+      const TensorSet out = read_safetensors(st_path);
+      for (size_t i = 0; i < m.tensors.size(); ++i) {
+        const auto& t = m.tensors[i];
+        const auto* got = static_cast<const uint16_t*>(out[i].data());
+        for (size_t j = 0; j < t.indices.size(); ++j)
+          ASSERT_EQ(got[j], f32_to_f16(nq::testing::dequantized_value(m, t, j)))
+              << t.name << " weight " << j << " prune " << prune << " k " << k;
+      }
+      std::remove(nq_path.c_str());
+      std::remove(st_path.c_str());
+    }
+  }
+}
+
 TEST(NqFile, CorruptionIsRejectedEverywhere) {
   ModelSpec spec;
   spec.scope = ScopeKind::kGroup;
