@@ -29,6 +29,8 @@ class IterationErrors {
   void rethrow_first() const {
     if (first_) std::rethrow_exception(first_);
   }
+  // The lowest iteration that threw (SIZE_MAX when none did).
+  size_t first_index() const { return first_ ? first_index_ : std::numeric_limits<size_t>::max(); }
 
  private:
   std::mutex mutex_;

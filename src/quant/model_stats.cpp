@@ -5,6 +5,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/iteration_errors.h"
 #include "core/parallel_for.h"
 #include "netquant/error.h"
 #include "quant/quant_ops.h"
@@ -62,29 +63,51 @@ void fill_model_stats(QuantizedModel& out, const std::vector<TensorErrorSums>& e
     st.params = shape_numel(qt.shape);
     if (!qt.quantized) continue;
     const double n = static_cast<double>(qt.indices.size());
-    st.pruned = qt.indices.count(kPrunedIndex);
+    // Pruned weights counted in chunks on the threads (an integer sum: any order).
+    st.pruned = qt.indices.visit([&](const auto* data, auto mark) {
+      const int64_t size = static_cast<int64_t>(qt.indices.size()), chunk = int64_t{1} << 20;
+      return parallel_sum((size + chunk - 1) / chunk, 1, [&](int64_t c) {
+        return static_cast<int64_t>(std::count(data + c * chunk, data + std::min(size, (c + 1) * chunk), mark));
+      });
+    });
     st.hw_distortion = errors[t].weighted / n;
     st.mse = errors[t].squared / n;
     tot_d += errors[t].weighted;
     tot_m += errors[t].squared;
     // Index bits: per problem (n_kept · H or n_kept · ⌈log2 k⌉); codebooks 32 bits per level (global scope:
-    // this tensor's share of the shared codebook).
+    // this tensor's share of the shared codebook). Each problem's histogram on the threads, then the sums in
+    // problem order, so the floating-point totals are the same for any thread count.
+    struct ProblemCounts {
+      int64_t kept = 0;
+      int used = 0;
+      double entropy = 0;
+    };
+    std::vector<ProblemCounts> per(static_cast<size_t>(std::max<int64_t>(qt.num_problems, 0)));
+    const int64_t numel = static_cast<int64_t>(n);
+    IterationErrors problem_errors;  // index_histogram's invariant check, rethrown outside the threads
+    parallel_for(qt.num_problems, 1, [&](int64_t pr) { problem_errors.run(static_cast<size_t>(pr), [&] {
+      const int k = static_cast<int>(out.codebooks[static_cast<size_t>(qt.first_codebook + pr)].size());
+      if (k <= 0) return;
+      std::vector<int64_t> counts(static_cast<size_t>(k), 0);
+      const int64_t b = global ? 0 : pr * qt.problem_size;
+      const int64_t e = global ? numel : std::min<int64_t>(numel, b + qt.problem_size);
+      index_histogram(qt.indices, b, e, k, counts.data());
+      ProblemCounts& pc = per[static_cast<size_t>(pr)];
+      for (int j = 0; j < k; ++j) {
+        pc.kept += counts[static_cast<size_t>(j)];
+        pc.used += counts[static_cast<size_t>(j)] > 0;
+      }
+      pc.entropy = histogram_entropy(counts.data(), k);
+    }); });
+    problem_errors.rethrow_first();
     double ebits = 0, fbits = 0, cbits = 0;
     int clusters = 0;
     for (int64_t pr = 0; pr < qt.num_problems; ++pr) {
-      const int64_t cb = qt.first_codebook + pr;
-      const int k = static_cast<int>(out.codebooks[cb].size());
-      std::vector<int64_t> counts(static_cast<size_t>(std::max(k, 1)), 0);
-      const int64_t b = global ? 0 : pr * qt.problem_size;
-      const int64_t numel = static_cast<int64_t>(n);
-      const int64_t e = global ? numel : std::min<int64_t>(numel, b + qt.problem_size);
-      if (k > 0) index_histogram(qt.indices, b, e, k, counts.data());
-      int64_t kept = 0;
-      int used = 0;
-      for (int j = 0; j < k; ++j) { kept += counts[j]; used += counts[j] > 0; }
-      clusters = std::max(clusters, used);
-      ebits += static_cast<double>(kept) * histogram_entropy(counts.data(), k);
-      fbits += static_cast<double>(kept) * ceil_log2(k);
+      const int k = static_cast<int>(out.codebooks[static_cast<size_t>(qt.first_codebook + pr)].size());
+      const ProblemCounts& pc = per[static_cast<size_t>(pr)];
+      clusters = std::max(clusters, pc.used);
+      ebits += static_cast<double>(pc.kept) * pc.entropy;
+      fbits += static_cast<double>(pc.kept) * ceil_log2(k);
       cbits += global ? 32.0 * k * n / static_cast<double>(total_n) : 32.0 * k;
     }
     st.clusters = clusters;
