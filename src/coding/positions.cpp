@@ -223,12 +223,15 @@ bool scatter_kept_parallel(const HuffmanDecoder& code, const uint8_t* data, size
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < static_cast<int64_t>(chunks); ++c) {
     const size_t a = static_cast<size_t>(c) * chunk, b = std::min(m, a + chunk);
-    uint64_t adv = 0, nonfiller = 0;
+    // Σ (s + 1) over all symbols, less one for each filler (a filler advances by s = filler): a plain sum and a
+    // count, which vectorise.
+    const uint16_t* sym = symbols.data();
+    uint64_t sum = 0, fillers = 0;
     for (size_t i = a; i < b; ++i) {
-      const bool fill = symbols[i] == filler;
-      adv += fill ? filler : uint64_t{symbols[i]} + 1;
-      nonfiller += !fill;
+      sum += sym[i];
+      fillers += sym[i] == filler;
     }
+    const uint64_t adv = sum + (b - a) - fillers, nonfiller = (b - a) - fillers;
     advance[static_cast<size_t>(c) + 1] = adv;
     ordinal[static_cast<size_t>(c) + 1] = nonfiller;
   }
@@ -241,13 +244,20 @@ bool scatter_kept_parallel(const HuffmanDecoder& code, const uint8_t* data, size
   for (int64_t c = 0; c < static_cast<int64_t>(chunks); ++c) {
     const size_t a = static_cast<size_t>(c) * chunk, b = std::min(m, a + chunk);
     uint64_t pos = advance[static_cast<size_t>(c)], next = ordinal[static_cast<size_t>(c)];
-    for (size_t i = a; i < b; ++i) {
-      if (symbols[i] == filler) {
+    // Local restrict pointers: stores of byte-wide indices could otherwise alias the loop's state.
+    const uint16_t* __restrict sym = symbols.data();
+    const Index* __restrict from = kept_values;
+    Index* __restrict to = out;
+    // The trailing run's symbol (the very last) has no kept weight; every other non-filler symbol has one.
+    const size_t end = b == m ? b - 1 : b;
+    for (size_t i = a; i < end; ++i) {
+      const uint32_t s = sym[i];
+      if (s == filler) {
         pos += filler;
         continue;
       }
-      pos += symbols[i];
-      if (next < kept) out[pos] = kept_values[next];
+      pos += s;
+      to[pos] = from[next];
       ++next;
       ++pos;
     }

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <type_traits>
 
 #include "core/parallel_for.h"
 #include "netquant/error.h"
@@ -33,14 +34,15 @@ void dequantize_into(const QuantizedTensor& qt, const std::vector<std::vector<fl
     size_t total = 0;
     for (size_t p = 0; p < problems; ++p) {
       table_at[p] = total;
-      total += codebooks[first + p].size();
+      total += codebooks[first + p].size() + 1;  // and +0 after the levels: where the pruned mark looks
     }
     table_at[problems] = total;
     if (total <= n) {
       tables.resize(total);
       parallel_for(static_cast<int64_t>(problems), 64, [&](int64_t p) {
         const auto& cb = codebooks[first + static_cast<size_t>(p)];
-        std::transform(cb.begin(), cb.end(), tables.begin() + static_cast<std::ptrdiff_t>(table_at[static_cast<size_t>(p)]), convert);
+        auto at = tables.begin() + static_cast<std::ptrdiff_t>(table_at[static_cast<size_t>(p)]);
+        *std::transform(cb.begin(), cb.end(), at, convert) = convert(0.0f);
       });
     } else {
       table_at.clear();
@@ -57,12 +59,16 @@ void dequantize_into(const QuantizedTensor& qt, const std::vector<std::vector<fl
         const auto& cb = codebooks[first + p];
         const size_t k = cb.size();
         if (!table_at.empty()) {
+          // Branch-free (the mask is data): the pruned mark, and any index past the codebook, read table[k] = +0.
+          // (The mark is not always past it: 0xFFFF with 65,536 levels at two bytes.)
           const Out* table = tables.data() + table_at[p];
+          using Unsigned = std::make_unsigned_t<std::decay_t<decltype(*idx)>>;
+          const auto unsigned_mark = static_cast<Unsigned>(mark);
           for (; i < end; ++i) {
-            const auto v = idx[i];
-            const bool pruned = v == mark;
-            bad |= !pruned && static_cast<size_t>(v) >= k;
-            out[i] = pruned || static_cast<size_t>(v) >= k ? zero : table[v];
+            const auto v = static_cast<Unsigned>(idx[i]);
+            const bool pruned = v == unsigned_mark;
+            bad |= !pruned & (v >= k);
+            out[i] = table[pruned ? k : std::min<size_t>(v, k)];
           }
         } else {
           for (; i < end; ++i) {
