@@ -8,6 +8,10 @@
 
 #include <omp.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace nq::coding {
 
 namespace {
@@ -20,6 +24,33 @@ size_t gap_chunks(size_t n) { return (n + kGapChunk - 1) / kGapChunk; }
 
 // Threads the passes use: one inside another parallel region (the writer's tensors are already on the threads).
 int gap_threads() { return omp_in_parallel() ? 1 : std::max(1, omp_get_max_threads()); }
+
+// f(i) for each kept weight i in [a, b), in order. The mask is data (a branch per weight on it mispredicts at
+// every few weights when pruning is scattered), so 64 weights at a time become a bit mask of the kept ones, and its
+// set bits are visited: one unpredictable branch per 64 weights.
+template <class Index, class F>
+void for_each_kept(const Index* indices, size_t a, size_t b, Index pruned_index, F&& f) {
+  size_t i = a;
+  for (; i + 64 <= b; i += 64) {
+    uint64_t kept = 0;
+#if defined(__SSE2__)
+    if constexpr (sizeof(Index) == 1) {
+      const __m128i mark = _mm_set1_epi8(static_cast<char>(pruned_index));
+      for (int q = 0; q < 4; ++q) {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(indices + i + 16 * q));
+        const auto pruned = static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(v, mark)));
+        kept |= static_cast<uint64_t>(~pruned & 0xFFFFu) << (16 * q);
+      }
+    } else
+#endif
+    {
+      for (int j = 0; j < 64; ++j) kept |= static_cast<uint64_t>(indices[i + static_cast<size_t>(j)] != pruned_index) << j;
+    }
+    for (; kept; kept &= kept - 1) f(i + static_cast<size_t>(__builtin_ctzll(kept)));
+  }
+  for (; i < b; ++i)
+    if (indices[i] != pruned_index) f(i);
+}
 
 // Where each chunk of weights starts: the position of the last kept weight before it (-1: none) and how many kept
 // weights precede it; runs that span chunks are measured from these.
@@ -75,15 +106,14 @@ std::vector<std::pair<uint64_t, uint64_t>> gap_histogram(const Index* indices, s
     auto& m = sparse[tid];
     const size_t a = static_cast<size_t>(c) * kGapChunk, b = std::min(n, a + kGapChunk);
     int64_t prev = cs.prev_kept[static_cast<size_t>(c)];
-    for (size_t i = a; i < b; ++i) {
-      if (indices[i] == pruned_index) continue;
+    for_each_kept(indices, a, b, pruned_index, [&](size_t i) {
       const uint64_t gap = static_cast<uint64_t>(static_cast<int64_t>(i) - prev - 1);
       if (gap < kDense)
         ++d[gap];
       else
         ++m[gap];
       prev = static_cast<int64_t>(i);
-    }
+    });
   }
   std::vector<uint64_t> total(kDense, 0);
   std::map<uint64_t, uint64_t> long_gaps;
@@ -112,31 +142,33 @@ std::vector<uint16_t> gap_symbols(const Index* indices, size_t n, Index pruned_i
   const uint64_t filler = (uint64_t{1} << width) - 1;
   const size_t chunks = gap_chunks(n);
   const bool parallel = chunks > 1 && gap_threads() > 1;
-  // Each chunk's symbols into its own array (at least one per kept weight), then all of them concatenated.
-  std::vector<std::vector<uint16_t>> parts(chunks);
+  // Each chunk counts its symbols (one per kept weight, plus its run's fillers), then writes them at its offset.
+  auto walk = [&](size_t c, auto&& on_gap) {
+    const size_t a = c * kGapChunk, b = std::min(n, a + kGapChunk);
+    int64_t prev = cs.prev_kept[c];
+    for_each_kept(indices, a, b, pruned_index, [&](size_t i) {
+      on_gap(static_cast<uint64_t>(static_cast<int64_t>(i) - prev - 1));
+      prev = static_cast<int64_t>(i);
+    });
+  };
+  std::vector<uint64_t> at(chunks + 1, 0);
 #pragma omp parallel for schedule(static) if (parallel)
   for (int64_t c = 0; c < static_cast<int64_t>(chunks); ++c) {
-    const size_t a = static_cast<size_t>(c) * kGapChunk, b = std::min(n, a + kGapChunk);
-    auto& part = parts[static_cast<size_t>(c)];
-    part.reserve(static_cast<size_t>(cs.kept_before[static_cast<size_t>(c) + 1] - cs.kept_before[static_cast<size_t>(c)]));
-    int64_t prev = cs.prev_kept[static_cast<size_t>(c)];
-    for (size_t i = a; i < b; ++i) {
-      if (indices[i] == pruned_index) continue;
-      uint64_t gap = static_cast<uint64_t>(static_cast<int64_t>(i) - prev - 1);
-      for (; gap >= filler; gap -= filler) part.push_back(static_cast<uint16_t>(filler));
-      part.push_back(static_cast<uint16_t>(gap));
-      prev = static_cast<int64_t>(i);
-    }
+    uint64_t fillers = 0;
+    walk(static_cast<size_t>(c), [&](uint64_t gap) { fillers += gap / filler; });
+    at[static_cast<size_t>(c) + 1] =
+        cs.kept_before[static_cast<size_t>(c) + 1] - cs.kept_before[static_cast<size_t>(c)] + fillers;
   }
-  std::vector<uint64_t> at(chunks + 1, 0);
-  for (size_t c = 0; c < chunks; ++c) at[c + 1] = at[c] + parts[c].size();
+  for (size_t c = 0; c < chunks; ++c) at[c + 1] += at[c];
   const uint64_t tail = trailing_run(n, cs);
   std::vector<uint16_t> symbols(static_cast<size_t>(at[chunks] + tail / filler + 1));
 #pragma omp parallel for schedule(static) if (parallel)
   for (int64_t c = 0; c < static_cast<int64_t>(chunks); ++c) {
-    auto& part = parts[static_cast<size_t>(c)];
-    std::copy(part.begin(), part.end(), symbols.begin() + static_cast<std::ptrdiff_t>(at[static_cast<size_t>(c)]));
-    std::vector<uint16_t>().swap(part);
+    uint16_t* __restrict out = symbols.data() + at[static_cast<size_t>(c)];
+    walk(static_cast<size_t>(c), [&](uint64_t gap) {
+      for (; gap >= filler; gap -= filler) *out++ = static_cast<uint16_t>(filler);
+      *out++ = static_cast<uint16_t>(gap);
+    });
   }
   uint16_t* out = std::fill_n(symbols.data() + at[chunks], tail / filler, static_cast<uint16_t>(filler));
   *out = static_cast<uint16_t>(tail % filler);

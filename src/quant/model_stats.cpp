@@ -24,6 +24,16 @@ void index_histogram(const IndexArray& indices, int64_t b, int64_t e, int k, int
   if (e - b <= kInlineLoopMax) {
     bool bad = false;
     indices.visit([&](const auto* data, auto pruned) {
+      if constexpr (sizeof(*data) == 1) {
+        // Every byte value has a bin, the pruned mark's (0xFF) too: no branch on the (unpredictable) mask.
+        int64_t all[256] = {};
+        for (int64_t i = b; i < e; ++i) ++all[data[i]];
+        for (int v = 0; v < 255; ++v) {
+          if (v < k) counts[v] = all[v];
+          else bad = bad || all[v] > 0;
+        }
+        return;
+      }
       for (int64_t i = b; i < e; ++i) {
         const auto v = data[i];
         if (v == pruned) continue;

@@ -92,7 +92,7 @@ TEST(Gaps, ChosenWidthMinimizesTotal) {
 // The gap passes split a tensor into chunks of 2^20 weights on the threads. Against the serial walk written out
 // here (each kept weight's run of pruned ones, fillers first, then the trailing run): masks of several chunks with
 // runs across chunk borders, a wholly pruned chunk, runs longer than a filler at every width, every stored width,
-// on one and two threads. The plan must be the cheapest width's (its counts from the walk), the stream the serial
+// on one and two threads, at one and two bytes per index. The plan must be the cheapest width's (its counts from the walk), the stream the serial
 // coder's bytes of the walk's symbols, and gather_kept the kept indices in order.
 TEST(Gaps, ChunkedPassesEqualTheSerialWalk) {
   std::mt19937_64 rng(23);
@@ -121,14 +121,21 @@ TEST(Gaps, ChunkedPassesEqualTheSerialWalk) {
       }
     }
     runs.push_back(run);
-    for (int threads : {1, 2}) {
+    // The same mask at one byte per index too (the writer's common width, with its own kept-weight scan).
+    std::vector<uint8_t> narrow(n);
+    for (size_t i = 0; i < n; ++i) narrow[i] = idx[i] == 0xFFFF ? uint8_t{0xFF} : static_cast<uint8_t>(idx[i]);
+    for (int threads : {1, 2, 3, 4}) {
       const int saved = omp_get_max_threads();
-      omp_set_num_threads(threads);
-      const GapPlan plan = plan_gaps(idx.data(), n, uint16_t{0xFFFF});
-      const auto bytes = encode_gaps(idx.data(), n, uint16_t{0xFFFF}, plan);
+      omp_set_num_threads(threads <= 2 ? threads : threads - 2);
+      const bool one_byte = threads > 2;
+      const GapPlan plan = one_byte ? plan_gaps(narrow.data(), n, uint8_t{0xFF}) : plan_gaps(idx.data(), n, uint16_t{0xFFFF});
+      const auto bytes = one_byte ? encode_gaps(narrow.data(), n, uint8_t{0xFF}, plan)
+                                  : encode_gaps(idx.data(), n, uint16_t{0xFFFF}, plan);
       const auto gathered = gather_kept(idx.data(), n, uint16_t{0xFFFF});
+      const auto gathered_narrow = gather_kept(narrow.data(), n, uint8_t{0xFF});
       omp_set_num_threads(saved);
       EXPECT_EQ(gathered, kept) << "shape " << shape << " threads " << threads;
+      EXPECT_EQ(std::vector<uint16_t>(gathered_narrow.begin(), gathered_narrow.end()), kept) << "shape " << shape;
       uint64_t best_total = ~uint64_t{0};
       int best_width = 0;
       for (int w = kMinGapWidth; w <= kMaxGapWidth; ++w) {
