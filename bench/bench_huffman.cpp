@@ -43,6 +43,34 @@ double entropy_bits(const std::vector<uint64_t>& h, size_t n) {
 
 constexpr size_t kN = size_t{1} << 24;  // 16 MiB of symbols: well beyond the caches
 
+// kN symbols of spread σ (levels), their optimal code and the serial coder's stream.
+struct CodedStream {
+  explicit CodedStream(int64_t sigma_levels)
+      : symbols(make_symbols(kN, static_cast<double>(sigma_levels), 1)),
+        counts(histogram(symbols)),
+        lengths(huffman_code_lengths(counts)) {
+    BitWriter w(huffman_stream_bits(counts, lengths));
+    HuffmanEncoder(lengths).encode(symbols.data(), symbols.size(), w);
+    bits = w.bit_count();
+    bytes = w.finish();
+  }
+  std::vector<uint8_t> symbols;
+  std::vector<uint64_t> counts;
+  std::vector<uint8_t> lengths;
+  uint64_t bits = 0;
+  std::vector<uint8_t> bytes;
+};
+
+// The OpenMP thread count for one benchmark, restored after it.
+class ScopedThreads {
+ public:
+  explicit ScopedThreads(int threads) : saved_(omp_get_max_threads()) { omp_set_num_threads(threads); }
+  ~ScopedThreads() { omp_set_num_threads(saved_); }
+
+ private:
+  int saved_;
+};
+
 void BM_HuffmanEncode(benchmark::State& state) {
   const auto symbols = make_symbols(kN, static_cast<double>(state.range(0)), 1);
   const auto counts = histogram(symbols);
@@ -60,74 +88,52 @@ void BM_HuffmanEncode(benchmark::State& state) {
 }
 
 void BM_HuffmanDecode(benchmark::State& state) {
-  const auto symbols = make_symbols(kN, static_cast<double>(state.range(0)), 1);
-  const auto counts = histogram(symbols);
-  const auto lengths = huffman_code_lengths(counts);
-  BitWriter w(huffman_stream_bits(counts, lengths));
-  HuffmanEncoder(lengths).encode(symbols.data(), symbols.size(), w);
-  const uint64_t bits = w.bit_count();
-  const auto bytes = w.finish();
-  const HuffmanDecoder dec(lengths, "bench");
+  const CodedStream cs(state.range(0));
+  const HuffmanDecoder dec(cs.lengths, "bench");
   std::vector<uint8_t> out(kN);
   for (auto _ : state) {
-    BitReader r(bytes.data(), bytes.size(), bits);
+    BitReader r(cs.bytes.data(), cs.bytes.size(), cs.bits);
     dec.decode(r, out.data(), out.size());
     benchmark::DoNotOptimize(out.data());
   }
-  if (out != symbols) state.SkipWithError("round trip mismatch");
+  if (out != cs.symbols) state.SkipWithError("round trip mismatch");
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(kN));
-  state.counters["bits_per_symbol"] = static_cast<double>(bits) / kN;
-  state.counters["entropy"] = entropy_bits(counts, kN);
+  state.counters["bits_per_symbol"] = static_cast<double>(cs.bits) / kN;
+  state.counters["entropy"] = entropy_bits(cs.counts, kN);
 }
 
 // One stream coded on range(1) threads in chunks spliced at their bit offsets (huffman_parallel.h); the bytes
 // must be the serial coder's.
 void BM_HuffmanEncodeParallel(benchmark::State& state) {
-  const auto symbols = make_symbols(kN, static_cast<double>(state.range(0)), 1);
-  const auto counts = histogram(symbols);
-  const auto lengths = huffman_code_lengths(counts);
-  const HuffmanEncoder enc(lengths);
-  const uint64_t bits = huffman_stream_bits(counts, lengths);
-  BitWriter serial(bits);
-  enc.encode(symbols.data(), symbols.size(), serial);
-  const auto expected = serial.finish();
+  const CodedStream cs(state.range(0));
+  const HuffmanEncoder enc(cs.lengths);
   const int threads = static_cast<int>(state.range(1));
-  const int saved = omp_get_max_threads();
-  omp_set_num_threads(threads);
+  const ScopedThreads scoped(threads);
   std::vector<uint8_t> bytes;
   for (auto _ : state) {
-    bytes = encode_stream_parallel(enc, symbols.data(), symbols.size(), bits, (kN + 4 * threads - 1) / (4 * threads));
+    bytes = encode_stream_parallel(enc, cs.symbols.data(), kN, cs.bits, (kN + 4 * threads - 1) / (4 * threads));
     benchmark::DoNotOptimize(bytes.data());
   }
-  omp_set_num_threads(saved);
-  if (bytes != expected) state.SkipWithError("bytes differ from the serial coder's");
+  if (bytes != cs.bytes) state.SkipWithError("bytes differ from the serial coder's");
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(kN));
 }
 
 // One stream decoded on range(1) threads by speculative segments (huffman_parallel.h); range(1) = 1 is the same
 // code path on one thread, so the ratio to BM_HuffmanDecode is its overhead.
 void BM_HuffmanDecodeParallel(benchmark::State& state) {
-  const auto symbols = make_symbols(kN, static_cast<double>(state.range(0)), 1);
-  const auto counts = histogram(symbols);
-  const auto lengths = huffman_code_lengths(counts);
-  BitWriter w(huffman_stream_bits(counts, lengths));
-  HuffmanEncoder(lengths).encode(symbols.data(), symbols.size(), w);
-  const uint64_t bits = w.bit_count();
-  const auto bytes = w.finish();
-  const HuffmanDecoder dec(lengths, "bench");
+  const CodedStream cs(state.range(0));
+  const HuffmanDecoder dec(cs.lengths, "bench");
   std::vector<uint8_t> out(kN);
   const int threads = static_cast<int>(state.range(1));
-  const int saved = omp_get_max_threads();
-  omp_set_num_threads(threads);
+  const ScopedThreads scoped(threads);
   for (auto _ : state) {
-    const bool ok = decode_stream_parallel<uint8_t>(dec, bytes.data(), bytes.size(), bits,
+    const bool ok = decode_stream_parallel<uint8_t>(dec, cs.bytes.data(), cs.bytes.size(), cs.bits,
                                                     [&](size_t total) { return total == kN ? out.data() : nullptr; },
-                                                    (bits + 4 * threads - 1) / (4 * threads));
+                                                    (cs.bits + 4 * threads - 1) / (4 * threads));
     if (!ok) state.SkipWithError("parallel decode refused the stream");
     benchmark::DoNotOptimize(out.data());
   }
-  omp_set_num_threads(saved);
-  if (out != symbols) state.SkipWithError("round trip mismatch");
+  if (out != cs.symbols) state.SkipWithError("round trip mismatch");
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(kN));
 }
 
