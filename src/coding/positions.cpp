@@ -1,16 +1,17 @@
-// Gap-width search and gap-stream encoding for pruned tensors.
+// Gap-width search, gap-stream coding and the kept indices of pruned tensors, in chunks on the threads; the
+// parallel scatter of a decoded gap stream.
 #include "coding/positions.h"
 
-#include "coding/huffman_parallel.h"
+#include <omp.h>
 
 #include <algorithm>
 #include <map>
 
-#include <omp.h>
-
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
+
+#include "coding/huffman_parallel.h"
 
 namespace nq::coding {
 
