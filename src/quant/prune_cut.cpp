@@ -173,10 +173,23 @@ void mark_pruned(const PruneCut& cut, size_t source, const float* w, const float
   const uint64_t thr = cut.threshold;
   const int64_t kept = cut.ties_kept[source];
   const bool all_ties = kept == cut.ties[source];  // then ties need no order: every one is pruned
+  // key < thr, or key <= thr when every tie is pruned: one comparison (the threshold is a finite or infinite
+  // non-negative double's bits, so + 1 cannot wrap). Restrict pointers and a loop per case, so that it vectorises
+  // (byte stores could otherwise alias the inputs).
+  const uint64_t limit = all_ties ? thr + 1 : thr;
   parallel_for_chunks(n, kInlineLoopMax, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const uint64_t key = score_key(w[i], h, i);
-      mask[i] = key < thr || (all_ties && key == thr);
+    uint8_t* __restrict out = mask;
+    const float* __restrict wv = w;
+    auto key_of = [](double s) {
+      uint64_t key;
+      std::memcpy(&key, &s, sizeof key);
+      return key;
+    };
+    if (h) {
+      const float* __restrict hv = h;
+      for (int64_t i = i0; i < i1; ++i) out[i] = key_of(prune_score(wv[i], static_cast<double>(hv[i]))) < limit;
+    } else {
+      for (int64_t i = i0; i < i1; ++i) out[i] = key_of(prune_score(wv[i], 1.0)) < limit;
     }
   });
   if (all_ties) return;
