@@ -11,6 +11,7 @@
 #include <string>
 
 #include "core/iteration_errors.h"
+#include "core/kept_mask.h"
 #include "core/memory_info.h"
 #include "core/parallel_for.h"
 #include "core/scratch_vector.h"
@@ -324,9 +325,11 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
         for (size_t k = 0; k < prep.size(); ++k) {
           IndexArray& idx = m.tensors[prep[k].tensor].indices;
           const uint8_t* mask = masks[k].data();
-          parallel_for_chunks(static_cast<int64_t>(masks[k].size()), kInlineLoopMax, [&](int64_t i0, int64_t i1) {
-            for (int64_t i = i0; i < i1; ++i)
-              if (mask[i]) idx.set(static_cast<size_t>(i), kPrunedIndex);  // distinct entries: threads may set at once
+          // At the stored width and branch-free (the mask is data); threads write distinct entries.
+          idx.visit_mutable([&](auto* data, auto mark) {
+            parallel_for_chunks(static_cast<int64_t>(masks[k].size()), kInlineLoopMax, [&](int64_t i0, int64_t i1) {
+              for (int64_t i = i0; i < i1; ++i) data[i] = mask[i] ? mark : data[i];
+            });
           });
         }
     }
@@ -448,12 +451,11 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
           if (weighted) gh.resize(gw.size());
           each_row([&](size_t r, const Piece& pc, const auto* idx, auto mark) {
             size_t at = static_cast<size_t>(begin[r]);
-            for (int64_t i = pc.begin; i < pc.end; ++i) {
-              if (idx[i] == mark) continue;
-              gw[at] = p.w[static_cast<size_t>(i)];
-              if (weighted) gh[at] = p.h[static_cast<size_t>(i)];
+            for_each_kept(idx, static_cast<size_t>(pc.begin), static_cast<size_t>(pc.end), mark, [&](size_t i) {
+              gw[at] = p.w[i];
+              if (weighted) gh[at] = p.h[i];
               ++at;
-            }
+            });
           });
         }
         std::vector<const std::vector<float>*> warm;
