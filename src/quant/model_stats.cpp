@@ -16,45 +16,59 @@ namespace {
 
 double ceil_log2(int k) { return k <= 1 ? 0.0 : std::ceil(std::log2(static_cast<double>(k))); }
 
-// counts[j] = how many of indices[b, e) are j (pruned ones not counted). A row or a group (up to kInlineLoopMax)
-// is counted inline on the stored width, with no allocation: group:16 over 10^7 weights has 625,000 of them. A
-// larger range goes through op label_histogram in chunks widened to int32 (the model stores them narrower).
-void index_histogram(const IndexArray& indices, int64_t b, int64_t e, int k, int64_t* counts) {
-  std::fill(counts, counts + k, int64_t{0});
-  if (e - b <= kInlineLoopMax) {
-    bool bad = false;
-    indices.visit([&](const auto* data, auto pruned) {
-      if constexpr (sizeof(*data) == 1) {
-        // Every byte value has a bin, the pruned mark's (0xFF) too: no branch on the (unpredictable) mask.
-        int64_t all[256] = {};
-        for (int64_t i = b; i < e; ++i) ++all[data[i]];
-        for (int v = 0; v < 255; ++v) {
-          if (v < k) counts[v] = all[v];
-          else bad = bad || all[v] > 0;
-        }
-        return;
+// counts[j] = how many of indices[b, e) are j (pruned ones not counted), at the stored width. A row or a group (up
+// to kInlineLoopMax) is one piece, counted inline with no allocation beyond a byte-wide index's 256 bins (group:16
+// over 10^7 weights has 625,000 of them); a larger range is counted in pieces on the threads, each into its own
+// bins, then added in piece order (integer counts: any order gives them).
+void count_piece(const IndexArray& indices, int64_t b, int64_t e, int k, int64_t* counts, bool& bad) {
+  indices.visit([&](const auto* data, auto pruned) {
+    if constexpr (sizeof(*data) == 1) {
+      // Every byte value has a bin, the pruned mark's (0xFF) too: no branch on the (unpredictable) mask.
+      int64_t all[256] = {};
+      for (int64_t i = b; i < e; ++i) ++all[data[i]];
+      for (int v = 0; v < 255; ++v) {
+        if (v < k) counts[v] += all[v];
+        else bad = bad || all[v] > 0;
       }
+    } else {
       for (int64_t i = b; i < e; ++i) {
         const auto v = data[i];
         if (v == pruned) continue;
         if (static_cast<int64_t>(v) >= k) bad = true;
         else ++counts[static_cast<size_t>(v)];
       }
-    });
-    NQ_ASSERT_MSG(!bad, "index_histogram: an index is >= k = " << k);
-    return;
+    }
+  });
+}
+
+void index_histogram(const IndexArray& indices, int64_t b, int64_t e, int k, int64_t* counts) {
+  std::fill(counts, counts + k, int64_t{0});
+  bool bad = false;
+  if (e - b <= kInlineLoopMax) {
+    count_piece(indices, b, e, k, counts, bad);
+  } else {
+    // Up to kGroup pieces' bins at a time: at most 64 × 65,536 × 8 B = 32 MB for the largest codebooks.
+    constexpr int64_t kPiece = int64_t{1} << 20, kGroup = 64;
+    const int64_t pieces = (e - b + kPiece - 1) / kPiece;
+    std::vector<std::vector<int64_t>> part(static_cast<size_t>(std::min(pieces, kGroup)));
+    std::vector<char> part_bad(part.size(), 0);
+    for (int64_t g = 0; g < pieces; g += kGroup) {
+      const int64_t in_group = std::min(kGroup, pieces - g);
+      parallel_for(in_group, 1, [&](int64_t q) {
+        auto& bins = part[static_cast<size_t>(q)];
+        bins.assign(static_cast<size_t>(k), 0);
+        bool piece_bad = false;
+        const int64_t c = g + q;
+        count_piece(indices, b + c * kPiece, std::min(e, b + (c + 1) * kPiece), k, bins.data(), piece_bad);
+        part_bad[static_cast<size_t>(q)] = piece_bad;
+      });
+      for (int64_t q = 0; q < in_group; ++q) {
+        for (int j = 0; j < k; ++j) counts[j] += part[static_cast<size_t>(q)][static_cast<size_t>(j)];
+        bad = bad || part_bad[static_cast<size_t>(q)];
+      }
+    }
   }
-  constexpr int64_t kChunk = int64_t{1} << 20;
-  std::vector<int32_t> labels(static_cast<size_t>(std::min(kChunk, e - b)));
-  std::vector<int64_t> part(static_cast<size_t>(k));
-  for (int64_t c = b; c < e; c += kChunk) {
-    const int64_t n = std::min(e, c + kChunk) - c;
-    parallel_for_chunks(n, kInlineLoopMax, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) labels[static_cast<size_t>(i)] = indices[static_cast<size_t>(c + i)];
-    });
-    cpu::label_histogram(labels.data(), static_cast<size_t>(n), k, part.data());
-    for (int j = 0; j < k; ++j) counts[j] += part[static_cast<size_t>(j)];
-  }
+  NQ_ASSERT_MSG(!bad, "index_histogram: an index is >= k = " << k);
 }
 
 }  // namespace
