@@ -13,9 +13,9 @@
 #include "coding/byte_stream.h"
 #include "coding/huffman.h"
 #include "coding/huffman_parallel.h"
-#include "coding/index_scan.h"
 #include "coding/nq_format.h"
 #include "coding/positions.h"
+#include "core/index_scan.h"
 #include "core/parallel_for.h"
 #include "netquant/error.h"
 
@@ -420,16 +420,16 @@ QuantizedTensor decode_nq_payload(const NqDirectory& dir, const NqRecord& rec, c
     // offending problem, if any, is walked to name its first offender.
     const size_t ps = static_cast<size_t>(rec.problem_size), n = t.indices.size();
     t.indices.visit([&](const auto* data, auto mark) {
-      std::vector<uint8_t> bad(ks.size(), 0);
+      std::vector<size_t> offender(ks.size());  // per problem: its first offender, or its end
       parallel_for(static_cast<int64_t>(ks.size()), 1, [&](int64_t c) {
         const size_t begin = static_cast<size_t>(c) * ps, end = std::min(n, begin + ps);
-        bad[static_cast<size_t>(c)] = largest_index_plus_one(data, begin, end) > ks[static_cast<size_t>(c)];
+        offender[static_cast<size_t>(c)] = first_index_outside(data, begin, end, mark, ks[static_cast<size_t>(c)]);
       });
-      const size_t c = static_cast<size_t>(std::find(bad.begin(), bad.end(), uint8_t{1}) - bad.begin());
-      for (size_t i = c * ps; c < ks.size() && i < std::min(n, (c + 1) * ps); ++i) {
-        const int64_t idx = data[i] == mark ? -1 : static_cast<int64_t>(data[i]);
-        NQ_CHECK(idx < static_cast<int64_t>(ks[c]), ErrorCode::kBadFile,
-                 what << ": index " << idx << " at weight " << i << " outside its codebook of " << ks[c]);
+      for (size_t c = 0; c < ks.size(); ++c) {
+        const size_t i = offender[c];
+        NQ_CHECK(i == std::min(n, (c + 1) * ps), ErrorCode::kBadFile,
+                 what << ": index " << static_cast<int64_t>(data[i]) << " at weight " << i << " outside its codebook of "
+                      << ks[c]);
       }
     });
   }

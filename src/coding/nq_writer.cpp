@@ -8,9 +8,9 @@
 #include "coding/huffman.h"
 #include "coding/huffman_parallel.h"
 #include "coding/huffman_pack.h"
-#include "coding/index_scan.h"
 #include "coding/nq_format.h"
 #include "coding/positions.h"
+#include "core/index_scan.h"
 #include "core/iteration_errors.h"
 #include "core/mapped_pages.h"
 #include "core/ordered_batches.h"
@@ -119,16 +119,10 @@ void check_model(const QuantizedModel& model) {
         for (size_t i0 = ch.begin; i0 < ch.end;) {
           const size_t c = i0 / size, i1 = std::min(ch.end, (c + 1) * size);
           const size_t levels = model.codebooks[static_cast<size_t>(t.first_codebook) + c].size();
-          // The largest index that is not the pruned mark, by a vectorised scan; only a problem with an offender is
-          // walked again to name the first.
-          auto outside = [&](size_t i) {
-            return data[i] != mark && static_cast<uint64_t>(static_cast<int64_t>(data[i])) >= levels;
-          };
-          const bool any = largest_index_plus_one(data, i0, i1) > levels;
-          for (size_t i = i0; any && i < i1; ++i)
-            NQ_CHECK(!outside(i), ErrorCode::kInvalidArgument,
-                     kApi << ": tensor '" << t.name << "' index " << static_cast<int64_t>(data[i]) << " at " << i
-                          << " outside its codebook of " << levels);
+          const size_t i = first_index_outside(data, i0, i1, mark, levels);
+          NQ_CHECK(i == i1, ErrorCode::kInvalidArgument,
+                   kApi << ": tensor '" << t.name << "' index " << static_cast<int64_t>(data[i]) << " at " << i
+                        << " outside its codebook of " << levels);
           i0 = i1;
         }
       });
@@ -194,26 +188,10 @@ ModelEncoding encode_nq(const QuantizedModel& model, NqByteSink* sink) {
     const IndexChunk& ch = chunks[static_cast<size_t>(ci)];
     const auto& t = model.tensors[ch.tensor];
     auto& p = plans[ch.tensor];
-    std::vector<uint64_t> counts;
-    uint64_t pruned = 0;
-    t.indices.visit([&](const auto* data, auto pruned_mark) {  // on the stored width: no per-element dispatch
-      using Index = std::decay_t<decltype(*data)>;
-      if constexpr (sizeof(Index) == 1) {
-        // Every byte value has a bin, the pruned mark's too: no branch on the (unpredictable) mask.
-        counts.assign(256, 0);
-        for (size_t i = ch.begin; i < ch.end; ++i) ++counts[data[i]];
-        pruned = counts[pruned_mark];
-        counts[pruned_mark] = 0;
-        counts.resize(p.alphabet);  // the indices were checked below the alphabet (which may exceed 256)
-      } else {
-        counts.assign(p.alphabet, 0);
-        for (size_t i = ch.begin; i < ch.end; ++i) {
-          if (data[i] == pruned_mark)
-            ++pruned;
-          else
-            ++counts[static_cast<size_t>(data[i])];
-        }
-      }
+    std::vector<uint64_t> counts(p.alphabet, 0);
+    bool outside = false;  // cannot happen: check_model has checked every index
+    const uint64_t pruned = t.indices.visit([&](const auto* data, auto mark) {  // at the stored width
+      return count_indices(data, ch.begin, ch.end, mark, counts.size(), counts.data(), outside);
     });
     for (size_t s = 0; s < counts.size(); ++s)
       if (counts[s]) {
@@ -359,6 +337,10 @@ ModelEncoding encode_nq(const QuantizedModel& model, NqByteSink* sink) {
     // (known from the histograms and the gap plan) instead of coded. The coders read the indices at their stored
     // width; only the GPU packer takes int32 symbols (this tensor's kept ones widened).
     uint64_t uncoded_bytes = 0;
+    // A pruned tensor's chunk layout, made once for the kept indices, the gap plan and the gap stream.
+    const KeptLayout layout =
+        p.pruned > 0 ? t.indices.visit([&](const auto* data, auto mark) { return kept_layout(data, t.indices.size(), mark); })
+                     : KeptLayout{};
     // Index stream of the kept weights, in order.
     if (p.kept > 0 && !sink) {
       te.index_bits = huffman_stream_bits(p.counts, lengths);
@@ -371,7 +353,7 @@ ModelEncoding encode_nq(const QuantizedModel& model, NqByteSink* sink) {
       t.indices.visit([&](const auto* data, auto mark) {
         using Index = std::decay_t<decltype(*data)>;
         std::vector<Index> kept;  // the kept indices, when some are pruned
-        if (p.pruned > 0) kept = gather_kept(data, t.indices.size(), mark);
+        if (p.pruned > 0) kept = gather_kept(data, t.indices.size(), mark, &layout);
         NQ_ASSERT(p.pruned == 0 || kept.size() == p.kept);
         const Index* symbols = p.pruned > 0 ? kept.data() : data;
         if (model.backend == Backend::kCuda && p.kept >= kGpuPackMinSymbols) {
@@ -394,12 +376,12 @@ ModelEncoding encode_nq(const QuantizedModel& model, NqByteSink* sink) {
     // Positions of the kept weights.
     if (p.pruned > 0) {
       t.indices.visit([&](const auto* data, auto mark) {
-        const GapPlan gp = plan_gaps(data, t.indices.size(), mark);
+        const GapPlan gp = plan_gaps(data, t.indices.size(), mark, &layout);
         w.u8(static_cast<uint8_t>(gp.width));
         append_lengths_block(w, gp.lengths);
         w.varint(gp.stream_bits);
         if (sink) {
-          const auto bytes = encode_gaps(data, t.indices.size(), mark, gp);
+          const auto bytes = encode_gaps(data, t.indices.size(), mark, gp, &layout);
           NQ_ASSERT(bytes.size() == bytes_of_bits(gp.stream_bits));
           w.raw(bytes.data(), bytes.size());
         } else {

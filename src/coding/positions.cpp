@@ -23,17 +23,12 @@ size_t gap_chunks(size_t n) { return (n + kGapChunk - 1) / kGapChunk; }
 // Threads the passes use: one inside another parallel region (the writer's tensors are already on the threads).
 int gap_threads() { return omp_in_parallel() ? 1 : std::max(1, omp_get_max_threads()); }
 
-// Where each chunk of weights starts: the position of the last kept weight before it (-1: none) and how many kept
-// weights precede it; runs that span chunks are measured from these.
-struct ChunkStarts {
-  std::vector<int64_t> prev_kept;     // per chunk, and one past the last: the last kept weight of all
-  std::vector<uint64_t> kept_before;  // per chunk, and one past the last: the kept total
-};
+}  // namespace
 
 template <class Index>
-ChunkStarts chunk_starts(const Index* indices, size_t n, Index pruned_index) {
+KeptLayout kept_layout(const Index* indices, size_t n, Index pruned_index) {
   const size_t chunks = gap_chunks(n);
-  ChunkStarts cs;
+  KeptLayout cs;
   cs.prev_kept.assign(chunks + 1, -1);
   cs.kept_before.assign(chunks + 1, 0);
   std::vector<int64_t> last(chunks, -1);
@@ -54,15 +49,17 @@ ChunkStarts chunk_starts(const Index* indices, size_t n, Index pruned_index) {
   return cs;
 }
 
+namespace {
+
 // The run of pruned weights after the last kept one (up to the end), coded like a gap.
-uint64_t trailing_run(size_t n, const ChunkStarts& cs) {
+uint64_t trailing_run(size_t n, const KeptLayout& cs) {
   return static_cast<uint64_t>(static_cast<int64_t>(n) - 1 - cs.prev_kept.back());
 }
 
 // Gaps (pruned weights before each kept one, then the trailing run), as (gap, count) pairs in increasing gap.
 template <class Index>
 std::vector<std::pair<uint64_t, uint64_t>> gap_histogram(const Index* indices, size_t n, Index pruned_index,
-                                                         const ChunkStarts& cs) {
+                                                         const KeptLayout& cs) {
   // Short gaps (the common case) are counted in an array per thread, long ones in a map.
   constexpr uint64_t kDense = 1u << 16;
   const size_t chunks = gap_chunks(n);
@@ -109,7 +106,7 @@ std::vector<std::pair<uint64_t, uint64_t>> gap_histogram(const Index* indices, s
 // The gap symbols of a field of `width` bits, in stream order: for each kept weight its run's fillers and then
 // its gap, and the same for the trailing run. Chunks count their symbols, then write them at their offsets.
 template <class Index>
-std::vector<uint16_t> gap_symbols(const Index* indices, size_t n, Index pruned_index, int width, const ChunkStarts& cs) {
+std::vector<uint16_t> gap_symbols(const Index* indices, size_t n, Index pruned_index, int width, const KeptLayout& cs) {
   const uint64_t filler = (uint64_t{1} << width) - 1;
   const size_t chunks = gap_chunks(n);
   const bool parallel = chunks > 1 && gap_threads() > 1;
@@ -149,8 +146,9 @@ std::vector<uint16_t> gap_symbols(const Index* indices, size_t n, Index pruned_i
 }  // namespace
 
 template <class Index>
-GapPlan plan_gaps(const Index* indices, size_t n, Index pruned_index) {
-  const auto gaps = gap_histogram(indices, n, pruned_index, chunk_starts(indices, n, pruned_index));
+GapPlan plan_gaps(const Index* indices, size_t n, Index pruned_index, const KeptLayout* layout) {
+  const KeptLayout own = layout ? KeptLayout{} : kept_layout(indices, n, pruned_index);
+  const auto gaps = gap_histogram(indices, n, pruned_index, layout ? *layout : own);
   GapPlan best;
   uint64_t best_bits = ~uint64_t{0};
   for (int width = kMinGapWidth; width <= kMaxGapWidth; ++width) {
@@ -175,14 +173,17 @@ GapPlan plan_gaps(const Index* indices, size_t n, Index pruned_index) {
 }
 
 template <class Index>
-std::vector<uint8_t> encode_gaps(const Index* indices, size_t n, Index pruned_index, const GapPlan& plan) {
-  const auto symbols = gap_symbols(indices, n, pruned_index, plan.width, chunk_starts(indices, n, pruned_index));
+std::vector<uint8_t> encode_gaps(const Index* indices, size_t n, Index pruned_index, const GapPlan& plan,
+                                 const KeptLayout* layout) {
+  const KeptLayout own = layout ? KeptLayout{} : kept_layout(indices, n, pruned_index);
+  const auto symbols = gap_symbols(indices, n, pruned_index, plan.width, layout ? *layout : own);
   return encode_stream_parallel(HuffmanEncoder(plan.lengths), symbols.data(), symbols.size(), plan.stream_bits);
 }
 
 template <class Index>
-std::vector<Index> gather_kept(const Index* indices, size_t n, Index pruned_index) {
-  const ChunkStarts cs = chunk_starts(indices, n, pruned_index);
+std::vector<Index> gather_kept(const Index* indices, size_t n, Index pruned_index, const KeptLayout* layout) {
+  const KeptLayout own = layout ? KeptLayout{} : kept_layout(indices, n, pruned_index);
+  const KeptLayout& cs = layout ? *layout : own;
   std::vector<Index> kept(static_cast<size_t>(cs.kept_before.back()));
   const size_t chunks = gap_chunks(n);
 #pragma omp parallel for schedule(static) if (chunks > 1 && gap_threads() > 1)
@@ -269,15 +270,18 @@ bool scatter_kept_parallel(const HuffmanDecoder& code, const uint8_t* data, size
 }
 
 // The widths an IndexArray stores.
-template GapPlan plan_gaps(const uint8_t*, size_t, uint8_t);
-template GapPlan plan_gaps(const uint16_t*, size_t, uint16_t);
-template GapPlan plan_gaps(const int32_t*, size_t, int32_t);
-template std::vector<uint8_t> encode_gaps(const uint8_t*, size_t, uint8_t, const GapPlan&);
-template std::vector<uint8_t> encode_gaps(const uint16_t*, size_t, uint16_t, const GapPlan&);
-template std::vector<uint8_t> encode_gaps(const int32_t*, size_t, int32_t, const GapPlan&);
-template std::vector<uint8_t> gather_kept(const uint8_t*, size_t, uint8_t);
-template std::vector<uint16_t> gather_kept(const uint16_t*, size_t, uint16_t);
-template std::vector<int32_t> gather_kept(const int32_t*, size_t, int32_t);
+template KeptLayout kept_layout(const uint8_t*, size_t, uint8_t);
+template GapPlan plan_gaps(const uint8_t*, size_t, uint8_t, const KeptLayout*);
+template KeptLayout kept_layout(const uint16_t*, size_t, uint16_t);
+template GapPlan plan_gaps(const uint16_t*, size_t, uint16_t, const KeptLayout*);
+template KeptLayout kept_layout(const int32_t*, size_t, int32_t);
+template GapPlan plan_gaps(const int32_t*, size_t, int32_t, const KeptLayout*);
+template std::vector<uint8_t> encode_gaps(const uint8_t*, size_t, uint8_t, const GapPlan&, const KeptLayout*);
+template std::vector<uint8_t> encode_gaps(const uint16_t*, size_t, uint16_t, const GapPlan&, const KeptLayout*);
+template std::vector<uint8_t> encode_gaps(const int32_t*, size_t, int32_t, const GapPlan&, const KeptLayout*);
+template std::vector<uint8_t> gather_kept(const uint8_t*, size_t, uint8_t, const KeptLayout*);
+template std::vector<uint16_t> gather_kept(const uint16_t*, size_t, uint16_t, const KeptLayout*);
+template std::vector<int32_t> gather_kept(const int32_t*, size_t, int32_t, const KeptLayout*);
 template bool scatter_kept_parallel(const HuffmanDecoder&, const uint8_t*, size_t, uint64_t, int, uint64_t, uint64_t,
                                     const uint8_t*, uint8_t*, uint64_t, size_t);
 template bool scatter_kept_parallel(const HuffmanDecoder&, const uint8_t*, size_t, uint64_t, int, uint64_t, uint64_t,

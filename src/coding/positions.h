@@ -31,14 +31,24 @@ struct GapPlan {
 // Index is any stored width of an IndexArray (uint8_t, uint16_t, int32_t) with its pruned mark.
 // These passes split the tensor into fixed chunks on the threads (on the calling thread alone inside a parallel
 // region); runs that span chunks are measured from each chunk's preceding kept weight.
+//
+// Where each chunk starts (KeptLayout) is one pass over the indices: a caller running several of these passes on
+// one tensor makes it once (kept_layout) and hands it to each; without it each pass makes its own.
+struct KeptLayout {
+  std::vector<int64_t> prev_kept;     // per chunk: the last kept weight before it (-1: none); then the last of all
+  std::vector<uint64_t> kept_before;  // per chunk: the kept weights before it; then the kept total
+};
 template <class Index>
-GapPlan plan_gaps(const Index* indices, size_t n, Index pruned_index);
+KeptLayout kept_layout(const Index* indices, size_t n, Index pruned_index);
+template <class Index>
+GapPlan plan_gaps(const Index* indices, size_t n, Index pruned_index, const KeptLayout* layout = nullptr);
 // The gap stream of `indices` coded with the plan: ⌈plan.stream_bits / 8⌉ bytes (encode_stream_parallel).
 template <class Index>
-std::vector<uint8_t> encode_gaps(const Index* indices, size_t n, Index pruned_index, const GapPlan& plan);
+std::vector<uint8_t> encode_gaps(const Index* indices, size_t n, Index pruned_index, const GapPlan& plan,
+                                 const KeptLayout* layout = nullptr);
 // The kept weights' indices in order.
 template <class Index>
-std::vector<Index> gather_kept(const Index* indices, size_t n, Index pruned_index);
+std::vector<Index> gather_kept(const Index* indices, size_t n, Index pruned_index, const KeptLayout* layout = nullptr);
 
 // What decode_gaps does for a stream of `bits` bits (`bytes` = ⌈bits/8⌉) when kept > 0, on the threads: out[p] =
 // kept_values[i] for the i-th kept weight's position p (the rest of `out` is left alone). The stream is decoded by

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/index_scan.h"
 #include "core/iteration_errors.h"
 #include "core/parallel_for.h"
 #include "netquant/error.h"
@@ -16,31 +17,16 @@ namespace {
 
 double ceil_log2(int k) { return k <= 1 ? 0.0 : std::ceil(std::log2(static_cast<double>(k))); }
 
-// counts[j] = how many of indices[b, e) are j (pruned ones not counted), at the stored width. A row or a group (up
-// to kInlineLoopMax) is one piece, counted inline with no allocation beyond a byte-wide index's 256 bins (group:16
-// over 10^7 weights has 625,000 of them); a larger range is counted in pieces on the threads, each into its own
-// bins, then added in piece order (integer counts: any order gives them).
+// counts[j] += how many of indices[b, e) are j (pruned ones not counted), at the stored width (core/index_scan.h).
 void count_piece(const IndexArray& indices, int64_t b, int64_t e, int k, int64_t* counts, bool& bad) {
-  indices.visit([&](const auto* data, auto pruned) {
-    if constexpr (sizeof(*data) == 1) {
-      // Every byte value has a bin, the pruned mark's (0xFF) too: no branch on the (unpredictable) mask.
-      int64_t all[256] = {};
-      for (int64_t i = b; i < e; ++i) ++all[data[i]];
-      for (int v = 0; v < 255; ++v) {
-        if (v < k) counts[v] += all[v];
-        else bad = bad || all[v] > 0;
-      }
-    } else {
-      for (int64_t i = b; i < e; ++i) {
-        const auto v = data[i];
-        if (v == pruned) continue;
-        if (static_cast<int64_t>(v) >= k) bad = true;
-        else ++counts[static_cast<size_t>(v)];
-      }
-    }
+  indices.visit([&](const auto* data, auto mark) {
+    count_indices(data, static_cast<size_t>(b), static_cast<size_t>(e), mark, static_cast<size_t>(k), counts, bad);
   });
 }
 
+// counts[j] = how many of indices[b, e) are j. A row or a group (up to kInlineLoopMax) is one piece, counted inline
+// with no allocation (group:16 over 10^7 weights has 625,000 of them); a larger range is counted in pieces on the
+// threads, each into its own bins, then added in piece order (integer counts: any order gives them).
 void index_histogram(const IndexArray& indices, int64_t b, int64_t e, int k, int64_t* counts) {
   std::fill(counts, counts + k, int64_t{0});
   bool bad = false;
@@ -87,13 +73,6 @@ void fill_model_stats(QuantizedModel& out, const std::vector<TensorErrorSums>& e
     st.params = shape_numel(qt.shape);
     if (!qt.quantized) continue;
     const double n = static_cast<double>(qt.indices.size());
-    // Pruned weights counted in chunks on the threads (an integer sum: any order).
-    st.pruned = qt.indices.visit([&](const auto* data, auto mark) {
-      const int64_t size = static_cast<int64_t>(qt.indices.size()), chunk = int64_t{1} << 20;
-      return parallel_sum((size + chunk - 1) / chunk, 1, [&](int64_t c) {
-        return static_cast<int64_t>(std::count(data + c * chunk, data + std::min(size, (c + 1) * chunk), mark));
-      });
-    });
     st.hw_distortion = errors[t].weighted / n;
     st.mse = errors[t].squared / n;
     tot_d += errors[t].weighted;
@@ -126,14 +105,17 @@ void fill_model_stats(QuantizedModel& out, const std::vector<TensorErrorSums>& e
     problem_errors.rethrow_first();
     double ebits = 0, fbits = 0, cbits = 0;
     int clusters = 0;
+    int64_t kept = 0;  // the histograms count every index but the pruned ones
     for (int64_t pr = 0; pr < qt.num_problems; ++pr) {
       const int k = static_cast<int>(out.codebooks[static_cast<size_t>(qt.first_codebook + pr)].size());
       const ProblemCounts& pc = per[static_cast<size_t>(pr)];
       clusters = std::max(clusters, pc.used);
+      kept += pc.kept;
       ebits += static_cast<double>(pc.kept) * pc.entropy;
       fbits += static_cast<double>(pc.kept) * ceil_log2(k);
       cbits += global ? 32.0 * k * n / static_cast<double>(total_n) : 32.0 * k;
     }
+    st.pruned = numel - kept;
     st.clusters = clusters;
     st.entropy_bits_per_weight = ebits / n;
     st.fixed_bits_per_weight = (fbits + cbits) / n;

@@ -15,11 +15,13 @@ namespace nq::quant {
 namespace {
 
 // A non-negative double's bits order as its value (prune_score turns −0 into +0).
-uint64_t score_key(float w, const float* h, int64_t i) {
-  const double s = prune_score(w, h ? static_cast<double>(h[i]) : 1.0);
+uint64_t key_of(double score) {
   uint64_t key;
-  std::memcpy(&key, &s, sizeof key);
+  std::memcpy(&key, &score, sizeof key);
   return key;
+}
+uint64_t score_key(float w, const float* h, int64_t i) {
+  return key_of(prune_score(w, h ? static_cast<double>(h[i]) : 1.0));
 }
 
 struct Chunk {
@@ -180,11 +182,6 @@ void mark_pruned(const PruneCut& cut, size_t source, const float* w, const float
   parallel_for_chunks(n, kInlineLoopMax, [&](int64_t i0, int64_t i1) {
     uint8_t* __restrict out = mask;
     const float* __restrict wv = w;
-    auto key_of = [](double s) {
-      uint64_t key;
-      std::memcpy(&key, &s, sizeof key);
-      return key;
-    };
     if (h) {
       const float* __restrict hv = h;
       for (int64_t i = i0; i < i1; ++i) out[i] = key_of(prune_score(wv[i], static_cast<double>(hv[i]))) < limit;

@@ -428,25 +428,28 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
         const QuantizedTensor& qt = marks.tensors[p.tensor];
         const size_t first = static_cast<size_t>(qt.first_codebook - first_problem);
         const size_t count = static_cast<size_t>(qt.num_problems);
-        const bool pruned = to_prune > 0 && qt.indices.count(kPrunedIndex) > 0;
-        std::vector<int64_t> begin{0};
-        ScratchVector<float> gw, gh;  // the unpruned values, gathered only when some are pruned
-        if (!pruned) {
-          for (size_t j = first; j < first + count; ++j) begin.push_back(problems[j].pieces[0].end);
-        } else {  // each row's kept count, their offsets, then the rows' copies, rows on the threads
-          begin.resize(count + 1, 0);
-          auto each_row = [&](auto&& f) {
-            parallel_for(static_cast<int64_t>(count), 1, [&](int64_t r) {
-              const Piece& pc = problems[first + static_cast<size_t>(r)].pieces[0];
-              qt.indices.visit([&](const auto* idx, auto mark) { f(static_cast<size_t>(r), pc, idx, mark); });
-            });
-          };
+        // Rows' offsets into the values: the rows' own bounds, or (with pruning) each row's kept count summed,
+        // the counts made on the threads; the kept values are gathered only when some are pruned.
+        std::vector<int64_t> begin(count + 1, 0);
+        auto each_row = [&](auto&& f) {
+          parallel_for(static_cast<int64_t>(count), 1, [&](int64_t r) {
+            const Piece& pc = problems[first + static_cast<size_t>(r)].pieces[0];
+            qt.indices.visit([&](const auto* idx, auto mark) { f(static_cast<size_t>(r), pc, idx, mark); });
+          });
+        };
+        if (to_prune > 0) {
           each_row([&](size_t r, const Piece& pc, const auto* idx, auto mark) {
             int64_t kept = 0;
             for (int64_t i = pc.begin; i < pc.end; ++i) kept += idx[i] != mark;
             begin[r + 1] = kept;
           });
           for (size_t r = 0; r < count; ++r) begin[r + 1] += begin[r];
+        } else {
+          for (size_t r = 0; r < count; ++r) begin[r + 1] = problems[first + r].pieces[0].end;
+        }
+        const bool pruned = begin[count] < static_cast<int64_t>(p.w.size());
+        ScratchVector<float> gw, gh;
+        if (pruned) {
           gw.resize(static_cast<size_t>(begin[count]));
           if (weighted) gh.resize(gw.size());
           each_row([&](size_t r, const Piece& pc, const auto* idx, auto mark) {
