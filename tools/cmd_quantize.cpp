@@ -25,6 +25,7 @@ struct QuantizeOptions {
   std::string model, output, importance, report;
   std::string transform = "none", method = "hw-kmeans", scope = "global", init = "linear";
   std::string include, exclude;  // name filters (ModelQuantizeParams::include_regex / exclude_regex)
+  std::string rate_allocation = "per-problem";
   int k = -1, bits = -1, max_iter = 100;  // -1: not given
   double lambda = 0, target_bits = 0, target_ratio = 0, prune = 0, step = 0;
   uint64_t seed = 1234;
@@ -111,6 +112,12 @@ void run_quantize(const QuantizeOptions& o) {
   p.include_regex = o.include;
   p.exclude_regex = o.exclude;
   p.batch_weights = o.batch_weights;
+  p.rate_allocation = parse_rate_allocation(o.rate_allocation);
+  NQ_CHECK(p.rate_allocation == RateAllocation::kPerProblem ||
+               (p.quant.method == Method::kEcsq && (o.target_bits > 0 || o.target_ratio > 0)),
+           ErrorCode::kInvalidArgument,
+           "--rate-allocation shared-lambda searches one lambda for a target rate: it needs --method ecsq and "
+           "--target-bits or --target-ratio");
   const quant::TensorSelector select(p);  // an invalid pattern fails here, before any input is read
 
   if (!o.sharded && process_group().size > 1) {
@@ -232,7 +239,8 @@ void run_quantize(const QuantizeOptions& o) {
          {{"k", k}, {"lambda", o.lambda}, {"target_bits", o.target_bits}, {"target_ratio", o.target_ratio},
           {"prune", o.prune}, {"init", o.init}, {"max_iter", o.max_iter}, {"seed", o.seed},
           {"importance", o.importance}, {"importance_transform", o.transform}, {"skip_1d", o.skip_1d},
-          {"include", o.include}, {"exclude", o.exclude}, {"batch_weights", o.batch_weights}}},
+          {"include", o.include}, {"exclude", o.exclude}, {"batch_weights", o.batch_weights},
+          {"rate_allocation", o.rate_allocation}}},
         {"waves", q.waves},
         {"total", stats_json(s, true)},
         {"tensors", tensors}};
@@ -272,6 +280,12 @@ void setup_quantize(CLI::App& sub) {
       ->check(kPositive);
   sub.add_option("--target-ratio", o->target_ratio, "ecsq/uniform: same for the entropy-coded ratio 32/bits")
       ->check(kPositive);
+  sub.add_option("--rate-allocation", o->rate_allocation,
+                 "with a target and several codebooks (tensor, row, group scopes): per-problem (each reaches the "
+                 "target itself) or shared-lambda (ecsq: one lambda for all, searched so the model reaches the "
+                 "target; its bits go where they lower the weighted distortion most)")
+      ->check(CLI::IsMember({"per-problem", "shared-lambda"}))
+      ->capture_default_str();
   sub.add_option("--step", o->step,
                  "uniform: cell width (default: k cells cover max|w| of the weights with importance > 0)");
   sub.add_option("--scope", o->scope, "global | tensor | row | group:G")->capture_default_str();

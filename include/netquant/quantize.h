@@ -107,6 +107,16 @@ std::string scope_to_string(const Scope& scope);
 enum class ImportanceTransform { kNone, kSqrt, kNormalize };
 ImportanceTransform parse_importance_transform(const std::string& name);
 
+// How a target rate (QuantizeParams::target_bits / target_ratio) is met when the scope gives many codebooks.
+// kPerProblem: every row, group or tensor searches its own λ (or Δ) to reach the target itself.
+// kSharedLambda (ecsq): one λ for every problem, searched so that the model's entropy per kept weight reaches the
+// target. Each problem then minimises D_j + λ·H_j at the same slope, so the model's bits go where they lower the
+// importance-weighted distortion most (the Lagrangian rate allocation): at the same model rate its total
+// distortion is lower than every problem at the same rate. Global scope (one problem) is the same either way.
+enum class RateAllocation { kPerProblem, kSharedLambda };
+RateAllocation parse_rate_allocation(const std::string& name);  // "per-problem" | "shared-lambda"
+std::string rate_allocation_name(RateAllocation allocation);
+
 struct ModelQuantizeParams {
   QuantizeParams quant;
   Scope scope;
@@ -130,6 +140,8 @@ struct ModelQuantizeParams {
   // working copies fit in half the available memory). The result does not depend on it. Global scope takes the
   // whole model at once.
   int64_t batch_weights = 0;
+  // With a target rate: see RateAllocation. kSharedLambda needs method ecsq and a target.
+  RateAllocation rate_allocation = RateAllocation::kPerProblem;
 };
 
 // Statistics of a tensor or of the whole model (the report's keys).

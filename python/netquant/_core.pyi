@@ -24,6 +24,8 @@ class Params:
     skip_1d: bool
     include: str
     exclude: str
+    batch_weights: int
+    rate_allocation: str
     backend: str
     def __init__(self) -> None: ...
     def validate(self) -> None: ...

@@ -47,6 +47,7 @@ struct Params {
   std::string include;  // ModelQuantizeParams::include_regex / exclude_regex ("" = no filter)
   std::string exclude;
   int64_t batch_weights = 0;  // ModelQuantizeParams::batch_weights (0 = automatic)
+  std::string rate_allocation = "per-problem";  // ModelQuantizeParams::rate_allocation
   std::string backend = "auto";
 
   Params() {
@@ -71,6 +72,7 @@ struct Params {
     include = d.include_regex;
     exclude = d.exclude_regex;
     batch_weights = d.batch_weights;
+    rate_allocation = rate_allocation_name(d.rate_allocation);
     backend = backend_name(d.quant.backend);
   }
 
@@ -98,6 +100,7 @@ struct Params {
     p.include_regex = include;
     p.exclude_regex = exclude;
     p.batch_weights = batch_weights;
+    p.rate_allocation = parse_rate_allocation(rate_allocation);
     return p;
   }
 };
@@ -436,6 +439,7 @@ PYBIND11_MODULE(_core, m) {
       .def_readwrite("include", &Params::include)
       .def_readwrite("exclude", &Params::exclude)
       .def_readwrite("batch_weights", &Params::batch_weights)
+      .def_readwrite("rate_allocation", &Params::rate_allocation)
       .def_readwrite("backend", &Params::backend)
       .def("validate", [](const Params& p) { p.to_engine(); }, "Parses the enum spellings; raises on bad values.");
 

@@ -62,30 +62,17 @@ void EcsqRun::step(const AssignAccum& acc) {
   last_l_ = l_;
   const bool stop = prev_ < infinity() && (prev_ - obj) <= tol_ * std::fabs(prev_);
   prev_ = obj;
+  sort_live_clusters(acc);
   if (stop) {
-    out_.converged = true;
-    done_ = true;
+    if (!(lambda > 0) || it >= std::max(1, max_iter_) || !merge_equal_clusters(acc)) {
+      out_.converged = true;
+      done_ = true;
+    }
     return;
   }
   done_ = it >= std::max(1, max_iter_);
-  // Next codebook: live clusters sorted by centre (cells are not intervals, so order can change), equal
-  // centres merged; l_j = −log2 p_j. A stable sort: an insertion sort for the usual few dozen centres (no
-  // temporary buffer), std::stable_sort beyond; both give the one stable order.
-  std::vector<int>& order = order_;
-  order.clear();
-  for (int j = 0; j < k; ++j)
-    if (acc.count[j] > 0) order.push_back(j);
-  const auto before = [&](int a, int b) { return means[a] < means[b]; };
-  if (order.size() <= 64) {
-    for (size_t i = 1; i < order.size(); ++i) {
-      const int v = order[i];
-      size_t j = i;
-      for (; j > 0 && before(v, order[j - 1]); --j) order[j] = order[j - 1];
-      order[j] = v;
-    }
-  } else {
-    std::stable_sort(order.begin(), order.end(), before);
-  }
+  // Next codebook: the live clusters in order of centre, equal centres merged; l_j = −log2 p_j.
+  const std::vector<int>& order = order_;
   std::vector<double>& nc = nc_;
   std::vector<double>& cnt = cnt_;
   nc.clear();
@@ -98,6 +85,82 @@ void EcsqRun::step(const AssignAccum& acc) {
   c_.swap(nc);
   l_.resize(c_.size());
   for (size_t j = 0; j < c_.size(); ++j) l_[j] = -std::log2(cnt[j] / n_);
+}
+
+void EcsqRun::sort_live_clusters(const AssignAccum& acc) {
+  // Cells are not intervals, so the order of centres can change. A stable sort: an insertion sort for the usual few
+  // dozen centres (no temporary buffer), std::stable_sort beyond; both give the one stable order.
+  const std::vector<double>& means = means_;
+  std::vector<int>& order = order_;
+  order.clear();
+  for (int j = 0; j < static_cast<int>(acc.count.size()); ++j)
+    if (acc.count[j] > 0) order.push_back(j);
+  const auto before = [&](int a, int b) { return means[a] < means[b]; };
+  if (order.size() <= 64) {
+    for (size_t i = 1; i < order.size(); ++i) {
+      const int v = order[i];
+      size_t j = i;
+      for (; j > 0 && before(v, order[j - 1]); --j) order[j] = order[j - 1];
+      order[j] = v;
+    }
+  } else {
+    std::stable_sort(order.begin(), order.end(), before);
+  }
+}
+
+bool EcsqRun::merge_equal_clusters(const AssignAccum& acc) {
+  // Clusters all of one size have codes all of one length, so the λ term is the same for every choice and each
+  // weight keeps its nearest centre: the iteration stands still whatever λ is (every start with one value per
+  // cluster, e.g. a row with no more distinct values than k_max, stops at its exact representation, H = log2 n).
+  // Merging two neighbours is then the one move that lowers J: ΔD = H_a H_b (m_a − m_b)² / ((H_a + H_b) N) with
+  // H = Σh and m the weighted means, ΔH = Σ −p log2 p after minus before. Disjoint pairs with ΔJ < 0 merge, most
+  // negative first (their changes add), and the iterations go on from there; J falls, so this ends.
+  const std::vector<int>& order = order_;
+  if (order.size() < 2) return false;
+  for (const int j : order)
+    if (acc.count[j] != acc.count[order[0]]) return false;
+  const double lambda = out_.lambda;
+  auto plogp = [&](double c) { return c > 0 ? -(c / n_) * std::log2(c / n_) : 0.0; };
+  const size_t pairs = order.size() - 1;
+  std::vector<std::pair<double, size_t>> gains;  // (ΔJ, left cluster's place in order)
+  for (size_t i = 0; i < pairs; ++i) {
+    const int a = order[i], b = order[i + 1];
+    const double ha = acc.sum_h[a], hb = acc.sum_h[b], gap = means_[a] - means_[b];
+    const double dd = ha > 0 && hb > 0 ? ha * hb / (ha + hb) * gap * gap / n_ : 0.0;
+    const double ca = static_cast<double>(acc.count[a]), cb = static_cast<double>(acc.count[b]);
+    const double dh = plogp(ca + cb) - plogp(ca) - plogp(cb);
+    const double dj = dd + lambda * dh;
+    if (dj < 0) gains.push_back({dj, i});
+  }
+  if (gains.empty()) return false;
+  std::sort(gains.begin(), gains.end());  // by ΔJ, then by place: one order on every machine
+  std::vector<char> merged_right(order.size(), 0), taken(order.size(), 0);
+  for (const auto& [dj, i] : gains) {
+    if (taken[i] || taken[i + 1]) continue;
+    taken[i] = taken[i + 1] = 1;
+    merged_right[i] = 1;
+  }
+  std::vector<double>& nc = nc_;
+  std::vector<double>& cnt = cnt_;
+  nc.clear();
+  cnt.clear();
+  for (size_t i = 0; i < order.size(); ++i) {
+    const int a = order[i];
+    if (!merged_right[i]) {
+      nc.push_back(means_[a]);
+      cnt.push_back(static_cast<double>(acc.count[a]));
+      continue;
+    }
+    const int b = order[++i];
+    const double h = acc.sum_h[a] + acc.sum_h[b];
+    const int64_t c = acc.count[a] + acc.count[b];
+    nc.push_back(h > 0 ? (acc.sum_hw[a] + acc.sum_hw[b]) / h : (acc.sum_w[a] + acc.sum_w[b]) / static_cast<double>(c));
+    cnt.push_back(static_cast<double>(c));
+  }
+  c_.swap(nc);
+  l_.resize(c_.size());
+  for (size_t j = 0; j < c_.size(); ++j) l_[j] = -std::log2(cnt[j] / n_);
+  return true;
 }
 
 std::vector<RawResult> ecsq_iterate_lambdas(const AssignPass& pass, size_t n_total, size_t n_local,

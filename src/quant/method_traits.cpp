@@ -101,4 +101,15 @@ ImportanceTransform parse_importance_transform(const std::string& name) {
           "unknown importance transform '" << name << "' (expected none, sqrt or normalize)");
 }
 
+RateAllocation parse_rate_allocation(const std::string& name) {
+  if (name == "per-problem") return RateAllocation::kPerProblem;
+  if (name == "shared-lambda") return RateAllocation::kSharedLambda;
+  NQ_FAIL(ErrorCode::kInvalidArgument,
+          "unknown rate allocation '" << name << "' (expected per-problem or shared-lambda)");
+}
+
+std::string rate_allocation_name(RateAllocation allocation) {
+  return allocation == RateAllocation::kSharedLambda ? "shared-lambda" : "per-problem";
+}
+
 }  // namespace nq

@@ -24,6 +24,7 @@
 #include "quant/problem_memory.h"
 #include "quant/prune_cut.h"
 #include "quant/quantizers.h"
+#include "quant/shared_lambda_search.h"
 #include "quant/tensor_selector.h"
 
 namespace nq {
@@ -533,6 +534,7 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
 }  // namespace
 
 QuantizedModel quantize_model(const TensorSet& model, const TensorSet* importance, const ModelQuantizeParams& params) {
+  if (quant::wants_shared_lambda(params)) return quant::quantize_model_shared_lambda(model, importance, params);
   return std::move(quantize_model_impl(model, importance, params, {}).front());
 }
 

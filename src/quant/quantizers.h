@@ -170,6 +170,9 @@ class EcsqRun {
   double prev_ = infinity();
   bool done_ = false;
   RawResult out_;
+
+  void sort_live_clusters(const AssignAccum& acc);  // order_: the latest pass's live clusters by centre
+  bool merge_equal_clusters(const AssignAccum& acc);  // the next codebook with neighbours merged, when that helps
 };
 // ecsq_search between passes: q.lambda alone, or for a target rate the runs of the λ search (λ = 0, then λ grown
 // until the rate is reached, then bisection on log λ), every run an EcsqRun from the same start. A driver feeds it

@@ -1,4 +1,4 @@
-// Bit-for-bit comparison of two QuantizeResults (and of two QuantStats, expect_same_stats) (a batched path against one quantize() per problem): codebook,
+// Bit-for-bit comparison of two QuantizeResults (of two QuantStats, expect_same_stats; of two QuantizedModels, expect_same_model) (a batched path against one quantize() per problem): codebook,
 // indices, statistics, λ, iteration count, convergence and the per-iteration history.
 #pragma once
 
@@ -48,6 +48,32 @@ inline void expect_same_stats(const QuantStats& a, const QuantStats& b, bool wit
   }
   EXPECT_EQ(a.iterations, b.iterations);
   EXPECT_EQ(a.converged, b.converged);
+}
+
+// Two models bit for bit: codebooks, each tensor's layout, indices and statistics, and the totals (but time).
+inline void expect_same_model(const QuantizedModel& got, const QuantizedModel& want, const std::string& what) {
+  SCOPED_TRACE(what);
+  ASSERT_EQ(got.codebooks.size(), want.codebooks.size());
+  for (size_t j = 0; j < got.codebooks.size(); ++j) {
+    ASSERT_EQ(got.codebooks[j].size(), want.codebooks[j].size()) << "codebook " << j;
+    EXPECT_TRUE(got.codebooks[j].empty() ||
+                std::memcmp(got.codebooks[j].data(), want.codebooks[j].data(),
+                            got.codebooks[j].size() * sizeof(float)) == 0)
+        << "codebook " << j;
+  }
+  ASSERT_EQ(got.tensors.size(), want.tensors.size());
+  for (size_t i = 0; i < got.tensors.size(); ++i) {
+    const QuantizedTensor &g = got.tensors[i], &w = want.tensors[i];
+    SCOPED_TRACE(g.name);
+    ASSERT_EQ(g.name, w.name);
+    ASSERT_EQ(g.quantized, w.quantized);
+    EXPECT_EQ(g.problem_size, w.problem_size);
+    EXPECT_EQ(g.first_codebook, w.first_codebook);
+    EXPECT_EQ(g.num_problems, w.num_problems);
+    EXPECT_EQ(g.indices, w.indices);
+    if (g.quantized) expect_same_stats(g.stats, w.stats, true, "tensor");
+  }
+  expect_same_stats(got.total, want.total, true, "total");
 }
 
 }  // namespace nq::test

@@ -21,7 +21,7 @@ namespace nq {
 namespace {
 
 using test::make_importance;
-using test::expect_same_stats;
+using test::expect_same_model;
 using test::student_t;
 
 // Eight tensors of awkward sizes in three float dtypes, a 1-D one and a non-float one; the third repeats a few
@@ -45,31 +45,6 @@ TensorSet make_model(uint64_t seed) {
   m.add(Tensor("steps", DType::kI64, {2}));
   add("g", {5, 41}, DType::kF32);
   return m;
-}
-
-void expect_same_model(const QuantizedModel& got, const QuantizedModel& want, const std::string& what) {
-  SCOPED_TRACE(what);
-  ASSERT_EQ(got.codebooks.size(), want.codebooks.size());
-  for (size_t j = 0; j < got.codebooks.size(); ++j) {
-    ASSERT_EQ(got.codebooks[j].size(), want.codebooks[j].size()) << "codebook " << j;
-    EXPECT_TRUE(got.codebooks[j].empty() ||
-                std::memcmp(got.codebooks[j].data(), want.codebooks[j].data(),
-                            got.codebooks[j].size() * sizeof(float)) == 0)
-        << "codebook " << j;
-  }
-  ASSERT_EQ(got.tensors.size(), want.tensors.size());
-  for (size_t i = 0; i < got.tensors.size(); ++i) {
-    const QuantizedTensor &g = got.tensors[i], &w = want.tensors[i];
-    SCOPED_TRACE(g.name);
-    ASSERT_EQ(g.name, w.name);
-    ASSERT_EQ(g.quantized, w.quantized);
-    EXPECT_EQ(g.problem_size, w.problem_size);
-    EXPECT_EQ(g.first_codebook, w.first_codebook);
-    EXPECT_EQ(g.num_problems, w.num_problems);
-    EXPECT_EQ(g.indices, w.indices);
-    if (g.quantized) expect_same_stats(g.stats, w.stats, true, "tensor");
-  }
-  expect_same_stats(got.total, want.total, true, "total");
 }
 
 struct WaveCase {

@@ -1,0 +1,150 @@
+// One λ for every problem of a model, searched to meet a model-wide target rate. Each problem j minimises
+// D_j + λ·H_j; summed with the problems' sizes that is the model's D + λ·(its bits), so one λ is the Lagrangian
+// allocation of the model's bits over its rows, groups or tensors. The model's rate is a step function of λ, and
+// ECSQ's iterations need not make it monotone, so the search keeps every (λ, rate) it has tried, brackets the
+// least λ that reaches the target, and returns the nearest model it has seen.
+#include "quant/shared_lambda_search.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <string>
+
+#include "core/memory_info.h"
+#include "netquant/error.h"
+#include "netquant/progress.h"
+#include "quant/quantizers.h"
+
+namespace nq::quant {
+
+namespace {
+
+// Candidates per round: a round's models come from one quantize_model_lambdas call (one start per problem shared by
+// all of them), and each round narrows the bracket ninefold. Fixed, so the search's path is the same on any machine;
+// only how many of a round's models are held at once depends on the memory.
+constexpr int kPerRound = 8;
+// The first round spans 2^24 around the estimate, and a round beyond the points moves 2^24 further.
+constexpr double kSpanLog2 = 24.0;
+constexpr int kMaxRounds = 40;
+constexpr double kRateTolerance = 0.005;  // as the per-problem search: within 0.5% of the target
+
+int index_bytes(int levels) { return levels <= 255 ? 1 : levels <= 65535 ? 2 : 4; }
+
+// How many of a round's models to make at once: each holds its indices until it is judged, and the best one stays.
+size_t models_at_once(const TensorSet& model, int levels) {
+  double weights = 0;
+  for (const Tensor& t : model) weights += static_cast<double>(t.numel());
+  const double per_model = std::max(1.0, weights * index_bytes(levels));
+  const uint64_t available = available_memory_bytes();
+  const double budget = available > 0 ? std::max(256e6, 0.25 * static_cast<double>(available)) : 2e9;
+  return static_cast<size_t>(std::clamp(std::floor(budget / per_model) - 1.0, 1.0, double{kPerRound}));
+}
+
+std::string lambda_text(double lambda) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.4g", lambda);
+  return buf;
+}
+
+}  // namespace
+
+double model_rate_bits(const QuantizedModel& m) {
+  double n = 0;
+  for (const QuantizedTensor& qt : m.tensors)
+    if (qt.quantized) n += static_cast<double>(qt.indices.size());
+  const double kept = n - static_cast<double>(m.total.pruned);
+  return kept > 0 ? m.total.entropy_bits_per_weight * n / kept : 0.0;
+}
+
+bool wants_shared_lambda(const ModelQuantizeParams& params) {
+  if (params.rate_allocation != RateAllocation::kSharedLambda) return false;
+  NQ_CHECK(params.quant.method == Method::kEcsq, ErrorCode::kInvalidArgument,
+           "rate allocation shared-lambda is for method ecsq (one λ over every codebook), got "
+               << method_traits(params.quant.method).name);
+  NQ_CHECK(target_rate_bits(params.quant) > 0, ErrorCode::kInvalidArgument,
+           "rate allocation shared-lambda needs a target rate (--target-bits or --target-ratio)");
+  return params.scope.kind != ScopeKind::kGlobal;
+}
+
+std::vector<double> next_lambda_candidates(const std::vector<RatePoint>& points, double target, int per_round) {
+  NQ_ASSERT(!points.empty() && points.front().lambda == 0 && per_round >= 1);
+  auto at_or_below = [&](const RatePoint& p) { return p.rate <= target; };
+  const auto hi = std::find_if(points.begin(), points.end(), at_or_below);
+  std::vector<double> next;
+  const double step = kSpanLog2 / per_round;
+  if (hi == points.end()) {  // every λ tried is above the target: further up
+    for (int i = 1; i <= per_round; ++i) next.push_back(points.back().lambda * std::exp2(step * i));
+    return next;
+  }
+  NQ_ASSERT(hi != points.begin());  // λ = 0 is above the target (else the search has ended)
+  const double lo = std::prev(hi)->lambda, up = hi->lambda;
+  if (lo == 0) {  // only λ = 0 below: further down
+    for (int i = per_round; i >= 1; --i) next.push_back(up * std::exp2(-step * i));
+    return next;
+  }
+  const double width = std::log(up / lo);
+  if (!(width > 1e-9)) return next;
+  for (int i = 1; i <= per_round; ++i) {
+    const double lambda = lo * std::exp(width * i / (per_round + 1));
+    if (lambda > lo && lambda < up) next.push_back(lambda);
+  }
+  return next;
+}
+
+QuantizedModel quantize_model_shared_lambda(const TensorSet& model, const TensorSet* importance,
+                                            const ModelQuantizeParams& params) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const double target = target_rate_bits(params.quant);
+  ModelQuantizeParams fixed = params;
+  fixed.quant.target_bits = 0;
+  fixed.quant.target_ratio = 0;
+  fixed.quant.lambda = 0;
+  fixed.rate_allocation = RateAllocation::kPerProblem;
+
+  QuantizedModel best = quantize_model(model, importance, fixed);
+  const double rate0 = model_rate_bits(best);
+  double best_err = std::fabs(rate0 - target);
+  auto done = [&]() -> QuantizedModel {
+    best.total.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return std::move(best);
+  };
+  // ECSQ reaches no higher rate than its λ = 0 fixed point (the per-problem search's rule too).
+  if (target >= rate0 || best_err <= kRateTolerance * target) return done();
+
+  std::vector<RatePoint> points{{0.0, rate0}};
+  // The first round around the high-rate slope: D(R) ≈ c·2^(−2R), so λ = −dD/dR ≈ 2 ln 2 · D(R), with D(R) grown
+  // from the λ = 0 distortion by 4^(rate0 − target).
+  const double d = best.total.hw_distortion;
+  const double guess = (d > 0 ? d : 1e-30) * 2 * std::log(2.0) * std::exp2(2 * (rate0 - target));
+  std::vector<double> next;
+  for (int i = 0; i < kPerRound; ++i) next.push_back(guess * std::exp2(kSpanLog2 * (i / (kPerRound - 1.0) - 0.5)));
+
+  const size_t at_once = models_at_once(model, params.quant.k);
+  Progress progress("shared-lambda search", kMaxRounds);
+  for (int round = 0; round < kMaxRounds && !next.empty(); ++round) {
+    for (size_t b = 0; b < next.size(); b += at_once) {
+      const std::vector<double> batch(next.begin() + static_cast<ptrdiff_t>(b),
+                                      next.begin() + static_cast<ptrdiff_t>(std::min(next.size(), b + at_once)));
+      std::vector<QuantizedModel> models = quantize_model_lambdas(model, importance, fixed, batch);
+      for (size_t m = 0; m < models.size(); ++m) {
+        const double rate = model_rate_bits(models[m]);
+        points.push_back({batch[m], rate});
+        const double err = std::fabs(rate - target);
+        if (err < best_err) {
+          best_err = err;
+          best = std::move(models[m]);
+        }
+      }
+    }
+    if (best_err <= kRateTolerance * target) break;
+    std::sort(points.begin(), points.end(), [](const RatePoint& a, const RatePoint& b) { return a.lambda < b.lambda; });
+    next = next_lambda_candidates(points, target, kPerRound);
+    progress.update(round + 1, "lambda " + lambda_text(best.total.lambda) + ": " + lambda_text(model_rate_bits(best)) +
+                                   " bits/weight");
+  }
+  progress.finish();
+  return done();
+}
+
+}  // namespace nq::quant
