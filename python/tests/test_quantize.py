@@ -255,3 +255,32 @@ def test_batch_weights_stream_the_same_model(rng, scope):
     pruned = netquant.prune(model, imp, fraction=0.4, importance_transform="sqrt", backend="cpu")
     streamed = netquant.prune(model, imp, fraction=0.4, importance_transform="sqrt", backend="cpu", batch_weights=1)
     assert all(streamed[n].tobytes() == pruned[n].tobytes() for n in model)
+
+
+def test_shared_lambda_rate_allocation(rng):
+    # One lam for every row's codebook, searched for the model's rate: the oracle is the model quantized at that lam
+    # with no target (the same indices and codebooks), and the model's entropy per weight recomputed here from the
+    # indices, row by row, must be the target.
+    model = {"hot": weights(rng, (9, 70)), "cold": weights(rng, (11, 40))}
+    imp = {"hot": 100.0 * importance(rng, (9, 70)), "cold": 0.01 * importance(rng, (11, 40))}
+    args = dict(method="ecsq", k=16, scope="row", backend="cpu")
+    got = netquant.quantize_model(model, imp, **args, target_bits=1.5, rate_allocation="shared-lambda")
+    lam = got.stats["lambda"]
+    assert lam > 0 and all(t.stats["lambda"] == lam for t in got.tensors.values())
+    bits = 0.0
+    for name, a in model.items():
+        for row in got.tensors[name].indices.reshape(a.shape[0], -1):
+            _, counts = np.unique(row, return_counts=True)
+            bits -= float((counts * np.log2(counts / counts.sum())).sum())
+    assert bits / sum(a.size for a in model.values()) == pytest.approx(1.5, rel=0.005)
+    fixed = netquant.quantize_model(model, imp, **args, lam=lam)
+    assert [a.tobytes() for a in got.codebooks] == [b.tobytes() for b in fixed.codebooks]
+    for name in model:
+        assert np.array_equal(got.tensors[name].indices, fixed.tensors[name].indices), name
+    # The important rows get the bits.
+    assert got.tensors["hot"].stats["entropy_bits_per_weight"] > got.tensors["cold"].stats["entropy_bits_per_weight"]
+    with pytest.raises(netquant.NetquantValueError, match="ecsq"):
+        netquant.quantize_model(model, imp, method="uniform", k=16, scope="row", target_bits=1.5,
+                                rate_allocation="shared-lambda", backend="cpu")
+    with pytest.raises(netquant.NetquantValueError, match="rate allocation"):
+        netquant.quantize_model(model, imp, **args, target_bits=1.5, rate_allocation="even")

@@ -145,7 +145,7 @@ bool same_but_lambda(const ModelQuantizeParams& a, const ModelQuantizeParams& b)
          x.initial_centers == y.initial_centers && x.backend == y.backend && a.scope.kind == b.scope.kind &&
          a.scope.group == b.scope.group && a.prune == b.prune && a.importance_transform == b.importance_transform &&
          a.skip_1d == b.skip_1d && a.include_regex == b.include_regex && a.exclude_regex == b.exclude_regex &&
-         a.initial_codebooks == b.initial_codebooks;
+         a.initial_codebooks == b.initial_codebooks && a.rate_allocation == b.rate_allocation;
 }
 
 }  // namespace

@@ -176,6 +176,29 @@ TEST_F(QuantizeCli, NqOutputPruneAndTarget) {
   EXPECT_GT(j["total"]["ratio_file"].get<double>(), 0);
 }
 
+// --rate-allocation shared-lambda: one λ for every row's codebook, in the report for each tensor, and the file is
+// the one --lambda with that λ writes (the oracle: the fixed-λ run, byte for byte).
+TEST_F(QuantizeCli, SharedLambdaTargetIsOneLambdaForTheModel) {
+  const std::string base = "quantize '" + file("model.safetensors") + "' --importance '" + file("imp.safetensors") +
+                           "' --method ecsq --k 16 --scope row --skip-1d --quiet";
+  CliRun r = run(base + " -o '" + file("shared.nq") + "' --target-bits 2 --rate-allocation shared-lambda --report '" +
+                 file("r.json") + "'");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(slurp(file("r.json")));
+  EXPECT_EQ(j["params"]["rate_allocation"], "shared-lambda");
+  const double lambda = j["total"]["lambda"].get<double>();
+  ASSERT_GT(lambda, 0);
+  for (const auto& t : j["tensors"]) EXPECT_EQ(t["lambda"].get<double>(), lambda) << t["name"];
+  r = run(base + " -o '" + file("fixed.nq") + "' --lambda " + nlohmann::json(lambda).dump());
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(slurp(file("shared.nq")), slurp(file("fixed.nq")));
+  // The default allocation is per problem: each row searches its own λ.
+  r = run(base + " -o '" + file("each.nq") + "' --target-bits 2 --report '" + file("e.json") + "'");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(slurp(file("e.json")))["params"]["rate_allocation"], "per-problem");
+  EXPECT_NE(slurp(file("each.nq")), slurp(file("shared.nq")));
+}
+
 TEST_F(QuantizeCli, BadInputsExitTwo) {
   const std::string m = "'" + file("model.safetensors") + "'";
   const std::string o = " -o '" + file("bad.safetensors") + "'";
@@ -189,6 +212,10 @@ TEST_F(QuantizeCli, BadInputsExitTwo) {
         // Out-of-range numbers that share a value or a sign with "unset" are refused, not run as the default.
         "quantize " + m + o + " --k -1", "quantize " + m + o + " --bits -2",
         "quantize " + m + o + " --method ecsq --target-bits 0", "quantize " + m + o + " --method ecsq --target-ratio -4",
+        // One λ for every codebook needs ECSQ and a target to search it for.
+        "quantize " + m + o + " --method uniform --scope row --target-bits 2 --rate-allocation shared-lambda",
+        "quantize " + m + o + " --method ecsq --scope row --lambda 1e-4 --rate-allocation shared-lambda",
+        "quantize " + m + o + " --method ecsq --target-bits 2 --rate-allocation shared",
         // A directory as the model, whatever its name.
         "quantize '" + file("adir") + "'" + o}) {
     const CliRun r = run(args);
