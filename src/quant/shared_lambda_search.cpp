@@ -21,8 +21,8 @@ namespace nq::quant {
 namespace {
 
 // Candidates per round: a round's models come from one quantize_model_lambdas call (one start per problem shared by
-// all of them), and each round narrows the bracket ninefold. Fixed, so the search's path is the same on any machine;
-// only how many of a round's models are held at once depends on the memory.
+// all of them). Fixed, so the search's path is the same on any machine; only how many of a round's models are held
+// at once depends on the memory.
 constexpr int kPerRound = 8;
 // The first round spans 2^24 around the estimate, and a round beyond the points moves 2^24 further.
 constexpr double kSpanLog2 = 24.0;
@@ -85,9 +85,18 @@ std::vector<double> next_lambda_candidates(const std::vector<RatePoint>& points,
   }
   const double width = std::log(up / lo);
   if (!(width > 1e-9)) return next;
-  for (int i = 1; i <= per_round; ++i) {
-    const double lambda = lo * std::exp(width * i / (per_round + 1));
-    if (lambda > lo && lambda < up) next.push_back(lambda);
+  // The rate is close to linear in log λ over a bracket (high-rate theory: dR/d log λ ≈ −1/(2 ln 2)), so the
+  // candidates crowd around the crossing interpolated between the bracket's ends, a (2·(per_round + 1))th of the
+  // bracket apart: when the interpolation is good the next bracket is that narrow, and when it is not the crowd
+  // still cuts off a third of the bracket or more. The crowd is moved inside the bracket whole.
+  const double f = (std::prev(hi)->rate - target) / (std::prev(hi)->rate - hi->rate);  // in (0, 1]
+  const double spacing = 0.5 / (per_round + 1);
+  std::vector<double> x;
+  for (int i = 1; i <= per_round; ++i) x.push_back(f + (i - 0.5 * (per_round + 1)) * spacing);
+  const double shift = std::max(0.5 * spacing - x.front(), std::min(0.0, 1.0 - 0.5 * spacing - x.back()));
+  for (const double xi : x) {
+    const double lambda = lo * std::exp(width * (xi + shift));
+    if (lambda > lo && lambda < up && (next.empty() || lambda > next.back())) next.push_back(lambda);
   }
   return next;
 }

@@ -19,9 +19,10 @@ double model_rate_bits(const QuantizedModel& m);
 bool wants_shared_lambda(const ModelQuantizeParams& params);
 
 // The λ candidates of the search's next round, given the (λ, rate) points so far, sorted by λ (λ = 0 first, its
-// rate above the target): `per_round` points strictly between the bracket's ends (the largest λ whose rate is
-// above the target below the least λ whose rate is at or below it), or beyond the points on the side the target
-// lies. Empty when the bracket is closed to a relative width of 1e-9. Exposed for tests.
+// rate above the target): up to `per_round` points strictly between the bracket's ends (the largest λ whose rate
+// is above the target below the least λ whose rate is at or below it), evenly spaced in log λ by 1/(2·(per_round
+// + 1)) of the bracket around the crossing interpolated linearly in log λ; or `per_round` points beyond the others
+// on the side the target lies. Empty when the bracket is closed to a relative width of 1e-9. Exposed for tests.
 struct RatePoint {
   double lambda;
   double rate;

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <random>
 #include <string>
@@ -182,8 +183,9 @@ TEST(SharedLambda, RejectsWhatItCannotDo) {
 }
 
 // The bracket rule against its definition, on random (λ, rate) sets that need not be monotone: the candidates lie
-// strictly between the largest λ below the least λ at or under the target and that λ, geometrically spaced; or
-// beyond every point on the side where the target lies.
+// strictly between the largest λ below the least λ at or under the target and that λ, evenly spaced in log λ by
+// 1/(2·(per_round + 1)) of the bracket, with one within a spacing of the crossing interpolated in log λ; or beyond
+// every point on the side where the target lies.
 TEST(SharedLambda, CandidatesBracketTheLeastLambdaThatReachesTheTarget) {
   std::mt19937_64 rng(5);
   std::uniform_real_distribution<double> u(0, 1);
@@ -201,9 +203,14 @@ TEST(SharedLambda, CandidatesBracketTheLeastLambdaThatReachesTheTarget) {
     double least = -1;
     for (const RatePoint& q : pts)
       if (q.rate <= target && (least < 0 || q.lambda < least)) least = q.lambda;
-    double below = 0;
-    for (const RatePoint& q : pts)
-      if (q.lambda < least) below = std::max(below, q.lambda);
+    double below = 0, rate_least = 0, rate_below = 0;
+    for (const RatePoint& q : pts) {
+      if (q.lambda < least && q.lambda >= below) {
+        below = q.lambda;
+        rate_below = q.rate;
+      }
+      if (q.lambda == least) rate_least = q.rate;
+    }
     double top = 0;
     for (const RatePoint& q : pts) top = std::max(top, q.lambda);
     SCOPED_TRACE("trial " + std::to_string(trial));
@@ -220,16 +227,21 @@ TEST(SharedLambda, CandidatesBracketTheLeastLambdaThatReachesTheTarget) {
       EXPECT_TRUE(next.empty());
     } else {
       ASSERT_FALSE(next.empty());
+      const double width = std::log(least / below), spacing = width / (2.0 * (per_round + 1));
       for (size_t i = 0; i < next.size(); ++i) {
         EXPECT_GT(next[i], below);
         EXPECT_LT(next[i], least);
         if (i > 0) {
-          EXPECT_GT(next[i], next[i - 1]);
+          EXPECT_NEAR(std::log(next[i] / next[i - 1]), spacing, 1e-6 * width);
         }
       }
-      if (next.size() == static_cast<size_t>(per_round)) {  // evenly spaced in log λ
-        EXPECT_NEAR(std::log(next[0] / below), std::log(least / next.back()), 1e-6 * std::log(least / below));
+      if (width > 1e-3) {  // (a bracket near the 1e-9 floor rounds its points together)
+        EXPECT_EQ(next.size(), static_cast<size_t>(per_round));
       }
+      const double crossing = std::log(below) + width * (rate_below - target) / (rate_below - rate_least);
+      double nearest = std::numeric_limits<double>::infinity();
+      for (const double l : next) nearest = std::min(nearest, std::fabs(std::log(l) - crossing));
+      EXPECT_LE(nearest, spacing * (1 + 1e-6));
     }
     // Sorted ascending in every case, no duplicates of points already tried.
     EXPECT_TRUE(std::is_sorted(next.begin(), next.end()));
