@@ -10,9 +10,11 @@
 //   waves    quantize_model (and _lambdas) streamed in waves of random size (batch_weights) against the model taken
 //            at once, bit for bit: codebooks, indices, statistics. (prune also draws wave sizes, so the streamed
 //            pruning selection meets its brute-force oracle.)
+//   shared   quantize_model with one λ for a model-wide target (--rate-allocation shared-lambda) against the model
+//            at the λ it reports, bit for bit; the λ = 0 rate and a λ grid as oracles of the search.
 //
 // Built with the tests (target stress_model), run by hand (tests/stress/README.md):
-//   build/tests/stress_model [--check nq|nqbig|huffman|prune|lambdas|waves|all] [--seconds S] [--seed BASE] [--one SEED]
+//   build/tests/stress_model [--check nq|nqbig|huffman|prune|lambdas|waves|shared|all] [--seconds S] [--seed BASE] [--one SEED]
 //                            [--nofork]
 //
 // Each case runs in a forked child (--nofork: in process), seeded by BASE + i; a failure prints
@@ -48,6 +50,7 @@
 #include "netquant/io.h"
 #include "netquant/quantize.h"
 #include "netquant/tensor.h"
+#include "quant/shared_lambda_search.h"
 #include "stress/campaign.h"
 
 using namespace nq;
@@ -932,11 +935,91 @@ static void check_waves(uint64_t seed) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Check 6: shared. A model-wide target met by one λ (RateAllocation::kSharedLambda). Oracles: quantize_model at the λ
+// the result reports, with no target (bit for bit); the λ = 0 model, whose rate bounds what ECSQ reaches (a target at
+// or above it must give that model); and a grid of 24 λ over the decades around the result, none of which may reach
+// the target's 0.5% when the search did not.
+static void check_shared(uint64_t seed) {
+  Rng r(seed * 0x9E3779B97F4A7C15ull + 6);
+  RandomModel m = gen_model(r, 4);
+  std::string pdesc;
+  ModelQuantizeParams p = gen_params(r, pdesc);
+  p.quant.method = Method::kEcsq;
+  p.quant.lambda = 0;
+  p.rate_allocation = RateAllocation::kPerProblem;
+  double rate0 = 0;  // the λ = 0 model's rate: targets are drawn below it, mostly, where the search has work to do
+  try { rate0 = quant::model_rate_bits(quantize_model(m.model, m.has_imp ? &m.importance : nullptr, p)); }
+  catch (const Error&) {}
+  p.quant.target_bits = rate0 > 0 ? rate0 * (0.02 + 1.05 * unif(r)) : 0.05 + unif(r) * 5;
+  p.rate_allocation = RateAllocation::kSharedLambda;
+  char b[96];
+  snprintf(b, sizeof b, " target_bits=%.17g ", p.quant.target_bits);
+  const std::string desc = pdesc + b + m.desc;
+  set_case("shared", seed, desc);
+  Failure f("shared", seed);
+  const TensorSet* imp = m.has_imp ? &m.importance : nullptr;
+  auto sb = [](double x, double y) { return std::memcmp(&x, &y, 8) == 0; };
+  try {
+    QuantizedModel got;
+    try {
+      got = quantize_model(m.model, imp, p);
+    } catch (const Error& e) {  // refused (e.g. nothing to quantize): so must the fixed-λ run be
+      ModelQuantizeParams at = p;
+      at.quant.target_bits = 0;
+      at.rate_allocation = RateAllocation::kPerProblem;
+      bool threw = false;
+      try { (void)quantize_model(m.model, imp, at); } catch (const Error&) { threw = true; }
+      if (!threw) FAILF(f, "the shared search threw (%s), the λ = 0 run did not", e.what());
+      ++g_cases["shared:refused"];
+      report(f, desc);
+      return;
+    }
+    ModelQuantizeParams at = p;
+    at.quant.target_bits = 0;
+    at.rate_allocation = RateAllocation::kPerProblem;
+    at.quant.lambda = got.total.lambda;
+    const QuantizedModel want = quantize_model(m.model, imp, at);
+    compare_models(f, "the model at its lambda", got, want);
+    if (!sb(got.total.hw_distortion, want.total.hw_distortion) ||
+        !sb(got.total.entropy_bits_per_weight, want.total.entropy_bits_per_weight))
+      FAILF(f, "totals differ from the model at lambda %.17g", got.total.lambda);
+    const double target = p.quant.target_bits, rate = quant::model_rate_bits(got), tol = 0.005 * target;
+    if (p.scope.kind == ScopeKind::kGlobal) {
+      ++g_cases["shared:global"];
+    } else if (target >= rate0) {
+      if (got.total.lambda != 0) FAILF(f, "target %.6g at or above the lambda = 0 rate %.6g, but lambda %.6g", target, rate0, got.total.lambda);
+      ++g_cases["shared:above-lambda0"];
+    } else if (std::fabs(rate - target) <= tol) {
+      ++g_cases["shared:within"];
+    } else {
+      // Not within 0.5%: a grid around the result must not do better than 0.5% either (the rate's steps).
+      const double centre = got.total.lambda > 0 ? got.total.lambda : 1e-6;
+      std::vector<double> grid;
+      for (int i = 0; i < 24; ++i) grid.push_back(centre * std::pow(10.0, (i - 11.5) / 4.0));
+      ModelQuantizeParams g = p;
+      g.quant.target_bits = 0;
+      g.rate_allocation = RateAllocation::kPerProblem;
+      const std::vector<QuantizedModel> models = quantize_model_lambdas(m.model, imp, g, grid);
+      for (size_t i = 0; i < models.size(); ++i) {
+        const double ri = quant::model_rate_bits(models[i]);
+        if (std::fabs(ri - target) <= tol && std::fabs(ri - target) < std::fabs(rate - target))
+          FAILF(f, "the search returned rate %.6g (lambda %.6g) for target %.6g, lambda %.6g gives %.6g", rate,
+                got.total.lambda, target, grid[i], ri);
+      }
+      ++g_cases["shared:steps"];
+    }
+  } catch (const std::exception& e) {
+    FAILF(f, "threw: %s", e.what());
+  }
+  report(f, desc);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 int main(int argc, char** argv) {
   omp_set_num_threads(2);
   return run_campaign(argc, argv,
                       {{"nq", check_nq}, {"nqbig", check_nqbig}, {"huffman", check_huffman}, {"prune", check_prune},
-                       {"lambdas", check_lambdas}, {"waves", check_waves}},
+                       {"lambdas", check_lambdas}, {"waves", check_waves}, {"shared", check_shared}},
                       // nqbig's exact cases with k = 65,535 under 65,536+ distinct values run the DP for ~100 s
                       // on one core of the 2-core VM: 120 s hung up on them whenever anything else ran.
                       {}, 300);
