@@ -10,6 +10,8 @@ namespace nq {
 bool stderr_is_terminal();
 // Global switch (e.g. --quiet): when false no Progress draws anything.
 void set_progress_enabled(bool enabled);
+// Whether progress is shown (the switch on and stderr a terminal): lines that report on long work go with it.
+bool progress_enabled();
 
 class Progress {
  public:

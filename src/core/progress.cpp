@@ -15,9 +15,10 @@ std::atomic<bool> g_enabled{true};
 
 bool stderr_is_terminal() { return ::isatty(STDERR_FILENO) == 1; }
 void set_progress_enabled(bool enabled) { g_enabled = enabled; }
+bool progress_enabled() { return g_enabled && stderr_is_terminal(); }
 
 Progress::Progress(std::string label, int64_t total)
-    : label_(std::move(label)), total_(std::max<int64_t>(total, 1)), enabled_(g_enabled && stderr_is_terminal()) {
+    : label_(std::move(label)), total_(std::max<int64_t>(total, 1)), enabled_(progress_enabled()) {
   start_ = last_draw_ = std::chrono::steady_clock::now();
 }
 

@@ -130,7 +130,6 @@ QuantizedModel quantize_model_shared_lambda(const TensorSet& model, const Tensor
   for (int i = 0; i < kPerRound; ++i) next.push_back(guess * std::exp2(kSpanLog2 * (i / (kPerRound - 1.0) - 0.5)));
 
   const size_t at_once = models_at_once(model, params.quant.k);
-  Progress progress("shared-lambda search", kMaxRounds);
   for (int round = 0; round < kMaxRounds && !next.empty(); ++round) {
     for (size_t b = 0; b < next.size(); b += at_once) {
       const std::vector<double> batch(next.begin() + static_cast<ptrdiff_t>(b),
@@ -146,13 +145,15 @@ QuantizedModel quantize_model_shared_lambda(const TensorSet& model, const Tensor
         }
       }
     }
+    if (progress_enabled())  // a line per round between the rounds' own progress bars
+      std::fprintf(stderr,
+                   "shared-lambda search, round %d: %zu lambdas, nearest %s bits/weight (target %s) at lambda %s\n",
+                   round + 1, next.size(), lambda_text(model_rate_bits(best)).c_str(), lambda_text(target).c_str(),
+                   lambda_text(best.total.lambda).c_str());
     if (best_err <= kRateTolerance * target) break;
     std::sort(points.begin(), points.end(), [](const RatePoint& a, const RatePoint& b) { return a.lambda < b.lambda; });
     next = next_lambda_candidates(points, target, kPerRound);
-    progress.update(round + 1, "lambda " + lambda_text(best.total.lambda) + ": " + lambda_text(model_rate_bits(best)) +
-                                   " bits/weight");
   }
-  progress.finish();
   return done();
 }
 
