@@ -160,23 +160,21 @@ TEST(SharedLambda, GlobalScopeIsThePerProblemSearch) {
 
 TEST(SharedLambda, RejectsWhatItCannotDo) {
   const Fixture f = make_fixture(47);
+  // Each refusal is kInvalidArgument and says what is missing.
+  auto expect_refused = [&](const ModelQuantizeParams& p, const std::string& says) {
+    SCOPED_TRACE(says);
+    try {
+      quantize_model(f.model, &f.importance, p);
+      FAIL() << "ran";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+      EXPECT_NE(std::string(e.what()).find(says), std::string::npos) << e.what();
+    }
+  };
   ModelQuantizeParams p = shared_params("row", 2.0, 0.0);
   p.quant.method = Method::kUniform;  // a step per problem, no λ to share
-  try {
-    quantize_model(f.model, &f.importance, p);
-    FAIL() << "uniform with a shared lambda";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
-    EXPECT_NE(std::string(e.what()).find("ecsq"), std::string::npos) << e.what();
-  }
-  p = shared_params("row", 0.0, 0.0);  // no target to search for
-  try {
-    quantize_model(f.model, &f.importance, p);
-    FAIL() << "no target";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
-    EXPECT_NE(std::string(e.what()).find("target"), std::string::npos) << e.what();
-  }
+  expect_refused(p, "ecsq");
+  expect_refused(shared_params("row", 0.0, 0.0), "target");  // nothing to search for
   EXPECT_THROW(parse_rate_allocation("shared"), Error);
   EXPECT_EQ(parse_rate_allocation(rate_allocation_name(RateAllocation::kSharedLambda)), RateAllocation::kSharedLambda);
   EXPECT_EQ(parse_rate_allocation(rate_allocation_name(RateAllocation::kPerProblem)), RateAllocation::kPerProblem);
