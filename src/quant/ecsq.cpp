@@ -82,9 +82,13 @@ void EcsqRun::step(const AssignAccum& acc) {
     nc.push_back(means[j]);
     cnt.push_back(static_cast<double>(acc.count[j]));
   }
-  c_.swap(nc);
+  take_next_codebook();
+}
+
+void EcsqRun::take_next_codebook() {
+  c_.swap(nc_);
   l_.resize(c_.size());
-  for (size_t j = 0; j < c_.size(); ++j) l_[j] = -std::log2(cnt[j] / n_);
+  for (size_t j = 0; j < c_.size(); ++j) l_[j] = -std::log2(cnt_[j] / n_);
 }
 
 void EcsqRun::sort_live_clusters(const AssignAccum& acc) {
@@ -157,9 +161,7 @@ bool EcsqRun::merge_equal_clusters(const AssignAccum& acc) {
     nc.push_back(h > 0 ? (acc.sum_hw[a] + acc.sum_hw[b]) / h : (acc.sum_w[a] + acc.sum_w[b]) / static_cast<double>(c));
     cnt.push_back(static_cast<double>(c));
   }
-  c_.swap(nc);
-  l_.resize(c_.size());
-  for (size_t j = 0; j < c_.size(); ++j) l_[j] = -std::log2(cnt[j] / n_);
+  take_next_codebook();
   return true;
 }
 

@@ -172,6 +172,7 @@ class EcsqRun {
   RawResult out_;
 
   void sort_live_clusters(const AssignAccum& acc);  // order_: the latest pass's live clusters by centre
+  void take_next_codebook();                         // c_ and l_ = −log2 p from nc_ (centres) and cnt_ (counts)
   bool merge_equal_clusters(const AssignAccum& acc);  // the next codebook with neighbours merged, when that helps
 };
 // ecsq_search between passes: q.lambda alone, or for a target rate the runs of the λ search (λ = 0, then λ grown
