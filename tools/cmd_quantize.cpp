@@ -16,6 +16,7 @@
 #include "netquant/error.h"
 #include "netquant/io.h"
 #include "netquant/quantize.h"
+#include "quant/shared_lambda_search.h"
 #include "quant/tensor_selector.h"
 
 namespace nq::cli {
@@ -113,11 +114,7 @@ void run_quantize(const QuantizeOptions& o) {
   p.exclude_regex = o.exclude;
   p.batch_weights = o.batch_weights;
   p.rate_allocation = parse_rate_allocation(o.rate_allocation);
-  NQ_CHECK(p.rate_allocation == RateAllocation::kPerProblem ||
-               (p.quant.method == Method::kEcsq && (o.target_bits > 0 || o.target_ratio > 0)),
-           ErrorCode::kInvalidArgument,
-           "--rate-allocation shared-lambda searches one lambda for a target rate: it needs --method ecsq and "
-           "--target-bits or --target-ratio");
+  quant::check_rate_allocation(p);  // before any input is read
   const quant::TensorSelector select(p);  // an invalid pattern fails here, before any input is read
 
   if (!o.sharded && process_group().size > 1) {

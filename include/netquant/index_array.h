@@ -30,6 +30,8 @@ class IndexArray {
   size_t bytes() const { return size_ * static_cast<size_t>(width_); }
   // The largest index a width holds (its all-ones pattern is kPrunedIndex).
   static int32_t max_index_of_width(int width) { return width == 1 ? 0xFE : width == 2 ? 0xFFFE : INT32_MAX; }
+  // The narrowest width (bytes per index) that holds `max_index`.
+  static int width_for(int32_t max_index);
 
   int32_t operator[](size_t i) const {
     if (width_ == 1) return u8_[i] == 0xFF ? kPrunedIndex : static_cast<int32_t>(u8_[i]);

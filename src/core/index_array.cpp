@@ -7,15 +7,11 @@
 
 namespace nq {
 
-namespace {
-
-int width_for(int32_t max_index) {
-  if (max_index <= IndexArray::max_index_of_width(1)) return 1;
-  if (max_index <= IndexArray::max_index_of_width(2)) return 2;
+int IndexArray::width_for(int32_t max_index) {
+  if (max_index <= max_index_of_width(1)) return 1;
+  if (max_index <= max_index_of_width(2)) return 2;
   return 4;
 }
-
-}  // namespace
 
 IndexArray::IndexArray(const std::vector<int32_t>& v) {
   int32_t top = 0;

@@ -29,13 +29,11 @@ constexpr double kSpanLog2 = 24.0;
 constexpr int kMaxRounds = 40;
 constexpr double kRateTolerance = 0.005;  // as the per-problem search: within 0.5% of the target
 
-int index_bytes(int levels) { return levels <= 255 ? 1 : levels <= 65535 ? 2 : 4; }
-
 // How many of a round's models to make at once: each holds its indices until it is judged, and the best one stays.
 size_t models_at_once(const TensorSet& model, int levels) {
   double weights = 0;
   for (const Tensor& t : model) weights += static_cast<double>(t.numel());
-  const double per_model = std::max(1.0, weights * index_bytes(levels));
+  const double per_model = std::max(1.0, weights * IndexArray::width_for(std::max(0, levels - 1)));
   const uint64_t available = available_memory_bytes();
   const double budget = available > 0 ? std::max(256e6, 0.25 * static_cast<double>(available)) : 2e9;
   return static_cast<size_t>(std::clamp(std::floor(budget / per_model) - 1.0, 1.0, double{kPerRound}));
@@ -57,14 +55,18 @@ double model_rate_bits(const QuantizedModel& m) {
   return kept > 0 ? m.total.entropy_bits_per_weight * n / kept : 0.0;
 }
 
-bool wants_shared_lambda(const ModelQuantizeParams& params) {
-  if (params.rate_allocation != RateAllocation::kSharedLambda) return false;
+void check_rate_allocation(const ModelQuantizeParams& params) {
+  if (params.rate_allocation != RateAllocation::kSharedLambda) return;
   NQ_CHECK(params.quant.method == Method::kEcsq, ErrorCode::kInvalidArgument,
            "rate allocation shared-lambda is for method ecsq (one λ over every codebook), got "
                << method_traits(params.quant.method).name);
   NQ_CHECK(target_rate_bits(params.quant) > 0, ErrorCode::kInvalidArgument,
            "rate allocation shared-lambda needs a target rate (--target-bits or --target-ratio)");
-  return params.scope.kind != ScopeKind::kGlobal;
+}
+
+bool wants_shared_lambda(const ModelQuantizeParams& params) {
+  check_rate_allocation(params);
+  return params.rate_allocation == RateAllocation::kSharedLambda && params.scope.kind != ScopeKind::kGlobal;
 }
 
 std::vector<double> next_lambda_candidates(const std::vector<RatePoint>& points, double target, int per_round) {

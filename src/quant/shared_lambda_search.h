@@ -13,9 +13,11 @@ namespace nq::quant {
 // it is QuantStats::entropy_bits_per_weight.
 double model_rate_bits(const QuantizedModel& m);
 
+// kSharedLambda without a target, or with a method other than ecsq, is kInvalidArgument (in every scope); callers
+// that read their inputs first check here before.
+void check_rate_allocation(const ModelQuantizeParams& params);
 // True when `params` asks for one λ over several problems: kSharedLambda with a target rate in a scope of many
-// codebooks. kSharedLambda without a target, or with a method other than ecsq, is kInvalidArgument (also in global
-// scope, where the per-problem search already is the shared one).
+// codebooks (in global scope the per-problem search already is the shared one). Checks as check_rate_allocation.
 bool wants_shared_lambda(const ModelQuantizeParams& params);
 
 // The λ candidates of the search's next round, given the (λ, rate) points so far, sorted by λ (λ = 0 first, its
