@@ -1,6 +1,7 @@
 // `netquant quantize`: quantize a model (optionally importance-weighted), write the dequantized weights or a .nq
 // file, print a summary table and optionally a JSON report.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <iostream>
 #include <map>
@@ -26,9 +27,11 @@ struct QuantizeOptions {
   std::string model, output, importance, report;
   std::string transform = "none", method = "hw-kmeans", scope = "global", init = "linear";
   std::string include, exclude;  // name filters (ModelQuantizeParams::include_regex / exclude_regex)
-  std::string rate_allocation = "per-problem";
+  std::string rate_allocation;  // "" = per-problem, unless a file budget asks for one lambda
   int k = -1, bits = -1, max_iter = 100;  // -1: not given
   double lambda = 0, target_bits = 0, target_ratio = 0, prune = 0, step = 0;
+  uint64_t target_size = 0;  // bytes of the .nq file (0 = none)
+  double target_file_ratio = 0;
   uint64_t seed = 1234;
   bool skip_1d = false, sharded = false;
   int64_t batch_weights = 0;
@@ -96,8 +99,12 @@ void run_quantize(const QuantizeOptions& o) {
            "--lambda applies to ecsq only (method " << traits.name << ")");
   NQ_CHECK((o.target_bits == 0 && o.target_ratio == 0) || traits.supports_target, ErrorCode::kInvalidArgument,
            "--target-bits/--target-ratio apply to ecsq and uniform only (method " << traits.name << ")");
-  NQ_CHECK(!(o.target_bits > 0 && o.target_ratio > 0) && !(o.lambda > 0 && (o.target_bits > 0 || o.target_ratio > 0)),
-           ErrorCode::kInvalidArgument, "give one of --lambda, --target-bits, --target-ratio");
+  const bool file_budget = o.target_size > 0 || o.target_file_ratio > 0;
+  NQ_CHECK((o.lambda > 0) + (o.target_bits > 0) + (o.target_ratio > 0) + (o.target_size > 0) +
+                   (o.target_file_ratio > 0) <=
+               1,
+           ErrorCode::kInvalidArgument,
+           "give one of --lambda, --target-bits, --target-ratio, --target-size, --target-file-ratio");
   p.quant.lambda = o.lambda;
   p.quant.target_bits = o.target_bits;
   p.quant.target_ratio = o.target_ratio;
@@ -113,8 +120,18 @@ void run_quantize(const QuantizeOptions& o) {
   p.include_regex = o.include;
   p.exclude_regex = o.exclude;
   p.batch_weights = o.batch_weights;
-  p.rate_allocation = parse_rate_allocation(o.rate_allocation);
-  quant::check_rate_allocation(p);  // before any input is read
+  NQ_CHECK(!file_budget || o.rate_allocation.empty() || o.rate_allocation == "shared-lambda",
+           ErrorCode::kInvalidArgument,
+           "--target-size/--target-file-ratio meet the budget with one lambda for every codebook (shared-lambda); "
+           "--rate-allocation " << o.rate_allocation << " cannot apply");
+  NQ_CHECK(!file_budget || !o.sharded, ErrorCode::kInvalidArgument,
+           "--target-size/--target-file-ratio do not run --sharded (the search makes whole models one after another)");
+  p.rate_allocation = parse_rate_allocation(o.rate_allocation.empty() ? "per-problem" : o.rate_allocation);
+  // Before any input is read.
+  if (file_budget)
+    check_file_size_target(p);
+  else
+    quant::check_rate_allocation(p);
   const quant::TensorSelector select(p);  // an invalid pattern fails here, before any input is read
 
   if (!o.sharded && process_group().size > 1) {
@@ -125,6 +142,7 @@ void run_quantize(const QuantizeOptions& o) {
                                                                "(or run it without mpirun/srun)");
   }
   QuantizedModel q;
+  uint64_t budget_bytes = 0;  // the file budget, when one was given
   ShardedQuantizeInfo shard_info;
   std::map<std::string, std::string> metadata;
   if (o.sharded) {
@@ -139,7 +157,12 @@ void run_quantize(const QuantizeOptions& o) {
     NQ_CHECK(!model.empty(), ErrorCode::kInvalidArgument, o.model << ": the model has no tensors");
     std::unique_ptr<TensorSet> imp;
     if (!o.importance.empty()) imp = std::make_unique<TensorSet>(read_importance(o.importance, model, p));
-    q = quantize_model(model, imp.get(), p);
+    if (file_budget) {
+      budget_bytes = o.target_size > 0 ? o.target_size : file_bytes_for_ratio(model, o.target_file_ratio);
+      q = quantize_model_to_file_size(model, imp.get(), p, budget_bytes);
+    } else {
+      q = quantize_model(model, imp.get(), p);
+    }
     metadata = model.metadata();
   }
   if (ends_with(o.output, ".nq")) {
@@ -192,6 +215,11 @@ void run_quantize(const QuantizeOptions& o) {
     std::cerr << "note: " << si.ranks_labelled_on_host << " of " << si.ranks
               << " ranks made their final labels on the host (their shard did not fit the GPU's memory); the sorts "
                  "and sums ran on the GPU\n";
+  if (file_budget) {
+    const double file_bytes = 4.0 * static_cast<double>(s.params) / s.ratio_file;  // account_coding's ratio_file
+    out << "file budget " << budget_bytes << " bytes: the .nq takes " << format_double(std::round(file_bytes), 12)
+        << " bytes (ratio_file " << format_double(s.ratio_file, 4) << ")\n";
+  }
   out << "wrote " << o.output << "\n";
   // Rows of a 1-D tensor are single values: each is stored exactly as its own 32-bit level, no smaller than the
   // float it replaces. Said once, naming the tensors (only those quantized: a filter may have kept the rest), since
@@ -237,7 +265,8 @@ void run_quantize(const QuantizeOptions& o) {
           {"prune", o.prune}, {"init", o.init}, {"max_iter", o.max_iter}, {"seed", o.seed},
           {"importance", o.importance}, {"importance_transform", o.transform}, {"skip_1d", o.skip_1d},
           {"include", o.include}, {"exclude", o.exclude}, {"batch_weights", o.batch_weights},
-          {"rate_allocation", o.rate_allocation}}},
+          {"rate_allocation", file_budget ? "shared-lambda" : rate_allocation_name(p.rate_allocation)},
+          {"target_size", o.target_size}, {"target_file_ratio", o.target_file_ratio}}},
         {"waves", q.waves},
         {"total", stats_json(s, true)},
         {"tensors", tensors}};
@@ -277,12 +306,21 @@ void setup_quantize(CLI::App& sub) {
       ->check(kPositive);
   sub.add_option("--target-ratio", o->target_ratio, "ecsq/uniform: same for the entropy-coded ratio 32/bits")
       ->check(kPositive);
+  sub.add_option("--target-size", o->target_size,
+                 "ecsq: search one lambda for every codebook so that the .nq file takes at most SIZE bytes "
+                 "(the largest file within it): 30000, 30kb (= 30000), 30kib (= 30720), 2mb")
+      ->transform(CLI::AsSizeValue(true))
+      ->check(CLI::PositiveNumber)
+      ->type_name("SIZE");
+  sub.add_option("--target-file-ratio", o->target_file_ratio,
+                 "ecsq: the same budget as float32 bytes / file bytes >= X (ratio_file)")
+      ->check(kPositive);
   sub.add_option("--rate-allocation", o->rate_allocation,
                  "with a target and several codebooks (tensor, row, group scopes): per-problem (each reaches the "
                  "target itself) or shared-lambda (ecsq: one lambda for all, searched so the model reaches the "
-                 "target; its bits go where they lower the weighted distortion most)")
-      ->check(CLI::IsMember({"per-problem", "shared-lambda"}))
-      ->capture_default_str();
+                 "target; its bits go where they lower the weighted distortion most). Default per-problem; "
+                 "--target-size and --target-file-ratio are always shared-lambda")
+      ->check(CLI::IsMember({"per-problem", "shared-lambda"}));
   sub.add_option("--step", o->step,
                  "uniform: cell width (default: k cells cover max|w| of the weights with importance > 0)");
   sub.add_option("--scope", o->scope, "global | tensor | row | group:G")->capture_default_str();

@@ -34,6 +34,23 @@ void write_nq_file(const std::string& path, QuantizedModel& model);
 // first_codebook renumbered accordingly; coding statistics are filled, quantizer statistics are not stored.
 QuantizedModel read_nq_file(const std::string& path);
 
+// ---- a budget on the file -------------------------------------------------------------------------------
+// ECSQ with one λ for every codebook (in any scope), searched so that the .nq file of the result (what
+// write_nq_file writes) takes at most `max_bytes`: the largest such file the search meets, within 0.5% of the
+// budget when the rate's steps allow, bit for bit the model quantize_model makes at its λ (QuantStats::lambda).
+// The coding statistics are filled. `params` asks for ecsq with neither a λ nor a target rate (the budget is the
+// target); its rate_allocation is not read. Errors (kInvalidArgument): another method or a target given too, a
+// budget of 0, a model whose quantization cannot be a .nq file (more than kNqMaxLevels levels), and a budget below
+// the file with one level per codebook, naming the least size found (the tensors kept in float, the codebooks and
+// the position streams are its floor).
+QuantizedModel quantize_model_to_file_size(const TensorSet& model, const TensorSet* importance,
+                                           const ModelQuantizeParams& params, uint64_t max_bytes);
+// The checks of `params` above that need no model (for callers that check before reading their inputs).
+void check_file_size_target(const ModelQuantizeParams& params);
+// The budget that gives ratio_file ≥ `ratio`: ⌊4·(weights of every tensor) / ratio⌋ bytes (float32 bytes over file
+// bytes, as account_coding counts it). kInvalidArgument unless ratio > 0 and the budget is at least one byte.
+uint64_t file_bytes_for_ratio(const TensorSet& model, double ratio);
+
 // ---- lower level: memory, inspection, streaming ---------------------------------------------------------
 
 // Caps for hostile input: a file may legitimately decode to far more weights than it has bytes (pruned runs

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <string>
 
 #include "core/memory_info.h"
@@ -47,11 +48,18 @@ std::string lambda_text(double lambda) {
 
 }  // namespace
 
+double kept_weights(const QuantizedModel& m) {
+  double n = 0;
+  for (const QuantizedTensor& qt : m.tensors)
+    if (qt.quantized) n += static_cast<double>(qt.indices.size());
+  return n - static_cast<double>(m.total.pruned);
+}
+
 double model_rate_bits(const QuantizedModel& m) {
   double n = 0;
   for (const QuantizedTensor& qt : m.tensors)
     if (qt.quantized) n += static_cast<double>(qt.indices.size());
-  const double kept = n - static_cast<double>(m.total.pruned);
+  const double kept = kept_weights(m);
   return kept > 0 ? m.total.entropy_bits_per_weight * n / kept : 0.0;
 }
 
@@ -103,19 +111,31 @@ std::vector<double> next_lambda_candidates(const std::vector<RatePoint>& points,
   return next;
 }
 
-QuantizedModel quantize_model_shared_lambda(const TensorSet& model, const TensorSet* importance,
-                                            const ModelQuantizeParams& params) {
+QuantizedModel search_shared_lambda(const TensorSet& model, const TensorSet* importance,
+                                    const ModelQuantizeParams& params, const SharedLambdaGoal& goal) {
+  NQ_ASSERT(params.quant.method == Method::kEcsq && target_rate_bits(params.quant) == 0 && goal.target > 0);
   const auto t0 = std::chrono::steady_clock::now();
-  const double target = target_rate_bits(params.quant);
+  const double target = goal.target;
   ModelQuantizeParams fixed = params;
-  fixed.quant.target_bits = 0;
-  fixed.quant.target_ratio = 0;
   fixed.quant.lambda = 0;
   fixed.rate_allocation = RateAllocation::kPerProblem;
 
+  // How far a model's rate is from the goal: +inf when a budget rules it out.
+  auto miss = [&](double rate) {
+    if (goal.at_most) return rate <= target ? target - rate : std::numeric_limits<double>::infinity();
+    return std::fabs(rate - target);
+  };
+  const bool bytes = goal.unit == SharedLambdaGoal::Unit::kBytes;
+  auto shown = [&](double rate) {
+    return bytes ? std::to_string(static_cast<uint64_t>(rate)) + " bytes" : lambda_text(rate) + " bits/weight";
+  };
+
   QuantizedModel best = quantize_model(model, importance, fixed);
-  const double rate0 = model_rate_bits(best);
-  double best_err = std::fabs(rate0 - target);
+  const double rate0 = goal.rate(best);
+  double best_err = miss(rate0);
+  // Rates in bits per kept weight, for the high-rate estimate below (pruning, so the kept weights, do not depend on
+  // λ).
+  const double bits_per_unit = bytes ? 8.0 / std::max(1.0, kept_weights(best)) : 1.0;
   auto done = [&]() -> QuantizedModel {
     best.total.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return std::move(best);
@@ -127,10 +147,12 @@ QuantizedModel quantize_model_shared_lambda(const TensorSet& model, const Tensor
   // The first round around the high-rate slope: D(R) ≈ c·2^(−2R), so λ = −dD/dR ≈ 2 ln 2 · D(R), with D(R) grown
   // from the λ = 0 distortion by 4^(rate0 − target).
   const double d = best.total.hw_distortion;
-  const double guess = (d > 0 ? d : 1e-30) * 2 * std::log(2.0) * std::exp2(2 * (rate0 - target));
+  const double guess = (d > 0 ? d : 1e-30) * 2 * std::log(2.0) * std::exp2(2 * bits_per_unit * (rate0 - target));
   std::vector<double> next;
   for (int i = 0; i < kPerRound; ++i) next.push_back(guess * std::exp2(kSpanLog2 * (i / (kPerRound - 1.0) - 0.5)));
 
+  // The least rate seen where every codebook had one level at most: no larger λ can lower it.
+  double floor_rate = std::numeric_limits<double>::infinity(), floor_lambda = 0;
   const size_t at_once = models_at_once(model, params.quant.k);
   for (int round = 0; round < kMaxRounds && !next.empty(); ++round) {
     for (size_t b = 0; b < next.size(); b += at_once) {
@@ -138,9 +160,13 @@ QuantizedModel quantize_model_shared_lambda(const TensorSet& model, const Tensor
                                       next.begin() + static_cast<ptrdiff_t>(std::min(next.size(), b + at_once)));
       std::vector<QuantizedModel> models = quantize_model_lambdas(model, importance, fixed, batch);
       for (size_t m = 0; m < models.size(); ++m) {
-        const double rate = model_rate_bits(models[m]);
+        const double rate = goal.rate(models[m]);
         points.push_back({batch[m], rate});
-        const double err = std::fabs(rate - target);
+        if (models[m].total.clusters <= 1 && rate < floor_rate) {
+          floor_rate = rate;
+          floor_lambda = batch[m];
+        }
+        const double err = miss(rate);
         if (err < best_err) {
           best_err = err;
           best = std::move(models[m]);
@@ -148,15 +174,47 @@ QuantizedModel quantize_model_shared_lambda(const TensorSet& model, const Tensor
       }
     }
     if (progress_enabled())  // a line per round between the rounds' own progress bars
-      std::fprintf(stderr,
-                   "shared-lambda search, round %d: %zu lambdas, nearest %s bits/weight (target %s) at lambda %s\n",
-                   round + 1, next.size(), lambda_text(model_rate_bits(best)).c_str(), lambda_text(target).c_str(),
-                   lambda_text(best.total.lambda).c_str());
+      std::fprintf(stderr, "shared-lambda search, round %d: %zu lambdas, %s %s (target %s) at lambda %s\n",
+                   round + 1, next.size(), goal.at_most ? "best within" : "nearest",
+                   std::isfinite(best_err) ? shown(goal.rate(best)).c_str() : "none",
+                   shown(target).c_str(), lambda_text(best.total.lambda).c_str());
     if (best_err <= kRateTolerance * target) break;
+    // One level per codebook is the least rate any λ gives: above the target, a budget is out of reach, and the
+    // nearest model has been seen.
+    if (floor_rate > target && std::isfinite(floor_rate)) {
+      NQ_CHECK(std::isfinite(best_err), ErrorCode::kInvalidArgument,
+               goal.what << " is out of reach: with one level per codebook (lambda " << lambda_text(floor_lambda)
+                         << ") the model takes " << shown(floor_rate) << (goal.hint.empty() ? "" : "; ")
+                         << goal.hint);
+      if (!goal.at_most) break;
+    }
     std::sort(points.begin(), points.end(), [](const RatePoint& a, const RatePoint& b) { return a.lambda < b.lambda; });
     next = next_lambda_candidates(points, target, kPerRound);
+    NQ_CHECK(next.empty() || next.back() < 1e300, ErrorCode::kInvalidArgument,
+             goal.what << " is out of reach: at lambda " << lambda_text(points.back().lambda)
+                       << " the model still takes " << shown(points.back().rate)
+                       << (goal.hint.empty() ? "" : "; ") << goal.hint);
+  }
+  if (!std::isfinite(best_err)) {  // a budget the rounds ran out before meeting
+    double least = rate0;
+    for (const RatePoint& p : points) least = std::min(least, p.rate);
+    NQ_FAIL(ErrorCode::kInvalidArgument, goal.what << " was not reached in " << kMaxRounds
+                                                   << " rounds: the least the search found is " << shown(least)
+                                                   << (goal.hint.empty() ? "" : "; ") << goal.hint);
   }
   return done();
+}
+
+QuantizedModel quantize_model_shared_lambda(const TensorSet& model, const TensorSet* importance,
+                                            const ModelQuantizeParams& params) {
+  SharedLambdaGoal goal;
+  goal.rate = [](QuantizedModel& m) { return model_rate_bits(m); };
+  goal.target = target_rate_bits(params.quant);
+  goal.what = "a model entropy of " + lambda_text(goal.target) + " bits/weight";
+  ModelQuantizeParams fixed = params;
+  fixed.quant.target_bits = 0;
+  fixed.quant.target_ratio = 0;
+  return search_shared_lambda(model, importance, fixed, goal);
 }
 
 }  // namespace nq::quant

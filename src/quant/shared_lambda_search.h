@@ -2,6 +2,8 @@
 // that λ, made of whole-model ECSQ runs at given λ values (quantize_model_lambdas).
 #pragma once
 
+#include <functional>
+#include <string>
 #include <vector>
 
 #include "netquant/quantize.h"
@@ -30,6 +32,32 @@ struct RatePoint {
   double rate;
 };
 std::vector<double> next_lambda_candidates(const std::vector<RatePoint>& sorted_points, double target, int per_round);
+
+// What a search over the one λ aims at: a rate of the whole model that falls as λ grows (in steps, and not always
+// monotonically).
+struct SharedLambdaGoal {
+  enum class Unit { kBitsPerWeight, kBytes };
+  // The model's rate: bits per kept quantized weight, or bytes of the whole model.
+  std::function<double(QuantizedModel&)> rate;
+  Unit unit = Unit::kBitsPerWeight;
+  double target = 0;  // > 0, in the same unit
+  // false: the model whose rate is nearest the target; true: a budget, the model with the largest rate at or below
+  // it (and none is an error).
+  bool at_most = false;
+  // For the error when the target is out of reach: what was asked ("a .nq file of at most 30000 bytes") and what
+  // could make it reachable.
+  std::string what, hint;
+};
+
+// Quantized weights that pruning left (Σ over quantized tensors of their indices less their pruned ones).
+double kept_weights(const QuantizedModel& m);
+
+// The search itself: `params` asks for ecsq without a target (its λ is ignored); the result is bit for bit
+// quantize_model with params.quant.lambda set to its λ (QuantStats::lambda). The λ = 0 model when its rate is
+// within the goal. Within 0.5% of the target when the rate's steps allow. kInvalidArgument, naming goal.what and
+// the smallest rate found, when even one level per codebook is above an at_most target.
+QuantizedModel search_shared_lambda(const TensorSet& model, const TensorSet* importance,
+                                    const ModelQuantizeParams& params, const SharedLambdaGoal& goal);
 
 // quantize_model for a kSharedLambda target: the model at the one λ, over every problem, whose model rate
 // (model_rate_bits) is nearest the target among those tried, within 0.5% when the rate's steps allow; bit for bit

@@ -199,6 +199,57 @@ TEST_F(QuantizeCli, SharedLambdaTargetIsOneLambdaForTheModel) {
   EXPECT_NE(slurp(file("each.nq")), slurp(file("shared.nq")));
 }
 
+TEST_F(QuantizeCli, TargetSizeKeepsTheFileWithinItsBudget) {
+  const std::string base = "quantize '" + file("model.safetensors") + "' --importance '" + file("imp.safetensors") +
+                           "' --method ecsq --k 16 --scope row --quiet";
+  // The ends of the range: the λ = 0 file and one level per row.
+  CliRun r = run(base + " -o '" + file("top.nq") + "'");
+  ASSERT_EQ(r.status, 0) << r.err;
+  r = run(base + " -o '" + file("floor.nq") + "' --lambda 1e9");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const uint64_t top = slurp(file("top.nq")).size(), floor = slurp(file("floor.nq")).size();
+  ASSERT_LT(floor + 200, top);
+  const uint64_t budget = (top + floor) / 2;
+  r = run(base + " -o '" + file("fit.nq") + "' --target-size " + std::to_string(budget) + " --report '" +
+          file("r.json") + "'");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const std::string fit = slurp(file("fit.nq"));
+  EXPECT_LE(fit.size(), budget);
+  const auto j = nlohmann::json::parse(slurp(file("r.json")));
+  EXPECT_EQ(j["params"]["target_size"].get<uint64_t>(), budget);
+  EXPECT_EQ(j["params"]["rate_allocation"], "shared-lambda");
+  const double lambda = j["total"]["lambda"].get<double>();
+  ASSERT_GT(lambda, 0);
+  EXPECT_NEAR(j["total"]["ratio_file"].get<double>(), 4.0 * j["total"]["params"].get<double>() / fit.size(), 1e-9);
+  // Bit for bit the file --lambda writes at the λ it reports.
+  r = run(base + " -o '" + file("fixed.nq") + "' --lambda " + nlohmann::json(lambda).dump());
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(fit, slurp(file("fixed.nq")));
+  // Units: 1kb is 1000 bytes and 1kib 1024 (both between the two ends of this model's range).
+  ASSERT_TRUE(floor < 1000 && top > 1024) << floor << " " << top;
+  for (const auto& [text, bytes] : {std::pair<std::string, uint64_t>{"1kb", 1000}, {"1KiB", 1024}}) {
+    r = run(base + " -o '" + file("unit.nq") + "' --target-size " + text + " --report '" + file("u.json") + "'");
+    ASSERT_EQ(r.status, 0) << text << "\n" << r.err;
+    EXPECT_EQ(nlohmann::json::parse(slurp(file("u.json")))["params"]["target_size"].get<uint64_t>(), bytes);
+    EXPECT_LE(slurp(file("unit.nq")).size(), bytes) << text;
+    EXPECT_GT(slurp(file("unit.nq")).size(), bytes - 100) << text;
+  }
+  // A ratio is the same budget: float32 bytes over file bytes.
+  const double weights = j["total"]["params"].get<double>();
+  const double ratio = 4.0 * weights / static_cast<double>(budget);
+  r = run(base + " -o '" + file("ratio.nq") + "' --target-file-ratio " + nlohmann::json(ratio).dump() +
+          " --report '" + file("q.json") + "'");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_GE(nlohmann::json::parse(slurp(file("q.json")))["total"]["ratio_file"].get<double>(), ratio);
+  EXPECT_LE(slurp(file("ratio.nq")).size(), budget);
+  // Out of reach: exit 2 naming the floor, and no output.
+  r = run(base + " -o '" + file("none.nq") + "' --target-size " + std::to_string(floor - 1));
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("is out of reach"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(std::to_string(floor) + " bytes"), std::string::npos) << r.err;
+  EXPECT_FALSE(exists(file("none.nq")));
+}
+
 TEST_F(QuantizeCli, BadInputsExitTwo) {
   const std::string m = "'" + file("model.safetensors") + "'";
   const std::string o = " -o '" + file("bad.safetensors") + "'";
@@ -216,6 +267,15 @@ TEST_F(QuantizeCli, BadInputsExitTwo) {
         "quantize " + m + o + " --method uniform --scope row --target-bits 2 --rate-allocation shared-lambda",
         "quantize " + m + o + " --method ecsq --scope row --lambda 1e-4 --rate-allocation shared-lambda",
         "quantize " + m + o + " --method ecsq --target-bits 2 --rate-allocation shared",
+        // A file budget: ecsq alone, one target, one λ for all, not sharded, a size CLI11 reads.
+        "quantize " + m + o + " --method uniform --target-size 10000",
+        "quantize " + m + o + " --method ecsq --target-size 10000 --target-bits 2",
+        "quantize " + m + o + " --method ecsq --target-size 10000 --lambda 1e-4",
+        "quantize " + m + o + " --method ecsq --target-size 10000 --target-file-ratio 8",
+        "quantize " + m + o + " --method ecsq --target-size 10000 --rate-allocation per-problem",
+        "quantize " + m + o + " --method ecsq --target-size 10000 --sharded",
+        "quantize " + m + o + " --method ecsq --target-size ten", "quantize " + m + o + " --method ecsq --target-size 0",
+        "quantize " + m + o + " --method ecsq --target-file-ratio 0",
         // A directory as the model, whatever its name.
         "quantize '" + file("adir") + "'" + o}) {
     const CliRun r = run(args);
