@@ -43,7 +43,8 @@ ArrayLike = Any  # numpy.ndarray, or anything with __dlpack__ / __array__ (e.g. 
 
 # Extra engine knobs accepted as keyword arguments by every quantizing function (defaults: the engine's).
 _EXTRA_OPTIONS = ("step", "tol", "int_symmetric", "int_bits", "pow2_levels", "exact_histogram_bins",
-                  "importance_transform", "skip_1d", "include", "exclude", "batch_weights", "rate_allocation")
+                  "importance_transform", "skip_1d", "include", "exclude", "batch_weights", "rate_allocation",
+                  "target_size", "target_file_ratio")
 # The tensor name filters: patterns (str; None or "" = no filter), of model calls only.
 _NAME_FILTERS = ("include", "exclude")
 
@@ -208,7 +209,9 @@ def quantize(w: ArrayLike, importance: ArrayLike | None = None, method: str = "e
             scopes: convert and quantize about this many weights at a time, whole tensors, to bound memory;
             0 = automatic; the result does not depend on it), rate_allocation (with a target and many
             codebooks: "per-problem", each reaching the target, or "shared-lambda", ecsq with one lam for all of
-            them searched so that the whole reaches the target). (The name filters ``include`` and
+            them searched so that the whole reaches the target), target_size (bytes) or target_file_ratio
+            (float32 bytes / file bytes): a budget on the .nq file, met by ecsq with one lam for every codebook
+            (the largest file within it; ValueError when one level per codebook is already larger). (The name filters ``include`` and
             ``exclude`` select tensors of a model: :func:`quantize_model`, not one array.)
 
     Returns:

@@ -26,6 +26,8 @@ class Params:
     exclude: str
     batch_weights: int
     rate_allocation: str
+    target_size: int
+    target_file_ratio: float
     backend: str
     def __init__(self) -> None: ...
     def validate(self) -> None: ...

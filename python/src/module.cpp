@@ -48,6 +48,9 @@ struct Params {
   std::string exclude;
   int64_t batch_weights = 0;  // ModelQuantizeParams::batch_weights (0 = automatic)
   std::string rate_allocation = "per-problem";  // ModelQuantizeParams::rate_allocation
+  // A budget on the .nq file (quantize_model_to_file_size): bytes, or as float32 bytes / file bytes; 0 = none.
+  uint64_t target_size = 0;
+  double target_file_ratio = 0;
   std::string backend = "auto";
 
   Params() {
@@ -101,9 +104,14 @@ struct Params {
     p.exclude_regex = exclude;
     p.batch_weights = batch_weights;
     p.rate_allocation = parse_rate_allocation(rate_allocation);
+    NQ_CHECK(target_file_ratio >= 0 && !(target_size > 0 && target_file_ratio > 0), ErrorCode::kInvalidArgument,
+             "give target_size or target_file_ratio (> 0), not both");
+    if (has_file_budget()) check_file_size_target(p);
     return p;
   }
+  bool has_file_budget() const { return target_size > 0 || target_file_ratio > 0; }
 };
+
 
 py::dict stats_to_dict(const QuantStats& s) {
   py::dict d;
@@ -162,6 +170,14 @@ ModelInputs model_inputs(TensorSet model, const py::object& importance, const st
   return in;
 }
 
+// quantize_model, or the search for a file budget when the parameters give one (as the CLI's --target-size).
+QuantizedModel quantize_for(const ModelInputs& in, const Params& params, const ModelQuantizeParams& engine_params) {
+  if (!params.has_file_budget()) return quantize_model(in.model, in.importance_or_null(), engine_params);
+  const uint64_t budget =
+      params.target_size > 0 ? params.target_size : file_bytes_for_ratio(in.model, params.target_file_ratio);
+  return quantize_model_to_file_size(in.model, in.importance_or_null(), engine_params, budget);
+}
+
 // One array through quantize_model (every scope, pruning and the coding statistics, exactly as the CLI does).
 py::dict quantize_array(const py::array& values, const py::object& importance, const Params& params,
                         const std::string& name, bool with_coding) {
@@ -173,7 +189,7 @@ py::dict quantize_array(const py::array& values, const py::object& importance, c
   TensorSet dequantized;
   {
     py::gil_scoped_release release;
-    q = quantize_model(in.model, in.importance_or_null(), engine_params);
+    q = quantize_for(in, params, engine_params);
     if (with_coding) account_coding(q);
     dequantized = q.dequantize();
   }
@@ -200,7 +216,7 @@ py::dict quantize_tensors(const py::dict& tensors, const py::object& importance,
   TensorSet dequantized;
   {
     py::gil_scoped_release release;
-    q = quantize_model(in.model, in.importance_or_null(), engine_params);
+    q = quantize_for(in, params, engine_params);
     if (with_coding) account_coding(q);
     dequantized = q.dequantize();
   }
@@ -237,7 +253,7 @@ py::dict write_nq(const std::string& path, const py::dict& tensors, const py::ob
   QuantStats total;
   {
     py::gil_scoped_release release;
-    QuantizedModel q = quantize_model(in.model, in.importance_or_null(), engine_params);
+    QuantizedModel q = quantize_for(in, params, engine_params);
     write_nq_file(path, q);
     total = q.total;
   }
@@ -253,7 +269,7 @@ std::pair<py::bytes, py::dict> compress_nq(const py::dict& tensors, const py::ob
   std::vector<uint8_t> bytes;
   {
     py::gil_scoped_release release;
-    QuantizedModel q = quantize_model(in.model, in.importance_or_null(), engine_params);
+    QuantizedModel q = quantize_for(in, params, engine_params);
     bytes = serialize_nq(q);
     total = q.total;
   }
@@ -440,6 +456,8 @@ PYBIND11_MODULE(_core, m) {
       .def_readwrite("exclude", &Params::exclude)
       .def_readwrite("batch_weights", &Params::batch_weights)
       .def_readwrite("rate_allocation", &Params::rate_allocation)
+      .def_readwrite("target_size", &Params::target_size)
+      .def_readwrite("target_file_ratio", &Params::target_file_ratio)
       .def_readwrite("backend", &Params::backend)
       .def("validate", [](const Params& p) { p.to_engine(); }, "Parses the enum spellings; raises on bad values.");
 

@@ -284,3 +284,29 @@ def test_shared_lambda_rate_allocation(rng):
                                 rate_allocation="shared-lambda", backend="cpu")
     with pytest.raises(netquant.NetquantValueError, match="rate allocation"):
         netquant.quantize_model(model, imp, **args, target_bits=1.5, rate_allocation="even")
+
+
+def test_target_size_fits_the_file_in_its_budget(rng):
+    # A budget on the .nq file: the oracle is the file's own length (compress's bytes), and the model at the lam it
+    # reports with no budget (the same bytes); one level per row is the least any lam gives, below it an error.
+    model = {"hot": weights(rng, (9, 70)), "cold": weights(rng, (11, 40)), "bias": weights(rng, (9,))}
+    imp = {name: s * importance(rng, a.shape) for (name, a), s in zip(model.items(), (100.0, 0.01, 1.0))}
+    args = dict(method="ecsq", k=16, scope="row", backend="cpu")
+    top = len(netquant.compress(model, imp, **args))
+    floor = len(netquant.compress(model, imp, **args, lam=1e9))
+    budget = (top + floor) // 2
+    data = netquant.compress(model, imp, **args, target_size=budget)
+    assert floor < len(data) <= budget
+    got = netquant.quantize_model(model, imp, **args, target_size=budget)
+    lam = got.stats["lambda"]
+    n = sum(a.size for a in model.values())
+    assert lam > 0 and got.stats["ratio_file"] == pytest.approx(4 * n / len(data), rel=1e-12)
+    assert netquant.compress(model, imp, **args, lam=lam) == data
+    # The same budget as a ratio of float32 bytes to file bytes.
+    assert len(netquant.compress(model, imp, **args, target_file_ratio=4 * n / budget)) <= budget
+    with pytest.raises(netquant.NetquantValueError, match="out of reach"):
+        netquant.compress(model, imp, **args, target_size=floor - 1)
+    with pytest.raises(netquant.NetquantValueError, match="ecsq"):
+        netquant.compress(model, imp, method="uniform", k=16, scope="row", target_size=budget, backend="cpu")
+    with pytest.raises(netquant.NetquantValueError, match="not both"):
+        netquant.compress(model, imp, **args, target_size=budget, target_file_ratio=8.0)
