@@ -8,6 +8,7 @@
 #include "coding/huffman.h"
 #include "coding/huffman_parallel.h"
 #include "coding/huffman_pack.h"
+#include "coding/level_order.h"
 #include "coding/nq_format.h"
 #include "coding/positions.h"
 #include "core/index_scan.h"
@@ -132,7 +133,9 @@ void check_model(const QuantizedModel& model) {
 
 struct TensorPlan {
   uint32_t alphabet = 0;          // largest codebook of the tensor
-  std::vector<uint64_t> counts;   // histogram of kept indices
+  bool by_use = false;            // several codebooks: their levels stored by use (level_order.h), `order` holds it
+  LevelOrder order;
+  std::vector<uint64_t> counts;   // histogram of kept indices (by_use: of their places)
   uint64_t kept = 0, pruned = 0;
   std::vector<uint8_t> lengths;   // own table
 };
@@ -181,6 +184,15 @@ ModelEncoding encode_nq(const QuantizedModel& model, NqByteSink* sink) {
       p.alphabet = std::max<uint32_t>(p.alphabet,
                                       static_cast<uint32_t>(model.codebooks[static_cast<size_t>(t.first_codebook + c)].size()));
     p.counts.assign(p.alphabet, 0);
+    p.by_use = !global && t.num_problems > 1;
+  }
+  // Tensors of several codebooks: the histogram of the levels' places, per problem (level_order.h).
+  for (size_t ti = 0; ti < nt; ++ti) {
+    auto& p = plans[ti];
+    if (!p.by_use) continue;
+    p.order = order_levels_by_use(model.tensors[ti], model.codebooks, p.alphabet);
+    p.counts = p.order.counts;
+    p.pruned = p.order.pruned;
   }
   const std::vector<IndexChunk> chunks = index_chunks(model);
 #pragma omp parallel for schedule(dynamic) if (chunks.size() > 1)
@@ -188,6 +200,7 @@ ModelEncoding encode_nq(const QuantizedModel& model, NqByteSink* sink) {
     const IndexChunk& ch = chunks[static_cast<size_t>(ci)];
     const auto& t = model.tensors[ch.tensor];
     auto& p = plans[ch.tensor];
+    if (p.by_use) continue;  // counted above
     std::vector<uint64_t> counts(p.alphabet, 0);
     bool outside = false;  // cannot happen: check_model has checked every index
     const uint64_t pruned = t.indices.visit([&](const auto* data, auto mark) {  // at the stored width
@@ -322,7 +335,12 @@ ModelEncoding encode_nq(const QuantizedModel& model, NqByteSink* sink) {
       for (int64_t c = 0; c < t.num_problems; ++c) {
         const auto& cb = model.codebooks[static_cast<size_t>(t.first_codebook + c)];
         w.varint(cb.size());
-        for (float v : cb) w.f32(v);
+        if (p.by_use) {
+          const uint32_t* level = p.order.level_at.data() + p.order.offset[static_cast<size_t>(c)];
+          for (size_t r = 0; r < cb.size(); ++r) w.f32(cb[level[r]]);
+        } else {
+          for (float v : cb) w.f32(v);
+        }
         te.codebook_bits += 32 * cb.size();
       }
     }
@@ -352,10 +370,14 @@ ModelEncoding encode_nq(const QuantizedModel& model, NqByteSink* sink) {
       std::vector<uint8_t> bytes;
       t.indices.visit([&](const auto* data, auto mark) {
         using Index = std::decay_t<decltype(*data)>;
-        std::vector<Index> kept;  // the kept indices, when some are pruned
-        if (p.pruned > 0) kept = gather_kept(data, t.indices.size(), mark, &layout);
+        std::vector<Index> by_place;  // by_use: the indices as places (pruned ones kept as the mark)
+        if (p.by_use)
+          by_place = indices_by_place(data, t.indices.size(), mark, static_cast<uint64_t>(t.problem_size), p.order);
+        const Index* coded = p.by_use ? by_place.data() : data;
+        std::vector<Index> kept;  // the kept symbols, when some are pruned
+        if (p.pruned > 0) kept = gather_kept(coded, t.indices.size(), mark, &layout);
         NQ_ASSERT(p.pruned == 0 || kept.size() == p.kept);
-        const Index* symbols = p.pruned > 0 ? kept.data() : data;
+        const Index* symbols = p.pruned > 0 ? kept.data() : coded;
         if (model.backend == Backend::kCuda && p.kept >= kGpuPackMinSymbols) {
           const std::vector<int32_t> wide(symbols, symbols + p.kept);
           try {

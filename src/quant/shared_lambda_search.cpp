@@ -40,6 +40,13 @@ size_t models_at_once(const TensorSet& model, int levels) {
   return static_cast<size_t>(std::clamp(std::floor(budget / per_model) - 1.0, 1.0, double{kPerRound}));
 }
 
+double quantized_weights(const QuantizedModel& m) {
+  double n = 0;
+  for (const QuantizedTensor& qt : m.tensors)
+    if (qt.quantized) n += static_cast<double>(qt.indices.size());
+  return n;
+}
+
 std::string lambda_text(double lambda) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.4g", lambda);
@@ -48,19 +55,11 @@ std::string lambda_text(double lambda) {
 
 }  // namespace
 
-double kept_weights(const QuantizedModel& m) {
-  double n = 0;
-  for (const QuantizedTensor& qt : m.tensors)
-    if (qt.quantized) n += static_cast<double>(qt.indices.size());
-  return n - static_cast<double>(m.total.pruned);
-}
+double kept_weights(const QuantizedModel& m) { return quantized_weights(m) - static_cast<double>(m.total.pruned); }
 
 double model_rate_bits(const QuantizedModel& m) {
-  double n = 0;
-  for (const QuantizedTensor& qt : m.tensors)
-    if (qt.quantized) n += static_cast<double>(qt.indices.size());
   const double kept = kept_weights(m);
-  return kept > 0 ? m.total.entropy_bits_per_weight * n / kept : 0.0;
+  return kept > 0 ? m.total.entropy_bits_per_weight * quantized_weights(m) / kept : 0.0;
 }
 
 void check_rate_allocation(const ModelQuantizeParams& params) {
@@ -129,6 +128,7 @@ QuantizedModel search_shared_lambda(const TensorSet& model, const TensorSet* imp
   auto shown = [&](double rate) {
     return bytes ? std::to_string(static_cast<uint64_t>(rate)) + " bytes" : lambda_text(rate) + " bits/weight";
   };
+  const std::string hint = goal.hint.empty() ? "" : "; " + goal.hint;  // ends every out-of-reach error
 
   QuantizedModel best = quantize_model(model, importance, fixed);
   const double rate0 = goal.rate(best);
@@ -147,7 +147,10 @@ QuantizedModel search_shared_lambda(const TensorSet& model, const TensorSet* imp
   // The first round around the high-rate slope: D(R) ≈ c·2^(−2R), so λ = −dD/dR ≈ 2 ln 2 · D(R), with D(R) grown
   // from the λ = 0 distortion by 4^(rate0 − target).
   const double d = best.total.hw_distortion;
-  const double guess = (d > 0 ? d : 1e-30) * 2 * std::log(2.0) * std::exp2(2 * bits_per_unit * (rate0 - target));
+  // (Capped: a budget far below the λ = 0 file, on few kept weights, would make it overflow; any λ that large
+  // leaves one level per codebook anyway.)
+  const double guess = std::min(1e200, (d > 0 ? d : 1e-30) * 2 * std::log(2.0) *
+                                           std::exp2(std::min(512.0, 2 * bits_per_unit * (rate0 - target))));
   std::vector<double> next;
   for (int i = 0; i < kPerRound; ++i) next.push_back(guess * std::exp2(kSpanLog2 * (i / (kPerRound - 1.0) - 0.5)));
 
@@ -184,23 +187,21 @@ QuantizedModel search_shared_lambda(const TensorSet& model, const TensorSet* imp
     if (floor_rate > target && std::isfinite(floor_rate)) {
       NQ_CHECK(std::isfinite(best_err), ErrorCode::kInvalidArgument,
                goal.what << " is out of reach: with one level per codebook (lambda " << lambda_text(floor_lambda)
-                         << ") the model takes " << shown(floor_rate) << (goal.hint.empty() ? "" : "; ")
-                         << goal.hint);
+                         << ") the model takes " << shown(floor_rate) << hint);
       if (!goal.at_most) break;
     }
     std::sort(points.begin(), points.end(), [](const RatePoint& a, const RatePoint& b) { return a.lambda < b.lambda; });
     next = next_lambda_candidates(points, target, kPerRound);
     NQ_CHECK(next.empty() || next.back() < 1e300, ErrorCode::kInvalidArgument,
              goal.what << " is out of reach: at lambda " << lambda_text(points.back().lambda)
-                       << " the model still takes " << shown(points.back().rate)
-                       << (goal.hint.empty() ? "" : "; ") << goal.hint);
+                       << " the model still takes " << shown(points.back().rate) << hint);
   }
   if (!std::isfinite(best_err)) {  // a budget the rounds ran out before meeting
     double least = rate0;
     for (const RatePoint& p : points) least = std::min(least, p.rate);
     NQ_FAIL(ErrorCode::kInvalidArgument, goal.what << " was not reached in " << kMaxRounds
                                                    << " rounds: the least the search found is " << shown(least)
-                                                   << (goal.hint.empty() ? "" : "; ") << goal.hint);
+                                                   << hint);
   }
   return done();
 }

@@ -12,9 +12,11 @@
 //            pruning selection meets its brute-force oracle.)
 //   shared   quantize_model with one λ for a model-wide target (--rate-allocation shared-lambda) against the model
 //            at the λ it reports, bit for bit; the λ = 0 rate and a λ grid as oracles of the search.
+//   size     quantize_model_to_file_size (a budget on the .nq file) against the file's bytes, the model at its λ,
+//            one level per codebook (the floor) and a λ grid
 //
 // Built with the tests (target stress_model), run by hand (tests/stress/README.md):
-//   build/tests/stress_model [--check nq|nqbig|huffman|prune|lambdas|waves|shared|all] [--seconds S] [--seed BASE] [--one SEED]
+//   build/tests/stress_model [--check nq|nqbig|huffman|prune|lambdas|waves|shared|size|all] [--seconds S] [--seed BASE] [--one SEED]
 //                            [--nofork]
 //
 // Each case runs in a forked child (--nofork: in process), seeded by BASE + i; a failure prints
@@ -1015,11 +1017,99 @@ static void check_shared(uint64_t seed) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Check 7: size. A budget on the .nq file (quantize_model_to_file_size). Oracles: serialize_nq's bytes of the result
+// (at most the budget), quantize_model at the λ it reports (bit for bit); the λ = 0 file (a budget at or above it
+// gives that model); one level per codebook (λ = 1e30: a budget below its file must be refused, naming it); and a
+// grid of 24 λ, none of which may come within 0.5% of the budget when the search stopped short of it.
+static void check_size(uint64_t seed) {
+  Rng r(seed * 0x9E3779B97F4A7C15ull + 7);
+  RandomModel m = gen_model(r, 4);
+  std::string pdesc;
+  ModelQuantizeParams p = gen_params(r, pdesc);
+  p.quant.method = Method::kEcsq;
+  p.quant.lambda = p.quant.target_bits = p.quant.target_ratio = 0;
+  p.rate_allocation = RateAllocation::kPerProblem;
+  const TensorSet* imp = m.has_imp ? &m.importance : nullptr;
+  auto file_of = [&](double lambda) -> uint64_t {
+    ModelQuantizeParams at = p;
+    at.quant.lambda = lambda;
+    QuantizedModel q = quantize_model(m.model, imp, at);
+    return serialize_nq(q).size();
+  };
+  uint64_t top = 0, floor = 0;
+  try {
+    top = file_of(0);
+    floor = file_of(1e30);
+  } catch (const Error&) {  // nothing to quantize, or a model .nq cannot hold: the budget search must refuse too
+  }
+  // Budgets mostly between the two ends, some beyond either.
+  const double u = unif(r);
+  const double span = static_cast<double>(top > floor ? top - floor : 1);
+  const auto budget = static_cast<uint64_t>(std::max(
+      1.0, u < 0.1 ? floor * unif(r) : u < 0.2 ? top * (1 + unif(r)) : floor + span * unif(r)));
+  const std::string desc = pdesc + " budget=" + std::to_string(budget) + " [" + std::to_string(floor) + ", " +
+                           std::to_string(top) + "] " + m.desc;
+  set_case("size", seed, desc);
+  Failure f("size", seed);
+  try {
+    QuantizedModel got;
+    try {
+      got = quantize_model_to_file_size(m.model, imp, p, budget);
+    } catch (const Error& e) {
+      if (top == 0) {
+        ++g_cases["size:refused"];
+      } else if (budget < floor) {
+        if (std::string(e.what()).find(std::to_string(floor) + " bytes") == std::string::npos)
+          FAILF(f, "a budget below the floor was refused without naming it: %s", e.what());
+        ++g_cases["size:below-floor"];
+      } else {
+        FAILF(f, "a budget within [floor, ...] threw: %s", e.what());
+      }
+      report(f, desc);
+      return;
+    }
+    if (top == 0) FAILF(f, "the budget search ran where quantize_model threw");
+    QuantizedModel copy = got;
+    const uint64_t size = serialize_nq(copy).size();
+    if (size > budget) FAILF(f, "file of %llu bytes over the budget", static_cast<unsigned long long>(size));
+    ModelQuantizeParams at = p;
+    at.quant.lambda = got.total.lambda;
+    compare_models(f, "the model at its lambda", got, quantize_model(m.model, imp, at));
+    if (budget >= top) {
+      if (got.total.lambda != 0) FAILF(f, "a budget above the lambda = 0 file gave lambda %.6g", got.total.lambda);
+      ++g_cases["size:above-lambda0"];
+    } else if (static_cast<double>(size) >= 0.995 * static_cast<double>(budget)) {
+      ++g_cases["size:within"];
+    } else {
+      const double centre = got.total.lambda > 0 ? got.total.lambda : 1e-6;
+      std::vector<double> grid;
+      for (int i = 0; i < 24; ++i) grid.push_back(centre * std::pow(10.0, (i - 11.5) / 4.0));
+      std::vector<QuantizedModel> models = quantize_model_lambdas(m.model, imp, p, grid);
+      for (size_t i = 0; i < models.size(); ++i) {
+        const uint64_t si = serialize_nq(models[i]).size();
+        // As the shared check's grid: the file's size need not fall monotonically with λ (ECSQ's fixed points, a
+        // short max_iter), so the search promises the 0.5% only where its bracket finds it; a grid point within
+        // 0.5% that the search missed is a failure.
+        if (si > size && si <= budget && static_cast<double>(si) >= 0.995 * static_cast<double>(budget))
+          FAILF(f, "the search returned %llu bytes (lambda %.6g) for a budget of %llu, lambda %.6g gives %llu",
+                static_cast<unsigned long long>(size), got.total.lambda, static_cast<unsigned long long>(budget),
+                grid[i], static_cast<unsigned long long>(si));
+      }
+      ++g_cases["size:steps"];
+    }
+  } catch (const std::exception& e) {
+    FAILF(f, "threw: %s", e.what());
+  }
+  report(f, desc);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 int main(int argc, char** argv) {
   omp_set_num_threads(2);
   return run_campaign(argc, argv,
                       {{"nq", check_nq}, {"nqbig", check_nqbig}, {"huffman", check_huffman}, {"prune", check_prune},
-                       {"lambdas", check_lambdas}, {"waves", check_waves}, {"shared", check_shared}},
+                       {"lambdas", check_lambdas}, {"waves", check_waves}, {"shared", check_shared},
+                       {"size", check_size}},
                       // nqbig's exact cases with k = 65,535 under 65,536+ distinct values run the DP for ~100 s
                       // on one core of the 2-core VM: 120 s hung up on them whenever anything else ran.
                       {}, 300);
