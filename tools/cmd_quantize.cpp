@@ -266,7 +266,8 @@ void run_quantize(const QuantizeOptions& o) {
           {"importance", o.importance}, {"importance_transform", o.transform}, {"skip_1d", o.skip_1d},
           {"include", o.include}, {"exclude", o.exclude}, {"batch_weights", o.batch_weights},
           {"rate_allocation", file_budget ? "shared-lambda" : rate_allocation_name(p.rate_allocation)},
-          {"target_size", o.target_size}, {"target_file_ratio", o.target_file_ratio}}},
+          {"target_size", o.target_size}, {"target_file_ratio", o.target_file_ratio},
+          {"file_budget_bytes", budget_bytes}}},
         {"waves", q.waves},
         {"total", stats_json(s, true)},
         {"tensors", tensors}};

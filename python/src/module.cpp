@@ -106,12 +106,10 @@ struct Params {
     p.rate_allocation = parse_rate_allocation(rate_allocation);
     NQ_CHECK(target_file_ratio >= 0 && !(target_size > 0 && target_file_ratio > 0), ErrorCode::kInvalidArgument,
              "give target_size or target_file_ratio (> 0), not both");
-    if (has_file_budget()) check_file_size_target(p);
     return p;
   }
   bool has_file_budget() const { return target_size > 0 || target_file_ratio > 0; }
 };
-
 
 py::dict stats_to_dict(const QuantStats& s) {
   py::dict d;
@@ -359,7 +357,12 @@ std::pair<py::list, std::string> run_sweep_py(const py::dict& tensors, const py:
                                               const std::vector<std::tuple<Params, std::string, double>>& points) {
   const ModelInputs in = model_inputs(tensor_set_view(tensors, false), importance, "");
   std::vector<SweepPointSpec> specs;
-  for (const auto& [p, knob_name, knob] : points) specs.push_back({p.to_engine(), knob_name, knob});
+  for (const auto& [p, knob_name, knob] : points) {
+    NQ_CHECK(!p.has_file_budget(), ErrorCode::kInvalidArgument,
+             "sweep takes no target_size or target_file_ratio: its points are given; quantize_model, save and "
+             "compress meet a file budget");
+    specs.push_back({p.to_engine(), knob_name, knob});
+  }
   std::vector<SweepPoint> result;
   std::string csv;
   {
