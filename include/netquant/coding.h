@@ -31,7 +31,10 @@ void write_nq_file(const std::string& path, QuantizedModel& model);
 
 // Reads a .nq file back into a QuantizedModel (indices, codebooks, tensors left in float). Codebooks come
 // back in file order (global scope: exactly one; otherwise each tensor's, tensor by tensor) with
-// first_codebook renumbered accordingly; coding statistics are filled, quantizer statistics are not stored.
+// first_codebook renumbered accordingly; a tensor's codebooks, when it has several (row and group scopes), with
+// their levels ascending (NaN last, equal values in stored order) whatever order the file stores them in (README
+// "Order of a codebook's levels"), the indices with them. Coding statistics are filled, quantizer statistics are
+// not stored.
 QuantizedModel read_nq_file(const std::string& path);
 
 // ---- a budget on the file -------------------------------------------------------------------------------

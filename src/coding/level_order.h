@@ -4,7 +4,7 @@
 // the tensor's histogram of indices is their blur (LeNet-5, ECSQ in row scope at 0.5 bits of entropy per weight:
 // 2.26 coded bits per weight). By decreasing use within its problem, index i is every row's i-th most used level,
 // and the code fits them all (1.22 bits). The order is the writer's choice: any order is a valid v1 file, and the
-// reader gives every codebook back ascending.
+// reader gives these codebooks back ascending.
 #pragma once
 
 #include <cstdint>
