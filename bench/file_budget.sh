@@ -8,15 +8,10 @@
 # reaches.
 # Usage: bench/file_budget.sh [NETQUANT] [WORKDIR]   (defaults: build/netquant, a fresh temporary directory)
 set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
-nq="$(realpath "${1:-$here/../build/netquant}")"
-work="${2:-$(mktemp -d)}"
-mkdir -p "$work" && cd "$work"
-[[ -f w.safetensors ]] || "$nq" train --model lenet5 -o w.safetensors --optimizer adam --epochs 3 --seed 1 -q
-[[ -f h.safetensors ]] || "$nq" hessian --model lenet5 --weights w.safetensors -o h.safetensors --samples 5000 -q
-accuracy() {
+source "$(dirname "$0")/lenet5_fixture.sh" "$@"
+nq_accuracy() {  # the test accuracy of a .nq file's weights
   "$nq" decompress "$1" -o d.safetensors -q >/dev/null
-  "$nq" eval --model lenet5 --weights d.safetensors --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["accuracy"])'
+  accuracy d.safetensors
   rm -f d.safetensors
 }
 timed() {  # runs "$@", prints its wall seconds
@@ -24,7 +19,7 @@ timed() {  # runs "$@", prints its wall seconds
   "$@" >/dev/null
   python3 -c "print(f'{$(date +%s.%N) - $start:.1f}')"
 }
-echo "float model: test accuracy $(python3 -c "print(f'{$("$nq" eval --model lenet5 --weights w.safetensors --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["accuracy"])') * 100:.2f}')")%, $(stat -c %s w.safetensors) bytes as safetensors"
+echo "float model: test accuracy $(python3 -c "print(f'{$(accuracy w.safetensors) * 100:.2f}')")%, $(stat -c %s w.safetensors) bytes as safetensors"
 echo "| scope | R | per-problem: file bytes, accuracy %, s | --target-size: file bytes, accuracy %, s |"
 echo "|---|---|---|---|"
 common=(w.safetensors --importance h.safetensors --method ecsq --k 64 --skip-1d -q)
@@ -34,8 +29,8 @@ for scope in row tensor group:256; do
     t1=$(timed "$nq" quantize "${common[@]}" --scope "$scope" --target-bits "$bits" -o each.nq)
     size=$(stat -c %s each.nq)
     t2=$(timed "$nq" quantize "${common[@]}" --scope "$scope" --target-size "$size" -o fit.nq)
-    a1=$(accuracy each.nq)
-    a2=$(accuracy fit.nq)
+    a1=$(nq_accuracy each.nq)
+    a2=$(nq_accuracy fit.nq)
     python3 -c "print(f'| $scope | $bits | $size, {$a1 * 100:.2f}, $t1 | $(stat -c %s fit.nq), {$a2 * 100:.2f}, $t2 |')"
   done
 done
@@ -48,7 +43,7 @@ for budget in 60000 75000 100000 150000; do
   for scope in tensor group:256 row; do
     rm -f fit.nq
     if "$nq" quantize "${common[@]}" --scope "$scope" --target-size "$budget" -o fit.nq >/dev/null 2>&1; then
-      line="$line $(python3 -c "print(f'{$(accuracy fit.nq) * 100:.2f}')"), $(stat -c %s fit.nq) |"
+      line="$line $(python3 -c "print(f'{$(nq_accuracy fit.nq) * 100:.2f}')"), $(stat -c %s fit.nq) |"
     else
       line="$line - |"
     fi

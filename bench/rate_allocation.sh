@@ -7,13 +7,7 @@
 # the quantize command's wall time.
 # Usage: bench/rate_allocation.sh [NETQUANT] [WORKDIR]   (defaults: build/netquant, a fresh temporary directory)
 set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
-nq="$(realpath "${1:-$here/../build/netquant}")"
-work="${2:-$(mktemp -d)}"
-mkdir -p "$work" && cd "$work"
-[[ -f w.safetensors ]] || "$nq" train --model lenet5 -o w.safetensors --optimizer adam --epochs 3 --seed 1 -q
-[[ -f h.safetensors ]] || "$nq" hessian --model lenet5 --weights w.safetensors -o h.safetensors --samples 5000 -q
-accuracy() { "$nq" eval --model lenet5 --weights "$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["accuracy"])'; }
+source "$(dirname "$0")/lenet5_fixture.sh" "$@"
 echo "float model: test accuracy $(accuracy w.safetensors)"
 echo "| scope | target bits | allocation | entropy bits/weight | hw-distortion | ratio (Huffman) | accuracy % | seconds |"
 echo "|---|---|---|---|---|---|---|---|"

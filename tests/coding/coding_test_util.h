@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
+#include <queue>
 #include <random>
 #include <string>
 #include <vector>
@@ -21,6 +23,24 @@ struct ModelSpec {
   int k = 16;               // levels (row/group: per problem, varied)
   DType dtype = DType::kF32;
 };
+
+// Unlimited Huffman cost Σ count·length (the classic two-smallest merge): the oracle when no limit binds.
+inline uint64_t unlimited_huffman_cost(const std::vector<uint64_t>& counts) {
+  std::priority_queue<uint64_t, std::vector<uint64_t>, std::greater<>> q;
+  for (uint64_t c : counts)
+    if (c) q.push(c);
+  if (q.size() == 1) return q.top();  // one symbol: one bit each
+  uint64_t cost = 0;
+  while (q.size() > 1) {
+    const uint64_t a = q.top();
+    q.pop();
+    const uint64_t b = q.top();
+    q.pop();
+    cost += a + b;
+    q.push(a + b);
+  }
+  return cost;
+}
 
 // Skewed index in [0, k): most mass near the middle, like quantized weights.
 inline int32_t skewed_index(std::mt19937_64& rng, int k) {

@@ -25,22 +25,11 @@ using test::expect_same_model;
 
 // Tensors of awkward sizes with importances orders of magnitude apart, a 1-D one and one left in float by a name
 // filter (its bytes are part of every file, so of the floor).
-struct Fixture {
-  TensorSet model, importance;
-};
+using Fixture = test::ScaledModel;
 Fixture make_fixture(uint64_t seed) {
-  Fixture f;
-  const std::vector<std::pair<std::string, std::vector<int64_t>>> shapes = {
-      {"hot", {9, 131}}, {"cold", {37, 29}}, {"bias", {61}}, {"kept.norm", {17}}};
-  const std::map<std::string, float> scale = {{"hot", 50.0f}, {"cold", 0.02f}, {"bias", 1.0f}, {"kept.norm", 1.0f}};
-  for (const auto& [name, shape] : shapes)
-    f.model.add(Tensor::from_f32(name, shape, test::student_t(static_cast<size_t>(shape_numel(shape)), seed++)));
-  for (const Tensor& t : test::make_importance(f.model, seed)) {
-    std::vector<float> v = t.to_f32();
-    for (float& x : v) x *= scale.at(t.name());
-    f.importance.add(Tensor::from_f32(t.name(), t.shape(), v));
-  }
-  return f;
+  return test::scaled_model({{"hot", {9, 131}}, {"cold", {37, 29}}, {"bias", {61}}, {"kept.norm", {17}}},
+                           {{"hot", 50.0f}, {"cold", 0.02f}, {"bias", 1.0f}, {"kept.norm", 1.0f}},
+                           seed);
 }
 
 ModelQuantizeParams ecsq_params(const std::string& scope, double prune) {
@@ -75,8 +64,11 @@ TEST(FileSizeTarget, IsTheLargestFileWithinTheBudgetAtItsLambda) {
         const QuantizedModel got = quantize_model_to_file_size(f.model, &f.importance, p, budget);
         const double lambda = got.total.lambda;
         ASSERT_GT(lambda, 0);
-        for (const QuantizedTensor& qt : got.tensors)
-          if (qt.quantized) EXPECT_EQ(qt.stats.lambda, lambda) << qt.name;  // one λ for every codebook
+        for (const QuantizedTensor& qt : got.tensors) {
+          if (qt.quantized) {
+            EXPECT_EQ(qt.stats.lambda, lambda) << qt.name;  // one λ for every codebook
+          }
+        }
         const uint64_t size = file_bytes(got);
         EXPECT_LE(size, budget);
         // The statistics are the file's.

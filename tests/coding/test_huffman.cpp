@@ -4,10 +4,10 @@
 
 #include <algorithm>
 #include <functional>
-#include <queue>
 #include <random>
 
 #include "coding/huffman.h"
+#include "coding_test_util.h"
 #include "netquant/error.h"
 
 using namespace nq;
@@ -15,23 +15,6 @@ using namespace nq::coding;
 
 namespace {
 
-// Unlimited Huffman cost Σ count·length (the classic two-smallest merge): the oracle when no limit binds.
-uint64_t unlimited_huffman_cost(const std::vector<uint64_t>& counts) {
-  std::priority_queue<uint64_t, std::vector<uint64_t>, std::greater<>> q;
-  for (uint64_t c : counts)
-    if (c) q.push(c);
-  if (q.size() == 1) return q.top();  // one symbol: one bit each
-  uint64_t cost = 0;
-  while (q.size() > 1) {
-    const uint64_t a = q.top();
-    q.pop();
-    const uint64_t b = q.top();
-    q.pop();
-    cost += a + b;
-    q.push(a + b);
-  }
-  return cost;
-}
 
 // Exhaustive search over every length assignment in 1..limit with Kraft sum <= 1.
 uint64_t brute_force_cost(const std::vector<uint64_t>& counts, int limit) {
@@ -112,7 +95,7 @@ TEST(Huffman, MatchesUnlimitedHuffmanWhenLimitNotBinding) {
     std::vector<uint64_t> counts(n);
     for (auto& c : counts) c = 200 + rng() % 5000;  // max/min < 2^6: no code longer than ~log2(n) + 6
     const auto lengths = huffman_code_lengths(counts);
-    EXPECT_EQ(huffman_stream_bits(counts, lengths), unlimited_huffman_cost(counts)) << n;
+    EXPECT_EQ(huffman_stream_bits(counts, lengths), nq::testing::unlimited_huffman_cost(counts)) << n;
   }
 }
 
@@ -123,7 +106,7 @@ TEST(Huffman, FibonacciCountsHitTheLimitAndStayOptimal) {
   const auto lengths = huffman_code_lengths(counts);
   EXPECT_EQ(*std::max_element(lengths.begin(), lengths.end()), kDefaultCodeLimit);
   EXPECT_EQ(kraft_sum16(lengths), uint64_t{1} << 16);
-  EXPECT_GE(huffman_stream_bits(counts, lengths), unlimited_huffman_cost(counts));
+  EXPECT_GE(huffman_stream_bits(counts, lengths), nq::testing::unlimited_huffman_cost(counts));
   // Small version checked exhaustively: 7 Fibonacci symbols, limit 4 (unlimited depth would be 6).
   std::vector<uint64_t> small(counts.begin(), counts.begin() + 7);
   for (int limit = 3; limit <= 6; ++limit)

@@ -11,7 +11,6 @@
 #include <fstream>
 #include <functional>
 #include <numeric>
-#include <queue>
 #include <random>
 #include <sstream>
 #include <vector>
@@ -71,23 +70,6 @@ QuantizedModel shuffled_rows_model(uint64_t seed, ScopeKind scope, double prune)
   return m;
 }
 
-// The optimal prefix code's cost (Huffman, no length limit) of a histogram; one used symbol costs a bit each.
-uint64_t huffman_cost(const std::vector<uint64_t>& counts) {
-  std::priority_queue<uint64_t, std::vector<uint64_t>, std::greater<>> heap;
-  for (uint64_t c : counts)
-    if (c > 0) heap.push(c);
-  if (heap.size() == 1) return heap.top();
-  uint64_t cost = 0;
-  while (heap.size() > 1) {
-    const uint64_t a = heap.top();
-    heap.pop();
-    const uint64_t b = heap.top();
-    heap.pop();
-    cost += a + b;
-    heap.push(a + b);
-  }
-  return cost;
-}
 
 // The histogram of places, by the rule itself: each problem's levels by decreasing use, ties to the lower level.
 std::vector<uint64_t> brute_force_place_counts(const QuantizedModel& m, const QuantizedTensor& t, bool by_use) {
@@ -121,14 +103,14 @@ TEST(LevelOrder, IndexStreamsCostTheHuffmanCodeOfTheRowsPlacesByUse) {
       for (size_t ti = 0; ti < m.tensors.size(); ++ti) {
         const QuantizedTensor& t = m.tensors[ti];
         SCOPED_TRACE(t.name);
-        const uint64_t want = huffman_cost(brute_force_place_counts(m, t, true));
+        const uint64_t want = nq::testing::unlimited_huffman_cost(brute_force_place_counts(m, t, true));
         if (t.num_problems > 1) {
           EXPECT_EQ(info.tensors[ti].index_bits, want);
         } else {  // one codebook: stored as it is
-          EXPECT_EQ(info.tensors[ti].index_bits, huffman_cost(brute_force_place_counts(m, t, false)));
+          EXPECT_EQ(info.tensors[ti].index_bits, nq::testing::unlimited_huffman_cost(brute_force_place_counts(m, t, false)));
         }
         by_use += info.tensors[ti].index_bits;
-        ascending += huffman_cost(brute_force_place_counts(m, t, false));
+        ascending += nq::testing::unlimited_huffman_cost(brute_force_place_counts(m, t, false));
       }
       // What the order is for: the rows' shuffled levels cost ~log2 k bits stored ascending, ~1.5 by use.
       EXPECT_LT(static_cast<double>(by_use), 0.75 * static_cast<double>(ascending)) << by_use << " vs " << ascending;

@@ -4,7 +4,10 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <random>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "netquant/backend.h"
@@ -33,6 +36,25 @@ inline TensorSet make_importance(const TensorSet& model, uint64_t seed) {
     s.add(Tensor::from_f32(t.name(), t.shape(), v));
   }
   return s;
+}
+
+// A model of Student-t tensors of the given shapes (seeds seed, seed + 1, …) and its importance, make_importance's
+// with each tensor's values multiplied by scale[name]: tensors whose importances differ by orders of magnitude, as
+// layers' Hessians do.
+struct ScaledModel {
+  TensorSet model, importance;
+};
+inline ScaledModel scaled_model(const std::vector<std::pair<std::string, std::vector<int64_t>>>& shapes,
+                                const std::map<std::string, float>& scale, uint64_t seed) {
+  ScaledModel f;
+  for (const auto& [name, shape] : shapes)
+    f.model.add(Tensor::from_f32(name, shape, student_t(static_cast<size_t>(shape_numel(shape)), seed++)));
+  for (const Tensor& t : make_importance(f.model, seed)) {
+    std::vector<float> v = t.to_f32();
+    for (float& x : v) x *= scale.at(t.name());
+    f.importance.add(Tensor::from_f32(t.name(), t.shape(), v));
+  }
+  return f;
 }
 
 // Method m with k levels on the CPU backend, every other parameter at its default.

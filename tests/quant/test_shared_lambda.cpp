@@ -27,23 +27,11 @@ using test::expect_same_model;
 
 // Tensors of awkward sizes whose importances differ by orders of magnitude (as layers' Hessians do), so that an
 // even split of the bits is far from the best one.
-struct Fixture {
-  TensorSet model, importance;
-};
+using Fixture = test::ScaledModel;
 Fixture make_fixture(uint64_t seed) {
-  Fixture f;
-  const std::vector<std::pair<std::string, std::vector<int64_t>>> shapes = {
-      {"hot", {7, 129}}, {"warm", {31, 33}}, {"cold", {13, 71}}, {"bias", {57}}};
-  const std::map<std::string, float> scale = {{"hot", 100.0f}, {"warm", 1.0f}, {"cold", 0.01f}, {"bias", 3.0f}};
-  for (const auto& [name, shape] : shapes)
-    f.model.add(Tensor::from_f32(name, shape, test::student_t(static_cast<size_t>(shape_numel(shape)), seed++)));
-  const TensorSet raw = test::make_importance(f.model, seed);
-  for (const Tensor& t : raw) {
-    std::vector<float> v = t.to_f32();
-    for (float& x : v) x *= scale.at(t.name());
-    f.importance.add(Tensor::from_f32(t.name(), t.shape(), v));
-  }
-  return f;
+  return test::scaled_model({{"hot", {7, 129}}, {"warm", {31, 33}}, {"cold", {13, 71}}, {"bias", {57}}},
+                           {{"hot", 100.0f}, {"warm", 1.0f}, {"cold", 0.01f}, {"bias", 3.0f}},
+                           seed);
 }
 
 ModelQuantizeParams shared_params(const std::string& scope, double target_bits, double prune) {

@@ -941,14 +941,22 @@ static void check_waves(uint64_t seed) {
 // the result reports, with no target (bit for bit); the λ = 0 model, whose rate bounds what ECSQ reaches (a target at
 // or above it must give that model); and a grid of 24 λ over the decades around the result, none of which may reach
 // the target's 0.5% when the search did not.
-static void check_shared(uint64_t seed) {
-  Rng r(seed * 0x9E3779B97F4A7C15ull + 6);
-  RandomModel m = gen_model(r, 4);
-  std::string pdesc;
+// A random model of up to 4 tensors and random parameters turned to ECSQ with neither λ nor target: the start of the
+// checks of a search over λ (shared, size).
+static ModelQuantizeParams ecsq_search_case(Rng& r, RandomModel& m, std::string& pdesc) {
+  m = gen_model(r, 4);
   ModelQuantizeParams p = gen_params(r, pdesc);
   p.quant.method = Method::kEcsq;
-  p.quant.lambda = 0;
+  p.quant.lambda = p.quant.target_bits = p.quant.target_ratio = 0;
   p.rate_allocation = RateAllocation::kPerProblem;
+  return p;
+}
+
+static void check_shared(uint64_t seed) {
+  Rng r(seed * 0x9E3779B97F4A7C15ull + 6);
+  RandomModel m;
+  std::string pdesc;
+  ModelQuantizeParams p = ecsq_search_case(r, m, pdesc);
   double rate0 = 0;  // the λ = 0 model's rate: targets are drawn below it, mostly, where the search has work to do
   try { rate0 = quant::model_rate_bits(quantize_model(m.model, m.has_imp ? &m.importance : nullptr, p)); }
   catch (const Error&) {}
@@ -1023,12 +1031,9 @@ static void check_shared(uint64_t seed) {
 // grid of 24 λ, none of which may come within 0.5% of the budget when the search stopped short of it.
 static void check_size(uint64_t seed) {
   Rng r(seed * 0x9E3779B97F4A7C15ull + 7);
-  RandomModel m = gen_model(r, 4);
+  RandomModel m;
   std::string pdesc;
-  ModelQuantizeParams p = gen_params(r, pdesc);
-  p.quant.method = Method::kEcsq;
-  p.quant.lambda = p.quant.target_bits = p.quant.target_ratio = 0;
-  p.rate_allocation = RateAllocation::kPerProblem;
+  ModelQuantizeParams p = ecsq_search_case(r, m, pdesc);
   const TensorSet* imp = m.has_imp ? &m.importance : nullptr;
   auto file_of = [&](double lambda) -> uint64_t {
     ModelQuantizeParams at = p;
