@@ -40,15 +40,18 @@ QuantizedModel quantize_model_to_file_size(const TensorSet& model, const TensorS
   check_file_size_target(params);
   NQ_CHECK(max_bytes > 0, ErrorCode::kInvalidArgument, "a file size budget must be at least one byte");
   quant::SharedLambdaGoal goal;
-  goal.rate = [](QuantizedModel& m) { return static_cast<double>(coding::encode_nq(m).file_size); };
+  // Each candidate is coded once: its size, and its coding statistics (the model returned keeps them).
+  goal.rate = [](QuantizedModel& m) {
+    const coding::ModelEncoding enc = coding::encode_nq(m);
+    coding::fill_coding_stats(m, enc);
+    return static_cast<double>(enc.file_size);
+  };
   goal.unit = quant::SharedLambdaGoal::Unit::kBytes;
   goal.target = static_cast<double>(max_bytes);
   goal.at_most = true;
   goal.what = "a .nq file of at most " + std::to_string(max_bytes) + " bytes";
   goal.hint = "a coarser scope (fewer codebooks), more pruning, or fewer tensors kept in float make it smaller";
-  QuantizedModel q = quant::search_shared_lambda(model, importance, params, goal);
-  account_coding(q);
-  return q;
+  return quant::search_shared_lambda(model, importance, params, goal);
 }
 
 }  // namespace nq

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <zlib.h>
 
+#include "coding/level_order.h"
 #include "coding/nq_format.h"
 #include "core/ordered_batches.h"
 #include "netquant/atomic_file.h"
@@ -49,7 +50,12 @@ QuantizedModel read_model(const NqSource& src, const NqLimits& limits) {
   for (const auto& rec : dir.records) {
     const auto payload = read_nq_payload(src, dir, rec);
     crc = crc32_update(crc, payload.data(), payload.size());
-    model.tensors.push_back(decode_nq_payload(dir, rec, payload, model.codebooks, nullptr, true, &budget));
+    QuantizedTensor t = decode_nq_payload(dir, rec, payload, model.codebooks, nullptr, true, &budget);
+    // Several codebooks may be stored by use (level_order.h): the model gets each back ascending, its indices with
+    // it. (Decompressing needs no order: it only looks levels up.)
+    if (dir.scope.kind != ScopeKind::kGlobal && t.quantized && t.num_problems > 1)
+      restore_ascending_levels(t, model.codebooks);
+    model.tensors.push_back(std::move(t));
   }
   NQ_CHECK(!kEnforceCrc || crc == stored_crc, ErrorCode::kBadFile, dir.source << ": file checksum mismatch (corrupt file)");
   for (auto& t : model.tensors) {

@@ -13,7 +13,6 @@
 #include "coding/byte_stream.h"
 #include "coding/huffman.h"
 #include "coding/huffman_parallel.h"
-#include "coding/level_order.h"
 #include "coding/nq_format.h"
 #include "coding/positions.h"
 #include "core/index_scan.h"
@@ -434,8 +433,6 @@ QuantizedTensor decode_nq_payload(const NqDirectory& dir, const NqRecord& rec, c
       }
     });
   }
-  // Several codebooks may be stored by use (level_order.h): each comes back ascending, its indices with it.
-  if (!global && t.num_problems > 1) restore_ascending_levels(t, codebooks);
   return t;
 }
 

@@ -191,7 +191,7 @@ ModelEncoding encode_nq(const QuantizedModel& model, NqByteSink* sink) {
     auto& p = plans[ti];
     if (!p.by_use) continue;
     p.order = order_levels_by_use(model.tensors[ti], model.codebooks, p.alphabet);
-    p.counts = p.order.counts;
+    p.counts = std::move(p.order.counts);
     p.pruned = p.order.pruned;
   }
   const std::vector<IndexChunk> chunks = index_chunks(model);

@@ -47,6 +47,9 @@ double quantized_weights(const QuantizedModel& m) {
   return n;
 }
 
+// Quantized weights that pruning left (the same for every λ: pruning comes first).
+double kept_weights(const QuantizedModel& m) { return quantized_weights(m) - static_cast<double>(m.total.pruned); }
+
 std::string lambda_text(double lambda) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.4g", lambda);
@@ -54,8 +57,6 @@ std::string lambda_text(double lambda) {
 }
 
 }  // namespace
-
-double kept_weights(const QuantizedModel& m) { return quantized_weights(m) - static_cast<double>(m.total.pruned); }
 
 double model_rate_bits(const QuantizedModel& m) {
   const double kept = kept_weights(m);
@@ -132,7 +133,7 @@ QuantizedModel search_shared_lambda(const TensorSet& model, const TensorSet* imp
 
   QuantizedModel best = quantize_model(model, importance, fixed);
   const double rate0 = goal.rate(best);
-  double best_err = miss(rate0);
+  double best_err = miss(rate0), best_rate = rate0;
   // Rates in bits per kept weight, for the high-rate estimate below (pruning, so the kept weights, do not depend on
   // λ).
   const double bits_per_unit = bytes ? 8.0 / std::max(1.0, kept_weights(best)) : 1.0;
@@ -172,6 +173,7 @@ QuantizedModel search_shared_lambda(const TensorSet& model, const TensorSet* imp
         const double err = miss(rate);
         if (err < best_err) {
           best_err = err;
+          best_rate = rate;
           best = std::move(models[m]);
         }
       }
@@ -179,7 +181,7 @@ QuantizedModel search_shared_lambda(const TensorSet& model, const TensorSet* imp
     if (progress_enabled())  // a line per round between the rounds' own progress bars
       std::fprintf(stderr, "shared-lambda search, round %d: %zu lambdas, %s %s (target %s) at lambda %s\n",
                    round + 1, next.size(), goal.at_most ? "best within" : "nearest",
-                   std::isfinite(best_err) ? shown(goal.rate(best)).c_str() : "none",
+                   std::isfinite(best_err) ? shown(best_rate).c_str() : "none",
                    shown(target).c_str(), lambda_text(best.total.lambda).c_str());
     if (best_err <= kRateTolerance * target) break;
     // One level per codebook is the least rate any λ gives: above the target, a budget is out of reach, and the

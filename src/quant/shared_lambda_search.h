@@ -49,9 +49,6 @@ struct SharedLambdaGoal {
   std::string what, hint;
 };
 
-// Quantized weights that pruning left (Σ over quantized tensors of their indices less their pruned ones).
-double kept_weights(const QuantizedModel& m);
-
 // The search itself: `params` asks for ecsq without a target (its λ is ignored); the result is bit for bit
 // quantize_model with params.quant.lambda set to its λ (QuantStats::lambda). The λ = 0 model when its rate is
 // within the goal. Within 0.5% of the target when the rate's steps allow. kInvalidArgument, naming goal.what and
