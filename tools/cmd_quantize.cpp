@@ -28,6 +28,7 @@ struct QuantizeOptions {
   std::string transform = "none", method = "hw-kmeans", scope = "global", init = "linear";
   std::string include, exclude;  // name filters (ModelQuantizeParams::include_regex / exclude_regex)
   std::string rate_allocation;  // "" = per-problem, unless a file budget asks for one lambda
+  std::string coder = "auto";   // IndexCoder of a .nq output
   int k = -1, bits = -1, max_iter = 100;  // -1: not given
   double lambda = 0, target_bits = 0, target_ratio = 0, prune = 0, step = 0;
   uint64_t target_size = 0;  // bytes of the .nq file (0 = none)
@@ -100,6 +101,7 @@ void run_quantize(const QuantizeOptions& o) {
   NQ_CHECK((o.target_bits == 0 && o.target_ratio == 0) || traits.supports_target, ErrorCode::kInvalidArgument,
            "--target-bits/--target-ratio apply to ecsq and uniform only (method " << traits.name << ")");
   const bool file_budget = o.target_size > 0 || o.target_file_ratio > 0;
+  const IndexCoder coder = parse_index_coder(o.coder);
   NQ_CHECK((o.lambda > 0) + (o.target_bits > 0) + (o.target_ratio > 0) + (o.target_size > 0) +
                    (o.target_file_ratio > 0) <=
                1,
@@ -159,12 +161,13 @@ void run_quantize(const QuantizeOptions& o) {
     if (!o.importance.empty()) imp = std::make_unique<TensorSet>(read_importance(o.importance, model, p));
     if (file_budget) {
       budget_bytes = o.target_size > 0 ? o.target_size : file_bytes_for_ratio(model, o.target_file_ratio);
-      q = quantize_model_to_file_size(model, imp.get(), p, budget_bytes);
+      q = quantize_model_to_file_size(model, imp.get(), p, budget_bytes, coder);
     } else {
       q = quantize_model(model, imp.get(), p);
     }
     metadata = model.metadata();
   }
+  q.index_coder = coder;
   if (ends_with(o.output, ".nq")) {
     write_nq_file(o.output, q);
   } else {
@@ -267,7 +270,7 @@ void run_quantize(const QuantizeOptions& o) {
           {"include", o.include}, {"exclude", o.exclude}, {"batch_weights", o.batch_weights},
           {"rate_allocation", file_budget ? "shared-lambda" : rate_allocation_name(p.rate_allocation)},
           {"target_size", o.target_size}, {"target_file_ratio", o.target_file_ratio},
-          {"file_budget_bytes", budget_bytes}}},
+          {"file_budget_bytes", budget_bytes}, {"coder", index_coder_name(coder)}}},
         {"waves", q.waves},
         {"total", stats_json(s, true)},
         {"tensors", tensors}};
@@ -316,6 +319,11 @@ void setup_quantize(CLI::App& sub) {
   sub.add_option("--target-file-ratio", o->target_file_ratio,
                  "ecsq: the same budget as float32 bytes / file bytes >= X (ratio_file)")
       ->check(kPositive);
+  sub.add_option("--coder", o->coder,
+                 ".nq index streams: auto (per tensor, Huffman or rANS, whichever is smaller; a file with rANS is "
+                 ".nq version 2), huffman (version 1, readable by every netquant) or rans")
+      ->check(CLI::IsMember({"auto", "huffman", "rans"}))
+      ->capture_default_str();
   sub.add_option("--rate-allocation", o->rate_allocation,
                  "with a target and several codebooks (tensor, row, group scopes): per-problem (each reaches the "
                  "target itself) or shared-lambda (ecsq: one lambda for all, searched so the model reaches the "

@@ -47,6 +47,7 @@ bool inspect_nq(const std::string& path, bool json, nlohmann::json* out) {
         tj["k"] = t.max_k;
         tj["codebooks"] = t.num_problems;
         tj["pruned"] = t.pruned;
+        tj["index_coder"] = t.rans ? "rans" : "huffman";
         tj["index_bits"] = t.index_bits;
         tj["table_bits"] = t.table_bits;
         tj["codebook_bits"] = t.codebook_bits;
@@ -72,7 +73,7 @@ bool inspect_nq(const std::string& path, bool json, nlohmann::json* out) {
             << ", file " << (info.file_crc_ok ? "ok" : "bad") << ")\n\n";
   Table table({"tensor", "dtype", "shape", "stored", "k", "pruned", "bits/w", "ratio", "crc"});
   for (const auto& t : info.tensors) {
-    table.add_row({t.name, dtype_name(t.dtype), shape_to_string(t.shape), t.quantized ? "huffman" : "raw",
+    table.add_row({t.name, dtype_name(t.dtype), shape_to_string(t.shape), t.quantized ? (t.rans ? "rans" : "huffman") : "raw",
                    t.quantized ? std::to_string(t.max_k) : "-", std::to_string(t.pruned),
                    format_double(t.bits_per_weight), format_double(t.ratio_file), t.crc_ok ? "ok" : "BAD"});
   }

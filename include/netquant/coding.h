@@ -12,13 +12,17 @@
 
 namespace nq {
 
-// The most levels one codebook of a .nq file holds (its indices are Huffman symbols 0 … 65535).
+// The most levels one codebook of a .nq file holds (its indices are code symbols 0 … 65535).
 constexpr int kNqMaxLevels = 1 << 16;
 
+IndexCoder parse_index_coder(const std::string& name);  // "auto" | "huffman" | "rans"; throws kInvalidArgument
+const char* index_coder_name(IndexCoder coder);
+
 // Fills huffman_bits_per_weight, ratio_huffman and ratio_file of every tensor's stats and of model.total by
-// coding the model exactly as write_nq_file would (no file is written). A model the format cannot hold (a codebook
+// coding the model exactly as write_nq_file would (no file is written, model.index_coder as there). The first two
+// are the paper's Huffman figures whichever coder the file uses; ratio_file is the file's. A model the format cannot hold (a codebook
 // of more than kNqMaxLevels levels) gets NaN for all three.
-//  - huffman_bits_per_weight: bits of the coded index stream plus the coded positions, per weight;
+//  - huffman_bits_per_weight: bits of the Huffman-coded index stream plus the coded positions, per weight;
 //  - ratio_huffman: the paper's formula N·32 / (Σ_j (n_j+1)·b_j + k·32 [+ position bits]) (Choi et al. eqs. 1, 2, 10),
 //    per codebook; a tensor's ratio counts the codebook(s) and code table it uses in full, the total counts
 //    a shared (global) codebook or table once; tensors left in float count their stored bits;
@@ -45,9 +49,10 @@ QuantizedModel read_nq_file(const std::string& path);
 // target); its rate_allocation is not read. Errors (kInvalidArgument): another method or a target given too, a
 // budget of 0, a model whose quantization cannot be a .nq file (more than kNqMaxLevels levels), and a budget below
 // the file with one level per codebook, naming the least size found (the tensors kept in float, the codebooks and
-// the position streams are its floor).
+// the position streams are its floor). The file is coded with `coder` (the model returned carries it).
 QuantizedModel quantize_model_to_file_size(const TensorSet& model, const TensorSet* importance,
-                                           const ModelQuantizeParams& params, uint64_t max_bytes);
+                                           const ModelQuantizeParams& params, uint64_t max_bytes,
+                                           IndexCoder coder = IndexCoder::kAuto);
 // The checks of `params` above that need no model (for callers that check before reading their inputs).
 void check_file_size_target(const ModelQuantizeParams& params);
 // The budget that gives ratio_file ≥ `ratio`: ⌊4·(weights of every tensor) / ratio⌋ bytes (float32 bytes over file
@@ -78,11 +83,12 @@ struct NqTensorInfo {
   int64_t problem_size = 0;
   int64_t num_problems = 0;
   int max_k = 0;                 // largest codebook this tensor uses
-  bool shared_table = false;     // global scope: indices coded with the file's shared table
+  bool shared_table = false;     // global scope: indices coded with the file's shared table (unless rans)
+  bool rans = false;             // indices coded with rANS (version 2), not Huffman
   uint64_t payload_offset = 0;
   uint64_t payload_bytes = 0;
-  uint64_t index_bits = 0;       // coded index stream
-  uint64_t table_bits = 0;       // stored code-length table(s) of this tensor (index + gap code)
+  uint64_t index_bits = 0;       // coded index stream (rANS: its section, chunk sizes included)
+  uint64_t table_bits = 0;       // stored code table(s) of this tensor (index lengths or rANS frequencies + gap code)
   uint64_t codebook_bits = 0;    // 32 per codebook entry stored in this tensor's payload
   uint64_t position_bits = 0;    // coded gap stream
   int gap_width = 0;             // 0 = no pruned weights

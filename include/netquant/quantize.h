@@ -177,6 +177,13 @@ struct QuantizedTensor {
   QuantStats stats;
 };
 
+// How a .nq file codes each quantized tensor's indices. kAuto: Huffman or rANS, whichever makes the tensor's payload
+// smaller (rANS wins below about 1.5 bits per weight, where Huffman's one-bit floor per weight costs most); a file
+// with any rANS tensor is .nq version 2. kHuffman: Huffman only, a version-1 file that any netquant reads. kRans:
+// rANS for every tensor with a kept weight (tests and measurements).
+// (parse_index_coder and index_coder_name are in coding.h.)
+enum class IndexCoder { kAuto, kHuffman, kRans };
+
 struct QuantizedModel {
   Method method = Method::kHwKmeans;
   Scope scope;
@@ -185,6 +192,7 @@ struct QuantizedModel {
   QuantStats total;
   Backend backend = Backend::kCpu;
   int64_t waves = 1;  // how many waves the quantized tensors went through (ModelQuantizeParams::batch_weights)
+  IndexCoder index_coder = IndexCoder::kAuto;  // how write_nq_file, serialize_nq and account_coding code indices
 
   // The dequantized weights, same names/shapes/dtypes as the input (pruned weights exactly 0).
   TensorSet dequantize() const;

@@ -1,5 +1,5 @@
 // A budget on the .nq file: the shared-λ search (quant/shared_lambda_search.h) with the file's size as its rate.
-// The file's size is the one rate that counts everything a user pays for (the Huffman streams, their code tables,
+// The file's size is the one rate that counts everything a user pays for (the index streams, their code tables,
 // 32 bits per codebook level, the pruned positions, the tensors kept in float and the directory), so a row or
 // group scope whose codebooks cost more than their levels save is weighed as such.
 #include <algorithm>
@@ -36,12 +36,13 @@ void check_file_size_target(const ModelQuantizeParams& params) {
 }
 
 QuantizedModel quantize_model_to_file_size(const TensorSet& model, const TensorSet* importance,
-                                           const ModelQuantizeParams& params, uint64_t max_bytes) {
+                                           const ModelQuantizeParams& params, uint64_t max_bytes, IndexCoder coder) {
   check_file_size_target(params);
   NQ_CHECK(max_bytes > 0, ErrorCode::kInvalidArgument, "a file size budget must be at least one byte");
   quant::SharedLambdaGoal goal;
   // Each candidate is coded once: its size, and its coding statistics (the model returned keeps them).
-  goal.rate = [](QuantizedModel& m) {
+  goal.rate = [coder](QuantizedModel& m) {
+    m.index_coder = coder;
     const coding::ModelEncoding enc = coding::encode_nq(m);
     coding::fill_coding_stats(m, enc);
     return static_cast<double>(enc.file_size);

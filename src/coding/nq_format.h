@@ -1,4 +1,4 @@
-// The .nq file, version 1: constants, the parsed directory, and the pieces the writer, reader, inspector and
+// The .nq file, versions 1 and 2: constants, the parsed directory, and the pieces the writer, reader, inspector and
 // streaming decompressor share. The byte-level specification is in the README ("The .nq file").
 #pragma once
 
@@ -15,7 +15,10 @@ namespace nq::coding {
 
 constexpr uint8_t kNqMagic[8] = {0x89, 'N', 'Q', 'Z', '\r', '\n', 0x1a, '\n'};
 constexpr uint8_t kNqEndMagic[4] = {'N', 'Q', 'Z', 'E'};
-constexpr uint16_t kNqVersion = 1;
+constexpr uint16_t kNqVersionHuffman = 1;  // every index stream Huffman-coded
+constexpr uint16_t kNqVersionMax = 2;      // + a coder byte per quantized tensor: Huffman or rANS (rans.h)
+constexpr uint8_t kIndexCoderHuffman = 0;
+constexpr uint8_t kIndexCoderRans = 1;
 constexpr uint16_t kNqFlagSharedTable = 1;  // global scope: one Huffman table for every tensor's indices
 constexpr size_t kNqHeaderSize = 48;
 constexpr size_t kNqTrailerSize = 8;        // CRC32 of everything before it + end magic
@@ -91,6 +94,7 @@ std::vector<uint8_t> read_nq_payload(const NqSource& src, const NqDirectory& dir
                                      bool* crc_ok = nullptr);
 
 struct PayloadLayout {
+  bool rans = false;           // the index stream's coder (version 2)
   uint64_t index_bits = 0;
   uint64_t table_bits = 0;     // stored code-length tables (index + gap), bits incl. byte padding
   uint64_t codebook_bits = 0;
@@ -109,6 +113,8 @@ QuantizedTensor decode_nq_payload(const NqDirectory& dir, const NqRecord& rec, c
 
 // ---- writer side -------------------------------------------------------------------------------------------
 struct TensorEncoding {
+  bool rans = false;               // indices coded with rANS; the Huffman fields then describe the Huffman code the
+                                   // paper's figures count (ratio_huffman), not the file
   uint64_t index_bits = 0;
   uint64_t index_table_bits = 0;   // stored code-length table (0 when the shared table is used)
   uint64_t index_table_paper = 0;  // Σ_j b_j of the table this tensor uses (the paper's "+1" term)

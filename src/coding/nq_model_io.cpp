@@ -127,6 +127,8 @@ NqFileInfo describe_nq_file(const std::string& path) {
       if (ti.crc_ok) throw;  // a payload with a good checksum and a bad structure is a broken writer or a forgery
     }
     ti.max_k = rec.quantized ? lay.max_k : 0;
+    ti.rans = lay.rans;
+    ti.shared_table = ti.shared_table && !lay.rans;
     ti.index_bits = lay.index_bits;
     ti.table_bits = lay.table_bits;
     ti.codebook_bits = lay.codebook_bits;

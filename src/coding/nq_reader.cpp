@@ -15,6 +15,7 @@
 #include "coding/huffman_parallel.h"
 #include "coding/nq_format.h"
 #include "coding/positions.h"
+#include "coding/rans.h"
 #include "core/index_scan.h"
 #include "core/parallel_for.h"
 #include "netquant/error.h"
@@ -115,9 +116,9 @@ NqDirectory read_nq_directory(const NqSource& src, bool tolerate_crc) {
   NQ_CHECK(std::memcmp(head, kNqMagic, sizeof kNqMagic) == 0, ErrorCode::kBadFile, f << ": not a .nq file (bad magic)");
   ByteReader hr(head + 8, kNqHeaderSize - 8, f + " header", 8);
   dir.version = hr.u16();
-  NQ_CHECK(dir.version == kNqVersion, ErrorCode::kBadFile,
-           f << ": .nq format version " << dir.version << " is not supported (this build reads version " << kNqVersion
-             << ")");
+  NQ_CHECK(dir.version >= kNqVersionHuffman && dir.version <= kNqVersionMax, ErrorCode::kBadFile,
+           f << ": .nq format version " << dir.version << " is not supported (this build reads versions "
+             << kNqVersionHuffman << " to " << kNqVersionMax << ")");
   dir.flags = hr.u16();
   NQ_CHECK((dir.flags & ~kNqFlagSharedTable) == 0, ErrorCode::kBadFile, f << ": unknown flags 0x" << std::hex << dir.flags);
   const uint8_t method = hr.u8();
@@ -307,9 +308,35 @@ QuantizedTensor decode_nq_payload(const NqDirectory& dir, const NqRecord& rec, c
       if (decode) codebooks.push_back(std::move(cb));
     }
   }
-  // Index code.
+  // Index code: Huffman (a shared or own table), or, in version 2, rANS.
+  const uint64_t kept = rec.numel - rec.pruned;
+  if (dir.version >= kNqVersionMax) {
+    const uint8_t coder = r.u8();
+    NQ_CHECK(coder == kIndexCoderHuffman || coder == kIndexCoderRans, ErrorCode::kBadFile,
+             what << ": unknown index coder " << int(coder));
+    lay.rans = coder == kIndexCoderRans;
+  }
+  RansTable rans_table;
   std::vector<uint8_t> lengths;
-  if (dir.shared_table) {
+  const uint8_t* index_data = nullptr;
+  size_t index_bytes = 0;
+  if (lay.rans) {
+    const uint64_t alpha = r.varint("index alphabet");
+    NQ_CHECK(alpha == static_cast<uint64_t>(lay.max_k), ErrorCode::kBadFile,
+             what << ": rANS table of " << alpha << " symbols for codebooks of at most " << lay.max_k);
+    const size_t table_at = r.remaining();
+    rans_table = rans_read_table(r, static_cast<uint32_t>(alpha), what);
+    lay.table_bits += 8 * (table_at - r.remaining());
+    const uint64_t bytes = r.varint("index stream bytes");
+    NQ_CHECK(bytes <= r.remaining(), ErrorCode::kBadFile,
+             what << ": index stream of " << bytes << " bytes runs past the payload");
+    index_data = r.cursor();
+    index_bytes = static_cast<size_t>(bytes);
+    r.skip(index_bytes, "index stream");
+    // Bounds the kept count by the stream's bytes before anything is allocated.
+    rans_check_section(index_data, index_bytes, kept, what);
+    lay.index_bits = 8 * bytes;
+  } else if (dir.shared_table) {
     lengths = dir.shared_lengths;
   } else {
     const uint64_t alpha = r.varint("index alphabet");
@@ -321,18 +348,19 @@ QuantizedTensor decode_nq_payload(const NqDirectory& dir, const NqRecord& rec, c
     r.skip(nbytes, "index table");
     lay.table_bits += 8 * nbytes;
   }
-  const uint64_t kept = rec.numel - rec.pruned;
-  lay.index_bits = r.varint("index stream bits");
-  NQ_CHECK(lay.index_bits <= 8 * static_cast<uint64_t>(r.remaining()), ErrorCode::kBadFile,
-           what << ": index stream of " << lay.index_bits << " bits runs past the payload");
-  // Every code is at least one bit long: the kept count is bounded by the stream before anything is allocated.
-  NQ_CHECK(kept <= lay.index_bits, ErrorCode::kBadFile,
-           what << ": " << kept << " kept weights cannot fit in " << lay.index_bits << " bits");
-  const uint8_t* index_data = r.cursor();
-  const size_t index_bytes = static_cast<size_t>((lay.index_bits + 7) / 8);
-  r.skip(index_bytes, "index stream");
   std::unique_ptr<HuffmanDecoder> index_code;
-  if (kept > 0 || decode) index_code = std::make_unique<HuffmanDecoder>(lengths, what + " index code");
+  if (!lay.rans) {
+    lay.index_bits = r.varint("index stream bits");
+    NQ_CHECK(lay.index_bits <= 8 * static_cast<uint64_t>(r.remaining()), ErrorCode::kBadFile,
+             what << ": index stream of " << lay.index_bits << " bits runs past the payload");
+    // Every code is at least one bit long: the kept count is bounded by the stream before anything is allocated.
+    NQ_CHECK(kept <= lay.index_bits, ErrorCode::kBadFile,
+             what << ": " << kept << " kept weights cannot fit in " << lay.index_bits << " bits");
+    index_data = r.cursor();
+    index_bytes = static_cast<size_t>((lay.index_bits + 7) / 8);
+    r.skip(index_bytes, "index stream");
+    if (kept > 0 || decode) index_code = std::make_unique<HuffmanDecoder>(lengths, what + " index code");
+  }
 
   // Positions.
   int width = 0;
@@ -370,10 +398,15 @@ QuantizedTensor decode_nq_payload(const NqDirectory& dir, const NqRecord& rec, c
     t.indices.hold_index(std::max(0, lay.max_k - 1));
     BitReader in(index_data, index_bytes, lay.index_bits);
     // A long stream is decoded on the threads (huffman_parallel.h); when that finds the stream malformed, the
-    // serial decoder below runs and raises the exact error.
+    // serial decoder below runs and raises the exact error. rANS chunks decode on the threads and check themselves.
     uint64_t index_consumed = 0;  // bits of the stream the decoded indices took
     auto decode_indices = [&](auto* dst, size_t n) {
       using Sym = std::remove_pointer_t<decltype(dst)>;
+      if (lay.rans) {
+        rans_decode<Sym>(rans_table, index_data, index_bytes, dst, n, what);
+        index_consumed = lay.index_bits;
+        return;
+      }
       if (parallel_decode_pays(lay.index_bits) &&
           decode_stream_parallel<Sym>(*index_code, index_data, index_bytes, lay.index_bits,
                                       [&](size_t total) { return total == n ? dst : nullptr; })) {

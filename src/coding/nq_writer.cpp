@@ -1,4 +1,4 @@
-// Encodes a QuantizedModel as a .nq file (version 1): Huffman tables, index and gap streams, directory, CRCs.
+// Encodes a QuantizedModel as a .nq file: index streams (Huffman, or rANS in version 2), gap streams, directory, CRCs.
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
@@ -11,6 +11,7 @@
 #include "coding/level_order.h"
 #include "coding/nq_format.h"
 #include "coding/positions.h"
+#include "coding/rans.h"
 #include "core/index_scan.h"
 #include "core/iteration_errors.h"
 #include "core/mapped_pages.h"
@@ -138,6 +139,10 @@ struct TensorPlan {
   std::vector<uint64_t> counts;   // histogram of kept indices (by_use: of their places)
   uint64_t kept = 0, pruned = 0;
   std::vector<uint8_t> lengths;   // own table
+  // rANS (version 2): the table, and the section's estimated bytes (UINT64_MAX where rANS is not an option).
+  RansTable rans_table;
+  uint64_t rans_estimate = UINT64_MAX;
+  bool rans = false;              // chosen (make_payload may still fall back to Huffman on the exact size)
 };
 
 uint64_t paper_table_bits(const std::vector<uint8_t>& lengths) {
@@ -147,6 +152,13 @@ uint64_t paper_table_bits(const std::vector<uint8_t>& lengths) {
 }
 
 uint64_t bytes_of_bits(uint64_t bits) { return (bits + 7) / 8; }
+
+// Bytes of a Huffman index section: its own table (unless shared), the stream's bit count and the stream.
+uint64_t huffman_section_bytes(const std::vector<uint64_t>& counts, const std::vector<uint8_t>& lengths, bool own_table) {
+  const uint64_t bits = huffman_stream_bits(counts, lengths);
+  const uint64_t table = own_table ? varint_size(lengths.size()) + bytes_of_bits(code_lengths_bits(lengths)) : 0;
+  return table + varint_size(bits) + bytes_of_bits(bits);
+}
 
 void append_lengths_block(ByteWriter& w, const std::vector<uint8_t>& lengths) {
   BitWriter bw(code_lengths_bits(lengths));
@@ -222,13 +234,19 @@ ModelEncoding encode_nq(const QuantizedModel& model, NqByteSink* sink) {
     auto& p = plans[static_cast<size_t>(tj)];
     p.kept = t.indices.size() - p.pruned;
     p.lengths = huffman_code_lengths(p.counts);
+    if (model.index_coder != IndexCoder::kHuffman && p.kept > 0) {
+      p.rans_table = rans_table_for(p.counts);
+      p.rans_estimate =
+          varint_size(p.alphabet) + rans_estimated_section_bytes(p.rans_table, p.counts, kRansChunkSymbols);
+    }
   });
   plan_errors.rethrow_first();
   if (global)
     for (size_t ti = 0; ti < nt; ++ti)
       for (size_t s = 0; s < plans[ti].counts.size(); ++s) shared_counts[s] += plans[ti].counts[s];
 
-  // Global scope: one shared table when that makes the file smaller (ties: per-tensor tables).
+  // Global scope: one shared table when that makes the file smaller (ties: per-tensor tables), counting each
+  // tensor at its cheaper coder.
   std::vector<uint8_t> shared_lengths;
   if (global && any_quantized) {
     shared_lengths = huffman_code_lengths(shared_counts);
@@ -238,15 +256,24 @@ ModelEncoding encode_nq(const QuantizedModel& model, NqByteSink* sink) {
     for (size_t ti = 0; ti < nt; ++ti) {
       if (!model.tensors[ti].quantized) continue;
       const auto& p = plans[ti];
-      const uint64_t own_bits = huffman_stream_bits(p.counts, p.lengths);
-      const uint64_t shared_bits = huffman_stream_bits(p.counts, shared_lengths);
-      cost_shared += bytes_of_bits(shared_bits) + varint_size(shared_bits);
-      cost_own += varint_size(alpha) + bytes_of_bits(code_lengths_bits(p.lengths)) + bytes_of_bits(own_bits) +
-                  varint_size(own_bits);
+      cost_shared += std::min(huffman_section_bytes(p.counts, shared_lengths, false), p.rans_estimate);
+      cost_own += std::min(huffman_section_bytes(p.counts, p.lengths, true), p.rans_estimate);
     }
     enc.shared_table = cost_shared < cost_own;
     if (enc.shared_table) enc.shared_table_paper = paper_table_bits(shared_lengths);
   }
+  // Each tensor's coder: rANS where asked, or (auto) where its estimate is below the Huffman section's exact size.
+  // Any rANS tensor makes the file version 2, whose payloads name their coder.
+  bool any_rans = false;
+  for (size_t ti = 0; ti < nt; ++ti) {
+    auto& p = plans[ti];
+    if (!model.tensors[ti].quantized || p.rans_estimate == UINT64_MAX) continue;
+    const uint64_t huffman =
+        huffman_section_bytes(p.counts, enc.shared_table ? shared_lengths : p.lengths, !enc.shared_table);
+    p.rans = model.index_coder == IndexCoder::kRans || p.rans_estimate < huffman;
+    any_rans = any_rans || p.rans;
+  }
+  const uint16_t version = any_rans ? kNqVersionMax : kNqVersionHuffman;
   if (global && !model.codebooks.empty()) enc.global_codebook_bits = 32 * model.codebooks[0].size();
 
   // Header, global section and directory first, with each record's payload offset, size and checksum left
@@ -254,7 +281,7 @@ ModelEncoding encode_nq(const QuantizedModel& model, NqByteSink* sink) {
   // payloads can go to the sink one tensor at a time (a model's file never has to be in memory at once).
   ByteWriter h;
   h.raw(kNqMagic, sizeof kNqMagic);
-  h.u16(kNqVersion);
+  h.u16(version);
   h.u16(enc.shared_table ? kNqFlagSharedTable : 0);
   h.u8(static_cast<uint8_t>(model.method));
   h.u8(static_cast<uint8_t>(model.scope.kind));
@@ -345,29 +372,18 @@ ModelEncoding encode_nq(const QuantizedModel& model, NqByteSink* sink) {
       }
     }
     const std::vector<uint8_t>& lengths = enc.shared_table ? shared_lengths : p.lengths;
-    if (!enc.shared_table) {
-      w.varint(p.alphabet);
-      append_lengths_block(w, p.lengths);
-      te.index_table_bits = 8 * bytes_of_bits(code_lengths_bits(p.lengths));
-    }
     te.index_table_paper = paper_table_bits(lengths);
-    // Without a sink only the payload's size is wanted: the streams' bytes are counted from their bit counts
-    // (known from the histograms and the gap plan) instead of coded. The coders read the indices at their stored
-    // width; only the GPU packer takes int32 symbols (this tensor's kept ones widened).
+    te.index_bits = huffman_stream_bits(p.counts, lengths);  // the paper's figure, whichever coder the file uses
+    // Without a sink only the payload's size is wanted: a Huffman stream's bytes are counted from its bit count
+    // (known from the histogram) instead of coded; a rANS stream is coded either way (its size is known only then).
+    // The coders read the indices at their stored width; only the GPU packer takes int32 symbols.
     uint64_t uncoded_bytes = 0;
     // A pruned tensor's chunk layout, made once for the kept indices, the gap plan and the gap stream.
     const KeptLayout layout =
         p.pruned > 0 ? t.indices.visit([&](const auto* data, auto mark) { return kept_layout(data, t.indices.size(), mark); })
                      : KeptLayout{};
-    // Index stream of the kept weights, in order.
-    if (p.kept > 0 && !sink) {
-      te.index_bits = huffman_stream_bits(p.counts, lengths);
-      w.varint(te.index_bits);
-      uncoded_bytes += bytes_of_bits(te.index_bits);
-    } else if (p.kept > 0) {
-      const HuffmanEncoder henc(lengths);
-      const uint64_t bits = huffman_stream_bits(p.counts, lengths);
-      std::vector<uint8_t> bytes;
+    // `use` gets the coded symbols: the kept weights' indices in order (by_use: their places).
+    auto with_symbols = [&](auto&& use) {
       t.indices.visit([&](const auto* data, auto mark) {
         using Index = std::decay_t<decltype(*data)>;
         std::vector<Index> by_place;  // by_use: the indices as places (pruned ones kept as the mark)
@@ -377,23 +393,59 @@ ModelEncoding encode_nq(const QuantizedModel& model, NqByteSink* sink) {
         std::vector<Index> kept;  // the kept symbols, when some are pruned
         if (p.pruned > 0) kept = gather_kept(coded, t.indices.size(), mark, &layout);
         NQ_ASSERT(p.pruned == 0 || kept.size() == p.kept);
-        const Index* symbols = p.pruned > 0 ? kept.data() : coded;
-        if (model.backend == Backend::kCuda && p.kept >= kGpuPackMinSymbols) {
-          const std::vector<int32_t> wide(symbols, symbols + p.kept);
-          try {
-            bytes = cuda::huffman_pack(wide.data(), wide.size(), henc.table(), bits);  // the same bytes (huffman_pack.h)
-          } catch (const Error& e) {  // no room on the device: the host encoder below
-            if (e.code() != ErrorCode::kOutOfMemory) throw;
-          }
-        }
-        if (bytes.empty()) bytes = encode_stream_parallel(henc, symbols, static_cast<size_t>(p.kept), bits);
+        use(p.pruned > 0 ? kept.data() : coded);
       });
-      NQ_ASSERT(bytes.size() == bytes_of_bits(bits));
-      te.index_bits = bits;
-      w.varint(te.index_bits);
-      w.raw(bytes.data(), bytes.size());
+    };
+    // rANS where planned, unless its exact size does not beat the Huffman section after all.
+    std::vector<uint8_t> rans_section;
+    bool rans = p.rans;
+    if (rans) {
+      with_symbols([&](const auto* symbols) {
+        rans_section = rans_encode(p.rans_table, symbols, p.kept, kRansChunkSymbols);
+      });
+      ByteWriter table;
+      rans_write_table(table, p.rans_table);
+      const uint64_t exact = varint_size(p.alphabet) + table.size() + varint_size(rans_section.size()) + rans_section.size();
+      rans = model.index_coder == IndexCoder::kRans ||
+             exact < huffman_section_bytes(p.counts, lengths, !enc.shared_table);
+    }
+    if (version >= kNqVersionMax) w.u8(rans ? kIndexCoderRans : kIndexCoderHuffman);
+    te.rans = rans;
+    if (rans) {
+      w.varint(p.alphabet);
+      const size_t table_at = w.size();
+      rans_write_table(w, p.rans_table);
+      te.index_table_bits = 8 * (w.size() - table_at);
+      w.varint(rans_section.size());
+      w.raw(rans_section.data(), rans_section.size());
     } else {
-      w.varint(0);
+      if (!enc.shared_table) {
+        w.varint(p.alphabet);
+        append_lengths_block(w, p.lengths);
+        te.index_table_bits = 8 * bytes_of_bits(code_lengths_bits(p.lengths));
+      }
+      // Index stream of the kept weights, in order.
+      w.varint(p.kept > 0 ? te.index_bits : 0);
+      if (p.kept > 0 && !sink) {
+        uncoded_bytes += bytes_of_bits(te.index_bits);
+      } else if (p.kept > 0) {
+        const HuffmanEncoder henc(lengths);
+        const uint64_t bits = te.index_bits;
+        std::vector<uint8_t> bytes;
+        with_symbols([&](const auto* symbols) {
+          if (model.backend == Backend::kCuda && p.kept >= kGpuPackMinSymbols) {
+            const std::vector<int32_t> wide(symbols, symbols + p.kept);
+            try {
+              bytes = cuda::huffman_pack(wide.data(), wide.size(), henc.table(), bits);  // the same bytes (huffman_pack.h)
+            } catch (const Error& e) {  // no room on the device: the host encoder below
+              if (e.code() != ErrorCode::kOutOfMemory) throw;
+            }
+          }
+          if (bytes.empty()) bytes = encode_stream_parallel(henc, symbols, static_cast<size_t>(p.kept), bits);
+        });
+        NQ_ASSERT(bytes.size() == bytes_of_bits(bits));
+        w.raw(bytes.data(), bytes.size());
+      }
     }
     // Positions of the kept weights.
     if (p.pruned > 0) {

@@ -1,0 +1,290 @@
+// rANS for index streams (rans.h): frequency tables, the section's layout, the chunk coder on the threads.
+#include "coding/rans.h"
+
+#include <algorithm>
+#include <cmath>
+#include <queue>
+#include <tuple>
+
+#include "core/iteration_errors.h"
+#include "core/parallel_for.h"
+
+namespace nq::coding {
+
+namespace {
+
+// Frequencies summing to 2^scale for the counted symbols (each ≥ 1), or empty when more symbols are counted than
+// the scale has slots. Start from the proportional share rounded down (at least 1), then move single units by the
+// largest gain (or smallest loss) of the ideal length Σ c·log2(2^scale/f); ties go to the lower symbol.
+std::vector<uint32_t> normalized_frequencies(const std::vector<uint64_t>& counts, uint64_t total, int scale) {
+  const uint64_t slots = uint64_t{1} << scale;
+  uint64_t used = 0;
+  for (uint64_t c : counts) used += c > 0;
+  if (used > slots) return {};
+  std::vector<uint32_t> freq(counts.size(), 0);
+  uint64_t sum = 0;
+  for (size_t s = 0; s < counts.size(); ++s) {
+    if (counts[s] == 0) continue;
+    const auto share = static_cast<uint64_t>(static_cast<unsigned __int128>(counts[s]) * slots / total);
+    freq[s] = static_cast<uint32_t>(std::max<uint64_t>(1, share));
+    sum += freq[s];
+  }
+  using Move = std::pair<double, int64_t>;  // (gain, -symbol): the largest gain first, then the lower symbol
+  auto change = [&](size_t s, int step) {    // what moving freq[s] by step (±1) saves in bits
+    const double c = static_cast<double>(counts[s]), f = freq[s];
+    return c * std::log2((f + step) / f);
+  };
+  if (sum < slots) {
+    std::priority_queue<Move> heap;
+    for (size_t s = 0; s < counts.size(); ++s)
+      if (counts[s]) heap.emplace(change(s, +1), -static_cast<int64_t>(s));
+    for (; sum < slots; ++sum) {
+      const size_t s = static_cast<size_t>(-heap.top().second);
+      heap.pop();
+      ++freq[s];
+      heap.emplace(change(s, +1), -static_cast<int64_t>(s));
+    }
+  } else if (sum > slots) {
+    // change(s, -1) is negative: the largest is the smallest loss. Only frequencies above 1 can give.
+    std::priority_queue<Move> heap;
+    for (size_t s = 0; s < counts.size(); ++s)
+      if (freq[s] > 1) heap.emplace(change(s, -1), -static_cast<int64_t>(s));
+    for (; sum > slots; --sum) {
+      const size_t s = static_cast<size_t>(-heap.top().second);
+      heap.pop();
+      --freq[s];
+      if (freq[s] > 1) heap.emplace(change(s, -1), -static_cast<int64_t>(s));
+    }
+  }
+  return freq;
+}
+
+double ideal_stream_bits(const std::vector<uint64_t>& counts, const std::vector<uint32_t>& freq, int scale) {
+  double bits = 0;
+  for (size_t s = 0; s < counts.size(); ++s)
+    if (counts[s]) bits += static_cast<double>(counts[s]) * (scale - std::log2(static_cast<double>(freq[s])));
+  return bits;
+}
+
+uint64_t table_bytes(const RansTable& table) {
+  uint64_t bytes = 1;  // scale_bits
+  for (uint32_t f : table.freq) bytes += varint_size(f);
+  return bytes;
+}
+
+void fill_starts(RansTable& table) {
+  table.start.assign(table.freq.size(), 0);
+  uint32_t at = 0;
+  for (size_t s = 0; s < table.freq.size(); ++s) {
+    table.start[s] = at;
+    at += table.freq[s];
+  }
+}
+
+uint64_t chunk_count(uint64_t n, uint64_t chunk_symbols) { return (n + chunk_symbols - 1) / chunk_symbols; }
+
+// One chunk, coded backwards into the end of `buf` (room for the worst case: a symbol of frequency 1 at scale 16
+// emits two bytes). Returns where its bytes begin.
+template <class Sym>
+uint8_t* encode_chunk(const RansTable& table, const Sym* symbols, uint64_t count, uint8_t* buf_end) {
+  const int scale = table.scale_bits;
+  const uint64_t bound_unit = (uint64_t{kRansLow} >> scale) << 8;
+  uint32_t x = kRansLow;
+  uint8_t* p = buf_end;
+  for (uint64_t i = count; i-- > 0;) {
+    const auto s = static_cast<size_t>(symbols[i]);
+    const uint32_t f = table.freq[s];
+    const uint64_t x_max = bound_unit * f;
+    while (x >= x_max) {
+      *--p = static_cast<uint8_t>(x);
+      x >>= 8;
+    }
+    x = ((x / f) << scale) + (x % f) + table.start[s];
+  }
+  p -= 4;
+  for (int b = 0; b < 4; ++b) p[b] = static_cast<uint8_t>(x >> (8 * b));
+  return p;
+}
+
+struct ChunkSpan {
+  size_t offset = 0, size = 0;  // within the section
+};
+
+struct ChunkLayout {
+  uint64_t chunk_symbols = 1;
+  std::vector<ChunkSpan> spans;
+};
+
+// Parses the section's head: chunk_symbols, the chunk sizes; checks they tile the rest exactly.
+ChunkLayout parse_chunks(const uint8_t* data, size_t size, uint64_t n, const std::string& what) {
+  ByteReader r(data, size, what + " index stream");
+  const uint64_t chunk_symbols = r.varint("rANS chunk size");
+  NQ_CHECK(chunk_symbols >= 1 && chunk_symbols <= kRansMaxChunkSymbols, ErrorCode::kBadFile,
+           what << ": rANS chunks of " << chunk_symbols << " symbols (1 to " << kRansMaxChunkSymbols << " allowed)");
+  const uint64_t chunks = chunk_count(n, chunk_symbols);
+  // Each chunk takes a size byte and its 4-byte state: bound the count before reserving.
+  NQ_CHECK(chunks <= r.remaining() / (1 + kRansMinChunkBytes), ErrorCode::kBadFile,
+           what << ": " << n << " weights need " << chunks << " rANS chunks, more than " << r.remaining()
+                << " bytes can hold");
+  ChunkLayout layout;
+  layout.chunk_symbols = chunk_symbols;
+  auto& spans = layout.spans;
+  spans.resize(static_cast<size_t>(chunks));
+  uint64_t total = 0;
+  for (auto& span : spans) {
+    const uint64_t bytes = r.varint("rANS chunk bytes");
+    NQ_CHECK(bytes >= kRansMinChunkBytes && bytes <= r.remaining(), ErrorCode::kBadFile,
+             what << ": rANS chunk of " << bytes << " bytes");
+    span.size = static_cast<size_t>(bytes);
+    total += bytes;
+  }
+  NQ_CHECK(total == r.remaining(), ErrorCode::kBadFile,
+           what << ": rANS chunks take " << total << " bytes of the " << r.remaining() << " left in the stream");
+  size_t at = size - r.remaining();
+  for (auto& span : spans) {
+    span.offset = at;
+    at += span.size;
+  }
+  return layout;
+}
+
+}  // namespace
+
+RansTable rans_table_for(const std::vector<uint64_t>& counts) {
+  NQ_ASSERT(counts.size() <= (size_t{1} << 16));
+  uint64_t total = 0, used = 0;
+  for (uint64_t c : counts) {
+    total += c;
+    used += c > 0;
+  }
+  NQ_ASSERT(used > 0);
+  int min_scale = 1;
+  while ((uint64_t{1} << min_scale) < used) ++min_scale;
+  RansTable best;
+  double best_bits = 0;
+  for (int scale = min_scale; scale <= kRansMaxScaleBits; ++scale) {
+    RansTable t;
+    t.scale_bits = scale;
+    t.freq = normalized_frequencies(counts, total, scale);
+    const double bits = ideal_stream_bits(counts, t.freq, scale) + 8.0 * static_cast<double>(table_bytes(t));
+    if (best.freq.empty() || bits < best_bits) {
+      best = std::move(t);
+      best_bits = bits;
+    }
+  }
+  fill_starts(best);
+  return best;
+}
+
+uint64_t rans_estimated_section_bytes(const RansTable& table, const std::vector<uint64_t>& counts,
+                                      uint64_t chunk_symbols) {
+  uint64_t n = 0;
+  for (uint64_t c : counts) n += c;
+  const uint64_t chunks = chunk_count(n, chunk_symbols);
+  const auto stream = static_cast<uint64_t>(std::ceil(ideal_stream_bits(counts, table.freq, table.scale_bits) / 8));
+  const uint64_t per_chunk = chunks ? stream / chunks + kRansMinChunkBytes : 0;
+  const uint64_t section = varint_size(chunk_symbols) + chunks * varint_size(per_chunk) + stream +
+                           chunks * kRansMinChunkBytes;
+  return table_bytes(table) + varint_size(section) + section;
+}
+
+void rans_write_table(ByteWriter& w, const RansTable& table) {
+  w.u8(static_cast<uint8_t>(table.scale_bits));
+  for (uint32_t f : table.freq) w.varint(f);
+}
+
+RansTable rans_read_table(ByteReader& r, uint32_t alphabet, const std::string& what) {
+  RansTable t;
+  t.scale_bits = r.u8();
+  NQ_CHECK(t.scale_bits >= 1 && t.scale_bits <= kRansMaxScaleBits, ErrorCode::kBadFile,
+           what << ": rANS scale of " << t.scale_bits << " bits (1 to " << kRansMaxScaleBits << " allowed)");
+  const uint64_t slots = uint64_t{1} << t.scale_bits;
+  NQ_CHECK(alphabet <= r.remaining(), ErrorCode::kBadFile, what << ": truncated rANS table");  // a byte per symbol
+  t.freq.resize(alphabet);
+  uint64_t sum = 0;
+  for (auto& f : t.freq) {
+    const uint64_t v = r.varint("rANS frequency");
+    NQ_CHECK(v <= slots - sum, ErrorCode::kBadFile,
+             what << ": rANS frequencies sum past 2^" << t.scale_bits);
+    f = static_cast<uint32_t>(v);
+    sum += v;
+  }
+  NQ_CHECK(sum == slots, ErrorCode::kBadFile,
+           what << ": rANS frequencies sum to " << sum << ", not 2^" << t.scale_bits);
+  fill_starts(t);
+  return t;
+}
+
+template <class Sym>
+std::vector<uint8_t> rans_encode(const RansTable& table, const Sym* symbols, uint64_t n, uint64_t chunk_symbols) {
+  NQ_ASSERT(chunk_symbols >= 1 && chunk_symbols <= kRansMaxChunkSymbols);
+  const uint64_t chunks = chunk_count(n, chunk_symbols);
+  std::vector<std::vector<uint8_t>> coded(static_cast<size_t>(chunks));
+  parallel_for(static_cast<int64_t>(chunks), 1, [&](int64_t c) {
+    const uint64_t b = static_cast<uint64_t>(c) * chunk_symbols, count = std::min(n, b + chunk_symbols) - b;
+    std::vector<uint8_t> buf(static_cast<size_t>(2 * count + kRansMinChunkBytes));
+    uint8_t* begin = encode_chunk(table, symbols + b, count, buf.data() + buf.size());
+    buf.erase(buf.begin(), buf.begin() + (begin - buf.data()));
+    coded[static_cast<size_t>(c)] = std::move(buf);
+  });
+  ByteWriter w;
+  w.varint(chunk_symbols);
+  for (const auto& chunk : coded) w.varint(chunk.size());
+  for (const auto& chunk : coded) w.raw(chunk.data(), chunk.size());
+  return std::move(w.bytes());
+}
+
+void rans_check_section(const uint8_t* data, size_t size, uint64_t n, const std::string& what) {
+  parse_chunks(data, size, n, what);
+}
+
+template <class Sym>
+void rans_decode(const RansTable& table, const uint8_t* data, size_t size, Sym* out, uint64_t n,
+                 const std::string& what) {
+  const ChunkLayout layout = parse_chunks(data, size, n, what);
+  const std::vector<ChunkSpan>& spans = layout.spans;
+  const uint64_t chunk_symbols = layout.chunk_symbols;
+  // slot → symbol, for the 2^scale slots.
+  const int scale = table.scale_bits;
+  const uint32_t mask = (uint32_t{1} << scale) - 1;
+  std::vector<uint16_t> symbol_of_slot(size_t{1} << scale);
+  for (size_t s = 0; s < table.freq.size(); ++s)
+    std::fill_n(symbol_of_slot.begin() + table.start[s], table.freq[s], static_cast<uint16_t>(s));
+  IterationErrors errors;
+  parallel_for(static_cast<int64_t>(spans.size()), 1, [&](int64_t c) {
+    errors.run(static_cast<size_t>(c), [&] {
+      const uint8_t* p = data + spans[static_cast<size_t>(c)].offset;
+      const uint8_t* end = p + spans[static_cast<size_t>(c)].size;
+      uint32_t x = 0;
+      for (int b = 0; b < 4; ++b) x |= static_cast<uint32_t>(p[b]) << (8 * b);
+      p += 4;
+      NQ_CHECK(x >= kRansLow && x < (kRansLow << 8), ErrorCode::kBadFile,
+               what << ": rANS chunk " << c << " starts in state " << x);
+      const uint64_t b0 = static_cast<uint64_t>(c) * chunk_symbols, b1 = std::min(n, b0 + chunk_symbols);
+      for (uint64_t i = b0; i < b1; ++i) {
+        const uint32_t slot = x & mask;
+        const uint16_t s = symbol_of_slot[slot];
+        // x < 2^31 always (the start is checked, renormalising keeps it): freq·(x >> scale) + slot − start < 2^31.
+        x = table.freq[s] * (x >> scale) + slot - table.start[s];
+        while (x < kRansLow) {
+          NQ_CHECK(p < end, ErrorCode::kBadFile, what << ": rANS chunk " << c << " ends early");
+          x = (x << 8) | *p++;
+        }
+        out[i] = static_cast<Sym>(s);
+      }
+      NQ_CHECK(p == end && x == kRansLow, ErrorCode::kBadFile,
+               what << ": rANS chunk " << c << " does not end where it was coded (corrupt stream)");
+    });
+  });
+  errors.rethrow_first();
+}
+
+#define NQ_RANS_INSTANTIATE(Sym)                                                                               \
+  template std::vector<uint8_t> rans_encode<Sym>(const RansTable&, const Sym*, uint64_t, uint64_t);          \
+  template void rans_decode<Sym>(const RansTable&, const uint8_t*, size_t, Sym*, uint64_t, const std::string&);
+NQ_RANS_INSTANTIATE(uint8_t)
+NQ_RANS_INSTANTIATE(uint16_t)
+NQ_RANS_INSTANTIATE(int32_t)
+#undef NQ_RANS_INSTANTIATE
+
+}  // namespace nq::coding
