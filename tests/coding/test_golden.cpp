@@ -90,13 +90,17 @@ std::map<std::string, std::vector<uint8_t>> make_golden_files() {
   std::map<std::string, std::vector<uint8_t>> files;
   auto g = golden_model();
   files["valid.nq"] = serialize_nq(g);
+  // The same model with rANS index streams: version 2, a coder byte per quantized tensor.
+  g.index_coder = IndexCoder::kRans;
+  files["valid_rans.nq"] = serialize_nq(g);
+
   auto tiny = tiny_model();
   const auto t = serialize_nq(tiny);
   auto bad = t;
   bad[1] = 'X';
   files["bad_magic.nq"] = bad;
   bad = t;
-  bad[8] = 2;
+  bad[8] = 3;
   files["bad_version.nq"] = bad;
   files["truncated.nq"] = std::vector<uint8_t>(t.begin(), t.end() - 11);
   bad = t;
@@ -126,6 +130,14 @@ std::map<std::string, std::vector<uint8_t>> make_golden_files() {
     refresh_crcs(bad);
   }
   files["offset_past_eof.nq"] = bad;
+  // The one-tensor file with a rANS stream, its last byte (the stream's) changed and the checksums refreshed: the
+  // chunk no longer decodes back to the coder's start state.
+  tiny.index_coder = IndexCoder::kRans;
+  bad = serialize_nq(tiny);
+  EXPECT_EQ(bad[8], 2);
+  bad[bad.size() - kNqTrailerSize - 1] ^= 0x10;
+  refresh_crcs(bad);
+  files["rans_bad_stream.nq"] = bad;
   return files;
 }
 
@@ -147,6 +159,8 @@ void write_fuzz_seeds(const std::map<std::string, std::vector<uint8_t>>& golden)
     auto m = nq::testing::random_model(spec, static_cast<uint64_t>(++seed));
     m.tensors.resize(3);  // keep seeds small
     put(fuzz + "nq/model_" + scope_to_string(m.scope).substr(0, 5) + ".nq", serialize_nq(m));
+    m.index_coder = IndexCoder::kRans;  // and version 2: the rANS streams
+    put(fuzz + "nq/model_" + scope_to_string(m.scope).substr(0, 5) + "_rans.nq", serialize_nq(m));
   }
   // Huffman seeds: [alphabet u16][count u16][code-length table][stream].
   const std::vector<std::vector<uint64_t>> dists = {{5}, {3, 9}, {1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144},
@@ -210,11 +224,25 @@ TEST(Golden, ValidFileDecodesToKnownValues) {
   EXPECT_EQ(serialize_nq(m), bytes);  // re-encoding reproduces the file
 }
 
+TEST(Golden, RansFileDecodesToTheSameModel) {
+  const auto v1 = load("valid.nq"), v2 = load("valid_rans.nq");
+  ASSERT_GE(v2.size(), 16u);
+  EXPECT_EQ(v2[8], 2);  // version 2
+  QuantizedModel a = parse_nq(v1.data(), v1.size(), "valid.nq");
+  QuantizedModel b = parse_nq(v2.data(), v2.size(), "valid_rans.nq");
+  nq::testing::expect_same_model(b, a);
+  b.index_coder = IndexCoder::kRans;
+  EXPECT_EQ(serialize_nq(b), v2);  // re-encoding reproduces the file
+  b.index_coder = IndexCoder::kHuffman;
+  EXPECT_EQ(serialize_nq(b), v1);  // and the version-1 file, asked for Huffman
+}
+
 TEST(Golden, BrokenFilesAreRejected) {
   const std::map<std::string, std::string> expect = {
-      {"bad_magic.nq", "bad magic"},          {"bad_version.nq", "version 2"},
+      {"bad_magic.nq", "bad magic"},          {"bad_version.nq", "version 3"},
       {"truncated.nq", "truncated"},          {"bad_crc.nq", "checksum"},
-      {"oversubscribed.nq", "over-subscribed"}, {"offset_past_eof.nq", "past the end"}};
+      {"oversubscribed.nq", "over-subscribed"}, {"offset_past_eof.nq", "past the end"},
+      {"rans_bad_stream.nq", "rANS chunk 0"}};
   for (const auto& [name, message] : expect) {
     const auto bytes = load(name);
     try {

@@ -95,6 +95,7 @@ TEST(LevelOrder, IndexStreamsCostTheHuffmanCodeOfTheRowsPlacesByUse) {
     for (const double prune : {0.0, 0.35}) {
       SCOPED_TRACE(scope_to_string({scope, 53}) + " prune " + std::to_string(prune));
       QuantizedModel m = shuffled_rows_model(17, scope, prune);
+      m.index_coder = IndexCoder::kHuffman;  // the Huffman code's cost is what is checked
       const std::string path = temp_path("stream.nq");
       write_nq_file(path, m);
       const NqFileInfo info = describe_nq_file(path);
