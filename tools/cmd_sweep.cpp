@@ -6,6 +6,7 @@
 #include "cli_common.h"
 #include "command_registry.h"
 #include "netquant/atomic_file.h"
+#include "netquant/coding.h"
 #include "netquant/error.h"
 #include "netquant/io.h"
 #include "netquant/nn.h"
@@ -44,6 +45,7 @@ struct SweepOptions {
   std::string model, importance, transform = "none", methods = "ecsq", lambdas, bits, ks, scope = "global";
   std::string output, json, plot, eval_model, data = default_data_dir(), init = "linear";
   std::string include, exclude;  // name filters (ModelQuantizeParams::include_regex / exclude_regex)
+  std::string coder = "auto";    // the .nq coding ratio_file counts
   double prune = 0, target_bits = 0, target_ratio = 0;
   int k = 32, max_iter = 100, finetune = 0;
   uint64_t seed = 1234;
@@ -147,7 +149,8 @@ void run(const SweepOptions& o) {
   if (!o.importance.empty()) importance = read_importance(o.importance, model, base_params(o));
   const TensorSet* imp = o.importance.empty() ? nullptr : &importance;
 
-  const auto specs = build_specs(o, model, imp);
+  auto specs = build_specs(o, model, imp);
+  for (auto& spec : specs) spec.coder = parse_index_coder(o.coder);
   SweepEvaluator evaluate;
   if (!o.eval_model.empty()) {
     BuiltinEvalOptions eo;
@@ -246,6 +249,9 @@ void setup_sweep(CLI::App& sub) {
   sub.add_option("--init", o->init, kInitHelp)->capture_default_str();
   sub.add_option("--max-iter", o->max_iter, "iterations per point")->capture_default_str();
   sub.add_option("--seed", o->seed, "random seed")->capture_default_str();
+  sub.add_option("--coder", o->coder, "the .nq index coding ratio_file counts: auto, huffman or rans (as quantize)")
+      ->check(CLI::IsMember({"auto", "huffman", "rans"}))
+      ->capture_default_str();
   sub.add_flag("--skip-1d", o->skip_1d, "leave 1-D tensors (biases) in float");
   add_name_filters(sub, o->include, o->exclude);
   add_batch_weights(sub, o->batch_weights);

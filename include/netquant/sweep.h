@@ -18,6 +18,7 @@ struct SweepPointSpec {
   ModelQuantizeParams params;
   std::string knob_name;  // "lambda", "k", "bits", "step"
   double knob = 0;
+  IndexCoder coder = IndexCoder::kAuto;  // the .nq coding its ratio_file counts
 };
 
 // Task metric of a quantized model (e.g. test accuracy of a built-in network); NaN when not evaluated.

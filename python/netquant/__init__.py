@@ -44,7 +44,7 @@ ArrayLike = Any  # numpy.ndarray, or anything with __dlpack__ / __array__ (e.g. 
 # Extra engine knobs accepted as keyword arguments by every quantizing function (defaults: the engine's).
 _EXTRA_OPTIONS = ("step", "tol", "int_symmetric", "int_bits", "pow2_levels", "exact_histogram_bins",
                   "importance_transform", "skip_1d", "include", "exclude", "batch_weights", "rate_allocation",
-                  "target_size", "target_file_ratio")
+                  "target_size", "target_file_ratio", "coder")
 # The tensor name filters: patterns (str; None or "" = no filter), of model calls only.
 _NAME_FILTERS = ("include", "exclude")
 
@@ -211,7 +211,9 @@ def quantize(w: ArrayLike, importance: ArrayLike | None = None, method: str = "e
             codebooks: "per-problem", each reaching the target, or "shared-lambda", ecsq with one lam for all of
             them searched so that the whole reaches the target), target_size (bytes) or target_file_ratio
             (float32 bytes / file bytes): a budget on the .nq file, met by ecsq with one lam for every codebook
-            (the largest file within it; ValueError when one level per codebook is already larger). (The name filters ``include`` and
+            (the largest file within it; ValueError when one level per codebook is already larger), coder (the .nq
+            file's index streams: "auto", per tensor Huffman or rANS, whichever is smaller; "huffman", a version-1
+            file every netquant reads; "rans"). (The name filters ``include`` and
             ``exclude`` select tensors of a model: :func:`quantize_model`, not one array.)
 
     Returns:

@@ -28,6 +28,7 @@ class Params:
     rate_allocation: str
     target_size: int
     target_file_ratio: float
+    coder: str
     backend: str
     def __init__(self) -> None: ...
     def validate(self) -> None: ...

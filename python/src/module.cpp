@@ -51,6 +51,7 @@ struct Params {
   // A budget on the .nq file (quantize_model_to_file_size): bytes, or as float32 bytes / file bytes; 0 = none.
   uint64_t target_size = 0;
   double target_file_ratio = 0;
+  std::string coder = "auto";  // IndexCoder of the .nq file (save, compress) and of ratio_file
   std::string backend = "auto";
 
   Params() {
@@ -106,6 +107,7 @@ struct Params {
     p.rate_allocation = parse_rate_allocation(rate_allocation);
     NQ_CHECK(target_file_ratio >= 0 && !(target_size > 0 && target_file_ratio > 0), ErrorCode::kInvalidArgument,
              "give target_size or target_file_ratio (> 0), not both");
+    parse_index_coder(coder);
     return p;
   }
   bool has_file_budget() const { return target_size > 0 || target_file_ratio > 0; }
@@ -169,11 +171,17 @@ ModelInputs model_inputs(TensorSet model, const py::object& importance, const st
 }
 
 // quantize_model, or the search for a file budget when the parameters give one (as the CLI's --target-size).
+// The model carries params.coder to whatever codes it next (account_coding, write_nq_file, serialize_nq).
 QuantizedModel quantize_for(const ModelInputs& in, const Params& params, const ModelQuantizeParams& engine_params) {
-  if (!params.has_file_budget()) return quantize_model(in.model, in.importance_or_null(), engine_params);
+  const IndexCoder coder = parse_index_coder(params.coder);
+  if (!params.has_file_budget()) {
+    QuantizedModel q = quantize_model(in.model, in.importance_or_null(), engine_params);
+    q.index_coder = coder;
+    return q;
+  }
   const uint64_t budget =
       params.target_size > 0 ? params.target_size : file_bytes_for_ratio(in.model, params.target_file_ratio);
-  return quantize_model_to_file_size(in.model, in.importance_or_null(), engine_params, budget);
+  return quantize_model_to_file_size(in.model, in.importance_or_null(), engine_params, budget, coder);
 }
 
 // One array through quantize_model (every scope, pruning and the coding statistics, exactly as the CLI does).
@@ -361,7 +369,7 @@ std::pair<py::list, std::string> run_sweep_py(const py::dict& tensors, const py:
     NQ_CHECK(!p.has_file_budget(), ErrorCode::kInvalidArgument,
              "sweep takes no target_size or target_file_ratio: its points are given; quantize_model, save and "
              "compress meet a file budget");
-    specs.push_back({p.to_engine(), knob_name, knob});
+    specs.push_back({p.to_engine(), knob_name, knob, parse_index_coder(p.coder)});
   }
   std::vector<SweepPoint> result;
   std::string csv;
@@ -461,6 +469,7 @@ PYBIND11_MODULE(_core, m) {
       .def_readwrite("rate_allocation", &Params::rate_allocation)
       .def_readwrite("target_size", &Params::target_size)
       .def_readwrite("target_file_ratio", &Params::target_file_ratio)
+      .def_readwrite("coder", &Params::coder)
       .def_readwrite("backend", &Params::backend)
       .def("validate", [](const Params& p) { p.to_engine(); }, "Parses the enum spellings; raises on bad values.");
 

@@ -81,7 +81,11 @@ void fill_starts(RansTable& table) {
   }
 }
 
-uint64_t chunk_count(uint64_t n, uint64_t chunk_symbols) { return (n + chunk_symbols - 1) / chunk_symbols; }
+// ⌈n / chunk_symbols⌉ without forming n + chunk_symbols − 1, which wraps for a hostile n near 2^64 (to a count of
+// 0 that every section passes).
+uint64_t chunk_count(uint64_t n, uint64_t chunk_symbols) {
+  return n / chunk_symbols + (n % chunk_symbols != 0);
+}
 
 // One chunk, coded backwards into the end of `buf` (room for the worst case: a symbol of frequency 1 at scale 16
 // emits two bytes). Returns where its bytes begin.

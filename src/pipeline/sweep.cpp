@@ -122,6 +122,7 @@ SweepPoint finish_point(QuantizedModel q, const SweepPointSpec& spec, size_t ind
   p.exclude = spec.params.exclude_regex;
   p.knob_name = spec.knob_name;
   p.knob = spec.knob;
+  q.index_coder = spec.coder;
   account_coding(q);
   p.stats = q.total;
   if (evaluate) p.metrics = evaluate(q, q.dequantize());

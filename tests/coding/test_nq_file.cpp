@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -183,17 +184,25 @@ TEST(NqFile, RoundTripAllScopesPruningRawAndDtypes) {
             spec.k = k;
             spec.dtype = dt;
             auto m = nq::testing::random_model(spec, static_cast<uint64_t>(++seed));
+            // Every coder in turn (seeds advance by one per case, so each scope, prune and k meets all three).
+            m.index_coder = std::array{IndexCoder::kHuffman, IndexCoder::kAuto, IndexCoder::kRans}[seed % 3];
             const auto bytes = serialize_nq(m);
-            SCOPED_TRACE(scope_to_string(m.scope) + " prune " + std::to_string(prune) + " k " + std::to_string(k));
+            SCOPED_TRACE(scope_to_string(m.scope) + " prune " + std::to_string(prune) + " k " + std::to_string(k) +
+                         " coder " + index_coder_name(m.index_coder));
+            if (m.index_coder == IndexCoder::kHuffman) EXPECT_EQ(bytes[8], 1);
             const auto back = parse_nq(bytes.data(), bytes.size(), "mem.nq");
             nq::testing::expect_same_model(m, back);
-            // Canonical: re-encoding what was read gives the same bytes.
+            // Canonical: re-encoding what was read, with the same coder, gives the same bytes.
             auto again = back;
+            again.index_coder = m.index_coder;
             EXPECT_EQ(serialize_nq(again), bytes);
+            // The sizes-only pass (account_coding, which codes no Huffman stream) counts the file's bytes exactly.
             EXPECT_GT(m.total.ratio_file, 0);
             double params = 0;
             for (const auto& t : m.tensors) params += static_cast<double>(shape_numel(t.shape));
             EXPECT_DOUBLE_EQ(m.total.ratio_file, 32.0 * params / (8.0 * static_cast<double>(bytes.size())));
+            account_coding(again);
+            EXPECT_DOUBLE_EQ(again.total.ratio_file, m.total.ratio_file);
           }
         }
       }
@@ -303,9 +312,11 @@ TEST(NqFile, FileRoundTripDescribeAndStreamingDecompress) {
 // values computed element by element).
 TEST(NqFile, LargeTensorsSplitOverTheThreadsKeepTheBytes) {
   std::mt19937_64 rng(47);
+  int run = 0;
   for (double prune : {0.0, 0.3, 0.97}) {
     for (int k : {16, 300}) {
       QuantizedModel m;
+      m.index_coder = run++ % 2 ? IndexCoder::kRans : IndexCoder::kHuffman;  // rANS chunks on the threads too
       m.method = Method::kKmeans;
       m.scope.kind = ScopeKind::kRow;
       for (const auto& shape : std::vector<std::vector<int64_t>>{{4001, 1049}, {5, 7}, {2, 2100007}, {33, 31}}) {
@@ -357,12 +368,15 @@ TEST(NqFile, LargeTensorsSplitOverTheThreadsKeepTheBytes) {
 }
 
 TEST(NqFile, CorruptionIsRejectedEverywhere) {
+  for (const IndexCoder coder : {IndexCoder::kHuffman, IndexCoder::kRans}) {
+  SCOPED_TRACE(index_coder_name(coder));
   ModelSpec spec;
   spec.scope = ScopeKind::kGroup;
   spec.group = 64;
   spec.prune = 0.3;
   spec.with_raw = true;
   auto m = nq::testing::random_model(spec, 41);
+  m.index_coder = coder;
   const auto good = serialize_nq(m);
   // Every truncation.
   for (size_t cut = 0; cut < good.size(); cut += (cut < 200 ? 1 : 7)) {
@@ -379,11 +393,14 @@ TEST(NqFile, CorruptionIsRejectedEverywhere) {
   auto padded = good;
   padded.push_back(0);
   expect_bad_file(padded, "trailing byte");
+  }
 }
 
 TEST(NqFile, LimitsBoundDecodedElements) {
+  for (const IndexCoder coder : {IndexCoder::kHuffman, IndexCoder::kRans}) {
   ModelSpec spec;
   auto m = nq::testing::random_model(spec, 51);
+  m.index_coder = coder;
   const auto bytes = serialize_nq(m);
   NqLimits limits;
   limits.max_elements = 100;
@@ -392,6 +409,7 @@ TEST(NqFile, LimitsBoundDecodedElements) {
   for (const auto& t : m.tensors) total += static_cast<uint64_t>(shape_numel(t.shape));
   limits.max_elements = total;
   EXPECT_NO_THROW(parse_nq(bytes.data(), bytes.size(), "mem.nq", limits));
+  }
 }
 
 TEST(NqFile, CodebooksBeyondTheFormatHaveNoCodingStatistics) {
