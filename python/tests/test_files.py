@@ -36,6 +36,28 @@ def test_nq_round_trip(rng, tmp_path, params):
     assert len(blob) < sum(a.nbytes for a in model.values())
 
 
+def test_coder_picks_the_index_streams(rng, tmp_path):
+    # Well under a bit of entropy per weight, where Huffman pays its one-bit floor: the oracle is the file's own
+    # header (version 1 = Huffman only, 2 = rANS streams), decoding to the same weights, and the sizes.
+    model = {"a": weights(rng, (64, 300)), "b": weights(rng, (40, 200))}
+    imp = {n: importance(rng, a.shape) for n, a in model.items()}
+    args = dict(method="ecsq", k=16, scope="row", target_bits=0.4, backend="cpu")
+    blobs = {c: netquant.compress(model, imp, **args, coder=c) for c in ("huffman", "rans", "auto")}
+    assert blobs["huffman"][8] == 1 and blobs["rans"][8] == 2 and blobs["auto"][8] == 2
+    assert len(blobs["auto"]) <= len(blobs["rans"]) < 0.8 * len(blobs["huffman"])
+    back = {c: netquant.decompress(b) for c, b in blobs.items()}
+    for name in model:
+        assert np.array_equal(back["rans"][name], back["huffman"][name])
+        assert np.array_equal(back["auto"][name], back["huffman"][name])
+    # save() writes what compress() returns, and its ratio_file counts that file.
+    stats = netquant.save(tmp_path / "r.nq", model, imp, **args, coder="rans")
+    assert (tmp_path / "r.nq").read_bytes() == blobs["rans"]
+    n = sum(a.size for a in model.values())
+    assert stats["ratio_file"] == pytest.approx(4 * n / len(blobs["rans"]), rel=1e-12)
+    with pytest.raises(netquant.NetquantValueError, match="unknown index coder"):
+        netquant.compress(model, imp, **args, coder="zstd")
+
+
 def test_nq_float16_model(rng, tmp_path):
     model = {"w": weights(rng, (64, 8)).astype(np.float16)}
     netquant.save(tmp_path / "h.nq", model, method="hw-kmeans", k=4, backend="cpu")

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
@@ -250,6 +251,43 @@ TEST_F(QuantizeCli, TargetSizeKeepsTheFileWithinItsBudget) {
   EXPECT_FALSE(exists(file("none.nq")));
 }
 
+TEST_F(QuantizeCli, CoderPicksTheIndexStreams) {
+  // The oracle: the file's own version byte (1 = Huffman only, 2 = rANS streams), `inspect --json` naming each
+  // tensor's coder, and every coder's file decompressing to the same bytes.
+  const std::string base = "quantize '" + file("model.safetensors") + "' --importance '" + file("imp.safetensors") +
+                           "' --method ecsq --k 16 --scope row --target-bits 0.3 --quiet";
+  std::map<std::string, std::string> files, weights;
+  for (const std::string coder : {"huffman", "rans", "auto"}) {
+    CliRun r = run(base + " --coder " + coder + " -o '" + file(coder + ".nq") + "' --report '" + file("r.json") + "'");
+    ASSERT_EQ(r.status, 0) << coder << ": " << r.err;
+    files[coder] = slurp(file(coder + ".nq"));
+    EXPECT_EQ(nlohmann::json::parse(slurp(file("r.json")))["params"]["coder"], coder);
+    r = run("decompress '" + file(coder + ".nq") + "' -o '" + file(coder + ".safetensors") + "'");
+    ASSERT_EQ(r.status, 0) << coder << ": " << r.err;
+    weights[coder] = slurp(file(coder + ".safetensors"));
+    r = run("inspect --json '" + file(coder + ".nq") + "'");
+    ASSERT_EQ(r.status, 0) << coder << ": " << r.err;
+    const auto info = nlohmann::json::parse(r.out)["files"][0];
+    EXPECT_EQ(info["version"], coder == "huffman" ? 1 : 2) << coder;
+    for (const auto& t : info["tensors"])
+      if (t["quantized"].get<bool>() && coder != "auto") EXPECT_EQ(t["index_coder"], coder) << coder;
+  }
+  EXPECT_EQ(files["huffman"][8], 1);
+  EXPECT_EQ(files["rans"][8], 2);
+  EXPECT_LE(files["auto"].size(), files["huffman"].size());
+  EXPECT_LT(files["rans"].size(), files["huffman"].size());
+  EXPECT_EQ(weights["rans"], weights["huffman"]);
+  EXPECT_EQ(weights["auto"], weights["huffman"]);
+  // A file budget is met in the coder asked for.
+  const uint64_t budget = files["huffman"].size();
+  CliRun r = run("quantize '" + file("model.safetensors") + "' --importance '" + file("imp.safetensors") +
+                 "' --method ecsq --k 16 --scope row --quiet --coder huffman --target-size " + std::to_string(budget) +
+                 " -o '" + file("fit.nq") + "'");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_LE(slurp(file("fit.nq")).size(), budget);
+  EXPECT_EQ(slurp(file("fit.nq"))[8], 1);
+}
+
 TEST_F(QuantizeCli, BadInputsExitTwo) {
   const std::string m = "'" + file("model.safetensors") + "'";
   const std::string o = " -o '" + file("bad.safetensors") + "'";
@@ -269,6 +307,7 @@ TEST_F(QuantizeCli, BadInputsExitTwo) {
         "quantize " + m + o + " --method ecsq --target-bits 2 --rate-allocation shared",
         // A file budget: ecsq alone, one target, one λ for all, not sharded, a size CLI11 reads.
         "quantize " + m + o + " --method uniform --target-size 10000",
+        "quantize " + m + o + " --coder zstd",
         "quantize " + m + o + " --method ecsq --target-size 10000 --target-bits 2",
         "quantize " + m + o + " --method ecsq --target-size 10000 --lambda 1e-4",
         "quantize " + m + o + " --method ecsq --target-size 10000 --target-file-ratio 8",
