@@ -38,7 +38,8 @@ void write_nq_file(const std::string& path, QuantizedModel& model);
 // first_codebook renumbered accordingly; a tensor's codebooks, when it has several (row and group scopes), with
 // their levels ascending (NaN last, equal values in stored order) whatever order the file stores them in (README
 // "Order of a codebook's levels"), the indices with them. Coding statistics are filled, quantizer statistics are
-// not stored.
+// not stored. index_coder is the coder that writes the same file again (version 1: kHuffman; rANS in every tensor
+// with a kept weight: kRans; else kAuto), so the statistics are the file's.
 QuantizedModel read_nq_file(const std::string& path);
 
 // ---- a budget on the file -------------------------------------------------------------------------------

@@ -47,10 +47,15 @@ QuantizedModel read_model(const NqSource& src, const NqLimits& limits) {
   if (dir.scope.kind == ScopeKind::kGlobal) model.codebooks.push_back(dir.global_codebook);
   uint32_t crc = dir.prefix_crc;
   uint64_t budget = limits.max_elements;
+  // The coder that writes this file again as it is: Huffman for version 1; rANS when every tensor with a kept weight
+  // has a rANS stream (what kRans writes); else auto, the one writer of mixed files.
+  bool all_rans = true;
   for (const auto& rec : dir.records) {
     const auto payload = read_nq_payload(src, dir, rec);
     crc = crc32_update(crc, payload.data(), payload.size());
-    QuantizedTensor t = decode_nq_payload(dir, rec, payload, model.codebooks, nullptr, true, &budget);
+    PayloadLayout layout;
+    QuantizedTensor t = decode_nq_payload(dir, rec, payload, model.codebooks, &layout, true, &budget);
+    if (rec.quantized && rec.numel > rec.pruned) all_rans = all_rans && layout.rans;
     // Several codebooks may be stored by use (level_order.h): the model gets each back ascending, its indices with
     // it. (Decompressing needs no order: it only looks levels up.)
     if (dir.scope.kind != ScopeKind::kGlobal && t.quantized && t.num_problems > 1)
@@ -65,6 +70,9 @@ QuantizedModel read_model(const NqSource& src, const NqLimits& limits) {
     model.total.params += t.stats.params;
     model.total.pruned += pruned;
   }
+  model.index_coder = dir.version == kNqVersionHuffman ? IndexCoder::kHuffman
+                      : all_rans                        ? IndexCoder::kRans
+                                                        : IndexCoder::kAuto;
   fill_coding_stats(model, encode_nq(model));
   return model;
 }

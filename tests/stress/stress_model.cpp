@@ -294,6 +294,10 @@ static void check_nq(uint64_t seed) {
     }
     const int64_t want_pruned = static_cast<int64_t>(std::floor(p.prune * static_cast<double>(nq_n)));
     if (npr != want_pruned) FAILF(f, "pruned %" PRId64 " weights, floor(%.17g*%" PRId64 ") = %" PRId64, npr, p.prune, nq_n, want_pruned);
+    // The index coder: each in turn (auto is the default; rANS everywhere and Huffman only are the two ends).
+    const double coder_draw = unif(r);
+    q.index_coder = coder_draw < 0.4 ? IndexCoder::kAuto : coder_draw < 0.7 ? IndexCoder::kRans : IndexCoder::kHuffman;
+    ++g_cases[std::string("nq:coder-") + index_coder_name(q.index_coder)];
 
     QuantizedModel q2 = q;  // serialize fills stats: keep q's to compare with account_coding
     const std::vector<uint8_t> bytes = serialize_nq(q2);
@@ -320,7 +324,17 @@ static void check_nq(uint64_t seed) {
     if (!(back.total.ratio_file == q2.total.ratio_file))
       FAILF(f, "parsed model ratio_file %.17g vs writer's %.17g", back.total.ratio_file, q2.total.ratio_file);
     if (back.total.pruned != npr) FAILF(f, "parsed total.pruned %" PRId64 " vs %" PRId64, back.total.pruned, npr);
+    back.index_coder = q.index_coder;
     const std::vector<uint8_t> again = serialize_nq(back);
+    const bool want_v1 = q.index_coder == IndexCoder::kHuffman, want_v2 = q.index_coder == IndexCoder::kRans && nq_n > npr;
+    if ((want_v1 && bytes[8] != 1) || (want_v2 && bytes[8] != 2))
+      FAILF(f, "version %d for coder %s", bytes[8], index_coder_name(q.index_coder));
+    if (q.index_coder == IndexCoder::kAuto) {  // auto is never larger than Huffman alone
+      QuantizedModel h = q;
+      h.index_coder = IndexCoder::kHuffman;
+      const size_t huffman = serialize_nq(h).size();
+      if (bytes.size() > huffman) FAILF(f, "auto coder wrote %zu bytes, Huffman alone %zu", bytes.size(), huffman);
+    }
     if (again != bytes) FAILF(f, "re-serialising the parsed model gives different bytes (%zu vs %zu)", again.size(), bytes.size());
     // Limits: exactly N decoded elements are allowed, N-1 (when counting applies) are not.
     try { (void)parse_nq(bytes.data(), bytes.size(), "mem", NqLimits{static_cast<uint64_t>(N)}); }
@@ -331,6 +345,7 @@ static void check_nq(uint64_t seed) {
       ++g_cases["nq:threads1"];
       omp_set_num_threads(1);
       QuantizedModel q1 = quantize_model(m.model, m.has_imp ? &m.importance : nullptr, p);
+      q1.index_coder = q.index_coder;
       const std::vector<uint8_t> b1 = serialize_nq(q1);
       omp_set_num_threads(2);
       compare_models(f, "1 thread vs 2", q, q1);
