@@ -14,8 +14,11 @@ namespace nq::coding {
 namespace {
 
 // Frequencies summing to 2^scale for the counted symbols (each ≥ 1), or empty when more symbols are counted than
-// the scale has slots. Start from the proportional share rounded down (at least 1), then move single units by the
-// largest gain (or smallest loss) of the ideal length Σ c·log2(2^scale/f); ties go to the lower symbol.
+// the scale has slots, minimising the ideal length Σ c·log2(2^scale/f). Start from the proportional share rounded
+// down (at least 1); add (or remove) single units where they gain most (lose least) until the sum is right; then
+// move single units from the symbol that loses least to the one that gains most while that shortens the code. Each
+// term is convex in f, so a table no single move improves is optimal (a separable convex problem over the
+// integers). Ties go to the lower symbol, so the table is a function of the counts.
 std::vector<uint32_t> normalized_frequencies(const std::vector<uint64_t>& counts, uint64_t total, int scale) {
   const uint64_t slots = uint64_t{1} << scale;
   uint64_t used = 0;
@@ -29,32 +32,48 @@ std::vector<uint32_t> normalized_frequencies(const std::vector<uint64_t>& counts
     freq[s] = static_cast<uint32_t>(std::max<uint64_t>(1, share));
     sum += freq[s];
   }
-  using Move = std::pair<double, int64_t>;  // (gain, -symbol): the largest gain first, then the lower symbol
-  auto change = [&](size_t s, int step) {    // what moving freq[s] by step (±1) saves in bits
-    const double c = static_cast<double>(counts[s]), f = freq[s];
-    return c * std::log2((f + step) / f);
+  // Heaps of candidate moves, stale once the symbol's frequency has changed since (checked when they surface).
+  struct Move {
+    double bits;  // bits saved by the move (a loss is negative)
+    int64_t neg_symbol;
+    uint32_t freq;  // the symbol's frequency when this was pushed
+    bool operator<(const Move& o) const { return std::tie(bits, neg_symbol) < std::tie(o.bits, o.neg_symbol); }
   };
-  if (sum < slots) {
-    std::priority_queue<Move> heap;
-    for (size_t s = 0; s < counts.size(); ++s)
-      if (counts[s]) heap.emplace(change(s, +1), -static_cast<int64_t>(s));
-    for (; sum < slots; ++sum) {
-      const size_t s = static_cast<size_t>(-heap.top().second);
-      heap.pop();
-      ++freq[s];
-      heap.emplace(change(s, +1), -static_cast<int64_t>(s));
+  std::priority_queue<Move> add, remove;  // the best first
+  auto push = [&](size_t s) {
+    const double c = static_cast<double>(counts[s]), f = freq[s];
+    add.push({c * std::log2((f + 1) / f), -static_cast<int64_t>(s), freq[s]});
+    if (freq[s] > 1) remove.push({c * std::log2((f - 1) / f), -static_cast<int64_t>(s), freq[s]});
+  };
+  auto top = [&](std::priority_queue<Move>& heap) -> const Move* {
+    while (!heap.empty() && freq[static_cast<size_t>(-heap.top().neg_symbol)] != heap.top().freq) heap.pop();
+    return heap.empty() ? nullptr : &heap.top();
+  };
+  for (size_t s = 0; s < counts.size(); ++s)
+    if (counts[s]) push(s);
+  for (;;) {
+    const Move* a = top(add);
+    const Move* r = top(remove);
+    if (sum != slots) {  // one unit where it helps most (or hurts least)
+      const auto s = static_cast<size_t>(-(sum < slots ? a : r)->neg_symbol);
+      if (sum < slots) {
+        ++freq[s];
+        ++sum;
+      } else {
+        --freq[s];
+        --sum;
+      }
+      push(s);
+      continue;
     }
-  } else if (sum > slots) {
-    // change(s, -1) is negative: the largest is the smallest loss. Only frequencies above 1 can give.
-    std::priority_queue<Move> heap;
-    for (size_t s = 0; s < counts.size(); ++s)
-      if (freq[s] > 1) heap.emplace(change(s, -1), -static_cast<int64_t>(s));
-    for (; sum > slots; --sum) {
-      const size_t s = static_cast<size_t>(-heap.top().second);
-      heap.pop();
-      --freq[s];
-      if (freq[s] > 1) heap.emplace(change(s, -1), -static_cast<int64_t>(s));
-    }
+    // A unit from r's symbol to a's, while it saves more than rounding could fake. The same symbol can never gain
+    // more than it loses (convexity), so then no pair can.
+    if (!a || !r || a->neg_symbol == r->neg_symbol || a->bits + r->bits <= 1e-9 * a->bits) break;
+    const auto to = static_cast<size_t>(-a->neg_symbol), from = static_cast<size_t>(-r->neg_symbol);
+    ++freq[to];
+    --freq[from];
+    push(to);
+    push(from);
   }
   return freq;
 }
@@ -98,6 +117,7 @@ uint8_t* encode_chunk(const RansTable& table, const Sym* symbols, uint64_t count
   for (uint64_t i = count; i-- > 0;) {
     const auto s = static_cast<size_t>(symbols[i]);
     const uint32_t f = table.freq[s];
+    NQ_ASSERT(f != 0);  // a symbol the table was not made for
     const uint64_t x_max = bound_unit * f;
     while (x >= x_max) {
       *--p = static_cast<uint8_t>(x);
@@ -108,6 +128,12 @@ uint8_t* encode_chunk(const RansTable& table, const Sym* symbols, uint64_t count
   p -= 4;
   for (int b = 0; b < 4; ++b) p[b] = static_cast<uint8_t>(x >> (8 * b));
   return p;
+}
+
+// Sections this short are coded on the calling thread: the threads' start-up costs more than the chunks.
+constexpr uint64_t kRansParallelMinSymbols = uint64_t{1} << 18;
+int64_t serial_chunks(uint64_t n, uint64_t chunks) {
+  return n < kRansParallelMinSymbols ? static_cast<int64_t>(chunks) : 1;
 }
 
 struct ChunkSpan {
@@ -198,6 +224,7 @@ void rans_write_table(ByteWriter& w, const RansTable& table) {
 }
 
 RansTable rans_read_table(ByteReader& r, uint32_t alphabet, const std::string& what) {
+  NQ_CHECK(alphabet <= kRansMaxAlphabet, ErrorCode::kBadFile, what << ": rANS table of " << alphabet << " symbols");
   RansTable t;
   t.scale_bits = r.u8();
   NQ_CHECK(t.scale_bits >= 1 && t.scale_bits <= kRansMaxScaleBits, ErrorCode::kBadFile,
@@ -224,7 +251,7 @@ std::vector<uint8_t> rans_encode(const RansTable& table, const Sym* symbols, uin
   NQ_ASSERT(chunk_symbols >= 1 && chunk_symbols <= kRansMaxChunkSymbols);
   const uint64_t chunks = chunk_count(n, chunk_symbols);
   std::vector<std::vector<uint8_t>> coded(static_cast<size_t>(chunks));
-  parallel_for(static_cast<int64_t>(chunks), 1, [&](int64_t c) {
+  parallel_for(static_cast<int64_t>(chunks), serial_chunks(n, chunks), [&](int64_t c) {
     const uint64_t b = static_cast<uint64_t>(c) * chunk_symbols, count = std::min(n, b + chunk_symbols) - b;
     std::vector<uint8_t> buf(static_cast<size_t>(2 * count + kRansMinChunkBytes));
     uint8_t* begin = encode_chunk(table, symbols + b, count, buf.data() + buf.size());
@@ -255,7 +282,7 @@ void rans_decode(const RansTable& table, const uint8_t* data, size_t size, Sym* 
   for (size_t s = 0; s < table.freq.size(); ++s)
     std::fill_n(symbol_of_slot.begin() + table.start[s], table.freq[s], static_cast<uint16_t>(s));
   IterationErrors errors;
-  parallel_for(static_cast<int64_t>(spans.size()), 1, [&](int64_t c) {
+  parallel_for(static_cast<int64_t>(spans.size()), serial_chunks(n, spans.size()), [&](int64_t c) {
     errors.run(static_cast<size_t>(c), [&] {
       const uint8_t* p = data + spans[static_cast<size_t>(c)].offset;
       const uint8_t* end = p + spans[static_cast<size_t>(c)].size;

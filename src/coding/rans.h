@@ -23,6 +23,7 @@ constexpr uint32_t kRansLow = 1u << 23;                  // L: the state's lower
 constexpr uint64_t kRansChunkSymbols = uint64_t{1} << 16;  // what the writer uses
 constexpr uint64_t kRansMaxChunkSymbols = uint64_t{1} << 20;  // what a reader accepts (bounds symbols per byte)
 constexpr uint64_t kRansMinChunkBytes = 4;               // the final state
+constexpr uint32_t kRansMaxAlphabet = 1u << 16;          // symbols are decoded as uint16_t
 
 struct RansTable {
   int scale_bits = 0;
@@ -32,8 +33,7 @@ struct RansTable {
 
 // The frequencies for `counts` (every counted symbol ≥ 1) at each scale from the smallest that fits the counted
 // symbols to kRansMaxScaleBits, keeping the one whose estimated section (table + stream) is smallest. Within a
-// scale the frequencies minimise the stream's ideal length Σ count·log2(2^scale / freq) (greedy on the marginal
-// gain, exact for this convex problem). Needs at least one counted symbol and at most 2^16 symbols.
+// scale the frequencies minimise the stream's ideal length Σ count·log2(2^scale / freq) exactly. Needs at least one counted symbol and at most 2^16 symbols.
 RansTable rans_table_for(const std::vector<uint64_t>& counts);
 
 // Estimated bytes of the section rans_write_section writes for `counts` with `table` and the given chunk size:
