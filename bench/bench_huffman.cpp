@@ -1,5 +1,6 @@
-// Huffman coding speed (MB/s of 8-bit symbols, encode and decode, one core, and one stream on 1 or 2 threads) and rate (bits/symbol vs entropy)
-// on a realistic skewed distribution: quantized weights, a discretized Gaussian over 256 levels.
+// Index coding speed (MB/s of 8-bit symbols, encode and decode, one core, and one stream on 1 or 2 threads) and rate
+// (bits/symbol vs entropy) on a realistic skewed distribution: quantized weights, a discretized Gaussian over 256
+// levels. Huffman, and rANS (.nq version 2) on the same symbols.
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
@@ -10,13 +11,17 @@
 #include "coding/bit_io.h"
 #include "coding/huffman.h"
 #include "coding/huffman_parallel.h"
+#include "coding/rans.h"
 
 namespace {
 
 using namespace nq::coding;
 
 // Indices of Gaussian weights quantized uniformly to 256 levels with the given spread (levels per σ):
-// small spreads are very skewed (low entropy), large ones close to uniform.
+// small spreads are very skewed (low entropy), large ones close to uniform. A benchmark argument of 0 stands for
+// σ = 0.25 (≈ 0.3 bits: where entropy-constrained quantization ends up, and Huffman's one-bit floor costs most).
+double sigma_of(int64_t arg) { return arg == 0 ? 0.25 : static_cast<double>(arg); }
+
 std::vector<uint8_t> make_symbols(size_t n, double sigma_levels, uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::normal_distribution<double> g(128.0, sigma_levels);
@@ -46,7 +51,7 @@ constexpr size_t kN = size_t{1} << 24;  // 16 MiB of symbols: well beyond the ca
 // kN symbols of spread σ (levels), their optimal code and the serial coder's stream.
 struct CodedStream {
   explicit CodedStream(int64_t sigma_levels)
-      : symbols(make_symbols(kN, static_cast<double>(sigma_levels), 1)),
+      : symbols(make_symbols(kN, sigma_of(sigma_levels), 1)),
         counts(histogram(symbols)),
         lengths(huffman_code_lengths(counts)) {
     BitWriter w(huffman_stream_bits(counts, lengths));
@@ -72,7 +77,7 @@ class ScopedThreads {
 };
 
 void BM_HuffmanEncode(benchmark::State& state) {
-  const auto symbols = make_symbols(kN, static_cast<double>(state.range(0)), 1);
+  const auto symbols = make_symbols(kN, sigma_of(state.range(0)), 1);
   const auto counts = histogram(symbols);
   const auto lengths = huffman_code_lengths(counts);
   const HuffmanEncoder enc(lengths);
@@ -137,6 +142,36 @@ void BM_HuffmanDecodeParallel(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(kN));
 }
 
+// rANS in chunks of kRansChunkSymbols on range(1) threads (rans.h): the whole section, chunk sizes included.
+void BM_RansEncode(benchmark::State& state) {
+  const auto symbols = make_symbols(kN, sigma_of(state.range(0)), 1);
+  const auto counts = histogram(symbols);
+  const RansTable table = rans_table_for(counts);
+  const ScopedThreads scoped(static_cast<int>(state.range(1)));
+  std::vector<uint8_t> bytes;
+  for (auto _ : state) {
+    bytes = rans_encode(table, symbols.data(), kN, kRansChunkSymbols);
+    benchmark::DoNotOptimize(bytes.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(kN));
+  state.counters["bits_per_symbol"] = 8.0 * static_cast<double>(bytes.size()) / kN;
+  state.counters["entropy"] = entropy_bits(counts, kN);
+}
+
+void BM_RansDecode(benchmark::State& state) {
+  const auto symbols = make_symbols(kN, sigma_of(state.range(0)), 1);
+  const RansTable table = rans_table_for(histogram(symbols));
+  const auto bytes = rans_encode(table, symbols.data(), kN, kRansChunkSymbols);
+  const ScopedThreads scoped(static_cast<int>(state.range(1)));
+  std::vector<uint8_t> out(kN);
+  for (auto _ : state) {
+    rans_decode(table, bytes.data(), bytes.size(), out.data(), kN, "bench");
+    benchmark::DoNotOptimize(out.data());
+  }
+  if (out != symbols) state.SkipWithError("round trip mismatch");
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(kN));
+}
+
 void BM_CodeLengths(benchmark::State& state) {
   const auto counts = histogram(make_symbols(kN / 16, static_cast<double>(state.range(0)), 2));
   for (auto _ : state) benchmark::DoNotOptimize(huffman_code_lengths(counts));
@@ -144,9 +179,12 @@ void BM_CodeLengths(benchmark::State& state) {
 
 }  // namespace
 
-// σ in levels: 2 (≈3 bits/symbol, typical of pruned/ECSQ weights), 8 (≈5 bits), 40 (≈7.3 bits, near uniform).
-BENCHMARK(BM_HuffmanEncode)->Arg(2)->Arg(8)->Arg(40)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_HuffmanDecode)->Arg(2)->Arg(8)->Arg(40)->Unit(benchmark::kMillisecond)->UseRealTime();
+// σ in levels: 0 (σ = 0.25, ≈0.3 bits/symbol), 2 (≈3 bits, typical of pruned/ECSQ weights), 8 (≈5 bits), 40 (≈7.3
+// bits, near uniform).
+BENCHMARK(BM_HuffmanEncode)->Arg(0)->Arg(2)->Arg(8)->Arg(40)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_HuffmanDecode)->Arg(0)->Arg(2)->Arg(8)->Arg(40)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_RansEncode)->ArgsProduct({{0, 2, 8, 40}, {1, 2}})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_RansDecode)->ArgsProduct({{0, 2, 8, 40}, {1, 2}})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_HuffmanEncodeParallel)->ArgsProduct({{2, 8, 40}, {1, 2}})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_HuffmanDecodeParallel)->ArgsProduct({{2, 8, 40}, {1, 2}})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_CodeLengths)->Arg(2)->Arg(40)->Unit(benchmark::kMicrosecond);
