@@ -262,7 +262,7 @@ ModelEncoding encode_nq(const QuantizedModel& model, NqByteSink* sink) {
     enc.shared_table = cost_shared < cost_own;
     if (enc.shared_table) enc.shared_table_paper = paper_table_bits(shared_lengths);
   }
-  // Each tensor's coder: rANS where asked, or (auto) where its estimate, with two bytes per chunk to spare for the
+  // Each tensor's coder: rANS where asked, or (auto) where its estimate, with a byte per rANS state to spare for the
   // estimate's error, is below the Huffman section's exact size. Any rANS tensor makes the file version 2, whose
   // payloads spend a byte each on naming their coder: auto keeps version 1 unless rANS saves more than that.
   bool any_rans = false;
@@ -273,7 +273,7 @@ ModelEncoding encode_nq(const QuantizedModel& model, NqByteSink* sink) {
     if (!model.tensors[ti].quantized || p.rans_estimate == UINT64_MAX) continue;
     const uint64_t huffman =
         huffman_section_bytes(p.counts, enc.shared_table ? shared_lengths : p.lengths, !enc.shared_table);
-    const uint64_t margin = 2 * ((p.kept + kRansChunkSymbols - 1) / kRansChunkSymbols);
+    const uint64_t margin = kRansStates * ((p.kept + kRansChunkSymbols - 1) / kRansChunkSymbols);
     p.rans = model.index_coder == IndexCoder::kRans || p.rans_estimate + margin < huffman;
     if (p.rans && p.rans_estimate + margin < huffman) saved += huffman - p.rans_estimate - margin;
     any_rans = any_rans || p.rans;

@@ -106,32 +106,73 @@ uint64_t chunk_count(uint64_t n, uint64_t chunk_symbols) {
   return n / chunk_symbols + (n % chunk_symbols != 0);
 }
 
-// One chunk, coded backwards into the end of `buf` (room for the worst case: a symbol of frequency 1 at scale 16
-// emits two bytes). Returns where its bytes begin.
-template <class Sym>
-uint8_t* encode_chunk(const RansTable& table, const Sym* symbols, uint64_t count, uint8_t* buf_end) {
+// A symbol's encoding step without a division: x → ⌊x/f⌋·2^scale + (x mod f) + start equals
+// x + bias + q·(2^scale − f) with q = ⌊x/f⌋, and q is a multiply-high by a rounded-up reciprocal and a shift, exact
+// for every x < 2^31 (Alverson's integer division by constants; f = 1 takes the all-ones reciprocal and folds the
+// −1 it makes into the bias). x_max bounds the state before the step (renormalise below it).
+struct EncodeSymbol {
+  uint64_t x_max = 0;
+  uint32_t reciprocal = 0;
+  uint32_t shift = 0;
+  uint32_t bias = 0;
+  uint32_t complement = 0;
+};
+
+std::vector<EncodeSymbol> encode_symbols(const RansTable& table) {
   const int scale = table.scale_bits;
-  const uint64_t bound_unit = (uint64_t{kRansLow} >> scale) << 8;
-  uint32_t x = kRansLow;
-  uint8_t* p = buf_end;
-  for (uint64_t i = count; i-- > 0;) {
-    const auto s = static_cast<size_t>(symbols[i]);
+  std::vector<EncodeSymbol> out(table.freq.size());
+  for (size_t s = 0; s < table.freq.size(); ++s) {
     const uint32_t f = table.freq[s];
-    NQ_ASSERT(f != 0);  // a symbol the table was not made for
-    const uint64_t x_max = bound_unit * f;
-    while (x >= x_max) {
-      *--p = static_cast<uint8_t>(x);
-      x >>= 8;
+    if (f == 0) continue;  // never coded (x_max 0 would make the encoder emit forever: it asserts instead)
+    EncodeSymbol& e = out[s];
+    e.x_max = ((uint64_t{kRansLow} >> scale) << 8) * f;
+    e.complement = (uint32_t{1} << scale) - f;
+    if (f == 1) {
+      e.reciprocal = ~0u;
+      e.shift = 0;
+      e.bias = table.start[s] + (uint32_t{1} << scale) - 1;
+    } else {
+      uint32_t bits = 0;
+      while ((uint64_t{1} << bits) < f) ++bits;  // ⌈log2 f⌉
+      e.reciprocal = static_cast<uint32_t>(((uint64_t{1} << (bits + 31)) + f - 1) / f);
+      e.shift = bits - 1;
+      e.bias = table.start[s];
     }
-    x = ((x / f) << scale) + (x % f) + table.start[s];
   }
-  p -= 4;
-  for (int b = 0; b < 4; ++b) p[b] = static_cast<uint8_t>(x >> (8 * b));
+  return out;
+}
+
+// One chunk, coded backwards into the end of `buf` (room for the worst case: a symbol of frequency 1 at scale 16
+// emits two bytes). Symbol i of the chunk goes through state i mod kRansStates; the bytes form one stack, so the
+// decoder, going forwards, reads each byte where the encoder, going backwards, wrote it. Returns where the chunk's
+// bytes begin: the states (state 0 first), then the renormalisation bytes.
+template <class Sym>
+uint8_t* encode_chunk(const std::vector<EncodeSymbol>& symbols_table, const Sym* symbols, uint64_t count,
+                      uint8_t* buf_end) {
+  uint32_t x[kRansStates];
+  std::fill_n(x, kRansStates, kRansLow);
+  uint8_t* p = buf_end;
+  const EncodeSymbol* table = symbols_table.data();
+  for (uint64_t i = count; i-- > 0;) {
+    uint32_t& xs = x[i % kRansStates];
+    const EncodeSymbol& e = table[static_cast<size_t>(symbols[i])];
+    NQ_ASSERT(e.x_max != 0);  // a symbol the table was not made for
+    while (xs >= e.x_max) {
+      *--p = static_cast<uint8_t>(xs);
+      xs >>= 8;
+    }
+    const auto q = static_cast<uint32_t>((static_cast<uint64_t>(xs) * e.reciprocal) >> 32) >> e.shift;
+    xs += e.bias + q * e.complement;
+  }
+  for (int k = kRansStates; k-- > 0;) {
+    p -= 4;
+    for (int b = 0; b < 4; ++b) p[b] = static_cast<uint8_t>(x[k] >> (8 * b));
+  }
   return p;
 }
 
 // Sections this short are coded on the calling thread: the threads' start-up costs more than the chunks.
-constexpr uint64_t kRansParallelMinSymbols = uint64_t{1} << 18;
+constexpr uint64_t kRansParallelMinSymbols = uint64_t{1} << 19;
 int64_t serial_chunks(uint64_t n, uint64_t chunks) {
   return n < kRansParallelMinSymbols ? static_cast<int64_t>(chunks) : 1;
 }
@@ -250,11 +291,12 @@ template <class Sym>
 std::vector<uint8_t> rans_encode(const RansTable& table, const Sym* symbols, uint64_t n, uint64_t chunk_symbols) {
   NQ_ASSERT(chunk_symbols >= 1 && chunk_symbols <= kRansMaxChunkSymbols);
   const uint64_t chunks = chunk_count(n, chunk_symbols);
+  const std::vector<EncodeSymbol> enc = encode_symbols(table);
   std::vector<std::vector<uint8_t>> coded(static_cast<size_t>(chunks));
   parallel_for(static_cast<int64_t>(chunks), serial_chunks(n, chunks), [&](int64_t c) {
     const uint64_t b = static_cast<uint64_t>(c) * chunk_symbols, count = std::min(n, b + chunk_symbols) - b;
     std::vector<uint8_t> buf(static_cast<size_t>(2 * count + kRansMinChunkBytes));
-    uint8_t* begin = encode_chunk(table, symbols + b, count, buf.data() + buf.size());
+    uint8_t* begin = encode_chunk(enc, symbols + b, count, buf.data() + buf.size());
     buf.erase(buf.begin(), buf.begin() + (begin - buf.data()));
     coded[static_cast<size_t>(c)] = std::move(buf);
   });
@@ -278,32 +320,58 @@ void rans_decode(const RansTable& table, const uint8_t* data, size_t size, Sym* 
   // slot → symbol, for the 2^scale slots.
   const int scale = table.scale_bits;
   const uint32_t mask = (uint32_t{1} << scale) - 1;
+  // Per slot: its symbol, and the step's constants packed in one word ((freq − 1) << 16 | slot − start), so the
+  // state's chain of dependent loads is one table read.
   std::vector<uint16_t> symbol_of_slot(size_t{1} << scale);
+  std::vector<uint32_t> step_of_slot(size_t{1} << scale);
   for (size_t s = 0; s < table.freq.size(); ++s)
-    std::fill_n(symbol_of_slot.begin() + table.start[s], table.freq[s], static_cast<uint16_t>(s));
+    for (uint32_t k = 0; k < table.freq[s]; ++k) {
+      symbol_of_slot[table.start[s] + k] = static_cast<uint16_t>(s);
+      step_of_slot[table.start[s] + k] = (table.freq[s] - 1) << 16 | k;
+    }
   IterationErrors errors;
   parallel_for(static_cast<int64_t>(spans.size()), serial_chunks(n, spans.size()), [&](int64_t c) {
     errors.run(static_cast<size_t>(c), [&] {
       const uint8_t* p = data + spans[static_cast<size_t>(c)].offset;
       const uint8_t* end = p + spans[static_cast<size_t>(c)].size;
-      uint32_t x = 0;
-      for (int b = 0; b < 4; ++b) x |= static_cast<uint32_t>(p[b]) << (8 * b);
-      p += 4;
-      NQ_CHECK(x >= kRansLow && x < (kRansLow << 8), ErrorCode::kBadFile,
-               what << ": rANS chunk " << c << " starts in state " << x);
-      const uint64_t b0 = static_cast<uint64_t>(c) * chunk_symbols, b1 = std::min(n, b0 + chunk_symbols);
-      for (uint64_t i = b0; i < b1; ++i) {
-        const uint32_t slot = x & mask;
-        const uint16_t s = symbol_of_slot[slot];
-        // x < 2^31 always (the start is checked, renormalising keeps it): freq·(x >> scale) + slot − start < 2^31.
-        x = table.freq[s] * (x >> scale) + slot - table.start[s];
-        while (x < kRansLow) {
-          NQ_CHECK(p < end, ErrorCode::kBadFile, what << ": rANS chunk " << c << " ends early");
-          x = (x << 8) | *p++;
-        }
-        out[i] = static_cast<Sym>(s);
+      uint32_t x[kRansStates];
+      for (uint32_t& xs : x) {
+        xs = 0;
+        for (int b = 0; b < 4; ++b) xs |= static_cast<uint32_t>(p[b]) << (8 * b);
+        p += 4;
+        NQ_CHECK(xs >= kRansLow && xs < (kRansLow << 8), ErrorCode::kBadFile,
+                 what << ": rANS chunk " << c << " starts in state " << xs);
       }
-      NQ_CHECK(p == end && x == kRansLow, ErrorCode::kBadFile,
+      // One symbol through state k. x < 2^31 always (the start is checked, renormalising keeps it), so
+      // freq·(x >> scale) + slot − start < 2^31. Renormalising reads at most two bytes (x ≥ 2^(31 − scale) before,
+      // scale ≤ 16); away from the chunk's end both are read without branches (how many bytes a symbol takes is as
+      // random as the symbol), the last bytes through the checked loop.
+      auto decode_one = [&](uint32_t& xs, Sym* dst) {
+        const uint32_t slot = xs & mask, step = step_of_slot[slot];
+        *dst = static_cast<Sym>(symbol_of_slot[slot]);
+        xs = ((step >> 16) + 1) * (xs >> scale) + (step & 0xffff);
+        if (end - p >= 2) {
+          const uint32_t one = xs < kRansLow;
+          xs = one ? (xs << 8) | p[0] : xs;
+          p += one;
+          const uint32_t two = xs < kRansLow;
+          xs = two ? (xs << 8) | p[0] : xs;
+          p += two;
+        } else {
+          while (xs < kRansLow) {
+            NQ_CHECK(p < end, ErrorCode::kBadFile, what << ": rANS chunk " << c << " ends early");
+            xs = (xs << 8) | *p++;
+          }
+        }
+      };
+      const uint64_t b0 = static_cast<uint64_t>(c) * chunk_symbols, b1 = std::min(n, b0 + chunk_symbols);
+      uint64_t i = b0;
+      for (; i + kRansStates <= b1; i += kRansStates)  // the states' chains overlap
+        for (int k = 0; k < kRansStates; ++k) decode_one(x[k], out + i + k);
+      for (int k = 0; i < b1; ++i, ++k) decode_one(x[k], out + i);
+      bool at_start = p == end;
+      for (uint32_t xs : x) at_start = at_start && xs == kRansLow;
+      NQ_CHECK(at_start, ErrorCode::kBadFile,
                what << ": rANS chunk " << c << " does not end where it was coded (corrupt stream)");
     });
   });

@@ -4,9 +4,11 @@
 // quantization reaches (well under a bit of entropy per weight) rANS codes within a fraction of a percent of the
 // entropy of the table's probabilities.
 //
-// A chunk's bytes: the encoder's final 32-bit state (little-endian), then the renormalisation bytes in the order
-// the decoder reads them. The state lives in [L, 256·L), L = 2^23; the encoder starts at L, so a decoder that ends
-// anywhere else, or with bytes left, has read a corrupt chunk.
+// A chunk interleaves kRansStates = 4 states (symbol i of the chunk goes through state i mod 4), so that a decoder
+// overlaps four chains of dependent table reads. Its bytes: the encoder's final 32-bit states (state 0 first, each
+// little-endian), then the renormalisation bytes in the order the decoder reads them. A state lives in [L, 256·L),
+// L = 2^23; the encoder starts every state at L, so a decoder that ends anywhere else, or with bytes left, has read a
+// corrupt chunk.
 #pragma once
 
 #include <cstdint>
@@ -20,9 +22,10 @@ namespace nq::coding {
 
 constexpr int kRansMaxScaleBits = 16;                    // frequencies sum to 2^scale_bits, 1 ≤ scale_bits ≤ 16
 constexpr uint32_t kRansLow = 1u << 23;                  // L: the state's lower bound
-constexpr uint64_t kRansChunkSymbols = uint64_t{1} << 16;  // what the writer uses
+constexpr uint64_t kRansChunkSymbols = uint64_t{1} << 18;  // what the writer uses
 constexpr uint64_t kRansMaxChunkSymbols = uint64_t{1} << 20;  // what a reader accepts (bounds symbols per byte)
-constexpr uint64_t kRansMinChunkBytes = 4;               // the final state
+constexpr int kRansStates = 4;                          // interleaved states per chunk (symbol i: state i mod 4)
+constexpr uint64_t kRansMinChunkBytes = 4 * kRansStates;  // the final states
 constexpr uint32_t kRansMaxAlphabet = 1u << 16;          // symbols are decoded as uint16_t
 
 struct RansTable {
@@ -59,8 +62,8 @@ template <class Sym>
 void rans_decode(const RansTable& table, const uint8_t* data, size_t size, Sym* out, uint64_t n,
                  const std::string& what);
 
-// Bounds-checks the chunk layout of a section of `size` bytes for n symbols (each chunk holds at least its 4-byte
-// state, so n ≤ size·kRansMaxChunkSymbols/5), without decoding it.
+// Bounds-checks the chunk layout of a section of `size` bytes for n symbols (each chunk holds at least its states,
+// so n ≤ size·kRansMaxChunkSymbols/17), without decoding it.
 void rans_check_section(const uint8_t* data, size_t size, uint64_t n, const std::string& what);
 
 }  // namespace nq::coding

@@ -274,8 +274,10 @@ TEST_F(QuantizeCli, CoderPicksTheIndexStreams) {
   }
   EXPECT_EQ(files["huffman"][8], 1);
   EXPECT_EQ(files["rans"][8], 2);
+  // (Whether rANS alone is smaller depends on the tensors' sizes: each chunk's four states cost 16 bytes, a lot
+  // for these few hundred weights. auto weighs that per tensor; python/tests checks rANS winning on larger ones.)
   EXPECT_LE(files["auto"].size(), files["huffman"].size());
-  EXPECT_LT(files["rans"].size(), files["huffman"].size());
+  EXPECT_LE(files["auto"].size(), files["rans"].size());
   EXPECT_EQ(weights["rans"], weights["huffman"]);
   EXPECT_EQ(weights["auto"], weights["huffman"]);
   // A file budget is met in the coder asked for.

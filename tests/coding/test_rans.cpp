@@ -122,8 +122,8 @@ double ideal_bits(const std::vector<uint64_t>& counts, const std::vector<uint32_
 // What the byte-wise coder may spend beyond the ideal length, in bits: Σ count·log2(1 + (2^scale − freq)/L).
 // Why: coding x = q·f + r gives x' = 2^scale·q + r + start = x·2^scale/f + r·(1 − 2^scale/f) + start, at most
 // x·2^scale/f + (2^scale − f); and after renormalisation x ≥ (L/2^scale)·f, so x·2^scale/f ≥ L. Emitting a byte
-// only shrinks 8·bytes + log2(x), and the final state is ≥ L = 2^23, the start; so a chunk's emitted bytes (all but
-// its 4-byte state) are at most (ideal + this) / 8.
+// only shrinks 8·bytes + log2(x), and each final state is ≥ L = 2^23, its start; so a chunk's emitted bytes (all but
+// its states, 4 bytes each) are at most (ideal + this) / 8.
 double coder_slack_bits(const std::vector<uint64_t>& counts, const RansTable& t) {
   const double slots = std::ldexp(1.0, t.scale_bits);
   double bits = 0;
@@ -316,15 +316,15 @@ TEST(Rans, SectionSizeIsWithinTheIdealLength) {
         const double chunks = static_cast<double>(l.chunk_bytes.size());
         // Everything but the states and the head is the emitted stream: at most (ideal + slack)/8 (derivation at
         // coder_slack_bits).
-        const double stream = static_cast<double>(section.size() - l.head_bytes) - 4 * chunks;
+        const double stream = static_cast<double>(section.size() - l.head_bytes) - kRansMinChunkBytes * chunks;
         EXPECT_LE(stream, (ideal + slack) / 8 + 1e-6) << "ideal " << ideal / 8 << " slack " << slack / 8;
         worst_slack_bytes = std::max(worst_slack_bytes, stream - ideal / 8);
-        // So the section is at most ideal/8 + chunks·(4 + size varint) + the varint of chunk_symbols + slack/8,
+        // So the section is at most ideal/8 + chunks·(states + size varint) + the varint of chunk_symbols + slack/8,
         // the slack being under 2^-7 bits a symbol at scale 16 and far less at the tables rans_table_for picks.
         // The ideal length of the table is never below the entropy (Gibbs); for large n it is within 1% of it.
         EXPECT_GE(ideal, entropy * (1 - 1e-12) - 1e-9);
         if (n >= 65535) {
-          const double overhead = static_cast<double>(l.head_bytes) + 4 * chunks;
+          const double overhead = static_cast<double>(l.head_bytes) + kRansMinChunkBytes * chunks;
           const double excess = static_cast<double>(section.size()) - overhead - entropy / 8;
           worst_entropy_excess = std::max(worst_entropy_excess, excess / std::max(1.0, entropy / 8));
           EXPECT_LE(static_cast<double>(section.size()), overhead + 1.01 * entropy / 8 + 4);
@@ -339,9 +339,9 @@ TEST(Rans, SectionSizeIsWithinTheIdealLength) {
               worst_slack_bytes, 100 * worst_entropy_excess);
 }
 
-// The estimate charges each chunk its 4-byte state and a size varint of the average chunk, and the stream its
-// ideal length; a real chunk keeps up to 8 bits of the stream in its final state (so it is up to a byte shorter),
-// and its size varint can differ from the average's. Observed: within 2 bytes a chunk; allowed: 4 a chunk + 16.
+// The estimate charges each chunk its states and a size varint of the average chunk, and the stream its
+// ideal length; a real chunk keeps up to 8 bits of the stream in each final state (so it is up to a byte a state
+// shorter), and its size varint can differ from the average's. Allowed: a byte a state and one more a chunk, + 16.
 TEST(Rans, EstimateMatchesTheCodedSize) {
   const uint64_t sizes[] = {1, 31, 255, 65535, 65537, 200003};
   const uint64_t chunkings[] = {1, 7, 4096, 65536, kRansMaxChunkSymbols};
@@ -369,7 +369,7 @@ TEST(Rans, EstimateMatchesTheCodedSize) {
         const int64_t diff = static_cast<int64_t>(section.size()) - static_cast<int64_t>(est_section);
         worst_per_chunk = std::max(worst_per_chunk, std::abs(static_cast<double>(diff)) / static_cast<double>(chunks));
         if (chunks <= 4) worst_few_chunks = std::max<int64_t>(worst_few_chunks, std::abs(diff));
-        EXPECT_LE(std::abs(diff), static_cast<int64_t>(chunks * 4 + 16)) << "coded " << section.size()
+        EXPECT_LE(std::abs(diff), static_cast<int64_t>(chunks * (kRansStates + 1) + 16)) << "coded " << section.size()
                                                                          << ", estimated " << est_section;
       }
     }
@@ -628,11 +628,12 @@ TEST(Rans, CorruptSectionsFailCleanly) {
     EXPECT_FALSE(decodes(table, section.data(), section.size(), n - 1, out));
 
     // Random corruption: a byte XORed with a random non-zero value, or one bit flipped. rANS has no redundancy
-    // but the final state and the byte count, so some corruption decodes: a changed byte that moves a slot from
-    // one symbol to another of the same frequency, at the same offset within it, changes that symbol and leaves
-    // the state, hence everything after, as it was (common among a tail of frequency-1 symbols). Anything else
-    // that decodes would have to reach state L exactly by chance (about 2^-25). So every success must differ from
-    // the input only by such substitutions (the file's CRC is what catches those).
+    // but the final states and the byte count, so some corruption decodes: most often a changed byte moves a slot
+    // from one symbol to another of the same frequency (common in a tail of frequency-1 symbols), which leaves the
+    // state as it was; rarely a state's chain diverges and meets itself again a few symbols on (seen: 60 → 33 and
+    // 33 → 60 four symbols apart, state 1 both times). Either way a decode that ends in the start states having
+    // read every byte spent the same bits on the changed symbols, to within a byte: that is what is checked of
+    // every success (the file's CRC is what catches these).
     // The first 200 of each on the default thread count, so that errors thrown on the threads are covered.
     for (int trial = 0; trial < 3000; ++trial) {
       threads.set(trial < 200 ? threads.saved() : 1);
@@ -642,14 +643,16 @@ TEST(Rans, CorruptSectionsFailCleanly) {
       ++flips;
       if (!decodes(table, bad.data(), bad.size(), n, out)) continue;
       ++flips_decoded;
-      size_t changed = 0, other_freq = 0;
+      size_t changed = 0;
+      double bits_in = 0, bits_out = 0;  // the changed symbols' ideal lengths, as coded and as decoded
       for (size_t i = 0; i < in.size(); ++i)
         if (out[i] != in[i]) {
           ++changed;
-          other_freq += table.freq[out[i]] != table.freq[in[i]];
+          bits_in += table.scale_bits - std::log2(static_cast<double>(table.freq[in[i]]));
+          bits_out += table.scale_bits - std::log2(static_cast<double>(table.freq[out[i]]));
         }
       EXPECT_GT(changed, 0u) << "a corrupt section decoded to the original symbols (byte " << at << ")";
-      EXPECT_EQ(other_freq, 0u) << "byte " << at << ": a corrupt section decoded to symbols of other frequencies";
+      EXPECT_NEAR(bits_in, bits_out, 8.0) << "byte " << at << ": " << changed << " symbols changed";
     }
 
     // Chunk-size edits that keep the layout consistent (one chunk longer, the next as much shorter), so only the
@@ -686,14 +689,15 @@ TEST(Rans, CorruptSectionsFailCleanly) {
 }
 
 TEST(Rans, OneSymbolSectionsCarryNoInformation) {
-  // With one symbol of frequency 2^scale the state never moves: a chunk is its 4-byte state L and nothing else,
+  // With one symbol of frequency 2^scale the states never move: a chunk is its states, each L, and nothing else,
   // whatever its length, so a different chunk size that keeps the chunk count decodes; only the layout and the
-  // state are checkable.
+  // states are checkable.
   const RansTable table = rans_table_for({0, 0, 5});
   const std::vector<uint8_t> in(1000, 2);
   const std::vector<uint8_t> section = rans_encode(table, in.data(), in.size(), 300);
-  const std::vector<uint8_t> expect = {0xac, 0x02, 4, 4, 4, 4, 0, 0, 0x80, 0, 0, 0, 0x80, 0, 0, 0, 0x80, 0,
-                                       0,    0,    0x80, 0};
+  std::vector<uint8_t> expect = {0xac, 0x02};  // 300 symbols a chunk: four chunks
+  for (int c = 0; c < 4; ++c) expect.push_back(static_cast<uint8_t>(kRansMinChunkBytes));
+  for (int c = 0; c < 4 * kRansStates; ++c) expect.insert(expect.end(), {0, 0, 0x80, 0});  // L = 2^23
   EXPECT_EQ(section, expect);
   std::vector<uint8_t> out;
   std::vector<uint8_t> bad = section;
@@ -705,16 +709,16 @@ TEST(Rans, OneSymbolSectionsCarryNoInformation) {
 }
 
 TEST(Rans, CheckSectionBoundsTheChunkCountBeforeAllocating) {
-  // A section of R bytes after the chunk size holds at most R/5 chunks (a size byte and a 4-byte state each); one
+  // A section of R bytes after the chunk size holds at most R/(1 + 4·states) chunks (a size byte and the states); one
   // more must be refused by that bound (its message), before anything of the chunk count's size is allocated. A
   // count of 2^40 chunks or more would throw std::bad_alloc or std::length_error from an allocation instead.
   for (uint64_t cs : {uint64_t{1}, uint64_t{2}, uint64_t{7}, uint64_t{65536}, kRansMaxChunkSymbols}) {
-    for (size_t rest : {size_t{0}, size_t{4}, size_t{5}, size_t{9}, size_t{10}, size_t{1000}}) {
+    for (size_t rest : {size_t{0}, size_t{4}, size_t{16}, size_t{17}, size_t{33}, size_t{34}, size_t{1000}}) {
       ByteWriter w;
       w.varint(cs);
       for (size_t i = 0; i < rest; ++i) w.u8(4);
       const std::vector<uint8_t>& s = w.bytes();
-      const uint64_t fits = rest / 5;  // chunks the bound lets through
+      const uint64_t fits = rest / (1 + kRansMinChunkBytes);  // chunks the bound lets through
       SCOPED_TRACE("chunks of " + std::to_string(cs) + ", " + std::to_string(rest) + " bytes");
       if (fits > 0) {
         // At the bound the layout is parsed (and fails later, or passes): never the bound's message.
@@ -749,8 +753,10 @@ TEST(Rans, MatchesTheReferenceCoder) {
   const std::vector<uint8_t> symbols = {0, 1, 0, 3, 0, 0, 7, 1, 4, 0, 0, 1, 5, 0, 3, 0, 1, 0, 0, 6,
                                         0, 4, 1, 0, 0, 3, 0, 7, 7, 0, 1, 0, 0, 5, 0, 0, 1, 3, 0, 6};
   const std::vector<uint8_t> reference = {
-      0x10, 0x09, 0x0a, 0x07, 0x11, 0xd4, 0xca, 0x01, 0x07, 0xf9, 0x2f, 0x31, 0x70, 0x4c, 0x4b,
-      0x9a, 0x21, 0x2f, 0x4a, 0x87, 0x1f, 0xff, 0x70, 0x0b, 0x63, 0x06, 0x01, 0x98, 0xe5, 0x00,
+      0x10, 0x13, 0x14, 0x12, 0xf5, 0x74, 0xbe, 0x0d, 0xe0, 0xa7, 0xa8, 0x0e, 0x8f, 0x11, 0xe5, 0x00,
+      0xe8, 0xdc, 0x71, 0x51, 0xff, 0x68, 0xda, 0xff, 0xfa, 0x88, 0x72, 0x7f, 0x87, 0xea, 0x00, 0x80,
+      0xe7, 0x6e, 0x18, 0xfb, 0x0f, 0x5f, 0x6b, 0x72, 0x0f, 0x60, 0x00, 0x70, 0xc6, 0x7e, 0x03, 0xee,
+      0x8f, 0x5d, 0x01, 0xd0, 0xd4, 0x18, 0x02, 0x9d, 0xe4, 0x46, 0x03, 0x88, 0x00,
   };
   EXPECT_EQ(rans_encode(table, symbols.data(), symbols.size(), 16), reference);
   std::vector<uint8_t> out(symbols.size());

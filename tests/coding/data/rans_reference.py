@@ -2,16 +2,18 @@
 """An independent byte-wise rANS coder, written from the format description in src/coding/rans.h (not from
 rans.cpp), that produces the pinned vector of TEST(Rans, MatchesTheReferenceCoder) in tests/coding/test_rans.cpp.
 
-Format: the state x lives in [L, 256*L), L = 2^23. A chunk is coded from its last symbol to its first, starting in
-state L; before coding a symbol of frequency f the encoder emits x's low byte while x >= ((L >> scale) << 8) * f,
-then x = (x // f) * 2^scale + x % f + start. The chunk's bytes are the final state (4 bytes, little-endian), then
-the emitted bytes in the order the decoder reads them (the reverse of emission). A section is
+Format: a chunk has STATES = 4 interleaved states; symbol i of a chunk goes through state i mod 4. Each state x lives
+in [L, 256*L), L = 2^23. A chunk is coded from its last symbol to its first, every state starting at L; before coding
+a symbol of frequency f with state x the encoder emits x's low byte while x >= ((L >> scale) << 8) * f, then
+x = (x // f) * 2^scale + x % f + start. The chunk's bytes are the final states (state 0 first, 4 bytes each,
+little-endian), then the emitted bytes in the order the decoder reads them (the reverse of emission). A section is
 [varint chunk_symbols][varint bytes of each chunk][the chunks], varints LEB128.
 
 Run: python3 tests/coding/data/rans_reference.py   (prints the section as a C++ initializer)
 """
 
 L = 1 << 23
+STATES = 4
 
 
 def varint(v):
@@ -33,29 +35,32 @@ def starts_of(freq):
 
 def encode_chunk(freq, scale, symbols):
     start = starts_of(freq)
-    x, emitted = L, []
-    for s in reversed(symbols):
+    x, emitted = [L] * STATES, []
+    for i in reversed(range(len(symbols))):
+        s, k = symbols[i], i % STATES
         f = freq[s]
-        while x >= ((L >> scale) << 8) * f:
-            emitted.append(x & 0xFF)
-            x >>= 8
-        x = (x // f) * (1 << scale) + x % f + start[s]
-    assert L <= x < 256 * L
-    return x.to_bytes(4, "little") + bytes(reversed(emitted))
+        while x[k] >= ((L >> scale) << 8) * f:
+            emitted.append(x[k] & 0xFF)
+            x[k] >>= 8
+        x[k] = (x[k] // f) * (1 << scale) + x[k] % f + start[s]
+    assert all(L <= v < 256 * L for v in x)
+    return b"".join(v.to_bytes(4, "little") for v in x) + bytes(reversed(emitted))
 
 
 def decode_chunk(freq, scale, data, count):
     start, mask = starts_of(freq), (1 << scale) - 1
-    x, p, out = int.from_bytes(data[:4], "little"), 4, []
-    for _ in range(count):
-        slot = x & mask
-        s = next(i for i in range(len(freq)) if start[i] <= slot < start[i] + freq[i])
-        x = freq[s] * (x >> scale) + slot - start[s]
-        while x < L:
-            x = (x << 8) | data[p]
+    x = [int.from_bytes(data[4 * k:4 * k + 4], "little") for k in range(STATES)]
+    p, out = 4 * STATES, []
+    for i in range(count):
+        k = i % STATES
+        slot = x[k] & mask
+        s = next(j for j in range(len(freq)) if start[j] <= slot < start[j] + freq[j])
+        x[k] = freq[s] * (x[k] >> scale) + slot - start[s]
+        while x[k] < L:
+            x[k] = (x[k] << 8) | data[p]
             p += 1
         out.append(s)
-    assert x == L and p == len(data)
+    assert all(v == L for v in x) and p == len(data)
     return out
 
 
