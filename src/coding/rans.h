@@ -35,7 +35,8 @@ struct RansTable {
 };
 
 // The frequencies for `counts` (every counted symbol ≥ 1) at each scale from the smallest that fits the counted
-// symbols to kRansMaxScaleBits, keeping the one whose estimated section (table + stream) is smallest. Within a
+// symbols to kRansMaxScaleBits, keeping the one whose section (table + stream at its ideal length + the coder's
+// worst-case slack, which grows with the scale) is smallest. Within a
 // scale the frequencies minimise the stream's ideal length Σ count·log2(2^scale / freq) exactly. Needs at least one counted symbol and at most 2^16 symbols.
 RansTable rans_table_for(const std::vector<uint64_t>& counts);
 
