@@ -160,6 +160,32 @@ uint64_t huffman_section_bytes(const std::vector<uint64_t>& counts, const std::v
   return table + varint_size(bits) + bytes_of_bits(bits);
 }
 
+// Each tensor's coder (sets plans[t].rans) and the file's version. rANS where asked, or (auto) where its estimate,
+// with a byte per rANS state to spare for the estimate's error, is below the Huffman section's exact size (with the
+// shared table when there is one). Any rANS tensor makes the file version 2, whose payloads spend a byte each on
+// naming their coder: auto keeps version 1 unless rANS saves more than that.
+uint16_t choose_index_coders(const QuantizedModel& model, const std::vector<uint8_t>* shared_lengths,
+                             std::vector<TensorPlan>& plans) {
+  bool any_rans = false;
+  uint64_t saved = 0, quantized = 0;
+  for (size_t ti = 0; ti < plans.size(); ++ti) {
+    TensorPlan& p = plans[ti];
+    quantized += model.tensors[ti].quantized;
+    if (!model.tensors[ti].quantized || p.rans_estimate == UINT64_MAX) continue;
+    const uint64_t huffman = huffman_section_bytes(p.counts, shared_lengths ? *shared_lengths : p.lengths, !shared_lengths);
+    const uint64_t margin = kRansStates * ((p.kept + kRansChunkSymbols - 1) / kRansChunkSymbols);
+    const bool smaller = p.rans_estimate + margin < huffman;
+    p.rans = model.index_coder == IndexCoder::kRans || smaller;
+    if (smaller) saved += huffman - p.rans_estimate - margin;
+    any_rans = any_rans || p.rans;
+  }
+  if (model.index_coder == IndexCoder::kAuto && any_rans && saved <= quantized) {
+    for (auto& p : plans) p.rans = false;
+    any_rans = false;
+  }
+  return any_rans ? kNqVersionMax : kNqVersionHuffman;
+}
+
 void append_lengths_block(ByteWriter& w, const std::vector<uint8_t>& lengths) {
   BitWriter bw(code_lengths_bits(lengths));
   write_code_lengths(lengths, bw);
@@ -262,27 +288,7 @@ ModelEncoding encode_nq(const QuantizedModel& model, NqByteSink* sink) {
     enc.shared_table = cost_shared < cost_own;
     if (enc.shared_table) enc.shared_table_paper = paper_table_bits(shared_lengths);
   }
-  // Each tensor's coder: rANS where asked, or (auto) where its estimate, with a byte per rANS state to spare for the
-  // estimate's error, is below the Huffman section's exact size. Any rANS tensor makes the file version 2, whose
-  // payloads spend a byte each on naming their coder: auto keeps version 1 unless rANS saves more than that.
-  bool any_rans = false;
-  uint64_t saved = 0, quantized = 0;
-  for (size_t ti = 0; ti < nt; ++ti) {
-    auto& p = plans[ti];
-    quantized += model.tensors[ti].quantized;
-    if (!model.tensors[ti].quantized || p.rans_estimate == UINT64_MAX) continue;
-    const uint64_t huffman =
-        huffman_section_bytes(p.counts, enc.shared_table ? shared_lengths : p.lengths, !enc.shared_table);
-    const uint64_t margin = kRansStates * ((p.kept + kRansChunkSymbols - 1) / kRansChunkSymbols);
-    p.rans = model.index_coder == IndexCoder::kRans || p.rans_estimate + margin < huffman;
-    if (p.rans && p.rans_estimate + margin < huffman) saved += huffman - p.rans_estimate - margin;
-    any_rans = any_rans || p.rans;
-  }
-  if (model.index_coder == IndexCoder::kAuto && any_rans && saved <= quantized) {
-    for (auto& p : plans) p.rans = false;
-    any_rans = false;
-  }
-  const uint16_t version = any_rans ? kNqVersionMax : kNqVersionHuffman;
+  const uint16_t version = choose_index_coders(model, enc.shared_table ? &shared_lengths : nullptr, plans);
   if (global && !model.codebooks.empty()) enc.global_codebook_bits = 32 * model.codebooks[0].size();
 
   // Header, global section and directory first, with each record's payload offset, size and checksum left
