@@ -9,11 +9,6 @@
 # Usage: bench/file_budget.sh [NETQUANT] [WORKDIR]   (defaults: build/netquant, a fresh temporary directory)
 set -euo pipefail
 source "$(dirname "$0")/lenet5_fixture.sh" "$@"
-nq_accuracy() {  # the test accuracy of a .nq file's weights
-  "$nq" decompress "$1" -o d.safetensors -q >/dev/null
-  accuracy d.safetensors
-  rm -f d.safetensors
-}
 timed() {  # runs "$@", prints its wall seconds
   local start; start=$(date +%s.%N)
   "$@" >/dev/null

@@ -8,11 +8,6 @@
 # Usage: bench/index_coder.sh [NETQUANT] [WORKDIR]   (defaults: build/netquant, a fresh temporary directory)
 set -euo pipefail
 source "$(dirname "$0")/lenet5_fixture.sh" "$@"
-nq_accuracy() {  # the test accuracy of a .nq file's weights
-  "$nq" decompress "$1" -o d.safetensors -q >/dev/null
-  accuracy d.safetensors
-  rm -f d.safetensors
-}
 common=(w.safetensors --importance h.safetensors --method ecsq --k 64 --skip-1d -q)
 echo "float model: test accuracy $(python3 -c "print(f'{$(accuracy w.safetensors) * 100:.2f}')")%, $(stat -c %s w.safetensors) bytes as safetensors"
 echo
