@@ -205,7 +205,7 @@ ChunkLayout parse_chunks(const uint8_t* data, size_t size, uint64_t n, const std
   NQ_CHECK(chunk_symbols >= 1 && chunk_symbols <= kRansMaxChunkSymbols, ErrorCode::kBadFile,
            what << ": rANS chunks of " << chunk_symbols << " symbols (1 to " << kRansMaxChunkSymbols << " allowed)");
   const uint64_t chunks = chunk_count(n, chunk_symbols);
-  // Each chunk takes a size byte and its 4-byte state: bound the count before reserving.
+  // Each chunk takes a size byte and its states: bound the count before reserving.
   NQ_CHECK(chunks <= r.remaining() / (1 + kRansMinChunkBytes), ErrorCode::kBadFile,
            what << ": " << n << " weights need " << chunks << " rANS chunks, more than " << r.remaining()
                 << " bytes can hold");
