@@ -223,7 +223,12 @@ void run_quantize(const QuantizeOptions& o) {
     out << "file budget " << budget_bytes << " bytes: the .nq takes " << format_double(std::round(file_bytes), 12)
         << " bytes (ratio_file " << format_double(s.ratio_file, 4) << ")\n";
   }
-  out << "wrote " << o.output << "\n";
+  out << "wrote " << o.output;
+  if (ends_with(o.output, ".nq"))  // what the file costs: all of it, in the coder it was written with
+    out << ": " << format_double(std::round(4.0 * static_cast<double>(s.params) / s.ratio_file), 15) << " bytes, "
+        << format_double(32.0 / s.ratio_file, 4) << " bits/weight, ratio " << format_double(s.ratio_file, 4)
+        << "x vs float32 (--coder " << index_coder_name(coder) << ")";
+  out << "\n";
   // Rows of a 1-D tensor are single values: each is stored exactly as its own 32-bit level, no smaller than the
   // float it replaces. Said once, naming the tensors (only those quantized: a filter may have kept the rest), since
   // biases usually are the 1-D ones and --skip-1d / --exclude keep them in float.

@@ -261,6 +261,10 @@ TEST_F(QuantizeCli, CoderPicksTheIndexStreams) {
     CliRun r = run(base + " --coder " + coder + " -o '" + file(coder + ".nq") + "' --report '" + file("r.json") + "'");
     ASSERT_EQ(r.status, 0) << coder << ": " << r.err;
     files[coder] = slurp(file(coder + ".nq"));
+    // The summary names the file's own size.
+    EXPECT_NE(r.out.find("wrote " + file(coder + ".nq") + ": " + std::to_string(files[coder].size()) + " bytes"),
+              std::string::npos)
+        << r.out;
     EXPECT_EQ(nlohmann::json::parse(slurp(file("r.json")))["params"]["coder"], coder);
     r = run("decompress '" + file(coder + ".nq") + "' -o '" + file(coder + ".safetensors") + "'");
     ASSERT_EQ(r.status, 0) << coder << ": " << r.err;
