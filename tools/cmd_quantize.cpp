@@ -218,16 +218,18 @@ void run_quantize(const QuantizeOptions& o) {
     std::cerr << "note: " << si.ranks_labelled_on_host << " of " << si.ranks
               << " ranks made their final labels on the host (their shard did not fit the GPU's memory); the sorts "
                  "and sums ran on the GPU\n";
-  if (file_budget) {
-    const double file_bytes = 4.0 * static_cast<double>(s.params) / s.ratio_file;  // account_coding's ratio_file
-    out << "file budget " << budget_bytes << " bytes: the .nq takes " << format_double(std::round(file_bytes), 12)
-        << " bytes (ratio_file " << format_double(s.ratio_file, 4) << ")\n";
-  }
+  // What the .nq file costs, all of it, in the coder asked for (account_coding's ratio_file; written or not).
+  const std::string nq_bytes = format_double(std::round(4.0 * static_cast<double>(s.params) / s.ratio_file), 15);
+  const bool nq_output = ends_with(o.output, ".nq");
+  if (file_budget)  // a .nq output's own line below says what it takes
+    out << "file budget " << budget_bytes << " bytes"
+        << (nq_output ? std::string() : ": the .nq takes " + nq_bytes + " bytes (ratio_file " +
+                                            format_double(s.ratio_file, 4) + ")")
+        << "\n";
   out << "wrote " << o.output;
-  if (ends_with(o.output, ".nq"))  // what the file costs: all of it, in the coder it was written with
-    out << ": " << format_double(std::round(4.0 * static_cast<double>(s.params) / s.ratio_file), 15) << " bytes, "
-        << format_double(32.0 / s.ratio_file, 4) << " bits/weight, ratio " << format_double(s.ratio_file, 4)
-        << "x vs float32 (--coder " << index_coder_name(coder) << ")";
+  if (nq_output)
+    out << ": " << nq_bytes << " bytes, " << format_double(32.0 / s.ratio_file, 4) << " bits/weight, ratio "
+        << format_double(s.ratio_file, 4) << "x vs float32 (--coder " << index_coder_name(coder) << ")";
   out << "\n";
   // Rows of a 1-D tensor are single values: each is stored exactly as its own 32-bit level, no smaller than the
   // float it replaces. Said once, naming the tensors (only those quantized: a filter may have kept the rest), since

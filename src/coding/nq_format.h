@@ -113,9 +113,7 @@ QuantizedTensor decode_nq_payload(const NqDirectory& dir, const NqRecord& rec, c
 
 // ---- writer side -------------------------------------------------------------------------------------------
 struct TensorEncoding {
-  bool rans = false;               // indices coded with rANS; the Huffman fields then describe the Huffman code the
-                                   // paper's figures count (ratio_huffman), not the file
-  uint64_t index_bits = 0;
+  uint64_t index_bits = 0;         // the Huffman stream's bits (the paper's figure, whichever coder the file uses)
   uint64_t index_table_bits = 0;   // stored code-length table (0 when the shared table is used)
   uint64_t index_table_paper = 0;  // Σ_j b_j of the table this tensor uses (the paper's "+1" term)
   uint64_t codebook_bits = 0;      // k·32 for each codebook this tensor uses (global: the shared one)

@@ -316,16 +316,21 @@ QuantizedTensor decode_nq_payload(const NqDirectory& dir, const NqRecord& rec, c
              what << ": unknown index coder " << int(coder));
     lay.rans = coder == kIndexCoderRans;
   }
+  // A table of the tensor's own (either coder) covers exactly the largest codebook's levels.
+  auto own_alphabet = [&](const char* table) {
+    const uint64_t alpha = r.varint("index alphabet");
+    NQ_CHECK(alpha == static_cast<uint64_t>(lay.max_k), ErrorCode::kBadFile,
+             what << ": " << table << " of " << alpha << " symbols for codebooks of at most " << lay.max_k);
+    return static_cast<uint32_t>(alpha);
+  };
   RansTable rans_table;
   std::vector<uint8_t> lengths;
   const uint8_t* index_data = nullptr;
   size_t index_bytes = 0;
   if (lay.rans) {
-    const uint64_t alpha = r.varint("index alphabet");
-    NQ_CHECK(alpha == static_cast<uint64_t>(lay.max_k), ErrorCode::kBadFile,
-             what << ": rANS table of " << alpha << " symbols for codebooks of at most " << lay.max_k);
+    const uint32_t alpha = own_alphabet("rANS table");
     const size_t table_at = r.remaining();
-    rans_table = rans_read_table(r, static_cast<uint32_t>(alpha), what);
+    rans_table = rans_read_table(r, alpha, what);
     lay.table_bits += 8 * (table_at - r.remaining());
     const uint64_t bytes = r.varint("index stream bytes");
     NQ_CHECK(bytes <= r.remaining(), ErrorCode::kBadFile,
@@ -339,11 +344,9 @@ QuantizedTensor decode_nq_payload(const NqDirectory& dir, const NqRecord& rec, c
   } else if (dir.shared_table) {
     lengths = dir.shared_lengths;
   } else {
-    const uint64_t alpha = r.varint("index alphabet");
-    NQ_CHECK(alpha == static_cast<uint64_t>(lay.max_k), ErrorCode::kBadFile,
-             what << ": index table of " << alpha << " symbols for codebooks of at most " << lay.max_k);
+    const uint32_t alpha = own_alphabet("index table");
     BitReader br(r.cursor(), r.remaining(), 8 * static_cast<uint64_t>(r.remaining()));
-    lengths = read_code_lengths(br, static_cast<uint32_t>(alpha), what + " index table");
+    lengths = read_code_lengths(br, alpha, what + " index table");
     const uint64_t nbytes = (br.consumed_bits() + 7) / 8;
     r.skip(nbytes, "index table");
     lay.table_bits += 8 * nbytes;

@@ -56,7 +56,8 @@ void check_model(const QuantizedModel& model) {
   if (global)
     NQ_CHECK(model.codebooks.size() <= 1, ErrorCode::kInvalidArgument,
              kApi << ": global scope needs one shared codebook, the model has " << model.codebooks.size());
-  static_assert(kNqMaxLevels == static_cast<int>(kMaxAlphabet), "a codebook level is one Huffman symbol");
+  static_assert(kNqMaxLevels == static_cast<int>(kMaxAlphabet) && kNqMaxLevels == static_cast<int>(kRansMaxAlphabet),
+                "a codebook level is one Huffman or rANS symbol");
   for (size_t c = 0; c < model.codebooks.size(); ++c) {
     if (model.codebooks[c].size() <= kMaxAlphabet) continue;
     std::string user = "the model";  // the (first) tensor that uses codebook c, to name in the error
@@ -173,7 +174,7 @@ uint16_t choose_index_coders(const QuantizedModel& model, const std::vector<uint
     quantized += model.tensors[ti].quantized;
     if (!model.tensors[ti].quantized || p.rans_estimate == UINT64_MAX) continue;
     const uint64_t huffman = huffman_section_bytes(p.counts, shared_lengths ? *shared_lengths : p.lengths, !shared_lengths);
-    const uint64_t margin = kRansStates * ((p.kept + kRansChunkSymbols - 1) / kRansChunkSymbols);
+    const uint64_t margin = kRansStates * rans_chunk_count(p.kept, kRansChunkSymbols);
     const bool smaller = p.rans_estimate + margin < huffman;
     p.rans = model.index_coder == IndexCoder::kRans || smaller;
     if (smaller) saved += huffman - p.rans_estimate - margin;
@@ -418,19 +419,16 @@ ModelEncoding encode_nq(const QuantizedModel& model, NqByteSink* sink) {
       with_symbols([&](const auto* symbols) {
         rans_section = rans_encode(p.rans_table, symbols, p.kept, kRansChunkSymbols);
       });
-      ByteWriter table;
-      rans_write_table(table, p.rans_table);
-      const uint64_t exact = varint_size(p.alphabet) + table.size() + varint_size(rans_section.size()) + rans_section.size();
+      const uint64_t exact = varint_size(p.alphabet) + rans_table_bytes(p.rans_table) +
+                             varint_size(rans_section.size()) + rans_section.size();
       rans = model.index_coder == IndexCoder::kRans ||
              exact < huffman_section_bytes(p.counts, lengths, !enc.shared_table);
     }
     if (version >= kNqVersionMax) w.u8(rans ? kIndexCoderRans : kIndexCoderHuffman);
-    te.rans = rans;
     if (rans) {
       w.varint(p.alphabet);
-      const size_t table_at = w.size();
       rans_write_table(w, p.rans_table);
-      te.index_table_bits = 8 * (w.size() - table_at);
+      te.index_table_bits = 8 * rans_table_bytes(p.rans_table);
       w.varint(rans_section.size());
       w.raw(rans_section.data(), rans_section.size());
     } else {

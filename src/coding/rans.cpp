@@ -97,12 +97,6 @@ double coder_slack_bits(const std::vector<uint64_t>& counts, const std::vector<u
   return bits;
 }
 
-uint64_t table_bytes(const RansTable& table) {
-  uint64_t bytes = 1;  // scale_bits
-  for (uint32_t f : table.freq) bytes += varint_size(f);
-  return bytes;
-}
-
 void fill_starts(RansTable& table) {
   table.start.assign(table.freq.size(), 0);
   uint32_t at = 0;
@@ -110,12 +104,6 @@ void fill_starts(RansTable& table) {
     table.start[s] = at;
     at += table.freq[s];
   }
-}
-
-// ⌈n / chunk_symbols⌉ without forming n + chunk_symbols − 1, which wraps for a hostile n near 2^64 (to a count of
-// 0 that every section passes).
-uint64_t chunk_count(uint64_t n, uint64_t chunk_symbols) {
-  return n / chunk_symbols + (n % chunk_symbols != 0);
 }
 
 // A symbol's encoding step without a division: x → ⌊x/f⌋·2^scale + (x mod f) + start equals
@@ -204,7 +192,7 @@ ChunkLayout parse_chunks(const uint8_t* data, size_t size, uint64_t n, const std
   const uint64_t chunk_symbols = r.varint("rANS chunk size");
   NQ_CHECK(chunk_symbols >= 1 && chunk_symbols <= kRansMaxChunkSymbols, ErrorCode::kBadFile,
            what << ": rANS chunks of " << chunk_symbols << " symbols (1 to " << kRansMaxChunkSymbols << " allowed)");
-  const uint64_t chunks = chunk_count(n, chunk_symbols);
+  const uint64_t chunks = rans_chunk_count(n, chunk_symbols);
   // Each chunk takes a size byte and its states: bound the count before reserving.
   NQ_CHECK(chunks <= r.remaining() / (1 + kRansMinChunkBytes), ErrorCode::kBadFile,
            what << ": " << n << " weights need " << chunks << " rANS chunks, more than " << r.remaining()
@@ -233,6 +221,16 @@ ChunkLayout parse_chunks(const uint8_t* data, size_t size, uint64_t n, const std
 
 }  // namespace
 
+uint64_t rans_table_bytes(const RansTable& table) {
+  uint64_t bytes = 1;  // scale_bits
+  for (uint32_t f : table.freq) bytes += varint_size(f);
+  return bytes;
+}
+
+uint64_t rans_chunk_count(uint64_t n, uint64_t chunk_symbols) {
+  return n / chunk_symbols + (n % chunk_symbols != 0);
+}
+
 RansTable rans_table_for(const std::vector<uint64_t>& counts) {
   NQ_ASSERT(counts.size() <= (size_t{1} << 16));
   uint64_t total = 0, used = 0;
@@ -250,7 +248,7 @@ RansTable rans_table_for(const std::vector<uint64_t>& counts) {
     t.scale_bits = scale;
     t.freq = normalized_frequencies(counts, total, scale);
     const double bits = ideal_stream_bits(counts, t.freq, scale) + coder_slack_bits(counts, t.freq, scale) +
-                        8.0 * static_cast<double>(table_bytes(t));
+                        8.0 * static_cast<double>(rans_table_bytes(t));
     if (best.freq.empty() || bits < best_bits) {
       best = std::move(t);
       best_bits = bits;
@@ -264,12 +262,12 @@ uint64_t rans_estimated_section_bytes(const RansTable& table, const std::vector<
                                       uint64_t chunk_symbols) {
   uint64_t n = 0;
   for (uint64_t c : counts) n += c;
-  const uint64_t chunks = chunk_count(n, chunk_symbols);
+  const uint64_t chunks = rans_chunk_count(n, chunk_symbols);
   const auto stream = static_cast<uint64_t>(std::ceil(ideal_stream_bits(counts, table.freq, table.scale_bits) / 8));
   const uint64_t per_chunk = chunks ? stream / chunks + kRansMinChunkBytes : 0;
   const uint64_t section = varint_size(chunk_symbols) + chunks * varint_size(per_chunk) + stream +
                            chunks * kRansMinChunkBytes;
-  return table_bytes(table) + varint_size(section) + section;
+  return rans_table_bytes(table) + varint_size(section) + section;
 }
 
 void rans_write_table(ByteWriter& w, const RansTable& table) {
@@ -303,7 +301,7 @@ RansTable rans_read_table(ByteReader& r, uint32_t alphabet, const std::string& w
 template <class Sym>
 std::vector<uint8_t> rans_encode(const RansTable& table, const Sym* symbols, uint64_t n, uint64_t chunk_symbols) {
   NQ_ASSERT(chunk_symbols >= 1 && chunk_symbols <= kRansMaxChunkSymbols);
-  const uint64_t chunks = chunk_count(n, chunk_symbols);
+  const uint64_t chunks = rans_chunk_count(n, chunk_symbols);
   const std::vector<EncodeSymbol> enc = encode_symbols(table);
   std::vector<std::vector<uint8_t>> coded(static_cast<size_t>(chunks));
   parallel_for(static_cast<int64_t>(chunks), serial_chunks(n, chunks), [&](int64_t c) {

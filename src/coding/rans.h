@@ -46,6 +46,12 @@ RansTable rans_table_for(const std::vector<uint64_t>& counts);
 uint64_t rans_estimated_section_bytes(const RansTable& table, const std::vector<uint64_t>& counts,
                                       uint64_t chunk_symbols);
 
+// What rans_write_table writes, in bytes.
+uint64_t rans_table_bytes(const RansTable& table);
+// Chunks of a section of n symbols: ⌈n / chunk_symbols⌉, without forming n + chunk_symbols − 1 (which wraps for a
+// hostile n near 2^64, to a count of 0 that every section would pass).
+uint64_t rans_chunk_count(uint64_t n, uint64_t chunk_symbols);
+
 // The table's bytes: scale_bits, then each symbol's frequency as a varint (alphabet symbols in all).
 void rans_write_table(ByteWriter& w, const RansTable& table);
 // Reads and validates a table of `alphabet` symbols (sum exactly 2^scale_bits, 1 ≤ scale_bits ≤ 16).
