@@ -19,8 +19,9 @@ using namespace nq::coding;
 
 // Indices of Gaussian weights quantized uniformly to 256 levels with the given spread (levels per σ):
 // small spreads are very skewed (low entropy), large ones close to uniform. A benchmark argument of 0 stands for
-// σ = 0.25 (≈ 0.3 bits: where entropy-constrained quantization ends up, and Huffman's one-bit floor costs most).
-double sigma_of(int64_t arg) { return arg == 0 ? 0.25 : static_cast<double>(arg); }
+// σ = 0.25 (≈ 0.3 bits: where entropy-constrained quantization ends up, and Huffman's one-bit floor costs most),
+// −1 for σ = 0.5 (≈ 1.1 bits).
+double sigma_of(int64_t arg) { return arg == 0 ? 0.25 : arg == -1 ? 0.5 : arg == -2 ? 0.35 : static_cast<double>(arg); }
 
 std::vector<uint8_t> make_symbols(size_t n, double sigma_levels, uint64_t seed) {
   std::mt19937_64 rng(seed);
@@ -181,10 +182,10 @@ void BM_CodeLengths(benchmark::State& state) {
 
 // σ in levels: 0 (σ = 0.25, ≈0.3 bits/symbol), 2 (≈3 bits, typical of pruned/ECSQ weights), 8 (≈5 bits), 40 (≈7.3
 // bits, near uniform).
-BENCHMARK(BM_HuffmanEncode)->Arg(0)->Arg(2)->Arg(8)->Arg(40)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_HuffmanDecode)->Arg(0)->Arg(2)->Arg(8)->Arg(40)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_RansEncode)->ArgsProduct({{0, 2, 8, 40}, {1, 2}})->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_RansDecode)->ArgsProduct({{0, 2, 8, 40}, {1, 2}})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_HuffmanEncode)->Arg(0)->Arg(-1)->Arg(1)->Arg(2)->Arg(8)->Arg(40)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_HuffmanDecode)->Arg(0)->Arg(-1)->Arg(1)->Arg(2)->Arg(8)->Arg(40)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_RansEncode)->ArgsProduct({{0, -2, -1, 1, 2, 8, 40}, {1, 2}})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_RansDecode)->ArgsProduct({{0, -2, -1, 1, 2, 8, 40}, {1, 2}})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_HuffmanEncodeParallel)->ArgsProduct({{2, 8, 40}, {1, 2}})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_HuffmanDecodeParallel)->ArgsProduct({{2, 8, 40}, {1, 2}})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_CodeLengths)->Arg(2)->Arg(40)->Unit(benchmark::kMicrosecond);

@@ -146,14 +146,57 @@ std::vector<EncodeSymbol> encode_symbols(const RansTable& table) {
 // emits two bytes). Symbol i of the chunk goes through state i mod kRansStates; the bytes form one stack, so the
 // decoder, going forwards, reads each byte where the encoder, going backwards, wrote it. Returns where the chunk's
 // bytes begin: the states (state 0 first), then the renormalisation bytes.
+// Tables coding at least this many bits per symbol take the grouped loops below (measured crossover: bench_huffman
+// BM_Rans*, bench/RESULTS.md "Index coding").
+constexpr double kGroupedFromBits = 0.5;
+
+// The table's own rate, Σ p·log2(1/p) with p = f/2^scale: what it codes the symbols it was made for at.
+bool codes_grouped(const RansTable& table) {
+  const double slots = std::ldexp(1.0, table.scale_bits);
+  double bits = 0;
+  for (uint32_t f : table.freq)
+    if (f) bits += f / slots * std::log2(slots / f);
+  return bits >= kGroupedFromBits;
+}
+
+// How many bytes a state at x emits before coding a symbol of bound x_max: x ≥ x_max·2^8k for k = 0, 1. Never more
+// than two: x < 2^31 and x_max ≥ 2^(31 − scale) ≥ 2^15.
+inline uint32_t encode_byte_count(uint32_t x, uint64_t x_max) {
+  return static_cast<uint32_t>(x >= x_max) + static_cast<uint32_t>(x >= (x_max << 8));
+}
+
+// The coding step once the state is below x_max.
+inline uint32_t encode_step(uint32_t x, const EncodeSymbol& e) {
+  const auto q = static_cast<uint32_t>((static_cast<uint64_t>(x) * e.reciprocal) >> 32) >> e.shift;
+  return x + e.bias + q * e.complement;
+}
+
+// One chunk, coded backwards into the end of `buf` (room for the worst case: a symbol of frequency 1 at scale 16
+// emits two bytes). Symbol i of the chunk goes through state i mod kRansStates; the bytes form one stack, so the
+// decoder, going forwards, reads each byte where the encoder, going backwards, wrote it. Returns where the chunk's
+// bytes begin: the states (state 0 first), then the renormalisation bytes.
+//
+// A whole group of kRansStates symbols (i = 4g + 3 down to 4g) takes its states' byte counts first, then each
+// state's place in the stack from their running sum: the states' chains no longer wait on one another through the
+// stack pointer. Each state stores its two low bytes unconditionally in processing order, so a state that emits
+// fewer is overwritten by the next one's; what lands below the group's last byte is overwritten by the next group
+// or by the states at the end (16 bytes; the worst case leaves room for them below).
+//
+// Below kGroupedFromBits per symbol a state emits a byte so rarely that the one-symbol loop's branch is nearly
+// always predicted, and the group's unconditional stores cost more than it saves: such tables (`grouped` false)
+// take the one-symbol loop throughout. Both loops write the same bytes.
 template <class Sym>
 uint8_t* encode_chunk(const std::vector<EncodeSymbol>& symbols_table, const Sym* symbols, uint64_t count,
-                      uint8_t* buf_end) {
+                      uint8_t* buf_end, bool grouped) {
+  static_assert(kRansStates == 4, "the grouped step below is written for four states");
   uint32_t x[kRansStates];
   std::fill_n(x, kRansStates, kRansLow);
   uint8_t* p = buf_end;
   const EncodeSymbol* table = symbols_table.data();
-  for (uint64_t i = count; i-- > 0;) {
+  uint64_t i = count;
+  const uint64_t grouped_end = grouped ? count / kRansStates * kRansStates : 0;
+  while (i > grouped_end) {  // the last, partial group (or every symbol), one symbol at a time
+    --i;
     uint32_t& xs = x[i % kRansStates];
     const EncodeSymbol& e = table[static_cast<size_t>(symbols[i])];
     NQ_ASSERT(e.x_max != 0);  // a symbol the table was not made for
@@ -161,8 +204,27 @@ uint8_t* encode_chunk(const std::vector<EncodeSymbol>& symbols_table, const Sym*
       *--p = static_cast<uint8_t>(xs);
       xs >>= 8;
     }
-    const auto q = static_cast<uint32_t>((static_cast<uint64_t>(xs) * e.reciprocal) >> 32) >> e.shift;
-    xs += e.bias + q * e.complement;
+    xs = encode_step(xs, e);
+  }
+  while (i > 0) {
+    i -= kRansStates;
+    const EncodeSymbol* e[kRansStates];
+    uint32_t emit[kRansStates];
+    for (int k = 0; k < kRansStates; ++k) {
+      e[k] = &table[static_cast<size_t>(symbols[i + k])];
+      NQ_ASSERT(e[k]->x_max != 0);
+      emit[k] = encode_byte_count(x[k], e[k]->x_max);
+    }
+    // Processing order is state 3 first (the highest index): its bytes lie highest in the stack.
+    uint32_t below = 0;
+    for (int k = kRansStates; k-- > 0;) {
+      uint8_t* at = p - below;
+      at[-1] = static_cast<uint8_t>(x[k]);
+      at[-2] = static_cast<uint8_t>(x[k] >> 8);
+      below += emit[k];
+      x[k] = encode_step(x[k] >> (8 * emit[k]), *e[k]);
+    }
+    p -= below;
   }
   for (int k = kRansStates; k-- > 0;) {
     p -= 4;
@@ -303,11 +365,12 @@ std::vector<uint8_t> rans_encode(const RansTable& table, const Sym* symbols, uin
   NQ_ASSERT(chunk_symbols >= 1 && chunk_symbols <= kRansMaxChunkSymbols);
   const uint64_t chunks = rans_chunk_count(n, chunk_symbols);
   const std::vector<EncodeSymbol> enc = encode_symbols(table);
+  const bool grouped = codes_grouped(table);
   std::vector<std::vector<uint8_t>> coded(static_cast<size_t>(chunks));
   parallel_for(static_cast<int64_t>(chunks), serial_chunks(n, chunks), [&](int64_t c) {
     const uint64_t b = static_cast<uint64_t>(c) * chunk_symbols, count = std::min(n, b + chunk_symbols) - b;
     std::vector<uint8_t> buf(static_cast<size_t>(2 * count + kRansMinChunkBytes));
-    uint8_t* begin = encode_chunk(enc, symbols + b, count, buf.data() + buf.size());
+    uint8_t* begin = encode_chunk(enc, symbols + b, count, buf.data() + buf.size(), grouped);
     buf.erase(buf.begin(), buf.begin() + (begin - buf.data()));
     coded[static_cast<size_t>(c)] = std::move(buf);
   });
@@ -340,6 +403,7 @@ void rans_decode(const RansTable& table, const uint8_t* data, size_t size, Sym* 
       symbol_of_slot[table.start[s] + k] = static_cast<uint16_t>(s);
       step_of_slot[table.start[s] + k] = (table.freq[s] - 1) << 16 | k;
     }
+  const bool grouped = codes_grouped(table);
   IterationErrors errors;
   parallel_for(static_cast<int64_t>(spans.size()), serial_chunks(n, spans.size()), [&](int64_t c) {
     errors.run(static_cast<size_t>(c), [&] {
@@ -377,7 +441,26 @@ void rans_decode(const RansTable& table, const uint8_t* data, size_t size, Sym* 
       };
       const uint64_t b0 = static_cast<uint64_t>(c) * chunk_symbols, b1 = std::min(n, b0 + chunk_symbols);
       uint64_t i = b0;
-      for (; i + kRansStates <= b1; i += kRansStates)  // the states' chains overlap
+      // A group of kRansStates symbols while 8 bytes remain (a group reads at most that many): every state steps,
+      // then counts the bytes it takes, and reads them where the running count puts it in the stream. So the
+      // states' chains meet only in that sum, not through a pointer each one moves in turn.
+      for (; grouped && i + kRansStates <= b1 && end - p >= 2 * kRansStates; i += kRansStates) {
+        uint32_t take[kRansStates];
+        for (int k = 0; k < kRansStates; ++k) {
+          const uint32_t slot = x[k] & mask, step = step_of_slot[slot];
+          out[i + k] = static_cast<Sym>(symbol_of_slot[slot]);
+          x[k] = ((step >> 16) + 1) * (x[k] >> scale) + (step & 0xffff);
+          take[k] = static_cast<uint32_t>(x[k] < kRansLow) + static_cast<uint32_t>(x[k] < (kRansLow >> 8));
+        }
+        uint32_t at = 0;
+        for (int k = 0; k < kRansStates; ++k) {
+          const uint32_t two = static_cast<uint32_t>(p[at]) << 8 | p[at + 1];
+          x[k] = (x[k] << (8 * take[k])) | (two >> (8 * (2 - take[k])));
+          at += take[k];
+        }
+        p += at;
+      }
+      for (; i + kRansStates <= b1; i += kRansStates)  // the chunk's last bytes, or low rates (encode_chunk)
         for (int k = 0; k < kRansStates; ++k) decode_one(x[k], out + i + k);
       for (int k = 0; i < b1; ++i, ++k) decode_one(x[k], out + i);
       bool at_start = p == end;

@@ -768,3 +768,54 @@ TEST(Rans, MatchesTheReferenceCoder) {
   ByteReader r(w.bytes().data(), w.size(), "reference table");
   EXPECT_EQ(rans_read_table(r, 8, "reference table").start, table.start);
 }
+
+// Long sections from the same reference coder (tests/coding/data/rans_reference.py, LONG_CASES): the symbols come
+// from an LCG both sides share, and the reference pins each section's size and FNV-1a hash. They are long enough
+// for the coder's grouped loops (four states' steps at a time) and its one-symbol loop (tables below half a bit per
+// symbol) to run, with chunks that are not whole groups and chunk ends where fewer than a group's bytes are left.
+TEST(Rans, LongSectionsMatchTheReferenceCoder) {
+  struct Case {
+    const char* name;
+    int scale;
+    std::vector<uint32_t> freq;
+    uint64_t n, chunk_symbols, seed;
+    size_t bytes;
+    uint64_t fnv;
+  };
+  std::vector<uint32_t> wide(255, 255);
+  wide.insert(wide.end(), 255, 1);
+  wide.push_back(65536 - 255 * 256);
+  const Case cases[] = {
+      {"1.8 bits", 12, {2000, 1200, 0, 600, 250, 40, 5, 1}, 5003, 1001, 11, 1175, 0xf9f026a376fcadaeull},
+      {"0.17 bits", 12, {4000, 90, 5, 1}, 20011, 4099, 12, 490, 0xe7c13e490d7d5667ull},
+      {"8.0 bits", 16, wide, 3001, 1499, 13, 3074, 0x4a200fbda9b1fc1eull},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    RansTable table;
+    table.scale_bits = c.scale;
+    table.freq = c.freq;
+    uint32_t at = 0;
+    for (uint32_t f : c.freq) {
+      table.start.push_back(at);
+      at += f;
+    }
+    ASSERT_EQ(at, uint32_t{1} << c.scale);
+    std::vector<uint16_t> symbols(static_cast<size_t>(c.n));
+    uint64_t x = c.seed;
+    for (auto& s : symbols) {
+      x = x * 6364136223846793005ull + 1442695040888963407ull;
+      const uint32_t slot = static_cast<uint32_t>(x >> 33) & (at - 1);
+      s = static_cast<uint16_t>(std::upper_bound(table.start.begin(), table.start.end(), slot) -
+                                table.start.begin() - 1);
+    }
+    const std::vector<uint8_t> section = rans_encode(table, symbols.data(), c.n, c.chunk_symbols);
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (uint8_t b : section) h = (h ^ b) * 0x100000001b3ull;
+    EXPECT_EQ(section.size(), c.bytes);
+    EXPECT_EQ(h, c.fnv);
+    std::vector<uint16_t> out(symbols.size());
+    rans_decode(table, section.data(), section.size(), out.data(), c.n, c.name);
+    EXPECT_EQ(out, symbols);
+  }
+}

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """An independent byte-wise rANS coder, written from the format description in src/coding/rans.h (not from
-rans.cpp), that produces the pinned vector of TEST(Rans, MatchesTheReferenceCoder) in tests/coding/test_rans.cpp.
+rans.cpp), that produces the pinned vector of TEST(Rans, MatchesTheReferenceCoder) in tests/coding/test_rans.cpp, and
+the sizes and FNV-1a hashes of TEST(Rans, LongSectionsMatchTheReferenceCoder) (symbols drawn by an LCG both sides
+share), which run long enough for the coder's grouped loops and its one-symbol loop to meet every tail.
 
 Format: a chunk has STATES = 4 interleaved states; symbol i of a chunk goes through state i mod 4. Each state x lives
 in [L, 256*L), L = 2^23. A chunk is coded from its last symbol to its first, every state starting at L; before coding
@@ -82,8 +84,39 @@ SYMBOLS = [0, 1, 0, 3, 0, 0, 7, 1, 4, 0, 0, 1, 5, 0, 3, 0,
            0, 5, 0, 0, 1, 3, 0, 6]
 CHUNK_SYMBOLS = 16
 
+
+def lcg_symbols(freq, scale, n, seed):
+    """n symbols drawn with the table's own probabilities: a 64-bit LCG, its bits 33.. as a slot."""
+    start, x, out = starts_of(freq), seed, []
+    for _ in range(n):
+        x = (x * 6364136223846793005 + 1442695040888963407) % (1 << 64)
+        slot = (x >> 33) & ((1 << scale) - 1)
+        out.append(next(j for j in range(len(freq)) if start[j] <= slot < start[j] + freq[j]))
+    return out
+
+
+def fnv1a64(data):
+    h = 0xCBF29CE484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001B3) % (1 << 64)
+    return h
+
+
+# The long cases: (name, scale, freq, n, chunk_symbols, seed). The first codes at about 1.8 bits per symbol, the
+# second at about 0.17 (below the coder's grouped-loop threshold), the third at about 8.0 bits with frequency-1
+# symbols at scale 16 (two bytes per step); none has a multiple of 4 symbols per chunk.
+LONG_CASES = [
+    ("1.8 bits", 12, FREQ, 5003, 1001, 11),
+    ("0.17 bits", 12, [4000, 90, 5, 1], 20011, 4099, 12),
+    ("8.0 bits", 16, [256 - 1] * 255 + [1] * 255 + [65536 - 255 * 256], 3001, 1499, 13),
+]
+
 if __name__ == "__main__":
     section = encode_section(FREQ, SCALE, SYMBOLS, CHUNK_SYMBOLS)
     print(f"// {len(section)} bytes")
     for i in range(0, len(section), 16):
         print("    " + ", ".join(f"0x{b:02x}" for b in section[i:i + 16]) + ",")
+    for name, scale, freq, n, chunk, seed in LONG_CASES:
+        assert sum(freq) == 1 << scale, name
+        sec = encode_section(freq, scale, lcg_symbols(freq, scale, n, seed), chunk)
+        print(f"// {name}: {len(sec)} bytes, FNV-1a 0x{fnv1a64(sec):016x}")
