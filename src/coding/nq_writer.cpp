@@ -161,30 +161,42 @@ uint64_t huffman_section_bytes(const std::vector<uint64_t>& counts, const std::v
   return table + varint_size(bits) + bytes_of_bits(bits);
 }
 
-// Each tensor's coder (sets plans[t].rans) and the file's version. rANS where asked, or (auto) where its estimate,
-// with a byte per rANS state to spare for the estimate's error, is below the Huffman section's exact size (with the
-// shared table when there is one). Any rANS tensor makes the file version 2, whose payloads spend a byte each on
-// naming their coder: auto keeps version 1 unless rANS saves more than that.
-uint16_t choose_index_coders(const QuantizedModel& model, const std::vector<uint8_t>* shared_lengths,
-                             std::vector<TensorPlan>& plans) {
+// Each tensor's coder (sets plans[t].rans) and the file's version, under one choice of index tables (the shared
+// table when `shared_lengths` is given). rANS where asked, or (auto) where its estimate, with a byte per rANS state
+// to spare for the estimate's error, is below the Huffman section's exact size. Any rANS tensor makes the file
+// version 2, whose payloads spend a byte each on naming their coder: auto keeps version 1 unless rANS saves more
+// than that. `bytes` gets the index sections' planned size: rANS at its estimate plus the spare bytes, Huffman
+// exactly, the shared table and the coder bytes included.
+struct CoderChoice {
+  uint16_t version = kNqVersionHuffman;
+  uint64_t bytes = 0;
+};
+CoderChoice choose_index_coders(const QuantizedModel& model, const std::vector<uint8_t>* shared_lengths,
+                                std::vector<TensorPlan>& plans) {
   bool any_rans = false;
-  uint64_t saved = 0, quantized = 0;
+  uint64_t saved = 0, quantized = 0, huffman_total = 0;
   for (size_t ti = 0; ti < plans.size(); ++ti) {
     TensorPlan& p = plans[ti];
-    quantized += model.tensors[ti].quantized;
-    if (!model.tensors[ti].quantized || p.rans_estimate == UINT64_MAX) continue;
+    p.rans = false;
+    if (!model.tensors[ti].quantized) continue;
+    ++quantized;
     const uint64_t huffman = huffman_section_bytes(p.counts, shared_lengths ? *shared_lengths : p.lengths, !shared_lengths);
-    const uint64_t margin = kRansStates * rans_chunk_count(p.kept, kRansChunkSymbols);
-    const bool smaller = p.rans_estimate + margin < huffman;
-    p.rans = model.index_coder == IndexCoder::kRans || smaller;
-    if (smaller) saved += huffman - p.rans_estimate - margin;
+    huffman_total += huffman;
+    if (p.rans_estimate == UINT64_MAX) continue;
+    const uint64_t rans = p.rans_estimate + kRansStates * rans_chunk_count(p.kept, kRansChunkSymbols);
+    p.rans = model.index_coder == IndexCoder::kRans || rans < huffman;
+    if (p.rans) saved += huffman - std::min(huffman, rans);
     any_rans = any_rans || p.rans;
   }
   if (model.index_coder == IndexCoder::kAuto && any_rans && saved <= quantized) {
     for (auto& p : plans) p.rans = false;
     any_rans = false;
   }
-  return any_rans ? kNqVersionMax : kNqVersionHuffman;
+  CoderChoice c;
+  c.version = any_rans ? kNqVersionMax : kNqVersionHuffman;
+  c.bytes = huffman_total - (any_rans ? saved : 0) + (any_rans ? quantized : 0);
+  if (shared_lengths) c.bytes += varint_size(shared_lengths->size()) + bytes_of_bits(code_lengths_bits(*shared_lengths));
+  return c;
 }
 
 void append_lengths_block(ByteWriter& w, const std::vector<uint8_t>& lengths) {
@@ -272,24 +284,20 @@ ModelEncoding encode_nq(const QuantizedModel& model, NqByteSink* sink) {
     for (size_t ti = 0; ti < nt; ++ti)
       for (size_t s = 0; s < plans[ti].counts.size(); ++s) shared_counts[s] += plans[ti].counts[s];
 
-  // Global scope: one shared table when that makes the file smaller (ties: per-tensor tables), counting each
-  // tensor at its cheaper coder.
+  // Global scope: one shared Huffman table when that makes the file smaller (ties: per-tensor tables). The coders
+  // are chosen under each choice of tables and the cheaper whole is kept: choosing the tables first, with each
+  // tensor at its cheaper coder, could pick per-tensor tables for rANS that the version rule then drops, leaving
+  // Huffman with the costlier tables (seen by stress_model: auto a few bytes over Huffman alone).
   std::vector<uint8_t> shared_lengths;
+  CoderChoice coders = choose_index_coders(model, nullptr, plans);
   if (global && any_quantized) {
     shared_lengths = huffman_code_lengths(shared_counts);
-    const uint64_t alpha = shared_lengths.size();
-    uint64_t cost_shared = varint_size(alpha) + bytes_of_bits(code_lengths_bits(shared_lengths));
-    uint64_t cost_own = 0;
-    for (size_t ti = 0; ti < nt; ++ti) {
-      if (!model.tensors[ti].quantized) continue;
-      const auto& p = plans[ti];
-      cost_shared += std::min(huffman_section_bytes(p.counts, shared_lengths, false), p.rans_estimate);
-      cost_own += std::min(huffman_section_bytes(p.counts, p.lengths, true), p.rans_estimate);
-    }
-    enc.shared_table = cost_shared < cost_own;
+    const CoderChoice with_shared = choose_index_coders(model, &shared_lengths, plans);  // sets the plans' coders
+    enc.shared_table = with_shared.bytes < coders.bytes;
+    coders = enc.shared_table ? with_shared : choose_index_coders(model, nullptr, plans);  // and back
     if (enc.shared_table) enc.shared_table_paper = paper_table_bits(shared_lengths);
   }
-  const uint16_t version = choose_index_coders(model, enc.shared_table ? &shared_lengths : nullptr, plans);
+  const uint16_t version = coders.version;
   if (global && !model.codebooks.empty()) enc.global_codebook_bits = 32 * model.codebooks[0].size();
 
   // Header, global section and directory first, with each record's payload offset, size and checksum left

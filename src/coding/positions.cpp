@@ -60,8 +60,9 @@ uint64_t trailing_run(size_t n, const KeptLayout& cs) {
 template <class Index>
 std::vector<std::pair<uint64_t, uint64_t>> gap_histogram(const Index* indices, size_t n, Index pruned_index,
                                                          const KeptLayout& cs) {
-  // Short gaps (the common case) are counted in an array per thread, long ones in a map.
-  constexpr uint64_t kDense = 1u << 16;
+  // Short gaps (the common case) are counted in an array per thread, long ones in a map. No gap exceeds n, so a
+  // small tensor's arrays are only as long as it is.
+  const uint64_t dense_size = std::min<uint64_t>(uint64_t{1} << 16, uint64_t{n} + 1);
   const size_t chunks = gap_chunks(n);
   const int threads = chunks > 1 ? gap_threads() : 1;
   std::vector<std::vector<uint64_t>> dense(static_cast<size_t>(threads));
@@ -70,34 +71,34 @@ std::vector<std::pair<uint64_t, uint64_t>> gap_histogram(const Index* indices, s
   for (int64_t c = 0; c < static_cast<int64_t>(chunks); ++c) {
     const size_t tid = static_cast<size_t>(omp_get_thread_num());
     auto& d = dense[tid];
-    if (d.empty()) d.assign(kDense, 0);
+    if (d.empty()) d.assign(dense_size, 0);
     auto& m = sparse[tid];
     const size_t a = static_cast<size_t>(c) * kGapChunk, b = std::min(n, a + kGapChunk);
     int64_t prev = cs.prev_kept[static_cast<size_t>(c)];
     for_each_kept(indices, a, b, pruned_index, [&](size_t i) {
       const uint64_t gap = static_cast<uint64_t>(static_cast<int64_t>(i) - prev - 1);
-      if (gap < kDense)
+      if (gap < dense_size)
         ++d[gap];
       else
         ++m[gap];
       prev = static_cast<int64_t>(i);
     });
   }
-  std::vector<uint64_t> total(kDense, 0);
+  std::vector<uint64_t> total(dense_size, 0);
   std::map<uint64_t, uint64_t> long_gaps;
   for (int t = 0; t < threads; ++t) {
     const size_t tt = static_cast<size_t>(t);
     if (!dense[tt].empty())
-      for (uint64_t g = 0; g < kDense; ++g) total[g] += dense[tt][g];
+      for (uint64_t g = 0; g < dense_size; ++g) total[g] += dense[tt][g];
     for (const auto& [gap, count] : sparse[tt]) long_gaps[gap] += count;
   }
   const uint64_t tail = trailing_run(n, cs);
-  if (tail < kDense)
+  if (tail < dense_size)
     ++total[tail];
   else
     ++long_gaps[tail];
   std::vector<std::pair<uint64_t, uint64_t>> out;
-  for (uint64_t g = 0; g < kDense; ++g)
+  for (uint64_t g = 0; g < dense_size; ++g)
     if (total[g]) out.emplace_back(g, total[g]);
   out.insert(out.end(), long_gaps.begin(), long_gaps.end());
   return out;
@@ -168,6 +169,10 @@ GapPlan plan_gaps(const Index* indices, size_t n, Index pruned_index, const Kept
       best_bits = total;
       best = std::move(plan);
     }
+    // No filler at this width: every wider one codes the same symbols with the same code, and only lengthens the
+    // table's final run of zero lengths, so none is smaller (and ties go to the narrower). Stopping here spares a
+    // tensor with short gaps the 64 Ki-symbol codes of the widest fields.
+    if (counts[filler] == 0) break;
   }
   return best;
 }

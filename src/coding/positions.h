@@ -26,8 +26,9 @@ struct GapPlan {
   uint64_t table_bits = 0;       // code_lengths_bits(lengths)
 };
 
-// Tries widths 1..16 and keeps the one with the fewest bits in total (stream + stored table + the width
-// byte); ties go to the smaller width. A weight is pruned where its index is `pruned_index`.
+// Tries widths 1..16 (up to the first that needs no filler: wider ones cannot be smaller) and keeps the one with the
+// fewest bits in total (stream + stored table + the width byte); ties go to the smaller width. A weight is pruned
+// where its index is `pruned_index`.
 // Index is any stored width of an IndexArray (uint8_t, uint16_t, int32_t) with its pruned mark.
 // These passes split the tensor into fixed chunks on the threads (on the calling thread alone inside a parallel
 // region); runs that span chunks are measured from each chunk's preceding kept weight.

@@ -215,6 +215,67 @@ TEST(NqFile, RoundTripAllScopesPruningRawAndDtypes) {
   }
 }
 
+// Global scope chooses one shared Huffman table or per-tensor tables, and each tensor's coder; auto must never
+// write more than Huffman alone. Small tensors whose histograms differ (so the table choice is close) are where
+// choosing the tables first, at each tensor's cheaper coder, and then dropping rANS for too small a saving, left
+// Huffman with the costlier tables (stress_model seeds 15922–21936: auto 2–3 bytes over Huffman).
+TEST(NqFile, AutoIsNeverLargerThanHuffmanInGlobalScope) {
+  // Thousands of tiny models: on one thread, where a team's barriers would cost more than the work (and a busy
+  // machine's other core would leave them spinning).
+  struct OneThread {
+    int saved = omp_get_max_threads();
+    OneThread() { omp_set_num_threads(1); }
+    ~OneThread() { omp_set_num_threads(saved); }
+  } one_thread;
+  std::mt19937_64 rng(20261206);
+  int v2_files = 0;
+  for (int c = 0; c < 3000; ++c) {
+    QuantizedModel m;
+    m.method = Method::kEcsq;
+    m.scope.kind = ScopeKind::kGlobal;
+    const int k = 1 + static_cast<int>(rng() % 40);
+    m.codebooks.push_back(nq::testing::random_codebook(rng, k));
+    const int tensors = 1 + static_cast<int>(rng() % 4);
+    const double prune = std::array{0.0, 0.1, 0.5, 0.9}[rng() % 4];
+    for (int ti = 0; ti < tensors; ++ti) {
+      QuantizedTensor t;
+      t.name = "t" + std::to_string(ti);
+      const int64_t n = static_cast<int64_t>(rng() % 600);
+      t.shape = {n};
+      t.problem_size = std::max<int64_t>(n, 1);
+      t.num_problems = 1;
+      t.first_codebook = 0;
+      // Each tensor its own skew: a geometric law of its own ratio over the levels, from its own first level.
+      const double ratio = std::uniform_real_distribution<double>(0.05, 0.95)(rng);
+      const int first = static_cast<int>(rng() % static_cast<uint64_t>(k));
+      t.indices.resize(static_cast<size_t>(n));
+      for (size_t i = 0; i < t.indices.size(); ++i) {
+        if (std::uniform_real_distribution<double>(0, 1)(rng) < prune) {
+          t.indices[i] = kPrunedIndex;
+          continue;
+        }
+        int level = 0;
+        while (level + 1 < k && std::uniform_real_distribution<double>(0, 1)(rng) < ratio) ++level;
+        t.indices[i] = (first + level) % k;
+      }
+      m.tensors.push_back(std::move(t));
+    }
+    SCOPED_TRACE("case " + std::to_string(c) + ", k " + std::to_string(k) + ", " + std::to_string(tensors) +
+                 " tensors, prune " + std::to_string(prune));
+    QuantizedModel huffman = m, automatic = m;
+    huffman.index_coder = IndexCoder::kHuffman;
+    automatic.index_coder = IndexCoder::kAuto;
+    const auto h = serialize_nq(huffman), a = serialize_nq(automatic);
+    ASSERT_LE(a.size(), h.size());
+    v2_files += a[8] == 2;
+    // What auto wrote reads back and re-encodes to itself.
+    QuantizedModel back = parse_nq(a.data(), a.size(), "auto.nq");
+    nq::testing::expect_same_model(m, back);
+    ASSERT_EQ(serialize_nq(back), a);
+  }
+  EXPECT_GT(v2_files, 20);  // rANS does get chosen here (70 of the 3000 cases), so both sides of the choice are exercised
+}
+
 TEST(NqFile, AccountingMatchesThePaperFormula) {
   // One tensor, tensor scope, k = 3 with counts 6/2/2 -> Huffman lengths 1/2/2: 14 bits of stream.
   QuantizedModel m;
