@@ -8,6 +8,7 @@
 
 #include "core/iteration_errors.h"
 #include "core/parallel_for.h"
+#include "core/target_clones.h"
 
 namespace nq::coding {
 
@@ -185,9 +186,11 @@ inline uint32_t encode_step(uint32_t x, const EncodeSymbol& e) {
 // Below kGroupedFromBits per symbol a state emits a byte so rarely that the one-symbol loop's branch is nearly
 // always predicted, and the group's unconditional stores cost more than it saves: such tables (`grouped` false)
 // take the one-symbol loop throughout. Both loops write the same bytes.
+//
+// Cloned for x86-64-v3, as decode_groups.
 template <class Sym>
-uint8_t* encode_chunk(const std::vector<EncodeSymbol>& symbols_table, const Sym* symbols, uint64_t count,
-                      uint8_t* buf_end, bool grouped) {
+NQ_TARGET_CLONES_V3 uint8_t* encode_chunk(const std::vector<EncodeSymbol>& symbols_table, const Sym* symbols,
+                                       uint64_t count, uint8_t* buf_end, bool grouped) {
   static_assert(kRansStates == 4, "the grouped step below is written for four states");
   uint32_t x[kRansStates];
   std::fill_n(x, kRansStates, kRansLow);
@@ -231,6 +234,36 @@ uint8_t* encode_chunk(const std::vector<EncodeSymbol>& symbols_table, const Sym*
     for (int b = 0; b < 4; ++b) p[b] = static_cast<uint8_t>(x[k] >> (8 * b));
   }
   return p;
+}
+
+// The decoder's grouped loop over one chunk's symbols i.. (up to b1), while 8 bytes remain before `end` (a group
+// reads at most that many): every state steps, then counts the bytes it takes, and reads them where the running
+// count puts it in the stream. So the states' chains meet only in that sum, not through a pointer each one moves in
+// turn. Returns where it stopped; x and p are left for the one-symbol loop. Cloned for x86-64-v3, whose BMI2 shifts
+// by a register are one micro-op (the baseline's take up to three): 3–5% faster on the Xeon VM, and encode_chunk
+// 11–12%. Not for v4: GCC vectorises encode_chunk's groups with AVX-512 there, at half the speed.
+template <class Sym>
+NQ_TARGET_CLONES_V3 uint64_t decode_groups(const uint32_t* step_of_slot, const uint16_t* symbol_of_slot, int scale,
+                                        uint32_t* x, const uint8_t*& p, const uint8_t* end, Sym* out, uint64_t i,
+                                        uint64_t b1) {
+  const uint32_t mask = (uint32_t{1} << scale) - 1;
+  for (; i + kRansStates <= b1 && end - p >= 2 * kRansStates; i += kRansStates) {
+    uint32_t take[kRansStates];
+    for (int k = 0; k < kRansStates; ++k) {
+      const uint32_t slot = x[k] & mask, step = step_of_slot[slot];
+      out[i + k] = static_cast<Sym>(symbol_of_slot[slot]);
+      x[k] = ((step >> 16) + 1) * (x[k] >> scale) + (step & 0xffff);
+      take[k] = static_cast<uint32_t>(x[k] < kRansLow) + static_cast<uint32_t>(x[k] < (kRansLow >> 8));
+    }
+    uint32_t at = 0;
+    for (int k = 0; k < kRansStates; ++k) {
+      const uint32_t two = static_cast<uint32_t>(p[at]) << 8 | p[at + 1];
+      x[k] = (x[k] << (8 * take[k])) | (two >> (8 * (2 - take[k])));
+      at += take[k];
+    }
+    p += at;
+  }
+  return i;
 }
 
 // Sections this short are coded on the calling thread: the threads' start-up costs more than the chunks.
@@ -441,25 +474,7 @@ void rans_decode(const RansTable& table, const uint8_t* data, size_t size, Sym* 
       };
       const uint64_t b0 = static_cast<uint64_t>(c) * chunk_symbols, b1 = std::min(n, b0 + chunk_symbols);
       uint64_t i = b0;
-      // A group of kRansStates symbols while 8 bytes remain (a group reads at most that many): every state steps,
-      // then counts the bytes it takes, and reads them where the running count puts it in the stream. So the
-      // states' chains meet only in that sum, not through a pointer each one moves in turn.
-      for (; grouped && i + kRansStates <= b1 && end - p >= 2 * kRansStates; i += kRansStates) {
-        uint32_t take[kRansStates];
-        for (int k = 0; k < kRansStates; ++k) {
-          const uint32_t slot = x[k] & mask, step = step_of_slot[slot];
-          out[i + k] = static_cast<Sym>(symbol_of_slot[slot]);
-          x[k] = ((step >> 16) + 1) * (x[k] >> scale) + (step & 0xffff);
-          take[k] = static_cast<uint32_t>(x[k] < kRansLow) + static_cast<uint32_t>(x[k] < (kRansLow >> 8));
-        }
-        uint32_t at = 0;
-        for (int k = 0; k < kRansStates; ++k) {
-          const uint32_t two = static_cast<uint32_t>(p[at]) << 8 | p[at + 1];
-          x[k] = (x[k] << (8 * take[k])) | (two >> (8 * (2 - take[k])));
-          at += take[k];
-        }
-        p += at;
-      }
+      if (grouped) i = decode_groups(step_of_slot.data(), symbol_of_slot.data(), scale, x, p, end, out, i, b1);
       for (; i + kRansStates <= b1; i += kRansStates)  // the chunk's last bytes, or low rates (encode_chunk)
         for (int k = 0; k < kRansStates; ++k) decode_one(x[k], out + i + k);
       for (int k = 0; i < b1; ++i, ++k) decode_one(x[k], out + i);

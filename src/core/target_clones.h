@@ -7,6 +7,10 @@
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
     !defined(__CUDACC__)
 #define NQ_TARGET_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+// AVX2 and BMI2 (one-micro-op shifts by a register) but no AVX-512: for scalar integer loops that GCC would vectorise
+// badly with AVX-512 (the rANS coder's, src/coding/rans.cpp).
+#define NQ_TARGET_CLONES_V3 __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define NQ_TARGET_CLONES
+#define NQ_TARGET_CLONES_V3
 #endif
