@@ -174,7 +174,7 @@ struct CoderChoice {
 CoderChoice choose_index_coders(const QuantizedModel& model, const std::vector<uint8_t>* shared_lengths,
                                 std::vector<TensorPlan>& plans) {
   bool any_rans = false;
-  uint64_t saved = 0, quantized = 0, huffman_total = 0;
+  uint64_t saved = 0, quantized = 0, huffman_total = 0, chosen_total = 0;
   for (size_t ti = 0; ti < plans.size(); ++ti) {
     TensorPlan& p = plans[ti];
     p.rans = false;
@@ -182,19 +182,24 @@ CoderChoice choose_index_coders(const QuantizedModel& model, const std::vector<u
     ++quantized;
     const uint64_t huffman = huffman_section_bytes(p.counts, shared_lengths ? *shared_lengths : p.lengths, !shared_lengths);
     huffman_total += huffman;
-    if (p.rans_estimate == UINT64_MAX) continue;
+    if (p.rans_estimate == UINT64_MAX) {
+      chosen_total += huffman;
+      continue;
+    }
     const uint64_t rans = p.rans_estimate + kRansStates * rans_chunk_count(p.kept, kRansChunkSymbols);
     p.rans = model.index_coder == IndexCoder::kRans || rans < huffman;
     if (p.rans) saved += huffman - std::min(huffman, rans);
+    chosen_total += p.rans ? rans : huffman;
     any_rans = any_rans || p.rans;
   }
   if (model.index_coder == IndexCoder::kAuto && any_rans && saved <= quantized) {
     for (auto& p : plans) p.rans = false;
     any_rans = false;
+    chosen_total = huffman_total;
   }
   CoderChoice c;
   c.version = any_rans ? kNqVersionMax : kNqVersionHuffman;
-  c.bytes = huffman_total - (any_rans ? saved : 0) + (any_rans ? quantized : 0);
+  c.bytes = chosen_total + (any_rans ? quantized : 0);
   if (shared_lengths) c.bytes += varint_size(shared_lengths->size()) + bytes_of_bits(code_lengths_bits(*shared_lengths));
   return c;
 }

@@ -201,7 +201,9 @@ TEST(Golden, FilesAreUpToDate) {
     for (const auto& [name, bytes] : files) write_file_atomic(kDir + name, std::string(bytes.begin(), bytes.end()));
     write_fuzz_seeds(files);
   }
-  // The writer must still produce exactly the pinned bytes (any change needs a format version bump).
+  // The writer must still produce exactly the pinned bytes (a change of format needs a version bump; a change of the
+  // writer's choices within the format keeps the old file as a fixture that must still read, as
+  // valid_rans_stop38.nq).
   for (const auto& [name, bytes] : files) EXPECT_EQ(load(name), bytes) << name;
 }
 
@@ -235,6 +237,23 @@ TEST(Golden, RansFileDecodesToTheSameModel) {
   EXPECT_EQ(serialize_nq(b), v2);  // re-encoding reproduces the file
   b.index_coder = IndexCoder::kHuffman;
   EXPECT_EQ(serialize_nq(b), v1);  // and the version-1 file, asked for Huffman
+}
+
+// The same model as stop 38's writer wrote it with `--coder rans` (kept as it was, not regenerated): it also stored a
+// shared Huffman table, which no tensor used (every one is rANS). Today's writer leaves it out (flag bit 0 clear,
+// 3 bytes fewer); the old file still reads to the same model, and re-encodes to today's.
+TEST(Golden, Stop38RansFileStillReads) {
+  const auto v1 = load("valid.nq"), old = load("valid_rans_stop38.nq"), now = load("valid_rans.nq");
+  ASSERT_GE(old.size(), 16u);
+  EXPECT_EQ(old[8], 2);
+  EXPECT_EQ(old[10] & 1, 1);  // the shared table's flag
+  EXPECT_EQ(now[10] & 1, 0);
+  EXPECT_EQ(old.size(), now.size() + 3);
+  QuantizedModel a = parse_nq(v1.data(), v1.size(), "valid.nq");
+  QuantizedModel b = parse_nq(old.data(), old.size(), "valid_rans_stop38.nq");
+  nq::testing::expect_same_model(b, a);
+  b.index_coder = IndexCoder::kRans;
+  EXPECT_EQ(serialize_nq(b), now);
 }
 
 TEST(Golden, BrokenFilesAreRejected) {

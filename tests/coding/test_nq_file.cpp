@@ -189,7 +189,9 @@ TEST(NqFile, RoundTripAllScopesPruningRawAndDtypes) {
             const auto bytes = serialize_nq(m);
             SCOPED_TRACE(scope_to_string(m.scope) + " prune " + std::to_string(prune) + " k " + std::to_string(k) +
                          " coder " + index_coder_name(m.index_coder));
-            if (m.index_coder == IndexCoder::kHuffman) EXPECT_EQ(bytes[8], 1);
+            if (m.index_coder == IndexCoder::kHuffman) {
+              EXPECT_EQ(bytes[8], 1);
+            }
             const auto back = parse_nq(bytes.data(), bytes.size(), "mem.nq");
             nq::testing::expect_same_model(m, back);
             // Canonical: re-encoding what was read, with the same coder, gives the same bytes.
@@ -268,6 +270,19 @@ TEST(NqFile, AutoIsNeverLargerThanHuffmanInGlobalScope) {
     const auto h = serialize_nq(huffman), a = serialize_nq(automatic);
     ASSERT_LE(a.size(), h.size());
     v2_files += a[8] == 2;
+    // With every tensor on rANS, nothing would use a shared Huffman table: the writer must not store one (flag bit 0
+    // of the header's flags at byte 10).
+    QuantizedModel rans = m;
+    rans.index_coder = IndexCoder::kRans;
+    bool every_tensor_kept = true;
+    for (const auto& t : m.tensors) {
+      bool kept = false;
+      for (size_t i = 0; i < t.indices.size() && !kept; ++i) kept = t.indices[i] != kPrunedIndex;
+      every_tensor_kept = every_tensor_kept && kept;
+    }
+    if (every_tensor_kept) {
+      EXPECT_EQ(serialize_nq(rans)[10] & 1, 0);
+    }
     // What auto wrote reads back and re-encodes to itself.
     QuantizedModel back = parse_nq(a.data(), a.size(), "auto.nq");
     nq::testing::expect_same_model(m, back);
