@@ -161,8 +161,8 @@ uint64_t huffman_section_bytes(const std::vector<uint64_t>& counts, const std::v
   return table + varint_size(bits) + bytes_of_bits(bits);
 }
 
-// Each tensor's coder (sets plans[t].rans) and the file's version, under one choice of index tables (the shared
-// table when `shared_lengths` is given). rANS where asked, or (auto) where its estimate, with a byte per rANS state
+// Each tensor's coder and the file's version, under one choice of index tables (the shared table when
+// `shared_lengths` is given). rANS where asked, or (auto) where its estimate, with a byte per rANS state
 // to spare for the estimate's error, is below the Huffman section's exact size. Any rANS tensor makes the file
 // version 2, whose payloads spend a byte each on naming their coder: auto keeps version 1 unless rANS saves more
 // than that. `bytes` gets the index sections' planned size: rANS at its estimate plus the spare bytes, Huffman
@@ -170,14 +170,16 @@ uint64_t huffman_section_bytes(const std::vector<uint64_t>& counts, const std::v
 struct CoderChoice {
   uint16_t version = kNqVersionHuffman;
   uint64_t bytes = 0;
+  std::vector<bool> rans;  // per tensor
 };
 CoderChoice choose_index_coders(const QuantizedModel& model, const std::vector<uint8_t>* shared_lengths,
-                                std::vector<TensorPlan>& plans) {
+                                const std::vector<TensorPlan>& plans) {
+  CoderChoice c;
+  c.rans.assign(plans.size(), false);
   bool any_rans = false;
   uint64_t saved = 0, quantized = 0, huffman_total = 0, chosen_total = 0;
   for (size_t ti = 0; ti < plans.size(); ++ti) {
-    TensorPlan& p = plans[ti];
-    p.rans = false;
+    const TensorPlan& p = plans[ti];
     if (!model.tensors[ti].quantized) continue;
     ++quantized;
     const uint64_t huffman = huffman_section_bytes(p.counts, shared_lengths ? *shared_lengths : p.lengths, !shared_lengths);
@@ -187,17 +189,17 @@ CoderChoice choose_index_coders(const QuantizedModel& model, const std::vector<u
       continue;
     }
     const uint64_t rans = p.rans_estimate + kRansStates * rans_chunk_count(p.kept, kRansChunkSymbols);
-    p.rans = model.index_coder == IndexCoder::kRans || rans < huffman;
-    if (p.rans) saved += huffman - std::min(huffman, rans);
-    chosen_total += p.rans ? rans : huffman;
-    any_rans = any_rans || p.rans;
+    const bool use_rans = model.index_coder == IndexCoder::kRans || rans < huffman;
+    if (use_rans) saved += huffman - std::min(huffman, rans);
+    chosen_total += use_rans ? rans : huffman;
+    c.rans[ti] = use_rans;
+    any_rans = any_rans || use_rans;
   }
   if (model.index_coder == IndexCoder::kAuto && any_rans && saved <= quantized) {
-    for (auto& p : plans) p.rans = false;
+    c.rans.assign(plans.size(), false);
     any_rans = false;
     chosen_total = huffman_total;
   }
-  CoderChoice c;
   c.version = any_rans ? kNqVersionMax : kNqVersionHuffman;
   c.bytes = chosen_total + (any_rans ? quantized : 0);
   if (shared_lengths) c.bytes += varint_size(shared_lengths->size()) + bytes_of_bits(code_lengths_bits(*shared_lengths));
@@ -297,11 +299,14 @@ ModelEncoding encode_nq(const QuantizedModel& model, NqByteSink* sink) {
   CoderChoice coders = choose_index_coders(model, nullptr, plans);
   if (global && any_quantized) {
     shared_lengths = huffman_code_lengths(shared_counts);
-    const CoderChoice with_shared = choose_index_coders(model, &shared_lengths, plans);  // sets the plans' coders
+    CoderChoice with_shared = choose_index_coders(model, &shared_lengths, plans);
     enc.shared_table = with_shared.bytes < coders.bytes;
-    coders = enc.shared_table ? with_shared : choose_index_coders(model, nullptr, plans);  // and back
-    if (enc.shared_table) enc.shared_table_paper = paper_table_bits(shared_lengths);
+    if (enc.shared_table) {
+      coders = std::move(with_shared);
+      enc.shared_table_paper = paper_table_bits(shared_lengths);
+    }
   }
+  for (size_t ti = 0; ti < nt; ++ti) plans[ti].rans = coders.rans[ti];
   const uint16_t version = coders.version;
   if (global && !model.codebooks.empty()) enc.global_codebook_bits = 32 * model.codebooks[0].size();
 
