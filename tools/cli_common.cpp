@@ -2,12 +2,17 @@
 #include "cli_common.h"
 #include "command_registry.h"
 
+#include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <limits>
 #include <sstream>
+#include <string>
+#include <system_error>
 
 #include "netquant/atomic_file.h"
 #include "netquant/backend.h"
@@ -45,9 +50,26 @@ CLI::Validator number_where(Ok ok, const char* rule) {
       rule);
 }
 
-const CLI::Validator kNonNegative = number_where([](double v) { return v >= 0; }, ">= 0");
+// A whole number of decimal digits within [0, max]. CLI11 2.1's own conversion wraps "-1" into an unsigned option
+// and saturates a number past 64 bits at the type's maximum, silently: a seed of -1 or 1e20 would run as 2^64 - 1.
+CLI::Validator whole_number_upto(uint64_t max, const std::string& help) {
+  const std::string rule = "a whole number from 0 to " + std::to_string(max);
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        uint64_t v = 0;
+        const char* end = text.data() + text.size();
+        const auto [stop, error] = std::from_chars(text.data(), end, v);
+        if (text.empty() || stop != end || error != std::errc() || v > max)
+          return "must be " + rule + ", got '" + text + "'";
+        return std::string();
+      },
+      help);
+}
 
 }  // namespace
+
+const CLI::Validator kCount = whole_number_upto(static_cast<uint64_t>(std::numeric_limits<int64_t>::max()), ">= 0");
+const CLI::Validator kSeed = whole_number_upto(std::numeric_limits<uint64_t>::max(), "");
 
 const CLI::Validator kPositive = number_where([](double v) { return v > 0; }, "> 0");
 
@@ -55,7 +77,7 @@ const CLI::Validator kPositive = number_where([](double v) { return v > 0; }, ">
 const CLI::Validator kPruneFraction = number_where([](double v) { return v >= 0 && v < 1; }, "in [0, 1)");
 
 CLI::Option* add_image_count(CLI::App& sub, const std::string& name, int64_t& count, const std::string& help) {
-  return sub.add_option(name, count, help)->capture_default_str()->check(kNonNegative);
+  return sub.add_option(name, count, help)->capture_default_str()->check(kCount);
 }
 
 std::string name_list(const std::vector<std::string>& names, size_t most) {
@@ -138,7 +160,7 @@ void add_batch_weights(CLI::App& sub, int64_t& batch_weights) {
                  "model larger than memory streams through (prune: the whole selection at once when N covers it, else "
                  "tensor by tensor); 0 = automatic from the available memory. The output is the same for any N")
       ->type_name("N")
-      ->check(CLI::NonNegativeNumber)
+      ->check(kCount)
       ->capture_default_str();
 }
 

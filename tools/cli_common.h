@@ -40,6 +40,10 @@ class Table {
 // Option checks with plain messages ("--k: must be > 0, got -1"); CLI11's own ranges print DBL_MAX in full.
 // A negative count or size must not pass as the "unset" or "all" value it happens to share a sign with.
 extern const CLI::Validator kPositive;
+// A count or size held in an int64_t option ("first N images", --batch-weights): a whole number in [0, 2^63).
+extern const CLI::Validator kCount;
+// --seed (a uint64_t): a whole number in [0, 2^64).
+extern const CLI::Validator kSeed;
 // --prune: a fraction in [0, 1), the same rule for every command that prunes.
 extern const CLI::Validator kPruneFraction;
 // An option counting images, "first N ... (0 = all)": its default shown, a negative count refused.

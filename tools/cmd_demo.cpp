@@ -72,7 +72,7 @@ void setup_demo(CLI::App& sub) {
                  "0 = none)")
       ->capture_default_str();
   sub.add_option("--max-accuracy-loss", o->params.max_accuracy_loss, "accuracy budget in points")->capture_default_str();
-  sub.add_option("--seed", o->params.seed, "random seed")->capture_default_str();
+  sub.add_option("--seed", o->params.seed, "random seed")->capture_default_str()->check(kSeed);
   sub.add_flag("--no-plot", o->no_plot, "skip the matplotlib RD plot");
   add_common_options(sub, o->common);
   sub.callback([o] { run(*o); });

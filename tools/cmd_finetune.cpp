@@ -106,7 +106,7 @@ void setup_finetune(CLI::App& sub) {
   add_image_count(sub, "--train-subset", o->params.train_subset, "use the first N training images (0 = all)");
   sub.add_flag("--sum-gradients", [o](int64_t) { o->params.average_gradients = false; },
                "center gradient = sum of member gradients (Deep Compression) instead of the mean");
-  sub.add_option("--seed", o->params.seed, "shuffle seed")->capture_default_str();
+  sub.add_option("--seed", o->params.seed, "shuffle seed")->capture_default_str()->check(kSeed);
   add_common_options(sub, o->common);
   sub.callback([o] { run(*o); });
 }

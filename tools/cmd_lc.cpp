@@ -149,7 +149,7 @@ void setup_lc(CLI::App& sub) {
   sub.add_option("--batch", o->params.batch, "images per SGD step")->capture_default_str();
   add_image_count(sub, "--train-subset", o->params.train_subset, "first N training images (0 = all)");
   add_image_count(sub, "--test-subset", o->params.test_subset, "first N test images for the per-step log (0 = all)");
-  sub.add_option("--seed", o->params.seed, "shuffle seed")->capture_default_str();
+  sub.add_option("--seed", o->params.seed, "shuffle seed")->capture_default_str()->check(kSeed);
   add_common_options(sub, o->common);
   sub.callback([o] {
     o->params.progress = !o->common.quiet;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -219,17 +220,24 @@ void run_quantize(const QuantizeOptions& o) {
               << " ranks made their final labels on the host (their shard did not fit the GPU's memory); the sorts "
                  "and sums ran on the GPU\n";
   // What the .nq file costs, all of it, in the coder asked for (account_coding's ratio_file; written or not).
-  const std::string nq_bytes = format_double(std::round(4.0 * static_cast<double>(s.params) / s.ratio_file), 15);
+  // A model of empty tensors has no ratio (no weights): its .nq's bytes are those on disk, or unknown here.
   const bool nq_output = ends_with(o.output, ".nq");
+  const bool has_ratio = s.params > 0 && s.ratio_file > 0;
+  const std::string nq_bytes =
+      has_ratio ? format_double(std::round(4.0 * static_cast<double>(s.params) / s.ratio_file), 15)
+      : nq_output ? std::to_string(std::filesystem::file_size(o.output))
+                  : std::string("-");
   if (file_budget)  // a .nq output's own line below says what it takes
     out << "file budget " << budget_bytes << " bytes"
         << (nq_output ? std::string() : ": the .nq takes " + nq_bytes + " bytes (ratio_file " +
                                             format_double(s.ratio_file, 4) + ")")
         << "\n";
   out << "wrote " << o.output;
-  if (nq_output)
+  if (nq_output && has_ratio)
     out << ": " << nq_bytes << " bytes, " << format_double(32.0 / s.ratio_file, 4) << " bits/weight, ratio "
         << format_double(s.ratio_file, 4) << "x vs float32 (--coder " << index_coder_name(coder) << ")";
+  else if (nq_output)
+    out << ": " << nq_bytes << " bytes, no weights (--coder " << index_coder_name(coder) << ")";
   out << "\n";
   // Rows of a 1-D tensor are single values: each is stored exactly as its own 32-bit level, no smaller than the
   // float it replaces. Said once, naming the tensors (only those quantized: a filter may have kept the rest), since
@@ -246,6 +254,14 @@ void run_quantize(const QuantizeOptions& o) {
                 << ". --skip-1d (or --exclude) keeps them in float; --scope tensor or group:G compresses them.\n";
       noted = true;
     }
+  }
+  // A model with no floating-point weights (integer tensors only, or only empty ones) is copied as stored.
+  const bool any_quantized =
+      std::any_of(q.tensors.begin(), q.tensors.end(), [](const QuantizedTensor& t) { return t.quantized; });
+  if (!any_quantized && !o.common.quiet) {
+    std::cerr << "note: no tensor was quantized: every tensor is kept as stored (only floating-point tensors with "
+                 "weights are quantized)\n";
+    noted = true;
   }
   // Any other way to make the coded model larger than the float32 weights (tiny groups, a huge k): say so.
   if (!noted && !o.common.quiet && s.ratio_file > 0 && s.ratio_file < 1)
@@ -321,7 +337,7 @@ void setup_quantize(CLI::App& sub) {
                  "ecsq: search one lambda for every codebook so that the .nq file takes at most SIZE bytes "
                  "(the largest file within it): 30000, 30kb (= 30000), 30kib (= 30720), 2mb")
       ->transform(CLI::AsSizeValue(true))
-      ->check(CLI::PositiveNumber)
+      ->check(kPositive)
       ->type_name("SIZE");
   sub.add_option("--target-file-ratio", o->target_file_ratio,
                  "ecsq: the same budget as float32 bytes / file bytes >= X (ratio_file)")
@@ -345,7 +361,7 @@ void setup_quantize(CLI::App& sub) {
       ->check(kPruneFraction);
   sub.add_option("--init", o->init, kInitHelp)->capture_default_str();
   sub.add_option("--max-iter", o->max_iter, "Lloyd / ECSQ iterations")->capture_default_str();
-  sub.add_option("--seed", o->seed, "seed for kmeans++")->capture_default_str();
+  sub.add_option("--seed", o->seed, "seed for kmeans++")->capture_default_str()->check(kSeed);
   sub.add_flag("--skip-1d", o->skip_1d, "leave 1-D tensors (biases) in float");
   add_name_filters(sub, o->include, o->exclude);
   add_batch_weights(sub, o->batch_weights);

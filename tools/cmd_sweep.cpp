@@ -248,7 +248,7 @@ void setup_sweep(CLI::App& sub) {
       ->check(kPruneFraction);
   sub.add_option("--init", o->init, kInitHelp)->capture_default_str();
   sub.add_option("--max-iter", o->max_iter, "iterations per point")->capture_default_str();
-  sub.add_option("--seed", o->seed, "random seed")->capture_default_str();
+  sub.add_option("--seed", o->seed, "random seed")->capture_default_str()->check(kSeed);
   sub.add_option("--coder", o->coder, "the .nq index coding ratio_file counts: auto, huffman or rans (as quantize)")
       ->check(CLI::IsMember({"auto", "huffman", "rans"}))
       ->capture_default_str();

@@ -115,7 +115,7 @@ void setup_train(CLI::App& sub) {
   sub.add_option("--lr", o->lr, "learning rate (0 = 0.01 for sgd, 0.001 for adam)")->capture_default_str();
   sub.add_option("--momentum", o->momentum, "SGD momentum")->capture_default_str();
   sub.add_option("--weight-decay", o->weight_decay, "L2 weight decay on all parameters")->capture_default_str();
-  sub.add_option("--seed", o->seed, "initialization and shuffling seed")->capture_default_str();
+  sub.add_option("--seed", o->seed, "initialization and shuffling seed")->capture_default_str()->check(kSeed);
   sub.add_option("--adam-state", o->adam_state, "also write Adam's second moment v (.safetensors; importance)");
   add_image_count(sub, "--train-subset", o->train_subset, "train on the first N images (0 = all)");
   add_image_count(sub, "--test-subset", o->test_subset, "evaluate on the first N test images (0 = all)");

@@ -95,7 +95,7 @@ void setup_wetrain(CLI::App& sub) {
       ->capture_default_str();
   sub.add_option("--requantize-every", o->params.requantize_every, "re-quantize the weights every N steps")
       ->capture_default_str();
-  sub.add_option("--seed", o->params.seed, "shuffle seed")->capture_default_str();
+  sub.add_option("--seed", o->params.seed, "shuffle seed")->capture_default_str()->check(kSeed);
   add_common_options(sub, o->common);
   sub.callback([o] { run(*o); });
 }

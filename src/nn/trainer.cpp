@@ -127,6 +127,14 @@ TrainResult train(Model& model, const Dataset& train_data, const Dataset* test_d
   NQ_CHECK(p.epochs >= 0, ErrorCode::kInvalidArgument, "epochs must be >= 0, got " << p.epochs);
   NQ_CHECK(p.batch > 0, ErrorCode::kInvalidArgument, "batch must be positive, got " << p.batch);
   NQ_CHECK(p.lr >= 0 && std::isfinite(p.lr), ErrorCode::kInvalidArgument, "lr must be >= 0, got " << p.lr);
+  // Momentum 1 or more never decays the velocity (the steps grow without bound); a negative decay grows weights.
+  NQ_CHECK(p.momentum >= 0 && p.momentum < 1, ErrorCode::kInvalidArgument,
+           "momentum must be in [0, 1), got " << p.momentum);
+  NQ_CHECK(p.weight_decay >= 0 && std::isfinite(p.weight_decay), ErrorCode::kInvalidArgument,
+           "weight decay must be >= 0, got " << p.weight_decay);
+  NQ_CHECK(p.beta1 >= 0 && p.beta1 < 1 && p.beta2 >= 0 && p.beta2 < 1, ErrorCode::kInvalidArgument,
+           "Adam's betas must be in [0, 1), got " << p.beta1 << " and " << p.beta2);
+  NQ_CHECK(p.eps > 0 && std::isfinite(p.eps), ErrorCode::kInvalidArgument, "Adam's eps must be > 0, got " << p.eps);
   const bool adam = p.optimizer == OptimizerKind::kAdam;
   const double lr = p.lr > 0 ? p.lr : (adam ? 1e-3 : 1e-2);
 

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
@@ -15,6 +16,7 @@
 #include <string>
 
 #include "cli/cli_fixture.h"
+#include "netquant/coding.h"
 #include "netquant/io.h"
 #include "netquant/quantize.h"
 
@@ -168,6 +170,35 @@ TEST_F(QuantizeCli, MaxIterReachedIsNoted) {
   }
 }
 
+// A model with nothing to quantize (an empty float tensor, an integer one) is copied as stored: the summary line
+// gives the bytes on disk (there is no ratio without weights) and a note says nothing was quantized.
+TEST_F(QuantizeCli, ModelWithoutWeightsToQuantizeIsCopiedAndSaysSo) {
+  TensorSet none;
+  none.add(Tensor::from_f32("empty", {0, 3}, {}));
+  Tensor ints("steps", DType::kI32, {5});
+  none.add(std::move(ints));
+  write_safetensors(file("none.safetensors"), none);
+  CliRun r = run("quantize '" + file("none.safetensors") + "' -o '" + file("none.nq") + "' --k 4");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("note: no tensor was quantized"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("codebooks cost more"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out.find("nan"), std::string::npos) << r.out;
+  const std::string wrote = "wrote " + file("none.nq") + ": " + std::to_string(slurp(file("none.nq")).size()) + " bytes";
+  EXPECT_NE(r.out.find(wrote), std::string::npos) << r.out;
+  const QuantizedModel back = read_nq_file(file("none.nq"));
+  ASSERT_EQ(back.tensors.size(), 2u);
+  EXPECT_FALSE(back.tensors[0].quantized);
+  EXPECT_FALSE(back.tensors[1].quantized);
+  // Only empty float tensors: the line says so instead of a ratio.
+  TensorSet empty;
+  empty.add(Tensor::from_f32("empty", {0}, {}));
+  write_safetensors(file("empty.safetensors"), empty);
+  r = run("quantize '" + file("empty.safetensors") + "' -o '" + file("empty.nq") + "' --k 4");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find(std::to_string(slurp(file("empty.nq")).size()) + " bytes, no weights"), std::string::npos)
+      << r.out;
+}
+
 TEST_F(QuantizeCli, NqOutputPruneAndTarget) {
   CliRun r = run("quantize '" + file("model.safetensors") + "' -o '" + file("out.nq") + "' --importance '" +
               file("imp.safetensors") + "' --method ecsq --k 32 --target-bits 2 --prune 0.5 --quiet --report -");
@@ -273,8 +304,11 @@ TEST_F(QuantizeCli, CoderPicksTheIndexStreams) {
     ASSERT_EQ(r.status, 0) << coder << ": " << r.err;
     const auto info = nlohmann::json::parse(r.out)["files"][0];
     EXPECT_EQ(info["version"], coder == "huffman" ? 1 : 2) << coder;
-    for (const auto& t : info["tensors"])
-      if (t["quantized"].get<bool>() && coder != "auto") EXPECT_EQ(t["index_coder"], coder) << coder;
+    for (const auto& t : info["tensors"]) {
+      if (t["quantized"].get<bool>() && coder != "auto") {
+        EXPECT_EQ(t["index_coder"], coder) << coder;
+      }
+    }
   }
   EXPECT_EQ(files["huffman"][8], 1);
   EXPECT_EQ(files["rans"][8], 2);
@@ -321,12 +355,27 @@ TEST_F(QuantizeCli, BadInputsExitTwo) {
         "quantize " + m + o + " --method ecsq --target-size 10000 --sharded",
         "quantize " + m + o + " --method ecsq --target-size ten", "quantize " + m + o + " --method ecsq --target-size 0",
         "quantize " + m + o + " --method ecsq --target-file-ratio 0",
+        // Whole numbers CLI11 would wrap (-1 into an unsigned seed) or saturate (past 64 bits) unnoticed.
+        "quantize " + m + o + " --init kmeans++ --seed -1",
+        "quantize " + m + o + " --init kmeans++ --seed 18446744073709551616",
+        "quantize " + m + o + " --init kmeans++ --seed 12abc", "quantize " + m + o + " --batch-weights -1",
+        "quantize " + m + o + " --batch-weights 9223372036854775808",
         // A directory as the model, whatever its name.
         "quantize '" + file("adir") + "'" + o}) {
     const CliRun r = run(args);
     EXPECT_EQ(r.status, 2) << args << "\n" << r.err;
     EXPECT_EQ(r.err.rfind("error:", 0), 0u) << args << "\n" << r.err;
     EXPECT_FALSE(exists(file("bad.safetensors"))) << args;
+  }
+  // The whole-number rule names the option and the range; the range's ends themselves run.
+  const CliRun seed = run("quantize " + m + o + " --init kmeans++ --seed -1");
+  EXPECT_NE(seed.err.find("--seed: must be a whole number from 0 to 18446744073709551615, got '-1'"),
+            std::string::npos)
+      << seed.err;
+  for (const char* ok : {" --seed 18446744073709551615", " --seed 0", " --batch-weights 9223372036854775807"}) {
+    const CliRun r = run("quantize " + m + o + " --init kmeans++ -q" + ok);
+    EXPECT_EQ(r.status, 0) << ok << "\n" << r.err;
+    std::remove(file("bad.safetensors").c_str());
   }
   // Importance with a wrong shape names the tensor.
   TensorSet imp;

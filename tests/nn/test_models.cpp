@@ -8,6 +8,10 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "netquant/error.h"
 #include "netquant/io.h"
@@ -184,6 +188,49 @@ TEST(Models, TrainingIsDeterministicAndLearns) {
     train(c, data, nullptr, p);
     EXPECT_FALSE(equal_sets(a.weights(), c.weights())) << "another shuffle seed must change the weights";
   }
+}
+
+// Hyper-parameters that can only diverge or make no sense are refused before any work, each naming itself; the
+// edges that are valid (momentum 0, no decay) train.
+TEST(Models, TrainingRefusesHyperParametersOutsideTheirRange) {
+  const Dataset data = synthetic(40, 7);
+  auto base = [] {
+    TrainParams p;
+    p.epochs = 1;
+    p.batch = 16;
+    p.backend = Backend::kCpu;
+    p.progress = false;
+    return p;
+  };
+  const std::vector<std::pair<std::function<void(TrainParams&)>, std::string>> bad = {
+      {[](TrainParams& p) { p.momentum = 1.0; }, "momentum"},
+      {[](TrainParams& p) { p.momentum = -0.1; }, "momentum"},
+      {[](TrainParams& p) { p.momentum = std::nan(""); }, "momentum"},
+      {[](TrainParams& p) { p.weight_decay = -1e-4; }, "weight decay"},
+      {[](TrainParams& p) { p.weight_decay = INFINITY; }, "weight decay"},
+      {[](TrainParams& p) { p.beta1 = 1.0; }, "betas"},
+      {[](TrainParams& p) { p.beta2 = -0.5; }, "betas"},
+      {[](TrainParams& p) { p.eps = 0; }, "eps"},
+  };
+  for (const auto& [set, name] : bad) {
+    TrainParams p = base();
+    set(p);
+    Model m = build_model("lenet300", 1);
+    const TensorSet before = m.weights();
+    try {
+      train(m, data, nullptr, p);
+      ADD_FAILURE() << name << ": accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << e.what();
+      EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
+    }
+    EXPECT_TRUE(equal_sets(m.weights(), before)) << name << ": a refused run changed the weights";
+  }
+  TrainParams edge = base();
+  edge.momentum = 0;
+  edge.weight_decay = 0;
+  Model m = build_model("lenet300", 1);
+  EXPECT_NO_THROW(train(m, data, nullptr, edge));
 }
 
 // The README's promise: training, evaluation and Hessians give the same bits for any --threads (batches split
