@@ -131,8 +131,9 @@ void setup_lc(CLI::App& sub) {
   sub.add_option("--log", o->log, "per-step log as JSON (\"-\" = stdout)");
   sub.add_option("--c-step", o->c_step, "C-step quantizer: kmeans | hw-kmeans | binary | ternary | pow2 | int | ecsq")
       ->capture_default_str();
-  sub.add_option("--k", o->k, "levels (kmeans/ecsq k; int: bits; pow2: exponents per sign; default 2)");
-  sub.add_option("--bits", o->bits, "levels as bits: k = 2^bits");
+  sub.add_option("--k", o->k, "levels (kmeans/ecsq k; int: bits; pow2: exponents per sign; default 2)")
+      ->check(kPositive);
+  sub.add_option("--bits", o->bits, "levels as bits: k = 2^bits")->check(kPositive);
   sub.add_option("--lambda", o->lambda, "ecsq: weight of the entropy");
   sub.add_option("--scope", o->scope, "global | tensor | row | group:G")->capture_default_str();
   sub.add_option("--importance", o->importance, "per-weight importance for a weighted C step");
@@ -140,7 +141,7 @@ void setup_lc(CLI::App& sub) {
   sub.add_flag("!--quantize-biases", o->keep_biases_float, "quantize the biases too (default: kept in float, as [LC])");
   add_name_filters(sub, o->params.compress.include_regex, o->params.compress.exclude_regex);
   sub.add_option("--mu0", o->params.mu0, "initial penalty μ0")->capture_default_str();
-  sub.add_option("--mu-factor", o->params.mu_factor, "a: μ_t = μ0·a^t")->capture_default_str();
+  sub.add_option("--mu-factor", o->params.mu_factor, "a >= 1: μ_t = μ0·a^t")->capture_default_str();
   sub.add_option("--steps", o->params.steps, "LC iterations T")->capture_default_str();
   sub.add_option("--epochs-per-step", o->params.epochs_per_step, "L-step epochs E")->capture_default_str();
   sub.add_option("--lr", o->params.lr, "L-step learning rate (Nesterov SGD; clipped to <= 1/μ)")->capture_default_str();

@@ -255,9 +255,12 @@ void setup_sweep(CLI::App& sub) {
   sub.add_flag("--skip-1d", o->skip_1d, "leave 1-D tensors (biases) in float");
   add_name_filters(sub, o->include, o->exclude);
   add_batch_weights(sub, o->batch_weights);
-  sub.add_option("--eval-model", o->eval_model, "evaluate every point with this built-in net: lenet300 | lenet5");
+  CLI::Option* eval_model =
+      sub.add_option("--eval-model", o->eval_model, "evaluate every point with this built-in net: lenet300 | lenet5");
   sub.add_option("--data", o->data, "MNIST-format data directory for --eval-model")->capture_default_str();
-  sub.add_option("--finetune", o->finetune, "fine-tune the shared values for E epochs at every point (with --eval-model)");
+  sub.add_option("--finetune", o->finetune, "fine-tune the shared values for E epochs at every point (with --eval-model)")
+      ->check(kCount)
+      ->needs(eval_model);
   sub.add_option("--target-bits", o->target_bits, "report the best point with Huffman bits/weight <= R")
       ->check(kPositive);
   sub.add_option("--target-ratio", o->target_ratio, "report the best point with compression ratio >= X")

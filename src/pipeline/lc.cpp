@@ -102,8 +102,9 @@ uint64_t next_random(uint64_t& state) {  // splitmix64: portable shuffles
 
 void check_params(const LcParams& p) {
   NQ_CHECK(p.mu0 > 0 && std::isfinite(p.mu0), ErrorCode::kInvalidArgument, "LC: mu0 must be > 0, got " << p.mu0);
-  NQ_CHECK(p.mu_factor > 0 && std::isfinite(p.mu_factor), ErrorCode::kInvalidArgument,
-           "LC: mu-factor must be > 0, got " << p.mu_factor);
+  // The penalty must grow (or hold, a = 1) for the iterates to approach the feasible set: a < 1 lets μ fade to 0.
+  NQ_CHECK(p.mu_factor >= 1 && std::isfinite(p.mu_factor), ErrorCode::kInvalidArgument,
+           "LC: mu-factor must be >= 1 (μ_t = μ0·a^t must not shrink), got " << p.mu_factor);
   NQ_CHECK(p.steps >= 0 && p.epochs_per_step >= 0, ErrorCode::kInvalidArgument,
            "LC: steps and epochs per step must be >= 0, got " << p.steps << " and " << p.epochs_per_step);
   NQ_CHECK(p.lr > 0 && std::isfinite(p.lr), ErrorCode::kInvalidArgument, "LC: lr must be > 0, got " << p.lr);

@@ -111,9 +111,14 @@ QuantTrainResult quantized_train(const Model& model, const Dataset& train_all, c
                                                                                     << p.activation_bits);
   NQ_CHECK(p.weight_method != Method::kInt || p.weight_bits >= 2, ErrorCode::kInvalidArgument,
            "quantized training: the symmetric int grid needs >= 2 bits");
-  NQ_CHECK(p.epochs >= 0 && p.batch > 0 && p.lr > 0 && p.requantize_every >= 1 && p.calibration_samples > 0,
-           ErrorCode::kInvalidArgument, "quantized training: epochs >= 0, batch, lr, requantize_every, "
-                                        "calibration_samples > 0 required");
+  NQ_CHECK(p.epochs >= 0, ErrorCode::kInvalidArgument, "quantized training: --epochs must be >= 0, got " << p.epochs);
+  NQ_CHECK(p.batch > 0, ErrorCode::kInvalidArgument, "quantized training: --batch must be > 0, got " << p.batch);
+  NQ_CHECK(p.lr > 0 && std::isfinite(p.lr), ErrorCode::kInvalidArgument,
+           "quantized training: --lr must be > 0, got " << p.lr);
+  NQ_CHECK(p.requantize_every >= 1, ErrorCode::kInvalidArgument,
+           "quantized training: --requantize-every must be >= 1, got " << p.requantize_every);
+  NQ_CHECK(p.calibration_samples > 0, ErrorCode::kInvalidArgument,
+           "quantized training: --calibration must be > 0, got " << p.calibration_samples);
   const auto t_start = std::chrono::steady_clock::now();
   const nn::NetSpec& spec = model.spec();
   const Dataset train = dataset_head(train_all, p.train_subset);

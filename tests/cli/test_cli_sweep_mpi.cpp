@@ -58,6 +58,20 @@ TEST_F(SweepCli, SingleProcessCsvHasEveryPointAndKnownColumns) {
   EXPECT_EQ(rows, 7 + 4 + 4);
 }
 
+// Options that would be ignored or wrapped are refused before any point runs, naming themselves; no CSV is written.
+TEST_F(SweepCli, MeaninglessOptionsAreRefused) {
+  for (const auto& [args, says] : std::vector<std::pair<std::string, std::string>>{
+           {" --finetune 1", "--finetune requires --eval-model"},
+           {" --finetune -1 --eval-model lenet300", "--finetune: must be a whole number"},
+           {" --seed -1", "--seed: must be a whole number"},
+           {" --batch-weights -4", "--batch-weights: must be a whole number"}}) {
+    const CliRun r = run(sweep_args(file("bad.csv")) + args);
+    EXPECT_EQ(r.status, 2) << args << "\n" << r.err;
+    EXPECT_NE(r.err.find(says), std::string::npos) << args << "\n" << r.err;
+    EXPECT_FALSE(exists(file("bad.csv"))) << args;
+  }
+}
+
 // A document on stdout (the CSV or the JSON) is alone there: the table and the target's line go to stderr, and
 // both on stdout at once is refused.
 TEST_F(SweepCli, StdoutHoldsOnlyTheDocument) {

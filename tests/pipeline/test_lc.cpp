@@ -256,6 +256,9 @@ TEST(Lc, RejectsBadParameters) {
   p.momentum = 1.0;
   EXPECT_THROW(lc_compress(model, data, nullptr, nullptr, p), Error);
   p.momentum = 0.9;
+  p.mu_factor = 0.5;  // μ would fade instead of growing
+  EXPECT_THROW(lc_compress(model, data, nullptr, nullptr, p), Error);
+  p.mu_factor = 2.0;
   EXPECT_THROW(lc_c_step(model.weights(), &model.weights(), 0.0, nullptr, p.compress), Error);
 }
 
