@@ -16,8 +16,10 @@ namespace nq {
 
 FinetuneResult finetune_shared_values(const Model& model, QuantizedModel& q, const Dataset& train,
                                       const FinetuneParams& params) {
-  NQ_CHECK(params.epochs >= 0 && params.batch > 0 && params.lr > 0, ErrorCode::kInvalidArgument,
-           "fine-tuning: epochs >= 0, batch > 0 and lr > 0 are required");
+  NQ_CHECK(params.epochs >= 0, ErrorCode::kInvalidArgument, "fine-tuning: --epochs must be >= 0, got " << params.epochs);
+  NQ_CHECK(params.batch > 0, ErrorCode::kInvalidArgument, "fine-tuning: --batch must be > 0, got " << params.batch);
+  NQ_CHECK(params.lr > 0 && std::isfinite(params.lr), ErrorCode::kInvalidArgument,
+           "fine-tuning: --lr must be > 0, got " << params.lr);
   const auto start = std::chrono::steady_clock::now();
   FinetuneResult result;
   const Dataset data = dataset_head(train, params.train_subset);

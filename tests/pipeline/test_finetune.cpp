@@ -4,7 +4,10 @@
 #include <sys/stat.h>
 
 #include <cmath>
+#include <vector>
+#include <string>
 
+#include "netquant/error.h"
 #include "netquant/pipeline.h"
 
 namespace nq {
@@ -91,8 +94,10 @@ TEST(Finetune, FirstAdamStepFollowsTheMeanMemberGradient) {
   for (const auto& t : f.q.tensors) {
     const auto gt = g.at(t.name).to_f64();
     for (size_t i = 0; i < t.indices.size(); ++i) {
-      sum[static_cast<size_t>(t.indices[i])] += gt[i];
-      cnt[static_cast<size_t>(t.indices[i])] += 1;
+      const int64_t j = t.indices[i];
+      ASSERT_GE(j, 0) << "nothing is pruned here";
+      sum[static_cast<size_t>(j)] += gt[i];
+      cnt[static_cast<size_t>(j)] += 1;
     }
   }
   const QuantizedModel before = f.q;
@@ -108,6 +113,39 @@ TEST(Finetune, FirstAdamStepFollowsTheMeanMemberGradient) {
     const double step = static_cast<double>(f.q.codebooks[0][j]) - before.codebooks[0][j];
     if (std::fabs(mean) < 1e-7) continue;  // Adam's eps dominates: direction undefined
     EXPECT_NEAR(step, -1e-3 * (mean > 0 ? 1 : -1), 2e-5) << "center " << j;
+  }
+}
+
+// Each out-of-range parameter is refused by its option's name before the codebooks change (no dataset needed).
+TEST(Finetune, RefusesParametersOutsideTheirRangeByName) {
+  const Model model = build_model("lenet300", 1);
+  ModelQuantizeParams qp;
+  qp.quant.method = Method::kKmeans;
+  qp.quant.k = 4;
+  QuantizedModel q = quantize_model(model.weights(), nullptr, qp);
+  const std::vector<std::vector<float>> codebooks = q.codebooks;
+  Dataset none;
+  struct Case {
+    int epochs;
+    int64_t batch;
+    double lr;
+    const char* says;
+  };
+  for (const Case& c : {Case{-1, 16, 1e-3, "--epochs"}, Case{1, 0, 1e-3, "--batch"}, Case{1, 16, 0.0, "--lr"},
+                        Case{1, 16, std::nan(""), "--lr"}}) {
+    FinetuneParams fp;
+    fp.epochs = c.epochs;
+    fp.batch = c.batch;
+    fp.lr = c.lr;
+    fp.progress = false;
+    try {
+      finetune_shared_values(model, q, none, fp);
+      ADD_FAILURE() << c.says << ": accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << e.what();
+      EXPECT_NE(std::string(e.what()).find(c.says), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(q.codebooks, codebooks) << c.says;
   }
 }
 
