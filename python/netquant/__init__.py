@@ -19,6 +19,7 @@ Errors from the engine are :class:`NetquantError` (see :mod:`netquant._errors` f
 
 from __future__ import annotations
 
+import operator
 import os
 from typing import Any, Mapping, Sequence, Union
 
@@ -48,6 +49,31 @@ _EXTRA_OPTIONS = ("step", "tol", "int_symmetric", "int_bits", "pow2_levels", "ex
 # The tensor name filters: patterns (str; None or "" = no filter), of model calls only.
 _NAME_FILTERS = ("include", "exclude")
 
+# The engine's integer types, for the whole-number parameters (the rules of the values are the engine's own).
+_INT32 = (-(2**31), 2**31 - 1)
+_INT64 = (-(2**63), 2**63 - 1)
+_UINT64 = (0, 2**64 - 1)
+_WHOLE_OPTIONS = {"int_bits": _INT32, "pow2_levels": _INT32, "exact_histogram_bins": _INT64,
+                  "batch_weights": _INT64, "target_size": _UINT64}
+
+
+def _whole(name: str, value: Any, bounds: tuple[int, int]) -> int:
+    """An integer parameter as the engine's type holds it. ints and NumPy integers pass, a float only when it is a
+    whole number; a bool, a fraction or a value the type cannot hold is refused naming the parameter (else
+    pybind11 says only "incompatible function arguments", or a fraction would be cut silently)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected an integer, got a bool")
+    try:
+        whole = operator.index(value)
+    except TypeError:
+        if not (isinstance(value, (float, np.floating)) and float(value).is_integer()):
+            raise TypeError(f"{name}: expected an integer, got {value!r}") from None
+        whole = int(value)
+    lo, hi = bounds
+    if not lo <= whole <= hi:
+        raise ValueError(f"{name}: {whole} is outside {lo}..{hi}")
+    return whole
+
 
 def _params(method: str, k: int | None, bits: int | None, lam: float, target_bits: float | None,
             target_ratio: float | None, scope: str, prune: float, init: str, max_iter: int, backend: str,
@@ -59,31 +85,35 @@ def _params(method: str, k: int | None, bits: int | None, lam: float, target_bit
     # As the CLI's --k/--bits: k = 2**bits; method int takes its grid bits from bits (or k), pow2 its exponents
     # per sign from k.
     if bits is not None:
-        if not 1 <= int(bits) <= 24:
+        bits = _whole("bits", bits, _INT32)
+        if not 1 <= bits <= 24:
             raise ValueError(f"bits must be in 1..24, got {bits}")
-        p.k = 1 << int(bits)
+        p.k = 1 << bits
         if method == "int":
-            p.int_bits = int(bits)
+            p.int_bits = bits
     elif k is not None:
-        p.k = int(k)
+        k = _whole("k", k, _INT32)
+        p.k = k
         if method == "int":
-            p.int_bits = int(k)
+            p.int_bits = k
         elif method == "pow2":
-            p.pow2_levels = int(k)
+            p.pow2_levels = k
     p.lam = float(lam)
     p.target_bits = float(target_bits) if target_bits is not None else 0.0
     p.target_ratio = float(target_ratio) if target_ratio is not None else 0.0
     p.scope = str(scope)
     p.prune = float(prune)
     p.init = str(init)
-    p.max_iter = int(max_iter)
+    p.max_iter = _whole("max_iter", max_iter, _INT32)
     p.backend = str(backend)
-    p.seed = int(seed)
+    p.seed = _whole("seed", seed, _UINT64)
     for key, value in options.items():
         if key not in _EXTRA_OPTIONS:
             raise TypeError(f"unexpected keyword argument '{key}' (engine options: {', '.join(_EXTRA_OPTIONS)})")
         if key in _NAME_FILTERS:
             value = "" if value is None else _pattern(key, value)
+        elif key in _WHOLE_OPTIONS:
+            value = _whole(key, value, _WHOLE_OPTIONS[key])
         setattr(p, key, value)
     p.validate()
     return p
@@ -272,7 +302,7 @@ def prune(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] 
     p.exclude = "" if exclude is None else _pattern("exclude", exclude)
     p.importance_transform = importance_transform
     p.backend = backend
-    p.batch_weights = int(batch_weights)
+    p.batch_weights = _whole("batch_weights", batch_weights, _INT64)
     return dict(_core.prune_tensors(model, _importance_dict(importance), p))
 
 
@@ -318,12 +348,12 @@ def _quant_params(params: Mapping[str, Any]) -> _core.Params:
     return _params(options=options, **known)
 
 
-def _int_list(value: str | int | Sequence[int]) -> list[int]:
+def _int_list(name: str, value: str | int | Sequence[int]) -> list[int]:
     if isinstance(value, str):
         return list(_core.parse_int_list(value))
-    if isinstance(value, int):
-        return [value]
-    return [int(v) for v in value]
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return [_whole(name, value, _INT32)]
+    return [_whole(name, v, _INT32) for v in value]
 
 
 def sweep(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] | None = None,
@@ -378,16 +408,17 @@ def sweep(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] 
                 p = _params(name, k, None, lam, None, None, scope, prune, init, max_iter, backend, seed, options)
                 points.append((p, "lambda", float(lam)))
         elif name == "int":
-            for b in _int_list(bits if bits is not None else ks if ks is not None else "2:8"):  # as the CLI
+            for b in _int_list("bits" if bits is not None else "ks",
+                               bits if bits is not None else ks if ks is not None else "2:8"):  # as the CLI
                 p = _params(name, k, None, 0.0, None, None, scope, prune, init, max_iter, backend, seed, options)
                 p.int_bits = b
                 points.append((p, "bits", float(b)))
         elif t["takes_k"]:
             if ks is not None:
-                k_values = _int_list(ks)
+                k_values = _int_list("ks", ks)
             else:
                 k_values = []
-                for b in _int_list("1:8" if bits is None else bits):
+                for b in _int_list("bits", "1:8" if bits is None else bits):
                     if not 1 <= b <= 16:
                         raise ValueError(f"bits: {b} is outside 1..16")
                     k_values.append(1 << b)
@@ -443,7 +474,7 @@ def cuda_available() -> bool:
 
 def set_num_threads(threads: int) -> None:
     """CPU threads for the engine's parallel loops (0 = all hardware threads)."""
-    _core.set_num_threads(int(threads))
+    _core.set_num_threads(_whole("threads", threads, _INT32))
 
 
 def num_threads() -> int:

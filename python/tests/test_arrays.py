@@ -73,6 +73,36 @@ def test_unknown_keyword_and_k_with_bits(rng):
         netquant.quantize(weights(rng, (10,)), k=4, bits=2)
 
 
+def test_whole_number_parameters_are_checked_by_name(rng):
+    w = weights(rng, (37, 11))
+    # Out of the engine's type: named, not pybind11's "incompatible function arguments".
+    for kwargs, kind, says in [
+        (dict(seed=-1), ValueError, "seed: -1 is outside 0..18446744073709551615"),
+        (dict(seed=2**64), ValueError, "seed: "),
+        (dict(k=2**40), ValueError, "k: "),
+        (dict(method="ecsq", target_size=-5), ValueError, "target_size: -5"),
+        (dict(batch_weights=2**63), ValueError, "batch_weights: "),
+        (dict(k=4.5), TypeError, "k: expected an integer, got 4.5"),
+        (dict(k=True), TypeError, "k: expected an integer, got a bool"),
+        (dict(max_iter="10"), TypeError, "max_iter: expected an integer"),
+        (dict(bits=float("nan")), TypeError, "bits: expected an integer"),
+    ]:
+        call = netquant.quantize_model if "target_size" in kwargs or "batch_weights" in kwargs else netquant.quantize
+        arg = {"w": w} if call is netquant.quantize_model else w
+        with pytest.raises(kind, match=says.replace("(", r"\(").replace(".", r"\.")):
+            call(arg, **{"method": "hw-kmeans", **kwargs})
+    with pytest.raises(TypeError, match="ks: expected an integer"):
+        netquant.sweep({"w": w}, method="hw-kmeans", ks=[2, 4.5])
+    with pytest.raises(ValueError, match="batch_weights: -18446744073709551616 is outside"):
+        netquant.prune({"w": w}, fraction=0.5, batch_weights=-(2**64))
+    # Whole numbers in other clothes run as themselves: a NumPy integer, an integral float, the type's ends.
+    base = netquant.quantize(w, method="hw-kmeans", k=4, init="kmeans++", seed=7)
+    for same in (dict(k=np.int64(4), seed=np.uint64(7)), dict(k=4.0, seed=7.0)):
+        r = netquant.quantize(w, method="hw-kmeans", init="kmeans++", **same)
+        assert np.array_equal(r.indices, base.indices) and np.array_equal(r.codebook, base.codebook)
+    netquant.quantize(w, method="hw-kmeans", k=4, init="kmeans++", seed=2**64 - 1)
+
+
 class ArrayOnly:
     """A producer with only __array__ (like many array libraries)."""
 
