@@ -1,5 +1,7 @@
 // NumPy .npy files: v1.0-v3.0 headers parsed as the Python dict literal they are (descr, fortran_order,
-// shape), C-order data of exactly the announced size; the writer pads headers to 64 bytes as numpy does.
+// shape), data of exactly the announced size (Fortran-ordered or big-endian data is read into a C-ordered native
+// copy); the writer writes C order, little-endian, and pads headers to 64 bytes as numpy does.
+#include <algorithm>
 #include <cctype>
 #include <cstring>
 #include <limits>
@@ -150,7 +152,13 @@ class PyLiteralParser {
   size_t pos_ = 0;
 };
 
-DType npy_dtype(const PyValue& descr, const std::string& src) {
+// A descr's element type and whether its bytes are big-endian ('>'; such data is byte-swapped when read).
+struct NpyElement {
+  DType dtype;
+  bool big_endian;
+};
+
+NpyElement npy_dtype(const PyValue& descr, const std::string& src) {
   NQ_CHECK(descr.kind == PyValue::kString, ErrorCode::kUnsupported,
            src << ": structured .npy dtypes (record arrays) are not supported");
   const std::string& d = descr.str;
@@ -164,12 +172,9 @@ DType npy_dtype(const PyValue& descr, const std::string& src) {
   for (const auto& t : kNpyTypes) {
     if (code != t.code) continue;
     const bool one_byte = dtype_size(t.dtype) == 1;
-    NQ_CHECK(one_byte || order != '>', ErrorCode::kUnsupported,
-             src << ": big-endian .npy data ('" << d << "') is not supported; save it little-endian "
-                 << "(arr.astype(arr.dtype.newbyteorder('<')))");
     NQ_CHECK(one_byte || order != '|', ErrorCode::kBadFile, src << ": malformed .npy descr '" << d << "'");
     NQ_ASSERT(io::host_is_little_endian());
-    return t.dtype;
+    return {t.dtype, !one_byte && order == '>'};
   }
   NQ_FAIL(ErrorCode::kUnsupported, src << ": .npy dtype '" << d
                                        << "' is not supported (netquant reads <f4 <f8 <f2 |u1 |i1 <i2 <i4 <i8 |b1)");
@@ -181,6 +186,33 @@ std::string stem_of(const std::string& path) {
   const size_t dot = base.find_last_of('.');
   if (dot != std::string::npos && dot > 0) base.resize(dot);
   return base;
+}
+
+// Fortran order (first index fastest) to C order (last index fastest), elements of `size` bytes: `in` holds the
+// Fortran layout of `shape`, `out` receives the C layout. An odometer over the C index keeps the Fortran offset.
+void fortran_to_c_order(const uint8_t* in, uint8_t* out, const std::vector<int64_t>& shape, size_t size) {
+  const size_t ndim = shape.size();
+  uint64_t numel = 1;
+  for (int64_t d : shape) numel *= static_cast<uint64_t>(d);
+  if (numel == 0) return;
+  std::vector<uint64_t> stride(ndim);  // element stride of each index in the Fortran layout
+  uint64_t run = 1;
+  for (size_t k = 0; k < ndim; ++k) stride[k] = run, run *= static_cast<uint64_t>(shape[k]);
+  std::vector<int64_t> index(ndim, 0);
+  uint64_t from = 0;
+  for (uint64_t i = 0; i < numel; ++i) {
+    std::memcpy(out + i * size, in + from * size, size);
+    for (size_t k = ndim; k-- > 0;) {  // next C index: the last dimension turns fastest
+      from += stride[k];
+      if (++index[k] < shape[k]) break;
+      from -= stride[k] * static_cast<uint64_t>(shape[k]);
+      index[k] = 0;
+    }
+  }
+}
+
+void swap_bytes_in_place(uint8_t* data, uint64_t numel, size_t size) {
+  for (uint64_t i = 0; i < numel; ++i) std::reverse(data + i * size, data + (i + 1) * size);
 }
 
 Tensor parse_npy_impl(const uint8_t* data, size_t size, const std::string& src,
@@ -206,7 +238,8 @@ Tensor parse_npy_impl(const uint8_t* data, size_t size, const std::string& src,
     NQ_CHECK(dict.count(key), ErrorCode::kBadFile, src << ": .npy header lacks the '" << key << "' key");
   NQ_CHECK(dict.size() == 3, ErrorCode::kBadFile,
            src << ": .npy header has keys other than 'descr', 'fortran_order' and 'shape'");
-  const DType dtype = npy_dtype(dict["descr"], src);
+  const NpyElement element = npy_dtype(dict["descr"], src);
+  const DType dtype = element.dtype;
   const PyValue& fortran = dict["fortran_order"];
   NQ_CHECK(fortran.kind == PyValue::kBool, ErrorCode::kBadFile, src << ": .npy 'fortran_order' must be True or False");
   const PyValue& shape_v = dict["shape"];
@@ -221,9 +254,6 @@ Tensor parse_npy_impl(const uint8_t* data, size_t size, const std::string& src,
     NQ_CHECK(io::checked_mul(numel, d.integer, &numel), ErrorCode::kBadFile,
              src << ": .npy shape " << shape_to_string(shape) << " overflows");
   }
-  // Fortran order would need a transpose; with more than one non-trivial dim it differs from C order.
-  NQ_CHECK(!fortran.boolean, ErrorCode::kUnsupported,
-           src << ": Fortran-ordered .npy arrays are not supported; save with np.ascontiguousarray(a)");
   uint64_t nbytes = 0;
   NQ_CHECK(io::checked_mul(numel, dtype_size(dtype), &nbytes) &&
                numel <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()),
@@ -236,10 +266,18 @@ Tensor parse_npy_impl(const uint8_t* data, size_t size, const std::string& src,
            src << ": " << (have - nbytes) << " trailing bytes after the .npy data of shape "
                << shape_to_string(shape));
   const uint8_t* p = data + data_offset;
-  if (keepalive && reinterpret_cast<uintptr_t>(p) % dtype_size(dtype) == 0)
+  // Fortran order (np.save of a transposed array) and big-endian data are read into a C-ordered, native copy.
+  // With at most one dimension above 1 both orders are one layout, so only the bytes may need swapping.
+  int64_t wide_dims = 0;
+  for (int64_t d : shape) wide_dims += d > 1 ? 1 : 0;
+  const bool transpose = fortran.boolean && wide_dims > 1;
+  if (keepalive && !transpose && !element.big_endian && reinterpret_cast<uintptr_t>(p) % dtype_size(dtype) == 0)
     return Tensor::view(stem_of(src), dtype, shape, p, keepalive);
   Tensor t(stem_of(src), dtype, shape);
-  if (nbytes) std::memcpy(t.mutable_data(), p, nbytes);
+  auto* out = static_cast<uint8_t*>(t.mutable_data());
+  if (nbytes && transpose) fortran_to_c_order(p, out, shape, dtype_size(dtype));
+  else if (nbytes) std::memcpy(out, p, nbytes);
+  if (element.big_endian) swap_bytes_in_place(out, numel, dtype_size(dtype));
   return t;
 }
 
