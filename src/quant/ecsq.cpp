@@ -232,10 +232,13 @@ QuantizeParams ecsq_start_params(const QuantizeParams& q, size_t n) {
   return km;
 }
 
-RawResult ecsq_driver(const Problem& p, const SortedData& s, const QuantizeParams& q) {
+EcsqStart ecsq_start(const Problem& p, const SortedData& s, const QuantizeParams& q) {
   const SortedData::Sums all = s.range(0, s.size());
-  const double d0 = interval_scatter(all.s0, all.s1, all.s2) / static_cast<double>(p.n);
-  return ecsq_search(local_pass(p), p.n, p.n, ecsq_init(s, q), d0, q);
+  return {ecsq_init(s, q), interval_scatter(all.s0, all.s1, all.s2) / static_cast<double>(p.n)};
+}
+
+RawResult ecsq_driver(const Problem& p, const EcsqStart& start, const QuantizeParams& q) {
+  return ecsq_search(local_pass(p), p.n, p.n, start.init, start.d0, q);
 }
 
 EcsqSearch::EcsqSearch(std::vector<double> init, double d0, size_t n_total, const QuantizeParams& q)

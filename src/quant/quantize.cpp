@@ -162,24 +162,32 @@ QuantizeResult quantize(const float* values, const float* importance, size_t n, 
     case Method::kKmeans:
     case Method::kHwKmeans:
     case Method::kExact: {
-      const quant::SortedData s(p);
-      if (s.distinct_at_most(static_cast<size_t>(std::max(1, params.k)))) {  // exact representation: a level per value
-        quant::RawResult raw;
-        raw.centers = quant::distinct_values(s);
-        raw.labels_nearest = true;
-        raw.iterations = 0;
-        r = quant::finalize(p, std::move(raw));
-      } else if (params.method == Method::kExact) {
-        r = quant::finalize(p, quant::exact_dp(p, s, params));
-      } else {
-        r = quant::finalize(p, quant::lloyd_sorted(s, params));
+      // The sorted copy (8 bytes per value and its sums) is freed before finalize allocates the labels: a global
+      // problem over a whole model peaks at one of the two, not both.
+      quant::RawResult raw;
+      {
+        const quant::SortedData s(p);
+        if (s.distinct_at_most(static_cast<size_t>(std::max(1, params.k)))) {  // exact: a level per value
+          raw.centers = quant::distinct_values(s);
+          raw.labels_nearest = true;
+          raw.iterations = 0;
+        } else if (params.method == Method::kExact) {
+          raw = quant::exact_dp(p, s, params);
+        } else {
+          raw = quant::lloyd_sorted(s, params);
+        }
       }
+      r = quant::finalize(p, std::move(raw));
       break;
     }
     case Method::kUniform: r = quant::finalize(p, quant::uniform_driver(p, params)); break;
     case Method::kEcsq: {
-      const quant::SortedData s(p);
-      r = quant::finalize(p, quant::ecsq_driver(p, s, params));
+      // The sorted copy serves the start only: freed before the search's passes build their own copy.
+      const quant::EcsqStart start = [&] {
+        const quant::SortedData s(p);
+        return quant::ecsq_start(p, s, params);
+      }();
+      r = quant::finalize(p, quant::ecsq_driver(p, start, params));
       break;
     }
     case Method::kBinary: r = from_fixed(p, quant::quantize_binary(p.w, p.h, n)); break;
@@ -213,9 +221,12 @@ std::vector<QuantizeResult> quantize_lambdas(const float* values, const float* i
     for (QuantizeResult& r : out) r.backend = p.backend;
     return out;
   }
-  const quant::SortedData s(p);
+  const std::vector<double> init = [&] {  // the sorted copy is freed before the passes build their own
+    const quant::SortedData s(p);
+    return quant::ecsq_init(s, params);
+  }();
   std::vector<quant::RawResult> raw =
-      quant::ecsq_iterate_lambdas(quant::local_pass(p), p.n, p.n, quant::ecsq_init(s, params), lambdas, params);
+      quant::ecsq_iterate_lambdas(quant::local_pass(p), p.n, p.n, init, lambdas, params);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   for (size_t m = 0; m < lambdas.size(); ++m) {
     out[m] = quant::finalize(p, std::move(raw[m]));

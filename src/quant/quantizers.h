@@ -115,7 +115,14 @@ RawResult lloyd_sorted(const SortedData& s, const QuantizeParams& q);    // kmea
 RawResult exact_dp(const Problem& p, const SortedData& s, const QuantizeParams& q);        // exact
 RawResult uniform_quantize(const Problem& p, double step, int max_cells);                  // one Δ
 RawResult uniform_driver(const Problem& p, const QuantizeParams& q);                       // Δ or target
-RawResult ecsq_driver(const Problem& p, const SortedData& s, const QuantizeParams& q);     // λ or target
+// ECSQ's start from the sorted values: the starting codebook (ecsq_init) and the weighted variance D0. Made apart
+// from the search so that the sorted copy is freed before the search's passes build their own copy of the values.
+struct EcsqStart {
+  std::vector<double> init;
+  double d0 = 0;
+};
+EcsqStart ecsq_start(const Problem& p, const SortedData& s, const QuantizeParams& q);
+RawResult ecsq_driver(const Problem& p, const EcsqStart& start, const QuantizeParams& q);  // λ or target
 
 // kmeans / hw-kmeans / exact on many small problems at once through op (e) (the rows or groups of one tensor):
 // problem j is values [row_begin[j], row_begin[j + 1]) of w (h: nullptr when unweighted), warm[j] (nullptr or
