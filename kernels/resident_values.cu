@@ -45,13 +45,14 @@ class CudaResidentValues final : public quant::LazyLabelsValues {
  public:
   // bins < 0: the binned pass where use_binned_pass says so, at its default bin count; bins ≥ 0: the binned pass
   // at that many bins (0: the default), whatever the size and the switch. Either way only with room on the device.
-  CudaResidentValues(const float* w, const float* h, size_t n, int64_t bins) : n_(n) {
+  CudaResidentValues(const float* w, const float* h, size_t n, int64_t bins, quant::SortedView sorted) : n_(n) {
     NQ_CHECK(n == 0 || w != nullptr, ErrorCode::kInvalidArgument, "resident values: null weights");
     dw_.upload(w, n);
     if (h) dh_.upload(h, n);
     const bool binned = bins < 0 ? quant::use_binned_pass(n) : n > 0;
     if (binned && device_has_room(n)) {
-      binned_ = std::make_unique<quant::BinnedValues>(w, h, n, static_cast<size_t>(std::max<int64_t>(0, bins)));
+      binned_ =
+          std::make_unique<quant::BinnedValues>(w, h, n, static_cast<size_t>(std::max<int64_t>(0, bins)), sorted);
       dbw_.upload(binned_->values().data(), binned_->values().size());
       dbh_.upload(binned_->importances().data(), binned_->importances().size());
     } else {
@@ -127,15 +128,16 @@ class CudaResidentValues final : public quant::LazyLabelsValues {
 
 }  // namespace
 
-std::unique_ptr<quant::ResidentValues> make_resident_values(const float* w, const float* h, size_t n) {
+std::unique_ptr<quant::ResidentValues> make_resident_values(const float* w, const float* h, size_t n,
+                                                            quant::SortedView sorted) {
   bind_thread_device();
-  return std::make_unique<CudaResidentValues>(w, h, n, -1);
+  return std::make_unique<CudaResidentValues>(w, h, n, -1, sorted);
 }
 
 std::unique_ptr<quant::ResidentValues> make_resident_values_binned(const float* w, const float* h, size_t n,
                                                                    size_t bins) {
   bind_thread_device();
-  return std::make_unique<CudaResidentValues>(w, h, n, static_cast<int64_t>(bins));
+  return std::make_unique<CudaResidentValues>(w, h, n, static_cast<int64_t>(bins), quant::SortedView{});
 }
 
 }  // namespace nq::cuda

@@ -4,10 +4,13 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <limits>
 
 #include "core/memory_info.h"
 #include "core/parallel_for.h"
+#include "core/scratch_vector.h"
 #include "netquant/error.h"
 #include "quant/quant_formulas.h"
 
@@ -28,6 +31,65 @@ constexpr size_t kLeaf = 8;
 // monotone in cost_i, so a rounding-monotone lower bound of cost_i (assign_cost_bound) that passes it vouches for
 // every cluster beyond: the scan outwards from j stops there.
 constexpr double kMargin = 1e-12;
+
+// The bin of a positive importance: the number of edges ≤ x. A binary search over 255 edges is 8 dependent
+// comparisons, each a coin toss with equal-count bins, which the compiler makes branches of: ~30 ns a value on the
+// 2-core VM, the largest single cost of building a 10^8-value problem. Positive floats order as their bit patterns,
+// so a table over the top 16 bits gives the count at the cell's least and greatest value; a short scan between the
+// two settles x (most cells hold no edge: no scan at all).
+class EdgeIndex {
+ public:
+  explicit EdgeIndex(const std::vector<float>& edges) : edges_(edges), lo_(kCells), hi_(kCells) {
+    size_t below = 0;  // edges ≤ the cell's least value (NaN cells, never used, compare false throughout)
+    for (uint32_t c = 0; c < kCells; ++c) {
+      const float least = bits_to_float(c << 16), greatest = bits_to_float((c << 16) | 0xffffu);
+      while (below < edges_.size() && edges_[below] <= least) ++below;
+      size_t upto = below;
+      while (upto < edges_.size() && edges_[upto] <= greatest) ++upto;
+      lo_[c] = static_cast<uint16_t>(below);
+      hi_[c] = static_cast<uint16_t>(upto);
+    }
+  }
+  size_t bin(float x) const {  // x > 0
+    const uint32_t cell = float_to_bits(x) >> 16;
+    size_t b = lo_[cell];
+    for (const size_t top = hi_[cell]; b < top && edges_[b] <= x;) ++b;
+    return b;
+  }
+
+ private:
+  static constexpr uint32_t kCells = uint32_t{1} << 15;  // the sign bit is 0
+  static float bits_to_float(uint32_t u) {
+    float f;
+    std::memcpy(&f, &u, sizeof f);
+    return f;
+  }
+  static uint32_t float_to_bits(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, sizeof u);
+    return u;
+  }
+  std::vector<float> edges_;  // ascending, at most 255
+  std::vector<uint16_t> lo_, hi_;
+};
+
+// at[c·groups + g] holds how many values of group g chunk c has; turns it into where chunk c's first value of
+// group g lands (groups back to back, chunks in order within each) and sets start[g] to group g's first position
+// (start has groups + 1 entries, the last the total).
+void offsets_by_chunk(std::vector<size_t>& at, size_t chunks, size_t groups, std::vector<size_t>& start) {
+  std::fill(start.begin(), start.end(), 0);
+  for (size_t c = 0; c < chunks; ++c)
+    for (size_t g = 0; g < groups; ++g) start[g + 1] += at[c * groups + g];
+  for (size_t g = 0; g < groups; ++g) start[g + 1] += start[g];
+  for (size_t g = 0; g < groups; ++g) {
+    size_t o = start[g];
+    for (size_t c = 0; c < chunks; ++c) {
+      const size_t k = at[c * groups + g];
+      at[c * groups + g] = o;
+      o += k;
+    }
+  }
+}
 
 // The centres whose cost h·(w − c_j)² + λ·l_j is least for some w at t = λ / h, in ascending order, and the
 // breakpoints between consecutive ones: cost/h − w² is the line c_j² + t·l_j − 2·c_j·w, so this is the lower
@@ -69,7 +131,8 @@ bool use_binned_pass(size_t n) {
   return available == 0 || available / 2 >= static_cast<uint64_t>(n) * kBinnedBuildBytesPerValue;
 }
 
-BinnedValues::BinnedValues(const float* w, const float* h, size_t n, size_t bins) : src_w_(w), src_h_(h), n_(n) {
+BinnedValues::BinnedValues(const float* w, const float* h, size_t n, size_t bins, SortedView sorted)
+    : src_w_(w), src_h_(h), n_(n) {
   // Built in fixed chunks of the input (not one per thread), in parallel: every sum below is added chunk by chunk
   // in chunk order and every value lands where the serial loop would put it, for any thread count.
   constexpr int64_t kChunk = int64_t{1} << 16;
@@ -100,7 +163,12 @@ BinnedValues::BinnedValues(const float* w, const float* h, size_t n, size_t bins
     zero_sum_w_ += c.zero_w;
     zero_sum_w2_ += c.zero_w2;
   }
-  zero_w_.resize(n - p);
+  zero_count_ = n - p;
+  for (size_t i = 0; i < n && zero_count_ > 0; ++i)  // a representative: all of them take one label (h = 0)
+    if (!(importance(i) > 0)) {
+      zero_first_ = w[i];
+      break;
+    }
   const size_t nb = p == 0 ? 0
                            : std::min(p, bins ? std::min(bins, kMaxBins)
                                               : std::clamp<size_t>(p / kDefaultBinValues, 1, kMaxBins));
@@ -120,61 +188,74 @@ BinnedValues::BinnedValues(const float* w, const float* h, size_t n, size_t bins
     std::sort(hs.begin(), hs.end());
     for (size_t b = 1; b < nb; ++b) edges.push_back(hs[b * hs.size() / nb]);
   }
-  // Each value's bin: the number of edges ≤ h, by a branchless search over the edges padded with +inf to 255; the
-  // values of importance 0 get bin nb (the zero group).
-  std::vector<float> padded(kMaxBins - 1, std::numeric_limits<float>::infinity());
-  std::copy(edges.begin(), edges.end(), padded.begin());
-  std::vector<uint16_t> bin_of(n);
-  // Per chunk, how many values of each bin (nb + 1 of them) it holds; then where its first of each lands.
-  const size_t groups = nb + 1;
-  std::vector<size_t> at(chunks * groups, 0);
-  parallel_for_chunks(static_cast<int64_t>(n), kChunk, [&](int64_t i0, int64_t i1) {
-    size_t* count = at.data() + static_cast<size_t>(i0 / kChunk) * groups;
-    for (size_t i = static_cast<size_t>(i0); i < static_cast<size_t>(i1); ++i) {
-      const float x = importance(i);
-      size_t bin = nb;
-      if (x > 0) {
-        bin = 0;
-        for (size_t s = kMaxBins / 2; s >= 1; s >>= 1) bin += padded[bin + s - 1] <= x ? s : 0;
+  // Each value's bin: the number of edges ≤ h (EdgeIndex); the values of importance 0 get bin nb (the zero group).
+  const EdgeIndex edge_index(edges);
+  std::vector<size_t> start(nb + 1, 0);  // bin b's values at [start[b], start[b + 1]) of w_ / h_
+  w_.resize(p);
+  h_.resize(p);
+  if (sorted.w) {
+    // The caller's sorted copy, scattered stably into the bins: a bin's members in sorted order are exactly what a
+    // stable sort of them by w's order key gives (sort_pairs' order), so no bin is sorted again.
+    NQ_ASSERT(sorted.h != nullptr);
+    std::vector<size_t> at(chunks * nb, 0);
+    auto bin_at = [&](size_t i) { return edge_index.bin(sorted.h[i]); };  // for positive importance only
+    parallel_for_chunks(static_cast<int64_t>(n), kChunk, [&](int64_t i0, int64_t i1) {
+      size_t* count = at.data() + static_cast<size_t>(i0 / kChunk) * nb;
+      for (size_t i = static_cast<size_t>(i0); i < static_cast<size_t>(i1); ++i)
+        if (sorted.h[i] > 0) ++count[bin_at(i)];
+    });
+    offsets_by_chunk(at, chunks, nb, start);
+    parallel_for_chunks(static_cast<int64_t>(n), kChunk, [&](int64_t i0, int64_t i1) {
+      size_t* next = at.data() + static_cast<size_t>(i0 / kChunk) * nb;
+      for (size_t i = static_cast<size_t>(i0); i < static_cast<size_t>(i1); ++i) {
+        if (!(sorted.h[i] > 0)) continue;
+        const size_t o = next[bin_at(i)]++;
+        w_[o] = sorted.w[i];
+        h_[o] = sorted.h[i];
       }
-      bin_of[i] = static_cast<uint16_t>(bin);
-      ++count[bin];
-    }
-  });
-  std::vector<size_t> start(groups + 1, 0);  // bin b < nb's values at [start[b], start[b + 1]) of gw / gh
-  for (size_t c = 0; c < chunks; ++c)
-    for (size_t b = 0; b < groups; ++b) start[b + 1] += at[c * groups + b];
-  for (size_t b = 0; b < nb; ++b) start[b + 1] += start[b];
-  for (size_t b = 0; b < groups; ++b) {
-    size_t o = b == nb ? 0 : start[b];  // the zero group's positions are in zero_w_
-    for (size_t c = 0; c < chunks; ++c) {
-      const size_t k = at[c * groups + b];
-      at[c * groups + b] = o;
-      o += k;
-    }
-  }
-  std::vector<float> gw(p), gh(p);
-  parallel_for_chunks(static_cast<int64_t>(n), kChunk, [&](int64_t i0, int64_t i1) {
-    size_t* next = at.data() + static_cast<size_t>(i0 / kChunk) * groups;
-    for (size_t i = static_cast<size_t>(i0); i < static_cast<size_t>(i1); ++i) {
-      const size_t bin = bin_of[i], o = next[bin]++;
-      if (bin == nb) {
-        zero_w_[o] = w[i];
-      } else {
+    });
+  } else {
+    // A scatter of the values into the bins, then a sort of each bin.
+    ScratchVector<uint16_t> bin_of(n);
+    // Per chunk, how many values of each bin (nb + 1 of them, the zero group last) it holds; then where its first
+    // of each lands.
+    const size_t groups = nb + 1;
+    std::vector<size_t> at(chunks * groups, 0);
+    parallel_for_chunks(static_cast<int64_t>(n), kChunk, [&](int64_t i0, int64_t i1) {
+      size_t* count = at.data() + static_cast<size_t>(i0 / kChunk) * groups;
+      for (size_t i = static_cast<size_t>(i0); i < static_cast<size_t>(i1); ++i) {
+        const float x = importance(i);
+        const size_t bin = x > 0 ? edge_index.bin(x) : nb;
+        bin_of[i] = static_cast<uint16_t>(bin);
+        ++count[bin];
+      }
+    });
+    std::vector<size_t> group_start(groups + 1, 0);
+    offsets_by_chunk(at, chunks, groups, group_start);
+    std::copy(group_start.begin(), group_start.begin() + static_cast<ptrdiff_t>(nb) + 1, start.begin());
+    ScratchVector<float> gw(p), gh(p);  // written in full below: no value-initialising pass over fresh pages
+    parallel_for_chunks(static_cast<int64_t>(n), kChunk, [&](int64_t i0, int64_t i1) {
+      size_t* next = at.data() + static_cast<size_t>(i0 / kChunk) * groups;
+      for (size_t i = static_cast<size_t>(i0); i < static_cast<size_t>(i1); ++i) {
+        const size_t bin = bin_of[i];
+        if (bin == nb) continue;  // importance 0: counted, not kept
+        const size_t o = next[bin]++;
         gw[o] = w[i];
         gh[o] = importance(i);
       }
+    });
+#pragma omp parallel for schedule(dynamic, 1) if (nb > 1)
+    for (int64_t b = 0; b < static_cast<int64_t>(nb); ++b) {
+      const size_t a = start[static_cast<size_t>(b)], e = start[static_cast<size_t>(b) + 1];
+      if (a < e) cpu::sort_pairs(gw.data() + a, gh.data() + a, e - a, w_.data() + a, h_.data() + a);
     }
-  });
+  }
   if (p == 0) return;
-  w_.resize(p);
-  h_.resize(p);
   std::vector<Bin> all(nb);
 #pragma omp parallel for schedule(dynamic, 1) if (nb > 1)
   for (int64_t b = 0; b < static_cast<int64_t>(nb); ++b) {
     const size_t a = start[static_cast<size_t>(b)], e = start[static_cast<size_t>(b) + 1];
     if (a == e) continue;
-    cpu::sort_pairs(gw.data() + a, gh.data() + a, e - a, w_.data() + a, h_.data() + a);
     const auto mm = std::minmax_element(h_.begin() + static_cast<ptrdiff_t>(a), h_.begin() + static_cast<ptrdiff_t>(e));
     all[static_cast<size_t>(b)] = {a, e, *mm.first, *mm.second};
   }
@@ -355,15 +436,15 @@ BinnedPlan BinnedValues::plan(const double* c, const double* l, int k, double la
     result.whole = true;
     return result;
   }
-  if (!zero_w_.empty()) {
+  if (zero_count_ > 0) {
     AssignAccum one;
     const float zero_h = 0.0f;
     int32_t j = 0;
-    cpu::assign_accumulate(zero_w_.data(), &zero_h, 1, c, l, k, lambda, &j, one);
-    const double n = static_cast<double>(zero_w_.size());
+    cpu::assign_accumulate(&zero_first_, &zero_h, 1, c, l, k, lambda, &j, one);
+    const double n = static_cast<double>(zero_count_);
     AssignAccum& out = result.certified;
     out.sum_w[j] += zero_sum_w_;
-    out.count[j] += static_cast<int64_t>(zero_w_.size());
+    out.count[j] += static_cast<int64_t>(zero_count_);
     out.sq_error += std::max(0.0, zero_sum_w2_ - 2.0 * c[j] * zero_sum_w_ + c[j] * c[j] * n);
     out.cost += one.cost * n;
   }

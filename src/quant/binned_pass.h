@@ -26,6 +26,8 @@
 #include <utility>
 #include <vector>
 
+#include "core/scratch_vector.h"
+
 #include "quant/quant_formulas.h"
 #include "quant/quant_ops.h"
 
@@ -59,8 +61,9 @@ class BinnedValues {
  public:
   // w, h: n values (h == nullptr: all importances 1), finite, h ≥ 0 (validated by the caller). assign_accumulate
   // reads them again for a whole pass, so they must outlive the object if it is called (plan() does not read them).
-  // bins = 0 picks about n / 16384 bins; at most 256 either way.
-  BinnedValues(const float* w, const float* h, size_t n, size_t bins = 0);
+  // bins = 0 picks about n / 16384 bins; at most 256 either way. sorted: the same values sorted by op (b1), when the
+  // caller has them (the layout is then a stable scatter of those, with no sort of its own); the same object either way.
+  BinnedValues(const float* w, const float* h, size_t n, size_t bins = 0, SortedView sorted = {});
 
   // Op (a) without labels, under op (a)'s conditions on the codebook: out gets sum_h, sum_hw, sum_w, count,
   // distortion, sq_error and cost. plan(), then the CPU's op (a) over the values left (gathered in order) or over
@@ -74,11 +77,11 @@ class BinnedValues {
   // whole plan: op (a)'s sums over all values are the pass).
   static void finish(const BinnedPlan& plan, const AssignAccum& rest, AssignAccum& out);
 
-  size_t size() const { return w_.size() + zero_w_.size(); }
+  size_t size() const { return w_.size() + zero_count_; }
   size_t bins() const { return bins_.size(); }
   // The binned layout plan.left refers to: the values of positive importance, grouped by bin, each bin ascending.
-  const std::vector<float>& values() const { return w_; }
-  const std::vector<float>& importances() const { return h_; }
+  const ScratchVector<float>& values() const { return w_; }
+  const ScratchVector<float>& importances() const { return h_; }
 
  private:
   struct Bin {
@@ -95,12 +98,15 @@ class BinnedValues {
   const float* src_w_;  // the caller's values, for a whole pass
   const float* src_h_;
   size_t n_;
-  std::vector<float> w_, h_;  // positive importance, grouped by bin, each bin ascending in w
+  ScratchVector<float> w_, h_;  // positive importance, grouped by bin, each bin ascending in w (sort_pairs writes all)
   std::vector<Bin> bins_;
   static constexpr size_t kBlock = 16;
   std::vector<double> ph_, phx_, phx2_, pn_, px_, px2_;  // op (b2)'s block prefix sums, weighted and plain
   double shift_ = 0;
-  std::vector<float> zero_w_;  // values of importance 0: one label for all of them
+  // The values of importance 0 all take one label (argmin_j λ·l_j, whatever w): their count, one of them (the
+  // first) to find that label by op (a)'s own rule, and their sums of w and w² (in the values' order).
+  size_t zero_count_ = 0;
+  float zero_first_ = 0;
   double zero_sum_w_ = 0, zero_sum_w2_ = 0;
 
   // Each bin's working vectors in plan(), kept from pass to pass: a pass allocated a dozen small vectors per bin

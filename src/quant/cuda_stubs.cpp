@@ -20,7 +20,7 @@ void prefix_sums(const float*, const float*, size_t, double, size_t, double*, do
   unavailable("prefix_sums");
 }
 void label_histogram(const int32_t*, size_t, int, int64_t*) { unavailable("label_histogram"); }
-std::unique_ptr<quant::ResidentValues> make_resident_values(const float*, const float*, size_t) {
+std::unique_ptr<quant::ResidentValues> make_resident_values(const float*, const float*, size_t, quant::SortedView) {
   unavailable("make_resident_values");
 }
 std::unique_ptr<quant::ResidentRows> make_resident_rows(const float*, const float*, const int64_t*, int64_t,

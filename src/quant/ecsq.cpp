@@ -14,8 +14,8 @@
 
 namespace nq::quant {
 
-AssignPass local_pass(const Problem& p) {
-  std::shared_ptr<ResidentValues> values = ops_make_resident_values(p.backend, p.w, p.h, p.n);
+AssignPass local_pass(const Problem& p, SortedView sorted) {
+  std::shared_ptr<ResidentValues> values = ops_make_resident_values(p.backend, p.w, p.h, p.n, sorted);
   AssignPass pass;
   pass.run = [values](const double* centers, const double* code_len, int k, double lambda, AssignAccum& out) {
     values->assign_accumulate(centers, code_len, k, lambda, out);
@@ -237,8 +237,8 @@ EcsqStart ecsq_start(const Problem& p, const SortedData& s, const QuantizeParams
   return {ecsq_init(s, q), interval_scatter(all.s0, all.s1, all.s2) / static_cast<double>(p.n)};
 }
 
-RawResult ecsq_driver(const Problem& p, const EcsqStart& start, const QuantizeParams& q) {
-  return ecsq_search(local_pass(p), p.n, p.n, start.init, start.d0, q);
+RawResult ecsq_driver(const Problem& p, const AssignPass& pass, const EcsqStart& start, const QuantizeParams& q) {
+  return ecsq_search(pass, p.n, p.n, start.init, start.d0, q);
 }
 
 EcsqSearch::EcsqSearch(std::vector<double> init, double d0, size_t n_total, const QuantizeParams& q)

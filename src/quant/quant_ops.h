@@ -101,6 +101,14 @@ struct PruneArrays {
   std::vector<uint8_t*> mask;
 };
 
+// Op (b1)'s output for the values of an op (d) call, when the caller has made it: w ascending by order key (stable),
+// h alongside (ones for values without importance); both null when not at hand. Op (d) then groups the values
+// into its importance bins by a stable scatter of these instead of sorting each bin again.
+struct SortedView {
+  const float* w = nullptr;
+  const float* h = nullptr;
+};
+
 // (d) One problem's values held where its backend computes, for drivers that pass over them many times (the
 // ECSQ iterations and the λ bisection around them): the CUDA backend uploads w and h once and keeps each pass's
 // labels on the device, so a pass moves no data across PCIe and the labels cross once, at the end; the CPU
@@ -244,8 +252,9 @@ inline int64_t check_rows_kmeans_job(const RowsKmeansJob& job) {
   /* (c) counts[j] = #{i : labels_i == j}, j < k; negative labels (kPrunedIndex) are skipped; a label ≥ k is   \
      an internal error. */                                                                                     \
   void label_histogram(const int32_t* labels, size_t n, int k, int64_t* counts);                              \
-  /* (d) See ResidentValues; h == nullptr means every importance is 1. */                                      \
-  std::unique_ptr<::nq::quant::ResidentValues> make_resident_values(const float* w, const float* h, size_t n); \
+  /* (d) See ResidentValues; h == nullptr means every importance is 1; sorted: see SortedView. */             \
+  std::unique_ptr<::nq::quant::ResidentValues> make_resident_values(const float* w, const float* h, size_t n,  \
+                                                                    ::nq::quant::SortedView sorted = {});     \
   /* (f) See ResidentRows; rows + 1 ascending offsets from 0. */                                              \
   std::unique_ptr<::nq::quant::ResidentRows> make_resident_rows(const float* w, const float* h,               \
                                                                 const int64_t* row_begin, int64_t rows,      \
@@ -288,7 +297,8 @@ void ops_sort_pairs(Backend backend, const float* w, const float* h, size_t n, f
 void ops_prefix_sums(Backend backend, const float* ws, const float* hs, size_t n, double shift, size_t block,
                      double* ph, double* phx, double* phx2);
 void ops_label_histogram(Backend backend, const int32_t* labels, size_t n, int k, int64_t* counts);
-std::unique_ptr<ResidentValues> ops_make_resident_values(Backend backend, const float* w, const float* h, size_t n);
+std::unique_ptr<ResidentValues> ops_make_resident_values(Backend backend, const float* w, const float* h, size_t n,
+                                                         SortedView sorted = {});
 std::unique_ptr<ResidentRows> ops_make_resident_rows(Backend backend, const float* w, const float* h,
                                                      const int64_t* row_begin, int64_t rows, const uint8_t* weighted);
 void ops_rows_kmeans(Backend backend, const RowsKmeansJob& job, const RowsKmeansOut& out);

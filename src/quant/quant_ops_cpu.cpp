@@ -626,8 +626,9 @@ namespace {
 
 class CpuResidentValues final : public quant::LazyLabelsValues {
  public:
-  CpuResidentValues(const float* w, const float* h, size_t n)
-      : w_(w), h_(h), n_(n), binned_(quant::use_binned_pass(n) ? std::make_unique<quant::BinnedValues>(w, h, n) : nullptr) {}
+  CpuResidentValues(const float* w, const float* h, size_t n, quant::SortedView sorted)
+      : w_(w), h_(h), n_(n),
+        binned_(quant::use_binned_pass(n) ? std::make_unique<quant::BinnedValues>(w, h, n, 0, sorted) : nullptr) {}
 
  private:
   bool binned() const override { return binned_ != nullptr; }
@@ -707,8 +708,9 @@ class CpuResidentRows final : public quant::ResidentRows {
 
 }  // namespace
 
-std::unique_ptr<quant::ResidentValues> make_resident_values(const float* w, const float* h, size_t n) {
-  return std::make_unique<CpuResidentValues>(w, h, n);
+std::unique_ptr<quant::ResidentValues> make_resident_values(const float* w, const float* h, size_t n,
+                                                            quant::SortedView sorted) {
+  return std::make_unique<CpuResidentValues>(w, h, n, sorted);
 }
 
 std::unique_ptr<quant::ResidentRows> make_resident_rows(const float* w, const float* h, const int64_t* row_begin,
@@ -747,8 +749,9 @@ void ops_prefix_sums(Backend backend, const float* ws, const float* hs, size_t n
 void ops_label_histogram(Backend backend, const int32_t* labels, size_t n, int k, int64_t* counts) {
   NQ_QUANT_DISPATCH(backend, label_histogram(labels, n, k, counts));
 }
-std::unique_ptr<ResidentValues> ops_make_resident_values(Backend backend, const float* w, const float* h, size_t n) {
-  NQ_QUANT_DISPATCH(backend, make_resident_values(w, h, n));
+std::unique_ptr<ResidentValues> ops_make_resident_values(Backend backend, const float* w, const float* h, size_t n,
+                                                         SortedView sorted) {
+  NQ_QUANT_DISPATCH(backend, make_resident_values(w, h, n, sorted));
 }
 std::unique_ptr<ResidentRows> ops_make_resident_rows(Backend backend, const float* w, const float* h,
                                                      const int64_t* row_begin, int64_t rows, const uint8_t* weighted) {

@@ -182,12 +182,16 @@ QuantizeResult quantize(const float* values, const float* importance, size_t n, 
     }
     case Method::kUniform: r = quant::finalize(p, quant::uniform_driver(p, params)); break;
     case Method::kEcsq: {
-      // The sorted copy serves the start only: freed before the search's passes build their own copy.
-      const quant::EcsqStart start = [&] {
+      // The sorted copy makes the start and, scattered into importance bins, the passes' layout (op (d) sorts
+      // nothing again); it is freed before the search runs.
+      quant::EcsqStart start;
+      quant::AssignPass pass;
+      {
         const quant::SortedData s(p);
-        return quant::ecsq_start(p, s, params);
-      }();
-      r = quant::finalize(p, quant::ecsq_driver(p, start, params));
+        start = quant::ecsq_start(p, s, params);
+        pass = quant::local_pass(p, {s.w().data(), s.h().data()});
+      }
+      r = quant::finalize(p, quant::ecsq_driver(p, pass, start, params));
       break;
     }
     case Method::kBinary: r = from_fixed(p, quant::quantize_binary(p.w, p.h, n)); break;
@@ -221,12 +225,14 @@ std::vector<QuantizeResult> quantize_lambdas(const float* values, const float* i
     for (QuantizeResult& r : out) r.backend = p.backend;
     return out;
   }
-  const std::vector<double> init = [&] {  // the sorted copy is freed before the passes build their own
+  std::vector<double> init;
+  quant::AssignPass pass;
+  {  // the sorted copy makes the start and the passes' layout, and is freed before the passes run
     const quant::SortedData s(p);
-    return quant::ecsq_init(s, params);
-  }();
-  std::vector<quant::RawResult> raw =
-      quant::ecsq_iterate_lambdas(quant::local_pass(p), p.n, p.n, init, lambdas, params);
+    init = quant::ecsq_init(s, params);
+    pass = quant::local_pass(p, {s.w().data(), s.h().data()});
+  }
+  std::vector<quant::RawResult> raw = quant::ecsq_iterate_lambdas(pass, p.n, p.n, init, lambdas, params);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   for (size_t m = 0; m < lambdas.size(); ++m) {
     out[m] = quant::finalize(p, std::move(raw[m]));

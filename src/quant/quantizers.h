@@ -116,13 +116,16 @@ RawResult exact_dp(const Problem& p, const SortedData& s, const QuantizeParams& 
 RawResult uniform_quantize(const Problem& p, double step, int max_cells);                  // one Δ
 RawResult uniform_driver(const Problem& p, const QuantizeParams& q);                       // Δ or target
 // ECSQ's start from the sorted values: the starting codebook (ecsq_init) and the weighted variance D0. Made apart
-// from the search so that the sorted copy is freed before the search's passes build their own copy of the values.
+// from the search so that the sorted copy, which also lays out the passes' values (local_pass), is freed before
+// the search runs.
+struct AssignPass;  // below
 struct EcsqStart {
   std::vector<double> init;
   double d0 = 0;
 };
 EcsqStart ecsq_start(const Problem& p, const SortedData& s, const QuantizeParams& q);
-RawResult ecsq_driver(const Problem& p, const EcsqStart& start, const QuantizeParams& q);  // λ or target
+RawResult ecsq_driver(const Problem& p, const AssignPass& pass, const EcsqStart& start,
+                      const QuantizeParams& q);  // λ or target, over local_pass(p, …)
 
 // kmeans / hw-kmeans / exact on many small problems at once through op (e) (the rows or groups of one tensor):
 // problem j is values [row_begin[j], row_begin[j + 1]) of w (h: nullptr when unweighted), warm[j] (nullptr or
@@ -220,7 +223,7 @@ class EcsqSearch {
 };
 
 // Uploads p's values once (ResidentValues) and passes over them as often as the driver asks.
-AssignPass local_pass(const Problem& p);
+AssignPass local_pass(const Problem& p, SortedView sorted = {});
 // The runs at every λ of `lambdas` from one start in lockstep: each pass (run_multi) serves all unfinished runs,
 // then one labelled pass per run. Result m equals ecsq_search(…, q with λ = lambdas[m] and no target) bit for bit.
 std::vector<RawResult> ecsq_iterate_lambdas(const AssignPass& pass, size_t n_total, size_t n_local,

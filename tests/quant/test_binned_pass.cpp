@@ -8,6 +8,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "quant/binned_pass.h"
@@ -184,6 +185,53 @@ TEST(BinnedPass, SameBitsForAnyThreadCount) {
     EXPECT_EQ(std::memcmp(&r[0].cost, &r[1].cost, sizeof(double)), 0) << "zeros=" << zeros;
     EXPECT_EQ(std::memcmp(&r[0].sq_error, &r[1].sq_error, sizeof(double)), 0) << "zeros=" << zeros;
     expect_same_as_fused(d, true, c, l, 1e-5, 16);
+  }
+}
+
+// Built from op (b1)'s sorted copy (a stable scatter into the bins, no sort of its own), the object is the one built
+// from the values alone: the same layout bit for bit and the same pass sums, on values with many exact ties and
+// ±0 (where only stability fixes the order), with and without importances and zeros among them.
+TEST(BinnedPass, FromASortedCopyIsTheSameObject) {
+  for (const size_t n : {size_t{70001}, size_t{300007}}) {
+    for (const double zeros : {0.0, 0.3, 1.0}) {
+      Data d = heavy_tailed(n, 41 + n, zeros);
+      for (size_t i = 0; i < n; i += 3) d.w[i] = std::round(d.w[i] * 200.0f) / 200.0f;  // ties, and ±0
+      for (size_t i = 1; i < n; i += 7) d.w[i] = (i % 2) ? -0.0f : 0.0f;
+      for (size_t i = 2; i < n; i += 5) d.h[i] = d.h[i - 1];  // equal importances across bin edges
+      for (const bool weighted : {true, false}) {
+        const float* h = weighted ? d.h.data() : nullptr;
+        std::vector<float> ws(n), hs(n);
+        cpu::sort_pairs(d.w.data(), h, n, ws.data(), hs.data());
+        for (const size_t bins : {size_t{0}, size_t{7}, size_t{16}}) {
+          SCOPED_TRACE("n=" + std::to_string(n) + " zeros=" + std::to_string(zeros) +
+                       " weighted=" + std::to_string(weighted) + " bins=" + std::to_string(bins));
+          const BinnedValues own(d.w.data(), h, n, bins);
+          const BinnedValues scattered(d.w.data(), h, n, bins, SortedView{ws.data(), hs.data()});
+          ASSERT_EQ(own.bins(), scattered.bins());
+          ASSERT_EQ(own.size(), scattered.size());
+          ASSERT_EQ(own.values().size(), scattered.values().size());
+          EXPECT_EQ(std::memcmp(own.values().data(), scattered.values().data(), sizeof(float) * own.values().size()), 0);
+          EXPECT_EQ(std::memcmp(own.importances().data(), scattered.importances().data(),
+                                sizeof(float) * own.importances().size()),
+                    0);
+          std::vector<double> c, l;
+          for (const int k : {3, 32}) {
+            codebook(k, c, l);
+            for (const double lambda : {0.0, 1e-4}) {
+              AssignAccum a, b;
+              own.assign_accumulate(c.data(), l.data(), k, lambda, a);
+              scattered.assign_accumulate(c.data(), l.data(), k, lambda, b);
+              EXPECT_EQ(a.count, b.count);
+              EXPECT_EQ(std::memcmp(a.sum_h.data(), b.sum_h.data(), sizeof(double) * k), 0);
+              EXPECT_EQ(std::memcmp(a.sum_hw.data(), b.sum_hw.data(), sizeof(double) * k), 0);
+              EXPECT_EQ(std::memcmp(a.sum_w.data(), b.sum_w.data(), sizeof(double) * k), 0);
+              EXPECT_EQ(std::memcmp(&a.cost, &b.cost, sizeof(double)), 0);
+              EXPECT_EQ(std::memcmp(&a.sq_error, &b.sq_error, sizeof(double)), 0);
+            }
+          }
+        }
+      }
+    }
   }
 }
 
