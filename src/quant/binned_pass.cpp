@@ -122,9 +122,10 @@ std::atomic<bool> g_binned_enabled{true};
 void set_binned_pass_enabled(bool enabled) { g_binned_enabled.store(enabled, std::memory_order_relaxed); }
 bool binned_pass_enabled() { return g_binned_enabled.load(std::memory_order_relaxed); }
 
-// While it is built the binned copy holds about 30 bytes per value besides the values (its sorted copy, prefix sums
-// and the scratch of the sort), which must not push a big problem that op (a) would run in place out of memory:
-// with less than twice that available, op (a) it is.
+// While it is built the binned copy holds up to ~23 bytes per value besides the values (each bin's index, the values
+// scattered by bin, their sorted copy, prefix sums and the scratch of the sort; from a caller's sorted copy only the
+// last two, ~11), which must not push a big problem that op (a) would run in place out of memory: with less than
+// twice the bound available, op (a) it is.
 bool use_binned_pass(size_t n) {
   if (n < kBinnedMinValues || !binned_pass_enabled()) return false;
   const uint64_t available = available_memory_bytes();

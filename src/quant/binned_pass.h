@@ -36,7 +36,7 @@ namespace nq::quant {
 // Op (d) (both backends) passes over problems of at least this many values with BinnedValues, when twice its
 // peak host memory while being built (an upper bound, per value) is available.
 constexpr size_t kBinnedMinValues = size_t{1} << 16;
-constexpr uint64_t kBinnedBuildBytesPerValue = 32;
+constexpr uint64_t kBinnedBuildBytesPerValue = 24;
 // Switches op (d)'s use of the binned pass off (false) or back on: tests and benches compare it with op (a).
 // Set it between runs, not during one.
 void set_binned_pass_enabled(bool enabled);
