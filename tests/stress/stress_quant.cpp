@@ -476,6 +476,22 @@ static void check_opa_binned(uint64_t seed, bool binned) {
     bv.assign_accumulate(cb.c.data(), cb.l.data(), k, cb.lambda, again);
     bool same = again.count == got.count && same_bits(again.cost, got.cost) && same_bits(again.distortion, got.distortion);
     if (!same) FAILF(f, "a second pass on the same BinnedValues differs");
+    // built from op (b1)'s sorted copy (what the ECSQ driver does): the same layout and the same bits
+    std::vector<float> ws(n), hs(n);
+    cpu::sort_pairs(w.data(), hp, n, ws.data(), hs.data());
+    const quant::BinnedValues from_sorted(w.data(), hp, n, bins, quant::SortedView{ws.data(), hs.data()});
+    bool layout = from_sorted.bins() == bv.bins() && from_sorted.size() == bv.size() &&
+                  from_sorted.values().size() == bv.values().size();
+    for (size_t i = 0; layout && i < bv.values().size(); ++i)
+      layout = same_bits_f(from_sorted.values()[i], bv.values()[i]) && same_bits_f(from_sorted.importances()[i], bv.importances()[i]);
+    if (!layout) FAILF(f, "BinnedValues from a sorted copy has another layout");
+    quant::AssignAccum sorted_sums;
+    from_sorted.assign_accumulate(cb.c.data(), cb.l.data(), k, cb.lambda, sorted_sums);
+    same = sorted_sums.count == got.count && same_bits(sorted_sums.cost, got.cost) &&
+           same_bits(sorted_sums.distortion, got.distortion);
+    for (int j = 0; j < k; ++j)
+      same = same && same_bits(sorted_sums.sum_hw[j], got.sum_hw[j]) && same_bits(sorted_sums.sum_w[j], got.sum_w[j]);
+    if (!same) FAILF(f, "BinnedValues from a sorted copy gives other sums");
   }
   double tot_h = 0, tot_hw = 0, tot_w = 0;
   long double tot_d = 0, tot_sq = 0, tot_c = 0;
