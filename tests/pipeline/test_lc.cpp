@@ -9,42 +9,14 @@
 
 #include "netquant/error.h"
 #include "netquant/lc.h"
+#include "pipeline/teacher_data.h"
 
 namespace nq {
 namespace {
 
 // 5x3 single-channel images, 3 classes: flatten → fc1 (7) → ReLU → fc2 (3); 150 parameters.
-Model tiny_model(uint64_t seed) {
-  return build_model_from_json(
-      R"({"name":"tiny","input":[1,5,3],"classes":3,"layers":[{"type":"flatten"},)"
-      R"({"type":"linear","name":"fc1","out":7},{"type":"relu"},{"type":"linear","name":"fc2","out":3}]})",
-      seed);
-}
-
-// Seeded images in [0, 1] labelled by a random linear teacher (learnable, not trivially).
-Dataset tiny_data(int64_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<float> u(0.0f, 1.0f);
-  std::normal_distribution<float> g(0.0f, 1.0f);
-  std::vector<float> teacher(15 * 3);
-  for (float& v : teacher) v = g(rng);
-  Dataset d;
-  d.images = Tensor("images", DType::kF32, {n, 1, 5, 3});
-  float* x = d.images.mutable_data_as<float>();
-  for (int64_t i = 0; i < n; ++i) {
-    double best = -1e30;
-    int32_t label = 0;
-    for (int64_t k = 0; k < 15; ++k) x[i * 15 + k] = u(rng);
-    for (int32_t c = 0; c < 3; ++c) {
-      double s = 0;
-      for (int64_t k = 0; k < 15; ++k) s += teacher[size_t(c * 15 + k)] * (x[i * 15 + k] - 0.5);
-      if (s > best) best = s, label = c;
-    }
-    d.labels.push_back(label);
-  }
-  d.num_classes = 3;
-  return d;
-}
+Model tiny_model(uint64_t seed) { return test::teacher_mlp("tiny", 5, 3, 7, 3, seed); }
+Dataset tiny_data(int64_t n, uint64_t seed) { return test::teacher_images(n, 5, 3, 3, seed); }
 
 TensorSet scaled_random_like(const TensorSet& like, double scale, uint64_t seed) {
   std::mt19937_64 rng(seed);

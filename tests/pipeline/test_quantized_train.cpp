@@ -6,7 +6,6 @@
 
 #include <cmath>
 #include <functional>
-#include <random>
 #include <string>
 #include <utility>
 #include <vector>
@@ -16,43 +15,14 @@
 #include "netquant/nn.h"
 #include "netquant/backend.h"
 #include "netquant/quantize.h"
+#include "pipeline/teacher_data.h"
 
 namespace nq {
 namespace {
 
 // 6x4 single-channel images, 3 classes: flatten → fc1 (9) → ReLU → fc2 (3); 255 parameters.
-Model small_model(uint64_t seed) {
-  return build_model_from_json(
-      R"({"name":"small","input":[1,6,4],"classes":3,"layers":[{"type":"flatten"},)"
-      R"({"type":"linear","name":"fc1","out":9},{"type":"relu"},{"type":"linear","name":"fc2","out":3}]})",
-      seed);
-}
-
-// Seeded images in [0, 1] labelled by a random linear teacher.
-Dataset teacher_data(int64_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<float> u(0.0f, 1.0f);
-  std::normal_distribution<float> g(0.0f, 1.0f);
-  constexpr int64_t kPixels = 24;
-  std::vector<float> teacher(kPixels * 3);
-  for (float& v : teacher) v = g(rng);
-  Dataset d;
-  d.images = Tensor("images", DType::kF32, {n, 1, 6, 4});
-  float* x = d.images.mutable_data_as<float>();
-  for (int64_t i = 0; i < n; ++i) {
-    double best = -1e30;
-    int32_t label = 0;
-    for (int64_t k = 0; k < kPixels; ++k) x[i * kPixels + k] = u(rng);
-    for (int32_t c = 0; c < 3; ++c) {
-      double s = 0;
-      for (int64_t k = 0; k < kPixels; ++k) s += teacher[size_t(c * kPixels + k)] * (x[i * kPixels + k] - 0.5);
-      if (s > best) best = s, label = c;
-    }
-    d.labels.push_back(label);
-  }
-  d.num_classes = 3;
-  return d;
-}
+Model small_model(uint64_t seed) { return test::teacher_mlp("small", 6, 4, 9, 3, seed); }
+Dataset teacher_data(int64_t n, uint64_t seed) { return test::teacher_images(n, 6, 4, 3, seed); }
 
 QuantTrainParams quiet_params() {
   QuantTrainParams p;
