@@ -38,6 +38,17 @@ inline bool checked_mul(uint64_t a, uint64_t b, uint64_t* out) {
   return true;
 }
 
+// Reverses the bytes of each of the `bytes / size` elements of `size` bytes in place (big- to little-endian and
+// back: IDX data, big-endian .npy data).
+inline void swap_element_bytes(uint8_t* data, size_t bytes, size_t size) {
+  for (size_t i = 0; i + size <= bytes; i += size)
+    for (size_t a = i, b = i + size - 1; a < b; ++a, --b) {
+      const uint8_t t = data[a];
+      data[a] = data[b];
+      data[b] = t;
+    }
+}
+
 // The byte order this machine stores numbers in; file formats here are little-endian except IDX.
 inline bool host_is_little_endian() {
   const uint16_t probe = 1;

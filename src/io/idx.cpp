@@ -109,10 +109,7 @@ Tensor parse_idx(const uint8_t* data, size_t size, const std::string& source) {
   NQ_CHECK(in.at_end(), ErrorCode::kBadFile,
            source << ": trailing data after the IDX data of shape " << shape_to_string(shape) << what);
   // IDX stores big-endian; swap to host order in place.
-  if (esize > 1 && io::host_is_little_endian()) {
-    for (size_t i = 0; i < nbytes; i += esize)
-      for (size_t a = 0, b = esize - 1; a < b; ++a, --b) std::swap(dst[i + a], dst[i + b]);
-  }
+  if (esize > 1 && io::host_is_little_endian()) io::swap_element_bytes(dst, nbytes, esize);
   return t;
 }
 

@@ -1,7 +1,6 @@
 // NumPy .npy files: v1.0-v3.0 headers parsed as the Python dict literal they are (descr, fortran_order,
 // shape), data of exactly the announced size (Fortran-ordered or big-endian data is read into a C-ordered native
 // copy); the writer writes C order, little-endian, and pads headers to 64 bytes as numpy does.
-#include <algorithm>
 #include <cctype>
 #include <cstring>
 #include <limits>
@@ -188,13 +187,12 @@ std::string stem_of(const std::string& path) {
   return base;
 }
 
-// Fortran order (first index fastest) to C order (last index fastest), elements of `size` bytes: `in` holds the
-// Fortran layout of `shape`, `out` receives the C layout. An odometer over the C index keeps the Fortran offset.
-void fortran_to_c_order(const uint8_t* in, uint8_t* out, const std::vector<int64_t>& shape, size_t size) {
+// Fortran order (first index fastest) to C order (last index fastest), numel elements of `size` bytes: `in` holds
+// the Fortran layout of `shape`, `out` receives the C layout. An odometer over the C index keeps the Fortran offset.
+void fortran_to_c_order(const uint8_t* in, uint8_t* out, const std::vector<int64_t>& shape, uint64_t numel,
+                        size_t size) {
   const size_t ndim = shape.size();
-  uint64_t numel = 1;
-  for (int64_t d : shape) numel *= static_cast<uint64_t>(d);
-  if (numel == 0) return;
+  if (numel == 0 || ndim == 0) return;
   std::vector<uint64_t> stride(ndim);  // element stride of each index in the Fortran layout
   uint64_t run = 1;
   for (size_t k = 0; k < ndim; ++k) stride[k] = run, run *= static_cast<uint64_t>(shape[k]);
@@ -209,10 +207,6 @@ void fortran_to_c_order(const uint8_t* in, uint8_t* out, const std::vector<int64
       index[k] = 0;
     }
   }
-}
-
-void swap_bytes_in_place(uint8_t* data, uint64_t numel, size_t size) {
-  for (uint64_t i = 0; i < numel; ++i) std::reverse(data + i * size, data + (i + 1) * size);
 }
 
 Tensor parse_npy_impl(const uint8_t* data, size_t size, const std::string& src,
@@ -275,9 +269,9 @@ Tensor parse_npy_impl(const uint8_t* data, size_t size, const std::string& src,
     return Tensor::view(stem_of(src), dtype, shape, p, keepalive);
   Tensor t(stem_of(src), dtype, shape);
   auto* out = static_cast<uint8_t*>(t.mutable_data());
-  if (nbytes && transpose) fortran_to_c_order(p, out, shape, dtype_size(dtype));
+  if (nbytes && transpose) fortran_to_c_order(p, out, shape, numel, dtype_size(dtype));
   else if (nbytes) std::memcpy(out, p, nbytes);
-  if (element.big_endian) swap_bytes_in_place(out, numel, dtype_size(dtype));
+  if (element.big_endian) io::swap_element_bytes(out, nbytes, dtype_size(dtype));
   return t;
 }
 

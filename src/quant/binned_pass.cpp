@@ -141,6 +141,7 @@ BinnedValues::BinnedValues(const float* w, const float* h, size_t n, size_t bins
   auto importance = [h](size_t i) { return h ? h[i] : 1.0f; };
   struct ChunkSums {
     size_t positive = 0;
+    size_t first_zero = SIZE_MAX;  // the chunk's first value of importance 0
     double sum_w = 0, zero_w = 0, zero_w2 = 0;
   };
   std::vector<ChunkSums> sums(chunks);
@@ -151,25 +152,23 @@ BinnedValues::BinnedValues(const float* w, const float* h, size_t n, size_t bins
         ++c.positive;
         c.sum_w += w[i];
       } else {
+        c.first_zero = std::min(c.first_zero, i);
         c.zero_w += w[i];
         c.zero_w2 += static_cast<double>(w[i]) * w[i];
       }
     }
   });
-  size_t p = 0;
+  size_t p = 0, first_zero = SIZE_MAX;
   double mean = 0;
   for (const ChunkSums& c : sums) {
     p += c.positive;
     mean += c.sum_w;
     zero_sum_w_ += c.zero_w;
     zero_sum_w2_ += c.zero_w2;
+    first_zero = std::min(first_zero, c.first_zero);
   }
   zero_count_ = n - p;
-  for (size_t i = 0; i < n && zero_count_ > 0; ++i)  // a representative: all of them take one label (h = 0)
-    if (!(importance(i) > 0)) {
-      zero_first_ = w[i];
-      break;
-    }
+  if (zero_count_ > 0) zero_first_ = w[first_zero];  // a representative: all of them take one label (h = 0)
   const size_t nb = p == 0 ? 0
                            : std::min(p, bins ? std::min(bins, kMaxBins)
                                               : std::clamp<size_t>(p / kDefaultBinValues, 1, kMaxBins));
@@ -189,62 +188,40 @@ BinnedValues::BinnedValues(const float* w, const float* h, size_t n, size_t bins
     std::sort(hs.begin(), hs.end());
     for (size_t b = 1; b < nb; ++b) edges.push_back(hs[b * hs.size() / nb]);
   }
-  // Each value's bin: the number of edges ≤ h (EdgeIndex); the values of importance 0 get bin nb (the zero group).
+  // The values of positive importance grouped by bin (the number of edges ≤ h, EdgeIndex), in their source's order
+  // within each bin: a count per chunk and bin, then a stable scatter. From the caller's sorted copy each bin comes
+  // out sorted by value (its members in sorted order are what a stable sort of them by w's order key gives: sort_pairs'
+  // order); from the values themselves each bin is sorted afterwards.
+  NQ_ASSERT(!sorted.w || sorted.h != nullptr);
+  const float* from_w = sorted.w ? sorted.w : w;
+  const float* from_h = sorted.w ? sorted.h : h;  // null: every importance 1
+  auto from_importance = [from_h](size_t i) { return from_h ? from_h[i] : 1.0f; };
   const EdgeIndex edge_index(edges);
-  std::vector<size_t> start(nb + 1, 0);  // bin b's values at [start[b], start[b + 1]) of w_ / h_
+  std::vector<size_t> at(chunks * nb, 0), start(nb + 1, 0);  // bin b's values at [start[b], start[b + 1])
+  parallel_for_chunks(static_cast<int64_t>(n), kChunk, [&](int64_t i0, int64_t i1) {
+    size_t* count = at.data() + static_cast<size_t>(i0 / kChunk) * nb;
+    for (size_t i = static_cast<size_t>(i0); i < static_cast<size_t>(i1); ++i) {
+      const float x = from_importance(i);
+      if (x > 0) ++count[edge_index.bin(x)];
+    }
+  });
+  offsets_by_chunk(at, chunks, nb, start);
   w_.resize(p);
   h_.resize(p);
-  if (sorted.w) {
-    // The caller's sorted copy, scattered stably into the bins: a bin's members in sorted order are exactly what a
-    // stable sort of them by w's order key gives (sort_pairs' order), so no bin is sorted again.
-    NQ_ASSERT(sorted.h != nullptr);
-    std::vector<size_t> at(chunks * nb, 0);
-    auto bin_at = [&](size_t i) { return edge_index.bin(sorted.h[i]); };  // for positive importance only
-    parallel_for_chunks(static_cast<int64_t>(n), kChunk, [&](int64_t i0, int64_t i1) {
-      size_t* count = at.data() + static_cast<size_t>(i0 / kChunk) * nb;
-      for (size_t i = static_cast<size_t>(i0); i < static_cast<size_t>(i1); ++i)
-        if (sorted.h[i] > 0) ++count[bin_at(i)];
-    });
-    offsets_by_chunk(at, chunks, nb, start);
-    parallel_for_chunks(static_cast<int64_t>(n), kChunk, [&](int64_t i0, int64_t i1) {
-      size_t* next = at.data() + static_cast<size_t>(i0 / kChunk) * nb;
-      for (size_t i = static_cast<size_t>(i0); i < static_cast<size_t>(i1); ++i) {
-        if (!(sorted.h[i] > 0)) continue;
-        const size_t o = next[bin_at(i)]++;
-        w_[o] = sorted.w[i];
-        h_[o] = sorted.h[i];
-      }
-    });
-  } else {
-    // A scatter of the values into the bins, then a sort of each bin.
-    ScratchVector<uint16_t> bin_of(n);
-    // Per chunk, how many values of each bin (nb + 1 of them, the zero group last) it holds; then where its first
-    // of each lands.
-    const size_t groups = nb + 1;
-    std::vector<size_t> at(chunks * groups, 0);
-    parallel_for_chunks(static_cast<int64_t>(n), kChunk, [&](int64_t i0, int64_t i1) {
-      size_t* count = at.data() + static_cast<size_t>(i0 / kChunk) * groups;
-      for (size_t i = static_cast<size_t>(i0); i < static_cast<size_t>(i1); ++i) {
-        const float x = importance(i);
-        const size_t bin = x > 0 ? edge_index.bin(x) : nb;
-        bin_of[i] = static_cast<uint16_t>(bin);
-        ++count[bin];
-      }
-    });
-    std::vector<size_t> group_start(groups + 1, 0);
-    offsets_by_chunk(at, chunks, groups, group_start);
-    std::copy(group_start.begin(), group_start.begin() + static_cast<ptrdiff_t>(nb) + 1, start.begin());
-    ScratchVector<float> gw(p), gh(p);  // written in full below: no value-initialising pass over fresh pages
-    parallel_for_chunks(static_cast<int64_t>(n), kChunk, [&](int64_t i0, int64_t i1) {
-      size_t* next = at.data() + static_cast<size_t>(i0 / kChunk) * groups;
-      for (size_t i = static_cast<size_t>(i0); i < static_cast<size_t>(i1); ++i) {
-        const size_t bin = bin_of[i];
-        if (bin == nb) continue;  // importance 0: counted, not kept
-        const size_t o = next[bin]++;
-        gw[o] = w[i];
-        gh[o] = importance(i);
-      }
-    });
+  ScratchVector<float> gw(sorted.w ? 0 : p), gh(sorted.w ? 0 : p);  // the bins before their sort (written in full)
+  float* to_w = sorted.w ? w_.data() : gw.data();
+  float* to_h = sorted.w ? h_.data() : gh.data();
+  parallel_for_chunks(static_cast<int64_t>(n), kChunk, [&](int64_t i0, int64_t i1) {
+    size_t* next = at.data() + static_cast<size_t>(i0 / kChunk) * nb;
+    for (size_t i = static_cast<size_t>(i0); i < static_cast<size_t>(i1); ++i) {
+      const float x = from_importance(i);
+      if (!(x > 0)) continue;  // importance 0: counted above, not kept
+      const size_t o = next[edge_index.bin(x)]++;
+      to_w[o] = from_w[i];
+      to_h[o] = x;
+    }
+  });
+  if (!sorted.w) {
 #pragma omp parallel for schedule(dynamic, 1) if (nb > 1)
     for (int64_t b = 0; b < static_cast<int64_t>(nb); ++b) {
       const size_t a = start[static_cast<size_t>(b)], e = start[static_cast<size_t>(b) + 1];

@@ -237,10 +237,6 @@ EcsqStart ecsq_start(const Problem& p, const SortedData& s, const QuantizeParams
   return {ecsq_init(s, q), interval_scatter(all.s0, all.s1, all.s2) / static_cast<double>(p.n)};
 }
 
-RawResult ecsq_driver(const Problem& p, const AssignPass& pass, const EcsqStart& start, const QuantizeParams& q) {
-  return ecsq_search(pass, p.n, p.n, start.init, start.d0, q);
-}
-
 EcsqSearch::EcsqSearch(std::vector<double> init, double d0, size_t n_total, const QuantizeParams& q)
     : q_(q), init_(std::move(init)), n_total_(n_total), rate_(target_rate_bits(q)), d0_(d0),
       phase_(rate_ > 0 ? Phase::kZero : Phase::kFixed), run_(init_, 0.0, n_total, q) {

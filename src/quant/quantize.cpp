@@ -191,7 +191,7 @@ QuantizeResult quantize(const float* values, const float* importance, size_t n, 
         start = quant::ecsq_start(p, s, params);
         pass = quant::local_pass(p, {s.w().data(), s.h().data()});
       }
-      r = quant::finalize(p, quant::ecsq_driver(p, pass, start, params));
+      r = quant::finalize(p, quant::ecsq_search(pass, p.n, p.n, start.init, start.d0, params));
       break;
     }
     case Method::kBinary: r = from_fixed(p, quant::quantize_binary(p.w, p.h, n)); break;

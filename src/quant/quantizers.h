@@ -115,17 +115,14 @@ RawResult lloyd_sorted(const SortedData& s, const QuantizeParams& q);    // kmea
 RawResult exact_dp(const Problem& p, const SortedData& s, const QuantizeParams& q);        // exact
 RawResult uniform_quantize(const Problem& p, double step, int max_cells);                  // one Δ
 RawResult uniform_driver(const Problem& p, const QuantizeParams& q);                       // Δ or target
-// ECSQ's start from the sorted values: the starting codebook (ecsq_init) and the weighted variance D0. Made apart
-// from the search so that the sorted copy, which also lays out the passes' values (local_pass), is freed before
-// the search runs.
-struct AssignPass;  // below
+// ECSQ's start from the sorted values: the starting codebook (ecsq_init) and the weighted variance D0, for
+// ecsq_search (λ or target). Made apart from the search so that the sorted copy, which also lays out the passes'
+// values (local_pass), is freed before the search runs.
 struct EcsqStart {
   std::vector<double> init;
   double d0 = 0;
 };
 EcsqStart ecsq_start(const Problem& p, const SortedData& s, const QuantizeParams& q);
-RawResult ecsq_driver(const Problem& p, const AssignPass& pass, const EcsqStart& start,
-                      const QuantizeParams& q);  // λ or target, over local_pass(p, …)
 
 // kmeans / hw-kmeans / exact on many small problems at once through op (e) (the rows or groups of one tensor):
 // problem j is values [row_begin[j], row_begin[j + 1]) of w (h: nullptr when unweighted), warm[j] (nullptr or

@@ -118,7 +118,7 @@ std::vector<std::vector<QuantizeResult>> quantize_rows_ecsq(const float* w, cons
   for (int64_t r = 0; r < rows; ++r) solo[static_cast<size_t>(r)] = use_binned_pass(problems[static_cast<size_t>(r)].n);
 
   std::vector<std::vector<QuantizeResult>> out(nsets, std::vector<QuantizeResult>(static_cast<size_t>(rows)));
-  // Rows [r0, r1) in one op (f) object: their searches from the starting codebooks ecsq_driver makes (sorted
+  // Rows [r0, r1) in one op (f) object: their searches from the starts ecsq_start makes (sorted
   // values, the init rule or the warm start, D0) to the labelled results.
   auto solve_slice = [&](int64_t r0, int64_t r1, const std::vector<int64_t>& slice_begin) {
     std::vector<Task> tasks;
@@ -136,12 +136,9 @@ std::vector<std::vector<QuantizeResult>> quantize_rows_ecsq(const float* w, cons
       if (!warm.empty() && warm[static_cast<size_t>(r)])
         qr.initial_centers.assign(warm[static_cast<size_t>(r)]->begin(), warm[static_cast<size_t>(r)]->end());
       failed.run(static_cast<size_t>(i), [&] {
-        const SortedData s(p);
-        const SortedData::Sums all = s.range(0, s.size());
-        const double d0 = interval_scatter(all.s0, all.s1, all.s2) / static_cast<double>(p.n);
-        const std::vector<double> init = ecsq_init(s, qr);
+        const EcsqStart start = ecsq_start(p, SortedData(p), qr);
         for (size_t m = 0; m < nsets; ++m)
-          tasks[static_cast<size_t>(i) + m].search = std::make_unique<EcsqSearch>(init, d0, p.n, sets[m]);
+          tasks[static_cast<size_t>(i) + m].search = std::make_unique<EcsqSearch>(start.init, start.d0, p.n, sets[m]);
       });
     }
     failed.rethrow_first();
