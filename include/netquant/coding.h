@@ -120,12 +120,28 @@ struct NqFileInfo {
 // error; checksum mismatches are reported in the result (header_crc_ok, file_crc_ok, crc_ok).
 NqFileInfo describe_nq_file(const std::string& path);
 
-// Streams a .nq file into a safetensors file, one tensor in memory at a time: the safetensors header is
-// computed from the .nq directory first, then each payload is read, verified (CRC), decoded, dequantized and
-// appended. Values equal QuantizedModel::dequantize(): codebook value (pruned: +0) as float32, converted to
-// the original dtype (or `dtype`) with round-to-nearest-even. Atomic output; refuses to overwrite the input,
-// and an output not named *.safetensors.
+// What decompress_nq_file writes for a quantized tensor W (a tensor kept in float is written as it is either way).
+//  kValues: W, its dequantized values.
+//  kCodes: what lookup-table kernels read (README "The codes layout"). W.codes has W's shape and gives each weight's
+//    column in its problem's row of W.codebook; it is U8 when the columns fit 0…255, else I16 up to 32767, else I32.
+//    W.codebook is [problems, columns] in W's dtype (or `dtype`): weight i of W is
+//    W.codebook[i / problem_size][W.codes[i]], bit for bit the value kValues writes. The columns are the largest
+//    codebook's levels (a shorter codebook's row padded with +0), then, when a weight is pruned, one +0 column that
+//    the pruned weights use. The safetensors metadata says netquant.layout = codes, netquant.method,
+//    netquant.scope, and per tensor "W.problem_size" and (with pruned weights) "W.pruned_code".
+enum class DecompressLayout { kValues, kCodes };
+
+// Streams a .nq file into a safetensors file, one batch of tensors in memory at a time: the safetensors header is
+// computed from the .nq directory first (kCodes: and each payload's codebooks), then each payload is read, verified
+// (CRC), decoded, dequantized (or laid out as codes) and appended. Values equal QuantizedModel::dequantize():
+// codebook value (pruned: +0) as float32, converted to the original dtype (or `dtype`) with round-to-nearest-even.
+// Atomic output; refuses to overwrite the input, an output not named *.safetensors, and (kCodes) two outputs of
+// one name (tensors "W" and "W.codes").
 void decompress_nq_file(const std::string& nq_path, const std::string& out_path,
-                        std::optional<DType> dtype = std::nullopt);
+                        std::optional<DType> dtype = std::nullopt, DecompressLayout layout = DecompressLayout::kValues);
+
+// The codes layout (DecompressLayout::kCodes) of a model in memory (read_nq_file's, or quantize_model's), with its
+// metadata: the tensors and bytes decompress_nq_file writes for the model's file.
+TensorSet codes_layout(const QuantizedModel& model, std::optional<DType> dtype = std::nullopt);
 
 }  // namespace nq

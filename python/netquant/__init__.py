@@ -12,6 +12,7 @@ Main entry points:
 - :func:`prune` the weights ``quantize_model(prune=...)`` would prune set to 0 (to retrain a pruned net)
 - :func:`sweep` a rate-distortion sweep -> rows like ``netquant sweep``'s CSV
 - :func:`compress` / :func:`decompress`, :func:`save` / :func:`load` the ``.nq`` file
+- :func:`load_codes` a ``.nq`` file as codes and codebook tables (:class:`Codes`), for lookup-table kernels
 - :func:`load_safetensors` / :func:`save_safetensors`
 
 Errors from the engine are :class:`NetquantError` (see :mod:`netquant._errors` for the classes by code).
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import operator
 import os
-from typing import Any, Mapping, Sequence, Union
+from typing import Any, Mapping, NamedTuple, Sequence, Union
 
 import numpy as np
 
@@ -34,7 +35,7 @@ __version__: str = _core.version()
 __all__ = [
     "NetquantError", "NetquantValueError", "NetquantIOError", "NetquantRuntimeError",
     "Result", "ModelResult", "TensorResult",
-    "quantize", "quantize_model", "prune", "sweep", "compress", "decompress", "save", "load",
+    "quantize", "quantize_model", "prune", "sweep", "compress", "decompress", "save", "load", "Codes", "load_codes",
     "load_safetensors", "save_safetensors", "safetensors_metadata",
     "methods", "cuda_available", "set_num_threads", "num_threads", "__version__",
 ]
@@ -327,6 +328,50 @@ def load(path: PathLike) -> dict[str, np.ndarray]:
     """Reads a ``.nq`` file and returns the dequantized tensors (name -> array, their original shapes and
     dtypes; bfloat16 comes back as float32, which NumPy lacks)."""
     return dict(_core.read_nq(os.fspath(path)))
+
+
+class Codes(NamedTuple):
+    """A quantized tensor as lookup-table kernels read it: weight ``i`` (in C order) is
+    ``codebook[i // problem_size, codes.flat[i]]``, bit for bit the value :func:`load` gives.
+
+    ``codes`` has the tensor's shape (uint8 when the columns fit 0…255, else int16, else int32); ``codebook`` is
+    ``[problems, columns]`` in the tensor's dtype (bfloat16 as float32): each row one codebook's levels ascending,
+    padded with +0 to the longest, then, when a weight is pruned, one +0 column, ``pruned_code``, that the pruned
+    weights use (``None`` when none is). ``problem_size`` is the weights per codebook: the tensor's size (global and
+    tensor scopes), its row length, or the group size.
+    """
+
+    codes: np.ndarray
+    codebook: np.ndarray
+    problem_size: int
+    pruned_code: int | None
+
+    def dequantize(self) -> np.ndarray:
+        """The tensor's values, looked up: ``codebook[i // problem_size, codes.flat[i]]``."""
+        flat = self.codes.reshape(-1).astype(np.intp)
+        if flat.size == 0:
+            return np.zeros(self.codes.shape, dtype=self.codebook.dtype)
+        rows = np.arange(flat.size, dtype=np.intp) // self.problem_size
+        return self.codebook[rows, flat].reshape(self.codes.shape)
+
+
+def load_codes(path: PathLike) -> dict[str, Codes | np.ndarray]:
+    """Reads a ``.nq`` file in the codes layout (``netquant decompress --codes`` writes the same as safetensors):
+    name -> :class:`Codes` for each quantized tensor, name -> array (as :func:`load` gives it) for each tensor kept
+    in float, in the file's order."""
+    arrays, metadata = _core.read_nq_codes(os.fspath(path))
+    out: dict[str, Codes | np.ndarray] = {}
+    for name, array in arrays.items():
+        if name.endswith(".codebook") and isinstance(out.get(name[:-len(".codebook")]), Codes):
+            continue  # the table of the Codes just made (a tensor's codes come before its codebook)
+        if name.endswith(".codes") and name[:-len(".codes")] + ".problem_size" in metadata:
+            tensor = name[:-len(".codes")]
+            pruned = metadata.get(tensor + ".pruned_code")
+            out[tensor] = Codes(array, arrays[tensor + ".codebook"], int(metadata[tensor + ".problem_size"]),
+                                None if pruned is None else int(pruned))
+        else:
+            out[name] = array
+    return out
 
 
 def decompress(data: bytes | bytearray | memoryview) -> dict[str, np.ndarray]:

@@ -326,6 +326,18 @@ py::dict read_nq(const std::string& path) {
   return tensors_to_dict(dequantized, true);
 }
 
+// A .nq file in the codes layout (nq::codes_layout): the tensors (W.codes, W.codebook; float tensors as they are) and
+// the layout's metadata.
+py::tuple read_nq_codes(const std::string& path) {
+  TensorSet set;
+  {
+    py::gil_scoped_release release;
+    set = codes_layout(read_nq_file(path));
+  }
+  std::map<std::string, std::string> metadata = set.metadata();
+  return py::make_tuple(tensors_to_dict(set, true), metadata);
+}
+
 // A .safetensors file, a sharded checkpoint's index (*.json), or a model directory holding either.
 TensorSet read_safetensors_any(const std::string& path) {
   py::gil_scoped_release release;
@@ -480,6 +492,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("prune_tensors", &prune_tensors, py::arg("tensors"), py::arg("importance"), py::arg("params"));
   m.def("write_nq", &write_nq, py::arg("path"), py::arg("tensors"), py::arg("importance"), py::arg("params"));
   m.def("read_nq", &read_nq, py::arg("path"));
+  m.def("read_nq_codes", &read_nq_codes, py::arg("path"));
   m.def("compress_nq", &compress_nq, py::arg("tensors"), py::arg("importance"), py::arg("params"));
   m.def("decompress_nq", &decompress_nq, py::arg("data"));
   m.def("read_safetensors", &read_safetensors_dict, py::arg("path"), py::arg("writable") = true);

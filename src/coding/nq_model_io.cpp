@@ -1,9 +1,11 @@
 // Whole-model reading (file or memory), inspection, dequantization and streaming decompression to safetensors.
 #include <cstring>
+#include <map>
 
 #include <nlohmann/json.hpp>
 #include <zlib.h>
 
+#include "coding/codes_layout.h"
 #include "coding/level_order.h"
 #include "coding/nq_format.h"
 #include "core/ordered_batches.h"
@@ -155,7 +157,8 @@ NqFileInfo describe_nq_file(const std::string& path) {
   return info;
 }
 
-void decompress_nq_file(const std::string& nq_path, const std::string& out_path, std::optional<DType> dtype) {
+void decompress_nq_file(const std::string& nq_path, const std::string& out_path, std::optional<DType> dtype,
+                        DecompressLayout layout) {
   using namespace coding;
   check_output_not_input(out_path, {nq_path});
   const std::string suffix = ".safetensors";  // what is written, whatever the name says: refuse a misleading one
@@ -164,22 +167,57 @@ void decompress_nq_file(const std::string& nq_path, const std::string& out_path,
   NQ_CHECK(named_safetensors, ErrorCode::kInvalidArgument,
            out_path << ": decompress writes safetensors; name the output *.safetensors");
   if (dtype) NQ_CHECK(dtype_is_float(*dtype), ErrorCode::kInvalidArgument, "--dtype must be a float dtype");
+  const bool codes = layout == DecompressLayout::kCodes;
   const auto src = open_nq_file_source(nq_path);
   const NqDirectory dir = read_nq_directory(*src);
   const uint32_t stored_crc = read_nq_trailer(*src, dir);
 
-  // The safetensors header first, from the directory alone (output dtype and shape of every tensor).
+  // The safetensors header first, from the directory (and, for codes, each payload's codebooks: the table's width).
   auto out_dtype = [&](const NqRecord& rec) {
     if (!dtype || !dtype_is_float(rec.dtype)) return rec.dtype;
     return *dtype;
   };
+  std::vector<CodesShape> code_shapes(dir.records.size());
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  if (codes) {
+    std::map<std::string, std::string> metadata;
+    add_layout_metadata(metadata, dir.method, dir.scope);
+    std::vector<std::pair<std::string, std::string>> outputs;
+    std::vector<std::vector<float>> unused;
+    for (size_t i = 0; i < dir.records.size(); ++i) {
+      const NqRecord& rec = dir.records[i];
+      if (!rec.quantized) {
+        outputs.emplace_back(rec.name, rec.name);
+        continue;
+      }
+      PayloadLayout lay;
+      decode_nq_payload(dir, rec, read_nq_payload(*src, dir, rec), unused, &lay, false, nullptr);
+      const bool global = dir.scope.kind == ScopeKind::kGlobal;
+      const auto levels = static_cast<int64_t>(global ? dir.global_codebook.size() : lay.codebook_bits / 32);
+      code_shapes[i] = codes_shape(dir.source + ": tensor '" + rec.name + "'", static_cast<int64_t>(rec.numel),
+                                   static_cast<int64_t>(rec.problem_size), static_cast<int64_t>(rec.num_problems),
+                                   lay.max_k, levels, rec.pruned > 0);
+      add_tensor_metadata(metadata, rec.name, static_cast<int64_t>(rec.problem_size), code_shapes[i]);
+      outputs.emplace_back(codes_name(rec.name), rec.name);
+      outputs.emplace_back(codebook_name(rec.name), rec.name);
+    }
+    check_unique_output_names(nq_path, outputs);
+    header["__metadata__"] = metadata;
+  }
   uint64_t offset = 0;
-  for (const auto& rec : dir.records) {
-    const DType d = out_dtype(rec);
-    const uint64_t bytes = rec.numel * dtype_size(d);
-    header[rec.name] = {{"dtype", dtype_name(d)}, {"shape", rec.shape}, {"data_offsets", {offset, offset + bytes}}};
+  auto add_entry = [&](const std::string& name, DType d, const std::vector<int64_t>& shape) {
+    const uint64_t bytes = static_cast<uint64_t>(shape_numel(shape)) * dtype_size(d);
+    header[name] = {{"dtype", dtype_name(d)}, {"shape", shape}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
+  };
+  for (size_t i = 0; i < dir.records.size(); ++i) {
+    const NqRecord& rec = dir.records[i];
+    if (codes && rec.quantized) {
+      add_entry(codes_name(rec.name), code_shapes[i].codes_dtype, rec.shape);
+      add_entry(codebook_name(rec.name), out_dtype(rec), {code_shapes[i].problems, code_shapes[i].columns});
+    } else {
+      add_entry(rec.name, out_dtype(rec), rec.shape);
+    }
   }
   std::string text = header.dump();
   while (text.size() % 8) text.push_back(' ');
@@ -193,22 +231,35 @@ void decompress_nq_file(const std::string& nq_path, const std::string& out_path,
   // in order. A payload is used only once its own CRC matches the directory's, so the file's CRC is the directory
   // prefix's combined with those (zlib's crc32_combine).
   uint32_t crc = dir.prefix_crc;
-  for_each_in_ordered_batches<Tensor>(
+  uint64_t written = 0;
+  for_each_in_ordered_batches<std::vector<Tensor>>(
       dir.records.size(), uint64_t{1} << 26, [&](size_t i) { return dir.records[i].numel; },
       [&](size_t i) {
         const NqRecord& rec = dir.records[i];
         std::vector<std::vector<float>> codebooks;
         if (dir.scope.kind == ScopeKind::kGlobal) codebooks.push_back(dir.global_codebook);
-        const QuantizedTensor t = decode_nq_payload(dir, rec, read_nq_payload(*src, dir, rec), codebooks, nullptr,
-                                                    true, nullptr);
-        return dequantize_tensor(t, codebooks, out_dtype(rec));
+        QuantizedTensor t = decode_nq_payload(dir, rec, read_nq_payload(*src, dir, rec), codebooks, nullptr, true,
+                                              nullptr);
+        std::vector<Tensor> made;
+        if (codes && rec.quantized) {
+          // Each row of the table ascending, as read_nq_file gives the codebooks (the file may store them by use).
+          if (dir.scope.kind != ScopeKind::kGlobal && t.num_problems > 1) restore_ascending_levels(t, codebooks);
+          made.push_back(tensor_codes(t, code_shapes[i]));
+          made.push_back(tensor_codebook(t, codebooks, code_shapes[i], out_dtype(rec)));
+        } else {
+          made.push_back(dequantize_tensor(t, codebooks, out_dtype(rec)));
+        }
+        return made;
       },
-      [&](size_t i, const Tensor& values) {
+      [&](size_t i, const std::vector<Tensor>& made) {
         const NqRecord& rec = dir.records[i];
         crc = static_cast<uint32_t>(crc32_combine64(crc, rec.payload_crc, static_cast<z_off64_t>(rec.payload_length)));
-        NQ_ASSERT(values.nbytes() == rec.numel * dtype_size(out_dtype(rec)));
-        out.write(values.data(), values.nbytes());
+        for (const Tensor& t : made) {
+          out.write(t.data(), t.nbytes());
+          written += t.nbytes();
+        }
       });
+  NQ_ASSERT(written == offset);
   NQ_CHECK(!kEnforceCrc || crc == stored_crc, ErrorCode::kBadFile, nq_path << ": file checksum mismatch (corrupt file)");
   out.commit();
 }
