@@ -31,7 +31,7 @@ void setup_decompress(CLI::App& sub) {
                "write each quantized tensor W as W.codes (each weight's column in its codebook row: uint8 up to 256 "
                "columns, else int16 or int32) and W.codebook ([problems, columns]) instead of its values: "
                "W[i] = W.codebook[i / problem_size][W.codes[i]]; the metadata gives W.problem_size and "
-               "W.pruned_code (README \"The codes layout\")");
+               "W.pruned_code (README \"netquant decompress\")");
   sub.callback([o] {
     apply_common_options(o->common);
     check_outputs({{"-o", o->output}}, {o->input});

@@ -122,7 +122,7 @@ NqFileInfo describe_nq_file(const std::string& path);
 
 // What decompress_nq_file writes for a quantized tensor W (a tensor kept in float is written as it is either way).
 //  kValues: W, its dequantized values.
-//  kCodes: what lookup-table kernels read (README "The codes layout"). W.codes has W's shape and gives each weight's
+//  kCodes: what lookup-table kernels read (README "netquant decompress"). W.codes has W's shape and gives each weight's
 //    column in its problem's row of W.codebook; it is U8 when the columns fit 0…255, else I16 up to 32767, else I32.
 //    W.codebook is [problems, columns] in W's dtype (or `dtype`): weight i of W is
 //    W.codebook[i / problem_size][W.codes[i]], bit for bit the value kValues writes. The columns are the largest

@@ -75,6 +75,19 @@ def test_quantize_then_decompress_identical(cli, model_files, method, flags, kwa
         a, b = cli_out[name], py.dequantized[name]
         assert a.dtype == b.dtype and a.shape == b.shape, name
         assert np.array_equal(a.view(np.uint8), b.view(np.uint8)), f"{name}: CLI and Python differ"
+    # The codes layout: the CLI's file holds what load_codes gives.
+    run_cli(cli, "decompress", str(tmp / "cli.nq"), "-o", str(tmp / "codes.safetensors"), "--codes", "--quiet")
+    cli_codes = netquant.load_safetensors(tmp / "codes.safetensors")
+    meta = netquant.safetensors_metadata(tmp / "codes.safetensors")
+    assert meta["netquant.layout"] == "codes" and meta["netquant.method"] == method
+    for name, c in netquant.load_codes(tmp / "cli.nq").items():
+        if isinstance(c, np.ndarray):
+            assert np.array_equal(cli_codes[name].view(np.uint8), c.view(np.uint8)), name
+            continue
+        assert np.array_equal(cli_codes[name + ".codes"], c.codes) and cli_codes[name + ".codes"].dtype == c.codes.dtype
+        assert np.array_equal(cli_codes[name + ".codebook"].view(np.uint8), c.codebook.view(np.uint8)), name
+        assert int(meta[name + ".problem_size"]) == c.problem_size
+        assert meta.get(name + ".pruned_code") == (None if c.pruned_code is None else str(c.pruned_code))
     # The same .nq bytes from Python.
     netquant.save(tmp / "py.nq", netquant.load_safetensors(tmp / "model.safetensors"),
                   netquant.load_safetensors(tmp / "imp.safetensors"), method=method, seed=11, backend="cpu",

@@ -36,6 +36,43 @@ def test_nq_round_trip(rng, tmp_path, params):
     assert len(blob) < sum(a.nbytes for a in model.values())
 
 
+@pytest.mark.parametrize("params", [dict(method="uniform", k=9, prune=0.3), dict(method="ecsq", k=32, lam=1e-5,
+                                                                                scope="row"),
+                                    dict(method="int", bits=8, scope="group:5", prune=0.1),
+                                    dict(method="exact", k=300, scope="tensor")])
+def test_load_codes_looks_up_the_values(rng, tmp_path, params):
+    # The oracle: load(), the dequantized values; each Codes looked up by hand (not by its own dequantize) must give
+    # them bit for bit, the pruned weights (exactly 0) on the pruned column only.
+    model = small_model(rng)
+    model["fc.weight"] = model["fc.weight"].astype(np.float16)
+    imp = {n: importance(rng, a.shape) for n, a in model.items()}
+    netquant.save(tmp_path / "m.nq", model, imp, backend="cpu", skip_1d=True, **params)
+    values = netquant.load(tmp_path / "m.nq")
+    codes = netquant.load_codes(tmp_path / "m.nq")
+    assert list(codes) == list(model)
+    if params.get("k") == 300:  # fc.weight's 720 weights in 300 levels: two-byte codes
+        assert codes["fc.weight"].codes.dtype == np.int16 and codes["fc.weight"].codebook.shape == (1, 300)
+    for name, v in values.items():
+        c = codes[name]
+        if name.endswith(".bias"):
+            assert isinstance(c, np.ndarray) and np.array_equal(c.view(np.uint8), v.view(np.uint8)), name
+            continue
+        assert isinstance(c, netquant.Codes) and c.codes.shape == v.shape and c.codebook.dtype == v.dtype, name
+        assert c.codes.dtype == (np.uint8 if c.codebook.shape[1] <= 256 else np.int16), name
+        flat = c.codes.ravel().astype(np.int64)
+        looked_up = np.array([c.codebook[i // c.problem_size, flat[i]] for i in range(flat.size)], dtype=v.dtype)
+        assert np.array_equal(looked_up.view(np.uint8), v.ravel().view(np.uint8)), name
+        assert np.array_equal(c.dequantize().view(np.uint8), v.view(np.uint8)), name
+        if c.pruned_code is None:
+            assert params.get("prune", 0) == 0, name
+        else:
+            assert c.pruned_code == c.codebook.shape[1] - 1 and not c.codebook[:, -1].any(), name
+            assert (flat == c.pruned_code).sum() > 0 and np.all(v.ravel()[flat == c.pruned_code] == 0), name
+        expected_size = {"global": v.size, "tensor": v.size, "row": v.size // v.shape[0] if v.ndim > 1 else v.size}
+        scope = params.get("scope", "global")
+        assert c.problem_size == (int(scope[6:]) if scope.startswith("group:") else expected_size[scope]), name
+
+
 def test_coder_picks_the_index_streams(rng, tmp_path):
     # Well under a bit of entropy per weight, where Huffman pays its one-bit floor: the oracle is the file's own
     # header (version 1 = Huffman only, 2 = rANS streams), decoding to the same weights, and the sizes.

@@ -43,12 +43,13 @@ void write_codes(const QuantizedTensor& t, const CodesShape& shape, Code* out) {
 CodesShape codes_shape(const std::string& what, int64_t numel, int64_t problem_size, int64_t num_problems,
                        int64_t max_k, int64_t levels, bool any_pruned) {
   CodesShape s;
-  // An empty tensor has no problem (a file may still count some: there is nothing for them to index).
-  s.problems = numel == 0 ? 0 : num_problems;
+  // An empty tensor has an empty table (a file may still give it codebooks: there is nothing for them to index).
+  if (numel == 0) return s;
+  s.problems = num_problems;
   s.columns = max_k + (any_pruned ? 1 : 0);
   s.pruned_code = any_pruned ? max_k : -1;
   s.codes_dtype = s.columns <= 256 ? DType::kU8 : s.columns <= 32768 ? DType::kI16 : DType::kI32;
-  NQ_ASSERT_MSG(numel == 0 || (problem_size > 0 && s.problems == (numel - 1) / problem_size + 1),
+  NQ_ASSERT_MSG(problem_size > 0 && s.problems == (numel - 1) / problem_size + 1,
                 what << ": " << s.problems << " problems of " << problem_size << " for " << numel << " weights");
   // Every real layout fits: with each codebook no longer than its problem, problems·(max_k + 1) < 3·numel (a
   // problem has at least one weight, and all but the last have problem_size); fixed codebooks longer than a tiny

@@ -23,7 +23,8 @@ struct CodesShape {
   DType codes_dtype = DType::kU8;  // U8 when the columns fit 0…255, else I16 up to 32767, else I32
 };
 
-// `levels` is the sum of the tensor's codebook sizes (its stored levels), `max_k` the largest. Throws kBadFile
+// `levels` is the sum of the tensor's codebook sizes (its stored levels), `max_k` the largest; an empty tensor gets a
+// [0, 0] table whatever its codebooks. Throws kBadFile
 // naming `what` when the padded table would be far larger than the tensor and its stored levels together (a
 // malformed file: one huge codebook among many empty ones), which no writer makes: a table of at most
 // 3·numel + 2·levels + 65537 entries holds every real layout.

@@ -35,6 +35,38 @@ void expect_bitwise_equal(const TensorSet& a, const TensorSet& b) {
   }
 }
 
+// The values a file in the codes layout holds, looked up as a kernel would: X[i] = X.codebook[i / ps][X.codes[i]]
+// (ps from the metadata); tensors without codes pass through.
+TensorSet look_up_codes(const TensorSet& layout) {
+  TensorSet values;
+  for (const auto& t : layout) {
+    const std::string& name = t.name();
+    const std::string suffix = ".codes";
+    const std::string base = name.size() > suffix.size() ? name.substr(0, name.size() - suffix.size()) : "";
+    const auto ps_at = layout.metadata().find(base + ".problem_size");
+    if (name.size() > suffix.size() && name.compare(base.size(), suffix.size(), suffix) == 0 &&
+        ps_at != layout.metadata().end()) {
+      const Tensor& table = layout.at(base + ".codebook");
+      const size_t ps = std::stoull(ps_at->second), columns = static_cast<size_t>(table.shape()[1]);
+      const size_t width = dtype_size(table.dtype());
+      Tensor out = Tensor::uninitialized(base, table.dtype(), t.shape());
+      for (size_t i = 0; i < static_cast<size_t>(t.numel()); ++i) {
+        const size_t code = t.dtype() == DType::kU8    ? t.data_as<uint8_t>()[i]
+                            : t.dtype() == DType::kI16 ? static_cast<size_t>(t.data_as<int16_t>()[i])
+                                                       : static_cast<size_t>(t.data_as<int32_t>()[i]);
+        EXPECT_LT(code, columns) << name << " " << i;
+        std::memcpy(static_cast<uint8_t*>(out.mutable_data()) + i * width,
+                    static_cast<const uint8_t*>(table.data()) + ((i / ps) * columns + code) * width, width);
+      }
+      values.add(std::move(out));
+    } else if (!(name.size() > 9 && name.compare(name.size() - 9, 9, ".codebook") == 0 &&
+                 layout.metadata().count(name.substr(0, name.size() - 9) + ".problem_size"))) {
+      values.add(t);
+    }
+  }
+  return values;
+}
+
 TEST_F(NqCli, DecompressWritesDequantizedWeights) {
   nq::testing::ModelSpec spec;
   spec.scope = ScopeKind::kRow;
@@ -158,8 +190,38 @@ TEST_F(NqCli, QuantizeNqDecompressBitExact) {
       CliRun c = run("decompress '" + file("q.nq") + "' -o '" + file("d.safetensors") + "' --quiet");
       ASSERT_EQ(c.status, 0) << c.err;
       expect_bitwise_equal(read_safetensors(file("q.safetensors")), read_safetensors(file("d.safetensors")));
+      // The codes layout looks up to the same values.
+      c = run("decompress '" + file("q.nq") + "' -o '" + file("c.safetensors") + "' --codes --quiet");
+      ASSERT_EQ(c.status, 0) << c.err;
+      const TensorSet codes = read_safetensors(file("c.safetensors"));
+      EXPECT_EQ(codes.metadata().at("netquant.scope"), scope);
+      EXPECT_EQ(codes.metadata().at("netquant.method"), "uniform");
+      EXPECT_EQ(codes.at("fc1.weight.codes").dtype(), DType::kU8);
+      EXPECT_EQ(codes.at("fc2.weight.codebook").dtype(), DType::kF16);
+      expect_bitwise_equal(read_safetensors(file("q.safetensors")), look_up_codes(codes));
     }
   }
+}
+
+// Names the codes layout cannot write (a model with "W" and "W.codes") are refused with both named, exit 2, nothing
+// written; the values of the same file still decompress.
+TEST_F(NqCli, DecompressCodesRefusesCollidingNames) {
+  nq::testing::ModelSpec spec;
+  spec.with_raw = true;
+  auto m = nq::testing::random_model(spec, 8);
+  for (auto& t : m.tensors)
+    if (!t.quantized) {
+      t.name = "layer0.weight.codes";
+      t.original.set_name(t.name);
+      break;
+    }
+  write_nq_file(file("m.nq"), m);
+  CliRun r = run("decompress '" + file("m.nq") + "' -o '" + file("c.safetensors") + "' --codes");
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_NE(r.err.find("two tensors named 'layer0.weight.codes'"), std::string::npos) << r.err;
+  EXPECT_FALSE(exists(file("c.safetensors")));
+  r = run("decompress '" + file("m.nq") + "' -o '" + file("v.safetensors") + "' --quiet");
+  EXPECT_EQ(r.status, 0) << r.err;
 }
 
 }  // namespace

@@ -1,4 +1,5 @@
-// libFuzzer target: the .nq reader (parse_nq) on arbitrary bytes; valid inputs must re-encode to the same model.
+// libFuzzer target: the .nq reader (parse_nq) on arbitrary bytes; valid inputs must re-encode to the same model, and
+// their codes layout (codes_layout) must look up to their values.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -32,6 +33,44 @@ bool same_model(const nq::QuantizedModel& a, const nq::QuantizedModel& b) {
   return true;
 }
 
+// The codes layout of a parsed model: every weight looked up in its row of the table is its dequantized value. A
+// file may name its tensors so that the layout's names collide ("W" and "W.codes"): that refusal is the one
+// kInvalidArgument allowed; a table far larger than the file is refused as kBadFile.
+bool codes_look_up_the_values(const nq::QuantizedModel& m) {
+  nq::TensorSet layout;
+  try {
+    layout = nq::codes_layout(m);
+  } catch (const nq::Error& e) {
+    if (e.code() == nq::ErrorCode::kInvalidArgument) return true;
+    throw;
+  }
+  const nq::TensorSet values = m.dequantize();
+  for (const nq::Tensor& v : values) {
+    const nq::Tensor* codes = layout.find(v.name() + ".codes");
+    const nq::Tensor* table = layout.find(v.name() + ".codebook");
+    const auto ps = layout.metadata().find(v.name() + ".problem_size");
+    if (!codes || !table || ps == layout.metadata().end()) {
+      const nq::Tensor* same = layout.find(v.name());
+      if (!same || same->nbytes() != v.nbytes() || std::memcmp(same->data(), v.data(), v.nbytes()) != 0) return false;
+      continue;
+    }
+    const size_t problem_size = std::stoull(ps->second), width = nq::dtype_size(v.dtype());
+    if (table->dtype() != v.dtype() || table->shape().size() != 2 || codes->numel() != v.numel()) return false;
+    const auto columns = static_cast<size_t>(table->shape()[1]);
+    for (size_t i = 0; i < static_cast<size_t>(v.numel()); ++i) {
+      const int64_t code = codes->dtype() == nq::DType::kU8    ? codes->data_as<uint8_t>()[i]
+                           : codes->dtype() == nq::DType::kI16 ? codes->data_as<int16_t>()[i]
+                                                               : codes->data_as<int32_t>()[i];
+      const size_t cell = (i / problem_size) * columns + static_cast<size_t>(code);
+      if (code < 0 || static_cast<size_t>(code) >= columns || cell >= static_cast<size_t>(table->numel())) return false;
+      if (std::memcmp(static_cast<const uint8_t*>(table->data()) + cell * width,
+                      static_cast<const uint8_t*>(v.data()) + i * width, width) != 0)
+        return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -47,6 +86,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     nq::QuantizedModel m2 = nq::parse_nq(again.data(), again.size(), "fuzz-again.nq", limits);
     if (!same_model(m, m2)) __builtin_trap();
     if (nq::serialize_nq(m2) != again) __builtin_trap();
+    if (!codes_look_up_the_values(m)) __builtin_trap();
   } catch (const nq::Error& e) {
     // Hostile bytes must be reported as a bad file; any other code (an internal assert, the writer refusing
     // what the reader accepted) is a bug.
