@@ -16,8 +16,10 @@
 
 #include "netquant/atomic_file.h"
 #include "netquant/backend.h"
+#include "netquant/coding.h"
 #include "netquant/error.h"
 #include "netquant/io.h"
+#include "netquant/nn.h"
 #include "netquant/progress.h"
 #include "quant/quantizers.h"
 #include "quant/tensor_selector.h"
@@ -119,6 +121,19 @@ void check_outputs(const std::vector<OutputArg>& outputs, const std::vector<std:
                           << " name the same file; give each output its own path");
     }
     seen.emplace_back(&out, resolved);
+  }
+}
+
+void load_network_weights(Model& model, const std::string& path) {
+  if (!ends_with(path, ".nq")) {
+    load_weights(model, path);
+    return;
+  }
+  const TensorSet weights = read_nq_file(path).dequantize();
+  try {
+    model.set_weights(weights);
+  } catch (const Error& e) {
+    throw Error(e.code(), "weights file " + path + ": " + e.what());
   }
 }
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/string_util.h"  // ends_with: the CLI picks formats by extension
+#include "netquant/nn.h"
 #include "netquant/quantize.h"
 #include "netquant/tensor.h"
 
@@ -79,6 +80,10 @@ void check_outputs(const std::vector<OutputArg>& outputs, const std::vector<std:
 // needs an entry of its shape in a float dtype; an error names the file and the tensor.
 TensorSet read_importance(const std::string& path, const TensorSet& model,
                           const ModelQuantizeParams& params = ModelQuantizeParams());
+
+// Weights for a built-in network (eval, hessian, lc, wetrain, train --init): what nn::load_weights reads
+// (.safetensors, .npy), or a .nq file's dequantized weights (what `decompress` would write).
+void load_network_weights(Model& model, const std::string& path);
 
 // Where the human-readable lines go: stdout, or stderr when a JSON (or CSV) output is "-", so that stdout holds
 // only that document.

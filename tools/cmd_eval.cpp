@@ -20,7 +20,7 @@ struct EvalOptions {
 void run_eval(const EvalOptions& o) {
   apply_common_options(o.common);
   Model model = build_model(o.model);
-  load_weights(model, o.weights);
+  load_network_weights(model, o.weights);
   const Dataset data = load_mnist(o.data, /*train=*/o.train_set);
   EvalParams p;
   p.limit = o.limit;
@@ -45,7 +45,7 @@ void run_eval(const EvalOptions& o) {
 void setup_eval(CLI::App& sub) {
   auto o = std::make_shared<EvalOptions>();
   sub.add_option("--model", o->model, "lenet300 | lenet5 | a JSON layer list (file.json)")->required();
-  sub.add_option("--weights", o->weights, "weights (.safetensors or .npy; any float dtype)")->required();
+  sub.add_option("--weights", o->weights, "weights (.safetensors or .npy, any float dtype; or a .nq file, dequantized)")->required();
   sub.add_option("--data", o->data, "directory with the IDX files")->capture_default_str();
   sub.add_flag("--train-set", o->train_set, "evaluate on the training split instead of the test split");
   add_image_count(sub, "--limit", o->limit, "only the first N images (0 = all)");

@@ -24,7 +24,7 @@ void run_hessian(const HessianOptions& o) {
   apply_common_options(o.common);
   check_outputs({{"-o", o.output}}, {o.weights});
   Model model = build_model(o.model);
-  load_weights(model, o.weights);
+  load_network_weights(model, o.weights);
   const Dataset data = load_mnist(o.data, true);
   HessianParams p;
   p.method = parse_hessian_method(o.method);
@@ -52,7 +52,7 @@ void run_hessian(const HessianOptions& o) {
 void setup_hessian(CLI::App& sub) {
   auto o = std::make_shared<HessianOptions>();
   sub.add_option("--model", o->model, "lenet300 | lenet5 | a JSON layer list (file.json)")->required();
-  sub.add_option("--weights", o->weights, "trained weights (.safetensors or .npy)")->required();
+  sub.add_option("--weights", o->weights, "trained weights (.safetensors or .npy; or a .nq file, dequantized)")->required();
   sub.add_option("--data", o->data, "directory with the IDX files (the training split is used)")
       ->capture_default_str();
   sub.add_option("-o,--output", o->output, "importance to write (.safetensors; same names/shapes as weights)")

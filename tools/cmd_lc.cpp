@@ -70,7 +70,7 @@ void run(LcOptions& o) {
   c.importance_transform = parse_importance_transform(o.transform);
 
   Model model = build_model(o.model);
-  load_weights(model, o.weights);
+  load_network_weights(model, o.weights);
   TensorSet importance;
   if (!o.importance.empty()) importance = read_importance(o.importance, model.weights(), c);
   const Dataset train = load_mnist(o.data, true);
@@ -125,7 +125,7 @@ void setup_lc(CLI::App& sub) {
   auto o = std::make_shared<LcOptions>();
   sub.add_option("--model", o->model, "built-in network: lenet300 | lenet5")->check(CLI::IsMember({"lenet5", "lenet300"}))
       ->capture_default_str();
-  sub.add_option("--weights", o->weights, "trained weights (.safetensors or .npy)")->required()->check(CLI::ExistingFile);
+  sub.add_option("--weights", o->weights, "trained weights (.safetensors or .npy; or a .nq file, dequantized)")->required()->check(CLI::ExistingFile);
   sub.add_option("--data", o->data, "MNIST-format data directory")->capture_default_str();
   sub.add_option("-o,--output", o->output, "compressed model (.nq)")->required();
   sub.add_option("--log", o->log, "per-step log as JSON (\"-\" = stdout)");

@@ -52,7 +52,7 @@ void run_train(const TrainOptions& o) {
   p.test_subset = o.test_subset;
   p.backend = resolve_backend(parse_backend(o.common.backend));
   Model model = build_model(o.model, o.seed);
-  if (!o.init.empty()) load_weights(model, o.init);
+  if (!o.init.empty()) load_network_weights(model, o.init);
   if (o.prune > 0) {  // quantize --prune's rule, so that quantizing with the same --prune prunes the same weights
     ModelQuantizeParams prune_params;
     prune_params.prune = o.prune;
@@ -119,7 +119,7 @@ void setup_train(CLI::App& sub) {
   sub.add_option("--adam-state", o->adam_state, "also write Adam's second moment v (.safetensors; importance)");
   add_image_count(sub, "--train-subset", o->train_subset, "train on the first N images (0 = all)");
   add_image_count(sub, "--test-subset", o->test_subset, "evaluate on the first N test images (0 = all)");
-  sub.add_option("--init", o->init, "start from these weights instead of a fresh initialization");
+  sub.add_option("--init", o->init, "start from these weights instead of a fresh initialization (.safetensors, .npy, or a .nq file dequantized)");
   sub.add_flag("--keep-zeros", o->keep_zeros,
                "retrain a pruned model: parameters that are exactly 0 in --init stay 0 (their gradient is masked)");
   sub.add_option("--prune", o->prune,

@@ -33,7 +33,7 @@ void run(WetrainOptions& o) {
   p.activation = parse_activation_quant(o.activation);
   p.progress = !o.common.quiet;
   Model model = build_model(o.model);
-  load_weights(model, o.weights);
+  load_network_weights(model, o.weights);
   const Dataset train = load_mnist(o.data, true);
   const Dataset test = load_mnist(o.data, false);
   QuantTrainResult r = quantized_train(model, train, test, p);
@@ -74,7 +74,7 @@ void setup_wetrain(CLI::App& sub) {
   auto o = std::make_shared<WetrainOptions>();
   sub.add_option("--model", o->model, "built-in network: lenet5 | lenet300")->check(CLI::IsMember({"lenet5", "lenet300"}))
       ->capture_default_str();
-  sub.add_option("--weights", o->weights, "trained float weights (.safetensors or .npy)")->required()
+  sub.add_option("--weights", o->weights, "trained float weights (.safetensors or .npy; or a .nq file, dequantized)")->required()
       ->check(CLI::ExistingFile);
   sub.add_option("--data", o->data, "MNIST-format data directory")->capture_default_str();
   sub.add_option("-o,--output", o->output, "final quantized weights (.nq), optional");

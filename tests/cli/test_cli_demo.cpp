@@ -78,6 +78,20 @@ TEST(DemoCli, QuickRunProducesTableAndFiles) {
   for (const auto& t : q.tensors) params += static_cast<int64_t>(t.indices.size());
   EXPECT_EQ(params, 431080);
   EXPECT_NE(slurp(dir + "/out/points.csv").find("iterative ECSQ (pruned)"), std::string::npos);
+  // eval takes the .nq itself: the accuracy and loss of its decompressed weights, to the last digit.
+  {
+    const std::string cli = std::string("'") + NQ_CLI_PATH + "' ";
+    const std::string nq = "'" + dir + "/out/uniform_pruned_finetuned.nq'";
+    const std::string eval = cli + "eval --model lenet5 --limit 500 --json -q --weights ";
+    const int st = std::system((cli + "decompress " + nq + " -o '" + dir + "/d.safetensors' -q && " + eval + nq +
+                                " > '" + dir + "/eval_nq' && " + eval + "'" + dir + "/d.safetensors' > '" + dir +
+                                "/eval_st'").c_str());
+    ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    const auto a = nlohmann::json::parse(slurp(dir + "/eval_nq")), b = nlohmann::json::parse(slurp(dir + "/eval_st"));
+    EXPECT_EQ(a["accuracy"], b["accuracy"]);
+    EXPECT_EQ(a["loss"], b["loss"]);
+    EXPECT_EQ(a["samples"], 500);
+  }
 
   // The pruned rows start from the retrained pruned model: 90% of the weights exactly 0 (the demo's prune), and
   // `train --keep-zeros` from it keeps every one of those zeros while the rest train.
