@@ -38,6 +38,20 @@ std::vector<uint8_t> value_bytes(float v, DType dtype) {
   return out;
 }
 
+// decompress --codes of `nq_path` must fail with `code`, its message holding each of `needles`, and leave no output.
+void expect_codes_refused(const std::string& nq_path, const std::string& st_path, ErrorCode code,
+                          const std::vector<std::string>& needles) {
+  std::remove(st_path.c_str());
+  try {
+    decompress_nq_file(nq_path, st_path, std::nullopt, DecompressLayout::kCodes);
+    ADD_FAILURE() << nq_path << ": accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), code) << e.what();
+    for (const auto& needle : needles) EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(file_exists(st_path)) << nq_path;
+}
+
 int64_t code_at(const Tensor& codes, size_t i) {
   switch (codes.dtype()) {
     case DType::kU8: return codes.data_as<uint8_t>()[i];
@@ -209,17 +223,7 @@ TEST(CodesLayout, RefusesCollidingNamesAndWritesNothing) {
     }
   const std::string nq_path = temp_path("clash.nq"), st_path = temp_path("clash.safetensors");
   write_nq_file(nq_path, m);
-  std::remove(st_path.c_str());
-  try {
-    decompress_nq_file(nq_path, st_path, std::nullopt, DecompressLayout::kCodes);
-    ADD_FAILURE() << "accepted";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
-    const std::string what = e.what();
-    EXPECT_NE(what.find("'layer0.weight.codebook'"), std::string::npos) << what;
-    EXPECT_NE(what.find("'layer0.weight'"), std::string::npos) << what;
-  }
-  EXPECT_FALSE(file_exists(st_path));
+  expect_codes_refused(nq_path, st_path, ErrorCode::kInvalidArgument, {"'layer0.weight.codebook'", "'layer0.weight'"});
   EXPECT_THROW(codes_layout(m), Error);
   // The values layout has no such names: it still works.
   decompress_nq_file(nq_path, st_path);
@@ -249,15 +253,7 @@ TEST(CodesLayout, RefusesATableFarLargerThanTheFile) {
   m.tensors.push_back(t);
   const std::string nq_path = temp_path("huge.nq"), st_path = temp_path("huge.safetensors");
   write_nq_file(nq_path, m);
-  std::remove(st_path.c_str());
-  try {
-    decompress_nq_file(nq_path, st_path, std::nullopt, DecompressLayout::kCodes);
-    ADD_FAILURE() << "accepted";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::kBadFile);
-    EXPECT_NE(std::string(e.what()).find("tensor 'w'"), std::string::npos) << e.what();
-  }
-  EXPECT_FALSE(file_exists(st_path));
+  expect_codes_refused(nq_path, st_path, ErrorCode::kBadFile, {"tensor 'w'", "malformed"});
   // A fixed codebook of 256 levels on groups of 4 weights (int8 in group:4): 64 entries per weight, written.
   QuantizedModel g;
   g.method = Method::kInt;
@@ -283,15 +279,6 @@ TEST(CodesLayout, RefusesATableFarLargerThanTheFile) {
 // A corrupt file fails as the values layout fails (kBadFile) and leaves no output.
 TEST(CodesLayout, CorruptFilesLeaveNoOutput) {
   const std::string st_path = temp_path("bad.safetensors");
-  for (const char* name : {"bad_crc.nq", "truncated.nq", "rans_bad_stream.nq", "oversubscribed.nq"}) {
-    std::remove(st_path.c_str());
-    const std::string path = std::string(NQ_TEST_DATA_DIR) + "/golden/" + name;
-    try {
-      decompress_nq_file(path, st_path, std::nullopt, DecompressLayout::kCodes);
-      ADD_FAILURE() << name << " accepted";
-    } catch (const Error& e) {
-      EXPECT_EQ(e.code(), ErrorCode::kBadFile) << name << ": " << e.what();
-    }
-    EXPECT_FALSE(file_exists(st_path)) << name;
-  }
+  for (const char* name : {"bad_crc.nq", "truncated.nq", "rans_bad_stream.nq", "oversubscribed.nq"})
+    expect_codes_refused(std::string(NQ_TEST_DATA_DIR) + "/golden/" + name, st_path, ErrorCode::kBadFile, {name});
 }
