@@ -113,10 +113,11 @@ void add_tensor_metadata(std::map<std::string, std::string>& metadata, const std
   if (shape.pruned_code >= 0) metadata[tensor + ".pruned_code"] = std::to_string(shape.pruned_code);
 }
 
-void check_unique_output_names(const std::string& source,
-                               const std::vector<std::pair<std::string, std::string>>& outputs) {
+void check_output_names(const std::string& source, const std::vector<std::pair<std::string, std::string>>& outputs) {
   std::map<std::string, const std::string*> owner;
   for (const auto& [name, tensor] : outputs) {
+    NQ_CHECK(name != "__metadata__", ErrorCode::kInvalidArgument,
+             source << ": tensor '" << tensor << "' cannot be written as safetensors' reserved name '__metadata__'");
     const auto [at, inserted] = owner.emplace(name, &tensor);
     NQ_CHECK(inserted, ErrorCode::kInvalidArgument,
              source << ": the codes layout would write two tensors named '" << name << "' (from tensor '"
@@ -140,7 +141,7 @@ TensorSet codes_layout(const QuantizedModel& model, std::optional<DType> dtype) 
       outputs.emplace_back(t.name, t.name);
     }
   }
-  check_unique_output_names("the model", outputs);
+  check_output_names("the model", outputs);
   TensorSet out;
   add_layout_metadata(out.metadata(), model.method, model.scope);
   for (const auto& t : model.tensors) {

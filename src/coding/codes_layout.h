@@ -47,8 +47,8 @@ void add_tensor_metadata(std::map<std::string, std::string>& metadata, const std
                          int64_t problem_size, const CodesShape& shape);
 
 // Throws kInvalidArgument when two outputs share a name (a model with tensors "W" and "W.codes"), naming the
-// tensors both come from. `outputs` pairs each output's name with its tensor's.
-void check_unique_output_names(const std::string& source,
-                               const std::vector<std::pair<std::string, std::string>>& outputs);
+// tensors both come from, or when one is named "__metadata__" (safetensors' key for the metadata). `outputs`
+// pairs each output's name with its tensor's.
+void check_output_names(const std::string& source, const std::vector<std::pair<std::string, std::string>>& outputs);
 
 }  // namespace nq::coding

@@ -179,10 +179,13 @@ void decompress_nq_file(const std::string& nq_path, const std::string& out_path,
   };
   std::vector<CodesShape> code_shapes(dir.records.size());
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
-  if (codes) {
+  std::vector<std::pair<std::string, std::string>> outputs;  // (output, its tensor)
+  if (!codes) {
+    for (const auto& rec : dir.records) outputs.emplace_back(rec.name, rec.name);
+    check_output_names(nq_path, outputs);
+  } else {
     std::map<std::string, std::string> metadata;
     add_layout_metadata(metadata, dir.method, dir.scope);
-    std::vector<std::pair<std::string, std::string>> outputs;
     std::vector<std::vector<float>> unused;
     for (size_t i = 0; i < dir.records.size(); ++i) {
       const NqRecord& rec = dir.records[i];
@@ -201,7 +204,7 @@ void decompress_nq_file(const std::string& nq_path, const std::string& out_path,
       outputs.emplace_back(codes_name(rec.name), rec.name);
       outputs.emplace_back(codebook_name(rec.name), rec.name);
     }
-    check_unique_output_names(nq_path, outputs);
+    check_output_names(nq_path, outputs);
     header["__metadata__"] = metadata;
   }
   uint64_t offset = 0;

@@ -210,7 +210,8 @@ TEST(CodesLayout, CodeWidthsAtTheirEdges) {
   }
 }
 
-// A model whose tensor names would collide with the layout's ("W" and "W.codes"): refused by name, no file written.
+// A model whose tensor names would collide with the layout's ("W" and "W.codes"), or one named "__metadata__":
+// refused by name, no file written.
 TEST(CodesLayout, RefusesCollidingNamesAndWritesNothing) {
   ModelSpec spec;
   spec.with_raw = true;
@@ -228,8 +229,20 @@ TEST(CodesLayout, RefusesCollidingNamesAndWritesNothing) {
   // The values layout has no such names: it still works.
   decompress_nq_file(nq_path, st_path);
   EXPECT_TRUE(file_exists(st_path));
-  std::remove(nq_path.c_str());
+  // A tensor named as safetensors' metadata key cannot be written in either layout (it would turn the header into
+  // a file no reader takes).
+  for (auto& t : m.tensors)
+    if (!t.quantized) {
+      t.name = "__metadata__";
+      t.original.set_name(t.name);
+      break;
+    }
+  write_nq_file(nq_path, m);
+  expect_codes_refused(nq_path, st_path, ErrorCode::kInvalidArgument, {"'__metadata__'"});
   std::remove(st_path.c_str());
+  EXPECT_THROW(decompress_nq_file(nq_path, st_path), Error);
+  EXPECT_FALSE(file_exists(st_path));
+  std::remove(nq_path.c_str());
 }
 
 // One codebook of 60,000 levels among 3,000 of one level, each on one weight: the padded table would be 1.8·10^8
