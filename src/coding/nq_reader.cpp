@@ -7,7 +7,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <string>
 #include <type_traits>
+#include <unordered_set>
 
 #include "coding/bit_io.h"
 #include "coding/byte_stream.h"
@@ -177,6 +179,7 @@ NqDirectory read_nq_directory(const NqSource& src, bool tolerate_crc) {
   }
   uint64_t expect_offset = dir.dir_end;
   dir.records.reserve(count);
+  std::unordered_set<std::string> names;
   for (uint32_t i = 0; i < count; ++i) {
     NqRecord rec;
     const size_t start = r.pos();
@@ -185,6 +188,8 @@ NqDirectory read_nq_directory(const NqSource& src, bool tolerate_crc) {
     const uint8_t* name = r.take(name_len, "tensor name");
     rec.name.assign(reinterpret_cast<const char*>(name), static_cast<size_t>(name_len));
     const std::string what = f + ": tensor '" + rec.name + "'";
+    // A model is a map from names: a second tensor of one name would make every reader choose one.
+    NQ_CHECK(names.insert(rec.name).second, ErrorCode::kBadFile, what << " appears twice in the directory");
     const uint8_t dtype = r.u8();
     NQ_CHECK(dtype <= static_cast<uint8_t>(DType::kBool), ErrorCode::kBadFile, what << ": unknown dtype " << int(dtype));
     rec.dtype = static_cast<DType>(dtype);

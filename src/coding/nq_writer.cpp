@@ -1,7 +1,9 @@
 // Encodes a QuantizedModel as a .nq file: index streams (Huffman, or rANS in version 2), gap streams, directory, CRCs.
 #include <algorithm>
 #include <cstring>
+#include <string>
 #include <type_traits>
+#include <unordered_set>
 
 #include "coding/bit_io.h"
 #include "coding/byte_stream.h"
@@ -74,6 +76,10 @@ void check_model(const QuantizedModel& model) {
   for (const auto& t : model.tensors)
     NQ_CHECK(!global || !t.quantized || model.codebooks.size() == 1, ErrorCode::kInvalidArgument,
              kApi << ": global scope without its shared codebook");
+  std::unordered_set<std::string> names;  // a file names each tensor once (the reader refuses a repeated name)
+  for (const auto& t : model.tensors)
+    NQ_CHECK(names.insert(t.name).second, ErrorCode::kInvalidArgument,
+             kApi << ": two tensors named '" << t.name << "'; a .nq file names each tensor once");
   for (const auto& t : model.tensors) {
     NQ_CHECK(t.name.size() <= kNqMaxNameBytes, ErrorCode::kInvalidArgument,
              kApi << ": tensor '" << t.name.substr(0, 40) << "...' has a name of " << t.name.size()

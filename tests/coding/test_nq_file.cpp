@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstring>
@@ -445,6 +446,59 @@ TEST(NqFile, LargeTensorsSplitOverTheThreadsKeepTheBytes) {
       std::remove(nq_path.c_str());
       std::remove(st_path.c_str());
     }
+  }
+}
+
+// A model maps names to tensors: the writer refuses two tensors of one name, and the reader a directory that
+// repeats one (planted with valid checksums, so the name check is what refuses it). Before, both passed, and
+// decompress wrote a safetensors header with one entry for two tensors.
+TEST(NqFile, TensorNamesAreUnique) {
+  QuantizedModel m;
+  m.method = Method::kUniform;
+  m.scope.kind = ScopeKind::kTensor;
+  for (const char* name : {"tensor_a", "tensor_b"}) {
+    QuantizedTensor t;
+    t.name = name;
+    t.shape = {4};
+    t.problem_size = 4;
+    t.num_problems = 1;
+    t.first_codebook = static_cast<int64_t>(m.codebooks.size());
+    m.codebooks.push_back({0.5f, 1.0f});
+    t.indices = IndexArray(std::vector<int32_t>{0, 1, 0, 1});
+    m.tensors.push_back(std::move(t));
+  }
+  std::vector<uint8_t> bytes = serialize_nq(m);
+  QuantizedModel twice = m;
+  twice.tensors[1].name = "tensor_a";
+  try {
+    serialize_nq(twice);
+    ADD_FAILURE() << "the writer accepted two tensors named tensor_a";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("two tensors named 'tensor_a'"), std::string::npos) << e.what();
+  }
+  // The second name's last byte 'b' -> 'a', then the header's and the file's checksums recomputed.
+  const std::string second = "tensor_b";
+  const auto at = std::search(bytes.begin(), bytes.end(), second.begin(), second.end());
+  ASSERT_NE(at, bytes.end());
+  *(at + 7) = 'a';
+  auto get_u64 = [&](size_t pos) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(bytes[pos + static_cast<size_t>(i)]) << (8 * i);
+    return v;
+  };
+  auto put_u32 = [&](size_t pos, uint32_t v) {
+    for (int i = 0; i < 4; ++i) bytes[pos + static_cast<size_t>(i)] = static_cast<uint8_t>(v >> (8 * i));
+  };
+  const size_t dir_end = static_cast<size_t>(get_u64(32));
+  put_u32(dir_end - 4, crc32_update(0, bytes.data(), dir_end - 4));
+  put_u32(bytes.size() - 8, crc32_update(0, bytes.data(), bytes.size() - 8));
+  try {
+    parse_nq(bytes.data(), bytes.size(), "twice.nq");
+    ADD_FAILURE() << "the reader accepted a repeated name";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kBadFile);
+    EXPECT_NE(std::string(e.what()).find("twice.nq: tensor 'tensor_a' appears twice"), std::string::npos) << e.what();
   }
 }
 
