@@ -355,11 +355,14 @@ class Codes(NamedTuple):
         return self.codebook[rows, flat].reshape(self.codes.shape)
 
 
-def load_codes(path: PathLike) -> dict[str, Codes | np.ndarray]:
-    """Reads a ``.nq`` file in the codes layout (``netquant decompress --codes`` writes the same as safetensors):
-    name -> :class:`Codes` for each quantized tensor, name -> array (as :func:`load` gives it) for each tensor kept
-    in float, in the file's order."""
-    arrays, metadata = _core.read_nq_codes(os.fspath(path))
+def load_codes(source: PathLike | bytes | bytearray | memoryview) -> dict[str, Codes | np.ndarray]:
+    """Reads a ``.nq`` file (a path, or the file's bytes as :func:`compress` returns them) in the codes layout
+    (``netquant decompress --codes`` writes the same as safetensors): name -> :class:`Codes` for each quantized
+    tensor, name -> array (as :func:`load` gives it) for each tensor kept in float, in the file's order."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        arrays, metadata = _core.read_nq_codes(bytes(source))
+    else:
+        arrays, metadata = _core.read_nq_codes(os.fspath(source))
     out: dict[str, Codes | np.ndarray] = {}
     for name, array in arrays.items():
         if name.endswith(".codebook") and isinstance(out.get(name[:-len(".codebook")]), Codes):

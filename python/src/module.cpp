@@ -326,11 +326,18 @@ py::dict read_nq(const std::string& path) {
   return tensors_to_dict(dequantized, true);
 }
 
-// A .nq file in the codes layout (nq::codes_layout): the tensors (W.codes, W.codebook; float tensors as they are) and
-// the layout's metadata.
-py::tuple read_nq_codes(const std::string& path) {
+// A .nq file (a path, or the file's bytes) in the codes layout (nq::codes_layout): the tensors (W.codes, W.codebook;
+// float tensors as they are) and the layout's metadata.
+py::tuple read_nq_codes(const py::object& source) {
   TensorSet set;
-  {
+  if (py::isinstance<py::bytes>(source)) {
+    char* ptr = nullptr;
+    py::ssize_t size = 0;
+    if (PyBytes_AsStringAndSize(source.ptr(), &ptr, &size) != 0) throw py::error_already_set();
+    py::gil_scoped_release release;  // immutable bytes: safe to read without the GIL
+    set = codes_layout(parse_nq(reinterpret_cast<const uint8_t*>(ptr), static_cast<size_t>(size), "<bytes>"));
+  } else {
+    const std::string path = source.cast<std::string>();
     py::gil_scoped_release release;
     set = codes_layout(read_nq_file(path));
   }
@@ -492,7 +499,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("prune_tensors", &prune_tensors, py::arg("tensors"), py::arg("importance"), py::arg("params"));
   m.def("write_nq", &write_nq, py::arg("path"), py::arg("tensors"), py::arg("importance"), py::arg("params"));
   m.def("read_nq", &read_nq, py::arg("path"));
-  m.def("read_nq_codes", &read_nq_codes, py::arg("path"));
+  m.def("read_nq_codes", &read_nq_codes, py::arg("source"));
   m.def("compress_nq", &compress_nq, py::arg("tensors"), py::arg("importance"), py::arg("params"));
   m.def("decompress_nq", &decompress_nq, py::arg("data"));
   m.def("read_safetensors", &read_safetensors_dict, py::arg("path"), py::arg("writable") = true);

@@ -50,6 +50,13 @@ def test_load_codes_looks_up_the_values(rng, tmp_path, params):
     values = netquant.load(tmp_path / "m.nq")
     codes = netquant.load_codes(tmp_path / "m.nq")
     assert list(codes) == list(model)
+    in_memory = netquant.load_codes(netquant.compress(model, imp, backend="cpu", skip_1d=True, **params))
+    for name, c in codes.items():  # the file's bytes give the same as its path
+        m = in_memory[name]
+        assert type(m) is type(c), name
+        assert all(np.array_equal(np.asarray(a).view(np.uint8), np.asarray(b).view(np.uint8))
+                   for a, b in (zip(c[:2], m[:2]) if isinstance(c, netquant.Codes) else [(c, m)])), name
+        assert not isinstance(c, netquant.Codes) or c[2:] == m[2:], name
     if params.get("k") == 300:  # fc.weight's 720 weights in 300 levels: two-byte codes
         assert codes["fc.weight"].codes.dtype == np.int16 and codes["fc.weight"].codebook.shape == (1, 300)
     for name, v in values.items():
