@@ -126,8 +126,9 @@ NqFileInfo describe_nq_file(const std::string& path);
 //    column in its problem's row of W.codebook; it is U8 when the columns fit 0…255, else I16 up to 32767, else I32.
 //    W.codebook is [problems, columns] in W's dtype (or `dtype`): weight i of W is
 //    W.codebook[i / problem_size][W.codes[i]], bit for bit the value kValues writes. The columns are the largest
-//    codebook's levels (a shorter codebook's row padded with +0), then, when a weight is pruned, one +0 column that
-//    the pruned weights use. The safetensors metadata says netquant.layout = codes, netquant.method,
+//    codebook's levels (a shorter codebook's row padded with +0; with several codebooks each row ascending, as
+//    read_nq_file gives them, else as stored), then, when a weight is pruned, one +0 column that the pruned weights
+//    use. A table of more than 64 entries per weight and stored level is refused (kUnsupported). The safetensors metadata says netquant.layout = codes, netquant.method,
 //    netquant.scope, and per tensor "W.problem_size" and (with pruned weights) "W.pruned_code".
 enum class DecompressLayout { kValues, kCodes };
 
@@ -141,7 +142,8 @@ void decompress_nq_file(const std::string& nq_path, const std::string& out_path,
                         std::optional<DType> dtype = std::nullopt, DecompressLayout layout = DecompressLayout::kValues);
 
 // The codes layout (DecompressLayout::kCodes) of a model in memory (read_nq_file's, or quantize_model's), with its
-// metadata: the tensors and bytes decompress_nq_file writes for the model's file.
-TensorSet codes_layout(const QuantizedModel& model, std::optional<DType> dtype = std::nullopt);
+// metadata: the tensors and bytes decompress_nq_file writes for the model's file. `source` names the model in errors.
+TensorSet codes_layout(const QuantizedModel& model, std::optional<DType> dtype = std::nullopt,
+                       const std::string& source = "the model");
 
 }  // namespace nq

@@ -335,10 +335,11 @@ class Codes(NamedTuple):
     ``codebook[i // problem_size, codes.flat[i]]``, bit for bit the value :func:`load` gives.
 
     ``codes`` has the tensor's shape (uint8 when the columns fit 0…255, else int16, else int32); ``codebook`` is
-    ``[problems, columns]`` in the tensor's dtype (bfloat16 as float32): each row one codebook's levels ascending,
-    padded with +0 to the longest, then, when a weight is pruned, one +0 column, ``pruned_code``, that the pruned
-    weights use (``None`` when none is). ``problem_size`` is the weights per codebook: the tensor's size (global and
-    tensor scopes), its row length, or the group size.
+    ``[problems, columns]`` in the tensor's dtype (bfloat16 as float32): each row one codebook's levels (ascending
+    when the tensor has several codebooks, as stored otherwise), padded with +0 to the longest, then, when a weight
+    is pruned, one +0 column, ``pruned_code``, that the pruned weights use (``None`` when none is).
+    ``problem_size`` is the weights per codebook: the tensor's size (global and tensor scopes), its row length, or
+    the group size (the tensor's size when that is smaller).
     """
 
     codes: np.ndarray

@@ -335,11 +335,12 @@ py::tuple read_nq_codes(const py::object& source) {
     py::ssize_t size = 0;
     if (PyBytes_AsStringAndSize(source.ptr(), &ptr, &size) != 0) throw py::error_already_set();
     py::gil_scoped_release release;  // immutable bytes: safe to read without the GIL
-    set = codes_layout(parse_nq(reinterpret_cast<const uint8_t*>(ptr), static_cast<size_t>(size), "<bytes>"));
+    set = codes_layout(parse_nq(reinterpret_cast<const uint8_t*>(ptr), static_cast<size_t>(size), "<bytes>"),
+                       std::nullopt, "<bytes>");
   } else {
     const std::string path = source.cast<std::string>();
     py::gil_scoped_release release;
-    set = codes_layout(read_nq_file(path));
+    set = codes_layout(read_nq_file(path), std::nullopt, path);
   }
   std::map<std::string, std::string> metadata = set.metadata();
   return py::make_tuple(tensors_to_dict(set, true), metadata);

@@ -51,15 +51,16 @@ CodesShape codes_shape(const std::string& what, int64_t numel, int64_t problem_s
   s.codes_dtype = s.columns <= 256 ? DType::kU8 : s.columns <= 32768 ? DType::kI16 : DType::kI32;
   NQ_ASSERT_MSG(problem_size > 0 && s.problems == (numel - 1) / problem_size + 1,
                 what << ": " << s.problems << " problems of " << problem_size << " for " << numel << " weights");
-  // Every real layout fits: with each codebook no longer than its problem, problems·(max_k + 1) < 3·numel (a
-  // problem has at least one weight, and all but the last have problem_size); fixed codebooks longer than a tiny
-  // group all have max_k levels, so problems·(max_k + 1) ≤ 2·levels; one problem takes at most 65537 columns.
+  // Rows are padded to the longest codebook, so one long codebook among many short ones (a hand-made model, or a
+  // hostile file whose few bytes declare many problems) could ask for far more entries than the tensor has weights
+  // or the file stores levels. Quantizers keep only the levels they use (at most a problem's weights): their tables
+  // stay under 3 entries per weight, plus 65,537 for a one-problem tensor. Refused above 64 per weight and stored level.
   const double entries = static_cast<double>(s.problems) * static_cast<double>(s.columns);
-  const double bound = 3.0 * static_cast<double>(numel) + 2.0 * static_cast<double>(levels) + 65537.0;
-  NQ_CHECK(entries <= bound, ErrorCode::kBadFile,
+  const double bound = 64.0 * (static_cast<double>(numel) + static_cast<double>(levels)) + 65537.0;
+  NQ_CHECK(entries <= bound, ErrorCode::kUnsupported,
            what << ": its " << s.problems << " codebooks padded to " << s.columns << " columns would take " << entries
-                << " entries for " << numel << " weights and " << levels
-                << " stored levels (one long codebook among many short ones: a malformed file)");
+                << " table entries for " << numel << " weights and " << levels
+                << " stored levels (one codebook far longer than the others); decompress its values instead");
   return s;
 }
 
@@ -129,7 +130,7 @@ void check_output_names(const std::string& source, const std::vector<std::pair<s
 
 namespace nq {
 
-TensorSet codes_layout(const QuantizedModel& model, std::optional<DType> dtype) {
+TensorSet codes_layout(const QuantizedModel& model, std::optional<DType> dtype, const std::string& source) {
   using namespace coding;
   NQ_CHECK(!dtype || dtype_is_float(*dtype), ErrorCode::kInvalidArgument, "the codebooks' dtype must be a float dtype");
   std::vector<std::pair<std::string, std::string>> outputs;
@@ -141,7 +142,7 @@ TensorSet codes_layout(const QuantizedModel& model, std::optional<DType> dtype) 
       outputs.emplace_back(t.name, t.name);
     }
   }
-  check_output_names("the model", outputs);
+  check_output_names(source, outputs);
   TensorSet out;
   add_layout_metadata(out.metadata(), model.method, model.scope);
   for (const auto& t : model.tensors) {
@@ -157,7 +158,7 @@ TensorSet codes_layout(const QuantizedModel& model, std::optional<DType> dtype) 
       max_k = std::max(max_k, k);
       levels += k;
     }
-    const CodesShape shape = codes_shape(t.name, numel, t.problem_size, t.num_problems, max_k, levels,
+    const CodesShape shape = codes_shape(source + ": tensor '" + t.name + "'", numel, t.problem_size, t.num_problems, max_k, levels,
                                          t.indices.count(kPrunedIndex) > 0);
     out.add(tensor_codes(t, shape));
     out.add(tensor_codebook(t, model.codebooks, shape, dtype.value_or(t.dtype)));

@@ -24,10 +24,9 @@ struct CodesShape {
 };
 
 // `levels` is the sum of the tensor's codebook sizes (its stored levels), `max_k` the largest; an empty tensor gets a
-// [0, 0] table whatever its codebooks. Throws kBadFile
-// naming `what` when the padded table would be far larger than the tensor and its stored levels together (a
-// malformed file: one huge codebook among many empty ones), which no writer makes: a table of at most
-// 3·numel + 2·levels + 65537 entries holds every real layout.
+// [0, 0] table whatever its codebooks. Throws kUnsupported naming `what` when the padded table would take more than
+// 64 entries per weight and stored level (+65,537): one codebook far longer than the rest, which no quantizer makes
+// (theirs stay under 3 per weight) but a hand-made model or a hostile file could ask for.
 CodesShape codes_shape(const std::string& what, int64_t numel, int64_t problem_size, int64_t num_problems,
                        int64_t max_k, int64_t levels, bool any_pruned);
 

@@ -18,6 +18,7 @@
 #include "coding/nq_format.h"
 #include "coding/positions.h"
 #include "coding/rans.h"
+#include "io/mapped_file.h"
 #include "core/index_scan.h"
 #include "core/parallel_for.h"
 #include "netquant/error.h"
@@ -187,6 +188,9 @@ NqDirectory read_nq_directory(const NqSource& src, bool tolerate_crc) {
     NQ_CHECK(name_len <= kNqMaxNameBytes, ErrorCode::kBadFile, r.where() << ": tensor name of " << name_len << " bytes");
     const uint8_t* name = r.take(name_len, "tensor name");
     rec.name.assign(reinterpret_cast<const char*>(name), static_cast<size_t>(name_len));
+    // Names go into safetensors and JSON headers, which hold UTF-8 only (the writer refuses anything else).
+    NQ_CHECK(io::is_valid_utf8(rec.name.data(), rec.name.size()), ErrorCode::kBadFile,
+             r.where() << ": tensor name of " << name_len << " bytes is not valid UTF-8");
     const std::string what = f + ": tensor '" + rec.name + "'";
     // A model is a map from names: a second tensor of one name would make every reader choose one.
     NQ_CHECK(names.insert(rec.name).second, ErrorCode::kBadFile, what << " appears twice in the directory");
@@ -209,6 +213,8 @@ NqDirectory read_nq_directory(const NqSource& src, bool tolerate_crc) {
     rec.numel = checked_numel(rec.shape, what);
     if (rec.quantized) {
       rec.problem_size = r.varint("problem size");
+      NQ_CHECK(rec.problem_size < (uint64_t{1} << 62), ErrorCode::kBadFile,
+               what << ": problem size " << rec.problem_size << " too large");
       rec.num_problems = r.varint("problem count");
       rec.pruned = r.varint("pruned count");
       NQ_CHECK(rec.pruned <= rec.numel, ErrorCode::kBadFile,

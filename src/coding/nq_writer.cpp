@@ -14,6 +14,7 @@
 #include "coding/nq_format.h"
 #include "coding/positions.h"
 #include "coding/rans.h"
+#include "io/mapped_file.h"
 #include "core/index_scan.h"
 #include "core/iteration_errors.h"
 #include "core/mapped_pages.h"
@@ -81,6 +82,8 @@ void check_model(const QuantizedModel& model) {
     NQ_CHECK(names.insert(t.name).second, ErrorCode::kInvalidArgument,
              kApi << ": two tensors named '" << t.name << "'; a .nq file names each tensor once");
   for (const auto& t : model.tensors) {
+    NQ_CHECK(io::is_valid_utf8(t.name.data(), t.name.size()), ErrorCode::kInvalidArgument,
+             kApi << ": tensor name '" << t.name << "' is not valid UTF-8 (a .nq file, as safetensors, holds UTF-8 names)");
     NQ_CHECK(t.name.size() <= kNqMaxNameBytes, ErrorCode::kInvalidArgument,
              kApi << ": tensor '" << t.name.substr(0, 40) << "...' has a name of " << t.name.size()
                   << " bytes; a .nq file holds names of at most " << kNqMaxNameBytes);

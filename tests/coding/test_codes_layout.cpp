@@ -246,8 +246,9 @@ TEST(CodesLayout, RefusesCollidingNamesAndWritesNothing) {
 }
 
 // One codebook of 60,000 levels among 3,000 of one level, each on one weight: the padded table would be 1.8·10^8
-// entries for a file of a few hundred KB. No writer makes that; the layout refuses it as a malformed file rather than
-// allocating. (The bound holds every real layout: a fixed codebook larger than a tiny group is checked here too.)
+// entries for a file of a few hundred KB (a hostile file could ask for that). Refused (kUnsupported) rather than
+// allocated. Tables of up to 64 entries per weight and stored level are written: here fixed codebooks of 256 levels on
+// groups of 4 weights, in every group or in one group of ten (the rest of one level), as a hand-made model may have.
 TEST(CodesLayout, RefusesATableFarLargerThanTheFile) {
   std::mt19937_64 rng(5);
   QuantizedModel m;
@@ -266,25 +267,28 @@ TEST(CodesLayout, RefusesATableFarLargerThanTheFile) {
   m.tensors.push_back(t);
   const std::string nq_path = temp_path("huge.nq"), st_path = temp_path("huge.safetensors");
   write_nq_file(nq_path, m);
-  expect_codes_refused(nq_path, st_path, ErrorCode::kBadFile, {"tensor 'w'", "malformed"});
-  // A fixed codebook of 256 levels on groups of 4 weights (int8 in group:4): 64 entries per weight, written.
-  QuantizedModel g;
-  g.method = Method::kInt;
-  g.scope = Scope{ScopeKind::kGroup, 4};
-  QuantizedTensor gt;
-  gt.name = "g";
-  gt.shape = {1001};
-  gt.problem_size = 4;
-  gt.num_problems = 251;
-  std::vector<int32_t> gidx(1001);
-  for (int p = 0; p < 251; ++p) g.codebooks.push_back(nq::testing::random_codebook(rng, 256));
-  for (auto& v : gidx) v = static_cast<int32_t>(rng() % 256);
-  gidx[5] = kPrunedIndex;
-  gt.indices = IndexArray(gidx);
-  g.tensors.push_back(gt);
-  write_nq_file(nq_path, g);
-  decompress_nq_file(nq_path, st_path, std::nullopt, DecompressLayout::kCodes);
-  expect_layout_of(g, read_safetensors(st_path), std::nullopt);
+  expect_codes_refused(nq_path, st_path, ErrorCode::kUnsupported, {"tensor 'w'", "decompress its values instead"});
+  EXPECT_THROW(codes_layout(m), Error);
+  for (const int every : {1, 10}) {
+    QuantizedModel g;
+    g.method = Method::kInt;
+    g.scope = Scope{ScopeKind::kGroup, 4};
+    QuantizedTensor gt;
+    gt.name = "g";
+    gt.shape = {1001};
+    gt.problem_size = 4;
+    gt.num_problems = 251;
+    std::vector<int32_t> gidx(1001);
+    for (int p = 0; p < 251; ++p)
+      g.codebooks.push_back(p % every == 0 ? nq::testing::random_codebook(rng, 256) : std::vector<float>{0.25f});
+    for (size_t i = 0; i < gidx.size(); ++i) gidx[i] = static_cast<int32_t>(rng() % g.codebooks[i / 4].size());
+    gidx[5] = kPrunedIndex;
+    gt.indices = IndexArray(gidx);
+    g.tensors.push_back(gt);
+    write_nq_file(nq_path, g);
+    decompress_nq_file(nq_path, st_path, std::nullopt, DecompressLayout::kCodes);
+    expect_layout_of(g, read_safetensors(st_path), std::nullopt);
+  }
   std::remove(nq_path.c_str());
   std::remove(st_path.c_str());
 }

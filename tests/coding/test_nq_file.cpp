@@ -502,6 +502,61 @@ TEST(NqFile, TensorNamesAreUnique) {
   }
 }
 
+// Tensor names are UTF-8 (they go into safetensors and JSON headers): the writer refuses other bytes, and the reader
+// a file that holds them (planted with valid checksums). A problem size of 2^62 or more is refused as a dimension is.
+TEST(NqFile, NamesAreUtf8AndProblemSizesBounded) {
+  QuantizedModel m;
+  m.method = Method::kUniform;
+  m.scope = Scope{ScopeKind::kGroup, 4};
+  QuantizedTensor t;
+  t.name = "tensor_b";
+  t.shape = {4};
+  t.problem_size = 4;
+  t.num_problems = 1;
+  m.codebooks.push_back({0.5f, 1.0f});
+  t.indices = IndexArray(std::vector<int32_t>{0, 1, 0, 1});
+  m.tensors.push_back(t);
+  auto refresh = [](std::vector<uint8_t>& bytes) {
+    uint64_t dir_end = 0;
+    for (int i = 0; i < 8; ++i) dir_end |= static_cast<uint64_t>(bytes[32 + static_cast<size_t>(i)]) << (8 * i);
+    auto put_u32 = [&](size_t pos, uint32_t v) {
+      for (int i = 0; i < 4; ++i) bytes[pos + static_cast<size_t>(i)] = static_cast<uint8_t>(v >> (8 * i));
+    };
+    put_u32(static_cast<size_t>(dir_end) - 4, crc32_update(0, bytes.data(), static_cast<size_t>(dir_end) - 4));
+    put_u32(bytes.size() - 8, crc32_update(0, bytes.data(), bytes.size() - 8));
+  };
+  auto expect_refused = [](const std::vector<uint8_t>& bytes, const std::string& needle) {
+    try {
+      parse_nq(bytes.data(), bytes.size(), "planted.nq");
+      ADD_FAILURE() << "accepted: " << needle;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kBadFile);
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  std::vector<uint8_t> bytes = serialize_nq(m);
+  const std::string name = "tensor_b";
+  const auto at = std::search(bytes.begin(), bytes.end(), name.begin(), name.end());
+  ASSERT_NE(at, bytes.end());
+  *(at + 7) = 0xFF;
+  refresh(bytes);
+  expect_refused(bytes, "tensor name of 8 bytes is not valid UTF-8");
+  QuantizedModel bad_name = m;
+  bad_name.tensors[0].name = std::string("tensor_") + char(0xFF);
+  try {
+    serialize_nq(bad_name);
+    ADD_FAILURE() << "the writer accepted a name that is not UTF-8";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("is not valid UTF-8"), std::string::npos) << e.what();
+  }
+  // A group of 2^62 weights covers the tensor in one problem, as the count says: only the size bound refuses it.
+  QuantizedModel huge = m;
+  huge.tensors[0].problem_size = int64_t{1} << 62;
+  bytes = serialize_nq(huge);
+  expect_refused(bytes, "tensor 'tensor_b': problem size 4611686018427387904 too large");
+}
+
 TEST(NqFile, CorruptionIsRejectedEverywhere) {
   for (const IndexCoder coder : {IndexCoder::kHuffman, IndexCoder::kRans}) {
   SCOPED_TRACE(index_coder_name(coder));

@@ -34,14 +34,14 @@ bool same_model(const nq::QuantizedModel& a, const nq::QuantizedModel& b) {
 }
 
 // The codes layout of a parsed model: every weight looked up in its row of the table is its dequantized value. A
-// file may name its tensors so that the layout's names collide ("W" and "W.codes"): that refusal is the one
-// kInvalidArgument allowed; a table far larger than the file is refused as kBadFile.
+// file may name its tensors so that the layout's names collide ("W" and "W.codes"), or pad one long codebook among
+// many short ones into a table far larger than the file: those refusals (kInvalidArgument, kUnsupported) are allowed.
 bool codes_look_up_the_values(const nq::QuantizedModel& m) {
   nq::TensorSet layout;
   try {
     layout = nq::codes_layout(m);
   } catch (const nq::Error& e) {
-    if (e.code() == nq::ErrorCode::kInvalidArgument) return true;
+    if (e.code() == nq::ErrorCode::kInvalidArgument || e.code() == nq::ErrorCode::kUnsupported) return true;
     throw;
   }
   const nq::TensorSet values = m.dequantize();
