@@ -37,6 +37,65 @@ void expect_bad_file(const std::vector<uint8_t>& bytes, const std::string& why) 
   }
 }
 
+// The message names the problem: `needle` must be in it.
+void expect_bad_file_saying(const std::vector<uint8_t>& bytes, const std::string& needle) {
+  try {
+    parse_nq(bytes.data(), bytes.size(), "planted.nq");
+    ADD_FAILURE() << "accepted: " << needle;
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kBadFile) << e.what();
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
+void expect_writer_refuses(QuantizedModel& m, const std::string& needle) {
+  try {
+    serialize_nq(m);
+    ADD_FAILURE() << "the writer accepted: " << needle;
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << e.what();
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
+// One tensor of four weights per name (two levels each, tensor or group:4 scope).
+QuantizedModel four_weight_model(const std::vector<std::string>& names, Scope scope) {
+  QuantizedModel m;
+  m.method = Method::kUniform;
+  m.scope = scope;
+  for (const auto& name : names) {
+    QuantizedTensor t;
+    t.name = name;
+    t.shape = {4};
+    t.problem_size = 4;
+    t.num_problems = 1;
+    t.first_codebook = static_cast<int64_t>(m.codebooks.size());
+    m.codebooks.push_back({0.5f, 1.0f});
+    t.indices = IndexArray(std::vector<int32_t>{0, 1, 0, 1});
+    m.tensors.push_back(std::move(t));
+  }
+  return m;
+}
+
+// After an edit of the directory: the header's and the whole file's checksums recomputed (payloads untouched), so
+// the reader reaches the planted problem.
+void refresh_directory_crcs(std::vector<uint8_t>& bytes) {
+  uint64_t dir_end = 0;
+  for (int i = 0; i < 8; ++i) dir_end |= static_cast<uint64_t>(bytes[32 + static_cast<size_t>(i)]) << (8 * i);
+  auto put_u32 = [&](size_t pos, uint32_t v) {
+    for (int i = 0; i < 4; ++i) bytes[pos + static_cast<size_t>(i)] = static_cast<uint8_t>(v >> (8 * i));
+  };
+  put_u32(static_cast<size_t>(dir_end) - 4, crc32_update(0, bytes.data(), static_cast<size_t>(dir_end) - 4));
+  put_u32(bytes.size() - 8, crc32_update(0, bytes.data(), bytes.size() - 8));
+}
+
+// The last byte of tensor `name`'s name in the file's directory.
+uint8_t& last_name_byte(std::vector<uint8_t>& bytes, const std::string& name) {
+  const auto at = std::search(bytes.begin(), bytes.end(), name.begin(), name.end());
+  EXPECT_NE(at, bytes.end()) << name;
+  return *(at + static_cast<std::ptrdiff_t>(name.size()) - 1);
+}
+
 }  // namespace
 
 TEST(Gaps, RoundTripWithPrunedZerosAndLongRuns) {
@@ -453,108 +512,29 @@ TEST(NqFile, LargeTensorsSplitOverTheThreadsKeepTheBytes) {
 // repeats one (planted with valid checksums, so the name check is what refuses it). Before, both passed, and
 // decompress wrote a safetensors header with one entry for two tensors.
 TEST(NqFile, TensorNamesAreUnique) {
-  QuantizedModel m;
-  m.method = Method::kUniform;
-  m.scope.kind = ScopeKind::kTensor;
-  for (const char* name : {"tensor_a", "tensor_b"}) {
-    QuantizedTensor t;
-    t.name = name;
-    t.shape = {4};
-    t.problem_size = 4;
-    t.num_problems = 1;
-    t.first_codebook = static_cast<int64_t>(m.codebooks.size());
-    m.codebooks.push_back({0.5f, 1.0f});
-    t.indices = IndexArray(std::vector<int32_t>{0, 1, 0, 1});
-    m.tensors.push_back(std::move(t));
-  }
+  QuantizedModel twice = four_weight_model({"tensor_a", "tensor_a"}, Scope{ScopeKind::kTensor, 0});
+  expect_writer_refuses(twice, "two tensors named 'tensor_a'");
+  // The second name's last byte 'b' -> 'a', checksums recomputed.
+  QuantizedModel m = four_weight_model({"tensor_a", "tensor_b"}, Scope{ScopeKind::kTensor, 0});
   std::vector<uint8_t> bytes = serialize_nq(m);
-  QuantizedModel twice = m;
-  twice.tensors[1].name = "tensor_a";
-  try {
-    serialize_nq(twice);
-    ADD_FAILURE() << "the writer accepted two tensors named tensor_a";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
-    EXPECT_NE(std::string(e.what()).find("two tensors named 'tensor_a'"), std::string::npos) << e.what();
-  }
-  // The second name's last byte 'b' -> 'a', then the header's and the file's checksums recomputed.
-  const std::string second = "tensor_b";
-  const auto at = std::search(bytes.begin(), bytes.end(), second.begin(), second.end());
-  ASSERT_NE(at, bytes.end());
-  *(at + 7) = 'a';
-  auto get_u64 = [&](size_t pos) {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(bytes[pos + static_cast<size_t>(i)]) << (8 * i);
-    return v;
-  };
-  auto put_u32 = [&](size_t pos, uint32_t v) {
-    for (int i = 0; i < 4; ++i) bytes[pos + static_cast<size_t>(i)] = static_cast<uint8_t>(v >> (8 * i));
-  };
-  const size_t dir_end = static_cast<size_t>(get_u64(32));
-  put_u32(dir_end - 4, crc32_update(0, bytes.data(), dir_end - 4));
-  put_u32(bytes.size() - 8, crc32_update(0, bytes.data(), bytes.size() - 8));
-  try {
-    parse_nq(bytes.data(), bytes.size(), "twice.nq");
-    ADD_FAILURE() << "the reader accepted a repeated name";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::kBadFile);
-    EXPECT_NE(std::string(e.what()).find("twice.nq: tensor 'tensor_a' appears twice"), std::string::npos) << e.what();
-  }
+  last_name_byte(bytes, "tensor_b") = 'a';
+  refresh_directory_crcs(bytes);
+  expect_bad_file_saying(bytes, "planted.nq: tensor 'tensor_a' appears twice");
 }
 
 // Tensor names are UTF-8 (they go into safetensors and JSON headers): the writer refuses other bytes, and the reader
 // a file that holds them (planted with valid checksums). A problem size of 2^62 or more is refused as a dimension is.
 TEST(NqFile, NamesAreUtf8AndProblemSizesBounded) {
-  QuantizedModel m;
-  m.method = Method::kUniform;
-  m.scope = Scope{ScopeKind::kGroup, 4};
-  QuantizedTensor t;
-  t.name = "tensor_b";
-  t.shape = {4};
-  t.problem_size = 4;
-  t.num_problems = 1;
-  m.codebooks.push_back({0.5f, 1.0f});
-  t.indices = IndexArray(std::vector<int32_t>{0, 1, 0, 1});
-  m.tensors.push_back(t);
-  auto refresh = [](std::vector<uint8_t>& bytes) {
-    uint64_t dir_end = 0;
-    for (int i = 0; i < 8; ++i) dir_end |= static_cast<uint64_t>(bytes[32 + static_cast<size_t>(i)]) << (8 * i);
-    auto put_u32 = [&](size_t pos, uint32_t v) {
-      for (int i = 0; i < 4; ++i) bytes[pos + static_cast<size_t>(i)] = static_cast<uint8_t>(v >> (8 * i));
-    };
-    put_u32(static_cast<size_t>(dir_end) - 4, crc32_update(0, bytes.data(), static_cast<size_t>(dir_end) - 4));
-    put_u32(bytes.size() - 8, crc32_update(0, bytes.data(), bytes.size() - 8));
-  };
-  auto expect_refused = [](const std::vector<uint8_t>& bytes, const std::string& needle) {
-    try {
-      parse_nq(bytes.data(), bytes.size(), "planted.nq");
-      ADD_FAILURE() << "accepted: " << needle;
-    } catch (const Error& e) {
-      EXPECT_EQ(e.code(), ErrorCode::kBadFile);
-      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-    }
-  };
+  QuantizedModel m = four_weight_model({"tensor_b"}, Scope{ScopeKind::kGroup, 4});
   std::vector<uint8_t> bytes = serialize_nq(m);
-  const std::string name = "tensor_b";
-  const auto at = std::search(bytes.begin(), bytes.end(), name.begin(), name.end());
-  ASSERT_NE(at, bytes.end());
-  *(at + 7) = 0xFF;
-  refresh(bytes);
-  expect_refused(bytes, "tensor name of 8 bytes is not valid UTF-8");
-  QuantizedModel bad_name = m;
-  bad_name.tensors[0].name = std::string("tensor_") + char(0xFF);
-  try {
-    serialize_nq(bad_name);
-    ADD_FAILURE() << "the writer accepted a name that is not UTF-8";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
-    EXPECT_NE(std::string(e.what()).find("is not valid UTF-8"), std::string::npos) << e.what();
-  }
+  last_name_byte(bytes, "tensor_b") = 0xFF;
+  refresh_directory_crcs(bytes);
+  expect_bad_file_saying(bytes, "tensor name of 8 bytes is not valid UTF-8");
+  QuantizedModel bad_name = four_weight_model({std::string("tensor_") + char(0xFF)}, Scope{ScopeKind::kGroup, 4});
+  expect_writer_refuses(bad_name, "is not valid UTF-8");
   // A group of 2^62 weights covers the tensor in one problem, as the count says: only the size bound refuses it.
-  QuantizedModel huge = m;
-  huge.tensors[0].problem_size = int64_t{1} << 62;
-  bytes = serialize_nq(huge);
-  expect_refused(bytes, "tensor 'tensor_b': problem size 4611686018427387904 too large");
+  m.tensors[0].problem_size = int64_t{1} << 62;
+  expect_bad_file_saying(serialize_nq(m), "tensor 'tensor_b': problem size 4611686018427387904 too large");
 }
 
 TEST(NqFile, CorruptionIsRejectedEverywhere) {
