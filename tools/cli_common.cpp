@@ -125,16 +125,10 @@ void check_outputs(const std::vector<OutputArg>& outputs, const std::vector<std:
 }
 
 void load_network_weights(Model& model, const std::string& path) {
-  if (!ends_with(path, ".nq")) {
+  if (ends_with(path, ".nq"))
+    load_weights(model, read_nq_file(path).dequantize(), path);
+  else
     load_weights(model, path);
-    return;
-  }
-  const TensorSet weights = read_nq_file(path).dequantize();
-  try {
-    model.set_weights(weights);
-  } catch (const Error& e) {
-    throw Error(e.code(), "weights file " + path + ": " + e.what());
-  }
 }
 
 TensorSet read_importance(const std::string& path, const TensorSet& model, const ModelQuantizeParams& params) {

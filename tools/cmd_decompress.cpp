@@ -45,6 +45,7 @@ void setup_decompress(CLI::App& sub) {
 }
 
 }  // namespace
-NQ_REGISTER_COMMAND(decompress, "decompress", "decode a .nq file into dequantized safetensors weights (or codes and codebooks)", 30,
+NQ_REGISTER_COMMAND(decompress, "decompress",
+                    "decode a .nq file into dequantized safetensors weights (or codes and codebooks)", 30,
                     setup_decompress);
 }  // namespace nq::cli

@@ -59,6 +59,8 @@ Model build_model_from_json(const std::string& json_text, uint64_t seed = 1);
 
 // Weights files by extension (.safetensors or .npy); save writes F32 with metadata netquant.model = name.
 void load_weights(Model& model, const std::string& path);
+// Weights already read (e.g. a .nq file's, dequantized); errors name `source` ("weights file SOURCE: ...").
+void load_weights(Model& model, const TensorSet& weights, const std::string& source);
 void save_weights(const Model& model, const std::string& path);
 
 // ---- evaluation -----------------------------------------------------------------------------------------

@@ -304,15 +304,21 @@ py::dict prune_tensors(const py::dict& tensors, const py::object& importance, co
   return tensors_to_dict(pruned, true);
 }
 
-// Parses an in-memory .nq file (immutable bytes, so reading it without the GIL is safe) and dequantizes it.
-py::dict decompress_nq(const py::bytes& data) {
+// The buffer of a bytes object: immutable, so it may be read without the GIL.
+std::pair<const uint8_t*, size_t> bytes_buffer(const py::object& data) {
   char* ptr = nullptr;
   py::ssize_t size = 0;
   if (PyBytes_AsStringAndSize(data.ptr(), &ptr, &size) != 0) throw py::error_already_set();
+  return {reinterpret_cast<const uint8_t*>(ptr), static_cast<size_t>(size)};
+}
+
+// Parses an in-memory .nq file and dequantizes it.
+py::dict decompress_nq(const py::bytes& data) {
+  const auto [ptr, size] = bytes_buffer(data);
   TensorSet dequantized;
   {
     py::gil_scoped_release release;
-    dequantized = parse_nq(reinterpret_cast<const uint8_t*>(ptr), static_cast<size_t>(size), "<bytes>").dequantize();
+    dequantized = parse_nq(ptr, size, "<bytes>").dequantize();
   }
   return tensors_to_dict(dequantized, true);
 }
@@ -331,12 +337,9 @@ py::dict read_nq(const std::string& path) {
 py::tuple read_nq_codes(const py::object& source) {
   TensorSet set;
   if (py::isinstance<py::bytes>(source)) {
-    char* ptr = nullptr;
-    py::ssize_t size = 0;
-    if (PyBytes_AsStringAndSize(source.ptr(), &ptr, &size) != 0) throw py::error_already_set();
-    py::gil_scoped_release release;  // immutable bytes: safe to read without the GIL
-    set = codes_layout(parse_nq(reinterpret_cast<const uint8_t*>(ptr), static_cast<size_t>(size), "<bytes>"),
-                       std::nullopt, "<bytes>");
+    const auto [ptr, size] = bytes_buffer(source);
+    py::gil_scoped_release release;
+    set = codes_layout(parse_nq(ptr, size, "<bytes>"), std::nullopt, "<bytes>");
   } else {
     const std::string path = source.cast<std::string>();
     py::gil_scoped_release release;

@@ -18,9 +18,9 @@
 #include "coding/nq_format.h"
 #include "coding/positions.h"
 #include "coding/rans.h"
-#include "io/mapped_file.h"
 #include "core/index_scan.h"
 #include "core/parallel_for.h"
+#include "io/mapped_file.h"
 #include "netquant/error.h"
 
 namespace nq::coding {

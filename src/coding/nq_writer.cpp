@@ -14,11 +14,11 @@
 #include "coding/nq_format.h"
 #include "coding/positions.h"
 #include "coding/rans.h"
-#include "io/mapped_file.h"
 #include "core/index_scan.h"
 #include "core/iteration_errors.h"
 #include "core/mapped_pages.h"
 #include "core/ordered_batches.h"
+#include "io/mapped_file.h"
 #include "netquant/atomic_file.h"
 #include "netquant/error.h"
 
@@ -77,13 +77,12 @@ void check_model(const QuantizedModel& model) {
   for (const auto& t : model.tensors)
     NQ_CHECK(!global || !t.quantized || model.codebooks.size() == 1, ErrorCode::kInvalidArgument,
              kApi << ": global scope without its shared codebook");
-  std::unordered_set<std::string> names;  // a file names each tensor once (the reader refuses a repeated name)
-  for (const auto& t : model.tensors)
+  std::unordered_set<std::string> names;  // a file names each tensor once, in UTF-8 (what the reader takes)
+  for (const auto& t : model.tensors) {
     NQ_CHECK(names.insert(t.name).second, ErrorCode::kInvalidArgument,
              kApi << ": two tensors named '" << t.name << "'; a .nq file names each tensor once");
-  for (const auto& t : model.tensors) {
     NQ_CHECK(io::is_valid_utf8(t.name.data(), t.name.size()), ErrorCode::kInvalidArgument,
-             kApi << ": tensor name '" << t.name << "' is not valid UTF-8 (a .nq file, as safetensors, holds UTF-8 names)");
+             kApi << ": tensor name '" << t.name << "' is not valid UTF-8 (.nq names, as safetensors', are UTF-8)");
     NQ_CHECK(t.name.size() <= kNqMaxNameBytes, ErrorCode::kInvalidArgument,
              kApi << ": tensor '" << t.name.substr(0, 40) << "...' has a name of " << t.name.size()
                   << " bytes; a .nq file holds names of at most " << kNqMaxNameBytes);

@@ -179,12 +179,13 @@ Model build_model_from_json(const std::string& json_text, uint64_t seed) {
   return m;
 }
 
-void load_weights(Model& model, const std::string& path) {
-  const TensorSet t = read_tensors(path);
+void load_weights(Model& model, const std::string& path) { load_weights(model, read_tensors(path), path); }
+
+void load_weights(Model& model, const TensorSet& weights, const std::string& source) {
   try {
-    model.set_weights(t);
+    model.set_weights(weights);
   } catch (const Error& e) {
-    throw Error(e.code(), "weights file " + path + ": " + e.what());
+    throw Error(e.code(), "weights file " + source + ": " + e.what());
   }
 }
 

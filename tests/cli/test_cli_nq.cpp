@@ -14,6 +14,7 @@
 #include <string>
 
 #include "cli/cli_fixture.h"
+#include "coding/codes_lookup.h"
 #include "coding/coding_test_util.h"
 #include "netquant/coding.h"
 #include "netquant/io.h"
@@ -33,38 +34,6 @@ void expect_bitwise_equal(const TensorSet& a, const TensorSet& b) {
     ASSERT_EQ(t.nbytes(), u->nbytes()) << t.name();
     EXPECT_EQ(0, std::memcmp(t.data(), u->data(), t.nbytes())) << t.name() << " differs";
   }
-}
-
-// The values a file in the codes layout holds, looked up as a kernel would: X[i] = X.codebook[i / ps][X.codes[i]]
-// (ps from the metadata); tensors without codes pass through.
-TensorSet look_up_codes(const TensorSet& layout) {
-  TensorSet values;
-  for (const auto& t : layout) {
-    const std::string& name = t.name();
-    const std::string suffix = ".codes";
-    const std::string base = name.size() > suffix.size() ? name.substr(0, name.size() - suffix.size()) : "";
-    const auto ps_at = layout.metadata().find(base + ".problem_size");
-    if (name.size() > suffix.size() && name.compare(base.size(), suffix.size(), suffix) == 0 &&
-        ps_at != layout.metadata().end()) {
-      const Tensor& table = layout.at(base + ".codebook");
-      const size_t ps = std::stoull(ps_at->second), columns = static_cast<size_t>(table.shape()[1]);
-      const size_t width = dtype_size(table.dtype());
-      Tensor out = Tensor::uninitialized(base, table.dtype(), t.shape());
-      for (size_t i = 0; i < static_cast<size_t>(t.numel()); ++i) {
-        const size_t code = t.dtype() == DType::kU8    ? t.data_as<uint8_t>()[i]
-                            : t.dtype() == DType::kI16 ? static_cast<size_t>(t.data_as<int16_t>()[i])
-                                                       : static_cast<size_t>(t.data_as<int32_t>()[i]);
-        EXPECT_LT(code, columns) << name << " " << i;
-        std::memcpy(static_cast<uint8_t*>(out.mutable_data()) + i * width,
-                    static_cast<const uint8_t*>(table.data()) + ((i / ps) * columns + code) * width, width);
-      }
-      values.add(std::move(out));
-    } else if (!(name.size() > 9 && name.compare(name.size() - 9, 9, ".codebook") == 0 &&
-                 layout.metadata().count(name.substr(0, name.size() - 9) + ".problem_size"))) {
-      values.add(t);
-    }
-  }
-  return values;
 }
 
 TEST_F(NqCli, DecompressWritesDequantizedWeights) {
@@ -198,7 +167,10 @@ TEST_F(NqCli, QuantizeNqDecompressBitExact) {
       EXPECT_EQ(codes.metadata().at("netquant.method"), "uniform");
       EXPECT_EQ(codes.at("fc1.weight.codes").dtype(), DType::kU8);
       EXPECT_EQ(codes.at("fc2.weight.codebook").dtype(), DType::kF16);
-      expect_bitwise_equal(read_safetensors(file("q.safetensors")), look_up_codes(codes));
+      std::string why;
+      const auto looked_up = nq::testing::look_up_codes(codes, &why);
+      ASSERT_TRUE(looked_up) << why;
+      expect_bitwise_equal(read_safetensors(file("q.safetensors")), *looked_up);
     }
   }
 }

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <vector>
 
+#include "coding/codes_lookup.h"
 #include "netquant/coding.h"
 #include "netquant/error.h"
 
@@ -44,29 +45,16 @@ bool codes_look_up_the_values(const nq::QuantizedModel& m) {
     if (e.code() == nq::ErrorCode::kInvalidArgument || e.code() == nq::ErrorCode::kUnsupported) return true;
     throw;
   }
+  std::string why;
+  const auto looked_up = nq::testing::look_up_codes(layout, &why);
   const nq::TensorSet values = m.dequantize();
-  for (const nq::Tensor& v : values) {
-    const nq::Tensor* codes = layout.find(v.name() + ".codes");
-    const nq::Tensor* table = layout.find(v.name() + ".codebook");
-    const auto ps = layout.metadata().find(v.name() + ".problem_size");
-    if (!codes || !table || ps == layout.metadata().end()) {
-      const nq::Tensor* same = layout.find(v.name());
-      if (!same || same->nbytes() != v.nbytes() || std::memcmp(same->data(), v.data(), v.nbytes()) != 0) return false;
-      continue;
-    }
-    const size_t problem_size = std::stoull(ps->second), width = nq::dtype_size(v.dtype());
-    if (table->dtype() != v.dtype() || table->shape().size() != 2 || codes->numel() != v.numel()) return false;
-    const auto columns = static_cast<size_t>(table->shape()[1]);
-    for (size_t i = 0; i < static_cast<size_t>(v.numel()); ++i) {
-      const int64_t code = codes->dtype() == nq::DType::kU8    ? codes->data_as<uint8_t>()[i]
-                           : codes->dtype() == nq::DType::kI16 ? codes->data_as<int16_t>()[i]
-                                                               : codes->data_as<int32_t>()[i];
-      const size_t cell = (i / problem_size) * columns + static_cast<size_t>(code);
-      if (code < 0 || static_cast<size_t>(code) >= columns || cell >= static_cast<size_t>(table->numel())) return false;
-      if (std::memcmp(static_cast<const uint8_t*>(table->data()) + cell * width,
-                      static_cast<const uint8_t*>(v.data()) + i * width, width) != 0)
-        return false;
-    }
+  if (!looked_up || looked_up->size() != values.size()) return false;
+  for (size_t i = 0; i < values.size(); ++i) {
+    const nq::Tensor& v = values[i];
+    const nq::Tensor& got = (*looked_up)[i];
+    if (got.name() != v.name() || got.dtype() != v.dtype() || got.shape() != v.shape() ||
+        (v.nbytes() != 0 && std::memcmp(got.data(), v.data(), v.nbytes()) != 0))
+      return false;
   }
   return true;
 }

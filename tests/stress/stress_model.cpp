@@ -46,6 +46,7 @@
 #include <vector>
 
 #include "coding/bit_io.h"
+#include "coding/codes_lookup.h"
 #include "coding/huffman.h"
 #include "netquant/coding.h"
 #include "netquant/error.h"
@@ -432,35 +433,13 @@ static void check_nq(uint64_t seed) {
             ++g_cases["nq:codes"];
             const TensorSet cs = read_safetensors(cpath);
             unlink(cpath.c_str());
-            for (const Tensor& want : st) {
-              const Tensor* codes = cs.find(want.name() + ".codes");
-              const auto ps_at = cs.metadata().find(want.name() + ".problem_size");
-              if (!codes || ps_at == cs.metadata().end()) {
-                if (!cs.find(want.name()) || !same_bytes(*cs.find(want.name()), want))
-                  FAILF(f, "codes layout: tensor '%s' kept in float differs or is missing", want.name().c_str());
-                continue;
-              }
-              const Tensor& table = cs.at(want.name() + ".codebook");
-              const size_t ps = std::stoull(ps_at->second), width = dtype_size(table.dtype());
-              const size_t columns = table.shape().size() == 2 ? static_cast<size_t>(table.shape()[1]) : 0;
-              if (table.dtype() != want.dtype() || codes->shape() != want.shape()) {
-                FAILF(f, "codes layout: '%s' has a %s table for %s values", want.name().c_str(), dtype_name(table.dtype()),
-                      dtype_name(want.dtype()));
-                continue;
-              }
-              for (size_t i = 0; i < static_cast<size_t>(want.numel()); ++i) {
-                const int64_t code = codes->dtype() == DType::kU8    ? codes->data_as<uint8_t>()[i]
-                                     : codes->dtype() == DType::kI16 ? codes->data_as<int16_t>()[i]
-                                                                     : codes->data_as<int32_t>()[i];
-                const size_t cell = (i / ps) * columns + static_cast<size_t>(code);
-                if (code < 0 || static_cast<size_t>(code) >= columns || cell >= static_cast<size_t>(table.numel()) ||
-                    std::memcmp(static_cast<const uint8_t*>(table.data()) + cell * width,
-                                static_cast<const uint8_t*>(want.data()) + i * width, width) != 0) {
-                  FAILF(f, "codes layout: '%s' weight %zu (code %lld of %zu columns) is not its value", want.name().c_str(), i,
-                        static_cast<long long>(code), columns);
-                  break;
-                }
-              }
+            std::string why;
+            const auto looked_up = nq::testing::look_up_codes(cs, &why);
+            if (!looked_up) FAILF(f, "codes layout: %s", why.c_str());
+            for (size_t t = 0; looked_up && t < st.size(); ++t) {
+              const Tensor* got = looked_up->find(st[t].name());
+              if (!got || !same_bytes(*got, st[t]))
+                FAILF(f, "codes layout: tensor '%s' does not look up to its values", st[t].name().c_str());
             }
           }
         } catch (const Error& e) {
