@@ -355,9 +355,10 @@ __device__ __forceinline__ void assign_block_placed(const AssignParams& p, size_
         const double h = static_cast<double>(hv[e]);
         double cost;
         const int32_t j = argmin_cluster(wv[e], h, c, l, ll, lr, k, p.lambda, p.lmin, p.span2, &cost);
-        const double d = static_cast<double>(wv[e]) - c[j];
-        dist += h * (d * d);
-        sq += d * d;
+        const double d = qf::fadd(static_cast<double>(wv[e]), -c[j]);
+        const double dd = qf::fmul(d, d);  // rounded products, then the adds: nvcc would fuse `+= h * (d * d)`
+        dist = qf::fadd(dist, qf::fmul(h, dd));
+        sq = qf::fadd(sq, dd);
         tot += cost;
         lab[e] = j;
         hd = h;
@@ -465,7 +466,7 @@ __device__ __forceinline__ void assign_block_private(const AssignParams& p, size
       // assign_cost at λ = 0 with c_j live is fl(h·dd) + 0·l_j, and h ≥ FLT_MIN there (or h ≡ 1), so the product is
       // ≥ +0 and adding the zero leaves its bits: the argmin's cost, without the rate term's loads.
       if (settled) cost = qf::fmul(h, dd);
-      dist += h * dd;
+      dist = qf::fadd(dist, qf::fmul(h, dd));  // as the CPU rounds it: no FMA
       sq += dd;
       tot += cost;
       lab[e] = j;

@@ -119,6 +119,9 @@ void rows_exact_device(const quant::RowsKmeansJob& job, const quant::RowsKmeansO
   DeviceBuffer<float> vals_in(n), vals(n);
   DeviceBuffer<uint32_t> keys_in(n), keys(n);
   DeviceBuffer<double> first_value(rows * static_cast<size_t>(job.k));
+  // CUB's temporary lives to the final synchronize like every other buffer here: freeing it while the sort may
+  // still run is safe with cudaFree (it waits for the device) but not with a stream-ordered or pooled free.
+  DeviceBuffer<unsigned char> temp;
   const unsigned row_grid = static_cast<unsigned>(std::min<int64_t>(job.rows, kMaxRowGrid));
   if (n > 0) {
     row_keys_kernel<<<row_grid, kThreads, 0, stream>>>(job.w, job.h, job.row_begin, job.rows, keys_in.get(),
@@ -129,7 +132,7 @@ void rows_exact_device(const quant::RowsKmeansJob& job, const quant::RowsKmeansO
                                                              vals_in.get(), vals.get(), static_cast<int64_t>(n),
                                                              static_cast<int64_t>(rows), job.row_begin,
                                                              job.row_begin + 1, stream));
-    DeviceBuffer<unsigned char> temp(temp_bytes);
+    temp.allocate(temp_bytes);
     NQ_CUDA_CHECK(cub::DeviceSegmentedSort::StableSortPairs(temp.get(), temp_bytes, keys_in.get(), keys.get(),
                                                              vals_in.get(), vals.get(), static_cast<int64_t>(n),
                                                              static_cast<int64_t>(rows), job.row_begin,
