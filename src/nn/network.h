@@ -82,6 +82,10 @@ class Network {
   const T* sample_loss() const { return loss_.data(); }        // [n]
   const T* sample_correct() const { return correct_.data(); }  // [n], 1 or 0
   const int32_t* labels() const { return labels_; }
+  // The input of layer i in the last forward (a backend pointer, batch() × layer_input_size(i) values): for a ReLU,
+  // the pre-activations, whose distance from 0 says whether rounding could flip its decision.
+  const T* layer_input(size_t i) const { return act_.at(i); }
+  int64_t layer_input_size(size_t i) const { return layers_.at(i).in_size(); }
 
   // Optional transform of every ReLU output, applied in place right after the ReLU (e.g. activation quantization,
   // Park et al. 2017); `relu_index` counts the ReLU layers from 0. Default: none. The pointer is backend memory
