@@ -73,6 +73,9 @@ struct RawResult {
   std::vector<double> centers;
   std::vector<int32_t> labels;
   bool labels_nearest = false;
+  // ECSQ at λ = 0: the values of zero importance go to their nearest centre (relabel_zero_importance), as HW
+  // k-means labels them; the argmin's costs h·(w − c)² all tie at 0 for them.
+  bool zero_importance_nearest = false;
   int iterations = 0;
   bool converged = true;
   double lambda = 0;
@@ -94,6 +97,18 @@ QuantizeResult finalize(const Problem& p, RawResult raw);
 
 // Labels of every value for ascending centres by the λ = 0 nearest rule (ties to the lower centre).
 std::vector<int32_t> nearest_labels(const Problem& p, const std::vector<double>& centers);
+
+// ECSQ at λ = 0 is HW k-means from k_max centres, but its assignment cost h·(w − c_j)² is 0 for every j when h = 0,
+// so the lowest live index took every value of zero importance: an extreme level, often outside the value's own
+// tensor (the MSE of a LeNet-300 with an OBD Hessian, whose fc1 weights from always-blank pixels have h = 0, was
+// 100× HW k-means'). Such values go instead to the nearest of the centres that hold a value of positive importance
+// (ties to the lower centre): the weighted distortion and those centres stay as they are.
+// weighted_members[j]: how many values of positive importance have label j (over every rank, for a shard).
+// Counts them for the values [0, n) (adding to weighted_members, k entries).
+void count_weighted_members(const float* h, const int32_t* labels, size_t n, int k, int64_t* weighted_members);
+// Relabels the values of zero importance among [0, n); nothing when no centre holds a weighted value.
+void relabel_zero_importance(const float* w, const float* h, size_t n, const std::vector<double>& centers,
+                             const std::vector<int64_t>& weighted_members, int32_t* labels);
 
 // nq::quantize's checks of its parameters (shared with the batched row drivers).
 void check_quantize_params(const QuantizeParams& params);
@@ -164,6 +179,7 @@ class EcsqRun {
   const std::vector<double>& last_code_len() const { return last_l_; }
   RawResult take_result() {  // everything but the labels; centers: the means of the latest pass
     out_.centers = means_;
+    out_.zero_importance_nearest = !(out_.lambda > 0);
     return std::move(out_);
   }
 

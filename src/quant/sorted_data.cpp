@@ -180,6 +180,37 @@ std::vector<int32_t> nearest_labels(const Problem& p, const std::vector<double>&
   return labels;
 }
 
+void count_weighted_members(const float* h, const int32_t* labels, size_t n, int k, int64_t* weighted_members) {
+  for (size_t i = 0; i < n; ++i)
+    if (h[i] > 0) {
+      NQ_ASSERT(labels[i] >= 0 && labels[i] < k);
+      ++weighted_members[labels[i]];
+    }
+}
+
+void relabel_zero_importance(const float* w, const float* h, size_t n, const std::vector<double>& centers,
+                             const std::vector<int64_t>& weighted_members, int32_t* labels) {
+  std::vector<int32_t> order;  // the centres holding a weighted value, ascending
+  for (int32_t j = 0; j < static_cast<int32_t>(centers.size()); ++j)
+    if (weighted_members[static_cast<size_t>(j)] > 0) order.push_back(j);
+  if (order.empty()) return;
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return centers[a] < centers[b]; });
+  std::vector<double> sorted;  // their distinct values (NearestThresholds wants them strictly ascending) ...
+  std::vector<int32_t> held;   // ... and the lowest index of each
+  for (int32_t j : order)
+    if (sorted.empty() || centers[j] != sorted.back()) {
+      sorted.push_back(centers[j]);
+      held.push_back(j);
+    }
+  const NearestThresholds rule(sorted);
+  constexpr size_t kChunk = static_cast<size_t>(kInlineLoopMax);
+  parallel_for(static_cast<int64_t>((n + kChunk - 1) / kChunk), 1, [&](int64_t c) {
+    const size_t i0 = static_cast<size_t>(c) * kChunk, i1 = std::min(n, i0 + kChunk);
+    for (size_t i = i0; i < i1; ++i)
+      if (h[i] == 0) labels[i] = held[static_cast<size_t>(rule.label(w[i]))];
+  });
+}
+
 LevelMap round_levels(const std::vector<double>& centers, const std::vector<int64_t>& counts) {
   const int k = static_cast<int>(centers.size());
   LevelMap m;
@@ -215,6 +246,11 @@ QuantizeResult finalize(const Problem& p, RawResult raw) {
   if (raw.labels_nearest && !label_here) raw.labels = nearest_labels(p, raw.centers);
   if (label_here) raw.labels.resize(n);
   NQ_ASSERT(raw.labels.size() == n);
+  if (raw.zero_importance_nearest && p.h) {
+    std::vector<int64_t> weighted(static_cast<size_t>(k), 0);
+    count_weighted_members(p.h, raw.labels.data(), n, k, weighted.data());
+    relabel_zero_importance(p.w, p.h, n, raw.centers, weighted, raw.labels.data());
+  }
   r.indices = std::move(raw.labels);  // relabelled in place: no second n-entry array
   // The error of a value is measured against its centre rounded to float, which is the codebook level the label
   // maps to below (equal floats merge into one level): so D and the MSE need the labels, not the level map.

@@ -247,6 +247,53 @@ TEST(Quantize, EcsqLambdaZeroEqualsHwKmeans) {
   EXPECT_NEAR(a.hw_distortion, b.hw_distortion, 1e-6 * a.hw_distortion);
 }
 
+// Values of zero importance (an OBD Hessian's weights from always-blank pixels) tie at cost 0 for every centre at
+// λ = 0. ECSQ there is HW k-means, which labels them by the nearest rule; they used to go to the lowest live centre,
+// an extreme level (a LeNet-300's MSE was 100× HW k-means'). Oracle: a brute-force nearest level among the levels
+// that hold a value of positive importance (ties to the lower), and HW k-means' own answer on the same data.
+TEST(Quantize, EcsqLambdaZeroPutsZeroImportanceAtTheNearestLevel) {
+  for (const size_t n : {size_t{5003}, size_t{70001}}) {  // one chunk, and several on the threads
+    SCOPED_TRACE("n=" + std::to_string(n));
+    auto w = student_t(n, 51);
+    auto h = importance(n, 52);
+    std::mt19937_64 rng(53);
+    for (size_t i = 0; i < n; ++i)
+      if (rng() % 4 == 0 || (i >= n / 3 && i < n / 3 + 400)) h[i] = 0.0f;  // a quarter, and a run
+    auto p = params(Method::kHwKmeans, 16);
+    p.tol = 0;
+    p.max_iter = 500;
+    const auto km = quantize(w.data(), h.data(), n, p);
+    p.method = Method::kEcsq;
+    p.lambda = 0;
+    const auto e0 = quantize(w.data(), h.data(), n, p);
+    const size_t k = e0.codebook.size();
+    std::vector<bool> held(k, false);
+    for (size_t i = 0; i < n; ++i)
+      if (h[i] > 0) held[static_cast<size_t>(e0.indices[i])] = true;
+    size_t zero = 0, wrong = 0;
+    for (size_t i = 0; i < n; ++i) {
+      if (h[i] != 0) continue;
+      ++zero;
+      int32_t best = -1;
+      double best_d = 0;
+      for (size_t j = 0; j < k; ++j) {
+        const double d = std::abs(static_cast<double>(w[i]) - e0.codebook[j]);
+        if (held[j] && (best < 0 || d < best_d)) best = static_cast<int32_t>(j), best_d = d;
+      }
+      wrong += e0.indices[i] != best;
+    }
+    ASSERT_GT(zero, n / 5);
+    EXPECT_EQ(wrong, 0u) << "of " << zero << " values of zero importance";
+    ASSERT_EQ(km.codebook.size(), k);
+    for (size_t j = 0; j < k; ++j) EXPECT_NEAR(km.codebook[j], e0.codebook[j], 1e-6);
+    size_t same = 0;
+    for (size_t i = 0; i < n; ++i) same += km.indices[i] == e0.indices[i];
+    EXPECT_GE(same, n - 2);
+    EXPECT_NEAR(km.hw_distortion, e0.hw_distortion, 1e-9 * km.hw_distortion);
+    EXPECT_NEAR(km.mse, e0.mse, 1e-6 * km.mse);
+  }
+}
+
 // ECSQ starts at the HW k-means centres of its --init start (ecsq_init). At λ = 0 that start is already the
 // answer: one pass finds nothing left to move. At λ > 0 the run equals one warm-started from HW k-means' codebook.
 TEST(Quantize, EcsqStartsFromTheHwKmeansSolution) {
