@@ -33,6 +33,7 @@ class ByteWriter {
     bytes_.insert(bytes_.end(), p, p + n);
   }
   size_t size() const { return bytes_.size(); }
+  void reserve(size_t n) { bytes_.reserve(n); }  // room for what is known to come: no regrowth copies
   std::vector<uint8_t>& bytes() { return bytes_; }
   void patch_u32(size_t at, uint32_t v) {
     for (int i = 0; i < 4; ++i) bytes_[at + static_cast<size_t>(i)] = static_cast<uint8_t>(v >> (8 * i));

@@ -402,12 +402,20 @@ std::vector<uint8_t> rans_encode(const RansTable& table, const Sym* symbols, uin
   std::vector<std::vector<uint8_t>> coded(static_cast<size_t>(chunks));
   parallel_for(static_cast<int64_t>(chunks), serial_chunks(n, chunks), [&](int64_t c) {
     const uint64_t b = static_cast<uint64_t>(c) * chunk_symbols, count = std::min(n, b + chunk_symbols) - b;
-    std::vector<uint8_t> buf(static_cast<size_t>(2 * count + kRansMinChunkBytes));
-    uint8_t* begin = encode_chunk(enc, symbols + b, count, buf.data() + buf.size(), grouped);
-    buf.erase(buf.begin(), buf.begin() + (begin - buf.data()));
-    coded[static_cast<size_t>(c)] = std::move(buf);
+    // Each thread codes into its own scratch, kept from chunk to chunk and call to call (at most 2 bytes a symbol
+    // of the largest chunk, 2 MiB), then copies out the bytes it used: a fresh worst-case buffer per chunk cost
+    // its page faults and a move of the bytes to its front.
+    thread_local std::vector<uint8_t> scratch;
+    const size_t room = static_cast<size_t>(2 * count + kRansMinChunkBytes);
+    if (scratch.size() < room) scratch.resize(room);
+    uint8_t* end = scratch.data() + room;
+    const uint8_t* begin = encode_chunk(enc, symbols + b, count, end, grouped);
+    coded[static_cast<size_t>(c)].assign(begin, static_cast<const uint8_t*>(end));
   });
   ByteWriter w;
+  size_t total = 10 * (coded.size() + 1);  // the varints, at their longest
+  for (const auto& chunk : coded) total += chunk.size();
+  w.reserve(total);
   w.varint(chunk_symbols);
   for (const auto& chunk : coded) w.varint(chunk.size());
   for (const auto& chunk : coded) w.raw(chunk.data(), chunk.size());
