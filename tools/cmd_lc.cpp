@@ -20,7 +20,7 @@ struct LcOptions {
   std::string c_step = "kmeans", scope = "tensor", transform = "none";
   int k = 0, bits = 0;
   double lambda = 0;
-  bool keep_biases_float = true;
+  bool quantize_biases = false;
   LcParams params;
 };
 
@@ -66,7 +66,7 @@ void run(LcOptions& o) {
   c.quant.lambda = o.lambda;
   c.quant.backend = p.backend;
   c.scope = parse_scope(o.scope);
-  c.skip_1d = o.keep_biases_float;
+  c.skip_1d = !o.quantize_biases;
   c.importance_transform = parse_importance_transform(o.transform);
 
   Model model = build_model(o.model);
@@ -80,10 +80,13 @@ void run(LcOptions& o) {
   p.on_step = [&](const LcStepStats& s) {
     log_steps.push_back(step_json(s));
     if (o.common.quiet) return;
-    char line[256];
-    std::snprintf(line, sizeof line, "%-6s mu %-9.3g lr %-8.3g |w-D(T)| %-9.4g loss %-8.4g acc(D(T)) %6.2f%% acc(w) %6.2f%%  ",
-                  s.step < 0 ? "direct" : ("step " + std::to_string(s.step)).c_str(), s.mu, s.lr, s.violation,
-                  s.train_loss, 100 * s.test_accuracy, 100 * s.test_accuracy_w);
+    // The direct compression has no L step: no training loss and no float weights of its own to test ("-").
+    char loss[32] = "-", acc_w[32] = "-", line[256];
+    if (std::isfinite(s.train_loss)) std::snprintf(loss, sizeof loss, "%.4g", s.train_loss);
+    if (std::isfinite(s.test_accuracy_w)) std::snprintf(acc_w, sizeof acc_w, "%.2f%%", 100 * s.test_accuracy_w);
+    std::snprintf(line, sizeof line, "%-6s mu %-9.3g lr %-8.3g |w-D(T)| %-9.4g loss %-8s acc(D(T)) %6.2f%% acc(w) %7s  ",
+                  s.step < 0 ? "direct" : ("step " + std::to_string(s.step)).c_str(), s.mu, s.lr, s.violation, loss,
+                  100 * s.test_accuracy, acc_w);
     human_output(o.log) << line << codebook_text(s.codebook) << " " << format_double(s.seconds, 3) << " s" << std::endl;
   };
   LcResult r = lc_compress(model, train, &test, o.importance.empty() ? nullptr : &importance, p);
@@ -138,7 +141,7 @@ void setup_lc(CLI::App& sub) {
   sub.add_option("--scope", o->scope, "global | tensor | row | group:G")->capture_default_str();
   sub.add_option("--importance", o->importance, "per-weight importance for a weighted C step");
   sub.add_option("--importance-transform", o->transform, "none | sqrt | normalize")->capture_default_str();
-  sub.add_flag("!--quantize-biases", o->keep_biases_float, "quantize the biases too (default: kept in float, as [LC])");
+  sub.add_flag("--quantize-biases", o->quantize_biases, "quantize the biases too (default: kept in float, as [LC])");
   add_name_filters(sub, o->params.compress.include_regex, o->params.compress.exclude_regex);
   sub.add_option("--mu0", o->params.mu0, "initial penalty μ0")->capture_default_str();
   sub.add_option("--mu-factor", o->params.mu_factor, "a >= 1: μ_t = μ0·a^t")->capture_default_str();

@@ -46,8 +46,8 @@ Backend resolve_backend(Backend requested) {
     case Backend::kAuto: return cuda_available() ? Backend::kCuda : Backend::kCpu;
     case Backend::kCuda:
       NQ_CHECK(NQ_HAVE_CUDA, ErrorCode::kUnavailable,
-               "--backend cuda: this netquant was built without CUDA (rebuild with -DNQ_CUDA=ON)");
-      NQ_CHECK(cuda_available(), ErrorCode::kUnavailable, "--backend cuda: no CUDA device is available");
+               "backend 'cuda': this netquant was built without CUDA (rebuild with -DNQ_CUDA=ON)");
+      NQ_CHECK(cuda_available(), ErrorCode::kUnavailable, "backend 'cuda': no CUDA device is available");
       return Backend::kCuda;
   }
   return Backend::kCpu;
