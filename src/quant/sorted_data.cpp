@@ -181,11 +181,22 @@ std::vector<int32_t> nearest_labels(const Problem& p, const std::vector<double>&
 }
 
 void count_weighted_members(const float* h, const int32_t* labels, size_t n, int k, int64_t* weighted_members) {
-  for (size_t i = 0; i < n; ++i)
-    if (h[i] > 0) {
-      NQ_ASSERT(labels[i] >= 0 && labels[i] < k);
-      ++weighted_members[labels[i]];
+  const int threads = n <= static_cast<size_t>(kInlineLoopMax) ? 1 : std::max(1, omp_get_max_threads());
+  std::vector<int64_t> per_thread(static_cast<size_t>(threads) * k, 0);  // integers: exact in any order
+  bool bad_label = false;
+#pragma omp parallel num_threads(threads) reduction(|| : bad_label)
+  {
+    int64_t* counts = &per_thread[static_cast<size_t>(omp_get_thread_num()) * k];
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < static_cast<int64_t>(n); ++i) {
+      if (!(h[i] > 0)) continue;
+      if (labels[i] < 0 || labels[i] >= k) { bad_label = true; continue; }
+      ++counts[labels[i]];
     }
+  }
+  NQ_ASSERT_MSG(!bad_label, "count_weighted_members: a label outside [0, " << k << ")");
+  for (int t = 0; t < threads; ++t)
+    for (int j = 0; j < k; ++j) weighted_members[j] += per_thread[static_cast<size_t>(t) * k + j];
 }
 
 void relabel_zero_importance(const float* w, const float* h, size_t n, const std::vector<double>& centers,
