@@ -525,7 +525,7 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
       stats.ranks_labelled_on_host = static_cast<int>(dist::sum(int64_t{stats.ranks_labelled_on_host}));
       stats.communication_seconds += seconds_since(t_sum);
     }
-    if (raw.zero_importance_nearest && hk) {  // as quant::finalize, with the centres' weighted members of every rank
+    if (raw.zero_importance == quant::RawResult::ZeroImportance::kNearestWeighted && hk) {  // as quant::finalize, with the centres' weighted members of every rank
       std::vector<int64_t> weighted(raw.centers.size(), 0);
       quant::count_weighted_members(hk, raw.labels.data(), n_local, static_cast<int>(weighted.size()), weighted.data());
       dist::sum_in_place(weighted);

@@ -148,6 +148,7 @@ RawResult exact_dp(const Problem& p, const SortedData& s, const QuantizeParams& 
   parallel_for(static_cast<int64_t>(p.n), kInlineLoopMax, [&](int64_t i) {
     out.labels[static_cast<size_t>(i)] = exact_row::label(p.w[i], first_value.data(), m);
   });
+  out.zero_importance = RawResult::ZeroImportance::kNearestUsed;
   out.iterations = 1;
   out.converged = true;
   std::vector<int64_t> counts(static_cast<size_t>(m));

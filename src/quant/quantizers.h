@@ -73,9 +73,13 @@ struct RawResult {
   std::vector<double> centers;
   std::vector<int32_t> labels;
   bool labels_nearest = false;
-  // ECSQ at λ = 0: the values of zero importance go to their nearest centre (relabel_zero_importance), as HW
-  // k-means labels them; the argmin's costs h·(w − c)² all tie at 0 for them.
-  bool zero_importance_nearest = false;
+  // Where finalize puts the values of zero importance, which the weighted objective lets sit anywhere
+  // (relabel_zero_importance): as labelled, or on their nearest centre among those holding a value of positive
+  // importance (ECSQ at λ = 0, whose argmin costs h·(w − c)² all tie at 0 for them: as HW k-means labels them), or
+  // among those holding any value (exact, whose DP hands a run of them between two clusters to either whole; a
+  // cluster of them alone is a level of its own at no cost in D).
+  enum class ZeroImportance { kAsLabelled, kNearestWeighted, kNearestUsed };
+  ZeroImportance zero_importance = ZeroImportance::kAsLabelled;
   int iterations = 0;
   bool converged = true;
   double lambda = 0;
@@ -106,9 +110,10 @@ std::vector<int32_t> nearest_labels(const Problem& p, const std::vector<double>&
 // weighted_members[j]: how many values of positive importance have label j (over every rank, for a shard).
 // Counts them for the values [0, n) (adding to weighted_members, k entries).
 void count_weighted_members(const float* h, const int32_t* labels, size_t n, int k, int64_t* weighted_members);
-// Relabels the values of zero importance among [0, n); nothing when no centre holds a weighted value.
+// Relabels the values of zero importance among [0, n) to the nearest centre j with eligible[j] > 0 (weighted
+// members, or every member for exact); nothing when none is.
 void relabel_zero_importance(const float* w, const float* h, size_t n, const std::vector<double>& centers,
-                             const std::vector<int64_t>& weighted_members, int32_t* labels);
+                             const std::vector<int64_t>& eligible, int32_t* labels);
 
 // nq::quantize's checks of its parameters (shared with the batched row drivers).
 void check_quantize_params(const QuantizeParams& params);
@@ -179,7 +184,7 @@ class EcsqRun {
   const std::vector<double>& last_code_len() const { return last_l_; }
   RawResult take_result() {  // everything but the labels; centers: the means of the latest pass
     out_.centers = means_;
-    out_.zero_importance_nearest = !(out_.lambda > 0);
+    if (!(out_.lambda > 0)) out_.zero_importance = RawResult::ZeroImportance::kNearestWeighted;
     return std::move(out_);
   }
 

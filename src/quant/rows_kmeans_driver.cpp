@@ -108,6 +108,7 @@ std::vector<QuantizeResult> quantize_rows_kmeans(const float* w, const float* h,
                       labels.begin() + static_cast<ptrdiff_t>(begin + p.n));
     raw.iterations = iterations[ri];
     raw.converged = converged[ri] != 0;
+    if (exact) raw.zero_importance = RawResult::ZeroImportance::kNearestUsed;  // as exact_dp hands it back
     results[ri] = finalize(p, std::move(raw));
     results[ri].backend = backend;
     results[ri].seconds = seconds * static_cast<double>(p.n) / static_cast<double>(std::max<size_t>(n, 1));

@@ -200,10 +200,10 @@ void count_weighted_members(const float* h, const int32_t* labels, size_t n, int
 }
 
 void relabel_zero_importance(const float* w, const float* h, size_t n, const std::vector<double>& centers,
-                             const std::vector<int64_t>& weighted_members, int32_t* labels) {
-  std::vector<int32_t> order;  // the centres holding a weighted value, ascending
+                             const std::vector<int64_t>& eligible, int32_t* labels) {
+  std::vector<int32_t> order;  // the eligible centres, ascending
   for (int32_t j = 0; j < static_cast<int32_t>(centers.size()); ++j)
-    if (weighted_members[static_cast<size_t>(j)] > 0) order.push_back(j);
+    if (eligible[static_cast<size_t>(j)] > 0) order.push_back(j);
   if (order.empty()) return;
   std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return centers[a] < centers[b]; });
   std::vector<double> sorted;  // their distinct values (NearestThresholds wants them strictly ascending) ...
@@ -257,10 +257,13 @@ QuantizeResult finalize(const Problem& p, RawResult raw) {
   if (raw.labels_nearest && !label_here) raw.labels = nearest_labels(p, raw.centers);
   if (label_here) raw.labels.resize(n);
   NQ_ASSERT(raw.labels.size() == n);
-  if (raw.zero_importance_nearest && p.h) {
-    std::vector<int64_t> weighted(static_cast<size_t>(k), 0);
-    count_weighted_members(p.h, raw.labels.data(), n, k, weighted.data());
-    relabel_zero_importance(p.w, p.h, n, raw.centers, weighted, raw.labels.data());
+  if (raw.zero_importance != RawResult::ZeroImportance::kAsLabelled && p.h) {
+    std::vector<int64_t> eligible(static_cast<size_t>(k), 0);
+    if (raw.zero_importance == RawResult::ZeroImportance::kNearestWeighted)
+      count_weighted_members(p.h, raw.labels.data(), n, k, eligible.data());
+    else
+      ops_label_histogram(Backend::kCpu, raw.labels.data(), n, k, eligible.data());
+    relabel_zero_importance(p.w, p.h, n, raw.centers, eligible, raw.labels.data());
   }
   r.indices = std::move(raw.labels);  // relabelled in place: no second n-entry array
   // The error of a value is measured against its centre rounded to float, which is the codebook level the label
