@@ -525,11 +525,13 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
       stats.ranks_labelled_on_host = static_cast<int>(dist::sum(int64_t{stats.ranks_labelled_on_host}));
       stats.communication_seconds += seconds_since(t_sum);
     }
-    if (raw.zero_importance == quant::RawResult::ZeroImportance::kNearestWeighted && hk) {  // as quant::finalize, with the centres' weighted members of every rank
-      std::vector<int64_t> weighted(raw.centers.size(), 0);
-      quant::count_weighted_members(hk, raw.labels.data(), n_local, static_cast<int>(weighted.size()), weighted.data());
-      dist::sum_in_place(weighted);
-      quant::relabel_zero_importance(shard.kept_w.data(), hk, n_local, raw.centers, weighted, raw.labels.data());
+    // As quant::finalize, with the centres' weighted members of every rank. The condition is the same on every rank
+    // (a rank holding no weights has no importances either, but must still join the sum).
+    if (raw.zero_importance == quant::RawResult::ZeroImportance::kNearestWeighted && weighted) {
+      std::vector<int64_t> members(raw.centers.size(), 0);
+      quant::count_weighted_members(hk, raw.labels.data(), n_local, static_cast<int>(members.size()), members.data());
+      dist::sum_in_place(members);
+      quant::relabel_zero_importance(shard.kept_w.data(), hk, n_local, raw.centers, members, raw.labels.data());
     }
     std::vector<int64_t> counts(raw.centers.size(), 0);
     cpu::label_histogram(raw.labels.data(), raw.labels.size(), static_cast<int>(counts.size()), counts.data());

@@ -184,14 +184,21 @@ void count_weighted_members(const float* h, const int32_t* labels, size_t n, int
   const int threads = n <= static_cast<size_t>(kInlineLoopMax) ? 1 : std::max(1, omp_get_max_threads());
   std::vector<int64_t> per_thread(static_cast<size_t>(threads) * k, 0);  // integers: exact in any order
   bool bad_label = false;
-#pragma omp parallel num_threads(threads) reduction(|| : bad_label)
-  {
-    int64_t* counts = &per_thread[static_cast<size_t>(omp_get_thread_num()) * k];
-#pragma omp for schedule(static)
-    for (int64_t i = 0; i < static_cast<int64_t>(n); ++i) {
+  auto count = [h, labels, k](int64_t i0, int64_t i1, int64_t* counts, bool& bad) {
+    for (int64_t i = i0; i < i1; ++i) {
       if (!(h[i] > 0)) continue;
-      if (labels[i] < 0 || labels[i] >= k) { bad_label = true; continue; }
+      if (labels[i] < 0 || labels[i] >= k) { bad = true; continue; }
       ++counts[labels[i]];
+    }
+  };
+  if (threads == 1) {  // a row or group: no parallel region to enter
+    count(0, static_cast<int64_t>(n), per_thread.data(), bad_label);
+  } else {
+#pragma omp parallel num_threads(threads) reduction(|| : bad_label)
+    {
+      const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+      const int64_t len = static_cast<int64_t>(n), i0 = len * t / nt, i1 = len * (t + 1) / nt;
+      count(i0, i1, &per_thread[static_cast<size_t>(t) * k], bad_label);  // bad_label: this thread's copy
     }
   }
   NQ_ASSERT_MSG(!bad_label, "count_weighted_members: a label outside [0, " << k << ")");
@@ -257,7 +264,8 @@ QuantizeResult finalize(const Problem& p, RawResult raw) {
   if (raw.labels_nearest && !label_here) raw.labels = nearest_labels(p, raw.centers);
   if (label_here) raw.labels.resize(n);
   NQ_ASSERT(raw.labels.size() == n);
-  if (raw.zero_importance != RawResult::ZeroImportance::kAsLabelled && p.h) {
+  // (Most importances hold no exact zero, e.g. Adam's v or a Fisher diagonal: then one scan, stopped at the first.)
+  if (raw.zero_importance != RawResult::ZeroImportance::kAsLabelled && p.h && std::find(p.h, p.h + n, 0.0f) != p.h + n) {
     std::vector<int64_t> eligible(static_cast<size_t>(k), 0);
     if (raw.zero_importance == RawResult::ZeroImportance::kNearestWeighted)
       count_weighted_members(p.h, raw.labels.data(), n, k, eligible.data());

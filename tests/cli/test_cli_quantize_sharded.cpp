@@ -79,6 +79,41 @@ TEST_F(ShardedCli, MpiRanksGiveByteIdenticalFiles) {
   }
 }
 
+// ECSQ at λ = 0 moves the weights of zero importance to their nearest level over every rank's centres (a sum over
+// the ranks). A model of one block leaves the other ranks without weights, and they must still join that sum: they
+// skipped it once, and the job hung. Oracle: one process and the in-process quantizer, byte for byte.
+TEST_F(ShardedCli, EcsqAtLambdaZeroWithEmptyRanks) {
+  if (!mpi_compiled() || !have_mpirun()) GTEST_SKIP() << "netquant built without MPI or mpirun missing";
+  std::vector<float> w(1000), h(1000);
+  uint64_t s = 7;
+  for (size_t i = 0; i < w.size(); ++i) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    w[i] = static_cast<float>(static_cast<double>(s >> 11) * 0x1.0p-53 - 0.5);
+    h[i] = i % 5 == 0 ? 0.0f : 1.0f + static_cast<float>(i % 7);
+  }
+  TensorSet m, imp;
+  m.add(Tensor::from_f32("w", {25, 40}, w));
+  imp.add(Tensor::from_f32("w", {25, 40}, h));
+  write_safetensors(file("tiny.safetensors"), m);
+  write_safetensors(file("tiny_imp.safetensors"), imp);
+  const auto args = [&](const std::string& options, const std::string& out) {
+    return " quantize '" + file("tiny.safetensors") + "' --importance '" + file("tiny_imp.safetensors") +
+           "' --method ecsq --k 8 " + options + " -o '" + out + "'";
+  };
+  CliRun r = run(args("", file("plain.nq")));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const std::string plain = slurp(file("plain.nq"));
+  r = run(args("--sharded", file("one.nq")));
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(slurp(file("one.nq")) == plain) << "one sharded process differs from the in-process quantizer";
+  for (int np : {2, 3}) {
+    const std::string out = file("np" + std::to_string(np) + ".nq");
+    r = shell("timeout 120 env " + mpirun(np) + args("--sharded", out));
+    ASSERT_EQ(r.status, 0) << "np=" << np << " (124: the ranks hung)\n" << r.err;
+    EXPECT_TRUE(slurp(out) == plain) << "np=" << np << " differs from the in-process quantizer";
+  }
+}
+
 // One process, sharded vs the in-process quantizer: pruning selects exactly the same weights — by h·w², also for
 // plain k-means, whose clustering ignores the importance — and for hw-kmeans the same Lloyd iteration from the
 // same linear start reaches the same fixed point (up to the last bits of the sums), and so does ECSQ, which both

@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -212,7 +213,10 @@ Dataset decided_images(const Model& m, const std::vector<const TensorSet*>& weig
     std::copy(from + i * 784, from + (i + 1) * 784, x + d.size() * 784);
     d.labels.push_back(all.labels[static_cast<size_t>(i)]);
   }
-  EXPECT_EQ(d.size(), n) << "too few images with clear ReLU decisions among " << candidates;
+  // A hard stop: the images tensor holds n rows whatever was found, and the oracle reads n labels.
+  if (d.size() != n)
+    throw std::runtime_error("decided_images: " + std::to_string(d.size()) + " images with clear ReLU decisions among " +
+                             std::to_string(candidates) + ", " + std::to_string(n) + " wanted");
   return d;
 }
 
