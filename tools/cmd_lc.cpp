@@ -84,7 +84,8 @@ void run(LcOptions& o) {
     char loss[32] = "-", acc_w[32] = "-", line[256];
     if (std::isfinite(s.train_loss)) std::snprintf(loss, sizeof loss, "%.4g", s.train_loss);
     if (std::isfinite(s.test_accuracy_w)) std::snprintf(acc_w, sizeof acc_w, "%.2f%%", 100 * s.test_accuracy_w);
-    std::snprintf(line, sizeof line, "%-6s mu %-9.3g lr %-8.3g |w-D(T)| %-9.4g loss %-8s acc(D(T)) %6.2f%% acc(w) %7s  ",
+    std::snprintf(line, sizeof line,
+                  "%-6s mu %-9.3g lr %-8.3g |w-D(T)| %-9.4g loss %-8s acc(D(T)) %6.2f%% acc(w) %7s  ",
                   s.step < 0 ? "direct" : ("step " + std::to_string(s.step)).c_str(), s.mu, s.lr, s.violation, loss,
                   100 * s.test_accuracy, acc_w);
     human_output(o.log) << line << codebook_text(s.codebook) << " " << format_double(s.seconds, 3) << " s" << std::endl;

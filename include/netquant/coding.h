@@ -128,8 +128,9 @@ NqFileInfo describe_nq_file(const std::string& path);
 //    W.codebook[i / problem_size][W.codes[i]], bit for bit the value kValues writes. The columns are the largest
 //    codebook's levels (a shorter codebook's row padded with +0; with several codebooks each row ascending, as
 //    read_nq_file gives them, else as stored), then, when a weight is pruned, one +0 column that the pruned weights
-//    use. A table of more than 64 entries per weight and stored level is refused (kUnsupported). The safetensors metadata says netquant.layout = codes, netquant.method,
-//    netquant.scope, and per tensor "W.problem_size" and (with pruned weights) "W.pruned_code".
+//    use. A table of more than 64 entries per weight and stored level is refused (kUnsupported). The safetensors
+//    metadata says netquant.layout = codes, netquant.method, netquant.scope, and per tensor "W.problem_size" and
+//    (with pruned weights) "W.pruned_code".
 enum class DecompressLayout { kValues, kCodes };
 
 // Streams a .nq file into a safetensors file, one batch of tensors in memory at a time: the safetensors header is

@@ -54,7 +54,8 @@ CodesShape codes_shape(const std::string& what, int64_t numel, int64_t problem_s
   // Rows are padded to the longest codebook, so one long codebook among many short ones (a hand-made model, or a
   // hostile file whose few bytes declare many problems) could ask for far more entries than the tensor has weights
   // or the file stores levels. Quantizers keep only the levels they use (at most a problem's weights): their tables
-  // stay under 3 entries per weight, plus 65,537 for a one-problem tensor. Refused above 64 per weight and stored level.
+  // stay under 3 entries per weight, plus 65,537 for a one-problem tensor. Refused above 64 per weight and stored
+  // level.
   const double entries = static_cast<double>(s.problems) * static_cast<double>(s.columns);
   const double bound = 64.0 * (static_cast<double>(numel) + static_cast<double>(levels)) + 65537.0;
   NQ_CHECK(entries <= bound, ErrorCode::kUnsupported,
@@ -158,8 +159,8 @@ TensorSet codes_layout(const QuantizedModel& model, std::optional<DType> dtype, 
       max_k = std::max(max_k, k);
       levels += k;
     }
-    const CodesShape shape = codes_shape(source + ": tensor '" + t.name + "'", numel, t.problem_size, t.num_problems, max_k, levels,
-                                         t.indices.count(kPrunedIndex) > 0);
+    const CodesShape shape = codes_shape(source + ": tensor '" + t.name + "'", numel, t.problem_size,
+                                         t.num_problems, max_k, levels, t.indices.count(kPrunedIndex) > 0);
     out.add(tensor_codes(t, shape));
     out.add(tensor_codebook(t, model.codebooks, shape, dtype.value_or(t.dtype)));
     add_tensor_metadata(out.metadata(), t.name, t.problem_size, shape);

@@ -102,13 +102,12 @@ QuantizeResult finalize(const Problem& p, RawResult raw);
 // Labels of every value for ascending centres by the λ = 0 nearest rule (ties to the lower centre).
 std::vector<int32_t> nearest_labels(const Problem& p, const std::vector<double>& centers);
 
-// ECSQ at λ = 0 is HW k-means from k_max centres, but its assignment cost h·(w − c_j)² is 0 for every j when h = 0,
-// so the lowest live index took every value of zero importance: an extreme level, often outside the value's own
-// tensor (the MSE of a LeNet-300 with an OBD Hessian, whose fc1 weights from always-blank pixels have h = 0, was
-// 100× HW k-means'). Such values go instead to the nearest of the centres that hold a value of positive importance
-// (ties to the lower centre): the weighted distortion and those centres stay as they are.
-// weighted_members[j]: how many values of positive importance have label j (over every rank, for a shard).
-// Counts them for the values [0, n) (adding to weighted_members, k entries).
+// Values of zero importance after ECSQ at λ = 0 and exact (RawResult::ZeroImportance says why each needs it): ECSQ's
+// argmin gave every one the lowest live index, an extreme level (a LeNet-300 with an OBD Hessian had 100× HW k-means'
+// MSE), and exact's DP a run of them to either neighbour whole. They move to their nearest eligible centre (ties to
+// the lower); the weighted distortion and the centres stay as they are. finalize does it for one problem, the sharded
+// driver over every rank's counts.
+// weighted_members[j] += how many of the values [0, n) of positive importance have label j (k entries).
 void count_weighted_members(const float* h, const int32_t* labels, size_t n, int k, int64_t* weighted_members);
 // Relabels the values of zero importance among [0, n) to the nearest centre j with eligible[j] > 0 (weighted
 // members, or every member for exact); nothing when none is.

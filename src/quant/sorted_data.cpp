@@ -265,7 +265,10 @@ QuantizeResult finalize(const Problem& p, RawResult raw) {
   if (label_here) raw.labels.resize(n);
   NQ_ASSERT(raw.labels.size() == n);
   // (Most importances hold no exact zero, e.g. Adam's v or a Fisher diagonal: then one scan, stopped at the first.)
-  if (raw.zero_importance != RawResult::ZeroImportance::kAsLabelled && p.h && std::find(p.h, p.h + n, 0.0f) != p.h + n) {
+  // Labels made here by the nearest rule (label_here) come later, in the measuring pass: no driver asks for both.
+  NQ_ASSERT(!raw.labels_nearest || raw.zero_importance == RawResult::ZeroImportance::kAsLabelled);
+  if (raw.zero_importance != RawResult::ZeroImportance::kAsLabelled && p.h &&
+      std::find(p.h, p.h + n, 0.0f) != p.h + n) {
     std::vector<int64_t> eligible(static_cast<size_t>(k), 0);
     if (raw.zero_importance == RawResult::ZeroImportance::kNearestWeighted)
       count_weighted_members(p.h, raw.labels.data(), n, k, eligible.data());

@@ -189,8 +189,8 @@ class Oracle {
 // of 300 off by 2 % on the CPU (NMSE 6.6e-6, over kBackwardNmse), from image 140's fc1 unit 112, whose input is
 // -6.7e-8 of the layer's scale (this VM's OpenBLAS happens to round it the same way as float64). Of seed 15's first
 // 422 images, 49 ReLU inputs lie within 1e-4. The backward comparisons at fixed weights therefore take only images
-// whose every ReLU decision is clear of it. Max-pool near-ties stay: in LeNet-5 they touch large tensors, and the tolerances
-// above are measured with them.
+// whose every ReLU decision is clear of it. Max-pool near-ties stay: in LeNet-5 they touch large tensors, and the
+// tolerances above are measured with them.
 constexpr double kReluMargin = 1e-4;
 
 // The first n images of synthetic data (seed) whose ReLU decisions are clear in float64 under each of
@@ -215,8 +215,9 @@ Dataset decided_images(const Model& m, const std::vector<const TensorSet*>& weig
   }
   // A hard stop: the images tensor holds n rows whatever was found, and the oracle reads n labels.
   if (d.size() != n)
-    throw std::runtime_error("decided_images: " + std::to_string(d.size()) + " images with clear ReLU decisions among " +
-                             std::to_string(candidates) + ", " + std::to_string(n) + " wanted");
+    throw std::runtime_error("decided_images: " + std::to_string(d.size()) +
+                             " images with clear ReLU decisions among " + std::to_string(candidates) + ", " +
+                             std::to_string(n) + " wanted");
   return d;
 }
 

@@ -332,9 +332,9 @@ TEST(Quantize, ExactPutsZeroImportanceAtTheNearestUsedLevel) {
       }
       ++zero;
       size_t best = 0;
+      auto dist = [&](size_t j) { return std::abs(double(w[b + i]) - levels[j]); };
       for (size_t j = 1; j < levels.size(); ++j)
-        if (used[j] && (!used[best] || std::abs(double(w[b + i]) - levels[j]) < std::abs(double(w[b + i]) - levels[best])))
-          best = j;
+        if (used[j] && (!used[best] || dist(j) < dist(best))) best = j;
       wrong += static_cast<size_t>(one.indices[i]) != best;
     }
     const auto alone = quantize(sw.data(), sh.data(), sw.size(), p);
