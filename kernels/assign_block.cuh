@@ -110,16 +110,8 @@ __device__ __forceinline__ int32_t argmin_cluster(float w, double h, const doubl
                                                   const double* lmin_left, const double* lmin_right, int k,
                                                   double lambda, double lmin, double span2,
                                                   double* best_cost_out, int32_t start = -1) {
-  if (h == 0.0) {  // the distortion term vanishes: no locality, scan (lexicographic (cost, index) minimum)
-    int32_t best = -1;
-    double best_cost = qf::infinity();
-    for (int j = 0; j < k; ++j) {
-      const double cost = qf::assign_cost(w, h, c[j], l[j], lambda);
-      if (best < 0 || qf::better(cost, j, best_cost, best)) { best_cost = cost; best = j; }
-    }
-    *best_cost_out = best_cost;
-    return best;
-  }
+  if (h == 0.0)  // the distortion term vanishes: no locality, scan (ties to the nearest centre, as on the CPU)
+    return qf::zero_importance_argmin(w, h, c, l, k, lambda, best_cost_out);
   // Start from the nearer of c_{p−1}, c_p (ties low), p = count_below: the bounded scans below are then exact.
   int lo = start;
   if (lo < 0) {

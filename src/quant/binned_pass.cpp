@@ -167,8 +167,9 @@ BinnedValues::BinnedValues(const float* w, const float* h, size_t n, size_t bins
     zero_sum_w2_ += c.zero_w2;
     first_zero = std::min(first_zero, c.first_zero);
   }
+  positive_ = p;
   zero_count_ = n - p;
-  if (zero_count_ > 0) zero_first_ = w[first_zero];  // a representative: all of them take one label (h = 0)
+  if (zero_count_ > 0) zero_first_ = w[first_zero];  // a representative, for when one cluster takes them all
   const size_t nb = p == 0 ? 0
                            : std::min(p, bins ? std::min(bins, kMaxBins)
                                               : std::clamp<size_t>(p / kDefaultBinValues, 1, kMaxBins));
@@ -206,8 +207,23 @@ BinnedValues::BinnedValues(const float* w, const float* h, size_t n, size_t bins
     }
   });
   offsets_by_chunk(at, chunks, nb, start);
-  w_.resize(p);
-  h_.resize(p);
+  w_.resize(n);  // [0, p) the bins, [p, n) the values of importance 0 in the source's order
+  h_.resize(n);
+  if (zero_count_ > 0) {
+    std::vector<size_t> zero_at(chunks + 1, p);  // chunk c's values of importance 0 go from zero_at[c]
+    for (size_t c = 0; c < chunks; ++c) {
+      const size_t len = std::min(n, (c + 1) * static_cast<size_t>(kChunk)) - c * static_cast<size_t>(kChunk);
+      zero_at[c + 1] = zero_at[c] + (len - sums[c].positive);
+    }
+    parallel_for_chunks(static_cast<int64_t>(n), kChunk, [&](int64_t i0, int64_t i1) {
+      size_t o = zero_at[static_cast<size_t>(i0 / kChunk)];
+      for (size_t i = static_cast<size_t>(i0); i < static_cast<size_t>(i1); ++i)
+        if (!(importance(i) > 0)) {
+          w_[o] = w[i];
+          h_[o++] = 0.0f;
+        }
+    });
+  }
   ScratchVector<float> gw(sorted.w ? 0 : p), gh(sorted.w ? 0 : p);  // the bins before their sort (written in full)
   float* to_w = sorted.w ? w_.data() : gw.data();
   float* to_h = sorted.w ? h_.data() : gh.data();
@@ -399,8 +415,7 @@ BinnedPlan BinnedValues::plan(const double* c, const double* l, int k, double la
       }
     }
   }
-  // The certified sums in bin order, then the values of importance 0, whose cost λ·l_j does not depend on w: op (a)
-  // labels one of them for all.
+  // The certified sums in bin order, then the values of importance 0 (below).
   result.certified.reset(k);
   for (const BinScratch& bin : scratch_) result.certified.add(bin.acc);
   for (const BinScratch& bin : scratch_)
@@ -408,13 +423,28 @@ BinnedPlan BinnedValues::plan(const double* c, const double* l, int k, double la
       result.left.push_back(r);
       result.left_values += r.second - r.first;
     }
+  // The values of importance 0 cost λ·l_j wherever they lie. When one cluster has the least rate they all take it,
+  // and their sums are added here; when several tie (at λ = 0 every live one; at λ > 0 equal code lengths, as in
+  // ECSQ's first pass) each goes to the nearest of those (quant::zero_importance_argmin): op (a) labels them.
+  double least_rate = quant::infinity();
+  int tied = 0;
+  for (int j = 0; j < k; ++j) {
+    const double rate = quant::fmul(lambda, l[j]);
+    tied = rate < least_rate ? 1 : tied + (rate == least_rate);
+    least_rate = std::min(least_rate, rate);
+  }
+  const bool zeros_to_op_a = zero_count_ > 0 && tied > 1;
+  if (zeros_to_op_a) {
+    result.left.push_back({positive_, positive_ + zero_count_});
+    result.left_values += zero_count_;
+  }
   // Gathering most of the values costs more than a whole pass over them in place.
-  if (result.left_values > w_.size() / 2) {
+  if (result.left_values > size() / 2) {
     result = BinnedPlan{};
     result.whole = true;
     return result;
   }
-  if (zero_count_ > 0) {
+  if (zero_count_ > 0 && !zeros_to_op_a) {
     AssignAccum one;
     const float zero_h = 0.0f;
     int32_t j = 0;

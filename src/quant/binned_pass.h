@@ -13,8 +13,9 @@
 // weights about 1% of the values go to op (a), so a pass costs O(bins · k²) plus that: 0.34–0.37 ns per weight
 // against op (a)'s 2.9–4.2 at k = 32, λ > 0, on 10^7 values, 2 cores (bench/RESULTS.md, "CPU quantizers").
 //
-// Same labels as op (a) (the brute-force fp64 argmin, lowest index on ties), hence the same counts; the sums are
-// the same up to rounding (prefix sums in another order). Values of importance 0 all take argmin_j λ·l_j.
+// Same labels as op (a) (the brute-force fp64 argmin and its tie rules), hence the same counts; the sums are
+// the same up to rounding (prefix sums in another order). Values of importance 0 all take argmin_j λ·l_j when one
+// cluster has the least rate, else they are left to op (a) (their ties go to the nearest centre).
 //
 // The CUDA backend runs the same plan on the host and op (a) over the values left on the device, from its own copy
 // of the binned layout (kernels/resident_values.cu), so a pass there moves ~1% of the data instead of all of it.
@@ -51,7 +52,7 @@ struct BinnedPlan {
   // When set, nothing else applies: op (a) over all the original values is cheaper or required (a codebook the
   // certificate cannot take: a dead cluster, non-ascending centres, a non-finite λ; or most values left over).
   bool whole = false;
-  AssignAccum certified;  // the certified runs' sums, and the values of importance 0 (the same label for all)
+  AssignAccum certified;  // the certified runs' sums, and the values of importance 0 when one label takes them all
   // Positions [first, second) in values() / importances() for op (a), in this order (bin order), and their count.
   std::vector<std::pair<size_t, size_t>> left;
   size_t left_values = 0;
@@ -77,9 +78,10 @@ class BinnedValues {
   // whole plan: op (a)'s sums over all values are the pass).
   static void finish(const BinnedPlan& plan, const AssignAccum& rest, AssignAccum& out);
 
-  size_t size() const { return w_.size() + zero_count_; }
+  size_t size() const { return n_; }
   size_t bins() const { return bins_.size(); }
-  // The binned layout plan.left refers to: the values of positive importance, grouped by bin, each bin ascending.
+  // The binned layout plan.left refers to: the values of positive importance, grouped by bin, each bin ascending,
+  // then those of importance 0 in their source's order.
   const ScratchVector<float>& values() const { return w_; }
   const ScratchVector<float>& importances() const { return h_; }
 
@@ -98,13 +100,17 @@ class BinnedValues {
   const float* src_w_;  // the caller's values, for a whole pass
   const float* src_h_;
   size_t n_;
-  ScratchVector<float> w_, h_;  // positive importance, grouped by bin, each bin ascending in w (sort_pairs writes all)
+  // [0, positive_): positive importance, grouped by bin, each bin ascending in w (sort_pairs writes all);
+  // [positive_, n_): importance 0, in the source's order.
+  ScratchVector<float> w_, h_;
+  size_t positive_ = 0;
   std::vector<Bin> bins_;
   static constexpr size_t kBlock = 16;
   std::vector<double> ph_, phx_, phx2_, pn_, px_, px2_;  // op (b2)'s block prefix sums, weighted and plain
   double shift_ = 0;
-  // The values of importance 0 all take one label (argmin_j λ·l_j, whatever w): their count, one of them (the
-  // first) to find that label by op (a)'s own rule, and their sums of w and w² (in the values' order).
+  // The values of importance 0, for a pass where one label takes them all (argmin_j λ·l_j unique, whatever w): their
+  // count, one of them (the first) to find that label by op (a)'s own rule, and their sums of w and w² (in the
+  // values' order).
   size_t zero_count_ = 0;
   float zero_first_ = 0;
   double zero_sum_w_ = 0, zero_sum_w2_ = 0;

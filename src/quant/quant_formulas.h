@@ -56,6 +56,30 @@ NQ_HD inline bool better(double cost, int32_t j, double best_cost, int32_t best_
   return cost < best_cost || (cost == best_cost && j < best_j);
 }
 
+// The argmin for a weight of importance 0 (h ≤ 0: the ops take only h ≥ 0): its cost λ·l_j does not depend on
+// where c_j lies, so the clusters of the least rate tie (at λ = 0 every live one, and at λ > 0 those of equal
+// code lengths, as in ECSQ's first pass). Those ties go to the nearest centre, then to the lower index:
+// lexicographic (cost, (w − c_j)², j). The lowest index alone would send every such weight to the lowest level,
+// far outside most tensors' range. Every backend's op (a) calls this for such weights, and the binned pass hands
+// them to op (a) whenever more than one cluster ties.
+NQ_HD inline int32_t zero_importance_argmin(float w, double h, const double* c, const double* l, int k,
+                                            double lambda, double* best_cost_out) {
+  int32_t best = -1;
+  double best_cost = infinity(), best_dd = infinity();
+  for (int32_t j = 0; j < k; ++j) {
+    const double cost = assign_cost(w, h, c[j], l[j], lambda);
+    const double d = fadd(static_cast<double>(w), -c[j]);
+    const double dd = fmul(d, d);
+    if (best < 0 || cost < best_cost || (cost == best_cost && dd < best_dd)) {
+      best = j;
+      best_cost = cost;
+      best_dd = dd;
+    }
+  }
+  *best_cost_out = best_cost;
+  return best;
+}
+
 // λ = 0 nearest-centre rule between neighbouring sorted centres c_lo < c_hi: true when w goes to c_hi, i.e. it
 // is strictly closer (ties go to the lower index, as in `better`). Monotone in w, so on sorted values the
 // boundary is found by binary search (the sorted path of the k-means driver).

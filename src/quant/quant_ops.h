@@ -7,7 +7,7 @@
 // - Results are bitwise deterministic for a given backend and input, independent of the thread/block count:
 //   sums are formed per fixed block of `accum_block_size(n)` consecutive elements, each block in element order,
 //   then the block partials are added in block order. (CPU vs CUDA may differ in the last bits of the fp64
-//   sums; labels agree except at exact cost ties, which both resolve to the lowest index.)
+//   sums; labels agree, exact cost ties included, which both resolve by quant_formulas.h.)
 // - Costs and ties are evaluated with quant_formulas.h (assign_cost / better / closer_to_upper) only.
 #pragma once
 
@@ -234,8 +234,9 @@ inline int64_t check_rows_kmeans_job(const RowsKmeansJob& job) {
   /* (a) Fused assign + accumulate (ECSQ and k-means, Choi et al. 2017 eq. 8 and §5.4).                     \
      centers[k]: strictly ascending. code_len[k]: l_j = −log2 p_j ≥ 0, or +inf for a dead cluster (never       \
      chosen); at least one finite. For each i: label_i = argmin_j assign_cost(w_i, h_i, c_j, l_j, λ), ties to \
-     the lowest j (exactly the brute-force fp64 argmin). Accumulates into `out` (reset to k entries by the op): \
-     sums per label and the scalars. labels may be nullptr (not written). */                                  \
+     the lowest j (exactly the brute-force fp64 argmin), except that a weight of h_i = 0 takes the nearest of    \
+     the tied centres first (quant::zero_importance_argmin). Accumulates into `out` (reset to k entries by the  \
+     op): sums per label and the scalars. labels may be nullptr (not written). */                             \
   void assign_accumulate(const float* w, const float* h, size_t n, const double* centers,                     \
                          const double* code_len, int k, double lambda, int32_t* labels,                       \
                          ::nq::quant::AssignAccum& out);                                                       \

@@ -65,7 +65,7 @@ inline double cost_of(double wd, double h, const AssignPrep& P, int j) {
   return quant::fadd(quant::fmul(h, quant::fmul(d, d)), P.rl[j]);
 }
 
-// Exact argmin_j assign_cost (ties to the lowest index). p = #{j : c_j < w} splits the centres into those
+// Exact argmin_j assign_cost (ties to the lowest index; for h = 0 see quant::zero_importance_argmin). p = #{j : c_j < w} splits the centres into those
 // strictly below w (left) and those at or above it (right). The window p−W .. p+W−1 is evaluated without
 // branches (guard entries cost +inf), then the rounding-monotone lower bounds (quant::assign_cost_bound with
 // lmin over everything beyond) just outside it prove that no farther cluster can win or tie-win; when they do
@@ -169,13 +169,8 @@ __attribute__((always_inline)) inline int32_t argmin_cluster(float w, double h, 
   const double* c = P.c;
   const double wd = static_cast<double>(w);
   if (!(h > 0.0)) {  // the distortion term vanishes: no locality to exploit, scan (rare: zero importance)
-    int32_t best = -1;
-    double best_cost = quant::infinity();
-    for (int j = 0; j < k; ++j) {
-      const double cost = quant::assign_cost(w, h, c[j], P.l[j], P.lambda);
-      if (best < 0 || quant::better(cost, j, best_cost, best)) { best_cost = cost; best = j; }
-    }
-    return best;
+    double best_cost;
+    return quant::zero_importance_argmin(w, h, c, P.l, k, P.lambda, &best_cost);
   }
   const double* pc = P.pc;  // guards: −inf below index 0, +inf from index k
   int32_t best;

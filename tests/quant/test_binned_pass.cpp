@@ -235,6 +235,51 @@ TEST(BinnedPass, FromASortedCopyIsTheSameObject) {
   }
 }
 
+// Values of importance 0 cost λ·l_j wherever they lie, so the clusters of the least rate tie for them, and each
+// goes to the nearest of those: at λ = 0 every live cluster, at λ > 0 those of equal code lengths (ECSQ's first
+// pass has them all equal). The pass must hand them to op (a) then, and take them all at once when one cluster has
+// the least rate. Checked against op (a) and against a brute-force nearest tied centre.
+TEST(BinnedPass, ZeroImportancesTakeTheNearestOfTheTiedClusters) {
+  const Data d = heavy_tailed(100003, 23, 0.2);
+  const int k = 24;
+  std::vector<double> c, peaked;
+  codebook(k, c, peaked);
+  std::vector<double> flat(k, std::log2(k)), two_least = peaked;
+  two_least[3] = two_least[k / 2];  // ties with the shortest code, far from it
+  for (const double lambda : {0.0, 1e-5, 1e-3}) {
+    for (const auto* l : {&flat, &two_least, &peaked}) {
+      SCOPED_TRACE(testing::Message() << "lambda=" << lambda << " codes=" << (l == &flat ? "flat" : l == &peaked ?
+                                                                              "peaked" : "two least"));
+      const size_t ones = expect_same_as_fused(d, true, c, *l, lambda, 16);
+      // Which centres tie for a value of importance 0, and where the nearest of them takes each such value.
+      std::vector<int> tied;
+      for (int j = 0; j < k; ++j)
+        if (lambda * (*l)[j] == lambda * *std::min_element(l->begin(), l->end())) tied.push_back(j);
+      std::vector<int64_t> count(k, 0);
+      size_t zeros = 0;
+      for (size_t i = 0; i < d.w.size(); ++i) {
+        if (d.h[i] != 0.0f) continue;
+        ++zeros;
+        int best = tied[0];
+        for (const int j : tied)
+          if (std::fabs(d.w[i] - c[j]) < std::fabs(d.w[i] - c[best])) best = j;
+        ++count[best];
+      }
+      // Of importance 0 only: the pass's counts must hold these (the rest of a count is of positive importance).
+      std::vector<int32_t> labels(d.w.size());
+      AssignAccum all;
+      cpu::assign_accumulate(d.w.data(), d.h.data(), d.w.size(), c.data(), l->data(), k, lambda, labels.data(), all);
+      std::vector<int64_t> got(k, 0);
+      for (size_t i = 0; i < d.w.size(); ++i)
+        if (d.h[i] == 0.0f) ++got[labels[i]];
+      EXPECT_EQ(got, count);
+      // One tied cluster takes them at once: op (a) gets only values of positive importance (fewer than these).
+      if (tied.size() == 1) EXPECT_LT(ones, zeros);
+      else EXPECT_GE(ones, zeros);
+    }
+  }
+}
+
 TEST(BinnedPass, AllImportancesZero) {
   Data d = heavy_tailed(1001, 17, 1.0);
   std::vector<double> c, l;

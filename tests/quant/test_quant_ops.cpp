@@ -28,7 +28,8 @@ std::vector<float> student_t(size_t n, uint64_t seed, double scale = 0.05) {
   return v;
 }
 
-// The brute-force fp64 argmin of assign_cost over every centre, ties to the lowest index: the oracle.
+// The brute-force fp64 argmin of assign_cost over every centre, ties to the lowest index, except for a weight
+// of importance 0, whose ties go to the nearest of the tied centres (then the lowest index): the oracle.
 int32_t brute_force_label(float w, float h, const std::vector<double>& c, const std::vector<double>& l,
                           double lambda) {
   int32_t best = -1;
@@ -37,6 +38,13 @@ int32_t brute_force_label(float w, float h, const std::vector<double>& c, const 
     const double cost = assign_cost(w, h, c[j], l[j], lambda);
     if (best < 0 || better(cost, j, bc, best)) { bc = cost; best = j; }
   }
+  if (h != 0.0f) return best;
+  auto squared_distance = [&](int32_t j) {
+    const double d = static_cast<double>(w) - c[j];
+    return d * d;
+  };
+  for (int32_t j = 0; j < static_cast<int32_t>(c.size()); ++j)
+    if (assign_cost(w, h, c[j], l[j], lambda) == bc && squared_distance(j) < squared_distance(best)) best = j;
   return best;
 }
 

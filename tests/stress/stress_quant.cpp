@@ -248,19 +248,25 @@ static void check_sort(uint64_t seed) {
 
 // ---------------------------------------------------------------------------------------------------------------
 // Brute-force op (a): label = argmin_j h (w − c_j)² + λ l_j in fp64 (−ffp-contract=off), dead clusters skipped,
-// ties to the lowest j. Written out independently of quant_formulas.h.
+// ties to the lowest j, except that a value of importance 0 goes to the nearest of the tied clusters (then the
+// lowest j). Written out independently of quant_formulas.h.
 static int32_t brute_label(float w, double h, const std::vector<double>& c, const std::vector<double>& l, double lambda) {
   int32_t best = -1;
   double bc = 0;
+  std::vector<double> cost(c.size(), std::numeric_limits<double>::infinity()), squared(c.size());
   for (size_t j = 0; j < c.size(); ++j) {
     if (!(l[j] < std::numeric_limits<double>::infinity())) continue;
     volatile double d = static_cast<double>(w) - c[j];
     volatile double dd = d * d;
     volatile double hdd = h * dd;
     volatile double rl = lambda * l[j];
-    const double cost = hdd + rl;
-    if (best < 0 || cost < bc) { best = static_cast<int32_t>(j); bc = cost; }
+    cost[j] = hdd + rl;
+    squared[j] = dd;
+    if (best < 0 || cost[j] < bc) { best = static_cast<int32_t>(j); bc = cost[j]; }
   }
+  if (h == 0 && best >= 0)
+    for (size_t j = 0; j < c.size(); ++j)
+      if (cost[j] == bc && squared[j] < squared[static_cast<size_t>(best)]) best = static_cast<int32_t>(j);
   return best;
 }
 
