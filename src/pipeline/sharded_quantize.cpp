@@ -149,16 +149,14 @@ void load_shard(bool weighted, const std::vector<TensorInfo>& tensors, const Mod
   }
 }
 
-// Model-wide pruning exactly as quantize_model: the `to_prune` smallest h·w² (w² without importance), ties in
-// flat order.
+// Model-wide pruning exactly as quantize_model: the `to_prune` smallest scores (quant::prune_score: h·w², w²
+// without importance, and |w| where that is 0), ties in flat order.
 void prune_shard(int64_t to_prune, Shard& s) {
   s.pruned.assign(s.w.size(), 0);
   if (to_prune <= 0) return;
   std::vector<double> score(s.w.size());
-  for (size_t i = 0; i < s.w.size(); ++i) {
-    const double w = s.w[i];
-    score[i] = (s.h.empty() ? 1.0 : static_cast<double>(s.h[i])) * w * w;
-  }
+  for (size_t i = 0; i < s.w.size(); ++i)
+    score[i] = quant::prune_score(s.w[i], s.h.empty() ? 1.0 : static_cast<double>(s.h[i]));
   const double thr = select_kth_smallest(score, to_prune);
   int64_t below = 0, ties = 0;
   for (const double v : score) {

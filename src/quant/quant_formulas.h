@@ -243,9 +243,24 @@ inline ValueRange value_range(const float* w, const float* h, size_t n) {
 // The pruning score of a weight: h·w² in fp64, evaluated as (h·w)·w, plus +0 so that an importance of −0 (which
 // validation accepts) gives +0 rather than −0. Never negative then, so the IEEE bits order the scores as unsigned
 // integers (the device's radix selection) exactly as the host's double comparisons do.
+//   Where h·w² is 0 and w is not (h = 0: a weight no loss sees, e.g. one from an always-blank pixel), the score is
+// |w|'s float bits taken as a double's: a positive subnormal, below every non-zero h·w² of float inputs (at least
+// 2^-149·2^-298 = 2^-447, a normal double), in |w|'s order. So such weights are pruned first, the smallest
+// magnitudes first, instead of in file order (with an all-zero importance, the first tensors whole).
 NQ_HD inline double prune_score(float w, double h) {
   const double wd = static_cast<double>(w);
-  return fadd(fmul(fmul(h, wd), wd), 0.0);
+  const double s = fadd(fmul(fmul(h, wd), wd), 0.0);
+  if (s > 0.0) return s;
+#if defined(__CUDA_ARCH__)
+  return __longlong_as_double(static_cast<long long>(__float_as_uint(w) & 0x7fffffffu));
+#else
+  uint32_t bits;
+  std::memcpy(&bits, &w, sizeof bits);
+  const uint64_t magnitude = bits & 0x7fffffffu;
+  double out;
+  std::memcpy(&out, &magnitude, sizeof out);
+  return out;
+#endif
 }
 
 // Uniform quantizer cell of w for step Δ with 0 a cell centre: cells [(m − ½)Δ, (m + ½)Δ) ([C] §5.3). Cells

@@ -58,15 +58,29 @@ inline Model make_model(const std::vector<size_t>& sizes, uint64_t seed) {
   return m;
 }
 
-// The `count` smallest (score, flat position) pairs, as masks.
+// The `count` smallest by (h·w², then |w| where h·w² is 0, then flat position), as masks. Written out apart from
+// quant::prune_score, whose encoding of the second key it checks.
 inline std::vector<std::vector<uint8_t>> brute_force(const Model& m, bool weighted, int64_t count) {
-  std::vector<std::pair<double, size_t>> all;
+  struct Rank {
+    double score;
+    float magnitude;
+    size_t at;
+    bool operator<(const Rank& o) const {
+      if (score != o.score) return score < o.score;
+      if (magnitude != o.magnitude) return magnitude < o.magnitude;
+      return at < o.at;
+    }
+  };
+  std::vector<Rank> all;
   for (size_t t = 0, base = 0; t < m.w.size(); base += m.w[t].size(), ++t)
-    for (size_t i = 0; i < m.w[t].size(); ++i)
-      all.push_back({prune_score(m.w[t][i], weighted ? m.h[t][i] : 1.0), base + i});
+    for (size_t i = 0; i < m.w[t].size(); ++i) {
+      const double w = m.w[t][i], h = weighted ? m.h[t][i] : 1.0;
+      const double score = h * w * w;  // −0 compares equal to +0
+      all.push_back({score, score == 0 ? std::fabs(m.w[t][i]) : 0.0f, base + i});
+    }
   std::sort(all.begin(), all.end());
   std::vector<uint8_t> flat(all.size(), 0);
-  for (int64_t r = 0; r < count; ++r) flat[all[static_cast<size_t>(r)].second] = 1;
+  for (int64_t r = 0; r < count; ++r) flat[all[static_cast<size_t>(r)].at] = 1;
   std::vector<std::vector<uint8_t>> out;
   for (size_t t = 0, base = 0; t < m.w.size(); base += m.w[t].size(), ++t)
     out.emplace_back(flat.begin() + static_cast<std::ptrdiff_t>(base),

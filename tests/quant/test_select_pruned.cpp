@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <string>
 
@@ -58,18 +59,52 @@ TEST(SelectPruned, RadixSelectionFindsTheKthKey) {
 }
 
 TEST(SelectPruned, NegativeZeroImportanceScoresAsZero) {
-  // (−0)·w·w is −0 in IEEE arithmetic; as raw bits that would be the largest key of the device's selection.
+  // (−0)·w·w is −0 in IEEE arithmetic; as raw bits that would be the largest key of the device's selection. It
+  // must score as an importance of +0: |w|'s float bits, below 2^31.
   for (const float w : {0.5f, -0.5f, 3e38f, -1e-45f, 0.0f, -0.0f}) {
-    const double s = prune_score(w, -0.0);
-    uint64_t bits;
+    const double s = prune_score(w, -0.0), plus = prune_score(w, 0.0);
+    uint64_t bits, plus_bits;
     std::memcpy(&bits, &s, 8);
-    EXPECT_EQ(bits, 0u) << w;
+    std::memcpy(&plus_bits, &plus, 8);
+    EXPECT_EQ(bits, plus_bits) << w;
+    uint32_t magnitude;
+    const float a = std::fabs(w);
+    std::memcpy(&magnitude, &a, 4);
+    EXPECT_EQ(bits, magnitude) << w;
   }
   prune_cases::Model m;
   m.w = {{0.5f, 0.25f, 1.0f, 2.0f}};
   m.h = {{-0.0f, 1.0f, 1.0f, 1.0f}};
   cpu::select_pruned(m.arrays(true), 1);
   EXPECT_EQ(m.mask[0], (std::vector<uint8_t>{1, 0, 0, 0}));
+}
+
+// Weights whose h·w² is 0 (importance 0) are pruned first, the smallest magnitudes first, then by h·w². With an
+// importance of all zeros in one array, that array is pruned by magnitude (it used to go in file order, so the
+// first array went whole), and before any weight of the other array. Oracle: sorting by hand.
+TEST(SelectPruned, ZeroImportanceGoesBySmallestMagnitude) {
+  prune_cases::Model m = prune_cases::make_model({5003, 4099}, 99);
+  std::fill(m.h[0].begin(), m.h[0].end(), 0.0f);
+  for (float& h : m.h[1]) h = std::max(h, 0.5f);
+  for (float& w : m.w[1]) w = w == 0.0f ? 0.02f : w;  // (an exact zero has score 0 whatever its importance)
+  std::vector<float> magnitudes;
+  for (const float w : m.w[0]) magnitudes.push_back(std::fabs(w));
+  std::sort(magnitudes.begin(), magnitudes.end());
+  for (const int64_t count : {int64_t{1}, int64_t{100}, int64_t{2500}, int64_t{5003}, int64_t{6000}}) {
+    SCOPED_TRACE("count " + std::to_string(count));
+    cpu::select_pruned(m.arrays(true), count);
+    const int64_t in_first = std::min<int64_t>(count, 5003);
+    int64_t pruned = 0;
+    for (size_t i = 0; i < m.w[0].size(); ++i) {
+      pruned += m.mask[0][i];
+      // Every weight strictly below the count-th magnitude is pruned, none strictly above it.
+      const float cut = magnitudes[static_cast<size_t>(in_first - 1)];
+      if (std::fabs(m.w[0][i]) < cut) EXPECT_EQ(m.mask[0][i], 1) << i;
+      if (std::fabs(m.w[0][i]) > cut) EXPECT_EQ(m.mask[0][i], 0) << i;
+    }
+    EXPECT_EQ(pruned, in_first);
+    EXPECT_EQ(m.mask, prune_cases::brute_force(m, true, count));
+  }
 }
 
 TEST(SelectPruned, RejectsImpossibleCounts) {

@@ -5,7 +5,8 @@
 //            describe_nq_file agrees.
 //   huffman  huffman_code_lengths against a reference (priority-queue Huffman, or a length-limited DP): Kraft sum
 //            exactly 1, optimal total; encode/decode round trip; code-length table round trip.
-//   prune    prune_model and quantize_model's pruned set against a brute-force stable ranking of h·w².
+//   prune    prune_model and quantize_model's pruned set against a brute-force stable ranking of h·w² (then |w|
+//            where h·w² is 0).
 //   lambdas  quantize_lambdas / quantize_model_lambdas against quantize / quantize_model per λ, bit for bit.
 //   waves    quantize_model (and _lambdas) streamed in waves of random size (batch_weights) against the model taken
 //            at once, bit for bit: codebooks, indices, statistics. (prune also draws wave sizes, so the streamed
@@ -739,7 +740,7 @@ static void check_prune(uint64_t seed) {
   try {
     // Oracle mask.
     std::vector<std::vector<uint8_t>> mask(m.model.size());
-    struct E { double s; size_t t, i; };
+    struct E { double s; float magnitude; size_t t, i; };  // magnitude: |w| where h·w² is 0, else 0
     std::vector<E> all;
     for (size_t t = 0; t < m.model.size(); ++t) {
       const Tensor& T = m.model[t];
@@ -759,11 +760,13 @@ static void check_prune(uint64_t seed) {
       for (size_t i = 0; i < w.size(); ++i) {
         const double wd = w[i];
         const double hd = m.has_imp ? static_cast<double>(h[i]) : 1.0;
-        all.push_back({hd * wd * wd + 0.0, t, i});
+        const double s = hd * wd * wd + 0.0;
+        all.push_back({s, s == 0 ? std::fabs(w[i]) : 0.0f, t, i});
       }
     }
     const int64_t count = static_cast<int64_t>(std::floor(p.prune * static_cast<double>(all.size())));
-    std::stable_sort(all.begin(), all.end(), [](const E& a, const E& b) { return a.s < b.s; });
+    std::stable_sort(all.begin(), all.end(),
+                     [](const E& a, const E& b) { return a.s < b.s || (a.s == b.s && a.magnitude < b.magnitude); });
     for (int64_t c = 0; c < count; ++c) mask[all[static_cast<size_t>(c)].t][all[static_cast<size_t>(c)].i] = 1;
 
     TensorSet pr = prune_model(m.model, m.has_imp ? &m.importance : nullptr, p);
