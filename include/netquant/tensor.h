@@ -34,6 +34,10 @@ class Tensor {
 
   const std::string& name() const { return name_; }
   void set_name(std::string name) { name_ = std::move(name); }
+  // The file the tensor was read from (the readers set it; empty for one made in memory), for messages that must
+  // name the file as well as the tensor (a weight that is not finite, in a shard of a checkpoint).
+  const std::string& source() const { return source_; }
+  void set_source(std::string source) { source_ = std::move(source); }
   DType dtype() const { return dtype_; }
   const std::vector<int64_t>& shape() const { return shape_; }
   int64_t numel() const { return numel_; }
@@ -70,6 +74,7 @@ class Tensor {
   void check_element_type(size_t size, int tag) const;
 
   std::string name_;
+  std::string source_;
   DType dtype_ = DType::kF32;
   std::vector<int64_t> shape_;
   int64_t numel_ = 0;

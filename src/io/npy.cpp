@@ -265,17 +265,22 @@ Tensor parse_npy_impl(const uint8_t* data, size_t size, const std::string& src,
   int64_t wide_dims = 0;
   for (int64_t d : shape) wide_dims += d > 1 ? 1 : 0;
   const bool transpose = fortran.boolean && wide_dims > 1;
-  if (keepalive && !transpose && !element.big_endian && reinterpret_cast<uintptr_t>(p) % dtype_size(dtype) == 0)
-    return Tensor::view(stem_of(src), dtype, shape, p, keepalive);
+  if (keepalive && !transpose && !element.big_endian && reinterpret_cast<uintptr_t>(p) % dtype_size(dtype) == 0) {
+    Tensor view = Tensor::view(stem_of(src), dtype, shape, p, keepalive);
+    view.set_source(src);
+    return view;
+  }
   Tensor t(stem_of(src), dtype, shape);
   auto* out = static_cast<uint8_t*>(t.mutable_data());
   if (nbytes && transpose) fortran_to_c_order(p, out, shape, numel, dtype_size(dtype));
   else if (nbytes) std::memcpy(out, p, nbytes);
   if (element.big_endian) io::swap_element_bytes(out, nbytes, dtype_size(dtype));
+  t.set_source(src);
   return t;
 }
 
-const char* npy_descr(DType dtype, const std::string& name) {
+// path: the file being written, for the message (empty: an in-memory serialization).
+const char* npy_descr(DType dtype, const std::string& name, const std::string& path) {
   switch (dtype) {
     case DType::kF32: return "<f4";
     case DType::kF64: return "<f8";
@@ -288,14 +293,15 @@ const char* npy_descr(DType dtype, const std::string& name) {
     case DType::kBool: return "|b1";
     case DType::kBF16: break;
   }
-  NQ_FAIL(ErrorCode::kUnsupported, "tensor '" << name << "': numpy has no " << dtype_name(dtype)
-                                              << " dtype; write it to .safetensors or convert it to F32 first");
+  NQ_FAIL(ErrorCode::kUnsupported, (path.empty() ? "" : path + ": ")
+                                      << "tensor '" << name << "': numpy has no " << dtype_name(dtype)
+                                      << " dtype; write it to .safetensors or convert it to F32 first");
 }
 
 // Magic, version, length and the padded dict: everything before the data.
-std::string npy_header(const Tensor& t) {
+std::string npy_header(const Tensor& t, const std::string& path) {
   NQ_ASSERT(io::host_is_little_endian());
-  std::string dict = std::string("{'descr': '") + npy_descr(t.dtype(), t.name()) + "', 'fortran_order': False, 'shape': (";
+  std::string dict = std::string("{'descr': '") + npy_descr(t.dtype(), t.name(), path) + "', 'fortran_order': False, 'shape': (";
   for (size_t i = 0; i < t.ndim(); ++i) dict += std::to_string(t.shape()[i]) + (t.ndim() == 1 || i + 1 < t.ndim() ? "," : "") + (i + 1 < t.ndim() ? " " : "");
   dict += "), }";
   // numpy pads with spaces and ends with '\n' so the data starts on a 64-byte boundary.
@@ -330,13 +336,13 @@ Tensor read_npy(const std::string& path) {
 }
 
 std::string serialize_npy(const Tensor& tensor) {
-  std::string out = npy_header(tensor);
+  std::string out = npy_header(tensor, "");
   out.append(static_cast<const char*>(tensor.data()), tensor.nbytes());
   return out;
 }
 
 void write_npy(const std::string& path, const Tensor& tensor) {
-  const std::string header = npy_header(tensor);
+  const std::string header = npy_header(tensor, path);
   AtomicFile f(path);
   f.write(header);
   f.write(tensor.data(), tensor.nbytes());

@@ -201,14 +201,16 @@ TensorSet parse_safetensors(const uint8_t* data, size_t size, const std::string&
   for (auto& e : h.entries) {
     const uint8_t* p = data + e.begin;
     const size_t align = dtype_size(e.dtype);
+    Tensor t;
     if (reinterpret_cast<uintptr_t>(p) % align == 0) {
-      out.add(Tensor::view(e.name, e.dtype, e.shape, p, keepalive));
+      t = Tensor::view(e.name, e.dtype, e.shape, p, keepalive);
     } else {
       // Writers other than the reference may leave data unaligned; typed access needs an aligned copy.
-      Tensor t(e.name, e.dtype, e.shape);
+      t = Tensor(e.name, e.dtype, e.shape);
       if (t.nbytes()) std::memcpy(t.mutable_data(), p, t.nbytes());
-      out.add(std::move(t));
     }
+    t.set_source(source);
+    out.add(std::move(t));
   }
   out.metadata() = std::move(h.metadata);
   return out;

@@ -2,6 +2,7 @@
 #include "io/strict_json.h"
 
 #include <algorithm>
+#include <cstring>
 #include <set>
 
 #include "io/mapped_file.h"
@@ -40,6 +41,14 @@ int json_depth(const char* s, size_t n) {
 StrictJson parse_strict_json(const char* text, size_t n, const std::string& what) {
   using Json = nlohmann::json;
   NQ_CHECK(is_valid_utf8(text, n), ErrorCode::kBadFile, what << " is not valid UTF-8");
+  // nlohmann's parser skips a leading byte-order mark and ends its input at a NUL byte, so NUL padding after the
+  // object would pass; the reference safetensors reader and Python's json refuse both.
+  NQ_CHECK(!(n >= 3 && static_cast<unsigned char>(text[0]) == 0xEF && static_cast<unsigned char>(text[1]) == 0xBB &&
+             static_cast<unsigned char>(text[2]) == 0xBF),
+           ErrorCode::kBadFile, what << " starts with a UTF-8 byte-order mark (not allowed in JSON here)");
+  const char* nul = static_cast<const char*>(std::memchr(text, '\0', n));
+  NQ_CHECK(nul == nullptr, ErrorCode::kBadFile,
+           what << " holds a NUL byte at offset " << (nul - text) << " (pad with spaces, not NUL)");
   NQ_CHECK(json_depth(text, n) <= kMaxJsonDepth, ErrorCode::kBadFile,
            what << " nests JSON deeper than " << kMaxJsonDepth << " levels");
 

@@ -113,15 +113,16 @@ void load_shard(bool weighted, const std::vector<TensorInfo>& tensors, const Mod
     const std::vector<float> w = read_safetensors_range(*t.entry, first, count).to_f32();
     for (size_t i = 0; i < w.size(); ++i)
       NQ_CHECK(std::isfinite(w[i]), ErrorCode::kInvalidArgument,
-               "tensor '" << t.entry->name << "': weight " << first + static_cast<int64_t>(i) << " is not finite ("
-                          << w[i] << ")");
+               t.entry->file << ": tensor '" << t.entry->name << "': weight " << first + static_cast<int64_t>(i)
+                             << " is not finite (" << w[i] << ")");
     s.w.insert(s.w.end(), w.begin(), w.end());
     if (weighted) {
       std::vector<float> h = read_safetensors_range(*t.importance, first, count).to_f32();
       for (size_t i = 0; i < h.size(); ++i) {
         NQ_CHECK(std::isfinite(h[i]) && h[i] >= 0, ErrorCode::kInvalidArgument,
-                 "importance of tensor '" << t.entry->name << "': value " << first + static_cast<int64_t>(i)
-                                          << " is " << h[i] << " (must be finite and >= 0)");
+                 t.importance->file << ": importance of tensor '" << t.entry->name << "': value "
+                                    << first + static_cast<int64_t>(i) << " is " << h[i]
+                                    << " (must be finite and >= 0)");
         if (params.importance_transform == ImportanceTransform::kSqrt) h[i] = std::sqrt(h[i]);
       }
       s.h.insert(s.h.end(), h.begin(), h.end());

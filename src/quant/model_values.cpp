@@ -13,6 +13,9 @@ namespace nq::quant {
 
 namespace {
 
+// "FILE: " for a tensor read from a file, so that a message names the shard or importance file too.
+std::string file_prefix(const Tensor& t) { return t.source().empty() ? std::string() : t.source() + ": "; }
+
 // The first fault over chunks, each chunk's own first fault given: weights first, then importance, in flat order.
 ValueFaults first_fault(const std::vector<ValueFaults>& chunks) {
   ValueFaults first;
@@ -107,14 +110,14 @@ void ValueSource::throw_fault(const ValueFaults& first) const {
   float v = 0;
   if (first.weight >= 0) {
     weights_->to_f32(first.weight, first.weight + 1, &v);
-    NQ_FAIL(ErrorCode::kInvalidArgument,
-            "tensor '" << weights_->name() << "': weight " << first.weight << " is not finite (" << v << ")");
+    NQ_FAIL(ErrorCode::kInvalidArgument, file_prefix(*weights_) << "tensor '" << weights_->name() << "': weight "
+                                                                << first.weight << " is not finite (" << v << ")");
   }
   if (first.importance >= 0) {
     importance_->to_f32(first.importance, first.importance + 1, &v);
-    NQ_FAIL(ErrorCode::kInvalidArgument, "importance of tensor '" << weights_->name() << "': value "
-                                                                  << first.importance << " is " << v
-                                                                  << " (must be finite and >= 0)");
+    NQ_FAIL(ErrorCode::kInvalidArgument, file_prefix(*importance_) << "importance of tensor '" << weights_->name()
+                                                                   << "': value " << first.importance << " is " << v
+                                                                   << " (must be finite and >= 0)");
   }
 }
 

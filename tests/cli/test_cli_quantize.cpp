@@ -412,6 +412,28 @@ TEST_F(QuantizeCli, BadInputsExitTwo) {
     EXPECT_FALSE(exists(file("bad.safetensors"))) << cmd;
   }
   EXPECT_EQ(run("quantize " + m + " -o '" + file("skip.safetensors") + "' --skip-1d -q" + partial_arg).status, 0);
+  // A weight or an importance that is not finite: the message names the file, the tensor and the element.
+  TensorSet nan_model = partial, nan_imp = partial;
+  std::vector<float> with_nan(13 * 31, 0.5f), with_inf(39, 1.0f);
+  with_nan[40] = std::nanf("");
+  with_inf[7] = INFINITY;
+  nan_model.add(Tensor::from_f32("fc1.bias", {13}, std::vector<float>(13, 0.1f)));
+  nan_model[0] = Tensor::from_f32("fc1.weight", {13, 31}, with_nan);
+  nan_imp.add(Tensor::from_f32("fc1.bias", {13}, std::vector<float>(13, 1.0f)));
+  nan_imp[1] = Tensor::from_f32("fc2.weight", {3, 13}, with_inf);
+  write_safetensors(file("nan_model.safetensors"), nan_model);
+  write_safetensors(file("inf_imp.safetensors"), nan_imp);
+  const CliRun bad_w = run("quantize '" + file("nan_model.safetensors") + "'" + o);
+  EXPECT_EQ(bad_w.status, 2) << bad_w.err;
+  EXPECT_NE(bad_w.err.find(file("nan_model.safetensors") + ": tensor 'fc1.weight': weight 40 is not finite (nan)"),
+            std::string::npos)
+      << bad_w.err;
+  const CliRun bad_h = run("quantize " + m + o + " --importance '" + file("inf_imp.safetensors") + "'");
+  EXPECT_EQ(bad_h.status, 2) << bad_h.err;
+  EXPECT_NE(bad_h.err.find(file("inf_imp.safetensors") + ": importance of tensor 'fc2.weight': value 7 is inf"),
+            std::string::npos)
+      << bad_h.err;
+  EXPECT_FALSE(exists(file("bad.safetensors")));
   // More levels than a .nq codebook holds: refused before any work, naming the limit; .safetensors takes them.
   const std::string nq = " -o '" + file("bad.nq") + "'";
   for (const char* levels : {"--k 65537", "--bits 17", "--method int --bits 17"}) {

@@ -206,6 +206,12 @@ TEST(SafetensorsRules, HeaderText) {
   expect_bad(st_file(std::string(100, '[') + std::string(100, ']'), ""), {"deeper than 64"});
   expect_bad(st_file(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"a":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}})", "xy"),
              {"duplicate key 'a'"});
+  // The reference reader refuses a byte-order mark and NUL padding (nlohmann alone would skip the one and stop at
+  // the other), and so must a model reader that claims its rules.
+  const std::string entry = R"({"w":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}})";
+  expect_bad(st_file("\xEF\xBB\xBF" + entry, "x"), {"byte-order mark"});
+  expect_bad(st_file(entry + std::string(3, '\0'), "x"), {"NUL byte at offset " + std::to_string(entry.size())});
+  EXPECT_EQ(parse(st_file(entry + "   ", "x")).size(), 1u);  // space padding, as the reference writes
 }
 
 TEST(SafetensorsRules, EntryFields) {
