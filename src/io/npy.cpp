@@ -109,10 +109,12 @@ class PyLiteralParser {
       const char close = c == '(' ? ')' : ']';
       ++pos_;
       skip_ws();
+      bool comma = false;
       while (peek() != close) {
         v.items.push_back(parse_value(depth + 1));
         skip_ws();
-        if (peek() == ',') {
+        comma = peek() == ',';
+        if (comma) {
           ++pos_;
           skip_ws();
         } else if (peek() != close) {
@@ -120,6 +122,11 @@ class PyLiteralParser {
         }
       }
       ++pos_;
+      // Python's (x) is x itself, not a tuple: only (x,) is (np.load refuses 'shape': (24)).
+      if (c == '(' && v.items.size() == 1 && !comma) {
+        PyValue inner = std::move(v.items[0]);
+        v = std::move(inner);
+      }
     } else if (c == '-' || std::isdigit(static_cast<unsigned char>(c))) {
       v.kind = PyValue::kInt;
       if (c == '-') {

@@ -118,6 +118,10 @@ TEST(Npy, MalformedFiles) {
   expect_bad(npy_with_header("{'descr': '<f4', 'fortran_order': 0, 'shape': (2,)}", f4x2), {"'fortran_order'"});
   expect_bad(npy_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': [2]}", f4x2), {"must be a tuple"});
   expect_bad(npy_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (-2,)}", f4x2), {"non-negative"});
+  // (2) is the int 2 in Python, not a tuple (np.load refuses it); (False) is False, which np.load reads.
+  expect_bad(npy_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (2)}", f4x2), {"must be a tuple"});
+  EXPECT_EQ(parse(npy_with_header("{'descr': '<f4', 'fortran_order': (False), 'shape': ((2),)}", f4x2)).shape(),
+            (std::vector<int64_t>{2}));
   expect_bad(npy_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,)}", f4x2),
              {"integer too large"});
   expect_bad(npy_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296)}", f4x2),
