@@ -289,7 +289,8 @@ def prune(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] 
           backend: str = "auto", include: str | None = None, exclude: str | None = None,
           batch_weights: int = 0) -> dict[str, np.ndarray]:
     """Returns the model with exactly the weights :func:`quantize_model` with ``prune=fraction`` would prune set
-    to 0: the fraction of the weights with the smallest h·w² (w² without importance). Every other value and
+    to 0: the fraction of the weights with the smallest h·w² (w² without importance; where it is 0, the smallest
+    |w| first). Every other value and
     each array's dtype are kept. Retrain that with its zeros held at 0 (e.g. by masking their gradients), then
     quantize with the same ``prune``: the same weights are pruned again, their h·w² being 0. ``skip_1d``,
     ``include`` and ``exclude`` select the tensors as in :func:`quantize_model`; the others are left whole.

@@ -37,18 +37,15 @@ struct Block {
   uint64_t position;     // global position of `begin` in the concatenated quantized weights
 };
 
-// The `kth` smallest (1-based) of every rank's scores, exactly: scores are finite and >= 0, so their bit
-// patterns sort like their values; four rounds of 16-bit digit histograms summed over the ranks pin it down.
-double select_kth_smallest(const std::vector<double>& scores, int64_t kth) {
+// The `kth` smallest (1-based) of every rank's keys, exactly: four rounds of 16-bit digit histograms summed over
+// the ranks pin it down.
+uint64_t select_kth_smallest(const std::vector<uint64_t>& keys, int64_t kth) {
   uint64_t prefix = 0;
   for (int shift = 48; shift >= 0; shift -= 16) {
     const uint64_t high = shift == 48 ? 0 : ~uint64_t{0} << (shift + 16);
     std::vector<int64_t> hist(size_t{1} << 16, 0);
-    for (const double s : scores) {
-      uint64_t u;
-      std::memcpy(&u, &s, 8);
+    for (const uint64_t u : keys)
       if ((u & high) == prefix) ++hist[(u >> shift) & 0xffff];
-    }
     dist::sum_in_place(hist);
     int64_t below = 0;
     size_t d = 0;
@@ -56,9 +53,7 @@ double select_kth_smallest(const std::vector<double>& scores, int64_t kth) {
     kth -= below;
     prefix |= static_cast<uint64_t>(d) << shift;
   }
-  double v;
-  std::memcpy(&v, &prefix, 8);
-  return v;
+  return prefix;
 }
 
 struct TensorInfo {
@@ -151,16 +146,19 @@ void load_shard(bool weighted, const std::vector<TensorInfo>& tensors, const Mod
 }
 
 // Model-wide pruning exactly as quantize_model: the `to_prune` smallest scores (quant::prune_score: h·w², w²
-// without importance, and |w| where that is 0), ties in flat order.
+// without importance, and |w| where that is 0), ties in flat order. The scores are non-negative doubles, compared
+// by their bits as the other cuts do (some are subnormal: no flush-to-zero mode can merge them then).
 void prune_shard(int64_t to_prune, Shard& s) {
   s.pruned.assign(s.w.size(), 0);
   if (to_prune <= 0) return;
-  std::vector<double> score(s.w.size());
-  for (size_t i = 0; i < s.w.size(); ++i)
-    score[i] = quant::prune_score(s.w[i], s.h.empty() ? 1.0 : static_cast<double>(s.h[i]));
-  const double thr = select_kth_smallest(score, to_prune);
+  std::vector<uint64_t> score(s.w.size());
+  for (size_t i = 0; i < s.w.size(); ++i) {
+    const double v = quant::prune_score(s.w[i], s.h.empty() ? 1.0 : static_cast<double>(s.h[i]));
+    std::memcpy(&score[i], &v, sizeof v);
+  }
+  const uint64_t thr = select_kth_smallest(score, to_prune);
   int64_t below = 0, ties = 0;
-  for (const double v : score) {
+  for (const uint64_t v : score) {
     below += v < thr;
     ties += v == thr;
   }

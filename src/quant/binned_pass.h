@@ -53,7 +53,8 @@ struct BinnedPlan {
   // certificate cannot take: a dead cluster, non-ascending centres, a non-finite λ; or most values left over).
   bool whole = false;
   AssignAccum certified;  // the certified runs' sums, and the values of importance 0 when one label takes them all
-  // Positions [first, second) in values() / importances() for op (a), in this order (bin order), and their count.
+  // Positions [first, second) in values() / importances() for op (a), in this order (bin order, then the values of
+  // importance 0 when op (a) labels them), and their count.
   std::vector<std::pair<size_t, size_t>> left;
   size_t left_values = 0;
 };

@@ -63,7 +63,17 @@ void EcsqRun::step(const AssignAccum& acc) {
   const bool stop = prev_ < infinity() && (prev_ - obj) <= tol_ * std::fabs(prev_);
   prev_ = obj;
   sort_live_clusters(acc);
-  if (stop) {
+  // A cluster whose members all have importance 0 ("weightless": the nearest centre of some dead inputs' weights
+  // at λ = 0, or in a first pass of equal code lengths) costs only rate. It leaves the next codebook, so that its
+  // members go where the argmin sends them: the nearest centre of weight at λ = 0, the shortest code at λ > 0. And
+  // the run takes one more pass, so that its result's counts, and the rate a target search reads, are those.
+  bool weighted = false, weightless = false;
+  for (int j = 0; j < k; ++j) {
+    if (acc.count[j] == 0) continue;
+    (acc.sum_h[j] > 0 ? weighted : weightless) = true;
+  }
+  const bool drop_weightless = weighted && weightless && it < std::max(1, max_iter_);
+  if (stop && !drop_weightless) {
     if (!(lambda > 0) || it >= std::max(1, max_iter_) || !merge_equal_clusters(acc)) {
       out_.converged = true;
       done_ = true;
@@ -78,6 +88,7 @@ void EcsqRun::step(const AssignAccum& acc) {
   nc.clear();
   cnt.clear();
   for (int j : order) {
+    if (drop_weightless && !(acc.sum_h[j] > 0)) continue;
     if (!nc.empty() && nc.back() == means[j]) { cnt.back() += static_cast<double>(acc.count[j]); continue; }
     nc.push_back(means[j]);
     cnt.push_back(static_cast<double>(acc.count[j]));

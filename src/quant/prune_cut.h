@@ -1,5 +1,6 @@
-// Internal: op (g)'s pruning rule — the `count` smallest scores h·w² over all quantized weights, ties at the
-// threshold taken in flat order (array order, then element order) — as a cut found from histograms: an exact
+// Internal: op (g)'s pruning rule — the `count` smallest scores (quant::prune_score: h·w², and |w| below every
+// non-zero h·w² where it is 0) over all quantized weights, ties at the threshold taken in flat order (array order,
+// then element order) — as a cut found from histograms: an exact
 // radix selection over 16-bit digits of the scores, most significant first, until the scores sharing the selected
 // prefix are few enough to collect; one more pass collects them and finishes the selection (and counts each
 // array's ties) in memory. On real scores that is three passes. Nothing is stored per weight, so the same cut serves

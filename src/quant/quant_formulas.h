@@ -250,17 +250,17 @@ inline ValueRange value_range(const float* w, const float* h, size_t n) {
 NQ_HD inline double prune_score(float w, double h) {
   const double wd = static_cast<double>(w);
   const double s = fadd(fmul(fmul(h, wd), wd), 0.0);
-  if (s > 0.0) return s;
+  // Both computed and one selected, without a branch, so that the host's mark loop stays vectorised.
 #if defined(__CUDA_ARCH__)
-  return __longlong_as_double(static_cast<long long>(__float_as_uint(w) & 0x7fffffffu));
+  const double by_magnitude = __longlong_as_double(static_cast<long long>(__float_as_uint(w) & 0x7fffffffu));
 #else
   uint32_t bits;
   std::memcpy(&bits, &w, sizeof bits);
   const uint64_t magnitude = bits & 0x7fffffffu;
-  double out;
-  std::memcpy(&out, &magnitude, sizeof out);
-  return out;
+  double by_magnitude;
+  std::memcpy(&by_magnitude, &magnitude, sizeof by_magnitude);
 #endif
+  return s > 0.0 ? s : by_magnitude;
 }
 
 // Uniform quantizer cell of w for step Δ with 0 a cell centre: cells [(m − ½)Δ, (m + ½)Δ) ([C] §5.3). Cells

@@ -93,8 +93,9 @@ struct CodebookBatch {
 };
 
 // (g) Pruning selection over several arrays read as one flat sequence (a model's tensors in order): score_i =
-// h_i·w_i·w_i in fp64 (h ≡ 1 when unweighted, score_weight below); mask[a][i] = 1 for the `count` smallest
-// scores, ties at the threshold going to the earliest positions, 0 elsewhere.
+// quant::prune_score(w_i, h_i) — h_i·w_i·w_i in fp64 (h ≡ 1 when unweighted), |w_i| below every non-zero one where
+// that is 0; mask[a][i] = 1 for the `count` smallest scores, ties at the threshold going to the earliest positions,
+// 0 elsewhere.
 struct PruneArrays {
   std::vector<const float*> w, h;  // h empty: unweighted
   std::vector<size_t> n;

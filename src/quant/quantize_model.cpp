@@ -254,7 +254,8 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
   }
   const std::vector<Wave> waves = plan_waves(sources, wave_weights(params, total_n, nsets));
 
-  // ---- pruning: the fraction `prune` of all quantized weights with the smallest h·w² (w² without importance) ----
+  // ---- pruning: the fraction `prune` of all quantized weights with the smallest h·w² (w² without importance;
+  // where it is 0, the smallest |w| first: quant::prune_score) ----
   // The importance ranks the weights whenever it is given, also for a method whose clustering ignores it (kmeans,
   // wentropy): pruning is its own step, so every method given the same importance prunes the same weights. In one
   // wave, op (g) selects over the converted model (on the device for large models quantized there); in several,

@@ -103,10 +103,10 @@ QuantizeResult finalize(const Problem& p, RawResult raw);
 std::vector<int32_t> nearest_labels(const Problem& p, const std::vector<double>& centers);
 
 // Values of zero importance after ECSQ at λ = 0 and exact (RawResult::ZeroImportance says why each needs it): ECSQ's
-// argmin gave every one the lowest live index, an extreme level (a LeNet-300 with an OBD Hessian had 100× HW k-means'
-// MSE), and exact's DP a run of them to either neighbour whole. They move to their nearest eligible centre (ties to
-// the lower); the weighted distortion and the centres stay as they are. finalize does it for one problem, the sharded
-// driver over every rank's counts.
+// argmin gives each its nearest live centre, which may be one that only such values hold (EcsqRun drops those and
+// passes again, so this matters only where --max-iter stops it first), and exact's DP a run of them to either
+// neighbour whole. They move to their nearest eligible centre (ties to the lower); the weighted distortion and the
+// centres stay as they are. finalize does it for one problem, the sharded driver over every rank's counts.
 // weighted_members[j] += how many of the values [0, n) of positive importance have label j (k entries).
 void count_weighted_members(const float* h, const int32_t* labels, size_t n, int k, int64_t* weighted_members);
 // Relabels the values of zero importance among [0, n) to the nearest centre j with eligible[j] > 0 (weighted

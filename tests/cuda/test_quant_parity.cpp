@@ -495,7 +495,7 @@ TEST(CudaQuantParity, ResidentValuesBinnedPassAgreesWithTheCpu) {
   NQ_REQUIRE_CUDA();
   // From kBinnedMinValues values each pass is the binned pass: the host plans it (BinnedValues::plan), the device
   // gathers the values left from its copy of the binned layout and runs op (a) over them. Two oracles:
-  // - the CPU's op (a) on all values: the same counts (both are the fp64 argmin, lowest index on ties), sums to
+  // - the CPU's op (a) on all values: the same counts (both are the fp64 argmin with its tie rules), sums to
   //   rounding, and labels asked for afterwards equal to the CPU's for the latest codebook;
   // - the same split done here by hand (the host plan, the copying device op (a) over the gathered values, finish):
   //   the same bits, pass after pass. A plan that leaves most values, or a codebook with a dead cluster (which

@@ -294,8 +294,9 @@ TEST(Quantize, EcsqLambdaZeroPutsZeroImportanceAtTheNearestLevel) {
 // commonest level of the weights that matter. They used to take the lowest level instead: ECSQ's first pass has
 // every code length log2 k_max, the argmin's ties went to the lowest index, and the lowest level's inflated count
 // then made it the shortest code (a LeNet-300 with an OBD Hessian at λ = 1e-12: MSE 3.5e-3 against 1.2e-4 now).
-// Oracle: the level that holds the most values of positive importance, found by counting; on the binned pass
-// (70,001 values) and without it (5,003).
+// Oracle: they all share one level, the one the most values hold (the shortest code), and it is the commonest level
+// of the values of positive importance too (on these data); on the binned pass (70,001 values) and without it
+// (5,003).
 TEST(Quantize, EcsqSmallLambdaGivesZeroImportanceTheCommonestLevel) {
   for (const size_t n : {size_t{5003}, size_t{70001}}) {
     auto w = student_t(n, 71);
@@ -308,11 +309,14 @@ TEST(Quantize, EcsqSmallLambdaGivesZeroImportanceTheCommonestLevel) {
       auto p = params(Method::kEcsq, 16);
       p.lambda = lambda;
       const QuantizeResult r = quantize(w.data(), h.data(), n, p);
-      std::vector<size_t> weighted(r.codebook.size(), 0);
-      for (size_t i = 0; i < n; ++i)
+      std::vector<size_t> weighted(r.codebook.size(), 0), all(r.codebook.size(), 0);
+      for (size_t i = 0; i < n; ++i) {
+        ++all[static_cast<size_t>(r.indices[i])];
         if (h[i] > 0) ++weighted[static_cast<size_t>(r.indices[i])];
+      }
       const size_t commonest =
           static_cast<size_t>(std::max_element(weighted.begin(), weighted.end()) - weighted.begin());
+      EXPECT_EQ(static_cast<size_t>(std::max_element(all.begin(), all.end()) - all.begin()), commonest);
       size_t zero = 0, elsewhere = 0;
       for (size_t i = 0; i < n; ++i) {
         if (h[i] != 0) continue;
@@ -323,6 +327,38 @@ TEST(Quantize, EcsqSmallLambdaGivesZeroImportanceTheCommonestLevel) {
       EXPECT_EQ(elsewhere, 0u) << "of " << zero << " values of zero importance; the commonest level is "
                                << r.codebook[commonest] << " of " << r.codebook.size();
     }
+  }
+}
+
+// A target rate above the λ = 0 rate returns the λ = 0 solution. With a gap of zero-importance values between the
+// weighted ones, HW k-means keeps centres there that only they hold ("weightless"); the λ = 0 run must drop them
+// before it measures its rate, since the answer it returns has none (a review's case: the search read 3.4 bits for a
+// λ = 0 answer of 3.17, and a target of 3.2 returned a λ > 0 answer worse in rate and distortion both).
+TEST(Quantize, EcsqTargetAboveTheLambdaZeroRateReturnsThatSolution) {
+  const size_t n = 20000;
+  std::mt19937_64 rng(81);
+  std::uniform_real_distribution<double> gap(-0.1, 0.1), mag(0.5, 1.0), imp(0.5, 2.0);
+  std::vector<float> w(n), h(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (i % 4 == 0) {
+      w[i] = static_cast<float>(gap(rng));
+      h[i] = 0.0f;
+    } else {
+      w[i] = static_cast<float>((rng() % 2 ? 1 : -1) * mag(rng));
+      h[i] = static_cast<float>(imp(rng));
+    }
+  }
+  auto p = params(Method::kEcsq, 16);
+  const QuantizeResult zero = quantize(w.data(), h.data(), n, p);
+  ASSERT_EQ(zero.lambda, 0.0);
+  const double zero_rate = zero.entropy_bits;
+  for (const double above : {1.01, 1.05, 1.2}) {
+    SCOPED_TRACE("target " + std::to_string(zero_rate * above));
+    p.target_bits = zero_rate * above;
+    const QuantizeResult r = quantize(w.data(), h.data(), n, p);
+    EXPECT_EQ(r.lambda, 0.0);
+    EXPECT_EQ(r.codebook, zero.codebook);
+    EXPECT_EQ(r.indices, zero.indices);
   }
 }
 

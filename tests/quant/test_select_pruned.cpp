@@ -1,5 +1,5 @@
-// Op (g) select_pruned on the CPU against brute force: the `count` smallest h·w² scores over several arrays in
-// flat order, ties at the threshold to the earliest positions, with exact ties everywhere.
+// Op (g) select_pruned on the CPU against brute force: the `count` smallest h·w² scores (|w| first where h·w² is 0)
+// over several arrays in flat order, ties at the threshold to the earliest positions, with exact ties everywhere.
 #include <gtest/gtest.h>
 
 #include <algorithm>
