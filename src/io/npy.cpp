@@ -170,15 +170,14 @@ NpyElement npy_dtype(const PyValue& descr, const std::string& src) {
   const std::string& d = descr.str;
   NQ_CHECK(d.find('O') == std::string::npos, ErrorCode::kUnsupported,
            src << ": .npy holds Python objects (dtype '" << d << "', a pickle); netquant never unpickles");
-  NQ_CHECK(d.size() >= 2, ErrorCode::kBadFile, src << ": malformed .npy descr '" << d << "'");
-  const char order = d[0];
-  const std::string code = d.substr(1);
-  NQ_CHECK(order == '<' || order == '>' || order == '|' || order == '=', ErrorCode::kBadFile,
-           src << ": malformed .npy descr '" << d << "' (no byte-order character)");
+  NQ_CHECK(!d.empty(), ErrorCode::kBadFile, src << ": malformed .npy descr '" << d << "'");
+  // As numpy reads them: no byte-order character, '=' and '|' (not applicable) all mean the native order.
+  const bool has_order = d[0] == '<' || d[0] == '>' || d[0] == '|' || d[0] == '=';
+  const char order = has_order ? d[0] : '=';
+  const std::string code = has_order ? d.substr(1) : d;
   for (const auto& t : kNpyTypes) {
     if (code != t.code) continue;
     const bool one_byte = dtype_size(t.dtype) == 1;
-    NQ_CHECK(one_byte || order != '|', ErrorCode::kBadFile, src << ": malformed .npy descr '" << d << "'");
     NQ_ASSERT(io::host_is_little_endian());
     return {t.dtype, !one_byte && order == '>'};
   }

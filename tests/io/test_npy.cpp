@@ -132,7 +132,15 @@ TEST(Npy, MalformedFiles) {
              {"data truncated", "[3]", "needs 12 bytes, file has 8"});
   expect_bad(npy_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (1,)}", f4x2),
              {"4 trailing bytes", "[1]"});
-  expect_bad(npy_with_header("{'descr': 'f4', 'fortran_order': False, 'shape': (2,)}", f4x2), {"byte-order"});
+  // No byte-order character, '=' and '|' mean the native order, as numpy reads them (np.dtype('|f4') is '<f4').
+  const std::vector<float> want = parse(npy_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (2,)}",
+                                                        f4x2)).to_f32();
+  for (const char* descr : {"f4", "|f4", "=f4"})
+    EXPECT_EQ(parse(npy_with_header(std::string("{'descr': '") + descr + "', 'fortran_order': False, 'shape': (2,)}",
+                                    f4x2)).to_f32(),
+              want)
+        << descr;
+  expect_bad(npy_with_header("{'descr': '', 'fortran_order': False, 'shape': (2,)}", f4x2), {"malformed .npy descr"});
   expect_bad(npy_with_header("{'descr': '|O', 'fortran_order': False, 'shape': (1,)}", f4x2), {"pickle"},
              ErrorCode::kUnsupported);
   expect_bad(npy_with_header("{'descr': '<c8', 'fortran_order': False, 'shape': (1,)}", f4x2), {"'<c8'"},
