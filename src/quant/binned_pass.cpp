@@ -141,7 +141,6 @@ BinnedValues::BinnedValues(const float* w, const float* h, size_t n, size_t bins
   auto importance = [h](size_t i) { return h ? h[i] : 1.0f; };
   struct ChunkSums {
     size_t positive = 0;
-    size_t first_zero = SIZE_MAX;  // the chunk's first value of importance 0
     double sum_w = 0, zero_w = 0, zero_w2 = 0;
   };
   std::vector<ChunkSums> sums(chunks);
@@ -152,24 +151,21 @@ BinnedValues::BinnedValues(const float* w, const float* h, size_t n, size_t bins
         ++c.positive;
         c.sum_w += w[i];
       } else {
-        c.first_zero = std::min(c.first_zero, i);
         c.zero_w += w[i];
         c.zero_w2 += static_cast<double>(w[i]) * w[i];
       }
     }
   });
-  size_t p = 0, first_zero = SIZE_MAX;
+  size_t p = 0;
   double mean = 0;
   for (const ChunkSums& c : sums) {
     p += c.positive;
     mean += c.sum_w;
     zero_sum_w_ += c.zero_w;
     zero_sum_w2_ += c.zero_w2;
-    first_zero = std::min(first_zero, c.first_zero);
   }
   positive_ = p;
   zero_count_ = n - p;
-  if (zero_count_ > 0) zero_first_ = w[first_zero];  // a representative, for when one cluster takes them all
   const size_t nb = p == 0 ? 0
                            : std::min(p, bins ? std::min(bins, kMaxBins)
                                               : std::clamp<size_t>(p / kDefaultBinValues, 1, kMaxBins));
@@ -426,10 +422,12 @@ BinnedPlan BinnedValues::plan(const double* c, const double* l, int k, double la
   // The values of importance 0 cost λ·l_j wherever they lie. When one cluster has the least rate they all take it,
   // and their sums are added here; when several tie (at λ = 0 every live one; at λ > 0 equal code lengths, as in
   // ECSQ's first pass) each goes to the nearest of those (quant::zero_importance_argmin): op (a) labels them.
+  // (Their cost is fadd(h·(w − c_j)², λ·l_j) = λ·l_j exactly, as op (a) evaluates it: h = +0 and w, c_j finite.)
   double least_rate = quant::infinity();
-  int tied = 0;
+  int tied = 0, least = 0;
   for (int j = 0; j < k; ++j) {
     const double rate = quant::fmul(lambda, l[j]);
+    if (rate < least_rate) least = j;
     tied = rate < least_rate ? 1 : tied + (rate == least_rate);
     least_rate = std::min(least_rate, rate);
   }
@@ -445,16 +443,13 @@ BinnedPlan BinnedValues::plan(const double* c, const double* l, int k, double la
     return result;
   }
   if (zero_count_ > 0 && !zeros_to_op_a) {
-    AssignAccum one;
-    const float zero_h = 0.0f;
-    int32_t j = 0;
-    cpu::assign_accumulate(&zero_first_, &zero_h, 1, c, l, k, lambda, &j, one);
+    const int j = least;
     const double n = static_cast<double>(zero_count_);
     AssignAccum& out = result.certified;
     out.sum_w[j] += zero_sum_w_;
     out.count[j] += static_cast<int64_t>(zero_count_);
     out.sq_error += std::max(0.0, zero_sum_w2_ - 2.0 * c[j] * zero_sum_w_ + c[j] * c[j] * n);
-    out.cost += one.cost * n;
+    out.cost += least_rate * n;
   }
   return result;
 }

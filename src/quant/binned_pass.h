@@ -110,10 +110,8 @@ class BinnedValues {
   std::vector<double> ph_, phx_, phx2_, pn_, px_, px2_;  // op (b2)'s block prefix sums, weighted and plain
   double shift_ = 0;
   // The values of importance 0, for a pass where one label takes them all (argmin_j λ·l_j unique, whatever w): their
-  // count, one of them (the first) to find that label by op (a)'s own rule, and their sums of w and w² (in the
-  // values' order).
+  // count and their sums of w and w² (in the values' order).
   size_t zero_count_ = 0;
-  float zero_first_ = 0;
   double zero_sum_w_ = 0, zero_sum_w2_ = 0;
 
   // Each bin's working vectors in plan(), kept from pass to pass: a pass allocated a dozen small vectors per bin
