@@ -125,7 +125,7 @@ void check_outputs(const std::vector<OutputArg>& outputs, const std::vector<std:
 }
 
 void load_network_weights(Model& model, const std::string& path) {
-  if (ends_with(path, ".nq"))
+  if (has_extension(path, ".nq"))
     load_weights(model, read_nq_file(path).dequantize(), path);
   else
     load_weights(model, path);
@@ -133,7 +133,7 @@ void load_network_weights(Model& model, const std::string& path) {
 
 TensorSet read_importance(const std::string& path, const TensorSet& model, const ModelQuantizeParams& params) {
   TensorSet imp = read_tensors(path);
-  if (ends_with(path, ".npy") && imp.size() == 1 && model.size() == 1 && imp[0].name() != model[0].name()) {
+  if (has_extension(path, ".npy") && imp.size() == 1 && model.size() == 1 && imp[0].name() != model[0].name()) {
     Tensor t = imp[0];
     t.set_name(model[0].name());
     TensorSet renamed;

@@ -65,9 +65,10 @@ QuantizedModel assignment_from_weights(const TensorSet& weights, const std::stri
 void run(FinetuneOptions& o) {
   apply_common_options(o.common);
   check_outputs({{"-o", o.output}}, {o.weights});
-  NQ_CHECK(ends_with(o.output, ".nq"), ErrorCode::kInvalidArgument, "-o must name a .nq file, got '" << o.output << "'");
+  NQ_CHECK(has_extension(o.output, ".nq"), ErrorCode::kInvalidArgument,
+           "-o must name a .nq file, got '" << o.output << "'");
   o.params.backend = resolve_backend(parse_backend(o.common.backend));
-  QuantizedModel q = ends_with(o.weights, ".nq") ? read_nq_file(o.weights)
+  QuantizedModel q = has_extension(o.weights, ".nq") ? read_nq_file(o.weights)
                                                    : assignment_from_weights(read_tensors(o.weights), o.weights);
   const Model model = build_model(o.model, o.params.seed);
   const Dataset train = load_mnist(o.data, true);

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <iostream>
 #include <limits>
+#include <optional>
 
 #include "cli_common.h"
 #include "core/mapped_pages.h"
@@ -70,8 +71,8 @@ TensorStats tensor_stats(const Tensor& t) {
     case DType::kF16: return stats_of(n, [p](int64_t i) { uint16_t h; std::memcpy(&h, p + 2 * i, 2); return static_cast<double>(f16_to_f32(h)); });
     case DType::kBF16: return stats_of(n, [p](int64_t i) { uint16_t h; std::memcpy(&h, p + 2 * i, 2); return static_cast<double>(bf16_to_f32(h)); });
     case DType::kI8: return typed(int8_t{});
-    case DType::kU8:
-    case DType::kBool: return typed(uint8_t{});
+    case DType::kU8: return typed(uint8_t{});
+    case DType::kBool: return stats_of(n, [p](int64_t i) { return p[i] != 0 ? 1.0 : 0.0; });  // numpy's bool
     case DType::kI16: return typed(int16_t{});
     case DType::kI32: return typed(int32_t{});
     case DType::kI64: return typed(int64_t{});
@@ -81,9 +82,9 @@ TensorStats tensor_stats(const Tensor& t) {
 
 std::string format_of(const std::string& given) {
   const std::string path = resolve_tensor_path(given);
-  if (ends_with(path, ".safetensors")) return "safetensors";
+  if (has_extension(path, ".safetensors")) return "safetensors";
   if (is_checkpoint_index_name(path)) return "safetensors-sharded";
-  if (ends_with(path, ".npy")) return "npy";
+  if (has_extension(path, ".npy")) return "npy";
   return "idx";
 }
 
@@ -96,9 +97,8 @@ struct Options {
   CommonOptions common;
 };
 
-// One model/data file: prints its table (unless JSON only) and returns its JSON description.
-nlohmann::json inspect_tensor_file(const std::string& path, bool print) {
-  const TensorSet set = read_tensors(path);
+// One model/data file, read: prints its table (unless JSON only) and returns its JSON description.
+nlohmann::json inspect_tensor_file(const std::string& path, const TensorSet& set, bool print) {
   nlohmann::json j = {{"path", path}, {"format", format_of(path)}, {"metadata", set.metadata()}};
   j["tensors"] = nlohmann::json::array();
   Table table({"tensor", "dtype", "shape", "count", "min", "max", "mean", "std", "zeros"});
@@ -141,23 +141,42 @@ void run_inspect(const Options& o) {
   const bool print = !o.json;
   nlohmann::json files = nlohmann::json::array();
   std::string corrupt;  // the first .nq whose checksums do not match
+  // A file that cannot be read is reported and the rest are still shown (`inspect *.safetensors` over a folder
+  // with one bad shard); the run then fails with the first such error's exit status.
+  std::optional<Error> first_error;
+  size_t unreadable = 0;
   for (size_t i = 0; i < o.files.size(); ++i) {
     const std::string& path = o.files[i];
-    if (print && i) std::cout << "\n";
-    if (ends_with(path, ".nq")) {
-      nlohmann::json j;
-      bool ok = true;
-      if (print) ok = inspect_nq(path, false, nullptr);
-      if (o.json || !o.json_out.empty()) ok = inspect_nq(path, true, &j);
-      if (!ok && corrupt.empty()) corrupt = path;
-      files.push_back(std::move(j));
-    } else {
-      files.push_back(inspect_tensor_file(path, print));
+    try {
+      if (has_extension(path, ".nq")) {
+        if (print && i > unreadable) std::cout << "\n";  // a blank line after each file shown
+        nlohmann::json j;
+        bool ok = true;
+        if (print) ok = inspect_nq(path, false, nullptr);
+        if (o.json || !o.json_out.empty()) ok = inspect_nq(path, true, &j);
+        if (!ok && corrupt.empty()) corrupt = path;
+        files.push_back(std::move(j));
+      } else {
+        const TensorSet set = read_tensors(path);
+        if (print && i > unreadable) std::cout << "\n";
+        files.push_back(inspect_tensor_file(path, set, print));
+      }
+    } catch (const Error& e) {
+      if (o.files.size() == 1) throw;  // the one file's error is the run's
+      std::cout.flush();
+      std::cerr << "error: " << e.what() << "\n";
+      files.push_back({{"path", path}, {"error", e.what()}});
+      if (!first_error) first_error = e;
+      ++unreadable;
     }
   }
   const nlohmann::json doc = {{"files", files}};
   if (o.json) write_json("-", doc);
-  // What is stored is shown above, but a corrupt file fails the run (and --json-out is not written).
+  // What is stored is shown above, but a bad or corrupt file fails the run (and --json-out is not written).
+  if (first_error) {
+    NQ_FAIL(first_error->code(), unreadable << " of " << o.files.size()
+                                            << " files could not be read (each error is shown above)");
+  }
   NQ_CHECK(corrupt.empty(), ErrorCode::kBadFile,
            corrupt << ": checksums do not match: the file is corrupt (decompress refuses it)");
   if (!o.json_out.empty()) write_json(o.json_out, doc);

@@ -50,7 +50,7 @@ std::string codebook_text(const std::vector<float>& c) {
 void run(LcOptions& o) {
   apply_common_options(o.common);
   check_outputs({{"-o", o.output}, {"--log", o.log}}, {o.weights, o.importance});
-  NQ_CHECK(ends_with(o.output, ".nq"), ErrorCode::kInvalidArgument,
+  NQ_CHECK(has_extension(o.output, ".nq"), ErrorCode::kInvalidArgument,
            "-o must name a .nq file, got '" << o.output << "'");
   LcParams& p = o.params;
   p.backend = resolve_backend(parse_backend(o.common.backend));

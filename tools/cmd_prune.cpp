@@ -40,7 +40,7 @@ void run_prune(const PruneOptions& o) {
   p.quant.backend = parse_backend(o.common.backend);
   const TensorSet importance = o.importance.empty() ? TensorSet() : read_importance(o.importance, model, p);
   const TensorSet* imp = o.importance.empty() ? nullptr : &importance;
-  if (ends_with(o.output, ".safetensors")) {
+  if (has_extension(o.output, ".safetensors")) {
     // Streamed: each tensor is written as it is made and its input pages given back, so a model larger than
     // memory is pruned in about one tensor's memory.
     SafetensorsWriter out(o.output, model);

@@ -71,7 +71,7 @@ std::string method_help() {
 
 void run_quantize(const QuantizeOptions& o) {
   apply_common_options(o.common);
-  NQ_CHECK(ends_with(o.output, ".safetensors") || ends_with(o.output, ".nq") || ends_with(o.output, ".npy"),
+  NQ_CHECK(has_extension(o.output, ".safetensors") || has_extension(o.output, ".nq") || has_extension(o.output, ".npy"),
            ErrorCode::kInvalidArgument, "-o " << o.output << ": the output must end in .safetensors, .npy or .nq");
   std::vector<std::string> inputs{o.model};
   if (!o.importance.empty()) inputs.push_back(o.importance);
@@ -92,7 +92,7 @@ void run_quantize(const QuantizeOptions& o) {
   const int64_t levels = p.quant.method == Method::kInt    ? (int64_t{1} << std::min(p.quant.int_bits, 40)) - 1
                          : p.quant.method == Method::kPow2 ? 0
                                                            : int64_t{k};
-  NQ_CHECK(!ends_with(o.output, ".nq") || levels <= kNqMaxLevels, ErrorCode::kInvalidArgument,
+  NQ_CHECK(!has_extension(o.output, ".nq") || levels <= kNqMaxLevels, ErrorCode::kInvalidArgument,
            "-o " << o.output << ": a .nq codebook holds at most " << kNqMaxLevels << " levels, and --"
                  << (o.bits > 0 || p.quant.method == Method::kInt ? "bits" : "k") << " asks for " << levels
                  << "; lower it, or write .safetensors");
@@ -169,7 +169,7 @@ void run_quantize(const QuantizeOptions& o) {
     metadata = model.metadata();
   }
   q.index_coder = coder;
-  if (ends_with(o.output, ".nq")) {
+  if (has_extension(o.output, ".nq")) {
     write_nq_file(o.output, q);
   } else {
     account_coding(q);
@@ -221,7 +221,7 @@ void run_quantize(const QuantizeOptions& o) {
                  "and sums ran on the GPU\n";
   // What the .nq file costs, all of it, in the coder asked for (account_coding's ratio_file; written or not).
   // A model of empty tensors has no ratio (no weights): its .nq's bytes are those on disk, or unknown here.
-  const bool nq_output = ends_with(o.output, ".nq");
+  const bool nq_output = has_extension(o.output, ".nq");
   const bool has_ratio = s.params > 0 && s.ratio_file > 0;
   const std::string nq_bytes =
       has_ratio ? format_double(std::round(4.0 * static_cast<double>(s.params) / s.ratio_file), 15)

@@ -25,7 +25,7 @@ void run(WetrainOptions& o) {
   apply_common_options(o.common);
   NQ_CHECK(o.common.backend != "cuda", ErrorCode::kUnsupported,
            "wetrain runs on the CPU backend only (its activation quantizer works on host memory)");
-  NQ_CHECK(o.output.empty() || ends_with(o.output, ".nq"), ErrorCode::kInvalidArgument,
+  NQ_CHECK(o.output.empty() || has_extension(o.output, ".nq"), ErrorCode::kInvalidArgument,
            "-o must name a .nq file, got '" << o.output << "'");
   check_outputs({{"-o", o.output}, {"--report", o.report}}, {o.weights});
   QuantTrainParams& p = o.params;

@@ -8,6 +8,7 @@
 #include "coding/codes_layout.h"
 #include "coding/level_order.h"
 #include "coding/nq_format.h"
+#include "core/string_util.h"
 #include "core/ordered_batches.h"
 #include "netquant/atomic_file.h"
 #include "netquant/error.h"
@@ -161,9 +162,9 @@ void decompress_nq_file(const std::string& nq_path, const std::string& out_path,
                         DecompressLayout layout) {
   using namespace coding;
   check_output_not_input(out_path, {nq_path});
-  const std::string suffix = ".safetensors";  // what is written, whatever the name says: refuse a misleading one
+  // What is written, whatever the name says: refuse a misleading one (and a bare ".safetensors").
   const bool named_safetensors =
-      out_path.size() > suffix.size() && out_path.compare(out_path.size() - suffix.size(), suffix.size(), suffix) == 0;
+      out_path.size() > std::strlen(".safetensors") && has_extension(out_path, ".safetensors");
   NQ_CHECK(named_safetensors, ErrorCode::kInvalidArgument,
            out_path << ": decompress writes safetensors; name the output *.safetensors");
   if (dtype) NQ_CHECK(dtype_is_float(*dtype), ErrorCode::kInvalidArgument, "--dtype must be a float dtype");

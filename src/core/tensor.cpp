@@ -137,8 +137,9 @@ void convert_range(const Tensor& t, int64_t begin, int64_t end, Out* out) {
     case DType::kF16: for (size_t i = 0; i < n; ++i) out[i] = static_cast<Out>(f16_to_f32(load(i, uint16_t{}))); break;
     case DType::kBF16: for (size_t i = 0; i < n; ++i) out[i] = static_cast<Out>(bf16_to_f32(load(i, uint16_t{}))); break;
     case DType::kI8: for (size_t i = 0; i < n; ++i) out[i] = static_cast<Out>(load(i, int8_t{})); break;
-    case DType::kU8:
-    case DType::kBool: for (size_t i = 0; i < n; ++i) out[i] = static_cast<Out>(load(i, uint8_t{})); break;
+    case DType::kU8: for (size_t i = 0; i < n; ++i) out[i] = static_cast<Out>(load(i, uint8_t{})); break;
+    // Any non-zero byte is true (1), as numpy and PyTorch cast a bool: a file's 0x02 is not the number 2.
+    case DType::kBool: for (size_t i = 0; i < n; ++i) out[i] = static_cast<Out>(load(i, uint8_t{}) != 0); break;
     case DType::kI16: for (size_t i = 0; i < n; ++i) out[i] = static_cast<Out>(load(i, int16_t{})); break;
     case DType::kI32: for (size_t i = 0; i < n; ++i) out[i] = static_cast<Out>(load(i, int32_t{})); break;
     case DType::kI64: for (size_t i = 0; i < n; ++i) out[i] = static_cast<Out>(load(i, int64_t{})); break;

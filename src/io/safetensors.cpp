@@ -34,15 +34,10 @@ struct Header {
 
 const char* json_type(const Json& j) { return j.type_name(); }
 
-// A JSON value that must be a non-negative integer fitting int64 (shape dims, offsets).
+// A JSON value that must be a non-negative integer fitting int64 (shape dims, offsets). Written without a sign:
+// nlohmann reads "-0" as a signed 0, which the reference reader (serde's usize) refuses, and so do we.
 bool as_u63(const Json& j, uint64_t* out) {
-  if (!j.is_number_unsigned()) {
-    if (j.is_number_integer() && j.get<int64_t>() >= 0) {
-      *out = static_cast<uint64_t>(j.get<int64_t>());
-      return true;
-    }
-    return false;
-  }
+  if (!j.is_number_unsigned()) return false;
   *out = j.get<uint64_t>();
   return *out <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
 }
@@ -92,7 +87,8 @@ Header parse_header(const uint8_t* bytes, uint64_t n, uint64_t file_size, const 
     for (const auto& d : *sh) {
       uint64_t dim;
       NQ_CHECK(as_u63(d, &dim), ErrorCode::kBadFile,
-               where << ": shape entries must be non-negative integers, got " << d.dump());
+               where << ": shape entries must be non-negative integers, got "
+                     << (d.is_number_integer() && !d.is_number_unsigned() && d.get<int64_t>() == 0 ? "-0" : d.dump()));
       e.shape.push_back(static_cast<int64_t>(dim));
       NQ_CHECK(io::checked_mul(numel, dim, &numel), ErrorCode::kBadFile,
                where << ": shape " << shape_to_string(e.shape) << " overflows");

@@ -51,7 +51,7 @@ std::string shard_name_problem(const std::string& name) {
       return "has an empty, '.' or '..' path component (shards must lie below the index's directory)";
     begin = end + 1;
   }
-  if (!ends_with(name, ".safetensors"))
+  if (!has_extension(name, ".safetensors"))
     return "is not a .safetensors file (netquant reads safetensors checkpoints; convert PyTorch .bin shards "
            "first)";
   return "";
@@ -83,7 +83,7 @@ void check_shard_tensors(const CheckpointIndex& index, const std::string& index_
 
 }  // namespace
 
-bool is_checkpoint_index_name(const std::string& path) { return ends_with(path, ".json"); }
+bool is_checkpoint_index_name(const std::string& path) { return has_extension(path, ".json"); }
 
 std::string shard_path(const std::string& index_path, const std::string& name) {
   const size_t slash = index_path.find_last_of('/');

@@ -21,8 +21,9 @@ std::string base_name(const std::string& path) {
 
 bool is_idx_name(const std::string& path) {
   std::string base = base_name(path);
-  if (ends_with(base, ".gz")) return true;  // content decides: parse_idx checks the gzip and IDX magic
-  return ends_with(base, "-ubyte") || base.find(".idx") != std::string::npos;
+  if (has_extension(base, ".gz")) return true;  // content decides: parse_idx checks the gzip and IDX magic
+  for (char& c : base) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  return has_extension(base, "-ubyte") || base.find(".idx") != std::string::npos;
 }
 
 }  // namespace
@@ -36,8 +37,8 @@ std::string resolve_tensor_path(const std::string& path) {
     std::error_code kind;
     if (!it->is_regular_file(kind)) continue;  // follows symbolic links (the Hugging Face cache's snapshots)
     const std::string name = it->path().filename().string();
-    if (ends_with(name, ".safetensors.index.json")) indexes.push_back(name);
-    else if (ends_with(name, ".safetensors")) files.push_back(name);
+    if (has_extension(name, ".safetensors.index.json")) indexes.push_back(name);
+    else if (has_extension(name, ".safetensors")) files.push_back(name);
   }
   NQ_CHECK(!ec, ErrorCode::kIo, path << ": cannot list the directory: " << ec.message());
   std::sort(indexes.begin(), indexes.end());
@@ -71,7 +72,7 @@ std::vector<std::string> tensor_input_files(const std::string& path) {
 
 bool is_safetensors_model(const std::string& path) {
   const std::string file = resolve_tensor_path(path);
-  return ends_with(file, ".safetensors") || is_checkpoint_index_name(file);
+  return has_extension(file, ".safetensors") || is_checkpoint_index_name(file);
 }
 
 TensorSet read_safetensors_model(const std::string& path) {
@@ -82,13 +83,13 @@ TensorSet read_safetensors_model(const std::string& path) {
 TensorSet read_tensors(const std::string& given) {
   const std::string path = resolve_tensor_path(given);
   TensorSet out;
-  if (ends_with(path, ".safetensors") || is_checkpoint_index_name(path)) return read_safetensors_model(path);
-  if (ends_with(path, ".npy")) {
+  if (has_extension(path, ".safetensors") || is_checkpoint_index_name(path)) return read_safetensors_model(path);
+  if (has_extension(path, ".npy")) {
     out.add(read_npy(path));
   } else if (is_idx_name(path)) {
     out.add(read_idx(path));
   } else {
-    const bool nq = ends_with(path, ".nq");
+    const bool nq = has_extension(path, ".nq");
     NQ_FAIL(ErrorCode::kUnsupported, path << ": unknown file type (expected .safetensors, a sharded checkpoint's "
                                              "*.safetensors.index.json, .npy, or an IDX file named *-ubyte, "
                                              "*.idx*, *.gz)"
@@ -100,9 +101,9 @@ TensorSet read_tensors(const std::string& given) {
 }
 
 void write_tensors(const std::string& path, const TensorSet& tensors) {
-  if (ends_with(path, ".safetensors")) {
+  if (has_extension(path, ".safetensors")) {
     write_safetensors(path, tensors);
-  } else if (ends_with(path, ".npy")) {
+  } else if (has_extension(path, ".npy")) {
     NQ_CHECK(tensors.size() == 1, ErrorCode::kInvalidArgument,
              path << ": a .npy file holds exactly one tensor, got " << tensors.size()
                   << "; write .safetensors for several");

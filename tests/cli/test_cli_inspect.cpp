@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
@@ -132,6 +133,40 @@ TEST_F(InspectCli, BadFilesExitTwoWithAnError) {
   // Unknown extension and no file at all are usage errors.
   EXPECT_EQ(run("inspect '" + file("model.bin") + "'").status, 3);
   EXPECT_EQ(run("inspect").status, 2);
+}
+
+TEST_F(InspectCli, BadFilesAmongSeveralAreReportedAndTheRestShown) {
+  // Upper-case extensions dispatch as lower-case ones; BOOL bytes other than 0/1 count as true (numpy's cast).
+  TensorSet set;
+  set.add(Tensor::from_f32("w", {3}, {1, 2, 3}));
+  Tensor mask("mask", DType::kBool, {4});
+  const uint8_t bytes[4] = {0, 1, 2, 0xff};
+  std::memcpy(mask.mutable_data(), bytes, 4);
+  set.add(mask);
+  write_safetensors(file("good.SAFETENSORS"), set);
+  write_npy(file("v.NPY"), Tensor::from_f64("v", {2}, {5, 7}));
+  std::ofstream(file("junk.npy"), std::ios::binary) << "not numpy at all";
+  CliRun r = run("inspect --json '" + file("good.SAFETENSORS") + "' '" + file("junk.npy") + "' '" + file("v.NPY") +
+                 "' '" + file("missing.safetensors") + "'");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("junk.npy"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("missing.safetensors"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("2 of 4 files could not be read"), std::string::npos) << r.err;
+  const auto doc = nlohmann::json::parse(r.out);
+  ASSERT_EQ(doc["files"].size(), 4u);
+  EXPECT_EQ(doc["files"][0]["tensors"][1]["dtype"], "BOOL");
+  EXPECT_EQ(doc["files"][0]["tensors"][1]["max"].get<double>(), 1.0);
+  EXPECT_EQ(doc["files"][0]["tensors"][1]["mean"].get<double>(), 0.75);
+  EXPECT_NE(doc["files"][1]["error"].get<std::string>().find("junk.npy"), std::string::npos);
+  EXPECT_EQ(doc["files"][2]["tensors"][0]["mean"].get<double>(), 6.0);
+  EXPECT_TRUE(doc["files"][3].contains("error"));
+  // Text mode shows both good files, and --json-out is not written when a file failed.
+  CliRun text = run("inspect --json-out '" + file("o.json") + "' '" + file("good.SAFETENSORS") + "' '" +
+                    file("junk.npy") + "' '" + file("v.NPY") + "'");
+  EXPECT_EQ(text.status, 2);
+  EXPECT_NE(text.out.find("good.SAFETENSORS: safetensors, 2 tensors"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("v.NPY: npy, 1 tensors"), std::string::npos) << text.out;
+  EXPECT_FALSE(std::ifstream(file("o.json")).good());
 }
 
 }  // namespace

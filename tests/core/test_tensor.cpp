@@ -34,6 +34,16 @@ TEST(Tensor, ConversionsMatchFloat64Oracle) {
   for (size_t i = 0; i < v.size(); ++i) EXPECT_NEAR(hf[i], v[i], std::fabs(v[i]) * 1e-3 + 1e-7);
 }
 
+TEST(Tensor, BoolBytesOtherThanOneAreTrue) {
+  // Writers other than numpy can store any non-zero byte for true; numpy's oracle: astype(float) gives 1 for each.
+  Tensor t("mask", DType::kBool, {5});
+  const uint8_t bytes[5] = {0, 1, 2, 0x80, 0xff};
+  std::memcpy(t.mutable_data(), bytes, 5);
+  EXPECT_EQ(t.to_f32(), (std::vector<float>{0, 1, 1, 1, 1}));
+  EXPECT_EQ(t.to_f64(), (std::vector<double>{0, 1, 1, 1, 1}));
+  EXPECT_EQ(std::memcmp(t.data(), bytes, 5), 0);  // the bytes themselves pass through untouched
+}
+
 TEST(Tensor, ViewsAreCopiedOnWrite) {
   auto buf = std::make_shared<std::vector<float>>(std::vector<float>{1, 2, 3});
   Tensor t = Tensor::view("v", DType::kF32, {3}, buf->data(), buf);

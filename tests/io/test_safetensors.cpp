@@ -226,6 +226,11 @@ TEST(SafetensorsRules, EntryFields) {
              {"tensor 'w'", "non-negative integers"});
   expect_bad(st_file(R"({"w":{"dtype":"U8","shape":[1.0],"data_offsets":[0,1]}})", "x"),
              {"tensor 'w'", "non-negative integers"});
+  // "-0" is 0 to nlohmann but a sign to the reference reader (serde's usize), which refuses it: so do we.
+  expect_bad(st_file(R"({"w":{"dtype":"U8","shape":[-0],"data_offsets":[0,0]}})", ""),
+             {"tensor 'w'", "non-negative integers"});
+  expect_bad(st_file(R"({"w":{"dtype":"U8","shape":[1],"data_offsets":[-0,1]}})", "x"),
+             {"tensor 'w'", "'data_offsets' must be [begin, end]"});
   expect_bad(st_file(R"({"w":{"dtype":"F64","shape":[4611686018427387904,4],"data_offsets":[0,1]}})", "x"),
              {"tensor 'w'", "overflows"});
   expect_bad(st_file(R"({"w":{"dtype":"F64","shape":[2305843009213693952],"data_offsets":[0,1]}})", "x"),
