@@ -124,6 +124,26 @@ void check_outputs(const std::vector<OutputArg>& outputs, const std::vector<std:
   }
 }
 
+void check_tensor_output(const OutputArg& out, int64_t tensors) {
+  if (out.path.empty()) return;
+  const bool npy = has_extension(out.path, ".npy");
+  NQ_CHECK(has_extension(out.path, ".safetensors") || npy, ErrorCode::kInvalidArgument,
+           out.option << " " << out.path << ": writes .safetensors (or .npy for one tensor); name the file so");
+  NQ_CHECK(!npy || tensors < 0 || tensors == 1, ErrorCode::kInvalidArgument,
+           out.option << " " << out.path << ": a .npy file holds one tensor and this writes " << tensors
+                      << "; name a .safetensors file");
+}
+
+void check_nq_levels(const std::string& output, const QuantizeParams& q, const char* option, const char* alternative) {
+  if (!has_extension(output, ".nq")) return;
+  const int64_t levels = q.method == Method::kInt    ? (q.int_bits <= 16 ? (int64_t{1} << q.int_bits) - 1 : 0)
+                         : q.method == Method::kPow2 ? 0
+                                                     : int64_t{q.k};
+  NQ_CHECK(levels <= kNqMaxLevels, ErrorCode::kInvalidArgument,
+           "-o " << output << ": a .nq codebook holds at most " << kNqMaxLevels << " levels, and " << option
+                 << " asks for " << levels << "; lower it" << alternative);
+}
+
 void load_network_weights(Model& model, const std::string& path) {
   if (has_extension(path, ".nq"))
     load_weights(model, read_nq_file(path).dequantize(), path);

@@ -73,6 +73,14 @@ struct OutputArg {
 // directory, and each one's directory exists. A run with several outputs then cannot write the first and fail on
 // a later one for a reason known at the start, and one output never overwrites another (exit 2 otherwise).
 void check_outputs(const std::vector<OutputArg>& outputs, const std::vector<std::string>& inputs);
+// Checks, before the work, that a tensor output (`write_tensors`) names a type it can hold: .safetensors, or .npy
+// for a single tensor (`tensors` = how many will be written, −1 when not yet known). Exit 2 otherwise.
+void check_tensor_output(const OutputArg& output, int64_t tensors);
+// Checks, before the work, that a .nq output can hold the codebooks `q` asks for (at most kNqMaxLevels levels);
+// `option` is how the user asked ("--k" or "--bits"); `alternative` ends the advice (", or write .safetensors").
+// int's own range (≤ 16 bits) and pow2's are the methods' checks, which name themselves.
+void check_nq_levels(const std::string& output, const QuantizeParams& q, const char* option,
+                     const char* alternative = "");
 
 // Reads the importance for `model` from `path`. A .npy file's one tensor is named after its file, so model.npy and
 // model_h.npy would never pair: a one-tensor .npy importance of a one-tensor model takes the model's tensor name.

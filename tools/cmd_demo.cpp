@@ -1,4 +1,5 @@
 // `netquant demo`: the paper's Table 1 experiment end to end on Fashion-MNIST (the README's first command).
+#include <filesystem>
 #include <iostream>
 #include <memory>
 
@@ -7,6 +8,7 @@
 #include "cli_common.h"
 #include "command_registry.h"
 #include "netquant/atomic_file.h"
+#include "netquant/error.h"
 #include "netquant/pipeline.h"
 #include "netquant/sweep.h"
 #include "rd_plot.h"
@@ -20,9 +22,39 @@ struct DemoOptions {
   bool no_plot = false;
 };
 
+void run_in_directory(DemoOptions& o);
+
+// The outputs go into --out. A directory this run creates is removed again if the run fails, so that a failed
+// demo leaves nothing behind; one that was already there is left as it is.
 void run(DemoOptions& o) {
   apply_common_options(o.common);
   o.params.backend = resolve_backend(parse_backend(o.common.backend));
+  o.params.quiet = o.common.quiet;
+  namespace fs = std::filesystem;
+  const std::string& dir = o.params.out_dir;
+  NQ_CHECK(!dir.empty(), ErrorCode::kInvalidArgument, "--out must name a directory");
+  std::error_code ec;
+  const bool existed = fs::exists(dir, ec);
+  NQ_CHECK(!existed || fs::is_directory(dir, ec), ErrorCode::kInvalidArgument,
+           "--out " << dir << ": is not a directory");
+  if (!existed) {
+    fs::path full = fs::absolute(dir, ec).lexically_normal();
+    if (!full.has_filename()) full = full.parent_path();  // "out/" names "out"
+    const fs::path parent = full.parent_path();
+    NQ_CHECK(fs::is_directory(parent, ec), ErrorCode::kInvalidArgument,
+             "--out " << dir << ": directory '" << parent.string() << "' does not exist");
+    NQ_CHECK(fs::create_directory(dir, ec) && !ec, ErrorCode::kIo,
+             "--out " << dir << ": cannot create the directory: " << ec.message());
+  }
+  try {
+    run_in_directory(o);
+  } catch (...) {
+    if (!existed) fs::remove_all(dir, ec);
+    throw;
+  }
+}
+
+void run_in_directory(DemoOptions& o) {
   const DemoResult r = run_demo(o.params);
   const std::string dir = o.params.out_dir;
   write_file_atomic(dir + "/points.csv", sweep_to_csv(r.points));

@@ -24,6 +24,7 @@ void run_hessian(const HessianOptions& o) {
   apply_common_options(o.common);
   check_outputs({{"-o", o.output}}, {o.weights});
   Model model = build_model(o.model);
+  check_tensor_output({"-o", o.output}, static_cast<int64_t>(model.weights().size()));
   load_network_weights(model, o.weights);
   const Dataset data = load_mnist(o.data, true);
   HessianParams p;

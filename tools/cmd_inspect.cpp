@@ -98,7 +98,7 @@ struct Options {
 };
 
 // One model/data file, read: prints its table (unless JSON only) and returns its JSON description.
-nlohmann::json inspect_tensor_file(const std::string& path, const TensorSet& set, bool print) {
+nlohmann::json inspect_tensor_file(const std::string& path, const TensorSet& set, bool print, std::ostream& os) {
   nlohmann::json j = {{"path", path}, {"format", format_of(path)}, {"metadata", set.metadata()}};
   j["tensors"] = nlohmann::json::array();
   Table table({"tensor", "dtype", "shape", "count", "min", "max", "mean", "std", "zeros"});
@@ -127,10 +127,10 @@ nlohmann::json inspect_tensor_file(const std::string& path, const TensorSet& set
   if (print) {
     table.add_row({"total (" + std::to_string(set.size()) + " tensors)", "", "", std::to_string(total), "", "", "", "",
                    format_double(total_zero_frac * 100, 3) + "%"});
-    std::cout << path << ": " << format_of(path) << ", " << set.size() << " tensors, " << total << " values, "
+    os << path << ": " << format_of(path) << ", " << set.size() << " tensors, " << total << " values, "
               << total_bytes << " bytes\n";
-    for (const auto& [k, v] : set.metadata()) std::cout << "  metadata " << k << " = " << v << "\n";
-    std::cout << table.to_string();
+    for (const auto& [k, v] : set.metadata()) os << "  metadata " << k << " = " << v << "\n";
+    os << table.to_string();
   }
   return j;
 }
@@ -138,7 +138,10 @@ nlohmann::json inspect_tensor_file(const std::string& path, const TensorSet& set
 void run_inspect(const Options& o) {
   apply_common_options(o.common);
   check_outputs({{"--json-out", o.json_out}}, o.files);
+  NQ_CHECK(!(o.json && o.json_out == "-"), ErrorCode::kInvalidArgument,
+           "--json and --json-out - both print the JSON on stdout: give one");
   const bool print = !o.json;
+  std::ostream& os = human_output(o.json_out);  // stderr when the JSON goes to stdout (--json-out -)
   nlohmann::json files = nlohmann::json::array();
   std::string corrupt;  // the first .nq whose checksums do not match
   // A file that cannot be read is reported and the rest are still shown (`inspect *.safetensors` over a folder
@@ -149,21 +152,21 @@ void run_inspect(const Options& o) {
     const std::string& path = o.files[i];
     try {
       if (has_extension(path, ".nq")) {
-        if (print && i > unreadable) std::cout << "\n";  // a blank line after each file shown
+        if (print && i > unreadable) os << "\n";  // a blank line after each file shown
         nlohmann::json j;
         bool ok = true;
-        if (print) ok = inspect_nq(path, false, nullptr);
-        if (o.json || !o.json_out.empty()) ok = inspect_nq(path, true, &j);
+        if (print) ok = inspect_nq(path, false, nullptr, os);
+        if (o.json || !o.json_out.empty()) ok = inspect_nq(path, true, &j, os);
         if (!ok && corrupt.empty()) corrupt = path;
         files.push_back(std::move(j));
       } else {
         const TensorSet set = read_tensors(path);
-        if (print && i > unreadable) std::cout << "\n";
-        files.push_back(inspect_tensor_file(path, set, print));
+        if (print && i > unreadable) os << "\n";
+        files.push_back(inspect_tensor_file(path, set, print, os));
       }
     } catch (const Error& e) {
       if (o.files.size() == 1) throw;  // the one file's error is the run's
-      std::cout.flush();
+      os.flush();
       std::cerr << "error: " << e.what() << "\n";
       files.push_back({{"path", path}, {"error", e.what()}});
       if (!first_error) first_error = e;

@@ -63,6 +63,7 @@ void run(LcOptions& o) {
   c.quant.k = o.bits > 0 ? (1 << o.bits) : (o.k > 0 ? o.k : 2);
   if (c.quant.method == Method::kInt) c.quant.int_bits = o.bits > 0 ? o.bits : (o.k > 0 ? o.k : 2);
   if (c.quant.method == Method::kPow2 && o.k > 0) c.quant.pow2_levels = o.k;
+  check_nq_levels(o.output, c.quant, o.bits > 0 ? "--bits" : "--k");
   c.quant.lambda = o.lambda;
   c.quant.backend = p.backend;
   c.scope = parse_scope(o.scope);

@@ -30,6 +30,7 @@ void run_prune(const PruneOptions& o) {
   check_outputs({{"-o", o.output}}, {o.model, o.importance});
   const TensorSet model = read_tensors(o.model);
   NQ_CHECK(!model.empty(), ErrorCode::kInvalidArgument, o.model << ": the model has no tensors");
+  check_tensor_output({"-o", o.output}, static_cast<int64_t>(model.size()));
   ModelQuantizeParams p;
   p.prune = o.prune;
   p.skip_1d = o.skip_1d;

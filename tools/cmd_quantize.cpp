@@ -87,15 +87,8 @@ void run_quantize(const QuantizeOptions& o) {
   const int k = o.bits > 0 ? (1 << o.bits) : (o.k > 0 ? o.k : 16);
   p.quant.k = k;
   if (p.quant.method == Method::kInt) p.quant.int_bits = o.bits > 0 ? o.bits : (o.k > 0 ? o.k : 4);
-  // Checked before the work, not when the file is written: a codebook beyond what .nq holds. (pow2's --k counts
-  // exponents, at most 32 per sign: its own check.)
-  const int64_t levels = p.quant.method == Method::kInt    ? (int64_t{1} << std::min(p.quant.int_bits, 40)) - 1
-                         : p.quant.method == Method::kPow2 ? 0
-                                                           : int64_t{k};
-  NQ_CHECK(!has_extension(o.output, ".nq") || levels <= kNqMaxLevels, ErrorCode::kInvalidArgument,
-           "-o " << o.output << ": a .nq codebook holds at most " << kNqMaxLevels << " levels, and --"
-                 << (o.bits > 0 || p.quant.method == Method::kInt ? "bits" : "k") << " asks for " << levels
-                 << "; lower it, or write .safetensors");
+  // Checked before the work, not when the file is written: a codebook beyond what .nq holds (or .safetensors).
+  check_nq_levels(o.output, p.quant, o.bits > 0 ? "--bits" : "--k", ", or write .safetensors");
   if (p.quant.method == Method::kPow2 && o.k > 0) p.quant.pow2_levels = o.k;
   NQ_CHECK(o.lambda == 0 || traits.has_lambda, ErrorCode::kInvalidArgument,
            "--lambda applies to ecsq only (method " << traits.name << ")");

@@ -52,6 +52,9 @@ void run_train(const TrainOptions& o) {
   p.test_subset = o.test_subset;
   p.backend = resolve_backend(parse_backend(o.common.backend));
   Model model = build_model(o.model, o.seed);
+  const int64_t tensors = static_cast<int64_t>(model.weights().size());
+  check_tensor_output({"-o", o.output}, tensors);
+  check_tensor_output({"--adam-state", o.adam_state}, tensors);
   if (!o.init.empty()) load_network_weights(model, o.init);
   if (o.prune > 0) {  // quantize --prune's rule, so that quantizing with the same --prune prunes the same weights
     ModelQuantizeParams prune_params;
@@ -77,6 +80,13 @@ void run_train(const TrainOptions& o) {
               << static_cast<int64_t>(s.images_per_second) << " img/s" << std::endl;
   };
   const TrainResult r = train(model, train_set, &test_set, p);
+  for (const Tensor& t : model.weights()) {  // a diverged run writes nothing (a lower --lr is the usual cure)
+    const std::vector<double> v = t.to_f64();
+    for (double x : v)
+      NQ_CHECK(std::isfinite(x), ErrorCode::kInvalidArgument,
+               "training diverged: tensor '" << t.name() << "' holds " << x
+                                             << " after the last epoch; nothing written (try a lower --lr)");
+  }
   save_weights(model, o.output);
   if (!o.adam_state.empty()) write_tensors(o.adam_state, r.adam_v);
   if (!o.json.empty()) {

@@ -11,7 +11,7 @@
 
 namespace nq::cli {
 
-bool inspect_nq(const std::string& path, bool json, nlohmann::json* out) {
+bool inspect_nq(const std::string& path, bool json, nlohmann::json* out, std::ostream& os) {
   const NqFileInfo info = describe_nq_file(path);
   const std::string method = method_traits(info.method).name;
   const std::string scope = scope_to_string(info.scope);
@@ -64,12 +64,12 @@ bool inspect_nq(const std::string& path, bool json, nlohmann::json* out) {
     *out = std::move(j);
     return all_ok;
   }
-  std::cout << path << ": .nq version " << info.version << ", method " << method << ", scope " << scope;
-  if (info.scope.kind == ScopeKind::kGlobal) std::cout << ", k " << info.global_k;
-  std::cout << (info.shared_table ? ", shared Huffman table" : "") << "\n";
-  std::cout << info.params << " weights in " << info.file_size << " bytes: " << format_double(info.bits_per_weight)
+  os << path << ": .nq version " << info.version << ", method " << method << ", scope " << scope;
+  if (info.scope.kind == ScopeKind::kGlobal) os << ", k " << info.global_k;
+  os << (info.shared_table ? ", shared Huffman table" : "") << "\n";
+  os << info.params << " weights in " << info.file_size << " bytes: " << format_double(info.bits_per_weight)
             << " bits/weight, ratio " << format_double(info.ratio_file) << "x (vs float32)\n";
-  std::cout << "checksums: " << (all_ok ? "ok" : "MISMATCH") << " (header " << (info.header_crc_ok ? "ok" : "bad")
+  os << "checksums: " << (all_ok ? "ok" : "MISMATCH") << " (header " << (info.header_crc_ok ? "ok" : "bad")
             << ", file " << (info.file_crc_ok ? "ok" : "bad") << ")\n\n";
   Table table({"tensor", "dtype", "shape", "stored", "k", "pruned", "bits/w", "ratio", "crc"});
   for (const auto& t : info.tensors) {
@@ -77,7 +77,7 @@ bool inspect_nq(const std::string& path, bool json, nlohmann::json* out) {
                    t.quantized ? std::to_string(t.max_k) : "-", std::to_string(t.pruned),
                    format_double(t.bits_per_weight), format_double(t.ratio_file), t.crc_ok ? "ok" : "BAD"});
   }
-  std::cout << table.to_string();
+  os << table.to_string();
   return all_ok;
 }
 

@@ -2,13 +2,14 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <ostream>
 #include <string>
 
 namespace nq::cli {
 
 // Describes a compressed .nq file: with `json`, fills *out and prints nothing; otherwise prints a summary and
-// a per-tensor table on stdout. Returns whether every checksum matched (the caller fails the run after showing
+// a per-tensor table on `os`. Returns whether every checksum matched (the caller fails the run after showing
 // what is stored when one does not). Throws nq::Error (kBadFile for malformed files).
-bool inspect_nq(const std::string& path, bool json, nlohmann::json* out);
+bool inspect_nq(const std::string& path, bool json, nlohmann::json* out, std::ostream& os);
 
 }  // namespace nq::cli

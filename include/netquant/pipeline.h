@@ -64,6 +64,7 @@ struct DemoParams {
   double max_accuracy_loss = 0.1;  // percentage points below the reference accuracy
   uint64_t seed = 1;
   Backend backend = Backend::kAuto;
+  bool quiet = false;           // no progress lines on stderr
 };
 struct DemoRow {
   std::string method;           // "original", "pruned", "k-means", "hw k-means", ...

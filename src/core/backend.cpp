@@ -3,6 +3,8 @@
 
 #include <omp.h>
 
+#include <algorithm>
+
 #include "core/cuda_device.h"
 #include "netquant/error.h"
 
@@ -55,7 +57,14 @@ Backend resolve_backend(Backend requested) {
 
 void set_num_threads(int threads) {
   NQ_CHECK(threads >= 0, ErrorCode::kInvalidArgument, "--threads must be >= 0, got " << threads);
-  omp_set_num_threads(threads == 0 ? omp_get_num_procs() : threads);
+  // Oversubscription beyond a few threads a core buys nothing here, and tens of thousands make the OpenMP runtime
+  // fail to create them (or crash): refuse before any parallel region runs.
+  const int procs = omp_get_num_procs();
+  const int most = std::max(256, 4 * procs);
+  NQ_CHECK(threads <= most, ErrorCode::kInvalidArgument,
+           "--threads " << threads << " is too many: this machine has " << procs << " cores (at most " << most
+                        << " threads; 0 = one per core)");
+  omp_set_num_threads(threads == 0 ? procs : threads);
 }
 
 int num_threads() { return omp_get_max_threads(); }

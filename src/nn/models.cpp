@@ -187,6 +187,15 @@ void load_weights(Model& model, const TensorSet& weights, const std::string& sou
   } catch (const Error& e) {
     throw Error(e.code(), "weights file " + source + ": " + e.what());
   }
+  // A NaN or Inf weight (a diverged run's) would only come back as NaN losses, importances or gradients, written
+  // as if they meant something: refuse it here, as quantize refuses it.
+  for (const Tensor& t : model.weights()) {
+    const std::vector<double> v = t.to_f64();
+    for (size_t i = 0; i < v.size(); ++i)
+      NQ_CHECK(std::isfinite(v[i]), ErrorCode::kInvalidArgument,
+               "weights file " << source << ": tensor '" << t.name() << "': weight " << i << " is not finite ("
+                               << v[i] << ")");
+  }
 }
 
 void save_weights(const Model& model, const std::string& path) {

@@ -6,8 +6,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <sstream>
 
@@ -30,7 +32,8 @@ struct MethodPlan {
   ScopeKind scope = ScopeKind::kGlobal;
 };
 
-void log_step(const std::string& msg, Clock::time_point start) {
+void log_step(bool quiet, const std::string& msg, Clock::time_point start) {
+  if (quiet) return;
   const double s = std::chrono::duration<double>(Clock::now() - start).count();
   std::fprintf(stderr, "[%6.1fs] %s\n", s, msg.c_str());
   std::fflush(stderr);
@@ -53,6 +56,13 @@ DemoResult run_demo(const DemoParams& params) {
   const bool lenet5 = params.model == "lenet5";
   NQ_CHECK(lenet5 || params.model == "lenet300", ErrorCode::kInvalidArgument,
            "demo: --model must be lenet5 or lenet300, got '" << params.model << "'");
+  NQ_CHECK(params.epochs >= 0, ErrorCode::kInvalidArgument,
+           "demo: epochs must be >= 0 (0 for the default), got " << params.epochs);
+  NQ_CHECK(params.prune >= 0 && params.prune < 1, ErrorCode::kInvalidArgument,
+           "demo: the pruned fraction must be in [0, 1) (0 for the default), got " << params.prune);
+  NQ_CHECK(std::isfinite(params.max_accuracy_loss) && params.max_accuracy_loss >= 0, ErrorCode::kInvalidArgument,
+           "demo: the accuracy loss budget must be a finite number of points >= 0, got "
+               << params.max_accuracy_loss);
   const int epochs = params.epochs > 0 ? params.epochs : (params.quick ? (lenet5 ? 1 : 2) : (lenet5 ? 6 : 8));
   const double prune = params.prune > 0 ? params.prune : 0.9;  // Choi et al.: LeNet-5 pruned to 10.13×
   NQ_CHECK(params.retrain_epochs >= -1, ErrorCode::kInvalidArgument,
@@ -66,10 +76,14 @@ DemoResult run_demo(const DemoParams& params) {
   const int64_t finetune_subset = params.quick ? 2000 : 10000;
   const int finetune_tries = params.quick ? 0 : 1;  // more compressed points tried before the chosen one
   const int refine_probes = params.quick ? 1 : 2;    // extra knobs where a method crosses the accuracy budget
-  ::mkdir(params.out_dir.c_str(), 0755);
+  NQ_CHECK(::mkdir(params.out_dir.c_str(), 0755) == 0 || errno == EEXIST, ErrorCode::kIo,
+           "demo: --out " << params.out_dir << ": cannot create the directory: " << std::strerror(errno));
+  struct stat st {};
+  NQ_CHECK(::stat(params.out_dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode), ErrorCode::kInvalidArgument,
+           "demo: --out " << params.out_dir << ": is not a directory");
 
   // ---- data and training ------------------------------------------------------------------------------
-  log_step("loading " + params.data_dir, start);
+  log_step(params.quiet, "loading " + params.data_dir, start);
   const Dataset train_full = load_mnist(params.data_dir, true);
   const Dataset test_full = load_mnist(params.data_dir, false);
   const Dataset train_data = dataset_head(train_full, train_subset);
@@ -77,7 +91,7 @@ DemoResult run_demo(const DemoParams& params) {
   const Dataset report_test = dataset_head(test_full, report_subset);
 
   Model model = build_model(params.model, params.seed);
-  log_step("training " + params.model + " (" + std::to_string(model.num_parameters()) + " parameters) on " +
+  log_step(params.quiet, "training " + params.model + " (" + std::to_string(model.num_parameters()) + " parameters) on " +
                std::to_string(train_data.size()) + " images, " + std::to_string(epochs) + " epochs of Adam",
            start);
   TrainParams tp;
@@ -89,7 +103,7 @@ DemoResult run_demo(const DemoParams& params) {
   tp.backend = params.backend;
   tp.test_subset = select_subset;
   tp.on_epoch = [&](const EpochStats& e) {
-    log_step("  epoch " + std::to_string(e.epoch) + ": train loss " + fmt(e.train_loss, "%.4f") + ", test accuracy " +
+    log_step(params.quiet, "  epoch " + std::to_string(e.epoch) + ": train loss " + fmt(e.train_loss, "%.4f") + ", test accuracy " +
                  fmt(100 * e.test_accuracy, "%.2f") + "%, " + fmt(e.images_per_second, "%.0f") + " images/s",
              start);
   };
@@ -106,9 +120,9 @@ DemoResult run_demo(const DemoParams& params) {
   };
   const double ref_select = accuracy_of(model.weights(), select_test);
   const double ref_report = accuracy_of(model.weights(), report_test);
-  log_step("original accuracy " + fmt(100 * ref_report, "%.2f") + "%", start);
+  log_step(params.quiet, "original accuracy " + fmt(100 * ref_report, "%.2f") + "%", start);
 
-  log_step("OBD Hessian diagonal over " + std::to_string(hessian_samples) + " training images", start);
+  log_step(params.quiet, "OBD Hessian diagonal over " + std::to_string(hessian_samples) + " training images", start);
   HessianParams hp;
   hp.samples = hessian_samples;
   hp.backend = params.backend;
@@ -157,7 +171,7 @@ DemoResult run_demo(const DemoParams& params) {
       source = prune_model(model.weights(), &hessian, prune_params);
       std::string what = "pruned " + fmt(100 * prune, "%.0f") + "% of the weights (smallest h·w²)";
       if (retrain_epochs > 0) {
-        log_step(what + ": accuracy " + fmt(100 * accuracy_of(source, report_test), "%.2f") + "%; retraining the " +
+        log_step(params.quiet, what + ": accuracy " + fmt(100 * accuracy_of(source, report_test), "%.2f") + "%; retraining the " +
                      "survivors for " + std::to_string(retrain_epochs) + (retrain_epochs == 1 ? " epoch" : " epochs") +
                      " (pruned weights held at 0)",
                  start);
@@ -182,7 +196,7 @@ DemoResult run_demo(const DemoParams& params) {
       // Kept weights in float32 plus positions: the ratio quoted is the weights-only bound N / kept.
       add_row({retrain_epochs > 0 ? "pruned, retrained (float)" : "pruned (float)", true, acc, 1.0 / (1.0 - prune), 0,
                32.0 * (1.0 - prune), acc, 1.0 / (1.0 - prune), 0, "prune=" + fmt(prune, "%.2f")});
-      log_step(what + ": accuracy " + fmt(100 * acc, "%.2f") + "%", start);
+      log_step(params.quiet, what + ": accuracy " + fmt(100 * acc, "%.2f") + "%", start);
     }
     for (const auto& plan : plans) {
       // Rate points, each quantized, coded and evaluated before fine-tuning.
@@ -328,7 +342,7 @@ DemoResult run_demo(const DemoParams& params) {
       row.accuracy_finetuned = ft_acc_report;
       row.ratio_finetuned = fp.point.stats.ratio_huffman;
       add_row(row);
-      log_step(plan.label + (pruned ? " (pruned)" : "") + ": " + row.knob + ", accuracy " +
+      log_step(params.quiet, plan.label + (pruned ? " (pruned)" : "") + ": " + row.knob + ", accuracy " +
                    fmt(100 * row.accuracy, "%.2f") + "% at " + fmt(row.ratio, "%.1f") + "x; fine-tuned " +
                    fmt(100 * ft_acc_report, "%.2f") + "% at " + fmt(row.ratio_finetuned, "%.1f") + "x",
                start);

@@ -107,6 +107,13 @@ void check_params(const LcParams& p) {
            "LC: mu-factor must be >= 1 (μ_t = μ0·a^t must not shrink), got " << p.mu_factor);
   NQ_CHECK(p.steps >= 0 && p.epochs_per_step >= 0, ErrorCode::kInvalidArgument,
            "LC: steps and epochs per step must be >= 0, got " << p.steps << " and " << p.epochs_per_step);
+  // The penalty's gradient μ(w − Δ) is float32: a μ near float's range (3.4e38) turns it into Inf and the weights
+  // into NaN. 1e30 is far beyond any useful schedule and leaves room for |w − Δ| up to 1e8.
+  constexpr double kMaxMu = 1e30;
+  const double last_mu = p.steps > 0 ? p.mu0 * std::pow(p.mu_factor, p.steps - 1) : p.mu0;
+  NQ_CHECK(last_mu <= kMaxMu, ErrorCode::kInvalidArgument,
+           "LC: the last step's mu = mu0 * mu-factor^(steps - 1) = " << last_mu << " exceeds " << kMaxMu
+               << " (float32 gradients overflow); lower --mu0, --mu-factor or --steps");
   NQ_CHECK(p.lr > 0 && std::isfinite(p.lr), ErrorCode::kInvalidArgument, "LC: lr must be > 0, got " << p.lr);
   NQ_CHECK(p.lr_decay > 0 && p.lr_decay <= 1, ErrorCode::kInvalidArgument,
            "LC: lr decay must be in (0, 1], got " << p.lr_decay);

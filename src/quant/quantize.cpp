@@ -40,6 +40,14 @@ void check_quantize_params(const QuantizeParams& params) {
            "lambda must be finite and >= 0, got " << params.lambda);
   NQ_CHECK(params.target_bits >= 0 && params.target_ratio >= 0, ErrorCode::kInvalidArgument,
            "target bits/ratio must be >= 0");
+  // A rate target is a finite number of bits: an infinite one (or a ratio so small that 32 / ratio overflows) has
+  // no λ or step to search for.
+  NQ_CHECK(std::isfinite(params.target_bits) &&
+               (params.target_ratio == 0 || std::isfinite(32.0 / params.target_ratio)),
+           ErrorCode::kInvalidArgument,
+           "target bits must be finite, got " << (params.target_bits > 0 ? params.target_bits
+                                                                          : 32.0 / params.target_ratio)
+                                              << (params.target_ratio > 0 ? " (from the target ratio)" : ""));
   NQ_CHECK(!(params.target_bits > 0 || params.target_ratio > 0) || traits.supports_target,
            ErrorCode::kInvalidArgument, traits.name << " does not support a target rate (use ecsq or uniform)");
   NQ_CHECK(params.step >= 0 && std::isfinite(params.step), ErrorCode::kInvalidArgument,

@@ -107,7 +107,7 @@ RawResult uniform_driver(const Problem& p, const QuantizeParams& q) {
     RawResult r = uniform_quantize(p, std::exp(mid), 0);
     const double hbits = r.history.back().entropy;
     const double err = std::fabs(hbits - rate);
-    if (err < best_err) { best_err = err; best = std::move(r); }
+    if (it == 0 || err < best_err) { best_err = err; best = std::move(r); }  // never an empty result
     if (best_err <= 0.005 * rate) break;
     if (hbits > rate) lo = mid; else hi = mid;
   }
