@@ -31,6 +31,7 @@ TEST(DemoCli, QuickRunProducesTableAndFiles) {
                           "/out' > '" + dir + "/stdout' 2> '" + dir + "/stderr'";
   const int status = std::system(cmd.c_str());
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << slurp(dir + "/stderr");
+  EXPECT_EQ(slurp(dir + "/stderr").find("training lenet5"), std::string::npos) << "-q: no progress lines";
   const std::string out = slurp(dir + "/stdout");
   for (const char* row : {"| original", "| k-means per layer (DC)", "| k-means", "| hw k-means", "| uniform",
                           "| iterative ECSQ", "pruned"})
@@ -161,6 +162,13 @@ TEST(DemoCli, QuickRunProducesTableAndFiles) {
   EXPECT_EQ(slurp(dir + "/q_out").find("epoch"), std::string::npos) << slurp(dir + "/q_out");
   EXPECT_NE(slurp(dir + "/q_err").find("test accuracy"), std::string::npos) << slurp(dir + "/q_err");
   EXPECT_EQ(slurp(dir + "/q_err").find("parameters"), std::string::npos) << slurp(dir + "/q_err");
+  // A run that diverges (NaN weights) says so and writes nothing, where it used to write them and exit 0.
+  const int diverged = std::system((cli + "train --model lenet5 --epochs 1 --train-subset 320 --test-subset 100 " +
+                                    "--lr 1e30 -q -o '" + dir + "/nan.safetensors' > /dev/null 2> '" + dir +
+                                    "/nan_err'").c_str());
+  EXPECT_TRUE(WIFEXITED(diverged) && WEXITSTATUS(diverged) == 2) << slurp(dir + "/nan_err");
+  EXPECT_NE(slurp(dir + "/nan_err").find("training diverged"), std::string::npos) << slurp(dir + "/nan_err");
+  EXPECT_NE(::stat((dir + "/nan.safetensors").c_str(), &none), 0) << "a diverged run writes nothing";
   const int quiet_lc = std::system((cli + "lc --model lenet5" + weights + " --steps 1 --train-subset 320 " +
                                     "--test-subset 100 -q -o '" + dir + "/lc.nq' > '" + dir + "/lc_out' 2> '" + dir +
                                     "/lc_err'").c_str());

@@ -104,6 +104,22 @@ TEST(Models, SaveLoadRoundTripAndErrors) {
   for (const Tensor& x : a.weights()) f64.add(x.converted(DType::kF64));
   b.set_weights(f64);
   EXPECT_TRUE(equal_sets(a.weights(), b.weights()));
+  // A weight that is not finite (a diverged run's) is refused by name, as quantize refuses it.
+  TensorSet bad;
+  for (const Tensor& x : a.weights()) {
+    Tensor y = x;
+    if (y.name() == "fc2.weight") y.mutable_data_as<float>()[37] = std::nanf("");
+    bad.add(y);
+  }
+  try {
+    load_weights(b, bad, "bad.safetensors");
+    FAIL() << "a NaN weight accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("bad.safetensors: tensor 'fc2.weight': weight 37 is not finite"),
+              std::string::npos)
+        << e.what();
+  }
   std::remove(path.c_str());
 }
 

@@ -231,6 +231,14 @@ TEST(Lc, RejectsBadParameters) {
   p.mu_factor = 0.5;  // μ would fade instead of growing
   EXPECT_THROW(lc_compress(model, data, nullptr, nullptr, p), Error);
   p.mu_factor = 2.0;
+  p.steps = 120;  // μ0·2^119 ≈ 6.6e32: float32 penalty gradients would overflow to Inf, then NaN weights
+  try {
+    lc_compress(model, data, nullptr, nullptr, p);
+    ADD_FAILURE() << "a last mu of 6.6e32 must be refused";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("last step's mu"), std::string::npos) << e.what();
+  }
+  p.steps = 2;
   EXPECT_THROW(lc_c_step(model.weights(), &model.weights(), 0.0, nullptr, p.compress), Error);
 }
 

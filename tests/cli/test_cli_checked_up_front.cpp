@@ -1,0 +1,126 @@
+// Options and outputs that the CLI must refuse before any work (exit 2, a message naming the option, nothing
+// written): the findings of a CLI audit, each of which used to crash, assert, or fail only after the work.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "cli/cli_fixture.h"
+#include "netquant/io.h"
+
+namespace nq {
+namespace {
+
+using CheckedUpFront = CliFixture;
+
+bool exists(const std::string& path) { return std::ifstream(path).good(); }
+
+TEST_F(CheckedUpFront, ThreadsBeyondWhatTheRuntimeCanCreate) {
+  TensorSet set;
+  set.add(Tensor::from_f32("w", {8}, {1, 2, 3, 4, 5, 6, 7, 8}));
+  write_safetensors(file("m.safetensors"), set);
+  // 65536 used to crash inside libgomp (SIGSEGV), and tens of thousands to end it with its own message, exit 1.
+  CliRun r = run("quantize '" + file("m.safetensors") + "' -o '" + file("o.nq") + "' --k 2 --threads 65536");
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_NE(r.err.find("--threads 65536 is too many"), std::string::npos) << r.err;
+  EXPECT_FALSE(exists(file("o.nq")));
+  EXPECT_EQ(run("quantize '" + file("m.safetensors") + "' -o '" + file("o.nq") + "' --k 2 --threads 3").status, 0);
+}
+
+TEST_F(CheckedUpFront, AnInfiniteRateTarget) {
+  TensorSet set;
+  std::vector<float> w(300);
+  for (size_t i = 0; i < w.size(); ++i) w[i] = std::sin(0.37f * static_cast<float>(i));
+  set.add(Tensor::from_f32("w", {300}, w));
+  write_safetensors(file("m.safetensors"), set);
+  // uniform's Δ search found no candidate against an infinite rate and tripped an internal assertion (exit 1).
+  for (const std::string target : {"--target-bits inf", "--target-ratio 1e-320"}) {
+    for (const char* method : {"uniform", "ecsq"}) {
+      SCOPED_TRACE(target + " " + method);
+      CliRun r = run("quantize '" + file("m.safetensors") + "' -o '" + file("o.nq") + "' --method " + method + " " +
+                     target);
+      EXPECT_EQ(r.status, 2) << r.err;
+      EXPECT_NE(r.err.find("target bits must be finite"), std::string::npos) << r.err;
+      EXPECT_FALSE(exists(file("o.nq")));
+    }
+  }
+}
+
+TEST_F(CheckedUpFront, TensorOutputsOfTheBuiltInNetworks) {
+  // Each of these trained (or took the Hessian) first and failed on the write, leaving -o behind when only
+  // --adam-state was wrong. The data directory is never read: the check comes first.
+  struct Case {
+    std::string args, output, message;
+  };
+  const std::vector<Case> cases = {
+      {"train --model lenet300 --data '" + file("nodata") + "' -o '" + file("w.txt") + "'", "w.txt",
+       "-o " + file("w.txt") + ": writes .safetensors"},
+      {"train --model lenet300 --data '" + file("nodata") + "' -o '" + file("w.npy") + "'", "w.npy",
+       "a .npy file holds one tensor and this writes 6"},
+      {"train --model lenet300 --optimizer adam --data '" + file("nodata") + "' -o '" + file("w.safetensors") +
+           "' --adam-state '" + file("v.txt") + "'",
+       "w.safetensors", "--adam-state " + file("v.txt")},
+      {"hessian --model lenet5 --weights '" + file("none.safetensors") + "' --data '" + file("nodata") + "' -o '" +
+           file("h.txt") + "'",
+       "h.txt", "-o " + file("h.txt") + ": writes .safetensors"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.args);
+    CliRun r = run(c.args);
+    EXPECT_EQ(r.status, 2) << r.err;
+    EXPECT_NE(r.err.find(c.message), std::string::npos) << r.err;
+    EXPECT_FALSE(exists(file(c.output)));
+  }
+}
+
+TEST_F(CheckedUpFront, DemoOutputAndBudget) {
+  std::ofstream(file("plain")) << "a file";
+  CliRun r = run("demo --quick --no-plot --out '" + file("plain") + "'");
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_NE(r.err.find("is not a directory"), std::string::npos) << r.err;
+  r = run("demo --quick --no-plot --out '" + file("missing/sub") + "'");
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_NE(r.err.find("does not exist"), std::string::npos) << r.err;
+  // Refused before anything else, and the --out directory this run made is gone again.
+  for (const std::string& bad : {std::string("--max-accuracy-loss nan"), std::string("--max-accuracy-loss -1"),
+                                 std::string("--epochs -5")}) {
+    SCOPED_TRACE(bad);
+    r = run("demo --quick --no-plot " + bad + " --out '" + file("made") + "'");
+    EXPECT_EQ(r.status, 2) << r.err;
+    EXPECT_FALSE(exists(file("made")));
+  }
+  // A run that fails later (here: no data) removes the directory it made too, and prints no progress under -q.
+  r = run("demo --quick --no-plot -q --data '" + file("nodata") + "' --out '" + file("made") + "'");
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_EQ(r.err.find("loading"), std::string::npos) << r.err;
+  EXPECT_FALSE(exists(file("made")));
+}
+
+TEST_F(CheckedUpFront, CodebooksANqFileCannotHold) {
+  TensorSet set;
+  set.add(Tensor::from_f32("w", {4}, {1, 2, 3, 4}));
+  write_safetensors(file("m.safetensors"), set);
+  // lc ran every step before finding out; int's --k was reported as "--bits asks for 131071".
+  CliRun r = run("lc --weights '" + file("m.safetensors") + "' --data '" + file("nodata") + "' -o '" + file("o.nq") +
+                 "' --k 100000");
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_NE(r.err.find("--k asks for 100000"), std::string::npos) << r.err;
+  r = run("quantize '" + file("m.safetensors") + "' -o '" + file("o.nq") + "' --method int --k 17");
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_NE(r.err.find("int: bits must be in [2, 16]"), std::string::npos) << r.err;
+  EXPECT_FALSE(exists(file("o.nq")));
+}
+
+TEST_F(CheckedUpFront, InspectJsonOutToStdoutKeepsTheTablesOffIt) {
+  write_npy(file("v.npy"), Tensor::from_f64("x", {3}, {1, 2, 3}));
+  CliRun r = run("inspect '" + file("v.npy") + "' --json-out -");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["files"][0]["tensors"][0]["mean"].get<double>(), 2.0);  // JSON alone
+  EXPECT_NE(r.err.find("v.npy: npy, 1 tensors"), std::string::npos) << r.err;
+  EXPECT_EQ(run("inspect '" + file("v.npy") + "' --json --json-out -").status, 2);
+}
+
+}  // namespace
+}  // namespace nq
