@@ -115,6 +115,8 @@ std::vector<SweepPointSpec> build_specs(const SweepOptions& o, const TensorSet& 
       std::vector<int> ks;
       if (!o.ks.empty()) {
         ks = parse_int_list(o.ks);
+      } else if (p.quant.method == Method::kPow2 && o.bits.empty()) {
+        ks = parse_int_list("1:8");  // pow2's knob is exponents per sign (at most 32): 2^b would leave it at once
       } else {
         for (int b : parse_int_list(o.bits.empty() ? "1:8" : o.bits)) {
           NQ_CHECK(b >= 1 && b <= 16, ErrorCode::kInvalidArgument, "--bits: " << b << " is outside 1..16");
@@ -239,7 +241,9 @@ void setup_sweep(CLI::App& sub) {
   sub.add_option("--method", o->methods, "method or comma list (one curve each): ecsq, uniform, hw-kmeans, ...")
       ->capture_default_str();
   sub.add_option("--lambdas", o->lambdas, "ECSQ λ: LO:HI:N log-spaced, or a comma list (default: automatic range)");
-  sub.add_option("--bits", o->bits, "k = 2^b per point for k-methods (int: grid bits): list '1,2,4' or range '1:8'");
+  sub.add_option("--bits", o->bits,
+                 "k = 2^b per point for k-methods (int: grid bits): list '1,2,4' or range '1:8' (the default; "
+                 "pow2's default is --k 1:8 exponents per sign)");
   sub.add_option("--k", o->ks,
                  "k per point: list '2,4,8' or range '2:16' (overrides --bits; int: grid bits when no --bits)");
   sub.add_option("--k-max", o->k, "ECSQ initial centers")->capture_default_str();

@@ -76,11 +76,47 @@ def _whole(name: str, value: Any, bounds: tuple[int, int]) -> int:
     return whole
 
 
+def _real(name: str, value: Any) -> float:
+    """A real-number parameter: ints, floats and NumPy numbers pass; a str, bool or anything else is refused
+    naming the parameter (float("0.1") would otherwise accept the text, and a bool would pass as 0 or 1)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: expected a number, got {type(value).__name__} {value!r}")
+    return float(value)
+
+
+def _flag(name: str, value: Any) -> bool:
+    """A yes/no parameter: only True/False (a NumPy bool too); "no" would otherwise be truthy."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def _text(name: str, value: Any) -> str:
+    """A name parameter (method, scope, backend, ...): a str, else refused naming it."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name}: expected a str, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _path(value: Any) -> str:
+    """A file path for the engine, which reads it as a C string: one with a NUL byte would name another file, so
+    it is refused as Python's own open() refuses it."""
+    path = os.fsdecode(os.fspath(value))
+    if "\0" in path:
+        raise ValueError(f"path: embedded null byte in {path!r}")
+    return path
+
+
+_REAL_OPTIONS = ("step", "tol", "target_file_ratio")
+_FLAG_OPTIONS = ("int_symmetric", "skip_1d")
+_TEXT_OPTIONS = ("importance_transform", "rate_allocation", "coder")
+
+
 def _params(method: str, k: int | None, bits: int | None, lam: float, target_bits: float | None,
             target_ratio: float | None, scope: str, prune: float, init: str, max_iter: int, backend: str,
             seed: int, options: Mapping[str, Any]) -> _core.Params:
     p = _core.Params()
-    p.method = str(method)
+    p.method = _text("method", method)
     if bits is not None and k is not None:
         raise ValueError("give either k or bits, not both")
     # As the CLI's --k/--bits: k = 2**bits; method int takes its grid bits from bits (or k), pow2 its exponents
@@ -99,14 +135,14 @@ def _params(method: str, k: int | None, bits: int | None, lam: float, target_bit
             p.int_bits = k
         elif method == "pow2":
             p.pow2_levels = k
-    p.lam = float(lam)
-    p.target_bits = float(target_bits) if target_bits is not None else 0.0
-    p.target_ratio = float(target_ratio) if target_ratio is not None else 0.0
-    p.scope = str(scope)
-    p.prune = float(prune)
-    p.init = str(init)
+    p.lam = _real("lam", lam)
+    p.target_bits = _real("target_bits", target_bits) if target_bits is not None else 0.0
+    p.target_ratio = _real("target_ratio", target_ratio) if target_ratio is not None else 0.0
+    p.scope = _text("scope", scope)
+    p.prune = _real("prune", prune)
+    p.init = _text("init", init)
     p.max_iter = _whole("max_iter", max_iter, _INT32)
-    p.backend = str(backend)
+    p.backend = _text("backend", backend)
     p.seed = _whole("seed", seed, _UINT64)
     for key, value in options.items():
         if key not in _EXTRA_OPTIONS:
@@ -115,7 +151,21 @@ def _params(method: str, k: int | None, bits: int | None, lam: float, target_bit
             value = "" if value is None else _pattern(key, value)
         elif key in _WHOLE_OPTIONS:
             value = _whole(key, value, _WHOLE_OPTIONS[key])
+        elif key in _REAL_OPTIONS:
+            value = _real(key, value)
+        elif key in _FLAG_OPTIONS:
+            value = _flag(key, value)
+        elif key in _TEXT_OPTIONS:
+            value = _text(key, value)
         setattr(p, key, value)
+    # One rate goal at a time, as the CLI's "give one of --lambda, --target-bits, ...": a second one would be
+    # ignored without a word. (The two spellings of a file budget, together, are the engine's own error.)
+    budget = [key for key in ("target_size", "target_file_ratio") if options.get(key, 0) != 0]
+    goals = [name for name, given in (("lam", p.lam != 0), ("target_bits", target_bits is not None),
+                                      ("target_ratio", target_ratio is not None)) if given] + budget[:1]
+    if len(goals) > 1:
+        raise ValueError(f"give one of lam, target_bits, target_ratio, target_size, target_file_ratio; got "
+                         f"{' and '.join(goals)}")
     p.validate()
     return p
 
@@ -127,7 +177,14 @@ def _pattern(key: str, value: Any) -> str:
 
 
 def _importance_dict(importance: Mapping[str, ArrayLike] | None) -> dict[str, np.ndarray] | None:
-    return None if importance is None else as_tensor_dict(importance, "importance")
+    if importance is None:
+        return None
+    arrays = as_tensor_dict(importance, "importance")
+    for name, a in arrays.items():  # a TypeError naming the tensor, as quantize() gives for one array
+        if a.dtype not in (np.float16, np.float32, np.float64):
+            raise TypeError(f"importance: tensor '{name}': dtype {a.dtype} is not supported; expected float32, "
+                            "float16 or float64")
+    return arrays
 
 
 class Result:
@@ -298,12 +355,12 @@ def prune(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] 
     tensor after a streamed selection (0 = automatic from the available memory); the result is the same."""
     model = as_tensor_dict(tensors, "tensors")
     p = _core.Params()
-    p.prune = float(fraction)
-    p.skip_1d = bool(skip_1d)
+    p.prune = _real("fraction", fraction)
+    p.skip_1d = _flag("skip_1d", skip_1d)
     p.include = "" if include is None else _pattern("include", include)
     p.exclude = "" if exclude is None else _pattern("exclude", exclude)
-    p.importance_transform = importance_transform
-    p.backend = backend
+    p.importance_transform = _text("importance_transform", importance_transform)
+    p.backend = _text("backend", backend)
     p.batch_weights = _whole("batch_weights", batch_weights, _INT64)
     return dict(_core.prune_tensors(model, _importance_dict(importance), p))
 
@@ -314,7 +371,7 @@ def save(path: PathLike, tensors: Mapping[str, ArrayLike], importance: Mapping[s
     (atomically: a temporary file renamed at the end). Returns the model's statistics, coding included."""
     model = as_tensor_dict(tensors, "tensors")
     p = _quant_params(params)
-    return dict(_core.write_nq(os.fspath(path), model, _importance_dict(importance), p))
+    return dict(_core.write_nq(_path(path), model, _importance_dict(importance), p))
 
 
 def compress(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] | None = None,
@@ -328,7 +385,7 @@ def compress(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLik
 def load(path: PathLike) -> dict[str, np.ndarray]:
     """Reads a ``.nq`` file and returns the dequantized tensors (name -> array, their original shapes and
     dtypes; bfloat16 comes back as float32, which NumPy lacks)."""
-    return dict(_core.read_nq(os.fspath(path)))
+    return dict(_core.read_nq(_path(path)))
 
 
 class Codes(NamedTuple):
@@ -364,7 +421,7 @@ def load_codes(source: PathLike | bytes | bytearray | memoryview) -> dict[str, C
     if isinstance(source, (bytes, bytearray, memoryview)):
         arrays, metadata = _core.read_nq_codes(bytes(source))
     else:
-        arrays, metadata = _core.read_nq_codes(os.fspath(source))
+        arrays, metadata = _core.read_nq_codes(_path(source))
     out: dict[str, Codes | np.ndarray] = {}
     for name, array in arrays.items():
         if name.endswith(".codebook") and isinstance(out.get(name[:-len(".codebook")]), Codes):
@@ -420,7 +477,7 @@ def sweep(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] 
             (16 points), as the CLI.
         ks: k per point for the k-methods (a list or "2,4,8" / "2:16"; pow2: exponents per sign); overrides
             ``bits``.
-        bits: k = 2**b per point; default "1:8". Method int takes its grid bits from ``bits``, else ``ks``, else
+        bits: k = 2**b per point; default "1:8" (pow2: ``ks`` 1..8 exponents per sign instead). Method int takes its grid bits from ``bits``, else ``ks``, else
             "2:8".
         k: ECSQ's initial centers (the CLI's --k-max).
         csv_path: also write the CSV the CLI writes with ``-o`` (byte-identical).
@@ -434,6 +491,9 @@ def sweep(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] 
         loss_finetuned (None: not evaluated), duplicate (the same solution as the previous point), include,
         exclude (the name filters, "" when not given).
     """
+    if any(options.get(key, 0) != 0 for key in ("target_size", "target_file_ratio")):
+        raise ValueError("sweep takes no target_size or target_file_ratio: its points are given; quantize_model, "
+                         "save and compress meet a file budget")
     model = as_tensor_dict(tensors, "tensors")
     imp = _importance_dict(importance)
     names = [m for m in (method.split(",") if isinstance(method, str) else list(method)) if m]
@@ -466,6 +526,8 @@ def sweep(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] 
         elif t["takes_k"]:
             if ks is not None:
                 k_values = _int_list("ks", ks)
+            elif name == "pow2" and bits is None:
+                k_values = list(range(1, 9))  # exponents per sign (at most 32), as the CLI: 2**b would leave them
             else:
                 k_values = []
                 for b in _int_list("bits", "1:8" if bits is None else bits):
@@ -481,8 +543,7 @@ def sweep(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] 
             points.append((base, "fixed", 0.0))
     rows, csv = _core.run_sweep(model, imp, points)
     if csv_path is not None:
-        with open(os.fspath(csv_path), "w", encoding="utf-8", newline="") as f:
-            f.write(csv)
+        _core.write_file_atomic(_path(csv_path), csv)  # a failed write leaves no partial file, the old one whole
     return list(rows)
 
 
@@ -496,20 +557,24 @@ def load_safetensors(path: PathLike, mmap: bool = False) -> dict[str, np.ndarray
     ``mmap=True`` returns read-only arrays that view the memory-mapped file (no copy; they keep the map alive);
     the default returns writable arrays.
     """
-    return dict(_core.read_safetensors(os.fspath(path), not mmap))
+    return dict(_core.read_safetensors(_path(path), not mmap))
 
 
 def safetensors_metadata(path: PathLike) -> dict[str, str]:
     """The ``__metadata__`` string map of a safetensors file (of a sharded checkpoint: the entries every shard
     agrees on)."""
-    return dict(_core.read_safetensors_metadata(os.fspath(path)))
+    return dict(_core.read_safetensors_metadata(_path(path)))
 
 
 def save_safetensors(path: PathLike, tensors: Mapping[str, ArrayLike], metadata: Mapping[str, str] | None = None) -> None:
     """Writes tensors in their own dtypes (float32/16/64, int8/16/32/64, uint8, bool) as a safetensors file,
     atomically. Arrays must be C-contiguous; torch tensors are accepted as in :func:`quantize`."""
     arrays = as_tensor_dict(tensors, "tensors")
-    _core.write_safetensors(os.fspath(path), arrays, dict(metadata or {}))
+    meta = dict(metadata or {})
+    for key, value in meta.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError(f"metadata: keys and values must be str, got {key!r}: {value!r}")
+    _core.write_safetensors(_path(path), arrays, meta)
 
 
 def methods() -> list[dict[str, Any]]:

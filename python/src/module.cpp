@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "arrays.h"
+#include "netquant/atomic_file.h"
 #include "netquant/backend.h"
 #include "netquant/coding.h"
 #include "netquant/error.h"
@@ -510,6 +511,13 @@ PYBIND11_MODULE(_core, m) {
   m.def("read_safetensors_metadata", &read_safetensors_metadata, py::arg("path"));
   m.def("write_safetensors", &write_safetensors_dict, py::arg("path"), py::arg("tensors"),
         py::arg("metadata") = std::map<std::string, std::string>());
+  m.def(
+      "write_file_atomic",
+      [](const std::string& path, const std::string& contents) {
+        py::gil_scoped_release release;
+        nq::write_file_atomic(path, contents);
+      },
+      py::arg("path"), py::arg("contents"), "A temporary file beside `path`, renamed over it when complete.");
   m.def("auto_lambda_range", &auto_lambda_range_py, py::arg("tensors"), py::arg("importance"), py::arg("params"));
   m.def("run_sweep", &run_sweep_py, py::arg("tensors"), py::arg("importance"), py::arg("points"));
   m.def("log_space", &nq::log_space, py::arg("lo"), py::arg("hi"), py::arg("n"));

@@ -17,6 +17,7 @@
 #include "netquant/progress.h"
 #include "pipeline/collectives.h"
 #include "quant/model_stats.h"
+#include "quant/model_values.h"
 #include "quant/quant_formulas.h"
 #include "quant/quant_ops.h"
 #include "quant/quantizers.h"
@@ -138,9 +139,8 @@ void load_shard(bool weighted, const std::vector<TensorInfo>& tensors, const Mod
     size_t i = 0;
     for (size_t k = 0; k < s.blocks.size(); ++k) {
       const size_t t = s.blocks[k].tensor;
-      const float scale = static_cast<float>(static_cast<double>(tensors[t].numel) / sums[t]);
-      for (; i < s.raw_end[k]; ++i)
-        if (sums[t] > 0) s.h[i] *= scale;
+      const double scale = quant::normalize_scale(tensors[t].numel, sums[t]);
+      for (; i < s.raw_end[k]; ++i) s.h[i] = quant::normalize_importance(s.h[i], scale);
     }
   }
 }

@@ -45,7 +45,7 @@ ValueSource::ValueSource(const Tensor& weights, const Tensor* importance, Import
     importance_->to_f32(i0, i1, buf.data());
     for (int64_t i = 0; i < i1 - i0; ++i) sum += buf[static_cast<size_t>(i)];
   }
-  if (sum > 0) scale_ = static_cast<float>(static_cast<double>(n) / sum);
+  scale_ = normalize_scale(n, sum);
 }
 
 ValueFaults ValueSource::convert(int64_t i0, int64_t i1, float* w, float* h) const {
@@ -75,7 +75,7 @@ ValueFaults ValueSource::convert(int64_t i0, int64_t i1, float* w, float* h) con
   if (transform_ == ImportanceTransform::kSqrt)
     for (int64_t i = 0; i < n; ++i) h[i] = std::sqrt(h[i]);
   if (transform_ == ImportanceTransform::kNormalize)
-    for (int64_t i = 0; i < n; ++i) h[i] *= scale_;
+    for (int64_t i = 0; i < n; ++i) h[i] = normalize_importance(h[i], scale_);
   return faults;
 }
 

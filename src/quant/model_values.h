@@ -12,6 +12,14 @@
 
 namespace nq::quant {
 
+// --importance-transform normalize: h · n / Σh (mean 1 per tensor), Σh in fp64, the product in fp64 and rounded
+// once. The scale alone may exceed float's range (importances of mean 1e-39 have a scale of 1e39), the product
+// never does (h · n / Σh ≤ n). Σh = 0 leaves h as it is. Every driver (in process, sharded) scales through these.
+inline double normalize_scale(int64_t n, double sum) { return sum > 0 ? static_cast<double>(n) / sum : 1.0; }
+inline float normalize_importance(float h, double scale) {
+  return static_cast<float>(static_cast<double>(h) * scale);
+}
+
 // The first value of a range that fails its check, or −1: a weight that is not finite, an importance that is not
 // finite or is negative (checked before the transform, as the user wrote it).
 struct ValueFaults {
@@ -22,7 +30,7 @@ struct ValueFaults {
 class ValueSource {
  public:
   // kNormalize's per-tensor scale (mean importance 1) is computed here, in one serial pass over the importance in
-  // element order, so that every range is scaled by the same float. `importance` null: none.
+  // element order, so that every range is scaled alike. `importance` null: none.
   ValueSource(const Tensor& weights, const Tensor* importance, ImportanceTransform transform);
 
   const Tensor& weights() const { return *weights_; }
@@ -47,7 +55,7 @@ class ValueSource {
   const Tensor* weights_;
   const Tensor* importance_;
   ImportanceTransform transform_;
-  float scale_ = 1.0f;
+  double scale_ = 1.0;  // normalize_scale
   bool release_pages_ = false;
 };
 

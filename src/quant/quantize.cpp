@@ -42,6 +42,10 @@ void check_quantize_params(const QuantizeParams& params) {
            "target bits/ratio must be >= 0");
   // A rate target is a finite number of bits: an infinite one (or a ratio so small that 32 / ratio overflows) has
   // no λ or step to search for.
+  NQ_CHECK(std::isfinite(params.target_ratio), ErrorCode::kInvalidArgument,
+           "target ratio must be finite, got " << params.target_ratio);
+  NQ_CHECK(std::isfinite(params.tol) && params.tol >= 0, ErrorCode::kInvalidArgument,
+           "tol must be finite and >= 0, got " << params.tol);
   NQ_CHECK(std::isfinite(params.target_bits) &&
                (params.target_ratio == 0 || std::isfinite(32.0 / params.target_ratio)),
            ErrorCode::kInvalidArgument,

@@ -754,7 +754,10 @@ static void check_prune(uint64_t seed) {
         if (p.importance_transform == ImportanceTransform::kSqrt) for (auto& x : h) x = std::sqrt(x);
         if (p.importance_transform == ImportanceTransform::kNormalize) {
           double sum = 0; for (float v : h) sum += v;
-          if (sum > 0) { const float sc = static_cast<float>(static_cast<double>(h.size()) / sum); for (auto& x : h) x *= sc; }
+          if (sum > 0) {  // the product in fp64, rounded once (model_values.h)
+            const double sc = static_cast<double>(h.size()) / sum;
+            for (auto& x : h) x = static_cast<float>(static_cast<double>(x) * sc);
+          }
         }
       }
       for (size_t i = 0; i < w.size(); ++i) {

@@ -1,0 +1,119 @@
+"""Arguments a user can get wrong: each is refused naming the parameter, before any work, as the CLI refuses the
+same option (the findings of an audit of the Python API: each used to be accepted, misread or a crash)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import netquant
+from conftest import importance, weights
+
+
+def test_numbers_are_numbers(rng):
+    w = weights(rng, (8, 16))
+    # float("0.1") would take the text; a bool would pass as 0 or 1.
+    for kwargs, name in [({"lam": "0.1"}, "lam"), ({"target_bits": "2"}, "target_bits"), ({"prune": True}, "prune"),
+                         ({"method": "uniform", "step": "a"}, "step"), ({"tol": None}, "tol")]:
+        with pytest.raises(TypeError, match=f"^{name}: expected a number"):
+            netquant.quantize(w, **kwargs)
+    # NumPy numbers are numbers.
+    r = netquant.quantize(w, k=np.int64(4), lam=np.float32(1e-3), prune=np.float64(0.1))
+    assert r.stats["lambda"] == pytest.approx(1e-3, rel=1e-6)
+
+
+def test_flags_and_names_take_their_own_types(rng):
+    m = {"w": weights(rng, (8, 16)), "b": weights(rng, (16,))}
+    with pytest.raises(TypeError, match="^skip_1d: expected True or False"):
+        netquant.prune(m, fraction=0.5, skip_1d="no")  # "no" is truthy: it used to skip the bias
+    with pytest.raises(TypeError, match="^fraction: expected a number"):
+        netquant.prune(m, fraction="0.5")
+    with pytest.raises(TypeError, match="^importance_transform: expected a str"):
+        netquant.prune(m, fraction=0.5, importance_transform=None)
+    with pytest.raises(TypeError, match="^backend: expected a str"):
+        netquant.quantize(m["w"], backend=3)
+    with pytest.raises(TypeError, match="^int_symmetric: expected True or False"):
+        netquant.quantize(m["w"], method="int", bits=4, int_symmetric=1)
+    # The oracle for skip_1d=False: the bias is pruned with the rest, and the same with a NumPy bool.
+    pruned = netquant.prune(m, fraction=0.5, skip_1d=np.False_)
+    assert (pruned["b"] == 0).any()
+
+
+def test_tolerance_must_be_finite_and_non_negative(rng):
+    w = weights(rng, (40,))
+    for tol in (float("nan"), -1.0, float("inf")):
+        with pytest.raises(netquant.NetquantValueError, match="tol must be finite"):
+            netquant.quantize(w, tol=tol)
+
+
+def test_one_rate_goal_at_a_time(rng):
+    w = weights(rng, (30, 40))
+    for kwargs in [{"target_bits": 2.0, "target_ratio": 10.0}, {"lam": 0.5, "target_bits": 2.0},
+                   {"lam": 1e-4, "target_size": 1000}]:
+        with pytest.raises(ValueError, match="give one of lam, target_bits"):
+            netquant.quantize(w, method="ecsq", **kwargs)
+    # An infinite goal is no goal to search for (target_ratio=inf used to mean "no target": 32/inf = 0).
+    with pytest.raises(netquant.NetquantValueError, match="target ratio must be finite"):
+        netquant.quantize(w, method="ecsq", target_ratio=float("inf"))
+    with pytest.raises(netquant.NetquantValueError, match="target bits must be finite"):
+        netquant.quantize(w, method="uniform", target_bits=float("inf"))  # an internal assertion before
+
+
+def test_paths_with_a_null_byte_are_refused(rng, tmp_path):
+    src = tmp_path / "model.safetensors"
+    netquant.save_safetensors(src, {"w": np.arange(16, dtype=np.float32).reshape(4, 4)})
+    before = src.read_bytes()
+    bad = str(src) + "\0.nq"  # the engine reads C strings: this named model.safetensors itself
+    with pytest.raises(ValueError, match="embedded null byte"):
+        netquant.save(bad, netquant.load_safetensors(src), k=2)
+    for read in (netquant.load, netquant.load_safetensors, netquant.safetensors_metadata, netquant.load_codes):
+        with pytest.raises(ValueError, match="embedded null byte"):
+            read(bad)
+    assert src.read_bytes() == before
+    assert os.listdir(tmp_path) == ["model.safetensors"]
+
+
+def test_metadata_values_must_be_text(rng, tmp_path):
+    with pytest.raises(TypeError, match="^metadata: keys and values must be str"):
+        netquant.save_safetensors(tmp_path / "x.safetensors", {"w": weights(rng, (3,))}, {"epoch": 3})
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_integer_importance_is_a_type_error_everywhere(rng, tmp_path):
+    w = weights(rng, (6, 5))
+    h = np.ones((6, 5), dtype=np.int32)
+    with pytest.raises(TypeError):
+        netquant.quantize(w, h)
+    for call in (lambda: netquant.quantize_model({"w": w}, {"w": h}), lambda: netquant.save(tmp_path / "m.nq",
+                                                                                              {"w": w}, {"w": h})):
+        with pytest.raises(TypeError, match="^importance: tensor 'w': dtype int32"):
+            call()
+    assert not (tmp_path / "m.nq").exists()
+
+
+def test_normalize_takes_importances_of_any_scale(rng):
+    # The scale n / sum(h) of importances near 1e-39 is beyond float32; the normalized values are not. Oracle:
+    # normalize makes the answer independent of a common factor.
+    w = weights(rng, (8, 16))
+    h = importance(rng, (8, 16))
+    want = netquant.quantize(w, h, method="hw-kmeans", k=4, importance_transform="normalize")
+    for factor in (1e-39, 1e-30, 1e20):  # 1e-39: subnormal float32 values, a scale of about 1e39
+        got = netquant.quantize(w, (h.astype(np.float64) * factor).astype(np.float32), method="hw-kmeans", k=4,
+                                importance_transform="normalize")
+        np.testing.assert_allclose(got.codebooks[0], want.codebooks[0], rtol=1e-5)
+        assert (got.indices == want.indices).mean() > 0.99
+
+
+def test_pow2_sweep_defaults_to_exponents_per_sign(rng):
+    m = {"w": weights(rng, (20, 20))}
+    rows = netquant.sweep(m, method="pow2")  # bits 1:8 would ask for k = 256 exponents, beyond pow2's 32
+    assert [r["knob"] for r in rows] == [float(k) for k in range(1, 9)]
+
+
+def test_threads_beyond_the_runtime_are_refused():
+    before = netquant.num_threads()
+    with pytest.raises(netquant.NetquantValueError, match="is too many"):
+        netquant.set_num_threads(100000)  # it used to crash the interpreter on the next parallel loop
+    assert netquant.num_threads() == before
