@@ -134,6 +134,11 @@ void check_tensor_output(const OutputArg& out, int64_t tensors) {
                       << "; name a .safetensors file");
 }
 
+void check_transform_needs_importance(const std::string& transform, const std::string& importance) {
+  NQ_CHECK(transform == "none" || !importance.empty(), ErrorCode::kInvalidArgument,
+           "--importance-transform " << transform << " transforms --importance; give that file too");
+}
+
 void check_nq_levels(const std::string& output, const QuantizeParams& q, const char* option, const char* alternative) {
   if (!has_extension(output, ".nq")) return;
   const int64_t levels = q.method == Method::kInt    ? (q.int_bits <= 16 ? (int64_t{1} << q.int_bits) - 1 : 0)

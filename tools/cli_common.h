@@ -76,6 +76,9 @@ void check_outputs(const std::vector<OutputArg>& outputs, const std::vector<std:
 // Checks, before the work, that a tensor output (`write_tensors`) names a type it can hold: .safetensors, or .npy
 // for a single tensor (`tensors` = how many will be written, −1 when not yet known). Exit 2 otherwise.
 void check_tensor_output(const OutputArg& output, int64_t tensors);
+// --importance-transform acts on --importance: without one it would be ignored without a word (exit 2).
+void check_transform_needs_importance(const std::string& transform, const std::string& importance);
+
 // Checks, before the work, that a .nq output can hold the codebooks `q` asks for (at most kNqMaxLevels levels);
 // `option` is how the user asked ("--k" or "--bits"); `alternative` ends the advice (", or write .safetensors").
 // int's own range (≤ 16 bits) and pow2's are the methods' checks, which name themselves.

@@ -69,6 +69,9 @@ void run(LcOptions& o) {
   c.scope = parse_scope(o.scope);
   c.skip_1d = !o.quantize_biases;
   c.importance_transform = parse_importance_transform(o.transform);
+  check_transform_needs_importance(o.transform, o.importance);
+  NQ_CHECK(o.lambda == 0 || c.quant.method == Method::kEcsq, ErrorCode::kInvalidArgument,
+           "--lambda applies to --c-step ecsq only (got " << o.c_step << ")");
 
   Model model = build_model(o.model);
   load_network_weights(model, o.weights);

@@ -38,6 +38,7 @@ void run_prune(const PruneOptions& o) {
   p.exclude_regex = o.exclude;
   p.batch_weights = o.batch_weights;
   p.importance_transform = parse_importance_transform(o.transform);
+  check_transform_needs_importance(o.transform, o.importance);
   p.quant.backend = parse_backend(o.common.backend);
   const TensorSet importance = o.importance.empty() ? TensorSet() : read_importance(o.importance, model, p);
   const TensorSet* imp = o.importance.empty() ? nullptr : &importance;

@@ -1,4 +1,5 @@
 // `netquant sweep`: rate–distortion curve of one model over λ (ECSQ) or k / bits, optionally with task accuracy.
+#include <algorithm>
 #include <cmath>
 #include <iostream>
 #include <memory>
@@ -144,6 +145,7 @@ void run(const SweepOptions& o) {
   NQ_CHECK(!(o.output == "-" && o.json == "-"), ErrorCode::kInvalidArgument,
            "-o - and --json - would both write to stdout; give one of them a file");
 
+  check_transform_needs_importance(o.transform, o.importance);
   const TensorSet model = read_tensors(o.model);
   // Every point would refuse an invalid pattern or an empty selection: refuse it once, before any point runs.
   quant::TensorSelector(base_params(o)).choose(model);
@@ -153,6 +155,10 @@ void run(const SweepOptions& o) {
 
   auto specs = build_specs(o, model, imp);
   for (auto& spec : specs) spec.coder = parse_index_coder(o.coder);
+  // A knob no curve sweeps would be ignored without a word.
+  const bool some_lambda = std::any_of(specs.begin(), specs.end(), [](const auto& s) { return s.knob_name == "lambda"; });
+  NQ_CHECK(o.lambdas.empty() || some_lambda, ErrorCode::kInvalidArgument,
+           "--lambdas applies to ecsq, which --method " << o.methods << " does not include");
   SweepEvaluator evaluate;
   if (!o.eval_model.empty()) {
     BuiltinEvalOptions eo;

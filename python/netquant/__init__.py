@@ -541,6 +541,8 @@ def sweep(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] 
                 points.append((p, "k", float(kv)))
         else:
             points.append((base, "fixed", 0.0))
+    if lambdas is not None and not any(knob == "lambda" for _, knob, _ in points):
+        raise ValueError(f"lambdas: apply to ecsq, which method {method!r} does not include")  # as the CLI
     rows, csv = _core.run_sweep(model, imp, points)
     if csv_path is not None:
         _core.write_file_atomic(_path(csv_path), csv)  # a failed write leaves no partial file, the old one whole

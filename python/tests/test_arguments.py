@@ -117,3 +117,8 @@ def test_threads_beyond_the_runtime_are_refused():
     with pytest.raises(netquant.NetquantValueError, match="is too many"):
         netquant.set_num_threads(100000)  # it used to crash the interpreter on the next parallel loop
     assert netquant.num_threads() == before
+
+
+def test_sweep_lambdas_need_a_lambda_method(rng):
+    with pytest.raises(ValueError, match="^lambdas: apply to ecsq"):
+        netquant.sweep({"w": weights(rng, (10, 10))}, method="hw-kmeans", lambdas=[1e-5])

@@ -32,6 +32,8 @@ std::string find_idx_file(const std::string& dir, const std::string& prefix, con
 }  // namespace
 
 Dataset load_mnist(const std::string& dir, bool train) {
+  // An empty name would search "/" (the file names are appended to dir + "/").
+  NQ_CHECK(!dir.empty(), ErrorCode::kInvalidArgument, "--data: the data directory's name is empty");
   const std::string prefix = train ? "train" : "t10k";
   const std::string images_path = find_idx_file(dir, prefix, "images-idx3-ubyte");
   const std::string labels_path = find_idx_file(dir, prefix, "labels-idx1-ubyte");

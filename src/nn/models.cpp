@@ -123,6 +123,19 @@ Model build_model(const std::string& name, uint64_t seed) {
 
 namespace nn {
 
+namespace {
+// A size field of a layer: a JSON integer (nlohmann's get<int64_t> would cut 1.5 to 1 without a word).
+int64_t whole_field(const nlohmann::json& v, const char* field) {
+  NQ_CHECK(v.is_number_integer(), ErrorCode::kInvalidArgument,
+           "model JSON: \"" << field << "\" must be an integer, got " << v.dump());
+  return v.get<int64_t>();
+}
+int64_t whole_field(const nlohmann::json& layer, const char* field, int64_t fallback) {
+  const auto it = layer.find(field);
+  return it == layer.end() ? fallback : whole_field(*it, field);
+}
+}  // namespace
+
 NetSpec parse_net_spec(const std::string& json_text) {
   nlohmann::json j;
   try {
@@ -133,22 +146,25 @@ NetSpec parse_net_spec(const std::string& json_text) {
   NetSpec spec;
   try {
     spec.name = j.value("name", std::string("custom"));
-    const auto in = j.at("input").get<std::vector<int64_t>>();
-    NQ_CHECK(in.size() == 3, ErrorCode::kInvalidArgument, "model JSON: \"input\" must be [channels, height, width]");
-    spec.in_c = in[0], spec.in_h = in[1], spec.in_w = in[2];
-    spec.num_classes = j.at("classes").get<int64_t>();
+    const auto& in = j.at("input");
+    NQ_CHECK(in.is_array() && in.size() == 3, ErrorCode::kInvalidArgument,
+             "model JSON: \"input\" must be [channels, height, width]");
+    spec.in_c = whole_field(in[0], "input"), spec.in_h = whole_field(in[1], "input");
+    spec.in_w = whole_field(in[2], "input");
+    spec.num_classes = whole_field(j.at("classes"), "classes");
     for (const auto& l : j.at("layers")) {
       const std::string type = l.at("type").get<std::string>();
       LayerSpec ls;
-      if (type == "linear") ls = linear(l.at("name").get<std::string>(), l.at("out").get<int64_t>());
+      if (type == "linear") ls = linear(l.at("name").get<std::string>(), whole_field(l.at("out"), "out"));
       else if (type == "conv2d") {
-        ls = conv(l.at("name").get<std::string>(), l.at("out").get<int64_t>(), l.at("kernel").get<int64_t>());
-        ls.stride = l.value("stride", int64_t{1});
-        ls.padding = l.value("padding", int64_t{0});
+        ls = conv(l.at("name").get<std::string>(), whole_field(l.at("out"), "out"),
+                  whole_field(l.at("kernel"), "kernel"));
+        ls.stride = whole_field(l, "stride", 1);
+        ls.padding = whole_field(l, "padding", 0);
       } else if (type == "relu") ls = relu();
       else if (type == "maxpool2d") {
-        ls = maxpool(l.at("kernel").get<int64_t>());
-        ls.stride = l.value("stride", ls.kernel);
+        ls = maxpool(whole_field(l.at("kernel"), "kernel"));
+        ls.stride = whole_field(l, "stride", ls.kernel);
       } else if (type == "flatten") ls = flatten();
       else NQ_FAIL(ErrorCode::kInvalidArgument, "model JSON: unknown layer type '" << type << "'");
       spec.layers.push_back(ls);

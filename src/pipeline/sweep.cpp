@@ -50,8 +50,8 @@ double parse_double(const std::string& s, const std::string& what) {
 
 int parse_int(const std::string& s, const std::string& what) {
   const double v = parse_double(s, what);
-  NQ_CHECK(v == std::floor(v) && std::fabs(v) < 1e9, ErrorCode::kInvalidArgument,
-           what << ": '" << s << "' is not an integer");
+  NQ_CHECK(v == std::floor(v), ErrorCode::kInvalidArgument, what << ": '" << s << "' is not an integer");
+  NQ_CHECK(std::fabs(v) < 1e9, ErrorCode::kInvalidArgument, what << ": " << s << " is out of range (|n| < 1e9)");
   return static_cast<int>(v);
 }
 }  // namespace

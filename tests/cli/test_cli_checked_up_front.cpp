@@ -113,6 +113,36 @@ TEST_F(CheckedUpFront, CodebooksANqFileCannotHold) {
   EXPECT_FALSE(exists(file("o.nq")));
 }
 
+TEST_F(CheckedUpFront, OptionsThatWouldBeIgnoredAreRefused) {
+  TensorSet set;
+  set.add(Tensor::from_f32("w", {6}, {1, 2, 3, 4, 5, 6}));
+  write_safetensors(file("m.safetensors"), set);
+  const std::string m = "'" + file("m.safetensors") + "'";
+  struct Case {
+    std::string args, message;
+  };
+  const std::vector<Case> cases = {
+      {"quantize " + m + " -o '" + file("o.nq") + "' --method kmeans --step 0.1", "--step applies to uniform only"},
+      {"quantize " + m + " -o '" + file("o.nq") + "' --importance-transform sqrt", "give that file too"},
+      {"quantize " + m + " -o '" + file("o.nq") + "' --method ecsq --target-size 18446744073709551616",
+       "out of range"},
+      {"sweep " + m + " -o '" + file("o.csv") + "' --method hw-kmeans --lambdas 1e-5", "--lambdas applies to ecsq"},
+      {"sweep " + m + " -o '" + file("o.csv") + "' --lambdas 1e-5:1e-3:1000000000", "is out of range"},
+      {"prune " + m + " -o '" + file("o.safetensors") + "' --prune 0.5 --importance-transform normalize",
+       "give that file too"},
+      {"lc --weights " + m + " --data '" + file("nodata") + "' -o '" + file("o.nq") + "' --c-step kmeans --lambda 0.1",
+       "--lambda applies to --c-step ecsq only"},
+      {"train --model lenet300 --data '' -o '" + file("o.safetensors") + "'", "--data: the data directory's name"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.args);
+    CliRun r = run(c.args);
+    EXPECT_EQ(r.status, 2) << r.err;
+    EXPECT_NE(r.err.find(c.message), std::string::npos) << r.err;
+  }
+  for (const char* out : {"o.nq", "o.csv", "o.safetensors"}) EXPECT_FALSE(exists(file(out))) << out;
+}
+
 TEST_F(CheckedUpFront, InspectJsonOutToStdoutKeepsTheTablesOffIt) {
   write_npy(file("v.npy"), Tensor::from_f64("x", {3}, {1, 2, 3}));
   CliRun r = run("inspect '" + file("v.npy") + "' --json-out -");

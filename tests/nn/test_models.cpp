@@ -139,6 +139,12 @@ TEST(Models, HostileModelJsonIsAClearError) {
       {"[1, 2]", "model JSON", ErrorCode::kInvalidArgument},
       {net("[1, 28]", fc10), "[channels, height, width]", ErrorCode::kInvalidArgument},
       {net("[0, 28, 28]", fc10), "empty input", ErrorCode::kInvalidArgument},
+      // Sizes are JSON integers: 1.5 used to be cut to 1 without a word.
+      {net("[1, 28, 28]", R"({"type": "linear", "name": "f", "out": 1.5})"), "\"out\" must be an integer, got 1.5",
+       ErrorCode::kInvalidArgument},
+      {net("[1, 28.0, 28]", fc10), "\"input\" must be an integer", ErrorCode::kInvalidArgument},
+      {net("[1, 28, 28]", R"({"type": "maxpool2d", "kernel": 2, "stride": "2"}, )" + fc10),
+       "\"stride\" must be an integer", ErrorCode::kInvalidArgument},
       {net("[1, 28, 28]", R"({"type": "conv", "name": "c", "out": 4})"), "unknown layer type 'conv'",
        ErrorCode::kInvalidArgument},
       {net("[1, 28, 28]", R"({"type": "conv2d", "name": "c", "out": 4, "kernel": 3, "stride": 0}, )" + fc10),
