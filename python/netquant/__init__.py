@@ -176,6 +176,12 @@ def _pattern(key: str, value: Any) -> str:
     return value
 
 
+def _check_transform(importance: Any, transform: Any) -> None:
+    """importance_transform acts on an importance: without one it would be ignored without a word (as the CLI)."""
+    if importance is None and transform not in (None, "none"):
+        raise ValueError(f"importance_transform={transform!r} transforms an importance; pass one too")
+
+
 def _importance_dict(importance: Mapping[str, ArrayLike] | None) -> dict[str, np.ndarray] | None:
     if importance is None:
         return None
@@ -313,6 +319,7 @@ def quantize(w: ArrayLike, importance: ArrayLike | None = None, method: str = "e
             raise TypeError(f"quantize() takes no '{key}': it selects tensors of a model by name (quantize_model)")
     values = as_weights(w, "w")
     imp = None if importance is None else as_weights(importance, "importance")
+    _check_transform(importance, options.get("importance_transform"))
     p = _params(method, k, bits, lam, target_bits, target_ratio, scope, prune, init, max_iter, backend, seed,
                 options)
     return Result(_core.quantize_array(values, imp, p, "w", True))
@@ -338,6 +345,7 @@ def quantize_model(tensors: Mapping[str, ArrayLike], importance: Mapping[str, Ar
     model = as_tensor_dict(tensors, "tensors")
     p = _params(method, k, bits, lam, target_bits, target_ratio, scope, prune, init, max_iter, backend, seed,
                 options)
+    _check_transform(importance, options.get("importance_transform"))
     return ModelResult(_core.quantize_tensors(model, _importance_dict(importance), p, True))
 
 
@@ -362,6 +370,7 @@ def prune(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] 
     p.importance_transform = _text("importance_transform", importance_transform)
     p.backend = _text("backend", backend)
     p.batch_weights = _whole("batch_weights", batch_weights, _INT64)
+    _check_transform(importance, importance_transform)
     return dict(_core.prune_tensors(model, _importance_dict(importance), p))
 
 
@@ -371,6 +380,7 @@ def save(path: PathLike, tensors: Mapping[str, ArrayLike], importance: Mapping[s
     (atomically: a temporary file renamed at the end). Returns the model's statistics, coding included."""
     model = as_tensor_dict(tensors, "tensors")
     p = _quant_params(params)
+    _check_transform(importance, params.get("importance_transform"))
     return dict(_core.write_nq(_path(path), model, _importance_dict(importance), p))
 
 
@@ -378,6 +388,7 @@ def compress(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLik
              **params: Any) -> bytes:
     """Like :func:`save`, but returns the ``.nq`` file's bytes (the exact bytes :func:`save` writes; no file)."""
     model = as_tensor_dict(tensors, "tensors")
+    _check_transform(importance, params.get("importance_transform"))
     data, _stats = _core.compress_nq(model, _importance_dict(importance), _quant_params(params))
     return data
 
@@ -496,6 +507,7 @@ def sweep(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] 
                          "save and compress meet a file budget")
     model = as_tensor_dict(tensors, "tensors")
     imp = _importance_dict(importance)
+    _check_transform(importance, options.get("importance_transform"))
     names = [m for m in (method.split(",") if isinstance(method, str) else list(method)) if m]
     if not names:
         raise ValueError("method: empty list")

@@ -122,3 +122,17 @@ def test_threads_beyond_the_runtime_are_refused():
 def test_sweep_lambdas_need_a_lambda_method(rng):
     with pytest.raises(ValueError, match="^lambdas: apply to ecsq"):
         netquant.sweep({"w": weights(rng, (10, 10))}, method="hw-kmeans", lambdas=[1e-5])
+
+
+def test_an_importance_transform_needs_an_importance(rng, tmp_path):
+    w = weights(rng, (6, 7))
+    for call in (lambda: netquant.quantize(w, importance_transform="sqrt"),
+                 lambda: netquant.quantize_model({"w": w}, importance_transform="normalize"),
+                 lambda: netquant.prune({"w": w}, fraction=0.5, importance_transform="sqrt"),
+                 lambda: netquant.save(tmp_path / "m.nq", {"w": w}, importance_transform="sqrt"),
+                 lambda: netquant.compress({"w": w}, importance_transform="sqrt"),
+                 lambda: netquant.sweep({"w": w}, method="hw-kmeans", ks=[2], importance_transform="sqrt")):
+        with pytest.raises(ValueError, match="transforms an importance"):
+            call()
+    assert not (tmp_path / "m.nq").exists()
+    netquant.quantize(w, importance_transform="none")  # the default, spelled out
