@@ -32,7 +32,8 @@ void add_common_options(CLI::App& sub, CommonOptions& opts, bool with_backend) {
     sub.add_option("--backend", opts.backend, "compute backend: auto (CUDA when a GPU answers), cpu, cuda")
         ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
         ->capture_default_str();
-  sub.add_option("--threads", opts.threads, "CPU threads (0 = all cores)")->capture_default_str();
+  sub.add_option("--threads", opts.threads, "CPU threads (0 = all cores; at most 4 per core, or 256)")
+      ->capture_default_str();
   sub.add_flag("-q,--quiet", opts.quiet, "no progress bar, notes or per-epoch/step lines (results still print)");
 }
 

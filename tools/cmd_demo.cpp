@@ -22,10 +22,11 @@ struct DemoOptions {
   bool no_plot = false;
 };
 
-void run_in_directory(DemoOptions& o);
+void write_outputs(const DemoOptions& o, const DemoResult& r);
 
-// The outputs go into --out. A directory this run creates is removed again if the run fails, so that a failed
-// demo leaves nothing behind; one that was already there is left as it is.
+// The outputs go into --out. A directory this run creates is removed again if the experiment fails, so that a
+// failed demo leaves nothing behind; one that was already there is left as it is. Once the experiment is done its
+// files stay, whatever happens to the summary files and the plot after it.
 void run(DemoOptions& o) {
   apply_common_options(o.common);
   o.params.backend = resolve_backend(parse_backend(o.common.backend));
@@ -46,16 +47,17 @@ void run(DemoOptions& o) {
     NQ_CHECK(fs::create_directory(dir, ec) && !ec, ErrorCode::kIo,
              "--out " << dir << ": cannot create the directory: " << ec.message());
   }
+  DemoResult r;
   try {
-    run_in_directory(o);
+    r = run_demo(o.params);
   } catch (...) {
     if (!existed) fs::remove_all(dir, ec);
     throw;
   }
+  write_outputs(o, r);
 }
 
-void run_in_directory(DemoOptions& o) {
-  const DemoResult r = run_demo(o.params);
+void write_outputs(const DemoOptions& o, const DemoResult& r) {
   const std::string dir = o.params.out_dir;
   write_file_atomic(dir + "/points.csv", sweep_to_csv(r.points));
   write_file_atomic(dir + "/table.md", r.table);

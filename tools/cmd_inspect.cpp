@@ -152,7 +152,7 @@ void run_inspect(const Options& o) {
     const std::string& path = o.files[i];
     try {
       if (has_extension(path, ".nq")) {
-        if (print && i > unreadable) os << "\n";  // a blank line after each file shown
+        if (print && i > unreadable) os << "\n";  // a blank line before each file after the first shown
         nlohmann::json j;
         bool ok = true;
         if (print) ok = inspect_nq(path, false, nullptr, os);

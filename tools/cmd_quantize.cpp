@@ -96,7 +96,7 @@ void run_quantize(const QuantizeOptions& o) {
            "--target-bits/--target-ratio apply to ecsq and uniform only (method " << traits.name << ")");
   // CLI11 clamps a size beyond uint64 to its largest value; no file is near 2^63 bytes either.
   NQ_CHECK(o.target_size < (uint64_t{1} << 63), ErrorCode::kInvalidArgument,
-           "--target-size " << o.target_size << " bytes is out of range");
+           "--target-size is out of range (at most 2^63 - 1 bytes)");
   const bool file_budget = o.target_size > 0 || o.target_file_ratio > 0;
   const IndexCoder coder = parse_index_coder(o.coder);
   NQ_CHECK((o.lambda > 0) + (o.target_bits > 0) + (o.target_ratio > 0) + (o.target_size > 0) +
@@ -118,6 +118,8 @@ void run_quantize(const QuantizeOptions& o) {
   check_transform_needs_importance(o.transform, o.importance);
   NQ_CHECK(o.step == 0 || p.quant.method == Method::kUniform, ErrorCode::kInvalidArgument,
            "--step applies to uniform only (method " << traits.name << ")");
+  NQ_CHECK(o.step == 0 || (o.target_bits == 0 && o.target_ratio == 0), ErrorCode::kInvalidArgument,
+           "give --step or a target rate, not both (a target searches the step)");
   p.skip_1d = o.skip_1d;
   p.include_regex = o.include;
   p.exclude_regex = o.exclude;

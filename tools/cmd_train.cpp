@@ -80,13 +80,8 @@ void run_train(const TrainOptions& o) {
               << static_cast<int64_t>(s.images_per_second) << " img/s" << std::endl;
   };
   const TrainResult r = train(model, train_set, &test_set, p);
-  for (const Tensor& t : model.weights()) {  // a diverged run writes nothing (a lower --lr is the usual cure)
-    const std::vector<double> v = t.to_f64();
-    for (double x : v)
-      NQ_CHECK(std::isfinite(x), ErrorCode::kInvalidArgument,
-               "training diverged: tensor '" << t.name() << "' holds " << x
-                                             << " after the last epoch; nothing written (try a lower --lr)");
-  }
+  // A diverged run writes nothing (a lower --lr is the usual cure).
+  check_finite_weights(model.weights(), "training diverged (nothing written; try a lower --lr)");
   save_weights(model, o.output);
   if (!o.adam_state.empty()) write_tensors(o.adam_state, r.adam_v);
   if (!o.json.empty()) {

@@ -60,7 +60,11 @@ Model build_model_from_json(const std::string& json_text, uint64_t seed = 1);
 // Weights files by extension (.safetensors or .npy); save writes F32 with metadata netquant.model = name.
 void load_weights(Model& model, const std::string& path);
 // Weights already read (e.g. a .nq file's, dequantized); errors name `source` ("weights file SOURCE: ...").
+// A weight that is not finite is refused (the model is left as it was).
 void load_weights(Model& model, const TensorSet& weights, const std::string& source);
+// Throws kInvalidArgument at the first float weight that is NaN or Inf: "WHAT: tensor 'x': weight i is not
+// finite (nan)".
+void check_finite_weights(const TensorSet& weights, const std::string& what);
 void save_weights(const Model& model, const std::string& path);
 
 // ---- evaluation -----------------------------------------------------------------------------------------

@@ -77,11 +77,16 @@ def _whole(name: str, value: Any, bounds: tuple[int, int]) -> int:
 
 
 def _real(name: str, value: Any) -> float:
-    """A real-number parameter: ints, floats and NumPy numbers pass; a str, bool or anything else is refused
-    naming the parameter (float("0.1") would otherwise accept the text, and a bool would pass as 0 or 1)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+    """A real-number parameter: anything float() takes as a number (ints, floats, NumPy scalars and 0-d arrays,
+    Fraction, Decimal, a one-element torch tensor); text, bools and None are refused naming the parameter
+    (float("0.1") would otherwise accept the text, and a bool would pass as 0 or 1)."""
+    if isinstance(value, (str, bytes, bytearray, bool, np.bool_)) or not (
+            hasattr(type(value), "__float__") or hasattr(type(value), "__index__")):
         raise TypeError(f"{name}: expected a number, got {type(value).__name__} {value!r}")
-    return float(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{name}: expected a number, got {type(value).__name__} {value!r} ({e})") from None
 
 
 def _flag(name: str, value: Any) -> bool:
@@ -98,12 +103,13 @@ def _text(name: str, value: Any) -> str:
     return value
 
 
-def _path(value: Any) -> str:
-    """A file path for the engine, which reads it as a C string: one with a NUL byte would name another file, so
-    it is refused as Python's own open() refuses it."""
-    path = os.fsdecode(os.fspath(value))
-    if "\0" in path:
-        raise ValueError(f"path: embedded null byte in {path!r}")
+def _path(value: Any) -> bytes:
+    """A file path for the engine, as the bytes the OS takes (so any name the file system allows, bytes paths
+    included). The engine reads it as a C string: one with a NUL byte would name another file, so it is refused
+    as Python's own open() refuses it."""
+    path = os.fsencode(os.fspath(value))
+    if b"\0" in path:
+        raise ValueError(f"path: embedded null byte in {os.fsdecode(path)!r}")
     return path
 
 
@@ -160,12 +166,17 @@ def _params(method: str, k: int | None, bits: int | None, lam: float, target_bit
         setattr(p, key, value)
     # One rate goal at a time, as the CLI's "give one of --lambda, --target-bits, ...": a second one would be
     # ignored without a word. (The two spellings of a file budget, together, are the engine's own error.)
+    # 0 means "none" for each, as on the command line.
     budget = [key for key in ("target_size", "target_file_ratio") if options.get(key, 0) != 0]
-    goals = [name for name, given in (("lam", p.lam != 0), ("target_bits", target_bits is not None),
-                                      ("target_ratio", target_ratio is not None)) if given] + budget[:1]
+    goals = [name for name, given in (("lam", p.lam != 0), ("target_bits", p.target_bits != 0),
+                                      ("target_ratio", p.target_ratio != 0)) if given] + budget[:1]
     if len(goals) > 1:
         raise ValueError(f"give one of lam, target_bits, target_ratio, target_size, target_file_ratio; got "
                          f"{' and '.join(goals)}")
+    if p.step != 0 and p.method != "uniform":
+        raise ValueError(f"step applies to method uniform only (method {p.method})")
+    if p.step != 0 and goals:
+        raise ValueError(f"give step or a target rate, not both (a target searches the step; got {goals[0]})")
     p.validate()
     return p
 
@@ -182,12 +193,16 @@ def _check_transform(importance: Any, transform: Any) -> None:
         raise ValueError(f"importance_transform={transform!r} transforms an importance; pass one too")
 
 
-def _importance_dict(importance: Mapping[str, ArrayLike] | None) -> dict[str, np.ndarray] | None:
+def _importance_dict(importance: Mapping[str, ArrayLike] | None,
+                     model: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
     if importance is None:
         return None
     arrays = as_tensor_dict(importance, "importance")
+    float_names = {name for name, a in model.items() if a.dtype.kind == "f"}
     for name, a in arrays.items():  # a TypeError naming the tensor, as quantize() gives for one array
-        if a.dtype not in (np.float16, np.float32, np.float64):
+        # Only where the model has a float tensor of that name: the importance of an integer buffer (a state_dict's
+        # num_batches_tracked) is never read.
+        if name in float_names and a.dtype not in (np.float16, np.float32, np.float64):
             raise TypeError(f"importance: tensor '{name}': dtype {a.dtype} is not supported; expected float32, "
                             "float16 or float64")
     return arrays
@@ -346,7 +361,7 @@ def quantize_model(tensors: Mapping[str, ArrayLike], importance: Mapping[str, Ar
     p = _params(method, k, bits, lam, target_bits, target_ratio, scope, prune, init, max_iter, backend, seed,
                 options)
     _check_transform(importance, options.get("importance_transform"))
-    return ModelResult(_core.quantize_tensors(model, _importance_dict(importance), p, True))
+    return ModelResult(_core.quantize_tensors(model, _importance_dict(importance, model), p, True))
 
 
 def prune(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] | None = None, *,
@@ -371,7 +386,7 @@ def prune(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] 
     p.backend = _text("backend", backend)
     p.batch_weights = _whole("batch_weights", batch_weights, _INT64)
     _check_transform(importance, importance_transform)
-    return dict(_core.prune_tensors(model, _importance_dict(importance), p))
+    return dict(_core.prune_tensors(model, _importance_dict(importance, model), p))
 
 
 def save(path: PathLike, tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] | None = None,
@@ -381,7 +396,7 @@ def save(path: PathLike, tensors: Mapping[str, ArrayLike], importance: Mapping[s
     model = as_tensor_dict(tensors, "tensors")
     p = _quant_params(params)
     _check_transform(importance, params.get("importance_transform"))
-    return dict(_core.write_nq(_path(path), model, _importance_dict(importance), p))
+    return dict(_core.write_nq(_path(path), model, _importance_dict(importance, model), p))
 
 
 def compress(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] | None = None,
@@ -389,7 +404,7 @@ def compress(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLik
     """Like :func:`save`, but returns the ``.nq`` file's bytes (the exact bytes :func:`save` writes; no file)."""
     model = as_tensor_dict(tensors, "tensors")
     _check_transform(importance, params.get("importance_transform"))
-    data, _stats = _core.compress_nq(model, _importance_dict(importance), _quant_params(params))
+    data, _stats = _core.compress_nq(model, _importance_dict(importance, model), _quant_params(params))
     return data
 
 
@@ -432,7 +447,7 @@ def load_codes(source: PathLike | bytes | bytearray | memoryview) -> dict[str, C
     if isinstance(source, (bytes, bytearray, memoryview)):
         arrays, metadata = _core.read_nq_codes(bytes(source))
     else:
-        arrays, metadata = _core.read_nq_codes(_path(source))
+        arrays, metadata = _core.read_nq_codes(os.fsdecode(_path(source)))  # str: bytes here are the file's data
     out: dict[str, Codes | np.ndarray] = {}
     for name, array in arrays.items():
         if name.endswith(".codebook") and isinstance(out.get(name[:-len(".codebook")]), Codes):
@@ -506,7 +521,7 @@ def sweep(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] 
         raise ValueError("sweep takes no target_size or target_file_ratio: its points are given; quantize_model, "
                          "save and compress meet a file budget")
     model = as_tensor_dict(tensors, "tensors")
-    imp = _importance_dict(importance)
+    imp = _importance_dict(importance, model)
     _check_transform(importance, options.get("importance_transform"))
     names = [m for m in (method.split(",") if isinstance(method, str) else list(method)) if m]
     if not names:
@@ -525,7 +540,9 @@ def sweep(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] 
             elif isinstance(lambdas, str):
                 values = list(_core.parse_lambda_list(lambdas))
             else:
-                values = [float(v) for v in lambdas]
+                values = [_real("lambdas", v) for v in lambdas]
+                if not values:
+                    raise ValueError("lambdas: empty list")
             for lam in values:
                 p = _params(name, k, None, lam, None, None, scope, prune, init, max_iter, backend, seed, options)
                 points.append((p, "lambda", float(lam)))
@@ -557,8 +574,20 @@ def sweep(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] 
         raise ValueError(f"lambdas: apply to ecsq, which method {method!r} does not include")  # as the CLI
     rows, csv = _core.run_sweep(model, imp, points)
     if csv_path is not None:
-        _core.write_file_atomic(_path(csv_path), csv)  # a failed write leaves no partial file, the old one whole
+        _write_csv(csv_path, csv)
     return list(rows)
+
+
+def _write_csv(path: PathLike, text: str) -> None:
+    """A regular file (or a new one) is written atomically by the engine: a failed write leaves no partial file
+    and the old one whole. Through a symbolic link the target is written; a device or a pipe (/dev/stdout) is
+    written directly, as it cannot be renamed over."""
+    target = os.path.realpath(_path(path))
+    if os.path.exists(target) and not os.path.isfile(target):
+        with open(target, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        return
+    _core.write_file_atomic(target, text)
 
 
 def load_safetensors(path: PathLike, mmap: bool = False) -> dict[str, np.ndarray]:

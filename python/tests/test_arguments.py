@@ -3,6 +3,8 @@ same option (the findings of an audit of the Python API: each used to be accepte
 
 from __future__ import annotations
 
+import decimal
+import fractions
 import os
 
 import numpy as np
@@ -19,9 +21,13 @@ def test_numbers_are_numbers(rng):
                          ({"method": "uniform", "step": "a"}, "step"), ({"tol": None}, "tol")]:
         with pytest.raises(TypeError, match=f"^{name}: expected a number"):
             netquant.quantize(w, **kwargs)
-    # NumPy numbers are numbers.
+    # NumPy numbers are numbers, and so is anything float() takes as one.
     r = netquant.quantize(w, k=np.int64(4), lam=np.float32(1e-3), prune=np.float64(0.1))
     assert r.stats["lambda"] == pytest.approx(1e-3, rel=1e-6)
+    for lam in (fractions.Fraction(1, 1000), decimal.Decimal("0.001"), np.array(1e-3)):
+        assert netquant.quantize(w, k=4, lam=lam).stats["lambda"] == pytest.approx(1e-3, rel=1e-6)
+    with pytest.raises(TypeError, match="^lambdas: expected a number"):
+        netquant.sweep({"w": w}, method="ecsq", lambdas=["0.1"])
 
 
 def test_flags_and_names_take_their_own_types(rng):
@@ -54,6 +60,13 @@ def test_one_rate_goal_at_a_time(rng):
                    {"lam": 1e-4, "target_size": 1000}]:
         with pytest.raises(ValueError, match="give one of lam, target_bits"):
             netquant.quantize(w, method="ecsq", **kwargs)
+    # 0 is "none" for each goal, as on the command line.
+    assert netquant.quantize(w, method="ecsq", lam=1e-4, target_bits=0).stats["lambda"] == 1e-4
+    # The step is uniform's, and a target searches it.
+    with pytest.raises(ValueError, match="step applies to method uniform only"):
+        netquant.quantize(w, method="ecsq", step=0.1)
+    with pytest.raises(ValueError, match="give step or a target rate"):
+        netquant.quantize(w, method="uniform", step=0.1, target_bits=2.0)
     # An infinite goal is no goal to search for (target_ratio=inf used to mean "no target": 32/inf = 0).
     with pytest.raises(netquant.NetquantValueError, match="target ratio must be finite"):
         netquant.quantize(w, method="ecsq", target_ratio=float("inf"))
@@ -75,6 +88,24 @@ def test_paths_with_a_null_byte_are_refused(rng, tmp_path):
     assert os.listdir(tmp_path) == ["model.safetensors"]
 
 
+def test_bytes_paths_any_name_the_file_system_takes(rng, tmp_path):
+    w = weights(rng, (4, 6))
+    path = os.fsencode(tmp_path) + b"/model\xff.nq"  # not UTF-8: only a bytes path names it
+    netquant.save(path, {"w": w}, k=4)
+    np.testing.assert_array_equal(netquant.load(path)["w"], netquant.quantize(w, k=4).dequantized)
+
+
+def test_sweep_csv_through_a_symbolic_link_writes_its_target(rng, tmp_path):
+    (tmp_path / "real").mkdir()
+    link = tmp_path / "link.csv"
+    link.symlink_to(tmp_path / "real" / "target.csv")
+    rows = netquant.sweep({"w": weights(rng, (9, 9))}, method="hw-kmeans", ks=[2, 4], csv_path=link)
+    assert link.is_symlink()  # not replaced by a file of its own
+    text = (tmp_path / "real" / "target.csv").read_text()
+    assert text.count("\n") == 1 + len(rows) and text.startswith("index,method")
+    assert sorted(os.listdir(tmp_path / "real")) == ["target.csv"]  # no temporary left behind
+
+
 def test_metadata_values_must_be_text(rng, tmp_path):
     with pytest.raises(TypeError, match="^metadata: keys and values must be str"):
         netquant.save_safetensors(tmp_path / "x.safetensors", {"w": weights(rng, (3,))}, {"epoch": 3})
@@ -91,6 +122,10 @@ def test_integer_importance_is_a_type_error_everywhere(rng, tmp_path):
         with pytest.raises(TypeError, match="^importance: tensor 'w': dtype int32"):
             call()
     assert not (tmp_path / "m.nq").exists()
+    # The importance of a tensor the model holds as integers (a state_dict's num_batches_tracked) is never read.
+    model = {"w": w, "bn.num_batches_tracked": np.array(7)}
+    got = netquant.quantize_model(model, {"w": np.ones_like(w), "bn.num_batches_tracked": np.array(1)}, k=4)
+    np.testing.assert_array_equal(got.dequantized["w"], netquant.quantize(w, k=4).dequantized)
 
 
 def test_normalize_takes_importances_of_any_scale(rng):

@@ -124,11 +124,13 @@ Model build_model(const std::string& name, uint64_t seed) {
 namespace nn {
 
 namespace {
-// A size field of a layer: a JSON integer (nlohmann's get<int64_t> would cut 1.5 to 1 without a word).
+// A size field of a layer: a whole number (10 or 10.0; nlohmann's get<int64_t> would cut 1.5 to 1 without a word).
 int64_t whole_field(const nlohmann::json& v, const char* field) {
-  NQ_CHECK(v.is_number_integer(), ErrorCode::kInvalidArgument,
+  if (v.is_number_integer()) return v.get<int64_t>();
+  const double d = v.is_number_float() ? v.get<double>() : 0.5;
+  NQ_CHECK(d == std::floor(d) && std::fabs(d) < 9.2e18, ErrorCode::kInvalidArgument,
            "model JSON: \"" << field << "\" must be an integer, got " << v.dump());
-  return v.get<int64_t>();
+  return static_cast<int64_t>(d);
 }
 int64_t whole_field(const nlohmann::json& layer, const char* field, int64_t fallback) {
   const auto it = layer.find(field);
@@ -197,20 +199,24 @@ Model build_model_from_json(const std::string& json_text, uint64_t seed) {
 
 void load_weights(Model& model, const std::string& path) { load_weights(model, read_tensors(path), path); }
 
+void check_finite_weights(const TensorSet& weights, const std::string& what) {
+  for (const Tensor& t : weights) {
+    if (!dtype_is_float(t.dtype())) continue;
+    const std::vector<double> v = t.to_f64();
+    for (size_t i = 0; i < v.size(); ++i)
+      NQ_CHECK(std::isfinite(v[i]), ErrorCode::kInvalidArgument,
+               what << ": tensor '" << t.name() << "': weight " << i << " is not finite (" << v[i] << ")");
+  }
+}
+
 void load_weights(Model& model, const TensorSet& weights, const std::string& source) {
+  // A NaN or Inf weight (a diverged run's) would only come back as NaN losses, importances or gradients, written
+  // as if they meant something: refuse it, as quantize refuses it.
+  check_finite_weights(weights, "weights file " + source);
   try {
     model.set_weights(weights);
   } catch (const Error& e) {
     throw Error(e.code(), "weights file " + source + ": " + e.what());
-  }
-  // A NaN or Inf weight (a diverged run's) would only come back as NaN losses, importances or gradients, written
-  // as if they meant something: refuse it here, as quantize refuses it.
-  for (const Tensor& t : model.weights()) {
-    const std::vector<double> v = t.to_f64();
-    for (size_t i = 0; i < v.size(); ++i)
-      NQ_CHECK(std::isfinite(v[i]), ErrorCode::kInvalidArgument,
-               "weights file " << source << ": tensor '" << t.name() << "': weight " << i << " is not finite ("
-                               << v[i] << ")");
   }
 }
 

@@ -1,11 +1,14 @@
 // Options and outputs that the CLI must refuse before any work (exit 2, a message naming the option, nothing
 // written): the findings of a CLI audit, each of which used to crash, assert, or fail only after the work.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "cli/cli_fixture.h"
 #include "netquant/io.h"
@@ -62,10 +65,16 @@ TEST_F(CheckedUpFront, TensorOutputsOfTheBuiltInNetworks) {
       {"train --model lenet300 --optimizer adam --data '" + file("nodata") + "' -o '" + file("w.safetensors") +
            "' --adam-state '" + file("v.txt") + "'",
        "w.safetensors", "--adam-state " + file("v.txt")},
+      {"prune '" + file("two.safetensors") + "' --prune 0.5 -o '" + file("p.npy") + "'", "p.npy",
+       "a .npy file holds one tensor and this writes 2"},
       {"hessian --model lenet5 --weights '" + file("none.safetensors") + "' --data '" + file("nodata") + "' -o '" +
            file("h.txt") + "'",
        "h.txt", "-o " + file("h.txt") + ": writes .safetensors"},
   };
+  TensorSet two;
+  two.add(Tensor::from_f32("a", {3}, {1, 2, 3}));
+  two.add(Tensor::from_f32("b", {2}, {4, 5}));
+  write_safetensors(file("two.safetensors"), two);
   for (const Case& c : cases) {
     SCOPED_TRACE(c.args);
     CliRun r = run(c.args);
@@ -84,13 +93,22 @@ TEST_F(CheckedUpFront, DemoOutputAndBudget) {
   EXPECT_EQ(r.status, 2) << r.err;
   EXPECT_NE(r.err.find("does not exist"), std::string::npos) << r.err;
   // Refused before anything else, and the --out directory this run made is gone again.
-  for (const std::string& bad : {std::string("--max-accuracy-loss nan"), std::string("--max-accuracy-loss -1"),
-                                 std::string("--epochs -5")}) {
+  for (const auto& [bad, message] : std::vector<std::pair<std::string, std::string>>{
+           {"--max-accuracy-loss nan", "accuracy loss budget must be a finite number"},
+           {"--max-accuracy-loss -1", "accuracy loss budget must be a finite number"},
+           {"--epochs -5", "epochs must be >= 0"}}) {
     SCOPED_TRACE(bad);
     r = run("demo --quick --no-plot " + bad + " --out '" + file("made") + "'");
     EXPECT_EQ(r.status, 2) << r.err;
+    EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
     EXPECT_FALSE(exists(file("made")));
   }
+  // A directory that was there before is left as it was, with what it held.
+  ASSERT_EQ(::mkdir(file("kept").c_str(), 0755), 0);
+  std::ofstream(file("kept/mine.txt")) << "the user's";
+  r = run("demo --quick --no-plot -q --data '" + file("nodata") + "' --out '" + file("kept") + "'");
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_EQ(slurp(file("kept/mine.txt")), "the user's");
   // A run that fails later (here: no data) removes the directory it made too, and prints no progress under -q.
   r = run("demo --quick --no-plot -q --data '" + file("nodata") + "' --out '" + file("made") + "'");
   EXPECT_EQ(r.status, 2) << r.err;
@@ -124,6 +142,8 @@ TEST_F(CheckedUpFront, OptionsThatWouldBeIgnoredAreRefused) {
   const std::vector<Case> cases = {
       {"quantize " + m + " -o '" + file("o.nq") + "' --method kmeans --step 0.1", "--step applies to uniform only"},
       {"quantize " + m + " -o '" + file("o.nq") + "' --importance-transform sqrt", "give that file too"},
+      {"quantize " + m + " -o '" + file("o.nq") + "' --method uniform --step 0.1 --target-bits 2",
+       "give --step or a target rate, not both"},
       {"quantize " + m + " -o '" + file("o.nq") + "' --method ecsq --target-size 18446744073709551616",
        "out of range"},
       {"sweep " + m + " -o '" + file("o.csv") + "' --method hw-kmeans --lambdas 1e-5", "--lambdas applies to ecsq"},

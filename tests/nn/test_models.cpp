@@ -142,7 +142,7 @@ TEST(Models, HostileModelJsonIsAClearError) {
       // Sizes are JSON integers: 1.5 used to be cut to 1 without a word.
       {net("[1, 28, 28]", R"({"type": "linear", "name": "f", "out": 1.5})"), "\"out\" must be an integer, got 1.5",
        ErrorCode::kInvalidArgument},
-      {net("[1, 28.0, 28]", fc10), "\"input\" must be an integer", ErrorCode::kInvalidArgument},
+      {net("[1, 28.5, 28]", fc10), "\"input\" must be an integer", ErrorCode::kInvalidArgument},
       {net("[1, 28, 28]", R"({"type": "maxpool2d", "kernel": 2, "stride": "2"}, )" + fc10),
        "\"stride\" must be an integer", ErrorCode::kInvalidArgument},
       {net("[1, 28, 28]", R"({"type": "conv", "name": "c", "out": 4})"), "unknown layer type 'conv'",
@@ -184,6 +184,12 @@ TEST(Models, HostileModelJsonIsAClearError) {
                        R"({"type": "flatten"}, {"type": "linear", "name": "f", "out": 10})"),
       1);
   EXPECT_EQ(ok.num_parameters(), (3 * 9 + 3) + (3 * 6 * 6 * 10 + 10));
+  // Whole numbers written as floats are the same sizes.
+  const Model ok_float = build_model_from_json(
+      net("[1, 8.0, 8]", R"({"type": "conv2d", "name": "c", "out": 3.0, "kernel": 3}, {"type": "relu"}, )"
+                         R"({"type": "flatten"}, {"type": "linear", "name": "f", "out": 1e1})"),
+      1);
+  EXPECT_EQ(ok_float.num_parameters(), ok.num_parameters());
 }
 
 TEST(Models, TrainingIsDeterministicAndLearns) {
