@@ -77,21 +77,28 @@ double log_quantizer_weighted_entropy(const LogQuantizer& q, const LogHistogram&
            "log quantizer: bits in 1..16 and step >= 1 required, got bits " << q.bits << " step " << q.step);
   const double total = h.total();
   if (total <= 0) return 0;
-  // Cluster 0 is the zero level, cluster n + 1 is level n.
-  std::vector<double> count(size_t(q.num_levels()) + 1, 0.0), sum(count.size(), 0.0);
-  count[0] = h.zero_count;
+  // The clusters in order (the zero level, then level n for n = 0, 1, ...): index_of_bin grows with the bin, so
+  // each cluster is a run of bins and one pass over the bins sees them one after another. O(bins), whatever the
+  // number of levels (2^16 at 16 bits): the sums are those of a per-level table, in the same order.
+  double s = 0;
+  auto add_cluster = [&](double count, double sum) {
+    if (count == 0) return;
+    const double p = count / total, importance = sum / count;
+    s -= importance * p * std::log(p);
+  };
+  int64_t cluster = 0;  // cluster 0 is the zero level, cluster n + 1 is level n
+  double count = h.zero_count, sum = 0;
   for (size_t i = 0; i < h.counts.size(); ++i) {
     if (h.counts[i] == 0) continue;
-    const size_t c = size_t(q.index_of_bin(h.first_bin + int64_t(i)) + 1);
-    count[c] += h.counts[i];
-    sum[c] += h.sums[i];
+    const int64_t c = int64_t(q.index_of_bin(h.first_bin + int64_t(i))) + 1;
+    if (c != cluster) {
+      add_cluster(count, sum);
+      cluster = c, count = 0, sum = 0;
+    }
+    count += h.counts[i];
+    sum += h.sums[i];
   }
-  double s = 0;
-  for (size_t c = 0; c < count.size(); ++c) {
-    if (count[c] == 0) continue;
-    const double p = count[c] / total, importance = sum[c] / count[c];
-    s -= importance * p * std::log(p);
-  }
+  add_cluster(count, sum);
   return s;
 }
 
@@ -115,7 +122,13 @@ LogQuantizer fit_log_quantizer(const LogHistogram& h, int bits, const LogQuantiz
   for (int step = 1; step <= search.max_step; ++step) {
     const int64_t fsr_min = floor_div(b_lo - (2 * levels - 3) * step, 2) - 1;
     const int64_t fsr_max = floor_div(b_hi + step, 2) + 1;
+    // Where neither the top level's clamp nor the zero level reaches a bin (2fsr + (2L−3)step > b_hi and
+    // 2fsr − step <= b_lo), moving fsr by `step` moves every boundary by one level: the same partition, so the
+    // same value. After one period of that stretch nothing new can win (the comparison is strict), so the rest of
+    // it is skipped: the search costs O(bins + step) grid points a step instead of O(L·step).
+    const int64_t free_lo = floor_div(b_hi - (2 * levels - 3) * step, 2) + 1, free_hi = floor_div(b_lo + step, 2);
     for (int64_t fsr = fsr_min; fsr <= fsr_max; ++fsr) {
+      if (fsr == free_lo + step && free_hi > fsr) fsr = free_hi + 1;
       const LogQuantizer q{bits, int(fsr), step};
       const double s = log_quantizer_weighted_entropy(q, h);
       if (s > best_s) best_s = s, best = q;  // strict: ties keep the smaller step, then the smaller fsr

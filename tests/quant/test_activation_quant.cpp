@@ -105,6 +105,56 @@ TEST(ActivationQuant, SearchFindsTheBestGridPoint) {
   }
 }
 
+// The search skips the stretch of fsr where the grid's partition of the data repeats with period `step`. Oracle:
+// every fsr of the full range, as the search did before (its cost grew with 4^bits: 16 bits took hours).
+TEST(ActivationQuant, SearchSkipsOnlyRepeatsAndIsFastAtSixteenBits) {
+  auto floor_div = [](int64_t a, int64_t b) { return a / b - (a % b != 0 && (a < 0) != (b < 0)); };
+  for (uint64_t seed : {7u, 8u}) {
+    const std::vector<float> x = relu_samples(997, seed, 0.2);
+    LogHistogram h;
+    h.add(x.data(), x.size());
+    int64_t lo = -1, hi = -1;
+    for (size_t i = 0; i < h.counts.size(); ++i)
+      if (h.counts[i] > 0) hi = int64_t(i), lo = lo < 0 ? int64_t(i) : lo;
+    const int64_t b_lo = h.first_bin + lo, b_hi = h.first_bin + hi;
+    for (int bits : {1, 2, 5, 8, 10}) {
+      LogQuantizerSearch search;
+      search.max_step = 9;
+      const int64_t levels = (int64_t(1) << bits) - 1;
+      LogQuantizer want{bits, 0, 1};
+      double want_s = -INFINITY;
+      for (int step = 1; step <= search.max_step; ++step)
+        for (int64_t fsr = floor_div(b_lo - (2 * levels - 3) * step, 2) - 1; fsr <= floor_div(b_hi + step, 2) + 1;
+             ++fsr) {
+          const double v = log_quantizer_weighted_entropy({bits, int(fsr), step}, h);
+          if (v > want_s) want_s = v, want = {bits, int(fsr), step};
+        }
+      // The invariant the skip rests on: where no bin reaches the top level's clamp or the zero level, the value
+      // repeats with period step (bit for bit: the same clusters summed in the same order).
+      int64_t repeats = 0;
+      for (int step = 1; step <= search.max_step; ++step)
+        for (int64_t fsr = floor_div(b_lo - (2 * levels - 3) * step, 2); fsr <= floor_div(b_hi + step, 2); ++fsr) {
+          auto free = [&](int64_t f) { return 2 * f + (2 * levels - 3) * step > b_hi && 2 * f - step <= b_lo; };
+          if (!free(fsr) || !free(fsr - step)) continue;
+          ++repeats;
+          ASSERT_EQ(log_quantizer_weighted_entropy({bits, int(fsr), step}, h),
+                    log_quantizer_weighted_entropy({bits, int(fsr - step), step}, h))
+              << "bits " << bits << " fsr " << fsr << " step " << step;
+        }
+      if (bits >= 5) EXPECT_GT(repeats, 0) << "bits " << bits;
+      const LogQuantizer got = fit_log_quantizer(h, bits, search);
+      EXPECT_EQ(got.fsr, want.fsr) << "bits " << bits;
+      EXPECT_EQ(got.step, want.step) << "bits " << bits;
+      EXPECT_EQ(log_quantizer_weighted_entropy(got, h), want_s) << "bits " << bits;
+    }
+    // 16 bits, the default search: the result must still be at least as good as every 10-bit grid point nested
+    // in it (a 16-bit grid with the same fsr and step has the 10-bit one's levels and more).
+    const LogQuantizer q16 = fit_log_quantizer(h, 16);
+    const LogQuantizer q10 = fit_log_quantizer(h, 10);
+    EXPECT_GE(log_quantizer_weighted_entropy(q16, h), log_quantizer_weighted_entropy({16, q10.fsr, q10.step}, h));
+  }
+}
+
 TEST(ActivationQuant, DegenerateAndInvalidInputs) {
   LogHistogram h;
   const std::vector<float> zeros(7, 0.0f);
