@@ -24,8 +24,8 @@ void setup_decompress(CLI::App& sub) {
   sub.add_option("input", o->input, "compressed model (.nq)")->required()->check(CLI::ExistingFile);
   sub.add_option("-o,--output", o->output, "output safetensors file (written atomically)")->required();
   sub.add_option("--dtype", o->dtype,
-                 "output dtype for the weights (with --codes: for the codebook tables): f32, f16, bf16 (default: the "
-                 "original dtypes)")
+                 "output dtype for the weights (with --codes: for the codebook tables; tensors kept in float are "
+                 "converted too): f32, f16, bf16 (default: the original dtypes)")
       ->check(CLI::IsMember({"f32", "f16", "bf16"}));
   sub.add_flag("--codes", o->codes,
                "write each quantized tensor W as W.codes (each weight's column in its codebook row: uint8 up to 256 "

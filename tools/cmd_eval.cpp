@@ -49,7 +49,7 @@ void setup_eval(CLI::App& sub) {
   sub.add_option("--data", o->data, "directory with the IDX files")->capture_default_str();
   sub.add_flag("--train-set", o->train_set, "evaluate on the training split instead of the test split");
   add_image_count(sub, "--limit", o->limit, "only the first N images (0 = all)");
-  sub.add_option("--batch", o->batch, "images per forward pass")->capture_default_str();
+  sub.add_option("--batch", o->batch, "images per forward pass")->capture_default_str()->check(kPositive);
   sub.add_flag("--json", o->json, "print the result as JSON on stdout");
   add_common_options(sub, o->common);
   sub.callback([o] { run_eval(*o); });

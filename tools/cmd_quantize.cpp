@@ -156,6 +156,8 @@ void run_quantize(const QuantizeOptions& o) {
     q = quantize_model_sharded(o.model, o.importance, p, &shard_info);
     if (!process_group().is_root()) return;  // rank 0 writes and reports
     NQ_CHECK(!q.tensors.empty(), ErrorCode::kInvalidArgument, o.model << ": the model has no tensors");
+    // The input's __metadata__, as the in-process run keeps it (the header alone: the tensors are mapped, not read).
+    metadata = read_safetensors_model(o.model).metadata();
   } else {
     const TensorSet model = read_tensors(o.model);
     NQ_CHECK(!model.empty(), ErrorCode::kInvalidArgument, o.model << ": the model has no tensors");

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -37,6 +38,18 @@ class SafetensorsWriter {
   struct State;
   std::unique_ptr<State> state_;
 };
+
+// The header the writers write (8-byte length prefix excluded): `__metadata__` first when not empty, then each
+// tensor of `layout` (name, dtype, shape; its byte range follows from the ones before) in order, padded with
+// spaces to a multiple of 8. For writers that stream tensors they make as they go (decompress): their files are
+// then the bytes write_safetensors gives the same tensors.
+struct SafetensorsLayout {
+  std::string name;
+  DType dtype;
+  std::vector<int64_t> shape;
+};
+std::string safetensors_header(const std::vector<SafetensorsLayout>& layout,
+                               const std::map<std::string, std::string>& metadata);
 
 // Tensor names and byte ranges only (for sharded loading: read just a slice of a file).
 struct SafetensorsEntry {

@@ -8,10 +8,11 @@
 #include "coding/codes_layout.h"
 #include "coding/level_order.h"
 #include "coding/nq_format.h"
-#include "core/string_util.h"
 #include "core/ordered_batches.h"
+#include "core/string_util.h"
 #include "netquant/atomic_file.h"
 #include "netquant/error.h"
+#include "netquant/io.h"
 #include "quant/dequantize.h"
 
 namespace nq::coding {
@@ -179,13 +180,15 @@ void decompress_nq_file(const std::string& nq_path, const std::string& out_path,
     return *dtype;
   };
   std::vector<CodesShape> code_shapes(dir.records.size());
-  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  std::map<std::string, std::string> metadata;
   std::vector<std::pair<std::string, std::string>> outputs;  // (output, its tensor)
   if (!codes) {
     for (const auto& rec : dir.records) outputs.emplace_back(rec.name, rec.name);
     check_output_names(nq_path, outputs);
+    // As `quantize -o OUT.safetensors` records it (finetune reads it back); the input's own __metadata__ is not
+    // in a .nq file.
+    metadata["netquant.quantize.method"] = method_traits(dir.method).name;
   } else {
-    std::map<std::string, std::string> metadata;
     add_layout_metadata(metadata, dir.method, dir.scope);
     std::vector<std::vector<float>> unused;
     for (size_t i = 0; i < dir.records.size(); ++i) {
@@ -206,13 +209,10 @@ void decompress_nq_file(const std::string& nq_path, const std::string& out_path,
       outputs.emplace_back(codebook_name(rec.name), rec.name);
     }
     check_output_names(nq_path, outputs);
-    header["__metadata__"] = metadata;
   }
-  uint64_t offset = 0;
+  std::vector<SafetensorsLayout> entries;
   auto add_entry = [&](const std::string& name, DType d, const std::vector<int64_t>& shape) {
-    const uint64_t bytes = static_cast<uint64_t>(shape_numel(shape)) * dtype_size(d);
-    header[name] = {{"dtype", dtype_name(d)}, {"shape", shape}, {"data_offsets", {offset, offset + bytes}}};
-    offset += bytes;
+    entries.push_back({name, d, shape});
   };
   for (size_t i = 0; i < dir.records.size(); ++i) {
     const NqRecord& rec = dir.records[i];
@@ -223,8 +223,9 @@ void decompress_nq_file(const std::string& nq_path, const std::string& out_path,
       add_entry(rec.name, out_dtype(rec), rec.shape);
     }
   }
-  std::string text = header.dump();
-  while (text.size() % 8) text.push_back(' ');
+  const std::string text = safetensors_header(entries, metadata);  // write_safetensors' header, byte for byte
+  uint64_t offset = 0;  // the data's size, checked against what is written
+  for (const SafetensorsLayout& e : entries) offset += static_cast<uint64_t>(shape_numel(e.shape)) * dtype_size(e.dtype);
   uint8_t len[8];
   for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(static_cast<uint64_t>(text.size()) >> (8 * i));
 

@@ -157,14 +157,24 @@ void check_writable_name(const std::string& s, const char* what) {
            "safetensors " << what << " '" << s << "' is not valid UTF-8");
 }
 
+std::string build_header(const TensorSet& tensors) {
+  std::vector<SafetensorsLayout> layout;
+  layout.reserve(tensors.size());
+  for (const Tensor& t : tensors) layout.push_back({t.name(), t.dtype(), t.shape()});
+  return safetensors_header(layout, tensors.metadata());
+}
+
+}  // namespace
+
 // The JSON header in insertion order, padded with spaces so the data starts 8-byte aligned (as the reference
 // writer does). Assembled entry by entry: nlohmann's ordered_json would be quadratic in the tensor count.
-std::string build_header(const TensorSet& tensors) {
+std::string safetensors_header(const std::vector<SafetensorsLayout>& layout,
+                               const std::map<std::string, std::string>& metadata) {
   NQ_ASSERT_MSG(io::host_is_little_endian(), "safetensors writer needs a little-endian host");
   std::string text = "{";
-  if (!tensors.metadata().empty()) {
+  if (!metadata.empty()) {
     Json meta = Json::object();
-    for (const auto& [k, v] : tensors.metadata()) {
+    for (const auto& [k, v] : metadata) {
       check_writable_name(k, "metadata key");
       check_writable_name(v, "metadata value");
       meta[k] = v;
@@ -172,22 +182,20 @@ std::string build_header(const TensorSet& tensors) {
     text += "\"__metadata__\":" + meta.dump();
   }
   uint64_t offset = 0;
-  for (const Tensor& t : tensors) {
-    check_writable_name(t.name(), "tensor name");
-    NQ_CHECK(t.name() != "__metadata__", ErrorCode::kInvalidArgument,
+  for (const SafetensorsLayout& t : layout) {
+    check_writable_name(t.name, "tensor name");
+    NQ_CHECK(t.name != "__metadata__", ErrorCode::kInvalidArgument,
              "a tensor cannot be named '__metadata__' in safetensors");
-    const uint64_t end = offset + t.nbytes();
-    const Json entry = {{"dtype", dtype_name(t.dtype())}, {"shape", t.shape()}, {"data_offsets", {offset, end}}};
+    const uint64_t end = offset + static_cast<uint64_t>(shape_numel(t.shape)) * dtype_size(t.dtype);
+    const Json entry = {{"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {offset, end}}};
     if (text.size() > 1) text += ",";
-    text += Json(t.name()).dump() + ":" + entry.dump();
+    text += Json(t.name).dump() + ":" + entry.dump();
     offset = end;
   }
   text += "}";
   text.append((8 - text.size() % 8) % 8, ' ');
   return text;
 }
-
-}  // namespace
 
 TensorSet parse_safetensors(const uint8_t* data, size_t size, const std::string& source,
                             std::shared_ptr<const void> keepalive) {

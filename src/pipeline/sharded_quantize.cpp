@@ -311,7 +311,8 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
     if (read_importance) {
       for (const auto& c : imp_entries)
         if (c.name == t.name) imp = &c;
-      quant::check_importance_layout(t.name, t.shape, imp ? &imp->shape : nullptr, imp ? imp->dtype : DType::kF32);
+      quant::check_importance_layout(t.name, t.shape, imp ? &imp->shape : nullptr, imp ? imp->dtype : DType::kF32,
+                                     "--importance " + importance_path);
     }
     ordinal[e] = static_cast<int>(tensors.size());
     tensors.push_back({&t, imp, numel});

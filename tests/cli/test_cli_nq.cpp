@@ -159,6 +159,9 @@ TEST_F(NqCli, QuantizeNqDecompressBitExact) {
       CliRun c = run("decompress '" + file("q.nq") + "' -o '" + file("d.safetensors") + "' --quiet");
       ASSERT_EQ(c.status, 0) << c.err;
       expect_bitwise_equal(read_safetensors(file("q.safetensors")), read_safetensors(file("d.safetensors")));
+      // The file itself, header and metadata included (the input has no __metadata__ of its own to lose).
+      EXPECT_EQ(slurp(file("d.safetensors")), slurp(file("q.safetensors")));
+      EXPECT_EQ(read_safetensors(file("d.safetensors")).metadata().at("netquant.quantize.method"), "uniform");
       // The codes layout looks up to the same values.
       c = run("decompress '" + file("q.nq") + "' -o '" + file("c.safetensors") + "' --codes --quiet");
       ASSERT_EQ(c.status, 0) << c.err;

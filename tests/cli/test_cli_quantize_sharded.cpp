@@ -41,6 +41,7 @@ class ShardedCli : public CliFixture {
     }
     Tensor steps("steps", DType::kI64, {3});  // not quantized: kept as is
     model.add(steps);
+    model.metadata()["format"] = "pt";  // kept in a .safetensors output, sharded or not
     write_safetensors(file("model.safetensors"), model);
     write_safetensors(file("imp.safetensors"), imp);
   }
@@ -138,6 +139,8 @@ TEST_F(ShardedCli, OneProcessAgreesWithInProcessQuantizer) {
     ASSERT_EQ(r.status, 0) << r.err;
     const TensorSet a = read_safetensors(file("sharded.safetensors"));
     const TensorSet b = read_safetensors(file("plain.safetensors"));
+    EXPECT_EQ(a.metadata(), b.metadata());
+    EXPECT_EQ(a.metadata().at("format"), "pt");
     const TensorSet model = read_safetensors(file("model.safetensors"));
     const TensorSet imp = read_safetensors(file("imp.safetensors"));
     ASSERT_EQ(a.size(), b.size());
@@ -360,6 +363,17 @@ TEST_F(ShardedCli, UnsupportedOptionsAreClearErrors) {
     EXPECT_NE(r.err.find("sharded quantization"), std::string::npos) << options << ": " << r.err;
     EXPECT_FALSE(exists(file("x.nq")));
   }
+  // An importance of the wrong shape is named by its option and file, as the in-process run names it.
+  TensorSet wrong;
+  wrong.add(Tensor::from_f32("a.weight", {2, 2}, {1, 1, 1, 1}));
+  write_safetensors(file("wrong.safetensors"), wrong);
+  const CliRun shape = run("quantize '" + file("model.safetensors") + "' --importance '" + file("wrong.safetensors") +
+                           "' --sharded -o '" + file("x.nq") + "'");
+  EXPECT_EQ(shape.status, 2) << shape.err;
+  EXPECT_NE(shape.err.find("--importance " + file("wrong.safetensors") + ": tensor 'a.weight' has shape [2, 2]"),
+            std::string::npos)
+      << shape.err;
+  EXPECT_FALSE(exists(file("x.nq")));
   // k-means sorts its blocks on the GPU when asked: without a device that is a clear error (exit 3) and no
   // output; with one, the run succeeds.
   const CliRun r = run(quantize_args("--sharded --method hw-kmeans --backend cuda", file("x.nq")));
