@@ -152,10 +152,10 @@ void run_inspect(const Options& o) {
     const std::string& path = o.files[i];
     try {
       if (has_extension(path, ".nq")) {
-        if (print && i > unreadable) os << "\n";  // a blank line before each file after the first shown
         nlohmann::json j;
         bool ok = true;
-        if (print) ok = inspect_nq(path, false, nullptr, os);
+        // A blank line before each file after the first shown, printed once the file has been read.
+        if (print) ok = inspect_nq(path, false, nullptr, os, i > unreadable ? "\n" : "");
         if (o.json || !o.json_out.empty()) ok = inspect_nq(path, true, &j, os);
         if (!ok && corrupt.empty()) corrupt = path;
         files.push_back(std::move(j));

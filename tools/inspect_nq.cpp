@@ -11,7 +11,8 @@
 
 namespace nq::cli {
 
-bool inspect_nq(const std::string& path, bool json, nlohmann::json* out, std::ostream& os) {
+bool inspect_nq(const std::string& path, bool json, nlohmann::json* out, std::ostream& os,
+                const char* before) {
   const NqFileInfo info = describe_nq_file(path);
   const std::string method = method_traits(info.method).name;
   const std::string scope = scope_to_string(info.scope);
@@ -64,7 +65,7 @@ bool inspect_nq(const std::string& path, bool json, nlohmann::json* out, std::os
     *out = std::move(j);
     return all_ok;
   }
-  os << path << ": .nq version " << info.version << ", method " << method << ", scope " << scope;
+  os << before << path << ": .nq version " << info.version << ", method " << method << ", scope " << scope;
   if (info.scope.kind == ScopeKind::kGlobal) os << ", k " << info.global_k;
   os << (info.shared_table ? ", shared Huffman table" : "") << "\n";
   os << info.params << " weights in " << info.file_size << " bytes: " << format_double(info.bits_per_weight)

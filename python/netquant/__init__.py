@@ -55,7 +55,7 @@ _INT32 = (-(2**31), 2**31 - 1)
 _INT64 = (-(2**63), 2**63 - 1)
 _UINT64 = (0, 2**64 - 1)
 _WHOLE_OPTIONS = {"int_bits": _INT32, "pow2_levels": _INT32, "exact_histogram_bins": _INT64,
-                  "batch_weights": _INT64, "target_size": _UINT64}
+                  "batch_weights": _INT64, "target_size": (0, 2**63 - 1)}  # target_size: as the CLI's --target-size
 
 
 def _whole(name: str, value: Any, bounds: tuple[int, int]) -> int:

@@ -171,3 +171,8 @@ def test_an_importance_transform_needs_an_importance(rng, tmp_path):
             call()
     assert not (tmp_path / "m.nq").exists()
     netquant.quantize(w, importance_transform="none")  # the default, spelled out
+
+
+def test_target_size_has_the_cli_range(rng):
+    with pytest.raises(ValueError, match="^target_size: 9223372036854775808 is outside"):
+        netquant.compress({"w": weights(rng, (10,))}, method="ecsq", target_size=2**63)

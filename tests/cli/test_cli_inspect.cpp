@@ -161,11 +161,13 @@ TEST_F(InspectCli, BadFilesAmongSeveralAreReportedAndTheRestShown) {
   EXPECT_EQ(doc["files"][2]["tensors"][0]["mean"].get<double>(), 6.0);
   EXPECT_TRUE(doc["files"][3].contains("error"));
   // Text mode shows both good files, and --json-out is not written when a file failed.
+  std::ofstream(file("junk.nq"), std::ios::binary) << "not a .nq file";
   CliRun text = run("inspect --json-out '" + file("o.json") + "' '" + file("good.SAFETENSORS") + "' '" +
-                    file("junk.npy") + "' '" + file("v.NPY") + "'");
+                    file("junk.npy") + "' '" + file("junk.nq") + "' '" + file("v.NPY") + "'");
   EXPECT_EQ(text.status, 2);
   EXPECT_NE(text.out.find("good.SAFETENSORS: safetensors, 2 tensors"), std::string::npos) << text.out;
   EXPECT_NE(text.out.find("v.NPY: npy, 1 tensors"), std::string::npos) << text.out;
+  EXPECT_EQ(text.out.find("\n\n\n"), std::string::npos) << "one blank line between files shown:\n" << text.out;
   EXPECT_FALSE(std::ifstream(file("o.json")).good());
 }
 
