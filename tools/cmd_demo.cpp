@@ -8,7 +8,6 @@
 #include "cli_common.h"
 #include "command_registry.h"
 #include "netquant/atomic_file.h"
-#include "netquant/error.h"
 #include "netquant/pipeline.h"
 #include "netquant/sweep.h"
 #include "rd_plot.h"
@@ -24,34 +23,23 @@ struct DemoOptions {
 
 void write_outputs(const DemoOptions& o, const DemoResult& r);
 
-// The outputs go into --out. A directory this run creates is removed again if the experiment fails, so that a
-// failed demo leaves nothing behind; one that was already there is left as it is. Once the experiment is done its
-// files stay, whatever happens to the summary files and the plot after it.
+// The outputs go into --out (run_demo makes it when it is not there). A directory this run made is removed again
+// if the experiment fails, so that a failed demo leaves nothing behind; one that was already there (a symbolic link
+// too, dangling or not) is left as it is. Once the experiment is done its files stay, whatever happens to the
+// summary files and the plot after it.
 void run(DemoOptions& o) {
   apply_common_options(o.common);
   o.params.backend = resolve_backend(parse_backend(o.common.backend));
   o.params.quiet = o.common.quiet;
   namespace fs = std::filesystem;
   const std::string& dir = o.params.out_dir;
-  NQ_CHECK(!dir.empty(), ErrorCode::kInvalidArgument, "--out must name a directory");
   std::error_code ec;
-  const bool existed = fs::exists(dir, ec);
-  NQ_CHECK(!existed || fs::is_directory(dir, ec), ErrorCode::kInvalidArgument,
-           "--out " << dir << ": is not a directory");
-  if (!existed) {
-    fs::path full = fs::absolute(dir, ec).lexically_normal();
-    if (!full.has_filename()) full = full.parent_path();  // "out/" names "out"
-    const fs::path parent = full.parent_path();
-    NQ_CHECK(fs::is_directory(parent, ec), ErrorCode::kInvalidArgument,
-             "--out " << dir << ": directory '" << parent.string() << "' does not exist");
-    NQ_CHECK(fs::create_directory(dir, ec) && !ec, ErrorCode::kIo,
-             "--out " << dir << ": cannot create the directory: " << ec.message());
-  }
+  const bool existed = fs::exists(fs::symlink_status(dir, ec));
   DemoResult r;
   try {
     r = run_demo(o.params);
   } catch (...) {
-    if (!existed) fs::remove_all(dir, ec);
+    if (!existed && !dir.empty()) fs::remove_all(dir, ec);
     throw;
   }
   write_outputs(o, r);

@@ -71,7 +71,8 @@ std::string method_help() {
 
 void run_quantize(const QuantizeOptions& o) {
   apply_common_options(o.common);
-  NQ_CHECK(has_extension(o.output, ".safetensors") || has_extension(o.output, ".nq") || has_extension(o.output, ".npy"),
+  NQ_CHECK(has_extension(o.output, ".safetensors") || has_extension(o.output, ".nq") ||
+               has_extension(o.output, ".npy"),
            ErrorCode::kInvalidArgument, "-o " << o.output << ": the output must end in .safetensors, .npy or .nq");
   std::vector<std::string> inputs{o.model};
   if (!o.importance.empty()) inputs.push_back(o.importance);

@@ -156,7 +156,8 @@ void run(const SweepOptions& o) {
   auto specs = build_specs(o, model, imp);
   for (auto& spec : specs) spec.coder = parse_index_coder(o.coder);
   // A knob no curve sweeps would be ignored without a word.
-  const bool some_lambda = std::any_of(specs.begin(), specs.end(), [](const auto& s) { return s.knob_name == "lambda"; });
+  const bool some_lambda =
+      std::any_of(specs.begin(), specs.end(), [](const auto& s) { return s.knob_name == "lambda"; });
   NQ_CHECK(o.lambdas.empty() || some_lambda, ErrorCode::kInvalidArgument,
            "--lambdas applies to ecsq, which --method " << o.methods << " does not include");
   SweepEvaluator evaluate;

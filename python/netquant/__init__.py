@@ -80,8 +80,7 @@ def _real(name: str, value: Any) -> float:
     """A real-number parameter: anything float() takes as a number (ints, floats, NumPy scalars and 0-d arrays,
     Fraction, Decimal, a one-element torch tensor); text, bools and None are refused naming the parameter
     (float("0.1") would otherwise accept the text, and a bool would pass as 0 or 1)."""
-    if isinstance(value, (str, bytes, bytearray, bool, np.bool_)) or not (
-            hasattr(type(value), "__float__") or hasattr(type(value), "__index__")):
+    if isinstance(value, (str, bytes, bytearray, bool, np.bool_)):
         raise TypeError(f"{name}: expected a number, got {type(value).__name__} {value!r}")
     try:
         return float(value)
@@ -193,8 +192,11 @@ def _check_transform(importance: Any, transform: Any) -> None:
         raise ValueError(f"importance_transform={transform!r} transforms an importance; pass one too")
 
 
-def _importance_dict(importance: Mapping[str, ArrayLike] | None,
-                     model: Mapping[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+def _importance_dict(importance: Mapping[str, ArrayLike] | None, model: Mapping[str, np.ndarray],
+                     transform: Any) -> dict[str, np.ndarray] | None:
+    """A model call's importance, checked: float where the model has a float tensor of its name, and present
+    when an importance_transform asks for one."""
+    _check_transform(importance, transform)
     if importance is None:
         return None
     arrays = as_tensor_dict(importance, "importance")
@@ -360,8 +362,8 @@ def quantize_model(tensors: Mapping[str, ArrayLike], importance: Mapping[str, Ar
     model = as_tensor_dict(tensors, "tensors")
     p = _params(method, k, bits, lam, target_bits, target_ratio, scope, prune, init, max_iter, backend, seed,
                 options)
-    _check_transform(importance, options.get("importance_transform"))
-    return ModelResult(_core.quantize_tensors(model, _importance_dict(importance, model), p, True))
+    imp = _importance_dict(importance, model, options.get("importance_transform"))
+    return ModelResult(_core.quantize_tensors(model, imp, p, True))
 
 
 def prune(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] | None = None, *,
@@ -385,8 +387,7 @@ def prune(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] 
     p.importance_transform = _text("importance_transform", importance_transform)
     p.backend = _text("backend", backend)
     p.batch_weights = _whole("batch_weights", batch_weights, _INT64)
-    _check_transform(importance, importance_transform)
-    return dict(_core.prune_tensors(model, _importance_dict(importance, model), p))
+    return dict(_core.prune_tensors(model, _importance_dict(importance, model, importance_transform), p))
 
 
 def save(path: PathLike, tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] | None = None,
@@ -395,16 +396,16 @@ def save(path: PathLike, tensors: Mapping[str, ArrayLike], importance: Mapping[s
     (atomically: a temporary file renamed at the end). Returns the model's statistics, coding included."""
     model = as_tensor_dict(tensors, "tensors")
     p = _quant_params(params)
-    _check_transform(importance, params.get("importance_transform"))
-    return dict(_core.write_nq(_path(path), model, _importance_dict(importance, model), p))
+    imp = _importance_dict(importance, model, params.get("importance_transform"))
+    return dict(_core.write_nq(_path(path), model, imp, p))
 
 
 def compress(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] | None = None,
              **params: Any) -> bytes:
     """Like :func:`save`, but returns the ``.nq`` file's bytes (the exact bytes :func:`save` writes; no file)."""
     model = as_tensor_dict(tensors, "tensors")
-    _check_transform(importance, params.get("importance_transform"))
-    data, _stats = _core.compress_nq(model, _importance_dict(importance, model), _quant_params(params))
+    imp = _importance_dict(importance, model, params.get("importance_transform"))
+    data, _stats = _core.compress_nq(model, imp, _quant_params(params))
     return data
 
 
@@ -503,8 +504,8 @@ def sweep(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] 
             (16 points), as the CLI.
         ks: k per point for the k-methods (a list or "2,4,8" / "2:16"; pow2: exponents per sign); overrides
             ``bits``.
-        bits: k = 2**b per point; default "1:8" (pow2: ``ks`` 1..8 exponents per sign instead). Method int takes its grid bits from ``bits``, else ``ks``, else
-            "2:8".
+        bits: k = 2**b per point; default "1:8" (pow2: ``ks`` 1..8 exponents per sign instead). Method int
+            takes its grid bits from ``bits``, else ``ks``, else "2:8".
         k: ECSQ's initial centers (the CLI's --k-max).
         csv_path: also write the CSV the CLI writes with ``-o`` (byte-identical).
         Other parameters and ``**options`` as in :func:`quantize`, and the name filters ``include`` /
@@ -521,8 +522,7 @@ def sweep(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] 
         raise ValueError("sweep takes no target_size or target_file_ratio: its points are given; quantize_model, "
                          "save and compress meet a file budget")
     model = as_tensor_dict(tensors, "tensors")
-    imp = _importance_dict(importance, model)
-    _check_transform(importance, options.get("importance_transform"))
+    imp = _importance_dict(importance, model, options.get("importance_transform"))
     names = [m for m in (method.split(",") if isinstance(method, str) else list(method)) if m]
     if not names:
         raise ValueError("method: empty list")

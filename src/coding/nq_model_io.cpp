@@ -211,8 +211,10 @@ void decompress_nq_file(const std::string& nq_path, const std::string& out_path,
     check_output_names(nq_path, outputs);
   }
   std::vector<SafetensorsLayout> entries;
+  uint64_t offset = 0;  // the data's size, checked against what is written
   auto add_entry = [&](const std::string& name, DType d, const std::vector<int64_t>& shape) {
     entries.push_back({name, d, shape});
+    offset += static_cast<uint64_t>(shape_numel(shape)) * dtype_size(d);
   };
   for (size_t i = 0; i < dir.records.size(); ++i) {
     const NqRecord& rec = dir.records[i];
@@ -224,8 +226,6 @@ void decompress_nq_file(const std::string& nq_path, const std::string& out_path,
     }
   }
   const std::string text = safetensors_header(entries, metadata);  // write_safetensors' header, byte for byte
-  uint64_t offset = 0;  // the data's size, checked against what is written
-  for (const SafetensorsLayout& e : entries) offset += static_cast<uint64_t>(shape_numel(e.shape)) * dtype_size(e.dtype);
   uint8_t len[8];
   for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(static_cast<uint64_t>(text.size()) >> (8 * i));
 

@@ -21,9 +21,9 @@ std::string base_name(const std::string& path) {
 
 bool is_idx_name(const std::string& path) {
   std::string base = base_name(path);
-  if (has_extension(base, ".gz")) return true;  // content decides: parse_idx checks the gzip and IDX magic
-  for (char& c : base) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
-  return has_extension(base, "-ubyte") || base.find(".idx") != std::string::npos;
+  for (char& c : base) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);  // any letter case
+  // .gz: the content decides (parse_idx checks the gzip and IDX magic).
+  return ends_with(base, ".gz") || ends_with(base, "-ubyte") || base.find(".idx") != std::string::npos;
 }
 
 }  // namespace

@@ -2,14 +2,11 @@
 // train → OBD Hessian (and Adam's v) → [prune → retrain the survivors → Hessian and v again] → quantize with five
 // methods over their rate knob → Huffman-code → fine-tune the shared values → the highest compression ratio within
 // 0.1 points of the float model quantized (the original, or the pruned and retrained one).
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <chrono>
-#include <cerrno>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <sstream>
 
@@ -32,11 +29,28 @@ struct MethodPlan {
   ScopeKind scope = ScopeKind::kGlobal;
 };
 
-void log_step(bool quiet, const std::string& msg, Clock::time_point start) {
-  if (quiet) return;
+void print_step(const std::string& msg, Clock::time_point start) {
   const double s = std::chrono::duration<double>(Clock::now() - start).count();
   std::fprintf(stderr, "[%6.1fs] %s\n", s, msg.c_str());
   std::fflush(stderr);
+}
+
+// The output directory: made when it is not there (its parent must be), refused when it is not a directory.
+void prepare_out_dir(const std::string& dir) {
+  namespace fs = std::filesystem;
+  NQ_CHECK(!dir.empty(), ErrorCode::kInvalidArgument, "demo: --out must name a directory");
+  std::error_code ec;
+  if (fs::exists(dir, ec)) {
+    NQ_CHECK(fs::is_directory(dir, ec), ErrorCode::kInvalidArgument, "demo: --out " << dir << ": is not a directory");
+    return;
+  }
+  fs::path full = fs::absolute(dir, ec).lexically_normal();
+  if (!full.has_filename()) full = full.parent_path();  // "out/" names "out"
+  const fs::path parent = full.parent_path();
+  NQ_CHECK(fs::is_directory(parent, ec), ErrorCode::kInvalidArgument,
+           "demo: --out " << dir << ": directory '" << parent.string() << "' does not exist");
+  NQ_CHECK(fs::create_directory(dir, ec) && !ec, ErrorCode::kIo,
+           "demo: --out " << dir << ": cannot create the directory: " << ec.message());
 }
 
 std::string fmt(double v, const char* f) {
@@ -76,14 +90,13 @@ DemoResult run_demo(const DemoParams& params) {
   const int64_t finetune_subset = params.quick ? 2000 : 10000;
   const int finetune_tries = params.quick ? 0 : 1;  // more compressed points tried before the chosen one
   const int refine_probes = params.quick ? 1 : 2;    // extra knobs where a method crosses the accuracy budget
-  NQ_CHECK(::mkdir(params.out_dir.c_str(), 0755) == 0 || errno == EEXIST, ErrorCode::kIo,
-           "demo: --out " << params.out_dir << ": cannot create the directory: " << std::strerror(errno));
-  struct stat st {};
-  NQ_CHECK(::stat(params.out_dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode), ErrorCode::kInvalidArgument,
-           "demo: --out " << params.out_dir << ": is not a directory");
+  prepare_out_dir(params.out_dir);
+  auto log_step = [&](const std::string& msg, Clock::time_point t0) {  // progress on stderr, unless quiet
+    if (!params.quiet) print_step(msg, t0);
+  };
 
   // ---- data and training ------------------------------------------------------------------------------
-  log_step(params.quiet, "loading " + params.data_dir, start);
+  log_step("loading " + params.data_dir, start);
   const Dataset train_full = load_mnist(params.data_dir, true);
   const Dataset test_full = load_mnist(params.data_dir, false);
   const Dataset train_data = dataset_head(train_full, train_subset);
@@ -91,7 +104,7 @@ DemoResult run_demo(const DemoParams& params) {
   const Dataset report_test = dataset_head(test_full, report_subset);
 
   Model model = build_model(params.model, params.seed);
-  log_step(params.quiet, "training " + params.model + " (" + std::to_string(model.num_parameters()) + " parameters) on " +
+  log_step("training " + params.model + " (" + std::to_string(model.num_parameters()) + " parameters) on " +
                std::to_string(train_data.size()) + " images, " + std::to_string(epochs) + " epochs of Adam",
            start);
   TrainParams tp;
@@ -103,7 +116,7 @@ DemoResult run_demo(const DemoParams& params) {
   tp.backend = params.backend;
   tp.test_subset = select_subset;
   tp.on_epoch = [&](const EpochStats& e) {
-    log_step(params.quiet, "  epoch " + std::to_string(e.epoch) + ": train loss " + fmt(e.train_loss, "%.4f") + ", test accuracy " +
+    log_step("  epoch " + std::to_string(e.epoch) + ": train loss " + fmt(e.train_loss, "%.4f") + ", test accuracy " +
                  fmt(100 * e.test_accuracy, "%.2f") + "%, " + fmt(e.images_per_second, "%.0f") + " images/s",
              start);
   };
@@ -120,9 +133,9 @@ DemoResult run_demo(const DemoParams& params) {
   };
   const double ref_select = accuracy_of(model.weights(), select_test);
   const double ref_report = accuracy_of(model.weights(), report_test);
-  log_step(params.quiet, "original accuracy " + fmt(100 * ref_report, "%.2f") + "%", start);
+  log_step("original accuracy " + fmt(100 * ref_report, "%.2f") + "%", start);
 
-  log_step(params.quiet, "OBD Hessian diagonal over " + std::to_string(hessian_samples) + " training images", start);
+  log_step("OBD Hessian diagonal over " + std::to_string(hessian_samples) + " training images", start);
   HessianParams hp;
   hp.samples = hessian_samples;
   hp.backend = params.backend;
@@ -171,7 +184,7 @@ DemoResult run_demo(const DemoParams& params) {
       source = prune_model(model.weights(), &hessian, prune_params);
       std::string what = "pruned " + fmt(100 * prune, "%.0f") + "% of the weights (smallest h·w²)";
       if (retrain_epochs > 0) {
-        log_step(params.quiet, what + ": accuracy " + fmt(100 * accuracy_of(source, report_test), "%.2f") + "%; retraining the " +
+        log_step(what + ": accuracy " + fmt(100 * accuracy_of(source, report_test), "%.2f") + "%; retraining the " +
                      "survivors for " + std::to_string(retrain_epochs) + (retrain_epochs == 1 ? " epoch" : " epochs") +
                      " (pruned weights held at 0)",
                  start);
@@ -196,7 +209,7 @@ DemoResult run_demo(const DemoParams& params) {
       // Kept weights in float32 plus positions: the ratio quoted is the weights-only bound N / kept.
       add_row({retrain_epochs > 0 ? "pruned, retrained (float)" : "pruned (float)", true, acc, 1.0 / (1.0 - prune), 0,
                32.0 * (1.0 - prune), acc, 1.0 / (1.0 - prune), 0, "prune=" + fmt(prune, "%.2f")});
-      log_step(params.quiet, what + ": accuracy " + fmt(100 * acc, "%.2f") + "%", start);
+      log_step(what + ": accuracy " + fmt(100 * acc, "%.2f") + "%", start);
     }
     for (const auto& plan : plans) {
       // Rate points, each quantized, coded and evaluated before fine-tuning.
@@ -342,7 +355,7 @@ DemoResult run_demo(const DemoParams& params) {
       row.accuracy_finetuned = ft_acc_report;
       row.ratio_finetuned = fp.point.stats.ratio_huffman;
       add_row(row);
-      log_step(params.quiet, plan.label + (pruned ? " (pruned)" : "") + ": " + row.knob + ", accuracy " +
+      log_step(plan.label + (pruned ? " (pruned)" : "") + ": " + row.knob + ", accuracy " +
                    fmt(100 * row.accuracy, "%.2f") + "% at " + fmt(row.ratio, "%.1f") + "x; fine-tuned " +
                    fmt(100 * ft_acc_report, "%.2f") + "% at " + fmt(row.ratio_finetuned, "%.1f") + "x",
                start);

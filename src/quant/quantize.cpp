@@ -46,12 +46,9 @@ void check_quantize_params(const QuantizeParams& params) {
            "target ratio must be finite, got " << params.target_ratio);
   NQ_CHECK(std::isfinite(params.tol) && params.tol >= 0, ErrorCode::kInvalidArgument,
            "tol must be finite and >= 0, got " << params.tol);
-  NQ_CHECK(std::isfinite(params.target_bits) &&
-               (params.target_ratio == 0 || std::isfinite(32.0 / params.target_ratio)),
-           ErrorCode::kInvalidArgument,
-           "target bits must be finite, got " << (params.target_bits > 0 ? params.target_bits
-                                                                          : 32.0 / params.target_ratio)
-                                              << (params.target_ratio > 0 ? " (from the target ratio)" : ""));
+  const double rate = target_rate_bits(params);
+  NQ_CHECK(std::isfinite(rate), ErrorCode::kInvalidArgument,
+           "target bits must be finite, got " << rate << (params.target_bits > 0 ? "" : " (from the target ratio)"));
   NQ_CHECK(!(params.target_bits > 0 || params.target_ratio > 0) || traits.supports_target,
            ErrorCode::kInvalidArgument, traits.name << " does not support a target rate (use ecsq or uniform)");
   NQ_CHECK(params.step >= 0 && std::isfinite(params.step), ErrorCode::kInvalidArgument,

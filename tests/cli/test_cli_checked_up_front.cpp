@@ -16,7 +16,15 @@
 namespace nq {
 namespace {
 
-using CheckedUpFront = CliFixture;
+class CheckedUpFront : public CliFixture {
+ protected:
+  // Runs `args`, which must be refused: exit 2 with `message` on stderr.
+  void refused(const std::string& args, const std::string& message) {
+    const CliRun r = run(args);
+    EXPECT_EQ(r.status, 2) << r.err;
+    EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
+  }
+};
 
 bool exists(const std::string& path) { return std::ifstream(path).good(); }
 
@@ -25,9 +33,8 @@ TEST_F(CheckedUpFront, ThreadsBeyondWhatTheRuntimeCanCreate) {
   set.add(Tensor::from_f32("w", {8}, {1, 2, 3, 4, 5, 6, 7, 8}));
   write_safetensors(file("m.safetensors"), set);
   // 65536 used to crash inside libgomp (SIGSEGV), and tens of thousands to end it with its own message, exit 1.
-  CliRun r = run("quantize '" + file("m.safetensors") + "' -o '" + file("o.nq") + "' --k 2 --threads 65536");
-  EXPECT_EQ(r.status, 2) << r.err;
-  EXPECT_NE(r.err.find("--threads 65536 is too many"), std::string::npos) << r.err;
+  refused("quantize '" + file("m.safetensors") + "' -o '" + file("o.nq") + "' --k 2 --threads 65536",
+          "--threads 65536 is too many");
   EXPECT_FALSE(exists(file("o.nq")));
   EXPECT_EQ(run("quantize '" + file("m.safetensors") + "' -o '" + file("o.nq") + "' --k 2 --threads 3").status, 0);
 }
@@ -42,10 +49,8 @@ TEST_F(CheckedUpFront, AnInfiniteRateTarget) {
   for (const std::string target : {"--target-bits inf", "--target-ratio 1e-320"}) {
     for (const char* method : {"uniform", "ecsq"}) {
       SCOPED_TRACE(target + " " + method);
-      CliRun r = run("quantize '" + file("m.safetensors") + "' -o '" + file("o.nq") + "' --method " + method + " " +
-                     target);
-      EXPECT_EQ(r.status, 2) << r.err;
-      EXPECT_NE(r.err.find("target bits must be finite"), std::string::npos) << r.err;
+      refused("quantize '" + file("m.safetensors") + "' -o '" + file("o.nq") + "' --method " + method + " " + target,
+              "target bits must be finite");
       EXPECT_FALSE(exists(file("o.nq")));
     }
   }
@@ -77,36 +82,28 @@ TEST_F(CheckedUpFront, TensorOutputsOfTheBuiltInNetworks) {
   write_safetensors(file("two.safetensors"), two);
   for (const Case& c : cases) {
     SCOPED_TRACE(c.args);
-    CliRun r = run(c.args);
-    EXPECT_EQ(r.status, 2) << r.err;
-    EXPECT_NE(r.err.find(c.message), std::string::npos) << r.err;
+    refused(c.args, c.message);
     EXPECT_FALSE(exists(file(c.output)));
   }
 }
 
 TEST_F(CheckedUpFront, DemoOutputAndBudget) {
   std::ofstream(file("plain")) << "a file";
-  CliRun r = run("demo --quick --no-plot --out '" + file("plain") + "'");
-  EXPECT_EQ(r.status, 2) << r.err;
-  EXPECT_NE(r.err.find("is not a directory"), std::string::npos) << r.err;
-  r = run("demo --quick --no-plot --out '" + file("missing/sub") + "'");
-  EXPECT_EQ(r.status, 2) << r.err;
-  EXPECT_NE(r.err.find("does not exist"), std::string::npos) << r.err;
+  refused("demo --quick --no-plot --out '" + file("plain") + "'", "is not a directory");
+  refused("demo --quick --no-plot --out '" + file("missing/sub") + "'", "does not exist");
   // Refused before anything else, and the --out directory this run made is gone again.
   for (const auto& [bad, message] : std::vector<std::pair<std::string, std::string>>{
            {"--max-accuracy-loss nan", "accuracy loss budget must be a finite number"},
            {"--max-accuracy-loss -1", "accuracy loss budget must be a finite number"},
            {"--epochs -5", "epochs must be >= 0"}}) {
     SCOPED_TRACE(bad);
-    r = run("demo --quick --no-plot " + bad + " --out '" + file("made") + "'");
-    EXPECT_EQ(r.status, 2) << r.err;
-    EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
+    refused("demo --quick --no-plot " + bad + " --out '" + file("made") + "'", message);
     EXPECT_FALSE(exists(file("made")));
   }
   // A directory that was there before is left as it was, with what it held.
   ASSERT_EQ(::mkdir(file("kept").c_str(), 0755), 0);
   std::ofstream(file("kept/mine.txt")) << "the user's";
-  r = run("demo --quick --no-plot -q --data '" + file("nodata") + "' --out '" + file("kept") + "'");
+  CliRun r = run("demo --quick --no-plot -q --data '" + file("nodata") + "' --out '" + file("kept") + "'");
   EXPECT_EQ(r.status, 2) << r.err;
   EXPECT_EQ(slurp(file("kept/mine.txt")), "the user's");
   // A run that fails later (here: no data) removes the directory it made too, and prints no progress under -q.
@@ -121,13 +118,11 @@ TEST_F(CheckedUpFront, CodebooksANqFileCannotHold) {
   set.add(Tensor::from_f32("w", {4}, {1, 2, 3, 4}));
   write_safetensors(file("m.safetensors"), set);
   // lc ran every step before finding out; int's --k was reported as "--bits asks for 131071".
-  CliRun r = run("lc --weights '" + file("m.safetensors") + "' --data '" + file("nodata") + "' -o '" + file("o.nq") +
-                 "' --k 100000");
-  EXPECT_EQ(r.status, 2) << r.err;
-  EXPECT_NE(r.err.find("--k asks for 100000"), std::string::npos) << r.err;
-  r = run("quantize '" + file("m.safetensors") + "' -o '" + file("o.nq") + "' --method int --k 17");
-  EXPECT_EQ(r.status, 2) << r.err;
-  EXPECT_NE(r.err.find("int: bits must be in [2, 16]"), std::string::npos) << r.err;
+  refused("lc --weights '" + file("m.safetensors") + "' --data '" + file("nodata") + "' -o '" + file("o.nq") +
+              "' --k 100000",
+          "--k asks for 100000");
+  refused("quantize '" + file("m.safetensors") + "' -o '" + file("o.nq") + "' --method int --k 17",
+          "int: bits must be in [2, 16]");
   EXPECT_FALSE(exists(file("o.nq")));
 }
 
@@ -156,9 +151,7 @@ TEST_F(CheckedUpFront, OptionsThatWouldBeIgnoredAreRefused) {
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.args);
-    CliRun r = run(c.args);
-    EXPECT_EQ(r.status, 2) << r.err;
-    EXPECT_NE(r.err.find(c.message), std::string::npos) << r.err;
+    refused(c.args, c.message);
   }
   for (const char* out : {"o.nq", "o.csv", "o.safetensors"}) EXPECT_FALSE(exists(file(out))) << out;
 }
