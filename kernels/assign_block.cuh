@@ -26,12 +26,14 @@ namespace nq::cuda::assign_impl {
 namespace qf = ::nq::quant;
 
 constexpr int kMaxWarps = 8;                  // 256 threads per CTA
-// CTAs of kMaxWarps per SM that the kernels' registers must allow (__launch_bounds__): ≤ 64 registers a thread,
-// which the three kernels meet without spilling on sm_90. Left to itself ptxas gives the placement-specialised
-// loop up to 96, which would hold an SM to two CTAs. (Not yet timed against three CTAs of up to 85 registers.)
+// CTAs of kMaxWarps per SM that the kernels' registers must allow (__launch_bounds__): ≤ 64 registers a thread.
+// With CUDA 13.0 on sm_90 the single-codebook and many-codebook kernels meet it without spilling; the rows kernel
+// (op (f), assign_rows_kernel<false>) spills 18 B (ptxas -v, 2026-12-06). Left to itself ptxas gives the
+// placement-specialised loop up to 96, which would hold an SM to two CTAs. (Not yet timed against three CTAs of up
+// to 85 registers, nor op (f) at three.)
 constexpr int kMinBlocksPerSm = 4;
 // The per-thread form is held to two or three CTAs an SM by its shared memory anyway (k ≥ 9), so its kernels may use
-// up to 128 registers without costing occupancy (sm_90: 60–90 in practice, no spills).
+// up to 128 registers without costing occupancy (sm_90, CUDA 13.0: 60–100 in practice, no spills).
 constexpr int kMinBlocksPerSmPrivate = 2;
 constexpr int min_blocks_per_sm(bool private_acc) { return private_acc ? kMinBlocksPerSmPrivate : kMinBlocksPerSm; }
 constexpr size_t kSmemBudget = 96 * 1024;     // ≤ the opt-in limit of every sm_80+ part; a function of k only

@@ -100,33 +100,35 @@ NQ_HD inline void forward_rows(const ItemSums& it, int a, int b, int m, bool mir
   // Depth-first over the halves: at most two pending frames per level, so 2·64 slots hold any length. A plain
   // array: the ranges searched per midpoint are often a handful of items, and vector growth checks on every push
   // took 29% of the host run (perf, N = 1e5).
+  // 32-bit fields (len is an int): the frame array is most of the CUDA rows kernel's per-thread stack, for which
+  // the driver reserves local memory for every thread the device can hold.
   struct DcFrame {
-    int64_t lo, hi, olo, ohi;
+    int32_t lo, hi, olo, ohi;
   };
   DcFrame stack[128];
   int top = 0;
   for (int t = 2; t <= m; ++t) {
     for (int i = 0; i <= len; ++i) cur[i] = inf;
     top = 0;
-    stack[top++] = {t, static_cast<int64_t>(len), t - 1, static_cast<int64_t>(len) - 1};
+    stack[top++] = {t, len, t - 1, len - 1};
     while (top > 0) {
       const DcFrame f = stack[--top];
       if (f.lo > f.hi) continue;
-      const int64_t mid = (f.lo + f.hi) / 2;
-      int64_t jlo = f.olo > (t > 2 ? prev_opt[mid] : int64_t{t - 1}) ? f.olo : (t > 2 ? prev_opt[mid] : int64_t{t - 1});
-      const int64_t jhi = f.ohi < mid - 1 ? f.ohi : mid - 1;
-      if (jlo > jhi) jlo = f.olo > int64_t{t - 1} ? f.olo : int64_t{t - 1};
+      const int mid = (f.lo + f.hi) / 2;
+      int jlo = f.olo > (t > 2 ? prev_opt[mid] : (t - 1)) ? f.olo : (t > 2 ? prev_opt[mid] : (t - 1));
+      const int jhi = f.ohi < mid - 1 ? f.ohi : mid - 1;
+      if (jlo > jhi) jlo = f.olo > (t - 1) ? f.olo : (t - 1);
       double best = inf;
-      int64_t arg = jlo;
-      for (int64_t j = jlo; j <= jhi; ++j) {
-        const double v = prev[j] + cost(static_cast<int>(j), static_cast<int>(mid));
+      int arg = jlo;
+      for (int j = jlo; j <= jhi; ++j) {
+        const double v = prev[j] + cost(j, mid);
         if (v < best) {
           best = v;
           arg = j;
         }
       }
       cur[mid] = best;
-      cur_opt[mid] = static_cast<int32_t>(arg);
+      cur_opt[mid] = arg;
       stack[top++] = {f.lo, mid - 1, f.olo, arg};
       stack[top++] = {mid + 1, f.hi, arg, f.ohi};
     }
