@@ -42,6 +42,8 @@ const char* init_name(Init init);
 struct QuantizeParams {
   Method method = Method::kHwKmeans;
   int k = 16;                // levels (ecsq: k_max centres, started at HW k-means' answer); ignored by binary/ternary
+  // Rate goals: at most one of lambda, target_bits and target_ratio is non-zero, and step only with uniform and no
+  // target; a knob the method has no use for is kInvalidArgument, not ignored.
   double lambda = 0.0;       // ecsq multiplier on the entropy (bits/weight) in J = D + λH
   double step = 0.0;         // uniform: cell width Δ; 0 = k cells cover max|w| where the importance is > 0
   double target_bits = 0.0;  // > 0: ecsq/uniform search λ or Δ so the entropy lands on this (bits/weight)
@@ -121,7 +123,7 @@ struct ModelQuantizeParams {
   QuantizeParams quant;
   Scope scope;
   double prune = 0.0;  // fraction of weights with the smallest h·w² (|w| without importance, for any method) set to 0
-  ImportanceTransform importance_transform = ImportanceTransform::kNone;
+  ImportanceTransform importance_transform = ImportanceTransform::kNone;  // other than kNone: needs an importance
   bool skip_1d = false;  // leave 1-D tensors (biases) in float
   // Tensors to quantize by name (empty = no filter): a tensor is quantized iff it is a non-empty float tensor,
   // not 1-D under skip_1d, its name matches include_regex (when given) and does not match exclude_regex (when

@@ -277,6 +277,8 @@ QuantizedModel run_sharded(const std::string& model_path, const std::string& imp
                            const ModelQuantizeParams& params, ShardedQuantizeInfo* info) {
   const auto t_start = Clock::now();
   check_params(params);
+  NQ_CHECK(!importance_path.empty() || params.importance_transform == ImportanceTransform::kNone,
+           ErrorCode::kInvalidArgument, "an importance transform transforms the importance, and none was given");
   const ProcessGroup& group = process_group();
   ShardedQuantizeInfo stats;
   stats.ranks = group.size;

@@ -53,6 +53,19 @@ void check_quantize_params(const QuantizeParams& params) {
            ErrorCode::kInvalidArgument, traits.name << " does not support a target rate (use ecsq or uniform)");
   NQ_CHECK(params.step >= 0 && std::isfinite(params.step), ErrorCode::kInvalidArgument,
            "uniform step must be finite and >= 0, got " << params.step);
+  // Knobs that would otherwise be ignored without a word. The CLI and the Python API check the same first, in their
+  // own spelling (--lambda, lam); these are what a C++ caller meets.
+  NQ_CHECK(params.lambda == 0 || traits.has_lambda, ErrorCode::kInvalidArgument,
+           "lambda applies to ecsq only (method " << traits.name << ")");
+  NQ_CHECK((params.lambda > 0) + (params.target_bits > 0) + (params.target_ratio > 0) <= 1,
+           ErrorCode::kInvalidArgument,
+           "give one rate goal: lambda, target_bits or target_ratio (a target searches lambda or the step), got "
+               << (params.lambda > 0 ? "lambda " : "") << (params.target_bits > 0 ? "target_bits " : "")
+               << (params.target_ratio > 0 ? "target_ratio" : ""));
+  NQ_CHECK(params.step == 0 || params.method == Method::kUniform, ErrorCode::kInvalidArgument,
+           "step applies to uniform only (method " << traits.name << ")");
+  NQ_CHECK(params.step == 0 || rate == 0, ErrorCode::kInvalidArgument,
+           "give step or a target rate, not both (a target searches the step)");
   NQ_CHECK(params.exact_histogram_bins >= 0, ErrorCode::kInvalidArgument, "exact_histogram_bins must be >= 0");
   for (const double c : params.initial_centers)
     NQ_CHECK(std::isfinite(c), ErrorCode::kInvalidArgument, "initial centre " << c << " is not finite");

@@ -181,6 +181,8 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
            "group scope needs a positive group size");
   NQ_CHECK(params.batch_weights >= 0, ErrorCode::kInvalidArgument,
            "--batch-weights must be >= 0, got " << params.batch_weights);
+  NQ_CHECK(importance || params.importance_transform == ImportanceTransform::kNone, ErrorCode::kInvalidArgument,
+           "an importance transform transforms the importance, and none was given");
   QuantizedModel out;
   out.method = params.quant.method;
   out.scope = params.scope;

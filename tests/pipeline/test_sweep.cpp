@@ -102,7 +102,10 @@ TEST(Sweep, BatchedLambdaPointsEqualOnePointAtATime) {
     for (size_t i = 0; i < lambdas.size(); ++i) {
       ModelQuantizeParams p = base;
       p.quant.lambda = lambdas[i];
-      if (i == 4) p.quant.method = Method::kHwKmeans;
+      if (i == 4) {  // a point of another method among them (which has no λ)
+        p.quant.method = Method::kHwKmeans;
+        p.quant.lambda = 0;
+      }
       if (i >= 7) p.quant.k = 8;
       specs.push_back({p, "lambda", lambdas[i]});
     }

@@ -533,7 +533,7 @@ TEST(Quantize, DeterministicForSeedAndThreads) {
   for (Method m : {Method::kHwKmeans, Method::kEcsq, Method::kExact}) {
     auto p = params(m, 16);
     p.init = Init::kKmeansPP;
-    p.lambda = 1e-5;
+    p.lambda = m == Method::kEcsq ? 1e-5 : 0.0;
     const int saved = omp_get_max_threads();
     omp_set_num_threads(1);
     const auto a = quantize(w.data(), h.data(), n, p);
@@ -662,6 +662,52 @@ TEST(Quantize, ValidationErrors) {
   expect_code([] { parse_scope("group:99999999999999999999"); }, ErrorCode::kInvalidArgument);  // past int64
   expect_code([] { parse_init("random"); }, ErrorCode::kInvalidArgument);
   expect_code([] { parse_importance_transform("log"); }, ErrorCode::kInvalidArgument);
+}
+
+// Knobs a method has no use for, or two rate goals at once, are refused rather than ignored: the library's own check
+// (the CLI and Python refuse them first, in their spelling). Each case runs the otherwise valid call, which must
+// succeed, then adds the one knob.
+TEST(Quantize, KnobsThatWouldBeIgnoredAreRefused) {
+  const std::vector<float> w = student_t(301, 5), h = importance(301, 6);
+  struct Case {
+    Method method;
+    std::function<void(QuantizeParams&)> add;
+    const char* message;
+  };
+  const std::vector<Case> cases = {
+      {Method::kHwKmeans, [](QuantizeParams& p) { p.lambda = 1e-5; }, "lambda applies to ecsq only (method hw-kmeans)"},
+      {Method::kUniform, [](QuantizeParams& p) { p.lambda = 1e-5; }, "lambda applies to ecsq only (method uniform)"},
+      {Method::kEcsq, [](QuantizeParams& p) { p.lambda = 1e-5, p.target_bits = 2; }, "give one rate goal"},
+      {Method::kEcsq, [](QuantizeParams& p) { p.target_ratio = 12, p.target_bits = 2; }, "give one rate goal"},
+      {Method::kExact, [](QuantizeParams& p) { p.step = 0.01; }, "step applies to uniform only (method exact)"},
+      {Method::kUniform, [](QuantizeParams& p) { p.step = 0.01, p.target_bits = 2; }, "give step or a target rate"},
+  };
+  for (const Case& c : cases) {
+    QuantizeParams p = params(c.method, 8);
+    EXPECT_NO_THROW(quantize(w.data(), h.data(), w.size(), p)) << c.message;
+    c.add(p);
+    try {
+      quantize(w.data(), h.data(), w.size(), p);
+      ADD_FAILURE() << "accepted: " << c.message;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+      EXPECT_NE(std::string(e.what()).find(c.message), std::string::npos) << e.what();
+    }
+  }
+  // The model entry: an importance transform with no importance.
+  TensorSet model;
+  model.add(Tensor::from_f32("w", {7, 43}, w));
+  ModelQuantizeParams mp;
+  mp.quant = params(Method::kHwKmeans, 4);
+  EXPECT_NO_THROW(quantize_model(model, nullptr, mp));
+  mp.importance_transform = ImportanceTransform::kSqrt;
+  try {
+    quantize_model(model, nullptr, mp);
+    ADD_FAILURE() << "an importance transform without an importance was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("importance transform"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Quantize, TraitsTableDrivesParsing) {

@@ -125,7 +125,7 @@ TEST(QuantizeModel, RowAndGroupScopesEqualOneQuantizePerProblem) {
             p.quant.init = init;
             p.prune = prune;
             if (m == Method::kEcsq) {  // pruned: a target rate; else a given λ
-              p.quant.lambda = 3e-5;
+              p.quant.lambda = prune > 0 ? 0.0 : 3e-5;
               p.quant.target_bits = prune > 0 ? 1.5 : 0.0;
             }
             if (warm) {  // every other problem starts from a codebook of its own

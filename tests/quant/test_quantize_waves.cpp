@@ -84,6 +84,7 @@ TEST(QuantizeWaves, AnyBatchSizeGivesTheModelQuantizedAtOnce) {
     for (const bool weighted : {true, false}) {
       ModelQuantizeParams p = params_for(c);
       const TensorSet* h = weighted ? &imp : nullptr;
+      if (!weighted) p.importance_transform = ImportanceTransform::kNone;  // it needs an importance
       p.batch_weights = int64_t{1} << 40;
       const QuantizedModel want = quantize_model(model, h, p);
       // 1: every tensor its own wave; 300 and 1200: several tensors per wave, with the big ones alone.
