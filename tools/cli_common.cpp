@@ -32,7 +32,7 @@ void add_common_options(CLI::App& sub, CommonOptions& opts, bool with_backend) {
     sub.add_option("--backend", opts.backend, "compute backend: auto (CUDA when a GPU answers), cpu, cuda")
         ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
         ->capture_default_str();
-  sub.add_option("--threads", opts.threads, "CPU threads (0 = all cores; at most 4 per core, or 256)")
+  sub.add_option("--threads", opts.threads, "CPU threads (0 = all cores; at most 4 per core or 256, whichever is more)")
       ->capture_default_str();
   sub.add_flag("-q,--quiet", opts.quiet, "no progress bar, notes or per-epoch/step lines (results still print)");
 }
@@ -189,11 +189,14 @@ void add_name_filters(CLI::App& sub, std::string& include, std::string& exclude,
       ->type_name("REGEX");
 }
 
-void add_batch_weights(CLI::App& sub, int64_t& batch_weights) {
+void add_batch_weights(CLI::App& sub, int64_t& batch_weights, bool for_prune) {
   sub.add_option("--batch-weights", batch_weights,
-                 "row, group and tensor scopes: convert and quantize about N weights at a time (whole tensors), so a "
-                 "model larger than memory streams through (prune: the whole selection at once when N covers it, else "
-                 "tensor by tensor); 0 = automatic from the available memory. The output is the same for any N")
+                 for_prune ? "select over the whole model at once when about N weights cover it, else tensor by "
+                             "tensor, so a model larger than memory streams through; 0 = automatic from the available "
+                             "memory. The output is the same for any N"
+                           : "row, group and tensor scopes: convert and quantize about N weights at a time (whole "
+                             "tensors), so a model larger than memory streams through; 0 = automatic from the "
+                             "available memory. The output is the same for any N")
       ->type_name("N")
       ->check(kCount)
       ->capture_default_str();

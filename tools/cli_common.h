@@ -56,8 +56,8 @@ std::string name_list(const std::vector<std::string>& names, size_t most = 4);
 // --include / --exclude REGEX (ModelQuantizeParams::include_regex / exclude_regex: the tensors to quantize by
 // name), one help text for every command; `verb` says what being selected means there ("quantize", "prune").
 void add_name_filters(CLI::App& sub, std::string& include, std::string& exclude, const std::string& verb = "quantize");
-// --batch-weights N (ModelQuantizeParams::batch_weights).
-void add_batch_weights(CLI::App& sub, int64_t& batch_weights);
+// --batch-weights N (ModelQuantizeParams::batch_weights); for_prune gives the help text of `prune`.
+void add_batch_weights(CLI::App& sub, int64_t& batch_weights, bool for_prune = false);
 
 // --init's help, shared by quantize and sweep.
 constexpr const char* kInitHelp =

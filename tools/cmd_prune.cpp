@@ -80,7 +80,7 @@ void setup_prune(CLI::App& sub) {
       ->capture_default_str();
   sub.add_flag("--skip-1d", o->skip_1d, "leave 1-D tensors (biases) unpruned, as quantize --skip-1d keeps them");
   add_name_filters(sub, o->include, o->exclude, "prune");
-  add_batch_weights(sub, o->batch_weights);
+  add_batch_weights(sub, o->batch_weights, /*for_prune=*/true);
   add_common_options(sub, o->common);
   sub.callback([o] { run_prune(*o); });
 }

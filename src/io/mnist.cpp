@@ -15,9 +15,11 @@ bool is_file(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
-// The usual spellings: "train-images-idx3-ubyte", the ".idx3-ubyte" variant some mirrors use, and either .gz.
+// The usual spellings: "train-images-idx3-ubyte", the "train-images.idx3-ubyte" variant some mirrors use, and
+// either .gz.
 std::string find_idx_file(const std::string& dir, const std::string& prefix, const std::string& kind) {
-  const std::string stems[] = {prefix + "-" + kind, prefix + "." + kind.substr(kind.find('-') + 1)};
+  const size_t dash = kind.find('-');  // "images-idx3-ubyte" → "images" "." "idx3-ubyte"
+  const std::string stems[] = {prefix + "-" + kind, prefix + "-" + kind.substr(0, dash) + "." + kind.substr(dash + 1)};
   std::string tried;
   for (const auto& stem : {stems[0], stems[1]}) {
     for (const char* ext : {"", ".gz"}) {

@@ -160,7 +160,17 @@ TEST(Mnist, SyntheticDirectory) {
   for (size_t i = 0; i < pixels.size(); ++i) ASSERT_EQ(px[i], static_cast<uint8_t>(pixels[i]) / 255.0f);
   for (uint32_t i = 0; i < n; ++i) EXPECT_EQ(ds.labels[i], labels[i]);
 
-  expect_error([&] { load_mnist(dir.path(), true); }, ErrorCode::kIo, {"train-images-idx3-ubyte"});
+  expect_error([&] { load_mnist(dir.path(), true); }, ErrorCode::kIo,
+               {"train-images-idx3-ubyte", "train-images.idx3-ubyte.gz"});
+  {  // The other spelling some mirrors use, "...-images.idx3-ubyte", plain and gzipped: the same dataset.
+    test::TempDir other;
+    test::write_bytes(other.file("t10k-images.idx3-ubyte"), idx_header(0x08, {n, rows, cols}) + pixels);
+    test::write_bytes(other.file("t10k-labels.idx1-ubyte.gz"), test::gzip_compress(labels_file(labels)));
+    const Dataset again = load_mnist(other.path(), false);
+    ASSERT_EQ(again.size(), n);
+    EXPECT_EQ(again.labels, ds.labels);
+    EXPECT_EQ(std::memcmp(again.images.data(), ds.images.data(), ds.images.nbytes()), 0);
+  }
   // Label count disagreeing with the image count.
   labels.pop_back();
   test::write_bytes(dir.file("t10k-labels-idx1-ubyte.gz"), test::gzip_compress(labels_file(labels)));
