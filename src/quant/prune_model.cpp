@@ -43,7 +43,7 @@ void prune_model_each(const TensorSet& model, const TensorSet* importance, const
   NQ_CHECK(params.prune >= 0 && params.prune < 1, ErrorCode::kInvalidArgument,
            "prune fraction must be in [0, 1), got " << params.prune);
   NQ_CHECK(params.batch_weights >= 0, ErrorCode::kInvalidArgument,
-           "--batch-weights must be >= 0, got " << params.batch_weights);
+           "batch_weights must be >= 0, got " << params.batch_weights);
   const quant::TensorSelector select(params);  // quantize_model's tensors, name filters included
   const std::vector<char> chosen = select.choose(model);
   std::vector<quant::ValueSource> sources;

@@ -176,11 +176,11 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
                                                 const ModelQuantizeParams& params, const std::vector<double>& lambdas) {
   const auto t0 = std::chrono::steady_clock::now();
   NQ_CHECK(params.prune >= 0 && params.prune < 1, ErrorCode::kInvalidArgument,
-           "--prune must be in [0, 1), got " << params.prune);
+           "prune fraction must be in [0, 1), got " << params.prune);
   NQ_CHECK(params.scope.kind != ScopeKind::kGroup || params.scope.group > 0, ErrorCode::kInvalidArgument,
            "group scope needs a positive group size");
   NQ_CHECK(params.batch_weights >= 0, ErrorCode::kInvalidArgument,
-           "--batch-weights must be >= 0, got " << params.batch_weights);
+           "batch_weights must be >= 0, got " << params.batch_weights);
   NQ_CHECK(importance || params.importance_transform == ImportanceTransform::kNone, ErrorCode::kInvalidArgument,
            "an importance transform transforms the importance, and none was given");
   QuantizedModel out;
