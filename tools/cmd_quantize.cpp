@@ -129,7 +129,7 @@ void run_quantize(const QuantizeOptions& o) {
            ErrorCode::kInvalidArgument,
            "--target-size/--target-file-ratio meet the budget with one lambda for every codebook (shared-lambda); "
            "--rate-allocation " << o.rate_allocation << " cannot apply");
-  NQ_CHECK(!file_budget || !o.sharded, ErrorCode::kInvalidArgument,
+  NQ_CHECK(!file_budget || !o.sharded, ErrorCode::kUnsupported,
            "--target-size/--target-file-ratio do not run --sharded (the search makes whole models one after another)");
   p.rate_allocation = parse_rate_allocation(o.rate_allocation.empty() ? "per-problem" : o.rate_allocation);
   // Before any input is read.

@@ -345,14 +345,13 @@ TEST_F(QuantizeCli, BadInputsExitTwo) {
         "quantize " + m + o + " --method uniform --scope row --target-bits 2 --rate-allocation shared-lambda",
         "quantize " + m + o + " --method ecsq --scope row --lambda 1e-4 --rate-allocation shared-lambda",
         "quantize " + m + o + " --method ecsq --target-bits 2 --rate-allocation shared",
-        // A file budget: ecsq alone, one target, one λ for all, not sharded, a size CLI11 reads.
+        // A file budget: ecsq alone, one target, one λ for all, a size CLI11 reads (not sharded: ShardedCli).
         "quantize " + m + o + " --method uniform --target-size 10000",
         "quantize " + m + o + " --coder zstd",
         "quantize " + m + o + " --method ecsq --target-size 10000 --target-bits 2",
         "quantize " + m + o + " --method ecsq --target-size 10000 --lambda 1e-4",
         "quantize " + m + o + " --method ecsq --target-size 10000 --target-file-ratio 8",
         "quantize " + m + o + " --method ecsq --target-size 10000 --rate-allocation per-problem",
-        "quantize " + m + o + " --method ecsq --target-size 10000 --sharded",
         "quantize " + m + o + " --method ecsq --target-size ten", "quantize " + m + o + " --method ecsq --target-size 0",
         "quantize " + m + o + " --method ecsq --target-file-ratio 0",
         // Whole numbers CLI11 would wrap (-1 into an unsigned seed) or saturate (past 64 bits) unnoticed.

@@ -357,10 +357,13 @@ TEST_F(ShardedCli, InfoReportsTheProcessGroup) {
 }
 
 TEST_F(ShardedCli, UnsupportedOptionsAreClearErrors) {
-  for (const std::string options : {"--scope tensor", "--method uniform", "--init quantile"}) {
+  // Each is unsupported (exit 3), as every option --sharded cannot run.
+  for (const std::string options : {"--scope tensor", "--method uniform", "--init quantile", "--target-size 10000"}) {
     const CliRun r = run(quantize_args("--sharded " + options, file("x.nq")));
-    EXPECT_NE(r.status, 0) << options;
-    EXPECT_NE(r.err.find("sharded quantization"), std::string::npos) << options << ": " << r.err;
+    EXPECT_EQ(r.status, 3) << options << ": " << r.err;
+    EXPECT_NE(r.err.find(options == "--target-size 10000" ? "do not run --sharded" : "sharded quantization"),
+              std::string::npos)
+        << options << ": " << r.err;
     EXPECT_FALSE(exists(file("x.nq")));
   }
   // An importance of the wrong shape is named by its option and file, as the in-process run names it.
