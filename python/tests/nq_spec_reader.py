@@ -137,6 +137,8 @@ def read_code_lengths(cur: Cursor, nsym: int, what: str) -> list[int]:
     order-0 Exp-Golomb r-1 and stands for r unused symbols; padding bits follow to the byte. MSB first."""
     br = BitReader(cur.data, cur.pos, cur.end, cur.tensor)
     w = br.read(3, what) + 1
+    if w > 5:  # README: "a reader takes any W in 1..5"
+        _fail(f"{what}: code-length field of {w} bits (at most 5)", cur.tensor)
     lengths = [0] * nsym
     i = 0
     while i < nsym:
@@ -265,7 +267,10 @@ class NqTensor:
         if self.dtype == "F32":
             return v.astype("<f4").tobytes()
         if self.dtype == "F16":
-            return v.astype("<f2").tobytes()
+            h = v.astype("<f2").view("<u2").copy()
+            nan = np.isnan(v)  # README: a NaN becomes the quiet NaN sign | 0x7E00 (its payload dropped)
+            h[nan] = (v[nan].view(np.uint32) >> 16 & 0x8000).astype(np.uint16) | 0x7E00
+            return h.tobytes()
         if self.dtype == "F64":
             return v.astype("<f8").tobytes()
         if self.dtype == "BF16":
@@ -327,7 +332,7 @@ def read_nq(src) -> NqFile:
     if reserved1 or reserved2:
         _fail("reserved header fields are not 0")
     scope_name = SCOPES[scope]
-    if (scope_name == "group") != (group > 0):
+    if (scope_name == "group") != (group > 0) or group >= 1 << 62:  # README: "G (scope group: 0 < G < 2^62)"
         _fail(f"group size {group} does not fit scope {scope_name}")
     if flags & 1 and scope_name != "global":
         _fail("shared Huffman table flag outside global scope")
@@ -394,11 +399,16 @@ def read_nq(src) -> NqFile:
             t.problem_size = cur.varint("problem size")
             t.problem_count = cur.varint("problem count")
             t.pruned = cur.varint("pruned count")
-            if t.problem_size == 0:
-                _fail("problem size 0", name)
-            expected = 1 if scope_name == "global" else -(-numel // t.problem_size)
-            if t.problem_count != expected:
-                _fail(f"problem count {t.problem_count} != {expected}", name)
+            if t.problem_size >= 1 << 62:  # README: "P < 2^62"
+                _fail(f"problem size {t.problem_size} >= 2^62", name)
+            if numel > 0:  # README: a tensor of no elements is not checked (it has no codebook problem)
+                if t.problem_size == 0:
+                    _fail("problem size 0", name)
+                expected = -(-numel // t.problem_size)
+                if t.problem_count != expected:
+                    _fail(f"problem count {t.problem_count} != ceil({numel} / {t.problem_size}) = {expected}", name)
+                if scope_name == "global" and t.problem_count != 1:  # so P >= numel there
+                    _fail(f"global scope with {t.problem_count} problems", name)
             if t.pruned > numel:
                 _fail(f"pruned count {t.pruned} > {numel} weights", name)
         t.payload_offset = cur.u64("payload offset")

@@ -321,8 +321,8 @@ class Bits:
         return bytes(int("".join(map(str, b[i:i + 8])), 2) for i in range(0, len(b), 8))
 
 
-def code_length_table(lengths: list[int], pad: int = 0) -> bytes:
-    w = max(max(lengths), 1).bit_length()
+def code_length_table(lengths: list[int], pad: int = 0, w: int | None = None) -> bytes:
+    w = w or max(max(lengths), 1).bit_length()
     bw = Bits()
     bw.put(w - 1, 3)
     i = 0
@@ -368,7 +368,8 @@ def rans_chunk(symbols, freqs, s_bits) -> bytes:
     return struct.pack("<4I", *x) + bytes(reversed(emitted))
 
 
-def hand_made(q_lengths=(1, 2, 2), q_tail=b"", gaps=(0, 1, 0, 1, 0, 1, 0, 0), r_extra=b"", r_state0_plus=0, pad=0):
+def hand_made(q_lengths=(1, 2, 2), q_tail=b"", gaps=(0, 1, 0, 1, 0, 1, 0, 0), r_extra=b"", r_state0_plus=0, pad=0,
+              q_table_w=None, r_level0_bits=None):
     """A version-2 file made from the spec alone, with knobs to break it (the CRCs are always right) and `pad`, the
     value of every padding bit (the README: written as 0, ignored by readers):
     "q": tensor scope, F32 2x5, 3 of 10 weights pruned, Huffman-coded indices and positions;
@@ -382,9 +383,12 @@ def hand_made(q_lengths=(1, 2, 2), q_tail=b"", gaps=(0, 1, 0, 1, 0, 1, 0, 0), r_
     for g in gaps:
         gb.put(*gap_codes[g])
     payload_q = (varint(1) + varint(3) + cb_q.tobytes() + bytes([0])      # codebooks; coder 0 = Huffman
-                 + varint(3) + code_length_table(list(q_lengths), pad) + huffman_stream(list(q_lengths), idx_q, pad)
+                 + varint(3) + code_length_table(list(q_lengths), pad, q_table_w)
+                 + huffman_stream(list(q_lengths), idx_q, pad)
                  + bytes([2]) + code_length_table(gap_lengths, pad) + varint(len(gb.bits)) + gb.to_bytes(pad) + q_tail)
     cb_r = np.array([1.0, 3.0], np.float32)
+    if r_level0_bits is not None:  # level 0 of "r" (an F16 tensor) as these float32 bits, e.g. a NaN
+        cb_r[:1] = np.array([r_level0_bits], np.uint32).view(np.float32)
     idx_r = [1, 1, 0, 1, 1, 1, 1]
     freqs, s_bits = [1, 3], 2
     chunks = [rans_chunk(idx_r[:4], freqs, s_bits), rans_chunk(idx_r[4:], freqs, s_bits) + r_extra]
@@ -479,3 +483,29 @@ def test_padding_bits_are_ignored(cli, tmp_path):
         run(cli, "decompress", tmp_path / f"{tag}.nq", "-o", tmp_path / f"{tag}.safetensors", "--quiet")
     assert read_safetensors(tmp_path / "zero.safetensors") == read_safetensors(tmp_path / "ones.safetensors")
     assert read_safetensors(tmp_path / "ones.safetensors")["q"][2] == expected["q"].tobytes()
+
+
+@pytest.mark.parametrize("bits", [0x7F800001, 0xFFC00001, 0x7FFFFFFF, 0x7FC00000])
+def test_nan_levels_convert_as_the_readme_says(cli, tmp_path, bits):
+    # README, "Decompression": a NaN level becomes f16's quiet NaN sign | 0x7E00 (numpy would keep payload bits).
+    data, _ = hand_made(r_level0_bits=bits)
+    (tmp_path / "nan.nq").write_bytes(data)
+    run(cli, "decompress", tmp_path / "nan.nq", "-o", tmp_path / "nan.safetensors", "--quiet")
+    out = read_safetensors(tmp_path / "nan.safetensors")["r"][2]
+    want = nqr.read_nq(data).tensors["r"].output_bytes()
+    assert out == want
+    assert np.frombuffer(out, "<u2")[2] == ((bits >> 16) & 0x8000) | 0x7E00  # index 0 of "r" is its third weight
+
+
+def test_code_length_field_wider_than_five_bits_is_refused_by_both(cli, tmp_path):
+    # README: "a reader takes any W in 1..5 that holds the lengths"; 5 (wider than needed) reads, 6 does not.
+    ok, _ = hand_made(q_table_w=5)
+    bad, _ = hand_made(q_table_w=6)
+    nqr.read_nq(ok)
+    with pytest.raises(ValueError, match="at most 5"):
+        nqr.read_nq(bad)
+    for tag, data, rc in (("ok", ok, 0), ("bad", bad, 2)):
+        (tmp_path / f"{tag}.nq").write_bytes(data)
+        proc = subprocess.run([cli, "decompress", str(tmp_path / f"{tag}.nq"), "-o", str(tmp_path / f"{tag}.safetensors"),
+                               "--quiet"], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == rc, proc.stderr

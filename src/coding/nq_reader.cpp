@@ -370,6 +370,9 @@ QuantizedTensor decode_nq_payload(const NqDirectory& dir, const NqRecord& rec, c
     // Every code is at least one bit long: the kept count is bounded by the stream before anything is allocated.
     NQ_CHECK(kept <= lay.index_bits, ErrorCode::kBadFile,
              what << ": " << kept << " kept weights cannot fit in " << lay.index_bits << " bits");
+    // With no kept weight nothing is decoded below, so an index stream there would be bits left unused.
+    NQ_CHECK(kept > 0 || lay.index_bits == 0, ErrorCode::kBadFile,
+             what << ": index stream has " << lay.index_bits << " unused bits (no weight is kept)");
     index_data = r.cursor();
     index_bytes = static_cast<size_t>((lay.index_bits + 7) / 8);
     r.skip(index_bytes, "index stream");

@@ -537,6 +537,45 @@ TEST(NqFile, NamesAreUtf8AndProblemSizesBounded) {
   expect_bad_file_saying(serialize_nq(m), "tensor 'tensor_b': problem size 4611686018427387904 too large");
 }
 
+// A tensor with no kept weight decodes no index, so an index stream there is bits left unused: refused, as any
+// stream with unused bits is (found by differential fuzzing against the README's reader, python/tests).
+TEST(NqFile, IndexStreamOfATensorWithNoKeptWeightIsEmpty) {
+  QuantizedModel m;
+  m.method = Method::kUniform;
+  m.scope = Scope{ScopeKind::kTensor, 0};
+  QuantizedTensor t;
+  t.name = "all_pruned";
+  t.shape = {4};
+  t.problem_size = 4;
+  t.num_problems = 1;
+  t.indices = IndexArray(4, kPrunedIndex);
+  m.codebooks.push_back({});
+  m.tensors.push_back(t);
+  std::vector<uint8_t> bytes = serialize_nq(m);
+  EXPECT_EQ(parse_nq(bytes.data(), bytes.size(), "good").tensors.at(0).indices[3], kPrunedIndex);
+  auto u64_at = [&](size_t at) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(bytes[at + static_cast<size_t>(i)]) << (8 * i);
+    return v;
+  };
+  auto put = [&](size_t at, uint64_t v, int n) {
+    for (int i = 0; i < n; ++i) bytes[at + static_cast<size_t>(i)] = static_cast<uint8_t>(v >> (8 * i));
+  };
+  // The payload starts at D: codebook count 1, k 0, alphabet 0, a one-byte code-length table, then B = 0.
+  const size_t d = static_cast<size_t>(u64_at(32));
+  ASSERT_EQ(std::vector<uint8_t>(bytes.begin() + static_cast<long>(d), bytes.begin() + static_cast<long>(d) + 5),
+            (std::vector<uint8_t>{1, 0, 0, 0, 0}));
+  // B = 8 and one byte of stream; the payload length, the file size and every checksum follow the edit.
+  bytes[d + 4] = 8;
+  bytes.insert(bytes.begin() + static_cast<long>(d) + 5, 0xAB);
+  put(d - 16, u64_at(d - 16) + 1, 8);
+  put(40, bytes.size(), 8);
+  put(d - 8, crc32_update(0, bytes.data() + d, static_cast<size_t>(u64_at(d - 16))), 4);
+  put(d - 4, crc32_update(0, bytes.data(), d - 4), 4);
+  put(bytes.size() - 8, crc32_update(0, bytes.data(), bytes.size() - 8), 4);
+  expect_bad_file_saying(bytes, "tensor 'all_pruned': index stream has 8 unused bits (no weight is kept)");
+}
+
 TEST(NqFile, CorruptionIsRejectedEverywhere) {
   for (const IndexCoder coder : {IndexCoder::kHuffman, IndexCoder::kRans}) {
   SCOPED_TRACE(index_coder_name(coder));
