@@ -21,6 +21,9 @@ set_target_properties(netquant_shared PROPERTIES
   VERSION "${PROJECT_VERSION}" SOVERSION "${PROJECT_VERSION_MAJOR}.${PROJECT_VERSION_MINOR}")
 add_library(netquant::netquant ALIAS netquant_shared)
 
+# Installed, they keep the directories of the libraries they were linked against outside the system's (the CUDA
+# toolkit's cuBLAS, say) as their RUNPATH, so they load without an ld.so.conf entry.
+set_target_properties(netquant_cli netquant_shared PROPERTIES INSTALL_RPATH_USE_LINK_PATH ON)
 install(TARGETS netquant_cli RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}")
 install(TARGETS netquant_shared EXPORT netquantTargets
   LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}" NAMELINK_COMPONENT Unspecified)
@@ -36,10 +39,22 @@ write_basic_package_version_file("${PROJECT_BINARY_DIR}/netquantConfigVersion.cm
 install(FILES "${PROJECT_BINARY_DIR}/netquantConfig.cmake" "${PROJECT_BINARY_DIR}/netquantConfigVersion.cmake"
   DESTINATION "${_nq_cmake_dir}")
 
-# The prefix is the one given at install time (`cmake --install --prefix`), not at configure time.
-configure_file("${CMAKE_CURRENT_LIST_DIR}/netquant.pc.in" "${PROJECT_BINARY_DIR}/netquant.pc.in" @ONLY)
-install(CODE "
-  file(READ \"${PROJECT_BINARY_DIR}/netquant.pc.in\" _nq_pc)
-  string(REPLACE \"%PREFIX%\" \"\${CMAKE_INSTALL_PREFIX}\" _nq_pc \"\${_nq_pc}\")
-  file(WRITE \"${PROJECT_BINARY_DIR}/pkgconfig/netquant.pc\" \"\${_nq_pc}\")")
-install(FILES "${PROJECT_BINARY_DIR}/pkgconfig/netquant.pc" DESTINATION "${CMAKE_INSTALL_LIBDIR}/pkgconfig")
+# The pkg-config file finds the prefix from its own place (${pcfiledir}), so it holds for any `--prefix` given at
+# install time, DESTDIR, or a prefix moved afterwards; absolute lib/include dirs are written as they are.
+set(_nq_pc_dir "${CMAKE_INSTALL_LIBDIR}/pkgconfig")
+if(IS_ABSOLUTE "${_nq_pc_dir}")
+  set(NQ_PC_PREFIX "${CMAKE_INSTALL_PREFIX}")
+else()
+  file(RELATIVE_PATH _nq_up "/nq_prefix/${_nq_pc_dir}" "/nq_prefix")
+  string(REGEX REPLACE "/$" "" _nq_up "${_nq_up}")
+  set(NQ_PC_PREFIX "\${pcfiledir}/${_nq_up}")
+endif()
+foreach(_nq_dir LIBDIR INCLUDEDIR)
+  if(IS_ABSOLUTE "${CMAKE_INSTALL_${_nq_dir}}")
+    set(NQ_PC_${_nq_dir} "${CMAKE_INSTALL_${_nq_dir}}")
+  else()
+    set(NQ_PC_${_nq_dir} "\${prefix}/${CMAKE_INSTALL_${_nq_dir}}")
+  endif()
+endforeach()
+configure_file("${CMAKE_CURRENT_LIST_DIR}/netquant.pc.in" "${PROJECT_BINARY_DIR}/netquant.pc" @ONLY)
+install(FILES "${PROJECT_BINARY_DIR}/netquant.pc" DESTINATION "${_nq_pc_dir}")

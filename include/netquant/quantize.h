@@ -42,8 +42,9 @@ const char* init_name(Init init);
 struct QuantizeParams {
   Method method = Method::kHwKmeans;
   int k = 16;                // levels (ecsq: k_max centres, started at HW k-means' answer); ignored by binary/ternary
-  // Rate goals: at most one of lambda, target_bits and target_ratio is non-zero, and step only with uniform and no
-  // target; a knob the method has no use for is kInvalidArgument, not ignored.
+  // Rate goals: at most one of lambda, target_bits and target_ratio is non-zero; lambda only with ecsq; step only
+  // with uniform and no target. Those are kInvalidArgument, not ignored (k for binary/ternary, and the int and pow2
+  // knobs for other methods, are still ignored).
   double lambda = 0.0;       // ecsq multiplier on the entropy (bits/weight) in J = D + λH
   double step = 0.0;         // uniform: cell width Δ; 0 = k cells cover max|w| where the importance is > 0
   double target_bits = 0.0;  // > 0: ecsq/uniform search λ or Δ so the entropy lands on this (bits/weight)

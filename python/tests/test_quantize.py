@@ -250,7 +250,7 @@ def test_batch_weights_stream_the_same_model(rng, scope):
             assert np.array_equal(got.tensors[name].indices, want.tensors[name].indices), name
         assert got.stats["hw_distortion"] == want.stats["hw_distortion"]
         assert got.stats["pruned"] == want.stats["pruned"]
-    with pytest.raises(netquant.NetquantValueError, match="batch-weights"):
+    with pytest.raises(netquant.NetquantValueError, match="batch_weights"):
         netquant.quantize_model(model, imp, **args, batch_weights=-1)
     pruned = netquant.prune(model, imp, fraction=0.4, importance_transform="sqrt", backend="cpu")
     streamed = netquant.prune(model, imp, fraction=0.4, importance_transform="sqrt", backend="cpu", batch_weights=1)

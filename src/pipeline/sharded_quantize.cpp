@@ -84,15 +84,6 @@ void check_params(const ModelQuantizeParams& params) {
   NQ_CHECK(q.init == Init::kLinear, ErrorCode::kUnsupported,
            "sharded quantization starts from --init linear (" << init_name(q.init)
                                                                << " needs the sorted weights on one rank)");
-  NQ_CHECK(q.k >= 1, ErrorCode::kInvalidArgument, traits.name << ": k must be >= 1, got " << q.k);
-  NQ_CHECK(q.max_iter >= 1, ErrorCode::kInvalidArgument, "max_iter must be >= 1, got " << q.max_iter);
-  NQ_CHECK(q.lambda >= 0 && std::isfinite(q.lambda), ErrorCode::kInvalidArgument,
-           "lambda must be finite and >= 0, got " << q.lambda);
-  NQ_CHECK(q.target_bits >= 0 && q.target_ratio >= 0, ErrorCode::kInvalidArgument, "target bits/ratio must be >= 0");
-  NQ_CHECK(!(q.target_bits > 0 || q.target_ratio > 0) || traits.supports_target, ErrorCode::kInvalidArgument,
-           traits.name << " does not support a target rate (use ecsq)");
-  NQ_CHECK(params.prune >= 0 && params.prune < 1, ErrorCode::kInvalidArgument,
-           "--prune must be in [0, 1), got " << params.prune);
 }
 
 // Reads this rank's blocks (each from the file its entry names), validates them and applies the importance
@@ -276,9 +267,8 @@ quant::RawResult sorted_blocks_lloyd(const Shard& s, const std::vector<double>& 
 QuantizedModel run_sharded(const std::string& model_path, const std::string& importance_path,
                            const ModelQuantizeParams& params, ShardedQuantizeInfo* info) {
   const auto t_start = Clock::now();
-  check_params(params);
-  NQ_CHECK(!importance_path.empty() || params.importance_transform == ImportanceTransform::kNone,
-           ErrorCode::kInvalidArgument, "an importance transform transforms the importance, and none was given");
+  check_params(params);  // what the sharded driver cannot run (exit 3) first
+  quant::check_model_params(params, !importance_path.empty());
   const ProcessGroup& group = process_group();
   ShardedQuantizeInfo stats;
   stats.ranks = group.size;

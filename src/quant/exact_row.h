@@ -114,7 +114,7 @@ NQ_HD inline void forward_rows(const ItemSums& it, int a, int b, int m, bool mir
     while (top > 0) {
       const DcFrame f = stack[--top];
       if (f.lo > f.hi) continue;
-      const int mid = (f.lo + f.hi) / 2;
+      const int mid = f.lo + (f.hi - f.lo) / 2;  // lo + hi would overflow int past 2^30 items
       int jlo = f.olo > (t > 2 ? prev_opt[mid] : (t - 1)) ? f.olo : (t > 2 ? prev_opt[mid] : (t - 1));
       const int jhi = f.ohi < mid - 1 ? f.ohi : mid - 1;
       if (jlo > jhi) jlo = f.olo > (t - 1) ? f.olo : (t - 1);

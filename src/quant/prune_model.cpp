@@ -40,10 +40,7 @@ Tensor zeroed(const Tensor& t, const uint8_t* mask) {
 
 void prune_model_each(const TensorSet& model, const TensorSet* importance, const ModelQuantizeParams& params,
                       const std::function<void(Tensor)>& take) {
-  NQ_CHECK(params.prune >= 0 && params.prune < 1, ErrorCode::kInvalidArgument,
-           "prune fraction must be in [0, 1), got " << params.prune);
-  NQ_CHECK(params.batch_weights >= 0, ErrorCode::kInvalidArgument,
-           "batch_weights must be >= 0, got " << params.batch_weights);
+  quant::check_model_params(params, importance != nullptr, /*with_quantizer=*/false);  // the method plays no part
   const quant::TensorSelector select(params);  // quantize_model's tensors, name filters included
   const std::vector<char> chosen = select.choose(model);
   std::vector<quant::ValueSource> sources;

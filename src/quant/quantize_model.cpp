@@ -43,6 +43,18 @@ void check_importance_layout(const std::string& name, const std::vector<int64_t>
            source << ": tensor '" << name << "' has non-float dtype " << dtype_name(importance_dtype));
 }
 
+void check_model_params(const ModelQuantizeParams& params, bool has_importance, bool with_quantizer) {
+  NQ_CHECK(params.prune >= 0 && params.prune < 1, ErrorCode::kInvalidArgument,
+           "prune fraction must be in [0, 1), got " << params.prune);
+  NQ_CHECK(params.scope.kind != ScopeKind::kGroup || params.scope.group > 0, ErrorCode::kInvalidArgument,
+           "group scope needs a positive group size");
+  NQ_CHECK(params.batch_weights >= 0, ErrorCode::kInvalidArgument,
+           "batch_weights must be >= 0, got " << params.batch_weights);
+  NQ_CHECK(has_importance || params.importance_transform == ImportanceTransform::kNone, ErrorCode::kInvalidArgument,
+           "an importance transform transforms the importance, and none was given");
+  if (with_quantizer) check_quantize_params(params.quant);
+}
+
 }  // namespace quant
 
 namespace {
@@ -175,14 +187,7 @@ void scatter_wave(QuantizedModel& out, std::vector<QuantizeResult>& results, con
 std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const TensorSet* importance,
                                                 const ModelQuantizeParams& params, const std::vector<double>& lambdas) {
   const auto t0 = std::chrono::steady_clock::now();
-  NQ_CHECK(params.prune >= 0 && params.prune < 1, ErrorCode::kInvalidArgument,
-           "prune fraction must be in [0, 1), got " << params.prune);
-  NQ_CHECK(params.scope.kind != ScopeKind::kGroup || params.scope.group > 0, ErrorCode::kInvalidArgument,
-           "group scope needs a positive group size");
-  NQ_CHECK(params.batch_weights >= 0, ErrorCode::kInvalidArgument,
-           "batch_weights must be >= 0, got " << params.batch_weights);
-  NQ_CHECK(importance || params.importance_transform == ImportanceTransform::kNone, ErrorCode::kInvalidArgument,
-           "an importance transform transforms the importance, and none was given");
+  quant::check_model_params(params, importance != nullptr);
   QuantizedModel out;
   out.method = params.quant.method;
   out.scope = params.scope;
@@ -537,6 +542,7 @@ std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const Te
 }  // namespace
 
 QuantizedModel quantize_model(const TensorSet& model, const TensorSet* importance, const ModelQuantizeParams& params) {
+  quant::check_model_params(params, importance != nullptr);  // also before a shared-λ search takes its goal apart
   if (quant::wants_shared_lambda(params)) return quant::quantize_model_shared_lambda(model, importance, params);
   return std::move(quantize_model_impl(model, importance, params, {}).front());
 }

@@ -116,6 +116,10 @@ void relabel_zero_importance(const float* w, const float* h, size_t n, const std
 
 // nq::quantize's checks of its parameters (shared with the batched row drivers).
 void check_quantize_params(const QuantizeParams& params);
+// What every whole-model entry (quantize_model and its λ batches, the sharded driver, prune_model) checks before it
+// reads a tensor: the pruned fraction, the wave size, the group size, an importance transform only with an importance,
+// and, where a quantizer runs (with_quantizer), check_quantize_params.
+void check_model_params(const ModelQuantizeParams& params, bool has_importance, bool with_quantizer = true);
 // The checks of ECSQ at several given λ (quantize_lambdas and its model and row forms): method ecsq, no target
 // rate, every λ finite and >= 0; `who` names the entry point in the message.
 void check_lambda_batch(const QuantizeParams& params, const std::vector<double>& lambdas, const char* who);

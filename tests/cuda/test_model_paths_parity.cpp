@@ -87,7 +87,7 @@ ModelQuantizeParams ecsq_params(int k, int max_iter, double lambda, double targe
   p.quant.method = Method::kEcsq;
   p.quant.k = k;
   p.quant.max_iter = max_iter;
-  p.quant.lambda = lambda;
+  p.quant.lambda = target_bits > 0 ? 0.0 : lambda;  // one rate goal: the target searches λ itself
   p.quant.target_bits = target_bits;
   p.prune = prune;
   p.quant.backend = Backend::kCpu;

@@ -36,7 +36,7 @@ endif()
 # Nothing of the build tree or the test suite belongs in the prefix.
 file(GLOB_RECURSE installed RELATIVE "${prefix}" "${prefix}/*")
 foreach(f ${installed})
-  if(NOT f MATCHES "^(bin/netquant|include/netquant/[a-z_0-9]+\\.h|lib[^/]*/(libnetquant\\.so[.0-9]*|[^/]*/?cmake/netquant/netquant[A-Za-z-]*\\.cmake|[^/]*/?pkgconfig/netquant\\.pc))$")
+  if(NOT f MATCHES "^(bin/netquant|include/netquant/[a-z_0-9]+\\.h|lib[^/]*/([^/]+/)?(libnetquant\\.so[.0-9]*|cmake/netquant/netquant[A-Za-z-]*\\.cmake|pkgconfig/netquant\\.pc))$")
     message(FATAL_ERROR "unexpected file in the install: ${f}")
   endif()
 endforeach()

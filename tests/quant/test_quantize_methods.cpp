@@ -700,14 +700,28 @@ TEST(Quantize, KnobsThatWouldBeIgnoredAreRefused) {
   ModelQuantizeParams mp;
   mp.quant = params(Method::kHwKmeans, 4);
   EXPECT_NO_THROW(quantize_model(model, nullptr, mp));
+  auto refused = [](const std::function<void()>& call, const char* message) {
+    try {
+      call();
+      ADD_FAILURE() << "accepted: " << message;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+      EXPECT_NE(std::string(e.what()).find(message), std::string::npos) << e.what();
+    }
+  };
   mp.importance_transform = ImportanceTransform::kSqrt;
-  try {
-    quantize_model(model, nullptr, mp);
-    ADD_FAILURE() << "an importance transform without an importance was accepted";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
-    EXPECT_NE(std::string(e.what()).find("importance transform"), std::string::npos) << e.what();
-  }
+  refused([&] { quantize_model(model, nullptr, mp); }, "importance transform");
+  mp.prune = 0.5;
+  refused([&] { prune_model(model, nullptr, mp); }, "importance transform");
+  // A model-wide target met by one λ: the goals are checked before the search takes them apart.
+  mp = ModelQuantizeParams{};
+  mp.quant = params(Method::kEcsq, 4);
+  mp.scope = parse_scope("row");
+  mp.rate_allocation = RateAllocation::kSharedLambda;
+  mp.quant.target_bits = 1;
+  EXPECT_NO_THROW(quantize_model(model, nullptr, mp));
+  mp.quant.lambda = 1e-5;
+  refused([&] { quantize_model(model, nullptr, mp); }, "give one rate goal");
 }
 
 TEST(Quantize, TraitsTableDrivesParsing) {

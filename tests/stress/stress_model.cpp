@@ -173,7 +173,7 @@ static RandomModel gen_model(Rng& r, int max_tensors = 6) {
   return m;
 }
 
-static ModelQuantizeParams gen_params(Rng& r, std::string& desc, bool allow_prune = true) {
+static ModelQuantizeParams gen_params(Rng& r, std::string& desc, bool has_imp, bool allow_prune = true) {
   ModelQuantizeParams p;
   const auto& table = method_table();
   p.quant.method = table[static_cast<size_t>(irange(r, 0, static_cast<int64_t>(table.size()) - 1))].method;
@@ -193,6 +193,8 @@ static ModelQuantizeParams gen_params(Rng& r, std::string& desc, bool allow_prun
   p.skip_1d = unif(r) < 0.5;
   p.importance_transform = pick(r, std::vector<ImportanceTransform>{ImportanceTransform::kNone, ImportanceTransform::kSqrt,
                                                                     ImportanceTransform::kNormalize});
+  if (!has_imp) p.importance_transform = ImportanceTransform::kNone;  // a transform needs an importance (drawn anyway,
+                                                                      // so the draws after it stay the same)
   char b[512];
   snprintf(b, sizeof b, "method=%s k=%d lambda=%.17g init=%s max_iter=%d scope=%s prune=%.17g skip_1d=%d transform=%d pow2=%d int_bits=%d sym=%d",
            method_traits(p.quant.method).name, p.quant.k, p.quant.lambda, init_name(p.quant.init), p.quant.max_iter,
@@ -275,7 +277,7 @@ static void check_nq(uint64_t seed) {
   Rng r(seed * 0x9E3779B97F4A7C15ull + 1);
   RandomModel m = gen_model(r);
   std::string pdesc;
-  ModelQuantizeParams p = gen_params(r, pdesc);
+  ModelQuantizeParams p = gen_params(r, pdesc, m.has_imp);
   const std::string desc = pdesc + " " + m.desc;
   set_case("nq", seed, desc);
   Failure f("nq", seed);
@@ -729,7 +731,7 @@ static void check_prune(uint64_t seed) {
   RandomModel m = gen_model(r);
   // Ties galore: often quantized values and integer importances.
   std::string pdesc;
-  ModelQuantizeParams p = gen_params(r, pdesc);
+  ModelQuantizeParams p = gen_params(r, pdesc, m.has_imp);
   if (p.prune == 0 && unif(r) < 0.7) p.prune = unif(r) * 0.95;
   if (p.prune >= 1) p.prune = 0.5;
   if (unif(r) < 0.5) p.batch_weights = irange(r, 1, 3000);  // streamed: the cut from the radix selection
@@ -888,7 +890,7 @@ static void check_lambdas(uint64_t seed) {
     } else {
       RandomModel m = gen_model(r, 4);
       std::string pdesc;
-      ModelQuantizeParams p = gen_params(r, pdesc);
+      ModelQuantizeParams p = gen_params(r, pdesc, m.has_imp);
       p.quant.method = Method::kEcsq;
       p.quant.lambda = 0;
       snprintf(desc, sizeof desc, "model %s lambdas=%s %s", pdesc.c_str(), ls.c_str(), m.desc.c_str());
@@ -925,7 +927,7 @@ static void check_waves(uint64_t seed) {
   Rng r(seed * 0x9E3779B97F4A7C15ull + 5);
   RandomModel m = gen_model(r);
   std::string pdesc;
-  ModelQuantizeParams p = gen_params(r, pdesc);
+  ModelQuantizeParams p = gen_params(r, pdesc, m.has_imp);
   const bool batched = p.quant.method == Method::kEcsq && unif(r) < 0.3;
   std::vector<double> lambdas;
   if (batched)
@@ -983,7 +985,7 @@ static void check_waves(uint64_t seed) {
 // checks of a search over λ (shared, size).
 static ModelQuantizeParams ecsq_search_case(Rng& r, RandomModel& m, std::string& pdesc) {
   m = gen_model(r, 4);
-  ModelQuantizeParams p = gen_params(r, pdesc);
+  ModelQuantizeParams p = gen_params(r, pdesc, m.has_imp);
   p.quant.method = Method::kEcsq;
   p.quant.lambda = p.quant.target_bits = p.quant.target_ratio = 0;
   p.rate_allocation = RateAllocation::kPerProblem;

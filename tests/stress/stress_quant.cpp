@@ -710,7 +710,10 @@ static void check_quantize(uint64_t seed) {
   if (!(var > 0) || !std::isfinite(var)) var = 1;
   if (m == Method::kEcsq) {
     q.lambda = unif(r) < 0.2 ? 0.0 : var * std::pow(10.0, unif(r) * 6 - 5);
-    if (unif(r) < 0.15) q.target_bits = 0.2 + 4 * unif(r);
+    if (unif(r) < 0.15) {  // a target instead: one rate goal
+      q.target_bits = 0.2 + 4 * unif(r);
+      q.lambda = 0;
+    }
   }
   if (m == Method::kUniform) {
     const double u = unif(r);
