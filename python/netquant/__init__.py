@@ -172,6 +172,8 @@ def _params(method: str, k: int | None, bits: int | None, lam: float, target_bit
     if len(goals) > 1:
         raise ValueError(f"give one of lam, target_bits, target_ratio, target_size, target_file_ratio; got "
                          f"{' and '.join(goals)}")
+    if p.lam != 0 and p.method != "ecsq":
+        raise ValueError(f"lam applies to method ecsq only (method {p.method})")
     if p.step != 0 and p.method != "uniform":
         raise ValueError(f"step applies to method uniform only (method {p.method})")
     if p.step != 0 and goals:

@@ -62,6 +62,9 @@ def test_one_rate_goal_at_a_time(rng):
             netquant.quantize(w, method="ecsq", **kwargs)
     # 0 is "none" for each goal, as on the command line.
     assert netquant.quantize(w, method="ecsq", lam=1e-4, target_bits=0).stats["lambda"] == 1e-4
+    # λ is ECSQ's (another method would ignore it).
+    with pytest.raises(ValueError, match=r"lam applies to method ecsq only \(method hw-kmeans\)"):
+        netquant.quantize(w, method="hw-kmeans", lam=1e-4)
     # The step is uniform's, and a target searches it.
     with pytest.raises(ValueError, match="step applies to method uniform only"):
         netquant.quantize(w, method="ecsq", step=0.1)

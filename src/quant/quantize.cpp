@@ -53,9 +53,8 @@ void check_quantize_params(const QuantizeParams& params) {
            ErrorCode::kInvalidArgument, traits.name << " does not support a target rate (use ecsq or uniform)");
   NQ_CHECK(params.step >= 0 && std::isfinite(params.step), ErrorCode::kInvalidArgument,
            "uniform step must be finite and >= 0, got " << params.step);
-  // Knobs that would otherwise be ignored without a word. The CLI checks them first in its own spelling (--lambda),
-  // as Python does the goals and the step (lam, step); these are what a C++ caller meets, and Python's lam on another
-  // method.
+  // Knobs that would otherwise be ignored without a word. The CLI and Python check them first in their own spelling
+  // (--lambda, lam); these are what a C++ caller meets.
   NQ_CHECK(params.lambda == 0 || traits.has_lambda, ErrorCode::kInvalidArgument,
            "lambda applies to ecsq only (method " << traits.name << ")");
   NQ_CHECK((params.lambda > 0) + (params.target_bits > 0) + (params.target_ratio > 0) <= 1,
