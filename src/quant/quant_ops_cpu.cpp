@@ -69,8 +69,9 @@ inline double cost_of(double wd, double h, const AssignPrep& P, int j) {
 // p = #{j : c_j < w} splits the centres into those strictly below w (left) and those at or above it (right).
 // The window p−W .. p+W−1 is evaluated without branches (guard entries cost +inf), then the rounding-monotone
 // lower bounds (quant::assign_cost_bound with lmin over everything beyond) just outside it prove that no farther
-// cluster can win or tie-win; when they do not, the local search walks on outwards exactly as far as needed. Valid because every centre left of
-// j <= p−1 is below w and farther than c_j, every centre right of j >= p is at or above w and farther.
+// cluster can win or tie-win; when they do not, the local search walks on outwards exactly as far as needed. Valid
+// because every centre left of j <= p−1 is below w and farther than c_j, every centre right of j >= p is at or
+// above w and farther.
 // p = #{j : c_j < w}: a guess from the bucket table, then exact. Branches on purpose: they are well predicted
 // (the buckets are much narrower than the gaps between centres).
 inline int32_t split_position(float w, const AssignPrep& P) {

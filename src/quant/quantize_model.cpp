@@ -186,8 +186,7 @@ void scatter_wave(QuantizedModel& out, std::vector<QuantizeResult>& results, con
 // scope spans tensors, and it is one wave), so the result is the same for any wave size.
 std::vector<QuantizedModel> quantize_model_impl(const TensorSet& model, const TensorSet* importance,
                                                 const ModelQuantizeParams& params, const std::vector<double>& lambdas) {
-  const auto t0 = std::chrono::steady_clock::now();
-  quant::check_model_params(params, importance != nullptr);
+  const auto t0 = std::chrono::steady_clock::now();  // (its callers check the parameters: check_model_params)
   QuantizedModel out;
   out.method = params.quant.method;
   out.scope = params.scope;
@@ -551,6 +550,7 @@ std::vector<QuantizedModel> quantize_model_lambdas(const TensorSet& model, const
                                                    const ModelQuantizeParams& params,
                                                    const std::vector<double>& lambdas) {
   quant::check_lambda_batch(params.quant, lambdas, "quantize_model_lambdas");
+  quant::check_model_params(params, importance != nullptr);
   if (lambdas.empty()) return {};
   return quantize_model_impl(model, importance, params, lambdas);
 }

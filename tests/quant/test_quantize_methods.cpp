@@ -669,6 +669,15 @@ TEST(Quantize, ValidationErrors) {
 // succeed, then adds the one knob.
 TEST(Quantize, KnobsThatWouldBeIgnoredAreRefused) {
   const std::vector<float> w = student_t(301, 5), h = importance(301, 6);
+  auto refused = [](const std::function<void()>& call, const char* message) {  // kInvalidArgument saying `message`
+    try {
+      call();
+      ADD_FAILURE() << "accepted: " << message;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+      EXPECT_NE(std::string(e.what()).find(message), std::string::npos) << e.what();
+    }
+  };
   struct Case {
     Method method;
     std::function<void(QuantizeParams&)> add;
@@ -686,13 +695,7 @@ TEST(Quantize, KnobsThatWouldBeIgnoredAreRefused) {
     QuantizeParams p = params(c.method, 8);
     EXPECT_NO_THROW(quantize(w.data(), h.data(), w.size(), p)) << c.message;
     c.add(p);
-    try {
-      quantize(w.data(), h.data(), w.size(), p);
-      ADD_FAILURE() << "accepted: " << c.message;
-    } catch (const Error& e) {
-      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
-      EXPECT_NE(std::string(e.what()).find(c.message), std::string::npos) << e.what();
-    }
+    refused([&] { quantize(w.data(), h.data(), w.size(), p); }, c.message);
   }
   // The model entry: an importance transform with no importance.
   TensorSet model;
@@ -700,15 +703,6 @@ TEST(Quantize, KnobsThatWouldBeIgnoredAreRefused) {
   ModelQuantizeParams mp;
   mp.quant = params(Method::kHwKmeans, 4);
   EXPECT_NO_THROW(quantize_model(model, nullptr, mp));
-  auto refused = [](const std::function<void()>& call, const char* message) {
-    try {
-      call();
-      ADD_FAILURE() << "accepted: " << message;
-    } catch (const Error& e) {
-      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
-      EXPECT_NE(std::string(e.what()).find(message), std::string::npos) << e.what();
-    }
-  };
   mp.importance_transform = ImportanceTransform::kSqrt;
   refused([&] { quantize_model(model, nullptr, mp); }, "importance transform");
   mp.prune = 0.5;

@@ -57,7 +57,8 @@ int main() {
     size_t nearest = 0;  // brute force over the levels
     for (size_t c = 1; c < k; ++c)
       if (std::fabs(double(w[i]) - r.codebook[c]) < std::fabs(double(w[i]) - r.codebook[nearest])) nearest = c;
-    const double gap = std::fabs(std::fabs(double(w[i]) - r.codebook[nearest]) - std::fabs(double(w[i]) - r.codebook[j]));
+    const double gap =
+        std::fabs(std::fabs(double(w[i]) - r.codebook[nearest]) - std::fabs(double(w[i]) - r.codebook[j]));
     // (Labels follow the nearest rule against the fp64 centres; the levels are those rounded to float, which can
     // move a value within an ulp of a midpoint to the other side.)
     const double ulps = 1e-6 * (std::fabs(r.codebook[j]) + std::fabs(r.codebook[nearest]));
