@@ -59,7 +59,7 @@ void write_outputs(const DemoOptions& o, const DemoResult& r) {
                          {"ratio", row.ratio}, {"ratio_file", row.ratio_file},
                          {"bits_per_weight", row.bits_per_weight}, {"accuracy_finetuned", row.accuracy_finetuned},
                          {"ratio_finetuned", row.ratio_finetuned}, {"clusters", row.clusters}, {"point", row.knob},
-                         {"within_budget", row.within_budget}});
+                         {"within_budget", row.within_budget}, {"accuracy_validation", row.accuracy_validation}});
   }
   write_json(dir + "/demo.json", j);
   std::string plot_note;
@@ -73,7 +73,8 @@ void write_outputs(const DemoOptions& o, const DemoResult& r) {
   }
   std::cout << "\n" << r.table << "\n"
             << "Accuracy loss budget " << o.params.max_accuracy_loss
-            << " points; ratio = Huffman-coded (Choi et al.: N·32 / (Σ(n_j+1)·b_j + k·32), positions counted when pruned).\n"
+            << " points on validation images held out of the training set; accuracies shown on the test set.\n"
+            << "ratio = Huffman-coded (Choi et al.: N·32 / (Σ(n_j+1)·b_j + k·32), positions counted when pruned).\n"
             << "outputs: " << dir << "/{points.csv,table.md,demo.json,*.safetensors,*.nq}\n"
             << plot_note << "time: " << format_double(r.seconds, 4) << " s\n";
 }
@@ -94,7 +95,7 @@ void setup_demo(CLI::App& sub) {
                  "epochs retraining the pruned net's survivors before the pruned rows (-1 = default: 2, --quick 1; "
                  "0 = none)")
       ->capture_default_str();
-  sub.add_option("--max-accuracy-loss", o->params.max_accuracy_loss, "accuracy budget in points")->capture_default_str();
+  sub.add_option("--max-accuracy-loss", o->params.max_accuracy_loss, "accuracy budget in points, on validation images held out of the training set")->capture_default_str();
   sub.add_option("--seed", o->params.seed, "random seed")->capture_default_str()->check(kSeed);
   sub.add_flag("--no-plot", o->no_plot, "skip the matplotlib RD plot");
   add_common_options(sub, o->common);

@@ -69,15 +69,17 @@ struct DemoParams {
 struct DemoRow {
   std::string method;           // "original", "pruned", "k-means", "hw k-means", ...
   bool pruned = false;
-  double accuracy = 0;          // before fine-tuning (fraction)
+  double accuracy = 0;          // before fine-tuning (fraction), on the test images
   double ratio = 0;             // ratio_huffman (positions counted for pruned models)
   double ratio_file = 0;        // original float32 bytes / .nq bytes
-  double bits_per_weight = 0;   // Huffman bits per weight
+  double bits_per_weight = 0;   // 32 / ratio: every bit the ratio counts (indices, tables, codebook, positions)
   double accuracy_finetuned = 0;
   double ratio_finetuned = 0;   // the point chosen after fine-tuning (may differ from the one before)
   int clusters = 0;
   std::string knob;             // "k=16", "λ=3.2e-07"
   bool within_budget = true;    // false: no rate point met the accuracy budget; the row is the most accurate one
+  // On the held-out validation images that chose the point (the float rows: the budget's reference).
+  double accuracy_validation = 0;
 };
 struct DemoResult {
   std::vector<DemoRow> rows;

@@ -47,8 +47,10 @@ struct QuantizeParams {
   // knobs for other methods, are still ignored).
   double lambda = 0.0;       // ecsq multiplier on the entropy (bits/weight) in J = D + λH
   double step = 0.0;         // uniform: cell width Δ; 0 = k cells cover max|w| where the importance is > 0
-  double target_bits = 0.0;  // > 0: ecsq/uniform search λ or Δ so the entropy lands on this (bits/weight)
-  double target_ratio = 0.0; // > 0: same, for the entropy-coded compression ratio (32 / bits)
+  // > 0: ecsq/uniform search λ or Δ so that the entropy of the weights quantized lands on this, in bits per kept
+  // weight (with pruning QuantStats::entropy_bits_per_weight counts every weight: the target times kept / N there).
+  double target_bits = 0.0;
+  double target_ratio = 0.0; // > 0: the same for 32 / target_ratio bits (no codebook, table or positions counted)
   Init init = Init::kLinear;
   int max_iter = 100;        // Lloyd / ECSQ / wentropy sweeps
   double tol = 1e-7;         // stop when the objective decreases by less than tol (relative)

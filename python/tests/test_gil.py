@@ -10,10 +10,8 @@ import numpy as np
 import netquant
 
 
-def test_other_threads_run_during_quantize():
-    rng = np.random.default_rng(99)
-    w = rng.laplace(0, 0.05, size=400_000).astype(np.float32)
-    h = rng.gamma(0.5, 2.0, size=w.size).astype(np.float32)
+def _ticks_during_quantize(w: np.ndarray, h: np.ndarray) -> tuple[int, float]:
+    """Runs quantize() on a thread while this one ticks every millisecond; the ticks inside the call and its length."""
     window: dict[str, float] = {}
     ticks: list[float] = []
 
@@ -29,8 +27,21 @@ def test_other_threads_run_during_quantize():
         time.sleep(0.001)
     t.join()
     during = [x for x in ticks if window["start"] + 0.01 < x < window["end"] - 0.01]
-    duration = window["end"] - window["start"]
-    if duration < 0.1:
-        return  # too fast on this machine to tell; nothing to conclude
+    return len(during), window["end"] - window["start"]
+
+
+def test_other_threads_run_during_quantize():
+    rng = np.random.default_rng(99)
+    # The call must last long enough for ticks to count: the input grows until it does (a fast machine), so the
+    # assertion below always runs.
+    size = 400_000
+    while True:
+        w = rng.laplace(0, 0.05, size=size).astype(np.float32)
+        h = rng.gamma(0.5, 2.0, size=w.size).astype(np.float32)
+        during, duration = _ticks_during_quantize(w, h)
+        if duration >= 0.2 or size >= 25_600_000:
+            break
+        size *= 4
+    assert duration >= 0.1, f"quantize() of {size} weights took only {duration:.3f} s: nothing to measure"
     # With the GIL held for the whole call, this thread could not tick at all inside the window.
-    assert len(during) >= 5, f"only {len(during)} ticks during a {duration:.3f} s quantize(): GIL not released?"
+    assert during >= 5, f"only {during} ticks during a {duration:.3f} s quantize(): GIL not released?"

@@ -131,7 +131,8 @@ def test_quantize_model_global_codebook(rng):
 def test_target_bits(rng):
     w, h = weights(rng, (5000,)), importance(rng, (5000,))
     r = netquant.quantize(w, h, method="ecsq", k=32, target_bits=2.0, backend="cpu")
-    assert r.stats["entropy_bits_per_weight"] == pytest.approx(2.0, abs=0.25)
+    # The search stops within 0.5% of the target (README "Targets"); 1% leaves room for the rate's steps.
+    assert r.stats["entropy_bits_per_weight"] == pytest.approx(2.0, rel=0.01)
 
 
 def test_methods_table():

@@ -68,6 +68,50 @@ TEST(DType, BF16RoundsToNearestEven) {
   }
 }
 
+// Exact ties, which random inputs never hit: every midpoint between two neighbouring finite halves (and bf16s) is a
+// float, and IEEE round-to-nearest-even sends it to the neighbour whose last bit is 0; one float ulp either side of
+// it goes to the nearer neighbour. The top of the range is the same rule with the next power of two (Inf) as the
+// upper neighbour: [65504, 65520) stays 65504, 65520 and above become Inf.
+template <typename ToHalf, typename FromHalf>
+void check_every_tie(ToHalf to_half, FromHalf from_half, uint32_t last_finite, double inf_neighbour_above_last,
+                     const char* what) {
+  for (uint32_t sign : {0u, 0x8000u}) {
+    for (uint32_t lo = 0; lo <= last_finite; ++lo) {
+      const double a = from_half(static_cast<uint16_t>(sign | lo));
+      const double b = lo == last_finite ? (sign ? -1.0 : 1.0) * inf_neighbour_above_last
+                                         : from_half(static_cast<uint16_t>(sign | (lo + 1)));
+      const float mid = static_cast<float>((a + b) / 2);
+      ASSERT_EQ(static_cast<double>(mid), (a + b) / 2) << what << ": the midpoint is a float";
+      const uint16_t even = static_cast<uint16_t>(sign | ((lo & 1u) ? lo + 1 : lo));
+      ASSERT_EQ(to_half(mid), even) << what << " tie above " << std::hex << (sign | lo);
+      const float toward_a = std::nextafter(mid, static_cast<float>(a));
+      const float toward_b = std::nextafter(mid, static_cast<float>(mid + (b - a)));  // b itself may be 2^128
+      ASSERT_EQ(to_half(toward_a), static_cast<uint16_t>(sign | lo)) << what << " just past the tie above " << lo;
+      ASSERT_EQ(to_half(toward_b), static_cast<uint16_t>(sign | (lo + 1))) << what << " just before the tie above " << lo;
+    }
+  }
+}
+
+TEST(DType, F16AndBF16TiesGoToEven) {
+  // f16: finite magnitudes 0x0000 … 0x7bff (65504), and 0x7c00 (Inf) above them as if it were 65536.
+  check_every_tie(f32_to_f16, f16_to_f32, 0x7bffu, 65536.0, "f16");
+  EXPECT_EQ(f32_to_f16(65519.996f), 0x7bff);
+  EXPECT_EQ(f32_to_f16(65520.0f), 0x7c00);
+  // bf16: finite magnitudes 0x0000 … 0x7f7f, and 0x7f80 (Inf) above them as if it were 2^128.
+  check_every_tie(f32_to_bf16, bf16_to_f32, 0x7f7fu, std::ldexp(1.0, 128), "bf16");
+}
+
+TEST(DType, NaNsStayNaNsWhateverTheirPayload) {
+  for (uint32_t bits : {0x7f800001u, 0x7fc00000u, 0x7f801234u, 0xffbfffffu, 0x7fffe000u}) {
+    float f;
+    std::memcpy(&f, &bits, 4);
+    EXPECT_TRUE(std::isnan(f16_to_f32(f32_to_f16(f)))) << std::hex << bits;
+    EXPECT_TRUE(std::isnan(bf16_to_f32(f32_to_bf16(f)))) << std::hex << bits;
+    EXPECT_EQ(f32_to_f16(f) >> 15, bits >> 31) << "the sign is kept";
+    EXPECT_EQ(f32_to_bf16(f) >> 15, bits >> 31) << "the sign is kept";
+  }
+}
+
 TEST(DType, NamesRoundTrip) {
   for (DType d : {DType::kF32, DType::kF16, DType::kBF16, DType::kF64, DType::kI8, DType::kU8, DType::kI16,
                   DType::kI32, DType::kI64, DType::kBool}) {
