@@ -162,6 +162,7 @@ class Huffman:
 
     def __init__(self, lengths: list[int], what: str, tensor: Optional[str]):
         self.what, self.tensor = what, tensor
+        self.lengths = list(lengths)
         used = [(l, s) for s, l in enumerate(lengths) if l > 0]
         self.used = len(used)
         self.maxlen = max((l for l, _ in used), default=0)
@@ -250,6 +251,12 @@ class NqTensor:
     indices: Optional[np.ndarray] = None            # int32, flat, -1 = pruned
     values: Optional[np.ndarray] = None             # float32 (quantized) / original dtype (raw; BF16 -> float32)
     raw: Optional[bytes] = None                     # raw tensors: the stored bytes
+    # The coded sections' sizes (quantized only), for the paper's accounting: the index code's lengths (None when
+    # the shared table or rANS codes the tensor), the index and gap streams' bit counts, the gap code's lengths.
+    index_code_lengths: Optional[list] = None
+    index_stream_bits: int = 0
+    gap_code_lengths: Optional[list] = None
+    gap_stream_bits: int = 0
 
     @property
     def numel(self) -> int:
@@ -500,7 +507,9 @@ def _decode_quantized(nq: NqFile, t: NqTensor, data: bytes) -> None:
             if a != largest_k:
                 _fail(f"index alphabet {a} != the largest k {largest_k}", name)
             code = Huffman(read_code_lengths(cur, a, "index code-length table"), "index code", name)
+            t.index_code_lengths = code.lengths
         nbits = cur.varint("index stream bits")
+        t.index_stream_bits = nbits
         # every coded symbol costs at least one bit, at most 16: bound the count before decoding
         if nbits < kept or nbits > 16 * kept:
             _fail(f"index stream of {nbits} bits for {kept} kept weights", name)
@@ -514,7 +523,7 @@ def _decode_quantized(nq: NqFile, t: NqTensor, data: bytes) -> None:
 
     # positions of kept weights (pruned count > 0)
     if t.pruned > 0:
-        kept_pos = _read_positions(cur, numel, kept, name)
+        kept_pos = _read_positions(cur, numel, kept, name, t)
     else:
         kept_pos = np.arange(numel, dtype=np.int64)
     if cur.pos != cur.end:
@@ -599,7 +608,7 @@ def _read_rans(cur: Cursor, kept: int, largest_k: int, name: str) -> list[int]:
     return out
 
 
-def _read_positions(cur: Cursor, numel: int, kept: int, name: str) -> np.ndarray:
+def _read_positions(cur: Cursor, numel: int, kept: int, name: str, t: NqTensor) -> np.ndarray:
     """README "Positions of kept weights": gap symbols of w bits; s < 2^w - 1 skips s pruned weights then one
     kept weight; 2^w - 1 skips 2^w - 1 pruned weights; the last ordinary symbol lands exactly at numel."""
     w = cur.u8("gap width")
@@ -607,6 +616,7 @@ def _read_positions(cur: Cursor, numel: int, kept: int, name: str) -> np.ndarray
         _fail(f"gap width {w} outside 1..16", name)
     code = Huffman(read_code_lengths(cur, 1 << w, "gap code-length table"), "gap code", name)
     nbits = cur.varint("gap stream bits")
+    t.gap_code_lengths, t.gap_stream_bits = code.lengths, nbits
     nbytes = (nbits + 7) // 8
     cur.need(nbytes, "gap stream")
     filler = (1 << w) - 1

@@ -509,3 +509,62 @@ def test_code_length_field_wider_than_five_bits_is_refused_by_both(cli, tmp_path
         proc = subprocess.run([cli, "decompress", str(tmp_path / f"{tag}.nq"), "-o", str(tmp_path / f"{tag}.safetensors"),
                                "--quiet"], capture_output=True, text=True, timeout=60)
         assert proc.returncode == rc, proc.stderr
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The paper's accounting, recounted from the file's own sections
+# ----------------------------------------------------------------------------------------------------------------
+
+def paper_bits(f: nqr.NqFile, t: nqr.NqTensor) -> dict:
+    """The terms of Choi et al.'s count for one Huffman-coded tensor, read off the file (README "Accounting"): the
+    index stream (Σ_j n_j·b_j, recounted from the decoded indices), one codeword per table entry (Σ_j b_j), 32 bits
+    per codebook level, the gap stream and its table's codewords."""
+    shared = t.index_code_lengths is None
+    lengths = f.shared_code.lengths if shared else t.index_code_lengths
+    kept = t.indices.reshape(-1)
+    kept = kept[kept >= 0]
+    stream = int(np.asarray(lengths, dtype=np.int64)[kept].sum())
+    assert stream == t.index_stream_bits, f"{t.name}: the stream's stored bit count is Σ n_j·b_j"
+    return {"stream": stream,
+            "table": sum(lengths),
+            "shared_table": shared,
+            "codebooks": 32 * sum(len(cb) for cb in t.codebooks),
+            "gap_stream": t.gap_stream_bits,
+            "positions": t.gap_stream_bits + (sum(t.gap_code_lengths) if t.gap_code_lengths else 0)}
+
+
+@pytest.mark.parametrize("scope", SCOPES)
+@pytest.mark.parametrize("prune", ["0", "0.7"])
+def test_paper_ratio_is_the_files_sections(cli, rng, tmp_path, scope, prune):
+    # Several tensors (the global scope's shared table), awkward sizes, and pruning (the positions' terms).
+    model = small_model(rng, ((24, 33), (5, 7), (300,), (3, 3, 5, 7)))
+    imp = {n: importance(rng, a.shape) for n, a in model.items()}
+    report = tmp_path / "report.json"
+    f = quantize_and_check(cli, tmp_path, model, ["--method", "hw-kmeans", "--k", "6", "--scope", scope,
+                                                  "--prune", prune, "--coder", "huffman", "--report", report], imp)
+    stats = json.loads(report.read_text())
+    by_name = {t["name"]: t for t in stats["tensors"]}
+    total_bits, total_params, shared_table_bits = 0, 0, 0
+    for name, t in f.tensors.items():
+        assert t.quantized and t.coder == "huffman"
+        b = paper_bits(f, t)
+        if prune != "0":
+            assert t.pruned > 0 and b["positions"] > 0
+        else:
+            assert b["positions"] == 0
+        n = t.numel
+        tensor_bits = b["stream"] + b["table"] + b["codebooks"] + b["positions"]
+        s = by_name[name]
+        assert s["ratio_huffman"] == pytest.approx(32 * n / tensor_bits, rel=1e-12), name
+        # README: (Huffman index + gap stream bits) / weights, no table.
+        assert s["huffman_bits_per_weight"] == pytest.approx((b["stream"] + b["gap_stream"]) / n, rel=1e-12), name
+        # The total counts a shared codebook and a shared table once.
+        total_bits += b["stream"] + b["positions"] + (0 if b["shared_table"] else b["table"])
+        total_bits += 0 if f.scope == "global" else b["codebooks"]
+        if b["shared_table"]:
+            shared_table_bits = b["table"]
+        total_params += n
+    if f.scope == "global":
+        total_bits += 32 * len(f.shared_codebook)
+    total_bits += shared_table_bits
+    assert stats["total"]["ratio_huffman"] == pytest.approx(32 * total_params / total_bits, rel=1e-12)

@@ -96,6 +96,96 @@ TEST(QuantizeModel, ScopesMatchDirectProblems) {
   EXPECT_EQ(q.tensors[1].stats.hw_distortion, 0.0);
 }
 
+// Tensors past the pieces the statistics are summed in (error sums in 65,536-value chunks, index histograms in
+// 2^20-value pieces): every figure of every tensor and of the total, recounted here in fp64 from the returned
+// indices, codebooks and dequantized values, with pruning, in global, tensor and group scopes.
+TEST(QuantizeModel, StatisticsOfLargeTensorsMatchAFloat64Recount) {
+  TensorSet model;
+  model.add(Tensor::from_f32("big.weight", {3, 400009}, student_t(3 * 400009, 31)));
+  model.add(Tensor::from_f32("long.bias", {1100003}, student_t(1100003, 32)));
+  model.add(Tensor::from_f32("small.weight", {5, 7}, student_t(35, 33)));
+  const TensorSet imp = make_importance(model, 34);
+  for (const char* scope : {"global", "tensor", "group:65537"}) {
+    SCOPED_TRACE(scope);
+    ModelQuantizeParams p = mparams(Method::kHwKmeans, 8, scope);
+    p.prune = 0.3;
+    const QuantizedModel q = quantize_model(model, &imp, p);
+    const TensorSet deq = q.dequantize();
+    const bool global = std::string(scope) == "global";
+    double total_n = 0;
+    for (const Tensor& t : model) total_n += static_cast<double>(t.numel());
+    double all_d = 0, all_m = 0, all_ebits = 0, all_cbits = 0;
+    int64_t all_pruned = 0;
+    std::vector<int64_t> global_counts(global ? q.codebooks[0].size() : 0, 0);
+    for (size_t ti = 0; ti < model.size(); ++ti) {
+      SCOPED_TRACE(model[ti].name());
+      const QuantizedTensor& qt = q.tensors[ti];
+      const std::vector<float> w = model[ti].to_f32(), v = deq[ti].to_f32();
+      const std::vector<float> h = imp.at(model[ti].name()).to_f32();
+      const double n = static_cast<double>(w.size());
+      double d = 0, m = 0, ebits = 0, cbits = 0;
+      int64_t pruned = 0;
+      int clusters = 0;
+      for (int64_t pr = 0; pr < qt.num_problems; ++pr) {
+        const std::vector<float>& cb = q.codebooks[static_cast<size_t>(qt.first_codebook + pr)];
+        std::vector<int64_t> counts(cb.size(), 0);
+        const size_t i0 = static_cast<size_t>(pr * qt.problem_size);
+        const size_t i1 = std::min(w.size(), i0 + static_cast<size_t>(qt.problem_size));
+        int64_t kept = 0;
+        for (size_t i = i0; i < i1; ++i) {
+          const int32_t idx = qt.indices[i];
+          const double value = idx == kPrunedIndex ? 0.0 : static_cast<double>(cb[static_cast<size_t>(idx)]);
+          ASSERT_EQ(static_cast<double>(v[i]), value) << i;
+          const double e = value - static_cast<double>(w[i]);
+          d += static_cast<double>(h[i]) * e * e;
+          m += e * e;
+          if (idx == kPrunedIndex) { ++pruned; continue; }
+          ++counts[static_cast<size_t>(idx)];
+          if (global) ++global_counts[static_cast<size_t>(idx)];
+          ++kept;
+        }
+        double entropy = 0;
+        int used = 0;
+        for (int64_t c : counts) {
+          if (c == 0) continue;
+          ++used;
+          const double pj = static_cast<double>(c) / static_cast<double>(kept);
+          entropy -= pj * std::log2(pj);
+        }
+        clusters = std::max(clusters, used);
+        ebits += static_cast<double>(kept) * entropy;
+        cbits += global ? 32.0 * static_cast<double>(cb.size()) * n / total_n : 32.0 * static_cast<double>(cb.size());
+      }
+      EXPECT_EQ(qt.stats.params, static_cast<int64_t>(w.size()));
+      EXPECT_EQ(qt.stats.pruned, pruned);
+      EXPECT_EQ(qt.stats.clusters, clusters);
+      EXPECT_NEAR(qt.stats.hw_distortion, d / n, 1e-9 * d / n);
+      EXPECT_NEAR(qt.stats.mse, m / n, 1e-9 * m / n);
+      EXPECT_NEAR(qt.stats.entropy_bits_per_weight, ebits / n, 1e-9);
+      EXPECT_NEAR(qt.stats.ratio_entropy, 32.0 * n / (ebits + cbits), 1e-9 * qt.stats.ratio_entropy);
+      all_d += d;
+      all_m += m;
+      all_ebits += ebits;
+      all_cbits += cbits;
+      all_pruned += pruned;
+    }
+    // The pruned count is the rule's: ⌊0.3·N⌋ of all weights (global cut) or of each tensor's.
+    EXPECT_GT(all_pruned, static_cast<int64_t>(0.29 * total_n));
+    EXPECT_EQ(q.total.pruned, all_pruned);
+    EXPECT_EQ(q.total.params, static_cast<int64_t>(total_n));
+    EXPECT_NEAR(q.total.hw_distortion, all_d / total_n, 1e-9 * all_d / total_n);
+    EXPECT_NEAR(q.total.mse, all_m / total_n, 1e-9 * all_m / total_n);
+    if (global) {  // one codebook: the entropy of the whole index stream
+      double kept = 0, entropy = 0;
+      for (int64_t c : global_counts) kept += static_cast<double>(c);
+      for (int64_t c : global_counts)
+        if (c > 0) entropy -= static_cast<double>(c) / kept * std::log2(static_cast<double>(c) / kept);
+      all_ebits = kept * entropy;
+    }
+    EXPECT_NEAR(q.total.entropy_bits_per_weight, all_ebits / total_n, 1e-9);
+  }
+}
+
 // Rows and groups of k-means run through op (e) together; every problem's codebook and indices must be what one
 // quantize() of that problem's (unpruned) values gives — with pruning, awkward group sizes, a row whose
 // importances are all zero, every init rule (kmeans++ takes the one-by-one path) and partial warm starts. ECSQ
