@@ -3,9 +3,12 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cmath>
-#include <vector>
+#include <numeric>
+#include <random>
 #include <string>
+#include <vector>
 
 #include "netquant/error.h"
 #include "netquant/pipeline.h"
@@ -113,6 +116,96 @@ TEST(Finetune, FirstAdamStepFollowsTheMeanMemberGradient) {
     const double step = static_cast<double>(f.q.codebooks[0][j]) - before.codebooks[0][j];
     if (std::fabs(mean) < 1e-7) continue;  // Adam's eps dominates: direction undefined
     EXPECT_NEAR(step, -1e-3 * (mean > 0 ? 1 : -1), 2e-5) << "center " << j;
+  }
+}
+
+// Several Adam steps over several batches, replayed here in fp64 from the explicit per-weight gradients, in the
+// scopes whose weights map to many codebooks (row: a codebook per row; group:37, groups straddling rows), pruned
+// weights left out, the centre gradient the members' mean or (Deep Compression's) sum. Checks which codebook each
+// weight's gradient reaches, the moments across steps and the bias correction's step count.
+TEST(Finetune, AdamStepsMatchAFloat64ReplayInRowAndGroupScopes) {
+  if (!have_data()) GTEST_SKIP() << "Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)";
+  const Model model = build_model("lenet300", 5);  // untrained: the gradients are large and varied
+  const Dataset data = dataset_head(load_mnist(default_data_dir(), true), 90);
+  for (const bool average : {true, false}) {
+    const char* scope = average ? "row" : "group:37";
+    SCOPED_TRACE(scope);
+    ModelQuantizeParams qp;
+    qp.quant.method = Method::kKmeans;
+    qp.quant.k = 3;
+    qp.scope = parse_scope(scope);
+    qp.prune = 0.2;
+    QuantizedModel q = quantize_model(model.weights(), nullptr, qp);
+    QuantizedModel replay = q;
+    const QuantizedModel initial = q;
+    FinetuneParams fp;
+    fp.epochs = 2;
+    fp.batch = 40;  // batches of 40, 40 and 10 images: 6 steps
+    fp.lr = 1e-3;
+    fp.average_gradients = average;
+    fp.seed = 11;
+    fp.progress = false;
+    fp.backend = Backend::kCpu;
+    finetune_shared_values(model, q, data, fp);
+
+    // The replay: each epoch's batches in the order of a shuffle by mt19937_64(seed) of 0 … n−1 (finetune.cpp).
+    std::vector<std::vector<double>> m(replay.codebooks.size()), v(replay.codebooks.size());
+    for (size_t c = 0; c < replay.codebooks.size(); ++c) {
+      m[c].assign(replay.codebooks[c].size(), 0.0);
+      v[c].assign(replay.codebooks[c].size(), 0.0);
+    }
+    std::mt19937_64 rng(fp.seed);
+    std::vector<int64_t> order(static_cast<size_t>(data.size()));
+    int step = 0;
+    for (int epoch = 0; epoch < fp.epochs; ++epoch) {
+      std::iota(order.begin(), order.end(), 0);
+      std::shuffle(order.begin(), order.end(), rng);
+      for (int64_t lo = 0; lo < data.size(); lo += fp.batch) {
+        const int64_t hi = std::min(data.size(), lo + fp.batch);
+        const Dataset batch = dataset_subset(data, std::vector<int64_t>(order.begin() + lo, order.begin() + hi));
+        const TensorSet g = compute_gradients(model, replay.dequantize(), batch, fp.batch, Backend::kCpu);
+        std::vector<std::vector<double>> sum(replay.codebooks.size()), count(replay.codebooks.size());
+        for (size_t c = 0; c < replay.codebooks.size(); ++c) {
+          sum[c].assign(replay.codebooks[c].size(), 0.0);
+          count[c].assign(replay.codebooks[c].size(), 0.0);
+        }
+        for (const auto& t : replay.tensors) {
+          const std::vector<double> gt = g.at(t.name).to_f64();
+          for (size_t i = 0; i < t.indices.size(); ++i) {
+            const int32_t j = t.indices[i];
+            if (j == kPrunedIndex) continue;
+            // Weight i of a tensor belongs to problem i / problem_size: row r in row scope, group ⌊i/37⌋ here.
+            const size_t c = static_cast<size_t>(t.first_codebook) + i / static_cast<size_t>(t.problem_size);
+            sum[c][static_cast<size_t>(j)] += gt[i];
+            count[c][static_cast<size_t>(j)] += 1;
+          }
+        }
+        ++step;
+        for (size_t c = 0; c < replay.codebooks.size(); ++c) {
+          for (size_t j = 0; j < replay.codebooks[c].size(); ++j) {
+            if (count[c][j] == 0) continue;
+            const double gj = average ? sum[c][j] / count[c][j] : sum[c][j];
+            m[c][j] = 0.9 * m[c][j] + 0.1 * gj;
+            v[c][j] = 0.999 * v[c][j] + 0.001 * gj * gj;
+            const double mhat = m[c][j] / (1 - std::pow(0.9, step)), vhat = v[c][j] / (1 - std::pow(0.999, step));
+            replay.codebooks[c][j] = static_cast<float>(replay.codebooks[c][j] - fp.lr * mhat / (std::sqrt(vhat) + 1e-8));
+          }
+        }
+      }
+    }
+    ASSERT_EQ(step, 6);
+    ASSERT_EQ(q.codebooks.size(), replay.codebooks.size());
+    ASSERT_GT(q.codebooks.size(), 100u) << "many codebooks";
+    int64_t moved = 0;
+    for (size_t c = 0; c < q.codebooks.size(); ++c) {
+      for (size_t j = 0; j < q.codebooks[c].size(); ++j) {
+        // Six steps of at most ~lr each; a gradient that differs in its last bits moves Adam's step by far less
+        // than 1e-3 of it, while a wrong codebook, moment or step count moves it by a good part of lr.
+        ASSERT_NEAR(q.codebooks[c][j], replay.codebooks[c][j], 2e-6) << "codebook " << c << " level " << j;
+        moved += q.codebooks[c][j] != initial.codebooks[c][j];
+      }
+    }
+    EXPECT_GT(moved, static_cast<int64_t>(q.codebooks.size())) << "most levels move";
   }
 }
 
