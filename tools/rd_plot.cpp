@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import matplotlib.ticker
 
-csv_path, png_path, title = sys.argv[1], sys.argv[2], sys.argv[3]
+csv_path, png_path, title, accuracy_label = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 rows = [r for r in csv.DictReader(open(csv_path)) if r.get("duplicate") != "1"]
 def num(r, k):
     v = r.get(k, "")
@@ -76,7 +76,7 @@ for (sub, names, xkey), ax in zip(panels, axes):
     if sub:
         ax.set_title(sub, fontsize=9)
     if has_acc:
-        ax.set_ylabel("test accuracy (%)")
+        ax.set_ylabel(accuracy_label + " (%)")
     else:
         ax.set_ylabel("Hessian-weighted distortion")
         ax.set_yscale("log")
@@ -111,12 +111,13 @@ std::string find_python_with_matplotlib() {
   return std::string();
 }
 
-void plot_rd_curve(const std::string& csv_path, const std::string& png_path, const std::string& title) {
+void plot_rd_curve(const std::string& csv_path, const std::string& png_path, const std::string& title,
+                   const std::string& accuracy_label) {
   const std::string python = find_python_with_matplotlib();
   NQ_CHECK(!python.empty(), ErrorCode::kUnavailable,
            "--plot needs Python 3 with numpy and matplotlib (apt-get install python3-matplotlib)");
   const std::string cmd = python + " - " + shell_quote(csv_path) + " " + shell_quote(png_path) + " " +
-                          shell_quote(title);
+                          shell_quote(title) + " " + shell_quote(accuracy_label);
   FILE* pipe = popen(cmd.c_str(), "w");
   NQ_CHECK(pipe != nullptr, ErrorCode::kIo, "cannot start " << python << " for the plot");
   std::fputs(kPlotScript, pipe);

@@ -10,7 +10,9 @@ namespace nq::cli {
 std::string find_python_with_matplotlib();
 
 // Plots accuracy (when the CSV has it, else importance-weighted distortion) against Huffman bits/weight and
-// against the compression ratio, one curve per method. Throws kUnavailable without matplotlib.
-void plot_rd_curve(const std::string& csv_path, const std::string& png_path, const std::string& title);
+// against the compression ratio, one curve per method; `accuracy_label` names what the accuracy column measured.
+// Throws kUnavailable without matplotlib.
+void plot_rd_curve(const std::string& csv_path, const std::string& png_path, const std::string& title,
+                   const std::string& accuracy_label = "test accuracy");
 
 }  // namespace nq::cli
