@@ -54,6 +54,8 @@ void write_outputs(const DemoOptions& o, const DemoResult& r) {
   j["quick"] = o.params.quick;
   j["seconds"] = r.seconds;
   j["backend"] = backend_name(o.params.backend);
+  j["split"] = {{"train_images", r.train_images}, {"validation_begin", r.validation_begin},
+                {"validation_end", r.validation_end}, {"test_images", r.test_images}};
   for (const auto& row : r.rows) {
     j["rows"].push_back({{"method", row.method}, {"pruned", row.pruned}, {"accuracy", row.accuracy},
                          {"ratio", row.ratio}, {"ratio_file", row.ratio_file},

@@ -57,7 +57,7 @@ struct DemoParams {
   std::string out_dir = "demo_out";
   bool quick = false;
   int epochs = 0;               // 0 = default for the model and mode
-  double prune = 0;             // 0 = default: 0.9 (8.98× with positions; Choi et al.'s pruned LeNet-5: 10.13×)
+  double prune = 0;             // 0 = default: 0.9 (LeNet-5 ≈ 9× with positions; Choi et al.'s pruned LeNet-5: 10.13×)
   // Epochs of retraining the pruned net's surviving weights before the pruned rows (TrainParams::keep_zeros), as
   // Choi et al.'s pruned nets were retrained; -1 = default (2, --quick 1), 0 = quantize the pruned net as it is.
   int retrain_epochs = -1;
@@ -82,6 +82,9 @@ struct DemoRow {
   double accuracy_validation = 0;
 };
 struct DemoResult {
+  // The split of the training file: images [0, train_images) train (and give the Hessian, the retraining and the
+  // fine-tuning), [validation_begin, validation_end) choose the rate points; the test file reports.
+  int64_t train_images = 0, validation_begin = 0, validation_end = 0, test_images = 0;
   std::vector<DemoRow> rows;
   std::vector<SweepPoint> points;  // every evaluated rate point (for the CSV and the plot)
   double seconds = 0;

@@ -37,6 +37,12 @@ TEST(DemoCli, QuickRunProducesTableAndFiles) {
                           "| iterative ECSQ", "pruned"})
     EXPECT_NE(out.find(row), std::string::npos) << row << "\n" << out;
   const auto j = nlohmann::json::parse(slurp(dir + "/out/demo.json"));
+  // --quick: the first 10,000 training images train, the file's last 2,000 choose, the first 2,000 test images report.
+  EXPECT_EQ(j["split"]["train_images"], 10000);
+  EXPECT_EQ(j["split"]["validation_begin"], 58000);
+  EXPECT_EQ(j["split"]["validation_end"], 60000);
+  EXPECT_EQ(j["split"]["test_images"], 2000);
+  EXPECT_LE(j["split"]["train_images"].get<int64_t>(), j["split"]["validation_begin"].get<int64_t>()) << "disjoint";
   ASSERT_EQ(j["rows"].size(), 1u + 6u + 1u + 6u);
   const double original = j["rows"][0]["accuracy"].get<double>();
   EXPECT_GT(original, 0.5) << "the quick-trained LeNet-5 should clearly beat chance (10%)";

@@ -232,8 +232,9 @@ TEST_F(ShardedCli, LinearStartIgnoresOutliersOfZeroImportanceAsInProcess) {
         differ += std::fabs(va[i] - vb[i]) > 1e-6f * (1.0f + std::fabs(vb[i]));
         EXPECT_LE(std::fabs(va[i]), weighted_max) << ta.name() << "[" << i << "]";
       }
-      if (ta.name() == "b.weight")  // the outliers of zero importance sit on the outer centre on their own side
+      if (ta.name() == "b.weight") {  // the outliers of zero importance sit on the outer centre on their own side
         EXPECT_TRUE(va[10] > 0 && va[39999] > 0 && va[20000] < 0) << va[10] << " " << va[39999] << " " << va[20000];
+      }
     }
     EXPECT_EQ(differ, 0);
     const auto ja = report(file("sharded.safetensors")), jb = report(file("plain.safetensors"));
