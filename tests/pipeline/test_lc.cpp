@@ -184,22 +184,28 @@ TEST(Lc, TinyMuOneStepEqualsDirectCompression) {
   EXPECT_NEAR(r.history.back().test_accuracy, r.history.front().test_accuracy, 0.03);
 }
 
-TEST(Lc, ConstraintViolationShrinksAsMuGrows) {
-  const Dataset data = tiny_data(128, 41);
-  const Model model = trained_tiny(data, 20);
+// LC on the tiny net with a k = 2 codebook per weight tensor (biases in float), three epochs per L step.
+LcParams tiny_k2_params(double mu0, double mu_factor, int steps) {
   LcParams p;
   p.compress.quant.method = Method::kKmeans;
   p.compress.quant.k = 2;
   p.compress.scope = parse_scope("tensor");
   p.compress.skip_1d = true;
-  p.mu0 = 1e-2;
-  p.mu_factor = 2.0;
-  p.steps = 10;
+  p.mu0 = mu0;
+  p.mu_factor = mu_factor;
+  p.steps = steps;
   p.epochs_per_step = 3;
   p.lr = 0.05;
   p.batch = 16;
   p.progress = false;
   p.backend = Backend::kCpu;
+  return p;
+}
+
+TEST(Lc, ConstraintViolationShrinksAsMuGrows) {
+  const Dataset data = tiny_data(128, 41);
+  const Model model = trained_tiny(data, 20);
+  const LcParams p = tiny_k2_params(1e-2, 2.0, 10);
   const LcResult r = lc_compress(model, data, nullptr, nullptr, p);
   ASSERT_EQ(r.history.size(), size_t(p.steps + 1));
   const double direct = r.history.front().violation;  // ‖w̄ − Π(w̄)‖ of direct compression
@@ -223,19 +229,7 @@ TEST(Lc, ConstraintViolationShrinksAsMuGrows) {
 TEST(Lc, MultipliersDriveTheViolationDownAtAFixedMu) {
   const Dataset data = tiny_data(128, 41);
   const Model model = trained_tiny(data, 20);
-  LcParams p;
-  p.compress.quant.method = Method::kKmeans;
-  p.compress.quant.k = 2;
-  p.compress.scope = parse_scope("tensor");
-  p.compress.skip_1d = true;
-  p.mu0 = 0.3;
-  p.mu_factor = 1.0;
-  p.steps = 12;
-  p.epochs_per_step = 3;
-  p.lr = 0.05;
-  p.batch = 16;
-  p.progress = false;
-  p.backend = Backend::kCpu;
+  const LcParams p = tiny_k2_params(0.3, 1.0, 12);
   const LcResult r = lc_compress(model, data, nullptr, nullptr, p);
   ASSERT_EQ(r.history.size(), size_t(p.steps + 1));
   auto mean_violation = [&](size_t a, size_t b) {  // over history[a, b)
