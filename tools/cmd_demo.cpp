@@ -1,4 +1,5 @@
 // `netquant demo`: the paper's Table 1 experiment end to end on Fashion-MNIST (the README's first command).
+#include <cmath>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -74,9 +75,14 @@ void write_outputs(const DemoOptions& o, const DemoResult& r) {
       plot_note = "plot: " + dir + "/rd.png\n";
     }
   }
+  // How coarse the budget is: one standard error of the original's accuracy on the validation images, in points.
+  const double n_validation = static_cast<double>(r.validation_end - r.validation_begin);
+  const double p = r.rows.empty() ? 0.0 : r.rows.front().accuracy_validation;
+  const double standard_error = n_validation > 0 ? 100.0 * std::sqrt(p * (1 - p) / n_validation) : 0.0;
   std::cout << "\n" << r.table << "\n"
-            << "Accuracy loss budget " << o.params.max_accuracy_loss
-            << " points on validation images held out of the training set; accuracies shown on the test set.\n"
+            << "Accuracy loss budget " << o.params.max_accuracy_loss << " points on "
+            << static_cast<int64_t>(n_validation) << " validation images held out of the training set (one standard "
+            << "error there: " << format_double(standard_error, 2) << " points); accuracies shown on the test set.\n"
             << "ratio = Huffman-coded (Choi et al.: N·32 / (Σ(n_j+1)·b_j + k·32), positions counted when pruned).\n"
             << "outputs: " << dir << "/{points.csv,table.md,demo.json,*.safetensors,*.nq}\n"
             << plot_note << "time: " << format_double(r.seconds, 4) << " s\n";
