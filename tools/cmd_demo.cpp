@@ -104,7 +104,9 @@ void setup_demo(CLI::App& sub) {
                  "epochs retraining the pruned net's survivors before the pruned rows (-1 = default: 2, --quick 1; "
                  "0 = none)")
       ->capture_default_str();
-  sub.add_option("--max-accuracy-loss", o->params.max_accuracy_loss, "accuracy budget in points, on validation images held out of the training set")->capture_default_str();
+  sub.add_option("--max-accuracy-loss", o->params.max_accuracy_loss,
+                 "accuracy budget in points, on validation images held out of the training set")
+      ->capture_default_str();
   sub.add_option("--seed", o->params.seed, "random seed")->capture_default_str()->check(kSeed);
   sub.add_flag("--no-plot", o->no_plot, "skip the matplotlib RD plot");
   add_common_options(sub, o->common);

@@ -333,9 +333,11 @@ void setup_quantize(CLI::App& sub) {
   sub.add_option("--bits", o->bits, "levels as bits: k = 2^bits (int: the grid's bits, as --k)")
       ->check(kPositive);
   sub.add_option("--lambda", o->lambda, "ecsq: weight of the entropy in J = D + lambda*H");
-  sub.add_option("--target-bits", o->target_bits, "ecsq/uniform: search lambda/step for this entropy (bits per kept weight)")
+  sub.add_option("--target-bits", o->target_bits,
+                 "ecsq/uniform: search lambda/step for this entropy (bits per kept weight)")
       ->check(kPositive);
-  sub.add_option("--target-ratio", o->target_ratio, "ecsq/uniform: the same for an entropy of 32/X bits per kept weight")
+  sub.add_option("--target-ratio", o->target_ratio,
+                 "ecsq/uniform: the same for an entropy of 32/X bits per kept weight")
       ->check(kPositive);
   sub.add_option("--target-size", o->target_size,
                  "ecsq: search one lambda for every codebook so that the .nq file takes at most SIZE bytes "

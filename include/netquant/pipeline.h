@@ -49,6 +49,7 @@ SweepEvaluator make_builtin_evaluator(const BuiltinEvalOptions& options);
 // Copy of `dataset` restricted to the given sample indices (in that order).
 Dataset dataset_subset(const Dataset& dataset, const std::vector<int64_t>& indices);
 Dataset dataset_head(const Dataset& dataset, int64_t n);  // the first n samples (all when n <= 0 or n >= size)
+Dataset dataset_range(const Dataset& dataset, int64_t begin, int64_t end);  // samples [begin, end)
 
 // ---- the demo ---------------------------------------------------------------------------------------------
 struct DemoParams {

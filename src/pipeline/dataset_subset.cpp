@@ -1,4 +1,4 @@
-// Sub-datasets by index: mini-batches for fine-tuning and test subsets for quick evaluation.
+// Sub-datasets by index: mini-batches for fine-tuning, test subsets for quick evaluation, the demo's validation split.
 #include <cstring>
 
 #include "netquant/error.h"
@@ -26,11 +26,16 @@ Dataset dataset_subset(const Dataset& dataset, const std::vector<int64_t>& indic
   return out;
 }
 
+Dataset dataset_range(const Dataset& dataset, int64_t begin, int64_t end) {
+  NQ_ASSERT(0 <= begin && begin <= end && end <= dataset.size());
+  std::vector<int64_t> idx(static_cast<size_t>(end - begin));
+  for (int64_t i = begin; i < end; ++i) idx[static_cast<size_t>(i - begin)] = i;
+  return dataset_subset(dataset, idx);
+}
+
 Dataset dataset_head(const Dataset& dataset, int64_t n) {
   if (n <= 0 || n >= dataset.size()) return dataset;
-  std::vector<int64_t> idx(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) idx[static_cast<size_t>(i)] = i;
-  return dataset_subset(dataset, idx);
+  return dataset_range(dataset, 0, n);
 }
 
 }  // namespace nq

@@ -64,14 +64,6 @@ std::string fmt(double v, const char* f) {
 // The most levels a refined k takes (the grids stop at 256).
 constexpr double kDemoMaxLevels = 1024;
 
-// Samples [begin, end) of a data set.
-Dataset dataset_range(const Dataset& data, int64_t begin, int64_t end) {
-  std::vector<int64_t> idx;
-  idx.reserve(static_cast<size_t>(end - begin));
-  for (int64_t i = begin; i < end; ++i) idx.push_back(i);
-  return dataset_subset(data, idx);
-}
-
 // Bits a .nq file spends on where a pruned model's kept weights are, counted as the paper's ratio counts them (the
 // gap streams and their code tables): what a float model pruned the same way needs besides its kept values.
 double position_bits(const QuantizedModel& q) {

@@ -105,6 +105,14 @@ TEST(QuantizeModel, StatisticsOfLargeTensorsMatchAFloat64Recount) {
   model.add(Tensor::from_f32("long.bias", {1100003}, student_t(1100003, 32)));
   model.add(Tensor::from_f32("small.weight", {5, 7}, student_t(35, 33)));
   const TensorSet imp = make_importance(model, 34);
+  // kept·H: the entropy-coded bits of a histogram of kept indices.
+  auto entropy_coded_bits = [](const std::vector<int64_t>& counts) {
+    double kept = 0, bits = 0;
+    for (int64_t c : counts) kept += static_cast<double>(c);
+    for (int64_t c : counts)
+      if (c > 0) bits += static_cast<double>(c) * std::log2(kept / static_cast<double>(c));
+    return bits;
+  };
   for (const char* scope : {"global", "tensor", "group:65537"}) {
     SCOPED_TRACE(scope);
     ModelQuantizeParams p = mparams(Method::kHwKmeans, 8, scope);
@@ -114,7 +122,7 @@ TEST(QuantizeModel, StatisticsOfLargeTensorsMatchAFloat64Recount) {
     const bool global = std::string(scope) == "global";
     double total_n = 0;
     for (const Tensor& t : model) total_n += static_cast<double>(t.numel());
-    double all_d = 0, all_m = 0, all_ebits = 0, all_cbits = 0;
+    double all_d = 0, all_m = 0, all_ebits = 0;
     int64_t all_pruned = 0;
     std::vector<int64_t> global_counts(global ? q.codebooks[0].size() : 0, 0);
     for (size_t ti = 0; ti < model.size(); ++ti) {
@@ -131,7 +139,6 @@ TEST(QuantizeModel, StatisticsOfLargeTensorsMatchAFloat64Recount) {
         std::vector<int64_t> counts(cb.size(), 0);
         const size_t i0 = static_cast<size_t>(pr * qt.problem_size);
         const size_t i1 = std::min(w.size(), i0 + static_cast<size_t>(qt.problem_size));
-        int64_t kept = 0;
         for (size_t i = i0; i < i1; ++i) {
           const int32_t idx = qt.indices[i];
           const double value = idx == kPrunedIndex ? 0.0 : static_cast<double>(cb[static_cast<size_t>(idx)]);
@@ -142,18 +149,10 @@ TEST(QuantizeModel, StatisticsOfLargeTensorsMatchAFloat64Recount) {
           if (idx == kPrunedIndex) { ++pruned; continue; }
           ++counts[static_cast<size_t>(idx)];
           if (global) ++global_counts[static_cast<size_t>(idx)];
-          ++kept;
         }
-        double entropy = 0;
-        int used = 0;
-        for (int64_t c : counts) {
-          if (c == 0) continue;
-          ++used;
-          const double pj = static_cast<double>(c) / static_cast<double>(kept);
-          entropy -= pj * std::log2(pj);
-        }
-        clusters = std::max(clusters, used);
-        ebits += static_cast<double>(kept) * entropy;
+        clusters = std::max(clusters, static_cast<int>(std::count_if(counts.begin(), counts.end(),
+                                                                     [](int64_t c) { return c > 0; })));
+        ebits += entropy_coded_bits(counts);
         cbits += global ? 32.0 * static_cast<double>(cb.size()) * n / total_n : 32.0 * static_cast<double>(cb.size());
       }
       EXPECT_EQ(qt.stats.params, static_cast<int64_t>(w.size()));
@@ -166,7 +165,6 @@ TEST(QuantizeModel, StatisticsOfLargeTensorsMatchAFloat64Recount) {
       all_d += d;
       all_m += m;
       all_ebits += ebits;
-      all_cbits += cbits;
       all_pruned += pruned;
     }
     // The pruned count is the rule's: ⌊0.3·N⌋ of all the model's weights, in every scope (one cut over the model).
@@ -175,13 +173,7 @@ TEST(QuantizeModel, StatisticsOfLargeTensorsMatchAFloat64Recount) {
     EXPECT_EQ(q.total.params, static_cast<int64_t>(total_n));
     EXPECT_NEAR(q.total.hw_distortion, all_d / total_n, 1e-9 * all_d / total_n);
     EXPECT_NEAR(q.total.mse, all_m / total_n, 1e-9 * all_m / total_n);
-    if (global) {  // one codebook: the entropy of the whole index stream
-      double kept = 0, entropy = 0;
-      for (int64_t c : global_counts) kept += static_cast<double>(c);
-      for (int64_t c : global_counts)
-        if (c > 0) entropy -= static_cast<double>(c) / kept * std::log2(static_cast<double>(c) / kept);
-      all_ebits = kept * entropy;
-    }
+    if (global) all_ebits = entropy_coded_bits(global_counts);  // one codebook: the whole index stream's entropy
     EXPECT_NEAR(q.total.entropy_bits_per_weight, all_ebits / total_n, 1e-9);
   }
 }
