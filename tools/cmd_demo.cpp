@@ -70,8 +70,7 @@ void write_outputs(const DemoOptions& o, const DemoResult& r) {
     if (find_python_with_matplotlib().empty()) {
       plot_note = "(no plot: Python 3 with matplotlib not found)\n";
     } else {
-      plot_rd_curve(dir + "/points.csv", dir + "/rd.png", o.params.model + " on Fashion-MNIST: accuracy vs rate",
-                    "validation accuracy");
+      plot_rd_curve(dir + "/points.csv", dir + "/rd.png", o.params.model + " on Fashion-MNIST: accuracy vs rate");
       plot_note = "plot: " + dir + "/rd.png\n";
     }
   }

@@ -36,6 +36,9 @@ nlohmann::json sweep_to_json(const std::vector<SweepPoint>& points) {
     if (!std::isnan(p.metrics.accuracy)) r["accuracy"] = p.metrics.accuracy, r["loss"] = p.metrics.loss;
     if (!std::isnan(p.metrics.accuracy_finetuned))
       r["accuracy_finetuned"] = p.metrics.accuracy_finetuned, r["loss_finetuned"] = p.metrics.loss_finetuned;
+    if (!std::isnan(p.metrics.accuracy_validation)) r["accuracy_validation"] = p.metrics.accuracy_validation;
+    if (!std::isnan(p.metrics.accuracy_finetuned_validation))
+      r["accuracy_finetuned_validation"] = p.metrics.accuracy_finetuned_validation;
     rows.push_back(r);
   }
   return nlohmann::json{{"points", rows}};
@@ -52,6 +55,7 @@ struct SweepOptions {
   uint64_t seed = 1234;
   bool skip_1d = false;
   int64_t batch_weights = 0;
+  int64_t validation = 0;  // --validation: training images held out for choosing points
 };
 
 std::vector<std::string> split_methods(const std::string& s) {
@@ -166,6 +170,7 @@ void run(const SweepOptions& o) {
     eo.model = o.eval_model;
     eo.data_dir = o.data;
     eo.finetune_epochs = o.finetune;
+    eo.validation_images = o.validation;
     eo.seed = o.seed;
     eo.backend = parse_backend(o.common.backend);
     {  // before any point: the weights must be the network's (else every point would fail the same way)
@@ -198,21 +203,30 @@ void run(const SweepOptions& o) {
   }
 
   const bool evaluated = !o.eval_model.empty();
-  Table table(evaluated ? std::vector<std::string>{"method", "knob", "clusters", "bits/w", "ratio", "hw_dist",
-                                                   "accuracy", "acc (ft)"}
-                        : std::vector<std::string>{"method", "knob", "clusters", "entropy", "bits/w", "ratio",
-                                                   "hw_dist"});
+  const bool validated = evaluated && o.validation > 0;
+  const bool tuned = evaluated && o.finetune > 0;
+  std::vector<std::string> header = {"method", "knob", "clusters"};
+  if (!evaluated) header.push_back("entropy");
+  for (const char* h : {"bits/w", "ratio", "hw_dist"}) header.push_back(h);
+  if (validated) header.push_back("val acc");
+  if (evaluated) header.push_back("test acc");
+  if (validated && tuned) header.push_back("val acc (ft)");
+  if (tuned) header.push_back("test acc (ft)");
+  Table table(header);
+  auto pct = [](double v) { return format_double(100 * v, 4); };
   for (const auto& p : points) {
     if (p.duplicate_of_previous) continue;
     const std::string knob = p.knob_name + "=" + format_double(p.knob, 3);
-    if (evaluated)
-      table.add_row({p.method, knob, std::to_string(p.stats.clusters), format_double(p.stats.huffman_bits_per_weight, 3),
-                     format_double(p.stats.ratio_huffman, 4), format_double(p.stats.hw_distortion, 3),
-                     format_double(100 * p.metrics.accuracy, 4), format_double(100 * p.metrics.accuracy_finetuned, 4)});
-    else
-      table.add_row({p.method, knob, std::to_string(p.stats.clusters), format_double(p.stats.entropy_bits_per_weight, 3),
-                     format_double(p.stats.huffman_bits_per_weight, 3), format_double(p.stats.ratio_huffman, 4),
-                     format_double(p.stats.hw_distortion, 3)});
+    std::vector<std::string> row = {p.method, knob, std::to_string(p.stats.clusters)};
+    if (!evaluated) row.push_back(format_double(p.stats.entropy_bits_per_weight, 3));
+    row.push_back(format_double(p.stats.huffman_bits_per_weight, 3));
+    row.push_back(format_double(p.stats.ratio_huffman, 4));
+    row.push_back(format_double(p.stats.hw_distortion, 3));
+    if (validated) row.push_back(pct(p.metrics.accuracy_validation));
+    if (evaluated) row.push_back(pct(p.metrics.accuracy));
+    if (validated && tuned) row.push_back(pct(p.metrics.accuracy_finetuned_validation));
+    if (tuned) row.push_back(pct(p.metrics.accuracy_finetuned));
+    table.add_row(row);
   }
   // With a document on stdout (the CSV or the JSON) the human lines go to stderr.
   std::ostream& out = human_output(o.json == "-" ? o.json : o.output);
@@ -221,7 +235,12 @@ void run(const SweepOptions& o) {
     const auto& p = points[static_cast<size_t>(best)];
     out << "best point for the target: index " << p.index << " (" << p.method << ", " << p.knob_name << "="
         << p.knob << "): " << p.stats.huffman_bits_per_weight << " bits/weight, ratio " << p.stats.ratio_huffman
-        << "\n";
+        << (validated ? ", chosen by validation accuracy" : evaluated ? ", chosen by test accuracy" : "") << "\n";
+    // Choosing on the test set makes its accuracy an optimistic estimate of the chosen point's.
+    if (evaluated && !validated && !o.common.quiet)
+      std::cerr << "note: the point was chosen on the test images, so its test accuracy flatters it; --validation N "
+                   "chooses on the last N training images instead (a model that did not train on them: "
+                   "netquant train --validation N)\n";
   }
   // Points whose iterations stopped at --max-iter before converging: usable, but not the fixed points the
   // tolerance asks for (quantize says the same of its tensors).
@@ -270,6 +289,12 @@ void setup_sweep(CLI::App& sub) {
       sub.add_option("--eval-model", o->eval_model, "evaluate every point with this built-in net: lenet300 | lenet5");
   sub.add_option("--data", o->data, "MNIST-format data directory for --eval-model")->capture_default_str();
   sub.add_option("--finetune", o->finetune, "fine-tune the shared values for E epochs at every point (with --eval-model)")
+      ->check(kCount)
+      ->needs(eval_model);
+  sub.add_option("--validation", o->validation,
+                 "hold out the last N training images: every point gets its accuracy there, --target-* choose by "
+                 "it and --finetune trains on the images before them (the model must not have trained on them: "
+                 "netquant train --validation N)")
       ->check(kCount)
       ->needs(eval_model);
   sub.add_option("--target-bits", o->target_bits, "report the best point with Huffman bits/weight <= R")

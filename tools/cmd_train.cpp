@@ -1,4 +1,5 @@
 // `netquant train`: train a built-in network on an IDX dataset (Fashion-MNIST by default) and save its weights.
+#include <algorithm>
 #include <cmath>
 #include <iostream>
 
@@ -9,6 +10,7 @@
 #include "netquant/error.h"
 #include "netquant/io.h"
 #include "netquant/nn.h"
+#include "netquant/pipeline.h"
 #include "netquant/quantize.h"
 
 namespace nq::cli {
@@ -19,6 +21,7 @@ struct TrainOptions {
   std::string model, data = default_data_dir(), output, optimizer = "sgd", adam_state, init, json, importance;
   int epochs = 10;
   int64_t batch = 64, train_subset = 0, test_subset = 0;
+  int64_t validation = 0;  // --validation: the last N training images, held out
   double lr = 0, momentum = 0.9, weight_decay = 0;
   uint64_t seed = 1;
   bool keep_zeros = false;
@@ -49,7 +52,8 @@ void run_train(const TrainOptions& o) {
            "--importance ranks the weights for --prune; give --prune too");
   p.keep_zeros = retrain;
   p.train_subset = o.train_subset;
-  p.test_subset = o.test_subset;
+  // With --validation the epochs are scored on all the held-out images; --test-subset limits the final test.
+  p.test_subset = o.validation > 0 ? 0 : o.test_subset;
   p.backend = resolve_backend(parse_backend(o.common.backend));
   Model model = build_model(o.model, o.seed);
   const int64_t tensors = static_cast<int64_t>(model.weights().size());
@@ -66,22 +70,42 @@ void run_train(const TrainOptions& o) {
       std::cerr << "pruned " << format_double(100 * o.prune, 4) << "% of --init's weights (smallest "
                 << (o.importance.empty() ? "w²" : "h·w²") << "); retraining the rest with those held at 0\n";
   }
-  const Dataset train_set = load_mnist(o.data, true);
+  const Dataset all_train = load_mnist(o.data, true);
   const Dataset test_set = load_mnist(o.data, false);
+  // --validation N: the last N training images are held out, to choose later settings (sweep --validation N) by
+  // them and leave the test set unseen; the epochs report them in place of the test set.
+  NQ_CHECK(o.validation < all_train.size(), ErrorCode::kInvalidArgument,
+           o.data << ": --validation " << o.validation << " leaves none of its " << all_train.size()
+                  << " training images to train on");
+  const bool validating = o.validation > 0;
+  const int64_t split = all_train.size() - o.validation;
+  const Dataset train_set = validating ? dataset_range(all_train, 0, split) : all_train;
+  const Dataset validation_set = validating ? dataset_range(all_train, split, all_train.size()) : Dataset();
+  const Dataset& epoch_set = validating ? validation_set : test_set;
+  const std::string scored = validating ? "validation" : "test";
+  const int64_t train_images = p.train_subset ? std::min(p.train_subset, train_set.size()) : train_set.size();
   if (!o.common.quiet)
     std::cerr << model.name() << ": " << model.num_parameters() << " parameters, " << o.optimizer << ", "
-              << (p.train_subset ? std::min(p.train_subset, train_set.size()) : train_set.size())
-              << " training images, backend " << backend_name(p.backend) << ", " << num_threads() << " threads\n";
+              << train_images << " training images"
+              << (validating ? " (" + std::to_string(o.validation) + " more held out for validation)" : "")
+              << ", backend " << backend_name(p.backend) << ", " << num_threads() << " threads\n";
   p.on_epoch = [&](const EpochStats& s) {
     if (o.common.quiet) return;
     human_output(o.json) << "epoch " << s.epoch << "/" << p.epochs << "  train loss " << format_double(s.train_loss)
-              << " acc " << pct(s.train_accuracy) << "  test loss " << format_double(s.test_loss) << " acc "
+              << " acc " << pct(s.train_accuracy) << "  " << scored << " loss " << format_double(s.test_loss) << " acc "
               << pct(s.test_accuracy) << "  " << format_double(s.seconds, 3) << " s  "
               << static_cast<int64_t>(s.images_per_second) << " img/s" << std::endl;
   };
-  const TrainResult r = train(model, train_set, &test_set, p);
+  const TrainResult r = train(model, train_set, &epoch_set, p);
   // A diverged run writes nothing (a lower --lr is the usual cure).
   check_finite_weights(model.weights(), "training diverged (nothing written; try a lower --lr)");
+  double test_accuracy = r.epochs.empty() ? std::nan("") : r.epochs.back().test_accuracy;
+  if (validating) {  // the test set, once, for the trained model only
+    EvalParams ep;
+    ep.limit = o.test_subset;
+    ep.backend = p.backend;
+    test_accuracy = evaluate(model, test_set, ep).accuracy;
+  }
   save_weights(model, o.output);
   if (!o.adam_state.empty()) write_tensors(o.adam_state, r.adam_v);
   if (!o.json.empty()) {
@@ -90,20 +114,24 @@ void run_train(const TrainOptions& o) {
     j["parameters"] = model.num_parameters();
     j["optimizer"] = o.optimizer;
     j["seconds"] = r.seconds;
+    j["train_images"] = train_images;
+    j["validation_images"] = o.validation;
+    j["test_accuracy"] = test_accuracy;
     for (const EpochStats& s : r.epochs)
       j["epochs"].push_back({{"epoch", s.epoch},
                              {"train_loss", s.train_loss},
                              {"train_accuracy", s.train_accuracy},
-                             {"test_loss", s.test_loss},
-                             {"test_accuracy", s.test_accuracy},
+                             {scored + "_loss", s.test_loss},
+                             {scored + "_accuracy", s.test_accuracy},
                              {"seconds", s.seconds},
                              {"images_per_second", s.images_per_second}});
     write_json(o.json, j);
   }
-  // The result, also with --quiet: where it went and the final test accuracy.
+  // The result, also with --quiet: where it went and the final accuracies.
   std::cerr << "wrote " << o.output << (o.adam_state.empty() ? "" : " and " + o.adam_state) << " ("
             << format_double(r.seconds, 3) << " s"
-            << (r.epochs.empty() ? "" : ", test accuracy " + pct(r.epochs.back().test_accuracy)) << ")\n";
+            << (validating && !r.epochs.empty() ? ", validation accuracy " + pct(r.epochs.back().test_accuracy) : "")
+            << (r.epochs.empty() && !validating ? "" : ", test accuracy " + pct(test_accuracy)) << ")\n";
 }
 
 void setup_train(CLI::App& sub) {
@@ -124,6 +152,9 @@ void setup_train(CLI::App& sub) {
   sub.add_option("--adam-state", o->adam_state, "also write Adam's second moment v (.safetensors; importance)");
   add_image_count(sub, "--train-subset", o->train_subset, "train on the first N images (0 = all)");
   add_image_count(sub, "--test-subset", o->test_subset, "evaluate on the first N test images (0 = all)");
+  add_image_count(sub, "--validation", o->validation,
+                  "hold out the last N training images: the epochs are scored on them instead of the test set, "
+                  "which is scored once at the end (for sweep --validation N)");
   sub.add_option("--init", o->init, "start from these weights instead of a fresh initialization (.safetensors, .npy, or a .nq file dequantized)");
   sub.add_flag("--keep-zeros", o->keep_zeros,
                "retrain a pruned model: parameters that are exactly 0 in --init stay 0 (their gradient is masked)");

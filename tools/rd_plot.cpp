@@ -19,12 +19,19 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import matplotlib.ticker
 
-csv_path, png_path, title, accuracy_label = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+csv_path, png_path, title = sys.argv[1], sys.argv[2], sys.argv[3]
 rows = [r for r in csv.DictReader(open(csv_path)) if r.get("duplicate") != "1"]
 def num(r, k):
     v = r.get(k, "")
     return float(v) if v not in ("", None) else math.nan
-has_acc = any(not math.isnan(num(r, "accuracy")) for r in rows)
+def filled(key):
+    return any(not math.isnan(num(r, key)) for r in rows)
+# The accuracy the points were chosen by: on held-out validation images when the CSV has it, else on the test set.
+if filled("accuracy_validation"):
+    acc_key, ft_key, accuracy_label = "accuracy_validation", "accuracy_finetuned_validation", "validation accuracy"
+else:
+    acc_key, ft_key, accuracy_label = "accuracy", "accuracy_finetuned", "test accuracy"
+has_acc = filled(acc_key)
 series = {}
 for r in rows:
     label = r["method"] + ("" if r.get("scope", "global") == "global" else " (" + r["scope"] + ")")
@@ -55,12 +62,12 @@ for (sub, names, xkey), ax in zip(panels, axes):
         order = sorted(pts, key=lambda p: num(p, xkey))
         xs = [num(p, xkey) for p in order]
         if has_acc:
-            ys = [100 * num(p, "accuracy") for p in order]
+            ys = [100 * num(p, acc_key) for p in order]
             top = max([top] + [y for y in ys if not math.isnan(y)])
             ax.plot(xs, ys, marker=marker, color=color, markersize=3.5, linewidth=1.2,
                     label=name.replace(" (pruned)", ""))
-            ft = [(num(p, xkey), 100 * num(p, "accuracy_finetuned")) for p in order
-                  if not math.isnan(num(p, "accuracy_finetuned"))]
+            ft = [(num(p, xkey), 100 * num(p, ft_key)) for p in order if not math.isnan(num(p, ft_key))]
+            top = max([top] + [y for _, y in ft])  # fine-tuning can lift points above the curve: keep them in view
             if ft:
                 ax.plot([x for x, _ in ft], [y for _, y in ft], linestyle="none", marker=marker,
                         markerfacecolor="none", markeredgecolor=color, markersize=6)
@@ -84,8 +91,7 @@ if has_acc and math.isfinite(top):
     for ax in axes:
         ax.set_ylim(top - 12, top + 1.5)
 axes[0].legend(frameon=False, fontsize=7.5, loc="lower left")
-note = " (open markers: after fine-tuning)" if has_acc and any(
-    not math.isnan(num(r, "accuracy_finetuned")) for r in rows) else ""
+note = " (open markers: after fine-tuning)" if has_acc and filled(ft_key) else ""
 fig.suptitle(title + note, fontsize=10)
 tmp = png_path + ".tmp.png"
 fig.savefig(tmp, dpi=160)
@@ -111,13 +117,12 @@ std::string find_python_with_matplotlib() {
   return std::string();
 }
 
-void plot_rd_curve(const std::string& csv_path, const std::string& png_path, const std::string& title,
-                   const std::string& accuracy_label) {
+void plot_rd_curve(const std::string& csv_path, const std::string& png_path, const std::string& title) {
   const std::string python = find_python_with_matplotlib();
   NQ_CHECK(!python.empty(), ErrorCode::kUnavailable,
            "--plot needs Python 3 with numpy and matplotlib (apt-get install python3-matplotlib)");
   const std::string cmd = python + " - " + shell_quote(csv_path) + " " + shell_quote(png_path) + " " +
-                          shell_quote(title) + " " + shell_quote(accuracy_label);
+                          shell_quote(title);
   FILE* pipe = popen(cmd.c_str(), "w");
   NQ_CHECK(pipe != nullptr, ErrorCode::kIo, "cannot start " << python << " for the plot");
   std::fputs(kPlotScript, pipe);

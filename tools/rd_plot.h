@@ -10,9 +10,8 @@ namespace nq::cli {
 std::string find_python_with_matplotlib();
 
 // Plots accuracy (when the CSV has it, else importance-weighted distortion) against Huffman bits/weight and
-// against the compression ratio, one curve per method; `accuracy_label` names what the accuracy column measured.
-// Throws kUnavailable without matplotlib.
-void plot_rd_curve(const std::string& csv_path, const std::string& png_path, const std::string& title,
-                   const std::string& accuracy_label = "test accuracy");
+// against the compression ratio, one curve per method. The validation accuracy columns when the CSV has them (the
+// accuracy points were chosen by), else the test accuracy columns. Throws kUnavailable without matplotlib.
+void plot_rd_curve(const std::string& csv_path, const std::string& png_path, const std::string& title);
 
 }  // namespace nq::cli

@@ -39,11 +39,15 @@ struct BuiltinEvalOptions {
   std::string data_dir = default_data_dir();
   int finetune_epochs = 0;        // > 0: also report the accuracy after fine-tuning the shared values
   int64_t test_subset = 0;        // 0 = the whole test set
-  int64_t finetune_subset = 0;    // training images used by fine-tuning (0 = all)
+  int64_t finetune_subset = 0;    // training images used by fine-tuning (0 = all it may use)
+  // > 0: the last this many training images are held out. Each point gets its accuracy there (before and after
+  // fine-tuning), for choosing a point without seeing the test set; fine-tuning trains on the images before them.
+  int64_t validation_images = 0;
   uint64_t seed = 1;
   Backend backend = Backend::kAuto;
 };
-// Loads the data once and returns an evaluator computing test accuracy/loss of each quantized model.
+// Loads the data once and returns an evaluator computing test accuracy/loss of each quantized model (and its
+// validation accuracy with validation_images). Throws when validation_images leaves no training image.
 SweepEvaluator make_builtin_evaluator(const BuiltinEvalOptions& options);
 
 // Copy of `dataset` restricted to the given sample indices (in that order).

@@ -21,12 +21,16 @@ struct SweepPointSpec {
   IndexCoder coder = IndexCoder::kAuto;  // the .nq coding its ratio_file counts
 };
 
-// Task metric of a quantized model (e.g. test accuracy of a built-in network); NaN when not evaluated.
+// Task metrics of a quantized model (e.g. accuracy of a built-in network); NaN where not evaluated. `accuracy`
+// and `loss` are on the test set, which no choice may see; the *_validation accuracies are on images held out of
+// training for choosing a point (best_point_for_target prefers them).
 struct TaskMetrics {
   double accuracy = std::numeric_limits<double>::quiet_NaN();
   double loss = std::numeric_limits<double>::quiet_NaN();
   double accuracy_finetuned = std::numeric_limits<double>::quiet_NaN();
   double loss_finetuned = std::numeric_limits<double>::quiet_NaN();
+  double accuracy_validation = std::numeric_limits<double>::quiet_NaN();
+  double accuracy_finetuned_validation = std::numeric_limits<double>::quiet_NaN();
 };
 
 struct SweepPoint {
@@ -94,8 +98,10 @@ std::vector<SweepPoint> run_sweep_distributed(const TensorSet& model, const Tens
 // Marks points whose (clusters, entropy, distortion) equal the previous point of the same method, scope and filters.
 void mark_duplicates(std::vector<SweepPoint>& points);
 
-// Best point meeting a target: the lowest-distortion (or highest-accuracy when evaluated) point with
-// entropy-coded bits/weight ≤ target_bits (if > 0) and ratio_huffman ≥ target_ratio (if > 0). -1 if none.
+// Best point meeting a target: among the points with entropy-coded bits/weight ≤ target_bits (if > 0) and
+// ratio_huffman ≥ target_ratio (if > 0), the one with the highest validation accuracy when every such point has
+// one, else the highest test accuracy when every one has that, else the lowest distortion. Ties go to the first
+// point. -1 if none.
 int best_point_for_target(const std::vector<SweepPoint>& points, double target_bits, double target_ratio);
 
 // CSV: one header line, one row per point; fixed columns (README), the name filters last (quoted as RFC 4180

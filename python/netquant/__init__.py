@@ -517,7 +517,7 @@ def sweep(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] 
         One dict per point with the CSV's columns: index, method, scope, knob_name, knob, lambda, params, pruned,
         clusters, hw_distortion, mse, entropy_bits_per_weight, huffman_bits_per_weight, fixed_bits_per_weight,
         ratio_fixed, ratio_entropy, ratio_huffman, ratio_file, accuracy, loss, accuracy_finetuned,
-        loss_finetuned (None: not evaluated), duplicate (the same solution as the previous point), include,
+        loss_finetuned, accuracy_validation, accuracy_finetuned_validation (None: not evaluated), duplicate (the same solution as the previous point), include,
         exclude (the name filters, "" when not given).
     """
     if any(options.get(key, 0) != 0 for key in ("target_size", "target_file_ratio")):

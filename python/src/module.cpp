@@ -420,6 +420,8 @@ std::pair<py::list, std::string> run_sweep_py(const py::dict& tensors, const py:
     r["loss"] = nan_to_none(p.metrics.loss);
     r["accuracy_finetuned"] = nan_to_none(p.metrics.accuracy_finetuned);
     r["loss_finetuned"] = nan_to_none(p.metrics.loss_finetuned);
+    r["accuracy_validation"] = nan_to_none(p.metrics.accuracy_validation);
+    r["accuracy_finetuned_validation"] = nan_to_none(p.metrics.accuracy_finetuned_validation);
     r["duplicate"] = p.duplicate_of_previous;
     r["include"] = p.include;  // last, as in the CSV
     r["exclude"] = p.exclude;

@@ -1,5 +1,5 @@
-// Sweep evaluator for the built-in networks: test accuracy of each quantized model, optionally after
-// fine-tuning its shared values.
+// Sweep evaluator for the built-in networks: test accuracy of each quantized model (and its accuracy on held-out
+// training images, for choosing), optionally after fine-tuning its shared values.
 #include <memory>
 
 #include "netquant/error.h"
@@ -11,22 +11,35 @@ SweepEvaluator make_builtin_evaluator(const BuiltinEvalOptions& options) {
   struct Shared {
     Model model;
     Dataset test;
-    Dataset train;
+    Dataset train;       // what fine-tuning may use: the training images before the validation images
+    Dataset validation;  // the last options.validation_images training images (empty without)
   };
+  NQ_CHECK(options.validation_images >= 0, ErrorCode::kInvalidArgument,
+           "validation images: " << options.validation_images << " is negative");
   auto shared = std::make_shared<Shared>();
   shared->model = build_model(options.model, options.seed);
   shared->test = dataset_head(load_mnist(options.data_dir, false), options.test_subset);
-  if (options.finetune_epochs > 0) shared->train = load_mnist(options.data_dir, true);
+  if (options.finetune_epochs > 0 || options.validation_images > 0) {
+    const Dataset all = load_mnist(options.data_dir, true);
+    NQ_CHECK(options.validation_images < all.size(), ErrorCode::kInvalidArgument,
+             options.data_dir << ": " << options.validation_images << " validation images leave none of its "
+                              << all.size() << " training images to train on");
+    const int64_t split = all.size() - options.validation_images;
+    shared->train = dataset_range(all, 0, split);
+    if (options.validation_images > 0) shared->validation = dataset_range(all, split, all.size());
+  }
   const BuiltinEvalOptions opts = options;
   return [shared, opts](const QuantizedModel& quantized, const TensorSet& dequantized) {
     TaskMetrics m;
     EvalParams ep;
     ep.backend = opts.backend;
+    const bool validating = opts.validation_images > 0;
     Model model = shared->model;
     model.set_weights(dequantized);
     const EvalResult before = evaluate(model, shared->test, ep);
     m.accuracy = before.accuracy;
     m.loss = before.loss;
+    if (validating) m.accuracy_validation = evaluate(model, shared->validation, ep).accuracy;
     if (opts.finetune_epochs > 0) {
       QuantizedModel tuned = quantized;
       FinetuneParams fp;
@@ -40,6 +53,7 @@ SweepEvaluator make_builtin_evaluator(const BuiltinEvalOptions& options) {
       const EvalResult after = evaluate(model, shared->test, ep);
       m.accuracy_finetuned = after.accuracy;
       m.loss_finetuned = after.loss;
+      if (validating) m.accuracy_finetuned_validation = evaluate(model, shared->validation, ep).accuracy;
     }
     return m;
   };

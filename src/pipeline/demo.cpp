@@ -279,7 +279,7 @@ DemoResult run_demo(const DemoParams& params) {
         spec.knob = knob;
         SweepEvaluator eval = [&](const QuantizedModel&, const TensorSet& deq) {
           TaskMetrics m;
-          m.accuracy = accuracy_of(deq, validation);
+          m.accuracy_validation = accuracy_of(deq, validation);
           return m;
         };
         Candidate cand;
@@ -296,7 +296,7 @@ DemoResult run_demo(const DemoParams& params) {
         int best = -1;
         for (size_t i = 0; i < cands.size(); ++i) {
           const auto& p = cands[i].point;
-          if (!within(p.metrics.accuracy)) continue;
+          if (!within(p.metrics.accuracy_validation)) continue;
           if (best < 0 || p.stats.ratio_huffman > cands[static_cast<size_t>(best)].point.stats.ratio_huffman)
             best = static_cast<int>(i);
         }
@@ -329,7 +329,7 @@ DemoResult run_demo(const DemoParams& params) {
           if (more_compressed(cands[i].spec.knob, at) &&
               (next < 0 || more_compressed(cands[static_cast<size_t>(next)].spec.knob, cands[i].spec.knob)))
             next = static_cast<int>(i);
-        if (next < 0 || within(cands[static_cast<size_t>(next)].point.metrics.accuracy)) break;
+        if (next < 0 || within(cands[static_cast<size_t>(next)].point.metrics.accuracy_validation)) break;
         const double beyond = cands[static_cast<size_t>(next)].spec.knob;
         const double mid = by_lambda ? std::sqrt(at * beyond) : std::round(std::sqrt(at * beyond));
         if (mid == at || mid == beyond || have_knob(mid)) break;
@@ -340,7 +340,8 @@ DemoResult run_demo(const DemoParams& params) {
       if (chosen < 0) {
         chosen = 0;
         for (size_t i = 1; i < cands.size(); ++i)
-          if (cands[i].point.metrics.accuracy > cands[static_cast<size_t>(chosen)].point.metrics.accuracy)
+          if (cands[i].point.metrics.accuracy_validation >
+              cands[static_cast<size_t>(chosen)].point.metrics.accuracy_validation)
             chosen = static_cast<int>(i);
       }
       // After fine-tuning: try the most compressed points above the chosen one, then the chosen one itself.
@@ -367,8 +368,8 @@ DemoResult run_demo(const DemoParams& params) {
         finetune_shared_values(model, q, train_data, fp);
         const TensorSet deq = q.dequantize();
         const double acc_sel = accuracy_of(deq, validation);
-        cands[idx].point.metrics.accuracy_finetuned = acc_sel;
-        result.points[cands[idx].point.index].metrics.accuracy_finetuned = acc_sel;
+        cands[idx].point.metrics.accuracy_finetuned_validation = acc_sel;
+        result.points[cands[idx].point.index].metrics.accuracy_finetuned_validation = acc_sel;
         if (within(acc_sel) || idx == static_cast<size_t>(chosen)) {
           ft_pick = idx;
           ft_acc_report = accuracy_of(deq, report_test);
@@ -384,7 +385,7 @@ DemoResult run_demo(const DemoParams& params) {
       row.method = plan.label;
       row.pruned = pruned;
       row.accuracy = acc_before_report;
-      row.accuracy_validation = cp.point.metrics.accuracy;
+      row.accuracy_validation = cp.point.metrics.accuracy_validation;
       row.ratio = cp.point.stats.ratio_huffman;
       row.ratio_file = cp.point.stats.ratio_file;
       row.bits_per_weight = row.ratio > 0 ? 32.0 / row.ratio : 0;

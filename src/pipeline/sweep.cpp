@@ -219,21 +219,28 @@ void mark_duplicates(std::vector<SweepPoint>& points) {
 }
 
 int best_point_for_target(const std::vector<SweepPoint>& points, double target_bits, double target_ratio) {
-  int best = -1;
+  std::vector<size_t> eligible;
   for (size_t i = 0; i < points.size(); ++i) {
-    const auto& p = points[i];
-    if (target_bits > 0 && p.stats.huffman_bits_per_weight > target_bits) continue;
-    if (target_ratio > 0 && p.stats.ratio_huffman < target_ratio) continue;
-    if (best < 0) {
-      best = static_cast<int>(i);
-      continue;
-    }
-    const auto& b = points[static_cast<size_t>(best)];
-    const bool evaluated = !std::isnan(p.metrics.accuracy) && !std::isnan(b.metrics.accuracy);
-    const bool better = evaluated ? p.metrics.accuracy > b.metrics.accuracy
-                                  : p.stats.hw_distortion < b.stats.hw_distortion;
-    if (better) best = static_cast<int>(i);
+    const auto& s = points[i].stats;
+    if (target_bits > 0 && s.huffman_bits_per_weight > target_bits) continue;
+    if (target_ratio > 0 && s.ratio_huffman < target_ratio) continue;
+    eligible.push_back(i);
   }
+  // One criterion for the whole set, so that a point is never compared on one measure with another on a
+  // different one: validation accuracy (chosen on held-out images, the test set stays unseen), else test
+  // accuracy, else the Hessian-weighted distortion.
+  auto all_have = [&](double TaskMetrics::*field) {
+    return std::all_of(eligible.begin(), eligible.end(),
+                       [&](size_t i) { return !std::isnan(points[i].metrics.*field); });
+  };
+  std::function<double(const SweepPoint&)> score = [](const SweepPoint& p) { return -p.stats.hw_distortion; };
+  if (all_have(&TaskMetrics::accuracy_validation))
+    score = [](const SweepPoint& p) { return p.metrics.accuracy_validation; };
+  else if (all_have(&TaskMetrics::accuracy))
+    score = [](const SweepPoint& p) { return p.metrics.accuracy; };
+  int best = -1;
+  for (size_t i : eligible)
+    if (best < 0 || score(points[i]) > score(points[static_cast<size_t>(best)])) best = static_cast<int>(i);
   return best;
 }
 
@@ -251,7 +258,8 @@ std::string csv_cell(const std::string& s) {
 std::string sweep_csv_header() {
   return "index,method,scope,knob_name,knob,lambda,params,pruned,clusters,hw_distortion,mse,"
          "entropy_bits_per_weight,huffman_bits_per_weight,fixed_bits_per_weight,ratio_fixed,ratio_entropy,"
-         "ratio_huffman,ratio_file,accuracy,loss,accuracy_finetuned,loss_finetuned,duplicate,include,exclude";
+         "ratio_huffman,ratio_file,accuracy,loss,accuracy_finetuned,loss_finetuned,accuracy_validation,"
+         "accuracy_finetuned_validation,duplicate,include,exclude";
 }
 
 std::string sweep_to_csv(const std::vector<SweepPoint>& points) {
@@ -271,7 +279,8 @@ std::string sweep_to_csv(const std::vector<SweepPoint>& points) {
        << num(s.fixed_bits_per_weight) << "," << num(s.ratio_fixed) << "," << num(s.ratio_entropy) << ","
        << num(s.ratio_huffman) << "," << num(s.ratio_file) << "," << num(p.metrics.accuracy) << ","
        << num(p.metrics.loss) << "," << num(p.metrics.accuracy_finetuned) << "," << num(p.metrics.loss_finetuned)
-       << "," << (p.duplicate_of_previous ? 1 : 0) << "," << csv_cell(p.include) << "," << csv_cell(p.exclude) << "\n";
+       << "," << num(p.metrics.accuracy_validation) << "," << num(p.metrics.accuracy_finetuned_validation) << ","
+       << (p.duplicate_of_previous ? 1 : 0) << "," << csv_cell(p.include) << "," << csv_cell(p.exclude) << "\n";
   }
   return os.str();
 }

@@ -1,0 +1,160 @@
+// `netquant train --validation` and `netquant sweep --eval-model --validation` on a small cut of the real
+// Fashion-MNIST: the held-out images are the last training images, epochs and choices are made on them, and the
+// test set is scored without being chosen on.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cli/cli_fixture.h"
+#include "netquant/nn.h"
+#include "netquant/pipeline.h"
+#include "pipeline/small_mnist.h"
+
+namespace nq {
+namespace {
+
+constexpr int64_t kTrainImages = 713, kTestImages = 211, kValidation = 197;
+
+class SweepEvalCli : public CliFixture {
+ protected:
+  void SetUp() override {
+    CliFixture::SetUp();
+    if (!testing::have_fashion_mnist())
+      GTEST_SKIP() << "Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)";
+    testing::write_small_mnist(file("data"), kTrainImages, kTestImages);
+  }
+  std::string data() const { return " --data '" + file("data") + "'"; }
+  // Trains LeNet-300-100 briefly on the small set, holding out the validation images; returns train's JSON.
+  nlohmann::json train_held_out(const std::string& extra = "") {
+    const CliRun r = run("train --model lenet300" + data() + " --epochs 2 --lr 0.05 -q --validation " +
+                         std::to_string(kValidation) + " -o '" + file("w.safetensors") + "' --json '" +
+                         file("train.json") + "'" + extra);
+    EXPECT_EQ(r.status, 0) << r.err;
+    return nlohmann::json::parse(slurp(file("train.json")));
+  }
+  // The CSV's rows as name → cell maps.
+  static std::vector<std::map<std::string, std::string>> read_csv(const std::string& text) {
+    std::istringstream in(text);
+    std::string line;
+    std::getline(in, line);
+    auto split = [](const std::string& s) {
+      std::vector<std::string> cells;
+      std::stringstream ss(s);
+      std::string cell;
+      while (std::getline(ss, cell, ',')) cells.push_back(cell);
+      if (!s.empty() && s.back() == ',') cells.push_back("");
+      return cells;
+    };
+    const auto header = split(line);
+    std::vector<std::map<std::string, std::string>> rows;
+    while (std::getline(in, line)) {
+      const auto cells = split(line);
+      EXPECT_EQ(cells.size(), header.size()) << line;
+      std::map<std::string, std::string> row;
+      for (size_t i = 0; i < header.size() && i < cells.size(); ++i) row[header[i]] = cells[i];
+      rows.push_back(row);
+    }
+    return rows;
+  }
+};
+
+TEST_F(SweepEvalCli, TrainScoresEpochsOnTheLastTrainingImagesAndTheTestSetOnce) {
+  const nlohmann::json j = train_held_out();
+  EXPECT_EQ(j["train_images"].get<int64_t>(), kTrainImages - kValidation);
+  EXPECT_EQ(j["validation_images"].get<int64_t>(), kValidation);
+  ASSERT_EQ(j["epochs"].size(), 2u);
+  for (const auto& e : j["epochs"]) {
+    EXPECT_TRUE(e.contains("validation_accuracy") && e.contains("validation_loss")) << e.dump();
+    EXPECT_FALSE(e.contains("test_accuracy")) << "an epoch was scored on the test set: " << e.dump();
+  }
+  // The oracles: the written weights scored on the last 197 training images, and by `netquant eval` on the tests.
+  Model net = build_model("lenet300");
+  net.set_weights(read_tensors(file("w.safetensors")));
+  const Dataset all = load_mnist(file("data"), true);
+  const EvalResult held_out = evaluate(net, dataset_range(all, kTrainImages - kValidation, kTrainImages));
+  EXPECT_EQ(j["epochs"][1]["validation_accuracy"].get<double>(), held_out.accuracy);
+  EXPECT_EQ(j["epochs"][1]["validation_loss"].get<double>(), held_out.loss);
+  const CliRun e = run("eval --model lenet300 --json --weights '" + file("w.safetensors") + "'" + data());
+  ASSERT_EQ(e.status, 0) << e.err;
+  EXPECT_EQ(j["test_accuracy"].get<double>(), nlohmann::json::parse(e.out)["accuracy"].get<double>());
+
+  // Holding out every training image is refused, naming the directory, and writes nothing.
+  const CliRun bad = run("train --model lenet300" + data() + " --epochs 1 --validation 713 -o '" +
+                         file("none.safetensors") + "'");
+  EXPECT_EQ(bad.status, 2) << bad.err;
+  EXPECT_NE(bad.err.find(file("data")), std::string::npos) << bad.err;
+  EXPECT_FALSE(exists(file("none.safetensors")));
+}
+
+// The most accurate point of the CSV's rows within a rate target, by one accuracy column; the first of equals.
+int most_accurate_within(const std::vector<std::map<std::string, std::string>>& rows, double target_bits,
+                         const std::string& by) {
+  int want = -1;
+  double best = -1;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (std::stod(rows[i].at("huffman_bits_per_weight")) > target_bits) continue;
+    const double acc = std::stod(rows[i].at(by));
+    if (acc > best) best = acc, want = static_cast<int>(i);
+  }
+  return want;
+}
+
+TEST_F(SweepEvalCli, TargetsChooseByValidationAccuracyWhenImagesAreHeldOut) {
+  train_held_out();
+  const std::string sweep = "sweep '" + file("w.safetensors") + "' --eval-model lenet300" + data() +
+                            " --method hw-kmeans,uniform --k 2,3,4,6,8,16 --finetune 1 -o '" + file("s.csv") + "'";
+  const std::string held_out = " --validation " + std::to_string(kValidation);
+  auto check = [&](bool validated, double target_bits) {
+    char target[32];
+    std::snprintf(target, sizeof target, "%.17g", target_bits);  // parses back to the same double
+    const CliRun r = run(sweep + (validated ? held_out : std::string()) + " --target-bits " + target);
+    EXPECT_EQ(r.status, 0) << r.err;
+    const auto rows = read_csv(slurp(file("s.csv")));
+    EXPECT_EQ(rows.size(), 12u);
+    for (const auto& row : rows) {
+      EXPECT_FALSE(row.at("accuracy").empty());
+      EXPECT_FALSE(row.at("accuracy_finetuned").empty());
+      EXPECT_EQ(row.at("accuracy_validation").empty(), !validated);
+      EXPECT_EQ(row.at("accuracy_finetuned_validation").empty(), !validated);
+    }
+    // The choice recomputed from the CSV: on the held-out images when there are some, else on the test set.
+    const int want = most_accurate_within(rows, target_bits, validated ? "accuracy_validation" : "accuracy");
+    EXPECT_GE(want, 0);
+    const std::string said = r.out + r.err;  // the table and the target's line on stdout, the note on stderr
+    EXPECT_NE(said.find("best point for the target: index " + std::to_string(want) + " ("), std::string::npos)
+        << said;
+    EXPECT_NE(said.find(validated ? "chosen by validation accuracy" : "chosen by test accuracy"), std::string::npos)
+        << said;
+    // Choosing on the test images is said to flatter the result, and how not to.
+    EXPECT_EQ(said.find("note: the point was chosen on the test images") == std::string::npos, validated) << said;
+    return rows;
+  };
+  check(false, 3.2);
+  const auto rows = check(true, 3.2);
+  // A target where the two accuracies disagree on the best point, so that choosing by the wrong one shows.
+  bool disagreeing = false;
+  for (const auto& row : rows) {
+    const double target = std::stod(row.at("huffman_bits_per_weight"));
+    if (most_accurate_within(rows, target, "accuracy_validation") != most_accurate_within(rows, target, "accuracy")) {
+      check(true, target);
+      disagreeing = true;
+      break;
+    }
+  }
+  EXPECT_TRUE(disagreeing) << "no target tells validation from test accuracy here: the choice is not tested";
+
+  const CliRun alone = run("sweep '" + file("w.safetensors") + "' --method hw-kmeans --k 2 --validation 5 -o '" +
+                           file("bad.csv") + "'");
+  EXPECT_EQ(alone.status, 2);
+  EXPECT_NE(alone.err.find("--validation requires --eval-model"), std::string::npos) << alone.err;
+  EXPECT_FALSE(exists(file("bad.csv")));
+}
+
+}  // namespace
+}  // namespace nq
