@@ -164,6 +164,14 @@ void run(const SweepOptions& o) {
       std::any_of(specs.begin(), specs.end(), [](const auto& s) { return s.knob_name == "lambda"; });
   NQ_CHECK(o.lambdas.empty() || some_lambda, ErrorCode::kInvalidArgument,
            "--lambdas applies to ecsq, which --method " << o.methods << " does not include");
+  const bool some_k = std::any_of(specs.begin(), specs.end(),
+                                  [](const auto& s) { return s.knob_name == "k" || s.knob_name == "bits"; });
+  NQ_CHECK((o.ks.empty() && o.bits.empty()) || some_k, ErrorCode::kInvalidArgument,
+           (o.ks.empty() ? "--bits" : "--k") << " sets the points of k-methods and int, which --method " << o.methods
+                                             << " does not include"
+                                             << (some_lambda ? " (ECSQ's initial centers: --k-max)" : ""));
+  NQ_CHECK(!(o.target_bits > 0 && o.target_ratio > 0), ErrorCode::kInvalidArgument,
+           "give one of --target-bits and --target-ratio");
   SweepEvaluator evaluate;
   if (!o.eval_model.empty()) {
     BuiltinEvalOptions eo;

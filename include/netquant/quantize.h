@@ -104,8 +104,10 @@ std::vector<QuantizeResult> quantize_lambdas(const float* values, const float* i
 enum class ScopeKind { kGlobal, kTensor, kRow, kGroup };
 struct Scope {
   ScopeKind kind = ScopeKind::kGlobal;
-  int64_t group = 0;  // kGroup: weights per group
+  int64_t group = 0;  // kGroup: weights per group, in [1, kMaxGroupSize)
 };
+// The largest group size + 1: the .nq format's limit (a group larger than a tensor is that tensor anyway).
+constexpr int64_t kMaxGroupSize = int64_t{1} << 62;
 Scope parse_scope(const std::string& text);  // "global" | "tensor" | "row" | "group:G"
 std::string scope_to_string(const Scope& scope);
 

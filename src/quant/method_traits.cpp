@@ -74,8 +74,11 @@ Scope parse_scope(const std::string& text) {
     char* end = nullptr;
     errno = 0;
     const long long g = num.empty() ? 0 : std::strtoll(num.c_str(), &end, 10);
-    NQ_CHECK(!num.empty() && end && *end == '\0' && g > 0 && errno != ERANGE, ErrorCode::kInvalidArgument,
+    NQ_CHECK(!num.empty() && end && *end == '\0' && g > 0, ErrorCode::kInvalidArgument,
              "scope '" << text << "': the group size must be a positive integer (e.g. group:128)");
+    NQ_CHECK(errno != ERANGE && g < kMaxGroupSize, ErrorCode::kInvalidArgument,
+             "scope '" << text << "': the group size must be below 2^62, the .nq format's limit (a group larger "
+                                  "than a tensor is the tensor: scope tensor)");
     s.kind = ScopeKind::kGroup;
     s.group = g;
     return s;

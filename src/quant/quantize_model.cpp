@@ -46,8 +46,9 @@ void check_importance_layout(const std::string& name, const std::vector<int64_t>
 void check_model_params(const ModelQuantizeParams& params, bool has_importance, bool with_quantizer) {
   NQ_CHECK(params.prune >= 0 && params.prune < 1, ErrorCode::kInvalidArgument,
            "prune fraction must be in [0, 1), got " << params.prune);
-  NQ_CHECK(params.scope.kind != ScopeKind::kGroup || params.scope.group > 0, ErrorCode::kInvalidArgument,
-           "group scope needs a positive group size");
+  NQ_CHECK(params.scope.kind != ScopeKind::kGroup || (params.scope.group > 0 && params.scope.group < kMaxGroupSize),
+           ErrorCode::kInvalidArgument,
+           "group scope needs a group size in [1, 2^62), got " << params.scope.group);
   NQ_CHECK(params.batch_weights >= 0, ErrorCode::kInvalidArgument,
            "batch_weights must be >= 0, got " << params.batch_weights);
   NQ_CHECK(has_importance || params.importance_transform == ImportanceTransform::kNone, ErrorCode::kInvalidArgument,

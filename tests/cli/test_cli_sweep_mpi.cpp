@@ -64,8 +64,17 @@ TEST_F(SweepCli, MeaninglessOptionsAreRefused) {
            {" --finetune 1", "--finetune requires --eval-model"},
            {" --finetune -1 --eval-model lenet300", "--finetune: must be a whole number"},
            {" --seed -1", "--seed: must be a whole number"},
-           {" --batch-weights -4", "--batch-weights: must be a whole number"}}) {
-    const CliRun r = run(sweep_args(file("bad.csv")) + args);
+           {" --target-bits 3 --target-ratio 20", "give one of --target-bits and --target-ratio"},
+           {" --scope group:4611686018427387904", "the group size must be below 2^62"},
+           {" --batch-weights -4", "--batch-weights: must be a whole number"},
+           {"#--method ecsq --k 4", "--k sets the points of k-methods and int, which --method ecsq does not include "
+                                    "(ECSQ's initial centers: --k-max)"},
+           {"#--method binary --bits 1:3", "--bits sets the points of k-methods and int, which --method binary "
+                                           "does not include\n"}}) {
+    // '#': the options alone, without sweep_args' methods and knobs.
+    const CliRun r = args[0] == '#' ? run("sweep '" + file("model.safetensors") + "' -q -o '" + file("bad.csv") +
+                                          "' " + args.substr(1))
+                                    : run(sweep_args(file("bad.csv")) + args);
     EXPECT_EQ(r.status, 2) << args << "\n" << r.err;
     EXPECT_NE(r.err.find(says), std::string::npos) << args << "\n" << r.err;
     EXPECT_FALSE(exists(file("bad.csv"))) << args;

@@ -511,6 +511,35 @@ TEST(NqFile, LargeTensorsSplitOverTheThreadsKeepTheBytes) {
 // A model maps names to tensors: the writer refuses two tensors of one name, and the reader a directory that
 // repeats one (planted with valid checksums, so the name check is what refuses it). Before, both passed, and
 // decompress wrote a safetensors header with one entry for two tensors.
+// Every group size quantize accepts is one the reader accepts: the largest, 2^62 − 1, round-trips (one group then
+// spans each tensor), and 2^62 is refused before quantizing, naming the limit, by the parser and the library.
+TEST(NqFile, EveryGroupSizeQuantizeAcceptsReadsBack) {
+  TensorSet model;
+  std::mt19937 rng(8);
+  std::normal_distribution<float> nd(0.0f, 0.1f);
+  std::vector<float> w(37 * 5);
+  for (auto& v : w) v = nd(rng);
+  model.add(Tensor::from_f32("w", {37, 5}, w));
+  ModelQuantizeParams mp;
+  mp.quant.method = Method::kKmeans;
+  mp.quant.k = 4;
+  mp.scope = parse_scope("group:" + std::to_string(kMaxGroupSize - 1));
+  QuantizedModel q = quantize_model(model, nullptr, mp);
+  const auto bytes = serialize_nq(q);
+  nq::testing::expect_same_model(q, parse_nq(bytes.data(), bytes.size(), "big_group.nq"));
+  for (const std::string too_big : {std::to_string(kMaxGroupSize), std::string("9223372036854775807"),
+                                    std::string("18446744073709551615")}) {
+    try {
+      parse_scope("group:" + too_big);
+      ADD_FAILURE() << too_big << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("below 2^62"), std::string::npos) << e.what();
+    }
+  }
+  mp.scope.group = kMaxGroupSize;
+  EXPECT_THROW(quantize_model(model, nullptr, mp), Error);
+}
+
 TEST(NqFile, TensorNamesAreUnique) {
   QuantizedModel twice = four_weight_model({"tensor_a", "tensor_a"}, Scope{ScopeKind::kTensor, 0});
   expect_writer_refuses(twice, "two tensors named 'tensor_a'");
