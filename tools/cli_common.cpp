@@ -75,6 +75,7 @@ const CLI::Validator kCount = whole_number_upto(static_cast<uint64_t>(std::numer
 const CLI::Validator kSeed = whole_number_upto(std::numeric_limits<uint64_t>::max(), "");
 
 const CLI::Validator kPositive = number_where([](double v) { return v > 0; }, "> 0");
+const CLI::Validator kNonNegative = number_where([](double v) { return v >= 0 && std::isfinite(v); }, ">= 0");
 
 // [0, 1): pruning everything would leave nothing to quantize (quantize_model refuses 1 as well).
 const CLI::Validator kPruneFraction = number_where([](double v) { return v >= 0 && v < 1; }, "in [0, 1)");
@@ -115,7 +116,8 @@ void check_outputs(const std::vector<OutputArg>& outputs, const std::vector<std:
              out.option << " " << out.path << ": is a directory");
     const fs::path dir = resolved.parent_path();
     NQ_CHECK(fs::is_directory(dir, ec), ErrorCode::kInvalidArgument,
-             out.option << " " << out.path << ": directory '" << dir.string() << "' does not exist");
+             out.option << " " << out.path << ": '" << dir.string() << "' "
+                        << (fs::exists(dir, ec) ? "is not a directory" : "does not exist"));
     for (const auto& [other, other_path] : seen) {
       NQ_CHECK(resolved != other_path && !fs::equivalent(resolved, other_path, ec), ErrorCode::kInvalidArgument,
                out.option << " " << out.path << " and " << other->option << " " << other->path

@@ -41,6 +41,8 @@ class Table {
 // Option checks with plain messages ("--k: must be > 0, got -1"); CLI11's own ranges print DBL_MAX in full.
 // A negative count or size must not pass as the "unset" or "all" value it happens to share a sign with.
 extern const CLI::Validator kPositive;
+// A finite number >= 0 (learning rates, where 0 is the default's "unset" or simply no step).
+extern const CLI::Validator kNonNegative;
 // A count or size held in an int64_t option ("first N images", --batch-weights): a whole number in [0, 2^63).
 extern const CLI::Validator kCount;
 // --seed (a uint64_t): a whole number in [0, 2^64).

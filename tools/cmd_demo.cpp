@@ -95,7 +95,8 @@ void setup_demo(CLI::App& sub) {
   sub.add_option("--data", o->params.data_dir, "MNIST-format data directory")->capture_default_str();
   sub.add_option("--out", o->params.out_dir, "directory for the outputs")->capture_default_str();
   sub.add_flag("--quick", o->params.quick, "reduced run (subsets, fewer points): about half a minute on 2 cores");
-  sub.add_option("--epochs", o->params.epochs, "training epochs (0 = default for the model and mode)");
+  sub.add_option("--epochs", o->params.epochs, "training epochs (0 = default for the model and mode)")
+      ->check(kCount);
   sub.add_option("--prune", o->params.prune,
                  "pruned fraction for the pruned rows (0 = the default, 0.9; the unpruned rows are always made too)")
       ->check(kPruneFraction);

@@ -101,9 +101,11 @@ void setup_finetune(CLI::App& sub) {
       ->check(CLI::ExistingFile);
   sub.add_option("--data", o->data, "MNIST-format data directory")->capture_default_str();
   sub.add_option("-o,--output", o->output, "fine-tuned model (.nq)")->required();
-  sub.add_option("--epochs", o->params.epochs, "epochs over the training images")->capture_default_str();
-  sub.add_option("--batch", o->params.batch, "images per step")->capture_default_str();
-  sub.add_option("--lr", o->params.lr, "Adam learning rate for the shared values")->capture_default_str();
+  sub.add_option("--epochs", o->params.epochs, "epochs over the training images")->capture_default_str()->check(kCount);
+  sub.add_option("--batch", o->params.batch, "images per step")->capture_default_str()->check(kPositive);
+  sub.add_option("--lr", o->params.lr, "Adam learning rate for the shared values")
+      ->capture_default_str()
+      ->check(kNonNegative);
   add_image_count(sub, "--train-subset", o->params.train_subset, "use the first N training images (0 = all)");
   sub.add_flag("--sum-gradients", [o](int64_t) { o->params.average_gradients = false; },
                "center gradient = sum of member gradients (Deep Compression) instead of the mean");

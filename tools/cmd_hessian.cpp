@@ -64,7 +64,7 @@ void setup_hessian(CLI::App& sub) {
       ->check(CLI::IsMember({"obd", "fisher", "ggn"}))
       ->capture_default_str();
   add_image_count(sub, "--samples", o->samples, "first N training images (0 = all)");
-  sub.add_option("--batch", o->batch, "images per pass")->capture_default_str();
+  sub.add_option("--batch", o->batch, "images per pass")->capture_default_str()->check(kPositive);
   add_common_options(sub, o->common);
   sub.callback([o] { run_hessian(*o); });
 }

@@ -152,10 +152,12 @@ void setup_lc(CLI::App& sub) {
   sub.add_option("--mu-factor", o->params.mu_factor, "a >= 1: μ_t = μ0·a^t")->capture_default_str();
   sub.add_option("--steps", o->params.steps, "LC iterations T")->capture_default_str();
   sub.add_option("--epochs-per-step", o->params.epochs_per_step, "L-step epochs E")->capture_default_str();
-  sub.add_option("--lr", o->params.lr, "L-step learning rate (Nesterov SGD; clipped to <= 1/μ)")->capture_default_str();
+  sub.add_option("--lr", o->params.lr, "L-step learning rate (Nesterov SGD; clipped to <= 1/μ)")
+      ->capture_default_str()
+      ->check(kNonNegative);
   sub.add_option("--lr-decay", o->params.lr_decay, "lr factor per L-step epoch")->capture_default_str();
   sub.add_option("--momentum", o->params.momentum, "Nesterov momentum")->capture_default_str();
-  sub.add_option("--batch", o->params.batch, "images per SGD step")->capture_default_str();
+  sub.add_option("--batch", o->params.batch, "images per SGD step")->capture_default_str()->check(kPositive);
   add_image_count(sub, "--train-subset", o->params.train_subset, "first N training images (0 = all)");
   add_image_count(sub, "--test-subset", o->params.test_subset, "first N test images for the per-step log (0 = all)");
   sub.add_option("--seed", o->params.seed, "shuffle seed")->capture_default_str()->check(kSeed);

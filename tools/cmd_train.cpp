@@ -143,9 +143,11 @@ void setup_train(CLI::App& sub) {
   sub.add_option("--optimizer", o->optimizer, "sgd (momentum, weight decay) or adam")
       ->check(CLI::IsMember({"sgd", "adam"}))
       ->capture_default_str();
-  sub.add_option("--epochs", o->epochs, "passes over the training set")->capture_default_str();
-  sub.add_option("--batch", o->batch, "mini-batch size")->capture_default_str();
-  sub.add_option("--lr", o->lr, "learning rate (0 = 0.01 for sgd, 0.001 for adam)")->capture_default_str();
+  sub.add_option("--epochs", o->epochs, "passes over the training set")->capture_default_str()->check(kCount);
+  sub.add_option("--batch", o->batch, "mini-batch size")->capture_default_str()->check(kPositive);
+  sub.add_option("--lr", o->lr, "learning rate (0 = 0.01 for sgd, 0.001 for adam)")
+      ->capture_default_str()
+      ->check(kNonNegative);
   sub.add_option("--momentum", o->momentum, "SGD momentum")->capture_default_str();
   sub.add_option("--weight-decay", o->weight_decay, "L2 weight decay on all parameters")->capture_default_str();
   sub.add_option("--seed", o->seed, "initialization and shuffling seed")->capture_default_str()->check(kSeed);

@@ -86,9 +86,11 @@ void setup_wetrain(CLI::App& sub) {
   sub.add_option("--act-quant", o->activation, "wentropy (log-domain levels) | linear (uniform grid) | none")
       ->check(CLI::IsMember({"wentropy", "linear", "none"}))->capture_default_str();
   sub.add_option("--act-bits", o->params.activation_bits, "activation bits (2^b levels including 0)")->capture_default_str();
-  sub.add_option("--epochs", o->params.epochs, "training epochs")->capture_default_str();
-  sub.add_option("--batch", o->params.batch, "images per step")->capture_default_str();
-  sub.add_option("--lr", o->params.lr, "Adam learning rate (full-precision weights)")->capture_default_str();
+  sub.add_option("--epochs", o->params.epochs, "training epochs")->capture_default_str()->check(kCount);
+  sub.add_option("--batch", o->params.batch, "images per step")->capture_default_str()->check(kPositive);
+  sub.add_option("--lr", o->params.lr, "Adam learning rate (full-precision weights)")
+      ->capture_default_str()
+      ->check(kNonNegative);
   add_image_count(sub, "--train-subset", o->params.train_subset, "first N training images (0 = all)");
   add_image_count(sub, "--test-subset", o->params.test_subset, "first N test images (0 = all)");
   sub.add_option("--calibration", o->params.calibration_samples, "images for fitting the activation quantizers")

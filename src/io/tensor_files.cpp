@@ -3,6 +3,8 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 
 #include "core/string_util.h"
@@ -89,6 +91,9 @@ TensorSet read_tensors(const std::string& given) {
   } else if (is_idx_name(path)) {
     out.add(read_idx(path));
   } else {
+    // A name that is not there says so first: its type is beside the point.
+    struct stat st {};
+    NQ_CHECK(::stat(path.c_str(), &st) == 0, ErrorCode::kIo, path << ": cannot open: " << std::strerror(errno));
     const bool nq = has_extension(path, ".nq");
     NQ_FAIL(ErrorCode::kUnsupported, path << ": unknown file type (expected .safetensors, a sharded checkpoint's "
                                              "*.safetensors.index.json, .npy, or an IDX file named *-ubyte, "

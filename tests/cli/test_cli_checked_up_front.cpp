@@ -56,6 +56,35 @@ TEST_F(CheckedUpFront, AnInfiniteRateTarget) {
   }
 }
 
+// Training settings out of range used to load the data set and print the set-up line first, then fail without
+// naming the option ("epochs must be >= 0"); an output under a file named as a directory was said to be missing.
+TEST_F(CheckedUpFront, TrainingSettingsAndOutputDirectories) {
+  TensorSet set;
+  set.add(Tensor::from_f32("w", {4}, {1, 2, 3, 4}));
+  write_safetensors(file("m.safetensors"), set);
+  const std::string weights = " --weights '" + file("m.safetensors") + "'";
+  for (const std::string& command :
+       std::vector<std::string>{"train --model lenet300", "finetune" + weights, "wetrain --model lenet300"}) {
+    for (const auto& [args, says] : std::vector<std::pair<std::string, std::string>>{
+             {" --epochs -1", "--epochs: must be a whole number"},
+             {" --batch 0", "--batch: must be > 0"},
+             {" --lr -1", "--lr: must be >= 0"},
+             {" --lr nan", "--lr: must be >= 0"}}) {
+      SCOPED_TRACE(command + args);
+      refused(command + args + " -o '" + file("o.safetensors") + "'", says);
+      EXPECT_FALSE(exists(file("o.safetensors")));
+    }
+  }
+  refused("lc --model lenet300 --lr -0.5 -o '" + file("o.nq") + "'", "--lr: must be >= 0");
+  refused("hessian --model lenet300" + weights + " --batch -3 -o '" + file("o.safetensors") + "'",
+          "--batch: must be > 0");
+  refused("quantize '" + file("m.safetensors") + "' -o '" + file("m.safetensors") + "/o.nq' --k 2",
+          "m.safetensors' is not a directory");
+  refused("quantize '" + file("m.safetensors") + "' -o '" + file("none") + "/o.nq' --k 2", "none' does not exist");
+  // A missing input is missing, whatever its extension (it used to be "unknown file type", exit 3).
+  refused("quantize '" + file("absent.bin") + "' -o '" + file("o.nq") + "' --k 2", "absent.bin: cannot open");
+}
+
 TEST_F(CheckedUpFront, TensorOutputsOfTheBuiltInNetworks) {
   // Each of these trained (or took the Hessian) first and failed on the write, leaving -o behind when only
   // --adam-state was wrong. The data directory is never read: the check comes first.

@@ -272,7 +272,10 @@ TEST(TensorFiles, DispatchByExtension) {
   EXPECT_EQ(back[0].to_f32(), (std::vector<float>{1, 2, 3}));
   test::write_bytes(dir.file("x-ubyte"), std::string("\0\0\x08\x01\0\0\0\x02\x07\x09", 10));
   EXPECT_EQ(read_tensors(dir.file("x-ubyte"))[0].numel(), 2);
+  test::write_bytes(dir.file("model.bin"), "not a tensor file");
   expect_error([&] { read_tensors(dir.file("model.bin")); }, ErrorCode::kUnsupported, {"model.bin", "unknown file type"});
+  // A name that is not there is reported as missing, whatever its extension.
+  expect_error([&] { read_tensors(dir.file("absent.bin")); }, ErrorCode::kIo, {"absent.bin", "cannot open"});
   expect_error([&] { write_tensors(dir.file("model.pt"), one); }, ErrorCode::kUnsupported, {"model.pt"});
   EXPECT_FALSE(std::ifstream(dir.file("model.pt")).good());
 }
