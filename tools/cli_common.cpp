@@ -78,7 +78,8 @@ const CLI::Validator kPositive = number_where([](double v) { return v > 0; }, ">
 const CLI::Validator kNonNegative = number_where([](double v) { return v >= 0 && std::isfinite(v); }, ">= 0");
 
 // [0, 1): pruning everything would leave nothing to quantize (quantize_model refuses 1 as well).
-const CLI::Validator kPruneFraction = number_where([](double v) { return v >= 0 && v < 1; }, "in [0, 1)");
+const CLI::Validator kFraction = number_where([](double v) { return v >= 0 && v < 1; }, "in [0, 1)");
+const CLI::Validator kPruneFraction = kFraction;
 
 CLI::Option* add_image_count(CLI::App& sub, const std::string& name, int64_t& count, const std::string& help) {
   return sub.add_option(name, count, help)->capture_default_str()->check(kCount);

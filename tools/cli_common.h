@@ -49,6 +49,8 @@ extern const CLI::Validator kCount;
 extern const CLI::Validator kSeed;
 // --prune: a fraction in [0, 1), the same rule for every command that prunes.
 extern const CLI::Validator kPruneFraction;
+// A fraction in [0, 1) of anything else (a momentum).
+extern const CLI::Validator kFraction;
 // An option counting images, "first N ... (0 = all)": its default shown, a negative count refused.
 CLI::Option* add_image_count(CLI::App& sub, const std::string& name, int64_t& count, const std::string& help);
 

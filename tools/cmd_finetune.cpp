@@ -18,6 +18,8 @@ struct FinetuneOptions {
   CommonOptions common;
   std::string model = "lenet5", weights, data = default_data_dir(), output;
   FinetuneParams params;
+  std::string optimizer = "adam";
+  bool lr_given = false, momentum_given = false;
 };
 
 // Dequantized weights (e.g. from `quantize -o X.safetensors`) back to an assignment: the distinct nonzero values
@@ -67,6 +69,12 @@ void run(FinetuneOptions& o) {
   check_outputs({{"-o", o.output}}, {o.weights});
   NQ_CHECK(has_extension(o.output, ".nq"), ErrorCode::kInvalidArgument,
            "-o must name a .nq file, got '" << o.output << "'");
+  o.params.optimizer = parse_optimizer(o.optimizer);
+  NQ_CHECK(o.params.optimizer == OptimizerKind::kAdam || o.lr_given, ErrorCode::kInvalidArgument,
+           "--optimizer sgd needs --lr: SGD's step scales with the gradient, so no one rate suits both the mean "
+           "and the summed (--sum-gradients) centre gradients");
+  NQ_CHECK(o.params.optimizer == OptimizerKind::kSgd || !o.momentum_given, ErrorCode::kInvalidArgument,
+           "--momentum is SGD's (--optimizer sgd); Adam keeps its own moments");
   o.params.backend = resolve_backend(parse_backend(o.common.backend));
   QuantizedModel q = has_extension(o.weights, ".nq") ? read_nq_file(o.weights)
                                                    : assignment_from_weights(read_tensors(o.weights), o.weights);
@@ -103,12 +111,23 @@ void setup_finetune(CLI::App& sub) {
   sub.add_option("-o,--output", o->output, "fine-tuned model (.nq)")->required();
   sub.add_option("--epochs", o->params.epochs, "epochs over the training images")->capture_default_str()->check(kCount);
   sub.add_option("--batch", o->params.batch, "images per step")->capture_default_str()->check(kPositive);
-  sub.add_option("--lr", o->params.lr, "Adam learning rate for the shared values")
-      ->capture_default_str()
-      ->check(kNonNegative);
+  sub.add_option("--optimizer", o->optimizer,
+                 "adam, or sgd with momentum (Deep Compression's; then give --lr). Adam scales each entry's step by "
+                 "its own gradient's size, so --sum-gradients changes its steps only through its epsilon")
+      ->check(CLI::IsMember({"adam", "sgd"}))
+      ->capture_default_str();
+  sub.add_option_function<double>(
+         "--lr", [o](double lr) { o->params.lr = lr, o->lr_given = true; },
+         "learning rate for the shared values (default 0.0001 with adam; sgd needs it given)")
+      ->check(kPositive);
+  sub.add_option_function<double>(
+         "--momentum", [o](double mu) { o->params.momentum = mu, o->momentum_given = true; },
+         "SGD momentum, in [0, 1) (default 0.9; with --optimizer sgd)")
+      ->check(kFraction);
   add_image_count(sub, "--train-subset", o->params.train_subset, "use the first N training images (0 = all)");
   sub.add_flag("--sum-gradients", [o](int64_t) { o->params.average_gradients = false; },
-               "center gradient = sum of member gradients (Deep Compression) instead of the mean");
+               "center gradient = sum of member gradients (Deep Compression, with --optimizer sgd) instead of "
+               "the mean");
   sub.add_option("--seed", o->params.seed, "shuffle seed")->capture_default_str()->check(kSeed);
   add_common_options(sub, o->common);
   sub.callback([o] { run(*o); });

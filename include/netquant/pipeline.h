@@ -17,7 +17,12 @@ namespace nq {
 struct FinetuneParams {
   int epochs = 1;
   int64_t batch = 128;
-  double lr = 1e-4;             // Adam on the codebook entries
+  // Adam (the default), or SGD with momentum as Deep Compression fine-tuned its centroids. Adam scales each
+  // entry's step by that entry's own gradient size, so the mean and the sum below give it the same steps (but for
+  // its ε); with SGD the sum makes an entry with more members move further.
+  OptimizerKind optimizer = OptimizerKind::kAdam;
+  double lr = 1e-4;
+  double momentum = 0.9;          // SGD: buf = momentum·buf + g, entry −= lr·buf (PyTorch's semantics)
   int64_t train_subset = 0;     // first N training images (0 = all)
   bool average_gradients = true;  // center gradient = mean of its members' gradients (false: sum, as [DC])
   uint64_t seed = 1;

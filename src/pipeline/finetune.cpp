@@ -1,5 +1,5 @@
-// Fine-tuning of shared values: the assignment stays, each codebook entry moves by Adam on the mean (or sum)
-// of its members' loss gradients (Choi et al. 2017; Han et al., Deep Compression, eq. 3).
+// Fine-tuning of shared values: the assignment stays, each codebook entry moves by Adam (or SGD with momentum) on the
+// mean (or sum) of its members' loss gradients (Choi et al. 2017; Han et al., Deep Compression, eq. 3).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -20,13 +20,15 @@ FinetuneResult finetune_shared_values(const Model& model, QuantizedModel& q, con
   NQ_CHECK(params.batch > 0, ErrorCode::kInvalidArgument, "fine-tuning: --batch must be > 0, got " << params.batch);
   NQ_CHECK(params.lr > 0 && std::isfinite(params.lr), ErrorCode::kInvalidArgument,
            "fine-tuning: --lr must be > 0, got " << params.lr);
+  NQ_CHECK(params.momentum >= 0 && params.momentum < 1, ErrorCode::kInvalidArgument,
+           "fine-tuning: --momentum must be in [0, 1), got " << params.momentum);
   const auto start = std::chrono::steady_clock::now();
   FinetuneResult result;
   const Dataset data = dataset_head(train, params.train_subset);
   const int64_t n = data.size();
   NQ_CHECK(n > 0, ErrorCode::kInvalidArgument, "fine-tuning: no training images");
 
-  // Flat view of every codebook entry, with Adam moments.
+  // Flat view of every codebook entry, with Adam's moments (m, v) or SGD's momentum buffer (m).
   std::vector<size_t> cb_offset(q.codebooks.size() + 1, 0);
   for (size_t c = 0; c < q.codebooks.size(); ++c) cb_offset[c + 1] = cb_offset[c] + q.codebooks[c].size();
   const size_t num_centers = cb_offset.back();
@@ -71,9 +73,15 @@ FinetuneResult finetune_shared_values(const Model& model, QuantizedModel& q, con
           const size_t flat = cb_offset[c] + j;
           if (count[flat] == 0) continue;
           const double gj = params.average_gradients ? grad[flat] / count[flat] : grad[flat];
-          m[flat] = beta1 * m[flat] + (1 - beta1) * gj;
-          v[flat] = beta2 * v[flat] + (1 - beta2) * gj * gj;
-          const double update = params.lr * (m[flat] / bc1) / (std::sqrt(v[flat] / bc2) + eps);
+          double update = 0;
+          if (params.optimizer == OptimizerKind::kSgd) {
+            m[flat] = params.momentum * m[flat] + gj;
+            update = params.lr * m[flat];
+          } else {
+            m[flat] = beta1 * m[flat] + (1 - beta1) * gj;
+            v[flat] = beta2 * v[flat] + (1 - beta2) * gj * gj;
+            update = params.lr * (m[flat] / bc1) / (std::sqrt(v[flat] / bc2) + eps);
+          }
           q.codebooks[c][j] = static_cast<float>(q.codebooks[c][j] - update);
         }
       }

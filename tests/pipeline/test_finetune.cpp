@@ -119,17 +119,28 @@ TEST(Finetune, FirstAdamStepFollowsTheMeanMemberGradient) {
   }
 }
 
-// Several Adam steps over several batches, replayed here in fp64 from the explicit per-weight gradients, in the
-// scopes whose weights map to many codebooks (row: a codebook per row; group:37, groups straddling rows), pruned
-// weights left out, the centre gradient the members' mean or (Deep Compression's) sum. Checks which codebook each
-// weight's gradient reaches, the moments across steps and the bias correction's step count.
-TEST(Finetune, AdamStepsMatchAFloat64ReplayInRowAndGroupScopes) {
+// Several Adam (or SGD with momentum) steps over several batches, replayed here in fp64 from the explicit per-weight
+// gradients, in the scopes whose weights map to many codebooks (row: a codebook per row; group:37, groups
+// straddling rows), pruned weights left out, the centre gradient the members' mean or (Deep Compression's) sum.
+// Checks which codebook each weight's gradient reaches, the moments across steps and the bias correction's step
+// count.
+TEST(Finetune, AdamAndSgdStepsMatchAFloat64ReplayInRowAndGroupScopes) {
   if (!have_data()) GTEST_SKIP() << "Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)";
   const Model model = build_model("lenet300", 5);  // untrained: the gradients are large and varied
   const Dataset data = dataset_head(load_mnist(default_data_dir(), true), 90);
-  for (const bool average : {true, false}) {
-    const char* scope = average ? "row" : "group:37";
-    SCOPED_TRACE(scope);
+  struct Case {
+    const char* scope;
+    bool average;
+    OptimizerKind optimizer;
+    double lr;  // SGD's step is lr·gradient: a rate for each gradient's size moves levels by about Adam's amount
+  };
+  for (const Case& cs :
+       {Case{"row", true, OptimizerKind::kAdam, 1e-3}, Case{"group:37", false, OptimizerKind::kAdam, 1e-3},
+        Case{"row", true, OptimizerKind::kSgd, 1.0}, Case{"group:37", false, OptimizerKind::kSgd, 0.05}}) {
+    const char* scope = cs.scope;
+    const bool average = cs.average;
+    const bool sgd = cs.optimizer == OptimizerKind::kSgd;
+    SCOPED_TRACE(std::string(scope) + (sgd ? " sgd" : " adam"));
     ModelQuantizeParams qp;
     qp.quant.method = Method::kKmeans;
     qp.quant.k = 3;
@@ -141,7 +152,9 @@ TEST(Finetune, AdamStepsMatchAFloat64ReplayInRowAndGroupScopes) {
     FinetuneParams fp;
     fp.epochs = 2;
     fp.batch = 40;  // batches of 40, 40 and 10 images: 6 steps
-    fp.lr = 1e-3;
+    fp.lr = cs.lr;
+    fp.optimizer = cs.optimizer;
+    fp.momentum = 0.7;
     fp.average_gradients = average;
     fp.seed = 11;
     fp.progress = false;
@@ -185,6 +198,11 @@ TEST(Finetune, AdamStepsMatchAFloat64ReplayInRowAndGroupScopes) {
           for (size_t j = 0; j < replay.codebooks[c].size(); ++j) {
             if (count[c][j] == 0) continue;
             const double gj = average ? sum[c][j] / count[c][j] : sum[c][j];
+            if (sgd) {  // PyTorch's momentum: buf = μ·buf + g, w −= lr·buf
+              m[c][j] = 0.7 * m[c][j] + gj;
+              replay.codebooks[c][j] = static_cast<float>(replay.codebooks[c][j] - fp.lr * m[c][j]);
+              continue;
+            }
             m[c][j] = 0.9 * m[c][j] + 0.1 * gj;
             v[c][j] = 0.999 * v[c][j] + 0.001 * gj * gj;
             const double mhat = m[c][j] / (1 - std::pow(0.9, step)), vhat = v[c][j] / (1 - std::pow(0.999, step));
@@ -223,13 +241,17 @@ TEST(Finetune, RefusesParametersOutsideTheirRangeByName) {
     int64_t batch;
     double lr;
     const char* says;
+    double momentum = 0.9;
   };
   for (const Case& c : {Case{-1, 16, 1e-3, "--epochs"}, Case{1, 0, 1e-3, "--batch"}, Case{1, 16, 0.0, "--lr"},
-                        Case{1, 16, std::nan(""), "--lr"}}) {
+                        Case{1, 16, std::nan(""), "--lr"}, Case{1, 16, 1e-3, "--momentum", 1.0},
+                        Case{1, 16, 1e-3, "--momentum", -0.1}, Case{1, 16, 1e-3, "--momentum", std::nan("")}}) {
     FinetuneParams fp;
     fp.epochs = c.epochs;
     fp.batch = c.batch;
     fp.lr = c.lr;
+    fp.momentum = c.momentum;
+    fp.optimizer = OptimizerKind::kSgd;
     fp.progress = false;
     try {
       finetune_shared_values(model, q, none, fp);
