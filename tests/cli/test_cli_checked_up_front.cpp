@@ -124,7 +124,7 @@ TEST_F(CheckedUpFront, DemoOutputAndBudget) {
   for (const auto& [bad, message] : std::vector<std::pair<std::string, std::string>>{
            {"--max-accuracy-loss nan", "accuracy loss budget must be a finite number"},
            {"--max-accuracy-loss -1", "accuracy loss budget must be a finite number"},
-           {"--epochs -5", "epochs must be >= 0"}}) {
+           {"--epochs -5", "--epochs: must be a whole number"}}) {
     SCOPED_TRACE(bad);
     refused("demo --quick --no-plot " + bad + " --out '" + file("made") + "'", message);
     EXPECT_FALSE(exists(file("made")));
