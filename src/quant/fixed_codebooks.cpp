@@ -57,16 +57,14 @@ std::vector<int64_t> compact_levels(const std::vector<int64_t>& level_of, std::v
 std::vector<double> sweep_scales(const float* w, const float* h, size_t n, const std::vector<double>& mags,
                                  size_t keep) {
   NQ_ASSERT(!mags.empty() && keep > 0);
-  struct Break {
-    double a;
-    size_t i;
-    size_t level;  // index into mags the value holds just below `a`
-    bool operator>(const Break& o) const { return a != o.a ? a > o.a : i > o.i; }
-  };
-  std::priority_queue<Break, std::vector<Break>, std::greater<Break>> heap;
   // As a -> 0+ every |w|/a is huge, so every non-zero value sits on the largest magnitude; w == 0 sits on
   // the smallest for every a. Zero-importance values never change f.
   double A = 0, B = 0, C = 0;
+  struct Value {
+    double m;
+    size_t i;
+  };
+  std::vector<Value> moving;  // the values that cross boundaries: m > 0, h > 0, more than one magnitude
   for (size_t i = 0; i < n; ++i) {
     const double hi = h ? static_cast<double>(h[i]) : 1.0;
     if (!(hi > 0.0)) continue;
@@ -80,8 +78,31 @@ std::vector<double> sweep_scales(const float* w, const float* h, size_t n, const
     }
     A += hi * m * mags[0];
     B += hi * mags[0] * mags[0];
-    heap.push({2.0 * m / (mags[0] + mags[1]), i, 0});
+    moving.push_back({m, i});
   }
+  // Value i leaves level l at a = 2|w_i| / (mags[l] + mags[l+1]): for one l these boundaries rise with |w|, so
+  // with the values sorted once by |w| each level's boundaries come in order, and the sweep merges the
+  // |mags| − 1 sorted runs with a heap of one head per level (O(n log n + n·|mags|·log |mags|), where a heap of
+  // every value's next boundary cost O(n·|mags|·log n)). A value's boundaries rise with l (the midpoints fall),
+  // so it leaves level l before level l + 1; equal boundaries go by value index, then level.
+  std::sort(moving.begin(), moving.end(),
+            [](const Value& x, const Value& y) { return x.m != y.m ? x.m < y.m : x.i < y.i; });
+  struct Head {
+    double a;
+    size_t i;
+    size_t level;  // the boundary from mags[level] to mags[level + 1]
+    size_t pos;    // the value's place in `moving`
+    bool operator>(const Head& o) const {
+      return a != o.a ? a > o.a : i != o.i ? i > o.i : level > o.level;
+    }
+  };
+  auto boundary = [&](size_t level, size_t pos) {
+    return Head{2.0 * moving[pos].m / (mags[level] + mags[level + 1]), moving[pos].i, level, pos};
+  };
+  std::priority_queue<Head, std::vector<Head>, std::greater<Head>> heads;
+  if (!moving.empty())
+    for (size_t l = 0; l + 1 < mags.size(); ++l) heads.push(boundary(l, 0));
+
   std::vector<std::pair<double, double>> best;  // (f, a), at most `keep`, ascending f
   auto consider = [&](double lo, double hi) {
     if (!(B > 0.0)) return;
@@ -93,15 +114,15 @@ std::vector<double> sweep_scales(const float* w, const float* h, size_t n, const
     if (best.size() > keep) best.pop_back();
   };
   double lo = 0.0;
-  while (!heap.empty()) {
-    const Break b = heap.top();
-    heap.pop();
+  while (!heads.empty()) {
+    const Head b = heads.top();
+    heads.pop();
     consider(lo, b.a);  // the piece (lo, b.a] has constant levels
-    const double hi = h ? static_cast<double>(h[b.i]) : 1.0, m = std::fabs(static_cast<double>(w[b.i]));
+    const double hi = h ? static_cast<double>(h[b.i]) : 1.0, m = moving[b.pos].m;
     const double q0 = mags[b.level], q1 = mags[b.level + 1];
     A += hi * m * (q1 - q0);
     B += hi * (q1 * q1 - q0 * q0);
-    if (b.level + 2 < mags.size()) heap.push({2.0 * m / (q1 + mags[b.level + 2]), b.i, b.level + 1});
+    if (b.pos + 1 < moving.size()) heads.push(boundary(b.level, b.pos + 1));
     lo = b.a;
   }
   consider(lo, std::numeric_limits<double>::infinity());

@@ -336,6 +336,78 @@ double int_sym_objective(const std::vector<float>& w, const float* h, double s, 
   return static_cast<double>(sum);
 }
 
+// The boundary sweep's best scale against an exhaustive one: every piece between consecutive boundaries gets its
+// levels from a point inside it (nearest magnitude, ties to the larger) and its own least-squares scale, clamped
+// to the piece; the minimum over all pieces, in fp64, is the global minimum the sweep must reach.
+TEST(FixedCodebooks, SweepScalesReachesTheMinimumOverEveryPiece) {
+  std::mt19937 rng(31);
+  int checked = 0;
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::gamma_distribution<float> gd(0.6f, 1.0f);
+  for (size_t n : {size_t{1}, size_t{3}, size_t{31}, size_t{257}}) {
+    for (int ladder = 0; ladder < 3; ++ladder) {
+      // Magnitudes strictly descending: an int grid (qmax … 0), powers of two with 0, and a ternary {1, 0}.
+      std::vector<double> mags = ladder == 0 ? std::vector<double>{7, 6, 5, 4, 3, 2, 1, 0}
+                                 : ladder == 1 ? std::vector<double>{1, 0.5, 0.25, 0.125, 0}
+                                               : std::vector<double>{1, 0};
+      for (bool weighted : {false, true}) {
+        SCOPED_TRACE("n " + std::to_string(n) + " ladder " + std::to_string(ladder) + (weighted ? " h" : ""));
+        std::vector<float> w(n), h(n);
+        for (size_t i = 0; i < n; ++i) {
+          w[i] = i % 7 == 3 ? 0.0f : nd(rng);
+          if (i % 5 == 1 && i > 0) w[i] = -w[i - 1];  // equal magnitudes: boundaries that coincide
+          h[i] = i % 6 == 2 ? 0.0f : gd(rng);
+        }
+        const float* hp = weighted ? h.data() : nullptr;
+        auto level_at = [&](double t) {  // the magnitude nearest to t, ties to the larger
+          size_t best = 0;
+          for (size_t l = 1; l < mags.size(); ++l)
+            if (std::fabs(mags[l] - t) < std::fabs(mags[best] - t)) best = l;
+          return mags[best];
+        };
+        auto f_exact = [&](double a) {
+          double f = 0;
+          for (size_t i = 0; i < n; ++i) {
+            const double m = std::fabs(static_cast<double>(w[i])), d = a * level_at(m / a) - m;
+            f += (hp ? static_cast<double>(h[i]) : 1.0) * d * d;
+          }
+          return f;
+        };
+        std::vector<double> bounds = {0.0};
+        for (size_t i = 0; i < n; ++i)
+          for (size_t l = 0; l + 1 < mags.size(); ++l)
+            if (w[i] != 0.0f) bounds.push_back(2.0 * std::fabs(static_cast<double>(w[i])) / (mags[l] + mags[l + 1]));
+        std::sort(bounds.begin(), bounds.end());
+        bounds.push_back(4.0 * bounds.back() + 1.0);  // past every boundary: the last piece, open above
+        double best = std::numeric_limits<double>::infinity();
+        for (size_t p = 0; p + 1 < bounds.size(); ++p) {
+          const double lo = bounds[p], hi = bounds[p + 1];
+          if (!(hi > lo)) continue;
+          const double mid = lo + 0.5 * (hi - lo);
+          double A = 0, B = 0;
+          for (size_t i = 0; i < n; ++i) {
+            const double m = std::fabs(static_cast<double>(w[i])), q = level_at(m / mid);
+            const double hi_i = hp ? static_cast<double>(h[i]) : 1.0;
+            A += hi_i * m * q;
+            B += hi_i * q * q;
+          }
+          if (!(B > 0)) continue;
+          const double a = p + 2 == bounds.size() ? std::max(A / B, lo) : std::min(std::max(A / B, lo), hi);
+          if (a > 0) best = std::min(best, f_exact(a));
+        }
+        const std::vector<double> found = detail::sweep_scales(w.data(), hp, n, mags, 4);
+        if (!std::isfinite(best)) continue;  // every weight zero or unweighted: no scale matters
+        ASSERT_FALSE(found.empty());
+        double got = std::numeric_limits<double>::infinity();
+        for (double a : found) got = std::min(got, f_exact(a));
+        EXPECT_LE(got, best * (1 + 1e-9) + 1e-12) << "the sweep missed the global minimum";
+        ++checked;
+      }
+    }
+  }
+  EXPECT_EQ(checked, 4 * 3 * 2);
+}
+
 TEST(FixedCodebooks, IntSymmetricScaleBeatsDenseScan) {
   for (int bits : {2, 3, 4, 8}) {
     for_each_case([&](const Data& d, const float* h) {
