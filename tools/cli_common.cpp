@@ -14,6 +14,7 @@
 #include <string>
 #include <system_error>
 
+#include "core/string_util.h"
 #include "netquant/atomic_file.h"
 #include "netquant/backend.h"
 #include "netquant/coding.h"
@@ -136,6 +137,16 @@ void check_tensor_output(const OutputArg& out, int64_t tensors) {
   NQ_CHECK(!npy || tensors < 0 || tensors == 1, ErrorCode::kInvalidArgument,
            out.option << " " << out.path << ": a .npy file holds one tensor and this writes " << tensors
                       << "; name a .safetensors file");
+}
+
+void check_text_output(const OutputArg& out) {
+  if (out.path.empty() || out.path == "-") return;
+  const bool model_like = has_extension(out.path, ".safetensors") || has_extension(out.path, ".nq") ||
+                          has_extension(out.path, ".npy") || has_extension(out.path, ".gz") ||
+                          ends_with(out.path, ".safetensors.index.json") || ends_with(out.path, "-ubyte");
+  NQ_CHECK(!model_like, ErrorCode::kInvalidArgument,
+           out.option << " " << out.path << ": writes text, and the name is a model's or a data set's; name it "
+                                            "for what it holds (.csv, .json)");
 }
 
 void check_transform_needs_importance(const std::string& transform, const std::string& importance) {

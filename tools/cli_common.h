@@ -80,6 +80,9 @@ void check_outputs(const std::vector<OutputArg>& outputs, const std::vector<std:
 // Checks, before the work, that a tensor output (`write_tensors`) names a type it can hold: .safetensors, or .npy
 // for a single tensor (`tensors` = how many will be written, −1 when not yet known). Exit 2 otherwise.
 void check_tensor_output(const OutputArg& output, int64_t tensors);
+// Checks that a text output (a CSV or JSON report) is not named like a model or data file (.safetensors, .nq,
+// .npy, IDX), which a slip of the keyboard would otherwise overwrite with text (exit 2).
+void check_text_output(const OutputArg& output);
 // --importance-transform acts on --importance: without one it would be ignored without a word (exit 2).
 void check_transform_needs_importance(const std::string& transform, const std::string& importance);
 

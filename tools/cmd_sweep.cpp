@@ -146,6 +146,8 @@ void run(const SweepOptions& o) {
   std::vector<std::string> inputs = {o.model};
   if (!o.importance.empty()) inputs.push_back(o.importance);
   check_outputs({{"-o", o.output}, {"--json", o.json}, {"--plot", o.plot}}, inputs);
+  check_text_output({"-o", o.output});
+  check_text_output({"--json", o.json});
   NQ_CHECK(!(o.output == "-" && o.json == "-"), ErrorCode::kInvalidArgument,
            "-o - and --json - would both write to stdout; give one of them a file");
 

@@ -33,6 +33,7 @@ std::string pct(double v) { return std::isnan(v) ? "-" : format_double(100 * v, 
 void run_train(const TrainOptions& o) {
   apply_common_options(o.common);
   check_outputs({{"-o", o.output}, {"--adam-state", o.adam_state}, {"--json", o.json}}, {o.init, o.importance});
+  check_text_output({"--json", o.json});
   TrainParams p;
   p.optimizer = parse_optimizer(o.optimizer);
   NQ_CHECK(o.adam_state.empty() || p.optimizer == OptimizerKind::kAdam, ErrorCode::kInvalidArgument,

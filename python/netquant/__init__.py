@@ -396,6 +396,8 @@ def save(path: PathLike, tensors: Mapping[str, ArrayLike], importance: Mapping[s
          **params: Any) -> dict[str, Any]:
     """Quantizes ``tensors`` (parameters as in :func:`quantize_model`) and writes the ``.nq`` file at ``path``
     (atomically: a temporary file renamed at the end). Returns the model's statistics, coding included."""
+    if not os.fsdecode(os.fspath(path)).endswith(".nq"):
+        raise ValueError(f"save writes a .nq file; name it so, got {os.fsdecode(os.fspath(path))!r}")
     model = as_tensor_dict(tensors, "tensors")
     p = _quant_params(params)
     imp = _importance_dict(importance, model, params.get("importance_transform"))
@@ -584,6 +586,10 @@ def _write_csv(path: PathLike, text: str) -> None:
     """A regular file (or a new one) is written atomically by the engine: a failed write leaves no partial file
     and the old one whole. Through a symbolic link the target is written; a device or a pipe (/dev/stdout) is
     written directly, as it cannot be renamed over."""
+    name = os.fsdecode(os.fspath(path))
+    if name.endswith((".safetensors", ".nq", ".npy", ".gz", "-ubyte")):
+        raise ValueError(f"csv_path: writes text, and {name!r} is named like a model or a data set; "
+                         "name it for what it holds (.csv)")
     target = os.path.realpath(_path(path))
     if os.path.exists(target) and not os.path.isfile(target):
         with open(target, "w", encoding="utf-8", newline="") as f:

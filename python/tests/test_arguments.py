@@ -91,6 +91,21 @@ def test_paths_with_a_null_byte_are_refused(rng, tmp_path):
     assert os.listdir(tmp_path) == ["model.safetensors"]
 
 
+def test_outputs_named_for_another_kind_of_file_are_refused(rng, tmp_path):
+    """save writes .nq only; sweep's CSV never lands on a name a model or a data set goes by."""
+    w = weights(rng, (6, 5))
+    model = tmp_path / "m.safetensors"
+    netquant.save_safetensors(model, {"w": w})
+    before = model.read_bytes()
+    with pytest.raises(ValueError, match="save writes a .nq file"):
+        netquant.save(tmp_path / "a.txt", {"w": w}, k=2)
+    for name in ("m.safetensors", "x.nq", "x.npy", "t10k-labels-idx1-ubyte", "x.gz"):
+        with pytest.raises(ValueError, match="named like a model or a data set"):
+            netquant.sweep({"w": w}, method="kmeans", ks=[2], csv_path=tmp_path / name)
+    assert model.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["m.safetensors"]
+
+
 def test_bytes_paths_any_name_the_file_system_takes(rng, tmp_path):
     w = weights(rng, (4, 6))
     path = os.fsencode(tmp_path) + b"/model\xff.nq"  # not UTF-8: only a bytes path names it

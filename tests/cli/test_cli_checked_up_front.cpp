@@ -81,6 +81,17 @@ TEST_F(CheckedUpFront, TrainingSettingsAndOutputDirectories) {
   refused("quantize '" + file("m.safetensors") + "' -o '" + file("m.safetensors") + "/o.nq' --k 2",
           "m.safetensors' is not a directory");
   refused("quantize '" + file("m.safetensors") + "' -o '" + file("none") + "/o.nq' --k 2", "none' does not exist");
+  // A report named like a model or data file would overwrite one with text.
+  for (const std::string name : {"r.safetensors", "r.nq", "r.npy", "train-images-idx3-ubyte", "r.safetensors.index.json"}) {
+    refused("sweep '" + file("m.safetensors") + "' --method kmeans --k 2 -o '" + file(name) + "'",
+            "writes text, and the name is a model's or a data set's");
+    refused("sweep '" + file("m.safetensors") + "' --method kmeans --k 2 -o '" + file("r.csv") + "' --json '" +
+                file(name) + "'",
+            "writes text, and the name is a model's or a data set's");
+    refused("train --model lenet300 -o '" + file("t.safetensors") + "' --json '" + file(name) + "'",
+            "--json " + file(name) + ": writes text");
+    EXPECT_FALSE(exists(file(name)));
+  }
   // A missing input is missing, whatever its extension (it used to be "unknown file type", exit 3).
   refused("quantize '" + file("absent.bin") + "' -o '" + file("o.nq") + "' --k 2", "absent.bin: cannot open");
 }
