@@ -83,7 +83,7 @@ __host__ __device__ inline int task_of_tile(const unsigned* first, int ntasks, u
 
 // Op (a)'s parameters for task t's row alone, but addressing this chunk's buffers.
 __host__ __device__ inline AssignParams row_params(const RowsLaunch& L, const RowTask& t) {
-  AssignParams p;
+  AssignParams p{};  // every field set: those a row does not use (safe_max, thresh_labels) are zero, not garbage
   p.w = L.w + t.begin;
   p.h = t.weighted ? L.h + t.begin : nullptr;
   p.labels = L.labels ? L.labels + t.label : nullptr;

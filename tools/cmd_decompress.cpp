@@ -40,7 +40,7 @@ void setup_decompress(CLI::App& sub) {
     if (o->dtype == "f16") dtype = DType::kF16;
     if (o->dtype == "bf16") dtype = DType::kBF16;
     decompress_nq_file(o->input, o->output, dtype, o->codes ? DecompressLayout::kCodes : DecompressLayout::kValues);
-    if (!o->common.quiet) std::cerr << "wrote " << o->output << "\n";
+    std::cerr << "wrote " << o->output << "\n";  // the result line, also with --quiet
   });
 }
 

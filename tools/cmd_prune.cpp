@@ -55,7 +55,7 @@ void run_prune(const PruneOptions& o) {
   } else {
     write_tensors(o.output, prune_model(model, imp, p));
   }
-  if (!o.common.quiet) {
+  {  // the result line, also with --quiet
     int64_t quantized = 0;
     const quant::TensorSelector select(p);
     for (const Tensor& t : model)

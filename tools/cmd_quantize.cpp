@@ -121,6 +121,8 @@ void run_quantize(const QuantizeOptions& o) {
            "--step applies to uniform only (method " << traits.name << ")");
   NQ_CHECK(o.step == 0 || (o.target_bits == 0 && o.target_ratio == 0), ErrorCode::kInvalidArgument,
            "give --step or a target rate, not both (a target searches the step)");
+  NQ_CHECK(o.step == 0 || (o.k == -1 && o.bits == -1), ErrorCode::kInvalidArgument,
+           "give --step or " << (o.bits > 0 ? "--bits" : "--k") << ", not both (the step sets uniform's levels)");
   p.skip_1d = o.skip_1d;
   p.include_regex = o.include;
   p.exclude_regex = o.exclude;
@@ -284,6 +286,18 @@ void run_quantize(const QuantizeOptions& o) {
                 << (p.scope.kind != ScopeKind::kGlobal ? " (" + name_list(open) + ")" : std::string())
                 << "; a larger --max-iter reaches the fixed point\n";
     }
+  }
+  // A target beyond what the method reaches gives its nearest end (λ = 0 or the finest step; the coarsest
+  // quantization): usable, but not the rate asked for. Said, with the rate reached (per kept weight, as the target).
+  const double kept = static_cast<double>(s.params - s.pruned);
+  if (!o.common.quiet && (o.target_bits > 0 || o.target_ratio > 0) && kept > 0) {
+    const double target = o.target_bits > 0 ? o.target_bits : 32.0 / o.target_ratio;
+    const double reached = s.entropy_bits_per_weight * static_cast<double>(s.params) / kept;
+    if (std::fabs(reached - target) > 0.05 * target)  // the search lands within 0.5% where it can
+      std::cerr << "note: the target of " << format_double(target, 4) << " bits per kept weight was not reached: "
+                << format_double(reached, 4) << " bits, the "
+                << (reached < target ? "finest" : "coarsest") << " quantization " << traits.name
+                << " gives here\n";
   }
   if (!o.report.empty()) {
     nlohmann::json report = {

@@ -179,6 +179,9 @@ TEST_F(CheckedUpFront, OptionsThatWouldBeIgnoredAreRefused) {
       {"quantize " + m + " -o '" + file("o.nq") + "' --importance-transform sqrt", "give that file too"},
       {"quantize " + m + " -o '" + file("o.nq") + "' --method uniform --step 0.1 --target-bits 2",
        "give --step or a target rate, not both"},
+      {"quantize " + m + " -o '" + file("o.nq") + "' --method uniform --step 0.1 --k 8", "give --step or --k, not both"},
+      {"quantize " + m + " -o '" + file("o.nq") + "' --method uniform --step 0.1 --bits 3",
+       "give --step or --bits, not both"},
       {"quantize " + m + " -o '" + file("o.nq") + "' --method ecsq --target-size 18446744073709551616",
        "out of range"},
       {"sweep " + m + " -o '" + file("o.csv") + "' --method hw-kmeans --lambdas 1e-5", "--lambdas applies to ecsq"},
@@ -194,6 +197,24 @@ TEST_F(CheckedUpFront, OptionsThatWouldBeIgnoredAreRefused) {
     refused(c.args, c.message);
   }
   for (const char* out : {"o.nq", "o.csv", "o.safetensors"}) EXPECT_FALSE(exists(file(out))) << out;
+}
+
+// A rate target beyond the method's reach gives its nearest end, and says so with the rate it reached; a target
+// within reach says nothing.
+TEST_F(CheckedUpFront, AnUnreachableRateTargetIsNoted) {
+  TensorSet set;
+  std::vector<float> w(3001);
+  for (size_t i = 0; i < w.size(); ++i) w[i] = std::sin(0.37f * static_cast<float>(i)) * std::exp(0.001f * i);
+  set.add(Tensor::from_f32("w", {3001}, w));
+  write_safetensors(file("m.safetensors"), set);
+  const std::string base = "quantize '" + file("m.safetensors") + "' -o '" + file("o.nq") + "' --method ";
+  CliRun r = run(base + "ecsq --target-bits 40");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("note: the target of 40 bits per kept weight was not reached"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("the finest quantization ecsq gives here"), std::string::npos) << r.err;
+  r = run(base + "uniform --target-bits 3");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.err.find("was not reached"), std::string::npos) << r.err;
 }
 
 TEST_F(CheckedUpFront, InspectJsonOutToStdoutKeepsTheTablesOffIt) {

@@ -376,28 +376,41 @@ void launch(dim3 grid, dim3 block, size_t smem, cudaStream_t, const void* kernel
   r.body = body;
   r.ctx = ctx;
   t_run = &r;
-  for (unsigned bz = 0; bz < grid.z; ++bz)
-    for (unsigned by = 0; by < grid.y; ++by)
-      for (unsigned bx = 0; bx < grid.x; ++bx) {
-        r.generation = ++t_generation;
-        // (A kernel without shared memory has none to fill: memset of a null pointer is undefined even for 0 bytes.)
-        if (!smem_buf.empty()) std::memset(smem_buf.data(), 0xa5, smem_buf.size());
-        if (smem) std::memset(r.smem, 0xff, smem);
-        size_t i = 0;
-        for (unsigned tz = 0; tz < block.z; ++tz)
-          for (unsigned ty = 0; ty < block.y; ++ty)
-            for (unsigned tx = 0; tx < block.x; ++tx, ++i) {
-              Coords& c = r.fibers[i].xy;
-              c.bi = {bx, by, bz};
-              c.ti = {tx, ty, tz};
-              c.gd = {grid.x, grid.y, grid.z};
-              c.bd = {block.x, block.y, block.z};
-            }
-        run_block(r);
-        for (size_t g = 0; g < kGuard; ++g)
-          if (smem_buf[g] != 0xa5 || r.smem[smem + g] != 0xa5)
-            fail("kernel %s block %u: dynamic shared memory written out of bounds (%zu bytes)", name, bx, smem);
-      }
+  // The blocks run one at a time in NQ_EMU_ORDER's order too: index order (fwd), reversed (rev), shuffled (rand;
+  // grids over 2^24 blocks run in index order). Blocks share data only through atomics and words they OR into
+  // (huffman_pack's edge words), whose result must not depend on which block runs first: a plain store into a
+  // word that a neighbour ORs into is lost or not depending on that order.
+  const uint64_t nblocks = uint64_t{grid.x} * grid.y * grid.z;
+  std::vector<uint32_t> perm;
+  if (r.order == 2 && nblocks <= (uint64_t{1} << 24)) {
+    perm.resize(static_cast<size_t>(nblocks));
+    for (size_t q = 0; q < perm.size(); ++q) perm[q] = static_cast<uint32_t>(q);
+    std::shuffle(perm.begin(), perm.end(), r.rng);
+  }
+  for (uint64_t q = 0; q < nblocks; ++q) {
+    const uint64_t lin = r.order == 1 ? nblocks - 1 - q : !perm.empty() ? perm[static_cast<size_t>(q)] : q;
+    const unsigned bx = static_cast<unsigned>(lin % grid.x);
+    const unsigned by = static_cast<unsigned>(lin / grid.x % grid.y);
+    const unsigned bz = static_cast<unsigned>(lin / (uint64_t{grid.x} * grid.y));
+    r.generation = ++t_generation;
+    // (A kernel without shared memory has none to fill: memset of a null pointer is undefined even for 0 bytes.)
+    if (!smem_buf.empty()) std::memset(smem_buf.data(), 0xa5, smem_buf.size());
+    if (smem) std::memset(r.smem, 0xff, smem);
+    size_t i = 0;
+    for (unsigned tz = 0; tz < block.z; ++tz)
+      for (unsigned ty = 0; ty < block.y; ++ty)
+        for (unsigned tx = 0; tx < block.x; ++tx, ++i) {
+          Coords& c = r.fibers[i].xy;
+          c.bi = {bx, by, bz};
+          c.ti = {tx, ty, tz};
+          c.gd = {grid.x, grid.y, grid.z};
+          c.bd = {block.x, block.y, block.z};
+        }
+    run_block(r);
+    for (size_t g = 0; g < kGuard; ++g)
+      if (smem_buf[g] != 0xa5 || r.smem[smem + g] != 0xa5)
+        fail("kernel %s block %u: dynamic shared memory written out of bounds (%zu bytes)", name, bx, smem);
+  }
   t_run = nullptr;
 }
 
