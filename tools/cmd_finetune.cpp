@@ -103,7 +103,7 @@ void run(FinetuneOptions& o) {
 
 void setup_finetune(CLI::App& sub) {
   auto o = std::make_shared<FinetuneOptions>();
-  sub.add_option("--model", o->model, "built-in network: lenet5 | lenet300")->check(CLI::IsMember({"lenet5", "lenet300"}))
+  sub.add_option("--model", o->model, "lenet5 | lenet300 | a JSON layer list (file.json)")
       ->capture_default_str();
   sub.add_option("--weights", o->weights, "quantized weights: .nq, or dequantized .safetensors")->required()
       ->check(CLI::ExistingFile);

@@ -131,7 +131,7 @@ void run(LcOptions& o) {
 
 void setup_lc(CLI::App& sub) {
   auto o = std::make_shared<LcOptions>();
-  sub.add_option("--model", o->model, "built-in network: lenet300 | lenet5")->check(CLI::IsMember({"lenet5", "lenet300"}))
+  sub.add_option("--model", o->model, "lenet300 | lenet5 | a JSON layer list (file.json)")
       ->capture_default_str();
   sub.add_option("--weights", o->weights, "trained weights (.safetensors or .npy; or a .nq file, dequantized)")->required()->check(CLI::ExistingFile);
   sub.add_option("--data", o->data, "MNIST-format data directory")->capture_default_str();

@@ -296,7 +296,8 @@ void setup_sweep(CLI::App& sub) {
   add_name_filters(sub, o->include, o->exclude);
   add_batch_weights(sub, o->batch_weights);
   CLI::Option* eval_model =
-      sub.add_option("--eval-model", o->eval_model, "evaluate every point with this built-in net: lenet300 | lenet5");
+      sub.add_option("--eval-model", o->eval_model,
+                     "evaluate every point with this network: lenet300 | lenet5 | a JSON layer list (file.json)");
   sub.add_option("--data", o->data, "MNIST-format data directory for --eval-model")->capture_default_str();
   sub.add_option("--finetune", o->finetune, "fine-tune the shared values for E epochs at every point (with --eval-model)")
       ->check(kCount)

@@ -72,7 +72,7 @@ void run(WetrainOptions& o) {
 
 void setup_wetrain(CLI::App& sub) {
   auto o = std::make_shared<WetrainOptions>();
-  sub.add_option("--model", o->model, "built-in network: lenet5 | lenet300")->check(CLI::IsMember({"lenet5", "lenet300"}))
+  sub.add_option("--model", o->model, "lenet5 | lenet300 | a JSON layer list (file.json)")
       ->capture_default_str();
   sub.add_option("--weights", o->weights, "trained float weights (.safetensors or .npy; or a .nq file, dequantized)")->required()
       ->check(CLI::ExistingFile);

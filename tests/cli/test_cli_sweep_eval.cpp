@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "cli/cli_fixture.h"
+#include "netquant/coding.h"
 #include "netquant/nn.h"
 #include "netquant/pipeline.h"
 #include "pipeline/small_mnist.h"
@@ -154,6 +156,37 @@ TEST_F(SweepEvalCli, TargetsChooseByValidationAccuracyWhenImagesAreHeldOut) {
   EXPECT_EQ(alone.status, 2);
   EXPECT_NE(alone.err.find("--validation requires --eval-model"), std::string::npos) << alone.err;
   EXPECT_FALSE(exists(file("bad.csv")));
+}
+
+// A network given as a JSON layer list goes wherever a built-in one does: trained, quantized, fine-tuned (the
+// assignment kept), compressed by LC and trained with weighted-entropy quantization, each .nq holding the net's
+// own parameters.
+TEST_F(SweepEvalCli, ANetGivenAsJsonRunsThroughEveryTrainingCommand) {
+  std::ofstream(file("mlp.json"))
+      << R"({"name":"mlp","input":[1,28,28],"classes":10,"layers":[{"type":"flatten"},)"
+      << R"({"type":"linear","name":"fc1","out":24},{"type":"relu"},{"type":"linear","name":"fc2","out":10}]})";
+  const std::string net = " --model '" + file("mlp.json") + "'" + data() + " -q";
+  ASSERT_EQ(run("train" + net + " --epochs 1 --lr 0.05 -o '" + file("mlp.safetensors") + "'").status, 0);
+  ASSERT_EQ(run("quantize '" + file("mlp.safetensors") + "' --method kmeans --k 8 -q -o '" + file("q.nq") + "'").status,
+            0);
+  const std::map<std::string, std::vector<int64_t>> shapes = {
+      {"fc1.weight", {24, 784}}, {"fc1.bias", {24}}, {"fc2.weight", {10, 24}}, {"fc2.bias", {10}}};
+  for (const auto& [command, out] : std::vector<std::pair<std::string, std::string>>{
+           {"finetune --weights '" + file("q.nq") + "'", "ft.nq"},
+           {"lc --weights '" + file("mlp.safetensors") + "' --c-step kmeans --k 4 --steps 2", "lc.nq"},
+           {"wetrain --weights '" + file("mlp.safetensors") + "' --epochs 1", "we.nq"}}) {
+    SCOPED_TRACE(command);
+    const CliRun r = run(command + net + " -o '" + file(out) + "'");
+    ASSERT_EQ(r.status, 0) << r.err;
+    const QuantizedModel q = read_nq_file(file(out));
+    std::map<std::string, std::vector<int64_t>> got;
+    for (const auto& t : q.tensors) got[t.name] = t.shape;
+    EXPECT_EQ(got, shapes);
+  }
+  const QuantizedModel before = read_nq_file(file("q.nq")), after = read_nq_file(file("ft.nq"));
+  ASSERT_EQ(before.tensors.size(), after.tensors.size());
+  for (size_t t = 0; t < before.tensors.size(); ++t) EXPECT_EQ(before.tensors[t].indices, after.tensors[t].indices);
+  EXPECT_NE(before.codebooks, after.codebooks) << "fine-tuning moved no shared value";
 }
 
 }  // namespace
