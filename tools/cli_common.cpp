@@ -189,6 +189,14 @@ TensorSet read_importance(const std::string& path, const TensorSet& model, const
     quant::check_importance_layout(t.name(), t.shape(), h ? &h->shape() : nullptr, h ? h->dtype() : DType::kF32,
                                    "--importance " + path);
   }
+  // Tensors the model lacks are never read: most likely a file of another model (or one with extra state). Said,
+  // since the names are meant to match.
+  std::vector<std::string> extra;
+  for (const Tensor& h : imp)
+    if (!model.find(h.name())) extra.push_back(h.name());
+  if (!extra.empty() && notes_enabled())
+    std::cerr << "note: --importance " << path << ": " << extra.size() << " of its " << imp.size()
+              << " tensors are not in the model and are ignored (" << name_list(extra) << ")\n";
   return imp;
 }
 
@@ -218,10 +226,17 @@ void add_batch_weights(CLI::App& sub, int64_t& batch_weights, bool for_prune) {
 
 std::ostream& human_output(const std::string& document_path) { return document_path == "-" ? std::cerr : std::cout; }
 
+namespace {
+bool g_notes = true;  // --quiet turns the notes off with the progress bars
+}  // namespace
+
 void apply_common_options(const CommonOptions& opts) {
   set_num_threads(opts.threads);
   if (opts.quiet) set_progress_enabled(false);
+  g_notes = !opts.quiet;
 }
+
+bool notes_enabled() { return g_notes; }
 
 std::string Table::to_string() const {
   std::vector<size_t> width(header_.size(), 0);

@@ -24,6 +24,8 @@ struct CommonOptions {
 // --backend auto|cpu|cuda, --threads T, --quiet. Call apply_common_options() first thing in the callback.
 void add_common_options(CLI::App& sub, CommonOptions& opts, bool with_backend = true);
 void apply_common_options(const CommonOptions& opts);
+// Whether "note:" lines may print (not with --quiet).
+bool notes_enabled();
 
 // Fixed-width text table: columns right-aligned except the first.
 class Table {

@@ -82,7 +82,8 @@ TEST_F(CheckedUpFront, TrainingSettingsAndOutputDirectories) {
           "m.safetensors' is not a directory");
   refused("quantize '" + file("m.safetensors") + "' -o '" + file("none") + "/o.nq' --k 2", "none' does not exist");
   // A report named like a model or data file would overwrite one with text.
-  for (const std::string name : {"r.safetensors", "r.nq", "r.npy", "train-images-idx3-ubyte", "r.safetensors.index.json"}) {
+  for (const std::string name :
+       {"r.safetensors", "r.nq", "r.npy", "train-images-idx3-ubyte", "r.safetensors.index.json"}) {
     refused("sweep '" + file("m.safetensors") + "' --method kmeans --k 2 -o '" + file(name) + "'",
             "writes text, and the name is a model's or a data set's");
     refused("sweep '" + file("m.safetensors") + "' --method kmeans --k 2 -o '" + file("r.csv") + "' --json '" +
@@ -179,7 +180,8 @@ TEST_F(CheckedUpFront, OptionsThatWouldBeIgnoredAreRefused) {
       {"quantize " + m + " -o '" + file("o.nq") + "' --importance-transform sqrt", "give that file too"},
       {"quantize " + m + " -o '" + file("o.nq") + "' --method uniform --step 0.1 --target-bits 2",
        "give --step or a target rate, not both"},
-      {"quantize " + m + " -o '" + file("o.nq") + "' --method uniform --step 0.1 --k 8", "give --step or --k, not both"},
+      {"quantize " + m + " -o '" + file("o.nq") + "' --method uniform --step 0.1 --k 8",
+       "give --step or --k, not both"},
       {"quantize " + m + " -o '" + file("o.nq") + "' --method uniform --step 0.1 --bits 3",
        "give --step or --bits, not both"},
       {"quantize " + m + " -o '" + file("o.nq") + "' --method ecsq --target-size 18446744073709551616",
@@ -215,6 +217,24 @@ TEST_F(CheckedUpFront, AnUnreachableRateTargetIsNoted) {
   r = run(base + "uniform --target-bits 3");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.err.find("was not reached"), std::string::npos) << r.err;
+}
+
+// Importance tensors the model lacks are never read; the names are meant to match, so they are named (not with
+// --quiet), and the run goes on.
+TEST_F(CheckedUpFront, ImportanceTensorsTheModelLacksAreNoted) {
+  write_model({{"a", {5, 3}}, {"b", {4}}}, 3);
+  TensorSet imp = read_tensors(file("imp.safetensors"));
+  imp.add(Tensor::from_f32("optimizer.step", {1}, {7}));
+  write_safetensors(file("imp_extra.safetensors"), imp);
+  const std::string args = "quantize '" + file("model.safetensors") + "' --importance '" +
+                           file("imp_extra.safetensors") + "' --k 2 -o '" + file("o.nq") + "'";
+  CliRun r = run(args);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("1 of its 3 tensors are not in the model and are ignored (optimizer.step)"), std::string::npos)
+      << r.err;
+  r = run(args + " -q");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.err.find("note:"), std::string::npos) << r.err;
 }
 
 TEST_F(CheckedUpFront, InspectJsonOutToStdoutKeepsTheTablesOffIt) {
