@@ -1,4 +1,5 @@
-// A one-line progress bar on stderr, shown only when stderr is a terminal (quiet in pipes, logs and CI).
+// Progress on stderr: a one-line bar redrawn in place when stderr is a terminal; in a log (a pipe or a file, e.g.
+// under a batch scheduler) a plain line every 30 s of work that lasts longer than that, so short runs stay quiet.
 #pragma once
 
 #include <chrono>
@@ -24,6 +25,7 @@ class Progress {
   std::string label_;
   int64_t total_;
   bool enabled_;
+  bool terminal_;  // redraw a bar in place, else log plain lines
   bool drawn_ = false;
   std::chrono::steady_clock::time_point start_, last_draw_;
 };
