@@ -226,7 +226,7 @@ void run(const SweepOptions& o) {
   auto pct = [](double v) { return format_double(100 * v, 4); };
   for (const auto& p : points) {
     if (p.duplicate_of_previous) continue;
-    const std::string knob = p.knob_name + "=" + format_double(p.knob, 3);
+    const std::string knob = p.knob_name == "fixed" ? "-" : p.knob_name + "=" + format_double(p.knob, 3);
     std::vector<std::string> row = {p.method, knob, std::to_string(p.stats.clusters)};
     if (!evaluated) row.push_back(format_double(p.stats.entropy_bits_per_weight, 3));
     row.push_back(format_double(p.stats.huffman_bits_per_weight, 3));

@@ -199,7 +199,14 @@ std::vector<SweepPoint> run_sweep(const TensorSet& model, const TensorSet* impor
   Progress progress("sweep", static_cast<int64_t>(specs.size()));
   for (const SweepBatch& b : plan_sweep_batches(model, specs, kSweepLambdaBatch)) {
     const SweepPointSpec& first = specs[b.begin];
-    progress.update(static_cast<int64_t>(b.begin), first.knob_name + "=" + std::to_string(first.knob));
+    // "ecsq lambda=1e-05", "kmeans k=4", "binary": the point as a person reads it.
+    std::string status = method_traits(first.params.quant.method).name;
+    if (first.knob_name != "fixed") {
+      char knob[32];
+      std::snprintf(knob, sizeof knob, "%.4g", first.knob);
+      status += " " + first.knob_name + "=" + knob;
+    }
+    progress.update(static_cast<int64_t>(b.begin), status);
     for (SweepPoint& p : run_sweep_batch(model, importance, specs, b, evaluate)) points.push_back(std::move(p));
   }
   progress.finish();
