@@ -118,8 +118,9 @@ void check_outputs(const std::vector<OutputArg>& outputs, const std::vector<std:
              out.option << " " << out.path << ": is a directory");
     const fs::path dir = resolved.parent_path();
     NQ_CHECK(fs::is_directory(dir, ec), ErrorCode::kInvalidArgument,
-             out.option << " " << out.path << ": '" << dir.string() << "' "
-                        << (fs::exists(dir, ec) ? "is not a directory" : "does not exist"));
+             out.option << " " << out.path << ": "
+                        << (fs::exists(dir, ec) ? "'" + dir.string() + "' is not a directory"
+                                                : "directory '" + dir.string() + "' does not exist"));
     for (const auto& [other, other_path] : seen) {
       NQ_CHECK(resolved != other_path && !fs::equivalent(resolved, other_path, ec), ErrorCode::kInvalidArgument,
                out.option << " " << out.path << " and " << other->option << " " << other->path
@@ -143,7 +144,7 @@ void check_text_output(const OutputArg& out) {
   if (out.path.empty() || out.path == "-") return;
   const bool model_like = has_extension(out.path, ".safetensors") || has_extension(out.path, ".nq") ||
                           has_extension(out.path, ".npy") || has_extension(out.path, ".gz") ||
-                          ends_with(out.path, ".safetensors.index.json") || ends_with(out.path, "-ubyte");
+                          has_extension(out.path, ".safetensors.index.json") || has_extension(out.path, "-ubyte");
   NQ_CHECK(!model_like, ErrorCode::kInvalidArgument,
            out.option << " " << out.path << ": writes text, and the name is a model's or a data set's; name it "
                                             "for what it holds (.csv, .json)");

@@ -50,6 +50,7 @@ std::string codebook_text(const std::vector<float>& c) {
 void run(LcOptions& o) {
   apply_common_options(o.common);
   check_outputs({{"-o", o.output}, {"--log", o.log}}, {o.weights, o.importance});
+  check_text_output({"--log", o.log});
   NQ_CHECK(has_extension(o.output, ".nq"), ErrorCode::kInvalidArgument,
            "-o must name a .nq file, got '" << o.output << "'");
   LcParams& p = o.params;
@@ -154,7 +155,7 @@ void setup_lc(CLI::App& sub) {
   sub.add_option("--epochs-per-step", o->params.epochs_per_step, "L-step epochs E")->capture_default_str();
   sub.add_option("--lr", o->params.lr, "L-step learning rate (Nesterov SGD; clipped to <= 1/μ)")
       ->capture_default_str()
-      ->check(kNonNegative);
+      ->check(kPositive);
   sub.add_option("--lr-decay", o->params.lr_decay, "lr factor per L-step epoch")->capture_default_str();
   sub.add_option("--momentum", o->params.momentum, "Nesterov momentum")->capture_default_str();
   sub.add_option("--batch", o->params.batch, "images per SGD step")->capture_default_str()->check(kPositive);

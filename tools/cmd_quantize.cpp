@@ -77,6 +77,7 @@ void run_quantize(const QuantizeOptions& o) {
   std::vector<std::string> inputs{o.model};
   if (!o.importance.empty()) inputs.push_back(o.importance);
   check_outputs({{"-o", o.output}, {"--report", o.report}}, inputs);
+  check_text_output({"--report", o.report});
 
   ModelQuantizeParams p;
   p.quant.method = parse_method(o.method);
@@ -287,17 +288,22 @@ void run_quantize(const QuantizeOptions& o) {
                 << "; a larger --max-iter reaches the fixed point\n";
     }
   }
-  // A target beyond what the method reaches gives its nearest end (λ = 0 or the finest step; the coarsest
-  // quantization): usable, but not the rate asked for. Said, with the rate reached (per kept weight, as the target).
-  const double kept = static_cast<double>(s.params - s.pruned);
-  if (!o.common.quiet && (o.target_bits > 0 || o.target_ratio > 0) && kept > 0) {
+  // A target beyond the method's range gives its nearest end (λ = 0 or the finest step, or the coarsest), and
+  // small rows or groups reach rates only in steps: usable, but not the rate asked for. Said, with the rate
+  // reached per kept weight of the quantized tensors (as the target counts; tensors kept in float aside).
+  double quantized_params = 0, quantized_kept = 0;
+  for (const auto& t : q.tensors) {
+    if (!t.quantized) continue;
+    quantized_params += static_cast<double>(t.stats.params);
+    quantized_kept += static_cast<double>(t.stats.params - t.stats.pruned);
+  }
+  if (!o.common.quiet && (o.target_bits > 0 || o.target_ratio > 0) && quantized_kept > 0) {
     const double target = o.target_bits > 0 ? o.target_bits : 32.0 / o.target_ratio;
-    const double reached = s.entropy_bits_per_weight * static_cast<double>(s.params) / kept;
+    const double reached = s.entropy_bits_per_weight * quantized_params / quantized_kept;
     if (std::fabs(reached - target) > 0.05 * target)  // the search lands within 0.5% where it can
-      std::cerr << "note: the target of " << format_double(target, 4) << " bits per kept weight was not reached: "
-                << format_double(reached, 4) << " bits, the "
-                << (reached < target ? "finest" : "coarsest") << " quantization " << traits.name
-                << " gives here\n";
+      std::cerr << "note: the target of " << format_double(target, 4) << " bits per kept weight was not met: the "
+                << "nearest rate " << traits.name << " reached is " << format_double(reached, 4)
+                << " bits (the target is beyond its range, or the rate moves in steps at this scope)\n";
   }
   if (!o.report.empty()) {
     nlohmann::json report = {

@@ -44,6 +44,16 @@ nlohmann::json sweep_to_json(const std::vector<SweepPoint>& points) {
   return nlohmann::json{{"points", rows}};
 }
 
+// How best_point_for_target chose, for the line that names the point.
+std::string chosen_by(double TaskMetrics::*criterion) {
+  if (criterion == &TaskMetrics::accuracy_finetuned_validation)
+    return ", chosen by validation accuracy after fine-tuning";
+  if (criterion == &TaskMetrics::accuracy_validation) return ", chosen by validation accuracy";
+  if (criterion == &TaskMetrics::accuracy_finetuned) return ", chosen by test accuracy after fine-tuning";
+  if (criterion == &TaskMetrics::accuracy) return ", chosen by test accuracy";
+  return ", chosen by the lowest distortion";
+}
+
 struct SweepOptions {
   CommonOptions common;
   std::string model, importance, transform = "none", methods = "ecsq", lambdas, bits, ks, scope = "global";
@@ -243,9 +253,9 @@ void run(const SweepOptions& o) {
   out << table.to_string();
   if (targeted) {
     const auto& p = points[static_cast<size_t>(best)];
-    out << "best point for the target: index " << p.index << " (" << p.method << ", " << p.knob_name << "="
-        << p.knob << "): " << p.stats.huffman_bits_per_weight << " bits/weight, ratio " << p.stats.ratio_huffman
-        << (validated ? ", chosen by validation accuracy" : evaluated ? ", chosen by test accuracy" : "") << "\n";
+    out << "best point for the target: index " << p.index << " (" << p.method
+        << (p.knob_name == "fixed" ? std::string() : ", " + p.knob_name + "=" + format_double(p.knob, 6)) << "): " << p.stats.huffman_bits_per_weight << " bits/weight, ratio " << p.stats.ratio_huffman
+        << chosen_by(target_criterion(points, o.target_bits, o.target_ratio)) << "\n";
     // Choosing on the test set makes its accuracy an optimistic estimate of the chosen point's.
     if (evaluated && !validated && !o.common.quiet)
       std::cerr << "note: the point was chosen on the test images, so its test accuracy flatters it; --validation N "

@@ -28,6 +28,7 @@ void run(WetrainOptions& o) {
   NQ_CHECK(o.output.empty() || has_extension(o.output, ".nq"), ErrorCode::kInvalidArgument,
            "-o must name a .nq file, got '" << o.output << "'");
   check_outputs({{"-o", o.output}, {"--report", o.report}}, {o.weights});
+  check_text_output({"--report", o.report});
   QuantTrainParams& p = o.params;
   p.weight_method = parse_method(o.weight_method);
   p.activation = parse_activation_quant(o.activation);
@@ -90,7 +91,7 @@ void setup_wetrain(CLI::App& sub) {
   sub.add_option("--batch", o->params.batch, "images per step")->capture_default_str()->check(kPositive);
   sub.add_option("--lr", o->params.lr, "Adam learning rate (full-precision weights)")
       ->capture_default_str()
-      ->check(kNonNegative);
+      ->check(kPositive);
   add_image_count(sub, "--train-subset", o->params.train_subset, "first N training images (0 = all)");
   add_image_count(sub, "--test-subset", o->params.test_subset, "first N test images (0 = all)");
   sub.add_option("--calibration", o->params.calibration_samples, "images for fitting the activation quantizers")

@@ -113,7 +113,7 @@ struct TrainParams {
   int64_t train_subset = 0;     // use the first N training images (0 = all)
   int64_t test_subset = 0;      // evaluate on the first N test images (0 = all)
   Backend backend = Backend::kAuto;
-  bool progress = true;         // nq::Progress bar per epoch (drawn only on a terminal)
+  bool progress = true;         // nq::Progress per epoch (a bar on a terminal, a line per 30 s in a log)
   std::function<void(const EpochStats&)> on_epoch;  // called after each epoch (e.g. to print a line)
 };
 

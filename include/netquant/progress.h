@@ -13,6 +13,8 @@ bool stderr_is_terminal();
 void set_progress_enabled(bool enabled);
 // Whether progress is shown (the switch on and stderr a terminal): lines that report on long work go with it.
 bool progress_enabled();
+// How often a log (stderr not a terminal) gets a progress line, and how long work runs before the first: 30 s.
+void set_progress_log_interval(std::chrono::milliseconds interval);
 
 class Progress {
  public:

@@ -99,10 +99,13 @@ std::vector<SweepPoint> run_sweep_distributed(const TensorSet& model, const Tens
 void mark_duplicates(std::vector<SweepPoint>& points);
 
 // Best point meeting a target: among the points with entropy-coded bits/weight ≤ target_bits (if > 0) and
-// ratio_huffman ≥ target_ratio (if > 0), the one with the highest validation accuracy when every such point has
-// one, else the highest test accuracy when every one has that, else the lowest distortion. Ties go to the first
-// point. -1 if none.
+// ratio_huffman ≥ target_ratio (if > 0), the one with the highest score by target_criterion's measure, else (no
+// measure) the lowest distortion. Ties go to the first point. -1 if none.
 int best_point_for_target(const std::vector<SweepPoint>& points, double target_bits, double target_ratio);
+// The accuracy best_point_for_target chooses by: the first of accuracy_finetuned_validation, accuracy_validation,
+// accuracy_finetuned and accuracy that every point meeting the target has; nullptr when none (or no point meets it).
+double TaskMetrics::*target_criterion(const std::vector<SweepPoint>& points, double target_bits,
+                                      double target_ratio);
 
 // CSV: one header line, one row per point; fixed columns (README), the name filters last (quoted as RFC 4180
 // wants when a pattern holds a comma or a quote). No timings, so a distributed run's CSV is byte-identical to a

@@ -37,7 +37,7 @@ __all__ = [
     "Result", "ModelResult", "TensorResult",
     "quantize", "quantize_model", "prune", "sweep", "compress", "decompress", "save", "load", "Codes", "load_codes",
     "load_safetensors", "save_safetensors", "safetensors_metadata",
-    "methods", "cuda_available", "set_num_threads", "num_threads", "__version__",
+    "methods", "cuda_available", "set_num_threads", "num_threads", "set_progress", "__version__",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -396,7 +396,7 @@ def save(path: PathLike, tensors: Mapping[str, ArrayLike], importance: Mapping[s
          **params: Any) -> dict[str, Any]:
     """Quantizes ``tensors`` (parameters as in :func:`quantize_model`) and writes the ``.nq`` file at ``path``
     (atomically: a temporary file renamed at the end). Returns the model's statistics, coding included."""
-    if not os.fsdecode(os.fspath(path)).endswith(".nq"):
+    if not os.fsdecode(os.fspath(path)).lower().endswith(".nq"):
         raise ValueError(f"save writes a .nq file; name it so, got {os.fsdecode(os.fspath(path))!r}")
     model = as_tensor_dict(tensors, "tensors")
     p = _quant_params(params)
@@ -576,20 +576,26 @@ def sweep(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] 
             points.append((base, "fixed", 0.0))
     if lambdas is not None and not any(knob == "lambda" for _, knob, _ in points):
         raise ValueError(f"lambdas: apply to ecsq, which method {method!r} does not include")  # as the CLI
+    if csv_path is not None:
+        _check_csv_name(csv_path)  # before the work, which a bad name would otherwise throw away
     rows, csv = _core.run_sweep(model, imp, points)
     if csv_path is not None:
         _write_csv(csv_path, csv)
     return list(rows)
 
 
+def _check_csv_name(path: PathLike) -> None:
+    """A CSV never lands on a name a model or a data set goes by (as the CLI's reports)."""
+    name = os.fsdecode(os.fspath(path))
+    if name.lower().endswith((".safetensors", ".nq", ".npy", ".gz", "-ubyte", ".safetensors.index.json")):
+        raise ValueError(f"csv_path: writes text, and {name!r} is named like a model or a data set; "
+                         "name it for what it holds (.csv)")
+
+
 def _write_csv(path: PathLike, text: str) -> None:
     """A regular file (or a new one) is written atomically by the engine: a failed write leaves no partial file
     and the old one whole. Through a symbolic link the target is written; a device or a pipe (/dev/stdout) is
     written directly, as it cannot be renamed over."""
-    name = os.fsdecode(os.fspath(path))
-    if name.endswith((".safetensors", ".nq", ".npy", ".gz", "-ubyte")):
-        raise ValueError(f"csv_path: writes text, and {name!r} is named like a model or a data set; "
-                         "name it for what it holds (.csv)")
     target = os.path.realpath(_path(path))
     if os.path.exists(target) and not os.path.isfile(target):
         with open(target, "w", encoding="utf-8", newline="") as f:
@@ -641,6 +647,12 @@ def cuda_available() -> bool:
 def set_num_threads(threads: int) -> None:
     """CPU threads for the engine's parallel loops (0 = all hardware threads)."""
     _core.set_num_threads(_whole("threads", threads, _INT32))
+
+
+def set_progress(enabled: bool) -> None:
+    """Progress of long work on stderr (on by default): a bar on a terminal; elsewhere (a notebook, a log) a line
+    every 30 s of work that runs longer. ``False`` turns both off, as the CLI's ``--quiet``."""
+    _core.set_progress(_flag("enabled", enabled))
 
 
 def num_threads() -> int:

@@ -16,6 +16,7 @@
 #include "netquant/coding.h"
 #include "netquant/error.h"
 #include "netquant/io.h"
+#include "netquant/progress.h"
 #include "netquant/quantize.h"
 #include "netquant/sweep.h"
 #include "netquant/version.h"
@@ -530,5 +531,6 @@ PYBIND11_MODULE(_core, m) {
   m.def("cuda_available", &nq::cuda_available);
   m.def("cuda_device_description", &nq::cuda_device_description);
   m.def("set_num_threads", &nq::set_num_threads, py::arg("threads"));
+  m.def("set_progress", &nq::set_progress_enabled, py::arg("enabled"));
   m.def("num_threads", &nq::num_threads);
 }

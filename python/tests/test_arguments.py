@@ -102,8 +102,19 @@ def test_outputs_named_for_another_kind_of_file_are_refused(rng, tmp_path):
     for name in ("m.safetensors", "x.nq", "x.npy", "t10k-labels-idx1-ubyte", "x.gz"):
         with pytest.raises(ValueError, match="named like a model or a data set"):
             netquant.sweep({"w": w}, method="kmeans", ks=[2], csv_path=tmp_path / name)
+    with pytest.raises(ValueError, match="named like a model or a data set"):
+        netquant.sweep({"w": w}, method="kmeans", ks=[2], csv_path=tmp_path / "m.safetensors.index.json")
     assert model.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["m.safetensors"]
+    netquant.save(tmp_path / "UPPER.NQ", {"w": w}, k=2)  # the engine reads .NQ as .nq
+    assert netquant.load(tmp_path / "UPPER.NQ")["w"].shape == (6, 5)
+
+
+def test_progress_switch_takes_a_bool():
+    netquant.set_progress(False)
+    netquant.set_progress(True)
+    with pytest.raises(TypeError):
+        netquant.set_progress("no")
 
 
 def test_bytes_paths_any_name_the_file_system_takes(rng, tmp_path):

@@ -11,11 +11,13 @@ namespace nq {
 
 namespace {
 std::atomic<bool> g_enabled{true};
+std::atomic<int64_t> g_log_interval_ms{30000};
 }
 
 bool stderr_is_terminal() { return ::isatty(STDERR_FILENO) == 1; }
 void set_progress_enabled(bool enabled) { g_enabled = enabled; }
 bool progress_enabled() { return g_enabled && stderr_is_terminal(); }
+void set_progress_log_interval(std::chrono::milliseconds interval) { g_log_interval_ms = interval.count(); }
 
 Progress::Progress(std::string label, int64_t total)
     : label_(std::move(label)),
@@ -33,8 +35,8 @@ void Progress::update(int64_t done, const std::string& status) {
   const double frac = std::clamp(static_cast<double>(done) / static_cast<double>(total_), 0.0, 1.0);
   const double secs = std::chrono::duration<double>(now - start_).count();
   if (!terminal_) {  // a log: a line once the work has run 30 s, then one per 30 s (and none at the end)
-    constexpr auto kEvery = std::chrono::seconds(30);
-    if (done >= total_ || now - (drawn_ ? last_draw_ : start_) < kEvery) return;
+    const auto every = std::chrono::milliseconds(g_log_interval_ms.load());
+    if (done >= total_ || now - (drawn_ ? last_draw_ : start_) < every) return;
     last_draw_ = now;
     drawn_ = true;
     std::fprintf(stderr, "%s: %d%% after %.0f s%s%s\n", label_.c_str(), static_cast<int>(frac * 100), secs,

@@ -225,7 +225,8 @@ void mark_duplicates(std::vector<SweepPoint>& points) {
   }
 }
 
-int best_point_for_target(const std::vector<SweepPoint>& points, double target_bits, double target_ratio) {
+namespace {
+std::vector<size_t> points_meeting(const std::vector<SweepPoint>& points, double target_bits, double target_ratio) {
   std::vector<size_t> eligible;
   for (size_t i = 0; i < points.size(); ++i) {
     const auto& s = points[i].stats;
@@ -233,18 +234,31 @@ int best_point_for_target(const std::vector<SweepPoint>& points, double target_b
     if (target_ratio > 0 && s.ratio_huffman < target_ratio) continue;
     eligible.push_back(i);
   }
+  return eligible;
+}
+}  // namespace
+
+double TaskMetrics::*target_criterion(const std::vector<SweepPoint>& points, double target_bits,
+                                      double target_ratio) {
+  const std::vector<size_t> eligible = points_meeting(points, target_bits, target_ratio);
   // One criterion for the whole set, so that a point is never compared on one measure with another on a
-  // different one: validation accuracy (chosen on held-out images, the test set stays unseen), else test
-  // accuracy, else the Hessian-weighted distortion.
-  auto all_have = [&](double TaskMetrics::*field) {
-    return std::all_of(eligible.begin(), eligible.end(),
-                       [&](size_t i) { return !std::isnan(points[i].metrics.*field); });
+  // different one: held-out images before the test set (which then stays unseen by the choice), and after
+  // fine-tuning before without (what a fine-tuned point would be used as).
+  for (double TaskMetrics::*field : {&TaskMetrics::accuracy_finetuned_validation, &TaskMetrics::accuracy_validation,
+                                     &TaskMetrics::accuracy_finetuned, &TaskMetrics::accuracy}) {
+    if (!eligible.empty() && std::all_of(eligible.begin(), eligible.end(),
+                                         [&](size_t i) { return !std::isnan(points[i].metrics.*field); }))
+      return field;
+  }
+  return nullptr;
+}
+
+int best_point_for_target(const std::vector<SweepPoint>& points, double target_bits, double target_ratio) {
+  const std::vector<size_t> eligible = points_meeting(points, target_bits, target_ratio);
+  const auto criterion = target_criterion(points, target_bits, target_ratio);
+  auto score = [&](const SweepPoint& p) {
+    return criterion ? p.metrics.*criterion : -p.stats.hw_distortion;
   };
-  std::function<double(const SweepPoint&)> score = [](const SweepPoint& p) { return -p.stats.hw_distortion; };
-  if (all_have(&TaskMetrics::accuracy_validation))
-    score = [](const SweepPoint& p) { return p.metrics.accuracy_validation; };
-  else if (all_have(&TaskMetrics::accuracy))
-    score = [](const SweepPoint& p) { return p.metrics.accuracy; };
   int best = -1;
   for (size_t i : eligible)
     if (best < 0 || score(points[i]) > score(points[static_cast<size_t>(best)])) best = static_cast<int>(i);

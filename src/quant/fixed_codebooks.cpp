@@ -80,11 +80,10 @@ std::vector<double> sweep_scales(const float* w, const float* h, size_t n, const
     B += hi * mags[0] * mags[0];
     moving.push_back({m, i});
   }
-  // Value i leaves level l at a = 2|w_i| / (mags[l] + mags[l+1]): for one l these boundaries rise with |w|, so
-  // with the values sorted once by |w| each level's boundaries come in order, and the sweep merges the
-  // |mags| − 1 sorted runs with a heap of one head per level (O(n log n + n·|mags|·log |mags|), where a heap of
-  // every value's next boundary cost O(n·|mags|·log n)). A value's boundaries rise with l (the midpoints fall),
-  // so it leaves level l before level l + 1; equal boundaries go by value index, then level.
+  // Value i leaves level l at a = 2|w_i| / (mags[l] + mags[l+1]). The boundaries are merged in increasing a from
+  // sorted runs, whichever runs are fewer: for one l they rise with |w| (so with the values sorted once by |w| each
+  // level is a run), and for one value they rise with l (the midpoints fall). A heap of one head per run then
+  // costs log(min(n, |mags|)) a boundary. Equal boundaries go by value index, then level.
   std::sort(moving.begin(), moving.end(),
             [](const Value& x, const Value& y) { return x.m != y.m ? x.m < y.m : x.i < y.i; });
   struct Head {
@@ -100,7 +99,10 @@ std::vector<double> sweep_scales(const float* w, const float* h, size_t n, const
     return Head{2.0 * moving[pos].m / (mags[level] + mags[level + 1]), moving[pos].i, level, pos};
   };
   std::priority_queue<Head, std::vector<Head>, std::greater<Head>> heads;
-  if (!moving.empty())
+  const bool runs_per_value = moving.size() < mags.size() - 1;
+  if (runs_per_value)
+    for (size_t pos = 0; pos < moving.size(); ++pos) heads.push(boundary(0, pos));
+  else if (!moving.empty())
     for (size_t l = 0; l + 1 < mags.size(); ++l) heads.push(boundary(l, 0));
 
   std::vector<std::pair<double, double>> best;  // (f, a), at most `keep`, ascending f
@@ -122,7 +124,8 @@ std::vector<double> sweep_scales(const float* w, const float* h, size_t n, const
     const double q0 = mags[b.level], q1 = mags[b.level + 1];
     A += hi * m * (q1 - q0);
     B += hi * (q1 * q1 - q0 * q0);
-    if (b.pos + 1 < moving.size()) heads.push(boundary(b.level, b.pos + 1));
+    if (runs_per_value ? b.level + 2 < mags.size() : b.pos + 1 < moving.size())
+      heads.push(runs_per_value ? boundary(b.level + 1, b.pos) : boundary(b.level, b.pos + 1));
     lo = b.a;
   }
   consider(lo, std::numeric_limits<double>::infinity());

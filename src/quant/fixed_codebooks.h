@@ -73,7 +73,8 @@ std::vector<int64_t> compact_levels(const std::vector<int64_t>& level_of, std::v
 // f(a) = Σ h (a·m(a) − |w|)² is continuous and piecewise quadratic, with a piece boundary each time one
 // |w|/a crosses a midpoint of `mags`; sweeping the n·(|mags|−1) boundaries in increasing a with running
 // sums Σh|w|m and Σh m² minimises every piece in O(1). Returns up to `keep` scales, best first (the running
-// sums drift, so callers re-evaluate them exactly). O(n log n + n·|mags|·log |mags|) time, O(n) memory.
+// sums drift, so callers re-evaluate them exactly). O(n log n + n·|mags|·log min(n, |mags|)) time, O(n + |mags|)
+// memory.
 std::vector<double> sweep_scales(const float* w, const float* h, size_t n, const std::vector<double>& mags,
                                  size_t keep);
 // Work bound (n·|mags|) above which callers fall back to a heuristic scan instead of sweep_scales.

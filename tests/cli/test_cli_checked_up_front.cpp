@@ -26,8 +26,6 @@ class CheckedUpFront : public CliFixture {
   }
 };
 
-bool exists(const std::string& path) { return std::ifstream(path).good(); }
-
 TEST_F(CheckedUpFront, ThreadsBeyondWhatTheRuntimeCanCreate) {
   TensorSet set;
   set.add(Tensor::from_f32("w", {8}, {1, 2, 3, 4, 5, 6, 7, 8}));
@@ -75,7 +73,7 @@ TEST_F(CheckedUpFront, TrainingSettingsAndOutputDirectories) {
       EXPECT_FALSE(exists(file("o.safetensors")));
     }
   }
-  refused("lc --model lenet300 --lr -0.5 -o '" + file("o.nq") + "'", "--lr: must be >= 0");
+  refused("lc --model lenet300 --lr 0 -o '" + file("o.nq") + "'", "--lr: must be > 0");  // 0 is no step here
   refused("hessian --model lenet300" + weights + " --batch -3 -o '" + file("o.safetensors") + "'",
           "--batch: must be > 0");
   refused("quantize '" + file("m.safetensors") + "' -o '" + file("m.safetensors") + "/o.nq' --k 2",
@@ -91,6 +89,13 @@ TEST_F(CheckedUpFront, TrainingSettingsAndOutputDirectories) {
             "writes text, and the name is a model's or a data set's");
     refused("train --model lenet300 -o '" + file("t.safetensors") + "' --json '" + file(name) + "'",
             "--json " + file(name) + ": writes text");
+    refused("quantize '" + file("m.safetensors") + "' --k 2 -o '" + file("q.nq") + "' --report '" + file(name) + "'",
+            "--report " + file(name) + ": writes text");
+    refused("lc --weights '" + file("m.safetensors") + "' -o '" + file("q.nq") + "' --log '" + file(name) + "'",
+            "--log " + file(name) + ": writes text");
+    refused("wetrain --weights '" + file("m.safetensors") + "' -o '" + file("q.nq") + "' --report '" + file(name) +
+                "'",
+            "--report " + file(name) + ": writes text");
     EXPECT_FALSE(exists(file(name)));
   }
   // A missing input is missing, whatever its extension (it used to be "unknown file type", exit 3).
@@ -212,11 +217,18 @@ TEST_F(CheckedUpFront, AnUnreachableRateTargetIsNoted) {
   const std::string base = "quantize '" + file("m.safetensors") + "' -o '" + file("o.nq") + "' --method ";
   CliRun r = run(base + "ecsq --target-bits 40");
   ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_NE(r.err.find("note: the target of 40 bits per kept weight was not reached"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("the finest quantization ecsq gives here"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("note: the target of 40 bits per kept weight was not met: the nearest rate ecsq reached is "),
+            std::string::npos)
+      << r.err;
   r = run(base + "uniform --target-bits 3");
   ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_EQ(r.err.find("was not reached"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("was not met"), std::string::npos) << r.err;
+  // Tensors kept in float do not count: pruned and filtered, the target is met and nothing is said.
+  write_model({{"a", {40, 30}}, {"b", {50, 20}}}, 4);
+  r = run("quantize '" + file("model.safetensors") + "' -o '" + file("o.nq") +
+          "' --method uniform --target-bits 2 --prune 0.5 --include '^a$'");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.err.find("was not met"), std::string::npos) << r.err;
 }
 
 // Importance tensors the model lacks are never read; the names are meant to match, so they are named (not with

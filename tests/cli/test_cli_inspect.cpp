@@ -130,8 +130,12 @@ TEST_F(InspectCli, BadFilesExitTwoWithAnError) {
   CliRun r = run("inspect '" + file("f8.safetensors") + "'");
   EXPECT_EQ(r.status, 3);
   EXPECT_NE(r.err.find("'q'"), std::string::npos) << r.err;
-  // Unknown extension and no file at all are usage errors.
+  // An unknown type is unsupported (exit 3); a missing file, whatever its name, and no file at all are usage errors.
+  std::ofstream(file("model.bin")) << "not a model";
   EXPECT_EQ(run("inspect '" + file("model.bin") + "'").status, 3);
+  r = run("inspect '" + file("absent.bin") + "'");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("absent.bin: cannot open"), std::string::npos) << r.err;
   EXPECT_EQ(run("inspect").status, 2);
 }
 

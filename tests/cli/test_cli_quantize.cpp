@@ -398,7 +398,9 @@ TEST_F(QuantizeCli, BadInputsExitTwo) {
   ints.add(Tensor::view("fc1.bias", DType::kI32, {13}, bias.data(), nullptr));
   write_safetensors(file("ints.safetensors"), ints);
   const std::string partial_arg = " --importance '" + file("partial.safetensors") + "'";
-  for (const std::string& cmd : {"quantize " + m + o, "sweep " + m + " --method hw-kmeans --k 2,4" + o,
+  // (sweep's -o is a CSV: a .safetensors name is refused as such before the importance is read.)
+  for (const std::string& cmd : {"quantize " + m + o,
+                                 "sweep " + m + " --method hw-kmeans --k 2,4 -o '" + file("bad.csv") + "'",
                                  "prune " + m + " --prune 0.5" + o}) {
     const CliRun miss = run(cmd + partial_arg);
     EXPECT_EQ(miss.status, 2) << cmd << "\n" << miss.err;
@@ -409,6 +411,7 @@ TEST_F(QuantizeCli, BadInputsExitTwo) {
     EXPECT_EQ(non_float.status, 2) << cmd << "\n" << non_float.err;
     EXPECT_NE(non_float.err.find("tensor 'fc1.bias' has non-float dtype"), std::string::npos) << non_float.err;
     EXPECT_FALSE(exists(file("bad.safetensors"))) << cmd;
+    EXPECT_FALSE(exists(file("bad.csv"))) << cmd;
   }
   EXPECT_EQ(run("quantize " + m + " -o '" + file("skip.safetensors") + "' --skip-1d -q" + partial_arg).status, 0);
   // A weight or an importance that is not finite: the message names the file, the tensor and the element.

@@ -508,9 +508,6 @@ TEST(NqFile, LargeTensorsSplitOverTheThreadsKeepTheBytes) {
   }
 }
 
-// A model maps names to tensors: the writer refuses two tensors of one name, and the reader a directory that
-// repeats one (planted with valid checksums, so the name check is what refuses it). Before, both passed, and
-// decompress wrote a safetensors header with one entry for two tensors.
 // Every group size quantize accepts is one the reader accepts: the largest, 2^62 − 1, round-trips (one group then
 // spans each tensor), and 2^62 is refused before quantizing, naming the limit, by the parser and the library.
 TEST(NqFile, EveryGroupSizeQuantizeAcceptsReadsBack) {
@@ -540,6 +537,9 @@ TEST(NqFile, EveryGroupSizeQuantizeAcceptsReadsBack) {
   EXPECT_THROW(quantize_model(model, nullptr, mp), Error);
 }
 
+// A model maps names to tensors: the writer refuses two tensors of one name, and the reader a directory that
+// repeats one (planted with valid checksums, so the name check is what refuses it). Before, both passed, and
+// decompress wrote a safetensors header with one entry for two tensors.
 TEST(NqFile, TensorNamesAreUnique) {
   QuantizedModel twice = four_weight_model({"tensor_a", "tensor_a"}, Scope{ScopeKind::kTensor, 0});
   expect_writer_refuses(twice, "two tensors named 'tensor_a'");

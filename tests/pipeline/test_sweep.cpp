@@ -135,21 +135,27 @@ TEST(Sweep, BatchedLambdaPointsEqualOnePointAtATime) {
   EXPECT_THROW(quantize_model_lambdas(model, &importance, km, {1e-4}), Error);
 }
 
-// The criterion is one for the whole eligible set: validation accuracy where every eligible point has it (the
-// test accuracies then drawn independently, so choosing by them would pick other points), else test accuracy where
-// every one has it, else the distortion.
+// The criterion is one for the whole eligible set: the first of validation accuracy after fine-tuning, validation
+// accuracy, test accuracy after fine-tuning and test accuracy that every eligible point has (each drawn
+// independently, so choosing by another would pick other points), else the distortion.
 TEST(Sweep, TargetSelectionMatchesBruteForce) {
   std::mt19937 rng(5);
   std::uniform_real_distribution<double> u(0, 1);
-  for (int trial = 0; trial < 200; ++trial) {
+  const std::vector<double TaskMetrics::*> order = {&TaskMetrics::accuracy_finetuned_validation,
+                                                   &TaskMetrics::accuracy_validation,
+                                                   &TaskMetrics::accuracy_finetuned, &TaskMetrics::accuracy};
+  for (int trial = 0; trial < 400; ++trial) {
     std::vector<SweepPoint> pts(1 + rng() % 12);
-    const int metrics = trial % 4;  // 0: none, 1: test only, 2: test and validation, 3: validation on some only
+    // Each measure on every point, on none, or (one time in three) on some points only.
+    std::vector<int> presence(order.size());
+    for (auto& pr : presence) pr = static_cast<int>(rng() % 3);  // 0: none, 1: all, 2: some
     for (auto& p : pts) {
       p.stats.huffman_bits_per_weight = 8 * u(rng);
       p.stats.ratio_huffman = 32 / std::max(p.stats.huffman_bits_per_weight, 0.01);
       p.stats.hw_distortion = u(rng);
-      if (metrics >= 1) p.metrics.accuracy = std::round(20 * u(rng)) / 20;  // coarse: ties happen
-      if (metrics == 2 || (metrics == 3 && rng() % 3 == 0)) p.metrics.accuracy_validation = std::round(20 * u(rng)) / 20;
+      for (size_t m = 0; m < order.size(); ++m)
+        if (presence[m] == 1 || (presence[m] == 2 && rng() % 2 == 0))
+          p.metrics.*order[m] = std::round(20 * u(rng)) / 20;  // coarse: ties happen
     }
     const double target_bits = 8 * u(rng);
     const double target_ratio = trial % 3 == 0 ? 32 / (8 * u(rng) + 0.01) : 0;
@@ -158,21 +164,26 @@ TEST(Sweep, TargetSelectionMatchesBruteForce) {
       if (pts[i].stats.huffman_bits_per_weight <= target_bits &&
           (target_ratio == 0 || pts[i].stats.ratio_huffman >= target_ratio))
         eligible.push_back(i);
-    bool all_validated = true;
-    for (size_t i : eligible) all_validated = all_validated && !std::isnan(pts[i].metrics.accuracy_validation);
+    double TaskMetrics::*by = nullptr;
+    for (auto field : order) {
+      bool all = !eligible.empty();
+      for (size_t i : eligible) all = all && !std::isnan(pts[i].metrics.*field);
+      if (all) {
+        by = field;
+        break;
+      }
+    }
     int want = -1;
     for (size_t i : eligible) {
       if (want < 0) {
         want = static_cast<int>(i);
         continue;
       }
-      const auto& a = pts[i].metrics;
-      const auto& b = pts[static_cast<size_t>(want)];
-      const bool better = all_validated && !eligible.empty() ? a.accuracy_validation > b.metrics.accuracy_validation
-                          : metrics >= 1                    ? a.accuracy > b.metrics.accuracy
-                                                            : pts[i].stats.hw_distortion < b.stats.hw_distortion;
+      const SweepPoint& b = pts[static_cast<size_t>(want)];
+      const bool better = by ? pts[i].metrics.*by > b.metrics.*by : pts[i].stats.hw_distortion < b.stats.hw_distortion;
       if (better) want = static_cast<int>(i);
     }
+    EXPECT_EQ(target_criterion(pts, target_bits, target_ratio), by) << "trial " << trial;
     EXPECT_EQ(best_point_for_target(pts, target_bits, target_ratio), want) << "trial " << trial;
   }
 }

@@ -345,12 +345,19 @@ TEST(FixedCodebooks, SweepScalesReachesTheMinimumOverEveryPiece) {
   std::normal_distribution<float> nd(0.0f, 1.0f);
   std::gamma_distribution<float> gd(0.6f, 1.0f);
   for (size_t n : {size_t{1}, size_t{3}, size_t{31}, size_t{257}}) {
-    for (int ladder = 0; ladder < 3; ++ladder) {
-      // Magnitudes strictly descending: an int grid (qmax … 0), powers of two with 0, and a ternary {1, 0}.
-      std::vector<double> mags = ladder == 0 ? std::vector<double>{7, 6, 5, 4, 3, 2, 1, 0}
-                                 : ladder == 1 ? std::vector<double>{1, 0.5, 0.25, 0.125, 0}
-                                               : std::vector<double>{1, 0};
+    for (int ladder = 0; ladder < 5; ++ladder) {
+      // Magnitudes strictly descending: an int grid (qmax … 0), powers of two with 0 and without (pow2's own:
+      // zero weights then sit on the smallest), a ternary {1, 0}, and a 12-bit grid (more levels than values
+      // for the small n: the sweep's runs are then the values').
+      std::vector<double> mags;
+      if (ladder == 0) mags = {7, 6, 5, 4, 3, 2, 1, 0};
+      if (ladder == 1) mags = {1, 0.5, 0.25, 0.125, 0};
+      if (ladder == 2) mags = {1, 0};
+      if (ladder == 3) mags = {1, 0.5, 0.25, 0.125, 0.0625};
+      if (ladder == 4)
+        for (int q = 2047; q >= 0; --q) mags.push_back(q);
       for (bool weighted : {false, true}) {
+        if (ladder == 4 && n > 31) continue;  // n·|mags| pieces, each summed over n: kept to seconds
         SCOPED_TRACE("n " + std::to_string(n) + " ladder " + std::to_string(ladder) + (weighted ? " h" : ""));
         std::vector<float> w(n), h(n);
         for (size_t i = 0; i < n; ++i) {
@@ -360,10 +367,12 @@ TEST(FixedCodebooks, SweepScalesReachesTheMinimumOverEveryPiece) {
         }
         const float* hp = weighted ? h.data() : nullptr;
         auto level_at = [&](double t) {  // the magnitude nearest to t, ties to the larger
-          size_t best = 0;
-          for (size_t l = 1; l < mags.size(); ++l)
-            if (std::fabs(mags[l] - t) < std::fabs(mags[best] - t)) best = l;
-          return mags[best];
+          // mags descending: the first one <= t and the one before it are the two candidates.
+          const size_t j = static_cast<size_t>(
+              std::lower_bound(mags.begin(), mags.end(), t, [](double m, double x) { return m > x; }) - mags.begin());
+          if (j == 0) return mags[0];
+          if (j == mags.size()) return mags.back();
+          return mags[j - 1] - t <= t - mags[j] ? mags[j - 1] : mags[j];
         };
         auto f_exact = [&](double a) {
           double f = 0;
@@ -405,7 +414,7 @@ TEST(FixedCodebooks, SweepScalesReachesTheMinimumOverEveryPiece) {
       }
     }
   }
-  EXPECT_EQ(checked, 4 * 3 * 2);
+  EXPECT_EQ(checked, (4 * 5 - 1) * 2);
 }
 
 TEST(FixedCodebooks, IntSymmetricScaleBeatsDenseScan) {
