@@ -17,6 +17,7 @@
 #include "netquant/distributed.h"
 #include "netquant/error.h"
 #include "netquant/io.h"
+#include "netquant/progress.h"
 #include "netquant/quantize.h"
 #include "quant/shared_lambda_search.h"
 #include "quant/tensor_selector.h"
@@ -157,6 +158,8 @@ void run_quantize(const QuantizeOptions& o) {
     NQ_CHECK(is_safetensors_model(o.model) && (o.importance.empty() || is_safetensors_model(o.importance)),
              ErrorCode::kInvalidArgument,
              "--sharded reads safetensors inputs (.safetensors files or sharded checkpoints, by byte range)");
+    // One progress per job: rank 0's (its share stands for the whole, as the ranks split the work evenly).
+    if (!process_group().is_root()) set_progress_enabled(false);
     q = quantize_model_sharded(o.model, o.importance, p, &shard_info);
     if (!process_group().is_root()) return;  // rank 0 writes and reports
     NQ_CHECK(!q.tensors.empty(), ErrorCode::kInvalidArgument, o.model << ": the model has no tensors");
