@@ -142,10 +142,7 @@ void check_tensor_output(const OutputArg& out, int64_t tensors) {
 
 void check_text_output(const OutputArg& out) {
   if (out.path.empty() || out.path == "-") return;
-  const bool model_like = has_extension(out.path, ".safetensors") || has_extension(out.path, ".nq") ||
-                          has_extension(out.path, ".npy") || has_extension(out.path, ".gz") ||
-                          has_extension(out.path, ".safetensors.index.json") || has_extension(out.path, "-ubyte");
-  NQ_CHECK(!model_like, ErrorCode::kInvalidArgument,
+  NQ_CHECK(!named_like_model_or_data(out.path), ErrorCode::kInvalidArgument,
            out.option << " " << out.path << ": writes text, and the name is a model's or a data set's; name it "
                                             "for what it holds (.csv, .json)");
 }

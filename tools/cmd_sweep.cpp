@@ -44,6 +44,12 @@ nlohmann::json sweep_to_json(const std::vector<SweepPoint>& points) {
   return nlohmann::json{{"points", rows}};
 }
 
+// A point's knob as the table, the target's line and the notes write it ("k=4", "lambda=1e-05"); binary and
+// ternary have none ("").
+std::string knob_label(const SweepPoint& p, int digits) {
+  return p.knob_name == "fixed" ? std::string() : p.knob_name + "=" + format_double(p.knob, digits);
+}
+
 // How best_point_for_target chose, for the line that names the point.
 std::string chosen_by(double TaskMetrics::*criterion) {
   if (criterion == &TaskMetrics::accuracy_finetuned_validation)
@@ -236,7 +242,7 @@ void run(const SweepOptions& o) {
   auto pct = [](double v) { return format_double(100 * v, 4); };
   for (const auto& p : points) {
     if (p.duplicate_of_previous) continue;
-    const std::string knob = p.knob_name == "fixed" ? "-" : p.knob_name + "=" + format_double(p.knob, 3);
+    const std::string knob = p.knob_name == "fixed" ? "-" : knob_label(p, 3);
     std::vector<std::string> row = {p.method, knob, std::to_string(p.stats.clusters)};
     if (!evaluated) row.push_back(format_double(p.stats.entropy_bits_per_weight, 3));
     row.push_back(format_double(p.stats.huffman_bits_per_weight, 3));
@@ -254,7 +260,8 @@ void run(const SweepOptions& o) {
   if (targeted) {
     const auto& p = points[static_cast<size_t>(best)];
     out << "best point for the target: index " << p.index << " (" << p.method
-        << (p.knob_name == "fixed" ? std::string() : ", " + p.knob_name + "=" + format_double(p.knob, 6)) << "): " << p.stats.huffman_bits_per_weight << " bits/weight, ratio " << p.stats.ratio_huffman
+        << (p.knob_name == "fixed" ? std::string() : ", " + knob_label(p, 6)) << "): "
+        << p.stats.huffman_bits_per_weight << " bits/weight, ratio " << p.stats.ratio_huffman
         << chosen_by(target_criterion(points, o.target_bits, o.target_ratio)) << "\n";
     // Choosing on the test set makes its accuracy an optimistic estimate of the chosen point's.
     if (evaluated && !validated && !o.common.quiet)
@@ -267,7 +274,7 @@ void run(const SweepOptions& o) {
   if (!o.common.quiet) {
     std::vector<std::string> open;
     for (const auto& p : points)
-      if (!p.stats.converged) open.push_back(p.method + " " + p.knob_name + "=" + format_double(p.knob, 3));
+      if (!p.stats.converged) open.push_back(p.method + " " + knob_label(p, 3));
     if (!open.empty()) {
       std::cerr << "note: " << open.size() << " of " << points.size() << " points stopped at --max-iter " << o.max_iter
                 << " before converging (" << name_list(open) << "); a larger --max-iter reaches their fixed points\n";

@@ -71,17 +71,14 @@ void run_train(const TrainOptions& o) {
       std::cerr << "pruned " << format_double(100 * o.prune, 4) << "% of --init's weights (smallest "
                 << (o.importance.empty() ? "w²" : "h·w²") << "); retraining the rest with those held at 0\n";
   }
-  const Dataset all_train = load_mnist(o.data, true);
   const Dataset test_set = load_mnist(o.data, false);
   // --validation N: the last N training images are held out, to choose later settings (sweep --validation N) by
   // them and leave the test set unseen; the epochs report them in place of the test set.
-  NQ_CHECK(o.validation < all_train.size(), ErrorCode::kInvalidArgument,
-           o.data << ": --validation " << o.validation << " leaves none of its " << all_train.size()
-                  << " training images to train on");
   const bool validating = o.validation > 0;
-  const int64_t split = all_train.size() - o.validation;
-  const Dataset train_set = validating ? dataset_range(all_train, 0, split) : all_train;
-  const Dataset validation_set = validating ? dataset_range(all_train, split, all_train.size()) : Dataset();
+  const ValidationSplit split =
+      split_off_validation(load_mnist(o.data, true), o.validation, o.data + ": --validation");
+  const Dataset& train_set = split.fit;
+  const Dataset& validation_set = split.validation;
   const Dataset& epoch_set = validating ? validation_set : test_set;
   const std::string scored = validating ? "validation" : "test";
   const int64_t train_images = p.train_subset ? std::min(p.train_subset, train_set.size()) : train_set.size();

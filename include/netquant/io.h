@@ -116,6 +116,9 @@ std::string resolve_tensor_path(const std::string& path);
 // A safetensors model in any of its forms: a .safetensors file, a sharded checkpoint's index (*.json), or a
 // directory holding either (resolve_tensor_path). is_safetensors_model says whether `path` names one.
 bool is_safetensors_model(const std::string& path);
+// Whether `path` is named as a model or a data set is (.safetensors, a checkpoint index, .npy, .nq, IDX): text
+// reports refuse such names, which a slip would otherwise overwrite.
+bool named_like_model_or_data(const std::string& path);
 TensorSet read_safetensors_model(const std::string& path);
 // The files read_tensors(path) reads: the file itself, and for an index every shard it names (so that a command
 // can refuse to write over any of them). Throws as read_checkpoint_index does.

@@ -59,6 +59,13 @@ SweepEvaluator make_builtin_evaluator(const BuiltinEvalOptions& options);
 Dataset dataset_subset(const Dataset& dataset, const std::vector<int64_t>& indices);
 Dataset dataset_head(const Dataset& dataset, int64_t n);  // the first n samples (all when n <= 0 or n >= size)
 Dataset dataset_range(const Dataset& dataset, int64_t begin, int64_t end);  // samples [begin, end)
+// A training file split for choosing without the test set: `fit` its images before the last `validation_images`,
+// `validation` those (none: `fit` is `train` itself, moved). Throws kInvalidArgument naming `source` when that
+// leaves nothing to fit, or is negative.
+struct ValidationSplit {
+  Dataset fit, validation;
+};
+ValidationSplit split_off_validation(Dataset train, int64_t validation_images, const std::string& source);
 
 // ---- the demo ---------------------------------------------------------------------------------------------
 struct DemoParams {

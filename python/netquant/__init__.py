@@ -396,8 +396,9 @@ def save(path: PathLike, tensors: Mapping[str, ArrayLike], importance: Mapping[s
          **params: Any) -> dict[str, Any]:
     """Quantizes ``tensors`` (parameters as in :func:`quantize_model`) and writes the ``.nq`` file at ``path``
     (atomically: a temporary file renamed at the end). Returns the model's statistics, coding included."""
-    if not os.fsdecode(os.fspath(path)).lower().endswith(".nq"):
-        raise ValueError(f"save writes a .nq file; name it so, got {os.fsdecode(os.fspath(path))!r}")
+    name = os.fsdecode(os.fspath(path))
+    if not name.lower().endswith(".nq"):
+        raise ValueError(f"save writes a .nq file; name it so, got {name!r}")
     model = as_tensor_dict(tensors, "tensors")
     p = _quant_params(params)
     imp = _importance_dict(importance, model, params.get("importance_transform"))
@@ -519,8 +520,8 @@ def sweep(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] 
         One dict per point with the CSV's columns: index, method, scope, knob_name, knob, lambda, params, pruned,
         clusters, hw_distortion, mse, entropy_bits_per_weight, huffman_bits_per_weight, fixed_bits_per_weight,
         ratio_fixed, ratio_entropy, ratio_huffman, ratio_file, accuracy, loss, accuracy_finetuned,
-        loss_finetuned, accuracy_validation, accuracy_finetuned_validation (None: not evaluated), duplicate (the same solution as the previous point), include,
-        exclude (the name filters, "" when not given).
+        loss_finetuned, accuracy_validation, accuracy_finetuned_validation (None: not evaluated), duplicate (the
+        same solution as the previous point), include, exclude (the name filters, "" when not given).
     """
     if any(options.get(key, 0) != 0 for key in ("target_size", "target_file_ratio")):
         raise ValueError("sweep takes no target_size or target_file_ratio: its points are given; quantize_model, "
@@ -586,10 +587,9 @@ def sweep(tensors: Mapping[str, ArrayLike], importance: Mapping[str, ArrayLike] 
 
 def _check_csv_name(path: PathLike) -> None:
     """A CSV never lands on a name a model or a data set goes by (as the CLI's reports)."""
-    name = os.fsdecode(os.fspath(path))
-    if name.lower().endswith((".safetensors", ".nq", ".npy", ".gz", "-ubyte", ".safetensors.index.json")):
-        raise ValueError(f"csv_path: writes text, and {name!r} is named like a model or a data set; "
-                         "name it for what it holds (.csv)")
+    if _core.named_like_model_or_data(_path(path)):
+        raise ValueError(f"csv_path: writes text, and {os.fsdecode(os.fspath(path))!r} is named like a model or a "
+                         "data set; name it for what it holds (.csv)")
 
 
 def _write_csv(path: PathLike, text: str) -> None:

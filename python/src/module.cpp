@@ -532,5 +532,6 @@ PYBIND11_MODULE(_core, m) {
   m.def("cuda_device_description", &nq::cuda_device_description);
   m.def("set_num_threads", &nq::set_num_threads, py::arg("threads"));
   m.def("set_progress", &nq::set_progress_enabled, py::arg("enabled"));
+  m.def("named_like_model_or_data", &nq::named_like_model_or_data, py::arg("path"));
   m.def("num_threads", &nq::num_threads);
 }

@@ -132,8 +132,9 @@ NqDirectory read_nq_directory(const NqSource& src, bool tolerate_crc) {
   dir.scope.kind = static_cast<ScopeKind>(scope);
   NQ_CHECK(hr.u16() == 0, ErrorCode::kBadFile, f << ": reserved header field is not zero");
   const uint64_t group = hr.u64();
-  NQ_CHECK(dir.scope.kind == ScopeKind::kGroup ? (group > 0 && group < static_cast<uint64_t>(kMaxGroupSize)) : group == 0,
-           ErrorCode::kBadFile, f << ": bad group size " << group);
+  const bool group_ok =
+      dir.scope.kind == ScopeKind::kGroup ? group > 0 && group < static_cast<uint64_t>(kMaxGroupSize) : group == 0;
+  NQ_CHECK(group_ok, ErrorCode::kBadFile, f << ": bad group size " << group);
   dir.scope.group = static_cast<int64_t>(group);
   const uint32_t count = hr.u32();
   NQ_CHECK(hr.u32() == 0, ErrorCode::kBadFile, f << ": reserved header field is not zero");

@@ -72,6 +72,11 @@ std::vector<std::string> tensor_input_files(const std::string& path) {
   return out;
 }
 
+bool named_like_model_or_data(const std::string& path) {
+  return has_extension(path, ".safetensors") || has_extension(path, ".safetensors.index.json") ||
+         has_extension(path, ".npy") || has_extension(path, ".nq") || is_idx_name(path);
+}
+
 bool is_safetensors_model(const std::string& path) {
   const std::string file = resolve_tensor_path(path);
   return has_extension(file, ".safetensors") || is_checkpoint_index_name(file);

@@ -1,6 +1,7 @@
 // Sweep evaluator for the built-in networks: test accuracy of each quantized model (and its accuracy on held-out
 // training images, for choosing), optionally after fine-tuning its shared values.
 #include <memory>
+#include <utility>
 
 #include "netquant/error.h"
 #include "netquant/pipeline.h"
@@ -14,19 +15,14 @@ SweepEvaluator make_builtin_evaluator(const BuiltinEvalOptions& options) {
     Dataset train;       // what fine-tuning may use: the training images before the validation images
     Dataset validation;  // the last options.validation_images training images (empty without)
   };
-  NQ_CHECK(options.validation_images >= 0, ErrorCode::kInvalidArgument,
-           "validation images: " << options.validation_images << " is negative");
   auto shared = std::make_shared<Shared>();
   shared->model = build_model(options.model, options.seed);
   shared->test = dataset_head(load_mnist(options.data_dir, false), options.test_subset);
-  if (options.finetune_epochs > 0 || options.validation_images > 0) {
-    const Dataset all = load_mnist(options.data_dir, true);
-    NQ_CHECK(options.validation_images < all.size(), ErrorCode::kInvalidArgument,
-             options.data_dir << ": " << options.validation_images << " validation images leave none of its "
-                              << all.size() << " training images to train on");
-    const int64_t split = all.size() - options.validation_images;
-    shared->train = dataset_range(all, 0, split);
-    if (options.validation_images > 0) shared->validation = dataset_range(all, split, all.size());
+  if (options.finetune_epochs > 0 || options.validation_images != 0) {
+    ValidationSplit split =
+        split_off_validation(load_mnist(options.data_dir, true), options.validation_images, options.data_dir);
+    shared->train = std::move(split.fit);
+    shared->validation = std::move(split.validation);
   }
   const BuiltinEvalOptions opts = options;
   return [shared, opts](const QuantizedModel& quantized, const TensorSet& dequantized) {

@@ -1,5 +1,6 @@
 // Sub-datasets by index: mini-batches for fine-tuning, test subsets for quick evaluation, the demo's validation split.
 #include <cstring>
+#include <utility>
 
 #include "netquant/error.h"
 #include "netquant/pipeline.h"
@@ -31,6 +32,17 @@ Dataset dataset_range(const Dataset& dataset, int64_t begin, int64_t end) {
   std::vector<int64_t> idx(static_cast<size_t>(end - begin));
   for (int64_t i = begin; i < end; ++i) idx[static_cast<size_t>(i - begin)] = i;
   return dataset_subset(dataset, idx);
+}
+
+ValidationSplit split_off_validation(Dataset train, int64_t validation_images, const std::string& source) {
+  NQ_CHECK(validation_images >= 0, ErrorCode::kInvalidArgument,
+           source << ": validation images: " << validation_images << " is negative");
+  NQ_CHECK(validation_images < train.size(), ErrorCode::kInvalidArgument,
+           source << ": " << validation_images << " validation images leave none of its " << train.size()
+                  << " training images to train on");
+  if (validation_images == 0) return {std::move(train), Dataset()};
+  const int64_t split = train.size() - validation_images;
+  return {dataset_range(train, 0, split), dataset_range(train, split, train.size())};
 }
 
 Dataset dataset_head(const Dataset& dataset, int64_t n) {

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <iostream>
 #include <sstream>
+#include <utility>
 
 #include "coding/nq_format.h"
 #include "netquant/coding.h"
@@ -110,7 +111,7 @@ DemoResult run_demo(const DemoParams& params) {
 
   // ---- data and training ------------------------------------------------------------------------------
   log_step("loading " + params.data_dir, start);
-  const Dataset train_full = load_mnist(params.data_dir, true);
+  Dataset train_full = load_mnist(params.data_dir, true);
   const Dataset test_full = load_mnist(params.data_dir, false);
   // A small MNIST-format directory gives up a tenth of its training images at most.
   const int64_t n_train = train_full.size();
@@ -120,9 +121,9 @@ DemoResult run_demo(const DemoParams& params) {
                     << " training images; the demo holds a tenth of them out for validation and needs at least 10");
   NQ_CHECK(test_full.size() > 0, ErrorCode::kInvalidArgument, "demo: " << params.data_dir << " has no test images");
   const int64_t train_end = n_train - validation_size;
-  const Dataset train_data =
-      dataset_range(train_full, 0, train_subset > 0 ? std::min(train_subset, train_end) : train_end);
-  const Dataset validation = dataset_range(train_full, train_end, n_train);
+  ValidationSplit split = split_off_validation(std::move(train_full), validation_size, params.data_dir);
+  const Dataset train_data = train_subset > 0 ? dataset_head(split.fit, train_subset) : std::move(split.fit);
+  const Dataset validation = std::move(split.validation);
   const Dataset report_test = dataset_head(test_full, report_subset);
   result.train_images = train_data.size();
   result.validation_begin = train_end;

@@ -236,11 +236,8 @@ std::vector<size_t> points_meeting(const std::vector<SweepPoint>& points, double
   }
   return eligible;
 }
-}  // namespace
 
-double TaskMetrics::*target_criterion(const std::vector<SweepPoint>& points, double target_bits,
-                                      double target_ratio) {
-  const std::vector<size_t> eligible = points_meeting(points, target_bits, target_ratio);
+double TaskMetrics::*criterion_for(const std::vector<SweepPoint>& points, const std::vector<size_t>& eligible) {
   // One criterion for the whole set, so that a point is never compared on one measure with another on a
   // different one: held-out images before the test set (which then stays unseen by the choice), and after
   // fine-tuning before without (what a fine-tuned point would be used as).
@@ -252,10 +249,16 @@ double TaskMetrics::*target_criterion(const std::vector<SweepPoint>& points, dou
   }
   return nullptr;
 }
+}  // namespace
+
+double TaskMetrics::*target_criterion(const std::vector<SweepPoint>& points, double target_bits,
+                                      double target_ratio) {
+  return criterion_for(points, points_meeting(points, target_bits, target_ratio));
+}
 
 int best_point_for_target(const std::vector<SweepPoint>& points, double target_bits, double target_ratio) {
   const std::vector<size_t> eligible = points_meeting(points, target_bits, target_ratio);
-  const auto criterion = target_criterion(points, target_bits, target_ratio);
+  const auto criterion = criterion_for(points, eligible);
   auto score = [&](const SweepPoint& p) {
     return criterion ? p.metrics.*criterion : -p.stats.hw_distortion;
   };

@@ -84,8 +84,10 @@ std::vector<double> sweep_scales(const float* w, const float* h, size_t n, const
   // sorted runs, whichever runs are fewer: for one l they rise with |w| (so with the values sorted once by |w| each
   // level is a run), and for one value they rise with l (the midpoints fall). A heap of one head per run then
   // costs log(min(n, |mags|)) a boundary. Equal boundaries go by value index, then level.
-  std::sort(moving.begin(), moving.end(),
-            [](const Value& x, const Value& y) { return x.m != y.m ? x.m < y.m : x.i < y.i; });
+  const bool runs_per_value = moving.size() < mags.size() - 1;
+  if (!runs_per_value)  // each level's run in order of |w|
+    std::sort(moving.begin(), moving.end(),
+              [](const Value& x, const Value& y) { return x.m != y.m ? x.m < y.m : x.i < y.i; });
   struct Head {
     double a;
     size_t i;
@@ -99,7 +101,6 @@ std::vector<double> sweep_scales(const float* w, const float* h, size_t n, const
     return Head{2.0 * moving[pos].m / (mags[level] + mags[level + 1]), moving[pos].i, level, pos};
   };
   std::priority_queue<Head, std::vector<Head>, std::greater<Head>> heads;
-  const bool runs_per_value = moving.size() < mags.size() - 1;
   if (runs_per_value)
     for (size_t pos = 0; pos < moving.size(); ++pos) heads.push(boundary(0, pos));
   else if (!moving.empty())

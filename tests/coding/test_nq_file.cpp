@@ -524,7 +524,7 @@ TEST(NqFile, EveryGroupSizeQuantizeAcceptsReadsBack) {
   QuantizedModel q = quantize_model(model, nullptr, mp);
   const auto bytes = serialize_nq(q);
   nq::testing::expect_same_model(q, parse_nq(bytes.data(), bytes.size(), "big_group.nq"));
-  for (const std::string too_big : {std::to_string(kMaxGroupSize), std::string("9223372036854775807"),
+  for (const std::string& too_big : {std::to_string(kMaxGroupSize), std::string("9223372036854775807"),
                                     std::string("18446744073709551615")}) {
     try {
       parse_scope("group:" + too_big);
