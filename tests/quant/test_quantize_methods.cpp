@@ -592,6 +592,46 @@ TEST(Quantize, EdgeCases) {
   EXPECT_NEAR(distortion(r, v, h.data()), r.hw_distortion, 1e-9 * r.hw_distortion + 1e-15);
 }
 
+// The statistics measure the stored float levels, not the fp64 centres they were rounded from. At a Lloyd fixed
+// point the two differ only to second order (Σ h·(c − w) = 0 over a cluster), so ordinary data cannot tell them
+// apart; clusters of two adjacent floats can: their weighted mean lies inside one ulp, and the level it rounds to
+// leaves errors of a whole ulp on one side (e.g. weights 1 and 2 at x and x + ulp: D = ulp² against the centre's
+// ⅔ ulp²).
+TEST(Quantize, StatisticsMeasureTheStoredLevelsNotTheCentres) {
+  std::mt19937_64 rng(613);
+  std::uniform_int_distribution<int> copies(1, 5);
+  std::gamma_distribution<double> g(0.7, 2.0);
+  for (int clusters : {1, 3, 7}) {
+    std::vector<float> w, h;
+    for (int c = 0; c < clusters; ++c) {
+      const float x = 1.0f + 3.0f * static_cast<float>(c) + 0.37f;
+      const float up = std::nextafter(x, 100.0f);
+      for (float v : {x, up})
+        for (int i = copies(rng); i > 0; --i) {
+          w.push_back(v);
+          h.push_back(static_cast<float>(g(rng) + 0.05));
+        }
+    }
+    std::vector<float> ones(w.size(), 1.0f);
+    for (Method m : {Method::kKmeans, Method::kHwKmeans, Method::kExact, Method::kEcsq}) {
+      for (double lambda : {0.0, 1e-16}) {
+        if (lambda > 0 && m != Method::kEcsq) continue;
+        auto p = params(m, clusters);
+        p.lambda = lambda;
+        const auto r = quantize(w.data(), h.data(), w.size(), p);
+        // kmeans clusters without the importances (its hw_distortion weighs by 1, see QuantizeResult).
+        const float* weigh = m == Method::kKmeans ? ones.data() : h.data();
+        const double d = distortion(r, w, weigh), mse = distortion(r, w, nullptr);
+        SCOPED_TRACE(std::string(method_traits(m).name) + " clusters=" + std::to_string(clusters) +
+                     " lambda=" + std::to_string(lambda));
+        ASSERT_GT(mse, 0.0);  // some level is not one of the values: the case is live
+        EXPECT_NEAR(r.hw_distortion, d, 1e-12 * d);
+        EXPECT_NEAR(r.mse, mse, 1e-12 * mse);
+      }
+    }
+  }
+}
+
 // The validation pass over large inputs (the threaded, vectorised path): every kind of bad entry anywhere is found
 // and named by its index, and −0 or 0 importances are accepted.
 TEST(Quantize, ValidationFindsEachBadEntryInLargeInputs) {
