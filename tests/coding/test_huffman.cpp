@@ -241,6 +241,25 @@ TEST(Huffman, RejectsBadCodeLengths) {
   }
 }
 
+// A zero-run may not run past the alphabet: the table of 7 symbols {1, 0 ×5, 1} read as one of 4 symbols has a
+// run of 5 where 3 remain. A run that ends exactly at the alphabet's end is the valid case beside it.
+TEST(Huffman, StoredCodeLengthZeroRunPastTheAlphabetIsRefused) {
+  BitWriter w;
+  write_code_lengths({1, 0, 0, 0, 0, 0, 1}, w);
+  const auto bytes = w.finish();
+  BitReader r(bytes.data(), bytes.size(), 8 * bytes.size());
+  try {
+    read_code_lengths(r, 4, "model.nq: tensor 'w'");
+    ADD_FAILURE() << "a zero-run past the alphabet was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kBadFile);
+    EXPECT_NE(std::string(e.what()).find("past the alphabet"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("tensor 'w'"), std::string::npos) << e.what();
+  }
+  BitReader exact(bytes.data(), bytes.size(), 8 * bytes.size());
+  EXPECT_EQ(read_code_lengths(exact, 6, "t"), (std::vector<uint8_t>{1, 0, 0, 0, 0, 0}));
+}
+
 TEST(Huffman, StoredCodeLengthTableRoundTrip) {
   std::mt19937_64 rng(19);
   for (size_t n : {0u, 1u, 2u, 16u, 255u, 256u, 4096u, 65536u}) {

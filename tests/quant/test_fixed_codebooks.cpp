@@ -161,6 +161,19 @@ TEST(FixedCodebooks, RejectsBadInput) {
 
 // ---- ternary ----------------------------------------------------------------------------------------------
 
+// |w| = a/2 is a tie between 0 and ±a, and goes to 0 (the sparser code). Only a weight of importance 0 can sit
+// there at the optimum (a weighted one at a/2 would move a), so the tie needs one: here a = 4 from the two
+// weighted values, and the weightless ±2 lie exactly halfway.
+TEST(FixedCodebooks, TernaryTieAtHalfTheScaleGoesToZero) {
+  const std::vector<float> h = {1, 1, 0, 0};
+  for (const auto& [w, want] : std::vector<std::pair<std::vector<float>, std::vector<int32_t>>>{
+           {{4, 4, 2, -2}, {2, 2, 1, 1}}, {{-4, 4, -2, 2}, {0, 2, 1, 1}}}) {
+    const auto r = quantize_ternary(w.data(), h.data(), w.size());
+    ASSERT_EQ(r.codebook, (std::vector<float>{-4, 0, 4}));
+    EXPECT_EQ(r.indices, want);
+  }
+}
+
 TEST(FixedCodebooks, TernaryIsGloballyOptimal) {
   int exhaustive = 0;
   for_each_case([&](const Data& d, const float* h) {

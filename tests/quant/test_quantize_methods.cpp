@@ -14,6 +14,7 @@
 #include "netquant/error.h"
 #include "netquant/quantize.h"
 #include "quant/fixtures.h"
+#include "quant/quantizers.h"
 
 namespace nq {
 namespace {
@@ -630,6 +631,29 @@ TEST(Quantize, StatisticsMeasureTheStoredLevelsNotTheCentres) {
       }
     }
   }
+}
+
+// The float codebook of a driver's centres: equal floats merge into one level (centres apart by less than a float's
+// rounding, as ECSQ's cells, which are not intervals, can give), unused centres get none, and the levels ascend
+// whatever the centres' order.
+TEST(Quantize, RoundingCentresToLevelsMergesEqualFloats) {
+  const auto m = quant::round_levels({2.0, 0.5 + 1e-12, -1.0, 0.5, 7.0}, {5, 4, 2, 3, 0});
+  EXPECT_EQ(m.codebook, (std::vector<float>{-1.0f, 0.5f, 2.0f}));
+  EXPECT_EQ(m.remap, (std::vector<int32_t>{2, 1, 0, 1, -1}));
+}
+
+// ECSQ at λ = 0 gives a weight of importance 0 the nearest level that holds weight, even when the run stops (here
+// at --max-iter 1) with a cluster that only such weights fill: that cluster leaves the codebook.
+TEST(Quantize, EcsqLambdaZeroStoppedEarlyDropsAClusterOnlyWeightlessValuesFill) {
+  const std::vector<float> w = {-1.1f, -0.9f, 0.9f, 1.1f, 100.0f}, h = {1, 1, 1, 1, 0};
+  auto p = params(Method::kEcsq, 3);
+  p.lambda = 0.0;
+  p.max_iter = 1;
+  p.initial_centers = {-1.0, 1.0, 100.0};
+  const auto r = quantize(w.data(), h.data(), w.size(), p);
+  ASSERT_EQ(r.codebook.size(), 2u);
+  EXPECT_EQ(r.indices, (std::vector<int32_t>{0, 0, 1, 1, 1}));
+  EXPECT_EQ(r.codebook[1], 1.0f);
 }
 
 // The validation pass over large inputs (the threaded, vectorised path): every kind of bad entry anywhere is found
