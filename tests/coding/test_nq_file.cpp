@@ -164,7 +164,9 @@ TEST(Gaps, ChunkedPassesEqualTheSerialWalk) {
     const double p = shape == 3 ? 0.999 : 0.6;
     for (auto& v : idx) v = std::uniform_real_distribution<double>(0, 1)(rng) < p ? uint16_t{0xFFFF} : static_cast<uint16_t>(rng() % 7);
     // A run across the first border, a wholly pruned second chunk (shape 0), a kept weight on a border.
-    std::fill(idx.begin() + static_cast<long>(chunk - 70000), idx.begin() + static_cast<long>(chunk + 3), uint16_t{0xFFFF});
+    // (Shape 2 holds one weight past the border: the run stops at the end.)
+    std::fill(idx.begin() + static_cast<long>(chunk - 70000), idx.begin() + static_cast<long>(std::min(n, chunk + 3)),
+              uint16_t{0xFFFF});
     if (shape == 0) std::fill(idx.begin() + static_cast<long>(chunk), idx.begin() + static_cast<long>(2 * chunk + 11), uint16_t{0xFFFF});
     if (shape == 1) idx[chunk] = 5;
     if (shape == 2) idx[n - 1] = 0xFFFF;
