@@ -175,6 +175,28 @@ TEST(Hessian, PublicDriverMatchesFloat64Oracle) {
     EXPECT_LT(rel_max_error(flatten_params<double>(model.spec(), g, "g"), prob.gradient(prob.w)), 1e-4);
   }
   set_num_threads(saved_threads);
+
+  // samples = 23 of the 37 images: the mean over the first 23, which is the whole driver on a copy of just those
+  // (not a sum over 23 divided by all 37), and the metadata says 23.
+  const int64_t head_n = 23;
+  Dataset head;
+  head.num_classes = 3;
+  head.images = Tensor("images", DType::kF32, {head_n, 2, 6, 6});
+  std::copy(img, img + head_n * 2 * 6 * 6, head.images.mutable_data_as<float>());
+  head.labels.assign(data.labels.begin(), data.labels.begin() + head_n);
+  for (HessianMethod m : {HessianMethod::kObd, HessianMethod::kFisher, HessianMethod::kGgn}) {
+    SCOPED_TRACE(std::string(hessian_method_name(m)) + ", samples " + std::to_string(head_n));
+    HessianParams hp;
+    hp.method = m;
+    hp.batch = 10;
+    hp.backend = Backend::kCpu;
+    hp.samples = head_n;
+    const TensorSet part = hessian_diagonal(model, data, hp);
+    hp.samples = 0;
+    const TensorSet whole = hessian_diagonal(model, head, hp);
+    EXPECT_EQ(flatten_params<double>(model.spec(), part, "h"), flatten_params<double>(model.spec(), whole, "h"));
+    EXPECT_EQ(part.metadata().at("netquant.samples"), std::to_string(head_n));
+  }
 }
 
 }  // namespace

@@ -218,6 +218,89 @@ TEST(Models, TrainingIsDeterministicAndLearns) {
   }
 }
 
+// train() against a replay of plain SGD steps (momentum 0) from compute_gradients: every image is trained on once
+// per epoch, in batches of `batch` with the last one partial, in a seeded shuffle that can leave images in place.
+TEST(Models, TrainingStepsReplayFromGradientsOfTheShuffledBatches) {
+  const Model start = build_model_from_json(
+      R"({"name":"tiny","input":[1,28,28],"classes":10,"layers":[{"type":"flatten"},)"
+      R"({"type":"linear","name":"fc","out":10}]})",
+      3);
+  auto params = [](int64_t batch, uint64_t seed) {
+    TrainParams p;
+    p.epochs = 1;
+    p.batch = batch;
+    p.lr = 0.5;
+    p.momentum = 0;
+    p.seed = seed;
+    p.backend = Backend::kCpu;
+    p.progress = false;
+    return p;
+  };
+  auto subset = [](const Dataset& d, const std::vector<int64_t>& which) {
+    Dataset s;
+    s.num_classes = d.num_classes;
+    const int64_t per = d.images.numel() / d.size();
+    s.images = Tensor("images", DType::kF32, {static_cast<int64_t>(which.size()), 1, 28, 28});
+    float* out = s.images.mutable_data_as<float>();
+    const float* in = d.images.data_as<float>();
+    for (size_t i = 0; i < which.size(); ++i) {
+      std::copy(in + which[i] * per, in + (which[i] + 1) * per, out + static_cast<int64_t>(i) * per);
+      s.labels.push_back(d.labels[static_cast<size_t>(which[i])]);
+    }
+    return s;
+  };
+  // One SGD step on the mean gradient over `batch`'s images.
+  auto step = [](const Model& m, std::vector<float>& w, const Dataset& batch) {
+    TensorSet ws = m.weights();
+    float* flat = ws[0].mutable_data_as<float>();
+    std::copy(w.begin(), w.begin() + ws[0].numel(), flat);
+    std::copy(w.begin() + ws[0].numel(), w.end(), ws[1].mutable_data_as<float>());
+    const TensorSet g = compute_gradients(m, ws, batch, 64, Backend::kCpu);
+    const std::vector<float> g0 = g[0].to_f32(), g1 = g[1].to_f32();
+    for (size_t i = 0; i < g0.size(); ++i) w[i] -= 0.5f * g0[i];
+    for (size_t i = 0; i < g1.size(); ++i) w[g0.size() + i] -= 0.5f * g1[i];
+  };
+  auto flat = [](const Model& m) {
+    std::vector<float> w = m.weights()[0].to_f32(), b = m.weights()[1].to_f32();
+    w.insert(w.end(), b.begin(), b.end());
+    return w;
+  };
+  auto distance = [](const std::vector<float>& a, const std::vector<float>& b) {
+    double d = 0;
+    for (size_t i = 0; i < a.size(); ++i) d = std::max(d, std::fabs(double(a[i]) - double(b[i])));
+    return d;
+  };
+  ASSERT_EQ(start.weights().size(), 2u);
+
+  // 10 images in one batch of 16: one step over all ten (none left out of a partial last batch).
+  const Dataset ten = synthetic(10, 8);
+  Model m = start;
+  train(m, ten, nullptr, params(16, 1));
+  std::vector<float> want = flat(start);
+  step(start, want, ten);
+  EXPECT_LT(distance(flat(m), want), 1e-5);
+  EXPECT_GT(distance(flat(start), want), 1e-2);  // the step is large enough to be seen
+
+  // Two images in batches of 1: the order is one of the two, and over 16 seeds both occur.
+  const Dataset two = synthetic(2, 9);
+  std::vector<float> order01 = flat(start), order10 = flat(start);
+  step(start, order01, subset(two, {0}));
+  step(start, order01, subset(two, {1}));
+  step(start, order10, subset(two, {1}));
+  step(start, order10, subset(two, {0}));
+  ASSERT_GT(distance(order01, order10), 1e-4);
+  int in_place = 0, swapped = 0;
+  for (uint64_t seed = 0; seed < 16; ++seed) {
+    Model t = start;
+    train(t, two, nullptr, params(1, seed));
+    const double d01 = distance(flat(t), order01), d10 = distance(flat(t), order10);
+    ASSERT_LT(std::min(d01, d10), 1e-5) << "seed " << seed << ": neither order";
+    (d01 < d10 ? in_place : swapped) += 1;
+  }
+  EXPECT_GT(in_place, 0);
+  EXPECT_GT(swapped, 0);
+}
+
 // Hyper-parameters that can only diverge or make no sense are refused before any work, each naming itself; the
 // edges that are valid (momentum 0, no decay) train.
 TEST(Models, TrainingRefusesHyperParametersOutsideTheirRange) {
