@@ -2,9 +2,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <string>
+#include <functional>
 #include <random>
 #include <sstream>
+#include <string>
 
 #include "netquant/error.h"
 #include "netquant/sweep.h"
@@ -157,8 +158,12 @@ TEST(Sweep, TargetSelectionMatchesBruteForce) {
         if (presence[m] == 1 || (presence[m] == 2 && rng() % 2 == 0))
           p.metrics.*order[m] = std::round(20 * u(rng)) / 20;  // coarse: ties happen
     }
-    const double target_bits = 8 * u(rng);
-    const double target_ratio = trial % 3 == 0 ? 32 / (8 * u(rng) + 0.01) : 0;
+    // One trial in four puts the bits target exactly on a point, and one in six the ratio target: a point at the
+    // target meets it.
+    const double target_bits = trial % 4 == 1 ? pts[rng() % pts.size()].stats.huffman_bits_per_weight : 8 * u(rng);
+    const double target_ratio = trial % 6 == 3   ? pts[rng() % pts.size()].stats.ratio_huffman
+                                : trial % 3 == 0 ? 32 / (8 * u(rng) + 0.01)
+                                                 : 0;
     std::vector<size_t> eligible;
     for (size_t i = 0; i < pts.size(); ++i)
       if (pts[i].stats.huffman_bits_per_weight <= target_bits &&
@@ -185,6 +190,80 @@ TEST(Sweep, TargetSelectionMatchesBruteForce) {
     }
     EXPECT_EQ(target_criterion(pts, target_bits, target_ratio), by) << "trial " << trial;
     EXPECT_EQ(best_point_for_target(pts, target_bits, target_ratio), want) << "trial " << trial;
+  }
+}
+
+// Duplicates: the previous point of the same method, scope and filters with the same clusters, entropy and
+// distortion. Each of the six differing alone makes a point new.
+TEST(Sweep, DuplicatesNeedEveryFieldEqual) {
+  SweepPoint a;
+  a.method = "ecsq";
+  a.scope = "global";
+  a.stats.clusters = 7;
+  a.stats.entropy_bits_per_weight = 2.5;
+  a.stats.hw_distortion = 0.1;
+  const std::vector<std::function<void(SweepPoint&)>> changes = {
+      [](SweepPoint& p) { p.method = "hw-kmeans"; }, [](SweepPoint& p) { p.scope = "row"; },
+      [](SweepPoint& p) { p.include = "fc"; },        [](SweepPoint& p) { p.exclude = "fc"; },
+      [](SweepPoint& p) { p.stats.clusters = 6; },   [](SweepPoint& p) { p.stats.entropy_bits_per_weight = 2.25; },
+      [](SweepPoint& p) { p.stats.hw_distortion = 0.2; }};
+  std::vector<SweepPoint> same = {a, a};
+  mark_duplicates(same);
+  EXPECT_FALSE(same[0].duplicate_of_previous);
+  EXPECT_TRUE(same[1].duplicate_of_previous);
+  for (size_t c = 0; c < changes.size(); ++c) {
+    std::vector<SweepPoint> pts = {a, a};
+    changes[c](pts[1]);
+    mark_duplicates(pts);
+    EXPECT_FALSE(pts[1].duplicate_of_previous) << "change " << c;
+  }
+}
+
+// The automatic λ range from its definition: 2 ln2 · D(hw k-means at the user's k) / 16 up to 2 ln2 · D(k = 2).
+TEST(Sweep, AutoLambdaRangeFollowsTheUsersK) {
+  TensorSet importance;
+  const TensorSet model = random_model(4, &importance);
+  for (int k : {4, 64}) {
+    ModelQuantizeParams base;
+    base.quant.method = Method::kEcsq;
+    base.quant.k = k;
+    base.quant.backend = Backend::kCpu;
+    ModelQuantizeParams km = base;
+    km.quant.method = Method::kHwKmeans;
+    km.quant.lambda = 0;
+    const double d_k = quantize_model(model, &importance, km).total.hw_distortion;
+    km.quant.k = 2;
+    const double d_2 = quantize_model(model, &importance, km).total.hw_distortion;
+    const auto range = auto_lambda_range(model, &importance, base);
+    EXPECT_DOUBLE_EQ(range.first, 2 * std::log(2.0) * d_k / 16) << "k " << k;
+    EXPECT_DOUBLE_EQ(range.second, 2 * std::log(2.0) * d_2) << "k " << k;
+  }
+}
+
+// Batches of λ points hold at most max_batch (≤ kSweepLambdaBatch) points each, in order, covering every spec once.
+TEST(Sweep, LambdaBatchesStayWithinTheirLimit) {
+  TensorSet importance;
+  const TensorSet model = random_model(3, &importance);
+  std::vector<SweepPointSpec> specs;
+  for (int i = 0; i < 20; ++i) {
+    ModelQuantizeParams p;
+    p.quant.method = Method::kEcsq;
+    p.quant.k = 8;
+    p.quant.lambda = 1e-5 * (i + 1);
+    specs.push_back({p, "lambda", p.quant.lambda});
+  }
+  for (int64_t max_batch : {int64_t{3}, kSweepLambdaBatch, kSweepLambdaBatch + 5}) {
+    const std::vector<SweepBatch> batches = plan_sweep_batches(model, specs, max_batch);
+    const size_t limit = static_cast<size_t>(std::min(max_batch, kSweepLambdaBatch));
+    size_t at = 0;
+    for (const SweepBatch& b : batches) {
+      EXPECT_EQ(b.begin, at);
+      EXPECT_GT(b.end, b.begin);
+      EXPECT_LE(b.end - b.begin, limit) << "max_batch " << max_batch;
+      at = b.end;
+    }
+    EXPECT_EQ(at, specs.size());
+    EXPECT_EQ(batches.size(), (specs.size() + limit - 1) / limit) << "max_batch " << max_batch;  // full batches
   }
 }
 
