@@ -103,6 +103,7 @@ TEST(Idx, MalformedHeaders) {
   expect_bad("", {"bad.idx", "too short"});
   expect_bad(std::string("\0\0", 2), {"too short"});
   expect_bad("\x01" + good.substr(1), {"not an IDX file"});
+  expect_bad(good.substr(0, 1) + "\x01" + good.substr(2), {"not an IDX file"});  // both leading bytes must be 0
   std::string bad_type = good;
   bad_type[2] = 0x0A;
   expect_bad(bad_type, {"unknown IDX element type 0xa"});
@@ -175,6 +176,11 @@ TEST(Mnist, SyntheticDirectory) {
   labels.pop_back();
   test::write_bytes(dir.file("t10k-labels-idx1-ubyte.gz"), test::gzip_compress(labels_file(labels)));
   expect_error([&] { load_mnist(dir.path(), false); }, ErrorCode::kBadFile, {"12 labels for 13 images"});
+  labels.push_back(1);
+  labels.push_back(2);  // and one label too many
+  test::write_bytes(dir.file("t10k-labels-idx1-ubyte.gz"), test::gzip_compress(labels_file(labels)));
+  expect_error([&] { load_mnist(dir.path(), false); }, ErrorCode::kBadFile, {"14 labels for 13 images"});
+  labels.resize(12);
   // A label past 9 widens the class count instead of being dropped.
   labels.push_back(11);
   test::write_bytes(dir.file("t10k-labels-idx1-ubyte.gz"), test::gzip_compress(labels_file(labels)));

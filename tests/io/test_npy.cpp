@@ -106,6 +106,11 @@ TEST(Npy, MalformedFiles) {
   expect_bad("\x93NUMPZ\x01\x00\x00\x00", {"not a .npy file"});
   expect_bad(std::string("\x93NUMPY\x01", 7), {"not a .npy file"});
   expect_bad(npy_with_header("{}", "", 4), {"version 4.0"}, ErrorCode::kUnsupported);
+  {  // a minor version other than 0 (numpy refuses 1.1 too)
+    std::string minor = npy_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (2,)}", f4x2);
+    minor[7] = 1;
+    expect_bad(minor, {"version 1.1"}, ErrorCode::kUnsupported);
+  }
   expect_bad(std::string("\x93NUMPY\x02\x00\x05", 9), {"truncated inside its header length"});
   expect_bad(npy_with_header("{'descr': '<f4'", "").substr(0, 14), {"header length 15 runs past the end"});
   expect_bad(npy_with_header("{'descr': '<f4', 'fortran_order': False}", f4x2), {"lacks the 'shape' key"});

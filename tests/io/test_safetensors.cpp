@@ -211,6 +211,7 @@ TEST(SafetensorsRules, HeaderText) {
   const std::string entry = R"({"w":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}})";
   expect_bad(st_file("\xEF\xBB\xBF" + entry, "x"), {"byte-order mark"});
   expect_bad(st_file(entry + std::string(3, '\0'), "x"), {"NUL byte at offset " + std::to_string(entry.size())});
+  expect_bad(st_file(entry + std::string(1, '\0'), "x"), {"NUL byte at offset " + std::to_string(entry.size())});
   EXPECT_EQ(parse(st_file(entry + "   ", "x")).size(), 1u);  // space padding, as the reference writes
 }
 
@@ -225,6 +226,9 @@ TEST(SafetensorsRules, EntryFields) {
   expect_bad(st_file(R"({"w":{"dtype":"U8","shape":[-1],"data_offsets":[0,1]}})", "x"),
              {"tensor 'w'", "non-negative integers"});
   expect_bad(st_file(R"({"w":{"dtype":"U8","shape":[1.0],"data_offsets":[0,1]}})", "x"),
+             {"tensor 'w'", "non-negative integers"});
+  // 2^63 fits JSON's unsigned integers but not a dimension (int64): refused here, not wrapped to a negative size.
+  expect_bad(st_file(R"({"w":{"dtype":"U8","shape":[9223372036854775808,0],"data_offsets":[0,0]}})", ""),
              {"tensor 'w'", "non-negative integers"});
   // "-0" is 0 to nlohmann but a sign to the reference reader (serde's usize), which refuses it: so do we.
   expect_bad(st_file(R"({"w":{"dtype":"U8","shape":[-0],"data_offsets":[0,0]}})", ""),

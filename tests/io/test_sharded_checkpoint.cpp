@@ -85,6 +85,9 @@ TEST(ShardedCheckpoint, ReadsAsTheSameTensorsWrittenAsOneFile) {
       if (count) {
         EXPECT_EQ(std::memcmp(part.data(), static_cast<const uint8_t*>(whole[i].data()) + first * es, count * es), 0);
       }
+      // A range past the tensor's end is refused, not read from the bytes of the tensor after it.
+      EXPECT_THROW(read_safetensors_range(entries[i], first, n - first + 1), Error);
+      EXPECT_THROW(read_safetensors_range(entries[i], n + 1, 0), Error);
     }
     // A command refusing to overwrite its inputs sees every shard.
     std::vector<std::string> files = tensor_input_files(index);
