@@ -241,9 +241,9 @@ TEST(Huffman, RejectsBadCodeLengths) {
   }
 }
 
-// A zero-run may not run past the alphabet: the table of 7 symbols {1, 0 ×5, 1} read as one of 4 symbols has a
+// A zero-run may not run past the alphabet, nor a length field be wider than 5 bits: the table of 7 symbols {1, 0 ×5, 1} read as one of 4 symbols has a
 // run of 5 where 3 remain. A run that ends exactly at the alphabet's end is the valid case beside it.
-TEST(Huffman, StoredCodeLengthZeroRunPastTheAlphabetIsRefused) {
+TEST(Huffman, StoredCodeLengthTableBoundsAreChecked) {
   BitWriter w;
   write_code_lengths({1, 0, 0, 0, 0, 0, 1}, w);
   const auto bytes = w.finish();
@@ -258,6 +258,23 @@ TEST(Huffman, StoredCodeLengthZeroRunPastTheAlphabetIsRefused) {
   }
   BitReader exact(bytes.data(), bytes.size(), 8 * bytes.size());
   EXPECT_EQ(read_code_lengths(exact, 6, "t"), (std::vector<uint8_t>{1, 0, 0, 0, 0, 0}));
+  // The length field is at most 5 bits wide (lengths up to 31 > kMaxCodeLength): a 3-bit width field of 5 (6 bits)
+  // is refused as such, before any length is read.
+  for (uint32_t width_minus_one : {5u, 7u}) {
+    BitWriter wide;
+    wide.put(width_minus_one, 3);
+    wide.put(1, 8);
+    const auto wb = wide.finish();
+    BitReader rw(wb.data(), wb.size(), 8 * wb.size());
+    try {
+      read_code_lengths(rw, 1, "t");
+      ADD_FAILURE() << "a " << width_minus_one + 1 << "-bit length field was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("code-length field of " + std::to_string(width_minus_one + 1) + " bits"),
+                std::string::npos)
+          << e.what();
+    }
+  }
 }
 
 TEST(Huffman, StoredCodeLengthTableRoundTrip) {

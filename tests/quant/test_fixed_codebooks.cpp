@@ -161,6 +161,15 @@ TEST(FixedCodebooks, RejectsBadInput) {
 
 // ---- ternary ----------------------------------------------------------------------------------------------
 
+// pow2 has no zero level: an exact 0 is equally near ±a·2^−(levels−1) and takes the positive one, -0 too.
+TEST(FixedCodebooks, Pow2PutsZeroOnTheSmallestPositiveLevel) {
+  const std::vector<float> w = {0.8f, -0.4f, 0.0f, 0.1f, -0.0f, -0.9f, 0.0f};
+  const auto r = quantize_pow2(w.data(), nullptr, w.size(), 3, 20);
+  ASSERT_GT(r.scale, 0.0);
+  const float smallest_positive = static_cast<float>(r.scale * 0.25);  // a·2^−2
+  for (size_t i : {2u, 4u, 6u}) EXPECT_EQ(r.codebook[static_cast<size_t>(r.indices[i])], smallest_positive) << i;
+}
+
 // |w| = a/2 is a tie between 0 and ±a, and goes to 0 (the sparser code). Only a weight of importance 0 can sit
 // there at the optimum (a weighted one at a/2 would move a), so the tie needs one: here a = 4 from the two
 // weighted values, and the weightless ±2 lie exactly halfway.

@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -504,6 +505,32 @@ TEST(Quantize, UniformCentresAreWeightedMeansAndZerosStayExact) {
     EXPECT_NEAR(r.codebook[j], shw[j] / sh[j], 1e-6 * std::fabs(shw[j] / sh[j]) + 1e-9);
 }
 
+// Uniform with k levels: the cells −M … M with M = ⌊(k − 1)/2⌋ (0 stays a level, so an even k uses one less), Δ
+// putting the largest |w| of positive importance at the outer cell's edge; two outliers of importance 0 far beyond
+// it fall into the outer cells. Every value's level is its cell's, counted independently here.
+TEST(Quantize, UniformUsesAtMostKCellsAroundZero) {
+  const size_t n = 4099;
+  auto w = student_t(n, 57), h = importance(n, 58);
+  float amax = 0;
+  for (float v : w) amax = std::max(amax, std::fabs(v));
+  w[17] = 10 * amax;
+  w[900] = -10 * amax;
+  h[17] = h[900] = 0;
+  for (int k : {2, 3, 4, 8, 9, 16, 255}) {
+    const auto r = quantize(w.data(), h.data(), n, params(Method::kUniform, k));
+    const int64_t M = (k - 1) / 2;
+    EXPECT_NEAR(r.step, amax / (M + 0.5), 1e-12 * amax) << "k " << k;
+    std::vector<int64_t> cell_of_level(r.codebook.size(), INT64_MIN);
+    for (size_t i = 0; i < n; ++i) {
+      const int64_t m = std::clamp<int64_t>(static_cast<int64_t>(std::llround(w[i] / r.step)), -M, M);
+      int64_t& seen = cell_of_level[static_cast<size_t>(r.indices[i])];
+      if (seen == INT64_MIN) seen = m;
+      ASSERT_EQ(seen, m) << "k " << k << ": one level holds two cells";
+    }
+    EXPECT_LE(static_cast<int64_t>(r.codebook.size()), 2 * M + 1) << "k " << k;
+  }
+}
+
 TEST(Quantize, TargetSearchesLandWithinOnePercent) {
   const size_t n = 5000 + 3;
   auto w = student_t(n, 61);
@@ -640,6 +667,26 @@ TEST(Quantize, RoundingCentresToLevelsMergesEqualFloats) {
   const auto m = quant::round_levels({2.0, 0.5 + 1e-12, -1.0, 0.5, 7.0}, {5, 4, 2, 3, 0});
   EXPECT_EQ(m.codebook, (std::vector<float>{-1.0f, 0.5f, 2.0f}));
   EXPECT_EQ(m.remap, (std::vector<int32_t>{2, 1, 0, 1, -1}));
+
+  // finalize on such centres: the two merged centres' members share one level, whose count is theirs together
+  // (entropy of the counts 3 + 4 and 5 over 12 values).
+  std::vector<float> w(12), h(12, 1.0f);
+  quant::RawResult raw;
+  raw.centers = {0.5, 0.5 + 1e-12, 2.0};
+  for (size_t i = 0; i < w.size(); ++i) {
+    const int32_t j = i < 3 ? 0 : i < 7 ? 1 : 2;
+    raw.labels.push_back(j);
+    w[i] = j == 2 ? 2.0f : 0.5f;
+  }
+  quant::Problem prob;
+  prob.w = w.data();
+  prob.h = h.data();
+  prob.n = w.size();
+  const QuantizeResult r = quant::finalize(prob, raw);
+  EXPECT_EQ(r.codebook, (std::vector<float>{0.5f, 2.0f}));
+  const double p7 = 7.0 / 12, p5 = 5.0 / 12;
+  EXPECT_NEAR(r.entropy_bits, -(p7 * std::log2(p7) + p5 * std::log2(p5)), 1e-12);
+  EXPECT_EQ(r.hw_distortion, 0.0);
 }
 
 // ECSQ at λ = 0 gives a weight of importance 0 the nearest level that holds weight, even when the run stops (here
