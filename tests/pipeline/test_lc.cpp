@@ -6,6 +6,8 @@
 #include <cmath>
 #include <numeric>
 #include <random>
+#include <string>
+#include <vector>
 
 #include "netquant/error.h"
 #include "netquant/lc.h"
@@ -182,6 +184,67 @@ TEST(Lc, TinyMuOneStepEqualsDirectCompression) {
   }
   EXPECT_GE(double(same), 0.98 * double(total));
   EXPECT_NEAR(r.history.back().test_accuracy, r.history.front().test_accuracy, 0.03);
+}
+
+// One LC step replayed by hand: one epoch of one full batch, so the L step is a single Nesterov update from fresh
+// momentum, w1 = w0 − lr·(1 + m)·∇ (∇ of the task loss plus the penalty at Δ0 = Π(w0), λ = 0, from
+// lc_l_objective), at lr = min(lr, 1/μ); then the C step Θ1 = Π(w1) warm-started from Π(w0)'s codebooks (k-means
+// with one Lloyd iteration, so the start shows in the result).
+TEST(Lc, OneStepReplaysTheLStepAndTheWarmStartedCStep) {
+  const Dataset data = tiny_data(64, 51);
+  const Model model = trained_tiny(data, 10);
+  LcParams p;
+  p.compress.quant.method = Method::kKmeans;
+  p.compress.quant.k = 4;
+  p.compress.quant.max_iter = 1;
+  p.compress.scope = parse_scope("tensor");
+  p.compress.skip_1d = true;
+  p.mu0 = 25.0;  // 1/μ = 0.04 caps the learning rate below
+  p.steps = 1;
+  p.epochs_per_step = 1;
+  p.lr = 0.1;
+  p.momentum = 0.9;
+  p.batch = 64;
+  p.progress = false;
+  p.backend = Backend::kCpu;
+  const LcResult r = lc_compress(model, data, nullptr, nullptr, p);
+  ASSERT_EQ(r.history.size(), 2u);
+  EXPECT_DOUBLE_EQ(r.history[1].lr, 1.0 / p.mu0);
+
+  const TensorSet w0 = model.weights();
+  const QuantizedModel direct = lc_c_step(w0, nullptr, p.mu0, nullptr, p.compress);
+  std::vector<std::string> penalized;
+  for (const QuantizedTensor& t : direct.tensors)
+    if (t.quantized) penalized.push_back(t.name);
+  ASSERT_FALSE(penalized.empty());
+  TensorSet zeros;
+  for (const Tensor& t : w0) zeros.add(Tensor::from_f32(t.name(), t.shape(), std::vector<float>(size_t(t.numel()))));
+  const LcObjective obj = lc_l_objective(model, w0, direct.dequantize(), zeros, penalized, p.mu0, data, Backend::kCpu);
+  TensorSet w1;
+  const double lr = 1.0 / p.mu0;
+  for (size_t i = 0; i < w0.size(); ++i) {
+    std::vector<float> v = w0[i].to_f32();
+    const std::vector<float> g = obj.gradient.at(w0[i].name()).to_f32();
+    for (size_t j = 0; j < v.size(); ++j) v[j] = float(double(v[j]) - lr * (1 + p.momentum) * double(g[j]));
+    w1.add(Tensor::from_f32(w0[i].name(), w0[i].shape(), v));
+  }
+  ModelQuantizeParams warm = p.compress;
+  warm.initial_codebooks = direct.codebooks;
+  const QuantizedModel theta1 = lc_c_step(w1, nullptr, p.mu0, nullptr, warm);
+  ASSERT_EQ(r.compressed.codebooks.size(), theta1.codebooks.size());
+  for (size_t c = 0; c < theta1.codebooks.size(); ++c) {
+    ASSERT_EQ(r.compressed.codebooks[c].size(), theta1.codebooks[c].size()) << "codebook " << c;
+    for (size_t j = 0; j < theta1.codebooks[c].size(); ++j)
+      EXPECT_NEAR(r.compressed.codebooks[c][j], theta1.codebooks[c][j], 1e-5) << "codebook " << c << " level " << j;
+  }
+  // ‖w1 − Δ(Θ1)‖ over the quantized tensors: the step's violation.
+  const TensorSet d1 = theta1.dequantize();
+  double sq = 0;
+  for (const std::string& name : penalized) {
+    const std::vector<float> a = w1.at(name).to_f32(), b = d1.at(name).to_f32();
+    for (size_t j = 0; j < a.size(); ++j) sq += (double(a[j]) - b[j]) * (double(a[j]) - b[j]);
+  }
+  EXPECT_NEAR(r.history[1].violation, std::sqrt(sq), 1e-4 * std::sqrt(sq));
 }
 
 // LC on the tiny net with a k = 2 codebook per weight tensor (biases in float), three epochs per L step.
