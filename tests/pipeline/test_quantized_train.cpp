@@ -130,6 +130,34 @@ TEST(QuantizedTrain, OneFullBatchStepIsASignStepFromTheQuantizedWeights) {
   EXPECT_NE(got.at("fc1.weight").to_f32(), wq.at("fc1.weight").to_f32());
 }
 
+// After training, the activation quantizers are fitted again to the trained net: a run that starts from the trained
+// weights (their int grid quantizes to itself) and trains no epoch fits the same quantizers and scores the same.
+TEST(QuantizedTrain, ActivationQuantizersAreRefittedToTheTrainedWeights) {
+  const Model model = small_model(11);
+  const Dataset train = teacher_data(96, 12), test = teacher_data(37, 13);
+  for (ActivationQuant act : {ActivationQuant::kLogWeightedEntropy, ActivationQuant::kLinear}) {
+    SCOPED_TRACE(activation_quant_name(act));
+    QuantTrainParams p = quiet_params();
+    p.weight_method = Method::kInt;
+    p.weight_bits = 4;
+    p.activation = act;
+    p.activation_bits = 3;
+    p.epochs = 3;
+    p.batch = 16;
+    p.lr = 0.05;
+    const QuantTrainResult a = quantized_train(model, train, test, p);
+    p.epochs = 0;
+    const QuantTrainResult b = quantized_train(with_weights(model, a.weights.dequantize()), train, test, p);
+    expect_same_values(b.weights.dequantize(), a.weights.dequantize());  // the grid is its own quantization
+    EXPECT_EQ(b.activation_quantizers, a.activation_quantizers);
+    EXPECT_EQ(b.accuracy_before, a.accuracy_after);
+    // Training moved the net enough that the quantizers fitted before it differ.
+    p.epochs = 0;
+    const QuantTrainResult before = quantized_train(model, train, test, p);
+    EXPECT_NE(before.activation_quantizers, a.activation_quantizers);
+  }
+}
+
 TEST(QuantizedTrain, SameBitsForAnyThreadCountAndTheSeedShuffles) {
   const Model model = small_model(11);
   const Dataset train = teacher_data(97, 12), test = teacher_data(33, 13);
