@@ -542,6 +542,19 @@ TEST(NqFile, EveryGroupSizeQuantizeAcceptsReadsBack) {
 // A model maps names to tensors: the writer refuses two tensors of one name, and the reader a directory that
 // repeats one (planted with valid checksums, so the name check is what refuses it). Before, both passed, and
 // decompress wrote a safetensors header with one entry for two tensors.
+// The directory's own checksum is checked, not only the whole file's: a file whose header CRC is wrong but whose
+// trailer CRC was recomputed over it (a tool that patches files) is refused.
+TEST(NqFile, HeaderChecksumIsChecked) {
+  QuantizedModel m = four_weight_model({"tensor_a", "tensor_b"}, Scope{ScopeKind::kTensor, 0});
+  std::vector<uint8_t> bytes = serialize_nq(m);
+  uint64_t dir_end = 0;
+  for (int i = 0; i < 8; ++i) dir_end |= static_cast<uint64_t>(bytes[32 + static_cast<size_t>(i)]) << (8 * i);
+  bytes[static_cast<size_t>(dir_end) - 2] ^= 0x10;
+  const uint32_t file_crc = crc32_update(0, bytes.data(), bytes.size() - 8);
+  for (int i = 0; i < 4; ++i) bytes[bytes.size() - 8 + static_cast<size_t>(i)] = static_cast<uint8_t>(file_crc >> (8 * i));
+  expect_bad_file_saying(bytes, "planted.nq: header checksum mismatch");
+}
+
 TEST(NqFile, TensorNamesAreUnique) {
   QuantizedModel twice = four_weight_model({"tensor_a", "tensor_a"}, Scope{ScopeKind::kTensor, 0});
   expect_writer_refuses(twice, "two tensors named 'tensor_a'");
