@@ -145,6 +145,52 @@ TEST(LevelOrder, OrdersByUseTiesToTheLowerLevelUnusedLast) {
             (std::vector<uint8_t>{1, 0, 0xFF, 0, 2, 1, 1, 0, 1, 0, 1, 0, 0xFF, 0, 0xFF, 0xFF, 0xFF, 0xFF}));
 }
 
+// The same rule on codebooks long enough that an unstable sort would reorder ties (past insertion sort's 16): each
+// row's levels take one of three counts, so most levels tie; the oracle sorts (count descending, level ascending).
+TEST(LevelOrder, ManyTiesKeepTheLowerLevelFirstInLongCodebooks) {
+  std::mt19937_64 rng(77);
+  for (int k : {17, 40, 200}) {
+    QuantizedModel m;
+    m.scope.kind = ScopeKind::kRow;
+    const int rows = 3;
+    QuantizedTensor t;
+    std::vector<std::vector<uint64_t>> want_counts(rows, std::vector<uint64_t>(static_cast<size_t>(k), 0));
+    std::vector<int32_t> row_values;
+    for (int r = 0; r < rows; ++r) {
+      m.codebooks.emplace_back(static_cast<size_t>(k), 0.0f);
+      for (int j = 0; j < k; ++j) {
+        m.codebooks.back()[static_cast<size_t>(j)] = static_cast<float>(j);
+        const uint64_t c = rng() % 3;  // 0, 1 or 2 uses
+        want_counts[r][static_cast<size_t>(j)] = c;
+      }
+    }
+    // Every row holds the same number of values: pad each with pruned weights up to 2k.
+    for (int r = 0; r < rows; ++r) {
+      std::vector<int32_t> vals;
+      for (int j = 0; j < k; ++j)
+        for (uint64_t u = 0; u < want_counts[r][static_cast<size_t>(j)]; ++u) vals.push_back(j);
+      while (vals.size() < static_cast<size_t>(2 * k)) vals.push_back(kPrunedIndex);
+      std::shuffle(vals.begin(), vals.end(), rng);
+      for (int32_t v : vals) t.indices.push_back(v);
+    }
+    t.shape = {rows, 2 * k};
+    t.problem_size = 2 * k;
+    t.num_problems = rows;
+    const LevelOrder o = coding::order_levels_by_use(t, m.codebooks, static_cast<uint32_t>(k));
+    for (int r = 0; r < rows; ++r) {
+      std::vector<uint32_t> want(static_cast<size_t>(k));
+      for (uint32_t j = 0; j < static_cast<uint32_t>(k); ++j) want[j] = j;
+      const auto& cnt = want_counts[r];
+      std::sort(want.begin(), want.end(), [&](uint32_t a, uint32_t b) {
+        return cnt[a] != cnt[b] ? cnt[a] > cnt[b] : a < b;
+      });
+      const std::vector<uint32_t> got(o.level_at.begin() + static_cast<long>(o.offset[r]),
+                                      o.level_at.begin() + static_cast<long>(o.offset[r + 1]));
+      EXPECT_EQ(got, want) << "k " << k << " row " << r;
+    }
+  }
+}
+
 TEST(LevelOrder, ReaderPutsAnyStoredOrderBackAscendingWithTheSameValues) {
   // Codebooks in any order, with ties, signed zeros and NaN: every weight keeps its value's bits, every codebook
   // ends ascending (NaN last), and equal values keep their stored order.

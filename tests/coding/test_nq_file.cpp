@@ -393,6 +393,19 @@ TEST(NqFile, GlobalScopeSharedTableChosenWhenSmaller) {
   const auto bytes = serialize_nq(m);
   EXPECT_EQ(bytes[10] & kNqFlagSharedTable, kNqFlagSharedTable);
   nq::testing::expect_same_model(m, parse_nq(bytes.data(), bytes.size(), "mem.nq"));
+  // The paper's ratio counts the shared table once, as the file stores it: Σ_j (n_j + 1)·b_j + 32·k over the
+  // model's histogram and the Huffman code of it.
+  account_coding(m);
+  std::vector<uint64_t> counts(m.codebooks[0].size(), 0);
+  double weights = 0;
+  for (const QuantizedTensor& t : m.tensors) {
+    weights += static_cast<double>(t.indices.size());
+    for (size_t i = 0; i < t.indices.size(); ++i) ++counts[static_cast<size_t>(t.indices[i])];
+  }
+  const std::vector<uint8_t> lengths = huffman_code_lengths(counts);
+  double paper_bits = 32.0 * static_cast<double>(m.codebooks[0].size());
+  for (size_t j = 0; j < counts.size(); ++j) paper_bits += static_cast<double>(counts[j] + 1) * lengths[j];
+  EXPECT_NEAR(m.total.ratio_huffman, 32 * weights / paper_bits, 1e-9 * m.total.ratio_huffman);
   // One big tensor: its own table is as good; no shared table.
   ModelSpec one;
   one.k = 4;
