@@ -372,6 +372,10 @@ TEST(NqFile, AccountingMatchesThePaperFormula) {
   EXPECT_DOUBLE_EQ(m.total.ratio_huffman, n * 32 / paper_bits);
   const auto bytes = serialize_nq(m);
   EXPECT_DOUBLE_EQ(m.total.ratio_file, n * 32 / (8.0 * bytes.size()));
+  // The tensor's own file ratio counts its directory record and payload: the file less its fixed header, the
+  // directory's checksum and the trailer.
+  const double tensor_bytes = static_cast<double>(bytes.size() - kNqHeaderSize - 4 - kNqTrailerSize);
+  EXPECT_DOUBLE_EQ(m.tensors[0].stats.ratio_file, n * 32 / (8.0 * tensor_bytes));
   // Pruned: the gap stream and gap table enter the formula.
   m.tensors[0].indices[3] = kPrunedIndex;
   m.tensors[0].indices[4] = kPrunedIndex;
