@@ -121,6 +121,11 @@ TEST(Idx, GzipBombAndBrokenStreams) {
   const std::string gz = test::gzip_compress(good);
   // Header claims 16 GiB inside a tiny stream: refused before any allocation.
   expect_bad(test::gzip_compress(idx_header(0x08, {0x10000, 0x10000, 4})), {"zip bomb"});
+  // The bound is deflate's 1032:1, not far looser: 103,200 announced bytes are more than a stream of a few dozen
+  // bytes can hold (a looser bound would inflate it and find the data truncated instead).
+  const std::string small = test::gzip_compress(idx_header(0x08, {103200}));
+  ASSERT_LT(small.size(), 100u);
+  expect_bad(small, {"zip bomb"});
   // A stream that inflates to far more than the header announces: inflation stops, trailing data reported.
   expect_bad(test::gzip_compress(idx_header(0x08, {16}) + std::string(50'000'000, '\0'), 9), {"trailing data"});
   expect_bad(gz.substr(0, gz.size() / 2), {"truncated gzip"});

@@ -106,6 +106,11 @@ TEST(Npy, MalformedFiles) {
   expect_bad("\x93NUMPZ\x01\x00\x00\x00", {"not a .npy file"});
   expect_bad(std::string("\x93NUMPY\x01", 7), {"not a .npy file"});
   expect_bad(npy_with_header("{}", "", 4), {"version 4.0"}, ErrorCode::kUnsupported);
+  {  // version 3.0 reads its header length as 4 bytes, as 2.0 does: a header past 65,535 bytes parses
+    std::string dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (2,)}";
+    dict += std::string(70000 - dict.size() - 1, ' ') + "\n";
+    EXPECT_EQ(parse(npy_with_header(dict, f4x2, 3)).shape(), (std::vector<int64_t>{2}));
+  }
   {  // a minor version other than 0 (numpy refuses 1.1 too)
     std::string minor = npy_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (2,)}", f4x2);
     minor[7] = 1;
