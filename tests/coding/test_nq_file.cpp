@@ -572,6 +572,45 @@ TEST(NqFile, HeaderChecksumIsChecked) {
   expect_bad_file_saying(bytes, "planted.nq: header checksum mismatch");
 }
 
+// The directory is read to its last byte: a byte planted between the last record and the header checksum (the
+// payload offset, the header's directory end and file size, and every checksum moved to match) is refused.
+TEST(NqFile, StrayBytesAfterTheDirectoryAreRefused) {
+  QuantizedModel m = four_weight_model({"tensor_a"}, Scope{ScopeKind::kTensor, 0});
+  std::vector<uint8_t> bytes = serialize_nq(m);
+  auto u64_at = [&](size_t at) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(bytes[at + static_cast<size_t>(i)]) << (8 * i);
+    return v;
+  };
+  auto put = [&](size_t at, uint64_t v, int n) {
+    for (int i = 0; i < n; ++i) bytes[at + static_cast<size_t>(i)] = static_cast<uint8_t>(v >> (8 * i));
+  };
+  const size_t d = static_cast<size_t>(u64_at(32));
+  // The one record ends with its payload offset, length and checksum, then the header checksum.
+  ASSERT_EQ(u64_at(d - 24), d);
+  bytes.insert(bytes.begin() + static_cast<long>(d) - 4, 0x00);
+  put(d - 24, d + 1, 8);
+  put(32, d + 1, 8);
+  put(40, bytes.size(), 8);
+  put(d - 3, crc32_update(0, bytes.data(), d - 3), 4);
+  put(bytes.size() - 8, crc32_update(0, bytes.data(), bytes.size() - 8), 4);
+  expect_bad_file_saying(bytes, "1 stray bytes after the directory");
+}
+
+// A record may not prune more weights than its tensor holds: the pruned count (the varint just before the payload
+// offset) of a 4-weight tensor set to 5, checksums recomputed.
+TEST(NqFile, PrunedCountAboveTheWeightsIsRefused) {
+  QuantizedModel m = four_weight_model({"tensor_a"}, Scope{ScopeKind::kTensor, 0});
+  std::vector<uint8_t> bytes = serialize_nq(m);
+  uint64_t d = 0;
+  for (int i = 0; i < 8; ++i) d |= static_cast<uint64_t>(bytes[32 + static_cast<size_t>(i)]) << (8 * i);
+  uint8_t& pruned = bytes[static_cast<size_t>(d) - 25];
+  ASSERT_LT(pruned, 4);  // the record's own count, a one-byte varint
+  pruned = 5;
+  refresh_directory_crcs(bytes);
+  expect_bad_file_saying(bytes, "tensor 'tensor_a': 5 pruned of 4 weights");
+}
+
 TEST(NqFile, TensorNamesAreUnique) {
   QuantizedModel twice = four_weight_model({"tensor_a", "tensor_a"}, Scope{ScopeKind::kTensor, 0});
   expect_writer_refuses(twice, "two tensors named 'tensor_a'");
