@@ -77,16 +77,24 @@ QuantizedModel four_weight_model(const std::vector<std::string>& names, Scope sc
   return m;
 }
 
+// Little-endian fields of a file being edited by a test: the u64 at `at`, and the low `n` bytes of `v` put there.
+uint64_t u64_at(const std::vector<uint8_t>& bytes, size_t at) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(bytes[at + static_cast<size_t>(i)]) << (8 * i);
+  return v;
+}
+void put_le(std::vector<uint8_t>& bytes, size_t at, uint64_t v, int n) {
+  for (int i = 0; i < n; ++i) bytes[at + static_cast<size_t>(i)] = static_cast<uint8_t>(v >> (8 * i));
+}
+// Where the directory ends (the header's field at 32): its checksum takes the last 4 bytes, the payloads follow.
+size_t directory_end(const std::vector<uint8_t>& bytes) { return static_cast<size_t>(u64_at(bytes, 32)); }
+
 // After an edit of the directory: the header's and the whole file's checksums recomputed (payloads untouched), so
 // the reader reaches the planted problem.
 void refresh_directory_crcs(std::vector<uint8_t>& bytes) {
-  uint64_t dir_end = 0;
-  for (int i = 0; i < 8; ++i) dir_end |= static_cast<uint64_t>(bytes[32 + static_cast<size_t>(i)]) << (8 * i);
-  auto put_u32 = [&](size_t pos, uint32_t v) {
-    for (int i = 0; i < 4; ++i) bytes[pos + static_cast<size_t>(i)] = static_cast<uint8_t>(v >> (8 * i));
-  };
-  put_u32(static_cast<size_t>(dir_end) - 4, crc32_update(0, bytes.data(), static_cast<size_t>(dir_end) - 4));
-  put_u32(bytes.size() - 8, crc32_update(0, bytes.data(), bytes.size() - 8));
+  const size_t dir_end = directory_end(bytes);
+  put_le(bytes, dir_end - 4, crc32_update(0, bytes.data(), dir_end - 4), 4);
+  put_le(bytes, bytes.size() - 8, crc32_update(0, bytes.data(), bytes.size() - 8), 4);
 }
 
 // The last byte of tensor `name`'s name in the file's directory.
@@ -564,11 +572,8 @@ TEST(NqFile, EveryGroupSizeQuantizeAcceptsReadsBack) {
 TEST(NqFile, HeaderChecksumIsChecked) {
   QuantizedModel m = four_weight_model({"tensor_a", "tensor_b"}, Scope{ScopeKind::kTensor, 0});
   std::vector<uint8_t> bytes = serialize_nq(m);
-  uint64_t dir_end = 0;
-  for (int i = 0; i < 8; ++i) dir_end |= static_cast<uint64_t>(bytes[32 + static_cast<size_t>(i)]) << (8 * i);
-  bytes[static_cast<size_t>(dir_end) - 2] ^= 0x10;
-  const uint32_t file_crc = crc32_update(0, bytes.data(), bytes.size() - 8);
-  for (int i = 0; i < 4; ++i) bytes[bytes.size() - 8 + static_cast<size_t>(i)] = static_cast<uint8_t>(file_crc >> (8 * i));
+  bytes[directory_end(bytes) - 2] ^= 0x10;
+  put_le(bytes, bytes.size() - 8, crc32_update(0, bytes.data(), bytes.size() - 8), 4);
   expect_bad_file_saying(bytes, "planted.nq: header checksum mismatch");
 }
 
@@ -577,23 +582,14 @@ TEST(NqFile, HeaderChecksumIsChecked) {
 TEST(NqFile, StrayBytesAfterTheDirectoryAreRefused) {
   QuantizedModel m = four_weight_model({"tensor_a"}, Scope{ScopeKind::kTensor, 0});
   std::vector<uint8_t> bytes = serialize_nq(m);
-  auto u64_at = [&](size_t at) {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(bytes[at + static_cast<size_t>(i)]) << (8 * i);
-    return v;
-  };
-  auto put = [&](size_t at, uint64_t v, int n) {
-    for (int i = 0; i < n; ++i) bytes[at + static_cast<size_t>(i)] = static_cast<uint8_t>(v >> (8 * i));
-  };
-  const size_t d = static_cast<size_t>(u64_at(32));
+  const size_t d = directory_end(bytes);
   // The one record ends with its payload offset, length and checksum, then the header checksum.
-  ASSERT_EQ(u64_at(d - 24), d);
+  ASSERT_EQ(u64_at(bytes, d - 24), d);
   bytes.insert(bytes.begin() + static_cast<long>(d) - 4, 0x00);
-  put(d - 24, d + 1, 8);
-  put(32, d + 1, 8);
-  put(40, bytes.size(), 8);
-  put(d - 3, crc32_update(0, bytes.data(), d - 3), 4);
-  put(bytes.size() - 8, crc32_update(0, bytes.data(), bytes.size() - 8), 4);
+  put_le(bytes, d - 24, d + 1, 8);
+  put_le(bytes, 32, d + 1, 8);
+  put_le(bytes, 40, bytes.size(), 8);
+  refresh_directory_crcs(bytes);
   expect_bad_file_saying(bytes, "1 stray bytes after the directory");
 }
 
@@ -602,9 +598,7 @@ TEST(NqFile, StrayBytesAfterTheDirectoryAreRefused) {
 TEST(NqFile, PrunedCountAboveTheWeightsIsRefused) {
   QuantizedModel m = four_weight_model({"tensor_a"}, Scope{ScopeKind::kTensor, 0});
   std::vector<uint8_t> bytes = serialize_nq(m);
-  uint64_t d = 0;
-  for (int i = 0; i < 8; ++i) d |= static_cast<uint64_t>(bytes[32 + static_cast<size_t>(i)]) << (8 * i);
-  uint8_t& pruned = bytes[static_cast<size_t>(d) - 25];
+  uint8_t& pruned = bytes[directory_end(bytes) - 25];
   ASSERT_LT(pruned, 4);  // the record's own count, a one-byte varint
   pruned = 5;
   refresh_directory_crcs(bytes);
@@ -653,16 +647,10 @@ TEST(NqFile, IndexStreamOfATensorWithNoKeptWeightIsEmpty) {
   m.tensors.push_back(t);
   std::vector<uint8_t> bytes = serialize_nq(m);
   EXPECT_EQ(parse_nq(bytes.data(), bytes.size(), "good").tensors.at(0).indices[3], kPrunedIndex);
-  auto u64_at = [&](size_t at) {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(bytes[at + static_cast<size_t>(i)]) << (8 * i);
-    return v;
-  };
-  auto put = [&](size_t at, uint64_t v, int n) {
-    for (int i = 0; i < n; ++i) bytes[at + static_cast<size_t>(i)] = static_cast<uint8_t>(v >> (8 * i));
-  };
+  auto u64_at = [&](size_t at) { return ::u64_at(bytes, at); };
+  auto put = [&](size_t at, uint64_t v, int n) { put_le(bytes, at, v, n); };
   // The payload starts at D: codebook count 1, k 0, alphabet 0, a one-byte code-length table, then B = 0.
-  const size_t d = static_cast<size_t>(u64_at(32));
+  const size_t d = directory_end(bytes);
   ASSERT_EQ(std::vector<uint8_t>(bytes.begin() + static_cast<long>(d), bytes.begin() + static_cast<long>(d) + 5),
             (std::vector<uint8_t>{1, 0, 0, 0, 0}));
   // B = 8 and one byte of stream; the payload length, the file size and every checksum follow the edit.
