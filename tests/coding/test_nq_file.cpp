@@ -605,6 +605,25 @@ TEST(NqFile, PrunedCountAboveTheWeightsIsRefused) {
   expect_bad_file_saying(bytes, "tensor 'tensor_a': 5 pruned of 4 weights");
 }
 
+// A Huffman index stream must be used to its last bit: B (the stream's bit count) of a 4-weight tensor raised from
+// 4 to 8 within its one byte, the payload's and the directory's checksums recomputed.
+TEST(NqFile, UnusedIndexBitsOfKeptWeightsAreRefused) {
+  QuantizedModel m = four_weight_model({"tensor_a"}, Scope{ScopeKind::kTensor, 0});
+  m.index_coder = IndexCoder::kHuffman;
+  std::vector<uint8_t> bytes = serialize_nq(m);
+  const size_t d = directory_end(bytes);
+  // The payload: 1 problem, 2 levels (f32 each), alphabet 2, the code-length table, then B and the stream.
+  const size_t b_at = d + 1 + 1 + 8 + 1 + static_cast<size_t>((code_lengths_bits({1, 1}) + 7) / 8);
+  ASSERT_EQ(bytes[d], 1);
+  ASSERT_EQ(bytes[d + 1], 2);
+  ASSERT_EQ(bytes[d + 10], 2);
+  ASSERT_EQ(bytes[b_at], 4);  // four weights of one bit each
+  bytes[b_at] = 8;
+  put_le(bytes, d - 8, crc32_update(0, bytes.data() + d, static_cast<size_t>(u64_at(bytes, d - 16))), 4);
+  refresh_directory_crcs(bytes);
+  expect_bad_file_saying(bytes, "tensor 'tensor_a': index stream has 4 unused bits");
+}
+
 TEST(NqFile, TensorNamesAreUnique) {
   QuantizedModel twice = four_weight_model({"tensor_a", "tensor_a"}, Scope{ScopeKind::kTensor, 0});
   expect_writer_refuses(twice, "two tensors named 'tensor_a'");
