@@ -242,8 +242,8 @@ void run(const SweepOptions& o) {
   auto pct = [](double v) { return format_double(100 * v, 4); };
   for (const auto& p : points) {
     if (p.duplicate_of_previous) continue;
-    const std::string knob = p.knob_name == "fixed" ? "-" : knob_label(p, 3);
-    std::vector<std::string> row = {p.method, knob, std::to_string(p.stats.clusters)};
+    const std::string knob = knob_label(p, 3);
+    std::vector<std::string> row = {p.method, knob.empty() ? "-" : knob, std::to_string(p.stats.clusters)};
     if (!evaluated) row.push_back(format_double(p.stats.entropy_bits_per_weight, 3));
     row.push_back(format_double(p.stats.huffman_bits_per_weight, 3));
     row.push_back(format_double(p.stats.ratio_huffman, 4));
@@ -259,8 +259,9 @@ void run(const SweepOptions& o) {
   out << table.to_string();
   if (targeted) {
     const auto& p = points[static_cast<size_t>(best)];
-    out << "best point for the target: index " << p.index << " (" << p.method
-        << (p.knob_name == "fixed" ? std::string() : ", " + knob_label(p, 6)) << "): "
+    const std::string knob = knob_label(p, 6);
+    out << "best point for the target: index " << p.index << " (" << p.method << (knob.empty() ? "" : ", " + knob)
+        << "): "
         << p.stats.huffman_bits_per_weight << " bits/weight, ratio " << p.stats.ratio_huffman
         << chosen_by(target_criterion(points, o.target_bits, o.target_ratio)) << "\n";
     // Choosing on the test set makes its accuracy an optimistic estimate of the chosen point's.
@@ -273,8 +274,11 @@ void run(const SweepOptions& o) {
   // tolerance asks for (quantize says the same of its tensors).
   if (!o.common.quiet) {
     std::vector<std::string> open;
-    for (const auto& p : points)
-      if (!p.stats.converged) open.push_back(p.method + " " + knob_label(p, 3));
+    for (const auto& p : points) {
+      if (p.stats.converged) continue;
+      const std::string knob = knob_label(p, 3);
+      open.push_back(knob.empty() ? p.method : p.method + " " + knob);
+    }
     if (!open.empty()) {
       std::cerr << "note: " << open.size() << " of " << points.size() << " points stopped at --max-iter " << o.max_iter
                 << " before converging (" << name_list(open) << "); a larger --max-iter reaches their fixed points\n";

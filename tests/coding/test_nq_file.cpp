@@ -666,8 +666,6 @@ TEST(NqFile, IndexStreamOfATensorWithNoKeptWeightIsEmpty) {
   m.tensors.push_back(t);
   std::vector<uint8_t> bytes = serialize_nq(m);
   EXPECT_EQ(parse_nq(bytes.data(), bytes.size(), "good").tensors.at(0).indices[3], kPrunedIndex);
-  auto u64_at = [&](size_t at) { return ::u64_at(bytes, at); };
-  auto put = [&](size_t at, uint64_t v, int n) { put_le(bytes, at, v, n); };
   // The payload starts at D: codebook count 1, k 0, alphabet 0, a one-byte code-length table, then B = 0.
   const size_t d = directory_end(bytes);
   ASSERT_EQ(std::vector<uint8_t>(bytes.begin() + static_cast<long>(d), bytes.begin() + static_cast<long>(d) + 5),
@@ -675,11 +673,10 @@ TEST(NqFile, IndexStreamOfATensorWithNoKeptWeightIsEmpty) {
   // B = 8 and one byte of stream; the payload length, the file size and every checksum follow the edit.
   bytes[d + 4] = 8;
   bytes.insert(bytes.begin() + static_cast<long>(d) + 5, 0xAB);
-  put(d - 16, u64_at(d - 16) + 1, 8);
-  put(40, bytes.size(), 8);
-  put(d - 8, crc32_update(0, bytes.data() + d, static_cast<size_t>(u64_at(d - 16))), 4);
-  put(d - 4, crc32_update(0, bytes.data(), d - 4), 4);
-  put(bytes.size() - 8, crc32_update(0, bytes.data(), bytes.size() - 8), 4);
+  put_le(bytes, d - 16, u64_at(bytes, d - 16) + 1, 8);
+  put_le(bytes, 40, bytes.size(), 8);
+  put_le(bytes, d - 8, crc32_update(0, bytes.data() + d, static_cast<size_t>(u64_at(bytes, d - 16))), 4);
+  refresh_directory_crcs(bytes);
   expect_bad_file_saying(bytes, "tensor 'all_pruned': index stream has 8 unused bits (no weight is kept)");
 }
 

@@ -1,11 +1,13 @@
 // Helpers for the nn tests: tiny float64 networks, seeded data, and finite-difference oracles.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <random>
 #include <vector>
 
+#include "netquant/io.h"
 #include "nn/network.h"
 
 namespace nq::nn::test {
@@ -25,6 +27,24 @@ inline NetSpec make_spec(int64_t c, int64_t h, int64_t w, int64_t classes, std::
   s.num_classes = classes;
   s.layers = std::move(layers);
   return s;
+}
+
+// The images `which` of `data`, in that order, with their labels (what pipeline's dataset_subset does; the nn
+// tests do not link the pipeline).
+inline Dataset images_of(const Dataset& data, const std::vector<int64_t>& which) {
+  const int64_t per = data.size() ? data.images.numel() / data.size() : 0;
+  std::vector<int64_t> shape = data.images.shape();
+  shape[0] = static_cast<int64_t>(which.size());
+  Dataset out;
+  out.num_classes = data.num_classes;
+  out.images = Tensor(data.images.name(), DType::kF32, shape);
+  const float* in = data.images.data_as<float>();
+  float* o = out.images.mutable_data_as<float>();
+  for (size_t i = 0; i < which.size(); ++i) {
+    std::copy(in + which[i] * per, in + (which[i] + 1) * per, o + static_cast<int64_t>(i) * per);
+    out.labels.push_back(data.labels[static_cast<size_t>(which[i])]);
+  }
+  return out;
 }
 
 // A tiny problem: a float64 net with seeded random weights, inputs and labels.

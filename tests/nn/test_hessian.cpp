@@ -4,6 +4,8 @@
 // error against the exact diagonal is measured and bounded.
 #include <gtest/gtest.h>
 
+#include <numeric>
+
 #include <cstdio>
 
 #include "netquant/nn.h"
@@ -179,11 +181,9 @@ TEST(Hessian, PublicDriverMatchesFloat64Oracle) {
   // samples = 23 of the 37 images: the mean over the first 23, which is the whole driver on a copy of just those
   // (not a sum over 23 divided by all 37), and the metadata says 23.
   const int64_t head_n = 23;
-  Dataset head;
-  head.num_classes = 3;
-  head.images = Tensor("images", DType::kF32, {head_n, 2, 6, 6});
-  std::copy(img, img + head_n * 2 * 6 * 6, head.images.mutable_data_as<float>());
-  head.labels.assign(data.labels.begin(), data.labels.begin() + head_n);
+  std::vector<int64_t> first(static_cast<size_t>(head_n));
+  std::iota(first.begin(), first.end(), int64_t{0});
+  const Dataset head = images_of(data, first);
   for (HessianMethod m : {HessianMethod::kObd, HessianMethod::kFisher, HessianMethod::kGgn}) {
     SCOPED_TRACE(std::string(hessian_method_name(m)) + ", samples " + std::to_string(head_n));
     HessianParams hp;

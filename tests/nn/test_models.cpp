@@ -16,6 +16,7 @@
 #include "netquant/error.h"
 #include "netquant/io.h"
 #include "netquant/nn.h"
+#include "nn_test_util.h"
 
 namespace nq {
 namespace {
@@ -236,19 +237,6 @@ TEST(Models, TrainingStepsReplayFromGradientsOfTheShuffledBatches) {
     p.progress = false;
     return p;
   };
-  auto subset = [](const Dataset& d, const std::vector<int64_t>& which) {
-    Dataset s;
-    s.num_classes = d.num_classes;
-    const int64_t per = d.images.numel() / d.size();
-    s.images = Tensor("images", DType::kF32, {static_cast<int64_t>(which.size()), 1, 28, 28});
-    float* out = s.images.mutable_data_as<float>();
-    const float* in = d.images.data_as<float>();
-    for (size_t i = 0; i < which.size(); ++i) {
-      std::copy(in + which[i] * per, in + (which[i] + 1) * per, out + static_cast<int64_t>(i) * per);
-      s.labels.push_back(d.labels[static_cast<size_t>(which[i])]);
-    }
-    return s;
-  };
   // One SGD step on the mean gradient over `batch`'s images.
   auto step = [](const Model& m, std::vector<float>& w, const Dataset& batch) {
     TensorSet ws = m.weights();
@@ -284,10 +272,10 @@ TEST(Models, TrainingStepsReplayFromGradientsOfTheShuffledBatches) {
   // Two images in batches of 1: the order is one of the two, and over 16 seeds both occur.
   const Dataset two = synthetic(2, 9);
   std::vector<float> order01 = flat(start), order10 = flat(start);
-  step(start, order01, subset(two, {0}));
-  step(start, order01, subset(two, {1}));
-  step(start, order10, subset(two, {1}));
-  step(start, order10, subset(two, {0}));
+  step(start, order01, nn::test::images_of(two, {0}));
+  step(start, order01, nn::test::images_of(two, {1}));
+  step(start, order10, nn::test::images_of(two, {1}));
+  step(start, order10, nn::test::images_of(two, {0}));
   ASSERT_GT(distance(order01, order10), 1e-4);
   int in_place = 0, swapped = 0;
   for (uint64_t seed = 0; seed < 16; ++seed) {
