@@ -1,0 +1,208 @@
+"""PyTorch as the peer of the built-in networks: `netquant eval` and `netquant hessian` against torch.autograd in
+float64 on the same weights and images (skipped without torch).
+
+The C++ tests check the same quantities against finite differences and a float64 replay written for them; this one
+asks a widely used autograd engine instead, through the CLI a user runs: PyTorch's layer definitions (Conv2d with
+stride and padding, overlapping MaxPool2d, Flatten's C-H-W order, cross_entropy's mean), its per-sample gradients
+(empirical Fisher) and the exact Gauss-Newton diagonal from per-sample Jacobians.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import netquant
+
+torch = pytest.importorskip("torch", reason="PyTorch is not installed: the autograd peer checks are skipped")
+torch_func = pytest.importorskip("torch.func", reason="this PyTorch has no torch.func")
+
+# A net of awkward shapes: a strided, padded convolution, an overlapping pool (kernel 3, stride 2) and a hidden
+# layer of 13, so that an off-by-one in any of them shows.
+ODD_NET = {
+    "name": "odd",
+    "input": [1, 28, 28],
+    "classes": 10,
+    "layers": [
+        {"type": "conv2d", "name": "conv1", "out": 6, "kernel": 3, "stride": 2, "padding": 1},
+        {"type": "relu"},
+        {"type": "maxpool2d", "kernel": 3, "stride": 2},
+        {"type": "conv2d", "name": "conv2", "out": 8, "kernel": 2},
+        {"type": "flatten"},
+        {"type": "linear", "name": "fc1", "out": 13},
+        {"type": "relu"},
+        {"type": "linear", "name": "fc2", "out": 10},
+    ],
+}
+
+
+def torch_net(model: str) -> "torch.nn.Sequential":
+    nn = torch.nn
+    if model == "lenet300":
+        layers = [("flatten", nn.Flatten()), ("fc1", nn.Linear(784, 300)), ("relu1", nn.ReLU()),
+                  ("fc2", nn.Linear(300, 100)), ("relu2", nn.ReLU()), ("fc3", nn.Linear(100, 10))]
+    elif model == "lenet5":  # Caffe's LeNet-5: no activation after the convolutions
+        layers = [("conv1", nn.Conv2d(1, 20, 5)), ("pool1", nn.MaxPool2d(2)), ("conv2", nn.Conv2d(20, 50, 5)),
+                  ("pool2", nn.MaxPool2d(2)), ("flatten", nn.Flatten()), ("fc1", nn.Linear(800, 500)),
+                  ("relu", nn.ReLU()), ("fc2", nn.Linear(500, 10))]
+    else:
+        layers = [("conv1", nn.Conv2d(1, 6, 3, stride=2, padding=1)), ("relu1", nn.ReLU()),
+                  ("pool", nn.MaxPool2d(3, stride=2)), ("conv2", nn.Conv2d(6, 8, 2)), ("flatten", nn.Flatten()),
+                  ("fc1", nn.Linear(200, 13)), ("relu2", nn.ReLU()), ("fc2", nn.Linear(13, 10))]
+    from collections import OrderedDict
+    return torch.nn.Sequential(OrderedDict(layers))
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """An IDX file of unsigned bytes (magic 0x0000 08 <dims>, big-endian sizes), as the MNIST files are."""
+    with open(path, "wb") as f:
+        f.write(struct.pack(">BBBB", 0, 0, 0x08, array.ndim))
+        f.write(struct.pack(">" + "I" * array.ndim, *array.shape))
+        f.write(np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+
+
+def make_dataset(directory: Path, rng: np.random.Generator, train: int, test: int) -> tuple[np.ndarray, np.ndarray]:
+    """Ten noisy class prototypes, so that a few training steps give a net with confident, non-uniform outputs."""
+    prototypes = rng.integers(0, 256, size=(10, 28, 28))
+    labels = rng.integers(0, 10, size=train + test)
+    noise = rng.integers(-200, 201, size=(train + test, 28, 28))
+    images = np.clip(prototypes[labels] + noise, 0, 255).astype(np.uint8)
+    directory.mkdir()
+    write_idx(directory / "train-images-idx3-ubyte", images[:train])
+    write_idx(directory / "train-labels-idx1-ubyte", labels[:train])
+    write_idx(directory / "t10k-images-idx3-ubyte", images[train:])
+    write_idx(directory / "t10k-labels-idx1-ubyte", labels[train:])
+    return images, labels
+
+
+def trained_weights(net: "torch.nn.Sequential", images: np.ndarray, labels: np.ndarray, lr: float, steps: int) -> dict[str, np.ndarray]:
+    """A few Adam steps in float32, so that the softmax is far from uniform (a flat one hides a wrong Hessian)."""
+    torch.manual_seed(0)
+    x = torch.from_numpy(images.astype(np.float32) / np.float32(255)).unsqueeze(1)
+    y = torch.from_numpy(labels.astype(np.int64))
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    for step in range(steps):
+        batch = slice((step * 32) % len(x), (step * 32) % len(x) + 32)
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(x[batch]), y[batch]).backward()
+        opt.step()
+    return {name: p.detach().numpy().copy() for name, p in net.named_parameters()}
+
+
+def run_cli(cli: str, *args: str) -> str:
+    proc = subprocess.run([cli, *args, "--quiet"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"netquant {' '.join(args)} failed:\n{proc.stderr}"
+    return proc.stdout
+
+
+@pytest.fixture(params=["lenet300", "lenet5", "odd"])
+def setup(request, tmp_path, rng):
+    model = request.param
+    images, labels = make_dataset(tmp_path / "data", rng, train=301, test=157)
+    net = torch_net(model)
+    # The small odd net needs more, larger steps to leave the uniform softmax than the LeNets.
+    weights = trained_weights(net, images[:301], labels[:301], lr=1e-2 if model == "odd" else 1e-3,
+                              steps=300 if model == "odd" else 40)
+    netquant.save_safetensors(tmp_path / "w.safetensors", weights)
+    model_arg = model
+    if model == "odd":
+        (tmp_path / "odd.json").write_text(json.dumps(ODD_NET))
+        model_arg = str(tmp_path / "odd.json")
+    net64 = torch_net(model).double()
+    net64.load_state_dict({n: torch.from_numpy(a.astype(np.float64)) for n, a in weights.items()})
+    x = torch.from_numpy((images.astype(np.float32) / np.float32(255)).astype(np.float64)).unsqueeze(1)
+    y = torch.from_numpy(labels.astype(np.int64))
+    return dict(model=model_arg, dir=tmp_path, net=net64, x=x, y=y, names=list(weights))
+
+
+def assert_close_per_tensor(ours: dict[str, np.ndarray], reference: dict[str, np.ndarray], what: str) -> None:
+    """float32 arithmetic against float64: each entry within 2e-4 of the tensor's largest value, and the tensors
+    equal in norm to 1e-4 (a single wrong index, a missing factor or a transposed layout fails both by far)."""
+    assert sorted(ours) == sorted(reference), what
+    for name, ref in reference.items():
+        got = ours[name].astype(np.float64)
+        assert got.shape == ref.shape, f"{what} {name}: shape {got.shape} != {ref.shape}"
+        scale = np.abs(ref).max()
+        assert scale > 0, f"{what} {name}: the reference is all zero, a useless check"
+        assert np.abs(got - ref).max() <= 2e-4 * scale, f"{what} {name}: max error {np.abs(got - ref).max() / scale:.3g} of the largest"
+        assert abs(np.linalg.norm(got) / np.linalg.norm(ref) - 1) <= 1e-4, f"{what} {name}: norms differ"
+
+
+def test_eval_matches_torch(cli, setup):
+    out = json.loads(run_cli(cli, "eval", "--model", setup["model"], "--weights", str(setup["dir"] / "w.safetensors"),
+                             "--data", str(setup["dir"] / "data"), "--json", "--batch", "64"))
+    x, y = setup["x"][301:], setup["y"][301:]
+    with torch.no_grad():
+        logits = setup["net"](x)
+    loss = torch.nn.functional.cross_entropy(logits, y).item()
+    accuracy = (logits.argmax(1) == y).double().mean().item()
+    assert out["samples"] == 157
+    assert out["loss"] == pytest.approx(loss, rel=1e-5)
+    assert 0.05 < loss < 2.0, "the trained net should be confident but not perfect"
+    # Every argmax has a margin far above float32 rounding here, so the counts agree exactly.
+    margins = logits.topk(2, dim=1).values
+    assert (margins[:, 0] - margins[:, 1]).min().item() > 1e-4
+    assert out["accuracy"] == pytest.approx(accuracy, abs=1e-12)
+
+
+def per_sample(setup, samples: int):
+    net, names = setup["net"], setup["names"]
+    params = {n: p.detach() for n, p in net.named_parameters()}
+
+    def logits_of(p, xi):
+        return torch_func.functional_call(net, p, (xi.unsqueeze(0),))[0]
+
+    return params, names, logits_of, setup["x"][:samples], setup["y"][:samples]
+
+
+def test_fisher_matches_torch_per_sample_gradients(cli, setup):
+    samples = 37  # of 301 training images, in batches of 16: two full ones and a partial one
+    run_cli(cli, "hessian", "--model", setup["model"], "--weights", str(setup["dir"] / "w.safetensors"), "--data",
+            str(setup["dir"] / "data"), "-o", str(setup["dir"] / "f.safetensors"), "--method", "fisher",
+            "--samples", str(samples), "--batch", "16")
+    params, names, logits_of, x, y = per_sample(setup, samples)
+
+    def loss_of(p, xi, yi):
+        return torch.nn.functional.cross_entropy(logits_of(p, xi).unsqueeze(0), yi.unsqueeze(0))
+
+    grads = torch_func.vmap(torch_func.grad(loss_of), in_dims=(None, 0, 0))(params, x, y)
+    reference = {n: (grads[n] ** 2).mean(0).numpy() for n in names}
+    assert_close_per_tensor(netquant.load_safetensors(setup["dir"] / "f.safetensors"), reference, "fisher")
+
+
+def ggn_reference(setup, samples: int) -> dict[str, np.ndarray]:
+    """diag(J^T H J) averaged over the samples, H = diag(p) - p p^T the softmax cross-entropy's Hessian in the
+    logits, J the logits' Jacobian in the parameters (torch.func.jacrev), one sample at a time."""
+    params, names, logits_of, x, _ = per_sample(setup, samples)
+    total = {n: torch.zeros_like(params[n]) for n in names}
+    for xi in x:
+        jac = torch_func.jacrev(logits_of)(params, xi)  # name -> [classes, *shape]
+        p = torch.softmax(logits_of(params, xi), 0)
+        h = torch.diag(p) - torch.outer(p, p)
+        for n in names:
+            j = jac[n].reshape(len(p), -1)
+            total[n] += ((h @ j) * j).sum(0).reshape(params[n].shape)
+    return {n: (t / samples).numpy() for n, t in total.items()}
+
+
+def test_ggn_and_obd_match_torch_gauss_newton(cli, setup):
+    samples = 23
+    for method in ("ggn", "obd"):
+        run_cli(cli, "hessian", "--model", setup["model"], "--weights", str(setup["dir"] / "w.safetensors"),
+                "--data", str(setup["dir"] / "data"), "-o", str(setup["dir"] / f"{method}.safetensors"), "--method",
+                method, "--samples", str(samples), "--batch", "10")
+    reference = ggn_reference(setup, samples)
+    assert_close_per_tensor(netquant.load_safetensors(setup["dir"] / "ggn.safetensors"), reference, "ggn")
+    # OBD drops the off-diagonal terms on the way back, so it equals the Gauss-Newton diagonal only in the last
+    # layer (whose Jacobian rows touch disjoint weights), and differs before it.
+    obd = netquant.load_safetensors(setup["dir"] / "obd.safetensors")
+    last = [n for n in setup["names"] if n.startswith(setup["names"][-1].split(".")[0] + ".")]
+    assert_close_per_tensor({n: obd[n] for n in last}, {n: reference[n] for n in last}, "obd, last layer")
+    first = setup["names"][0]
+    assert np.abs(obd[first] - reference[first]).max() > 1e-3 * np.abs(reference[first]).max(), \
+        "OBD equal to the exact Gauss-Newton diagonal in the first layer too: is it really the OBD recursion?"
