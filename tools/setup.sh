@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages netquant builds, tests and demos with. Idempotent; quiet when all is present.
-# Usage: tools/setup.sh [--bench]   (--bench adds the peer libraries for bench/: scikit-learn, FAISS)
+# Usage: tools/setup.sh [--bench]   (--bench adds FAISS, a peer of bench/; scikit-learn, the k-means peer of both
+# bench/ and python/tests/test_sklearn_peer.py, is always installed)
 set -euo pipefail
 
 packages=(cmake g++ make pkg-config libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev libre2-dev nlohmann-json3-dev
           libopenblas-dev zlib1g-dev dataset-fashion-mnist python3-numpy python3-matplotlib python3-pytest
-          libopenmpi-dev openmpi-bin clang libclang-rt-14-dev pybind11-dev python3-dev)
+          libopenmpi-dev openmpi-bin clang libclang-rt-14-dev pybind11-dev python3-dev python3-sklearn)
 if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(python3-sklearn python3-faiss)
+  packages+=(python3-faiss)
 fi
 
 missing=()
