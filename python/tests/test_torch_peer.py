@@ -273,3 +273,64 @@ def test_training_steps_match_torch_optim(cli, setup, optimizer):
         zeros = {n: np.zeros_like(v) for n, v in state64.items()}
         assert_as_close_as_torch_float32(netquant.load_safetensors(setup["dir"] / "v.safetensors"), state32, state64,
                                          zeros, "adam exp_avg_sq", factor, share)
+
+
+def torch_finetune(setup, codes: dict, dtype, optimizer: str, epochs: int, average: bool, **hyper) -> dict[str, np.ndarray]:
+    """Full-batch steps on the shared values of a global codebook with the assignment fixed, by autograd through
+    the lookup: each level's gradient is the sum of its members' (divided by their count when `average`), pruned
+    weights stay 0. The weights after the steps, as float64."""
+    values = {n: c.dequantize() for n, c in codes.items()}
+    kept = {n: np.ones(c.codes.shape, bool) if c.pruned_code is None else c.codes != c.pruned_code for n, c in codes.items()}
+    levels = np.unique(np.concatenate([values[n][kept[n]] for n in codes]))
+    member = {n: np.searchsorted(levels, values[n]).clip(0, len(levels) - 1) for n in codes}
+    count = sum(np.bincount(member[n][kept[n]], minlength=len(levels)) for n in codes)
+    shared = torch.nn.Parameter(torch.from_numpy(levels.astype(np.float64)).to(dtype))
+    opt = (torch.optim.SGD if optimizer == "sgd" else torch.optim.Adam)([shared], **hyper)
+    net = torch_net(setup["kind"]).to(dtype)
+    x, y = setup["x"][:301].to(dtype), setup["y"][:301]
+    index = {n: torch.from_numpy(member[n]) for n in codes}
+    mask = {n: torch.from_numpy(kept[n]).to(dtype) for n in codes}
+
+    def weights():
+        return {n: shared[index[n]] * mask[n] for n in codes}
+
+    for _ in range(epochs):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(torch_func.functional_call(net, weights(), (x,)), y)
+        loss.backward()
+        if average:
+            shared.grad /= torch.from_numpy(np.maximum(count, 1)).to(dtype)
+        opt.step()
+    with torch.no_grad():
+        return {n: w.double().numpy() for n, w in weights().items()}
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_finetune_matches_torch_through_the_lookup(cli, setup, optimizer):
+    """`netquant finetune` on a global codebook (one set of levels for every tensor, biases included) with 30% of
+    the weights pruned, in full-batch epochs, against autograd through the lookup: Adam on the members' mean
+    gradient (the default), SGD with momentum on their sum (--sum-gradients, Deep Compression's rule)."""
+    d = setup["dir"]
+    run_cli(cli, "quantize", str(d / "w.safetensors"), "-o", str(d / "q.nq"), "--method", "kmeans", "--k", "16",
+            "--prune", "0.3")
+    epochs = 3
+    args = ["finetune", "--model", setup["model"], "--weights", str(d / "q.nq"), "--data", str(d / "data"), "-o",
+            str(d / "ft.nq"), "--epochs", str(epochs), "--batch", "301"]
+    if optimizer == "adam":
+        args += ["--lr", "1e-3"]
+        hyper, average = dict(lr=1e-3), True
+    else:
+        args += ["--optimizer", "sgd", "--lr", "1e-3", "--momentum", "0.9", "--sum-gradients"]
+        hyper, average = dict(lr=1e-3, momentum=0.9), False
+    run_cli(cli, *args)
+    codes = netquant.load_codes(d / "q.nq")
+    assert sorted(codes) == sorted(setup["names"]) and all(isinstance(c, netquant.Codes) for c in codes.values())
+    start = netquant.load(d / "q.nq")
+    ref64 = torch_finetune(setup, codes, torch.float64, optimizer, epochs, average, **hyper)
+    ref32 = torch_finetune(setup, codes, torch.float32, optimizer, epochs, average, **hyper)
+    ours = netquant.load(d / "ft.nq")
+    factor, share = (2, 1e-3) if optimizer == "sgd" else (4, 1e-2)
+    assert_as_close_as_torch_float32(ours, ref32, ref64, start, f"finetune {optimizer}", factor, share)
+    for name, c in codes.items():  # the assignment and the pruned zeros stayed
+        if c.pruned_code is not None:
+            assert np.all(ours[name][c.codes == c.pruned_code] == 0)
