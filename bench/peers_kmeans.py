@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Peer timings for bench/run_cpu_bench.sh: scikit-learn KMeans and FAISS Clustering with sample weights on the
-same synthetic data as bench_quant (Student-t weights, gamma importance; not bit-identical RNG, same laws).
-Prints `peer=... n=... k=... ms_per_iter=...` lines."""
+same synthetic data as bench_quant (Student-t weights, gamma importance; not bit-identical RNG, same laws), and
+Ckmeans.1d.dp (the `ckwrap` wrapper, from pip) for the exact optimum. Prints `peer=... n=... k=... ms_per_iter=...`
+lines (`seconds=` alone for ckmeans)."""
 import sys
 import time
 
@@ -41,6 +42,15 @@ def faiss_ms(n, k, iters):
     return 1e3 * dt / iters, iters, dt
 
 
+def ckmeans_s(n, k):
+    """Ckmeans.1d.dp's weighted optimum (its fastest, 'linear' method): the peer of `--method exact`."""
+    import ckwrap
+    w, h = data(n)
+    t0 = time.perf_counter()
+    ckwrap.ckmeans(w.astype(np.float64), k, weights=h.astype(np.float64), method="linear")
+    return time.perf_counter() - t0
+
+
 def main():
     # Every case times the same number of iterations as netquant's (50 by default): a short fit would fold
     # sklearn's fixed set-up cost into each iteration and inflate the ratio.
@@ -57,6 +67,12 @@ def main():
             print(f"peer=faiss n={n} k={k} iterations={it} ms_per_iter={ms:.2f} seconds={dt:.3f}", flush=True)
         except ImportError as e:
             print(f"peer=faiss missing ({e}); continuing without it", flush=True)
+    for n in (100_000, 1_000_000):
+        try:
+            print(f"peer=ckmeans n={n} k=256 seconds={ckmeans_s(n, 256):.3f}", flush=True)
+        except ImportError as e:
+            print(f"peer=ckmeans missing ({e}); pip install ckwrap for the exact method's peer", flush=True)
+            break
 
 
 if __name__ == "__main__":

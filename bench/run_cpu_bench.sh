@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # CPU quantizer benchmark vs peers in the SAME run (the performance targets): builds bench_quant, runs it and
-# bench/peers_kmeans.py (/usr/bin/python3: scikit-learn, FAISS if importable), prints the ratio table.
+# bench/peers_kmeans.py (/usr/bin/python3: scikit-learn, FAISS and ckwrap if importable), prints the ratio table.
 # Usage: bench/run_cpu_bench.sh [BUILD_DIR]   (env PEER_ITERS=50: sklearn iterations timed per case; the same 50
-# as netquant, so that sklearn's fixed set-up cost is amortised the same way on both sides)
+# as netquant, so that sklearn's fixed set-up cost is amortised the same way on both sides; PEER_PY: the Python
+# that runs the peers, default /usr/bin/python3)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 build="${1:-$here/../build-bench}"
 cmake -S "$here/.." -B "$build" -DCMAKE_BUILD_TYPE=Release -DNQ_BUILD_BENCH=ON -DNQ_BUILD_TESTS=OFF -DNQ_CUDA=OFF >/dev/null
 cmake --build "$build" --target bench_quant -j"$(nproc)" >/dev/null
-py=/usr/bin/python3
+py="${PEER_PY:-/usr/bin/python3}"  # e.g. a venv with --system-site-packages where pip installed ckwrap
 "$py" -c "import sklearn" 2>/dev/null || echo "note: scikit-learn missing for $py (apt-get install -y python3-sklearn)"
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores"
 ours="$("$build/bench_quant" all 3)"
@@ -21,6 +22,7 @@ ours, peers = sys.argv[1], sys.argv[2]
 def kv(line): return dict(re.findall(r"(\w+)=([^\s]+)", line))
 o = [kv(l) for l in ours.splitlines() if "=" in l]
 p = [kv(l) for l in peers.splitlines() if l.startswith("peer=") and "ms_per_iter" in l]
+p_all = [kv(l) for l in peers.splitlines() if l.startswith("peer=")]
 def peer(name, n, k):
     for x in p:
         if x["peer"] == name and x["n"] == str(n) and x["k"] == str(k): return float(x["ms_per_iter"])
@@ -46,5 +48,7 @@ for x in o:
         print(f"| {what} k=32 λ={x['lambda']} | {ns:.2f} ns/w | {peer_col} | {r:.0f}× | ≤1.5 ns/w, ≥10× | {'yes' if ns <= 1.5 and r >= 10 else 'no'} |")
     if "peak_extra_mb" in x:
         s, mb = float(x["seconds"]), float(x["peak_extra_mb"])
-        print(f"| exact N={int(x['n']):.0e} k=256 | {s:.2f} s, {mb:.0f} MB | – | – | ≤1 s, ≤64 MB (N=1e6) | {'yes' if s <= 1 and mb <= 64 else 'no'} |")
+        ck = [float(y["seconds"]) for y in p_all if y.get("peer") == "ckmeans" and y.get("n") == x["n"] and "seconds" in y]
+        peer_col, r = (f"Ckmeans.1d.dp {ck[0]:.2f} s", f"{ck[0] / s:.0f}×") if ck else ("no peer", "–")
+        print(f"| exact N={int(x['n']):.0e} k=256 | {s:.2f} s, {mb:.0f} MB | {peer_col} | {r} | ≤1 s, ≤64 MB (N=1e6) | {'yes' if s <= 1 and mb <= 64 else 'no'} |")
 PY
