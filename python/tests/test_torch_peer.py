@@ -1,10 +1,11 @@
-"""PyTorch as the peer of the built-in networks: `netquant eval` and `netquant hessian` against torch.autograd in
-float64 on the same weights and images (skipped without torch).
+"""PyTorch as the peer of the built-in networks: `netquant eval`, `hessian`, `train` and `finetune` against
+torch.autograd and torch.optim in float64 on the same weights and images (skipped without torch).
 
 The C++ tests check the same quantities against finite differences and a float64 replay written for them; this one
 asks a widely used autograd engine instead, through the CLI a user runs: PyTorch's layer definitions (Conv2d with
 stride and padding, overlapping MaxPool2d, Flatten's C-H-W order, cross_entropy's mean), its per-sample gradients
-(empirical Fisher) and the exact Gauss-Newton diagonal from per-sample Jacobians.
+(empirical Fisher), the exact Gauss-Newton diagonal from per-sample Jacobians, torch.optim's SGD and Adam, and
+autograd through a codebook lookup for fine-tuning shared values.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import struct
 import subprocess
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +56,6 @@ def torch_net(model: str) -> "torch.nn.Sequential":
         layers = [("conv1", nn.Conv2d(1, 6, 3, stride=2, padding=1)), ("relu1", nn.ReLU()),
                   ("pool", nn.MaxPool2d(3, stride=2)), ("conv2", nn.Conv2d(6, 8, 2)), ("flatten", nn.Flatten()),
                   ("fc1", nn.Linear(200, 13)), ("relu2", nn.ReLU()), ("fc2", nn.Linear(13, 10))]
-    from collections import OrderedDict
     return torch.nn.Sequential(OrderedDict(layers))
 
 
