@@ -3,10 +3,12 @@
 #include <dirent.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <omp.h>
 #include <unistd.h>
 
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -163,6 +165,99 @@ TEST(AtomicFile, TerminatingSignalRemovesTemporaries) {
     std::remove(path.c_str());
     rmdir(dir);
   }
+}
+
+// The temporary is created beside the output (a rename is atomic only within one file system), hidden and named
+// after it, and nothing is written to the working directory.
+TEST(AtomicFile, TemporaryLivesBesideTheOutput) {
+  char dir[] = "/tmp/nq_atomic_dir_XXXXXX", cwd[] = "/tmp/nq_atomic_cwd_XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  ASSERT_NE(mkdtemp(cwd), nullptr);
+  char saved[4096];
+  ASSERT_NE(getcwd(saved, sizeof saved), nullptr);
+  ASSERT_EQ(chdir(cwd), 0);
+  const auto entries = [](const char* path) {
+    std::vector<std::string> names;
+    DIR* d = opendir(path);
+    while (const dirent* e = d ? readdir(d) : nullptr)
+      if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) names.push_back(e->d_name);
+    if (d) closedir(d);
+    return names;
+  };
+  {
+    AtomicFile f(std::string(dir) + "/out.bin");
+    f.write("partial");
+    const auto beside = entries(dir);
+    ASSERT_EQ(beside.size(), 1u);
+    EXPECT_EQ(beside[0].rfind(".out.bin.tmp-", 0), 0u) << beside[0];
+    EXPECT_TRUE(entries(cwd).empty());
+  }
+  EXPECT_TRUE(entries(dir).empty());
+  ASSERT_EQ(chdir(saved), 0);
+  rmdir(dir);
+  rmdir(cwd);
+}
+
+// A program that embeds netquant and handles SIGTERM itself keeps its handler: the library installs its clean-up
+// only where the disposition is still the default. The writer runs as a "threadsafe" death test, a fresh run of
+// this binary, because the library installs its handlers once per process and earlier tests here already did.
+TEST(AtomicFile, AnEmbeddersOwnSignalHandlerIsLeftInPlace) {
+  // The fresh run executes this test from the top: it takes the directory from the environment it inherits.
+  static const char* const kDirVariable = "NQ_TEST_EMBEDDER_HANDLER_DIR";
+  std::string dir;
+  if (const char* inherited = std::getenv(kDirVariable)) {
+    dir = inherited;
+  } else {
+    char made[] = "/tmp/nq_atomic_own_XXXXXX";
+    ASSERT_NE(mkdtemp(made), nullptr);
+    dir = made;
+    setenv(kDirVariable, made, 1);
+  }
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const auto write_and_terminate = [&dir] {
+    struct sigaction sa {};
+    sa.sa_handler = [](int) { _exit(42); };
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, nullptr);
+    AtomicFile a(dir + "/out.bin");  // the first temporary: the library's handlers go in now
+    a.write("partial");
+    raise(SIGTERM);
+  };
+  EXPECT_EXIT(write_and_terminate(), ::testing::ExitedWithCode(42), "");
+  unsetenv(kDirVariable);
+  // Only the embedder's handler ran (ours would have removed the temporary before handing the signal on), so
+  // the temporary is still there: clearing up after its own handler is the embedder's business.
+  std::vector<std::string> left;
+  DIR* d = opendir(dir.c_str());
+  ASSERT_NE(d, nullptr);
+  while (const dirent* e = readdir(d))
+    if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) left.push_back(e->d_name);
+  closedir(d);
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(left[0].rfind(".out.bin.tmp-", 0), 0u) << left[0];
+  std::remove((dir + "/" + left[0]).c_str());
+  rmdir(dir.c_str());
+}
+
+// --threads: 0 is one thread per core, a count is taken as given, and a negative or absurd count is refused
+// before any parallel region runs.
+TEST(Backend, ThreadCountsAreCheckedAndZeroMeansOnePerCore) {
+  const int saved = omp_get_max_threads();
+  set_num_threads(0);
+  EXPECT_EQ(num_threads(), omp_get_num_procs());
+  set_num_threads(3);
+  EXPECT_EQ(num_threads(), 3);
+  for (const int bad : {-1, std::max(256, 4 * omp_get_num_procs()) + 1}) {
+    try {
+      set_num_threads(bad);
+      ADD_FAILURE() << bad << " threads accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+      EXPECT_NE(std::string(e.what()).find("--threads"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(num_threads(), 3) << "a refused count changed the setting";
+  omp_set_num_threads(saved);
 }
 
 TEST(Backend, ResolvesWithoutCrashing) {
