@@ -82,6 +82,27 @@ const CLI::Validator kNonNegative = number_where([](double v) { return v >= 0 &&
 const CLI::Validator kFraction = number_where([](double v) { return v >= 0 && v < 1; }, "in [0, 1)");
 const CLI::Validator kPruneFraction = kFraction;
 
+void read_integers_in_decimal(CLI::App& app) {
+  // A transform (it runs before the option's other checks): an optional sign, then decimal digits, leading zeros
+  // dropped; CLI11 converts the result. No description, so --help is unchanged.
+  const CLI::Validator decimal(
+      [](std::string& text) -> std::string {
+        const size_t digits = !text.empty() && (text[0] == '-' || text[0] == '+') ? 1 : 0;
+        if (text.size() == digits || text.find_first_not_of("0123456789", digits) != std::string::npos)
+          return "must be a whole number in decimal digits, got '" + text + "'";
+        const size_t first = text.find_first_not_of('0', digits);
+        text = text.substr(0, digits) + (first == std::string::npos ? "0" : text.substr(first));
+        return std::string();
+      },
+      "");
+  for (CLI::Option* opt : app.get_options()) {
+    const std::string type = opt->get_type_name();
+    const std::string base = type.substr(0, type.find(':'));
+    if (base == "INT" || base == "UINT" || base == "N") opt->transform(decimal);
+  }
+  for (CLI::App* sub : app.get_subcommands({})) read_integers_in_decimal(*sub);
+}
+
 CLI::Option* add_image_count(CLI::App& sub, const std::string& name, int64_t& count, const std::string& help) {
   return sub.add_option(name, count, help)->capture_default_str()->check(kCount);
 }

@@ -53,6 +53,11 @@ extern const CLI::Validator kSeed;
 extern const CLI::Validator kPruneFraction;
 // A fraction in [0, 1) of anything else (a momentum).
 extern const CLI::Validator kFraction;
+// Every integer option of `app` and its subcommands (type INT, UINT, or N) reads decimal digits only. CLI11 2.1
+// converts integers with strtoll's base 0, so "--k 016" ran with 14 clusters and "--epochs 010" ran 8 epochs:
+// leading zeros are now dropped ("016" is 16) and "0x10", "0o10" or "1e3" are refused. main() calls it once
+// after every command has set up its options.
+void read_integers_in_decimal(CLI::App& app);
 // An option counting images, "first N ... (0 = all)": its default shown, a negative count refused.
 CLI::Option* add_image_count(CLI::App& sub, const std::string& name, int64_t& count, const std::string& help);
 

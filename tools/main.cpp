@@ -5,6 +5,7 @@
 #include <iostream>
 #include <new>
 
+#include "cli_common.h"
 #include "command_registry.h"
 #include "netquant/backend.h"
 #include "netquant/error.h"
@@ -34,6 +35,7 @@ int main(int argc, char** argv) {
       CLI::App* sub = app.add_subcommand(cmd.name, cmd.summary);
       cmd.setup(*sub);
     }
+    nq::cli::read_integers_in_decimal(app);
     // An unknown first word would reach CLI11 as a stray positional ("A subcommand is required"): name it.
     const auto known = [&](const std::string& word) {
       for (const auto& cmd : registry)

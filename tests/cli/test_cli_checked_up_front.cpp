@@ -206,6 +206,35 @@ TEST_F(CheckedUpFront, OptionsThatWouldBeIgnoredAreRefused) {
   for (const char* out : {"o.nq", "o.csv", "o.safetensors"}) EXPECT_FALSE(exists(file(out))) << out;
 }
 
+// CLI11 2.1 converts integers with strtoll's base 0: "--k 016" ran with 14 clusters and "--epochs 010" ran 8
+// epochs, without a word. Every integer option now reads decimal digits: leading zeros are dropped, and a hex,
+// octal-prefixed, exponent or empty spelling is refused naming the option.
+TEST_F(CheckedUpFront, IntegersAreReadInDecimal) {
+  TensorSet set;
+  std::vector<float> w(300);
+  for (size_t i = 0; i < w.size(); ++i) w[i] = std::sin(0.37f * static_cast<float>(i)) * (1.0f + 0.01f * i);
+  set.add(Tensor::from_f32("w", {300}, w));
+  write_safetensors(file("m.safetensors"), set);
+  const std::string q = "quantize '" + file("m.safetensors") + "' -o '" + file("o.safetensors") + "' ";
+  const auto read_report = [&](const std::string& flags) {
+    const CliRun r = run(q + flags + " --report '" + file("r.json") + "'");
+    EXPECT_EQ(r.status, 0) << r.err;
+    std::ifstream in(file("r.json"));
+    return nlohmann::json::parse(in);
+  };
+  const nlohmann::json padded = read_report("--k 016 --max-iter 0007");
+  EXPECT_EQ(padded["params"]["k"].get<int>(), 16);
+  EXPECT_EQ(padded["params"]["max_iter"].get<int>(), 7);
+  EXPECT_EQ(padded["total"]["clusters"].get<int>(), 16);
+  for (const std::string bad : {"--k 0x10", "--k 0o20", "--k 1e1", "--k ''", "--max-iter 0x10",
+                                "--batch-weights 0x10", "--threads 0x2", "--seed 0b1"}) {
+    SCOPED_TRACE(bad);
+    refused(q + bad, bad.substr(0, bad.find(' ')) + ": must be a whole number in decimal digits");
+  }
+  refused("train --model lenet300 --epochs 0x2 -o '" + file("t.safetensors") + "'", "--epochs: must be a whole number");
+  EXPECT_FALSE(exists(file("t.safetensors")));
+}
+
 // A rate target beyond the method's reach gives its nearest end, and says so with the rate it reached; a target
 // within reach says nothing.
 TEST_F(CheckedUpFront, AnUnreachableRateTargetIsNoted) {
