@@ -79,6 +79,12 @@ TEST_F(CheckedUpFront, TrainingSettingsAndOutputDirectories) {
   refused("quantize '" + file("m.safetensors") + "' -o '" + file("m.safetensors") + "/o.nq' --k 2",
           "m.safetensors' is not a directory");
   refused("quantize '" + file("m.safetensors") + "' -o '" + file("none") + "/o.nq' --k 2", "none' does not exist");
+  // An output that is a directory is named with its option before the work (the writer would refuse it only at
+  // the end); and an infinite learning rate is no rate.
+  ASSERT_EQ(mkdir(file("outdir.nq").c_str(), 0755), 0);
+  refused("quantize '" + file("m.safetensors") + "' -o '" + file("outdir.nq") + "' --k 2",
+          "-o " + file("outdir.nq") + ": is a directory");
+  refused("train --model lenet300 --lr inf -o '" + file("o.safetensors") + "'", "--lr: must be >= 0, got inf");
   // A report named like a model or data file would overwrite one with text.
   for (const std::string name :
        {"r.safetensors", "r.nq", "r.npy", "train-images-idx3-ubyte", "r.safetensors.index.json"}) {
@@ -183,6 +189,10 @@ TEST_F(CheckedUpFront, OptionsThatWouldBeIgnoredAreRefused) {
   const std::vector<Case> cases = {
       {"quantize " + m + " -o '" + file("o.nq") + "' --method kmeans --step 0.1", "--step applies to uniform only"},
       {"quantize " + m + " -o '" + file("o.nq") + "' --importance-transform sqrt", "give that file too"},
+      {"quantize " + m + " -o '" + file("o.nq") + "' --k 8 --bits 3", "give --k or --bits, not both"},
+      {"quantize " + m + " -o '" + file("o.nq") + "' --method kmeans --lambda 1e-3", "--lambda applies to ecsq only"},
+      {"quantize " + m + " -o '" + file("o.nq") + "' --method hw-kmeans --target-ratio 8",
+       "--target-bits/--target-ratio apply to ecsq and uniform only"},
       {"quantize " + m + " -o '" + file("o.nq") + "' --method uniform --step 0.1 --target-bits 2",
        "give --step or a target rate, not both"},
       {"quantize " + m + " -o '" + file("o.nq") + "' --method uniform --step 0.1 --k 8",

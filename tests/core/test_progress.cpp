@@ -50,8 +50,9 @@ TEST(Progress, ALogGetsAPlainLinePerIntervalOfLongWorkOnly) {
     p.update(2, "lambda=1e-05");  // past one: a line
     p.update(3);                  // within the next interval: nothing
     std::this_thread::sleep_for(std::chrono::milliseconds(60));
-    p.update(5);   // a line, without a status
-    p.update(10);  // the end: nothing
+    p.update(5);  // a line, without a status
+    std::this_thread::sleep_for(std::chrono::milliseconds(60));
+    p.update(10);  // the end, an interval later: still nothing (the result line says it)
     p.finish();
   });
   EXPECT_EQ(count_lines(text), 2u) << text;
@@ -59,6 +60,11 @@ TEST(Progress, ALogGetsAPlainLinePerIntervalOfLongWorkOnly) {
   EXPECT_NE(text.find("work: 20% after 0 s, lambda=1e-05\n"), std::string::npos) << text;
   EXPECT_NE(text.find("work: 50% after 0 s\n"), std::string::npos) << text;
   EXPECT_EQ(text.find("first"), std::string::npos) << text;
+
+  // Lines of their own between bars (the shared-λ search's rounds) are for a terminal only, never a log.
+  bool in_log = true;
+  stderr_of([&in_log] { in_log = progress_enabled(); });
+  EXPECT_FALSE(in_log) << "stderr is a file here, not a terminal";
 
   // A short run says nothing; nor does a long one with the switch off.
   EXPECT_EQ(stderr_of([] {
