@@ -36,6 +36,33 @@ TEST(Tensor, ConversionsMatchFloat64Oracle) {
   for (size_t i = 0; i < v.size(); ++i) EXPECT_NEAR(hf[i], v[i], std::fabs(v[i]) * 1e-3 + 1e-7);
 }
 
+// The ranged conversion (the quantizer converts big tensors in chunks on the threads) gives the slice of the whole
+// conversion, and a range outside the tensor is an error naming it, never a read past its bytes.
+TEST(Tensor, RangedConversionIsTheSliceAndChecksItsRange) {
+  std::mt19937 rng(11);
+  std::normal_distribution<double> nd(0, 1);
+  std::vector<double> v(41);
+  for (auto& x : v) x = nd(rng);
+  const Tensor t = Tensor::from_f64("w", {41}, v).converted(DType::kF16);
+  const std::vector<float> all = t.to_f32();
+  for (const auto& [begin, end] : std::vector<std::pair<int64_t, int64_t>>{{0, 41}, {3, 17}, {40, 41}, {7, 7}}) {
+    std::vector<float> part(static_cast<size_t>(end - begin) + 1, -7.0f);  // a sentinel after the range
+    t.to_f32(begin, end, part.data());
+    for (int64_t i = begin; i < end; ++i) EXPECT_EQ(part[static_cast<size_t>(i - begin)], all[static_cast<size_t>(i)]);
+    EXPECT_EQ(part.back(), -7.0f) << "wrote past [" << begin << ", " << end << ")";
+  }
+  std::vector<float> out(64);
+  for (const auto& [begin, end] : std::vector<std::pair<int64_t, int64_t>>{{-1, 2}, {5, 4}, {0, 42}, {41, 42}}) {
+    try {
+      t.to_f32(begin, end, out.data());
+      ADD_FAILURE() << "[" << begin << ", " << end << ") accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+      EXPECT_NE(std::string(e.what()).find("tensor 'w'"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(Tensor, BoolBytesOtherThanOneAreTrue) {
   // Writers other than numpy can store any non-zero byte for true; numpy's oracle: astype(float) gives 1 for each.
   Tensor t("mask", DType::kBool, {5});
