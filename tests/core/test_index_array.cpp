@@ -43,6 +43,28 @@ TEST(IndexArray, WidthIsTheNarrowestThatHoldsTheLargestIndex) {
   }
 }
 
+// -1 is the pruned mark; any other negative value is a caller's bug, refused by every way in (it would otherwise
+// be stored as an all-ones pattern, i.e. read back as pruned or as a huge index) and leaving the array as it was.
+TEST(IndexArray, NegativeIndicesOtherThanThePrunedMarkAreRefused) {
+  for (const int32_t bad : {-2, -255, INT32_MIN}) {
+    SCOPED_TRACE(bad);
+    IndexArray a(std::vector<int32_t>{3, kPrunedIndex, 7});
+    const auto refused = [](const auto& call) {
+      try {
+        call();
+        ADD_FAILURE() << "accepted";
+      } catch (const Error& e) {
+        EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+        EXPECT_NE(std::string(e.what()).find("is negative"), std::string::npos) << e.what();
+      }
+    };
+    refused([&] { a.push_back(bad); });
+    refused([&] { a.assign(4, bad); });
+    refused([&] { IndexArray b(std::vector<int32_t>{0, bad}); });
+    expect_same(a, {3, kPrunedIndex, 7});
+  }
+}
+
 TEST(IndexArray, RandomOperationsMatchAVector) {
   std::mt19937_64 rng(7);
   for (int round = 0; round < 60; ++round) {
