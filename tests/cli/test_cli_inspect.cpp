@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -120,6 +121,11 @@ TEST_F(InspectCli, BadFilesExitTwoWithAnError) {
     EXPECT_EQ(r.status, 2);
     EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << r.err;
     EXPECT_NE(r.err.find(name), std::string::npos) << r.err;  // the message names the file
+    // One file: its error is the run's, alone (no "1 of 1 files could not be read" after it, no JSON document).
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    const CliRun json = run("inspect --json '" + file(name) + "'");
+    EXPECT_EQ(json.status, 2);
+    EXPECT_EQ(json.out, "");
   }
   // A valid file with a dtype netquant cannot hold: unsupported, exit 3, naming the tensor.
   std::string header = R"({"q":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]}})";
