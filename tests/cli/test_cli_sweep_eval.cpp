@@ -115,7 +115,8 @@ TEST_F(SweepEvalCli, TargetsChooseByValidationAccuracyWhenImagesAreHeldOut) {
   auto check = [&](bool validated, double target_bits) {
     char target[32];
     std::snprintf(target, sizeof target, "%.17g", target_bits);  // parses back to the same double
-    const CliRun r = run(sweep + (validated ? held_out : std::string()) + " --target-bits " + target);
+    const CliRun r = run(sweep + (validated ? held_out : std::string()) + " --target-bits " + target + " --json '" +
+                         file("s.json") + "'");
     EXPECT_EQ(r.status, 0) << r.err;
     const auto rows = read_csv(slurp(file("s.csv")));
     EXPECT_EQ(rows.size(), 12u);
@@ -124,6 +125,17 @@ TEST_F(SweepEvalCli, TargetsChooseByValidationAccuracyWhenImagesAreHeldOut) {
       EXPECT_FALSE(row.at("accuracy_finetuned").empty());
       EXPECT_EQ(row.at("accuracy_validation").empty(), !validated);
       EXPECT_EQ(row.at("accuracy_finetuned_validation").empty(), !validated);
+    }
+    // The JSON document holds the same accuracies, each key present exactly when the CSV's column is filled.
+    std::ifstream json_in(file("s.json"));
+    const auto points = nlohmann::json::parse(json_in).at("points");
+    EXPECT_EQ(points.size(), rows.size());
+    for (size_t i = 0; i < rows.size() && i < points.size(); ++i) {
+      for (const char* key : {"accuracy", "accuracy_finetuned", "accuracy_validation", "accuracy_finetuned_validation"}) {
+        SCOPED_TRACE(std::string(key) + " of point " + std::to_string(i));
+        EXPECT_EQ(points[i].contains(key), !rows[i].at(key).empty());
+        if (points[i].contains(key) && !rows[i].at(key).empty()) EXPECT_NEAR(points[i][key].get<double>(), std::stod(rows[i].at(key)), 1e-6);
+      }
     }
     // The choice recomputed from the CSV: after fine-tuning (as asked), on the held-out images when there are some,
     // else on the test set.

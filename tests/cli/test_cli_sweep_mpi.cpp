@@ -58,6 +58,31 @@ TEST_F(SweepCli, SingleProcessCsvHasEveryPointAndKnownColumns) {
   EXPECT_EQ(rows, 7 + 4 + 4);
 }
 
+// A point equal to the one before it in every field (here k = 4 asked twice) stays in the CSV, marked in its
+// `duplicate` column, but the table shows each distinct point once.
+TEST_F(SweepCli, DuplicatePointsAreMarkedInTheCsvAndShownOnceInTheTable) {
+  const CliRun r = run("sweep '" + file("model.safetensors") + "' --importance '" + file("imp.safetensors") +
+                       "' --method hw-kmeans --k 4,4,8 -o '" + file("d.csv") + "'");
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::istringstream is(slurp(file("d.csv")));
+  std::string header, line;
+  std::getline(is, header);
+  size_t column = 0;
+  for (size_t at = 0; at < header.find("duplicate"); ++at) column += header[at] == ',';
+  std::vector<std::string> marks;
+  while (std::getline(is, line)) {
+    std::istringstream fields(line);
+    std::string field;
+    for (size_t c = 0; c <= column; ++c) std::getline(fields, field, ',');
+    marks.push_back(field);
+  }
+  EXPECT_EQ(marks, (std::vector<std::string>{"0", "1", "0"}));
+  size_t k4_rows = 0;
+  for (size_t at = r.out.find("k=4 "); at != std::string::npos; at = r.out.find("k=4 ", at + 1)) ++k4_rows;
+  EXPECT_EQ(k4_rows, 1u) << r.out;
+  EXPECT_NE(r.out.find("k=8 "), std::string::npos) << r.out;
+}
+
 // Options that would be ignored or wrapped are refused before any point runs, naming themselves; no CSV is written.
 TEST_F(SweepCli, MeaninglessOptionsAreRefused) {
   for (const auto& [args, says] : std::vector<std::pair<std::string, std::string>>{
