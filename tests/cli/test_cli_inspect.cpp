@@ -40,6 +40,8 @@ TEST_F(InspectCli, StatisticsMatchBruteForce) {
   set.add(Tensor::from_f32("layer.weight", {1237}, w));
   Tensor h = Tensor::from_f32("half", {3, 3}, {0, 1, -2, 0.5f, 0, 0, 7, 8, -9}).converted(DType::kF16);
   set.add(h);
+  // bf16 (exact here too) decoded as bf16: read as f16 its bits would be other numbers entirely.
+  set.add(Tensor::from_f32("brain", {4}, {1.5f, -2.0f, 0.0f, 96.0f}).converted(DType::kBF16));
   set.metadata()["format"] = "pt";
   write_safetensors(file("m.safetensors"), set);
 
@@ -49,7 +51,7 @@ TEST_F(InspectCli, StatisticsMatchBruteForce) {
   const auto& f = doc["files"][0];
   EXPECT_EQ(f["format"], "safetensors");
   EXPECT_EQ(f["metadata"]["format"], "pt");
-  ASSERT_EQ(f["tensors"].size(), 2u);
+  ASSERT_EQ(f["tensors"].size(), 3u);
   // Oracle: long double, finite values only, population std.
   long double sum = 0, ss = 0, lo = INFINITY, hi = -INFINITY;
   int64_t n = 0, zeros = 0;
@@ -75,14 +77,19 @@ TEST_F(InspectCli, StatisticsMatchBruteForce) {
   EXPECT_EQ(hj["shape"], (std::vector<int64_t>{3, 3}));
   EXPECT_DOUBLE_EQ(hj["mean"].get<double>(), 5.5 / 9);  // (0+1-2+0.5+0+0+7+8-9)/9, all exact in f16
   EXPECT_DOUBLE_EQ(hj["zero_fraction"].get<double>(), 3.0 / 9);
-  EXPECT_EQ(f["total"]["count"], 1237 + 9);
+  const auto& bj = f["tensors"][2];
+  EXPECT_EQ(bj["dtype"], "BF16");
+  EXPECT_EQ(bj["min"].get<double>(), -2.0);
+  EXPECT_EQ(bj["max"].get<double>(), 96.0);
+  EXPECT_DOUBLE_EQ(bj["mean"].get<double>(), 95.5 / 4);
+  EXPECT_EQ(f["total"]["count"], 1237 + 9 + 4);
 
   // Text mode prints a table with both tensors and a totals row.
   CliRun text = run("inspect '" + file("m.safetensors") + "'");
   ASSERT_EQ(text.status, 0) << text.err;
   EXPECT_NE(text.out.find("layer.weight"), std::string::npos);
   EXPECT_NE(text.out.find("[3, 3]"), std::string::npos);
-  EXPECT_NE(text.out.find("total (2 tensors)"), std::string::npos);
+  EXPECT_NE(text.out.find("total (3 tensors)"), std::string::npos);
   EXPECT_NE(text.out.find("2 nan/inf"), std::string::npos);
 }
 

@@ -128,6 +128,15 @@ TEST_F(NqCli, InspectReportsVersionChecksumsAndRatios) {
   r = run("inspect --json '" + file("bad.nq") + "'");
   EXPECT_EQ(r.status, 2) << r.err;
   EXPECT_EQ(nlohmann::json::parse(r.out)["files"][0]["checksums_ok"], false);
+  // Only the whole-file CRC wrong (a bit of the stored value in the trailer, [size - 8, size - 4)): the header's
+  // and every payload's own CRCs still match, and the file is still refused.
+  std::string trailer_bad = slurp(file("m.nq"));
+  trailer_bad[trailer_bad.size() - 8] ^= 4;
+  std::ofstream(file("crc.nq"), std::ios::binary) << trailer_bad;
+  r = run("inspect --json '" + file("crc.nq") + "'");
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_NE(r.err.find(file("crc.nq") + ": checksums do not match"), std::string::npos) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["files"][0]["checksums_ok"], false);
 }
 
 // ---- quantize -> .nq -> decompress is bit-exact with quantize -> safetensors ---------------------------------

@@ -83,6 +83,18 @@ TEST_F(SweepCli, DuplicatePointsAreMarkedInTheCsvAndShownOnceInTheTable) {
   EXPECT_NE(r.out.find("k=8 "), std::string::npos) << r.out;
 }
 
+// Weights that are not the --eval-model network's are refused before the data set is read or any point runs,
+// naming both (every point would otherwise fail the same way, after its quantization).
+TEST_F(SweepCli, WeightsThatAreNotTheEvalNetworksAreRefusedFirst) {
+  const CliRun r = run("sweep '" + file("model.safetensors") + "' --method hw-kmeans --k 4 --eval-model lenet300 " +
+                       "--data '" + file("no-data-here") + "' -o '" + file("e.csv") + "'");
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_NE(r.err.find(file("model.safetensors") + ": "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("(--eval-model lenet300)"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("no-data-here"), std::string::npos) << "the data set was read first: " << r.err;
+  EXPECT_FALSE(exists(file("e.csv")));
+}
+
 // Options that would be ignored or wrapped are refused before any point runs, naming themselves; no CSV is written.
 TEST_F(SweepCli, MeaninglessOptionsAreRefused) {
   for (const auto& [args, says] : std::vector<std::pair<std::string, std::string>>{
