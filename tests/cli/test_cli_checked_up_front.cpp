@@ -208,6 +208,8 @@ TEST_F(CheckedUpFront, OptionsThatWouldBeIgnoredAreRefused) {
       {"lc --weights " + m + " --data '" + file("nodata") + "' -o '" + file("o.nq") + "' --c-step kmeans --lambda 0.1",
        "--lambda applies to --c-step ecsq only"},
       {"train --model lenet300 --data '' -o '" + file("o.safetensors") + "'", "--data: the data directory's name"},
+      {"train --model lenet300 --init " + m + " --importance " + m + " -o '" + file("o.safetensors") + "'",
+       "--importance ranks the weights for --prune; give --prune too"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.args);
@@ -243,6 +245,20 @@ TEST_F(CheckedUpFront, IntegersAreReadInDecimal) {
   }
   refused("train --model lenet300 --epochs 0x2 -o '" + file("t.safetensors") + "'", "--epochs: must be a whole number");
   EXPECT_FALSE(exists(file("t.safetensors")));
+}
+
+// prune reads its --importance as an input like the model: an output of the same name is refused, and the
+// importance keeps its bytes.
+TEST_F(CheckedUpFront, PruneNeverWritesOverItsImportance) {
+  TensorSet set;
+  set.add(Tensor::from_f32("w", {6}, {1, -2, 3, -4, 5, -6}));
+  write_safetensors(file("m.safetensors"), set);
+  write_safetensors(file("h.safetensors"), set);
+  const std::string before = slurp(file("h.safetensors"));
+  refused("prune '" + file("m.safetensors") + "' --importance '" + file("h.safetensors") + "' --prune 0.5 -o '" +
+              file("h.safetensors") + "'",
+          "refusing to overwrite an input");
+  EXPECT_EQ(slurp(file("h.safetensors")), before);
 }
 
 // A rate target beyond the method's reach gives its nearest end, and says so with the rate it reached; a target
