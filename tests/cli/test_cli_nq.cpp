@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -137,6 +138,18 @@ TEST_F(NqCli, InspectReportsVersionChecksumsAndRatios) {
   EXPECT_EQ(r.status, 2) << r.err;
   EXPECT_NE(r.err.find(file("crc.nq") + ": checksums do not match"), std::string::npos) << r.err;
   EXPECT_EQ(nlohmann::json::parse(r.out)["files"][0]["checksums_ok"], false);
+  // Only a payload's own CRC wrong: the flipped payload byte of bad.nq with the whole-file CRC recomputed over it
+  // (zlib's CRC-32 of [0, size - 8), stored little-endian), so the trailer vouches for the damaged bytes.
+  std::string payload_bad = bad;
+  const uint32_t whole = static_cast<uint32_t>(
+      crc32(0L, reinterpret_cast<const Bytef*>(payload_bad.data()), static_cast<uInt>(payload_bad.size() - 8)));
+  for (int b = 0; b < 4; ++b) payload_bad[payload_bad.size() - 8 + b] = static_cast<char>((whole >> (8 * b)) & 0xff);
+  std::ofstream(file("payload.nq"), std::ios::binary) << payload_bad;
+  r = run("inspect --json '" + file("payload.nq") + "'");
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_NE(r.err.find(file("payload.nq") + ": checksums do not match"), std::string::npos) << r.err;
+  const auto checked = nlohmann::json::parse(r.out)["files"][0];
+  EXPECT_EQ(checked["checksums_ok"], false);
 }
 
 // ---- quantize -> .nq -> decompress is bit-exact with quantize -> safetensors ---------------------------------
