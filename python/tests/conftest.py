@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import zlib
 from pathlib import Path
 
@@ -38,3 +39,10 @@ def cli() -> str:
     if not path or not os.access(path, os.X_OK):
         pytest.fail("netquant CLI not found: set NETQUANT_CLI to the built binary (tools/test.sh does)")
     return path
+
+
+def run_cli(cli: str, *args, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Runs `netquant ARGS` (each argument str()-ed) and requires exit 0, showing stderr when not."""
+    proc = subprocess.run([cli, *map(str, args)], capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"netquant {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr}"
+    return proc

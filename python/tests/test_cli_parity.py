@@ -9,13 +9,7 @@ import numpy as np
 import pytest
 
 import netquant
-from conftest import importance, weights
-
-
-def run_cli(cli: str, *args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([cli, *args], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, f"netquant {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}"
-    return proc
+from conftest import importance, run_cli, weights
 
 
 def has_command(cli: str, name: str) -> bool:

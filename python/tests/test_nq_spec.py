@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import importance, weights
+from conftest import importance, run_cli, weights
 import nq_spec_reader as nqr
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -62,10 +62,7 @@ def read_safetensors(path: Path) -> dict:
 # The CLI
 # ----------------------------------------------------------------------------------------------------------------
 
-def run(cli: str, *args) -> subprocess.CompletedProcess:
-    proc = subprocess.run([cli, *map(str, args)], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, f"{args}: exit {proc.returncode}\n{proc.stderr}"
-    return proc
+run = run_cli
 
 
 def quantize_and_check(cli, tmp_path, model: dict, args, imp: dict | None = None, tag="m") -> nqr.NqFile:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import struct
-import subprocess
 
 import numpy as np
 import pytest
 
 import netquant
+from conftest import run_cli
 
 st_numpy = pytest.importorskip("safetensors.numpy", reason="safetensors is not installed: the peer checks are skipped")
 safetensors = pytest.importorskip("safetensors")
@@ -68,8 +68,7 @@ def test_cli_outputs_load_in_the_reference(cli, rng, tmp_path):
     st_numpy.save_file(model, tmp_path / "m.safetensors")
 
     def run(*args: str) -> None:
-        proc = subprocess.run([cli, *args, "-q"], capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 0, proc.stderr
+        run_cli(cli, *args, "-q")
 
     run("quantize", str(tmp_path / "m.safetensors"), "--method", "ecsq", "--k", "16", "--target-bits", "3", "-o",
         str(tmp_path / "m.nq"))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import struct
-import subprocess
 from collections import OrderedDict
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 import pytest
 
 import netquant
+from conftest import run_cli
 
 torch = pytest.importorskip("torch", reason="PyTorch is not installed: the autograd peer checks are skipped")
 torch_func = pytest.importorskip("torch.func", reason="this PyTorch has no torch.func")
@@ -94,12 +94,6 @@ def trained_weights(net: "torch.nn.Sequential", images: np.ndarray, labels: np.n
     return {name: p.detach().numpy().copy() for name, p in net.named_parameters()}
 
 
-def run_cli(cli: str, *args: str) -> str:
-    proc = subprocess.run([cli, *args, "--quiet"], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, f"netquant {' '.join(args)} failed:\n{proc.stderr}"
-    return proc.stdout
-
-
 @pytest.fixture(params=["lenet300", "lenet5", "odd"])
 def setup(request, tmp_path, rng):
     model = request.param
@@ -135,8 +129,8 @@ def assert_close_per_tensor(ours: dict[str, np.ndarray], reference: dict[str, np
 
 
 def test_eval_matches_torch(cli, setup):
-    out = json.loads(run_cli(cli, "eval", "--model", setup["model"], "--weights", str(setup["dir"] / "w.safetensors"),
-                             "--data", str(setup["dir"] / "data"), "--json", "--batch", "64"))
+    out = json.loads(run_cli(cli, "eval", "--model", setup["model"], "--weights", setup["dir"] / "w.safetensors",
+                             "--data", setup["dir"] / "data", "--json", "--batch", "64", "--quiet").stdout)
     x, y = setup["x"][301:], setup["y"][301:]
     with torch.no_grad():
         logits = setup["net"](x)

@@ -11,7 +11,9 @@
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <random>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -38,6 +40,30 @@ class CliFixture : public ::testing::Test {
   static std::string slurp(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  }
+  // A CSV's rows (the first line names the columns) as name → cell maps.
+  static std::vector<std::map<std::string, std::string>> read_csv(const std::string& text) {
+    std::istringstream in(text);
+    std::string line;
+    std::getline(in, line);
+    auto split = [](const std::string& s) {
+      std::vector<std::string> cells;
+      std::stringstream ss(s);
+      std::string cell;
+      while (std::getline(ss, cell, ',')) cells.push_back(cell);
+      if (!s.empty() && s.back() == ',') cells.push_back("");
+      return cells;
+    };
+    const auto header = split(line);
+    std::vector<std::map<std::string, std::string>> rows;
+    while (std::getline(in, line)) {
+      const auto cells = split(line);
+      EXPECT_EQ(cells.size(), header.size()) << line;
+      std::map<std::string, std::string> row;
+      for (size_t i = 0; i < header.size() && i < cells.size(); ++i) row[header[i]] = cells[i];
+      rows.push_back(row);
+    }
+    return rows;
   }
   static bool exists(const std::string& path) {
     struct stat st {};

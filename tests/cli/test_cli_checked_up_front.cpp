@@ -231,8 +231,7 @@ TEST_F(CheckedUpFront, IntegersAreReadInDecimal) {
   const auto read_report = [&](const std::string& flags) {
     const CliRun r = run(q + flags + " --report '" + file("r.json") + "'");
     EXPECT_EQ(r.status, 0) << r.err;
-    std::ifstream in(file("r.json"));
-    return nlohmann::json::parse(in);
+    return nlohmann::json::parse(slurp(file("r.json")));
   };
   const nlohmann::json padded = read_report("--k 016 --max-iter 0007");
   EXPECT_EQ(padded["params"]["k"].get<int>(), 16);

@@ -40,30 +40,6 @@ class SweepEvalCli : public CliFixture {
     EXPECT_EQ(r.status, 0) << r.err;
     return nlohmann::json::parse(slurp(file("train.json")));
   }
-  // The CSV's rows as name → cell maps.
-  static std::vector<std::map<std::string, std::string>> read_csv(const std::string& text) {
-    std::istringstream in(text);
-    std::string line;
-    std::getline(in, line);
-    auto split = [](const std::string& s) {
-      std::vector<std::string> cells;
-      std::stringstream ss(s);
-      std::string cell;
-      while (std::getline(ss, cell, ',')) cells.push_back(cell);
-      if (!s.empty() && s.back() == ',') cells.push_back("");
-      return cells;
-    };
-    const auto header = split(line);
-    std::vector<std::map<std::string, std::string>> rows;
-    while (std::getline(in, line)) {
-      const auto cells = split(line);
-      EXPECT_EQ(cells.size(), header.size()) << line;
-      std::map<std::string, std::string> row;
-      for (size_t i = 0; i < header.size() && i < cells.size(); ++i) row[header[i]] = cells[i];
-      rows.push_back(row);
-    }
-    return rows;
-  }
 };
 
 TEST_F(SweepEvalCli, TrainScoresEpochsOnTheLastTrainingImagesAndTheTestSetOnce) {
@@ -127,14 +103,15 @@ TEST_F(SweepEvalCli, TargetsChooseByValidationAccuracyWhenImagesAreHeldOut) {
       EXPECT_EQ(row.at("accuracy_finetuned_validation").empty(), !validated);
     }
     // The JSON document holds the same accuracies, each key present exactly when the CSV's column is filled.
-    std::ifstream json_in(file("s.json"));
-    const auto points = nlohmann::json::parse(json_in).at("points");
+    const auto points = nlohmann::json::parse(slurp(file("s.json"))).at("points");
     EXPECT_EQ(points.size(), rows.size());
     for (size_t i = 0; i < rows.size() && i < points.size(); ++i) {
       for (const char* key : {"accuracy", "accuracy_finetuned", "accuracy_validation", "accuracy_finetuned_validation"}) {
         SCOPED_TRACE(std::string(key) + " of point " + std::to_string(i));
         EXPECT_EQ(points[i].contains(key), !rows[i].at(key).empty());
-        if (points[i].contains(key) && !rows[i].at(key).empty()) EXPECT_NEAR(points[i][key].get<double>(), std::stod(rows[i].at(key)), 1e-6);
+        if (points[i].contains(key) && !rows[i].at(key).empty()) {
+          EXPECT_NEAR(points[i][key].get<double>(), std::stod(rows[i].at(key)), 1e-6);
+        }
       }
     }
     // The choice recomputed from the CSV: after fine-tuning (as asked), on the held-out images when there are some,

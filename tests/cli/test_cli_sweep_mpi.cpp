@@ -64,18 +64,8 @@ TEST_F(SweepCli, DuplicatePointsAreMarkedInTheCsvAndShownOnceInTheTable) {
   const CliRun r = run("sweep '" + file("model.safetensors") + "' --importance '" + file("imp.safetensors") +
                        "' --method hw-kmeans --k 4,4,8 -o '" + file("d.csv") + "'");
   ASSERT_EQ(r.status, 0) << r.err;
-  std::istringstream is(slurp(file("d.csv")));
-  std::string header, line;
-  std::getline(is, header);
-  size_t column = 0;
-  for (size_t at = 0; at < header.find("duplicate"); ++at) column += header[at] == ',';
   std::vector<std::string> marks;
-  while (std::getline(is, line)) {
-    std::istringstream fields(line);
-    std::string field;
-    for (size_t c = 0; c <= column; ++c) std::getline(fields, field, ',');
-    marks.push_back(field);
-  }
+  for (const auto& row : read_csv(slurp(file("d.csv")))) marks.push_back(row.at("duplicate"));
   EXPECT_EQ(marks, (std::vector<std::string>{"0", "1", "0"}));
   size_t k4_rows = 0;
   for (size_t at = r.out.find("k=4 "); at != std::string::npos; at = r.out.find("k=4 ", at + 1)) ++k4_rows;

@@ -22,6 +22,16 @@
 namespace nq {
 namespace {
 
+// The names in a directory, "." and ".." left out (empty when it cannot be opened).
+std::vector<std::string> entries_of(const std::string& dir) {
+  std::vector<std::string> names;
+  DIR* d = opendir(dir.c_str());
+  while (const dirent* e = d ? readdir(d) : nullptr)
+    if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) names.push_back(e->d_name);
+  if (d) closedir(d);
+  return names;
+}
+
 TEST(Tensor, ConversionsMatchFloat64Oracle) {
   std::mt19937 rng(3);
   std::normal_distribution<double> nd(0, 1);
@@ -188,14 +198,7 @@ TEST(AtomicFile, TerminatingSignalRemovesTemporaries) {
     int status = 0;
     ASSERT_EQ(waitpid(child, &status, 0), child);
     EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == sig) << "signal " << sig << ", status " << status;
-    std::vector<std::string> left;
-    DIR* d = opendir(dir);
-    ASSERT_NE(d, nullptr);
-    while (const dirent* e = readdir(d))
-      if (e->d_name[0] != '.' || (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0))
-        left.push_back(e->d_name);
-    closedir(d);
-    EXPECT_EQ(left, std::vector<std::string>{"out.bin"}) << "signal " << sig;
+    EXPECT_EQ(entries_of(dir), std::vector<std::string>{"out.bin"}) << "signal " << sig;
     EXPECT_EQ(read_file(path), "old");
     std::remove(path.c_str());
     rmdir(dir);
@@ -211,23 +214,15 @@ TEST(AtomicFile, TemporaryLivesBesideTheOutput) {
   char saved[4096];
   ASSERT_NE(getcwd(saved, sizeof saved), nullptr);
   ASSERT_EQ(chdir(cwd), 0);
-  const auto entries = [](const char* path) {
-    std::vector<std::string> names;
-    DIR* d = opendir(path);
-    while (const dirent* e = d ? readdir(d) : nullptr)
-      if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) names.push_back(e->d_name);
-    if (d) closedir(d);
-    return names;
-  };
   {
     AtomicFile f(std::string(dir) + "/out.bin");
     f.write("partial");
-    const auto beside = entries(dir);
+    const auto beside = entries_of(dir);
     ASSERT_EQ(beside.size(), 1u);
     EXPECT_EQ(beside[0].rfind(".out.bin.tmp-", 0), 0u) << beside[0];
-    EXPECT_TRUE(entries(cwd).empty());
+    EXPECT_TRUE(entries_of(cwd).empty());
   }
-  EXPECT_TRUE(entries(dir).empty());
+  EXPECT_TRUE(entries_of(dir).empty());
   ASSERT_EQ(chdir(saved), 0);
   rmdir(dir);
   rmdir(cwd);
@@ -262,12 +257,7 @@ TEST(AtomicFile, AnEmbeddersOwnSignalHandlerIsLeftInPlace) {
   unsetenv(kDirVariable);
   // Only the embedder's handler ran (ours would have removed the temporary before handing the signal on), so
   // the temporary is still there: clearing up after its own handler is the embedder's business.
-  std::vector<std::string> left;
-  DIR* d = opendir(dir.c_str());
-  ASSERT_NE(d, nullptr);
-  while (const dirent* e = readdir(d))
-    if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) left.push_back(e->d_name);
-  closedir(d);
+  const std::vector<std::string> left = entries_of(dir);
   ASSERT_EQ(left.size(), 1u);
   EXPECT_EQ(left[0].rfind(".out.bin.tmp-", 0), 0u) << left[0];
   std::remove((dir + "/" + left[0]).c_str());
