@@ -42,22 +42,34 @@ class CliFixture : public ::testing::Test {
     return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   }
   // A CSV's rows (the first line names the columns) as name → cell maps.
+  // One CSV line's cells, quoted cells included (RFC 4180: "" inside quotes is a quote).
+  static std::vector<std::string> csv_cells(const std::string& line) {
+    std::vector<std::string> cells(1);
+    bool quoted = false;
+    for (size_t i = 0; i < line.size(); ++i) {
+      const char c = line[i];
+      if (quoted && c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
+        cells.back() += '"';
+        ++i;
+      } else if (c == '"') {
+        quoted = !quoted;
+      } else if (c == ',' && !quoted) {
+        cells.emplace_back();
+      } else {
+        cells.back() += c;
+      }
+    }
+    return cells;
+  }
+  // A CSV document as one map per row, keyed by the header's names (each row must have the header's width).
   static std::vector<std::map<std::string, std::string>> read_csv(const std::string& text) {
     std::istringstream in(text);
     std::string line;
     std::getline(in, line);
-    auto split = [](const std::string& s) {
-      std::vector<std::string> cells;
-      std::stringstream ss(s);
-      std::string cell;
-      while (std::getline(ss, cell, ',')) cells.push_back(cell);
-      if (!s.empty() && s.back() == ',') cells.push_back("");
-      return cells;
-    };
-    const auto header = split(line);
+    const auto header = csv_cells(line);
     std::vector<std::map<std::string, std::string>> rows;
     while (std::getline(in, line)) {
-      const auto cells = split(line);
+      const auto cells = csv_cells(line);
       EXPECT_EQ(cells.size(), header.size()) << line;
       std::map<std::string, std::string> row;
       for (size_t i = 0; i < header.size() && i < cells.size(); ++i) row[header[i]] = cells[i];

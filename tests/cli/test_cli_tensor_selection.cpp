@@ -177,26 +177,6 @@ TEST_F(SelectionCli, PruneKeepsExcludedTensorsAndMatchesTheReducedModel) {
       << r.err;
 }
 
-// A CSV parser for quoted cells (RFC 4180), enough for one sweep line.
-std::vector<std::string> csv_cells(const std::string& line) {
-  std::vector<std::string> cells(1);
-  bool quoted = false;
-  for (size_t i = 0; i < line.size(); ++i) {
-    const char c = line[i];
-    if (quoted && c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
-      cells.back() += '"';
-      ++i;
-    } else if (c == '"') {
-      quoted = !quoted;
-    } else if (c == ',' && !quoted) {
-      cells.emplace_back();
-    } else {
-      cells.back() += c;
-    }
-  }
-  return cells;
-}
-
 TEST_F(SelectionCli, SweepRecordsThePatternsAndEqualsQuantize) {
   // A pattern with a comma and a quote must stay one CSV cell.
   const std::string exclude = "embed|lm_he{1,2}ad|norm|\"";
@@ -205,29 +185,25 @@ TEST_F(SelectionCli, SweepRecordsThePatternsAndEqualsQuantize) {
                        "' --method hw-kmeans --k 3,5 --exclude '" + exclude + "' --backend cpu -q -o '" +
                        file("s.csv") + "' --json '" + file("s.json") + "'");
   ASSERT_EQ(r.status, 0) << r.err;
-  std::istringstream is(slurp(file("s.csv")));
-  std::string line;
-  std::getline(is, line);
-  const std::vector<std::string> header = csv_cells(line);
+  const std::string csv = slurp(file("s.csv"));
+  const std::vector<std::string> header = csv_cells(csv.substr(0, csv.find('\n')));
   ASSERT_GE(header.size(), 2u);
   EXPECT_EQ(header[header.size() - 2], "include");
   EXPECT_EQ(header.back(), "exclude");
   const auto json = nlohmann::json::parse(slurp(file("s.json")));
   int rows = 0;
-  while (std::getline(is, line)) {
-    const std::vector<std::string> cells = csv_cells(line);
-    ASSERT_EQ(cells.size(), header.size()) << line;
-    EXPECT_EQ(cells[cells.size() - 2], "");
-    EXPECT_EQ(cells.back(), exclude);
+  for (const auto& row : read_csv(csv)) {
+    EXPECT_EQ(row.at("include"), "");
+    EXPECT_EQ(row.at("exclude"), exclude);
     EXPECT_EQ(json["points"][rows]["exclude"], exclude);
     // Each point is what quantize gives with the same selection (the hw_distortion column, to the CSV's digits).
     ModelQuantizeParams p;
-    p.quant.k = std::stoi(cells[4]);
+    p.quant.k = std::stoi(row.at("knob"));
     p.quant.backend = Backend::kCpu;
     const TensorSet imp = reduced(imp_);
     const QuantizedModel want = quantize_model(reduced(model_), &imp, p);
-    EXPECT_EQ(std::stoll(cells[6]), want.total.params + 41 * 7 * 2 + 7) << "params counts every tensor";
-    EXPECT_NEAR(std::stod(cells[9]), want.total.hw_distortion, 1e-8 * want.total.hw_distortion);
+    EXPECT_EQ(std::stoll(row.at("params")), want.total.params + 41 * 7 * 2 + 7) << "params counts every tensor";
+    EXPECT_NEAR(std::stod(row.at("hw_distortion")), want.total.hw_distortion, 1e-8 * want.total.hw_distortion);
     ++rows;
   }
   EXPECT_EQ(rows, 2);
