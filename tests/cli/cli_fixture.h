@@ -41,7 +41,6 @@ class CliFixture : public ::testing::Test {
     std::ifstream in(path, std::ios::binary);
     return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   }
-  // A CSV's rows (the first line names the columns) as name → cell maps.
   // One CSV line's cells, quoted cells included (RFC 4180: "" inside quotes is a quote).
   static std::vector<std::string> csv_cells(const std::string& line) {
     std::vector<std::string> cells(1);
