@@ -354,5 +354,22 @@ TEST_F(CheckedUpFront, InspectJsonOutToStdoutKeepsTheTablesOffIt) {
   EXPECT_EQ(run("inspect '" + file("v.npy") + "' --json --json-out -").status, 2);
 }
 
+// finetune's settings, checked before anything is read: SGD has no rate that suits both gradient scalings, so it
+// needs --lr; --momentum is SGD's alone; and the output is .nq only, as for lc and wetrain.
+TEST_F(CheckedUpFront, FinetuneSettingsAndOutputAreCheckedFirst) {
+  TensorSet set;
+  set.add(Tensor::from_f32("w", {4}, {1, 2, 3, 4}));
+  write_safetensors(file("m.safetensors"), set);
+  const std::string base = "finetune --weights '" + file("m.safetensors") + "' --data '" + file("nodata") + "' -o '" +
+                           file("o.nq") + "'";
+  refused(base + " --optimizer sgd", "--optimizer sgd needs --lr");
+  refused(base + " --momentum 0.9", "--momentum is SGD's");
+  EXPECT_FALSE(exists(file("o.nq")));
+  refused("finetune --weights '" + file("m.safetensors") + "' --data '" + file("nodata") + "' -o '" +
+              file("o.safetensors") + "'",
+          "-o must name a .nq file, got '" + file("o.safetensors") + "'");
+  EXPECT_FALSE(exists(file("o.safetensors")));
+}
+
 }  // namespace
 }  // namespace nq

@@ -64,6 +64,14 @@ TEST_F(NqCli, DecompressWritesDequantizedWeights) {
   r = run("decompress '" + file("m.nq") + "' -o '" + file("m32.safetensors") + "' --dtype f32 --quiet");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(read_safetensors(file("m32.safetensors")).at("layer0.weight").dtype(), DType::kF32);
+  // --dtype bf16: the float32 values rounded to bfloat16.
+  r = run("decompress '" + file("m.nq") + "' -o '" + file("mbf.safetensors") + "' --dtype bf16 --quiet");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const Tensor bf16 = read_safetensors(file("mbf.safetensors")).at("layer0.weight");
+  const Tensor want = read_safetensors(file("m32.safetensors")).at("layer0.weight").converted(DType::kBF16);
+  EXPECT_EQ(bf16.dtype(), DType::kBF16);
+  ASSERT_EQ(bf16.nbytes(), want.nbytes());
+  EXPECT_EQ(0, std::memcmp(bf16.data(), want.data(), want.nbytes()));
 }
 
 TEST_F(NqCli, DecompressRefusesBadInputAndLeavesNothing) {

@@ -452,5 +452,39 @@ TEST_F(QuantizeCli, BadInputsExitTwo) {
   EXPECT_EQ(run("quantize " + m + " -o '" + file("many.nq") + "' --k 65536 -q").status, 0);
 }
 
+// The ends of --bits and --target-size: one past each is refused naming the range, before anything is written.
+TEST_F(QuantizeCli, OnePastTheRangeOfBitsAndTargetSize) {
+  const std::string m = "'" + file("model.safetensors") + "'";
+  const std::string o = " -o '" + file("bad.safetensors") + "'";
+  for (const auto& [args, message] : std::vector<std::pair<std::string, std::string>>{
+           {" --bits 25", "--bits must be in 1..24, got 25"},
+           {" --bits 0", "--bits: must be > 0, got 0"},
+           {" --method ecsq --target-size 9223372036854775808", "--target-size is out of range"}}) {
+    const CliRun r = run("quantize " + m + o + args);
+    EXPECT_EQ(r.status, 2) << args << "\n" << r.err;
+    EXPECT_NE(r.err.find(message), std::string::npos) << args << "\n" << r.err;
+    EXPECT_FALSE(exists(file("bad.safetensors"))) << args;
+  }
+  // The last value in range runs (.safetensors takes any number of levels).
+  EXPECT_EQ(run("quantize " + m + o + " --bits 24 -q").status, 0);
+}
+
+// Without --k or --bits a method has its documented default: 16 levels ("--k: levels, default 16"), and int a
+// 4-bit grid (at most 2^4 - 1 levels, symmetric).
+TEST_F(QuantizeCli, DefaultLevelsAreTheDocumentedOnes) {
+  const std::string m = "'" + file("model.safetensors") + "'";
+  CliRun r = run("quantize " + m + " -o '" + file("d.safetensors") + "' -q --report '" + file("d.json") + "'");
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto report = nlohmann::json::parse(slurp(file("d.json")));
+  EXPECT_EQ(report["params"]["k"], 16);
+  EXPECT_GT(report["total"]["clusters"].get<int64_t>(), 8);  // 451 heavy-tailed weights use nearly all 16
+  EXPECT_LE(report["total"]["clusters"].get<int64_t>(), 16);
+  r = run("quantize " + m + " -o '" + file("i.safetensors") + "' -q --method int --report '" + file("i.json") + "'");
+  ASSERT_EQ(r.status, 0) << r.err;
+  report = nlohmann::json::parse(slurp(file("i.json")));
+  EXPECT_LE(report["total"]["clusters"].get<int64_t>(), 15);
+  EXPECT_GT(report["total"]["clusters"].get<int64_t>(), 7);  // more than a 3-bit grid holds
+}
+
 }  // namespace
 }  // namespace nq

@@ -59,14 +59,18 @@ TEST_F(SweepCli, SingleProcessCsvHasEveryPointAndKnownColumns) {
 }
 
 // A point equal to the one before it in every field (here k = 4 asked twice) stays in the CSV, marked in its
-// `duplicate` column, but the table shows each distinct point once.
+// `duplicate` column (and the JSON's `duplicate` field), but the table shows each distinct point once.
 TEST_F(SweepCli, DuplicatePointsAreMarkedInTheCsvAndShownOnceInTheTable) {
   const CliRun r = run("sweep '" + file("model.safetensors") + "' --importance '" + file("imp.safetensors") +
-                       "' --method hw-kmeans --k 4,4,8 -o '" + file("d.csv") + "'");
+                       "' --method hw-kmeans --k 4,4,8 -o '" + file("d.csv") + "' --json '" + file("d.json") + "'");
   ASSERT_EQ(r.status, 0) << r.err;
   std::vector<std::string> marks;
   for (const auto& row : read_csv(slurp(file("d.csv")))) marks.push_back(row.at("duplicate"));
   EXPECT_EQ(marks, (std::vector<std::string>{"0", "1", "0"}));
+  const auto json = nlohmann::json::parse(slurp(file("d.json")));
+  std::vector<bool> json_marks;
+  for (const auto& p : json.at("points")) json_marks.push_back(p.at("duplicate").get<bool>());
+  EXPECT_EQ(json_marks, (std::vector<bool>{false, true, false}));
   size_t k4_rows = 0;
   for (size_t at = r.out.find("k=4 "); at != std::string::npos; at = r.out.find("k=4 ", at + 1)) ++k4_rows;
   EXPECT_EQ(k4_rows, 1u) << r.out;
@@ -168,32 +172,31 @@ TEST_F(SweepCli, IntTakesItsBitsFromKWithoutBits) {
 }
 
 // pow2's knob is its exponents per sign, from --k as in quantize: each sweep point has the clusters and
-// distortion that `quantize --method pow2 --k K` reports (the sweep once ran every point at the default 8).
+// distortion that `quantize --method pow2 --k K` reports (the sweep once ran every point at the default 8). Without
+// --k the points are 1 to 8 exponents, as --help says.
 TEST_F(SweepCli, PowTwoTakesItsExponentsFromK) {
   const std::string common = "' --importance '" + file("imp.safetensors") + "' --method pow2 -q";
   const CliRun r = run("sweep '" + file("model.safetensors") + common + " --k 1,2,3 -o -");
   ASSERT_EQ(r.status, 0) << r.err;
-  std::istringstream is(r.out);
-  std::string line;
-  std::getline(is, line);  // header: index,method,scope,knob_name,knob,lambda,params,pruned,clusters,hw_distortion
   int rows = 0;
-  while (std::getline(is, line)) {
-    std::vector<std::string> cells;
-    std::istringstream ls(line);
-    for (std::string c; std::getline(ls, c, ',');) cells.push_back(c);
-    ASSERT_GT(cells.size(), 9u) << line;
-    const std::string k = cells[4];
+  for (const auto& row : read_csv(r.out)) {
+    const std::string k = row.at("knob");
     const CliRun q = run("quantize '" + file("model.safetensors") + common + " --k " + k + " --report - -o '" +
                          file("p.nq") + "'");
     ASSERT_EQ(q.status, 0) << q.err;
     const auto total = nlohmann::json::parse(q.out)["total"];
-    EXPECT_EQ(std::stoi(cells[8]), total["clusters"].get<int>()) << "k = " << k;
-    EXPECT_LE(std::stoi(cells[8]), 2 * std::stoi(k)) << "k = " << k;
-    EXPECT_NEAR(std::stod(cells[9]), total["hw_distortion"].get<double>(),
+    EXPECT_EQ(std::stoi(row.at("clusters")), total["clusters"].get<int>()) << "k = " << k;
+    EXPECT_LE(std::stoi(row.at("clusters")), 2 * std::stoi(k)) << "k = " << k;
+    EXPECT_NEAR(std::stod(row.at("hw_distortion")), total["hw_distortion"].get<double>(),
                 1e-6 * total["hw_distortion"].get<double>()) << "k = " << k;
     ++rows;
   }
   EXPECT_EQ(rows, 3);
+  const CliRun defaults = run("sweep '" + file("model.safetensors") + common + " -o -");
+  ASSERT_EQ(defaults.status, 0) << defaults.err;
+  std::vector<std::string> knobs;
+  for (const auto& row : read_csv(defaults.out)) knobs.push_back(row.at("knob"));
+  EXPECT_EQ(knobs, (std::vector<std::string>{"1", "2", "3", "4", "5", "6", "7", "8"}));
 }
 
 TEST_F(SweepCli, BadOptionsExitTwoWithoutOutput) {
@@ -240,6 +243,34 @@ TEST_F(SweepCli, FailingRankAbortsJobAndLeavesNoOutput) {
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find("rank 1"), std::string::npos) << r.err;
   EXPECT_FALSE(exists(out));
+}
+
+
+// Belongs in tests/cli/test_cli_sweep_mpi.cpp (namespace nq { namespace { ... } }), after MeaninglessOptionsAreRefused.
+// Catches T52 (sweep --bits 0 accepted as k = 1).
+// --bits of the k-methods counts 2^b levels, b in 1..16: both ends' neighbours are refused before any point runs.
+TEST_F(SweepCli, BitsOutsideTheirRangeAreRefused) {
+  for (const std::string bits : {"0", "17"}) {
+    const CliRun r = run("sweep '" + file("model.safetensors") + "' -q -o '" + file("bad.csv") +
+                         "' --method hw-kmeans --bits " + bits);
+    EXPECT_EQ(r.status, 2) << bits << "\n" << r.err;
+    EXPECT_NE(r.err.find("--bits: " + bits + " is outside 1..16"),
+              std::string::npos)
+        << bits << "\n" << r.err;
+    EXPECT_FALSE(exists(file("bad.csv"))) << bits;
+  }
+}
+
+// Catches T66 (the "--method: empty list" check removed: `sweep --method ,` then runs no point and exits 0 writing
+// nothing, without a word).
+TEST_F(SweepCli, AnEmptyMethodListIsRefused) {
+  for (const char* methods : {",", ",,"}) {
+    const CliRun r = run("sweep '" + file("model.safetensors") + "' -q -o '" + file("bad.csv") + "' --method " +
+                         methods);
+    EXPECT_EQ(r.status, 2) << methods << "\n" << r.err;
+    EXPECT_NE(r.err.find("--method: empty list"), std::string::npos) << methods << "\n" << r.err;
+    EXPECT_FALSE(exists(file("bad.csv"))) << methods;
+  }
 }
 
 }  // namespace

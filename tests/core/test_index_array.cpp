@@ -5,9 +5,11 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <random>
 #include <vector>
 
+#include "core/index_scan.h"
 #include "netquant/error.h"
 #include "netquant/index_array.h"
 
@@ -130,6 +132,38 @@ TEST(IndexArray, EqualityIgnoresWidthAndAssignResets) {
   expect_same(wide, std::vector<int32_t>(5, kPrunedIndex));
   EXPECT_THROW(IndexArray(std::vector<int32_t>{0, -2}), Error);
   EXPECT_THROW(wide.push_back(-5), Error);
+}
+
+// The scans the .nq writer and reader validate indices with, at the codebook's edge: index k (one past the
+// codebook) is outside, and count_indices flags it instead of counting it (its one-byte path once counted it into
+// counts[k]).
+template <class Index>
+void check_index_scans_at_the_codebook_edge() {
+  const Index mark = static_cast<Index>(~Index{0});  // the width's pruned mark (all ones)
+  const size_t k = 5;
+  // In range: 0..k-1 and the mark.
+  const std::vector<Index> ok = {0, 4, mark, 3, 4, mark, 1};
+  EXPECT_EQ(first_index_outside(ok.data(), 0, ok.size(), mark, k), ok.size());
+  std::vector<uint64_t> counts(k + 1, 0);  // one spare bin: a count of index k must not land in it
+  bool bad = false;
+  EXPECT_EQ(count_indices(ok.data(), 0, ok.size(), mark, k, counts.data(), bad), 2u);
+  EXPECT_FALSE(bad);
+  EXPECT_EQ(counts, (std::vector<uint64_t>{1, 1, 0, 1, 2, 0}));
+  // Exactly k (just past the codebook) is outside, found at its place, and flagged, not counted.
+  const std::vector<Index> edge = {0, mark, 4, static_cast<Index>(k), 2};
+  EXPECT_EQ(first_index_outside(edge.data(), 0, edge.size(), mark, k), 3u);
+  EXPECT_EQ(first_index_outside(edge.data(), 0, 3, mark, k), 3u);  // the range ends before it: none
+  std::fill(counts.begin(), counts.end(), 0);
+  bad = false;
+  EXPECT_EQ(count_indices(edge.data(), 0, edge.size(), mark, k, counts.data(), bad), 1u);
+  EXPECT_TRUE(bad);
+  EXPECT_EQ(counts[k], 0u) << "index k counted past the codebook";
+}
+
+TEST(IndexScan, AnIndexEqualToTheCodebookSizeIsOutsideAtEveryWidth) {
+  check_index_scans_at_the_codebook_edge<uint8_t>();
+  check_index_scans_at_the_codebook_edge<uint16_t>();
+  check_index_scans_at_the_codebook_edge<int32_t>();
 }
 
 }  // namespace
