@@ -205,3 +205,48 @@ def test_an_importance_transform_needs_an_importance(rng, tmp_path):
 def test_target_size_has_the_cli_range(rng):
     with pytest.raises(ValueError, match="^target_size: 9223372036854775808 is outside"):
         netquant.compress({"w": weights(rng, (10,))}, method="ecsq", target_size=2**63)
+
+
+def test_numpy_bools_are_not_whole_numbers(rng):
+    # operator.index(numpy.True_) is 1 (with only a DeprecationWarning): refused as a Python bool is.
+    w = weights(rng, (8, 16))
+    for kwargs in (dict(k=np.True_), dict(seed=np.False_), dict(max_iter=np.True_)):
+        with pytest.raises(TypeError, match="expected an integer, got a bool"):
+            netquant.quantize(w, method="hw-kmeans", **kwargs)
+
+
+def test_bits_has_the_cli_range(rng):
+    # As the CLI's --bits: 1..24 (bits=0 would ask for k = 1).
+    w = weights(rng, (8, 16))
+    for bits in (0, -1, 25):
+        with pytest.raises(ValueError, match=f"^bits must be in 1..24, got {bits}$"):
+            netquant.quantize(w, method="hw-kmeans", bits=bits)
+    assert netquant.quantize(w, method="hw-kmeans", bits=1).stats["clusters"] <= 2
+
+
+def test_metadata_keys_must_be_text(rng, tmp_path):
+    # Keys as values: named, not pybind11's "incompatible function arguments".
+    with pytest.raises(TypeError, match="^metadata: keys and values must be str"):
+        netquant.save_safetensors(tmp_path / "x.safetensors", {"w": weights(rng, (3,))}, {3: "epoch"})
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_name_filters_refuse_falsy_non_text(rng):
+    # Only None and "" mean no filter; an empty list, 0, False or b"" are refused as a non-empty list is.
+    model = {"w": weights(rng, (6, 5))}
+    for kwargs in (dict(include=[]), dict(exclude=0), dict(include=False), dict(exclude=b"")):
+        with pytest.raises(TypeError, match="expected a regular expression"):
+            netquant.quantize_model(model, **kwargs)
+
+
+def test_save_needs_the_dot_of_nq(rng, tmp_path):
+    # "modelnq" ends in nq but is no .nq file.
+    with pytest.raises(ValueError, match="save writes a .nq file"):
+        netquant.save(tmp_path / "modelnq", {"w": weights(rng, (4, 4))}, k=2)
+    assert not (tmp_path / "modelnq").exists()
+
+
+def test_a_negative_file_ratio_is_refused(rng):
+    # Not silently "no budget".
+    with pytest.raises(netquant.NetquantValueError, match="target_file_ratio"):
+        netquant.compress({"w": weights(rng, (20, 30))}, method="ecsq", target_file_ratio=-2.0)

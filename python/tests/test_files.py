@@ -179,3 +179,59 @@ def test_sharded_checkpoint(rng, tmp_path):
     # Shard 1 lacks the tensors now mapped to it (they are in shard 2, which the index no longer names).
     assert e.value.code == "bad_file" and "does not hold it" in str(e.value)
     assert "model-00001-of-00002.safetensors" in str(e.value)
+
+
+def test_bytes_like_file_data(rng):
+    # decompress() and load_codes() take the file's bytes as bytearray or memoryview too (not as a path).
+    model = {"w": weights(rng, (12, 10))}
+    blob = netquant.compress(model, method="hw-kmeans", k=4, backend="cpu")
+    want = netquant.decompress(blob)["w"]
+    codes = netquant.load_codes(blob)["w"]
+    for data in (bytearray(blob), memoryview(blob)):
+        assert netquant.decompress(data)["w"].tobytes() == want.tobytes()
+        got = netquant.load_codes(data)["w"]
+        assert got.codes.tobytes() == codes.codes.tobytes() and got.codebook.tobytes() == codes.codebook.tobytes()
+
+
+def test_bfloat16_reads_as_float32(tmp_path):
+    # NumPy has no bfloat16: a BF16 tensor comes back as float32 holding exactly its values (the upper 16 bits).
+    import json
+    values = np.array([1.0, -2.5, 3.140625, 0.0, 1e-3], dtype=np.float32)
+    bits = (values.view(np.uint32) >> 16).astype("<u2")
+    want = (bits.astype(np.uint32) << 16).view(np.float32)
+    header = json.dumps({"x": {"dtype": "BF16", "shape": [5], "data_offsets": [0, 10]}}).encode()
+    header += b" " * (-len(header) % 8)
+    path = tmp_path / "bf16.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header + bits.tobytes())
+    for mmap in (False, True):
+        back = netquant.load_safetensors(path, mmap=mmap)["x"]
+        assert back.dtype == np.float32 and back.tobytes() == want.tobytes(), mmap
+
+
+def test_unsupported_dtype_is_a_runtime_error(tmp_path):
+    # A valid safetensors file in a dtype netquant cannot hold: code unsupported, a RuntimeError (not a bad file).
+    import json
+    header = json.dumps({"x": {"dtype": "U16", "shape": [2], "data_offsets": [0, 4]}}).encode()
+    header += b" " * (-len(header) % 8)
+    path = tmp_path / "u16.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header + bytes(4))
+    with pytest.raises(netquant.NetquantRuntimeError) as e:
+        netquant.load_safetensors(path)
+    assert e.value.code == "unsupported" and isinstance(e.value, RuntimeError)
+    assert not isinstance(e.value, ValueError)
+
+
+def test_model_outputs_are_writable_and_never_the_input(rng, tmp_path):
+    # Every returned array may be written to, and writing it never writes the caller's arrays.
+    model = {"w": weights(rng, (8, 16)), "b": weights(rng, (16,))}
+    before = {n: a.copy() for n, a in model.items()}
+    netquant.save(tmp_path / "m.nq", model, k=4, skip_1d=True, backend="cpu")
+    outputs = [netquant.quantize_model(model, k=4, skip_1d=True, backend="cpu").dequantized,
+               netquant.prune(model, fraction=0.5, skip_1d=True, backend="cpu"),
+               netquant.decompress(netquant.compress(model, k=4, skip_1d=True, backend="cpu")),
+               netquant.load(tmp_path / "m.nq")]
+    for out in outputs:
+        for name, a in out.items():
+            assert a.flags.writeable, name
+            a[...] = 7  # "b" is kept whole in each: a copy of the input's values, not the input's buffer
+    assert all(model[n].tobytes() == before[n].tobytes() for n in model)

@@ -1,4 +1,5 @@
-"""The GIL is released while the engine works: another Python thread keeps running during quantize()."""
+"""The GIL is released while the engine works: another Python thread keeps running during quantize() and
+quantize_model() and compress()."""
 
 from __future__ import annotations
 
@@ -6,18 +7,24 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 import netquant
 
 
-def _ticks_during_quantize(w: np.ndarray, h: np.ndarray) -> tuple[int, float]:
-    """Runs quantize() on a thread while this one ticks every millisecond; the ticks inside the call and its length."""
+def _ticks_during_quantize(w: np.ndarray, h: np.ndarray, call: str) -> tuple[int, float]:
+    """Runs quantize() (or quantize_model() / compress() of {"w": w}) on a thread while this one ticks every
+    millisecond; the ticks inside the call and its length."""
     window: dict[str, float] = {}
     ticks: list[float] = []
 
     def work() -> None:
         window["start"] = time.perf_counter()
-        netquant.quantize(w, h, method="ecsq", k=64, lam=1e-6, max_iter=40, tol=0.0, backend="cpu")
+        args = dict(method="ecsq", k=64, lam=1e-6, max_iter=40, tol=0.0, backend="cpu")
+        if call == "quantize":
+            netquant.quantize(w, h, **args)
+        else:
+            getattr(netquant, call)({"w": w}, {"w": h}, **args)
         window["end"] = time.perf_counter()
 
     t = threading.Thread(target=work)
@@ -30,7 +37,8 @@ def _ticks_during_quantize(w: np.ndarray, h: np.ndarray) -> tuple[int, float]:
     return len(during), window["end"] - window["start"]
 
 
-def test_other_threads_run_during_quantize():
+@pytest.mark.parametrize("call", ["quantize", "quantize_model", "compress"])
+def test_other_threads_run_during_quantize(call):
     rng = np.random.default_rng(99)
     # The call must last long enough for ticks to count: the input grows until it does (a fast machine), so the
     # assertion below always runs.
@@ -38,10 +46,10 @@ def test_other_threads_run_during_quantize():
     while True:
         w = rng.laplace(0, 0.05, size=size).astype(np.float32)
         h = rng.gamma(0.5, 2.0, size=w.size).astype(np.float32)
-        during, duration = _ticks_during_quantize(w, h)
+        during, duration = _ticks_during_quantize(w, h, call)
         if duration >= 0.2 or size >= 25_600_000:
             break
         size *= 4
-    assert duration >= 0.1, f"quantize() of {size} weights took only {duration:.3f} s: nothing to measure"
+    assert duration >= 0.1, f"{call}() of {size} weights took only {duration:.3f} s: nothing to measure"
     # With the GIL held for the whole call, this thread could not tick at all inside the window.
-    assert during >= 5, f"only {during} ticks during a {duration:.3f} s quantize(): GIL not released?"
+    assert during >= 5, f"only {during} ticks during a {duration:.3f} s {call}(): GIL not released?"

@@ -313,3 +313,111 @@ def test_target_size_fits_the_file_in_its_budget(rng):
         netquant.compress(model, imp, **args, target_size=budget, target_file_ratio=8.0)
     with pytest.raises(ValueError, match="sweep takes no target_size"):
         netquant.sweep(model, imp, method="ecsq", lambdas=[1e-4], target_size=budget, backend="cpu")
+
+
+def test_float64_importance_is_converted(rng):
+    # quantize() takes a float64 importance as a float32 copy, as it takes float64 weights and as quantize_model does.
+    w, h = weights(rng, (30, 20)), importance(rng, (30, 20))
+    want = netquant.quantize(w, h, method="hw-kmeans", k=8, backend="cpu")
+    got = netquant.quantize(w, h.astype(np.float64), method="hw-kmeans", k=8, backend="cpu")
+    assert np.array_equal(got.indices, want.indices) and got.codebook.tobytes() == want.codebook.tobytes()
+    model = netquant.quantize_model({"w": w}, {"w": h.astype(np.float64)}, method="hw-kmeans", k=8, backend="cpu")
+    assert model.codebooks[0].tobytes() == want.codebook.tobytes()
+
+
+def test_exact_histogram_bins_reach_the_engine(rng):
+    # Binned, exact is optimal over the bins only: no better than exact over the values, and at 8 bins worse.
+    w = weights(rng, (50, 40))
+    exact = netquant.quantize(w, method="exact", k=4, backend="cpu")
+    binned = netquant.quantize(w, method="exact", k=4, exact_histogram_bins=8, backend="cpu")
+    assert binned.stats["hw_distortion"] > exact.stats["hw_distortion"]
+    with pytest.raises(netquant.NetquantValueError, match="exact_histogram_bins must be >= 0"):
+        netquant.quantize(w, method="exact", k=4, exact_histogram_bins=-1)
+
+
+def test_bits_give_k_as_two_to_the_bits(rng):
+    # bits=b is k=2**b for the k-methods (as the CLI's --bits).
+    w = weights(rng, (30, 20))
+    for method in ("kmeans", "hw-kmeans", "uniform"):
+        for bits in (1, 3):
+            a = netquant.quantize(w, method=method, bits=bits, backend="cpu")
+            b = netquant.quantize(w, method=method, k=2**bits, backend="cpu")
+            assert a.dequantized.tobytes() == b.dequantized.tobytes(), (method, bits)
+            assert method == "uniform" or a.stats["clusters"] == 2**bits, (method, bits)
+
+
+def test_default_k_is_the_engines(rng, tmp_path):
+    # k left out is the engine's 16 (the docstring's default), in quantize and in the .nq file alike.
+    w = weights(rng, (30, 20))
+    for method in ("hw-kmeans", "ecsq"):
+        want = netquant.quantize(w, method=method, k=16, backend="cpu")
+        assert netquant.quantize(w, method=method, backend="cpu").dequantized.tobytes() == want.dequantized.tobytes()
+        assert netquant.decompress(netquant.compress({"w": w}, method=method))["w"].tobytes() == want.dequantized.tobytes()
+
+
+def test_int_symmetric_false_uses_the_whole_grid(rng):
+    # Non-negative weights: a symmetric 2-bit grid spends half its levels below 0; an asymmetric one uses all 4.
+    w = np.abs(weights(rng, (20, 30)))
+    sym = netquant.quantize(w, method="int", bits=2, backend="cpu")
+    asym = netquant.quantize(w, method="int", bits=2, int_symmetric=False, backend="cpu")
+    assert sym.stats["clusters"] <= 2 < asym.stats["clusters"] == 4
+
+
+def test_iterations_and_convergence_are_reported(rng):
+    # One Lloyd step with tol 0 cannot have converged; a free run converges well before 1000.
+    w = weights(rng, (20, 30))
+    one = netquant.quantize(w, method="hw-kmeans", k=8, max_iter=1, tol=0.0, backend="cpu")
+    assert one.stats["iterations"] == 1 and one.stats["converged"] is False
+    done = netquant.quantize(w, method="hw-kmeans", k=8, max_iter=1000, tol=0.0, backend="cpu")
+    assert 1 < done.stats["iterations"] < 1000 and done.stats["converged"] is True
+
+
+def test_model_codebooks_by_tensor(rng):
+    # Row scope: each tensor's codebooks follow the previous tensor's (first_codebook, num_problems), and looking
+    # its indices up in them gives its dequantized values (a 1-D tensor: one codebook per value).
+    model = {"a": weights(rng, (6, 10)), "b": weights(rng, (4, 5)), "c": weights(rng, (9,))}
+    r = netquant.quantize_model(model, method="hw-kmeans", k=3, scope="row", backend="cpu")
+    first = 0
+    for name, a in model.items():
+        t = r.tensors[name]
+        rows = a.shape[0] if a.ndim > 1 else a.size
+        assert (t.first_codebook, t.num_problems, t.problem_size) == (first, rows, a.size // rows), name
+        books = r.codebooks[t.first_codebook:t.first_codebook + t.num_problems]
+        flat = t.indices.ravel()
+        looked_up = np.array([books[i // t.problem_size][flat[i]] for i in range(a.size)], dtype=np.float32)
+        assert looked_up.tobytes() == r.dequantized[name].ravel().tobytes(), name
+        first += t.num_problems
+    assert first == len(r.codebooks)
+
+
+def test_sweep_marks_duplicate_points(rng):
+    # A lam so large that one level is left, twice: the second point is the first's solution again.
+    rows = netquant.sweep({"w": weights(rng, (20, 30))}, method="ecsq", lambdas=[10.0, 100.0, 1e-6], k=8,
+                          backend="cpu")
+    assert [r["duplicate"] for r in rows] == [False, True, False]
+    assert [r["clusters"] for r in rows][:2] == [1, 1]
+
+
+def test_normalize_makes_ecsq_independent_of_the_importance_scale(rng):
+    # Oracle: J = D + lam*H weighs D by h, so without a transform 1000*h is another problem (far more bits at the
+    # same lam); normalized, h and 1000*h are the same problem.
+    w, h = weights(rng, (40, 50)), importance(rng, (40, 50))
+    args = dict(method="ecsq", k=16, lam=1e-3, backend="cpu")
+    a = netquant.quantize(w, h, importance_transform="normalize", **args)
+    b = netquant.quantize(w, 1000 * h, importance_transform="normalize", **args)
+    raw = netquant.quantize(w, 1000 * h, **args)
+    assert (a.indices == b.indices).mean() > 0.99
+    assert b.stats["entropy_bits_per_weight"] == pytest.approx(a.stats["entropy_bits_per_weight"], rel=1e-3)
+    assert raw.stats["entropy_bits_per_weight"] > b.stats["entropy_bits_per_weight"] + 1
+
+
+def test_prune_skip_1d_and_batch_weights(rng):
+    # Oracle for skip_1d=True: the bias left whole, the rest pruned as the model without it; batch_weights (which
+    # never changes the result) is still the engine's argument, checked there.
+    m = {"w": weights(rng, (8, 16)), "b": weights(rng, (16,))}
+    kept = netquant.prune(m, fraction=0.5, skip_1d=True, backend="cpu")
+    assert kept["b"].tobytes() == m["b"].tobytes()
+    want = netquant.prune({"w": m["w"]}, fraction=0.5, backend="cpu")
+    assert kept["w"].tobytes() == want["w"].tobytes() and (kept["w"] == 0).sum() == 64
+    with pytest.raises(netquant.NetquantValueError, match="batch_weights must be >= 0"):
+        netquant.prune(m, fraction=0.5, batch_weights=-1)
