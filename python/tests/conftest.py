@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import struct
 import subprocess
 import zlib
 from pathlib import Path
@@ -46,3 +48,12 @@ def run_cli(cli: str, *args, timeout: float = 300) -> subprocess.CompletedProces
     proc = subprocess.run([cli, *map(str, args)], capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"netquant {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr}"
     return proc
+
+
+def write_raw_safetensors(path: Path, header: dict | bytes, data: bytes, pad: bool = True) -> None:
+    """Writes a safetensors file from its parts as given: the header (a dict is JSON-encoded; padded with spaces to
+    8 bytes unless pad=False), its 8-byte little-endian length before it, then the data."""
+    h = header if isinstance(header, bytes) else json.dumps(header).encode()
+    if pad:
+        h += b" " * (-len(h) % 8)
+    path.write_bytes(struct.pack("<Q", len(h)) + h + data)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import netquant
-from conftest import importance, weights
+from conftest import importance, weights, write_raw_safetensors
 
 
 def small_model(rng):
@@ -195,14 +195,11 @@ def test_bytes_like_file_data(rng):
 
 def test_bfloat16_reads_as_float32(tmp_path):
     # NumPy has no bfloat16: a BF16 tensor comes back as float32 holding exactly its values (the upper 16 bits).
-    import json
     values = np.array([1.0, -2.5, 3.140625, 0.0, 1e-3], dtype=np.float32)
     bits = (values.view(np.uint32) >> 16).astype("<u2")
     want = (bits.astype(np.uint32) << 16).view(np.float32)
-    header = json.dumps({"x": {"dtype": "BF16", "shape": [5], "data_offsets": [0, 10]}}).encode()
-    header += b" " * (-len(header) % 8)
     path = tmp_path / "bf16.safetensors"
-    path.write_bytes(len(header).to_bytes(8, "little") + header + bits.tobytes())
+    write_raw_safetensors(path, {"x": {"dtype": "BF16", "shape": [5], "data_offsets": [0, 10]}}, bits.tobytes())
     for mmap in (False, True):
         back = netquant.load_safetensors(path, mmap=mmap)["x"]
         assert back.dtype == np.float32 and back.tobytes() == want.tobytes(), mmap
@@ -210,11 +207,8 @@ def test_bfloat16_reads_as_float32(tmp_path):
 
 def test_unsupported_dtype_is_a_runtime_error(tmp_path):
     # A valid safetensors file in a dtype netquant cannot hold: code unsupported, a RuntimeError (not a bad file).
-    import json
-    header = json.dumps({"x": {"dtype": "U16", "shape": [2], "data_offsets": [0, 4]}}).encode()
-    header += b" " * (-len(header) % 8)
     path = tmp_path / "u16.safetensors"
-    path.write_bytes(len(header).to_bytes(8, "little") + header + bytes(4))
+    write_raw_safetensors(path, {"x": {"dtype": "U16", "shape": [2], "data_offsets": [0, 4]}}, bytes(4))
     with pytest.raises(netquant.NetquantRuntimeError) as e:
         netquant.load_safetensors(path)
     assert e.value.code == "unsupported" and isinstance(e.value, RuntimeError)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import importance, run_cli, weights
+from conftest import importance, run_cli, weights, write_raw_safetensors
 import nq_spec_reader as nqr
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -42,9 +42,7 @@ def write_safetensors(path: Path, tensors: dict) -> None:
         header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [at, at + len(b)]}
         blobs.append(b)
         at += len(b)
-    h = json.dumps(header).encode()
-    h += b" " * (-len(h) % 8)
-    path.write_bytes(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+    write_raw_safetensors(path, header, b"".join(blobs))
 
 
 def read_safetensors(path: Path) -> dict:

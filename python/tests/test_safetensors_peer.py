@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import netquant
-from conftest import run_cli
+from conftest import run_cli, write_raw_safetensors
 
 st_numpy = pytest.importorskip("safetensors.numpy", reason="safetensors is not installed: the peer checks are skipped")
 safetensors = pytest.importorskip("safetensors")
@@ -86,13 +86,6 @@ def test_cli_outputs_load_in_the_reference(cli, rng, tmp_path):
     assert zeros == sum(a.size for a in model.values()) // 2  # one global cut by w^2
 
 
-def write_raw(path, header: dict | bytes, data: bytes, pad: bool = True) -> None:
-    h = header if isinstance(header, bytes) else json.dumps(header).encode()
-    if pad:
-        h += b" " * (-len(h) % 8)
-    path.write_bytes(struct.pack("<Q", len(h)) + h + data)
-
-
 def read_both(path) -> tuple[dict | str, dict | str]:
     """Each reader's tensors, or its error message."""
     try:
@@ -133,7 +126,7 @@ HEADERS = {  # name: (header, data, pad, both accept)
 @pytest.mark.parametrize("case", sorted(HEADERS))
 def test_hand_made_headers_judged_alike(tmp_path, case):
     header, data, pad, accepted = HEADERS[case]
-    write_raw(tmp_path / "x.safetensors", header, data, pad)
+    write_raw_safetensors(tmp_path / "x.safetensors", header, data, pad)
     reference, ours = read_both(tmp_path / "x.safetensors")
     if accepted:
         assert isinstance(reference, dict) and isinstance(ours, dict) and same_tensors(reference, ours), (reference, ours)
@@ -146,7 +139,7 @@ def test_duplicate_keys_are_the_one_deliberate_difference(tmp_path):
     """JSON allows a key twice and the reference keeps the last; netquant refuses such a header (which tensor the
     writer meant is not knowable)."""
     entry = '{"dtype":"F32","shape":[4],"data_offsets":[0,16]}'
-    write_raw(tmp_path / "x.safetensors", ('{"a":' + entry + ',"a":' + entry + "}").encode(), F32)
+    write_raw_safetensors(tmp_path / "x.safetensors", ('{"a":' + entry + ',"a":' + entry + "}").encode(), F32)
     reference, ours = read_both(tmp_path / "x.safetensors")
     assert isinstance(reference, dict)
     assert isinstance(ours, str) and "duplicate key 'a'" in ours

@@ -240,8 +240,8 @@ TEST_F(CheckedUpFront, IntegersAreReadInDecimal) {
   EXPECT_EQ(padded["params"]["k"].get<int>(), 16);
   EXPECT_EQ(padded["params"]["max_iter"].get<int>(), 7);
   EXPECT_EQ(padded["total"]["clusters"].get<int>(), 16);
-  for (const std::string bad : {"--k 0x10", "--k 0o20", "--k 1e1", "--k ''", "--max-iter 0x10",
-                                "--batch-weights 0x10", "--threads 0x2", "--seed 0b1"}) {
+  // Hexadecimal is refused for every integer option in EveryIntegerOptionIsReadInDecimal; here the other spellings.
+  for (const std::string bad : {"--k 0o20", "--k 1e1", "--k ''", "--seed 0b1"}) {
     SCOPED_TRACE(bad);
     refused(q + bad, bad.substr(0, bad.find(' ')) + ": must be a whole number in decimal digits");
   }
@@ -260,11 +260,12 @@ TEST_F(CheckedUpFront, EveryIntegerOptionIsReadInDecimal) {
     const CliRun r = run("--help");
     ASSERT_EQ(r.status, 0) << r.err;
     std::istringstream lines(r.out);
+    const std::regex command_line(R"(\s+([a-z]+)\s+.*)");
     bool listing = false;
     for (std::string line; std::getline(lines, line);) {
       if (line.rfind("Subcommands:", 0) == 0) listing = true;
       std::smatch m;
-      if (listing && std::regex_match(line, m, std::regex(R"(\s+([a-z]+)\s+.*)"))) commands.push_back(m[1]);
+      if (listing && std::regex_match(line, m, command_line)) commands.push_back(m[1]);
     }
   }
   ASSERT_GE(commands.size(), 12u);

@@ -245,23 +245,18 @@ TEST_F(SweepCli, FailingRankAbortsJobAndLeavesNoOutput) {
   EXPECT_FALSE(exists(out));
 }
 
-
-// Belongs in tests/cli/test_cli_sweep_mpi.cpp (namespace nq { namespace { ... } }), after MeaninglessOptionsAreRefused.
-// Catches T52 (sweep --bits 0 accepted as k = 1).
 // --bits of the k-methods counts 2^b levels, b in 1..16: both ends' neighbours are refused before any point runs.
 TEST_F(SweepCli, BitsOutsideTheirRangeAreRefused) {
   for (const std::string bits : {"0", "17"}) {
     const CliRun r = run("sweep '" + file("model.safetensors") + "' -q -o '" + file("bad.csv") +
                          "' --method hw-kmeans --bits " + bits);
     EXPECT_EQ(r.status, 2) << bits << "\n" << r.err;
-    EXPECT_NE(r.err.find("--bits: " + bits + " is outside 1..16"),
-              std::string::npos)
-        << bits << "\n" << r.err;
+    EXPECT_NE(r.err.find("--bits: " + bits + " is outside 1..16"), std::string::npos) << bits << "\n" << r.err;
     EXPECT_FALSE(exists(file("bad.csv"))) << bits;
   }
 }
 
-// Catches T66 (the "--method: empty list" check removed: `sweep --method ,` then runs no point and exits 0 writing
+// A method list with no method is refused (without the check `sweep --method ,` ran no point and exited 0, writing
 // nothing, without a word).
 TEST_F(SweepCli, AnEmptyMethodListIsRefused) {
   for (const char* methods : {",", ",,"}) {
