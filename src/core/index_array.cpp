@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <type_traits>
 
+#include "core/huge_pages.h"
 #include "netquant/error.h"
 
 namespace nq {
@@ -33,9 +34,10 @@ void IndexArray::assign(size_t n, int32_t value) {
   i32_.shrink_to_fit();
   size_ = n;
   width_ = width_for(value);
-  if (width_ == 1) u8_.assign(n, value == kPrunedIndex ? uint8_t{0xFF} : static_cast<uint8_t>(value));
-  if (width_ == 2) u16_.assign(n, value == kPrunedIndex ? uint16_t{0xFFFF} : static_cast<uint16_t>(value));
-  if (width_ == 4) i32_.assign(n, value);
+  // (A model's indices: large and fresh, so asked for huge pages: core/huge_pages.h.)
+  if (width_ == 1) assign_advised(u8_, n, value == kPrunedIndex ? uint8_t{0xFF} : static_cast<uint8_t>(value));
+  if (width_ == 2) assign_advised(u16_, n, value == kPrunedIndex ? uint16_t{0xFFFF} : static_cast<uint16_t>(value));
+  if (width_ == 4) assign_advised(i32_, n, value);
 }
 
 void IndexArray::hold_index(int32_t max_index) {

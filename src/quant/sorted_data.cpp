@@ -8,6 +8,7 @@
 #include <optional>
 #include <random>
 
+#include "core/huge_pages.h"
 #include "core/parallel_for.h"
 #include "netquant/error.h"
 #include "quant/nearest_thresholds.h"
@@ -262,7 +263,7 @@ QuantizeResult finalize(const Problem& p, RawResult raw) {
   // h instead of three); another backend labels on its device first.
   const bool label_here = raw.labels_nearest && p.backend == Backend::kCpu;
   if (raw.labels_nearest && !label_here) raw.labels = nearest_labels(p, raw.centers);
-  if (label_here) raw.labels.resize(n);
+  if (label_here) assign_advised(raw.labels, n, int32_t{0});  // (huge pages: core/huge_pages.h)
   NQ_ASSERT(raw.labels.size() == n);
   // (Most importances hold no exact zero, e.g. Adam's v or a Fisher diagonal: then one scan, stopped at the first.)
   // Labels made here by the nearest rule (label_here) come later, in the measuring pass: no driver asks for both.
