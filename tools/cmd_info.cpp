@@ -6,6 +6,7 @@
 #include "cli_common.h"
 #include "command_registry.h"
 #include "core/cuda_device.h"
+#include "core/huge_pages.h"
 #include "netquant/backend.h"
 #include "netquant/distributed.h"
 #include "netquant/error.h"
@@ -43,6 +44,7 @@ void setup_info(CLI::App& sub) {
     std::cout << "ecsq labels:  "
               << (cpu::wide_window_available() ? "AVX-512, 8 values at a time (k <= 64)" : "scalar window search")
               << "\n";
+    std::cout << "huge pages:   " << huge_pages_status() << "\n";
     const ProcessGroup& group = process_group();
     std::cout << "mpi build:    " << (mpi_compiled() ? "yes" : "no") << "\n";
     std::cout << "mpi ranks:    " << group.size << " (this is rank " << group.rank << ", node-local " << group.local_rank

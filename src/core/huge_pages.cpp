@@ -4,7 +4,9 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <fstream>
 #include <new>
+#include <string>
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -58,7 +60,23 @@ void advise_huge_pages(void* p, size_t bytes) noexcept {
   if (b > a) madvise(reinterpret_cast<void*>(a), b - a, MADV_HUGEPAGE);
 }
 
+std::string huge_pages_status() {
+  if (!huge_pages_wanted()) return "off (NQ_HUGE_PAGES=0)";
+  std::ifstream f("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string modes;
+  if (!std::getline(f, modes)) return "asked for, but this kernel has no transparent huge pages";
+  const size_t a = modes.find('['), b = modes.find(']');
+  const std::string mode = a != std::string::npos && b != std::string::npos && b > a ? modes.substr(a + 1, b - a - 1)
+                                                                                      : modes;
+  const std::string which = kHugePageArrays ? "arrays of " + std::to_string(kHugePagesFrom >> 20) + " MiB or more"
+                                            : "filled vectors only (AddressSanitizer build)";
+  if (mode == "never") return "asked for (" + which + "), but the kernel has them off (transparent_hugepage: never)";
+  return "asked for (" + which + "; transparent_hugepage: " + mode + ")";
+}
+
 #else
+
+std::string huge_pages_status() { return "not on this platform"; }
 
 void* allocate_huge(size_t bytes) {
   void* p = std::malloc(bytes ? bytes : 1);

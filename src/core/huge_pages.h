@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
 #include <vector>
 
 namespace nq {
@@ -36,6 +37,10 @@ void free_huge(void* p, size_t bytes) noexcept;
 // array allocated elsewhere (a std::vector about to be filled); does nothing below kHugePagesFrom. Advice only:
 // memory, contents and failure behaviour are unchanged.
 void advise_huge_pages(void* p, size_t bytes) noexcept;
+
+// One line for `netquant info`: whether large work arrays ask for huge pages here, and what the kernel does with
+// the request (its transparent_hugepage mode).
+std::string huge_pages_status();
 
 // v = n copies of value. Storage that must be allocated for it is asked for huge pages before the fill first
 // touches it (advise_huge_pages); storage v already has is filled in place.

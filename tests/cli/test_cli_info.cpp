@@ -1,6 +1,8 @@
 // `netquant info`: the OpenBLAS kernels the CLI runs. On a CPU that OpenBLAS does not know (this project's
 // development VMs), the CLI starts itself again with OPENBLAS_CORETYPE; a core the user sets is kept.
+#include <fstream>
 #include <regex>
+#include <string>
 
 #include "cli/cli_fixture.h"
 #include "netquant/backend.h"
@@ -45,6 +47,36 @@ TEST_F(InfoCli, NamesTheEcsqLabelSearch) {
   EXPECT_EQ(wide, __builtin_cpu_supports("avx512f") != 0) << "the wide path is on exactly where the CPU has it";
 #else
   EXPECT_FALSE(wide) << "the wide path is x86-64 only";
+#endif
+}
+
+// The huge-page line: what the kernel's transparent_hugepage mode is (read here as the oracle), and off under the
+// documented switch.
+TEST_F(InfoCli, SaysWhetherWorkArraysAskForHugePages) {
+  const CliRun r = run("info");
+  ASSERT_EQ(r.status, 0) << r.err;
+#ifdef __linux__
+  std::ifstream f("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string modes;
+  if (!std::getline(f, modes)) {
+    EXPECT_NE(r.out.find("huge pages:   asked for, but this kernel has no transparent huge pages"), std::string::npos)
+        << r.out;
+  } else {
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(modes, m, std::regex("\\[(\\w+)\\]"))) << modes;
+    const std::string mode = m[1].str();
+    const std::string expected = mode == "never" ? "but the kernel has them off (transparent_hugepage: never)"
+                                                 : "transparent_hugepage: " + mode + ")";
+    EXPECT_NE(r.out.find("huge pages:   asked for ("), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find(expected), std::string::npos) << r.out;
+  }
+#else
+  EXPECT_NE(r.out.find("huge pages:   not on this platform"), std::string::npos) << r.out;
+#endif
+  const CliRun off = shell(std::string("NQ_HUGE_PAGES=0 '") + NQ_CLI_PATH + "' info");
+  ASSERT_EQ(off.status, 0) << off.err;
+#ifdef __linux__
+  EXPECT_NE(off.out.find("huge pages:   off (NQ_HUGE_PAGES=0)"), std::string::npos) << off.out;
 #endif
 }
 
