@@ -79,7 +79,7 @@ std::string huge_pages_status() {
 std::string huge_pages_status() { return "not on this platform"; }
 
 void* allocate_huge(size_t bytes) {
-  void* p = std::malloc(bytes ? bytes : 1);
+  void* p = std::calloc(bytes ? bytes : 1, 1);  // zeroed, as the Linux mapping is
   if (!p) throw std::bad_alloc();
   return p;
 }

@@ -27,9 +27,10 @@ constexpr bool kHugePageArrays = true;
 constexpr bool kHugePageArrays = true;
 #endif
 
-// `bytes` of uninitialised memory aligned to 2 MiB, asked to be backed by huge pages (madvise(MADV_HUGEPAGE);
-// the kernel may still give 4 KiB pages). Throws std::bad_alloc when the memory cannot be had. Free it with
-// free_huge(p, bytes), the same byte count.
+// `bytes` of memory that reads as zero, aligned to 2 MiB, asked to be backed by huge pages
+// (madvise(MADV_HUGEPAGE); the kernel may still give 4 KiB pages). Fresh pages come zeroed from the kernel, so
+// nothing is written here. Throws std::bad_alloc when the memory cannot be had. Free it with free_huge(p, bytes),
+// the same byte count.
 void* allocate_huge(size_t bytes);
 void free_huge(void* p, size_t bytes) noexcept;
 

@@ -5,6 +5,7 @@
 #include <limits>
 #include <sstream>
 
+#include "core/huge_pages.h"
 #include "netquant/error.h"
 
 namespace nq {
@@ -31,6 +32,9 @@ std::string shape_to_string(const std::vector<int64_t>& shape) {
 namespace {
 std::shared_ptr<void> allocate_bytes(size_t n, bool zeroed) {
   try {
+    // Large buffers: a huge-page mapping of their own, whose fresh pages already read as zero (core/huge_pages.h).
+    if (kHugePageArrays && n >= kHugePagesFrom)
+      return std::shared_ptr<void>(allocate_huge(n), [n](void* p) { free_huge(p, n); });
     // operator new[] of unsigned char, value-initialized (zeroed) unless not wanted; at least one byte so data()
     // is never null.
     if (!zeroed) return std::shared_ptr<void>(new unsigned char[n ? n : 1], [](void* p) { delete[] static_cast<unsigned char*>(p); });

@@ -88,6 +88,8 @@ TEST(HugePages, AllocationsAreAlignedWholeAndAdvised) {
     EXPECT_EQ(m.begin, reinterpret_cast<uintptr_t>(p)) << bytes;
     EXPECT_EQ(m.end - m.begin, (bytes + kTwoMiB - 1) / kTwoMiB * kTwoMiB) << bytes;
     EXPECT_EQ(has_flag(m.flags, "hg"), advice_expected()) << bytes << ": VmFlags" << m.flags;
+    // Fresh memory reads as zero (the contract Tensor's zeroed buffers rely on).
+    EXPECT_EQ(std::count(p, p + bytes, 0), static_cast<std::ptrdiff_t>(bytes)) << bytes;
     std::vector<unsigned char> pattern(bytes);
     for (auto& b : pattern) b = static_cast<unsigned char>(rng());
     std::copy(pattern.begin(), pattern.end(), p);

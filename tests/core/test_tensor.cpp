@@ -94,6 +94,29 @@ TEST(Tensor, ViewsAreCopiedOnWrite) {
   EXPECT_EQ(t.data_as<float>()[1], 2.f);
 }
 
+// Owned buffers on both sides of the huge-page threshold (core/huge_pages.h): a zeroed tensor reads as zero
+// everywhere (the large one's fresh mapping is never written by the allocator), every element is writable, and a
+// copy made on write is a separate buffer with the same values.
+TEST(Tensor, OwnedBuffersOfAnySizeAreZeroedAndWritable) {
+  for (int64_t n : {int64_t{3}, int64_t{1} << 20, (int64_t{1} << 20) + 1, int64_t{3} << 20}) {  // 4 MiB = 2^20 f32
+    Tensor t("t", DType::kF32, {n});
+    const float* r = t.data_as<float>();
+    int64_t nonzero = 0;
+    for (int64_t i = 0; i < n; ++i) nonzero += r[i] != 0.0f;
+    EXPECT_EQ(nonzero, 0) << n;
+    float* w = t.mutable_data_as<float>();
+    for (int64_t i = 0; i < n; ++i) w[i] = static_cast<float>(i % 1001);
+    Tensor copy = t;
+    copy.mutable_data_as<float>()[n - 1] = -1;
+    EXPECT_EQ(t.data_as<float>()[n - 1], static_cast<float>((n - 1) % 1001)) << n;
+    Tensor u = Tensor::uninitialized("u", DType::kF64, {n});
+    double* d = u.mutable_data_as<double>();
+    d[0] = 1.5;
+    d[n - 1] = 2.5;
+    EXPECT_EQ(u.data_as<double>()[0] + u.data_as<double>()[n - 1], 4.0) << n;
+  }
+}
+
 TEST(Tensor, ShapeOverflowAndMismatchAreErrors) {
   EXPECT_THROW(shape_numel({int64_t(1) << 40, int64_t(1) << 40}), Error);
   EXPECT_THROW(shape_numel({3, -1}), Error);
