@@ -320,6 +320,17 @@ TEST_F(CheckedUpFront, AnUnreachableRateTargetIsNoted) {
   r = run(base + "uniform --target-bits 3");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.err.find("was not met"), std::string::npos) << r.err;
+  // A target missed by less than half, but by more than the 5% the search can land within, is noted too: ecsq's
+  // default 16 levels reach about 3.4 bits here, a quarter short of 4.5 (the reached rate is the report's).
+  r = run(base + "ecsq --target-bits 4.5 --report '" + file("r.json") + "'");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const double reached =
+      nlohmann::json::parse(slurp(file("r.json")))["total"]["entropy_bits_per_weight"].get<double>();
+  ASSERT_GT(std::fabs(reached - 4.5), 0.05 * 4.5);
+  ASSERT_LT(std::fabs(reached - 4.5), 0.5 * 4.5);
+  EXPECT_NE(r.err.find("note: the target of 4.5 bits per kept weight was not met: the nearest rate ecsq reached is "),
+            std::string::npos)
+      << r.err;
   // Tensors kept in float do not count: pruned and filtered, the target is met and nothing is said.
   write_model({{"a", {40, 30}}, {"b", {50, 20}}}, 4);
   r = run("quantize '" + file("model.safetensors") + "' -o '" + file("o.nq") +
@@ -344,6 +355,29 @@ TEST_F(CheckedUpFront, ImportanceTensorsTheModelLacksAreNoted) {
   r = run(args + " -q");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.err.find("note:"), std::string::npos) << r.err;
+}
+
+// The note names at most four of the tensors the model lacks and counts the rest: with four all are named, with
+// five or six the fifth on is counted ("and 1 more", "and 2 more"), so none goes unmentioned.
+TEST_F(CheckedUpFront, ImportanceNoteNamesFourTensorsAndCountsTheRest) {
+  write_model({{"a", {5, 3}}, {"b", {4}}}, 3);
+  const TensorSet base = read_tensors(file("imp.safetensors"));
+  for (int extra : {4, 5, 6}) {
+    SCOPED_TRACE(extra);
+    TensorSet imp = base;
+    for (int i = 0; i < extra; ++i) imp.add(Tensor::from_f32("state." + std::to_string(i), {1}, {7}));
+    write_safetensors(file("imp_extra.safetensors"), imp);
+    const CliRun r = run("quantize '" + file("model.safetensors") + "' --importance '" +
+                         file("imp_extra.safetensors") + "' --k 2 -o '" + file("o.nq") + "'");
+    ASSERT_EQ(r.status, 0) << r.err;
+    // Oracle: the first four names, then the count of those not named.
+    std::string names = "state.0, state.1, state.2, state.3";
+    if (extra > 4) names += " and " + std::to_string(extra - 4) + " more";
+    EXPECT_NE(r.err.find(std::to_string(extra) + " of its " + std::to_string(extra + 2) +
+                         " tensors are not in the model and are ignored (" + names + ")\n"),
+              std::string::npos)
+        << r.err;
+  }
 }
 
 TEST_F(CheckedUpFront, InspectJsonOutToStdoutKeepsTheTablesOffIt) {

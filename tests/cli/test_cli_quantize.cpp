@@ -144,6 +144,25 @@ TEST_F(QuantizeCli, RowScopeNotesOneDimensionalTensors) {
       << r.err;
 }
 
+// The summary line names the λ an ecsq run used: the one a --target-bits search found (the report's total lambda,
+// to 6 significant digits); a method without a λ gets none.
+TEST_F(QuantizeCli, SummaryNamesTheLambdaUsed) {
+  const std::string base = "quantize '" + file("model.safetensors") + "' -o '" + file("out.nq") + "' --importance '" +
+                           file("imp.safetensors") + "' --report '" + file("r.json") + "' --method ";
+  CliRun r = run(base + "ecsq --target-bits 2 --quiet");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const double lambda = nlohmann::json::parse(slurp(file("r.json")))["total"]["lambda"].get<double>();
+  ASSERT_GT(lambda, 0);
+  char want[64];
+  std::snprintf(want, sizeof want, ", lambda %.6g, ", lambda);
+  const std::string summary = r.out.substr(0, r.out.find('\n'));
+  EXPECT_EQ(summary.rfind("method ecsq, ", 0), 0u) << summary;
+  EXPECT_NE(summary.find(want), std::string::npos) << want << " in: " << summary;
+  r = run(base + "kmeans --k 4 --quiet");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out.substr(0, r.out.find('\n')).find("lambda"), std::string::npos) << r.out;
+}
+
 // A run that stops at --max-iter before converging says so on stderr, naming the tensors when each has its own
 // problems, as the report's "converged" does; a run that converges (the default here) or --quiet says nothing.
 TEST_F(QuantizeCli, MaxIterReachedIsNoted) {

@@ -70,6 +70,41 @@ TEST_F(SweepEvalCli, TrainScoresEpochsOnTheLastTrainingImagesAndTheTestSetOnce) 
   EXPECT_FALSE(exists(file("none.safetensors")));
 }
 
+// --test-subset limits the final test only: with --validation the epochs are still scored on every held-out image
+// (the oracle: the written weights evaluated on all 197 of them), and the test accuracy on the first N test images.
+TEST_F(SweepEvalCli, TestSubsetLeavesTheValidationEpochsWhole) {
+  const nlohmann::json j = train_held_out(" --test-subset 50");
+  ASSERT_EQ(j["epochs"].size(), 2u);
+  Model net = build_model("lenet300");
+  net.set_weights(read_tensors(file("w.safetensors")));
+  const Dataset all = load_mnist(file("data"), true);
+  const EvalResult held_out = evaluate(net, dataset_range(all, kTrainImages - kValidation, kTrainImages));
+  EXPECT_EQ(j["epochs"][1]["validation_accuracy"].get<double>(), held_out.accuracy);
+  EXPECT_EQ(j["epochs"][1]["validation_loss"].get<double>(), held_out.loss);
+  EvalParams first;
+  first.limit = 50;
+  EXPECT_EQ(j["test_accuracy"].get<double>(), evaluate(net, load_mnist(file("data"), false), first).accuracy);
+}
+
+// `eval --json` names the split it scored: "train" with --train-set (all 713 training images, as evaluated here),
+// else "test" (the 211 test images).
+TEST_F(SweepEvalCli, EvalJsonNamesTheSplitItScored) {
+  const Model net = build_model("lenet300", 3);
+  save_weights(net, file("w0.safetensors"));
+  const std::string base = "eval --model lenet300 --json --weights '" + file("w0.safetensors") + "'" + data();
+  for (bool train : {true, false}) {
+    SCOPED_TRACE(train ? "--train-set" : "test split");
+    const CliRun r = run(base + (train ? " --train-set" : ""));
+    ASSERT_EQ(r.status, 0) << r.err;
+    const auto j = nlohmann::json::parse(r.out);
+    const EvalResult want = evaluate(net, load_mnist(file("data"), train));
+    EXPECT_EQ(j["split"], train ? "train" : "test");
+    EXPECT_EQ(j["samples"].get<int64_t>(), train ? kTrainImages : kTestImages);
+    EXPECT_EQ(j["accuracy"].get<double>(), want.accuracy);
+    EXPECT_EQ(j["loss"].get<double>(), want.loss);
+  }
+}
+
 // The most accurate point of the CSV's rows within a rate target, by one accuracy column; the first of equals.
 int most_accurate_within(const std::vector<std::map<std::string, std::string>>& rows, double target_bits,
                          const std::string& by) {

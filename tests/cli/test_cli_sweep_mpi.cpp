@@ -199,6 +199,27 @@ TEST_F(SweepCli, PowTwoTakesItsExponentsFromK) {
   EXPECT_EQ(knobs, (std::vector<std::string>{"1", "2", "3", "4", "5", "6", "7", "8"}));
 }
 
+// --plot with the CSV on stdout draws from a scratch copy beside the plot and removes it; paths go to the plotting
+// script quoted for the shell, a quote in them too; and a plot the script fails to write fails the run.
+TEST_F(SweepCli, PlotLeavesNoScratchCsvAndItsFailureIsAnError) {
+  if (std::system("/usr/bin/python3 -c 'import numpy, matplotlib' >/dev/null 2>&1") != 0 &&
+      std::system("python3 -c 'import numpy, matplotlib' >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "no Python 3 with numpy and matplotlib";
+  const std::string base = "sweep '" + file("model.safetensors") + "' --method hw-kmeans --k 2,4 -q -o - --plot ";
+  const std::string png = file("it's rd.png");  // the quote is closed and reopened around \' on the shell line
+  CliRun r = run(base + "\"" + png + "\"");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("index,method,", 0), 0u) << r.out;
+  EXPECT_EQ(slurp(png).substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8));
+  EXPECT_FALSE(exists(png + ".csv")) << "the scratch CSV was left behind";
+  // The script writes PNG.tmp.png and renames it; a directory in that place makes it fail (exit status 1).
+  ASSERT_EQ(::mkdir(file("rd.png.tmp.png").c_str(), 0755), 0);
+  r = run(base + "'" + file("rd.png") + "'");
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_NE(r.err.find("the matplotlib plot failed"), std::string::npos) << r.err;
+  EXPECT_FALSE(exists(file("rd.png")));
+}
+
 TEST_F(SweepCli, BadOptionsExitTwoWithoutOutput) {
   CliRun r = run("sweep '" + file("model.safetensors") + "' --method ecsq --lambdas 3:1:4 -o '" + file("bad.csv") + "'");
   EXPECT_EQ(r.status, 2);

@@ -2,10 +2,12 @@
 // then once per interval, none at the end, and none with the switch off (--quiet).
 #include <gtest/gtest.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <string>
@@ -81,6 +83,47 @@ TEST(Progress, ALogGetsAPlainLinePerIntervalOfLongWorkOnly) {
             "");
   set_progress_enabled(true);
   set_progress_log_interval(std::chrono::seconds(30));
+}
+
+// On a terminal (here a pseudo-terminal standing in for one) the bar is cleared at the end only if it was drawn: a
+// Progress that drew nothing clears nothing, so it cannot erase another bar or a partial line on screen. The oracle
+// is the bytes the terminal receives: the drawn bar's, and no clearing before them.
+TEST(Progress, ATerminalLineIsClearedOnlyAfterABarWasDrawn) {
+  const int master = ::posix_openpt(O_RDWR | O_NOCTTY);
+  if (master < 0 || ::grantpt(master) != 0 || ::unlockpt(master) != 0) GTEST_SKIP() << "no pseudo-terminal here";
+  const int slave = ::open(::ptsname(master), O_RDWR | O_NOCTTY);
+  ASSERT_GE(slave, 0);
+  std::fflush(stderr);
+  const int saved = ::dup(STDERR_FILENO);
+  ::dup2(slave, STDERR_FILENO);
+  {
+    Progress idle("idle", 10);  // never updated: nothing drawn
+    idle.finish();
+    Progress bar("drawn", 10);
+    bar.update(5);
+    bar.finish();
+  }
+  std::fflush(stderr);
+  ::dup2(saved, STDERR_FILENO);
+  ::close(saved);
+  ::close(slave);
+  std::string text;
+  const std::string clear = "\r\033[K";
+  auto ends_cleared = [&] {
+    return text.size() > clear.size() && text.compare(text.size() - clear.size(), clear.size(), clear) == 0;
+  };
+  char buf[4096];
+  pollfd pfd{master, POLLIN, 0};
+  // Read until the drawn bar's own clearing has arrived (or 5 s pass).
+  while (!ends_cleared() && ::poll(&pfd, 1, 5000) > 0) {
+    const ssize_t n = ::read(master, buf, sizeof buf);
+    if (n <= 0) break;
+    text.append(buf, static_cast<size_t>(n));
+  }
+  ::close(master);
+  EXPECT_EQ(text.rfind(clear + "drawn [", 0), 0u) << "the first bytes are not the drawn bar's: " << text;
+  EXPECT_EQ(text.find("idle"), std::string::npos) << text;
+  EXPECT_TRUE(ends_cleared()) << "the drawn bar was not cleared: " << text;
 }
 
 }  // namespace

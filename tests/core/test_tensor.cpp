@@ -12,6 +12,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "netquant/atomic_file.h"
@@ -289,6 +290,17 @@ TEST(AtomicFile, AnEmbeddersOwnSignalHandlerIsLeftInPlace) {
 
 // --threads: 0 is one thread per core, a count is taken as given, and a negative or absurd count is refused
 // before any parallel region runs.
+// Every error code's CLI exit status, as the README gives them: 2 for bad input or usage, 3 for what is unsupported
+// or unavailable (a net or a scope's results that do not fit the available memory, kOutOfMemory, are refused with 3
+// too), 1 for a bug.
+TEST(Error, ExitStatusesAreTheDocumentedOnes) {
+  const std::vector<std::pair<ErrorCode, int>> documented = {
+      {ErrorCode::kInvalidArgument, 2}, {ErrorCode::kBadFile, 2},     {ErrorCode::kIo, 2},
+      {ErrorCode::kShapeMismatch, 2},   {ErrorCode::kUnsupported, 3}, {ErrorCode::kUnavailable, 3},
+      {ErrorCode::kOutOfMemory, 3},     {ErrorCode::kInternal, 1}};
+  for (const auto& [code, status] : documented) EXPECT_EQ(exit_status_for(code), status) << error_code_name(code);
+}
+
 TEST(Backend, ThreadCountsAreCheckedAndZeroMeansOnePerCore) {
   const int saved = omp_get_max_threads();
   set_num_threads(0);
