@@ -1,6 +1,10 @@
 // `netquant sweep`: rate–distortion curve of one model over λ (ECSQ) or k / bits, optionally with task accuracy.
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 
@@ -18,6 +22,24 @@
 
 namespace nq::cli {
 namespace {
+
+// A hidden file beside `target` (".<name>.<pid>.<suffix>" in its directory) for one step of a run, removed when
+// this goes out of scope, by success or by an error.
+class ScratchFile {
+ public:
+  ScratchFile(const std::string& target, const std::string& suffix) {
+    const std::filesystem::path t(target);
+    path_ = (t.parent_path() / ("." + t.filename().string() + "." + std::to_string(::getpid()) + "." + suffix))
+                .string();
+  }
+  ~ScratchFile() { std::remove(path_.c_str()); }
+  ScratchFile(const ScratchFile&) = delete;
+  ScratchFile& operator=(const ScratchFile&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
 
 nlohmann::json sweep_to_json(const std::vector<SweepPoint>& points) {
   nlohmann::json rows = nlohmann::json::array();
@@ -218,14 +240,21 @@ void run(const SweepOptions& o) {
            "no sweep point meets the target (widen --lambdas / --k or relax the target); nothing written");
 
   const std::string csv = sweep_to_csv(points);
-  if (o.output == "-") std::cout << csv;
-  else write_file_atomic(o.output, csv);
-  if (!o.json.empty()) write_json(o.json, sweep_to_json(points));
+  // The plot comes first (the step most likely to fail: an external Python), from a scratch copy of the CSV that
+  // every way out removes, so a plot that fails leaves nothing written. Its PNG is written atomically by the
+  // script; should a later output then fail, the PNG goes too.
   if (!o.plot.empty()) {
-    const std::string csv_for_plot = o.output == "-" ? o.plot + ".csv" : o.output;
-    if (o.output == "-") write_file_atomic(csv_for_plot, csv);
-    plot_rd_curve(csv_for_plot, o.plot, "netquant sweep: " + o.model);
-    if (o.output == "-") std::remove(csv_for_plot.c_str());
+    const ScratchFile plot_csv(o.plot, "csv");
+    write_file_atomic(plot_csv.path(), csv);
+    plot_rd_curve(plot_csv.path(), o.plot, "netquant sweep: " + o.model);
+  }
+  try {
+    if (o.output == "-") std::cout << csv;
+    else write_file_atomic(o.output, csv);
+    if (!o.json.empty()) write_json(o.json, sweep_to_json(points));
+  } catch (...) {
+    if (!o.plot.empty()) std::remove(o.plot.c_str());
+    throw;
   }
 
   const bool evaluated = !o.eval_model.empty();

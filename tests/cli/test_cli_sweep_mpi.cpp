@@ -5,7 +5,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
@@ -39,6 +41,14 @@ class SweepCli : public CliFixture {
     }
     write_safetensors(file("model.safetensors"), model);
     write_safetensors(file("imp.safetensors"), imp);
+  }
+  // The names of the hidden files in the test's directory (a run's temporaries and scratch files), sorted.
+  std::vector<std::string> hidden_files() const {
+    std::vector<std::string> names;
+    for (const auto& e : std::filesystem::directory_iterator(file(".")))
+      if (e.path().filename().string().rfind('.', 0) == 0) names.push_back(e.path().filename().string());
+    std::sort(names.begin(), names.end());
+    return names;
   }
   std::string sweep_args(const std::string& out) const {
     return " sweep '" + file("model.safetensors") + "' --importance '" + file("imp.safetensors") +
@@ -211,13 +221,24 @@ TEST_F(SweepCli, PlotLeavesNoScratchCsvAndItsFailureIsAnError) {
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.out.rfind("index,method,", 0), 0u) << r.out;
   EXPECT_EQ(slurp(png).substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8));
-  EXPECT_FALSE(exists(png + ".csv")) << "the scratch CSV was left behind";
-  // The script writes PNG.tmp.png and renames it; a directory in that place makes it fail (exit status 1).
+  EXPECT_EQ(hidden_files(), std::vector<std::string>{}) << "the scratch CSV was left behind";
+  // The script writes PNG.tmp.png and renames it; a directory in that place makes it fail (exit status 1). The plot
+  // comes before the other outputs: its failure leaves no CSV, no JSON and no scratch file.
   ASSERT_EQ(::mkdir(file("rd.png.tmp.png").c_str(), 0755), 0);
-  r = run(base + "'" + file("rd.png") + "'");
+  r = run("sweep '" + file("model.safetensors") + "' --method hw-kmeans --k 2,4 -q -o '" + file("rd.csv") +
+          "' --json '" + file("rd.json") + "' --plot '" + file("rd.png") + "'");
   EXPECT_EQ(r.status, 2) << r.err;
   EXPECT_NE(r.err.find("the matplotlib plot failed"), std::string::npos) << r.err;
   EXPECT_FALSE(exists(file("rd.png")));
+  EXPECT_FALSE(exists(file("rd.csv")));
+  EXPECT_FALSE(exists(file("rd.json")));
+  EXPECT_EQ(hidden_files(), std::vector<std::string>{});
+  // The same with the CSV on stdout, where the plot reads a scratch copy: that copy goes too.
+  r = run(base + "'" + file("rd.png") + "'");
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_EQ(r.out, "") << "a failed run printed its CSV";
+  EXPECT_FALSE(exists(file("rd.png.csv")));
+  EXPECT_EQ(hidden_files(), std::vector<std::string>{});
 }
 
 TEST_F(SweepCli, BadOptionsExitTwoWithoutOutput) {
