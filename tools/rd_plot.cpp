@@ -94,8 +94,13 @@ axes[0].legend(frameon=False, fontsize=7.5, loc="lower left")
 note = " (open markers: after fine-tuning)" if has_acc and filled(ft_key) else ""
 fig.suptitle(title + note, fontsize=10)
 tmp = png_path + ".tmp.png"
-fig.savefig(tmp, dpi=160)
-os.replace(tmp, png_path)
+try:
+    fig.savefig(tmp, dpi=160)
+    os.replace(tmp, png_path)
+except BaseException:
+    if os.path.isfile(tmp):  # a half-written figure goes; anything else in its place is not ours
+        os.remove(tmp)
+    raise
 )PY";
 
 bool python_has_matplotlib(const std::string& python) {
