@@ -288,8 +288,6 @@ TEST(AtomicFile, AnEmbeddersOwnSignalHandlerIsLeftInPlace) {
   rmdir(dir.c_str());
 }
 
-// --threads: 0 is one thread per core, a count is taken as given, and a negative or absurd count is refused
-// before any parallel region runs.
 // Every error code's CLI exit status, as the README gives them: 2 for bad input or usage, 3 for what is unsupported
 // or unavailable (a net or a scope's results that do not fit the available memory, kOutOfMemory, are refused with 3
 // too), 1 for a bug.
@@ -301,6 +299,8 @@ TEST(Error, ExitStatusesAreTheDocumentedOnes) {
   for (const auto& [code, status] : documented) EXPECT_EQ(exit_status_for(code), status) << error_code_name(code);
 }
 
+// --threads: 0 is one thread per core, a count is taken as given, and a negative or absurd count is refused
+// before any parallel region runs.
 TEST(Backend, ThreadCountsAreCheckedAndZeroMeansOnePerCore) {
   const int saved = omp_get_max_threads();
   set_num_threads(0);
