@@ -40,6 +40,17 @@ class SweepEvalCli : public CliFixture {
     EXPECT_EQ(r.status, 0) << r.err;
     return nlohmann::json::parse(slurp(file("train.json")));
   }
+  // The weights train_held_out wrote, after checking its last epoch's validation figures against them: scored here
+  // on the held-out images, the last kValidation training images.
+  Model trained_net_checking_validation(const nlohmann::json& j) const {
+    Model net = build_model("lenet300");
+    net.set_weights(read_tensors(file("w.safetensors")));
+    const Dataset all = load_mnist(file("data"), true);
+    const EvalResult held_out = evaluate(net, dataset_range(all, kTrainImages - kValidation, kTrainImages));
+    EXPECT_EQ(j["epochs"].back()["validation_accuracy"].get<double>(), held_out.accuracy);
+    EXPECT_EQ(j["epochs"].back()["validation_loss"].get<double>(), held_out.loss);
+    return net;
+  }
 };
 
 TEST_F(SweepEvalCli, TrainScoresEpochsOnTheLastTrainingImagesAndTheTestSetOnce) {
@@ -52,12 +63,7 @@ TEST_F(SweepEvalCli, TrainScoresEpochsOnTheLastTrainingImagesAndTheTestSetOnce) 
     EXPECT_FALSE(e.contains("test_accuracy")) << "an epoch was scored on the test set: " << e.dump();
   }
   // The oracles: the written weights scored on the last 197 training images, and by `netquant eval` on the tests.
-  Model net = build_model("lenet300");
-  net.set_weights(read_tensors(file("w.safetensors")));
-  const Dataset all = load_mnist(file("data"), true);
-  const EvalResult held_out = evaluate(net, dataset_range(all, kTrainImages - kValidation, kTrainImages));
-  EXPECT_EQ(j["epochs"][1]["validation_accuracy"].get<double>(), held_out.accuracy);
-  EXPECT_EQ(j["epochs"][1]["validation_loss"].get<double>(), held_out.loss);
+  trained_net_checking_validation(j);
   const CliRun e = run("eval --model lenet300 --json --weights '" + file("w.safetensors") + "'" + data());
   ASSERT_EQ(e.status, 0) << e.err;
   EXPECT_EQ(j["test_accuracy"].get<double>(), nlohmann::json::parse(e.out)["accuracy"].get<double>());
@@ -75,12 +81,7 @@ TEST_F(SweepEvalCli, TrainScoresEpochsOnTheLastTrainingImagesAndTheTestSetOnce) 
 TEST_F(SweepEvalCli, TestSubsetLeavesTheValidationEpochsWhole) {
   const nlohmann::json j = train_held_out(" --test-subset 50");
   ASSERT_EQ(j["epochs"].size(), 2u);
-  Model net = build_model("lenet300");
-  net.set_weights(read_tensors(file("w.safetensors")));
-  const Dataset all = load_mnist(file("data"), true);
-  const EvalResult held_out = evaluate(net, dataset_range(all, kTrainImages - kValidation, kTrainImages));
-  EXPECT_EQ(j["epochs"][1]["validation_accuracy"].get<double>(), held_out.accuracy);
-  EXPECT_EQ(j["epochs"][1]["validation_loss"].get<double>(), held_out.loss);
+  Model net = trained_net_checking_validation(j);
   EvalParams first;
   first.limit = 50;
   EXPECT_EQ(j["test_accuracy"].get<double>(), evaluate(net, load_mnist(file("data"), false), first).accuracy);
