@@ -1,10 +1,7 @@
 // `netquant sweep`: rate–distortion curve of one model over λ (ECSQ) or k / bits, optionally with task accuracy.
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 #include <iostream>
 #include <memory>
 
@@ -22,24 +19,6 @@
 
 namespace nq::cli {
 namespace {
-
-// A hidden file beside `target` (".<name>.<pid>.<suffix>" in its directory) for one step of a run, removed when
-// this goes out of scope, by success or by an error.
-class ScratchFile {
- public:
-  ScratchFile(const std::string& target, const std::string& suffix) {
-    const std::filesystem::path t(target);
-    path_ = (t.parent_path() / ("." + t.filename().string() + "." + std::to_string(::getpid()) + "." + suffix))
-                .string();
-  }
-  ~ScratchFile() { std::remove(path_.c_str()); }
-  ScratchFile(const ScratchFile&) = delete;
-  ScratchFile& operator=(const ScratchFile&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 nlohmann::json sweep_to_json(const std::vector<SweepPoint>& points) {
   nlohmann::json rows = nlohmann::json::array();
@@ -244,9 +223,10 @@ void run(const SweepOptions& o) {
   // every way out removes, so a plot that fails leaves nothing written. Its PNG is written atomically by the
   // script; should a later output then fail, the PNG goes too.
   if (!o.plot.empty()) {
-    const ScratchFile plot_csv(o.plot, "csv");
-    write_file_atomic(plot_csv.path(), csv);
-    plot_rd_curve(plot_csv.path(), o.plot, "netquant sweep: " + o.model);
+    AtomicFile plot_csv(o.plot + ".csv");  // never committed: its temporary is the scratch copy
+    plot_csv.write(csv);
+    plot_csv.flush();
+    plot_rd_curve(plot_csv.temp_path(), o.plot, "netquant sweep: " + o.model);
   }
   try {
     if (o.output == "-") std::cout << csv;

@@ -25,6 +25,10 @@ class AtomicFile {
   uint64_t bytes_written() const { return written_; }
   void commit();                              // flush, close, rename over the target; throws kIo
   const std::string& path() const { return path_; }
+  // What is written so far, flushed to the temporary, whose path this is: an AtomicFile that is never committed is
+  // a scratch file another process can read, removed on every way out (signals included). flush throws kIo.
+  void flush();
+  const std::string& temp_path() const { return temp_path_; }
 
  private:
   std::string path_;

@@ -123,6 +123,11 @@ void AtomicFile::write_at(uint64_t offset, const void* data, size_t size) {
   NQ_CHECK(ok, ErrorCode::kIo, path_ << ": write failed: " << std::strerror(errno));
 }
 
+void AtomicFile::flush() {
+  NQ_ASSERT(file_ != nullptr && !committed_);
+  NQ_CHECK(std::fflush(file_) == 0, ErrorCode::kIo, path_ << ": write failed: " << std::strerror(errno));
+}
+
 void AtomicFile::commit() {
   NQ_ASSERT(file_ != nullptr && !committed_);
   const bool flushed = std::fflush(file_) == 0;

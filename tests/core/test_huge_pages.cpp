@@ -1,4 +1,4 @@
-// Huge-page arrays and advice (core/huge_pages.h) against the kernel's own account of the mapping (/proc/self/smaps: its
+// Huge-page arrays and advice (core/huge_pages.h) against the kernel's own account of the mapping (proc_smaps.h: its
 // extent and its VmFlags, where "hg" is MADV_HUGEPAGE) and against std::vector as the oracle of contents: every
 // byte written is read back, across the size threshold, growth, copies and moves.
 #include <gtest/gtest.h>
@@ -18,42 +18,12 @@
 
 #include "core/huge_pages.h"
 #include "core/scratch_vector.h"
+#include "proc_smaps.h"
 
 namespace nq {
 namespace {
 
 constexpr size_t kTwoMiB = size_t{2} << 20;
-
-struct Mapping {
-  bool found = false;
-  uintptr_t begin = 0, end = 0;
-  std::string flags;  // the VmFlags line's flags
-};
-
-// The smaps entry of the mapping that holds p.
-Mapping mapping_of(const void* p) {
-  Mapping m;
-  std::ifstream smaps("/proc/self/smaps");
-  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
-  std::string line;
-  bool inside = false;
-  while (std::getline(smaps, line)) {
-    unsigned long lo = 0, hi = 0;
-    char dash = 0;
-    std::istringstream head(line);
-    if ((head >> std::hex >> lo >> dash >> hi) && dash == '-' && line.find(':') > line.find(' ')) {
-      inside = a >= lo && a < hi;
-      if (inside) {
-        m.found = true;
-        m.begin = lo;
-        m.end = hi;
-      }
-      continue;
-    }
-    if (inside && line.rfind("VmFlags:", 0) == 0) m.flags = line.substr(8);
-  }
-  return m;
-}
 
 bool has_flag(const std::string& flags, const std::string& flag) {
   std::istringstream in(flags);
@@ -82,7 +52,7 @@ TEST(HugePages, AllocationsAreAlignedWholeAndAdvised) {
     auto* p = static_cast<unsigned char*>(allocate_huge(bytes));
     ASSERT_NE(p, nullptr);
     EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % kTwoMiB, 0u) << bytes;
-    const Mapping m = mapping_of(p);
+    const test::SmapsEntry m = test::smaps_entry_holding(p);
     ASSERT_TRUE(m.found) << bytes;
     // A mapping of its own, exactly the size rounded up to whole 2 MiB pages (the slack was given back).
     EXPECT_EQ(m.begin, reinterpret_cast<uintptr_t>(p)) << bytes;
@@ -95,7 +65,7 @@ TEST(HugePages, AllocationsAreAlignedWholeAndAdvised) {
     std::copy(pattern.begin(), pattern.end(), p);
     EXPECT_TRUE(std::equal(pattern.begin(), pattern.end(), p)) << bytes;
     free_huge(p, bytes);
-    const Mapping after = mapping_of(p);
+    const test::SmapsEntry after = test::smaps_entry_holding(p);
     EXPECT_FALSE(after.found && after.begin == m.begin && after.end == m.end) << bytes << ": still mapped";
   }
 #endif
@@ -118,7 +88,7 @@ TEST(HugePages, AssignAdvisedFillsAndAdvisesFreshStorage) {
   EXPECT_EQ(std::count(v.begin(), v.end(), -7), static_cast<std::ptrdiff_t>(n));
   const uintptr_t lo = reinterpret_cast<uintptr_t>(v.data());
   const uintptr_t first = (lo + kTwoMiB - 1) / kTwoMiB * kTwoMiB;  // the first whole 2 MiB page inside
-  EXPECT_EQ(has_flag(mapping_of(reinterpret_cast<void*>(first)).flags, "hg"), advice_expected());
+  EXPECT_EQ(has_flag(test::smaps_entry_holding(reinterpret_cast<void*>(first)).flags, "hg"), advice_expected());
   // Storage it already has: filled in place (the same buffer), shorter or not.
   const int32_t* before = v.data();
   assign_advised(v, n / 2, int32_t{5});
@@ -128,9 +98,9 @@ TEST(HugePages, AssignAdvisedFillsAndAdvisesFreshStorage) {
   // Below the threshold nothing is advised: a small vector's page keeps its flags.
   std::vector<int32_t> small;
   small.reserve(1000);
-  const std::string flags = mapping_of(small.data()).flags;
+  const std::string flags = test::smaps_entry_holding(small.data()).flags;
   assign_advised(small, 1000, int32_t{1});
-  EXPECT_EQ(mapping_of(small.data()).flags, flags);
+  EXPECT_EQ(test::smaps_entry_holding(small.data()).flags, flags);
   EXPECT_EQ(std::count(small.begin(), small.end(), 1), 1000);
 #endif
 }

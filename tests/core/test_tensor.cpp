@@ -164,6 +164,27 @@ TEST(AtomicFile, UncommittedLeavesNothingAndCommitReplaces) {
   rmdir(dir);
 }
 
+// An AtomicFile never committed as a scratch file: after flush its temporary (beside the target, hidden) holds what
+// was written, for another reader; its end removes the temporary and never creates the target.
+TEST(AtomicFile, FlushedTemporaryIsReadableScratchUntilItsEnd) {
+  char dir[] = "/tmp/nq_atomic_XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string path = std::string(dir) + "/plot.csv";
+  std::string temp;
+  {
+    AtomicFile f(path);
+    temp = f.temp_path();
+    EXPECT_EQ(temp.rfind(std::string(dir) + "/.plot.csv.", 0), 0u) << temp;
+    f.write("a,b\n1,2\n");
+    f.flush();
+    EXPECT_EQ(read_file(temp), "a,b\n1,2\n");
+  }
+  struct stat st {};
+  EXPECT_NE(stat(temp.c_str(), &st), 0) << "the temporary outlived its AtomicFile";
+  EXPECT_NE(stat(path.c_str(), &st), 0) << "an uncommitted file created its target";
+  rmdir(dir);
+}
+
 // write_at overwrites bytes already written, anywhere, and later writes still append: checked against the same
 // edits made to a std::string, over random pieces of awkward sizes.
 TEST(AtomicFile, WriteAtPatchesWrittenBytesAndAppendsAfter) {

@@ -15,25 +15,15 @@
 #include "core/mapped_pages.h"
 #include "io/mapped_file.h"
 #include "netquant/atomic_file.h"
+#include "proc_smaps.h"
 
 namespace nq {
 namespace {
 
 // Resident kB of the mapping that starts at `begin`, from /proc/self/smaps (-1 when not found).
 long resident_kb(const void* begin) {
-  std::ifstream smaps("/proc/self/smaps");
-  std::string line;
-  const uintptr_t want = reinterpret_cast<uintptr_t>(begin);
-  bool in = false;
-  while (std::getline(smaps, line)) {
-    unsigned long lo = 0, hi = 0;
-    if (std::sscanf(line.c_str(), "%lx-%lx ", &lo, &hi) == 2) {  // a mapping's header line
-      in = lo == want;
-      continue;
-    }
-    if (in && line.rfind("Rss:", 0) == 0) return std::stol(line.substr(4));
-  }
-  return -1;
+  const test::SmapsEntry m = test::smaps_entry_holding(begin);
+  return m.found && m.begin == reinterpret_cast<uintptr_t>(begin) ? m.rss_kb : -1;
 }
 
 TEST(MappedPages, ReleasedPagesReadBackAsTheFileAndLeaveTheResidentSet) {
