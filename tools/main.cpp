@@ -62,7 +62,8 @@ int main(int argc, char** argv) {
     std::cerr << "error: " << e.what() << "\n";
     return nq::exit_status_for(e.code());
   } catch (const std::bad_alloc&) {
-    std::cerr << "error: out of memory\n";
+    std::cerr << "error: out of memory (an allocation was refused: the job needs more memory than this process may "
+                 "use; a narrower --scope holds less at once)\n";
     return 3;
   } catch (const std::exception& e) {
     std::cerr << "error: internal error (please report): " << e.what() << "\n";

@@ -10,6 +10,7 @@
 #include <csignal>
 #include <cstring>
 #include <mutex>
+#include <new>
 #include <fstream>
 #include <sstream>
 
@@ -162,10 +163,20 @@ void write_file_atomic(const std::string& path, const std::string& contents) {
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   NQ_CHECK(in.good(), ErrorCode::kIo, path << ": cannot open: " << std::strerror(errno));
-  std::ostringstream os;
-  os << in.rdbuf();
+  // Read in blocks into a string that grows, not `stream << in.rdbuf()`: that insertion swallows a failure to
+  // grow its buffer (it only sets failbit), so out of memory would hand back the first megabytes as the file.
+  std::string bytes;
+  try {
+    char block[1 << 16];
+    while (in) {
+      in.read(block, sizeof block);
+      bytes.append(block, static_cast<size_t>(in.gcount()));
+    }
+  } catch (const std::bad_alloc&) {
+    NQ_FAIL(ErrorCode::kOutOfMemory, path << ": out of memory after reading " << bytes.size() << " bytes of it");
+  }
   NQ_CHECK(!in.bad(), ErrorCode::kIo, path << ": read failed");
-  return os.str();
+  return bytes;
 }
 
 }  // namespace nq

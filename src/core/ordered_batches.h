@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <exception>
 #include <memory>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -20,7 +21,8 @@ namespace nq {
 // Items [0, n) in batches of consecutive items whose weight(i) sum to at most `limit` (or one item): make(i)
 // returns item i's Result, run on the OpenMP threads for a batch's items, then take(i, result) consumes them in
 // item order. A batch is taken on a helper thread while the next one is made, so writing the output (the take of
-// both callers) overlaps the work; at most two batches' results are held. What is taken and what is thrown are the
+// both callers) overlaps the work (or, when no thread can be started, on the calling thread before the next one
+// is made); at most two batches' results are held. What is taken and what is thrown are the
 // serial loop's `for i: take(i, make(i))`: an exception from make is rethrown for the batch's lowest failing item,
 // after every item before it is taken; one from take, after the items before it (the batch being made meanwhile
 // is dropped).
@@ -69,7 +71,13 @@ void for_each_in_ordered_batches(size_t n, uint64_t limit, Weight&& weight, Make
         wait_for_taker();
         errors.rethrow_first();
       }
-      taker = std::thread(take_batch);
+      // A helper thread that the system refuses (EAGAIN: no room for its stack under an address-space limit, or
+      // a thread limit reached) only costs the overlap: the batch is taken here instead.
+      try {
+        taker = std::thread(take_batch);
+      } catch (const std::system_error&) {
+        take_batch();
+      }
       first = last;
     }
     wait_for_taker();

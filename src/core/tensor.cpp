@@ -30,7 +30,7 @@ std::string shape_to_string(const std::vector<int64_t>& shape) {
 }
 
 namespace {
-std::shared_ptr<void> allocate_bytes(size_t n, bool zeroed) {
+std::shared_ptr<void> allocate_bytes(const std::string& name, size_t n, bool zeroed) {
   try {
     // Large buffers: a huge-page mapping of their own, whose fresh pages already read as zero (core/huge_pages.h).
     if (kHugePageArrays && n >= kHugePagesFrom)
@@ -40,7 +40,7 @@ std::shared_ptr<void> allocate_bytes(size_t n, bool zeroed) {
     if (!zeroed) return std::shared_ptr<void>(new unsigned char[n ? n : 1], [](void* p) { delete[] static_cast<unsigned char*>(p); });
     return std::shared_ptr<void>(new unsigned char[n ? n : 1](), [](void* p) { delete[] static_cast<unsigned char*>(p); });
   } catch (const std::bad_alloc&) {
-    NQ_FAIL(ErrorCode::kOutOfMemory, "cannot allocate " << n << " bytes for a tensor");
+    NQ_FAIL(ErrorCode::kOutOfMemory, "tensor '" << name << "': out of memory for its " << n << " bytes");
   }
 }
 }  // namespace
@@ -60,7 +60,7 @@ Tensor Tensor::owned(std::string name, DType dtype, std::vector<int64_t> shape, 
   t.numel_ = shape_numel(t.shape_);
   NQ_CHECK(t.numel_ <= static_cast<int64_t>(std::numeric_limits<size_t>::max() / 8), ErrorCode::kInvalidArgument,
            "tensor '" << t.name_ << "' is too large");
-  auto buf = allocate_bytes(t.nbytes(), zeroed);
+  auto buf = allocate_bytes(t.name_, t.nbytes(), zeroed);
   t.data_ = buf.get();
   t.owner_ = std::move(buf);
   t.writable_ = true;
@@ -98,7 +98,7 @@ Tensor Tensor::from_f64(std::string name, std::vector<int64_t> shape, const std:
 
 void* Tensor::mutable_data() {
   if (!writable_ || owner_.use_count() > 1) {
-    auto buf = allocate_bytes(nbytes(), /*zeroed=*/false);
+    auto buf = allocate_bytes(name_, nbytes(), /*zeroed=*/false);
     if (nbytes()) std::memcpy(buf.get(), data_, nbytes());
     data_ = buf.get();
     owner_ = std::move(buf);

@@ -31,7 +31,11 @@ std::shared_ptr<const MappedFile> MappedFile::open(const std::string& path) {
   }
   if (S_ISREG(st.st_mode) && st.st_size > 0) {
     void* p = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
+    const int err = errno;
     ::close(fd);
+    // No address space for it (`ulimit -v`): reading the bytes instead would need as much.
+    NQ_CHECK(p != MAP_FAILED || err != ENOMEM, ErrorCode::kOutOfMemory,
+             path << ": out of memory to map its " << st.st_size << " bytes");
     if (p != MAP_FAILED) {
       m->map_ = p;
       m->data_ = static_cast<const uint8_t*>(p);
@@ -42,7 +46,7 @@ std::shared_ptr<const MappedFile> MappedFile::open(const std::string& path) {
   } else {
     ::close(fd);
   }
-  // Empty files, pipes and file systems without mmap: read the bytes instead.
+  // Empty files, pipes and file systems without mmap (ENODEV): read the bytes instead.
   m->fallback_ = read_file(path);
   m->data_ = reinterpret_cast<const uint8_t*>(m->fallback_.data());
   m->size_ = m->fallback_.size();

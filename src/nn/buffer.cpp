@@ -18,7 +18,7 @@ T* alloc_impl(int64_t count) {
   try {
     return new T[static_cast<size_t>(count)]();
   } catch (const std::bad_alloc&) {
-    NQ_FAIL(ErrorCode::kOutOfMemory, "cannot allocate " << count * int64_t(sizeof(T)) << " bytes for a network buffer");
+    NQ_FAIL(ErrorCode::kOutOfMemory, "out of memory for a network buffer of " << count * int64_t(sizeof(T)) << " bytes");
   }
 }
 

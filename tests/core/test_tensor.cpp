@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "address_space_limit.h"
 #include "netquant/atomic_file.h"
 #include "netquant/backend.h"
 #include "netquant/error.h"
@@ -276,6 +277,64 @@ TEST(AtomicFile, TemporaryLivesBesideTheOutput) {
 // A program that embeds netquant and handles SIGTERM itself keeps its handler: the library installs its clean-up
 // only where the disposition is still the default. The writer runs as a "threadsafe" death test, a fresh run of
 // this binary, because the library installs its handlers once per process and earlier tests here already did.
+// read_file returns every byte, for sizes around its 64 KiB read blocks (random bytes, zeros among them).
+TEST(ReadFile, ReadsEveryByteOfAnySize) {
+  char made[] = "/tmp/nq_read_file_XXXXXX";
+  const int fd = mkstemp(made);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  std::mt19937_64 rng(17);
+  for (size_t n : {size_t{0}, size_t{1}, size_t{65535}, size_t{65536}, size_t{65537}, size_t{3 * 65536 + 7}}) {
+    std::string bytes(n, '\0');
+    for (auto& c : bytes) c = static_cast<char>(rng() % 4 == 0 ? 0 : rng());
+    std::FILE* f = std::fopen(made, "wb");
+    ASSERT_NE(f, nullptr);
+    ASSERT_EQ(std::fwrite(bytes.data(), 1, n, f), n);
+    std::fclose(f);
+    EXPECT_TRUE(read_file(made) == bytes) << n << " bytes";
+  }
+  std::remove(made);
+}
+
+// Memory that runs out part-way through is an error naming the file (kOutOfMemory), never the first part of it
+// handed back as if it were all of it. A child process limits its address space to 8 MiB over what it maps, then
+// reads a 32 MiB file (made once by the parent; the child, which runs this test from the top, finds it by the
+// environment).
+TEST(ReadFile, RunningOutOfMemoryIsAnErrorNotAShortFile) {
+  if (test::kUnderAddressSanitizer) GTEST_SKIP() << "AddressSanitizer: no address-space limit leaves room";
+  static const char* const kPathVariable = "NQ_TEST_READ_FILE_OOM_PATH";
+  constexpr size_t kBytes = size_t{32} << 20;
+  std::string path;
+  if (const char* inherited = std::getenv(kPathVariable)) {
+    path = inherited;
+  } else {
+    char made[] = "/tmp/nq_read_oom_XXXXXX";
+    const int fd = mkstemp(made);
+    ASSERT_GE(fd, 0);
+    close(fd);
+    path = made;
+    ASSERT_EQ(truncate(made, static_cast<off_t>(kBytes)), 0);
+    setenv(kPathVariable, made, 1);
+  }
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const auto read_under_limit = [&path] {
+    if (!test::limit_address_space_to_current_plus(8 << 10)) std::_Exit(3);
+    try {
+      const std::string got = read_file(path);
+      std::fprintf(stderr, "read_file returned %zu of the file's %zu bytes\n", got.size(), kBytes);
+      std::_Exit(1);
+    } catch (const Error& e) {
+      const bool named = std::string(e.what()).find(path) != std::string::npos;
+      if (e.code() == ErrorCode::kOutOfMemory && named) std::_Exit(0);
+      std::fprintf(stderr, "%s: %s\n", error_code_name(e.code()), e.what());
+      std::_Exit(2);
+    }
+  };
+  EXPECT_EXIT(read_under_limit(), ::testing::ExitedWithCode(0), "");
+  unsetenv(kPathVariable);
+  std::remove(path.c_str());
+}
+
 TEST(AtomicFile, AnEmbeddersOwnSignalHandlerIsLeftInPlace) {
   // The fresh run executes this test from the top: it takes the directory from the environment it inherits.
   static const char* const kDirVariable = "NQ_TEST_EMBEDDER_HANDLER_DIR";
