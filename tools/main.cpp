@@ -2,11 +2,12 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <exception>
 #include <iostream>
-#include <new>
 
 #include "cli_common.h"
 #include "command_registry.h"
+#include "core/error_exit.h"
 #include "netquant/backend.h"
 #include "netquant/error.h"
 #include "nn/blas_kernels.h"
@@ -21,6 +22,9 @@ std::vector<CommandInfo>& command_registry() {
 int main(int argc, char** argv) {
   // Before anything else runs: on a CPU that OpenBLAS does not know, start again with the kernels it can run.
   nq::nn::cpu::restart_with_better_blas_kernels(argv);
+  // An exception that cannot reach the catch below (one thrown inside an OpenMP region) still ends the run with
+  // its error line and status, and without the outputs' temporaries.
+  std::set_terminate(nq::exit_on_uncaught_exception);
   CLI::App app{"netquant " NQ_VERSION
                " - compress neural-network weights by importance-weighted scalar quantization and Huffman coding"};
   app.require_subcommand(1);
@@ -58,16 +62,8 @@ int main(int argc, char** argv) {
     std::cerr << "error: " << e.what() << "\n";
     if (e.get_exit_code() != 0) std::cerr << "Run with --help for usage.\n";
     return e.get_exit_code() == 0 ? 0 : 2;
-  } catch (const nq::Error& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    return nq::exit_status_for(e.code());
-  } catch (const std::bad_alloc&) {
-    std::cerr << "error: out of memory (an allocation was refused: the job needs more memory than this process may "
-                 "use; a narrower --scope holds less at once)\n";
-    return 3;
-  } catch (const std::exception& e) {
-    std::cerr << "error: internal error (please report): " << e.what() << "\n";
-    return 1;
+  } catch (...) {
+    return nq::report_error(std::current_exception(), std::cerr);
   }
   return 0;
 }

@@ -39,6 +39,10 @@ class AtomicFile {
   int slot_ = -1;  // registration for removal on a terminating signal
 };
 
+// Removes the temporary of every AtomicFile still open, as SIGINT, SIGTERM, SIGHUP and exit() do before the
+// process ends: for a program's own std::terminate handler. Async-signal-safe.
+void remove_open_temporaries();
+
 // Refuses (kInvalidArgument) an output path that names one of the inputs (same file after resolving links).
 void check_output_not_input(const std::string& output, const std::vector<std::string>& inputs);
 

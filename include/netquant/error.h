@@ -21,7 +21,7 @@ enum class ErrorCode : int {
 
 const char* error_code_name(ErrorCode code);
 
-// CLI exit status for an error: 2 bad input/usage, 3 unsupported/unavailable, 1 internal.
+// CLI exit status for an error: 2 bad input/usage, 3 unsupported/unavailable/out of memory, 1 internal.
 int exit_status_for(ErrorCode code);
 
 class Error : public std::runtime_error {

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cerrno>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <new>
@@ -35,9 +36,13 @@ std::once_flag g_handlers_once;
 struct sigaction g_previous[3];
 constexpr int kSignals[3] = {SIGINT, SIGTERM, SIGHUP};
 
-extern "C" void remove_temporaries_and_reraise(int sig) {
+void unlink_open_temporaries() {  // async-signal-safe
   for (TempSlot& slot : g_slots)
     if (slot.used.load(std::memory_order_acquire)) ::unlink(slot.path);
+}
+
+extern "C" void remove_temporaries_and_reraise(int sig) {
+  unlink_open_temporaries();
   for (int i = 0; i < 3; ++i)
     if (kSignals[i] == sig) ::sigaction(sig, &g_previous[i], nullptr);
   ::raise(sig);  // the previous disposition (default: terminate) runs when the handler returns
@@ -46,6 +51,9 @@ extern "C" void remove_temporaries_and_reraise(int sig) {
 // Installs the handler for signals whose disposition is still the default (an embedding program's own
 // handlers, e.g. Python's SIGINT, are left alone).
 void install_handlers() {
+  // exit() from inside a library (libgomp's fatal errors call it) runs no destructor: remove them then too. A
+  // normal end has none open.
+  std::atexit(unlink_open_temporaries);
   for (int i = 0; i < 3; ++i) {
     struct sigaction old {};
     if (::sigaction(kSignals[i], nullptr, &old) != 0 || old.sa_handler != SIG_DFL) continue;
@@ -85,6 +93,8 @@ std::string temp_name_for(const std::string& path) {
   return os.str();
 }
 }  // namespace
+
+void remove_open_temporaries() { unlink_open_temporaries(); }
 
 AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
   NQ_CHECK(!path_.empty(), ErrorCode::kInvalidArgument, "empty output path");

@@ -4,6 +4,9 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <system_error>
+#include <thread>
+#include <vector>
 
 #include "core/cuda_device.h"
 #include "netquant/error.h"
@@ -64,7 +67,31 @@ void set_num_threads(int threads) {
   NQ_CHECK(threads <= most, ErrorCode::kInvalidArgument,
            "--threads " << threads << " is too many: this machine has " << procs << " cores (at most " << most
                         << " threads; 0 = one per core)");
-  omp_set_num_threads(threads == 0 ? procs : threads);
+  const int team = threads == 0 ? procs : threads;
+  omp_set_num_threads(team);
+  start_thread_team(team);
+}
+
+void start_thread_team(int team) {
+  if (team <= 1) return;
+  // libgomp ends the process (exit 1, "Thread creation failed") when it cannot create a team's thread: no room
+  // for its stack under `ulimit -v`, or a thread limit. The same threads are tried first as std::threads (same
+  // default stack), which throw instead, so the refusal is an error naming the cause. The team is then started
+  // here, and the OpenMP runtime keeps it for every later region of this size or less.
+  std::vector<std::thread> probe;
+  probe.reserve(static_cast<size_t>(team - 1));
+  try {
+    for (int i = 1; i < team; ++i) probe.emplace_back([] {});
+  } catch (const std::system_error& e) {
+    for (std::thread& t : probe) t.join();
+    NQ_FAIL(ErrorCode::kOutOfMemory, "cannot start " << team << " threads (" << e.what()
+                                                     << "): no room for their stacks, or a limit on threads; "
+                                                        "use fewer --threads");
+  }
+  for (std::thread& t : probe) t.join();
+#pragma omp parallel num_threads(team)
+  {
+  }
 }
 
 int num_threads() { return omp_get_max_threads(); }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "core/iteration_errors.h"
 #include "core/parallel_for.h"
 #include "netquant/error.h"
 #include "quant/quant_formulas.h"
@@ -50,16 +51,19 @@ struct ChunkScratch {
 template <class Fill, class Body>
 void for_each_key_chunk(const std::vector<Chunk>& chunks, Fill& fill, Body&& body) {
   const int64_t count = static_cast<int64_t>(chunks.size());
+  IterationErrors errors;  // a chunk's keys, or the collected ones, may not fit in memory: out of the region
 #pragma omp parallel if (count > 1)
   {
     ChunkScratch scratch;
 #pragma omp for schedule(static)
-    for (int64_t c = 0; c < count; ++c) {
-      const Chunk& ch = chunks[static_cast<size_t>(c)];
-      fill(ch, scratch);
-      body(static_cast<size_t>(c), scratch.keys.data(), ch.end - ch.begin);
-    }
+    for (int64_t c = 0; c < count; ++c)
+      errors.run(static_cast<size_t>(c), [&] {
+        const Chunk& ch = chunks[static_cast<size_t>(c)];
+        fill(ch, scratch);
+        body(static_cast<size_t>(c), scratch.keys.data(), ch.end - ch.begin);
+      });
   }
+  errors.rethrow_first();
 }
 
 // Keys of 16-bit digits, most significant first: 65,536-bin histograms (per thread) cut 64-bit keys in four

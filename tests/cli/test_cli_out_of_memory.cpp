@@ -1,5 +1,5 @@
 // A run that the system refuses memory: the documented out-of-memory exit (3), one `error:` line, and no output or
-// temporary left, whether the input cannot be mapped or an array is refused part-way through. The refusal is real:
+// temporary left, whether its threads cannot start, its input cannot be mapped or an array is refused part-way. The refusal is real:
 // `ulimit -v` a little over what the same job on a tiny model needs, found by bisection, so that what does not fit
 // is the larger model's own data.
 #include <gtest/gtest.h>
@@ -19,10 +19,10 @@ class OutOfMemory : public CliFixture {
  protected:
   // `netquant quantize MODEL -o OUT` under an address-space limit of `kib` KiB: one thread (each thread's stack and
   // malloc arena would be address space too), OpenBLAS without its thread pool, the CPU backend, and a timeout.
-  CliRun quantize_under_limit(long kib, const std::string& model, const std::string& out) const {
+  CliRun quantize_under_limit(long kib, const std::string& model, const std::string& out, int threads = 1) const {
     return shell("ulimit -v " + std::to_string(kib) + " && OPENBLAS_NUM_THREADS=1 exec timeout 60 '" + NQ_CLI_PATH +
                  "' quantize '" + file(model) + "' -o '" + file(out) +
-                 "' --method hw-kmeans --k 16 --backend cpu --threads 1 --quiet");
+                 "' --method hw-kmeans --k 16 --backend cpu --quiet --threads " + std::to_string(threads));
   }
   std::vector<std::string> entries() const {
     std::vector<std::string> names;
@@ -68,6 +68,13 @@ TEST_F(OutOfMemory, ARefusedAllocationExitsThreeAndLeavesNoOutput) {
   const std::vector<std::string> inputs = {"big.safetensors", "tiny.safetensors"};
   ASSERT_EQ(entries(), inputs);
 
+  // At it, a second thread has no room for its stack: refused up front, where the OpenMP runtime would have ended
+  // the process with its own message and status 1.
+  const CliRun two_threads = quantize_under_limit(hi, "tiny.safetensors", "tiny.nq", 2);
+  EXPECT_EQ(two_threads.status, 3) << two_threads.err;
+  EXPECT_EQ(two_threads.err.rfind("error: cannot start 2 threads (", 0), 0u) << two_threads.err;
+  EXPECT_EQ(entries(), inputs) << "a refused run left output or a temporary";
+
   // 4 MiB over it, the larger model's 16 MB cannot even be mapped: an error that names the file.
   const CliRun unmapped = quantize_under_limit(hi + (4 << 10), "big.safetensors", "big.nq");
   EXPECT_EQ(unmapped.status, 3) << unmapped.err;
@@ -83,6 +90,24 @@ TEST_F(OutOfMemory, ARefusedAllocationExitsThreeAndLeavesNoOutput) {
   EXPECT_EQ(std::count(refused.err.begin(), refused.err.end(), '\n'), 1) << refused.err;
   EXPECT_EQ(refused.out, "");
   EXPECT_EQ(entries(), inputs) << "a refused run left output or a temporary";
+
+  // prune under limits from the mapping's refusal to room enough: each run either writes its output or ends with
+  // status 3 and leaves nothing (its selection used to throw std::bad_alloc inside an OpenMP region: abort, with
+  // the output's temporary left behind).
+  for (const long over_mib : {8L, 24L, 40L, 56L, 72L}) {
+    const CliRun pruned = shell("ulimit -v " + std::to_string(hi + (over_mib << 10)) +
+                                " && OPENBLAS_NUM_THREADS=1 exec timeout 60 '" + NQ_CLI_PATH + "' prune '" +
+                                file("big.safetensors") + "' -o '" + file("pruned.safetensors") +
+                                "' --prune 0.5 --quiet --threads 1");
+    EXPECT_TRUE(pruned.status == 0 || pruned.status == 3) << "+" << over_mib << " MiB: " << pruned.err;
+    if (pruned.status == 0) {
+      EXPECT_EQ(std::remove(file("pruned.safetensors").c_str()), 0) << "+" << over_mib << " MiB";
+    } else {
+      EXPECT_EQ(pruned.err.rfind("error: ", 0), 0u) << pruned.err;
+      EXPECT_NE(pruned.err.find("memory"), std::string::npos) << pruned.err;
+    }
+    EXPECT_EQ(entries(), inputs) << "+" << over_mib << " MiB: a run left output or a temporary";
+  }
 
   // With room for it, the same job runs: the limit, not the model, refused the first.
   const CliRun fits = quantize_under_limit(hi + (512 << 10), "big.safetensors", "big.nq");
