@@ -7,20 +7,12 @@
 
 #include <cstdio>
 
+#include "core/sanitizers.h"
+
 namespace nq::test {
 
 // AddressSanitizer reserves terabytes of shadow memory up front: no limit near the program's size leaves room.
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kUnderAddressSanitizer = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kUnderAddressSanitizer = true;
-#else
-constexpr bool kUnderAddressSanitizer = false;
-#endif
-#else
-constexpr bool kUnderAddressSanitizer = false;
-#endif
+constexpr bool kUnderAddressSanitizer = kAddressSanitizer;
 
 // This process's mapped address space in KiB (VmSize of /proc/self/status), or −1.
 inline long address_space_kib() {

@@ -9,23 +9,15 @@
 #include <string>
 #include <vector>
 
+#include "core/sanitizers.h"
+
 namespace nq {
 
 // Allocations of at least this many bytes ask for huge pages; smaller ones are not worth a mapping of their own.
 constexpr size_t kHugePagesFrom = size_t{4} << 20;
 
 // Under AddressSanitizer, large scratch arrays stay on the heap, where it can see an overrun of them.
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kHugePageArrays = false;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kHugePageArrays = false;
-#else
-constexpr bool kHugePageArrays = true;
-#endif
-#else
-constexpr bool kHugePageArrays = true;
-#endif
+constexpr bool kHugePageArrays = !kAddressSanitizer;
 
 // `bytes` of memory that reads as zero, aligned to 2 MiB, asked to be backed by huge pages
 // (madvise(MADV_HUGEPAGE); the kernel may still give 4 KiB pages). Fresh pages come zeroed from the kernel, so

@@ -1,16 +1,17 @@
 // A run that the system refuses memory: the documented out-of-memory exit (3), one `error:` line, and no output or
-// temporary left, whether its threads cannot start, its input cannot be mapped or an array is refused part-way. The refusal is real:
-// `ulimit -v` a little over what the same job on a tiny model needs, found by bisection, so that what does not fit
-// is the larger model's own data.
+// temporary left, whether its threads cannot start, its input cannot be mapped or an array is refused part-way.
+// The refusal is real: `ulimit -v` a little over what the same job on a tiny model needs, found by bisection, so
+// that what does not fit is the larger model's own data.
 #include <gtest/gtest.h>
-#include <dirent.h>
 #include <sys/resource.h>
 
 #include <algorithm>
 #include <string>
 #include <vector>
 
+#include "address_space_limit.h"
 #include "cli/cli_fixture.h"
+#include "scratch_dir.h"
 
 namespace nq {
 namespace {
@@ -24,28 +25,18 @@ class OutOfMemory : public CliFixture {
                  "' quantize '" + file(model) + "' -o '" + file(out) +
                  "' --method hw-kmeans --k 16 --backend cpu --quiet --threads " + std::to_string(threads));
   }
+  // What the scratch directory holds besides the runner's captured stdout and stderr.
   std::vector<std::string> entries() const {
-    std::vector<std::string> names;
-    if (DIR* d = opendir(dir_.c_str())) {
-      while (dirent* e = readdir(d)) {
-        const std::string name = e->d_name;
-        if (name != "." && name != ".." && name != "stdout" && name != "stderr") names.push_back(name);
-      }
-      closedir(d);
-    }
-    std::sort(names.begin(), names.end());
+    std::vector<std::string> names = test::entries_of(dir_);
+    names.erase(std::remove_if(names.begin(), names.end(),
+                               [](const std::string& n) { return n == "stdout" || n == "stderr"; }),
+                names.end());
     return names;
   }
 };
 
 TEST_F(OutOfMemory, ARefusedAllocationExitsThreeAndLeavesNoOutput) {
-#if defined(__SANITIZE_ADDRESS__)
-  GTEST_SKIP() << "AddressSanitizer maps more address space than any limit near the program's size leaves";
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-  GTEST_SKIP() << "AddressSanitizer maps more address space than any limit near the program's size leaves";
-#endif
-#endif
+  if (test::kUnderAddressSanitizer) GTEST_SKIP() << "AddressSanitizer: no address-space limit leaves room";
   write_model({{"w", {8, 8}}}, 1);
   ASSERT_EQ(std::rename(file("model.safetensors").c_str(), file("tiny.safetensors").c_str()), 0);
   write_model({{"w", {2000, 2000}}}, 2);  // 16 MB of weights: the job needs that and twice as much to sort them

@@ -3,7 +3,6 @@
 // way through the terminate handler, with the open outputs' temporaries removed; and a thread team the system
 // cannot start is an out-of-memory error, not the OpenMP runtime's exit.
 #include <gtest/gtest.h>
-#include <dirent.h>
 #include <omp.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -17,6 +16,7 @@
 #include <vector>
 
 #include "address_space_limit.h"
+#include "scratch_dir.h"
 #include "core/error_exit.h"
 #include "netquant/atomic_file.h"
 #include "netquant/backend.h"
@@ -53,16 +53,6 @@ TEST(ReportError, EachKindHasItsLineAndStatus) {
             std::make_pair(1, std::string("error: internal error (please report): an exception of unknown type\n")));
 }
 
-std::vector<std::string> entries_of(const std::string& dir) {
-  std::vector<std::string> names;
-  if (DIR* d = opendir(dir.c_str())) {
-    while (dirent* e = readdir(d))
-      if (std::string(e->d_name) != "." && std::string(e->d_name) != "..") names.push_back(e->d_name);
-    closedir(d);
-  }
-  return names;
-}
-
 // The child: the handler installed, an output half written, then `what` thrown on one thread of an OpenMP team.
 template <class Exception>
 [[noreturn]] void throw_inside_a_parallel_region(const std::string& dir, const Exception& what) {
@@ -77,25 +67,16 @@ template <class Exception>
 }
 
 TEST(ExitOnUncaughtException, AnExceptionOutOfAParallelRegionEndsTheRunAsMainWould) {
-  // The fresh run of a "threadsafe" death test executes this test from the top: the directory comes from the
-  // environment it inherits.
   static const char* const kDirVariable = "NQ_TEST_UNCAUGHT_DIR";
-  std::string dir;
-  if (const char* inherited = std::getenv(kDirVariable)) {
-    dir = inherited;
-  } else {
-    char made[] = "/tmp/nq_uncaught_XXXXXX";
-    ASSERT_NE(mkdtemp(made), nullptr);
-    dir = made;
-    setenv(kDirVariable, made, 1);
-  }
+  const std::string dir = test::death_test_scratch_dir(kDirVariable, "nq_uncaught");
+  ASSERT_FALSE(dir.empty());
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(throw_inside_a_parallel_region(dir, std::bad_alloc()), ::testing::ExitedWithCode(3),
               "error: out of memory \\(an allocation was refused");
-  EXPECT_EQ(entries_of(dir), std::vector<std::string>{}) << "the output's temporary was left";
+  EXPECT_EQ(test::entries_of(dir), std::vector<std::string>{}) << "the output's temporary was left";
   EXPECT_EXIT(throw_inside_a_parallel_region(dir, Error(ErrorCode::kBadFile, "w.npy: truncated")),
               ::testing::ExitedWithCode(2), "error: w.npy: truncated");
-  EXPECT_EQ(entries_of(dir), std::vector<std::string>{}) << "the output's temporary was left";
+  EXPECT_EQ(test::entries_of(dir), std::vector<std::string>{}) << "the output's temporary was left";
   unsetenv(kDirVariable);
   rmdir(dir.c_str());
 }

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "address_space_limit.h"
+#include "scratch_dir.h"
 #include "netquant/atomic_file.h"
 #include "netquant/backend.h"
 #include "netquant/error.h"
@@ -25,14 +26,7 @@ namespace nq {
 namespace {
 
 // The names in a directory, "." and ".." left out (empty when it cannot be opened).
-std::vector<std::string> entries_of(const std::string& dir) {
-  std::vector<std::string> names;
-  DIR* d = opendir(dir.c_str());
-  while (const dirent* e = d ? readdir(d) : nullptr)
-    if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) names.push_back(e->d_name);
-  if (d) closedir(d);
-  return names;
-}
+using test::entries_of;
 
 TEST(Tensor, ConversionsMatchFloat64Oracle) {
   std::mt19937 rng(3);
@@ -298,24 +292,16 @@ TEST(ReadFile, ReadsEveryByteOfAnySize) {
 
 // Memory that runs out part-way through is an error naming the file (kOutOfMemory), never the first part of it
 // handed back as if it were all of it. A child process limits its address space to 8 MiB over what it maps, then
-// reads a 32 MiB file (made once by the parent; the child, which runs this test from the top, finds it by the
-// environment).
+// reads a 32 MiB file.
 TEST(ReadFile, RunningOutOfMemoryIsAnErrorNotAShortFile) {
   if (test::kUnderAddressSanitizer) GTEST_SKIP() << "AddressSanitizer: no address-space limit leaves room";
-  static const char* const kPathVariable = "NQ_TEST_READ_FILE_OOM_PATH";
+  static const char* const kDirVariable = "NQ_TEST_READ_FILE_OOM_DIR";
   constexpr size_t kBytes = size_t{32} << 20;
-  std::string path;
-  if (const char* inherited = std::getenv(kPathVariable)) {
-    path = inherited;
-  } else {
-    char made[] = "/tmp/nq_read_oom_XXXXXX";
-    const int fd = mkstemp(made);
-    ASSERT_GE(fd, 0);
-    close(fd);
-    path = made;
-    ASSERT_EQ(truncate(made, static_cast<off_t>(kBytes)), 0);
-    setenv(kPathVariable, made, 1);
-  }
+  const std::string dir = test::death_test_scratch_dir(kDirVariable, "nq_read_oom");
+  ASSERT_FALSE(dir.empty());
+  const std::string path = dir + "/big.bin";
+  if (std::FILE* f = std::fopen(path.c_str(), "wb")) std::fclose(f);
+  ASSERT_EQ(truncate(path.c_str(), static_cast<off_t>(kBytes)), 0);
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   const auto read_under_limit = [&path] {
     if (!test::limit_address_space_to_current_plus(8 << 10)) std::_Exit(3);
@@ -331,22 +317,16 @@ TEST(ReadFile, RunningOutOfMemoryIsAnErrorNotAShortFile) {
     }
   };
   EXPECT_EXIT(read_under_limit(), ::testing::ExitedWithCode(0), "");
-  unsetenv(kPathVariable);
+  unsetenv(kDirVariable);
   std::remove(path.c_str());
+  rmdir(dir.c_str());
 }
 
 TEST(AtomicFile, AnEmbeddersOwnSignalHandlerIsLeftInPlace) {
   // The fresh run executes this test from the top: it takes the directory from the environment it inherits.
   static const char* const kDirVariable = "NQ_TEST_EMBEDDER_HANDLER_DIR";
-  std::string dir;
-  if (const char* inherited = std::getenv(kDirVariable)) {
-    dir = inherited;
-  } else {
-    char made[] = "/tmp/nq_atomic_own_XXXXXX";
-    ASSERT_NE(mkdtemp(made), nullptr);
-    dir = made;
-    setenv(kDirVariable, made, 1);
-  }
+  const std::string dir = test::death_test_scratch_dir(kDirVariable, "nq_atomic_own");
+  ASSERT_FALSE(dir.empty());
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   const auto write_and_terminate = [&dir] {
     struct sigaction sa {};
