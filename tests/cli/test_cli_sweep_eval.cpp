@@ -16,6 +16,7 @@
 #include "netquant/coding.h"
 #include "netquant/nn.h"
 #include "netquant/pipeline.h"
+#include "nn/blas_kernels.h"
 #include "pipeline/small_mnist.h"
 
 namespace nq {
@@ -25,12 +26,26 @@ constexpr int64_t kTrainImages = 713, kTestImages = 211, kValidation = 197;
 
 class SweepEvalCli : public CliFixture {
  protected:
+  // These tests compare what the CLI computes (a trained net's loss) with the same computation in this process,
+  // bit for bit, so the CLI runs must use this process's OpenBLAS kernels. On a CPU that OpenBLAS does not know,
+  // the CLI would start itself again with better ones (nn/blas_kernels.h) and round differently: naming this
+  // process's core in OPENBLAS_CORETYPE keeps it (InfoCli tests the restart itself).
   void SetUp() override {
     CliFixture::SetUp();
+    if (const char* set = std::getenv("OPENBLAS_CORETYPE")) saved_coretype_ = set;
+    setenv("OPENBLAS_CORETYPE", nn::cpu::blas_core().c_str(), 1);
     if (!testing::have_fashion_mnist())
       GTEST_SKIP() << "Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)";
     testing::write_small_mnist(file("data"), kTrainImages, kTestImages);
   }
+  void TearDown() override {
+    if (saved_coretype_.empty())
+      unsetenv("OPENBLAS_CORETYPE");
+    else
+      setenv("OPENBLAS_CORETYPE", saved_coretype_.c_str(), 1);
+    CliFixture::TearDown();
+  }
+  std::string saved_coretype_;
   std::string data() const { return " --data '" + file("data") + "'"; }
   // Trains LeNet-300-100 briefly on the small set, holding out the validation images; returns train's JSON.
   nlohmann::json train_held_out(const std::string& extra = "") {
