@@ -10,9 +10,9 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <mutex>
 #include <new>
-#include <fstream>
 #include <sstream>
 
 #include "netquant/error.h"

@@ -18,12 +18,18 @@ namespace {
 
 class OutOfMemory : public CliFixture {
  protected:
-  // `netquant quantize MODEL -o OUT` under an address-space limit of `kib` KiB: one thread (each thread's stack and
-  // malloc arena would be address space too), OpenBLAS without its thread pool, the CPU backend, and a timeout.
-  CliRun quantize_under_limit(long kib, const std::string& model, const std::string& out, int threads = 1) const {
+  // `netquant ARGS` under an address-space limit of `kib` KiB, with OpenBLAS without its thread pool (its
+  // threads' buffers would be address space too) and a timeout.
+  CliRun run_under_limit(long kib, const std::string& args) const {
     return shell("ulimit -v " + std::to_string(kib) + " && OPENBLAS_NUM_THREADS=1 exec timeout 60 '" + NQ_CLI_PATH +
-                 "' quantize '" + file(model) + "' -o '" + file(out) +
-                 "' --method hw-kmeans --k 16 --backend cpu --quiet --threads " + std::to_string(threads));
+                 "' " + args);
+  }
+  // `netquant quantize MODEL -o OUT` so limited: by default one thread (each thread's stack and malloc arena would
+  // be address space too), and the CPU backend.
+  CliRun quantize_under_limit(long kib, const std::string& model, const std::string& out, int threads = 1) const {
+    return run_under_limit(kib, "quantize '" + file(model) + "' -o '" + file(out) +
+                                    "' --method hw-kmeans --k 16 --backend cpu --quiet --threads " +
+                                    std::to_string(threads));
   }
   // What the scratch directory holds besides the runner's captured stdout and stderr.
   std::vector<std::string> entries() const {
@@ -86,10 +92,9 @@ TEST_F(OutOfMemory, ARefusedAllocationExitsThreeAndLeavesNoOutput) {
   // status 3 and leaves nothing (its selection used to throw std::bad_alloc inside an OpenMP region: abort, with
   // the output's temporary left behind).
   for (const long over_mib : {8L, 24L, 40L, 56L, 72L}) {
-    const CliRun pruned = shell("ulimit -v " + std::to_string(hi + (over_mib << 10)) +
-                                " && OPENBLAS_NUM_THREADS=1 exec timeout 60 '" + NQ_CLI_PATH + "' prune '" +
-                                file("big.safetensors") + "' -o '" + file("pruned.safetensors") +
-                                "' --prune 0.5 --quiet --threads 1");
+    const CliRun pruned = run_under_limit(hi + (over_mib << 10), "prune '" + file("big.safetensors") + "' -o '" +
+                                                                     file("pruned.safetensors") +
+                                                                     "' --prune 0.5 --quiet --threads 1");
     EXPECT_TRUE(pruned.status == 0 || pruned.status == 3) << "+" << over_mib << " MiB: " << pruned.err;
     if (pruned.status == 0) {
       EXPECT_EQ(std::remove(file("pruned.safetensors").c_str()), 0) << "+" << over_mib << " MiB";
