@@ -1,5 +1,6 @@
 // cuBLAS for the nn ops: one handle per (host thread, device), created lazily; every cuBLAS status checked and
 // turned into nq::Error; row-major GEMM wrappers (the nn ops' layouts are row-major, cuBLAS is column-major).
+// cuBLAS itself is opened on first use (cublas_library.cuh): each call goes through cublas().
 #pragma once
 
 #include <cublas_v2.h>
@@ -7,6 +8,7 @@
 #include <climits>
 #include <cstdint>
 
+#include "cublas_library.cuh"
 #include "cuda_check.cuh"
 #include "netquant/error.h"
 
@@ -38,14 +40,14 @@ inline int blas_dim(int64_t v) {
 inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
                  const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
-  NQ_CUBLAS_CHECK(cublasSgemm(cublas_handle(), tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
+  NQ_CUBLAS_CHECK(cublas().sgemm(cublas_handle(), tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
                               blas_dim(n), blas_dim(m), blas_dim(k), &alpha, b, blas_dim(ldb), a, blas_dim(lda),
                               &beta, c, blas_dim(ldc)));
 }
 inline void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda,
                  const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
-  NQ_CUBLAS_CHECK(cublasDgemm(cublas_handle(), tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
+  NQ_CUBLAS_CHECK(cublas().dgemm(cublas_handle(), tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
                               blas_dim(n), blas_dim(m), blas_dim(k), &alpha, b, blas_dim(ldb), a, blas_dim(lda),
                               &beta, c, blas_dim(ldc)));
 }
@@ -54,7 +56,7 @@ inline void gemm_batched(bool ta, bool tb, int64_t m, int64_t n, int64_t k, floa
                          int64_t lda, int64_t sa, const float* b, int64_t ldb, int64_t sb, float beta, float* c,
                          int64_t ldc, int64_t sc, int64_t batch) {
   if (m == 0 || n == 0 || batch == 0) return;
-  NQ_CUBLAS_CHECK(cublasSgemmStridedBatched(cublas_handle(), tb ? CUBLAS_OP_T : CUBLAS_OP_N,
+  NQ_CUBLAS_CHECK(cublas().sgemm_strided_batched(cublas_handle(), tb ? CUBLAS_OP_T : CUBLAS_OP_N,
                                             ta ? CUBLAS_OP_T : CUBLAS_OP_N, blas_dim(n), blas_dim(m), blas_dim(k),
                                             &alpha, b, blas_dim(ldb), sb, a, blas_dim(lda), sa, &beta, c,
                                             blas_dim(ldc), sc, blas_dim(batch)));
@@ -63,7 +65,7 @@ inline void gemm_batched(bool ta, bool tb, int64_t m, int64_t n, int64_t k, doub
                          int64_t lda, int64_t sa, const double* b, int64_t ldb, int64_t sb, double beta, double* c,
                          int64_t ldc, int64_t sc, int64_t batch) {
   if (m == 0 || n == 0 || batch == 0) return;
-  NQ_CUBLAS_CHECK(cublasDgemmStridedBatched(cublas_handle(), tb ? CUBLAS_OP_T : CUBLAS_OP_N,
+  NQ_CUBLAS_CHECK(cublas().dgemm_strided_batched(cublas_handle(), tb ? CUBLAS_OP_T : CUBLAS_OP_N,
                                             ta ? CUBLAS_OP_T : CUBLAS_OP_N, blas_dim(n), blas_dim(m), blas_dim(k),
                                             &alpha, b, blas_dim(ldb), sb, a, blas_dim(lda), sa, &beta, c,
                                             blas_dim(ldc), sc, blas_dim(batch)));

@@ -37,6 +37,21 @@ TEST_F(InfoCli, RunsKernelsTheCpuCanRun) {
   }
 }
 
+// cuBLAS is opened only when the CUDA backend multiplies matrices (kernels/cublas_library.cu), so a CPU run of a
+// CUDA build does not load its 500 MB. The dynamic linker's own log (LD_DEBUG=files) is the oracle: it lists
+// OpenBLAS, which the CLI links, and must list no cuBLAS.
+TEST_F(InfoCli, ACpuRunLoadsNoCublas) {
+  write_model({{"fc.weight", {33, 7}}, {"fc.bias", {33}}}, 5);
+  const std::string quantize = "quantize '" + file("model.safetensors") + "' --importance '" +
+                               file("imp.safetensors") + "' -o '" + file("q.nq") + "' --k 4 --backend cpu";
+  for (const std::string& args : {std::string("info"), quantize}) {
+    const CliRun r = shell(std::string("LD_DEBUG=files '") + NQ_CLI_PATH + "' " + args);
+    ASSERT_EQ(r.status, 0) << args << "\n" << r.err.substr(0, 4000);
+    EXPECT_NE(r.err.find("libopenblas"), std::string::npos) << "the linker's log is not there: " << args;
+    EXPECT_EQ(r.err.find("libcublas"), std::string::npos) << args;
+  }
+}
+
 // The ECSQ label search the CPU backend runs: AVX-512 exactly where this process finds AVX-512F.
 TEST_F(InfoCli, NamesTheEcsqLabelSearch) {
   const CliRun r = run("info");
