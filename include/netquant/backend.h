@@ -20,11 +20,9 @@ std::string cuda_device_description();
 Backend resolve_backend(Backend requested);
 
 // CPU threads used by netquant's parallel loops (OpenMP). 0 = all hardware threads. The threads are started
-// here (start_thread_team): a count the system cannot start is Error kOutOfMemory, not the end of the process.
+// here: a count the system cannot start is Error kOutOfMemory naming why (the OpenMP runtime itself would end the
+// process when a later region could not create them).
 void set_num_threads(int threads);
-// Starts an OpenMP team of `team` threads now, or throws Error kOutOfMemory naming why they cannot be had (the
-// OpenMP runtime itself would end the process when a later region could not create them).
-void start_thread_team(int team);
 int num_threads();
 
 }  // namespace nq

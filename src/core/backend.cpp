@@ -58,20 +58,9 @@ Backend resolve_backend(Backend requested) {
   return Backend::kCpu;
 }
 
-void set_num_threads(int threads) {
-  NQ_CHECK(threads >= 0, ErrorCode::kInvalidArgument, "--threads must be >= 0, got " << threads);
-  // Oversubscription beyond a few threads a core buys nothing here, and tens of thousands make the OpenMP runtime
-  // fail to create them (or crash): refuse before any parallel region runs.
-  const int procs = omp_get_num_procs();
-  const int most = std::max(256, 4 * procs);
-  NQ_CHECK(threads <= most, ErrorCode::kInvalidArgument,
-           "--threads " << threads << " is too many: this machine has " << procs << " cores (at most " << most
-                        << " threads; 0 = one per core)");
-  const int team = threads == 0 ? procs : threads;
-  omp_set_num_threads(team);
-  start_thread_team(team);
-}
+namespace {
 
+// Starts an OpenMP team of `team` threads now, or throws Error kOutOfMemory naming why they cannot be had.
 void start_thread_team(int team) {
   if (team <= 1) return;
   // libgomp ends the process (exit 1, "Thread creation failed") when it cannot create a team's thread: no room
@@ -92,6 +81,22 @@ void start_thread_team(int team) {
 #pragma omp parallel num_threads(team)
   {
   }
+}
+
+}  // namespace
+
+void set_num_threads(int threads) {
+  NQ_CHECK(threads >= 0, ErrorCode::kInvalidArgument, "--threads must be >= 0, got " << threads);
+  // Oversubscription beyond a few threads a core buys nothing here, and tens of thousands make the OpenMP runtime
+  // fail to create them (or crash): refuse before any parallel region runs.
+  const int procs = omp_get_num_procs();
+  const int most = std::max(256, 4 * procs);
+  NQ_CHECK(threads <= most, ErrorCode::kInvalidArgument,
+           "--threads " << threads << " is too many: this machine has " << procs << " cores (at most " << most
+                        << " threads; 0 = one per core)");
+  const int team = threads == 0 ? procs : threads;
+  start_thread_team(team);  // first: a refused team leaves the count as it was, which the runtime can still start
+  omp_set_num_threads(team);
 }
 
 int num_threads() { return omp_get_max_threads(); }
