@@ -3,6 +3,10 @@ engine errors surface as netquant.NetquantError subclasses with the engine's cod
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -149,3 +153,55 @@ def test_torch_like_tensor_is_detached(rng):
 
     got = netquant.quantize(FakeTensor(w), method="hw-kmeans", k=2, backend="cpu")
     assert FakeTensor.detached and got.dequantized.shape == (12,)
+
+
+# Inputs are read in place: tensor_view wraps the array's own buffer, and _convert passes float32/float16 arrays
+# through as they are. Measured as the growth of the process's peak resident memory (VmHWM, reset through
+# /proc/self/clear_refs) across one call, in a fresh interpreter. A copy of the input shows as the input's size.
+_PEAK_PROBE = r"""
+import sys
+import os
+import subprocess
+import sys
+
+import numpy as np
+import netquant
+
+def peak_mb():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+
+def grown_mb(call):
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # the peak starts again from what is resident now
+    before = peak_mb()
+    call()
+    return peak_mb() - before
+
+n, out = int(sys.argv[1]), sys.argv[2]
+for dtype in ("float32", "float64"):
+    a = np.random.default_rng(1).laplace(0.0, 0.05, n).astype(dtype)  # written whole: every page resident
+    save = grown_mb(lambda: netquant.save_safetensors(out, {"w": a}))
+    save_copy = grown_mb(lambda: netquant.save_safetensors(out, {"w": a.copy()}))
+    quantize = grown_mb(lambda: netquant.quantize(a, method="uniform", k=4, backend="cpu"))
+    print(dtype, save, save_copy, quantize)
+    del a
+"""
+
+
+@pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="needs Linux's /proc/self/clear_refs")
+def test_inputs_are_read_without_a_copy(tmp_path):
+    n = 1 << 23
+    mb = 4 * n / 2**20  # a float32 copy of the input
+    run = subprocess.run([sys.executable, "-c", _PEAK_PROBE, str(n), str(tmp_path / "w.safetensors")],
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr
+    rows = {fields[0]: [float(x) for x in fields[1:]] for fields in (line.split() for line in run.stdout.splitlines())}
+    for dtype, itemsize in (("float32", 4), ("float64", 8)):
+        save, save_copy, _ = rows[dtype]
+        # The probe sees a copy: the same save given a copy grows by the copy's size.
+        assert save_copy > 0.9 * mb * itemsize / 4, (dtype, rows)
+        assert save < 0.25 * mb, (dtype, rows)
+    # A float64 input is converted to float32 (one copy the size of a float32 input), and the engine's own work is
+    # the same for both: a float32 input that were copied too would leave no difference.
+    assert rows["float64"][2] - rows["float32"][2] > 0.75 * mb, rows
