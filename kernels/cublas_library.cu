@@ -4,6 +4,7 @@
 #include <sstream>
 #include <type_traits>
 
+#include "core/cuda_device.h"
 #include "cublas_library.cuh"
 #include "netquant/error.h"
 
@@ -78,6 +79,19 @@ std::vector<std::string> cublas_candidates() {
   std::vector<std::string> names{NQ_CUBLAS_SONAME};
   if (std::string(NQ_CUBLAS_PATH) != NQ_CUBLAS_SONAME) names.emplace_back(NQ_CUBLAS_PATH);
   return names;
+}
+
+std::string cublas_search_path() {
+  std::string path;
+  for (const std::string& name : cublas_candidates()) path += (path.empty() ? "" : ", else ") + name;
+  return path;
+}
+
+std::string cublas_file() {
+  Dl_info info{};
+  NQ_CHECK(dladdr(reinterpret_cast<const void*>(cublas().create), &info) != 0 && info.dli_fname != nullptr,
+           ErrorCode::kInternal, "cuBLAS is open, but the dynamic linker names no file for it");
+  return info.dli_fname;
 }
 
 const CublasLibrary& cublas() {

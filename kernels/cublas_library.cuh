@@ -39,4 +39,7 @@ std::vector<std::string> cublas_candidates();
 // a later call tries again.
 const CublasLibrary& cublas();
 
+// The file the process's cuBLAS was opened from (opening it if it is not yet).
+std::string cublas_file();
+
 }  // namespace nq::cuda

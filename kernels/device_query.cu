@@ -1,6 +1,8 @@
-// Device query and a trivial checked kernel that proves the CUDA build and launch path.
+// Device query, a trivial checked kernel that proves the CUDA build and launch path, and one checked cuBLAS GEMM
+// that proves cuBLAS opens and runs.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdint>
@@ -8,6 +10,7 @@
 #include <vector>
 
 #include "core/cuda_device.h"
+#include "cublas_handle.cuh"
 #include "cuda_check.cuh"
 #include "device_buffer.cuh"
 
@@ -77,6 +80,36 @@ double self_test(int n) {
   double max_err = 0;
   for (int i = 0; i < n; ++i) max_err = std::fmax(max_err, std::fabs(out[i] - (2.0f * x[i] + y[i])));
   return max_err;
+}
+
+double cublas_self_test(std::string* opened_from) {
+  // Odd sizes, so that no dimension is a multiple of a tile; entries in [-1, 1) from a fixed LCG.
+  const int64_t m = 37, n = 29, k = 41;
+  std::vector<float> a(static_cast<size_t>(m * k)), b(static_cast<size_t>(k * n));
+  uint32_t state = 12345;
+  auto next = [&state] {
+    state = state * 1664525u + 1013904223u;
+    return static_cast<float>(state >> 8) / static_cast<float>(1u << 23) - 1.0f;
+  };
+  for (float& x : a) x = next();
+  for (float& x : b) x = next();
+  DeviceBuffer<float> da, db, dc;
+  da.upload(a.data(), a.size());
+  db.upload(b.data(), b.size());
+  dc.allocate(static_cast<size_t>(m * n));
+  gemm(false, false, m, n, k, 1.0f, da.get(), k, db.get(), n, 0.0f, dc.get(), n);
+  std::vector<float> c(static_cast<size_t>(m * n));
+  dc.download(c.data(), c.size());
+  double max_err = 0, max_abs = 0;
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double want = 0;
+      for (int64_t l = 0; l < k; ++l) want += static_cast<double>(a[i * k + l]) * static_cast<double>(b[l * n + j]);
+      max_err = std::max(max_err, std::fabs(static_cast<double>(c[i * n + j]) - want));
+      max_abs = std::max(max_abs, std::fabs(want));
+    }
+  if (opened_from != nullptr) *opened_from = cublas_file();
+  return max_abs > 0 ? max_err / max_abs : max_err;
 }
 
 }  // namespace nq::cuda

@@ -38,6 +38,8 @@ void setup_info(CLI::App& sub) {
     std::cout << "cuda build:   " << (NQ_HAVE_CUDA ? "yes" : "no") << "\n";
     const std::string dev = cuda_device_description();
     std::cout << "cuda device:  " << (dev.empty() ? "none" : dev) << "\n";
+    // Not opened here: a CUDA build opens cuBLAS only when its Linear or Conv2d op first runs (or for the self-test).
+    if (NQ_HAVE_CUDA) std::cout << "cublas:       opened on first use: " << cuda::cublas_search_path() << "\n";
     std::cout << "cpu threads:  " << num_threads() << "\n";
     std::cout << "blas:         " << nn::cpu::blas_config() << "\n";
     std::cout << "blas kernels: " << nn::cpu::blas_core() << blas_kernels_note() << "\n";
@@ -56,6 +58,13 @@ void setup_info(CLI::App& sub) {
       const double err = cuda::self_test(1 << 20);
       std::cout << "cuda self-test: max error " << err << (err == 0 ? " (ok)" : " (FAILED)") << "\n";
       NQ_CHECK(err == 0, ErrorCode::kInternal, "CUDA self-test produced wrong results");
+      // fp32 products of 41 terms against fp64: a few ulps of the largest entry; 1e-5 of it is far beyond that.
+      std::string opened_from;
+      const double gemm_err = cuda::cublas_self_test(&opened_from);
+      const bool gemm_ok = gemm_err <= 1e-5;
+      std::cout << "cublas self-test: relative error " << gemm_err << (gemm_ok ? " (ok)" : " (FAILED)") << ", "
+                << opened_from << "\n";
+      NQ_CHECK(gemm_ok, ErrorCode::kInternal, "cuBLAS self-test produced wrong results (relative error " << gemm_err << ")");
     }
   });
 }

@@ -18,5 +18,11 @@ void bind_thread_device();
 int process_device() noexcept;
 // Runs one trivial checked kernel (y = a*x + y on n floats) and returns max |error| against the host.
 double self_test(int n);
+// Where cuBLAS is looked for when the CUDA backend first needs it (kernels/cublas_library.cu), without opening it.
+std::string cublas_search_path();
+// Opens cuBLAS, multiplies two seeded odd-sized matrices on the device (fp32, row-major, through the nn ops' GEMM
+// wrapper) and returns the largest |error| against an fp64 host product, relative to the largest |entry|.
+// `opened_from` gets the file cuBLAS was opened from.
+double cublas_self_test(std::string* opened_from);
 
 }  // namespace nq::cuda

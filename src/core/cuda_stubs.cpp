@@ -10,5 +10,7 @@ void set_device(int) {}
 void bind_thread_device() {}
 int process_device() noexcept { return 0; }
 double self_test(int) { NQ_FAIL(ErrorCode::kUnavailable, "this netquant was built without CUDA"); }
+std::string cublas_search_path() { return std::string(); }
+double cublas_self_test(std::string*) { NQ_FAIL(ErrorCode::kUnavailable, "this netquant was built without CUDA"); }
 }  // namespace nq::cuda
 #endif

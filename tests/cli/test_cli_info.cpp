@@ -5,6 +5,7 @@
 #include <string>
 
 #include "cli/cli_fixture.h"
+#include "core/cuda_device.h"
 #include "netquant/backend.h"
 #include "nn/blas_kernels.h"
 #include "quant/window_argmin_wide.h"
@@ -102,9 +103,26 @@ TEST_F(InfoCli, CudaSelfTestNeedsADevice) {
   if (cuda_available()) {
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_NE(r.out.find("cuda self-test: max error 0 (ok)"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("cublas self-test: relative error "), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find(" (ok), /"), std::string::npos) << r.out;
   } else {
     EXPECT_EQ(r.status, 3) << r.err;
     EXPECT_NE(r.err.find("error: --cuda-self-test: no CUDA device is available"), std::string::npos) << r.err;
+  }
+}
+
+// Where a CUDA build will look for cuBLAS, said without opening it (ACpuRunLoadsNoCublas checks that `info` does
+// not); a CPU-only build has no such line.
+TEST_F(InfoCli, SaysWhereCublasIsLookedFor) {
+  const CliRun r = run("info");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const std::string path = cuda::cublas_search_path();
+  if (NQ_HAVE_CUDA) {
+    EXPECT_EQ(path.rfind("libcublas.so.", 0), 0u) << path;
+    EXPECT_NE(r.out.find("cublas:       opened on first use: " + path + "\n"), std::string::npos) << r.out;
+  } else {
+    EXPECT_EQ(path, "");
+    EXPECT_EQ(r.out.find("cublas:"), std::string::npos) << r.out;
   }
 }
 

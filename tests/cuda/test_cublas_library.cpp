@@ -9,7 +9,9 @@
 #include <utility>
 #include <vector>
 
+#include "core/cuda_device.h"
 #include "cublas_library.cuh"
+#include "cuda/cuda_test_support.h"
 #include "netquant/error.h"
 
 namespace nq::cuda {
@@ -98,6 +100,16 @@ TEST(CublasLibrary, NamesEachCandidateAndWhyItFailed) {
     EXPECT_EQ(e.code(), ErrorCode::kUnavailable);
     EXPECT_NE(std::string(e.what()).find("no file to try"), std::string::npos) << e.what();
   }
+}
+
+// One GEMM on the device through cuBLAS, against fp64 on the host (core/cuda_device.h; `info --cuda-self-test`).
+TEST(CublasLibrary, SelfTestMultipliesOnTheDevice) {
+  NQ_REQUIRE_CUDA();
+  std::string opened_from;
+  const double error = cublas_self_test(&opened_from);
+  EXPECT_LE(error, 1e-5);
+  EXPECT_EQ(opened_from, cublas_file());
+  EXPECT_EQ(basename_of(opened_from), basename_of(cublas_candidates().front()));
 }
 
 }  // namespace

@@ -45,6 +45,18 @@ class CliBackends : public CliFixture {
   }
 };
 
+// `info --cuda-self-test` on the emulated device: the saxpy kernel, then one GEMM through cuBLAS, opened with
+// dlopen from the emulation's own library (tests/cuda_emu/cublas_emu.cpp).
+TEST_F(CliBackends, InfoSelfTestOpensCublasAndMultiplies) {
+  const CliRun r = run("info --cuda-self-test");
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("cuda self-test: max error 0 (ok)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("cublas:       opened on first use: libnq_cublas_emu.so, else /"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("cublas self-test: relative error "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(" (ok), /"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("/libnq_cublas_emu.so\n"), std::string::npos) << r.out;
+}
+
 TEST_F(CliBackends, RowAndGroupKmeansWriteTheCpuBytes) {
   for (const std::string args : {"--method hw-kmeans --k 16 --scope row", "--method kmeans --k 16 --scope group:64",
                                  "--method hw-kmeans --k 8 --scope group:1000 --prune 0.3",
