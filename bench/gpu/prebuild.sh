@@ -8,7 +8,8 @@
 #
 # Left to the device machine: glibc (the binaries need GLIBC_2.34 at most), libstdc++ (GLIBCXX_3.4.29),
 # the driver, and cuBLAS 13 (libcublas.so.13, libcublasLt.so.13; found under /usr/local/cuda or a Python
-# package there). The CUDA runtime is linked statically.
+# package there, and opened when the nn ops first need it: kernels/cublas_library.cu). The CUDA runtime is linked
+# statically.
 #   bench/gpu/prebuild.sh            (env NQ_GPU_PREBUILD_DIR: build folder, default <repo>/build-gpu)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
