@@ -50,8 +50,10 @@ const char* resolve_all(void* handle, CublasLibrary& lib) {
 
 CublasLibrary open_cublas(const std::vector<std::string>& candidates) {
   std::ostringstream why;
+  const char* separator = "";
   for (const std::string& name : candidates) {
-    if (!why.str().empty()) why << "; ";
+    why << separator;
+    separator = "; ";
     // RTLD_LOCAL: its symbols stay out of the global scope, where they could stand in for a later library's.
     void* handle = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (handle == nullptr) {

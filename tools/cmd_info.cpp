@@ -58,10 +58,9 @@ void setup_info(CLI::App& sub) {
       const double err = cuda::self_test(1 << 20);
       std::cout << "cuda self-test: max error " << err << (err == 0 ? " (ok)" : " (FAILED)") << "\n";
       NQ_CHECK(err == 0, ErrorCode::kInternal, "CUDA self-test produced wrong results");
-      // fp32 products of 41 terms against fp64: a few ulps of the largest entry; 1e-5 of it is far beyond that.
       std::string opened_from;
       const double gemm_err = cuda::cublas_self_test(&opened_from);
-      const bool gemm_ok = gemm_err <= 1e-5;
+      const bool gemm_ok = gemm_err <= cuda::kCublasSelfTestTolerance;
       std::cout << "cublas self-test: relative error " << gemm_err << (gemm_ok ? " (ok)" : " (FAILED)") << ", "
                 << opened_from << "\n";
       NQ_CHECK(gemm_ok, ErrorCode::kInternal, "cuBLAS self-test produced wrong results (relative error " << gemm_err << ")");
