@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # Installs the Debian packages netquant builds, tests and demos with. Idempotent; quiet when all is present.
-# Usage: tools/setup.sh [--bench]   (--bench adds FAISS, a peer of bench/; scikit-learn, the k-means peer of both
-# bench/ and python/tests/test_sklearn_peer.py, is always installed)
+# Usage: tools/setup.sh [--bench] [--test]   (--bench adds FAISS, a peer of bench/; --test adds what only the tests
+# use: PyTorch, the autograd peer of python/tests/test_torch*.py, and pip, which tools/test_peers.sh runs;
+# scikit-learn, the k-means peer of both bench/ and python/tests/test_sklearn_peer.py, is always installed)
 set -euo pipefail
 
 packages=(cmake g++ make pkg-config libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev libre2-dev nlohmann-json3-dev
           libopenblas-dev zlib1g-dev dataset-fashion-mnist python3-numpy python3-matplotlib python3-pytest
           libopenmpi-dev openmpi-bin clang libclang-rt-14-dev pybind11-dev python3-dev python3-sklearn)
-if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(python3-faiss)
-fi
+for option in "$@"; do
+  case "$option" in
+    --bench) packages+=(python3-faiss) ;;
+    --test) packages+=(python3-torch python3-pip) ;;
+    *) echo "error: tools/setup.sh: unknown option '$option' (expected --bench or --test)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${packages[@]}"; do

@@ -22,7 +22,24 @@ import netquant
 from conftest import run_cli
 
 torch = pytest.importorskip("torch", reason="PyTorch is not installed: the autograd peer checks are skipped")
-torch_func = pytest.importorskip("torch.func", reason="this PyTorch has no torch.func")
+
+
+def _torch_func():
+    """torch.func (PyTorch 2.0 on), or the same four functions from PyTorch 1.13's functorch and
+    torch.nn.utils.stateless, as Debian's python3-torch has them."""
+    try:
+        import torch.func as func
+        return func
+    except ImportError:
+        pass
+    functorch = pytest.importorskip("functorch", reason="this PyTorch has neither torch.func nor functorch")
+    from types import SimpleNamespace
+    from torch.nn.utils import stateless
+    return SimpleNamespace(functional_call=stateless.functional_call, vmap=functorch.vmap, grad=functorch.grad,
+                           jacrev=functorch.jacrev)
+
+
+torch_func = _torch_func()
 
 # A net of awkward shapes: a strided, padded convolution, an overlapping pool (kernel 3, stride 2) and a hidden
 # layer of 13, so that an off-by-one in any of them shows.
