@@ -141,7 +141,7 @@ TEST(ActivationQuant, SearchSkipsOnlyRepeatsAndIsFastAtSixteenBits) {
                     log_quantizer_weighted_entropy({bits, int(fsr - step), step}, h))
               << "bits " << bits << " fsr " << fsr << " step " << step;
         }
-      if (bits >= 5) EXPECT_GT(repeats, 0) << "bits " << bits;
+      if (bits >= 5) { EXPECT_GT(repeats, 0) << "bits " << bits; }
       const LogQuantizer got = fit_log_quantizer(h, bits, search);
       EXPECT_EQ(got.fsr, want.fsr) << "bits " << bits;
       EXPECT_EQ(got.step, want.step) << "bits " << bits;

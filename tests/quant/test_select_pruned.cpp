@@ -99,8 +99,8 @@ TEST(SelectPruned, ZeroImportanceGoesBySmallestMagnitude) {
       pruned += m.mask[0][i];
       // Every weight strictly below the count-th magnitude is pruned, none strictly above it.
       const float cut = magnitudes[static_cast<size_t>(in_first - 1)];
-      if (std::fabs(m.w[0][i]) < cut) EXPECT_EQ(m.mask[0][i], 1) << i;
-      if (std::fabs(m.w[0][i]) > cut) EXPECT_EQ(m.mask[0][i], 0) << i;
+      if (std::fabs(m.w[0][i]) < cut) { EXPECT_EQ(m.mask[0][i], 1) << i; }
+      if (std::fabs(m.w[0][i]) > cut) { EXPECT_EQ(m.mask[0][i], 0) << i; }
     }
     EXPECT_EQ(pruned, in_first);
     EXPECT_EQ(m.mask, prune_cases::brute_force(m, true, count));
