@@ -1,5 +1,6 @@
 // libFuzzer target for the sharded-checkpoint index (model.safetensors.index.json): nq::Error is the only
 // acceptable failure, and what parses must be sorted, unique and point only below the index's directory.
+#include <cctype>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -22,7 +23,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       // Relative, no "." or ".." component, a .safetensors file: a shard can never name a file outside.
       if (shard.empty() || shard.front() == '/' || shard.find('\0') != std::string::npos) std::abort();
       if (shard.find("/../") != std::string::npos || shard.rfind("../", 0) == 0) std::abort();
-      if (shard.size() < 12 || shard.compare(shard.size() - 12, 12, ".safetensors") != 0) std::abort();
+      // The extension in any letter case, as every file name netquant reads (README, "Model and data files").
+      if (shard.size() < 12) std::abort();
+      std::string extension = shard.substr(shard.size() - 12);
+      for (char& c : extension) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (extension != ".safetensors") std::abort();
     }
   } catch (const nq::Error& e) {
     if (e.code() == nq::ErrorCode::kInternal) std::abort();
