@@ -22,13 +22,16 @@ for peer in "${peers[@]}"; do
 import importlib, importlib.metadata, os, sys
 name, version = sys.argv[1].split("==")
 sys.path.insert(0, sys.argv[3])
-assert importlib.metadata.version(name) == version
-assert os.path.realpath(importlib.import_module(sys.argv[2]).__file__).startswith(os.path.realpath(sys.argv[3]))
+if importlib.metadata.version(name) != version:
+    sys.exit(1)
+if not os.path.realpath(importlib.import_module(sys.argv[2]).__file__).startswith(os.path.realpath(sys.argv[3])):
+    sys.exit(1)
 PY
   then continue; fi
   echo "netquant test peers: installing $requirement into $dir" >&2
-  if ! "$py" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --only-binary=:all: --upgrade \
-       --target "$dir" "$requirement" >&2; then
+  # (The root-user warning is silenced by its environment variable: pip before 22.1 has no such option.)
+  if ! PIP_ROOT_USER_ACTION=ignore "$py" -m pip install --quiet --disable-pip-version-check --no-deps \
+       --only-binary=:all: --upgrade --target "$dir" "$requirement" >&2; then
     echo "netquant test peers: could not install $requirement; its peer tests will be skipped" >&2
   fi
 done
